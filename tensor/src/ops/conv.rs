@@ -1,0 +1,519 @@
+//! 2-D convolution on NHWC input with an HWIO kernel (Keras `channels_last`),
+//! with stride, `valid`/`same` padding and dilation, plus its two backward
+//! primitives (gradient wrt the input and wrt the kernel).
+//!
+//! The CPU path lowers to GEMM: the patches of all images form a matrix
+//! `[N*OH*OW, KH*KW*C]`, multiplied by the kernel viewed as `[KH*KW*C, O]`,
+//! which yields NHWC output directly.
+
+use crate::storage::{dispatch2, BackendStorage};
+use crate::{Error, Result, Shape, Tensor};
+use serde::{Deserialize, Serialize};
+
+/// Padding mode, as in Keras.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+pub enum Padding {
+    /// No padding: the output shrinks by the (dilated) kernel size minus one.
+    #[default]
+    Valid,
+    /// Zero padding so that `out = ceil(in / stride)`; an odd total puts the extra
+    /// row/column at the bottom/right (TensorFlow's rule).
+    Same,
+}
+
+/// The geometry of one 2-D convolution or pooling window over NHWC data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Conv2dParams {
+    /// Batch size.
+    pub n: usize,
+    /// Input height.
+    pub h: usize,
+    /// Input width.
+    pub w: usize,
+    /// Input channels.
+    pub c: usize,
+    /// Kernel height.
+    pub kh: usize,
+    /// Kernel width.
+    pub kw: usize,
+    /// Output channels (filters).
+    pub o: usize,
+    /// Vertical stride.
+    pub sh: usize,
+    /// Horizontal stride.
+    pub sw: usize,
+    /// Vertical dilation.
+    pub dh: usize,
+    /// Horizontal dilation.
+    pub dw: usize,
+    /// Zero rows added at the top.
+    pub pt: usize,
+    /// Zero columns added at the left.
+    pub pl: usize,
+    /// Output height.
+    pub oh: usize,
+    /// Output width.
+    pub ow: usize,
+}
+
+/// Output size and leading pad of one spatial dim: `(out, pad_before)`.
+pub fn conv_out_dim(
+    op: &'static str,
+    input: usize,
+    k: usize,
+    stride: usize,
+    dilation: usize,
+    padding: Padding,
+) -> Result<(usize, usize)> {
+    if k == 0 || stride == 0 || dilation == 0 {
+        return Err(Error::invalid(
+            op,
+            "kernel size, stride and dilation must be >= 1",
+        ));
+    }
+    let eff = dilation * (k - 1) + 1;
+    match padding {
+        Padding::Valid => {
+            if input < eff {
+                return Err(Error::invalid(
+                    op,
+                    format!("input size {input} is smaller than the (dilated) window {eff} with padding 'valid'"),
+                ));
+            }
+            Ok(((input - eff) / stride + 1, 0))
+        }
+        Padding::Same => {
+            let out = input.div_ceil(stride);
+            let total = ((out - 1) * stride + eff).saturating_sub(input);
+            Ok((out, total / 2))
+        }
+    }
+}
+
+impl Conv2dParams {
+    /// Geometry for input `[n, h, w, c]` and kernel `[kh, kw, c, o]`.
+    pub fn new(
+        op: &'static str,
+        input: &Shape,
+        kernel: &Shape,
+        strides: (usize, usize),
+        padding: Padding,
+        dilation: (usize, usize),
+    ) -> Result<Self> {
+        let (x, k) = (input.dims(), kernel.dims());
+        if x.len() != 4 || k.len() != 4 {
+            return Err(Error::shape_mismatch(
+                op,
+                input,
+                kernel,
+                "need NHWC input and HWIO kernel (rank 4 each)",
+            ));
+        }
+        if x[3] != k[2] {
+            return Err(Error::shape_mismatch(
+                op,
+                input,
+                kernel,
+                format!(
+                    "input has {} channels but the kernel expects {}",
+                    x[3], k[2]
+                ),
+            ));
+        }
+        let (oh, pt) = conv_out_dim(op, x[1], k[0], strides.0, dilation.0, padding)?;
+        let (ow, pl) = conv_out_dim(op, x[2], k[1], strides.1, dilation.1, padding)?;
+        Ok(Conv2dParams {
+            n: x[0],
+            h: x[1],
+            w: x[2],
+            c: x[3],
+            kh: k[0],
+            kw: k[1],
+            o: k[3],
+            sh: strides.0,
+            sw: strides.1,
+            dh: dilation.0,
+            dw: dilation.1,
+            pt,
+            pl,
+            oh,
+            ow,
+        })
+    }
+
+    /// The output shape `[n, oh, ow, o]`.
+    pub fn out_shape(&self) -> Shape {
+        Shape::from([self.n, self.oh, self.ow, self.o])
+    }
+
+    /// The input shape `[n, h, w, c]`.
+    pub fn in_shape(&self) -> Shape {
+        Shape::from([self.n, self.h, self.w, self.c])
+    }
+
+    /// The kernel shape `[kh, kw, c, o]`.
+    pub fn kernel_shape(&self) -> Shape {
+        Shape::from([self.kh, self.kw, self.c, self.o])
+    }
+}
+
+impl Tensor {
+    /// 2-D convolution: `self` is NHWC `[n, h, w, c]`, `kernel` is HWIO `[kh, kw, c, o]`.
+    pub fn conv2d(
+        &self,
+        kernel: &Tensor,
+        strides: (usize, usize),
+        padding: Padding,
+        dilation: (usize, usize),
+    ) -> Result<Tensor> {
+        let p = Conv2dParams::new(
+            "conv2d",
+            self.shape(),
+            kernel.shape(),
+            strides,
+            padding,
+            dilation,
+        )?;
+        self.conv2d_with(kernel, &p)
+    }
+
+    /// 2-D convolution with precomputed geometry.
+    pub fn conv2d_with(&self, kernel: &Tensor, p: &Conv2dParams) -> Result<Tensor> {
+        check_same_dtype("conv2d", self, kernel)?;
+        check_shape("conv2d", self, &p.in_shape())?;
+        check_shape("conv2d", kernel, &p.kernel_shape())?;
+        let (x, k) = (self.contiguous()?, kernel.contiguous()?);
+        let (sx, sk) = (x.storage(), k.storage());
+        let out = dispatch2!("conv2d", &*sx, &*sk, |a, b| a.conv2d(
+            x.layout(),
+            b,
+            k.layout(),
+            p
+        ))?;
+        Ok(Tensor::from_storage(out, p.out_shape()))
+    }
+
+    /// Gradient of a convolution wrt its input: `self` is the output gradient `[n, oh, ow, o]`.
+    pub fn conv2d_grad_input(&self, kernel: &Tensor, p: &Conv2dParams) -> Result<Tensor> {
+        check_same_dtype("conv2d_grad_input", self, kernel)?;
+        check_shape("conv2d_grad_input", self, &p.out_shape())?;
+        check_shape("conv2d_grad_input", kernel, &p.kernel_shape())?;
+        let (dy, k) = (self.contiguous()?, kernel.contiguous()?);
+        let (sd, sk) = (dy.storage(), k.storage());
+        let out = dispatch2!("conv2d_grad_input", &*sd, &*sk, |a, b| a.conv2d_grad_input(
+            dy.layout(),
+            b,
+            k.layout(),
+            p
+        ))?;
+        Ok(Tensor::from_storage(out, p.in_shape()))
+    }
+
+    /// Gradient of a convolution wrt its kernel: `self` is the input, `dy` the output gradient.
+    pub fn conv2d_grad_kernel(&self, dy: &Tensor, p: &Conv2dParams) -> Result<Tensor> {
+        check_same_dtype("conv2d_grad_kernel", self, dy)?;
+        check_shape("conv2d_grad_kernel", self, &p.in_shape())?;
+        check_shape("conv2d_grad_kernel", dy, &p.out_shape())?;
+        let (x, dy) = (self.contiguous()?, dy.contiguous()?);
+        let (sx, sd) = (x.storage(), dy.storage());
+        let out = dispatch2!("conv2d_grad_kernel", &*sx, &*sd, |a, b| a
+            .conv2d_grad_kernel(x.layout(), b, dy.layout(), p))?;
+        Ok(Tensor::from_storage(out, p.kernel_shape()))
+    }
+}
+
+pub(crate) fn check_same_dtype(op: &'static str, a: &Tensor, b: &Tensor) -> Result<()> {
+    if a.dtype() != b.dtype() {
+        return Err(Error::DTypeMismatch {
+            op,
+            lhs: a.dtype(),
+            rhs: b.dtype(),
+        });
+    }
+    if !a.dtype().is_float() {
+        return Err(Error::UnsupportedDType {
+            op,
+            dtype: a.dtype(),
+            hint: "cast to a float dtype first",
+        });
+    }
+    Ok(())
+}
+
+pub(crate) fn check_shape(op: &'static str, t: &Tensor, want: &Shape) -> Result<()> {
+    if t.shape() != want {
+        return Err(Error::shape_mismatch(
+            op,
+            t.shape(),
+            want,
+            "operand does not have the expected shape",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(feature = "cpu")]
+pub(crate) mod cpu {
+    use super::Conv2dParams;
+    use crate::ops::matmul::cpu::{gemm_into, GemmElem, MatRef};
+    use crate::{CpuStorage, Error, Layout, Result};
+    use half::{bf16, f16};
+    use rayon::prelude::*;
+
+    fn contiguous<'a, T: Copy>(v: &'a [T], l: &Layout) -> std::borrow::Cow<'a, [T]> {
+        match l.contiguous_range() {
+            Some((s, e)) => std::borrow::Cow::Borrowed(&v[s..e]),
+            None => std::borrow::Cow::Owned(l.offsets().into_iter().map(|o| v[o]).collect()),
+        }
+    }
+
+    /// Input position for output `o` and kernel tap `k` along one dim, if inside the image.
+    #[inline]
+    fn src_pos(
+        o: usize,
+        k: usize,
+        stride: usize,
+        dil: usize,
+        pad: usize,
+        size: usize,
+    ) -> Option<usize> {
+        let p = (o * stride + k * dil).checked_sub(pad)?;
+        (p < size).then_some(p)
+    }
+
+    /// Patches of every image: `[n * oh * ow, kh * kw * c]`.
+    fn im2col<T: GemmElem>(x: &[T], p: &Conv2dParams) -> Vec<T> {
+        let kk = p.kh * p.kw * p.c;
+        let mut col = vec![T::ZERO; p.n * p.oh * p.ow * kk];
+        col.par_chunks_mut(p.ow * kk)
+            .enumerate()
+            .for_each(|(row, chunk)| {
+                let (b, oy) = (row / p.oh, row % p.oh);
+                let img = &x[b * p.h * p.w * p.c..(b + 1) * p.h * p.w * p.c];
+                for ox in 0..p.ow {
+                    let patch = &mut chunk[ox * kk..(ox + 1) * kk];
+                    for ki in 0..p.kh {
+                        let Some(iy) = src_pos(oy, ki, p.sh, p.dh, p.pt, p.h) else {
+                            continue;
+                        };
+                        for kj in 0..p.kw {
+                            let Some(ix) = src_pos(ox, kj, p.sw, p.dw, p.pl, p.w) else {
+                                continue;
+                            };
+                            let src = &img[(iy * p.w + ix) * p.c..(iy * p.w + ix + 1) * p.c];
+                            patch[(ki * p.kw + kj) * p.c..(ki * p.kw + kj + 1) * p.c]
+                                .copy_from_slice(src);
+                        }
+                    }
+                }
+            });
+        col
+    }
+
+    fn fwd<T: GemmElem>(x: &[T], k: &[T], p: &Conv2dParams) -> Result<Vec<T>> {
+        let kk = p.kh * p.kw * p.c;
+        let rows = p.n * p.oh * p.ow;
+        let mut out = vec![T::ZERO; rows * p.o];
+        if p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1 && p.pt == 0 && p.pl == 0 {
+            // pointwise convolution: the input already is the patch matrix
+            let a = MatRef {
+                data: x,
+                offset: 0,
+                rs: kk,
+                cs: 1,
+            };
+            gemm_into(
+                &mut out,
+                a,
+                MatRef {
+                    data: k,
+                    offset: 0,
+                    rs: p.o,
+                    cs: 1,
+                },
+                rows,
+                p.o,
+                kk,
+                false,
+                true,
+            )?;
+            return Ok(out);
+        }
+        let col = im2col(x, p);
+        let a = MatRef {
+            data: &col,
+            offset: 0,
+            rs: kk,
+            cs: 1,
+        };
+        gemm_into(
+            &mut out,
+            a,
+            MatRef {
+                data: k,
+                offset: 0,
+                rs: p.o,
+                cs: 1,
+            },
+            rows,
+            p.o,
+            kk,
+            false,
+            true,
+        )?;
+        Ok(out)
+    }
+
+    fn grad_input<T: GemmElem>(dy: &[T], k: &[T], p: &Conv2dParams) -> Result<Vec<T>> {
+        let kk = p.kh * p.kw * p.c;
+        let rows = p.n * p.oh * p.ow;
+        // dcol = dy [rows, o] x k^T [o, kk]
+        let mut dcol = vec![T::ZERO; rows * kk];
+        let kt = MatRef {
+            data: k,
+            offset: 0,
+            rs: 1,
+            cs: p.o,
+        };
+        gemm_into(
+            &mut dcol,
+            MatRef {
+                data: dy,
+                offset: 0,
+                rs: p.o,
+                cs: 1,
+            },
+            kt,
+            rows,
+            kk,
+            p.o,
+            false,
+            true,
+        )?;
+        // col2im: scatter-add every patch back into its image (images in parallel)
+        let img_len = p.h * p.w * p.c;
+        let mut dx = vec![T::ZERO; p.n * img_len];
+        dx.par_chunks_mut(img_len.max(1))
+            .enumerate()
+            .for_each(|(b, img)| {
+                for oy in 0..p.oh {
+                    for ox in 0..p.ow {
+                        let patch = &dcol[((b * p.oh + oy) * p.ow + ox) * kk..][..kk];
+                        for ki in 0..p.kh {
+                            let Some(iy) = src_pos(oy, ki, p.sh, p.dh, p.pt, p.h) else {
+                                continue;
+                            };
+                            for kj in 0..p.kw {
+                                let Some(ix) = src_pos(ox, kj, p.sw, p.dw, p.pl, p.w) else {
+                                    continue;
+                                };
+                                let dst = &mut img[(iy * p.w + ix) * p.c..][..p.c];
+                                let src = &patch[(ki * p.kw + kj) * p.c..][..p.c];
+                                for (d, &s) in dst.iter_mut().zip(src) {
+                                    *d += s;
+                                }
+                            }
+                        }
+                    }
+                }
+            });
+        Ok(dx)
+    }
+
+    fn grad_kernel<T: GemmElem>(x: &[T], dy: &[T], p: &Conv2dParams) -> Result<Vec<T>> {
+        let kk = p.kh * p.kw * p.c;
+        let rows = p.n * p.oh * p.ow;
+        let col = im2col(x, p);
+        // dk [kk, o] = col^T [kk, rows] x dy [rows, o]
+        let mut dk = vec![T::ZERO; kk * p.o];
+        let colt = MatRef {
+            data: &col,
+            offset: 0,
+            rs: 1,
+            cs: kk,
+        };
+        gemm_into(
+            &mut dk,
+            colt,
+            MatRef {
+                data: dy,
+                offset: 0,
+                rs: p.o,
+                cs: 1,
+            },
+            kk,
+            p.o,
+            rows,
+            false,
+            true,
+        )?;
+        Ok(dk)
+    }
+
+    /// Run `f` on f32/f64 storages directly and on f16/bf16 widened to f32.
+    macro_rules! float_pair {
+        ($op:expr, $a:expr, $al:expr, $b:expr, $bl:expr, |$x:ident, $y:ident| $f:expr) => {
+            match ($a, $b) {
+                (CpuStorage::F32(a), CpuStorage::F32(b)) => {
+                    let ($x, $y) = (contiguous(a, $al), contiguous(b, $bl));
+                    CpuStorage::F32($f?)
+                }
+                (CpuStorage::F64(a), CpuStorage::F64(b)) => {
+                    let ($x, $y) = (contiguous(a, $al), contiguous(b, $bl));
+                    CpuStorage::F64($f?)
+                }
+                (CpuStorage::F16(a), CpuStorage::F16(b)) => {
+                    let $x: Vec<f32> = contiguous(a, $al).iter().map(|v| v.to_f32()).collect();
+                    let $y: Vec<f32> = contiguous(b, $bl).iter().map(|v| v.to_f32()).collect();
+                    CpuStorage::F16($f?.into_iter().map(f16::from_f32).collect())
+                }
+                (CpuStorage::BF16(a), CpuStorage::BF16(b)) => {
+                    let $x: Vec<f32> = contiguous(a, $al).iter().map(|v| v.to_f32()).collect();
+                    let $y: Vec<f32> = contiguous(b, $bl).iter().map(|v| v.to_f32()).collect();
+                    CpuStorage::BF16($f?.into_iter().map(bf16::from_f32).collect())
+                }
+                (a, b) => {
+                    return Err(Error::DTypeMismatch {
+                        op: $op,
+                        lhs: a.dtype(),
+                        rhs: b.dtype(),
+                    })
+                }
+            }
+        };
+    }
+
+    pub(crate) fn conv2d(
+        x: &CpuStorage,
+        xl: &Layout,
+        k: &CpuStorage,
+        kl: &Layout,
+        p: &Conv2dParams,
+    ) -> Result<CpuStorage> {
+        Ok(float_pair!("conv2d", x, xl, k, kl, |a, b| fwd(&a, &b, p)))
+    }
+
+    pub(crate) fn conv2d_grad_input(
+        dy: &CpuStorage,
+        dyl: &Layout,
+        k: &CpuStorage,
+        kl: &Layout,
+        p: &Conv2dParams,
+    ) -> Result<CpuStorage> {
+        Ok(float_pair!("conv2d_grad_input", dy, dyl, k, kl, |a, b| {
+            grad_input(&a, &b, p)
+        }))
+    }
+
+    pub(crate) fn conv2d_grad_kernel(
+        x: &CpuStorage,
+        xl: &Layout,
+        dy: &CpuStorage,
+        dyl: &Layout,
+        p: &Conv2dParams,
+    ) -> Result<CpuStorage> {
+        Ok(float_pair!("conv2d_grad_kernel", x, xl, dy, dyl, |a, b| {
+            grad_kernel(&a, &b, p)
+        }))
+    }
+}

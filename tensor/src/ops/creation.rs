@@ -1,0 +1,138 @@
+//! Creating tensors: constants, ranges, identity, and seeded random tensors.
+
+use crate::{rng, CpuStorage, DType, Device, Error, Result, Shape, Storage, Tensor};
+
+impl Tensor {
+    /// A tensor of `shape` filled with `value` (converted to `dtype`).
+    pub fn full(
+        value: f64,
+        shape: impl Into<Shape>,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Tensor> {
+        let shape = shape.into();
+        let t = Tensor::from_storage(
+            Storage::Cpu(CpuStorage::full(value, shape.elem_count(), dtype)),
+            shape,
+        );
+        t.to_device(device)
+    }
+
+    /// All zeros.
+    pub fn zeros(shape: impl Into<Shape>, dtype: DType, device: &Device) -> Result<Tensor> {
+        Tensor::full(0.0, shape, dtype, device)
+    }
+
+    /// All ones.
+    pub fn ones(shape: impl Into<Shape>, dtype: DType, device: &Device) -> Result<Tensor> {
+        Tensor::full(1.0, shape, dtype, device)
+    }
+
+    /// Zeros with this tensor's shape, dtype and device.
+    pub fn zeros_like(&self) -> Result<Tensor> {
+        Tensor::zeros(self.shape().clone(), self.dtype(), &self.device())
+    }
+
+    /// Ones with this tensor's shape, dtype and device.
+    pub fn ones_like(&self) -> Result<Tensor> {
+        Tensor::ones(self.shape().clone(), self.dtype(), &self.device())
+    }
+
+    /// `[start, start + step, ...]` up to but excluding `end` (like `numpy.arange`).
+    pub fn arange(
+        start: f64,
+        end: f64,
+        step: f64,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Tensor> {
+        if step == 0.0 || !step.is_finite() || !start.is_finite() || !end.is_finite() {
+            return Err(Error::invalid(
+                "arange",
+                format!("need finite bounds and a non-zero step, got {start}..{end} step {step}"),
+            ));
+        }
+        let n = ((end - start) / step).ceil().max(0.0) as usize;
+        let s = CpuStorage::from_f64_iter((0..n).map(|i| start + i as f64 * step), dtype);
+        Tensor::from_storage(Storage::Cpu(s), n).to_device(device)
+    }
+
+    /// `n` evenly spaced values from `start` to `end` inclusive (like `numpy.linspace`).
+    pub fn linspace(
+        start: f64,
+        end: f64,
+        n: usize,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Tensor> {
+        let step = if n > 1 {
+            (end - start) / (n - 1) as f64
+        } else {
+            0.0
+        };
+        let s = CpuStorage::from_f64_iter(
+            (0..n).map(|i| {
+                if i + 1 == n && n > 1 {
+                    end
+                } else {
+                    start + i as f64 * step
+                }
+            }),
+            dtype,
+        );
+        Tensor::from_storage(Storage::Cpu(s), n).to_device(device)
+    }
+
+    /// The `n x n` identity matrix.
+    pub fn eye(n: usize, dtype: DType, device: &Device) -> Result<Tensor> {
+        let s = CpuStorage::from_f64_iter(
+            (0..n * n).map(|i| if i / n == i % n { 1.0 } else { 0.0 }),
+            dtype,
+        );
+        Tensor::from_storage(Storage::Cpu(s), (n, n)).to_device(device)
+    }
+
+    /// Uniform samples in `[lo, hi)` from seed `seed` (Philox; see [`crate::rng`]).
+    pub fn rand_uniform(
+        seed: u64,
+        lo: f64,
+        hi: f64,
+        shape: impl Into<Shape>,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Tensor> {
+        if lo >= hi || !lo.is_finite() || !hi.is_finite() {
+            return Err(Error::invalid(
+                "rand_uniform",
+                format!("need finite lo < hi, got [{lo}, {hi})"),
+            ));
+        }
+        let shape = shape.into();
+        let v = rng::uniform_f32(seed, shape.elem_count(), lo as f32, hi as f32);
+        Tensor::from_vec(v, shape)?
+            .to_dtype(dtype)?
+            .to_device(device)
+    }
+
+    /// Normal samples with `mean` and `std` from seed `seed` (Philox + Box-Muller).
+    pub fn rand_normal(
+        seed: u64,
+        mean: f64,
+        std: f64,
+        shape: impl Into<Shape>,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Tensor> {
+        if std.is_sign_negative() || !std.is_finite() || !mean.is_finite() {
+            return Err(Error::invalid(
+                "rand_normal",
+                format!("need finite mean and std >= 0, got {mean}, {std}"),
+            ));
+        }
+        let shape = shape.into();
+        let v = rng::normal_f32(seed, shape.elem_count(), mean as f32, std as f32);
+        Tensor::from_vec(v, shape)?
+            .to_dtype(dtype)?
+            .to_device(device)
+    }
+}

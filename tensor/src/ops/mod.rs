@@ -1,0 +1,19 @@
+//! The op families. Each module holds one family: its table or parameters, its
+//! `Tensor` methods, and its CPU kernel (in a `cpu` submodule).
+
+pub mod binary;
+pub(crate) mod cast;
+pub mod conv;
+pub mod creation;
+pub mod index;
+pub mod matmul;
+pub mod pool;
+pub mod reduce;
+pub mod unary;
+pub mod view;
+
+pub use binary::{BinaryOp, CmpOp};
+pub use conv::{Conv2dParams, Padding};
+pub use pool::Pool2dParams;
+pub use reduce::ReduceOp;
+pub use unary::UnaryOp;

@@ -1,0 +1,324 @@
+//! Reductions over any set of axes (sum, mean, max, min, argmax, argmin,
+//! variance) and softmax / log-softmax along an axis.
+//!
+//! The tensor-level code moves the reduced axes last (a view), so a backend only
+//! reduces trailing rows of a row-major walk.
+
+use crate::storage::{dispatch1, BackendStorage};
+use crate::{DType, Error, Result, Tensor};
+
+/// A reduction over trailing elements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReduceOp {
+    /// Sum.
+    Sum,
+    /// Arithmetic mean.
+    Mean,
+    /// Maximum (NaN propagates).
+    Max,
+    /// Minimum (NaN propagates).
+    Min,
+    /// Index of the first maximum (I64).
+    ArgMax,
+    /// Index of the first minimum (I64).
+    ArgMin,
+    /// Population variance (divide by N, as NumPy and Keras do).
+    Var,
+}
+
+impl ReduceOp {
+    /// The op's name as used in errors.
+    pub fn name(self) -> &'static str {
+        match self {
+            ReduceOp::Sum => "sum",
+            ReduceOp::Mean => "mean",
+            ReduceOp::Max => "max",
+            ReduceOp::Min => "min",
+            ReduceOp::ArgMax => "argmax",
+            ReduceOp::ArgMin => "argmin",
+            ReduceOp::Var => "var",
+        }
+    }
+}
+
+impl Tensor {
+    /// Reduce over `axes` (empty = all axes; negative axes count from the end),
+    /// keeping them as size-1 dims when `keepdim`.
+    pub fn reduce(&self, op: ReduceOp, axes: &[isize], keepdim: bool) -> Result<Tensor> {
+        let needs_float = matches!(op, ReduceOp::Mean | ReduceOp::Var);
+        if needs_float && !self.dtype().is_float() {
+            return Err(Error::UnsupportedDType {
+                op: op.name(),
+                dtype: self.dtype(),
+                hint: "cast to a float dtype first",
+            });
+        }
+        if matches!(op, ReduceOp::ArgMax | ReduceOp::ArgMin) && axes.len() != 1 && self.rank() > 1 {
+            return Err(Error::invalid(
+                op.name(),
+                "argmax/argmin take exactly one axis",
+            ));
+        }
+        let axes = self.shape().axes(op.name(), axes)?;
+        let size: usize = axes.iter().map(|&a| self.dims()[a]).product();
+        if size == 0 && !matches!(op, ReduceOp::Sum) {
+            return Err(Error::InvalidShape {
+                op: op.name(),
+                shape: self.shape().clone(),
+                msg: "cannot reduce over an empty axis".into(),
+            });
+        }
+        let keep: Vec<usize> = (0..self.rank()).filter(|a| !axes.contains(a)).collect();
+        let perm: Vec<usize> = keep.iter().chain(axes.iter()).copied().collect();
+        let moved = self.permute(&perm)?;
+        let out_dims: Vec<usize> = if keepdim {
+            (0..self.rank())
+                .map(|a| if axes.contains(&a) { 1 } else { self.dims()[a] })
+                .collect()
+        } else {
+            keep.iter().map(|&a| self.dims()[a]).collect()
+        };
+        if size == 0 {
+            // the sum over an empty axis is 0, as in NumPy
+            return Tensor::zeros(out_dims, self.dtype(), &self.device());
+        }
+        let s = moved.storage();
+        let out = dispatch1!(&*s, |b| b.reduce(moved.layout(), op, size))?;
+        Ok(Tensor::from_storage(out, out_dims))
+    }
+
+    /// Sum over `axes` (empty = all).
+    pub fn sum(&self, axes: &[isize], keepdim: bool) -> Result<Tensor> {
+        self.reduce(ReduceOp::Sum, axes, keepdim)
+    }
+
+    /// Sum of every element as a 0-d tensor.
+    pub fn sum_all(&self) -> Result<Tensor> {
+        self.reduce(ReduceOp::Sum, &[], false)
+    }
+
+    /// Mean over `axes` (empty = all).
+    pub fn mean(&self, axes: &[isize], keepdim: bool) -> Result<Tensor> {
+        self.reduce(ReduceOp::Mean, axes, keepdim)
+    }
+
+    /// Mean of every element as a 0-d tensor.
+    pub fn mean_all(&self) -> Result<Tensor> {
+        self.reduce(ReduceOp::Mean, &[], false)
+    }
+
+    /// Maximum over `axes` (empty = all).
+    pub fn max(&self, axes: &[isize], keepdim: bool) -> Result<Tensor> {
+        self.reduce(ReduceOp::Max, axes, keepdim)
+    }
+
+    /// Minimum over `axes` (empty = all).
+    pub fn min(&self, axes: &[isize], keepdim: bool) -> Result<Tensor> {
+        self.reduce(ReduceOp::Min, axes, keepdim)
+    }
+
+    /// Index (I64) of the first maximum along `axis`.
+    pub fn argmax(&self, axis: isize, keepdim: bool) -> Result<Tensor> {
+        self.reduce(ReduceOp::ArgMax, &[axis], keepdim)
+    }
+
+    /// Index (I64) of the first minimum along `axis`.
+    pub fn argmin(&self, axis: isize, keepdim: bool) -> Result<Tensor> {
+        self.reduce(ReduceOp::ArgMin, &[axis], keepdim)
+    }
+
+    /// Population variance (divide by N) over `axes` (empty = all).
+    pub fn var(&self, axes: &[isize], keepdim: bool) -> Result<Tensor> {
+        self.reduce(ReduceOp::Var, axes, keepdim)
+    }
+
+    fn softmax_impl(&self, axis: isize, log: bool) -> Result<Tensor> {
+        let op = if log { "log_softmax" } else { "softmax" };
+        if !self.dtype().is_float() {
+            return Err(Error::UnsupportedDType {
+                op,
+                dtype: self.dtype(),
+                hint: "cast to a float dtype first",
+            });
+        }
+        let a = self.shape().axis(op, axis)?;
+        let last = self.rank() - 1;
+        let moved = if a == last {
+            self.clone()
+        } else {
+            self.transpose(a as isize, last as isize)?
+        };
+        let size = self.dims()[a];
+        let s = moved.storage();
+        let out = dispatch1!(&*s, |b| b.softmax_last(moved.layout(), size, log))?;
+        let out = Tensor::from_storage(out, moved.shape().clone());
+        if a == last {
+            Ok(out)
+        } else {
+            out.transpose(a as isize, last as isize)?.contiguous()
+        }
+    }
+
+    /// Softmax along `axis`, computed stably (max subtracted first).
+    pub fn softmax(&self, axis: isize) -> Result<Tensor> {
+        self.softmax_impl(axis, false)
+    }
+
+    /// Log-softmax along `axis`, computed stably (log-sum-exp).
+    pub fn log_softmax(&self, axis: isize) -> Result<Tensor> {
+        self.softmax_impl(axis, true)
+    }
+}
+
+/// The dtype a reduction produces for an input dtype.
+pub fn reduce_out_dtype(op: ReduceOp, dtype: DType) -> DType {
+    match op {
+        ReduceOp::ArgMax | ReduceOp::ArgMin => DType::I64,
+        _ => dtype,
+    }
+}
+
+#[cfg(feature = "cpu")]
+pub(crate) mod cpu {
+    use super::ReduceOp;
+    use crate::{CpuStorage, Layout, Result, WithDType};
+    use rayon::prelude::*;
+
+    /// Rows of `size` elements in row-major order of `l`, as a contiguous buffer.
+    fn rows<'a, T: Copy>(v: &'a [T], l: &Layout) -> std::borrow::Cow<'a, [T]> {
+        match l.contiguous_range() {
+            Some((s, e)) => std::borrow::Cow::Borrowed(&v[s..e]),
+            None => {
+                let mut out = Vec::with_capacity(l.shape().elem_count());
+                crate::cpu::walk([l], |[o]| out.push(v[o]));
+                std::borrow::Cow::Owned(out)
+            }
+        }
+    }
+
+    fn reduce_row<T: WithDType>(row: &[T], op: ReduceOp) -> f64 {
+        match op {
+            ReduceOp::Sum => row.iter().map(|x| x.to_f64()).sum(),
+            ReduceOp::Mean => row.iter().map(|x| x.to_f64()).sum::<f64>() / row.len() as f64,
+            ReduceOp::Var => {
+                let n = row.len() as f64;
+                let m = row.iter().map(|x| x.to_f64()).sum::<f64>() / n;
+                row.iter().map(|x| (x.to_f64() - m).powi(2)).sum::<f64>() / n
+            }
+            ReduceOp::Max | ReduceOp::Min | ReduceOp::ArgMax | ReduceOp::ArgMin => {
+                let want_max = matches!(op, ReduceOp::Max | ReduceOp::ArgMax);
+                let (mut best, mut best_i) = (row[0].to_f64(), 0usize);
+                for (i, x) in row.iter().enumerate().skip(1) {
+                    let x = x.to_f64();
+                    if best.is_nan() {
+                        break;
+                    }
+                    if x.is_nan() || (want_max && x > best) || (!want_max && x < best) {
+                        best = x;
+                        best_i = i;
+                    }
+                }
+                if matches!(op, ReduceOp::ArgMax | ReduceOp::ArgMin) {
+                    best_i as f64
+                } else {
+                    best
+                }
+            }
+        }
+    }
+
+    fn reduce_typed<T: WithDType>(v: &[T], l: &Layout, op: ReduceOp, size: usize) -> Vec<f64> {
+        let data = rows(v, l);
+        if data.len() >= 1 << 15 {
+            data.par_chunks(size).map(|r| reduce_row(r, op)).collect()
+        } else {
+            data.chunks(size).map(|r| reduce_row(r, op)).collect()
+        }
+    }
+
+    pub(crate) fn reduce(
+        s: &CpuStorage,
+        l: &Layout,
+        op: ReduceOp,
+        size: usize,
+    ) -> Result<CpuStorage> {
+        let vals = match s {
+            CpuStorage::F32(v) => reduce_typed(v, l, op, size),
+            CpuStorage::F64(v) => reduce_typed(v, l, op, size),
+            CpuStorage::F16(v) => reduce_typed(v, l, op, size),
+            CpuStorage::BF16(v) => reduce_typed(v, l, op, size),
+            CpuStorage::I64(v) => reduce_typed(v, l, op, size),
+            CpuStorage::U8(v) => reduce_typed(v, l, op, size),
+        };
+        Ok(CpuStorage::from_f64_iter(
+            vals.into_iter(),
+            super::reduce_out_dtype(op, s.dtype()),
+        ))
+    }
+
+    fn softmax_row_f64(row: &[f64], out: &mut [f64], log: bool) {
+        let m = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let sum: f64 = row.iter().map(|x| (x - m).exp()).sum();
+        for (o, x) in out.iter_mut().zip(row) {
+            *o = if log {
+                x - m - sum.ln()
+            } else {
+                (x - m).exp() / sum
+            };
+        }
+    }
+
+    fn softmax_row_f32(row: &[f32], out: &mut [f32], log: bool) {
+        let m = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = 0.0f32;
+        for (o, &x) in out.iter_mut().zip(row) {
+            let e = (x - m).exp();
+            *o = e;
+            sum += e;
+        }
+        if log {
+            let ls = sum.ln();
+            for (o, &x) in out.iter_mut().zip(row) {
+                *o = x - m - ls;
+            }
+        } else {
+            let inv = 1.0 / sum;
+            out.iter_mut().for_each(|o| *o *= inv);
+        }
+    }
+
+    pub(crate) fn softmax_last(
+        s: &CpuStorage,
+        l: &Layout,
+        size: usize,
+        log: bool,
+    ) -> Result<CpuStorage> {
+        if size == 0 {
+            return s.copy_strided(l);
+        }
+        Ok(match s {
+            CpuStorage::F32(v) => {
+                let data = rows(v, l);
+                let mut out = vec![0f32; data.len()];
+                out.par_chunks_mut(size)
+                    .zip(data.par_chunks(size))
+                    .for_each(|(o, r)| softmax_row_f32(r, o, log));
+                CpuStorage::F32(out)
+            }
+            CpuStorage::F64(v) => {
+                let data = rows(v, l);
+                let mut out = vec![0f64; data.len()];
+                out.par_chunks_mut(size)
+                    .zip(data.par_chunks(size))
+                    .for_each(|(o, r)| softmax_row_f64(r, o, log));
+                CpuStorage::F64(out)
+            }
+            other => {
+                let dtype = other.dtype();
+                let f = crate::ops::cast::cpu_to_dtype(other, l, crate::DType::F32)?;
+                let out = softmax_last(&f, &Layout::contiguous(l.shape().clone()), size, log)?;
+                crate::ops::cast::cpu_to_dtype(&out, &Layout::contiguous(l.shape().clone()), dtype)?
+            }
+        })
+    }
+}

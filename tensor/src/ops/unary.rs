@@ -1,0 +1,329 @@
+//! Elementwise unary ops: one table row per op (CPU scalar function, its
+//! derivative, and the CUDA C expressions of both).
+//!
+//! A row reads `Name "name" |x, a| value, |x, a| derivative, "cuda value", "cuda derivative"`,
+//! where `a` is the op's scalar parameter (the slope of `leaky_relu`, the alpha of
+//! `elu`; ignored by the others). The Rust expressions are instantiated for f32 and
+//! f64; the CUDA expressions are `float` C expressions of `x` and `a`.
+
+use crate::storage::{dispatch1, dispatch2, BackendStorage};
+use crate::{Error, Result, Tensor};
+
+/// Extra float functions the table needs, for both f32 and f64.
+pub(crate) trait FloatExt: Copy {
+    fn sigmoid_(self) -> Self;
+    fn gelu_(self) -> Self;
+    fn gelu_grad_(self) -> Self;
+}
+
+macro_rules! float_ext {
+    ($t:ident, $erf:path) => {
+        impl FloatExt for $t {
+            fn sigmoid_(self) -> $t {
+                if self >= 0.0 {
+                    1.0 / (1.0 + (-self).exp())
+                } else {
+                    let e = self.exp();
+                    e / (1.0 + e)
+                }
+            }
+            fn gelu_(self) -> $t {
+                0.5 * self * (1.0 + $erf(self * std::$t::consts::FRAC_1_SQRT_2))
+            }
+            fn gelu_grad_(self) -> $t {
+                // Phi(x) + x * phi(x), phi(x) = exp(-x^2/2) / sqrt(2 pi)
+                let inv_sqrt_2pi =
+                    std::$t::consts::FRAC_1_SQRT_2 * std::$t::consts::FRAC_2_SQRT_PI * 0.5;
+                0.5 * (1.0 + $erf(self * std::$t::consts::FRAC_1_SQRT_2))
+                    + self * (-0.5 * self * self).exp() * inv_sqrt_2pi
+            }
+        }
+    };
+}
+float_ext!(f32, libm::erff);
+float_ext!(f64, libm::erf);
+
+macro_rules! unary_ops {
+    ($( $(#[$doc:meta])* $name:ident $str:literal |$x:ident, $a:ident| $f:expr, |$dx:ident, $da:ident| $d:expr, $cuda:literal, $cuda_d:literal; )*) => {
+        /// An elementwise unary op (see the table in this module).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum UnaryOp {
+            $( $(#[$doc])* $name, )*
+        }
+
+        impl UnaryOp {
+            /// Every unary op, in table order.
+            pub const ALL: &'static [UnaryOp] = &[$(UnaryOp::$name),*];
+
+            /// The op's name as used in errors and kernel names.
+            pub fn name(self) -> &'static str {
+                match self { $(UnaryOp::$name => $str,)* }
+            }
+
+            /// The value in f32.
+            #[allow(unused_variables)]
+            #[inline]
+            pub fn eval_f32(self, x_: f32, a_: f32) -> f32 {
+                match self { $(UnaryOp::$name => { let ($x, $a) = (x_, a_); $f },)* }
+            }
+
+            /// The value in f64.
+            #[allow(unused_variables)]
+            #[inline]
+            pub fn eval_f64(self, x_: f64, a_: f64) -> f64 {
+                match self { $(UnaryOp::$name => { let ($x, $a) = (x_, a_); $f },)* }
+            }
+
+            /// The derivative d op(x) / dx in f32.
+            #[allow(unused_variables)]
+            #[inline]
+            pub fn deriv_f32(self, x_: f32, a_: f32) -> f32 {
+                match self { $(UnaryOp::$name => { let ($dx, $da) = (x_, a_); $d },)* }
+            }
+
+            /// The derivative d op(x) / dx in f64.
+            #[allow(unused_variables)]
+            #[inline]
+            pub fn deriv_f64(self, x_: f64, a_: f64) -> f64 {
+                match self { $(UnaryOp::$name => { let ($dx, $da) = (x_, a_); $d },)* }
+            }
+
+            /// The CUDA C expression (of `float x`, `float a`) computing the value.
+            pub fn cuda_expr(self) -> &'static str {
+                match self { $(UnaryOp::$name => $cuda,)* }
+            }
+
+            /// The CUDA C expression (of `float x`, `float a`) computing the derivative.
+            pub fn cuda_deriv_expr(self) -> &'static str {
+                match self { $(UnaryOp::$name => $cuda_d,)* }
+            }
+        }
+    };
+}
+
+unary_ops! {
+    /// `-x`
+    Neg "neg" |x, a| -x, |x, a| -1.0, "-x", "-1.0f";
+    /// `|x|`
+    Abs "abs" |x, a| x.abs(), |x, a| if x > 0.0 { 1.0 } else if x < 0.0 { -1.0 } else { 0.0 },
+        "fabsf(x)", "(float)((x > 0.f) - (x < 0.f))";
+    /// `e^x`
+    Exp "exp" |x, a| x.exp(), |x, a| x.exp(), "expf(x)", "expf(x)";
+    /// natural logarithm
+    Log "log" |x, a| x.ln(), |x, a| 1.0 / x, "logf(x)", "1.f / x";
+    /// square root
+    Sqrt "sqrt" |x, a| x.sqrt(), |x, a| 0.5 / x.sqrt(), "sqrtf(x)", "0.5f / sqrtf(x)";
+    /// `1 / sqrt(x)`
+    Rsqrt "rsqrt" |x, a| 1.0 / x.sqrt(), |x, a| -0.5 / (x * x.sqrt()), "rsqrtf(x)", "-0.5f * rsqrtf(x) / x";
+    /// `x * x`
+    Square "square" |x, a| x * x, |x, a| 2.0 * x, "x * x", "2.f * x";
+    /// `1 / x`
+    Recip "recip" |x, a| 1.0 / x, |x, a| -1.0 / (x * x), "1.f / x", "-1.f / (x * x)";
+    /// sine
+    Sin "sin" |x, a| x.sin(), |x, a| x.cos(), "sinf(x)", "cosf(x)";
+    /// cosine
+    Cos "cos" |x, a| x.cos(), |x, a| -x.sin(), "cosf(x)", "-sinf(x)";
+    /// `max(x, 0)`
+    Relu "relu" |x, a| if x > 0.0 { x } else { 0.0 }, |x, a| if x > 0.0 { 1.0 } else { 0.0 },
+        "(x > 0.f ? x : 0.f)", "(x > 0.f ? 1.f : 0.f)";
+    /// `x` if positive else `a * x`
+    LeakyRelu "leaky_relu" |x, a| if x > 0.0 { x } else { a * x }, |x, a| if x > 0.0 { 1.0 } else { a },
+        "(x > 0.f ? x : a * x)", "(x > 0.f ? 1.f : a)";
+    /// `x` if positive else `a * (e^x - 1)`
+    Elu "elu" |x, a| if x > 0.0 { x } else { a * x.exp_m1() }, |x, a| if x > 0.0 { 1.0 } else { a * x.exp() },
+        "(x > 0.f ? x : a * expm1f(x))", "(x > 0.f ? 1.f : a * expf(x))";
+    /// logistic sigmoid `1 / (1 + e^-x)`, computed without overflow
+    Sigmoid "sigmoid" |x, a| x.sigmoid_(), |x, a| { let s = x.sigmoid_(); s * (1.0 - s) },
+        "(x >= 0.f ? 1.f / (1.f + expf(-x)) : expf(x) / (1.f + expf(x)))",
+        "(x >= 0.f ? 1.f / (1.f + expf(-x)) : expf(x) / (1.f + expf(x))) * (1.f - (x >= 0.f ? 1.f / (1.f + expf(-x)) : expf(x) / (1.f + expf(x))))";
+    /// hyperbolic tangent
+    Tanh "tanh" |x, a| x.tanh(), |x, a| { let t = x.tanh(); 1.0 - t * t }, "tanhf(x)", "(1.f - tanhf(x) * tanhf(x))";
+    /// GELU, exact form `x * Phi(x)` (Keras `approximate=False`, PyTorch default)
+    Gelu "gelu" |x, a| x.gelu_(), |x, a| x.gelu_grad_(),
+        "0.5f * x * (1.f + erff(x * 0.70710678f))",
+        "(0.5f * (1.f + erff(x * 0.70710678f)) + x * expf(-0.5f * x * x) * 0.39894228f)";
+    /// SiLU / swish `x * sigmoid(x)`
+    Silu "silu" |x, a| x * x.sigmoid_(), |x, a| { let s = x.sigmoid_(); s * (1.0 + x * (1.0 - s)) },
+        "x / (1.f + expf(-x))",
+        "(1.f / (1.f + expf(-x))) * (1.f + x * (1.f - 1.f / (1.f + expf(-x))))";
+    /// softplus `ln(1 + e^x)`, computed without overflow
+    Softplus "softplus" |x, a| (if x > 0.0 { x } else { 0.0 }) + (-x.abs()).exp().ln_1p(), |x, a| x.sigmoid_(),
+        "(fmaxf(x, 0.f) + log1pf(expf(-fabsf(x))))",
+        "(x >= 0.f ? 1.f / (1.f + expf(-x)) : expf(x) / (1.f + expf(x)))";
+    /// sign: -1, 0 or 1
+    Sign "sign" |x, a| if x > 0.0 { 1.0 } else if x < 0.0 { -1.0 } else { 0.0 }, |x, a| 0.0,
+        "(float)((x > 0.f) - (x < 0.f))", "0.f";
+}
+
+impl Tensor {
+    /// Apply a unary op with scalar parameter `param` (used by leaky_relu and elu).
+    pub fn unary(&self, op: UnaryOp, param: f64) -> Result<Tensor> {
+        if !self.dtype().is_float() {
+            return Err(Error::UnsupportedDType {
+                op: op.name(),
+                dtype: self.dtype(),
+                hint: "cast to a float dtype first",
+            });
+        }
+        let s = self.storage();
+        let out = dispatch1!(&*s, |b| b.unary(self.layout(), op, param))?;
+        Ok(Tensor::from_storage(out, self.shape().clone()))
+    }
+
+    /// `grad * op'(self)`: the backward of [`Tensor::unary`] (`grad` has this tensor's shape).
+    pub fn unary_grad(&self, grad: &Tensor, op: UnaryOp, param: f64) -> Result<Tensor> {
+        if self.shape() != grad.shape() {
+            return Err(Error::shape_mismatch(
+                "unary_grad",
+                self.shape(),
+                grad.shape(),
+                "",
+            ));
+        }
+        if self.dtype() != grad.dtype() {
+            return Err(Error::DTypeMismatch {
+                op: "unary_grad",
+                lhs: self.dtype(),
+                rhs: grad.dtype(),
+            });
+        }
+        if !self.dtype().is_float() {
+            return Err(Error::UnsupportedDType {
+                op: op.name(),
+                dtype: self.dtype(),
+                hint: "cast to a float dtype first",
+            });
+        }
+        let (s, g) = (self.storage(), grad.storage());
+        let out = dispatch2!("unary_grad", &*s, &*g, |a, b| a.unary_grad(
+            self.layout(),
+            b,
+            grad.layout(),
+            op,
+            param
+        ))?;
+        Ok(Tensor::from_storage(out, self.shape().clone()))
+    }
+}
+
+macro_rules! unary_methods {
+    ($($(#[$doc:meta])* $fn:ident => $op:ident;)*) => {
+        impl Tensor {
+            $( $(#[$doc])* pub fn $fn(&self) -> Result<Tensor> { self.unary(UnaryOp::$op, 0.0) } )*
+        }
+    };
+}
+
+unary_methods! {
+    /// Elementwise `-x`.
+    neg => Neg;
+    /// Elementwise `|x|`.
+    abs => Abs;
+    /// Elementwise `e^x`.
+    exp => Exp;
+    /// Elementwise natural logarithm.
+    log => Log;
+    /// Elementwise square root.
+    sqrt => Sqrt;
+    /// Elementwise `1 / sqrt(x)`.
+    rsqrt => Rsqrt;
+    /// Elementwise `x * x`.
+    square => Square;
+    /// Elementwise `1 / x`.
+    recip => Recip;
+    /// Elementwise sine.
+    sin => Sin;
+    /// Elementwise cosine.
+    cos => Cos;
+    /// Elementwise `max(x, 0)`.
+    relu => Relu;
+    /// Elementwise logistic sigmoid.
+    sigmoid => Sigmoid;
+    /// Elementwise hyperbolic tangent.
+    tanh => Tanh;
+    /// Elementwise GELU (exact, erf-based).
+    gelu => Gelu;
+    /// Elementwise SiLU (swish).
+    silu => Silu;
+    /// Elementwise softplus.
+    softplus => Softplus;
+    /// Elementwise sign (-1, 0, 1).
+    sign => Sign;
+}
+
+impl Tensor {
+    /// Elementwise leaky ReLU with negative slope `alpha`.
+    pub fn leaky_relu(&self, alpha: f64) -> Result<Tensor> {
+        self.unary(UnaryOp::LeakyRelu, alpha)
+    }
+
+    /// Elementwise ELU with parameter `alpha`.
+    pub fn elu(&self, alpha: f64) -> Result<Tensor> {
+        self.unary(UnaryOp::Elu, alpha)
+    }
+}
+
+#[cfg(feature = "cpu")]
+pub(crate) mod cpu {
+    use super::UnaryOp;
+    use crate::cpu::{map1, map2};
+    use crate::{CpuStorage, Error, Layout, Result};
+    use half::{bf16, f16};
+
+    pub(crate) fn unary(s: &CpuStorage, l: &Layout, op: UnaryOp, p: f64) -> Result<CpuStorage> {
+        let pf = p as f32;
+        Ok(match s {
+            CpuStorage::F32(v) => CpuStorage::F32(map1(v, l, |x| op.eval_f32(x, pf))),
+            CpuStorage::F64(v) => CpuStorage::F64(map1(v, l, |x| op.eval_f64(x, p))),
+            CpuStorage::F16(v) => {
+                CpuStorage::F16(map1(v, l, |x| f16::from_f32(op.eval_f32(x.to_f32(), pf))))
+            }
+            CpuStorage::BF16(v) => {
+                CpuStorage::BF16(map1(v, l, |x| bf16::from_f32(op.eval_f32(x.to_f32(), pf))))
+            }
+            other => {
+                return Err(Error::UnsupportedDType {
+                    op: op.name(),
+                    dtype: other.dtype(),
+                    hint: "cast to a float dtype first",
+                })
+            }
+        })
+    }
+
+    pub(crate) fn unary_grad(
+        s: &CpuStorage,
+        l: &Layout,
+        g: &CpuStorage,
+        gl: &Layout,
+        op: UnaryOp,
+        p: f64,
+    ) -> Result<CpuStorage> {
+        let pf = p as f32;
+        Ok(match (s, g) {
+            (CpuStorage::F32(x), CpuStorage::F32(g)) => {
+                CpuStorage::F32(map2(x, l, g, gl, |x, g| g * op.deriv_f32(x, pf)))
+            }
+            (CpuStorage::F64(x), CpuStorage::F64(g)) => {
+                CpuStorage::F64(map2(x, l, g, gl, |x, g| g * op.deriv_f64(x, p)))
+            }
+            (CpuStorage::F16(x), CpuStorage::F16(g)) => {
+                CpuStorage::F16(map2(x, l, g, gl, |x, g| {
+                    f16::from_f32(g.to_f32() * op.deriv_f32(x.to_f32(), pf))
+                }))
+            }
+            (CpuStorage::BF16(x), CpuStorage::BF16(g)) => {
+                CpuStorage::BF16(map2(x, l, g, gl, |x, g| {
+                    bf16::from_f32(g.to_f32() * op.deriv_f32(x.to_f32(), pf))
+                }))
+            }
+            (a, b) => {
+                return Err(Error::DTypeMismatch {
+                    op: "unary_grad",
+                    lhs: a.dtype(),
+                    rhs: b.dtype(),
+                })
+            }
+        })
+    }
+}
