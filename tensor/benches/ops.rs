@@ -7,8 +7,7 @@ use keel_tensor::{DType, Device, Padding, Tensor};
 use std::hint::black_box;
 
 fn rand(seed: u64, shape: &[usize]) -> Tensor {
-    Tensor::rand_uniform(seed, -1.0, 1.0, shape.to_vec(), DType::F32, &Device::Cpu)
-        .expect("random tensor")
+    Tensor::rand_uniform(seed, -1.0, 1.0, shape.to_vec(), DType::F32, &Device::Cpu).expect("random tensor")
 }
 
 fn matmul(c: &mut Criterion) {
@@ -28,32 +27,16 @@ fn conv2d(c: &mut Criterion) {
     // The seed CNN's two conv layers at batch 32: [32,28,28,1]x[3,3,1,32] and [32,13,13,32]x[3,3,32,64].
     let mut g = c.benchmark_group("conv2d_f32");
     g.sample_size(20);
-    for (name, x, k) in [
-        ("conv1_b32", [32, 28, 28, 1], [3, 3, 1, 32]),
-        ("conv2_b32", [32, 13, 13, 32], [3, 3, 32, 64]),
-    ] {
+    for (name, x, k) in [("conv1_b32", [32, 28, 28, 1], [3, 3, 1, 32]), ("conv2_b32", [32, 13, 13, 32], [3, 3, 32, 64])]
+    {
         let (xt, kt) = (rand(3, &x), rand(4, &k));
         let (oh, ow) = (x[1] - 2, x[2] - 2);
-        g.throughput(Throughput::Elements(
-            (2 * x[0] * oh * ow * k[3] * k[0] * k[1] * k[2]) as u64,
-        ));
+        g.throughput(Throughput::Elements((2 * x[0] * oh * ow * k[3] * k[0] * k[1] * k[2]) as u64));
         g.bench_function(format!("{name}_fwd"), |b| {
-            b.iter(|| {
-                black_box(
-                    xt.conv2d(&kt, (1, 1), Padding::Valid, (1, 1))
-                        .expect("conv2d"),
-                )
-            })
+            b.iter(|| black_box(xt.conv2d(&kt, (1, 1), Padding::Valid, (1, 1)).expect("conv2d")))
         });
-        let p = keel_tensor::Conv2dParams::new(
-            "bench",
-            xt.shape(),
-            kt.shape(),
-            (1, 1),
-            Padding::Valid,
-            (1, 1),
-        )
-        .expect("params");
+        let p = keel_tensor::Conv2dParams::new("bench", xt.shape(), kt.shape(), (1, 1), Padding::Valid, (1, 1))
+            .expect("params");
         let dy = rand(5, p.out_shape().dims());
         g.bench_function(format!("{name}_grad_input"), |b| {
             b.iter(|| black_box(dy.conv2d_grad_input(&kt, &p).expect("grad")))
@@ -71,9 +54,7 @@ fn elementwise(c: &mut Criterion) {
     let mut g = c.benchmark_group("elementwise_f32");
     g.throughput(Throughput::Elements(n as u64));
     g.sample_size(20);
-    g.bench_function("add_4M", |bch| {
-        bch.iter(|| black_box(a.add(&b).expect("add")))
-    });
+    g.bench_function("add_4M", |bch| bch.iter(|| black_box(a.add(&b).expect("add"))));
     g.finish();
 }
 

@@ -55,11 +55,7 @@ pub(crate) fn walk<const K: usize>(layouts: [&Layout; K], mut f: impl FnMut([usi
 }
 
 /// `f` over every element of `src` viewed through `l`, into a new row-major vector.
-pub(crate) fn map1<T: Copy + Send + Sync, U: Send>(
-    src: &[T],
-    l: &Layout,
-    f: impl Fn(T) -> U + Sync + Send,
-) -> Vec<U> {
+pub(crate) fn map1<T: Copy + Send + Sync, U: Send>(src: &[T], l: &Layout, f: impl Fn(T) -> U + Sync + Send) -> Vec<U> {
     if let Some((s, e)) = l.contiguous_range() {
         #[cfg(feature = "cpu")]
         if e - s >= PAR_THRESHOLD {
@@ -84,11 +80,7 @@ pub(crate) fn map2<A: Copy + Send + Sync, B: Copy + Send + Sync, U: Send>(
         let (a, b) = (&a[s1..e1], &b[s2..e2]);
         #[cfg(feature = "cpu")]
         if a.len() >= PAR_THRESHOLD {
-            return a
-                .par_iter()
-                .zip(b.par_iter())
-                .map(|(&x, &y)| f(x, y))
-                .collect();
+            return a.par_iter().zip(b.par_iter()).map(|(&x, &y)| f(x, y)).collect();
         }
         return a.iter().zip(b.iter()).map(|(&x, &y)| f(x, y)).collect();
     }
@@ -116,16 +108,14 @@ pub(crate) fn map3<A: Copy, B: Copy, C: Copy, U>(
 impl CpuStorage {
     /// A contiguous copy of the elements that `l` selects.
     pub fn copy_strided(&self, l: &Layout) -> crate::Result<CpuStorage> {
-        Ok(
-            crate::map_cpu_storage!(self, v => match l.contiguous_range() {
-                Some((s, e)) => v[s..e].to_vec(),
-                None => {
-                    let mut out = Vec::with_capacity(l.shape().elem_count());
-                    walk([l], |[o]| out.push(v[o]));
-                    out
-                }
-            }),
-        )
+        Ok(crate::map_cpu_storage!(self, v => match l.contiguous_range() {
+            Some((s, e)) => v[s..e].to_vec(),
+            None => {
+                let mut out = Vec::with_capacity(l.shape().elem_count());
+                walk([l], |[o]| out.push(v[o]));
+                out
+            }
+        }))
     }
 }
 
@@ -147,14 +137,7 @@ mod backend {
         fn unary(&self, l: &Layout, op: UnaryOp, param: f64) -> Result<Self> {
             ops::unary::cpu::unary(self, l, op, param)
         }
-        fn unary_grad(
-            &self,
-            l: &Layout,
-            g: &Self,
-            gl: &Layout,
-            op: UnaryOp,
-            param: f64,
-        ) -> Result<Self> {
+        fn unary_grad(&self, l: &Layout, g: &Self, gl: &Layout, op: UnaryOp, param: f64) -> Result<Self> {
             ops::unary::cpu::unary_grad(self, l, g, gl, op, param)
         }
         fn binary(&self, l: &Layout, rhs: &Self, rl: &Layout, op: BinaryOp) -> Result<Self> {
@@ -175,14 +158,7 @@ mod backend {
         fn cmp(&self, l: &Layout, rhs: &Self, rl: &Layout, op: CmpOp) -> Result<Self> {
             ops::binary::cpu::cmp(self, l, rhs, rl, op)
         }
-        fn where_cond(
-            &self,
-            l: &Layout,
-            t: &Self,
-            tl: &Layout,
-            f: &Self,
-            fl: &Layout,
-        ) -> Result<Self> {
+        fn where_cond(&self, l: &Layout, t: &Self, tl: &Layout, f: &Self, fl: &Layout) -> Result<Self> {
             ops::binary::cpu::where_cond(self, l, t, tl, f, fl)
         }
         fn reduce(&self, l: &Layout, op: ReduceOp, size: usize) -> Result<Self> {
@@ -197,34 +173,16 @@ mod backend {
         fn conv2d(&self, l: &Layout, k: &Self, kl: &Layout, p: &Conv2dParams) -> Result<Self> {
             ops::conv::cpu::conv2d(self, l, k, kl, p)
         }
-        fn conv2d_grad_input(
-            &self,
-            l: &Layout,
-            k: &Self,
-            kl: &Layout,
-            p: &Conv2dParams,
-        ) -> Result<Self> {
+        fn conv2d_grad_input(&self, l: &Layout, k: &Self, kl: &Layout, p: &Conv2dParams) -> Result<Self> {
             ops::conv::cpu::conv2d_grad_input(self, l, k, kl, p)
         }
-        fn conv2d_grad_kernel(
-            &self,
-            l: &Layout,
-            dy: &Self,
-            dyl: &Layout,
-            p: &Conv2dParams,
-        ) -> Result<Self> {
+        fn conv2d_grad_kernel(&self, l: &Layout, dy: &Self, dyl: &Layout, p: &Conv2dParams) -> Result<Self> {
             ops::conv::cpu::conv2d_grad_kernel(self, l, dy, dyl, p)
         }
         fn max_pool2d(&self, l: &Layout, p: &Pool2dParams) -> Result<(Self, Self)> {
             ops::pool::cpu::max_pool2d(self, l, p)
         }
-        fn max_pool2d_grad(
-            &self,
-            l: &Layout,
-            idx: &Self,
-            il: &Layout,
-            p: &Pool2dParams,
-        ) -> Result<Self> {
+        fn max_pool2d_grad(&self, l: &Layout, idx: &Self, il: &Layout, p: &Pool2dParams) -> Result<Self> {
             ops::pool::cpu::max_pool2d_grad(self, l, idx, il, p)
         }
         fn avg_pool2d(&self, l: &Layout, p: &Pool2dParams) -> Result<Self> {
@@ -236,27 +194,13 @@ mod backend {
         fn index_select(&self, l: &Layout, idx: &Self, il: &Layout, axis: usize) -> Result<Self> {
             ops::index::cpu::index_select(self, l, idx, il, axis)
         }
-        fn index_add(
-            &self,
-            l: &Layout,
-            idx: &Self,
-            il: &Layout,
-            axis: usize,
-            dims: &[usize],
-        ) -> Result<Self> {
+        fn index_add(&self, l: &Layout, idx: &Self, il: &Layout, axis: usize, dims: &[usize]) -> Result<Self> {
             ops::index::cpu::index_add(self, l, idx, il, axis, dims)
         }
         fn gather(&self, l: &Layout, idx: &Self, il: &Layout, axis: usize) -> Result<Self> {
             ops::index::cpu::gather(self, l, idx, il, axis)
         }
-        fn scatter_add(
-            &self,
-            l: &Layout,
-            idx: &Self,
-            il: &Layout,
-            axis: usize,
-            dims: &[usize],
-        ) -> Result<Self> {
+        fn scatter_add(&self, l: &Layout, idx: &Self, il: &Layout, axis: usize, dims: &[usize]) -> Result<Self> {
             ops::index::cpu::scatter_add(self, l, idx, il, axis, dims)
         }
         fn concat(parts: &[(&Self, &Layout)], axis: usize) -> Result<Self> {

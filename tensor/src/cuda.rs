@@ -47,15 +47,9 @@ impl BackendStorage for CudaStorage {
 
     fn missing(op: &'static str) -> Error {
         if cfg!(feature = "cuda") {
-            Error::NotImplemented {
-                op,
-                backend: Self::BACKEND,
-            }
+            Error::NotImplemented { op, backend: Self::BACKEND }
         } else {
-            Error::BackendNotCompiled {
-                op,
-                backend: Self::BACKEND,
-            }
+            Error::BackendNotCompiled { op, backend: Self::BACKEND }
         }
     }
 }

@@ -14,11 +14,7 @@ impl Device {
     /// The GPU `ordinal` when a CUDA driver and that GPU are present (and this build
     /// has the `cuda` feature), otherwise the CPU. Prints which one was picked.
     pub fn cuda_if_available(ordinal: usize) -> Device {
-        let dev = if crate::cuda::is_available(ordinal) {
-            Device::Cuda(ordinal)
-        } else {
-            Device::Cpu
-        };
+        let dev = if crate::cuda::is_available(ordinal) { Device::Cuda(ordinal) } else { Device::Cpu };
         eprintln!("keel: using device {dev}");
         dev
     }

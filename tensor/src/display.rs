@@ -54,11 +54,7 @@ impl fmt::Display for Tensor {
             f.write_str("[")?;
             let n = dims[d];
             let show: Vec<Option<usize>> = if summarize && n > 2 * EDGE {
-                (0..EDGE)
-                    .map(Some)
-                    .chain(std::iter::once(None))
-                    .chain((n - EDGE..n).map(Some))
-                    .collect()
+                (0..EDGE).map(Some).chain(std::iter::once(None)).chain((n - EDGE..n).map(Some)).collect()
             } else {
                 (0..n).map(Some).collect()
             };

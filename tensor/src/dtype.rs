@@ -37,14 +37,7 @@ impl DType {
     }
 
     /// Every dtype, in declaration order.
-    pub const ALL: [DType; 6] = [
-        DType::F32,
-        DType::F64,
-        DType::F16,
-        DType::BF16,
-        DType::I64,
-        DType::U8,
-    ];
+    pub const ALL: [DType; 6] = [DType::F32, DType::F64, DType::F16, DType::BF16, DType::I64, DType::U8];
 
     /// Lower-case name as NumPy spells it (`float32`, `int64`, ...).
     pub fn as_str(self) -> &'static str {

@@ -71,9 +71,7 @@ pub enum Error {
         hint: &'static str,
     },
     /// Operands live on different devices.
-    #[error(
-        "{op}: operands are on different devices ({lhs} and {rhs}); move one with `.to_device(..)`"
-    )]
+    #[error("{op}: operands are on different devices ({lhs} and {rhs}); move one with `.to_device(..)`")]
     DeviceMismatch {
         /// The operation that failed.
         op: &'static str,
@@ -93,7 +91,9 @@ pub enum Error {
         size: usize,
     },
     /// This build of keel-tensor has no kernels for the backend.
-    #[error("{op}: the {backend} backend is not compiled into this build; enable the `{backend}` feature of keel-tensor")]
+    #[error(
+        "{op}: the {backend} backend is not compiled into this build; enable the `{backend}` feature of keel-tensor"
+    )]
     BackendNotCompiled {
         /// The operation that failed.
         op: &'static str,
@@ -101,9 +101,7 @@ pub enum Error {
         backend: &'static str,
     },
     /// The backend is compiled in but does not implement this op yet.
-    #[error(
-        "{op}: not implemented on {backend} yet; run it on the CPU (`.to_device(&Device::Cpu)`)"
-    )]
+    #[error("{op}: not implemented on {backend} yet; run it on the CPU (`.to_device(&Device::Cpu)`)")]
     NotImplemented {
         /// The operation that failed.
         op: &'static str,
@@ -133,26 +131,13 @@ fn fmt_hint(hint: &str) -> String {
 
 impl Error {
     /// A shape mismatch between two operands of `op`.
-    pub fn shape_mismatch(
-        op: &'static str,
-        lhs: &Shape,
-        rhs: &Shape,
-        hint: impl Into<String>,
-    ) -> Self {
-        Error::ShapeMismatch {
-            op,
-            lhs: lhs.clone(),
-            rhs: rhs.clone(),
-            hint: hint.into(),
-        }
+    pub fn shape_mismatch(op: &'static str, lhs: &Shape, rhs: &Shape, hint: impl Into<String>) -> Self {
+        Error::ShapeMismatch { op, lhs: lhs.clone(), rhs: rhs.clone(), hint: hint.into() }
     }
 
     /// An invalid argument to `op`.
     pub fn invalid(op: &'static str, msg: impl Into<String>) -> Self {
-        Error::InvalidArgument {
-            op,
-            msg: msg.into(),
-        }
+        Error::InvalidArgument { op, msg: msg.into() }
     }
 }
 

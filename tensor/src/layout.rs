@@ -18,20 +18,12 @@ impl Layout {
     pub fn contiguous(shape: impl Into<Shape>) -> Self {
         let shape = shape.into();
         let strides = shape.contiguous_strides();
-        Layout {
-            shape,
-            strides,
-            offset: 0,
-        }
+        Layout { shape, strides, offset: 0 }
     }
 
     /// A layout from its parts (no validation against storage size).
     pub fn new(shape: Shape, strides: Vec<usize>, offset: usize) -> Self {
-        Layout {
-            shape,
-            strides,
-            offset,
-        }
+        Layout { shape, strides, offset }
     }
 
     /// The shape.
@@ -68,40 +60,27 @@ impl Layout {
 
     /// `Some((start, end))` when contiguous: the storage range holding the elements.
     pub fn contiguous_range(&self) -> Option<(usize, usize)> {
-        self.is_contiguous()
-            .then(|| (self.offset, self.offset + self.shape.elem_count()))
+        self.is_contiguous().then(|| (self.offset, self.offset + self.shape.elem_count()))
     }
 
     /// Swap two dimensions.
     pub fn transpose(&self, d0: usize, d1: usize) -> Result<Self> {
         let rank = self.shape.rank();
         if d0 >= rank || d1 >= rank {
-            return Err(Error::InvalidAxis {
-                op: "transpose",
-                axis: d0.max(d1) as isize,
-                rank,
-            });
+            return Err(Error::InvalidAxis { op: "transpose", axis: d0.max(d1) as isize, rank });
         }
         let mut dims = self.shape.dims().to_vec();
         let mut strides = self.strides.clone();
         dims.swap(d0, d1);
         strides.swap(d0, d1);
-        Ok(Layout {
-            shape: Shape::new(dims),
-            strides,
-            offset: self.offset,
-        })
+        Ok(Layout { shape: Shape::new(dims), strides, offset: self.offset })
     }
 
     /// Reorder dimensions: output dim `i` is input dim `perm[i]`.
     pub fn permute(&self, perm: &[usize]) -> Result<Self> {
         let rank = self.shape.rank();
         let mut seen = vec![false; rank];
-        if perm.len() != rank
-            || perm
-                .iter()
-                .any(|&p| p >= rank || std::mem::replace(&mut seen[p], true))
-        {
+        if perm.len() != rank || perm.iter().any(|&p| p >= rank || std::mem::replace(&mut seen[p], true)) {
             return Err(Error::InvalidShape {
                 op: "permute",
                 shape: self.shape.clone(),
@@ -110,32 +89,21 @@ impl Layout {
         }
         let dims = perm.iter().map(|&p| self.shape.dims()[p]).collect();
         let strides = perm.iter().map(|&p| self.strides[p]).collect();
-        Ok(Layout {
-            shape: Shape::new(dims),
-            strides,
-            offset: self.offset,
-        })
+        Ok(Layout { shape: Shape::new(dims), strides, offset: self.offset })
     }
 
     /// Keep `len` entries of dimension `dim` starting at `start`.
     pub fn narrow(&self, dim: usize, start: usize, len: usize) -> Result<Self> {
         let rank = self.shape.rank();
         if dim >= rank {
-            return Err(Error::InvalidAxis {
-                op: "narrow",
-                axis: dim as isize,
-                rank,
-            });
+            return Err(Error::InvalidAxis { op: "narrow", axis: dim as isize, rank });
         }
         let size = self.shape.dims()[dim];
         if start + len > size {
             return Err(Error::InvalidShape {
                 op: "narrow",
                 shape: self.shape.clone(),
-                msg: format!(
-                    "range {start}..{} exceeds dim {dim} of size {size}",
-                    start + len
-                ),
+                msg: format!("range {start}..{} exceeds dim {dim} of size {size}", start + len),
             });
         }
         let mut dims = self.shape.dims().to_vec();
@@ -152,12 +120,7 @@ impl Layout {
         let rank = shape.rank();
         let mine = self.shape.dims();
         if mine.len() > rank {
-            return Err(Error::shape_mismatch(
-                "broadcast_to",
-                &self.shape,
-                shape,
-                "target has lower rank",
-            ));
+            return Err(Error::shape_mismatch("broadcast_to", &self.shape, shape, "target has lower rank"));
         }
         let extra = rank - mine.len();
         let mut strides = vec![0; rank];
@@ -180,11 +143,7 @@ impl Layout {
                 ));
             };
         }
-        Ok(Layout {
-            shape: shape.clone(),
-            strides,
-            offset: self.offset,
-        })
+        Ok(Layout { shape: shape.clone(), strides, offset: self.offset })
     }
 
     /// Visit the storage offset of every element in row-major order.
@@ -243,9 +202,7 @@ mod tests {
         let l = Layout::contiguous([2, 3]);
         assert_eq!(l.transpose(0, 1).unwrap().offsets(), vec![0, 3, 1, 4, 2, 5]);
         assert_eq!(l.narrow(1, 1, 2).unwrap().offsets(), vec![1, 2, 4, 5]);
-        let b = Layout::contiguous([3])
-            .broadcast_as(&Shape::from([2, 3]))
-            .unwrap();
+        let b = Layout::contiguous([3]).broadcast_as(&Shape::from([2, 3])).unwrap();
         assert_eq!(b.offsets(), vec![0, 1, 2, 0, 1, 2]);
         assert!(!b.is_contiguous());
         let s = Layout::contiguous(());

@@ -34,12 +34,7 @@ pub fn philox4x32(counter: [u32; 4], key: [u32; 2]) -> [u32; 4] {
 
 fn block(seed: u64, stream: u64, block: u64) -> [u32; 4] {
     philox4x32(
-        [
-            block as u32,
-            (block >> 32) as u32,
-            stream as u32,
-            (stream >> 32) as u32,
-        ],
+        [block as u32, (block >> 32) as u32, stream as u32, (stream >> 32) as u32],
         [seed as u32, (seed >> 32) as u32],
     )
 }
@@ -70,11 +65,7 @@ pub fn normal_f32(seed: u64, n: usize, mean: f32, std: f32) -> Vec<f32> {
             let u2 = u32_to_unit_f32(b[pair + 1]);
             let r = (-2.0 * u1.ln()).sqrt();
             let theta = 2.0 * std::f32::consts::PI * u2;
-            let z = if i % 2 == 0 {
-                r * theta.cos()
-            } else {
-                r * theta.sin()
-            };
+            let z = if i % 2 == 0 { r * theta.cos() } else { r * theta.sin() };
             mean + std * z
         })
         .collect()
@@ -93,12 +84,7 @@ pub struct Rng {
 impl Rng {
     /// A generator for `seed`.
     pub fn new(seed: u64) -> Self {
-        Rng {
-            seed,
-            counter: 0,
-            buf: [0; 4],
-            used: 4,
-        }
+        Rng { seed, counter: 0, buf: [0; 4], used: 4 }
     }
 
     /// The next 32 random bits.
@@ -163,15 +149,9 @@ mod tests {
     #[test]
     fn philox_known_answer() {
         // Random123 known-answer test for philox4x32-10 (counter = 0, key = 0).
-        assert_eq!(
-            philox4x32([0; 4], [0; 2]),
-            [0x6627_e8d5, 0xe169_c58d, 0xbc57_ac4c, 0x9b00_dbd8]
-        );
+        assert_eq!(philox4x32([0; 4], [0; 2]), [0x6627_e8d5, 0xe169_c58d, 0xbc57_ac4c, 0x9b00_dbd8]);
         // counter = key = all ones.
-        assert_eq!(
-            philox4x32([u32::MAX; 4], [u32::MAX; 2]),
-            [0x408f_276d, 0x41c8_3b0e, 0xa20b_c7c6, 0x6d54_51fd]
-        );
+        assert_eq!(philox4x32([u32::MAX; 4], [u32::MAX; 2]), [0x408f_276d, 0x41c8_3b0e, 0xa20b_c7c6, 0x6d54_51fd]);
     }
 
     #[test]

@@ -44,11 +44,7 @@ impl Shape {
         let rank = self.rank() as isize;
         let a = if axis < 0 { axis + rank } else { axis };
         if a < 0 || a >= rank {
-            return Err(Error::InvalidAxis {
-                op,
-                axis,
-                rank: self.rank(),
-            });
+            return Err(Error::InvalidAxis { op, axis, rank: self.rank() });
         }
         Ok(a as usize)
     }
@@ -75,27 +71,14 @@ impl Shape {
         let rank = lhs.rank().max(rhs.rank());
         let mut dims = vec![0; rank];
         for i in 0..rank {
-            let l = if i < rank - lhs.rank() {
-                1
-            } else {
-                lhs.0[i - (rank - lhs.rank())]
-            };
-            let r = if i < rank - rhs.rank() {
-                1
-            } else {
-                rhs.0[i - (rank - rhs.rank())]
-            };
+            let l = if i < rank - lhs.rank() { 1 } else { lhs.0[i - (rank - lhs.rank())] };
+            let r = if i < rank - rhs.rank() { 1 } else { rhs.0[i - (rank - rhs.rank())] };
             dims[i] = if l == r || r == 1 {
                 l
             } else if l == 1 {
                 r
             } else {
-                return Err(Error::shape_mismatch(
-                    op,
-                    lhs,
-                    rhs,
-                    format!("cannot broadcast dim {l} against {r}"),
-                ));
+                return Err(Error::shape_mismatch(op, lhs, rhs, format!("cannot broadcast dim {l} against {r}")));
             };
         }
         Ok(Shape(dims))
@@ -167,6 +150,7 @@ macro_rules! shape_from_tuple {
     };
     (@usize $n:ident) => { usize };
 }
+shape_from_tuple!(A);
 shape_from_tuple!(A, B);
 shape_from_tuple!(A, B, C);
 shape_from_tuple!(A, B, C, D);

@@ -48,24 +48,14 @@ pub trait BackendStorage: Sized {
 
     /// The error for an op this backend does not provide.
     fn missing(op: &'static str) -> Error {
-        Error::BackendNotCompiled {
-            op,
-            backend: Self::BACKEND,
-        }
+        Error::BackendNotCompiled { op, backend: Self::BACKEND }
     }
 
     fn unary(&self, l: &Layout, op: UnaryOp, param: f64) -> Result<Self> {
         Err(Self::missing(op.name()))
     }
     /// `grad * d op(x) / dx`, elementwise; `x` and `grad` have the same shape.
-    fn unary_grad(
-        &self,
-        l: &Layout,
-        grad: &Self,
-        gl: &Layout,
-        op: UnaryOp,
-        param: f64,
-    ) -> Result<Self> {
+    fn unary_grad(&self, l: &Layout, grad: &Self, gl: &Layout, op: UnaryOp, param: f64) -> Result<Self> {
         Err(Self::missing(op.name()))
     }
     /// Both layouts already have the output shape (broadcast by stride 0).
@@ -109,23 +99,11 @@ pub trait BackendStorage: Sized {
         Err(Self::missing("conv2d"))
     }
     /// Gradient wrt the input from the output gradient `self` and the kernel.
-    fn conv2d_grad_input(
-        &self,
-        l: &Layout,
-        k: &Self,
-        kl: &Layout,
-        p: &Conv2dParams,
-    ) -> Result<Self> {
+    fn conv2d_grad_input(&self, l: &Layout, k: &Self, kl: &Layout, p: &Conv2dParams) -> Result<Self> {
         Err(Self::missing("conv2d_grad_input"))
     }
     /// Gradient wrt the kernel from the input `self` and the output gradient.
-    fn conv2d_grad_kernel(
-        &self,
-        l: &Layout,
-        dy: &Self,
-        dyl: &Layout,
-        p: &Conv2dParams,
-    ) -> Result<Self> {
+    fn conv2d_grad_kernel(&self, l: &Layout, dy: &Self, dyl: &Layout, p: &Conv2dParams) -> Result<Self> {
         Err(Self::missing("conv2d_grad_kernel"))
     }
     /// Max pooling: returns the output and the I64 flat input index of each max.
@@ -133,13 +111,7 @@ pub trait BackendStorage: Sized {
         Err(Self::missing("max_pool2d"))
     }
     /// Scatter the output gradient `self` to the input positions in `idx`.
-    fn max_pool2d_grad(
-        &self,
-        l: &Layout,
-        idx: &Self,
-        il: &Layout,
-        p: &Pool2dParams,
-    ) -> Result<Self> {
+    fn max_pool2d_grad(&self, l: &Layout, idx: &Self, il: &Layout, p: &Pool2dParams) -> Result<Self> {
         Err(Self::missing("max_pool2d_grad"))
     }
     fn avg_pool2d(&self, l: &Layout, p: &Pool2dParams) -> Result<Self> {
@@ -153,14 +125,7 @@ pub trait BackendStorage: Sized {
         Err(Self::missing("index_select"))
     }
     /// Zeros of `dims`, then add slice `i` of `self` at index `idx[i]` along `axis`.
-    fn index_add(
-        &self,
-        l: &Layout,
-        idx: &Self,
-        il: &Layout,
-        axis: usize,
-        dims: &[usize],
-    ) -> Result<Self> {
+    fn index_add(&self, l: &Layout, idx: &Self, il: &Layout, axis: usize, dims: &[usize]) -> Result<Self> {
         Err(Self::missing("index_add"))
     }
     /// `out[.., i, ..] = self[.., idx[.., i, ..], ..]` along `axis` (PyTorch `gather`).
@@ -168,14 +133,7 @@ pub trait BackendStorage: Sized {
         Err(Self::missing("gather"))
     }
     /// Zeros of `dims`, then `out[.., idx[.., i, ..], ..] += self[.., i, ..]` (PyTorch `scatter_add`).
-    fn scatter_add(
-        &self,
-        l: &Layout,
-        idx: &Self,
-        il: &Layout,
-        axis: usize,
-        dims: &[usize],
-    ) -> Result<Self> {
+    fn scatter_add(&self, l: &Layout, idx: &Self, il: &Layout, axis: usize, dims: &[usize]) -> Result<Self> {
         Err(Self::missing("scatter_add"))
     }
     /// Concatenate along `axis`; every part has the same rank and dtype.
@@ -324,14 +282,10 @@ macro_rules! dispatch2 {
     ($op:expr, $s1:expr, $s2:expr, |$a:ident, $b:ident| $call:expr) => {
         match ($s1, $s2) {
             ($crate::Storage::Cpu($a), $crate::Storage::Cpu($b)) => $call.map($crate::Storage::Cpu),
-            ($crate::Storage::Cuda($a), $crate::Storage::Cuda($b)) => {
-                $call.map($crate::Storage::Cuda)
+            ($crate::Storage::Cuda($a), $crate::Storage::Cuda($b)) => $call.map($crate::Storage::Cuda),
+            (x, y) => {
+                Err($crate::Error::DeviceMismatch { op: $op, lhs: x.device().to_string(), rhs: y.device().to_string() })
             }
-            (x, y) => Err($crate::Error::DeviceMismatch {
-                op: $op,
-                lhs: x.device().to_string(),
-                rhs: y.device().to_string(),
-            }),
         }
     };
 }

@@ -21,22 +21,12 @@ impl Tensor {
     pub(crate) fn from_storage(storage: Storage, shape: impl Into<Shape>) -> Tensor {
         let dtype = storage.dtype();
         let device = storage.device();
-        Tensor {
-            storage: Arc::new(RwLock::new(storage)),
-            layout: Layout::contiguous(shape),
-            dtype,
-            device,
-        }
+        Tensor { storage: Arc::new(RwLock::new(storage)), layout: Layout::contiguous(shape), dtype, device }
     }
 
     /// A view of the same storage with another layout.
     pub(crate) fn with_layout(&self, layout: Layout) -> Tensor {
-        Tensor {
-            storage: self.storage.clone(),
-            layout,
-            dtype: self.dtype,
-            device: self.device,
-        }
+        Tensor { storage: self.storage.clone(), layout, dtype: self.dtype, device: self.device }
     }
 
     /// Read access to the storage (a poisoned lock is recovered: storage is never left half-written).
@@ -52,11 +42,7 @@ impl Tensor {
     pub fn from_cpu_storage(storage: CpuStorage, shape: impl Into<Shape>) -> Result<Tensor> {
         let shape = shape.into();
         if storage.len() != shape.elem_count() {
-            return Err(Error::ElementCount {
-                op: "from_cpu_storage",
-                shape,
-                len: storage.len(),
-            });
+            return Err(Error::ElementCount { op: "from_cpu_storage", shape, len: storage.len() });
         }
         Ok(Tensor::from_storage(Storage::Cpu(storage), shape))
     }
@@ -65,16 +51,9 @@ impl Tensor {
     pub fn from_vec<T: WithDType>(data: Vec<T>, shape: impl Into<Shape>) -> Result<Tensor> {
         let shape = shape.into();
         if data.len() != shape.elem_count() {
-            return Err(Error::ElementCount {
-                op: "from_vec",
-                shape,
-                len: data.len(),
-            });
+            return Err(Error::ElementCount { op: "from_vec", shape, len: data.len() });
         }
-        Ok(Tensor::from_storage(
-            Storage::Cpu(T::to_cpu_storage(data)),
-            shape,
-        ))
+        Ok(Tensor::from_storage(Storage::Cpu(T::to_cpu_storage(data)), shape))
     }
 
     /// A tensor copying `data`, viewed with `shape`.
@@ -172,10 +151,7 @@ impl Tensor {
         if *device == self.device {
             return Ok(self.clone());
         }
-        Err(Error::NotImplemented {
-            op: "to_device",
-            backend: "cuda",
-        })
+        Err(Error::NotImplemented { op: "to_device", backend: "cuda" })
     }
 
     /// Host copy of the elements in row-major order as CPU storage.
@@ -183,29 +159,18 @@ impl Tensor {
         let s = self.storage();
         match &*s {
             Storage::Cpu(c) => c.copy_strided(&self.layout),
-            Storage::Cuda(_) => Err(Error::NotImplemented {
-                op: "to_cpu_storage",
-                backend: "cuda",
-            }),
+            Storage::Cuda(_) => Err(Error::NotImplemented { op: "to_cpu_storage", backend: "cuda" }),
         }
     }
 
     /// The elements in row-major order as a `Vec<T>`; `T` must match the dtype.
     pub fn to_vec<T: WithDType>(&self) -> Result<Vec<T>> {
         if T::DTYPE != self.dtype {
-            return Err(Error::DTypeMismatch {
-                op: "to_vec",
-                lhs: self.dtype,
-                rhs: T::DTYPE,
-            });
+            return Err(Error::DTypeMismatch { op: "to_vec", lhs: self.dtype, rhs: T::DTYPE });
         }
         let s = self.to_cpu_storage()?;
         let out = T::cpu_slice(&s).map(|v| v.to_vec());
-        out.ok_or(Error::DTypeMismatch {
-            op: "to_vec",
-            lhs: s.dtype(),
-            rhs: T::DTYPE,
-        })
+        out.ok_or(Error::DTypeMismatch { op: "to_vec", lhs: s.dtype(), rhs: T::DTYPE })
     }
 
     /// The elements converted to f64, in row-major order (any dtype).
@@ -232,25 +197,13 @@ impl Tensor {
     /// cover its whole storage.
     pub fn assign(&self, src: &Tensor) -> Result<()> {
         if self.shape() != src.shape() {
-            return Err(Error::shape_mismatch(
-                "assign",
-                self.shape(),
-                src.shape(),
-                "",
-            ));
+            return Err(Error::shape_mismatch("assign", self.shape(), src.shape(), ""));
         }
         if self.dtype != src.dtype {
-            return Err(Error::DTypeMismatch {
-                op: "assign",
-                lhs: self.dtype,
-                rhs: src.dtype,
-            });
+            return Err(Error::DTypeMismatch { op: "assign", lhs: self.dtype, rhs: src.dtype });
         }
         if !self.is_contiguous() || self.layout.offset() != 0 {
-            return Err(Error::invalid(
-                "assign",
-                "the target must be a contiguous tensor, not a view",
-            ));
+            return Err(Error::invalid("assign", "the target must be a contiguous tensor, not a view"));
         }
         if self.device != src.device {
             return Err(Error::DeviceMismatch {
@@ -265,10 +218,7 @@ impl Tensor {
         };
         let mut dst = self.storage_mut();
         if dst.len() != self.elem_count() {
-            return Err(Error::invalid(
-                "assign",
-                "the target is a view of a larger buffer",
-            ));
+            return Err(Error::invalid("assign", "the target is a view of a larger buffer"));
         }
         *dst = new;
         Ok(())
@@ -277,12 +227,6 @@ impl Tensor {
 
 impl std::fmt::Debug for Tensor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "Tensor[{}; {}; {}]",
-            self.shape(),
-            self.dtype,
-            self.device
-        )
+        write!(f, "Tensor[{}; {}; {}]", self.shape(), self.dtype, self.device)
     }
 }

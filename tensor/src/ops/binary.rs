@@ -149,11 +149,7 @@ cmp_ops! {
 /// Broadcast two tensors to their common shape (views, no copies).
 pub fn broadcast_pair(op: &'static str, a: &Tensor, b: &Tensor) -> Result<(Tensor, Tensor)> {
     if a.dtype() != b.dtype() {
-        return Err(Error::DTypeMismatch {
-            op,
-            lhs: a.dtype(),
-            rhs: b.dtype(),
-        });
+        return Err(Error::DTypeMismatch { op, lhs: a.dtype(), rhs: b.dtype() });
     }
     if a.shape() == b.shape() {
         return Ok((a.clone(), b.clone()));
@@ -167,24 +163,13 @@ impl Tensor {
     pub fn binary(&self, rhs: &Tensor, op: BinaryOp) -> Result<Tensor> {
         let (a, b) = broadcast_pair(op.name(), self, rhs)?;
         let (sa, sb) = (a.storage(), b.storage());
-        let out = dispatch2!(op.name(), &*sa, &*sb, |x, y| x.binary(
-            a.layout(),
-            y,
-            b.layout(),
-            op
-        ))?;
+        let out = dispatch2!(op.name(), &*sa, &*sb, |x, y| x.binary(a.layout(), y, b.layout(), op))?;
         Ok(Tensor::from_storage(out, a.shape().clone()))
     }
 
     /// `grad * d op(self, rhs) / d(self or rhs)` over the broadcast output shape;
     /// the backward of [`Tensor::binary`] before reduction to the operand's shape.
-    pub fn binary_grad(
-        &self,
-        rhs: &Tensor,
-        grad: &Tensor,
-        op: BinaryOp,
-        wrt_rhs: bool,
-    ) -> Result<Tensor> {
+    pub fn binary_grad(&self, rhs: &Tensor, grad: &Tensor, op: BinaryOp, wrt_rhs: bool) -> Result<Tensor> {
         let (a, b) = broadcast_pair(op.name(), self, rhs)?;
         if grad.shape() != a.shape() {
             return Err(Error::shape_mismatch(
@@ -211,12 +196,7 @@ impl Tensor {
     pub fn cmp(&self, rhs: &Tensor, op: CmpOp) -> Result<Tensor> {
         let (a, b) = broadcast_pair(op.name(), self, rhs)?;
         let (sa, sb) = (a.storage(), b.storage());
-        let out = dispatch2!(op.name(), &*sa, &*sb, |x, y| x.cmp(
-            a.layout(),
-            y,
-            b.layout(),
-            op
-        ))?;
+        let out = dispatch2!(op.name(), &*sa, &*sb, |x, y| x.cmp(a.layout(), y, b.layout(), op))?;
         Ok(Tensor::from_storage(out, a.shape().clone()))
     }
 
@@ -228,19 +208,11 @@ impl Tensor {
     /// `self` where `mask != 0`, else `other` (all three broadcast together).
     pub fn where_cond(mask: &Tensor, on_true: &Tensor, on_false: &Tensor) -> Result<Tensor> {
         if on_true.dtype() != on_false.dtype() {
-            return Err(Error::DTypeMismatch {
-                op: "where_cond",
-                lhs: on_true.dtype(),
-                rhs: on_false.dtype(),
-            });
+            return Err(Error::DTypeMismatch { op: "where_cond", lhs: on_true.dtype(), rhs: on_false.dtype() });
         }
         let s1 = Shape::broadcast("where_cond", mask.shape(), on_true.shape())?;
         let shape = Shape::broadcast("where_cond", &s1, on_false.shape())?;
-        let (m, t, f) = (
-            mask.broadcast_to(&shape)?,
-            on_true.broadcast_to(&shape)?,
-            on_false.broadcast_to(&shape)?,
-        );
+        let (m, t, f) = (mask.broadcast_to(&shape)?, on_true.broadcast_to(&shape)?, on_false.broadcast_to(&shape)?);
         let (sm, st, sf) = (m.storage(), t.storage(), f.storage());
         let out = dispatch3!("where_cond", &*sm, &*st, &*sf, |a, b, c| a.where_cond(
             m.layout(),
@@ -255,10 +227,7 @@ impl Tensor {
     /// Limit every element to `[min, max]`.
     pub fn clamp(&self, min: f64, max: f64) -> Result<Tensor> {
         if min > max {
-            return Err(Error::invalid(
-                "clamp",
-                format!("min {min} is greater than max {max}"),
-            ));
+            return Err(Error::invalid("clamp", format!("min {min} is greater than max {max}")));
         }
         self.maximum_scalar(min)?.minimum_scalar(max)
     }
@@ -311,45 +280,25 @@ pub(crate) mod cpu {
     use half::{bf16, f16};
 
     fn mismatch(op: &'static str, a: &CpuStorage, b: &CpuStorage) -> Error {
-        Error::DTypeMismatch {
-            op,
-            lhs: a.dtype(),
-            rhs: b.dtype(),
-        }
+        Error::DTypeMismatch { op, lhs: a.dtype(), rhs: b.dtype() }
     }
 
-    pub(crate) fn binary(
-        a: &CpuStorage,
-        al: &Layout,
-        b: &CpuStorage,
-        bl: &Layout,
-        op: BinaryOp,
-    ) -> Result<CpuStorage> {
+    pub(crate) fn binary(a: &CpuStorage, al: &Layout, b: &CpuStorage, bl: &Layout, op: BinaryOp) -> Result<CpuStorage> {
         Ok(match (a, b) {
-            (CpuStorage::F32(x), CpuStorage::F32(y)) => {
-                CpuStorage::F32(map2(x, al, y, bl, |x, y| op.eval_f32(x, y)))
-            }
-            (CpuStorage::F64(x), CpuStorage::F64(y)) => {
-                CpuStorage::F64(map2(x, al, y, bl, |x, y| op.eval_f64(x, y)))
-            }
+            (CpuStorage::F32(x), CpuStorage::F32(y)) => CpuStorage::F32(map2(x, al, y, bl, |x, y| op.eval_f32(x, y))),
+            (CpuStorage::F64(x), CpuStorage::F64(y)) => CpuStorage::F64(map2(x, al, y, bl, |x, y| op.eval_f64(x, y))),
             (CpuStorage::F16(x), CpuStorage::F16(y)) => {
-                CpuStorage::F16(map2(x, al, y, bl, |x, y| {
-                    f16::from_f32(op.eval_f32(x.to_f32(), y.to_f32()))
-                }))
+                CpuStorage::F16(map2(x, al, y, bl, |x, y| f16::from_f32(op.eval_f32(x.to_f32(), y.to_f32()))))
             }
             (CpuStorage::BF16(x), CpuStorage::BF16(y)) => {
-                CpuStorage::BF16(map2(x, al, y, bl, |x, y| {
-                    bf16::from_f32(op.eval_f32(x.to_f32(), y.to_f32()))
-                }))
+                CpuStorage::BF16(map2(x, al, y, bl, |x, y| bf16::from_f32(op.eval_f32(x.to_f32(), y.to_f32()))))
             }
             (CpuStorage::I64(x), CpuStorage::I64(y)) => {
-                CpuStorage::I64(map2(x, al, y, bl, |x, y| {
-                    i64::from_f64(op.eval_f64(x as f64, y as f64))
-                }))
+                CpuStorage::I64(map2(x, al, y, bl, |x, y| i64::from_f64(op.eval_f64(x as f64, y as f64))))
             }
-            (CpuStorage::U8(x), CpuStorage::U8(y)) => CpuStorage::U8(map2(x, al, y, bl, |x, y| {
-                u8::from_f64(op.eval_f64(x as f64, y as f64))
-            })),
+            (CpuStorage::U8(x), CpuStorage::U8(y)) => {
+                CpuStorage::U8(map2(x, al, y, bl, |x, y| u8::from_f64(op.eval_f64(x as f64, y as f64))))
+            }
             (a, b) => return Err(mismatch(op.name(), a, b)),
         })
     }
@@ -366,14 +315,10 @@ pub(crate) mod cpu {
     ) -> Result<CpuStorage> {
         Ok(match (a, b, g) {
             (CpuStorage::F32(x), CpuStorage::F32(y), CpuStorage::F32(g)) => {
-                CpuStorage::F32(map3(x, al, y, bl, g, gl, |x, y, g| {
-                    g * op.deriv_f32(x, y, wrt_rhs)
-                }))
+                CpuStorage::F32(map3(x, al, y, bl, g, gl, |x, y, g| g * op.deriv_f32(x, y, wrt_rhs)))
             }
             (CpuStorage::F64(x), CpuStorage::F64(y), CpuStorage::F64(g)) => {
-                CpuStorage::F64(map3(x, al, y, bl, g, gl, |x, y, g| {
-                    g * op.deriv_f64(x, y, wrt_rhs)
-                }))
+                CpuStorage::F64(map3(x, al, y, bl, g, gl, |x, y, g| g * op.deriv_f64(x, y, wrt_rhs)))
             }
             (CpuStorage::F16(x), CpuStorage::F16(y), CpuStorage::F16(g)) => {
                 CpuStorage::F16(map3(x, al, y, bl, g, gl, |x, y, g| {
@@ -388,32 +333,20 @@ pub(crate) mod cpu {
             (a, _, g) => {
                 return Err(Error::UnsupportedDType {
                     op: "binary_grad",
-                    dtype: if a.dtype().is_float() {
-                        g.dtype()
-                    } else {
-                        a.dtype()
-                    },
+                    dtype: if a.dtype().is_float() { g.dtype() } else { a.dtype() },
                     hint: "gradients need a float dtype and operands of one dtype",
                 })
             }
         })
     }
 
-    pub(crate) fn cmp(
-        a: &CpuStorage,
-        al: &Layout,
-        b: &CpuStorage,
-        bl: &Layout,
-        op: CmpOp,
-    ) -> Result<CpuStorage> {
+    pub(crate) fn cmp(a: &CpuStorage, al: &Layout, b: &CpuStorage, bl: &Layout, op: CmpOp) -> Result<CpuStorage> {
         let f = |x: bool| x as u8;
         Ok(CpuStorage::U8(match (a, b) {
             (CpuStorage::F32(x), CpuStorage::F32(y)) => map2(x, al, y, bl, |x, y| f(op.eval(x, y))),
             (CpuStorage::F64(x), CpuStorage::F64(y)) => map2(x, al, y, bl, |x, y| f(op.eval(x, y))),
             (CpuStorage::F16(x), CpuStorage::F16(y)) => map2(x, al, y, bl, |x, y| f(op.eval(x, y))),
-            (CpuStorage::BF16(x), CpuStorage::BF16(y)) => {
-                map2(x, al, y, bl, |x, y| f(op.eval(x, y)))
-            }
+            (CpuStorage::BF16(x), CpuStorage::BF16(y)) => map2(x, al, y, bl, |x, y| f(op.eval(x, y))),
             (CpuStorage::I64(x), CpuStorage::I64(y)) => map2(x, al, y, bl, |x, y| f(op.eval(x, y))),
             (CpuStorage::U8(x), CpuStorage::U8(y)) => map2(x, al, y, bl, |x, y| f(op.eval(x, y))),
             (a, b) => return Err(mismatch(op.name(), a, b)),
@@ -433,9 +366,7 @@ pub(crate) mod cpu {
             CpuStorage::U8(v) => crate::cpu::map1(v, ml, |x| x != 0),
             other => {
                 let v = other.copy_strided(ml)?;
-                (0..v.len())
-                    .map(|i| v.get_f64(i).is_some_and(|x| x != 0.0))
-                    .collect()
+                (0..v.len()).map(|i| v.get_f64(i).is_some_and(|x| x != 0.0)).collect()
             }
         };
         let ml = Layout::contiguous(ml.shape().clone());

@@ -42,7 +42,7 @@ pub(crate) fn cpu_to_dtype(s: &CpuStorage, l: &Layout, dtype: DType) -> Result<C
         CpuStorage::BF16(v) => convert(v, l, dtype),
         CpuStorage::I64(v) => match dtype {
             // exact integer path (no f64 rounding above 2^53)
-            DType::U8 => CpuStorage::U8(l.offsets().into_iter().map(|i| v[i] as u8).collect()),
+            DType::U8 => CpuStorage::U8(l.offsets().into_iter().map(|i| v[i].clamp(0, 255) as u8).collect()),
             _ => convert(v, l, dtype),
         },
         CpuStorage::U8(v) => match dtype {

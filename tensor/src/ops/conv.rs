@@ -66,10 +66,7 @@ pub fn conv_out_dim(
     padding: Padding,
 ) -> Result<(usize, usize)> {
     if k == 0 || stride == 0 || dilation == 0 {
-        return Err(Error::invalid(
-            op,
-            "kernel size, stride and dilation must be >= 1",
-        ));
+        return Err(Error::invalid(op, "kernel size, stride and dilation must be >= 1"));
     }
     let eff = dilation * (k - 1) + 1;
     match padding {
@@ -102,22 +99,14 @@ impl Conv2dParams {
     ) -> Result<Self> {
         let (x, k) = (input.dims(), kernel.dims());
         if x.len() != 4 || k.len() != 4 {
-            return Err(Error::shape_mismatch(
-                op,
-                input,
-                kernel,
-                "need NHWC input and HWIO kernel (rank 4 each)",
-            ));
+            return Err(Error::shape_mismatch(op, input, kernel, "need NHWC input and HWIO kernel (rank 4 each)"));
         }
         if x[3] != k[2] {
             return Err(Error::shape_mismatch(
                 op,
                 input,
                 kernel,
-                format!(
-                    "input has {} channels but the kernel expects {}",
-                    x[3], k[2]
-                ),
+                format!("input has {} channels but the kernel expects {}", x[3], k[2]),
             ));
         }
         let (oh, pt) = conv_out_dim(op, x[1], k[0], strides.0, dilation.0, padding)?;
@@ -166,14 +155,7 @@ impl Tensor {
         padding: Padding,
         dilation: (usize, usize),
     ) -> Result<Tensor> {
-        let p = Conv2dParams::new(
-            "conv2d",
-            self.shape(),
-            kernel.shape(),
-            strides,
-            padding,
-            dilation,
-        )?;
+        let p = Conv2dParams::new("conv2d", self.shape(), kernel.shape(), strides, padding, dilation)?;
         self.conv2d_with(kernel, &p)
     }
 
@@ -184,12 +166,7 @@ impl Tensor {
         check_shape("conv2d", kernel, &p.kernel_shape())?;
         let (x, k) = (self.contiguous()?, kernel.contiguous()?);
         let (sx, sk) = (x.storage(), k.storage());
-        let out = dispatch2!("conv2d", &*sx, &*sk, |a, b| a.conv2d(
-            x.layout(),
-            b,
-            k.layout(),
-            p
-        ))?;
+        let out = dispatch2!("conv2d", &*sx, &*sk, |a, b| a.conv2d(x.layout(), b, k.layout(), p))?;
         Ok(Tensor::from_storage(out, p.out_shape()))
     }
 
@@ -200,12 +177,8 @@ impl Tensor {
         check_shape("conv2d_grad_input", kernel, &p.kernel_shape())?;
         let (dy, k) = (self.contiguous()?, kernel.contiguous()?);
         let (sd, sk) = (dy.storage(), k.storage());
-        let out = dispatch2!("conv2d_grad_input", &*sd, &*sk, |a, b| a.conv2d_grad_input(
-            dy.layout(),
-            b,
-            k.layout(),
-            p
-        ))?;
+        let out =
+            dispatch2!("conv2d_grad_input", &*sd, &*sk, |a, b| a.conv2d_grad_input(dy.layout(), b, k.layout(), p))?;
         Ok(Tensor::from_storage(out, p.in_shape()))
     }
 
@@ -216,38 +189,25 @@ impl Tensor {
         check_shape("conv2d_grad_kernel", dy, &p.out_shape())?;
         let (x, dy) = (self.contiguous()?, dy.contiguous()?);
         let (sx, sd) = (x.storage(), dy.storage());
-        let out = dispatch2!("conv2d_grad_kernel", &*sx, &*sd, |a, b| a
-            .conv2d_grad_kernel(x.layout(), b, dy.layout(), p))?;
+        let out =
+            dispatch2!("conv2d_grad_kernel", &*sx, &*sd, |a, b| a.conv2d_grad_kernel(x.layout(), b, dy.layout(), p))?;
         Ok(Tensor::from_storage(out, p.kernel_shape()))
     }
 }
 
 pub(crate) fn check_same_dtype(op: &'static str, a: &Tensor, b: &Tensor) -> Result<()> {
     if a.dtype() != b.dtype() {
-        return Err(Error::DTypeMismatch {
-            op,
-            lhs: a.dtype(),
-            rhs: b.dtype(),
-        });
+        return Err(Error::DTypeMismatch { op, lhs: a.dtype(), rhs: b.dtype() });
     }
     if !a.dtype().is_float() {
-        return Err(Error::UnsupportedDType {
-            op,
-            dtype: a.dtype(),
-            hint: "cast to a float dtype first",
-        });
+        return Err(Error::UnsupportedDType { op, dtype: a.dtype(), hint: "cast to a float dtype first" });
     }
     Ok(())
 }
 
 pub(crate) fn check_shape(op: &'static str, t: &Tensor, want: &Shape) -> Result<()> {
     if t.shape() != want {
-        return Err(Error::shape_mismatch(
-            op,
-            t.shape(),
-            want,
-            "operand does not have the expected shape",
-        ));
+        return Err(Error::shape_mismatch(op, t.shape(), want, "operand does not have the expected shape"));
     }
     Ok(())
 }
@@ -269,14 +229,7 @@ pub(crate) mod cpu {
 
     /// Input position for output `o` and kernel tap `k` along one dim, if inside the image.
     #[inline]
-    fn src_pos(
-        o: usize,
-        k: usize,
-        stride: usize,
-        dil: usize,
-        pad: usize,
-        size: usize,
-    ) -> Option<usize> {
+    fn src_pos(o: usize, k: usize, stride: usize, dil: usize, pad: usize, size: usize) -> Option<usize> {
         let p = (o * stride + k * dil).checked_sub(pad)?;
         (p < size).then_some(p)
     }
@@ -285,28 +238,25 @@ pub(crate) mod cpu {
     fn im2col<T: GemmElem>(x: &[T], p: &Conv2dParams) -> Vec<T> {
         let kk = p.kh * p.kw * p.c;
         let mut col = vec![T::ZERO; p.n * p.oh * p.ow * kk];
-        col.par_chunks_mut(p.ow * kk)
-            .enumerate()
-            .for_each(|(row, chunk)| {
-                let (b, oy) = (row / p.oh, row % p.oh);
-                let img = &x[b * p.h * p.w * p.c..(b + 1) * p.h * p.w * p.c];
-                for ox in 0..p.ow {
-                    let patch = &mut chunk[ox * kk..(ox + 1) * kk];
-                    for ki in 0..p.kh {
-                        let Some(iy) = src_pos(oy, ki, p.sh, p.dh, p.pt, p.h) else {
+        col.par_chunks_mut(p.ow * kk).enumerate().for_each(|(row, chunk)| {
+            let (b, oy) = (row / p.oh, row % p.oh);
+            let img = &x[b * p.h * p.w * p.c..(b + 1) * p.h * p.w * p.c];
+            for ox in 0..p.ow {
+                let patch = &mut chunk[ox * kk..(ox + 1) * kk];
+                for ki in 0..p.kh {
+                    let Some(iy) = src_pos(oy, ki, p.sh, p.dh, p.pt, p.h) else {
+                        continue;
+                    };
+                    for kj in 0..p.kw {
+                        let Some(ix) = src_pos(ox, kj, p.sw, p.dw, p.pl, p.w) else {
                             continue;
                         };
-                        for kj in 0..p.kw {
-                            let Some(ix) = src_pos(ox, kj, p.sw, p.dw, p.pl, p.w) else {
-                                continue;
-                            };
-                            let src = &img[(iy * p.w + ix) * p.c..(iy * p.w + ix + 1) * p.c];
-                            patch[(ki * p.kw + kj) * p.c..(ki * p.kw + kj + 1) * p.c]
-                                .copy_from_slice(src);
-                        }
+                        let src = &img[(iy * p.w + ix) * p.c..(iy * p.w + ix + 1) * p.c];
+                        patch[(ki * p.kw + kj) * p.c..(ki * p.kw + kj + 1) * p.c].copy_from_slice(src);
                     }
                 }
-            });
+            }
+        });
         col
     }
 
@@ -316,51 +266,13 @@ pub(crate) mod cpu {
         let mut out = vec![T::ZERO; rows * p.o];
         if p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1 && p.pt == 0 && p.pl == 0 {
             // pointwise convolution: the input already is the patch matrix
-            let a = MatRef {
-                data: x,
-                offset: 0,
-                rs: kk,
-                cs: 1,
-            };
-            gemm_into(
-                &mut out,
-                a,
-                MatRef {
-                    data: k,
-                    offset: 0,
-                    rs: p.o,
-                    cs: 1,
-                },
-                rows,
-                p.o,
-                kk,
-                false,
-                true,
-            )?;
+            let a = MatRef { data: x, offset: 0, rs: kk, cs: 1 };
+            gemm_into(&mut out, a, MatRef { data: k, offset: 0, rs: p.o, cs: 1 }, rows, p.o, kk, false, true)?;
             return Ok(out);
         }
         let col = im2col(x, p);
-        let a = MatRef {
-            data: &col,
-            offset: 0,
-            rs: kk,
-            cs: 1,
-        };
-        gemm_into(
-            &mut out,
-            a,
-            MatRef {
-                data: k,
-                offset: 0,
-                rs: p.o,
-                cs: 1,
-            },
-            rows,
-            p.o,
-            kk,
-            false,
-            true,
-        )?;
+        let a = MatRef { data: &col, offset: 0, rs: kk, cs: 1 };
+        gemm_into(&mut out, a, MatRef { data: k, offset: 0, rs: p.o, cs: 1 }, rows, p.o, kk, false, true)?;
         Ok(out)
     }
 
@@ -369,54 +281,33 @@ pub(crate) mod cpu {
         let rows = p.n * p.oh * p.ow;
         // dcol = dy [rows, o] x k^T [o, kk]
         let mut dcol = vec![T::ZERO; rows * kk];
-        let kt = MatRef {
-            data: k,
-            offset: 0,
-            rs: 1,
-            cs: p.o,
-        };
-        gemm_into(
-            &mut dcol,
-            MatRef {
-                data: dy,
-                offset: 0,
-                rs: p.o,
-                cs: 1,
-            },
-            kt,
-            rows,
-            kk,
-            p.o,
-            false,
-            true,
-        )?;
+        let kt = MatRef { data: k, offset: 0, rs: 1, cs: p.o };
+        gemm_into(&mut dcol, MatRef { data: dy, offset: 0, rs: p.o, cs: 1 }, kt, rows, kk, p.o, false, true)?;
         // col2im: scatter-add every patch back into its image (images in parallel)
         let img_len = p.h * p.w * p.c;
         let mut dx = vec![T::ZERO; p.n * img_len];
-        dx.par_chunks_mut(img_len.max(1))
-            .enumerate()
-            .for_each(|(b, img)| {
-                for oy in 0..p.oh {
-                    for ox in 0..p.ow {
-                        let patch = &dcol[((b * p.oh + oy) * p.ow + ox) * kk..][..kk];
-                        for ki in 0..p.kh {
-                            let Some(iy) = src_pos(oy, ki, p.sh, p.dh, p.pt, p.h) else {
+        dx.par_chunks_mut(img_len.max(1)).enumerate().for_each(|(b, img)| {
+            for oy in 0..p.oh {
+                for ox in 0..p.ow {
+                    let patch = &dcol[((b * p.oh + oy) * p.ow + ox) * kk..][..kk];
+                    for ki in 0..p.kh {
+                        let Some(iy) = src_pos(oy, ki, p.sh, p.dh, p.pt, p.h) else {
+                            continue;
+                        };
+                        for kj in 0..p.kw {
+                            let Some(ix) = src_pos(ox, kj, p.sw, p.dw, p.pl, p.w) else {
                                 continue;
                             };
-                            for kj in 0..p.kw {
-                                let Some(ix) = src_pos(ox, kj, p.sw, p.dw, p.pl, p.w) else {
-                                    continue;
-                                };
-                                let dst = &mut img[(iy * p.w + ix) * p.c..][..p.c];
-                                let src = &patch[(ki * p.kw + kj) * p.c..][..p.c];
-                                for (d, &s) in dst.iter_mut().zip(src) {
-                                    *d += s;
-                                }
+                            let dst = &mut img[(iy * p.w + ix) * p.c..][..p.c];
+                            let src = &patch[(ki * p.kw + kj) * p.c..][..p.c];
+                            for (d, &s) in dst.iter_mut().zip(src) {
+                                *d += s;
                             }
                         }
                     }
                 }
-            });
+            }
+        });
         Ok(dx)
     }
 
@@ -426,27 +317,8 @@ pub(crate) mod cpu {
         let col = im2col(x, p);
         // dk [kk, o] = col^T [kk, rows] x dy [rows, o]
         let mut dk = vec![T::ZERO; kk * p.o];
-        let colt = MatRef {
-            data: &col,
-            offset: 0,
-            rs: 1,
-            cs: kk,
-        };
-        gemm_into(
-            &mut dk,
-            colt,
-            MatRef {
-                data: dy,
-                offset: 0,
-                rs: p.o,
-                cs: 1,
-            },
-            kk,
-            p.o,
-            rows,
-            false,
-            true,
-        )?;
+        let colt = MatRef { data: &col, offset: 0, rs: 1, cs: kk };
+        gemm_into(&mut dk, colt, MatRef { data: dy, offset: 0, rs: p.o, cs: 1 }, kk, p.o, rows, false, true)?;
         Ok(dk)
     }
 
@@ -472,13 +344,7 @@ pub(crate) mod cpu {
                     let $y: Vec<f32> = contiguous(b, $bl).iter().map(|v| v.to_f32()).collect();
                     CpuStorage::BF16($f?.into_iter().map(bf16::from_f32).collect())
                 }
-                (a, b) => {
-                    return Err(Error::DTypeMismatch {
-                        op: $op,
-                        lhs: a.dtype(),
-                        rhs: b.dtype(),
-                    })
-                }
+                (a, b) => return Err(Error::DTypeMismatch { op: $op, lhs: a.dtype(), rhs: b.dtype() }),
             }
         };
     }
@@ -500,9 +366,7 @@ pub(crate) mod cpu {
         kl: &Layout,
         p: &Conv2dParams,
     ) -> Result<CpuStorage> {
-        Ok(float_pair!("conv2d_grad_input", dy, dyl, k, kl, |a, b| {
-            grad_input(&a, &b, p)
-        }))
+        Ok(float_pair!("conv2d_grad_input", dy, dyl, k, kl, |a, b| { grad_input(&a, &b, p) }))
     }
 
     pub(crate) fn conv2d_grad_kernel(
@@ -512,8 +376,6 @@ pub(crate) mod cpu {
         dyl: &Layout,
         p: &Conv2dParams,
     ) -> Result<CpuStorage> {
-        Ok(float_pair!("conv2d_grad_kernel", x, xl, dy, dyl, |a, b| {
-            grad_kernel(&a, &b, p)
-        }))
+        Ok(float_pair!("conv2d_grad_kernel", x, xl, dy, dyl, |a, b| { grad_kernel(&a, &b, p) }))
     }
 }

@@ -4,17 +4,9 @@ use crate::{rng, CpuStorage, DType, Device, Error, Result, Shape, Storage, Tenso
 
 impl Tensor {
     /// A tensor of `shape` filled with `value` (converted to `dtype`).
-    pub fn full(
-        value: f64,
-        shape: impl Into<Shape>,
-        dtype: DType,
-        device: &Device,
-    ) -> Result<Tensor> {
+    pub fn full(value: f64, shape: impl Into<Shape>, dtype: DType, device: &Device) -> Result<Tensor> {
         let shape = shape.into();
-        let t = Tensor::from_storage(
-            Storage::Cpu(CpuStorage::full(value, shape.elem_count(), dtype)),
-            shape,
-        );
+        let t = Tensor::from_storage(Storage::Cpu(CpuStorage::full(value, shape.elem_count(), dtype)), shape);
         t.to_device(device)
     }
 
@@ -39,13 +31,7 @@ impl Tensor {
     }
 
     /// `[start, start + step, ...]` up to but excluding `end` (like `numpy.arange`).
-    pub fn arange(
-        start: f64,
-        end: f64,
-        step: f64,
-        dtype: DType,
-        device: &Device,
-    ) -> Result<Tensor> {
+    pub fn arange(start: f64, end: f64, step: f64, dtype: DType, device: &Device) -> Result<Tensor> {
         if step == 0.0 || !step.is_finite() || !start.is_finite() || !end.is_finite() {
             return Err(Error::invalid(
                 "arange",
@@ -58,26 +44,10 @@ impl Tensor {
     }
 
     /// `n` evenly spaced values from `start` to `end` inclusive (like `numpy.linspace`).
-    pub fn linspace(
-        start: f64,
-        end: f64,
-        n: usize,
-        dtype: DType,
-        device: &Device,
-    ) -> Result<Tensor> {
-        let step = if n > 1 {
-            (end - start) / (n - 1) as f64
-        } else {
-            0.0
-        };
+    pub fn linspace(start: f64, end: f64, n: usize, dtype: DType, device: &Device) -> Result<Tensor> {
+        let step = if n > 1 { (end - start) / (n - 1) as f64 } else { 0.0 };
         let s = CpuStorage::from_f64_iter(
-            (0..n).map(|i| {
-                if i + 1 == n && n > 1 {
-                    end
-                } else {
-                    start + i as f64 * step
-                }
-            }),
+            (0..n).map(|i| if i + 1 == n && n > 1 { end } else { start + i as f64 * step }),
             dtype,
         );
         Tensor::from_storage(Storage::Cpu(s), n).to_device(device)
@@ -85,10 +55,7 @@ impl Tensor {
 
     /// The `n x n` identity matrix.
     pub fn eye(n: usize, dtype: DType, device: &Device) -> Result<Tensor> {
-        let s = CpuStorage::from_f64_iter(
-            (0..n * n).map(|i| if i / n == i % n { 1.0 } else { 0.0 }),
-            dtype,
-        );
+        let s = CpuStorage::from_f64_iter((0..n * n).map(|i| if i / n == i % n { 1.0 } else { 0.0 }), dtype);
         Tensor::from_storage(Storage::Cpu(s), (n, n)).to_device(device)
     }
 
@@ -102,16 +69,11 @@ impl Tensor {
         device: &Device,
     ) -> Result<Tensor> {
         if lo >= hi || !lo.is_finite() || !hi.is_finite() {
-            return Err(Error::invalid(
-                "rand_uniform",
-                format!("need finite lo < hi, got [{lo}, {hi})"),
-            ));
+            return Err(Error::invalid("rand_uniform", format!("need finite lo < hi, got [{lo}, {hi})")));
         }
         let shape = shape.into();
         let v = rng::uniform_f32(seed, shape.elem_count(), lo as f32, hi as f32);
-        Tensor::from_vec(v, shape)?
-            .to_dtype(dtype)?
-            .to_device(device)
+        Tensor::from_vec(v, shape)?.to_dtype(dtype)?.to_device(device)
     }
 
     /// Normal samples with `mean` and `std` from seed `seed` (Philox + Box-Muller).
@@ -124,15 +86,10 @@ impl Tensor {
         device: &Device,
     ) -> Result<Tensor> {
         if std.is_sign_negative() || !std.is_finite() || !mean.is_finite() {
-            return Err(Error::invalid(
-                "rand_normal",
-                format!("need finite mean and std >= 0, got {mean}, {std}"),
-            ));
+            return Err(Error::invalid("rand_normal", format!("need finite mean and std >= 0, got {mean}, {std}")));
         }
         let shape = shape.into();
         let v = rng::normal_f32(seed, shape.elem_count(), mean as f32, std as f32);
-        Tensor::from_vec(v, shape)?
-            .to_dtype(dtype)?
-            .to_device(device)
+        Tensor::from_vec(v, shape)?.to_dtype(dtype)?.to_device(device)
     }
 }

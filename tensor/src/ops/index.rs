@@ -32,12 +32,7 @@ impl Tensor {
         let mut dims = self.dims().to_vec();
         dims[a] = indices.elem_count();
         let (s, i) = (self.storage(), indices.storage());
-        let out = dispatch2!("index_select", &*s, &*i, |x, y| x.index_select(
-            self.layout(),
-            y,
-            indices.layout(),
-            a
-        ))?;
+        let out = dispatch2!("index_select", &*s, &*i, |x, y| x.index_select(self.layout(), y, indices.layout(), a))?;
         Ok(Tensor::from_storage(out, dims))
     }
 
@@ -46,24 +41,12 @@ impl Tensor {
     pub fn index_add_into(&self, indices: &Tensor, axis: isize, dims: &Shape) -> Result<Tensor> {
         check_index_dtype("index_add", indices)?;
         let a = self.shape().axis("index_add", axis)?;
-        if dims.rank() != self.rank()
-            || (0..self.rank()).any(|d| d != a && dims.dims()[d] != self.dims()[d])
-        {
-            return Err(Error::shape_mismatch(
-                "index_add",
-                self.shape(),
-                dims,
-                "dims other than the axis must match",
-            ));
+        if dims.rank() != self.rank() || (0..self.rank()).any(|d| d != a && dims.dims()[d] != self.dims()[d]) {
+            return Err(Error::shape_mismatch("index_add", self.shape(), dims, "dims other than the axis must match"));
         }
         let (s, i) = (self.storage(), indices.storage());
-        let out = dispatch2!("index_add", &*s, &*i, |x, y| x.index_add(
-            self.layout(),
-            y,
-            indices.layout(),
-            a,
-            dims.dims()
-        ))?;
+        let out =
+            dispatch2!("index_add", &*s, &*i, |x, y| x.index_add(self.layout(), y, indices.layout(), a, dims.dims()))?;
         Ok(Tensor::from_storage(out, dims.clone()))
     }
 
@@ -72,9 +55,7 @@ impl Tensor {
     pub fn gather(&self, index: &Tensor, axis: isize) -> Result<Tensor> {
         check_index_dtype("gather", index)?;
         let a = self.shape().axis("gather", axis)?;
-        if index.rank() != self.rank()
-            || (0..self.rank()).any(|d| d != a && index.dims()[d] > self.dims()[d])
-        {
+        if index.rank() != self.rank() || (0..self.rank()).any(|d| d != a && index.dims()[d] > self.dims()[d]) {
             return Err(Error::shape_mismatch(
                 "gather",
                 self.shape(),
@@ -83,12 +64,7 @@ impl Tensor {
             ));
         }
         let (s, i) = (self.storage(), index.storage());
-        let out = dispatch2!("gather", &*s, &*i, |x, y| x.gather(
-            self.layout(),
-            y,
-            index.layout(),
-            a
-        ))?;
+        let out = dispatch2!("gather", &*s, &*i, |x, y| x.gather(self.layout(), y, index.layout(), a))?;
         Ok(Tensor::from_storage(out, index.shape().clone()))
     }
 
@@ -128,11 +104,7 @@ impl Tensor {
         let labels = self.to_dtype(DType::I64)?;
         let v = labels.to_vec::<i64>()?;
         if let Some(&bad) = v.iter().find(|&&l| l < 0 || l as usize >= num_classes) {
-            return Err(Error::IndexOutOfRange {
-                op: "one_hot",
-                index: bad,
-                size: num_classes,
-            });
+            return Err(Error::IndexOutOfRange { op: "one_hot", index: bad, size: num_classes });
         }
         let classes = Tensor::arange(0.0, num_classes as f64, 1.0, DType::I64, &self.device())?;
         labels.unsqueeze(-1)?.eq(&classes)?.to_dtype(dtype)
@@ -140,23 +112,15 @@ impl Tensor {
 
     /// Join tensors along `axis`; all other dims must agree.
     pub fn concat(tensors: &[Tensor], axis: isize) -> Result<Tensor> {
-        let first = tensors
-            .first()
-            .ok_or_else(|| Error::invalid("concat", "need at least one tensor"))?;
+        let first = tensors.first().ok_or_else(|| Error::invalid("concat", "need at least one tensor"))?;
         let a = first.shape().axis("concat", axis)?;
         let mut dims = first.dims().to_vec();
         dims[a] = 0;
         for t in tensors {
             if t.dtype() != first.dtype() {
-                return Err(Error::DTypeMismatch {
-                    op: "concat",
-                    lhs: first.dtype(),
-                    rhs: t.dtype(),
-                });
+                return Err(Error::DTypeMismatch { op: "concat", lhs: first.dtype(), rhs: t.dtype() });
             }
-            if t.rank() != first.rank()
-                || (0..t.rank()).any(|d| d != a && t.dims()[d] != first.dims()[d])
-            {
+            if t.rank() != first.rank() || (0..t.rank()).any(|d| d != a && t.dims()[d] != first.dims()[d]) {
                 return Err(Error::shape_mismatch(
                     "concat",
                     first.shape(),
@@ -204,10 +168,7 @@ impl Tensor {
 
     /// Join tensors of one shape along a new `axis`.
     pub fn stack(tensors: &[Tensor], axis: isize) -> Result<Tensor> {
-        let parts = tensors
-            .iter()
-            .map(|t| t.unsqueeze(axis))
-            .collect::<Result<Vec<_>>>()?;
+        let parts = tensors.iter().map(|t| t.unsqueeze(axis)).collect::<Result<Vec<_>>>()?;
         Tensor::concat(&parts, axis)
     }
 
@@ -218,10 +179,7 @@ impl Tensor {
             return Err(Error::InvalidShape {
                 op: "split",
                 shape: self.shape().clone(),
-                msg: format!(
-                    "sizes {sizes:?} do not add up to dim {a} of size {}",
-                    self.dims()[a]
-                ),
+                msg: format!("sizes {sizes:?} do not add up to dim {a} of size {}", self.dims()[a]),
             });
         }
         let mut start = 0;
@@ -256,27 +214,16 @@ pub(crate) mod cpu {
             CpuStorage::I64(v) => v
                 .into_iter()
                 .map(|i| {
-                    usize::try_from(i)
-                        .ok()
-                        .filter(|&u| u < size)
-                        .ok_or(Error::IndexOutOfRange { op, index: i, size })
+                    usize::try_from(i).ok().filter(|&u| u < size).ok_or(Error::IndexOutOfRange { op, index: i, size })
                 })
                 .collect(),
-            other => Err(Error::UnsupportedDType {
-                op,
-                dtype: other.dtype(),
-                hint: "indices must be I64",
-            }),
+            other => Err(Error::UnsupportedDType { op, dtype: other.dtype(), hint: "indices must be I64" }),
         }
     }
 
     /// (outer, axis, inner) sizes of `dims` around `axis`.
     fn split3(dims: &[usize], axis: usize) -> (usize, usize, usize) {
-        (
-            dims[..axis].iter().product(),
-            dims[axis],
-            dims[axis + 1..].iter().product(),
-        )
+        (dims[..axis].iter().product(), dims[axis], dims[axis + 1..].iter().product())
     }
 
     pub(crate) fn index_select(
@@ -315,10 +262,7 @@ pub(crate) mod cpu {
         let size = dims[axis];
         let ids = indices("index_add", idx, il, size)?;
         if ids.len() != n {
-            return Err(Error::invalid(
-                "index_add",
-                format!("{} indices for an axis of size {n}", ids.len()),
-            ));
+            return Err(Error::invalid("index_add", format!("{} indices for an axis of size {n}", ids.len())));
         }
         let total: usize = dims.iter().product();
         Ok(crate::map_cpu_storage!(&s.copy_strided(l)?, v => {
@@ -334,13 +278,7 @@ pub(crate) mod cpu {
         }))
     }
 
-    pub(crate) fn gather(
-        s: &CpuStorage,
-        l: &Layout,
-        idx: &CpuStorage,
-        il: &Layout,
-        axis: usize,
-    ) -> Result<CpuStorage> {
+    pub(crate) fn gather(s: &CpuStorage, l: &Layout, idx: &CpuStorage, il: &Layout, axis: usize) -> Result<CpuStorage> {
         let size = l.dims()[axis];
         let ids = indices("gather", idx, il, size)?;
         let idims = il.dims();
@@ -378,10 +316,7 @@ pub(crate) mod cpu {
         let idims = l.dims();
         for d in 0..idims.len() {
             if d != axis && idims[d] > dims[d] {
-                return Err(Error::invalid(
-                    "scatter_add",
-                    "source is larger than the output outside the axis",
-                ));
+                return Err(Error::invalid("scatter_add", "source is larger than the output outside the axis"));
             }
         }
         let ostr = crate::Shape::from(dims).contiguous_strides();
@@ -397,9 +332,7 @@ pub(crate) mod cpu {
                     multi[d] = rem % idims[d];
                     rem /= idims[d];
                 }
-                (0..idims.len())
-                    .map(|d| ostr[d] * if d == axis { i } else { multi[d] })
-                    .sum()
+                (0..idims.len()).map(|d| ostr[d] * if d == axis { i } else { multi[d] }).sum()
             })
             .collect();
         Ok(crate::map_cpu_storage!(&src, v => {
@@ -414,22 +347,11 @@ pub(crate) mod cpu {
 
 impl crate::CpuStorage {
     /// Concatenate parts (same rank and dtype) along `axis`.
-    pub fn concat(
-        parts: &[(&crate::CpuStorage, &crate::Layout)],
-        axis: usize,
-    ) -> Result<crate::CpuStorage> {
-        let first = parts
-            .first()
-            .ok_or_else(|| Error::invalid("concat", "need at least one tensor"))?;
+    pub fn concat(parts: &[(&crate::CpuStorage, &crate::Layout)], axis: usize) -> Result<crate::CpuStorage> {
+        let first = parts.first().ok_or_else(|| Error::invalid("concat", "need at least one tensor"))?;
         let outer: usize = first.1.dims()[..axis].iter().product();
-        let contig = parts
-            .iter()
-            .map(|(s, l)| s.copy_strided(l))
-            .collect::<Result<Vec<_>>>()?;
-        let widths: Vec<usize> = parts
-            .iter()
-            .map(|(_, l)| l.dims()[axis..].iter().product())
-            .collect();
+        let contig = parts.iter().map(|(s, l)| s.copy_strided(l)).collect::<Result<Vec<_>>>()?;
+        let widths: Vec<usize> = parts.iter().map(|(_, l)| l.dims()[axis..].iter().product()).collect();
         let dtype = first.0.dtype();
         Ok(crate::map_cpu_storage!(first.0, _v => {
             let mut out = Vec::with_capacity(contig.iter().map(|c| c.len()).sum());

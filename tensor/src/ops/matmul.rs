@@ -13,41 +13,21 @@ impl Tensor {
     /// `[b, m, k] x [b, k, n] -> [b, m, n]`, and so on for higher ranks.
     pub fn matmul(&self, rhs: &Tensor) -> Result<Tensor> {
         if self.dtype() != rhs.dtype() {
-            return Err(Error::DTypeMismatch {
-                op: "matmul",
-                lhs: self.dtype(),
-                rhs: rhs.dtype(),
-            });
+            return Err(Error::DTypeMismatch { op: "matmul", lhs: self.dtype(), rhs: rhs.dtype() });
         }
         if self.rank() < 2 || rhs.rank() < 2 {
-            return Err(Error::shape_mismatch(
-                "matmul",
-                self.shape(),
-                rhs.shape(),
-                "both operands need rank >= 2",
-            ));
+            return Err(Error::shape_mismatch("matmul", self.shape(), rhs.shape(), "both operands need rank >= 2"));
         }
         let (ad, bd) = (self.dims(), rhs.dims());
         let (m, k) = (ad[ad.len() - 2], ad[ad.len() - 1]);
         let (k2, n) = (bd[bd.len() - 2], bd[bd.len() - 1]);
         if k != k2 {
-            return Err(Error::shape_mismatch(
-                "matmul",
-                self.shape(),
-                rhs.shape(),
-                format!("inner dims {k} != {k2}"),
-            ));
+            return Err(Error::shape_mismatch("matmul", self.shape(), rhs.shape(), format!("inner dims {k} != {k2}")));
         }
         let batch_a = Shape::from(&ad[..ad.len() - 2]);
         let batch_b = Shape::from(&bd[..bd.len() - 2]);
-        let batch = Shape::broadcast("matmul", &batch_a, &batch_b).map_err(|_| {
-            Error::shape_mismatch(
-                "matmul",
-                self.shape(),
-                rhs.shape(),
-                "batch dims do not broadcast",
-            )
-        })?;
+        let batch = Shape::broadcast("matmul", &batch_a, &batch_b)
+            .map_err(|_| Error::shape_mismatch("matmul", self.shape(), rhs.shape(), "batch dims do not broadcast"))?;
         let b: usize = batch.elem_count();
         let mut a_full = batch.dims().to_vec();
         a_full.extend([m, k]);
@@ -56,11 +36,7 @@ impl Tensor {
         let a3 = to_batched(&self.broadcast_to(a_full)?, b, m, k)?;
         let b3 = to_batched(&rhs.broadcast_to(b_full)?, b, k, n)?;
         let (sa, sb) = (a3.storage(), b3.storage());
-        let out = dispatch2!("matmul", &*sa, &*sb, |x, y| x.matmul(
-            a3.layout(),
-            y,
-            b3.layout()
-        ))?;
+        let out = dispatch2!("matmul", &*sa, &*sb, |x, y| x.matmul(a3.layout(), y, b3.layout()))?;
         let mut out_dims = batch.dims().to_vec();
         out_dims.extend([m, n]);
         Ok(Tensor::from_storage(out, out_dims))
@@ -76,20 +52,12 @@ fn to_batched(t: &Tensor, b: usize, r: usize, c: usize) -> Result<Tensor> {
     let bdims = &l.dims()[..rank - 2];
     let bstrides = &l.strides()[..rank - 2];
     // batch dims merge when each stride equals the next stride times the next dim (ignoring size-1 dims)
-    let live: Vec<(usize, usize)> = bdims
-        .iter()
-        .zip(bstrides)
-        .filter(|(&d, _)| d != 1)
-        .map(|(&d, &s)| (d, s))
-        .collect();
+    let live: Vec<(usize, usize)> =
+        bdims.iter().zip(bstrides).filter(|(&d, _)| d != 1).map(|(&d, &s)| (d, s)).collect();
     let mergeable = live.windows(2).all(|w| w[0].1 == w[1].1 * w[1].0);
     if mergeable {
         let bstride = live.last().map(|&(_, s)| s).unwrap_or(0);
-        return Ok(t.with_layout(Layout::new(
-            Shape::from([b, r, c]),
-            vec![bstride, rs, cs],
-            l.offset(),
-        )));
+        return Ok(t.with_layout(Layout::new(Shape::from([b, r, c]), vec![bstride, rs, cs], l.offset())));
     }
     t.contiguous()?.reshape([b, r, c])
 }
@@ -156,11 +124,8 @@ pub(crate) mod cpu {
             }
             return Ok(());
         }
-        let par = if threads && m * n * k >= 64 * 64 * 64 {
-            gemm::Parallelism::Rayon(0)
-        } else {
-            gemm::Parallelism::None
-        };
+        let par =
+            if threads && m * n * k >= 64 * 64 * 64 { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
         // SAFETY: every index the kernel reads is bounded by `max_index`, checked
         // above against the slice lengths; dst holds m*n contiguous elements and
         // is exclusively borrowed.
@@ -198,24 +163,14 @@ pub(crate) mod cpu {
             return Ok(out);
         }
         let op = |i: usize, dst: &mut [T], threads: bool| {
-            let ma = MatRef {
-                data: a,
-                offset: al.offset() + i * al.strides()[0],
-                rs: al.strides()[1],
-                cs: al.strides()[2],
-            };
-            let mb = MatRef {
-                data: b,
-                offset: bl.offset() + i * bl.strides()[0],
-                rs: bl.strides()[1],
-                cs: bl.strides()[2],
-            };
+            let ma =
+                MatRef { data: a, offset: al.offset() + i * al.strides()[0], rs: al.strides()[1], cs: al.strides()[2] };
+            let mb =
+                MatRef { data: b, offset: bl.offset() + i * bl.strides()[0], rs: bl.strides()[1], cs: bl.strides()[2] };
             gemm_into(dst, ma, mb, m, n, k, false, threads)
         };
         if bs > 1 && m * n * k < 256 * 256 * 256 {
-            out.par_chunks_mut(m * n)
-                .enumerate()
-                .try_for_each(|(i, dst)| op(i, dst, false))?;
+            out.par_chunks_mut(m * n).enumerate().try_for_each(|(i, dst)| op(i, dst, false))?;
         } else {
             for (i, dst) in out.chunks_mut(m * n).enumerate() {
                 op(i, dst, true)?;
@@ -224,32 +179,17 @@ pub(crate) mod cpu {
         Ok(out)
     }
 
-    pub(crate) fn matmul(
-        a: &CpuStorage,
-        al: &Layout,
-        b: &CpuStorage,
-        bl: &Layout,
-    ) -> Result<CpuStorage> {
+    pub(crate) fn matmul(a: &CpuStorage, al: &Layout, b: &CpuStorage, bl: &Layout) -> Result<CpuStorage> {
         Ok(match (a, b) {
             (CpuStorage::F32(x), CpuStorage::F32(y)) => CpuStorage::F32(batched(x, al, y, bl)?),
             (CpuStorage::F64(x), CpuStorage::F64(y)) => CpuStorage::F64(batched(x, al, y, bl)?),
             (CpuStorage::F16(x), CpuStorage::F16(y)) => {
                 let (x, y) = (widen(x, |v| v.to_f32()), widen(y, |v| v.to_f32()));
-                CpuStorage::F16(
-                    batched(&x, al, &y, bl)?
-                        .into_iter()
-                        .map(f16::from_f32)
-                        .collect(),
-                )
+                CpuStorage::F16(batched(&x, al, &y, bl)?.into_iter().map(f16::from_f32).collect())
             }
             (CpuStorage::BF16(x), CpuStorage::BF16(y)) => {
                 let (x, y) = (widen(x, |v| v.to_f32()), widen(y, |v| v.to_f32()));
-                CpuStorage::BF16(
-                    batched(&x, al, &y, bl)?
-                        .into_iter()
-                        .map(bf16::from_f32)
-                        .collect(),
-                )
+                CpuStorage::BF16(batched(&x, al, &y, bl)?.into_iter().map(bf16::from_f32).collect())
             }
             (x, _) => {
                 return Err(Error::UnsupportedDType {

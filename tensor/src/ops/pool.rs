@@ -49,11 +49,7 @@ impl Pool2dParams {
     ) -> Result<Self> {
         let x = input.dims();
         if x.len() != 4 {
-            return Err(Error::InvalidShape {
-                op,
-                shape: input.clone(),
-                msg: "need NHWC input (rank 4)".into(),
-            });
+            return Err(Error::InvalidShape { op, shape: input.clone(), msg: "need NHWC input (rank 4)".into() });
         }
         let (oh, pt) = conv_out_dim(op, x[1], pool.0, strides.0, 1, padding)?;
         let (ow, pl) = conv_out_dim(op, x[2], pool.1, strides.1, 1, padding)?;
@@ -115,10 +111,7 @@ impl Tensor {
                 (crate::Storage::Cuda(o), crate::Storage::Cuda(i))
             }
         };
-        Ok((
-            Tensor::from_storage(out, p.out_shape()),
-            Tensor::from_storage(idx, p.out_shape()),
-        ))
+        Ok((Tensor::from_storage(out, p.out_shape()), Tensor::from_storage(idx, p.out_shape())))
     }
 
     /// Backward of max pooling: scatter `self` (the output gradient) to `argmax` positions.
@@ -135,22 +128,12 @@ impl Tensor {
         crate::ops::conv::check_shape("max_pool2d_grad", argmax, &p.out_shape())?;
         let (dy, idx) = (self.contiguous()?, argmax.contiguous()?);
         let (sd, si) = (dy.storage(), idx.storage());
-        let out = dispatch2!("max_pool2d_grad", &*sd, &*si, |a, b| a.max_pool2d_grad(
-            dy.layout(),
-            b,
-            idx.layout(),
-            p
-        ))?;
+        let out = dispatch2!("max_pool2d_grad", &*sd, &*si, |a, b| a.max_pool2d_grad(dy.layout(), b, idx.layout(), p))?;
         Ok(Tensor::from_storage(out, p.in_shape()))
     }
 
     /// Average pooling (padding excluded from each window's count).
-    pub fn avg_pool2d(
-        &self,
-        pool: (usize, usize),
-        strides: (usize, usize),
-        padding: Padding,
-    ) -> Result<Tensor> {
+    pub fn avg_pool2d(&self, pool: (usize, usize), strides: (usize, usize), padding: Padding) -> Result<Tensor> {
         let p = Pool2dParams::new("avg_pool2d", self.shape(), pool, strides, padding)?;
         float_only("avg_pool2d", self)?;
         let x = self.contiguous()?;
@@ -172,11 +155,7 @@ impl Tensor {
 
 fn float_only(op: &'static str, t: &Tensor) -> Result<()> {
     if !t.dtype().is_float() {
-        return Err(Error::UnsupportedDType {
-            op,
-            dtype: t.dtype(),
-            hint: "cast to a float dtype first",
-        });
+        return Err(Error::UnsupportedDType { op, dtype: t.dtype(), hint: "cast to a float dtype first" });
     }
     Ok(())
 }
@@ -209,10 +188,7 @@ pub(crate) mod cpu {
     }
 
     /// Max pooling over one float type; NaN wins (propagates), ties keep the first.
-    fn max_typed<T: Copy + PartialOrd + Send + Sync + Default>(
-        x: &[T],
-        p: &Pool2dParams,
-    ) -> (Vec<T>, Vec<i64>) {
+    fn max_typed<T: Copy + PartialOrd + Send + Sync + Default>(x: &[T], p: &Pool2dParams) -> (Vec<T>, Vec<i64>) {
         let n_out = p.n * p.oh * p.ow * p.c;
         let mut packed = vec![(T::default(), 0i64); n_out];
         per_row(
@@ -244,11 +220,7 @@ pub(crate) mod cpu {
         packed.into_iter().unzip()
     }
 
-    pub(crate) fn max_pool2d(
-        s: &CpuStorage,
-        l: &Layout,
-        p: &Pool2dParams,
-    ) -> Result<(CpuStorage, CpuStorage)> {
+    pub(crate) fn max_pool2d(s: &CpuStorage, l: &Layout, p: &Pool2dParams) -> Result<(CpuStorage, CpuStorage)> {
         let x = s.copy_strided(l)?;
         let (out, idx) = match &x {
             CpuStorage::F32(v) => {
@@ -261,15 +233,10 @@ pub(crate) mod cpu {
             }
             other => {
                 // f16 / bf16: pool the widened values; the max is exactly representable again
-                let wide: Vec<f32> = as_f64(other, &Layout::contiguous(p.in_shape()))?
-                    .into_iter()
-                    .map(|v| v as f32)
-                    .collect();
+                let wide: Vec<f32> =
+                    as_f64(other, &Layout::contiguous(p.in_shape()))?.into_iter().map(|v| v as f32).collect();
                 let (o, i) = max_typed(&wide, p);
-                (
-                    CpuStorage::from_f64_iter(o.into_iter().map(|v| v as f64), other.dtype()),
-                    i,
-                )
+                (CpuStorage::from_f64_iter(o.into_iter().map(|v| v as f64), other.dtype()), i)
             }
         };
         Ok((out, CpuStorage::I64(idx)))
@@ -296,13 +263,11 @@ pub(crate) mod cpu {
         let n_in = p.n * p.h * p.w * p.c;
         let mut dx = vec![0.0f64; n_in];
         for (&i, &v) in idx.iter().zip(&g) {
-            let i = usize::try_from(i).ok().filter(|&i| i < n_in).ok_or(
-                crate::Error::IndexOutOfRange {
-                    op: "max_pool2d_grad",
-                    index: i,
-                    size: n_in,
-                },
-            )?;
+            let i = usize::try_from(i).ok().filter(|&i| i < n_in).ok_or(crate::Error::IndexOutOfRange {
+                op: "max_pool2d_grad",
+                index: i,
+                size: n_in,
+            })?;
             dx[i] += v;
         }
         Ok(out_of(dx, dy.dtype()))
@@ -335,33 +300,27 @@ pub(crate) mod cpu {
         Ok(out_of(out, s.dtype()))
     }
 
-    pub(crate) fn avg_pool2d_grad(
-        dy: &CpuStorage,
-        dyl: &Layout,
-        p: &Pool2dParams,
-    ) -> Result<CpuStorage> {
+    pub(crate) fn avg_pool2d_grad(dy: &CpuStorage, dyl: &Layout, p: &Pool2dParams) -> Result<CpuStorage> {
         let g = as_f64(dy, dyl)?;
         let img = p.h * p.w * p.c;
         let mut dx = vec![0.0f64; p.n * img];
-        dx.par_chunks_mut(img.max(1))
-            .enumerate()
-            .for_each(|(b, dimg)| {
-                for oy in 0..p.oh {
-                    for ox in 0..p.ow {
-                        let (ys, xs) = p.window(oy, ox);
-                        let count = (ys.len() * xs.len()).max(1) as f64;
-                        let go = &g[((b * p.oh + oy) * p.ow + ox) * p.c..][..p.c];
-                        for iy in ys.clone() {
-                            for ix in xs.clone() {
-                                let d = &mut dimg[(iy * p.w + ix) * p.c..][..p.c];
-                                for (dv, &gv) in d.iter_mut().zip(go) {
-                                    *dv += gv / count;
-                                }
+        dx.par_chunks_mut(img.max(1)).enumerate().for_each(|(b, dimg)| {
+            for oy in 0..p.oh {
+                for ox in 0..p.ow {
+                    let (ys, xs) = p.window(oy, ox);
+                    let count = (ys.len() * xs.len()).max(1) as f64;
+                    let go = &g[((b * p.oh + oy) * p.ow + ox) * p.c..][..p.c];
+                    for iy in ys.clone() {
+                        for ix in xs.clone() {
+                            let d = &mut dimg[(iy * p.w + ix) * p.c..][..p.c];
+                            for (dv, &gv) in d.iter_mut().zip(go) {
+                                *dv += gv / count;
                             }
                         }
                     }
                 }
-            });
+            }
+        });
         Ok(out_of(dx, dy.dtype()))
     }
 }

@@ -54,10 +54,7 @@ impl Tensor {
             });
         }
         if matches!(op, ReduceOp::ArgMax | ReduceOp::ArgMin) && axes.len() != 1 && self.rank() > 1 {
-            return Err(Error::invalid(
-                op.name(),
-                "argmax/argmin take exactly one axis",
-            ));
+            return Err(Error::invalid(op.name(), "argmax/argmin take exactly one axis"));
         }
         let axes = self.shape().axes(op.name(), axes)?;
         let size: usize = axes.iter().map(|&a| self.dims()[a]).product();
@@ -72,9 +69,7 @@ impl Tensor {
         let perm: Vec<usize> = keep.iter().chain(axes.iter()).copied().collect();
         let moved = self.permute(&perm)?;
         let out_dims: Vec<usize> = if keepdim {
-            (0..self.rank())
-                .map(|a| if axes.contains(&a) { 1 } else { self.dims()[a] })
-                .collect()
+            (0..self.rank()).map(|a| if axes.contains(&a) { 1 } else { self.dims()[a] }).collect()
         } else {
             keep.iter().map(|&a| self.dims()[a]).collect()
         };
@@ -135,19 +130,11 @@ impl Tensor {
     fn softmax_impl(&self, axis: isize, log: bool) -> Result<Tensor> {
         let op = if log { "log_softmax" } else { "softmax" };
         if !self.dtype().is_float() {
-            return Err(Error::UnsupportedDType {
-                op,
-                dtype: self.dtype(),
-                hint: "cast to a float dtype first",
-            });
+            return Err(Error::UnsupportedDType { op, dtype: self.dtype(), hint: "cast to a float dtype first" });
         }
         let a = self.shape().axis(op, axis)?;
         let last = self.rank() - 1;
-        let moved = if a == last {
-            self.clone()
-        } else {
-            self.transpose(a as isize, last as isize)?
-        };
+        let moved = if a == last { self.clone() } else { self.transpose(a as isize, last as isize)? };
         let size = self.dims()[a];
         let s = moved.storage();
         let out = dispatch1!(&*s, |b| b.softmax_last(moved.layout(), size, log))?;
@@ -236,12 +223,7 @@ pub(crate) mod cpu {
         }
     }
 
-    pub(crate) fn reduce(
-        s: &CpuStorage,
-        l: &Layout,
-        op: ReduceOp,
-        size: usize,
-    ) -> Result<CpuStorage> {
+    pub(crate) fn reduce(s: &CpuStorage, l: &Layout, op: ReduceOp, size: usize) -> Result<CpuStorage> {
         let vals = match s {
             CpuStorage::F32(v) => reduce_typed(v, l, op, size),
             CpuStorage::F64(v) => reduce_typed(v, l, op, size),
@@ -250,21 +232,14 @@ pub(crate) mod cpu {
             CpuStorage::I64(v) => reduce_typed(v, l, op, size),
             CpuStorage::U8(v) => reduce_typed(v, l, op, size),
         };
-        Ok(CpuStorage::from_f64_iter(
-            vals.into_iter(),
-            super::reduce_out_dtype(op, s.dtype()),
-        ))
+        Ok(CpuStorage::from_f64_iter(vals.into_iter(), super::reduce_out_dtype(op, s.dtype())))
     }
 
     fn softmax_row_f64(row: &[f64], out: &mut [f64], log: bool) {
         let m = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
         let sum: f64 = row.iter().map(|x| (x - m).exp()).sum();
         for (o, x) in out.iter_mut().zip(row) {
-            *o = if log {
-                x - m - sum.ln()
-            } else {
-                (x - m).exp() / sum
-            };
+            *o = if log { x - m - sum.ln() } else { (x - m).exp() / sum };
         }
     }
 
@@ -287,12 +262,7 @@ pub(crate) mod cpu {
         }
     }
 
-    pub(crate) fn softmax_last(
-        s: &CpuStorage,
-        l: &Layout,
-        size: usize,
-        log: bool,
-    ) -> Result<CpuStorage> {
+    pub(crate) fn softmax_last(s: &CpuStorage, l: &Layout, size: usize, log: bool) -> Result<CpuStorage> {
         if size == 0 {
             return s.copy_strided(l);
         }
@@ -300,17 +270,13 @@ pub(crate) mod cpu {
             CpuStorage::F32(v) => {
                 let data = rows(v, l);
                 let mut out = vec![0f32; data.len()];
-                out.par_chunks_mut(size)
-                    .zip(data.par_chunks(size))
-                    .for_each(|(o, r)| softmax_row_f32(r, o, log));
+                out.par_chunks_mut(size).zip(data.par_chunks(size)).for_each(|(o, r)| softmax_row_f32(r, o, log));
                 CpuStorage::F32(out)
             }
             CpuStorage::F64(v) => {
                 let data = rows(v, l);
                 let mut out = vec![0f64; data.len()];
-                out.par_chunks_mut(size)
-                    .zip(data.par_chunks(size))
-                    .for_each(|(o, r)| softmax_row_f64(r, o, log));
+                out.par_chunks_mut(size).zip(data.par_chunks(size)).for_each(|(o, r)| softmax_row_f64(r, o, log));
                 CpuStorage::F64(out)
             }
             other => {

@@ -32,8 +32,7 @@ macro_rules! float_ext {
             }
             fn gelu_grad_(self) -> $t {
                 // Phi(x) + x * phi(x), phi(x) = exp(-x^2/2) / sqrt(2 pi)
-                let inv_sqrt_2pi =
-                    std::$t::consts::FRAC_1_SQRT_2 * std::$t::consts::FRAC_2_SQRT_PI * 0.5;
+                let inv_sqrt_2pi = std::$t::consts::FRAC_1_SQRT_2 * std::$t::consts::FRAC_2_SQRT_PI * 0.5;
                 0.5 * (1.0 + $erf(self * std::$t::consts::FRAC_1_SQRT_2))
                     + self * (-0.5 * self * self).exp() * inv_sqrt_2pi
             }
@@ -173,19 +172,10 @@ impl Tensor {
     /// `grad * op'(self)`: the backward of [`Tensor::unary`] (`grad` has this tensor's shape).
     pub fn unary_grad(&self, grad: &Tensor, op: UnaryOp, param: f64) -> Result<Tensor> {
         if self.shape() != grad.shape() {
-            return Err(Error::shape_mismatch(
-                "unary_grad",
-                self.shape(),
-                grad.shape(),
-                "",
-            ));
+            return Err(Error::shape_mismatch("unary_grad", self.shape(), grad.shape(), ""));
         }
         if self.dtype() != grad.dtype() {
-            return Err(Error::DTypeMismatch {
-                op: "unary_grad",
-                lhs: self.dtype(),
-                rhs: grad.dtype(),
-            });
+            return Err(Error::DTypeMismatch { op: "unary_grad", lhs: self.dtype(), rhs: grad.dtype() });
         }
         if !self.dtype().is_float() {
             return Err(Error::UnsupportedDType {
@@ -195,13 +185,7 @@ impl Tensor {
             });
         }
         let (s, g) = (self.storage(), grad.storage());
-        let out = dispatch2!("unary_grad", &*s, &*g, |a, b| a.unary_grad(
-            self.layout(),
-            b,
-            grad.layout(),
-            op,
-            param
-        ))?;
+        let out = dispatch2!("unary_grad", &*s, &*g, |a, b| a.unary_grad(self.layout(), b, grad.layout(), op, param))?;
         Ok(Tensor::from_storage(out, self.shape().clone()))
     }
 }
@@ -275,12 +259,8 @@ pub(crate) mod cpu {
         Ok(match s {
             CpuStorage::F32(v) => CpuStorage::F32(map1(v, l, |x| op.eval_f32(x, pf))),
             CpuStorage::F64(v) => CpuStorage::F64(map1(v, l, |x| op.eval_f64(x, p))),
-            CpuStorage::F16(v) => {
-                CpuStorage::F16(map1(v, l, |x| f16::from_f32(op.eval_f32(x.to_f32(), pf))))
-            }
-            CpuStorage::BF16(v) => {
-                CpuStorage::BF16(map1(v, l, |x| bf16::from_f32(op.eval_f32(x.to_f32(), pf))))
-            }
+            CpuStorage::F16(v) => CpuStorage::F16(map1(v, l, |x| f16::from_f32(op.eval_f32(x.to_f32(), pf)))),
+            CpuStorage::BF16(v) => CpuStorage::BF16(map1(v, l, |x| bf16::from_f32(op.eval_f32(x.to_f32(), pf)))),
             other => {
                 return Err(Error::UnsupportedDType {
                     op: op.name(),
@@ -308,22 +288,12 @@ pub(crate) mod cpu {
                 CpuStorage::F64(map2(x, l, g, gl, |x, g| g * op.deriv_f64(x, p)))
             }
             (CpuStorage::F16(x), CpuStorage::F16(g)) => {
-                CpuStorage::F16(map2(x, l, g, gl, |x, g| {
-                    f16::from_f32(g.to_f32() * op.deriv_f32(x.to_f32(), pf))
-                }))
+                CpuStorage::F16(map2(x, l, g, gl, |x, g| f16::from_f32(g.to_f32() * op.deriv_f32(x.to_f32(), pf))))
             }
             (CpuStorage::BF16(x), CpuStorage::BF16(g)) => {
-                CpuStorage::BF16(map2(x, l, g, gl, |x, g| {
-                    bf16::from_f32(g.to_f32() * op.deriv_f32(x.to_f32(), pf))
-                }))
+                CpuStorage::BF16(map2(x, l, g, gl, |x, g| bf16::from_f32(g.to_f32() * op.deriv_f32(x.to_f32(), pf))))
             }
-            (a, b) => {
-                return Err(Error::DTypeMismatch {
-                    op: "unary_grad",
-                    lhs: a.dtype(),
-                    rhs: b.dtype(),
-                })
-            }
+            (a, b) => return Err(Error::DTypeMismatch { op: "unary_grad", lhs: a.dtype(), rhs: b.dtype() }),
         })
     }
 }

@@ -9,29 +9,16 @@ impl Tensor {
     pub fn reshape(&self, shape: impl Into<Shape>) -> Result<Tensor> {
         let shape = shape.into();
         if shape.elem_count() != self.elem_count() {
-            return Err(Error::shape_mismatch(
-                "reshape",
-                self.shape(),
-                &shape,
-                "element counts differ",
-            ));
+            return Err(Error::shape_mismatch("reshape", self.shape(), &shape, "element counts differ"));
         }
         let t = self.contiguous()?;
-        let layout = crate::Layout::new(
-            shape.clone(),
-            shape.contiguous_strides(),
-            t.layout().offset(),
-        );
+        let layout = crate::Layout::new(shape.clone(), shape.contiguous_strides(), t.layout().offset());
         Ok(t.with_layout(layout))
     }
 
     /// Reshape where at most one entry is `-1` (inferred from the element count).
     pub fn reshape_infer(&self, dims: &[isize]) -> Result<Tensor> {
-        let known: usize = dims
-            .iter()
-            .filter(|&&d| d >= 0)
-            .map(|&d| d as usize)
-            .product();
+        let known: usize = dims.iter().filter(|&&d| d >= 0).map(|&d| d as usize).product();
         let n_infer = dims.iter().filter(|&&d| d == -1).count();
         let bad = dims.iter().any(|&d| d < -1)
             || n_infer > 1
@@ -43,27 +30,15 @@ impl Tensor {
                 msg: format!("cannot reshape to {dims:?}"),
             });
         }
-        let shape: Vec<usize> = dims
-            .iter()
-            .map(|&d| {
-                if d == -1 {
-                    self.elem_count() / known.max(1)
-                } else {
-                    d as usize
-                }
-            })
-            .collect();
+        let shape: Vec<usize> =
+            dims.iter().map(|&d| if d == -1 { self.elem_count() / known.max(1) } else { d as usize }).collect();
         self.reshape(shape)
     }
 
     /// Flatten all dimensions from `start` (inclusive) into one.
     pub fn flatten_from(&self, start: usize) -> Result<Tensor> {
         if start > self.rank() {
-            return Err(Error::InvalidAxis {
-                op: "flatten",
-                axis: start as isize,
-                rank: self.rank(),
-            });
+            return Err(Error::InvalidAxis { op: "flatten", axis: start as isize, rank: self.rank() });
         }
         let mut dims = self.dims()[..start].to_vec();
         dims.push(self.dims()[start..].iter().product());
@@ -72,21 +47,14 @@ impl Tensor {
 
     /// Swap two dimensions (negative axes count from the end).
     pub fn transpose(&self, d0: isize, d1: isize) -> Result<Tensor> {
-        let (a, b) = (
-            self.shape().axis("transpose", d0)?,
-            self.shape().axis("transpose", d1)?,
-        );
+        let (a, b) = (self.shape().axis("transpose", d0)?, self.shape().axis("transpose", d1)?);
         Ok(self.with_layout(self.layout().transpose(a, b)?))
     }
 
     /// The matrix transpose of the last two dimensions.
     pub fn t(&self) -> Result<Tensor> {
         if self.rank() < 2 {
-            return Err(Error::InvalidShape {
-                op: "t",
-                shape: self.shape().clone(),
-                msg: "need rank >= 2".into(),
-            });
+            return Err(Error::InvalidShape { op: "t", shape: self.shape().clone(), msg: "need rank >= 2".into() });
         }
         self.transpose(-2, -1)
     }
@@ -105,10 +73,7 @@ impl Tensor {
     /// Python-style slice `start..end` (exclusive) along `axis`.
     pub fn slice(&self, axis: isize, start: usize, end: usize) -> Result<Tensor> {
         if end < start {
-            return Err(Error::invalid(
-                "slice",
-                format!("end {end} is before start {start}"),
-            ));
+            return Err(Error::invalid("slice", format!("end {end} is before start {start}")));
         }
         self.narrow(axis, start, end - start)
     }
@@ -127,21 +92,13 @@ impl Tensor {
         let rank = self.rank() as isize;
         let a = if axis < 0 { axis + rank + 1 } else { axis };
         if a < 0 || a > rank {
-            return Err(Error::InvalidAxis {
-                op: "unsqueeze",
-                axis,
-                rank: self.rank(),
-            });
+            return Err(Error::InvalidAxis { op: "unsqueeze", axis, rank: self.rank() });
         }
         let a = a as usize;
         let l = self.layout();
         let mut dims = l.dims().to_vec();
         let mut strides = l.strides().to_vec();
-        let stride = if a < dims.len() {
-            strides[a] * dims[a]
-        } else {
-            1
-        };
+        let stride = if a < dims.len() { strides[a] * dims[a] } else { 1 };
         dims.insert(a, 1);
         strides.insert(a, stride);
         Ok(self.with_layout(crate::Layout::new(dims.into(), strides, l.offset())))
@@ -168,13 +125,8 @@ impl Tensor {
     /// Remove every size-1 dimension.
     pub fn squeeze_all(&self) -> Result<Tensor> {
         let l = self.layout();
-        let (dims, strides): (Vec<usize>, Vec<usize>) = l
-            .dims()
-            .iter()
-            .zip(l.strides())
-            .filter(|(&d, _)| d != 1)
-            .map(|(&d, &s)| (d, s))
-            .unzip();
+        let (dims, strides): (Vec<usize>, Vec<usize>) =
+            l.dims().iter().zip(l.strides()).filter(|(&d, _)| d != 1).map(|(&d, &s)| (d, s)).unzip();
         Ok(self.with_layout(crate::Layout::new(dims.into(), strides, l.offset())))
     }
 }
