@@ -1,0 +1,299 @@
+//! [`CudaDevice`]: one CUDA context + one stream per device ordinal, with a module cache
+//! and stream-ordered memory helpers.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use cudarc::driver::{
+    sys as cusys, CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, CudaView, CudaViewMut, DevicePtr,
+    DeviceRepr, LaunchConfig, ValidAsZeroBits,
+};
+use cudarc::nvrtc::Ptx;
+
+use crate::compile::{compile_for_arch, ensure_nvrtc};
+use crate::error::{Error, Result};
+use crate::sources::Program;
+
+/// Element types the kernels know, with the suffix used in kernel names.
+pub trait DType: DeviceRepr + ValidAsZeroBits + Copy + Default + Send + Sync + 'static {
+    /// Kernel-name suffix, e.g. `f32`.
+    const NAME: &'static str;
+}
+impl DType for f32 {
+    const NAME: &'static str = "f32";
+}
+impl DType for half::f16 {
+    const NAME: &'static str = "f16";
+}
+impl DType for half::bf16 {
+    const NAME: &'static str = "bf16";
+}
+impl DType for i64 {
+    const NAME: &'static str = "i64";
+}
+impl DType for u8 {
+    const NAME: &'static str = "u8";
+}
+
+/// Floating-point storage types (computed in f32 inside the kernels).
+pub trait FloatDType: DType {}
+impl FloatDType for f32 {}
+impl FloatDType for half::f16 {}
+impl FloatDType for half::bf16 {}
+
+/// Kernel-name suffix for raw N-byte element kernels (`b1`, `b2`, `b4`, `b8`).
+pub(crate) fn bytes_suffix<T>() -> Result<&'static str> {
+    match std::mem::size_of::<T>() {
+        1 => Ok("b1"),
+        2 => Ok("b2"),
+        4 => Ok("b4"),
+        8 => Ok("b8"),
+        n => Err(Error::arg("bytes", format!("unsupported element size {n}"))),
+    }
+}
+
+/// Whether the CUDA driver library can be loaded (probed once; never panics).
+pub fn driver_available() -> bool {
+    static PRESENT: OnceLock<bool> = OnceLock::new();
+    // SAFETY: only tries to dlopen candidate library names.
+    *PRESENT.get_or_init(|| unsafe { cusys::is_culib_present() })
+}
+
+/// Number of CUDA devices, or an error when no driver is installed.
+pub fn device_count() -> Result<usize> {
+    if !driver_available() {
+        return Err(Error::DriverNotFound);
+    }
+    let n = CudaContext::device_count().map_err(|e| Error::Driver(format!("{e:?}")))?;
+    Ok(n.max(0) as usize)
+}
+
+/// A CUDA device ready to run keel kernels: context, a single stream, module cache.
+///
+/// Every operation issued through one `CudaDevice` goes to its one stream, so they are
+/// ordered; cudarc's per-allocation event tracking is therefore turned off.
+#[derive(Debug)]
+pub struct CudaDevice {
+    ordinal: usize,
+    ctx: Arc<CudaContext>,
+    stream: Arc<CudaStream>,
+    cc: (i32, i32),
+    arch: String,
+    sm_count: u32,
+    name: String,
+    modules: Mutex<HashMap<u64, Arc<CudaModule>>>,
+    functions: Mutex<HashMap<(u64, String), CudaFunction>>,
+}
+
+/// One shared [`CudaDevice`] per ordinal.
+fn registry() -> &'static Mutex<HashMap<usize, Arc<CudaDevice>>> {
+    static REG: OnceLock<Mutex<HashMap<usize, Arc<CudaDevice>>>> = OnceLock::new();
+    REG.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+impl CudaDevice {
+    /// True when a driver, a device with this ordinal and NVRTC are all present.
+    pub fn is_available(ordinal: usize) -> bool {
+        driver_available() && crate::compile::nvrtc_available() && device_count().map(|n| ordinal < n).unwrap_or(false)
+    }
+
+    /// Returns the shared handle for device `ordinal`, creating it on first use.
+    pub fn get(ordinal: usize) -> Result<Arc<Self>> {
+        let mut reg = registry().lock().map_err(|_| Error::Driver("device registry lock poisoned".into()))?;
+        if let Some(d) = reg.get(&ordinal) {
+            return Ok(d.clone());
+        }
+        let dev = Arc::new(Self::create(ordinal)?);
+        reg.insert(ordinal, dev.clone());
+        Ok(dev)
+    }
+
+    fn create(ordinal: usize) -> Result<Self> {
+        let count = device_count()?;
+        if ordinal >= count {
+            return Err(Error::NoDevice { ordinal, count });
+        }
+        ensure_nvrtc()?;
+        let ctx = CudaContext::new(ordinal)?;
+        // SAFETY: all work issued through this handle uses the single stream below, so
+        // stream order already serializes every access (see the struct docs).
+        unsafe { ctx.disable_event_tracking() };
+        let stream = ctx.new_stream()?;
+        let cc = ctx.compute_capability()?;
+        let sm_count =
+            ctx.attribute(cusys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?.max(1) as u32;
+        let name = ctx.name().unwrap_or_else(|_| "unknown CUDA device".into());
+        Ok(Self {
+            ordinal,
+            ctx,
+            stream,
+            cc,
+            arch: format!("sm_{}{}", cc.0, cc.1),
+            sm_count,
+            name,
+            modules: Mutex::new(HashMap::new()),
+            functions: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The device ordinal.
+    pub fn ordinal(&self) -> usize {
+        self.ordinal
+    }
+
+    /// The device's marketing name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Compute capability `(major, minor)`.
+    pub fn compute_capability(&self) -> (i32, i32) {
+        self.cc
+    }
+
+    /// Architecture kernels are compiled for, e.g. `sm_90`.
+    pub fn arch(&self) -> &str {
+        &self.arch
+    }
+
+    /// Number of streaming multiprocessors.
+    pub fn sm_count(&self) -> u32 {
+        self.sm_count
+    }
+
+    /// The underlying cudarc context.
+    pub fn context(&self) -> &Arc<CudaContext> {
+        &self.ctx
+    }
+
+    /// The device's stream (every keel kernel and copy runs on it).
+    pub fn stream(&self) -> &Arc<CudaStream> {
+        &self.stream
+    }
+
+    /// Blocks until all work queued on the stream has finished; reports async errors.
+    pub fn synchronize(&self) -> Result<()> {
+        self.stream.synchronize().map_err(|e| Error::Launch(format!("asynchronous error: {e:?}")))
+    }
+
+    /// `(free, total)` device memory in bytes.
+    pub fn mem_info(&self) -> Result<(usize, usize)> {
+        Ok(self.ctx.mem_get_info()?)
+    }
+
+    /// Allocates `len` elements (stream-ordered); contents are unspecified.
+    pub fn alloc<T: DType>(&self, len: usize) -> Result<CudaSlice<T>> {
+        let bytes = len.saturating_mul(std::mem::size_of::<T>());
+        // SAFETY (ok: why): the memory is uninitialized, but every `DType` is valid for
+        // any bit pattern, so whatever is read back is a valid value.
+        unsafe { self.stream.alloc::<T>(len) }.map_err(|e| Error::from_alloc(e, bytes))
+    }
+
+    /// Allocates `len` zeroed elements (stream-ordered).
+    pub fn alloc_zeros<T: DType>(&self, len: usize) -> Result<CudaSlice<T>> {
+        let bytes = len.saturating_mul(std::mem::size_of::<T>());
+        self.stream.alloc_zeros::<T>(len).map_err(|e| Error::from_alloc(e, bytes))
+    }
+
+    /// Copies a host slice into a new device buffer.
+    pub fn htod<T: DType>(&self, src: &[T]) -> Result<CudaSlice<T>> {
+        let mut dst = self.alloc::<T>(src.len())?;
+        self.stream.memcpy_htod(src, &mut dst)?;
+        Ok(dst)
+    }
+
+    /// Copies a host slice into an existing device view of the same length.
+    pub fn htod_into<T: DType>(&self, src: &[T], dst: &mut CudaViewMut<'_, T>) -> Result<()> {
+        if src.len() != dst.len() {
+            return Err(Error::arg("htod_into", format!("host has {} elements, device view {}", src.len(), dst.len())));
+        }
+        Ok(self.stream.memcpy_htod(src, dst)?)
+    }
+
+    /// Copies a device view back to a new host vector (waits for the stream).
+    pub fn dtoh<T: DType>(&self, src: &CudaView<'_, T>) -> Result<Vec<T>> {
+        let mut out = vec![T::default(); src.len()];
+        self.stream.memcpy_dtoh(src, &mut out)?;
+        self.synchronize()?;
+        Ok(out)
+    }
+
+    /// Device-to-device copy of equal-length views.
+    pub fn dtod<T: DType>(&self, src: &CudaView<'_, T>, dst: &mut CudaViewMut<'_, T>) -> Result<()> {
+        if src.len() != dst.len() {
+            return Err(Error::arg("dtod", format!("source has {} elements, destination {}", src.len(), dst.len())));
+        }
+        Ok(self.stream.memcpy_dtod(src, dst)?)
+    }
+
+    /// Loads (compiling and caching as needed) a program and returns one of its kernels.
+    pub fn function(&self, program: &Program, kernel: &str) -> Result<CudaFunction> {
+        let key = (program.hash(), kernel.to_string());
+        if let Ok(f) = self.functions.lock() {
+            if let Some(func) = f.get(&key) {
+                return Ok(func.clone());
+            }
+        }
+        let module = self.module(program)?;
+        let func = module
+            .load_function(kernel)
+            .map_err(|_| Error::UnknownKernel { module: program.name().to_string(), kernel: kernel.to_string() })?;
+        if let Ok(mut f) = self.functions.lock() {
+            f.insert(key, func.clone());
+        }
+        Ok(func)
+    }
+
+    /// Loads (compiling and caching as needed) a program as a CUDA module.
+    pub fn module(&self, program: &Program) -> Result<Arc<CudaModule>> {
+        if let Ok(m) = self.modules.lock() {
+            if let Some(module) = m.get(&program.hash()) {
+                return Ok(module.clone());
+            }
+        }
+        let compiled = compile_for_arch(program.source(), program.name(), &self.arch)?;
+        let module = self
+            .ctx
+            .load_module(Ptx::from_src(compiled.ptx.clone()))
+            .map_err(|e| Error::Driver(format!("loading module `{}` ({}): {e:?}", program.name(), compiled.arch)))?;
+        if let Ok(mut m) = self.modules.lock() {
+            m.insert(program.hash(), module.clone());
+        }
+        Ok(module)
+    }
+
+    /// A 1-D grid-stride launch configuration for `n` elements.
+    pub fn cfg_1d(&self, n: usize) -> LaunchConfig {
+        let threads = 256u32;
+        let max_blocks = (self.sm_count as usize) * 16;
+        let blocks = n.div_ceil(threads as usize).clamp(1, max_blocks.max(1)) as u32;
+        LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (threads, 1, 1), shared_mem_bytes: 0 }
+    }
+
+    /// Device address of a view (for alignment checks).
+    pub(crate) fn addr<T>(&self, v: &CudaView<'_, T>) -> u64 {
+        let (p, _sync) = v.device_ptr(&self.stream);
+        p
+    }
+}
+
+/// Checks that a buffer has exactly `want` elements.
+pub(crate) fn check_len(op: &'static str, what: &str, have: usize, want: usize) -> Result<()> {
+    if have != want {
+        return Err(Error::arg(op, format!("`{what}` has {have} elements, expected {want}")));
+    }
+    Ok(())
+}
+
+/// Checks that a buffer has at least `want` elements.
+pub(crate) fn check_min_len(op: &'static str, what: &str, have: usize, want: usize) -> Result<()> {
+    if have < want {
+        return Err(Error::arg(op, format!("`{what}` has {have} elements, needs at least {want}")));
+    }
+    Ok(())
+}
+
+/// Converts a size to `i64` for a kernel argument.
+pub(crate) fn to_i64(op: &'static str, v: usize) -> Result<i64> {
+    i64::try_from(v).map_err(|_| Error::arg(op, format!("size {v} does not fit in i64")))
+}

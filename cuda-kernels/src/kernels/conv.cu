@@ -1,0 +1,221 @@
+// keel 2-D convolution as implicit GEMM (no im2col buffer) on the SIMT 128x128x8 core.
+// x: NHWC [N, H, W, C]; w: HWIO [KH, KW, C, O] (Keras layout); y: [N, OH, OW, O].
+// Input row of output (oh, ow), tap (kh, kw): h = oh * sh - pt + kh * dh (same for w);
+// positions outside the input read as zero (explicit top/left pads; bottom/right padding is
+// implied by OH/OW).
+//   forward:     y[m=(n,oh,ow), o]   = sum_{k=(kh,kw,c)} x(...) * w[k, o]
+//   grad-input:  dx[m=(n,h,w), c]    = sum_{k=(kh,kw,o)} dy(n, oh, ow, o) * w[kh, kw, c, o]
+//   grad-kernel: dw[m=(kh,kw,c), o]  = sum_{k=(n,oh,ow)} x(n, h, w, c) * dy[k, o]
+// VEC variants use 16-byte loads; they need C % 4 == 0 / O % 4 == 0 (see the Rust wrappers).
+
+// Mirrors `keel_cuda_kernels::ops::conv::Conv2d` (#[repr(C)]).
+struct ConvParams {
+    i64 n, h, w, c, oh, ow, o;
+    int kh, kw, sh, sw, pt, pl, dh, dw;
+};
+
+template <bool VEC>
+struct FwdA {  // rows m = (n, oh, ow), k = (kh, kw, c), contiguous along c
+    static constexpr bool K_CONTIG = true;
+    const float* x;
+    ConvParams p;
+    i64 kdim, nbase, h0, w0;
+    bool valid;
+    __device__ __forceinline__ void set_row(i64 m) {
+        valid = m < p.n * p.oh * p.ow;
+        const i64 ow = m % p.ow;
+        const i64 t = m / p.ow;
+        h0 = (t % p.oh) * p.sh - p.pt;
+        w0 = ow * p.sw - p.pl;
+        nbase = (t / p.oh) * p.h;
+    }
+    __device__ __forceinline__ float at(i64 k) const {
+        if (k >= kdim) return 0.0f;
+        const i64 c = k % p.c, t = k / p.c;
+        const i64 h = h0 + (t / p.kw) * p.dh, w = w0 + (t % p.kw) * p.dw;
+        if (h < 0 || h >= p.h || w < 0 || w >= p.w) return 0.0f;
+        return x[((nbase + h) * p.w + w) * p.c + c];
+    }
+    __device__ __forceinline__ float4 load4(i64 k) const {
+        if (!valid) return make_float4(0.f, 0.f, 0.f, 0.f);
+        if (VEC) {
+            if (k >= kdim) return make_float4(0.f, 0.f, 0.f, 0.f);
+            const i64 c = k % p.c, t = k / p.c;
+            const i64 h = h0 + (t / p.kw) * p.dh, w = w0 + (t % p.kw) * p.dw;
+            if (h < 0 || h >= p.h || w < 0 || w >= p.w) return make_float4(0.f, 0.f, 0.f, 0.f);
+            return *reinterpret_cast<const float4*>(x + ((nbase + h) * p.w + w) * p.c + c);
+        }
+        return make_float4(at(k), at(k + 1), at(k + 2), at(k + 3));
+    }
+};
+
+template <bool VEC>
+struct DgradA {  // rows m = (n, h, w), k = (kh, kw, o), contiguous along o
+    static constexpr bool K_CONTIG = true;
+    const float* dy;
+    ConvParams p;
+    i64 kdim, n_, h_, w_;
+    bool valid;
+    __device__ __forceinline__ void set_row(i64 m) {
+        valid = m < p.n * p.h * p.w;
+        w_ = m % p.w;
+        const i64 t = m / p.w;
+        h_ = t % p.h;
+        n_ = t / p.h;
+    }
+    // Offset of dy(n, oh, ow, 0) for tap t = kh * KW + kw, or -1 when no output uses it.
+    __device__ __forceinline__ i64 row_offset(i64 t) const {
+        const i64 hn = h_ + p.pt - (t / p.kw) * p.dh;
+        const i64 wn = w_ + p.pl - (t % p.kw) * p.dw;
+        if (hn < 0 || wn < 0 || hn % p.sh != 0 || wn % p.sw != 0) return -1;
+        const i64 oh = hn / p.sh, ow = wn / p.sw;
+        if (oh >= p.oh || ow >= p.ow) return -1;
+        return ((n_ * p.oh + oh) * p.ow + ow) * p.o;
+    }
+    __device__ __forceinline__ float at(i64 k) const {
+        if (k >= kdim) return 0.0f;
+        const i64 off = row_offset(k / p.o);
+        return off < 0 ? 0.0f : dy[off + k % p.o];
+    }
+    __device__ __forceinline__ float4 load4(i64 k) const {
+        if (!valid) return make_float4(0.f, 0.f, 0.f, 0.f);
+        if (VEC) {
+            if (k >= kdim) return make_float4(0.f, 0.f, 0.f, 0.f);
+            const i64 off = row_offset(k / p.o);
+            if (off < 0) return make_float4(0.f, 0.f, 0.f, 0.f);
+            return *reinterpret_cast<const float4*>(dy + off + k % p.o);
+        }
+        return make_float4(at(k), at(k + 1), at(k + 2), at(k + 3));
+    }
+};
+
+template <bool VEC>
+struct DgradB {  // rows = c, k = (kh, kw, o): w[((kh * KW + kw) * C + c) * O + o]
+    static constexpr bool K_CONTIG = true;
+    const float* wt;
+    ConvParams p;
+    i64 kdim, c_;
+    __device__ __forceinline__ void set_row(i64 c) { c_ = c; }
+    __device__ __forceinline__ float at(i64 k) const {
+        if (k >= kdim) return 0.0f;
+        return wt[((k / p.o) * p.c + c_) * p.o + k % p.o];
+    }
+    __device__ __forceinline__ float4 load4(i64 k) const {
+        if (c_ >= p.c) return make_float4(0.f, 0.f, 0.f, 0.f);
+        if (VEC) {
+            if (k >= kdim) return make_float4(0.f, 0.f, 0.f, 0.f);
+            return *reinterpret_cast<const float4*>(wt + ((k / p.o) * p.c + c_) * p.o + k % p.o);
+        }
+        return make_float4(at(k), at(k + 1), at(k + 2), at(k + 3));
+    }
+};
+
+template <bool VEC>
+struct WgradA {  // rows m = (kh, kw, c) contiguous along c, k = (n, oh, ow)
+    static constexpr bool K_CONTIG = false;
+    const float* x;
+    ConvParams p;
+    i64 kdim, mdim, r;
+    __device__ __forceinline__ void set_row(i64 row) { r = row; }
+    __device__ __forceinline__ float at(i64 m, i64 n, i64 oh, i64 ow) const {
+        if (m >= mdim) return 0.0f;
+        const i64 c = m % p.c, t = m / p.c;
+        const i64 h = oh * p.sh - p.pt + (t / p.kw) * p.dh;
+        const i64 w = ow * p.sw - p.pl + (t % p.kw) * p.dw;
+        if (h < 0 || h >= p.h || w < 0 || w >= p.w) return 0.0f;
+        return x[((n * p.h + h) * p.w + w) * p.c + c];
+    }
+    __device__ __forceinline__ float4 load4(i64 k) const {
+        if (k >= kdim || r >= mdim) return make_float4(0.f, 0.f, 0.f, 0.f);
+        const i64 ow = k % p.ow, t = k / p.ow;
+        const i64 oh = t % p.oh, n = t / p.oh;
+        if (VEC) {
+            const i64 c = r % p.c, tap = r / p.c;
+            const i64 h = oh * p.sh - p.pt + (tap / p.kw) * p.dh;
+            const i64 w = ow * p.sw - p.pl + (tap % p.kw) * p.dw;
+            if (h < 0 || h >= p.h || w < 0 || w >= p.w) return make_float4(0.f, 0.f, 0.f, 0.f);
+            return *reinterpret_cast<const float4*>(x + ((n * p.h + h) * p.w + w) * p.c + c);
+        }
+        return make_float4(at(r, n, oh, ow), at(r + 1, n, oh, ow), at(r + 2, n, oh, ow),
+                           at(r + 3, n, oh, ow));
+    }
+};
+
+template <bool VEC>
+__device__ __forceinline__ void conv_fwd_impl(const float* x, const float* wt, float* y, const float* bias,
+                                              const ConvParams& p, float alpha, float beta, int act) {
+    const i64 m = p.n * p.oh * p.ow, kdim = (i64)p.kh * p.kw * p.c;
+    FwdA<VEC> la;
+    la.x = x; la.p = p; la.kdim = kdim;
+    MatLoader<false, VEC> lb;
+    lb.p = wt; lb.ld = p.o; lb.rows = p.o; lb.kdim = kdim;
+    GemmEpi epi;
+    epi.c = y; epi.ldc = p.o; epi.m = m; epi.n = p.o;
+    epi.alpha = alpha; epi.beta = beta; epi.bias = bias; epi.act = act;
+    gemm_block_128x128(la, lb, epi, (i64)blockIdx.y * GBM, (i64)blockIdx.x * GBN, 0, kdim);
+}
+
+template <bool VEC>
+__device__ __forceinline__ void conv_dgrad_impl(const float* dy, const float* wt, float* dx,
+                                                const ConvParams& p, float alpha, float beta) {
+    const i64 m = p.n * p.h * p.w, kdim = (i64)p.kh * p.kw * p.o;
+    DgradA<VEC> la;
+    la.dy = dy; la.p = p; la.kdim = kdim;
+    DgradB<VEC> lb;
+    lb.wt = wt; lb.p = p; lb.kdim = kdim;
+    GemmEpi epi;
+    epi.c = dx; epi.ldc = p.c; epi.m = m; epi.n = p.c;
+    epi.alpha = alpha; epi.beta = beta; epi.bias = nullptr; epi.act = 0;
+    gemm_block_128x128(la, lb, epi, (i64)blockIdx.y * GBM, (i64)blockIdx.x * GBN, 0, kdim);
+}
+
+// gridDim.z = number of K splits; split z covers k in [z * k_per_split, (z + 1) * k_per_split)
+// and writes to out + z * split_stride (split_stride = 0 when there is one split).
+template <bool VEC>
+__device__ __forceinline__ void conv_wgrad_impl(const float* x, const float* dy, float* out,
+                                                const ConvParams& p, float alpha, float beta,
+                                                i64 k_per_split, i64 split_stride) {
+    const i64 mdim = (i64)p.kh * p.kw * p.c, kdim = p.n * p.oh * p.ow;
+    WgradA<VEC> la;
+    la.x = x; la.p = p; la.kdim = kdim; la.mdim = mdim;
+    MatLoader<false, VEC> lb;
+    lb.p = dy; lb.ld = p.o; lb.rows = p.o; lb.kdim = kdim;
+    GemmEpi epi;
+    epi.c = out + (i64)blockIdx.z * split_stride; epi.ldc = p.o; epi.m = mdim; epi.n = p.o;
+    epi.alpha = alpha; epi.beta = beta; epi.bias = nullptr; epi.act = 0;
+    const i64 kb = (i64)blockIdx.z * k_per_split;
+    i64 ke = kb + k_per_split;
+    if (ke > kdim) ke = kdim;
+    gemm_block_128x128(la, lb, epi, (i64)blockIdx.y * GBM, (i64)blockIdx.x * GBN, kb, ke);
+}
+
+#define KEEL_CONV(SUFFIX, VEC)                                                                     \
+    extern "C" __global__ void __launch_bounds__(256)                                             \
+        conv2d_fwd_f32##SUFFIX(const float* x, const float* w, float* y, const float* bias,       \
+                               ConvParams p, float alpha, float beta, int act) {                  \
+        conv_fwd_impl<VEC>(x, w, y, bias, p, alpha, beta, act);                                   \
+    }                                                                                             \
+    extern "C" __global__ void __launch_bounds__(256)                                             \
+        conv2d_dgrad_f32##SUFFIX(const float* dy, const float* w, float* dx, ConvParams p,        \
+                                 float alpha, float beta) {                                       \
+        conv_dgrad_impl<VEC>(dy, w, dx, p, alpha, beta);                                          \
+    }                                                                                             \
+    extern "C" __global__ void __launch_bounds__(256)                                             \
+        conv2d_wgrad_f32##SUFFIX(const float* x, const float* dy, float* out, ConvParams p,       \
+                                 float alpha, float beta, i64 k_per_split, i64 split_stride) {    \
+        conv_wgrad_impl<VEC>(x, dy, out, p, alpha, beta, k_per_split, split_stride);              \
+    }
+KEEL_CONV(, false)
+KEEL_CONV(_vec4, true)
+
+// out[i] = alpha * sum_s ws[s * n + i] + beta * out[i]   (out not read when beta == 0)
+extern "C" __global__ void splitk_reduce_f32(const float* __restrict__ ws, float* __restrict__ out, i64 n,
+                                             int splits, float alpha, float beta) {
+    KEEL_GRID_LOOP(i, n) {
+        float s = 0.0f;
+        for (int z = 0; z < splits; ++z) s += ws[(i64)z * n + i];
+        float r = alpha * s;
+        if (beta != 0.0f) r += beta * out[i];
+        out[i] = r;
+    }
+}

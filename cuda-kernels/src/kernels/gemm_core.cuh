@@ -1,0 +1,146 @@
+// keel GEMM core: a 128x128x8 SIMT f32 block tile (256 threads, 8x8 outputs per thread),
+// shared by the plain GEMM (gemm.cu) and the implicit-GEMM convolutions (conv.cu).
+//
+// The block computes C[m0:m0+128, n0:n0+128] = sum_k A(m, k) * B(n, k) through two
+// "loaders" and hands each result to an epilogue functor:
+//   struct Loader {
+//     static constexpr bool K_CONTIG;     // 4 consecutive elements along k (true) or rows (false)
+//     __device__ void set_row(i64 r);      // called once per thread: its (first) row
+//     __device__ float4 load4(i64 k) const;// (r, k..k+3) or (r..r+3, k); zero outside the matrix
+//   };
+// Loads for the next k-tile are issued before the math of the current one (register
+// prefetch), so global latency overlaps the FMAs.
+
+#define GBM 128
+#define GBN 128
+#define GBK 8
+#define GPAD 4
+
+// Plain GEMM parameters, mirrors `ops::gemm::GemmParams` (#[repr(C)]).
+struct GemmParams {
+    i64 m, n, k;
+    i64 lda, ldb, ldc;
+    i64 stride_a, stride_b, stride_c;
+    i64 batch;
+    float alpha, beta;
+    int act;  // 0 = none, 1 = relu
+    int _pad;
+};
+
+// c[m, n] = act(alpha * acc + beta * c[m, n] + bias[n]); c is never read when beta == 0.
+struct GemmEpi {
+    float* c;
+    i64 ldc, m, n;
+    float alpha, beta;
+    const float* bias;
+    int act;
+    __device__ __forceinline__ void operator()(i64 mi, i64 ni, float v) const {
+        if (mi >= m || ni >= n) return;
+        float* p = c + mi * ldc + ni;
+        float r = alpha * v;
+        if (beta != 0.0f) r += beta * *p;
+        if (bias) r += bias[ni];
+        if (act == 1) r = fmaxf(r, 0.0f);
+        *p = r;
+    }
+};
+
+// Dense row-major matrix seen as rows x K. K_CONTIG: element (r, k) at p[r * ld + k];
+// otherwise at p[k * ld + r]. VEC: 16-byte loads (needs ld % 4 == 0 and 16-byte base).
+template <bool KC, bool VEC>
+struct MatLoader {
+    static constexpr bool K_CONTIG = KC;
+    const float* p;
+    i64 ld, rows, kdim;
+    i64 r;
+    __device__ __forceinline__ void set_row(i64 row) { r = row; }
+    __device__ __forceinline__ float4 load4(i64 k) const {
+        float v[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        if (KC) {
+            if (r < rows) {
+                const float* q = p + r * ld + k;
+                if (VEC && k + 3 < kdim) return *reinterpret_cast<const float4*>(q);
+#pragma unroll
+                for (int j = 0; j < 4; ++j) if (k + j < kdim) v[j] = q[j];
+            }
+        } else {
+            if (k < kdim) {
+                const float* q = p + k * ld + r;
+                if (VEC && r + 3 < rows) return *reinterpret_cast<const float4*>(q);
+#pragma unroll
+                for (int j = 0; j < 4; ++j) if (r + j < rows) v[j] = q[j];
+            }
+        }
+        return make_float4(v[0], v[1], v[2], v[3]);
+    }
+};
+
+template <bool KC>
+__device__ __forceinline__ void store_tile(float (*S)[GBM + GPAD], float4 v, int r, int k) {
+    if (KC) {
+        S[k + 0][r] = v.x; S[k + 1][r] = v.y; S[k + 2][r] = v.z; S[k + 3][r] = v.w;
+    } else {
+        *reinterpret_cast<float4*>(&S[k][r]) = v;
+    }
+}
+
+// Computes the block tile at (m0, n0) over k in [k_begin, k_end) (k_begin a multiple of GBK)
+// and calls epi(m, n, acc) for each of its 128x128 outputs (the epilogue bounds-checks).
+template <class LA, class LB, class Epi>
+__device__ __forceinline__ void gemm_block_128x128(LA la, LB lb, const Epi& epi, i64 m0, i64 n0,
+                                                   i64 k_begin, i64 k_end) {
+    __shared__ __align__(16) float As[GBK][GBM + GPAD];
+    __shared__ __align__(16) float Bs[GBK][GBN + GPAD];
+    const int tid = threadIdx.x;
+    const int tx = tid & 15, ty = tid >> 4;
+    const int la_r = LA::K_CONTIG ? (tid >> 1) : ((tid & 31) << 2);
+    const int la_k = LA::K_CONTIG ? ((tid & 1) << 2) : (tid >> 5);
+    const int lb_r = LB::K_CONTIG ? (tid >> 1) : ((tid & 31) << 2);
+    const int lb_k = LB::K_CONTIG ? ((tid & 1) << 2) : (tid >> 5);
+    la.set_row(m0 + la_r);
+    lb.set_row(n0 + lb_r);
+
+    float acc[8][8];
+#pragma unroll
+    for (int i = 0; i < 8; ++i)
+#pragma unroll
+        for (int j = 0; j < 8; ++j) acc[i][j] = 0.0f;
+
+    float4 ra = make_float4(0.f, 0.f, 0.f, 0.f), rb = ra;
+    if (k_begin < k_end) {
+        ra = la.load4(k_begin + la_k);
+        rb = lb.load4(k_begin + lb_k);
+    }
+    for (i64 k0 = k_begin; k0 < k_end; k0 += GBK) {
+        store_tile<LA::K_CONTIG>(As, ra, la_r, la_k);
+        store_tile<LB::K_CONTIG>(Bs, rb, lb_r, lb_k);
+        __syncthreads();
+        if (k0 + GBK < k_end) {
+            ra = la.load4(k0 + GBK + la_k);
+            rb = lb.load4(k0 + GBK + lb_k);
+        }
+#pragma unroll
+        for (int kk = 0; kk < GBK; ++kk) {
+            const float4 a0 = *reinterpret_cast<const float4*>(&As[kk][ty * 4]);
+            const float4 a1 = *reinterpret_cast<const float4*>(&As[kk][64 + ty * 4]);
+            const float4 b0 = *reinterpret_cast<const float4*>(&Bs[kk][tx * 4]);
+            const float4 b1 = *reinterpret_cast<const float4*>(&Bs[kk][64 + tx * 4]);
+            const float a[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
+            const float b[8] = {b0.x, b0.y, b0.z, b0.w, b1.x, b1.y, b1.z, b1.w};
+#pragma unroll
+            for (int i = 0; i < 8; ++i)
+#pragma unroll
+                for (int j = 0; j < 8; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
+        }
+        __syncthreads();
+    }
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+        const i64 m = m0 + (i < 4 ? ty * 4 + i : 64 + ty * 4 + (i - 4));
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+            const i64 n = n0 + (j < 4 ? tx * 4 + j : 64 + tx * 4 + (j - 4));
+            epi(m, n, acc[i][j]);
+        }
+    }
+}

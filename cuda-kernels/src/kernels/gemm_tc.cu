@@ -1,0 +1,207 @@
+// keel tensor-core GEMM (mma.sync, sm_80+): TF32, F16 and BF16 inputs, f32 accumulation and
+// f32 output, same forms/arguments as the SIMT GEMM (GemmParams, bias + act epilogue).
+//
+// Block tile 128x128x32, 256 threads = 8 warps as 2 (M) x 4 (N); each warp owns a 64x32
+// sub-tile = 4 x 4 mma tiles (m16n8). Shared tiles are stored k-contiguous:
+// As[m][k], Bs[n][k], padded so fragment loads are bank-conflict free.
+// Global -> shared is a plain copy per k-tile (latency hidden by the 8 warps in flight;
+// a cp.async multi-stage pipeline is the next tuning step).
+
+#define TBM 128
+#define TBN 128
+#define TBK 32
+
+__device__ __forceinline__ u32 to_tf32(float f) {
+    u32 r;
+    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(f));
+    return r;
+}
+
+__device__ __forceinline__ void mma_tf32(float (&d)[4], const u32 (&a)[4], const u32 (&b)[2]) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+__device__ __forceinline__ void mma_f16(float (&d)[4], const u32 (&a)[4], const u32 (&b)[2]) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+__device__ __forceinline__ void mma_bf16(float (&d)[4], const u32 (&a)[4], const u32 (&b)[2]) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+struct TcTf32 {   // A/B are f32 in memory, rounded to tf32 (cvt.rna) when fragments are built
+    typedef float S;
+    static constexpr int PAD = 4;
+    __device__ static S zero() { return 0.0f; }
+};
+struct TcF16 {
+    typedef u16 S;
+    static constexpr int PAD = 8;
+    __device__ static S zero() { return 0; }
+    __device__ static void mma(float (&d)[4], const u32 (&a)[4], const u32 (&b)[2]) { mma_f16(d, a, b); }
+};
+struct TcBf16 {
+    typedef u16 S;
+    static constexpr int PAD = 8;
+    __device__ static S zero() { return 0; }
+    __device__ static void mma(float (&d)[4], const u32 (&a)[4], const u32 (&b)[2]) { mma_bf16(d, a, b); }
+};
+
+// One warp's math on one TBK-deep k-tile.
+template <class T>
+struct WarpMma;
+
+template <>
+struct WarpMma<TcTf32> {
+    static constexpr int LD = TBK + TcTf32::PAD;
+    __device__ static void run(const float* As, const float* Bs, int wm, int wn, int g, int t,
+                               float (&acc)[4][4][4]) {
+#pragma unroll
+        for (int ks = 0; ks < TBK; ks += 8) {
+            u32 a[4][4], b[4][2];
+#pragma unroll
+            for (int mt = 0; mt < 4; ++mt) {
+                const float* r0 = As + (wm + mt * 16 + g) * LD + ks;
+                const float* r8 = r0 + 8 * LD;
+                a[mt][0] = to_tf32(r0[t]);
+                a[mt][1] = to_tf32(r8[t]);
+                a[mt][2] = to_tf32(r0[t + 4]);
+                a[mt][3] = to_tf32(r8[t + 4]);
+            }
+#pragma unroll
+            for (int nt = 0; nt < 4; ++nt) {
+                const float* c = Bs + (wn + nt * 8 + g) * LD + ks;
+                b[nt][0] = to_tf32(c[t]);
+                b[nt][1] = to_tf32(c[t + 4]);
+            }
+#pragma unroll
+            for (int mt = 0; mt < 4; ++mt)
+#pragma unroll
+                for (int nt = 0; nt < 4; ++nt) mma_tf32(acc[mt][nt], a[mt], b[nt]);
+        }
+    }
+};
+
+template <class T>
+struct WarpMma16 {
+    static constexpr int LD = TBK + T::PAD;
+    __device__ static void run(const u16* As, const u16* Bs, int wm, int wn, int g, int t,
+                               float (&acc)[4][4][4]) {
+#pragma unroll
+        for (int ks = 0; ks < TBK; ks += 16) {
+            u32 a[4][4], b[4][2];
+#pragma unroll
+            for (int mt = 0; mt < 4; ++mt) {
+                const u16* r0 = As + (wm + mt * 16 + g) * LD + ks + 2 * t;
+                const u16* r8 = r0 + 8 * LD;
+                a[mt][0] = *reinterpret_cast<const u32*>(r0);
+                a[mt][1] = *reinterpret_cast<const u32*>(r8);
+                a[mt][2] = *reinterpret_cast<const u32*>(r0 + 8);
+                a[mt][3] = *reinterpret_cast<const u32*>(r8 + 8);
+            }
+#pragma unroll
+            for (int nt = 0; nt < 4; ++nt) {
+                const u16* c = Bs + (wn + nt * 8 + g) * LD + ks + 2 * t;
+                b[nt][0] = *reinterpret_cast<const u32*>(c);
+                b[nt][1] = *reinterpret_cast<const u32*>(c + 8);
+            }
+#pragma unroll
+            for (int mt = 0; mt < 4; ++mt)
+#pragma unroll
+                for (int nt = 0; nt < 4; ++nt) T::mma(acc[mt][nt], a[mt], b[nt]);
+        }
+    }
+};
+template <> struct WarpMma<TcF16> : WarpMma16<TcF16> {};
+template <> struct WarpMma<TcBf16> : WarpMma16<TcBf16> {};
+
+// Copies one rows x TBK tile (rows = TBM or TBN) from global to shared memory (k-contiguous
+// in shared), zero-filling outside the matrix. KC: element (r, k) at p[r * ld + k]
+// (k contiguous, so consecutive threads read consecutive k), else p[k * ld + r].
+template <class T, bool KC>
+__device__ __forceinline__ void tc_load_tile(const typename T::S* __restrict__ p, i64 ld, i64 rows,
+                                             i64 kdim, i64 r0, i64 k0, typename T::S* s) {
+    constexpr int LD = TBK + T::PAD;
+#pragma unroll 4
+    for (int j = 0; j < 16; ++j) {
+        const int e = threadIdx.x + 256 * j;
+        const int r = KC ? (e / TBK) : (e % TBM);
+        const int k = KC ? (e % TBK) : (e / TBM);
+        const i64 gr = r0 + r, gk = k0 + k;
+        s[r * LD + k] = (gr < rows && gk < kdim) ? (KC ? p[gr * ld + gk] : p[gk * ld + gr]) : T::zero();
+    }
+}
+
+template <class T, bool TA, bool TB>
+__device__ __forceinline__ void gemm_tc_impl(const typename T::S* __restrict__ a,
+                                             const typename T::S* __restrict__ b, float* c,
+                                             const float* __restrict__ bias, const GemmParams& p) {
+    typedef typename T::S S;
+    constexpr int LD = TBK + T::PAD;
+    __shared__ __align__(16) S As[TBM * LD];
+    __shared__ __align__(16) S Bs[TBN * LD];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int g = lane >> 2, t = lane & 3;
+    const int wm = (warp >> 2) * 64, wn = (warp & 3) * 32;
+    const i64 m0 = (i64)blockIdx.y * TBM, n0 = (i64)blockIdx.x * TBN;
+
+    for (i64 z = blockIdx.z; z < p.batch; z += gridDim.z) {
+        const S* az = a + z * p.stride_a;
+        const S* bz = b + z * p.stride_b;
+        float acc[4][4][4];
+#pragma unroll
+        for (int i = 0; i < 4; ++i)
+#pragma unroll
+            for (int j = 0; j < 4; ++j)
+#pragma unroll
+                for (int q = 0; q < 4; ++q) acc[i][j][q] = 0.0f;
+
+        for (i64 k0 = 0; k0 < p.k; k0 += TBK) {
+            tc_load_tile<T, !TA>(az, p.lda, p.m, p.k, m0, k0, As);
+            tc_load_tile<T, TB>(bz, p.ldb, p.n, p.k, n0, k0, Bs);
+            __syncthreads();
+            WarpMma<T>::run(As, Bs, wm, wn, g, t, acc);
+            __syncthreads();
+        }
+
+        GemmEpi epi;
+        epi.c = c + z * p.stride_c; epi.ldc = p.ldc; epi.m = p.m; epi.n = p.n;
+        epi.alpha = p.alpha; epi.beta = p.beta; epi.bias = bias; epi.act = p.act;
+#pragma unroll
+        for (int mt = 0; mt < 4; ++mt)
+#pragma unroll
+            for (int nt = 0; nt < 4; ++nt) {
+                const i64 row = m0 + wm + mt * 16 + g;
+                const i64 col = n0 + wn + nt * 8 + 2 * t;
+                epi(row, col, acc[mt][nt][0]);
+                epi(row, col + 1, acc[mt][nt][1]);
+                epi(row + 8, col, acc[mt][nt][2]);
+                epi(row + 8, col + 1, acc[mt][nt][3]);
+            }
+    }
+}
+
+#define KEEL_GEMM_TC(TN, T, SUFFIX, TA, TB)                                                     \
+    extern "C" __global__ void __launch_bounds__(256)                                          \
+        gemm_tc_##TN##_##SUFFIX(const T::S* a, const T::S* b, float* c, const float* bias,     \
+                                GemmParams p) {                                                \
+        gemm_tc_impl<T, TA, TB>(a, b, c, bias, p);                                             \
+    }
+#define KEEL_GEMM_TC_FORMS(TN, T)               \
+    KEEL_GEMM_TC(TN, T, nn, false, false)       \
+    KEEL_GEMM_TC(TN, T, nt, false, true)        \
+    KEEL_GEMM_TC(TN, T, tn, true, false)        \
+    KEEL_GEMM_TC(TN, T, tt, true, true)
+KEEL_GEMM_TC_FORMS(tf32, TcTf32)
+KEEL_GEMM_TC_FORMS(f16, TcF16)
+KEEL_GEMM_TC_FORMS(bf16, TcBf16)

@@ -1,0 +1,83 @@
+// keel indexing kernels. Tensors are viewed as [outer, axis, inner] (contiguous).
+// Out-of-range indices read as zero (gather/index_select) or are skipped (scatter-adds);
+// callers validate indices when they need an error.
+
+#define KEEL_FOR_BYTES(M) M(b1, u8) M(b2, u16) M(b4, u32) M(b8, u64)
+
+// out[o, j, i] = in[o, idx[o, j, i], i]   (torch.gather along the axis)
+// index_select: out[o, j, i] = in[o, idx[j], i]
+#define KEEL_GATHER(BN, T)                                                                     \
+    extern "C" __global__ void gather_##BN(const T* __restrict__ in, const i64* __restrict__ idx, \
+                                           T* __restrict__ out, i64 outer, i64 n_in,            \
+                                           i64 n_idx, i64 inner) {                              \
+        const i64 total = outer * n_idx * inner;                                               \
+        KEEL_GRID_LOOP(e, total) {                                                              \
+            const i64 i = e % inner;                                                            \
+            const i64 o = e / (n_idx * inner);                                                  \
+            const i64 k = idx[e];                                                               \
+            out[e] = (k >= 0 && k < n_in) ? in[(o * n_in + k) * inner + i] : (T)0;             \
+        }                                                                                       \
+    }                                                                                           \
+    extern "C" __global__ void index_select_##BN(const T* __restrict__ in,                     \
+                                                 const i64* __restrict__ idx,                   \
+                                                 T* __restrict__ out, i64 outer, i64 n_in,      \
+                                                 i64 n_idx, i64 inner) {                        \
+        const i64 total = outer * n_idx * inner;                                               \
+        KEEL_GRID_LOOP(e, total) {                                                              \
+            const i64 i = e % inner;                                                            \
+            const i64 j = (e / inner) % n_idx;                                                  \
+            const i64 o = e / (n_idx * inner);                                                  \
+            const i64 k = idx[j];                                                               \
+            out[e] = (k >= 0 && k < n_in) ? in[(o * n_in + k) * inner + i] : (T)0;             \
+        }                                                                                       \
+    }                                                                                           \
+    extern "C" __global__ void concat_##BN(const T* __restrict__ in, T* __restrict__ out,       \
+                                           i64 outer, i64 in_axis, i64 inner, i64 out_axis,     \
+                                           i64 offset) {                                        \
+        const i64 slab = in_axis * inner;                                                       \
+        const i64 total = outer * slab;                                                         \
+        KEEL_GRID_LOOP(e, total) {                                                              \
+            const i64 o = e / slab;                                                             \
+            const i64 rem = e - o * slab;                                                       \
+            out[o * out_axis * inner + offset * inner + rem] = in[e];                           \
+        }                                                                                       \
+    }
+KEEL_FOR_BYTES(KEEL_GATHER)
+
+// Backward of gather: grad_in[o, idx[o, j, i], i] += grad_out[o, j, i]  (grad_in pre-zeroed)
+extern "C" __global__ void scatter_add_f32(const float* __restrict__ grad_out, const i64* __restrict__ idx,
+                                           float* __restrict__ grad_in, i64 outer, i64 n_in, i64 n_idx,
+                                           i64 inner) {
+    const i64 total = outer * n_idx * inner;
+    KEEL_GRID_LOOP(e, total) {
+        const i64 i = e % inner;
+        const i64 o = e / (n_idx * inner);
+        const i64 k = idx[e];
+        if (k >= 0 && k < n_in) atomicAdd(&grad_in[(o * n_in + k) * inner + i], grad_out[e]);
+    }
+}
+
+// Backward of index_select: grad_in[o, idx[j], i] += grad_out[o, j, i]  (grad_in pre-zeroed)
+extern "C" __global__ void index_add_f32(const float* __restrict__ grad_out, const i64* __restrict__ idx,
+                                         float* __restrict__ grad_in, i64 outer, i64 n_in, i64 n_idx,
+                                         i64 inner) {
+    const i64 total = outer * n_idx * inner;
+    KEEL_GRID_LOOP(e, total) {
+        const i64 i = e % inner;
+        const i64 j = (e / inner) % n_idx;
+        const i64 o = e / (n_idx * inner);
+        const i64 k = idx[j];
+        if (k >= 0 && k < n_in) atomicAdd(&grad_in[(o * n_in + k) * inner + i], grad_out[e]);
+    }
+}
+
+// out[r, c] = (c == labels[r]) ? on : off; a label outside [0, classes) gives an all-`off` row.
+extern "C" __global__ void one_hot_f32(const i64* __restrict__ labels, float* __restrict__ out, i64 rows,
+                                       i64 classes, float on, float off) {
+    const i64 total = rows * classes;
+    KEEL_GRID_LOOP(e, total) {
+        const i64 r = e / classes;
+        const i64 c = e - r * classes;
+        out[e] = labels[r] == c ? on : off;
+    }
+}

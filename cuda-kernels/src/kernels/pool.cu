@@ -1,0 +1,128 @@
+// keel 2-D pooling on NHWC tensors. Windows start at (oh * sh - pt, ow * sw - pl); positions
+// outside the input (padding, including implicit bottom/right padding) are skipped.
+// Mirrors `keel_cuda_kernels::ops::pool::Pool2d` (#[repr(C)]).
+struct Pool2d {
+    i64 n, h, w, c, oh, ow;
+    int kh, kw, sh, sw, pt, pl;
+};
+
+// Range of output rows whose window covers input row `h` (inclusive), clipped to [0, out).
+__device__ __forceinline__ void covering(i64 h, int k, int s, int pad, i64 out, i64& lo, i64& hi) {
+    const i64 num = h + pad - k + 1;
+    lo = num <= 0 ? 0 : (num + s - 1) / s;
+    hi = (h + pad) / s;
+    if (hi > out - 1) hi = out - 1;
+}
+
+// out[n, oh, ow, c] = max over the window; idx = flat NHWC index of the argmax in the input
+// (first maximum; NaN wins). A window with no valid position gives -inf and index -1.
+extern "C" __global__ void max_pool2d_fwd_f32(const float* __restrict__ x, float* __restrict__ y,
+                                              i64* __restrict__ idx, Pool2d p) {
+    const i64 total = p.n * p.oh * p.ow * p.c;
+    KEEL_GRID_LOOP(e, total) {
+        const i64 c = e % p.c;
+        i64 t = e / p.c;
+        const i64 ow = t % p.ow; t /= p.ow;
+        const i64 oh = t % p.oh;
+        const i64 n = t / p.oh;
+        const i64 h0 = oh * p.sh - p.pt, w0 = ow * p.sw - p.pl;
+        float best = -keel_inf();
+        i64 bi = -1;
+        for (int i = 0; i < p.kh; ++i) {
+            const i64 h = h0 + i;
+            if (h < 0 || h >= p.h) continue;
+            for (int j = 0; j < p.kw; ++j) {
+                const i64 w = w0 + j;
+                if (w < 0 || w >= p.w) continue;
+                const i64 xi = ((n * p.h + h) * p.w + w) * p.c + c;
+                const float v = x[xi];
+                if (bi < 0 || v > best || (v != v && best == best)) { best = v; bi = xi; }
+            }
+        }
+        y[e] = best;
+        idx[e] = bi;
+    }
+}
+
+// grad_x[n, h, w, c] = sum of grad_y over the outputs whose argmax index is this element.
+// Gather form (one thread per input element): deterministic, no atomics, no pre-zeroing.
+extern "C" __global__ void max_pool2d_bwd_f32(const float* __restrict__ gy, const i64* __restrict__ idx,
+                                              float* __restrict__ gx, Pool2d p) {
+    const i64 total = p.n * p.h * p.w * p.c;
+    KEEL_GRID_LOOP(e, total) {
+        const i64 c = e % p.c;
+        i64 t = e / p.c;
+        const i64 w = t % p.w; t /= p.w;
+        const i64 h = t % p.h;
+        const i64 n = t / p.h;
+        i64 oh_lo, oh_hi, ow_lo, ow_hi;
+        covering(h, p.kh, p.sh, p.pt, p.oh, oh_lo, oh_hi);
+        covering(w, p.kw, p.sw, p.pl, p.ow, ow_lo, ow_hi);
+        float g = 0.0f;
+        for (i64 oh = oh_lo; oh <= oh_hi; ++oh)
+            for (i64 ow = ow_lo; ow <= ow_hi; ++ow) {
+                const i64 o = ((n * p.oh + oh) * p.ow + ow) * p.c + c;
+                if (idx[o] == e) g += gy[o];
+            }
+        gx[e] = g;
+    }
+}
+
+__device__ __forceinline__ float window_count(const Pool2d& p, i64 oh, i64 ow, int include_pad) {
+    if (include_pad) return (float)(p.kh * p.kw);
+    i64 hs = oh * p.sh - p.pt, ws = ow * p.sw - p.pl;
+    i64 he = hs + p.kh, we = ws + p.kw;
+    if (hs < 0) hs = 0;
+    if (ws < 0) ws = 0;
+    if (he > p.h) he = p.h;
+    if (we > p.w) we = p.w;
+    const i64 cnt = (he - hs) * (we - ws);
+    return cnt > 0 ? (float)cnt : 1.0f;
+}
+
+// out = mean over the valid window positions (padding excluded, as Keras does) unless
+// include_pad != 0 (then divided by kh * kw).
+extern "C" __global__ void avg_pool2d_fwd_f32(const float* __restrict__ x, float* __restrict__ y, Pool2d p,
+                                              int include_pad) {
+    const i64 total = p.n * p.oh * p.ow * p.c;
+    KEEL_GRID_LOOP(e, total) {
+        const i64 c = e % p.c;
+        i64 t = e / p.c;
+        const i64 ow = t % p.ow; t /= p.ow;
+        const i64 oh = t % p.oh;
+        const i64 n = t / p.oh;
+        const i64 h0 = oh * p.sh - p.pt, w0 = ow * p.sw - p.pl;
+        float s = 0.0f;
+        for (int i = 0; i < p.kh; ++i) {
+            const i64 h = h0 + i;
+            if (h < 0 || h >= p.h) continue;
+            for (int j = 0; j < p.kw; ++j) {
+                const i64 w = w0 + j;
+                if (w < 0 || w >= p.w) continue;
+                s += x[((n * p.h + h) * p.w + w) * p.c + c];
+            }
+        }
+        y[e] = s / window_count(p, oh, ow, include_pad);
+    }
+}
+
+// grad_x = sum over covering windows of grad_y / count(window). Gather form, deterministic.
+extern "C" __global__ void avg_pool2d_bwd_f32(const float* __restrict__ gy, float* __restrict__ gx, Pool2d p,
+                                              int include_pad) {
+    const i64 total = p.n * p.h * p.w * p.c;
+    KEEL_GRID_LOOP(e, total) {
+        const i64 c = e % p.c;
+        i64 t = e / p.c;
+        const i64 w = t % p.w; t /= p.w;
+        const i64 h = t % p.h;
+        const i64 n = t / p.h;
+        i64 oh_lo, oh_hi, ow_lo, ow_hi;
+        covering(h, p.kh, p.sh, p.pt, p.oh, oh_lo, oh_hi);
+        covering(w, p.kw, p.sw, p.pl, p.ow, ow_lo, ow_hi);
+        float g = 0.0f;
+        for (i64 oh = oh_lo; oh <= oh_hi; ++oh)
+            for (i64 ow = ow_lo; ow <= ow_hi; ++ow)
+                g += gy[((n * p.oh + oh) * p.ow + ow) * p.c + c] / window_count(p, oh, ow, include_pad);
+        gx[e] = g;
+    }
+}

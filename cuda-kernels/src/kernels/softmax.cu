@@ -1,0 +1,159 @@
+// keel softmax family along the last axis of a contiguous [rows, cols] tensor.
+// One block (blockDim.x a multiple of 32, <= 1024) per row, grid-stride over rows.
+
+// Block-wide reductions; every thread gets the result. `buf` needs 32 floats.
+__device__ __forceinline__ float block_sum(float v, float* buf) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
+    v = warp_sum(v);
+    __syncthreads();  // buf may still be read from a previous call
+    if (lane == 0) buf[warp] = v;
+    __syncthreads();
+    v = lane < nwarps ? buf[lane] : 0.0f;
+    return warp_sum(v);
+}
+__device__ __forceinline__ float block_max(float v, float* buf) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
+    v = warp_max(v);
+    __syncthreads();
+    if (lane == 0) buf[warp] = v;
+    __syncthreads();
+    v = lane < nwarps ? buf[lane] : -keel_inf();
+    return warp_max(v);
+}
+
+// Returns (max, sum of exp(x - max)) of one row.
+__device__ __forceinline__ float2 row_max_sumexp(const float* __restrict__ x, i64 cols, float* buf) {
+    float m = -keel_inf();
+    for (i64 c = threadIdx.x; c < cols; c += blockDim.x) m = fmaxf(m, x[c]);
+    m = block_max(m, buf);
+    float s = 0.0f;
+    if (m != -keel_inf()) {
+        for (i64 c = threadIdx.x; c < cols; c += blockDim.x) s += expf(x[c] - m);
+    }
+    s = block_sum(s, buf);
+    return make_float2(m, s);
+}
+
+template <bool LOG>
+__device__ void softmax_rows(const float* __restrict__ x, float* __restrict__ y, i64 rows, i64 cols) {
+    __shared__ float buf[32];
+    for (i64 r = blockIdx.x; r < rows; r += gridDim.x) {
+        const float* xr = x + r * cols;
+        float* yr = y + r * cols;
+        const float2 ms = row_max_sumexp(xr, cols, buf);
+        if (LOG) {
+            const float lse = ms.x + logf(ms.y);
+            for (i64 c = threadIdx.x; c < cols; c += blockDim.x) yr[c] = xr[c] - lse;
+        } else {
+            const float inv = 1.0f / ms.y;
+            for (i64 c = threadIdx.x; c < cols; c += blockDim.x) yr[c] = expf(xr[c] - ms.x) * inv;
+        }
+    }
+}
+
+extern "C" __global__ void softmax_f32(const float* __restrict__ x, float* __restrict__ y, i64 rows, i64 cols) {
+    softmax_rows<false>(x, y, rows, cols);
+}
+extern "C" __global__ void log_softmax_f32(const float* __restrict__ x, float* __restrict__ y, i64 rows, i64 cols) {
+    softmax_rows<true>(x, y, rows, cols);
+}
+
+// gx = y * (gy - sum(gy * y)), y = softmax output
+extern "C" __global__ void softmax_bwd_f32(const float* __restrict__ y, const float* __restrict__ gy,
+                                           float* __restrict__ gx, i64 rows, i64 cols) {
+    __shared__ float buf[32];
+    for (i64 r = blockIdx.x; r < rows; r += gridDim.x) {
+        const i64 base = r * cols;
+        float d = 0.0f;
+        for (i64 c = threadIdx.x; c < cols; c += blockDim.x) d += gy[base + c] * y[base + c];
+        d = block_sum(d, buf);
+        for (i64 c = threadIdx.x; c < cols; c += blockDim.x) gx[base + c] = y[base + c] * (gy[base + c] - d);
+    }
+}
+
+// gx = gy - exp(y) * sum(gy), y = log_softmax output
+extern "C" __global__ void log_softmax_bwd_f32(const float* __restrict__ y, const float* __restrict__ gy,
+                                               float* __restrict__ gx, i64 rows, i64 cols) {
+    __shared__ float buf[32];
+    for (i64 r = blockIdx.x; r < rows; r += gridDim.x) {
+        const i64 base = r * cols;
+        float s = 0.0f;
+        for (i64 c = threadIdx.x; c < cols; c += blockDim.x) s += gy[base + c];
+        s = block_sum(s, buf);
+        for (i64 c = threadIdx.x; c < cols; c += blockDim.x) gx[base + c] = gy[base + c] - expf(y[base + c]) * s;
+    }
+}
+
+// Fused softmax cross-entropy with integer labels.
+// loss[r] = logsumexp(x[r]) - x[r, label[r]];
+// grad[r, c] = grad_scale * (softmax(x[r])[c] - (c == label[r])) when GRAD.
+// A label outside [0, cols) gives loss NaN and a NaN gradient row (never silently ignored).
+template <bool GRAD>
+__device__ void xent_sparse(const float* __restrict__ x, const i64* __restrict__ labels,
+                            float* __restrict__ loss, float* __restrict__ grad, i64 rows, i64 cols,
+                            float grad_scale) {
+    __shared__ float buf[32];
+    for (i64 r = blockIdx.x; r < rows; r += gridDim.x) {
+        const float* xr = x + r * cols;
+        const i64 label = labels[r];
+        const bool valid = label >= 0 && label < cols;
+        const float2 ms = row_max_sumexp(xr, cols, buf);
+        const float lse = ms.x + logf(ms.y);
+        if (threadIdx.x == 0) loss[r] = valid ? lse - xr[label] : keel_nan();
+        if (GRAD) {
+            float* gr = grad + r * cols;
+            const float inv = 1.0f / ms.y;
+            for (i64 c = threadIdx.x; c < cols; c += blockDim.x) {
+                const float p = expf(xr[c] - ms.x) * inv;
+                gr[c] = valid ? grad_scale * (p - (c == label ? 1.0f : 0.0f)) : keel_nan();
+            }
+        }
+    }
+}
+
+// Fused softmax cross-entropy with dense targets t (one-hot or probabilities):
+// loss[r] = sum_c t[c] * (lse - x[c]); grad[r, c] = grad_scale * (softmax[c] * sum(t) - t[c]).
+template <bool GRAD>
+__device__ void xent_dense(const float* __restrict__ x, const float* __restrict__ t,
+                           float* __restrict__ loss, float* __restrict__ grad, i64 rows, i64 cols,
+                           float grad_scale) {
+    __shared__ float buf[32];
+    for (i64 r = blockIdx.x; r < rows; r += gridDim.x) {
+        const float* xr = x + r * cols;
+        const float* tr = t + r * cols;
+        const float2 ms = row_max_sumexp(xr, cols, buf);
+        const float lse = ms.x + logf(ms.y);
+        float l = 0.0f, ts = 0.0f;
+        for (i64 c = threadIdx.x; c < cols; c += blockDim.x) {
+            const float tc = tr[c];
+            ts += tc;
+            if (tc != 0.0f) l += tc * (lse - xr[c]);
+        }
+        l = block_sum(l, buf);
+        ts = block_sum(ts, buf);
+        if (threadIdx.x == 0) loss[r] = l;
+        if (GRAD) {
+            float* gr = grad + r * cols;
+            const float inv = 1.0f / ms.y;
+            for (i64 c = threadIdx.x; c < cols; c += blockDim.x)
+                gr[c] = grad_scale * (expf(xr[c] - ms.x) * inv * ts - tr[c]);
+        }
+    }
+}
+
+extern "C" __global__ void softmax_xent_sparse_f32(const float* x, const i64* labels, float* loss,
+                                                   float* grad, i64 rows, i64 cols, float grad_scale) {
+    xent_sparse<true>(x, labels, loss, grad, rows, cols, grad_scale);
+}
+extern "C" __global__ void softmax_xent_sparse_fwd_f32(const float* x, const i64* labels, float* loss,
+                                                       i64 rows, i64 cols) {
+    xent_sparse<false>(x, labels, loss, nullptr, rows, cols, 0.0f);
+}
+extern "C" __global__ void softmax_xent_dense_f32(const float* x, const float* t, float* loss,
+                                                  float* grad, i64 rows, i64 cols, float grad_scale) {
+    xent_dense<true>(x, t, loss, grad, rows, cols, grad_scale);
+}
+extern "C" __global__ void softmax_xent_dense_fwd_f32(const float* x, const float* t, float* loss,
+                                                      i64 rows, i64 cols) {
+    xent_dense<false>(x, t, loss, nullptr, rows, cols, 0.0f);
+}

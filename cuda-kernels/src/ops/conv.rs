@@ -1,0 +1,271 @@
+//! 2-D convolution as implicit GEMM on NHWC input and HWIO kernels (`kernels/conv.cu`):
+//! forward, grad-input and grad-kernel, with no im2col buffer.
+
+use cudarc::driver::{CudaView, CudaViewMut, DeviceRepr, LaunchConfig};
+
+use crate::device::{check_len, CudaDevice};
+use crate::error::{Error, Result};
+use crate::ops::gemm::Activation;
+use crate::sources::programs;
+
+/// Padding mode for [`Conv2d::new`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Padding {
+    /// No padding (Keras 'valid').
+    Valid,
+    /// Output = ceil(input / stride), extra padding at the bottom/right (Keras 'same').
+    Same,
+    /// Explicit `(top, bottom, left, right)` padding.
+    Explicit(usize, usize, usize, usize),
+}
+
+/// Convolution geometry. x `[n, h, w, c]`, kernel `[kh, kw, c, o]`, y `[n, oh, ow, o]`;
+/// output `(oh, ow)`, tap `(i, j)` reads input `(oh * sh - pt + i * dh, ow * sw - pl + j * dw)`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conv2d {
+    /// Batch.
+    pub n: i64,
+    /// Input height.
+    pub h: i64,
+    /// Input width.
+    pub w: i64,
+    /// Input channels.
+    pub c: i64,
+    /// Output height.
+    pub oh: i64,
+    /// Output width.
+    pub ow: i64,
+    /// Output channels.
+    pub o: i64,
+    /// Kernel height.
+    pub kh: i32,
+    /// Kernel width.
+    pub kw: i32,
+    /// Stride along height.
+    pub sh: i32,
+    /// Stride along width.
+    pub sw: i32,
+    /// Top padding.
+    pub pt: i32,
+    /// Left padding.
+    pub pl: i32,
+    /// Dilation along height.
+    pub dh: i32,
+    /// Dilation along width.
+    pub dw: i32,
+}
+
+// SAFETY: #[repr(C)] plain data matching `struct ConvParams` in conv.cu.
+unsafe impl DeviceRepr for Conv2d {}
+
+fn out_dim(
+    op: &'static str,
+    input: usize,
+    k: usize,
+    s: usize,
+    d: usize,
+    pad: Padding,
+    vertical: bool,
+) -> Result<(usize, usize)> {
+    let ek = (k - 1) * d + 1;
+    match pad {
+        Padding::Valid => {
+            if input < ek {
+                return Err(Error::arg(op, format!("kernel extent {ek} larger than input {input}")));
+            }
+            Ok(((input - ek) / s + 1, 0))
+        }
+        Padding::Same => {
+            let out = input.div_ceil(s);
+            let total = (out.saturating_sub(1) * s + ek).saturating_sub(input);
+            Ok((out, total / 2))
+        }
+        Padding::Explicit(t, b, l, r) => {
+            let (p0, p1) = if vertical { (t, b) } else { (l, r) };
+            let padded = input + p0 + p1;
+            if padded < ek {
+                return Err(Error::arg(op, format!("kernel extent {ek} larger than padded input {padded}")));
+            }
+            Ok(((padded - ek) / s + 1, p0))
+        }
+    }
+}
+
+impl Conv2d {
+    /// Geometry for input `[n, h, w, c]`, `o` filters of size `k`, stride `s`, dilation `d`.
+    pub fn new(
+        n: usize,
+        h: usize,
+        w: usize,
+        c: usize,
+        o: usize,
+        k: (usize, usize),
+        s: (usize, usize),
+        d: (usize, usize),
+        padding: Padding,
+    ) -> Result<Self> {
+        if [k.0, k.1, s.0, s.1, d.0, d.1].contains(&0) {
+            return Err(Error::arg("conv2d", "kernel, stride and dilation must be positive"));
+        }
+        let (oh, pt) = out_dim("conv2d", h, k.0, s.0, d.0, padding, true)?;
+        let (ow, pl) = out_dim("conv2d", w, k.1, s.1, d.1, padding, false)?;
+        let i32c = |v: usize| i32::try_from(v).map_err(|_| Error::arg("conv2d", "kernel/stride/pad too large"));
+        let i = |v: usize| v as i64;
+        Ok(Self {
+            n: i(n),
+            h: i(h),
+            w: i(w),
+            c: i(c),
+            oh: i(oh),
+            ow: i(ow),
+            o: i(o),
+            kh: i32c(k.0)?,
+            kw: i32c(k.1)?,
+            sh: i32c(s.0)?,
+            sw: i32c(s.1)?,
+            pt: i32c(pt)?,
+            pl: i32c(pl)?,
+            dh: i32c(d.0)?,
+            dw: i32c(d.1)?,
+        })
+    }
+
+    fn validate(&self) -> Result<()> {
+        let dims = [self.n, self.h, self.w, self.c, self.oh, self.ow, self.o];
+        let ints = [self.kh, self.kw, self.sh, self.sw, self.dh, self.dw];
+        if dims.iter().any(|&v| v < 0) || ints.iter().any(|&v| v <= 0) || self.pt < 0 || self.pl < 0 {
+            return Err(Error::arg("conv2d", format!("invalid geometry {self:?}")));
+        }
+        Ok(())
+    }
+    /// Elements of x.
+    pub fn x_len(&self) -> usize {
+        (self.n * self.h * self.w * self.c) as usize
+    }
+    /// Elements of the kernel.
+    pub fn w_len(&self) -> usize {
+        (self.kh as i64 * self.kw as i64 * self.c * self.o) as usize
+    }
+    /// Elements of y.
+    pub fn y_len(&self) -> usize {
+        (self.n * self.oh * self.ow * self.o) as usize
+    }
+}
+
+fn grid(m: i64, n: i64, z: usize) -> Result<LaunchConfig> {
+    let gy = (m as usize).div_ceil(128);
+    if gy > 65535 {
+        return Err(Error::arg("conv2d", format!("GEMM M = {m} too large for one launch")));
+    }
+    Ok(LaunchConfig {
+        grid_dim: ((n as usize).div_ceil(128) as u32, gy as u32, z as u32),
+        block_dim: (256, 1, 1),
+        shared_mem_bytes: 0,
+    })
+}
+
+fn aligned(dev: &CudaDevice, v: &CudaView<'_, f32>) -> bool {
+    v.is_empty() || dev.addr(v) % 16 == 0
+}
+
+/// `y = act(alpha * conv(x, w) + beta * y + bias)`; `bias` has `o` elements.
+pub fn conv2d_forward_f32(
+    dev: &CudaDevice,
+    p: &Conv2d,
+    x: &CudaView<'_, f32>,
+    w: &CudaView<'_, f32>,
+    y: &mut CudaViewMut<'_, f32>,
+    bias: Option<&CudaView<'_, f32>>,
+    alpha: f32,
+    beta: f32,
+    act: Activation,
+) -> Result<()> {
+    p.validate()?;
+    check_len("conv2d_forward", "x", x.len(), p.x_len())?;
+    check_len("conv2d_forward", "w", w.len(), p.w_len())?;
+    check_len("conv2d_forward", "y", y.len(), p.y_len())?;
+    if let Some(b) = bias {
+        check_len("conv2d_forward", "bias", b.len(), p.o as usize)?;
+    }
+    if y.is_empty() {
+        return Ok(());
+    }
+    let vec = p.c % 4 == 0 && p.o % 4 == 0 && aligned(dev, x) && aligned(dev, w);
+    let name = if vec { "conv2d_fwd_f32_vec4" } else { "conv2d_fwd_f32" };
+    let cfg = grid(p.n * p.oh * p.ow, p.o, 1)?;
+    let a = act.code();
+    match bias {
+        Some(b) => launch!(dev, programs::conv(), name, cfg, [x, w, y, b, p, &alpha, &beta, &a]),
+        None => {
+            let null = 0u64;
+            launch!(dev, programs::conv(), name, cfg, [x, w, y, &null, p, &alpha, &beta, &a])
+        }
+    }
+}
+
+/// Gradient w.r.t. the input: `dx = alpha * conv_transpose(dy, w) + beta * dx`.
+pub fn conv2d_backward_input_f32(
+    dev: &CudaDevice,
+    p: &Conv2d,
+    dy: &CudaView<'_, f32>,
+    w: &CudaView<'_, f32>,
+    dx: &mut CudaViewMut<'_, f32>,
+    alpha: f32,
+    beta: f32,
+) -> Result<()> {
+    p.validate()?;
+    check_len("conv2d_backward_input", "dy", dy.len(), p.y_len())?;
+    check_len("conv2d_backward_input", "w", w.len(), p.w_len())?;
+    check_len("conv2d_backward_input", "dx", dx.len(), p.x_len())?;
+    if dx.is_empty() {
+        return Ok(());
+    }
+    let vec = p.o % 4 == 0 && aligned(dev, dy) && aligned(dev, w);
+    let name = if vec { "conv2d_dgrad_f32_vec4" } else { "conv2d_dgrad_f32" };
+    let cfg = grid(p.n * p.h * p.w, p.c, 1)?;
+    launch!(dev, programs::conv(), name, cfg, [dy, w, dx, p, &alpha, &beta])
+}
+
+/// Gradient w.r.t. the kernel: `dw = alpha * sum_batch x (*) dy + beta * dw`.
+///
+/// The reduction over `n * oh * ow` is split across blocks when the output is small; the
+/// partial sums go to a temporary buffer and are added in a fixed order (deterministic).
+pub fn conv2d_backward_kernel_f32(
+    dev: &CudaDevice,
+    p: &Conv2d,
+    x: &CudaView<'_, f32>,
+    dy: &CudaView<'_, f32>,
+    dw: &mut CudaViewMut<'_, f32>,
+    alpha: f32,
+    beta: f32,
+) -> Result<()> {
+    p.validate()?;
+    check_len("conv2d_backward_kernel", "x", x.len(), p.x_len())?;
+    check_len("conv2d_backward_kernel", "dy", dy.len(), p.y_len())?;
+    check_len("conv2d_backward_kernel", "dw", dw.len(), p.w_len())?;
+    if dw.is_empty() {
+        return Ok(());
+    }
+    let m = p.kh as i64 * p.kw as i64 * p.c;
+    let kdim = (p.n * p.oh * p.ow) as usize;
+    let tiles = (m as usize).div_ceil(128) * (p.o as usize).div_ceil(128);
+    let want = (2 * dev.sm_count() as usize).div_ceil(tiles).clamp(1, 32);
+    let k_per_split = kdim.div_ceil(want).max(512).div_ceil(8) * 8;
+    let splits = kdim.div_ceil(k_per_split).max(1);
+    let vec = p.c % 4 == 0 && p.o % 4 == 0 && aligned(dev, x) && aligned(dev, dy);
+    let name = if vec { "conv2d_wgrad_f32_vec4" } else { "conv2d_wgrad_f32" };
+    let cfg = grid(m, p.o, splits)?;
+    let kps = k_per_split as i64;
+    if splits == 1 {
+        let stride = 0i64;
+        return launch!(dev, programs::conv(), name, cfg, [x, dy, dw, p, &alpha, &beta, &kps, &stride]);
+    }
+    let mn = dw.len();
+    let mut ws = dev.alloc::<f32>(splits * mn)?;
+    let (one, zero, stride) = (1.0f32, 0.0f32, mn as i64);
+    launch!(dev, programs::conv(), name, cfg, [x, dy, &mut ws, p, &one, &zero, &kps, &stride])?;
+    let n = mn as i64;
+    let s = splits as i32;
+    launch!(dev, programs::conv(), "splitk_reduce_f32", dev.cfg_1d(mn), [&ws, dw, &n, &s, &alpha, &beta])
+}

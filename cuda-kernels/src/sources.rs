@@ -1,0 +1,133 @@
+//! The embedded CUDA C sources and the [`Program`] handle used to load them.
+
+use std::borrow::Cow;
+use std::sync::OnceLock;
+
+use crate::compile::source_hash;
+
+/// Helpers prepended to every source (typedefs, layouts, f16/bf16 conversion, warp ops).
+pub const COMMON: &str = include_str!("kernels/common.cuh");
+/// Elementwise templates that generated sources instantiate.
+pub const ELEMENTWISE_TEMPLATES: &str = include_str!("kernels/elementwise.cuh");
+
+/// Concatenates the common header with a kernel file at compile time.
+macro_rules! with_common {
+    ($file:literal) => {
+        concat!(include_str!("kernels/common.cuh"), "\n", include_str!($file))
+    };
+}
+
+/// fill / arange / cast / where / strided copy.
+pub const MISC: &str = with_common!("kernels/misc.cu");
+/// Philox4x32-10 uniform and normal generators.
+pub const RNG: &str = with_common!("kernels/rng.cu");
+/// sum / max / min / argmax / argmin along an axis.
+pub const REDUCE: &str = with_common!("kernels/reduce.cu");
+/// softmax, log_softmax (+ backward) and fused softmax cross-entropy.
+pub const SOFTMAX: &str = with_common!("kernels/softmax.cu");
+/// gather / index_select / one_hot / concat and their scatter-add backwards.
+pub const INDEX: &str = with_common!("kernels/index.cu");
+/// NHWC max/avg pooling forward and backward.
+pub const POOL: &str = with_common!("kernels/pool.cu");
+/// Fused SGD / Adam / AdamW parameter updates.
+pub const OPTIM: &str = with_common!("kernels/optim.cu");
+/// Tiled SIMT f32 GEMM (batched, NN/NT/TN/TT, bias + activation epilogue).
+pub const GEMM: &str = concat!(
+    include_str!("kernels/common.cuh"),
+    "\n",
+    include_str!("kernels/gemm_core.cuh"),
+    "\n",
+    include_str!("kernels/gemm.cu")
+);
+/// Tensor-core (mma.sync) GEMM for TF32 / F16 / BF16 inputs with f32 accumulation.
+pub const GEMM_TC: &str = concat!(
+    include_str!("kernels/common.cuh"),
+    "\n",
+    include_str!("kernels/gemm_core.cuh"),
+    "\n",
+    include_str!("kernels/gemm_tc.cu")
+);
+/// Implicit-GEMM NHWC convolution: forward, grad-input, grad-kernel.
+pub const CONV: &str = concat!(
+    include_str!("kernels/common.cuh"),
+    "\n",
+    include_str!("kernels/gemm_core.cuh"),
+    "\n",
+    include_str!("kernels/conv.cu")
+);
+
+/// Every static kernel source as `(name, full source)`; generated elementwise sources
+/// are not included (see [`crate::ops::elementwise`]).
+pub fn all_sources() -> &'static [(&'static str, &'static str)] {
+    &[
+        ("misc", MISC),
+        ("rng", RNG),
+        ("reduce", REDUCE),
+        ("softmax", SOFTMAX),
+        ("index", INDEX),
+        ("pool", POOL),
+        ("optim", OPTIM),
+        ("gemm", GEMM),
+        ("gemm_tc", GEMM_TC),
+        ("conv", CONV),
+    ]
+}
+
+/// A named kernel source with its precomputed hash: the unit that is compiled and loaded
+/// as one CUDA module.
+#[derive(Debug, Clone)]
+pub struct Program {
+    name: Cow<'static, str>,
+    source: Cow<'static, str>,
+    hash: u64,
+}
+
+impl Program {
+    /// Wraps a source; hashing happens once here.
+    pub fn new(name: impl Into<Cow<'static, str>>, source: impl Into<Cow<'static, str>>) -> Self {
+        let source = source.into();
+        let hash = source_hash(&source);
+        Self { name: name.into(), source, hash }
+    }
+
+    /// The program's name (used in errors and cache file names).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The full CUDA C source.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Stable hash of the source.
+    pub fn hash(&self) -> u64 {
+        self.hash
+    }
+}
+
+/// Declares a lazily built static [`Program`] for one embedded source.
+macro_rules! static_program {
+    ($fn_name:ident, $name:literal, $src:expr) => {
+        /// The static program for this kernel family.
+        pub fn $fn_name() -> &'static Program {
+            static P: OnceLock<Program> = OnceLock::new();
+            P.get_or_init(|| Program::new($name, $src))
+        }
+    };
+}
+
+/// Static programs, one per kernel family.
+pub mod programs {
+    use super::*;
+    static_program!(misc, "misc", MISC);
+    static_program!(rng, "rng", RNG);
+    static_program!(reduce, "reduce", REDUCE);
+    static_program!(softmax, "softmax", SOFTMAX);
+    static_program!(index, "index", INDEX);
+    static_program!(pool, "pool", POOL);
+    static_program!(optim, "optim", OPTIM);
+    static_program!(gemm, "gemm", GEMM);
+    static_program!(gemm_tc, "gemm_tc", GEMM_TC);
+    static_program!(conv, "conv", CONV);
+}
