@@ -1,0 +1,97 @@
+//! One-hot labels and class weights.
+
+use crate::{Error, Result};
+use keel_tensor::Tensor;
+use std::collections::BTreeMap;
+
+/// Integer class labels from `y`: a 1-D tensor of integers (any dtype, floats
+/// must be whole numbers) or a 2-D one-hot / probability matrix (argmax per row).
+pub fn labels_to_vec(y: &Tensor, op: &'static str) -> Result<Vec<i64>> {
+    match y.rank() {
+        1 => y
+            .to_vec_f64()?
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| {
+                if v.fract() != 0.0 || !v.is_finite() {
+                    Err(Error::invalid(op, format!("label {i} is {v}, not a whole number; labels must be class ids")))
+                } else {
+                    Ok(v as i64)
+                }
+            })
+            .collect(),
+        2 => {
+            let c = y.dims()[1];
+            if c == 0 {
+                return Err(Error::invalid(op, "y has 0 columns"));
+            }
+            Ok(y.to_vec_f64()?
+                .chunks_exact(c)
+                .map(|r| {
+                    let mut best = 0;
+                    for j in 1..c {
+                        if r[j] > r[best] {
+                            best = j;
+                        }
+                    }
+                    best as i64
+                })
+                .collect())
+        }
+        _ => Err(Error::invalid(op, format!("expected labels [N] or one-hot [N, C], got shape {:?}", y.dims()))),
+    }
+}
+
+/// Keras `to_categorical`: integer labels (any shape) -> F32 one-hot with a new last axis.
+///
+/// `num_classes = None` uses `max(y) + 1`. Like Keras, a trailing axis of
+/// size 1 (`[N, 1]`) is dropped first. Floats must be whole numbers.
+pub fn to_categorical(y: &Tensor, num_classes: Option<usize>) -> Result<Tensor> {
+    const OP: &str = "to_categorical";
+    let mut dims = y.dims().to_vec();
+    if dims.len() > 1 && dims.last() == Some(&1) {
+        dims.pop();
+    }
+    let v = y.to_vec_f64()?;
+    let mut labels = Vec::with_capacity(v.len());
+    for (i, &a) in v.iter().enumerate() {
+        if a.fract() != 0.0 || !a.is_finite() || a < 0.0 {
+            return Err(Error::invalid(OP, format!("label {i} is {a}; labels must be whole numbers >= 0")));
+        }
+        labels.push(a as usize);
+    }
+    let c = match num_classes {
+        Some(c) => c,
+        None => labels.iter().max().map_or(0, |m| m + 1),
+    };
+    if let Some((i, l)) = labels.iter().enumerate().find(|(_, &l)| l >= c) {
+        return Err(Error::invalid(OP, format!("label {i} is {l} but num_classes is {c}; pass a larger num_classes")));
+    }
+    let mut out = vec![0f32; labels.len() * c];
+    for (i, &l) in labels.iter().enumerate() {
+        out[i * c + l] = 1.0;
+    }
+    dims.push(c);
+    Ok(Tensor::from_vec(out, dims)?)
+}
+
+/// scikit-learn's `compute_class_weight`: `mode` must be `"balanced"`, giving
+/// `n_samples / (n_classes * count[class])` for each class present in `y`.
+///
+/// `y` is labels `[N]` or one-hot `[N, C]`. The map suits `fit(class_weight=...)`.
+pub fn class_weight(y: &Tensor, mode: &str) -> Result<BTreeMap<i64, f64>> {
+    const OP: &str = "class_weight";
+    if mode != "balanced" {
+        return Err(Error::invalid(OP, format!("unknown mode '{mode}'; the only computed mode is \"balanced\"")));
+    }
+    let labels = labels_to_vec(y, OP)?;
+    if labels.is_empty() {
+        return Err(Error::invalid(OP, "y is empty"));
+    }
+    let mut counts = BTreeMap::<i64, usize>::new();
+    for l in &labels {
+        *counts.entry(*l).or_default() += 1;
+    }
+    let (n, k) = (labels.len() as f64, counts.len() as f64);
+    Ok(counts.into_iter().map(|(c, m)| (c, n / (k * m as f64))).collect())
+}

@@ -1,0 +1,52 @@
+//! Preprocessing: scalers with fit/transform/inverse_transform, Keras's
+//! `Normalization`, one-hot labels, class weights and train/test splitting.
+//!
+//! Statistics are computed in f64; transforms return the input's float dtype
+//! (F32 for integer inputs).
+
+mod categorical;
+mod normalization;
+mod scalers;
+mod split;
+
+pub use categorical::{class_weight, labels_to_vec, to_categorical};
+pub use normalization::Normalization;
+pub use scalers::{MinMaxScaler, StandardScaler};
+pub use split::{train_test_split, TrainTestSplit};
+
+use crate::{Error, Result};
+use keel_tensor::{DType, Tensor};
+
+/// A 2-D tensor as row-major f64 plus `(rows, cols)`.
+pub(crate) fn matrix(x: &Tensor, op: &'static str) -> Result<(Vec<f64>, usize, usize)> {
+    if x.rank() != 2 {
+        return Err(Error::invalid(
+            op,
+            format!("expected a 2-D [samples, features] tensor, got shape {:?}; reshape it first", x.dims()),
+        ));
+    }
+    Ok((x.to_vec_f64()?, x.dims()[0], x.dims()[1]))
+}
+
+/// The float dtype results keep: the input's if it is a float, else F32.
+pub(crate) fn out_dtype(x: &Tensor) -> DType {
+    if x.dtype().is_float() {
+        x.dtype()
+    } else {
+        DType::F32
+    }
+}
+
+/// Build a tensor of `dtype` from f64 values.
+pub(crate) fn from_f64(v: Vec<f64>, dims: &[usize], dtype: DType) -> Result<Tensor> {
+    Ok(Tensor::from_vec(v, dims.to_vec())?.to_dtype(dtype)?)
+}
+
+/// scikit-learn's `_handle_zeros_in_scale`: near-zero scales become 1.
+pub(crate) fn handle_zero_scale(s: f64) -> f64 {
+    if s < 10.0 * f64::EPSILON {
+        1.0
+    } else {
+        s
+    }
+}
