@@ -1,0 +1,51 @@
+//! 2-D convolution and pooling over NHWC data (kernels HWIO).
+
+use crate::{Result, Var};
+use keel_tensor::{Conv2dParams, Padding, Pool2dParams, Tensor};
+
+impl Var {
+    /// 2-D convolution: `self` is `[n, h, w, c]`, `kernel` is `[kh, kw, c, o]`.
+    /// The rule uses `conv2d_grad_input` / `conv2d_grad_kernel`.
+    pub fn conv2d(
+        &self,
+        kernel: &Var,
+        strides: (usize, usize),
+        padding: Padding,
+        dilation: (usize, usize),
+    ) -> Result<Var> {
+        let p = Conv2dParams::new("conv2d", self.shape(), kernel.shape(), strides, padding, dilation)?;
+        let out = self.value().conv2d_with(kernel.value(), &p)?;
+        Var::record("conv2d", &[self, kernel], out, |needs| {
+            let (need_x, need_k) = (needs[0], needs[1]);
+            let x = need_k.then(|| self.value().clone());
+            let k = need_x.then(|| kernel.value().clone());
+            move |g: &Tensor| {
+                let gx = match &k {
+                    Some(k) => Some(g.conv2d_grad_input(k, &p)?),
+                    None => None,
+                };
+                let gk = match &x {
+                    Some(x) => Some(x.conv2d_grad_kernel(g, &p)?),
+                    None => None,
+                };
+                Ok(vec![gx, gk])
+            }
+        })
+    }
+
+    /// Max pooling over `[n, h, w, c]`; the gradient goes to each window's
+    /// (first) maximum. The rule saves only the argmax indices.
+    pub fn max_pool2d(&self, pool: (usize, usize), strides: (usize, usize), padding: Padding) -> Result<Var> {
+        let p = Pool2dParams::new("max_pool2d", self.shape(), pool, strides, padding)?;
+        let (out, argmax) = self.value().max_pool2d(pool, strides, padding)?;
+        Var::record("max_pool2d", &[self], out, |_| move |g: &Tensor| Ok(vec![Some(g.max_pool2d_grad(&argmax, &p)?)]))
+    }
+
+    /// Average pooling over `[n, h, w, c]` (padding excluded from the counts);
+    /// the rule saves nothing.
+    pub fn avg_pool2d(&self, pool: (usize, usize), strides: (usize, usize), padding: Padding) -> Result<Var> {
+        let p = Pool2dParams::new("avg_pool2d", self.shape(), pool, strides, padding)?;
+        let out = self.value().avg_pool2d(pool, strides, padding)?;
+        Var::record("avg_pool2d", &[self], out, |_| move |g: &Tensor| Ok(vec![Some(g.avg_pool2d_grad(&p)?)]))
+    }
+}

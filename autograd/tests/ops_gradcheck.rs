@@ -1,0 +1,307 @@
+//! Finite-difference checks (float64) of every differentiable op.
+
+#![allow(clippy::cloned_ref_to_slice_refs)] // `&[x.clone()]` reads better in tests
+
+use keel_autograd::{gradcheck, gradcheck_with, loss, GradcheckConfig, GradcheckReport, Result, Var};
+use keel_tensor::{BinaryOp, DType, Device, Padding, Tensor, UnaryOp};
+
+fn rn(seed: u64, shape: &[usize]) -> Tensor {
+    Tensor::rand_normal(seed, 0.0, 1.0, shape.to_vec(), DType::F64, &Device::Cpu).unwrap()
+}
+
+fn ru(seed: u64, lo: f64, hi: f64, shape: &[usize]) -> Tensor {
+    Tensor::rand_uniform(seed, lo, hi, shape.to_vec(), DType::F64, &Device::Cpu).unwrap()
+}
+
+/// Values with `|x| in [0.2, 1.5]` and random signs: no kinks at 0.
+fn away_from_zero(seed: u64, shape: &[usize]) -> Tensor {
+    let mag = ru(seed, 0.2, 1.5, shape);
+    let sign = rn(seed + 1000, shape).sign().unwrap();
+    mag.mul(&sign).unwrap()
+}
+
+fn ids(v: &[i64], shape: &[usize]) -> Tensor {
+    Tensor::from_vec(v.to_vec(), shape.to_vec()).unwrap()
+}
+
+#[track_caller]
+fn check(f: impl Fn(&[Var]) -> Result<Var>, inputs: &[Tensor]) -> GradcheckReport {
+    match gradcheck(f, inputs) {
+        Ok(r) => {
+            assert!(r.checked > 0);
+            r
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[test]
+fn unary_family() {
+    for (i, &op) in UnaryOp::ALL.iter().enumerate() {
+        let seed = 10 + i as u64;
+        let x = match op {
+            UnaryOp::Log | UnaryOp::Sqrt | UnaryOp::Rsqrt | UnaryOp::Recip => ru(seed, 0.5, 2.0, &[3, 4]),
+            _ => away_from_zero(seed, &[3, 4]),
+        };
+        let param = match op {
+            UnaryOp::LeakyRelu => 0.1,
+            UnaryOp::Elu => 1.3,
+            _ => 0.0,
+        };
+        let r = gradcheck(|v| v[0].unary(op, param), &[x]);
+        assert!(r.is_ok(), "{op:?}: {}", r.unwrap_err());
+    }
+}
+
+#[test]
+fn named_unary_methods() {
+    let x = away_from_zero(1, &[2, 3]);
+    check(|v| v[0].tanh()?.sigmoid()?.exp(), &[x.clone()]);
+    check(|v| v[0].leaky_relu(0.2)?.elu(0.7)?.gelu()?.silu(), &[x.clone()]);
+    check(|v| v[0].square()?.add_scalar(1.0)?.log()?.sqrt(), &[x]);
+}
+
+#[test]
+fn binary_family_with_broadcasting() {
+    for (i, &op) in BinaryOp::ALL.iter().enumerate() {
+        let seed = 100 + 10 * i as u64;
+        let (a, b) = match op {
+            // positive operands: either may be the base or the divisor below
+            BinaryOp::Pow | BinaryOp::Div => (ru(seed, 0.5, 2.0, &[3, 1, 4]), ru(seed + 1, 0.5, 2.0, &[2, 4])),
+            _ => (rn(seed, &[3, 1, 4]), rn(seed + 1, &[2, 4])),
+        };
+        let r = gradcheck(|v| v[0].binary(&v[1], op), &[a.clone(), b.clone()]);
+        assert!(r.is_ok(), "{op:?}: {}", r.unwrap_err());
+        // the other way round, and with equal shapes
+        let r = gradcheck(|v| v[1].binary(&v[0], op), &[a.clone(), b.clone()]);
+        assert!(r.is_ok(), "{op:?} swapped: {}", r.unwrap_err());
+        let c = if op == BinaryOp::Pow { ru(seed + 2, 0.5, 2.0, &[3, 2, 4]) } else { rn(seed + 2, &[3, 2, 4]) };
+        let d = ru(seed + 3, 0.5, 2.0, &[3, 2, 4]);
+        let r = gradcheck(|v| v[0].binary(&v[1], op), &[c, d]);
+        assert!(r.is_ok(), "{op:?} same shape: {}", r.unwrap_err());
+    }
+}
+
+#[test]
+fn scalar_forms_and_operators() {
+    let x = ru(3, 0.5, 2.0, &[2, 3]);
+    let y = rn(4, &[3]);
+    check(
+        |v| {
+            let a = v[0].add_scalar(1.5)?.mul_scalar(-2.0)?.sub_scalar(0.3)?;
+            let b = a.div_scalar(3.0)?.pow_scalar(2.0)?;
+            b.maximum_scalar(0.1)?.minimum_scalar(50.0)
+        },
+        &[x.clone()],
+    );
+    check(
+        |v| {
+            let (x, y) = (&v[0], &v[1]);
+            let a = ((x * y) + &(2.0 / x)?)?;
+            let b = ((1.0 - &a)? * 3.0)?;
+            let c = (-&b)?;
+            (&c / &x.add_scalar(1.0)?) - y
+        },
+        &[x, y],
+    );
+}
+
+#[test]
+fn non_contiguous_inputs() {
+    let xt = rn(5, &[4, 3]).t().unwrap();
+    assert!(!xt.is_contiguous());
+    let xn = rn(6, &[5, 4]).narrow(0, 1, 3).unwrap();
+    let w = rn(7, &[4, 3]).t().unwrap();
+    check(|v| v[0].mul(&v[1])?.tanh()?.matmul(&v[2]), &[xt, xn, w.t().unwrap()]);
+    let b = rn(8, &[6, 2]).narrow(1, 1, 1).unwrap(); // strided column [6, 1]
+    check(|v| v[0].exp()?.add(&v[1]), &[b, rn(9, &[1, 3])]);
+}
+
+#[test]
+fn reductions() {
+    let x = rn(20, &[3, 4, 5]);
+    for keep in [false, true] {
+        check(|v| v[0].sum(&[0, 2], keep), &[x.clone()]);
+        check(|v| v[0].mean(&[1], keep), &[x.clone()]);
+        check(|v| v[0].max(&[-1], keep), &[x.clone()]);
+        check(|v| v[0].min(&[0, 1], keep), &[x.clone()]);
+        check(|v| v[0].var(&[1, 2], keep), &[x.clone()]);
+    }
+    check(|v| v[0].sum_all(), &[x.clone()]);
+    check(|v| v[0].mean_all(), &[x.clone()]);
+    check(|v| v[0].max(&[], false), &[x.clone()]);
+    check(|v| v[0].var(&[], false), &[x]);
+}
+
+#[test]
+fn softmax_and_log_softmax() {
+    let x = rn(30, &[3, 4, 5]);
+    for axis in [0, 1, -1] {
+        check(|v| v[0].softmax(axis), &[x.clone()]);
+        check(|v| v[0].log_softmax(axis), &[x.clone()]);
+    }
+}
+
+#[test]
+fn matmul_shapes() {
+    let cases: &[(&[usize], &[usize])] = &[
+        (&[3, 4], &[4, 5]),
+        (&[2, 3, 4], &[2, 4, 5]),
+        (&[2, 3, 4], &[4, 5]),
+        (&[3, 4], &[2, 4, 5]),
+        (&[2, 1, 3, 4], &[3, 4, 2]),
+    ];
+    for (i, (a, b)) in cases.iter().enumerate() {
+        let r = gradcheck(|v| v[0].matmul(&v[1]), &[rn(40 + i as u64, a), rn(50 + i as u64, b)]);
+        assert!(r.is_ok(), "{a:?} x {b:?}: {}", r.unwrap_err());
+    }
+}
+
+#[test]
+fn conv2d_geometries() {
+    // (input, kernel, strides, padding, dilation)
+    let cases: &[(&[usize], &[usize], (usize, usize), Padding, (usize, usize))] = &[
+        (&[2, 5, 5, 3], &[3, 3, 3, 4], (1, 1), Padding::Valid, (1, 1)),
+        (&[1, 6, 5, 2], &[2, 2, 2, 3], (2, 2), Padding::Same, (1, 1)),
+        (&[1, 7, 6, 2], &[4, 4, 2, 2], (2, 2), Padding::Same, (1, 1)),
+        (&[1, 7, 7, 2], &[3, 3, 2, 2], (1, 2), Padding::Valid, (2, 2)),
+        (&[2, 5, 4, 1], &[3, 2, 1, 2], (1, 1), Padding::Same, (2, 1)),
+    ];
+    for (i, &(x, k, s, p, d)) in cases.iter().enumerate() {
+        let r = gradcheck(|v| v[0].conv2d(&v[1], s, p, d), &[rn(60 + i as u64, x), rn(70 + i as u64, k)]);
+        assert!(r.is_ok(), "case {i}: {}", r.unwrap_err());
+    }
+    // bias add + activation, as a layer does
+    check(
+        |v| v[0].conv2d(&v[1], (1, 1), Padding::Same, (1, 1))?.add(&v[2])?.tanh(),
+        &[rn(80, &[1, 4, 4, 2]), rn(81, &[3, 3, 2, 3]), rn(82, &[3])],
+    );
+}
+
+#[test]
+fn pooling() {
+    // distinct random values: no max ties
+    let x = rn(90, &[2, 5, 5, 3]);
+    check(|v| v[0].max_pool2d((2, 2), (2, 2), Padding::Valid), &[x.clone()]);
+    check(|v| v[0].max_pool2d((3, 3), (2, 2), Padding::Same), &[x.clone()]);
+    check(|v| v[0].avg_pool2d((2, 2), (2, 2), Padding::Valid), &[x.clone()]);
+    check(|v| v[0].avg_pool2d((3, 3), (2, 2), Padding::Same), &[x.clone()]);
+    check(|v| v[0].avg_pool2d((2, 3), (1, 1), Padding::Same), &[x]);
+}
+
+#[test]
+fn views() {
+    let x = rn(100, &[2, 3, 4]);
+    check(|v| v[0].reshape((4, 6))?.exp(), &[x.clone()]);
+    check(|v| v[0].reshape_infer(&[-1, 2])?.sin(), &[x.clone()]);
+    check(|v| v[0].flatten_from(1)?.sin(), &[x.clone()]);
+    check(|v| v[0].transpose(0, 2)?.sin(), &[x.clone()]);
+    check(|v| v[0].t()?.sin(), &[x.clone()]);
+    check(|v| v[0].permute(&[1, 2, 0])?.sin(), &[x.clone()]);
+    check(|v| v[0].narrow(2, 1, 2)?.sin(), &[x.clone()]);
+    check(|v| v[0].slice(1, 0, 2)?.sin(), &[x.clone()]);
+    check(|v| v[0].slice(0, 1, 2)?.sin(), &[x.clone()]);
+    check(|v| v[0].unsqueeze(1)?.sin()?.squeeze(1), &[x.clone()]);
+    check(|v| v[0].unsqueeze(-1)?.squeeze_all()?.sin(), &[x]);
+    check(|v| v[0].broadcast_to((2, 3, 4))?.sin(), &[rn(101, &[3, 1])]);
+}
+
+#[test]
+fn joining_and_splitting() {
+    let (a, b, c) = (rn(110, &[2, 3]), rn(111, &[2, 1]), rn(112, &[2, 2]));
+    check(|v| Var::concat(&[&v[0], &v[1], &v[2]], 1), &[a.clone(), b, c]);
+    check(|v| Var::concat(&[&v[0], &v[0].exp()?], 0), &[a.clone()]);
+    check(|v| Var::stack(&[&v[0], &v[1]], 1), &[a.clone(), rn(113, &[2, 3])]);
+    let x = rn(114, &[2, 7]);
+    check(
+        |v| {
+            let p = v[0].split(&[2, 4, 1], 1)?;
+            // the middle piece is unused: its gradient slot is zeros
+            p[0].sin()?.sum_all()?.add(&p[2].exp()?.sum_all()?)
+        },
+        &[x.clone()],
+    );
+    check(
+        |v| {
+            let p = v[0].chunk(3, 1)?;
+            Var::concat(&[&p[2], &p[0].square()?, &p[1]], 1)
+        },
+        &[x],
+    );
+}
+
+#[test]
+fn gather_and_index_select() {
+    let x = rn(120, &[3, 4]);
+    let idx = ids(&[2, 0, 2, 1, 0, 0, 1, 2], &[2, 4]);
+    check(|v| v[0].gather(&idx, 0), &[x.clone()]);
+    let idx1 = ids(&[3, 3, 0, 1, 1, 2], &[3, 2]);
+    check(|v| v[0].gather(&idx1, 1), &[x.clone()]);
+    let sel = ids(&[1, 1, 3, 0, 2], &[5]);
+    check(|v| v[0].index_select(&sel, 1), &[x.clone()]);
+    check(|v| v[0].index_select(&ids(&[2, 0, 2], &[3]), 0), &[x]);
+}
+
+#[test]
+fn cast_where_clamp() {
+    // f32 round-trip: a linear function, so a large step is exact up to f32 rounding
+    let cfg = GradcheckConfig { eps: 1e-2, tolerance: 1e-4, ..GradcheckConfig::default() };
+    let w = rn(131, &[2, 3]);
+    let r = gradcheck_with(
+        |v| v[0].to_dtype(DType::F32)?.to_dtype(DType::F64)?.mul(&Var::constant(w.clone())),
+        &[rn(130, &[2, 3])],
+        &cfg,
+    );
+    assert!(r.is_ok(), "{}", r.unwrap_err());
+
+    let a = rn(132, &[3, 4]);
+    let mask = rn(133, &[3, 4]).gt(&Tensor::scalar(0.0f64)).unwrap();
+    check(|v| Var::where_cond(&mask, &v[0], &v[1]), &[a.clone(), rn(134, &[4])]);
+    check(|v| Var::where_cond(&mask, &v[0].exp()?, &v[0].sin()?), &[a]);
+
+    // values kept away from the bounds +-0.5
+    let x = away_from_zero(135, &[4, 5]).mul_scalar(0.6).unwrap();
+    let x = x.add(&x.sign().unwrap().mul_scalar(0.1).unwrap()).unwrap(); // |x| in [0.22, 1.0]
+    let near = x.abs().unwrap().sub_scalar(0.5).unwrap().abs().unwrap().min(&[], false).unwrap();
+    assert!(near.to_scalar::<f64>().unwrap() > 1e-3);
+    check(|v| v[0].clamp(-0.5, 0.5)?.mul_scalar(3.0), &[x]);
+}
+
+#[test]
+fn softmax_cross_entropy_grad() {
+    let logits = rn(140, &[4, 5]);
+    let labels = ids(&[0, 3, 4, 1], &[4]);
+    check(|v| loss::softmax_cross_entropy(&v[0], &labels, None), &[logits.clone()]);
+    let probs = rn(141, &[4, 5]).softmax(-1).unwrap();
+    check(|v| loss::softmax_cross_entropy(&v[0], &probs, None), &[logits.clone()]);
+    let w = ru(142, 0.1, 2.0, &[4]);
+    check(|v| loss::softmax_cross_entropy(&v[0], &labels, Some(&w)), &[logits.clone()]);
+    // unnormalised soft targets and extra leading dims
+    let t = ru(143, 0.0, 1.0, &[2, 3, 5]);
+    check(|v| loss::softmax_cross_entropy(&v[0], &t, None), &[rn(144, &[2, 3, 5])]);
+}
+
+#[test]
+fn sigmoid_bce_grad() {
+    let logits = rn(150, &[4, 3]).mul_scalar(3.0).unwrap();
+    let z = ru(151, 0.0, 1.0, &[4, 3]);
+    check(|v| loss::sigmoid_binary_cross_entropy(&v[0], &z, None), &[logits.clone()]);
+    let w = ru(152, 0.1, 2.0, &[4]);
+    check(|v| loss::sigmoid_binary_cross_entropy(&v[0], &z, Some(&w)), &[logits.clone()]);
+    let wf = ru(153, 0.1, 2.0, &[4, 3]);
+    check(|v| loss::sigmoid_binary_cross_entropy(&v[0], &z, Some(&wf)), &[logits]);
+}
+
+#[test]
+fn composite_mlp() {
+    let x = rn(160, &[5, 3]);
+    let y = ids(&[0, 2, 1, 1, 0], &[5]);
+    check(
+        |v| {
+            let h = v[0].matmul(&v[1])?.add(&v[2])?.tanh()?;
+            let o = h.matmul(&v[3])?;
+            loss::softmax_cross_entropy(&o, &y, None)
+        },
+        &[x, rn(161, &[3, 4]), rn(162, &[4]), rn(163, &[4, 3])],
+    );
+}
