@@ -231,7 +231,9 @@ impl Tape {
                 out.insert_var(v, g.clone());
             }
             if let Some(pid) = info.param {
-                out.accumulate(pid, g)?;
+                // Parameter gradients are handed out contiguous (a rule may
+                // return a broadcast or transposed view), ready for optimizers.
+                out.accumulate(pid, g.contiguous()?)?;
             }
         }
         Ok(out)

@@ -293,3 +293,44 @@ fn backward_twice_is_impossible_and_consumed_vars_are_constants() {
     let g = tape2.backward(&w).unwrap();
     close(&vals(g.get_var(&z).unwrap()), &[1f64.exp()]);
 }
+
+#[test]
+fn vars_and_tapes_are_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Var>();
+    assert_send_sync::<Tape>();
+    assert_send_sync::<Param>();
+    assert_send_sync::<keel_autograd::Gradients>();
+}
+
+#[test]
+fn param_gradients_are_contiguous_and_in_the_param_dtype() {
+    // sum's gradient is a broadcast view internally; the param's is contiguous
+    let p = Param::new(Tensor::ones((2, 3), DType::F32, &Device::Cpu).unwrap());
+    let tape = Tape::new();
+    let x = tape.param(&p).t().unwrap().to_dtype(DType::F64).unwrap();
+    let loss = x.sum_all().unwrap();
+    let grads = tape.backward(&loss).unwrap();
+    let g = grads.get(&p).unwrap();
+    assert!(g.is_contiguous());
+    assert_eq!(g.dtype(), DType::F32);
+    assert_eq!(g.dims(), &[2, 3]);
+    assert_eq!(g.to_vec::<f32>().unwrap(), vec![1.0; 6]);
+    let listed: Vec<_> = grads.iter().map(|(id, _)| id).collect();
+    assert_eq!(listed, vec![p.id()]);
+}
+
+#[test]
+fn mul_by_a_constant_saves_only_the_constant() {
+    let tape = Tape::new();
+    let x = tape.leaf(t(&[1.0, 2.0], &[2]));
+    let h = x.exp().unwrap();
+    let mask = Var::constant(t(&[0.0, 2.0], &[2]));
+    let probe = h.value().clone();
+    let y = (&h * &mask).unwrap();
+    drop(h);
+    // h is not saved by the product: only probe holds it (exp saved x, not h)
+    assert_eq!(probe.storage_ref_count(), 1);
+    let g = tape.backward(&y.sum_all().unwrap()).unwrap();
+    close(&vals(g.get_var(&x).unwrap()), &[0.0, 2.0 * 2f64.exp()]);
+}

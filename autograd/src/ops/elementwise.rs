@@ -25,17 +25,23 @@ impl Var {
         Var::record(op.name(), &[self, rhs], out, |needs| {
             let (need_a, need_b) = (needs[0], needs[1]);
             let (sa, sb) = (self.shape().clone(), rhs.shape().clone());
-            // Add and Sub have constant derivatives: save nothing.
-            let saved = match op {
-                BinaryOp::Add | BinaryOp::Sub => None,
-                _ => Some((self.value().clone(), rhs.value().clone())),
+            // What each rule needs: Add and Sub nothing, Mul only the other
+            // operand (and only if this one wants a gradient), the rest both.
+            let (a, b) = match op {
+                BinaryOp::Add | BinaryOp::Sub => (None, None),
+                BinaryOp::Mul => (need_b.then(|| self.value().clone()), need_a.then(|| rhs.value().clone())),
+                _ => (Some(self.value().clone()), Some(rhs.value().clone())),
             };
             move |g: &Tensor| {
                 let side = |wrt_rhs: bool| -> Result<Tensor> {
-                    let full = match (&saved, op) {
-                        (Some((a, b)), _) => a.binary_grad(b, g, op, wrt_rhs)?,
-                        (None, BinaryOp::Sub) if wrt_rhs => g.neg()?,
-                        (None, _) => g.clone(),
+                    let full = match (op, &a, &b) {
+                        (BinaryOp::Add, _, _) => g.clone(),
+                        (BinaryOp::Sub, _, _) if wrt_rhs => g.neg()?,
+                        (BinaryOp::Sub, _, _) => g.clone(),
+                        (BinaryOp::Mul, Some(a), _) if wrt_rhs => g.mul(a)?,
+                        (BinaryOp::Mul, _, Some(b)) if !wrt_rhs => g.mul(b)?,
+                        (_, Some(a), Some(b)) => a.binary_grad(b, g, op, wrt_rhs)?,
+                        _ => return Err(crate::Error::invalid(op.name(), "internal: operand not saved")),
                     };
                     Ok(reduce_to_shape(&full, if wrt_rhs { &sb } else { &sa })?)
                 };
