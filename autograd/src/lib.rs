@@ -42,6 +42,17 @@
 //! - [`gradcheck()`]: finite-difference checks in float64 for any function of Vars.
 //! - Errors are typed ([`Error`]): a non-scalar loss without a seed, a Var from
 //!   another tape, a rule returning a gradient of the wrong shape, ...
+//!
+//! Semantics worth knowing:
+//! - `backward` consumes the tape; so does dropping it (its saved tensors are
+//!   freed either way). Vars of a consumed tape act as constants afterwards,
+//!   so feeding one into a new tape is an implicit `detach`. Combining Vars of
+//!   two live tapes is [`Error::ForeignVar`].
+//! - Integer/boolean results (casts to I64, argmax, comparisons) are never
+//!   tracked. A parameter the loss does not reach has no gradient entry
+//!   (`None`), not zeros. Parameter gradients are contiguous and have the
+//!   parameter's dtype; a parameter used several times gets the sum.
+//! - `Var`, `Tape`, `Param` and `Gradients` are `Send + Sync`.
 
 mod error;
 pub mod gradcheck;
