@@ -150,3 +150,28 @@ fn loss_argument_errors_are_typed() {
     let w = Tensor::ones(3, DType::F32, &Device::Cpu).unwrap();
     assert!(loss::softmax_cross_entropy(&logits, &Tensor::from_vec(vec![0i64, 1], 2).unwrap(), Some(&w)).is_err());
 }
+
+#[test]
+fn tiny_cnn_overfits_a_few_images() -> Result<()> {
+    use keel_tensor::Padding;
+    let x = Var::constant(Tensor::rand_normal(20, 0.0, 1.0, (4, 6, 6, 1), DType::F32, &Device::Cpu)?);
+    let labels = Tensor::from_vec(vec![0i64, 1, 2, 1], 4)?;
+    let k = Param::new(Tensor::rand_normal(21, 0.0, 0.5, (3, 3, 1, 4), DType::F32, &Device::Cpu)?);
+    let kb = Param::new(Tensor::zeros(4, DType::F32, &Device::Cpu)?);
+    let w = init(22, (36, 3), 0.3);
+    let mut losses = Vec::new();
+    for _ in 0..60 {
+        let tape = Tape::new();
+        let h = x.conv2d(&tape.param(&k), (1, 1), Padding::Same, (1, 1))?;
+        let h = (h + &tape.param(&kb))?.relu()?;
+        let h = h.max_pool2d((2, 2), (2, 2), Padding::Valid)?; // [4, 3, 3, 4]
+        let logits = h.flatten_from(1)?.matmul(&tape.param(&w))?;
+        let loss = loss::softmax_cross_entropy(&logits, &labels, None)?;
+        losses.push(loss.value().to_scalar::<f32>()?);
+        let grads = tape.backward(&loss)?;
+        sgd_step(&[&k, &kb, &w], &grads, 0.1)?;
+    }
+    let (first, last) = (losses[0], *losses.last().unwrap());
+    assert!(last < 0.1 * first, "loss {first} -> {last}");
+    Ok(())
+}
