@@ -1,3 +1,59 @@
-//! `keel-nn`: Keras-style layers, activations, losses, initializers and Sequential/Functional models.
+//! `keel-nn`: Keras-style layers, activations, losses, initializers,
+//! regularizers and Sequential/Functional models on top of `keel-autograd`.
 //!
-//! Not filled yet: this crate is a placeholder in the workspace and has no API so far.
+//! Layers are configured with builder methods, built lazily from the
+//! per-sample input shape (Keras's `input_shape`, no batch dim; images NHWC),
+//! and run on [`keel_autograd::Var`]s through a [`Ctx`] that says whether a
+//! tape records the pass and whether it is training. Models implement
+//! [`Network`], the interface the trainer (keel-train) drives.
+//!
+//! ```
+//! use keel_nn::prelude::*;
+//!
+//! # fn main() -> keel_nn::Result<()> {
+//! let mut model = Sequential::new();
+//! model.add(Conv2D::new(32, (3, 3)).activation(Activation::Relu).input_shape([28, 28, 1]));
+//! model.add(MaxPooling2D::new((2, 2)));
+//! model.add(Conv2D::new(64, (3, 3)).activation(Activation::Relu));
+//! model.add(MaxPooling2D::new((2, 2)));
+//! model.add(Flatten::new());
+//! model.add(Dense::new(128).activation(Activation::Relu));
+//! model.add(Dense::new(10).activation(Activation::Softmax));
+//! println!("{}", model.summary());
+//! assert_eq!(model.count_params(), 225_034);
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod activation;
+mod error;
+pub mod functional;
+pub mod initializers;
+pub mod layer;
+pub mod layers;
+pub mod losses;
+pub mod network;
+pub mod regularizers;
+pub mod sequential;
+pub mod summary;
+
+pub use activation::Activation;
+pub use error::{Error, Result};
+pub use functional::{add, concatenate, Input, LayerExt, LayerHandle, Model, SymbolicTensor};
+pub use initializers::Initializer;
+pub use layer::{Ctx, IntoPair, Layer, Weight};
+pub use layers::*;
+pub use losses::{Loss, LossFn};
+pub use network::{Head, NamedParam, Network};
+pub use regularizers::Regularizer;
+pub use sequential::Sequential;
+
+/// Everything a model definition needs: `use keel_nn::prelude::*;`.
+pub mod prelude {
+    pub use crate::{
+        add, concatenate, Activation, ActivationLayer, Add, AveragePooling2D, BatchNormalization, Concatenate, Conv2D,
+        Ctx, Dense, Dropout, Flatten, GlobalAveragePooling2D, Initializer, Input, Layer, LayerExt, Loss, LossFn,
+        MaxPooling2D, Model, Network, Regularizer, Reshape, Sequential,
+    };
+    pub use keel_tensor::Padding;
+}

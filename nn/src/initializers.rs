@@ -1,0 +1,171 @@
+//! [`Initializer`]: how a layer fills its weights when it is built.
+//!
+//! Fans follow Keras: a `[in, out]` kernel has `fan_in = in`, `fan_out = out`;
+//! a conv kernel `[kh, kw, in, out]` (HWIO) has `fan_in = kh*kw*in` and
+//! `fan_out = kh*kw*out`; a 1-D shape uses its length for both. The `*_normal`
+//! variance-scaling initializers draw from a normal truncated at two standard
+//! deviations (re-drawing outliers), rescaled by 0.8796... as Keras does, so
+//! the truncated distribution has the intended variance. All draws come from
+//! the caller's seeded [`Rng`].
+
+use crate::{Error, Result};
+use keel_tensor::rng::Rng;
+use keel_tensor::{DType, Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+/// The standard deviation of a standard normal truncated to `[-2, 2]`.
+const TRUNC_STD: f64 = 0.879_625_661_034_239_8;
+
+/// A weight initializer (serialized as Keras's `{"class_name": ..., "config": {...}}`).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(tag = "class_name", content = "config")]
+pub enum Initializer {
+    /// Uniform in `±sqrt(6 / (fan_in + fan_out))` (Keras default for kernels).
+    #[default]
+    GlorotUniform,
+    /// Truncated normal with `std = sqrt(2 / (fan_in + fan_out))`.
+    GlorotNormal,
+    /// Uniform in `±sqrt(6 / fan_in)`.
+    HeUniform,
+    /// Truncated normal with `std = sqrt(2 / fan_in)`.
+    HeNormal,
+    /// Uniform in `±sqrt(3 / fan_in)`.
+    LecunUniform,
+    /// Truncated normal with `std = sqrt(1 / fan_in)`.
+    LecunNormal,
+    /// All zeros (Keras default for biases).
+    Zeros,
+    /// All ones.
+    Ones,
+    /// Every element `value`.
+    Constant {
+        /// The value.
+        value: f64,
+    },
+    /// Plain normal samples.
+    RandomNormal {
+        /// Mean (Keras default 0).
+        mean: f64,
+        /// Standard deviation (Keras default 0.05).
+        stddev: f64,
+    },
+    /// Uniform samples in `[minval, maxval)`.
+    RandomUniform {
+        /// Lower bound (Keras default -0.05).
+        minval: f64,
+        /// Upper bound (Keras default 0.05).
+        maxval: f64,
+    },
+    /// Normal samples truncated at two standard deviations.
+    TruncatedNormal {
+        /// Mean (Keras default 0).
+        mean: f64,
+        /// Standard deviation before truncation (Keras default 0.05).
+        stddev: f64,
+    },
+}
+
+/// `(fan_in, fan_out)` of a weight shape, as Keras computes them.
+pub fn compute_fans(shape: &[usize]) -> (usize, usize) {
+    match shape.len() {
+        0 => (1, 1),
+        1 => (shape[0], shape[0]),
+        2 => (shape[0], shape[1]),
+        r => {
+            let receptive: usize = shape[..r - 2].iter().product();
+            (shape[r - 2] * receptive, shape[r - 1] * receptive)
+        }
+    }
+}
+
+impl Initializer {
+    /// Keras's `RandomNormal()` (mean 0, stddev 0.05).
+    pub fn random_normal() -> Self {
+        Initializer::RandomNormal { mean: 0.0, stddev: 0.05 }
+    }
+
+    /// Keras's `RandomUniform()` (in `[-0.05, 0.05)`).
+    pub fn random_uniform() -> Self {
+        Initializer::RandomUniform { minval: -0.05, maxval: 0.05 }
+    }
+
+    /// Look up by Keras name (`"glorot_uniform"`, `"he_normal"`, `"zeros"`, ...), with Keras defaults.
+    pub fn from_name(name: &str) -> Result<Self> {
+        Ok(match name.trim().to_ascii_lowercase().as_str() {
+            "glorot_uniform" | "glorotuniform" | "xavier_uniform" => Initializer::GlorotUniform,
+            "glorot_normal" | "glorotnormal" | "xavier_normal" => Initializer::GlorotNormal,
+            "he_uniform" | "heuniform" => Initializer::HeUniform,
+            "he_normal" | "henormal" => Initializer::HeNormal,
+            "lecun_uniform" | "lecununiform" => Initializer::LecunUniform,
+            "lecun_normal" | "lecunnormal" => Initializer::LecunNormal,
+            "zeros" | "zero" => Initializer::Zeros,
+            "ones" | "one" => Initializer::Ones,
+            "random_normal" | "randomnormal" => Initializer::random_normal(),
+            "random_uniform" | "randomuniform" => Initializer::random_uniform(),
+            "truncated_normal" | "truncatednormal" => Initializer::TruncatedNormal { mean: 0.0, stddev: 0.05 },
+            _ => return Err(Error::UnknownName { kind: "initializer", name: name.to_string() }),
+        })
+    }
+
+    /// A new F32 CPU tensor of `shape`, drawn from `rng`.
+    pub fn sample(&self, shape: &[usize], rng: &mut Rng) -> Result<Tensor> {
+        let (fan_in, fan_out) = compute_fans(shape);
+        let (fan_in, fan_avg) = (fan_in.max(1) as f64, ((fan_in + fan_out) as f64 / 2.0).max(1.0));
+        let dev = Device::Cpu;
+        let uniform = |limit: f64, rng: &mut Rng| -> Result<Tensor> {
+            if limit <= 0.0 {
+                return Ok(Tensor::zeros(shape, DType::F32, &dev)?);
+            }
+            Ok(Tensor::rand_uniform(rng.fork_seed(), -limit, limit, shape, DType::F32, &dev)?)
+        };
+        match *self {
+            Initializer::GlorotUniform => uniform((3.0 / fan_avg).sqrt(), rng),
+            Initializer::HeUniform => uniform((6.0 / fan_in).sqrt(), rng),
+            Initializer::LecunUniform => uniform((3.0 / fan_in).sqrt(), rng),
+            Initializer::GlorotNormal => truncated(shape, 0.0, (1.0 / fan_avg).sqrt() / TRUNC_STD, rng),
+            Initializer::HeNormal => truncated(shape, 0.0, (2.0 / fan_in).sqrt() / TRUNC_STD, rng),
+            Initializer::LecunNormal => truncated(shape, 0.0, (1.0 / fan_in).sqrt() / TRUNC_STD, rng),
+            Initializer::Zeros => Ok(Tensor::zeros(shape, DType::F32, &dev)?),
+            Initializer::Ones => Ok(Tensor::ones(shape, DType::F32, &dev)?),
+            Initializer::Constant { value } => Ok(Tensor::full(value, shape, DType::F32, &dev)?),
+            Initializer::RandomNormal { mean, stddev } => {
+                Ok(Tensor::rand_normal(rng.fork_seed(), mean, stddev, shape, DType::F32, &dev)?)
+            }
+            Initializer::RandomUniform { minval, maxval } => {
+                if minval == maxval {
+                    return Ok(Tensor::full(minval, shape, DType::F32, &dev)?);
+                }
+                Ok(Tensor::rand_uniform(rng.fork_seed(), minval, maxval, shape, DType::F32, &dev)?)
+            }
+            Initializer::TruncatedNormal { mean, stddev } => truncated(shape, mean, stddev, rng),
+        }
+    }
+}
+
+/// Normal samples with `mean`/`std`, each re-drawn until within two std (Box-Muller on `rng`).
+fn truncated(shape: &[usize], mean: f64, std: f64, rng: &mut Rng) -> Result<Tensor> {
+    if !(std.is_finite() && std >= 0.0 && mean.is_finite()) {
+        return Err(Error::config("initializer", format!("need finite mean and std >= 0, got {mean}, {std}")));
+    }
+    let n: usize = shape.iter().product();
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let u1 = 1.0 - rng.next_f64(); // (0, 1]
+        let u2 = rng.next_f64();
+        let r = (-2.0 * u1.ln()).sqrt();
+        let t = 2.0 * std::f64::consts::PI * u2;
+        for z in [r * t.cos(), r * t.sin()] {
+            if z.abs() <= 2.0 && out.len() < n {
+                out.push((mean + std * z) as f32);
+            }
+        }
+    }
+    Ok(Tensor::from_vec(out, shape)?)
+}
+
+impl std::str::FromStr for Initializer {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Initializer::from_name(s)
+    }
+}

@@ -1,0 +1,342 @@
+//! The [`Layer`] trait, the forward-pass context [`Ctx`], and small shared helpers.
+
+use crate::{Activation, Error, Result};
+use keel_autograd::{Param, Tape, Var};
+use keel_tensor::rng::Rng;
+
+/// What a forward pass needs besides its input.
+///
+/// - `tape`: when `Some`, parameters enter the computation tracked
+///   ([`Tape::param`]) so a backward pass can reach them; when `None` they are
+///   constants and nothing is recorded (inference).
+/// - `training`: Keras's `training` flag (dropout active, batch-norm uses and
+///   updates batch statistics).
+/// - `rng`: the seeded generator dropout masks are drawn from; only needed
+///   when `training` is true and the model has a dropout layer.
+pub struct Ctx<'a> {
+    /// The tape parameters are recorded on, if any.
+    pub tape: Option<&'a Tape>,
+    /// True during training.
+    pub training: bool,
+    /// The generator for stochastic layers (dropout).
+    pub rng: Option<&'a mut Rng>,
+}
+
+impl<'a> Ctx<'a> {
+    /// A context with every field given.
+    pub fn new(tape: Option<&'a Tape>, training: bool, rng: Option<&'a mut Rng>) -> Self {
+        Ctx { tape, training, rng }
+    }
+
+    /// Inference: no tape, `training = false`, no rng.
+    pub fn inference() -> Ctx<'static> {
+        Ctx { tape: None, training: false, rng: None }
+    }
+
+    /// Training on `tape` with dropout drawing from `rng`.
+    pub fn train(tape: &'a Tape, rng: &'a mut Rng) -> Self {
+        Ctx { tape: Some(tape), training: true, rng: Some(rng) }
+    }
+
+    /// The parameter as a Var: tracked on the tape when there is one, else a constant.
+    pub fn param(&self, p: &Param) -> Var {
+        p.var(self.tape)
+    }
+
+    /// The rng, or an error naming `layer` when the context has none.
+    pub fn rng_for(&mut self, layer: &str) -> Result<&mut Rng> {
+        match self.rng.as_deref_mut() {
+            Some(r) => Ok(r),
+            None => Err(Error::config(
+                format!("layer \"{layer}\""),
+                "a training forward pass through a stochastic layer needs an Rng in the Ctx",
+            )),
+        }
+    }
+}
+
+/// One weight of a layer: its short name (`"kernel"`), the parameter, and whether it is trained.
+#[derive(Debug, Clone)]
+pub struct Weight {
+    /// The short name within the layer (`"kernel"`, `"bias"`, `"moving_mean"`, ...).
+    pub name: &'static str,
+    /// The parameter handle.
+    pub param: Param,
+    /// False for state updated outside the optimizer (batch-norm moving statistics).
+    pub trainable: bool,
+}
+
+impl Weight {
+    /// A trainable weight.
+    pub fn trainable(name: &'static str, param: &Param) -> Self {
+        Weight { name, param: param.clone(), trainable: true }
+    }
+
+    /// A non-trainable weight.
+    pub fn frozen(name: &'static str, param: &Param) -> Self {
+        Weight { name, param: param.clone(), trainable: false }
+    }
+}
+
+/// A Keras-style layer: configured by builder methods, built lazily from the
+/// per-sample input shape, then run on batches.
+///
+/// Shapes passed to `build` / `output_shape` are **per sample** (no batch
+/// dim), as Keras's `input_shape`; tensors passed to `forward` carry the batch
+/// dim first.
+///
+/// **Final activation and loss fusion.** A layer that ends with an activation
+/// (Dense, Conv2D, Activation) reports it with [`Layer::output_activation`]
+/// and computes everything before it in [`Layer::forward_logits`]; the
+/// contract is `forward(x) == output_activation().apply(forward_logits(x))`.
+/// Models use this for their last layer so a loss can work on the logits
+/// (softmax + categorical cross-entropy, sigmoid + binary cross-entropy) as
+/// Keras does. See [`crate::Head`].
+///
+/// Layers with several inputs (Add, Concatenate) override the `*_multi`
+/// methods; single-input layers only implement the plain ones.
+pub trait Layer: Send + Sync {
+    /// The layer's name (unique within a model; assigned by the model if empty).
+    fn name(&self) -> &str;
+
+    /// Rename the layer (models call this to auto-number, Keras style).
+    fn set_name(&mut self, name: String);
+
+    /// The Keras class name ("Dense", "Conv2D", ...).
+    fn class_name(&self) -> &'static str;
+
+    /// The base of auto-generated names ("dense", "conv2d", "max_pooling2d").
+    fn base_name(&self) -> String {
+        snake_case(self.class_name())
+    }
+
+    /// The per-sample input shape declared with `.input_shape(..)`, if any.
+    fn declared_input_shape(&self) -> Option<Vec<usize>> {
+        None
+    }
+
+    /// Create the weights for `input_shape` (per sample), drawing from `rng`.
+    /// Building again with the same shape keeps the weights; another shape is an error.
+    fn build(&mut self, input_shape: &[usize], rng: &mut Rng) -> Result<()>;
+
+    /// True once built.
+    fn is_built(&self) -> bool;
+
+    /// The per-sample output shape for `input_shape` (needs no weights).
+    fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>>;
+
+    /// Run the layer on a batch.
+    fn forward(&self, x: &Var, ctx: &mut Ctx<'_>) -> Result<Var> {
+        let z = self.forward_logits(x, ctx)?;
+        match self.output_activation() {
+            Some(a) => a.apply(&z),
+            None => Ok(z),
+        }
+    }
+
+    /// Everything but the final activation (the whole layer when it has none).
+    fn forward_logits(&self, x: &Var, ctx: &mut Ctx<'_>) -> Result<Var>;
+
+    /// The activation the layer ends with, when not linear.
+    fn output_activation(&self) -> Option<Activation> {
+        None
+    }
+
+    /// Every weight, trainable and not, in Keras's order.
+    fn weights(&self) -> Vec<Weight> {
+        Vec::new()
+    }
+
+    /// The trainable parameters.
+    fn params(&self) -> Vec<Param> {
+        self.weights().into_iter().filter(|w| w.trainable).map(|w| w.param).collect()
+    }
+
+    /// The non-trainable parameters (updated in place, e.g. batch-norm moving statistics).
+    fn non_trainable_params(&self) -> Vec<Param> {
+        self.weights().into_iter().filter(|w| !w.trainable).map(|w| w.param).collect()
+    }
+
+    /// The number of scalars in every weight (the summary's `Param #`).
+    fn count_params(&self) -> usize {
+        self.weights().iter().map(|w| w.param.elem_count()).sum()
+    }
+
+    /// The Keras-like `get_config()`: hyper-parameters and name, as JSON.
+    fn config(&self) -> serde_json::Value;
+
+    /// The weight penalties (kernel/bias regularizers) as a 0-d Var, if any.
+    fn regularization_loss(&self, ctx: &Ctx<'_>) -> Result<Option<Var>> {
+        let _ = ctx;
+        Ok(None)
+    }
+
+    /// Build for several inputs (merge layers); the default takes exactly one.
+    fn build_multi(&mut self, input_shapes: &[Vec<usize>], rng: &mut Rng) -> Result<()> {
+        let s = self.single(input_shapes)?;
+        self.build(&s, rng)
+    }
+
+    /// The output shape for several inputs; the default takes exactly one.
+    fn output_shape_multi(&self, input_shapes: &[Vec<usize>]) -> Result<Vec<usize>> {
+        let s = self.single(input_shapes)?;
+        self.output_shape(&s)
+    }
+
+    /// Run on several inputs, without the final activation; the default takes exactly one.
+    fn forward_logits_multi(&self, xs: &[Var], ctx: &mut Ctx<'_>) -> Result<Var> {
+        match xs {
+            [x] => self.forward_logits(x, ctx),
+            _ => Err(Error::Graph(format!(
+                "layer \"{}\" ({}) takes one input, got {}",
+                self.name(),
+                self.class_name(),
+                xs.len()
+            ))),
+        }
+    }
+
+    /// The one shape of `shapes`, or an error naming the layer (helper for the `*_multi` defaults).
+    #[doc(hidden)]
+    fn single(&self, shapes: &[Vec<usize>]) -> Result<Vec<usize>> {
+        match shapes {
+            [s] => Ok(s.clone()),
+            _ => Err(Error::Graph(format!(
+                "layer \"{}\" ({}) takes one input, got {}",
+                self.name(),
+                self.class_name(),
+                shapes.len()
+            ))),
+        }
+    }
+}
+
+/// Keras's `to_snake_case` for class names: "MaxPooling2D" -> "max_pooling2d".
+pub fn snake_case(class: &str) -> String {
+    let c: Vec<char> = class.chars().collect();
+    let mut out = String::new();
+    for (i, &ch) in c.iter().enumerate() {
+        if ch.is_ascii_uppercase() && i > 0 {
+            let prev = c[i - 1];
+            let next_lower = c.get(i + 1).is_some_and(|n| n.is_ascii_lowercase());
+            // (.)([A-Z][a-z]+) and ([a-z])([A-Z]) of Keras's two regexes
+            if next_lower || prev.is_ascii_lowercase() {
+                out.push('_');
+            }
+        }
+        out.push(ch.to_ascii_lowercase());
+    }
+    out
+}
+
+/// A window or stride size: `3`, `(3, 3)` or `[3, 3]`.
+pub trait IntoPair {
+    /// `(height, width)`.
+    fn into_pair(self) -> (usize, usize);
+}
+
+impl IntoPair for usize {
+    fn into_pair(self) -> (usize, usize) {
+        (self, self)
+    }
+}
+
+impl IntoPair for (usize, usize) {
+    fn into_pair(self) -> (usize, usize) {
+        self
+    }
+}
+
+impl IntoPair for [usize; 2] {
+    fn into_pair(self) -> (usize, usize) {
+        (self[0], self[1])
+    }
+}
+
+/// Shape as Keras prints it, with the batch dim: `(None, 26, 26, 32)`.
+pub fn fmt_shape(per_sample: &[usize]) -> String {
+    let mut s = String::from("(None");
+    for d in per_sample {
+        s.push_str(&format!(", {d}"));
+    }
+    s.push(')');
+    s
+}
+
+/// The shared `Param` of an optional built weight, or `NotBuilt`.
+pub(crate) fn built<'p>(p: &'p Option<Param>, layer: &dyn Layer) -> Result<&'p Param> {
+    p.as_ref().ok_or_else(|| Error::NotBuilt { layer: layer.name().to_string(), class: layer.class_name() })
+}
+
+/// Check that the batch input has rank `1 + per_sample_rank`.
+pub(crate) fn check_batch_rank(x: &Var, per_sample_rank: usize, layer: &dyn Layer) -> Result<()> {
+    if x.rank() != per_sample_rank + 1 {
+        return Err(Error::IncompatibleInput {
+            layer: layer.name().to_string(),
+            class: layer.class_name(),
+            expected: format!("a batch of rank {} (batch dim + {per_sample_rank})", per_sample_rank + 1),
+            got: x.dims().get(1..).unwrap_or(&[]).to_vec(),
+        });
+    }
+    Ok(())
+}
+
+/// Merge `name` and the config `fields` into a Keras-like config object.
+pub(crate) fn with_name(name: &str, fields: serde_json::Value) -> serde_json::Value {
+    let mut obj = serde_json::Map::new();
+    obj.insert("name".into(), serde_json::Value::String(name.to_string()));
+    if let serde_json::Value::Object(m) = fields {
+        for (k, v) in m {
+            obj.insert(k, v);
+        }
+    }
+    serde_json::Value::Object(obj)
+}
+
+/// Sum optional penalties.
+pub(crate) fn add_opt(acc: Option<Var>, v: Option<Var>) -> Result<Option<Var>> {
+    Ok(match (acc, v) {
+        (Some(a), Some(b)) => Some(a.add(&b)?),
+        (a, None) => a,
+        (None, b) => b,
+    })
+}
+
+/// Builder methods every layer has: `.with_name(..)` and `.input_shape(..)`.
+macro_rules! common_builders {
+    ($t:ty) => {
+        impl $t {
+            /// Give the layer a name (else the model numbers it, Keras style).
+            pub fn with_name(mut self, name: impl Into<String>) -> Self {
+                self.name = name.into();
+                self
+            }
+
+            /// Declare the per-sample input shape (first layer of a Sequential).
+            pub fn input_shape(mut self, shape: impl Into<Vec<usize>>) -> Self {
+                self.input_shape = Some(shape.into());
+                self
+            }
+        }
+    };
+}
+pub(crate) use common_builders;
+
+/// The boilerplate `Layer` methods for a layer with `name`, `input_shape` fields.
+macro_rules! layer_common {
+    ($class:literal) => {
+        fn name(&self) -> &str {
+            &self.name
+        }
+        fn set_name(&mut self, name: String) {
+            self.name = name;
+        }
+        fn class_name(&self) -> &'static str {
+            $class
+        }
+        fn declared_input_shape(&self) -> Option<Vec<usize>> {
+            self.input_shape.clone()
+        }
+    };
+}
+pub(crate) use layer_common;

@@ -1,0 +1,229 @@
+//! [`BatchNormalization`]: normalize over the batch, per channel (last axis).
+
+use crate::layer::{built, common_builders, layer_common, with_name, Ctx, Layer, Weight};
+use crate::{Error, Result};
+use keel_autograd::{Param, Var};
+use keel_tensor::rng::Rng;
+use keel_tensor::{DType, Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+/// The hyper-parameters of [`BatchNormalization`] (its Keras config).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchNormalizationConfig {
+    /// Moving-average momentum (Keras default 0.99).
+    pub momentum: f64,
+    /// Added to the variance (Keras default 1e-3).
+    pub epsilon: f64,
+    /// Learn an offset `beta`.
+    pub center: bool,
+    /// Learn a scale `gamma`.
+    pub scale: bool,
+}
+
+/// Batch normalization over the last axis (channels, NHWC).
+///
+/// In training (`ctx.training`) it normalizes with the batch mean and
+/// (population) variance over every other axis and updates the non-trainable
+/// `moving_mean` / `moving_variance` in place:
+/// `moving = moving * momentum + batch * (1 - momentum)`. In inference it
+/// normalizes with the moving statistics. `y = gamma * (x - mean) / sqrt(var + eps) + beta`.
+pub struct BatchNormalization {
+    name: String,
+    input_shape: Option<Vec<usize>>,
+    cfg: BatchNormalizationConfig,
+    channels: Option<usize>,
+    gamma: Option<Param>,
+    beta: Option<Param>,
+    moving_mean: Option<Param>,
+    moving_variance: Option<Param>,
+}
+
+common_builders!(BatchNormalization);
+
+impl Default for BatchNormalization {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl BatchNormalization {
+    /// Keras defaults: momentum 0.99, epsilon 1e-3, center and scale.
+    pub fn new() -> Self {
+        BatchNormalization::from_config(BatchNormalizationConfig {
+            momentum: 0.99,
+            epsilon: 1e-3,
+            center: true,
+            scale: true,
+        })
+    }
+
+    /// From a config.
+    pub fn from_config(cfg: BatchNormalizationConfig) -> Self {
+        BatchNormalization {
+            name: String::new(),
+            input_shape: None,
+            cfg,
+            channels: None,
+            gamma: None,
+            beta: None,
+            moving_mean: None,
+            moving_variance: None,
+        }
+    }
+
+    /// Set the momentum.
+    pub fn momentum(mut self, m: f64) -> Self {
+        self.cfg.momentum = m;
+        self
+    }
+
+    /// Set epsilon.
+    pub fn epsilon(mut self, e: f64) -> Self {
+        self.cfg.epsilon = e;
+        self
+    }
+
+    /// Learn `beta` or not.
+    pub fn center(mut self, yes: bool) -> Self {
+        self.cfg.center = yes;
+        self
+    }
+
+    /// Learn `gamma` or not.
+    pub fn scale(mut self, yes: bool) -> Self {
+        self.cfg.scale = yes;
+        self
+    }
+
+    /// The moving mean, once built.
+    pub fn moving_mean(&self) -> Option<&Param> {
+        self.moving_mean.as_ref()
+    }
+
+    /// The moving variance, once built.
+    pub fn moving_variance(&self) -> Option<&Param> {
+        self.moving_variance.as_ref()
+    }
+
+    fn channels_of(&self, input_shape: &[usize]) -> Result<usize> {
+        match input_shape.last() {
+            Some(&c) if c > 0 => Ok(c),
+            _ => Err(Error::IncompatibleInput {
+                layer: self.name.clone(),
+                class: "BatchNormalization",
+                expected: "a per-sample shape of rank >= 1 (channels last)".into(),
+                got: input_shape.to_vec(),
+            }),
+        }
+    }
+}
+
+impl Layer for BatchNormalization {
+    layer_common!("BatchNormalization");
+
+    fn build(&mut self, input_shape: &[usize], _rng: &mut Rng) -> Result<()> {
+        let c = self.channels_of(input_shape)?;
+        if !(0.0..=1.0).contains(&self.cfg.momentum) || self.cfg.epsilon.is_nan() || self.cfg.epsilon < 0.0 {
+            return Err(Error::config(
+                format!("BatchNormalization \"{}\"", self.name),
+                "momentum must be in [0, 1] and epsilon >= 0",
+            ));
+        }
+        if let Some(have) = self.channels {
+            if have == c {
+                return Ok(());
+            }
+            return Err(Error::IncompatibleInput {
+                layer: self.name.clone(),
+                class: "BatchNormalization",
+                expected: format!("{have} channels (the layer is already built)"),
+                got: input_shape.to_vec(),
+            });
+        }
+        let dev = Device::Cpu;
+        let ones = || Tensor::ones(c, DType::F32, &dev);
+        let zeros = || Tensor::zeros(c, DType::F32, &dev);
+        if self.cfg.scale {
+            self.gamma = Some(Param::new(ones()?));
+        }
+        if self.cfg.center {
+            self.beta = Some(Param::new(zeros()?));
+        }
+        self.moving_mean = Some(Param::new(zeros()?));
+        self.moving_variance = Some(Param::new(ones()?));
+        self.channels = Some(c);
+        Ok(())
+    }
+
+    fn is_built(&self) -> bool {
+        self.channels.is_some()
+    }
+
+    fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
+        self.channels_of(input_shape)?;
+        Ok(input_shape.to_vec())
+    }
+
+    fn forward_logits(&self, x: &Var, ctx: &mut Ctx<'_>) -> Result<Var> {
+        let mm = built(&self.moving_mean, self)?;
+        let mv = built(&self.moving_variance, self)?;
+        let c = self.channels.unwrap_or(0);
+        if x.rank() < 2 || x.dims().last() != Some(&c) {
+            return Err(Error::IncompatibleInput {
+                layer: self.name.clone(),
+                class: "BatchNormalization",
+                expected: format!("{c} channels on the last axis"),
+                got: x.dims().get(1..).unwrap_or(&[]).to_vec(),
+            });
+        }
+        let eps = self.cfg.epsilon;
+        let normed = if ctx.training {
+            let axes: Vec<isize> = (0..x.rank() as isize - 1).collect();
+            let mean = x.mean(&axes, false)?;
+            let var = x.var(&axes, false)?;
+            let m = self.cfg.momentum;
+            let dt = mm.dtype();
+            let new_mean = mm.value().mul_scalar(m)?.add(&mean.value().to_dtype(dt)?.mul_scalar(1.0 - m)?)?;
+            let new_var = mv.value().mul_scalar(m)?.add(&var.value().to_dtype(dt)?.mul_scalar(1.0 - m)?)?;
+            mm.assign(&new_mean)?;
+            mv.assign(&new_var)?;
+            x.sub(&mean)?.mul(&var.add_scalar(eps)?.rsqrt()?)?
+        } else {
+            let inv = Var::constant(mv.value().add_scalar(eps)?.rsqrt()?);
+            x.sub(&Var::constant(mm.value()))?.mul(&inv)?
+        };
+        let scaled = match &self.gamma {
+            Some(g) => normed.mul(&ctx.param(g))?,
+            None => normed,
+        };
+        Ok(match &self.beta {
+            Some(b) => scaled.add(&ctx.param(b))?,
+            None => scaled,
+        })
+    }
+
+    fn weights(&self) -> Vec<Weight> {
+        let mut w = Vec::new();
+        if let Some(g) = &self.gamma {
+            w.push(Weight::trainable("gamma", g));
+        }
+        if let Some(b) = &self.beta {
+            w.push(Weight::trainable("beta", b));
+        }
+        if let Some(m) = &self.moving_mean {
+            w.push(Weight::frozen("moving_mean", m));
+        }
+        if let Some(v) = &self.moving_variance {
+            w.push(Weight::frozen("moving_variance", v));
+        }
+        w
+    }
+
+    fn config(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(&self.cfg).unwrap_or_default();
+        if let serde_json::Value::Object(m) = &mut v {
+            m.insert("axis".into(), serde_json::json!(-1));
+        }
+        with_name(&self.name, v)
+    }
+}

@@ -1,0 +1,103 @@
+//! [`Concatenate`]: join several inputs along one axis (functional API merge layer).
+
+use crate::layer::{layer_common, with_name, Ctx, Layer};
+use crate::{Error, Result};
+use keel_autograd::Var;
+use keel_tensor::rng::Rng;
+
+/// Join inputs along `axis` (a per-sample axis; `-1` = channels, the Keras default).
+pub struct Concatenate {
+    name: String,
+    input_shape: Option<Vec<usize>>,
+    axis: isize,
+    built: bool,
+}
+
+impl Concatenate {
+    /// Concatenate along per-sample `axis` (negative counts from the end).
+    pub fn new(axis: isize) -> Self {
+        Concatenate { name: String::new(), input_shape: None, axis, built: false }
+    }
+
+    /// Give the layer a name.
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// The per-sample axis resolved for rank `rank`.
+    fn resolve(&self, rank: usize, got: &[usize]) -> Result<usize> {
+        let a = if self.axis < 0 { rank as isize + self.axis } else { self.axis };
+        if a < 0 || a as usize >= rank {
+            return Err(Error::IncompatibleInput {
+                layer: self.name.clone(),
+                class: "Concatenate",
+                expected: format!("inputs with a per-sample axis {}", self.axis),
+                got: got.to_vec(),
+            });
+        }
+        Ok(a as usize)
+    }
+}
+
+impl Layer for Concatenate {
+    layer_common!("Concatenate");
+
+    fn build(&mut self, input_shape: &[usize], rng: &mut Rng) -> Result<()> {
+        self.build_multi(&[input_shape.to_vec()], rng)
+    }
+
+    fn is_built(&self) -> bool {
+        self.built
+    }
+
+    fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
+        self.output_shape_multi(&[input_shape.to_vec()])
+    }
+
+    fn forward_logits(&self, x: &Var, ctx: &mut Ctx<'_>) -> Result<Var> {
+        self.forward_logits_multi(std::slice::from_ref(x), ctx)
+    }
+
+    fn build_multi(&mut self, input_shapes: &[Vec<usize>], _rng: &mut Rng) -> Result<()> {
+        self.output_shape_multi(input_shapes)?;
+        self.built = true;
+        Ok(())
+    }
+
+    fn output_shape_multi(&self, input_shapes: &[Vec<usize>]) -> Result<Vec<usize>> {
+        let Some(first) = input_shapes.first() else {
+            return Err(Error::Graph(format!("Concatenate \"{}\" needs at least one input", self.name)));
+        };
+        let a = self.resolve(first.len(), first)?;
+        let mut out = first.clone();
+        out[a] = 0;
+        for s in input_shapes {
+            let same_rest = s.len() == first.len() && (0..s.len()).all(|i| i == a || s[i] == first[i]);
+            if !same_rest {
+                return Err(Error::IncompatibleInput {
+                    layer: self.name.clone(),
+                    class: "Concatenate",
+                    expected: format!("shapes matching {first:?} except on axis {}", self.axis),
+                    got: s.clone(),
+                });
+            }
+            out[a] += s[a];
+        }
+        Ok(out)
+    }
+
+    fn forward_logits_multi(&self, xs: &[Var], _ctx: &mut Ctx<'_>) -> Result<Var> {
+        let Some(first) = xs.first() else {
+            return Err(Error::Graph(format!("Concatenate \"{}\" needs at least one input", self.name)));
+        };
+        let per = first.dims().get(1..).unwrap_or(&[]);
+        let a = self.resolve(per.len(), per)? + 1;
+        let refs: Vec<&Var> = xs.iter().collect();
+        Ok(Var::concat(&refs, a as isize)?)
+    }
+
+    fn config(&self) -> serde_json::Value {
+        with_name(&self.name, serde_json::json!({ "axis": self.axis }))
+    }
+}

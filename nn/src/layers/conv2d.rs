@@ -1,0 +1,233 @@
+//! [`Conv2D`]: 2-D convolution over NHWC images with an HWIO kernel.
+
+use crate::layer::{
+    add_opt, built, check_batch_rank, common_builders, layer_common, with_name, Ctx, IntoPair, Layer, Weight,
+};
+use crate::layers::padding_serde;
+use crate::{Activation, Error, Initializer, Regularizer, Result};
+use keel_autograd::{Param, Var};
+use keel_tensor::ops::conv::conv_out_dim;
+use keel_tensor::rng::Rng;
+use keel_tensor::Padding;
+use serde::{Deserialize, Serialize};
+
+/// The hyper-parameters of [`Conv2D`] (its Keras config).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Conv2DConfig {
+    /// Output channels.
+    pub filters: usize,
+    /// Window `(height, width)`.
+    pub kernel_size: (usize, usize),
+    /// Strides `(vertical, horizontal)`.
+    pub strides: (usize, usize),
+    /// `valid` or `same`.
+    #[serde(with = "padding_serde")]
+    pub padding: Padding,
+    /// Dilation `(vertical, horizontal)`.
+    pub dilation_rate: (usize, usize),
+    /// Final activation.
+    pub activation: Activation,
+    /// Whether a bias is added.
+    pub use_bias: bool,
+    /// Kernel initializer (default glorot_uniform).
+    pub kernel_initializer: Initializer,
+    /// Bias initializer (default zeros).
+    pub bias_initializer: Initializer,
+    /// Kernel penalty.
+    pub kernel_regularizer: Option<Regularizer>,
+    /// Bias penalty.
+    pub bias_regularizer: Option<Regularizer>,
+}
+
+/// 2-D convolution: `[h, w, c] -> [oh, ow, filters]`, kernel `[kh, kw, c, filters]`.
+pub struct Conv2D {
+    name: String,
+    input_shape: Option<Vec<usize>>,
+    cfg: Conv2DConfig,
+    in_channels: Option<usize>,
+    kernel: Option<Param>,
+    bias: Option<Param>,
+}
+
+common_builders!(Conv2D);
+
+impl Conv2D {
+    /// `filters` output channels with window `kernel_size` (stride 1, valid padding, linear).
+    pub fn new(filters: usize, kernel_size: impl IntoPair) -> Self {
+        Conv2D::from_config(Conv2DConfig {
+            filters,
+            kernel_size: kernel_size.into_pair(),
+            strides: (1, 1),
+            padding: Padding::Valid,
+            dilation_rate: (1, 1),
+            activation: Activation::Linear,
+            use_bias: true,
+            kernel_initializer: Initializer::GlorotUniform,
+            bias_initializer: Initializer::Zeros,
+            kernel_regularizer: None,
+            bias_regularizer: None,
+        })
+    }
+
+    /// A Conv2D layer from its config.
+    pub fn from_config(cfg: Conv2DConfig) -> Self {
+        Conv2D { name: String::new(), input_shape: None, cfg, in_channels: None, kernel: None, bias: None }
+    }
+
+    /// Set the strides.
+    pub fn strides(mut self, s: impl IntoPair) -> Self {
+        self.cfg.strides = s.into_pair();
+        self
+    }
+
+    /// Set the padding (`Padding::Valid` or `Padding::Same`).
+    pub fn padding(mut self, p: Padding) -> Self {
+        self.cfg.padding = p;
+        self
+    }
+
+    /// Set the dilation rate.
+    pub fn dilation_rate(mut self, d: impl IntoPair) -> Self {
+        self.cfg.dilation_rate = d.into_pair();
+        self
+    }
+
+    /// Set the activation.
+    pub fn activation(mut self, a: Activation) -> Self {
+        self.cfg.activation = a;
+        self
+    }
+
+    /// Add a bias or not.
+    pub fn use_bias(mut self, yes: bool) -> Self {
+        self.cfg.use_bias = yes;
+        self
+    }
+
+    /// Set the kernel initializer.
+    pub fn kernel_initializer(mut self, i: Initializer) -> Self {
+        self.cfg.kernel_initializer = i;
+        self
+    }
+
+    /// Set the bias initializer.
+    pub fn bias_initializer(mut self, i: Initializer) -> Self {
+        self.cfg.bias_initializer = i;
+        self
+    }
+
+    /// Penalise the kernel.
+    pub fn kernel_regularizer(mut self, r: Regularizer) -> Self {
+        self.cfg.kernel_regularizer = Some(r);
+        self
+    }
+
+    /// Penalise the bias.
+    pub fn bias_regularizer(mut self, r: Regularizer) -> Self {
+        self.cfg.bias_regularizer = Some(r);
+        self
+    }
+
+    /// The config.
+    pub fn get_config(&self) -> &Conv2DConfig {
+        &self.cfg
+    }
+
+    /// The kernel `[kh, kw, in, filters]`, once built.
+    pub fn kernel(&self) -> Option<&Param> {
+        self.kernel.as_ref()
+    }
+
+    /// The bias `[filters]`, once built (and when `use_bias`).
+    pub fn bias(&self) -> Option<&Param> {
+        self.bias.as_ref()
+    }
+
+    fn bad_input(&self, input_shape: &[usize], expected: String) -> Error {
+        Error::IncompatibleInput { layer: self.name.clone(), class: "Conv2D", expected, got: input_shape.to_vec() }
+    }
+}
+
+impl Layer for Conv2D {
+    layer_common!("Conv2D");
+
+    fn build(&mut self, input_shape: &[usize], rng: &mut Rng) -> Result<()> {
+        self.output_shape(input_shape)?;
+        let c = input_shape[2];
+        if let Some(have) = self.in_channels {
+            if have == c {
+                return Ok(());
+            }
+            return Err(self.bad_input(input_shape, format!("{have} channels (the layer is already built)")));
+        }
+        let (kh, kw) = self.cfg.kernel_size;
+        self.kernel = Some(Param::new(self.cfg.kernel_initializer.sample(&[kh, kw, c, self.cfg.filters], rng)?));
+        if self.cfg.use_bias {
+            self.bias = Some(Param::new(self.cfg.bias_initializer.sample(&[self.cfg.filters], rng)?));
+        }
+        self.in_channels = Some(c);
+        Ok(())
+    }
+
+    fn is_built(&self) -> bool {
+        self.in_channels.is_some()
+    }
+
+    fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
+        if input_shape.len() != 3 || input_shape[2] == 0 {
+            return Err(self.bad_input(input_shape, "[height, width, channels] (rank 3, NHWC)".into()));
+        }
+        if self.cfg.filters == 0 {
+            return Err(Error::config(format!("Conv2D \"{}\"", self.name), "filters must be >= 1"));
+        }
+        let c = &self.cfg;
+        let dims = |i: usize, k: usize, s: usize, d: usize| {
+            conv_out_dim("Conv2D", input_shape[i], k, s, d, c.padding)
+                .map(|(o, _)| o)
+                .map_err(|e| self.bad_input(input_shape, format!("an image large enough for the window ({e})")))
+        };
+        let oh = dims(0, c.kernel_size.0, c.strides.0, c.dilation_rate.0)?;
+        let ow = dims(1, c.kernel_size.1, c.strides.1, c.dilation_rate.1)?;
+        Ok(vec![oh, ow, c.filters])
+    }
+
+    fn forward_logits(&self, x: &Var, ctx: &mut Ctx<'_>) -> Result<Var> {
+        let k = built(&self.kernel, self)?;
+        check_batch_rank(x, 3, self)?;
+        let y = x.conv2d(&ctx.param(k), self.cfg.strides, self.cfg.padding, self.cfg.dilation_rate)?;
+        match &self.bias {
+            Some(b) => Ok(y.add(&ctx.param(b))?),
+            None => Ok(y),
+        }
+    }
+
+    fn output_activation(&self) -> Option<Activation> {
+        (!self.cfg.activation.is_linear()).then_some(self.cfg.activation)
+    }
+
+    fn weights(&self) -> Vec<Weight> {
+        let mut w = Vec::new();
+        if let Some(k) = &self.kernel {
+            w.push(Weight::trainable("kernel", k));
+        }
+        if let Some(b) = &self.bias {
+            w.push(Weight::trainable("bias", b));
+        }
+        w
+    }
+
+    fn config(&self) -> serde_json::Value {
+        with_name(&self.name, serde_json::to_value(&self.cfg).unwrap_or_default())
+    }
+
+    fn regularization_loss(&self, ctx: &Ctx<'_>) -> Result<Option<Var>> {
+        let mut acc = None;
+        if let (Some(r), Some(k)) = (&self.cfg.kernel_regularizer, &self.kernel) {
+            acc = add_opt(acc, Some(r.penalty(&ctx.param(k))?))?;
+        }
+        if let (Some(r), Some(b)) = (&self.cfg.bias_regularizer, &self.bias) {
+            acc = add_opt(acc, Some(r.penalty(&ctx.param(b))?))?;
+        }
+        Ok(acc)
+    }
+}

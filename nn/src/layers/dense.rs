@@ -1,0 +1,210 @@
+//! [`Dense`]: the fully connected layer `activation(x W + b)`.
+
+use crate::layer::{add_opt, built, common_builders, layer_common, with_name, Ctx, Layer, Weight};
+use crate::{Activation, Error, Initializer, Regularizer, Result};
+use keel_autograd::{Param, Var};
+use keel_tensor::rng::Rng;
+use serde::{Deserialize, Serialize};
+
+/// The hyper-parameters of [`Dense`] (its Keras config).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DenseConfig {
+    /// Output size.
+    pub units: usize,
+    /// Final activation.
+    pub activation: Activation,
+    /// Whether a bias is added.
+    pub use_bias: bool,
+    /// Kernel initializer (default glorot_uniform).
+    pub kernel_initializer: Initializer,
+    /// Bias initializer (default zeros).
+    pub bias_initializer: Initializer,
+    /// Kernel penalty.
+    pub kernel_regularizer: Option<Regularizer>,
+    /// Bias penalty.
+    pub bias_regularizer: Option<Regularizer>,
+}
+
+/// Densely connected layer on the last axis: `[.., in] -> [.., units]`, kernel `[in, units]`.
+pub struct Dense {
+    name: String,
+    input_shape: Option<Vec<usize>>,
+    cfg: DenseConfig,
+    in_features: Option<usize>,
+    kernel: Option<Param>,
+    bias: Option<Param>,
+}
+
+common_builders!(Dense);
+
+impl Dense {
+    /// A Dense layer with `units` outputs (linear, with bias, glorot_uniform kernel).
+    pub fn new(units: usize) -> Self {
+        Dense::from_config(DenseConfig {
+            units,
+            activation: Activation::Linear,
+            use_bias: true,
+            kernel_initializer: Initializer::GlorotUniform,
+            bias_initializer: Initializer::Zeros,
+            kernel_regularizer: None,
+            bias_regularizer: None,
+        })
+    }
+
+    /// A Dense layer from its config.
+    pub fn from_config(cfg: DenseConfig) -> Self {
+        Dense { name: String::new(), input_shape: None, cfg, in_features: None, kernel: None, bias: None }
+    }
+
+    /// Set the activation.
+    pub fn activation(mut self, a: Activation) -> Self {
+        self.cfg.activation = a;
+        self
+    }
+
+    /// Add a bias or not.
+    pub fn use_bias(mut self, yes: bool) -> Self {
+        self.cfg.use_bias = yes;
+        self
+    }
+
+    /// Set the kernel initializer.
+    pub fn kernel_initializer(mut self, i: Initializer) -> Self {
+        self.cfg.kernel_initializer = i;
+        self
+    }
+
+    /// Set the bias initializer.
+    pub fn bias_initializer(mut self, i: Initializer) -> Self {
+        self.cfg.bias_initializer = i;
+        self
+    }
+
+    /// Penalise the kernel.
+    pub fn kernel_regularizer(mut self, r: Regularizer) -> Self {
+        self.cfg.kernel_regularizer = Some(r);
+        self
+    }
+
+    /// Penalise the bias.
+    pub fn bias_regularizer(mut self, r: Regularizer) -> Self {
+        self.cfg.bias_regularizer = Some(r);
+        self
+    }
+
+    /// The config.
+    pub fn get_config(&self) -> &DenseConfig {
+        &self.cfg
+    }
+
+    /// The kernel `[in, units]`, once built.
+    pub fn kernel(&self) -> Option<&Param> {
+        self.kernel.as_ref()
+    }
+
+    /// The bias `[units]`, once built (and when `use_bias`).
+    pub fn bias(&self) -> Option<&Param> {
+        self.bias.as_ref()
+    }
+
+    fn in_features(&self, input_shape: &[usize]) -> Result<usize> {
+        match input_shape.last() {
+            Some(&n) if n > 0 => Ok(n),
+            _ => Err(Error::IncompatibleInput {
+                layer: self.name.clone(),
+                class: "Dense",
+                expected: "a per-sample shape of rank >= 1 with a non-empty last axis".into(),
+                got: input_shape.to_vec(),
+            }),
+        }
+    }
+}
+
+impl Layer for Dense {
+    layer_common!("Dense");
+
+    fn build(&mut self, input_shape: &[usize], rng: &mut Rng) -> Result<()> {
+        let n = self.in_features(input_shape)?;
+        if self.cfg.units == 0 {
+            return Err(Error::config(format!("Dense \"{}\"", self.name), "units must be >= 1"));
+        }
+        if let Some(have) = self.in_features {
+            if have == n {
+                return Ok(());
+            }
+            return Err(Error::IncompatibleInput {
+                layer: self.name.clone(),
+                class: "Dense",
+                expected: format!("last axis {have} (the layer is already built)"),
+                got: input_shape.to_vec(),
+            });
+        }
+        self.kernel = Some(Param::new(self.cfg.kernel_initializer.sample(&[n, self.cfg.units], rng)?));
+        if self.cfg.use_bias {
+            self.bias = Some(Param::new(self.cfg.bias_initializer.sample(&[self.cfg.units], rng)?));
+        }
+        self.in_features = Some(n);
+        Ok(())
+    }
+
+    fn is_built(&self) -> bool {
+        self.in_features.is_some()
+    }
+
+    fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
+        self.in_features(input_shape)?;
+        let mut out = input_shape.to_vec();
+        if let Some(last) = out.last_mut() {
+            *last = self.cfg.units;
+        }
+        Ok(out)
+    }
+
+    fn forward_logits(&self, x: &Var, ctx: &mut Ctx<'_>) -> Result<Var> {
+        let k = built(&self.kernel, self)?;
+        let n = self.in_features.unwrap_or(0);
+        if x.rank() < 2 || x.dims().last() != Some(&n) {
+            return Err(Error::IncompatibleInput {
+                layer: self.name.clone(),
+                class: "Dense",
+                expected: format!("last axis {n}"),
+                got: x.dims().get(1..).unwrap_or(&[]).to_vec(),
+            });
+        }
+        let y = x.matmul(&ctx.param(k))?;
+        match &self.bias {
+            Some(b) => Ok(y.add(&ctx.param(b))?),
+            None => Ok(y),
+        }
+    }
+
+    fn output_activation(&self) -> Option<Activation> {
+        (!self.cfg.activation.is_linear()).then_some(self.cfg.activation)
+    }
+
+    fn weights(&self) -> Vec<Weight> {
+        let mut w = Vec::new();
+        if let Some(k) = &self.kernel {
+            w.push(Weight::trainable("kernel", k));
+        }
+        if let Some(b) = &self.bias {
+            w.push(Weight::trainable("bias", b));
+        }
+        w
+    }
+
+    fn config(&self) -> serde_json::Value {
+        with_name(&self.name, serde_json::to_value(&self.cfg).unwrap_or_default())
+    }
+
+    fn regularization_loss(&self, ctx: &Ctx<'_>) -> Result<Option<Var>> {
+        let mut acc = None;
+        if let (Some(r), Some(k)) = (&self.cfg.kernel_regularizer, &self.kernel) {
+            acc = add_opt(acc, Some(r.penalty(&ctx.param(k))?))?;
+        }
+        if let (Some(r), Some(b)) = (&self.cfg.bias_regularizer, &self.bias) {
+            acc = add_opt(acc, Some(r.penalty(&ctx.param(b))?))?;
+        }
+        Ok(acc)
+    }
+}

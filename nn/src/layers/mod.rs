@@ -1,0 +1,51 @@
+//! The layers, one per file.
+
+mod activation_layer;
+mod add;
+mod average_pooling2d;
+mod batch_normalization;
+mod concatenate;
+mod conv2d;
+mod dense;
+mod dropout;
+mod flatten;
+mod global_average_pooling2d;
+mod max_pooling2d;
+mod pooling;
+mod reshape;
+
+pub use activation_layer::ActivationLayer;
+pub use add::Add;
+pub use average_pooling2d::AveragePooling2D;
+pub use batch_normalization::{BatchNormalization, BatchNormalizationConfig};
+pub use concatenate::Concatenate;
+pub use conv2d::{Conv2D, Conv2DConfig};
+pub use dense::{Dense, DenseConfig};
+pub use dropout::Dropout;
+pub use flatten::Flatten;
+pub use global_average_pooling2d::GlobalAveragePooling2D;
+pub use max_pooling2d::MaxPooling2D;
+pub use pooling::Pool2DConfig;
+pub use reshape::Reshape;
+
+/// Serialize `Padding` as Keras's lowercase `"valid"` / `"same"`.
+pub(crate) mod padding_serde {
+    use keel_tensor::Padding;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(p: &Padding, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(match p {
+            Padding::Valid => "valid",
+            Padding::Same => "same",
+        })
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Padding, D::Error> {
+        let s = String::deserialize(d)?;
+        match s.to_ascii_lowercase().as_str() {
+            "valid" => Ok(Padding::Valid),
+            "same" => Ok(Padding::Same),
+            other => Err(serde::de::Error::custom(format!("unknown padding \"{other}\""))),
+        }
+    }
+}

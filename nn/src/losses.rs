@@ -1,0 +1,334 @@
+//! Losses: [`Loss`] (the Keras loss by name) and [`LossFn`] (a loss with its
+//! options: `from_logits`, Huber's `delta`).
+//!
+//! Every loss returns a 0-d Var: the per-sample (per-position) loss averaged
+//! over the batch, as Keras's `sum_over_batch_size` reduction: regression
+//! losses and binary cross-entropy average over the last axis first;
+//! categorical ones sum over the class axis. With `sample_weight` (one weight
+//! per sample, shape `[batch]`) the weighted sum is divided by the number of
+//! per-sample losses.
+//!
+//! Probability inputs are clipped to `[1e-7, 1 - 1e-7]` before the log (Keras's
+//! epsilon); categorical probabilities are first renormalised to sum to 1.
+//! With `from_logits` (or through [`LossFn::compute_head`] when the model ends
+//! with the matching softmax/sigmoid) the fused, stable primitives of
+//! keel-autograd are used instead.
+
+use crate::network::Head;
+use crate::{Activation, Error, Result};
+use keel_autograd::{sigmoid_binary_cross_entropy, softmax_cross_entropy, Var};
+use keel_tensor::{DType, Tensor};
+use serde::{Deserialize, Serialize};
+
+/// Keras's `backend.epsilon()`, the probability clip of the cross-entropies.
+pub const EPSILON: f64 = 1e-7;
+
+/// A Keras loss, by kind. `Loss::CategoricalCrossentropy` is the loss with
+/// Keras's defaults; options come with [`Loss::from_logits`] / [`LossFn::huber`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Loss {
+    /// `mean((y - p)^2)` over the last axis.
+    MeanSquaredError,
+    /// `mean(|y - p|)` over the last axis.
+    MeanAbsoluteError,
+    /// Huber loss (delta 1.0 unless set with [`LossFn::huber`]).
+    Huber,
+    /// Binary cross-entropy on probabilities (or logits with `from_logits`).
+    BinaryCrossentropy,
+    /// Categorical cross-entropy with one-hot (or probability) targets.
+    CategoricalCrossentropy,
+    /// Categorical cross-entropy with integer class targets.
+    SparseCategoricalCrossentropy,
+}
+
+impl Loss {
+    /// Look up by Keras name or alias (`"mse"`, `"categorical_crossentropy"`, `"huber"`, ...).
+    pub fn from_name(name: &str) -> Result<Loss> {
+        Ok(match name.trim().to_ascii_lowercase().as_str() {
+            "mse" | "mean_squared_error" | "meansquarederror" => Loss::MeanSquaredError,
+            "mae" | "mean_absolute_error" | "meanabsoluteerror" => Loss::MeanAbsoluteError,
+            "huber" | "huber_loss" => Loss::Huber,
+            "bce" | "binary_crossentropy" | "binarycrossentropy" => Loss::BinaryCrossentropy,
+            "categorical_crossentropy" | "categoricalcrossentropy" | "cce" => Loss::CategoricalCrossentropy,
+            "sparse_categorical_crossentropy" | "sparsecategoricalcrossentropy" | "scce" => {
+                Loss::SparseCategoricalCrossentropy
+            }
+            _ => return Err(Error::UnknownName { kind: "loss", name: name.to_string() }),
+        })
+    }
+
+    /// The Keras name (`"mean_squared_error"`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Loss::MeanSquaredError => "mean_squared_error",
+            Loss::MeanAbsoluteError => "mean_absolute_error",
+            Loss::Huber => "huber",
+            Loss::BinaryCrossentropy => "binary_crossentropy",
+            Loss::CategoricalCrossentropy => "categorical_crossentropy",
+            Loss::SparseCategoricalCrossentropy => "sparse_categorical_crossentropy",
+        }
+    }
+
+    /// This loss reading raw logits (`true`) or probabilities (`false`, the default).
+    pub fn from_logits(self, yes: bool) -> LossFn {
+        LossFn { from_logits: yes, ..LossFn::from(self) }
+    }
+
+    /// Compute with Keras's defaults (see [`LossFn::compute`]).
+    pub fn compute(self, y_pred: &Var, y_true: &Tensor, sample_weight: Option<&Tensor>) -> Result<Var> {
+        LossFn::from(self).compute(y_pred, y_true, sample_weight)
+    }
+
+    /// Compute on a model [`Head`], fusing with its final activation (see [`LossFn::compute_head`]).
+    pub fn compute_head(self, head: &Head, y_true: &Tensor, sample_weight: Option<&Tensor>) -> Result<Var> {
+        LossFn::from(self).compute_head(head, y_true, sample_weight)
+    }
+}
+
+impl std::str::FromStr for Loss {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Loss::from_name(s)
+    }
+}
+
+/// A loss with its options (Keras's loss object: `CategoricalCrossentropy(from_logits=True)`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LossFn {
+    /// The kind.
+    pub loss: Loss,
+    /// Predictions are logits (cross-entropies only).
+    pub from_logits: bool,
+    /// Huber's threshold (default 1.0).
+    pub delta: f64,
+}
+
+impl From<Loss> for LossFn {
+    fn from(loss: Loss) -> Self {
+        LossFn { loss, from_logits: false, delta: 1.0 }
+    }
+}
+
+impl LossFn {
+    /// Huber loss with threshold `delta`.
+    pub fn huber(delta: f64) -> Self {
+        LossFn { delta, ..LossFn::from(Loss::Huber) }
+    }
+
+    /// Look up by Keras name (default options).
+    pub fn from_name(name: &str) -> Result<Self> {
+        Ok(Loss::from_name(name)?.into())
+    }
+
+    /// True when a model ending in `activation` lets this loss use the fused logits path.
+    pub fn fuses_with(&self, activation: Activation) -> bool {
+        !self.from_logits
+            && matches!(
+                (self.loss, activation),
+                (Loss::CategoricalCrossentropy | Loss::SparseCategoricalCrossentropy, Activation::Softmax)
+                    | (Loss::BinaryCrossentropy, Activation::Sigmoid)
+            )
+    }
+
+    /// Compute on a model [`Head`]: when the head's activation is the softmax
+    /// (sigmoid) that matches this categorical (binary) cross-entropy, use the
+    /// fused primitive on its logits, as Keras does; else use its output.
+    pub fn compute_head(&self, head: &Head, y_true: &Tensor, sample_weight: Option<&Tensor>) -> Result<Var> {
+        if self.fuses_with(head.activation) {
+            LossFn { from_logits: true, ..*self }.compute(&head.logits, y_true, sample_weight)
+        } else {
+            self.compute(&head.output, y_true, sample_weight)
+        }
+    }
+
+    /// The mean loss of predictions `y_pred` (`[batch, ...]`) against `y_true`.
+    ///
+    /// `y_true` has `y_pred`'s shape (a trailing size-1 axis may be missing),
+    /// except for sparse categorical cross-entropy where it holds class indices
+    /// (any dtype) of shape `[batch]` or `[batch, 1]`. `sample_weight` is `[batch]`.
+    pub fn compute(&self, y_pred: &Var, y_true: &Tensor, sample_weight: Option<&Tensor>) -> Result<Var> {
+        let name = self.loss.name();
+        if y_pred.rank() == 0 {
+            return Err(Error::LossShape { loss: name, msg: "predictions need a batch axis".into() });
+        }
+        let w = match sample_weight {
+            Some(w) => Some(self.check_weights(w, y_pred)?),
+            None => None,
+        };
+        let p = y_pred;
+        match self.loss {
+            Loss::SparseCategoricalCrossentropy => {
+                let labels = self.sparse_labels(y_true, y_pred)?;
+                if self.from_logits {
+                    return Ok(softmax_cross_entropy(p, &labels, w.as_ref().map(|w| w.lead()).as_ref())?);
+                }
+                let onehot = labels.one_hot(*p.dims().last().unwrap_or(&1), p.dtype())?;
+                let per = categorical_probs(p, &onehot)?;
+                weighted_mean(&per, w.as_ref())
+            }
+            Loss::CategoricalCrossentropy => {
+                let t = self.dense_targets(y_true, y_pred)?;
+                if self.from_logits {
+                    if p.rank() == 1 {
+                        return Err(Error::LossShape { loss: name, msg: "predictions need a class axis".into() });
+                    }
+                    return Ok(softmax_cross_entropy(p, &t, w.as_ref().map(|w| w.lead()).as_ref())?);
+                }
+                let per = categorical_probs(p, &t)?;
+                weighted_mean(&per, w.as_ref())
+            }
+            Loss::BinaryCrossentropy => {
+                let t = self.dense_targets(y_true, y_pred)?;
+                if self.from_logits {
+                    // Keras: mean over the last axis, then over the batch = mean over all.
+                    return Ok(sigmoid_binary_cross_entropy(p, &t, w.as_ref().map(|w| w.lead()).as_ref())?);
+                }
+                let pc = p.clamp(EPSILON, 1.0 - EPSILON)?;
+                let tv = Var::constant(t.clone());
+                let one_minus_t = Var::constant(t.ones_like()?.sub(&t)?);
+                let ll = tv
+                    .mul(&pc.log()?)?
+                    .add(&one_minus_t.mul(&pc.scalar_binary(1.0, keel_tensor::BinaryOp::Sub)?.log()?)?)?;
+                let per = last_axis_mean(&ll.neg()?)?;
+                weighted_mean(&per, w.as_ref())
+            }
+            Loss::MeanSquaredError | Loss::MeanAbsoluteError | Loss::Huber => {
+                let t = Var::constant(self.dense_targets(y_true, y_pred)?);
+                let e = p.sub(&t)?;
+                let elem = match self.loss {
+                    Loss::MeanSquaredError => e.square()?,
+                    Loss::MeanAbsoluteError => e.abs()?,
+                    _ => {
+                        if self.delta.is_nan() || self.delta <= 0.0 {
+                            return Err(Error::config("huber", format!("delta must be > 0, got {}", self.delta)));
+                        }
+                        // 0.5 q^2 + delta (|e| - q) with q = min(|e|, delta)
+                        let a = e.abs()?;
+                        let q = a.minimum_scalar(self.delta)?;
+                        q.square()?.mul_scalar(0.5)?.add(&a.sub(&q)?.mul_scalar(self.delta)?)?
+                    }
+                };
+                weighted_mean(&last_axis_mean(&elem)?, w.as_ref())
+            }
+        }
+    }
+
+    /// `y_true` as a float tensor of `y_pred`'s shape.
+    fn dense_targets(&self, y_true: &Tensor, y_pred: &Var) -> Result<Tensor> {
+        let t = y_true.to_dtype(y_pred.dtype())?;
+        if t.dims() == y_pred.dims() {
+            return Ok(t);
+        }
+        let squeezed = |d: &[usize]| d.iter().copied().filter(|&x| x != 1).collect::<Vec<_>>();
+        let same_but_ones = t.elem_count() == y_pred.elem_count()
+            && t.dims().first() == y_pred.dims().first()
+            && squeezed(t.dims()) == squeezed(y_pred.dims());
+        if same_but_ones {
+            return Ok(t.reshape(y_pred.shape())?);
+        }
+        Err(Error::LossShape {
+            loss: self.loss.name(),
+            msg: format!("targets of shape {} do not match predictions of shape {}", y_true.shape(), y_pred.shape()),
+        })
+    }
+
+    /// Class indices as I64 with `y_pred`'s shape minus the class axis.
+    fn sparse_labels(&self, y_true: &Tensor, y_pred: &Var) -> Result<Tensor> {
+        let lead = &y_pred.dims()[..y_pred.rank() - 1];
+        if y_pred.rank() < 2 || y_true.elem_count() != lead.iter().product::<usize>() {
+            return Err(Error::LossShape {
+                loss: self.loss.name(),
+                msg: format!(
+                    "class-index targets of shape {} do not fit predictions of shape {} (want {:?} or with a trailing 1)",
+                    y_true.shape(),
+                    y_pred.shape(),
+                    lead
+                ),
+            });
+        }
+        let labels = if y_true.dtype().is_float() {
+            let v = y_true.to_vec_f64()?;
+            if let Some(bad) = v.iter().find(|x| x.fract() != 0.0 || !x.is_finite()) {
+                return Err(Error::LossShape {
+                    loss: self.loss.name(),
+                    msg: format!("class index {bad} is not an integer"),
+                });
+            }
+            y_true.to_dtype(DType::I64)?
+        } else {
+            y_true.to_dtype(DType::I64)?
+        };
+        let classes = *y_pred.dims().last().unwrap_or(&1);
+        let v = labels.to_vec::<i64>()?;
+        if let Some(&bad) = v.iter().find(|&&l| l < 0 || l as usize >= classes) {
+            return Err(Error::LossShape {
+                loss: self.loss.name(),
+                msg: format!("class index {bad} is out of range for {classes} classes"),
+            });
+        }
+        Ok(labels.contiguous()?.reshape(lead)?)
+    }
+
+    fn check_weights(&self, w: &Tensor, y_pred: &Var) -> Result<Weights> {
+        let n = y_pred.dims()[0];
+        if w.elem_count() != n || w.dims().first() != Some(&n) {
+            return Err(Error::LossShape {
+                loss: self.loss.name(),
+                msg: format!("sample weights of shape {} should have shape [{n}] (one per sample)", w.shape()),
+            });
+        }
+        let w = w.to_dtype(y_pred.dtype())?.contiguous()?.reshape(n)?;
+        // The per-position loss shape (prediction dims without the last axis when rank >= 2).
+        let lead: Vec<usize> = if y_pred.rank() >= 2 { y_pred.dims()[..y_pred.rank() - 1].to_vec() } else { vec![n] };
+        Ok(Weights { per_sample: w, lead })
+    }
+}
+
+/// Per-sample weights and the shape of the per-position loss they weight.
+struct Weights {
+    per_sample: Tensor,
+    lead: Vec<usize>,
+}
+
+impl Weights {
+    /// The weights broadcast to the per-position loss shape (a contiguous tensor).
+    fn lead(&self) -> Tensor {
+        let mut shape = vec![self.per_sample.dims()[0]];
+        shape.resize(self.lead.len(), 1);
+        self.per_sample
+            .reshape(shape)
+            .and_then(|w| w.broadcast_to(self.lead.clone()))
+            .and_then(|w| w.contiguous())
+            .unwrap_or_else(|_| self.per_sample.clone()) // ok: shapes checked in check_weights
+    }
+}
+
+/// Mean over the last axis (Keras's per-sample reduction), identity for rank 1.
+fn last_axis_mean(x: &Var) -> Result<Var> {
+    if x.rank() >= 2 {
+        Ok(x.mean(&[-1], false)?)
+    } else {
+        Ok(x.clone())
+    }
+}
+
+/// `-sum(t * log(clip(p / sum(p))))` over the class axis.
+fn categorical_probs(p: &Var, t: &Tensor) -> Result<Var> {
+    if p.rank() < 2 {
+        return Err(Error::LossShape { loss: "categorical_crossentropy", msg: "predictions need a class axis".into() });
+    }
+    let norm = p.div(&p.sum(&[-1], true)?)?.clamp(EPSILON, 1.0 - EPSILON)?;
+    Ok(Var::constant(t.clone()).mul(&norm.log()?)?.sum(&[-1], false)?.neg()?)
+}
+
+/// `sum(per * w) / count(per)`, or the plain mean.
+fn weighted_mean(per: &Var, w: Option<&Weights>) -> Result<Var> {
+    match w {
+        None => Ok(per.mean_all()?),
+        Some(w) => {
+            let n = per.elem_count().max(1) as f64;
+            Ok(per.mul(&Var::constant(w.lead()))?.sum_all()?.div_scalar(n)?)
+        }
+    }
+}

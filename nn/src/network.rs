@@ -1,0 +1,175 @@
+//! The [`Network`] trait the trainer drives (implemented by [`crate::Sequential`]
+//! and the functional [`crate::Model`]), the [`Head`] of an output, and weight maps.
+
+use crate::layer::Ctx;
+use crate::{Activation, Error, Result};
+use keel_autograd::{Param, Var};
+use keel_tensor::Tensor;
+use std::collections::{BTreeMap, HashSet};
+
+/// One model output split at its final activation, for loss fusion.
+///
+/// `output == activation.apply(logits)`. A loss given a `Head`
+/// ([`crate::LossFn::compute_head`]) uses the fused, stable primitive on
+/// `logits` when `activation` matches it (softmax + categorical
+/// cross-entropy, sigmoid + binary cross-entropy), as Keras does, and
+/// `output` otherwise; metrics read `output`.
+#[derive(Debug, Clone)]
+pub struct Head {
+    /// The value before the final activation.
+    pub logits: Var,
+    /// The final activation (`Linear` when the last layer has none).
+    pub activation: Activation,
+    /// The model's output.
+    pub output: Var,
+}
+
+impl Head {
+    /// Split `logits` + `activation` into a head (computes the output).
+    pub fn new(logits: Var, activation: Option<Activation>) -> Result<Head> {
+        let activation = activation.unwrap_or_default();
+        let output = activation.apply(&logits)?;
+        Ok(Head { logits, activation, output })
+    }
+}
+
+/// A model weight with its stable, model-unique name (`"dense_1/kernel"`).
+#[derive(Debug, Clone)]
+pub struct NamedParam {
+    /// `"{layer}/{weight}"`.
+    pub name: String,
+    /// The parameter handle (shared with the layer).
+    pub param: Param,
+    /// False for batch-norm moving statistics and other non-trained state.
+    pub trainable: bool,
+}
+
+/// What a trainer needs from a model: build it, run it (with the final
+/// activation split off for loss fusion), list its parameters by stable name,
+/// add the weight penalties, describe it, and save/restore its weights.
+pub trait Network: Send + Sync {
+    /// The model's name (`"sequential"`, `"model"`, ...).
+    fn name(&self) -> &str;
+
+    /// Build every layer for these per-sample input shapes (one per model input).
+    /// A no-op when already built with the same shapes.
+    fn build(&mut self, input_shapes: &[Vec<usize>]) -> Result<()>;
+
+    /// True once every layer is built.
+    fn is_built(&self) -> bool;
+
+    /// The per-sample input shapes (empty while unknown).
+    fn input_shapes(&self) -> Vec<Vec<usize>>;
+
+    /// The per-sample output shapes.
+    fn output_shapes(&self) -> Result<Vec<Vec<usize>>>;
+
+    /// Run on a batch per input; one [`Head`] per output.
+    fn forward_heads(&self, inputs: &[Var], ctx: &mut Ctx<'_>) -> Result<Vec<Head>>;
+
+    /// Run on a batch per input; one output per model output.
+    fn forward(&self, inputs: &[Var], ctx: &mut Ctx<'_>) -> Result<Vec<Var>> {
+        Ok(self.forward_heads(inputs, ctx)?.into_iter().map(|h| h.output).collect())
+    }
+
+    /// Every weight with its stable name, trainable first in layer order (no duplicates).
+    fn named_weights(&self) -> Vec<NamedParam>;
+
+    /// The sum of the layers' weight penalties, if any (add it to the loss).
+    fn regularization_loss(&self, ctx: &Ctx<'_>) -> Result<Option<Var>>;
+
+    /// Keras's summary table.
+    fn summary(&self) -> String;
+
+    /// A Keras-like JSON config (class name, name, layers and their configs).
+    fn config(&self) -> serde_json::Value;
+
+    /// The trainable parameters with their names.
+    fn named_params(&self) -> Vec<(String, Param)> {
+        self.named_weights().into_iter().filter(|w| w.trainable).map(|w| (w.name, w.param)).collect()
+    }
+
+    /// The trainable parameters (what an optimizer updates).
+    fn trainable_params(&self) -> Vec<Param> {
+        self.named_weights().into_iter().filter(|w| w.trainable).map(|w| w.param).collect()
+    }
+
+    /// The non-trainable parameters (updated in the forward pass, e.g. BN moving statistics).
+    fn non_trainable_params(&self) -> Vec<Param> {
+        self.named_weights().into_iter().filter(|w| !w.trainable).map(|w| w.param).collect()
+    }
+
+    /// Total number of scalars in all weights.
+    fn count_params(&self) -> usize {
+        self.named_weights().iter().map(|w| w.param.elem_count()).sum()
+    }
+
+    /// Inference on plain tensors (no tape, `training = false`).
+    fn predict(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+        let vars: Vec<Var> = inputs.iter().cloned().map(Var::constant).collect();
+        Ok(self.forward(&vars, &mut Ctx::inference())?.into_iter().map(Var::into_value).collect())
+    }
+
+    /// The weights as a map `name -> tensor` (a snapshot sharing storage until updated in place).
+    fn state_dict(&self) -> BTreeMap<String, Tensor> {
+        self.named_weights().into_iter().map(|w| (w.name, w.param.value())).collect()
+    }
+
+    /// Overwrite every weight from `map` (names and shapes must match exactly;
+    /// values are copied in place, so optimizer handles stay valid).
+    fn load_state_dict(&self, map: &BTreeMap<String, Tensor>) -> Result<()> {
+        let weights = self.named_weights();
+        let mine: HashSet<&str> = weights.iter().map(|w| w.name.as_str()).collect();
+        if let Some(extra) = map.keys().find(|k| !mine.contains(k.as_str())) {
+            return Err(Error::Weights(format!("the model \"{}\" has no weight \"{extra}\"", self.name())));
+        }
+        let mut staged = Vec::with_capacity(weights.len());
+        for w in &weights {
+            let t = map.get(&w.name).ok_or_else(|| Error::Weights(format!("no value for weight \"{}\"", w.name)))?;
+            if t.shape() != &w.param.shape() {
+                return Err(Error::Weights(format!(
+                    "weight \"{}\" has shape {} but the file has {}",
+                    w.name,
+                    w.param.shape(),
+                    t.shape()
+                )));
+            }
+            staged.push((w, t.to_dtype(w.param.dtype())?));
+        }
+        for (w, t) in staged {
+            w.param.assign(&t)?;
+        }
+        Ok(())
+    }
+}
+
+/// Check one input per declared input, each with the declared per-sample shape.
+pub(crate) fn check_inputs(model: &str, declared: &[Vec<usize>], inputs: &[Var]) -> Result<()> {
+    if inputs.len() != declared.len() {
+        return Err(Error::Input {
+            model: model.to_string(),
+            msg: format!("expected {} input(s), got {}", declared.len(), inputs.len()),
+        });
+    }
+    for (i, (d, x)) in declared.iter().zip(inputs).enumerate() {
+        if x.rank() == 0 || &x.dims()[1..] != d.as_slice() {
+            return Err(Error::Input {
+                model: model.to_string(),
+                msg: format!(
+                    "input {i} should be a batch of per-sample shape {d:?} (i.e. [batch, {}]), got {}",
+                    d.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", "),
+                    x.shape()
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Give `base` a model-unique name: `base`, then `base_1`, `base_2`, ... (Keras's numbering, per model).
+pub(crate) fn unique_name(base: &str, taken: &HashSet<String>) -> String {
+    if !taken.contains(base) {
+        return base.to_string();
+    }
+    (1..).map(|i| format!("{base}_{i}")).find(|n| !taken.contains(n)).unwrap_or_default()
+}

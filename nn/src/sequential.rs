@@ -1,0 +1,274 @@
+//! [`Sequential`]: a plain stack of layers, as in Keras.
+
+use crate::layer::{add_opt, fmt_shape, Ctx, Layer};
+use crate::network::{check_inputs, unique_name, Head, NamedParam, Network};
+use crate::summary::{format_summary, SummaryRow};
+use crate::{Error, Result};
+use keel_autograd::Var;
+use keel_tensor::rng::Rng;
+use std::collections::HashSet;
+
+/// The seed of a model's initializer when none is given ([`Sequential::with_seed`]).
+pub const DEFAULT_SEED: u64 = 0;
+
+/// A linear stack of layers.
+///
+/// Layers are named when added (Keras's numbering, per model: `conv2d`,
+/// `conv2d_1`, ...). The model builds as soon as the input shape is known
+/// (the first layer's `.input_shape(..)`, or [`Network::build`]); weights are
+/// drawn from the model's seeded rng, so the same seed gives the same model.
+/// A shape error found while adding is kept and returned by the next
+/// `build`/`forward` (use [`Sequential::try_add`] to get it at once).
+pub struct Sequential {
+    name: String,
+    layers: Vec<Box<dyn Layer>>,
+    input_shape: Option<Vec<usize>>,
+    /// Per-sample output shape of each layer, for the built prefix.
+    shapes: Vec<Vec<usize>>,
+    rng: Rng,
+    error: Option<Error>,
+}
+
+impl Default for Sequential {
+    fn default() -> Self {
+        Sequential::new()
+    }
+}
+
+impl Sequential {
+    /// An empty model named "sequential", seed [`DEFAULT_SEED`].
+    pub fn new() -> Self {
+        Sequential::with_seed(DEFAULT_SEED)
+    }
+
+    /// An empty model whose weights are drawn from `seed`.
+    pub fn with_seed(seed: u64) -> Self {
+        Sequential {
+            name: "sequential".into(),
+            layers: Vec::new(),
+            input_shape: None,
+            shapes: Vec::new(),
+            rng: Rng::new(seed),
+            error: None,
+        }
+    }
+
+    /// Rename the model.
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Append a layer (see the type docs for when it is built).
+    pub fn add(&mut self, layer: impl Layer + 'static) -> &mut Self {
+        if let Err(e) = self.try_add(layer) {
+            if self.error.is_none() {
+                self.error = Some(e);
+            }
+        }
+        self
+    }
+
+    /// Append a boxed layer.
+    pub fn add_boxed(&mut self, layer: Box<dyn Layer>) -> &mut Self {
+        if let Err(e) = self.try_add_boxed(layer) {
+            if self.error.is_none() {
+                self.error = Some(e);
+            }
+        }
+        self
+    }
+
+    /// Append a layer, returning a shape or naming error at once.
+    pub fn try_add(&mut self, layer: impl Layer + 'static) -> Result<()> {
+        self.try_add_boxed(Box::new(layer))
+    }
+
+    /// Append a boxed layer, returning a shape or naming error at once.
+    pub fn try_add_boxed(&mut self, mut layer: Box<dyn Layer>) -> Result<()> {
+        let taken: HashSet<String> = self.layers.iter().map(|l| l.name().to_string()).collect();
+        if layer.name().is_empty() {
+            layer.set_name(unique_name(&layer.base_name(), &taken));
+        } else if taken.contains(layer.name()) {
+            return Err(Error::config(
+                format!("model \"{}\"", self.name),
+                format!("a layer named \"{}\" is already in the model; layer names must be unique", layer.name()),
+            ));
+        }
+        if self.layers.is_empty() && self.input_shape.is_none() {
+            self.input_shape = layer.declared_input_shape();
+        }
+        self.layers.push(layer);
+        if self.error.is_none() && self.input_shape.is_some() {
+            self.build_pending()?;
+        }
+        Ok(())
+    }
+
+    /// The layers, in order.
+    pub fn layers(&self) -> &[Box<dyn Layer>] {
+        &self.layers
+    }
+
+    /// The layer called `name`.
+    pub fn get_layer(&self, name: &str) -> Option<&dyn Layer> {
+        self.layers.iter().find(|l| l.name() == name).map(|l| &**l)
+    }
+
+    /// The error kept from `add`, if any.
+    pub fn pending_error(&self) -> Option<&Error> {
+        self.error.as_ref()
+    }
+
+    /// Build the layers not built yet, from the last known shape.
+    fn build_pending(&mut self) -> Result<()> {
+        let Some(input) = self.input_shape.clone() else {
+            return Err(Error::Input { model: self.name.clone(), msg: "the input shape is not known yet".into() });
+        };
+        for i in self.shapes.len()..self.layers.len() {
+            let inp = if i == 0 { input.clone() } else { self.shapes[i - 1].clone() };
+            let layer = &mut self.layers[i];
+            layer.build(&inp, &mut self.rng)?;
+            let out = layer.output_shape(&inp)?;
+            self.shapes.push(out);
+        }
+        Ok(())
+    }
+}
+
+impl Network for Sequential {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn build(&mut self, input_shapes: &[Vec<usize>]) -> Result<()> {
+        if let Some(e) = &self.error {
+            return Err(e.clone());
+        }
+        let [shape] = input_shapes else {
+            return Err(Error::Input {
+                model: self.name.clone(),
+                msg: format!("a Sequential model has one input, got {} shapes", input_shapes.len()),
+            });
+        };
+        match &self.input_shape {
+            Some(have) if have != shape => {
+                return Err(Error::Input {
+                    model: self.name.clone(),
+                    msg: format!("the model was declared with input shape {have:?}, not {shape:?}"),
+                })
+            }
+            _ => self.input_shape = Some(shape.clone()),
+        }
+        let r = self.build_pending();
+        if let Err(e) = &r {
+            self.error = Some(e.clone());
+        }
+        r
+    }
+
+    fn is_built(&self) -> bool {
+        self.error.is_none() && self.input_shape.is_some() && self.shapes.len() == self.layers.len()
+    }
+
+    fn input_shapes(&self) -> Vec<Vec<usize>> {
+        self.input_shape.iter().cloned().collect()
+    }
+
+    fn output_shapes(&self) -> Result<Vec<Vec<usize>>> {
+        if let Some(e) = &self.error {
+            return Err(e.clone());
+        }
+        match (&self.input_shape, self.shapes.last()) {
+            (Some(_), Some(s)) if self.is_built() => Ok(vec![s.clone()]),
+            (Some(s), None) => Ok(vec![s.clone()]),
+            _ => Err(Error::Input { model: self.name.clone(), msg: "the model is not built yet".into() }),
+        }
+    }
+
+    fn forward_heads(&self, inputs: &[Var], ctx: &mut Ctx<'_>) -> Result<Vec<Head>> {
+        if let Some(e) = &self.error {
+            return Err(e.clone());
+        }
+        if !self.is_built() {
+            return Err(Error::Input {
+                model: self.name.clone(),
+                msg: "the model is not built: give the first layer an input_shape or call build".into(),
+            });
+        }
+        check_inputs(&self.name, &self.input_shapes(), inputs)?;
+        let mut x = inputs[0].clone();
+        let Some((last, body)) = self.layers.split_last() else {
+            return Ok(vec![Head::new(x, None)?]);
+        };
+        for layer in body {
+            x = layer.forward(&x, ctx)?;
+        }
+        let logits = last.forward_logits(&x, ctx)?;
+        Ok(vec![Head::new(logits, last.output_activation())?])
+    }
+
+    fn named_weights(&self) -> Vec<NamedParam> {
+        let mut seen = HashSet::new();
+        let mut all: Vec<NamedParam> = Vec::new();
+        for l in &self.layers {
+            for w in l.weights() {
+                if seen.insert(w.param.id()) {
+                    all.push(NamedParam {
+                        name: format!("{}/{}", l.name(), w.name),
+                        param: w.param,
+                        trainable: w.trainable,
+                    });
+                }
+            }
+        }
+        all.sort_by_key(|w| !w.trainable); // stable: trainable first, layer order kept
+        all
+    }
+
+    fn regularization_loss(&self, ctx: &Ctx<'_>) -> Result<Option<Var>> {
+        let mut acc = None;
+        for l in &self.layers {
+            acc = add_opt(acc, l.regularization_loss(ctx)?)?;
+        }
+        Ok(acc)
+    }
+
+    fn summary(&self) -> String {
+        if let Some(e) = &self.error {
+            return format!("Model: \"{}\" cannot be built: {e}\n", self.name);
+        }
+        if !self.is_built() {
+            return format!(
+                "Model: \"{}\" has not been built yet: give the first layer an input_shape or call build\n",
+                self.name
+            );
+        }
+        let rows: Vec<SummaryRow> = self
+            .layers
+            .iter()
+            .zip(&self.shapes)
+            .map(|(l, s)| SummaryRow {
+                layer: format!("{} ({})", l.name(), l.class_name()),
+                output_shape: fmt_shape(s),
+                params: l.count_params(),
+                connected_to: None,
+            })
+            .collect();
+        let trainable = self.trainable_params().iter().map(|p| p.elem_count()).sum();
+        let frozen = self.non_trainable_params().iter().map(|p| p.elem_count()).sum();
+        format_summary(&self.name, &rows, trainable, frozen)
+    }
+
+    fn config(&self) -> serde_json::Value {
+        let layers: Vec<serde_json::Value> = self
+            .layers
+            .iter()
+            .map(|l| serde_json::json!({ "class_name": l.class_name(), "config": l.config() }))
+            .collect();
+        serde_json::json!({
+            "class_name": "Sequential",
+            "config": { "name": self.name, "input_shape": self.input_shape, "layers": layers },
+        })
+    }
+}
