@@ -1,0 +1,82 @@
+//! [`Sgd`]: gradient descent with optional (Nesterov) momentum, as Keras `SGD`.
+
+use crate::base::{check_range, optimizer_common, Core, StepCtx, UpdateRule};
+use crate::{LearningRate, Result};
+use keel_tensor::Tensor;
+
+/// Stochastic gradient descent (Keras `SGD`).
+///
+/// Without momentum `p -= lr * g`. With momentum `m = momentum * m - lr * g`,
+/// then `p += m`, or with Nesterov `p += momentum * m - lr * g`. Defaults:
+/// `learning_rate = 0.01`, `momentum = 0`, `nesterov = false`, no weight decay
+/// (when set, weight decay is decoupled, as in every Keras optimizer).
+#[derive(Debug, Clone)]
+pub struct Sgd {
+    core: Core,
+    rule: SgdRule,
+}
+
+/// The Keras spelling of [`Sgd`].
+#[allow(clippy::upper_case_acronyms)]
+pub type SGD = Sgd;
+
+#[derive(Debug, Clone)]
+struct SgdRule {
+    momentum: f64,
+    nesterov: bool,
+}
+
+impl Sgd {
+    /// SGD with learning rate (or schedule) `lr`.
+    pub fn new(lr: impl Into<LearningRate>) -> Self {
+        Sgd { core: Core::new("SGD", lr.into()), rule: SgdRule { momentum: 0.0, nesterov: false } }
+    }
+
+    /// The momentum factor in `[0, 1]` (0 keeps no velocity slot).
+    pub fn momentum(mut self, momentum: f64) -> Self {
+        self.rule.momentum = momentum;
+        self
+    }
+
+    /// Use Nesterov momentum.
+    pub fn nesterov(mut self, nesterov: bool) -> Self {
+        self.rule.nesterov = nesterov;
+        self
+    }
+}
+
+impl Default for Sgd {
+    /// Keras defaults: `learning_rate = 0.01`, no momentum.
+    fn default() -> Self {
+        Sgd::new(0.01)
+    }
+}
+
+optimizer_common!(Sgd);
+
+impl UpdateRule for SgdRule {
+    fn slot_names(&self) -> Vec<&'static str> {
+        if self.momentum != 0.0 {
+            vec!["momentum"]
+        } else {
+            Vec::new()
+        }
+    }
+
+    fn validate(&self, optimizer: &'static str) -> Result<()> {
+        check_range(optimizer, "momentum", self.momentum, 0.0, 1.0, false, "must be in [0, 1]")
+    }
+
+    fn update(&self, ctx: &StepCtx, p: &Tensor, g: &Tensor, slots: &mut [Tensor]) -> Result<Tensor> {
+        let lr_g = g.mul_scalar(ctx.lr)?;
+        let Some(m) = slots.first_mut() else {
+            return Ok(p.sub(&lr_g)?);
+        };
+        *m = m.mul_scalar(self.momentum)?.sub(&lr_g)?;
+        if self.nesterov {
+            Ok(p.add(&m.mul_scalar(self.momentum)?.sub(&lr_g)?)?)
+        } else {
+            Ok(p.add(m)?)
+        }
+    }
+}
