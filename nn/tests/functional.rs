@@ -1,0 +1,113 @@
+//! The functional API: a ResNet block, shared layers, multiple inputs/outputs, graph errors.
+
+use keel_autograd::{Tape, Var};
+use keel_nn::prelude::*;
+use keel_nn::Error;
+use keel_tensor::rng::Rng;
+use keel_tensor::{DType, Device, Tensor};
+
+fn resnet_block() -> (Model, usize) {
+    let x = Input::new([8, 8, 16]);
+    let y = Conv2D::new(16, 3).padding(Padding::Same).use_bias(false).call(&x).unwrap();
+    let y = BatchNormalization::new().call(&y).unwrap();
+    let y = ActivationLayer::new(Activation::Relu).call(&y).unwrap();
+    let y = Conv2D::new(16, 3).padding(Padding::Same).use_bias(false).call(&y).unwrap();
+    let y = BatchNormalization::new().call(&y).unwrap();
+    let y = add(&[y, x.clone()]).unwrap();
+    let y = ActivationLayer::new(Activation::Relu).call(&y).unwrap();
+    let y = GlobalAveragePooling2D::new().call(&y).unwrap();
+    let y = Dense::new(10).activation(Activation::Softmax).call(&y).unwrap();
+    let m = Model::new(&[x], &[y]).unwrap();
+    let params = 2 * (3 * 3 * 16 * 16) + 2 * 4 * 16 + 16 * 10 + 10;
+    (m, params)
+}
+
+#[test]
+fn resnet_block_builds_runs_and_trains() {
+    let (m, params) = resnet_block();
+    assert!(m.is_built());
+    assert_eq!(m.count_params(), params);
+    assert_eq!(m.non_trainable_params().len(), 4);
+    assert_eq!(m.output_shapes().unwrap(), vec![vec![10]]);
+    let s = m.summary();
+    println!("{s}");
+    assert!(s.contains("input_1 (InputLayer)"), "{s}");
+    assert!(s.contains("add (Add)"), "{s}");
+    assert!(s.contains("['batch_normalization_1[0][0]'") && s.contains("'input_1[0][0]']"), "{s}");
+    assert!(s.contains(&format!("Total params: {}", keel_nn::summary::thousands(params))));
+    let names: Vec<String> = m.named_weights().into_iter().map(|w| w.name).collect();
+    assert!(
+        names.contains(&"conv2d_1/kernel".to_string()) && names.contains(&"batch_normalization/moving_mean".into())
+    );
+
+    let x = Tensor::rand_normal(1, 0.0, 1.0, (4, 8, 8, 16), DType::F32, &Device::Cpu).unwrap();
+    let y = Tensor::from_vec(vec![1i64, 3, 5, 7], 4).unwrap();
+    let out = m.predict(&[x.clone()]).unwrap();
+    assert_eq!(out[0].dims(), &[4, 10]);
+    let loss = Loss::SparseCategoricalCrossentropy;
+    let mut rng = Rng::new(0);
+    let mut losses = Vec::new();
+    for _ in 0..5 {
+        let tape = Tape::new();
+        let mut ctx = Ctx::train(&tape, &mut rng);
+        let heads = m.forward_heads(&[Var::constant(x.clone())], &mut ctx).unwrap();
+        assert_eq!(heads[0].activation, Activation::Softmax);
+        let l = loss.compute_head(&heads[0], &y, None).unwrap();
+        losses.push(l.value().to_scalar::<f32>().unwrap());
+        let g = tape.backward(&l).unwrap();
+        for p in m.trainable_params() {
+            let gp = g.get(&p).expect("gradient reaches every layer, through the skip too");
+            p.set(p.value().sub(&gp.mul_scalar(0.05).unwrap()).unwrap()).unwrap();
+        }
+    }
+    assert!(losses[4] < losses[0], "{losses:?}");
+}
+
+#[test]
+fn shared_layer_uses_one_set_of_weights() {
+    let a = Input::new([5]);
+    let b = Input::new([5]);
+    let shared = Dense::new(3).shared();
+    let ya = shared.call(&a).unwrap();
+    let yb = shared.call(&b).unwrap();
+    let merged = concatenate(&[ya, yb.clone()], -1).unwrap();
+    let out = Dense::new(1).call(&merged).unwrap();
+    let m = Model::new(&[a, b], &[out, yb]).unwrap();
+    assert_eq!(m.output_shapes().unwrap(), vec![vec![1], vec![3]]);
+    assert_eq!(m.count_params(), (5 * 3 + 3) + (6 + 1));
+    assert_eq!(m.layers().len(), 3);
+    let x = Tensor::rand_normal(2, 0.0, 1.0, (2, 5), DType::F32, &Device::Cpu).unwrap();
+    let outs = m.predict(&[x.clone(), x.clone()]).unwrap();
+    assert_eq!(outs.len(), 2);
+    assert_eq!(outs[0].dims(), &[2, 1]);
+    // Same input on both branches: the shared layer gives the same values.
+    let k = shared.read().weights()[0].param.value();
+    let b0 = shared.read().weights()[1].param.value();
+    let want = x.matmul(&k).unwrap().add(&b0).unwrap();
+    assert_eq!(outs[1].to_vec::<f32>().unwrap(), want.to_vec::<f32>().unwrap());
+    let s = m.summary();
+    assert!(s.contains("multiple"), "{s}");
+    assert!(s.contains("dense[1][0]"), "{s}");
+    // The config lists the layers with their inbound nodes.
+    let c = m.config();
+    assert_eq!(c["class_name"], "Functional");
+    assert_eq!(c["config"]["layers"].as_array().unwrap().len(), 5);
+}
+
+#[test]
+fn graph_errors_are_reported() {
+    let a = Input::new([4]);
+    let b = Input::new([4]);
+    let y = add(&[a.clone(), b]).unwrap();
+    assert!(matches!(Model::new(&[a.clone()], &[y]), Err(Error::Graph(_))));
+    // Merge shape mismatch at call time names the layer.
+    let c = Input::new([3]);
+    let e = add(&[a.clone(), c]).unwrap_err();
+    assert!(e.to_string().contains("Add"), "{e}");
+    // Wrong input count / shape at run time.
+    let y = Dense::new(2).call(&a).unwrap();
+    let m = Model::new(&[a], &[y]).unwrap();
+    let bad = Tensor::zeros((2, 5), DType::F32, &Device::Cpu).unwrap();
+    assert!(m.predict(&[bad.clone()]).is_err());
+    assert!(m.predict(&[bad.clone(), bad]).is_err());
+}
