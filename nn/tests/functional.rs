@@ -42,7 +42,7 @@ fn resnet_block_builds_runs_and_trains() {
 
     let x = Tensor::rand_normal(1, 0.0, 1.0, (4, 8, 8, 16), DType::F32, &Device::Cpu).unwrap();
     let y = Tensor::from_vec(vec![1i64, 3, 5, 7], 4).unwrap();
-    let out = m.predict(&[x.clone()]).unwrap();
+    let out = m.predict(std::slice::from_ref(&x)).unwrap();
     assert_eq!(out[0].dims(), &[4, 10]);
     let loss = Loss::SparseCategoricalCrossentropy;
     let mut rng = Rng::new(0);
@@ -99,7 +99,7 @@ fn graph_errors_are_reported() {
     let a = Input::new([4]);
     let b = Input::new([4]);
     let y = add(&[a.clone(), b]).unwrap();
-    assert!(matches!(Model::new(&[a.clone()], &[y]), Err(Error::Graph(_))));
+    assert!(matches!(Model::new(std::slice::from_ref(&a), &[y]), Err(Error::Graph(_))));
     // Merge shape mismatch at call time names the layer.
     let c = Input::new([3]);
     let e = add(&[a.clone(), c]).unwrap_err();
@@ -108,6 +108,6 @@ fn graph_errors_are_reported() {
     let y = Dense::new(2).call(&a).unwrap();
     let m = Model::new(&[a], &[y]).unwrap();
     let bad = Tensor::zeros((2, 5), DType::F32, &Device::Cpu).unwrap();
-    assert!(m.predict(&[bad.clone()]).is_err());
+    assert!(m.predict(std::slice::from_ref(&bad)).is_err());
     assert!(m.predict(&[bad.clone(), bad]).is_err());
 }

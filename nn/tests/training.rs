@@ -136,7 +136,7 @@ fn state_dict_round_trip_and_same_seed_same_weights() {
     let a = mlp(1);
     let b = mlp(2);
     let c = mlp(1);
-    let run = |m: &Sequential| m.predict(&[x.clone()]).unwrap().remove(0).to_vec::<f32>().unwrap();
+    let run = |m: &Sequential| m.predict(std::slice::from_ref(&x)).unwrap().remove(0).to_vec::<f32>().unwrap();
     assert_eq!(run(&a), run(&c));
     assert_ne!(run(&a), run(&b));
     b.load_state_dict(&a.state_dict()).unwrap();
