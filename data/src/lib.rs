@@ -1,6 +1,6 @@
 //! `keel-data`: data loading, preprocessing and Keras-style image augmentation for keel.
 //!
-//! - Loaders: [`idx`] (MNIST format), [`csv`], ready-made
+//! - Loaders: [`idx`] (MNIST format), [`csv`], [`npy`] (NumPy `.npy`), ready-made
 //!   [`datasets`] (embedded MNIST-10k and four UCI tables).
 //! - [`preprocessing`]: `StandardScaler`, `MinMaxScaler`, `Normalization`,
 //!   `to_categorical`, `train_test_split`, `class_weight`.
@@ -40,6 +40,7 @@ pub mod datasets;
 mod error;
 pub mod idx;
 pub mod loader;
+pub mod npy;
 pub mod preprocessing;
 pub mod seed;
 

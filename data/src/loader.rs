@@ -125,7 +125,7 @@ pub(crate) fn take_rows(t: &Tensor, indices: &[usize], op: &'static str) -> Resu
 
 impl Dataset for TensorDataset {
     fn len(&self) -> usize {
-        self.x.dims()[0]
+        self.x.dims()[0] // ok: new() checked rank >= 1
     }
 
     fn get_batch(&self, indices: &[usize]) -> Result<Batch> {
