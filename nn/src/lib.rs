@@ -36,6 +36,7 @@ pub mod network;
 pub mod regularizers;
 pub mod sequential;
 pub mod summary;
+pub mod weights;
 
 pub use activation::Activation;
 pub use error::{Error, Result};

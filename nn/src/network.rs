@@ -141,6 +141,16 @@ pub trait Network: Send + Sync {
         }
         Ok(())
     }
+
+    /// Save every weight to a safetensors file (see [`crate::weights`]).
+    fn save_weights(&self, path: &std::path::Path) -> Result<()> {
+        crate::weights::save_safetensors(&self.state_dict(), path)
+    }
+
+    /// Load every weight from a safetensors file written by [`Network::save_weights`].
+    fn load_weights(&self, path: &std::path::Path) -> Result<()> {
+        self.load_state_dict(&crate::weights::load_safetensors(path)?)
+    }
 }
 
 /// Check one input per declared input, each with the declared per-sample shape.

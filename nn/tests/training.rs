@@ -157,3 +157,25 @@ fn inference_records_nothing() {
     let out = model.forward(&[Var::constant(x)], &mut Ctx::inference()).unwrap();
     assert!(!out[0].is_tracked());
 }
+
+#[test]
+fn weights_file_round_trip() {
+    let (x, _) = data();
+    let a = mlp(1);
+    let b = mlp(2);
+    let dir = std::env::temp_dir().join(format!("keel_nn_weights_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("mlp.safetensors");
+    a.save_weights(&path).unwrap();
+    b.load_weights(&path).unwrap();
+    let run = |m: &Sequential| m.predict(std::slice::from_ref(&x)).unwrap().remove(0).to_vec::<f32>().unwrap();
+    assert_eq!(run(&a), run(&b));
+    let bytes = std::fs::read(&path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    assert_eq!(n % 8, 0);
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    assert_eq!(header["dense/kernel"]["shape"], serde_json::json!([4, 16]));
+    assert!(keel_nn::weights::from_safetensors_bytes(&bytes[..20]).is_err());
+    assert!(b.load_weights(&dir.join("missing.safetensors")).is_err());
+    std::fs::remove_dir_all(&dir).ok();
+}
