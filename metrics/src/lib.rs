@@ -1,3 +1,38 @@
-//! `keel-metrics`: Streaming metrics (accuracy, precision, recall, F1, AUC, confusion matrix, regression metrics).
+//! `keel-metrics`: streaming metrics for keel — accuracy, precision, recall, F1, ROC AUC,
+//! confusion matrix, MSE/MAE/R², a running mean, and a scikit-learn style classification report.
 //!
-//! Not filled yet: this crate is a placeholder in the workspace and has no API so far.
+//! Every metric implements [`Metric`] with Keras's streaming semantics: call
+//! [`update_state`](Metric::update_state) once per batch (tensors of any dtype) or
+//! [`update_arrays`](Metric::update_arrays) (plain `f64` slices), read
+//! [`result`](Metric::result), and [`reset_state`](Metric::reset_state) between epochs.
+//! The crate needs nothing but `keel-tensor`, and the one-shot functions
+//! (`accuracy_score`, ...) take plain slices.
+//!
+//! ```
+//! use keel_metrics::{Metric, SparseCategoricalAccuracy, accuracy_score};
+//! use keel_tensor::Tensor;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut acc = SparseCategoricalAccuracy::new();
+//! let y_true = Tensor::from_vec(vec![0i64, 2], 2)?;
+//! let y_pred = Tensor::from_vec(vec![0.9f32, 0.1, 0.0, 0.2, 0.7, 0.1], (2, 3))?;
+//! acc.update_state(&y_true, &y_pred, None)?;
+//! assert_eq!(acc.result(), 0.5);
+//! assert_eq!(accuracy_score(&[1, 2, 3, 4], &[1, 2, 0, 4])?, 0.75);
+//! # Ok(())
+//! # }
+//! ```
+
+mod accuracy;
+mod error;
+mod input;
+mod mean;
+mod metric;
+
+pub use accuracy::{
+    accuracy_score, accuracy_score_weighted, top_k_accuracy_score, Accuracy, BinaryAccuracy, CategoricalAccuracy,
+    SparseCategoricalAccuracy, SparseTopKCategoricalAccuracy, TopKCategoricalAccuracy,
+};
+pub use error::{MetricsError, Result};
+pub use mean::Mean;
+pub use metric::{host_f64, ArrayRef, Matrix, Metric, MetricValue};
