@@ -1,1 +1,39 @@
-//! Runnable keel examples and end-to-end benchmarks; see the `examples/` folder of this crate.
+//! Runnable keel examples and end-to-end benchmarks; see the `examples/` folder
+//! of this crate. This library holds the small helpers they share.
+
+/// Command-line flags of the form `--name value` (and bare `--flag`).
+pub struct Args {
+    args: Vec<String>,
+}
+
+impl Args {
+    /// The process's arguments (without the program name).
+    pub fn from_env() -> Args {
+        Args { args: std::env::args().skip(1).collect() }
+    }
+
+    /// The value after `--name`, parsed, or `default`; exits with a message on a bad value.
+    pub fn get<T: std::str::FromStr>(&self, name: &str, default: T) -> T {
+        match self.args.iter().position(|a| a == &format!("--{name}")) {
+            None => default,
+            Some(i) => match self.args.get(i + 1).map(|v| v.parse::<T>()) {
+                Some(Ok(v)) => v,
+                _ => {
+                    eprintln!("error: --{name} needs a valid value");
+                    std::process::exit(2);
+                }
+            },
+        }
+    }
+
+    /// The string after `--name`, if given.
+    pub fn get_str(&self, name: &str) -> Option<String> {
+        let i = self.args.iter().position(|a| a == &format!("--{name}"))?;
+        self.args.get(i + 1).cloned()
+    }
+
+    /// True when the bare flag `--name` is present.
+    pub fn flag(&self, name: &str) -> bool {
+        self.args.iter().any(|a| a == &format!("--{name}"))
+    }
+}

@@ -1,21 +1,77 @@
 //! `keel`: a Keras-like deep-learning framework in Rust with its own CUDA kernels.
 //!
-//! This facade re-exports the workspace crates. So far the tensor core is
-//! filled; the rest of the Keras surface arrives crate by crate.
+//! This facade re-exports the workspace crates under short names and gathers
+//! what a training script needs in [`prelude`]. The seed CNN, as in Keras:
 //!
-//! ```
+//! ```no_run
 //! use keel::prelude::*;
 //!
-//! # fn main() -> keel::tensor::Result<()> {
-//! let x = Tensor::rand_normal(0, 0.0, 1.0, (2, 3), DType::F32, &Device::Cpu)?;
-//! assert_eq!(x.dims(), &[2, 3]);
-//! # Ok(())
-//! # }
+//! fn main() -> Result<(), keel::Error> {
+//!     let ((x_train, y_train), (x_test, y_test)) = keel::datasets::mnist::load_prepared()?;
+//!     let mut model = Sequential::new();
+//!     model.add(Conv2D::new(32, (3, 3)).activation(Activation::Relu).input_shape([28, 28, 1]));
+//!     model.add(MaxPooling2D::new((2, 2)));
+//!     model.add(Conv2D::new(64, (3, 3)).activation(Activation::Relu));
+//!     model.add(MaxPooling2D::new((2, 2)));
+//!     model.add(Flatten::new());
+//!     model.add(Dense::new(128).activation(Activation::Relu));
+//!     model.add(Dense::new(10).activation(Activation::Softmax));
+//!     model.compile(Adam::default(), Loss::CategoricalCrossentropy, &[Metric::Accuracy])?;
+//!     let history = model.fit(&x_train, &y_train, Fit::new().batch_size(32).epochs(10)
+//!         .validation_data(&x_test, &y_test))?;
+//!     let (loss, accuracy) = model.evaluate(&x_test, &y_test)?;
+//!     println!("{loss} {accuracy} {:?}", history.last("val_accuracy"));
+//!     Ok(())
+//! }
 //! ```
 
+pub use keel_autograd as autograd;
+pub use keel_data as data;
+pub use keel_data::datasets;
+pub use keel_metrics as metrics;
+pub use keel_nn as nn;
+pub use keel_optim as optim;
 pub use keel_tensor as tensor;
+pub use keel_train as train;
 
-/// The names most programs need.
+/// Any keel error: one enum wrapping each crate's error type.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// From keel-tensor.
+    #[error(transparent)]
+    Tensor(#[from] keel_tensor::Error),
+    /// From keel-autograd.
+    #[error(transparent)]
+    Autograd(#[from] keel_autograd::Error),
+    /// From keel-nn.
+    #[error(transparent)]
+    Nn(#[from] keel_nn::Error),
+    /// From keel-optim.
+    #[error(transparent)]
+    Optim(#[from] keel_optim::Error),
+    /// From keel-data.
+    #[error(transparent)]
+    Data(#[from] keel_data::Error),
+    /// From keel-metrics.
+    #[error(transparent)]
+    Metrics(#[from] keel_metrics::MetricsError),
+    /// From keel-train.
+    #[error(transparent)]
+    Train(#[from] keel_train::Error),
+}
+
+/// `Result` with [`enum@Error`].
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// The names a training script needs: `use keel::prelude::*;`.
 pub mod prelude {
+    pub use keel_nn::{
+        add, concatenate, Activation, ActivationLayer, Add, AveragePooling2D, BatchNormalization, Concatenate, Conv2D,
+        Dense, Dropout, Flatten, GlobalAveragePooling2D, Initializer, Input, Layer, LayerExt, Loss, LossFn,
+        MaxPooling2D, Network, Regularizer, Reshape,
+    };
+    pub use keel_optim::{Adagrad, Adam, AdamW, Optimizer, RMSprop, SGD};
     pub use keel_tensor::{DType, Device, Padding, Shape, Tensor};
+    pub use keel_train::MetricSpec as Metric;
+    pub use keel_train::{Fit, History, KerasModel, Model, Sequential};
 }

@@ -1,3 +1,41 @@
-//! `keel-train`: The Keras training loop: compile, fit, evaluate, predict, callbacks, History and plots.
+//! `keel-train`: the Keras training loop — `compile`, `fit`, `evaluate`,
+//! `predict` — with Keras-style progress output and the per-epoch [`History`].
 //!
-//! Not filled yet: this crate is a placeholder in the workspace and has no API so far.
+//! [`KerasModel`] wraps a keel-nn network (a [`Sequential`] stack or a
+//! functional model) and derefs to it, so building a model reads as in Keras:
+//!
+//! ```
+//! use keel_train::{Fit, Sequential};
+//! use keel_nn::{Activation, Dense, Loss};
+//! use keel_optim::Adam;
+//! use keel_train::MetricSpec;
+//! use keel_tensor::{DType, Device, Tensor};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // y = 1 when x0 + x1 > 0
+//! let x = Tensor::rand_uniform(1, -1.0, 1.0, (64, 2), DType::F32, &Device::Cpu)?;
+//! let y = x.sum(&[1], true)?.gt(&Tensor::scalar(0.0f32))?.to_dtype(DType::F32)?;
+//! let mut model = Sequential::new();
+//! model.add(Dense::new(8).activation(Activation::Relu).input_shape([2]));
+//! model.add(Dense::new(1).activation(Activation::Sigmoid));
+//! model.compile(Adam::new(0.05), Loss::BinaryCrossentropy, &[MetricSpec::Accuracy])?;
+//! let history = model.fit(&x, &y, Fit::new().epochs(20).batch_size(16).verbose(0))?;
+//! assert!(history.last("loss").unwrap() < history.get("loss").unwrap()[0]);
+//! let (loss, accuracy) = model.evaluate(&x, &y)?;
+//! assert!(accuracy > 0.8, "loss {loss} accuracy {accuracy}");
+//! # Ok(())
+//! # }
+//! ```
+
+mod error;
+mod fit;
+mod history;
+mod model;
+pub mod progress;
+mod spec;
+
+pub use error::{Error, Result};
+pub use fit::Fit;
+pub use history::History;
+pub use model::{KerasModel, Model, Sequential};
+pub use spec::MetricSpec;

@@ -1,0 +1,45 @@
+//! The error type of keel-train.
+
+/// Everything that can go wrong while compiling, fitting, evaluating or predicting.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A tensor op failed.
+    #[error(transparent)]
+    Tensor(#[from] keel_tensor::Error),
+    /// Differentiation failed.
+    #[error(transparent)]
+    Autograd(#[from] keel_autograd::Error),
+    /// A layer, model or loss failed.
+    #[error(transparent)]
+    Nn(#[from] keel_nn::Error),
+    /// The optimizer failed.
+    #[error(transparent)]
+    Optim(#[from] keel_optim::Error),
+    /// Loading or batching data failed.
+    #[error(transparent)]
+    Data(#[from] keel_data::Error),
+    /// A metric failed.
+    #[error(transparent)]
+    Metrics(#[from] keel_metrics::MetricsError),
+    /// `fit`/`evaluate` before `compile`.
+    #[error("{0}: the model is not compiled; call `model.compile(optimizer, loss, metrics)` first")]
+    NotCompiled(&'static str),
+    /// An invalid argument to `fit`, `evaluate` or `predict`.
+    #[error("{op}: {msg}")]
+    InvalidArgument {
+        /// The call that failed.
+        op: &'static str,
+        /// What is wrong and what to do.
+        msg: String,
+    },
+}
+
+impl Error {
+    /// An invalid argument to `op`.
+    pub fn invalid(op: &'static str, msg: impl Into<String>) -> Self {
+        Error::InvalidArgument { op, msg: msg.into() }
+    }
+}
+
+/// `Result` with keel-train's [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;

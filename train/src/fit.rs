@@ -1,0 +1,115 @@
+//! [`Fit`]: the options of `fit`, with Keras's names and defaults.
+
+use keel_tensor::Tensor;
+use std::collections::BTreeMap;
+
+/// Options of [`crate::KerasModel::fit`] (Keras's keyword arguments).
+///
+/// ```
+/// use keel_train::Fit;
+/// let cfg = Fit::new().batch_size(64).epochs(5).validation_split(0.1).verbose(2);
+/// assert_eq!(cfg.get_epochs(), 5);
+/// ```
+#[derive(Clone)]
+pub struct Fit<'a> {
+    pub(crate) batch_size: usize,
+    pub(crate) epochs: usize,
+    pub(crate) verbose: u8,
+    pub(crate) validation_data: Option<(&'a Tensor, &'a Tensor)>,
+    pub(crate) validation_split: f64,
+    pub(crate) shuffle: bool,
+    pub(crate) seed: u64,
+    pub(crate) class_weight: Option<BTreeMap<i64, f64>>,
+    pub(crate) sample_weight: Option<&'a Tensor>,
+    pub(crate) initial_epoch: usize,
+}
+
+impl Default for Fit<'_> {
+    fn default() -> Self {
+        Fit::new()
+    }
+}
+
+impl<'a> Fit<'a> {
+    /// Keras's defaults: batch 32, 1 epoch, verbose 1, shuffle, seed 0.
+    pub fn new() -> Self {
+        Fit {
+            batch_size: 32,
+            epochs: 1,
+            verbose: 1,
+            validation_data: None,
+            validation_split: 0.0,
+            shuffle: true,
+            seed: 0,
+            class_weight: None,
+            sample_weight: None,
+            initial_epoch: 0,
+        }
+    }
+
+    /// Samples per gradient update (ignored for batch sources, which batch themselves).
+    pub fn batch_size(mut self, n: usize) -> Self {
+        self.batch_size = n;
+        self
+    }
+
+    /// The epoch to stop at (exclusive; with `initial_epoch`, runs `epochs - initial_epoch` epochs).
+    pub fn epochs(mut self, n: usize) -> Self {
+        self.epochs = n;
+        self
+    }
+
+    /// The number of epochs set.
+    pub fn get_epochs(&self) -> usize {
+        self.epochs
+    }
+
+    /// 0 = silent, 1 = progress bar, 2 = one line per epoch.
+    pub fn verbose(mut self, v: u8) -> Self {
+        self.verbose = v;
+        self
+    }
+
+    /// Evaluate on `(x, y)` at the end of every epoch (`val_loss`, `val_<metric>`).
+    pub fn validation_data(mut self, x: &'a Tensor, y: &'a Tensor) -> Self {
+        self.validation_data = Some((x, y));
+        self
+    }
+
+    /// Hold out this fraction of the samples (the last ones, before shuffling, as Keras does) for validation.
+    pub fn validation_split(mut self, fraction: f64) -> Self {
+        self.validation_split = fraction;
+        self
+    }
+
+    /// Reshuffle the training samples every epoch (default true).
+    pub fn shuffle(mut self, on: bool) -> Self {
+        self.shuffle = on;
+        self
+    }
+
+    /// The seed of the shuffles and of dropout.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Weight of each class in the loss (`{class index: weight}`), e.g. from
+    /// `keel_data::preprocessing::class_weight`.
+    pub fn class_weight(mut self, weights: BTreeMap<i64, f64>) -> Self {
+        self.class_weight = Some(weights);
+        self
+    }
+
+    /// One weight per training sample, multiplying its loss.
+    pub fn sample_weight(mut self, w: &'a Tensor) -> Self {
+        self.sample_weight = Some(w);
+        self
+    }
+
+    /// The epoch to start from (to resume a run; epochs are numbered from 0).
+    pub fn initial_epoch(mut self, e: usize) -> Self {
+        self.initial_epoch = e;
+        self
+    }
+}

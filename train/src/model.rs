@@ -1,0 +1,458 @@
+//! [`KerasModel`]: a keel-nn network plus what `compile` sets (optimizer, loss,
+//! metrics), with Keras's `fit` / `evaluate` / `predict`.
+
+use crate::history::History;
+use crate::progress::Progress;
+use crate::spec::MetricSpec;
+use crate::{Error, Fit, Result};
+use keel_autograd::{Tape, Var};
+use keel_data::BatchSource;
+use keel_metrics::Metric;
+use keel_nn::{Ctx, LossFn, Network};
+use keel_optim::Optimizer;
+use keel_tensor::rng::Rng;
+use keel_tensor::{DType, Tensor};
+
+/// What `compile` fixed.
+struct Compiled {
+    optimizer: Box<dyn Optimizer>,
+    loss: LossFn,
+    metrics: Vec<MetricSpec>,
+}
+
+/// A model you can `compile`, `fit`, `evaluate` and `predict` with, as in Keras.
+///
+/// It wraps a [`Network`] (a [`keel_nn::Sequential`] or a functional
+/// [`keel_nn::Model`]) and dereferences to it, so `add`, `summary` and the
+/// rest of the network's API are available on the model directly.
+pub struct KerasModel<N: Network> {
+    net: N,
+    compiled: Option<Compiled>,
+}
+
+/// A Keras `Sequential` model that can be compiled and fitted.
+pub type Sequential = KerasModel<keel_nn::Sequential>;
+
+impl Sequential {
+    /// An empty model (weights drawn from seed 0).
+    pub fn new() -> Self {
+        KerasModel::from_network(keel_nn::Sequential::new())
+    }
+
+    /// An empty model whose weights are drawn from `seed`.
+    pub fn with_seed(seed: u64) -> Self {
+        KerasModel::from_network(keel_nn::Sequential::with_seed(seed))
+    }
+}
+
+/// A functional Keras `Model` (from `Input`s to outputs) that can be compiled and fitted.
+pub type Model = KerasModel<keel_nn::Model>;
+
+impl Model {
+    /// The model from `inputs` to `outputs` (see [`keel_nn::Model::new`]).
+    pub fn new(inputs: &[keel_nn::SymbolicTensor], outputs: &[keel_nn::SymbolicTensor]) -> Result<Self> {
+        Ok(KerasModel::from_network(keel_nn::Model::new(inputs, outputs)?))
+    }
+}
+
+impl Default for Sequential {
+    fn default() -> Self {
+        Sequential::new()
+    }
+}
+
+impl<N: Network> std::ops::Deref for KerasModel<N> {
+    type Target = N;
+    fn deref(&self) -> &N {
+        &self.net
+    }
+}
+
+impl<N: Network> std::ops::DerefMut for KerasModel<N> {
+    fn deref_mut(&mut self) -> &mut N {
+        &mut self.net
+    }
+}
+
+/// Running per-epoch state: mean loss (weighted by batch size) and metrics.
+struct EpochLogs {
+    loss_sum: f64,
+    seen: f64,
+    /// Log name (as given to `compile`, e.g. "accuracy") and the streaming metric.
+    metrics: Vec<(String, Box<dyn Metric + Send>)>,
+}
+
+impl EpochLogs {
+    fn new(specs: &[MetricSpec], loss: &LossFn) -> Result<Self> {
+        let metrics =
+            specs.iter().map(|s| Ok((s.name().to_string(), s.build(loss.loss.name())?))).collect::<Result<Vec<_>>>()?;
+        Ok(EpochLogs { loss_sum: 0.0, seen: 0.0, metrics })
+    }
+
+    fn update(&mut self, loss: f64, batch: usize, y_true: &Tensor, y_pred: &Tensor, w: Option<&Tensor>) -> Result<()> {
+        self.loss_sum += loss * batch as f64;
+        self.seen += batch as f64;
+        for (_, m) in &mut self.metrics {
+            m.update_state(y_true, y_pred, w)?;
+        }
+        Ok(())
+    }
+
+    fn logs(&self, prefix: &str) -> Vec<(String, f64)> {
+        let mut out = vec![(format!("{prefix}loss"), self.loss_sum / self.seen.max(1.0))];
+        for (name, m) in &self.metrics {
+            out.push((format!("{prefix}{name}"), m.result()));
+        }
+        out
+    }
+}
+
+impl<N: Network> KerasModel<N> {
+    /// Wrap a network (not yet compiled).
+    pub fn from_network(net: N) -> Self {
+        KerasModel { net, compiled: None }
+    }
+
+    /// The wrapped network.
+    pub fn network(&self) -> &N {
+        &self.net
+    }
+
+    /// Give back the wrapped network.
+    pub fn into_network(self) -> N {
+        self.net
+    }
+
+    /// Print Keras's summary table to stdout (see [`Network::summary`] for the text).
+    pub fn summary(&self) {
+        println!("{}", self.net.summary());
+    }
+
+    /// Set the optimizer, the loss and the metrics (Keras `compile`).
+    ///
+    /// `metrics` are [`MetricSpec`]s (`MetricSpec::Accuracy`, ...); `Accuracy`
+    /// becomes binary, categorical or sparse-categorical accuracy according to
+    /// the loss, as in Keras.
+    pub fn compile(
+        &mut self,
+        optimizer: impl Optimizer + 'static,
+        loss: impl Into<LossFn>,
+        metrics: &[MetricSpec],
+    ) -> Result<()> {
+        let loss = loss.into();
+        // build once now so a bad name/combination fails at compile time
+        EpochLogs::new(metrics, &loss)?;
+        self.compiled = Some(Compiled { optimizer: Box::new(optimizer), loss, metrics: metrics.to_vec() });
+        Ok(())
+    }
+
+    /// The optimizer set by `compile` (e.g. to read or change its learning rate).
+    pub fn optimizer_mut(&mut self) -> Result<&mut dyn Optimizer> {
+        match &mut self.compiled {
+            Some(c) => Ok(c.optimizer.as_mut()),
+            None => Err(Error::NotCompiled("optimizer")),
+        }
+    }
+
+    fn ensure_built(&mut self, x: &Tensor) -> Result<()> {
+        if !self.net.is_built() {
+            if x.rank() == 0 {
+                return Err(Error::invalid("fit", "x must have a batch dimension"));
+            }
+            self.net.build(&[x.dims()[1..].to_vec()])?;
+        }
+        Ok(())
+    }
+
+    /// Train for `cfg.epochs` epochs on `(x, y)` (Keras `fit`); returns the [`History`].
+    ///
+    /// `x` is a batch-first tensor (cast to F32 if it is not); `y` holds
+    /// one-hot/probability targets, class indices (I64) or regression targets
+    /// as the loss expects.
+    pub fn fit(&mut self, x: &Tensor, y: &Tensor, cfg: Fit<'_>) -> Result<History> {
+        let n = check_xy("fit", x, y)?;
+        if cfg.batch_size == 0 {
+            return Err(Error::invalid("fit", "batch_size must be at least 1"));
+        }
+        if let Some(w) = cfg.sample_weight {
+            if w.dims() != [n] {
+                return Err(Error::invalid("fit", format!("sample_weight must have shape [{n}], got {}", w.shape())));
+            }
+        }
+        if !(0.0..1.0).contains(&cfg.validation_split) {
+            return Err(Error::invalid("fit", "validation_split must be in [0, 1)"));
+        }
+        // Keras: the validation split is the last fraction of the samples, taken before shuffling.
+        let n_val = (n as f64 * cfg.validation_split).floor() as usize;
+        let n_train = n - n_val;
+        if n_train == 0 {
+            return Err(Error::invalid("fit", "no training samples left after validation_split"));
+        }
+        let (xt, yt) = (x.narrow(0, 0, n_train)?, y.narrow(0, 0, n_train)?);
+        let held_out = (n_val > 0)
+            .then(|| -> Result<(Tensor, Tensor)> { Ok((x.narrow(0, n_train, n_val)?, y.narrow(0, n_train, n_val)?)) });
+        let held_out = held_out.transpose()?;
+        let weights =
+            self.sample_weights(&yt, cfg.sample_weight.map(|w| w.narrow(0, 0, n_train)).transpose()?, &cfg)?;
+        let mut source =
+            TensorBatches { x: xt, y: yt, w: weights, batch: cfg.batch_size, shuffle: cfg.shuffle, seed: cfg.seed };
+        let val = match (&cfg.validation_data, &held_out) {
+            (Some((vx, vy)), _) => Some(((*vx).clone(), (*vy).clone())),
+            (None, Some(v)) => Some(v.clone()),
+            _ => None,
+        };
+        self.run_fit(&mut source, val, &cfg)
+    }
+
+    /// Train on any batch source (a `DataLoader`, `ImageDataGenerator::flow`, ...).
+    pub fn fit_source(&mut self, source: &mut dyn BatchSource, cfg: Fit<'_>) -> Result<History> {
+        if cfg.sample_weight.is_some() {
+            return Err(Error::invalid("fit_source", "sample_weight needs tensors; use class_weight or fit(x, y, ..)"));
+        }
+        let mut src = SourceBatches { inner: source };
+        let val = cfg.validation_data.map(|(vx, vy)| (vx.clone(), vy.clone()));
+        self.run_fit(&mut src, val, &cfg)
+    }
+
+    fn run_fit(
+        &mut self,
+        source: &mut dyn WeightedSource,
+        val: Option<(Tensor, Tensor)>,
+        cfg: &Fit<'_>,
+    ) -> Result<History> {
+        let Some(compiled) = &self.compiled else { return Err(Error::NotCompiled("fit")) };
+        let (loss, specs) = (compiled.loss, compiled.metrics.clone());
+        let mut history = History::new();
+        let mut rng = Rng::new(cfg.seed ^ 0x5EED_D40F);
+        let steps = source.len_batches();
+        for epoch in cfg.initial_epoch..cfg.epochs {
+            if cfg.verbose > 0 {
+                println!("Epoch {}/{}", epoch + 1, cfg.epochs);
+            }
+            let progress = Progress::new(cfg.verbose, steps);
+            let mut logs = EpochLogs::new(&specs, &loss)?;
+            let mut params = None;
+            for (step, batch) in source.weighted_batches(epoch, cfg)?.enumerate() {
+                let (x, y, w) = batch?;
+                let x = as_float(&x)?;
+                self.ensure_built(&x)?;
+                let params = params.get_or_insert_with(|| self.net.trainable_params());
+                let (batch_loss, y_pred) = self.train_step(params, &x, &y, w.as_ref(), &mut rng)?;
+                logs.update(batch_loss, x.dims()[0], &y, &y_pred, w.as_ref())?;
+                if cfg.verbose == 1 {
+                    progress.update(step + 1, &logs.logs(""));
+                }
+            }
+            let mut epoch_logs = logs.logs("");
+            if let Some((vx, vy)) = &val {
+                epoch_logs.extend(self.evaluate_logs(vx, vy, cfg.batch_size, "val_")?);
+            }
+            progress.finish(&epoch_logs);
+            history.push(epoch, &epoch_logs);
+        }
+        Ok(history)
+    }
+
+    /// One optimizer step on one batch: returns the batch loss and the predictions.
+    fn train_step(
+        &mut self,
+        params: &[keel_autograd::Param],
+        x: &Tensor,
+        y: &Tensor,
+        w: Option<&Tensor>,
+        rng: &mut Rng,
+    ) -> Result<(f64, Tensor)> {
+        let compiled = self.compiled.as_mut().ok_or(Error::NotCompiled("fit"))?;
+        let tape = Tape::new();
+        let (heads, reg) = {
+            let mut ctx = Ctx::train(&tape, rng);
+            let heads = self.net.forward_heads(&[Var::constant(x.clone())], &mut ctx)?;
+            let reg = self.net.regularization_loss(&ctx)?;
+            (heads, reg)
+        };
+        let head = heads.first().ok_or_else(|| Error::invalid("fit", "the model has no output"))?;
+        let mut loss = compiled.loss.compute_head(head, y, w)?;
+        if let Some(r) = reg {
+            loss = (&loss + &r)?;
+        }
+        let value = loss.value().to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        if !value.is_finite() {
+            // keep going like Keras (TerminateOnNaN is a callback), but never step on NaN gradients
+            return Ok((value, head.output.value().clone()));
+        }
+        let y_pred = head.output.value().clone();
+        let grads = tape.backward(&loss)?;
+        compiled.optimizer.step(params, &grads)?;
+        Ok((value, y_pred))
+    }
+
+    fn evaluate_logs(&self, x: &Tensor, y: &Tensor, batch_size: usize, prefix: &str) -> Result<Vec<(String, f64)>> {
+        let compiled = self.compiled.as_ref().ok_or(Error::NotCompiled("evaluate"))?;
+        let n = check_xy("evaluate", x, y)?;
+        if batch_size == 0 {
+            return Err(Error::invalid("evaluate", "batch_size must be at least 1"));
+        }
+        let mut logs = EpochLogs::new(&compiled.metrics, &compiled.loss)?;
+        let mut start = 0;
+        while start < n {
+            let len = batch_size.min(n - start);
+            let (xb, yb) = (as_float(&x.narrow(0, start, len)?)?, y.narrow(0, start, len)?);
+            let mut ctx = Ctx::inference();
+            let heads = self.net.forward_heads(&[Var::constant(xb)], &mut ctx)?;
+            let head = heads.first().ok_or_else(|| Error::invalid("evaluate", "the model has no output"))?;
+            let mut loss = compiled.loss.compute_head(head, &yb, None)?;
+            if let Some(r) = self.net.regularization_loss(&ctx)? {
+                loss = (&loss + &r)?;
+            }
+            let value = loss.value().to_dtype(DType::F64)?.to_scalar::<f64>()?;
+            logs.update(value, len, &yb, head.output.value(), None)?;
+            start += len;
+        }
+        Ok(logs.logs(prefix))
+    }
+
+    /// Loss and metrics on `(x, y)`, batch size 32 (Keras `evaluate`), as `(loss, first metric)`.
+    ///
+    /// The second value is the first compiled metric (NaN when there is none);
+    /// [`KerasModel::evaluate_all`] returns every value by name.
+    pub fn evaluate(&self, x: &Tensor, y: &Tensor) -> Result<(f64, f64)> {
+        let logs = self.evaluate_all(x, y, 32)?;
+        Ok((logs[0].1, logs.get(1).map(|l| l.1).unwrap_or(f64::NAN)))
+    }
+
+    /// Every log of an evaluation: `[("loss", ..), ("accuracy", ..), ...]`.
+    pub fn evaluate_all(&self, x: &Tensor, y: &Tensor, batch_size: usize) -> Result<Vec<(String, f64)>> {
+        self.evaluate_logs(x, y, batch_size, "")
+    }
+
+    /// Model outputs for `x`, computed in batches of `batch_size` with no tape (Keras `predict`).
+    pub fn predict(&self, x: &Tensor, batch_size: usize) -> Result<Tensor> {
+        if x.rank() == 0 || batch_size == 0 {
+            return Err(Error::invalid("predict", "x needs a batch dimension and batch_size must be at least 1"));
+        }
+        if !self.net.is_built() {
+            return Err(Error::invalid(
+                "predict",
+                "the model is not built; give the first layer an input_shape or fit it first",
+            ));
+        }
+        let n = x.dims()[0];
+        let mut parts = Vec::new();
+        let mut start = 0;
+        while start < n {
+            let len = batch_size.min(n - start);
+            let out = self.net.predict(&[as_float(&x.narrow(0, start, len)?)?])?;
+            parts.push(out.into_iter().next().ok_or_else(|| Error::invalid("predict", "the model has no output"))?);
+            start += len;
+        }
+        if parts.is_empty() {
+            return Err(Error::invalid("predict", "x has no samples"));
+        }
+        Ok(Tensor::concat(&parts, 0)?)
+    }
+
+    /// Per-sample weights from `class_weight` and `sample_weight` (their product), if any.
+    fn sample_weights(&self, y: &Tensor, sample_weight: Option<Tensor>, cfg: &Fit<'_>) -> Result<Option<Tensor>> {
+        let Some(cw) = &cfg.class_weight else { return Ok(sample_weight) };
+        let w = class_weights_for(y, cw)?;
+        Ok(Some(match sample_weight {
+            Some(sw) => w.mul(&sw.to_dtype(DType::F32)?)?,
+            None => w,
+        }))
+    }
+}
+
+/// Per-sample weights from a class-weight map; `y` holds class indices or one-hot rows.
+pub(crate) fn class_weights_for(y: &Tensor, cw: &std::collections::BTreeMap<i64, f64>) -> Result<Tensor> {
+    let labels: Vec<i64> = if y.dtype().is_float() && y.rank() >= 2 && y.dims()[y.rank() - 1] > 1 {
+        y.argmax(-1, false)?.reshape([y.dims()[0]])?.to_vec::<i64>()?
+    } else if y.dtype().is_float() {
+        // binary targets 0/1 stored as floats
+        y.to_vec_f64()?.into_iter().map(|v| v.round() as i64).collect()
+    } else {
+        y.to_dtype(DType::I64)?.to_vec::<i64>()?
+    };
+    let w: Vec<f32> = labels.iter().map(|l| cw.get(l).copied().unwrap_or(1.0) as f32).collect();
+    let n = w.len();
+    Ok(Tensor::from_vec(w, n)?)
+}
+
+fn check_xy(op: &'static str, x: &Tensor, y: &Tensor) -> Result<usize> {
+    if x.rank() == 0 || y.rank() == 0 {
+        return Err(Error::invalid(op, "x and y need a batch (first) dimension"));
+    }
+    if x.dims()[0] != y.dims()[0] {
+        return Err(Error::invalid(
+            op,
+            format!("x has {} samples but y has {} (shapes {} and {})", x.dims()[0], y.dims()[0], x.shape(), y.shape()),
+        ));
+    }
+    if x.dims()[0] == 0 {
+        return Err(Error::invalid(op, "x has no samples"));
+    }
+    Ok(x.dims()[0])
+}
+
+/// Inputs are computed in F32: integer (e.g. U8 pixel) batches are cast, like Keras does.
+fn as_float(x: &Tensor) -> Result<Tensor> {
+    Ok(if x.dtype() == DType::F32 { x.clone() } else { x.to_dtype(DType::F32)? })
+}
+
+/// One batch with optional per-sample weights.
+type WBatch = (Tensor, Tensor, Option<Tensor>);
+type WIter<'a> = Box<dyn Iterator<Item = Result<WBatch>> + 'a>;
+
+/// A source of weighted batches (tensors in memory, or any `BatchSource`).
+trait WeightedSource {
+    fn len_batches(&self) -> usize;
+    fn weighted_batches<'a>(&'a mut self, epoch: usize, cfg: &Fit<'_>) -> Result<WIter<'a>>;
+}
+
+/// Batches gathered from in-memory tensors in a per-epoch shuffled order.
+struct TensorBatches {
+    x: Tensor,
+    y: Tensor,
+    w: Option<Tensor>,
+    batch: usize,
+    shuffle: bool,
+    seed: u64,
+}
+
+impl WeightedSource for TensorBatches {
+    fn len_batches(&self) -> usize {
+        self.x.dims()[0].div_ceil(self.batch)
+    }
+
+    fn weighted_batches<'a>(&'a mut self, epoch: usize, _cfg: &Fit<'_>) -> Result<WIter<'a>> {
+        let n = self.x.dims()[0];
+        let order: Vec<i64> =
+            keel_data::loader::epoch_order(n, self.shuffle, self.seed, epoch).into_iter().map(|i| i as i64).collect();
+        let batch = self.batch;
+        Ok(Box::new(order.chunks(batch).map(|c| c.to_vec()).collect::<Vec<_>>().into_iter().map(move |idx| {
+            let len = idx.len();
+            let it = Tensor::from_vec(idx, len)?;
+            let w = self.w.as_ref().map(|w| w.index_select(&it, 0)).transpose()?;
+            Ok((self.x.index_select(&it, 0)?, self.y.index_select(&it, 0)?, w))
+        })))
+    }
+}
+
+/// Any user batch source; class weights are applied per batch.
+struct SourceBatches<'s> {
+    inner: &'s mut dyn BatchSource,
+}
+
+impl WeightedSource for SourceBatches<'_> {
+    fn len_batches(&self) -> usize {
+        self.inner.len_batches()
+    }
+
+    fn weighted_batches<'a>(&'a mut self, epoch: usize, cfg: &Fit<'_>) -> Result<WIter<'a>> {
+        let cw = cfg.class_weight.clone();
+        Ok(Box::new(self.inner.batches(epoch).map(move |b| {
+            let (x, y) = b?;
+            let w = cw.as_ref().map(|cw| class_weights_for(&y, cw)).transpose()?;
+            Ok((x, y, w))
+        })))
+    }
+}

@@ -1,0 +1,130 @@
+//! compile / fit / evaluate / predict end to end on small problems.
+
+use keel_data::DataLoader;
+use keel_nn::{Activation, Dense, Loss};
+use keel_optim::{Adam, SGD};
+use keel_tensor::{DType, Device, Tensor};
+use keel_train::MetricSpec;
+use keel_train::{Error, Fit, Sequential};
+
+/// Two Gaussian-ish blobs: label 1 when x0 + x1 > 0.
+fn blobs(seed: u64, n: usize) -> (Tensor, Tensor) {
+    let x = Tensor::rand_uniform(seed, -1.0, 1.0, (n, 2), DType::F32, &Device::Cpu).unwrap();
+    let y = x.sum(&[1], true).unwrap().gt(&Tensor::scalar(0.0f32)).unwrap().to_dtype(DType::F32).unwrap();
+    (x, y)
+}
+
+fn mlp(seed: u64) -> Sequential {
+    let mut m = Sequential::with_seed(seed);
+    m.add(Dense::new(16).activation(Activation::Relu).input_shape([2]));
+    m.add(Dense::new(1).activation(Activation::Sigmoid));
+    m
+}
+
+#[test]
+fn a_tiny_model_overfits_a_small_batch() {
+    let (x, y) = blobs(1, 16);
+    let mut m = mlp(0);
+    m.compile(Adam::new(0.05), Loss::BinaryCrossentropy, &[MetricSpec::Accuracy]).unwrap();
+    let h = m.fit(&x, &y, Fit::new().epochs(150).batch_size(16).verbose(0)).unwrap();
+    let loss = h.get("loss").unwrap();
+    assert_eq!(loss.len(), 150);
+    assert!(*loss.last().unwrap() < 0.05, "final loss {}", loss.last().unwrap());
+    assert_eq!(h.last("accuracy"), Some(1.0));
+    let (l, acc) = m.evaluate(&x, &y).unwrap();
+    assert!(l < 0.05 && acc == 1.0);
+}
+
+#[test]
+fn validation_split_and_validation_data_add_val_logs() {
+    let (x, y) = blobs(2, 100);
+    let mut m = mlp(1);
+    m.compile(Adam::default(), Loss::BinaryCrossentropy, &[MetricSpec::Accuracy]).unwrap();
+    let h = m.fit(&x, &y, Fit::new().epochs(2).validation_split(0.2).verbose(0)).unwrap();
+    let keys: Vec<&str> = h.keys().collect();
+    assert_eq!(keys, vec!["accuracy", "loss", "val_accuracy", "val_loss"]);
+    // the held-out part is the last 20 samples: evaluating on them gives the same val_loss
+    let (vl, va) = m.evaluate(&x.narrow(0, 80, 20).unwrap(), &y.narrow(0, 80, 20).unwrap()).unwrap();
+    assert!((vl - h.last("val_loss").unwrap()).abs() < 1e-12);
+    assert!((va - h.last("val_accuracy").unwrap()).abs() < 1e-12);
+    let (vx, vy) = blobs(3, 30);
+    let h2 = m.fit(&x, &y, Fit::new().epochs(1).validation_data(&vx, &vy).verbose(0)).unwrap();
+    assert!(h2.last("val_loss").is_some());
+}
+
+#[test]
+fn same_seed_same_bits() {
+    let (x, y) = blobs(4, 64);
+    let run = || {
+        let mut m = mlp(7);
+        m.compile(SGD::new(0.1), Loss::BinaryCrossentropy, &[MetricSpec::Accuracy]).unwrap();
+        let h = m.fit(&x, &y, Fit::new().epochs(3).batch_size(8).seed(11).verbose(0)).unwrap();
+        (h, m.predict(&x, 32).unwrap().to_vec::<f32>().unwrap())
+    };
+    let (h1, p1) = run();
+    let (h2, p2) = run();
+    assert_eq!(h1, h2);
+    assert_eq!(p1, p2);
+}
+
+#[test]
+fn sparse_labels_class_weight_and_sample_weight() {
+    // 3 classes from two features; integer labels with sparse CE
+    let x = Tensor::rand_uniform(5, -1.0, 1.0, (90, 2), DType::F32, &Device::Cpu).unwrap();
+    let xv = x.to_vec::<f32>().unwrap();
+    let labels: Vec<i64> = xv
+        .chunks(2)
+        .map(|p| {
+            if p[0] > 0.3 {
+                2
+            } else if p[1] > 0.0 {
+                1
+            } else {
+                0
+            }
+        })
+        .collect();
+    let y = Tensor::from_vec(labels, 90).unwrap();
+    let mut m = Sequential::with_seed(3);
+    m.add(Dense::new(16).activation(Activation::Relu).input_shape([2]));
+    m.add(Dense::new(3).activation(Activation::Softmax));
+    m.compile(Adam::new(0.02), Loss::SparseCategoricalCrossentropy, &[MetricSpec::Accuracy]).unwrap();
+    let cw = [(0i64, 1.0), (1, 2.0), (2, 0.5)].into_iter().collect();
+    let h = m.fit(&x, &y, Fit::new().epochs(60).class_weight(cw).verbose(0)).unwrap();
+    assert!(h.last("accuracy").unwrap() > 0.8, "{:?}", h.last("accuracy"));
+    let sw = Tensor::ones(90, DType::F32, &Device::Cpu).unwrap();
+    m.fit(&x, &y, Fit::new().epochs(1).sample_weight(&sw).verbose(0)).unwrap();
+    let bad = Tensor::ones(10, DType::F32, &Device::Cpu).unwrap();
+    assert!(matches!(m.fit(&x, &y, Fit::new().sample_weight(&bad).verbose(0)), Err(Error::InvalidArgument { .. })));
+    let p = m.predict(&x, 7).unwrap();
+    assert_eq!(p.dims(), &[90, 3]);
+}
+
+#[test]
+fn fit_accepts_a_batch_source() {
+    let (x, y) = blobs(6, 64);
+    let mut loader = DataLoader::from_tensors(&x, &y, 16).unwrap().shuffle(true).seed(2);
+    let mut m = mlp(2);
+    m.compile(Adam::new(0.05), Loss::BinaryCrossentropy, &[MetricSpec::Accuracy]).unwrap();
+    let h = m.fit_source(&mut loader, Fit::new().epochs(30).verbose(0)).unwrap();
+    assert!(h.last("accuracy").unwrap() > 0.9);
+}
+
+#[test]
+fn errors_are_values() {
+    let (x, y) = blobs(7, 10);
+    let mut m = mlp(0);
+    assert!(matches!(m.fit(&x, &y, Fit::new().verbose(0)), Err(Error::NotCompiled(_))));
+    assert!(matches!(m.evaluate(&x, &y), Err(Error::NotCompiled(_))));
+    m.compile(Adam::default(), Loss::BinaryCrossentropy, &[]).unwrap();
+    let y_short = y.narrow(0, 0, 5).unwrap();
+    let msg = m.fit(&x, &y_short, Fit::new().verbose(0)).unwrap_err().to_string();
+    assert!(msg.contains("10 samples") && msg.contains("5"), "{msg}");
+    assert!(m.fit(&x, &y, Fit::new().batch_size(0).verbose(0)).is_err());
+    assert!(m.fit(&x, &y, Fit::new().validation_split(1.5).verbose(0)).is_err());
+    let wrong = Tensor::zeros((10, 3), DType::F32, &Device::Cpu).unwrap();
+    assert!(m.fit(&wrong, &y, Fit::new().verbose(0)).is_err(), "input of the wrong width");
+    // evaluate with no metrics gives NaN as the second value
+    let (_, acc) = m.evaluate(&x, &y).unwrap();
+    assert!(acc.is_nan());
+}
