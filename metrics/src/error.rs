@@ -69,7 +69,6 @@ impl MetricsError {
         MetricsError::InvalidInput { metric: metric.to_string(), msg: msg.into() }
     }
 
-    #[allow(dead_code)] // used by the classification modules
     pub(crate) fn arg(metric: &str, msg: impl Into<String>) -> Self {
         MetricsError::InvalidArgument { metric: metric.to_string(), msg: msg.into() }
     }

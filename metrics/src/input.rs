@@ -62,7 +62,6 @@ pub(crate) fn argmax_rows(metric: &str, data: &[f64], cols: usize) -> Result<Vec
 }
 
 /// A value that must be a class label in `0..num_classes`.
-#[allow(dead_code)] // used by the classification modules
 pub(crate) fn to_label(metric: &str, v: f64, num_classes: usize) -> Result<usize> {
     if v.is_finite() && v >= 0.0 && v.fract() == 0.0 && (v as usize) < num_classes {
         Ok(v as usize)
@@ -73,7 +72,6 @@ pub(crate) fn to_label(metric: &str, v: f64, num_classes: usize) -> Result<usize
 
 /// Class labels from `arr`: the argmax of the last axis when it holds scores or one-hot rows
 /// (rank >= 2 and last dimension > 1), else the values themselves as labels.
-#[allow(dead_code)] // used by the classification modules
 pub(crate) fn labels_of(metric: &str, arr: &ArrayRef<'_>, num_classes: usize) -> Result<Vec<usize>> {
     if arr.rank() >= 2 && arr.last_dim() > 1 {
         if arr.last_dim() != num_classes {
@@ -126,4 +124,9 @@ impl MeanAcc {
             self.total / self.count
         }
     }
+}
+
+/// Elements per sample of an array of `len` elements and `n` samples (at least 1).
+pub(crate) fn per_sample(len: usize, n: usize) -> usize {
+    len.checked_div(n).unwrap_or(0).max(1)
 }

@@ -24,15 +24,31 @@
 //! ```
 
 mod accuracy;
+mod auc;
+mod confusion;
 mod error;
 mod input;
 mod mean;
 mod metric;
+mod precision_recall;
+mod regression;
+mod report;
 
 pub use accuracy::{
     accuracy_score, accuracy_score_weighted, top_k_accuracy_score, Accuracy, BinaryAccuracy, CategoricalAccuracy,
     SparseCategoricalAccuracy, SparseTopKCategoricalAccuracy, TopKCategoricalAccuracy,
 };
+pub use auc::{roc_auc_score, Auc};
+pub use confusion::{confusion_matrix, unique_labels, ConfusionMatrix};
 pub use error::{MetricsError, Result};
 pub use mean::Mean;
 pub use metric::{host_f64, ArrayRef, Matrix, Metric, MetricValue};
+pub use precision_recall::{
+    f1_score, precision_recall_fscore_support, precision_score, recall_score, Average, ClassMode, F1Score, Precision,
+    Prfs, Recall,
+};
+pub use regression::{
+    mean_absolute_error, mean_squared_error, r2_score, MeanAbsoluteError, MeanSquaredError, R2Score,
+    RootMeanSquaredError,
+};
+pub use report::{classification_report, classification_report_with, ReportOptions};
