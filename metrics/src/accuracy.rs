@@ -322,3 +322,39 @@ pub fn top_k_accuracy_score(y_true: &[i64], y_score: &[f64], num_classes: usize,
     m.update_arrays(ArrayRef::vector(&t), ArrayRef::matrix(y_score, y_true.len(), num_classes)?, None)?;
     Ok(m.result())
 }
+
+/// Keras 3's `"accuracy"` when the loss is unknown: picks the accuracy from the shapes of each batch.
+///
+/// `y_pred` with last dimension 1 (or rank 1) → [`BinaryAccuracy`]; `y_true` of lower rank than
+/// `y_pred`, or with last dimension 1 → [`SparseCategoricalAccuracy`]; otherwise
+/// [`CategoricalAccuracy`]. All batches feed one running mean.
+#[derive(Debug, Clone)]
+pub struct AutoAccuracy {
+    name: String,
+    acc: MeanAcc,
+}
+
+impl Default for AutoAccuracy {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl AutoAccuracy {
+    /// A new metric named `"accuracy"`.
+    pub fn new() -> Self {
+        AutoAccuracy { name: "accuracy".into(), acc: MeanAcc::default() }
+    }
+    mean_metric_common!();
+
+    fn scores(&self, t: &ArrayRef<'_>, p: &ArrayRef<'_>) -> Result<(Vec<f64>, usize)> {
+        if p.rank() <= 1 || p.last_dim() == 1 {
+            BinaryAccuracy::new().with_name(self.name.clone()).scores(t, p)
+        } else if t.rank() < p.rank() || t.last_dim() == 1 {
+            SparseCategoricalAccuracy::new().with_name(self.name.clone()).scores(t, p)
+        } else {
+            CategoricalAccuracy::new().with_name(self.name.clone()).scores(t, p)
+        }
+    }
+}
+impl_mean_metric!(AutoAccuracy);

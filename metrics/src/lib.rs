@@ -8,6 +8,30 @@
 //! The crate needs nothing but `keel-tensor`, and the one-shot functions
 //! (`accuracy_score`, ...) take plain slices.
 //!
+//! - Accuracy: [`Accuracy`], [`BinaryAccuracy`], [`CategoricalAccuracy`],
+//!   [`SparseCategoricalAccuracy`], [`TopKCategoricalAccuracy`], [`SparseTopKCategoricalAccuracy`],
+//!   [`AutoAccuracy`].
+//! - Classification: [`Precision`], [`Recall`], [`F1Score`] (binary / multi-class / multi-label,
+//!   [`Average`]), [`ConfusionMatrix`], [`Auc`] (exact ROC), [`classification_report`].
+//! - Regression: [`MeanSquaredError`], [`RootMeanSquaredError`], [`MeanAbsoluteError`], [`R2Score`];
+//!   and [`Mean`] for the running loss.
+//! - By name: [`metric_from_name`] and [`MetricSpec`] (`"accuracy"` follows the loss, see [`LossKind`]).
+//!
+//! Values are checked against scikit-learn (`tests/fixtures/make_fixtures.py`). Undefined cases:
+//! - zero division (precision with no predicted positives, recall with no true positives, F1 with
+//!   neither, a weighted average with zero total support) gives 0.0, scikit-learn's default
+//!   `zero_division="warn"` value; a metric that has seen nothing (or zero total weight) gives 0.0,
+//!   as Keras's `divide_no_nan`;
+//! - multi-class macro averages cover the classes seen in `y_true` or `y_pred` (scikit-learn's
+//!   default `labels`); per-class vectors list every class, unseen ones as 0.0;
+//! - ROC AUC with a single class in `y_true` is NaN from [`Metric::result`] and a
+//!   [`MetricsError::Undefined`] from [`Metric::try_result`] / [`roc_auc_score`];
+//! - R² is NaN with fewer than two samples, and 1.0 / 0.0 for a constant target predicted
+//!   exactly / not (scikit-learn's `force_finite`).
+//!
+//! Inputs are copied to the host as `f64`; bad shapes, NaN scores and out-of-range labels are
+//! errors, never panics.
+//!
 //! ```
 //! use keel_metrics::{Metric, SparseCategoricalAccuracy, accuracy_score};
 //! use keel_tensor::Tensor;
@@ -31,12 +55,13 @@ mod input;
 mod mean;
 mod metric;
 mod precision_recall;
+mod registry;
 mod regression;
 mod report;
 
 pub use accuracy::{
-    accuracy_score, accuracy_score_weighted, top_k_accuracy_score, Accuracy, BinaryAccuracy, CategoricalAccuracy,
-    SparseCategoricalAccuracy, SparseTopKCategoricalAccuracy, TopKCategoricalAccuracy,
+    accuracy_score, accuracy_score_weighted, top_k_accuracy_score, Accuracy, AutoAccuracy, BinaryAccuracy,
+    CategoricalAccuracy, SparseCategoricalAccuracy, SparseTopKCategoricalAccuracy, TopKCategoricalAccuracy,
 };
 pub use auc::{roc_auc_score, Auc};
 pub use confusion::{confusion_matrix, unique_labels, ConfusionMatrix};
@@ -47,6 +72,7 @@ pub use precision_recall::{
     f1_score, precision_recall_fscore_support, precision_score, recall_score, Average, ClassMode, F1Score, Precision,
     Prfs, Recall,
 };
+pub use registry::{metric_from_name, LossKind, MetricSpec};
 pub use regression::{
     mean_absolute_error, mean_squared_error, r2_score, MeanAbsoluteError, MeanSquaredError, R2Score,
     RootMeanSquaredError,
