@@ -155,7 +155,7 @@ impl MetricSpec {
 
 /// A metric from its Keras name (`"accuracy"`, `"acc"`, `"precision"`, `"auc"`, `"mse"`, ...);
 /// `loss` decides which accuracy `"accuracy"` is. Unknown names are
-/// [`MetricsError::UnknownMetric`]. (As in Keras, no name gives the exact-match [`Accuracy`].)
+/// [`MetricsError::UnknownMetric`]. (As in Keras, no name gives the exact-match [`Accuracy`](crate::Accuracy).)
 pub fn metric_from_name(name: &str, loss: LossKind) -> Result<Box<dyn Metric + Send>> {
     Ok(MetricSpec::from_str(name)?.build(loss))
 }
