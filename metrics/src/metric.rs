@@ -91,7 +91,9 @@ impl Matrix {
 
     /// The rows as nested vectors.
     pub fn to_rows(&self) -> Vec<Vec<f64>> {
-        (0..self.rows).map(|r| self.data[r * self.cols..(r + 1) * self.cols].to_vec()).collect()
+        (0..self.rows)
+            .map(|r| self.data.get(r * self.cols..(r + 1) * self.cols).map_or_else(Vec::new, <[f64]>::to_vec))
+            .collect()
     }
 }
 
