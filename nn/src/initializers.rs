@@ -63,6 +63,12 @@ pub enum Initializer {
         /// Standard deviation before truncation (Keras default 0.05).
         stddev: f64,
     },
+    /// A (semi-)orthogonal matrix times `gain`: the Q of a QR decomposition of a
+    /// normal matrix, flattened as `[prod(shape[..-1]), shape[-1]]` (Keras's `Orthogonal`).
+    Orthogonal {
+        /// Multiplicative factor (Keras default 1).
+        gain: f64,
+    },
 }
 
 /// `(fan_in, fan_out)` of a weight shape, as Keras computes them.
@@ -89,6 +95,11 @@ impl Initializer {
         Initializer::RandomUniform { minval: -0.05, maxval: 0.05 }
     }
 
+    /// Keras's `Orthogonal()` (gain 1; the default recurrent-kernel initializer).
+    pub fn orthogonal() -> Self {
+        Initializer::Orthogonal { gain: 1.0 }
+    }
+
     /// Look up by Keras name (`"glorot_uniform"`, `"he_normal"`, `"zeros"`, ...), with Keras defaults.
     pub fn from_name(name: &str) -> Result<Self> {
         Ok(match name.trim().to_ascii_lowercase().as_str() {
@@ -103,6 +114,7 @@ impl Initializer {
             "random_normal" | "randomnormal" => Initializer::random_normal(),
             "random_uniform" | "randomuniform" => Initializer::random_uniform(),
             "truncated_normal" | "truncatednormal" => Initializer::TruncatedNormal { mean: 0.0, stddev: 0.05 },
+            "orthogonal" => Initializer::orthogonal(),
             _ => return Err(Error::UnknownName { kind: "initializer", name: name.to_string() }),
         })
     }
@@ -138,6 +150,7 @@ impl Initializer {
                 Ok(Tensor::rand_uniform(rng.fork_seed(), minval, maxval, shape, DType::F32, &dev)?)
             }
             Initializer::TruncatedNormal { mean, stddev } => truncated(shape, mean, stddev, rng),
+            Initializer::Orthogonal { gain } => orthogonal(shape, gain, rng),
         }
     }
 }
@@ -158,6 +171,52 @@ fn truncated(shape: &[usize], mean: f64, std: f64, rng: &mut Rng) -> Result<Tens
             if z.abs() <= 2.0 && out.len() < n {
                 out.push((mean + std * z) as f32);
             }
+        }
+    }
+    Ok(Tensor::from_vec(out, shape)?)
+}
+
+/// Keras's `Orthogonal`: draw a standard normal `[max(r, c), min(r, c)]` matrix
+/// (r = product of all but the last dim, c = the last dim), orthonormalise its
+/// columns (modified Gram-Schmidt, twice for stability, in f64; this is the Q
+/// of a QR with a positive diagonal R, as Keras's sign correction gives),
+/// transpose when `r < c`, scale by `gain`.
+fn orthogonal(shape: &[usize], gain: f64, rng: &mut Rng) -> Result<Tensor> {
+    if shape.len() < 2 {
+        return Err(Error::config("initializer", format!("Orthogonal needs a shape of rank >= 2, got {shape:?}")));
+    }
+    let cols = shape[shape.len() - 1];
+    let rows: usize = shape[..shape.len() - 1].iter().product();
+    let (n, k) = (rows.max(cols), rows.min(cols));
+    if n * k == 0 {
+        return Ok(Tensor::zeros(shape, DType::F32, &Device::Cpu)?);
+    }
+    // Column-major: column j is a[j*n .. (j+1)*n].
+    let a: Vec<f64> = Tensor::rand_normal(rng.fork_seed(), 0.0, 1.0, [k, n], DType::F64, &Device::Cpu)?.to_vec()?;
+    let mut q = a;
+    for j in 0..k {
+        for _pass in 0..2 {
+            for i in 0..j {
+                let dot: f64 = (0..n).map(|r| q[i * n + r] * q[j * n + r]).sum();
+                for r in 0..n {
+                    q[j * n + r] -= dot * q[i * n + r];
+                }
+            }
+        }
+        let norm = (0..n).map(|r| q[j * n + r] * q[j * n + r]).sum::<f64>().sqrt();
+        if norm <= f64::EPSILON {
+            return Err(Error::config("initializer", "Orthogonal: degenerate random matrix"));
+        }
+        for r in 0..n {
+            q[j * n + r] /= norm;
+        }
+    }
+    // Q is n x k (column-major). The result is rows x cols, row-major.
+    let mut out = vec![0f32; rows * cols];
+    for r in 0..rows {
+        for c in 0..cols {
+            let v = if rows >= cols { q[c * n + r] } else { q[r * n + c] };
+            out[r * cols + c] = (gain * v) as f32;
         }
     }
     Ok(Tensor::from_vec(out, shape)?)

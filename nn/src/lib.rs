@@ -52,9 +52,10 @@ pub use sequential::Sequential;
 /// Everything a model definition needs: `use keel_nn::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        add, concatenate, Activation, ActivationLayer, Add, AveragePooling2D, BatchNormalization, Concatenate, Conv2D,
-        Ctx, Dense, Dropout, Flatten, GlobalAveragePooling2D, Initializer, Input, Layer, LayerExt, Loss, LossFn,
-        MaxPooling2D, Model, Network, Regularizer, Reshape, Sequential,
+        add, concatenate, Activation, ActivationLayer, Add, AveragePooling2D, BatchNormalization, Bidirectional,
+        Concatenate, Conv2D, Ctx, Dense, Dropout, Embedding, Flatten, GlobalAveragePooling2D, Initializer, Input,
+        Layer, LayerExt, Loss, LossFn, MaxPooling2D, MergeMode, Model, Network, Regularizer, Reshape, Sequential,
+        SimpleRNN, GRU, LSTM,
     };
     pub use keel_tensor::Padding;
 }

@@ -4,29 +4,41 @@ mod activation_layer;
 mod add;
 mod average_pooling2d;
 mod batch_normalization;
+mod bidirectional;
 mod concatenate;
 mod conv2d;
 mod dense;
 mod dropout;
+mod embedding;
 mod flatten;
 mod global_average_pooling2d;
+mod gru;
+mod lstm;
 mod max_pooling2d;
 mod pooling;
+mod recurrent;
 mod reshape;
+mod simple_rnn;
 
 pub use activation_layer::ActivationLayer;
 pub use add::Add;
 pub use average_pooling2d::AveragePooling2D;
 pub use batch_normalization::{BatchNormalization, BatchNormalizationConfig};
+pub use bidirectional::{Bidirectional, MergeMode};
 pub use concatenate::Concatenate;
 pub use conv2d::{Conv2D, Conv2DConfig};
 pub use dense::{Dense, DenseConfig};
 pub use dropout::Dropout;
+pub use embedding::{Embedding, EmbeddingConfig};
 pub use flatten::Flatten;
 pub use global_average_pooling2d::GlobalAveragePooling2D;
+pub use gru::{GRUCell, GRU};
+pub use lstm::{LSTMCell, LSTM};
 pub use max_pooling2d::MaxPooling2D;
 pub use pooling::Pool2DConfig;
+pub use recurrent::{Cell, Recurrent, RecurrentConfig, RecurrentWeights, StepWeights};
 pub use reshape::Reshape;
+pub use simple_rnn::{SimpleRNN, SimpleRNNCell};
 
 /// Serialize `Padding` as Keras's lowercase `"valid"` / `"same"`.
 pub(crate) mod padding_serde {

@@ -1,0 +1,128 @@
+//! [`Embedding`]: a trainable lookup table from integer ids to dense vectors.
+
+use crate::layer::{add_opt, built, common_builders, layer_common, with_name, Ctx, Layer, Weight};
+use crate::{Error, Initializer, Regularizer, Result};
+use keel_autograd::{Param, Var};
+use keel_tensor::rng::Rng;
+use keel_tensor::DType;
+use serde::{Deserialize, Serialize};
+
+/// The hyper-parameters of [`Embedding`] (its Keras config).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmbeddingConfig {
+    /// Vocabulary size: ids are in `0..input_dim`.
+    pub input_dim: usize,
+    /// Size of each vector.
+    pub output_dim: usize,
+    /// Table initializer (Keras default uniform in `[-0.05, 0.05)`).
+    pub embeddings_initializer: Initializer,
+    /// Table penalty.
+    pub embeddings_regularizer: Option<Regularizer>,
+}
+
+/// Keras's `Embedding(input_dim, output_dim)`: ids `[batch, ..]` (I64; float
+/// ids are truncated to I64) -> `[batch, .., output_dim]`, table
+/// `[input_dim, output_dim]` named `embeddings`. The gradient is added back
+/// into the looked-up rows (repeated ids accumulate). An id outside
+/// `0..input_dim` is an error.
+pub struct Embedding {
+    name: String,
+    input_shape: Option<Vec<usize>>,
+    cfg: EmbeddingConfig,
+    table: Option<Param>,
+}
+
+common_builders!(Embedding);
+
+impl Embedding {
+    /// A table of `input_dim` vectors of size `output_dim`, uniform(-0.05, 0.05).
+    pub fn new(input_dim: usize, output_dim: usize) -> Self {
+        Embedding::from_config(EmbeddingConfig {
+            input_dim,
+            output_dim,
+            embeddings_initializer: Initializer::random_uniform(),
+            embeddings_regularizer: None,
+        })
+    }
+
+    /// An Embedding from its config.
+    pub fn from_config(cfg: EmbeddingConfig) -> Self {
+        Embedding { name: String::new(), input_shape: None, cfg, table: None }
+    }
+
+    /// Set the table initializer.
+    pub fn embeddings_initializer(mut self, i: Initializer) -> Self {
+        self.cfg.embeddings_initializer = i;
+        self
+    }
+
+    /// Penalise the table.
+    pub fn embeddings_regularizer(mut self, r: Regularizer) -> Self {
+        self.cfg.embeddings_regularizer = Some(r);
+        self
+    }
+
+    /// The config.
+    pub fn get_config(&self) -> &EmbeddingConfig {
+        &self.cfg
+    }
+
+    /// The table `[input_dim, output_dim]`, once built.
+    pub fn embeddings(&self) -> Option<&Param> {
+        self.table.as_ref()
+    }
+}
+
+impl Layer for Embedding {
+    layer_common!("Embedding");
+
+    fn build(&mut self, _input_shape: &[usize], rng: &mut Rng) -> Result<()> {
+        if self.table.is_some() {
+            return Ok(());
+        }
+        if self.cfg.input_dim == 0 || self.cfg.output_dim == 0 {
+            return Err(Error::config(format!("Embedding \"{}\"", self.name), "input_dim and output_dim must be >= 1"));
+        }
+        let t = self.cfg.embeddings_initializer.sample(&[self.cfg.input_dim, self.cfg.output_dim], rng)?;
+        self.table = Some(Param::new(t));
+        Ok(())
+    }
+
+    fn is_built(&self) -> bool {
+        self.table.is_some()
+    }
+
+    fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
+        let mut s = input_shape.to_vec();
+        s.push(self.cfg.output_dim);
+        Ok(s)
+    }
+
+    fn forward_logits(&self, x: &Var, ctx: &mut Ctx<'_>) -> Result<Var> {
+        let table = ctx.param(built(&self.table, self)?);
+        let ids = match x.dtype() {
+            DType::I64 => x.value().clone(),
+            _ => x.value().to_dtype(DType::I64)?,
+        };
+        let n = ids.elem_count();
+        let rows = table.index_select(&ids.reshape([n])?, 0)?;
+        let mut dims = x.dims().to_vec();
+        dims.push(self.cfg.output_dim);
+        Ok(rows.reshape(dims)?)
+    }
+
+    fn weights(&self) -> Vec<Weight> {
+        self.table.iter().map(|t| Weight::trainable("embeddings", t)).collect()
+    }
+
+    fn config(&self) -> serde_json::Value {
+        with_name(&self.name, serde_json::to_value(&self.cfg).unwrap_or_default())
+    }
+
+    fn regularization_loss(&self, ctx: &Ctx<'_>) -> Result<Option<Var>> {
+        match (&self.cfg.embeddings_regularizer, &self.table) {
+            (Some(r), Some(t)) => add_opt(None, Some(r.penalty(&ctx.param(t))?)),
+            _ => Ok(None),
+        }
+    }
+}

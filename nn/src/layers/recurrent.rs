@@ -1,0 +1,515 @@
+//! [`Recurrent`]: the time loop shared by [`crate::SimpleRNN`], [`crate::LSTM`]
+//! and [`crate::GRU`] (Keras's `RNN(cell)`), and the [`Cell`] trait a cell
+//! implements to run in it.
+//!
+//! Input is `[batch, timesteps, features]` (Keras). The input projection of
+//! every timestep is one matmul (`[B*T, in] x [in, gates*units]`, plus the
+//! input bias), split once along time into views; the loop then does one
+//! recurrent matmul `[B, units] x [units, gates*units]` and the gate math per
+//! step. Recorded on a tape this costs O(T) nodes and O(T) memory.
+//!
+//! Outputs follow Keras: the last hidden state, or with `return_sequences`
+//! every hidden state `[B, T, units]` in the order processed (so with
+//! `go_backwards` the first row belongs to the last input step, as Keras).
+//! `return_state` adds the final states (`[h]`, or `[h, c]` for LSTM); since
+//! [`Layer::forward`] returns one Var, the states come from
+//! [`Recurrent::forward_with_state`], and a `Sequential` model (which calls
+//! `forward`) just passes the plain output on.
+
+use crate::layer::{add_opt, built, with_name, Ctx, Layer, Weight};
+use crate::{Activation, Error, Initializer, Regularizer, Result};
+use keel_autograd::{Param, Var};
+use keel_tensor::rng::Rng;
+use keel_tensor::Tensor;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// A recurrent cell: the per-step math of a recurrent layer and the layout of its weights.
+///
+/// The kernel is `[in, gates * units]`, the recurrent kernel
+/// `[units, gates * units]`; the bias has [`Cell::bias_shape`]. The layer adds
+/// [`Cell::input_bias`] to the input projection of all timesteps at once and
+/// calls [`Cell::step`] once per timestep.
+pub trait Cell: Clone + Default + Send + Sync + Serialize + DeserializeOwned + 'static {
+    /// The Keras class name of the layer ("LSTM").
+    fn class_name(&self) -> &'static str;
+
+    /// How many blocks of `units` columns the kernels have (SimpleRNN 1, LSTM 4, GRU 3).
+    fn gates(&self) -> usize;
+
+    /// How many state tensors the cell carries (LSTM 2: `h`, `c`; others 1: `h`).
+    fn state_count(&self) -> usize {
+        1
+    }
+
+    /// The shape of the bias for `units`.
+    fn bias_shape(&self, units: usize) -> Vec<usize> {
+        vec![self.gates() * units]
+    }
+
+    /// A fresh bias drawn with `init` (LSTM overrides it for `unit_forget_bias`).
+    fn init_bias(&self, units: usize, init: &Initializer, rng: &mut Rng) -> Result<Tensor> {
+        init.sample(&self.bias_shape(units), rng)
+    }
+
+    /// The part of `bias` added to the input projection, `[gates * units]`.
+    fn input_bias(&self, bias: &Var) -> Result<Var> {
+        Ok(bias.clone())
+    }
+
+    /// One timestep: `x_proj` is `x_t W + input_bias` (`[B, gates*units]`),
+    /// `states` the previous states; returns the new states, `h` first.
+    fn step(&self, w: &StepWeights<'_>, x_proj: &Var, states: &[Var]) -> Result<Vec<Var>>;
+}
+
+/// What [`Cell::step`] gets besides the input projection and the states.
+pub struct StepWeights<'a> {
+    /// Number of units.
+    pub units: usize,
+    /// The output activation (Keras `activation`, default tanh).
+    pub activation: Activation,
+    /// The recurrent kernel `[units, gates*units]`.
+    pub recurrent_kernel: &'a Var,
+    /// The whole bias (cells that add a recurrent bias read it here), if any.
+    pub bias: Option<&'a Var>,
+}
+
+/// Explicit weights for [`Recurrent::forward_with_weights`] (e.g. float64 Vars for a gradient check).
+#[derive(Debug, Clone)]
+pub struct RecurrentWeights {
+    /// `[in, gates*units]`.
+    pub kernel: Var,
+    /// `[units, gates*units]`.
+    pub recurrent_kernel: Var,
+    /// The bias in the cell's [`Cell::bias_shape`], when the layer uses one.
+    pub bias: Option<Var>,
+}
+
+/// The hyper-parameters of a recurrent layer (its Keras config); `cell` holds the cell-specific ones.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(bound = "C: Cell")]
+pub struct RecurrentConfig<C: Cell> {
+    /// Size of the hidden state.
+    pub units: usize,
+    /// The output activation (default tanh).
+    pub activation: Activation,
+    /// Whether the layer has a bias.
+    pub use_bias: bool,
+    /// Return every hidden state `[B, T, units]` instead of the last `[B, units]`.
+    pub return_sequences: bool,
+    /// Also return the final states (see [`Recurrent::forward_with_state`]).
+    pub return_state: bool,
+    /// Process the input sequence backwards.
+    pub go_backwards: bool,
+    /// Kernel initializer (default glorot_uniform).
+    pub kernel_initializer: Initializer,
+    /// Recurrent kernel initializer (default orthogonal).
+    pub recurrent_initializer: Initializer,
+    /// Bias initializer (default zeros).
+    pub bias_initializer: Initializer,
+    /// Kernel penalty.
+    pub kernel_regularizer: Option<Regularizer>,
+    /// Recurrent kernel penalty.
+    pub recurrent_regularizer: Option<Regularizer>,
+    /// Bias penalty.
+    pub bias_regularizer: Option<Regularizer>,
+    /// Cell-specific settings (`recurrent_activation`, `unit_forget_bias`, `reset_after`).
+    #[serde(flatten)]
+    pub cell: C,
+}
+
+/// A recurrent layer running cell `C` over `[batch, timesteps, features]`;
+/// use it through the aliases [`crate::SimpleRNN`], [`crate::LSTM`], [`crate::GRU`].
+pub struct Recurrent<C: Cell> {
+    name: String,
+    input_shape: Option<Vec<usize>>,
+    cfg: RecurrentConfig<C>,
+    in_features: Option<usize>,
+    kernel: Option<Param>,
+    recurrent_kernel: Option<Param>,
+    bias: Option<Param>,
+}
+
+impl<C: Cell> Recurrent<C> {
+    /// A layer with `units` and Keras's defaults (tanh, bias, glorot_uniform / orthogonal / zeros).
+    pub fn new(units: usize) -> Self {
+        Recurrent::from_config(RecurrentConfig {
+            units,
+            activation: Activation::Tanh,
+            use_bias: true,
+            return_sequences: false,
+            return_state: false,
+            go_backwards: false,
+            kernel_initializer: Initializer::GlorotUniform,
+            recurrent_initializer: Initializer::orthogonal(),
+            bias_initializer: Initializer::Zeros,
+            kernel_regularizer: None,
+            recurrent_regularizer: None,
+            bias_regularizer: None,
+            cell: C::default(),
+        })
+    }
+
+    /// A layer from its config.
+    pub fn from_config(cfg: RecurrentConfig<C>) -> Self {
+        Recurrent {
+            name: String::new(),
+            input_shape: None,
+            cfg,
+            in_features: None,
+            kernel: None,
+            recurrent_kernel: None,
+            bias: None,
+        }
+    }
+
+    /// An unbuilt copy with the same config and name (no weights shared).
+    pub fn unbuilt_copy(&self) -> Self {
+        let mut c = Recurrent::from_config(self.cfg.clone());
+        c.name = self.name.clone();
+        c.input_shape = self.input_shape.clone();
+        c
+    }
+
+    /// Give the layer a name (else the model numbers it, Keras style).
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Declare the per-sample input shape `[timesteps, features]` (first layer of a Sequential).
+    pub fn input_shape(mut self, shape: impl Into<Vec<usize>>) -> Self {
+        self.input_shape = Some(shape.into());
+        self
+    }
+
+    /// Set the output activation (default tanh).
+    pub fn activation(mut self, a: Activation) -> Self {
+        self.cfg.activation = a;
+        self
+    }
+
+    /// Use a bias or not.
+    pub fn use_bias(mut self, yes: bool) -> Self {
+        self.cfg.use_bias = yes;
+        self
+    }
+
+    /// Return the whole output sequence `[B, T, units]`.
+    pub fn return_sequences(mut self, yes: bool) -> Self {
+        self.cfg.return_sequences = yes;
+        self
+    }
+
+    /// Mark the layer as returning its final states (read them with [`Recurrent::forward_with_state`]).
+    pub fn return_state(mut self, yes: bool) -> Self {
+        self.cfg.return_state = yes;
+        self
+    }
+
+    /// Process the sequence from the last timestep to the first.
+    pub fn go_backwards(mut self, yes: bool) -> Self {
+        self.cfg.go_backwards = yes;
+        self
+    }
+
+    /// Set the kernel initializer.
+    pub fn kernel_initializer(mut self, i: Initializer) -> Self {
+        self.cfg.kernel_initializer = i;
+        self
+    }
+
+    /// Set the recurrent kernel initializer.
+    pub fn recurrent_initializer(mut self, i: Initializer) -> Self {
+        self.cfg.recurrent_initializer = i;
+        self
+    }
+
+    /// Set the bias initializer.
+    pub fn bias_initializer(mut self, i: Initializer) -> Self {
+        self.cfg.bias_initializer = i;
+        self
+    }
+
+    /// Penalise the kernel.
+    pub fn kernel_regularizer(mut self, r: Regularizer) -> Self {
+        self.cfg.kernel_regularizer = Some(r);
+        self
+    }
+
+    /// Penalise the recurrent kernel.
+    pub fn recurrent_regularizer(mut self, r: Regularizer) -> Self {
+        self.cfg.recurrent_regularizer = Some(r);
+        self
+    }
+
+    /// Penalise the bias.
+    pub fn bias_regularizer(mut self, r: Regularizer) -> Self {
+        self.cfg.bias_regularizer = Some(r);
+        self
+    }
+
+    /// The config.
+    pub fn get_config(&self) -> &RecurrentConfig<C> {
+        &self.cfg
+    }
+
+    /// The config, mutable (change it before the layer is built).
+    pub fn config_mut(&mut self) -> &mut RecurrentConfig<C> {
+        &mut self.cfg
+    }
+
+    /// The number of units.
+    pub fn units(&self) -> usize {
+        self.cfg.units
+    }
+
+    /// The kernel `[in, gates*units]`, once built.
+    pub fn kernel(&self) -> Option<&Param> {
+        self.kernel.as_ref()
+    }
+
+    /// The recurrent kernel `[units, gates*units]`, once built.
+    pub fn recurrent_kernel(&self) -> Option<&Param> {
+        self.recurrent_kernel.as_ref()
+    }
+
+    /// The bias, once built (and when `use_bias`).
+    pub fn bias(&self) -> Option<&Param> {
+        self.bias.as_ref()
+    }
+
+    /// The per-sample output shape for `[timesteps, features]`.
+    fn out_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
+        self.check_shape(input_shape)?;
+        Ok(if self.cfg.return_sequences { vec![input_shape[0], self.cfg.units] } else { vec![self.cfg.units] })
+    }
+
+    fn check_shape(&self, input_shape: &[usize]) -> Result<usize> {
+        match input_shape {
+            [t, f] if *t > 0 && *f > 0 => Ok(*f),
+            _ => Err(Error::IncompatibleInput {
+                layer: self.name.clone(),
+                class: self.cfg.cell.class_name(),
+                expected: "a per-sample shape [timesteps, features] (input [batch, timesteps, features])".into(),
+                got: input_shape.to_vec(),
+            }),
+        }
+    }
+
+    /// The layer's weights as Vars (tracked when `ctx` has a tape).
+    fn weight_vars(&self, ctx: &Ctx<'_>) -> Result<RecurrentWeights> {
+        Ok(RecurrentWeights {
+            kernel: ctx.param(built(&self.kernel, self)?),
+            recurrent_kernel: ctx.param(built(&self.recurrent_kernel, self)?),
+            bias: self.bias.as_ref().map(|b| ctx.param(b)),
+        })
+    }
+
+    /// Run on `x` `[B, T, in]` from `initial_state` (zeros when `None`):
+    /// returns the output (as [`Layer::forward`]) and the final states
+    /// (`[h]`, or `[h, c]` for LSTM; each `[B, units]`). This is Keras's
+    /// `return_state=True` call, whatever the `return_state` flag says.
+    pub fn forward_with_state(
+        &self,
+        x: &Var,
+        initial_state: Option<&[Var]>,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<(Var, Vec<Var>)> {
+        let w = self.weight_vars(ctx)?;
+        if let Some(n) = self.in_features {
+            if x.rank() != 3 || x.dims()[2] != n {
+                return Err(Error::IncompatibleInput {
+                    layer: self.name.clone(),
+                    class: self.cfg.cell.class_name(),
+                    expected: format!("a batch [batch, timesteps, {n}]"),
+                    got: x.dims().get(1..).unwrap_or(&[]).to_vec(),
+                });
+            }
+        }
+        self.forward_with_weights(x, &w, initial_state)
+    }
+
+    /// [`Recurrent::forward_with_state`] with explicit weights instead of the
+    /// layer's own (the layer need not be built): the pure function of the
+    /// layer, for gradient checks or weight sharing.
+    pub fn forward_with_weights(
+        &self,
+        x: &Var,
+        w: &RecurrentWeights,
+        initial_state: Option<&[Var]>,
+    ) -> Result<(Var, Vec<Var>)> {
+        let cell = &self.cfg.cell;
+        let units = self.cfg.units;
+        let g = cell.gates() * units;
+        let bad = |msg: String| Error::IncompatibleInput {
+            layer: self.name.clone(),
+            class: cell.class_name(),
+            expected: msg,
+            got: x.dims().to_vec(),
+        };
+        let &[b, t, f] = x.dims() else {
+            return Err(bad("an input [batch, timesteps, features] (this is the full shape)".into()));
+        };
+        if t == 0 {
+            return Err(bad("at least one timestep".into()));
+        }
+        if w.kernel.dims() != [f, g] || w.recurrent_kernel.dims() != [units, g] {
+            return Err(Error::config(
+                format!("{} \"{}\"", cell.class_name(), self.name),
+                format!(
+                    "kernel {:?} / recurrent kernel {:?} do not fit input features {f} and units {units} (need [{f}, {g}] and [{units}, {g}])",
+                    w.kernel.dims(),
+                    w.recurrent_kernel.dims()
+                ),
+            ));
+        }
+        if let Some(bias) = &w.bias {
+            if bias.dims() != cell.bias_shape(units).as_slice() {
+                return Err(Error::config(
+                    format!("{} \"{}\"", cell.class_name(), self.name),
+                    format!("bias {:?}, expected {:?}", bias.dims(), cell.bias_shape(units)),
+                ));
+            }
+        }
+        // All input projections in one matmul.
+        let mut proj = x.reshape([b * t, f])?.matmul(&w.kernel)?;
+        if let Some(bias) = &w.bias {
+            proj = proj.add(&cell.input_bias(bias)?)?;
+        }
+        let proj = proj.reshape([b, t, g])?;
+        let steps: Vec<Var> = if t == 1 { vec![proj] } else { proj.split(&vec![1; t], 1)? };
+        let mut states: Vec<Var> = match initial_state {
+            Some(s) => {
+                if s.len() != cell.state_count() || s.iter().any(|v| v.dims() != [b, units]) {
+                    return Err(bad(format!("{} initial state(s) of shape [{b}, {units}]", cell.state_count())));
+                }
+                s.to_vec()
+            }
+            None => {
+                let z = Var::constant(Tensor::zeros([b, units], x.dtype(), &x.device())?);
+                vec![z; cell.state_count()]
+            }
+        };
+        let sw = StepWeights {
+            units,
+            activation: self.cfg.activation,
+            recurrent_kernel: &w.recurrent_kernel,
+            bias: w.bias.as_ref(),
+        };
+        let mut outputs = Vec::with_capacity(if self.cfg.return_sequences { t } else { 0 });
+        for i in 0..t {
+            let ti = if self.cfg.go_backwards { t - 1 - i } else { i };
+            let xp = steps[ti].squeeze(1)?;
+            states = cell.step(&sw, &xp, &states)?;
+            if self.cfg.return_sequences {
+                outputs.push(states[0].clone());
+            }
+        }
+        let out = if self.cfg.return_sequences {
+            let refs: Vec<&Var> = outputs.iter().collect();
+            Var::stack(&refs, 1)?
+        } else {
+            states[0].clone()
+        };
+        Ok((out, states))
+    }
+}
+
+/// The `units`-wide column blocks of `v` (`[B, k*units]` -> k Vars `[B, units]`), as one op.
+pub(crate) fn gate_blocks(v: &Var, k: usize, units: usize) -> Result<Vec<Var>> {
+    if k == 1 {
+        return Ok(vec![v.clone()]);
+    }
+    Ok(v.split(&vec![units; k], -1)?)
+}
+
+impl<C: Cell> Layer for Recurrent<C> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn set_name(&mut self, name: String) {
+        self.name = name;
+    }
+
+    fn class_name(&self) -> &'static str {
+        self.cfg.cell.class_name()
+    }
+
+    fn declared_input_shape(&self) -> Option<Vec<usize>> {
+        self.input_shape.clone()
+    }
+
+    fn build(&mut self, input_shape: &[usize], rng: &mut Rng) -> Result<()> {
+        let f = self.check_shape(input_shape)?;
+        let (u, cell) = (self.cfg.units, &self.cfg.cell);
+        if u == 0 {
+            return Err(Error::config(format!("{} \"{}\"", cell.class_name(), self.name), "units must be >= 1"));
+        }
+        if let Some(have) = self.in_features {
+            if have == f {
+                return Ok(());
+            }
+            return Err(Error::IncompatibleInput {
+                layer: self.name.clone(),
+                class: cell.class_name(),
+                expected: format!("features {have} (the layer is already built)"),
+                got: input_shape.to_vec(),
+            });
+        }
+        let g = cell.gates() * u;
+        self.kernel = Some(Param::new(self.cfg.kernel_initializer.sample(&[f, g], rng)?));
+        self.recurrent_kernel = Some(Param::new(self.cfg.recurrent_initializer.sample(&[u, g], rng)?));
+        if self.cfg.use_bias {
+            self.bias = Some(Param::new(cell.init_bias(u, &self.cfg.bias_initializer, rng)?));
+        }
+        self.in_features = Some(f);
+        Ok(())
+    }
+
+    fn is_built(&self) -> bool {
+        self.in_features.is_some()
+    }
+
+    fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
+        self.out_shape(input_shape)
+    }
+
+    fn forward_logits(&self, x: &Var, ctx: &mut Ctx<'_>) -> Result<Var> {
+        Ok(self.forward_with_state(x, None, ctx)?.0)
+    }
+
+    fn weights(&self) -> Vec<Weight> {
+        let mut w = Vec::new();
+        if let Some(k) = &self.kernel {
+            w.push(Weight::trainable("kernel", k));
+        }
+        if let Some(k) = &self.recurrent_kernel {
+            w.push(Weight::trainable("recurrent_kernel", k));
+        }
+        if let Some(b) = &self.bias {
+            w.push(Weight::trainable("bias", b));
+        }
+        w
+    }
+
+    fn config(&self) -> serde_json::Value {
+        with_name(&self.name, serde_json::to_value(&self.cfg).unwrap_or_default())
+    }
+
+    fn regularization_loss(&self, ctx: &Ctx<'_>) -> Result<Option<Var>> {
+        let mut acc = None;
+        let pairs = [
+            (&self.cfg.kernel_regularizer, &self.kernel),
+            (&self.cfg.recurrent_regularizer, &self.recurrent_kernel),
+            (&self.cfg.bias_regularizer, &self.bias),
+        ];
+        for (r, p) in pairs {
+            if let (Some(r), Some(p)) = (r, p) {
+                acc = add_opt(acc, Some(r.penalty(&ctx.param(p))?))?;
+            }
+        }
+        Ok(acc)
+    }
+}
