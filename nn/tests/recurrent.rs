@@ -590,3 +590,20 @@ fn bidirectional_gru_learns_a_sequence_task() {
     let acc = accuracy(&m, &x, &labels);
     assert!(last < 0.5 * first_loss && acc >= 0.9, "loss {first_loss} -> {last}, accuracy {acc}");
 }
+
+#[test]
+fn recurrent_layers_in_the_functional_api() {
+    let ids = Input::new([7]);
+    let e = Embedding::new(20, 4).call(&ids).unwrap();
+    let seq = LSTM::new(6).return_sequences(true).call(&e).unwrap();
+    let a = GRU::new(5).call(&seq).unwrap();
+    let b = SimpleRNN::new(3).go_backwards(true).call(&seq).unwrap();
+    let y = Dense::new(2).activation(Activation::Softmax).call(&concatenate(&[a, b], -1).unwrap()).unwrap();
+    let m = Model::new(&[ids], &[y]).unwrap();
+    assert_eq!(m.output_shapes().unwrap(), vec![vec![2]]);
+    let want = 20 * 4 + 4 * 6 * (4 + 6 + 1) + 3 * 5 * (6 + 5 + 2) + 3 * (6 + 3 + 1) + (8 * 2 + 2);
+    assert_eq!(m.count_params(), want);
+    let x = Tensor::from_vec((0..21).map(|i| i % 20).collect::<Vec<i64>>(), [3, 7]).unwrap();
+    let p = m.predict(&[x]).unwrap();
+    assert_eq!(p[0].dims(), [3, 2]);
+}

@@ -75,13 +75,21 @@ impl Cell for GRUCell {
         }
     }
 
+    fn recurrent_bias(&self, bias: &Var) -> Result<Option<Var>> {
+        if self.reset_after {
+            Ok(Some(bias.narrow(0, 1, 1)?.squeeze(0)?))
+        } else {
+            Ok(None)
+        }
+    }
+
     fn step(&self, w: &StepWeights<'_>, x_proj: &Var, states: &[Var]) -> Result<Vec<Var>> {
         let (h, u, ra) = (&states[0], w.units, self.recurrent_activation);
         let xg = gate_blocks(x_proj, 3, u)?;
         let hh = if self.reset_after {
             let mut inner = h.matmul(w.recurrent_kernel)?;
-            if let Some(b) = w.bias {
-                inner = inner.add(&b.narrow(0, 1, 1)?.squeeze(0)?)?;
+            if let Some(b) = w.recurrent_bias {
+                inner = inner.add(b)?;
             }
             let rg = gate_blocks(&inner, 3, u)?;
             let z = ra.apply(&xg[0].add(&rg[0])?)?;

@@ -15,6 +15,18 @@
 //! [`Layer::forward`] returns one Var, the states come from
 //! [`Recurrent::forward_with_state`], and a `Sequential` model (which calls
 //! `forward`) just passes the plain output on.
+//!
+//! ```
+//! use keel_nn::prelude::*;
+//!
+//! let mut model = Sequential::new();
+//! model.add(Embedding::new(10_000, 64).input_shape([100])); // ids [batch, 100]
+//! model.add(Bidirectional::new(LSTM::new(32).return_sequences(true)));
+//! model.add(GRU::new(16));
+//! model.add(Dense::new(1).activation(Activation::Sigmoid));
+//! assert_eq!(model.output_shapes().unwrap(), vec![vec![1]]);
+//! assert_eq!(model.count_params(), 640_000 + 2 * 4 * 32 * (64 + 32 + 1) + 3 * 16 * (64 + 16 + 2) + 17);
+//! ```
 
 use crate::layer::{add_opt, built, with_name, Ctx, Layer, Weight};
 use crate::{Activation, Error, Initializer, Regularizer, Result};
@@ -57,6 +69,13 @@ pub trait Cell: Clone + Default + Send + Sync + Serialize + DeserializeOwned + '
         Ok(bias.clone())
     }
 
+    /// The part of `bias` added to the recurrent projection `h U`, if any
+    /// (GRU with `reset_after`); computed once per sequence.
+    fn recurrent_bias(&self, bias: &Var) -> Result<Option<Var>> {
+        let _ = bias;
+        Ok(None)
+    }
+
     /// One timestep: `x_proj` is `x_t W + input_bias` (`[B, gates*units]`),
     /// `states` the previous states; returns the new states, `h` first.
     fn step(&self, w: &StepWeights<'_>, x_proj: &Var, states: &[Var]) -> Result<Vec<Var>>;
@@ -70,8 +89,10 @@ pub struct StepWeights<'a> {
     pub activation: Activation,
     /// The recurrent kernel `[units, gates*units]`.
     pub recurrent_kernel: &'a Var,
-    /// The whole bias (cells that add a recurrent bias read it here), if any.
+    /// The whole bias, if any.
     pub bias: Option<&'a Var>,
+    /// The recurrent bias from [`Cell::recurrent_bias`], if any.
+    pub recurrent_bias: Option<&'a Var>,
 }
 
 /// Explicit weights for [`Recurrent::forward_with_weights`] (e.g. float64 Vars for a gradient check).
@@ -391,11 +412,16 @@ impl<C: Cell> Recurrent<C> {
                 vec![z; cell.state_count()]
             }
         };
+        let recurrent_bias = match &w.bias {
+            Some(bias) => cell.recurrent_bias(bias)?,
+            None => None,
+        };
         let sw = StepWeights {
             units,
             activation: self.cfg.activation,
             recurrent_kernel: &w.recurrent_kernel,
             bias: w.bias.as_ref(),
+            recurrent_bias: recurrent_bias.as_ref(),
         };
         let mut outputs = Vec::with_capacity(if self.cfg.return_sequences { t } else { 0 });
         for i in 0..t {
