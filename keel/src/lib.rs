@@ -66,9 +66,9 @@ pub type Result<T> = std::result::Result<T, Error>;
 /// The names a training script needs: `use keel::prelude::*;`.
 pub mod prelude {
     pub use keel_nn::{
-        add, concatenate, Activation, ActivationLayer, Add, AveragePooling2D, BatchNormalization, Concatenate, Conv2D,
-        Dense, Dropout, Flatten, GlobalAveragePooling2D, Initializer, Input, Layer, LayerExt, Loss, LossFn,
-        MaxPooling2D, Network, Regularizer, Reshape,
+        add, concatenate, Activation, ActivationLayer, Add, AveragePooling2D, BatchNormalization, Bidirectional,
+        Concatenate, Conv2D, Dense, Dropout, Embedding, Flatten, GlobalAveragePooling2D, Initializer, Input, Layer,
+        LayerExt, Loss, LossFn, MaxPooling2D, Network, Regularizer, Reshape, SimpleRNN, GRU, LSTM,
     };
     pub use keel_optim::{Adagrad, Adam, AdamW, Optimizer, RMSprop, SGD};
     pub use keel_tensor::{DType, Device, Padding, Shape, Tensor};
