@@ -24,6 +24,25 @@ pub enum Error {
     /// `fit`/`evaluate` before `compile`.
     #[error("{0}: the model is not compiled; call `model.compile(optimizer, loss, metrics)` first")]
     NotCompiled(&'static str),
+    /// A file could not be read or written.
+    #[error("io error on {path}: {msg}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The OS error, in words.
+        msg: String,
+    },
+    /// A model, checkpoint or weights file is malformed, truncated, or does not fit the model.
+    #[error("{path}: {msg}")]
+    BadFile {
+        /// The file.
+        path: String,
+        /// What is wrong, in words.
+        msg: String,
+    },
+    /// Drawing a plot failed.
+    #[error("plot: {0}")]
+    Plot(String),
     /// An invalid argument to `fit`, `evaluate` or `predict`.
     #[error("{op}: {msg}")]
     InvalidArgument {
@@ -38,6 +57,16 @@ impl Error {
     /// An invalid argument to `op`.
     pub fn invalid(op: &'static str, msg: impl Into<String>) -> Self {
         Error::InvalidArgument { op, msg: msg.into() }
+    }
+
+    /// An I/O error on `path`.
+    pub fn io(path: &std::path::Path, e: impl std::fmt::Display) -> Self {
+        Error::Io { path: path.display().to_string(), msg: e.to_string() }
+    }
+
+    /// A malformed or mismatched file at `path`.
+    pub fn bad_file(path: &std::path::Path, msg: impl Into<String>) -> Self {
+        Error::BadFile { path: path.display().to_string(), msg: msg.into() }
     }
 }
 

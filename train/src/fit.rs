@@ -1,5 +1,6 @@
 //! [`Fit`]: the options of `fit`, with Keras's names and defaults.
 
+use crate::callbacks::Callback;
 use keel_tensor::Tensor;
 use std::collections::BTreeMap;
 
@@ -10,7 +11,6 @@ use std::collections::BTreeMap;
 /// let cfg = Fit::new().batch_size(64).epochs(5).validation_split(0.1).verbose(2);
 /// assert_eq!(cfg.get_epochs(), 5);
 /// ```
-#[derive(Clone)]
 pub struct Fit<'a> {
     pub(crate) batch_size: usize,
     pub(crate) epochs: usize,
@@ -22,6 +22,7 @@ pub struct Fit<'a> {
     pub(crate) class_weight: Option<BTreeMap<i64, f64>>,
     pub(crate) sample_weight: Option<&'a Tensor>,
     pub(crate) initial_epoch: usize,
+    pub(crate) callbacks: Vec<Box<dyn Callback + 'a>>,
 }
 
 impl Default for Fit<'_> {
@@ -44,6 +45,7 @@ impl<'a> Fit<'a> {
             class_weight: None,
             sample_weight: None,
             initial_epoch: 0,
+            callbacks: Vec::new(),
         }
     }
 
@@ -110,6 +112,27 @@ impl<'a> Fit<'a> {
     /// The epoch to start from (to resume a run; epochs are numbered from 0).
     pub fn initial_epoch(mut self, e: usize) -> Self {
         self.initial_epoch = e;
+        self
+    }
+
+    /// Add a callback: owned (`EarlyStopping::new(..)`) or borrowed (`&mut early`,
+    /// to read its state after `fit`). Callbacks run in the order added.
+    pub fn callback(mut self, cb: impl Callback + 'a) -> Self {
+        self.callbacks.push(Box::new(cb));
+        self
+    }
+
+    /// Add several boxed callbacks (Keras's `callbacks=[...]`).
+    pub fn callbacks(mut self, cbs: impl IntoIterator<Item = Box<dyn Callback + 'a>>) -> Self {
+        self.callbacks.extend(cbs);
+        self
+    }
+
+    /// Resume from a training checkpoint: start at its epoch with its seed
+    /// (restore the model with [`crate::KerasModel::load_checkpoint`] first).
+    pub fn resume_from(mut self, ckpt: &crate::Checkpoint) -> Self {
+        self.initial_epoch = ckpt.epoch;
+        self.seed = ckpt.seed;
         self
     }
 }

@@ -40,4 +40,13 @@ impl History {
     pub fn keys(&self) -> impl Iterator<Item = &str> {
         self.history.keys().map(String::as_str)
     }
+
+    /// Append the epochs of `other` (e.g. a resumed run's) after these.
+    pub fn extend(&mut self, other: &History) {
+        for (i, &e) in other.epoch.iter().enumerate() {
+            let logs: Vec<(String, f64)> =
+                other.history.iter().filter_map(|(k, v)| v.get(i).map(|x| (k.clone(), *x))).collect();
+            self.push(e, &logs);
+        }
+    }
 }

@@ -27,15 +27,28 @@
 //! # }
 //! ```
 
+pub mod atomic;
+pub mod callbacks;
+pub mod checkpoint;
 mod error;
 mod fit;
 mod history;
 mod model;
+mod plot;
 pub mod progress;
+pub mod registry;
+pub mod saving;
 mod spec;
 
+pub use callbacks::{
+    CSVLogger, Callback, CallbackContext, EarlyStopping, LearningRateScheduler, Logs, ModelCheckpoint,
+    ReduceLROnPlateau, TerminateOnNaN,
+};
+pub use checkpoint::Checkpoint;
 pub use error::{Error, Result};
 pub use fit::Fit;
 pub use history::History;
 pub use model::{KerasModel, Model, Sequential};
+pub use registry::{layer_from_config, register_layer, FromConfig};
+pub use saving::load_model;
 pub use spec::MetricSpec;

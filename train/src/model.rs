@@ -1,6 +1,7 @@
 //! [`KerasModel`]: a keel-nn network plus what `compile` sets (optimizer, loss,
 //! metrics), with Keras's `fit` / `evaluate` / `predict`.
 
+use crate::callbacks::{Callback, CallbackContext, CallbackList, FitParams, Logs};
 use crate::history::History;
 use crate::progress::Progress;
 use crate::spec::MetricSpec;
@@ -12,6 +13,9 @@ use keel_nn::{Ctx, LossFn, Network};
 use keel_optim::Optimizer;
 use keel_tensor::rng::Rng;
 use keel_tensor::{DType, Tensor};
+
+/// The stream tag of the per-epoch dropout generator (`derive_seed(seed, epoch, DROPOUT_STREAM)`).
+const DROPOUT_STREAM: u64 = 0x4452_4F50;
 
 /// What `compile` fixed.
 struct Compiled {
@@ -154,6 +158,11 @@ impl<N: Network> KerasModel<N> {
         }
     }
 
+    /// The compiled optimizer, if compiled.
+    pub(crate) fn optimizer_ref(&self) -> Option<&dyn Optimizer> {
+        self.compiled.as_ref().map(|c| c.optimizer.as_ref() as &dyn Optimizer)
+    }
+
     fn ensure_built(&mut self, x: &Tensor) -> Result<()> {
         if !self.net.is_built() {
             if x.rank() == 0 {
@@ -169,7 +178,7 @@ impl<N: Network> KerasModel<N> {
     /// `x` is a batch-first tensor (cast to F32 if it is not); `y` holds
     /// one-hot/probability targets, class indices (I64) or regression targets
     /// as the loss expects.
-    pub fn fit(&mut self, x: &Tensor, y: &Tensor, cfg: Fit<'_>) -> Result<History> {
+    pub fn fit(&mut self, x: &Tensor, y: &Tensor, mut cfg: Fit<'_>) -> Result<History> {
         let n = check_xy("fit", x, y)?;
         if cfg.batch_size == 0 {
             return Err(Error::invalid("fit", "batch_size must be at least 1"));
@@ -201,17 +210,19 @@ impl<N: Network> KerasModel<N> {
             (None, Some(v)) => Some(v.clone()),
             _ => None,
         };
-        self.run_fit(&mut source, val, &cfg)
+        let callbacks = CallbackList { list: std::mem::take(&mut cfg.callbacks) };
+        self.run_fit(&mut source, val, &cfg, callbacks)
     }
 
     /// Train on any batch source (a `DataLoader`, `ImageDataGenerator::flow`, ...).
-    pub fn fit_source(&mut self, source: &mut dyn BatchSource, cfg: Fit<'_>) -> Result<History> {
+    pub fn fit_source(&mut self, source: &mut dyn BatchSource, mut cfg: Fit<'_>) -> Result<History> {
         if cfg.sample_weight.is_some() {
             return Err(Error::invalid("fit_source", "sample_weight needs tensors; use class_weight or fit(x, y, ..)"));
         }
         let mut src = SourceBatches { inner: source };
         let val = cfg.validation_data.map(|(vx, vy)| (vx.clone(), vy.clone()));
-        self.run_fit(&mut src, val, &cfg)
+        let callbacks = CallbackList { list: std::mem::take(&mut cfg.callbacks) };
+        self.run_fit(&mut src, val, &cfg, callbacks)
     }
 
     fn run_fit(
@@ -219,13 +230,30 @@ impl<N: Network> KerasModel<N> {
         source: &mut dyn WeightedSource,
         val: Option<(Tensor, Tensor)>,
         cfg: &Fit<'_>,
+        mut callbacks: CallbackList<'_>,
     ) -> Result<History> {
         let Some(compiled) = &self.compiled else { return Err(Error::NotCompiled("fit")) };
         let (loss, specs) = (compiled.loss, compiled.metrics.clone());
         let mut history = History::new();
-        let mut rng = Rng::new(cfg.seed ^ 0x5EED_D40F);
         let steps = source.len_batches();
+        let params_info = FitParams {
+            epochs: cfg.epochs,
+            initial_epoch: cfg.initial_epoch,
+            steps,
+            verbose: cfg.verbose,
+            seed: cfg.seed,
+        };
+        let mut stop = false;
+        self.with_callbacks(&mut callbacks, &history, &params_info, &mut stop, |cb, ctx| cb.on_train_begin(ctx))?;
         for epoch in cfg.initial_epoch..cfg.epochs {
+            if stop {
+                break;
+            }
+            // dropout draws from (seed, epoch) alone, so a resumed run repeats an uninterrupted one
+            let mut rng = Rng::new(keel_data::seed::derive_seed(cfg.seed, epoch as u64, DROPOUT_STREAM));
+            self.with_callbacks(&mut callbacks, &history, &params_info, &mut stop, |cb, ctx| {
+                cb.on_epoch_begin(epoch, ctx)
+            })?;
             if cfg.verbose > 0 {
                 println!("Epoch {}/{}", epoch + 1, cfg.epochs);
             }
@@ -242,15 +270,50 @@ impl<N: Network> KerasModel<N> {
                 if cfg.verbose == 1 {
                     progress.update(step + 1, &logs.logs(""));
                 }
+                if !callbacks.is_empty() {
+                    let batch_logs = Logs::from(logs.logs(""));
+                    self.with_callbacks(&mut callbacks, &history, &params_info, &mut stop, |cb, ctx| {
+                        cb.on_train_batch_end(step, &batch_logs, ctx)
+                    })?;
+                    if stop {
+                        break;
+                    }
+                }
             }
             let mut epoch_logs = logs.logs("");
             if let Some((vx, vy)) = &val {
                 epoch_logs.extend(self.evaluate_logs(vx, vy, cfg.batch_size, "val_")?);
             }
             progress.finish(&epoch_logs);
-            history.push(epoch, &epoch_logs);
+            let mut epoch_logs = Logs::from(epoch_logs);
+            self.with_callbacks(&mut callbacks, &history, &params_info, &mut stop, |cb, ctx| {
+                cb.on_epoch_end(epoch, &mut epoch_logs, ctx)
+            })?;
+            history.push(epoch, epoch_logs.as_slice());
         }
+        self.with_callbacks(&mut callbacks, &history, &params_info, &mut stop, |cb, ctx| cb.on_train_end(ctx))?;
         Ok(history)
+    }
+
+    /// Run `hook` on every callback with a context over this model.
+    fn with_callbacks(
+        &mut self,
+        callbacks: &mut CallbackList<'_>,
+        history: &History,
+        params: &FitParams,
+        stop: &mut bool,
+        mut hook: impl FnMut(&mut dyn Callback, &mut CallbackContext<'_>) -> Result<()>,
+    ) -> Result<()> {
+        if callbacks.is_empty() {
+            return Ok(());
+        }
+        let compiled = self.compiled.as_mut().ok_or(Error::NotCompiled("fit"))?;
+        let mut ctx =
+            CallbackContext { network: &self.net, optimizer: compiled.optimizer.as_mut(), history, params, stop };
+        for cb in &mut callbacks.list {
+            hook(cb.as_mut(), &mut ctx)?;
+        }
+        Ok(())
     }
 
     /// One optimizer step on one batch: returns the batch loss and the predictions.

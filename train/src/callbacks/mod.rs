@@ -1,0 +1,310 @@
+//! Keras callbacks: hooks `fit` calls at the start and end of training, of
+//! every epoch and of every batch.
+//!
+//! A [`Callback`] gets a [`CallbackContext`] in every hook: through it it can
+//! read and overwrite the model's weights, read and set the optimizer's
+//! learning rate, save the model or a training checkpoint, and ask `fit` to
+//! stop (Keras's `model.stop_training = True`). Pass callbacks to `fit` with
+//! [`crate::Fit::callback`] (borrowed, so you can inspect them afterwards, or
+//! owned) or [`crate::Fit::callbacks`]:
+//!
+//! ```
+//! use keel_train::callbacks::{CSVLogger, EarlyStopping};
+//! use keel_train::Fit;
+//! let mut early = EarlyStopping::new("val_loss").patience(3).restore_best_weights(true);
+//! let cfg = Fit::new().epochs(100).callback(&mut early).callback(CSVLogger::new("log.csv"));
+//! # drop(cfg);
+//! ```
+//!
+//! Order: callbacks run in the order given. Epoch logs pass through every
+//! callback's `on_epoch_end` (which may add entries, as ReduceLROnPlateau adds
+//! `learning_rate`) before they are recorded in the [`History`].
+
+mod csv_logger;
+mod early_stopping;
+mod lr_scheduler;
+mod model_checkpoint;
+mod reduce_lr;
+mod terminate_on_nan;
+
+pub use csv_logger::CSVLogger;
+pub use early_stopping::EarlyStopping;
+pub use lr_scheduler::LearningRateScheduler;
+pub use model_checkpoint::ModelCheckpoint;
+pub use reduce_lr::ReduceLROnPlateau;
+pub use terminate_on_nan::TerminateOnNaN;
+
+use crate::{Checkpoint, History, Result};
+use keel_nn::Network;
+use keel_optim::Optimizer;
+use keel_tensor::Tensor;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Named values of one batch or epoch (`"loss"`, `"accuracy"`, `"val_loss"`, ...), in order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Logs {
+    entries: Vec<(String, f64)>,
+}
+
+impl Logs {
+    /// Empty logs.
+    pub fn new() -> Logs {
+        Logs::default()
+    }
+
+    /// The value of `name`, if logged.
+    pub fn get(&self, name: &str) -> Option<f64> {
+        self.entries.iter().find(|(k, _)| k == name).map(|(_, v)| *v)
+    }
+
+    /// Set `name` (replacing its value, or appending it).
+    pub fn insert(&mut self, name: impl Into<String>, value: f64) {
+        let name = name.into();
+        match self.entries.iter_mut().find(|(k, _)| *k == name) {
+            Some(e) => e.1 = value,
+            None => self.entries.push((name, value)),
+        }
+    }
+
+    /// `(name, value)` pairs in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, f64)> {
+        self.entries.iter().map(|(k, v)| (k.as_str(), *v))
+    }
+
+    /// The pairs as a slice.
+    pub fn as_slice(&self) -> &[(String, f64)] {
+        &self.entries
+    }
+
+    /// The number of entries.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when nothing is logged.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+impl From<Vec<(String, f64)>> for Logs {
+    fn from(entries: Vec<(String, f64)>) -> Logs {
+        Logs { entries }
+    }
+}
+
+/// What `fit` was asked to do (Keras's `callback.params`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FitParams {
+    /// The epoch to stop at (exclusive).
+    pub epochs: usize,
+    /// The first epoch run (from `Fit::initial_epoch`).
+    pub initial_epoch: usize,
+    /// Batches per epoch.
+    pub steps: usize,
+    /// Verbosity (0, 1, 2).
+    pub verbose: u8,
+    /// The seed of shuffling and dropout.
+    pub seed: u64,
+}
+
+/// The model, optimizer and run state a hook may look at or change.
+pub struct CallbackContext<'a> {
+    pub(crate) network: &'a dyn Network,
+    pub(crate) optimizer: &'a mut dyn Optimizer,
+    pub(crate) history: &'a History,
+    pub(crate) params: &'a FitParams,
+    pub(crate) stop: &'a mut bool,
+}
+
+impl<'a> CallbackContext<'a> {
+    /// The network being trained (its weights are shared handles: see [`CallbackContext::set_weights`]).
+    pub fn network(&self) -> &dyn Network {
+        self.network
+    }
+
+    /// The optimizer.
+    pub fn optimizer(&mut self) -> &mut dyn Optimizer {
+        self.optimizer
+    }
+
+    /// The learning rate the next step will use.
+    pub fn learning_rate(&self) -> f64 {
+        self.optimizer.learning_rate()
+    }
+
+    /// Use the constant learning rate `lr` from now on.
+    pub fn set_learning_rate(&mut self, lr: f64) {
+        self.optimizer.set_learning_rate(lr);
+    }
+
+    /// Ask `fit` to stop after the current batch/epoch (Keras `model.stop_training = True`).
+    pub fn stop_training(&mut self) {
+        *self.stop = true;
+    }
+
+    /// True once a callback asked to stop.
+    pub fn stop_requested(&self) -> bool {
+        *self.stop
+    }
+
+    /// The epochs recorded so far in this `fit` call (the current epoch is added after `on_epoch_end`).
+    pub fn history(&self) -> &History {
+        self.history
+    }
+
+    /// What `fit` was asked to do.
+    pub fn params(&self) -> &FitParams {
+        self.params
+    }
+
+    /// A copy of every weight by name (Keras `get_weights`).
+    pub fn weights(&self) -> Result<BTreeMap<String, Tensor>> {
+        // copy: the map must not follow later in-place updates
+        self.network.state_dict().into_iter().map(|(k, t)| Ok((k, t.copy()?))).collect()
+    }
+
+    /// Overwrite every weight (Keras `set_weights`); names and shapes must match.
+    pub fn set_weights(&self, weights: &BTreeMap<String, Tensor>) -> Result<()> {
+        Ok(self.network.load_state_dict(weights)?)
+    }
+
+    /// Save the weights alone (safetensors, atomic).
+    pub fn save_weights(&self, path: &Path) -> Result<()> {
+        crate::saving::save_weights_file(self.network, path)
+    }
+
+    /// Save the model (config + weights) as [`crate::KerasModel::save`] does.
+    pub fn save_model(&self, path: &Path) -> Result<()> {
+        crate::saving::save_model_file(self.network, path)
+    }
+
+    /// Save a full training checkpoint after `epoch` (0-based, completed) with its `logs`.
+    pub fn save_checkpoint(&self, path: &Path, epoch: usize, logs: &Logs) -> Result<()> {
+        let mut history = self.history.clone();
+        history.push(epoch, logs.as_slice());
+        let ck = Checkpoint::capture(self.network, &*self.optimizer, epoch + 1, self.params.seed, history)?;
+        ck.save(path)
+    }
+}
+
+/// A Keras callback: every hook has a default that does nothing.
+///
+/// Epochs and batches are numbered from 0, as in Keras; returning an error
+/// from a hook aborts `fit` with that error.
+pub trait Callback {
+    /// Before the first epoch.
+    fn on_train_begin(&mut self, ctx: &mut CallbackContext<'_>) -> Result<()> {
+        let _ = ctx;
+        Ok(())
+    }
+
+    /// After the last epoch (also after an early stop).
+    fn on_train_end(&mut self, ctx: &mut CallbackContext<'_>) -> Result<()> {
+        let _ = ctx;
+        Ok(())
+    }
+
+    /// Before each epoch.
+    fn on_epoch_begin(&mut self, epoch: usize, ctx: &mut CallbackContext<'_>) -> Result<()> {
+        let _ = (epoch, ctx);
+        Ok(())
+    }
+
+    /// After each epoch, with the epoch's train and validation logs (which the hook may extend).
+    fn on_epoch_end(&mut self, epoch: usize, logs: &mut Logs, ctx: &mut CallbackContext<'_>) -> Result<()> {
+        let _ = (epoch, logs, ctx);
+        Ok(())
+    }
+
+    /// After each training batch, with the running means of the epoch so far.
+    fn on_train_batch_end(&mut self, batch: usize, logs: &Logs, ctx: &mut CallbackContext<'_>) -> Result<()> {
+        let _ = (batch, logs, ctx);
+        Ok(())
+    }
+}
+
+impl<C: Callback + ?Sized> Callback for &mut C {
+    fn on_train_begin(&mut self, ctx: &mut CallbackContext<'_>) -> Result<()> {
+        (**self).on_train_begin(ctx)
+    }
+    fn on_train_end(&mut self, ctx: &mut CallbackContext<'_>) -> Result<()> {
+        (**self).on_train_end(ctx)
+    }
+    fn on_epoch_begin(&mut self, epoch: usize, ctx: &mut CallbackContext<'_>) -> Result<()> {
+        (**self).on_epoch_begin(epoch, ctx)
+    }
+    fn on_epoch_end(&mut self, epoch: usize, logs: &mut Logs, ctx: &mut CallbackContext<'_>) -> Result<()> {
+        (**self).on_epoch_end(epoch, logs, ctx)
+    }
+    fn on_train_batch_end(&mut self, batch: usize, logs: &Logs, ctx: &mut CallbackContext<'_>) -> Result<()> {
+        (**self).on_train_batch_end(batch, logs, ctx)
+    }
+}
+
+impl<C: Callback + ?Sized> Callback for Box<C> {
+    fn on_train_begin(&mut self, ctx: &mut CallbackContext<'_>) -> Result<()> {
+        (**self).on_train_begin(ctx)
+    }
+    fn on_train_end(&mut self, ctx: &mut CallbackContext<'_>) -> Result<()> {
+        (**self).on_train_end(ctx)
+    }
+    fn on_epoch_begin(&mut self, epoch: usize, ctx: &mut CallbackContext<'_>) -> Result<()> {
+        (**self).on_epoch_begin(epoch, ctx)
+    }
+    fn on_epoch_end(&mut self, epoch: usize, logs: &mut Logs, ctx: &mut CallbackContext<'_>) -> Result<()> {
+        (**self).on_epoch_end(epoch, logs, ctx)
+    }
+    fn on_train_batch_end(&mut self, batch: usize, logs: &Logs, ctx: &mut CallbackContext<'_>) -> Result<()> {
+        (**self).on_train_batch_end(batch, logs, ctx)
+    }
+}
+
+/// Whether a smaller or a larger monitored value is better.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// From the name: accuracy, AUC, precision, recall, F1 and R² are maximised, everything else minimised.
+    #[default]
+    Auto,
+    /// Lower is better (losses, errors).
+    Min,
+    /// Higher is better (accuracy, AUC, ...).
+    Max,
+}
+
+impl Mode {
+    /// True when higher is better for `monitor` under this mode.
+    pub fn maximizes(self, monitor: &str) -> bool {
+        match self {
+            Mode::Min => false,
+            Mode::Max => true,
+            Mode::Auto => {
+                let m = monitor.strip_prefix("val_").unwrap_or(monitor);
+                !m.ends_with("loss")
+                    && ["acc", "auc", "precision", "recall", "f1", "fmeasure", "r2"].iter().any(|k| m.contains(k))
+            }
+        }
+    }
+
+    /// Parse Keras's `"auto"`, `"min"`, `"max"`.
+    pub fn from_name(name: &str) -> Result<Mode> {
+        match name.to_ascii_lowercase().as_str() {
+            "auto" => Ok(Mode::Auto),
+            "min" => Ok(Mode::Min),
+            "max" => Ok(Mode::Max),
+            other => Err(crate::Error::invalid("callback", format!("mode must be auto, min or max, got \"{other}\""))),
+        }
+    }
+}
+
+/// Every user callback, run in order.
+pub(crate) struct CallbackList<'c> {
+    pub(crate) list: Vec<Box<dyn Callback + 'c>>,
+}
+
+impl CallbackList<'_> {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+}

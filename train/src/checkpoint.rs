@@ -1,0 +1,256 @@
+//! [`Checkpoint`]: everything needed to resume training exactly — config,
+//! weights, optimizer state, the next epoch, the seed and the history so far.
+//!
+//! File layout: the magic `KEELCKPT`, a little-endian `u32` format version, a
+//! `u64` payload length, a `u64` FNV-1a checksum of the payload, then the
+//! payload: the [`Checkpoint`] encoded with bincode 2 (serde, standard
+//! config). A truncated or corrupted file fails the length or checksum test
+//! with a clear error before anything is decoded. Files are written
+//! atomically (temp file, fsync, rename).
+//!
+//! Resuming is bit-exact on the CPU because `fit`'s shuffle order and dropout
+//! masks are pure functions of `(seed, epoch)`, the optimizer state (slots,
+//! iteration count, learning rate) is restored, and batch-norm statistics are
+//! weights.
+
+use crate::atomic::{read_file, write_atomic};
+use crate::saving::{check_weights, load_checked};
+use crate::{Error, History, KerasModel, Result};
+use keel_nn::Network;
+use keel_optim::state::SlotTensor;
+use keel_optim::{Optimizer, OptimizerState};
+use keel_tensor::{DType, Device, Tensor};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+const MAGIC: &[u8; 8] = b"KEELCKPT";
+/// The format version written into checkpoint files.
+pub const CHECKPOINT_FORMAT_VERSION: u32 = 1;
+const HEADER: usize = 8 + 4 + 8 + 8;
+
+/// A full training checkpoint (see the module docs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// The model's JSON config ([`keel_nn::Network::config`]), as text.
+    pub config: String,
+    /// Every weight by stable name.
+    pub weights: Vec<(String, SlotTensor)>,
+    /// The optimizer's state (slots by parameter position, iterations, learning rate).
+    pub optimizer: OptimizerState,
+    /// The next epoch to run (= the number of epochs done); pass it as `Fit::initial_epoch`.
+    pub epoch: usize,
+    /// The seed of the run (shuffles and dropout); pass it as `Fit::seed`.
+    pub seed: u64,
+    /// The history of the epochs done.
+    pub history: History,
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+impl Checkpoint {
+    /// Snapshot a network and its optimizer; `epoch` is the next epoch to run.
+    pub fn capture(
+        net: &dyn Network,
+        optimizer: &dyn Optimizer,
+        epoch: usize,
+        seed: u64,
+        history: History,
+    ) -> Result<Checkpoint> {
+        if !net.is_built() {
+            return Err(Error::invalid("checkpoint", "the model is not built yet"));
+        }
+        let weights = net
+            .state_dict()
+            .into_iter()
+            .map(|(k, t)| Ok((k, SlotTensor::from_tensor(&t)?)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Checkpoint {
+            config: net.config().to_string(),
+            weights,
+            optimizer: optimizer.state()?,
+            epoch,
+            seed,
+            history,
+        })
+    }
+
+    /// True when `bytes` start like a checkpoint file.
+    pub fn is_checkpoint(bytes: &[u8]) -> bool {
+        bytes.starts_with(MAGIC)
+    }
+
+    /// The file's bytes.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let payload = bincode::serde::encode_to_vec(self, bincode::config::standard())
+            .map_err(|e| Error::invalid("checkpoint", format!("encoding failed: {e}")))?;
+        let mut out = Vec::with_capacity(HEADER + payload.len());
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&CHECKPOINT_FORMAT_VERSION.to_le_bytes());
+        out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+        out.extend_from_slice(&fnv1a(&payload).to_le_bytes());
+        out.extend_from_slice(&payload);
+        Ok(out)
+    }
+
+    /// Parse a file's bytes (`path` only names the file in errors).
+    pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Checkpoint> {
+        let bad = |m: String| Error::bad_file(path, m);
+        if !Self::is_checkpoint(bytes) {
+            return Err(bad("not a keel checkpoint (no KEELCKPT magic)".into()));
+        }
+        if bytes.len() < HEADER {
+            return Err(bad(format!("truncated: {} bytes, the header alone is {HEADER}", bytes.len())));
+        }
+        let u32_at = |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+        let u64_at = |i: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&bytes[i..i + 8]);
+            u64::from_le_bytes(b)
+        };
+        let version = u32_at(8);
+        if version != CHECKPOINT_FORMAT_VERSION {
+            return Err(bad(format!(
+                "checkpoint format version {version}; this keel reads version {CHECKPOINT_FORMAT_VERSION}"
+            )));
+        }
+        let len = u64_at(12);
+        let payload = &bytes[HEADER..];
+        if payload.len() as u64 != len {
+            return Err(bad(format!(
+                "truncated or padded: the payload should be {len} bytes, found {}",
+                payload.len()
+            )));
+        }
+        if fnv1a(payload) != u64_at(20) {
+            return Err(bad("corrupted: the payload checksum does not match".into()));
+        }
+        let (ck, used): (Checkpoint, usize) = bincode::serde::decode_from_slice(payload, bincode::config::standard())
+            .map_err(|e| bad(format!("cannot decode the checkpoint: {e}")))?;
+        if used != payload.len() {
+            return Err(bad("trailing bytes after the checkpoint".into()));
+        }
+        Ok(ck)
+    }
+
+    /// Write to `path` atomically (temp file, fsync, rename).
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        write_atomic(path.as_ref(), &self.to_bytes()?)
+    }
+
+    /// Read a checkpoint file.
+    pub fn load(path: impl AsRef<Path>) -> Result<Checkpoint> {
+        let path = path.as_ref();
+        Self::from_bytes(path, &read_file(path)?)
+    }
+
+    /// The model config as JSON.
+    pub fn config_json(&self, path: &Path) -> Result<serde_json::Value> {
+        serde_json::from_str(&self.config)
+            .map_err(|e| Error::bad_file(path, format!("the model config is not valid JSON: {e}")))
+    }
+
+    /// The weights as tensors by name.
+    pub fn weights_map(&self, path: &Path) -> Result<BTreeMap<String, Tensor>> {
+        let mut out = BTreeMap::new();
+        for (name, s) in &self.weights {
+            let n = s.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+            if n != Some(s.len()) {
+                return Err(Error::bad_file(
+                    path,
+                    format!("weight \"{name}\": shape {:?} but {} values", s.shape, s.len()),
+                ));
+            }
+            let dtype = match s.data {
+                keel_optim::state::SlotData::F32(_) => DType::F32,
+                keel_optim::state::SlotData::F64(_) => DType::F64,
+            };
+            out.insert(name.clone(), s.to_tensor(dtype, &Device::Cpu)?);
+        }
+        Ok(out)
+    }
+
+    /// Check that the optimizer state fits `net`'s trainable parameters (count and shapes by position).
+    fn check_optimizer(&self, net: &dyn Network, optimizer: &dyn Optimizer, path: &Path) -> Result<()> {
+        let st = &self.optimizer;
+        if st.optimizer != optimizer.name() {
+            return Err(Error::bad_file(
+                path,
+                format!(
+                    "the checkpoint's optimizer is {} but the model is compiled with {}",
+                    st.optimizer,
+                    optimizer.name()
+                ),
+            ));
+        }
+        if st.params.is_empty() {
+            return Ok(());
+        }
+        let params = net.trainable_params();
+        if st.params.len() != params.len() {
+            return Err(Error::bad_file(
+                path,
+                format!("the optimizer state has {} parameters, the model {}", st.params.len(), params.len()),
+            ));
+        }
+        for (i, (entry, p)) in st.params.iter().zip(&params).enumerate() {
+            for (slot, t) in &entry.slots {
+                if t.shape.as_slice() != p.shape().dims() {
+                    return Err(Error::bad_file(
+                        path,
+                        format!(
+                            "optimizer slot {slot:?} of parameter #{i} has shape {:?}, the parameter {}",
+                            t.shape,
+                            p.shape()
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<N: Network> KerasModel<N> {
+    /// A checkpoint of this model and its compiled optimizer; `epoch` is the
+    /// next epoch to run (the number done), `seed` the run's `Fit::seed`.
+    pub fn checkpoint(&self, epoch: usize, seed: u64, history: &History) -> Result<Checkpoint> {
+        let opt = self.optimizer_ref().ok_or(Error::NotCompiled("checkpoint"))?;
+        Checkpoint::capture(self.network(), opt, epoch, seed, history.clone())
+    }
+
+    /// Save a training checkpoint to `path` atomically (see [`KerasModel::checkpoint`]).
+    pub fn save_checkpoint(&self, path: impl AsRef<Path>, epoch: usize, seed: u64, history: &History) -> Result<()> {
+        self.checkpoint(epoch, seed, history)?.save(path)
+    }
+
+    /// Put a checkpoint's weights and optimizer state into this (compiled) model.
+    ///
+    /// Everything is checked first (weight names, shapes and dtypes, the
+    /// optimizer's name and slot shapes): on a mismatch nothing changes.
+    pub fn restore_checkpoint(&mut self, ckpt: &Checkpoint, path: &Path) -> Result<()> {
+        let weights = ckpt.weights_map(path)?;
+        check_weights(self.network(), &weights, path)?;
+        let opt = self.optimizer_ref().ok_or(Error::NotCompiled("restore_checkpoint"))?;
+        ckpt.check_optimizer(self.network(), opt, path)?;
+        load_checked(self.network(), &weights, path)?;
+        self.optimizer_mut()?.load_state(ckpt.optimizer.clone())?;
+        Ok(())
+    }
+
+    /// Read a checkpoint file and restore it into this compiled model; returns
+    /// it, so `Fit::new().resume_from(&ckpt)` continues where it stopped.
+    pub fn load_checkpoint(&mut self, path: impl AsRef<Path>) -> Result<Checkpoint> {
+        let path = path.as_ref();
+        let ck = Checkpoint::load(path)?;
+        self.restore_checkpoint(&ck, path)?;
+        Ok(ck)
+    }
+}

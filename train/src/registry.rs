@@ -1,0 +1,99 @@
+//! Rebuilding models from their JSON config: a registry from Keras class
+//! names to layer constructors, and [`FromConfig`] for networks.
+//!
+//! Built in: Dense, Conv2D, MaxPooling2D, AveragePooling2D,
+//! GlobalAveragePooling2D, Flatten, Reshape, Dropout, BatchNormalization and
+//! Activation. [`register_layer`] adds a custom class (Keras's
+//! `custom_objects`).
+
+use crate::{Error, Result};
+use keel_nn::{
+    Activation, ActivationLayer, AveragePooling2D, BatchNormalization, BatchNormalizationConfig, Conv2D, Conv2DConfig,
+    Dense, DenseConfig, Dropout, Flatten, GlobalAveragePooling2D, Layer, MaxPooling2D, Network, Pool2DConfig, Reshape,
+};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::{OnceLock, RwLock};
+
+/// Builds a layer (unnamed; the caller names it) from its Keras config.
+pub type LayerFactory = fn(&Value) -> Result<Box<dyn Layer>>;
+
+fn custom() -> &'static RwLock<HashMap<String, LayerFactory>> {
+    static CUSTOM: OnceLock<RwLock<HashMap<String, LayerFactory>>> = OnceLock::new();
+    CUSTOM.get_or_init(|| RwLock::new(HashMap::new()))
+}
+
+/// Make `class_name` loadable (a custom layer; replaces an earlier registration of the name).
+pub fn register_layer(class_name: &str, factory: LayerFactory) {
+    let mut map = custom().write().unwrap_or_else(|p| p.into_inner()); // ok: the map is replaced entry by entry
+    map.insert(class_name.to_string(), factory);
+}
+
+fn field<T: DeserializeOwned>(class: &str, cfg: &Value) -> Result<T> {
+    serde_json::from_value(cfg.clone()).map_err(|e| Error::invalid("from_config", format!("{class} config: {e}")))
+}
+
+fn get<T: DeserializeOwned>(class: &str, cfg: &Value, key: &str) -> Result<T> {
+    let v = cfg.get(key).ok_or_else(|| Error::invalid("from_config", format!("{class} config has no \"{key}\"")))?;
+    serde_json::from_value(v.clone()).map_err(|e| Error::invalid("from_config", format!("{class} \"{key}\": {e}")))
+}
+
+/// Build a layer of Keras class `class_name` from its config (including its `name`).
+pub fn layer_from_config(class_name: &str, cfg: &Value) -> Result<Box<dyn Layer>> {
+    let factory = custom().read().unwrap_or_else(|p| p.into_inner()).get(class_name).copied();
+    let mut layer: Box<dyn Layer> = match (factory, class_name) {
+        (Some(f), _) => f(cfg)?,
+        (None, "Dense") => Box::new(Dense::from_config(field::<DenseConfig>(class_name, cfg)?)),
+        (None, "Conv2D") => Box::new(Conv2D::from_config(field::<Conv2DConfig>(class_name, cfg)?)),
+        (None, "MaxPooling2D") => Box::new(MaxPooling2D::from_config(field::<Pool2DConfig>(class_name, cfg)?)),
+        (None, "AveragePooling2D") => Box::new(AveragePooling2D::from_config(field::<Pool2DConfig>(class_name, cfg)?)),
+        (None, "GlobalAveragePooling2D") => Box::new(GlobalAveragePooling2D::new()),
+        (None, "Flatten") => Box::new(Flatten::new()),
+        (None, "Reshape") => Box::new(Reshape::new(get::<Vec<isize>>(class_name, cfg, "target_shape")?)),
+        (None, "Dropout") => Box::new(Dropout::new(get::<f64>(class_name, cfg, "rate")?)),
+        (None, "BatchNormalization") => {
+            Box::new(BatchNormalization::from_config(field::<BatchNormalizationConfig>(class_name, cfg)?))
+        }
+        (None, "Activation") => Box::new(ActivationLayer::new(get::<Activation>(class_name, cfg, "activation")?)),
+        (None, other) => {
+            return Err(Error::Nn(keel_nn::Error::UnknownName { kind: "layer class", name: other.to_string() }))
+        }
+    };
+    if let Some(name) = cfg.get("name").and_then(Value::as_str) {
+        layer.set_name(name.to_string());
+    }
+    Ok(layer)
+}
+
+/// A network that can be rebuilt (unbuilt weights aside) from its [`Network::config`].
+pub trait FromConfig: Network + Sized {
+    /// Rebuild from `config` (the value [`Network::config`] returned), built for its input shapes.
+    fn from_config(config: &Value) -> Result<Self>;
+}
+
+impl FromConfig for keel_nn::Sequential {
+    fn from_config(config: &Value) -> Result<Self> {
+        let class = config.get("class_name").and_then(Value::as_str).unwrap_or("");
+        if class != "Sequential" {
+            return Err(Error::invalid(
+                "from_config",
+                format!("expected a Sequential model config, got class \"{class}\" (load it with its own model type)"),
+            ));
+        }
+        let inner = config.get("config").ok_or_else(|| Error::invalid("from_config", "no \"config\" object"))?;
+        let name: String = get("Sequential", inner, "name")?;
+        let input_shape: Option<Vec<usize>> = get("Sequential", inner, "input_shape")?;
+        let layers: Vec<Value> = get("Sequential", inner, "layers")?;
+        let mut net = keel_nn::Sequential::new().with_name(name);
+        for l in &layers {
+            let class: String = get("layer", l, "class_name")?;
+            let cfg = l.get("config").ok_or_else(|| Error::invalid("from_config", format!("{class} has no config")))?;
+            net.try_add_boxed(layer_from_config(&class, cfg)?)?;
+        }
+        if let Some(shape) = input_shape {
+            net.build(&[shape])?;
+        }
+        Ok(net)
+    }
+}

@@ -1,0 +1,301 @@
+//! The Keras callbacks, wired into `fit`.
+
+mod common;
+
+use common::{blobs, flipped, mlp, test_dir};
+use keel_nn::{Loss, Network};
+use keel_optim::SGD;
+use keel_tensor::{DType, Device, Tensor};
+use keel_train::callbacks::{Callback, CallbackContext, Logs, Mode};
+use keel_train::{
+    load_model, CSVLogger, EarlyStopping, Fit, LearningRateScheduler, MetricSpec, ModelCheckpoint, ReduceLROnPlateau,
+    TerminateOnNaN,
+};
+
+#[test]
+fn early_stopping_stops_and_restores_the_best_weights() {
+    let (x, y) = blobs(1, 64);
+    let vy = flipped(&y);
+    let mut m = mlp(0);
+    m.compile(SGD::new(0.5), Loss::BinaryCrossentropy, &[MetricSpec::Accuracy]).unwrap();
+    let mut es = EarlyStopping::new("val_loss").patience(2).restore_best_weights(true);
+    let h = m
+        .fit(&x, &y, Fit::new().epochs(50).batch_size(16).verbose(0).validation_data(&x, &vy).callback(&mut es))
+        .unwrap();
+    let val = h.get("val_loss").unwrap();
+    assert!(val.len() < 50, "did not stop: {val:?}");
+    let stopped = es.stopped_epoch().expect("stopped");
+    assert_eq!(stopped + 1, val.len());
+    let best = es.best_epoch().unwrap();
+    // the best epoch is the argmin, and `patience` epochs followed it without improvement
+    let argmin = val.iter().enumerate().fold(0, |b, (i, v)| if *v < val[b] { i } else { b });
+    assert_eq!(best, argmin);
+    assert_eq!(stopped - best, 2);
+    // the restored weights give exactly the best epoch's val_loss
+    let (vl, _) = m.evaluate(&x, &vy).unwrap();
+    assert_eq!(vl, val[best], "restored val_loss {vl} vs best {}", val[best]);
+    assert_ne!(vl, *val.last().unwrap());
+}
+
+#[test]
+fn early_stopping_mode_baseline_and_min_delta() {
+    let (x, y) = blobs(2, 64);
+    // accuracy is maximised in auto mode; a baseline it cannot reach stops after `patience` epochs
+    let mut m = mlp(1);
+    m.compile(SGD::new(0.1), Loss::BinaryCrossentropy, &[MetricSpec::Accuracy]).unwrap();
+    let mut es = EarlyStopping::new("accuracy").patience(3).baseline(1.5);
+    let h = m.fit(&x, &y, Fit::new().epochs(20).verbose(0).callback(&mut es)).unwrap();
+    // the baseline is never beaten, so the patience counter never restarts
+    assert!(h.epoch.len() >= 3 && h.epoch.len() < 20, "{:?}", h.epoch);
+    assert_eq!(es.stopped_epoch(), Some(h.epoch.len() - 1));
+    assert!(Mode::Auto.maximizes("val_accuracy") && !Mode::Auto.maximizes("val_loss"));
+    // a huge min_delta means no epoch after the first counts as an improvement
+    let mut m = mlp(1);
+    m.compile(SGD::new(0.1), Loss::BinaryCrossentropy, &[]).unwrap();
+    let mut es = EarlyStopping::new("loss").min_delta(10.0).patience(1).mode(Mode::Min);
+    let h = m.fit(&x, &y, Fit::new().epochs(20).verbose(0).callback(&mut es)).unwrap();
+    assert_eq!(h.epoch, vec![0, 1]);
+}
+
+#[test]
+fn model_checkpoint_keeps_the_best_file() {
+    let dir = test_dir("ckpt-best");
+    let (x, y) = blobs(3, 64);
+    let (vx, vy) = blobs(4, 32);
+    let mut m = mlp(2);
+    m.compile(SGD::new(0.5), Loss::BinaryCrossentropy, &[MetricSpec::Accuracy]).unwrap();
+    let best_path = dir.join("best.keel");
+    let mut best = ModelCheckpoint::new(best_path.to_str().unwrap()).monitor("val_loss").save_best_only(true);
+    let mut every = ModelCheckpoint::new(dir.join("w-{epoch:02d}-{val_loss:.3f}.safetensors").to_str().unwrap())
+        .save_weights_only(true);
+    let h = m
+        .fit(
+            &x,
+            &y,
+            Fit::new()
+                .epochs(6)
+                .batch_size(8)
+                .verbose(0)
+                .validation_data(&vx, &vy)
+                .callback(&mut best)
+                .callback(&mut every),
+        )
+        .unwrap();
+    let val = h.get("val_loss").unwrap();
+    let min = val.iter().copied().fold(f64::INFINITY, f64::min);
+    assert_eq!(best.best(), min);
+    // only improvements were saved, all to the same path
+    let improvements = val.iter().scan(f64::INFINITY, |b, &v| {
+        Some(if v < *b {
+            *b = v;
+            true
+        } else {
+            false
+        })
+    });
+    assert_eq!(best.saved_paths().len(), improvements.filter(|&i| i).count());
+    // the file holds the best epoch's model
+    let loaded = load_model(&best_path).unwrap();
+    let mut loaded = loaded;
+    loaded.compile(SGD::new(0.5), Loss::BinaryCrossentropy, &[MetricSpec::Accuracy]).unwrap();
+    // (evaluated with fit's batch size, so the batch means add up the same way)
+    assert_eq!(loaded.evaluate_all(&vx, &vy, 8).unwrap()[0].1, min);
+    // one weights file per epoch, named from the epoch (1-based) and the logs
+    assert_eq!(every.saved_paths().len(), 6);
+    let first = every.saved_paths()[0].file_name().unwrap().to_str().unwrap().to_string();
+    assert_eq!(first, format!("w-01-{:.3}.safetensors", val[0]));
+    let last = every.saved_paths().last().unwrap();
+    let mut fresh = mlp(99);
+    fresh.compile(SGD::new(0.5), Loss::BinaryCrossentropy, &[]).unwrap();
+    fresh.load_weights(last).unwrap();
+    assert_eq!(
+        fresh.predict(&vx, 32).unwrap().to_vec::<f32>().unwrap(),
+        m.predict(&vx, 32).unwrap().to_vec::<f32>().unwrap()
+    );
+    // no temp files are left behind
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| {
+            let n = e.unwrap().file_name().to_string_lossy().to_string();
+            n.contains(".tmp").then_some(n)
+        })
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn reduce_lr_on_plateau_lowers_the_learning_rate() {
+    let (x, y) = blobs(5, 64);
+    let vy = flipped(&y);
+    let mut m = mlp(3);
+    m.compile(SGD::new(0.1), Loss::BinaryCrossentropy, &[]).unwrap();
+    let mut r = ReduceLROnPlateau::new("val_loss").factor(0.5).patience(1).min_lr(0.03);
+    let h = m.fit(&x, &y, Fit::new().epochs(5).verbose(0).validation_data(&x, &vy).callback(&mut r)).unwrap();
+    // val_loss rises every epoch: epoch 0 sets the best, each later epoch lowers the rate (logged before lowering)
+    let val = h.get("val_loss").unwrap();
+    assert!(val.windows(2).all(|w| w[1] > w[0]), "{val:?}");
+    assert_eq!(h.get("learning_rate").unwrap(), &[0.1, 0.1, 0.05, 0.03, 0.03]);
+    assert_eq!(m.optimizer_mut().unwrap().learning_rate(), 0.03);
+    // cooldown: after a reduction, wait `cooldown` epochs
+    let mut m = mlp(3);
+    m.compile(SGD::new(0.1), Loss::BinaryCrossentropy, &[]).unwrap();
+    let r = ReduceLROnPlateau::new("val_loss").factor(0.5).patience(1).cooldown(2);
+    let h = m.fit(&x, &y, Fit::new().epochs(5).verbose(0).validation_data(&x, &vy).callback(r)).unwrap();
+    assert_eq!(h.get("learning_rate").unwrap(), &[0.1, 0.1, 0.05, 0.05, 0.025]);
+    // factor >= 1 is refused
+    let bad = ReduceLROnPlateau::new("loss").factor(2.0);
+    assert!(m.fit(&x, &y, Fit::new().verbose(0).callback(bad)).is_err());
+}
+
+#[test]
+fn learning_rate_scheduler_sets_the_rate_each_epoch() {
+    let (x, y) = blobs(6, 32);
+    let mut m = mlp(4);
+    m.compile(SGD::new(0.1), Loss::BinaryCrossentropy, &[]).unwrap();
+    let sched = LearningRateScheduler::new(|epoch, lr| if epoch < 2 { lr } else { lr * 0.5 });
+    let h = m.fit(&x, &y, Fit::new().epochs(4).verbose(0).callback(sched)).unwrap();
+    assert_eq!(h.get("learning_rate").unwrap(), &[0.1, 0.1, 0.05, 0.025]);
+    let bad = LearningRateScheduler::new(|_, _| f64::NAN);
+    assert!(m.fit(&x, &y, Fit::new().verbose(0).callback(bad)).is_err());
+}
+
+#[test]
+fn csv_logger_writes_one_row_per_epoch() {
+    let dir = test_dir("csv");
+    let path = dir.join("log.csv");
+    let (x, y) = blobs(7, 64);
+    let mut m = mlp(5);
+    m.compile(SGD::new(0.1), Loss::BinaryCrossentropy, &[MetricSpec::Accuracy]).unwrap();
+    let h =
+        m.fit(&x, &y, Fit::new().epochs(3).verbose(0).validation_split(0.25).callback(CSVLogger::new(&path))).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "epoch,accuracy,loss,val_accuracy,val_loss");
+    assert_eq!(lines.len(), 4);
+    for (i, line) in lines[1..].iter().enumerate() {
+        let cells: Vec<&str> = line.split(',').collect();
+        assert_eq!(cells[0], i.to_string());
+        assert_eq!(cells[2].parse::<f64>().unwrap(), h.get("loss").unwrap()[i]); // exact round trip
+        assert_eq!(cells[4].parse::<f64>().unwrap(), h.get("val_loss").unwrap()[i]);
+    }
+    // append: no second header; a custom separator
+    let h2 = m
+        .fit(
+            &x,
+            &y,
+            Fit::new().epochs(2).verbose(0).validation_split(0.25).callback(CSVLogger::new(&path).append(true)),
+        )
+        .unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(text.lines().count(), 6);
+    assert_eq!(text.lines().filter(|l| l.starts_with("epoch")).count(), 1);
+    assert_eq!(h2.epoch.len(), 2);
+    let tsv = dir.join("log.tsv");
+    m.fit(&x, &y, Fit::new().epochs(1).verbose(0).callback(CSVLogger::new(&tsv).separator("\t"))).unwrap();
+    assert_eq!(std::fs::read_to_string(&tsv).unwrap().lines().next().unwrap(), "epoch\taccuracy\tloss");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn terminate_on_nan_stops_at_the_first_bad_batch() {
+    let (x, y) = blobs(8, 64);
+    // poison the second batch (samples 16..32 without shuffling)
+    let mut yv = y.to_vec::<f32>().unwrap();
+    yv[20] = f32::NAN;
+    let y = Tensor::from_vec(yv, (64, 1)).unwrap();
+    let mut m = mlp(6);
+    m.compile(SGD::new(0.1), Loss::BinaryCrossentropy, &[]).unwrap();
+    let mut t = TerminateOnNaN::new();
+    let h = m.fit(&x, &y, Fit::new().epochs(5).batch_size(16).shuffle(false).verbose(0).callback(&mut t)).unwrap();
+    assert_eq!(t.terminated_at(), Some((0, 1)));
+    assert_eq!(h.epoch, vec![0]);
+    assert!(h.last("loss").unwrap().is_nan());
+    // the NaN batch was not stepped on: the weights are finite
+    for (_, w) in m.state_dict() {
+        assert!(w.to_vec::<f32>().unwrap().iter().all(|v| v.is_finite()));
+    }
+}
+
+/// A user callback that records hooks and edits weights and the learning rate through the context.
+#[derive(Default)]
+struct Recorder {
+    events: Vec<String>,
+}
+
+impl Callback for Recorder {
+    fn on_train_begin(&mut self, ctx: &mut CallbackContext<'_>) -> keel_train::Result<()> {
+        self.events.push(format!("train_begin epochs={} steps={}", ctx.params().epochs, ctx.params().steps));
+        Ok(())
+    }
+    fn on_epoch_begin(&mut self, epoch: usize, ctx: &mut CallbackContext<'_>) -> keel_train::Result<()> {
+        ctx.set_learning_rate(0.0); // freeze training from here
+        self.events.push(format!("epoch_begin {epoch}"));
+        Ok(())
+    }
+    fn on_train_batch_end(
+        &mut self,
+        batch: usize,
+        logs: &Logs,
+        _ctx: &mut CallbackContext<'_>,
+    ) -> keel_train::Result<()> {
+        assert!(logs.get("loss").is_some());
+        self.events.push(format!("batch_end {batch}"));
+        Ok(())
+    }
+    fn on_epoch_end(&mut self, epoch: usize, logs: &mut Logs, ctx: &mut CallbackContext<'_>) -> keel_train::Result<()> {
+        logs.insert("custom", epoch as f64 * 10.0);
+        // zero every weight through the context
+        let zeroed = ctx
+            .weights()?
+            .into_iter()
+            .map(|(k, t)| (k, Tensor::zeros(t.shape(), DType::F32, &Device::Cpu).unwrap()))
+            .collect();
+        ctx.set_weights(&zeroed)?;
+        self.events.push(format!("epoch_end {epoch} history={}", ctx.history().epoch.len()));
+        if epoch == 1 {
+            ctx.stop_training();
+        }
+        Ok(())
+    }
+    fn on_train_end(&mut self, _ctx: &mut CallbackContext<'_>) -> keel_train::Result<()> {
+        self.events.push("train_end".into());
+        Ok(())
+    }
+}
+
+#[test]
+fn custom_callbacks_see_every_hook_and_can_change_the_model() {
+    let (x, y) = blobs(9, 20);
+    let mut m = mlp(7);
+    m.compile(SGD::new(0.1), Loss::BinaryCrossentropy, &[]).unwrap();
+    let mut rec = Recorder::default();
+    let h = m.fit(&x, &y, Fit::new().epochs(5).batch_size(10).verbose(0).callback(&mut rec)).unwrap();
+    assert_eq!(
+        rec.events,
+        vec![
+            "train_begin epochs=5 steps=2",
+            "epoch_begin 0",
+            "batch_end 0",
+            "batch_end 1",
+            "epoch_end 0 history=0",
+            "epoch_begin 1",
+            "batch_end 0",
+            "batch_end 1",
+            "epoch_end 1 history=1",
+            "train_end",
+        ]
+    );
+    assert_eq!(h.get("custom").unwrap(), &[0.0, 10.0]);
+    assert!(m.state_dict().values().all(|t| t.to_vec::<f32>().unwrap().iter().all(|&v| v == 0.0)));
+    assert_eq!(m.optimizer_mut().unwrap().learning_rate(), 0.0);
+    // boxed callbacks through `callbacks`
+    let h = m
+        .fit(
+            &x,
+            &y,
+            Fit::new().epochs(3).verbose(0).callbacks(vec![Box::new(EarlyStopping::new("loss")) as Box<dyn Callback>]),
+        )
+        .unwrap();
+    assert!(h.epoch.len() <= 3);
+}

@@ -1,0 +1,48 @@
+//! Shared helpers of the keel-train integration tests.
+#![allow(dead_code)]
+
+use keel_nn::{Activation, Dense};
+use keel_tensor::{DType, Device, Tensor};
+use keel_train::Sequential;
+use std::path::PathBuf;
+
+/// Label 1 when x0 + x1 > 0.
+pub fn blobs(seed: u64, n: usize) -> (Tensor, Tensor) {
+    let x = Tensor::rand_uniform(seed, -1.0, 1.0, (n, 2), DType::F32, &Device::Cpu).unwrap();
+    let y = x.sum(&[1], true).unwrap().gt(&Tensor::scalar(0.0f32)).unwrap().to_dtype(DType::F32).unwrap();
+    (x, y)
+}
+
+/// The same inputs with flipped labels: the better a model fits `blobs`, the worse it does here.
+pub fn flipped(y: &Tensor) -> Tensor {
+    Tensor::scalar(1.0f32).sub(y).unwrap()
+}
+
+/// A small MLP for `blobs`.
+pub fn mlp(seed: u64) -> Sequential {
+    let mut m = Sequential::with_seed(seed);
+    m.add(Dense::new(16).activation(Activation::Relu).input_shape([2]));
+    m.add(Dense::new(1).activation(Activation::Sigmoid));
+    m
+}
+
+/// A fresh, empty directory for one test.
+pub fn test_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("keel-train-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Every weight's bits, by name.
+pub fn weight_bits(m: &impl keel_nn::Network) -> Vec<(String, Vec<u32>)> {
+    m.state_dict()
+        .into_iter()
+        .map(|(k, t)| (k, t.to_vec::<f32>().unwrap().iter().map(|v| v.to_bits()).collect()))
+        .collect()
+}
+
+/// The bits of a float tensor.
+pub fn bits(t: &Tensor) -> Vec<u32> {
+    t.to_vec::<f32>().unwrap().iter().map(|v| v.to_bits()).collect()
+}
