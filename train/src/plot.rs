@@ -112,6 +112,7 @@ impl History {
         chart
             .configure_mesh()
             .x_desc("epoch")
+            .x_label_formatter(&|v| format!("{v:.0}"))
             .label_style((FONT_NAME, 14))
             .axis_desc_style((FONT_NAME, 15))
             .draw()
@@ -132,7 +133,12 @@ impl History {
             .label_font((FONT_NAME, 14))
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperRight)
+            // rising curves (accuracy, AUC) end top right: keep the legend out of their way
+            .position(if crate::callbacks::Mode::Auto.maximizes(name) {
+                SeriesLabelPosition::LowerRight
+            } else {
+                SeriesLabelPosition::UpperRight
+            })
             .draw()
             .map_err(plot_err)?;
         Ok(())

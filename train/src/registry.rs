@@ -2,14 +2,16 @@
 //! names to layer constructors, and [`FromConfig`] for networks.
 //!
 //! Built in: Dense, Conv2D, MaxPooling2D, AveragePooling2D,
-//! GlobalAveragePooling2D, Flatten, Reshape, Dropout, BatchNormalization and
-//! Activation. [`register_layer`] adds a custom class (Keras's
+//! GlobalAveragePooling2D, Flatten, Reshape, Dropout, BatchNormalization,
+//! Activation, Embedding, SimpleRNN, LSTM, GRU and Bidirectional. [`register_layer`] adds a custom class (Keras's
 //! `custom_objects`).
 
 use crate::{Error, Result};
 use keel_nn::{
-    Activation, ActivationLayer, AveragePooling2D, BatchNormalization, BatchNormalizationConfig, Conv2D, Conv2DConfig,
-    Dense, DenseConfig, Dropout, Flatten, GlobalAveragePooling2D, Layer, MaxPooling2D, Network, Pool2DConfig, Reshape,
+    Activation, ActivationLayer, AveragePooling2D, BatchNormalization, BatchNormalizationConfig, Bidirectional, Cell,
+    Conv2D, Conv2DConfig, Dense, DenseConfig, Dropout, Embedding, EmbeddingConfig, Flatten, GRUCell,
+    GlobalAveragePooling2D, LSTMCell, Layer, MaxPooling2D, MergeMode, Network, Pool2DConfig, Recurrent,
+    RecurrentConfig, Reshape, SimpleRNNCell,
 };
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -55,6 +57,11 @@ pub fn layer_from_config(class_name: &str, cfg: &Value) -> Result<Box<dyn Layer>
         (None, "BatchNormalization") => {
             Box::new(BatchNormalization::from_config(field::<BatchNormalizationConfig>(class_name, cfg)?))
         }
+        (None, "Embedding") => Box::new(Embedding::from_config(field::<EmbeddingConfig>(class_name, cfg)?)),
+        (None, "SimpleRNN") => Box::new(recurrent::<SimpleRNNCell>(class_name, cfg)?),
+        (None, "LSTM") => Box::new(recurrent::<LSTMCell>(class_name, cfg)?),
+        (None, "GRU") => Box::new(recurrent::<GRUCell>(class_name, cfg)?),
+        (None, "Bidirectional") => bidirectional(cfg)?,
         (None, "Activation") => Box::new(ActivationLayer::new(get::<Activation>(class_name, cfg, "activation")?)),
         (None, other) => {
             return Err(Error::Nn(keel_nn::Error::UnknownName { kind: "layer class", name: other.to_string() }))
@@ -64,6 +71,33 @@ pub fn layer_from_config(class_name: &str, cfg: &Value) -> Result<Box<dyn Layer>
         layer.set_name(name.to_string());
     }
     Ok(layer)
+}
+
+fn recurrent<C: Cell>(class: &str, cfg: &Value) -> Result<Recurrent<C>> {
+    let mut layer = Recurrent::from_config(field::<RecurrentConfig<C>>(class, cfg)?);
+    if let Some(name) = cfg.get("name").and_then(Value::as_str) {
+        layer.set_name(name.to_string());
+    }
+    Ok(layer)
+}
+
+fn bidirectional(cfg: &Value) -> Result<Box<dyn Layer>> {
+    let inner =
+        cfg.get("layer").ok_or_else(|| Error::invalid("from_config", "Bidirectional config has no \"layer\""))?;
+    let class: String = get("Bidirectional", inner, "class_name")?;
+    let mut icfg = inner.get("config").cloned().unwrap_or_default();
+    // the wrapper names its copies forward_<name> / backward_<name>: give back the wrapped layer's own name
+    if let Some(n) = icfg.get("name").and_then(Value::as_str).and_then(|n| n.strip_prefix("forward_")) {
+        icfg["name"] = Value::String(n.to_string());
+    }
+    let mode: MergeMode =
+        if cfg.get("merge_mode").is_some() { get("Bidirectional", cfg, "merge_mode")? } else { MergeMode::default() };
+    Ok(match class.as_str() {
+        "SimpleRNN" => Box::new(Bidirectional::new(recurrent::<SimpleRNNCell>(&class, &icfg)?).merge_mode(mode)),
+        "LSTM" => Box::new(Bidirectional::new(recurrent::<LSTMCell>(&class, &icfg)?).merge_mode(mode)),
+        "GRU" => Box::new(Bidirectional::new(recurrent::<GRUCell>(&class, &icfg)?).merge_mode(mode)),
+        other => return Err(Error::invalid("from_config", format!("Bidirectional cannot wrap \"{other}\""))),
+    })
 }
 
 /// A network that can be rebuilt (unbuilt weights aside) from its [`Network::config`].

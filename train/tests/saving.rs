@@ -1,0 +1,248 @@
+//! Model files, weights files and training checkpoints: round trips, resume, bad files.
+
+mod common;
+
+use common::{bits, blobs, mlp, test_dir, weight_bits};
+use keel_nn::{
+    Activation, ActivationLayer, AveragePooling2D, BatchNormalization, Bidirectional, Conv2D, Dense, Dropout,
+    Embedding, Flatten, GlobalAveragePooling2D, Loss, MaxPooling2D, Network, Reshape, GRU, LSTM,
+};
+use keel_optim::{Adam, SGD};
+use keel_tensor::{DType, Device, Padding, Tensor};
+use keel_train::{load_model, Checkpoint, Error, Fit, History, MetricSpec, ModelCheckpoint, Sequential};
+
+fn images(seed: u64, n: usize) -> (Tensor, Tensor) {
+    let x = Tensor::rand_uniform(seed, 0.0, 1.0, (n, 8, 8, 1), DType::F32, &Device::Cpu).unwrap();
+    let labels: Vec<i64> = (0..n as i64).map(|i| i % 3).collect();
+    let y = Tensor::from_vec(labels, n).unwrap();
+    (x, y)
+}
+
+/// Every Sequential layer type of the registry in one CNN.
+fn cnn(seed: u64) -> Sequential {
+    let mut m = Sequential::with_seed(seed);
+    m.add(Conv2D::new(4, (3, 3)).padding(Padding::Same).activation(Activation::Relu).input_shape([8, 8, 1]));
+    m.add(BatchNormalization::new());
+    m.add(MaxPooling2D::new((2, 2)));
+    m.add(AveragePooling2D::new((2, 2)));
+    m.add(Flatten::new());
+    m.add(Dropout::new(0.25));
+    m.add(Dense::new(8).activation(Activation::Relu));
+    m.add(Reshape::new([2, 4]));
+    m.add(Flatten::new().with_name("flat_again"));
+    m.add(Dense::new(3));
+    m.add(ActivationLayer::new(Activation::Softmax));
+    m
+}
+
+fn compile_cnn(m: &mut Sequential) {
+    m.compile(Adam::new(0.01), Loss::SparseCategoricalCrossentropy, &[MetricSpec::Accuracy]).unwrap();
+}
+
+#[test]
+fn save_and_load_model_predicts_bit_identically() {
+    let dir = test_dir("roundtrip");
+    let (x, y) = images(1, 24);
+    let mut m = cnn(3);
+    compile_cnn(&mut m);
+    m.fit(&x, &y, Fit::new().epochs(2).batch_size(8).verbose(0)).unwrap();
+    let path = dir.join("model.keel");
+    m.save(&path).unwrap();
+    let loaded = load_model(&path).unwrap();
+    assert_eq!(loaded.config(), m.config());
+    assert_eq!(weight_bits(loaded.network()), weight_bits(m.network()));
+    assert_eq!(bits(&loaded.predict(&x, 5).unwrap()), bits(&m.predict(&x, 5).unwrap()));
+    // the file is plain safetensors: keel-nn's reader sees the weights
+    let plain = keel_nn::weights::load_safetensors(&path).unwrap();
+    assert_eq!(plain.len(), m.state_dict().len());
+
+    // GlobalAveragePooling2D
+    let mut g = Sequential::with_seed(1);
+    g.add(Conv2D::new(3, 3).input_shape([8, 8, 1]));
+    g.add(GlobalAveragePooling2D::new());
+    g.add(Dense::new(2).activation(Activation::Sigmoid));
+    let p2 = dir.join("gap.keel");
+    g.save(&p2).unwrap();
+    let g2 = Sequential::load(&p2).unwrap();
+    assert_eq!(bits(&g2.predict(&x, 32).unwrap()), bits(&g.predict(&x, 32).unwrap()));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn recurrent_models_round_trip() {
+    let dir = test_dir("rnn");
+    let ids: Vec<i64> = (0..30).map(|i| (i * 7 % 11) as i64).collect();
+    let x = Tensor::from_vec(ids, (5, 6)).unwrap();
+    let mut m = Sequential::with_seed(2);
+    m.add(Embedding::new(11, 4).input_shape([6]));
+    m.add(Bidirectional::new(LSTM::new(3).return_sequences(true)));
+    m.add(GRU::new(5));
+    m.add(Dense::new(2));
+    let path = dir.join("rnn.keel");
+    m.save(&path).unwrap();
+    let loaded = load_model(&path).unwrap();
+    assert_eq!(loaded.config(), m.config());
+    assert_eq!(bits(&loaded.predict(&x, 2).unwrap()), bits(&m.predict(&x, 2).unwrap()));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Train `epochs` epochs in one go, or stop after `split` epochs, drop everything,
+/// and resume from the checkpoint file in fresh objects.
+#[test]
+fn a_killed_and_resumed_run_matches_the_uninterrupted_one_bit_for_bit() {
+    let dir = test_dir("resume");
+    let (x, y) = images(2, 40);
+    let (vx, vy) = images(3, 12);
+    let fit = |epochs| Fit::new().epochs(epochs).batch_size(8).seed(5).verbose(0).validation_data(&vx, &vy);
+
+    let mut a = cnn(7);
+    compile_cnn(&mut a);
+    let ha = a.fit(&x, &y, fit(4)).unwrap();
+
+    let path = dir.join("ckpt.keel");
+    {
+        let mut b = cnn(7);
+        compile_cnn(&mut b);
+        // the checkpoint callback writes after every epoch; the "crash" happens after epoch 2
+        b.fit(&x, &y, fit(2).callback(ModelCheckpoint::new(path.to_str().unwrap()))).unwrap();
+    } // model, optimizer and callback dropped: only the file survives
+    let mut c = load_model(&path).unwrap(); // architecture from the file
+    c.compile(Adam::new(0.01), Loss::SparseCategoricalCrossentropy, &[MetricSpec::Accuracy]).unwrap();
+    let ck = c.load_checkpoint(&path).unwrap();
+    assert_eq!((ck.epoch, ck.seed), (2, 5));
+    assert_eq!(ck.history.epoch, vec![0, 1]);
+    let hc = c.fit(&x, &y, fit(4).resume_from(&ck)).unwrap();
+    assert_eq!(hc.epoch, vec![2, 3]);
+
+    assert_eq!(weight_bits(c.network()), weight_bits(a.network()));
+    assert_eq!(bits(&c.predict(&vx, 32).unwrap()), bits(&a.predict(&vx, 32).unwrap()));
+    let mut full = ck.history.clone();
+    full.extend(&hc);
+    assert_eq!(full, ha);
+
+    // the same through an explicit save_checkpoint after `fit`
+    let mut d = cnn(7);
+    compile_cnn(&mut d);
+    let hd = d.fit(&x, &y, fit(3)).unwrap();
+    d.save_checkpoint(dir.join("d.ckpt"), 3, 5, &hd).unwrap();
+    drop(d);
+    let mut e = cnn(123); // different initial weights: all overwritten
+    compile_cnn(&mut e);
+    let ck = e.load_checkpoint(dir.join("d.ckpt")).unwrap();
+    e.fit(&x, &y, fit(4).resume_from(&ck)).unwrap();
+    assert_eq!(weight_bits(e.network()), weight_bits(a.network()));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn assert_bad_file(r: Result<impl std::fmt::Debug, Error>, needle: &str) {
+    match r {
+        Err(Error::BadFile { msg, .. }) => assert!(msg.contains(needle), "message {msg:?} lacks {needle:?}"),
+        other => panic!("expected a BadFile error containing {needle:?}, got {other:?}"),
+    }
+}
+
+#[test]
+fn bad_files_are_errors_and_change_nothing() {
+    let dir = test_dir("bad");
+    let (x, _) = blobs(1, 8);
+    let mut m = mlp(0);
+    m.compile(SGD::new(0.1), Loss::BinaryCrossentropy, &[]).unwrap();
+    let model_path = dir.join("m.keel");
+    let ckpt_path = dir.join("m.ckpt");
+    m.save(&model_path).unwrap();
+    m.save_checkpoint(&ckpt_path, 0, 0, &History::new()).unwrap();
+    let model_bytes = std::fs::read(&model_path).unwrap();
+    let ckpt_bytes = std::fs::read(&ckpt_path).unwrap();
+    let before = weight_bits(m.network());
+
+    // truncated files, at every kind of cut
+    for (bytes, name) in [(&model_bytes, "cut.keel"), (&ckpt_bytes, "cut.ckpt")] {
+        for cut in [0, 3, 8, 20, bytes.len() / 2, bytes.len() - 1] {
+            let p = dir.join(name);
+            std::fs::write(&p, &bytes[..cut]).unwrap();
+            assert!(matches!(load_model(&p), Err(Error::BadFile { .. })), "cut at {cut} of {name}");
+            assert!(matches!(m.load_weights(&p), Err(Error::BadFile { .. })), "cut at {cut} of {name}");
+        }
+    }
+    assert_bad_file(m.load_checkpoint(dir.join("cut.ckpt")), "truncated");
+    // a flipped byte in a checkpoint fails the checksum
+    let mut corrupt = ckpt_bytes.clone();
+    let last = corrupt.len() - 5;
+    corrupt[last] ^= 0x40;
+    std::fs::write(dir.join("corrupt.ckpt"), &corrupt).unwrap();
+    assert_bad_file(Checkpoint::load(dir.join("corrupt.ckpt")), "checksum");
+
+    // another architecture: other layer names
+    let mut other = Sequential::with_seed(0);
+    other.add(Dense::new(16).activation(Activation::Relu).input_shape([2]).with_name("hidden"));
+    other.add(Dense::new(1).with_name("out"));
+    other.compile(SGD::new(0.1), Loss::BinaryCrossentropy, &[]).unwrap();
+    let other_before = weight_bits(other.network());
+    assert_bad_file(other.load_weights(&model_path), "another architecture");
+    assert_bad_file(other.load_checkpoint(&ckpt_path), "another architecture");
+    assert_eq!(weight_bits(other.network()), other_before);
+
+    // the same names with other shapes
+    let mut wide = Sequential::with_seed(0);
+    wide.add(Dense::new(17).activation(Activation::Relu).input_shape([2]));
+    wide.add(Dense::new(1).activation(Activation::Sigmoid));
+    let wide_before = weight_bits(wide.network());
+    assert_bad_file(wide.load_weights(&model_path), "shape");
+    assert_eq!(weight_bits(wide.network()), wide_before);
+
+    // the wrong dtype: the same weights stored as F64
+    let f64_map = m.state_dict().into_iter().map(|(k, t)| (k, t.to_dtype(DType::F64).unwrap())).collect();
+    keel_nn::weights::save_safetensors(&f64_map, dir.join("f64.safetensors")).unwrap();
+    assert_bad_file(m.load_weights(dir.join("f64.safetensors")), "F64");
+    // an unsupported dtype in the header
+    let text = String::from_utf8_lossy(&model_bytes).replace("\"F32\"", "\"I64\"");
+    std::fs::write(dir.join("i64.keel"), text.as_bytes()).unwrap();
+    assert_bad_file(m.load_weights(dir.join("i64.keel")), "I64");
+    // a weights-only file is not a model
+    m.save_weights(dir.join("w.safetensors")).unwrap();
+    assert_bad_file(load_model(dir.join("w.safetensors")).map(|_| ()), "no model config");
+    // a checkpoint of another optimizer
+    let mut adam = mlp(0);
+    adam.compile(Adam::default(), Loss::BinaryCrossentropy, &[]).unwrap();
+    assert_bad_file(adam.load_checkpoint(&ckpt_path), "optimizer");
+    // unknown layer class
+    let cfg = serde_json::json!({"class_name": "Sequential", "config": {"name": "s", "input_shape": [2],
+        "layers": [{"class_name": "Quantum", "config": {"name": "q"}}]}});
+    assert!(<keel_nn::Sequential as keel_train::FromConfig>::from_config(&cfg).is_err());
+
+    // nothing above changed the model or the good files
+    assert_eq!(weight_bits(m.network()), before);
+    assert_eq!(std::fs::read(&model_path).unwrap(), model_bytes);
+    assert_eq!(std::fs::read(&ckpt_path).unwrap(), ckpt_bytes);
+    // a failed save leaves the existing file as it was
+    let unbuilt = Sequential::new();
+    assert!(unbuilt.save(&model_path).is_err());
+    assert_eq!(std::fs::read(&model_path).unwrap(), model_bytes);
+    assert!(load_model(&model_path).unwrap().predict(&x, 8).is_ok());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn history_plot_writes_a_png() {
+    let dir = test_dir("plot");
+    let (x, y) = blobs(2, 64);
+    let mut m = mlp(1);
+    m.compile(Adam::new(0.05), Loss::BinaryCrossentropy, &[MetricSpec::Accuracy]).unwrap();
+    let h = m.fit(&x, &y, Fit::new().epochs(12).batch_size(16).validation_split(0.25).verbose(0)).unwrap();
+    assert_eq!(h.plot_names(), vec!["loss", "accuracy"]);
+    let path = dir.join("curves.png");
+    h.plot(&path).unwrap();
+    let png = std::fs::read(&path).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    assert_eq!(&png[12..16], b"IHDR");
+    let w = u32::from_be_bytes([png[16], png[17], png[18], png[19]]);
+    let hgt = u32::from_be_bytes([png[20], png[21], png[22], png[23]]);
+    assert_eq!((w, hgt), (800, 640)); // one 800x320 panel per metric
+    assert!(png.len() > 5_000, "{} bytes", png.len());
+    assert_eq!(&png[png.len() - 8..png.len() - 4], b"IEND");
+    if let Ok(keep) = std::env::var("KEEL_KEEP_PLOT") {
+        std::fs::copy(&path, keep).unwrap();
+    }
+    assert!(History::new().plot(dir.join("empty.png")).is_err());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
