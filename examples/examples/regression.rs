@@ -32,7 +32,7 @@ fn run() -> keel::Result<()> {
     model.add(Dense::new(32).activation(Activation::Relu));
     model.add(Dense::new(1));
     model.summary();
-    model.compile(Adam::new(0.01), Loss::MeanSquaredError, &[])?;
+    model.compile(Adam::new(0.01), Loss::MeanSquaredError, &[Metric::Mae])?;
     model.fit(&x_train, &y_train, Fit::new().batch_size(32).epochs(epochs).seed(seed).verbose(0))?;
     let logs = model.evaluate_all(&x_test, &y_test, 32)?;
     for (name, value) in &logs {

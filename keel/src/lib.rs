@@ -33,6 +33,8 @@ pub use keel_nn as nn;
 pub use keel_optim as optim;
 pub use keel_tensor as tensor;
 pub use keel_train as train;
+pub use keel_train::callbacks;
+pub use keel_train::load_model;
 
 /// Any keel error: one enum wrapping each crate's error type.
 #[derive(Debug, thiserror::Error)]
@@ -73,5 +75,8 @@ pub mod prelude {
     pub use keel_optim::{Adagrad, Adam, AdamW, Optimizer, RMSprop, SGD};
     pub use keel_tensor::{DType, Device, Padding, Shape, Tensor};
     pub use keel_train::MetricSpec as Metric;
-    pub use keel_train::{Fit, History, KerasModel, Model, Sequential};
+    pub use keel_train::{
+        CSVLogger, Callback, Checkpoint, EarlyStopping, Fit, History, KerasModel, LearningRateScheduler, Model,
+        ModelCheckpoint, ReduceLROnPlateau, Sequential, TerminateOnNaN, NO_METRICS,
+    };
 }

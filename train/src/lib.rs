@@ -51,4 +51,4 @@ pub use history::History;
 pub use model::{KerasModel, Model, Sequential};
 pub use registry::{layer_from_config, register_layer, FromConfig};
 pub use saving::load_model;
-pub use spec::MetricSpec;
+pub use spec::{CompileMetric, MetricSpec, NO_METRICS};

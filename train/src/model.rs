@@ -4,7 +4,7 @@
 use crate::callbacks::{Callback, CallbackContext, CallbackList, FitParams, Logs};
 use crate::history::History;
 use crate::progress::Progress;
-use crate::spec::MetricSpec;
+use crate::spec::{CompileMetric, NamedMetric};
 use crate::{Error, Fit, Result};
 use keel_autograd::{Tape, Var};
 use keel_data::BatchSource;
@@ -21,7 +21,7 @@ const DROPOUT_STREAM: u64 = 0x4452_4F50;
 struct Compiled {
     optimizer: Box<dyn Optimizer>,
     loss: LossFn,
-    metrics: Vec<MetricSpec>,
+    metrics: Vec<NamedMetric>,
 }
 
 /// A model you can `compile`, `fit`, `evaluate` and `predict` with, as in Keras.
@@ -87,7 +87,7 @@ struct EpochLogs {
 }
 
 impl EpochLogs {
-    fn new(specs: &[MetricSpec], loss: &LossFn) -> Result<Self> {
+    fn new(specs: &[NamedMetric], loss: &LossFn) -> Result<Self> {
         let metrics =
             specs.iter().map(|s| Ok((s.name().to_string(), s.build(loss.loss.name())?))).collect::<Result<Vec<_>>>()?;
         Ok(EpochLogs { loss_sum: 0.0, seen: 0.0, metrics })
@@ -134,19 +134,21 @@ impl<N: Network> KerasModel<N> {
 
     /// Set the optimizer, the loss and the metrics (Keras `compile`).
     ///
-    /// `metrics` are [`MetricSpec`]s (`MetricSpec::Accuracy`, ...); `Accuracy`
+    /// `metrics` are [`crate::MetricSpec`]s (`&[MetricSpec::Accuracy, MetricSpec::Auc]`) or
+    /// Keras names (`&["accuracy", "auc", "mae"]`, logged under the name given); `Accuracy`
     /// becomes binary, categorical or sparse-categorical accuracy according to
     /// the loss, as in Keras.
     pub fn compile(
         &mut self,
         optimizer: impl Optimizer + 'static,
         loss: impl Into<LossFn>,
-        metrics: &[MetricSpec],
+        metrics: &[impl CompileMetric],
     ) -> Result<()> {
         let loss = loss.into();
+        let metrics = metrics.iter().map(NamedMetric::new).collect::<std::result::Result<Vec<_>, _>>()?;
         // build once now so a bad name/combination fails at compile time
-        EpochLogs::new(metrics, &loss)?;
-        self.compiled = Some(Compiled { optimizer: Box::new(optimizer), loss, metrics: metrics.to_vec() });
+        EpochLogs::new(&metrics, &loss)?;
+        self.compiled = Some(Compiled { optimizer: Box::new(optimizer), loss, metrics });
         Ok(())
     }
 

@@ -1,28 +1,58 @@
-//! Metric specifications accepted by `compile` (temporary until keel-metrics' registry lands).
+//! The metrics `compile` accepts: keel-metrics' [`MetricSpec`] values or Keras names.
 
-use keel_metrics::{BinaryAccuracy, CategoricalAccuracy, Metric, SparseCategoricalAccuracy};
+pub use keel_metrics::MetricSpec;
+use keel_metrics::{LossKind, Metric, MetricsError};
+use std::str::FromStr;
 
-/// A metric named in `compile`, built into a streaming metric for the compiled loss.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MetricSpec {
-    /// Accuracy: binary, categorical or sparse categorical according to the loss (as Keras).
-    Accuracy,
+/// A metric as given to [`crate::KerasModel::compile`]: a [`MetricSpec`]
+/// (logged under its Keras name, e.g. `MetricSpec::Mae` as `"mean_absolute_error"`)
+/// or a Keras name (`"accuracy"`, `"auc"`, `"mae"`, ..., logged under the name given, as Keras does).
+pub trait CompileMetric {
+    /// The log name and the spec; an unknown name is an error.
+    fn to_spec(&self) -> Result<(String, MetricSpec), MetricsError>;
 }
 
-impl MetricSpec {
-    /// The log name, as Keras prints it.
-    pub fn name(self) -> &'static str {
-        match self {
-            MetricSpec::Accuracy => "accuracy",
-        }
-    }
-
-    /// Build the metric for a model trained with the loss named `loss`.
-    pub fn build(self, loss: &str) -> Result<Box<dyn Metric + Send>, keel_metrics::MetricsError> {
-        Ok(match (self, loss) {
-            (MetricSpec::Accuracy, "binary_crossentropy") => Box::new(BinaryAccuracy::new()),
-            (MetricSpec::Accuracy, "sparse_categorical_crossentropy") => Box::new(SparseCategoricalAccuracy::new()),
-            (MetricSpec::Accuracy, _) => Box::new(CategoricalAccuracy::new()),
-        })
+impl CompileMetric for MetricSpec {
+    fn to_spec(&self) -> Result<(String, MetricSpec), MetricsError> {
+        Ok((self.name().to_string(), *self))
     }
 }
+
+impl CompileMetric for &str {
+    fn to_spec(&self) -> Result<(String, MetricSpec), MetricsError> {
+        Ok((self.to_ascii_lowercase(), MetricSpec::from_str(self)?))
+    }
+}
+
+impl CompileMetric for String {
+    fn to_spec(&self) -> Result<(String, MetricSpec), MetricsError> {
+        self.as_str().to_spec()
+    }
+}
+
+/// A compiled metric: its log name and spec.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct NamedMetric {
+    name: String,
+    spec: MetricSpec,
+}
+
+impl NamedMetric {
+    pub(crate) fn new(m: &impl CompileMetric) -> Result<Self, MetricsError> {
+        let (name, spec) = m.to_spec()?;
+        Ok(NamedMetric { name, spec })
+    }
+
+    /// The log name.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Build the streaming metric for a model trained with the loss named `loss`.
+    pub(crate) fn build(&self, loss: &str) -> Result<Box<dyn Metric + Send>, MetricsError> {
+        Ok(self.spec.build(LossKind::from_keras_name(loss)))
+    }
+}
+
+/// No metrics: `model.compile(optimizer, loss, NO_METRICS)` (a bare `&[]` has no element type to infer).
+pub const NO_METRICS: &[MetricSpec] = &[];

@@ -9,7 +9,7 @@ use keel_tensor::{DType, Device, Tensor};
 use keel_train::callbacks::{Callback, CallbackContext, Logs, Mode};
 use keel_train::{
     load_model, CSVLogger, EarlyStopping, Fit, LearningRateScheduler, MetricSpec, ModelCheckpoint, ReduceLROnPlateau,
-    TerminateOnNaN,
+    TerminateOnNaN, NO_METRICS,
 };
 
 #[test]
@@ -51,7 +51,7 @@ fn early_stopping_mode_baseline_and_min_delta() {
     assert!(Mode::Auto.maximizes("val_accuracy") && !Mode::Auto.maximizes("val_loss"));
     // a huge min_delta means no epoch after the first counts as an improvement
     let mut m = mlp(1);
-    m.compile(SGD::new(0.1), Loss::BinaryCrossentropy, &[]).unwrap();
+    m.compile(SGD::new(0.1), Loss::BinaryCrossentropy, NO_METRICS).unwrap();
     let mut es = EarlyStopping::new("loss").min_delta(10.0).patience(1).mode(Mode::Min);
     let h = m.fit(&x, &y, Fit::new().epochs(20).verbose(0).callback(&mut es)).unwrap();
     assert_eq!(h.epoch, vec![0, 1]);
@@ -106,7 +106,7 @@ fn model_checkpoint_keeps_the_best_file() {
     assert_eq!(first, format!("w-01-{:.3}.safetensors", val[0]));
     let last = every.saved_paths().last().unwrap();
     let mut fresh = mlp(99);
-    fresh.compile(SGD::new(0.5), Loss::BinaryCrossentropy, &[]).unwrap();
+    fresh.compile(SGD::new(0.5), Loss::BinaryCrossentropy, NO_METRICS).unwrap();
     fresh.load_weights(last).unwrap();
     assert_eq!(
         fresh.predict(&vx, 32).unwrap().to_vec::<f32>().unwrap(),
@@ -129,7 +129,7 @@ fn reduce_lr_on_plateau_lowers_the_learning_rate() {
     let (x, y) = blobs(5, 64);
     let vy = flipped(&y);
     let mut m = mlp(3);
-    m.compile(SGD::new(0.1), Loss::BinaryCrossentropy, &[]).unwrap();
+    m.compile(SGD::new(0.1), Loss::BinaryCrossentropy, NO_METRICS).unwrap();
     let mut r = ReduceLROnPlateau::new("val_loss").factor(0.5).patience(1).min_lr(0.03);
     let h = m.fit(&x, &y, Fit::new().epochs(5).verbose(0).validation_data(&x, &vy).callback(&mut r)).unwrap();
     // val_loss rises every epoch: epoch 0 sets the best, each later epoch lowers the rate (logged before lowering)
@@ -139,7 +139,7 @@ fn reduce_lr_on_plateau_lowers_the_learning_rate() {
     assert_eq!(m.optimizer_mut().unwrap().learning_rate(), 0.03);
     // cooldown: after a reduction, wait `cooldown` epochs
     let mut m = mlp(3);
-    m.compile(SGD::new(0.1), Loss::BinaryCrossentropy, &[]).unwrap();
+    m.compile(SGD::new(0.1), Loss::BinaryCrossentropy, NO_METRICS).unwrap();
     let r = ReduceLROnPlateau::new("val_loss").factor(0.5).patience(1).cooldown(2);
     let h = m.fit(&x, &y, Fit::new().epochs(5).verbose(0).validation_data(&x, &vy).callback(r)).unwrap();
     assert_eq!(h.get("learning_rate").unwrap(), &[0.1, 0.1, 0.05, 0.05, 0.025]);
@@ -152,7 +152,7 @@ fn reduce_lr_on_plateau_lowers_the_learning_rate() {
 fn learning_rate_scheduler_sets_the_rate_each_epoch() {
     let (x, y) = blobs(6, 32);
     let mut m = mlp(4);
-    m.compile(SGD::new(0.1), Loss::BinaryCrossentropy, &[]).unwrap();
+    m.compile(SGD::new(0.1), Loss::BinaryCrossentropy, NO_METRICS).unwrap();
     let sched = LearningRateScheduler::new(|epoch, lr| if epoch < 2 { lr } else { lr * 0.5 });
     let h = m.fit(&x, &y, Fit::new().epochs(4).verbose(0).callback(sched)).unwrap();
     assert_eq!(h.get("learning_rate").unwrap(), &[0.1, 0.1, 0.05, 0.025]);
@@ -205,7 +205,7 @@ fn terminate_on_nan_stops_at_the_first_bad_batch() {
     yv[20] = f32::NAN;
     let y = Tensor::from_vec(yv, (64, 1)).unwrap();
     let mut m = mlp(6);
-    m.compile(SGD::new(0.1), Loss::BinaryCrossentropy, &[]).unwrap();
+    m.compile(SGD::new(0.1), Loss::BinaryCrossentropy, NO_METRICS).unwrap();
     let mut t = TerminateOnNaN::new();
     let h = m.fit(&x, &y, Fit::new().epochs(5).batch_size(16).shuffle(false).verbose(0).callback(&mut t)).unwrap();
     assert_eq!(t.terminated_at(), Some((0, 1)));
@@ -268,7 +268,7 @@ impl Callback for Recorder {
 fn custom_callbacks_see_every_hook_and_can_change_the_model() {
     let (x, y) = blobs(9, 20);
     let mut m = mlp(7);
-    m.compile(SGD::new(0.1), Loss::BinaryCrossentropy, &[]).unwrap();
+    m.compile(SGD::new(0.1), Loss::BinaryCrossentropy, NO_METRICS).unwrap();
     let mut rec = Recorder::default();
     let h = m.fit(&x, &y, Fit::new().epochs(5).batch_size(10).verbose(0).callback(&mut rec)).unwrap();
     assert_eq!(

@@ -5,7 +5,7 @@ use keel_nn::{Activation, Dense, Loss};
 use keel_optim::{Adam, SGD};
 use keel_tensor::{DType, Device, Tensor};
 use keel_train::MetricSpec;
-use keel_train::{Error, Fit, Sequential};
+use keel_train::{Error, Fit, Sequential, NO_METRICS};
 
 /// Two Gaussian-ish blobs: label 1 when x0 + x1 > 0.
 fn blobs(seed: u64, n: usize) -> (Tensor, Tensor) {
@@ -116,7 +116,7 @@ fn errors_are_values() {
     let mut m = mlp(0);
     assert!(matches!(m.fit(&x, &y, Fit::new().verbose(0)), Err(Error::NotCompiled(_))));
     assert!(matches!(m.evaluate(&x, &y), Err(Error::NotCompiled(_))));
-    m.compile(Adam::default(), Loss::BinaryCrossentropy, &[]).unwrap();
+    m.compile(Adam::default(), Loss::BinaryCrossentropy, NO_METRICS).unwrap();
     let y_short = y.narrow(0, 0, 5).unwrap();
     let msg = m.fit(&x, &y_short, Fit::new().verbose(0)).unwrap_err().to_string();
     assert!(msg.contains("10 samples") && msg.contains("5"), "{msg}");
@@ -127,4 +127,28 @@ fn errors_are_values() {
     // evaluate with no metrics gives NaN as the second value
     let (_, acc) = m.evaluate(&x, &y).unwrap();
     assert!(acc.is_nan());
+}
+
+#[test]
+fn metrics_by_value_or_by_keras_name() {
+    let (x, y) = blobs(12, 64);
+    let mut m = mlp(3);
+    m.compile(Adam::new(0.05), Loss::BinaryCrossentropy, &["accuracy", "precision", "recall", "auc", "mae"]).unwrap();
+    let h = m.fit(&x, &y, Fit::new().epochs(3).verbose(0).validation_split(0.25)).unwrap();
+    let keys: Vec<&str> = h.keys().collect();
+    for k in ["accuracy", "precision", "recall", "auc", "mae", "val_auc", "val_mae", "loss", "val_loss"] {
+        assert!(keys.contains(&k), "{k} missing from {keys:?}");
+    }
+    let logs = m.evaluate_all(&x, &y, 32).unwrap();
+    let names: Vec<&str> = logs.iter().map(|l| l.0.as_str()).collect();
+    assert_eq!(names, ["loss", "accuracy", "precision", "recall", "auc", "mae"]);
+    assert!(logs.iter().all(|l| l.1.is_finite()));
+    // by value: logged under the metric's Keras name
+    let mut r = mlp(3);
+    r.compile(Adam::new(0.05), Loss::MeanSquaredError, &[MetricSpec::Mae, MetricSpec::R2]).unwrap();
+    let h = r.fit(&x, &y, Fit::new().epochs(1).verbose(0)).unwrap();
+    assert!(h.get("mean_absolute_error").is_some() && h.get("r2_score").is_some());
+    // an unknown name fails at compile time
+    let e = m.compile(Adam::default(), Loss::BinaryCrossentropy, &["accuracy", "bogus"]).unwrap_err();
+    assert!(e.to_string().contains("bogus"), "{e}");
 }

@@ -9,7 +9,7 @@ use keel_nn::{
 };
 use keel_optim::{Adam, SGD};
 use keel_tensor::{DType, Device, Padding, Tensor};
-use keel_train::{load_model, Checkpoint, Error, Fit, History, MetricSpec, ModelCheckpoint, Sequential};
+use keel_train::{load_model, Checkpoint, Error, Fit, History, MetricSpec, ModelCheckpoint, Sequential, NO_METRICS};
 
 fn images(seed: u64, n: usize) -> (Tensor, Tensor) {
     let x = Tensor::rand_uniform(seed, 0.0, 1.0, (n, 8, 8, 1), DType::F32, &Device::Cpu).unwrap();
@@ -146,7 +146,7 @@ fn bad_files_are_errors_and_change_nothing() {
     let dir = test_dir("bad");
     let (x, _) = blobs(1, 8);
     let mut m = mlp(0);
-    m.compile(SGD::new(0.1), Loss::BinaryCrossentropy, &[]).unwrap();
+    m.compile(SGD::new(0.1), Loss::BinaryCrossentropy, NO_METRICS).unwrap();
     let model_path = dir.join("m.keel");
     let ckpt_path = dir.join("m.ckpt");
     m.save(&model_path).unwrap();
@@ -176,7 +176,7 @@ fn bad_files_are_errors_and_change_nothing() {
     let mut other = Sequential::with_seed(0);
     other.add(Dense::new(16).activation(Activation::Relu).input_shape([2]).with_name("hidden"));
     other.add(Dense::new(1).with_name("out"));
-    other.compile(SGD::new(0.1), Loss::BinaryCrossentropy, &[]).unwrap();
+    other.compile(SGD::new(0.1), Loss::BinaryCrossentropy, NO_METRICS).unwrap();
     let other_before = weight_bits(other.network());
     assert_bad_file(other.load_weights(&model_path), "another architecture");
     assert_bad_file(other.load_checkpoint(&ckpt_path), "another architecture");
@@ -203,7 +203,7 @@ fn bad_files_are_errors_and_change_nothing() {
     assert_bad_file(load_model(dir.join("w.safetensors")).map(|_| ()), "no model config");
     // a checkpoint of another optimizer
     let mut adam = mlp(0);
-    adam.compile(Adam::default(), Loss::BinaryCrossentropy, &[]).unwrap();
+    adam.compile(Adam::default(), Loss::BinaryCrossentropy, NO_METRICS).unwrap();
     assert_bad_file(adam.load_checkpoint(&ckpt_path), "optimizer");
     // unknown layer class
     let cfg = serde_json::json!({"class_name": "Sequential", "config": {"name": "s", "input_shape": [2],
