@@ -3,15 +3,17 @@
 //!
 //! Built in: Dense, Conv2D, MaxPooling2D, AveragePooling2D,
 //! GlobalAveragePooling2D, Flatten, Reshape, Dropout, BatchNormalization,
-//! Activation, Embedding, SimpleRNN, LSTM, GRU and Bidirectional. [`register_layer`] adds a custom class (Keras's
+//! Activation, Embedding, SimpleRNN, LSTM, GRU, Bidirectional, Add and
+//! Concatenate. [`FromConfig`] rebuilds a [`keel_nn::Sequential`] and a
+//! functional [`keel_nn::Model`] (shared layers included). [`register_layer`] adds a custom class (Keras's
 //! `custom_objects`).
 
 use crate::{Error, Result};
 use keel_nn::{
-    Activation, ActivationLayer, AveragePooling2D, BatchNormalization, BatchNormalizationConfig, Bidirectional, Cell,
-    Conv2D, Conv2DConfig, Dense, DenseConfig, Dropout, Embedding, EmbeddingConfig, Flatten, GRUCell,
-    GlobalAveragePooling2D, LSTMCell, Layer, MaxPooling2D, MergeMode, Network, Pool2DConfig, Recurrent,
-    RecurrentConfig, Reshape, SimpleRNNCell,
+    Activation, ActivationLayer, Add, AveragePooling2D, BatchNormalization, BatchNormalizationConfig, Bidirectional,
+    Cell, Concatenate, Conv2D, Conv2DConfig, Dense, DenseConfig, Dropout, Embedding, EmbeddingConfig, Flatten, GRUCell,
+    GlobalAveragePooling2D, Input, LSTMCell, Layer, LayerHandle, MaxPooling2D, MergeMode, Network, Pool2DConfig,
+    Recurrent, RecurrentConfig, Reshape, SimpleRNNCell, SymbolicTensor,
 };
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -62,6 +64,8 @@ pub fn layer_from_config(class_name: &str, cfg: &Value) -> Result<Box<dyn Layer>
         (None, "LSTM") => Box::new(recurrent::<LSTMCell>(class_name, cfg)?),
         (None, "GRU") => Box::new(recurrent::<GRUCell>(class_name, cfg)?),
         (None, "Bidirectional") => bidirectional(cfg)?,
+        (None, "Add") => Box::new(Add::new()),
+        (None, "Concatenate") => Box::new(Concatenate::new(get::<isize>(class_name, cfg, "axis")?)),
         (None, "Activation") => Box::new(ActivationLayer::new(get::<Activation>(class_name, cfg, "activation")?)),
         (None, other) => {
             return Err(Error::Nn(keel_nn::Error::UnknownName { kind: "layer class", name: other.to_string() }))
@@ -129,5 +133,84 @@ impl FromConfig for keel_nn::Sequential {
             net.build(&[shape])?;
         }
         Ok(net)
+    }
+}
+
+/// `[layer name, call index, tensor index]` of a functional config.
+fn node_ref(v: &Value) -> Result<(String, usize)> {
+    let name = v.get(0).and_then(Value::as_str);
+    let call = v.get(1).and_then(Value::as_u64);
+    match (name, call) {
+        (Some(n), Some(c)) => Ok((n.to_string(), c as usize)),
+        _ => Err(Error::invalid("from_config", format!("bad node reference {v}"))),
+    }
+}
+
+impl FromConfig for keel_nn::Model {
+    fn from_config(config: &Value) -> Result<Self> {
+        let class = config.get("class_name").and_then(Value::as_str).unwrap_or("");
+        if class != "Functional" {
+            return Err(Error::invalid(
+                "from_config",
+                format!("expected a Functional model config, got class \"{class}\" (load it with its own model type)"),
+            ));
+        }
+        let inner = config.get("config").ok_or_else(|| Error::invalid("from_config", "no \"config\" object"))?;
+        let name: String = get("Functional", inner, "name")?;
+        let layers: Vec<Value> = get("Functional", inner, "layers")?;
+        let mut tensors: HashMap<(String, usize), SymbolicTensor> = HashMap::new();
+        // (handle, layer name, inbound nodes per call, calls done)
+        let mut pending: Vec<(LayerHandle, String, Vec<Value>, usize)> = Vec::new();
+        for l in &layers {
+            let class: String = get("layer", l, "class_name")?;
+            let cfg = l.get("config").ok_or_else(|| Error::invalid("from_config", format!("{class} has no config")))?;
+            let lname: String = get(&class, cfg, "name")?;
+            if class == "InputLayer" {
+                let shape: Vec<Option<usize>> = get(&class, cfg, "batch_input_shape")?;
+                let dims: Option<Vec<usize>> = shape.iter().skip(1).copied().collect();
+                let dims = dims.ok_or_else(|| {
+                    Error::invalid("from_config", format!("input \"{lname}\" has an unknown dimension"))
+                })?;
+                tensors.insert((lname.clone(), 0), Input::named(dims, lname));
+                continue;
+            }
+            let inbound: Vec<Value> = get(&class, l, "inbound_nodes")?;
+            pending.push((LayerHandle::from_box(layer_from_config(&class, cfg)?), lname, inbound, 0));
+        }
+        // call each layer once its inputs exist, in call order, until every call is made
+        loop {
+            let mut progress = false;
+            for (handle, lname, inbound, done) in pending.iter_mut() {
+                while *done < inbound.len() {
+                    let refs: Vec<Value> = serde_json::from_value(inbound[*done].clone())
+                        .map_err(|e| Error::invalid("from_config", format!("inbound nodes of \"{lname}\": {e}")))?;
+                    let keys = refs.iter().map(node_ref).collect::<Result<Vec<_>>>()?;
+                    let Some(xs) = keys.iter().map(|k| tensors.get(k).cloned()).collect::<Option<Vec<_>>>() else {
+                        break;
+                    };
+                    let out = handle.call_multi(&xs)?;
+                    tensors.insert((lname.clone(), *done), out);
+                    *done += 1;
+                    progress = true;
+                }
+            }
+            if pending.iter().all(|(_, _, inbound, done)| *done == inbound.len()) {
+                break;
+            }
+            if !progress {
+                return Err(Error::invalid("from_config", "the layer graph refers to tensors that never exist"));
+            }
+        }
+        let lookup = |key: &str| -> Result<Vec<SymbolicTensor>> {
+            let refs: Vec<Value> = get("Functional", inner, key)?;
+            refs.iter()
+                .map(|r| {
+                    let k = node_ref(r)?;
+                    tensors.get(&k).cloned().ok_or_else(|| Error::invalid("from_config", format!("no tensor {k:?}")))
+                })
+                .collect()
+        };
+        let (inputs, outputs) = (lookup("input_layers")?, lookup("output_layers")?);
+        Ok(keel_nn::Model::new(&inputs, &outputs)?.with_name(name))
     }
 }

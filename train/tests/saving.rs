@@ -246,3 +246,34 @@ fn history_plot_writes_a_png() {
     assert!(History::new().plot(dir.join("empty.png")).is_err());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn functional_models_round_trip_with_shared_layers() {
+    use keel_nn::{add, concatenate, Input, LayerExt, LayerHandle};
+    let dir = test_dir("functional");
+    let a = Input::named([4], "features");
+    let b = Input::new([6]);
+    let h = Dense::new(6).activation(Activation::Relu).call(&a).unwrap();
+    let shared = LayerHandle::new(Dense::new(6).activation(Activation::Tanh));
+    let s1 = shared.call(&h).unwrap();
+    let s2 = shared.call(&b).unwrap(); // the same weights on another input
+    let merged = concatenate(&[add(&[s1, s2.clone()]).unwrap(), h], -1).unwrap();
+    let out = Dense::new(2).activation(Activation::Softmax).call(&merged).unwrap();
+    let m = keel_train::Model::new(&[a, b], &[out, s2]).unwrap();
+    let xa = Tensor::rand_uniform(1, -1.0, 1.0, (5, 4), DType::F32, &Device::Cpu).unwrap();
+    let xb = Tensor::rand_uniform(2, -1.0, 1.0, (5, 6), DType::F32, &Device::Cpu).unwrap();
+    let path = dir.join("functional.keel");
+    m.save(&path).unwrap();
+    let loaded = keel_train::Model::load(&path).unwrap();
+    assert_eq!(loaded.config(), m.config());
+    assert_eq!(weight_bits(loaded.network()), weight_bits(m.network()));
+    let (p, q) =
+        (m.network().predict(&[xa.clone(), xb.clone()]).unwrap(), loaded.network().predict(&[xa, xb]).unwrap());
+    assert_eq!(p.len(), 2);
+    for (p, q) in p.iter().zip(&q) {
+        assert_eq!(bits(p), bits(q));
+    }
+    // a functional file is not a Sequential one
+    assert!(load_model(&path).is_err());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
