@@ -1,6 +1,8 @@
 //! `keel-data`: data loading, preprocessing and Keras-style image augmentation for keel.
 //!
-//! - Loaders: [`idx`] (MNIST format), [`csv`], [`npy`] (NumPy `.npy`), ready-made
+//! - Loaders: [`idx`] (MNIST format), [`csv`], [`npy`] (NumPy `.npy` and, with
+//!   the `npz` feature, `.npz`), `image` (with the `image` feature: Keras's
+//!   `image_dataset_from_directory`, PNG writing and grids), ready-made
 //!   [`datasets`] (embedded MNIST-10k and four UCI tables).
 //! - [`preprocessing`]: `StandardScaler`, `MinMaxScaler`, `Normalization`,
 //!   `to_categorical`, `train_test_split`, `class_weight`.
@@ -38,7 +40,10 @@ pub mod augment;
 pub mod csv;
 pub mod datasets;
 mod error;
+mod fsio;
 pub mod idx;
+#[cfg(feature = "image")]
+pub mod image;
 pub mod loader;
 pub mod npy;
 pub mod preprocessing;

@@ -3,12 +3,19 @@
 //! Reads `float32`, `float64`, `int64`, `int32` (as I64), `uint8` and `bool`
 //! (as U8), little- or big-endian. Writes F32 / F64 / I64 / U8 tensors as
 //! little-endian, C-order version 1.0 files (2.0 when the header needs it),
-//! via a temporary file renamed into place. (`.npz` archives are not
-//! supported yet: unzip them and read the `.npy` members.)
+//! via a temporary file synced to disk and renamed into place.
+//!
+//! With the `npz` feature (on by default), [`read_npz`] / [`write_npz`] handle
+//! `.npz` archives as `numpy.savez` and `numpy.savez_compressed` write them.
 
 use crate::{Error, Result};
 use keel_tensor::{DType, Tensor};
 use std::path::Path;
+
+#[cfg(feature = "npz")]
+mod npz;
+#[cfg(feature = "npz")]
+pub use npz::{decode_npz, encode_npz, read_npz, write_npz};
 
 const MAGIC: &[u8; 6] = b"\x93NUMPY";
 
@@ -19,15 +26,11 @@ pub fn read_npy(path: impl AsRef<Path>) -> Result<Tensor> {
     decode_npy(&b, &path.display().to_string())
 }
 
-/// Write `t` as a `.npy` file (temp file + rename, so a crash leaves no half-written file).
+/// Write `t` as a `.npy` file (temp file + fsync + rename, so a crash leaves no half-written file).
 pub fn write_npy(path: impl AsRef<Path>, t: &Tensor) -> Result<()> {
     let path = path.as_ref();
     let bytes = encode_npy(t)?;
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = std::path::PathBuf::from(tmp);
-    std::fs::write(&tmp, &bytes).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    crate::fsio::atomic_write(path, &bytes)
 }
 
 /// The bytes of a `.npy` file holding `t`.
