@@ -2,6 +2,7 @@
 
 use crate::base::{check_range, optimizer_common, Core, StepCtx, UpdateRule};
 use crate::{LearningRate, Result};
+use keel_tensor::ops::AdamStep;
 use keel_tensor::Tensor;
 
 /// Adam (Keras `Adam`).
@@ -93,6 +94,18 @@ impl UpdateRule for AdamRule {
             // ok: the slots are built from slot_names(), which always has two or more.
             unreachable!("Adam keeps at least two slots")
         };
+        if !p.device().is_cuda() {
+            // one fused pass, the same arithmetic as the op chain below
+            let h = AdamStep { alpha, beta_1: self.beta_1, beta_2: self.beta_2, epsilon: self.epsilon };
+            let v_hat = if self.amsgrad { rest.first() } else { None };
+            let out = p.adam_update(g, m, v, v_hat, &h)?;
+            *m = out.m;
+            *v = out.v;
+            if let (Some(slot), Some(new)) = (rest.first_mut(), out.v_hat) {
+                *slot = new;
+            }
+            return Ok(out.param);
+        }
         *m = m.add(&g.sub(m)?.mul_scalar(1.0 - self.beta_1)?)?;
         *v = v.add(&g.square()?.sub(v)?.mul_scalar(1.0 - self.beta_2)?)?;
         let denom_v = match rest.first_mut() {

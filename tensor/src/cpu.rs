@@ -4,6 +4,8 @@
 use crate::{CpuStorage, Layout};
 #[cfg(feature = "cpu")]
 use rayon::prelude::*;
+#[cfg(feature = "cpu")]
+use std::mem::MaybeUninit;
 
 /// Above this many elements, elementwise CPU loops split across rayon threads.
 #[cfg(feature = "cpu")]
@@ -52,6 +54,199 @@ pub(crate) fn walk<const K: usize>(layouts: [&Layout; K], mut f: impl FnMut([usi
             idx[d] = 0;
         }
     }
+}
+
+#[cfg(feature = "cpu")]
+/// One operand of a row kernel: a contiguous run of elements, or one element
+/// repeated over the whole run (a broadcast along the innermost dims).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Run<'a, T> {
+    /// `len` consecutive elements.
+    Slice(&'a [T]),
+    /// One element standing for every position of the run.
+    Splat(T),
+}
+
+#[cfg(feature = "cpu")]
+/// How to walk `K` same-shaped views as rows: trailing dims that every view
+/// can merge form one inner dim, over which each view has stride 0 or 1; the
+/// other dims are walked as rows.
+struct RowPlan<const K: usize> {
+    inner: usize,
+    inner_unit: [bool; K],
+    outer_dims: Vec<usize>,
+    outer_strides: [Vec<usize>; K],
+    offsets: [usize; K],
+}
+
+#[cfg(feature = "cpu")]
+impl<const K: usize> RowPlan<K> {
+    /// `None` when some view's innermost merged stride is neither 0 nor 1.
+    fn new(layouts: [&Layout; K]) -> Option<Self> {
+        let dims = layouts[0].dims();
+        // size-1 dims never move an offset: drop them
+        let live: Vec<usize> = (0..dims.len()).filter(|&d| dims[d] != 1).collect();
+        let offsets = std::array::from_fn(|k| layouts[k].offset());
+        let Some(&last) = live.last() else {
+            return Some(RowPlan {
+                inner: 1,
+                inner_unit: [true; K],
+                outer_dims: vec![],
+                outer_strides: std::array::from_fn(|_| vec![]),
+                offsets,
+            });
+        };
+        let strides = |k: usize, d: usize| layouts[k].strides()[d];
+        let mut inner = dims[last];
+        let inner_stride: [usize; K] = std::array::from_fn(|k| strides(k, last));
+        if inner_stride.iter().any(|&s| s > 1) {
+            return None;
+        }
+        let mut split = live.len() - 1;
+        // merge dim `d` into the inner run while every view steps through it as one run
+        while split > 0 {
+            let d = live[split - 1];
+            if (0..K).all(|k| strides(k, d) == inner_stride[k] * inner) {
+                inner *= dims[d];
+                split -= 1;
+            } else {
+                break;
+            }
+        }
+        let outer = &live[..split];
+        Some(RowPlan {
+            inner,
+            inner_unit: std::array::from_fn(|k| inner_stride[k] == 1),
+            outer_dims: outer.iter().map(|&d| dims[d]).collect(),
+            outer_strides: std::array::from_fn(|k| outer.iter().map(|&d| strides(k, d)).collect()),
+            offsets,
+        })
+    }
+
+    /// Storage offsets of the first element of row `r`.
+    #[inline]
+    fn row_offsets(&self, mut r: usize) -> [usize; K] {
+        let mut o = self.offsets;
+        for d in (0..self.outer_dims.len()).rev() {
+            let n = self.outer_dims[d];
+            let i = r % n;
+            r /= n;
+            for (k, off) in o.iter_mut().enumerate() {
+                *off += i * self.outer_strides[k][d];
+            }
+        }
+        o
+    }
+
+    /// Call `f(offsets, inner_start, len, out_part)` for the runs covering output
+    /// positions `start..start + out.len()` (row offsets advance incrementally).
+    #[inline]
+    fn for_runs<U>(&self, start: usize, out: &mut [U], mut f: impl FnMut([usize; K], usize, &mut [U])) {
+        if out.is_empty() {
+            return;
+        }
+        let (row, mut col) = (start / self.inner, start % self.inner);
+        let mut offs = self.row_offsets(row);
+        let rank = self.outer_dims.len();
+        let mut idx = vec![0usize; rank];
+        let mut r = row;
+        for d in (0..rank).rev() {
+            idx[d] = r % self.outer_dims[d];
+            r /= self.outer_dims[d];
+        }
+        let mut rest = out;
+        loop {
+            let len = (self.inner - col).min(rest.len());
+            let (head, tail) = rest.split_at_mut(len);
+            f(offs, col, head);
+            rest = tail;
+            if rest.is_empty() {
+                return;
+            }
+            // next row: bump the outer multi-index
+            col = 0;
+            for d in (0..rank).rev() {
+                idx[d] += 1;
+                for (k, o) in offs.iter_mut().enumerate() {
+                    *o += self.outer_strides[k][d];
+                }
+                if idx[d] < self.outer_dims[d] {
+                    break;
+                }
+                for (k, o) in offs.iter_mut().enumerate() {
+                    *o -= self.outer_strides[k][d] * self.outer_dims[d];
+                }
+                idx[d] = 0;
+            }
+        }
+    }
+}
+
+#[cfg(feature = "cpu")]
+#[inline]
+fn run_of<T: Copy>(v: &[T], unit: bool, off: usize, col: usize, len: usize) -> Run<'_, T> {
+    if unit {
+        Run::Slice(&v[off + col..off + col + len])
+    } else {
+        Run::Splat(v[off])
+    }
+}
+
+/// Output elements per parallel task of the row kernels.
+#[cfg(feature = "cpu")]
+const PAR_CHUNK: usize = 1 << 14;
+
+#[cfg(feature = "cpu")]
+/// Split `out` into fixed chunks (in parallel when large) and call `f(start, chunk)`.
+fn chunked<U: Send>(out: &mut [U], f: impl Fn(usize, &mut [U]) + Sync + Send) {
+    if out.len() >= PAR_THRESHOLD {
+        out.par_chunks_mut(PAR_CHUNK).enumerate().for_each(|(i, c)| f(i * PAR_CHUNK, c));
+        return;
+    }
+    f(0, out)
+}
+
+#[cfg(feature = "cpu")]
+/// Row kernel over one view: `f(run, out)` writes `out.len()` results from the
+/// run. `None` when the view cannot be walked as runs (then use [`map1`]).
+pub(crate) fn rows1<A: Copy + Send + Sync, U: Copy + Send>(
+    a: &[A],
+    al: &Layout,
+    f: impl Fn(Run<'_, A>, &mut [MaybeUninit<U>]) + Sync + Send,
+) -> Option<Vec<U>> {
+    let plan = RowPlan::new([al])?;
+    let n = al.shape().elem_count();
+    let mut out = Vec::with_capacity(n);
+    chunked(&mut out.spare_capacity_mut()[..n], |start, chunk| {
+        plan.for_runs(start, chunk, |[o], col, part| f(run_of(a, plan.inner_unit[0], o, col, part.len()), part))
+    });
+    // SAFETY: the runs cover every output position and `f` writes its whole part.
+    unsafe { out.set_len(n) };
+    Some(out)
+}
+
+#[cfg(feature = "cpu")]
+/// Row kernel over two same-shaped views (e.g. a tensor and a broadcast bias or
+/// scalar). `None` when the views cannot be walked as runs (then use [`map2`]).
+pub(crate) fn rows2<A: Copy + Send + Sync, B: Copy + Send + Sync, U: Copy + Send>(
+    a: &[A],
+    al: &Layout,
+    b: &[B],
+    bl: &Layout,
+    f: impl Fn(Run<'_, A>, Run<'_, B>, &mut [MaybeUninit<U>]) + Sync + Send,
+) -> Option<Vec<U>> {
+    let plan = RowPlan::new([al, bl])?;
+    let n = al.shape().elem_count();
+    let mut out = Vec::with_capacity(n);
+    chunked(&mut out.spare_capacity_mut()[..n], |start, chunk| {
+        plan.for_runs(start, chunk, |[i, j], col, part| {
+            let n = part.len();
+            f(run_of(a, plan.inner_unit[0], i, col, n), run_of(b, plan.inner_unit[1], j, col, n), part)
+        })
+    });
+    // SAFETY: the runs cover every output position and `f` writes its whole part.
+    unsafe { out.set_len(n) };
+    Some(out)
 }
 
 /// `f` over every element of `src` viewed through `l`, into a new row-major vector.

@@ -52,6 +52,23 @@ impl Var {
         })
     }
 
+    /// `relu(self + rhs)` (broadcasting, e.g. a bias) in one fused pass, with
+    /// the same values and gradients as `add` then `relu`. The rule saves only
+    /// the output: `relu'(z) = relu'(relu(z))`.
+    pub fn add_relu(&self, rhs: &Var) -> Result<Var> {
+        let out = self.value().binary_unary(rhs.value(), BinaryOp::Add, UnaryOp::Relu, 0.0)?;
+        Var::record("add_relu", &[self, rhs], out.clone(), |needs| {
+            let (need_a, need_b) = (needs[0], needs[1]);
+            let (sa, sb) = (self.shape().clone(), rhs.shape().clone());
+            move |g: &Tensor| {
+                let gz = out.unary_grad(g, UnaryOp::Relu, 0.0)?;
+                let ga = if need_a { Some(reduce_to_shape(&gz, &sa)?) } else { None };
+                let gb = if need_b { Some(reduce_to_shape(&gz, &sb)?) } else { None };
+                Ok(vec![ga, gb])
+            }
+        })
+    }
+
     /// `self op scalar`, the scalar taken in this Var's dtype.
     pub fn binary_scalar(&self, rhs: f64, op: BinaryOp) -> Result<Var> {
         let s = Var::constant(self.value().scalar_like(rhs)?);

@@ -143,6 +143,13 @@ impl Conv2D {
         self.bias.as_ref()
     }
 
+    /// The convolution without bias or activation.
+    fn conv(&self, x: &Var, ctx: &mut Ctx<'_>) -> Result<Var> {
+        let k = built(&self.kernel, self)?;
+        check_batch_rank(x, 3, self)?;
+        Ok(x.conv2d(&ctx.param(k), self.cfg.strides, self.cfg.padding, self.cfg.dilation_rate)?)
+    }
+
     fn bad_input(&self, input_shape: &[usize], expected: String) -> Error {
         Error::IncompatibleInput { layer: self.name.clone(), class: "Conv2D", expected, got: input_shape.to_vec() }
     }
@@ -191,10 +198,22 @@ impl Layer for Conv2D {
         Ok(vec![oh, ow, c.filters])
     }
 
+    fn forward(&self, x: &Var, ctx: &mut Ctx<'_>) -> Result<Var> {
+        match (&self.bias, self.cfg.activation) {
+            // bias + ReLU in one fused pass (the same values and gradients as add, then relu)
+            (Some(b), Activation::Relu) => Ok(self.conv(x, ctx)?.add_relu(&ctx.param(b))?),
+            _ => {
+                let z = self.forward_logits(x, ctx)?;
+                match self.output_activation() {
+                    Some(a) => a.apply(&z),
+                    None => Ok(z),
+                }
+            }
+        }
+    }
+
     fn forward_logits(&self, x: &Var, ctx: &mut Ctx<'_>) -> Result<Var> {
-        let k = built(&self.kernel, self)?;
-        check_batch_rank(x, 3, self)?;
-        let y = x.conv2d(&ctx.param(k), self.cfg.strides, self.cfg.padding, self.cfg.dilation_rate)?;
+        let y = self.conv(x, ctx)?;
         match &self.bias {
             Some(b) => Ok(y.add(&ctx.param(b))?),
             None => Ok(y),

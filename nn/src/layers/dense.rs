@@ -120,6 +120,23 @@ impl Dense {
     }
 }
 
+impl Dense {
+    /// `x @ kernel`, without bias or activation.
+    fn matmul(&self, x: &Var, ctx: &mut Ctx<'_>) -> Result<Var> {
+        let k = built(&self.kernel, self)?;
+        let n = self.in_features.unwrap_or(0);
+        if x.rank() < 2 || x.dims().last() != Some(&n) {
+            return Err(Error::IncompatibleInput {
+                layer: self.name.clone(),
+                class: "Dense",
+                expected: format!("last axis {n}"),
+                got: x.dims().get(1..).unwrap_or(&[]).to_vec(),
+            });
+        }
+        Ok(x.matmul(&ctx.param(k))?)
+    }
+}
+
 impl Layer for Dense {
     layer_common!("Dense");
 
@@ -160,18 +177,22 @@ impl Layer for Dense {
         Ok(out)
     }
 
-    fn forward_logits(&self, x: &Var, ctx: &mut Ctx<'_>) -> Result<Var> {
-        let k = built(&self.kernel, self)?;
-        let n = self.in_features.unwrap_or(0);
-        if x.rank() < 2 || x.dims().last() != Some(&n) {
-            return Err(Error::IncompatibleInput {
-                layer: self.name.clone(),
-                class: "Dense",
-                expected: format!("last axis {n}"),
-                got: x.dims().get(1..).unwrap_or(&[]).to_vec(),
-            });
+    fn forward(&self, x: &Var, ctx: &mut Ctx<'_>) -> Result<Var> {
+        match (&self.bias, self.cfg.activation) {
+            // bias + ReLU in one fused pass (the same values and gradients as add, then relu)
+            (Some(b), Activation::Relu) => Ok(self.matmul(x, ctx)?.add_relu(&ctx.param(b))?),
+            _ => {
+                let z = self.forward_logits(x, ctx)?;
+                match self.output_activation() {
+                    Some(a) => a.apply(&z),
+                    None => Ok(z),
+                }
+            }
         }
-        let y = x.matmul(&ctx.param(k))?;
+    }
+
+    fn forward_logits(&self, x: &Var, ctx: &mut Ctx<'_>) -> Result<Var> {
+        let y = self.matmul(x, ctx)?;
         match &self.bias {
             Some(b) => Ok(y.add(&ctx.param(b))?),
             None => Ok(y),

@@ -6,7 +6,7 @@
 //! the same kernels.
 
 use crate::storage::{dispatch2, dispatch3, BackendStorage};
-use crate::{Error, Result, Shape, Tensor};
+use crate::{Error, Result, Shape, Tensor, UnaryOp};
 
 macro_rules! binary_ops {
     ($( $(#[$doc:meta])* $name:ident $str:literal |$x:ident, $y:ident| $f:expr,
@@ -50,6 +50,31 @@ macro_rules! binary_ops {
             #[inline]
             pub fn deriv_f64(self, x_: f64, y_: f64, wrt_rhs: bool) -> f64 {
                 match self { $(BinaryOp::$name => { let ($x, $y) = (x_, y_); if wrt_rhs { $dy } else { $dx } },)* }
+            }
+
+            /// `out[i] = op(x[i], y[i])` over one run, in f32: one loop per op and
+            /// operand form (run or broadcast value), so each vectorizes.
+            #[cfg(feature = "cpu")]
+            pub(crate) fn run_f32(self, x: crate::cpu::Run<'_, f32>, y: crate::cpu::Run<'_, f32>, out: &mut [std::mem::MaybeUninit<f32>]) {
+                use crate::cpu::Run;
+                match self { $(BinaryOp::$name => match (x, y) {
+                    (Run::Slice(xs), Run::Slice(ys)) => for ((o, &$x), &$y) in out.iter_mut().zip(xs).zip(ys) { o.write($f); },
+                    (Run::Slice(xs), Run::Splat($y)) => for (o, &$x) in out.iter_mut().zip(xs) { o.write($f); },
+                    (Run::Splat($x), Run::Slice(ys)) => for (o, &$y) in out.iter_mut().zip(ys) { o.write($f); },
+                    (Run::Splat($x), Run::Splat($y)) => { let v: f32 = $f; out.iter_mut().for_each(|o| { o.write(v); }); }
+                },)* }
+            }
+
+            /// `out[i] = op(x[i], y[i])` over one run, in f64.
+            #[cfg(feature = "cpu")]
+            pub(crate) fn run_f64(self, x: crate::cpu::Run<'_, f64>, y: crate::cpu::Run<'_, f64>, out: &mut [std::mem::MaybeUninit<f64>]) {
+                use crate::cpu::Run;
+                match self { $(BinaryOp::$name => match (x, y) {
+                    (Run::Slice(xs), Run::Slice(ys)) => for ((o, &$x), &$y) in out.iter_mut().zip(xs).zip(ys) { o.write($f); },
+                    (Run::Slice(xs), Run::Splat($y)) => for (o, &$x) in out.iter_mut().zip(xs) { o.write($f); },
+                    (Run::Splat($x), Run::Slice(ys)) => for (o, &$y) in out.iter_mut().zip(ys) { o.write($f); },
+                    (Run::Splat($x), Run::Splat($y)) => { let v: f64 = $f; out.iter_mut().for_each(|o| { o.write(v); }); }
+                },)* }
             }
 
             /// The CUDA C expression (of `float x`, `float y`) computing the value.
@@ -167,6 +192,27 @@ impl Tensor {
         Ok(Tensor::from_storage(out, a.shape().clone()))
     }
 
+    /// `uop(bop(self, rhs))` in one pass (e.g. a bias add and its ReLU), with
+    /// the same values as the two ops one after the other. CPU F32/F64 tensors
+    /// are fused; anything else runs the two ops.
+    pub fn binary_unary(&self, rhs: &Tensor, bop: BinaryOp, uop: UnaryOp, param: f64) -> Result<Tensor> {
+        let (a, b) = broadcast_pair(bop.name(), self, rhs)?;
+        let fused = {
+            let (sa, sb) = (a.storage(), b.storage());
+            match (&*sa, &*sb) {
+                #[cfg(feature = "cpu")]
+                (crate::Storage::Cpu(x), crate::Storage::Cpu(y)) => {
+                    cpu::binary_unary(x, a.layout(), y, b.layout(), bop, uop, param)
+                }
+                _ => None,
+            }
+        };
+        match fused {
+            Some(out) => Ok(Tensor::from_storage(crate::Storage::Cpu(out), a.shape().clone())),
+            None => self.binary(rhs, bop)?.unary(uop, param),
+        }
+    }
+
     /// `grad * d op(self, rhs) / d(self or rhs)` over the broadcast output shape;
     /// the backward of [`Tensor::binary`] before reduction to the operand's shape.
     pub fn binary_grad(&self, rhs: &Tensor, grad: &Tensor, op: BinaryOp, wrt_rhs: bool) -> Result<Tensor> {
@@ -275,7 +321,7 @@ binary_methods! {
 #[cfg(feature = "cpu")]
 pub(crate) mod cpu {
     use super::{BinaryOp, CmpOp};
-    use crate::cpu::{map2, map3};
+    use crate::cpu::{map2, map3, rows2};
     use crate::{CpuStorage, Error, Layout, Result, WithDType};
     use half::{bf16, f16};
 
@@ -285,8 +331,14 @@ pub(crate) mod cpu {
 
     pub(crate) fn binary(a: &CpuStorage, al: &Layout, b: &CpuStorage, bl: &Layout, op: BinaryOp) -> Result<CpuStorage> {
         Ok(match (a, b) {
-            (CpuStorage::F32(x), CpuStorage::F32(y)) => CpuStorage::F32(map2(x, al, y, bl, |x, y| op.eval_f32(x, y))),
-            (CpuStorage::F64(x), CpuStorage::F64(y)) => CpuStorage::F64(map2(x, al, y, bl, |x, y| op.eval_f64(x, y))),
+            (CpuStorage::F32(x), CpuStorage::F32(y)) => CpuStorage::F32(
+                rows2(x, al, y, bl, |x, y, out| op.run_f32(x, y, out))
+                    .unwrap_or_else(|| map2(x, al, y, bl, |x, y| op.eval_f32(x, y))),
+            ),
+            (CpuStorage::F64(x), CpuStorage::F64(y)) => CpuStorage::F64(
+                rows2(x, al, y, bl, |x, y, out| op.run_f64(x, y, out))
+                    .unwrap_or_else(|| map2(x, al, y, bl, |x, y| op.eval_f64(x, y))),
+            ),
             (CpuStorage::F16(x), CpuStorage::F16(y)) => {
                 CpuStorage::F16(map2(x, al, y, bl, |x, y| f16::from_f32(op.eval_f32(x.to_f32(), y.to_f32()))))
             }
@@ -301,6 +353,36 @@ pub(crate) mod cpu {
             }
             (a, b) => return Err(mismatch(op.name(), a, b)),
         })
+    }
+
+    /// The fused `uop(bop(x, y))` for F32/F64 views that walk as runs; `None` otherwise.
+    pub(crate) fn binary_unary(
+        a: &CpuStorage,
+        al: &Layout,
+        b: &CpuStorage,
+        bl: &Layout,
+        bop: BinaryOp,
+        uop: crate::UnaryOp,
+        param: f64,
+    ) -> Option<CpuStorage> {
+        /// View a fully written run as initialized.
+        fn init<T>(part: &mut [std::mem::MaybeUninit<T>]) -> &mut [T] {
+            // SAFETY: called right after `run_f*` wrote every element of `part`.
+            unsafe { &mut *(part as *mut [std::mem::MaybeUninit<T>] as *mut [T]) }
+        }
+        match (a, b) {
+            (CpuStorage::F32(x), CpuStorage::F32(y)) => rows2(x, al, y, bl, |x, y, out| {
+                bop.run_f32(x, y, out);
+                uop.apply_f32(param as f32, init(out));
+            })
+            .map(CpuStorage::F32),
+            (CpuStorage::F64(x), CpuStorage::F64(y)) => rows2(x, al, y, bl, |x, y, out| {
+                bop.run_f64(x, y, out);
+                uop.apply_f64(param, init(out));
+            })
+            .map(CpuStorage::F64),
+            _ => None,
+        }
     }
 
     pub(crate) fn binary_grad(

@@ -215,10 +215,11 @@ pub(crate) fn check_shape(op: &'static str, t: &Tensor, want: &Shape) -> Result<
 #[cfg(feature = "cpu")]
 pub(crate) mod cpu {
     use super::Conv2dParams;
-    use crate::ops::matmul::cpu::{gemm_into, GemmElem, MatRef};
+    use crate::ops::matmul::cpu::{gemm_new, GemmElem, MatRef};
     use crate::{CpuStorage, Error, Layout, Result};
     use half::{bf16, f16};
     use rayon::prelude::*;
+    use std::mem::MaybeUninit;
 
     fn contiguous<'a, T: Copy>(v: &'a [T], l: &Layout) -> std::borrow::Cow<'a, [T]> {
         match l.contiguous_range() {
@@ -234,55 +235,156 @@ pub(crate) mod cpu {
         (p < size).then_some(p)
     }
 
+    /// Write `src` into the uninitialized `dst` (same length).
+    #[inline]
+    fn put<T: Copy>(dst: &mut [MaybeUninit<T>], src: &[T]) {
+        for (d, &s) in dst.iter_mut().zip(src) {
+            d.write(s);
+        }
+    }
+
+    /// One patch row `[kh * kw * c]` for output pixel `(b, oy, ox)`, zeros where
+    /// the window leaves the image; a kernel row that lies inside the image
+    /// (dilation 1) is copied as one run.
+    #[inline]
+    fn patch_into<T: GemmElem>(
+        x: &[T],
+        p: &Conv2dParams,
+        b: usize,
+        oy: usize,
+        ox: usize,
+        patch: &mut [MaybeUninit<T>],
+    ) {
+        let img = &x[b * p.h * p.w * p.c..(b + 1) * p.h * p.w * p.c];
+        let row_len = p.kw * p.c;
+        let x0 = (ox * p.sw).checked_sub(p.pl);
+        for ki in 0..p.kh {
+            let dst = &mut patch[ki * row_len..(ki + 1) * row_len];
+            let Some(iy) = src_pos(oy, ki, p.sh, p.dh, p.pt, p.h) else {
+                dst.iter_mut().for_each(|d| {
+                    d.write(T::ZERO);
+                });
+                continue;
+            };
+            if let Some(x0) = x0.filter(|&x0| p.dw == 1 && x0 + p.kw <= p.w) {
+                put(dst, &img[(iy * p.w + x0) * p.c..(iy * p.w + x0 + p.kw) * p.c]);
+                continue;
+            }
+            for kj in 0..p.kw {
+                let d = &mut dst[kj * p.c..(kj + 1) * p.c];
+                match src_pos(ox, kj, p.sw, p.dw, p.pl, p.w) {
+                    Some(ix) => put(d, &img[(iy * p.w + ix) * p.c..(iy * p.w + ix + 1) * p.c]),
+                    None => d.iter_mut().for_each(|d| {
+                        d.write(T::ZERO);
+                    }),
+                }
+            }
+        }
+    }
+
     /// Patches of every image: `[n * oh * ow, kh * kw * c]`.
     fn im2col<T: GemmElem>(x: &[T], p: &Conv2dParams) -> Vec<T> {
         let kk = p.kh * p.kw * p.c;
-        let mut col = vec![T::ZERO; p.n * p.oh * p.ow * kk];
-        col.par_chunks_mut(p.ow * kk).enumerate().for_each(|(row, chunk)| {
+        let len = p.n * p.oh * p.ow * kk;
+        let mut col = Vec::with_capacity(len);
+        col.spare_capacity_mut()[..len].par_chunks_mut((p.ow * kk).max(1)).enumerate().for_each(|(row, chunk)| {
             let (b, oy) = (row / p.oh, row % p.oh);
-            let img = &x[b * p.h * p.w * p.c..(b + 1) * p.h * p.w * p.c];
             for ox in 0..p.ow {
-                let patch = &mut chunk[ox * kk..(ox + 1) * kk];
-                for ki in 0..p.kh {
-                    let Some(iy) = src_pos(oy, ki, p.sh, p.dh, p.pt, p.h) else {
-                        continue;
-                    };
-                    for kj in 0..p.kw {
-                        let Some(ix) = src_pos(ox, kj, p.sw, p.dw, p.pl, p.w) else {
-                            continue;
-                        };
-                        let src = &img[(iy * p.w + ix) * p.c..(iy * p.w + ix + 1) * p.c];
-                        patch[(ki * p.kw + kj) * p.c..(ki * p.kw + kj + 1) * p.c].copy_from_slice(src);
+                patch_into(x, p, b, oy, ox, &mut chunk[ox * kk..(ox + 1) * kk]);
+            }
+        });
+        // SAFETY: `patch_into` wrote every element of every patch.
+        unsafe { col.set_len(len) };
+        col
+    }
+
+    /// Patch length up to which a convolution skips im2col + GEMM and runs a
+    /// direct kernel (e.g. a first layer with one input channel: 3x3x1 = 9).
+    const DIRECT_MAX_KK: usize = 32;
+
+    /// Output pixels per task of the direct kernels (fixed, so partial sums and
+    /// hence results do not depend on the thread count).
+    const DIRECT_PIXELS: usize = 512;
+
+    /// Direct forward for short patches: `out[pixel, :] = sum_t patch[t] * k[t, :]`.
+    fn fwd_direct<T: GemmElem + std::ops::Mul<Output = T>>(x: &[T], k: &[T], p: &Conv2dParams) -> Vec<T> {
+        let kk = p.kh * p.kw * p.c;
+        let pixels = p.n * p.oh * p.ow;
+        let mut out = vec![T::ZERO; pixels * p.o];
+        out.par_chunks_mut(DIRECT_PIXELS * p.o).enumerate().for_each(|(chunk, dst)| {
+            let mut patch = [MaybeUninit::new(T::ZERO); DIRECT_MAX_KK];
+            for (i, acc) in dst.chunks_exact_mut(p.o).enumerate() {
+                let px = chunk * DIRECT_PIXELS + i;
+                let (b, rem) = (px / (p.oh * p.ow), px % (p.oh * p.ow));
+                patch_into(x, p, b, rem / p.ow, rem % p.ow, &mut patch[..kk]);
+                for (t, v) in patch[..kk].iter().enumerate() {
+                    // SAFETY: patch_into initialized patch[..kk]
+                    let v = unsafe { v.assume_init() };
+                    for (a, &w) in acc.iter_mut().zip(&k[t * p.o..(t + 1) * p.o]) {
+                        *a += v * w;
                     }
                 }
             }
         });
-        col
+        out
     }
 
-    fn fwd<T: GemmElem>(x: &[T], k: &[T], p: &Conv2dParams) -> Result<Vec<T>> {
+    /// Direct kernel gradient for short patches: `dk[t, :] = sum_pixels patch[t] * dy[pixel, :]`,
+    /// summed per fixed block of pixels, then the block sums in order.
+    fn grad_kernel_direct<T: GemmElem + std::ops::Mul<Output = T>>(x: &[T], dy: &[T], p: &Conv2dParams) -> Vec<T> {
+        let kk = p.kh * p.kw * p.c;
+        let pixels = p.n * p.oh * p.ow;
+        let parts: Vec<Vec<T>> = dy[..pixels * p.o]
+            .par_chunks(DIRECT_PIXELS * p.o)
+            .enumerate()
+            .map(|(chunk, g)| {
+                let mut dk = vec![T::ZERO; kk * p.o];
+                let mut patch = [MaybeUninit::new(T::ZERO); DIRECT_MAX_KK];
+                for (i, g) in g.chunks_exact(p.o).enumerate() {
+                    let px = chunk * DIRECT_PIXELS + i;
+                    let (b, rem) = (px / (p.oh * p.ow), px % (p.oh * p.ow));
+                    patch_into(x, p, b, rem / p.ow, rem % p.ow, &mut patch[..kk]);
+                    for (t, v) in patch[..kk].iter().enumerate() {
+                        // SAFETY: patch_into initialized patch[..kk]
+                        let v = unsafe { v.assume_init() };
+                        for (d, &gv) in dk[t * p.o..(t + 1) * p.o].iter_mut().zip(g) {
+                            *d += v * gv;
+                        }
+                    }
+                }
+                dk
+            })
+            .collect();
+        let mut dk = vec![T::ZERO; kk * p.o];
+        for part in parts {
+            for (d, v) in dk.iter_mut().zip(part) {
+                *d += v;
+            }
+        }
+        dk
+    }
+
+    fn fwd<T: GemmElem + std::ops::Mul<Output = T>>(x: &[T], k: &[T], p: &Conv2dParams) -> Result<Vec<T>> {
         let kk = p.kh * p.kw * p.c;
         let rows = p.n * p.oh * p.ow;
-        let mut out = vec![T::ZERO; rows * p.o];
+        let kmat = MatRef { data: k, offset: 0, rs: p.o, cs: 1 };
         if p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1 && p.pt == 0 && p.pl == 0 {
             // pointwise convolution: the input already is the patch matrix
-            let a = MatRef { data: x, offset: 0, rs: kk, cs: 1 };
-            gemm_into(&mut out, a, MatRef { data: k, offset: 0, rs: p.o, cs: 1 }, rows, p.o, kk, false, true)?;
-            return Ok(out);
+            return gemm_new(MatRef { data: x, offset: 0, rs: kk, cs: 1 }, kmat, rows, p.o, kk, true);
+        }
+        if kk <= DIRECT_MAX_KK {
+            return Ok(fwd_direct(x, k, p));
         }
         let col = im2col(x, p);
-        let a = MatRef { data: &col, offset: 0, rs: kk, cs: 1 };
-        gemm_into(&mut out, a, MatRef { data: k, offset: 0, rs: p.o, cs: 1 }, rows, p.o, kk, false, true)?;
-        Ok(out)
+        gemm_new(MatRef { data: &col, offset: 0, rs: kk, cs: 1 }, kmat, rows, p.o, kk, true)
     }
 
     fn grad_input<T: GemmElem>(dy: &[T], k: &[T], p: &Conv2dParams) -> Result<Vec<T>> {
         let kk = p.kh * p.kw * p.c;
         let rows = p.n * p.oh * p.ow;
         // dcol = dy [rows, o] x k^T [o, kk]
-        let mut dcol = vec![T::ZERO; rows * kk];
         let kt = MatRef { data: k, offset: 0, rs: 1, cs: p.o };
-        gemm_into(&mut dcol, MatRef { data: dy, offset: 0, rs: p.o, cs: 1 }, kt, rows, kk, p.o, false, true)?;
+        let dcol = gemm_new(MatRef { data: dy, offset: 0, rs: p.o, cs: 1 }, kt, rows, kk, p.o, true)?;
         // col2im: scatter-add every patch back into its image (images in parallel)
         let img_len = p.h * p.w * p.c;
         let mut dx = vec![T::ZERO; p.n * img_len];
@@ -311,15 +413,16 @@ pub(crate) mod cpu {
         Ok(dx)
     }
 
-    fn grad_kernel<T: GemmElem>(x: &[T], dy: &[T], p: &Conv2dParams) -> Result<Vec<T>> {
+    fn grad_kernel<T: GemmElem + std::ops::Mul<Output = T>>(x: &[T], dy: &[T], p: &Conv2dParams) -> Result<Vec<T>> {
         let kk = p.kh * p.kw * p.c;
         let rows = p.n * p.oh * p.ow;
+        if kk <= DIRECT_MAX_KK {
+            return Ok(grad_kernel_direct(x, dy, p));
+        }
         let col = im2col(x, p);
         // dk [kk, o] = col^T [kk, rows] x dy [rows, o]
-        let mut dk = vec![T::ZERO; kk * p.o];
         let colt = MatRef { data: &col, offset: 0, rs: 1, cs: kk };
-        gemm_into(&mut dk, colt, MatRef { data: dy, offset: 0, rs: p.o, cs: 1 }, kk, p.o, rows, false, true)?;
-        Ok(dk)
+        gemm_new(colt, MatRef { data: dy, offset: 0, rs: p.o, cs: 1 }, kk, p.o, rows, true)
     }
 
     /// Run `f` on f32/f64 storages directly and on f16/bf16 widened to f32.

@@ -235,7 +235,17 @@ pub(crate) mod cpu {
     ) -> Result<CpuStorage> {
         let (outer, size, inner) = split3(l.dims(), axis);
         let ids = indices("index_select", idx, il, size)?;
-        Ok(crate::map_cpu_storage!(&s.copy_strided(l)?, v => {
+        // a contiguous source is read in place (e.g. a batch picked from a whole data set)
+        let copied;
+        let (src, start) = match l.contiguous_range() {
+            Some((start, _)) => (s, start),
+            None => {
+                copied = s.copy_strided(l)?;
+                (&copied, 0)
+            }
+        };
+        Ok(crate::map_cpu_storage!(src, v => {
+            let v = &v[start..];
             let mut out = Vec::with_capacity(outer * ids.len() * inner);
             for o in 0..outer {
                 for &i in &ids {

@@ -98,7 +98,87 @@ pub(crate) mod cpu {
         }
     }
 
+    /// Below this many multiply-adds a GEMM runs on the calling thread.
+    const PAR_MIN_FMAS: usize = 1 << 18;
+    /// Target number of blocks a threaded GEMM is cut into (fixed, so the
+    /// blocks — and the bits of every result — do not depend on the thread count).
+    const PAR_BLOCKS: usize = 16;
+
+    /// The block length when splitting `len` into about [`PAR_BLOCKS`] pieces of
+    /// at least `min`, rounded up to a multiple of `align`.
+    fn block_len(len: usize, min: usize, align: usize) -> usize {
+        len.div_ceil(PAR_BLOCKS).max(min).div_ceil(align) * align
+    }
+
+    /// A raw output pointer that rayon tasks may share; each task writes a disjoint block.
+    #[derive(Clone, Copy)]
+    struct SendPtr<T>(*mut T);
+    // SAFETY: used only to hand disjoint output blocks to rayon tasks (see `gemm_into`).
+    unsafe impl<T> Send for SendPtr<T> {}
+    unsafe impl<T> Sync for SendPtr<T> {}
+
+    impl<T> SendPtr<T> {
+        /// The pointer (a method, so closures capture the whole `Send` wrapper).
+        #[inline]
+        fn get(self) -> *mut T {
+            self.0
+        }
+    }
+
+    /// One single-threaded `gemm` call on raw operands.
+    ///
+    /// # Safety
+    /// `dst` must be valid for writes of an `m x n` block with row stride `dst_rs`
+    /// (column stride 1), and `a`/`b` for reads of their `m x k` / `k x n` views.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn gemm_raw<T: GemmElem>(
+        dst: *mut T,
+        dst_rs: usize,
+        a: *const T,
+        a_rs: usize,
+        a_cs: usize,
+        b: *const T,
+        b_rs: usize,
+        b_cs: usize,
+        m: usize,
+        n: usize,
+        k: usize,
+        accumulate: bool,
+    ) {
+        // SAFETY: the caller guarantees the views are in bounds (see above).
+        unsafe {
+            gemm::gemm(
+                m,
+                n,
+                k,
+                dst,
+                1,
+                dst_rs as isize,
+                accumulate,
+                a,
+                a_cs as isize,
+                a_rs as isize,
+                b,
+                b_cs as isize,
+                b_rs as isize,
+                T::ONE,
+                T::ONE,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            )
+        };
+    }
+
     /// `dst (m x n, row-major, contiguous) = (accumulate ? dst : 0) + a (m x k) * b (k x n)`.
+    ///
+    /// With `threads`, a large product is cut into fixed blocks run on rayon:
+    /// row blocks when `m` is large, column blocks when `n` is, else blocks of
+    /// the inner dim `k` whose partial products are added in block order. The
+    /// cut depends only on the shape, so the result is the same bits on any
+    /// number of threads.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn gemm_into<T: GemmElem>(
         dst: &mut [T],
         a: MatRef<'_, T>,
@@ -109,67 +189,194 @@ pub(crate) mod cpu {
         accumulate: bool,
         threads: bool,
     ) -> Result<()> {
-        if dst.len() < m * n
-            || (m > 0 && k > 0 && a.max_index(m, k) >= a.data.len())
+        if dst.len() < m * n {
+            return Err(Error::invalid("matmul", "output buffer too small"));
+        }
+        check_views(&a, &b, m, n, k)?;
+        // SAFETY: dst holds m*n initialized elements, exclusively borrowed; views checked.
+        unsafe { gemm_ptr(dst.as_mut_ptr(), a, b, m, n, k, accumulate, threads) };
+        Ok(())
+    }
+
+    /// A new row-major `m x n` vector `a * b`, written in place by the GEMM
+    /// (no zero-fill first). `threads` as in [`gemm_into`].
+    pub(crate) fn gemm_new<T: GemmElem>(
+        a: MatRef<'_, T>,
+        b: MatRef<'_, T>,
+        m: usize,
+        n: usize,
+        k: usize,
+        threads: bool,
+    ) -> Result<Vec<T>> {
+        check_views(&a, &b, m, n, k)?;
+        let mut out = Vec::with_capacity(m * n);
+        // SAFETY: the spare capacity holds m*n elements; `gemm_ptr` with
+        // `accumulate = false` writes every one of them before `set_len`.
+        unsafe {
+            gemm_ptr(out.spare_capacity_mut().as_mut_ptr().cast::<T>(), a, b, m, n, k, false, threads);
+            out.set_len(m * n);
+        }
+        Ok(out)
+    }
+
+    fn check_views<T>(a: &MatRef<'_, T>, b: &MatRef<'_, T>, m: usize, n: usize, k: usize) -> Result<()> {
+        if (m > 0 && k > 0 && a.max_index(m, k) >= a.data.len())
             || (k > 0 && n > 0 && b.max_index(k, n) >= b.data.len())
         {
             return Err(Error::invalid("matmul", "operand view exceeds its storage"));
         }
+        Ok(())
+    }
+
+    /// The body of [`gemm_into`] on a raw output pointer.
+    ///
+    /// # Safety
+    /// `dst` must be valid for writes of `m * n` elements (and initialized when
+    /// `accumulate`); the operand views must be in bounds ([`check_views`]).
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn gemm_ptr<T: GemmElem>(
+        dst: *mut T,
+        a: MatRef<'_, T>,
+        b: MatRef<'_, T>,
+        m: usize,
+        n: usize,
+        k: usize,
+        accumulate: bool,
+        threads: bool,
+    ) {
         if m == 0 || n == 0 {
-            return Ok(());
+            return;
         }
         if k == 0 {
             if !accumulate {
-                dst[..m * n].iter_mut().for_each(|x| *x = T::ZERO);
+                for i in 0..m * n {
+                    // SAFETY: i < m*n, inside the caller's buffer.
+                    unsafe { dst.add(i).write(T::ZERO) };
+                }
             }
-            return Ok(());
+            return;
         }
-        let par =
-            if threads && m * n * k >= 64 * 64 * 64 { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
-        // SAFETY: every index the kernel reads is bounded by `max_index`, checked
-        // above against the slice lengths; dst holds m*n contiguous elements and
-        // is exclusively borrowed.
-        unsafe {
-            gemm::gemm(
-                m,
-                n,
-                k,
-                dst.as_mut_ptr(),
-                1,
-                n as isize,
-                accumulate,
-                a.data.as_ptr().add(a.offset),
-                a.cs as isize,
-                a.rs as isize,
-                b.data.as_ptr().add(b.offset),
-                b.cs as isize,
-                b.rs as isize,
-                T::ONE,
-                T::ONE,
-                false,
-                false,
-                false,
-                par,
-            );
+        let (pa, pb) = (a.data.as_ptr().wrapping_add(a.offset), b.data.as_ptr().wrapping_add(b.offset));
+        let (pa, pb) = (SendPtr(pa as *mut T), SendPtr(pb as *mut T));
+        let out = SendPtr(dst);
+        let serial = !threads || m * n * k < PAR_MIN_FMAS;
+        // SAFETY (every call below): the operand views were bounds-checked
+        // against their slices above; each block reads a sub-view of them and
+        // writes its own disjoint block of `dst` (m*n contiguous elements,
+        // exclusively borrowed), or its own partial buffer.
+        if serial {
+            unsafe { gemm_raw(out.get(), n, pa.get(), a.rs, a.cs, pb.get(), b.rs, b.cs, m, n, k, accumulate) };
+        } else if m >= 64 && m >= n {
+            let rows = block_len(m, 32, 16);
+            (0..m.div_ceil(rows)).into_par_iter().for_each(|i| {
+                let (r0, r) = (i * rows, rows.min(m - i * rows));
+                let (out, pa) = (out, pa);
+                unsafe {
+                    gemm_raw(
+                        out.get().add(r0 * n),
+                        n,
+                        pa.get().add(r0 * a.rs),
+                        a.rs,
+                        a.cs,
+                        pb.get(),
+                        b.rs,
+                        b.cs,
+                        r,
+                        n,
+                        k,
+                        accumulate,
+                    )
+                };
+            });
+        } else if n >= 64 {
+            let cols = block_len(n, 32, 16);
+            (0..n.div_ceil(cols)).into_par_iter().for_each(|j| {
+                let (c0, c) = (j * cols, cols.min(n - j * cols));
+                let (out, pb) = (out, pb);
+                unsafe {
+                    gemm_raw(
+                        out.get().add(c0),
+                        n,
+                        pa.get(),
+                        a.rs,
+                        a.cs,
+                        pb.get().add(c0 * b.cs),
+                        b.rs,
+                        b.cs,
+                        m,
+                        c,
+                        k,
+                        accumulate,
+                    )
+                };
+            });
+        } else if k >= 2048 {
+            let depth = block_len(k, 1024, 64);
+            let parts: Vec<Vec<T>> = (0..k.div_ceil(depth))
+                .into_par_iter()
+                .map(|p| {
+                    let (k0, kk) = (p * depth, depth.min(k - p * depth));
+                    let mut part = vec![T::ZERO; m * n];
+                    let (pa, pb) = (pa, pb);
+                    unsafe {
+                        gemm_raw(
+                            part.as_mut_ptr(),
+                            n,
+                            pa.get().add(k0 * a.cs),
+                            a.rs,
+                            a.cs,
+                            pb.get().add(k0 * b.rs),
+                            b.rs,
+                            b.cs,
+                            m,
+                            n,
+                            kk,
+                            false,
+                        )
+                    };
+                    part
+                })
+                .collect();
+            for (i, part) in parts.iter().enumerate() {
+                if i == 0 && !accumulate {
+                    // SAFETY: part has m*n elements; dst is valid for m*n writes.
+                    unsafe { std::ptr::copy_nonoverlapping(part.as_ptr(), dst, m * n) };
+                    continue;
+                }
+                // SAFETY: dst now holds m*n initialized elements.
+                let d = unsafe { std::slice::from_raw_parts_mut(dst, m * n) };
+                for (d, &p) in d.iter_mut().zip(part) {
+                    *d += p;
+                }
+            }
+        } else {
+            unsafe { gemm_raw(out.get(), n, pa.get(), a.rs, a.cs, pb.get(), b.rs, b.cs, m, n, k, accumulate) };
         }
-        Ok(())
     }
 
     fn batched<T: GemmElem>(a: &[T], al: &Layout, b: &[T], bl: &Layout) -> Result<Vec<T>> {
         let (bs, m, k) = (al.dims()[0], al.dims()[1], al.dims()[2]);
         let n = bl.dims()[2];
+        let mat = |i: usize| {
+            let ma =
+                MatRef { data: a, offset: al.offset() + i * al.strides()[0], rs: al.strides()[1], cs: al.strides()[2] };
+            let mb =
+                MatRef { data: b, offset: bl.offset() + i * bl.strides()[0], rs: bl.strides()[1], cs: bl.strides()[2] };
+            (ma, mb)
+        };
+        if bs == 1 {
+            let (ma, mb) = mat(0);
+            return gemm_new(ma, mb, m, n, k, true);
+        }
         let mut out = vec![T::ZERO; bs * m * n];
         if m * n == 0 {
             return Ok(out);
         }
         let op = |i: usize, dst: &mut [T], threads: bool| {
-            let ma =
-                MatRef { data: a, offset: al.offset() + i * al.strides()[0], rs: al.strides()[1], cs: al.strides()[2] };
-            let mb =
-                MatRef { data: b, offset: bl.offset() + i * bl.strides()[0], rs: bl.strides()[1], cs: bl.strides()[2] };
+            let (ma, mb) = mat(i);
             gemm_into(dst, ma, mb, m, n, k, false, threads)
         };
-        if bs > 1 && m * n * k < 256 * 256 * 256 {
+        if m * n * k < 256 * 256 * 256 {
             out.par_chunks_mut(m * n).enumerate().try_for_each(|(i, dst)| op(i, dst, false))?;
         } else {
             for (i, dst) in out.chunks_mut(m * n).enumerate() {

@@ -7,6 +7,7 @@ pub mod conv;
 pub mod creation;
 pub mod index;
 pub mod matmul;
+pub mod optim;
 pub mod pool;
 pub mod reduce;
 pub mod unary;
@@ -14,6 +15,7 @@ pub mod view;
 
 pub use binary::{BinaryOp, CmpOp};
 pub use conv::{Conv2dParams, Padding};
+pub use optim::{AdamStep, AdamUpdate};
 pub use pool::Pool2dParams;
 pub use reduce::ReduceOp;
 pub use unary::UnaryOp;

@@ -190,56 +190,116 @@ pub(crate) mod cpu {
     /// Max pooling over one float type; NaN wins (propagates), ties keep the first.
     fn max_typed<T: Copy + PartialOrd + Send + Sync + Default>(x: &[T], p: &Pool2dParams) -> (Vec<T>, Vec<i64>) {
         let n_out = p.n * p.oh * p.ow * p.c;
-        let mut packed = vec![(T::default(), 0i64); n_out];
-        per_row(
-            p,
-            p.c,
-            |b, oy, row| {
-                for ox in 0..p.ow {
-                    let (ys, xs) = p.window(oy, ox);
-                    let cell = &mut row[ox * p.c..(ox + 1) * p.c];
-                    let mut first = true;
-                    for iy in ys.clone() {
-                        for ix in xs.clone() {
-                            let base = ((b * p.h + iy) * p.w + ix) * p.c;
-                            for (ch, slot) in cell.iter_mut().enumerate() {
-                                let v = x[base + ch];
-                                #[allow(clippy::eq_op)]
-                                let (v_nan, s_nan) = (v != v, slot.0 != slot.0);
-                                if first || v > slot.0 || (v_nan && !s_nan) {
-                                    *slot = (v, (base + ch) as i64);
-                                }
+        let mut out = vec![T::default(); n_out];
+        let mut idx = vec![0i64; n_out];
+        let row = (p.ow * p.c).max(1);
+        out.par_chunks_mut(row).zip(idx.par_chunks_mut(row)).enumerate().for_each(|(r, (orow, irow))| {
+            let (b, oy) = (r / p.oh.max(1), r % p.oh.max(1));
+            for ox in 0..p.ow {
+                let (ys, xs) = p.window(oy, ox);
+                let cell = &mut orow[ox * p.c..(ox + 1) * p.c];
+                let icell = &mut irow[ox * p.c..(ox + 1) * p.c];
+                let mut first = true;
+                for iy in ys.clone() {
+                    for ix in xs.clone() {
+                        let base = ((b * p.h + iy) * p.w + ix) * p.c;
+                        let src = &x[base..base + p.c];
+                        if first {
+                            cell.copy_from_slice(src);
+                            for (ch, i) in icell.iter_mut().enumerate() {
+                                *i = (base + ch) as i64;
                             }
                             first = false;
+                            continue;
+                        }
+                        // branch-free selects, so the channel loop vectorizes
+                        let base = base as i64;
+                        for (ch, ((slot, i), &v)) in cell.iter_mut().zip(icell.iter_mut()).zip(src).enumerate() {
+                            #[allow(clippy::eq_op)]
+                            let take = v > *slot || (v != v && *slot == *slot);
+                            *slot = if take { v } else { *slot };
+                            *i = if take { base + ch as i64 } else { *i };
                         }
                     }
                 }
-            },
-            &mut packed,
-        );
-        packed.into_iter().unzip()
+            }
+        });
+        (out, idx)
     }
 
     pub(crate) fn max_pool2d(s: &CpuStorage, l: &Layout, p: &Pool2dParams) -> Result<(CpuStorage, CpuStorage)> {
-        let x = s.copy_strided(l)?;
-        let (out, idx) = match &x {
-            CpuStorage::F32(v) => {
-                let (o, i) = max_typed(v, p);
+        let (out, idx) = match (s, l.contiguous_range()) {
+            (CpuStorage::F32(v), Some((a, e))) => {
+                let (o, i) = max_typed(&v[a..e], p);
                 (CpuStorage::F32(o), i)
             }
-            CpuStorage::F64(v) => {
-                let (o, i) = max_typed(v, p);
+            (CpuStorage::F64(v), Some((a, e))) => {
+                let (o, i) = max_typed(&v[a..e], p);
                 (CpuStorage::F64(o), i)
             }
-            other => {
-                // f16 / bf16: pool the widened values; the max is exactly representable again
-                let wide: Vec<f32> =
-                    as_f64(other, &Layout::contiguous(p.in_shape()))?.into_iter().map(|v| v as f32).collect();
-                let (o, i) = max_typed(&wide, p);
-                (CpuStorage::from_f64_iter(o.into_iter().map(|v| v as f64), other.dtype()), i)
-            }
+            _ => match s.copy_strided(l)? {
+                CpuStorage::F32(v) => {
+                    let (o, i) = max_typed(&v, p);
+                    (CpuStorage::F32(o), i)
+                }
+                CpuStorage::F64(v) => {
+                    let (o, i) = max_typed(&v, p);
+                    (CpuStorage::F64(o), i)
+                }
+                other => {
+                    // f16 / bf16: pool the widened values; the max is exactly representable again
+                    let wide: Vec<f32> =
+                        as_f64(&other, &Layout::contiguous(p.in_shape()))?.into_iter().map(|v| v as f32).collect();
+                    let (o, i) = max_typed(&wide, p);
+                    (CpuStorage::from_f64_iter(o.into_iter().map(|v| v as f64), other.dtype()), i)
+                }
+            },
         };
         Ok((out, CpuStorage::I64(idx)))
+    }
+
+    /// `dx[idx[i]] += g[i]` in the gradient's own float type, images in
+    /// parallel when every index lies in its own image (as pooling's do);
+    /// each element still receives its contributions in order.
+    fn scatter_typed<T: Copy + Default + Send + Sync + std::ops::AddAssign>(
+        g: &[T],
+        idx: &[i64],
+        p: &Pool2dParams,
+    ) -> Result<Vec<T>> {
+        let n_in = p.n * p.h * p.w * p.c;
+        let (img_in, img_out) = (p.h * p.w * p.c, p.oh * p.ow * p.c);
+        if img_in > 0 && img_out > 0 && idx.len() == p.n * img_out {
+            let mut dx = vec![T::default(); n_in];
+            let ok = dx.par_chunks_mut(img_in).zip(idx.par_chunks(img_out)).zip(g.par_chunks(img_out)).enumerate().all(
+                |(b, ((dimg, ids), gs))| {
+                    let base = (b * img_in) as i64;
+                    for (&i, &v) in ids.iter().zip(gs) {
+                        match i.checked_sub(base).and_then(|d| usize::try_from(d).ok()).filter(|&j| j < img_in) {
+                            Some(j) => dimg[j] += v,
+                            None => return false,
+                        }
+                    }
+                    true
+                },
+            );
+            if ok {
+                return Ok(dx);
+            }
+        }
+        serial_scatter(g, idx, n_in)
+    }
+
+    fn serial_scatter<T: Copy + Default + std::ops::AddAssign>(g: &[T], idx: &[i64], n_in: usize) -> Result<Vec<T>> {
+        let mut dx = vec![T::default(); n_in];
+        for (&i, &v) in idx.iter().zip(g) {
+            let i = usize::try_from(i).ok().filter(|&i| i < n_in).ok_or(crate::Error::IndexOutOfRange {
+                op: "max_pool2d_grad",
+                index: i,
+                size: n_in,
+            })?;
+            dx[i] += v;
+        }
+        Ok(dx)
     }
 
     pub(crate) fn max_pool2d_grad(
@@ -249,28 +309,30 @@ pub(crate) mod cpu {
         il: &Layout,
         p: &Pool2dParams,
     ) -> Result<CpuStorage> {
-        let g = as_f64(dy, dyl)?;
-        let idx = match idx.copy_strided(il)? {
-            CpuStorage::I64(v) => v,
-            other => {
-                return Err(crate::Error::UnsupportedDType {
-                    op: "max_pool2d_grad",
-                    dtype: other.dtype(),
-                    hint: "argmax must be I64",
-                })
-            }
+        let idx_owned;
+        let idx: &[i64] = match (idx, il.contiguous_range()) {
+            (CpuStorage::I64(v), Some((a, e))) => &v[a..e],
+            _ => match idx.copy_strided(il)? {
+                CpuStorage::I64(v) => {
+                    idx_owned = v;
+                    &idx_owned
+                }
+                other => {
+                    return Err(crate::Error::UnsupportedDType {
+                        op: "max_pool2d_grad",
+                        dtype: other.dtype(),
+                        hint: "argmax must be I64",
+                    })
+                }
+            },
         };
-        let n_in = p.n * p.h * p.w * p.c;
-        let mut dx = vec![0.0f64; n_in];
-        for (&i, &v) in idx.iter().zip(&g) {
-            let i = usize::try_from(i).ok().filter(|&i| i < n_in).ok_or(crate::Error::IndexOutOfRange {
-                op: "max_pool2d_grad",
-                index: i,
-                size: n_in,
-            })?;
-            dx[i] += v;
+        match (dy, dyl.contiguous_range()) {
+            (CpuStorage::F32(v), Some((a, e))) => return Ok(CpuStorage::F32(scatter_typed(&v[a..e], idx, p)?)),
+            (CpuStorage::F64(v), Some((a, e))) => return Ok(CpuStorage::F64(scatter_typed(&v[a..e], idx, p)?)),
+            _ => {}
         }
-        Ok(out_of(dx, dy.dtype()))
+        let g = as_f64(dy, dyl)?;
+        Ok(out_of(scatter_typed(&g, idx, p)?, dy.dtype()))
     }
 
     pub(crate) fn avg_pool2d(s: &CpuStorage, l: &Layout, p: &Pool2dParams) -> Result<CpuStorage> {

@@ -223,7 +223,92 @@ pub(crate) mod cpu {
         }
     }
 
+    /// When the reduced (trailing) dims of `l` are the *leading* dims of a
+    /// row-major block (e.g. a bias gradient: `[n, h, w, c]` summed to `[c]`),
+    /// the block's storage range and its column count: the reduction is then
+    /// a column sum of a `[size, cols]` matrix, read in order.
+    fn leading_block(l: &Layout, size: usize) -> Option<(usize, usize)> {
+        let n = l.shape().elem_count();
+        if size == 0 || n == 0 || n % size != 0 {
+            return None;
+        }
+        let cols = n / size;
+        let (dims, strides) = (l.dims(), l.strides());
+        // the trailing dims whose product is `size` are the reduced ones
+        let mut split = dims.len();
+        let mut prod = 1;
+        while split > 0 && prod < size {
+            split -= 1;
+            prod *= dims[split];
+        }
+        if prod != size {
+            return None;
+        }
+        let row_major = |range: std::ops::Range<usize>, base: usize| {
+            let mut want = base;
+            for d in range.rev() {
+                if dims[d] != 1 && strides[d] != want {
+                    return false;
+                }
+                want *= dims[d];
+            }
+            true
+        };
+        (row_major(0..split, 1) && row_major(split..dims.len(), cols)).then_some((l.offset(), cols))
+    }
+
+    /// Rows per parallel task of the column sums (fixed, so the result does not
+    /// depend on the thread count).
+    const COL_SUM_ROWS: usize = 256;
+
+    /// Column sums (f64 accumulation) of the `[rows, cols]` matrix `m`: fixed
+    /// chunks of rows are summed in parallel, then the chunk sums in order.
+    fn column_sums<T: WithDType>(m: &[T], rows: usize, cols: usize) -> Vec<f64> {
+        let sum_rows = |chunk: &[T]| {
+            let mut acc = vec![0f64; cols];
+            for row in chunk.chunks_exact(cols) {
+                for (a, x) in acc.iter_mut().zip(row) {
+                    *a += x.to_f64();
+                }
+            }
+            acc
+        };
+        let step = COL_SUM_ROWS * cols;
+        let parts: Vec<Vec<f64>> = if rows * cols >= 1 << 15 {
+            m[..rows * cols].par_chunks(step).map(sum_rows).collect()
+        } else {
+            m[..rows * cols].chunks(step).map(sum_rows).collect()
+        };
+        let mut total = vec![0f64; cols];
+        for p in parts {
+            for (t, x) in total.iter_mut().zip(p) {
+                *t += x;
+            }
+        }
+        total
+    }
+
+    fn reduce_leading<T: WithDType>(v: &[T], l: &Layout, op: ReduceOp, size: usize) -> Option<Vec<f64>> {
+        if !matches!(op, ReduceOp::Sum | ReduceOp::Mean) {
+            return None;
+        }
+        let (start, cols) = leading_block(l, size)?;
+        let mut out = column_sums(&v[start..], size, cols);
+        if op == ReduceOp::Mean {
+            out.iter_mut().for_each(|x| *x /= size as f64);
+        }
+        Some(out)
+    }
+
     pub(crate) fn reduce(s: &CpuStorage, l: &Layout, op: ReduceOp, size: usize) -> Result<CpuStorage> {
+        let fast = match s {
+            CpuStorage::F32(v) => reduce_leading(v, l, op, size),
+            CpuStorage::F64(v) => reduce_leading(v, l, op, size),
+            _ => None,
+        };
+        if let Some(vals) = fast {
+            return Ok(CpuStorage::from_f64_iter(vals.into_iter(), super::reduce_out_dtype(op, s.dtype())));
+        }
         let vals = match s {
             CpuStorage::F32(v) => reduce_typed(v, l, op, size),
             CpuStorage::F64(v) => reduce_typed(v, l, op, size),

@@ -87,6 +87,94 @@ macro_rules! unary_ops {
                 match self { $(UnaryOp::$name => { let ($dx, $da) = (x_, a_); $d },)* }
             }
 
+            /// `out[i] = op(x[i])` over one run, in f32: one loop per op, so each vectorizes.
+            #[cfg(feature = "cpu")]
+            #[allow(unused_variables)]
+            pub(crate) fn run_f32(self, x: crate::cpu::Run<'_, f32>, a_: f32, out: &mut [std::mem::MaybeUninit<f32>]) {
+                use crate::cpu::Run;
+                match self { $(UnaryOp::$name => {
+                    let $a = a_;
+                    match x {
+                        Run::Slice(xs) => for (o, &$x) in out.iter_mut().zip(xs) { o.write($f); },
+                        Run::Splat($x) => { let v: f32 = $f; out.iter_mut().for_each(|o| { o.write(v); }); }
+                    }
+                },)* }
+            }
+
+            /// `out[i] = op(x[i])` over one run, in f64.
+            #[cfg(feature = "cpu")]
+            #[allow(unused_variables)]
+            pub(crate) fn run_f64(self, x: crate::cpu::Run<'_, f64>, a_: f64, out: &mut [std::mem::MaybeUninit<f64>]) {
+                use crate::cpu::Run;
+                match self { $(UnaryOp::$name => {
+                    let $a = a_;
+                    match x {
+                        Run::Slice(xs) => for (o, &$x) in out.iter_mut().zip(xs) { o.write($f); },
+                        Run::Splat($x) => { let v: f64 = $f; out.iter_mut().for_each(|o| { o.write(v); }); }
+                    }
+                },)* }
+            }
+
+            /// `v = op(v)` in place over a slice, in f32.
+            #[cfg(feature = "cpu")]
+            #[allow(unused_variables)]
+            pub(crate) fn apply_f32(self, a_: f32, data: &mut [f32]) {
+                match self { $(UnaryOp::$name => {
+                    let $a = a_;
+                    for v in data.iter_mut() { let $x = *v; *v = $f; }
+                },)* }
+            }
+
+            /// `v = op(v)` in place over a slice, in f64.
+            #[cfg(feature = "cpu")]
+            #[allow(unused_variables)]
+            pub(crate) fn apply_f64(self, a_: f64, data: &mut [f64]) {
+                match self { $(UnaryOp::$name => {
+                    let $a = a_;
+                    for v in data.iter_mut() { let $x = *v; *v = $f; }
+                },)* }
+            }
+
+            /// `out[i] = g[i] * op'(x[i])` over one run, in f32.
+            #[cfg(feature = "cpu")]
+            #[allow(unused_variables)]
+            pub(crate) fn grad_run_f32(
+                self, x: crate::cpu::Run<'_, f32>, g: crate::cpu::Run<'_, f32>, a_: f32, out: &mut [std::mem::MaybeUninit<f32>],
+            ) {
+                use crate::cpu::Run;
+                match self { $(UnaryOp::$name => {
+                    let $da = a_;
+                    match (x, g) {
+                        (Run::Slice(xs), Run::Slice(gs)) => {
+                            for ((o, &$dx), &g) in out.iter_mut().zip(xs).zip(gs) { let d: f32 = $d; o.write(g * d); }
+                        }
+                        (Run::Slice(xs), Run::Splat(g)) => for (o, &$dx) in out.iter_mut().zip(xs) { let d: f32 = $d; o.write(g * d); },
+                        (Run::Splat($dx), Run::Slice(gs)) => { let d: f32 = $d; for (o, &g) in out.iter_mut().zip(gs) { o.write(g * d); } }
+                        (Run::Splat($dx), Run::Splat(g)) => { let d: f32 = $d; let v = g * d; out.iter_mut().for_each(|o| { o.write(v); }); }
+                    }
+                },)* }
+            }
+
+            /// `out[i] = g[i] * op'(x[i])` over one run, in f64.
+            #[cfg(feature = "cpu")]
+            #[allow(unused_variables)]
+            pub(crate) fn grad_run_f64(
+                self, x: crate::cpu::Run<'_, f64>, g: crate::cpu::Run<'_, f64>, a_: f64, out: &mut [std::mem::MaybeUninit<f64>],
+            ) {
+                use crate::cpu::Run;
+                match self { $(UnaryOp::$name => {
+                    let $da = a_;
+                    match (x, g) {
+                        (Run::Slice(xs), Run::Slice(gs)) => {
+                            for ((o, &$dx), &g) in out.iter_mut().zip(xs).zip(gs) { let d: f64 = $d; o.write(g * d); }
+                        }
+                        (Run::Slice(xs), Run::Splat(g)) => for (o, &$dx) in out.iter_mut().zip(xs) { let d: f64 = $d; o.write(g * d); },
+                        (Run::Splat($dx), Run::Slice(gs)) => { let d: f64 = $d; for (o, &g) in out.iter_mut().zip(gs) { o.write(g * d); } }
+                        (Run::Splat($dx), Run::Splat(g)) => { let d: f64 = $d; let v = g * d; out.iter_mut().for_each(|o| { o.write(v); }); }
+                    }
+                },)* }
+            }
+
             /// The CUDA C expression (of `float x`, `float a`) computing the value.
             pub fn cuda_expr(self) -> &'static str {
                 match self { $(UnaryOp::$name => $cuda,)* }
@@ -250,15 +338,19 @@ impl Tensor {
 #[cfg(feature = "cpu")]
 pub(crate) mod cpu {
     use super::UnaryOp;
-    use crate::cpu::{map1, map2};
+    use crate::cpu::{map1, map2, rows1, rows2};
     use crate::{CpuStorage, Error, Layout, Result};
     use half::{bf16, f16};
 
     pub(crate) fn unary(s: &CpuStorage, l: &Layout, op: UnaryOp, p: f64) -> Result<CpuStorage> {
         let pf = p as f32;
         Ok(match s {
-            CpuStorage::F32(v) => CpuStorage::F32(map1(v, l, |x| op.eval_f32(x, pf))),
-            CpuStorage::F64(v) => CpuStorage::F64(map1(v, l, |x| op.eval_f64(x, p))),
+            CpuStorage::F32(v) => CpuStorage::F32(
+                rows1(v, l, |x, out| op.run_f32(x, pf, out)).unwrap_or_else(|| map1(v, l, |x| op.eval_f32(x, pf))),
+            ),
+            CpuStorage::F64(v) => CpuStorage::F64(
+                rows1(v, l, |x, out| op.run_f64(x, p, out)).unwrap_or_else(|| map1(v, l, |x| op.eval_f64(x, p))),
+            ),
             CpuStorage::F16(v) => CpuStorage::F16(map1(v, l, |x| f16::from_f32(op.eval_f32(x.to_f32(), pf)))),
             CpuStorage::BF16(v) => CpuStorage::BF16(map1(v, l, |x| bf16::from_f32(op.eval_f32(x.to_f32(), pf)))),
             other => {
@@ -281,12 +373,14 @@ pub(crate) mod cpu {
     ) -> Result<CpuStorage> {
         let pf = p as f32;
         Ok(match (s, g) {
-            (CpuStorage::F32(x), CpuStorage::F32(g)) => {
-                CpuStorage::F32(map2(x, l, g, gl, |x, g| g * op.deriv_f32(x, pf)))
-            }
-            (CpuStorage::F64(x), CpuStorage::F64(g)) => {
-                CpuStorage::F64(map2(x, l, g, gl, |x, g| g * op.deriv_f64(x, p)))
-            }
+            (CpuStorage::F32(x), CpuStorage::F32(g)) => CpuStorage::F32(
+                rows2(x, l, g, gl, |x, g, out| op.grad_run_f32(x, g, pf, out))
+                    .unwrap_or_else(|| map2(x, l, g, gl, |x, g| g * op.deriv_f32(x, pf))),
+            ),
+            (CpuStorage::F64(x), CpuStorage::F64(g)) => CpuStorage::F64(
+                rows2(x, l, g, gl, |x, g, out| op.grad_run_f64(x, g, p, out))
+                    .unwrap_or_else(|| map2(x, l, g, gl, |x, g| g * op.deriv_f64(x, p))),
+            ),
             (CpuStorage::F16(x), CpuStorage::F16(g)) => {
                 CpuStorage::F16(map2(x, l, g, gl, |x, g| f16::from_f32(g.to_f32() * op.deriv_f32(x.to_f32(), pf))))
             }

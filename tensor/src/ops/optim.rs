@@ -1,0 +1,225 @@
+//! Fused optimizer updates: one pass over a parameter and its state instead of
+//! a chain of elementwise ops (each of which would read and write every element).
+//!
+//! The arithmetic is exactly the op chain it replaces, in the tensor's dtype and
+//! in the same order, so a fused step gives the same bits as the unfused one.
+
+use crate::{DType, Error, Result, Storage, Tensor};
+
+/// The scalars of one Adam step (Keras formulas): `alpha` already folds in the
+/// bias corrections, `alpha = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t)`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamStep {
+    /// Step size with both bias corrections folded in.
+    pub alpha: f64,
+    /// Decay of the first moment.
+    pub beta_1: f64,
+    /// Decay of the second moment.
+    pub beta_2: f64,
+    /// Added to `sqrt(v)` in the denominator.
+    pub epsilon: f64,
+}
+
+/// The result of [`Tensor::adam_update`]: new parameter, moments and (AMSGrad) maximum.
+#[derive(Debug, Clone)]
+pub struct AdamUpdate {
+    /// The new parameter value.
+    pub param: Tensor,
+    /// The new first moment `m`.
+    pub m: Tensor,
+    /// The new second moment `v`.
+    pub v: Tensor,
+    /// The new running maximum of `v` (only with AMSGrad).
+    pub v_hat: Option<Tensor>,
+}
+
+impl Tensor {
+    /// One fused Adam step on parameter `self` with gradient `g` and state
+    /// `m`, `v` (and `v_hat` for AMSGrad), all of one shape and float dtype:
+    ///
+    /// `m' = m + (g - m)(1 - beta_1)`, `v' = v + (g² - v)(1 - beta_2)`,
+    /// `v̂' = max(v̂, v')`, `p' = p - alpha m' / (sqrt(v̂' or v') + epsilon)`,
+    /// with every scalar taken in the tensor's dtype. CPU tensors, F32 or F64.
+    pub fn adam_update(
+        &self,
+        g: &Tensor,
+        m: &Tensor,
+        v: &Tensor,
+        v_hat: Option<&Tensor>,
+        h: &AdamStep,
+    ) -> Result<AdamUpdate> {
+        const OP: &str = "adam_update";
+        let mut all = vec![self, g, m, v];
+        all.extend(v_hat);
+        for t in &all[1..] {
+            if t.shape() != self.shape() {
+                return Err(Error::shape_mismatch(
+                    OP,
+                    self.shape(),
+                    t.shape(),
+                    "every operand needs the parameter's shape",
+                ));
+            }
+            if t.dtype() != self.dtype() {
+                return Err(Error::DTypeMismatch { op: OP, lhs: self.dtype(), rhs: t.dtype() });
+            }
+        }
+        if !matches!(self.dtype(), DType::F32 | DType::F64) {
+            return Err(Error::UnsupportedDType { op: OP, dtype: self.dtype(), hint: "F32 or F64 only" });
+        }
+        let cont = all.iter().map(|t| t.contiguous()).collect::<Result<Vec<_>>>()?;
+        let guards: Vec<_> = cont.iter().map(|t| t.storage()).collect();
+        let mut slices = Vec::with_capacity(cont.len());
+        for (t, s) in cont.iter().zip(&guards) {
+            match &**s {
+                Storage::Cpu(c) => slices.push((c, t.layout().offset())),
+                Storage::Cuda(_) => return Err(Error::NotImplemented { op: OP, backend: "cuda" }),
+            }
+        }
+        let n = self.elem_count();
+        let shape = self.shape().clone();
+        let wrap = |s: crate::CpuStorage| Tensor::from_storage(Storage::Cpu(s), shape.clone());
+        macro_rules! run {
+            ($variant:ident, $t:ty) => {{
+                let get = |i: usize| -> Result<&[$t]> {
+                    match slices.get(i) {
+                        Some((crate::CpuStorage::$variant(v), off)) => Ok(&v[*off..*off + n]),
+                        _ => Err(Error::invalid(OP, "internal: operand storage")),
+                    }
+                };
+                let (p, g, m, v) = (get(0)?, get(1)?, get(2)?, get(3)?);
+                let vh = if v_hat.is_some() { Some(get(4)?) } else { None };
+                let k = cpu::Consts::<$t> {
+                    alpha: h.alpha as $t,
+                    c1: (1.0 - h.beta_1) as $t,
+                    c2: (1.0 - h.beta_2) as $t,
+                    eps: h.epsilon as $t,
+                };
+                let (np, nm, nv, nvh) = cpu::adam(p, g, m, v, vh, &k)?;
+                AdamUpdate {
+                    param: wrap(crate::CpuStorage::$variant(np)),
+                    m: wrap(crate::CpuStorage::$variant(nm)),
+                    v: wrap(crate::CpuStorage::$variant(nv)),
+                    v_hat: nvh.map(|x| wrap(crate::CpuStorage::$variant(x))),
+                }
+            }};
+        }
+        Ok(match self.dtype() {
+            DType::F32 => run!(F32, f32),
+            _ => run!(F64, f64),
+        })
+    }
+}
+
+#[cfg(not(feature = "cpu"))]
+mod cpu {
+    // Without the `cpu` kernels the values are never read.
+    #[allow(dead_code)]
+    pub(crate) struct Consts<T> {
+        pub alpha: T,
+        pub c1: T,
+        pub c2: T,
+        pub eps: T,
+    }
+    type Out<T> = (Vec<T>, Vec<T>, Vec<T>, Option<Vec<T>>);
+    pub(crate) fn adam<T>(_: &[T], _: &[T], _: &[T], _: &[T], _: Option<&[T]>, _: &Consts<T>) -> crate::Result<Out<T>> {
+        Err(crate::Error::BackendNotCompiled { op: "adam_update", backend: "cpu" })
+    }
+}
+
+#[cfg(feature = "cpu")]
+mod cpu {
+    use rayon::prelude::*;
+
+    /// The step's scalars in the element type.
+    pub(crate) struct Consts<T> {
+        pub alpha: T,
+        pub c1: T,
+        pub c2: T,
+        pub eps: T,
+    }
+
+    pub(crate) trait Float:
+        Copy
+        + Send
+        + Sync
+        + Default
+        + PartialOrd
+        + std::ops::Add<Output = Self>
+        + std::ops::Sub<Output = Self>
+        + std::ops::Mul<Output = Self>
+        + std::ops::Div<Output = Self>
+    {
+        fn sqrt(self) -> Self;
+    }
+    impl Float for f32 {
+        #[inline]
+        fn sqrt(self) -> f32 {
+            f32::sqrt(self)
+        }
+    }
+    impl Float for f64 {
+        #[inline]
+        fn sqrt(self) -> f64 {
+            f64::sqrt(self)
+        }
+    }
+
+    /// Elements per parallel task (fixed; elementwise, so the split never changes a bit).
+    const CHUNK: usize = 1 << 14;
+
+    type Out<T> = (Vec<T>, Vec<T>, Vec<T>, Option<Vec<T>>);
+
+    pub(crate) fn adam<T: Float>(
+        p: &[T],
+        g: &[T],
+        m: &[T],
+        v: &[T],
+        vh: Option<&[T]>,
+        k: &Consts<T>,
+    ) -> crate::Result<Out<T>> {
+        let n = p.len();
+        let (mut np, mut nm, mut nv) = (vec![T::default(); n], vec![T::default(); n], vec![T::default(); n]);
+        let mut nvh = vh.map(|_| vec![T::default(); n]);
+        let chunk = |c: usize, (np, nm, nv): (&mut [T], &mut [T], &mut [T]), nvh: Option<&mut [T]>| {
+            let s = c * CHUNK;
+            let e = s + np.len();
+            let (p, g, m, v) = (&p[s..e], &g[s..e], &m[s..e], &v[s..e]);
+            match (nvh, vh) {
+                (Some(nvh), Some(vh)) => {
+                    let vh = &vh[s..e];
+                    for i in 0..np.len() {
+                        let gi = g[i];
+                        let mi = m[i] + (gi - m[i]) * k.c1;
+                        let vi = v[i] + (gi * gi - v[i]) * k.c2;
+                        // `maximum`: ties and NaN follow `if x >= y { x } else { y }`
+                        let hi = if vh[i] >= vi { vh[i] } else { vi };
+                        nm[i] = mi;
+                        nv[i] = vi;
+                        nvh[i] = hi;
+                        np[i] = p[i] - (mi * k.alpha) / (hi.sqrt() + k.eps);
+                    }
+                }
+                _ => {
+                    for i in 0..np.len() {
+                        let gi = g[i];
+                        let mi = m[i] + (gi - m[i]) * k.c1;
+                        let vi = v[i] + (gi * gi - v[i]) * k.c2;
+                        nm[i] = mi;
+                        nv[i] = vi;
+                        np[i] = p[i] - (mi * k.alpha) / (vi.sqrt() + k.eps);
+                    }
+                }
+            }
+        };
+        let parts = np.par_chunks_mut(CHUNK).zip(nm.par_chunks_mut(CHUNK)).zip(nv.par_chunks_mut(CHUNK));
+        match nvh.as_mut() {
+            Some(h) => parts
+                .zip(h.par_chunks_mut(CHUNK))
+                .enumerate()
+                .for_each(|(c, (((a, b), d), h))| chunk(c, (a, b, d), Some(h))),
+            None => parts.enumerate().for_each(|(c, ((a, b), d))| chunk(c, (a, b, d), None)),
+        }
+        Ok((np, nm, nv, nvh))
+    }
+}
