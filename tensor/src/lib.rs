@@ -31,7 +31,7 @@
 compile_error!("keel-tensor needs at least one backend: enable feature `cpu` or `cuda`");
 
 mod cpu;
-mod cuda;
+pub mod cuda;
 mod device;
 mod display;
 mod dtype;

@@ -1,7 +1,7 @@
 //! [`Tensor`]: a cheap-to-clone handle on shared storage plus a strided layout.
 
 use crate::storage::{dispatch1, BackendStorage};
-use crate::{CpuStorage, DType, Device, Error, Layout, Result, Shape, Storage, WithDType};
+use crate::{CpuStorage, CudaStorage, DType, Device, Error, Layout, Result, Shape, Storage, WithDType};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// An n-dimensional array on a device.
@@ -147,19 +147,38 @@ impl Tensor {
     }
 
     /// Copy to `device` (or return `self` if already there).
+    ///
+    /// The copy is contiguous. Host to GPU copies only the elements this view
+    /// selects; GPU to host waits for the GPU's queued work (the one host sync);
+    /// GPU to another GPU goes through the host.
     pub fn to_device(&self, device: &Device) -> Result<Tensor> {
         if *device == self.device {
             return Ok(self.clone());
         }
-        Err(Error::NotImplemented { op: "to_device", backend: "cuda" })
+        let storage = match *device {
+            Device::Cpu => Storage::Cpu(self.to_cpu_storage()?),
+            Device::Cuda(ordinal) => {
+                let s = self.storage();
+                match &*s {
+                    Storage::Cpu(c) => Storage::Cuda(CudaStorage::from_cpu(c, &self.layout, ordinal)?),
+                    Storage::Cuda(g) => {
+                        let host = g.to_cpu(&self.layout)?;
+                        let l = Layout::contiguous(self.shape().clone());
+                        Storage::Cuda(CudaStorage::from_cpu(&host, &l, ordinal)?)
+                    }
+                }
+            }
+        };
+        Ok(Tensor::from_storage(storage, self.shape().clone()))
     }
 
-    /// Host copy of the elements in row-major order as CPU storage.
+    /// Host copy of the elements in row-major order as CPU storage (for a CUDA
+    /// tensor: a device-to-host copy, which waits for the GPU).
     pub fn to_cpu_storage(&self) -> Result<CpuStorage> {
         let s = self.storage();
         match &*s {
             Storage::Cpu(c) => c.copy_strided(&self.layout),
-            Storage::Cuda(_) => Err(Error::NotImplemented { op: "to_cpu_storage", backend: "cuda" }),
+            Storage::Cuda(g) => g.to_cpu(&self.layout),
         }
     }
 

@@ -3,11 +3,16 @@
 use crate::{rng, CpuStorage, DType, Device, Error, Result, Shape, Storage, Tensor};
 
 impl Tensor {
-    /// A tensor of `shape` filled with `value` (converted to `dtype`).
+    /// A tensor of `shape` filled with `value` (converted to `dtype`), made on `device`
+    /// (on a GPU by a fill kernel, with no host transfer).
     pub fn full(value: f64, shape: impl Into<Shape>, dtype: DType, device: &Device) -> Result<Tensor> {
         let shape = shape.into();
-        let t = Tensor::from_storage(Storage::Cpu(CpuStorage::full(value, shape.elem_count(), dtype)), shape);
-        t.to_device(device)
+        let n = shape.elem_count();
+        let storage = match *device {
+            Device::Cpu => Storage::Cpu(CpuStorage::full(value, n, dtype)),
+            Device::Cuda(ordinal) => Storage::Cuda(crate::CudaStorage::full(value, n, dtype, ordinal)?),
+        };
+        Ok(Tensor::from_storage(storage, shape))
     }
 
     /// All zeros.
@@ -60,6 +65,8 @@ impl Tensor {
     }
 
     /// Uniform samples in `[lo, hi)` from seed `seed` (Philox; see [`crate::rng`]).
+    ///
+    /// Drawn on the host and copied to `device`, so the bits are the same on every device.
     pub fn rand_uniform(
         seed: u64,
         lo: f64,
@@ -77,6 +84,9 @@ impl Tensor {
     }
 
     /// Normal samples with `mean` and `std` from seed `seed` (Philox + Box-Muller).
+    ///
+    /// Drawn on the host and copied to `device`, so the bits are the same on every
+    /// device (the CUDA RNG kernel rounds Box-Muller in f64, the CPU spec in f32).
     pub fn rand_normal(
         seed: u64,
         mean: f64,

@@ -1,0 +1,513 @@
+//! Elementwise ops on CUDA: unary, binary, their gradients, comparisons and
+//! `where_cond`.
+//!
+//! The CUDA source is generated from keel-tensor's own op tables, so a new table
+//! row is a new kernel with no edit here:
+//! * unary: `UnaryOp::ALL` with `cuda_expr()` -> `unary_{name}_{dtype}[_strided]`;
+//! * unary grads: `cuda_deriv_expr()` -> `unary_bwd_{name}_{dtype}[_strided]`
+//!   (`out = grad * d(x, a)`);
+//! * binary: `BinaryOp::ALL` with `cuda_expr()` -> `binary_{name}_{dtype}[_strided]`;
+//! * binary grads: `cuda_deriv_exprs()` -> `unary_bwd_{name}_dx|dy_{dtype}[_strided]`,
+//!   the three-input backward kernels read as `out = grad * d(x, y)`;
+//! * comparisons: `CmpOp::ALL` with `cuda_expr()` -> `cmp_{name}_{dtype}[_strided]`
+//!   for every dtype (U8 output), generated here since the kernel crate's
+//!   elementwise templates are float-only.
+//!
+//! F32/F16/BF16 compute in f32 (half types round once on output, as on the CPU).
+//! Contiguous operands take the vectorised contiguous kernels; anything else
+//! (transposed, sliced, broadcast by stride 0) the strided ones.
+
+use super::*;
+use crate::ops::{BinaryOp, CmpOp, UnaryOp};
+use crate::storage::BackendStorage;
+use crate::{Error, Layout, Result};
+use half::{bf16, f16};
+use keel_cuda_kernels as kk;
+use kk::cudarc::driver::{CudaSlice, CudaView, CudaViewMut, PushKernelArg};
+use kk::ops::{elementwise as ew, misc};
+use kk::Program;
+use std::fmt::Write as _;
+use std::sync::OnceLock;
+
+/// Name of the backward kernel computing the partial derivative of a binary op.
+fn binary_grad_name(op: BinaryOp, wrt_rhs: bool) -> String {
+    format!("{}_{}", op.name(), if wrt_rhs { "dy" } else { "dx" })
+}
+
+/// The CUDA source of every unary, unary-grad, binary and binary-grad kernel.
+pub(crate) fn elementwise_source() -> String {
+    let unary: Vec<(&str, &str)> = UnaryOp::ALL.iter().map(|op| (op.name(), op.cuda_expr())).collect();
+    let binary: Vec<(&str, &str)> = BinaryOp::ALL.iter().map(|op| (op.name(), op.cuda_expr())).collect();
+    let mut bwd: Vec<(String, &str)> =
+        UnaryOp::ALL.iter().map(|op| (op.name().to_string(), op.cuda_deriv_expr())).collect();
+    for op in BinaryOp::ALL {
+        let (dx, dy) = op.cuda_deriv_exprs();
+        bwd.push((binary_grad_name(*op, false), dx));
+        bwd.push((binary_grad_name(*op, true), dy));
+    }
+    let bwd: Vec<(&str, &str)> = bwd.iter().map(|(n, e)| (n.as_str(), *e)).collect();
+    ew::elementwise_source(&unary, &binary, &bwd)
+}
+
+/// Kernel-name suffix and C type of every dtype, for the comparison kernels.
+const CMP_TYPES: [(&str, &str); 6] =
+    [("f32", "float"), ("f64", "double"), ("f16", "keel_f16"), ("bf16", "keel_bf16"), ("i64", "i64"), ("u8", "u8")];
+
+/// The CUDA source of the comparison kernels (`out` is U8 0/1).
+pub(crate) fn cmp_source() -> String {
+    let mut s = String::with_capacity(16 * 1024);
+    s.push_str(kk::sources::COMMON);
+    s.push_str(
+        "
+// comparison operands: halves compare as f32 (exact), the rest natively
+__device__ __forceinline__ float keel_cmp_load(float v) { return v; }
+__device__ __forceinline__ double keel_cmp_load(double v) { return v; }
+__device__ __forceinline__ float keel_cmp_load(keel_f16 v) { return to_f32(v); }
+__device__ __forceinline__ float keel_cmp_load(keel_bf16 v) { return to_f32(v); }
+__device__ __forceinline__ i64 keel_cmp_load(i64 v) { return v; }
+__device__ __forceinline__ int keel_cmp_load(u8 v) { return (int)v; }
+",
+    );
+    for op in CmpOp::ALL {
+        let (name, expr) = (op.name(), op.cuda_expr());
+        for (tn, ty) in CMP_TYPES {
+            let _ = writeln!(
+                s,
+                "extern \"C\" __global__ void cmp_{name}_{tn}(const {ty}* __restrict__ xs, const {ty}* __restrict__ ys, \
+                 u8* __restrict__ out, i64 n) {{
+    KEEL_GRID_LOOP(i, n) {{ const auto x = keel_cmp_load(xs[i]); const auto y = keel_cmp_load(ys[i]); out[i] = ({expr}) ? 1 : 0; }}
+}}
+extern \"C\" __global__ void cmp_{name}_{tn}_strided(const {ty}* xs, const {ty}* ys, u8* out, i64 n, Layout<3> l) {{
+    KEEL_GRID_LOOP(i, n) {{
+        i64 off[3];
+        layout_offsets<3>(l, i, off);
+        const auto x = keel_cmp_load(xs[off[0]]); const auto y = keel_cmp_load(ys[off[1]]);
+        out[off[2]] = ({expr}) ? 1 : 0;
+    }}
+}}"
+            );
+        }
+    }
+    s
+}
+
+pub(super) fn program() -> &'static Program {
+    static P: OnceLock<Program> = OnceLock::new();
+    P.get_or_init(|| Program::new("keel_tensor_elementwise", elementwise_source()))
+}
+
+fn cmp_program() -> &'static Program {
+    static P: OnceLock<Program> = OnceLock::new();
+    P.get_or_init(|| Program::new("keel_tensor_cmp", cmp_source()))
+}
+
+fn contiguous_all(ls: &[&Layout]) -> bool {
+    ls.iter().all(|l| l.is_contiguous())
+}
+
+/// View of the contiguous elements of `l` (caller checked contiguity).
+fn range<'a, T>(x: &'a CudaSlice<T>, l: &Layout) -> CudaView<'a, T> {
+    let n = l.shape().elem_count();
+    x.slice(l.offset()..l.offset() + n)
+}
+
+fn float_only(op: &'static str, s: &CudaStorage) -> Error {
+    match s.dtype() {
+        crate::DType::F64 => no_f64(op),
+        dtype => Error::UnsupportedDType { op, dtype, hint: "cast to a float dtype first" },
+    }
+}
+
+fn mismatch(op: &'static str, a: &CudaStorage, b: &CudaStorage) -> Error {
+    Error::DTypeMismatch { op, lhs: a.dtype(), rhs: b.dtype() }
+}
+
+// ---------------------------------------------------------------- unary
+
+fn unary_t<T: kk::FloatDType + Elem>(
+    dev: &kk::CudaDevice,
+    x: &CudaSlice<T>,
+    l: &Layout,
+    op: UnaryOp,
+    p: f64,
+) -> Result<CudaSlice<T>> {
+    let n = l.shape().elem_count();
+    let mut out = alloc::<T>(dev, n)?;
+    if n == 0 {
+        return Ok(out);
+    }
+    {
+        let mut ov = head_mut(&mut out, n);
+        if l.is_contiguous() {
+            ew::unary(dev, program(), op.name(), &range(x, l), &mut ov, p as f32).ctx(op.name())?;
+        } else {
+            let kl = kernel_layout(op.name(), l.dims(), [l.strides(), &out_strides(l)])?;
+            ew::unary_strided(dev, program(), op.name(), &from_offset(x, l.offset()), &mut ov, &kl, p as f32)
+                .ctx(op.name())?;
+        }
+    }
+    Ok(out)
+}
+
+pub(super) fn unary(s: &CudaStorage, l: &Layout, op: UnaryOp, p: f64) -> Result<CudaStorage> {
+    let dev = &s.dev;
+    let data = match &s.data {
+        Data::F32(x) => Data::F32(unary_t(dev, x, l, op, p)?),
+        Data::F16(x) => Data::F16(unary_t(dev, x, l, op, p)?),
+        Data::BF16(x) => Data::BF16(unary_t(dev, x, l, op, p)?),
+        _ => return Err(float_only(op.name(), s)),
+    };
+    Ok(s.like(data, l.shape().elem_count()))
+}
+
+/// `out = grad * f(x, y, a)` with the backward kernel `name` (`y` = second input).
+fn bwd_t<T: kk::FloatDType + Elem>(
+    dev: &kk::CudaDevice,
+    name: &str,
+    x: (&CudaSlice<T>, &Layout),
+    y: (&CudaSlice<T>, &Layout),
+    g: (&CudaSlice<T>, &Layout),
+    a: f32,
+) -> Result<CudaSlice<T>> {
+    let l = g.1;
+    let n = l.shape().elem_count();
+    let mut out = alloc::<T>(dev, n)?;
+    if n == 0 {
+        return Ok(out);
+    }
+    {
+        let mut ov = head_mut(&mut out, n);
+        if contiguous_all(&[x.1, y.1, g.1]) {
+            ew::unary_backward(dev, program(), name, &range(x.0, x.1), &range(y.0, y.1), &range(g.0, g.1), &mut ov, a)
+                .ctx(name)?;
+        } else {
+            let kl = kernel_layout(
+                "elementwise grad",
+                l.dims(),
+                [x.1.strides(), y.1.strides(), g.1.strides(), &out_strides(l)],
+            )?;
+            ew::unary_backward_strided(
+                dev,
+                program(),
+                name,
+                &from_offset(x.0, x.1.offset()),
+                &from_offset(y.0, y.1.offset()),
+                &from_offset(g.0, g.1.offset()),
+                &mut ov,
+                &kl,
+                a,
+            )
+            .ctx(name)?;
+        }
+    }
+    Ok(out)
+}
+
+pub(super) fn unary_grad(
+    s: &CudaStorage,
+    l: &Layout,
+    g: &CudaStorage,
+    gl: &Layout,
+    op: UnaryOp,
+    p: f64,
+) -> Result<CudaStorage> {
+    s.same_device("unary_grad", g)?;
+    let (dev, name, a) = (&s.dev, op.name(), p as f32);
+    let data = match (&s.data, &g.data) {
+        (Data::F32(x), Data::F32(gr)) => Data::F32(bwd_t(dev, name, (x, l), (x, l), (gr, gl), a)?),
+        (Data::F16(x), Data::F16(gr)) => Data::F16(bwd_t(dev, name, (x, l), (x, l), (gr, gl), a)?),
+        (Data::BF16(x), Data::BF16(gr)) => Data::BF16(bwd_t(dev, name, (x, l), (x, l), (gr, gl), a)?),
+        _ if s.dtype() != g.dtype() => return Err(mismatch("unary_grad", s, g)),
+        _ => return Err(float_only(op.name(), s)),
+    };
+    Ok(s.like(data, gl.shape().elem_count()))
+}
+
+// ---------------------------------------------------------------- binary
+
+fn binary_t<T: kk::FloatDType + Elem>(
+    dev: &kk::CudaDevice,
+    x: &CudaSlice<T>,
+    l: &Layout,
+    y: &CudaSlice<T>,
+    rl: &Layout,
+    op: BinaryOp,
+) -> Result<CudaSlice<T>> {
+    let n = l.shape().elem_count();
+    let mut out = alloc::<T>(dev, n)?;
+    if n == 0 {
+        return Ok(out);
+    }
+    {
+        let mut ov = head_mut(&mut out, n);
+        if contiguous_all(&[l, rl]) {
+            ew::binary(dev, program(), op.name(), &range(x, l), &range(y, rl), &mut ov).ctx(op.name())?;
+        } else {
+            let kl = kernel_layout(op.name(), l.dims(), [l.strides(), rl.strides(), &out_strides(l)])?;
+            ew::binary_strided(
+                dev,
+                program(),
+                op.name(),
+                &from_offset(x, l.offset()),
+                &from_offset(y, rl.offset()),
+                &mut ov,
+                &kl,
+            )
+            .ctx(op.name())?;
+        }
+    }
+    Ok(out)
+}
+
+pub(super) fn binary(s: &CudaStorage, l: &Layout, r: &CudaStorage, rl: &Layout, op: BinaryOp) -> Result<CudaStorage> {
+    s.same_device(op.name(), r)?;
+    let dev = &s.dev;
+    let data = match (&s.data, &r.data) {
+        (Data::F32(x), Data::F32(y)) => Data::F32(binary_t(dev, x, l, y, rl, op)?),
+        (Data::F16(x), Data::F16(y)) => Data::F16(binary_t(dev, x, l, y, rl, op)?),
+        (Data::BF16(x), Data::BF16(y)) => Data::BF16(binary_t(dev, x, l, y, rl, op)?),
+        _ if s.dtype() != r.dtype() => return Err(mismatch(op.name(), s, r)),
+        // integer arithmetic has no CUDA kernel yet; say so instead of rounding through f32
+        _ => return Err(Error::NotImplemented { op: op.name(), backend: "cuda" }),
+    };
+    Ok(s.like(data, l.shape().elem_count()))
+}
+
+pub(super) fn binary_grad(
+    s: &CudaStorage,
+    l: &Layout,
+    r: &CudaStorage,
+    rl: &Layout,
+    g: &CudaStorage,
+    gl: &Layout,
+    op: BinaryOp,
+    wrt_rhs: bool,
+) -> Result<CudaStorage> {
+    s.same_device(op.name(), r)?;
+    s.same_device(op.name(), g)?;
+    let dev = &s.dev;
+    let name = binary_grad_name(op, wrt_rhs);
+    let data = match (&s.data, &r.data, &g.data) {
+        (Data::F32(x), Data::F32(y), Data::F32(gr)) => Data::F32(bwd_t(dev, &name, (x, l), (y, rl), (gr, gl), 0.0)?),
+        (Data::F16(x), Data::F16(y), Data::F16(gr)) => Data::F16(bwd_t(dev, &name, (x, l), (y, rl), (gr, gl), 0.0)?),
+        (Data::BF16(x), Data::BF16(y), Data::BF16(gr)) => {
+            Data::BF16(bwd_t(dev, &name, (x, l), (y, rl), (gr, gl), 0.0)?)
+        }
+        _ => {
+            return Err(Error::UnsupportedDType {
+                op: "binary_grad",
+                dtype: if s.dtype().is_float() { g.dtype() } else { s.dtype() },
+                hint: "CUDA gradients need F32, F16 or BF16 operands of one dtype",
+            })
+        }
+    };
+    Ok(s.like(data, gl.shape().elem_count()))
+}
+
+// ---------------------------------------------------------------- comparisons
+
+/// Launch `cmp_{op}_{tn}[_strided]`; `x` and `y` are the operand bases.
+fn cmp_t<T: kk::DType>(
+    dev: &kk::CudaDevice,
+    tn: &str,
+    x: &CudaSlice<T>,
+    l: &Layout,
+    y: &CudaSlice<T>,
+    rl: &Layout,
+    op: CmpOp,
+) -> Result<CudaSlice<u8>> {
+    let n = l.shape().elem_count();
+    let mut out = alloc::<u8>(dev, n)?;
+    if n == 0 {
+        return Ok(out);
+    }
+    let ni = n as i64;
+    {
+        let mut ov = head_mut(&mut out, n);
+        if contiguous_all(&[l, rl]) {
+            let (xv, yv) = (range(x, l), range(y, rl));
+            let func = dev.function(cmp_program(), &format!("cmp_{}_{tn}", op.name())).ctx(op.name())?;
+            let mut b = dev.stream().launch_builder(&func);
+            b.arg(&xv);
+            b.arg(&yv);
+            b.arg(&mut ov);
+            b.arg(&ni);
+            // SAFETY: the signature is (const T*, const T*, u8*, i64) and every buffer holds n elements.
+            unsafe { b.launch(dev.cfg_1d(n)) }.ctx(op.name())?;
+        } else {
+            let kl = kernel_layout(op.name(), l.dims(), [l.strides(), rl.strides(), &out_strides(l)])?;
+            let (xv, yv) = (from_offset(x, l.offset()), from_offset(y, rl.offset()));
+            for (k, have) in [xv.len(), yv.len(), ov.len()].into_iter().enumerate() {
+                if kl.required_len(k).ctx(op.name())? > have {
+                    return Err(Error::invalid(op.name(), "internal: strided view exceeds its CUDA buffer"));
+                }
+            }
+            let func = dev.function(cmp_program(), &format!("cmp_{}_{tn}_strided", op.name())).ctx(op.name())?;
+            let mut b = dev.stream().launch_builder(&func);
+            b.arg(&xv);
+            b.arg(&yv);
+            b.arg(&mut ov);
+            b.arg(&ni);
+            b.arg(&kl);
+            // SAFETY: the signature is (const T*, const T*, u8*, i64, Layout<3>) and the
+            // layout's reach was checked against every buffer above.
+            unsafe { b.launch(dev.cfg_1d(n)) }.ctx(op.name())?;
+        }
+    }
+    Ok(out)
+}
+
+pub(super) fn cmp(s: &CudaStorage, l: &Layout, r: &CudaStorage, rl: &Layout, op: CmpOp) -> Result<CudaStorage> {
+    s.same_device(op.name(), r)?;
+    let dev = &s.dev;
+    let out = match (&s.data, &r.data) {
+        (Data::F32(x), Data::F32(y)) => cmp_t(dev, "f32", x, l, y, rl, op)?,
+        (Data::F64(x), Data::F64(y)) => cmp_t(dev, "f64", x, l, y, rl, op)?,
+        (Data::F16(x), Data::F16(y)) => cmp_t(dev, "f16", x, l, y, rl, op)?,
+        (Data::BF16(x), Data::BF16(y)) => cmp_t(dev, "bf16", x, l, y, rl, op)?,
+        (Data::I64(x), Data::I64(y)) => cmp_t(dev, "i64", x, l, y, rl, op)?,
+        (Data::U8(x), Data::U8(y)) => cmp_t(dev, "u8", x, l, y, rl, op)?,
+        _ => return Err(mismatch(op.name(), s, r)),
+    };
+    Ok(s.like(Data::U8(out), l.shape().elem_count()))
+}
+
+/// `x != 0` as a contiguous U8 mask (a mask of any dtype: nonzero means true).
+fn nonzero(s: &CudaStorage, l: &Layout) -> Result<CudaSlice<u8>> {
+    let dev = &s.dev;
+    let zl = Layout::new(l.shape().clone(), vec![0; l.dims().len()], 0);
+    macro_rules! ne0 {
+        ($x:expr, $t:ty, $tn:literal) => {{
+            let zero = alloc_zeros::<$t>(dev, 1)?;
+            cmp_t(dev, $tn, $x, l, &zero, &zl, CmpOp::Ne)
+        }};
+    }
+    match &s.data {
+        Data::F32(x) => ne0!(x, f32, "f32"),
+        Data::F64(x) => ne0!(x, i64, "f64"),
+        Data::F16(x) => ne0!(x, f16, "f16"),
+        Data::BF16(x) => ne0!(x, bf16, "bf16"),
+        Data::I64(x) => ne0!(x, i64, "i64"),
+        Data::U8(x) => ne0!(x, u8, "u8"),
+    }
+}
+
+// ---------------------------------------------------------------- where
+
+fn where_t<T: kk::DType>(
+    dev: &kk::CudaDevice,
+    c: (&CudaSlice<u8>, &Layout),
+    a: (&CudaSlice<T>, &Layout),
+    b: (&CudaSlice<T>, &Layout),
+    poison: T,
+) -> Result<CudaSlice<T>> {
+    let l = c.1;
+    let n = l.shape().elem_count();
+    let mut out = alloc_fill(dev, n, poison)?;
+    if n == 0 {
+        return Ok(out);
+    }
+    {
+        let mut ov: CudaViewMut<'_, T> = head_mut(&mut out, n);
+        if contiguous_all(&[c.1, a.1, b.1]) {
+            misc::where_select(dev, &range(c.0, c.1), &range(a.0, a.1), &range(b.0, b.1), &mut ov).ctx("where_cond")?;
+        } else {
+            let kl =
+                kernel_layout("where_cond", l.dims(), [c.1.strides(), a.1.strides(), b.1.strides(), &out_strides(l)])?;
+            misc::where_select_strided(
+                dev,
+                &from_offset(c.0, c.1.offset()),
+                &from_offset(a.0, a.1.offset()),
+                &from_offset(b.0, b.1.offset()),
+                &mut ov,
+                &kl,
+            )
+            .ctx("where_cond")?;
+        }
+    }
+    Ok(out)
+}
+
+pub(super) fn where_cond(
+    m: &CudaStorage,
+    ml: &Layout,
+    t: &CudaStorage,
+    tl: &Layout,
+    f: &CudaStorage,
+    fl: &Layout,
+) -> Result<CudaStorage> {
+    m.same_device("where_cond", t)?;
+    m.same_device("where_cond", f)?;
+    let dev = &m.dev;
+    let owned;
+    let contiguous_mask = Layout::contiguous(ml.shape().clone());
+    let (mask, mlay) = match &m.data {
+        Data::U8(x) => (x, ml),
+        _ => {
+            owned = nonzero(m, ml)?;
+            (&owned, &contiguous_mask)
+        }
+    };
+    let c = (mask, mlay);
+    let data = match (&t.data, &f.data) {
+        (Data::F32(a), Data::F32(b)) => Data::F32(where_t(dev, c, (a, tl), (b, fl), f32::NAN)?),
+        (Data::F64(a), Data::F64(b)) => Data::F64(where_t(dev, c, (a, tl), (b, fl), F64_POISON)?),
+        (Data::F16(a), Data::F16(b)) => Data::F16(where_t(dev, c, (a, tl), (b, fl), f16::NAN)?),
+        (Data::BF16(a), Data::BF16(b)) => Data::BF16(where_t(dev, c, (a, tl), (b, fl), bf16::NAN)?),
+        (Data::I64(a), Data::I64(b)) => Data::I64(where_t(dev, c, (a, tl), (b, fl), i64::MIN)?),
+        (Data::U8(a), Data::U8(b)) => Data::U8(where_t(dev, c, (a, tl), (b, fl), 0xA5)?),
+        _ => return Err(mismatch("where_cond", t, f)),
+    };
+    Ok(m.like(data, ml.shape().elem_count()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every generated kernel compiles with NVRTC for sm_80 and sm_90 (no GPU needed;
+    /// skipped with a message when NVRTC is not installed).
+    #[test]
+    fn generated_sources_compile() {
+        if !kk::nvrtc_available() {
+            if std::env::var("KEEL_REQUIRE_NVRTC").is_ok_and(|v| v == "1") {
+                panic!("NVRTC is required (KEEL_REQUIRE_NVRTC=1) but was not found");
+            }
+            eprintln!("skipping: NVRTC not found (run cuda-kernels/install-nvrtc.sh)");
+            return;
+        }
+        for (name, src) in [("keel_tensor_elementwise", elementwise_source()), ("keel_tensor_cmp", cmp_source())] {
+            for arch in ["sm_80", "sm_90"] {
+                let ptx = kk::compile_uncached(&src, name, arch).unwrap_or_else(|e| panic!("{name} for {arch}: {e}"));
+                assert!(ptx.ptx.contains(".entry"), "{name}: no kernels");
+            }
+        }
+        let ptx = kk::compile_uncached(&elementwise_source(), "ew", "sm_90").expect("compiles");
+        for op in UnaryOp::ALL {
+            assert!(ptx.ptx.contains(&format!("unary_{}_f32_strided", op.name())), "{}", op.name());
+            assert!(ptx.ptx.contains(&format!("unary_bwd_{}_bf16", op.name())), "{}", op.name());
+        }
+        for op in BinaryOp::ALL {
+            assert!(ptx.ptx.contains(&format!("binary_{}_f16_strided", op.name())), "{}", op.name());
+            assert!(ptx.ptx.contains(&format!("unary_bwd_{}_f32", binary_grad_name(*op, true))));
+        }
+        let ptx = kk::compile_uncached(&cmp_source(), "cmp", "sm_80").expect("compiles");
+        for op in CmpOp::ALL {
+            for (tn, _) in CMP_TYPES {
+                assert!(ptx.ptx.contains(&format!("cmp_{}_{tn}_strided", op.name())));
+            }
+        }
+    }
+
+    #[test]
+    fn kernel_layouts_merge_dims() {
+        // contiguous [2, 3, 4] merges to one dim; a transposed operand keeps two
+        let l = kernel_layout::<2>("t", &[2, 3, 4], [&[12, 4, 1], &[12, 4, 1]]).expect("ok");
+        assert_eq!(l.numel(), 24);
+        assert_eq!(l.required_len(0).ok(), Some(24));
+        let b = kernel_layout::<2>("t", &[2, 3, 1, 4], [&[0, 4, 4, 1], &[12, 4, 4, 1]]).expect("ok");
+        assert_eq!(b.required_len(0).ok(), Some(12));
+        assert_eq!(b.required_len(1).ok(), Some(24));
+        assert!(kernel_layout::<1>("t", &[2; 9], [&[256, 1, 128, 2, 64, 4, 32, 8, 16]]).is_err());
+    }
+}

@@ -1,0 +1,279 @@
+//! Indexing on CUDA: index_select / index_add, gather / scatter_add, concat.
+//!
+//! The kernels read out-of-range indices as zero (or skip them) instead of
+//! failing, so every op here first copies its I64 indices to the host and checks
+//! them, returning `IndexOutOfRange` as the CPU does (this is a host sync).
+//! Selects, gathers and concat move raw elements, so they serve every dtype
+//! (F64 included); the accumulating backwards (index_add, scatter_add) are f32
+//! kernels with atomics (F16/BF16/U8 are widened, accumulated in f32 and rounded
+//! once; the summation order, so the last bits, can vary from run to run).
+
+use super::reduce::{f32_input, f32_output};
+use super::*;
+use crate::storage::BackendStorage;
+use crate::{CpuStorage, Error, Layout, Result};
+use half::{bf16, f16};
+use keel_cuda_kernels as kk;
+use kk::cudarc::driver::{CudaSlice, CudaView};
+use kk::ops::index::{self as ki, IndexShape};
+
+/// `(outer, axis, inner)` sizes of `dims` around `axis`.
+fn split3(dims: &[usize], axis: usize) -> (usize, usize, usize) {
+    (dims[..axis].iter().product(), dims[axis], dims[axis + 1..].iter().product())
+}
+
+/// Check on the host that every index lies in `0..size`.
+fn check_indices(op: &'static str, idx: &CudaStorage, il: &Layout, size: usize) -> Result<()> {
+    match idx.to_cpu(il)? {
+        CpuStorage::I64(v) => match v.iter().find(|&&i| i < 0 || i as u64 >= size as u64) {
+            Some(&bad) => Err(Error::IndexOutOfRange { op, index: bad, size }),
+            None => Ok(()),
+        },
+        other => Err(Error::UnsupportedDType { op, dtype: other.dtype(), hint: "indices must be I64" }),
+    }
+}
+
+/// The indices as a contiguous device view.
+fn indices<'a>(op: &'static str, idx: &'a CudaStorage, il: &Layout) -> Result<Contig<'a, i64>> {
+    match &idx.data {
+        Data::I64(x) => contig(&idx.dev, x, il, i64::MIN),
+        _ => Err(Error::UnsupportedDType { op, dtype: idx.dtype(), hint: "indices must be I64" }),
+    }
+}
+
+/// Apply a raw-element op to whichever buffer `$s` holds; `$p` is the poison value.
+macro_rules! raw {
+    ($s:expr, |$x:ident, $p:ident| $body:expr) => {
+        match &$s.data {
+            Data::F32($x) => {
+                let $p = f32::NAN;
+                Data::F32($body)
+            }
+            Data::F64($x) => {
+                let $p = F64_POISON;
+                Data::F64($body)
+            }
+            Data::F16($x) => {
+                let $p = f16::NAN;
+                Data::F16($body)
+            }
+            Data::BF16($x) => {
+                let $p = bf16::NAN;
+                Data::BF16($body)
+            }
+            Data::I64($x) => {
+                let $p = i64::MIN;
+                Data::I64($body)
+            }
+            Data::U8($x) => {
+                let $p = 0xA5u8;
+                Data::U8($body)
+            }
+        }
+    };
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Select,
+    Gather,
+}
+
+fn select_t<T: kk::DType>(
+    dev: &kk::CudaDevice,
+    x: &CudaSlice<T>,
+    l: &Layout,
+    ids: &CudaView<'_, i64>,
+    shape: IndexShape,
+    kind: Kind,
+    poison: T,
+) -> Result<CudaSlice<T>> {
+    let total = shape.outer * shape.n_idx * shape.inner;
+    let mut out = alloc_fill(dev, total, poison)?;
+    if total == 0 {
+        return Ok(out);
+    }
+    let xc = contig(dev, x, l, poison)?;
+    {
+        let mut ov = head_mut(&mut out, total);
+        match kind {
+            Kind::Select => ki::index_select(dev, shape, &xc.view(), ids, &mut ov).ctx("index_select")?,
+            Kind::Gather => ki::gather(dev, shape, &xc.view(), ids, &mut ov).ctx("gather")?,
+        }
+    }
+    Ok(out)
+}
+
+pub(super) fn index_select(
+    s: &CudaStorage,
+    l: &Layout,
+    idx: &CudaStorage,
+    il: &Layout,
+    axis: usize,
+) -> Result<CudaStorage> {
+    const OP: &str = "index_select";
+    s.same_device(OP, idx)?;
+    let (outer, size, inner) = split3(l.dims(), axis);
+    check_indices(OP, idx, il, size)?;
+    let ids = indices(OP, idx, il)?;
+    let n_idx = il.shape().elem_count();
+    let shape = IndexShape { outer, n_in: size, n_idx, inner };
+    let dev = &s.dev;
+    let data = raw!(s, |x, p| select_t(dev, x, l, &ids.view(), shape, Kind::Select, p)?);
+    Ok(s.like(data, outer * n_idx * inner))
+}
+
+pub(super) fn gather(s: &CudaStorage, l: &Layout, idx: &CudaStorage, il: &Layout, axis: usize) -> Result<CudaStorage> {
+    const OP: &str = "gather";
+    s.same_device(OP, idx)?;
+    let size = l.dims()[axis];
+    check_indices(OP, idx, il, size)?;
+    let ids = indices(OP, idx, il)?;
+    // the source restricted to the index's extent outside the axis
+    let idims = il.dims();
+    let mut xl = l.clone();
+    for d in 0..idims.len() {
+        if d != axis && idims[d] != l.dims()[d] {
+            xl = xl.narrow(d, 0, idims[d])?;
+        }
+    }
+    let (outer, n_idx, inner) = split3(idims, axis);
+    let shape = IndexShape { outer, n_in: size, n_idx, inner };
+    let dev = &s.dev;
+    let data = raw!(s, |x, p| select_t(dev, x, &xl, &ids.view(), shape, Kind::Gather, p)?);
+    Ok(s.like(data, il.shape().elem_count()))
+}
+
+pub(super) fn index_add(
+    s: &CudaStorage,
+    l: &Layout,
+    idx: &CudaStorage,
+    il: &Layout,
+    axis: usize,
+    dims: &[usize],
+) -> Result<CudaStorage> {
+    const OP: &str = "index_add";
+    s.same_device(OP, idx)?;
+    let (outer, n, inner) = split3(l.dims(), axis);
+    let size = dims[axis];
+    let n_idx = il.shape().elem_count();
+    if n_idx != n {
+        return Err(Error::invalid(OP, format!("{n_idx} indices for an axis of size {n}")));
+    }
+    check_indices(OP, idx, il, size)?;
+    let ids = indices(OP, idx, il)?;
+    let g = f32_input(OP, s, l)?;
+    let dev = &s.dev;
+    let total = outer * size * inner;
+    let mut out = alloc::<f32>(dev, total)?;
+    if total > 0 {
+        let shape = IndexShape { outer, n_in: size, n_idx: n, inner };
+        ki::index_select_backward_f32(dev, shape, &g.view(), &ids.view(), &mut head_mut(&mut out, total)).ctx(OP)?;
+    }
+    Ok(s.like(f32_output(dev, out, total, s.dtype())?, total))
+}
+
+pub(super) fn scatter_add(
+    s: &CudaStorage,
+    l: &Layout,
+    idx: &CudaStorage,
+    il: &Layout,
+    axis: usize,
+    dims: &[usize],
+) -> Result<CudaStorage> {
+    const OP: &str = "scatter_add";
+    s.same_device(OP, idx)?;
+    let sdims = l.dims();
+    for d in 0..sdims.len() {
+        if d != axis && sdims[d] > dims[d] {
+            return Err(Error::invalid(OP, "source is larger than the output outside the axis"));
+        }
+    }
+    let size = dims[axis];
+    check_indices(OP, idx, il, size)?;
+    let ids = indices(OP, idx, il)?;
+    let g = f32_input(OP, s, l)?;
+    let dev = &s.dev;
+    let (outer, n, inner) = split3(sdims, axis);
+    // scatter into the source's extent (outside the axis) first
+    let mut tdims = sdims.to_vec();
+    tdims[axis] = size;
+    let tmp_total: usize = tdims.iter().product();
+    let mut tmp = alloc::<f32>(dev, tmp_total)?;
+    if tmp_total > 0 {
+        let shape = IndexShape { outer, n_in: size, n_idx: n, inner };
+        ki::gather_backward_f32(dev, shape, &g.view(), &ids.view(), &mut head_mut(&mut tmp, tmp_total)).ctx(OP)?;
+    }
+    let total: usize = dims.iter().product();
+    let out = if tdims == dims {
+        tmp
+    } else {
+        // then place that box at the origin of a zeroed output
+        let mut out = alloc_zeros::<f32>(dev, total)?;
+        if tmp_total > 0 {
+            let tl = Layout::contiguous(tdims.clone());
+            let ostr = crate::Shape::from(dims).contiguous_strides();
+            let kl = kernel_layout(OP, &tdims, [tl.strides(), &ostr])?;
+            kk::ops::misc::copy_strided(dev, &tmp.slice(0..tmp_total), &mut head_mut(&mut out, total), &kl).ctx(OP)?;
+        }
+        out
+    };
+    Ok(s.like(f32_output(dev, out, total, s.dtype())?, total))
+}
+
+fn concat_t<T: kk::DType>(
+    dev: &kk::CudaDevice,
+    parts: &[(&CudaSlice<T>, &Layout)],
+    axis: usize,
+    dims: &[usize],
+    poison: T,
+) -> Result<CudaSlice<T>> {
+    let total: usize = dims.iter().product();
+    let mut out = alloc_fill(dev, total, poison)?;
+    if total == 0 {
+        return Ok(out);
+    }
+    let (outer, out_axis, inner) = split3(dims, axis);
+    let mut offset = 0;
+    for (x, l) in parts {
+        let in_axis = l.dims()[axis];
+        if l.shape().elem_count() > 0 {
+            let xc = contig(dev, x, l, poison)?;
+            ki::concat_into(dev, &xc.view(), &mut head_mut(&mut out, total), outer, in_axis, inner, out_axis, offset)
+                .ctx("concat")?;
+        }
+        offset += in_axis;
+    }
+    Ok(out)
+}
+
+pub(super) fn concat(parts: &[(&CudaStorage, &Layout)], axis: usize) -> Result<CudaStorage> {
+    let (first, fl) = *parts.first().ok_or_else(|| Error::invalid("concat", "need at least one tensor"))?;
+    let mut dims = fl.dims().to_vec();
+    dims[axis] = parts.iter().map(|(_, l)| l.dims()[axis]).sum();
+    for (s, _) in parts {
+        first.same_device("concat", s)?;
+    }
+    let dev = &first.dev;
+    macro_rules! join {
+        ($variant:ident, $poison:expr) => {{
+            let typed = parts
+                .iter()
+                .map(|(s, l)| match &s.data {
+                    Data::$variant(x) => Ok((x, *l)),
+                    _ => Err(Error::DTypeMismatch { op: "concat", lhs: first.dtype(), rhs: s.dtype() }),
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Data::$variant(concat_t(dev, &typed, axis, &dims, $poison)?)
+        }};
+    }
+    let data = match &first.data {
+        Data::F32(_) => join!(F32, f32::NAN),
+        Data::F64(_) => join!(F64, F64_POISON),
+        Data::F16(_) => join!(F16, f16::NAN),
+        Data::BF16(_) => join!(BF16, bf16::NAN),
+        Data::I64(_) => join!(I64, i64::MIN),
+        Data::U8(_) => join!(U8, 0xA5u8),
+    };
+    Ok(first.like(data, dims.iter().product()))
+}

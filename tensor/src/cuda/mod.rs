@@ -1,0 +1,427 @@
+//! The CUDA storage arm: [`CudaStorage`] holds a tensor's elements in GPU memory
+//! and implements every [`BackendStorage`](crate::BackendStorage) primitive with
+//! the kernels of `keel-cuda-kernels` (compiled at run time by NVRTC).
+//!
+//! * One file per op family: `elementwise` (unary/binary/grads/comparisons/where,
+//!   whose CUDA source is generated from keel-tensor's own op tables), `reduce`
+//!   (reductions, softmax), `matmul`, `conv` (convolution and pooling), `index`
+//!   (index_select/index_add/gather/scatter_add/concat) and `copy` (strided copies,
+//!   casts, host transfers, fills).
+//! * Every op is asynchronous on the device's single stream; the only host
+//!   synchronisations are device-to-host copies (`to_vec`, `to_cpu_storage`) and
+//!   the index validation of the indexing ops (the kernels do not raise on
+//!   out-of-range indices, so keel-tensor checks the indices on the host first).
+//! * F64 tensors can live on the GPU (copies, casts, indexing, where, comparisons),
+//!   but the arithmetic kernels are f32/f16/bf16 only: f64 arithmetic returns
+//!   [`Error::NotImplemented`](crate::Error::NotImplemented) rather than computing
+//!   in f32. Casts from or to F64 go through the host (exact).
+//! * Random tensors are generated on the host and copied, so they are bit-identical
+//!   to the CPU (the kernels' normal RNG rounds Box-Muller in f64, the CPU spec in f32).
+//!
+//! Without the `cuda` feature this module is a stub: the type exists, cannot be
+//! constructed, and every op returns `BackendNotCompiled`.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static TF32: AtomicBool = AtomicBool::new(false);
+static POISON: AtomicBool = AtomicBool::new(false);
+
+thread_local! {
+    static TF32_SCOPE: Cell<Option<bool>> = const { Cell::new(None) };
+}
+
+/// Allow (or forbid) TF32 tensor cores for F32 matmuls on CUDA (default: off, exact f32).
+///
+/// TF32 rounds the operands to a 10-bit mantissa (relative error about 1e-3) and is
+/// several times faster on Ampere and newer GPUs, like PyTorch's
+/// `torch.backends.cuda.matmul.allow_tf32`. Process-wide; see [`with_tf32`] for a
+/// scoped, per-thread setting.
+pub fn set_tf32(enabled: bool) {
+    TF32.store(enabled, Ordering::Relaxed);
+}
+
+/// Whether F32 matmuls on this thread use TF32 tensor cores.
+pub fn tf32_enabled() -> bool {
+    TF32_SCOPE.with(|s| s.get()).unwrap_or_else(|| TF32.load(Ordering::Relaxed))
+}
+
+/// Run `f` with TF32 matmuls enabled or disabled on this thread only.
+pub fn with_tf32<R>(enabled: bool, f: impl FnOnce() -> R) -> R {
+    let prev = TF32_SCOPE.with(|s| s.replace(Some(enabled)));
+    struct Restore(Option<bool>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            TF32_SCOPE.with(|s| s.set(self.0));
+        }
+    }
+    let _restore = Restore(prev);
+    f()
+}
+
+/// Testing aid: fill every freshly allocated CUDA output with NaN (floats) or a
+/// sentinel (integers) before the kernel writes it, so a kernel that leaves part
+/// of its output unwritten is caught by a comparison test. Off by default (it costs
+/// one fill per allocation).
+pub fn set_poison_outputs(enabled: bool) {
+    POISON.store(enabled, Ordering::Relaxed);
+}
+
+#[cfg(feature = "cuda")]
+pub(crate) fn poison_outputs() -> bool {
+    POISON.load(Ordering::Relaxed)
+}
+
+#[cfg(not(feature = "cuda"))]
+mod stub;
+#[cfg(not(feature = "cuda"))]
+pub use stub::{is_available, CudaStorage};
+
+#[cfg(feature = "cuda")]
+mod copy;
+#[cfg(feature = "cuda")]
+mod elementwise;
+#[cfg(feature = "cuda")]
+mod index;
+#[cfg(feature = "cuda")]
+mod matmul;
+#[cfg(feature = "cuda")]
+mod nn;
+#[cfg(feature = "cuda")]
+mod reduce;
+
+#[cfg(feature = "cuda")]
+pub use backend::{is_available, CudaStorage};
+
+#[cfg(feature = "cuda")]
+pub(crate) use backend::*;
+
+#[cfg(feature = "cuda")]
+mod backend {
+    use crate::ops::{BinaryOp, CmpOp, Conv2dParams, Pool2dParams, ReduceOp, UnaryOp};
+    use crate::storage::BackendStorage;
+    use crate::{DType, Device, Error, Layout, Result};
+    use half::{bf16, f16};
+    use keel_cuda_kernels as kk;
+    use kk::cudarc::driver::{CudaSlice, CudaView, CudaViewMut};
+    use std::sync::Arc;
+
+    /// Device buffers, one variant per dtype. F64 is stored as its bit pattern in an
+    /// `i64` buffer (the kernels' raw-bits copies, gathers and selects then serve it,
+    /// and the comparison kernels read it as `double`).
+    pub(crate) enum Data {
+        F32(CudaSlice<f32>),
+        F64(CudaSlice<i64>),
+        F16(CudaSlice<f16>),
+        BF16(CudaSlice<bf16>),
+        I64(CudaSlice<i64>),
+        U8(CudaSlice<u8>),
+    }
+
+    /// GPU memory holding a tensor's elements: one device buffer of the tensor's
+    /// dtype, its length, and the device (context + stream) it lives on.
+    pub struct CudaStorage {
+        pub(crate) data: Data,
+        pub(crate) len: usize,
+        pub(crate) dev: Arc<kk::CudaDevice>,
+    }
+
+    impl std::fmt::Debug for CudaStorage {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "CudaStorage({}; {} elements; cuda:{})", self.dtype(), self.len, self.dev.ordinal())
+        }
+    }
+
+    /// True when a CUDA driver, GPU `ordinal` and NVRTC are all present (never panics).
+    pub fn is_available(ordinal: usize) -> bool {
+        kk::CudaDevice::is_available(ordinal)
+    }
+
+    /// Map a keel-cuda-kernels (or cudarc) error into [`Error::Cuda`], naming the op.
+    pub(crate) trait Ctx<T> {
+        fn ctx(self, op: &str) -> Result<T>;
+    }
+
+    impl<T, E: std::fmt::Display> Ctx<T> for std::result::Result<T, E> {
+        fn ctx(self, op: &str) -> Result<T> {
+            self.map_err(|e| Error::Cuda(format!("{op}: {e}")))
+        }
+    }
+
+    /// The shared device handle for `ordinal`.
+    pub(crate) fn device(ordinal: usize) -> Result<Arc<kk::CudaDevice>> {
+        kk::CudaDevice::get(ordinal).ctx("cuda device")
+    }
+
+    /// Element types with a device buffer variant of their own.
+    pub(crate) trait Elem: kk::DType {
+        /// The value written by [`super::set_poison_outputs`].
+        fn poison() -> Self;
+    }
+
+    macro_rules! elem {
+        ($t:ty, $v:ident, $poison:expr) => {
+            impl Elem for $t {
+                fn poison() -> Self {
+                    $poison
+                }
+            }
+        };
+    }
+    elem!(f32, F32, f32::NAN);
+    elem!(f16, F16, f16::NAN);
+    elem!(bf16, BF16, bf16::NAN);
+    elem!(i64, I64, i64::MIN);
+    elem!(u8, U8, 0xA5);
+
+    /// A fresh buffer of `n` elements (at least one is allocated, so empty tensors
+    /// never ask the driver for zero bytes). Poisoned when requested.
+    pub(crate) fn alloc<T: Elem>(dev: &kk::CudaDevice, n: usize) -> Result<CudaSlice<T>> {
+        alloc_fill(dev, n, T::poison())
+    }
+
+    /// Like [`alloc`], poisoning with `poison` (used for F64 bits in `i64` buffers).
+    pub(crate) fn alloc_fill<T: kk::DType>(dev: &kk::CudaDevice, n: usize, poison: T) -> Result<CudaSlice<T>> {
+        let mut s = dev.alloc::<T>(n.max(1)).ctx("alloc")?;
+        if super::poison_outputs() {
+            kk::ops::misc::fill(dev, &mut s.as_view_mut(), poison).ctx("poison")?;
+        }
+        Ok(s)
+    }
+
+    /// Zeroed buffer of `n` elements.
+    pub(crate) fn alloc_zeros<T: kk::DType>(dev: &kk::CudaDevice, n: usize) -> Result<CudaSlice<T>> {
+        dev.alloc_zeros::<T>(n.max(1)).ctx("alloc")
+    }
+
+    /// The f64 poison value as stored bits.
+    pub(crate) const F64_POISON: i64 = 0x7FF8_0000_0000_0000;
+
+    /// A contiguous view of the elements `l` selects: borrowed when they already are
+    /// contiguous in storage, else a fresh strided copy.
+    pub(crate) enum Contig<'a, T> {
+        Borrowed(CudaView<'a, T>),
+        Owned(CudaSlice<T>, usize),
+    }
+
+    impl<T> Contig<'_, T> {
+        pub(crate) fn view(&self) -> CudaView<'_, T> {
+            match self {
+                Contig::Borrowed(v) => v.slice(..),
+                Contig::Owned(s, n) => s.slice(0..*n),
+            }
+        }
+    }
+
+    /// Contiguous view of `l` over `x` (copying only when `l` is strided).
+    pub(crate) fn contig<'a, T: kk::DType>(
+        dev: &kk::CudaDevice,
+        x: &'a CudaSlice<T>,
+        l: &Layout,
+        poison: T,
+    ) -> Result<Contig<'a, T>> {
+        let n = l.shape().elem_count();
+        if let Some((a, b)) = l.contiguous_range() {
+            return Ok(Contig::Borrowed(x.slice(a..b)));
+        }
+        Ok(Contig::Owned(super::copy::copy_t(dev, x, l, poison)?, n))
+    }
+
+    /// The kernels' stride description of `K` same-shaped operands, with size-1 dims
+    /// dropped and dims merged wherever every operand walks them as one.
+    pub(crate) fn kernel_layout<const K: usize>(
+        op: &'static str,
+        dims: &[usize],
+        strides: [&[usize]; K],
+    ) -> Result<kk::Layout<K>> {
+        let mut md: Vec<usize> = Vec::with_capacity(dims.len());
+        let mut ms: [Vec<isize>; K] = std::array::from_fn(|_| Vec::with_capacity(dims.len()));
+        for d in 0..dims.len() {
+            if dims[d] == 1 {
+                continue;
+            }
+            if let Some(last) = md.last_mut() {
+                if (0..K).all(|k| ms[k].last() == Some(&((strides[k][d] * dims[d]) as isize))) {
+                    *last *= dims[d];
+                    for k in 0..K {
+                        if let Some(s) = ms[k].last_mut() {
+                            *s = strides[k][d] as isize;
+                        }
+                    }
+                    continue;
+                }
+            }
+            md.push(dims[d]);
+            for k in 0..K {
+                ms[k].push(strides[k][d] as isize);
+            }
+        }
+        if md.len() > kk::MAX_RANK {
+            return Err(Error::invalid(
+                op,
+                format!("strided view of rank {} is beyond the CUDA kernels' limit of {}", md.len(), kk::MAX_RANK),
+            ));
+        }
+        kk::Layout::new(&md, std::array::from_fn(|k| ms[k].as_slice())).ctx(op)
+    }
+
+    /// Row-major strides of `l`'s shape (the layout of a fresh output).
+    pub(crate) fn out_strides(l: &Layout) -> Vec<usize> {
+        l.shape().contiguous_strides()
+    }
+
+    /// The view of `x` starting at `offset` (strided kernels index from there).
+    pub(crate) fn from_offset<T>(x: &CudaSlice<T>, offset: usize) -> CudaView<'_, T> {
+        x.slice(offset..)
+    }
+
+    /// The first `n` elements of an output buffer.
+    pub(crate) fn head_mut<T>(x: &mut CudaSlice<T>, n: usize) -> CudaViewMut<'_, T> {
+        x.slice_mut(0..n)
+    }
+
+    /// Error for an op with no f64 kernel.
+    pub(crate) fn no_f64(op: &'static str) -> Error {
+        Error::NotImplemented { op, backend: "cuda" }
+    }
+
+    impl CudaStorage {
+        pub(crate) fn new(data: Data, len: usize, dev: Arc<kk::CudaDevice>) -> Self {
+            CudaStorage { data, len, dev }
+        }
+
+        /// A storage of `len` elements on this storage's device.
+        pub(crate) fn like(&self, data: Data, len: usize) -> Self {
+            CudaStorage { data, len, dev: self.dev.clone() }
+        }
+
+        /// The number of stored elements.
+        pub fn len(&self) -> usize {
+            self.len
+        }
+
+        /// True when no elements are stored.
+        pub fn is_empty(&self) -> bool {
+            self.len == 0
+        }
+
+        /// The device ordinal.
+        pub fn ordinal(&self) -> usize {
+            self.dev.ordinal()
+        }
+
+        /// Operands of one op must share one GPU.
+        pub(crate) fn same_device(&self, op: &'static str, other: &CudaStorage) -> Result<()> {
+            if self.dev.ordinal() != other.dev.ordinal() {
+                return Err(Error::DeviceMismatch {
+                    op,
+                    lhs: format!("cuda:{}", self.dev.ordinal()),
+                    rhs: format!("cuda:{}", other.dev.ordinal()),
+                });
+            }
+            Ok(())
+        }
+    }
+
+    impl BackendStorage for CudaStorage {
+        const BACKEND: &'static str = "cuda";
+
+        fn dtype(&self) -> DType {
+            match &self.data {
+                Data::F32(_) => DType::F32,
+                Data::F64(_) => DType::F64,
+                Data::F16(_) => DType::F16,
+                Data::BF16(_) => DType::BF16,
+                Data::I64(_) => DType::I64,
+                Data::U8(_) => DType::U8,
+            }
+        }
+
+        fn device(&self) -> Device {
+            Device::Cuda(self.dev.ordinal())
+        }
+
+        fn missing(op: &'static str) -> Error {
+            Error::NotImplemented { op, backend: Self::BACKEND }
+        }
+
+        fn unary(&self, l: &Layout, op: UnaryOp, param: f64) -> Result<Self> {
+            super::elementwise::unary(self, l, op, param)
+        }
+        fn unary_grad(&self, l: &Layout, grad: &Self, gl: &Layout, op: UnaryOp, param: f64) -> Result<Self> {
+            super::elementwise::unary_grad(self, l, grad, gl, op, param)
+        }
+        fn binary(&self, l: &Layout, rhs: &Self, rl: &Layout, op: BinaryOp) -> Result<Self> {
+            super::elementwise::binary(self, l, rhs, rl, op)
+        }
+        fn binary_grad(
+            &self,
+            l: &Layout,
+            rhs: &Self,
+            rl: &Layout,
+            grad: &Self,
+            gl: &Layout,
+            op: BinaryOp,
+            wrt_rhs: bool,
+        ) -> Result<Self> {
+            super::elementwise::binary_grad(self, l, rhs, rl, grad, gl, op, wrt_rhs)
+        }
+        fn cmp(&self, l: &Layout, rhs: &Self, rl: &Layout, op: CmpOp) -> Result<Self> {
+            super::elementwise::cmp(self, l, rhs, rl, op)
+        }
+        fn where_cond(&self, l: &Layout, t: &Self, tl: &Layout, f: &Self, fl: &Layout) -> Result<Self> {
+            super::elementwise::where_cond(self, l, t, tl, f, fl)
+        }
+        fn reduce(&self, l: &Layout, op: ReduceOp, size: usize) -> Result<Self> {
+            super::reduce::reduce(self, l, op, size)
+        }
+        fn softmax_last(&self, l: &Layout, size: usize, log: bool) -> Result<Self> {
+            super::reduce::softmax_last(self, l, size, log)
+        }
+        fn matmul(&self, l: &Layout, rhs: &Self, rl: &Layout) -> Result<Self> {
+            super::matmul::matmul(self, l, rhs, rl)
+        }
+        fn conv2d(&self, l: &Layout, k: &Self, kl: &Layout, p: &Conv2dParams) -> Result<Self> {
+            super::nn::conv2d(self, l, k, kl, p)
+        }
+        fn conv2d_grad_input(&self, l: &Layout, k: &Self, kl: &Layout, p: &Conv2dParams) -> Result<Self> {
+            super::nn::conv2d_grad_input(self, l, k, kl, p)
+        }
+        fn conv2d_grad_kernel(&self, l: &Layout, dy: &Self, dyl: &Layout, p: &Conv2dParams) -> Result<Self> {
+            super::nn::conv2d_grad_kernel(self, l, dy, dyl, p)
+        }
+        fn max_pool2d(&self, l: &Layout, p: &Pool2dParams) -> Result<(Self, Self)> {
+            super::nn::max_pool2d(self, l, p)
+        }
+        fn max_pool2d_grad(&self, l: &Layout, idx: &Self, il: &Layout, p: &Pool2dParams) -> Result<Self> {
+            super::nn::max_pool2d_grad(self, l, idx, il, p)
+        }
+        fn avg_pool2d(&self, l: &Layout, p: &Pool2dParams) -> Result<Self> {
+            super::nn::avg_pool2d(self, l, p)
+        }
+        fn avg_pool2d_grad(&self, l: &Layout, p: &Pool2dParams) -> Result<Self> {
+            super::nn::avg_pool2d_grad(self, l, p)
+        }
+        fn index_select(&self, l: &Layout, idx: &Self, il: &Layout, axis: usize) -> Result<Self> {
+            super::index::index_select(self, l, idx, il, axis)
+        }
+        fn index_add(&self, l: &Layout, idx: &Self, il: &Layout, axis: usize, dims: &[usize]) -> Result<Self> {
+            super::index::index_add(self, l, idx, il, axis, dims)
+        }
+        fn gather(&self, l: &Layout, idx: &Self, il: &Layout, axis: usize) -> Result<Self> {
+            super::index::gather(self, l, idx, il, axis)
+        }
+        fn scatter_add(&self, l: &Layout, idx: &Self, il: &Layout, axis: usize, dims: &[usize]) -> Result<Self> {
+            super::index::scatter_add(self, l, idx, il, axis, dims)
+        }
+        fn concat(parts: &[(&Self, &Layout)], axis: usize) -> Result<Self> {
+            super::index::concat(parts, axis)
+        }
+        fn copy_strided(&self, l: &Layout) -> Result<Self> {
+            super::copy::copy_strided(self, l)
+        }
+        fn to_dtype(&self, l: &Layout, dtype: DType) -> Result<Self> {
+            super::copy::to_dtype(self, l, dtype)
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! Convolution (implicit GEMM: forward, grad-input, grad-kernel) and 2-D pooling
+//! on CUDA, NHWC input and HWIO kernels as on the CPU.
+//!
+//! The kernels are f32; F16/BF16 tensors are widened to f32, computed, and rounded
+//! once on output. Geometry comes straight from keel-tensor's `Conv2dParams` /
+//! `Pool2dParams` (TensorFlow `same` padding: extra row/column at the bottom/right,
+//! which the kernels skip as out of the image). Average pooling excludes padding
+//! from the count (Keras). `max_pool2d_grad` routes each output gradient to the
+//! saved index of its window (indices from `max_pool2d` are always in their window;
+//! an index outside its window contributes nothing, where the CPU would still add it).
+
+use super::reduce::{f32_input, f32_output};
+use super::*;
+use crate::ops::{Conv2dParams, Pool2dParams};
+use crate::storage::BackendStorage;
+use crate::{Error, Layout, Result};
+use keel_cuda_kernels as kk;
+use kk::ops::conv::{self as kc, Conv2d};
+use kk::ops::gemm::Activation;
+use kk::ops::pool::{self as kp, Pool2d};
+
+fn i32c(op: &'static str, v: usize) -> Result<i32> {
+    i32::try_from(v).map_err(|_| Error::invalid(op, format!("{v} does not fit the CUDA kernels' 32-bit geometry")))
+}
+
+fn i64c(op: &'static str, v: usize) -> Result<i64> {
+    i64::try_from(v).map_err(|_| Error::invalid(op, format!("{v} does not fit in i64")))
+}
+
+fn conv_geom(op: &'static str, p: &Conv2dParams) -> Result<Conv2d> {
+    Ok(Conv2d {
+        n: i64c(op, p.n)?,
+        h: i64c(op, p.h)?,
+        w: i64c(op, p.w)?,
+        c: i64c(op, p.c)?,
+        oh: i64c(op, p.oh)?,
+        ow: i64c(op, p.ow)?,
+        o: i64c(op, p.o)?,
+        kh: i32c(op, p.kh)?,
+        kw: i32c(op, p.kw)?,
+        sh: i32c(op, p.sh)?,
+        sw: i32c(op, p.sw)?,
+        pt: i32c(op, p.pt)?,
+        pl: i32c(op, p.pl)?,
+        dh: i32c(op, p.dh)?,
+        dw: i32c(op, p.dw)?,
+    })
+}
+
+fn pool_geom(op: &'static str, p: &Pool2dParams) -> Result<Pool2d> {
+    Ok(Pool2d {
+        n: i64c(op, p.n)?,
+        h: i64c(op, p.h)?,
+        w: i64c(op, p.w)?,
+        c: i64c(op, p.c)?,
+        oh: i64c(op, p.oh)?,
+        ow: i64c(op, p.ow)?,
+        kh: i32c(op, p.kh)?,
+        kw: i32c(op, p.kw)?,
+        sh: i32c(op, p.sh)?,
+        sw: i32c(op, p.sw)?,
+        pt: i32c(op, p.pt)?,
+        pl: i32c(op, p.pl)?,
+    })
+}
+
+fn same_float(op: &'static str, a: &CudaStorage, b: &CudaStorage) -> Result<()> {
+    a.same_device(op, b)?;
+    if a.dtype() != b.dtype() {
+        return Err(Error::DTypeMismatch { op, lhs: a.dtype(), rhs: b.dtype() });
+    }
+    match a.dtype() {
+        crate::DType::F32 | crate::DType::F16 | crate::DType::BF16 => Ok(()),
+        crate::DType::F64 => Err(no_f64(op)),
+        dtype => Err(Error::UnsupportedDType { op, dtype, hint: "cast to a float dtype first" }),
+    }
+}
+
+pub(super) fn conv2d(
+    s: &CudaStorage,
+    l: &Layout,
+    k: &CudaStorage,
+    kl: &Layout,
+    p: &Conv2dParams,
+) -> Result<CudaStorage> {
+    const OP: &str = "conv2d";
+    same_float(OP, s, k)?;
+    let dev = &s.dev;
+    let g = conv_geom(OP, p)?;
+    let (x, w) = (f32_input(OP, s, l)?, f32_input(OP, k, kl)?);
+    let n = g.y_len();
+    let mut y = alloc::<f32>(dev, n)?;
+    if n > 0 {
+        kc::conv2d_forward_f32(
+            dev,
+            &g,
+            &x.view(),
+            &w.view(),
+            &mut head_mut(&mut y, n),
+            None,
+            1.0,
+            0.0,
+            Activation::None,
+        )
+        .ctx(OP)?;
+    }
+    Ok(s.like(f32_output(dev, y, n, s.dtype())?, n))
+}
+
+pub(super) fn conv2d_grad_input(
+    dy: &CudaStorage,
+    l: &Layout,
+    k: &CudaStorage,
+    kl: &Layout,
+    p: &Conv2dParams,
+) -> Result<CudaStorage> {
+    const OP: &str = "conv2d_grad_input";
+    same_float(OP, dy, k)?;
+    let dev = &dy.dev;
+    let g = conv_geom(OP, p)?;
+    let (gy, w) = (f32_input(OP, dy, l)?, f32_input(OP, k, kl)?);
+    let n = g.x_len();
+    let mut dx = alloc::<f32>(dev, n)?;
+    if n > 0 {
+        if g.y_len() == 0 {
+            dev.stream().memset_zeros(&mut head_mut(&mut dx, n)).ctx(OP)?;
+        } else {
+            kc::conv2d_backward_input_f32(dev, &g, &gy.view(), &w.view(), &mut head_mut(&mut dx, n), 1.0, 0.0)
+                .ctx(OP)?;
+        }
+    }
+    Ok(dy.like(f32_output(dev, dx, n, dy.dtype())?, n))
+}
+
+pub(super) fn conv2d_grad_kernel(
+    x: &CudaStorage,
+    l: &Layout,
+    dy: &CudaStorage,
+    dyl: &Layout,
+    p: &Conv2dParams,
+) -> Result<CudaStorage> {
+    const OP: &str = "conv2d_grad_kernel";
+    same_float(OP, x, dy)?;
+    let dev = &x.dev;
+    let g = conv_geom(OP, p)?;
+    let (xi, gy) = (f32_input(OP, x, l)?, f32_input(OP, dy, dyl)?);
+    let n = g.w_len();
+    let mut dw = alloc::<f32>(dev, n)?;
+    if n > 0 {
+        if g.y_len() == 0 {
+            dev.stream().memset_zeros(&mut head_mut(&mut dw, n)).ctx(OP)?;
+        } else {
+            kc::conv2d_backward_kernel_f32(dev, &g, &xi.view(), &gy.view(), &mut head_mut(&mut dw, n), 1.0, 0.0)
+                .ctx(OP)?;
+        }
+    }
+    Ok(x.like(f32_output(dev, dw, n, x.dtype())?, n))
+}
+
+fn float_pool(op: &'static str, s: &CudaStorage) -> Result<()> {
+    match s.dtype() {
+        crate::DType::F32 | crate::DType::F16 | crate::DType::BF16 => Ok(()),
+        crate::DType::F64 => Err(no_f64(op)),
+        dtype => Err(Error::UnsupportedDType { op, dtype, hint: "cast to a float dtype first" }),
+    }
+}
+
+pub(super) fn max_pool2d(s: &CudaStorage, l: &Layout, p: &Pool2dParams) -> Result<(CudaStorage, CudaStorage)> {
+    const OP: &str = "max_pool2d";
+    float_pool(OP, s)?;
+    let dev = &s.dev;
+    let g = pool_geom(OP, p)?;
+    let x = f32_input(OP, s, l)?;
+    let n = p.n * p.oh * p.ow * p.c;
+    let mut y = alloc::<f32>(dev, n)?;
+    let mut idx = alloc::<i64>(dev, n)?;
+    if n > 0 {
+        kp::max_pool2d_f32(dev, &g, &x.view(), &mut head_mut(&mut y, n), &mut head_mut(&mut idx, n)).ctx(OP)?;
+    }
+    Ok((s.like(f32_output(dev, y, n, s.dtype())?, n), s.like(Data::I64(idx), n)))
+}
+
+pub(super) fn max_pool2d_grad(
+    dy: &CudaStorage,
+    l: &Layout,
+    idx: &CudaStorage,
+    il: &Layout,
+    p: &Pool2dParams,
+) -> Result<CudaStorage> {
+    const OP: &str = "max_pool2d_grad";
+    float_pool(OP, dy)?;
+    dy.same_device(OP, idx)?;
+    let dev = &dy.dev;
+    let g = pool_geom(OP, p)?;
+    let gy = f32_input(OP, dy, l)?;
+    let Data::I64(ix) = &idx.data else {
+        return Err(Error::UnsupportedDType { op: OP, dtype: idx.dtype(), hint: "argmax must be I64" });
+    };
+    let ix = contig(dev, ix, il, i64::MIN)?;
+    let n = p.n * p.h * p.w * p.c;
+    let mut dx = alloc::<f32>(dev, n)?;
+    if n > 0 {
+        kp::max_pool2d_backward_f32(dev, &g, &gy.view(), &ix.view(), &mut head_mut(&mut dx, n)).ctx(OP)?;
+    }
+    Ok(dy.like(f32_output(dev, dx, n, dy.dtype())?, n))
+}
+
+pub(super) fn avg_pool2d(s: &CudaStorage, l: &Layout, p: &Pool2dParams) -> Result<CudaStorage> {
+    const OP: &str = "avg_pool2d";
+    float_pool(OP, s)?;
+    let dev = &s.dev;
+    let g = pool_geom(OP, p)?;
+    let x = f32_input(OP, s, l)?;
+    let n = p.n * p.oh * p.ow * p.c;
+    let mut y = alloc::<f32>(dev, n)?;
+    if n > 0 {
+        kp::avg_pool2d_f32(dev, &g, &x.view(), &mut head_mut(&mut y, n), false).ctx(OP)?;
+    }
+    Ok(s.like(f32_output(dev, y, n, s.dtype())?, n))
+}
+
+pub(super) fn avg_pool2d_grad(dy: &CudaStorage, l: &Layout, p: &Pool2dParams) -> Result<CudaStorage> {
+    const OP: &str = "avg_pool2d_grad";
+    float_pool(OP, dy)?;
+    let dev = &dy.dev;
+    let g = pool_geom(OP, p)?;
+    let gy = f32_input(OP, dy, l)?;
+    let n = p.n * p.h * p.w * p.c;
+    let mut dx = alloc::<f32>(dev, n)?;
+    if n > 0 {
+        kp::avg_pool2d_backward_f32(dev, &g, &gy.view(), &mut head_mut(&mut dx, n), false).ctx(OP)?;
+    }
+    Ok(dy.like(f32_output(dev, dx, n, dy.dtype())?, n))
+}

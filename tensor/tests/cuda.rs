@@ -1,0 +1,513 @@
+//! CPU vs CUDA agreement tests.
+//!
+//! Every test runs one op on the CPU and on GPU 0 on random non-zero inputs and
+//! compares the two with a relative-norm tolerance (f32 < 1e-5, TF32 < 1e-3,
+//! F16/BF16 < 1e-2; integer results exactly). CUDA outputs are poisoned (NaN /
+//! sentinel-filled) before each kernel runs (`keel_tensor::cuda::set_poison_outputs`),
+//! so a kernel that skips part of its output fails.
+//!
+//! Without a usable GPU (no `cuda` feature, driver, device or NVRTC) each test
+//! prints why it skips and passes; with `KEEL_REQUIRE_CUDA=1` it fails instead.
+
+use keel_tensor::ops::conv::Conv2dParams;
+use keel_tensor::{BinaryOp, CmpOp, DType, Device, Error, Padding, Pool2dParams, ReduceOp, Shape, Tensor, UnaryOp};
+
+/// GPU 0, or `None` (with a printed reason) when the test must skip.
+fn gpu(test: &str) -> Option<Device> {
+    if keel_tensor::cuda_is_available(0) {
+        keel_tensor::cuda::set_poison_outputs(true);
+        return Some(Device::Cuda(0));
+    }
+    let why = if cfg!(feature = "cuda") {
+        "no usable CUDA GPU 0 (driver, device or NVRTC missing)"
+    } else {
+        "keel-tensor was built without the `cuda` feature"
+    };
+    if std::env::var("KEEL_REQUIRE_CUDA").is_ok_and(|v| v == "1") {
+        panic!("{test}: KEEL_REQUIRE_CUDA=1 but {why}");
+    }
+    eprintln!("skipping {test}: {why}");
+    None
+}
+
+fn rand(seed: u64, shape: &[usize], lo: f64, hi: f64) -> Tensor {
+    Tensor::rand_uniform(seed, lo, hi, shape.to_vec(), DType::F32, &Device::Cpu).unwrap()
+}
+
+/// Uniform in `[lo, hi)` with random sign (never near zero when `lo > 0`).
+fn rand_signed(seed: u64, shape: &[usize], lo: f64, hi: f64) -> Tensor {
+    let mag = rand(seed, shape, lo, hi);
+    let sign = rand(seed ^ 0x5eed, shape, -1.0, 1.0).sign().unwrap();
+    mag.mul(&sign).unwrap()
+}
+
+fn rel_err(a: &[f64], b: &[f64]) -> f64 {
+    let num: f64 = a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum::<f64>().sqrt();
+    let den: f64 = b.iter().map(|y| y * y).sum::<f64>().sqrt();
+    num / den.max(1e-300)
+}
+
+/// Compare a CUDA result with the CPU reference: same shape/dtype, NaN/inf in the
+/// same places, relative norm error of the finite rest below `tol` (0 = exact).
+#[track_caller]
+fn check(what: &str, gpu: &Tensor, cpu: &Tensor, tol: f64) {
+    assert!(gpu.device().is_cuda(), "{what}: result is on {}", gpu.device());
+    assert_eq!(gpu.shape(), cpu.shape(), "{what}: shapes differ");
+    assert_eq!(gpu.dtype(), cpu.dtype(), "{what}: dtypes differ");
+    let (g, c) = (gpu.to_vec_f64().unwrap(), cpu.to_vec_f64().unwrap());
+    let (mut gf, mut cf) = (vec![], vec![]);
+    for (i, (&x, &y)) in g.iter().zip(&c).enumerate() {
+        if y.is_finite() {
+            assert!(x.is_finite(), "{what}: element {i} is {x} on CUDA, {y} on the CPU");
+            gf.push(x);
+            cf.push(y);
+        } else {
+            assert!(x.is_nan() == y.is_nan() && (y.is_nan() || x == y), "{what}: element {i}: {x} vs {y}");
+        }
+    }
+    if tol == 0.0 {
+        assert_eq!(gf, cf, "{what}: values differ");
+    } else {
+        let e = rel_err(&gf, &cf);
+        assert!(e < tol, "{what}: relative error {e:.3e} >= {tol:.0e}");
+    }
+}
+
+/// Run `f` on CPU inputs and on their CUDA copies, and compare.
+#[track_caller]
+fn agree(what: &str, dev: Device, tol: f64, inputs: &[Tensor], f: impl Fn(&[Tensor]) -> keel_tensor::Result<Tensor>) {
+    let cpu = f(inputs).unwrap_or_else(|e| panic!("{what} on the CPU: {e}"));
+    let moved: Vec<Tensor> = inputs.iter().map(|t| t.to_device(&dev).unwrap()).collect();
+    let gpu = f(&moved).unwrap_or_else(|e| panic!("{what} on CUDA: {e}"));
+    check(what, &gpu, &cpu, tol);
+}
+
+/// Positive inputs for ops whose domain needs them.
+fn positive_only(op: UnaryOp) -> bool {
+    matches!(op, UnaryOp::Log | UnaryOp::Sqrt | UnaryOp::Rsqrt | UnaryOp::Recip)
+}
+
+fn unary_input(op: UnaryOp, seed: u64, shape: &[usize]) -> Tensor {
+    if positive_only(op) {
+        rand(seed, shape, 0.5, 2.0)
+    } else {
+        rand_signed(seed, shape, 0.05, 2.0)
+    }
+}
+
+fn param(op: UnaryOp) -> f64 {
+    match op {
+        UnaryOp::LeakyRelu => 0.1,
+        UnaryOp::Elu => 1.3,
+        _ => 0.0,
+    }
+}
+
+#[test]
+fn unary_ops_and_grads() {
+    let Some(dev) = gpu("unary_ops_and_grads") else { return };
+    for (i, &op) in UnaryOp::ALL.iter().enumerate() {
+        let x = unary_input(op, 10 + i as u64, &[37, 65]);
+        let g = rand_signed(99 + i as u64, &[37, 65], 0.1, 1.0);
+        let p = param(op);
+        let name = op.name();
+        agree(&format!("{name} contiguous"), dev, 1e-5, std::slice::from_ref(&x), |t| t[0].unary(op, p));
+        agree(&format!("{name} transposed"), dev, 1e-5, std::slice::from_ref(&x), |t| t[0].t()?.unary(op, p));
+        agree(&format!("{name} sliced"), dev, 1e-5, std::slice::from_ref(&x), |t| t[0].narrow(1, 3, 40)?.unary(op, p));
+        agree(&format!("{name} grad"), dev, 1e-5, &[x.clone(), g.clone()], |t| t[0].unary_grad(&t[1], op, p));
+        agree(&format!("{name} grad strided"), dev, 1e-5, &[x.clone(), g.clone()], |t| {
+            t[0].t()?.unary_grad(&t[1].t()?, op, p)
+        });
+        for dt in [DType::F16, DType::BF16] {
+            agree(&format!("{name} {dt}"), dev, 1e-2, &[x.to_dtype(dt).unwrap()], |t| t[0].unary(op, p));
+            agree(&format!("{name} grad {dt}"), dev, 1e-2, &[x.to_dtype(dt).unwrap(), g.to_dtype(dt).unwrap()], |t| {
+                t[0].unary_grad(&t[1], op, p)
+            });
+        }
+    }
+}
+
+#[test]
+fn binary_ops_broadcasting_and_grads() {
+    let Some(dev) = gpu("binary_ops_broadcasting_and_grads") else { return };
+    for (i, &op) in BinaryOp::ALL.iter().enumerate() {
+        let s = 200 + 10 * i as u64;
+        let pos = op == BinaryOp::Pow;
+        let lhs =
+            |seed, shape: &[usize]| if pos { rand(seed, shape, 0.5, 2.0) } else { rand_signed(seed, shape, 0.1, 2.0) };
+        let rhs = |seed, shape: &[usize]| rand_signed(seed, shape, 0.2, 2.0);
+        let name = op.name();
+        let cases: [(&str, Tensor, Tensor); 4] = [
+            ("same shape", lhs(s, &[33, 70]), rhs(s + 1, &[33, 70])),
+            ("broadcast", lhs(s + 2, &[4, 1, 5]), rhs(s + 3, &[3, 1])),
+            ("scalar rhs", lhs(s + 4, &[6, 7]), rhs(s + 5, &[])),
+            ("row vector", lhs(s + 6, &[1, 9]), rhs(s + 7, &[8, 1, 9])),
+        ];
+        for (case, a, b) in cases {
+            agree(&format!("{name} {case}"), dev, 1e-5, &[a.clone(), b.clone()], |t| t[0].binary(&t[1], op));
+            let out = Shape::broadcast("test", a.shape(), b.shape()).unwrap();
+            let g = rand_signed(s + 8, out.dims(), 0.1, 1.0);
+            for wrt_rhs in [false, true] {
+                agree(
+                    &format!("{name} {case} grad wrt_rhs={wrt_rhs}"),
+                    dev,
+                    1e-5,
+                    &[a.clone(), b.clone(), g.clone()],
+                    |t| t[0].binary_grad(&t[1], &t[2], op, wrt_rhs),
+                );
+            }
+            agree(
+                &format!("{name} {case} bf16"),
+                dev,
+                1e-2,
+                &[a.to_dtype(DType::BF16).unwrap(), b.to_dtype(DType::BF16).unwrap()],
+                |t| t[0].binary(&t[1], op),
+            );
+        }
+        // a transposed operand
+        let (a, b) = (lhs(s + 9, &[12, 20]), rhs(s + 10, &[20, 12]));
+        agree(&format!("{name} transposed"), dev, 1e-5, &[a, b], |t| t[0].binary(&t[1].t()?, op));
+    }
+}
+
+#[test]
+fn comparisons_and_where() {
+    let Some(dev) = gpu("comparisons_and_where") else { return };
+    // small integers so that ties (eq, le, ge) actually happen
+    let a = rand(301, &[5, 1, 7], -3.0, 3.0).to_dtype(DType::I64).unwrap();
+    let b = rand(302, &[4, 7], -3.0, 3.0).to_dtype(DType::I64).unwrap();
+    for &op in CmpOp::ALL {
+        for dt in [DType::F32, DType::F64, DType::F16, DType::BF16, DType::I64] {
+            let (x, y) = (a.to_dtype(dt).unwrap(), b.to_dtype(dt).unwrap());
+            agree(&format!("{} {dt}", op.name()), dev, 0.0, &[x, y], |t| t[0].cmp(&t[1], op));
+        }
+        let (x, y) = (a.abs().unwrap().to_dtype(DType::U8).unwrap(), b.abs().unwrap().to_dtype(DType::U8).unwrap());
+        agree(&format!("{} u8", op.name()), dev, 0.0, &[x, y], |t| t[0].cmp(&t[1], op));
+        let (x, y) = (rand(303, &[9, 11], -1.0, 1.0), rand(304, &[11, 9], -1.0, 1.0));
+        agree(&format!("{} transposed", op.name()), dev, 0.0, &[x, y], |t| t[0].cmp(&t[1].t()?, op));
+    }
+    let t = rand_signed(310, &[4, 6, 5], 0.1, 2.0);
+    let f = rand_signed(311, &[6, 1], 0.1, 2.0);
+    let mask_u8 = rand(312, &[4, 1, 5], -1.0, 1.0).gt(&Tensor::scalar(0.0f32)).unwrap();
+    agree("where u8 mask", dev, 0.0, &[mask_u8.clone(), t.clone(), f.clone()], |x| {
+        Tensor::where_cond(&x[0], &x[1], &x[2])
+    });
+    let mask_f32 = mask_u8.to_dtype(DType::F32).unwrap().mul(&rand(313, &[4, 1, 5], 0.5, 2.0)).unwrap();
+    agree("where f32 mask", dev, 0.0, &[mask_f32, t.clone(), f.clone()], |x| Tensor::where_cond(&x[0], &x[1], &x[2]));
+    let (ti, fi) = (t.to_dtype(DType::I64).unwrap(), f.to_dtype(DType::I64).unwrap());
+    agree("where i64", dev, 0.0, &[mask_u8.clone(), ti, fi], |x| Tensor::where_cond(&x[0], &x[1], &x[2]));
+    let (td, fd) = (t.to_dtype(DType::F64).unwrap(), f.to_dtype(DType::F64).unwrap());
+    agree("where f64", dev, 0.0, &[mask_u8, td, fd], |x| Tensor::where_cond(&x[0], &x[1], &x[2]));
+}
+
+#[test]
+fn reductions_over_axes() {
+    let Some(dev) = gpu("reductions_over_axes") else { return };
+    let x = rand_signed(400, &[6, 7, 129], 0.1, 3.0);
+    let ops = [ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max, ReduceOp::Min, ReduceOp::Var];
+    let axes: [&[isize]; 6] = [&[], &[0], &[1], &[-1], &[0, 2], &[1, 2]];
+    for op in ops {
+        for ax in axes {
+            for keepdim in [false, true] {
+                agree(&format!("{} {ax:?} keepdim={keepdim}", op.name()), dev, 1e-5, std::slice::from_ref(&x), |t| {
+                    t[0].reduce(op, ax, keepdim)
+                });
+            }
+        }
+        agree(&format!("{} of a transposed view", op.name()), dev, 1e-5, std::slice::from_ref(&x), |t| {
+            t[0].transpose(0, 2)?.reduce(op, &[1], false)
+        });
+        agree(&format!("{} bf16", op.name()), dev, 1e-2, &[x.to_dtype(DType::BF16).unwrap()], |t| {
+            t[0].reduce(op, &[-1], false)
+        });
+    }
+    for op in [ReduceOp::ArgMax, ReduceOp::ArgMin] {
+        for ax in [0isize, 1, 2, -1] {
+            agree(&format!("{} axis {ax}", op.name()), dev, 0.0, std::slice::from_ref(&x), |t| {
+                t[0].reduce(op, &[ax], false)
+            });
+        }
+    }
+    // ties go to the first index; U8 sums saturate as on the CPU
+    let ties = rand(401, &[5, 40], 0.0, 4.0).to_dtype(DType::U8).unwrap();
+    for op in [ReduceOp::ArgMax, ReduceOp::ArgMin, ReduceOp::Max, ReduceOp::Min, ReduceOp::Sum] {
+        agree(&format!("{} u8", op.name()), dev, 0.0, std::slice::from_ref(&ties), |t| t[0].reduce(op, &[1], false));
+    }
+    let big = Tensor::full(200.0, (3, 4), DType::U8, &Device::Cpu).unwrap();
+    agree("u8 saturating sum", dev, 0.0, &[big], |t| t[0].sum(&[1], false));
+}
+
+#[test]
+fn softmax_and_log_softmax() {
+    let Some(dev) = gpu("softmax_and_log_softmax") else { return };
+    let x = rand_signed(500, &[9, 10, 257], 0.1, 6.0);
+    for axis in [-1isize, 0, 1] {
+        agree(&format!("softmax axis {axis}"), dev, 1e-5, std::slice::from_ref(&x), |t| t[0].softmax(axis));
+        agree(&format!("log_softmax axis {axis}"), dev, 1e-5, std::slice::from_ref(&x), |t| t[0].log_softmax(axis));
+    }
+    agree("softmax bf16", dev, 1e-2, &[x.to_dtype(DType::BF16).unwrap()], |t| t[0].softmax(-1));
+    agree("softmax wide rows", dev, 1e-5, &[rand_signed(501, &[3, 5000], 0.1, 4.0)], |t| t[0].softmax(-1));
+}
+
+#[test]
+fn matmul_shapes_layouts_and_precisions() {
+    let Some(dev) = gpu("matmul_shapes_layouts_and_precisions") else { return };
+    let a = rand_signed(600, &[67, 129], 0.1, 1.0);
+    let b = rand_signed(601, &[129, 35], 0.1, 1.0);
+    agree("matmul 67x129x35", dev, 1e-5, &[a.clone(), b.clone()], |t| t[0].matmul(&t[1]));
+    let at = rand_signed(602, &[129, 67], 0.1, 1.0);
+    let bt = rand_signed(603, &[35, 129], 0.1, 1.0);
+    agree("matmul A^T", dev, 1e-5, &[at.clone(), b.clone()], |t| t[0].t()?.matmul(&t[1]));
+    agree("matmul B^T", dev, 1e-5, &[a.clone(), bt.clone()], |t| t[0].matmul(&t[1].t()?));
+    agree("matmul A^T B^T", dev, 1e-5, &[at, bt], |t| t[0].t()?.matmul(&t[1].t()?));
+    agree("matmul sliced rows", dev, 1e-5, &[a.clone(), b.clone()], |t| {
+        t[0].narrow(1, 1, 100)?.matmul(&t[1].narrow(0, 5, 100)?)
+    });
+    let x = rand_signed(604, &[3, 17, 33], 0.1, 1.0);
+    let y = rand_signed(605, &[3, 33, 9], 0.1, 1.0);
+    agree("batched", dev, 1e-5, &[x.clone(), y.clone()], |t| t[0].matmul(&t[1]));
+    agree("batched, transposed rhs", dev, 1e-5, &[x.clone(), y.clone()], |t| {
+        t[0].matmul(&t[1].transpose(1, 2)?.contiguous()?.transpose(1, 2)?)
+    });
+    let w = rand_signed(606, &[33, 9], 0.1, 1.0);
+    agree("batched x shared matrix", dev, 1e-5, &[x.clone(), w], |t| t[0].matmul(&t[1]));
+    let p = rand_signed(607, &[2, 1, 5, 7], 0.1, 1.0);
+    let q = rand_signed(608, &[3, 7, 4], 0.1, 1.0);
+    agree("broadcast batch dims", dev, 1e-5, &[p, q], |t| t[0].matmul(&t[1]));
+    agree("permuted batch (copied)", dev, 1e-5, &[rand_signed(609, &[17, 3, 33], 0.1, 1.0), y.clone()], |t| {
+        t[0].permute(&[1, 0, 2])?.matmul(&t[1])
+    });
+    agree(
+        "k = 1 outer product",
+        dev,
+        1e-5,
+        &[rand_signed(610, &[8, 1], 0.1, 1.0), rand_signed(611, &[1, 6], 0.1, 1.0)],
+        |t| t[0].matmul(&t[1]),
+    );
+    // TF32 (opt-in, per thread) and the half types on tensor cores
+    let big_a = rand_signed(612, &[130, 257], 0.1, 1.0);
+    let big_b = rand_signed(613, &[257, 70], 0.1, 1.0);
+    keel_tensor::cuda::with_tf32(true, || {
+        agree("matmul tf32", dev, 1e-3, &[big_a.clone(), big_b.clone()], |t| t[0].matmul(&t[1]));
+    });
+    for dt in [DType::F16, DType::BF16] {
+        let (x, y) = (big_a.to_dtype(dt).unwrap(), big_b.to_dtype(dt).unwrap());
+        agree(&format!("matmul {dt}"), dev, 1e-2, &[x.clone(), y.clone()], |t| t[0].matmul(&t[1]));
+        agree(&format!("matmul {dt} A^T"), dev, 1e-2, &[x, y], |t| t[0].t()?.contiguous()?.t()?.matmul(&t[1]));
+    }
+}
+
+#[test]
+fn conv2d_forward_and_grads() {
+    let Some(dev) = gpu("conv2d_forward_and_grads") else { return };
+    // (input, kernel, stride, padding, dilation)
+    let cases: [([usize; 4], [usize; 4], (usize, usize), Padding, (usize, usize)); 5] = [
+        ([2, 9, 11, 3], [3, 3, 3, 5], (1, 1), Padding::Valid, (1, 1)),
+        ([2, 9, 11, 3], [3, 3, 3, 5], (2, 2), Padding::Same, (1, 1)),
+        ([2, 10, 8, 4], [3, 2, 4, 8], (1, 2), Padding::Same, (1, 1)),
+        ([1, 12, 12, 2], [3, 3, 2, 3], (1, 1), Padding::Valid, (2, 2)),
+        ([3, 7, 7, 8], [1, 1, 8, 16], (1, 1), Padding::Same, (1, 1)),
+    ];
+    for (i, (xs, ks, st, pad, dil)) in cases.into_iter().enumerate() {
+        let s = 700 + 10 * i as u64;
+        let x = rand_signed(s, &xs, 0.1, 1.0);
+        let k = rand_signed(s + 1, &ks, 0.1, 1.0);
+        let p = Conv2dParams::new("conv2d", x.shape(), k.shape(), st, pad, dil).unwrap();
+        let dy = rand_signed(s + 2, p.out_shape().dims(), 0.1, 1.0);
+        let what = format!("conv2d case {i} ({xs:?} * {ks:?}, stride {st:?}, {pad:?}, dilation {dil:?})");
+        agree(&format!("{what} forward"), dev, 1e-5, &[x.clone(), k.clone()], |t| t[0].conv2d(&t[1], st, pad, dil));
+        agree(&format!("{what} grad input"), dev, 1e-5, &[dy.clone(), k.clone()], |t| {
+            t[0].conv2d_grad_input(&t[1], &p)
+        });
+        agree(&format!("{what} grad kernel"), dev, 1e-5, &[x.clone(), dy.clone()], |t| {
+            t[0].conv2d_grad_kernel(&t[1], &p)
+        });
+        let (xb, kb) = (x.to_dtype(DType::BF16).unwrap(), k.to_dtype(DType::BF16).unwrap());
+        agree(&format!("{what} forward bf16"), dev, 1e-2, &[xb, kb], |t| t[0].conv2d(&t[1], st, pad, dil));
+    }
+    // a batch large enough for the split-K grad-kernel path
+    let x = rand_signed(790, &[16, 28, 28, 4], 0.1, 1.0);
+    let k = rand_signed(791, &[3, 3, 4, 8], 0.1, 1.0);
+    let p = Conv2dParams::new("conv2d", x.shape(), k.shape(), (1, 1), Padding::Same, (1, 1)).unwrap();
+    let dy = rand_signed(792, p.out_shape().dims(), 0.1, 1.0);
+    agree("conv2d split-K grad kernel", dev, 1e-5, &[x, dy], |t| t[0].conv2d_grad_kernel(&t[1], &p));
+}
+
+#[test]
+fn pooling_forward_and_grads() {
+    let Some(dev) = gpu("pooling_forward_and_grads") else { return };
+    let x = rand_signed(800, &[2, 9, 11, 3], 0.1, 2.0);
+    for (pool, st, pad) in
+        [((2, 2), (2, 2), Padding::Valid), ((3, 3), (2, 2), Padding::Same), ((2, 3), (1, 2), Padding::Same)]
+    {
+        let what = format!("pool {pool:?} stride {st:?} {pad:?}");
+        agree(&format!("max {what}"), dev, 0.0, std::slice::from_ref(&x), |t| Ok(t[0].max_pool2d(pool, st, pad)?.0));
+        agree(&format!("argmax {what}"), dev, 0.0, std::slice::from_ref(&x), |t| Ok(t[0].max_pool2d(pool, st, pad)?.1));
+        agree(&format!("avg {what}"), dev, 1e-5, std::slice::from_ref(&x), |t| t[0].avg_pool2d(pool, st, pad));
+        let p = Pool2dParams::new("pool", x.shape(), pool, st, pad).unwrap();
+        let dy = rand_signed(801, p.out_shape().dims(), 0.1, 1.0);
+        agree(&format!("max grad {what}"), dev, 1e-5, &[x.clone(), dy.clone()], |t| {
+            let (_, idx) = t[0].max_pool2d(pool, st, pad)?;
+            t[1].max_pool2d_grad(&idx, &p)
+        });
+        agree(&format!("avg grad {what}"), dev, 1e-5, std::slice::from_ref(&dy), |t| t[0].avg_pool2d_grad(&p));
+        agree(&format!("max {what} bf16"), dev, 0.0, &[x.to_dtype(DType::BF16).unwrap()], |t| {
+            Ok(t[0].max_pool2d(pool, st, pad)?.0)
+        });
+    }
+}
+
+#[test]
+fn indexing_and_concat() {
+    let Some(dev) = gpu("indexing_and_concat") else { return };
+    let x = rand_signed(900, &[6, 5, 4], 0.1, 2.0);
+    let idx = Tensor::from_vec(vec![3i64, 0, 3, 5, 1], 5).unwrap();
+    agree("index_select axis 0", dev, 0.0, &[x.clone(), idx.clone()], |t| t[0].index_select(&t[1], 0));
+    let idx1 = Tensor::from_vec(vec![4i64, 4, 0], 3).unwrap();
+    agree("index_select axis 1", dev, 0.0, &[x.clone(), idx1.clone()], |t| t[0].index_select(&t[1], 1));
+    agree("index_select of a view", dev, 0.0, &[x.clone(), idx1.clone()], |t| {
+        t[0].transpose(0, 2)?.index_select(&t[1], 2)
+    });
+    for dt in [DType::F64, DType::I64, DType::U8, DType::BF16] {
+        let xd = x.abs().unwrap().to_dtype(dt).unwrap();
+        agree(&format!("index_select {dt}"), dev, 0.0, &[xd, idx.clone()], |t| t[0].index_select(&t[1], 0));
+    }
+    let src = rand_signed(901, &[5, 5, 4], 0.1, 2.0);
+    let dims = Shape::from([6, 5, 4]);
+    agree("index_add (repeated indices)", dev, 1e-5, &[src.clone(), idx.clone()], |t| {
+        t[0].index_add_into(&t[1], 0, &dims)
+    });
+    let gidx = rand(902, &[6, 3, 4], 0.0, 5.0).to_dtype(DType::I64).unwrap();
+    agree("gather axis 1", dev, 0.0, &[x.clone(), gidx.clone()], |t| t[0].gather(&t[1], 1));
+    let gsmall = rand(903, &[4, 2, 3], 0.0, 5.0).to_dtype(DType::I64).unwrap();
+    agree("gather, index smaller outside the axis", dev, 0.0, &[x.clone(), gsmall.clone()], |t| t[0].gather(&t[1], 1));
+    let s2 = rand_signed(904, &[6, 3, 4], 0.1, 2.0);
+    agree("scatter_add axis 1", dev, 1e-5, &[s2.clone(), gidx.clone()], |t| {
+        t[0].scatter_add_into(&t[1], 1, &Shape::from([6, 5, 4]))
+    });
+    let s3 = rand_signed(905, &[4, 2, 3], 0.1, 2.0);
+    agree("scatter_add into a larger output", dev, 1e-5, &[s3, gsmall], |t| {
+        t[0].scatter_add_into(&t[1], 1, &Shape::from([6, 5, 4]))
+    });
+    let labels = Tensor::from_vec(vec![2i64, 0, 9, 4, 4], 5).unwrap();
+    agree("one_hot", dev, 0.0, &[labels], |t| t[0].one_hot(10, DType::F32));
+    // out-of-range indices are errors on CUDA too (checked before launching)
+    let bad = Tensor::from_vec(vec![0i64, 6], 2).unwrap().to_device(&dev).unwrap();
+    let xg = x.to_device(&dev).unwrap();
+    assert!(matches!(xg.index_select(&bad, 0), Err(Error::IndexOutOfRange { index: 6, .. })));
+    let neg = Tensor::from_vec(vec![-1i64; 6 * 3 * 4], vec![6, 3, 4]).unwrap().to_device(&dev).unwrap();
+    assert!(matches!(xg.gather(&neg, 1), Err(Error::IndexOutOfRange { index: -1, .. })));
+    // concat
+    let a = rand_signed(906, &[3, 4, 5], 0.1, 1.0);
+    let b = rand_signed(907, &[3, 2, 5], 0.1, 1.0);
+    let c = rand_signed(908, &[5, 1, 3], 0.1, 1.0);
+    agree("concat axis 1 (one part transposed)", dev, 0.0, &[a.clone(), b.clone(), c.clone()], |t| {
+        Tensor::concat(&[t[0].clone(), t[1].clone(), t[2].permute(&[2, 1, 0])?], 1)
+    });
+    agree("concat axis 0", dev, 0.0, &[a.clone(), a.clone()], |t| Tensor::concat(&[t[0].clone(), t[1].clone()], 0));
+    agree("stack i64", dev, 0.0, &[idx.clone(), idx.clone()], |t| Tensor::stack(&[t[0].clone(), t[1].clone()], 1));
+}
+
+#[test]
+fn casts_between_all_dtypes() {
+    let Some(dev) = gpu("casts_between_all_dtypes") else { return };
+    let vals =
+        vec![-300.7f64, -2.5, -1.0, -0.49, 0.0, 0.49, 1.5, 2.5, 127.6, 254.6, 255.5, 300.2, 65519.0, 1e10, -1e10];
+    let base = Tensor::from_vec(vals, 15).unwrap();
+    for from in DType::ALL {
+        for to in DType::ALL {
+            let x = base.to_dtype(from).unwrap();
+            agree(&format!("cast {from} -> {to}"), dev, 0.0, &[x], |t| t[0].to_dtype(to));
+        }
+    }
+    let nan = Tensor::from_vec(vec![f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 1.0], 4).unwrap();
+    for to in [DType::F16, DType::BF16, DType::I64, DType::U8, DType::F64] {
+        agree(&format!("cast non-finite f32 -> {to}"), dev, 0.0, std::slice::from_ref(&nan), |t| t[0].to_dtype(to));
+    }
+    agree("cast of a transposed view", dev, 0.0, &[rand_signed(1000, &[7, 9], 0.1, 100.0)], |t| {
+        t[0].t()?.to_dtype(DType::BF16)
+    });
+}
+
+#[test]
+fn transfers_creation_and_assign() {
+    let Some(dev) = gpu("transfers_creation_and_assign") else { return };
+    let x = rand_signed(1100, &[5, 6, 7], 0.1, 2.0);
+    for dt in DType::ALL {
+        let xd = x.to_dtype(dt).unwrap();
+        let view = xd.permute(&[2, 0, 1]).unwrap().narrow(1, 1, 3).unwrap();
+        let g = view.to_device(&dev).unwrap();
+        assert_eq!(g.device(), dev);
+        assert!(g.is_contiguous());
+        let back = g.to_device(&Device::Cpu).unwrap();
+        assert_eq!(back.to_vec_f64().unwrap(), view.to_vec_f64().unwrap(), "round trip {dt}");
+        // strided view of a GPU tensor back to the host
+        let gv = xd.to_device(&dev).unwrap().transpose(0, 2).unwrap();
+        assert_eq!(
+            gv.to_vec_f64().unwrap(),
+            xd.transpose(0, 2).unwrap().to_vec_f64().unwrap(),
+            "strided download {dt}"
+        );
+    }
+    assert_eq!(x.to_device(&dev).unwrap().to_vec::<f32>().unwrap(), x.to_vec::<f32>().unwrap());
+    // creation on the device
+    for dt in DType::ALL {
+        let f = Tensor::full(2.75, (3, 4), dt, &dev).unwrap();
+        check(&format!("full {dt}"), &f, &Tensor::full(2.75, (3, 4), dt, &Device::Cpu).unwrap(), 0.0);
+    }
+    check(
+        "zeros",
+        &Tensor::zeros(7, DType::F32, &dev).unwrap(),
+        &Tensor::zeros(7, DType::F32, &Device::Cpu).unwrap(),
+        0.0,
+    );
+    check(
+        "empty",
+        &Tensor::ones((0, 3), DType::F32, &dev).unwrap(),
+        &Tensor::ones((0, 3), DType::F32, &Device::Cpu).unwrap(),
+        0.0,
+    );
+    check(
+        "arange",
+        &Tensor::arange(0.0, 10.0, 0.5, DType::F32, &dev).unwrap(),
+        &Tensor::arange(0.0, 10.0, 0.5, DType::F32, &Device::Cpu).unwrap(),
+        0.0,
+    );
+    let ru = Tensor::rand_uniform(7, -1.0, 1.0, (33, 5), DType::F32, &dev).unwrap();
+    check(
+        "rand_uniform (bit-identical)",
+        &ru,
+        &Tensor::rand_uniform(7, -1.0, 1.0, (33, 5), DType::F32, &Device::Cpu).unwrap(),
+        0.0,
+    );
+    let rn = Tensor::rand_normal(7, 0.5, 2.0, (33, 5), DType::F32, &dev).unwrap();
+    check(
+        "rand_normal (bit-identical)",
+        &rn,
+        &Tensor::rand_normal(7, 0.5, 2.0, (33, 5), DType::F32, &Device::Cpu).unwrap(),
+        0.0,
+    );
+    // assign: in-place update visible through every handle
+    let p = x.to_device(&dev).unwrap();
+    let alias = p.clone();
+    let upd = p.mul_scalar(0.5).unwrap();
+    p.assign(&upd).unwrap();
+    check("assign", &alias, &x.mul_scalar(0.5).unwrap(), 1e-7);
+    p.assign(&x.transpose(0, 2).unwrap().to_device(&dev).unwrap().transpose(0, 2).unwrap()).unwrap();
+    check("assign from a view", &alias, &x, 0.0);
+    assert!(matches!(p.assign(&x), Err(Error::DeviceMismatch { .. })));
+    assert!(matches!(p.add(&x), Err(Error::DeviceMismatch { .. })));
+    assert_eq!(Device::cuda_if_available(0), dev);
+}
+
+#[test]
+fn missing_kernels_say_not_implemented() {
+    let Some(dev) = gpu("missing_kernels_say_not_implemented") else { return };
+    let x = rand(1200, &[4, 4], 0.5, 1.0).to_dtype(DType::F64).unwrap().to_device(&dev).unwrap();
+    for r in [x.exp(), x.add(&x), x.matmul(&x), x.sum(&[0], false), x.softmax(-1)] {
+        assert!(matches!(r, Err(Error::NotImplemented { backend: "cuda", .. })), "{r:?}");
+    }
+    let i = Tensor::from_vec(vec![1i64, 2, 3], 3).unwrap().to_device(&dev).unwrap();
+    assert!(matches!(i.add(&i), Err(Error::NotImplemented { backend: "cuda", .. })));
+    assert!(matches!(i.sum(&[0], false), Err(Error::NotImplemented { backend: "cuda", .. })));
+}
