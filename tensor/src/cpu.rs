@@ -250,6 +250,7 @@ pub(crate) fn rows2<A: Copy + Send + Sync, B: Copy + Send + Sync, U: Copy + Send
 }
 
 /// `f` over every element of `src` viewed through `l`, into a new row-major vector.
+#[cfg_attr(not(feature = "cpu"), allow(dead_code))]
 pub(crate) fn map1<T: Copy + Send + Sync, U: Send>(src: &[T], l: &Layout, f: impl Fn(T) -> U + Sync + Send) -> Vec<U> {
     if let Some((s, e)) = l.contiguous_range() {
         #[cfg(feature = "cpu")]
@@ -264,6 +265,7 @@ pub(crate) fn map1<T: Copy + Send + Sync, U: Send>(src: &[T], l: &Layout, f: imp
 }
 
 /// `f` over pairs of elements of two same-shaped views, into a new row-major vector.
+#[cfg_attr(not(feature = "cpu"), allow(dead_code))]
 pub(crate) fn map2<A: Copy + Send + Sync, B: Copy + Send + Sync, U: Send>(
     a: &[A],
     al: &Layout,
@@ -285,6 +287,7 @@ pub(crate) fn map2<A: Copy + Send + Sync, B: Copy + Send + Sync, U: Send>(
 }
 
 /// `f` over triples of elements of three same-shaped views, into a new row-major vector.
+#[cfg_attr(not(feature = "cpu"), allow(dead_code))]
 pub(crate) fn map3<A: Copy, B: Copy, C: Copy, U>(
     a: &[A],
     al: &Layout,

@@ -1,6 +1,7 @@
 //! The fast CPU paths (threaded GEMM blocks, direct small-patch convolution,
 //! row kernels, fused ops, column sums) give the same bits on any thread count
 //! and the same values as the plain op chains.
+#![cfg(feature = "cpu")]
 
 use keel_tensor::ops::AdamStep;
 use keel_tensor::{BinaryOp, Conv2dParams, DType, Device, Padding, Tensor, UnaryOp};
