@@ -1,69 +1,16 @@
 //! [`AveragePooling2D`]: the mean over each window (padding excluded) of an NHWC image.
 
 use crate::layer::{check_batch_rank, common_builders, layer_common, with_name, Ctx, IntoPair, Layer};
+use crate::layers::pooling::pool2d_layer;
 use crate::layers::Pool2DConfig;
 use crate::Result;
 use keel_autograd::Var;
 use keel_tensor::rng::Rng;
 use keel_tensor::Padding;
 
-/// 2-D average pooling (`strides` default to `pool_size`, padding `valid`).
-pub struct AveragePooling2D {
-    name: String,
-    input_shape: Option<Vec<usize>>,
-    cfg: Pool2DConfig,
-    built: bool,
-}
-
-common_builders!(AveragePooling2D);
-
-impl AveragePooling2D {
-    /// Pool over `pool_size` windows, stride = `pool_size`.
-    pub fn new(pool_size: impl IntoPair) -> Self {
-        AveragePooling2D::from_config(Pool2DConfig::new(pool_size.into_pair()))
-    }
-
-    /// From a config.
-    pub fn from_config(cfg: Pool2DConfig) -> Self {
-        AveragePooling2D { name: String::new(), input_shape: None, cfg, built: false }
-    }
-
-    /// Set the strides.
-    pub fn strides(mut self, s: impl IntoPair) -> Self {
-        self.cfg.strides = s.into_pair();
-        self
-    }
-
-    /// Set the padding.
-    pub fn padding(mut self, p: Padding) -> Self {
-        self.cfg.padding = p;
-        self
-    }
-}
-
-impl Layer for AveragePooling2D {
-    layer_common!("AveragePooling2D");
-
-    fn build(&mut self, input_shape: &[usize], _rng: &mut Rng) -> Result<()> {
-        self.output_shape(input_shape)?;
-        self.built = true;
-        Ok(())
-    }
-
-    fn is_built(&self) -> bool {
-        self.built
-    }
-
-    fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
-        self.cfg.output_shape(&self.name, "AveragePooling2D", input_shape)
-    }
-
-    fn forward_logits(&self, x: &Var, _ctx: &mut Ctx<'_>) -> Result<Var> {
-        check_batch_rank(x, 3, self)?;
-        Ok(x.avg_pool2d(self.cfg.pool_size, self.cfg.strides, self.cfg.padding)?)
-    }
-
-    fn config(&self) -> serde_json::Value {
-        with_name(&self.name, serde_json::to_value(&self.cfg).unwrap_or_default())
-    }
-}
+pool2d_layer!(
+    /// 2-D average pooling (`strides` default to `pool_size`, padding `valid`).
+    AveragePooling2D,
+    "AveragePooling2D",
+    avg_pool2d
+);

@@ -40,3 +40,71 @@ impl Pool2DConfig {
         Ok(vec![o(0, self.pool_size.0, self.strides.0)?, o(1, self.pool_size.1, self.strides.1)?, input[2]])
     }
 }
+
+/// Define a 2-D pooling layer: name, Keras class name, and the `Var` pooling op.
+macro_rules! pool2d_layer {
+    ($(#[$doc:meta])* $name:ident, $class:literal, $op:ident) => {
+        $(#[$doc])*
+        pub struct $name {
+            name: String,
+            input_shape: Option<Vec<usize>>,
+            cfg: Pool2DConfig,
+            built: bool,
+        }
+
+        common_builders!($name);
+
+        impl $name {
+            /// Pool over `pool_size` windows, stride = `pool_size`.
+            pub fn new(pool_size: impl IntoPair) -> Self {
+                $name::from_config(Pool2DConfig::new(pool_size.into_pair()))
+            }
+
+            /// From a config.
+            pub fn from_config(cfg: Pool2DConfig) -> Self {
+                $name { name: String::new(), input_shape: None, cfg, built: false }
+            }
+
+            /// Set the strides.
+            pub fn strides(mut self, s: impl IntoPair) -> Self {
+                self.cfg.strides = s.into_pair();
+                self
+            }
+
+            /// Set the padding.
+            pub fn padding(mut self, p: Padding) -> Self {
+                self.cfg.padding = p;
+                self
+            }
+        }
+
+        impl Layer for $name {
+            layer_common!($class);
+
+            fn build(&mut self, input_shape: &[usize], _rng: &mut Rng) -> Result<()> {
+                self.output_shape(input_shape)?;
+                self.built = true;
+                Ok(())
+            }
+
+            fn is_built(&self) -> bool {
+                self.built
+            }
+
+            fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
+                self.cfg.output_shape(&self.name, $class, input_shape)
+            }
+
+            fn forward_logits(&self, x: &Var, _ctx: &mut Ctx<'_>) -> Result<Var> {
+                check_batch_rank(x, 3, self)?;
+                Ok(x.$op(self.cfg.pool_size, self.cfg.strides, self.cfg.padding)?)
+            }
+
+            fn config(&self) -> serde_json::Value {
+                with_name(&self.name, serde_json::to_value(&self.cfg).unwrap_or_default())
+            }
+        }
+    };
+}
+
+pub(crate) use pool2d_layer;
