@@ -58,5 +58,37 @@ fn elementwise(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, matmul, conv2d, elementwise);
+/// Every conv and pooling op of one seed-CNN training step at batch 128, one bench each.
+fn seed_cnn_b128(c: &mut Criterion) {
+    let mut g = c.benchmark_group("seed_cnn_b128");
+    g.sample_size(20);
+    for (name, x, k) in [("conv1", [128, 28, 28, 1], [3, 3, 1, 32]), ("conv2", [128, 13, 13, 32], [3, 3, 32, 64])] {
+        let (xt, kt) = (rand(3, &x), rand(4, &k));
+        let p = keel_tensor::Conv2dParams::new("bench", xt.shape(), kt.shape(), (1, 1), Padding::Valid, (1, 1))
+            .expect("params");
+        let dy = rand(5, p.out_shape().dims());
+        g.bench_function(format!("{name}_fwd"), |b| {
+            b.iter(|| black_box(xt.conv2d(&kt, (1, 1), Padding::Valid, (1, 1)).expect("conv2d")))
+        });
+        g.bench_function(format!("{name}_grad_input"), |b| {
+            b.iter(|| black_box(dy.conv2d_grad_input(&kt, &p).expect("grad")))
+        });
+        g.bench_function(format!("{name}_grad_kernel"), |b| {
+            b.iter(|| black_box(xt.conv2d_grad_kernel(&dy, &p).expect("grad")))
+        });
+    }
+    for (name, x) in [("pool1", [128, 26, 26, 32]), ("pool2", [128, 11, 11, 64])] {
+        let xt = rand(6, &x);
+        g.bench_function(format!("{name}_fwd"), |b| {
+            b.iter(|| black_box(xt.max_pool2d((2, 2), (2, 2), Padding::Valid).expect("pool")))
+        });
+        let (y, idx) = xt.max_pool2d((2, 2), (2, 2), Padding::Valid).expect("pool");
+        let p = keel_tensor::Pool2dParams::new("bench", xt.shape(), (2, 2), (2, 2), Padding::Valid).expect("params");
+        let dy = rand(7, y.dims());
+        g.bench_function(format!("{name}_grad"), |b| b.iter(|| black_box(dy.max_pool2d_grad(&idx, &p).expect("grad"))));
+    }
+    g.finish();
+}
+
+criterion_group!(benches, matmul, conv2d, elementwise, seed_cnn_b128);
 criterion_main!(benches);

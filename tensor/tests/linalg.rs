@@ -112,6 +112,12 @@ fn conv_cases() -> Vec<ConvCase> {
         ConvCase { x: [2, 9, 9, 2], k: [3, 3, 2, 5], stride: (2, 2), pad: Padding::Valid, dil: (1, 1) },
         ConvCase { x: [1, 10, 9, 2], k: [3, 2, 2, 3], stride: (1, 2), pad: Padding::Same, dil: (2, 2) },
         ConvCase { x: [3, 5, 5, 4], k: [1, 1, 4, 6], stride: (1, 1), pad: Padding::Valid, dil: (1, 1) },
+        // short patches with >= 8 output channels: the direct kernels' 8-channel groups plus a tail
+        ConvCase { x: [2, 9, 8, 1], k: [3, 3, 1, 20], stride: (1, 1), pad: Padding::Same, dil: (1, 1) },
+        ConvCase { x: [1, 11, 10, 1], k: [5, 5, 1, 16], stride: (2, 1), pad: Padding::Valid, dil: (1, 2) },
+        ConvCase { x: [1, 7, 7, 2], k: [3, 2, 2, 9], stride: (1, 1), pad: Padding::Same, dil: (1, 1) },
+        // a long patch (im2col + GEMM path)
+        ConvCase { x: [2, 6, 7, 8], k: [3, 3, 8, 10], stride: (1, 2), pad: Padding::Same, dil: (1, 1) },
     ]
 }
 
@@ -273,6 +279,9 @@ fn pooling_forward_and_backward_match_direct_loops() {
         ([2, 5, 6, 1], (3, 3), (1, 1), Padding::Same),
         ([1, 9, 9, 2], (3, 3), (2, 2), Padding::Valid),
         ([1, 8, 8, 2], (4, 4), (2, 2), Padding::Same),
+        // 8-channel vector groups plus a tail
+        ([2, 6, 5, 11], (2, 2), (2, 2), Padding::Same),
+        ([1, 5, 5, 16], (3, 3), (1, 1), Padding::Valid),
     ];
     for (i, (xs, pool, strides, pad)) in cases.iter().enumerate() {
         let x = rand(i as u64, xs, -1.0, 1.0).to_dtype(DType::F64).unwrap();
@@ -298,6 +307,44 @@ fn pooling_forward_and_backward_match_direct_loops() {
         // f32 gives the same max
         let (m32, _) = x.to_dtype(DType::F32).unwrap().max_pool2d(*pool, *strides, *pad).unwrap();
         assert_close(&vals(&m32), &want_max, 1e-6, 1e-7);
+    }
+}
+
+#[test]
+fn max_pool_ties_keep_the_first_and_nan_propagates() {
+    // one 2x2 window, 10 channels (an 8-channel group and a tail): channel c's
+    // values at the four window positions
+    let cols: [[f32; 4]; 10] = [
+        [1.0, 1.0, 1.0, 1.0],           // tie everywhere: first position
+        [0.0, 2.0, 2.0, 1.0],           // tie of maxima: first of them
+        [f32::NAN, 5.0, 6.0, 7.0],      // NaN first: NaN at 0
+        [1.0, f32::NAN, 9.0, f32::NAN], // first NaN wins over a larger value
+        [-3.0, -2.0, -1.0, -4.0],
+        [f32::NEG_INFINITY; 4],
+        [0.0, -0.0, 0.0, 0.0],
+        [4.0, 3.0, 2.0, 1.0],
+        [1.0, 2.0, 3.0, f32::NAN], // the tail channels
+        [1.0, 3.0, 3.0, 2.0],
+    ];
+    let mut x = vec![0f32; 40];
+    for (c, col) in cols.iter().enumerate() {
+        for (pos, &v) in col.iter().enumerate() {
+            x[pos * 10 + c] = v;
+        }
+    }
+    let (want_pos, want_val) = (
+        [0usize, 1, 0, 1, 2, 0, 0, 0, 3, 1],
+        [1.0f32, 2.0, f32::NAN, f32::NAN, -1.0, f32::NEG_INFINITY, 0.0, 4.0, f32::NAN, 3.0],
+    );
+    for dtype in [DType::F32, DType::F64] {
+        let t = Tensor::from_vec(x.clone(), [1, 2, 2, 10]).unwrap().to_dtype(dtype).unwrap();
+        let (m, arg) = t.max_pool2d((2, 2), (2, 2), Padding::Valid).unwrap();
+        let (m, arg) = (vals(&m), arg.to_vec::<i64>().unwrap());
+        for c in 0..10 {
+            assert_eq!(arg[c], (want_pos[c] * 10 + c) as i64, "{dtype:?} channel {c}");
+            let w = want_val[c] as f64;
+            assert!(m[c] == w || (m[c].is_nan() && w.is_nan()), "{dtype:?} channel {c}: {} vs {w}", m[c]);
+        }
     }
 }
 

@@ -306,62 +306,189 @@ pub(crate) mod cpu {
     /// hence results do not depend on the thread count).
     const DIRECT_PIXELS: usize = 512;
 
-    /// Direct forward for short patches: `out[pixel, :] = sum_t patch[t] * k[t, :]`.
-    fn fwd_direct<T: GemmElem + std::ops::Mul<Output = T>>(x: &[T], k: &[T], p: &Conv2dParams) -> Vec<T> {
+    /// Output channels per vector step of the direct kernels.
+    const LANES: usize = 8;
+
+    /// The patches of output pixels `first..first + count` as rows of `KK`
+    /// values, zero outside the image and past the patch length `kk <= KK`.
+    /// A window inside the image is gathered through `rel` (each tap's offset
+    /// from the window's first value), unrolled over the `KK` taps; windows
+    /// that cross the border take the per-tap path.
+    #[inline(always)]
+    fn patch_block<T: GemmElem, const KK: usize>(
+        x: &[T],
+        p: &Conv2dParams,
+        first: usize,
+        count: usize,
+    ) -> Vec<[T; KK]> {
         let kk = p.kh * p.kw * p.c;
-        let pixels = p.n * p.oh * p.ow;
-        let mut out = vec![T::ZERO; pixels * p.o];
-        out.par_chunks_mut(DIRECT_PIXELS * p.o).enumerate().for_each(|(chunk, dst)| {
-            let mut patch = [MaybeUninit::new(T::ZERO); DIRECT_MAX_KK];
-            for (i, acc) in dst.chunks_exact_mut(p.o).enumerate() {
-                let px = chunk * DIRECT_PIXELS + i;
-                let (b, rem) = (px / (p.oh * p.ow), px % (p.oh * p.ow));
-                patch_into(x, p, b, rem / p.ow, rem % p.ow, &mut patch[..kk]);
-                for (t, v) in patch[..kk].iter().enumerate() {
-                    // SAFETY: patch_into initialized patch[..kk]
-                    let v = unsafe { v.assume_init() };
-                    for (a, &w) in acc.iter_mut().zip(&k[t * p.o..(t + 1) * p.o]) {
-                        *a += v * w;
+        let mut rel = [0usize; KK];
+        for (t, r) in rel.iter_mut().enumerate().take(kk) {
+            let (ki, kj, ch) = (t / (p.kw * p.c), t / p.c % p.kw, t % p.c);
+            *r = (ki * p.dh * p.w + kj * p.dw) * p.c + ch;
+        }
+        let (span_h, span_w) = ((p.kh - 1) * p.dh, (p.kw - 1) * p.dw);
+        let mut rows = vec![[T::ZERO; KK]; count];
+        let (mut b, mut oy, mut ox) = (first / (p.oh * p.ow), first / p.ow % p.oh, first % p.ow);
+        for row in rows.iter_mut() {
+            let img = &x[b * p.h * p.w * p.c..(b + 1) * p.h * p.w * p.c];
+            let (iy0, ix0) = ((oy * p.sh).wrapping_sub(p.pt), (ox * p.sw).wrapping_sub(p.pl));
+            if iy0 < p.h && iy0 + span_h < p.h && ix0 < p.w && ix0 + span_w < p.w {
+                let win = &img[(iy0 * p.w + ix0) * p.c..];
+                for t in 0..KK {
+                    row[t] = if t < kk { win[rel[t]] } else { T::ZERO };
+                }
+            } else {
+                let mut t = 0;
+                for ki in 0..p.kh {
+                    let iy = src_pos(oy, ki, p.sh, p.dh, p.pt, p.h);
+                    for kj in 0..p.kw {
+                        if let (Some(iy), Some(ix)) = (iy, src_pos(ox, kj, p.sw, p.dw, p.pl, p.w)) {
+                            let src = &img[(iy * p.w + ix) * p.c..(iy * p.w + ix + 1) * p.c];
+                            row[t..t + p.c].copy_from_slice(src);
+                        }
+                        t += p.c;
                     }
                 }
             }
-        });
+            ox += 1;
+            if ox == p.ow {
+                ox = 0;
+                oy += 1;
+                if oy == p.oh {
+                    oy = 0;
+                    b += 1;
+                }
+            }
+        }
+        rows
+    }
+
+    /// `k` `[kk, o]` as `KK` rows (zero rows past `kk`).
+    fn pad_rows<T: GemmElem>(k: &[T], kk: usize, rows: usize, o: usize) -> Vec<T> {
+        let mut out = vec![T::ZERO; rows * o];
+        out[..kk * o].copy_from_slice(&k[..kk * o]);
         out
+    }
+
+    /// Direct forward for short patches: `out[pixel, :] = sum_t patch[t] * k[t, :]`.
+    fn fwd_direct<T: GemmElem + std::ops::Mul<Output = T>>(x: &[T], k: &[T], p: &Conv2dParams) -> Vec<T> {
+        match p.kh * p.kw * p.c {
+            0..=9 => fwd_direct_kk::<T, 9>(x, k, p),
+            10..=16 => fwd_direct_kk::<T, 16>(x, k, p),
+            _ => fwd_direct_kk::<T, DIRECT_MAX_KK>(x, k, p),
+        }
+    }
+
+    crate::cpu::simd_fn! {
+        /// [`fwd_direct`] with patches padded to `KK` taps: per block of pixels and
+        /// group of 8 output channels, the `KK x 8` kernel slice and the 8 sums stay
+        /// in registers. Each output adds its taps in order from zero, as a naive loop.
+        fn fwd_direct_kk[T: GemmElem + std::ops::Mul<Output = T>, const KK: usize][T, KK](
+            x: &[T],
+            k: &[T],
+            p: &Conv2dParams,
+        ) -> Vec<T> {
+            let (kk, o) = (p.kh * p.kw * p.c, p.o);
+            let kp = pad_rows(k, kk, KK, o);
+            let pixels = p.n * p.oh * p.ow;
+            let mut out = Vec::with_capacity(pixels * o);
+            out.spare_capacity_mut()[..pixels * o].par_chunks_mut(DIRECT_PIXELS * o).enumerate().for_each(|(chunk, dst)| {
+                let patches = patch_block::<T, KK>(x, p, chunk * DIRECT_PIXELS, dst.len() / o);
+                let full = o / LANES * LANES;
+                for ob in (0..full).step_by(LANES) {
+                    let mut kr = [[T::ZERO; LANES]; KK];
+                    for (t, r) in kr.iter_mut().enumerate() {
+                        r.copy_from_slice(&kp[t * o + ob..t * o + ob + LANES]);
+                    }
+                    for (patch, acc_out) in patches.iter().zip(dst.chunks_exact_mut(o)) {
+                        let mut acc = [T::ZERO; LANES];
+                        for t in 0..KK {
+                            for j in 0..LANES {
+                                acc[j] += patch[t] * kr[t][j];
+                            }
+                        }
+                        for (d, a) in acc_out[ob..ob + LANES].iter_mut().zip(acc) {
+                            d.write(a);
+                        }
+                    }
+                }
+                for (patch, acc_out) in patches.iter().zip(dst.chunks_exact_mut(o)) {
+                    for (j, d) in acc_out.iter_mut().enumerate().skip(full) {
+                        let mut a = T::ZERO;
+                        for t in 0..KK {
+                            a += patch[t] * kp[t * o + j];
+                        }
+                        d.write(a);
+                    }
+                }
+            });
+            // SAFETY: every output position was written above (channel groups, then the tail).
+            unsafe { out.set_len(pixels * o) };
+            out
+        }
     }
 
     /// Direct kernel gradient for short patches: `dk[t, :] = sum_pixels patch[t] * dy[pixel, :]`,
     /// summed per fixed block of pixels, then the block sums in order.
     fn grad_kernel_direct<T: GemmElem + std::ops::Mul<Output = T>>(x: &[T], dy: &[T], p: &Conv2dParams) -> Vec<T> {
-        let kk = p.kh * p.kw * p.c;
-        let pixels = p.n * p.oh * p.ow;
-        let parts: Vec<Vec<T>> = dy[..pixels * p.o]
-            .par_chunks(DIRECT_PIXELS * p.o)
-            .enumerate()
-            .map(|(chunk, g)| {
-                let mut dk = vec![T::ZERO; kk * p.o];
-                let mut patch = [MaybeUninit::new(T::ZERO); DIRECT_MAX_KK];
-                for (i, g) in g.chunks_exact(p.o).enumerate() {
-                    let px = chunk * DIRECT_PIXELS + i;
-                    let (b, rem) = (px / (p.oh * p.ow), px % (p.oh * p.ow));
-                    patch_into(x, p, b, rem / p.ow, rem % p.ow, &mut patch[..kk]);
-                    for (t, v) in patch[..kk].iter().enumerate() {
-                        // SAFETY: patch_into initialized patch[..kk]
-                        let v = unsafe { v.assume_init() };
-                        for (d, &gv) in dk[t * p.o..(t + 1) * p.o].iter_mut().zip(g) {
-                            *d += v * gv;
+        match p.kh * p.kw * p.c {
+            0..=9 => grad_kernel_direct_kk::<T, 9>(x, dy, p),
+            10..=16 => grad_kernel_direct_kk::<T, 16>(x, dy, p),
+            _ => grad_kernel_direct_kk::<T, DIRECT_MAX_KK>(x, dy, p),
+        }
+    }
+
+    crate::cpu::simd_fn! {
+        /// [`grad_kernel_direct`] with patches padded to `KK` taps: per block of
+        /// pixels and group of 8 output channels, the `KK x 8` partial sums stay
+        /// in registers while the block's pixels stream past in order.
+        fn grad_kernel_direct_kk[T: GemmElem + std::ops::Mul<Output = T>, const KK: usize][T, KK](
+            x: &[T],
+            dy: &[T],
+            p: &Conv2dParams,
+        ) -> Vec<T> {
+            let (kk, o) = (p.kh * p.kw * p.c, p.o);
+            let pixels = p.n * p.oh * p.ow;
+            let parts: Vec<Vec<T>> = dy[..pixels * o]
+                .par_chunks(DIRECT_PIXELS * o)
+                .enumerate()
+                .map(|(chunk, g)| {
+                    let patches = patch_block::<T, KK>(x, p, chunk * DIRECT_PIXELS, g.len() / o);
+                    let mut dk = vec![T::ZERO; kk * o];
+                    let full = o / LANES * LANES;
+                    for ob in (0..full).step_by(LANES) {
+                        let mut acc = [[T::ZERO; LANES]; KK];
+                        for (patch, gp) in patches.iter().zip(g.chunks_exact(o)) {
+                            let gv = &gp[ob..ob + LANES];
+                            for t in 0..KK {
+                                for j in 0..LANES {
+                                    acc[t][j] += patch[t] * gv[j];
+                                }
+                            }
+                        }
+                        for t in 0..kk {
+                            dk[t * o + ob..t * o + ob + LANES].copy_from_slice(&acc[t]);
                         }
                     }
+                    for j in full..o {
+                        for (patch, gp) in patches.iter().zip(g.chunks_exact(o)) {
+                            for t in 0..kk {
+                                dk[t * o + j] += patch[t] * gp[j];
+                            }
+                        }
+                    }
+                    dk
+                })
+                .collect();
+            let mut dk = vec![T::ZERO; kk * o];
+            for part in parts {
+                for (d, v) in dk.iter_mut().zip(part) {
+                    *d += v;
                 }
-                dk
-            })
-            .collect();
-        let mut dk = vec![T::ZERO; kk * p.o];
-        for part in parts {
-            for (d, v) in dk.iter_mut().zip(part) {
-                *d += v;
             }
+            dk
         }
-        dk
     }
 
     fn fwd<T: GemmElem + std::ops::Mul<Output = T>>(x: &[T], k: &[T], p: &Conv2dParams) -> Result<Vec<T>> {

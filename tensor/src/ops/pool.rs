@@ -187,44 +187,75 @@ pub(crate) mod cpu {
             .for_each(|(r, chunk)| f(r / p.oh.max(1), r % p.oh.max(1), chunk));
     }
 
-    /// Max pooling over one float type; NaN wins (propagates), ties keep the first.
-    fn max_typed<T: Copy + PartialOrd + Send + Sync + Default>(x: &[T], p: &Pool2dParams) -> (Vec<T>, Vec<i64>) {
-        let n_out = p.n * p.oh * p.ow * p.c;
-        let mut out = vec![T::default(); n_out];
-        let mut idx = vec![0i64; n_out];
-        let row = (p.ow * p.c).max(1);
-        out.par_chunks_mut(row).zip(idx.par_chunks_mut(row)).enumerate().for_each(|(r, (orow, irow))| {
-            let (b, oy) = (r / p.oh.max(1), r % p.oh.max(1));
-            for ox in 0..p.ow {
-                let (ys, xs) = p.window(oy, ox);
-                let cell = &mut orow[ox * p.c..(ox + 1) * p.c];
-                let icell = &mut irow[ox * p.c..(ox + 1) * p.c];
-                let mut first = true;
-                for iy in ys.clone() {
-                    for ix in xs.clone() {
-                        let base = ((b * p.h + iy) * p.w + ix) * p.c;
-                        let src = &x[base..base + p.c];
-                        if first {
-                            cell.copy_from_slice(src);
-                            for (ch, i) in icell.iter_mut().enumerate() {
-                                *i = (base + ch) as i64;
-                            }
-                            first = false;
-                            continue;
-                        }
-                        // branch-free selects, so the channel loop vectorizes
-                        let base = base as i64;
-                        for (ch, ((slot, i), &v)) in cell.iter_mut().zip(icell.iter_mut()).zip(src).enumerate() {
-                            #[allow(clippy::eq_op)]
-                            let take = v > *slot || (v != v && *slot == *slot);
-                            *slot = if take { v } else { *slot };
-                            *i = if take { base + ch as i64 } else { *i };
-                        }
+    /// Channels per vector step of the max-pool kernel.
+    const LANES: usize = 8;
+
+    /// Channels `ch..ch + L` of one max-pool window whose in-image pixels start
+    /// at `bases` (flat offsets of channel 0): the first maximum (first NaN
+    /// wins) and its flat index. Selects are branch-free, so it vectorizes.
+    #[inline(always)]
+    fn max_step<T: Copy + PartialOrd + Default, const L: usize>(
+        x: &[T],
+        bases: &[usize],
+        ch: usize,
+        cell: &mut [T],
+        icell: &mut [i64],
+    ) {
+        let mut best = [T::default(); L];
+        let mut arg = [0u32; L];
+        best.copy_from_slice(&x[bases[0] + ch..bases[0] + ch + L]);
+        for (k, &base) in bases.iter().enumerate().skip(1) {
+            let src = &x[base + ch..base + ch + L];
+            for j in 0..L {
+                let (v, cur) = (src[j], best[j]);
+                #[allow(clippy::eq_op)]
+                let take = (v > cur) | ((v != v) & (cur == cur));
+                best[j] = if take { v } else { cur };
+                arg[j] = if take { k as u32 } else { arg[j] };
+            }
+        }
+        cell.copy_from_slice(&best);
+        for j in 0..L {
+            icell[j] = (bases[arg[j] as usize] + ch + j) as i64;
+        }
+    }
+
+    crate::cpu::simd_fn! {
+        /// Max pooling over one float type; NaN wins (propagates), ties keep the first.
+        ///
+        /// Output rows in parallel; within a window, channels go 8 at a time with
+        /// branch-free selects of the value and of the window position (both in
+        /// registers), and the flat I64 index is written once per output.
+        fn max_typed[T: Copy + PartialOrd + Send + Sync + Default][T](x: &[T], p: &Pool2dParams) -> (Vec<T>, Vec<i64>) {
+            let n_out = p.n * p.oh * p.ow * p.c;
+            let mut out = vec![T::default(); n_out];
+            let mut idx = vec![0i64; n_out];
+            let row = (p.ow * p.c).max(1);
+            out.par_chunks_mut(row).zip(idx.par_chunks_mut(row)).enumerate().for_each(|(r, (orow, irow))| {
+                let (b, oy) = (r / p.oh.max(1), r % p.oh.max(1));
+                let mut bases = Vec::with_capacity(p.kh * p.kw);
+                for ox in 0..p.ow {
+                    let (ys, xs) = p.window(oy, ox);
+                    bases.clear();
+                    for iy in ys {
+                        bases.extend(xs.clone().map(|ix| ((b * p.h + iy) * p.w + ix) * p.c));
+                    }
+                    if bases.is_empty() {
+                        continue;
+                    }
+                    let cell = &mut orow[ox * p.c..(ox + 1) * p.c];
+                    let icell = &mut irow[ox * p.c..(ox + 1) * p.c];
+                    let full = p.c / LANES * LANES;
+                    for ch in (0..full).step_by(LANES) {
+                        max_step::<T, LANES>(x, &bases, ch, &mut cell[ch..ch + LANES], &mut icell[ch..ch + LANES]);
+                    }
+                    for ch in full..p.c {
+                        max_step::<T, 1>(x, &bases, ch, &mut cell[ch..ch + 1], &mut icell[ch..ch + 1]);
                     }
                 }
-            }
-        });
-        (out, idx)
+            });
+            (out, idx)
+        }
     }
 
     pub(crate) fn max_pool2d(s: &CpuStorage, l: &Layout, p: &Pool2dParams) -> Result<(CpuStorage, CpuStorage)> {
