@@ -19,6 +19,15 @@ impl Device {
         dev
     }
 
+    /// The GPU `ordinal`, checked to be usable now (driver, device and NVRTC present),
+    /// as PyTorch's `torch.device("cuda:0")` but failing early with the reason:
+    /// [`Error::Cuda`](crate::Error::Cuda) (no driver, no such GPU, no NVRTC) or
+    /// [`Error::BackendNotCompiled`](crate::Error::BackendNotCompiled) (built without `cuda`).
+    pub fn cuda(ordinal: usize) -> crate::Result<Device> {
+        crate::cuda::ensure_available(ordinal)?;
+        Ok(Device::Cuda(ordinal))
+    }
+
     /// True for [`Device::Cuda`].
     pub fn is_cuda(&self) -> bool {
         matches!(self, Device::Cuda(_))

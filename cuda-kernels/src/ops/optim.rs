@@ -113,3 +113,121 @@ pub fn adam_f32(
         [param, grad, m, v, &n, &h.lr, &h.beta1, &h.beta2, &h.eps, &h.weight_decay, &bc1, &bc2, &decoupled]
     )
 }
+
+/// The scalars of one Keras Adam step for [`adam_step_f32`] (keel-tensor's `AdamStep`, in f32).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamStep {
+    /// Step size with both bias corrections folded in: `lr sqrt(1 - beta2^t) / (1 - beta1^t)`.
+    pub alpha: f32,
+    /// `1 - beta1`.
+    pub c1: f32,
+    /// `1 - beta2`.
+    pub c2: f32,
+    /// Added to `sqrt(v)` in the denominator.
+    pub eps: f32,
+}
+
+/// The inputs of one [`adam_step_f32`]: parameter, gradient, moments and the AMSGrad maximum.
+pub struct AdamInputs<'a, 'b> {
+    /// The parameter.
+    pub p: &'a CudaView<'b, f32>,
+    /// Its gradient.
+    pub grad: &'a CudaView<'b, f32>,
+    /// First moment.
+    pub m: &'a CudaView<'b, f32>,
+    /// Second moment.
+    pub v: &'a CudaView<'b, f32>,
+    /// Running maximum of `v` (AMSGrad only).
+    pub v_hat: Option<&'a CudaView<'b, f32>>,
+}
+
+/// The outputs of one [`adam_step_f32`] (fresh buffers; `v_hat` exactly when the input has one).
+pub struct AdamOutputs<'a, 'b> {
+    /// New parameter.
+    pub p: &'a mut CudaViewMut<'b, f32>,
+    /// New first moment.
+    pub m: &'a mut CudaViewMut<'b, f32>,
+    /// New second moment.
+    pub v: &'a mut CudaViewMut<'b, f32>,
+    /// New running maximum of `v` (AMSGrad only).
+    pub v_hat: Option<&'a mut CudaViewMut<'b, f32>>,
+}
+
+/// One Keras Adam step out of place, in the same f32 operation order as keel-tensor's CPU
+/// `adam_update` (no FMA contraction, so the results agree bit for bit):
+/// `m' = m + (g - m) c1`, `v' = v + (g² - v) c2`, `v̂' = max(v̂, v')`,
+/// `p' = p - (m' alpha) / (sqrt(v̂' or v') + eps)`.
+pub fn adam_step_f32(
+    dev: &CudaDevice,
+    h: &AdamStep,
+    x: &AdamInputs<'_, '_>,
+    out: &mut AdamOutputs<'_, '_>,
+) -> Result<()> {
+    const OP: &str = "adam_step";
+    let n = x.p.len();
+    for (what, len) in [("grad", x.grad.len()), ("m", x.m.len()), ("v", x.v.len())] {
+        check_len(OP, what, len, n)?;
+    }
+    for (what, len) in [("out p", out.p.len()), ("out m", out.m.len()), ("out v", out.v.len())] {
+        check_len(OP, what, len, n)?;
+    }
+    if n == 0 {
+        return Ok(());
+    }
+    let nn = to_i64(OP, n)?;
+    let cfg = dev.cfg_1d(n);
+    match (x.v_hat, out.v_hat.as_mut()) {
+        (Some(vh), Some(ovh)) => {
+            check_len(OP, "v_hat", vh.len(), n)?;
+            check_len(OP, "out v_hat", ovh.len(), n)?;
+            launch!(
+                dev,
+                programs::optim(),
+                "adam_step_f32",
+                cfg,
+                [
+                    x.p,
+                    x.grad,
+                    x.m,
+                    x.v,
+                    vh,
+                    &mut *out.p,
+                    &mut *out.m,
+                    &mut *out.v,
+                    &mut **ovh,
+                    &nn,
+                    &h.alpha,
+                    &h.c1,
+                    &h.c2,
+                    &h.eps
+                ]
+            )
+        }
+        (None, None) => {
+            let null = 0u64; // the kernel tests `vh` for null and then never touches `out_vh`
+            launch!(
+                dev,
+                programs::optim(),
+                "adam_step_f32",
+                cfg,
+                [
+                    x.p,
+                    x.grad,
+                    x.m,
+                    x.v,
+                    &null,
+                    &mut *out.p,
+                    &mut *out.m,
+                    &mut *out.v,
+                    &null,
+                    &nn,
+                    &h.alpha,
+                    &h.c1,
+                    &h.c2,
+                    &h.eps
+                ]
+            )
+        }
+        _ => Err(crate::Error::arg(OP, "v_hat must be given for both the inputs and the outputs, or for neither")),
+    }
+}

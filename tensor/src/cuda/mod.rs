@@ -75,7 +75,7 @@ pub(crate) fn poison_outputs() -> bool {
 #[cfg(not(feature = "cuda"))]
 mod stub;
 #[cfg(not(feature = "cuda"))]
-pub use stub::{is_available, CudaStorage};
+pub use stub::{ensure_available, is_available, CudaStorage};
 
 #[cfg(feature = "cuda")]
 mod copy;
@@ -88,10 +88,12 @@ mod matmul;
 #[cfg(feature = "cuda")]
 mod nn;
 #[cfg(feature = "cuda")]
+pub(crate) mod optim;
+#[cfg(feature = "cuda")]
 mod reduce;
 
 #[cfg(feature = "cuda")]
-pub use backend::{is_available, CudaStorage};
+pub use backend::{ensure_available, is_available, CudaStorage};
 
 #[cfg(feature = "cuda")]
 pub(crate) use backend::*;
@@ -135,6 +137,12 @@ mod backend {
     /// True when a CUDA driver, GPU `ordinal` and NVRTC are all present (never panics).
     pub fn is_available(ordinal: usize) -> bool {
         kk::CudaDevice::is_available(ordinal)
+    }
+
+    /// `Ok` when GPU `ordinal` can run keel kernels (driver, device and NVRTC present, context
+    /// created); otherwise the reason as [`Error::Cuda`] (never panics).
+    pub fn ensure_available(ordinal: usize) -> Result<()> {
+        device(ordinal).map(|_| ())
     }
 
     /// Map a keel-cuda-kernels (or cudarc) error into [`Error::Cuda`], naming the op.

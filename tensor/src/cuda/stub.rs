@@ -42,6 +42,11 @@ pub fn is_available(_ordinal: usize) -> bool {
     false
 }
 
+/// Why GPU `ordinal` cannot be used: this build has no CUDA backend ([`Error::BackendNotCompiled`]).
+pub fn ensure_available(_ordinal: usize) -> Result<()> {
+    Err(Error::BackendNotCompiled { op: "Device::cuda", backend: "cuda" })
+}
+
 impl BackendStorage for CudaStorage {
     const BACKEND: &'static str = "cuda";
 

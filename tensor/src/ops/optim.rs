@@ -39,7 +39,8 @@ impl Tensor {
     ///
     /// `m' = m + (g - m)(1 - beta_1)`, `v' = v + (g² - v)(1 - beta_2)`,
     /// `v̂' = max(v̂, v')`, `p' = p - alpha m' / (sqrt(v̂' or v') + epsilon)`,
-    /// with every scalar taken in the tensor's dtype. CPU tensors, F32 or F64.
+    /// with every scalar taken in the tensor's dtype. F32 or F64 on the CPU, F32 on CUDA
+    /// (the same bits on both: the CUDA kernel keeps the CPU's f32 operation order).
     pub fn adam_update(
         &self,
         g: &Tensor,
@@ -64,11 +65,17 @@ impl Tensor {
                 return Err(Error::DTypeMismatch { op: OP, lhs: self.dtype(), rhs: t.dtype() });
             }
         }
+        if let Some(t) = all[1..].iter().find(|t| t.device() != self.device()) {
+            return Err(Error::DeviceMismatch { op: OP, lhs: self.device().to_string(), rhs: t.device().to_string() });
+        }
         if !matches!(self.dtype(), DType::F32 | DType::F64) {
             return Err(Error::UnsupportedDType { op: OP, dtype: self.dtype(), hint: "F32 or F64 only" });
         }
         let cont = all.iter().map(|t| t.contiguous()).collect::<Result<Vec<_>>>()?;
         let guards: Vec<_> = cont.iter().map(|t| t.storage()).collect();
+        if self.device().is_cuda() {
+            return cuda_arm(&cont, &guards, h);
+        }
         let mut slices = Vec::with_capacity(cont.len());
         for (t, s) in cont.iter().zip(&guards) {
             match &**s {
@@ -109,6 +116,29 @@ impl Tensor {
             _ => run!(F64, f64),
         })
     }
+}
+
+/// The CUDA arm: F32 on one GPU (F64 arithmetic has no CUDA kernels).
+#[cfg(feature = "cuda")]
+fn cuda_arm(cont: &[Tensor], guards: &[std::sync::RwLockReadGuard<'_, Storage>], h: &AdamStep) -> Result<AdamUpdate> {
+    const OP: &str = "adam_update";
+    let mut ops = Vec::with_capacity(cont.len());
+    for (t, s) in cont.iter().zip(guards) {
+        match &**s {
+            Storage::Cuda(c) => ops.push((c, t.layout())),
+            Storage::Cpu(_) => return Err(Error::invalid(OP, "internal: a CPU operand on a CUDA step")),
+        }
+    }
+    let (p, m, v, v_hat) = crate::cuda::optim::adam_update(&ops, h)?;
+    let shape = cont[0].shape().clone();
+    let wrap = |s| Tensor::from_storage(Storage::Cuda(s), shape.clone());
+    Ok(AdamUpdate { param: wrap(p), m: wrap(m), v: wrap(v), v_hat: v_hat.map(wrap) })
+}
+
+/// Without the `cuda` feature no tensor lives on a GPU; this only keeps the dispatch uniform.
+#[cfg(not(feature = "cuda"))]
+fn cuda_arm(_: &[Tensor], _: &[std::sync::RwLockReadGuard<'_, Storage>], _: &AdamStep) -> Result<AdamUpdate> {
+    Err(Error::BackendNotCompiled { op: "adam_update", backend: "cuda" })
 }
 
 #[cfg(not(feature = "cpu"))]
