@@ -4,7 +4,7 @@
 use crate::layer::Ctx;
 use crate::{Activation, Error, Result};
 use keel_autograd::{Param, Var};
-use keel_tensor::Tensor;
+use keel_tensor::{Device, Tensor};
 use std::collections::{BTreeMap, HashSet};
 
 /// One model output split at its final activation, for loss fusion.
@@ -110,13 +110,42 @@ pub trait Network: Send + Sync {
         Ok(self.forward(&vars, &mut Ctx::inference())?.into_iter().map(Var::into_value).collect())
     }
 
+    /// Move every weight to `device` (PyTorch's `model.to(device)`); weights already there are
+    /// untouched. Each parameter keeps its id, so optimizer state stays attached to it.
+    /// Weights are created on the CPU (same seed, same values on every device), so a model
+    /// meant for a GPU is built first and moved after; layers built later start on the CPU.
+    fn to_device(&self, device: &Device) -> Result<()> {
+        let weights = self.named_weights();
+        let mut moved = Vec::with_capacity(weights.len());
+        // copy everything first, so a failure (e.g. out of GPU memory) changes nothing
+        for w in &weights {
+            let v = w.param.value();
+            if v.device() != *device {
+                moved.push((&w.param, v.to_device(device)?));
+            }
+        }
+        for (p, v) in moved {
+            p.set(v)?;
+        }
+        Ok(())
+    }
+
+    /// The device of the weights: `Some` when every weight is on one device
+    /// (`Some(Device::Cpu)` for a model without weights), `None` when they are split.
+    fn weights_device(&self) -> Option<Device> {
+        let mut devices = self.named_weights().into_iter().map(|w| w.param.value().device());
+        let first = devices.next().unwrap_or(Device::Cpu);
+        devices.all(|d| d == first).then_some(first)
+    }
+
     /// The weights as a map `name -> tensor` (a snapshot sharing storage until updated in place).
     fn state_dict(&self) -> BTreeMap<String, Tensor> {
         self.named_weights().into_iter().map(|w| (w.name, w.param.value())).collect()
     }
 
     /// Overwrite every weight from `map` (names and shapes must match exactly;
-    /// values are copied in place, so optimizer handles stay valid).
+    /// values are copied in place, so optimizer handles stay valid). Values on
+    /// another device than the weight are copied over to the weight's device.
     fn load_state_dict(&self, map: &BTreeMap<String, Tensor>) -> Result<()> {
         let weights = self.named_weights();
         let mine: HashSet<&str> = weights.iter().map(|w| w.name.as_str()).collect();
@@ -134,7 +163,8 @@ pub trait Network: Send + Sync {
                     t.shape()
                 )));
             }
-            staged.push((w, t.to_dtype(w.param.dtype())?));
+            // files are read on the host; the value goes to the device the weight lives on
+            staged.push((w, t.to_dtype(w.param.dtype())?.to_device(&w.param.value().device())?));
         }
         for (w, t) in staged {
             w.param.assign(&t)?;

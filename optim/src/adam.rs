@@ -94,8 +94,8 @@ impl UpdateRule for AdamRule {
             // ok: the slots are built from slot_names(), which always has two or more.
             unreachable!("Adam keeps at least two slots")
         };
-        if !p.device().is_cuda() {
-            // one fused pass, the same arithmetic as the op chain below
+        if !p.device().is_cuda() || p.dtype() == keel_tensor::DType::F32 {
+            // one fused pass (CPU, or F32 on CUDA), the same arithmetic as the op chain below
             let h = AdamStep { alpha, beta_1: self.beta_1, beta_2: self.beta_2, epsilon: self.epsilon };
             let v_hat = if self.amsgrad { rest.first() } else { None };
             let out = p.adam_update(g, m, v, v_hat, &h)?;

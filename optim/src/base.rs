@@ -158,7 +158,8 @@ impl Core {
             let mut slots = names
                 .iter()
                 .map(|n| match stored.and_then(|s| s.iter().find(|(k, _)| k == n)) {
-                    Some((_, t)) => Ok(t.clone()),
+                    // state follows its parameter when the model moved to another device
+                    Some((_, t)) => Ok(t.to_device(&pv.device())?),
                     None => rule.init_slot(n, &pv),
                 })
                 .collect::<Result<Vec<_>>>()?;

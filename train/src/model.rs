@@ -12,7 +12,7 @@ use keel_metrics::Metric;
 use keel_nn::{Ctx, LossFn, Network};
 use keel_optim::Optimizer;
 use keel_tensor::rng::Rng;
-use keel_tensor::{DType, Tensor};
+use keel_tensor::{DType, Device, Tensor};
 
 /// The stream tag of the per-epoch dropout generator (`derive_seed(seed, epoch, DROPOUT_STREAM)`).
 const DROPOUT_STREAM: u64 = 0x4452_4F50;
@@ -29,9 +29,13 @@ struct Compiled {
 /// It wraps a [`Network`] (a [`keel_nn::Sequential`] or a functional
 /// [`keel_nn::Model`]) and dereferences to it, so `add`, `summary` and the
 /// rest of the network's API are available on the model directly.
+///
+/// A model computes on the CPU unless moved with [`KerasModel::to_device`];
+/// `fit`/`evaluate`/`predict` then copy each batch to that device.
 pub struct KerasModel<N: Network> {
     net: N,
     compiled: Option<Compiled>,
+    device: Device,
 }
 
 /// A Keras `Sequential` model that can be compiled and fitted.
@@ -102,6 +106,17 @@ impl EpochLogs {
         Ok(())
     }
 
+    /// [`EpochLogs::update`] for tensors on any device: the metrics read host copies
+    /// (one device-to-host copy of the predictions per batch, none without metrics).
+    fn update_any(&mut self, loss: f64, batch: usize, y: &Tensor, y_pred: &Tensor, w: Option<&Tensor>) -> Result<()> {
+        if self.metrics.is_empty() {
+            return self.update(loss, batch, y, y_pred, w);
+        }
+        let host = |t: &Tensor| t.to_device(&Device::Cpu);
+        let w = w.map(host).transpose()?;
+        self.update(loss, batch, &host(y)?, &host(y_pred)?, w.as_ref())
+    }
+
     fn logs(&self, prefix: &str) -> Vec<(String, f64)> {
         let mut out = vec![(format!("{prefix}loss"), self.loss_sum / self.seen.max(1.0))];
         for (name, m) in &self.metrics {
@@ -114,7 +129,31 @@ impl EpochLogs {
 impl<N: Network> KerasModel<N> {
     /// Wrap a network (not yet compiled).
     pub fn from_network(net: N) -> Self {
-        KerasModel { net, compiled: None }
+        KerasModel { net, compiled: None, device: Device::Cpu }
+    }
+
+    /// Compute on `device` from now on (PyTorch's `model.to(device)`): the weights built
+    /// so far move there at once, layers built later (and optimizer state) follow on
+    /// the next `fit`/`evaluate`/`predict`, and every batch is copied there as it is used.
+    /// The data may stay on the host. Get a checked GPU with `Device::cuda(0)?`.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use keel_tensor::Device;
+    /// let mut model = keel_train::Sequential::new();
+    /// model.to_device(&Device::cuda(0)?)?; // an error, not a panic, without a usable GPU
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn to_device(&mut self, device: &Device) -> Result<()> {
+        self.net.to_device(device)?;
+        self.device = *device;
+        Ok(())
+    }
+
+    /// The device the model computes on (CPU unless moved with [`KerasModel::to_device`]).
+    pub fn device(&self) -> Device {
+        self.device
     }
 
     /// The wrapped network.
@@ -262,13 +301,21 @@ impl<N: Network> KerasModel<N> {
             let progress = Progress::new(cfg.verbose, steps);
             let mut logs = EpochLogs::new(&specs, &loss)?;
             let mut params = None;
+            let dev = self.device;
             for (step, batch) in source.weighted_batches(epoch, cfg)?.enumerate() {
                 let (x, y, w) = batch?;
-                let x = as_float(&x)?;
+                // copy first, cast on the device (U8 pixels travel as bytes)
+                let x = as_float(&x.to_device(&dev)?)?;
                 self.ensure_built(&x)?;
-                let params = params.get_or_insert_with(|| self.net.trainable_params());
-                let (batch_loss, y_pred) = self.train_step(params, &x, &y, w.as_ref(), &mut rng)?;
-                logs.update(batch_loss, x.dims()[0], &y, &y_pred, w.as_ref())?;
+                if params.is_none() {
+                    // weights built lazily (or added after `to_device`) join the model's device
+                    self.net.to_device(&dev)?;
+                    params = Some(self.net.trainable_params());
+                }
+                let params = params.as_deref().unwrap_or_default();
+                let (yd, wd) = (y.to_device(&dev)?, w.as_ref().map(|w| w.to_device(&dev)).transpose()?);
+                let (batch_loss, y_pred) = self.train_step(params, &x, &yd, wd.as_ref(), &mut rng)?;
+                logs.update_any(batch_loss, x.dims()[0], &y, &y_pred, w.as_ref())?;
                 if cfg.verbose == 1 {
                     progress.update(step + 1, &logs.logs(""));
                 }
@@ -358,10 +405,13 @@ impl<N: Network> KerasModel<N> {
             return Err(Error::invalid("evaluate", "batch_size must be at least 1"));
         }
         let mut logs = EpochLogs::new(&compiled.metrics, &compiled.loss)?;
+        let dev = self.device;
+        self.net.to_device(&dev)?;
         let mut start = 0;
         while start < n {
             let len = batch_size.min(n - start);
-            let (xb, yb) = (as_float(&x.narrow(0, start, len)?)?, y.narrow(0, start, len)?);
+            let xb = as_float(&x.narrow(0, start, len)?.to_device(&dev)?)?;
+            let yb = y.narrow(0, start, len)?.to_device(&dev)?;
             let mut ctx = Ctx::inference();
             let heads = self.net.forward_heads(&[Var::constant(xb)], &mut ctx)?;
             let head = heads.first().ok_or_else(|| Error::invalid("evaluate", "the model has no output"))?;
@@ -370,7 +420,7 @@ impl<N: Network> KerasModel<N> {
                 loss = (&loss + &r)?;
             }
             let value = loss.value().to_dtype(DType::F64)?.to_scalar::<f64>()?;
-            logs.update(value, len, &yb, head.output.value(), None)?;
+            logs.update_any(value, len, &yb, head.output.value(), None)?;
             start += len;
         }
         Ok(logs.logs(prefix))
@@ -390,7 +440,8 @@ impl<N: Network> KerasModel<N> {
         self.evaluate_logs(x, y, batch_size, "")
     }
 
-    /// Model outputs for `x`, computed in batches of `batch_size` with no tape (Keras `predict`).
+    /// Model outputs for `x`, computed in batches of `batch_size` with no tape (Keras `predict`),
+    /// on the model's device and returned on `x`'s device.
     pub fn predict(&self, x: &Tensor, batch_size: usize) -> Result<Tensor> {
         if x.rank() == 0 || batch_size == 0 {
             return Err(Error::invalid("predict", "x needs a batch dimension and batch_size must be at least 1"));
@@ -402,12 +453,16 @@ impl<N: Network> KerasModel<N> {
             ));
         }
         let n = x.dims()[0];
+        let dev = self.device;
+        self.net.to_device(&dev)?;
         let mut parts = Vec::new();
         let mut start = 0;
         while start < n {
             let len = batch_size.min(n - start);
-            let out = self.net.predict(&[as_float(&x.narrow(0, start, len)?)?])?;
-            parts.push(out.into_iter().next().ok_or_else(|| Error::invalid("predict", "the model has no output"))?);
+            let out = self.net.predict(&[as_float(&x.narrow(0, start, len)?.to_device(&dev)?)?])?;
+            let out = out.into_iter().next().ok_or_else(|| Error::invalid("predict", "the model has no output"))?;
+            // the outputs go where the inputs came from (host in, host out)
+            parts.push(out.to_device(&x.device())?);
             start += len;
         }
         if parts.is_empty() {
@@ -496,8 +551,13 @@ impl WeightedSource for TensorBatches {
         Ok(Box::new(order.chunks(batch).map(|c| c.to_vec()).collect::<Vec<_>>().into_iter().map(move |idx| {
             let len = idx.len();
             let it = Tensor::from_vec(idx, len)?;
-            let w = self.w.as_ref().map(|w| w.index_select(&it, 0)).transpose()?;
-            Ok((self.x.index_select(&it, 0)?, self.y.index_select(&it, 0)?, w))
+            // gather where each tensor lives (a dataset may sit on the GPU)
+            let take = |t: &Tensor| -> Result<Tensor> {
+                let it = if t.device() == it.device() { it.clone() } else { it.to_device(&t.device())? };
+                Ok(t.index_select(&it, 0)?)
+            };
+            let w = self.w.as_ref().map(take).transpose()?;
+            Ok((take(&self.x)?, take(&self.y)?, w))
         })))
     }
 }

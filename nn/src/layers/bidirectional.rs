@@ -106,7 +106,7 @@ impl<C: Cell> Bidirectional<C> {
 fn reverse_time(v: &Var) -> Result<Var> {
     let t = v.dims()[1];
     let idx: Vec<i64> = (0..t as i64).rev().collect();
-    Ok(v.index_select(&Tensor::from_vec(idx, [t])?, 1)?)
+    Ok(v.index_select(&Tensor::from_vec(idx, [t])?.to_device(&v.device())?, 1)?)
 }
 
 /// The static name of `dir/weight`.

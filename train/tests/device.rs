@@ -1,0 +1,166 @@
+//! Training on a device: `KerasModel::to_device`, CPU vs CUDA loss trajectories, optimizer
+//! state following a moved model, weights saved from the GPU.
+//!
+//! The GPU tests need keel-tensor's `cuda` feature (`--features cuda`), a driver, a GPU and
+//! NVRTC; without them they print why they skip and pass, and fail under `KEEL_REQUIRE_CUDA=1`.
+
+mod common;
+
+use keel_nn::{Activation, Conv2D, Dense, Flatten, Loss, MaxPooling2D, Network};
+use keel_optim::Adam;
+use keel_tensor::{DType, Device, Tensor};
+use keel_train::{Fit, MetricSpec, Sequential};
+
+/// GPU 0, or `None` (with a printed reason) when the test must skip.
+fn gpu(test: &str) -> Option<Device> {
+    match Device::cuda(0) {
+        Ok(dev) => Some(dev),
+        Err(why) => {
+            if std::env::var("KEEL_REQUIRE_CUDA").is_ok_and(|v| v == "1") {
+                panic!("{test}: KEEL_REQUIRE_CUDA=1 but {why}");
+            }
+            eprintln!("skipping {test}: {why}");
+            None
+        }
+    }
+}
+
+/// A small seed-CNN-like model on 10x10x1 images, 3 classes.
+fn cnn(seed: u64) -> Sequential {
+    let mut m = Sequential::with_seed(seed);
+    m.add(Conv2D::new(4, (3, 3)).activation(Activation::Relu).input_shape([10, 10, 1]));
+    m.add(MaxPooling2D::new((2, 2)));
+    m.add(Flatten::new());
+    m.add(Dense::new(8).activation(Activation::Relu));
+    m.add(Dense::new(3).activation(Activation::Softmax));
+    m.compile(Adam::new(0.01), Loss::CategoricalCrossentropy, &[MetricSpec::Accuracy]).unwrap();
+    m
+}
+
+/// Images whose class is the brightest third of the picture (learnable in a few epochs).
+fn images(n: usize) -> (Tensor, Tensor) {
+    let x = Tensor::rand_uniform(7, 0.0, 1.0, (n, 10, 10, 1), DType::F32, &Device::Cpu).unwrap();
+    let thirds = x.reshape((n, 100)).unwrap().narrow(1, 0, 99).unwrap().reshape((n, 3, 33)).unwrap();
+    let label = thirds.sum(&[2], false).unwrap().argmax(-1, false).unwrap().reshape([n]).unwrap();
+    (x, label.one_hot(3, DType::F32).unwrap())
+}
+
+fn rel(a: f64, b: f64) -> f64 {
+    (a - b).abs() / b.abs().max(1e-12)
+}
+
+#[track_caller]
+fn close_trajectories(what: &str, a: &[f64], b: &[f64], tol: f64) {
+    assert_eq!(a.len(), b.len(), "{what}: lengths differ");
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        assert!(rel(*x, *y) < tol, "{what}: epoch {i}: {x} vs {y} (relative {:.2e} >= {tol:.0e})", rel(*x, *y));
+    }
+}
+
+fn rel_norm(a: &Tensor, b: &Tensor) -> f64 {
+    let (a, b) = (a.to_vec_f64().unwrap(), b.to_vec_f64().unwrap());
+    let num: f64 = a.iter().zip(&b).map(|(x, y)| (x - y).powi(2)).sum::<f64>().sqrt();
+    num / b.iter().map(|y| y * y).sum::<f64>().sqrt().max(1e-300)
+}
+
+#[test]
+fn the_default_device_is_the_cpu_and_moving_there_changes_nothing() {
+    let mut m = cnn(0);
+    assert_eq!(m.device(), Device::Cpu);
+    assert_eq!(m.weights_device(), Some(Device::Cpu));
+    let before = common::weight_bits(m.network());
+    m.to_device(&Device::Cpu).unwrap();
+    assert_eq!(common::weight_bits(m.network()), before);
+    // without a usable GPU, asking for one is an error value and the model stays put
+    if !keel_tensor::cuda_is_available(0) {
+        assert!(Device::cuda(0).is_err());
+        assert_eq!(m.device(), Device::Cpu);
+    }
+}
+
+#[test]
+fn cuda_training_follows_the_cpu_loss_trajectory() {
+    let Some(dev) = gpu("cuda_training_follows_the_cpu_loss_trajectory") else { return };
+    let (x, y) = images(96);
+    let (vx, vy) = images(32);
+    let fit = || Fit::new().epochs(6).batch_size(16).seed(3).verbose(0).validation_data(&vx, &vy);
+    let mut cpu = cnn(1);
+    let h_cpu = cpu.fit(&x, &y, fit()).unwrap();
+    let mut gpu = cnn(1);
+    gpu.to_device(&dev).unwrap();
+    assert_eq!(gpu.weights_device(), Some(dev));
+    let h_gpu = gpu.fit(&x, &y, fit()).unwrap();
+    assert_eq!(gpu.weights_device(), Some(dev), "weights stay on the GPU");
+    close_trajectories("loss", h_gpu.get("loss").unwrap(), h_cpu.get("loss").unwrap(), 1e-3);
+    close_trajectories("val_loss", h_gpu.get("val_loss").unwrap(), h_cpu.get("val_loss").unwrap(), 1e-3);
+    let losses = h_cpu.get("loss").unwrap();
+    assert!(losses[losses.len() - 1] < losses[0], "the model learns: {losses:?}");
+    for (name, w) in gpu.state_dict() {
+        let e = rel_norm(&w, &cpu.state_dict()[&name]);
+        assert!(e < 1e-2, "{name}: relative difference {e:.2e}");
+    }
+    // evaluate and predict (host in, host out)
+    let (l_gpu, a_gpu) = gpu.evaluate(&vx, &vy).unwrap();
+    let (l_cpu, a_cpu) = cpu.evaluate(&vx, &vy).unwrap();
+    assert!(rel(l_gpu, l_cpu) < 1e-3, "evaluate: {l_gpu} vs {l_cpu}");
+    assert!((a_gpu - a_cpu).abs() <= 1.0 / 32.0 + 1e-9, "accuracy {a_gpu} vs {a_cpu}");
+    let p = gpu.predict(&vx, 8).unwrap();
+    assert_eq!(p.device(), Device::Cpu);
+    assert!(rel_norm(&p, &cpu.predict(&vx, 8).unwrap()) < 1e-3);
+    // device in, device out
+    assert_eq!(gpu.predict(&vx.to_device(&dev).unwrap(), 8).unwrap().device(), dev);
+}
+
+#[test]
+fn data_resident_on_the_gpu_trains_like_host_data() {
+    let Some(dev) = gpu("data_resident_on_the_gpu_trains_like_host_data") else { return };
+    let (x, y) = images(64);
+    let fit = || Fit::new().epochs(2).batch_size(16).seed(5).verbose(0);
+    let mut a = cnn(2);
+    a.to_device(&dev).unwrap();
+    let ha = a.fit(&x, &y, fit()).unwrap();
+    let mut b = cnn(2);
+    b.to_device(&dev).unwrap();
+    let hb = b.fit(&x.to_device(&dev).unwrap(), &y.to_device(&dev).unwrap(), fit()).unwrap();
+    close_trajectories("loss", hb.get("loss").unwrap(), ha.get("loss").unwrap(), 1e-6);
+}
+
+#[test]
+fn optimizer_state_follows_a_model_moved_mid_training() {
+    let Some(dev) = gpu("optimizer_state_follows_a_model_moved_mid_training") else { return };
+    let (x, y) = images(64);
+    let fit = |epochs, initial| Fit::new().epochs(epochs).initial_epoch(initial).batch_size(16).seed(9).verbose(0);
+    let mut cpu = cnn(4);
+    let h_cpu = cpu.fit(&x, &y, fit(4, 0)).unwrap();
+    let mut moved = cnn(4);
+    moved.fit(&x, &y, fit(2, 0)).unwrap(); // Adam's moments now live on the CPU
+    moved.to_device(&dev).unwrap();
+    let h_moved = moved.fit(&x, &y, fit(4, 2)).unwrap();
+    close_trajectories("loss", h_moved.get("loss").unwrap(), &h_cpu.get("loss").unwrap()[2..], 1e-3);
+    // and back to the CPU
+    moved.to_device(&Device::Cpu).unwrap();
+    moved.fit(&x, &y, fit(5, 4)).unwrap();
+    assert_eq!(moved.weights_device(), Some(Device::Cpu));
+}
+
+#[test]
+fn weights_saved_from_the_gpu_load_on_the_cpu() {
+    let Some(dev) = gpu("weights_saved_from_the_gpu_load_on_the_cpu") else { return };
+    let dir = common::test_dir("device-weights");
+    let path = dir.join("w.safetensors");
+    let mut g = cnn(6);
+    g.to_device(&dev).unwrap();
+    let (x, y) = images(32);
+    g.fit(&x, &y, Fit::new().epochs(1).batch_size(16).verbose(0)).unwrap();
+    g.save_weights(&path).unwrap();
+    let c = cnn(7);
+    c.load_weights(&path).unwrap();
+    assert_eq!(common::weight_bits(c.network()), common::weight_bits(g.network()));
+    // and a CPU file loads into a GPU model, staying on the GPU
+    let mut g2 = cnn(8);
+    g2.to_device(&dev).unwrap();
+    g2.load_weights(&path).unwrap();
+    assert_eq!(g2.weights_device(), Some(dev));
+    assert_eq!(common::weight_bits(g2.network()), common::weight_bits(g.network()));
+    let _ = std::fs::remove_dir_all(dir);
+}
