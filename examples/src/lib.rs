@@ -1,6 +1,8 @@
 //! Runnable keel examples and end-to-end benchmarks; see the `examples/` folder
 //! of this crate. This library holds the small helpers they share.
 
+use keel::tensor::Device;
+
 /// Command-line flags of the form `--name value` (and bare `--flag`).
 pub struct Args {
     args: Vec<String>,
@@ -35,5 +37,25 @@ impl Args {
     /// True when the bare flag `--name` is present.
     pub fn flag(&self, name: &str) -> bool {
         self.args.iter().any(|a| a == &format!("--{name}"))
+    }
+
+    /// The device named by `--device` (`cpu`, `cuda` or `cuda:N`; default `cpu`), checked to be
+    /// usable: an error (never a panic) for an unknown name, a build without the `cuda`
+    /// feature, or a machine without a usable GPU.
+    pub fn device(&self) -> keel::Result<Device> {
+        let name = self.get_str("device").unwrap_or_else(|| "cpu".into());
+        let bad = |msg: String| keel::Error::from(keel::tensor::Error::InvalidArgument { op: "--device", msg });
+        let ordinal = match name.as_str() {
+            "cpu" => return Ok(Device::Cpu),
+            "cuda" | "gpu" => 0,
+            other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
+                Some(Ok(n)) => n,
+                _ => return Err(bad(format!("unknown device `{other}` (expected cpu, cuda or cuda:N)"))),
+            },
+        };
+        if !cfg!(feature = "cuda") {
+            return Err(bad("built without the cuda feature; rebuild with --features cuda".into()));
+        }
+        Ok(Device::cuda(ordinal)?)
     }
 }

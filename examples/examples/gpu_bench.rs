@@ -1,0 +1,415 @@
+//! GPU benchmark: keel's own GEMM and convolution kernels beside cuBLAS, and seed-CNN
+//! training throughput.
+//!
+//! `cargo run --release -p keel-examples --features cuda --example gpu_bench -- [--reps 7]
+//!  [--sizes 1024,2048,4096,8192] [--steps 40]`
+//!
+//! Prints a table and one JSON line per row:
+//! * GEMM `C[m,n] = A[m,k] B[k,n]` (row-major, f32 output) for square sizes at F32 (SIMT),
+//!   TF32 and BF16 (tensor cores, f32 accumulation), beside `cublasGemmEx` on the same
+//!   device buffers with the same precision (`CUBLAS_COMPUTE_32F`, `..._FAST_TF32`, BF16
+//!   inputs with f32 output), as TFLOP/s and % of cuBLAS, plus the relative norm difference
+//!   of the two results (a sanity check, not a test).
+//! * The seed CNN's convolutions (NHWC, 3x3, valid, stride 1; Conv2D 32 on [128,28,28,1] and
+//!   Conv2D 64 on [128,13,13,32]): forward, grad-input and grad-kernel with keel's f32
+//!   implicit-GEMM kernels. The yardstick is cuBLAS SGEMM on the equivalent GEMM of equal
+//!   FLOPs (the im2col / col2im it would need is not counted, which flatters cuBLAS).
+//! * Seed-CNN training images/s at batch 128 (Adam, `fit` on `Device::Cuda(0)`) with the
+//!   data on the host (gathered and copied per batch) and resident on the GPU.
+//!
+//! Times are the median of `--reps` timed samples after two warm-up runs; each sample
+//! runs enough back-to-back launches to last about 20 ms and ends with a stream
+//! synchronisation. cuBLAS is loaded at run time (`libcublas.so.13` or `.12` on the
+//! library path); without it the cuBLAS columns are empty.
+
+use std::error::Error;
+use std::ffi::c_void;
+use std::time::Instant;
+
+use cudarc::cublas::{result as blas, sys as bsys, CudaBlas};
+use cudarc::driver::{CudaSlice, DevicePtr, DevicePtrMut};
+use keel::prelude::*;
+use keel_cuda_kernels::ops::{conv as kconv, gemm as kgemm};
+use keel_cuda_kernels::CudaDevice;
+use keel_examples::Args;
+
+type Res<T> = Result<T, Box<dyn Error>>;
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// Precision of one GEMM row.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Prec {
+    F32,
+    Tf32,
+    Bf16,
+}
+
+impl Prec {
+    fn name(self) -> &'static str {
+        match self {
+            Prec::F32 => "f32",
+            Prec::Tf32 => "tf32",
+            Prec::Bf16 => "bf16",
+        }
+    }
+}
+
+/// One result row.
+struct Row {
+    bench: &'static str,
+    shape: String,
+    dtype: &'static str,
+    flops: f64,
+    ours_ms: f64,
+    cublas_ms: Option<f64>,
+    diff: Option<f64>,
+}
+
+impl Row {
+    fn tflops(&self, ms: f64) -> f64 {
+        self.flops / (ms * 1e-3) / 1e12
+    }
+
+    fn print(&self) {
+        let ours = self.tflops(self.ours_ms);
+        let (cub, pct) = match self.cublas_ms {
+            Some(c) => (format!("{:>9.2}", self.tflops(c)), format!("{:>7.1}%", 100.0 * c / self.ours_ms)),
+            None => (format!("{:>9}", "-"), format!("{:>8}", "-")),
+        };
+        let diff = self.diff.map_or_else(|| "-".to_string(), |d| format!("{d:.1e}"));
+        println!(
+            "{:<10} {:<26} {:<5} {:>9.3} {:>9.2} {} {} {:>9}",
+            self.bench, self.shape, self.dtype, self.ours_ms, ours, cub, pct, diff
+        );
+        println!(
+            "{}",
+            serde_json::json!({
+                "bench": self.bench, "shape": self.shape, "dtype": self.dtype,
+                "ours_ms": self.ours_ms, "ours_tflops": ours,
+                "cublas_ms": self.cublas_ms, "cublas_tflops": self.cublas_ms.map(|c| self.tflops(c)),
+                "pct_of_cublas": self.cublas_ms.map(|c| 100.0 * c / self.ours_ms),
+                "rel_diff_vs_cublas": self.diff,
+            })
+        );
+    }
+}
+
+fn header() {
+    println!(
+        "{:<10} {:<26} {:<5} {:>9} {:>9} {:>9} {:>8} {:>9}",
+        "bench", "shape", "dtype", "ours ms", "TFLOP/s", "cuBLAS", "%cuBLAS", "rel diff"
+    );
+}
+
+fn run() -> Res<()> {
+    let args = Args::from_env();
+    let reps: usize = args.get("reps", 7).max(1);
+    let steps: usize = args.get("steps", 40).max(1);
+    let sizes: Vec<usize> = match args.get_str("sizes") {
+        Some(s) => s.split(',').map(|v| v.trim().parse::<usize>()).collect::<Result<_, _>>()?,
+        None => vec![1024, 2048, 4096, 8192],
+    };
+    let dev = CudaDevice::get(0)?;
+    let (free, total) = dev.mem_info()?;
+    println!(
+        "device: {} ({}, {} SMs, {:.1} of {:.1} GiB free)",
+        dev.name(),
+        dev.arch(),
+        dev.sm_count(),
+        free as f64 / (1u64 << 30) as f64,
+        total as f64 / (1u64 << 30) as f64
+    );
+    // SAFETY: only tries to load the library.
+    let blas = if unsafe { bsys::is_culib_present() } {
+        Some(CudaBlas::new(dev.stream().clone())?)
+    } else {
+        println!("cuBLAS not found (libcublas.so.13/.12 not on the library path): the cuBLAS columns stay empty");
+        None
+    };
+    header();
+    for &s in &sizes {
+        for prec in [Prec::F32, Prec::Tf32, Prec::Bf16] {
+            gemm_row(&dev, blas.as_ref(), prec, s, reps)?.print();
+        }
+    }
+    for (n, h, w, c, o) in [(128, 28, 28, 1, 32), (128, 13, 13, 32, 64)] {
+        for row in conv_rows(&dev, blas.as_ref(), (n, h, w, c, o), reps)? {
+            row.print();
+        }
+    }
+    cnn_throughput(steps, reps.min(5))?;
+    Ok(())
+}
+
+/// Deterministic uniform values in [-1, 1) (xorshift; fast enough for 8192^2).
+fn host_rand(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// Median milliseconds per call of `f` (see the module docs).
+fn time_ms(dev: &CudaDevice, reps: usize, mut f: impl FnMut() -> Res<()>) -> Res<f64> {
+    f()?;
+    f()?;
+    dev.synchronize()?;
+    let t = Instant::now();
+    f()?;
+    dev.synchronize()?;
+    let one = t.elapsed().as_secs_f64();
+    let inner = ((0.02 / one.max(1e-7)).ceil() as usize).clamp(1, 1000);
+    let mut samples = Vec::with_capacity(reps);
+    for _ in 0..reps {
+        let t = Instant::now();
+        for _ in 0..inner {
+            f()?;
+        }
+        dev.synchronize()?;
+        samples.push(t.elapsed().as_secs_f64() * 1e3 / inner as f64);
+    }
+    samples.sort_by(f64::total_cmp);
+    Ok(samples[samples.len() / 2])
+}
+
+/// Relative norm difference `||a - b|| / ||b||`.
+fn rel_diff(a: &[f32], b: &[f32]) -> f64 {
+    let (mut num, mut den) = (0.0f64, 0.0f64);
+    for (&x, &y) in a.iter().zip(b) {
+        num += (f64::from(x) - f64::from(y)).powi(2);
+        den += f64::from(y).powi(2);
+    }
+    (num / den.max(1e-300)).sqrt()
+}
+
+/// Row-major `C[m,n] = A[m,k] B[k,n]` with cuBLAS (column-major: `C^T = B^T A^T`).
+fn cublas_gemm<T>(
+    dev: &CudaDevice,
+    blas: &CudaBlas,
+    (m, n, k): (usize, usize, usize),
+    a: &CudaSlice<T>,
+    b: &CudaSlice<T>,
+    c: &mut CudaSlice<f32>,
+    in_type: bsys::cudaDataType,
+    compute: bsys::cublasComputeType_t,
+) -> Res<()> {
+    // the handle was created on keel's device stream, so both run in one order
+    let stream = dev.stream();
+    let (pa, _ra) = a.device_ptr(stream);
+    let (pb, _rb) = b.device_ptr(stream);
+    let (pc, _rc) = c.device_ptr_mut(stream);
+    let (alpha, beta) = (1.0f32, 0.0f32);
+    let i = |v: usize| i32::try_from(v).map_err(|_| format!("GEMM dimension {v} does not fit cuBLAS's int"));
+    // SAFETY: the buffers hold [m,k], [k,n] and [m,n] elements of the stated types (checked
+    // by the callers' allocation sizes) and stay alive until the stream is synchronised.
+    unsafe {
+        blas::gemm_ex(
+            *blas.handle(),
+            bsys::cublasOperation_t::CUBLAS_OP_N,
+            bsys::cublasOperation_t::CUBLAS_OP_N,
+            i(n)?,
+            i(m)?,
+            i(k)?,
+            &alpha as *const f32 as *const c_void,
+            pb as *const c_void,
+            in_type,
+            i(n)?,
+            pa as *const c_void,
+            in_type,
+            i(k)?,
+            &beta as *const f32 as *const c_void,
+            pc as *mut c_void,
+            bsys::cudaDataType::CUDA_R_32F,
+            i(n)?,
+            compute,
+            bsys::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
+        )?;
+    }
+    Ok(())
+}
+
+fn gemm_row(dev: &CudaDevice, blas: Option<&CudaBlas>, prec: Prec, s: usize, reps: usize) -> Res<Row> {
+    let (m, n, k) = (s, s, s);
+    let a32 = dev.htod(&host_rand(m * k, 1))?;
+    let b32 = dev.htod(&host_rand(k * n, 2))?;
+    let mut c_ours = dev.alloc_zeros::<f32>(m * n)?;
+    let mut c_blas = dev.alloc_zeros::<f32>(m * n)?;
+    let args = kgemm::GemmArgs::new(m, n, k);
+    let (ours_ms, cublas_ms) = match prec {
+        Prec::F32 | Prec::Tf32 => {
+            let ours = time_ms(dev, reps, || {
+                let (av, bv, mut cv) = (a32.as_view(), b32.as_view(), c_ours.as_view_mut());
+                match prec {
+                    Prec::F32 => kgemm::gemm_f32(dev, &args, &av, &bv, &mut cv, None)?,
+                    _ => kgemm::gemm_tf32(dev, &args, &av, &bv, &mut cv, None)?,
+                }
+                Ok(())
+            })?;
+            let compute = if prec == Prec::F32 {
+                bsys::cublasComputeType_t::CUBLAS_COMPUTE_32F
+            } else {
+                bsys::cublasComputeType_t::CUBLAS_COMPUTE_32F_FAST_TF32
+            };
+            let theirs = match blas {
+                Some(bl) => Some(time_ms(dev, reps, || {
+                    cublas_gemm(dev, bl, (m, n, k), &a32, &b32, &mut c_blas, bsys::cudaDataType::CUDA_R_32F, compute)
+                })?),
+                None => None,
+            };
+            (ours, theirs)
+        }
+        Prec::Bf16 => {
+            let to_bf16 = |v: Vec<f32>| v.into_iter().map(half::bf16::from_f32).collect::<Vec<_>>();
+            let a16 = dev.htod(&to_bf16(host_rand(m * k, 1)))?;
+            let b16 = dev.htod(&to_bf16(host_rand(k * n, 2)))?;
+            let ours = time_ms(dev, reps, || {
+                kgemm::gemm_bf16(dev, &args, &a16.as_view(), &b16.as_view(), &mut c_ours.as_view_mut(), None)?;
+                Ok(())
+            })?;
+            let theirs = match blas {
+                Some(bl) => Some(time_ms(dev, reps, || {
+                    cublas_gemm(
+                        dev,
+                        bl,
+                        (m, n, k),
+                        &a16,
+                        &b16,
+                        &mut c_blas,
+                        bsys::cudaDataType::CUDA_R_16BF,
+                        bsys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
+                    )
+                })?),
+                None => None,
+            };
+            (ours, theirs)
+        }
+    };
+    let diff = match cublas_ms {
+        Some(_) => Some(rel_diff(&dev.dtoh(&c_ours.as_view())?, &dev.dtoh(&c_blas.as_view())?)),
+        None => None,
+    };
+    Ok(Row {
+        bench: "gemm",
+        shape: format!("{m}x{n}x{k}"),
+        dtype: prec.name(),
+        flops: 2.0 * (m * n * k) as f64,
+        ours_ms,
+        cublas_ms,
+        diff,
+    })
+}
+
+/// Forward, grad-input and grad-kernel of a 3x3 valid stride-1 NHWC convolution.
+fn conv_rows(
+    dev: &CudaDevice,
+    blas: Option<&CudaBlas>,
+    (n, h, w, c, o): (usize, usize, usize, usize, usize),
+    reps: usize,
+) -> Res<Vec<Row>> {
+    let p = kconv::Conv2d::new(n, h, w, c, o, (3, 3), (1, 1), (1, 1), kconv::Padding::Valid)?;
+    let (oh, ow) = (p.oh as usize, p.ow as usize);
+    let x = dev.htod(&host_rand(p.x_len(), 3))?;
+    let wt = dev.htod(&host_rand(p.w_len(), 4))?;
+    let dy = dev.htod(&host_rand(p.y_len(), 5))?;
+    let mut y = dev.alloc_zeros::<f32>(p.y_len())?;
+    let mut dx = dev.alloc_zeros::<f32>(p.x_len())?;
+    let mut dw = dev.alloc_zeros::<f32>(p.w_len())?;
+    let (rows, taps) = (n * oh * ow, 9 * c);
+    let flops = 2.0 * (rows * taps * o) as f64;
+    let shape = format!("[{n},{h},{w},{c}]*3x3x{o}");
+    let act = kgemm::Activation::None;
+    let fwd = time_ms(dev, reps, || {
+        kconv::conv2d_forward_f32(dev, &p, &x.as_view(), &wt.as_view(), &mut y.as_view_mut(), None, 1.0, 0.0, act)?;
+        Ok(())
+    })?;
+    let dgrad = time_ms(dev, reps, || {
+        kconv::conv2d_backward_input_f32(dev, &p, &dy.as_view(), &wt.as_view(), &mut dx.as_view_mut(), 1.0, 0.0)?;
+        Ok(())
+    })?;
+    let wgrad = time_ms(dev, reps, || {
+        kconv::conv2d_backward_kernel_f32(dev, &p, &x.as_view(), &dy.as_view(), &mut dw.as_view_mut(), 1.0, 0.0)?;
+        Ok(())
+    })?;
+    // the GEMM each pass is (same FLOPs): patches[rows,taps] W[taps,o]; dY[rows,o] W^T[o,taps];
+    // patches^T[taps,rows] dY[rows,o]
+    let gemms = [(rows, o, taps), (rows, taps, o), (taps, o, rows)];
+    let mut out = Vec::new();
+    for ((name, ours_ms), (m, nn, k)) in
+        [("conv_fwd", fwd), ("conv_dgrad", dgrad), ("conv_wgrad", wgrad)].into_iter().zip(gemms)
+    {
+        let cublas_ms = match blas {
+            Some(bl) => {
+                let a = dev.htod(&host_rand(m * k, 6))?;
+                let b = dev.htod(&host_rand(k * nn, 7))?;
+                let mut cc = dev.alloc_zeros::<f32>(m * nn)?;
+                Some(time_ms(dev, reps, || {
+                    cublas_gemm(
+                        dev,
+                        bl,
+                        (m, nn, k),
+                        &a,
+                        &b,
+                        &mut cc,
+                        bsys::cudaDataType::CUDA_R_32F,
+                        bsys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
+                    )
+                })?)
+            }
+            None => None,
+        };
+        out.push(Row { bench: name, shape: shape.clone(), dtype: "f32", flops, ours_ms, cublas_ms, diff: None });
+    }
+    Ok(out)
+}
+
+/// Seed-CNN training images/s at batch 128 (Adam), data on the host and on the GPU.
+fn cnn_throughput(steps: usize, reps: usize) -> Res<()> {
+    const BATCH: usize = 128;
+    let gpu = Device::cuda(0)?;
+    let samples = BATCH * steps;
+    let x = Tensor::rand_uniform(11, 0.0, 1.0, [samples, 28, 28, 1], DType::F32, &Device::Cpu)?;
+    let labels: Vec<i64> = (0..samples as i64).map(|i| (i * 7919) % 10).collect();
+    let y = Tensor::from_vec(labels, samples)?.one_hot(10, DType::F32)?;
+    let mut model = Sequential::with_seed(0);
+    model.add(Conv2D::new(32, (3, 3)).activation(Activation::Relu).input_shape([28, 28, 1]));
+    model.add(MaxPooling2D::new((2, 2)));
+    model.add(Conv2D::new(64, (3, 3)).activation(Activation::Relu));
+    model.add(MaxPooling2D::new((2, 2)));
+    model.add(Flatten::new());
+    model.add(Dense::new(128).activation(Activation::Relu));
+    model.add(Dense::new(10).activation(Activation::Softmax));
+    model.to_device(&gpu)?;
+    model.compile(Adam::default(), Loss::CategoricalCrossentropy, &[Metric::Accuracy])?;
+    for (place, xs, ys) in [("host", x.clone(), y.clone()), ("device", x.to_device(&gpu)?, y.to_device(&gpu)?)] {
+        let fit = || Fit::new().batch_size(BATCH).epochs(1).verbose(0);
+        model.fit(&xs, &ys, fit())?; // warm-up: kernel compilation, allocator
+        let mut secs = Vec::with_capacity(reps);
+        for _ in 0..reps {
+            let t = Instant::now();
+            model.fit(&xs, &ys, fit())?;
+            secs.push(t.elapsed().as_secs_f64());
+        }
+        secs.sort_by(f64::total_cmp);
+        let ips = samples as f64 / secs[secs.len() / 2];
+        println!("seed CNN training, batch {BATCH}, data on the {place}: {ips:.0} images/s ({steps} steps per sample)");
+        println!(
+            "{}",
+            serde_json::json!({
+                "bench": "cnn_train", "batch": BATCH, "data": place, "steps": steps,
+                "images_per_s": ips, "optimizer": "adam", "dtype": "f32",
+            })
+        );
+    }
+    Ok(())
+}
