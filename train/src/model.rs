@@ -387,7 +387,7 @@ impl<N: Network> KerasModel<N> {
         if let Some(r) = reg {
             loss = (&loss + &r)?;
         }
-        let value = loss.value().to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        let value = host_scalar(loss.value())?;
         if !value.is_finite() {
             // keep going like Keras (TerminateOnNaN is a callback), but never step on NaN gradients
             return Ok((value, head.output.value().clone()));
@@ -419,7 +419,7 @@ impl<N: Network> KerasModel<N> {
             if let Some(r) = self.net.regularization_loss(&ctx)? {
                 loss = (&loss + &r)?;
             }
-            let value = loss.value().to_dtype(DType::F64)?.to_scalar::<f64>()?;
+            let value = host_scalar(loss.value())?;
             logs.update_any(value, len, &yb, head.output.value(), None)?;
             start += len;
         }
@@ -511,6 +511,11 @@ fn check_xy(op: &'static str, x: &Tensor, y: &Tensor) -> Result<usize> {
         return Err(Error::invalid(op, "x has no samples"));
     }
     Ok(x.dims()[0])
+}
+
+/// A 0-d loss as f64 on the host (one device-to-host copy for a GPU loss).
+fn host_scalar(t: &Tensor) -> Result<f64> {
+    Ok(t.to_device(&Device::Cpu)?.to_dtype(DType::F64)?.to_scalar::<f64>()?)
 }
 
 /// Inputs are computed in F32: integer (e.g. U8 pixel) batches are cast, like Keras does.
