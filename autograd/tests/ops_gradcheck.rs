@@ -179,6 +179,44 @@ fn conv2d_geometries() {
 }
 
 #[test]
+fn conv2d_bias_relu_fused() {
+    // short patch (direct kernel, 8-channel groups + tail), long patch (GEMM), pointwise
+    let cases: &[(&[usize], &[usize], (usize, usize), Padding)] = &[
+        (&[2, 5, 4, 1], &[3, 3, 1, 10], (1, 1), Padding::Same),
+        (&[1, 6, 5, 4], &[3, 3, 4, 9], (2, 1), Padding::Valid),
+        (&[1, 3, 3, 3], &[1, 1, 3, 4], (1, 1), Padding::Valid),
+    ];
+    for (i, &(x, k, s, p)) in cases.iter().enumerate() {
+        let o = k[3];
+        let inputs = [rn(300 + i as u64, x), rn(310 + i as u64, k), rn(320 + i as u64, &[o])];
+        let r = gradcheck(|v| v[0].conv2d_bias_relu(&v[1], &v[2], s, p, (1, 1)), &inputs);
+        assert!(r.is_ok(), "case {i}: {}", r.unwrap_err());
+        // the same values and gradients, bit for bit, as conv2d then add_relu (f32 and f64)
+        for dtype in [DType::F32, DType::F64] {
+            let run = |fused: bool| {
+                let tape = keel_autograd::Tape::new();
+                let v: Vec<Var> = inputs.iter().map(|t| tape.leaf(t.to_dtype(dtype).unwrap())).collect();
+                let y = if fused {
+                    v[0].conv2d_bias_relu(&v[1], &v[2], s, p, (1, 1)).unwrap()
+                } else {
+                    v[0].conv2d(&v[1], s, p, (1, 1)).unwrap().add_relu(&v[2]).unwrap()
+                };
+                let w =
+                    Var::constant(Tensor::rand_normal(7, 0.0, 1.0, y.dims().to_vec(), dtype, &Device::Cpu).unwrap());
+                let loss = y.mul(&w).unwrap().sum_all().unwrap();
+                let g = tape.backward(&loss).unwrap();
+                let mut out = vec![y.value().to_dtype(DType::F64).unwrap().to_vec::<f64>().unwrap()];
+                for x in &v {
+                    out.push(g.get_var(x).unwrap().to_dtype(DType::F64).unwrap().to_vec::<f64>().unwrap());
+                }
+                out
+            };
+            assert_eq!(run(true), run(false), "case {i} {dtype:?}");
+        }
+    }
+}
+
+#[test]
 fn pooling() {
     // distinct random values: no max ties
     let x = rn(90, &[2, 5, 5, 3]);

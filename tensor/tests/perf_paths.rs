@@ -42,6 +42,9 @@ fn threaded_kernels_are_thread_count_independent() {
             rand(7, &[20, 4000]).matmul(&rand(8, &[4000, 30])).unwrap(),
             rand(9, &[20, 50]).matmul(&rand(10, &[50, 500])).unwrap(),
             y.sum(&[0, 1, 2], false).unwrap(),
+            x1.conv2d_bias_relu(&k1, &rand(11, &[32]), &p1).unwrap(),
+            x.conv2d_bias_relu(&k, &rand(12, &[64]), &p).unwrap(),
+            y1.max_pool2d((2, 2), (2, 2), Padding::Valid).unwrap().0,
         ];
         outs.iter().map(bits).collect::<Vec<_>>()
     });
@@ -119,4 +122,35 @@ fn leading_axis_sum_matches_f64_reference() {
         let want: f64 = (0..360).map(|r| xv[r * 17 + c] as f64).sum();
         assert_eq!(s[c], want as f32);
     }
+}
+
+#[test]
+fn conv2d_bias_relu_equals_the_op_chain() {
+    // direct kernel (short patches; 8-channel groups and a tail), im2col + GEMM, pointwise
+    for (i, (xs, ks, pad)) in [
+        ([3, 9, 8, 1], [3, 3, 1, 20], Padding::Same),
+        ([2, 7, 6, 2], [5, 5, 2, 3], Padding::Valid),
+        ([2, 8, 7, 8], [3, 3, 8, 12], Padding::Same),
+        ([2, 4, 4, 6], [1, 1, 6, 5], Padding::Valid),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        for dtype in [DType::F32, DType::F64, DType::F16] {
+            let x = rand(40 + i as u64, &xs).to_dtype(dtype).unwrap();
+            let k = rand(50 + i as u64, &ks).to_dtype(dtype).unwrap();
+            let b = rand(60 + i as u64, &[ks[3]]).to_dtype(dtype).unwrap();
+            let p = keel_tensor::Conv2dParams::new("t", x.shape(), k.shape(), (1, 1), pad, (1, 1)).unwrap();
+            let fused = x.conv2d_bias_relu(&k, &b, &p).unwrap();
+            let chain = x.conv2d_with(&k, &p).unwrap().binary_unary(&b, BinaryOp::Add, UnaryOp::Relu, 0.0).unwrap();
+            let f64s = |t: &Tensor| t.to_dtype(DType::F64).unwrap().to_vec::<f64>().unwrap();
+            assert_eq!(f64s(&fused), f64s(&chain), "case {i} {dtype:?}");
+            assert!(f64s(&fused).iter().any(|&v| v > 0.0) && f64s(&fused).contains(&0.0));
+        }
+    }
+    let x = rand(1, &[1, 5, 5, 1]);
+    let k = rand(2, &[3, 3, 1, 4]);
+    let p = keel_tensor::Conv2dParams::new("t", x.shape(), k.shape(), (1, 1), Padding::Valid, (1, 1)).unwrap();
+    let msg = x.conv2d_bias_relu(&k, &rand(3, &[5]), &p).unwrap_err().to_string();
+    assert!(msg.contains("conv2d") && msg.contains("[5]") && msg.contains("[4]"), "{msg}");
 }

@@ -33,6 +33,41 @@ impl Var {
         })
     }
 
+    /// `relu(conv2d(self, kernel) + bias)` as one op (`bias` `[o]`): the values
+    /// and gradients of `conv2d` then [`Var::add_relu`], without the
+    /// intermediate tensor. The rule saves the output (for the ReLU mask), the
+    /// input and the kernel.
+    pub fn conv2d_bias_relu(
+        &self,
+        kernel: &Var,
+        bias: &Var,
+        strides: (usize, usize),
+        padding: Padding,
+        dilation: (usize, usize),
+    ) -> Result<Var> {
+        let p = Conv2dParams::new("conv2d", self.shape(), kernel.shape(), strides, padding, dilation)?;
+        let out = self.value().conv2d_bias_relu(kernel.value(), bias.value(), &p)?;
+        Var::record("conv2d_bias_relu", &[self, kernel, bias], out.clone(), |needs| {
+            let (need_x, need_k, need_b) = (needs[0], needs[1], needs[2]);
+            let x = need_k.then(|| self.value().clone());
+            let k = need_x.then(|| kernel.value().clone());
+            let bias_shape = bias.shape().clone();
+            move |g: &Tensor| {
+                let gz = out.unary_grad(g, keel_tensor::UnaryOp::Relu, 0.0)?;
+                let gx = match &k {
+                    Some(k) => Some(gz.conv2d_grad_input(k, &p)?),
+                    None => None,
+                };
+                let gk = match &x {
+                    Some(x) => Some(x.conv2d_grad_kernel(&gz, &p)?),
+                    None => None,
+                };
+                let gb = if need_b { Some(crate::ops::reduce_to_shape(&gz, &bias_shape)?) } else { None };
+                Ok(vec![gx, gk, gb])
+            }
+        })
+    }
+
     /// Max pooling over `[n, h, w, c]`; the gradient goes to each window's
     /// (first) maximum. The rule saves only the argmax indices.
     pub fn max_pool2d(&self, pool: (usize, usize), strides: (usize, usize), padding: Padding) -> Result<Var> {

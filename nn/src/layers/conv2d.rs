@@ -200,8 +200,13 @@ impl Layer for Conv2D {
 
     fn forward(&self, x: &Var, ctx: &mut Ctx<'_>) -> Result<Var> {
         match (&self.bias, self.cfg.activation) {
-            // bias + ReLU in one fused pass (the same values and gradients as add, then relu)
-            (Some(b), Activation::Relu) => Ok(self.conv(x, ctx)?.add_relu(&ctx.param(b))?),
+            // conv + bias + ReLU as one op (the same values and gradients as conv, add, relu)
+            (Some(b), Activation::Relu) => {
+                let k = built(&self.kernel, self)?;
+                check_batch_rank(x, 3, self)?;
+                let c = &self.cfg;
+                Ok(x.conv2d_bias_relu(&ctx.param(k), &ctx.param(b), c.strides, c.padding, c.dilation_rate)?)
+            }
             _ => {
                 let z = self.forward_logits(x, ctx)?;
                 match self.output_activation() {

@@ -170,6 +170,30 @@ impl Tensor {
         Ok(Tensor::from_storage(out, p.out_shape()))
     }
 
+    /// `relu(conv2d(self, kernel) + bias)` with `bias` `[o]`: the same bits as
+    /// [`Tensor::conv2d_with`] then [`Tensor::binary_unary`] (add, relu), which
+    /// is what backends without a fused kernel run. On the CPU the bias and
+    /// ReLU are applied in the convolution's registers (short patches) or in
+    /// one in-place pass over its output, never as a separate tensor.
+    pub fn conv2d_bias_relu(&self, kernel: &Tensor, bias: &Tensor, p: &Conv2dParams) -> Result<Tensor> {
+        check_same_dtype("conv2d", self, kernel)?;
+        check_same_dtype("conv2d", self, bias)?;
+        check_shape("conv2d", self, &p.in_shape())?;
+        check_shape("conv2d", kernel, &p.kernel_shape())?;
+        check_shape("conv2d", bias, &Shape::from([p.o]))?;
+        #[cfg(feature = "cpu")]
+        {
+            let (x, k, b) = (self.contiguous()?, kernel.contiguous()?, bias.contiguous()?);
+            let (sx, sk, sb) = (x.storage(), k.storage(), b.storage());
+            if let (crate::Storage::Cpu(xs), crate::Storage::Cpu(ks), crate::Storage::Cpu(bs)) = (&*sx, &*sk, &*sb) {
+                if let Some(out) = cpu::conv2d_bias_relu(xs, x.layout(), ks, k.layout(), bs, b.layout(), p)? {
+                    return Ok(Tensor::from_storage(crate::Storage::Cpu(out), p.out_shape()));
+                }
+            }
+        }
+        self.conv2d_with(kernel, p)?.binary_unary(bias, crate::BinaryOp::Add, crate::UnaryOp::Relu, 0.0)
+    }
+
     /// Gradient of a convolution wrt its input: `self` is the output gradient `[n, oh, ow, o]`.
     pub fn conv2d_grad_input(&self, kernel: &Tensor, p: &Conv2dParams) -> Result<Tensor> {
         check_same_dtype("conv2d_grad_input", self, kernel)?;
@@ -372,11 +396,41 @@ pub(crate) mod cpu {
     }
 
     /// Direct forward for short patches: `out[pixel, :] = sum_t patch[t] * k[t, :]`.
-    fn fwd_direct<T: GemmElem + std::ops::Mul<Output = T>>(x: &[T], k: &[T], p: &Conv2dParams) -> Vec<T> {
+    fn fwd_direct<T: Elem>(x: &[T], k: &[T], p: &Conv2dParams, bias: Option<&[T]>) -> Vec<T> {
         match p.kh * p.kw * p.c {
-            0..=9 => fwd_direct_kk::<T, 9>(x, k, p),
-            10..=16 => fwd_direct_kk::<T, 16>(x, k, p),
-            _ => fwd_direct_kk::<T, DIRECT_MAX_KK>(x, k, p),
+            0..=9 => fwd_direct_kk::<T, 9>(x, k, p, bias),
+            10..=16 => fwd_direct_kk::<T, 16>(x, k, p, bias),
+            _ => fwd_direct_kk::<T, DIRECT_MAX_KK>(x, k, p, bias),
+        }
+    }
+
+    /// The float types of the fused CPU conv kernels.
+    pub(crate) trait Elem: GemmElem + std::ops::Mul<Output = Self> + PartialOrd {}
+    impl<T: GemmElem + std::ops::Mul<Output = T> + PartialOrd> Elem for T {}
+
+    /// `relu(v + b)` with the table's ReLU (`v > 0 ? v : 0`, so NaN -> 0), in `T`.
+    #[inline(always)]
+    fn bias_relu<T: Elem>(v: T, b: T) -> T {
+        let mut z = v;
+        z += b;
+        if z > T::ZERO {
+            z
+        } else {
+            T::ZERO
+        }
+    }
+
+    crate::cpu::simd_fn! {
+        /// `out[r, j] = relu(out[r, j] + bias[j])` in place, fixed row chunks in parallel.
+        fn bias_relu_in_place[T: Elem][T](out: &mut [T], bias: &[T]) -> () {
+            let o = bias.len().max(1);
+            out.par_chunks_mut(DIRECT_PIXELS * o).for_each(|rows| {
+                for row in rows.chunks_exact_mut(o) {
+                    for (v, &b) in row.iter_mut().zip(bias) {
+                        *v = bias_relu(*v, b);
+                    }
+                }
+            });
         }
     }
 
@@ -384,10 +438,11 @@ pub(crate) mod cpu {
         /// [`fwd_direct`] with patches padded to `KK` taps: per block of pixels and
         /// group of 8 output channels, the `KK x 8` kernel slice and the 8 sums stay
         /// in registers. Each output adds its taps in order from zero, as a naive loop.
-        fn fwd_direct_kk[T: GemmElem + std::ops::Mul<Output = T>, const KK: usize][T, KK](
+        fn fwd_direct_kk[T: Elem, const KK: usize][T, KK](
             x: &[T],
             k: &[T],
             p: &Conv2dParams,
+            bias: Option<&[T]>,
         ) -> Vec<T> {
             let (kk, o) = (p.kh * p.kw * p.c, p.o);
             let kp = pad_rows(k, kk, KK, o);
@@ -408,8 +463,18 @@ pub(crate) mod cpu {
                                 acc[j] += patch[t] * kr[t][j];
                             }
                         }
-                        for (d, a) in acc_out[ob..ob + LANES].iter_mut().zip(acc) {
-                            d.write(a);
+                        match bias {
+                            Some(bias) => {
+                                let bias = &bias[ob..ob + LANES];
+                                for ((d, a), &b) in acc_out[ob..ob + LANES].iter_mut().zip(acc).zip(bias) {
+                                    d.write(bias_relu(a, b));
+                                }
+                            }
+                            None => {
+                                for (d, a) in acc_out[ob..ob + LANES].iter_mut().zip(acc) {
+                                    d.write(a);
+                                }
+                            }
                         }
                     }
                 }
@@ -419,7 +484,10 @@ pub(crate) mod cpu {
                         for t in 0..KK {
                             a += patch[t] * kp[t * o + j];
                         }
-                        d.write(a);
+                        d.write(match bias {
+                            Some(bias) => bias_relu(a, bias[j]),
+                            None => a,
+                        });
                     }
                 }
             });
@@ -491,19 +559,25 @@ pub(crate) mod cpu {
         }
     }
 
-    fn fwd<T: GemmElem + std::ops::Mul<Output = T>>(x: &[T], k: &[T], p: &Conv2dParams) -> Result<Vec<T>> {
+    /// Forward convolution; with `bias`, `relu(conv + bias)` fused into the
+    /// direct kernel's registers or one in-place pass over the GEMM's output.
+    fn fwd<T: Elem>(x: &[T], k: &[T], p: &Conv2dParams, bias: Option<&[T]>) -> Result<Vec<T>> {
         let kk = p.kh * p.kw * p.c;
         let rows = p.n * p.oh * p.ow;
         let kmat = MatRef { data: k, offset: 0, rs: p.o, cs: 1 };
-        if p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1 && p.pt == 0 && p.pl == 0 {
+        let mut out = if p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1 && p.pt == 0 && p.pl == 0 {
             // pointwise convolution: the input already is the patch matrix
-            return gemm_new(MatRef { data: x, offset: 0, rs: kk, cs: 1 }, kmat, rows, p.o, kk, true);
+            gemm_new(MatRef { data: x, offset: 0, rs: kk, cs: 1 }, kmat, rows, p.o, kk, true)?
+        } else if kk <= DIRECT_MAX_KK {
+            return Ok(fwd_direct(x, k, p, bias));
+        } else {
+            let col = im2col(x, p);
+            gemm_new(MatRef { data: &col, offset: 0, rs: kk, cs: 1 }, kmat, rows, p.o, kk, true)?
+        };
+        if let Some(bias) = bias {
+            bias_relu_in_place(&mut out, bias);
         }
-        if kk <= DIRECT_MAX_KK {
-            return Ok(fwd_direct(x, k, p));
-        }
-        let col = im2col(x, p);
-        gemm_new(MatRef { data: &col, offset: 0, rs: kk, cs: 1 }, kmat, rows, p.o, kk, true)
+        Ok(out)
     }
 
     fn grad_input<T: GemmElem>(dy: &[T], k: &[T], p: &Conv2dParams) -> Result<Vec<T>> {
@@ -586,7 +660,29 @@ pub(crate) mod cpu {
         kl: &Layout,
         p: &Conv2dParams,
     ) -> Result<CpuStorage> {
-        Ok(float_pair!("conv2d", x, xl, k, kl, |a, b| fwd(&a, &b, p)))
+        Ok(float_pair!("conv2d", x, xl, k, kl, |a, b| fwd(&a, &b, p, None)))
+    }
+
+    /// `relu(conv2d + bias)` for f32/f64 (contiguous bias `[o]`); `None` for
+    /// other dtypes, which take the unfused ops.
+    pub(crate) fn conv2d_bias_relu(
+        x: &CpuStorage,
+        xl: &Layout,
+        k: &CpuStorage,
+        kl: &Layout,
+        b: &CpuStorage,
+        bl: &Layout,
+        p: &Conv2dParams,
+    ) -> Result<Option<CpuStorage>> {
+        Ok(match (x, k, b) {
+            (CpuStorage::F32(x), CpuStorage::F32(k), CpuStorage::F32(b)) => {
+                Some(CpuStorage::F32(fwd(&contiguous(x, xl), &contiguous(k, kl), p, Some(&contiguous(b, bl)))?))
+            }
+            (CpuStorage::F64(x), CpuStorage::F64(k), CpuStorage::F64(b)) => {
+                Some(CpuStorage::F64(fwd(&contiguous(x, xl), &contiguous(k, kl), p, Some(&contiguous(b, bl)))?))
+            }
+            _ => None,
+        })
     }
 
     pub(crate) fn conv2d_grad_input(
