@@ -349,6 +349,28 @@ fn max_pool_ties_keep_the_first_and_nan_propagates() {
 }
 
 #[test]
+fn max_pool_grad_with_foreign_indices_scatters() {
+    // an index outside its own window (but inside the image) still receives
+    // its gradient, as a scatter does; one outside the image is an error
+    let x = rand(3, &[2, 4, 4, 3], -1.0, 1.0);
+    let p = Pool2dParams::new("t", x.shape(), (2, 2), (2, 2), Padding::Valid).unwrap();
+    let (_, arg) = x.max_pool2d((2, 2), (2, 2), Padding::Valid).unwrap();
+    let mut ids = arg.to_vec::<i64>().unwrap();
+    ids[0] = 47; // image 0, pixel (3, 3), channel 2: another window's position
+    let dy = rand(4, p.out_shape().dims(), -1.0, 1.0);
+    let got =
+        vals(&dy.max_pool2d_grad(&Tensor::from_vec(ids.clone(), p.out_shape().dims().to_vec()).unwrap(), &p).unwrap());
+    let mut want = vec![0.0; 96];
+    for (o, &i) in ids.iter().enumerate() {
+        want[i as usize] += vals(&dy)[o];
+    }
+    assert_close(&got, &want, 1e-6, 1e-7);
+    ids[0] = 96;
+    let bad = Tensor::from_vec(ids, p.out_shape().dims().to_vec()).unwrap();
+    assert!(dy.max_pool2d_grad(&bad, &p).is_err());
+}
+
+#[test]
 fn pool_errors() {
     let x = rand(1, &[1, 3, 3, 1], 0.0, 1.0);
     assert!(matches!(x.max_pool2d((4, 4), (1, 1), Padding::Valid), Err(Error::InvalidArgument { .. })));

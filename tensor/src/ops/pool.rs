@@ -165,6 +165,7 @@ pub(crate) mod cpu {
     use super::Pool2dParams;
     use crate::{CpuStorage, DType, Layout, Result};
     use rayon::prelude::*;
+    use std::mem::MaybeUninit;
 
     fn as_f64(s: &CpuStorage, l: &Layout) -> Result<Vec<f64>> {
         let c = s.copy_strided(l)?;
@@ -192,46 +193,46 @@ pub(crate) mod cpu {
 
     /// Channels `ch..ch + L` of one max-pool window whose in-image pixels start
     /// at `bases` (flat offsets of channel 0): the first maximum (first NaN
-    /// wins) and its flat index. Selects are branch-free, so it vectorizes.
+    /// wins) and its flat index. The value and the winning pixel's offset are
+    /// both chosen by branch-free selects, so the loop vectorizes.
     #[inline(always)]
     fn max_step<T: Copy + PartialOrd + Default, const L: usize>(
         x: &[T],
         bases: &[usize],
         ch: usize,
-        cell: &mut [T],
-        icell: &mut [i64],
+        cell: &mut [MaybeUninit<T>],
+        icell: &mut [MaybeUninit<i64>],
     ) {
         let mut best = [T::default(); L];
-        let mut arg = [0u32; L];
+        let mut at = [bases[0] as i64; L];
         best.copy_from_slice(&x[bases[0] + ch..bases[0] + ch + L]);
-        for (k, &base) in bases.iter().enumerate().skip(1) {
+        for &base in &bases[1..] {
             let src = &x[base + ch..base + ch + L];
             for j in 0..L {
                 let (v, cur) = (src[j], best[j]);
                 #[allow(clippy::eq_op)]
                 let take = (v > cur) | ((v != v) & (cur == cur));
                 best[j] = if take { v } else { cur };
-                arg[j] = if take { k as u32 } else { arg[j] };
+                at[j] = if take { base as i64 } else { at[j] };
             }
         }
-        cell.copy_from_slice(&best);
         for j in 0..L {
-            icell[j] = (bases[arg[j] as usize] + ch + j) as i64;
+            cell[j].write(best[j]);
+            icell[j].write(at[j] + (ch + j) as i64);
         }
     }
 
     crate::cpu::simd_fn! {
         /// Max pooling over one float type; NaN wins (propagates), ties keep the first.
         ///
-        /// Output rows in parallel; within a window, channels go 8 at a time with
-        /// branch-free selects of the value and of the window position (both in
-        /// registers), and the flat I64 index is written once per output.
+        /// Output rows in parallel; within a window, channels go 8 at a time
+        /// ([`max_step`]); outputs are written once, never zero-filled first.
         fn max_typed[T: Copy + PartialOrd + Send + Sync + Default][T](x: &[T], p: &Pool2dParams) -> (Vec<T>, Vec<i64>) {
             let n_out = p.n * p.oh * p.ow * p.c;
-            let mut out = vec![T::default(); n_out];
-            let mut idx = vec![0i64; n_out];
+            let (mut out, mut idx) = (Vec::with_capacity(n_out), Vec::with_capacity(n_out));
             let row = (p.ow * p.c).max(1);
-            out.par_chunks_mut(row).zip(idx.par_chunks_mut(row)).enumerate().for_each(|(r, (orow, irow))| {
+            let (ospare, ispare) = (&mut out.spare_capacity_mut()[..n_out], &mut idx.spare_capacity_mut()[..n_out]);
+            ospare.par_chunks_mut(row).zip(ispare.par_chunks_mut(row)).enumerate().for_each(|(r, (orow, irow))| {
                 let (b, oy) = (r / p.oh.max(1), r % p.oh.max(1));
                 let mut bases = Vec::with_capacity(p.kh * p.kw);
                 for ox in 0..p.ow {
@@ -240,11 +241,17 @@ pub(crate) mod cpu {
                     for iy in ys {
                         bases.extend(xs.clone().map(|ix| ((b * p.h + iy) * p.w + ix) * p.c));
                     }
-                    if bases.is_empty() {
-                        continue;
-                    }
                     let cell = &mut orow[ox * p.c..(ox + 1) * p.c];
                     let icell = &mut irow[ox * p.c..(ox + 1) * p.c];
+                    if bases.is_empty() {
+                        cell.iter_mut().for_each(|v| {
+                            v.write(T::default());
+                        });
+                        icell.iter_mut().for_each(|v| {
+                            v.write(0);
+                        });
+                        continue;
+                    }
                     let full = p.c / LANES * LANES;
                     for ch in (0..full).step_by(LANES) {
                         max_step::<T, LANES>(x, &bases, ch, &mut cell[ch..ch + LANES], &mut icell[ch..ch + LANES]);
@@ -254,6 +261,11 @@ pub(crate) mod cpu {
                     }
                 }
             });
+            // SAFETY: every output row's cells were written above (window or empty-window default).
+            unsafe {
+                out.set_len(n_out);
+                idx.set_len(n_out);
+            }
             (out, idx)
         }
     }
@@ -289,6 +301,74 @@ pub(crate) mod cpu {
         Ok((out, CpuStorage::I64(idx)))
     }
 
+    crate::cpu::simd_fn! {
+        /// Max-pool backward for windows that do not overlap (stride >= window,
+        /// the usual 2x2/2): every input value is written once, in order, as
+        /// `g` of its window's output where that output's index points at it and
+        /// 0 elsewhere; no zero-fill and scatter. `None` unless every index lies
+        /// in its own window (counted while writing), so other index tensors
+        /// keep the scatter's meaning and errors.
+        fn gather_typed[T: Copy + Default + Send + Sync + std::ops::AddAssign][T](
+            g: &[T],
+            idx: &[i64],
+            p: &Pool2dParams,
+        ) -> Option<Vec<T>> {
+            if p.sh < p.kh || p.sw < p.kw || idx.len() != p.n * p.oh * p.ow * p.c || g.len() != idx.len() {
+                return None;
+            }
+            // the output row / column whose window covers each input row / column
+            let cover = |size: usize, out: usize, window: &dyn Fn(usize) -> std::ops::Range<usize>| {
+                let mut of = vec![usize::MAX; size];
+                for o in 0..out {
+                    for i in window(o) {
+                        of[i] = o;
+                    }
+                }
+                of
+            };
+            let oy_of = cover(p.h, p.oh, &|oy| p.window(oy, 0).0);
+            let ox_of = cover(p.w, p.ow, &|ox| p.window(0, ox).1);
+            let (img_in, img_out, c) = (p.h * p.w * p.c, p.oh * p.ow * p.c, p.c);
+            let mut dx = Vec::with_capacity(p.n * img_in);
+            let matched: usize = dx.spare_capacity_mut()[..p.n * img_in]
+                .par_chunks_mut(img_in.max(1))
+                .enumerate()
+                .map(|(b, dimg)| {
+                    let mut hits = 0usize;
+                    for (iy, drow) in dimg.chunks_exact_mut(p.w * c).enumerate() {
+                        for (ix, dpx) in drow.chunks_exact_mut(c).enumerate() {
+                            let (oy, ox) = (oy_of[iy], ox_of[ix]);
+                            if oy == usize::MAX || ox == usize::MAX {
+                                dpx.iter_mut().for_each(|d| {
+                                    d.write(T::default());
+                                });
+                                continue;
+                            }
+                            let o = b * img_out + (oy * p.ow + ox) * c;
+                            let q = (b * img_in + (iy * p.w + ix) * c) as i64;
+                            let mut n = 0u32;
+                            for (((d, &id), &gv), want) in dpx.iter_mut().zip(&idx[o..o + c]).zip(&g[o..o + c]).zip(q..) {
+                                let hit = id == want;
+                                let mut v = T::default();
+                                v += if hit { gv } else { T::default() };
+                                d.write(v);
+                                n += hit as u32;
+                            }
+                            hits += n as usize;
+                        }
+                    }
+                    hits
+                })
+                .sum();
+            if matched != idx.len() {
+                return None;
+            }
+            // SAFETY: every input position of every image was written above.
+            unsafe { dx.set_len(p.n * img_in) };
+            Some(dx)
+        }
+    }
+
     /// `dx[idx[i]] += g[i]` in the gradient's own float type, images in
     /// parallel when every index lies in its own image (as pooling's do);
     /// each element still receives its contributions in order.
@@ -297,6 +377,9 @@ pub(crate) mod cpu {
         idx: &[i64],
         p: &Pool2dParams,
     ) -> Result<Vec<T>> {
+        if let Some(dx) = gather_typed(g, idx, p) {
+            return Ok(dx);
+        }
         let n_in = p.n * p.h * p.w * p.c;
         let (img_in, img_out) = (p.h * p.w * p.c, p.oh * p.ow * p.c);
         if img_in > 0 && img_out > 0 && idx.len() == p.n * img_out {
