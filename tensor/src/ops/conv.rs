@@ -404,7 +404,7 @@ pub(crate) mod cpu {
         }
     }
 
-    /// The float types of the fused CPU conv kernels.
+    /// The float types of the CPU conv kernels (f32, f64).
     pub(crate) trait Elem: GemmElem + std::ops::Mul<Output = Self> + PartialOrd {}
     impl<T: GemmElem + std::ops::Mul<Output = T> + PartialOrd> Elem for T {}
 
@@ -499,7 +499,7 @@ pub(crate) mod cpu {
 
     /// Direct kernel gradient for short patches: `dk[t, :] = sum_pixels patch[t] * dy[pixel, :]`,
     /// summed per fixed block of pixels, then the block sums in order.
-    fn grad_kernel_direct<T: GemmElem + std::ops::Mul<Output = T>>(x: &[T], dy: &[T], p: &Conv2dParams) -> Vec<T> {
+    fn grad_kernel_direct<T: Elem>(x: &[T], dy: &[T], p: &Conv2dParams) -> Vec<T> {
         match p.kh * p.kw * p.c {
             0..=9 => grad_kernel_direct_kk::<T, 9>(x, dy, p),
             10..=16 => grad_kernel_direct_kk::<T, 16>(x, dy, p),
@@ -511,7 +511,7 @@ pub(crate) mod cpu {
         /// [`grad_kernel_direct`] with patches padded to `KK` taps: per block of
         /// pixels and group of 8 output channels, the `KK x 8` partial sums stay
         /// in registers while the block's pixels stream past in order.
-        fn grad_kernel_direct_kk[T: GemmElem + std::ops::Mul<Output = T>, const KK: usize][T, KK](
+        fn grad_kernel_direct_kk[T: Elem, const KK: usize][T, KK](
             x: &[T],
             dy: &[T],
             p: &Conv2dParams,
@@ -614,7 +614,7 @@ pub(crate) mod cpu {
         Ok(dx)
     }
 
-    fn grad_kernel<T: GemmElem + std::ops::Mul<Output = T>>(x: &[T], dy: &[T], p: &Conv2dParams) -> Result<Vec<T>> {
+    fn grad_kernel<T: Elem>(x: &[T], dy: &[T], p: &Conv2dParams) -> Result<Vec<T>> {
         let kk = p.kh * p.kw * p.c;
         let rows = p.n * p.oh * p.ow;
         if kk <= DIRECT_MAX_KK {
