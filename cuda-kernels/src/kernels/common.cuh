@@ -32,6 +32,10 @@ __device__ __forceinline__ void layout_offsets(const Layout<K>& l, i64 linear, i
 }
 
 // ---- half / bfloat16 as raw 16-bit storage, converted through f32 ----
+#ifdef KEEL_CUDA_EMU  // tools/cuda-emu: the same conversions on the host
+__device__ __forceinline__ float f16_to_f32(u16 h) { return keel_emu_f16_to_f32(h); }
+__device__ __forceinline__ u16 f32_to_f16(float f) { return keel_emu_f32_to_f16(f); }
+#else
 __device__ __forceinline__ float f16_to_f32(u16 h) {
     float f;
     asm("{ .reg .b16 t; mov.b16 t, %1; cvt.f32.f16 %0, t; }" : "=f"(f) : "h"(h));
@@ -42,6 +46,7 @@ __device__ __forceinline__ u16 f32_to_f16(float f) {
     asm("{ .reg .b16 t; cvt.rn.f16.f32 t, %1; mov.b16 %0, t; }" : "=h"(h) : "f"(f));
     return h;
 }
+#endif
 __device__ __forceinline__ float bf16_to_f32(u16 h) { return __uint_as_float(((u32)h) << 16); }
 __device__ __forceinline__ u16 f32_to_bf16(float f) {
     u32 u = __float_as_uint(f);

@@ -11,6 +11,18 @@
 #define TBN 128
 #define TBK 32
 
+#ifdef KEEL_CUDA_EMU  // tools/cuda-emu: warp-collective host emulation, PTX ISA fragment layouts
+__device__ __forceinline__ u32 to_tf32(float f) { return keel_emu_to_tf32(f); }
+__device__ __forceinline__ void mma_tf32(float (&d)[4], const u32 (&a)[4], const u32 (&b)[2]) {
+    keel_emu::mma(d, a, b, keel_emu::MMA_TF32);
+}
+__device__ __forceinline__ void mma_f16(float (&d)[4], const u32 (&a)[4], const u32 (&b)[2]) {
+    keel_emu::mma(d, a, b, keel_emu::MMA_F16);
+}
+__device__ __forceinline__ void mma_bf16(float (&d)[4], const u32 (&a)[4], const u32 (&b)[2]) {
+    keel_emu::mma(d, a, b, keel_emu::MMA_BF16);
+}
+#else
 __device__ __forceinline__ u32 to_tf32(float f) {
     u32 r;
     asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(f));
@@ -38,6 +50,7 @@ __device__ __forceinline__ void mma_bf16(float (&d)[4], const u32 (&a)[4], const
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
+#endif
 
 struct TcTf32 {   // A/B are f32 in memory, rounded to tf32 (cvt.rna) when fragments are built
     typedef float S;
