@@ -181,7 +181,9 @@ fn comparisons_and_where() {
             let (x, y) = (a.to_dtype(dt).unwrap(), b.to_dtype(dt).unwrap());
             agree(&format!("{} {dt}", op.name()), dev, 0.0, &[x, y], |t| t[0].cmp(&t[1], op));
         }
-        let (x, y) = (a.abs().unwrap().to_dtype(DType::U8).unwrap(), b.abs().unwrap().to_dtype(DType::U8).unwrap());
+        // |a| as u8 (abs is a float op on the CPU, so take it in f32)
+        let to_u8 = |t: &Tensor| t.to_dtype(DType::F32).unwrap().abs().unwrap().to_dtype(DType::U8).unwrap();
+        let (x, y) = (to_u8(&a), to_u8(&b));
         agree(&format!("{} u8", op.name()), dev, 0.0, &[x, y], |t| t[0].cmp(&t[1], op));
         let (x, y) = (rand(303, &[9, 11], -1.0, 1.0), rand(304, &[11, 9], -1.0, 1.0));
         agree(&format!("{} transposed", op.name()), dev, 0.0, &[x, y], |t| t[0].cmp(&t[1].t()?, op));
