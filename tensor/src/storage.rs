@@ -98,6 +98,20 @@ pub trait BackendStorage: Sized {
     fn conv2d(&self, l: &Layout, k: &Self, kl: &Layout, p: &Conv2dParams) -> Result<Self> {
         Err(Self::missing("conv2d"))
     }
+    /// Fused `relu(conv2d(self, k) + b)` (`b` of length `o`) where the backend has a kernel
+    /// for this dtype; `None` tells the caller to run conv2d, add and relu instead, which
+    /// must give the same result.
+    fn conv2d_bias_relu(
+        &self,
+        l: &Layout,
+        k: &Self,
+        kl: &Layout,
+        b: &Self,
+        bl: &Layout,
+        p: &Conv2dParams,
+    ) -> Result<Option<Self>> {
+        Ok(None)
+    }
     /// Gradient wrt the input from the output gradient `self` and the kernel.
     fn conv2d_grad_input(&self, l: &Layout, k: &Self, kl: &Layout, p: &Conv2dParams) -> Result<Self> {
         Err(Self::missing("conv2d_grad_input"))

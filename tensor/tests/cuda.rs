@@ -324,6 +324,15 @@ fn conv2d_forward_and_grads() {
         agree(&format!("{what} grad kernel"), dev, 1e-5, &[x.clone(), dy.clone()], |t| {
             t[0].conv2d_grad_kernel(&t[1], &p)
         });
+        // fused conv + bias + ReLU: agrees with the CPU, and equals the unfused ops on CUDA bit for bit
+        let b = rand_signed(s + 3, &[ks[3]], 0.1, 1.0);
+        agree(&format!("{what} fused bias relu"), dev, 1e-5, &[x.clone(), k.clone(), b.clone()], |t| {
+            t[0].conv2d_bias_relu(&t[1], &t[2], &p)
+        });
+        let g: Vec<Tensor> = [&x, &k, &b].iter().map(|t| t.to_device(&dev).unwrap()).collect();
+        let fused = g[0].conv2d_bias_relu(&g[1], &g[2], &p).unwrap();
+        let unfused = g[0].conv2d_with(&g[1], &p).unwrap().add(&g[2]).unwrap().unary(UnaryOp::Relu, 0.0).unwrap();
+        assert_eq!(fused.to_vec_f64().unwrap(), unfused.to_vec_f64().unwrap(), "{what}: fused != unfused on CUDA");
         let (xb, kb) = (x.to_dtype(DType::BF16).unwrap(), k.to_dtype(DType::BF16).unwrap());
         agree(&format!("{what} forward bf16"), dev, 1e-2, &[xb, kb], |t| t[0].conv2d(&t[1], st, pad, dil));
     }

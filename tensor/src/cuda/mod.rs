@@ -392,6 +392,17 @@ mod backend {
         fn conv2d(&self, l: &Layout, k: &Self, kl: &Layout, p: &Conv2dParams) -> Result<Self> {
             super::nn::conv2d(self, l, k, kl, p)
         }
+        fn conv2d_bias_relu(
+            &self,
+            l: &Layout,
+            k: &Self,
+            kl: &Layout,
+            b: &Self,
+            bl: &Layout,
+            p: &Conv2dParams,
+        ) -> Result<Option<Self>> {
+            super::nn::conv2d_bias_relu(self, l, k, kl, b, bl, p)
+        }
         fn conv2d_grad_input(&self, l: &Layout, k: &Self, kl: &Layout, p: &Conv2dParams) -> Result<Self> {
             super::nn::conv2d_grad_input(self, l, k, kl, p)
         }

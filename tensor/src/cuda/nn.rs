@@ -64,6 +64,46 @@ fn pool_geom(op: &'static str, p: &Pool2dParams) -> Result<Pool2d> {
     })
 }
 
+/// `relu(conv2d(x, k) + b)` in one kernel (the conv's bias + ReLU epilogue), for f32 only:
+/// f16/bf16 round the conv output before the bias is added, so they take the unfused path.
+/// Bit-identical to the unfused ops (`1 * acc + b`, then `max(., 0)`).
+pub(super) fn conv2d_bias_relu(
+    s: &CudaStorage,
+    l: &Layout,
+    k: &CudaStorage,
+    kl: &Layout,
+    b: &CudaStorage,
+    bl: &Layout,
+    p: &Conv2dParams,
+) -> Result<Option<CudaStorage>> {
+    const OP: &str = "conv2d";
+    if s.dtype() != crate::DType::F32 || k.dtype() != crate::DType::F32 || b.dtype() != crate::DType::F32 {
+        return Ok(None);
+    }
+    s.same_device(OP, k)?;
+    s.same_device(OP, b)?;
+    let dev = &s.dev;
+    let g = conv_geom(OP, p)?;
+    let (x, w, bias) = (f32_input(OP, s, l)?, f32_input(OP, k, kl)?, f32_input(OP, b, bl)?);
+    let n = g.y_len();
+    let mut y = alloc::<f32>(dev, n)?;
+    if n > 0 {
+        kc::conv2d_forward_f32(
+            dev,
+            &g,
+            &x.view(),
+            &w.view(),
+            &mut head_mut(&mut y, n),
+            Some(&bias.view()),
+            1.0,
+            0.0,
+            Activation::Relu,
+        )
+        .ctx(OP)?;
+    }
+    Ok(Some(s.like(f32_output(dev, y, n, s.dtype())?, n)))
+}
+
 fn same_float(op: &'static str, a: &CudaStorage, b: &CudaStorage) -> Result<()> {
     a.same_device(op, b)?;
     if a.dtype() != b.dtype() {

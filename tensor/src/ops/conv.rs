@@ -7,7 +7,7 @@
 //! which yields NHWC output directly.
 
 use crate::storage::{dispatch2, BackendStorage};
-use crate::{Error, Result, Shape, Tensor};
+use crate::{Error, Result, Shape, Storage, Tensor};
 use serde::{Deserialize, Serialize};
 
 /// Padding mode, as in Keras.
@@ -181,15 +181,21 @@ impl Tensor {
         check_shape("conv2d", self, &p.in_shape())?;
         check_shape("conv2d", kernel, &p.kernel_shape())?;
         check_shape("conv2d", bias, &Shape::from([p.o]))?;
-        #[cfg(feature = "cpu")]
-        {
-            let (x, k, b) = (self.contiguous()?, kernel.contiguous()?, bias.contiguous()?);
-            let (sx, sk, sb) = (x.storage(), k.storage(), b.storage());
-            if let (crate::Storage::Cpu(xs), crate::Storage::Cpu(ks), crate::Storage::Cpu(bs)) = (&*sx, &*sk, &*sb) {
-                if let Some(out) = cpu::conv2d_bias_relu(xs, x.layout(), ks, k.layout(), bs, b.layout(), p)? {
-                    return Ok(Tensor::from_storage(crate::Storage::Cpu(out), p.out_shape()));
+        let fused = {
+            let (sx, sk, sb) = (self.storage(), kernel.storage(), bias.storage());
+            let (xl, kl, bl) = (self.layout(), kernel.layout(), bias.layout());
+            match (&*sx, &*sk, &*sb) {
+                (Storage::Cpu(x), Storage::Cpu(k), Storage::Cpu(b)) => {
+                    x.conv2d_bias_relu(xl, k, kl, b, bl, p)?.map(Storage::Cpu)
                 }
+                (Storage::Cuda(x), Storage::Cuda(k), Storage::Cuda(b)) => {
+                    x.conv2d_bias_relu(xl, k, kl, b, bl, p)?.map(Storage::Cuda)
+                }
+                _ => None, // operands on different devices: the unfused ops report it
             }
+        };
+        if let Some(out) = fused {
+            return Ok(Tensor::from_storage(out, p.out_shape()));
         }
         self.conv2d_with(kernel, p)?.binary_unary(bias, crate::BinaryOp::Add, crate::UnaryOp::Relu, 0.0)
     }
