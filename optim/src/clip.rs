@@ -76,11 +76,14 @@ pub fn clip_by_norm(g: &Tensor, clipnorm: f64) -> Result<Tensor> {
     Ok(g.mul_scalar(clipnorm)?.div(&norm.maximum_scalar(clipnorm)?)?)
 }
 
-/// The joint L2 norm `sqrt(sum_i ||g_i||^2)` of several tensors, as a 0-d F64 tensor.
+/// The joint L2 norm `sqrt(sum_i ||g_i||^2)` of several tensors, as a 0-d tensor on their
+/// device: F64 on the CPU; F32 on CUDA, which has no f64 arithmetic (its reductions
+/// accumulate in f32 anyway).
 pub fn global_norm(grads: &[Tensor]) -> Result<Tensor> {
     let mut total: Option<Tensor> = None;
     for g in grads {
-        let s = cast(&g.square()?.sum_all()?, DType::F64)?;
+        let acc = if g.device().is_cuda() { DType::F32 } else { DType::F64 };
+        let s = cast(&g.square()?.sum_all()?, acc)?;
         total = Some(match total {
             Some(t) => t.add(&s)?,
             None => s,

@@ -1,0 +1,94 @@
+//! Every optimizer configuration steps parameters on CUDA as it does on the CPU.
+//!
+//! Three steps on the fixed quadratic of `optimizers.rs`, once with the parameters on the
+//! CPU and once on GPU 0; the trajectories must agree to 1e-6 relative (f32 updates whose
+//! reductions, for the clip norms, may sum in another order). Without a usable GPU each
+//! test prints why it skips; with `KEEL_REQUIRE_CUDA=1` it fails instead. CI runs it on
+//! the CUDA emulator (`tools/cuda-emu`).
+
+mod common;
+
+use common::{curvature, make_params, values};
+use keel_autograd::{Gradients, Param};
+use keel_optim::schedule::ExponentialDecay;
+use keel_optim::{Adagrad, Adam, AdamW, Optimizer, RMSprop, Sgd};
+use keel_tensor::{Device, Tensor};
+
+/// GPU 0, or `None` (with a printed reason) when the test must skip.
+fn gpu(test: &str) -> Option<Device> {
+    if keel_tensor::cuda_is_available(0) {
+        return Some(Device::Cuda(0));
+    }
+    let why = if cfg!(feature = "cuda") {
+        "no usable CUDA GPU 0 (driver, device or NVRTC missing)"
+    } else {
+        "keel-optim was built without the `cuda` feature"
+    };
+    if std::env::var("KEEL_REQUIRE_CUDA").is_ok_and(|v| v == "1") {
+        panic!("{test}: KEEL_REQUIRE_CUDA=1 but {why}");
+    }
+    eprintln!("skipping {test}: {why}");
+    None
+}
+
+/// The gradient `a * p` of the quadratic, computed on the parameters' device.
+fn grads(params: &[Param]) -> Gradients {
+    let mut g = Gradients::default();
+    for (p, a) in params.iter().zip(curvature()) {
+        let a: Vec<f32> = a.iter().map(|&x| x as f32).collect();
+        let a = Tensor::from_vec(a, p.shape()).expect("tensor").to_device(&p.value().device()).expect("to device");
+        g.insert(p.id(), p.value().mul(&a).expect("mul"));
+    }
+    g
+}
+
+fn trajectory(opt: &mut dyn Optimizer, params: &[Param]) -> Vec<Vec<Vec<f64>>> {
+    (0..3)
+        .map(|_| {
+            opt.step(params, &grads(params)).expect("step");
+            values(params)
+        })
+        .collect()
+}
+
+/// Runs a fresh optimizer from `make` on CPU and CUDA parameters and compares.
+fn agree<O: Optimizer>(what: &str, dev: &Device, make: impl Fn() -> O) {
+    let cpu = trajectory(&mut make(), &make_params());
+    let on_gpu: Vec<Param> =
+        make_params().iter().map(|p| Param::new(p.value().to_device(dev).expect("to device"))).collect();
+    let mut opt = make();
+    let got = trajectory(&mut opt, &on_gpu);
+    for p in &on_gpu {
+        assert!(p.value().device().is_cuda(), "{what}: a parameter left the GPU");
+    }
+    for (s, (gs, cs)) in got.iter().zip(&cpu).enumerate() {
+        for (i, (gp, cp)) in gs.iter().zip(cs).enumerate() {
+            for (j, (&g, &c)) in gp.iter().zip(cp).enumerate() {
+                assert!(
+                    (g - c).abs() <= 1e-6 * c.abs().max(1.0),
+                    "{what}: step {s} param {i}[{j}]: cuda {g} vs cpu {c}"
+                );
+            }
+        }
+    }
+    assert_eq!(opt.iterations(), 3, "{what}");
+}
+
+#[test]
+fn every_optimizer_steps_on_cuda_like_on_the_cpu() {
+    let Some(dev) = gpu("every_optimizer_steps_on_cuda_like_on_the_cpu") else { return };
+    agree("sgd", &dev, || Sgd::new(0.1));
+    agree("sgd momentum", &dev, || Sgd::new(0.1).momentum(0.9));
+    agree("sgd nesterov", &dev, || Sgd::new(0.1).momentum(0.9).nesterov(true));
+    agree("sgd weight decay", &dev, || Sgd::new(0.1).momentum(0.5).weight_decay(0.05));
+    agree("adam", &dev, || Adam::new(0.1));
+    agree("adam amsgrad", &dev, || Adam::new(0.1).beta_1(0.8).beta_2(0.9).amsgrad(true));
+    agree("adamw", &dev, || AdamW::new(0.05).weight_decay(0.1));
+    agree("rmsprop", &dev, || RMSprop::new(0.01));
+    agree("rmsprop centered momentum", &dev, || RMSprop::new(0.01).rho(0.8).momentum(0.5).centered(true));
+    agree("adagrad", &dev, || Adagrad::new(0.1));
+    agree("adam schedule", &dev, || Adam::new(ExponentialDecay::new(0.1, 1, 0.5).staircase(true)));
+    agree("clipnorm", &dev, || Sgd::new(0.1).clipnorm(1.0));
+    agree("global clipnorm", &dev, || Sgd::new(0.1).global_clipnorm(2.0));
+    agree("clipvalue", &dev, || Sgd::new(0.1).clipvalue(0.5));
+}
