@@ -1,0 +1,144 @@
+//! Every layer family, activation and loss trains on CUDA as it does on the CPU.
+//!
+//! Each case builds the same seeded model twice, trains one copy on the CPU and one moved
+//! to GPU 0 (two epochs, same shuffling), and requires the per-epoch loss trajectories to
+//! agree to 1e-3 relative: forward, backward and the optimizer all run on the device.
+//! Without a usable GPU each test prints why it skips; under `KEEL_REQUIRE_CUDA=1` it
+//! fails instead. CI runs it on the CUDA emulator (`tools/cuda-emu`).
+
+use keel_nn::{
+    Activation, ActivationLayer, AveragePooling2D, BatchNormalization, Bidirectional, Conv2D, Dense, Dropout,
+    Embedding, Flatten, GlobalAveragePooling2D, Loss, Network, Reshape, SimpleRNN, GRU, LSTM,
+};
+use keel_optim::{Adam, Sgd};
+use keel_tensor::{DType, Device, Padding, Tensor};
+use keel_train::{Fit, MetricSpec, Sequential};
+
+/// GPU 0, or `None` (with a printed reason) when the test must skip.
+fn gpu(test: &str) -> Option<Device> {
+    match Device::cuda(0) {
+        Ok(dev) => Some(dev),
+        Err(why) => {
+            if std::env::var("KEEL_REQUIRE_CUDA").is_ok_and(|v| v == "1") {
+                panic!("{test}: KEEL_REQUIRE_CUDA=1 but {why}");
+            }
+            eprintln!("skipping {test}: {why}");
+            None
+        }
+    }
+}
+
+fn uniform(seed: u64, shape: &[usize]) -> Tensor {
+    Tensor::rand_uniform(seed, -1.0, 1.0, shape.to_vec(), DType::F32, &Device::Cpu).unwrap()
+}
+
+/// Trains `build()` on the CPU and on `dev` and compares the loss trajectories.
+fn agree(what: &str, dev: &Device, build: impl Fn() -> Sequential, x: &Tensor, y: &Tensor) {
+    let fit = || Fit::new().epochs(2).batch_size(16).seed(11).verbose(0);
+    let mut cpu = build();
+    let h_cpu = cpu.fit(x, y, fit()).unwrap_or_else(|e| panic!("{what} on the CPU: {e}"));
+    let mut on_gpu = build();
+    on_gpu.to_device(dev).unwrap();
+    let h_gpu = on_gpu.fit(x, y, fit()).unwrap_or_else(|e| panic!("{what} on CUDA: {e}"));
+    assert_eq!(on_gpu.weights_device(), Some(*dev), "{what}: weights left the GPU");
+    let (a, b) = (h_gpu.get("loss").unwrap(), h_cpu.get("loss").unwrap());
+    for (i, (g, c)) in a.iter().zip(b).enumerate() {
+        let rel = (g - c).abs() / c.abs().max(1e-12);
+        assert!(rel < 1e-3, "{what}: epoch {i} loss {g} on CUDA vs {c} on the CPU (relative {rel:.2e})");
+    }
+    let p_gpu = on_gpu.predict(x, 16).unwrap_or_else(|e| panic!("{what}: predict on CUDA: {e}"));
+    let p_cpu = cpu.predict(x, 16).unwrap();
+    let (p, q) = (p_gpu.to_vec_f64().unwrap(), p_cpu.to_vec_f64().unwrap());
+    let num: f64 = p.iter().zip(&q).map(|(a, b)| (a - b).powi(2)).sum::<f64>().sqrt();
+    let den: f64 = q.iter().map(|b| b * b).sum::<f64>().sqrt().max(1e-12);
+    assert!(num / den < 1e-2, "{what}: predictions differ (relative {:.2e})", num / den);
+}
+
+#[test]
+fn dense_with_every_activation() {
+    let Some(dev) = gpu("dense_with_every_activation") else { return };
+    let x = uniform(1, &[48, 6]);
+    let y = x.sum(&[1], false).unwrap().gt(&Tensor::scalar(0.0f32)).unwrap().to_dtype(DType::I64).unwrap();
+    let y = y.one_hot(2, DType::F32).unwrap();
+    let build = || {
+        let mut m = Sequential::with_seed(3);
+        m.add(Dense::new(8).activation(Activation::Linear).input_shape([6]));
+        for &a in Activation::ALL {
+            if a != Activation::Linear && a != Activation::Softmax {
+                m.add(Dense::new(8).activation(a));
+            }
+        }
+        m.add(Dense::new(2).activation(Activation::Softmax));
+        m.compile(Adam::new(0.01), Loss::CategoricalCrossentropy, &[MetricSpec::Accuracy]).unwrap();
+        m
+    };
+    agree("dense, every activation", &dev, build, &x, &y);
+}
+
+#[test]
+fn conv_batchnorm_pooling_dropout() {
+    let Some(dev) = gpu("conv_batchnorm_pooling_dropout") else { return };
+    let x = uniform(2, &[48, 8, 8, 2]);
+    let labels = x.mean(&[1, 2, 3], false).unwrap().gt(&Tensor::scalar(0.0f32)).unwrap().to_dtype(DType::I64);
+    let y = labels.unwrap();
+    let build = || {
+        let mut m = Sequential::with_seed(4);
+        m.add(Conv2D::new(4, (3, 3)).padding(Padding::Same).input_shape([8, 8, 2]));
+        m.add(BatchNormalization::new());
+        m.add(ActivationLayer::new(Activation::Relu));
+        m.add(AveragePooling2D::new(2));
+        m.add(Conv2D::new(6, (3, 3)).strides(1).activation(Activation::Tanh));
+        m.add(GlobalAveragePooling2D::new());
+        m.add(Dropout::new(0.25));
+        m.add(Dense::new(2).activation(Activation::Softmax));
+        m.compile(Sgd::new(0.05).momentum(0.9), Loss::SparseCategoricalCrossentropy, &[MetricSpec::Accuracy]).unwrap();
+        m
+    };
+    agree("conv + batch norm + pooling + dropout", &dev, build, &x, &y);
+}
+
+#[test]
+fn embedding_and_recurrent_layers() {
+    let Some(dev) = gpu("embedding_and_recurrent_layers") else { return };
+    let tokens =
+        Tensor::rand_uniform(5, 0.0, 10.0, (48, 7), DType::F32, &Device::Cpu).unwrap().to_dtype(DType::I64).unwrap();
+    let y = tokens
+        .to_dtype(DType::F32)
+        .unwrap()
+        .mean(&[1], true)
+        .unwrap()
+        .gt(&Tensor::scalar(4.5f32))
+        .unwrap()
+        .to_dtype(DType::F32)
+        .unwrap();
+    let build = || {
+        let mut m = Sequential::with_seed(5);
+        m.add(Embedding::new(10, 4).input_shape([7]));
+        m.add(Bidirectional::new(LSTM::new(5).return_sequences(true)));
+        m.add(GRU::new(4).return_sequences(true));
+        m.add(SimpleRNN::new(3));
+        m.add(Dense::new(1).activation(Activation::Sigmoid));
+        m.compile(Adam::new(0.01), Loss::BinaryCrossentropy, &[MetricSpec::Accuracy]).unwrap();
+        m
+    };
+    agree("embedding + LSTM/GRU/SimpleRNN + Bidirectional", &dev, build, &tokens, &y);
+}
+
+#[test]
+fn regression_losses_and_reshape() {
+    let Some(dev) = gpu("regression_losses_and_reshape") else { return };
+    let x = uniform(6, &[48, 5]);
+    let y = x.narrow(1, 0, 2).unwrap().mul_scalar(2.0).unwrap();
+    for loss in [Loss::MeanSquaredError, Loss::MeanAbsoluteError, Loss::Huber] {
+        let build = || {
+            let mut m = Sequential::with_seed(6);
+            m.add(Dense::new(4).activation(Activation::Tanh).input_shape([5]));
+            m.add(Reshape::new([2, 2]));
+            m.add(Flatten::new());
+            m.add(Dense::new(2));
+            m.compile(Adam::new(0.01), loss, &[] as &[MetricSpec]).unwrap();
+            m
+        };
+        agree(&format!("regression with {loss:?}"), &dev, build, &x, &y);
+    }
+}
