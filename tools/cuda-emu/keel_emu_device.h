@@ -212,8 +212,12 @@ inline const char* run_block() {
         f.sp = fresh_stack_frame(S.stacks + per * (i + 1));
     }
     for (int w = 0; w * 32 < n; ++w) S.warps[w].lanes = (n - w * 32) < 32 ? (n - w * 32) : 32;
+    // Odd blocks resume their threads in reverse order, so a missing barrier shows whichever
+    // thread gets ahead.
+    const bool reverse = ((blockIdx.x + blockIdx.y + blockIdx.z) & 1u) != 0;
     for (;;) {
-        for (int i = 0; i < n; ++i) {
+        for (int j = 0; j < n; ++j) {
+            const int i = reverse ? n - 1 - j : j;
             if (S.fibers[i].state != RUNNABLE) continue;
             S.cur = i;
             threadIdx = S.fibers[i].tid;
