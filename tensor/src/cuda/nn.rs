@@ -76,32 +76,11 @@ pub(super) fn conv2d_bias_relu(
     bl: &Layout,
     p: &Conv2dParams,
 ) -> Result<Option<CudaStorage>> {
-    const OP: &str = "conv2d";
-    if s.dtype() != crate::DType::F32 || k.dtype() != crate::DType::F32 || b.dtype() != crate::DType::F32 {
+    if [s, k, b].iter().any(|t| t.dtype() != crate::DType::F32) {
         return Ok(None);
     }
-    s.same_device(OP, k)?;
-    s.same_device(OP, b)?;
-    let dev = &s.dev;
-    let g = conv_geom(OP, p)?;
-    let (x, w, bias) = (f32_input(OP, s, l)?, f32_input(OP, k, kl)?, f32_input(OP, b, bl)?);
-    let n = g.y_len();
-    let mut y = alloc::<f32>(dev, n)?;
-    if n > 0 {
-        kc::conv2d_forward_f32(
-            dev,
-            &g,
-            &x.view(),
-            &w.view(),
-            &mut head_mut(&mut y, n),
-            Some(&bias.view()),
-            1.0,
-            0.0,
-            Activation::Relu,
-        )
-        .ctx(OP)?;
-    }
-    Ok(Some(s.like(f32_output(dev, y, n, s.dtype())?, n)))
+    s.same_device("conv2d", b)?;
+    conv_forward(s, l, k, kl, Some((b, bl)), Activation::Relu, p).map(Some)
 }
 
 fn same_float(op: &'static str, a: &CudaStorage, b: &CudaStorage) -> Result<()> {
@@ -123,24 +102,39 @@ pub(super) fn conv2d(
     kl: &Layout,
     p: &Conv2dParams,
 ) -> Result<CudaStorage> {
+    conv_forward(s, l, k, kl, None, Activation::None, p)
+}
+
+/// `act(conv2d(x, k) + bias)` through the implicit-GEMM forward kernel.
+fn conv_forward(
+    s: &CudaStorage,
+    l: &Layout,
+    k: &CudaStorage,
+    kl: &Layout,
+    bias: Option<(&CudaStorage, &Layout)>,
+    act: Activation,
+    p: &Conv2dParams,
+) -> Result<CudaStorage> {
     const OP: &str = "conv2d";
     same_float(OP, s, k)?;
     let dev = &s.dev;
     let g = conv_geom(OP, p)?;
     let (x, w) = (f32_input(OP, s, l)?, f32_input(OP, k, kl)?);
+    let bias = bias.map(|(b, bl)| f32_input(OP, b, bl)).transpose()?;
     let n = g.y_len();
     let mut y = alloc::<f32>(dev, n)?;
     if n > 0 {
+        let bias_view = bias.as_ref().map(|b| b.view());
         kc::conv2d_forward_f32(
             dev,
             &g,
             &x.view(),
             &w.view(),
             &mut head_mut(&mut y, n),
-            None,
+            bias_view.as_ref(),
             1.0,
             0.0,
-            Activation::None,
+            act,
         )
         .ctx(OP)?;
     }
