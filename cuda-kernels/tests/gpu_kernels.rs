@@ -449,6 +449,13 @@ fn elementwise_and_misc() {
     elementwise::unary(&dev, &prog, "leaky_relu", &dx.as_view(), &mut out.as_view_mut(), 0.1).expect("unary");
     let want: Vec<f64> = x.iter().map(|&v| f64::from(if v > 0.0 { v } else { 0.1 * v })).collect();
     assert!(rel_err(&dev.dtoh(&out.as_view()).expect("o"), &want) < 1e-6);
+    // Views one element in (4-byte aligned only): the f32 kernels must leave their float4 path.
+    let mut out1 = poisoned(&dev, 1002);
+    elementwise::unary(&dev, &prog, "leaky_relu", &dx.slice(1..), &mut out1.as_view_mut(), 0.1).expect("unary");
+    assert!(rel_err(&dev.dtoh(&out1.as_view()).expect("o"), &want[1..]) < 1e-6);
+    elementwise::binary(&dev, &prog, "add", &dx.slice(1..), &dx.slice(..1002), &mut out1.as_view_mut()).expect("add");
+    let want_add: Vec<f64> = (0..1002).map(|i| f64::from(x[i + 1]) + f64::from(x[i])).collect();
+    assert!(rel_err(&dev.dtoh(&out1.as_view()).expect("o"), &want_add) < 1e-6);
     // Broadcast add: x viewed as [1003/17.., ] -> use [59, 17] (1003 = 59 * 17) + y[17]? y has 3:
     // use shape [1001/ .. ]: x[0..999] as [333, 3] + y[3] broadcast over rows.
     let layout = Layout::<3>::new(&[333, 3], [&[3, 1], &[0, 1], &[3, 1]]).expect("layout");

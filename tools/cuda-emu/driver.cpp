@@ -8,6 +8,9 @@
 //   and the gap holds a canary checked after each launch; a kernel that faults (past the
 //   guard, freed memory, a wild pointer) makes the launch return CUDA_ERROR_ILLEGAL_ADDRESS
 //   with the faulting address described, as a GPU would, instead of crashing the process;
+// * misaligned vector accesses and out-of-bounds indices into fixed-size arrays: kernel
+//   objects are built with trapping sanitizers, and the trap (SIGILL) becomes
+//   CUDA_ERROR_MISALIGNED_ADDRESS;
 // * reads of unwritten memory: new allocations are filled with 0xFF bytes (NaN as f32);
 // * launch configurations (block and grid limits, __launch_bounds__), memcpy/memset ranges
 //   against live allocations, frees of unknown pointers, and out-of-memory (limit:
@@ -41,6 +44,7 @@ enum CUresult {
     CUDA_ERROR_NOT_FOUND = 500,
     CUDA_ERROR_ILLEGAL_ADDRESS = 700,
     CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES = 701,
+    CUDA_ERROR_MISALIGNED_ADDRESS = 716,
     CUDA_ERROR_LAUNCH_FAILED = 719,
     CUDA_ERROR_NOT_SUPPORTED = 801,
 };
@@ -166,13 +170,14 @@ std::string check_canaries() {
 // Faults inside a kernel jump back to cuLaunchKernel.
 thread_local sigjmp_buf* t_fault_jump = nullptr;
 thread_local uintptr_t t_fault_addr = 0;
-struct sigaction g_old_segv, g_old_bus;
+struct sigaction g_old_segv, g_old_bus, g_old_ill;
 void on_fault(int sig, siginfo_t* info, void*) {
     if (t_fault_jump) {
         t_fault_addr = reinterpret_cast<uintptr_t>(info->si_addr);
-        siglongjmp(*t_fault_jump, 1);
+        siglongjmp(*t_fault_jump, sig);
     }
-    sigaction(sig, sig == SIGSEGV ? &g_old_segv : &g_old_bus, nullptr);  // not ours: re-fault
+    // not ours: restore the previous handler and let the instruction fault again
+    sigaction(sig, sig == SIGSEGV ? &g_old_segv : sig == SIGBUS ? &g_old_bus : &g_old_ill, nullptr);
 }
 // Each fiber stack has a guard page; an alternate signal stack lets the handler run even
 // when a kernel overflows its stack.
@@ -222,6 +227,7 @@ const char* error_name(int r) {
         case CUDA_ERROR_INVALID_HANDLE: return "CUDA_ERROR_INVALID_HANDLE";
         case CUDA_ERROR_NOT_FOUND: return "CUDA_ERROR_NOT_FOUND";
         case CUDA_ERROR_ILLEGAL_ADDRESS: return "CUDA_ERROR_ILLEGAL_ADDRESS";
+        case CUDA_ERROR_MISALIGNED_ADDRESS: return "CUDA_ERROR_MISALIGNED_ADDRESS";
         case CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES: return "CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES";
         case CUDA_ERROR_LAUNCH_FAILED: return "CUDA_ERROR_LAUNCH_FAILED";
         case CUDA_ERROR_NOT_SUPPORTED: return "CUDA_ERROR_NOT_SUPPORTED";
@@ -397,11 +403,18 @@ int cuLaunchKernel(CUfunction f, unsigned int gx, unsigned int gy, unsigned int 
     sigemptyset(&sa.sa_mask);
     sigaction(SIGSEGV, &sa, &g_old_segv);
     sigaction(SIGBUS, &sa, &g_old_bus);
+    sigaction(SIGILL, &sa, &g_old_ill);
     sigjmp_buf jump;
     int r;
-    if (sigsetjmp(jump, 1) == 0) {
+    const int sig = sigsetjmp(jump, 1);
+    if (sig == 0) {
         t_fault_jump = &jump;
         r = f->entry(&l, params, err, sizeof err);
+    } else if (sig == SIGILL) {
+        r = CUDA_ERROR_MISALIGNED_ADDRESS;
+        std::snprintf(err, sizeof err,
+                      "trap in the kernel: a misaligned vector access or an out-of-bounds index into a "
+                      "fixed-size (shared or local) array");
     } else {
         r = CUDA_ERROR_ILLEGAL_ADDRESS;
         std::snprintf(err, sizeof err, "illegal address: %s", describe(t_fault_addr).c_str());
@@ -409,6 +422,7 @@ int cuLaunchKernel(CUfunction f, unsigned int gx, unsigned int gy, unsigned int 
     t_fault_jump = nullptr;
     sigaction(SIGSEGV, &g_old_segv, nullptr);
     sigaction(SIGBUS, &g_old_bus, nullptr);
+    sigaction(SIGILL, &g_old_ill, nullptr);
     if (r == 0) {
         const std::string bad = check_canaries();
         if (!bad.empty()) {

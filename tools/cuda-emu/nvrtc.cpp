@@ -140,9 +140,13 @@ Result compile(Program& prog) {
 
     // -fno-strict-aliasing: kernels reinterpret float* as float4* and u16* as u32*, as
     // CUDA allows. -ffp-contract=off: __f*_rn must stay single IEEE operations.
+    // -fsanitize=alignment,bounds with traps: a misaligned vector access (a GPU faults on
+    // it) or an out-of-bounds index into a fixed-size array (shared memory, registers)
+    // executes ud2; the driver turns that SIGILL into a launch error.
     const std::string flags = " -O2 -march=native -g0 -fPIC -shared -fvisibility=hidden -fno-strict-aliasing"
-                  " -ffp-contract=off -Wall -Wno-unknown-pragmas -Wno-unused-function"
-                  " -Wno-unused-variable -Wno-unused-but-set-variable ";
+                              " -ffp-contract=off -fsanitize=alignment,bounds -fsanitize-undefined-trap-on-error"
+                              " -Wall -Wno-unknown-pragmas -Wno-unused-function"
+                              " -Wno-unused-variable -Wno-unused-but-set-variable ";
     char hash[32];
     snprintf(hash, sizeof hash, "%016llx",
              static_cast<unsigned long long>(fnv1a(prog.source, fnv1a(cxx + flags, fnv1a(header_text)))));
