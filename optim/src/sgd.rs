@@ -2,6 +2,7 @@
 
 use crate::base::{check_range, optimizer_common, Core, StepCtx, UpdateRule};
 use crate::{LearningRate, Result};
+use keel_tensor::ops::SgdStep;
 use keel_tensor::Tensor;
 
 /// Stochastic gradient descent (Keras `SGD`).
@@ -67,16 +68,14 @@ impl UpdateRule for SgdRule {
         check_range(optimizer, "momentum", self.momentum, 0.0, 1.0, false, "must be in [0, 1]")
     }
 
+    /// One fused pass (`Tensor::sgd_update`, the same bits as the op chain
+    /// `lr_g = g lr; m = m momentum - lr_g; p + m` on every device).
     fn update(&self, ctx: &StepCtx, p: &Tensor, g: &Tensor, slots: &mut [Tensor]) -> Result<Tensor> {
-        let lr_g = g.mul_scalar(ctx.lr)?;
-        let Some(m) = slots.first_mut() else {
-            return Ok(p.sub(&lr_g)?);
-        };
-        *m = m.mul_scalar(self.momentum)?.sub(&lr_g)?;
-        if self.nesterov {
-            Ok(p.add(&m.mul_scalar(self.momentum)?.sub(&lr_g)?)?)
-        } else {
-            Ok(p.add(m)?)
+        let h = SgdStep { learning_rate: ctx.lr, momentum: self.momentum, nesterov: self.nesterov };
+        let out = p.sgd_update(g, slots.first(), &h)?;
+        if let (Some(m), Some(new_m)) = (slots.first_mut(), out.momentum) {
+            *m = new_m;
         }
+        Ok(out.param)
     }
 }

@@ -1,10 +1,11 @@
-//! CPU vs CUDA agreement of the fused optimizer updates (`Tensor::adam_update`), and
+//! CPU vs CUDA agreement of the fused optimizer updates (`Tensor::adam_update`,
+//! `Tensor::sgd_update`; the latter also against its op chain on the CPU), and
 //! `Device::cuda` reporting an unusable GPU as an error.
 //!
 //! Without a usable GPU each GPU test prints why it skips and passes; with
 //! `KEEL_REQUIRE_CUDA=1` it fails instead.
 
-use keel_tensor::ops::AdamStep;
+use keel_tensor::ops::{AdamStep, SgdStep};
 use keel_tensor::{DType, Device, Tensor};
 
 /// GPU 0, or `None` (with a printed reason) when the test must skip.
@@ -101,4 +102,62 @@ fn adam_update_on_views_and_errors() {
     ));
     let p64 = on(&p.to_dtype(DType::F64).unwrap());
     assert!(matches!(p64.adam_update(&p64, &p64, &p64, None, &h), Err(keel_tensor::Error::NotImplemented { .. })));
+}
+
+/// `lr_g = g lr; m' = m mom - lr_g; p' = p - lr_g | p + m' | p + (m' mom - lr_g)` as ops.
+fn sgd_chain(p: &Tensor, g: &Tensor, m: Option<&Tensor>, h: &SgdStep) -> (Tensor, Option<Tensor>) {
+    let lr_g = g.mul_scalar(h.learning_rate).unwrap();
+    let Some(m) = m else { return (p.sub(&lr_g).unwrap(), None) };
+    let m = m.mul_scalar(h.momentum).unwrap().sub(&lr_g).unwrap();
+    let step = if h.nesterov { m.mul_scalar(h.momentum).unwrap().sub(&lr_g).unwrap() } else { m.clone() };
+    (p.add(&step).unwrap(), Some(m))
+}
+
+#[test]
+fn sgd_update_is_its_op_chain_on_the_cpu() {
+    for dt in [DType::F32, DType::F64] {
+        let p = rand(11, &[5, 33], -1.0, 1.0).to_dtype(dt).unwrap();
+        let g = rand(12, &[5, 33], -1.0, 1.0).to_dtype(dt).unwrap();
+        let m = rand(13, &[5, 33], -0.1, 0.1).to_dtype(dt).unwrap();
+        for (momentum, nesterov, with_m) in [(0.0, false, false), (0.9, false, true), (0.9, true, true)] {
+            let h = SgdStep { learning_rate: 0.037, momentum, nesterov };
+            let mm = with_m.then_some(&m);
+            let fused = p.sgd_update(&g, mm, &h).unwrap();
+            let (cp, cm) = sgd_chain(&p, &g, mm, &h);
+            let bits = |t: &Tensor| t.to_vec_f64().unwrap().iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&fused.param), bits(&cp), "{dt} momentum {momentum} nesterov {nesterov}: param");
+            assert_eq!(fused.momentum.as_ref().map(bits), cm.as_ref().map(bits), "{dt}: momentum buffer");
+        }
+    }
+    // errors name the op and the shapes / dtypes
+    let p = rand(14, &[3, 4], -1.0, 1.0);
+    let h = SgdStep { learning_rate: 0.1, momentum: 0.0, nesterov: false };
+    let e = p.sgd_update(&rand(15, &[4, 3], -1.0, 1.0), None, &h).unwrap_err().to_string();
+    assert!(e.contains("sgd_update") && e.contains("[3, 4]") && e.contains("[4, 3]"), "{e}");
+    let e = p.sgd_update(&p.to_dtype(DType::F64).unwrap(), None, &h).unwrap_err().to_string();
+    assert!(e.contains("sgd_update"), "{e}");
+}
+
+#[test]
+fn sgd_update_matches_cpu_bit_for_bit() {
+    let Some(dev) = gpu("sgd_update_matches_cpu_bit_for_bit") else { return };
+    let shape = [37, 129];
+    let (p, g, m) = (rand(21, &shape, -1.0, 1.0), rand(22, &shape, -0.5, 0.5), rand(23, &shape, -0.1, 0.1));
+    let on = |t: &Tensor| t.to_device(&dev).unwrap();
+    for (momentum, nesterov, with_m) in [(0.0, false, false), (0.9, false, true), (0.8, true, true)] {
+        let h = SgdStep { learning_rate: 0.013, momentum, nesterov };
+        let cpu = p.sgd_update(&g, with_m.then_some(&m), &h).unwrap();
+        let cuda = on(&p).sgd_update(&on(&g), with_m.then(|| on(&m)).as_ref(), &h).unwrap();
+        same_bits("param", &cuda.param, &cpu.param);
+        assert_eq!(cuda.momentum.is_some(), with_m);
+        if let (Some(a), Some(b)) = (&cuda.momentum, &cpu.momentum) {
+            same_bits("momentum", a, b);
+        }
+    }
+    // a transposed (strided) gradient view
+    let gt = rand(24, &[129, 37], -0.5, 0.5);
+    let h = SgdStep { learning_rate: 0.1, momentum: 0.9, nesterov: false };
+    let cpu = p.sgd_update(&gt.t().unwrap(), Some(&m), &h).unwrap();
+    let cuda = on(&p).sgd_update(&on(&gt).t().unwrap(), Some(&on(&m)), &h).unwrap();
+    same_bits("param, strided gradient", &cuda.param, &cpu.param);
 }

@@ -1,44 +1,22 @@
-// keel fused optimizer updates (f32 parameters and state, in place).
+// keel fused optimizer updates: f32, out of place, the CPU's op order (same bits).
 
-// Keras-style SGD. g' = grad + weight_decay * p (L2 coupled to the gradient).
-// momentum == 0: p -= lr * g'
-// else:          v = momentum * v - lr * g'
-//                p += nesterov ? momentum * v - lr * g' : v
-extern "C" __global__ void sgd_f32(float* __restrict__ p, const float* __restrict__ grad,
-                                   float* __restrict__ velocity, i64 n, float lr, float momentum,
-                                   float weight_decay, int nesterov) {
+// Keras SGD, out of place, with the exact f32 op order of keel-tensor's CPU `sgd_update`
+// (every step a separately rounded __f*_rn, so CPU and GPU agree bit for bit).
+// lr_g = g lr; no momentum (m null): p' = p - lr_g;
+// momentum: m' = m momentum - lr_g, p' = p + (nesterov ? m' momentum - lr_g : m').
+extern "C" __global__ void sgd_step_f32(const float* __restrict__ p, const float* __restrict__ grad,
+                                        const float* __restrict__ m, float* __restrict__ out_p,
+                                        float* __restrict__ out_m, i64 n, float lr, float momentum,
+                                        int nesterov) {
     KEEL_GRID_LOOP(i, n) {
-        const float pi = p[i];
-        const float g = grad[i] + weight_decay * pi;
-        if (momentum == 0.0f) {
-            p[i] = pi - lr * g;
-        } else {
-            const float v = momentum * velocity[i] - lr * g;
-            velocity[i] = v;
-            p[i] = pi + (nesterov ? momentum * v - lr * g : v);
+        const float lr_g = __fmul_rn(grad[i], lr);
+        if (m == nullptr) {
+            out_p[i] = __fsub_rn(p[i], lr_g);
+            continue;
         }
-    }
-}
-
-// Adam / AdamW. bias_c1 = 1 - beta1^t, bias_c2 = 1 - beta2^t (computed by the caller, t >= 1).
-// decoupled == 0 (Adam):  g = grad + weight_decay * p
-// decoupled != 0 (AdamW): p *= (1 - lr * weight_decay) before the Adam step
-// m = beta1 m + (1 - beta1) g;  v = beta2 v + (1 - beta2) g^2
-// p -= lr * (m / bias_c1) / (sqrt(v / bias_c2) + eps)
-extern "C" __global__ void adam_f32(float* __restrict__ p, const float* __restrict__ grad,
-                                    float* __restrict__ m, float* __restrict__ v, i64 n, float lr,
-                                    float beta1, float beta2, float eps, float weight_decay,
-                                    float bias_c1, float bias_c2, int decoupled) {
-    KEEL_GRID_LOOP(i, n) {
-        float pi = p[i];
-        float g = grad[i];
-        if (decoupled) pi *= 1.0f - lr * weight_decay;
-        else g += weight_decay * pi;
-        const float mi = beta1 * m[i] + (1.0f - beta1) * g;
-        const float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
-        m[i] = mi;
-        v[i] = vi;
-        p[i] = pi - lr * (mi / bias_c1) / (sqrtf(vi / bias_c2) + eps);
+        const float mi = __fsub_rn(__fmul_rn(m[i], momentum), lr_g);
+        out_m[i] = mi;
+        out_p[i] = __fadd_rn(p[i], nesterov ? __fsub_rn(__fmul_rn(mi, momentum), lr_g) : mi);
     }
 }
 

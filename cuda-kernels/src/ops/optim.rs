@@ -1,4 +1,5 @@
-//! Fused optimizer updates (`kernels/optim.cu`), in place on f32 parameters.
+//! Fused optimizer updates (`kernels/optim.cu`): f32, out of place, bit-identical to
+//! keel-tensor's CPU `sgd_update` / `adam_update`.
 
 use cudarc::driver::{CudaView, CudaViewMut};
 
@@ -6,112 +7,64 @@ use crate::device::{check_len, to_i64, CudaDevice};
 use crate::error::Result;
 use crate::sources::programs;
 
-/// SGD hyper-parameters (Keras semantics, see [`sgd_f32`]).
+/// The scalars of one Keras SGD step for [`sgd_step_f32`] (keel-tensor's `SgdStep`, in f32).
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Sgd {
+pub struct SgdStep {
     /// Learning rate.
     pub lr: f32,
-    /// Momentum (0 disables the velocity buffer).
+    /// Momentum factor (used only with a momentum buffer).
     pub momentum: f32,
-    /// L2 penalty added to the gradient (`g + wd * p`).
-    pub weight_decay: f32,
     /// Nesterov momentum.
     pub nesterov: bool,
 }
 
-/// `g' = g + wd p`; without momentum `p -= lr g'`; with momentum
-/// `v = momentum v - lr g'`, `p += nesterov ? momentum v - lr g' : v`.
-/// `velocity` may be `None` only when `momentum == 0`.
-pub fn sgd_f32(
+/// One Keras SGD step out of place, in the same f32 operation order as keel-tensor's CPU
+/// `sgd_update` (no FMA contraction): `lr_g = g lr`; without momentum (`m` and `out_m`
+/// `None`) `p' = p - lr_g`; with it `m' = m momentum - lr_g`,
+/// `p' = p + (nesterov ? m' momentum - lr_g : m')`.
+pub fn sgd_step_f32(
     dev: &CudaDevice,
-    h: &Sgd,
-    param: &mut CudaViewMut<'_, f32>,
+    h: &SgdStep,
+    p: &CudaView<'_, f32>,
     grad: &CudaView<'_, f32>,
-    velocity: Option<&mut CudaViewMut<'_, f32>>,
+    m: Option<&CudaView<'_, f32>>,
+    out_p: &mut CudaViewMut<'_, f32>,
+    out_m: Option<&mut CudaViewMut<'_, f32>>,
 ) -> Result<()> {
-    check_len("sgd", "grad", grad.len(), param.len())?;
-    if param.is_empty() {
+    const OP: &str = "sgd_step";
+    let n = p.len();
+    check_len(OP, "grad", grad.len(), n)?;
+    check_len(OP, "out p", out_p.len(), n)?;
+    if n == 0 {
         return Ok(());
     }
-    let n = to_i64("sgd", param.len())?;
+    let nn = to_i64(OP, n)?;
     let nesterov = i32::from(h.nesterov);
-    let cfg = dev.cfg_1d(param.len());
-    match velocity {
-        Some(v) => {
-            check_len("sgd", "velocity", v.len(), param.len())?;
+    let cfg = dev.cfg_1d(n);
+    match (m, out_m) {
+        (Some(m), Some(om)) => {
+            check_len(OP, "m", m.len(), n)?;
+            check_len(OP, "out m", om.len(), n)?;
             launch!(
                 dev,
                 programs::optim(),
-                "sgd_f32",
+                "sgd_step_f32",
                 cfg,
-                [param, grad, v, &n, &h.lr, &h.momentum, &h.weight_decay, &nesterov]
+                [p, grad, m, &mut *out_p, &mut *om, &nn, &h.lr, &h.momentum, &nesterov]
             )
         }
-        None => {
-            if h.momentum != 0.0 {
-                return Err(crate::Error::arg("sgd", "momentum != 0 needs a velocity buffer"));
-            }
-            let null = 0u64; // never dereferenced when momentum == 0
+        (None, None) => {
+            let null = 0u64; // the kernel tests `m` for null and then never touches `out_m`
             launch!(
                 dev,
                 programs::optim(),
-                "sgd_f32",
+                "sgd_step_f32",
                 cfg,
-                [param, grad, &null, &n, &h.lr, &h.momentum, &h.weight_decay, &nesterov]
+                [p, grad, &null, &mut *out_p, &null, &nn, &h.lr, &h.momentum, &nesterov]
             )
         }
+        _ => Err(crate::Error::arg(OP, "m must be given for both the inputs and the outputs, or for neither")),
     }
-}
-
-/// Adam / AdamW hyper-parameters for one step.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Adam {
-    /// Learning rate.
-    pub lr: f32,
-    /// First-moment decay.
-    pub beta1: f32,
-    /// Second-moment decay.
-    pub beta2: f32,
-    /// Denominator epsilon.
-    pub eps: f32,
-    /// Weight decay (L2 for Adam, decoupled for AdamW).
-    pub weight_decay: f32,
-    /// `true` = AdamW (decoupled decay `p *= 1 - lr wd`).
-    pub decoupled: bool,
-    /// Step number `t >= 1` (for the bias corrections `1 - beta^t`).
-    pub step: u64,
-}
-
-/// One fused Adam/AdamW step on `param` with moment buffers `m`, `v`.
-pub fn adam_f32(
-    dev: &CudaDevice,
-    h: &Adam,
-    param: &mut CudaViewMut<'_, f32>,
-    grad: &CudaView<'_, f32>,
-    m: &mut CudaViewMut<'_, f32>,
-    v: &mut CudaViewMut<'_, f32>,
-) -> Result<()> {
-    check_len("adam", "grad", grad.len(), param.len())?;
-    check_len("adam", "m", m.len(), param.len())?;
-    check_len("adam", "v", v.len(), param.len())?;
-    if h.step == 0 {
-        return Err(crate::Error::arg("adam", "step must start at 1"));
-    }
-    if param.is_empty() {
-        return Ok(());
-    }
-    let n = to_i64("adam", param.len())?;
-    let t = h.step.min(i32::MAX as u64) as i32;
-    let bc1 = (1.0 - f64::from(h.beta1).powi(t)) as f32;
-    let bc2 = (1.0 - f64::from(h.beta2).powi(t)) as f32;
-    let decoupled = i32::from(h.decoupled);
-    launch!(
-        dev,
-        programs::optim(),
-        "adam_f32",
-        dev.cfg_1d(param.len()),
-        [param, grad, m, v, &n, &h.lr, &h.beta1, &h.beta2, &h.eps, &h.weight_decay, &bc1, &bc2, &decoupled]
-    )
 }
 
 /// The scalars of one Keras Adam step for [`adam_step_f32`] (keel-tensor's `AdamStep`, in f32).

@@ -52,25 +52,7 @@ impl Tensor {
         const OP: &str = "adam_update";
         let mut all = vec![self, g, m, v];
         all.extend(v_hat);
-        for t in &all[1..] {
-            if t.shape() != self.shape() {
-                return Err(Error::shape_mismatch(
-                    OP,
-                    self.shape(),
-                    t.shape(),
-                    "every operand needs the parameter's shape",
-                ));
-            }
-            if t.dtype() != self.dtype() {
-                return Err(Error::DTypeMismatch { op: OP, lhs: self.dtype(), rhs: t.dtype() });
-            }
-        }
-        if let Some(t) = all[1..].iter().find(|t| t.device() != self.device()) {
-            return Err(Error::DeviceMismatch { op: OP, lhs: self.device().to_string(), rhs: t.device().to_string() });
-        }
-        if !matches!(self.dtype(), DType::F32 | DType::F64) {
-            return Err(Error::UnsupportedDType { op: OP, dtype: self.dtype(), hint: "F32 or F64 only" });
-        }
+        check_operands(OP, &all)?;
         let cont = all.iter().map(|t| t.contiguous()).collect::<Result<Vec<_>>>()?;
         let guards: Vec<_> = cont.iter().map(|t| t.storage()).collect();
         if self.device().is_cuda() {
@@ -118,6 +100,120 @@ impl Tensor {
     }
 }
 
+/// Every operand has the parameter's (`all[0]`) shape, dtype and device; F32 or F64.
+fn check_operands(op: &'static str, all: &[&Tensor]) -> Result<()> {
+    let p = all[0];
+    for t in &all[1..] {
+        if t.shape() != p.shape() {
+            return Err(Error::shape_mismatch(op, p.shape(), t.shape(), "every operand needs the parameter's shape"));
+        }
+        if t.dtype() != p.dtype() {
+            return Err(Error::DTypeMismatch { op, lhs: p.dtype(), rhs: t.dtype() });
+        }
+    }
+    if let Some(t) = all[1..].iter().find(|t| t.device() != p.device()) {
+        return Err(Error::DeviceMismatch { op, lhs: p.device().to_string(), rhs: t.device().to_string() });
+    }
+    if !matches!(p.dtype(), DType::F32 | DType::F64) {
+        return Err(Error::UnsupportedDType { op, dtype: p.dtype(), hint: "F32 or F64 only" });
+    }
+    Ok(())
+}
+
+/// The scalars of one SGD step (Keras formulas).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SgdStep {
+    /// Learning rate.
+    pub learning_rate: f64,
+    /// Momentum factor (used when a momentum buffer is given).
+    pub momentum: f64,
+    /// Nesterov momentum.
+    pub nesterov: bool,
+}
+
+/// The result of [`Tensor::sgd_update`]: new parameter and (with momentum) new buffer.
+#[derive(Debug, Clone)]
+pub struct SgdUpdate {
+    /// The new parameter value.
+    pub param: Tensor,
+    /// The new momentum buffer (exactly when one was given).
+    pub momentum: Option<Tensor>,
+}
+
+impl Tensor {
+    /// One fused SGD step on parameter `self` with gradient `g` and optional momentum
+    /// buffer `m`, all of one shape and float dtype, with the scalars in the tensor's dtype:
+    ///
+    /// `lr_g = g lr`; without `m`: `p' = p - lr_g`; with it `m' = m momentum - lr_g` and
+    /// `p' = p + m'`, or with Nesterov `p' = p + (m' momentum - lr_g)`.
+    /// The same bits as that op chain; F32 or F64 on the CPU, F32 on CUDA (same bits too).
+    pub fn sgd_update(&self, g: &Tensor, m: Option<&Tensor>, h: &SgdStep) -> Result<SgdUpdate> {
+        const OP: &str = "sgd_update";
+        let mut all = vec![self, g];
+        all.extend(m);
+        check_operands(OP, &all)?;
+        let cont = all.iter().map(|t| t.contiguous()).collect::<Result<Vec<_>>>()?;
+        let guards: Vec<_> = cont.iter().map(|t| t.storage()).collect();
+        let shape = self.shape().clone();
+        if self.device().is_cuda() {
+            return sgd_cuda_arm(&cont, &guards, h);
+        }
+        let n = self.elem_count();
+        let mut slices = Vec::with_capacity(cont.len());
+        for (t, s) in cont.iter().zip(&guards) {
+            match &**s {
+                Storage::Cpu(c) => slices.push((c, t.layout().offset())),
+                Storage::Cuda(_) => return Err(Error::NotImplemented { op: OP, backend: "cuda" }),
+            }
+        }
+        let wrap = |s: crate::CpuStorage| Tensor::from_storage(Storage::Cpu(s), shape.clone());
+        macro_rules! run {
+            ($variant:ident, $t:ty) => {{
+                let get = |i: usize| -> Result<&[$t]> {
+                    match slices.get(i) {
+                        Some((crate::CpuStorage::$variant(v), off)) => Ok(&v[*off..*off + n]),
+                        _ => Err(Error::invalid(OP, "internal: operand storage")),
+                    }
+                };
+                let mm = if m.is_some() { Some(get(2)?) } else { None };
+                let k = (h.learning_rate as $t, h.momentum as $t, h.nesterov);
+                let (np, nm) = cpu::sgd(get(0)?, get(1)?, mm, k)?;
+                SgdUpdate {
+                    param: wrap(crate::CpuStorage::$variant(np)),
+                    momentum: nm.map(|x| wrap(crate::CpuStorage::$variant(x))),
+                }
+            }};
+        }
+        Ok(match self.dtype() {
+            DType::F32 => run!(F32, f32),
+            _ => run!(F64, f64),
+        })
+    }
+}
+
+/// The CUDA arm of [`Tensor::sgd_update`]: F32 on one GPU.
+#[cfg(feature = "cuda")]
+fn sgd_cuda_arm(cont: &[Tensor], guards: &[std::sync::RwLockReadGuard<'_, Storage>], h: &SgdStep) -> Result<SgdUpdate> {
+    const OP: &str = "sgd_update";
+    let mut ops = Vec::with_capacity(cont.len());
+    for (t, s) in cont.iter().zip(guards) {
+        match &**s {
+            Storage::Cuda(c) => ops.push((c, t.layout())),
+            Storage::Cpu(_) => return Err(Error::invalid(OP, "internal: a CPU operand on a CUDA step")),
+        }
+    }
+    let (p, m) = crate::cuda::optim::sgd_update(&ops, h)?;
+    let shape = cont[0].shape().clone();
+    let wrap = |s| Tensor::from_storage(Storage::Cuda(s), shape.clone());
+    Ok(SgdUpdate { param: wrap(p), momentum: m.map(wrap) })
+}
+
+/// Without the `cuda` feature no tensor lives on a GPU; this only keeps the dispatch uniform.
+#[cfg(not(feature = "cuda"))]
+fn sgd_cuda_arm(_: &[Tensor], _: &[std::sync::RwLockReadGuard<'_, Storage>], _: &SgdStep) -> Result<SgdUpdate> {
+    Err(Error::BackendNotCompiled { op: "sgd_update", backend: "cuda" })
+}
+
 /// The CUDA arm: F32 on one GPU (F64 arithmetic has no CUDA kernels).
 #[cfg(feature = "cuda")]
 fn cuda_arm(cont: &[Tensor], guards: &[std::sync::RwLockReadGuard<'_, Storage>], h: &AdamStep) -> Result<AdamUpdate> {
@@ -154,6 +250,14 @@ mod cpu {
     type Out<T> = (Vec<T>, Vec<T>, Vec<T>, Option<Vec<T>>);
     pub(crate) fn adam<T>(_: &[T], _: &[T], _: &[T], _: &[T], _: Option<&[T]>, _: &Consts<T>) -> crate::Result<Out<T>> {
         Err(crate::Error::BackendNotCompiled { op: "adam_update", backend: "cpu" })
+    }
+    pub(crate) fn sgd<T>(
+        _: &[T],
+        _: &[T],
+        _: Option<&[T]>,
+        _: (T, T, bool),
+    ) -> crate::Result<(Vec<T>, Option<Vec<T>>)> {
+        Err(crate::Error::BackendNotCompiled { op: "sgd_update", backend: "cpu" })
     }
 }
 
@@ -251,5 +355,37 @@ mod cpu {
             None => parts.enumerate().for_each(|(c, ((a, b), d))| chunk(c, (a, b, d), None)),
         }
         Ok((np, nm, nv, nvh))
+    }
+
+    /// Keras SGD in `T`, the op chain's order: `lr_g = g lr`, `m' = m momentum - lr_g`,
+    /// `p' = p - lr_g` / `p + m'` / `p + (m' momentum - lr_g)`.
+    pub(crate) fn sgd<T: Float>(
+        p: &[T],
+        g: &[T],
+        m: Option<&[T]>,
+        (lr, momentum, nesterov): (T, T, bool),
+    ) -> crate::Result<(Vec<T>, Option<Vec<T>>)> {
+        let n = p.len();
+        let mut np = vec![T::default(); n];
+        let Some(m) = m else {
+            np.par_chunks_mut(CHUNK).enumerate().for_each(|(c, out)| {
+                let s = c * CHUNK;
+                for (i, o) in out.iter_mut().enumerate() {
+                    *o = p[s + i] - g[s + i] * lr;
+                }
+            });
+            return Ok((np, None));
+        };
+        let mut nm = vec![T::default(); n];
+        np.par_chunks_mut(CHUNK).zip(nm.par_chunks_mut(CHUNK)).enumerate().for_each(|(c, (op, om))| {
+            let s = c * CHUNK;
+            for i in 0..op.len() {
+                let lr_g = g[s + i] * lr;
+                let mi = m[s + i] * momentum - lr_g;
+                om[i] = mi;
+                op[i] = p[s + i] + if nesterov { mi * momentum - lr_g } else { mi };
+            }
+        });
+        Ok((np, Some(nm)))
     }
 }
