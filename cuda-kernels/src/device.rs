@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use cudarc::driver::{
     sys as cusys, CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, CudaView, CudaViewMut, DevicePtr,
-    DeviceRepr, LaunchConfig, ValidAsZeroBits,
+    DevicePtrMut, DeviceRepr, LaunchConfig, ValidAsZeroBits,
 };
 use cudarc::nvrtc::Ptx;
 
@@ -273,6 +273,12 @@ impl CudaDevice {
     /// Device address of a view (for alignment checks).
     pub(crate) fn addr<T>(&self, v: &CudaView<'_, T>) -> u64 {
         let (p, _sync) = v.device_ptr(&self.stream);
+        p
+    }
+
+    /// Device address of a mutable view (for kernels that take an optional output).
+    pub(crate) fn addr_mut<T>(&self, v: &mut CudaViewMut<'_, T>) -> u64 {
+        let (p, _sync) = v.device_ptr_mut(&self.stream);
         p
     }
 }

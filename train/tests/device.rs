@@ -11,20 +11,6 @@ use keel_optim::Adam;
 use keel_tensor::{DType, Device, Tensor};
 use keel_train::{Fit, MetricSpec, Sequential};
 
-/// GPU 0, or `None` (with a printed reason) when the test must skip.
-fn gpu(test: &str) -> Option<Device> {
-    match Device::cuda(0) {
-        Ok(dev) => Some(dev),
-        Err(why) => {
-            if std::env::var("KEEL_REQUIRE_CUDA").is_ok_and(|v| v == "1") {
-                panic!("{test}: KEEL_REQUIRE_CUDA=1 but {why}");
-            }
-            eprintln!("skipping {test}: {why}");
-            None
-        }
-    }
-}
-
 /// A small seed-CNN-like model on 10x10x1 images, 3 classes.
 fn cnn(seed: u64) -> Sequential {
     let mut m = Sequential::with_seed(seed);
@@ -80,7 +66,7 @@ fn the_default_device_is_the_cpu_and_moving_there_changes_nothing() {
 
 #[test]
 fn cuda_training_follows_the_cpu_loss_trajectory() {
-    let Some(dev) = gpu("cuda_training_follows_the_cpu_loss_trajectory") else { return };
+    let Some(dev) = common::gpu("cuda_training_follows_the_cpu_loss_trajectory") else { return };
     let (x, y) = images(96);
     let (vx, vy) = images(32);
     let fit = || Fit::new().epochs(6).batch_size(16).seed(3).verbose(0).validation_data(&vx, &vy);
@@ -113,7 +99,7 @@ fn cuda_training_follows_the_cpu_loss_trajectory() {
 
 #[test]
 fn data_resident_on_the_gpu_trains_like_host_data() {
-    let Some(dev) = gpu("data_resident_on_the_gpu_trains_like_host_data") else { return };
+    let Some(dev) = common::gpu("data_resident_on_the_gpu_trains_like_host_data") else { return };
     let (x, y) = images(64);
     let fit = || Fit::new().epochs(2).batch_size(16).seed(5).verbose(0);
     let mut a = cnn(2);
@@ -127,7 +113,7 @@ fn data_resident_on_the_gpu_trains_like_host_data() {
 
 #[test]
 fn optimizer_state_follows_a_model_moved_mid_training() {
-    let Some(dev) = gpu("optimizer_state_follows_a_model_moved_mid_training") else { return };
+    let Some(dev) = common::gpu("optimizer_state_follows_a_model_moved_mid_training") else { return };
     let (x, y) = images(64);
     let fit = |epochs, initial| Fit::new().epochs(epochs).initial_epoch(initial).batch_size(16).seed(9).verbose(0);
     let mut cpu = cnn(4);
@@ -145,7 +131,7 @@ fn optimizer_state_follows_a_model_moved_mid_training() {
 
 #[test]
 fn weights_saved_from_the_gpu_load_on_the_cpu() {
-    let Some(dev) = gpu("weights_saved_from_the_gpu_load_on_the_cpu") else { return };
+    let Some(dev) = common::gpu("weights_saved_from_the_gpu_load_on_the_cpu") else { return };
     let dir = common::test_dir("device-weights");
     let path = dir.join("w.safetensors");
     let mut g = cnn(6);

@@ -6,6 +6,8 @@
 //! Without a usable GPU each test prints why it skips; under `KEEL_REQUIRE_CUDA=1` it
 //! fails instead. CI runs it on the CUDA emulator (`tools/cuda-emu`).
 
+mod common;
+
 use keel_nn::{
     Activation, ActivationLayer, AveragePooling2D, BatchNormalization, Bidirectional, Conv2D, Dense, Dropout,
     Embedding, Flatten, GlobalAveragePooling2D, Loss, Network, Reshape, SimpleRNN, GRU, LSTM,
@@ -13,20 +15,6 @@ use keel_nn::{
 use keel_optim::{Adam, Sgd};
 use keel_tensor::{DType, Device, Padding, Tensor};
 use keel_train::{Fit, MetricSpec, Sequential};
-
-/// GPU 0, or `None` (with a printed reason) when the test must skip.
-fn gpu(test: &str) -> Option<Device> {
-    match Device::cuda(0) {
-        Ok(dev) => Some(dev),
-        Err(why) => {
-            if std::env::var("KEEL_REQUIRE_CUDA").is_ok_and(|v| v == "1") {
-                panic!("{test}: KEEL_REQUIRE_CUDA=1 but {why}");
-            }
-            eprintln!("skipping {test}: {why}");
-            None
-        }
-    }
-}
 
 fn uniform(seed: u64, shape: &[usize]) -> Tensor {
     Tensor::rand_uniform(seed, -1.0, 1.0, shape.to_vec(), DType::F32, &Device::Cpu).unwrap()
@@ -56,7 +44,7 @@ fn agree(what: &str, dev: &Device, build: impl Fn() -> Sequential, x: &Tensor, y
 
 #[test]
 fn dense_with_every_activation() {
-    let Some(dev) = gpu("dense_with_every_activation") else { return };
+    let Some(dev) = common::gpu("dense_with_every_activation") else { return };
     let x = uniform(1, &[48, 6]);
     let y = x.sum(&[1], false).unwrap().gt(&Tensor::scalar(0.0f32)).unwrap().to_dtype(DType::I64).unwrap();
     let y = y.one_hot(2, DType::F32).unwrap();
@@ -77,7 +65,7 @@ fn dense_with_every_activation() {
 
 #[test]
 fn conv_batchnorm_pooling_dropout() {
-    let Some(dev) = gpu("conv_batchnorm_pooling_dropout") else { return };
+    let Some(dev) = common::gpu("conv_batchnorm_pooling_dropout") else { return };
     let x = uniform(2, &[48, 8, 8, 2]);
     let labels = x.mean(&[1, 2, 3], false).unwrap().gt(&Tensor::scalar(0.0f32)).unwrap().to_dtype(DType::I64);
     let y = labels.unwrap();
@@ -99,7 +87,7 @@ fn conv_batchnorm_pooling_dropout() {
 
 #[test]
 fn embedding_and_recurrent_layers() {
-    let Some(dev) = gpu("embedding_and_recurrent_layers") else { return };
+    let Some(dev) = common::gpu("embedding_and_recurrent_layers") else { return };
     let tokens =
         Tensor::rand_uniform(5, 0.0, 10.0, (48, 7), DType::F32, &Device::Cpu).unwrap().to_dtype(DType::I64).unwrap();
     let y = tokens
@@ -126,7 +114,7 @@ fn embedding_and_recurrent_layers() {
 
 #[test]
 fn regression_losses_and_reshape() {
-    let Some(dev) = gpu("regression_losses_and_reshape") else { return };
+    let Some(dev) = common::gpu("regression_losses_and_reshape") else { return };
     let x = uniform(6, &[48, 5]);
     let y = x.narrow(1, 0, 2).unwrap().mul_scalar(2.0).unwrap();
     for loss in [Loss::MeanSquaredError, Loss::MeanAbsoluteError, Loss::Huber] {

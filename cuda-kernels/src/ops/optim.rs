@@ -41,30 +41,23 @@ pub fn sgd_step_f32(
     let nn = to_i64(OP, n)?;
     let nesterov = i32::from(h.nesterov);
     let cfg = dev.cfg_1d(n);
-    match (m, out_m) {
+    // An absent momentum buffer goes as null: the kernel tests `m` and then never touches `out_m`.
+    let (m, om) = match (m, out_m) {
         (Some(m), Some(om)) => {
             check_len(OP, "m", m.len(), n)?;
             check_len(OP, "out m", om.len(), n)?;
-            launch!(
-                dev,
-                programs::optim(),
-                "sgd_step_f32",
-                cfg,
-                [p, grad, m, &mut *out_p, &mut *om, &nn, &h.lr, &h.momentum, &nesterov]
-            )
+            (dev.addr(m), dev.addr_mut(om))
         }
-        (None, None) => {
-            let null = 0u64; // the kernel tests `m` for null and then never touches `out_m`
-            launch!(
-                dev,
-                programs::optim(),
-                "sgd_step_f32",
-                cfg,
-                [p, grad, &null, &mut *out_p, &null, &nn, &h.lr, &h.momentum, &nesterov]
-            )
-        }
-        _ => Err(crate::Error::arg(OP, "m must be given for both the inputs and the outputs, or for neither")),
-    }
+        (None, None) => (0u64, 0u64),
+        _ => return Err(crate::Error::arg(OP, "m must be given for both the inputs and the outputs, or for neither")),
+    };
+    launch!(
+        dev,
+        programs::optim(),
+        "sgd_step_f32",
+        cfg,
+        [p, grad, &m, &mut *out_p, &om, &nn, &h.lr, &h.momentum, &nesterov]
+    )
 }
 
 /// The scalars of one Keras Adam step for [`adam_step_f32`] (keel-tensor's `AdamStep`, in f32).
@@ -129,58 +122,27 @@ pub fn adam_step_f32(
     }
     let nn = to_i64(OP, n)?;
     let cfg = dev.cfg_1d(n);
-    match (x.v_hat, out.v_hat.as_mut()) {
+    // Optional AMSGrad buffers go as raw addresses: the kernel tests `vh` for null and
+    // then never touches `out_vh`.
+    let (vh, ovh) = match (x.v_hat, out.v_hat.as_mut()) {
         (Some(vh), Some(ovh)) => {
             check_len(OP, "v_hat", vh.len(), n)?;
             check_len(OP, "out v_hat", ovh.len(), n)?;
-            launch!(
-                dev,
-                programs::optim(),
-                "adam_step_f32",
-                cfg,
-                [
-                    x.p,
-                    x.grad,
-                    x.m,
-                    x.v,
-                    vh,
-                    &mut *out.p,
-                    &mut *out.m,
-                    &mut *out.v,
-                    &mut **ovh,
-                    &nn,
-                    &h.alpha,
-                    &h.c1,
-                    &h.c2,
-                    &h.eps
-                ]
-            )
+            (dev.addr(vh), dev.addr_mut(ovh))
         }
-        (None, None) => {
-            let null = 0u64; // the kernel tests `vh` for null and then never touches `out_vh`
-            launch!(
-                dev,
-                programs::optim(),
-                "adam_step_f32",
-                cfg,
-                [
-                    x.p,
-                    x.grad,
-                    x.m,
-                    x.v,
-                    &null,
-                    &mut *out.p,
-                    &mut *out.m,
-                    &mut *out.v,
-                    &null,
-                    &nn,
-                    &h.alpha,
-                    &h.c1,
-                    &h.c2,
-                    &h.eps
-                ]
-            )
+        (None, None) => (0u64, 0u64),
+        _ => {
+            return Err(crate::Error::arg(
+                OP,
+                "v_hat must be given for both the inputs and the outputs, or for neither",
+            ))
         }
-        _ => Err(crate::Error::arg(OP, "v_hat must be given for both the inputs and the outputs, or for neither")),
-    }
+    };
+    launch!(
+        dev,
+        programs::optim(),
+        "adam_step_f32",
+        cfg,
+        [x.p, x.grad, x.m, x.v, &vh, &mut *out.p, &mut *out.m, &mut *out.v, &ovh, &nn, &h.alpha, &h.c1, &h.c2, &h.eps]
+    )
 }

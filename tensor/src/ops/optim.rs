@@ -58,13 +58,7 @@ impl Tensor {
         if self.device().is_cuda() {
             return cuda_arm(&cont, &guards, h);
         }
-        let mut slices = Vec::with_capacity(cont.len());
-        for (t, s) in cont.iter().zip(&guards) {
-            match &**s {
-                Storage::Cpu(c) => slices.push((c, t.layout().offset())),
-                Storage::Cuda(_) => return Err(Error::NotImplemented { op: OP, backend: "cuda" }),
-            }
-        }
+        let slices = cpu_operands(OP, &cont, &guards)?;
         let n = self.elem_count();
         let shape = self.shape().clone();
         let wrap = |s: crate::CpuStorage| Tensor::from_storage(Storage::Cpu(s), shape.clone());
@@ -98,6 +92,21 @@ impl Tensor {
             _ => run!(F64, f64),
         })
     }
+}
+
+/// The host storage and element offset of each (contiguous) operand.
+fn cpu_operands<'a>(
+    op: &'static str,
+    cont: &[Tensor],
+    guards: &'a [std::sync::RwLockReadGuard<'_, Storage>],
+) -> Result<Vec<(&'a crate::CpuStorage, usize)>> {
+    cont.iter()
+        .zip(guards)
+        .map(|(t, s)| match &**s {
+            Storage::Cpu(c) => Ok((c, t.layout().offset())),
+            Storage::Cuda(_) => Err(Error::NotImplemented { op, backend: "cuda" }),
+        })
+        .collect()
 }
 
 /// Every operand has the parameter's (`all[0]`) shape, dtype and device; F32 or F64.
@@ -159,13 +168,7 @@ impl Tensor {
             return sgd_cuda_arm(&cont, &guards, h);
         }
         let n = self.elem_count();
-        let mut slices = Vec::with_capacity(cont.len());
-        for (t, s) in cont.iter().zip(&guards) {
-            match &**s {
-                Storage::Cpu(c) => slices.push((c, t.layout().offset())),
-                Storage::Cuda(_) => return Err(Error::NotImplemented { op: OP, backend: "cuda" }),
-            }
-        }
+        let slices = cpu_operands(OP, &cont, &guards)?;
         let wrap = |s: crate::CpuStorage| Tensor::from_storage(Storage::Cpu(s), shape.clone());
         macro_rules! run {
             ($variant:ident, $t:ty) => {{

@@ -46,3 +46,18 @@ pub fn weight_bits(m: &impl keel_nn::Network) -> Vec<(String, Vec<u32>)> {
 pub fn bits(t: &Tensor) -> Vec<u32> {
     t.to_vec::<f32>().unwrap().iter().map(|v| v.to_bits()).collect()
 }
+
+/// GPU 0, or `None` (with a printed reason) when the test must skip; under
+/// `KEEL_REQUIRE_CUDA=1` a missing GPU fails the test instead.
+pub fn gpu(test: &str) -> Option<Device> {
+    match Device::cuda(0) {
+        Ok(dev) => Some(dev),
+        Err(why) => {
+            if std::env::var("KEEL_REQUIRE_CUDA").is_ok_and(|v| v == "1") {
+                panic!("{test}: KEEL_REQUIRE_CUDA=1 but {why}");
+            }
+            eprintln!("skipping {test}: {why}");
+            None
+        }
+    }
+}
