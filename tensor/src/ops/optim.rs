@@ -194,17 +194,26 @@ impl Tensor {
     }
 }
 
+/// The device storage and layout of each (contiguous) operand.
+#[cfg(feature = "cuda")]
+fn cuda_operands<'a>(
+    op: &'static str,
+    cont: &'a [Tensor],
+    guards: &'a [std::sync::RwLockReadGuard<'_, Storage>],
+) -> Result<Vec<(&'a crate::CudaStorage, &'a crate::Layout)>> {
+    cont.iter()
+        .zip(guards)
+        .map(|(t, s)| match &**s {
+            Storage::Cuda(c) => Ok((c, t.layout())),
+            Storage::Cpu(_) => Err(Error::invalid(op, "internal: a CPU operand on a CUDA step")),
+        })
+        .collect()
+}
+
 /// The CUDA arm of [`Tensor::sgd_update`]: F32 on one GPU.
 #[cfg(feature = "cuda")]
 fn sgd_cuda_arm(cont: &[Tensor], guards: &[std::sync::RwLockReadGuard<'_, Storage>], h: &SgdStep) -> Result<SgdUpdate> {
-    const OP: &str = "sgd_update";
-    let mut ops = Vec::with_capacity(cont.len());
-    for (t, s) in cont.iter().zip(guards) {
-        match &**s {
-            Storage::Cuda(c) => ops.push((c, t.layout())),
-            Storage::Cpu(_) => return Err(Error::invalid(OP, "internal: a CPU operand on a CUDA step")),
-        }
-    }
+    let ops = cuda_operands("sgd_update", cont, guards)?;
     let (p, m) = crate::cuda::optim::sgd_update(&ops, h)?;
     let shape = cont[0].shape().clone();
     let wrap = |s| Tensor::from_storage(Storage::Cuda(s), shape.clone());
@@ -220,14 +229,7 @@ fn sgd_cuda_arm(_: &[Tensor], _: &[std::sync::RwLockReadGuard<'_, Storage>], _: 
 /// The CUDA arm: F32 on one GPU (F64 arithmetic has no CUDA kernels).
 #[cfg(feature = "cuda")]
 fn cuda_arm(cont: &[Tensor], guards: &[std::sync::RwLockReadGuard<'_, Storage>], h: &AdamStep) -> Result<AdamUpdate> {
-    const OP: &str = "adam_update";
-    let mut ops = Vec::with_capacity(cont.len());
-    for (t, s) in cont.iter().zip(guards) {
-        match &**s {
-            Storage::Cuda(c) => ops.push((c, t.layout())),
-            Storage::Cpu(_) => return Err(Error::invalid(OP, "internal: a CPU operand on a CUDA step")),
-        }
-    }
+    let ops = cuda_operands("adam_update", cont, guards)?;
     let (p, m, v, v_hat) = crate::cuda::optim::adam_update(&ops, h)?;
     let shape = cont[0].shape().clone();
     let wrap = |s| Tensor::from_storage(Storage::Cuda(s), shape.clone());
