@@ -14,14 +14,14 @@ use keel_nn::{
 };
 use keel_optim::{Adam, Sgd};
 use keel_tensor::{DType, Device, Padding, Tensor};
-use keel_train::{Fit, MetricSpec, Sequential};
+use keel_train::{Fit, KerasModel, MetricSpec, Sequential};
 
 fn uniform(seed: u64, shape: &[usize]) -> Tensor {
     Tensor::rand_uniform(seed, -1.0, 1.0, shape.to_vec(), DType::F32, &Device::Cpu).unwrap()
 }
 
 /// Trains `build()` on the CPU and on `dev` and compares the loss trajectories.
-fn agree(what: &str, dev: &Device, build: impl Fn() -> Sequential, x: &Tensor, y: &Tensor) {
+fn agree<N: Network>(what: &str, dev: &Device, build: impl Fn() -> KerasModel<N>, x: &Tensor, y: &Tensor) {
     let fit = || Fit::new().epochs(2).batch_size(16).seed(11).verbose(0);
     let mut cpu = build();
     let h_cpu = cpu.fit(x, y, fit()).unwrap_or_else(|e| panic!("{what} on the CPU: {e}"));
@@ -129,4 +129,26 @@ fn regression_losses_and_reshape() {
         };
         agree(&format!("regression with {loss:?}"), &dev, build, &x, &y);
     }
+}
+
+#[test]
+fn functional_residual_block_with_add_and_concatenate() {
+    use keel_nn::{add, concatenate, Input, LayerExt};
+    let Some(dev) = common::gpu("functional_residual_block_with_add_and_concatenate") else { return };
+    let x = uniform(7, &[48, 6, 6, 3]);
+    let y = x.mean(&[1, 2, 3], false).unwrap().gt(&Tensor::scalar(0.0f32)).unwrap().to_dtype(DType::I64).unwrap();
+    let build = || {
+        let inp = Input::new([6, 6, 3]);
+        let a = Conv2D::new(4, (3, 3)).padding(Padding::Same).call(&inp).unwrap();
+        let b = BatchNormalization::new().call(&a).unwrap();
+        let b = ActivationLayer::new(Activation::Relu).call(&b).unwrap();
+        let b = Conv2D::new(4, (3, 3)).padding(Padding::Same).call(&b).unwrap();
+        let merged = concatenate(&[add(&[a, b]).unwrap(), inp.clone()], -1).unwrap();
+        let pooled = GlobalAveragePooling2D::new().call(&merged).unwrap();
+        let out = Dense::new(2).activation(Activation::Softmax).call(&pooled).unwrap();
+        let mut m = KerasModel::from_network(keel_nn::Model::with_seed(&[inp], &[out], 8).unwrap());
+        m.compile(Adam::new(0.01), Loss::SparseCategoricalCrossentropy, &[MetricSpec::Accuracy]).unwrap();
+        m
+    };
+    agree("functional residual block (add, concatenate)", &dev, build, &x, &y);
 }
