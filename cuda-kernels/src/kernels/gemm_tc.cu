@@ -4,8 +4,9 @@
 // Block tile 128x128x32, 256 threads = 8 warps as 2 (M) x 4 (N); each warp owns a 64x32
 // sub-tile = 4 x 4 mma tiles (m16n8). Shared tiles are stored k-contiguous:
 // As[m][k], Bs[n][k], padded so fragment loads are bank-conflict free.
-// Global -> shared is a plain copy per k-tile (latency hidden by the 8 warps in flight;
-// a cp.async multi-stage pipeline is the next tuning step).
+// Global -> shared is a plain copy per k-tile, with 16-byte loads in the `_vec` kernels
+// (latency hidden by the 8 warps in flight; a cp.async multi-stage pipeline is the next
+// tuning step).
 
 #define TBM 128
 #define TBN 128
@@ -141,21 +142,52 @@ template <> struct WarpMma<TcBf16> : WarpMma16<TcBf16> {};
 // Copies one rows x TBK tile (rows = TBM or TBN) from global to shared memory (k-contiguous
 // in shared), zero-filling outside the matrix. KC: element (r, k) at p[r * ld + k]
 // (k contiguous, so consecutive threads read consecutive k), else p[k * ld + r].
-template <class T, bool KC>
+// VEC: 16-byte loads of V = 16 / sizeof(S) elements along the contiguous direction (needs
+// ld % V == 0 and a 16-byte aligned base; the wrapper checks); vectors that cross the
+// matrix edge fall back to element loads. Shared rows are 16-byte aligned (LD * sizeof(S)
+// is 80 or 144 bytes), so KC vectors are stored whole.
+template <class T, bool KC, bool VEC>
 __device__ __forceinline__ void tc_load_tile(const typename T::S* __restrict__ p, i64 ld, i64 rows,
                                              i64 kdim, i64 r0, i64 k0, typename T::S* s) {
+    typedef typename T::S S;
     constexpr int LD = TBK + T::PAD;
+    if constexpr (VEC) {
+        constexpr int V = 16 / sizeof(S);
+#pragma unroll
+        for (int j = 0; j < 16 / V; ++j) {
+            const int e = (threadIdx.x + 256 * j) * V;
+            const int r = KC ? (e / TBK) : (e % TBM);
+            const int k = KC ? (e % TBK) : (e / TBM);
+            const i64 gr = r0 + r, gk = k0 + k;
+            if (KC && gr < rows && gk + V <= kdim) {
+                *reinterpret_cast<uint4*>(s + r * LD + k) = *reinterpret_cast<const uint4*>(p + gr * ld + gk);
+            } else if (!KC && gk < kdim && gr + V <= rows) {
+                const uint4 v = *reinterpret_cast<const uint4*>(p + gk * ld + gr);
+                const S* x = reinterpret_cast<const S*>(&v);
+#pragma unroll
+                for (int i = 0; i < V; ++i) s[(r + i) * LD + k] = x[i];
+            } else {
+#pragma unroll
+                for (int i = 0; i < V; ++i) {
+                    const i64 er = KC ? gr : gr + i, ek = KC ? gk + i : gk;
+                    const int sr = KC ? r : r + i, sk = KC ? k + i : k;
+                    s[sr * LD + sk] = (er < rows && ek < kdim) ? (KC ? p[er * ld + ek] : p[ek * ld + er]) : T::zero();
+                }
+            }
+        }
+    } else {
 #pragma unroll 4
-    for (int j = 0; j < 16; ++j) {
-        const int e = threadIdx.x + 256 * j;
-        const int r = KC ? (e / TBK) : (e % TBM);
-        const int k = KC ? (e % TBK) : (e / TBM);
-        const i64 gr = r0 + r, gk = k0 + k;
-        s[r * LD + k] = (gr < rows && gk < kdim) ? (KC ? p[gr * ld + gk] : p[gk * ld + gr]) : T::zero();
+        for (int j = 0; j < 16; ++j) {
+            const int e = threadIdx.x + 256 * j;
+            const int r = KC ? (e / TBK) : (e % TBM);
+            const int k = KC ? (e % TBK) : (e / TBM);
+            const i64 gr = r0 + r, gk = k0 + k;
+            s[r * LD + k] = (gr < rows && gk < kdim) ? (KC ? p[gr * ld + gk] : p[gk * ld + gr]) : T::zero();
+        }
     }
 }
 
-template <class T, bool TA, bool TB>
+template <class T, bool TA, bool TB, bool VEC>
 __device__ __forceinline__ void gemm_tc_impl(const typename T::S* __restrict__ a,
                                              const typename T::S* __restrict__ b, float* c,
                                              const float* __restrict__ bias, const GemmParams& p) {
@@ -180,8 +212,8 @@ __device__ __forceinline__ void gemm_tc_impl(const typename T::S* __restrict__ a
                 for (int q = 0; q < 4; ++q) acc[i][j][q] = 0.0f;
 
         for (i64 k0 = 0; k0 < p.k; k0 += TBK) {
-            tc_load_tile<T, !TA>(az, p.lda, p.m, p.k, m0, k0, As);
-            tc_load_tile<T, TB>(bz, p.ldb, p.n, p.k, n0, k0, Bs);
+            tc_load_tile<T, !TA, VEC>(az, p.lda, p.m, p.k, m0, k0, As);
+            tc_load_tile<T, TB, VEC>(bz, p.ldb, p.n, p.k, n0, k0, Bs);
             __syncthreads();
             WarpMma<T>::run(As, Bs, wm, wn, g, t, acc);
             __syncthreads();
@@ -205,10 +237,15 @@ __device__ __forceinline__ void gemm_tc_impl(const typename T::S* __restrict__ a
 }
 
 #define KEEL_GEMM_TC(TN, T, SUFFIX, TA, TB)                                                     \
-    extern "C" __global__ void __launch_bounds__(256)                                          \
+    extern "C" __global__ void __launch_bounds__(256, 2)                                       \
         gemm_tc_##TN##_##SUFFIX(const T::S* a, const T::S* b, float* c, const float* bias,     \
                                 GemmParams p) {                                                \
-        gemm_tc_impl<T, TA, TB>(a, b, c, bias, p);                                             \
+        gemm_tc_impl<T, TA, TB, false>(a, b, c, bias, p);                                      \
+    }                                                                                          \
+    extern "C" __global__ void __launch_bounds__(256, 2)                                       \
+        gemm_tc_##TN##_##SUFFIX##_vec(const T::S* a, const T::S* b, float* c,                  \
+                                      const float* bias, GemmParams p) {                       \
+        gemm_tc_impl<T, TA, TB, true>(a, b, c, bias, p);                                       \
     }
 #define KEEL_GEMM_TC_FORMS(TN, T)               \
     KEEL_GEMM_TC(TN, T, nn, false, false)       \

@@ -249,6 +249,24 @@ pub fn gemm_f32(
     launch_gemm(dev, programs::gemm(), kernel, args, a, b, c, bias)
 }
 
+/// `"_vec"` (16-byte tile loads) when the leading dims and batch strides of A and B are
+/// multiples of 16 bytes' worth of elements and both bases are 16-byte aligned, unless
+/// `KEEL_GEMM_TC_VEC=0` (a tuning switch, to compare both loaders on a GPU).
+fn tc_vec_suffix<T>(dev: &CudaDevice, args: &GemmArgs, a: &CudaView<'_, T>, b: &CudaView<'_, T>) -> &'static str {
+    static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let enabled = *ENABLED.get_or_init(|| std::env::var("KEEL_GEMM_TC_VEC").map_or(true, |v| v != "0"));
+    let v = 16 / std::mem::size_of::<T>();
+    let vec = enabled
+        && [args.lda, args.ldb, args.stride_a, args.stride_b].iter().all(|&x| x % v == 0)
+        && (a.is_empty() || dev.addr(a) % 16 == 0)
+        && (b.is_empty() || dev.addr(b) % 16 == 0);
+    if vec {
+        "_vec"
+    } else {
+        ""
+    }
+}
+
 /// Tensor-core GEMM with f32 inputs rounded to TF32 (10-bit mantissa), f32 accumulation.
 pub fn gemm_tf32(
     dev: &CudaDevice,
@@ -258,7 +276,7 @@ pub fn gemm_tf32(
     c: &mut CudaViewMut<'_, f32>,
     bias: Option<&CudaView<'_, f32>>,
 ) -> Result<()> {
-    let kernel = format!("gemm_tc_tf32_{}", args.form());
+    let kernel = format!("gemm_tc_tf32_{}{}", args.form(), tc_vec_suffix(dev, args, a, b));
     launch_gemm(dev, programs::gemm_tc(), kernel, args, a, b, c, bias)
 }
 
@@ -271,7 +289,7 @@ pub fn gemm_f16(
     c: &mut CudaViewMut<'_, f32>,
     bias: Option<&CudaView<'_, f32>>,
 ) -> Result<()> {
-    let kernel = format!("gemm_tc_f16_{}", args.form());
+    let kernel = format!("gemm_tc_f16_{}{}", args.form(), tc_vec_suffix(dev, args, a, b));
     launch_gemm(dev, programs::gemm_tc(), kernel, args, a, b, c, bias)
 }
 
@@ -284,7 +302,7 @@ pub fn gemm_bf16(
     c: &mut CudaViewMut<'_, f32>,
     bias: Option<&CudaView<'_, f32>>,
 ) -> Result<()> {
-    let kernel = format!("gemm_tc_bf16_{}", args.form());
+    let kernel = format!("gemm_tc_bf16_{}{}", args.form(), tc_vec_suffix(dev, args, a, b));
     launch_gemm(dev, programs::gemm_tc(), kernel, args, a, b, c, bias)
 }
 
