@@ -344,7 +344,7 @@ template <class T> inline T __shfl_sync(unsigned, T v, int src, int width = 32) 
 namespace keel_emu {
 enum MmaKind { MMA_TF32, MMA_F16, MMA_BF16 };
 inline float mma_elem(unsigned int reg, int half, MmaKind kind) {
-    if (kind == MMA_TF32) return __uint_as_float(reg);
+    if (kind == MMA_TF32) return __uint_as_float(reg & 0xffffe000u);  // the hardware reads 19 bits
     const unsigned short h = (unsigned short)(half ? reg >> 16 : reg & 0xffffu);
     return kind == MMA_F16 ? keel_emu_f16_to_f32(h) : keel_emu_bf16_to_f32(h);
 }

@@ -53,21 +53,26 @@ __device__ __forceinline__ void mma_bf16(float (&d)[4], const u32 (&a)[4], const
 }
 #endif
 
-struct TcTf32 {   // A/B are f32 in memory, rounded to tf32 (cvt.rna) when fragments are built
+// `tile(x)`: the value a global element is stored as in the shared tile. TF32 rounds there
+// (cvt.rna), once per element, rather than in every warp that reads the element.
+struct TcTf32 {   // A/B are f32 in memory, tf32-rounded f32 in shared memory
     typedef float S;
     static constexpr int PAD = 4;
     __device__ static S zero() { return 0.0f; }
+    __device__ static S tile(S x) { return __uint_as_float(to_tf32(x)); }
 };
 struct TcF16 {
     typedef u16 S;
     static constexpr int PAD = 8;
     __device__ static S zero() { return 0; }
+    __device__ static S tile(S x) { return x; }
     __device__ static void mma(float (&d)[4], const u32 (&a)[4], const u32 (&b)[2]) { mma_f16(d, a, b); }
 };
 struct TcBf16 {
     typedef u16 S;
     static constexpr int PAD = 8;
     __device__ static S zero() { return 0; }
+    __device__ static S tile(S x) { return x; }
     __device__ static void mma(float (&d)[4], const u32 (&a)[4], const u32 (&b)[2]) { mma_bf16(d, a, b); }
 };
 
@@ -87,16 +92,16 @@ struct WarpMma<TcTf32> {
             for (int mt = 0; mt < 4; ++mt) {
                 const float* r0 = As + (wm + mt * 16 + g) * LD + ks;
                 const float* r8 = r0 + 8 * LD;
-                a[mt][0] = to_tf32(r0[t]);
-                a[mt][1] = to_tf32(r8[t]);
-                a[mt][2] = to_tf32(r0[t + 4]);
-                a[mt][3] = to_tf32(r8[t + 4]);
+                a[mt][0] = __float_as_uint(r0[t]);
+                a[mt][1] = __float_as_uint(r8[t]);
+                a[mt][2] = __float_as_uint(r0[t + 4]);
+                a[mt][3] = __float_as_uint(r8[t + 4]);
             }
 #pragma unroll
             for (int nt = 0; nt < 4; ++nt) {
                 const float* c = Bs + (wn + nt * 8 + g) * LD + ks;
-                b[nt][0] = to_tf32(c[t]);
-                b[nt][1] = to_tf32(c[t + 4]);
+                b[nt][0] = __float_as_uint(c[t]);
+                b[nt][1] = __float_as_uint(c[t + 4]);
             }
 #pragma unroll
             for (int mt = 0; mt < 4; ++mt)
@@ -160,18 +165,23 @@ __device__ __forceinline__ void tc_load_tile(const typename T::S* __restrict__ p
             const int k = KC ? (e % TBK) : (e / TBM);
             const i64 gr = r0 + r, gk = k0 + k;
             if (KC && gr < rows && gk + V <= kdim) {
-                *reinterpret_cast<uint4*>(s + r * LD + k) = *reinterpret_cast<const uint4*>(p + gr * ld + gk);
+                uint4 v = *reinterpret_cast<const uint4*>(p + gr * ld + gk);
+                S* x = reinterpret_cast<S*>(&v);
+#pragma unroll
+                for (int i = 0; i < V; ++i) x[i] = T::tile(x[i]);
+                *reinterpret_cast<uint4*>(s + r * LD + k) = v;
             } else if (!KC && gk < kdim && gr + V <= rows) {
                 const uint4 v = *reinterpret_cast<const uint4*>(p + gk * ld + gr);
                 const S* x = reinterpret_cast<const S*>(&v);
 #pragma unroll
-                for (int i = 0; i < V; ++i) s[(r + i) * LD + k] = x[i];
+                for (int i = 0; i < V; ++i) s[(r + i) * LD + k] = T::tile(x[i]);
             } else {
 #pragma unroll
                 for (int i = 0; i < V; ++i) {
                     const i64 er = KC ? gr : gr + i, ek = KC ? gk + i : gk;
                     const int sr = KC ? r : r + i, sk = KC ? k + i : k;
-                    s[sr * LD + sk] = (er < rows && ek < kdim) ? (KC ? p[er * ld + ek] : p[ek * ld + er]) : T::zero();
+                    s[sr * LD + sk] =
+                        (er < rows && ek < kdim) ? T::tile(KC ? p[er * ld + ek] : p[ek * ld + er]) : T::zero();
                 }
             }
         }
@@ -182,7 +192,7 @@ __device__ __forceinline__ void tc_load_tile(const typename T::S* __restrict__ p
             const int r = KC ? (e / TBK) : (e % TBM);
             const int k = KC ? (e % TBK) : (e / TBM);
             const i64 gr = r0 + r, gk = k0 + k;
-            s[r * LD + k] = (gr < rows && gk < kdim) ? (KC ? p[gr * ld + gk] : p[gk * ld + gr]) : T::zero();
+            s[r * LD + k] = (gr < rows && gk < kdim) ? T::tile(KC ? p[gr * ld + gk] : p[gk * ld + gr]) : T::zero();
         }
     }
 }
