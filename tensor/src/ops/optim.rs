@@ -6,6 +6,17 @@
 
 use crate::{DType, Error, Result, Storage, Tensor};
 
+/// Elements `[offset, offset + n)` of operand `i` of a [`cpu_operands`] list, whose host
+/// storage must be the `$variant` arm.
+macro_rules! cpu_slice {
+    ($slices:expr, $i:expr, $n:expr, $variant:ident, $op:expr) => {
+        match $slices.get($i) {
+            Some((crate::CpuStorage::$variant(v), off)) => Ok(&v[*off..*off + $n]),
+            _ => Err(Error::invalid($op, "internal: operand storage")),
+        }
+    };
+}
+
 /// The scalars of one Adam step (Keras formulas): `alpha` already folds in the
 /// bias corrections, `alpha = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t)`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -64,12 +75,7 @@ impl Tensor {
         let wrap = |s: crate::CpuStorage| Tensor::from_storage(Storage::Cpu(s), shape.clone());
         macro_rules! run {
             ($variant:ident, $t:ty) => {{
-                let get = |i: usize| -> Result<&[$t]> {
-                    match slices.get(i) {
-                        Some((crate::CpuStorage::$variant(v), off)) => Ok(&v[*off..*off + n]),
-                        _ => Err(Error::invalid(OP, "internal: operand storage")),
-                    }
-                };
+                let get = |i: usize| -> Result<&[$t]> { cpu_slice!(slices, i, n, $variant, OP) };
                 let (p, g, m, v) = (get(0)?, get(1)?, get(2)?, get(3)?);
                 let vh = if v_hat.is_some() { Some(get(4)?) } else { None };
                 let k = cpu::Consts::<$t> {
@@ -172,12 +178,7 @@ impl Tensor {
         let wrap = |s: crate::CpuStorage| Tensor::from_storage(Storage::Cpu(s), shape.clone());
         macro_rules! run {
             ($variant:ident, $t:ty) => {{
-                let get = |i: usize| -> Result<&[$t]> {
-                    match slices.get(i) {
-                        Some((crate::CpuStorage::$variant(v), off)) => Ok(&v[*off..*off + n]),
-                        _ => Err(Error::invalid(OP, "internal: operand storage")),
-                    }
-                };
+                let get = |i: usize| -> Result<&[$t]> { cpu_slice!(slices, i, n, $variant, OP) };
                 let mm = if m.is_some() { Some(get(2)?) } else { None };
                 let k = (h.learning_rate as $t, h.momentum as $t, h.nesterov);
                 let (np, nm) = cpu::sgd(get(0)?, get(1)?, mm, k)?;
