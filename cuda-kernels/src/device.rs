@@ -80,9 +80,12 @@ pub struct CudaDevice {
     cc: (i32, i32),
     arch: String,
     sm_count: u32,
+    smem_optin: usize,
     name: String,
     modules: Mutex<HashMap<u64, Arc<CudaModule>>>,
     functions: Mutex<HashMap<(u64, String), CudaFunction>>,
+    /// Dynamic shared memory each kernel was allowed through its function attribute.
+    smem_limits: Mutex<HashMap<(u64, String), usize>>,
 }
 
 /// One shared [`CudaDevice`] per ordinal.
@@ -122,6 +125,10 @@ impl CudaDevice {
         let cc = ctx.compute_capability()?;
         let sm_count =
             ctx.attribute(cusys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?.max(1) as u32;
+        let smem_optin = ctx
+            .attribute(cusys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)
+            .unwrap_or(0)
+            .max(0) as usize;
         let name = ctx.name().unwrap_or_else(|_| "unknown CUDA device".into());
         Ok(Self {
             ordinal,
@@ -130,9 +137,11 @@ impl CudaDevice {
             cc,
             arch: format!("sm_{}{}", cc.0, cc.1),
             sm_count,
+            smem_optin,
             name,
             modules: Mutex::new(HashMap::new()),
             functions: Mutex::new(HashMap::new()),
+            smem_limits: Mutex::new(HashMap::new()),
         })
     }
 
@@ -242,6 +251,37 @@ impl CudaDevice {
             f.insert(key, func.clone());
         }
         Ok(func)
+    }
+
+    /// Like [`function`](Self::function), for a kernel launched with `smem_bytes` of dynamic
+    /// shared memory: raises the kernel's limit (`MAX_DYNAMIC_SHARED_SIZE_BYTES`) the first
+    /// time it is needed, which CUDA requires above 48 KiB.
+    pub fn function_with_smem(&self, program: &Program, kernel: &str, smem_bytes: usize) -> Result<CudaFunction> {
+        let func = self.function(program, kernel)?;
+        if smem_bytes <= 48 * 1024 {
+            return Ok(func);
+        }
+        if smem_bytes > self.smem_optin {
+            return Err(Error::arg(
+                "launch",
+                format!("`{kernel}` needs {smem_bytes} bytes of shared memory; this device allows {}", self.smem_optin),
+            ));
+        }
+        let key = (program.hash(), kernel.to_string());
+        let mut limits = self.smem_limits.lock().map_err(|_| Error::Driver("kernel attribute lock poisoned".into()))?;
+        if limits.get(&key).is_none_or(|&l| l < smem_bytes) {
+            let value =
+                i32::try_from(smem_bytes).map_err(|_| Error::arg("launch", "shared memory size overflows i32"))?;
+            func.set_attribute(cusys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, value)
+                .map_err(|e| Error::Driver(format!("raising the shared memory limit of `{kernel}`: {e:?}")))?;
+            limits.insert(key, smem_bytes);
+        }
+        Ok(func)
+    }
+
+    /// Most shared memory one block may use once its kernel opts in (bytes).
+    pub fn max_shared_memory_per_block_optin(&self) -> usize {
+        self.smem_optin
     }
 
     /// Loads (compiling and caching as needed) a program as a CUDA module.

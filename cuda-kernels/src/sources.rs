@@ -39,13 +39,16 @@ pub const GEMM: &str = concat!(
     "\n",
     include_str!("kernels/gemm.cu")
 );
-/// Tensor-core (mma.sync) GEMM for TF32 / F16 / BF16 inputs with f32 accumulation.
+/// Tensor-core (mma.sync) GEMM for TF32 / F16 / BF16 inputs with f32 accumulation, plus the
+/// cp.async-pipelined F16/BF16 kernels (`gemm_tc_pipe.cu`).
 pub const GEMM_TC: &str = concat!(
     include_str!("kernels/common.cuh"),
     "\n",
     include_str!("kernels/gemm_core.cuh"),
     "\n",
-    include_str!("kernels/gemm_tc.cu")
+    include_str!("kernels/gemm_tc.cu"),
+    "\n",
+    include_str!("kernels/gemm_tc_pipe.cu")
 );
 /// Implicit-GEMM NHWC convolution: forward, grad-input, grad-kernel.
 pub const CONV: &str = concat!(

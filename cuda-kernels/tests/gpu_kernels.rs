@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use keel_cuda_kernels::ops::conv::{self, Conv2d, Padding};
 use keel_cuda_kernels::ops::elementwise::{self, builtin};
-use keel_cuda_kernels::ops::gemm::{self, Activation, GemmArgs};
+use keel_cuda_kernels::ops::gemm::{self, Activation, GemmArgs, TcKernel};
 use keel_cuda_kernels::ops::{misc, pool, reduce, rng, softmax};
 use keel_cuda_kernels::{CudaDevice, Layout, Program};
 
@@ -105,7 +105,7 @@ enum Prec {
     Bf16,
 }
 
-fn run_gemm(dev: &CudaDevice, g: &GemmArgs, prec: Prec, with_bias: bool, seed: u64) -> f64 {
+fn run_gemm(dev: &CudaDevice, g: &GemmArgs, prec: Prec, kernel: TcKernel, with_bias: bool, seed: u64) -> f64 {
     let a_len = (g.batch - 1) * g.stride_a + if g.trans_a { g.k * g.lda } else { g.m * g.lda };
     let b_len = (g.batch - 1) * g.stride_b + if g.trans_b { g.n * g.ldb } else { g.k * g.ldb };
     let c_len = (g.batch - 1) * g.stride_c + g.m * g.ldc;
@@ -138,20 +138,20 @@ fn run_gemm(dev: &CudaDevice, g: &GemmArgs, prec: Prec, with_bias: bool, seed: u
             if prec == Prec::F32 {
                 gemm::gemm_f32(dev, g, &da.as_view(), &db.as_view(), &mut dc.as_view_mut(), bias_arg)
             } else {
-                gemm::gemm_tf32(dev, g, &da.as_view(), &db.as_view(), &mut dc.as_view_mut(), bias_arg)
+                gemm::gemm_tc(dev, g, &da.as_view(), &db.as_view(), &mut dc.as_view_mut(), bias_arg, kernel)
             }
         }
         Prec::F16 => {
             let ha: Vec<half::f16> = a.iter().map(|&v| half::f16::from_f32(v)).collect();
             let hb: Vec<half::f16> = b.iter().map(|&v| half::f16::from_f32(v)).collect();
             let (da, db) = (dev.htod(&ha).expect("a"), dev.htod(&hb).expect("b"));
-            gemm::gemm_f16(dev, g, &da.as_view(), &db.as_view(), &mut dc.as_view_mut(), bias_arg)
+            gemm::gemm_tc(dev, g, &da.as_view(), &db.as_view(), &mut dc.as_view_mut(), bias_arg, kernel)
         }
         Prec::Bf16 => {
             let ha: Vec<half::bf16> = a.iter().map(|&v| half::bf16::from_f32(v)).collect();
             let hb: Vec<half::bf16> = b.iter().map(|&v| half::bf16::from_f32(v)).collect();
             let (da, db) = (dev.htod(&ha).expect("a"), dev.htod(&hb).expect("b"));
-            gemm::gemm_bf16(dev, g, &da.as_view(), &db.as_view(), &mut dc.as_view_mut(), bias_arg)
+            gemm::gemm_tc(dev, g, &da.as_view(), &db.as_view(), &mut dc.as_view_mut(), bias_arg, kernel)
         }
     };
     res.expect("gemm launch");
@@ -182,10 +182,94 @@ fn gemm_all_precisions_match_f64_reference() {
             [(Prec::F32, 1e-5, "f32"), (Prec::Tf32, 1e-3, "tf32"), (Prec::F16, 1e-2, "f16"), (Prec::Bf16, 1e-2, "bf16")]
         {
             let bias = i % 2 == 0;
-            let err = run_gemm(&dev, g, prec, bias, 100 + i as u64);
+            let err = run_gemm(&dev, g, prec, TcKernel::Auto, bias, 100 + i as u64);
             assert!(err < tol, "{name} gemm {g:?} bias={bias}: rel err {err}");
         }
     }
+}
+
+/// Shapes every tensor-core kernel can run (leading dims and strides multiples of 8).
+fn aligned_tc_cases() -> Vec<GemmArgs> {
+    let up8 = |x: usize| x.div_ceil(8) * 8;
+    let mut v = Vec::new();
+    for ta in [false, true] {
+        for tb in [false, true] {
+            // 11 k-tiles: the 4-stage ring wraps around twice
+            v.push(GemmArgs::new(128, 256, 328).transpose(ta, tb));
+            // k and n not multiples of 8 inside padded rows: copies that cross the edge
+            let mut g = GemmArgs::new(200, 130, 100).transpose(ta, tb);
+            g.lda = up8(if ta { g.m } else { g.k }) + 8;
+            g.ldb = up8(if tb { g.k } else { g.n });
+            v.push(g);
+        }
+    }
+    let mut g = GemmArgs::new(64, 72, 48).batched(3).scale(0.5, 0.75).activation(Activation::Relu);
+    g.stride_a += 8; // batch strides that are not the matrix sizes
+    g.stride_b += 16;
+    v.push(g);
+    v.push(GemmArgs::new(8, 8, 8));
+    v
+}
+
+#[test]
+fn tensor_core_kernels_agree() {
+    let Some(dev) = device() else { return };
+    for (i, g) in aligned_tc_cases().iter().enumerate() {
+        for (prec, tol, kernels) in [
+            (Prec::Tf32, 1e-3, &[TcKernel::Element, TcKernel::Vec][..]),
+            (Prec::F16, 1e-2, &[TcKernel::Element, TcKernel::Vec, TcKernel::Pipelined][..]),
+            (Prec::Bf16, 1e-2, &[TcKernel::Element, TcKernel::Vec, TcKernel::Pipelined][..]),
+        ] {
+            for &kernel in kernels {
+                let err = run_gemm(&dev, g, prec, kernel, i % 2 == 0, 300 + i as u64);
+                assert!(err < tol, "{kernel:?} gemm {g:?}: rel err {err}");
+            }
+        }
+    }
+}
+
+/// Blocks that loop over several batch matrices (the grid's z extent is capped at 65535):
+/// lower the cap so that 5 matrices share 2 blocks per tile.
+#[test]
+fn gemm_batch_loop() {
+    let Some(dev) = device() else { return };
+    gemm::set_grid_z_limit(2);
+    // k = 24: one k-tile, so the next matrix refills the very slot the last one was read from
+    let g = GemmArgs::new(40, 48, 24).batched(5).transpose(false, true);
+    for (prec, tol, kernel) in [
+        (Prec::F32, 1e-5, TcKernel::Auto),
+        (Prec::Tf32, 1e-3, TcKernel::Element),
+        (Prec::Bf16, 1e-2, TcKernel::Vec),
+        (Prec::Bf16, 1e-2, TcKernel::Pipelined),
+        (Prec::F16, 1e-2, TcKernel::Pipelined),
+    ] {
+        let err = run_gemm(&dev, &g, prec, kernel, true, 400);
+        gemm::set_grid_z_limit(65535);
+        assert!(err < tol, "{kernel:?} batched gemm: rel err {err}");
+        gemm::set_grid_z_limit(2);
+    }
+    gemm::set_grid_z_limit(65535);
+}
+
+#[test]
+fn tensor_core_kernel_choice_is_checked() {
+    let Some(dev) = device() else { return };
+    let mut c = dev.alloc_zeros::<f32>(64).expect("alloc");
+    // lda = 7 rules out 16-byte loads: an explicit `Vec` or `Pipelined` is an error, `Auto` runs.
+    let g = GemmArgs::new(8, 8, 7);
+    let a = dev.htod(&[half::bf16::ONE; 56]).expect("a");
+    let b = dev.htod(&[half::bf16::ONE; 56]).expect("b");
+    for k in [TcKernel::Vec, TcKernel::Pipelined] {
+        let r = gemm::gemm_tc(&dev, &g, &a.as_view(), &b.as_view(), &mut c.as_view_mut(), None, k);
+        assert!(r.is_err(), "{k:?} accepted lda = 7");
+    }
+    gemm::gemm_tc(&dev, &g, &a.as_view(), &b.as_view(), &mut c.as_view_mut(), None, TcKernel::Auto).expect("auto");
+    assert!(dev.dtoh(&c.as_view()).expect("dtoh").iter().all(|&v| v == 7.0));
+    // TF32 has no pipelined kernel.
+    let g = GemmArgs::new(8, 8, 8);
+    let x = dev.htod(&[1.0f32; 64]).expect("x");
+    let r = gemm::gemm_tc(&dev, &g, &x.as_view(), &x.as_view(), &mut c.as_view_mut(), None, TcKernel::Pipelined);
+    assert!(r.is_err());
 }
 
 #[test]

@@ -6,7 +6,8 @@
 //!
 //! Prints a table and one JSON line per row:
 //! * GEMM `C[m,n] = A[m,k] B[k,n]` (row-major, f32 output) for square sizes at F32 (SIMT),
-//!   TF32 and BF16 (tensor cores, f32 accumulation), beside `cublasGemmEx` on the same
+//!   TF32 and BF16 (tensor cores, f32 accumulation; `bf16` is the cp.async-pipelined kernel
+//!   that `matmul` picks, `bf16/1` the single-stage one), beside `cublasGemmEx` on the same
 //!   device buffers with the same precision (`CUBLAS_COMPUTE_32F`, `..._FAST_TF32`, BF16
 //!   inputs with f32 output), as TFLOP/s and % of cuBLAS, plus the relative norm difference
 //!   of the two results (a sanity check, not a test).
@@ -42,20 +43,26 @@ fn main() {
     }
 }
 
-/// Precision of one GEMM row.
+/// Precision (and tensor-core kernel) of one GEMM row.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Prec {
     F32,
     Tf32,
-    Bf16,
+    Bf16(kgemm::TcKernel),
 }
 
 impl Prec {
+    /// The rows of each size: what `matmul` runs (Auto), plus BF16 on the single-stage
+    /// kernel so one run compares it with the pipelined one.
+    const ROWS: [Prec; 4] =
+        [Prec::F32, Prec::Tf32, Prec::Bf16(kgemm::TcKernel::Auto), Prec::Bf16(kgemm::TcKernel::Vec)];
+
     fn name(self) -> &'static str {
         match self {
             Prec::F32 => "f32",
             Prec::Tf32 => "tf32",
-            Prec::Bf16 => "bf16",
+            Prec::Bf16(kgemm::TcKernel::Vec) => "bf16/1",
+            Prec::Bf16(_) => "bf16",
         }
     }
 }
@@ -84,7 +91,7 @@ impl Row {
         };
         let diff = self.diff.map_or_else(|| "-".to_string(), |d| format!("{d:.1e}"));
         println!(
-            "{:<10} {:<26} {:<5} {:>9.3} {:>9.2} {} {} {:>9}",
+            "{:<10} {:<26} {:<6} {:>9.3} {:>9.2} {} {} {:>9}",
             self.bench, self.shape, self.dtype, self.ours_ms, ours, cub, pct, diff
         );
         println!(
@@ -102,7 +109,7 @@ impl Row {
 
 fn header() {
     println!(
-        "{:<10} {:<26} {:<5} {:>9} {:>9} {:>9} {:>8} {:>9}",
+        "{:<10} {:<26} {:<6} {:>9} {:>9} {:>9} {:>8} {:>9}",
         "bench", "shape", "dtype", "ours ms", "TFLOP/s", "cuBLAS", "%cuBLAS", "rel diff"
     );
 }
@@ -134,7 +141,7 @@ fn run() -> Res<()> {
     };
     header();
     for &s in &sizes {
-        for prec in [Prec::F32, Prec::Tf32, Prec::Bf16] {
+        for prec in Prec::ROWS {
             gemm_row(&dev, blas.as_ref(), prec, s, reps)?.print();
         }
     }
@@ -269,12 +276,12 @@ fn gemm_row(dev: &CudaDevice, blas: Option<&CudaBlas>, prec: Prec, s: usize, rep
             };
             (ours, theirs)
         }
-        Prec::Bf16 => {
+        Prec::Bf16(kernel) => {
             let to_bf16 = |v: Vec<f32>| v.into_iter().map(half::bf16::from_f32).collect::<Vec<_>>();
             let a16 = dev.htod(&to_bf16(host_rand(m * k, 1)))?;
             let b16 = dev.htod(&to_bf16(host_rand(k * n, 2)))?;
             let ours = time_ms(dev, reps, || {
-                kgemm::gemm_bf16(dev, &args, &a16.as_view(), &b16.as_view(), &mut c_ours.as_view_mut(), None)?;
+                kgemm::gemm_tc(dev, &args, &a16.as_view(), &b16.as_view(), &mut c_ours.as_view_mut(), None, kernel)?;
                 Ok(())
             })?;
             let theirs = match blas {

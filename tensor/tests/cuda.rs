@@ -296,6 +296,13 @@ fn matmul_shapes_layouts_and_precisions() {
         let (x, y) = (big_a.to_dtype(dt).unwrap(), big_b.to_dtype(dt).unwrap());
         agree(&format!("matmul {dt}"), dev, 1e-2, &[x.clone(), y.clone()], |t| t[0].matmul(&t[1]));
         agree(&format!("matmul {dt} A^T"), dev, 1e-2, &[x, y], |t| t[0].t()?.contiguous()?.t()?.matmul(&t[1]));
+        // rows of a multiple of 8 elements: the cp.async-pipelined tensor-core kernel
+        let (x, y) = (rand_signed(614, &[2, 96, 136], 0.1, 1.0), rand_signed(615, &[2, 136, 72], 0.1, 1.0));
+        let (x, y) = (x.to_dtype(dt).unwrap(), y.to_dtype(dt).unwrap());
+        agree(&format!("matmul {dt} aligned, batched"), dev, 1e-2, &[x.clone(), y.clone()], |t| t[0].matmul(&t[1]));
+        agree(&format!("matmul {dt} aligned, B^T"), dev, 1e-2, &[x, y], |t| {
+            t[0].matmul(&t[1].transpose(1, 2)?.contiguous()?.transpose(1, 2)?)
+        });
     }
 }
 

@@ -13,7 +13,8 @@
 //   CUDA_ERROR_MISALIGNED_ADDRESS;
 // * reads of unwritten memory: new allocations are filled with 0xFF bytes (NaN as f32);
 // * launch configurations (block and grid limits, __launch_bounds__), memcpy/memset ranges
-//   against live allocations, frees of unknown pointers, and out-of-memory (limit:
+//   against live allocations, frees of unknown pointers, dynamic shared memory above 48 KiB
+//   without cuFuncSetAttribute (as on a GPU), and out-of-memory (limit:
 //   $KEEL_CUDA_EMU_MEM_MB, default 16384).
 #include <dlfcn.h>
 #include <setjmp.h>
@@ -57,8 +58,20 @@ struct EmuLaunch {  // mirrors keel_emu::Launch
 };
 typedef int (*EntryFn)(const EmuLaunch*, void**, char*, unsigned long);
 
-struct Module { void* dl; };
-struct Function { EntryFn entry; std::string name; };
+struct Function {
+    EntryFn entry;
+    std::string name;
+    int max_dynamic_smem;  // CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES (default 48 KiB)
+};
+// A module hands out one CUfunction per kernel name, as the driver does, so an attribute
+// set through one handle holds for every later launch of that kernel.
+struct Module {
+    void* dl;
+    std::map<std::string, Function*> functions;
+};
+constexpr int kFuncAttrMaxDynamicSmem = 8;    // CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
+constexpr unsigned int kDefaultSmem = 49152;  // without the attribute, at most 48 KiB
+constexpr unsigned int kOptinSmem = 232448;   // sm_90: 227 KiB per block with the attribute
 struct Event { std::chrono::steady_clock::time_point t; };
 struct Context { int device; };
 struct Stream { int unused; };
@@ -278,6 +291,8 @@ int cuDeviceGetAttribute(int* v, int attr, CUdevice d) {
         case 8: *v = 49152; break;    // MAX_SHARED_MEMORY_PER_BLOCK
         case 10: *v = 32; break;      // WARP_SIZE
         case 16: *v = 4; break;       // MULTIPROCESSOR_COUNT (small: fewer, fuller blocks)
+        case 81: *v = 233472; break;  // MAX_SHARED_MEMORY_PER_MULTIPROCESSOR (sm_90)
+        case 97: *v = (int)kOptinSmem; break;  // MAX_SHARED_MEMORY_PER_BLOCK_OPTIN (sm_90)
         case 75: *v = 9; break;       // COMPUTE_CAPABILITY_MAJOR
         case 76: *v = 0; break;       // COMPUTE_CAPABILITY_MINOR
         case 115: *v = 1; break;      // MEMORY_POOLS_SUPPORTED
@@ -354,7 +369,7 @@ int cuModuleLoadData(CUmodule* m, const void* image) {
         emu_error("cuModuleLoadData", dlerror());
         return CUDA_ERROR_INVALID_IMAGE;
     }
-    *m = new Module{dl};
+    *m = new Module{dl, {}};
     return 0;
 }
 int cuModuleUnload(CUmodule m) {
@@ -366,13 +381,33 @@ int cuModuleUnload(CUmodule m) {
 int cuModuleGetFunction(CUfunction* f, CUmodule m, const char* name) {
     if (!f || !m || !name) return CUDA_ERROR_INVALID_VALUE;
     const std::string sym = std::string("keel_emu_launch_") + name;
-    void* p = dlsym(m->dl, sym.c_str());
-    if (!p) return CUDA_ERROR_NOT_FOUND;
-    *f = new Function{reinterpret_cast<EntryFn>(p), name};
+    std::lock_guard<std::mutex> g(g_mutex);
+    auto it = m->functions.find(name);
+    if (it == m->functions.end()) {
+        void* p = dlsym(m->dl, sym.c_str());
+        if (!p) return CUDA_ERROR_NOT_FOUND;
+        it = m->functions.emplace(name, new Function{reinterpret_cast<EntryFn>(p), name, (int)kDefaultSmem}).first;
+    }
+    *f = it->second;
     return 0;
 }
-int cuFuncGetAttribute(int* v, int, CUfunction) { if (!v) return CUDA_ERROR_INVALID_VALUE; *v = 0; return 0; }
-int cuFuncSetAttribute(CUfunction, int, int) { return 0; }
+int cuFuncGetAttribute(int* v, int attr, CUfunction f) {
+    if (!v || !f) return CUDA_ERROR_INVALID_VALUE;
+    *v = attr == kFuncAttrMaxDynamicSmem ? f->max_dynamic_smem : 0;
+    return 0;
+}
+int cuFuncSetAttribute(CUfunction f, int attr, int value) {
+    if (!f) return CUDA_ERROR_INVALID_HANDLE;
+    if (attr == kFuncAttrMaxDynamicSmem) {
+        if (value < 0 || (unsigned int)value > kOptinSmem) {
+            emu_error("cuFuncSetAttribute", f->name + ": MAX_DYNAMIC_SHARED_SIZE_BYTES " + std::to_string(value) +
+                                                " exceeds the device's " + std::to_string(kOptinSmem));
+            return CUDA_ERROR_INVALID_VALUE;
+        }
+        f->max_dynamic_smem = value;
+    }
+    return 0;
+}
 int cuFuncSetCacheConfig(CUfunction, int) { return 0; }
 
 int cuLaunchKernel(CUfunction f, unsigned int gx, unsigned int gy, unsigned int gz, unsigned int bx,
@@ -382,16 +417,19 @@ int cuLaunchKernel(CUfunction f, unsigned int gx, unsigned int gy, unsigned int 
     if (extra) return CUDA_ERROR_NOT_SUPPORTED;
     const unsigned long long threads = 1ull * bx * by * bz;
     if (gx == 0 || gy == 0 || gz == 0 || gy > 65535 || gz > 65535 || gx > 2147483647u || bx == 0 ||
-        by == 0 || bz == 0 || bx > 1024 || by > 1024 || bz > 64 || threads > 1024 || shared > 49152) {
+        by == 0 || bz == 0 || bx > 1024 || by > 1024 || bz > 64 || threads > 1024) {
         emu_error("cuLaunchKernel", f->name + ": invalid grid (" + std::to_string(gx) + "," +
                                         std::to_string(gy) + "," + std::to_string(gz) + ") or block (" +
                                         std::to_string(bx) + "," + std::to_string(by) + "," +
                                         std::to_string(bz) + ")");
         return CUDA_ERROR_INVALID_VALUE;
     }
-    if (shared != 0) {
-        emu_error("cuLaunchKernel", f->name + ": dynamic shared memory is not emulated");
-        return CUDA_ERROR_NOT_SUPPORTED;
+    if (shared > (unsigned int)f->max_dynamic_smem) {
+        emu_error("cuLaunchKernel", f->name + ": " + std::to_string(shared) +
+                                        " bytes of dynamic shared memory exceed the kernel's limit of " +
+                                        std::to_string(f->max_dynamic_smem) +
+                                        " (more than 48 KiB needs cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES))");
+        return CUDA_ERROR_INVALID_VALUE;
     }
     EmuLaunch l{{gx, gy, gz}, {bx, by, bz}, shared, 0};
     char err[512] = {0};
@@ -417,7 +455,9 @@ int cuLaunchKernel(CUfunction f, unsigned int gx, unsigned int gy, unsigned int 
                       "fixed-size (shared or local) array");
     } else {
         r = CUDA_ERROR_ILLEGAL_ADDRESS;
-        std::snprintf(err, sizeof err, "illegal address: %s", describe(t_fault_addr).c_str());
+        std::snprintf(err, sizeof err, "illegal address: %s%s", describe(t_fault_addr).c_str(),
+                      shared ? "; or an index past the launch's dynamic shared memory, which also ends at a "
+                               "guard page" : "");
     }
     t_fault_jump = nullptr;
     sigaction(SIGSEGV, &g_old_segv, nullptr);

@@ -16,6 +16,7 @@
 #include <sys/mman.h>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #define KEEL_CUDA_EMU 1
 
@@ -129,10 +130,21 @@ enum State { RUNNABLE, AT_BARRIER, AT_WARP, DONE };
 constexpr int kSlot = 64;           // bytes a lane can exchange in one warp collective
 constexpr size_t kStack = 256 << 10;  // per-thread stack (plus a guard page)
 
+// One cp.async: `bytes` copied from `src` to `dst` when its group completes, of which only
+// the first `src_bytes` are read (the rest are zero-filled).
+struct AsyncCopy {
+    void* dst;
+    const void* src;
+    int bytes, src_bytes;
+};
+
 struct Fiber {
     void* sp;
     uint3 tid;
     int state;
+    std::vector<AsyncCopy> copies;  // issued cp.async copies; [0, done) have completed
+    std::vector<size_t> groups;     // end index in `copies` of each committed, pending group
+    size_t done = 0;
 };
 struct Warp {
     unsigned char slot[32][kSlot];
@@ -156,6 +168,8 @@ struct Sched {
     int stack_capacity = 0;
     void (*body)(void**) = nullptr;
     void** params = nullptr;
+    unsigned char* dyn_smem = nullptr;  // this launch's dynamic shared memory (ends at a guard page)
+    size_t dyn_bytes = 0;
 };
 inline Sched S;
 
@@ -211,40 +225,48 @@ inline const char* run_block() {
         f.tid.z = i / (blockDim.x * blockDim.y);
         f.state = RUNNABLE;
         f.sp = fresh_stack_frame(S.stacks + per * (i + 1));
+        f.copies.clear();
+        f.groups.clear();
+        f.done = 0;
     }
-    for (int w = 0; w * 32 < n; ++w) S.warps[w].lanes = (n - w * 32) < 32 ? (n - w * 32) : 32;
-    // Odd blocks resume their threads in reverse order, so a missing barrier shows whichever
-    // thread gets ahead.
+    // Dynamic shared memory starts each block as NaN bytes, like fresh device memory.
+    if (S.dyn_bytes) std::memset(S.dyn_smem, 0xFF, S.dyn_bytes);
+    const int nwarps = (n + 31) / 32;
+    for (int w = 0; w < nwarps; ++w) S.warps[w].lanes = (n - w * 32) < 32 ? (n - w * 32) : 32;
+    // Warps run one at a time, each as far as it can go (to a __syncthreads, the end, or a
+    // stuck warp collective), so one warp gets a whole barrier interval ahead of the others:
+    // shared memory read without the barrier that should order it sees the other warps'
+    // stores (and cp.async copies) missing. Odd blocks take warps and lanes in reverse order.
     const bool reverse = ((blockIdx.x + blockIdx.y + blockIdx.z) & 1u) != 0;
     for (;;) {
-        for (int j = 0; j < n; ++j) {
-            const int i = reverse ? n - 1 - j : j;
-            if (S.fibers[i].state != RUNNABLE) continue;
-            S.cur = i;
-            threadIdx = S.fibers[i].tid;
-            keel_emu_swap(&S.home_sp, S.fibers[i].sp);
-        }
-        // Every fiber has now finished or waits. Release whole warps first, then the block.
-        bool released = false, all_done = true, all_barrier = true;
-        for (int w = 0; w * 32 < n; ++w) {
+        for (int wj = 0; wj < nwarps; ++wj) {
+            const int w = reverse ? nwarps - 1 - wj : wj;
             Warp& wp = S.warps[w];
-            int waiting = 0, live = 0;
-            for (int l = 0; l < wp.lanes; ++l) {
-                const int s = S.fibers[w * 32 + l].state;
-                if (s != DONE) ++live;
-                if (s == AT_WARP) ++waiting;
-            }
-            if (waiting > 0 && waiting == live) {
+            for (;;) {
+                for (int j = 0; j < wp.lanes; ++j) {
+                    const int i = w * 32 + (reverse ? wp.lanes - 1 - j : j);
+                    if (S.fibers[i].state != RUNNABLE) continue;
+                    S.cur = i;
+                    threadIdx = S.fibers[i].tid;
+                    keel_emu_swap(&S.home_sp, S.fibers[i].sp);
+                }
+                // Every lane has finished or waits: release a warp collective all live lanes reached.
+                int waiting = 0, live = 0;
+                for (int l = 0; l < wp.lanes; ++l) {
+                    const int st = S.fibers[w * 32 + l].state;
+                    if (st != DONE) ++live;
+                    if (st == AT_WARP) ++waiting;
+                }
+                if (waiting == 0 || waiting != live) break;
                 std::memcpy(wp.snap, wp.slot, sizeof wp.snap);
                 for (int l = 0; l < wp.lanes; ++l) S.fibers[w * 32 + l].state = RUNNABLE;
-                released = true;
             }
         }
-        if (released) continue;
+        bool all_done = true, all_barrier = true;
         for (int i = 0; i < n; ++i) {
-            const int s = S.fibers[i].state;
-            if (s != DONE) all_done = false;
-            if (s != DONE && s != AT_BARRIER) all_barrier = false;
+            const int st = S.fibers[i].state;
+            if (st != DONE) all_done = false;
+            if (st != DONE && st != AT_BARRIER) all_barrier = false;
         }
         if (all_done) return nullptr;
         if (all_barrier) {
@@ -268,6 +290,27 @@ inline int launch(const Launch* l, void** params, void (*body)(void**), char* er
         snprintf(err, errlen, "cannot map %d fiber stacks", n);
         return 2;
     }
+    // Dynamic shared memory: its end touches a PROT_NONE page, so indexing past the size the
+    // launch asked for faults (CUDA_ERROR_ILLEGAL_ADDRESS) instead of passing silently.
+    const size_t dyn = ((size_t)l->shared_bytes + 15) & ~(size_t)15;
+    const size_t dyn_map = ((dyn + 4095) & ~(size_t)4095) + 4096;
+    unsigned char* dyn_base = nullptr;
+    if (dyn) {
+        void* m = mmap(nullptr, dyn_map, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (m == MAP_FAILED) {
+            snprintf(err, errlen, "cannot map %zu bytes of dynamic shared memory", dyn);
+            return 2;
+        }
+        dyn_base = static_cast<unsigned char*>(m);
+        mprotect(dyn_base + dyn_map - 4096, 4096, PROT_NONE);
+    }
+    S.dyn_smem = dyn ? dyn_base + dyn_map - 4096 - dyn : nullptr;
+    S.dyn_bytes = dyn;
+    struct Unmap {  // a fault longjmps past this and leaks the mapping: harmless, the launch failed
+        unsigned char* p;
+        size_t n;
+        ~Unmap() { if (p) munmap(p, n); }
+    } unmap{dyn_base, dyn_map};
     S.nthreads = n;
     S.body = body;
     S.params = params;
@@ -384,4 +427,61 @@ inline void mma(float (&d)[4], const unsigned int (&a)[4], const unsigned int (&
         d[q] = (float)s;
     }
 }
+}  // namespace keel_emu
+
+// ---- ldmatrix and cp.async (sm_75 / sm_80) ------------------------------------------------
+namespace keel_emu {
+// ldmatrix.sync.aligned.m8n8.x{1,2,4}[.trans].shared.b16: lanes 8j..8j+7 give the 16-byte
+// rows of matrix j; each lane receives, per matrix, the two b16 at (row lane/4, cols
+// 2(lane%4), +1), or with .trans the two at (rows 2(lane%4), +1; col lane/4).
+template <int N>
+inline void ldmatrix(unsigned int (&r)[N], const void* row, bool trans) {
+    static_assert(N == 1 || N == 2 || N == 4, "ldmatrix loads 1, 2 or 4 matrices");
+    if (reinterpret_cast<uintptr_t>(row) & 15u) __builtin_trap();  // rows must be 16-byte aligned
+    const unsigned char (*snap)[kSlot] = warp_exchange(&row, sizeof row);
+    if (my_warp().lanes != 32) __builtin_trap();  // a warp collective: needs a full warp
+    const int g = lane_id() >> 2, t = lane_id() & 3;
+    for (int j = 0; j < N; ++j) {
+        unsigned int v = 0;
+        for (int h = 0; h < 2; ++h) {
+            const int rr = trans ? 2 * t + h : g, cc = trans ? g : 2 * t + h;
+            const unsigned short* p;
+            std::memcpy(&p, snap[8 * j + rr], sizeof p);
+            v |= (unsigned int)p[cc] << (16 * h);
+        }
+        r[j] = v;
+    }
+}
+
+// cp.async.cg.shared.global [dst], [src], bytes, src_bytes: queued per thread and performed
+// only when cp.async.wait_group retires its group, so a missing wait (or a missing barrier
+// after another thread's wait) reads stale shared memory, as it can on a GPU.
+inline void cp_async(void* dst, const void* src, int bytes, int src_bytes) {
+    if ((reinterpret_cast<uintptr_t>(dst) | reinterpret_cast<uintptr_t>(src)) % (uintptr_t)bytes) __builtin_trap();
+    if (src_bytes < 0 || src_bytes > bytes) __builtin_trap();
+    S.fibers[S.cur].copies.push_back(AsyncCopy{dst, src, bytes, src_bytes});
+}
+inline void cp_async_commit() {
+    Fiber& f = S.fibers[S.cur];
+    f.groups.push_back(f.copies.size());
+}
+// Completes every committed group but the newest `pending`.
+inline void cp_async_wait(int pending) {
+    Fiber& f = S.fibers[S.cur];
+    size_t retire = f.groups.size() > (size_t)pending ? f.groups.size() - (size_t)pending : 0;
+    if (retire == 0) return;
+    const size_t end = f.groups[retire - 1];
+    for (size_t i = f.done; i < end; ++i) {
+        const AsyncCopy& c = f.copies[i];
+        std::memcpy(c.dst, c.src, (size_t)c.src_bytes);
+        std::memset(static_cast<unsigned char*>(c.dst) + c.src_bytes, 0, (size_t)(c.bytes - c.src_bytes));
+    }
+    f.done = end;
+    f.groups.erase(f.groups.begin(), f.groups.begin() + (long)retire);
+    if (f.done == f.copies.size() && f.groups.empty()) {
+        f.copies.clear();
+        f.done = 0;
+    }
+}
+inline unsigned char* dynamic_smem() { return S.dyn_smem; }
 }  // namespace keel_emu

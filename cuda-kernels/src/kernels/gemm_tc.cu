@@ -5,8 +5,8 @@
 // sub-tile = 4 x 4 mma tiles (m16n8). Shared tiles are stored k-contiguous:
 // As[m][k], Bs[n][k], padded so fragment loads are bank-conflict free.
 // Global -> shared is a plain copy per k-tile, with 16-byte loads in the `_vec` kernels
-// (latency hidden by the 8 warps in flight; a cp.async multi-stage pipeline is the next
-// tuning step).
+// (latency hidden by the 8 warps in flight). F16/BF16 on aligned operands take the
+// cp.async multi-stage kernels of gemm_tc_pipe.cu instead; these cover TF32 and the rest.
 
 #define TBM 128
 #define TBN 128
@@ -197,6 +197,27 @@ __device__ __forceinline__ void tc_load_tile(const typename T::S* __restrict__ p
     }
 }
 
+// Hands a warp's 64x32 accumulators (4 x 4 m16n8 tiles at rows r0.., columns c0..) to the
+// GEMM epilogue; `c` is this batch matrix's C.
+__device__ __forceinline__ void tc_store_acc(const float (&acc)[4][4][4], float* c, const float* bias,
+                                             const GemmParams& p, i64 r0, i64 c0, int lane) {
+    GemmEpi epi;
+    epi.c = c; epi.ldc = p.ldc; epi.m = p.m; epi.n = p.n;
+    epi.alpha = p.alpha; epi.beta = p.beta; epi.bias = bias; epi.act = p.act;
+    const int g = lane >> 2, t = lane & 3;
+#pragma unroll
+    for (int mt = 0; mt < 4; ++mt)
+#pragma unroll
+        for (int nt = 0; nt < 4; ++nt) {
+            const i64 row = r0 + mt * 16 + g;
+            const i64 col = c0 + nt * 8 + 2 * t;
+            epi(row, col, acc[mt][nt][0]);
+            epi(row, col + 1, acc[mt][nt][1]);
+            epi(row + 8, col, acc[mt][nt][2]);
+            epi(row + 8, col + 1, acc[mt][nt][3]);
+        }
+}
+
 template <class T, bool TA, bool TB, bool VEC>
 __device__ __forceinline__ void gemm_tc_impl(const typename T::S* __restrict__ a,
                                              const typename T::S* __restrict__ b, float* c,
@@ -229,20 +250,7 @@ __device__ __forceinline__ void gemm_tc_impl(const typename T::S* __restrict__ a
             __syncthreads();
         }
 
-        GemmEpi epi;
-        epi.c = c + z * p.stride_c; epi.ldc = p.ldc; epi.m = p.m; epi.n = p.n;
-        epi.alpha = p.alpha; epi.beta = p.beta; epi.bias = bias; epi.act = p.act;
-#pragma unroll
-        for (int mt = 0; mt < 4; ++mt)
-#pragma unroll
-            for (int nt = 0; nt < 4; ++nt) {
-                const i64 row = m0 + wm + mt * 16 + g;
-                const i64 col = n0 + wn + nt * 8 + 2 * t;
-                epi(row, col, acc[mt][nt][0]);
-                epi(row, col + 1, acc[mt][nt][1]);
-                epi(row + 8, col, acc[mt][nt][2]);
-                epi(row + 8, col + 1, acc[mt][nt][3]);
-            }
+        tc_store_acc(acc, c + z * p.stride_c, bias, p, m0 + wm, n0 + wn, lane);
     }
 }
 

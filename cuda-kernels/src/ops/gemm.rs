@@ -7,7 +7,7 @@
 //! All four forms (NN, NT, TN, TT) exist for every precision; C is never read when
 //! `beta == 0`. Output and accumulation are f32.
 
-use cudarc::driver::{CudaView, CudaViewMut, DeviceRepr, LaunchConfig};
+use cudarc::driver::{CudaView, CudaViewMut, DeviceRepr, LaunchConfig, PushKernelArg};
 
 use crate::device::{check_min_len, to_i64, CudaDevice, DType};
 use crate::error::{Error, Result};
@@ -175,11 +175,26 @@ impl GemmArgs {
 
     fn cfg(&self) -> LaunchConfig {
         LaunchConfig {
-            grid_dim: (self.n.div_ceil(128) as u32, self.m.div_ceil(128) as u32, self.batch.min(65535) as u32),
+            grid_dim: (self.n.div_ceil(128) as u32, self.m.div_ceil(128) as u32, self.batch.min(grid_z_limit()) as u32),
             block_dim: (256, 1, 1),
             shared_mem_bytes: 0,
         }
     }
+}
+
+/// Most blocks along z (batch matrices in flight); each block loops over the batch matrices
+/// `z, z + grid_z, ...`, so any limit gives the same results.
+static GRID_Z_LIMIT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(65535);
+
+fn grid_z_limit() -> usize {
+    GRID_Z_LIMIT.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Lowers the grid's z extent (CUDA's limit is 65535) so that tests reach the kernels'
+/// batch loop with a few small matrices. Results do not depend on it.
+#[doc(hidden)]
+pub fn set_grid_z_limit(limit: usize) {
+    GRID_Z_LIMIT.store(limit.clamp(1, 65535), std::sync::atomic::Ordering::Relaxed);
 }
 
 /// Mirrors `struct GemmParams` in gemm_core.cuh.
@@ -204,10 +219,12 @@ struct GemmParams {
 // SAFETY: #[repr(C)] plain data with the layout of the CUDA struct.
 unsafe impl DeviceRepr for GemmParams {}
 
+#[allow(clippy::too_many_arguments)]
 fn launch_gemm<T: DType>(
     dev: &CudaDevice,
     program: &crate::Program,
     kernel: String,
+    smem_bytes: usize,
     args: &GemmArgs,
     a: &CudaView<'_, T>,
     b: &CudaView<'_, T>,
@@ -219,14 +236,21 @@ fn launch_gemm<T: DType>(
         return Ok(());
     }
     let p = args.params()?;
-    let cfg = args.cfg();
+    let mut cfg = args.cfg();
+    // `smem_bytes` fits u32: function_with_smem rejects more than the device allows.
+    let func = dev.function_with_smem(program, &kernel, smem_bytes)?;
+    cfg.shared_mem_bytes = smem_bytes as u32;
+    let null = 0u64; // the kernels test `bias` for null
+    let mut builder = dev.stream().launch_builder(&func);
+    builder.arg(a).arg(b).arg(c);
     match bias {
-        Some(bias) => launch!(dev, program, kernel, cfg, [a, b, c, bias, &p]),
-        None => {
-            let null = 0u64; // the kernels test `bias` for null
-            launch!(dev, program, kernel, cfg, [a, b, c, &null, &p])
-        }
-    }
+        Some(bias) => builder.arg(bias),
+        None => builder.arg(&null),
+    };
+    builder.arg(&p);
+    // SAFETY: the arguments match the kernels' C signature (A, B, C, bias or null, params)
+    // and the buffer sizes were validated above.
+    unsafe { builder.launch(cfg) }.map(|_| ()).map_err(|e| Error::from_launch(e, &kernel))
 }
 
 /// SIMT f32 GEMM (exact f32 FMA accumulation). Uses 16-byte loads when lda/ldb/strides
@@ -246,25 +270,137 @@ pub fn gemm_f32(
         && (a.is_empty() || dev.addr(a) % 16 == 0)
         && (b.is_empty() || dev.addr(b) % 16 == 0);
     let kernel = format!("gemm_f32_{}{}", args.form(), if vec { "_vec4" } else { "" });
-    launch_gemm(dev, programs::gemm(), kernel, args, a, b, c, bias)
+    launch_gemm(dev, programs::gemm(), kernel, 0, args, a, b, c, bias)
 }
 
-/// `"_vec"` (16-byte tile loads) when the leading dims and batch strides of A and B are
-/// multiples of 16 bytes' worth of elements and both bases are 16-byte aligned, unless
-/// `KEEL_GEMM_TC_VEC=0` (a tuning switch, to compare both loaders on a GPU).
-fn tc_vec_suffix<T>(dev: &CudaDevice, args: &GemmArgs, a: &CudaView<'_, T>, b: &CudaView<'_, T>) -> &'static str {
-    static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    let enabled = *ENABLED.get_or_init(|| std::env::var("KEEL_GEMM_TC_VEC").map_or(true, |v| v != "0"));
+/// Which tensor-core kernel runs a TF32/F16/BF16 GEMM (see [`gemm_tc`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TcKernel {
+    /// The fastest one the operands allow: `Pipelined` for aligned F16/BF16, else `Vec` when
+    /// aligned, else `Element`. `KEEL_GEMM_TC=element|vec` caps the choice (a tuning switch
+    /// for comparing the kernels inside a whole program).
+    #[default]
+    Auto,
+    /// One k-tile at a time with element loads: any strides, any alignment.
+    Element,
+    /// One k-tile at a time with 16-byte loads: leading dims and batch strides a multiple of
+    /// 16 bytes' worth of elements, 16-byte aligned A and B.
+    Vec,
+    /// cp.async pipeline of 4 k-tiles with ldmatrix fragments (`gemm_tc_pipe.cu`): F16/BF16
+    /// only, the alignment of `Vec`, and 80 KiB of shared memory per block.
+    Pipelined,
+}
+
+/// Dynamic shared memory of the pipelined kernels: 4 stages of a 128x32 A tile and a
+/// 128x32 B tile, each padded to 128 x 40 bf16 (`PIPE_STAGE_EL` in gemm_tc_pipe.cu).
+pub const PIPE_SMEM_BYTES: usize = 4 * 2 * 128 * (32 + 8) * 2;
+
+/// An input type of the tensor-core GEMM.
+pub trait TcInput: DType {
+    /// Kernel-name infix (`tf32`, `f16`, `bf16`).
+    const TC_NAME: &'static str;
+    /// Whether the pipelined kernels exist for this type.
+    const PIPELINED: bool;
+}
+impl TcInput for f32 {
+    const TC_NAME: &'static str = "tf32";
+    const PIPELINED: bool = false;
+}
+impl TcInput for half::f16 {
+    const TC_NAME: &'static str = "f16";
+    const PIPELINED: bool = true;
+}
+impl TcInput for half::bf16 {
+    const TC_NAME: &'static str = "bf16";
+    const PIPELINED: bool = true;
+}
+
+/// `KEEL_GEMM_TC`: the most capable kernel `Auto` may pick.
+fn auto_cap() -> TcKernel {
+    static CAP: std::sync::OnceLock<TcKernel> = std::sync::OnceLock::new();
+    *CAP.get_or_init(|| match std::env::var("KEEL_GEMM_TC").as_deref() {
+        Ok("element") => TcKernel::Element,
+        Ok("vec") => TcKernel::Vec,
+        _ => TcKernel::Pipelined,
+    })
+}
+
+/// Whether A and B allow 16-byte loads: leading dims and batch strides a multiple of
+/// 16 bytes' worth of elements, and both bases 16-byte aligned.
+fn tc_aligned<T>(dev: &CudaDevice, args: &GemmArgs, a: &CudaView<'_, T>, b: &CudaView<'_, T>) -> bool {
     let v = 16 / std::mem::size_of::<T>();
-    let vec = enabled
-        && [args.lda, args.ldb, args.stride_a, args.stride_b].iter().all(|&x| x % v == 0)
+    [args.lda, args.ldb, args.stride_a, args.stride_b].iter().all(|&x| x % v == 0)
         && (a.is_empty() || dev.addr(a) % 16 == 0)
-        && (b.is_empty() || dev.addr(b) % 16 == 0);
-    if vec {
-        "_vec"
-    } else {
-        ""
+        && (b.is_empty() || dev.addr(b) % 16 == 0)
+}
+
+/// The kernel that `kernel` resolves to for these operands, or why it cannot run them.
+fn resolve_tc<T: TcInput>(
+    dev: &CudaDevice,
+    args: &GemmArgs,
+    a: &CudaView<'_, T>,
+    b: &CudaView<'_, T>,
+    kernel: TcKernel,
+) -> Result<TcKernel> {
+    let aligned = tc_aligned(dev, args, a, b);
+    let pipe_ok = T::PIPELINED
+        && aligned
+        && dev.compute_capability().0 >= 8
+        && dev.max_shared_memory_per_block_optin() >= PIPE_SMEM_BYTES;
+    match kernel {
+        TcKernel::Auto => Ok(match auto_cap() {
+            TcKernel::Pipelined if pipe_ok => TcKernel::Pipelined,
+            TcKernel::Pipelined | TcKernel::Vec if aligned => TcKernel::Vec,
+            _ => TcKernel::Element,
+        }),
+        TcKernel::Element => Ok(TcKernel::Element),
+        TcKernel::Vec if aligned => Ok(TcKernel::Vec),
+        TcKernel::Pipelined if pipe_ok => Ok(TcKernel::Pipelined),
+        TcKernel::Pipelined if !T::PIPELINED => {
+            Err(Error::arg("gemm", format!("the pipelined tensor-core kernel takes F16 or BF16, not {}", T::TC_NAME)))
+        }
+        TcKernel::Pipelined if aligned => Err(Error::arg(
+            "gemm",
+            format!(
+                "the pipelined tensor-core kernel needs sm_80+ and {PIPE_SMEM_BYTES} bytes of shared memory per block \
+                 (this device: {}, {} bytes)",
+                dev.arch(),
+                dev.max_shared_memory_per_block_optin()
+            ),
+        )),
+        _ => Err(Error::arg(
+            "gemm",
+            format!(
+                "{kernel:?} needs lda, ldb and batch strides that are multiples of {} elements and 16-byte aligned A \
+                 and B (got lda {}, ldb {}); use TcKernel::Auto",
+                16 / std::mem::size_of::<T>(),
+                args.lda,
+                args.ldb
+            ),
+        )),
     }
+}
+
+/// Tensor-core GEMM (`mma.sync`, f32 accumulation and output) with inputs of type `T`:
+/// f32 rounded to TF32 (10-bit mantissa), f16 or bf16; `kernel` picks the implementation
+/// ([`TcKernel::Auto`] is what [`gemm_tf32`], [`gemm_f16`] and [`gemm_bf16`] use). An explicit
+/// kernel the operands or the device do not allow is an error, never a silent substitute.
+pub fn gemm_tc<T: TcInput>(
+    dev: &CudaDevice,
+    args: &GemmArgs,
+    a: &CudaView<'_, T>,
+    b: &CudaView<'_, T>,
+    c: &mut CudaViewMut<'_, f32>,
+    bias: Option<&CudaView<'_, f32>>,
+    kernel: TcKernel,
+) -> Result<()> {
+    let (suffix, smem) = match resolve_tc(dev, args, a, b, kernel)? {
+        TcKernel::Pipelined => ("_pipe", PIPE_SMEM_BYTES),
+        TcKernel::Vec => ("_vec", 0),
+        _ => ("", 0),
+    };
+    let name = format!("gemm_tc_{}_{}{suffix}", T::TC_NAME, args.form());
+    launch_gemm(dev, programs::gemm_tc(), name, smem, args, a, b, c, bias)
 }
 
 /// Tensor-core GEMM with f32 inputs rounded to TF32 (10-bit mantissa), f32 accumulation.
@@ -276,8 +412,7 @@ pub fn gemm_tf32(
     c: &mut CudaViewMut<'_, f32>,
     bias: Option<&CudaView<'_, f32>>,
 ) -> Result<()> {
-    let kernel = format!("gemm_tc_tf32_{}{}", args.form(), tc_vec_suffix(dev, args, a, b));
-    launch_gemm(dev, programs::gemm_tc(), kernel, args, a, b, c, bias)
+    gemm_tc(dev, args, a, b, c, bias, TcKernel::Auto)
 }
 
 /// Tensor-core GEMM with f16 inputs, f32 accumulation and f32 output.
@@ -289,8 +424,7 @@ pub fn gemm_f16(
     c: &mut CudaViewMut<'_, f32>,
     bias: Option<&CudaView<'_, f32>>,
 ) -> Result<()> {
-    let kernel = format!("gemm_tc_f16_{}{}", args.form(), tc_vec_suffix(dev, args, a, b));
-    launch_gemm(dev, programs::gemm_tc(), kernel, args, a, b, c, bias)
+    gemm_tc(dev, args, a, b, c, bias, TcKernel::Auto)
 }
 
 /// Tensor-core GEMM with bf16 inputs, f32 accumulation and f32 output.
@@ -302,8 +436,7 @@ pub fn gemm_bf16(
     c: &mut CudaViewMut<'_, f32>,
     bias: Option<&CudaView<'_, f32>>,
 ) -> Result<()> {
-    let kernel = format!("gemm_tc_bf16_{}{}", args.form(), tc_vec_suffix(dev, args, a, b));
-    launch_gemm(dev, programs::gemm_tc(), kernel, args, a, b, c, bias)
+    gemm_tc(dev, args, a, b, c, bias, TcKernel::Auto)
 }
 
 #[cfg(test)]

@@ -1,0 +1,200 @@
+// keel pipelined tensor-core GEMM for F16 and BF16 (sm_80+). Same contract as gemm_tc.cu
+// (GemmParams, the four forms, bias + activation epilogue, f32 accumulation and output); built
+// for throughput on large aligned problems:
+// * global -> shared through cp.async (16 bytes per copy, zero-filled past the matrix edge),
+//   with PSTAGES k-tiles in flight and one __syncthreads per k-tile;
+// * a shared tile keeps its operand's global layout: k-contiguous [rows][PBK + 8] or
+//   row-contiguous [PBK][rows + 8]; the 8-element pad makes every ldmatrix phase
+//   bank-conflict free;
+// * fragments come from ldmatrix (.trans for row-contiguous tiles), so all four forms read
+//   shared memory the same way.
+// Block tile 128x128x32, 8 warps as 2 (M) x 4 (N), each warp 64x32 = 4 x 4 mma m16n8k16.
+// Preconditions (the wrapper checks them): lda, ldb and the batch strides are multiples of
+// 8 elements, A and B are 16-byte aligned, and the launch passes PIPE_SMEM_BYTES of dynamic
+// shared memory (mirrored by `PIPE_SMEM_BYTES` in ops/gemm.rs).
+
+#define PBM 128
+#define PBN 128
+#define PBK 32
+#define PSTAGES 4
+
+#ifdef KEEL_CUDA_EMU  // tools/cuda-emu: per-thread cp.async queues, warp-collective ldmatrix
+__device__ __forceinline__ unsigned char* keel_dynamic_smem() { return keel_emu::dynamic_smem(); }
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, int src_bytes) {
+    keel_emu::cp_async(dst, src, 16, src_bytes);
+}
+__device__ __forceinline__ void cp_async_commit() { keel_emu::cp_async_commit(); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() { keel_emu::cp_async_wait(N); }
+__device__ __forceinline__ void ldmatrix_x4(u32 (&r)[4], const u16* p) { keel_emu::ldmatrix<4>(r, p, false); }
+__device__ __forceinline__ void ldmatrix_x4_trans(u32 (&r)[4], const u16* p) { keel_emu::ldmatrix<4>(r, p, true); }
+#else
+extern __shared__ __align__(16) unsigned char keel_dyn_smem[];
+__device__ __forceinline__ unsigned char* keel_dynamic_smem() { return keel_dyn_smem; }
+__device__ __forceinline__ u32 smem_u32(const void* p) {
+    u32 r;
+    asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(r) : "l"(p));
+    return r;
+}
+// Copies 16 bytes, of which the first `src_bytes` are read from `src` and the rest zeroed.
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, int src_bytes) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(smem_u32(dst)), "l"(src), "r"(src_bytes)
+                 : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory"); }
+__device__ __forceinline__ void ldmatrix_x4(u32 (&r)[4], const u16* p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_u32(p)));
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(u32 (&r)[4], const u16* p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_u32(p)));
+}
+#endif
+
+// Elements of one operand tile in shared memory: room for either layout.
+#define PIPE_TILE_EL(ROWS) ((ROWS) * (PBK + 8) > PBK * ((ROWS) + 8) ? (ROWS) * (PBK + 8) : PBK * ((ROWS) + 8))
+#define PIPE_A_EL PIPE_TILE_EL(PBM)
+#define PIPE_STAGE_EL (PIPE_TILE_EL(PBM) + PIPE_TILE_EL(PBN))
+
+// Issues the cp.async copies of one ROWS x PBK tile starting at (r0, k0). KC: element (r, k)
+// at p[r * ld + k], stored s[r * (PBK + 8) + k]; else at p[k * ld + r], stored
+// s[k * (ROWS + 8) + r]. A copy that crosses the matrix edge reads only the part inside.
+template <bool KC, int ROWS>
+__device__ __forceinline__ void pipe_load_tile(const u16* __restrict__ p, i64 ld, i64 rows, i64 kdim, i64 r0,
+                                               i64 k0, u16* s) {
+    constexpr int CHUNKS = ROWS * PBK / 8;
+    static_assert(CHUNKS % 256 == 0, "every thread copies the same number of chunks");
+#pragma unroll
+    for (int j = 0; j < CHUNKS / 256; ++j) {
+        const int c = threadIdx.x + 256 * j;
+        const u16* src = p;  // a 0-byte copy still needs an aligned source address
+        int bytes = 0;
+        u16* dst;
+        if (KC) {
+            const int r = c / (PBK / 8), k = (c % (PBK / 8)) * 8;
+            const i64 gr = r0 + r, gk = k0 + k;
+            dst = s + r * (PBK + 8) + k;
+            if (gr < rows && gk < kdim) {
+                src = p + gr * ld + gk;
+                bytes = 2 * (int)(kdim - gk < 8 ? kdim - gk : 8);
+            }
+        } else {
+            const int k = c / (ROWS / 8), r = (c % (ROWS / 8)) * 8;
+            const i64 gr = r0 + r, gk = k0 + k;
+            dst = s + k * (ROWS + 8) + r;
+            if (gk < kdim && gr < rows) {
+                src = p + gk * ld + gr;
+                bytes = 2 * (int)(rows - gr < 8 ? rows - gr : 8);
+            }
+        }
+        cp_async16(dst, src, bytes);
+    }
+}
+
+// One warp's 64x32 share of one k-tile. Fragments as in the PTX ISA for m16n8k16:
+// ldmatrix lane i addresses row i % 8 of matrix i / 8.
+template <class T, bool AKC, bool BKC>
+__device__ __forceinline__ void pipe_warp_mma(const u16* As, const u16* Bs, int wm, int wn, int lane,
+                                              float (&acc)[4][4][4]) {
+    constexpr int ALD = AKC ? PBK + 8 : PBM + 8;
+    constexpr int BLD = BKC ? PBK + 8 : PBN + 8;
+    const int i8 = lane & 7, hi = lane >> 4, mid = (lane >> 3) & 1;
+#pragma unroll
+    for (int ks = 0; ks < PBK; ks += 16) {
+        u32 a[4][4], b[4][2];
+#pragma unroll
+        for (int mt = 0; mt < 4; ++mt) {
+            // matrices: (m 0-7, k 0-7), (m 8-15, k 0-7), (m 0-7, k 8-15), (m 8-15, k 8-15)
+            if (AKC)
+                ldmatrix_x4(a[mt], As + (wm + mt * 16 + i8 + 8 * mid) * ALD + ks + 8 * hi);
+            else
+                ldmatrix_x4_trans(a[mt], As + (ks + i8 + 8 * hi) * ALD + wm + mt * 16 + 8 * mid);
+        }
+#pragma unroll
+        for (int np = 0; np < 2; ++np) {
+            // matrices: (n-tile 2np, k 0-7), (2np, k 8-15), (2np+1, k 0-7), (2np+1, k 8-15)
+            u32 r[4];
+            const int n = wn + np * 16;
+            if (BKC)
+                ldmatrix_x4(r, Bs + (n + i8 + 8 * hi) * BLD + ks + 8 * mid);
+            else
+                ldmatrix_x4_trans(r, Bs + (ks + i8 + 8 * mid) * BLD + n + 8 * hi);
+            b[2 * np][0] = r[0];
+            b[2 * np][1] = r[1];
+            b[2 * np + 1][0] = r[2];
+            b[2 * np + 1][1] = r[3];
+        }
+#pragma unroll
+        for (int mt = 0; mt < 4; ++mt)
+#pragma unroll
+            for (int nt = 0; nt < 4; ++nt) T::mma(acc[mt][nt], a[mt], b[nt]);
+    }
+}
+
+template <class T, bool TA, bool TB>
+__device__ __forceinline__ void gemm_tc_pipe_impl(const u16* __restrict__ a, const u16* __restrict__ b, float* c,
+                                                  const float* __restrict__ bias, const GemmParams& p) {
+    u16* smem = reinterpret_cast<u16*>(keel_dynamic_smem());
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int wm = (warp >> 2) * 64, wn = (warp & 3) * 32;
+    const i64 m0 = (i64)blockIdx.y * PBM, n0 = (i64)blockIdx.x * PBN;
+    const i64 ktiles = (p.k + PBK - 1) / PBK;
+
+    for (i64 z = blockIdx.z; z < p.batch; z += gridDim.z) {
+        const u16* az = a + z * p.stride_a;
+        const u16* bz = b + z * p.stride_b;
+        float acc[4][4][4];
+#pragma unroll
+        for (int i = 0; i < 4; ++i)
+#pragma unroll
+            for (int j = 0; j < 4; ++j)
+#pragma unroll
+                for (int q = 0; q < 4; ++q) acc[i][j][q] = 0.0f;
+
+        // Prologue: k-tiles 0 .. PSTAGES-2 in flight, one commit group each (empty past the end).
+#pragma unroll
+        for (int s = 0; s < PSTAGES - 1; ++s) {
+            if (s < ktiles) {
+                u16* st = smem + s * PIPE_STAGE_EL;
+                pipe_load_tile<!TA, PBM>(az, p.lda, p.m, p.k, m0, (i64)s * PBK, st);
+                pipe_load_tile<TB, PBN>(bz, p.ldb, p.n, p.k, n0, (i64)s * PBK, st + PIPE_A_EL);
+            }
+            cp_async_commit();
+        }
+        for (i64 kt = 0; kt < ktiles; ++kt) {
+            cp_async_wait<PSTAGES - 2>();  // this thread's copies of k-tile kt have landed
+            __syncthreads();               // everyone's have; and slot (kt - 1) % PSTAGES is free
+            const i64 next = kt + PSTAGES - 1;
+            if (next < ktiles) {
+                u16* st = smem + (int)(next % PSTAGES) * PIPE_STAGE_EL;
+                pipe_load_tile<!TA, PBM>(az, p.lda, p.m, p.k, m0, next * PBK, st);
+                pipe_load_tile<TB, PBN>(bz, p.ldb, p.n, p.k, n0, next * PBK, st + PIPE_A_EL);
+            }
+            cp_async_commit();
+            const u16* st = smem + (int)(kt % PSTAGES) * PIPE_STAGE_EL;
+            pipe_warp_mma<T, !TA, TB>(st, st + PIPE_A_EL, wm, wn, lane, acc);
+        }
+        cp_async_wait<0>();
+        __syncthreads();  // the next batch matrix refills the slots
+        tc_store_acc(acc, c + z * p.stride_c, bias, p, m0 + wm, n0 + wn, lane);
+    }
+}
+
+#define KEEL_GEMM_TC_PIPE(TN, T, SUFFIX, TA, TB)                                                \
+    extern "C" __global__ void __launch_bounds__(256, 2)                                       \
+        gemm_tc_##TN##_##SUFFIX##_pipe(const u16* a, const u16* b, float* c, const float* bias, \
+                                        GemmParams p) {                                        \
+        gemm_tc_pipe_impl<T, TA, TB>(a, b, c, bias, p);                                        \
+    }
+#define KEEL_GEMM_TC_PIPE_FORMS(TN, T)          \
+    KEEL_GEMM_TC_PIPE(TN, T, nn, false, false)  \
+    KEEL_GEMM_TC_PIPE(TN, T, nt, false, true)   \
+    KEEL_GEMM_TC_PIPE(TN, T, tn, true, false)   \
+    KEEL_GEMM_TC_PIPE(TN, T, tt, true, true)
+KEEL_GEMM_TC_PIPE_FORMS(f16, TcF16)
+KEEL_GEMM_TC_PIPE_FORMS(bf16, TcBf16)
