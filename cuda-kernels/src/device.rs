@@ -272,6 +272,8 @@ impl CudaDevice {
         if limits.get(&key).is_none_or(|&l| l < smem_bytes) {
             let value =
                 i32::try_from(smem_bytes).map_err(|_| Error::arg("launch", "shared memory size overflows i32"))?;
+            // cudarc's set_attribute does not make the context current; this thread may not have it.
+            self.ctx.bind_to_thread()?;
             func.set_attribute(cusys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, value)
                 .map_err(|e| Error::Driver(format!("raising the shared memory limit of `{kernel}`: {e:?}")))?;
             limits.insert(key, smem_bytes);

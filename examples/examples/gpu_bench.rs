@@ -16,7 +16,8 @@
 //!   implicit-GEMM kernels. The yardstick is cuBLAS SGEMM on the equivalent GEMM of equal
 //!   FLOPs (the im2col / col2im it would need is not counted, which flatters cuBLAS).
 //! * Seed-CNN training images/s at batch 128 (Adam, `fit` on `Device::Cuda(0)`) with the
-//!   data on the host (gathered and copied per batch) and resident on the GPU.
+//!   data on the host (gathered and copied per batch) and resident on the GPU, under the
+//!   float32 and the mixed_bfloat16 dtype policies.
 //!
 //! Times are the median of `--reps` timed samples after two warm-up runs; each sample
 //! runs enough back-to-back launches to last about 20 ms and ends with a stream
@@ -29,6 +30,7 @@ use std::time::Instant;
 
 use cudarc::cublas::{result as blas, sys as bsys, CudaBlas};
 use cudarc::driver::{CudaSlice, DevicePtr, DevicePtrMut};
+use keel::mixed_precision::DTypePolicy;
 use keel::prelude::*;
 use keel_cuda_kernels::ops::{conv as kconv, gemm as kgemm};
 use keel_cuda_kernels::CudaDevice;
@@ -380,7 +382,8 @@ fn conv_rows(
     Ok(out)
 }
 
-/// Seed-CNN training images/s at batch 128 (Adam), data on the host and on the GPU.
+/// Seed-CNN training images/s at batch 128 (Adam), data on the host and on the GPU, in
+/// float32 and in mixed_bfloat16.
 fn cnn_throughput(steps: usize, reps: usize) -> Res<()> {
     const BATCH: usize = 128;
     let gpu = Device::cuda(0)?;
@@ -388,7 +391,25 @@ fn cnn_throughput(steps: usize, reps: usize) -> Res<()> {
     let x = Tensor::rand_uniform(11, 0.0, 1.0, [samples, 28, 28, 1], DType::F32, &Device::Cpu)?;
     let labels: Vec<i64> = (0..samples as i64).map(|i| (i * 7919) % 10).collect();
     let y = Tensor::from_vec(labels, samples)?.one_hot(10, DType::F32)?;
+    for policy in [DTypePolicy::Float32, DTypePolicy::MixedBFloat16] {
+        cnn_throughput_with(policy, &gpu, &x, &y, steps, reps)?;
+    }
+    Ok(())
+}
+
+/// [`cnn_throughput`] for one dtype policy.
+fn cnn_throughput_with(
+    policy: DTypePolicy,
+    gpu: &Device,
+    x: &Tensor,
+    y: &Tensor,
+    steps: usize,
+    reps: usize,
+) -> Res<()> {
+    const BATCH: usize = 128;
+    let samples = x.dims()[0];
     let mut model = Sequential::with_seed(0);
+    model.set_dtype_policy(policy);
     model.add(Conv2D::new(32, (3, 3)).activation(Activation::Relu).input_shape([28, 28, 1]));
     model.add(MaxPooling2D::new((2, 2)));
     model.add(Conv2D::new(64, (3, 3)).activation(Activation::Relu));
@@ -396,9 +417,9 @@ fn cnn_throughput(steps: usize, reps: usize) -> Res<()> {
     model.add(Flatten::new());
     model.add(Dense::new(128).activation(Activation::Relu));
     model.add(Dense::new(10).activation(Activation::Softmax));
-    model.to_device(&gpu)?;
+    model.to_device(gpu)?;
     model.compile(Adam::default(), Loss::CategoricalCrossentropy, &[Metric::Accuracy])?;
-    for (place, xs, ys) in [("host", x.clone(), y.clone()), ("device", x.to_device(&gpu)?, y.to_device(&gpu)?)] {
+    for (place, xs, ys) in [("host", x.clone(), y.clone()), ("device", x.to_device(gpu)?, y.to_device(gpu)?)] {
         let fit = || Fit::new().batch_size(BATCH).epochs(1).verbose(0);
         model.fit(&xs, &ys, fit())?; // warm-up: kernel compilation, allocator
         let mut secs = Vec::with_capacity(reps);
@@ -409,12 +430,12 @@ fn cnn_throughput(steps: usize, reps: usize) -> Res<()> {
         }
         secs.sort_by(f64::total_cmp);
         let ips = samples as f64 / secs[secs.len() / 2];
-        println!("seed CNN training, batch {BATCH}, data on the {place}: {ips:.0} images/s ({steps} steps per sample)");
+        println!("seed CNN training ({policy}), batch {BATCH}, data on the {place}: {ips:.0} images/s ({steps} steps)");
         println!(
             "{}",
             serde_json::json!({
                 "bench": "cnn_train", "batch": BATCH, "data": place, "steps": steps,
-                "images_per_s": ips, "optimizer": "adam", "dtype": "f32",
+                "images_per_s": ips, "optimizer": "adam", "dtype_policy": policy.name(),
             })
         );
     }

@@ -1,7 +1,8 @@
 //! The seed CNN on MNIST, exactly as in Keras (the README's main job).
 //!
 //! `cargo run --release -p keel-examples --example mnist_cnn -- [--epochs 10]
-//!  [--batch-size 32] [--seed 0] [--data DIR] [--device cpu|cuda|cuda:N]`
+//!  [--batch-size 32] [--seed 0] [--data DIR] [--device cpu|cuda|cuda:N]
+//!  [--dtype-policy float32|mixed_bfloat16]`
 //!
 //! `--device cuda` needs the `cuda` feature (`--features cuda`) and a GPU with its
 //! driver and NVRTC; without them the example says why and exits with status 1.
@@ -27,6 +28,9 @@ fn run() -> keel::Result<()> {
     let seed: u64 = args.get("seed", 0);
     // `--device cuda` needs `--features cuda` and a usable GPU; either missing is an error here
     let device = args.device()?;
+    // Keras's `mixed_precision.set_global_policy`: the model below takes it when created
+    let policy = args.get_str("dtype-policy").unwrap_or_else(|| "float32".into());
+    keel::mixed_precision::set_global_policy(&policy)?;
 
     let ((x_train, y_train), (x_test, y_test)) = match args.get_str("data") {
         Some(dir) => keel::datasets::mnist::load_from_dir(&dir)?,
@@ -46,7 +50,7 @@ fn run() -> keel::Result<()> {
     model.add(Dense::new(10).activation(Activation::Softmax));
     model.summary();
     model.to_device(&device)?; // weights are drawn on the host (same seed, same model), then moved
-    println!("training on {device}");
+    println!("training on {device} ({policy})");
 
     model.compile(Adam::default(), Loss::CategoricalCrossentropy, &[Metric::Accuracy])?;
     let start = std::time::Instant::now();
@@ -62,7 +66,7 @@ fn run() -> keel::Result<()> {
     println!(
         "{}",
         serde_json::json!({
-            "example": "mnist_cnn", "device": device.to_string(), "seed": seed, "epochs": epochs, "batch_size": batch_size,
+            "example": "mnist_cnn", "device": device.to_string(), "dtype_policy": policy, "seed": seed, "epochs": epochs, "batch_size": batch_size,
             "train_seconds": train_secs, "test_loss": loss, "test_accuracy": accuracy,
             "val_accuracy": history.get("val_accuracy"),
         })

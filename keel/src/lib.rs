@@ -30,6 +30,8 @@ pub use keel_data as data;
 pub use keel_data::datasets;
 pub use keel_metrics as metrics;
 pub use keel_nn as nn;
+/// Mixed precision (Keras `keras.mixed_precision`): `set_global_policy("mixed_bfloat16")`.
+pub use keel_nn::mixed_precision;
 pub use keel_optim as optim;
 pub use keel_tensor as tensor;
 pub use keel_train as train;

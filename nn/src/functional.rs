@@ -29,6 +29,7 @@
 
 use crate::layer::{add_opt, fmt_shape, Ctx, Layer};
 use crate::layers::{Add, Concatenate};
+use crate::mixed_precision::{global_policy, DTypePolicy};
 use crate::network::{check_inputs, unique_name, Head, NamedParam, Network};
 use crate::sequential::DEFAULT_SEED;
 use crate::summary::{format_summary, SummaryRow};
@@ -184,6 +185,7 @@ pub struct Model {
     nodes: Vec<SymbolicTensor>,
     /// Every distinct layer, in first-use order.
     layers: Vec<LayerHandle>,
+    policy: DTypePolicy,
 }
 
 impl Model {
@@ -288,13 +290,78 @@ impl Model {
             outputs: outputs.to_vec(),
             nodes,
             layers,
+            policy: global_policy(),
         })
+    }
+
+    /// The forward pass of [`Network::forward_heads`], with `ctx` already set to the policy.
+    fn run(&self, inputs: &[Var], ctx: &mut Ctx<'_>) -> Result<Vec<Head>> {
+        let mut values: HashMap<u64, Var> = HashMap::new();
+        let mut logits: HashMap<u64, (Var, Option<crate::Activation>)> = HashMap::new();
+        let out_ids: HashSet<u64> = self.outputs.iter().map(|t| t.0.id).collect();
+        for (t, x) in self.inputs.iter().zip(inputs) {
+            values.insert(t.0.id, x.clone());
+        }
+        for n in &self.nodes {
+            let NodeKind::Layer { layer, inputs: ins } = &n.0.kind else { continue };
+            let g = layer.read();
+            let xs: Vec<Var> = ins
+                .iter()
+                .map(|i| {
+                    let x = values
+                        .get(&i.0.id)
+                        .ok_or_else(|| Error::Graph("internal: node run before its input".into()))?;
+                    if g.autocast() {
+                        ctx.autocast(x)
+                    } else {
+                        Ok(x.clone())
+                    }
+                })
+                .collect::<Result<_>>()?;
+            let z = g.forward_logits_multi(&xs, ctx)?;
+            let act = g.output_activation();
+            let y = match act {
+                Some(a) => a.apply(&z)?,
+                None => z.clone(),
+            };
+            if out_ids.contains(&n.0.id) {
+                logits.insert(n.0.id, (z, act));
+            }
+            values.insert(n.0.id, y);
+        }
+        self.outputs
+            .iter()
+            .map(|t| match logits.get(&t.0.id) {
+                Some((z, act)) => Head::new(self.policy.output(z.clone())?, *act),
+                None => match values.get(&t.0.id) {
+                    Some(v) => Head::new(self.policy.output(v.clone())?, None),
+                    None => Err(Error::Graph("internal: output not computed".into())),
+                },
+            })
+            .collect()
     }
 
     /// Rename the model.
     pub fn with_name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
         self
+    }
+
+    /// Use `policy` (mixed precision; see [`crate::mixed_precision`]). A new model takes
+    /// the global policy.
+    pub fn dtype_policy(mut self, policy: DTypePolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Change the policy of an existing model.
+    pub fn set_dtype_policy(&mut self, policy: DTypePolicy) {
+        self.policy = policy;
+    }
+
+    /// The model's dtype policy.
+    pub fn get_dtype_policy(&self) -> DTypePolicy {
+        self.policy
     }
 
     /// The distinct layers, in first-use order.
@@ -372,45 +439,8 @@ impl Network for Model {
 
     fn forward_heads(&self, inputs: &[Var], ctx: &mut Ctx<'_>) -> Result<Vec<Head>> {
         check_inputs(&self.name, &self.input_shapes(), inputs)?;
-        let mut values: HashMap<u64, Var> = HashMap::new();
-        let mut logits: HashMap<u64, (Var, Option<crate::Activation>)> = HashMap::new();
-        let out_ids: HashSet<u64> = self.outputs.iter().map(|t| t.0.id).collect();
-        for (t, x) in self.inputs.iter().zip(inputs) {
-            values.insert(t.0.id, x.clone());
-        }
-        for n in &self.nodes {
-            let NodeKind::Layer { layer, inputs: ins } = &n.0.kind else { continue };
-            let xs: Vec<Var> = ins
-                .iter()
-                .map(|i| {
-                    values
-                        .get(&i.0.id)
-                        .cloned()
-                        .ok_or_else(|| Error::Graph("internal: node run before its input".into()))
-                })
-                .collect::<Result<_>>()?;
-            let g = layer.read();
-            let z = g.forward_logits_multi(&xs, ctx)?;
-            let act = g.output_activation();
-            let y = match act {
-                Some(a) => a.apply(&z)?,
-                None => z.clone(),
-            };
-            if out_ids.contains(&n.0.id) {
-                logits.insert(n.0.id, (z, act));
-            }
-            values.insert(n.0.id, y);
-        }
-        self.outputs
-            .iter()
-            .map(|t| match logits.get(&t.0.id) {
-                Some((z, act)) => Head::new(z.clone(), *act),
-                None => match values.get(&t.0.id) {
-                    Some(v) => Head::new(v.clone(), None),
-                    None => Err(Error::Graph("internal: output not computed".into())),
-                },
-            })
-            .collect()
+        let policy = self.policy;
+        ctx.with_policy(policy, |ctx| self.run(inputs, ctx))
     }
 
     fn named_weights(&self) -> Vec<NamedParam> {
@@ -519,6 +549,7 @@ impl Network for Model {
             "class_name": "Functional",
             "config": {
                 "name": self.name,
+                "dtype_policy": self.policy.name(),
                 "layers": layers,
                 "input_layers": self.inputs.iter().map(label).collect::<Vec<_>>(),
                 "output_layers": self.outputs.iter().map(label).collect::<Vec<_>>(),

@@ -3,6 +3,7 @@
 use crate::{Activation, Error, Result};
 use keel_autograd::{Param, Tape, Var};
 use keel_tensor::rng::Rng;
+use keel_tensor::DType;
 
 /// What a forward pass needs besides its input.
 ///
@@ -13,6 +14,9 @@ use keel_tensor::rng::Rng;
 ///   updates batch statistics).
 /// - `rng`: the seeded generator dropout masks are drawn from; only needed
 ///   when `training` is true and the model has a dropout layer.
+/// - `compute_dtype`: under a mixed-precision policy, the dtype layers compute in
+///   ([`Ctx::param`] and [`Ctx::autocast`] cast to it); models set it for the duration
+///   of their forward pass from their [`DTypePolicy`](crate::mixed_precision::DTypePolicy).
 pub struct Ctx<'a> {
     /// The tape parameters are recorded on, if any.
     pub tape: Option<&'a Tape>,
@@ -20,27 +24,59 @@ pub struct Ctx<'a> {
     pub training: bool,
     /// The generator for stochastic layers (dropout).
     pub rng: Option<&'a mut Rng>,
+    /// The dtype layers compute in when it is not the weights' own (mixed precision).
+    pub compute_dtype: Option<DType>,
 }
 
 impl<'a> Ctx<'a> {
     /// A context with every field given.
     pub fn new(tape: Option<&'a Tape>, training: bool, rng: Option<&'a mut Rng>) -> Self {
-        Ctx { tape, training, rng }
+        Ctx { tape, training, rng, compute_dtype: None }
     }
 
     /// Inference: no tape, `training = false`, no rng.
     pub fn inference() -> Ctx<'static> {
-        Ctx { tape: None, training: false, rng: None }
+        Ctx { tape: None, training: false, rng: None, compute_dtype: None }
     }
 
     /// Training on `tape` with dropout drawing from `rng`.
     pub fn train(tape: &'a Tape, rng: &'a mut Rng) -> Self {
-        Ctx { tape: Some(tape), training: true, rng: Some(rng) }
+        Ctx { tape: Some(tape), training: true, rng: Some(rng), compute_dtype: None }
     }
 
-    /// The parameter as a Var: tracked on the tape when there is one, else a constant.
-    pub fn param(&self, p: &Param) -> Var {
+    /// The parameter as a layer computes with it: tracked on the tape when there is one
+    /// (else a constant), and cast to the compute dtype under mixed precision (the
+    /// gradient reaches the parameter in its own dtype).
+    pub fn param(&self, p: &Param) -> Result<Var> {
+        self.autocast(&p.var(self.tape))
+    }
+
+    /// The parameter in its own dtype (for weight penalties and statistics that mixed
+    /// precision keeps in F32).
+    pub fn variable(&self, p: &Param) -> Var {
         p.var(self.tape)
+    }
+
+    /// `x` cast to the compute dtype when mixed precision is on and `x` holds another
+    /// float dtype; otherwise `x` itself (integer inputs such as indices are never cast).
+    pub fn autocast(&self, x: &Var) -> Result<Var> {
+        match self.compute_dtype {
+            Some(dt) if x.dtype().is_float() && x.dtype() != dt => Ok(x.to_dtype(dt)?),
+            _ => Ok(x.clone()),
+        }
+    }
+
+    /// Runs `f` with `compute_dtype` set from `policy`, restoring the previous value after.
+    pub(crate) fn with_policy<T>(
+        &mut self,
+        policy: crate::mixed_precision::DTypePolicy,
+        f: impl FnOnce(&mut Self) -> Result<T>,
+    ) -> Result<T> {
+        let saved = self.compute_dtype;
+        self.compute_dtype = policy.autocast_dtype();
+        let r = f(self);
+        self.compute_dtype = saved;
+        r
     }
 
     /// The rng, or an error naming `layer` when the context has none.
@@ -140,6 +176,12 @@ pub trait Layer: Send + Sync {
     /// The activation the layer ends with, when not linear.
     fn output_activation(&self) -> Option<Activation> {
         None
+    }
+
+    /// Whether a model casts this layer's floating inputs to its compute dtype under mixed
+    /// precision (Keras `autocast`); false for layers whose input is indices (Embedding).
+    fn autocast(&self) -> bool {
+        true
     }
 
     /// Every weight, trainable and not, in Keras's order.

@@ -32,6 +32,7 @@ pub mod initializers;
 pub mod layer;
 pub mod layers;
 pub mod losses;
+pub mod mixed_precision;
 pub mod network;
 pub mod regularizers;
 pub mod sequential;

@@ -1,6 +1,7 @@
 //! [`Sequential`]: a plain stack of layers, as in Keras.
 
 use crate::layer::{add_opt, fmt_shape, Ctx, Layer};
+use crate::mixed_precision::{global_policy, DTypePolicy};
 use crate::network::{check_inputs, unique_name, Head, NamedParam, Network};
 use crate::summary::{format_summary, SummaryRow};
 use crate::{Error, Result};
@@ -27,6 +28,7 @@ pub struct Sequential {
     shapes: Vec<Vec<usize>>,
     rng: Rng,
     error: Option<Error>,
+    policy: DTypePolicy,
 }
 
 impl Default for Sequential {
@@ -50,7 +52,26 @@ impl Sequential {
             shapes: Vec::new(),
             rng: Rng::new(seed),
             error: None,
+            policy: global_policy(),
         }
+    }
+
+    /// Use `policy` (mixed precision; see [`crate::mixed_precision`]). A new model takes
+    /// the global policy.
+    pub fn dtype_policy(mut self, policy: DTypePolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Change the policy of an existing model (weights are kept in F32 under every policy,
+    /// so a built model can switch).
+    pub fn set_dtype_policy(&mut self, policy: DTypePolicy) {
+        self.policy = policy;
+    }
+
+    /// The model's dtype policy.
+    pub fn get_dtype_policy(&self) -> DTypePolicy {
+        self.policy
     }
 
     /// Rename the model.
@@ -197,15 +218,20 @@ impl Network for Sequential {
             });
         }
         check_inputs(&self.name, &self.input_shapes(), inputs)?;
-        let mut x = inputs[0].clone();
-        let Some((last, body)) = self.layers.split_last() else {
-            return Ok(vec![Head::new(x, None)?]);
-        };
-        for layer in body {
-            x = layer.forward(&x, ctx)?;
-        }
-        let logits = last.forward_logits(&x, ctx)?;
-        Ok(vec![Head::new(logits, last.output_activation())?])
+        let policy = self.policy;
+        ctx.with_policy(policy, |ctx| {
+            let mut x = inputs[0].clone();
+            let Some((last, body)) = self.layers.split_last() else {
+                return Ok(vec![Head::new(x, None)?]);
+            };
+            let input =
+                |l: &dyn Layer, x: &Var, ctx: &Ctx<'_>| if l.autocast() { ctx.autocast(x) } else { Ok(x.clone()) };
+            for layer in body {
+                x = layer.forward(&input(layer.as_ref(), &x, ctx)?, ctx)?;
+            }
+            let logits = last.forward_logits(&input(last.as_ref(), &x, ctx)?, ctx)?;
+            Ok(vec![Head::new(policy.output(logits)?, last.output_activation())?])
+        })
     }
 
     fn named_weights(&self) -> Vec<NamedParam> {
@@ -268,7 +294,12 @@ impl Network for Sequential {
             .collect();
         serde_json::json!({
             "class_name": "Sequential",
-            "config": { "name": self.name, "input_shape": self.input_shape, "layers": layers },
+            "config": {
+                "name": self.name,
+                "input_shape": self.input_shape,
+                "dtype_policy": self.policy.name(),
+                "layers": layers,
+            },
         })
     }
 }

@@ -9,6 +9,7 @@
 //! `custom_objects`).
 
 use crate::{Error, Result};
+use keel_nn::mixed_precision::DTypePolicy;
 use keel_nn::{
     Activation, ActivationLayer, Add, AveragePooling2D, BatchNormalization, BatchNormalizationConfig, Bidirectional,
     Cell, Concatenate, Conv2D, Conv2DConfig, Dense, DenseConfig, Dropout, Embedding, EmbeddingConfig, Flatten, GRUCell,
@@ -36,6 +37,14 @@ pub fn register_layer(class_name: &str, factory: LayerFactory) {
 
 fn field<T: DeserializeOwned>(class: &str, cfg: &Value) -> Result<T> {
     serde_json::from_value(cfg.clone()).map_err(|e| Error::invalid("from_config", format!("{class} config: {e}")))
+}
+
+/// The model's `"dtype_policy"` (absent in files from before mixed precision: float32).
+fn policy(inner: &Value) -> Result<DTypePolicy> {
+    match inner.get("dtype_policy").and_then(Value::as_str) {
+        Some(name) => Ok(DTypePolicy::new(name)?),
+        None => Ok(DTypePolicy::Float32),
+    }
 }
 
 fn get<T: DeserializeOwned>(class: &str, cfg: &Value, key: &str) -> Result<T> {
@@ -123,7 +132,7 @@ impl FromConfig for keel_nn::Sequential {
         let name: String = get("Sequential", inner, "name")?;
         let input_shape: Option<Vec<usize>> = get("Sequential", inner, "input_shape")?;
         let layers: Vec<Value> = get("Sequential", inner, "layers")?;
-        let mut net = keel_nn::Sequential::new().with_name(name);
+        let mut net = keel_nn::Sequential::new().with_name(name).dtype_policy(policy(inner)?);
         for l in &layers {
             let class: String = get("layer", l, "class_name")?;
             let cfg = l.get("config").ok_or_else(|| Error::invalid("from_config", format!("{class} has no config")))?;
@@ -211,6 +220,6 @@ impl FromConfig for keel_nn::Model {
                 .collect()
         };
         let (inputs, outputs) = (lookup("input_layers")?, lookup("output_layers")?);
-        Ok(keel_nn::Model::new(&inputs, &outputs)?.with_name(name))
+        Ok(keel_nn::Model::new(&inputs, &outputs)?.with_name(name).dtype_policy(policy(inner)?))
     }
 }

@@ -1,7 +1,7 @@
 //! compile / fit / evaluate / predict end to end on small problems.
 
 use keel_data::DataLoader;
-use keel_nn::{Activation, Dense, Loss};
+use keel_nn::{Activation, Dense, Loss, Network};
 use keel_optim::{Adam, SGD};
 use keel_tensor::{DType, Device, Tensor};
 use keel_train::MetricSpec;
@@ -151,4 +151,26 @@ fn metrics_by_value_or_by_keras_name() {
     // an unknown name fails at compile time
     let e = m.compile(Adam::default(), Loss::BinaryCrossentropy, &["accuracy", "bogus"]).unwrap_err();
     assert!(e.to_string().contains("bogus"), "{e}");
+}
+
+#[test]
+fn mixed_bfloat16_trains_like_float32() {
+    use keel_nn::mixed_precision::DTypePolicy;
+    let (x, y) = blobs(7, 256);
+    let run = |policy: DTypePolicy| {
+        let mut m = mlp(5);
+        m.set_dtype_policy(policy);
+        m.compile(Adam::new(0.02), Loss::BinaryCrossentropy, &[MetricSpec::Accuracy]).unwrap();
+        let h = m.fit(&x, &y, Fit::new().epochs(20).batch_size(32).seed(3).verbose(0)).unwrap();
+        let p = m.predict(&x, 64).unwrap();
+        assert_eq!(p.dtype(), DType::F32, "{policy}: predictions are F32");
+        for w in m.named_weights() {
+            assert_eq!(w.param.dtype(), DType::F32, "{policy}: {} stays F32", w.name);
+        }
+        (*h.get("loss").unwrap().last().unwrap(), h.last("accuracy").unwrap())
+    };
+    let (l32, a32) = run(DTypePolicy::Float32);
+    let (lmx, amx) = run(DTypePolicy::MixedBFloat16);
+    assert!(a32 > 0.9 && amx > 0.9, "accuracy {a32} (f32) / {amx} (mixed)");
+    assert!((lmx - l32).abs() / l32 < 0.15, "final loss {lmx} (mixed) vs {l32} (f32)");
 }

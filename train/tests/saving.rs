@@ -277,3 +277,26 @@ fn functional_models_round_trip_with_shared_layers() {
     assert!(load_model(&path).is_err());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn mixed_precision_policy_round_trips() {
+    use keel_nn::mixed_precision::DTypePolicy;
+    let dir = test_dir("mixed");
+    let (x, y) = images(4, 24);
+    let mut m = cnn(5);
+    m.set_dtype_policy(DTypePolicy::MixedBFloat16);
+    compile_cnn(&mut m);
+    m.fit(&x, &y, Fit::new().epochs(1).batch_size(8).verbose(0)).unwrap();
+    assert_eq!(m.config()["config"]["dtype_policy"], "mixed_bfloat16");
+    let path = dir.join("mixed.keel");
+    m.save(&path).unwrap();
+    let loaded = load_model(&path).unwrap();
+    assert_eq!(loaded.get_dtype_policy(), DTypePolicy::MixedBFloat16);
+    assert_eq!(bits(&loaded.predict(&x, 5).unwrap()), bits(&m.predict(&x, 5).unwrap()));
+    // a config without the key (files from before mixed precision) loads as float32
+    let mut cfg = m.config();
+    cfg["config"].as_object_mut().unwrap().remove("dtype_policy");
+    let old = <keel_nn::Sequential as keel_train::FromConfig>::from_config(&cfg).unwrap();
+    assert_eq!(old.get_dtype_policy(), DTypePolicy::Float32);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

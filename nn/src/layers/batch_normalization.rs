@@ -176,6 +176,10 @@ impl Layer for BatchNormalization {
                 got: x.dims().get(1..).unwrap_or(&[]).to_vec(),
             });
         }
+        // Statistics in the moving averages' dtype (F32), also under mixed precision; the
+        // result goes back to the input's dtype.
+        let in_dtype = x.dtype();
+        let x = if in_dtype.is_float() && in_dtype != mm.dtype() { x.to_dtype(mm.dtype())? } else { x.clone() };
         let eps = self.cfg.epsilon;
         let normed = if ctx.training {
             let axes: Vec<isize> = (0..x.rank() as isize - 1).collect();
@@ -193,13 +197,14 @@ impl Layer for BatchNormalization {
             x.sub(&Var::constant(mm.value()))?.mul(&inv)?
         };
         let scaled = match &self.gamma {
-            Some(g) => normed.mul(&ctx.param(g))?,
+            Some(g) => normed.mul(&ctx.variable(g))?,
             None => normed,
         };
-        Ok(match &self.beta {
-            Some(b) => scaled.add(&ctx.param(b))?,
+        let y = match &self.beta {
+            Some(b) => scaled.add(&ctx.variable(b))?,
             None => scaled,
-        })
+        };
+        Ok(if y.dtype() != in_dtype && in_dtype.is_float() { y.to_dtype(in_dtype)? } else { y })
     }
 
     fn weights(&self) -> Vec<Weight> {

@@ -147,7 +147,7 @@ impl Conv2D {
     fn conv(&self, x: &Var, ctx: &mut Ctx<'_>) -> Result<Var> {
         let k = built(&self.kernel, self)?;
         check_batch_rank(x, 3, self)?;
-        Ok(x.conv2d(&ctx.param(k), self.cfg.strides, self.cfg.padding, self.cfg.dilation_rate)?)
+        Ok(x.conv2d(&ctx.param(k)?, self.cfg.strides, self.cfg.padding, self.cfg.dilation_rate)?)
     }
 
     fn bad_input(&self, input_shape: &[usize], expected: String) -> Error {
@@ -205,7 +205,7 @@ impl Layer for Conv2D {
                 let k = built(&self.kernel, self)?;
                 check_batch_rank(x, 3, self)?;
                 let c = &self.cfg;
-                Ok(x.conv2d_bias_relu(&ctx.param(k), &ctx.param(b), c.strides, c.padding, c.dilation_rate)?)
+                Ok(x.conv2d_bias_relu(&ctx.param(k)?, &ctx.param(b)?, c.strides, c.padding, c.dilation_rate)?)
             }
             _ => {
                 let z = self.forward_logits(x, ctx)?;
@@ -220,7 +220,7 @@ impl Layer for Conv2D {
     fn forward_logits(&self, x: &Var, ctx: &mut Ctx<'_>) -> Result<Var> {
         let y = self.conv(x, ctx)?;
         match &self.bias {
-            Some(b) => Ok(y.add(&ctx.param(b))?),
+            Some(b) => Ok(y.add(&ctx.param(b)?)?),
             None => Ok(y),
         }
     }
@@ -247,10 +247,10 @@ impl Layer for Conv2D {
     fn regularization_loss(&self, ctx: &Ctx<'_>) -> Result<Option<Var>> {
         let mut acc = None;
         if let (Some(r), Some(k)) = (&self.cfg.kernel_regularizer, &self.kernel) {
-            acc = add_opt(acc, Some(r.penalty(&ctx.param(k))?))?;
+            acc = add_opt(acc, Some(r.penalty(&ctx.variable(k))?))?;
         }
         if let (Some(r), Some(b)) = (&self.cfg.bias_regularizer, &self.bias) {
-            acc = add_opt(acc, Some(r.penalty(&ctx.param(b))?))?;
+            acc = add_opt(acc, Some(r.penalty(&ctx.variable(b))?))?;
         }
         Ok(acc)
     }

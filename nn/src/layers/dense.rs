@@ -133,7 +133,7 @@ impl Dense {
                 got: x.dims().get(1..).unwrap_or(&[]).to_vec(),
             });
         }
-        Ok(x.matmul(&ctx.param(k))?)
+        Ok(x.matmul(&ctx.param(k)?)?)
     }
 }
 
@@ -180,7 +180,7 @@ impl Layer for Dense {
     fn forward(&self, x: &Var, ctx: &mut Ctx<'_>) -> Result<Var> {
         match (&self.bias, self.cfg.activation) {
             // bias + ReLU in one fused pass (the same values and gradients as add, then relu)
-            (Some(b), Activation::Relu) => Ok(self.matmul(x, ctx)?.add_relu(&ctx.param(b))?),
+            (Some(b), Activation::Relu) => Ok(self.matmul(x, ctx)?.add_relu(&ctx.param(b)?)?),
             _ => {
                 let z = self.forward_logits(x, ctx)?;
                 match self.output_activation() {
@@ -194,7 +194,7 @@ impl Layer for Dense {
     fn forward_logits(&self, x: &Var, ctx: &mut Ctx<'_>) -> Result<Var> {
         let y = self.matmul(x, ctx)?;
         match &self.bias {
-            Some(b) => Ok(y.add(&ctx.param(b))?),
+            Some(b) => Ok(y.add(&ctx.param(b)?)?),
             None => Ok(y),
         }
     }
@@ -221,10 +221,10 @@ impl Layer for Dense {
     fn regularization_loss(&self, ctx: &Ctx<'_>) -> Result<Option<Var>> {
         let mut acc = None;
         if let (Some(r), Some(k)) = (&self.cfg.kernel_regularizer, &self.kernel) {
-            acc = add_opt(acc, Some(r.penalty(&ctx.param(k))?))?;
+            acc = add_opt(acc, Some(r.penalty(&ctx.variable(k))?))?;
         }
         if let (Some(r), Some(b)) = (&self.cfg.bias_regularizer, &self.bias) {
-            acc = add_opt(acc, Some(r.penalty(&ctx.param(b))?))?;
+            acc = add_opt(acc, Some(r.penalty(&ctx.variable(b))?))?;
         }
         Ok(acc)
     }

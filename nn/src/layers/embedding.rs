@@ -74,6 +74,11 @@ impl Embedding {
 }
 
 impl Layer for Embedding {
+    /// Indices are never cast to the compute dtype.
+    fn autocast(&self) -> bool {
+        false
+    }
+
     layer_common!("Embedding");
 
     fn build(&mut self, _input_shape: &[usize], rng: &mut Rng) -> Result<()> {
@@ -99,7 +104,7 @@ impl Layer for Embedding {
     }
 
     fn forward_logits(&self, x: &Var, ctx: &mut Ctx<'_>) -> Result<Var> {
-        let table = ctx.param(built(&self.table, self)?);
+        let table = ctx.param(built(&self.table, self)?)?;
         let ids = match x.dtype() {
             DType::I64 => x.value().clone(),
             _ => x.value().to_dtype(DType::I64)?,
@@ -121,7 +126,7 @@ impl Layer for Embedding {
 
     fn regularization_loss(&self, ctx: &Ctx<'_>) -> Result<Option<Var>> {
         match (&self.cfg.embeddings_regularizer, &self.table) {
-            (Some(r), Some(t)) => add_opt(None, Some(r.penalty(&ctx.param(t))?)),
+            (Some(r), Some(t)) => add_opt(None, Some(r.penalty(&ctx.variable(t))?)),
             _ => Ok(None),
         }
     }

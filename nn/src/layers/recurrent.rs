@@ -321,9 +321,9 @@ impl<C: Cell> Recurrent<C> {
     /// The layer's weights as Vars (tracked when `ctx` has a tape).
     fn weight_vars(&self, ctx: &Ctx<'_>) -> Result<RecurrentWeights> {
         Ok(RecurrentWeights {
-            kernel: ctx.param(built(&self.kernel, self)?),
-            recurrent_kernel: ctx.param(built(&self.recurrent_kernel, self)?),
-            bias: self.bias.as_ref().map(|b| ctx.param(b)),
+            kernel: ctx.param(built(&self.kernel, self)?)?,
+            recurrent_kernel: ctx.param(built(&self.recurrent_kernel, self)?)?,
+            bias: self.bias.as_ref().map(|b| ctx.param(b)).transpose()?,
         })
     }
 
@@ -533,7 +533,7 @@ impl<C: Cell> Layer for Recurrent<C> {
         ];
         for (r, p) in pairs {
             if let (Some(r), Some(p)) = (r, p) {
-                acc = add_opt(acc, Some(r.penalty(&ctx.param(p))?))?;
+                acc = add_opt(acc, Some(r.penalty(&ctx.variable(p))?))?;
             }
         }
         Ok(acc)

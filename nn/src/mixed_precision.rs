@@ -1,0 +1,124 @@
+//! Mixed precision, as Keras's `keras.mixed_precision`: a [`DTypePolicy`] says in which
+//! dtype a model computes and in which it keeps its weights.
+//!
+//! Under `"mixed_bfloat16"` the weights stay F32 (what the optimizer updates), each layer
+//! computes in BF16 (inputs and weights are cast on the way in, so matmuls and convolutions
+//! take BF16 operands: tensor cores on a GPU), batch normalization computes its statistics in
+//! F32, and the model's outputs are cast back to F32 so that losses and metrics are F32.
+//! Gradients reach the F32 weights through the casts. BF16 has F32's exponent range, so no
+//! loss scaling is needed; `"mixed_float16"` would need it and is not offered yet.
+//!
+//! A model takes the global policy ([`set_global_policy`], Keras's
+//! `mixed_precision.set_global_policy`) when it is created, or its own through
+//! `Sequential::dtype_policy` / `Model::dtype_policy`.
+//!
+//! ```
+//! use keel_nn::mixed_precision::DTypePolicy;
+//! use keel_nn::prelude::*;
+//!
+//! # fn main() -> keel_nn::Result<()> {
+//! let mut model = Sequential::new().dtype_policy(DTypePolicy::new("mixed_bfloat16")?);
+//! model.add(Dense::new(4).activation(Activation::Relu).input_shape([3]));
+//! model.add(Dense::new(2));
+//! let x = keel_tensor::Tensor::ones([5, 3], keel_tensor::DType::F32, &keel_tensor::Device::Cpu)?;
+//! let y = model.predict(&[x])?;
+//! assert_eq!(y[0].dtype(), keel_tensor::DType::F32); // computed in BF16, returned as F32
+//! # Ok(())
+//! # }
+//! ```
+
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use crate::{Error, Result};
+use keel_autograd::Var;
+use keel_tensor::DType;
+
+/// The dtypes a model computes in and keeps its weights in (Keras `DTypePolicy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DTypePolicy {
+    /// Everything in F32 (the default).
+    #[default]
+    Float32,
+    /// Compute in BF16, weights in F32.
+    MixedBFloat16,
+}
+
+impl DTypePolicy {
+    /// Every policy, in Keras's names.
+    pub const ALL: [DTypePolicy; 2] = [DTypePolicy::Float32, DTypePolicy::MixedBFloat16];
+
+    /// The policy with Keras name `name` (`"float32"`, `"mixed_bfloat16"`).
+    pub fn new(name: &str) -> Result<DTypePolicy> {
+        if let Some(p) = Self::ALL.iter().find(|p| p.name() == name) {
+            return Ok(*p);
+        }
+        let msg = match name {
+            "mixed_float16" => "needs loss scaling (Keras's LossScaleOptimizer), which keel does not have yet; \
+                                use \"mixed_bfloat16\" (BF16 has F32's range and needs none)"
+                .to_string(),
+            "bfloat16" | "float16" | "float64" => {
+                format!("keeping the weights in {name} is not supported; use \"mixed_bfloat16\" or \"float32\"")
+            }
+            _ => "valid policies: \"float32\", \"mixed_bfloat16\"".to_string(),
+        };
+        Err(Error::InvalidConfig { what: format!("dtype policy \"{name}\""), msg })
+    }
+
+    /// The Keras name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            DTypePolicy::Float32 => "float32",
+            DTypePolicy::MixedBFloat16 => "mixed_bfloat16",
+        }
+    }
+
+    /// The dtype layers compute in.
+    pub fn compute_dtype(&self) -> DType {
+        match self {
+            DTypePolicy::Float32 => DType::F32,
+            DTypePolicy::MixedBFloat16 => DType::BF16,
+        }
+    }
+
+    /// The dtype weights are kept in.
+    pub fn variable_dtype(&self) -> DType {
+        DType::F32
+    }
+
+    /// The compute dtype when it differs from the weights' (what a [`crate::Ctx`] casts to).
+    pub(crate) fn autocast_dtype(&self) -> Option<DType> {
+        (self.compute_dtype() != self.variable_dtype()).then(|| self.compute_dtype())
+    }
+
+    /// A model output in the weights' dtype (mixed policies compute in half precision but
+    /// hand losses and metrics F32).
+    pub(crate) fn output(&self, v: Var) -> Result<Var> {
+        let want = self.variable_dtype();
+        if self.autocast_dtype().is_some() && v.dtype().is_float() && v.dtype() != want {
+            return Ok(v.to_dtype(want)?);
+        }
+        Ok(v)
+    }
+}
+
+impl std::fmt::Display for DTypePolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+static GLOBAL: AtomicU8 = AtomicU8::new(0);
+
+/// Sets the policy that models created from now on take (Keras
+/// `mixed_precision.set_global_policy`). Existing models keep theirs.
+pub fn set_global_policy(name: &str) -> Result<()> {
+    let p = DTypePolicy::new(name)?;
+    let i = DTypePolicy::ALL.iter().position(|q| *q == p).unwrap_or(0);
+    GLOBAL.store(i as u8, Ordering::Relaxed);
+    Ok(())
+}
+
+/// The policy new models take (Keras `mixed_precision.global_policy`).
+pub fn global_policy() -> DTypePolicy {
+    DTypePolicy::ALL.get(GLOBAL.load(Ordering::Relaxed) as usize).copied().unwrap_or_default()
+}

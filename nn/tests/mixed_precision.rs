@@ -1,0 +1,151 @@
+//! Mixed precision (`DTypePolicy::MixedBFloat16`): layers compute in BF16, weights,
+//! gradients, batch-norm statistics, losses and outputs stay F32, and the results follow
+//! the F32 model to BF16 accuracy.
+
+use keel_autograd::{Tape, Var};
+use keel_nn::mixed_precision::DTypePolicy;
+use keel_nn::prelude::*;
+use keel_tensor::rng::Rng;
+use keel_tensor::{DType, Device, Tensor};
+
+const MIXED: DTypePolicy = DTypePolicy::MixedBFloat16;
+
+fn rel(a: &Tensor, b: &Tensor) -> f64 {
+    let a = a.to_dtype(DType::F64).unwrap().to_vec::<f64>().unwrap();
+    let b = b.to_dtype(DType::F64).unwrap().to_vec::<f64>().unwrap();
+    let num: f64 = a.iter().zip(&b).map(|(x, y)| (x - y) * (x - y)).sum();
+    let den: f64 = b.iter().map(|y| y * y).sum();
+    (num / den.max(1e-300)).sqrt()
+}
+
+/// Loss, per-parameter gradients and outputs of one training forward/backward.
+fn step(model: &dyn Network, x: &Tensor, y: &Tensor, loss: Loss) -> (Tensor, Vec<(String, Tensor)>, Tensor) {
+    let tape = Tape::new();
+    let mut rng = Rng::new(5);
+    let mut ctx = Ctx::train(&tape, &mut rng);
+    let heads = model.forward_heads(&[Var::constant(x.clone())], &mut ctx).unwrap();
+    let mut l = loss.compute_head(&heads[0], y, None).unwrap();
+    if let Some(r) = model.regularization_loss(&ctx).unwrap() {
+        assert_eq!(r.dtype(), DType::F32, "weight penalties stay F32");
+        l = l.add(&r).unwrap();
+    }
+    let grads = tape.backward(&l).unwrap();
+    let g = model.named_params().into_iter().map(|(n, p)| (n, grads.get(&p).expect("gradient").clone())).collect();
+    (l.value().clone(), g, heads[0].output.value().clone())
+}
+
+fn cnn(policy: DTypePolicy) -> Sequential {
+    let mut m = Sequential::with_seed(3).dtype_policy(policy);
+    m.add(Conv2D::new(8, (3, 3)).activation(Activation::Relu).input_shape([10, 10, 2]));
+    m.add(BatchNormalization::new());
+    m.add(MaxPooling2D::new((2, 2)));
+    m.add(Flatten::new());
+    m.add(Dropout::new(0.25));
+    m.add(Dense::new(16).activation(Activation::Relu).kernel_regularizer(Regularizer::l2(1e-3)));
+    m.add(Dense::new(4).activation(Activation::Softmax));
+    m
+}
+
+#[test]
+fn policy_names() {
+    assert_eq!(DTypePolicy::new("mixed_bfloat16").unwrap(), MIXED);
+    assert_eq!(DTypePolicy::new("float32").unwrap(), DTypePolicy::Float32);
+    assert_eq!((MIXED.compute_dtype(), MIXED.variable_dtype()), (DType::BF16, DType::F32));
+    let e = DTypePolicy::new("mixed_float16").unwrap_err().to_string();
+    assert!(e.contains("loss scaling") && e.contains("mixed_bfloat16"), "{e}");
+    let e = DTypePolicy::new("float23").unwrap_err().to_string();
+    assert!(e.contains("valid policies"), "{e}");
+    assert_eq!(Sequential::new().get_dtype_policy(), DTypePolicy::Float32);
+}
+
+#[test]
+fn layers_compute_in_bf16_and_weights_stay_f32() {
+    let mut d = Dense::new(3);
+    d.build(&[4], &mut Rng::new(1)).unwrap();
+    let tape = Tape::new();
+    let mut rng = Rng::new(0);
+    let mut ctx = Ctx::train(&tape, &mut rng);
+    ctx.compute_dtype = Some(DType::BF16);
+    let k = d.kernel().unwrap();
+    assert_eq!(ctx.param(k).unwrap().dtype(), DType::BF16);
+    assert_eq!(ctx.variable(k).dtype(), DType::F32);
+    let x = ctx.autocast(&Var::constant(Tensor::ones([2, 4], DType::F32, &Device::Cpu).unwrap())).unwrap();
+    let y = d.forward(&x, &mut ctx).unwrap();
+    assert_eq!(y.dtype(), DType::BF16);
+    // indices are never cast
+    let ids = Var::constant(Tensor::from_vec(vec![1i64, 2], 2).unwrap());
+    assert_eq!(ctx.autocast(&ids).unwrap().dtype(), DType::I64);
+}
+
+#[test]
+fn cnn_follows_the_f32_model() {
+    let x = Tensor::rand_normal(21, 0.0, 1.0, [6, 10, 10, 2], DType::F32, &Device::Cpu).unwrap();
+    let y = Tensor::from_vec(vec![0i64, 1, 2, 3, 1, 2], 6).unwrap();
+    let loss = Loss::SparseCategoricalCrossentropy;
+    let (f32_model, mixed) = (cnn(DTypePolicy::Float32), cnn(MIXED));
+    let (l32, g32, o32) = step(&f32_model, &x, &y, loss);
+    let (lmx, gmx, omx) = step(&mixed, &x, &y, loss);
+    assert_eq!((lmx.dtype(), omx.dtype()), (DType::F32, DType::F32), "losses and outputs are F32");
+    assert!(rel(&lmx, &l32) < 2e-2, "loss {lmx} vs {l32}");
+    assert!(rel(&omx, &o32) < 3e-2, "outputs: rel {}", rel(&omx, &o32));
+    for ((name, a), (_, b)) in gmx.iter().zip(&g32) {
+        assert_eq!(a.dtype(), DType::F32, "{name}: gradients reach the F32 weights");
+        assert!(rel(a, b) < 6e-2, "{name}: gradient rel {}", rel(a, b));
+    }
+    for w in mixed.named_weights() {
+        assert_eq!(w.param.dtype(), DType::F32, "{}", w.name);
+    }
+    // batch-norm statistics updated in F32 from the BF16 activations
+    let mm =
+        |m: &Sequential| m.named_weights().into_iter().find(|w| w.name.ends_with("moving_mean")).unwrap().param.value();
+    assert!(rel(&mm(&mixed), &mm(&f32_model)) < 3e-2);
+    // inference (moving statistics, no dropout) too
+    let p32 = f32_model.predict(std::slice::from_ref(&x)).unwrap();
+    let pmx = mixed.predict(&[x]).unwrap();
+    assert_eq!(pmx[0].dtype(), DType::F32);
+    assert!(rel(&pmx[0], &p32[0]) < 3e-2);
+}
+
+#[test]
+fn embedding_and_lstm() {
+    let build = |policy| {
+        let mut m = Sequential::with_seed(4).dtype_policy(policy);
+        m.add(Embedding::new(20, 6).input_shape([5]));
+        m.add(LSTM::new(7));
+        m.add(Dense::new(1));
+        m
+    };
+    // float ids: Embedding takes its input uncast (BF16 holds integers exactly only up to 256)
+    let ids = Tensor::from_vec(vec![1.0f32, 19.0, 3.0, 4.0, 5.0, 0.0, 7.0, 8.0, 9.0, 10.0], [2, 5]).unwrap();
+    let (a, b) = (build(DTypePolicy::Float32), build(MIXED));
+    let pa = a.predict(std::slice::from_ref(&ids)).unwrap();
+    let pb = b.predict(std::slice::from_ref(&ids)).unwrap();
+    assert_eq!(pb[0].dtype(), DType::F32);
+    assert!(rel(&pb[0], &pa[0]) < 5e-2, "rel {}", rel(&pb[0], &pa[0]));
+    // targets on one side of the outputs: the two samples' gradients add up rather than
+    // cancel (a near-cancelling sum has no relative accuracy in BF16, nor in F32 much)
+    let y = Tensor::from_vec(vec![0.5f32, 0.3], [2, 1]).unwrap();
+    let (_, ga, _) = step(&a, &ids, &y, Loss::MeanSquaredError);
+    let (_, gb, _) = step(&b, &ids, &y, Loss::MeanSquaredError);
+    for ((name, x), (_, y)) in gb.iter().zip(&ga) {
+        assert_eq!(x.dtype(), DType::F32);
+        assert!(rel(x, y) < 5e-2, "{name}: rel {}", rel(x, y));
+    }
+}
+
+#[test]
+fn functional_model_with_add_and_concatenate() {
+    let build = |policy| {
+        let inp = Input::new([6]);
+        let h = Dense::new(6).activation(Activation::Relu).call(&inp).unwrap();
+        let r = add(&[h.clone(), inp.clone()]).unwrap();
+        let c = concatenate(&[r, h], -1).unwrap();
+        let out = Dense::new(2).call(&c).unwrap();
+        Model::with_seed(&[inp], &[out], 9).unwrap().dtype_policy(policy)
+    };
+    let x = Tensor::rand_normal(3, 0.0, 1.0, [4, 6], DType::F32, &Device::Cpu).unwrap();
+    let (a, b) = (build(DTypePolicy::Float32), build(MIXED));
+    let (pa, pb) = (a.predict(std::slice::from_ref(&x)).unwrap(), b.predict(&[x]).unwrap());
+    assert_eq!(pb[0].dtype(), DType::F32);
+    assert!(rel(&pb[0], &pa[0]) < 3e-2, "rel {}", rel(&pb[0], &pa[0]));
+}
