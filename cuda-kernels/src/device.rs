@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use cudarc::driver::{
     sys as cusys, CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, CudaView, CudaViewMut, DevicePtr,
-    DevicePtrMut, DeviceRepr, LaunchConfig, ValidAsZeroBits,
+    DevicePtrMut, DeviceRepr, DriverError, LaunchConfig, ValidAsZeroBits,
 };
 use cudarc::nvrtc::Ptx;
 
@@ -125,6 +125,11 @@ impl CudaDevice {
         let cc = ctx.compute_capability()?;
         let sm_count =
             ctx.attribute(cusys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?.max(1) as u32;
+        // Stream-ordered allocations come from the device's default pool. By default it gives
+        // freed memory back to the driver at every synchronisation (threshold 0), so a
+        // training loop that reads its loss each step would map and unmap its activations
+        // every step; keep it instead (a caching allocator), and trim on out-of-memory.
+        keep_freed_memory(&ctx);
         let smem_optin = ctx
             .attribute(cusys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)
             .unwrap_or(0)
@@ -195,13 +200,26 @@ impl CudaDevice {
         let bytes = len.saturating_mul(std::mem::size_of::<T>());
         // SAFETY (ok: why): the memory is uninitialized, but every `DType` is valid for
         // any bit pattern, so whatever is read back is a valid value.
-        unsafe { self.stream.alloc::<T>(len) }.map_err(|e| Error::from_alloc(e, bytes))
+        retry_out_of_memory(bytes, || unsafe { self.stream.alloc::<T>(len) }, || self.release_cached_memory())
     }
 
     /// Allocates `len` zeroed elements (stream-ordered).
     pub fn alloc_zeros<T: DType>(&self, len: usize) -> Result<CudaSlice<T>> {
         let bytes = len.saturating_mul(std::mem::size_of::<T>());
-        self.stream.alloc_zeros::<T>(len).map_err(|e| Error::from_alloc(e, bytes))
+        retry_out_of_memory(bytes, || self.stream.alloc_zeros::<T>(len), || self.release_cached_memory())
+    }
+
+    /// Waits for the stream, then hands the memory pool's unused blocks back to the driver
+    /// (PyTorch's `empty_cache`). Allocations retry once after this when the device is full.
+    pub fn release_cached_memory(&self) -> Result<()> {
+        self.synchronize()?;
+        self.ctx.bind_to_thread()?;
+        // SAFETY: the device handle comes from the context; the pool is the device's own.
+        unsafe {
+            let pool = cudarc::driver::result::device::get_default_mem_pool(self.ctx.cu_device())?;
+            cudarc::driver::result::mem_pool::trim_to(pool, 0)?;
+        }
+        Ok(())
     }
 
     /// Copies a host slice into a new device buffer.
@@ -344,4 +362,74 @@ pub(crate) fn check_min_len(op: &'static str, what: &str, have: usize, want: usi
 /// Converts a size to `i64` for a kernel argument.
 pub(crate) fn to_i64(op: &'static str, v: usize) -> Result<i64> {
     i64::try_from(v).map_err(|_| Error::arg(op, format!("size {v} does not fit in i64")))
+}
+
+/// Sets the device's default memory pool to keep freed memory (release threshold: all).
+/// Best effort: without memory pools (old drivers) allocations are synchronous anyway.
+fn keep_freed_memory(ctx: &CudaContext) {
+    let mut keep = u64::MAX;
+    // SAFETY: the device handle comes from the context; the attribute takes a u64.
+    let _ = unsafe {
+        cudarc::driver::result::device::get_default_mem_pool(ctx.cu_device()).and_then(|pool| {
+            cudarc::driver::result::mem_pool::set_attribute(
+                pool,
+                cusys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
+                (&mut keep as *mut u64).cast(),
+            )
+        })
+    };
+}
+
+/// Runs `alloc`; when the device is out of memory, runs `release` (give cached blocks
+/// back) and tries once more. A second failure is [`Error::OutOfMemory`] naming `bytes`.
+pub(crate) fn retry_out_of_memory<T>(
+    bytes: usize,
+    mut alloc: impl FnMut() -> std::result::Result<T, DriverError>,
+    release: impl FnOnce() -> Result<()>,
+) -> Result<T> {
+    match alloc() {
+        Err(e) if e.0 == cusys::CUresult::CUDA_ERROR_OUT_OF_MEMORY => {
+            release()?;
+            alloc().map_err(|e| Error::from_alloc(e, bytes))
+        }
+        r => r.map_err(|e| Error::from_alloc(e, bytes)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn oom() -> DriverError {
+        DriverError(cusys::CUresult::CUDA_ERROR_OUT_OF_MEMORY)
+    }
+
+    #[test]
+    fn out_of_memory_releases_the_cache_and_retries_once() {
+        let (mut calls, mut released) = (0, false);
+        let r = retry_out_of_memory(
+            64,
+            || {
+                calls += 1;
+                if calls == 1 {
+                    Err(oom())
+                } else {
+                    Ok(7)
+                }
+            },
+            || {
+                released = true;
+                Ok(())
+            },
+        );
+        assert_eq!(r.unwrap(), 7);
+        assert!(released);
+        assert_eq!(calls, 2);
+
+        let r: Result<u8> = retry_out_of_memory(1 << 20, || Err(oom()), || Ok(()));
+        let e = r.unwrap_err();
+        assert!(matches!(e, Error::OutOfMemory { bytes } if bytes == 1 << 20), "{e}");
+        assert!(e.to_string().contains("1048576 bytes"), "{e}");
+
+    }
 }

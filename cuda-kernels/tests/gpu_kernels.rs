@@ -558,3 +558,26 @@ fn elementwise_and_misc() {
     misc::fill(&dev, &mut out.as_view_mut(), 2.5f32).expect("fill");
     assert!(dev.dtoh(&out.as_view()).expect("o").iter().all(|&v| v == 2.5));
 }
+
+/// The default memory pool keeps freed memory (a caching allocator), and
+/// `release_cached_memory` hands it back.
+#[test]
+fn memory_pool_caches_freed_memory() {
+    use keel_cuda_kernels::cudarc::driver::{result, sys};
+    let Some(dev) = device() else { return };
+    let mut threshold = 0u64;
+    // SAFETY: the device's own default pool; the attribute is a u64.
+    unsafe {
+        let pool = result::device::get_default_mem_pool(dev.context().cu_device()).expect("pool");
+        result::mem_pool::get_attribute(
+            pool,
+            sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
+            (&mut threshold as *mut u64).cast(),
+        )
+        .expect("attribute");
+    }
+    assert_eq!(threshold, u64::MAX);
+    drop(dev.alloc_zeros::<f32>(1 << 16).expect("alloc"));
+    dev.release_cached_memory().expect("trim");
+    assert_eq!(dev.alloc_zeros::<f32>(4).and_then(|x| dev.dtoh(&x.as_view())).expect("after trim"), vec![0.0; 4]);
+}

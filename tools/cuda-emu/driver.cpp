@@ -341,6 +341,29 @@ int cuEventElapsedTime_v2(float* ms, CUevent a, CUevent b) { return cuEventElaps
 
 int cuMemAlloc_v2(CUdeviceptr* p, size_t n) { return alloc(p, n); }
 int cuMemAllocAsync(CUdeviceptr* p, size_t n, CUstream) { return alloc(p, n); }
+// The device's default memory pool: allocations are not cached here (freed memory returns at
+// once), but the release threshold keel sets is kept so that a test can read it back.
+struct MemPool { unsigned long long release_threshold = 0; };
+MemPool g_default_pool;
+int cuDeviceGetDefaultMemPool(void** pool, CUdevice d) {
+    if (!pool) return CUDA_ERROR_INVALID_VALUE;
+    if (d != 0) return CUDA_ERROR_INVALID_DEVICE;
+    *pool = &g_default_pool;
+    return 0;
+}
+constexpr int kPoolAttrReleaseThreshold = 4;  // CU_MEMPOOL_ATTR_RELEASE_THRESHOLD (cuuint64_t)
+int cuMemPoolSetAttribute(void* pool, int attr, void* value) {
+    if (pool != &g_default_pool || !value) return CUDA_ERROR_INVALID_VALUE;
+    if (attr == kPoolAttrReleaseThreshold) std::memcpy(&g_default_pool.release_threshold, value, 8);
+    return 0;
+}
+int cuMemPoolGetAttribute(void* pool, int attr, void* value) {
+    if (pool != &g_default_pool || !value) return CUDA_ERROR_INVALID_VALUE;
+    if (attr != kPoolAttrReleaseThreshold) return CUDA_ERROR_NOT_SUPPORTED;
+    std::memcpy(value, &g_default_pool.release_threshold, 8);
+    return 0;
+}
+int cuMemPoolTrimTo(void* pool, size_t) { return pool == &g_default_pool ? 0 : CUDA_ERROR_INVALID_VALUE; }
 int cuMemFree_v2(CUdeviceptr p) { return release(p); }
 int cuMemFreeAsync(CUdeviceptr p, CUstream) { return release(p); }
 int cuMemcpyHtoD_v2(CUdeviceptr d, const void* h, size_t n) { return copy(reinterpret_cast<void*>(d), true, h, false, n); }

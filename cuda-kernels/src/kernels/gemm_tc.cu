@@ -197,6 +197,16 @@ __device__ __forceinline__ void tc_load_tile(const typename T::S* __restrict__ p
     }
 }
 
+// Zeroes a warp's 64x32 accumulators (4 x 4 m16n8 tiles).
+__device__ __forceinline__ void tc_zero(float (&acc)[4][4][4]) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+#pragma unroll
+            for (int q = 0; q < 4; ++q) acc[i][j][q] = 0.0f;
+}
+
 // Hands a warp's 64x32 accumulators (4 x 4 m16n8 tiles at rows r0.., columns c0..) to the
 // GEMM epilogue; `c` is this batch matrix's C.
 __device__ __forceinline__ void tc_store_acc(const float (&acc)[4][4][4], float* c, const float* bias,
@@ -235,12 +245,7 @@ __device__ __forceinline__ void gemm_tc_impl(const typename T::S* __restrict__ a
         const S* az = a + z * p.stride_a;
         const S* bz = b + z * p.stride_b;
         float acc[4][4][4];
-#pragma unroll
-        for (int i = 0; i < 4; ++i)
-#pragma unroll
-            for (int j = 0; j < 4; ++j)
-#pragma unroll
-                for (int q = 0; q < 4; ++q) acc[i][j][q] = 0.0f;
+        tc_zero(acc);
 
         for (i64 k0 = 0; k0 < p.k; k0 += TBK) {
             tc_load_tile<T, !TA, VEC>(az, p.lda, p.m, p.k, m0, k0, As);

@@ -149,12 +149,7 @@ __device__ __forceinline__ void gemm_tc_pipe_impl(const u16* __restrict__ a, con
         const u16* az = a + z * p.stride_a;
         const u16* bz = b + z * p.stride_b;
         float acc[4][4][4];
-#pragma unroll
-        for (int i = 0; i < 4; ++i)
-#pragma unroll
-            for (int j = 0; j < 4; ++j)
-#pragma unroll
-                for (int q = 0; q < 4; ++q) acc[i][j][q] = 0.0f;
+        tc_zero(acc);
 
         // Prologue: k-tiles 0 .. PSTAGES-2 in flight, one commit group each (empty past the end).
 #pragma unroll
