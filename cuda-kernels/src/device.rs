@@ -430,6 +430,5 @@ mod tests {
         let e = r.unwrap_err();
         assert!(matches!(e, Error::OutOfMemory { bytes } if bytes == 1 << 20), "{e}");
         assert!(e.to_string().contains("1048576 bytes"), "{e}");
-
     }
 }

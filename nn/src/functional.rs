@@ -311,11 +311,7 @@ impl Model {
                     let x = values
                         .get(&i.0.id)
                         .ok_or_else(|| Error::Graph("internal: node run before its input".into()))?;
-                    if g.autocast() {
-                        ctx.autocast(x)
-                    } else {
-                        Ok(x.clone())
-                    }
+                    ctx.layer_input(g.as_ref(), x)
                 })
                 .collect::<Result<_>>()?;
             let z = g.forward_logits_multi(&xs, ctx)?;

@@ -66,6 +66,16 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// `x` as `layer` takes it: [`Ctx::autocast`] unless the layer opts out
+    /// ([`Layer::autocast`]). Models call this on every layer input.
+    pub fn layer_input(&self, layer: &dyn Layer, x: &Var) -> Result<Var> {
+        if layer.autocast() {
+            self.autocast(x)
+        } else {
+            Ok(x.clone())
+        }
+    }
+
     /// Runs `f` with `compute_dtype` set from `policy`, restoring the previous value after.
     pub(crate) fn with_policy<T>(
         &mut self,

@@ -224,12 +224,10 @@ impl Network for Sequential {
             let Some((last, body)) = self.layers.split_last() else {
                 return Ok(vec![Head::new(x, None)?]);
             };
-            let input =
-                |l: &dyn Layer, x: &Var, ctx: &Ctx<'_>| if l.autocast() { ctx.autocast(x) } else { Ok(x.clone()) };
             for layer in body {
-                x = layer.forward(&input(layer.as_ref(), &x, ctx)?, ctx)?;
+                x = layer.forward(&ctx.layer_input(layer.as_ref(), &x)?, ctx)?;
             }
-            let logits = last.forward_logits(&input(last.as_ref(), &x, ctx)?, ctx)?;
+            let logits = last.forward_logits(&ctx.layer_input(last.as_ref(), &x)?, ctx)?;
             Ok(vec![Head::new(policy.output(logits)?, last.output_activation())?])
         })
     }
