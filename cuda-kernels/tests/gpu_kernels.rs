@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use keel_cuda_kernels::ops::conv::{self, Conv2d, Padding};
 use keel_cuda_kernels::ops::elementwise::{self, builtin};
-use keel_cuda_kernels::ops::gemm::{self, Activation, GemmArgs, TcKernel};
+use keel_cuda_kernels::ops::gemm::{self, Activation, GemmArgs, SimtKernel, TcKernel};
 use keel_cuda_kernels::ops::{misc, pool, reduce, rng, softmax};
 use keel_cuda_kernels::{CudaDevice, Layout, Program};
 
@@ -100,6 +100,8 @@ fn gemm_ref(g: &GemmArgs, a: &[f32], b: &[f32], c0: &[f32], bias: Option<&[f32]>
 #[derive(Clone, Copy, PartialEq)]
 enum Prec {
     F32,
+    /// The SIMT kernel capped for two blocks per SM.
+    F32TwoBlocks,
     Tf32,
     F16,
     Bf16,
@@ -133,10 +135,11 @@ fn run_gemm(dev: &CudaDevice, g: &GemmArgs, prec: Prec, kernel: TcKernel, with_b
     let bias_view = dbias.as_view();
     let bias_arg = with_bias.then_some(&bias_view);
     let res = match prec {
-        Prec::F32 | Prec::Tf32 => {
+        Prec::F32 | Prec::F32TwoBlocks | Prec::Tf32 => {
             let (da, db) = (dev.htod(&a).expect("a"), dev.htod(&b).expect("b"));
-            if prec == Prec::F32 {
-                gemm::gemm_f32(dev, g, &da.as_view(), &db.as_view(), &mut dc.as_view_mut(), bias_arg)
+            if prec != Prec::Tf32 {
+                let k = if prec == Prec::F32 { SimtKernel::Auto } else { SimtKernel::TwoBlocksPerSm };
+                gemm::gemm_f32_with(dev, g, &da.as_view(), &db.as_view(), &mut dc.as_view_mut(), bias_arg, k)
             } else {
                 gemm::gemm_tc(dev, g, &da.as_view(), &db.as_view(), &mut dc.as_view_mut(), bias_arg, kernel)
             }
@@ -188,7 +191,7 @@ fn gemm_all_precisions_match_f64_reference() {
     }
 }
 
-/// Shapes every tensor-core kernel can run (leading dims and strides multiples of 8).
+/// Shapes every GEMM kernel can run (leading dims and strides multiples of 8).
 fn aligned_tc_cases() -> Vec<GemmArgs> {
     let up8 = |x: usize| x.div_ceil(8) * 8;
     let mut v = Vec::new();
@@ -212,10 +215,11 @@ fn aligned_tc_cases() -> Vec<GemmArgs> {
 }
 
 #[test]
-fn tensor_core_kernels_agree() {
+fn gemm_kernel_variants_agree() {
     let Some(dev) = device() else { return };
     for (i, g) in aligned_tc_cases().iter().enumerate() {
         for (prec, tol, kernels) in [
+            (Prec::F32TwoBlocks, 1e-5, &[TcKernel::Auto][..]),
             (Prec::Tf32, 1e-3, &[TcKernel::Element, TcKernel::Vec][..]),
             (Prec::F16, 1e-2, &[TcKernel::Element, TcKernel::Vec, TcKernel::Pipelined][..]),
             (Prec::Bf16, 1e-2, &[TcKernel::Element, TcKernel::Vec, TcKernel::Pipelined][..]),
@@ -238,6 +242,7 @@ fn gemm_batch_loop() {
     let g = GemmArgs::new(40, 48, 24).batched(5).transpose(false, true);
     for (prec, tol, kernel) in [
         (Prec::F32, 1e-5, TcKernel::Auto),
+        (Prec::F32TwoBlocks, 1e-5, TcKernel::Auto),
         (Prec::Tf32, 1e-3, TcKernel::Element),
         (Prec::Bf16, 1e-2, TcKernel::Vec),
         (Prec::Bf16, 1e-2, TcKernel::Pipelined),
@@ -252,7 +257,7 @@ fn gemm_batch_loop() {
 }
 
 #[test]
-fn tensor_core_kernel_choice_is_checked() {
+fn gemm_kernel_choice_is_checked() {
     let Some(dev) = device() else { return };
     let mut c = dev.alloc_zeros::<f32>(64).expect("alloc");
     // lda = 7 rules out 16-byte loads: an explicit `Vec` or `Pipelined` is an error, `Auto` runs.

@@ -7,7 +7,8 @@
 //! Prints a table and one JSON line per row:
 //! * GEMM `C[m,n] = A[m,k] B[k,n]` (row-major, f32 output) for square sizes at F32 (SIMT),
 //!   TF32 and BF16 (tensor cores, f32 accumulation; `bf16` is the cp.async-pipelined kernel
-//!   that `matmul` picks, `bf16/1` the single-stage one), beside `cublasGemmEx` on the same
+//!   that `matmul` picks, `bf16/1` the single-stage one; `f32/2b` the SIMT kernel capped at
+//!   two blocks per SM), beside `cublasGemmEx` on the same
 //!   device buffers with the same precision (`CUBLAS_COMPUTE_32F`, `..._FAST_TF32`, BF16
 //!   inputs with f32 output), as TFLOP/s and % of cuBLAS, plus the relative norm difference
 //!   of the two results (a sanity check, not a test).
@@ -48,20 +49,26 @@ fn main() {
 /// Precision (and tensor-core kernel) of one GEMM row.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Prec {
-    F32,
+    F32(kgemm::SimtKernel),
     Tf32,
     Bf16(kgemm::TcKernel),
 }
 
 impl Prec {
-    /// The rows of each size: what `matmul` runs (Auto), plus BF16 on the single-stage
-    /// kernel so one run compares it with the pipelined one.
-    const ROWS: [Prec; 4] =
-        [Prec::F32, Prec::Tf32, Prec::Bf16(kgemm::TcKernel::Auto), Prec::Bf16(kgemm::TcKernel::Vec)];
+    /// The rows of each size: what `matmul` runs (Auto), plus the tuning candidates beside
+    /// them so that one run compares: F32 capped at two blocks per SM, BF16 single-stage.
+    const ROWS: [Prec; 5] = [
+        Prec::F32(kgemm::SimtKernel::Auto),
+        Prec::F32(kgemm::SimtKernel::TwoBlocksPerSm),
+        Prec::Tf32,
+        Prec::Bf16(kgemm::TcKernel::Auto),
+        Prec::Bf16(kgemm::TcKernel::Vec),
+    ];
 
     fn name(self) -> &'static str {
         match self {
-            Prec::F32 => "f32",
+            Prec::F32(kgemm::SimtKernel::TwoBlocksPerSm) => "f32/2b",
+            Prec::F32(_) => "f32",
             Prec::Tf32 => "tf32",
             Prec::Bf16(kgemm::TcKernel::Vec) => "bf16/1",
             Prec::Bf16(_) => "bf16",
@@ -256,16 +263,16 @@ fn gemm_row(dev: &CudaDevice, blas: Option<&CudaBlas>, prec: Prec, s: usize, rep
     let mut c_blas = dev.alloc_zeros::<f32>(m * n)?;
     let args = kgemm::GemmArgs::new(m, n, k);
     let (ours_ms, cublas_ms) = match prec {
-        Prec::F32 | Prec::Tf32 => {
+        Prec::F32(_) | Prec::Tf32 => {
             let ours = time_ms(dev, reps, || {
                 let (av, bv, mut cv) = (a32.as_view(), b32.as_view(), c_ours.as_view_mut());
                 match prec {
-                    Prec::F32 => kgemm::gemm_f32(dev, &args, &av, &bv, &mut cv, None)?,
+                    Prec::F32(k) => kgemm::gemm_f32_with(dev, &args, &av, &bv, &mut cv, None, k)?,
                     _ => kgemm::gemm_tf32(dev, &args, &av, &bv, &mut cv, None)?,
                 }
                 Ok(())
             })?;
-            let compute = if prec == Prec::F32 {
+            let compute = if prec != Prec::Tf32 {
                 bsys::cublasComputeType_t::CUBLAS_COMPUTE_32F
             } else {
                 bsys::cublasComputeType_t::CUBLAS_COMPUTE_32F_FAST_TF32

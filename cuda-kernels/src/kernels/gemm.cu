@@ -2,6 +2,10 @@
 // Row-major. op(A) is [M, K]: A stored [M, K] (N) or [K, M] (T) with leading dim lda.
 // op(B) is [K, N]: B stored [K, N] (N) or [N, K] (T) with leading dim ldb. C is [M, N] (ldc).
 // Grid: (ceil(N / 128), ceil(M / 128), batch slices); 256 threads per block.
+// `_vec4_2b`: the same kernel capped at 128 registers so that two blocks share an SM (ptxas
+// sm_90: 24-48 bytes of spills, against none and ~145 registers, one block per SM, for
+// `_vec4`). A tuning candidate that gpu_bench times beside `_vec4` (row `f32/2b`); the
+// default stays `_vec4` until a GPU run says otherwise.
 
 template <bool TA, bool TB, bool VEC>
 __device__ __forceinline__ void gemm_f32_impl(const float* __restrict__ a, const float* __restrict__ b,
@@ -29,6 +33,11 @@ __device__ __forceinline__ void gemm_f32_impl(const float* __restrict__ a, const
     extern "C" __global__ void __launch_bounds__(256)                                            \
         gemm_f32_##SUFFIX##_vec4(const float* a, const float* b, float* c, const float* bias,    \
                                  GemmParams p) {                                                 \
+        gemm_f32_impl<TA, TB, true>(a, b, c, bias, p);                                           \
+    }                                                                                            \
+    extern "C" __global__ void __launch_bounds__(256, 2)                                         \
+        gemm_f32_##SUFFIX##_vec4_2b(const float* a, const float* b, float* c, const float* bias, \
+                                    GemmParams p) {                                              \
         gemm_f32_impl<TA, TB, true>(a, b, c, bias, p);                                           \
     }
 KEEL_GEMM(nn, false, false)

@@ -253,6 +253,18 @@ fn launch_gemm<T: DType>(
     unsafe { builder.launch(cfg) }.map(|_| ()).map_err(|e| Error::from_launch(e, &kernel))
 }
 
+/// Which SIMT f32 kernel runs a GEMM (see [`gemm_f32_with`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SimtKernel {
+    /// 16-byte loads when the operands allow them (leading dims and batch strides multiples
+    /// of 4, 16-byte aligned A and B), else element loads; no register cap (one block per SM).
+    #[default]
+    Auto,
+    /// The 16-byte-load kernel capped at 128 registers, two blocks per SM (`_vec4_2b`): a
+    /// tuning candidate that gpu_bench times beside `Auto` until a GPU run picks one.
+    TwoBlocksPerSm,
+}
+
 /// SIMT f32 GEMM (exact f32 FMA accumulation). Uses 16-byte loads when lda/ldb/strides
 /// are multiples of 4 and A/B are 16-byte aligned.
 pub fn gemm_f32(
@@ -263,13 +275,34 @@ pub fn gemm_f32(
     c: &mut CudaViewMut<'_, f32>,
     bias: Option<&CudaView<'_, f32>>,
 ) -> Result<()> {
-    let vec = args.lda % 4 == 0
-        && args.ldb % 4 == 0
-        && args.stride_a % 4 == 0
-        && args.stride_b % 4 == 0
-        && (a.is_empty() || dev.addr(a) % 16 == 0)
-        && (b.is_empty() || dev.addr(b) % 16 == 0);
-    let kernel = format!("gemm_f32_{}{}", args.form(), if vec { "_vec4" } else { "" });
+    gemm_f32_with(dev, args, a, b, c, bias, SimtKernel::Auto)
+}
+
+/// [`gemm_f32`] on a chosen kernel; `TwoBlocksPerSm` on operands that do not allow 16-byte
+/// loads is an error.
+pub fn gemm_f32_with(
+    dev: &CudaDevice,
+    args: &GemmArgs,
+    a: &CudaView<'_, f32>,
+    b: &CudaView<'_, f32>,
+    c: &mut CudaViewMut<'_, f32>,
+    bias: Option<&CudaView<'_, f32>>,
+    kernel: SimtKernel,
+) -> Result<()> {
+    let vec = aligned16(dev, args, a, b);
+    let suffix = match (kernel, vec) {
+        (SimtKernel::Auto, true) => "_vec4",
+        (SimtKernel::Auto, false) => "",
+        (SimtKernel::TwoBlocksPerSm, true) => "_vec4_2b",
+        (SimtKernel::TwoBlocksPerSm, false) => {
+            return Err(Error::arg(
+                "gemm",
+                "SimtKernel::TwoBlocksPerSm needs lda, ldb and batch strides that are multiples of 4 and 16-byte \
+                 aligned A and B",
+            ))
+        }
+    };
+    let kernel = format!("gemm_f32_{}{suffix}", args.form());
     launch_gemm(dev, programs::gemm(), kernel, 0, args, a, b, c, bias)
 }
 
@@ -326,8 +359,8 @@ fn auto_cap() -> TcKernel {
 }
 
 /// Whether A and B allow 16-byte loads: leading dims and batch strides a multiple of
-/// 16 bytes' worth of elements, and both bases 16-byte aligned.
-fn tc_aligned<T>(dev: &CudaDevice, args: &GemmArgs, a: &CudaView<'_, T>, b: &CudaView<'_, T>) -> bool {
+/// 16 bytes' worth of elements, and both bases 16-byte aligned (SIMT and tensor-core kernels).
+fn aligned16<T>(dev: &CudaDevice, args: &GemmArgs, a: &CudaView<'_, T>, b: &CudaView<'_, T>) -> bool {
     let v = 16 / std::mem::size_of::<T>();
     [args.lda, args.ldb, args.stride_a, args.stride_b].iter().all(|&x| x % v == 0)
         && (a.is_empty() || dev.addr(a) % 16 == 0)
@@ -342,7 +375,7 @@ fn resolve_tc<T: TcInput>(
     b: &CudaView<'_, T>,
     kernel: TcKernel,
 ) -> Result<TcKernel> {
-    let aligned = tc_aligned(dev, args, a, b);
+    let aligned = aligned16(dev, args, a, b);
     let pipe_ok = T::PIPELINED
         && aligned
         && dev.compute_capability().0 >= 8
