@@ -40,7 +40,8 @@ pub const GEMM: &str = concat!(
     include_str!("kernels/gemm.cu")
 );
 /// Tensor-core (mma.sync) GEMM for TF32 / F16 / BF16 inputs with f32 accumulation, plus the
-/// cp.async-pipelined F16/BF16 kernels (`gemm_tc_pipe.cu`).
+/// cp.async-pipelined F16/BF16 kernels (`gemm_tc_pipe.cu`) and the F16/BF16 tensor-core
+/// convolutions built on them (`conv_tc.cu`).
 pub const GEMM_TC: &str = concat!(
     include_str!("kernels/common.cuh"),
     "\n",
@@ -48,13 +49,19 @@ pub const GEMM_TC: &str = concat!(
     "\n",
     include_str!("kernels/gemm_tc.cu"),
     "\n",
-    include_str!("kernels/gemm_tc_pipe.cu")
+    include_str!("kernels/gemm_tc_pipe.cu"),
+    "\n",
+    include_str!("kernels/conv_params.cuh"),
+    "\n",
+    include_str!("kernels/conv_tc.cu")
 );
 /// Implicit-GEMM NHWC convolution: forward, grad-input, grad-kernel.
 pub const CONV: &str = concat!(
     include_str!("kernels/common.cuh"),
     "\n",
     include_str!("kernels/gemm_core.cuh"),
+    "\n",
+    include_str!("kernels/conv_params.cuh"),
     "\n",
     include_str!("kernels/conv.cu")
 );

@@ -586,3 +586,137 @@ fn memory_pool_caches_freed_memory() {
     dev.release_cached_memory().expect("trim");
     assert_eq!(dev.alloc_zeros::<f32>(4).and_then(|x| dev.dtoh(&x.as_view())).expect("after trim"), vec![0.0; 4]);
 }
+
+/// Direct-loop gradients of the convolution: `(d x, d w)` for output gradient `gy`.
+fn conv_grads_ref(p: &Conv2d, x: &[f32], w: &[f32], gy: &[f32]) -> (Vec<f64>, Vec<f64>) {
+    let (h, wd, c, oh, ow, o) = (p.h as usize, p.w as usize, p.c as usize, p.oh as usize, p.ow as usize, p.o as usize);
+    let (mut gx, mut gw) = (vec![0.0f64; p.x_len()], vec![0.0f64; p.w_len()]);
+    for b in 0..p.n as usize {
+        for i in 0..oh {
+            for j in 0..ow {
+                for ki in 0..p.kh as usize {
+                    for kj in 0..p.kw as usize {
+                        let hi = (i * p.sh as usize + ki * p.dh as usize) as i64 - p.pt as i64;
+                        let wj = (j * p.sw as usize + kj * p.dw as usize) as i64 - p.pl as i64;
+                        if hi < 0 || hi >= h as i64 || wj < 0 || wj >= wd as i64 {
+                            continue;
+                        }
+                        let xo = ((b * h + hi as usize) * wd + wj as usize) * c;
+                        let go = ((b * oh + i) * ow + j) * o;
+                        let wo = (ki * p.kw as usize + kj) * c * o;
+                        for ch in 0..c {
+                            for f in 0..o {
+                                let g = f64::from(gy[go + f]);
+                                gx[xo + ch] += g * f64::from(w[wo + ch * o + f]);
+                                gw[wo + ch * o + f] += g * f64::from(x[xo + ch]);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    (gx, gw)
+}
+
+/// The F16/BF16 tensor-core convolutions (forward, grad-input, grad-kernel) against direct
+/// loops on the same rounded operands: strides, dilation, padding, several k-tiles, and a
+/// grad-kernel reduction split across blocks.
+#[test]
+fn conv2d_tensor_core_matches_direct_loops() {
+    let Some(dev) = device() else { return };
+    let cases = [
+        Conv2d::new(2, 9, 11, 8, 16, (3, 3), (1, 1), (1, 1), Padding::Same),
+        Conv2d::new(3, 13, 10, 16, 8, (3, 2), (2, 1), (2, 2), Padding::Explicit(1, 2, 0, 1)),
+        Conv2d::new(2, 12, 12, 32, 64, (3, 3), (1, 1), (1, 1), Padding::Valid),
+        // grad-kernel k = 4 * 30 * 41 = 4920, split across blocks (on the emulator's 4 SMs at
+        // every 616 if the splits were not rounded to whole k-tiles)
+        Conv2d::new(4, 30, 41, 8, 8, (3, 3), (1, 1), (1, 1), Padding::Same),
+    ];
+    for (ci, p) in cases.into_iter().enumerate() {
+        let p = p.expect("geometry");
+        for bf16 in [true, false] {
+            let round = |v: Vec<f32>| -> Vec<f32> {
+                v.into_iter()
+                    .map(|x| if bf16 { half::bf16::from_f32(x).to_f32() } else { half::f16::from_f32(x).to_f32() })
+                    .collect()
+            };
+            let x = round(rand_vec(p.x_len(), 50 + ci as u64));
+            let w = round(rand_vec(p.w_len(), 60 + ci as u64));
+            let gy = round(rand_vec(p.y_len(), 70 + ci as u64));
+            let y_ref = conv_fwd_ref(&p, &x, &w);
+            let (gx_ref, gw_ref) = conv_grads_ref(&p, &x, &w, &gy);
+            let (mut y, mut gx, mut gw) =
+                (poisoned(&dev, p.y_len()), poisoned(&dev, p.x_len()), poisoned(&dev, p.w_len()));
+            macro_rules! run {
+                ($t:ty) => {{
+                    let up =
+                        |v: &[f32]| dev.htod(&v.iter().map(|&a| <$t>::from_f32(a)).collect::<Vec<_>>()).expect("htod");
+                    let (dx_, dw_, dgy) = (up(&x), up(&w), up(&gy));
+                    let act = Activation::None;
+                    conv::conv2d_forward_tc(
+                        &dev,
+                        &p,
+                        &dx_.as_view(),
+                        &dw_.as_view(),
+                        &mut y.as_view_mut(),
+                        None,
+                        1.0,
+                        0.0,
+                        act,
+                    )
+                    .expect("fwd");
+                    conv::conv2d_backward_input_tc(
+                        &dev,
+                        &p,
+                        &dgy.as_view(),
+                        &dw_.as_view(),
+                        &mut gx.as_view_mut(),
+                        1.0,
+                        0.0,
+                    )
+                    .expect("dgrad");
+                    conv::conv2d_backward_kernel_tc(
+                        &dev,
+                        &p,
+                        &dx_.as_view(),
+                        &dgy.as_view(),
+                        &mut gw.as_view_mut(),
+                        1.0,
+                        0.0,
+                    )
+                    .expect("wgrad");
+                }};
+            }
+            if bf16 {
+                run!(half::bf16)
+            } else {
+                run!(half::f16)
+            }
+            let name = if bf16 { "bf16" } else { "f16" };
+            for (what, got, want) in [("fwd", &y, &y_ref), ("dgrad", &gx, &gx_ref), ("wgrad", &gw, &gw_ref)] {
+                let err = rel_err(&dev.dtoh(&got.as_view()).expect("dtoh"), want);
+                assert!(err < 1e-4, "tensor-core conv {what} {name} case {ci}: rel err {err}");
+            }
+        }
+    }
+    // what it cannot run is an error, with the reason
+    let p = Conv2d::new(1, 5, 5, 3, 8, (3, 3), (1, 1), (1, 1), Padding::Same).expect("geometry");
+    let none: &[&keel_cuda_kernels::cudarc::driver::CudaView<'_, half::bf16>] = &[];
+    assert!(conv::tc_unsupported(&dev, &p, none).is_some_and(|why| why.contains("multiples of 8")));
+    let x = dev.alloc_zeros::<half::bf16>(p.x_len()).expect("x");
+    let w = dev.alloc_zeros::<half::bf16>(p.w_len()).expect("w");
+    let mut y = dev.alloc_zeros::<f32>(p.y_len()).expect("y");
+    let r = conv::conv2d_forward_tc(
+        &dev,
+        &p,
+        &x.as_view(),
+        &w.as_view(),
+        &mut y.as_view_mut(),
+        None,
+        1.0,
+        0.0,
+        Activation::None,
+    );
+    assert!(r.is_err());
+}

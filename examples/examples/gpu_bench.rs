@@ -15,7 +15,9 @@
 //! * The seed CNN's convolutions (NHWC, 3x3, valid, stride 1; Conv2D 32 on [128,28,28,1] and
 //!   Conv2D 64 on [128,13,13,32]): forward, grad-input and grad-kernel with keel's f32
 //!   implicit-GEMM kernels. The yardstick is cuBLAS SGEMM on the equivalent GEMM of equal
-//!   FLOPs (the im2col / col2im it would need is not counted, which flatters cuBLAS).
+//!   FLOPs (the im2col / col2im it would need is not counted, which flatters cuBLAS). The
+//!   second shape (channels in multiples of 8) is also timed on the BF16 tensor-core
+//!   convolutions (`bf16` rows, no cuBLAS column).
 //! * Seed-CNN training images/s at batch 128 (Adam, `fit` on `Device::Cuda(0)`) with the
 //!   data on the host (gathered and copied per batch) and resident on the GPU, under the
 //!   float32 and the mixed_bfloat16 dtype policies.
@@ -157,6 +159,11 @@ fn run() -> Res<()> {
     for (n, h, w, c, o) in [(128, 28, 28, 1, 32), (128, 13, 13, 32, 64)] {
         for row in conv_rows(&dev, blas.as_ref(), (n, h, w, c, o), reps)? {
             row.print();
+        }
+        if c % 8 == 0 && o % 8 == 0 {
+            for row in conv_rows_bf16(&dev, (n, h, w, c, o), reps)? {
+                row.print();
+            }
         }
     }
     cnn_throughput(steps, reps.min(5))?;
@@ -447,4 +454,48 @@ fn cnn_throughput_with(
         );
     }
     Ok(())
+}
+
+/// The three passes of [`conv_rows`] on the BF16 tensor-core convolutions (f32 output), for
+/// channels in multiples of 8; no cuBLAS column (compare with the f32 rows above).
+fn conv_rows_bf16(
+    dev: &CudaDevice,
+    (n, h, w, c, o): (usize, usize, usize, usize, usize),
+    reps: usize,
+) -> Res<Vec<Row>> {
+    let p = kconv::Conv2d::new(n, h, w, c, o, (3, 3), (1, 1), (1, 1), kconv::Padding::Valid)?;
+    let bf = |len: usize, seed: u64| {
+        dev.htod(&host_rand(len, seed).into_iter().map(half::bf16::from_f32).collect::<Vec<_>>())
+    };
+    let (x, wt, dy) = (bf(p.x_len(), 3)?, bf(p.w_len(), 4)?, bf(p.y_len(), 5)?);
+    let mut y = dev.alloc_zeros::<f32>(p.y_len())?;
+    let mut dx = dev.alloc_zeros::<f32>(p.x_len())?;
+    let mut dw = dev.alloc_zeros::<f32>(p.w_len())?;
+    let flops = 2.0 * (n * p.oh as usize * p.ow as usize * 9 * c * o) as f64;
+    let act = kgemm::Activation::None;
+    let fwd = time_ms(dev, reps, || {
+        kconv::conv2d_forward_tc(dev, &p, &x.as_view(), &wt.as_view(), &mut y.as_view_mut(), None, 1.0, 0.0, act)?;
+        Ok(())
+    })?;
+    let dgrad = time_ms(dev, reps, || {
+        kconv::conv2d_backward_input_tc(dev, &p, &dy.as_view(), &wt.as_view(), &mut dx.as_view_mut(), 1.0, 0.0)?;
+        Ok(())
+    })?;
+    let wgrad = time_ms(dev, reps, || {
+        kconv::conv2d_backward_kernel_tc(dev, &p, &x.as_view(), &dy.as_view(), &mut dw.as_view_mut(), 1.0, 0.0)?;
+        Ok(())
+    })?;
+    let shape = format!("[{n},{h},{w},{c}]*3x3x{o}");
+    Ok([("conv_fwd", fwd), ("conv_dgrad", dgrad), ("conv_wgrad", wgrad)]
+        .into_iter()
+        .map(|(bench, ours_ms)| Row {
+            bench,
+            shape: shape.clone(),
+            dtype: "bf16",
+            flops,
+            ours_ms,
+            cublas_ms: None,
+            diff: None,
+        })
+        .collect())
 }

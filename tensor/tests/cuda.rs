@@ -343,6 +343,29 @@ fn conv2d_forward_and_grads() {
         let (xb, kb) = (x.to_dtype(DType::BF16).unwrap(), k.to_dtype(DType::BF16).unwrap());
         agree(&format!("{what} forward bf16"), dev, 1e-2, &[xb, kb], |t| t[0].conv2d(&t[1], st, pad, dil));
     }
+    // channels in multiples of 8: F16/BF16 take the tensor-core kernels (all three passes)
+    let aligned: [([usize; 4], [usize; 4], (usize, usize), Padding, (usize, usize)); 2] = [
+        ([2, 9, 11, 8], [3, 3, 8, 16], (2, 2), Padding::Same, (1, 1)),
+        ([2, 10, 8, 16], [3, 2, 16, 8], (1, 1), Padding::Valid, (2, 1)),
+    ];
+    for (i, (xs, ks, st, pad, dil)) in aligned.into_iter().enumerate() {
+        let s = 760 + 10 * i as u64;
+        let x = rand_signed(s, &xs, 0.1, 1.0);
+        let k = rand_signed(s + 1, &ks, 0.1, 1.0);
+        let p = Conv2dParams::new("conv2d", x.shape(), k.shape(), st, pad, dil).unwrap();
+        let dy = rand_signed(s + 2, p.out_shape().dims(), 0.1, 1.0);
+        for dt in [DType::F16, DType::BF16] {
+            let [x, k, dy] = [&x, &k, &dy].map(|t| t.to_dtype(dt).unwrap());
+            let what = format!("tensor-core conv2d {dt} case {i}");
+            agree(&format!("{what} forward"), dev, 1e-2, &[x.clone(), k.clone()], |t| t[0].conv2d(&t[1], st, pad, dil));
+            agree(&format!("{what} grad input"), dev, 1e-2, &[dy.clone(), k.clone()], |t| {
+                t[0].conv2d_grad_input(&t[1], &p)
+            });
+            agree(&format!("{what} grad kernel"), dev, 1e-2, &[x.clone(), dy.clone()], |t| {
+                t[0].conv2d_grad_kernel(&t[1], &p)
+            });
+        }
+    }
     // a batch large enough for the split-K grad-kernel path
     let x = rand_signed(790, &[16, 28, 28, 4], 0.1, 1.0);
     let k = rand_signed(791, &[3, 3, 4, 8], 0.1, 1.0);

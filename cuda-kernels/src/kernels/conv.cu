@@ -8,11 +8,7 @@
 //   grad-kernel: dw[m=(kh,kw,c), o]  = sum_{k=(n,oh,ow)} x(n, h, w, c) * dy[k, o]
 // VEC variants use 16-byte loads; they need C % 4 == 0 / O % 4 == 0 (see the Rust wrappers).
 
-// Mirrors `keel_cuda_kernels::ops::conv::Conv2d` (#[repr(C)]).
-struct ConvParams {
-    i64 n, h, w, c, oh, ow, o;
-    int kh, kw, sh, sw, pt, pl, dh, dw;
-};
+// ConvParams: conv_params.cuh.
 
 template <bool VEC>
 struct FwdA {  // rows m = (n, oh, ow), k = (kh, kw, c), contiguous along c

@@ -17,10 +17,7 @@ __device__ __forceinline__ void gemm_f32_impl(const float* __restrict__ a, const
         la.p = a + z * p.stride_a; la.ld = p.lda; la.rows = p.m; la.kdim = p.k;
         MatLoader<TB, VEC> lb;
         lb.p = b + z * p.stride_b; lb.ld = p.ldb; lb.rows = p.n; lb.kdim = p.k;
-        GemmEpi epi;
-        epi.c = c + z * p.stride_c; epi.ldc = p.ldc; epi.m = p.m; epi.n = p.n;
-        epi.alpha = p.alpha; epi.beta = p.beta; epi.bias = bias; epi.act = p.act;
-        gemm_block_128x128(la, lb, epi, m0, n0, 0, p.k);
+        gemm_block_128x128(la, lb, gemm_epi(p, c + z * p.stride_c, bias), m0, n0, 0, p.k);
     }
 }
 

@@ -45,6 +45,14 @@ struct GemmEpi {
     }
 };
 
+// The epilogue of a GEMM with parameters `p` writing the batch matrix `c`.
+__device__ __forceinline__ GemmEpi gemm_epi(const GemmParams& p, float* c, const float* bias) {
+    GemmEpi epi;
+    epi.c = c; epi.ldc = p.ldc; epi.m = p.m; epi.n = p.n;
+    epi.alpha = p.alpha; epi.beta = p.beta; epi.bias = bias; epi.act = p.act;
+    return epi;
+}
+
 // Dense row-major matrix seen as rows x K. K_CONTIG: element (r, k) at p[r * ld + k];
 // otherwise at p[k * ld + r]. VEC: 16-byte loads (needs ld % 4 == 0 and 16-byte base).
 template <bool KC, bool VEC>

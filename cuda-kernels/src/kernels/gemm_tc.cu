@@ -207,13 +207,9 @@ __device__ __forceinline__ void tc_zero(float (&acc)[4][4][4]) {
             for (int q = 0; q < 4; ++q) acc[i][j][q] = 0.0f;
 }
 
-// Hands a warp's 64x32 accumulators (4 x 4 m16n8 tiles at rows r0.., columns c0..) to the
-// GEMM epilogue; `c` is this batch matrix's C.
-__device__ __forceinline__ void tc_store_acc(const float (&acc)[4][4][4], float* c, const float* bias,
-                                             const GemmParams& p, i64 r0, i64 c0, int lane) {
-    GemmEpi epi;
-    epi.c = c; epi.ldc = p.ldc; epi.m = p.m; epi.n = p.n;
-    epi.alpha = p.alpha; epi.beta = p.beta; epi.bias = bias; epi.act = p.act;
+// Hands a warp's 64x32 accumulators (4 x 4 m16n8 tiles at rows r0.., columns c0..) to `epi`.
+__device__ __forceinline__ void tc_store_acc(const float (&acc)[4][4][4], const GemmEpi& epi, i64 r0, i64 c0,
+                                             int lane) {
     const int g = lane >> 2, t = lane & 3;
 #pragma unroll
     for (int mt = 0; mt < 4; ++mt)
@@ -255,7 +251,7 @@ __device__ __forceinline__ void gemm_tc_impl(const typename T::S* __restrict__ a
             __syncthreads();
         }
 
-        tc_store_acc(acc, c + z * p.stride_c, bias, p, m0 + wm, n0 + wn, lane);
+        tc_store_acc(acc, gemm_epi(p, c + z * p.stride_c, bias), m0 + wm, n0 + wn, lane);
     }
 }
 

@@ -61,37 +61,53 @@ __device__ __forceinline__ void ldmatrix_x4_trans(u32 (&r)[4], const u16* p) {
 #define PIPE_A_EL PIPE_TILE_EL(PBM)
 #define PIPE_STAGE_EL (PIPE_TILE_EL(PBM) + PIPE_TILE_EL(PBN))
 
-// Issues the cp.async copies of one ROWS x PBK tile starting at (r0, k0). KC: element (r, k)
-// at p[r * ld + k], stored s[r * (PBK + 8) + k]; else at p[k * ld + r], stored
-// s[k * (ROWS + 8) + r]. A copy that crosses the matrix edge reads only the part inside.
-template <bool KC, int ROWS>
-__device__ __forceinline__ void pipe_load_tile(const u16* __restrict__ p, i64 ld, i64 rows, i64 kdim, i64 r0,
-                                               i64 k0, u16* s) {
+// A pipelined operand ("chunk loader"): rows x K, read as 16-byte chunks of 8 elements along
+// the contiguous direction: along k when K_CONTIG (shared tile [rows][PBK + 8]), else along
+// rows (shared tile [PBK][rows + 8]). begin(r0) runs once per block tile (rows r0..);
+// chunk(j, r, k, bytes) returns the source of the chunk that starts at (r, k), this thread's
+// j-th chunk of the tile (its row is the same in every k-tile), and sets `bytes` to how many
+// of its 16 bytes exist (0 past an edge: the copy then zero-fills and reads nothing).
+//
+// PipeMat: a dense row-major matrix, element (r, k) at p[r * ld + k] (K_CONTIG) or
+// p[k * ld + r]; needs ld % 8 == 0 and a 16-byte aligned p.
+template <bool KC>
+struct PipeMat {
+    static constexpr bool K_CONTIG = KC;
+    const u16* p;
+    i64 ld, rows, kdim;
+    __device__ __forceinline__ void begin(i64) {}
+    __device__ __forceinline__ const u16* chunk(int, i64 r, i64 k, int& bytes) const {
+        if (r >= rows || k >= kdim) {
+            bytes = 0;
+            return p;
+        }
+        const i64 left = KC ? kdim - k : rows - r;
+        bytes = 2 * (int)(left < 8 ? left : 8);
+        return KC ? p + r * ld + k : p + k * ld + r;
+    }
+};
+
+// Issues the cp.async copies of one ROWS x PBK tile of `ld` at (r0, k0) into `s`.
+template <int ROWS, class L>
+__device__ __forceinline__ void pipe_load_tile(const L& ld, i64 r0, i64 k0, u16* s) {
     constexpr int CHUNKS = ROWS * PBK / 8;
     static_assert(CHUNKS % 256 == 0, "every thread copies the same number of chunks");
 #pragma unroll
     for (int j = 0; j < CHUNKS / 256; ++j) {
         const int c = threadIdx.x + 256 * j;
-        const u16* src = p;  // a 0-byte copy still needs an aligned source address
-        int bytes = 0;
+        int r, k;
         u16* dst;
-        if (KC) {
-            const int r = c / (PBK / 8), k = (c % (PBK / 8)) * 8;
-            const i64 gr = r0 + r, gk = k0 + k;
+        if (L::K_CONTIG) {
+            r = c / (PBK / 8);
+            k = (c % (PBK / 8)) * 8;
             dst = s + r * (PBK + 8) + k;
-            if (gr < rows && gk < kdim) {
-                src = p + gr * ld + gk;
-                bytes = 2 * (int)(kdim - gk < 8 ? kdim - gk : 8);
-            }
         } else {
-            const int k = c / (ROWS / 8), r = (c % (ROWS / 8)) * 8;
-            const i64 gr = r0 + r, gk = k0 + k;
+            k = c / (ROWS / 8);
+            r = (c % (ROWS / 8)) * 8;
             dst = s + k * (ROWS + 8) + r;
-            if (gk < kdim && gr < rows) {
-                src = p + gk * ld + gr;
-                bytes = 2 * (int)(rows - gr < 8 ? rows - gr : 8);
-            }
         }
+        int bytes;
+        const u16* src = ld.chunk(j, r0 + r, k0 + k, bytes);
         cp_async16(dst, src, bytes);
     }
 }
@@ -136,47 +152,67 @@ __device__ __forceinline__ void pipe_warp_mma(const u16* As, const u16* Bs, int 
     }
 }
 
-template <class T, bool TA, bool TB>
-__device__ __forceinline__ void gemm_tc_pipe_impl(const u16* __restrict__ a, const u16* __restrict__ b, float* c,
-                                                  const float* __restrict__ bias, const GemmParams& p) {
+// The block tile at (m0, n0) of A (LA: M x K) times B (LB: N x K)^T over k in
+// [k_begin, k_end), accumulated into this warp's `acc`. The loaders stop only at K, so
+// k_end - k_begin must be a multiple of PBK unless k_end == K (a split-K caller sizes its
+// splits in whole k-tiles).
+// Leaves every copy retired and every thread past the last read of shared memory, so the
+// caller may run it again at once (the next batch matrix, the next split).
+template <class T, class LA, class LB>
+__device__ __forceinline__ void tc_pipe_block(LA& la, LB& lb, i64 m0, i64 n0, i64 k_begin, i64 k_end,
+                                              float (&acc)[4][4][4]) {
+    la.begin(m0);
+    lb.begin(n0);
     u16* smem = reinterpret_cast<u16*>(keel_dynamic_smem());
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int wm = (warp >> 2) * 64, wn = (warp & 3) * 32;
-    const i64 m0 = (i64)blockIdx.y * PBM, n0 = (i64)blockIdx.x * PBN;
-    const i64 ktiles = (p.k + PBK - 1) / PBK;
-
-    for (i64 z = blockIdx.z; z < p.batch; z += gridDim.z) {
-        const u16* az = a + z * p.stride_a;
-        const u16* bz = b + z * p.stride_b;
-        float acc[4][4][4];
-        tc_zero(acc);
-
-        // Prologue: k-tiles 0 .. PSTAGES-2 in flight, one commit group each (empty past the end).
+    const i64 ktiles = k_end > k_begin ? (k_end - k_begin + PBK - 1) / PBK : 0;
+    // Prologue: k-tiles 0 .. PSTAGES-2 in flight, one commit group each (empty past the end).
 #pragma unroll
-        for (int s = 0; s < PSTAGES - 1; ++s) {
-            if (s < ktiles) {
-                u16* st = smem + s * PIPE_STAGE_EL;
-                pipe_load_tile<!TA, PBM>(az, p.lda, p.m, p.k, m0, (i64)s * PBK, st);
-                pipe_load_tile<TB, PBN>(bz, p.ldb, p.n, p.k, n0, (i64)s * PBK, st + PIPE_A_EL);
-            }
-            cp_async_commit();
+    for (int s = 0; s < PSTAGES - 1; ++s) {
+        if (s < ktiles) {
+            u16* st = smem + s * PIPE_STAGE_EL;
+            pipe_load_tile<PBM>(la, m0, k_begin + (i64)s * PBK, st);
+            pipe_load_tile<PBN>(lb, n0, k_begin + (i64)s * PBK, st + PIPE_A_EL);
         }
-        for (i64 kt = 0; kt < ktiles; ++kt) {
-            cp_async_wait<PSTAGES - 2>();  // this thread's copies of k-tile kt have landed
-            __syncthreads();               // everyone's have; and slot (kt - 1) % PSTAGES is free
-            const i64 next = kt + PSTAGES - 1;
-            if (next < ktiles) {
-                u16* st = smem + (int)(next % PSTAGES) * PIPE_STAGE_EL;
-                pipe_load_tile<!TA, PBM>(az, p.lda, p.m, p.k, m0, next * PBK, st);
-                pipe_load_tile<TB, PBN>(bz, p.ldb, p.n, p.k, n0, next * PBK, st + PIPE_A_EL);
-            }
-            cp_async_commit();
-            const u16* st = smem + (int)(kt % PSTAGES) * PIPE_STAGE_EL;
-            pipe_warp_mma<T, !TA, TB>(st, st + PIPE_A_EL, wm, wn, lane, acc);
+        cp_async_commit();
+    }
+    for (i64 kt = 0; kt < ktiles; ++kt) {
+        cp_async_wait<PSTAGES - 2>();  // this thread's copies of k-tile kt have landed
+        __syncthreads();               // everyone's have; and slot (kt - 1) % PSTAGES is free
+        const i64 next = kt + PSTAGES - 1;
+        if (next < ktiles) {
+            u16* st = smem + (int)(next % PSTAGES) * PIPE_STAGE_EL;
+            pipe_load_tile<PBM>(la, m0, k_begin + next * PBK, st);
+            pipe_load_tile<PBN>(lb, n0, k_begin + next * PBK, st + PIPE_A_EL);
         }
-        cp_async_wait<0>();
-        __syncthreads();  // the next batch matrix refills the slots
-        tc_store_acc(acc, c + z * p.stride_c, bias, p, m0 + wm, n0 + wn, lane);
+        cp_async_commit();
+        const u16* st = smem + (int)(kt % PSTAGES) * PIPE_STAGE_EL;
+        pipe_warp_mma<T, LA::K_CONTIG, LB::K_CONTIG>(st, st + PIPE_A_EL, wm, wn, lane, acc);
+    }
+    cp_async_wait<0>();
+    __syncthreads();  // a following call refills the slots
+}
+
+// One block tile (blockIdx.y, blockIdx.x) of A (M x K) times B (N x K)^T over k in
+// [k_begin, k_end), handed to `epi`.
+template <class T, class LA, class LB>
+__device__ __forceinline__ void tc_pipe_tile(LA& la, LB& lb, const GemmEpi& epi, i64 k_begin, i64 k_end) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const i64 m0 = (i64)blockIdx.y * PBM, n0 = (i64)blockIdx.x * PBN;
+    float acc[4][4][4];
+    tc_zero(acc);
+    tc_pipe_block<T>(la, lb, m0, n0, k_begin, k_end, acc);
+    tc_store_acc(acc, epi, m0 + (warp >> 2) * 64, n0 + (warp & 3) * 32, lane);
+}
+
+template <class T, bool TA, bool TB>
+__device__ __forceinline__ void gemm_tc_pipe_impl(const u16* __restrict__ a, const u16* __restrict__ b, float* c,
+                                                  const float* __restrict__ bias, const GemmParams& p) {
+    for (i64 z = blockIdx.z; z < p.batch; z += gridDim.z) {
+        PipeMat<!TA> la{a + z * p.stride_a, p.lda, p.m, p.k};
+        PipeMat<TB> lb{b + z * p.stride_b, p.ldb, p.n, p.k};
+        tc_pipe_tile<T>(la, lb, gemm_epi(p, c + z * p.stride_c, bias), 0, p.k);
     }
 }
 

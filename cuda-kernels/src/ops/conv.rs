@@ -5,7 +5,7 @@ use cudarc::driver::{CudaView, CudaViewMut, DeviceRepr, LaunchConfig};
 
 use crate::device::{check_len, CudaDevice};
 use crate::error::{Error, Result};
-use crate::ops::gemm::Activation;
+use crate::ops::gemm::{self, Activation};
 use crate::sources::programs;
 
 /// Padding mode for [`Conv2d::new`].
@@ -227,6 +227,16 @@ pub fn conv2d_backward_input_f32(
     launch!(dev, programs::conv(), name, cfg, [dy, w, dx, p, &alpha, &beta])
 }
 
+/// How to split the grad-kernel reduction over `n * oh * ow` (about two blocks per SM):
+/// `(splits, k per split)`, the latter a multiple of `align`.
+fn wgrad_splits(dev: &CudaDevice, m: i64, p: &Conv2d, align: usize) -> (usize, usize) {
+    let kdim = (p.n * p.oh * p.ow) as usize;
+    let tiles = (m as usize).div_ceil(128) * (p.o as usize).div_ceil(128);
+    let want = (2 * dev.sm_count() as usize).div_ceil(tiles).clamp(1, 32);
+    let k_per_split = kdim.div_ceil(want).max(512).div_ceil(align) * align;
+    (kdim.div_ceil(k_per_split).max(1), k_per_split)
+}
+
 /// Gradient w.r.t. the kernel: `dw = alpha * sum_batch x (*) dy + beta * dw`.
 ///
 /// The reduction over `n * oh * ow` is split across blocks when the output is small; the
@@ -248,11 +258,7 @@ pub fn conv2d_backward_kernel_f32(
         return Ok(());
     }
     let m = p.kh as i64 * p.kw as i64 * p.c;
-    let kdim = (p.n * p.oh * p.ow) as usize;
-    let tiles = (m as usize).div_ceil(128) * (p.o as usize).div_ceil(128);
-    let want = (2 * dev.sm_count() as usize).div_ceil(tiles).clamp(1, 32);
-    let k_per_split = kdim.div_ceil(want).max(512).div_ceil(8) * 8;
-    let splits = kdim.div_ceil(k_per_split).max(1);
+    let (splits, k_per_split) = wgrad_splits(dev, m, p, 8);
     let vec = p.c % 4 == 0 && p.o % 4 == 0 && aligned(dev, x) && aligned(dev, dy);
     let name = if vec { "conv2d_wgrad_f32_vec4" } else { "conv2d_wgrad_f32" };
     let cfg = grid(m, p.o, splits)?;
@@ -265,6 +271,148 @@ pub fn conv2d_backward_kernel_f32(
     let mut ws = dev.alloc::<f32>(splits * mn)?;
     let (one, zero, stride) = (1.0f32, 0.0f32, mn as i64);
     launch!(dev, programs::conv(), name, cfg, [x, dy, &mut ws, p, &one, &zero, &kps, &stride])?;
+    let n = mn as i64;
+    let s = splits as i32;
+    launch!(dev, programs::conv(), "splitk_reduce_f32", dev.cfg_1d(mn), [&ws, dw, &n, &s, &alpha, &beta])
+}
+
+/// Why the tensor-core convolutions cannot run `p` on this device with these operands
+/// (`None`: they can). They need F16/BF16 data, `c % 8 == 0` and `o % 8 == 0`, 16-byte
+/// aligned operands, every tensor index below 2^31, and the pipelined GEMM's shared memory.
+pub fn tc_unsupported<T>(dev: &CudaDevice, p: &Conv2d, operands: &[&CudaView<'_, T>]) -> Option<String> {
+    if p.c % 8 != 0 || p.o % 8 != 0 {
+        return Some(format!("channels {} -> {} are not multiples of 8", p.c, p.o));
+    }
+    if operands.iter().any(|v| !v.is_empty() && dev.addr(v) % 16 != 0) {
+        return Some("an operand is not 16-byte aligned".into());
+    }
+    let fits = |v: i64| v < i32::MAX as i64;
+    // (rows n * oh * ow and n * h * w, k = kh * kw * c, are below these products)
+    if !(fits(p.n * p.h * p.w * p.c) && fits(p.n * p.oh * p.ow * p.o) && fits(p.kh as i64 * p.kw as i64 * p.c * p.o)) {
+        return Some("a tensor has 2^31 elements or more".into());
+    }
+    if dev.compute_capability().0 < 8 || dev.max_shared_memory_per_block_optin() < gemm::PIPE_SMEM_BYTES {
+        return Some(format!(
+            "{} lacks cp.async or {} bytes of shared memory per block",
+            dev.arch(),
+            gemm::PIPE_SMEM_BYTES
+        ));
+    }
+    None
+}
+
+fn tc_check<T: gemm::TcInput>(
+    dev: &CudaDevice,
+    p: &Conv2d,
+    op: &'static str,
+    operands: &[&CudaView<'_, T>],
+) -> Result<()> {
+    p.validate()?;
+    if !T::PIPELINED {
+        return Err(Error::arg(op, format!("the tensor-core convolution takes F16 or BF16, not {}", T::TC_NAME)));
+    }
+    match tc_unsupported(dev, p, operands) {
+        Some(why) => Err(Error::arg(op, format!("no tensor-core convolution here: {why}"))),
+        None => Ok(()),
+    }
+}
+
+/// [`conv2d_forward_f32`] on tensor cores: F16/BF16 `x` and `w`, f32 accumulation and
+/// f32 `y` (see [`tc_unsupported`] for what it needs).
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_forward_tc<T: gemm::TcInput>(
+    dev: &CudaDevice,
+    p: &Conv2d,
+    x: &CudaView<'_, T>,
+    w: &CudaView<'_, T>,
+    y: &mut CudaViewMut<'_, f32>,
+    bias: Option<&CudaView<'_, f32>>,
+    alpha: f32,
+    beta: f32,
+    act: Activation,
+) -> Result<()> {
+    const OP: &str = "conv2d_forward";
+    tc_check(dev, p, OP, &[x, w])?;
+    check_len(OP, "x", x.len(), p.x_len())?;
+    check_len(OP, "w", w.len(), p.w_len())?;
+    check_len(OP, "y", y.len(), p.y_len())?;
+    if let Some(b) = bias {
+        check_len(OP, "bias", b.len(), p.o as usize)?;
+    }
+    if y.is_empty() {
+        return Ok(());
+    }
+    let name = format!("conv2d_fwd_tc_{}", T::TC_NAME);
+    let cfg = grid(p.n * p.oh * p.ow, p.o, 1)?;
+    let (a, smem) = (act.code(), gemm::PIPE_SMEM_BYTES);
+    match bias {
+        Some(b) => launch!(dev, programs::gemm_tc(), name, cfg, smem = smem, [x, w, y, b, p, &alpha, &beta, &a]),
+        None => {
+            let null = 0u64;
+            launch!(dev, programs::gemm_tc(), name, cfg, smem = smem, [x, w, y, &null, p, &alpha, &beta, &a])
+        }
+    }
+}
+
+/// [`conv2d_backward_input_f32`] on tensor cores (F16/BF16 `dy` and `w`, f32 `dx`).
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_backward_input_tc<T: gemm::TcInput>(
+    dev: &CudaDevice,
+    p: &Conv2d,
+    dy: &CudaView<'_, T>,
+    w: &CudaView<'_, T>,
+    dx: &mut CudaViewMut<'_, f32>,
+    alpha: f32,
+    beta: f32,
+) -> Result<()> {
+    const OP: &str = "conv2d_backward_input";
+    tc_check(dev, p, OP, &[dy, w])?;
+    check_len(OP, "dy", dy.len(), p.y_len())?;
+    check_len(OP, "w", w.len(), p.w_len())?;
+    check_len(OP, "dx", dx.len(), p.x_len())?;
+    if dx.is_empty() {
+        return Ok(());
+    }
+    let name = format!("conv2d_dgrad_tc_{}", T::TC_NAME);
+    let cfg = grid(p.n * p.h * p.w, p.c, 1)?;
+    launch!(dev, programs::gemm_tc(), name, cfg, smem = gemm::PIPE_SMEM_BYTES, [dy, w, dx, p, &alpha, &beta])
+}
+
+/// [`conv2d_backward_kernel_f32`] on tensor cores (F16/BF16 `x` and `dy`, f32 `dw`), with
+/// the same deterministic split of the reduction.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_backward_kernel_tc<T: gemm::TcInput>(
+    dev: &CudaDevice,
+    p: &Conv2d,
+    x: &CudaView<'_, T>,
+    dy: &CudaView<'_, T>,
+    dw: &mut CudaViewMut<'_, f32>,
+    alpha: f32,
+    beta: f32,
+) -> Result<()> {
+    const OP: &str = "conv2d_backward_kernel";
+    tc_check(dev, p, OP, &[x, dy])?;
+    check_len(OP, "x", x.len(), p.x_len())?;
+    check_len(OP, "dy", dy.len(), p.y_len())?;
+    check_len(OP, "dw", dw.len(), p.w_len())?;
+    if dw.is_empty() {
+        return Ok(());
+    }
+    let name = format!("conv2d_wgrad_tc_{}", T::TC_NAME);
+    let smem = gemm::PIPE_SMEM_BYTES;
+    let m = p.kh as i64 * p.kw as i64 * p.c;
+    // k ranges of whole 32-deep k-tiles, so that no tile straddles two splits
+    let (splits, k_per_split) = wgrad_splits(dev, m, p, 32);
+    let cfg = grid(m, p.o, splits)?;
+    let kps = k_per_split as i64;
+    if splits == 1 {
+        let stride = 0i64;
+        return launch!(dev, programs::gemm_tc(), name, cfg, smem = smem, [x, dy, dw, p, &alpha, &beta, &kps, &stride]);
+    }
+    let mn = dw.len();
+    let mut ws = dev.alloc::<f32>(splits * mn)?;
+    let (one, zero, stride) = (1.0f32, 0.0f32, mn as i64);
+    launch!(dev, programs::gemm_tc(), name, cfg, smem = smem, [x, dy, &mut ws, p, &one, &zero, &kps, &stride])?;
     let n = mn as i64;
     let s = splits as i32;
     launch!(dev, programs::conv(), "splitk_reduce_f32", dev.cfg_1d(mn), [&ws, dw, &n, &s, &alpha, &beta])

@@ -7,7 +7,7 @@
 //! All four forms (NN, NT, TN, TT) exist for every precision; C is never read when
 //! `beta == 0`. Output and accumulation are f32.
 
-use cudarc::driver::{CudaView, CudaViewMut, DeviceRepr, LaunchConfig, PushKernelArg};
+use cudarc::driver::{CudaView, CudaViewMut, DeviceRepr, LaunchConfig};
 
 use crate::device::{check_min_len, to_i64, CudaDevice, DType};
 use crate::error::{Error, Result};
@@ -236,21 +236,14 @@ fn launch_gemm<T: DType>(
         return Ok(());
     }
     let p = args.params()?;
-    let mut cfg = args.cfg();
-    // `smem_bytes` fits u32: function_with_smem rejects more than the device allows.
-    let func = dev.function_with_smem(program, &kernel, smem_bytes)?;
-    cfg.shared_mem_bytes = smem_bytes as u32;
-    let null = 0u64; // the kernels test `bias` for null
-    let mut builder = dev.stream().launch_builder(&func);
-    builder.arg(a).arg(b).arg(c);
+    let cfg = args.cfg();
     match bias {
-        Some(bias) => builder.arg(bias),
-        None => builder.arg(&null),
-    };
-    builder.arg(&p);
-    // SAFETY: the arguments match the kernels' C signature (A, B, C, bias or null, params)
-    // and the buffer sizes were validated above.
-    unsafe { builder.launch(cfg) }.map(|_| ()).map_err(|e| Error::from_launch(e, &kernel))
+        Some(bias) => launch!(dev, program, kernel, cfg, smem = smem_bytes, [a, b, c, bias, &p]),
+        None => {
+            let null = 0u64; // the kernels test `bias` for null
+            launch!(dev, program, kernel, cfg, smem = smem_bytes, [a, b, c, &null, &p])
+        }
+    }
 }
 
 /// Which SIMT f32 kernel runs a GEMM (see [`gemm_f32_with`]).

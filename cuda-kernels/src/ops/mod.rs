@@ -6,11 +6,19 @@
 //! device's stream and are asynchronous.
 
 /// Launches `$kernel` of `$program` on `$dev`'s stream with the listed arguments.
+/// With `smem = BYTES`, the launch gets that much dynamic shared memory (the kernel's limit
+/// raised first when it exceeds 48 KiB).
 macro_rules! launch {
-    ($dev:expr, $program:expr, $kernel:expr, $cfg:expr, [$($arg:expr),* $(,)?]) => {{
+    ($dev:expr, $program:expr, $kernel:expr, $cfg:expr, [$($arg:expr),* $(,)?]) => {
+        launch!($dev, $program, $kernel, $cfg, smem = 0, [$($arg),*])
+    };
+    ($dev:expr, $program:expr, $kernel:expr, $cfg:expr, smem = $smem:expr, [$($arg:expr),* $(,)?]) => {{
         let kernel_name: &str = &$kernel;
-        let cfg = $cfg;
-        let func = $dev.function($program, kernel_name)?;
+        let smem: usize = $smem;
+        let mut cfg: cudarc::driver::LaunchConfig = $cfg;
+        // fits u32: function_with_smem rejects more than the device allows
+        cfg.shared_mem_bytes = smem as u32;
+        let func = $dev.function_with_smem($program, kernel_name, smem)?;
         #[allow(unused_imports)]
         use cudarc::driver::PushKernelArg as _;
         let mut builder = $dev.stream().launch_builder(&func);
