@@ -166,8 +166,9 @@ fn functional_residual_block_with_add_and_concatenate() {
 }
 
 /// Mixed precision on the GPU: BF16 activations, so the matmuls run on the tensor-core
-/// kernels (the pipelined one: every leading dimension here is a multiple of 8), F32
-/// weights, BF16 batch norm inputs upcast for the statistics.
+/// kernels (the pipelined one: every leading dimension here is a multiple of 8) and so does
+/// the second convolution (8 -> 8 channels), F32 weights, BF16 batch norm inputs upcast for
+/// the statistics.
 #[test]
 fn mixed_bfloat16_cnn() {
     let Some(dev) = common::gpu("mixed_bfloat16_cnn") else { return };
@@ -179,6 +180,8 @@ fn mixed_bfloat16_cnn() {
         m.set_dtype_policy(keel_nn::mixed_precision::DTypePolicy::MixedBFloat16);
         m.add(Conv2D::new(8, (3, 3)).padding(Padding::Same).activation(Activation::Relu).input_shape([8, 8, 2]));
         m.add(BatchNormalization::new());
+        // 8 -> 8 channels: this one (and its gradients) on the tensor-core convolutions
+        m.add(Conv2D::new(8, (3, 3)).padding(Padding::Same).activation(Activation::Relu));
         m.add(MaxPooling2D::new((2, 2)));
         m.add(Flatten::new());
         m.add(Dense::new(32).activation(Activation::Relu));
