@@ -9,6 +9,8 @@
 // * fragments come from ldmatrix (.trans for row-contiguous tiles), so all four forms read
 //   shared memory the same way.
 // Block tile 128x128x32, 8 warps as 2 (M) x 4 (N), each warp 64x32 = 4 x 4 mma m16n8k16.
+// The block (tc_pipe_block) reads its operands through chunk loaders, so conv_tc.cu runs the
+// F16/BF16 convolutions on it too.
 // Preconditions (the wrapper checks them): lda, ldb and the batch strides are multiples of
 // 8 elements, A and B are 16-byte aligned, and the launch passes PIPE_SMEM_BYTES of dynamic
 // shared memory (mirrored by `PIPE_SMEM_BYTES` in ops/gemm.rs).
