@@ -165,6 +165,39 @@ fn grid(m: i64, n: i64, z: usize) -> Result<LaunchConfig> {
     })
 }
 
+/// Checks the forward pass's buffer lengths (and the geometry); `false`: nothing to compute.
+fn check_forward(p: &Conv2d, x: usize, w: usize, y: usize, bias: Option<usize>) -> Result<bool> {
+    const OP: &str = "conv2d_forward";
+    p.validate()?;
+    check_len(OP, "x", x, p.x_len())?;
+    check_len(OP, "w", w, p.w_len())?;
+    check_len(OP, "y", y, p.y_len())?;
+    if let Some(b) = bias {
+        check_len(OP, "bias", b, p.o as usize)?;
+    }
+    Ok(y > 0)
+}
+
+/// [`check_forward`] for the grad-input pass.
+fn check_backward_input(p: &Conv2d, dy: usize, w: usize, dx: usize) -> Result<bool> {
+    const OP: &str = "conv2d_backward_input";
+    p.validate()?;
+    check_len(OP, "dy", dy, p.y_len())?;
+    check_len(OP, "w", w, p.w_len())?;
+    check_len(OP, "dx", dx, p.x_len())?;
+    Ok(dx > 0)
+}
+
+/// [`check_forward`] for the grad-kernel pass.
+fn check_backward_kernel(p: &Conv2d, x: usize, dy: usize, dw: usize) -> Result<bool> {
+    const OP: &str = "conv2d_backward_kernel";
+    p.validate()?;
+    check_len(OP, "x", x, p.x_len())?;
+    check_len(OP, "dy", dy, p.y_len())?;
+    check_len(OP, "dw", dw, p.w_len())?;
+    Ok(dw > 0)
+}
+
 fn aligned(dev: &CudaDevice, v: &CudaView<'_, f32>) -> bool {
     v.is_empty() || dev.addr(v) % 16 == 0
 }
@@ -181,14 +214,7 @@ pub fn conv2d_forward_f32(
     beta: f32,
     act: Activation,
 ) -> Result<()> {
-    p.validate()?;
-    check_len("conv2d_forward", "x", x.len(), p.x_len())?;
-    check_len("conv2d_forward", "w", w.len(), p.w_len())?;
-    check_len("conv2d_forward", "y", y.len(), p.y_len())?;
-    if let Some(b) = bias {
-        check_len("conv2d_forward", "bias", b.len(), p.o as usize)?;
-    }
-    if y.is_empty() {
+    if !check_forward(p, x.len(), w.len(), y.len(), bias.map(|b| b.len()))? {
         return Ok(());
     }
     let vec = p.c % 4 == 0 && p.o % 4 == 0 && aligned(dev, x) && aligned(dev, w);
@@ -214,11 +240,7 @@ pub fn conv2d_backward_input_f32(
     alpha: f32,
     beta: f32,
 ) -> Result<()> {
-    p.validate()?;
-    check_len("conv2d_backward_input", "dy", dy.len(), p.y_len())?;
-    check_len("conv2d_backward_input", "w", w.len(), p.w_len())?;
-    check_len("conv2d_backward_input", "dx", dx.len(), p.x_len())?;
-    if dx.is_empty() {
+    if !check_backward_input(p, dy.len(), w.len(), dx.len())? {
         return Ok(());
     }
     let vec = p.o % 4 == 0 && aligned(dev, dy) && aligned(dev, w);
@@ -250,11 +272,7 @@ pub fn conv2d_backward_kernel_f32(
     alpha: f32,
     beta: f32,
 ) -> Result<()> {
-    p.validate()?;
-    check_len("conv2d_backward_kernel", "x", x.len(), p.x_len())?;
-    check_len("conv2d_backward_kernel", "dy", dy.len(), p.y_len())?;
-    check_len("conv2d_backward_kernel", "dw", dw.len(), p.w_len())?;
-    if dw.is_empty() {
+    if !check_backward_kernel(p, x.len(), dy.len(), dw.len())? {
         return Ok(());
     }
     let m = p.kh as i64 * p.kw as i64 * p.c;
@@ -333,13 +351,7 @@ pub fn conv2d_forward_tc<T: gemm::TcInput>(
 ) -> Result<()> {
     const OP: &str = "conv2d_forward";
     tc_check(dev, p, OP, &[x, w])?;
-    check_len(OP, "x", x.len(), p.x_len())?;
-    check_len(OP, "w", w.len(), p.w_len())?;
-    check_len(OP, "y", y.len(), p.y_len())?;
-    if let Some(b) = bias {
-        check_len(OP, "bias", b.len(), p.o as usize)?;
-    }
-    if y.is_empty() {
+    if !check_forward(p, x.len(), w.len(), y.len(), bias.map(|b| b.len()))? {
         return Ok(());
     }
     let name = format!("conv2d_fwd_tc_{}", T::TC_NAME);
@@ -367,10 +379,7 @@ pub fn conv2d_backward_input_tc<T: gemm::TcInput>(
 ) -> Result<()> {
     const OP: &str = "conv2d_backward_input";
     tc_check(dev, p, OP, &[dy, w])?;
-    check_len(OP, "dy", dy.len(), p.y_len())?;
-    check_len(OP, "w", w.len(), p.w_len())?;
-    check_len(OP, "dx", dx.len(), p.x_len())?;
-    if dx.is_empty() {
+    if !check_backward_input(p, dy.len(), w.len(), dx.len())? {
         return Ok(());
     }
     let name = format!("conv2d_dgrad_tc_{}", T::TC_NAME);
@@ -392,10 +401,7 @@ pub fn conv2d_backward_kernel_tc<T: gemm::TcInput>(
 ) -> Result<()> {
     const OP: &str = "conv2d_backward_kernel";
     tc_check(dev, p, OP, &[x, dy])?;
-    check_len(OP, "x", x.len(), p.x_len())?;
-    check_len(OP, "dy", dy.len(), p.y_len())?;
-    check_len(OP, "dw", dw.len(), p.w_len())?;
-    if dw.is_empty() {
+    if !check_backward_kernel(p, x.len(), dy.len(), dw.len())? {
         return Ok(());
     }
     let name = format!("conv2d_wgrad_tc_{}", T::TC_NAME);
