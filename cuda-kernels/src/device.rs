@@ -422,7 +422,7 @@ mod tests {
                 Ok(())
             },
         );
-        assert_eq!(r.unwrap(), 7);
+        assert_eq!(r.ok(), Some(7));
         assert!(released);
         assert_eq!(calls, 2);
 

@@ -275,20 +275,39 @@ pub fn conv2d_backward_kernel_f32(
     if !check_backward_kernel(p, x.len(), dy.len(), dw.len())? {
         return Ok(());
     }
-    let m = p.kh as i64 * p.kw as i64 * p.c;
-    let (splits, k_per_split) = wgrad_splits(dev, m, p, 8);
     let vec = p.c % 4 == 0 && p.o % 4 == 0 && aligned(dev, x) && aligned(dev, dy);
     let name = if vec { "conv2d_wgrad_f32_vec4" } else { "conv2d_wgrad_f32" };
+    launch_wgrad(dev, (programs::conv(), name, 0), p, 8, x, dy, dw, alpha, beta)
+}
+
+/// Launches grad-kernel `kernel` = (program, name, dynamic shared memory) with the reduction
+/// over `n * oh * ow` split across blocks (splits of a multiple of `align`): one split writes
+/// `dw` directly, several write partial sums to a workspace that `splitk_reduce_f32` adds
+/// in a fixed order (deterministic).
+#[allow(clippy::too_many_arguments)]
+fn launch_wgrad<T: crate::device::DType>(
+    dev: &CudaDevice,
+    (program, name, smem): (&crate::Program, &str, usize),
+    p: &Conv2d,
+    align: usize,
+    x: &CudaView<'_, T>,
+    dy: &CudaView<'_, T>,
+    dw: &mut CudaViewMut<'_, f32>,
+    alpha: f32,
+    beta: f32,
+) -> Result<()> {
+    let m = p.kh as i64 * p.kw as i64 * p.c;
+    let (splits, k_per_split) = wgrad_splits(dev, m, p, align);
     let cfg = grid(m, p.o, splits)?;
     let kps = k_per_split as i64;
     if splits == 1 {
         let stride = 0i64;
-        return launch!(dev, programs::conv(), name, cfg, [x, dy, dw, p, &alpha, &beta, &kps, &stride]);
+        return launch!(dev, program, name, cfg, smem = smem, [x, dy, dw, p, &alpha, &beta, &kps, &stride]);
     }
     let mn = dw.len();
     let mut ws = dev.alloc::<f32>(splits * mn)?;
     let (one, zero, stride) = (1.0f32, 0.0f32, mn as i64);
-    launch!(dev, programs::conv(), name, cfg, [x, dy, &mut ws, p, &one, &zero, &kps, &stride])?;
+    launch!(dev, program, name, cfg, smem = smem, [x, dy, &mut ws, p, &one, &zero, &kps, &stride])?;
     let n = mn as i64;
     let s = splits as i32;
     launch!(dev, programs::conv(), "splitk_reduce_f32", dev.cfg_1d(mn), [&ws, dw, &n, &s, &alpha, &beta])
@@ -405,21 +424,6 @@ pub fn conv2d_backward_kernel_tc<T: gemm::TcInput>(
         return Ok(());
     }
     let name = format!("conv2d_wgrad_tc_{}", T::TC_NAME);
-    let smem = gemm::PIPE_SMEM_BYTES;
-    let m = p.kh as i64 * p.kw as i64 * p.c;
-    // k ranges of whole 32-deep k-tiles, so that no tile straddles two splits
-    let (splits, k_per_split) = wgrad_splits(dev, m, p, 32);
-    let cfg = grid(m, p.o, splits)?;
-    let kps = k_per_split as i64;
-    if splits == 1 {
-        let stride = 0i64;
-        return launch!(dev, programs::gemm_tc(), name, cfg, smem = smem, [x, dy, dw, p, &alpha, &beta, &kps, &stride]);
-    }
-    let mn = dw.len();
-    let mut ws = dev.alloc::<f32>(splits * mn)?;
-    let (one, zero, stride) = (1.0f32, 0.0f32, mn as i64);
-    launch!(dev, programs::gemm_tc(), name, cfg, smem = smem, [x, dy, &mut ws, p, &one, &zero, &kps, &stride])?;
-    let n = mn as i64;
-    let s = splits as i32;
-    launch!(dev, programs::conv(), "splitk_reduce_f32", dev.cfg_1d(mn), [&ws, dw, &n, &s, &alpha, &beta])
+    // splits of whole 32-deep k-tiles, so that no tile straddles two splits
+    launch_wgrad(dev, (programs::gemm_tc(), &name, gemm::PIPE_SMEM_BYTES), p, 32, x, dy, dw, alpha, beta)
 }
