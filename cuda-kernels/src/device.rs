@@ -1,7 +1,9 @@
 //! [`CudaDevice`]: one CUDA context + one stream per device ordinal, with a module cache
 //! and stream-ordered memory helpers.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use cudarc::driver::{
@@ -86,6 +88,17 @@ pub struct CudaDevice {
     functions: Mutex<HashMap<(u64, String), CudaFunction>>,
     /// Dynamic shared memory each kernel was allowed through its function attribute.
     smem_limits: Mutex<HashMap<(u64, String), usize>>,
+    /// The device-side index checks' report `{op code, index, size}` (allocated on first use).
+    index_report: Mutex<Option<CudaSlice<i64>>>,
+    /// Op names of the index checks; code `k` is `index_ops[k - 1]`.
+    index_ops: Mutex<Vec<&'static str>>,
+    /// Set when a check was queued since the report was last read.
+    index_checks_queued: AtomicBool,
+}
+
+thread_local! {
+    /// Per device ordinal, how many times this thread waited for the device's stream.
+    static THREAD_WAITS: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
 }
 
 /// One shared [`CudaDevice`] per ordinal.
@@ -147,6 +160,9 @@ impl CudaDevice {
             modules: Mutex::new(HashMap::new()),
             functions: Mutex::new(HashMap::new()),
             smem_limits: Mutex::new(HashMap::new()),
+            index_report: Mutex::new(None),
+            index_ops: Mutex::new(Vec::new()),
+            index_checks_queued: AtomicBool::new(false),
         })
     }
 
@@ -186,8 +202,78 @@ impl CudaDevice {
     }
 
     /// Blocks until all work queued on the stream has finished; reports async errors.
+    ///
+    /// It also reports the first out-of-range index that a device-side index check
+    /// ([`crate::ops::index::check_index_range`]) found since the last wait, as
+    /// [`Error::IndexOutOfRange`]; the report is then cleared.
     pub fn synchronize(&self) -> Result<()> {
-        self.stream.synchronize().map_err(|e| Error::Launch(format!("asynchronous error: {e:?}")))
+        THREAD_WAITS.with(|w| {
+            let mut w = w.borrow_mut();
+            if w.len() <= self.ordinal {
+                w.resize(self.ordinal + 1, 0);
+            }
+            w[self.ordinal] += 1;
+        });
+        self.stream.synchronize().map_err(|e| Error::Launch(format!("asynchronous error: {e:?}")))?;
+        self.take_index_report()
+    }
+
+    /// Runs `queue` with the index-check report buffer and the code of `op`, and marks a
+    /// check as queued (for [`CudaDevice::synchronize`] to read the report).
+    pub(crate) fn with_index_report(
+        &self,
+        op: &'static str,
+        queue: impl FnOnce(&mut CudaSlice<i64>, i64) -> Result<()>,
+    ) -> Result<()> {
+        let code = {
+            let mut ops = self.index_ops.lock().map_err(|_| Error::Driver("index op table poisoned".into()))?;
+            match ops.iter().position(|&o| o == op) {
+                Some(k) => k + 1,
+                None => {
+                    ops.push(op);
+                    ops.len()
+                }
+            }
+        };
+        let mut report = self.index_report.lock().map_err(|_| Error::Driver("index report poisoned".into()))?;
+        if report.is_none() {
+            *report = Some(self.alloc_zeros::<i64>(3)?);
+        }
+        let Some(buf) = report.as_mut() else { return Err(Error::Driver("index report missing".into())) };
+        queue(buf, code as i64)?;
+        // set after queueing: a wait that misses this flag was queued before the check
+        self.index_checks_queued.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// After a stream sync: the first bad index found by the queued checks, if any.
+    fn take_index_report(&self) -> Result<()> {
+        if !self.index_checks_queued.swap(false, Ordering::SeqCst) {
+            return Ok(());
+        }
+        let mut report = self.index_report.lock().map_err(|_| Error::Driver("index report poisoned".into()))?;
+        let Some(buf) = report.as_mut() else { return Ok(()) };
+        let mut r = [0i64; 3];
+        self.stream.memcpy_dtoh(buf, &mut r)?;
+        self.stream.synchronize()?;
+        if r[0] == 0 {
+            return Ok(());
+        }
+        self.stream.memset_zeros(buf)?;
+        let op = self.index_ops.lock().ok().and_then(|ops| ops.get(r[0] as usize - 1).copied()).unwrap_or("index op");
+        Err(Error::IndexOutOfRange { op, index: r[1], size: r[2].max(0) as usize })
+    }
+
+    /// How many times the calling thread has waited for this device's stream so far:
+    /// every [`CudaDevice::synchronize`], so every device-to-host copy (reading the index
+    /// checks' report after a wait is not counted). Each wait drains the
+    /// queue and leaves the GPU idle until the host queues more work, so a training step
+    /// should have none; compare this count before and after a loop to find them.
+    ///
+    /// Counted per thread (the waits of the calling thread), so that other threads using
+    /// the device do not disturb a measurement.
+    pub fn host_waits(&self) -> u64 {
+        THREAD_WAITS.with(|w| w.borrow().get(self.ordinal).copied().unwrap_or(0))
     }
 
     /// `(free, total)` device memory in bytes.

@@ -63,6 +63,20 @@ pub enum Error {
         /// What is wrong.
         msg: String,
     },
+    /// A device-side index check found an index outside `0..size`. It is reported by the
+    /// first host wait after the check ran (a read-back or [`crate::CudaDevice::synchronize`]).
+    #[error(
+        "{op}: index {index} is out of range for an axis of size {size} (found on the GPU, \
+         reported at the next read-back; the results computed since are not valid)"
+    )]
+    IndexOutOfRange {
+        /// The op whose indices were checked.
+        op: &'static str,
+        /// The first bad index found.
+        index: i64,
+        /// The size of the indexed axis.
+        size: usize,
+    },
     /// A kernel name that the given source does not define.
     #[error("kernel `{kernel}` not found in module `{module}`")]
     UnknownKernel {

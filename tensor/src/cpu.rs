@@ -429,6 +429,9 @@ mod backend {
         fn avg_pool2d_grad(&self, l: &Layout, p: &Pool2dParams) -> Result<Self> {
             ops::pool::cpu::avg_pool2d_grad(self, l, p)
         }
+        fn check_indices(&self, l: &Layout, size: usize, op: &'static str) -> Result<()> {
+            ops::index::cpu::indices(op, self, l, size).map(|_| ())
+        }
         fn index_select(&self, l: &Layout, idx: &Self, il: &Layout, axis: usize) -> Result<Self> {
             ops::index::cpu::index_select(self, l, idx, il, axis)
         }

@@ -134,6 +134,13 @@ pub trait BackendStorage: Sized {
     fn avg_pool2d_grad(&self, l: &Layout, p: &Pool2dParams) -> Result<Self> {
         Err(Self::missing("avg_pool2d_grad"))
     }
+    /// Check that every I64 index (the elements `l` selects) lies in `0..size`. The CPU
+    /// answers at once; CUDA queues the check on the device, and the first bad index
+    /// comes back as `IndexOutOfRange` from the next read-back (no host wait now).
+    fn check_indices(&self, l: &Layout, size: usize, op: &'static str) -> Result<()> {
+        let _ = (l, size);
+        Err(Self::missing(op))
+    }
     /// Select entries `idx` (I64, 1-D) along `axis`.
     fn index_select(&self, l: &Layout, idx: &Self, il: &Layout, axis: usize) -> Result<Self> {
         Err(Self::missing("index_select"))

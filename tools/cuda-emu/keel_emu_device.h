@@ -79,6 +79,11 @@ inline unsigned int __float_as_uint(float v) { return keel_emu_bits<unsigned int
 inline float atomicAdd(float* p, float v) { const float old = *p; *p = old + v; return old; }
 inline int atomicAdd(int* p, int v) { const int old = *p; *p = old + v; return old; }
 inline unsigned int atomicAdd(unsigned int* p, unsigned int v) { const unsigned int old = *p; *p = old + v; return old; }
+inline unsigned long long atomicCAS(unsigned long long* p, unsigned long long cmp, unsigned long long v) {
+    const unsigned long long old = *p;
+    if (old == cmp) *p = v;
+    return old;
+}
 
 // f16 <-> f32 (cvt.f32.f16 / cvt.rn.f16.f32): GCC's _Float16 converts with round-to-nearest-even.
 inline float keel_emu_f16_to_f32(unsigned short h) { return (float)keel_emu_bits<_Float16>(h); }

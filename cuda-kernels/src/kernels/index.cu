@@ -81,3 +81,19 @@ extern "C" __global__ void one_hot_f32(const i64* __restrict__ labels, float* __
         out[e] = labels[r] == c ? on : off;
     }
 }
+
+// Index validation on the device: the first index outside [0, size) is recorded in
+// err = {op, index, size} (err[0] == 0 while none was), for the host to report when it
+// next waits for the stream. `op` (> 0) names the checking op in the host's table.
+extern "C" __global__ void check_index_range(const i64* __restrict__ idx, i64 n, i64 size, i64* err, i64 op) {
+    KEEL_GRID_LOOP(e, n) {
+        const i64 v = idx[e];
+        if (v < 0 || v >= size) {
+            unsigned long long* word = reinterpret_cast<unsigned long long*>(err);
+            if (atomicCAS(word, 0ull, static_cast<unsigned long long>(op)) == 0ull) {
+                err[1] = v;
+                err[2] = size;
+            }
+        }
+    }
+}

@@ -119,6 +119,21 @@ pub fn index_select_backward_f32(
     )
 }
 
+/// Queues a check that every index in `idx` lies in `0..size`, without waiting for it:
+/// the first bad index is reported as [`Error::IndexOutOfRange`] (naming `op`) by the
+/// next [`CudaDevice::synchronize`], so by the next read-back. The index kernels read an
+/// out-of-range index as 0 (or skip it), so nothing outside a buffer is touched meanwhile.
+pub fn check_index_range(dev: &CudaDevice, idx: &CudaView<'_, i64>, size: usize, op: &'static str) -> Result<()> {
+    if idx.is_empty() {
+        return Ok(());
+    }
+    let n = to_i64(op, idx.len())?;
+    let size = to_i64(op, size)?;
+    dev.with_index_report(op, |report, code| {
+        launch!(dev, programs::index(), "check_index_range", dev.cfg_1d(idx.len()), [idx, &n, &size, report, &code])
+    })
+}
+
 /// `out[r, c] = (c == labels[r]) ? on : off` for `[rows, classes]` output.
 pub fn one_hot_f32(
     dev: &CudaDevice,

@@ -141,7 +141,8 @@ impl CudaStorage {
         Ok(CudaStorage::new(data, b - a, dev))
     }
 
-    /// Host copy of the elements `l` selects, in row-major order (waits for the GPU).
+    /// Host copy of the elements `l` selects, in row-major order (waits for the GPU; a
+    /// bad index found by a device-side check since the last wait is the error).
     pub(crate) fn to_cpu(&self, l: &Layout) -> Result<CpuStorage> {
         let dev = &self.dev;
         fn down<T: kk::DType>(dev: &kk::CudaDevice, c: Contig<'_, T>) -> Result<Vec<T>> {
@@ -149,7 +150,7 @@ impl CudaStorage {
             if v.is_empty() {
                 return Ok(Vec::new());
             }
-            dev.dtoh(&v).ctx("to_cpu_storage")
+            dev.dtoh(&v).map_err(read_back_error)
         }
         Ok(match &self.data {
             Data::F32(x) => CpuStorage::F32(down(dev, contig(dev, x, l, f32::NAN)?)?),
@@ -189,5 +190,14 @@ impl CudaStorage {
             CpuStorage::U8(v) => Data::U8(filled(&dev, n, v[0])?),
         };
         Ok(CudaStorage::new(data, n, dev))
+    }
+}
+
+/// The error of a read-back: a bad index that a device-side check found keeps its
+/// `IndexOutOfRange` form, naming the op that was given it.
+fn read_back_error(e: kk::Error) -> Error {
+    match e {
+        kk::Error::IndexOutOfRange { op, index, size } => Error::IndexOutOfRange { op, index, size },
+        e => Error::Cuda(format!("to_cpu_storage: {e}")),
     }
 }

@@ -1,8 +1,10 @@
 //! Indexing on CUDA: index_select / index_add, gather / scatter_add, concat.
 //!
 //! The kernels read out-of-range indices as zero (or skip them) instead of
-//! failing, so every op here first copies its I64 indices to the host and checks
-//! them, returning `IndexOutOfRange` as the CPU does (this is a host sync).
+//! failing. Every op here queues a device-side check of its I64 indices first, so the
+//! host never waits for the GPU to validate indices: the first bad index comes back as
+//! `IndexOutOfRange` from the next read-back (`to_vec`, `to_device(&Device::Cpu)`),
+//! like PyTorch's device-side asserts but recoverable.
 //! Selects, gathers and concat move raw elements, so they serve every dtype
 //! (F64 included); the accumulating backwards (index_add, scatter_add) are f32
 //! kernels with atomics (F16/BF16/U8 are widened, accumulated in f32 and rounded
@@ -11,7 +13,7 @@
 use super::reduce::{f32_input, f32_output};
 use super::*;
 use crate::storage::BackendStorage;
-use crate::{CpuStorage, Error, Layout, Result};
+use crate::{Error, Layout, Result};
 use half::{bf16, f16};
 use keel_cuda_kernels as kk;
 use kk::cudarc::driver::{CudaSlice, CudaView};
@@ -22,15 +24,17 @@ fn split3(dims: &[usize], axis: usize) -> (usize, usize, usize) {
     (dims[..axis].iter().product(), dims[axis], dims[axis + 1..].iter().product())
 }
 
-/// Check on the host that every index lies in `0..size`.
-fn check_indices(op: &'static str, idx: &CudaStorage, il: &Layout, size: usize) -> Result<()> {
-    match idx.to_cpu(il)? {
-        CpuStorage::I64(v) => match v.iter().find(|&&i| i < 0 || i as u64 >= size as u64) {
-            Some(&bad) => Err(Error::IndexOutOfRange { op, index: bad, size }),
-            None => Ok(()),
-        },
-        other => Err(Error::UnsupportedDType { op, dtype: other.dtype(), hint: "indices must be I64" }),
-    }
+/// The indices as a contiguous device view, with a device-side check that each lies in
+/// `0..size` queued before the op: a bad index is reported by the next read-back.
+fn checked_indices<'a>(op: &'static str, idx: &'a CudaStorage, il: &Layout, size: usize) -> Result<Contig<'a, i64>> {
+    let ids = indices(op, idx, il)?;
+    ki::check_index_range(&idx.dev, &ids.view(), size, op).ctx(op)?;
+    Ok(ids)
+}
+
+/// Queue the device-side check that every index of `idx` lies in `0..size` (see [`checked_indices`]).
+pub(super) fn check_indices(idx: &CudaStorage, il: &Layout, size: usize, op: &'static str) -> Result<()> {
+    checked_indices(op, idx, il, size).map(|_| ())
 }
 
 /// The indices as a contiguous device view.
@@ -114,8 +118,7 @@ pub(super) fn index_select(
     const OP: &str = "index_select";
     s.same_device(OP, idx)?;
     let (outer, size, inner) = split3(l.dims(), axis);
-    check_indices(OP, idx, il, size)?;
-    let ids = indices(OP, idx, il)?;
+    let ids = checked_indices(OP, idx, il, size)?;
     let n_idx = il.shape().elem_count();
     let shape = IndexShape { outer, n_in: size, n_idx, inner };
     let dev = &s.dev;
@@ -127,8 +130,7 @@ pub(super) fn gather(s: &CudaStorage, l: &Layout, idx: &CudaStorage, il: &Layout
     const OP: &str = "gather";
     s.same_device(OP, idx)?;
     let size = l.dims()[axis];
-    check_indices(OP, idx, il, size)?;
-    let ids = indices(OP, idx, il)?;
+    let ids = checked_indices(OP, idx, il, size)?;
     // the source restricted to the index's extent outside the axis
     let idims = il.dims();
     let mut xl = l.clone();
@@ -160,8 +162,7 @@ pub(super) fn index_add(
     if n_idx != n {
         return Err(Error::invalid(OP, format!("{n_idx} indices for an axis of size {n}")));
     }
-    check_indices(OP, idx, il, size)?;
-    let ids = indices(OP, idx, il)?;
+    let ids = checked_indices(OP, idx, il, size)?;
     let g = f32_input(OP, s, l)?;
     let dev = &s.dev;
     let total = outer * size * inner;
@@ -190,8 +191,7 @@ pub(super) fn scatter_add(
         }
     }
     let size = dims[axis];
-    check_indices(OP, idx, il, size)?;
-    let ids = indices(OP, idx, il)?;
+    let ids = checked_indices(OP, idx, il, size)?;
     let g = f32_input(OP, s, l)?;
     let dev = &s.dev;
     let (outer, n, inner) = split3(sdims, axis);

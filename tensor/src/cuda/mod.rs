@@ -8,9 +8,10 @@
 //!   (index_select/index_add/gather/scatter_add/concat) and `copy` (strided copies,
 //!   casts, host transfers, fills).
 //! * Every op is asynchronous on the device's single stream; the only host
-//!   synchronisations are device-to-host copies (`to_vec`, `to_cpu_storage`) and
-//!   the index validation of the indexing ops (the kernels do not raise on
-//!   out-of-range indices, so keel-tensor checks the indices on the host first).
+//!   synchronisations are device-to-host copies (`to_vec`, `to_cpu_storage`).
+//!   The indexing ops (and `one_hot`) check their indices on the device: the first
+//!   out-of-range index comes back as `IndexOutOfRange` from the next read-back
+//!   ([`host_waits`] counts the waits).
 //! * F64 tensors can live on the GPU (copies, casts, indexing, where, comparisons),
 //!   but the arithmetic kernels are f32/f16/bf16 only: f64 arithmetic returns
 //!   [`Error::NotImplemented`](crate::Error::NotImplemented) rather than computing
@@ -65,6 +66,22 @@ pub fn with_tf32<R>(enabled: bool, f: impl FnOnce() -> R) -> R {
 /// one fill per allocation).
 pub fn set_poison_outputs(enabled: bool) {
     POISON.store(enabled, Ordering::Relaxed);
+}
+
+/// How many times the calling thread has waited for `device`'s stream so far: every
+/// read of a value back to the host (`to_vec`, `to_device(&Device::Cpu)`). Each wait
+/// drains the GPU's queue, so a training step should have none; compare the count
+/// before and after a loop to find them (PyTorch's `set_sync_debug_mode` answers the
+/// same question). Always 0 for the CPU, and for a GPU without the `cuda` feature or
+/// without a usable device.
+pub fn host_waits(device: crate::Device) -> u64 {
+    match device {
+        crate::Device::Cpu => 0,
+        #[cfg(feature = "cuda")]
+        crate::Device::Cuda(ordinal) => backend::device(ordinal).map(|d| d.host_waits()).unwrap_or(0),
+        #[cfg(not(feature = "cuda"))]
+        crate::Device::Cuda(_) => 0,
+    }
 }
 
 #[cfg(feature = "cuda")]
@@ -420,6 +437,9 @@ mod backend {
         }
         fn avg_pool2d_grad(&self, l: &Layout, p: &Pool2dParams) -> Result<Self> {
             super::nn::avg_pool2d_grad(self, l, p)
+        }
+        fn check_indices(&self, l: &Layout, size: usize, op: &'static str) -> Result<()> {
+            super::index::check_indices(self, l, size, op)
         }
         fn index_select(&self, l: &Layout, idx: &Self, il: &Layout, axis: usize) -> Result<Self> {
             super::index::index_select(self, l, idx, il, axis)

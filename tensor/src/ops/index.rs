@@ -102,12 +102,20 @@ impl Tensor {
             });
         }
         let labels = self.to_dtype(DType::I64)?;
-        let v = labels.to_vec::<i64>()?;
-        if let Some(&bad) = v.iter().find(|&&l| l < 0 || l as usize >= num_classes) {
-            return Err(Error::IndexOutOfRange { op: "one_hot", index: bad, size: num_classes });
-        }
+        labels.check_indices(num_classes, "one_hot")?;
         let classes = Tensor::arange(0.0, num_classes as f64, 1.0, DType::I64, &self.device())?;
         labels.unsqueeze(-1)?.eq(&classes)?.to_dtype(dtype)
+    }
+
+    /// Check that every element of this I64 tensor is an index in `0..size`, for `op`.
+    /// On CUDA the check runs on the device and a bad index is reported by the next
+    /// read-back (see [`crate::BackendStorage::check_indices`]).
+    pub fn check_indices(&self, size: usize, op: &'static str) -> Result<()> {
+        check_index_dtype(op, self)?;
+        match &*self.storage() {
+            Storage::Cpu(s) => s.check_indices(self.layout(), size, op),
+            Storage::Cuda(s) => s.check_indices(self.layout(), size, op),
+        }
     }
 
     /// Join tensors along `axis`; all other dims must agree.
@@ -209,7 +217,7 @@ impl Tensor {
 pub(crate) mod cpu {
     use crate::{CpuStorage, Error, Layout, Result, WithDType};
 
-    fn indices(op: &'static str, s: &CpuStorage, l: &Layout, size: usize) -> Result<Vec<usize>> {
+    pub(crate) fn indices(op: &'static str, s: &CpuStorage, l: &Layout, size: usize) -> Result<Vec<usize>> {
         match s.copy_strided(l)? {
             CpuStorage::I64(v) => v
                 .into_iter()
