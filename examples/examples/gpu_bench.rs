@@ -20,7 +20,9 @@
 //!   convolutions (`bf16` rows, no cuBLAS column).
 //! * Seed-CNN training images/s at batch 128 (Adam, `fit` on `Device::Cuda(0)`) with the
 //!   data on the host (gathered and copied per batch) and resident on the GPU, under the
-//!   float32 and the mixed_bfloat16 dtype policies.
+//!   float32 and the mixed_bfloat16 dtype policies, reading the results after every step
+//!   (`steps_per_execution` 1) and once per epoch (`steps_per_execution` = steps), with
+//!   the host's waits for the GPU per epoch.
 //!
 //! Times are the median of `--reps` timed samples after two warm-up runs; each sample
 //! runs enough back-to-back launches to last about 20 ms and ends with a stream
@@ -433,22 +435,29 @@ fn cnn_throughput_with(
     model.add(Dense::new(10).activation(Activation::Softmax));
     model.to_device(gpu)?;
     model.compile(Adam::default(), Loss::CategoricalCrossentropy, &[Metric::Accuracy])?;
-    for (place, xs, ys) in [("host", x.clone(), y.clone()), ("device", x.to_device(gpu)?, y.to_device(gpu)?)] {
-        let fit = || Fit::new().batch_size(BATCH).epochs(1).verbose(0);
-        model.fit(&xs, &ys, fit())?; // warm-up: kernel compilation, allocator
+    let places = [("host", x.clone(), y.clone()), ("device", x.to_device(gpu)?, y.to_device(gpu)?)];
+    for ((place, xs, ys), per_execution) in places.iter().flat_map(|p| [(p, 1), (p, steps)]) {
+        let fit = || Fit::new().batch_size(BATCH).epochs(1).verbose(0).steps_per_execution(per_execution);
+        model.fit(xs, ys, fit())?; // warm-up: kernel compilation, allocator
         let mut secs = Vec::with_capacity(reps);
+        let waits = keel::tensor::cuda::host_waits(*gpu);
         for _ in 0..reps {
             let t = Instant::now();
-            model.fit(&xs, &ys, fit())?;
+            model.fit(xs, ys, fit())?;
             secs.push(t.elapsed().as_secs_f64());
         }
+        let waits = (keel::tensor::cuda::host_waits(*gpu) - waits) as f64 / reps as f64;
         secs.sort_by(f64::total_cmp);
         let ips = samples as f64 / secs[secs.len() / 2];
-        println!("seed CNN training ({policy}), batch {BATCH}, data on the {place}: {ips:.0} images/s ({steps} steps)");
+        println!(
+            "seed CNN training ({policy}), batch {BATCH}, data on the {place}, steps_per_execution \
+             {per_execution}: {ips:.0} images/s ({steps} steps, {waits:.0} host waits per epoch)"
+        );
         println!(
             "{}",
             serde_json::json!({
                 "bench": "cnn_train", "batch": BATCH, "data": place, "steps": steps,
+                "steps_per_execution": per_execution, "host_waits_per_epoch": waits,
                 "images_per_s": ips, "optimizer": "adam", "dtype_policy": policy.name(),
             })
         );

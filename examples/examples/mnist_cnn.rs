@@ -2,7 +2,7 @@
 //!
 //! `cargo run --release -p keel-examples --example mnist_cnn -- [--epochs 10]
 //!  [--batch-size 32] [--seed 0] [--data DIR] [--device cpu|cuda|cuda:N]
-//!  [--dtype-policy float32|mixed_bfloat16]`
+//!  [--dtype-policy float32|mixed_bfloat16] [--steps-per-execution 1]`
 //!
 //! `--device cuda` needs the `cuda` feature (`--features cuda`) and a GPU with its
 //! driver and NVRTC; without them the example says why and exits with status 1.
@@ -26,6 +26,7 @@ fn run() -> keel::Result<()> {
     let epochs: usize = args.get("epochs", 10);
     let batch_size: usize = args.get("batch-size", 32);
     let seed: u64 = args.get("seed", 0);
+    let steps_per_execution: usize = args.get("steps-per-execution", 1);
     // `--device cuda` needs `--features cuda` and a usable GPU; either missing is an error here
     let device = args.device()?;
     // Keras's `mixed_precision.set_global_policy`: the model below takes it when created
@@ -57,7 +58,12 @@ fn run() -> keel::Result<()> {
     let history = model.fit(
         &x_train,
         &y_train,
-        Fit::new().batch_size(batch_size).epochs(epochs).seed(seed).validation_data(&x_test, &y_test),
+        Fit::new()
+            .batch_size(batch_size)
+            .epochs(epochs)
+            .seed(seed)
+            .steps_per_execution(steps_per_execution)
+            .validation_data(&x_test, &y_test),
     )?;
     let train_secs = start.elapsed().as_secs_f64();
     let (loss, accuracy) = model.evaluate(&x_test, &y_test)?;

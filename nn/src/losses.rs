@@ -17,7 +17,7 @@
 use crate::network::Head;
 use crate::{Activation, Error, Result};
 use keel_autograd::{sigmoid_binary_cross_entropy, softmax_cross_entropy, Var};
-use keel_tensor::{DType, Tensor};
+use keel_tensor::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 /// Keras's `backend.epsilon()`, the probability clip of the cross-entropies.
@@ -233,7 +233,40 @@ impl LossFn {
         })
     }
 
-    /// Class indices as I64 with `y_pred`'s shape minus the class axis.
+    /// Check targets where they are, on the host, before they travel to the model's
+    /// device: for sparse categorical cross-entropy, that every class index is an
+    /// integer in `0..classes` (`y_pred_dims` is the predictions' shape). Other losses,
+    /// and targets already on a GPU, are not read here: reading GPU memory makes the host
+    /// wait for the GPU. On a GPU, `one_hot` checks the indices on the device and the
+    /// next read-back reports a bad one. [`LossFn::compute`] checks host targets itself.
+    pub fn check_targets(&self, y_true: &Tensor, y_pred_dims: &[usize]) -> Result<()> {
+        match (self.loss, y_true.device(), y_pred_dims.last()) {
+            (Loss::SparseCategoricalCrossentropy, Device::Cpu, Some(&classes)) if y_pred_dims.len() >= 2 => {
+                self.check_class_indices(y_true, classes)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Every value of host tensor `y_true` is an integer class index in `0..classes`.
+    fn check_class_indices(&self, y_true: &Tensor, classes: usize) -> Result<()> {
+        let bad = |msg: String| Err(Error::LossShape { loss: self.loss.name(), msg });
+        if y_true.dtype().is_float() {
+            let v = y_true.to_vec_f64()?;
+            if let Some(x) = v.iter().find(|x| x.fract() != 0.0 || !x.is_finite()) {
+                return bad(format!("class index {x} is not an integer"));
+            }
+        }
+        let v = y_true.to_dtype(DType::I64)?.to_vec::<i64>()?;
+        match v.iter().find(|&&l| l < 0 || l as usize >= classes) {
+            Some(l) => bad(format!("class index {l} is out of range for {classes} classes")),
+            None => Ok(()),
+        }
+    }
+
+    /// Class indices as I64 with `y_pred`'s shape minus the class axis. Host targets
+    /// are checked here; targets on a GPU are not read back (see [`LossFn::check_targets`]).
+    /// A fractional class index on a GPU is truncated.
     fn sparse_labels(&self, y_true: &Tensor, y_pred: &Var) -> Result<Tensor> {
         let lead = &y_pred.dims()[..y_pred.rank() - 1];
         if y_pred.rank() < 2 || y_true.elem_count() != lead.iter().product::<usize>() {
@@ -247,26 +280,10 @@ impl LossFn {
                 ),
             });
         }
-        let labels = if y_true.dtype().is_float() {
-            let v = y_true.to_vec_f64()?;
-            if let Some(bad) = v.iter().find(|x| x.fract() != 0.0 || !x.is_finite()) {
-                return Err(Error::LossShape {
-                    loss: self.loss.name(),
-                    msg: format!("class index {bad} is not an integer"),
-                });
-            }
-            y_true.to_dtype(DType::I64)?
-        } else {
-            y_true.to_dtype(DType::I64)?
-        };
-        let classes = *y_pred.dims().last().unwrap_or(&1);
-        let v = labels.to_vec::<i64>()?;
-        if let Some(&bad) = v.iter().find(|&&l| l < 0 || l as usize >= classes) {
-            return Err(Error::LossShape {
-                loss: self.loss.name(),
-                msg: format!("class index {bad} is out of range for {classes} classes"),
-            });
+        if y_true.device() == Device::Cpu {
+            self.check_class_indices(y_true, *y_pred.dims().last().unwrap_or(&1))?;
         }
+        let labels = y_true.to_dtype(DType::I64)?;
         Ok(labels.contiguous()?.reshape(lead)?)
     }
 

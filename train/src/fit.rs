@@ -22,6 +22,7 @@ pub struct Fit<'a> {
     pub(crate) class_weight: Option<BTreeMap<i64, f64>>,
     pub(crate) sample_weight: Option<&'a Tensor>,
     pub(crate) initial_epoch: usize,
+    pub(crate) steps_per_execution: usize,
     pub(crate) callbacks: Vec<Box<dyn Callback + 'a>>,
 }
 
@@ -45,6 +46,7 @@ impl<'a> Fit<'a> {
             class_weight: None,
             sample_weight: None,
             initial_epoch: 0,
+            steps_per_execution: 1,
             callbacks: Vec::new(),
         }
     }
@@ -112,6 +114,25 @@ impl<'a> Fit<'a> {
     /// The epoch to start from (to resume a run; epochs are numbered from 0).
     pub fn initial_epoch(mut self, e: usize) -> Self {
         self.initial_epoch = e;
+        self
+    }
+
+    /// Run `n` training steps between reads of their results (default 1; Keras's
+    /// `steps_per_execution`, which Keras sets in `compile`).
+    ///
+    /// On a GPU, every read of a loss or a prediction makes the host wait until the GPU
+    /// is idle, so with `n = 1` the GPU waits for the host once per step. With `n > 1`
+    /// the host queues `n` steps, then reads their losses and predictions in one copy
+    /// each. The weights and the epoch logs are the same for every `n`; what changes:
+    /// * the progress bar and `on_train_batch_end` are updated once per `n` batches
+    ///   (with the index of the last one), as in Keras;
+    /// * with `n = 1` a step whose loss is NaN or infinite is not applied; with `n > 1`
+    ///   the loss is read after the step, so every step is applied (as Keras and PyTorch
+    ///   always do), and `TerminateOnNaN` stops at the end of the execution.
+    ///
+    /// On the CPU nothing waits, and `n` only changes how often the callbacks run.
+    pub fn steps_per_execution(mut self, n: usize) -> Self {
+        self.steps_per_execution = n;
         self
     }
 

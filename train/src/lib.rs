@@ -39,6 +39,7 @@ pub mod progress;
 pub mod registry;
 pub mod saving;
 mod spec;
+mod step_results;
 
 pub use callbacks::{
     CSVLogger, Callback, CallbackContext, EarlyStopping, LearningRateScheduler, Logs, ModelCheckpoint,

@@ -5,10 +5,10 @@ use crate::callbacks::{Callback, CallbackContext, CallbackList, FitParams, Logs}
 use crate::history::History;
 use crate::progress::Progress;
 use crate::spec::{CompileMetric, NamedMetric};
+use crate::step_results::{host_scalar, BatchLoss, EpochLogs, StepQueue};
 use crate::{Error, Fit, Result};
 use keel_autograd::{Tape, Var};
 use keel_data::BatchSource;
-use keel_metrics::Metric;
 use keel_nn::{Ctx, LossFn, Network};
 use keel_optim::Optimizer;
 use keel_tensor::rng::Rng;
@@ -16,6 +16,9 @@ use keel_tensor::{DType, Device, Tensor};
 
 /// The stream tag of the per-epoch dropout generator (`derive_seed(seed, epoch, DROPOUT_STREAM)`).
 const DROPOUT_STREAM: u64 = 0x4452_4F50;
+
+/// How many batches `evaluate` and `predict` keep on the device before reading them back.
+const READ_WINDOW: usize = 16;
 
 /// What `compile` fixed.
 struct Compiled {
@@ -79,50 +82,6 @@ impl<N: Network> std::ops::Deref for KerasModel<N> {
 impl<N: Network> std::ops::DerefMut for KerasModel<N> {
     fn deref_mut(&mut self) -> &mut N {
         &mut self.net
-    }
-}
-
-/// Running per-epoch state: mean loss (weighted by batch size) and metrics.
-struct EpochLogs {
-    loss_sum: f64,
-    seen: f64,
-    /// Log name (as given to `compile`, e.g. "accuracy") and the streaming metric.
-    metrics: Vec<(String, Box<dyn Metric + Send>)>,
-}
-
-impl EpochLogs {
-    fn new(specs: &[NamedMetric], loss: &LossFn) -> Result<Self> {
-        let metrics =
-            specs.iter().map(|s| Ok((s.name().to_string(), s.build(loss.loss.name())?))).collect::<Result<Vec<_>>>()?;
-        Ok(EpochLogs { loss_sum: 0.0, seen: 0.0, metrics })
-    }
-
-    fn update(&mut self, loss: f64, batch: usize, y_true: &Tensor, y_pred: &Tensor, w: Option<&Tensor>) -> Result<()> {
-        self.loss_sum += loss * batch as f64;
-        self.seen += batch as f64;
-        for (_, m) in &mut self.metrics {
-            m.update_state(y_true, y_pred, w)?;
-        }
-        Ok(())
-    }
-
-    /// [`EpochLogs::update`] for tensors on any device: the metrics read host copies
-    /// (one device-to-host copy of the predictions per batch, none without metrics).
-    fn update_any(&mut self, loss: f64, batch: usize, y: &Tensor, y_pred: &Tensor, w: Option<&Tensor>) -> Result<()> {
-        if self.metrics.is_empty() {
-            return self.update(loss, batch, y, y_pred, w);
-        }
-        let host = |t: &Tensor| t.to_device(&Device::Cpu);
-        let w = w.map(host).transpose()?;
-        self.update(loss, batch, &host(y)?, &host(y_pred)?, w.as_ref())
-    }
-
-    fn logs(&self, prefix: &str) -> Vec<(String, f64)> {
-        let mut out = vec![(format!("{prefix}loss"), self.loss_sum / self.seen.max(1.0))];
-        for (name, m) in &self.metrics {
-            out.push((format!("{prefix}{name}"), m.result()));
-        }
-        out
     }
 }
 
@@ -274,6 +233,9 @@ impl<N: Network> KerasModel<N> {
         mut callbacks: CallbackList<'_>,
     ) -> Result<History> {
         let Some(compiled) = &self.compiled else { return Err(Error::NotCompiled("fit")) };
+        if cfg.steps_per_execution == 0 {
+            return Err(Error::invalid("fit", "steps_per_execution must be at least 1"));
+        }
         let (loss, specs) = (compiled.loss, compiled.metrics.clone());
         let mut history = History::new();
         let steps = source.len_batches();
@@ -300,9 +262,11 @@ impl<N: Network> KerasModel<N> {
             }
             let progress = Progress::new(cfg.verbose, steps);
             let mut logs = EpochLogs::new(&specs, &loss)?;
+            let mut queue = StepQueue::new(cfg.steps_per_execution, &logs);
             let mut params = None;
             let dev = self.device;
-            for (step, batch) in source.weighted_batches(epoch, cfg)?.enumerate() {
+            let mut batches = source.weighted_batches(epoch, cfg)?.enumerate().peekable();
+            while let Some((step, batch)) = batches.next() {
                 let (x, y, w) = batch?;
                 // copy first, cast on the device (U8 pixels travel as bytes)
                 let x = as_float(&x.to_device(&dev)?)?;
@@ -314,8 +278,15 @@ impl<N: Network> KerasModel<N> {
                 }
                 let params = params.as_deref().unwrap_or_default();
                 let (yd, wd) = (y.to_device(&dev)?, w.as_ref().map(|w| w.to_device(&dev)).transpose()?);
-                let (batch_loss, y_pred) = self.train_step(params, &x, &yd, wd.as_ref(), &mut rng)?;
-                logs.update_any(batch_loss, x.dims()[0], &y, &y_pred, w.as_ref())?;
+                let read_now = cfg.steps_per_execution == 1;
+                let (batch_loss, y_pred) = self.train_step(params, &x, (&y, &yd), wd.as_ref(), &mut rng, read_now)?;
+                queue.push(batch_loss, x.dims()[0], &y, &y_pred, w.as_ref());
+                if !queue.is_full() && batches.peek().is_some() {
+                    continue;
+                }
+                // the end of an execution: read its results, then report (Keras calls the
+                // batch callbacks once per execution, with the index of its last batch)
+                queue.flush(&mut logs)?;
                 if cfg.verbose == 1 {
                     progress.update(step + 1, &logs.logs(""));
                 }
@@ -366,14 +337,20 @@ impl<N: Network> KerasModel<N> {
     }
 
     /// One optimizer step on one batch: returns the batch loss and the predictions.
+    ///
+    /// `y` is the batch's targets as given and on the model's device. With `read_now`,
+    /// the loss is read back before the step and a non-finite loss skips the update;
+    /// otherwise nothing is read (the step never waits for the GPU) and every step is
+    /// applied, as in Keras.
     fn train_step(
         &mut self,
         params: &[keel_autograd::Param],
         x: &Tensor,
-        y: &Tensor,
+        (y, y_dev): (&Tensor, &Tensor),
         w: Option<&Tensor>,
         rng: &mut Rng,
-    ) -> Result<(f64, Tensor)> {
+        read_now: bool,
+    ) -> Result<(BatchLoss, Tensor)> {
         let compiled = self.compiled.as_mut().ok_or(Error::NotCompiled("fit"))?;
         let tape = Tape::new();
         let (heads, reg) = {
@@ -383,19 +360,29 @@ impl<N: Network> KerasModel<N> {
             (heads, reg)
         };
         let head = heads.first().ok_or_else(|| Error::invalid("fit", "the model has no output"))?;
-        let mut loss = compiled.loss.compute_head(head, y, w)?;
+        if y.device() != y_dev.device() {
+            // check the targets on the host, before they travel: the loss does not read
+            // targets back from a GPU
+            compiled.loss.check_targets(y, head.output.dims())?;
+        }
+        let mut loss = compiled.loss.compute_head(head, y_dev, w)?;
         if let Some(r) = reg {
             loss = (&loss + &r)?;
         }
-        let value = host_scalar(loss.value())?;
-        if !value.is_finite() {
-            // keep going like Keras (TerminateOnNaN is a callback), but never step on NaN gradients
-            return Ok((value, head.output.value().clone()));
-        }
         let y_pred = head.output.value().clone();
+        let batch_loss = if read_now {
+            let value = host_scalar(loss.value())?;
+            if !value.is_finite() {
+                // keep going like Keras (TerminateOnNaN is a callback), but never step on NaN gradients
+                return Ok((BatchLoss::Read(value), y_pred));
+            }
+            BatchLoss::Read(value)
+        } else {
+            BatchLoss::Unread(loss.value().clone())
+        };
         let grads = tape.backward(&loss)?;
         compiled.optimizer.step(params, &grads)?;
-        Ok((value, y_pred))
+        Ok((batch_loss, y_pred))
     }
 
     fn evaluate_logs(&self, x: &Tensor, y: &Tensor, batch_size: usize, prefix: &str) -> Result<Vec<(String, f64)>> {
@@ -405,24 +392,33 @@ impl<N: Network> KerasModel<N> {
             return Err(Error::invalid("evaluate", "batch_size must be at least 1"));
         }
         let mut logs = EpochLogs::new(&compiled.metrics, &compiled.loss)?;
+        // nothing watches single batches here: read the results back a window at a time
+        let mut queue = StepQueue::new(READ_WINDOW, &logs);
         let dev = self.device;
         self.net.to_device(&dev)?;
         let mut start = 0;
         while start < n {
             let len = batch_size.min(n - start);
             let xb = as_float(&x.narrow(0, start, len)?.to_device(&dev)?)?;
-            let yb = y.narrow(0, start, len)?.to_device(&dev)?;
+            let y_host = y.narrow(0, start, len)?;
+            let yb = y_host.to_device(&dev)?;
             let mut ctx = Ctx::inference();
             let heads = self.net.forward_heads(&[Var::constant(xb)], &mut ctx)?;
             let head = heads.first().ok_or_else(|| Error::invalid("evaluate", "the model has no output"))?;
+            if y_host.device() != yb.device() {
+                compiled.loss.check_targets(&y_host, head.output.dims())?;
+            }
             let mut loss = compiled.loss.compute_head(head, &yb, None)?;
             if let Some(r) = self.net.regularization_loss(&ctx)? {
                 loss = (&loss + &r)?;
             }
-            let value = host_scalar(loss.value())?;
-            logs.update_any(value, len, &yb, head.output.value(), None)?;
+            queue.push(BatchLoss::Unread(loss.value().clone()), len, &y_host, head.output.value(), None);
+            if queue.is_full() {
+                queue.flush(&mut logs)?;
+            }
             start += len;
         }
+        queue.flush(&mut logs)?;
         Ok(logs.logs(prefix))
     }
 
@@ -456,14 +452,21 @@ impl<N: Network> KerasModel<N> {
         let dev = self.device;
         self.net.to_device(&dev)?;
         let mut parts = Vec::new();
+        let mut window = Vec::new();
         let mut start = 0;
         while start < n {
             let len = batch_size.min(n - start);
             let out = self.net.predict(&[as_float(&x.narrow(0, start, len)?.to_device(&dev)?)?])?;
             let out = out.into_iter().next().ok_or_else(|| Error::invalid("predict", "the model has no output"))?;
-            // the outputs go where the inputs came from (host in, host out)
-            parts.push(out.to_device(&x.device())?);
+            window.push(out);
             start += len;
+            if window.len() == READ_WINDOW || start >= n {
+                // the outputs go where the inputs came from (host in, host out), a window
+                // of batches per copy so that the GPU is not drained after every batch
+                let joined = if window.len() == 1 { window.remove(0) } else { Tensor::concat(&window, 0)? };
+                window.clear();
+                parts.push(joined.to_device(&x.device())?);
+            }
         }
         if parts.is_empty() {
             return Err(Error::invalid("predict", "x has no samples"));
@@ -511,11 +514,6 @@ fn check_xy(op: &'static str, x: &Tensor, y: &Tensor) -> Result<usize> {
         return Err(Error::invalid(op, "x has no samples"));
     }
     Ok(x.dims()[0])
-}
-
-/// A 0-d loss as f64 on the host (one device-to-host copy for a GPU loss).
-fn host_scalar(t: &Tensor) -> Result<f64> {
-    Ok(t.to_device(&Device::Cpu)?.to_dtype(DType::F64)?.to_scalar::<f64>()?)
 }
 
 /// Inputs are computed in F32: integer (e.g. U8 pixel) batches are cast, like Keras does.

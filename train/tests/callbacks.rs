@@ -4,7 +4,7 @@ mod common;
 
 use common::{blobs, flipped, mlp, test_dir};
 use keel_nn::{Loss, Network};
-use keel_optim::SGD;
+use keel_optim::{Adam, SGD};
 use keel_tensor::{DType, Device, Tensor};
 use keel_train::callbacks::{Callback, CallbackContext, Logs, Mode};
 use keel_train::{
@@ -298,4 +298,88 @@ fn custom_callbacks_see_every_hook_and_can_change_the_model() {
         )
         .unwrap();
     assert!(h.epoch.len() <= 3);
+}
+
+/// Records `(epoch, batch)` for every `on_train_batch_end`.
+#[derive(Default)]
+struct BatchEnds {
+    epoch: usize,
+    seen: Vec<(usize, usize)>,
+}
+
+impl Callback for BatchEnds {
+    fn on_epoch_begin(&mut self, epoch: usize, _ctx: &mut CallbackContext<'_>) -> keel_train::Result<()> {
+        self.epoch = epoch;
+        Ok(())
+    }
+    fn on_train_batch_end(&mut self, batch: usize, _: &Logs, _: &mut CallbackContext<'_>) -> keel_train::Result<()> {
+        self.seen.push((self.epoch, batch));
+        Ok(())
+    }
+}
+
+#[test]
+fn steps_per_execution_changes_when_results_are_read_not_what_is_learned() {
+    let (x, y) = blobs(10, 70);
+    // 56 training samples in batches of 10: six steps per epoch, the last one of 6 samples
+    let run = |n: usize| {
+        let mut m = mlp(3);
+        m.compile(Adam::new(0.01), Loss::BinaryCrossentropy, &["accuracy", "auc"]).unwrap();
+        let mut ends = BatchEnds::default();
+        let fit = Fit::new().epochs(2).batch_size(10).validation_split(0.2).seed(5).verbose(0);
+        let h = m.fit(&x, &y, fit.steps_per_execution(n).callback(&mut ends)).unwrap();
+        (h, common::weight_bits(m.network()), ends.seen)
+    };
+    let (h1, w1, ends1) = run(1);
+    let (h4, w4, ends4) = run(4);
+    let (h9, w9, ends9) = run(9);
+    assert_eq!(h4, h1, "the logs do not depend on steps_per_execution");
+    assert_eq!(h9, h1);
+    assert_eq!(w4, w1, "nor do the weights");
+    assert_eq!(w9, w1);
+    let every: Vec<(usize, usize)> = (0..2).flat_map(|e| (0..6).map(move |b| (e, b))).collect();
+    assert_eq!(ends1, every);
+    // Keras: one call per execution, with the index of its last batch
+    assert_eq!(ends4, vec![(0, 3), (0, 5), (1, 3), (1, 5)]);
+    assert_eq!(ends9, vec![(0, 5), (1, 5)]);
+
+    let mut m = mlp(3);
+    m.compile(Adam::new(0.01), Loss::BinaryCrossentropy, NO_METRICS).unwrap();
+    let err = m.fit(&x, &y, Fit::new().verbose(0).steps_per_execution(0)).unwrap_err();
+    assert!(err.to_string().contains("steps_per_execution"), "{err}");
+}
+
+#[test]
+fn with_several_steps_per_execution_a_nan_step_is_applied_and_seen_at_the_end_of_its_execution() {
+    let (x, y) = blobs(8, 64);
+    let mut yv = y.to_vec::<f32>().unwrap();
+    yv[20] = f32::NAN; // the second batch of 16 (no shuffling)
+    let y = Tensor::from_vec(yv, (64, 1)).unwrap();
+    let mut m = mlp(6);
+    m.compile(SGD::new(0.1), Loss::BinaryCrossentropy, NO_METRICS).unwrap();
+    let mut t = TerminateOnNaN::new();
+    let fit = Fit::new().epochs(5).batch_size(16).shuffle(false).verbose(0).steps_per_execution(3);
+    let h = m.fit(&x, &y, fit.callback(&mut t)).unwrap();
+    // the first execution is batches 0..=2: the NaN of batch 1 shows when it ends
+    assert_eq!(t.terminated_at(), Some((0, 2)));
+    assert_eq!(h.epoch, vec![0]);
+    // the loss was read after the steps, so the NaN step was applied (as Keras does)
+    assert!(m.state_dict().values().any(|w| w.to_vec::<f32>().unwrap().iter().any(|v| v.is_nan())));
+}
+
+#[test]
+fn evaluate_and_predict_read_results_a_window_at_a_time_with_the_same_values() {
+    let (x, y) = blobs(12, 40);
+    let mut m = mlp(2);
+    m.compile(Adam::new(0.01), Loss::BinaryCrossentropy, &[MetricSpec::Accuracy]).unwrap();
+    m.fit(&x, &y, Fit::new().epochs(2).batch_size(8).verbose(0)).unwrap();
+    // 40 batches of one (more than one read window) against one batch of 40
+    let one = m.evaluate_all(&x, &y, 1).unwrap();
+    let all = m.evaluate_all(&x, &y, 40).unwrap();
+    assert!((one[0].1 - all[0].1).abs() < 1e-6, "{one:?} vs {all:?}");
+    assert_eq!(one[1], all[1]);
+    let p1 = m.predict(&x, 1).unwrap().to_vec::<f32>().unwrap();
+    let p40 = m.predict(&x, 40).unwrap().to_vec::<f32>().unwrap();
+    assert_eq!(p1.len(), 40);
+    assert!(p1.iter().zip(&p40).all(|(a, b)| (a - b).abs() < 1e-6), "{p1:?} vs {p40:?}");
 }

@@ -150,3 +150,32 @@ fn weights_saved_from_the_gpu_load_on_the_cpu() {
     assert_eq!(common::weight_bits(g2.network()), common::weight_bits(g.network()));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Host waits for the GPU during `fit` of the CNN on host data, `loss` with `y` as targets.
+fn waits_during_fit(dev: Device, loss: Loss, y: &Tensor, steps_per_execution: usize) -> u64 {
+    let (x, _) = images(96);
+    let mut m = cnn(1);
+    m.compile(Adam::new(0.01), loss, &[MetricSpec::Accuracy]).unwrap();
+    m.to_device(&dev).unwrap();
+    let fit = || Fit::new().epochs(2).batch_size(16).seed(3).verbose(0).steps_per_execution(steps_per_execution);
+    m.fit(&x, y, fit()).unwrap(); // builds the model and compiles the kernels
+    let before = keel_tensor::cuda::host_waits(dev);
+    m.fit(&x, y, fit()).unwrap();
+    keel_tensor::cuda::host_waits(dev) - before
+}
+
+#[test]
+fn training_steps_do_not_wait_for_the_gpu() {
+    let Some(dev) = common::gpu("training_steps_do_not_wait_for_the_gpu") else { return };
+    let (_, y) = images(96);
+    let labels = y.argmax(-1, false).unwrap().reshape([96]).unwrap();
+    for (loss, y) in [(Loss::CategoricalCrossentropy, &y), (Loss::SparseCategoricalCrossentropy, &labels)] {
+        // 2 epochs of 6 batches: one execution per epoch, which reads its losses and its
+        // predictions (for the accuracy) in one copy each
+        let waits = waits_during_fit(dev, loss, y, 6);
+        assert_eq!(waits, 2 * 2, "{loss:?}: the host waited for the GPU {waits} times in 2 executions");
+        // reading after every step waits twice per step
+        let waits = waits_during_fit(dev, loss, y, 1);
+        assert_eq!(waits, 2 * 6 * 2, "{loss:?}: {waits} waits in 12 steps");
+    }
+}

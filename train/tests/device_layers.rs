@@ -52,6 +52,13 @@ fn agree_within<N: Network>(
     let num: f64 = p.iter().zip(&q).map(|(a, b)| (a - b).powi(2)).sum::<f64>().sqrt();
     let den: f64 = q.iter().map(|b| b * b).sum::<f64>().sqrt().max(1e-12);
     assert!(num / den < 10.0 * tol, "{what}: predictions differ (relative {:.2e})", num / den);
+    // no layer makes a training step wait for the GPU: an epoch run as one execution
+    // reads back its losses and its predictions (for the metrics), nothing else
+    let before = keel_tensor::cuda::host_waits(*dev);
+    let one_execution = Fit::new().epochs(1).batch_size(16).seed(12).verbose(0).steps_per_execution(usize::MAX);
+    on_gpu.fit(x, y, one_execution).unwrap_or_else(|e| panic!("{what}: one execution on CUDA: {e}"));
+    let waits = keel_tensor::cuda::host_waits(*dev) - before;
+    assert!(waits <= 2, "{what}: an epoch in one execution waited for the GPU {waits} times (want at most 2)");
 }
 
 #[test]
