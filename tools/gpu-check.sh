@@ -18,7 +18,7 @@ pack=../shared/tools/gpu-pack
 [ -x "$pack" ] || { echo "gpu-check: $pack not found (it lives in the shared folder beside the checkout)" >&2; exit 1; }
 
 "$pack" test -p keel-cuda-kernels -p keel-tensor -p keel-optim -p keel-train --features cuda \
-  --test gpu_kernels --test cuda --test cuda_index_errors --test cuda_optim --test cuda_steps --test device --test device_layers
+  --test gpu_kernels --test cuda --test cuda_index_errors --test cuda_optim --test cuda_steps --test device --test device_errors --test device_layers
 rm -rf .gpu-tests && mv .gpu .gpu-tests
 "$pack" build -p keel-examples --features cuda --example gpu_bench --example mnist_cnn
 mkdir -p .gpu/tests
@@ -68,7 +68,7 @@ if [ "${1:-}" != "--no-dry-run" ]; then
   emu=$(bash tools/cuda-emu/build.sh)
   dry=$(mktemp -d)
   LD_LIBRARY_PATH="$emu" KEEL_NVRTC_DIR="$emu" KEEL_KERNEL_CACHE="$emu/kernel-cache" OUT="$dry" \
-    BENCH_ARGS="--sizes 128 --reps 1 --steps 1" SKIP="mnist" bash .gpu/check.sh
+    BENCH_ARGS="--sizes 128 --reps 1 --steps 2" BENCH_TIMEOUT=900 SKIP="mnist" bash .gpu/check.sh
   echo "== dry run passed; logs in $dry"
 fi
 echo "device tool: carry [\".gpu\"], command \"bash .gpu/check.sh\", timeout_s 540"

@@ -4,7 +4,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use cudarc::driver::{
     sys as cusys, CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, CudaView, CudaViewMut, DevicePtr,
@@ -203,7 +203,7 @@ impl CudaDevice {
 
     /// Blocks until all work queued on the stream has finished; reports async errors.
     ///
-    /// It also reports the first out-of-range index that a device-side index check
+    /// It also reports an out-of-range index that a device-side index check
     /// ([`crate::ops::index::check_index_range`]) found since the last wait, as
     /// [`Error::IndexOutOfRange`]; the report is then cleared.
     pub fn synchronize(&self) -> Result<()> {
@@ -225,8 +225,9 @@ impl CudaDevice {
         op: &'static str,
         queue: impl FnOnce(&mut CudaSlice<i64>, i64) -> Result<()>,
     ) -> Result<()> {
+        // the guarded state is plain numbers, valid even after a panic elsewhere
         let code = {
-            let mut ops = self.index_ops.lock().map_err(|_| Error::Driver("index op table poisoned".into()))?;
+            let mut ops = self.index_ops.lock().unwrap_or_else(PoisonError::into_inner);
             match ops.iter().position(|&o| o == op) {
                 Some(k) => k + 1,
                 None => {
@@ -235,32 +236,35 @@ impl CudaDevice {
                 }
             }
         };
-        let mut report = self.index_report.lock().map_err(|_| Error::Driver("index report poisoned".into()))?;
-        if report.is_none() {
-            *report = Some(self.alloc_zeros::<i64>(3)?);
-        }
-        let Some(buf) = report.as_mut() else { return Err(Error::Driver("index report missing".into())) };
+        let mut report = self.index_report.lock().unwrap_or_else(PoisonError::into_inner);
+        let buf = match report.as_mut() {
+            Some(buf) => buf,
+            None => report.insert(self.alloc_zeros::<i64>(3)?),
+        };
         queue(buf, code as i64)?;
-        // set after queueing: a wait that misses this flag was queued before the check
+        // under the lock, so a reader sees the flag and the queued check together
         self.index_checks_queued.store(true, Ordering::SeqCst);
         Ok(())
     }
 
-    /// After a stream sync: the first bad index found by the queued checks, if any.
+    /// After a stream sync: the bad index found by the queued checks, if any.
     fn take_index_report(&self) -> Result<()> {
-        if !self.index_checks_queued.swap(false, Ordering::SeqCst) {
+        if !self.index_checks_queued.load(Ordering::SeqCst) {
             return Ok(());
         }
-        let mut report = self.index_report.lock().map_err(|_| Error::Driver("index report poisoned".into()))?;
+        let mut report = self.index_report.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(buf) = report.as_mut() else { return Ok(()) };
         let mut r = [0i64; 3];
         self.stream.memcpy_dtoh(buf, &mut r)?;
         self.stream.synchronize()?;
-        if r[0] == 0 {
+        // cleared only once read (a failed read leaves the report for the next wait)
+        self.index_checks_queued.store(false, Ordering::SeqCst);
+        if r[0] <= 0 {
             return Ok(());
         }
         self.stream.memset_zeros(buf)?;
-        let op = self.index_ops.lock().ok().and_then(|ops| ops.get(r[0] as usize - 1).copied()).unwrap_or("index op");
+        let ops = self.index_ops.lock().unwrap_or_else(PoisonError::into_inner);
+        let op = ops.get(r[0] as usize - 1).copied().unwrap_or("an index op");
         Err(Error::IndexOutOfRange { op, index: r[1], size: r[2].max(0) as usize })
     }
 
@@ -298,7 +302,8 @@ impl CudaDevice {
     /// Waits for the stream, then hands the memory pool's unused blocks back to the driver
     /// (PyTorch's `empty_cache`). Allocations retry once after this when the device is full.
     pub fn release_cached_memory(&self) -> Result<()> {
-        self.synchronize()?;
+        // the stream alone: a pending index report stays for the next read-back
+        self.stream.synchronize()?;
         self.ctx.bind_to_thread()?;
         // SAFETY: the device handle comes from the context; the pool is the device's own.
         unsafe {

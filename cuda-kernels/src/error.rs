@@ -72,7 +72,7 @@ pub enum Error {
     IndexOutOfRange {
         /// The op whose indices were checked.
         op: &'static str,
-        /// The first bad index found.
+        /// A bad index found (if several, one of them).
         index: i64,
         /// The size of the indexed axis.
         size: usize,

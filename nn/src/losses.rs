@@ -17,7 +17,7 @@
 use crate::network::Head;
 use crate::{Activation, Error, Result};
 use keel_autograd::{sigmoid_binary_cross_entropy, softmax_cross_entropy, Var};
-use keel_tensor::{DType, Device, Tensor};
+use keel_tensor::{CmpOp, DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 /// Keras's `backend.epsilon()`, the probability clip of the cross-entropies.
@@ -265,11 +265,15 @@ impl LossFn {
     }
 
     /// Class indices as I64 with `y_pred`'s shape minus the class axis. Host targets
-    /// are checked here; targets on a GPU are not read back (see [`LossFn::check_targets`]).
-    /// A fractional class index on a GPU is truncated.
+    /// are checked here; targets on a GPU are not read back (see [`LossFn::check_targets`]):
+    /// there a float label that is not an integer (fractional, NaN, infinite) becomes -1,
+    /// which the device-side index check of `one_hot` then reports.
     fn sparse_labels(&self, y_true: &Tensor, y_pred: &Var) -> Result<Tensor> {
-        let lead = &y_pred.dims()[..y_pred.rank() - 1];
-        if y_pred.rank() < 2 || y_true.elem_count() != lead.iter().product::<usize>() {
+        let lead = match y_pred.dims() {
+            [lead @ .., _] if !lead.is_empty() => lead,
+            _ => return Err(Error::LossShape { loss: self.loss.name(), msg: "predictions need a class axis".into() }),
+        };
+        if y_true.elem_count() != lead.iter().product::<usize>() {
             return Err(Error::LossShape {
                 loss: self.loss.name(),
                 msg: format!(
@@ -280,10 +284,16 @@ impl LossFn {
                 ),
             });
         }
-        if y_true.device() == Device::Cpu {
+        let labels = if y_true.device() == Device::Cpu {
             self.check_class_indices(y_true, *y_pred.dims().last().unwrap_or(&1))?;
-        }
-        let labels = y_true.to_dtype(DType::I64)?;
+            y_true.to_dtype(DType::I64)?
+        } else if y_true.dtype().is_float() {
+            let as_int = y_true.to_dtype(DType::I64)?;
+            let exact = as_int.to_dtype(y_true.dtype())?.cmp(y_true, CmpOp::Eq)?;
+            Tensor::where_cond(&exact, &as_int, &as_int.scalar_like(-1.0)?)?
+        } else {
+            y_true.to_dtype(DType::I64)?
+        };
         Ok(labels.contiguous()?.reshape(lead)?)
     }
 

@@ -135,7 +135,7 @@ pub trait BackendStorage: Sized {
         Err(Self::missing("avg_pool2d_grad"))
     }
     /// Check that every I64 index (the elements `l` selects) lies in `0..size`. The CPU
-    /// answers at once; CUDA queues the check on the device, and the first bad index
+    /// answers at once; CUDA queues the check on the device, and a bad index
     /// comes back as `IndexOutOfRange` from the next read-back (no host wait now).
     fn check_indices(&self, l: &Layout, size: usize, op: &'static str) -> Result<()> {
         let _ = (l, size);

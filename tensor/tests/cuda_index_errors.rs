@@ -1,5 +1,5 @@
 //! Out-of-range indices on CUDA: the indexing ops and `one_hot` check their indices on
-//! the device, and the next read-back reports the first bad one as `IndexOutOfRange`,
+//! the device, and the next read-back reports a bad one as `IndexOutOfRange`,
 //! naming the op; the host never waits for the check itself.
 //!
 //! The report belongs to the device, so the first read-back by *any* thread sees it.

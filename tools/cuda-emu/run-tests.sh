@@ -15,4 +15,4 @@ cd "$root"
 echo "keel cuda-emu: $emu (CPU emulation: checks kernel logic and the host path, not GPU speed)"
 cargo test -p keel-cuda-kernels -p keel-tensor -p keel-optim -p keel-train \
   --features keel-tensor/cuda,keel-optim/cuda,keel-train/cuda \
-  --test gpu_kernels --test cuda --test cuda_index_errors --test cuda_optim --test cuda_steps --test device --test device_layers "$@"
+  --test gpu_kernels --test cuda --test cuda_index_errors --test cuda_optim --test cuda_steps --test device --test device_errors --test device_layers "$@"

@@ -125,12 +125,12 @@ impl<'a> Fit<'a> {
     /// the host queues `n` steps, then reads their losses and predictions in one copy
     /// each. The weights and the epoch logs are the same for every `n`; what changes:
     /// * the progress bar and `on_train_batch_end` are updated once per `n` batches
-    ///   (with the index of the last one), as in Keras;
+    ///   (with the index of the last batch run), as in Keras;
     /// * with `n = 1` a step whose loss is NaN or infinite is not applied; with `n > 1`
     ///   the loss is read after the step, so every step is applied (as Keras and PyTorch
     ///   always do), and `TerminateOnNaN` stops at the end of the execution.
     ///
-    /// On the CPU nothing waits, and `n` only changes how often the callbacks run.
+    /// Both hold on every device; on the CPU nothing waits, so there `n` gains nothing.
     pub fn steps_per_execution(mut self, n: usize) -> Self {
         self.steps_per_execution = n;
         self

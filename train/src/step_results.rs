@@ -113,18 +113,18 @@ impl StepQueue {
             return Ok(());
         }
         let unread = steps.iter().filter_map(|s| match &s.loss {
-            BatchLoss::Unread(t) => Some(t.reshape([1])),
+            BatchLoss::Unread(t) => Some(t.clone()),
             BatchLoss::Read(_) => None,
         });
-        let mut values = to_host_all(&unread.collect::<std::result::Result<Vec<_>, _>>()?)?.into_iter();
+        let mut values = to_host_all(&unread.collect::<Vec<_>>())?.into_iter();
         let mut losses = Vec::with_capacity(steps.len());
         for s in &steps {
             losses.push(match &s.loss {
                 BatchLoss::Read(v) => *v,
-                BatchLoss::Unread(_) => match values.next() {
-                    Some(t) => t.to_dtype(DType::F64)?.to_vec::<f64>()?.first().copied().unwrap_or(f64::NAN),
-                    None => f64::NAN,
-                },
+                BatchLoss::Unread(_) => {
+                    let t = values.next().ok_or_else(|| lost("a loss"))?;
+                    t.to_dtype(DType::F64)?.to_scalar::<f64>()?
+                }
             });
         }
         if !self.keep_predictions {
@@ -142,35 +142,33 @@ impl StepQueue {
         let y_pred = column(|s| Some(&s.y_pred))?;
         let weights = column(|s| s.weights.as_ref())?;
         for (i, s) in steps.iter().enumerate() {
-            let (Some(t), Some(p)) = (&y_true[i], &y_pred[i]) else { continue };
+            let (Some(t), Some(p)) = (&y_true[i], &y_pred[i]) else { return Err(lost("a prediction")) };
             logs.update(losses[i], s.batch, t, p, weights[i].as_ref())?;
         }
         Ok(())
     }
 }
 
-/// Host copies of `ts`, which share a dtype and all but their first dimension: the
-/// tensors on a device are joined there and copied back in one transfer, then split.
+/// Host copies of `ts`, which share a dtype (any shapes): the tensors on a device are
+/// flattened and joined there, copied back in one transfer, then cut and reshaped.
 fn to_host_all(ts: &[Tensor]) -> Result<Vec<Tensor>> {
-    let on_device: Vec<Tensor> = ts.iter().filter(|t| t.device() != Device::Cpu).cloned().collect();
-    let joined = match on_device.len() {
-        0 => None,
-        1 => Some(on_device[0].to_device(&Device::Cpu)?),
-        _ => Some(Tensor::concat(&on_device, 0)?.to_device(&Device::Cpu)?),
+    let flat: Vec<Tensor> = ts
+        .iter()
+        .filter(|t| t.device() != Device::Cpu)
+        .map(|t| t.reshape([t.elem_count()]))
+        .collect::<std::result::Result<_, _>>()?;
+    let joined = match flat.as_slice() {
+        [] => None,
+        [one] => Some(one.to_device(&Device::Cpu)?),
+        many => Some(Tensor::concat(many, 0)?.to_device(&Device::Cpu)?),
     };
     let mut start = 0;
     ts.iter()
         .map(|t| {
-            if t.device() == Device::Cpu {
-                return Ok(t.clone());
-            }
-            let rows = t.dims().first().copied().unwrap_or(1);
-            let part = match &joined {
-                Some(j) if on_device.len() > 1 => j.narrow(0, start, rows)?,
-                Some(j) => j.clone(),
-                None => t.clone(),
-            };
-            start += rows;
+            let Some(j) = joined.as_ref().filter(|_| t.device() != Device::Cpu) else { return Ok(t.clone()) };
+            let n = t.elem_count();
+            let part = j.narrow(0, start, n)?.reshape(t.shape().clone())?;
+            start += n;
             Ok(part)
         })
         .collect()
@@ -179,4 +177,9 @@ fn to_host_all(ts: &[Tensor]) -> Result<Vec<Tensor>> {
 /// A 0-d loss as f64 on the host (one device-to-host copy for a GPU loss).
 pub(crate) fn host_scalar(t: &Tensor) -> Result<f64> {
     Ok(t.to_device(&Device::Cpu)?.to_dtype(DType::F64)?.to_scalar::<f64>()?)
+}
+
+/// The error for a queued result that did not come back (a bug in this module, not the input).
+fn lost(what: &str) -> crate::Error {
+    crate::Error::invalid("fit", format!("internal error: {what} queued on the device was not read back"))
 }

@@ -82,9 +82,10 @@ extern "C" __global__ void one_hot_f32(const i64* __restrict__ labels, float* __
     }
 }
 
-// Index validation on the device: the first index outside [0, size) is recorded in
-// err = {op, index, size} (err[0] == 0 while none was), for the host to report when it
-// next waits for the stream. `op` (> 0) names the checking op in the host's table.
+// Index validation on the device: an index outside [0, size) is recorded in
+// err = {op, index, size} (err[0] == 0 while none was; the first check to find one
+// keeps it), for the host to report when it next waits for the stream. `op` (> 0)
+// names the checking op in the host's table.
 extern "C" __global__ void check_index_range(const i64* __restrict__ idx, i64 n, i64 size, i64* err, i64 op) {
     KEEL_GRID_LOOP(e, n) {
         const i64 v = idx[e];

@@ -120,7 +120,7 @@ pub fn index_select_backward_f32(
 }
 
 /// Queues a check that every index in `idx` lies in `0..size`, without waiting for it:
-/// the first bad index is reported as [`Error::IndexOutOfRange`] (naming `op`) by the
+/// a bad index (one of them, if several) is reported as [`Error::IndexOutOfRange`] (naming `op`) by the
 /// next [`CudaDevice::synchronize`], so by the next read-back. The index kernels read an
 /// out-of-range index as 0 (or skip it), so nothing outside a buffer is touched meanwhile.
 pub fn check_index_range(dev: &CudaDevice, idx: &CudaView<'_, i64>, size: usize, op: &'static str) -> Result<()> {

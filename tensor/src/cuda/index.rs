@@ -2,7 +2,7 @@
 //!
 //! The kernels read out-of-range indices as zero (or skip them) instead of
 //! failing. Every op here queues a device-side check of its I64 indices first, so the
-//! host never waits for the GPU to validate indices: the first bad index comes back as
+//! host never waits for the GPU to validate indices: a bad index comes back as
 //! `IndexOutOfRange` from the next read-back (`to_vec`, `to_device(&Device::Cpu)`),
 //! like PyTorch's device-side asserts but recoverable.
 //! Selects, gathers and concat move raw elements, so they serve every dtype
