@@ -509,13 +509,22 @@ fn transfers_creation_and_assign() {
         &Tensor::arange(0.0, 10.0, 0.5, DType::F32, &Device::Cpu).unwrap(),
         0.0,
     );
-    let ru = Tensor::rand_uniform(7, -1.0, 1.0, (33, 5), DType::F32, &dev).unwrap();
-    check(
-        "rand_uniform (bit-identical)",
-        &ru,
-        &Tensor::rand_uniform(7, -1.0, 1.0, (33, 5), DType::F32, &Device::Cpu).unwrap(),
-        0.0,
-    );
+    // rand_uniform is drawn by the Philox kernel: the CPU's bits, for any length (blocks
+    // of 4 words, a ragged end), seed, range and dtype, with no host wait
+    let cases =
+        [(7, -1.0, 1.0, 165, DType::F32), (u64::MAX - 3, 0.0, 1.0, 4099, DType::F32), (42, -3.5, 0.25, 1, DType::F32)];
+    let dtypes = [(7, 0.0, 1.0, 1030, DType::BF16), (9, -2.0, 2.0, 63, DType::F16), (11, 0.5, 9.0, 21, DType::F64)];
+    for (seed, lo, hi, n, dt) in cases.into_iter().chain(dtypes) {
+        let waits = keel_tensor::cuda::host_waits(dev);
+        let ru = Tensor::rand_uniform(seed, lo, hi, n, dt, &dev).unwrap();
+        if dt == DType::F32 {
+            assert_eq!(keel_tensor::cuda::host_waits(dev), waits, "rand_uniform waited for the GPU");
+        }
+        let cpu = Tensor::rand_uniform(seed, lo, hi, n, dt, &Device::Cpu).unwrap();
+        let (g, c) = (ru.to_vec_f64().unwrap(), cpu.to_vec_f64().unwrap());
+        let first = g.iter().zip(&c).position(|(a, b)| a.to_bits() != b.to_bits());
+        assert!(first.is_none(), "rand_uniform seed {seed} [{lo}, {hi}) n {n} {dt}: element {first:?} differs");
+    }
     let rn = Tensor::rand_normal(7, 0.5, 2.0, (33, 5), DType::F32, &dev).unwrap();
     check(
         "rand_normal (bit-identical)",

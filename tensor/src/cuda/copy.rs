@@ -165,6 +165,17 @@ impl CudaStorage {
     }
 
     /// `n` copies of `value` (converted to `dtype` as on the CPU) on GPU `ordinal`.
+    /// `n` F32 uniform samples in `[lo, hi)` of Philox stream `seed`, drawn on the device:
+    /// the kernel follows [`crate::rng`]'s spec, so the bits are the CPU's.
+    pub(crate) fn rand_uniform_f32(seed: u64, n: usize, lo: f32, hi: f32, ordinal: usize) -> Result<CudaStorage> {
+        let dev = device(ordinal)?;
+        let mut out = alloc::<f32>(&dev, n)?;
+        if n > 0 {
+            kk::ops::rng::uniform_f32(&dev, &mut head_mut(&mut out, n), seed, 0, 0, lo, hi).ctx("rand_uniform")?;
+        }
+        Ok(CudaStorage::new(Data::F32(out), n, dev))
+    }
+
     pub(crate) fn full(value: f64, n: usize, dtype: DType, ordinal: usize) -> Result<CudaStorage> {
         let dev = device(ordinal)?;
         fn filled<T: Elem>(dev: &kk::CudaDevice, n: usize, v: T) -> Result<CudaSlice<T>> {

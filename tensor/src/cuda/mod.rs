@@ -16,8 +16,9 @@
 //!   but the arithmetic kernels are f32/f16/bf16 only: f64 arithmetic returns
 //!   [`Error::NotImplemented`](crate::Error::NotImplemented) rather than computing
 //!   in f32. Casts from or to F64 go through the host (exact).
-//! * Random tensors are generated on the host and copied, so they are bit-identical
-//!   to the CPU (the kernels' normal RNG rounds Box-Muller in f64, the CPU spec in f32).
+//! * Uniform random tensors (dropout masks) are drawn on the device by the Philox
+//!   kernel, bit-identical to the CPU. Normal ones are drawn on the host and copied
+//!   (the kernels' Box-Muller rounds in f64, the CPU spec in f32).
 //!
 //! Without the `cuda` feature this module is a stub: the type exists, cannot be
 //! constructed, and every op returns `BackendNotCompiled`.

@@ -35,6 +35,10 @@ impl CudaStorage {
     pub(crate) fn full(_value: f64, _n: usize, _dtype: DType, _ordinal: usize) -> Result<CudaStorage> {
         Err(Self::missing("full"))
     }
+
+    pub(crate) fn rand_uniform_f32(_seed: u64, _n: usize, _lo: f32, _hi: f32, _ordinal: usize) -> Result<CudaStorage> {
+        Err(Self::missing("rand_uniform"))
+    }
 }
 
 /// True when a CUDA driver and GPU `ordinal` can be used by this build (never, without `cuda`).

@@ -66,7 +66,9 @@ impl Tensor {
 
     /// Uniform samples in `[lo, hi)` from seed `seed` (Philox; see [`crate::rng`]).
     ///
-    /// Drawn on the host and copied to `device`, so the bits are the same on every device.
+    /// The bits are the same on every device: on a GPU a kernel draws the same Philox
+    /// stream with the same f32 arithmetic (no host work, no copy), then casts to `dtype`
+    /// as the CPU does.
     pub fn rand_uniform(
         seed: u64,
         lo: f64,
@@ -79,8 +81,15 @@ impl Tensor {
             return Err(Error::invalid("rand_uniform", format!("need finite lo < hi, got [{lo}, {hi})")));
         }
         let shape = shape.into();
-        let v = rng::uniform_f32(seed, shape.elem_count(), lo as f32, hi as f32);
-        Tensor::from_vec(v, shape)?.to_dtype(dtype)?.to_device(device)
+        let (n, lo, hi) = (shape.elem_count(), lo as f32, hi as f32);
+        let f32s = match *device {
+            Device::Cpu => Tensor::from_vec(rng::uniform_f32(seed, n, lo, hi), shape)?,
+            Device::Cuda(ordinal) => Tensor::from_storage(
+                Storage::Cuda(crate::CudaStorage::rand_uniform_f32(seed, n, lo, hi, ordinal)?),
+                shape,
+            ),
+        };
+        f32s.to_dtype(dtype)
     }
 
     /// Normal samples with `mean` and `std` from seed `seed` (Philox + Box-Muller).
