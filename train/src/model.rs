@@ -360,12 +360,7 @@ impl<N: Network> KerasModel<N> {
             (heads, reg)
         };
         let head = heads.first().ok_or_else(|| Error::invalid("fit", "the model has no output"))?;
-        if y.device() != y_dev.device() {
-            // check the targets on the host, before they travel: the loss does not read
-            // targets back from a GPU
-            compiled.loss.check_targets(y, head.output.dims())?;
-        }
-        let mut loss = compiled.loss.compute_head(head, y_dev, w)?;
+        let mut loss = head_loss(&compiled.loss, head, (y, y_dev), w)?;
         if let Some(r) = reg {
             loss = (&loss + &r)?;
         }
@@ -405,10 +400,7 @@ impl<N: Network> KerasModel<N> {
             let mut ctx = Ctx::inference();
             let heads = self.net.forward_heads(&[Var::constant(xb)], &mut ctx)?;
             let head = heads.first().ok_or_else(|| Error::invalid("evaluate", "the model has no output"))?;
-            if y_host.device() != yb.device() {
-                compiled.loss.check_targets(&y_host, head.output.dims())?;
-            }
-            let mut loss = compiled.loss.compute_head(head, &yb, None)?;
+            let mut loss = head_loss(&compiled.loss, head, (&y_host, &yb), None)?;
             if let Some(r) = self.net.regularization_loss(&ctx)? {
                 loss = (&loss + &r)?;
             }
@@ -514,6 +506,16 @@ fn check_xy(op: &'static str, x: &Tensor, y: &Tensor) -> Result<usize> {
         return Err(Error::invalid(op, "x has no samples"));
     }
     Ok(x.dims()[0])
+}
+
+/// The loss of `head` against targets `y` (as given) moved to the model's device as
+/// `y_dev`. Targets that travelled are checked on the host first: the loss does not
+/// read targets back from a GPU.
+fn head_loss(loss: &LossFn, head: &keel_nn::Head, (y, y_dev): (&Tensor, &Tensor), w: Option<&Tensor>) -> Result<Var> {
+    if y.device() != y_dev.device() {
+        loss.check_targets(y, head.output.dims())?;
+    }
+    Ok(loss.compute_head(head, y_dev, w)?)
 }
 
 /// Inputs are computed in F32: integer (e.g. U8 pixel) batches are cast, like Keras does.
