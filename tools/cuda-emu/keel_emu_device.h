@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cmath>
+#include <cstdarg>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -131,7 +132,7 @@ keel_emu_swap:
     .size keel_emu_swap, .-keel_emu_swap
 )");
 
-enum State { RUNNABLE, AT_BARRIER, AT_WARP, DONE };
+enum State { RUNNABLE, AT_BARRIER, AT_WARP, DONE, FAILED };
 constexpr int kSlot = 64;           // bytes a lane can exchange in one warp collective
 constexpr size_t kStack = 256 << 10;  // per-thread stack (plus a guard page)
 
@@ -154,6 +155,8 @@ struct Fiber {
 struct Warp {
     unsigned char slot[32][kSlot];
     unsigned char snap[32][kSlot];
+    unsigned int mask[32];  // the member mask each lane passed to the current collective
+    unsigned int arrived;   // lanes that reached the collective when it opened
     int lanes;  // threads in this warp (the last warp of a block may be partial)
 };
 
@@ -175,6 +178,7 @@ struct Sched {
     void** params = nullptr;
     unsigned char* dyn_smem = nullptr;  // this launch's dynamic shared memory (ends at a guard page)
     size_t dyn_bytes = 0;
+    char error[320] = {0};  // set by `fail`: why the launch stops
 };
 inline Sched S;
 
@@ -219,6 +223,20 @@ inline void yield_to_scheduler(int state) {
     keel_emu_swap(&f.sp, S.home_sp);
 }
 
+// Stops the launch from device code with a message naming the block, warp and lane
+// (CUDA_ERROR_LAUNCH_FAILED), for misuse a GPU would not report but would answer with
+// undefined results, e.g. a shuffle from a lane that has exited.
+[[noreturn, gnu::format(printf, 1, 2)]] inline void fail(const char* fmt, ...) {
+    const int n = std::snprintf(S.error, sizeof S.error, "thread %d (warp %d, lane %d): ", S.cur, S.cur >> 5,
+                                S.cur & 31);
+    va_list ap;
+    va_start(ap, fmt);
+    std::vsnprintf(S.error + n, sizeof S.error - (size_t)n, fmt, ap);
+    va_end(ap);
+    yield_to_scheduler(FAILED);
+    __builtin_trap();  // a failed fiber is never resumed
+}
+
 // Runs one block; returns nullptr or a description of the failure.
 inline const char* run_block() {
     const int n = S.nthreads;
@@ -254,15 +272,21 @@ inline const char* run_block() {
                     S.cur = i;
                     threadIdx = S.fibers[i].tid;
                     keel_emu_swap(&S.home_sp, S.fibers[i].sp);
+                    if (S.error[0]) return S.error;
                 }
                 // Every lane has finished or waits: release a warp collective all live lanes reached.
                 int waiting = 0, live = 0;
+                unsigned int arrived = 0;
                 for (int l = 0; l < wp.lanes; ++l) {
                     const int st = S.fibers[w * 32 + l].state;
                     if (st != DONE) ++live;
-                    if (st == AT_WARP) ++waiting;
+                    if (st == AT_WARP) {
+                        ++waiting;
+                        arrived |= 1u << l;
+                    }
                 }
                 if (waiting == 0 || waiting != live) break;
+                wp.arrived = arrived;
                 std::memcpy(wp.snap, wp.slot, sizeof wp.snap);
                 for (int l = 0; l < wp.lanes; ++l) S.fibers[w * 32 + l].state = RUNNABLE;
             }
@@ -317,6 +341,7 @@ inline int launch(const Launch* l, void** params, void (*body)(void**), char* er
         ~Unmap() { if (p) munmap(p, n); }
     } unmap{dyn_base, dyn_map};
     S.nthreads = n;
+    S.error[0] = 0;
     S.body = body;
     S.params = params;
     blockDim = dim3{l->block[0], l->block[1], l->block[2]};
@@ -347,18 +372,47 @@ inline void invoke(void (*f)(A...), void** p) {
 inline int lane_id() { return S.cur & 31; }
 inline Warp& my_warp() { return S.warps[S.cur >> 5]; }
 
-// Every lane of the warp deposits `n` bytes; returns the warp's snapshot once all arrived.
-inline const unsigned char (*warp_exchange(const void* mine, size_t n))[kSlot] {
-    std::memcpy(my_warp().slot[lane_id()], mine, n);
+// Every lane of the warp deposits `n` bytes; returns the warp's snapshot once all live lanes
+// arrived. As the CUDA rules for `*_sync` collectives require, the calling lane must be in
+// `mask` and every lane that arrived must pass the same mask.
+inline const unsigned char (*warp_exchange(const void* mine, size_t n, unsigned int mask))[kSlot] {
+    const int lane = lane_id();
+    if (!((mask >> lane) & 1u)) fail("a warp collective's mask 0x%08x does not name the calling lane", mask);
+    my_warp().mask[lane] = mask;
+    std::memcpy(my_warp().slot[lane], mine, n);
     yield_to_scheduler(AT_WARP);
-    return my_warp().snap;
+    const Warp& w = my_warp();
+    for (int l = 0; l < w.lanes; ++l)
+        if (((w.arrived >> l) & 1u) && w.mask[l] != mask)
+            fail("lanes of one warp collective pass different masks (0x%08x here, 0x%08x on lane %d)", mask,
+                 w.mask[l], l);
+    return w.snap;
 }
 
+// An `.aligned` warp instruction (mma.sync, ldmatrix): all 32 lanes must execute it.
+inline const unsigned char (*warp_exchange_aligned(const void* mine, size_t n, const char* what))[kSlot] {
+    const unsigned char (*snap)[kSlot] = warp_exchange(mine, n, 0xffffffffu);
+    if (my_warp().arrived != 0xffffffffu)
+        fail("%s needs all 32 lanes of the warp, but only lanes 0x%08x reached it (a partial warp, or "
+             "lanes that exited)", what, my_warp().arrived);
+    return snap;
+}
+
+// The value lane `src` passed. Reading a lane that is outside the mask, has exited, or does
+// not exist (a partial warp) gives an undefined value on a GPU; here it stops the launch.
 template <class T>
-inline T shfl_from(T v, int src) {
+inline T shfl_from(T v, int src, unsigned int mask) {
     static_assert(sizeof(T) <= kSlot, "shuffle operand too large");
-    const unsigned char (*snap)[kSlot] = warp_exchange(&v, sizeof v);
-    if (src < 0 || src >= my_warp().lanes) return v;
+    const unsigned char (*snap)[kSlot] = warp_exchange(&v, sizeof v, mask);
+    const Warp& w = my_warp();
+    if (src == lane_id()) return v;
+    if (src < 0 || src >= w.lanes)
+        fail("a shuffle reads lane %d, which does not exist (a warp of %d threads); its value is undefined",
+             src, w.lanes);
+    if (!((mask >> src) & 1u))
+        fail("a shuffle reads lane %d, which is not in its mask 0x%08x; its value is undefined", src, mask);
+    if (!((w.arrived >> src) & 1u))
+        fail("a shuffle reads lane %d, which has exited; its value is undefined", src);
     T r;
     std::memcpy(&r, snap[src], sizeof r);
     return r;
@@ -367,20 +421,20 @@ inline T shfl_from(T v, int src) {
 }  // namespace keel_emu
 
 inline void __syncthreads() { keel_emu::yield_to_scheduler(keel_emu::AT_BARRIER); }
-inline void __syncwarp(unsigned = 0xffffffffu) { char c = 0; keel_emu::warp_exchange(&c, 1); }
-template <class T> inline T __shfl_xor_sync(unsigned, T v, int mask, int width = 32) {
+inline void __syncwarp(unsigned m = 0xffffffffu) { char c = 0; keel_emu::warp_exchange(&c, 1, m); }
+template <class T> inline T __shfl_xor_sync(unsigned m, T v, int mask, int width = 32) {
     const int lane = keel_emu::lane_id();
     const int src = (lane & ~(width - 1)) | ((lane ^ mask) & (width - 1));
-    return keel_emu::shfl_from(v, src);
+    return keel_emu::shfl_from(v, src, m);
 }
-template <class T> inline T __shfl_down_sync(unsigned, T v, unsigned d, int width = 32) {
+template <class T> inline T __shfl_down_sync(unsigned m, T v, unsigned d, int width = 32) {
     const int lane = keel_emu::lane_id();
     const int in_seg = (lane & (width - 1)) + (int)d;
-    return keel_emu::shfl_from(v, in_seg < width ? lane + (int)d : lane);
+    return keel_emu::shfl_from(v, in_seg < width ? lane + (int)d : lane, m);
 }
-template <class T> inline T __shfl_sync(unsigned, T v, int src, int width = 32) {
+template <class T> inline T __shfl_sync(unsigned m, T v, int src, int width = 32) {
     const int lane = keel_emu::lane_id();
-    return keel_emu::shfl_from(v, (lane & ~(width - 1)) + (src & (width - 1)));
+    return keel_emu::shfl_from(v, (lane & ~(width - 1)) + (src & (width - 1)), m);
 }
 
 // mma.sync.aligned.m16n8k{8,16}.row.col.f32.{tf32,f16,bf16}.f32 with the PTX ISA fragment
@@ -398,8 +452,7 @@ inline float mma_elem(unsigned int reg, int half, MmaKind kind) {
 }
 inline void mma(float (&d)[4], const unsigned int (&a)[4], const unsigned int (&b)[2], MmaKind kind) {
     unsigned int mine[6] = {a[0], a[1], a[2], a[3], b[0], b[1]};
-    const unsigned char (*snap)[kSlot] = warp_exchange(mine, sizeof mine);
-    if (my_warp().lanes != 32) __builtin_trap();  // mma.sync needs a full warp
+    const unsigned char (*snap)[kSlot] = warp_exchange_aligned(mine, sizeof mine, "mma.sync");
     const int K = kind == MMA_TF32 ? 8 : 16;
     float A[16][16], B[16][8];
     for (int lane = 0; lane < 32; ++lane) {
@@ -443,8 +496,7 @@ template <int N>
 inline void ldmatrix(unsigned int (&r)[N], const void* row, bool trans) {
     static_assert(N == 1 || N == 2 || N == 4, "ldmatrix loads 1, 2 or 4 matrices");
     if (reinterpret_cast<uintptr_t>(row) & 15u) __builtin_trap();  // rows must be 16-byte aligned
-    const unsigned char (*snap)[kSlot] = warp_exchange(&row, sizeof row);
-    if (my_warp().lanes != 32) __builtin_trap();  // a warp collective: needs a full warp
+    const unsigned char (*snap)[kSlot] = warp_exchange_aligned(&row, sizeof row, "ldmatrix");
     const int g = lane_id() >> 2, t = lane_id() & 3;
     for (int j = 0; j < N; ++j) {
         unsigned int v = 0;

@@ -13,6 +13,10 @@ export KEEL_KERNEL_CACHE="$emu/kernel-cache"
 export KEEL_REQUIRE_CUDA=1
 cd "$root"
 echo "keel cuda-emu: $emu (CPU emulation: checks kernel logic and the host path, not GPU speed)"
+# First the emulator's own checks: kernels that break CUDA's warp rules must be reported.
+"${CXX:-g++}" -std=gnu++17 -O1 -x c++ -include "$emu/keel_emu_device.h" "$root/tools/cuda-emu/selftest.cpp" \
+  -o "$emu/selftest"
+"$emu/selftest"
 cargo test -p keel-cuda-kernels -p keel-tensor -p keel-optim -p keel-train \
   --features keel-tensor/cuda,keel-optim/cuda,keel-train/cuda \
   --test gpu_kernels --test cuda --test cuda_index_errors --test cuda_optim --test cuda_steps --test device --test device_errors --test device_layers "$@"
