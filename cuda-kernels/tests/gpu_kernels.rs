@@ -97,11 +97,13 @@ fn gemm_ref(g: &GemmArgs, a: &[f32], b: &[f32], c0: &[f32], bias: Option<&[f32]>
     out
 }
 
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 enum Prec {
     F32,
     /// The SIMT kernel capped for two blocks per SM.
     F32TwoBlocks,
+    /// The SIMT kernel with double-buffered shared tiles.
+    F32DoubleBuffered,
     Tf32,
     F16,
     Bf16,
@@ -135,10 +137,14 @@ fn run_gemm(dev: &CudaDevice, g: &GemmArgs, prec: Prec, kernel: TcKernel, with_b
     let bias_view = dbias.as_view();
     let bias_arg = with_bias.then_some(&bias_view);
     let res = match prec {
-        Prec::F32 | Prec::F32TwoBlocks | Prec::Tf32 => {
+        Prec::F32 | Prec::F32TwoBlocks | Prec::F32DoubleBuffered | Prec::Tf32 => {
             let (da, db) = (dev.htod(&a).expect("a"), dev.htod(&b).expect("b"));
             if prec != Prec::Tf32 {
-                let k = if prec == Prec::F32 { SimtKernel::Auto } else { SimtKernel::TwoBlocksPerSm };
+                let k = match prec {
+                    Prec::F32TwoBlocks => SimtKernel::TwoBlocksPerSm,
+                    Prec::F32DoubleBuffered => SimtKernel::DoubleBuffered,
+                    _ => SimtKernel::Auto,
+                };
                 gemm::gemm_f32_with(dev, g, &da.as_view(), &db.as_view(), &mut dc.as_view_mut(), bias_arg, k)
             } else {
                 gemm::gemm_tc(dev, g, &da.as_view(), &db.as_view(), &mut dc.as_view_mut(), bias_arg, kernel)
@@ -181,9 +187,13 @@ fn gemm_cases() -> Vec<GemmArgs> {
 fn gemm_all_precisions_match_f64_reference() {
     let Some(dev) = device() else { return };
     for (i, g) in gemm_cases().iter().enumerate() {
-        for (prec, tol, name) in
-            [(Prec::F32, 1e-5, "f32"), (Prec::Tf32, 1e-3, "tf32"), (Prec::F16, 1e-2, "f16"), (Prec::Bf16, 1e-2, "bf16")]
-        {
+        for (prec, tol, name) in [
+            (Prec::F32, 1e-5, "f32"),
+            (Prec::F32DoubleBuffered, 1e-5, "f32/db"),
+            (Prec::Tf32, 1e-3, "tf32"),
+            (Prec::F16, 1e-2, "f16"),
+            (Prec::Bf16, 1e-2, "bf16"),
+        ] {
             let bias = i % 2 == 0;
             let err = run_gemm(&dev, g, prec, TcKernel::Auto, bias, 100 + i as u64);
             assert!(err < tol, "{name} gemm {g:?} bias={bias}: rel err {err}");
@@ -220,13 +230,14 @@ fn gemm_kernel_variants_agree() {
     for (i, g) in aligned_tc_cases().iter().enumerate() {
         for (prec, tol, kernels) in [
             (Prec::F32TwoBlocks, 1e-5, &[TcKernel::Auto][..]),
+            (Prec::F32DoubleBuffered, 1e-5, &[TcKernel::Auto][..]),
             (Prec::Tf32, 1e-3, &[TcKernel::Element, TcKernel::Vec][..]),
             (Prec::F16, 1e-2, &[TcKernel::Element, TcKernel::Vec, TcKernel::Pipelined][..]),
             (Prec::Bf16, 1e-2, &[TcKernel::Element, TcKernel::Vec, TcKernel::Pipelined][..]),
         ] {
             for &kernel in kernels {
                 let err = run_gemm(&dev, g, prec, kernel, i % 2 == 0, 300 + i as u64);
-                assert!(err < tol, "{kernel:?} gemm {g:?}: rel err {err}");
+                assert!(err < tol, "{prec:?} {kernel:?} gemm {g:?}: rel err {err}");
             }
         }
     }
@@ -243,6 +254,7 @@ fn gemm_batch_loop() {
     for (prec, tol, kernel) in [
         (Prec::F32, 1e-5, TcKernel::Auto),
         (Prec::F32TwoBlocks, 1e-5, TcKernel::Auto),
+        (Prec::F32DoubleBuffered, 1e-5, TcKernel::Auto),
         (Prec::Tf32, 1e-3, TcKernel::Element),
         (Prec::Bf16, 1e-2, TcKernel::Vec),
         (Prec::Bf16, 1e-2, TcKernel::Pipelined),
@@ -250,10 +262,35 @@ fn gemm_batch_loop() {
     ] {
         let err = run_gemm(&dev, &g, prec, kernel, true, 400);
         gemm::set_grid_z_limit(65535);
-        assert!(err < tol, "{kernel:?} batched gemm: rel err {err}");
+        assert!(err < tol, "{prec:?} {kernel:?} batched gemm: rel err {err}");
         gemm::set_grid_z_limit(2);
     }
     gemm::set_grid_z_limit(65535);
+}
+
+/// The double-buffered SIMT kernel sums the same products in the same order as the default
+/// one: the same bits, for element and 16-byte loads, every form, tails, batches, epilogues.
+#[test]
+fn simt_double_buffered_gives_the_same_bits() {
+    let Some(dev) = device() else { return };
+    let mut cases = gemm_cases();
+    cases.extend(aligned_tc_cases());
+    for (i, g) in cases.iter().enumerate() {
+        let run = |k: SimtKernel| {
+            let a_len = (g.batch - 1) * g.stride_a + if g.trans_a { g.k * g.lda } else { g.m * g.lda };
+            let b_len = (g.batch - 1) * g.stride_b + if g.trans_b { g.n * g.ldb } else { g.k * g.ldb };
+            let c_len = (g.batch - 1) * g.stride_c + g.m * g.ldc;
+            let a = dev.htod(&rand_vec(a_len, 500 + i as u64)).expect("a");
+            let b = dev.htod(&rand_vec(b_len, 600 + i as u64)).expect("b");
+            let mut c = dev.htod(&rand_vec(c_len, 700 + i as u64)).expect("c");
+            let bias = dev.htod(&rand_vec(g.n, 800 + i as u64)).expect("bias");
+            let bias = bias.as_view();
+            gemm::gemm_f32_with(&dev, g, &a.as_view(), &b.as_view(), &mut c.as_view_mut(), Some(&bias), k)
+                .expect("gemm");
+            dev.dtoh(&c.as_view()).expect("dtoh").iter().map(|v| v.to_bits()).collect::<Vec<u32>>()
+        };
+        assert_eq!(run(SimtKernel::Auto), run(SimtKernel::DoubleBuffered), "gemm {g:?}");
+    }
 }
 
 #[test]

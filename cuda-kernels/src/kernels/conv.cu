@@ -148,7 +148,7 @@ __device__ __forceinline__ void conv_fwd_impl(const float* x, const float* wt, f
     GemmEpi epi;
     epi.c = y; epi.ldc = p.o; epi.m = m; epi.n = p.o;
     epi.alpha = alpha; epi.beta = beta; epi.bias = bias; epi.act = act;
-    gemm_block_128x128(la, lb, epi, (i64)blockIdx.y * GBM, (i64)blockIdx.x * GBN, 0, kdim);
+    gemm_block_128x128(la, lb, epi, (i64)blockIdx.x * GBM, (i64)blockIdx.y * GBN, 0, kdim);
 }
 
 template <bool VEC>
@@ -162,7 +162,7 @@ __device__ __forceinline__ void conv_dgrad_impl(const float* dy, const float* wt
     GemmEpi epi;
     epi.c = dx; epi.ldc = p.c; epi.m = m; epi.n = p.c;
     epi.alpha = alpha; epi.beta = beta; epi.bias = nullptr; epi.act = 0;
-    gemm_block_128x128(la, lb, epi, (i64)blockIdx.y * GBM, (i64)blockIdx.x * GBN, 0, kdim);
+    gemm_block_128x128(la, lb, epi, (i64)blockIdx.x * GBM, (i64)blockIdx.y * GBN, 0, kdim);
 }
 
 // gridDim.z = number of K splits; split z covers k in [z * k_per_split, (z + 1) * k_per_split)
@@ -182,7 +182,7 @@ __device__ __forceinline__ void conv_wgrad_impl(const float* x, const float* dy,
     const i64 kb = (i64)blockIdx.z * k_per_split;
     i64 ke = kb + k_per_split;
     if (ke > kdim) ke = kdim;
-    gemm_block_128x128(la, lb, epi, (i64)blockIdx.y * GBM, (i64)blockIdx.x * GBN, kb, ke);
+    gemm_block_128x128(la, lb, epi, (i64)blockIdx.x * GBM, (i64)blockIdx.y * GBN, kb, ke);
 }
 
 #define KEEL_CONV(SUFFIX, VEC)                                                                     \

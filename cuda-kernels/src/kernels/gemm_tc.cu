@@ -235,7 +235,7 @@ __device__ __forceinline__ void gemm_tc_impl(const typename T::S* __restrict__ a
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int g = lane >> 2, t = lane & 3;
     const int wm = (warp >> 2) * 64, wn = (warp & 3) * 32;
-    const i64 m0 = (i64)blockIdx.y * TBM, n0 = (i64)blockIdx.x * TBN;
+    const i64 m0 = (i64)blockIdx.x * TBM, n0 = (i64)blockIdx.y * TBN;
 
     for (i64 z = blockIdx.z; z < p.batch; z += gridDim.z) {
         const S* az = a + z * p.stride_a;

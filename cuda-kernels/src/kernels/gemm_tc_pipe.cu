@@ -196,12 +196,12 @@ __device__ __forceinline__ void tc_pipe_block(LA& la, LB& lb, i64 m0, i64 n0, i6
     __syncthreads();  // a following call refills the slots
 }
 
-// One block tile (blockIdx.y, blockIdx.x) of A (M x K) times B (N x K)^T over k in
+// One block tile (M tile blockIdx.x, N tile blockIdx.y) of A (M x K) times B (N x K)^T over k in
 // [k_begin, k_end), handed to `epi`.
 template <class T, class LA, class LB>
 __device__ __forceinline__ void tc_pipe_tile(LA& la, LB& lb, const GemmEpi& epi, i64 k_begin, i64 k_end) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const i64 m0 = (i64)blockIdx.y * PBM, n0 = (i64)blockIdx.x * PBN;
+    const i64 m0 = (i64)blockIdx.x * PBM, n0 = (i64)blockIdx.y * PBN;
     float acc[4][4][4];
     tc_zero(acc);
     tc_pipe_block<T>(la, lb, m0, n0, k_begin, k_end, acc);

@@ -10,9 +10,9 @@
     }
 KEEL_FOR_BYTES(KEEL_FILL)
 
-// ---- arange: out[i] = start + i * step ----
+// ---- arange: out[i] = start + i * step (f64 multiply and add, each rounded: no FMA) ----
 extern "C" __global__ void arange_f32(float* __restrict__ out, i64 n, double start, double step) {
-    KEEL_GRID_LOOP(i, n) out[i] = (float)(start + (double)i * step);
+    KEEL_GRID_LOOP(i, n) out[i] = (float)__dadd_rn(start, __dmul_rn((double)i, step));
 }
 extern "C" __global__ void arange_i64(i64* __restrict__ out, i64 n, i64 start, i64 step) {
     KEEL_GRID_LOOP(i, n) out[i] = start + i * step;

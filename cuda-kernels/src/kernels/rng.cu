@@ -77,7 +77,8 @@ extern "C" __global__ void rng_normal_f32(float* __restrict__ out, i64 n, u64 se
             for (int j = 0; j < 2; ++j) {
                 const u64 e = (b << 2) + 2 * p + j;
                 if (e >= start && e < start + (u64)n) {
-                    out[e - start] = (float)((double)mean + (double)stddev * z[j]);
+                    // multiply and add rounded separately (no FMA contraction), as on the host
+                    out[e - start] = (float)__dadd_rn((double)mean, __dmul_rn((double)stddev, z[j]));
                 }
             }
         }

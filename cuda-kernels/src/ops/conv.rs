@@ -153,16 +153,15 @@ impl Conv2d {
     }
 }
 
+/// The launch grid of an implicit GEMM with `m` rows (pixels) and `n` columns (channels):
+/// M tiles along x (up to 2^31 - 1 blocks, so any batch and image size), N tiles along y.
 fn grid(m: i64, n: i64, z: usize) -> Result<LaunchConfig> {
-    let gy = (m as usize).div_ceil(128);
-    if gy > 65535 {
-        return Err(Error::arg("conv2d", format!("GEMM M = {m} too large for one launch")));
+    let gx = (m as usize).div_ceil(128);
+    let gy = (n as usize).div_ceil(128);
+    if gx > i32::MAX as usize || gy > 65535 {
+        return Err(Error::arg("conv2d", format!("implicit GEMM of {m} x {n} too large for one launch")));
     }
-    Ok(LaunchConfig {
-        grid_dim: ((n as usize).div_ceil(128) as u32, gy as u32, z as u32),
-        block_dim: (256, 1, 1),
-        shared_mem_bytes: 0,
-    })
+    Ok(LaunchConfig { grid_dim: (gx as u32, gy as u32, z as u32), block_dim: (256, 1, 1), shared_mem_bytes: 0 })
 }
 
 /// Checks the forward pass's buffer lengths (and the geometry); `false`: nothing to compute.
@@ -426,4 +425,18 @@ pub fn conv2d_backward_kernel_tc<T: gemm::TcInput>(
     let name = format!("conv2d_wgrad_tc_{}", T::TC_NAME);
     // splits of whole 32-deep k-tiles, so that no tile straddles two splits
     launch_wgrad(dev, (programs::gemm_tc(), &name, gemm::PIPE_SMEM_BYTES), p, 32, x, dy, dw, alpha, beta)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Batch 128 of 256x256 images is M = 8.4M output pixels: past what grid y allows, within
+    /// grid x, where the M tiles run.
+    #[test]
+    fn large_images_fit_the_grid() {
+        let m = 128 * 256 * 256;
+        assert_eq!(grid(m, 64, 1).expect("grid").grid_dim, (65_536, 1, 1));
+        assert!(grid(8, 65_535 * 128 + 1, 1).is_err());
+    }
 }

@@ -138,8 +138,12 @@ impl GemmArgs {
         if let Some(l) = bias {
             check_min_len("gemm", "bias", l, self.n)?;
         }
-        if self.m.div_ceil(128) > 65535 {
-            return Err(Error::arg("gemm", format!("m = {} too large (max {})", self.m, 65535 * 128)));
+        // M tiles run along grid x (up to 2^31 - 1 blocks), N tiles along grid y (65535).
+        if self.n.div_ceil(128) > 65535 {
+            return Err(Error::arg("gemm", format!("n = {} too large for one launch (max {})", self.n, 65535 * 128)));
+        }
+        if self.m.div_ceil(128) > i32::MAX as usize {
+            return Err(Error::arg("gemm", format!("m = {} too large for one launch", self.m)));
         }
         Ok(())
     }
@@ -175,7 +179,7 @@ impl GemmArgs {
 
     fn cfg(&self) -> LaunchConfig {
         LaunchConfig {
-            grid_dim: (self.n.div_ceil(128) as u32, self.m.div_ceil(128) as u32, self.batch.min(grid_z_limit()) as u32),
+            grid_dim: (self.m.div_ceil(128) as u32, self.n.div_ceil(128) as u32, self.batch.min(grid_z_limit()) as u32),
             block_dim: (256, 1, 1),
             shared_mem_bytes: 0,
         }
@@ -256,6 +260,10 @@ pub enum SimtKernel {
     /// The 16-byte-load kernel capped at 128 registers, two blocks per SM (`_vec4_2b`): a
     /// tuning candidate that gpu_bench times beside `Auto` until a GPU run picks one.
     TwoBlocksPerSm,
+    /// The same tile with two shared-memory buffers (`_db`, `_vec4_db`): one barrier per
+    /// k-tile instead of two, fragments loaded a step ahead; 16-byte loads when the operands
+    /// allow them, as `Auto`. The same bits as `Auto`. A tuning candidate (gpu_bench `f32/db`).
+    DoubleBuffered,
 }
 
 /// SIMT f32 GEMM (exact f32 FMA accumulation). Uses 16-byte loads when lda/ldb/strides
@@ -287,6 +295,8 @@ pub fn gemm_f32_with(
         (SimtKernel::Auto, true) => "_vec4",
         (SimtKernel::Auto, false) => "",
         (SimtKernel::TwoBlocksPerSm, true) => "_vec4_2b",
+        (SimtKernel::DoubleBuffered, true) => "_vec4_db",
+        (SimtKernel::DoubleBuffered, false) => "_db",
         (SimtKernel::TwoBlocksPerSm, false) => {
             return Err(Error::arg(
                 "gemm",
@@ -484,5 +494,17 @@ mod tests {
         assert_eq!((t.lda, t.ldb), (3, 5));
         assert!(t.validate(30, 40, 24, None).is_ok());
         assert!(t.validate(30, 40, 23, None).is_err());
+    }
+
+    /// M tiles run along grid x, so a GEMM over more than 65535 * 128 rows (a Dense layer on
+    /// 10M rows) launches; only N is bounded by grid y.
+    #[test]
+    fn tall_gemms_fit_the_grid() {
+        let g = GemmArgs::new(10_000_000, 64, 8);
+        assert_eq!(g.cfg().grid_dim, (78_125, 1, 1));
+        assert!(g.validate(80_000_000, 512, 640_000_000, None).is_ok());
+        let wide = GemmArgs::new(8, 65_535 * 128 + 1, 1);
+        let err = wide.validate(8, wide.n, 8 * wide.n, None).unwrap_err().to_string();
+        assert!(err.contains("too large"), "{err}");
     }
 }

@@ -17,8 +17,9 @@
 //! * Normal (Box-Muller, per word pair (0,1) and (2,3) of a block), in f64:
 //!   `u1 = ((w_even >> 8) + 1) * 2^-24` in `(0, 1]`, `u2 = (w_odd >> 8) * 2^-24`,
 //!   `r = sqrt(-2 ln u1)`, `t = 2 pi u2`; the even element is `r cos t`, the odd one
-//!   `r sin t`; `out = (f32)(mean + std * z)` rounded once. The words are bit-exact; the
-//!   f64 `log`/`sin`/`cos` of CUDA and of the host libm may differ by 1 ulp in f64, which
+//!   `r sin t`; `out = (f32)(mean + std * z)`, the f64 multiply and add each rounded (no
+//!   FMA), then one rounding to f32. The words are bit-exact; the f64 `log`/`sin`/`cos` of
+//!   CUDA (within 1-2 ulp) and of the host libm may differ in the last f64 bits, which
 //!   changes the f32 result only in rare rounding-boundary cases.
 //! * Dropout: element kept when its uniform `u >= p`; `out = x / (1 - p)` or 0.
 
