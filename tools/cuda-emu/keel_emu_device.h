@@ -348,15 +348,28 @@ inline int launch(const Launch* l, void** params, void (*body)(void**), char* er
     S.params = params;
     blockDim = dim3{l->block[0], l->block[1], l->block[2]};
     gridDim = dim3{l->grid[0], l->grid[1], l->grid[2]};
-    for (unsigned z = 0; z < l->grid[2]; ++z)
-        for (unsigned y = 0; y < l->grid[1]; ++y)
-            for (unsigned x = 0; x < l->grid[0]; ++x) {
-                blockIdx = uint3{x, y, z};
-                if (const char* e = run_block()) {
-                    snprintf(err, errlen, "block (%u,%u,%u): %s", x, y, z, e);
-                    return 719;  // CUDA_ERROR_LAUNCH_FAILED
-                }
-            }
+    // Blocks run one after another, every other launch (of each module) in reverse order, so
+    // a kernel that relies on lower-numbered blocks having finished (a race between blocks on
+    // a GPU, where blocks run in no fixed order) sees their writes missing.
+    // KEEL_CUDA_EMU_BLOCK_ORDER=forward or =reverse fixes the order for every launch.
+    static unsigned long long launches = 0;
+    static const char* order = std::getenv("KEEL_CUDA_EMU_BLOCK_ORDER");
+    const bool backwards = order && std::strcmp(order, "reverse") == 0   ? true
+                           : order && std::strcmp(order, "forward") == 0 ? false
+                                                                          : (launches & 1u) != 0;
+    ++launches;
+    const unsigned long long total = (unsigned long long)l->grid[0] * l->grid[1] * l->grid[2];
+    for (unsigned long long b = 0; b < total; ++b) {
+        const unsigned long long q = backwards ? total - 1 - b : b;
+        const unsigned x = (unsigned)(q % l->grid[0]);
+        const unsigned y = (unsigned)((q / l->grid[0]) % l->grid[1]);
+        const unsigned z = (unsigned)(q / ((unsigned long long)l->grid[0] * l->grid[1]));
+        blockIdx = uint3{x, y, z};
+        if (const char* e = run_block()) {
+            snprintf(err, errlen, "block (%u,%u,%u): %s", x, y, z, e);
+            return 719;  // CUDA_ERROR_LAUNCH_FAILED
+        }
+    }
     return 0;
 }
 

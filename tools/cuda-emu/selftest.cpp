@@ -3,6 +3,7 @@
 // and correct ones must run. Built and run by run-tests.sh before the GPU suite:
 //   g++ -std=gnu++17 -x c++ -include keel_emu_device.h selftest.cpp -o selftest && ./selftest
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 typedef float f32;
@@ -59,6 +60,11 @@ __global__ void ldmatrix_partial(const float* x, float* out) {
     out[threadIdx.x] = (float)r[0];
 }
 
+// Records the order blocks ran in: out[block] = the block's turn (out[63] counts).
+__global__ void block_order_probe(const float* x, float* out) {
+    if (threadIdx.x == 0) out[blockIdx.x] = out[63]++;
+}
+
 typedef void (*Kernel)(const float*, float*);
 
 struct Case {
@@ -102,6 +108,26 @@ int main() {
         std::printf("%s %s: rc %d %s\n", ok ? "ok  " : "FAIL", c.name, rc, err);
         failures += !ok;
     }
-    std::printf("cuda-emu selftest: %d of %zu cases wrong\n", failures, sizeof cases / sizeof cases[0]);
+    // Consecutive launches run their blocks in opposite orders (unless the order is fixed by
+    // KEEL_CUDA_EMU_BLOCK_ORDER), so a kernel that needs lower blocks to finish first fails.
+    float turns[2][4];
+    for (int r = 0; r < 2; ++r) {
+        keel_emu::Launch l{{4, 1, 1}, {32, 1, 1}, 0, 0};
+        out[63] = 0.0f;
+        const float* xp = x;
+        float* op = out;
+        void* params[2] = {&xp, &op};
+        char err[512] = {0};
+        keel_emu::launch(&l, params, [](void** p) { keel_emu::invoke(block_order_probe, p); }, err, sizeof err);
+        for (int b = 0; b < 4; ++b) turns[r][b] = out[b];
+    }
+    bool reversed = true;
+    for (int b = 0; b < 4; ++b) reversed = reversed && turns[0][b] + turns[1][b] == 3.0f;
+    const bool fixed = std::getenv("KEEL_CUDA_EMU_BLOCK_ORDER") != nullptr;
+    const bool order_ok = fixed || reversed;
+    std::printf("%s block order alternates: %g %g %g %g, then %g %g %g %g\n", order_ok ? "ok  " : "FAIL", turns[0][0],
+                turns[0][1], turns[0][2], turns[0][3], turns[1][0], turns[1][1], turns[1][2], turns[1][3]);
+    failures += !order_ok;
+    std::printf("cuda-emu selftest: %d of %zu cases wrong\n", failures, sizeof cases / sizeof cases[0] + 1);
     return failures != 0;
 }
