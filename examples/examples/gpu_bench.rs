@@ -2,7 +2,9 @@
 //! training throughput.
 //!
 //! `cargo run --release -p keel-examples --features cuda --example gpu_bench -- [--reps 7]
-//!  [--sizes 1024,2048,4096,8192] [--steps 40]`
+//!  [--sizes 1024,2048,4096,8192] [--steps 40] [--parts gemm,conv,cnn]`
+//!
+//! `--parts` picks the sections to run (default: all three).
 //!
 //! Prints a table and one JSON line per row:
 //! * GEMM `C[m,n] = A[m,k] B[k,n]` (row-major, f32 output) for square sizes at F32 (SIMT),
@@ -138,6 +140,16 @@ fn run() -> Res<()> {
         Some(s) => s.split(',').map(|v| v.trim().parse::<usize>()).collect::<Result<_, _>>()?,
         None => vec![1024, 2048, 4096, 8192],
     };
+    let parts: Vec<String> = args
+        .get_str("parts")
+        .unwrap_or_else(|| "gemm,conv,cnn".to_string())
+        .split(',')
+        .map(|p| p.trim().to_string())
+        .collect();
+    if let Some(bad) = parts.iter().find(|p| !["gemm", "conv", "cnn"].contains(&p.as_str())) {
+        return Err(format!("--parts: unknown part `{bad}` (expected a list of gemm, conv, cnn)").into());
+    }
+    let part = |name: &str| parts.iter().any(|p| p == name);
     let dev = CudaDevice::get(0)?;
     let (free, total) = dev.mem_info()?;
     println!(
@@ -156,12 +168,14 @@ fn run() -> Res<()> {
         None
     };
     header();
-    for &s in &sizes {
+    for &s in sizes.iter().filter(|_| part("gemm")) {
         for prec in Prec::ROWS {
             gemm_row(&dev, blas.as_ref(), prec, s, reps)?.print();
         }
     }
-    for (n, h, w, c, o) in [(128, 28, 28, 1, 32), (128, 13, 13, 32, 64)] {
+    let conv_shapes: &[(usize, usize, usize, usize, usize)] =
+        if part("conv") { &[(128, 28, 28, 1, 32), (128, 13, 13, 32, 64)] } else { &[] };
+    for &(n, h, w, c, o) in conv_shapes {
         for row in conv_rows(&dev, blas.as_ref(), (n, h, w, c, o), reps)? {
             row.print();
         }
@@ -171,7 +185,9 @@ fn run() -> Res<()> {
             }
         }
     }
-    cnn_throughput(steps, reps.min(5))?;
+    if part("cnn") {
+        cnn_throughput(steps, reps.min(5))?;
+    }
     Ok(())
 }
 

@@ -16,6 +16,13 @@
 //   against live allocations, frees of unknown pointers, dynamic shared memory above 48 KiB
 //   without cuFuncSetAttribute (as on a GPU), and out-of-memory (limit:
 //   $KEEL_CUDA_EMU_MEM_MB, default 16384).
+//
+// Two knobs for measuring the host side of a GPU program (see README.md):
+// * KEEL_CUDA_EMU_STATS=1 prints, at exit, how many kernels were launched, by name;
+// * KEEL_CUDA_EMU_HOST_ONLY=1 checks each launch's configuration but does not run the
+//   kernel, skips device-side copies and memsets, allocates without guard pages, and
+//   answers every device-to-host copy with zeros: a program's speed is then that of its
+//   host code alone (its results are meaningless).
 #include <dlfcn.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -93,9 +100,12 @@ Context g_primary{0};
 thread_local Context* t_current = nullptr;
 
 size_t mem_limit() {
-    const char* e = std::getenv("KEEL_CUDA_EMU_MEM_MB");
-    const long long mb = e && *e ? std::atoll(e) : 16384;
-    return static_cast<size_t>(mb > 0 ? mb : 16384) << 20;
+    static const size_t limit = [] {
+        const char* e = std::getenv("KEEL_CUDA_EMU_MEM_MB");
+        const long long mb = e && *e ? std::atoll(e) : 16384;
+        return static_cast<size_t>(mb > 0 ? mb : 16384) << 20;
+    }();
+    return limit;
 }
 
 // Whether [p, p + n) lies inside one live allocation (caller holds g_mutex).
@@ -130,6 +140,34 @@ void emu_error(const char* what, const std::string& detail) {
     std::fprintf(stderr, "keel cuda-emu: %s: %s\n", what, detail.c_str());
 }
 
+// KEEL_CUDA_EMU_STATS=1: launches by kernel name, printed to stderr at exit.
+struct LaunchStats {
+    bool on = [] {
+        const char* v = std::getenv("KEEL_CUDA_EMU_STATS");
+        return v && std::strcmp(v, "1") == 0;
+    }();
+    std::map<std::string, unsigned long long> by_name;
+    ~LaunchStats() {
+        if (!on) return;
+        unsigned long long total = 0;
+        for (const auto& kv : by_name) total += kv.second;
+        std::fprintf(stderr, "keel cuda-emu: %llu kernel launches\n", total);
+        for (const auto& kv : by_name) std::fprintf(stderr, "  %10llu %s\n", kv.second, kv.first.c_str());
+    }
+};
+LaunchStats g_stats;
+void count_launch(const std::string& name) {
+    if (g_stats.on) ++g_stats.by_name[name];
+}
+// KEEL_CUDA_EMU_HOST_ONLY=1: launches are checked but not run.
+bool host_only() {
+    static const bool on = [] {
+        const char* v = std::getenv("KEEL_CUDA_EMU_HOST_ONLY");
+        return v && std::strcmp(v, "1") == 0;
+    }();
+    return on;
+}
+
 CUresult alloc(uint64_t* dptr, size_t bytes) {
     if (!dptr) return CUDA_ERROR_INVALID_VALUE;
     std::lock_guard<std::mutex> g(g_mutex);
@@ -137,6 +175,16 @@ CUresult alloc(uint64_t* dptr, size_t bytes) {
     if (bytes == 0) return CUDA_ERROR_INVALID_VALUE;
     if (g_used + bytes > mem_limit()) return CUDA_ERROR_OUT_OF_MEMORY;
     const size_t span = (bytes + 255) / 256 * 256;  // 256-byte aligned start, as cuMemAlloc
+    if (host_only()) {
+        // Host-only runs time the host code: no guard page, no fill, no mmap per allocation
+        // (a GPU's stream-ordered pool allocates in about a microsecond).
+        void* m = std::aligned_alloc(256, span);
+        if (!m) return CUDA_ERROR_OUT_OF_MEMORY;
+        g_allocs[reinterpret_cast<uintptr_t>(m)] = Alloc{static_cast<unsigned char*>(m), 0, bytes, 0};
+        g_used += bytes;
+        *dptr = reinterpret_cast<uint64_t>(m);
+        return CUDA_SUCCESS;
+    }
     const size_t data_pages = (span + kPage - 1) / kPage * kPage;
     const size_t map_len = data_pages + kPage;
     void* m = mmap(nullptr, map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -160,7 +208,10 @@ CUresult release(uint64_t dptr) {
         return CUDA_ERROR_INVALID_VALUE;
     }
     g_used -= it->second.bytes;
-    munmap(it->second.map, it->second.map_len);
+    if (it->second.map_len == 0)
+        std::free(it->second.map);  // a host-only allocation
+    else
+        munmap(it->second.map, it->second.map_len);
     g_allocs.erase(it);
     return CUDA_SUCCESS;
 }
@@ -368,14 +419,24 @@ int cuMemFree_v2(CUdeviceptr p) { return release(p); }
 int cuMemFreeAsync(CUdeviceptr p, CUstream) { return release(p); }
 int cuMemcpyHtoD_v2(CUdeviceptr d, const void* h, size_t n) { return copy(reinterpret_cast<void*>(d), true, h, false, n); }
 int cuMemcpyHtoDAsync_v2(CUdeviceptr d, const void* h, size_t n, CUstream) { return cuMemcpyHtoD_v2(d, h, n); }
-int cuMemcpyDtoH_v2(void* h, CUdeviceptr d, size_t n) { return copy(h, false, reinterpret_cast<const void*>(d), true, n); }
+int cuMemcpyDtoH_v2(void* h, CUdeviceptr d, size_t n) {
+    // Host-only: kernels did not run, so the host reads zeros (finite, whatever it checks).
+    if (host_only() && h) {
+        std::memset(h, 0, n);
+        return CUDA_SUCCESS;
+    }
+    return copy(h, false, reinterpret_cast<const void*>(d), true, n);
+}
 int cuMemcpyDtoHAsync_v2(void* h, CUdeviceptr d, size_t n, CUstream) { return cuMemcpyDtoH_v2(h, d, n); }
 int cuMemcpyDtoD_v2(CUdeviceptr d, CUdeviceptr s, size_t n) {
+    if (host_only()) return CUDA_SUCCESS;  // a copy on the device: GPU work
     return copy(reinterpret_cast<void*>(d), true, reinterpret_cast<const void*>(s), true, n);
 }
 int cuMemcpyDtoDAsync_v2(CUdeviceptr d, CUdeviceptr s, size_t n, CUstream) { return cuMemcpyDtoD_v2(d, s, n); }
 int cuMemsetD8_v2(CUdeviceptr d, unsigned char v, size_t n) { return set8(d, v, n); }
-int cuMemsetD8Async(CUdeviceptr d, unsigned char v, size_t n, CUstream) { return set8(d, v, n); }
+int cuMemsetD8Async(CUdeviceptr d, unsigned char v, size_t n, CUstream) {
+    return host_only() ? CUDA_SUCCESS : set8(d, v, n);  // host-only: GPU work, skipped
+}
 
 int cuModuleLoadData(CUmodule* m, const void* image) {
     if (!m || !image) return CUDA_ERROR_INVALID_VALUE;
@@ -457,6 +518,8 @@ int cuLaunchKernel(CUfunction f, unsigned int gx, unsigned int gy, unsigned int 
     EmuLaunch l{{gx, gy, gz}, {bx, by, bz}, shared, 0};
     char err[512] = {0};
     std::lock_guard<std::mutex> g(g_mutex);
+    count_launch(f->name);
+    if (host_only()) return CUDA_SUCCESS;
     ensure_altstack();
     struct sigaction sa{};
     sa.sa_sigaction = on_fault;
