@@ -84,7 +84,10 @@ pub struct CudaDevice {
     sm_count: u32,
     smem_optin: usize,
     name: String,
-    modules: Mutex<HashMap<u64, Arc<CudaModule>>>,
+    /// Loaded modules by program hash, each behind its own lock so that a program is compiled
+    /// and loaded once even when several threads ask for it together (two copies would give
+    /// two handles for one kernel, and a function attribute set on one would miss the other).
+    modules: Mutex<HashMap<u64, Arc<Mutex<Option<Arc<CudaModule>>>>>>,
     functions: Mutex<HashMap<(u64, String), CudaFunction>>,
     /// Dynamic shared memory each kernel was allowed through its function attribute.
     smem_limits: Mutex<HashMap<(u64, String), usize>>,
@@ -397,19 +400,20 @@ impl CudaDevice {
 
     /// Loads (compiling and caching as needed) a program as a CUDA module.
     pub fn module(&self, program: &Program) -> Result<Arc<CudaModule>> {
-        if let Ok(m) = self.modules.lock() {
-            if let Some(module) = m.get(&program.hash()) {
-                return Ok(module.clone());
-            }
+        // the maps only ever gain entries, so a poisoned lock still holds valid ones
+        let slot =
+            self.modules.lock().unwrap_or_else(PoisonError::into_inner).entry(program.hash()).or_default().clone();
+        // held while compiling and loading: other threads wait for this program only
+        let mut slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(module) = slot.as_ref() {
+            return Ok(module.clone());
         }
         let compiled = compile_for_arch(program.source(), program.name(), &self.arch)?;
         let module = self
             .ctx
             .load_module(Ptx::from_src(compiled.ptx.clone()))
             .map_err(|e| Error::Driver(format!("loading module `{}` ({}): {e:?}", program.name(), compiled.arch)))?;
-        if let Ok(mut m) = self.modules.lock() {
-            m.insert(program.hash(), module.clone());
-        }
+        *slot = Some(module.clone());
         Ok(module)
     }
 

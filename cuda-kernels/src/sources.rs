@@ -1,7 +1,8 @@
 //! The embedded CUDA C sources and the [`Program`] handle used to load them.
 
 use std::borrow::Cow;
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use crate::compile::source_hash;
 
@@ -31,7 +32,8 @@ pub const INDEX: &str = with_common!("kernels/index.cu");
 pub const POOL: &str = with_common!("kernels/pool.cu");
 /// Fused SGD / Adam / AdamW parameter updates.
 pub const OPTIM: &str = with_common!("kernels/optim.cu");
-/// Tiled SIMT f32 GEMM (batched, NN/NT/TN/TT, bias + activation epilogue).
+/// Tiled SIMT f32 GEMM (batched, NN/NT/TN/TT, bias + activation epilogue). Parts (see
+/// [`program_part`]): 1 element loads, 2 `_vec4`, 3 `_vec4_2b`, 4 `_db`, 5 `_vec4_db`.
 pub const GEMM: &str = concat!(
     include_str!("kernels/common.cuh"),
     "\n",
@@ -41,7 +43,9 @@ pub const GEMM: &str = concat!(
 );
 /// Tensor-core (mma.sync) GEMM for TF32 / F16 / BF16 inputs with f32 accumulation, plus the
 /// cp.async-pipelined F16/BF16 kernels (`gemm_tc_pipe.cu`) and the F16/BF16 tensor-core
-/// convolutions built on them (`conv_tc.cu`).
+/// convolutions built on them (`conv_tc.cu`). Parts (see [`program_part`]): 1 TF32, 2 F16,
+/// 3 BF16 (element and `_vec` loads), 4 F16 `_pipe`, 5 BF16 `_pipe`, 6 F16 and 7 BF16
+/// convolutions.
 pub const GEMM_TC: &str = concat!(
     include_str!("kernels/common.cuh"),
     "\n",
@@ -114,6 +118,23 @@ impl Program {
     pub fn hash(&self) -> u64 {
         self.hash
     }
+}
+
+/// Part `part` (1, 2, ...) of a static program whose source groups its kernels under
+/// `#if KEEL_PART == n` (the GEMMs: [`GEMM`] and [`GEMM_TC`] list their parts): the same
+/// source with `#define KEEL_PART {part}` in front, so NVRTC compiles and the driver loads
+/// only that part's kernels. The whole f32 GEMM source takes NVRTC about 11 s and the
+/// tensor-core one about 15 s (this machine's CPU), which a first matmul would otherwise wait
+/// for; a part takes a fifth to a seventh of that. Built once per (program, part).
+pub fn program_part(base: &'static Program, part: u32) -> &'static Program {
+    static PARTS: OnceLock<Mutex<HashMap<(u64, u32), &'static Program>>> = OnceLock::new();
+    let parts = PARTS.get_or_init(Default::default);
+    // the map only ever grows; a poisoned lock still holds valid entries
+    let mut map = parts.lock().unwrap_or_else(PoisonError::into_inner);
+    map.entry((base.hash(), part)).or_insert_with(|| {
+        let source = format!("#define KEEL_PART {part}\n{}", base.source());
+        Box::leak(Box::new(Program::new(format!("{}_part{part}", base.name()), source)))
+    })
 }
 
 /// Declares a lazily built static [`Program`] for one embedded source.

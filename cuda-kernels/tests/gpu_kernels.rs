@@ -757,3 +757,22 @@ fn conv2d_tensor_core_matches_direct_loops() {
     );
     assert!(r.is_err());
 }
+
+/// Threads that use a program for the first time together get one module: a second copy
+/// would hold other handles for the same kernels, and a shared-memory attribute raised on
+/// one handle would not apply to the other (a launch then fails with CUDA_ERROR_INVALID_VALUE).
+#[test]
+fn concurrent_first_use_loads_one_module() {
+    let Some(dev) = device() else { return };
+    let source = format!(
+        "{}\nextern \"C\" __global__ void concurrent_probe(float* x) {{ x[threadIdx.x] = 1.0f; }}\n// {:?}",
+        keel_cuda_kernels::sources::COMMON,
+        std::time::SystemTime::now()
+    );
+    let program = Program::new("concurrent_probe", source);
+    let modules: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4).map(|_| s.spawn(|| dev.module(&program).expect("module"))).collect();
+        handles.into_iter().map(|h| h.join().expect("thread")).collect()
+    });
+    assert!(modules.iter().all(|m| Arc::ptr_eq(m, &modules[0])), "several modules for one program");
+}

@@ -7,6 +7,13 @@ typedef unsigned char u8;
 
 #define KEEL_MAX_RANK 8
 
+// Which part of a large source to compile (`sources::program_part`): the Rust side puts
+// `#define KEEL_PART n` in front to get only part n's kernels, a fraction of the NVRTC
+// time; 0 (the default) compiles every kernel of the source.
+#ifndef KEEL_PART
+#define KEEL_PART 0
+#endif
+
 // Shape plus K stride vectors (one per operand), all for the same logical index space.
 // Mirrors `keel_cuda_kernels::layout::BroadcastLayout<K>` (#[repr(C)]).
 template <int K>

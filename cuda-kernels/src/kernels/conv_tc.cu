@@ -177,5 +177,9 @@ __device__ __forceinline__ void conv_wgrad_tc(const u16* x, const u16* dy, float
                              float beta, i64 k_per_split, i64 split_stride) {                      \
         conv_wgrad_tc<T>(x, dy, out, p, alpha, beta, k_per_split, split_stride);                   \
     }
+#if KEEL_PART == 0 || KEEL_PART == 6
 KEEL_CONV_TC(f16, TcF16)
+#endif
+#if KEEL_PART == 0 || KEEL_PART == 7
 KEEL_CONV_TC(bf16, TcBf16)
+#endif

@@ -28,33 +28,30 @@ __device__ __forceinline__ void gemm_f32_impl(const float* __restrict__ a, const
     }
 }
 
-#define KEEL_GEMM(SUFFIX, TA, TB)                                                                 \
-    extern "C" __global__ void __launch_bounds__(256)                                            \
-        gemm_f32_##SUFFIX(const float* a, const float* b, float* c, const float* bias,           \
-                          GemmParams p) {                                                        \
-        gemm_f32_impl<TA, TB, false, false>(a, b, c, bias, p);                                   \
-    }                                                                                            \
-    extern "C" __global__ void __launch_bounds__(256)                                            \
-        gemm_f32_##SUFFIX##_vec4(const float* a, const float* b, float* c, const float* bias,    \
-                                 GemmParams p) {                                                 \
-        gemm_f32_impl<TA, TB, true, false>(a, b, c, bias, p);                                    \
-    }                                                                                            \
-    extern "C" __global__ void __launch_bounds__(256, 2)                                         \
-        gemm_f32_##SUFFIX##_vec4_2b(const float* a, const float* b, float* c, const float* bias, \
-                                    GemmParams p) {                                              \
-        gemm_f32_impl<TA, TB, true, false>(a, b, c, bias, p);                                    \
-    }                                                                                            \
-    extern "C" __global__ void __launch_bounds__(256)                                            \
-        gemm_f32_##SUFFIX##_db(const float* a, const float* b, float* c, const float* bias,      \
-                               GemmParams p) {                                                   \
-        gemm_f32_impl<TA, TB, false, true>(a, b, c, bias, p);                                    \
-    }                                                                                            \
-    extern "C" __global__ void __launch_bounds__(256)                                            \
-        gemm_f32_##SUFFIX##_vec4_db(const float* a, const float* b, float* c, const float* bias, \
-                                    GemmParams p) {                                              \
-        gemm_f32_impl<TA, TB, true, true>(a, b, c, bias, p);                                     \
+// One f32 GEMM kernel: gemm_f32_<form><variant>.
+#define KEEL_GEMM_F32(FORM, TA, TB, VARIANT, BOUNDS, VEC, DB)                                   \
+    extern "C" __global__ void BOUNDS gemm_f32_##FORM##VARIANT(const float* a, const float* b,  \
+                                                               float* c, const float* bias,     \
+                                                               GemmParams p) {                  \
+        gemm_f32_impl<TA, TB, VEC, DB>(a, b, c, bias, p);                                       \
     }
-KEEL_GEMM(nn, false, false)
-KEEL_GEMM(nt, false, true)
-KEEL_GEMM(tn, true, false)
-KEEL_GEMM(tt, true, true)
+#define KEEL_GEMM_FORMS(M, ...) \
+    M(nn, false, false, __VA_ARGS__) M(nt, false, true, __VA_ARGS__) M(tn, true, false, __VA_ARGS__) M(tt, true, true, __VA_ARGS__)
+
+// Parts (KEEL_PART; `ops::gemm` compiles only the part it launches): 1 element loads,
+// 2 `_vec4`, 3 `_vec4_2b`, 4 `_db`, 5 `_vec4_db`; each in the four forms.
+#if KEEL_PART == 0 || KEEL_PART == 1
+KEEL_GEMM_FORMS(KEEL_GEMM_F32, , __launch_bounds__(256), false, false)
+#endif
+#if KEEL_PART == 0 || KEEL_PART == 2
+KEEL_GEMM_FORMS(KEEL_GEMM_F32, _vec4, __launch_bounds__(256), true, false)
+#endif
+#if KEEL_PART == 0 || KEEL_PART == 3
+KEEL_GEMM_FORMS(KEEL_GEMM_F32, _vec4_2b, __launch_bounds__(256, 2), true, false)
+#endif
+#if KEEL_PART == 0 || KEEL_PART == 4
+KEEL_GEMM_FORMS(KEEL_GEMM_F32, _db, __launch_bounds__(256), false, true)
+#endif
+#if KEEL_PART == 0 || KEEL_PART == 5
+KEEL_GEMM_FORMS(KEEL_GEMM_F32, _vec4_db, __launch_bounds__(256), true, true)
+#endif

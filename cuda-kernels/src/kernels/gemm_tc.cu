@@ -271,6 +271,15 @@ __device__ __forceinline__ void gemm_tc_impl(const typename T::S* __restrict__ a
     KEEL_GEMM_TC(TN, T, nt, false, true)        \
     KEEL_GEMM_TC(TN, T, tn, true, false)        \
     KEEL_GEMM_TC(TN, T, tt, true, true)
+// Parts of the tensor-core source (KEEL_PART): 1 TF32, 2 F16, 3 BF16 (element and `_vec`
+// loads), 4 F16 `_pipe`, 5 BF16 `_pipe` (gemm_tc_pipe.cu), 6 F16 and 7 BF16 convolutions
+// (conv_tc.cu).
+#if KEEL_PART == 0 || KEEL_PART == 1
 KEEL_GEMM_TC_FORMS(tf32, TcTf32)
+#endif
+#if KEEL_PART == 0 || KEEL_PART == 2
 KEEL_GEMM_TC_FORMS(f16, TcF16)
+#endif
+#if KEEL_PART == 0 || KEEL_PART == 3
 KEEL_GEMM_TC_FORMS(bf16, TcBf16)
+#endif

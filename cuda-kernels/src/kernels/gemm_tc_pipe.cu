@@ -229,5 +229,9 @@ __device__ __forceinline__ void gemm_tc_pipe_impl(const u16* __restrict__ a, con
     KEEL_GEMM_TC_PIPE(TN, T, nt, false, true)   \
     KEEL_GEMM_TC_PIPE(TN, T, tn, true, false)   \
     KEEL_GEMM_TC_PIPE(TN, T, tt, true, true)
+#if KEEL_PART == 0 || KEEL_PART == 4
 KEEL_GEMM_TC_PIPE_FORMS(f16, TcF16)
+#endif
+#if KEEL_PART == 0 || KEEL_PART == 5
 KEEL_GEMM_TC_PIPE_FORMS(bf16, TcBf16)
+#endif

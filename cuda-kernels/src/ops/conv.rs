@@ -6,7 +6,7 @@ use cudarc::driver::{CudaView, CudaViewMut, DeviceRepr, LaunchConfig};
 use crate::device::{check_len, CudaDevice};
 use crate::error::{Error, Result};
 use crate::ops::gemm::{self, Activation};
-use crate::sources::programs;
+use crate::sources::{program_part, programs};
 
 /// Padding mode for [`Conv2d::new`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -375,11 +375,12 @@ pub fn conv2d_forward_tc<T: gemm::TcInput>(
     let name = format!("conv2d_fwd_tc_{}", T::TC_NAME);
     let cfg = grid(p.n * p.oh * p.ow, p.o, 1)?;
     let (a, smem) = (act.code(), gemm::PIPE_SMEM_BYTES);
+    let program = program_part(programs::gemm_tc(), gemm::conv_tc_part(T::TC_NAME));
     match bias {
-        Some(b) => launch!(dev, programs::gemm_tc(), name, cfg, smem = smem, [x, w, y, b, p, &alpha, &beta, &a]),
+        Some(b) => launch!(dev, program, name, cfg, smem = smem, [x, w, y, b, p, &alpha, &beta, &a]),
         None => {
             let null = 0u64;
-            launch!(dev, programs::gemm_tc(), name, cfg, smem = smem, [x, w, y, &null, p, &alpha, &beta, &a])
+            launch!(dev, program, name, cfg, smem = smem, [x, w, y, &null, p, &alpha, &beta, &a])
         }
     }
 }
@@ -402,7 +403,8 @@ pub fn conv2d_backward_input_tc<T: gemm::TcInput>(
     }
     let name = format!("conv2d_dgrad_tc_{}", T::TC_NAME);
     let cfg = grid(p.n * p.h * p.w, p.c, 1)?;
-    launch!(dev, programs::gemm_tc(), name, cfg, smem = gemm::PIPE_SMEM_BYTES, [dy, w, dx, p, &alpha, &beta])
+    let program = program_part(programs::gemm_tc(), gemm::conv_tc_part(T::TC_NAME));
+    launch!(dev, program, name, cfg, smem = gemm::PIPE_SMEM_BYTES, [dy, w, dx, p, &alpha, &beta])
 }
 
 /// [`conv2d_backward_kernel_f32`] on tensor cores (F16/BF16 `x` and `dy`, f32 `dw`), with
@@ -424,7 +426,8 @@ pub fn conv2d_backward_kernel_tc<T: gemm::TcInput>(
     }
     let name = format!("conv2d_wgrad_tc_{}", T::TC_NAME);
     // splits of whole 32-deep k-tiles, so that no tile straddles two splits
-    launch_wgrad(dev, (programs::gemm_tc(), &name, gemm::PIPE_SMEM_BYTES), p, 32, x, dy, dw, alpha, beta)
+    let program = program_part(programs::gemm_tc(), gemm::conv_tc_part(T::TC_NAME));
+    launch_wgrad(dev, (program, &name, gemm::PIPE_SMEM_BYTES), p, 32, x, dy, dw, alpha, beta)
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use cudarc::driver::{CudaView, CudaViewMut, DeviceRepr, LaunchConfig};
 
 use crate::device::{check_min_len, to_i64, CudaDevice, DType};
 use crate::error::{Error, Result};
-use crate::sources::programs;
+use crate::sources::{program_part, programs};
 
 /// Epilogue activation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -291,12 +291,13 @@ pub fn gemm_f32_with(
     kernel: SimtKernel,
 ) -> Result<()> {
     let vec = aligned16(dev, args, a, b);
-    let suffix = match (kernel, vec) {
-        (SimtKernel::Auto, true) => "_vec4",
-        (SimtKernel::Auto, false) => "",
-        (SimtKernel::TwoBlocksPerSm, true) => "_vec4_2b",
-        (SimtKernel::DoubleBuffered, true) => "_vec4_db",
-        (SimtKernel::DoubleBuffered, false) => "_db",
+    // (kernel-name suffix, part of the GEMM source holding it)
+    let (suffix, part) = match (kernel, vec) {
+        (SimtKernel::Auto, true) => ("_vec4", 2),
+        (SimtKernel::Auto, false) => ("", 1),
+        (SimtKernel::TwoBlocksPerSm, true) => ("_vec4_2b", 3),
+        (SimtKernel::DoubleBuffered, true) => ("_vec4_db", 5),
+        (SimtKernel::DoubleBuffered, false) => ("_db", 4),
         (SimtKernel::TwoBlocksPerSm, false) => {
             return Err(Error::arg(
                 "gemm",
@@ -306,7 +307,7 @@ pub fn gemm_f32_with(
         }
     };
     let kernel = format!("gemm_f32_{}{suffix}", args.form());
-    launch_gemm(dev, programs::gemm(), kernel, 0, args, a, b, c, bias)
+    launch_gemm(dev, program_part(programs::gemm(), part), kernel, 0, args, a, b, c, bias)
 }
 
 /// Which tensor-core kernel runs a TF32/F16/BF16 GEMM (see [`gemm_tc`]).
@@ -430,13 +431,37 @@ pub fn gemm_tc<T: TcInput>(
     bias: Option<&CudaView<'_, f32>>,
     kernel: TcKernel,
 ) -> Result<()> {
-    let (suffix, smem) = match resolve_tc(dev, args, a, b, kernel)? {
+    let pipelined = resolve_tc(dev, args, a, b, kernel)?;
+    let (suffix, smem) = match pipelined {
         TcKernel::Pipelined => ("_pipe", PIPE_SMEM_BYTES),
         TcKernel::Vec => ("_vec", 0),
         _ => ("", 0),
     };
     let name = format!("gemm_tc_{}_{}{suffix}", T::TC_NAME, args.form());
-    launch_gemm(dev, programs::gemm_tc(), name, smem, args, a, b, c, bias)
+    let part = tc_part(T::TC_NAME, pipelined == TcKernel::Pipelined);
+    launch_gemm(dev, program_part(programs::gemm_tc(), part), name, smem, args, a, b, c, bias)
+}
+
+/// The part of the tensor-core source ([`crate::sources::GEMM_TC`]) holding the GEMM
+/// kernels of input type `tc_name` (`tf32`, `f16`, `bf16`), pipelined or not.
+fn tc_part(tc_name: &str, pipelined: bool) -> u32 {
+    match (tc_name, pipelined) {
+        ("tf32", _) => 1,
+        ("f16", false) => 2,
+        ("f16", true) => 4,
+        ("bf16", true) => 5,
+        _ => 3,
+    }
+}
+
+/// The part of the tensor-core source holding the convolutions of input type `tc_name`
+/// (`f16` or `bf16`).
+pub(crate) fn conv_tc_part(tc_name: &str) -> u32 {
+    if tc_name == "f16" {
+        6
+    } else {
+        7
+    }
 }
 
 /// Tensor-core GEMM with f32 inputs rounded to TF32 (10-bit mantissa), f32 accumulation.
