@@ -1,5 +1,23 @@
 // keel elementwise templates. The Rust generator (`ops::elementwise`) appends one
 // functor + one KEEL_*_KERNELS line per op of the caller's table.
+//
+// Parts (KEEL_PART, see `sources::program_part`): 1 the f32 kernels, 2 f16, 3 bf16; a
+// program that computes in one dtype compiles a third of the source.
+#if KEEL_PART == 0 || KEEL_PART == 1
+#define KEEL_EW_F32(...) __VA_ARGS__
+#else
+#define KEEL_EW_F32(...)
+#endif
+#if KEEL_PART == 0 || KEEL_PART == 2
+#define KEEL_EW_F16(...) __VA_ARGS__
+#else
+#define KEEL_EW_F16(...)
+#endif
+#if KEEL_PART == 0 || KEEL_PART == 3
+#define KEEL_EW_BF16(...) __VA_ARGS__
+#else
+#define KEEL_EW_BF16(...)
+#endif
 
 template <typename T, typename F>
 __device__ __forceinline__ void unary_contig(const T* __restrict__ x, T* __restrict__ y, i64 n,
@@ -99,9 +117,9 @@ __device__ __forceinline__ void unary_bwd_strided(const T* x, const T* y, const 
         unary_strided<T>(x, y, n, a, l, keel_unary_##NAME());                                    \
     }
 #define KEEL_UNARY_KERNELS(NAME)                 \
-    KEEL_UNARY_KERNELS_T(NAME, float, f32)       \
-    KEEL_UNARY_KERNELS_T(NAME, keel_f16, f16)    \
-    KEEL_UNARY_KERNELS_T(NAME, keel_bf16, bf16)
+    KEEL_EW_F32(KEEL_UNARY_KERNELS_T(NAME, float, f32))         \
+    KEEL_EW_F16(KEEL_UNARY_KERNELS_T(NAME, keel_f16, f16))      \
+    KEEL_EW_BF16(KEEL_UNARY_KERNELS_T(NAME, keel_bf16, bf16))
 
 #define KEEL_BINARY_KERNELS_T(NAME, T, TN)                                                      \
     extern "C" __global__ void binary_##NAME##_##TN(const T* __restrict__ x,                    \
@@ -114,9 +132,9 @@ __device__ __forceinline__ void unary_bwd_strided(const T* x, const T* y, const 
         binary_strided<T>(x, y, z, n, l, keel_binary_##NAME());                                 \
     }
 #define KEEL_BINARY_KERNELS(NAME)                \
-    KEEL_BINARY_KERNELS_T(NAME, float, f32)      \
-    KEEL_BINARY_KERNELS_T(NAME, keel_f16, f16)   \
-    KEEL_BINARY_KERNELS_T(NAME, keel_bf16, bf16)
+    KEEL_EW_F32(KEEL_BINARY_KERNELS_T(NAME, float, f32))         \
+    KEEL_EW_F16(KEEL_BINARY_KERNELS_T(NAME, keel_f16, f16))      \
+    KEEL_EW_BF16(KEEL_BINARY_KERNELS_T(NAME, keel_bf16, bf16))
 
 #define KEEL_UNARY_BWD_KERNELS_T(NAME, T, TN)                                                   \
     extern "C" __global__ void unary_bwd_##NAME##_##TN(const T* __restrict__ x,                 \
@@ -130,6 +148,6 @@ __device__ __forceinline__ void unary_bwd_strided(const T* x, const T* y, const 
         unary_bwd_strided<T>(x, y, g, out, n, a, l, keel_unary_bwd_##NAME());                   \
     }
 #define KEEL_UNARY_BWD_KERNELS(NAME)                 \
-    KEEL_UNARY_BWD_KERNELS_T(NAME, float, f32)       \
-    KEEL_UNARY_BWD_KERNELS_T(NAME, keel_f16, f16)    \
-    KEEL_UNARY_BWD_KERNELS_T(NAME, keel_bf16, bf16)
+    KEEL_EW_F32(KEEL_UNARY_BWD_KERNELS_T(NAME, float, f32))         \
+    KEEL_EW_F16(KEEL_UNARY_BWD_KERNELS_T(NAME, keel_f16, f16))      \
+    KEEL_EW_BF16(KEEL_UNARY_BWD_KERNELS_T(NAME, keel_bf16, bf16))

@@ -91,9 +91,21 @@ extern \"C\" __global__ void cmp_{name}_{tn}_strided(const {ty}* xs, const {ty}*
     s
 }
 
-pub(super) fn program() -> &'static Program {
+/// The whole elementwise program (every kernel of every float dtype).
+fn whole_program() -> &'static Program {
     static P: OnceLock<Program> = OnceLock::new();
     P.get_or_init(|| Program::new("keel_tensor_elementwise", elementwise_source()))
+}
+
+/// The part of the elementwise program holding the kernels of dtype `T` (the templates'
+/// parts: 1 f32, 2 f16, 3 bf16), so that a program computing in f32 compiles only those.
+pub(super) fn program<T: kk::FloatDType>() -> &'static Program {
+    let part = match T::NAME {
+        "f32" => 1,
+        "f16" => 2,
+        _ => 3,
+    };
+    kk::sources::program_part(whole_program(), part)
 }
 
 fn cmp_program() -> &'static Program {
@@ -139,10 +151,10 @@ fn unary_t<T: kk::FloatDType + Elem>(
     {
         let mut ov = head_mut(&mut out, n);
         if l.is_contiguous() {
-            ew::unary(dev, program(), op.name(), &range(x, l), &mut ov, p as f32).ctx(op.name())?;
+            ew::unary(dev, program::<T>(), op.name(), &range(x, l), &mut ov, p as f32).ctx(op.name())?;
         } else {
             let kl = kernel_layout(op.name(), l.dims(), [l.strides(), &out_strides(l)])?;
-            ew::unary_strided(dev, program(), op.name(), &from_offset(x, l.offset()), &mut ov, &kl, p as f32)
+            ew::unary_strided(dev, program::<T>(), op.name(), &from_offset(x, l.offset()), &mut ov, &kl, p as f32)
                 .ctx(op.name())?;
         }
     }
@@ -178,8 +190,17 @@ fn bwd_t<T: kk::FloatDType + Elem>(
     {
         let mut ov = head_mut(&mut out, n);
         if contiguous_all(&[x.1, y.1, g.1]) {
-            ew::unary_backward(dev, program(), name, &range(x.0, x.1), &range(y.0, y.1), &range(g.0, g.1), &mut ov, a)
-                .ctx(name)?;
+            ew::unary_backward(
+                dev,
+                program::<T>(),
+                name,
+                &range(x.0, x.1),
+                &range(y.0, y.1),
+                &range(g.0, g.1),
+                &mut ov,
+                a,
+            )
+            .ctx(name)?;
         } else {
             let kl = kernel_layout(
                 "elementwise grad",
@@ -188,7 +209,7 @@ fn bwd_t<T: kk::FloatDType + Elem>(
             )?;
             ew::unary_backward_strided(
                 dev,
-                program(),
+                program::<T>(),
                 name,
                 &from_offset(x.0, x.1.offset()),
                 &from_offset(y.0, y.1.offset()),
@@ -241,12 +262,12 @@ fn binary_t<T: kk::FloatDType + Elem>(
     {
         let mut ov = head_mut(&mut out, n);
         if contiguous_all(&[l, rl]) {
-            ew::binary(dev, program(), op.name(), &range(x, l), &range(y, rl), &mut ov).ctx(op.name())?;
+            ew::binary(dev, program::<T>(), op.name(), &range(x, l), &range(y, rl), &mut ov).ctx(op.name())?;
         } else {
             let kl = kernel_layout(op.name(), l.dims(), [l.strides(), rl.strides(), &out_strides(l)])?;
             ew::binary_strided(
                 dev,
-                program(),
+                program::<T>(),
                 op.name(),
                 &from_offset(x, l.offset()),
                 &from_offset(y, rl.offset()),
@@ -491,6 +512,27 @@ mod tests {
             assert!(ptx.ptx.contains(&format!("binary_{}_f16_strided", op.name())), "{}", op.name());
             assert!(ptx.ptx.contains(&format!("unary_bwd_{}_f32", binary_grad_name(*op, true))));
         }
+        // the dtype parts hold exactly the whole program's kernels, each in one part
+        let kernels = |ptx: &str| -> Vec<String> {
+            let mut v: Vec<String> = ptx
+                .lines()
+                .filter_map(|l| l.split(".entry ").nth(1))
+                .map(|r| r.split('(').next().unwrap_or(r).trim().to_string())
+                .collect();
+            v.sort();
+            v
+        };
+        let mut parts: Vec<String> = Vec::new();
+        for part in 1..=3 {
+            let p = kk::sources::program_part(whole_program(), part);
+            let compiled = kk::compile_uncached(p.source(), p.name(), "sm_90").expect("part compiles");
+            let names = kernels(&compiled.ptx);
+            let dtype = ["f32", "f16", "bf16"][part as usize - 1];
+            assert!(names.iter().all(|n| n.contains(&format!("_{dtype}"))), "part {part} holds another dtype");
+            parts.extend(names);
+        }
+        parts.sort();
+        assert_eq!(parts, kernels(&ptx.ptx), "the dtype parts do not add up to the elementwise program");
         let ptx = kk::compile_uncached(&cmp_source(), "cmp", "sm_80").expect("compiles");
         for op in CmpOp::ALL {
             for (tn, _) in CMP_TYPES {

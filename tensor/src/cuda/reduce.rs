@@ -83,7 +83,7 @@ pub(super) fn reduce(s: &CudaStorage, l: &Layout, op: ReduceOp, size: usize) -> 
         ReduceOp::Var => {
             let mean = sum(&xv, 1.0 / size as f32)?;
             // centred = x - mean (the mean broadcast along each row), then the mean of its squares
-            let prog = super::elementwise::program();
+            let prog = super::elementwise::program::<f32>();
             let kl =
                 kk::Layout::<3>::new(&[rows, size], [&[size as isize, 1], &[1, 0], &[size as isize, 1]]).ctx(name)?;
             let mut centred = alloc::<f32>(dev, n)?;
