@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::ffi::{c_char, CString};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use cudarc::nvrtc::{result as nv, sys as nvsys};
@@ -261,6 +261,25 @@ fn mem_cache() -> &'static MemCache {
     CACHE.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
+/// Says once per process, on stderr, that kernels are being compiled (the first GPU op on a
+/// machine without the disk cache waits a few seconds for NVRTC) and where they are kept.
+fn note_first_compile(arch: &str, path: Option<&Path>) {
+    static SAID: AtomicBool = AtomicBool::new(false);
+    if SAID.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    match path.and_then(Path::parent) {
+        Some(dir) => eprintln!(
+            "keel: compiling CUDA kernels for {arch} with NVRTC (first use; kept in {} for later runs)",
+            dir.display()
+        ),
+        None => eprintln!(
+            "keel: compiling CUDA kernels for {arch} with NVRTC (no disk cache: set KEEL_KERNEL_CACHE to a folder to \
+             keep them)"
+        ),
+    }
+}
+
 /// Compiles `source` for `arch` (e.g. `sm_90`), using the process and disk caches.
 ///
 /// Works without a GPU (only NVRTC is needed). `name` labels the source in errors and
@@ -293,6 +312,7 @@ pub fn compile_for_arch(source: &str, name: &str, arch: &str) -> Result<Arc<Comp
     let compiled = match compiled {
         Some(c) => c,
         None => {
+            note_first_compile(&arch, disk_path.as_deref());
             let c = compile_uncached(source, name, &arch)?;
             if let Some(p) = &disk_path {
                 let _ = write_atomic(p, c.ptx.as_bytes());
