@@ -92,6 +92,66 @@ __device__ __forceinline__ void store_tile(float (*S)[GBM + GPAD], float4 v, int
     }
 }
 
+// What one of the 256 threads does in a 128x128 block tile: it loads 4 elements of A
+// (row la_r, k la_k) and of B per k-tile, and owns outputs rows ty*4.., 64+ty*4.. by
+// columns tx*4.., 64+tx*4...
+struct TileThread {
+    int tx, ty, la_r, la_k, lb_r, lb_k;
+    template <class LA, class LB>
+    __device__ __forceinline__ static TileThread make() {
+        const int tid = threadIdx.x;
+        TileThread t;
+        t.tx = tid & 15;
+        t.ty = tid >> 4;
+        t.la_r = LA::K_CONTIG ? (tid >> 1) : ((tid & 31) << 2);
+        t.la_k = LA::K_CONTIG ? ((tid & 1) << 2) : (tid >> 5);
+        t.lb_r = LB::K_CONTIG ? (tid >> 1) : ((tid & 31) << 2);
+        t.lb_k = LB::K_CONTIG ? ((tid & 1) << 2) : (tid >> 5);
+        return t;
+    }
+};
+
+// The fragments a thread reads for step kk of a k-tile (two 16-byte shared loads each).
+__device__ __forceinline__ void load_frags(const float (*As)[GBM + GPAD], const float (*Bs)[GBN + GPAD], int kk,
+                                           const TileThread& t, float (&a)[8], float (&b)[8]) {
+    const float4 a0 = *reinterpret_cast<const float4*>(&As[kk][t.ty * 4]);
+    const float4 a1 = *reinterpret_cast<const float4*>(&As[kk][64 + t.ty * 4]);
+    const float4 b0 = *reinterpret_cast<const float4*>(&Bs[kk][t.tx * 4]);
+    const float4 b1 = *reinterpret_cast<const float4*>(&Bs[kk][64 + t.tx * 4]);
+    a[0] = a0.x; a[1] = a0.y; a[2] = a0.z; a[3] = a0.w; a[4] = a1.x; a[5] = a1.y; a[6] = a1.z; a[7] = a1.w;
+    b[0] = b0.x; b[1] = b0.y; b[2] = b0.z; b[3] = b0.w; b[4] = b1.x; b[5] = b1.y; b[6] = b1.z; b[7] = b1.w;
+}
+
+// acc += a (x) b: the 64 FMAs of one k step.
+__device__ __forceinline__ void fma_step(float (&acc)[8][8], const float (&a)[8], const float (&b)[8]) {
+#pragma unroll
+    for (int i = 0; i < 8; ++i)
+#pragma unroll
+        for (int j = 0; j < 8; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
+}
+
+__device__ __forceinline__ void zero_acc(float (&acc)[8][8]) {
+#pragma unroll
+    for (int i = 0; i < 8; ++i)
+#pragma unroll
+        for (int j = 0; j < 8; ++j) acc[i][j] = 0.0f;
+}
+
+// Hands the thread's 64 outputs of the block tile at (m0, n0) to the epilogue.
+template <class Epi>
+__device__ __forceinline__ void store_acc(const Epi& epi, const float (&acc)[8][8], i64 m0, i64 n0,
+                                          const TileThread& t) {
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+        const i64 m = m0 + (i < 4 ? t.ty * 4 + i : 64 + t.ty * 4 + (i - 4));
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+            const i64 n = n0 + (j < 4 ? t.tx * 4 + j : 64 + t.tx * 4 + (j - 4));
+            epi(m, n, acc[i][j]);
+        }
+    }
+}
+
 // Computes the block tile at (m0, n0) over k in [k_begin, k_end) (k_begin a multiple of GBK)
 // and calls epi(m, n, acc) for each of its 128x128 outputs (the epilogue bounds-checks).
 template <class LA, class LB, class Epi>
@@ -99,70 +159,34 @@ __device__ __forceinline__ void gemm_block_128x128(LA la, LB lb, const Epi& epi,
                                                    i64 k_begin, i64 k_end) {
     __shared__ __align__(16) float As[GBK][GBM + GPAD];
     __shared__ __align__(16) float Bs[GBK][GBN + GPAD];
-    const int tid = threadIdx.x;
-    const int tx = tid & 15, ty = tid >> 4;
-    const int la_r = LA::K_CONTIG ? (tid >> 1) : ((tid & 31) << 2);
-    const int la_k = LA::K_CONTIG ? ((tid & 1) << 2) : (tid >> 5);
-    const int lb_r = LB::K_CONTIG ? (tid >> 1) : ((tid & 31) << 2);
-    const int lb_k = LB::K_CONTIG ? ((tid & 1) << 2) : (tid >> 5);
-    la.set_row(m0 + la_r);
-    lb.set_row(n0 + lb_r);
-
+    const TileThread t = TileThread::make<LA, LB>();
+    la.set_row(m0 + t.la_r);
+    lb.set_row(n0 + t.lb_r);
     float acc[8][8];
-#pragma unroll
-    for (int i = 0; i < 8; ++i)
-#pragma unroll
-        for (int j = 0; j < 8; ++j) acc[i][j] = 0.0f;
+    zero_acc(acc);
 
     float4 ra = make_float4(0.f, 0.f, 0.f, 0.f), rb = ra;
     if (k_begin < k_end) {
-        ra = la.load4(k_begin + la_k);
-        rb = lb.load4(k_begin + lb_k);
+        ra = la.load4(k_begin + t.la_k);
+        rb = lb.load4(k_begin + t.lb_k);
     }
     for (i64 k0 = k_begin; k0 < k_end; k0 += GBK) {
-        store_tile<LA::K_CONTIG>(As, ra, la_r, la_k);
-        store_tile<LB::K_CONTIG>(Bs, rb, lb_r, lb_k);
+        store_tile<LA::K_CONTIG>(As, ra, t.la_r, t.la_k);
+        store_tile<LB::K_CONTIG>(Bs, rb, t.lb_r, t.lb_k);
         __syncthreads();
         if (k0 + GBK < k_end) {
-            ra = la.load4(k0 + GBK + la_k);
-            rb = lb.load4(k0 + GBK + lb_k);
+            ra = la.load4(k0 + GBK + t.la_k);
+            rb = lb.load4(k0 + GBK + t.lb_k);
         }
 #pragma unroll
         for (int kk = 0; kk < GBK; ++kk) {
-            const float4 a0 = *reinterpret_cast<const float4*>(&As[kk][ty * 4]);
-            const float4 a1 = *reinterpret_cast<const float4*>(&As[kk][64 + ty * 4]);
-            const float4 b0 = *reinterpret_cast<const float4*>(&Bs[kk][tx * 4]);
-            const float4 b1 = *reinterpret_cast<const float4*>(&Bs[kk][64 + tx * 4]);
-            const float a[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
-            const float b[8] = {b0.x, b0.y, b0.z, b0.w, b1.x, b1.y, b1.z, b1.w};
-#pragma unroll
-            for (int i = 0; i < 8; ++i)
-#pragma unroll
-                for (int j = 0; j < 8; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
+            float a[8], b[8];
+            load_frags(As, Bs, kk, t, a, b);
+            fma_step(acc, a, b);
         }
         __syncthreads();
     }
-#pragma unroll
-    for (int i = 0; i < 8; ++i) {
-        const i64 m = m0 + (i < 4 ? ty * 4 + i : 64 + ty * 4 + (i - 4));
-#pragma unroll
-        for (int j = 0; j < 8; ++j) {
-            const i64 n = n0 + (j < 4 ? tx * 4 + j : 64 + tx * 4 + (j - 4));
-            epi(m, n, acc[i][j]);
-        }
-    }
-}
-
-// The fragments one thread reads for step kk of a k-tile: rows ty*4.., 64+ty*4.. of A and
-// columns tx*4.., 64+tx*4.. of B (two 16-byte shared loads each).
-__device__ __forceinline__ void load_frags(const float (*As)[GBM + GPAD], const float (*Bs)[GBN + GPAD], int kk,
-                                           int tx, int ty, float (&a)[8], float (&b)[8]) {
-    const float4 a0 = *reinterpret_cast<const float4*>(&As[kk][ty * 4]);
-    const float4 a1 = *reinterpret_cast<const float4*>(&As[kk][64 + ty * 4]);
-    const float4 b0 = *reinterpret_cast<const float4*>(&Bs[kk][tx * 4]);
-    const float4 b1 = *reinterpret_cast<const float4*>(&Bs[kk][64 + tx * 4]);
-    a[0] = a0.x; a[1] = a0.y; a[2] = a0.z; a[3] = a0.w; a[4] = a1.x; a[5] = a1.y; a[6] = a1.z; a[7] = a1.w;
-    b[0] = b0.x; b[1] = b0.y; b[2] = b0.z; b[3] = b0.w; b[4] = b1.x; b[5] = b1.y; b[6] = b1.z; b[7] = b1.w;
+    store_acc(epi, acc, m0, n0, t);
 }
 
 // gemm_block_128x128 with two shared tiles (a tuning candidate, `_db` kernels): the next
@@ -174,64 +198,44 @@ __device__ __forceinline__ void gemm_block_128x128_db(LA la, LB lb, const Epi& e
                                                       i64 k_begin, i64 k_end) {
     __shared__ __align__(16) float As[2][GBK][GBM + GPAD];
     __shared__ __align__(16) float Bs[2][GBK][GBN + GPAD];
-    const int tid = threadIdx.x;
-    const int tx = tid & 15, ty = tid >> 4;
-    const int la_r = LA::K_CONTIG ? (tid >> 1) : ((tid & 31) << 2);
-    const int la_k = LA::K_CONTIG ? ((tid & 1) << 2) : (tid >> 5);
-    const int lb_r = LB::K_CONTIG ? (tid >> 1) : ((tid & 31) << 2);
-    const int lb_k = LB::K_CONTIG ? ((tid & 1) << 2) : (tid >> 5);
-    la.set_row(m0 + la_r);
-    lb.set_row(n0 + lb_r);
-
+    const TileThread t = TileThread::make<LA, LB>();
+    la.set_row(m0 + t.la_r);
+    lb.set_row(n0 + t.lb_r);
     float acc[8][8];
-#pragma unroll
-    for (int i = 0; i < 8; ++i)
-#pragma unroll
-        for (int j = 0; j < 8; ++j) acc[i][j] = 0.0f;
+    zero_acc(acc);
 
     // A caller looping over batch matrices calls this again: wait until every thread has
     // read the tiles of the previous call before overwriting them.
     __syncthreads();
     if (k_begin < k_end) {
-        float4 ra = la.load4(k_begin + la_k);
-        float4 rb = lb.load4(k_begin + lb_k);
-        store_tile<LA::K_CONTIG>(As[0], ra, la_r, la_k);
-        store_tile<LB::K_CONTIG>(Bs[0], rb, lb_r, lb_k);
+        float4 ra = la.load4(k_begin + t.la_k);
+        float4 rb = lb.load4(k_begin + t.lb_k);
+        store_tile<LA::K_CONTIG>(As[0], ra, t.la_r, t.la_k);
+        store_tile<LB::K_CONTIG>(Bs[0], rb, t.lb_r, t.lb_k);
         __syncthreads();
         float a[2][8], b[2][8];
-        load_frags(As[0], Bs[0], 0, tx, ty, a[0], b[0]);
+        load_frags(As[0], Bs[0], 0, t, a[0], b[0]);
         int cur = 0;
         for (i64 k0 = k_begin; k0 < k_end; k0 += GBK) {
             const bool more = k0 + GBK < k_end;
             if (more) {
-                ra = la.load4(k0 + GBK + la_k);
-                rb = lb.load4(k0 + GBK + lb_k);
+                ra = la.load4(k0 + GBK + t.la_k);
+                rb = lb.load4(k0 + GBK + t.lb_k);
             }
 #pragma unroll
             for (int kk = 0; kk < GBK; ++kk) {
-                if (kk + 1 < GBK) load_frags(As[cur], Bs[cur], kk + 1, tx, ty, a[(kk + 1) & 1], b[(kk + 1) & 1]);
-#pragma unroll
-                for (int i = 0; i < 8; ++i)
-#pragma unroll
-                    for (int j = 0; j < 8; ++j) acc[i][j] = fmaf(a[kk & 1][i], b[kk & 1][j], acc[i][j]);
+                if (kk + 1 < GBK) load_frags(As[cur], Bs[cur], kk + 1, t, a[(kk + 1) & 1], b[(kk + 1) & 1]);
+                fma_step(acc, a[kk & 1], b[kk & 1]);
             }
             if (more) {
                 // Tile cur ^ 1 was last read before the previous barrier: safe to overwrite.
-                store_tile<LA::K_CONTIG>(As[cur ^ 1], ra, la_r, la_k);
-                store_tile<LB::K_CONTIG>(Bs[cur ^ 1], rb, lb_r, lb_k);
+                store_tile<LA::K_CONTIG>(As[cur ^ 1], ra, t.la_r, t.la_k);
+                store_tile<LB::K_CONTIG>(Bs[cur ^ 1], rb, t.lb_r, t.lb_k);
                 __syncthreads();
                 cur ^= 1;
-                load_frags(As[cur], Bs[cur], 0, tx, ty, a[0], b[0]);
+                load_frags(As[cur], Bs[cur], 0, t, a[0], b[0]);
             }
         }
     }
-#pragma unroll
-    for (int i = 0; i < 8; ++i) {
-        const i64 m = m0 + (i < 4 ? ty * 4 + i : 64 + ty * 4 + (i - 4));
-#pragma unroll
-        for (int j = 0; j < 8; ++j) {
-            const i64 n = n0 + (j < 4 ? tx * 4 + j : 64 + tx * 4 + (j - 4));
-            epi(m, n, acc[i][j]);
-        }
-    }
+    store_acc(epi, acc, m0, n0, t);
 }
