@@ -6,6 +6,10 @@
 //!
 //! `--parts` picks the sections to run (default: all three).
 //!
+//! When the sizes include 4096, the GEMM section ends with issue #7's goals, one line each
+//! (and JSON): the best f32 kernel against 70% of cuBLAS SGEMM, the best BF16 kernel
+//! against 50% of cuBLAS, with "met" or "NOT met".
+//!
 //! Prints a table and one JSON line per row:
 //! * GEMM `C[m,n] = A[m,k] B[k,n]` (row-major, f32 output) for square sizes at F32 (SIMT),
 //!   TF32 and BF16 (tensor cores, f32 accumulation; `bf16` is the cp.async-pipelined kernel
@@ -81,6 +85,39 @@ impl Prec {
             Prec::Tf32 => "tf32",
             Prec::Bf16(kgemm::TcKernel::Vec) => "bf16/1",
             Prec::Bf16(_) => "bf16",
+        }
+    }
+}
+
+/// The square GEMM size of issue #7's goals.
+const GOAL_SIZE: usize = 4096;
+
+/// Issue #7's goals at [`GOAL_SIZE`], from the best kernel of each family: f32 (SIMT) >= 70%
+/// of cuBLAS SGEMM, BF16 (tensor cores) >= 50% of cuBLAS. One line each, plus JSON.
+fn print_goals(rows: &[(Prec, Row)]) {
+    let families: [(&str, f64, fn(Prec) -> bool); 2] =
+        [("f32", 70.0, |p| matches!(p, Prec::F32(_))), ("bf16", 50.0, |p| matches!(p, Prec::Bf16(_)))];
+    for (family, goal, member) in families {
+        let best = rows
+            .iter()
+            .filter(|(p, _)| member(*p))
+            .filter_map(|(p, r)| r.cublas_ms.map(|c| (p.name(), 100.0 * c / r.ours_ms)))
+            .max_by(|a, b| a.1.total_cmp(&b.1));
+        match best {
+            Some((kernel, pct)) => {
+                let verdict = if pct >= goal { "met" } else { "NOT met" };
+                println!(
+                    "goal: {family} GEMM at {GOAL_SIZE} >= {goal}% of cuBLAS: best kernel {kernel} at {pct:.1}%: {verdict}"
+                );
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "bench": "goal", "family": family, "size": GOAL_SIZE, "goal_pct_of_cublas": goal,
+                        "best_kernel": kernel, "pct_of_cublas": pct, "met": pct >= goal,
+                    })
+                );
+            }
+            None => println!("goal: {family} GEMM at {GOAL_SIZE}: not measurable (no cuBLAS)"),
         }
     }
 }
@@ -168,10 +205,18 @@ fn run() -> Res<()> {
         None
     };
     header();
+    let mut at_goal_size = Vec::new();
     for &s in sizes.iter().filter(|_| part("gemm")) {
         for prec in Prec::ROWS {
-            gemm_row(&dev, blas.as_ref(), prec, s, reps)?.print();
+            let row = gemm_row(&dev, blas.as_ref(), prec, s, reps)?;
+            row.print();
+            if s == GOAL_SIZE {
+                at_goal_size.push((prec, row));
+            }
         }
+    }
+    if !at_goal_size.is_empty() {
+        print_goals(&at_goal_size);
     }
     let conv_shapes: &[(usize, usize, usize, usize, usize)] =
         if part("conv") { &[(128, 28, 28, 1, 32), (128, 13, 13, 32, 64)] } else { &[] };
