@@ -39,6 +39,17 @@ pub struct CompiledPtx {
     pub from_disk_cache: bool,
 }
 
+impl CompiledPtx {
+    /// The names of the kernels in the PTX (its `.entry` functions), in order of appearance.
+    pub fn entries(&self) -> Vec<String> {
+        self.ptx
+            .lines()
+            .filter_map(|l| l.split(".entry ").nth(1))
+            .map(|rest| rest.split('(').next().unwrap_or(rest).trim().to_string())
+            .collect()
+    }
+}
+
 /// Stable 64-bit FNV-1a hash of a source (stable across processes and Rust versions).
 pub fn source_hash(source: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;

@@ -114,14 +114,6 @@ fn compile_errors_are_reported() {
     assert!(msg.contains("bad") && msg.contains("compute_80"), "{msg}");
 }
 
-/// The kernel names in a PTX module (`.entry NAME(`).
-fn entries(ptx: &str) -> std::collections::BTreeSet<String> {
-    ptx.lines()
-        .filter_map(|l| l.split(".entry ").nth(1))
-        .map(|rest| rest.split('(').next().unwrap_or(rest).trim().to_string())
-        .collect()
-}
-
 /// The GEMM sources are compiled a part at a time (`sources::program_part`): every part
 /// compiles on its own without warnings, and together the parts hold exactly the whole
 /// source's kernels, each in one part.
@@ -140,12 +132,13 @@ fn program_parts_partition_the_gemm_sources() {
                 jobs.iter().map(|p| scope.spawn(move || compile_uncached(p.source(), p.name(), "sm_90"))).collect();
             handles.into_iter().map(|h| h.join().expect("compile thread")).collect()
         });
-        let whole = entries(&compiled[0].as_ref().expect("whole").ptx);
+        let whole: std::collections::BTreeSet<String> =
+            compiled[0].as_ref().expect("whole").entries().into_iter().collect();
         let mut seen = std::collections::BTreeSet::new();
         for (p, ptx) in jobs.iter().zip(&compiled).skip(1) {
             let ptx = ptx.as_ref().expect("part compiles");
             assert!(!ptx.log.to_lowercase().contains("warning"), "{}: {}", p.name(), ptx.log);
-            let names = entries(&ptx.ptx);
+            let names = ptx.entries();
             assert!(!names.is_empty(), "{} has no kernels", p.name());
             for n in names {
                 assert!(seen.insert(n.clone()), "{n} is in two parts of {}", base.name());

@@ -513,26 +513,19 @@ mod tests {
             assert!(ptx.ptx.contains(&format!("unary_bwd_{}_f32", binary_grad_name(*op, true))));
         }
         // the dtype parts hold exactly the whole program's kernels, each in one part
-        let kernels = |ptx: &str| -> Vec<String> {
-            let mut v: Vec<String> = ptx
-                .lines()
-                .filter_map(|l| l.split(".entry ").nth(1))
-                .map(|r| r.split('(').next().unwrap_or(r).trim().to_string())
-                .collect();
-            v.sort();
-            v
-        };
         let mut parts: Vec<String> = Vec::new();
         for part in 1..=3 {
             let p = kk::sources::program_part(whole_program(), part);
             let compiled = kk::compile_uncached(p.source(), p.name(), "sm_90").expect("part compiles");
-            let names = kernels(&compiled.ptx);
+            let names = compiled.entries();
             let dtype = ["f32", "f16", "bf16"][part as usize - 1];
             assert!(names.iter().all(|n| n.contains(&format!("_{dtype}"))), "part {part} holds another dtype");
             parts.extend(names);
         }
+        let mut whole = ptx.entries();
         parts.sort();
-        assert_eq!(parts, kernels(&ptx.ptx), "the dtype parts do not add up to the elementwise program");
+        whole.sort();
+        assert_eq!(parts, whole, "the dtype parts do not add up to the elementwise program");
         let ptx = kk::compile_uncached(&cmp_source(), "cmp", "sm_80").expect("compiles");
         for op in CmpOp::ALL {
             for (tn, _) in CMP_TYPES {
