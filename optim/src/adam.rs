@@ -1,9 +1,9 @@
 //! [`Adam`]: adaptive moment estimation, as Keras `Adam` (with `amsgrad`).
 
-use crate::base::{check_range, optimizer_common, Core, StepCtx, UpdateRule};
-use crate::{LearningRate, Result};
-use keel_tensor::ops::AdamStep;
-use keel_tensor::Tensor;
+use crate::base::{check_range, optimizer_common, Core, Pending, StepCtx, UpdateRule};
+use crate::{Error, LearningRate, Result};
+use keel_tensor::ops::{adam_update_many, AdamOperands, AdamStep, AdamUpdate};
+use keel_tensor::{DType, Tensor};
 
 /// Adam (Keras `Adam`).
 ///
@@ -88,24 +88,13 @@ impl UpdateRule for AdamRule {
     }
 
     fn update(&self, ctx: &StepCtx, p: &Tensor, g: &Tensor, slots: &mut [Tensor]) -> Result<Tensor> {
-        let t = (ctx.iteration + 1) as f64;
-        let alpha = ctx.lr * (1.0 - self.beta_2.powf(t)).sqrt() / (1.0 - self.beta_1.powf(t));
-        let [m, v, rest @ ..] = slots else {
-            // ok: the slots are built from slot_names(), which always has two or more.
-            unreachable!("Adam keeps at least two slots")
-        };
-        if !p.device().is_cuda() || p.dtype() == keel_tensor::DType::F32 {
-            // one fused pass (CPU, or F32 on CUDA), the same arithmetic as the op chain below
-            let h = AdamStep { alpha, beta_1: self.beta_1, beta_2: self.beta_2, epsilon: self.epsilon };
-            let v_hat = if self.amsgrad { rest.first() } else { None };
-            let out = p.adam_update(g, m, v, v_hat, &h)?;
-            *m = out.m;
-            *v = out.v;
-            if let (Some(slot), Some(new)) = (rest.first_mut(), out.v_hat) {
-                *slot = new;
-            }
-            return Ok(out.param);
+        let h = self.scalars(ctx);
+        if fused(p) {
+            let x = self.operands(p, g, slots)?;
+            let out = p.adam_update(g, x.m, x.v, x.v_hat, &h)?;
+            return Ok(self.store(out, slots));
         }
+        let [m, v, rest @ ..] = slots else { return Err(missing_slots()) };
         *m = m.add(&g.sub(m)?.mul_scalar(1.0 - self.beta_1)?)?;
         *v = v.add(&g.square()?.sub(v)?.mul_scalar(1.0 - self.beta_2)?)?;
         let denom_v = match rest.first_mut() {
@@ -115,6 +104,66 @@ impl UpdateRule for AdamRule {
             }
             _ => v.clone(),
         };
-        Ok(p.sub(&m.mul_scalar(alpha)?.div(&denom_v.sqrt()?.add_scalar(self.epsilon)?)?)?)
+        Ok(p.sub(&m.mul_scalar(h.alpha)?.div(&denom_v.sqrt()?.add_scalar(self.epsilon)?)?)?)
+    }
+
+    /// The fused parameters together ([`adam_update_many`]: one launch per 24 on a GPU),
+    /// the rest (F64 on a GPU) through the op chain.
+    fn update_many(&self, ctx: &StepCtx, items: &mut [Pending]) -> Result<Vec<Tensor>> {
+        let h = self.scalars(ctx);
+        let (fused_at, chain_at): (Vec<usize>, Vec<usize>) = (0..items.len()).partition(|&i| fused(&items[i].p));
+        let outs = {
+            let ops = fused_at
+                .iter()
+                .map(|&i| self.operands(&items[i].p, &items[i].g, &items[i].slots))
+                .collect::<Result<Vec<_>>>()?;
+            adam_update_many(&ops, &h)?
+        };
+        let mut news: Vec<Option<Tensor>> = vec![None; items.len()];
+        for (i, out) in fused_at.into_iter().zip(outs) {
+            news[i] = Some(self.store(out, &mut items[i].slots));
+        }
+        for i in chain_at {
+            let it = &mut items[i];
+            news[i] = Some(self.update(ctx, &it.p, &it.g, &mut it.slots)?);
+        }
+        news.into_iter().map(|n| n.ok_or_else(missing_slots)).collect()
+    }
+}
+
+/// Whether `p` takes the fused update: everything on the CPU, F32 on CUDA (the same
+/// arithmetic as the op chain, so the same bits either way).
+fn fused(p: &Tensor) -> bool {
+    !p.device().is_cuda() || p.dtype() == DType::F32
+}
+
+/// Never seen: the slots are built from slot_names(), which always has two or more.
+fn missing_slots() -> Error {
+    Error::Internal { optimizer: "Adam", msg: "the momentum and velocity slots are missing" }
+}
+
+impl AdamRule {
+    /// This step's scalars: `t` is the 1-based step.
+    fn scalars(&self, ctx: &StepCtx) -> AdamStep {
+        let t = (ctx.iteration + 1) as f64;
+        let alpha = ctx.lr * (1.0 - self.beta_2.powf(t)).sqrt() / (1.0 - self.beta_1.powf(t));
+        AdamStep { alpha, beta_1: self.beta_1, beta_2: self.beta_2, epsilon: self.epsilon }
+    }
+
+    /// The fused op's operands for parameter `p`, gradient `g` and its `slots`.
+    fn operands<'a>(&self, p: &'a Tensor, g: &'a Tensor, slots: &'a [Tensor]) -> Result<AdamOperands<'a>> {
+        let [m, v, rest @ ..] = slots else { return Err(missing_slots()) };
+        Ok(AdamOperands { param: p, grad: g, m, v, v_hat: if self.amsgrad { rest.first() } else { None } })
+    }
+
+    /// Stores a fused update's moments in `slots`; returns the new parameter.
+    fn store(&self, out: AdamUpdate, slots: &mut [Tensor]) -> Tensor {
+        let mut new = [Some(out.m), Some(out.v), out.v_hat].into_iter();
+        for (slot, value) in slots.iter_mut().zip(&mut new) {
+            if let Some(value) = value {
+                *slot = value;
+            }
+        }
+        out.param
     }
 }

@@ -31,7 +31,32 @@ pub(crate) trait UpdateRule {
 
     /// The new parameter value, updating `slots` in place; `p` and `g` share the compute dtype.
     fn update(&self, ctx: &StepCtx, p: &Tensor, g: &Tensor, slots: &mut [Tensor]) -> Result<Tensor>;
+
+    /// The new values of several parameters, updating each one's slots in place; the same
+    /// results as [`UpdateRule::update`] on each (the default). Rules with a multi-tensor
+    /// op override it: on a GPU that is one launch for many parameters.
+    fn update_many(&self, ctx: &StepCtx, items: &mut [Pending]) -> Result<Vec<Tensor>> {
+        items.iter_mut().map(|it| self.update(ctx, &it.p, &it.g, &mut it.slots)).collect()
+    }
 }
+
+/// One parameter's update inputs: value and gradient in the compute dtype, and its slots
+/// in [`UpdateRule::slot_names`] order.
+pub(crate) struct Pending {
+    /// The parameter value (weight decay already applied).
+    pub(crate) p: Tensor,
+    /// Its gradient (clipped).
+    pub(crate) g: Tensor,
+    /// Its slots, updated in place.
+    pub(crate) slots: Vec<Tensor>,
+}
+
+/// At most this many parameters are updated together (one multi-tensor launch on a GPU,
+/// keel-cuda-kernels' `MULTI_MAX`) ...
+const GROUP_PARAMS: usize = 24;
+/// ... and, beyond the first, only while the group holds at most this many elements, which
+/// bounds the memory held by old and new values at once (out-of-place updates).
+const GROUP_ELEMS: usize = 1 << 24;
 
 /// Check `value` is finite and within `[lo, hi]` (`hi_open` excludes `hi`).
 pub(crate) fn check_range(
@@ -148,32 +173,59 @@ impl Core {
 
         self.clipping.apply(&mut gs)?;
         let ctx = StepCtx { lr, iteration: self.iterations };
-        for ((p, g), cd) in list.iter().zip(gs).zip(dtypes) {
-            let Some(g) = g else { continue };
-            let value = p.value();
-            let mut pv = cast(&value, cd)?;
-            // Slots by name; one this configuration needs but lacks (first update,
-            // or a builder option changed mid-training) starts at its initial value.
-            let stored = self.store.get(p.id());
-            let mut slots = names
-                .iter()
-                .map(|n| match stored.and_then(|s| s.iter().find(|(k, _)| k == n)) {
-                    // state follows its parameter when the model moved to another device
-                    Some((_, t)) => Ok(t.to_device(&pv.device())?),
-                    None => rule.init_slot(n, &pv),
-                })
-                .collect::<Result<Vec<_>>>()?;
-            if let Some(wd) = self.weight_decay {
-                if wd > 0.0 && !self.no_decay.contains(&p.id()) {
-                    pv = pv.sub(&pv.mul_scalar(wd * lr)?)?;
-                }
+        let todo: Vec<(&Param, Tensor, DType)> =
+            list.iter().zip(gs).zip(dtypes).filter_map(|((p, g), cd)| Some((*p, g?, cd))).collect();
+        let mut rest = &todo[..];
+        while !rest.is_empty() {
+            let mut take = 1;
+            let mut elems = rest[0].1.elem_count();
+            while take < rest.len().min(GROUP_PARAMS) && elems + rest[take].1.elem_count() <= GROUP_ELEMS {
+                elems += rest[take].1.elem_count();
+                take += 1;
             }
-            let new = rule.update(&ctx, &pv, &g, &mut slots)?;
-            p.assign(&cast(&new, value.dtype())?)?;
-            self.store.insert(p.id(), names.iter().copied().zip(slots).collect());
+            let (group, tail) = rest.split_at(take);
+            rest = tail;
+            let mut items =
+                group.iter().map(|(p, g, cd)| self.pending(rule, &names, p, g, *cd, lr)).collect::<Result<Vec<_>>>()?;
+            let news = rule.update_many(&ctx, &mut items)?;
+            for (((p, _, _), item), new) in group.iter().zip(items).zip(news) {
+                p.assign(&cast(&new, p.value().dtype())?)?;
+                self.store.insert(p.id(), names.iter().copied().zip(item.slots).collect());
+            }
         }
         self.iterations += 1;
         Ok(())
+    }
+
+    /// The update inputs of parameter `p` with (cast, clipped) gradient `g`: its value in
+    /// compute dtype `cd` with weight decay applied, and its slots.
+    fn pending(
+        &self,
+        rule: &impl UpdateRule,
+        names: &[&'static str],
+        p: &Param,
+        g: &Tensor,
+        cd: DType,
+        lr: f64,
+    ) -> Result<Pending> {
+        let mut pv = cast(&p.value(), cd)?;
+        // Slots by name; one this configuration needs but lacks (first update,
+        // or a builder option changed mid-training) starts at its initial value.
+        let stored = self.store.get(p.id());
+        let slots = names
+            .iter()
+            .map(|n| match stored.and_then(|s| s.iter().find(|(k, _)| k == n)) {
+                // state follows its parameter when the model moved to another device
+                Some((_, t)) => Ok(t.to_device(&pv.device())?),
+                None => rule.init_slot(n, &pv),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if let Some(wd) = self.weight_decay {
+            if wd > 0.0 && !self.no_decay.contains(&p.id()) {
+                pv = pv.sub(&pv.mul_scalar(wd * lr)?)?;
+            }
+        }
+        Ok(Pending { p: pv, g: g.clone(), slots })
     }
 
     pub(crate) fn state(&self, rule: &impl UpdateRule) -> Result<OptimizerState> {

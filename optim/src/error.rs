@@ -53,6 +53,14 @@ pub enum Error {
         /// What does not fit.
         msg: String,
     },
+    /// A broken invariant inside keel-optim: a bug, never the caller's input.
+    #[error("{optimizer}: internal error: {msg} (a bug in keel-optim; please report it)")]
+    Internal {
+        /// The optimizer.
+        optimizer: &'static str,
+        /// What broke.
+        msg: &'static str,
+    },
     /// A schedule's configuration is invalid.
     #[error("{schedule}: {msg}")]
     InvalidSchedule {

@@ -1,8 +1,8 @@
 //! [`Sgd`]: gradient descent with optional (Nesterov) momentum, as Keras `SGD`.
 
-use crate::base::{check_range, optimizer_common, Core, StepCtx, UpdateRule};
+use crate::base::{check_range, optimizer_common, Core, Pending, StepCtx, UpdateRule};
 use crate::{LearningRate, Result};
-use keel_tensor::ops::SgdStep;
+use keel_tensor::ops::{sgd_update_many, SgdOperands, SgdStep, SgdUpdate};
 use keel_tensor::Tensor;
 
 /// Stochastic gradient descent (Keras `SGD`).
@@ -71,11 +71,32 @@ impl UpdateRule for SgdRule {
     /// One fused pass (`Tensor::sgd_update`, the same bits as the op chain
     /// `lr_g = g lr; m = m momentum - lr_g; p + m` on every device).
     fn update(&self, ctx: &StepCtx, p: &Tensor, g: &Tensor, slots: &mut [Tensor]) -> Result<Tensor> {
-        let h = SgdStep { learning_rate: ctx.lr, momentum: self.momentum, nesterov: self.nesterov };
-        let out = p.sgd_update(g, slots.first(), &h)?;
-        if let (Some(m), Some(new_m)) = (slots.first_mut(), out.momentum) {
-            *m = new_m;
-        }
-        Ok(out.param)
+        let out = p.sgd_update(g, slots.first(), &self.scalars(ctx))?;
+        Ok(store(out, slots))
     }
+
+    /// All parameters in one fused op ([`sgd_update_many`]: one launch per 24 on a GPU).
+    fn update_many(&self, ctx: &StepCtx, items: &mut [Pending]) -> Result<Vec<Tensor>> {
+        let outs = {
+            let ops: Vec<SgdOperands<'_>> =
+                items.iter().map(|it| SgdOperands { param: &it.p, grad: &it.g, momentum: it.slots.first() }).collect();
+            sgd_update_many(&ops, &self.scalars(ctx))?
+        };
+        Ok(items.iter_mut().zip(outs).map(|(it, out)| store(out, &mut it.slots)).collect())
+    }
+}
+
+impl SgdRule {
+    /// This step's scalars.
+    fn scalars(&self, ctx: &StepCtx) -> SgdStep {
+        SgdStep { learning_rate: ctx.lr, momentum: self.momentum, nesterov: self.nesterov }
+    }
+}
+
+/// Stores a fused update's momentum in `slots` (when it keeps one); returns the new parameter.
+fn store(out: SgdUpdate, slots: &mut [Tensor]) -> Tensor {
+    if let (Some(m), Some(new_m)) = (slots.first_mut(), out.momentum) {
+        *m = new_m;
+    }
+    out.param
 }

@@ -164,3 +164,46 @@ fn converges_on_the_quadratic() {
         assert!(worst < 0.05, "{} ended at max |p| = {worst}", opt.name());
     }
 }
+
+/// A step over many parameters updates them in groups (one multi-tensor launch per group
+/// on a GPU); each must end exactly where stepping it alone would. 60 parameters, so three
+/// groups of up to 24, every seventh without a gradient.
+#[test]
+fn many_parameters_step_as_each_would_alone() {
+    let init =
+        |k: usize| -> Vec<f32> { (0..3 + k % 11).map(|i| ((i * 7 + k * 13) % 17) as f32 / 17.0 - 0.4).collect() };
+    let grad = |k: usize, step: usize, p: &Param| {
+        p.value().mul_scalar(0.5 + 0.1 * (step + k % 5) as f64).unwrap().sin().unwrap()
+    };
+    let makers: [fn() -> Box<dyn Optimizer>; 5] = [
+        || Box::new(Sgd::new(0.1).momentum(0.9).weight_decay(0.1)),
+        || Box::new(Adam::new(0.1).amsgrad(true)),
+        || Box::new(AdamW::new(0.1)),
+        || Box::new(RMSprop::new(0.1).momentum(0.5).centered(true)),
+        || Box::new(Adagrad::new(0.1)),
+    ];
+    for make in makers {
+        let params: Vec<Param> = (0..60).map(|k| param(&init(k))).collect();
+        let mut opt = make();
+        for step in 0..3 {
+            let mut g = Gradients::default();
+            for (k, p) in params.iter().enumerate().filter(|(k, _)| k % 7 != 3) {
+                g.insert(p.id(), grad(k, step, p));
+            }
+            opt.step(&params, &g).unwrap();
+        }
+        for (k, p) in params.iter().enumerate() {
+            let alone = param(&init(k));
+            let mut own = make();
+            for step in 0..3 {
+                let mut g = Gradients::default();
+                if k % 7 != 3 {
+                    g.insert(alone.id(), grad(k, step, &alone));
+                }
+                own.step(std::slice::from_ref(&alone), &g).unwrap();
+            }
+            let bits = |p: &Param| p.value().to_vec::<f32>().unwrap().iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(p), bits(&alone), "{}: parameter {k}", opt.name());
+        }
+    }
+}

@@ -92,3 +92,44 @@ fn every_optimizer_steps_on_cuda_like_on_the_cpu() {
     agree("global clipnorm", &dev, || Sgd::new(0.1).global_clipnorm(2.0));
     agree("clipvalue", &dev, || Sgd::new(0.1).clipvalue(0.5));
 }
+
+/// 60 parameters (three multi-tensor groups of up to 24 on a GPU), of sizes around the
+/// kernels' 2048-element tile, every seventh without a gradient: Adam (also AMSGrad and
+/// AdamW) and momentum SGD give the CPU's bits on CUDA, step after step.
+#[test]
+fn many_parameters_step_in_groups_with_the_cpus_bits() {
+    let Some(dev) = gpu("many_parameters_step_in_groups_with_the_cpus_bits") else { return };
+    let sizes = [1usize, 2047, 2048, 2049, 5, 4100, 64, 3];
+    let init = |k: usize| {
+        let n = sizes[k % sizes.len()] + k;
+        let v: Vec<f32> = (0..n).map(|i| ((i * 7 + k * 13) % 17) as f32 / 17.0 - 0.4).collect();
+        Tensor::from_vec(v, vec![n]).expect("tensor")
+    };
+    let run = |opt: &mut dyn Optimizer, dev: &Device| -> Vec<Vec<u32>> {
+        let params: Vec<Param> = (0..60).map(|k| Param::new(init(k).to_device(dev).expect("to device"))).collect();
+        for step in 0..3 {
+            let mut g = Gradients::default();
+            for (k, p) in params.iter().enumerate().filter(|(k, _)| k % 7 != 3) {
+                let scale = 0.5 + 0.1 * (step + k % 5) as f64;
+                g.insert(p.id(), p.value().mul_scalar(scale).expect("mul").sin().expect("sin"));
+            }
+            opt.step(&params, &g).expect("step");
+        }
+        params.iter().map(|p| p.value().to_vec::<f32>().expect("read").iter().map(|x| x.to_bits()).collect()).collect()
+    };
+    let cases: Vec<(&str, Box<dyn Fn() -> Box<dyn Optimizer>>)> = vec![
+        ("adam", Box::new(|| Box::new(Adam::new(0.01)))),
+        ("adam amsgrad", Box::new(|| Box::new(Adam::new(0.01).amsgrad(true)))),
+        ("adamw", Box::new(|| Box::new(AdamW::new(0.01)))),
+        ("sgd momentum", Box::new(|| Box::new(Sgd::new(0.05).momentum(0.9)))),
+    ];
+    for (what, make) in cases {
+        let cpu = run(&mut *make(), &Device::Cpu);
+        let cuda = run(&mut *make(), &dev);
+        for (k, (a, b)) in cuda.iter().zip(&cpu).enumerate() {
+            assert!(a == b, "{what}: parameter {k} ({} elements) differs from the CPU's bits", a.len());
+        }
+        // parameters without a gradient never moved
+        assert_eq!(cpu[3], init(3).to_vec::<f32>().expect("read").iter().map(|x| x.to_bits()).collect::<Vec<_>>());
+    }
+}

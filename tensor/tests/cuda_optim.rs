@@ -161,3 +161,112 @@ fn sgd_update_matches_cpu_bit_for_bit() {
     let cuda = on(&p).sgd_update(&on(&gt).t().unwrap(), Some(&on(&m)), &h).unwrap();
     same_bits("param, strided gradient", &cuda.param, &cpu.param);
 }
+
+/// Sizes around the kernels' 2048-element tile, empty ones, and enough tensors (53) for
+/// three launches of 24.
+fn many_shapes() -> Vec<Vec<usize>> {
+    let sizes = [1usize, 7, 2047, 2048, 2049, 0, 4096 + 5, 31, 10_000, 3];
+    (0..53)
+        .map(|k| {
+            let s = sizes[k % sizes.len()];
+            vec![if s == 0 { 0 } else { s + k / sizes.len() }]
+        })
+        .collect()
+}
+
+#[test]
+fn adam_update_many_matches_cpu_bit_for_bit() {
+    let Some(dev) = gpu("adam_update_many_matches_cpu_bit_for_bit") else { return };
+    let h = AdamStep { alpha: 3e-3, beta_1: 0.9, beta_2: 0.99, epsilon: 1e-7 };
+    let on = |t: &Tensor| t.to_device(&dev).unwrap();
+    let shapes = many_shapes();
+    // per tensor: p, g, m, v, v_hat (AMSGrad on every third tensor)
+    let cpu: Vec<[Tensor; 5]> = shapes
+        .iter()
+        .enumerate()
+        .map(|(k, s)| {
+            let seed = 100 + 5 * k as u64;
+            [
+                rand(seed, s, -1.0, 1.0),
+                rand(seed + 1, s, -0.5, 0.5),
+                rand(seed + 2, s, -0.1, 0.1),
+                rand(seed + 3, s, 0.0, 0.01),
+                rand(seed + 4, s, 0.0, 0.01),
+            ]
+        })
+        .collect();
+    let gpu: Vec<[Tensor; 5]> = cpu.iter().map(|x| x.each_ref().map(on)).collect();
+    fn operands(xs: &[[Tensor; 5]]) -> Vec<keel_tensor::ops::AdamOperands<'_>> {
+        xs.iter()
+            .enumerate()
+            .map(|(k, [p, g, m, v, vh])| keel_tensor::ops::AdamOperands {
+                param: p,
+                grad: g,
+                m,
+                v,
+                v_hat: (k % 3 == 0).then_some(vh),
+            })
+            .collect()
+    }
+    let want = keel_tensor::ops::adam_update_many(&operands(&cpu), &h).unwrap();
+    let got = keel_tensor::ops::adam_update_many(&operands(&gpu), &h).unwrap();
+    assert_eq!(got.len(), shapes.len());
+    for (k, (a, b)) in got.iter().zip(&want).enumerate() {
+        same_bits(&format!("tensor {k} {:?}: param", shapes[k]), &a.param, &b.param);
+        same_bits(&format!("tensor {k}: m"), &a.m, &b.m);
+        same_bits(&format!("tensor {k}: v"), &a.v, &b.v);
+        assert_eq!(a.v_hat.is_some(), k % 3 == 0, "tensor {k}: v_hat");
+        if let (Some(x), Some(y)) = (&a.v_hat, &b.v_hat) {
+            same_bits(&format!("tensor {k}: v_hat"), x, y);
+        }
+        // and each the same as the single-tensor update
+        let [p, g, m, v, vh] = &cpu[k];
+        let one = p.adam_update(g, m, v, (k % 3 == 0).then_some(vh), &h).unwrap();
+        same_bits(&format!("tensor {k}: param vs adam_update"), &a.param, &one.param);
+    }
+    // a mismatched operand anywhere in the list is an error naming the op and both shapes
+    let bad = rand(9, &[5], 0.0, 1.0).to_device(&dev).unwrap();
+    let mut ops = operands(&gpu);
+    ops[30].grad = &bad;
+    let e = keel_tensor::ops::adam_update_many(&ops, &h).unwrap_err().to_string();
+    assert!(e.contains("adam_update") && e.contains("[5]"), "{e}");
+}
+
+#[test]
+fn sgd_update_many_matches_cpu_bit_for_bit() {
+    let Some(dev) = gpu("sgd_update_many_matches_cpu_bit_for_bit") else { return };
+    let on = |t: &Tensor| t.to_device(&dev).unwrap();
+    let shapes = many_shapes();
+    let cpu: Vec<[Tensor; 3]> = shapes
+        .iter()
+        .enumerate()
+        .map(|(k, s)| {
+            let seed = 700 + 3 * k as u64;
+            [rand(seed, s, -1.0, 1.0), rand(seed + 1, s, -0.5, 0.5), rand(seed + 2, s, -0.1, 0.1)]
+        })
+        .collect();
+    let gpu: Vec<[Tensor; 3]> = cpu.iter().map(|x| x.each_ref().map(on)).collect();
+    // momentum buffers on every other tensor: the kernel handles both kinds in one launch
+    fn operands(xs: &[[Tensor; 3]]) -> Vec<keel_tensor::ops::SgdOperands<'_>> {
+        xs.iter()
+            .enumerate()
+            .map(|(k, [p, g, m])| keel_tensor::ops::SgdOperands {
+                param: p,
+                grad: g,
+                momentum: (k % 2 == 1).then_some(m),
+            })
+            .collect()
+    }
+    for nesterov in [false, true] {
+        let h = SgdStep { learning_rate: 0.021, momentum: 0.85, nesterov };
+        let want = keel_tensor::ops::sgd_update_many(&operands(&cpu), &h).unwrap();
+        let got = keel_tensor::ops::sgd_update_many(&operands(&gpu), &h).unwrap();
+        for (k, (a, b)) in got.iter().zip(&want).enumerate() {
+            same_bits(&format!("nesterov {nesterov}, tensor {k} {:?}: param", shapes[k]), &a.param, &b.param);
+            assert_eq!(a.momentum.is_some(), k % 2 == 1);
+            if let (Some(x), Some(y)) = (&a.momentum, &b.momentum) {
+                same_bits(&format!("tensor {k}: momentum"), x, y);
+            }
+        }
+    }
+}

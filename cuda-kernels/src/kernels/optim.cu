@@ -1,48 +1,98 @@
 // keel fused optimizer updates: f32, out of place, the CPU's op order (same bits).
+//
+// Multi-tensor: one launch updates up to KEEL_MULTI_MAX parameters (PyTorch's
+// multi_tensor_apply idea), so an optimizer step costs one launch per 24 parameters
+// instead of one per parameter. The parameters' pointers travel in the kernel's
+// parameter space (a MultiList of ~2 KiB, under the 4 KiB every architecture allows).
+// Each tensor is cut into tiles of KEEL_MULTI_TILE elements; blocks take tiles in a
+// grid-stride loop and find their tensor by a binary search over the tile prefix sums.
+// Which thread handles an element never changes its value: the update is elementwise.
+
+#define KEEL_MULTI_MAX 24
+#define KEEL_MULTI_TILE 2048
+
+// Mirrors `keel_cuda_kernels::ops::optim::MultiList` (#[repr(C)], all 8-byte fields).
+// in: up to 5 input arrays per tensor, out: up to 4 output arrays; an absent optional
+// array (no momentum, no AMSGrad) is a null pointer.
+struct MultiList {
+    u64 in[5][KEEL_MULTI_MAX];
+    u64 out[4][KEEL_MULTI_MAX];
+    i64 n[KEEL_MULTI_MAX];
+    i64 tile_start[KEEL_MULTI_MAX + 1];  // tile_start[k]: first tile of tensor k; [count]: all tiles
+    i64 count;
+};
+
+// The tensor that tile `tile` (< tile_start[count]) belongs to: the largest k with
+// tile_start[k] <= tile (empty tensors own no tile and are skipped that way).
+__device__ __forceinline__ int multi_tensor_of(const MultiList& L, i64 tile) {
+    int lo = 0, hi = (int)L.count - 1;
+    while (lo < hi) {
+        const int mid = (lo + hi + 1) >> 1;
+        if (L.tile_start[mid] <= tile) lo = mid; else hi = mid - 1;
+    }
+    return lo;
+}
+
+// The end of the range of tensor k's elements that tile `tile` covers.
+__device__ __forceinline__ i64 multi_tile_end(const MultiList& L, int k, i64 tile) {
+    const i64 end = (tile - L.tile_start[k] + 1) * KEEL_MULTI_TILE;
+    return end < L.n[k] ? end : L.n[k];
+}
+
+// For every element: `k` its tensor, `i` its index within that tensor.
+#define KEEL_MULTI_LOOP(L, k, i)                                                                   \
+    for (i64 tile_ = blockIdx.x; tile_ < (L).tile_start[(L).count]; tile_ += gridDim.x)             \
+        for (int k = multi_tensor_of((L), tile_), once_ = 1; once_; once_ = 0)                      \
+            for (i64 i = (tile_ - (L).tile_start[k]) * KEEL_MULTI_TILE + threadIdx.x,               \
+                     end_ = multi_tile_end((L), k, tile_);                                           \
+                 i < end_; i += blockDim.x)
+
+#define KEEL_IN(L, a, k) ((const float*)(L).in[a][k])
+#define KEEL_OUT(L, a, k) ((float*)(L).out[a][k])
 
 // Keras SGD, out of place, with the exact f32 op order of keel-tensor's CPU `sgd_update`
 // (every step a separately rounded __f*_rn, so CPU and GPU agree bit for bit).
 // lr_g = g lr; no momentum (m null): p' = p - lr_g;
 // momentum: m' = m momentum - lr_g, p' = p + (nesterov ? m' momentum - lr_g : m').
-extern "C" __global__ void sgd_step_f32(const float* __restrict__ p, const float* __restrict__ grad,
-                                        const float* __restrict__ m, float* __restrict__ out_p,
-                                        float* __restrict__ out_m, i64 n, float lr, float momentum,
-                                        int nesterov) {
-    KEEL_GRID_LOOP(i, n) {
-        const float lr_g = __fmul_rn(grad[i], lr);
+// in: p, grad, m; out: p, m.
+extern "C" __global__ void sgd_multi_f32(const MultiList L, float lr, float momentum, int nesterov) {
+    KEEL_MULTI_LOOP(L, k, i) {
+        const float* m = KEEL_IN(L, 2, k);
+        const float lr_g = __fmul_rn(KEEL_IN(L, 1, k)[i], lr);
+        const float p = KEEL_IN(L, 0, k)[i];
         if (m == nullptr) {
-            out_p[i] = __fsub_rn(p[i], lr_g);
+            KEEL_OUT(L, 0, k)[i] = __fsub_rn(p, lr_g);
             continue;
         }
         const float mi = __fsub_rn(__fmul_rn(m[i], momentum), lr_g);
-        out_m[i] = mi;
-        out_p[i] = __fadd_rn(p[i], nesterov ? __fsub_rn(__fmul_rn(mi, momentum), lr_g) : mi);
+        KEEL_OUT(L, 1, k)[i] = mi;
+        KEEL_OUT(L, 0, k)[i] = __fadd_rn(p, nesterov ? __fsub_rn(__fmul_rn(mi, momentum), lr_g) : mi);
     }
 }
 
 // Keras Adam, out of place, with the exact f32 op order of keel-tensor's CPU `adam_update`
 // (no FMA contraction: every step is a separately rounded __f*_rn, so CPU and GPU agree bit
 // for bit). alpha = lr * sqrt(1 - beta2^t) / (1 - beta1^t), c1 = 1 - beta1, c2 = 1 - beta2.
-// m' = m + (g - m) c1;  v' = v + (g^2 - v) c2;  vh' = max(vh, v') (amsgrad: vh/nvh non-null)
+// m' = m + (g - m) c1;  v' = v + (g^2 - v) c2;  vh' = max(vh, v') (amsgrad: vh non-null)
 // p' = p - (m' alpha) / (sqrt(vh' or v') + eps)
-extern "C" __global__ void adam_step_f32(const float* __restrict__ p, const float* __restrict__ grad,
-                                         const float* __restrict__ m, const float* __restrict__ v,
-                                         const float* __restrict__ vh, float* __restrict__ out_p,
-                                         float* __restrict__ out_m, float* __restrict__ out_v,
-                                         float* __restrict__ out_vh, i64 n, float alpha, float c1,
-                                         float c2, float eps) {
-    KEEL_GRID_LOOP(i, n) {
-        const float g = grad[i];
-        const float mi = __fadd_rn(m[i], __fmul_rn(__fsub_rn(g, m[i]), c1));
-        const float vi = __fadd_rn(v[i], __fmul_rn(__fsub_rn(__fmul_rn(g, g), v[i]), c2));
+// in: p, grad, m, v, vh; out: p, m, v, vh.
+extern "C" __global__ void adam_multi_f32(const MultiList L, float alpha, float c1, float c2, float eps) {
+    KEEL_MULTI_LOOP(L, k, i) {
+        const float g = KEEL_IN(L, 1, k)[i];
+        const float m = KEEL_IN(L, 2, k)[i];
+        const float v = KEEL_IN(L, 3, k)[i];
+        const float mi = __fadd_rn(m, __fmul_rn(__fsub_rn(g, m), c1));
+        const float vi = __fadd_rn(v, __fmul_rn(__fsub_rn(__fmul_rn(g, g), v), c2));
         float d = vi;
+        const float* vh = KEEL_IN(L, 4, k);
         if (vh != nullptr) {
             const float h = vh[i];
             d = (h >= vi) ? h : vi;  // ties and NaN as the CPU's `if x >= y { x } else { y }`
-            out_vh[i] = d;
+            KEEL_OUT(L, 3, k)[i] = d;
         }
-        out_m[i] = mi;
-        out_v[i] = vi;
-        out_p[i] = __fsub_rn(p[i], __fdiv_rn(__fmul_rn(mi, alpha), __fadd_rn(__fsqrt_rn(d), eps)));
+        KEEL_OUT(L, 1, k)[i] = mi;
+        KEEL_OUT(L, 2, k)[i] = vi;
+        KEEL_OUT(L, 0, k)[i] =
+            __fsub_rn(KEEL_IN(L, 0, k)[i], __fdiv_rn(__fmul_rn(mi, alpha), __fadd_rn(__fsqrt_rn(d), eps)));
     }
 }

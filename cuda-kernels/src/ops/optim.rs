@@ -1,11 +1,95 @@
 //! Fused optimizer updates (`kernels/optim.cu`): f32, out of place, bit-identical to
 //! keel-tensor's CPU `sgd_update` / `adam_update`.
+//!
+//! The kernels are multi-tensor: [`adam_multi_f32`] and [`sgd_multi_f32`] update many
+//! parameters with one launch per [`MULTI_MAX`] of them (an optimizer step over a model's
+//! parameters then costs a few launches instead of one per parameter); the single-tensor
+//! [`adam_step_f32`] and [`sgd_step_f32`] are the same kernels with a list of one.
 
-use cudarc::driver::{CudaView, CudaViewMut};
+use cudarc::driver::{CudaView, CudaViewMut, DeviceRepr};
 
 use crate::device::{check_len, to_i64, CudaDevice};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::sources::programs;
+
+/// Parameters one launch of a multi-tensor kernel updates (`KEEL_MULTI_MAX` in optim.cu).
+pub const MULTI_MAX: usize = 24;
+
+/// Elements per block tile (`KEEL_MULTI_TILE` in optim.cu).
+const MULTI_TILE: usize = 2048;
+
+/// The kernels' tensor list, passed by value in the kernel parameter space (2,128 bytes,
+/// under the 4 KiB every architecture allows). Mirrors `struct MultiList` in optim.cu.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct MultiList {
+    inp: [[u64; MULTI_MAX]; 5],
+    out: [[u64; MULTI_MAX]; 4],
+    n: [i64; MULTI_MAX],
+    tile_start: [i64; MULTI_MAX + 1],
+    count: i64,
+}
+
+// SAFETY: plain old data with the C struct's layout (only 8-byte fields, no padding).
+unsafe impl DeviceRepr for MultiList {}
+
+/// One tensor of a multi-tensor launch: element count and buffer addresses (0 = absent).
+struct Entry {
+    n: usize,
+    inp: [u64; 5],
+    out: [u64; 4],
+}
+
+/// The launches for `entries`: one list per [`MULTI_MAX`] non-empty tensors, with its tile
+/// count (the kernels' block-tile prefix sums are filled in here).
+fn multi_lists(op: &'static str, entries: &[Entry]) -> Result<Vec<(MultiList, usize)>> {
+    let mut lists = Vec::new();
+    let live: Vec<&Entry> = entries.iter().filter(|e| e.n > 0).collect();
+    for chunk in live.chunks(MULTI_MAX) {
+        let mut l = MultiList {
+            inp: [[0; MULTI_MAX]; 5],
+            out: [[0; MULTI_MAX]; 4],
+            n: [0; MULTI_MAX],
+            tile_start: [0; MULTI_MAX + 1],
+            count: chunk.len() as i64,
+        };
+        let mut tiles = 0usize;
+        for (k, e) in chunk.iter().enumerate() {
+            for (a, &addr) in e.inp.iter().enumerate() {
+                l.inp[a][k] = addr;
+            }
+            for (a, &addr) in e.out.iter().enumerate() {
+                l.out[a][k] = addr;
+            }
+            l.n[k] = to_i64(op, e.n)?;
+            l.tile_start[k] = to_i64(op, tiles)?;
+            tiles += e.n.div_ceil(MULTI_TILE);
+        }
+        l.tile_start[chunk.len()] = to_i64(op, tiles)?;
+        lists.push((l, tiles));
+    }
+    Ok(lists)
+}
+
+/// Address of an optional input/output pair, both present or both absent (0 = absent).
+fn optional_pair(
+    dev: &CudaDevice,
+    op: &'static str,
+    what: &str,
+    n: usize,
+    x: Option<&CudaView<'_, f32>>,
+    out: Option<&mut CudaViewMut<'_, f32>>,
+) -> Result<(u64, u64)> {
+    match (x, out) {
+        (Some(x), Some(o)) => {
+            check_len(op, what, x.len(), n)?;
+            check_len(op, &format!("out {what}"), o.len(), n)?;
+            Ok((dev.addr(x), dev.addr_mut(o)))
+        }
+        (None, None) => Ok((0, 0)),
+        _ => Err(Error::arg(op, format!("{what} must be given for both the inputs and the outputs, or for neither"))),
+    }
+}
 
 /// The scalars of one Keras SGD step for [`sgd_step_f32`] (keel-tensor's `SgdStep`, in f32).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -18,46 +102,65 @@ pub struct SgdStep {
     pub nesterov: bool,
 }
 
+/// The inputs of one SGD update: parameter, gradient and (with momentum) the momentum buffer.
+pub struct SgdInputs<'a, 'b> {
+    /// The parameter.
+    pub p: &'a CudaView<'b, f32>,
+    /// Its gradient.
+    pub grad: &'a CudaView<'b, f32>,
+    /// Momentum buffer (momentum SGD only).
+    pub m: Option<&'a CudaView<'b, f32>>,
+}
+
+/// The outputs of one SGD update (fresh buffers; `m` exactly when the input has one).
+pub struct SgdOutputs<'a, 'b> {
+    /// New parameter.
+    pub p: &'a mut CudaViewMut<'b, f32>,
+    /// New momentum buffer.
+    pub m: Option<&'a mut CudaViewMut<'b, f32>>,
+}
+
 /// One Keras SGD step out of place, in the same f32 operation order as keel-tensor's CPU
-/// `sgd_update` (no FMA contraction): `lr_g = g lr`; without momentum (`m` and `out_m`
+/// `sgd_update` (no FMA contraction): `lr_g = g lr`; without momentum (`x.m` and `out.m`
 /// `None`) `p' = p - lr_g`; with it `m' = m momentum - lr_g`,
 /// `p' = p + (nesterov ? m' momentum - lr_g : m')`.
-pub fn sgd_step_f32(
+pub fn sgd_step_f32(dev: &CudaDevice, h: &SgdStep, x: &SgdInputs<'_, '_>, out: &mut SgdOutputs<'_, '_>) -> Result<()> {
+    sgd_multi_f32(dev, h, std::slice::from_ref(x), std::slice::from_mut(out))
+}
+
+/// [`sgd_step_f32`] on many parameters (`xs[k]` into `outs[k]`), one launch per
+/// [`MULTI_MAX`] non-empty ones; each may have a momentum buffer or not.
+pub fn sgd_multi_f32(
     dev: &CudaDevice,
     h: &SgdStep,
-    p: &CudaView<'_, f32>,
-    grad: &CudaView<'_, f32>,
-    m: Option<&CudaView<'_, f32>>,
-    out_p: &mut CudaViewMut<'_, f32>,
-    out_m: Option<&mut CudaViewMut<'_, f32>>,
+    xs: &[SgdInputs<'_, '_>],
+    outs: &mut [SgdOutputs<'_, '_>],
 ) -> Result<()> {
     const OP: &str = "sgd_step";
-    let n = p.len();
-    check_len(OP, "grad", grad.len(), n)?;
-    check_len(OP, "out p", out_p.len(), n)?;
-    if n == 0 {
-        return Ok(());
+    check_len(OP, "outputs", outs.len(), xs.len())?;
+    let mut entries = Vec::with_capacity(xs.len());
+    for (x, out) in xs.iter().zip(outs.iter_mut()) {
+        let n = x.p.len();
+        check_len(OP, "grad", x.grad.len(), n)?;
+        check_len(OP, "out p", out.p.len(), n)?;
+        let (m, om) = optional_pair(dev, OP, "m", n, x.m, out.m.as_deref_mut())?;
+        entries.push(Entry {
+            n,
+            inp: [dev.addr(x.p), dev.addr(x.grad), m, 0, 0],
+            out: [dev.addr_mut(out.p), om, 0, 0],
+        });
     }
-    let nn = to_i64(OP, n)?;
     let nesterov = i32::from(h.nesterov);
-    let cfg = dev.cfg_1d(n);
-    // An absent momentum buffer goes as null: the kernel tests `m` and then never touches `out_m`.
-    let (m, om) = match (m, out_m) {
-        (Some(m), Some(om)) => {
-            check_len(OP, "m", m.len(), n)?;
-            check_len(OP, "out m", om.len(), n)?;
-            (dev.addr(m), dev.addr_mut(om))
-        }
-        (None, None) => (0u64, 0u64),
-        _ => return Err(crate::Error::arg(OP, "m must be given for both the inputs and the outputs, or for neither")),
-    };
-    launch!(
-        dev,
-        programs::optim(),
-        "sgd_step_f32",
-        cfg,
-        [p, grad, &m, &mut *out_p, &om, &nn, &h.lr, &h.momentum, &nesterov]
-    )
+    for (list, tiles) in multi_lists(OP, &entries)? {
+        launch!(
+            dev,
+            programs::optim(),
+            "sgd_multi_f32",
+            dev.cfg_1d(tiles * 256),
+            [&list, &h.lr, &h.momentum, &nesterov]
+        )?;
+    }
+    Ok(())
 }
 
 /// The scalars of one Keras Adam step for [`adam_step_f32`] (keel-tensor's `AdamStep`, in f32).
@@ -109,40 +212,43 @@ pub fn adam_step_f32(
     x: &AdamInputs<'_, '_>,
     out: &mut AdamOutputs<'_, '_>,
 ) -> Result<()> {
+    adam_multi_f32(dev, h, std::slice::from_ref(x), std::slice::from_mut(out))
+}
+
+/// [`adam_step_f32`] on many parameters (`xs[k]` into `outs[k]`), one launch per
+/// [`MULTI_MAX`] non-empty ones; each may have an AMSGrad maximum or not.
+pub fn adam_multi_f32(
+    dev: &CudaDevice,
+    h: &AdamStep,
+    xs: &[AdamInputs<'_, '_>],
+    outs: &mut [AdamOutputs<'_, '_>],
+) -> Result<()> {
     const OP: &str = "adam_step";
-    let n = x.p.len();
-    for (what, len) in [("grad", x.grad.len()), ("m", x.m.len()), ("v", x.v.len())] {
-        check_len(OP, what, len, n)?;
-    }
-    for (what, len) in [("out p", out.p.len()), ("out m", out.m.len()), ("out v", out.v.len())] {
-        check_len(OP, what, len, n)?;
-    }
-    if n == 0 {
-        return Ok(());
-    }
-    let nn = to_i64(OP, n)?;
-    let cfg = dev.cfg_1d(n);
-    // Optional AMSGrad buffers go as raw addresses: the kernel tests `vh` for null and
-    // then never touches `out_vh`.
-    let (vh, ovh) = match (x.v_hat, out.v_hat.as_mut()) {
-        (Some(vh), Some(ovh)) => {
-            check_len(OP, "v_hat", vh.len(), n)?;
-            check_len(OP, "out v_hat", ovh.len(), n)?;
-            (dev.addr(vh), dev.addr_mut(ovh))
+    check_len(OP, "outputs", outs.len(), xs.len())?;
+    let mut entries = Vec::with_capacity(xs.len());
+    for (x, out) in xs.iter().zip(outs.iter_mut()) {
+        let n = x.p.len();
+        for (what, len) in [("grad", x.grad.len()), ("m", x.m.len()), ("v", x.v.len())] {
+            check_len(OP, what, len, n)?;
         }
-        (None, None) => (0u64, 0u64),
-        _ => {
-            return Err(crate::Error::arg(
-                OP,
-                "v_hat must be given for both the inputs and the outputs, or for neither",
-            ))
+        for (what, len) in [("out p", out.p.len()), ("out m", out.m.len()), ("out v", out.v.len())] {
+            check_len(OP, what, len, n)?;
         }
-    };
-    launch!(
-        dev,
-        programs::optim(),
-        "adam_step_f32",
-        cfg,
-        [x.p, x.grad, x.m, x.v, &vh, &mut *out.p, &mut *out.m, &mut *out.v, &ovh, &nn, &h.alpha, &h.c1, &h.c2, &h.eps]
-    )
+        let (vh, ovh) = optional_pair(dev, OP, "v_hat", n, x.v_hat, out.v_hat.as_deref_mut())?;
+        entries.push(Entry {
+            n,
+            inp: [dev.addr(x.p), dev.addr(x.grad), dev.addr(x.m), dev.addr(x.v), vh],
+            out: [dev.addr_mut(out.p), dev.addr_mut(out.m), dev.addr_mut(out.v), ovh],
+        });
+    }
+    for (list, tiles) in multi_lists(OP, &entries)? {
+        launch!(
+            dev,
+            programs::optim(),
+            "adam_multi_f32",
+            dev.cfg_1d(tiles * 256),
+            [&list, &h.alpha, &h.c1, &h.c2, &h.eps]
+        )?;
+    }
+    Ok(())
 }

@@ -15,7 +15,9 @@ pub mod view;
 
 pub use binary::{BinaryOp, CmpOp};
 pub use conv::{Conv2dParams, Padding};
-pub use optim::{AdamStep, AdamUpdate, SgdStep, SgdUpdate};
+pub use optim::{
+    adam_update_many, sgd_update_many, AdamOperands, AdamStep, AdamUpdate, SgdOperands, SgdStep, SgdUpdate,
+};
 pub use pool::Pool2dParams;
 pub use reduce::ReduceOp;
 pub use unary::UnaryOp;

@@ -61,14 +61,15 @@ impl Tensor {
         h: &AdamStep,
     ) -> Result<AdamUpdate> {
         const OP: &str = "adam_update";
+        if self.device().is_cuda() {
+            let one = AdamOperands { param: self, grad: g, m, v, v_hat };
+            return adam_cuda_many(&[one], h)?.pop().ok_or_else(|| Error::invalid(OP, "internal: no result"));
+        }
         let mut all = vec![self, g, m, v];
         all.extend(v_hat);
         check_operands(OP, &all)?;
         let cont = all.iter().map(|t| t.contiguous()).collect::<Result<Vec<_>>>()?;
         let guards: Vec<_> = cont.iter().map(|t| t.storage()).collect();
-        if self.device().is_cuda() {
-            return cuda_arm(&cont, &guards, h);
-        }
         let slices = cpu_operands(OP, &cont, &guards)?;
         let n = self.elem_count();
         let shape = self.shape().clone();
@@ -164,15 +165,16 @@ impl Tensor {
     /// The same bits as that op chain; F32 or F64 on the CPU, F32 on CUDA (same bits too).
     pub fn sgd_update(&self, g: &Tensor, m: Option<&Tensor>, h: &SgdStep) -> Result<SgdUpdate> {
         const OP: &str = "sgd_update";
+        if self.device().is_cuda() {
+            let one = SgdOperands { param: self, grad: g, momentum: m };
+            return sgd_cuda_many(&[one], h)?.pop().ok_or_else(|| Error::invalid(OP, "internal: no result"));
+        }
         let mut all = vec![self, g];
         all.extend(m);
         check_operands(OP, &all)?;
         let cont = all.iter().map(|t| t.contiguous()).collect::<Result<Vec<_>>>()?;
         let guards: Vec<_> = cont.iter().map(|t| t.storage()).collect();
         let shape = self.shape().clone();
-        if self.device().is_cuda() {
-            return sgd_cuda_arm(&cont, &guards, h);
-        }
         let n = self.elem_count();
         let slices = cpu_operands(OP, &cont, &guards)?;
         let wrap = |s: crate::CpuStorage| Tensor::from_storage(Storage::Cpu(s), shape.clone());
@@ -195,52 +197,134 @@ impl Tensor {
     }
 }
 
-/// The device storage and layout of each (contiguous) operand.
+/// The operands of one parameter's Adam step, for [`adam_update_many`].
+#[derive(Debug, Clone, Copy)]
+pub struct AdamOperands<'a> {
+    /// The parameter.
+    pub param: &'a Tensor,
+    /// Its gradient.
+    pub grad: &'a Tensor,
+    /// First moment.
+    pub m: &'a Tensor,
+    /// Second moment.
+    pub v: &'a Tensor,
+    /// Running maximum of `v` (AMSGrad only).
+    pub v_hat: Option<&'a Tensor>,
+}
+
+/// [`Tensor::adam_update`] on many parameters with one step's scalars, as an optimizer
+/// step over a model does: the same results, bit for bit, as calling it on each. When
+/// every parameter is on one GPU the update is multi-tensor, one kernel launch per 24
+/// parameters instead of one per parameter; otherwise a loop.
+pub fn adam_update_many(items: &[AdamOperands<'_>], h: &AdamStep) -> Result<Vec<AdamUpdate>> {
+    if on_one_gpu(items.iter().map(|i| i.param)) {
+        return adam_cuda_many(items, h);
+    }
+    items.iter().map(|i| i.param.adam_update(i.grad, i.m, i.v, i.v_hat, h)).collect()
+}
+
+/// The operands of one parameter's SGD step, for [`sgd_update_many`].
+#[derive(Debug, Clone, Copy)]
+pub struct SgdOperands<'a> {
+    /// The parameter.
+    pub param: &'a Tensor,
+    /// Its gradient.
+    pub grad: &'a Tensor,
+    /// The momentum buffer (momentum SGD only).
+    pub momentum: Option<&'a Tensor>,
+}
+
+/// [`Tensor::sgd_update`] on many parameters with one step's scalars: the same results,
+/// bit for bit, as calling it on each; multi-tensor (one launch per 24 parameters) when
+/// every parameter is on one GPU, otherwise a loop.
+pub fn sgd_update_many(items: &[SgdOperands<'_>], h: &SgdStep) -> Result<Vec<SgdUpdate>> {
+    if on_one_gpu(items.iter().map(|i| i.param)) {
+        return sgd_cuda_many(items, h);
+    }
+    items.iter().map(|i| i.param.sgd_update(i.grad, i.momentum, h)).collect()
+}
+
+/// Every parameter on the same GPU (and at least one).
+fn on_one_gpu<'a>(mut params: impl Iterator<Item = &'a Tensor>) -> bool {
+    let Some(first) = params.next() else { return false };
+    let dev = first.device();
+    dev.is_cuda() && params.all(|p| p.device() == dev)
+}
+
+/// Checks each parameter's operand list (parameter first), makes every operand
+/// contiguous and hands their device storages to `run`, one list per parameter.
 #[cfg(feature = "cuda")]
-fn cuda_operands<'a>(
+fn cuda_many<R>(
     op: &'static str,
-    cont: &'a [Tensor],
-    guards: &'a [std::sync::RwLockReadGuard<'_, Storage>],
-) -> Result<Vec<(&'a crate::CudaStorage, &'a crate::Layout)>> {
-    cont.iter()
-        .zip(guards)
-        .map(|(t, s)| match &**s {
-            Storage::Cuda(c) => Ok((c, t.layout())),
-            Storage::Cpu(_) => Err(Error::invalid(op, "internal: a CPU operand on a CUDA step")),
+    lists: &[Vec<&Tensor>],
+    run: impl FnOnce(&[crate::cuda::optim::Operands<'_>]) -> Result<Vec<R>>,
+) -> Result<Vec<R>> {
+    for all in lists {
+        check_operands(op, all)?;
+    }
+    let cont = lists
+        .iter()
+        .map(|all| all.iter().map(|t| t.contiguous()).collect::<Result<Vec<_>>>())
+        .collect::<Result<Vec<_>>>()?;
+    let guards: Vec<Vec<_>> = cont.iter().map(|c| c.iter().map(|t| t.storage()).collect()).collect();
+    let ops = cont
+        .iter()
+        .zip(&guards)
+        .map(|(c, g)| {
+            c.iter()
+                .zip(g)
+                .map(|(t, s)| match &**s {
+                    Storage::Cuda(c) => Ok((c, t.layout())),
+                    Storage::Cpu(_) => Err(Error::invalid(op, "internal: a CPU operand on a CUDA step")),
+                })
+                .collect::<Result<Vec<_>>>()
         })
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    run(&ops)
 }
 
-/// The CUDA arm of [`Tensor::sgd_update`]: F32 on one GPU.
+/// The CUDA arm of [`adam_update_many`]: F32 on one GPU (F64 arithmetic has no CUDA kernels).
 #[cfg(feature = "cuda")]
-fn sgd_cuda_arm(cont: &[Tensor], guards: &[std::sync::RwLockReadGuard<'_, Storage>], h: &SgdStep) -> Result<SgdUpdate> {
-    let ops = cuda_operands("sgd_update", cont, guards)?;
-    let (p, m) = crate::cuda::optim::sgd_update(&ops, h)?;
-    let shape = cont[0].shape().clone();
-    let wrap = |s| Tensor::from_storage(Storage::Cuda(s), shape.clone());
-    Ok(SgdUpdate { param: wrap(p), momentum: m.map(wrap) })
+fn adam_cuda_many(items: &[AdamOperands<'_>], h: &AdamStep) -> Result<Vec<AdamUpdate>> {
+    let lists: Vec<Vec<&Tensor>> =
+        items.iter().map(|i| [i.param, i.grad, i.m, i.v].into_iter().chain(i.v_hat).collect()).collect();
+    let outs = cuda_many("adam_update", &lists, |ops| crate::cuda::optim::adam_update_many(ops, h))?;
+    Ok(items
+        .iter()
+        .zip(outs)
+        .map(|(i, (p, m, v, v_hat))| {
+            let wrap = |s| Tensor::from_storage(Storage::Cuda(s), i.param.shape().clone());
+            AdamUpdate { param: wrap(p), m: wrap(m), v: wrap(v), v_hat: v_hat.map(wrap) }
+        })
+        .collect())
+}
+
+/// The CUDA arm of [`sgd_update_many`]: F32 on one GPU.
+#[cfg(feature = "cuda")]
+fn sgd_cuda_many(items: &[SgdOperands<'_>], h: &SgdStep) -> Result<Vec<SgdUpdate>> {
+    let lists: Vec<Vec<&Tensor>> =
+        items.iter().map(|i| [i.param, i.grad].into_iter().chain(i.momentum).collect()).collect();
+    let outs = cuda_many("sgd_update", &lists, |ops| crate::cuda::optim::sgd_update_many(ops, h))?;
+    Ok(items
+        .iter()
+        .zip(outs)
+        .map(|(i, (p, m))| {
+            let wrap = |s| Tensor::from_storage(Storage::Cuda(s), i.param.shape().clone());
+            SgdUpdate { param: wrap(p), momentum: m.map(wrap) }
+        })
+        .collect())
 }
 
 /// Without the `cuda` feature no tensor lives on a GPU; this only keeps the dispatch uniform.
 #[cfg(not(feature = "cuda"))]
-fn sgd_cuda_arm(_: &[Tensor], _: &[std::sync::RwLockReadGuard<'_, Storage>], _: &SgdStep) -> Result<SgdUpdate> {
-    Err(Error::BackendNotCompiled { op: "sgd_update", backend: "cuda" })
-}
-
-/// The CUDA arm: F32 on one GPU (F64 arithmetic has no CUDA kernels).
-#[cfg(feature = "cuda")]
-fn cuda_arm(cont: &[Tensor], guards: &[std::sync::RwLockReadGuard<'_, Storage>], h: &AdamStep) -> Result<AdamUpdate> {
-    let ops = cuda_operands("adam_update", cont, guards)?;
-    let (p, m, v, v_hat) = crate::cuda::optim::adam_update(&ops, h)?;
-    let shape = cont[0].shape().clone();
-    let wrap = |s| Tensor::from_storage(Storage::Cuda(s), shape.clone());
-    Ok(AdamUpdate { param: wrap(p), m: wrap(m), v: wrap(v), v_hat: v_hat.map(wrap) })
-}
-
-/// Without the `cuda` feature no tensor lives on a GPU; this only keeps the dispatch uniform.
-#[cfg(not(feature = "cuda"))]
-fn cuda_arm(_: &[Tensor], _: &[std::sync::RwLockReadGuard<'_, Storage>], _: &AdamStep) -> Result<AdamUpdate> {
+fn adam_cuda_many(_: &[AdamOperands<'_>], _: &AdamStep) -> Result<Vec<AdamUpdate>> {
     Err(Error::BackendNotCompiled { op: "adam_update", backend: "cuda" })
+}
+
+/// Without the `cuda` feature no tensor lives on a GPU; this only keeps the dispatch uniform.
+#[cfg(not(feature = "cuda"))]
+fn sgd_cuda_many(_: &[SgdOperands<'_>], _: &SgdStep) -> Result<Vec<SgdUpdate>> {
+    Err(Error::BackendNotCompiled { op: "sgd_update", backend: "cuda" })
 }
 
 #[cfg(not(feature = "cpu"))]
