@@ -498,9 +498,9 @@ fn pooling_forward_backward() {
     let out_len = (p.n * p.oh * p.ow * p.c) as usize;
     let mut y = poisoned(&dev, out_len);
     let mut idx = dev.htod(&vec![-5i64; out_len]).expect("idx");
-    pool::max_pool2d_f32(&dev, &p, &dx.as_view(), &mut y.as_view_mut(), &mut idx.as_view_mut()).expect("maxpool");
+    pool::max_pool2d(&dev, &p, &dx.as_view(), &mut y.as_view_mut(), &mut idx.as_view_mut()).expect("maxpool");
     let mut avg = poisoned(&dev, out_len);
-    pool::avg_pool2d_f32(&dev, &p, &dx.as_view(), &mut avg.as_view_mut(), false).expect("avgpool");
+    pool::avg_pool2d(&dev, &p, &dx.as_view(), &mut avg.as_view_mut(), false).expect("avgpool");
     let (yv, iv, av) = (
         dev.dtoh(&y.as_view()).expect("y"),
         dev.dtoh(&idx.as_view()).expect("i"),
@@ -540,7 +540,7 @@ fn pooling_forward_backward() {
     let gy = rand_vec(out_len, 51);
     let dgy = dev.htod(&gy).expect("gy");
     let mut gx = poisoned(&dev, x.len());
-    pool::max_pool2d_backward_f32(&dev, &p, &dgy.as_view(), &idx.as_view(), &mut gx.as_view_mut()).expect("bwd");
+    pool::max_pool2d_backward(&dev, &p, &dgy.as_view(), &idx.as_view(), &mut gx.as_view_mut()).expect("bwd");
     let mut want = vec![0.0f64; x.len()];
     for (o, &i) in iv.iter().enumerate() {
         want[i as usize] += f64::from(gy[o]);

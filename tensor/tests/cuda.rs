@@ -392,9 +392,24 @@ fn pooling_forward_and_grads() {
             t[1].max_pool2d_grad(&idx, &p)
         });
         agree(&format!("avg grad {what}"), dev, 1e-5, std::slice::from_ref(&dy), |t| t[0].avg_pool2d_grad(&p));
-        agree(&format!("max {what} bf16"), dev, 0.0, &[x.to_dtype(DType::BF16).unwrap()], |t| {
-            Ok(t[0].max_pool2d(pool, st, pad)?.0)
-        });
+        // F16/BF16 pool in their own storage (f32 inside, one rounding): max and argmax
+        // exact, sums within the half type's rounding
+        for dt in [DType::F16, DType::BF16] {
+            let (xh, dyh) = (x.to_dtype(dt).unwrap(), dy.to_dtype(dt).unwrap());
+            let one = std::slice::from_ref(&xh);
+            agree(&format!("max {what} {dt}"), dev, 0.0, one, |t| Ok(t[0].max_pool2d(pool, st, pad)?.0));
+            agree(&format!("argmax {what} {dt}"), dev, 0.0, one, |t| Ok(t[0].max_pool2d(pool, st, pad)?.1));
+            agree(&format!("avg {what} {dt}"), dev, 1e-2, one, |t| t[0].avg_pool2d(pool, st, pad));
+            agree(&format!("max grad {what} {dt}"), dev, 1e-2, &[xh.clone(), dyh.clone()], |t| {
+                let (_, idx) = t[0].max_pool2d(pool, st, pad)?;
+                t[1].max_pool2d_grad(&idx, &p)
+            });
+            agree(&format!("avg grad {what} {dt}"), dev, 1e-2, std::slice::from_ref(&dyh), |t| {
+                t[0].avg_pool2d_grad(&p)
+            });
+            let y = xh.to_device(&dev).unwrap().max_pool2d(pool, st, pad).unwrap().0;
+            assert_eq!(y.dtype(), dt, "{what}: max_pool2d keeps {dt}");
+        }
     }
 }
 

@@ -14,10 +14,15 @@ __device__ __forceinline__ void covering(i64 h, int k, int s, int pad, i64 out, 
     if (hi > out - 1) hi = out - 1;
 }
 
+// Each kernel reads and writes its storage type T (f32, f16 or bf16) and computes in f32,
+// rounding once on the store: the bits of widening to f32, pooling, and narrowing, without
+// the two casts' launches and buffers. Instantiated per type at the end (KEEL_POOL_KERNELS).
+
 // out[n, oh, ow, c] = max over the window; idx = flat NHWC index of the argmax in the input
 // (first maximum; NaN wins). A window with no valid position gives -inf and index -1.
-extern "C" __global__ void max_pool2d_fwd_f32(const float* __restrict__ x, float* __restrict__ y,
-                                              i64* __restrict__ idx, Pool2d p) {
+template <typename T>
+__device__ __forceinline__ void max_pool2d_fwd(const T* __restrict__ x, T* __restrict__ y,
+                                               i64* __restrict__ idx, const Pool2d& p) {
     const i64 total = p.n * p.oh * p.ow * p.c;
     KEEL_GRID_LOOP(e, total) {
         const i64 c = e % p.c;
@@ -35,19 +40,20 @@ extern "C" __global__ void max_pool2d_fwd_f32(const float* __restrict__ x, float
                 const i64 w = w0 + j;
                 if (w < 0 || w >= p.w) continue;
                 const i64 xi = ((n * p.h + h) * p.w + w) * p.c + c;
-                const float v = x[xi];
+                const float v = to_f32(x[xi]);
                 if (bi < 0 || v > best || (v != v && best == best)) { best = v; bi = xi; }
             }
         }
-        y[e] = best;
+        y[e] = from_f32<T>(best);
         idx[e] = bi;
     }
 }
 
 // grad_x[n, h, w, c] = sum of grad_y over the outputs whose argmax index is this element.
 // Gather form (one thread per input element): deterministic, no atomics, no pre-zeroing.
-extern "C" __global__ void max_pool2d_bwd_f32(const float* __restrict__ gy, const i64* __restrict__ idx,
-                                              float* __restrict__ gx, Pool2d p) {
+template <typename T>
+__device__ __forceinline__ void max_pool2d_bwd(const T* __restrict__ gy, const i64* __restrict__ idx,
+                                               T* __restrict__ gx, const Pool2d& p) {
     const i64 total = p.n * p.h * p.w * p.c;
     KEEL_GRID_LOOP(e, total) {
         const i64 c = e % p.c;
@@ -62,9 +68,9 @@ extern "C" __global__ void max_pool2d_bwd_f32(const float* __restrict__ gy, cons
         for (i64 oh = oh_lo; oh <= oh_hi; ++oh)
             for (i64 ow = ow_lo; ow <= ow_hi; ++ow) {
                 const i64 o = ((n * p.oh + oh) * p.ow + ow) * p.c + c;
-                if (idx[o] == e) g += gy[o];
+                if (idx[o] == e) g += to_f32(gy[o]);
             }
-        gx[e] = g;
+        gx[e] = from_f32<T>(g);
     }
 }
 
@@ -82,8 +88,9 @@ __device__ __forceinline__ float window_count(const Pool2d& p, i64 oh, i64 ow, i
 
 // out = mean over the valid window positions (padding excluded, as Keras does) unless
 // include_pad != 0 (then divided by kh * kw).
-extern "C" __global__ void avg_pool2d_fwd_f32(const float* __restrict__ x, float* __restrict__ y, Pool2d p,
-                                              int include_pad) {
+template <typename T>
+__device__ __forceinline__ void avg_pool2d_fwd(const T* __restrict__ x, T* __restrict__ y, const Pool2d& p,
+                                               int include_pad) {
     const i64 total = p.n * p.oh * p.ow * p.c;
     KEEL_GRID_LOOP(e, total) {
         const i64 c = e % p.c;
@@ -99,16 +106,17 @@ extern "C" __global__ void avg_pool2d_fwd_f32(const float* __restrict__ x, float
             for (int j = 0; j < p.kw; ++j) {
                 const i64 w = w0 + j;
                 if (w < 0 || w >= p.w) continue;
-                s += x[((n * p.h + h) * p.w + w) * p.c + c];
+                s += to_f32(x[((n * p.h + h) * p.w + w) * p.c + c]);
             }
         }
-        y[e] = s / window_count(p, oh, ow, include_pad);
+        y[e] = from_f32<T>(s / window_count(p, oh, ow, include_pad));
     }
 }
 
 // grad_x = sum over covering windows of grad_y / count(window). Gather form, deterministic.
-extern "C" __global__ void avg_pool2d_bwd_f32(const float* __restrict__ gy, float* __restrict__ gx, Pool2d p,
-                                              int include_pad) {
+template <typename T>
+__device__ __forceinline__ void avg_pool2d_bwd(const T* __restrict__ gy, T* __restrict__ gx, const Pool2d& p,
+                                               int include_pad) {
     const i64 total = p.n * p.h * p.w * p.c;
     KEEL_GRID_LOOP(e, total) {
         const i64 c = e % p.c;
@@ -122,7 +130,29 @@ extern "C" __global__ void avg_pool2d_bwd_f32(const float* __restrict__ gy, floa
         float g = 0.0f;
         for (i64 oh = oh_lo; oh <= oh_hi; ++oh)
             for (i64 ow = ow_lo; ow <= ow_hi; ++ow)
-                g += gy[((n * p.oh + oh) * p.ow + ow) * p.c + c] / window_count(p, oh, ow, include_pad);
-        gx[e] = g;
+                g += to_f32(gy[((n * p.oh + oh) * p.ow + ow) * p.c + c]) / window_count(p, oh, ow, include_pad);
+        gx[e] = from_f32<T>(g);
     }
 }
+
+#define KEEL_POOL_KERNELS(TN, T)                                                                        \
+    extern "C" __global__ void max_pool2d_fwd_##TN(const T* __restrict__ x, T* __restrict__ y,          \
+                                                   i64* __restrict__ idx, Pool2d p) {                  \
+        max_pool2d_fwd<T>(x, y, idx, p);                                                                \
+    }                                                                                                   \
+    extern "C" __global__ void max_pool2d_bwd_##TN(const T* __restrict__ gy, const i64* __restrict__ idx, \
+                                                   T* __restrict__ gx, Pool2d p) {                     \
+        max_pool2d_bwd<T>(gy, idx, gx, p);                                                              \
+    }                                                                                                   \
+    extern "C" __global__ void avg_pool2d_fwd_##TN(const T* __restrict__ x, T* __restrict__ y, Pool2d p, \
+                                                   int include_pad) {                                  \
+        avg_pool2d_fwd<T>(x, y, p, include_pad);                                                        \
+    }                                                                                                   \
+    extern "C" __global__ void avg_pool2d_bwd_##TN(const T* __restrict__ gy, T* __restrict__ gx, Pool2d p, \
+                                                   int include_pad) {                                  \
+        avg_pool2d_bwd<T>(gy, gx, p, include_pad);                                                      \
+    }
+
+KEEL_POOL_KERNELS(f32, float)
+KEEL_POOL_KERNELS(f16, keel_f16)
+KEEL_POOL_KERNELS(bf16, keel_bf16)

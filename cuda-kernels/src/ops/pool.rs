@@ -1,8 +1,9 @@
-//! NHWC 2-D pooling (`kernels/pool.cu`).
+//! NHWC 2-D pooling (`kernels/pool.cu`) on F32, F16 or BF16 storage, computed in f32 and
+//! rounded once on the store.
 
 use cudarc::driver::{CudaView, CudaViewMut, DeviceRepr};
 
-use crate::device::{check_len, CudaDevice};
+use crate::device::{check_len, CudaDevice, FloatDType};
 use crate::error::{Error, Result};
 use crate::sources::programs;
 
@@ -103,11 +104,11 @@ impl Pool2d {
 }
 
 /// Max pooling: `y` and the flat NHWC input index of each maximum (`idx`).
-pub fn max_pool2d_f32(
+pub fn max_pool2d<T: FloatDType>(
     dev: &CudaDevice,
     p: &Pool2d,
-    x: &CudaView<'_, f32>,
-    y: &mut CudaViewMut<'_, f32>,
+    x: &CudaView<'_, T>,
+    y: &mut CudaViewMut<'_, T>,
     idx: &mut CudaViewMut<'_, i64>,
 ) -> Result<()> {
     p.validate()?;
@@ -117,16 +118,16 @@ pub fn max_pool2d_f32(
     if y.is_empty() {
         return Ok(());
     }
-    launch!(dev, programs::pool(), "max_pool2d_fwd_f32", dev.cfg_1d(p.out_len()), [x, y, idx, p])
+    launch!(dev, programs::pool(), &format!("max_pool2d_fwd_{}", T::NAME), dev.cfg_1d(p.out_len()), [x, y, idx, p])
 }
 
 /// Backward of max pooling: `gx` (fully written) from `gy` and the saved indices.
-pub fn max_pool2d_backward_f32(
+pub fn max_pool2d_backward<T: FloatDType>(
     dev: &CudaDevice,
     p: &Pool2d,
-    gy: &CudaView<'_, f32>,
+    gy: &CudaView<'_, T>,
     idx: &CudaView<'_, i64>,
-    gx: &mut CudaViewMut<'_, f32>,
+    gx: &mut CudaViewMut<'_, T>,
 ) -> Result<()> {
     p.validate()?;
     check_len("max_pool2d_backward", "gy", gy.len(), p.out_len())?;
@@ -135,15 +136,15 @@ pub fn max_pool2d_backward_f32(
     if gx.is_empty() {
         return Ok(());
     }
-    launch!(dev, programs::pool(), "max_pool2d_bwd_f32", dev.cfg_1d(p.in_len()), [gy, idx, gx, p])
+    launch!(dev, programs::pool(), &format!("max_pool2d_bwd_{}", T::NAME), dev.cfg_1d(p.in_len()), [gy, idx, gx, p])
 }
 
 /// Average pooling; padding is excluded from the count unless `include_pad`.
-pub fn avg_pool2d_f32(
+pub fn avg_pool2d<T: FloatDType>(
     dev: &CudaDevice,
     p: &Pool2d,
-    x: &CudaView<'_, f32>,
-    y: &mut CudaViewMut<'_, f32>,
+    x: &CudaView<'_, T>,
+    y: &mut CudaViewMut<'_, T>,
     include_pad: bool,
 ) -> Result<()> {
     p.validate()?;
@@ -153,15 +154,15 @@ pub fn avg_pool2d_f32(
         return Ok(());
     }
     let inc = i32::from(include_pad);
-    launch!(dev, programs::pool(), "avg_pool2d_fwd_f32", dev.cfg_1d(p.out_len()), [x, y, p, &inc])
+    launch!(dev, programs::pool(), &format!("avg_pool2d_fwd_{}", T::NAME), dev.cfg_1d(p.out_len()), [x, y, p, &inc])
 }
 
 /// Backward of average pooling (deterministic gather form).
-pub fn avg_pool2d_backward_f32(
+pub fn avg_pool2d_backward<T: FloatDType>(
     dev: &CudaDevice,
     p: &Pool2d,
-    gy: &CudaView<'_, f32>,
-    gx: &mut CudaViewMut<'_, f32>,
+    gy: &CudaView<'_, T>,
+    gx: &mut CudaViewMut<'_, T>,
     include_pad: bool,
 ) -> Result<()> {
     p.validate()?;
@@ -171,5 +172,5 @@ pub fn avg_pool2d_backward_f32(
         return Ok(());
     }
     let inc = i32::from(include_pad);
-    launch!(dev, programs::pool(), "avg_pool2d_bwd_f32", dev.cfg_1d(p.in_len()), [gy, gx, p, &inc])
+    launch!(dev, programs::pool(), &format!("avg_pool2d_bwd_{}", T::NAME), dev.cfg_1d(p.in_len()), [gy, gx, p, &inc])
 }

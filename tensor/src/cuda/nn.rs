@@ -4,7 +4,8 @@
 //! F16/BF16 convolutions run on the tensor-core kernels when the channels are multiples
 //! of 8 (`kc::tc_unsupported` says what else they need), with f32 accumulation; otherwise,
 //! and for F32, on the f32 implicit-GEMM kernels (F16/BF16 widened). Either way the result
-//! is rounded once on output. Geometry comes straight from keel-tensor's `Conv2dParams` /
+//! is rounded once on output. Pooling reads and writes F32, F16 or BF16 storage directly
+//! (f32 inside, one rounding on the store, so no cast launches around it). Geometry comes straight from keel-tensor's `Conv2dParams` /
 //! `Pool2dParams` (TensorFlow `same` padding: extra row/column at the bottom/right,
 //! which the kernels skip as out of the image). Average pooling excludes padding
 //! from the count (Keras). `max_pool2d_grad` routes each output gradient to the
@@ -256,27 +257,53 @@ pub(super) fn conv2d_grad_kernel(
     Ok(x.like(f32_output(dev, dw, n, x.dtype())?, n))
 }
 
-fn float_pool(op: &'static str, s: &CudaStorage) -> Result<()> {
-    match s.dtype() {
-        crate::DType::F32 | crate::DType::F16 | crate::DType::BF16 => Ok(()),
-        crate::DType::F64 => Err(no_f64(op)),
-        dtype => Err(Error::UnsupportedDType { op, dtype, hint: "cast to a float dtype first" }),
+/// The float storage of a pooling operand, typed: `$body` runs with `$x` bound to the
+/// `CudaSlice<T>` and the result wrapped back into the same `Data` variant.
+macro_rules! float_pool_data {
+    ($op:expr, $s:expr, |$x:ident| $body:expr) => {
+        match &$s.data {
+            Data::F32($x) => Data::F32($body),
+            Data::F16($x) => Data::F16($body),
+            Data::BF16($x) => Data::BF16($body),
+            Data::F64(_) => return Err(no_f64($op)),
+            _ => {
+                return Err(Error::UnsupportedDType { op: $op, dtype: $s.dtype(), hint: "cast to a float dtype first" })
+            }
+        }
+    };
+}
+
+/// `pass` from operand `x` (layout `l`, made contiguous) into a fresh `n`-element output
+/// of its dtype (not launched when `n` is 0).
+fn pool_pass<T: Elem>(
+    op: &'static str,
+    dev: &kk::CudaDevice,
+    x: &CudaSlice<T>,
+    l: &Layout,
+    n: usize,
+    pass: impl FnOnce(&CudaView<'_, T>, &mut CudaViewMut<'_, T>) -> kk::Result<()>,
+) -> Result<CudaSlice<T>> {
+    let x = contig(dev, x, l, T::poison())?;
+    let mut y = alloc::<T>(dev, n)?;
+    if n > 0 {
+        pass(&x.view(), &mut head_mut(&mut y, n)).ctx(op)?;
     }
+    Ok(y)
 }
 
 pub(super) fn max_pool2d(s: &CudaStorage, l: &Layout, p: &Pool2dParams) -> Result<(CudaStorage, CudaStorage)> {
     const OP: &str = "max_pool2d";
-    float_pool(OP, s)?;
-    let dev = &s.dev;
-    let g = pool_geom(OP, p)?;
-    let x = f32_input(OP, s, l)?;
+    let (dev, g) = (&*s.dev, pool_geom(OP, p)?);
     let n = p.n * p.oh * p.ow * p.c;
-    let mut y = alloc::<f32>(dev, n)?;
     let mut idx = alloc::<i64>(dev, n)?;
-    if n > 0 {
-        kp::max_pool2d_f32(dev, &g, &x.view(), &mut head_mut(&mut y, n), &mut head_mut(&mut idx, n)).ctx(OP)?;
-    }
-    Ok((s.like(f32_output(dev, y, n, s.dtype())?, n), s.like(Data::I64(idx), n)))
+    let y = float_pool_data!(OP, s, |x| pool_pass(OP, dev, x, l, n, |x, y| kp::max_pool2d(
+        dev,
+        &g,
+        x,
+        y,
+        &mut head_mut(&mut idx, n)
+    ))?);
+    Ok((s.like(y, n), s.like(Data::I64(idx), n)))
 }
 
 pub(super) fn max_pool2d_grad(
@@ -287,47 +314,37 @@ pub(super) fn max_pool2d_grad(
     p: &Pool2dParams,
 ) -> Result<CudaStorage> {
     const OP: &str = "max_pool2d_grad";
-    float_pool(OP, dy)?;
     dy.same_device(OP, idx)?;
-    let dev = &dy.dev;
-    let g = pool_geom(OP, p)?;
-    let gy = f32_input(OP, dy, l)?;
+    let (dev, g) = (&*dy.dev, pool_geom(OP, p)?);
     let Data::I64(ix) = &idx.data else {
         return Err(Error::UnsupportedDType { op: OP, dtype: idx.dtype(), hint: "argmax must be I64" });
     };
     let ix = contig(dev, ix, il, i64::MIN)?;
     let n = p.n * p.h * p.w * p.c;
-    let mut dx = alloc::<f32>(dev, n)?;
-    if n > 0 {
-        kp::max_pool2d_backward_f32(dev, &g, &gy.view(), &ix.view(), &mut head_mut(&mut dx, n)).ctx(OP)?;
-    }
-    Ok(dy.like(f32_output(dev, dx, n, dy.dtype())?, n))
+    let dx = float_pool_data!(OP, dy, |x| pool_pass(OP, dev, x, l, n, |gy, dx| kp::max_pool2d_backward(
+        dev,
+        &g,
+        gy,
+        &ix.view(),
+        dx
+    ))?);
+    Ok(dy.like(dx, n))
 }
 
 pub(super) fn avg_pool2d(s: &CudaStorage, l: &Layout, p: &Pool2dParams) -> Result<CudaStorage> {
     const OP: &str = "avg_pool2d";
-    float_pool(OP, s)?;
-    let dev = &s.dev;
-    let g = pool_geom(OP, p)?;
-    let x = f32_input(OP, s, l)?;
+    let (dev, g) = (&*s.dev, pool_geom(OP, p)?);
     let n = p.n * p.oh * p.ow * p.c;
-    let mut y = alloc::<f32>(dev, n)?;
-    if n > 0 {
-        kp::avg_pool2d_f32(dev, &g, &x.view(), &mut head_mut(&mut y, n), false).ctx(OP)?;
-    }
-    Ok(s.like(f32_output(dev, y, n, s.dtype())?, n))
+    let y = float_pool_data!(OP, s, |x| pool_pass(OP, dev, x, l, n, |x, y| kp::avg_pool2d(dev, &g, x, y, false))?);
+    Ok(s.like(y, n))
 }
 
 pub(super) fn avg_pool2d_grad(dy: &CudaStorage, l: &Layout, p: &Pool2dParams) -> Result<CudaStorage> {
     const OP: &str = "avg_pool2d_grad";
-    float_pool(OP, dy)?;
-    let dev = &dy.dev;
-    let g = pool_geom(OP, p)?;
-    let gy = f32_input(OP, dy, l)?;
+    let (dev, g) = (&*dy.dev, pool_geom(OP, p)?);
     let n = p.n * p.h * p.w * p.c;
-    let mut dx = alloc::<f32>(dev, n)?;
-    if n > 0 {
-        kp::avg_pool2d_backward_f32(dev, &g, &gy.view(), &mut head_mut(&mut dx, n), false).ctx(OP)?;
-    }
-    Ok(dy.like(f32_output(dev, dx, n, dy.dtype())?, n))
+    let dx = float_pool_data!(OP, dy, |x| pool_pass(OP, dev, x, l, n, |gy, dx| kp::avg_pool2d_backward(
+        dev, &g, gy, dx, false
+    ))?);
+    Ok(dy.like(dx, n))
 }
