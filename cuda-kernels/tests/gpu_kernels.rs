@@ -323,7 +323,7 @@ fn reductions_match_reference() {
         let s = reduce::ReduceShape { outer, reduce: r, inner };
         for op in [reduce::ReduceOp::Sum, reduce::ReduceOp::Max, reduce::ReduceOp::Min] {
             let mut out = poisoned(&dev, outer * inner);
-            reduce::reduce_f32(&dev, op, s, &dx.as_view(), &mut out.as_view_mut(), 1.0).expect("reduce");
+            reduce::reduce(&dev, op, s, &dx.as_view(), &mut out.as_view_mut(), 1.0).expect("reduce");
             let got = dev.dtoh(&out.as_view()).expect("dtoh");
             let mut want = vec![0.0f64; outer * inner];
             for o in 0..outer {
@@ -339,7 +339,7 @@ fn reductions_match_reference() {
             assert!(rel_err(&got, &want) < 1e-5, "{op:?} {s:?}");
         }
         let mut idx = dev.htod(&vec![-7i64; outer * inner]).expect("htod");
-        reduce::arg_reduce_f32(&dev, true, s, &dx.as_view(), &mut idx.as_view_mut()).expect("argmax");
+        reduce::arg_reduce(&dev, true, s, &dx.as_view(), &mut idx.as_view_mut()).expect("argmax");
         let got = dev.dtoh(&idx.as_view()).expect("dtoh");
         for o in 0..outer {
             for i in 0..inner {

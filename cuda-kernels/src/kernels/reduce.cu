@@ -1,5 +1,6 @@
 // keel reductions along one axis. The tensor is viewed as [outer, reduce, inner]
-// (contiguous); out is [outer, inner].
+// (contiguous); out is [outer, inner]. Inputs are f32, f16 or bf16 storage, accumulated in
+// f32; sum/max/min write the input's storage type (one rounding), argmax/argmin i64.
 //  *_rows: inner == 1, one 256-thread block per row, warp shuffles + shared memory.
 //  *_cols: inner > 1, 32x8 blocks: x walks inner (coalesced), y splits the reduce axis.
 
@@ -64,66 +65,74 @@ __device__ __forceinline__ typename Op::Acc warp_reduce(typename Op::Acc a) {
     return a;
 }
 
-template <class Op>
-__device__ void reduce_rows(const float* __restrict__ in, typename Op::Out* __restrict__ out,
-                            i64 outer, i64 r, float scale) {
+// Stores a finished value: narrowed to the storage type, or an index.
+__device__ __forceinline__ void put(float* o, float v) { *o = v; }
+__device__ __forceinline__ void put(keel_f16* o, float v) { *o = from_f32<keel_f16>(v); }
+__device__ __forceinline__ void put(keel_bf16* o, float v) { *o = from_f32<keel_bf16>(v); }
+__device__ __forceinline__ void put(i64* o, i64 v) { *o = v; }
+
+template <class Op, typename T, typename O>
+__device__ void reduce_rows(const T* __restrict__ in, O* __restrict__ out, i64 outer, i64 r, float scale) {
     __shared__ typename Op::Acc partial[32];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
     for (i64 row = blockIdx.x; row < outer; row += gridDim.x) {
-        const float* p = in + row * r;
+        const T* p = in + row * r;
         typename Op::Acc acc = Op::init();
-        for (i64 k = threadIdx.x; k < r; k += blockDim.x) acc = Op::combine(acc, Op::from(p[k], k));
+        for (i64 k = threadIdx.x; k < r; k += blockDim.x) acc = Op::combine(acc, Op::from(to_f32(p[k]), k));
         acc = warp_reduce<Op>(acc);
         if (lane == 0) partial[warp] = acc;
         __syncthreads();
         if (warp == 0) {
             acc = lane < nwarps ? partial[lane] : Op::init();
             acc = warp_reduce<Op>(acc);
-            if (lane == 0) out[row] = Op::finish(acc, scale);
+            if (lane == 0) put(out + row, Op::finish(acc, scale));
         }
         __syncthreads();
     }
 }
 
 // blockDim = (32, 8)
-template <class Op>
-__device__ void reduce_cols(const float* __restrict__ in, typename Op::Out* __restrict__ out,
-                            i64 outer, i64 r, i64 inner, float scale) {
+template <class Op, typename T, typename O>
+__device__ void reduce_cols(const T* __restrict__ in, O* __restrict__ out, i64 outer, i64 r, i64 inner,
+                            float scale) {
     __shared__ typename Op::Acc partial[8][33];
     const i64 col = (i64)blockIdx.x * 32 + threadIdx.x;
     for (i64 o = blockIdx.y; o < outer; o += gridDim.y) {
         typename Op::Acc acc = Op::init();
         if (col < inner) {
-            const float* p = in + o * r * inner + col;
-            for (i64 k = threadIdx.y; k < r; k += 8) acc = Op::combine(acc, Op::from(p[k * inner], k));
+            const T* p = in + o * r * inner + col;
+            for (i64 k = threadIdx.y; k < r; k += 8) acc = Op::combine(acc, Op::from(to_f32(p[k * inner]), k));
         }
         partial[threadIdx.y][threadIdx.x] = acc;
         __syncthreads();
         if (threadIdx.y == 0 && col < inner) {
 #pragma unroll
             for (int y = 1; y < 8; ++y) acc = Op::combine(acc, partial[y][threadIdx.x]);
-            out[o * inner + col] = Op::finish(acc, scale);
+            put(out + o * inner + col, Op::finish(acc, scale));
         }
         __syncthreads();
     }
 }
 
-#define KEEL_REDUCE(NAME, OP)                                                                   \
-    extern "C" __global__ void reduce_##NAME##_f32_rows(const float* __restrict__ in,           \
-                                                        OP::Out* __restrict__ out, i64 outer,   \
-                                                        i64 r, i64 inner, float scale) {        \
-        (void)inner;                                                                            \
-        reduce_rows<OP>(in, out, outer, r, scale);                                              \
-    }                                                                                           \
-    extern "C" __global__ void reduce_##NAME##_f32_cols(const float* __restrict__ in,           \
-                                                        OP::Out* __restrict__ out, i64 outer,   \
-                                                        i64 r, i64 inner, float scale) {        \
-        reduce_cols<OP>(in, out, outer, r, inner, scale);                                       \
+// reduce_<op>_<type>_rows / _cols: input storage T, output O (T, or i64 for arg ops).
+#define KEEL_REDUCE(NAME, OP, TN, T, O)                                                              \
+    extern "C" __global__ void reduce_##NAME##_##TN##_rows(const T* __restrict__ in, O* __restrict__ out, \
+                                                          i64 outer, i64 r, i64 inner, float scale) {    \
+        (void)inner;                                                                                \
+        reduce_rows<OP>(in, out, outer, r, scale);                                                  \
+    }                                                                                               \
+    extern "C" __global__ void reduce_##NAME##_##TN##_cols(const T* __restrict__ in, O* __restrict__ out, \
+                                                          i64 outer, i64 r, i64 inner, float scale) {    \
+        reduce_cols<OP>(in, out, outer, r, inner, scale);                                           \
     }
-KEEL_REDUCE(sum, SumOp)
-KEEL_REDUCE(max, MaxOp)
-KEEL_REDUCE(min, MinOp)
 typedef ArgOp<true> ArgMaxOp;
 typedef ArgOp<false> ArgMinOp;
-KEEL_REDUCE(argmax, ArgMaxOp)
-KEEL_REDUCE(argmin, ArgMinOp)
+#define KEEL_REDUCE_ALL(TN, T)                  \
+    KEEL_REDUCE(sum, SumOp, TN, T, T)           \
+    KEEL_REDUCE(max, MaxOp, TN, T, T)           \
+    KEEL_REDUCE(min, MinOp, TN, T, T)           \
+    KEEL_REDUCE(argmax, ArgMaxOp, TN, T, i64)   \
+    KEEL_REDUCE(argmin, ArgMinOp, TN, T, i64)
+KEEL_REDUCE_ALL(f32, float)
+KEEL_REDUCE_ALL(f16, keel_f16)
+KEEL_REDUCE_ALL(bf16, keel_bf16)

@@ -2,11 +2,12 @@
 //!
 //! The input is contiguous and viewed as `[outer, reduce, inner]` (reduce the middle axis);
 //! the output is `[outer, inner]`. `inner == 1` uses one block per row with warp shuffles,
-//! `inner > 1` a 32x8 block per 32 columns (coalesced).
+//! `inner > 1` a 32x8 block per 32 columns (coalesced). The input is F32, F16 or BF16
+//! storage, accumulated in f32; sum/max/min write the input's type (rounded once).
 
 use cudarc::driver::{CudaView, CudaViewMut, LaunchConfig};
 
-use crate::device::{check_len, to_i64, CudaDevice};
+use crate::device::{check_len, to_i64, CudaDevice, FloatDType};
 use crate::error::{Error, Result};
 use crate::sources::programs;
 
@@ -83,12 +84,12 @@ fn check(op: &'static str, s: &ReduceShape, input: usize, output: usize) -> Resu
 }
 
 /// `out[o, i] = op_k(x[o, k, i])` (`Sum` is multiplied by `scale`). Max/Min need `reduce > 0`.
-pub fn reduce_f32(
+pub fn reduce<T: FloatDType>(
     dev: &CudaDevice,
     op: ReduceOp,
     shape: ReduceShape,
-    x: &CudaView<'_, f32>,
-    out: &mut CudaViewMut<'_, f32>,
+    x: &CudaView<'_, T>,
+    out: &mut CudaViewMut<'_, T>,
     scale: f32,
 ) -> Result<()> {
     check("reduce", &shape, x.len(), out.len())?;
@@ -99,18 +100,18 @@ pub fn reduce_f32(
         return Ok(());
     }
     let kind = if shape.inner == 1 { "rows" } else { "cols" };
-    let name = format!("reduce_{}_f32_{kind}", op.name());
+    let name = format!("reduce_{}_{}_{kind}", op.name(), T::NAME);
     let (o, r, i) = (to_i64("reduce", shape.outer)?, to_i64("reduce", shape.reduce)?, to_i64("reduce", shape.inner)?);
     launch!(dev, programs::reduce(), name, launch_cfg(dev, &shape), [x, out, &o, &r, &i, &scale])
 }
 
 /// Index (along the axis) of the max (`max = true`) or min; ties give the first index,
 /// NaN counts as the extreme. Needs `reduce > 0`.
-pub fn arg_reduce_f32(
+pub fn arg_reduce<T: FloatDType>(
     dev: &CudaDevice,
     max: bool,
     shape: ReduceShape,
-    x: &CudaView<'_, f32>,
+    x: &CudaView<'_, T>,
     out: &mut CudaViewMut<'_, i64>,
 ) -> Result<()> {
     check("arg_reduce", &shape, x.len(), out.len())?;
@@ -121,7 +122,7 @@ pub fn arg_reduce_f32(
         return Ok(());
     }
     let kind = if shape.inner == 1 { "rows" } else { "cols" };
-    let name = format!("reduce_{}_f32_{kind}", if max { "argmax" } else { "argmin" });
+    let name = format!("reduce_{}_{}_{kind}", if max { "argmax" } else { "argmin" }, T::NAME);
     let (o, r, i) = (to_i64("reduce", shape.outer)?, to_i64("reduce", shape.reduce)?, to_i64("reduce", shape.inner)?);
     let scale = 1.0f32;
     launch!(dev, programs::reduce(), name, launch_cfg(dev, &shape), [x, out, &o, &r, &i, &scale])

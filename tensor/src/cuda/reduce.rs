@@ -1,12 +1,15 @@
 //! Reductions over trailing rows and softmax on CUDA.
 //!
 //! The tensor layer moves the reduced axes last, so every reduction here is over
-//! `rows x size` in row-major order of the layout: the input is made contiguous
-//! (and widened to f32 for F16/BF16/U8), reduced with the f32 kernels, and the
-//! result is converted back to the input dtype. Sums accumulate in f32 (tree
-//! order), the CPU in f64; variance is two-pass (mean, then mean of squares of
-//! the centred values). I64 and F64 reductions return `NotImplemented`: f32
-//! accumulation would silently lose their precision.
+//! `rows x size` in row-major order of the layout. When the buffer holds that as
+//! `[outer, reduce, inner]` (the reduced axes consecutive in memory, e.g. a bias gradient's
+//! sum over the batch axis), the kernels read it in place, column-wise when `inner > 1`;
+//! otherwise the input is made contiguous first. F32, F16 and BF16 are read in their own
+//! storage and accumulated in f32; sum/max/min round once to the input dtype. U8 input
+//! and variance go through f32 (widen, reduce, narrow). Sums accumulate in f32 (tree
+//! order), the CPU in f64; variance is two-pass (mean, then mean of squares of the
+//! centred values). I64 and F64 reductions return `NotImplemented`: f32 accumulation
+//! would silently lose their precision.
 
 use super::*;
 use crate::ops::{ReduceOp, UnaryOp};
@@ -44,6 +47,87 @@ pub(crate) fn f32_output(dev: &kk::CudaDevice, out: CudaSlice<f32>, n: usize, dt
     })
 }
 
+/// The `[outer, reduce, inner]` view of the buffer under `l` (kept dims first, then the
+/// reduced dims, whose product is `size`) when it holds those elements contiguously from
+/// `l.offset()` with the reduced dims consecutive: some leading kept dims, then the reduced
+/// ones, then the other kept dims, in row-major order.
+pub(crate) fn three_way(l: &Layout, size: usize) -> Option<ReduceShape> {
+    let (dims, strides) = (l.dims(), l.strides());
+    if size == 0 || dims.contains(&0) {
+        return None;
+    }
+    let mut split = dims.len();
+    let mut prod = 1;
+    while split > 0 && prod < size {
+        split -= 1;
+        prod *= dims[split];
+    }
+    if prod != size {
+        return None;
+    }
+    let row_major = |order: &mut dyn Iterator<Item = usize>| {
+        let mut want = 1;
+        for d in order {
+            if dims[d] != 1 && strides[d] != want {
+                return false;
+            }
+            want *= dims[d];
+        }
+        true
+    };
+    let k = split;
+    (0..=k).find_map(|j| {
+        // innermost first: the kept dims after the reduced ones, the reduced, the leading kept
+        let mut order = (j..k).rev().chain((k..dims.len()).rev()).chain((0..j).rev());
+        row_major(&mut order).then(|| ReduceShape {
+            outer: dims[..j].iter().product(),
+            reduce: size,
+            inner: dims[j..k].iter().product(),
+        })
+    })
+}
+
+/// Sum, mean, max, min, argmax or argmin of F32/F16/BF16 storage `x` (layout `l`) over
+/// `size`-element groups, read in place when [`three_way`] allows, in the storage's own type.
+fn reduce_typed<T: Elem + kk::FloatDType>(
+    dev: &kk::CudaDevice,
+    x: &CudaSlice<T>,
+    l: &Layout,
+    op: ReduceOp,
+    size: usize,
+    wrap: fn(CudaSlice<T>) -> Data,
+) -> Result<Data> {
+    let name = op.name();
+    let n = l.shape().elem_count();
+    let rows = n / size;
+    let copied;
+    let (xv, shape) = match three_way(l, size) {
+        Some(shape) => (x.slice(l.offset()..l.offset() + n), shape),
+        None => {
+            copied = contig(dev, x, l, T::poison())?;
+            (copied.view(), ReduceShape { outer: rows, reduce: size, inner: 1 })
+        }
+    };
+    if let ReduceOp::ArgMax | ReduceOp::ArgMin = op {
+        let mut out = alloc::<i64>(dev, rows)?;
+        if rows > 0 {
+            kr::arg_reduce(dev, op == ReduceOp::ArgMax, shape, &xv, &mut head_mut(&mut out, rows)).ctx(name)?;
+        }
+        return Ok(Data::I64(out));
+    }
+    let (kop, scale) = match op {
+        ReduceOp::Max => (kr::ReduceOp::Max, 1.0),
+        ReduceOp::Min => (kr::ReduceOp::Min, 1.0),
+        ReduceOp::Mean => (kr::ReduceOp::Sum, 1.0 / size as f32),
+        _ => (kr::ReduceOp::Sum, 1.0),
+    };
+    let mut out = alloc::<T>(dev, rows)?;
+    if rows > 0 {
+        kr::reduce(dev, kop, shape, &xv, &mut head_mut(&mut out, rows), scale).ctx(name)?;
+    }
+    Ok(wrap(out))
+}
+
 pub(super) fn reduce(s: &CudaStorage, l: &Layout, op: ReduceOp, size: usize) -> Result<CudaStorage> {
     let dev = &s.dev;
     let n = l.shape().elem_count();
@@ -51,6 +135,17 @@ pub(super) fn reduce(s: &CudaStorage, l: &Layout, op: ReduceOp, size: usize) -> 
         return Err(Error::invalid(op.name(), "cannot reduce over an empty axis"));
     }
     let rows = n / size;
+    if op != ReduceOp::Var {
+        let typed = match &s.data {
+            Data::F32(x) => Some(reduce_typed(dev, x, l, op, size, Data::F32)?),
+            Data::F16(x) => Some(reduce_typed(dev, x, l, op, size, Data::F16)?),
+            Data::BF16(x) => Some(reduce_typed(dev, x, l, op, size, Data::BF16)?),
+            _ => None,
+        };
+        if let Some(data) = typed {
+            return Ok(s.like(data, rows));
+        }
+    }
     let x = f32_input(op.name(), s, l)?;
     let xv = x.view();
     let shape = ReduceShape { outer: rows, reduce: size, inner: 1 };
@@ -58,7 +153,7 @@ pub(super) fn reduce(s: &CudaStorage, l: &Layout, op: ReduceOp, size: usize) -> 
     let sum = |input: &kk::cudarc::driver::CudaView<'_, f32>, scale: f32| -> Result<CudaSlice<f32>> {
         let mut out = alloc::<f32>(dev, rows)?;
         if rows > 0 {
-            kr::reduce_f32(dev, kr::ReduceOp::Sum, shape, input, &mut head_mut(&mut out, rows), scale).ctx(name)?;
+            kr::reduce(dev, kr::ReduceOp::Sum, shape, input, &mut head_mut(&mut out, rows), scale).ctx(name)?;
         }
         Ok(out)
     };
@@ -69,14 +164,14 @@ pub(super) fn reduce(s: &CudaStorage, l: &Layout, op: ReduceOp, size: usize) -> 
             let kop = if op == ReduceOp::Max { kr::ReduceOp::Max } else { kr::ReduceOp::Min };
             let mut out = alloc::<f32>(dev, rows)?;
             if rows > 0 {
-                kr::reduce_f32(dev, kop, shape, &xv, &mut head_mut(&mut out, rows), 1.0).ctx(name)?;
+                kr::reduce(dev, kop, shape, &xv, &mut head_mut(&mut out, rows), 1.0).ctx(name)?;
             }
             out
         }
         ReduceOp::ArgMax | ReduceOp::ArgMin => {
             let mut out = alloc::<i64>(dev, rows)?;
             if rows > 0 {
-                kr::arg_reduce_f32(dev, op == ReduceOp::ArgMax, shape, &xv, &mut head_mut(&mut out, rows)).ctx(name)?;
+                kr::arg_reduce(dev, op == ReduceOp::ArgMax, shape, &xv, &mut head_mut(&mut out, rows)).ctx(name)?;
             }
             return Ok(s.like(Data::I64(out), rows));
         }
@@ -128,4 +223,52 @@ pub(super) fn softmax_last(s: &CudaStorage, l: &Layout, size: usize, log: bool) 
         ks::softmax_f32(dev, log, rows, size, &x.view(), &mut head_mut(&mut out, n)).ctx(op)?;
     }
     Ok(s.like(f32_output(dev, out, n, s.dtype())?, n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::three_way;
+    use crate::Layout;
+    use keel_cuda_kernels::ops::reduce::ReduceShape;
+
+    /// The layout the tensor layer hands over: `dims` permuted to kept axes first, then `axes`.
+    fn moved(dims: &[usize], axes: &[usize]) -> Layout {
+        let keep = (0..dims.len()).filter(|a| !axes.contains(a));
+        let perm: Vec<usize> = keep.chain(axes.iter().copied()).collect();
+        Layout::contiguous(dims.to_vec()).permute(&perm).unwrap()
+    }
+
+    fn shape(outer: usize, reduce: usize, inner: usize) -> Option<ReduceShape> {
+        Some(ReduceShape { outer, reduce, inner })
+    }
+
+    #[test]
+    fn reductions_read_in_place_when_the_axes_are_consecutive() {
+        // last axis: rows; a bias gradient (sum over the batch): columns
+        assert_eq!(three_way(&moved(&[4, 5], &[1]), 5), shape(4, 5, 1));
+        assert_eq!(three_way(&moved(&[128, 10], &[0]), 128), shape(1, 128, 10));
+        // conv bias gradient: sum over N, H, W of NHWC
+        assert_eq!(three_way(&moved(&[8, 6, 6, 32], &[0, 1, 2]), 288), shape(1, 288, 32));
+        // a middle axis, and two consecutive middle axes
+        assert_eq!(three_way(&moved(&[2, 3, 4], &[1]), 3), shape(2, 3, 4));
+        assert_eq!(three_way(&moved(&[2, 3, 4, 5], &[1, 2]), 12), shape(2, 12, 5));
+        // everything
+        assert_eq!(three_way(&moved(&[3, 4], &[0, 1]), 12), shape(1, 12, 1));
+        // size-1 dims anywhere do not matter
+        assert_eq!(three_way(&moved(&[1, 7, 1, 3], &[1]), 7), shape(1, 7, 3));
+        // a transposed input's last axis is the buffer's first: columns, no copy
+        let t = Layout::contiguous(vec![4, 5]).permute(&[1, 0]).unwrap();
+        assert_eq!(three_way(&t, 4), shape(1, 4, 5));
+    }
+
+    #[test]
+    fn other_reductions_are_copied_first() {
+        // axes 0 and 2 of [2, 3, 4] are not consecutive
+        assert_eq!(three_way(&moved(&[2, 3, 4], &[0, 2]), 8), None);
+        // kept axes out of memory order: the output's order would not be [outer, inner]
+        let t = Layout::contiguous(vec![2, 3, 4]).permute(&[2, 0, 1]).unwrap();
+        assert_eq!(three_way(&t, 3), None);
+        // empty tensors take the copying path (which allocates nothing)
+        assert_eq!(three_way(&moved(&[0, 5], &[1]), 5), None);
+    }
 }
