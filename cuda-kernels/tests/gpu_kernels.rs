@@ -776,3 +776,71 @@ fn concurrent_first_use_loads_one_module() {
     });
     assert!(modules.iter().all(|m| Arc::ptr_eq(m, &modules[0])), "several modules for one program");
 }
+
+/// A 16-bit float type the tensor-core GEMM takes as input and writes as output.
+trait Half: gemm::TcInput + gemm::GemmOut {
+    fn from_f32(v: f32) -> Self;
+    fn to_f32(self) -> f32;
+    fn bits(self) -> u16;
+}
+impl Half for half::f16 {
+    fn from_f32(v: f32) -> Self {
+        half::f16::from_f32(v)
+    }
+    fn to_f32(self) -> f32 {
+        half::f16::to_f32(self)
+    }
+    fn bits(self) -> u16 {
+        self.to_bits()
+    }
+}
+impl Half for half::bf16 {
+    fn from_f32(v: f32) -> Self {
+        half::bf16::from_f32(v)
+    }
+    fn to_f32(self) -> f32 {
+        half::bf16::to_f32(self)
+    }
+    fn bits(self) -> u16 {
+        self.to_bits()
+    }
+}
+
+/// A tensor-core GEMM writing F16/BF16 C gives the bits of the same GEMM writing f32 C,
+/// rounded once (with beta != 0 reading C in its own type): every kernel, form, tail,
+/// batch and epilogue.
+fn half_output_is_f32_output_rounded<H: Half>(dev: &CudaDevice, g: &GemmArgs, kernel: TcKernel, seed: u64) {
+    let a_len = (g.batch - 1) * g.stride_a + if g.trans_a { g.k * g.lda } else { g.m * g.lda };
+    let b_len = (g.batch - 1) * g.stride_b + if g.trans_b { g.n * g.ldb } else { g.k * g.ldb };
+    let c_len = (g.batch - 1) * g.stride_c + g.m * g.ldc;
+    let half_of = |v: Vec<f32>| v.into_iter().map(H::from_f32).collect::<Vec<H>>();
+    let (a, b) = (half_of(rand_vec(a_len, seed)), half_of(rand_vec(b_len, seed + 1)));
+    let c0 = half_of(rand_vec(c_len, seed + 2));
+    let (da, db) = (dev.htod(&a).expect("a"), dev.htod(&b).expect("b"));
+    let bias = dev.htod(&rand_vec(g.n, seed + 3)).expect("bias");
+    let bias = bias.as_view();
+    let mut c32 = dev.htod(&c0.iter().map(|v| v.to_f32()).collect::<Vec<f32>>()).expect("c");
+    let mut ch = dev.htod(&c0).expect("c");
+    gemm::gemm_tc(dev, g, &da.as_view(), &db.as_view(), &mut c32.as_view_mut(), Some(&bias), kernel).expect("f32 C");
+    gemm::gemm_tc(dev, g, &da.as_view(), &db.as_view(), &mut ch.as_view_mut(), Some(&bias), kernel).expect("half C");
+    let want: Vec<u16> = dev.dtoh(&c32.as_view()).expect("dtoh").into_iter().map(|v| H::from_f32(v).bits()).collect();
+    let got: Vec<u16> = dev.dtoh(&ch.as_view()).expect("dtoh").into_iter().map(H::bits).collect();
+    if let Some(i) = got.iter().zip(&want).position(|(x, y)| x != y) {
+        panic!("{} C, {kernel:?}, gemm {g:?}: element {i} is {:#06x}, want {:#06x}", H::TC_NAME, got[i], want[i]);
+    }
+}
+
+#[test]
+fn tensor_core_half_output_is_the_f32_output_rounded_once() {
+    let Some(dev) = device() else { return };
+    for (i, g) in gemm_cases().iter().enumerate() {
+        half_output_is_f32_output_rounded::<half::f16>(&dev, g, TcKernel::Auto, 900 + i as u64);
+        half_output_is_f32_output_rounded::<half::bf16>(&dev, g, TcKernel::Auto, 900 + i as u64);
+    }
+    for (i, g) in aligned_tc_cases().iter().enumerate() {
+        for kernel in [TcKernel::Element, TcKernel::Vec, TcKernel::Pipelined] {
+            half_output_is_f32_output_rounded::<half::f16>(&dev, g, kernel, 950 + i as u64);
+            half_output_is_f32_output_rounded::<half::bf16>(&dev, g, kernel, 950 + i as u64);
+        }
+    }
+}

@@ -24,8 +24,19 @@ struct GemmParams {
     i64 batch;
     float alpha, beta;
     int act;  // 0 = none, 1 = relu
-    int _pad;
+    int out;  // C's storage: 0 = f32, 1 = f16, 2 = bf16 (tensor-core kernels; SIMT always f32)
 };
+
+// act(alpha * v + beta * old() + bias[ni]); `old` (C's element) is called only when beta != 0.
+template <class Old>
+__device__ __forceinline__ float gemm_epi_value(float v, float alpha, float beta, const float* bias, i64 ni,
+                                                int act, Old old) {
+    float r = alpha * v;
+    if (beta != 0.0f) r += beta * old();
+    if (bias) r += bias[ni];
+    if (act == 1) r = fmaxf(r, 0.0f);
+    return r;
+}
 
 // c[m, n] = act(alpha * acc + beta * c[m, n] + bias[n]); c is never read when beta == 0.
 struct GemmEpi {
@@ -37,13 +48,41 @@ struct GemmEpi {
     __device__ __forceinline__ void operator()(i64 mi, i64 ni, float v) const {
         if (mi >= m || ni >= n) return;
         float* p = c + mi * ldc + ni;
-        float r = alpha * v;
-        if (beta != 0.0f) r += beta * *p;
-        if (bias) r += bias[ni];
-        if (act == 1) r = fmaxf(r, 0.0f);
-        *p = r;
+        *p = gemm_epi_value(v, alpha, beta, bias, ni, act, [&] { return *p; });
     }
 };
+
+// GemmEpi for the tensor-core GEMMs, whose C is f32, f16 or bf16 storage (`out`, from
+// GemmParams::out): the same f32 arithmetic, rounded once to C's type on the store, so an
+// F16/BF16 matmul needs no f32 buffer and no cast launch after it.
+struct GemmEpiAny {
+    void* c;  // batch matrix base
+    i64 ldc, m, n;
+    float alpha, beta;
+    const float* bias;
+    int act, out;
+    template <class O>
+    __device__ __forceinline__ void store(O* p, i64 ni, float v) const {
+        *p = from_f32<O>(gemm_epi_value(v, alpha, beta, bias, ni, act, [&] { return to_f32(*p); }));
+    }
+    __device__ __forceinline__ void operator()(i64 mi, i64 ni, float v) const {
+        if (mi >= m || ni >= n) return;
+        const i64 at = mi * ldc + ni;
+        if (out == 0) store((float*)c + at, ni, v);
+        else if (out == 1) store((keel_f16*)c + at, ni, v);
+        else store((keel_bf16*)c + at, ni, v);
+    }
+};
+
+// The epilogue of a tensor-core GEMM with parameters `p` writing batch matrix `z` of `c`.
+__device__ __forceinline__ GemmEpiAny gemm_epi_any(const GemmParams& p, void* c, i64 z, const float* bias) {
+    GemmEpiAny epi;
+    const i64 elem = p.out == 0 ? 4 : 2;
+    epi.c = (char*)c + z * p.stride_c * elem;
+    epi.ldc = p.ldc; epi.m = p.m; epi.n = p.n;
+    epi.alpha = p.alpha; epi.beta = p.beta; epi.bias = bias; epi.act = p.act; epi.out = p.out;
+    return epi;
+}
 
 // The epilogue of a GEMM with parameters `p` writing the batch matrix `c`.
 __device__ __forceinline__ GemmEpi gemm_epi(const GemmParams& p, float* c, const float* bias) {

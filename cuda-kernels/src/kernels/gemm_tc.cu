@@ -1,5 +1,6 @@
-// keel tensor-core GEMM (mma.sync, sm_80+): TF32, F16 and BF16 inputs, f32 accumulation and
-// f32 output, same forms/arguments as the SIMT GEMM (GemmParams, bias + act epilogue).
+// keel tensor-core GEMM (mma.sync, sm_80+): TF32, F16 and BF16 inputs, f32 accumulation, and
+// f32, f16 or bf16 output (GemmParams::out, rounded once in the epilogue); same forms and
+// arguments as the SIMT GEMM (GemmParams, bias + act epilogue).
 //
 // Block tile 128x128x32, 256 threads = 8 warps as 2 (M) x 4 (N); each warp owns a 64x32
 // sub-tile = 4 x 4 mma tiles (m16n8). Shared tiles are stored k-contiguous:
@@ -208,7 +209,8 @@ __device__ __forceinline__ void tc_zero(float (&acc)[4][4][4]) {
 }
 
 // Hands a warp's 64x32 accumulators (4 x 4 m16n8 tiles at rows r0.., columns c0..) to `epi`.
-__device__ __forceinline__ void tc_store_acc(const float (&acc)[4][4][4], const GemmEpi& epi, i64 r0, i64 c0,
+template <class Epi>
+__device__ __forceinline__ void tc_store_acc(const float (&acc)[4][4][4], const Epi& epi, i64 r0, i64 c0,
                                              int lane) {
     const int g = lane >> 2, t = lane & 3;
 #pragma unroll
@@ -226,7 +228,7 @@ __device__ __forceinline__ void tc_store_acc(const float (&acc)[4][4][4], const 
 
 template <class T, bool TA, bool TB, bool VEC>
 __device__ __forceinline__ void gemm_tc_impl(const typename T::S* __restrict__ a,
-                                             const typename T::S* __restrict__ b, float* c,
+                                             const typename T::S* __restrict__ b, void* c,
                                              const float* __restrict__ bias, const GemmParams& p) {
     typedef typename T::S S;
     constexpr int LD = TBK + T::PAD;
@@ -251,18 +253,18 @@ __device__ __forceinline__ void gemm_tc_impl(const typename T::S* __restrict__ a
             __syncthreads();
         }
 
-        tc_store_acc(acc, gemm_epi(p, c + z * p.stride_c, bias), m0 + wm, n0 + wn, lane);
+        tc_store_acc(acc, gemm_epi_any(p, c, z, bias), m0 + wm, n0 + wn, lane);
     }
 }
 
 #define KEEL_GEMM_TC(TN, T, SUFFIX, TA, TB)                                                     \
     extern "C" __global__ void __launch_bounds__(256, 2)                                       \
-        gemm_tc_##TN##_##SUFFIX(const T::S* a, const T::S* b, float* c, const float* bias,     \
+        gemm_tc_##TN##_##SUFFIX(const T::S* a, const T::S* b, void* c, const float* bias,      \
                                 GemmParams p) {                                                \
         gemm_tc_impl<T, TA, TB, false>(a, b, c, bias, p);                                      \
     }                                                                                          \
     extern "C" __global__ void __launch_bounds__(256, 2)                                       \
-        gemm_tc_##TN##_##SUFFIX##_vec(const T::S* a, const T::S* b, float* c,                  \
+        gemm_tc_##TN##_##SUFFIX##_vec(const T::S* a, const T::S* b, void* c,                   \
                                       const float* bias, GemmParams p) {                       \
         gemm_tc_impl<T, TA, TB, true>(a, b, c, bias, p);                                       \
     }

@@ -198,8 +198,8 @@ __device__ __forceinline__ void tc_pipe_block(LA& la, LB& lb, i64 m0, i64 n0, i6
 
 // One block tile (M tile blockIdx.x, N tile blockIdx.y) of A (M x K) times B (N x K)^T over k in
 // [k_begin, k_end), handed to `epi`.
-template <class T, class LA, class LB>
-__device__ __forceinline__ void tc_pipe_tile(LA& la, LB& lb, const GemmEpi& epi, i64 k_begin, i64 k_end) {
+template <class T, class LA, class LB, class Epi>
+__device__ __forceinline__ void tc_pipe_tile(LA& la, LB& lb, const Epi& epi, i64 k_begin, i64 k_end) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const i64 m0 = (i64)blockIdx.x * PBM, n0 = (i64)blockIdx.y * PBN;
     float acc[4][4][4];
@@ -209,18 +209,18 @@ __device__ __forceinline__ void tc_pipe_tile(LA& la, LB& lb, const GemmEpi& epi,
 }
 
 template <class T, bool TA, bool TB>
-__device__ __forceinline__ void gemm_tc_pipe_impl(const u16* __restrict__ a, const u16* __restrict__ b, float* c,
+__device__ __forceinline__ void gemm_tc_pipe_impl(const u16* __restrict__ a, const u16* __restrict__ b, void* c,
                                                   const float* __restrict__ bias, const GemmParams& p) {
     for (i64 z = blockIdx.z; z < p.batch; z += gridDim.z) {
         PipeMat<!TA> la{a + z * p.stride_a, p.lda, p.m, p.k};
         PipeMat<TB> lb{b + z * p.stride_b, p.ldb, p.n, p.k};
-        tc_pipe_tile<T>(la, lb, gemm_epi(p, c + z * p.stride_c, bias), 0, p.k);
+        tc_pipe_tile<T>(la, lb, gemm_epi_any(p, c, z, bias), 0, p.k);
     }
 }
 
 #define KEEL_GEMM_TC_PIPE(TN, T, SUFFIX, TA, TB)                                                \
     extern "C" __global__ void __launch_bounds__(256, 2)                                       \
-        gemm_tc_##TN##_##SUFFIX##_pipe(const u16* a, const u16* b, float* c, const float* bias, \
+        gemm_tc_##TN##_##SUFFIX##_pipe(const u16* a, const u16* b, void* c, const float* bias,  \
                                         GemmParams p) {                                        \
         gemm_tc_pipe_impl<T, TA, TB>(a, b, c, bias, p);                                        \
     }

@@ -164,7 +164,7 @@ impl GemmArgs {
             alpha: self.alpha,
             beta: self.beta,
             act: self.act.code(),
-            _pad: 0,
+            out: 0,
         })
     }
 
@@ -218,13 +218,30 @@ struct GemmParams {
     alpha: f32,
     beta: f32,
     act: i32,
-    _pad: i32,
+    /// C's storage (`GemmOut::CODE`): read by the tensor-core kernels only.
+    out: i32,
 }
 // SAFETY: #[repr(C)] plain data with the layout of the CUDA struct.
 unsafe impl DeviceRepr for GemmParams {}
 
+/// The storage of a GEMM's output C: f32 for every kernel, f16 and bf16 for the
+/// tensor-core ones (the epilogue rounds the f32 result once).
+pub trait GemmOut: DType {
+    /// `GemmParams::out` in gemm_core.cuh.
+    const CODE: i32;
+}
+impl GemmOut for f32 {
+    const CODE: i32 = 0;
+}
+impl GemmOut for half::f16 {
+    const CODE: i32 = 1;
+}
+impl GemmOut for half::bf16 {
+    const CODE: i32 = 2;
+}
+
 #[allow(clippy::too_many_arguments)]
-fn launch_gemm<T: DType>(
+fn launch_gemm<T: DType, O: GemmOut>(
     dev: &CudaDevice,
     program: &crate::Program,
     kernel: String,
@@ -232,14 +249,15 @@ fn launch_gemm<T: DType>(
     args: &GemmArgs,
     a: &CudaView<'_, T>,
     b: &CudaView<'_, T>,
-    c: &mut CudaViewMut<'_, f32>,
+    c: &mut CudaViewMut<'_, O>,
     bias: Option<&CudaView<'_, f32>>,
 ) -> Result<()> {
     args.validate(a.len(), b.len(), c.len(), bias.map(|x| x.len()))?;
     if args.m == 0 || args.n == 0 || args.batch == 0 {
         return Ok(());
     }
-    let p = args.params()?;
+    let mut p = args.params()?;
+    p.out = O::CODE;
     let cfg = args.cfg();
     match bias {
         Some(bias) => launch!(dev, program, kernel, cfg, smem = smem_bytes, [a, b, c, bias, &p]),
@@ -418,16 +436,17 @@ fn resolve_tc<T: TcInput>(
     }
 }
 
-/// Tensor-core GEMM (`mma.sync`, f32 accumulation and output) with inputs of type `T`:
-/// f32 rounded to TF32 (10-bit mantissa), f16 or bf16; `kernel` picks the implementation
+/// Tensor-core GEMM (`mma.sync`, f32 accumulation) with inputs of type `T`: f32 rounded to
+/// TF32 (10-bit mantissa), f16 or bf16; output C of type `O` (f32, f16 or bf16, the f32
+/// result rounded once; with `beta != 0` C is read in that type); `kernel` picks the implementation
 /// ([`TcKernel::Auto`] is what [`gemm_tf32`], [`gemm_f16`] and [`gemm_bf16`] use). An explicit
 /// kernel the operands or the device do not allow is an error, never a silent substitute.
-pub fn gemm_tc<T: TcInput>(
+pub fn gemm_tc<T: TcInput, O: GemmOut>(
     dev: &CudaDevice,
     args: &GemmArgs,
     a: &CudaView<'_, T>,
     b: &CudaView<'_, T>,
-    c: &mut CudaViewMut<'_, f32>,
+    c: &mut CudaViewMut<'_, O>,
     bias: Option<&CudaView<'_, f32>>,
     kernel: TcKernel,
 ) -> Result<()> {
@@ -476,25 +495,25 @@ pub fn gemm_tf32(
     gemm_tc(dev, args, a, b, c, bias, TcKernel::Auto)
 }
 
-/// Tensor-core GEMM with f16 inputs, f32 accumulation and f32 output.
-pub fn gemm_f16(
+/// Tensor-core GEMM with f16 inputs, f32 accumulation and f32 or f16 output.
+pub fn gemm_f16<O: GemmOut>(
     dev: &CudaDevice,
     args: &GemmArgs,
     a: &CudaView<'_, half::f16>,
     b: &CudaView<'_, half::f16>,
-    c: &mut CudaViewMut<'_, f32>,
+    c: &mut CudaViewMut<'_, O>,
     bias: Option<&CudaView<'_, f32>>,
 ) -> Result<()> {
     gemm_tc(dev, args, a, b, c, bias, TcKernel::Auto)
 }
 
-/// Tensor-core GEMM with bf16 inputs, f32 accumulation and f32 output.
-pub fn gemm_bf16(
+/// Tensor-core GEMM with bf16 inputs, f32 accumulation and f32 or bf16 output.
+pub fn gemm_bf16<O: GemmOut>(
     dev: &CudaDevice,
     args: &GemmArgs,
     a: &CudaView<'_, half::bf16>,
     b: &CudaView<'_, half::bf16>,
-    c: &mut CudaViewMut<'_, f32>,
+    c: &mut CudaViewMut<'_, O>,
     bias: Option<&CudaView<'_, f32>>,
 ) -> Result<()> {
     gemm_tc(dev, args, a, b, c, bias, TcKernel::Auto)

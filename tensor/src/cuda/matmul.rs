@@ -37,28 +37,29 @@ fn operand(l: &Layout) -> Option<(bool, usize, usize)> {
     Some((t, ld, if d[0] <= 1 { 0 } else { st[0] }))
 }
 
-type GemmFn<T> = fn(
+/// A GEMM with inputs `T` and output `O`.
+type GemmFn<T, O> = fn(
     &kk::CudaDevice,
     &GemmArgs,
     &CudaView<'_, T>,
     &CudaView<'_, T>,
-    &mut CudaViewMut<'_, f32>,
+    &mut CudaViewMut<'_, O>,
     Option<&CudaView<'_, f32>>,
 ) -> kk::Result<()>;
 
-fn gemm_run<T: kk::DType>(
+fn gemm_run<T: kk::DType, O: Elem>(
     dev: &kk::CudaDevice,
     a: &CudaSlice<T>,
     al: &Layout,
     b: &CudaSlice<T>,
     bl: &Layout,
     poison: T,
-    f: GemmFn<T>,
-) -> Result<CudaSlice<f32>> {
+    f: GemmFn<T, O>,
+) -> Result<CudaSlice<O>> {
     let (batch, m, k) = (al.dims()[0], al.dims()[1], al.dims()[2]);
     let n = bl.dims()[2];
     let total = batch * m * n;
-    let mut out = alloc::<f32>(dev, total)?;
+    let mut out = alloc::<O>(dev, total)?;
     if total == 0 {
         return Ok(out);
     }
@@ -97,13 +98,14 @@ pub(super) fn matmul(s: &CudaStorage, l: &Layout, r: &CudaStorage, rl: &Layout) 
     s.same_device("matmul", r)?;
     let dev = &s.dev;
     let total = l.dims()[0] * l.dims()[1] * rl.dims()[2];
+    // F16/BF16: the tensor-core epilogue rounds the f32 result once into the output dtype
     let out = match (&s.data, &r.data) {
         (Data::F32(x), Data::F32(y)) => {
-            let f: GemmFn<f32> = if super::tf32_enabled() { gemm::gemm_tf32 } else { gemm::gemm_f32 };
-            gemm_run(dev, x, l, y, rl, f32::NAN, f)?
+            let f: GemmFn<f32, f32> = if super::tf32_enabled() { gemm::gemm_tf32 } else { gemm::gemm_f32 };
+            Data::F32(gemm_run(dev, x, l, y, rl, f32::NAN, f)?)
         }
-        (Data::F16(x), Data::F16(y)) => gemm_run(dev, x, l, y, rl, f16::NAN, gemm::gemm_f16)?,
-        (Data::BF16(x), Data::BF16(y)) => gemm_run(dev, x, l, y, rl, bf16::NAN, gemm::gemm_bf16)?,
+        (Data::F16(x), Data::F16(y)) => Data::F16(gemm_run(dev, x, l, y, rl, f16::NAN, gemm::gemm_f16::<f16>)?),
+        (Data::BF16(x), Data::BF16(y)) => Data::BF16(gemm_run(dev, x, l, y, rl, bf16::NAN, gemm::gemm_bf16::<bf16>)?),
         (Data::F64(_), Data::F64(_)) => return Err(no_f64("matmul")),
         _ if s.dtype() != r.dtype() => {
             return Err(Error::DTypeMismatch { op: "matmul", lhs: s.dtype(), rhs: r.dtype() })
@@ -112,7 +114,7 @@ pub(super) fn matmul(s: &CudaStorage, l: &Layout, r: &CudaStorage, rl: &Layout) 
             return Err(Error::UnsupportedDType { op: "matmul", dtype: s.dtype(), hint: "cast to a float dtype first" })
         }
     };
-    Ok(s.like(super::reduce::f32_output(dev, out, total, s.dtype())?, total))
+    Ok(s.like(out, total))
 }
 
 #[cfg(test)]
