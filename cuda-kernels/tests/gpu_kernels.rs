@@ -844,3 +844,77 @@ fn tensor_core_half_output_is_the_f32_output_rounded_once() {
         }
     }
 }
+
+/// The tensor-core convolutions writing F16/BF16 give the bits of the same pass writing
+/// f32, rounded once: forward with bias, ReLU, alpha and beta (C read in its own type),
+/// grad-input, and grad-kernel in one split and in several (the split-K reduction then
+/// rounds).
+fn conv_half_output_is_f32_output_rounded<H: Half>(dev: &CudaDevice, p: &Conv2d, seed: u64) {
+    let half_of = |v: Vec<f32>| v.into_iter().map(H::from_f32).collect::<Vec<H>>();
+    let up = |v: &[H]| dev.htod(v).expect("htod");
+    let (x, w, gy) = (
+        half_of(rand_vec(p.x_len(), seed)),
+        half_of(rand_vec(p.w_len(), seed + 1)),
+        half_of(rand_vec(p.y_len(), seed + 2)),
+    );
+    let (dx_, dw_, dgy) = (up(&x), up(&w), up(&gy));
+    let bias = dev.htod(&rand_vec(p.o as usize, seed + 3)).expect("bias");
+    let bias = bias.as_view();
+    // each pass once into f32 and once into H, both from the same C where beta reads it
+    let compare = |what: &str, c32: &cudarc::driver::CudaSlice<f32>, ch: &cudarc::driver::CudaSlice<H>| {
+        let want: Vec<u16> =
+            dev.dtoh(&c32.as_view()).expect("dtoh").into_iter().map(|v| H::from_f32(v).bits()).collect();
+        let got: Vec<u16> = dev.dtoh(&ch.as_view()).expect("dtoh").into_iter().map(H::bits).collect();
+        if let Some(i) = got.iter().zip(&want).position(|(a, b)| a != b) {
+            panic!("{} conv {what} {p:?}: element {i} is {:#06x}, want {:#06x}", H::TC_NAME, got[i], want[i]);
+        }
+    };
+    let c0 = half_of(rand_vec(p.y_len(), seed + 4));
+    let (mut y32, mut yh) = (dev.htod(&c0.iter().map(|v| v.to_f32()).collect::<Vec<f32>>()).expect("y"), up(&c0));
+    let act = Activation::Relu;
+    conv::conv2d_forward_tc(
+        dev,
+        p,
+        &dx_.as_view(),
+        &dw_.as_view(),
+        &mut y32.as_view_mut(),
+        Some(&bias),
+        0.5,
+        0.75,
+        act,
+    )
+    .expect("fwd f32");
+    conv::conv2d_forward_tc(dev, p, &dx_.as_view(), &dw_.as_view(), &mut yh.as_view_mut(), Some(&bias), 0.5, 0.75, act)
+        .expect("fwd half");
+    compare("fwd", &y32, &yh);
+    let (mut gx32, mut gxh) =
+        (dev.alloc_zeros::<f32>(p.x_len()).expect("gx"), dev.alloc_zeros::<H>(p.x_len()).expect("gx"));
+    conv::conv2d_backward_input_tc(dev, p, &dgy.as_view(), &dw_.as_view(), &mut gx32.as_view_mut(), 1.0, 0.0)
+        .expect("dgrad f32");
+    conv::conv2d_backward_input_tc(dev, p, &dgy.as_view(), &dw_.as_view(), &mut gxh.as_view_mut(), 1.0, 0.0)
+        .expect("dgrad half");
+    compare("dgrad", &gx32, &gxh);
+    let c0 = half_of(rand_vec(p.w_len(), seed + 5));
+    let (mut gw32, mut gwh) = (dev.htod(&c0.iter().map(|v| v.to_f32()).collect::<Vec<f32>>()).expect("gw"), up(&c0));
+    conv::conv2d_backward_kernel_tc(dev, p, &dx_.as_view(), &dgy.as_view(), &mut gw32.as_view_mut(), 1.0, 0.5)
+        .expect("wgrad f32");
+    conv::conv2d_backward_kernel_tc(dev, p, &dx_.as_view(), &dgy.as_view(), &mut gwh.as_view_mut(), 1.0, 0.5)
+        .expect("wgrad half");
+    compare("wgrad", &gw32, &gwh);
+}
+
+#[test]
+fn tensor_core_conv_half_output_is_the_f32_output_rounded_once() {
+    let Some(dev) = device() else { return };
+    let cases = [
+        Conv2d::new(2, 9, 11, 8, 16, (3, 3), (1, 1), (1, 1), Padding::Same),
+        Conv2d::new(3, 13, 10, 16, 8, (3, 2), (2, 1), (2, 2), Padding::Explicit(1, 2, 0, 1)),
+        // grad-kernel k = 4920: split across blocks, reduced by splitk_reduce_f32
+        Conv2d::new(4, 30, 41, 8, 8, (3, 3), (1, 1), (1, 1), Padding::Same),
+    ];
+    for (ci, p) in cases.into_iter().enumerate() {
+        let p = p.expect("geometry");
+        conv_half_output_is_f32_output_rounded::<half::f16>(&dev, &p, 1000 + ci as u64);
+        conv_half_output_is_f32_output_rounded::<half::bf16>(&dev, &p, 1000 + ci as u64);
+    }
+}

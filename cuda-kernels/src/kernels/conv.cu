@@ -204,14 +204,22 @@ __device__ __forceinline__ void conv_wgrad_impl(const float* x, const float* dy,
 KEEL_CONV(, false)
 KEEL_CONV(_vec4, true)
 
-// out[i] = alpha * sum_s ws[s * n + i] + beta * out[i]   (out not read when beta == 0)
-extern "C" __global__ void splitk_reduce_f32(const float* __restrict__ ws, float* __restrict__ out, i64 n,
-                                             int splits, float alpha, float beta) {
+// dw[i] = alpha * sum_s ws[s * n + i] + beta * dw[i]   (dw not read when beta == 0), from the
+// f32 workspace into dw's storage: `out` 0 = f32, 1 = f16, 2 = bf16 (rounded once).
+template <typename O>
+__device__ __forceinline__ void splitk_reduce(const float* __restrict__ ws, O* __restrict__ dw, i64 n, int splits,
+                                              float alpha, float beta) {
     KEEL_GRID_LOOP(i, n) {
         float s = 0.0f;
         for (int z = 0; z < splits; ++z) s += ws[(i64)z * n + i];
         float r = alpha * s;
-        if (beta != 0.0f) r += beta * out[i];
-        out[i] = r;
+        if (beta != 0.0f) r += beta * to_f32(dw[i]);
+        dw[i] = from_f32<O>(r);
     }
+}
+extern "C" __global__ void splitk_reduce_f32(const float* __restrict__ ws, void* dw, i64 n, int splits, float alpha,
+                                             float beta, int out) {
+    if (out == 0) splitk_reduce(ws, (float*)dw, n, splits, alpha, beta);
+    else if (out == 1) splitk_reduce(ws, (keel_f16*)dw, n, splits, alpha, beta);
+    else splitk_reduce(ws, (keel_bf16*)dw, n, splits, alpha, beta);
 }

@@ -126,56 +126,58 @@ struct ConvWgradA {  // rows m = (kh, kw, c), k = (n, oh, ow): chunks along c (8
 };
 
 template <class T>
-__device__ __forceinline__ void conv_fwd_tc(const u16* x, const u16* wt, float* y, const float* bias,
-                                            const ConvParams& p, float alpha, float beta, int act) {
+__device__ __forceinline__ void conv_fwd_tc(const u16* x, const u16* wt, void* y, const float* bias,
+                                            const ConvParams& p, float alpha, float beta, int act, int out) {
     const i64 mdim = p.n * p.oh * p.ow, kdim = (i64)p.kh * p.kw * p.c;
     ConvFwdA la;
     la.x = x; la.p = p; la.mdim = mdim; la.kdim = kdim;
     PipeMat<false> lb{wt, p.o, p.o, kdim};
-    tc_pipe_tile<T>(la, lb, GemmEpi{y, p.o, mdim, p.o, alpha, beta, bias, act}, 0, kdim);
+    tc_pipe_tile<T>(la, lb, GemmEpiAny{y, p.o, mdim, p.o, alpha, beta, bias, act, out}, 0, kdim);
 }
 
 template <class T>
-__device__ __forceinline__ void conv_dgrad_tc(const u16* dy, const u16* wt, float* dx, const ConvParams& p,
-                                              float alpha, float beta) {
+__device__ __forceinline__ void conv_dgrad_tc(const u16* dy, const u16* wt, void* dx, const ConvParams& p,
+                                              float alpha, float beta, int out) {
     const i64 mdim = p.n * p.h * p.w, kdim = (i64)p.kh * p.kw * p.o;
     ConvDgradA la;
     la.dy = dy; la.p = p; la.mdim = mdim; la.kdim = kdim;
     ConvDgradB lb;
     lb.wt = wt; lb.p = p; lb.kdim = kdim;
-    tc_pipe_tile<T>(la, lb, GemmEpi{dx, p.c, mdim, p.c, alpha, beta, nullptr, 0}, 0, kdim);
+    tc_pipe_tile<T>(la, lb, GemmEpiAny{dx, p.c, mdim, p.c, alpha, beta, nullptr, 0, out}, 0, kdim);
 }
 
 // gridDim.z = K splits; split z covers k in [z * k_per_split, ...) (k_per_split % PBK == 0)
-// and writes out + z * split_stride.
+// and writes dw + z * split_stride (elements of the `out` type: an f32 workspace when split).
 template <class T>
-__device__ __forceinline__ void conv_wgrad_tc(const u16* x, const u16* dy, float* out, const ConvParams& p,
-                                              float alpha, float beta, i64 k_per_split, i64 split_stride) {
+__device__ __forceinline__ void conv_wgrad_tc(const u16* x, const u16* dy, void* dw, const ConvParams& p,
+                                              float alpha, float beta, i64 k_per_split, i64 split_stride,
+                                              int out) {
     const i64 mdim = (i64)p.kh * p.kw * p.c, kdim = p.n * p.oh * p.ow;
     ConvWgradA la;
     la.x = x; la.p = p; la.mdim = mdim; la.kdim = kdim;
     PipeMat<false> lb{dy, p.o, p.o, kdim};
     const i64 kb = (i64)blockIdx.z * k_per_split;
     const i64 ke = kb + k_per_split < kdim ? kb + k_per_split : kdim;
-    tc_pipe_tile<T>(la, lb, GemmEpi{out + (i64)blockIdx.z * split_stride, p.o, mdim, p.o, alpha, beta, nullptr, 0},
-                    kb, ke);
+    void* part = (char*)dw + (i64)blockIdx.z * split_stride * (out == 0 ? 4 : 2);
+    tc_pipe_tile<T>(la, lb, GemmEpiAny{part, p.o, mdim, p.o, alpha, beta, nullptr, 0, out}, kb, ke);
 }
 
+// `out`: y/dx/dw's storage, 0 = f32, 1 = f16, 2 = bf16 (as GemmParams::out).
 #define KEEL_CONV_TC(TN, T)                                                                         \
     extern "C" __global__ void __launch_bounds__(256, 2)                                           \
-        conv2d_fwd_tc_##TN(const u16* x, const u16* w, float* y, const float* bias, ConvParams p,   \
-                           float alpha, float beta, int act) {                                     \
-        conv_fwd_tc<T>(x, w, y, bias, p, alpha, beta, act);                                        \
+        conv2d_fwd_tc_##TN(const u16* x, const u16* w, void* y, const float* bias, ConvParams p,    \
+                           float alpha, float beta, int act, int out) {                            \
+        conv_fwd_tc<T>(x, w, y, bias, p, alpha, beta, act, out);                                   \
     }                                                                                              \
     extern "C" __global__ void __launch_bounds__(256, 2)                                           \
-        conv2d_dgrad_tc_##TN(const u16* dy, const u16* w, float* dx, ConvParams p, float alpha,     \
-                             float beta) {                                                         \
-        conv_dgrad_tc<T>(dy, w, dx, p, alpha, beta);                                               \
+        conv2d_dgrad_tc_##TN(const u16* dy, const u16* w, void* dx, ConvParams p, float alpha,      \
+                             float beta, int out) {                                                \
+        conv_dgrad_tc<T>(dy, w, dx, p, alpha, beta, out);                                          \
     }                                                                                              \
     extern "C" __global__ void __launch_bounds__(256, 2)                                           \
-        conv2d_wgrad_tc_##TN(const u16* x, const u16* dy, float* out, ConvParams p, float alpha,    \
-                             float beta, i64 k_per_split, i64 split_stride) {                      \
-        conv_wgrad_tc<T>(x, dy, out, p, alpha, beta, k_per_split, split_stride);                   \
+        conv2d_wgrad_tc_##TN(const u16* x, const u16* dy, void* dw, ConvParams p, float alpha,      \
+                             float beta, i64 k_per_split, i64 split_stride, int out) {             \
+        conv_wgrad_tc<T>(x, dy, dw, p, alpha, beta, k_per_split, split_stride, out);               \
     }
 #if KEEL_PART == 0 || KEEL_PART == 6
 KEEL_CONV_TC(f16, TcF16)

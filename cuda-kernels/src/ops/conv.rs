@@ -276,40 +276,52 @@ pub fn conv2d_backward_kernel_f32(
     }
     let vec = p.c % 4 == 0 && p.o % 4 == 0 && aligned(dev, x) && aligned(dev, dy);
     let name = if vec { "conv2d_wgrad_f32_vec4" } else { "conv2d_wgrad_f32" };
-    launch_wgrad(dev, (programs::conv(), name, 0), p, 8, x, dy, dw, alpha, beta)
+    launch_wgrad(dev, (programs::conv(), name, 0, false), p, 8, x, dy, dw, alpha, beta)
 }
 
 /// Launches grad-kernel `kernel` = (program, name, dynamic shared memory) with the reduction
 /// over `n * oh * ow` split across blocks (splits of a multiple of `align`): one split writes
-/// `dw` directly, several write partial sums to a workspace that `splitk_reduce_f32` adds
-/// in a fixed order (deterministic).
+/// `dw` directly, several write partial sums to an f32 workspace that `splitk_reduce_f32`
+/// adds in a fixed order (deterministic) into `dw`'s type. `tc`: the tensor-core kernels,
+/// which take the output type (`GemmOut::CODE`) as their last argument; the SIMT ones
+/// write f32 only.
 #[allow(clippy::too_many_arguments)]
-fn launch_wgrad<T: crate::device::DType>(
+fn launch_wgrad<T: crate::device::DType, O: gemm::GemmOut>(
     dev: &CudaDevice,
-    (program, name, smem): (&crate::Program, &str, usize),
+    (program, name, smem, tc): (&crate::Program, &str, usize, bool),
     p: &Conv2d,
     align: usize,
     x: &CudaView<'_, T>,
     dy: &CudaView<'_, T>,
-    dw: &mut CudaViewMut<'_, f32>,
+    dw: &mut CudaViewMut<'_, O>,
     alpha: f32,
     beta: f32,
 ) -> Result<()> {
+    if !tc && O::CODE != 0 {
+        return Err(Error::arg("conv2d_backward_kernel", "the SIMT kernels write f32 only"));
+    }
     let m = p.kh as i64 * p.kw as i64 * p.c;
     let (splits, k_per_split) = wgrad_splits(dev, m, p, align);
     let cfg = grid(m, p.o, splits)?;
     let kps = k_per_split as i64;
     if splits == 1 {
-        let stride = 0i64;
-        return launch!(dev, program, name, cfg, smem = smem, [x, dy, dw, p, &alpha, &beta, &kps, &stride]);
+        let (stride, out) = (0i64, O::CODE);
+        return if tc {
+            launch!(dev, program, name, cfg, smem = smem, [x, dy, dw, p, &alpha, &beta, &kps, &stride, &out])
+        } else {
+            launch!(dev, program, name, cfg, smem = smem, [x, dy, dw, p, &alpha, &beta, &kps, &stride])
+        };
     }
     let mn = dw.len();
     let mut ws = dev.alloc::<f32>(splits * mn)?;
-    let (one, zero, stride) = (1.0f32, 0.0f32, mn as i64);
-    launch!(dev, program, name, cfg, smem = smem, [x, dy, &mut ws, p, &one, &zero, &kps, &stride])?;
-    let n = mn as i64;
-    let s = splits as i32;
-    launch!(dev, programs::conv(), "splitk_reduce_f32", dev.cfg_1d(mn), [&ws, dw, &n, &s, &alpha, &beta])
+    let (one, zero, stride, f32_out) = (1.0f32, 0.0f32, mn as i64, 0i32);
+    if tc {
+        launch!(dev, program, name, cfg, smem = smem, [x, dy, &mut ws, p, &one, &zero, &kps, &stride, &f32_out])?;
+    } else {
+        launch!(dev, program, name, cfg, smem = smem, [x, dy, &mut ws, p, &one, &zero, &kps, &stride])?;
+    }
+    let (n, s, out) = (mn as i64, splits as i32, O::CODE);
+    launch!(dev, programs::conv(), "splitk_reduce_f32", dev.cfg_1d(mn), [&ws, dw, &n, &s, &alpha, &beta, &out])
 }
 
 /// Why the tensor-core convolutions cannot run `p` on this device with these operands
@@ -353,15 +365,15 @@ fn tc_check<T: gemm::TcInput>(
     }
 }
 
-/// [`conv2d_forward_f32`] on tensor cores: F16/BF16 `x` and `w`, f32 accumulation and
-/// f32 `y` (see [`tc_unsupported`] for what it needs).
+/// [`conv2d_forward_f32`] on tensor cores: F16/BF16 `x` and `w`, f32 accumulation, and
+/// `y` in f32 or the input type, rounded once (see [`tc_unsupported`] for what it needs).
 #[allow(clippy::too_many_arguments)]
-pub fn conv2d_forward_tc<T: gemm::TcInput>(
+pub fn conv2d_forward_tc<T: gemm::TcInput, O: gemm::GemmOut>(
     dev: &CudaDevice,
     p: &Conv2d,
     x: &CudaView<'_, T>,
     w: &CudaView<'_, T>,
-    y: &mut CudaViewMut<'_, f32>,
+    y: &mut CudaViewMut<'_, O>,
     bias: Option<&CudaView<'_, f32>>,
     alpha: f32,
     beta: f32,
@@ -374,25 +386,26 @@ pub fn conv2d_forward_tc<T: gemm::TcInput>(
     }
     let name = format!("conv2d_fwd_tc_{}", T::TC_NAME);
     let cfg = grid(p.n * p.oh * p.ow, p.o, 1)?;
-    let (a, smem) = (act.code(), gemm::PIPE_SMEM_BYTES);
+    let (a, smem, out) = (act.code(), gemm::PIPE_SMEM_BYTES, O::CODE);
     let program = program_part(programs::gemm_tc(), gemm::conv_tc_part(T::TC_NAME));
     match bias {
-        Some(b) => launch!(dev, program, name, cfg, smem = smem, [x, w, y, b, p, &alpha, &beta, &a]),
+        Some(b) => launch!(dev, program, name, cfg, smem = smem, [x, w, y, b, p, &alpha, &beta, &a, &out]),
         None => {
             let null = 0u64;
-            launch!(dev, program, name, cfg, smem = smem, [x, w, y, &null, p, &alpha, &beta, &a])
+            launch!(dev, program, name, cfg, smem = smem, [x, w, y, &null, p, &alpha, &beta, &a, &out])
         }
     }
 }
 
-/// [`conv2d_backward_input_f32`] on tensor cores (F16/BF16 `dy` and `w`, f32 `dx`).
+/// [`conv2d_backward_input_f32`] on tensor cores (F16/BF16 `dy` and `w`; `dx` in f32 or the
+/// input type).
 #[allow(clippy::too_many_arguments)]
-pub fn conv2d_backward_input_tc<T: gemm::TcInput>(
+pub fn conv2d_backward_input_tc<T: gemm::TcInput, O: gemm::GemmOut>(
     dev: &CudaDevice,
     p: &Conv2d,
     dy: &CudaView<'_, T>,
     w: &CudaView<'_, T>,
-    dx: &mut CudaViewMut<'_, f32>,
+    dx: &mut CudaViewMut<'_, O>,
     alpha: f32,
     beta: f32,
 ) -> Result<()> {
@@ -404,18 +417,19 @@ pub fn conv2d_backward_input_tc<T: gemm::TcInput>(
     let name = format!("conv2d_dgrad_tc_{}", T::TC_NAME);
     let cfg = grid(p.n * p.h * p.w, p.c, 1)?;
     let program = program_part(programs::gemm_tc(), gemm::conv_tc_part(T::TC_NAME));
-    launch!(dev, program, name, cfg, smem = gemm::PIPE_SMEM_BYTES, [dy, w, dx, p, &alpha, &beta])
+    let out = O::CODE;
+    launch!(dev, program, name, cfg, smem = gemm::PIPE_SMEM_BYTES, [dy, w, dx, p, &alpha, &beta, &out])
 }
 
-/// [`conv2d_backward_kernel_f32`] on tensor cores (F16/BF16 `x` and `dy`, f32 `dw`), with
-/// the same deterministic split of the reduction.
+/// [`conv2d_backward_kernel_f32`] on tensor cores (F16/BF16 `x` and `dy`; `dw` in f32 or the
+/// input type), with the same deterministic split of the reduction.
 #[allow(clippy::too_many_arguments)]
-pub fn conv2d_backward_kernel_tc<T: gemm::TcInput>(
+pub fn conv2d_backward_kernel_tc<T: gemm::TcInput, O: gemm::GemmOut>(
     dev: &CudaDevice,
     p: &Conv2d,
     x: &CudaView<'_, T>,
     dy: &CudaView<'_, T>,
-    dw: &mut CudaViewMut<'_, f32>,
+    dw: &mut CudaViewMut<'_, O>,
     alpha: f32,
     beta: f32,
 ) -> Result<()> {
@@ -427,7 +441,7 @@ pub fn conv2d_backward_kernel_tc<T: gemm::TcInput>(
     let name = format!("conv2d_wgrad_tc_{}", T::TC_NAME);
     // splits of whole 32-deep k-tiles, so that no tile straddles two splits
     let program = program_part(programs::gemm_tc(), gemm::conv_tc_part(T::TC_NAME));
-    launch_wgrad(dev, (program, &name, gemm::PIPE_SMEM_BYTES), p, 32, x, dy, dw, alpha, beta)
+    launch_wgrad(dev, (program, &name, gemm::PIPE_SMEM_BYTES, true), p, 32, x, dy, dw, alpha, beta)
 }
 
 #[cfg(test)]

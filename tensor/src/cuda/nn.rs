@@ -2,9 +2,10 @@
 //! on CUDA, NHWC input and HWIO kernels as on the CPU.
 //!
 //! F16/BF16 convolutions run on the tensor-core kernels when the channels are multiples
-//! of 8 (`kc::tc_unsupported` says what else they need), with f32 accumulation; otherwise,
-//! and for F32, on the f32 implicit-GEMM kernels (F16/BF16 widened). Either way the result
-//! is rounded once on output. Pooling reads and writes F32, F16 or BF16 storage directly
+//! of 8 (`kc::tc_unsupported` says what else they need), with f32 accumulation and the
+//! result written in the input dtype by the epilogue; otherwise, and for F32, on the f32
+//! implicit-GEMM kernels (F16/BF16 widened, then narrowed). Either way the result is
+//! rounded once on output. Pooling reads and writes F32, F16 or BF16 storage directly
 //! (f32 inside, one rounding on the store, so no cast launches around it). Geometry comes straight from keel-tensor's `Conv2dParams` /
 //! `Pool2dParams` (TensorFlow `same` padding: extra row/column at the bottom/right,
 //! which the kernels skip as out of the image). Average pooling excludes padding
@@ -17,7 +18,6 @@ use super::*;
 use crate::ops::{Conv2dParams, Pool2dParams};
 use crate::storage::BackendStorage;
 use crate::{Error, Layout, Result};
-use half::{bf16, f16};
 use keel_cuda_kernels as kk;
 use kk::cudarc::driver::{CudaSlice, CudaView, CudaViewMut};
 use kk::ops::conv::{self as kc, Conv2d};
@@ -90,23 +90,22 @@ pub(super) fn conv2d_bias_relu(
 
 /// Runs a tensor-core convolution pass on two F16/BF16 operands (made contiguous) when the
 /// geometry and the operands allow it (`None`: they do not, take the f32 kernels); the
-/// f32 output has `n` elements.
-fn tc_pair<T: kk::DType>(
+/// output has `n` elements of the operands' type (the epilogue rounds once).
+fn tc_pair<T: Elem>(
     dev: &kk::CudaDevice,
     g: &Conv2d,
     (a, al): (&CudaSlice<T>, &Layout),
     (b, bl): (&CudaSlice<T>, &Layout),
-    poison: T,
     n: usize,
-    pass: impl FnOnce(&CudaView<'_, T>, &CudaView<'_, T>, &mut CudaViewMut<'_, f32>) -> kk::Result<()>,
-) -> Result<Option<CudaSlice<f32>>> {
+    pass: impl FnOnce(&CudaView<'_, T>, &CudaView<'_, T>, &mut CudaViewMut<'_, T>) -> kk::Result<()>,
+) -> Result<Option<CudaSlice<T>>> {
     const OP: &str = "conv2d";
-    let (ac, bc) = (contig(dev, a, al, poison)?, contig(dev, b, bl, poison)?);
+    let (ac, bc) = (contig(dev, a, al, T::poison())?, contig(dev, b, bl, T::poison())?);
     let (av, bv) = (ac.view(), bc.view());
     if kc::tc_unsupported(dev, g, &[&av, &bv]).is_some() {
         return Ok(None);
     }
-    let mut out = alloc::<f32>(dev, n)?;
+    let mut out = alloc::<T>(dev, n)?;
     if n > 0 {
         pass(&av, &bv, &mut head_mut(&mut out, n)).ctx(OP)?;
     }
@@ -153,16 +152,18 @@ fn conv_forward(
     let bias_view = bias.as_ref().map(|b| b.view());
     let n = g.y_len();
     let tc = match (&s.data, &k.data) {
-        (Data::F16(x), Data::F16(w)) => tc_pair(dev, &g, (x, l), (w, kl), f16::NAN, n, |x, w, y| {
+        (Data::F16(x), Data::F16(w)) => tc_pair(dev, &g, (x, l), (w, kl), n, |x, w, y| {
             kc::conv2d_forward_tc(dev, &g, x, w, y, bias_view.as_ref(), 1.0, 0.0, act)
-        })?,
-        (Data::BF16(x), Data::BF16(w)) => tc_pair(dev, &g, (x, l), (w, kl), bf16::NAN, n, |x, w, y| {
+        })?
+        .map(Data::F16),
+        (Data::BF16(x), Data::BF16(w)) => tc_pair(dev, &g, (x, l), (w, kl), n, |x, w, y| {
             kc::conv2d_forward_tc(dev, &g, x, w, y, bias_view.as_ref(), 1.0, 0.0, act)
-        })?,
+        })?
+        .map(Data::BF16),
         _ => None,
     };
     if let Some(y) = tc {
-        return Ok(s.like(f32_output(dev, y, n, s.dtype())?, n));
+        return Ok(s.like(y, n));
     }
     let (x, w) = (f32_input(OP, s, l)?, f32_input(OP, k, kl)?);
     let mut y = alloc::<f32>(dev, n)?;
@@ -196,16 +197,18 @@ pub(super) fn conv2d_grad_input(
     let g = conv_geom(OP, p)?;
     let n = g.x_len();
     let tc = match (&dy.data, &k.data) {
-        (Data::F16(gy), Data::F16(w)) => tc_pair(dev, &g, (gy, l), (w, kl), f16::NAN, n, |gy, w, dx| {
+        (Data::F16(gy), Data::F16(w)) => tc_pair(dev, &g, (gy, l), (w, kl), n, |gy, w, dx| {
             kc::conv2d_backward_input_tc(dev, &g, gy, w, dx, 1.0, 0.0)
-        })?,
-        (Data::BF16(gy), Data::BF16(w)) => tc_pair(dev, &g, (gy, l), (w, kl), bf16::NAN, n, |gy, w, dx| {
+        })?
+        .map(Data::F16),
+        (Data::BF16(gy), Data::BF16(w)) => tc_pair(dev, &g, (gy, l), (w, kl), n, |gy, w, dx| {
             kc::conv2d_backward_input_tc(dev, &g, gy, w, dx, 1.0, 0.0)
-        })?,
+        })?
+        .map(Data::BF16),
         _ => None,
     };
     if let Some(dx) = tc {
-        return Ok(dy.like(f32_output(dev, dx, n, dy.dtype())?, n));
+        return Ok(dy.like(dx, n));
     }
     let (gy, w) = (f32_input(OP, dy, l)?, f32_input(OP, k, kl)?);
     let mut dx = alloc::<f32>(dev, n)?;
@@ -233,16 +236,18 @@ pub(super) fn conv2d_grad_kernel(
     let g = conv_geom(OP, p)?;
     let n = g.w_len();
     let tc = match (&x.data, &dy.data) {
-        (Data::F16(xs), Data::F16(gy)) => tc_pair(dev, &g, (xs, l), (gy, dyl), f16::NAN, n, |xs, gy, dw| {
+        (Data::F16(xs), Data::F16(gy)) => tc_pair(dev, &g, (xs, l), (gy, dyl), n, |xs, gy, dw| {
             kc::conv2d_backward_kernel_tc(dev, &g, xs, gy, dw, 1.0, 0.0)
-        })?,
-        (Data::BF16(xs), Data::BF16(gy)) => tc_pair(dev, &g, (xs, l), (gy, dyl), bf16::NAN, n, |xs, gy, dw| {
+        })?
+        .map(Data::F16),
+        (Data::BF16(xs), Data::BF16(gy)) => tc_pair(dev, &g, (xs, l), (gy, dyl), n, |xs, gy, dw| {
             kc::conv2d_backward_kernel_tc(dev, &g, xs, gy, dw, 1.0, 0.0)
-        })?,
+        })?
+        .map(Data::BF16),
         _ => None,
     };
     if let Some(dw) = tc {
-        return Ok(x.like(f32_output(dev, dw, n, x.dtype())?, n));
+        return Ok(x.like(dw, n));
     }
     let (xi, gy) = (f32_input(OP, x, l)?, f32_input(OP, dy, dyl)?);
     let mut dw = alloc::<f32>(dev, n)?;
