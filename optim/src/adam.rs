@@ -107,15 +107,20 @@ impl UpdateRule for AdamRule {
         Ok(p.sub(&m.mul_scalar(h.alpha)?.div(&denom_v.sqrt()?.add_scalar(self.epsilon)?)?)?)
     }
 
-    /// The fused parameters together ([`adam_update_many`]: one launch per 24 on a GPU),
-    /// the rest (F64 on a GPU) through the op chain.
+    /// The fused parameters together ([`adam_update_many`]: one launch per 24 on a GPU,
+    /// weight decay included), the rest (F64 on a GPU) through the op chain.
     fn update_many(&self, ctx: &StepCtx, items: &mut [Pending]) -> Result<Vec<Tensor>> {
         let h = self.scalars(ctx);
         let (fused_at, chain_at): (Vec<usize>, Vec<usize>) = (0..items.len()).partition(|&i| fused(&items[i].p));
         let outs = {
             let ops = fused_at
                 .iter()
-                .map(|&i| self.operands(&items[i].p, &items[i].g, &items[i].slots))
+                .map(|&i| {
+                    Ok(AdamOperands {
+                        weight_decay: items[i].decay,
+                        ..self.operands(&items[i].p, &items[i].g, &items[i].slots)?
+                    })
+                })
                 .collect::<Result<Vec<_>>>()?;
             adam_update_many(&ops, &h)?
         };
@@ -125,7 +130,8 @@ impl UpdateRule for AdamRule {
         }
         for i in chain_at {
             let it = &mut items[i];
-            news[i] = Some(self.update(ctx, &it.p, &it.g, &mut it.slots)?);
+            let p = it.decayed()?;
+            news[i] = Some(self.update(ctx, &p, &it.g, &mut it.slots)?);
         }
         news.into_iter().map(|n| n.ok_or_else(missing_slots)).collect()
     }
@@ -153,7 +159,8 @@ impl AdamRule {
     /// The fused op's operands for parameter `p`, gradient `g` and its `slots`.
     fn operands<'a>(&self, p: &'a Tensor, g: &'a Tensor, slots: &'a [Tensor]) -> Result<AdamOperands<'a>> {
         let [m, v, rest @ ..] = slots else { return Err(missing_slots()) };
-        Ok(AdamOperands { param: p, grad: g, m, v, v_hat: if self.amsgrad { rest.first() } else { None } })
+        let v_hat = if self.amsgrad { rest.first() } else { None };
+        Ok(AdamOperands { param: p, weight_decay: None, grad: g, m, v, v_hat })
     }
 
     /// Stores a fused update's moments in `slots`; returns the new parameter.

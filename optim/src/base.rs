@@ -33,22 +33,41 @@ pub(crate) trait UpdateRule {
     fn update(&self, ctx: &StepCtx, p: &Tensor, g: &Tensor, slots: &mut [Tensor]) -> Result<Tensor>;
 
     /// The new values of several parameters, updating each one's slots in place; the same
-    /// results as [`UpdateRule::update`] on each (the default). Rules with a multi-tensor
-    /// op override it: on a GPU that is one launch for many parameters.
+    /// results as [`UpdateRule::update`] on each after its weight decay (the default).
+    /// Rules with a multi-tensor op override it: on a GPU that is one launch for many
+    /// parameters, weight decay included.
     fn update_many(&self, ctx: &StepCtx, items: &mut [Pending]) -> Result<Vec<Tensor>> {
-        items.iter_mut().map(|it| self.update(ctx, &it.p, &it.g, &mut it.slots)).collect()
+        items
+            .iter_mut()
+            .map(|it| {
+                let p = it.decayed()?;
+                self.update(ctx, &p, &it.g, &mut it.slots)
+            })
+            .collect()
     }
 }
 
-/// One parameter's update inputs: value and gradient in the compute dtype, and its slots
-/// in [`UpdateRule::slot_names`] order.
+/// One parameter's update inputs: value and gradient in the compute dtype, its weight
+/// decay, and its slots in [`UpdateRule::slot_names`] order.
 pub(crate) struct Pending {
-    /// The parameter value (weight decay already applied).
+    /// The parameter value, before weight decay.
     pub(crate) p: Tensor,
+    /// Decoupled weight decay to apply to `p` first, `p - p * decay` (`weight_decay * lr`).
+    pub(crate) decay: Option<f64>,
     /// Its gradient (clipped).
     pub(crate) g: Tensor,
     /// Its slots, updated in place.
     pub(crate) slots: Vec<Tensor>,
+}
+
+impl Pending {
+    /// The parameter value after its weight decay (Keras: `p -= p * wd * lr`).
+    pub(crate) fn decayed(&self) -> Result<Tensor> {
+        Ok(match self.decay {
+            Some(d) => self.p.sub(&self.p.mul_scalar(d)?)?,
+            None => self.p.clone(),
+        })
+    }
 }
 
 /// At most this many parameters are updated together (one multi-tensor launch on a GPU,
@@ -198,7 +217,7 @@ impl Core {
     }
 
     /// The update inputs of parameter `p` with (cast, clipped) gradient `g`: its value in
-    /// compute dtype `cd` with weight decay applied, and its slots.
+    /// compute dtype `cd`, its weight decay, and its slots.
     fn pending(
         &self,
         rule: &impl UpdateRule,
@@ -208,7 +227,7 @@ impl Core {
         cd: DType,
         lr: f64,
     ) -> Result<Pending> {
-        let mut pv = cast(&p.value(), cd)?;
+        let pv = cast(&p.value(), cd)?;
         // Slots by name; one this configuration needs but lacks (first update,
         // or a builder option changed mid-training) starts at its initial value.
         let stored = self.store.get(p.id());
@@ -220,12 +239,8 @@ impl Core {
                 None => rule.init_slot(n, &pv),
             })
             .collect::<Result<Vec<_>>>()?;
-        if let Some(wd) = self.weight_decay {
-            if wd > 0.0 && !self.no_decay.contains(&p.id()) {
-                pv = pv.sub(&pv.mul_scalar(wd * lr)?)?;
-            }
-        }
-        Ok(Pending { p: pv, g: g.clone(), slots })
+        let decay = self.weight_decay.filter(|&wd| wd > 0.0 && !self.no_decay.contains(&p.id())).map(|wd| wd * lr);
+        Ok(Pending { p: pv, decay, g: g.clone(), slots })
     }
 
     pub(crate) fn state(&self, rule: &impl UpdateRule) -> Result<OptimizerState> {

@@ -75,11 +75,14 @@ impl UpdateRule for SgdRule {
         Ok(store(out, slots))
     }
 
-    /// All parameters in one fused op ([`sgd_update_many`]: one launch per 24 on a GPU).
+    /// All parameters in one fused op ([`sgd_update_many`]: one launch per 24 on a GPU,
+    /// weight decay included).
     fn update_many(&self, ctx: &StepCtx, items: &mut [Pending]) -> Result<Vec<Tensor>> {
         let outs = {
-            let ops: Vec<SgdOperands<'_>> =
-                items.iter().map(|it| SgdOperands { param: &it.p, grad: &it.g, momentum: it.slots.first() }).collect();
+            let ops: Vec<SgdOperands<'_>> = items
+                .iter()
+                .map(|it| SgdOperands { param: &it.p, weight_decay: it.decay, grad: &it.g, momentum: it.slots.first() })
+                .collect();
             sgd_update_many(&ops, &self.scalars(ctx))?
         };
         Ok(items.iter_mut().zip(outs).map(|(it, out)| store(out, &mut it.slots)).collect())

@@ -163,7 +163,7 @@ fn sgd_update_matches_cpu_bit_for_bit() {
 }
 
 /// Sizes around the kernels' 2048-element tile, empty ones, and enough tensors (53) for
-/// three launches of 24.
+/// three launches of 24. The `_many` tests mix AMSGrad/momentum and weight decay per tensor.
 fn many_shapes() -> Vec<Vec<usize>> {
     let sizes = [1usize, 7, 2047, 2048, 2049, 0, 4096 + 5, 31, 10_000, 3];
     (0..53)
@@ -201,6 +201,8 @@ fn adam_update_many_matches_cpu_bit_for_bit() {
             .enumerate()
             .map(|(k, [p, g, m, v, vh])| keel_tensor::ops::AdamOperands {
                 param: p,
+                // decoupled weight decay on every fourth tensor, fused into the launch on CUDA
+                weight_decay: (k % 4 == 1).then_some(3e-3),
                 grad: g,
                 m,
                 v,
@@ -219,8 +221,9 @@ fn adam_update_many_matches_cpu_bit_for_bit() {
         if let (Some(x), Some(y)) = (&a.v_hat, &b.v_hat) {
             same_bits(&format!("tensor {k}: v_hat"), x, y);
         }
-        // and each the same as the single-tensor update
+        // and each the same as its weight decay's op chain then the single-tensor update
         let [p, g, m, v, vh] = &cpu[k];
+        let p = if k % 4 == 1 { p.sub(&p.mul_scalar(3e-3).unwrap()).unwrap() } else { p.clone() };
         let one = p.adam_update(g, m, v, (k % 3 == 0).then_some(vh), &h).unwrap();
         same_bits(&format!("tensor {k}: param vs adam_update"), &a.param, &one.param);
     }
@@ -252,6 +255,7 @@ fn sgd_update_many_matches_cpu_bit_for_bit() {
             .enumerate()
             .map(|(k, [p, g, m])| keel_tensor::ops::SgdOperands {
                 param: p,
+                weight_decay: (k % 3 == 2).then_some(0.01),
                 grad: g,
                 momentum: (k % 2 == 1).then_some(m),
             })

@@ -11,16 +11,26 @@
 #define KEEL_MULTI_MAX 24
 #define KEEL_MULTI_TILE 2048
 
-// Mirrors `keel_cuda_kernels::ops::optim::MultiList` (#[repr(C)], all 8-byte fields).
+// Mirrors `keel_cuda_kernels::ops::optim::MultiList` (#[repr(C)], no padding).
 // in: up to 5 input arrays per tensor, out: up to 4 output arrays; an absent optional
-// array (no momentum, no AMSGrad) is a null pointer.
+// array (no momentum, no AMSGrad) is a null pointer. decay: decoupled weight decay, applied
+// to the parameter first as p - p * decay (NaN: none).
 struct MultiList {
     u64 in[5][KEEL_MULTI_MAX];
     u64 out[4][KEEL_MULTI_MAX];
     i64 n[KEEL_MULTI_MAX];
     i64 tile_start[KEEL_MULTI_MAX + 1];  // tile_start[k]: first tile of tensor k; [count]: all tiles
+    float decay[KEEL_MULTI_MAX];
     i64 count;
 };
+
+// Parameter element i of tensor k, with its weight decay applied (keel-optim's
+// `p.sub(p.mul_scalar(wd * lr))`: the same two roundings).
+__device__ __forceinline__ float multi_param(const MultiList& L, int k, i64 i) {
+    const float p = ((const float*)L.in[0][k])[i];
+    const float d = L.decay[k];
+    return d == d ? __fsub_rn(p, __fmul_rn(p, d)) : p;
+}
 
 // The tensor that tile `tile` (< tile_start[count]) belongs to: the largest k with
 // tile_start[k] <= tile (empty tensors own no tile and are skipped that way).
@@ -54,12 +64,12 @@ __device__ __forceinline__ i64 multi_tile_end(const MultiList& L, int k, i64 til
 // (every step a separately rounded __f*_rn, so CPU and GPU agree bit for bit).
 // lr_g = g lr; no momentum (m null): p' = p - lr_g;
 // momentum: m' = m momentum - lr_g, p' = p + (nesterov ? m' momentum - lr_g : m').
-// in: p, grad, m; out: p, m.
+// in: p, grad, m; out: p, m. p is the parameter after its weight decay (multi_param).
 extern "C" __global__ void sgd_multi_f32(const MultiList L, float lr, float momentum, int nesterov) {
     KEEL_MULTI_LOOP(L, k, i) {
         const float* m = KEEL_IN(L, 2, k);
         const float lr_g = __fmul_rn(KEEL_IN(L, 1, k)[i], lr);
-        const float p = KEEL_IN(L, 0, k)[i];
+        const float p = multi_param(L, k, i);
         if (m == nullptr) {
             KEEL_OUT(L, 0, k)[i] = __fsub_rn(p, lr_g);
             continue;
@@ -75,7 +85,7 @@ extern "C" __global__ void sgd_multi_f32(const MultiList L, float lr, float mome
 // for bit). alpha = lr * sqrt(1 - beta2^t) / (1 - beta1^t), c1 = 1 - beta1, c2 = 1 - beta2.
 // m' = m + (g - m) c1;  v' = v + (g^2 - v) c2;  vh' = max(vh, v') (amsgrad: vh non-null)
 // p' = p - (m' alpha) / (sqrt(vh' or v') + eps)
-// in: p, grad, m, v, vh; out: p, m, v, vh.
+// in: p, grad, m, v, vh; out: p, m, v, vh. p is the parameter after its weight decay.
 extern "C" __global__ void adam_multi_f32(const MultiList L, float alpha, float c1, float c2, float eps) {
     KEEL_MULTI_LOOP(L, k, i) {
         const float g = KEEL_IN(L, 1, k)[i];
@@ -93,6 +103,6 @@ extern "C" __global__ void adam_multi_f32(const MultiList L, float alpha, float 
         KEEL_OUT(L, 1, k)[i] = mi;
         KEEL_OUT(L, 2, k)[i] = vi;
         KEEL_OUT(L, 0, k)[i] =
-            __fsub_rn(KEEL_IN(L, 0, k)[i], __fdiv_rn(__fmul_rn(mi, alpha), __fadd_rn(__fsqrt_rn(d), eps)));
+            __fsub_rn(multi_param(L, k, i), __fdiv_rn(__fmul_rn(mi, alpha), __fadd_rn(__fsqrt_rn(d), eps)));
     }
 }

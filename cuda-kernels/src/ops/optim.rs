@@ -18,7 +18,7 @@ pub const MULTI_MAX: usize = 24;
 /// Elements per block tile (`KEEL_MULTI_TILE` in optim.cu).
 const MULTI_TILE: usize = 2048;
 
-/// The kernels' tensor list, passed by value in the kernel parameter space (2,128 bytes,
+/// The kernels' tensor list, passed by value in the kernel parameter space (2,224 bytes,
 /// under the 4 KiB every architecture allows). Mirrors `struct MultiList` in optim.cu.
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -27,17 +27,21 @@ struct MultiList {
     out: [[u64; MULTI_MAX]; 4],
     n: [i64; MULTI_MAX],
     tile_start: [i64; MULTI_MAX + 1],
+    decay: [f32; MULTI_MAX],
     count: i64,
 }
 
-// SAFETY: plain old data with the C struct's layout (only 8-byte fields, no padding).
+// SAFETY: plain old data with the C struct's layout (8-byte fields around one f32 array of
+// 96 bytes: no padding).
 unsafe impl DeviceRepr for MultiList {}
 
-/// One tensor of a multi-tensor launch: element count and buffer addresses (0 = absent).
+/// One tensor of a multi-tensor launch: element count, buffer addresses (0 = absent) and
+/// weight decay (NaN = none).
 struct Entry {
     n: usize,
     inp: [u64; 5],
     out: [u64; 4],
+    decay: f32,
 }
 
 /// The launches for `entries`: one list per [`MULTI_MAX`] non-empty tensors, with its tile
@@ -51,6 +55,7 @@ fn multi_lists(op: &'static str, entries: &[Entry]) -> Result<Vec<(MultiList, us
             out: [[0; MULTI_MAX]; 4],
             n: [0; MULTI_MAX],
             tile_start: [0; MULTI_MAX + 1],
+            decay: [f32::NAN; MULTI_MAX],
             count: chunk.len() as i64,
         };
         let mut tiles = 0usize;
@@ -62,6 +67,7 @@ fn multi_lists(op: &'static str, entries: &[Entry]) -> Result<Vec<(MultiList, us
                 l.out[a][k] = addr;
             }
             l.n[k] = to_i64(op, e.n)?;
+            l.decay[k] = e.decay;
             l.tile_start[k] = to_i64(op, tiles)?;
             tiles += e.n.div_ceil(MULTI_TILE);
         }
@@ -106,6 +112,9 @@ pub struct SgdStep {
 pub struct SgdInputs<'a, 'b> {
     /// The parameter.
     pub p: &'a CudaView<'b, f32>,
+    /// Decoupled weight decay applied to the parameter first, `p - p * decay` (two
+    /// roundings, as keel-optim's op chain), or none.
+    pub decay: Option<f32>,
     /// Its gradient.
     pub grad: &'a CudaView<'b, f32>,
     /// Momentum buffer (momentum SGD only).
@@ -148,6 +157,7 @@ pub fn sgd_multi_f32(
             n,
             inp: [dev.addr(x.p), dev.addr(x.grad), m, 0, 0],
             out: [dev.addr_mut(out.p), om, 0, 0],
+            decay: x.decay.unwrap_or(f32::NAN),
         });
     }
     let nesterov = i32::from(h.nesterov);
@@ -180,6 +190,9 @@ pub struct AdamStep {
 pub struct AdamInputs<'a, 'b> {
     /// The parameter.
     pub p: &'a CudaView<'b, f32>,
+    /// Decoupled weight decay applied to the parameter first, `p - p * decay` (two
+    /// roundings, as keel-optim's op chain), or none.
+    pub decay: Option<f32>,
     /// Its gradient.
     pub grad: &'a CudaView<'b, f32>,
     /// First moment.
@@ -239,6 +252,7 @@ pub fn adam_multi_f32(
             n,
             inp: [dev.addr(x.p), dev.addr(x.grad), dev.addr(x.m), dev.addr(x.v), vh],
             out: [dev.addr_mut(out.p), dev.addr_mut(out.m), dev.addr_mut(out.v), ovh],
+            decay: x.decay.unwrap_or(f32::NAN),
         });
     }
     for (list, tiles) in multi_lists(OP, &entries)? {

@@ -20,8 +20,8 @@ pub(crate) type AdamOut = (CudaStorage, CudaStorage, CudaStorage, Option<CudaSto
 pub(crate) type Operands<'a> = Vec<(&'a CudaStorage, &'a Layout)>;
 
 /// One Keras Adam step per parameter; each `ops[k]` = parameter, gradient, `m`, `v` and
-/// optionally `v_hat`.
-pub(crate) fn adam_update_many(ops: &[Operands<'_>], h: &AdamStep) -> Result<Vec<AdamOut>> {
+/// optionally `v_hat`; `decays[k]` the parameter's weight decay, applied first.
+pub(crate) fn adam_update_many(ops: &[Operands<'_>], decays: &[Option<f64>], h: &AdamStep) -> Result<Vec<AdamOut>> {
     const OP: &str = "adam_update";
     let Some(first) = first_param(OP, ops)? else { return Ok(Vec::new()) };
     let dev = &*first.dev;
@@ -43,7 +43,15 @@ pub(crate) fn adam_update_many(ops: &[Operands<'_>], h: &AdamStep) -> Result<Vec
     {
         let xs: Vec<ko::AdamInputs<'_, '_>> = views
             .iter()
-            .map(|v| ko::AdamInputs { p: &v[0], grad: &v[1], m: &v[2], v: &v[3], v_hat: v.get(4) })
+            .zip(decays)
+            .map(|(v, d)| ko::AdamInputs {
+                p: &v[0],
+                decay: d.map(|d| d as f32),
+                grad: &v[1],
+                m: &v[2],
+                v: &v[3],
+                v_hat: v.get(4),
+            })
             .collect();
         let mut out_views: Vec<Vec<_>> =
             bufs.iter_mut().map(|(n, b)| b.iter_mut().map(|x| head_mut(x, *n)).collect()).collect();
@@ -70,8 +78,12 @@ pub(crate) fn adam_update_many(ops: &[Operands<'_>], h: &AdamStep) -> Result<Vec
 }
 
 /// One Keras SGD step per parameter; each `ops[k]` = parameter, gradient and optionally
-/// the momentum buffer.
-pub(crate) fn sgd_update_many(ops: &[Operands<'_>], h: &SgdStep) -> Result<Vec<(CudaStorage, Option<CudaStorage>)>> {
+/// the momentum buffer; `decays[k]` the parameter's weight decay, applied first.
+pub(crate) fn sgd_update_many(
+    ops: &[Operands<'_>],
+    decays: &[Option<f64>],
+    h: &SgdStep,
+) -> Result<Vec<(CudaStorage, Option<CudaStorage>)>> {
     const OP: &str = "sgd_update";
     let Some(first) = first_param(OP, ops)? else { return Ok(Vec::new()) };
     let dev = &*first.dev;
@@ -86,8 +98,11 @@ pub(crate) fn sgd_update_many(ops: &[Operands<'_>], h: &SgdStep) -> Result<Vec<(
     // the same f32 constants as the CPU kernel
     let k = ko::SgdStep { lr: h.learning_rate as f32, momentum: h.momentum as f32, nesterov: h.nesterov };
     {
-        let xs: Vec<ko::SgdInputs<'_, '_>> =
-            views.iter().map(|v| ko::SgdInputs { p: &v[0], grad: &v[1], m: v.get(2) }).collect();
+        let xs: Vec<ko::SgdInputs<'_, '_>> = views
+            .iter()
+            .zip(decays)
+            .map(|(v, d)| ko::SgdInputs { p: &v[0], decay: d.map(|d| d as f32), grad: &v[1], m: v.get(2) })
+            .collect();
         let mut out_views: Vec<Vec<_>> =
             bufs.iter_mut().map(|(n, b)| b.iter_mut().map(|x| head_mut(x, *n)).collect()).collect();
         let mut outs: Vec<ko::SgdOutputs<'_, '_>> = out_views

@@ -62,7 +62,7 @@ impl Tensor {
     ) -> Result<AdamUpdate> {
         const OP: &str = "adam_update";
         if self.device().is_cuda() {
-            let one = AdamOperands { param: self, grad: g, m, v, v_hat };
+            let one = AdamOperands { param: self, weight_decay: None, grad: g, m, v, v_hat };
             return adam_cuda_many(&[one], h)?.pop().ok_or_else(|| Error::invalid(OP, "internal: no result"));
         }
         let mut all = vec![self, g, m, v];
@@ -166,7 +166,7 @@ impl Tensor {
     pub fn sgd_update(&self, g: &Tensor, m: Option<&Tensor>, h: &SgdStep) -> Result<SgdUpdate> {
         const OP: &str = "sgd_update";
         if self.device().is_cuda() {
-            let one = SgdOperands { param: self, grad: g, momentum: m };
+            let one = SgdOperands { param: self, weight_decay: None, grad: g, momentum: m };
             return sgd_cuda_many(&[one], h)?.pop().ok_or_else(|| Error::invalid(OP, "internal: no result"));
         }
         let mut all = vec![self, g];
@@ -202,6 +202,9 @@ impl Tensor {
 pub struct AdamOperands<'a> {
     /// The parameter.
     pub param: &'a Tensor,
+    /// Decoupled weight decay applied to the parameter before the step, `p - p * d` in its
+    /// dtype (keel-optim passes `weight_decay * lr`), or none.
+    pub weight_decay: Option<f64>,
     /// Its gradient.
     pub grad: &'a Tensor,
     /// First moment.
@@ -213,14 +216,15 @@ pub struct AdamOperands<'a> {
 }
 
 /// [`Tensor::adam_update`] on many parameters with one step's scalars, as an optimizer
-/// step over a model does: the same results, bit for bit, as calling it on each. When
-/// every parameter is on one GPU the update is multi-tensor, one kernel launch per 24
-/// parameters instead of one per parameter; otherwise a loop.
+/// step over a model does: the same results, bit for bit, as applying each one's weight
+/// decay (`p.sub(&p.mul_scalar(d)?)`) and calling it. When every parameter is on one GPU
+/// the update, decay included, is multi-tensor: one kernel launch per 24 parameters
+/// instead of three or four per parameter; otherwise a loop.
 pub fn adam_update_many(items: &[AdamOperands<'_>], h: &AdamStep) -> Result<Vec<AdamUpdate>> {
     if on_one_gpu(items.iter().map(|i| i.param)) {
         return adam_cuda_many(items, h);
     }
-    items.iter().map(|i| i.param.adam_update(i.grad, i.m, i.v, i.v_hat, h)).collect()
+    items.iter().map(|i| decayed(i.param, i.weight_decay)?.adam_update(i.grad, i.m, i.v, i.v_hat, h)).collect()
 }
 
 /// The operands of one parameter's SGD step, for [`sgd_update_many`].
@@ -228,6 +232,9 @@ pub fn adam_update_many(items: &[AdamOperands<'_>], h: &AdamStep) -> Result<Vec<
 pub struct SgdOperands<'a> {
     /// The parameter.
     pub param: &'a Tensor,
+    /// Decoupled weight decay applied to the parameter before the step, `p - p * d` in its
+    /// dtype, or none.
+    pub weight_decay: Option<f64>,
     /// Its gradient.
     pub grad: &'a Tensor,
     /// The momentum buffer (momentum SGD only).
@@ -235,13 +242,22 @@ pub struct SgdOperands<'a> {
 }
 
 /// [`Tensor::sgd_update`] on many parameters with one step's scalars: the same results,
-/// bit for bit, as calling it on each; multi-tensor (one launch per 24 parameters) when
-/// every parameter is on one GPU, otherwise a loop.
+/// bit for bit, as applying each one's weight decay and calling it; multi-tensor (one
+/// launch per 24 parameters, decay included) when every parameter is on one GPU,
+/// otherwise a loop.
 pub fn sgd_update_many(items: &[SgdOperands<'_>], h: &SgdStep) -> Result<Vec<SgdUpdate>> {
     if on_one_gpu(items.iter().map(|i| i.param)) {
         return sgd_cuda_many(items, h);
     }
-    items.iter().map(|i| i.param.sgd_update(i.grad, i.momentum, h)).collect()
+    items.iter().map(|i| decayed(i.param, i.weight_decay)?.sgd_update(i.grad, i.momentum, h)).collect()
+}
+
+/// `p - p * d` (decoupled weight decay), or `p` itself without one.
+fn decayed(p: &Tensor, weight_decay: Option<f64>) -> Result<Tensor> {
+    match weight_decay {
+        Some(d) => p.sub(&p.mul_scalar(d)?),
+        None => Ok(p.clone()),
+    }
 }
 
 /// Every parameter on the same GPU (and at least one).
@@ -288,7 +304,8 @@ fn cuda_many<R>(
 fn adam_cuda_many(items: &[AdamOperands<'_>], h: &AdamStep) -> Result<Vec<AdamUpdate>> {
     let lists: Vec<Vec<&Tensor>> =
         items.iter().map(|i| [i.param, i.grad, i.m, i.v].into_iter().chain(i.v_hat).collect()).collect();
-    let outs = cuda_many("adam_update", &lists, |ops| crate::cuda::optim::adam_update_many(ops, h))?;
+    let decays: Vec<Option<f64>> = items.iter().map(|i| i.weight_decay).collect();
+    let outs = cuda_many("adam_update", &lists, |ops| crate::cuda::optim::adam_update_many(ops, &decays, h))?;
     Ok(items
         .iter()
         .zip(outs)
@@ -304,7 +321,8 @@ fn adam_cuda_many(items: &[AdamOperands<'_>], h: &AdamStep) -> Result<Vec<AdamUp
 fn sgd_cuda_many(items: &[SgdOperands<'_>], h: &SgdStep) -> Result<Vec<SgdUpdate>> {
     let lists: Vec<Vec<&Tensor>> =
         items.iter().map(|i| [i.param, i.grad].into_iter().chain(i.momentum).collect()).collect();
-    let outs = cuda_many("sgd_update", &lists, |ops| crate::cuda::optim::sgd_update_many(ops, h))?;
+    let decays: Vec<Option<f64>> = items.iter().map(|i| i.weight_decay).collect();
+    let outs = cuda_many("sgd_update", &lists, |ops| crate::cuda::optim::sgd_update_many(ops, &decays, h))?;
     Ok(items
         .iter()
         .zip(outs)
