@@ -167,6 +167,34 @@ fn binary_ops_broadcasting_and_grads() {
         // a transposed operand
         let (a, b) = (lhs(s + 9, &[12, 20]), rhs(s + 10, &[20, 12]));
         agree(&format!("{name} transposed"), dev, 1e-5, &[a, b], |t| t[0].binary(&t[1].t()?, op));
+        // the `*_scalar` forms: one launch with the scalar as an argument on CUDA, the bits of
+        // the filled one-element tensor's broadcast (also for a strided `x`, which takes the
+        // broadcast), and the CPU's values
+        let scalar = |t: &Tensor, v: f64| match op {
+            BinaryOp::Add => t.add_scalar(v),
+            BinaryOp::Sub => t.sub_scalar(v),
+            BinaryOp::Mul => t.mul_scalar(v),
+            BinaryOp::Div => t.div_scalar(v),
+            BinaryOp::Pow => t.pow_scalar(v),
+            BinaryOp::Maximum => t.maximum_scalar(v),
+            BinaryOp::Minimum => t.minimum_scalar(v),
+        };
+        for dt in [DType::F32, DType::F16, DType::BF16] {
+            let x = lhs(s + 11, &[37, 29]).to_dtype(dt).unwrap().to_device(&dev).unwrap();
+            for (what, x) in [("", x.clone()), (" of a transposed view", x.t().unwrap())] {
+                let v = 0.7310585786300049; // not representable in any of the three dtypes
+                let fused = scalar(&x, v).unwrap();
+                let general = x.binary(&x.scalar_like(v).unwrap(), op).unwrap();
+                check(&format!("{name}_scalar {dt}{what} vs broadcast"), &fused, &general, 0.0);
+                let cpu = scalar(&x.to_device(&Device::Cpu).unwrap(), v).unwrap();
+                check(
+                    &format!("{name}_scalar {dt}{what} vs CPU"),
+                    &fused,
+                    &cpu,
+                    if dt == DType::F32 { 1e-5 } else { 1e-2 },
+                );
+            }
+        }
     }
 }
 

@@ -77,6 +77,14 @@ __device__ __forceinline__ void binary_contig(const T* __restrict__ x, const T* 
     KEEL_GRID_LOOP(i, n) z[i] = from_f32<T>(f(to_f32(x[i]), to_f32(y[i])));
 }
 
+// z = f(x, s) for a scalar right operand (already rounded to T and widened), so that
+// `x.mul_scalar(s)` needs neither a filled one-element tensor nor the broadcast kernel.
+template <typename T, typename F>
+__device__ __forceinline__ void binary_scalar_contig(const T* __restrict__ x, float s, T* __restrict__ z, i64 n,
+                                                     F f) {
+    KEEL_GRID_LOOP(i, n) z[i] = from_f32<T>(f(to_f32(x[i]), s));
+}
+
 template <typename T, typename F>
 __device__ __forceinline__ void binary_strided(const T* x, const T* y, T* z, i64 n,
                                                const Layout<3>& l, F f) {
@@ -130,6 +138,10 @@ __device__ __forceinline__ void unary_bwd_strided(const T* x, const T* y, const 
     extern "C" __global__ void binary_##NAME##_##TN##_strided(const T* x, const T* y, T* z,     \
                                                               i64 n, Layout<3> l) {             \
         binary_strided<T>(x, y, z, n, l, keel_binary_##NAME());                                 \
+    }                                                                                           \
+    extern "C" __global__ void binary_##NAME##_##TN##_scalar(const T* __restrict__ x, float s,  \
+                                                             T* __restrict__ z, i64 n) {        \
+        binary_scalar_contig<T>(x, s, z, n, keel_binary_##NAME());                              \
     }
 #define KEEL_BINARY_KERNELS(NAME)                \
     KEEL_EW_F32(KEEL_BINARY_KERNELS_T(NAME, float, f32))         \

@@ -219,6 +219,26 @@ pub fn binary<T: FloatDType>(
     launch!(dev, program, name, dev.cfg_1d(x.len()), [x, y, out, &n])
 }
 
+/// `out[i] = op(x[i], s)`: a binary op with a scalar right operand (the caller rounds `s` to
+/// `T` first, as a one-element tensor of `T` would hold it); contiguous `x` and `out`.
+pub fn binary_scalar<T: FloatDType>(
+    dev: &CudaDevice,
+    program: &Program,
+    op: &str,
+    x: &CudaView<'_, T>,
+    s: f32,
+    out: &mut CudaViewMut<'_, T>,
+) -> Result<()> {
+    check_ops(op)?;
+    check_len("binary_scalar", "out", out.len(), x.len())?;
+    if x.is_empty() {
+        return Ok(());
+    }
+    let n = to_i64("binary_scalar", x.len())?;
+    let name = format!("binary_{op}_{}_scalar", T::NAME);
+    launch!(dev, program, name, dev.cfg_1d(x.len()), [x, &s, out, &n])
+}
+
 /// Strided/broadcast binary: operands of `layout` are `x`, `y`, `out`.
 pub fn binary_strided<T: FloatDType>(
     dev: &CudaDevice,

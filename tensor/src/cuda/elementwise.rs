@@ -294,6 +294,46 @@ pub(super) fn binary(s: &CudaStorage, l: &Layout, r: &CudaStorage, rl: &Layout, 
     Ok(s.like(data, l.shape().elem_count()))
 }
 
+/// `op(x, value)` with the scalar on the host, for contiguous F32/F16/BF16 `x`: one launch,
+/// where `x.binary(&x.scalar_like(value))` fills a one-element tensor and broadcasts it.
+/// `value` is rounded to the dtype exactly as that tensor would hold it. `None`: another
+/// dtype or a strided `x`, which take the general path.
+pub(crate) fn binary_scalar(s: &CudaStorage, l: &Layout, op: BinaryOp, value: f64) -> Result<Option<CudaStorage>> {
+    if !l.is_contiguous() {
+        return Ok(None);
+    }
+    fn run<T: kk::FloatDType + Elem>(
+        dev: &kk::CudaDevice,
+        x: &CudaSlice<T>,
+        l: &Layout,
+        op: BinaryOp,
+        v: f32,
+    ) -> Result<CudaSlice<T>> {
+        let n = l.shape().elem_count();
+        let mut out = alloc::<T>(dev, n)?;
+        if n > 0 {
+            ew::binary_scalar(dev, program::<T>(), op.name(), &range(x, l), v, &mut head_mut(&mut out, n))
+                .ctx(op.name())?;
+        }
+        Ok(out)
+    }
+    let dev = &s.dev;
+    // the one-element tensor `scalar_like` would make, widened to f32 (exact)
+    let v = match crate::CpuStorage::full(value, 1, s.dtype()) {
+        crate::CpuStorage::F32(v) => v[0],
+        crate::CpuStorage::F16(v) => v[0].to_f32(),
+        crate::CpuStorage::BF16(v) => v[0].to_f32(),
+        _ => return Ok(None),
+    };
+    let data = match &s.data {
+        Data::F32(x) => Data::F32(run(dev, x, l, op, v)?),
+        Data::F16(x) => Data::F16(run(dev, x, l, op, v)?),
+        Data::BF16(x) => Data::BF16(run(dev, x, l, op, v)?),
+        _ => return Ok(None),
+    };
+    Ok(Some(s.like(data, l.shape().elem_count())))
+}
+
 pub(super) fn binary_grad(
     s: &CudaStorage,
     l: &Layout,

@@ -98,7 +98,7 @@ pub use stub::{ensure_available, is_available, CudaStorage};
 #[cfg(feature = "cuda")]
 mod copy;
 #[cfg(feature = "cuda")]
-mod elementwise;
+pub(crate) mod elementwise;
 #[cfg(feature = "cuda")]
 mod index;
 #[cfg(feature = "cuda")]

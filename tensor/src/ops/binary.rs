@@ -270,6 +270,18 @@ impl Tensor {
         Ok(Tensor::from_storage(out, shape))
     }
 
+    /// `self op value` in one CUDA launch for a contiguous float tensor on a GPU (the same
+    /// bits as the broadcast of [`Tensor::scalar_like`], without filling it); `None` elsewhere.
+    fn binary_scalar_fused(&self, op: BinaryOp, value: f64) -> Result<Option<Tensor>> {
+        #[cfg(feature = "cuda")]
+        if let crate::Storage::Cuda(c) = &*self.storage() {
+            let out = crate::cuda::elementwise::binary_scalar(c, self.layout(), op, value)?;
+            return Ok(out.map(|s| Tensor::from_storage(crate::Storage::Cuda(s), self.shape().clone())));
+        }
+        let _ = (op, value);
+        Ok(None)
+    }
+
     /// Limit every element to `[min, max]`.
     pub fn clamp(&self, min: f64, max: f64) -> Result<Tensor> {
         if min > max {
@@ -294,6 +306,9 @@ macro_rules! binary_methods {
                 ///
                 /// Tensor-scalar form: the scalar is converted to this tensor's dtype.
                 pub fn $sfn(&self, rhs: f64) -> Result<Tensor> {
+                    if let Some(t) = self.binary_scalar_fused(BinaryOp::$op, rhs)? {
+                        return Ok(t);
+                    }
                     self.binary(&self.scalar_like(rhs)?, BinaryOp::$op)
                 }
             )*
