@@ -10,7 +10,7 @@ use super::*;
 use crate::ops::{AdamStep, SgdStep};
 use crate::{Error, Layout, Result};
 use keel_cuda_kernels as kk;
-use kk::cudarc::driver::{CudaSlice, CudaView};
+use kk::cudarc::driver::{CudaView, CudaViewMut};
 use kk::ops::optim as ko;
 
 /// New parameter, first and second moment, and (AMSGrad) running maximum.
@@ -23,16 +23,6 @@ pub(crate) type Operands<'a> = Vec<(&'a CudaStorage, &'a Layout)>;
 /// optionally `v_hat`; `decays[k]` the parameter's weight decay, applied first.
 pub(crate) fn adam_update_many(ops: &[Operands<'_>], decays: &[Option<f64>], h: &AdamStep) -> Result<Vec<AdamOut>> {
     const OP: &str = "adam_update";
-    let Some(first) = first_param(OP, ops)? else { return Ok(Vec::new()) };
-    let dev = &*first.dev;
-    let inputs = ops.iter().map(|o| f32_operands(OP, first, o, 4..=5)).collect::<Result<Vec<_>>>()?;
-    let views: Vec<Vec<CudaView<'_, f32>>> = inputs.iter().map(|c| c.iter().map(|x| x.view()).collect()).collect();
-    // Fresh outputs: parameter, m, v, and v_hat where the input has one.
-    let mut bufs = Vec::with_capacity(ops.len());
-    for (o, v) in ops.iter().zip(&views) {
-        let n = o[0].1.shape().elem_count();
-        bufs.push((n, new_f32(dev, n, 3 + usize::from(v.len() == 5))?));
-    }
     // the same f32 constants as the CPU kernel
     let k = ko::AdamStep {
         alpha: h.alpha as f32,
@@ -40,7 +30,7 @@ pub(crate) fn adam_update_many(ops: &[Operands<'_>], decays: &[Option<f64>], h: 
         c2: (1.0 - h.beta_2) as f32,
         eps: h.epsilon as f32,
     };
-    {
+    let outs = multi_update(OP, ops, 4..=5, |dev, views, out_views| {
         let xs: Vec<ko::AdamInputs<'_, '_>> = views
             .iter()
             .zip(decays)
@@ -53,25 +43,21 @@ pub(crate) fn adam_update_many(ops: &[Operands<'_>], decays: &[Option<f64>], h: 
                 v_hat: v.get(4),
             })
             .collect();
-        let mut out_views: Vec<Vec<_>> =
-            bufs.iter_mut().map(|(n, b)| b.iter_mut().map(|x| head_mut(x, *n)).collect()).collect();
         let mut outs: Vec<ko::AdamOutputs<'_, '_>> = out_views
             .iter_mut()
             .map(|o| match o.as_mut_slice() {
                 [p, m, v, rest @ ..] => Ok(ko::AdamOutputs { p, m, v, v_hat: rest.first_mut() }),
-                _ => Err(Error::invalid(OP, "internal: missing outputs")),
+                _ => Err(missing_outputs(OP)),
             })
             .collect::<Result<_>>()?;
-        ko::adam_multi_f32(dev, &k, &xs, &mut outs).ctx(OP)?;
-    }
-    ops.iter()
-        .zip(bufs)
-        .map(|(o, (n, b))| {
-            let mut w = b.into_iter().map(|x| o[0].0.like(Data::F32(x), n));
-            let (p, m, v) = (w.next(), w.next(), w.next());
-            match (p, m, v) {
+        ko::adam_multi_f32(dev, &k, &xs, &mut outs).ctx(OP)
+    })?;
+    outs.into_iter()
+        .map(|o| {
+            let mut w = o.into_iter();
+            match (w.next(), w.next(), w.next()) {
                 (Some(p), Some(m), Some(v)) => Ok((p, m, v, w.next())),
-                _ => Err(Error::invalid(OP, "internal: missing outputs")),
+                _ => Err(missing_outputs(OP)),
             }
         })
         .collect()
@@ -85,43 +71,62 @@ pub(crate) fn sgd_update_many(
     h: &SgdStep,
 ) -> Result<Vec<(CudaStorage, Option<CudaStorage>)>> {
     const OP: &str = "sgd_update";
-    let Some(first) = first_param(OP, ops)? else { return Ok(Vec::new()) };
-    let dev = &*first.dev;
-    let inputs = ops.iter().map(|o| f32_operands(OP, first, o, 2..=3)).collect::<Result<Vec<_>>>()?;
-    let views: Vec<Vec<CudaView<'_, f32>>> = inputs.iter().map(|c| c.iter().map(|x| x.view()).collect()).collect();
-    // Fresh outputs: parameter, and momentum where the input has one.
-    let mut bufs = Vec::with_capacity(ops.len());
-    for (o, v) in ops.iter().zip(&views) {
-        let n = o[0].1.shape().elem_count();
-        bufs.push((n, new_f32(dev, n, 1 + usize::from(v.len() == 3))?));
-    }
     // the same f32 constants as the CPU kernel
     let k = ko::SgdStep { lr: h.learning_rate as f32, momentum: h.momentum as f32, nesterov: h.nesterov };
-    {
+    let outs = multi_update(OP, ops, 2..=3, |dev, views, out_views| {
         let xs: Vec<ko::SgdInputs<'_, '_>> = views
             .iter()
             .zip(decays)
             .map(|(v, d)| ko::SgdInputs { p: &v[0], decay: d.map(|d| d as f32), grad: &v[1], m: v.get(2) })
             .collect();
-        let mut out_views: Vec<Vec<_>> =
-            bufs.iter_mut().map(|(n, b)| b.iter_mut().map(|x| head_mut(x, *n)).collect()).collect();
         let mut outs: Vec<ko::SgdOutputs<'_, '_>> = out_views
             .iter_mut()
             .map(|o| match o.as_mut_slice() {
                 [p, rest @ ..] => Ok(ko::SgdOutputs { p, m: rest.first_mut() }),
-                _ => Err(Error::invalid(OP, "internal: missing outputs")),
+                _ => Err(missing_outputs(OP)),
             })
             .collect::<Result<_>>()?;
-        ko::sgd_multi_f32(dev, &k, &xs, &mut outs).ctx(OP)?;
-    }
-    ops.iter()
-        .zip(bufs)
-        .map(|(o, (n, b))| {
-            let mut w = b.into_iter().map(|x| o[0].0.like(Data::F32(x), n));
-            let p = w.next().ok_or_else(|| Error::invalid(OP, "internal: missing outputs"))?;
+        ko::sgd_multi_f32(dev, &k, &xs, &mut outs).ctx(OP)
+    })?;
+    outs.into_iter()
+        .map(|o| {
+            let mut w = o.into_iter();
+            let p = w.next().ok_or_else(|| missing_outputs(OP))?;
             Ok((p, w.next()))
         })
         .collect()
+}
+
+/// What the multi-tensor updates share: checks and views each parameter's operands (a
+/// count in `arity`, parameter first, gradient second), allocates a fresh F32 buffer for
+/// every operand but the gradient, hands both to `launch`, and returns each parameter's
+/// new storages in operand order.
+fn multi_update(
+    op: &'static str,
+    ops: &[Operands<'_>],
+    arity: std::ops::RangeInclusive<usize>,
+    launch: impl FnOnce(&kk::CudaDevice, &[Vec<CudaView<'_, f32>>], &mut [Vec<CudaViewMut<'_, f32>>]) -> Result<()>,
+) -> Result<Vec<Vec<CudaStorage>>> {
+    let Some(first) = first_param(op, ops)? else { return Ok(Vec::new()) };
+    let dev = &*first.dev;
+    let inputs = ops.iter().map(|o| f32_operands(op, first, o, arity.clone())).collect::<Result<Vec<_>>>()?;
+    let views: Vec<Vec<CudaView<'_, f32>>> = inputs.iter().map(|c| c.iter().map(|x| x.view()).collect()).collect();
+    let mut bufs = Vec::with_capacity(ops.len());
+    for (o, v) in ops.iter().zip(&views) {
+        let n = o[0].1.shape().elem_count();
+        bufs.push((n, (1..v.len()).map(|_| alloc::<f32>(dev, n)).collect::<Result<Vec<_>>>()?));
+    }
+    {
+        let mut out_views: Vec<Vec<_>> =
+            bufs.iter_mut().map(|(n, b)| b.iter_mut().map(|x| head_mut(x, *n)).collect()).collect();
+        launch(dev, &views, &mut out_views)?;
+    }
+    Ok(ops.iter().zip(bufs).map(|(o, (n, b))| b.into_iter().map(|x| o[0].0.like(Data::F32(x), n)).collect()).collect())
+}
+
+/// A broken invariant of the output lists (never the caller's input).
+fn missing_outputs(op: &'static str) -> Error {
+    Error::invalid(op, "internal: missing outputs")
 }
 
 /// The first parameter's storage (`None` for an empty list): every operand must share its
@@ -131,11 +136,6 @@ fn first_param<'a>(op: &'static str, ops: &[Operands<'a>]) -> Result<Option<&'a 
         return Err(Error::invalid(op, "internal: no operands"));
     }
     Ok(ops.first().map(|o| o[0].0))
-}
-
-/// `count` fresh F32 buffers of `n` elements each.
-fn new_f32(dev: &kk::CudaDevice, n: usize, count: usize) -> Result<Vec<CudaSlice<f32>>> {
-    (0..count).map(|_| alloc::<f32>(dev, n)).collect()
 }
 
 /// F32 views of one parameter's operands (`ops[0]` is the parameter), checked to be a

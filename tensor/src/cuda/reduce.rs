@@ -47,44 +47,11 @@ pub(crate) fn f32_output(dev: &kk::CudaDevice, out: CudaSlice<f32>, n: usize, dt
     })
 }
 
-/// The `[outer, reduce, inner]` view of the buffer under `l` (kept dims first, then the
-/// reduced dims, whose product is `size`) when it holds those elements contiguously from
-/// `l.offset()` with the reduced dims consecutive: some leading kept dims, then the reduced
-/// ones, then the other kept dims, in row-major order.
+/// The `[outer, reduce, inner]` view of the buffer under `l` when the kernels can read the
+/// reduction in place ([`crate::ops::reduce::reduce_view`]).
 pub(crate) fn three_way(l: &Layout, size: usize) -> Option<ReduceShape> {
-    let (dims, strides) = (l.dims(), l.strides());
-    if size == 0 || dims.contains(&0) {
-        return None;
-    }
-    let mut split = dims.len();
-    let mut prod = 1;
-    while split > 0 && prod < size {
-        split -= 1;
-        prod *= dims[split];
-    }
-    if prod != size {
-        return None;
-    }
-    let row_major = |order: &mut dyn Iterator<Item = usize>| {
-        let mut want = 1;
-        for d in order {
-            if dims[d] != 1 && strides[d] != want {
-                return false;
-            }
-            want *= dims[d];
-        }
-        true
-    };
-    let k = split;
-    (0..=k).find_map(|j| {
-        // innermost first: the kept dims after the reduced ones, the reduced, the leading kept
-        let mut order = (j..k).rev().chain((k..dims.len()).rev()).chain((0..j).rev());
-        row_major(&mut order).then(|| ReduceShape {
-            outer: dims[..j].iter().product(),
-            reduce: size,
-            inner: dims[j..k].iter().product(),
-        })
-    })
+    let (outer, inner) = crate::ops::reduce::reduce_view(l, size)?;
+    Some(ReduceShape { outer, reduce: size, inner })
 }
 
 /// Sum, mean, max, min, argmax or argmin of F32/F16/BF16 storage `x` (layout `l`) over

@@ -165,6 +165,45 @@ pub fn reduce_out_dtype(op: ReduceOp, dtype: DType) -> DType {
     }
 }
 
+/// How a backend can read a reduction in place: the tensor layer hands over `l` with the
+/// kept dims first and the reduced dims (product `size`) last; when the buffer holds those
+/// elements contiguously from `l.offset()` with the reduced dims consecutive (some leading
+/// kept dims, the reduced ones, the other kept dims, in row-major order), the reduction is
+/// over the middle axis of an `[outer, size, inner]` block: `Some((outer, inner))`.
+#[cfg(any(feature = "cpu", feature = "cuda"))]
+pub(crate) fn reduce_view(l: &crate::Layout, size: usize) -> Option<(usize, usize)> {
+    let (dims, strides) = (l.dims(), l.strides());
+    if size == 0 || dims.contains(&0) {
+        return None;
+    }
+    // the trailing dims whose product is `size` are the reduced ones
+    let mut split = dims.len();
+    let mut prod = 1;
+    while split > 0 && prod < size {
+        split -= 1;
+        prod *= dims[split];
+    }
+    if prod != size {
+        return None;
+    }
+    let row_major = |order: &mut dyn Iterator<Item = usize>| {
+        let mut want = 1;
+        for d in order {
+            if dims[d] != 1 && strides[d] != want {
+                return false;
+            }
+            want *= dims[d];
+        }
+        true
+    };
+    let k = split;
+    (0..=k).find_map(|j| {
+        // innermost first: the kept dims after the reduced ones, the reduced, the leading kept
+        let mut order = (j..k).rev().chain((k..dims.len()).rev()).chain((0..j).rev());
+        row_major(&mut order).then(|| (dims[..j].iter().product(), dims[j..k].iter().product()))
+    })
+}
+
 #[cfg(feature = "cpu")]
 pub(crate) mod cpu {
     use super::ReduceOp;
@@ -228,33 +267,10 @@ pub(crate) mod cpu {
     /// the block's storage range and its column count: the reduction is then
     /// a column sum of a `[size, cols]` matrix, read in order.
     fn leading_block(l: &Layout, size: usize) -> Option<(usize, usize)> {
-        let n = l.shape().elem_count();
-        if size == 0 || n == 0 || n % size != 0 {
-            return None;
+        match super::reduce_view(l, size)? {
+            (1, cols) => Some((l.offset(), cols)),
+            _ => None,
         }
-        let cols = n / size;
-        let (dims, strides) = (l.dims(), l.strides());
-        // the trailing dims whose product is `size` are the reduced ones
-        let mut split = dims.len();
-        let mut prod = 1;
-        while split > 0 && prod < size {
-            split -= 1;
-            prod *= dims[split];
-        }
-        if prod != size {
-            return None;
-        }
-        let row_major = |range: std::ops::Range<usize>, base: usize| {
-            let mut want = base;
-            for d in range.rev() {
-                if dims[d] != 1 && strides[d] != want {
-                    return false;
-                }
-                want *= dims[d];
-            }
-            true
-        };
-        (row_major(0..split, 1) && row_major(split..dims.len(), cols)).then_some((l.offset(), cols))
     }
 
     /// Rows per parallel task of the column sums (fixed, so the result does not
