@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use keel_cuda_kernels::cudarc::driver::CudaSlice;
 use keel_cuda_kernels::ops::conv::{self, Conv2d, Padding};
 use keel_cuda_kernels::ops::elementwise::{self, builtin};
 use keel_cuda_kernels::ops::gemm::{self, Activation, GemmArgs, SimtKernel, TcKernel};
@@ -778,7 +779,7 @@ fn concurrent_first_use_loads_one_module() {
 }
 
 /// A 16-bit float type the tensor-core GEMM takes as input and writes as output.
-trait Half: gemm::TcInput + gemm::GemmOut {
+trait Half: gemm::TcInput + gemm::GemmOut + keel_cuda_kernels::HalfDType {
     fn from_f32(v: f32) -> Self;
     fn to_f32(self) -> f32;
     fn bits(self) -> u16;
@@ -845,6 +846,15 @@ fn tensor_core_half_output_is_the_f32_output_rounded_once() {
     }
 }
 
+/// Panics unless `ch` holds the bits of `c32` rounded once to `H`.
+fn assert_rounded<H: Half>(dev: &CudaDevice, what: &str, c32: &CudaSlice<f32>, ch: &CudaSlice<H>) {
+    let want: Vec<u16> = dev.dtoh(&c32.as_view()).expect("dtoh").into_iter().map(|v| H::from_f32(v).bits()).collect();
+    let got: Vec<u16> = dev.dtoh(&ch.as_view()).expect("dtoh").into_iter().map(H::bits).collect();
+    if let Some(i) = got.iter().zip(&want).position(|(a, b)| a != b) {
+        panic!("{} {what}: element {i} is {:#06x}, want {:#06x}", H::TC_NAME, got[i], want[i]);
+    }
+}
+
 /// The tensor-core convolutions writing F16/BF16 give the bits of the same pass writing
 /// f32, rounded once: forward with bias, ReLU, alpha and beta (C read in its own type),
 /// grad-input, and grad-kernel in one split and in several (the split-K reduction then
@@ -861,13 +871,8 @@ fn conv_half_output_is_f32_output_rounded<H: Half>(dev: &CudaDevice, p: &Conv2d,
     let bias = dev.htod(&rand_vec(p.o as usize, seed + 3)).expect("bias");
     let bias = bias.as_view();
     // each pass once into f32 and once into H, both from the same C where beta reads it
-    let compare = |what: &str, c32: &cudarc::driver::CudaSlice<f32>, ch: &cudarc::driver::CudaSlice<H>| {
-        let want: Vec<u16> =
-            dev.dtoh(&c32.as_view()).expect("dtoh").into_iter().map(|v| H::from_f32(v).bits()).collect();
-        let got: Vec<u16> = dev.dtoh(&ch.as_view()).expect("dtoh").into_iter().map(H::bits).collect();
-        if let Some(i) = got.iter().zip(&want).position(|(a, b)| a != b) {
-            panic!("{} conv {what} {p:?}: element {i} is {:#06x}, want {:#06x}", H::TC_NAME, got[i], want[i]);
-        }
+    let compare = |what: &str, c32: &CudaSlice<f32>, ch: &CudaSlice<H>| {
+        assert_rounded(dev, &format!("tensor-core conv {what} {p:?}"), c32, ch)
     };
     let c0 = half_of(rand_vec(p.y_len(), seed + 4));
     let (mut y32, mut yh) = (dev.htod(&c0.iter().map(|v| v.to_f32()).collect::<Vec<f32>>()).expect("y"), up(&c0));
@@ -916,5 +921,72 @@ fn tensor_core_conv_half_output_is_the_f32_output_rounded_once() {
         let p = p.expect("geometry");
         conv_half_output_is_f32_output_rounded::<half::f16>(&dev, &p, 1000 + ci as u64);
         conv_half_output_is_f32_output_rounded::<half::bf16>(&dev, &p, 1000 + ci as u64);
+    }
+}
+
+/// The SIMT F16/BF16 convolutions (what runs where the tensor cores cannot: C = 1 or 3, O not
+/// a multiple of 8) give the f32 kernels' bits on the widened inputs, rounded once (and
+/// exactly, for a grad-kernel written in f32). Forward with bias, ReLU, alpha and beta (C
+/// read in its own type), grad-input, and grad-kernel in one split and in several.
+fn simt_half_conv_is_the_f32_conv<H: Half>(dev: &CudaDevice, p: &Conv2d, seed: u64) {
+    let half_of = |v: Vec<f32>| v.into_iter().map(H::from_f32).collect::<Vec<H>>();
+    let up = |v: &[H]| dev.htod(v).expect("htod");
+    let wide = |v: &[H]| dev.htod(&v.iter().map(|h| h.to_f32()).collect::<Vec<f32>>()).expect("htod");
+    let (x, w, gy) = (
+        half_of(rand_vec(p.x_len(), seed)),
+        half_of(rand_vec(p.w_len(), seed + 1)),
+        half_of(rand_vec(p.y_len(), seed + 2)),
+    );
+    let (hx, hw, hgy) = (up(&x), up(&w), up(&gy));
+    let (hx, hw, hgy) = (hx.as_view(), hw.as_view(), hgy.as_view());
+    let (fx, fw, fgy) = (wide(&x), wide(&w), wide(&gy));
+    let (fx, fw, fgy) = (fx.as_view(), fw.as_view(), fgy.as_view());
+    let bias = dev.htod(&rand_vec(p.o as usize, seed + 3)).expect("bias");
+    let bias = Some(bias.as_view());
+    let what = |pass: &str| format!("SIMT conv {pass} {p:?}");
+    let act = Activation::Relu;
+
+    let c0 = half_of(rand_vec(p.y_len(), seed + 4));
+    let (mut want, mut got) = (wide(&c0), up(&c0));
+    conv::conv2d_forward_f32(dev, p, &fx, &fw, &mut want.as_view_mut(), bias.as_ref(), 0.5, 0.75, act)
+        .expect("fwd f32");
+    conv::conv2d_forward_half(dev, p, &hx, &hw, &mut got.as_view_mut(), bias.as_ref(), 0.5, 0.75, act).expect("fwd");
+    assert_rounded(dev, &what("fwd"), &want, &got);
+
+    let mut want = poisoned(dev, p.x_len());
+    let mut got = up(&vec![H::from_f32(f32::NAN); p.x_len()]);
+    conv::conv2d_backward_input_f32(dev, p, &fgy, &fw, &mut want.as_view_mut(), 1.0, 0.0).expect("dgrad f32");
+    conv::conv2d_backward_input_half(dev, p, &hgy, &hw, &mut got.as_view_mut(), 1.0, 0.0).expect("dgrad");
+    assert_rounded(dev, &what("dgrad"), &want, &got);
+
+    let c0 = half_of(rand_vec(p.w_len(), seed + 5));
+    let (mut want, mut got32, mut got) = (wide(&c0), wide(&c0), up(&c0));
+    conv::conv2d_backward_kernel_f32(dev, p, &fx, &fgy, &mut want.as_view_mut(), 1.0, 0.5).expect("wgrad f32");
+    conv::conv2d_backward_kernel_half(dev, p, &hx, &hgy, &mut got32.as_view_mut(), 1.0, 0.5).expect("wgrad to f32");
+    conv::conv2d_backward_kernel_half(dev, p, &hx, &hgy, &mut got.as_view_mut(), 1.0, 0.5).expect("wgrad");
+    let (a, b) = (dev.dtoh(&want.as_view()).expect("dtoh"), dev.dtoh(&got32.as_view()).expect("dtoh"));
+    if let Some(i) = a.iter().zip(&b).position(|(u, v)| u.to_bits() != v.to_bits()) {
+        panic!("{} {} (f32 dw): element {i} is {}, want {}", H::TC_NAME, what("wgrad"), b[i], a[i]);
+    }
+    assert_rounded(dev, &what("wgrad"), &want, &got);
+}
+
+#[test]
+fn simt_half_conv_is_the_f32_conv_rounded_once() {
+    let Some(dev) = device() else { return };
+    let cases = [
+        // the seed CNN's first layer: one input channel (grad-kernel k = 2704: several splits)
+        Conv2d::new(4, 28, 28, 1, 32, (3, 3), (1, 1), (1, 1), Padding::Valid),
+        // grad-kernel k = 8 x 8: one split, so an F16/BF16 dw still goes through the reduction
+        Conv2d::new(1, 8, 8, 1, 4, (1, 1), (1, 1), (1, 1), Padding::Valid),
+        // RGB, stride, dilation, uneven padding, O not a multiple of 4 (element loads in the f32 kernels too)
+        Conv2d::new(2, 11, 9, 3, 5, (3, 2), (2, 1), (1, 2), Padding::Explicit(1, 2, 0, 1)),
+        // a tensor-core geometry run on the SIMT core (the f32 reference takes its 16-byte loads)
+        Conv2d::new(2, 9, 11, 8, 16, (3, 3), (1, 1), (1, 1), Padding::Same),
+    ];
+    for (ci, p) in cases.into_iter().enumerate() {
+        let p = p.expect("geometry");
+        simt_half_conv_is_the_f32_conv::<half::f16>(&dev, &p, 1100 + ci as u64);
+        simt_half_conv_is_the_f32_conv::<half::bf16>(&dev, &p, 1100 + ci as u64);
     }
 }

@@ -7,13 +7,14 @@
 //   grad-input:  dx[m=(n,h,w), c]    = sum_{k=(kh,kw,o)} dy(n, oh, ow, o) * w[kh, kw, c, o]
 //   grad-kernel: dw[m=(kh,kw,c), o]  = sum_{k=(n,oh,ow)} x(n, h, w, c) * dy[k, o]
 // VEC variants use 16-byte loads; they need C % 4 == 0 / O % 4 == 0 (see the Rust wrappers).
+// The loaders read T = float, or keel_f16/keel_bf16 widened to f32 (element loads only).
 
 // ConvParams: conv_params.cuh.
 
-template <bool VEC>
+template <bool VEC, class T = float>
 struct FwdA {  // rows m = (n, oh, ow), k = (kh, kw, c), contiguous along c
     static constexpr bool K_CONTIG = true;
-    const float* x;
+    const T* x;
     ConvParams p;
     i64 kdim, nbase, h0, w0;
     bool valid;
@@ -30,7 +31,7 @@ struct FwdA {  // rows m = (n, oh, ow), k = (kh, kw, c), contiguous along c
         const i64 c = k % p.c, t = k / p.c;
         const i64 h = h0 + (t / p.kw) * p.dh, w = w0 + (t % p.kw) * p.dw;
         if (h < 0 || h >= p.h || w < 0 || w >= p.w) return 0.0f;
-        return x[((nbase + h) * p.w + w) * p.c + c];
+        return to_f32(x[((nbase + h) * p.w + w) * p.c + c]);
     }
     __device__ __forceinline__ float4 load4(i64 k) const {
         if (!valid) return make_float4(0.f, 0.f, 0.f, 0.f);
@@ -45,10 +46,10 @@ struct FwdA {  // rows m = (n, oh, ow), k = (kh, kw, c), contiguous along c
     }
 };
 
-template <bool VEC>
+template <bool VEC, class T = float>
 struct DgradA {  // rows m = (n, h, w), k = (kh, kw, o), contiguous along o
     static constexpr bool K_CONTIG = true;
-    const float* dy;
+    const T* dy;
     ConvParams p;
     i64 kdim, n_, h_, w_;
     bool valid;
@@ -71,7 +72,7 @@ struct DgradA {  // rows m = (n, h, w), k = (kh, kw, o), contiguous along o
     __device__ __forceinline__ float at(i64 k) const {
         if (k >= kdim) return 0.0f;
         const i64 off = row_offset(k / p.o);
-        return off < 0 ? 0.0f : dy[off + k % p.o];
+        return off < 0 ? 0.0f : to_f32(dy[off + k % p.o]);
     }
     __device__ __forceinline__ float4 load4(i64 k) const {
         if (!valid) return make_float4(0.f, 0.f, 0.f, 0.f);
@@ -85,16 +86,16 @@ struct DgradA {  // rows m = (n, h, w), k = (kh, kw, o), contiguous along o
     }
 };
 
-template <bool VEC>
+template <bool VEC, class T = float>
 struct DgradB {  // rows = c, k = (kh, kw, o): w[((kh * KW + kw) * C + c) * O + o]
     static constexpr bool K_CONTIG = true;
-    const float* wt;
+    const T* wt;
     ConvParams p;
     i64 kdim, c_;
     __device__ __forceinline__ void set_row(i64 c) { c_ = c; }
     __device__ __forceinline__ float at(i64 k) const {
         if (k >= kdim) return 0.0f;
-        return wt[((k / p.o) * p.c + c_) * p.o + k % p.o];
+        return to_f32(wt[((k / p.o) * p.c + c_) * p.o + k % p.o]);
     }
     __device__ __forceinline__ float4 load4(i64 k) const {
         if (c_ >= p.c) return make_float4(0.f, 0.f, 0.f, 0.f);
@@ -106,10 +107,10 @@ struct DgradB {  // rows = c, k = (kh, kw, o): w[((kh * KW + kw) * C + c) * O + 
     }
 };
 
-template <bool VEC>
+template <bool VEC, class T = float>
 struct WgradA {  // rows m = (kh, kw, c) contiguous along c, k = (n, oh, ow)
     static constexpr bool K_CONTIG = false;
-    const float* x;
+    const T* x;
     ConvParams p;
     i64 kdim, mdim, r;
     __device__ __forceinline__ void set_row(i64 row) { r = row; }
@@ -119,7 +120,7 @@ struct WgradA {  // rows m = (kh, kw, c) contiguous along c, k = (n, oh, ow)
         const i64 h = oh * p.sh - p.pt + (t / p.kw) * p.dh;
         const i64 w = ow * p.sw - p.pl + (t % p.kw) * p.dw;
         if (h < 0 || h >= p.h || w < 0 || w >= p.w) return 0.0f;
-        return x[((n * p.h + h) * p.w + w) * p.c + c];
+        return to_f32(x[((n * p.h + h) * p.w + w) * p.c + c]);
     }
     __device__ __forceinline__ float4 load4(i64 k) const {
         if (k >= kdim || r >= mdim) return make_float4(0.f, 0.f, 0.f, 0.f);
@@ -137,72 +138,80 @@ struct WgradA {  // rows m = (kh, kw, c) contiguous along c, k = (n, oh, ow)
     }
 };
 
-template <bool VEC>
-__device__ __forceinline__ void conv_fwd_impl(const float* x, const float* wt, float* y, const float* bias,
-                                              const ConvParams& p, float alpha, float beta, int act) {
-    const i64 m = p.n * p.oh * p.ow, kdim = (i64)p.kh * p.kw * p.c;
-    FwdA<VEC> la;
-    la.x = x; la.p = p; la.kdim = kdim;
-    MatLoader<false, VEC> lb;
-    lb.p = wt; lb.ld = p.o; lb.rows = p.o; lb.kdim = kdim;
-    GemmEpi epi;
-    epi.c = y; epi.ldc = p.o; epi.m = m; epi.n = p.o;
-    epi.alpha = alpha; epi.beta = beta; epi.bias = bias; epi.act = act;
-    gemm_block_128x128(la, lb, epi, (i64)blockIdx.x * GBM, (i64)blockIdx.y * GBN, 0, kdim);
+// The epilogue writing the [m, n] output (row stride n) at c, in O's type.
+template <class O>
+__device__ __forceinline__ GemmEpiT<O> conv_epi(O* c, i64 m, i64 n, float alpha, float beta, const float* bias,
+                                                int act) {
+    return GemmEpiT<O>{c, n, m, n, alpha, beta, bias, act};
 }
 
-template <bool VEC>
-__device__ __forceinline__ void conv_dgrad_impl(const float* dy, const float* wt, float* dx,
-                                                const ConvParams& p, float alpha, float beta) {
+template <bool VEC, class T, class O>
+__device__ __forceinline__ void conv_fwd_impl(const T* x, const T* wt, O* y, const float* bias, const ConvParams& p,
+                                              float alpha, float beta, int act) {
+    const i64 m = p.n * p.oh * p.ow, kdim = (i64)p.kh * p.kw * p.c;
+    FwdA<VEC, T> la;
+    la.x = x; la.p = p; la.kdim = kdim;
+    MatLoader<false, VEC, T> lb;
+    lb.p = wt; lb.ld = p.o; lb.rows = p.o; lb.kdim = kdim;
+    gemm_block_128x128(la, lb, conv_epi(y, m, p.o, alpha, beta, bias, act), (i64)blockIdx.x * GBM,
+                       (i64)blockIdx.y * GBN, 0, kdim);
+}
+
+template <bool VEC, class T, class O>
+__device__ __forceinline__ void conv_dgrad_impl(const T* dy, const T* wt, O* dx, const ConvParams& p, float alpha,
+                                                float beta) {
     const i64 m = p.n * p.h * p.w, kdim = (i64)p.kh * p.kw * p.o;
-    DgradA<VEC> la;
+    DgradA<VEC, T> la;
     la.dy = dy; la.p = p; la.kdim = kdim;
-    DgradB<VEC> lb;
+    DgradB<VEC, T> lb;
     lb.wt = wt; lb.p = p; lb.kdim = kdim;
-    GemmEpi epi;
-    epi.c = dx; epi.ldc = p.c; epi.m = m; epi.n = p.c;
-    epi.alpha = alpha; epi.beta = beta; epi.bias = nullptr; epi.act = 0;
-    gemm_block_128x128(la, lb, epi, (i64)blockIdx.x * GBM, (i64)blockIdx.y * GBN, 0, kdim);
+    gemm_block_128x128(la, lb, conv_epi(dx, m, p.c, alpha, beta, nullptr, 0), (i64)blockIdx.x * GBM,
+                       (i64)blockIdx.y * GBN, 0, kdim);
 }
 
 // gridDim.z = number of K splits; split z covers k in [z * k_per_split, (z + 1) * k_per_split)
 // and writes to out + z * split_stride (split_stride = 0 when there is one split).
-template <bool VEC>
-__device__ __forceinline__ void conv_wgrad_impl(const float* x, const float* dy, float* out,
-                                                const ConvParams& p, float alpha, float beta,
-                                                i64 k_per_split, i64 split_stride) {
+template <bool VEC, class T>
+__device__ __forceinline__ void conv_wgrad_impl(const T* x, const T* dy, float* out, const ConvParams& p,
+                                                float alpha, float beta, i64 k_per_split, i64 split_stride) {
     const i64 mdim = (i64)p.kh * p.kw * p.c, kdim = p.n * p.oh * p.ow;
-    WgradA<VEC> la;
+    WgradA<VEC, T> la;
     la.x = x; la.p = p; la.kdim = kdim; la.mdim = mdim;
-    MatLoader<false, VEC> lb;
+    MatLoader<false, VEC, T> lb;
     lb.p = dy; lb.ld = p.o; lb.rows = p.o; lb.kdim = kdim;
-    GemmEpi epi;
-    epi.c = out + (i64)blockIdx.z * split_stride; epi.ldc = p.o; epi.m = mdim; epi.n = p.o;
-    epi.alpha = alpha; epi.beta = beta; epi.bias = nullptr; epi.act = 0;
+    const GemmEpi epi = conv_epi(out + (i64)blockIdx.z * split_stride, mdim, p.o, alpha, beta, nullptr, 0);
     const i64 kb = (i64)blockIdx.z * k_per_split;
     i64 ke = kb + k_per_split;
     if (ke > kdim) ke = kdim;
     gemm_block_128x128(la, lb, epi, (i64)blockIdx.x * GBM, (i64)blockIdx.y * GBN, kb, ke);
 }
 
-#define KEEL_CONV(SUFFIX, VEC)                                                                     \
+// conv2d_{fwd,dgrad,wgrad}_<TN><SUFFIX>: inputs of storage T; forward and grad-input write T,
+// grad-kernel writes f32 (F16/BF16 weight gradients go through splitk_reduce_f32, which
+// rounds them once).
+#define KEEL_CONV(TN, T, SUFFIX, VEC)                                                              \
     extern "C" __global__ void __launch_bounds__(256)                                             \
-        conv2d_fwd_f32##SUFFIX(const float* x, const float* w, float* y, const float* bias,       \
-                               ConvParams p, float alpha, float beta, int act) {                  \
+        conv2d_fwd_##TN##SUFFIX(const T* x, const T* w, T* y, const float* bias, ConvParams p,    \
+                                float alpha, float beta, int act) {                               \
         conv_fwd_impl<VEC>(x, w, y, bias, p, alpha, beta, act);                                   \
     }                                                                                             \
     extern "C" __global__ void __launch_bounds__(256)                                             \
-        conv2d_dgrad_f32##SUFFIX(const float* dy, const float* w, float* dx, ConvParams p,        \
-                                 float alpha, float beta) {                                       \
+        conv2d_dgrad_##TN##SUFFIX(const T* dy, const T* w, T* dx, ConvParams p, float alpha,      \
+                                  float beta) {                                                   \
         conv_dgrad_impl<VEC>(dy, w, dx, p, alpha, beta);                                          \
     }                                                                                             \
     extern "C" __global__ void __launch_bounds__(256)                                             \
-        conv2d_wgrad_f32##SUFFIX(const float* x, const float* dy, float* out, ConvParams p,       \
-                                 float alpha, float beta, i64 k_per_split, i64 split_stride) {    \
+        conv2d_wgrad_##TN##SUFFIX(const T* x, const T* dy, float* out, ConvParams p, float alpha, \
+                                  float beta, i64 k_per_split, i64 split_stride) {                \
         conv_wgrad_impl<VEC>(x, dy, out, p, alpha, beta, k_per_split, split_stride);              \
     }
-KEEL_CONV(, false)
-KEEL_CONV(_vec4, true)
+KEEL_CONV(f32, float, , false)
+KEEL_CONV(f32, float, _vec4, true)
+// F16/BF16 on the SIMT core, for what the tensor-core kernels (conv_tc.cu) cannot take
+// (channels not multiples of 8, unaligned operands, pre-sm_80): element loads widened to
+// f32, the f32 kernels' arithmetic in the same order, one rounding on the store.
+KEEL_CONV(f16, keel_f16, , false)
+KEEL_CONV(bf16, keel_bf16, , false)
 
 // dw[i] = alpha * sum_s ws[s * n + i] + beta * dw[i]   (dw not read when beta == 0), from the
 // f32 workspace into dw's storage: `out` 0 = f32, 1 = f16, 2 = bf16 (rounded once).

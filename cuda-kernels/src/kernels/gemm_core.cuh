@@ -39,18 +39,23 @@ __device__ __forceinline__ float gemm_epi_value(float v, float alpha, float beta
 }
 
 // c[m, n] = act(alpha * acc + beta * c[m, n] + bias[n]); c is never read when beta == 0.
-struct GemmEpi {
-    float* c;
+// O: C's storage (f32, or keel_f16/keel_bf16 rounded once on the store). The type is fixed
+// at compile time: a per-element switch over types (GemmEpiAny) in the SIMT kernels' 64
+// outputs per thread makes NVRTC take minutes.
+template <class O>
+struct GemmEpiT {
+    O* c;
     i64 ldc, m, n;
     float alpha, beta;
     const float* bias;
     int act;
     __device__ __forceinline__ void operator()(i64 mi, i64 ni, float v) const {
         if (mi >= m || ni >= n) return;
-        float* p = c + mi * ldc + ni;
-        *p = gemm_epi_value(v, alpha, beta, bias, ni, act, [&] { return *p; });
+        O* p = c + mi * ldc + ni;
+        *p = from_f32<O>(gemm_epi_value(v, alpha, beta, bias, ni, act, [&] { return to_f32(*p); }));
     }
 };
+typedef GemmEpiT<float> GemmEpi;
 
 // GemmEpi for the tensor-core GEMMs, whose C is f32, f16 or bf16 storage (`out`, from
 // GemmParams::out): the same f32 arithmetic, rounded once to C's type on the store, so an
@@ -93,11 +98,12 @@ __device__ __forceinline__ GemmEpi gemm_epi(const GemmParams& p, float* c, const
 }
 
 // Dense row-major matrix seen as rows x K. K_CONTIG: element (r, k) at p[r * ld + k];
-// otherwise at p[k * ld + r]. VEC: 16-byte loads (needs ld % 4 == 0 and 16-byte base).
-template <bool KC, bool VEC>
+// otherwise at p[k * ld + r]. VEC: 16-byte loads (needs ld % 4 == 0 and 16-byte base; f32
+// only). T: the storage (f32, or keel_f16/keel_bf16 widened on load).
+template <bool KC, bool VEC, class T = float>
 struct MatLoader {
     static constexpr bool K_CONTIG = KC;
-    const float* p;
+    const T* p;
     i64 ld, rows, kdim;
     i64 r;
     __device__ __forceinline__ void set_row(i64 row) { r = row; }
@@ -105,17 +111,17 @@ struct MatLoader {
         float v[4] = {0.0f, 0.0f, 0.0f, 0.0f};
         if (KC) {
             if (r < rows) {
-                const float* q = p + r * ld + k;
+                const T* q = p + r * ld + k;
                 if (VEC && k + 3 < kdim) return *reinterpret_cast<const float4*>(q);
 #pragma unroll
-                for (int j = 0; j < 4; ++j) if (k + j < kdim) v[j] = q[j];
+                for (int j = 0; j < 4; ++j) if (k + j < kdim) v[j] = to_f32(q[j]);
             }
         } else {
             if (k < kdim) {
-                const float* q = p + k * ld + r;
+                const T* q = p + k * ld + r;
                 if (VEC && r + 3 < rows) return *reinterpret_cast<const float4*>(q);
 #pragma unroll
-                for (int j = 0; j < 4; ++j) if (r + j < rows) v[j] = q[j];
+                for (int j = 0; j < 4; ++j) if (r + j < rows) v[j] = to_f32(q[j]);
             }
         }
         return make_float4(v[0], v[1], v[2], v[3]);

@@ -3,7 +3,7 @@
 
 use cudarc::driver::{CudaView, CudaViewMut, DeviceRepr, LaunchConfig};
 
-use crate::device::{check_len, CudaDevice};
+use crate::device::{check_len, CudaDevice, HalfDType};
 use crate::error::{Error, Result};
 use crate::ops::gemm::{self, Activation};
 use crate::sources::{program_part, programs};
@@ -283,8 +283,8 @@ pub fn conv2d_backward_kernel_f32(
 /// over `n * oh * ow` split across blocks (splits of a multiple of `align`): one split writes
 /// `dw` directly, several write partial sums to an f32 workspace that `splitk_reduce_f32`
 /// adds in a fixed order (deterministic) into `dw`'s type. `tc`: the tensor-core kernels,
-/// which take the output type (`GemmOut::CODE`) as their last argument; the SIMT ones
-/// write f32 only.
+/// which take the output type (`GemmOut::CODE`) as their last argument; the SIMT ones write
+/// f32 only, so an F16/BF16 `dw` always goes through the workspace and the reduction.
 #[allow(clippy::too_many_arguments)]
 fn launch_wgrad<T: crate::device::DType, O: gemm::GemmOut>(
     dev: &CudaDevice,
@@ -297,14 +297,11 @@ fn launch_wgrad<T: crate::device::DType, O: gemm::GemmOut>(
     alpha: f32,
     beta: f32,
 ) -> Result<()> {
-    if !tc && O::CODE != 0 {
-        return Err(Error::arg("conv2d_backward_kernel", "the SIMT kernels write f32 only"));
-    }
     let m = p.kh as i64 * p.kw as i64 * p.c;
     let (splits, k_per_split) = wgrad_splits(dev, m, p, align);
     let cfg = grid(m, p.o, splits)?;
     let kps = k_per_split as i64;
-    if splits == 1 {
+    if splits == 1 && (tc || O::CODE == 0) {
         let (stride, out) = (0i64, O::CODE);
         return if tc {
             launch!(dev, program, name, cfg, smem = smem, [x, dy, dw, p, &alpha, &beta, &kps, &stride, &out])
@@ -322,6 +319,76 @@ fn launch_wgrad<T: crate::device::DType, O: gemm::GemmOut>(
     }
     let (n, s, out) = (mn as i64, splits as i32, O::CODE);
     launch!(dev, programs::conv(), "splitk_reduce_f32", dev.cfg_1d(mn), [&ws, dw, &n, &s, &alpha, &beta, &out])
+}
+
+/// [`conv2d_forward_f32`] on F16/BF16 `x`, `w` and `y`, on the SIMT core: any channel
+/// count, alignment and compute capability (the tensor-core [`conv2d_forward_tc`] is faster
+/// where [`tc_unsupported`] allows it). Elements are widened to f32 on load and summed as
+/// the f32 kernel sums them; `y` gets that f32 result rounded once.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_forward_half<T: HalfDType>(
+    dev: &CudaDevice,
+    p: &Conv2d,
+    x: &CudaView<'_, T>,
+    w: &CudaView<'_, T>,
+    y: &mut CudaViewMut<'_, T>,
+    bias: Option<&CudaView<'_, f32>>,
+    alpha: f32,
+    beta: f32,
+    act: Activation,
+) -> Result<()> {
+    if !check_forward(p, x.len(), w.len(), y.len(), bias.map(|b| b.len()))? {
+        return Ok(());
+    }
+    let name = format!("conv2d_fwd_{}", T::NAME);
+    let cfg = grid(p.n * p.oh * p.ow, p.o, 1)?;
+    let a = act.code();
+    match bias {
+        Some(b) => launch!(dev, programs::conv(), name, cfg, [x, w, y, b, p, &alpha, &beta, &a]),
+        None => {
+            let null = 0u64;
+            launch!(dev, programs::conv(), name, cfg, [x, w, y, &null, p, &alpha, &beta, &a])
+        }
+    }
+}
+
+/// [`conv2d_backward_input_f32`] on F16/BF16 `dy`, `w` and `dx`, on the SIMT core (see
+/// [`conv2d_forward_half`]).
+pub fn conv2d_backward_input_half<T: HalfDType>(
+    dev: &CudaDevice,
+    p: &Conv2d,
+    dy: &CudaView<'_, T>,
+    w: &CudaView<'_, T>,
+    dx: &mut CudaViewMut<'_, T>,
+    alpha: f32,
+    beta: f32,
+) -> Result<()> {
+    if !check_backward_input(p, dy.len(), w.len(), dx.len())? {
+        return Ok(());
+    }
+    let name = format!("conv2d_dgrad_{}", T::NAME);
+    let cfg = grid(p.n * p.h * p.w, p.c, 1)?;
+    launch!(dev, programs::conv(), name, cfg, [dy, w, dx, p, &alpha, &beta])
+}
+
+/// [`conv2d_backward_kernel_f32`] on F16/BF16 `x` and `dy`, on the SIMT core (see
+/// [`conv2d_forward_half`]); `dw` is f32 or the input type. The kernel writes f32 partial
+/// sums, which the split-K reduction adds and rounds into `dw` (one extra small launch for
+/// an F16/BF16 `dw` even when the reduction is not split).
+pub fn conv2d_backward_kernel_half<T: HalfDType, O: gemm::GemmOut>(
+    dev: &CudaDevice,
+    p: &Conv2d,
+    x: &CudaView<'_, T>,
+    dy: &CudaView<'_, T>,
+    dw: &mut CudaViewMut<'_, O>,
+    alpha: f32,
+    beta: f32,
+) -> Result<()> {
+    if !check_backward_kernel(p, x.len(), dy.len(), dw.len())? {
+        return Ok(());
+    }
+    let name = format!("conv2d_wgrad_{}", T::NAME);
+    launch_wgrad(dev, (programs::conv(), &name, 0, false), p, 8, x, dy, dw, alpha, beta)
 }
 
 /// Why the tensor-core convolutions cannot run `p` on this device with these operands

@@ -2,10 +2,10 @@
 //! on CUDA, NHWC input and HWIO kernels as on the CPU.
 //!
 //! F16/BF16 convolutions run on the tensor-core kernels when the channels are multiples
-//! of 8 (`kc::tc_unsupported` says what else they need), with f32 accumulation and the
-//! result written in the input dtype by the epilogue; otherwise, and for F32, on the f32
-//! implicit-GEMM kernels (F16/BF16 widened, then narrowed). Either way the result is
-//! rounded once on output. Pooling reads and writes F32, F16 or BF16 storage directly
+//! of 8 (`kc::tc_unsupported` says what else they need), otherwise (an image's first
+//! convolution, C = 1 or 3) on the SIMT kernels reading F16/BF16 directly; either way with
+//! f32 accumulation and the result written in the input dtype by the epilogue, rounded
+//! once, with no cast launches around the pass. F32 runs on the f32 implicit-GEMM kernels. Pooling reads and writes F32, F16 or BF16 storage directly
 //! (f32 inside, one rounding on the store, so no cast launches around it). Geometry comes straight from keel-tensor's `Conv2dParams` /
 //! `Pool2dParams` (TensorFlow `same` padding: extra row/column at the bottom/right,
 //! which the kernels skip as out of the image). Average pooling excludes padding
@@ -88,28 +88,40 @@ pub(super) fn conv2d_bias_relu(
     conv_forward(s, l, k, kl, Some((b, bl)), Activation::Relu, p).map(Some)
 }
 
-/// Runs a tensor-core convolution pass on two F16/BF16 operands (made contiguous) when the
-/// geometry and the operands allow it (`None`: they do not, take the f32 kernels); the
-/// output has `n` elements of the operands' type (the epilogue rounds once).
-fn tc_pair<T: Elem>(
+/// Runs a convolution pass on two F16/BF16 operands (made contiguous) into a fresh
+/// `n`-element output of their type (the epilogue rounds once). `pass` gets `tc`: whether the
+/// tensor-core kernels take this geometry and these operands (else the SIMT F16/BF16 kernels
+/// run it: channels that are not multiples of 8, like an image's first convolution).
+fn half_pass<T: Elem + kk::HalfDType>(
     dev: &kk::CudaDevice,
     g: &Conv2d,
     (a, al): (&CudaSlice<T>, &Layout),
     (b, bl): (&CudaSlice<T>, &Layout),
     n: usize,
-    pass: impl FnOnce(&CudaView<'_, T>, &CudaView<'_, T>, &mut CudaViewMut<'_, T>) -> kk::Result<()>,
-) -> Result<Option<CudaSlice<T>>> {
+    pass: impl FnOnce(&CudaView<'_, T>, &CudaView<'_, T>, &mut CudaViewMut<'_, T>, bool) -> kk::Result<()>,
+) -> Result<CudaSlice<T>> {
     const OP: &str = "conv2d";
     let (ac, bc) = (contig(dev, a, al, T::poison())?, contig(dev, b, bl, T::poison())?);
     let (av, bv) = (ac.view(), bc.view());
-    if kc::tc_unsupported(dev, g, &[&av, &bv]).is_some() {
-        return Ok(None);
-    }
+    let tc = kc::tc_unsupported(dev, g, &[&av, &bv]).is_none();
     let mut out = alloc::<T>(dev, n)?;
     if n > 0 {
-        pass(&av, &bv, &mut head_mut(&mut out, n)).ctx(OP)?;
+        pass(&av, &bv, &mut head_mut(&mut out, n), tc).ctx(OP)?;
     }
-    Ok(Some(out))
+    Ok(out)
+}
+
+/// The F16 and BF16 cases of a convolution pass on operands `$a` and `$b` (`Data`, layout):
+/// `Some(output data)` from [`half_pass`] running the closure `$pass` (expanded once per
+/// type), `None` for other dtypes.
+macro_rules! half_conv {
+    ($dev:expr, $g:expr, ($a:expr, $al:expr), ($b:expr, $bl:expr), $n:expr, $pass:expr) => {
+        match ($a, $b) {
+            (Data::F16(a), Data::F16(b)) => Some(Data::F16(half_pass($dev, $g, (a, $al), (b, $bl), $n, $pass)?)),
+            (Data::BF16(a), Data::BF16(b)) => Some(Data::BF16(half_pass($dev, $g, (a, $al), (b, $bl), $n, $pass)?)),
+            _ => None,
+        }
+    };
 }
 
 fn same_float(op: &'static str, a: &CudaStorage, b: &CudaStorage) -> Result<()> {
@@ -151,18 +163,15 @@ fn conv_forward(
     let bias = bias.map(|(b, bl)| f32_input(OP, b, bl)).transpose()?;
     let bias_view = bias.as_ref().map(|b| b.view());
     let n = g.y_len();
-    let tc = match (&s.data, &k.data) {
-        (Data::F16(x), Data::F16(w)) => tc_pair(dev, &g, (x, l), (w, kl), n, |x, w, y| {
-            kc::conv2d_forward_tc(dev, &g, x, w, y, bias_view.as_ref(), 1.0, 0.0, act)
-        })?
-        .map(Data::F16),
-        (Data::BF16(x), Data::BF16(w)) => tc_pair(dev, &g, (x, l), (w, kl), n, |x, w, y| {
-            kc::conv2d_forward_tc(dev, &g, x, w, y, bias_view.as_ref(), 1.0, 0.0, act)
-        })?
-        .map(Data::BF16),
-        _ => None,
-    };
-    if let Some(y) = tc {
+    let half = half_conv!(dev, &g, (&s.data, l), (&k.data, kl), n, |x, w, y, tc| {
+        let b = bias_view.as_ref();
+        if tc {
+            kc::conv2d_forward_tc(dev, &g, x, w, y, b, 1.0, 0.0, act)
+        } else {
+            kc::conv2d_forward_half(dev, &g, x, w, y, b, 1.0, 0.0, act)
+        }
+    });
+    if let Some(y) = half {
         return Ok(s.like(y, n));
     }
     let (x, w) = (f32_input(OP, s, l)?, f32_input(OP, k, kl)?);
@@ -196,18 +205,14 @@ pub(super) fn conv2d_grad_input(
     let dev = &dy.dev;
     let g = conv_geom(OP, p)?;
     let n = g.x_len();
-    let tc = match (&dy.data, &k.data) {
-        (Data::F16(gy), Data::F16(w)) => tc_pair(dev, &g, (gy, l), (w, kl), n, |gy, w, dx| {
+    let half = half_conv!(dev, &g, (&dy.data, l), (&k.data, kl), n, |gy, w, dx, tc| {
+        if tc {
             kc::conv2d_backward_input_tc(dev, &g, gy, w, dx, 1.0, 0.0)
-        })?
-        .map(Data::F16),
-        (Data::BF16(gy), Data::BF16(w)) => tc_pair(dev, &g, (gy, l), (w, kl), n, |gy, w, dx| {
-            kc::conv2d_backward_input_tc(dev, &g, gy, w, dx, 1.0, 0.0)
-        })?
-        .map(Data::BF16),
-        _ => None,
-    };
-    if let Some(dx) = tc {
+        } else {
+            kc::conv2d_backward_input_half(dev, &g, gy, w, dx, 1.0, 0.0)
+        }
+    });
+    if let Some(dx) = half {
         return Ok(dy.like(dx, n));
     }
     let (gy, w) = (f32_input(OP, dy, l)?, f32_input(OP, k, kl)?);
@@ -235,18 +240,14 @@ pub(super) fn conv2d_grad_kernel(
     let dev = &x.dev;
     let g = conv_geom(OP, p)?;
     let n = g.w_len();
-    let tc = match (&x.data, &dy.data) {
-        (Data::F16(xs), Data::F16(gy)) => tc_pair(dev, &g, (xs, l), (gy, dyl), n, |xs, gy, dw| {
+    let half = half_conv!(dev, &g, (&x.data, l), (&dy.data, dyl), n, |xs, gy, dw, tc| {
+        if tc {
             kc::conv2d_backward_kernel_tc(dev, &g, xs, gy, dw, 1.0, 0.0)
-        })?
-        .map(Data::F16),
-        (Data::BF16(xs), Data::BF16(gy)) => tc_pair(dev, &g, (xs, l), (gy, dyl), n, |xs, gy, dw| {
-            kc::conv2d_backward_kernel_tc(dev, &g, xs, gy, dw, 1.0, 0.0)
-        })?
-        .map(Data::BF16),
-        _ => None,
-    };
-    if let Some(dw) = tc {
+        } else {
+            kc::conv2d_backward_kernel_half(dev, &g, xs, gy, dw, 1.0, 0.0)
+        }
+    });
+    if let Some(dw) = half {
         return Ok(x.like(dw, n));
     }
     let (xi, gy) = (f32_input(OP, x, l)?, f32_input(OP, dy, dyl)?);
