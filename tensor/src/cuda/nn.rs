@@ -5,9 +5,10 @@
 //! of 8 (`kc::tc_unsupported` says what else they need), otherwise (an image's first
 //! convolution, C = 1 or 3) on the SIMT kernels reading F16/BF16 directly; either way with
 //! f32 accumulation and the result written in the input dtype by the epilogue, rounded
-//! once, with no cast launches around the pass. F32 runs on the f32 implicit-GEMM kernels. Pooling reads and writes F32, F16 or BF16 storage directly
-//! (f32 inside, one rounding on the store, so no cast launches around it). Geometry comes straight from keel-tensor's `Conv2dParams` /
-//! `Pool2dParams` (TensorFlow `same` padding: extra row/column at the bottom/right,
+//! once, with no cast launches around the pass. F32 runs on the f32 implicit-GEMM kernels.
+//! Pooling reads and writes F32, F16 or BF16 storage directly (f32 inside, one rounding on
+//! the store, so no cast launches around it). Geometry comes straight from keel-tensor's
+//! `Conv2dParams` / `Pool2dParams` (TensorFlow `same` padding: extra row/column at the bottom/right,
 //! which the kernels skip as out of the image). Average pooling excludes padding
 //! from the count (Keras). `max_pool2d_grad` routes each output gradient to the
 //! saved index of its window (indices from `max_pool2d` are always in their window;
