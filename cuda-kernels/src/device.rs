@@ -43,11 +43,6 @@ impl FloatDType for f32 {}
 impl FloatDType for half::f16 {}
 impl FloatDType for half::bf16 {}
 
-/// 16-bit float storage (F16, BF16), widened to f32 inside the kernels.
-pub trait HalfDType: FloatDType {}
-impl HalfDType for half::f16 {}
-impl HalfDType for half::bf16 {}
-
 /// Kernel-name suffix for raw N-byte element kernels (`b1`, `b2`, `b4`, `b8`).
 pub(crate) fn bytes_suffix<T>() -> Result<&'static str> {
     match std::mem::size_of::<T>() {

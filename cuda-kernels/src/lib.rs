@@ -68,7 +68,7 @@ pub mod ops;
 pub mod sources;
 
 pub use compile::{assemble_check, compile_for_arch, compile_uncached, nvrtc_available, nvrtc_version, CompiledPtx};
-pub use device::{device_count, driver_available, CudaDevice, DType, FloatDType, HalfDType};
+pub use device::{device_count, driver_available, CudaDevice, DType, FloatDType};
 pub use error::{Error, Result};
 pub use layout::{Layout, MAX_RANK};
 pub use sources::{all_sources, Program};

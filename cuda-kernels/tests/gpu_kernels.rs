@@ -445,7 +445,7 @@ fn conv2d_forward_and_gradients_match_direct_loops() {
         let (dx_, dw_, dgy) = (dev.htod(&x).expect("x"), dev.htod(&w).expect("w"), dev.htod(&gy).expect("gy"));
 
         let mut y = poisoned(&dev, p.y_len());
-        conv::conv2d_forward_f32(
+        conv::conv2d_forward_simt(
             &dev,
             &p,
             &dx_.as_view(),
@@ -478,12 +478,12 @@ fn conv2d_forward_and_gradients_match_direct_loops() {
             *g = col.iter().zip(&gy).map(|(a, b)| a * f64::from(*b)).sum();
         }
         let mut gx = poisoned(&dev, p.x_len());
-        conv::conv2d_backward_input_f32(&dev, &p, &dgy.as_view(), &dw_.as_view(), &mut gx.as_view_mut(), 1.0, 0.0)
+        conv::conv2d_backward_input_simt(&dev, &p, &dgy.as_view(), &dw_.as_view(), &mut gx.as_view_mut(), 1.0, 0.0)
             .expect("dgrad");
         let err = rel_err(&dev.dtoh(&gx.as_view()).expect("dtoh"), &gx_ref);
         assert!(err < 1e-5, "conv dgrad case {ci}: {err}");
         let mut gw = poisoned(&dev, p.w_len());
-        conv::conv2d_backward_kernel_f32(&dev, &p, &dx_.as_view(), &dgy.as_view(), &mut gw.as_view_mut(), 1.0, 0.0)
+        conv::conv2d_backward_kernel_simt(&dev, &p, &dx_.as_view(), &dgy.as_view(), &mut gw.as_view_mut(), 1.0, 0.0)
             .expect("wgrad");
         let err = rel_err(&dev.dtoh(&gw.as_view()).expect("dtoh"), &gw_ref);
         assert!(err < 1e-5, "conv wgrad case {ci}: {err}");
@@ -779,7 +779,7 @@ fn concurrent_first_use_loads_one_module() {
 }
 
 /// A 16-bit float type the tensor-core GEMM takes as input and writes as output.
-trait Half: gemm::TcInput + gemm::GemmOut + keel_cuda_kernels::HalfDType {
+trait Half: gemm::TcInput + gemm::GemmOut + keel_cuda_kernels::FloatDType {
     fn from_f32(v: f32) -> Self;
     fn to_f32(self) -> f32;
     fn bits(self) -> u16;
@@ -948,22 +948,22 @@ fn simt_half_conv_is_the_f32_conv<H: Half>(dev: &CudaDevice, p: &Conv2d, seed: u
 
     let c0 = half_of(rand_vec(p.y_len(), seed + 4));
     let (mut want, mut got) = (wide(&c0), up(&c0));
-    conv::conv2d_forward_f32(dev, p, &fx, &fw, &mut want.as_view_mut(), bias.as_ref(), 0.5, 0.75, act)
+    conv::conv2d_forward_simt(dev, p, &fx, &fw, &mut want.as_view_mut(), bias.as_ref(), 0.5, 0.75, act)
         .expect("fwd f32");
-    conv::conv2d_forward_half(dev, p, &hx, &hw, &mut got.as_view_mut(), bias.as_ref(), 0.5, 0.75, act).expect("fwd");
+    conv::conv2d_forward_simt(dev, p, &hx, &hw, &mut got.as_view_mut(), bias.as_ref(), 0.5, 0.75, act).expect("fwd");
     assert_rounded(dev, &what("fwd"), &want, &got);
 
     let mut want = poisoned(dev, p.x_len());
     let mut got = up(&vec![H::from_f32(f32::NAN); p.x_len()]);
-    conv::conv2d_backward_input_f32(dev, p, &fgy, &fw, &mut want.as_view_mut(), 1.0, 0.0).expect("dgrad f32");
-    conv::conv2d_backward_input_half(dev, p, &hgy, &hw, &mut got.as_view_mut(), 1.0, 0.0).expect("dgrad");
+    conv::conv2d_backward_input_simt(dev, p, &fgy, &fw, &mut want.as_view_mut(), 1.0, 0.0).expect("dgrad f32");
+    conv::conv2d_backward_input_simt(dev, p, &hgy, &hw, &mut got.as_view_mut(), 1.0, 0.0).expect("dgrad");
     assert_rounded(dev, &what("dgrad"), &want, &got);
 
     let c0 = half_of(rand_vec(p.w_len(), seed + 5));
     let (mut want, mut got32, mut got) = (wide(&c0), wide(&c0), up(&c0));
-    conv::conv2d_backward_kernel_f32(dev, p, &fx, &fgy, &mut want.as_view_mut(), 1.0, 0.5).expect("wgrad f32");
-    conv::conv2d_backward_kernel_half(dev, p, &hx, &hgy, &mut got32.as_view_mut(), 1.0, 0.5).expect("wgrad to f32");
-    conv::conv2d_backward_kernel_half(dev, p, &hx, &hgy, &mut got.as_view_mut(), 1.0, 0.5).expect("wgrad");
+    conv::conv2d_backward_kernel_simt(dev, p, &fx, &fgy, &mut want.as_view_mut(), 1.0, 0.5).expect("wgrad f32");
+    conv::conv2d_backward_kernel_simt(dev, p, &hx, &hgy, &mut got32.as_view_mut(), 1.0, 0.5).expect("wgrad to f32");
+    conv::conv2d_backward_kernel_simt(dev, p, &hx, &hgy, &mut got.as_view_mut(), 1.0, 0.5).expect("wgrad");
     let (a, b) = (dev.dtoh(&want.as_view()).expect("dtoh"), dev.dtoh(&got32.as_view()).expect("dtoh"));
     if let Some(i) = a.iter().zip(&b).position(|(u, v)| u.to_bits() != v.to_bits()) {
         panic!("{} {} (f32 dw): element {i} is {}, want {}", H::TC_NAME, what("wgrad"), b[i], a[i]);

@@ -419,15 +419,15 @@ fn conv_rows(
     let shape = format!("[{n},{h},{w},{c}]*3x3x{o}");
     let act = kgemm::Activation::None;
     let fwd = time_ms(dev, reps, || {
-        kconv::conv2d_forward_f32(dev, &p, &x.as_view(), &wt.as_view(), &mut y.as_view_mut(), None, 1.0, 0.0, act)?;
+        kconv::conv2d_forward_simt(dev, &p, &x.as_view(), &wt.as_view(), &mut y.as_view_mut(), None, 1.0, 0.0, act)?;
         Ok(())
     })?;
     let dgrad = time_ms(dev, reps, || {
-        kconv::conv2d_backward_input_f32(dev, &p, &dy.as_view(), &wt.as_view(), &mut dx.as_view_mut(), 1.0, 0.0)?;
+        kconv::conv2d_backward_input_simt(dev, &p, &dy.as_view(), &wt.as_view(), &mut dx.as_view_mut(), 1.0, 0.0)?;
         Ok(())
     })?;
     let wgrad = time_ms(dev, reps, || {
-        kconv::conv2d_backward_kernel_f32(dev, &p, &x.as_view(), &dy.as_view(), &mut dw.as_view_mut(), 1.0, 0.0)?;
+        kconv::conv2d_backward_kernel_simt(dev, &p, &x.as_view(), &dy.as_view(), &mut dw.as_view_mut(), 1.0, 0.0)?;
         Ok(())
     })?;
     // the GEMM each pass is (same FLOPs): patches[rows,taps] W[taps,o]; dY[rows,o] W^T[o,taps];

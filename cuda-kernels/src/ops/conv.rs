@@ -3,7 +3,7 @@
 
 use cudarc::driver::{CudaView, CudaViewMut, DeviceRepr, LaunchConfig};
 
-use crate::device::{check_len, CudaDevice, HalfDType};
+use crate::device::{check_len, CudaDevice, FloatDType};
 use crate::error::{Error, Result};
 use crate::ops::gemm::{self, Activation};
 use crate::sources::{program_part, programs};
@@ -197,17 +197,30 @@ fn check_backward_kernel(p: &Conv2d, x: usize, dy: usize, dw: usize) -> Result<b
     Ok(dw > 0)
 }
 
-fn aligned(dev: &CudaDevice, v: &CudaView<'_, f32>) -> bool {
+fn aligned<T>(dev: &CudaDevice, v: &CudaView<'_, T>) -> bool {
     v.is_empty() || dev.addr(v) % 16 == 0
 }
 
-/// `y = act(alpha * conv(x, w) + beta * y + bias)`; `bias` has `o` elements.
-pub fn conv2d_forward_f32(
+/// The SIMT kernel `conv2d_<pass>_<dtype>`, the `_vec4` one (16-byte loads, f32 only) when
+/// `vec` holds.
+fn simt_kernel<T: FloatDType>(pass: &str, vec: bool) -> String {
+    let vec = vec && T::NAME == <f32 as crate::device::DType>::NAME;
+    format!("conv2d_{pass}_{}{}", T::NAME, if vec { "_vec4" } else { "" })
+}
+
+/// `y = act(alpha * conv(x, w) + beta * y + bias)` on the SIMT core; `bias` has `o` elements.
+///
+/// Any channel count, alignment and compute capability. F16/BF16 elements are widened to
+/// f32 on load and summed as for f32 (F16/BF16 `y` gets the f32 kernel's result on the
+/// widened inputs, rounded once); the tensor-core [`conv2d_forward_tc`] is faster for them
+/// where [`tc_unsupported`] allows it.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_forward_simt<T: FloatDType>(
     dev: &CudaDevice,
     p: &Conv2d,
-    x: &CudaView<'_, f32>,
-    w: &CudaView<'_, f32>,
-    y: &mut CudaViewMut<'_, f32>,
+    x: &CudaView<'_, T>,
+    w: &CudaView<'_, T>,
+    y: &mut CudaViewMut<'_, T>,
     bias: Option<&CudaView<'_, f32>>,
     alpha: f32,
     beta: f32,
@@ -216,8 +229,7 @@ pub fn conv2d_forward_f32(
     if !check_forward(p, x.len(), w.len(), y.len(), bias.map(|b| b.len()))? {
         return Ok(());
     }
-    let vec = p.c % 4 == 0 && p.o % 4 == 0 && aligned(dev, x) && aligned(dev, w);
-    let name = if vec { "conv2d_fwd_f32_vec4" } else { "conv2d_fwd_f32" };
+    let name = simt_kernel::<T>("fwd", p.c % 4 == 0 && p.o % 4 == 0 && aligned(dev, x) && aligned(dev, w));
     let cfg = grid(p.n * p.oh * p.ow, p.o, 1)?;
     let a = act.code();
     match bias {
@@ -229,21 +241,21 @@ pub fn conv2d_forward_f32(
     }
 }
 
-/// Gradient w.r.t. the input: `dx = alpha * conv_transpose(dy, w) + beta * dx`.
-pub fn conv2d_backward_input_f32(
+/// Gradient w.r.t. the input on the SIMT core: `dx = alpha * conv_transpose(dy, w) + beta * dx`
+/// (F16/BF16 as in [`conv2d_forward_simt`]).
+pub fn conv2d_backward_input_simt<T: FloatDType>(
     dev: &CudaDevice,
     p: &Conv2d,
-    dy: &CudaView<'_, f32>,
-    w: &CudaView<'_, f32>,
-    dx: &mut CudaViewMut<'_, f32>,
+    dy: &CudaView<'_, T>,
+    w: &CudaView<'_, T>,
+    dx: &mut CudaViewMut<'_, T>,
     alpha: f32,
     beta: f32,
 ) -> Result<()> {
     if !check_backward_input(p, dy.len(), w.len(), dx.len())? {
         return Ok(());
     }
-    let vec = p.o % 4 == 0 && aligned(dev, dy) && aligned(dev, w);
-    let name = if vec { "conv2d_dgrad_f32_vec4" } else { "conv2d_dgrad_f32" };
+    let name = simt_kernel::<T>("dgrad", p.o % 4 == 0 && aligned(dev, dy) && aligned(dev, w));
     let cfg = grid(p.n * p.h * p.w, p.c, 1)?;
     launch!(dev, programs::conv(), name, cfg, [dy, w, dx, p, &alpha, &beta])
 }
@@ -258,16 +270,19 @@ fn wgrad_splits(dev: &CudaDevice, m: i64, p: &Conv2d, align: usize) -> (usize, u
     (kdim.div_ceil(k_per_split).max(1), k_per_split)
 }
 
-/// Gradient w.r.t. the kernel: `dw = alpha * sum_batch x (*) dy + beta * dw`.
+/// Gradient w.r.t. the kernel on the SIMT core: `dw = alpha * sum_batch x (*) dy + beta * dw`
+/// (F16/BF16 inputs as in [`conv2d_forward_simt`]; `dw` is f32 or the input type).
 ///
 /// The reduction over `n * oh * ow` is split across blocks when the output is small; the
 /// partial sums go to a temporary buffer and are added in a fixed order (deterministic).
-pub fn conv2d_backward_kernel_f32(
+/// The kernels write f32, so an F16/BF16 `dw` always takes that buffer and the reduction
+/// (one extra small launch when the reduction is not split), which rounds it once.
+pub fn conv2d_backward_kernel_simt<T: FloatDType, O: gemm::GemmOut>(
     dev: &CudaDevice,
     p: &Conv2d,
-    x: &CudaView<'_, f32>,
-    dy: &CudaView<'_, f32>,
-    dw: &mut CudaViewMut<'_, f32>,
+    x: &CudaView<'_, T>,
+    dy: &CudaView<'_, T>,
+    dw: &mut CudaViewMut<'_, O>,
     alpha: f32,
     beta: f32,
 ) -> Result<()> {
@@ -275,8 +290,8 @@ pub fn conv2d_backward_kernel_f32(
         return Ok(());
     }
     let vec = p.c % 4 == 0 && p.o % 4 == 0 && aligned(dev, x) && aligned(dev, dy);
-    let name = if vec { "conv2d_wgrad_f32_vec4" } else { "conv2d_wgrad_f32" };
-    launch_wgrad(dev, (programs::conv(), name, 0, false), p, 8, x, dy, dw, alpha, beta)
+    let name = simt_kernel::<T>("wgrad", vec);
+    launch_wgrad(dev, (programs::conv(), &name, 0, false), p, 8, x, dy, dw, alpha, beta)
 }
 
 /// Launches grad-kernel `kernel` = (program, name, dynamic shared memory) with the reduction
@@ -321,76 +336,6 @@ fn launch_wgrad<T: crate::device::DType, O: gemm::GemmOut>(
     launch!(dev, programs::conv(), "splitk_reduce_f32", dev.cfg_1d(mn), [&ws, dw, &n, &s, &alpha, &beta, &out])
 }
 
-/// [`conv2d_forward_f32`] on F16/BF16 `x`, `w` and `y`, on the SIMT core: any channel
-/// count, alignment and compute capability (the tensor-core [`conv2d_forward_tc`] is faster
-/// where [`tc_unsupported`] allows it). Elements are widened to f32 on load and summed as
-/// the f32 kernel sums them; `y` gets that f32 result rounded once.
-#[allow(clippy::too_many_arguments)]
-pub fn conv2d_forward_half<T: HalfDType>(
-    dev: &CudaDevice,
-    p: &Conv2d,
-    x: &CudaView<'_, T>,
-    w: &CudaView<'_, T>,
-    y: &mut CudaViewMut<'_, T>,
-    bias: Option<&CudaView<'_, f32>>,
-    alpha: f32,
-    beta: f32,
-    act: Activation,
-) -> Result<()> {
-    if !check_forward(p, x.len(), w.len(), y.len(), bias.map(|b| b.len()))? {
-        return Ok(());
-    }
-    let name = format!("conv2d_fwd_{}", T::NAME);
-    let cfg = grid(p.n * p.oh * p.ow, p.o, 1)?;
-    let a = act.code();
-    match bias {
-        Some(b) => launch!(dev, programs::conv(), name, cfg, [x, w, y, b, p, &alpha, &beta, &a]),
-        None => {
-            let null = 0u64;
-            launch!(dev, programs::conv(), name, cfg, [x, w, y, &null, p, &alpha, &beta, &a])
-        }
-    }
-}
-
-/// [`conv2d_backward_input_f32`] on F16/BF16 `dy`, `w` and `dx`, on the SIMT core (see
-/// [`conv2d_forward_half`]).
-pub fn conv2d_backward_input_half<T: HalfDType>(
-    dev: &CudaDevice,
-    p: &Conv2d,
-    dy: &CudaView<'_, T>,
-    w: &CudaView<'_, T>,
-    dx: &mut CudaViewMut<'_, T>,
-    alpha: f32,
-    beta: f32,
-) -> Result<()> {
-    if !check_backward_input(p, dy.len(), w.len(), dx.len())? {
-        return Ok(());
-    }
-    let name = format!("conv2d_dgrad_{}", T::NAME);
-    let cfg = grid(p.n * p.h * p.w, p.c, 1)?;
-    launch!(dev, programs::conv(), name, cfg, [dy, w, dx, p, &alpha, &beta])
-}
-
-/// [`conv2d_backward_kernel_f32`] on F16/BF16 `x` and `dy`, on the SIMT core (see
-/// [`conv2d_forward_half`]); `dw` is f32 or the input type. The kernel writes f32 partial
-/// sums, which the split-K reduction adds and rounds into `dw` (one extra small launch for
-/// an F16/BF16 `dw` even when the reduction is not split).
-pub fn conv2d_backward_kernel_half<T: HalfDType, O: gemm::GemmOut>(
-    dev: &CudaDevice,
-    p: &Conv2d,
-    x: &CudaView<'_, T>,
-    dy: &CudaView<'_, T>,
-    dw: &mut CudaViewMut<'_, O>,
-    alpha: f32,
-    beta: f32,
-) -> Result<()> {
-    if !check_backward_kernel(p, x.len(), dy.len(), dw.len())? {
-        return Ok(());
-    }
-    let name = format!("conv2d_wgrad_{}", T::NAME);
-    launch_wgrad(dev, (programs::conv(), &name, 0, false), p, 8, x, dy, dw, alpha, beta)
-}
-
 /// Why the tensor-core convolutions cannot run `p` on this device with these operands
 /// (`None`: they can). They need F16/BF16 data, `c % 8 == 0` and `o % 8 == 0`, 16-byte
 /// aligned operands, every tensor index below 2^31, and the pipelined GEMM's shared memory.
@@ -432,7 +377,7 @@ fn tc_check<T: gemm::TcInput>(
     }
 }
 
-/// [`conv2d_forward_f32`] on tensor cores: F16/BF16 `x` and `w`, f32 accumulation, and
+/// [`conv2d_forward_simt`] on tensor cores: F16/BF16 `x` and `w`, f32 accumulation, and
 /// `y` in f32 or the input type, rounded once (see [`tc_unsupported`] for what it needs).
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_forward_tc<T: gemm::TcInput, O: gemm::GemmOut>(
@@ -464,7 +409,7 @@ pub fn conv2d_forward_tc<T: gemm::TcInput, O: gemm::GemmOut>(
     }
 }
 
-/// [`conv2d_backward_input_f32`] on tensor cores (F16/BF16 `dy` and `w`; `dx` in f32 or the
+/// [`conv2d_backward_input_simt`] on tensor cores (F16/BF16 `dy` and `w`; `dx` in f32 or the
 /// input type).
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_backward_input_tc<T: gemm::TcInput, O: gemm::GemmOut>(
@@ -488,7 +433,7 @@ pub fn conv2d_backward_input_tc<T: gemm::TcInput, O: gemm::GemmOut>(
     launch!(dev, program, name, cfg, smem = gemm::PIPE_SMEM_BYTES, [dy, w, dx, p, &alpha, &beta, &out])
 }
 
-/// [`conv2d_backward_kernel_f32`] on tensor cores (F16/BF16 `x` and `dy`; `dw` in f32 or the
+/// [`conv2d_backward_kernel_simt`] on tensor cores (F16/BF16 `x` and `dy`; `dw` in f32 or the
 /// input type), with the same deterministic split of the reduction.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_backward_kernel_tc<T: gemm::TcInput, O: gemm::GemmOut>(

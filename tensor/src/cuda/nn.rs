@@ -93,7 +93,7 @@ pub(super) fn conv2d_bias_relu(
 /// `n`-element output of their type (the epilogue rounds once). `pass` gets `tc`: whether the
 /// tensor-core kernels take this geometry and these operands (else the SIMT F16/BF16 kernels
 /// run it: channels that are not multiples of 8, like an image's first convolution).
-fn half_pass<T: Elem + kk::HalfDType>(
+fn half_pass<T: Elem>(
     dev: &kk::CudaDevice,
     g: &Conv2d,
     (a, al): (&CudaSlice<T>, &Layout),
@@ -169,7 +169,7 @@ fn conv_forward(
         if tc {
             kc::conv2d_forward_tc(dev, &g, x, w, y, b, 1.0, 0.0, act)
         } else {
-            kc::conv2d_forward_half(dev, &g, x, w, y, b, 1.0, 0.0, act)
+            kc::conv2d_forward_simt(dev, &g, x, w, y, b, 1.0, 0.0, act)
         }
     });
     if let Some(y) = half {
@@ -178,7 +178,7 @@ fn conv_forward(
     let (x, w) = (f32_input(OP, s, l)?, f32_input(OP, k, kl)?);
     let mut y = alloc::<f32>(dev, n)?;
     if n > 0 {
-        kc::conv2d_forward_f32(
+        kc::conv2d_forward_simt(
             dev,
             &g,
             &x.view(),
@@ -210,7 +210,7 @@ pub(super) fn conv2d_grad_input(
         if tc {
             kc::conv2d_backward_input_tc(dev, &g, gy, w, dx, 1.0, 0.0)
         } else {
-            kc::conv2d_backward_input_half(dev, &g, gy, w, dx, 1.0, 0.0)
+            kc::conv2d_backward_input_simt(dev, &g, gy, w, dx, 1.0, 0.0)
         }
     });
     if let Some(dx) = half {
@@ -222,7 +222,7 @@ pub(super) fn conv2d_grad_input(
         if g.y_len() == 0 {
             dev.stream().memset_zeros(&mut head_mut(&mut dx, n)).ctx(OP)?;
         } else {
-            kc::conv2d_backward_input_f32(dev, &g, &gy.view(), &w.view(), &mut head_mut(&mut dx, n), 1.0, 0.0)
+            kc::conv2d_backward_input_simt(dev, &g, &gy.view(), &w.view(), &mut head_mut(&mut dx, n), 1.0, 0.0)
                 .ctx(OP)?;
         }
     }
@@ -245,7 +245,7 @@ pub(super) fn conv2d_grad_kernel(
         if tc {
             kc::conv2d_backward_kernel_tc(dev, &g, xs, gy, dw, 1.0, 0.0)
         } else {
-            kc::conv2d_backward_kernel_half(dev, &g, xs, gy, dw, 1.0, 0.0)
+            kc::conv2d_backward_kernel_simt(dev, &g, xs, gy, dw, 1.0, 0.0)
         }
     });
     if let Some(dw) = half {
@@ -257,7 +257,7 @@ pub(super) fn conv2d_grad_kernel(
         if g.y_len() == 0 {
             dev.stream().memset_zeros(&mut head_mut(&mut dw, n)).ctx(OP)?;
         } else {
-            kc::conv2d_backward_kernel_f32(dev, &g, &xi.view(), &gy.view(), &mut head_mut(&mut dw, n), 1.0, 0.0)
+            kc::conv2d_backward_kernel_simt(dev, &g, &xi.view(), &gy.view(), &mut head_mut(&mut dw, n), 1.0, 0.0)
                 .ctx(OP)?;
         }
     }
