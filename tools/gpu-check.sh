@@ -3,7 +3,7 @@
 # dry-runs the bundle here on the CUDA emulator (tools/cuda-emu) so no device time is
 # spent on a bundle that cannot pass.
 #
-#   bash tools/gpu-check.sh              # pack + dry run (about 5 min on 2 cores)
+#   bash tools/gpu-check.sh              # pack + prebuild kernels + dry run (about 15 min on 2 cores)
 #   bash tools/gpu-check.sh --no-dry-run # pack only
 #
 # Then, with the device tool: carry [".gpu"], command "bash .gpu/check.sh", timeout_s 540.
@@ -20,10 +20,17 @@ pack=../shared/tools/gpu-pack
 "$pack" test -p keel-cuda-kernels -p keel-tensor -p keel-optim -p keel-train --features cuda \
   --test gpu_kernels --test cuda --test cuda_index_errors --test cuda_optim --test cuda_steps --test device --test device_errors --test device_layers
 rm -rf .gpu-tests && mv .gpu .gpu-tests
-"$pack" build -p keel-examples --features cuda --example gpu_bench --example mnist_cnn
+"$pack" build -p keel-examples --features cuda --example gpu_bench --example mnist_cnn --example prebuild_kernels
 mkdir -p .gpu/tests
 find .gpu-tests -maxdepth 1 -type f -perm -u+x ! -name run.sh -exec mv {} .gpu/tests/ \;
 rm -rf .gpu-tests .gpu/run.sh
+
+# Every kernel program compiled here for the H200 (sm_90) with the NVRTC of CI (13.0, the
+# device's version), so the device spends none of its minutes in NVRTC. The cache key holds
+# the NVRTC version: with another one there, the kernels are simply compiled there.
+nvrtc_dir=$(bash cuda-kernels/install-nvrtc.sh)
+LD_LIBRARY_PATH="$nvrtc_dir" KEEL_KERNEL_CACHE="$root/.gpu/kernel-cache" .gpu/prebuild_kernels --arch sm_90 | tail -n 1
+rm .gpu/prebuild_kernels
 
 cat > .gpu/check.sh <<'CHECK'
 #!/usr/bin/env bash
@@ -37,7 +44,9 @@ for pat in 'libcuda.so.1' 'libnvrtc.so.1[0-9]' 'libnvrtc.so' 'libcublas.so.1[23]
 done
 export LD_LIBRARY_PATH="${libs#:}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export KEEL_REQUIRE_CUDA=1
-echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"; date -u
+# the kernels prebuilt for sm_90 (a dry run on the emulator passes its own cache)
+export KEEL_KERNEL_CACHE="${KEEL_KERNEL_CACHE:-$here/kernel-cache}"
+echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH KEEL_KERNEL_CACHE=$KEEL_KERNEL_CACHE"; date -u
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
 skip=" ${SKIP:-} "
 status=0

@@ -3,7 +3,9 @@
 //! * [`compile_for_arch`] compiles (or fetches from a cache) one source for one
 //!   architecture. It needs NVRTC but no GPU.
 //! * [`compile_uncached`] always runs NVRTC and returns its log (used by the CI test
-//!   that fails on warnings).
+//!   that fails on warnings); [`assemble_check`] goes on to SASS.
+//! * [`compile_many`] runs any of these over many programs on every core (NVRTC compiles
+//!   one program on one thread): the CI test, and prebuilding a disk cache.
 //!
 //! Disk cache: one file per (source hash, arch, NVRTC version) in [`cache_dir`]
 //! (env `KEEL_KERNEL_CACHE`, else `$XDG_CACHE_HOME/keel/kernels`, else
@@ -14,12 +16,13 @@
 use std::collections::HashMap;
 use std::ffi::{c_char, CString};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use cudarc::nvrtc::{result as nv, sys as nvsys};
 
 use crate::error::{Error, Result};
+use crate::sources::Program;
 
 /// Options every keel kernel is compiled with (besides the architecture).
 const BASE_OPTIONS: &[&str] = &["--std=c++17", "--fmad=true", "-default-device"];
@@ -205,16 +208,17 @@ pub fn compile_uncached(source: &str, name: &str, arch: &str) -> Result<Compiled
 }
 
 /// Compiles `source` all the way to machine code (SASS) for the real architecture
-/// `sm_XX` of `arch`, which also runs ptxas over inline PTX such as `mma.sync`, and
-/// returns the log including ptxas' resource usage (`-v`: registers, spills).
+/// `sm_XX` of `arch`, which also runs ptxas over inline PTX such as `mma.sync`. Returns
+/// the PTX generated on the way (the same text [`compile_uncached`] gives for `arch`)
+/// and a log that adds ptxas' resource usage (`-v`: registers, spills) to NVRTC's warnings.
 ///
 /// Works without a GPU; used by the CI test to catch errors that PTX generation alone
-/// would not.
-pub fn assemble_check(source: &str, name: &str, arch: &str) -> Result<String> {
+/// would not, at little more than the cost of PTX generation.
+pub fn assemble_check(source: &str, name: &str, arch: &str) -> Result<CompiledPtx> {
     let virt = normalize_arch(arch)?;
     let real = virt.replacen("compute_", "sm_", 1);
-    let (log, _) = run_nvrtc(source, name, &real, &["--ptxas-options=-v"], false)?;
-    Ok(log)
+    let (log, ptx) = run_nvrtc(source, name, &real, &["--ptxas-options=-v"], true)?;
+    Ok(CompiledPtx { name: name.to_string(), arch: virt, ptx, log, from_disk_cache: false })
 }
 
 /// The on-disk cache directory, or `None` when disabled or no home is known.
@@ -336,6 +340,63 @@ pub fn compile_for_arch(source: &str, name: &str, arch: &str) -> Result<Arc<Comp
         cache.insert(key, compiled.clone());
     }
     Ok(compiled)
+}
+
+/// How far [`compile_many`] takes each program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// PTX through the process and disk caches, as a kernel launch would ([`compile_for_arch`]).
+    Cached,
+    /// PTX, bypassing every cache ([`compile_uncached`]).
+    Ptx,
+    /// PTX and SASS, bypassing every cache ([`assemble_check`]).
+    Sass,
+}
+
+/// Compiles each `(program, arch, stage)` job on as many threads as the machine has cores
+/// (one NVRTC compile uses one core) and returns the results in the jobs' order.
+///
+/// Jobs are taken in order, so put the longest first. Works without a GPU.
+pub fn compile_many(jobs: &[(&Program, &str, Stage)]) -> Vec<Result<Arc<CompiledPtx>>> {
+    let run = |(program, arch, stage): &(&Program, &str, Stage)| {
+        let (source, name) = (program.source(), program.name());
+        match stage {
+            Stage::Cached => compile_for_arch(source, name, arch),
+            Stage::Ptx => compile_uncached(source, name, arch).map(Arc::new),
+            Stage::Sass => assemble_check(source, name, arch).map(Arc::new),
+        }
+    };
+    let next = AtomicUsize::new(0);
+    let slots: Vec<Mutex<Option<Result<Arc<CompiledPtx>>>>> = jobs.iter().map(|_| Mutex::new(None)).collect();
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, jobs.len().max(1));
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    while let Some((job, slot)) = {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        jobs.get(i).zip(slots.get(i))
+                    } {
+                        let result = run(job);
+                        *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(result);
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            // a worker that panicked leaves its job's slot empty: reported below
+            let _ = h.join();
+        }
+    });
+    slots
+        .into_iter()
+        .zip(jobs)
+        .map(|(slot, (program, arch, _))| {
+            slot.into_inner().unwrap_or_else(PoisonError::into_inner).unwrap_or_else(|| {
+                Err(Error::Nvrtc(format!("compiling {} for {arch}: the compile thread panicked", program.name())))
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -10,7 +10,9 @@
 //! * [`CudaDevice`]: context + one stream per device, module cache, allocation and copies.
 //! * [`ops`]: one module per kernel family (elementwise, misc, rng, reduce, softmax,
 //!   index, pool, optim, gemm, conv).
-//! * [`all_sources`]: every static kernel source (the CI test compiles them all).
+//! * [`all_sources`]: every static kernel source; [`sources::programs::all`]: every static
+//!   program as the launch wrappers load it (the CI test compiles them all, and
+//!   [`compile_many`] can prebuild them into the disk cache).
 //!
 //! # Installing NVRTC (no CUDA toolkit needed)
 //!
@@ -67,7 +69,10 @@ pub mod layout;
 pub mod ops;
 pub mod sources;
 
-pub use compile::{assemble_check, compile_for_arch, compile_uncached, nvrtc_available, nvrtc_version, CompiledPtx};
+pub use compile::{
+    assemble_check, compile_for_arch, compile_many, compile_uncached, nvrtc_available, nvrtc_version, CompiledPtx,
+    Stage,
+};
 pub use device::{device_count, driver_available, CudaDevice, DType, FloatDType};
 pub use error::{Error, Result};
 pub use layout::{Layout, MAX_RANK};

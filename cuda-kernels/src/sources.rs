@@ -161,4 +161,18 @@ pub mod programs {
     static_program!(gemm, "gemm", GEMM);
     static_program!(gemm_tc, "gemm_tc", GEMM_TC);
     static_program!(conv, "conv", CONV);
+
+    /// The number of parts of [`gemm`] (see [`program_part`]).
+    pub const GEMM_PARTS: u32 = 5;
+    /// The number of parts of [`gemm_tc`] (see [`program_part`]).
+    pub const GEMM_TC_PARTS: u32 = 7;
+
+    /// Every static program as the launch wrappers load it: the GEMM sources a part at a
+    /// time (their wholes are never loaded), longest to compile first, then the rest whole.
+    pub fn all() -> Vec<&'static Program> {
+        let mut v: Vec<&'static Program> = (1..=GEMM_TC_PARTS).map(|p| program_part(gemm_tc(), p)).collect();
+        v.extend((1..=GEMM_PARTS).map(|p| program_part(gemm(), p)));
+        v.extend([conv(), reduce(), misc(), pool(), index(), softmax(), rng(), optim()]);
+        v
+    }
 }

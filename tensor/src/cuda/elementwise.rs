@@ -97,6 +97,14 @@ fn whole_program() -> &'static Program {
     P.get_or_init(|| Program::new("keel_tensor_elementwise", elementwise_source()))
 }
 
+/// The programs generated from keel-tensor's op tables, as they are loaded: the elementwise
+/// program a dtype part at a time, then the comparisons.
+pub(crate) fn generated_programs() -> Vec<&'static Program> {
+    let mut v: Vec<&'static Program> = (1..=3).map(|part| kk::sources::program_part(whole_program(), part)).collect();
+    v.push(cmp_program());
+    v
+}
+
 /// The part of the elementwise program holding the kernels of dtype `T` (the templates'
 /// parts: 1 f32, 2 f16, 3 bf16), so that a program computing in f32 compiles only those.
 pub(super) fn program<T: kk::FloatDType>() -> &'static Program {
@@ -526,8 +534,10 @@ pub(super) fn where_cond(
 mod tests {
     use super::*;
 
-    /// Every generated kernel compiles with NVRTC for sm_80 and sm_90 (no GPU needed;
-    /// skipped with a message when NVRTC is not installed).
+    /// Every generated program compiles with NVRTC for sm_80 and sm_90 and assembles to
+    /// SASS, as it is loaded (the elementwise program a dtype part at a time); the parts
+    /// hold exactly the whole program's kernels. No GPU needed; skipped with a message when
+    /// NVRTC is not installed.
     #[test]
     fn generated_sources_compile() {
         if !kk::nvrtc_available() {
@@ -537,39 +547,47 @@ mod tests {
             eprintln!("skipping: NVRTC not found (run cuda-kernels/install-nvrtc.sh)");
             return;
         }
-        for (name, src) in [("keel_tensor_elementwise", elementwise_source()), ("keel_tensor_cmp", cmp_source())] {
-            for arch in ["sm_80", "sm_90"] {
-                let ptx = kk::compile_uncached(&src, name, arch).unwrap_or_else(|e| panic!("{name} for {arch}: {e}"));
-                assert!(ptx.ptx.contains(".entry"), "{name}: no kernels");
-            }
+        // the whole elementwise program's PTX, then every (loaded program, arch) to SASS
+        let mut jobs = vec![(whole_program(), "sm_90", kk::Stage::Ptx)];
+        for p in generated_programs() {
+            jobs.extend(["sm_80", "sm_90"].map(|arch| (p, arch, kk::Stage::Sass)));
         }
-        let ptx = kk::compile_uncached(&elementwise_source(), "ew", "sm_90").expect("compiles");
+        let results = kk::compile_many(&jobs);
+        let results: Vec<&kk::CompiledPtx> = jobs
+            .iter()
+            .zip(&results)
+            .map(|((p, arch, _), r)| {
+                let c = r.as_deref().unwrap_or_else(|e| panic!("{} for {arch}: {e}", p.name()));
+                assert!(!c.log.to_lowercase().contains("warning"), "{} for {arch}: {}", p.name(), c.log);
+                assert!(c.ptx.contains(".entry"), "{} for {arch}: no kernels", p.name());
+                c
+            })
+            .collect();
+        let (whole, assembled) = (results[0], &results[1..]);
         for op in UnaryOp::ALL {
-            assert!(ptx.ptx.contains(&format!("unary_{}_f32_strided", op.name())), "{}", op.name());
-            assert!(ptx.ptx.contains(&format!("unary_bwd_{}_bf16", op.name())), "{}", op.name());
+            assert!(whole.ptx.contains(&format!("unary_{}_f32_strided", op.name())), "{}", op.name());
+            assert!(whole.ptx.contains(&format!("unary_bwd_{}_bf16", op.name())), "{}", op.name());
         }
         for op in BinaryOp::ALL {
-            assert!(ptx.ptx.contains(&format!("binary_{}_f16_strided", op.name())), "{}", op.name());
-            assert!(ptx.ptx.contains(&format!("unary_bwd_{}_f32", binary_grad_name(*op, true))));
+            assert!(whole.ptx.contains(&format!("binary_{}_f16_strided", op.name())), "{}", op.name());
+            assert!(whole.ptx.contains(&format!("unary_bwd_{}_f32", binary_grad_name(*op, true))));
         }
-        // the dtype parts hold exactly the whole program's kernels, each in one part
+        // the dtype parts (sm_90: every other result, from index 1) hold exactly the whole
+        // program's kernels, each in one part
         let mut parts: Vec<String> = Vec::new();
-        for part in 1..=3 {
-            let p = kk::sources::program_part(whole_program(), part);
-            let compiled = kk::compile_uncached(p.source(), p.name(), "sm_90").expect("part compiles");
+        for (dtype, compiled) in ["f32", "f16", "bf16"].iter().zip(assembled.iter().skip(1).step_by(2)) {
             let names = compiled.entries();
-            let dtype = ["f32", "f16", "bf16"][part as usize - 1];
-            assert!(names.iter().all(|n| n.contains(&format!("_{dtype}"))), "part {part} holds another dtype");
+            assert!(names.iter().all(|n| n.contains(&format!("_{dtype}"))), "the {dtype} part holds another dtype");
             parts.extend(names);
         }
-        let mut whole = ptx.entries();
+        let mut whole = whole.entries();
         parts.sort();
         whole.sort();
         assert_eq!(parts, whole, "the dtype parts do not add up to the elementwise program");
-        let ptx = kk::compile_uncached(&cmp_source(), "cmp", "sm_80").expect("compiles");
+        let cmp = assembled[6];
         for op in CmpOp::ALL {
             for (tn, _) in CMP_TYPES {
-                assert!(ptx.ptx.contains(&format!("cmp_{}_{tn}_strided", op.name())));
+                assert!(cmp.ptx.contains(&format!("cmp_{}_{tn}_strided", op.name())));
             }
         }
     }

@@ -85,6 +85,80 @@ pub fn host_waits(device: crate::Device) -> u64 {
     }
 }
 
+/// One kernel program that [`prebuild_kernels`] put in the disk cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrebuiltProgram {
+    /// The program's name (e.g. `gemm_tc_part3`), as in the cache's file names.
+    pub name: String,
+    /// How many kernels it holds.
+    pub kernels: usize,
+    /// Whether it was in the disk cache already, so nothing was compiled (as first found
+    /// by this process: a second call in the same process reports the same).
+    pub from_disk_cache: bool,
+}
+
+/// Compiles every CUDA kernel program keel loads, for the GPU architecture `arch`
+/// (`"sm_90"` for H100/H200, `"sm_80"` for A100; `"90"` and `"compute_90"` also do),
+/// into the on-disk kernel cache, on every core. Needs NVRTC but no GPU.
+///
+/// Without it, a run on a machine with an empty cache (a fresh container) compiles each
+/// program the first time one of its kernels is launched, which can add up to a minute
+/// to the first steps; run this when building the image, or once before training. The
+/// cache is `KEEL_KERNEL_CACHE` if set, else `~/.cache/keel/kernels`
+/// ([`kernel_cache_dir`]); entries are keyed by source, architecture and NVRTC version,
+/// so a stale entry is never used.
+///
+/// # Errors
+///
+/// [`Error::BackendNotCompiled`](crate::Error::BackendNotCompiled) without the `cuda`
+/// feature; [`Error::Cuda`](crate::Error::Cuda) when NVRTC is missing, the disk cache is
+/// off (nothing would be kept), `arch` is not one, or a program fails to compile.
+pub fn prebuild_kernels(arch: &str) -> crate::Result<Vec<PrebuiltProgram>> {
+    #[cfg(feature = "cuda")]
+    {
+        use keel_cuda_kernels as kk;
+        let err = |msg: String| crate::Error::Cuda(format!("prebuild_kernels: {msg}"));
+        if kernel_cache_dir().is_none() {
+            return Err(err("the kernel disk cache is off (KEEL_KERNEL_CACHE=off, or no home folder): set \
+                            KEEL_KERNEL_CACHE to a folder"
+                .into()));
+        }
+        let mut programs = kk::sources::programs::all();
+        programs.splice(
+            kk::sources::programs::GEMM_TC_PARTS as usize..kk::sources::programs::GEMM_TC_PARTS as usize,
+            elementwise::generated_programs(),
+        );
+        let jobs: Vec<_> = programs.iter().map(|p| (*p, arch, kk::Stage::Cached)).collect();
+        programs
+            .iter()
+            .zip(kk::compile_many(&jobs))
+            .map(|(p, r)| {
+                let c = r.map_err(|e| err(format!("{}: {e}", p.name())))?;
+                Ok(PrebuiltProgram {
+                    name: p.name().to_string(),
+                    kernels: c.entries().len(),
+                    from_disk_cache: c.from_disk_cache,
+                })
+            })
+            .collect()
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        let _ = arch;
+        Err(crate::Error::BackendNotCompiled { op: "prebuild_kernels", backend: "cuda" })
+    }
+}
+
+/// The folder of the on-disk CUDA kernel cache: `KEEL_KERNEL_CACHE` if set, else
+/// `$XDG_CACHE_HOME/keel/kernels` or `~/.cache/keel/kernels`; `None` when it is off
+/// (`KEEL_KERNEL_CACHE=off`) or this build has no CUDA backend.
+pub fn kernel_cache_dir() -> Option<std::path::PathBuf> {
+    #[cfg(feature = "cuda")]
+    return keel_cuda_kernels::compile::cache_dir();
+    #[cfg(not(feature = "cuda"))]
+    None
+}
+
 #[cfg(feature = "cuda")]
 pub(crate) fn poison_outputs() -> bool {
     POISON.load(Ordering::Relaxed)
