@@ -285,7 +285,8 @@ fn note_first_compile(arch: &str, path: Option<&Path>) {
     }
     match path.and_then(Path::parent) {
         Some(dir) => eprintln!(
-            "keel: compiling CUDA kernels for {arch} with NVRTC (first use; kept in {} for later runs)",
+            "keel: compiling CUDA kernels for {arch} with NVRTC (first use; kept in {} for later runs; the \
+             prebuild_kernels example compiles them all ahead of time)",
             dir.display()
         ),
         None => eprintln!(
@@ -412,6 +413,22 @@ mod tests {
         assert_eq!(normalize_arch("sm_90a").ok().as_deref(), Some("compute_90a"));
         assert!(normalize_arch("sm_9x").is_err());
         assert!(normalize_arch("--foo").is_err());
+    }
+
+    /// Results come back in the jobs' order whichever worker ran them (bad architectures
+    /// fail before NVRTC is needed, so this runs anywhere).
+    #[test]
+    fn compile_many_keeps_the_jobs_order() {
+        let p = crate::sources::programs::optim();
+        let archs: Vec<String> = (0..23).map(|i| format!("bad{i}")).collect();
+        let jobs: Vec<(&Program, &str, Stage)> = archs.iter().map(|a| (p, a.as_str(), Stage::Ptx)).collect();
+        let results = compile_many(&jobs);
+        assert_eq!(results.len(), jobs.len());
+        for (arch, r) in archs.iter().zip(&results) {
+            let msg = r.as_ref().err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(msg.contains(&format!("`{arch}`")), "{arch}: {msg}");
+        }
+        assert!(compile_many(&[]).is_empty());
     }
 
     #[test]

@@ -123,11 +123,9 @@ pub fn prebuild_kernels(arch: &str) -> crate::Result<Vec<PrebuiltProgram>> {
                             KEEL_KERNEL_CACHE to a folder"
                 .into()));
         }
+        // the static programs (longest first), then keel-tensor's generated ones
         let mut programs = kk::sources::programs::all();
-        programs.splice(
-            kk::sources::programs::GEMM_TC_PARTS as usize..kk::sources::programs::GEMM_TC_PARTS as usize,
-            elementwise::generated_programs(),
-        );
+        programs.extend(elementwise::generated_programs());
         let jobs: Vec<_> = programs.iter().map(|p| (*p, arch, kk::Stage::Cached)).collect();
         programs
             .iter()
