@@ -43,7 +43,7 @@ pub use activation::Activation;
 pub use error::{Error, Result};
 pub use functional::{add, concatenate, Input, LayerExt, LayerHandle, Model, SymbolicTensor};
 pub use initializers::Initializer;
-pub use layer::{Ctx, IntoPair, Layer, Weight};
+pub use layer::{CastCache, Ctx, IntoPair, Layer, Weight};
 pub use layers::*;
 pub use losses::{Loss, LossFn};
 pub use network::{Head, NamedParam, Network};

@@ -5,6 +5,7 @@
 use keel_autograd::{Tape, Var};
 use keel_nn::mixed_precision::DTypePolicy;
 use keel_nn::prelude::*;
+use keel_nn::CastCache;
 use keel_tensor::rng::Rng;
 use keel_tensor::{DType, Device, Tensor};
 
@@ -148,4 +149,34 @@ fn functional_model_with_add_and_concatenate() {
     let (pa, pb) = (a.predict(std::slice::from_ref(&x)).unwrap(), b.predict(&[x]).unwrap());
     assert_eq!(pb[0].dtype(), DType::F32);
     assert!(rel(&pb[0], &pa[0]) < 3e-2, "rel {}", rel(&pb[0], &pa[0]));
+}
+
+/// A [`CastCache`] keeps the BF16 copies of the weights across inference passes: the
+/// outputs are the same bits as casting in every pass, each weight that a layer casts is
+/// cast once (the conv and dense kernels and biases; batch normalization computes in
+/// F32), and a pass with a tape or under float32 does not use it.
+#[test]
+fn cast_cache_keeps_one_copy_per_weight_across_inference_passes() {
+    let model = cnn(MIXED);
+    let x = Tensor::rand_uniform(11, -1.0, 1.0, [3, 10, 10, 2], DType::F32, &Device::Cpu).unwrap();
+    let plain = model.predict(std::slice::from_ref(&x)).unwrap().remove(0);
+    let casts = CastCache::new();
+    for _ in 0..2 {
+        let xv = Var::constant(x.clone());
+        let out = model.forward(&[xv], &mut Ctx::inference_with(&casts)).unwrap().remove(0).into_value();
+        assert_eq!(out.to_vec::<f32>().unwrap(), plain.to_vec::<f32>().unwrap());
+        assert_eq!(casts.len(), 6, "conv kernel and bias, two dense kernels and biases");
+    }
+
+    // with a tape the parameters must be tracked, not taken from the cache
+    let fresh = CastCache::new();
+    let tape = Tape::new();
+    let mut ctx = Ctx { casts: Some(&fresh), ..Ctx::new(Some(&tape), false, None) };
+    model.forward(&[Var::constant(x.clone())], &mut ctx).unwrap();
+    assert!(fresh.is_empty());
+
+    // float32 computes in the weights' dtype: nothing to cast
+    let f32_model = cnn(DTypePolicy::Float32);
+    f32_model.forward(&[Var::constant(x)], &mut Ctx::inference_with(&fresh)).unwrap();
+    assert!(fresh.is_empty());
 }

@@ -9,7 +9,7 @@ use crate::step_results::{host_scalar, BatchLoss, EpochLogs, StepQueue};
 use crate::{Error, Fit, Result};
 use keel_autograd::{Tape, Var};
 use keel_data::BatchSource;
-use keel_nn::{Ctx, LossFn, Network};
+use keel_nn::{CastCache, Ctx, LossFn, Network};
 use keel_optim::Optimizer;
 use keel_tensor::rng::Rng;
 use keel_tensor::{DType, Device, Tensor};
@@ -391,13 +391,15 @@ impl<N: Network> KerasModel<N> {
         let mut queue = StepQueue::new(READ_WINDOW, &logs);
         let dev = self.device;
         self.net.to_device(&dev)?;
+        // the weights stay fixed: under mixed precision cast each once, not once per batch
+        let casts = CastCache::new();
         let mut start = 0;
         while start < n {
             let len = batch_size.min(n - start);
             let xb = as_float(&x.narrow(0, start, len)?.to_device(&dev)?)?;
             let y_host = y.narrow(0, start, len)?;
             let yb = y_host.to_device(&dev)?;
-            let mut ctx = Ctx::inference();
+            let mut ctx = Ctx::inference_with(&casts);
             let heads = self.net.forward_heads(&[Var::constant(xb)], &mut ctx)?;
             let head = heads.first().ok_or_else(|| Error::invalid("evaluate", "the model has no output"))?;
             let mut loss = head_loss(&compiled.loss, head, (&y_host, &yb), None)?;
@@ -445,11 +447,17 @@ impl<N: Network> KerasModel<N> {
         self.net.to_device(&dev)?;
         let mut parts = Vec::new();
         let mut window = Vec::new();
+        let casts = CastCache::new();
         let mut start = 0;
         while start < n {
             let len = batch_size.min(n - start);
-            let out = self.net.predict(&[as_float(&x.narrow(0, start, len)?.to_device(&dev)?)?])?;
-            let out = out.into_iter().next().ok_or_else(|| Error::invalid("predict", "the model has no output"))?;
+            let xb = Var::constant(as_float(&x.narrow(0, start, len)?.to_device(&dev)?)?);
+            let out = self.net.forward(&[xb], &mut Ctx::inference_with(&casts))?;
+            let out = out
+                .into_iter()
+                .next()
+                .ok_or_else(|| Error::invalid("predict", "the model has no output"))?
+                .into_value();
             window.push(out);
             start += len;
             if window.len() == READ_WINDOW || start >= n {
