@@ -568,7 +568,8 @@ fn elementwise_and_misc() {
     let Some(dev) = device() else { return };
     let prog = Program::new(
         "elementwise_test",
-        elementwise::elementwise_source(builtin::UNARY, builtin::BINARY, builtin::UNARY_BACKWARD),
+        elementwise::elementwise_source(builtin::UNARY, builtin::BINARY, builtin::UNARY_BACKWARD)
+            + &elementwise::binary_unary_source(builtin::BINARY_UNARY),
     );
     let x = rand_vec(1003, 60);
     let y = rand_vec(3, 61);
@@ -592,6 +593,22 @@ fn elementwise_and_misc() {
         .expect("binary");
     let want: Vec<f64> = (0..999).map(|i| f64::from(x[i]) + f64::from(y[i % 3])).collect();
     assert!(rel_err(&dev.dtoh(&o2.as_view()).expect("o"), &want) < 1e-6);
+    // The fused bias add + ReLU, broadcast and contiguous (aligned and one element in).
+    let relu = |v: f64| if v > 0.0 { v } else { 0.0 };
+    let mut o3 = poisoned(&dev, 999);
+    let add_relu = ("add", "relu");
+    let (xv, yv) = (dx.as_view(), dy.as_view());
+    elementwise::binary_unary_strided(&dev, &prog, add_relu, &xv, &yv, &mut o3.as_view_mut(), &layout, 0.0)
+        .expect("binary_unary_strided");
+    let want3: Vec<f64> = want.iter().map(|&v| relu(v)).collect();
+    assert_eq!(dev.dtoh(&o3.as_view()).expect("o"), want3.iter().map(|&v| v as f32).collect::<Vec<_>>());
+    for skip in [0, 1] {
+        let mut o4 = poisoned(&dev, 1002);
+        let (a, b) = (dx.slice(skip..1002 + skip), dx.slice(..1002));
+        elementwise::binary_unary(&dev, &prog, add_relu, &a, &b, &mut o4.as_view_mut(), 0.0).expect("binary_unary");
+        let want4: Vec<f32> = (0..1002).map(|i| relu(f64::from(x[i + skip] + x[i])) as f32).collect();
+        assert_eq!(dev.dtoh(&o4.as_view()).expect("o"), want4, "binary_unary, views {skip} element(s) in");
+    }
     // cast f32 -> bf16 -> f32 equals half's rounding.
     let mut hb = dev.alloc::<half::bf16>(1003).expect("alloc");
     misc::cast(&dev, &dx.as_view(), &mut hb.as_view_mut()).expect("cast");

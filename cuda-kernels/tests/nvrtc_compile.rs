@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use keel_cuda_kernels::ops::elementwise::{builtin, elementwise_source};
+use keel_cuda_kernels::ops::elementwise::{binary_unary_source, builtin, elementwise_source};
 use keel_cuda_kernels::sources::{program_part, programs, Program};
 use keel_cuda_kernels::{
     all_sources, assemble_check, compile_many, compile_uncached, nvrtc_available, nvrtc_version, CompiledPtx, Stage,
@@ -33,7 +33,8 @@ fn nvrtc_or_skip() -> bool {
 /// table. The longest compiles come first.
 fn runtime_programs() -> Vec<Program> {
     let mut v: Vec<Program> = programs::all().into_iter().cloned().collect();
-    let builtin = elementwise_source(builtin::UNARY, builtin::BINARY, builtin::UNARY_BACKWARD);
+    let builtin = elementwise_source(builtin::UNARY, builtin::BINARY, builtin::UNARY_BACKWARD)
+        + &binary_unary_source(builtin::BINARY_UNARY);
     v.insert(PARTED.iter().map(|(_, n)| *n as usize).sum(), Program::new("elementwise_builtin", builtin));
     v
 }

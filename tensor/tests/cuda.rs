@@ -198,6 +198,32 @@ fn binary_ops_broadcasting_and_grads() {
     }
 }
 
+/// `binary_unary` (the bias add + ReLU of Dense and Conv2D, one launch on CUDA): the bits
+/// of `binary` then `unary` on CUDA, and the CPU's values, for every float dtype, with
+/// the bias broadcast, both operands contiguous, and a transposed operand.
+#[test]
+fn fused_bias_add_relu() {
+    let Some(dev) = gpu("fused_bias_add_relu") else { return };
+    let (add, relu) = (BinaryOp::Add, UnaryOp::Relu);
+    let cases = [
+        ("bias", rand_signed(900, &[6, 5, 7, 12], 0.1, 2.0), rand_signed(901, &[12], 0.1, 2.0)),
+        ("same shape", rand_signed(902, &[37, 29], 0.1, 2.0), rand_signed(903, &[37, 29], 0.1, 2.0)),
+        ("transposed", rand_signed(904, &[29, 37], 0.1, 2.0).t().unwrap(), rand_signed(905, &[37, 29], 0.1, 2.0)),
+    ];
+    for (case, x, b) in cases {
+        for dt in [DType::F32, DType::F16, DType::BF16] {
+            let what = format!("add relu {case} {dt}");
+            let (x, b) = (x.to_dtype(dt).unwrap(), b.to_dtype(dt).unwrap());
+            let (gx, gb) = (x.to_device(&dev).unwrap(), b.to_device(&dev).unwrap());
+            let fused = gx.binary_unary(&gb, add, relu, 0.0).unwrap();
+            let chain = gx.binary(&gb, add).unwrap().unary(relu, 0.0).unwrap();
+            check(&format!("{what} vs the two ops"), &fused, &chain, 0.0);
+            let cpu = x.binary_unary(&b, add, relu, 0.0).unwrap();
+            check(&format!("{what} vs CPU"), &fused, &cpu, if dt == DType::F32 { 1e-6 } else { 1e-2 });
+        }
+    }
+}
+
 #[test]
 fn comparisons_and_where() {
     let Some(dev) = gpu("comparisons_and_where") else { return };

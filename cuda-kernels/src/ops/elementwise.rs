@@ -12,6 +12,10 @@
 //! * [`unary_backward_source`]: ops `(name, derivative expr of x, y, a)` where `y` is the
 //!   forward output. Generates `unary_bwd_{name}_{dtype}[_strided]` computing
 //!   `out = grad * derivative`.
+//! * [`binary_unary_source`]: pairs `(binary name, unary name)` of ops defined by the
+//!   tables above. Generates `binary_unary_{b}_{u}_{dtype}[_strided]` computing
+//!   `out = u(b(x, y), a)` in one pass (a bias add and its activation), with the bits of
+//!   the two ops run one after the other (f16/bf16 round the binary result first).
 //!
 //! f16/bf16 are loaded, converted to f32, computed in f32 and rounded back
 //! (round-to-nearest-even). Op names must be C identifiers (`[A-Za-z_][A-Za-z0-9_]*`).
@@ -65,6 +69,16 @@ fn push_unary_bwd(out: &mut String, ops: &[(&str, &str)]) {
             "struct keel_unary_bwd_{name} {{ __device__ __forceinline__ float operator()(float x, float y, float a) const {{ (void)x; (void)y; (void)a; return ({expr}); }} }};\nKEEL_UNARY_BWD_KERNELS({name})"
         );
     }
+}
+
+/// The fused kernels of every `(binary op, unary op)` pair, to append to an
+/// [`elementwise_source`] whose tables define both ops.
+pub fn binary_unary_source(pairs: &[(&str, &str)]) -> String {
+    let mut s = String::new();
+    for (b, u) in pairs {
+        let _ = writeln!(s, "KEEL_BINARY_UNARY_KERNELS({b}, {u})");
+    }
+    s
 }
 
 /// CUDA source with contiguous + strided unary kernels for every `(name, expr(x, a))`.
@@ -134,6 +148,8 @@ pub mod builtin {
         ("lt", "x < y ? 1.0f : 0.0f"),
         ("gt", "x > y ? 1.0f : 0.0f"),
     ];
+    /// Fused `(binary op, unary op)` pairs: a bias add and its ReLU.
+    pub const BINARY_UNARY: &[(&str, &str)] = &[("add", "relu")];
     /// Unary derivatives: `(name, d/dx as expr of x, y = f(x), a)`.
     pub const UNARY_BACKWARD: &[(&str, &str)] = &[
         ("exp", "y"),
@@ -262,6 +278,56 @@ pub fn binary_strided<T: FloatDType>(
     launch!(dev, program, name, dev.cfg_1d(numel), [x, y, out, &n, layout])
 }
 
+/// `out[i] = u(b(x[i], y[i]), a)` on contiguous buffers of equal length (a kernel of
+/// [`binary_unary_source`]).
+#[allow(clippy::too_many_arguments)]
+pub fn binary_unary<T: FloatDType>(
+    dev: &CudaDevice,
+    program: &Program,
+    (b, u): (&str, &str),
+    x: &CudaView<'_, T>,
+    y: &CudaView<'_, T>,
+    out: &mut CudaViewMut<'_, T>,
+    a: f32,
+) -> Result<()> {
+    check_ops(b)?;
+    check_ops(u)?;
+    check_len("binary_unary", "y", y.len(), x.len())?;
+    check_len("binary_unary", "out", out.len(), x.len())?;
+    if x.is_empty() {
+        return Ok(());
+    }
+    let n = to_i64("binary_unary", x.len())?;
+    let name = format!("binary_unary_{b}_{u}_{}", T::NAME);
+    launch!(dev, program, name, dev.cfg_1d(x.len()), [x, y, out, &n, &a])
+}
+
+/// Strided/broadcast [`binary_unary`]: operands of `layout` are `x`, `y`, `out`.
+#[allow(clippy::too_many_arguments)]
+pub fn binary_unary_strided<T: FloatDType>(
+    dev: &CudaDevice,
+    program: &Program,
+    (b, u): (&str, &str),
+    x: &CudaView<'_, T>,
+    y: &CudaView<'_, T>,
+    out: &mut CudaViewMut<'_, T>,
+    layout: &Layout<3>,
+    a: f32,
+) -> Result<()> {
+    check_ops(b)?;
+    check_ops(u)?;
+    check_min_len("binary_unary_strided", "x", x.len(), layout.required_len(0)?)?;
+    check_min_len("binary_unary_strided", "y", y.len(), layout.required_len(1)?)?;
+    check_min_len("binary_unary_strided", "out", out.len(), layout.required_len(2)?)?;
+    let numel = layout.numel();
+    if numel == 0 {
+        return Ok(());
+    }
+    let n = to_i64("binary_unary_strided", numel)?;
+    let name = format!("binary_unary_{b}_{u}_{}_strided", T::NAME);
+    launch!(dev, program, name, dev.cfg_1d(numel), [x, y, out, &n, &a, layout])
+}
+
 /// `out[i] = grad[i] * op'(x[i], y[i], a)`; `y` is the forward output (pass `x` again if
 /// the derivative does not use it).
 pub fn unary_backward<T: FloatDType>(
@@ -333,5 +399,6 @@ mod tests {
         for (n, _) in builtin::BINARY {
             assert!(s.contains(&format!("KEEL_BINARY_KERNELS({n})")));
         }
+        assert_eq!(binary_unary_source(builtin::BINARY_UNARY), "KEEL_BINARY_UNARY_KERNELS(add, relu)\n");
     }
 }

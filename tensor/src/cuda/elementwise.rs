@@ -9,6 +9,8 @@
 //! * binary: `BinaryOp::ALL` with `cuda_expr()` -> `binary_{name}_{dtype}[_strided]`;
 //! * binary grads: `cuda_deriv_exprs()` -> `unary_bwd_{name}_dx|dy_{dtype}[_strided]`,
 //!   the three-input backward kernels read as `out = grad * d(x, y)`;
+//! * fused binary + unary: the pairs of [`FUSED`] -> `binary_unary_{b}_{u}_{dtype}[_strided]`
+//!   (`Tensor::binary_unary` in one launch; other pairs run the two ops);
 //! * comparisons: `CmpOp::ALL` with `cuda_expr()` -> `cmp_{name}_{dtype}[_strided]`
 //!   for every dtype (U8 output), generated here since the kernel crate's
 //!   elementwise templates are float-only.
@@ -34,7 +36,11 @@ fn binary_grad_name(op: BinaryOp, wrt_rhs: bool) -> String {
     format!("{}_{}", op.name(), if wrt_rhs { "dy" } else { "dx" })
 }
 
-/// The CUDA source of every unary, unary-grad, binary and binary-grad kernel.
+/// The `(binary op, unary op)` pairs [`binary_unary`] runs in one launch: a bias add and
+/// its ReLU (Dense and Conv2D with `activation="relu"`). A row here is a kernel per dtype.
+pub(crate) const FUSED: [(BinaryOp, UnaryOp); 1] = [(BinaryOp::Add, UnaryOp::Relu)];
+
+/// The CUDA source of every unary, unary-grad, binary, binary-grad and fused kernel.
 pub(crate) fn elementwise_source() -> String {
     let unary: Vec<(&str, &str)> = UnaryOp::ALL.iter().map(|op| (op.name(), op.cuda_expr())).collect();
     let binary: Vec<(&str, &str)> = BinaryOp::ALL.iter().map(|op| (op.name(), op.cuda_expr())).collect();
@@ -46,7 +52,8 @@ pub(crate) fn elementwise_source() -> String {
         bwd.push((binary_grad_name(*op, true), dy));
     }
     let bwd: Vec<(&str, &str)> = bwd.iter().map(|(n, e)| (n.as_str(), *e)).collect();
-    ew::elementwise_source(&unary, &binary, &bwd)
+    let fused: Vec<(&str, &str)> = FUSED.iter().map(|(b, u)| (b.name(), u.name())).collect();
+    ew::elementwise_source(&unary, &binary, &bwd) + &ew::binary_unary_source(&fused)
 }
 
 /// Kernel-name suffix and C type of every dtype, for the comparison kernels.
@@ -300,6 +307,54 @@ pub(super) fn binary(s: &CudaStorage, l: &Layout, r: &CudaStorage, rl: &Layout, 
         _ => return Err(Error::NotImplemented { op: op.name(), backend: "cuda" }),
     };
     Ok(s.like(data, l.shape().elem_count()))
+}
+
+/// `uop(bop(x, y), p)` in one launch for a pair of [`FUSED`] on F32/F16/BF16 operands of one
+/// dtype, the bits of the two ops one after the other; `None` for other pairs and dtypes,
+/// which run the two ops. `l` and `rl` are broadcast to the output shape already.
+pub(crate) fn binary_unary(
+    s: &CudaStorage,
+    l: &Layout,
+    r: &CudaStorage,
+    rl: &Layout,
+    (bop, uop): (BinaryOp, UnaryOp),
+    p: f64,
+) -> Result<Option<CudaStorage>> {
+    if !FUSED.contains(&(bop, uop)) {
+        return Ok(None);
+    }
+    fn run<T: kk::FloatDType + Elem>(
+        dev: &kk::CudaDevice,
+        (x, l): (&CudaSlice<T>, &Layout),
+        (y, rl): (&CudaSlice<T>, &Layout),
+        ops: (&str, &str),
+        a: f32,
+    ) -> Result<CudaSlice<T>> {
+        const OP: &str = "binary_unary";
+        let n = l.shape().elem_count();
+        let mut out = alloc::<T>(dev, n)?;
+        if n == 0 {
+            return Ok(out);
+        }
+        let mut ov = head_mut(&mut out, n);
+        if contiguous_all(&[l, rl]) {
+            ew::binary_unary(dev, program::<T>(), ops, &range(x, l), &range(y, rl), &mut ov, a).ctx(OP)?;
+        } else {
+            let kl = kernel_layout(OP, l.dims(), [l.strides(), rl.strides(), &out_strides(l)])?;
+            let (xv, yv) = (from_offset(x, l.offset()), from_offset(y, rl.offset()));
+            ew::binary_unary_strided(dev, program::<T>(), ops, &xv, &yv, &mut ov, &kl, a).ctx(OP)?;
+        }
+        Ok(out)
+    }
+    s.same_device(bop.name(), r)?;
+    let (dev, ops, a) = (&s.dev, (bop.name(), uop.name()), p as f32);
+    let data = match (&s.data, &r.data) {
+        (Data::F32(x), Data::F32(y)) => Data::F32(run(dev, (x, l), (y, rl), ops, a)?),
+        (Data::F16(x), Data::F16(y)) => Data::F16(run(dev, (x, l), (y, rl), ops, a)?),
+        (Data::BF16(x), Data::BF16(y)) => Data::BF16(run(dev, (x, l), (y, rl), ops, a)?),
+        _ => return Ok(None),
+    };
+    Ok(Some(s.like(data, l.shape().elem_count())))
 }
 
 /// `op(x, value)` with the scalar on the host, for contiguous F32/F16/BF16 `x`: one launch,

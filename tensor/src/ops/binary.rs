@@ -194,7 +194,8 @@ impl Tensor {
 
     /// `uop(bop(self, rhs))` in one pass (e.g. a bias add and its ReLU), with
     /// the same values as the two ops one after the other. CPU F32/F64 tensors
-    /// are fused; anything else runs the two ops.
+    /// are fused, and on CUDA the pairs Dense and Conv2D use (add + relu) for
+    /// F32/F16/BF16; anything else runs the two ops.
     pub fn binary_unary(&self, rhs: &Tensor, bop: BinaryOp, uop: UnaryOp, param: f64) -> Result<Tensor> {
         let (a, b) = broadcast_pair(bop.name(), self, rhs)?;
         let fused = {
@@ -202,13 +203,18 @@ impl Tensor {
             match (&*sa, &*sb) {
                 #[cfg(feature = "cpu")]
                 (crate::Storage::Cpu(x), crate::Storage::Cpu(y)) => {
-                    cpu::binary_unary(x, a.layout(), y, b.layout(), bop, uop, param)
+                    cpu::binary_unary(x, a.layout(), y, b.layout(), bop, uop, param).map(crate::Storage::Cpu)
+                }
+                #[cfg(feature = "cuda")]
+                (crate::Storage::Cuda(x), crate::Storage::Cuda(y)) => {
+                    crate::cuda::elementwise::binary_unary(x, a.layout(), y, b.layout(), (bop, uop), param)?
+                        .map(crate::Storage::Cuda)
                 }
                 _ => None,
             }
         };
         match fused {
-            Some(out) => Ok(Tensor::from_storage(crate::Storage::Cpu(out), a.shape().clone())),
+            Some(out) => Ok(Tensor::from_storage(out, a.shape().clone())),
             None => self.binary(rhs, bop)?.unary(uop, param),
         }
     }
