@@ -38,9 +38,11 @@ fn weights_for(
 ///
 /// `targets` is either integer class indices with the leading shape (any
 /// integer dtype, values in `0..C`) or float probabilities / one-hot rows with
-/// the logits' shape. The forward uses log-softmax (log-sum-exp), and the
-/// backward is `(softmax * sum(t) - t) * w / N`, i.e. `softmax - onehot` for
-/// one-hot targets. `weights` (optional) has the leading shape.
+/// the logits' shape. The forward is [`Tensor::softmax_cross_entropy`] (log-sum-exp,
+/// one fused kernel), which also returns the gradient when the logits are tracked:
+/// `(softmax * sum(t) - t) * w / N`, i.e. `softmax - onehot` for one-hot targets;
+/// the backward only scales it by the incoming gradient. `weights` (optional) has the
+/// leading shape.
 pub fn softmax_cross_entropy(logits: &Var, targets: &Tensor, weights: Option<&Tensor>) -> Result<Var> {
     const OP: &str = "softmax_cross_entropy";
     let x = logits.value();
@@ -48,31 +50,7 @@ pub fn softmax_cross_entropy(logits: &Var, targets: &Tensor, weights: Option<&Te
         return Err(crate::Error::invalid(OP, "logits need a class axis"));
     }
     let lead = &x.dims()[..x.rank() - 1];
-    let classes = x.dims()[x.rank() - 1];
     let n = lead.iter().product::<usize>().max(1);
-    let (t, probs) = if targets.dtype().is_float() {
-        if targets.shape() != x.shape() {
-            return Err(TensorError::shape_mismatch(
-                OP,
-                x.shape(),
-                targets.shape(),
-                "probability targets must have the logits' shape",
-            )
-            .into());
-        }
-        (targets.to_dtype(x.dtype())?, true)
-    } else {
-        if targets.dims() != lead {
-            return Err(TensorError::shape_mismatch(
-                OP,
-                x.shape(),
-                targets.shape(),
-                "class-index targets must have the logits' shape without the class axis",
-            )
-            .into());
-        }
-        (targets.one_hot(classes, x.dtype())?, false)
-    };
     if let Some(w) = weights {
         if w.dims() != lead {
             return Err(TensorError::shape_mismatch(
@@ -84,21 +62,24 @@ pub fn softmax_cross_entropy(logits: &Var, targets: &Tensor, weights: Option<&Te
             .into());
         }
     }
-    let w = weights_for(OP, weights, lead, x.shape(), x)?;
-    let lsm = x.log_softmax(-1)?;
-    let mut per = t.mul(&lsm)?; // [..., C]; summed and negated below
-    if let Some(w) = &w {
-        per = per.mul(w)?;
-    }
-    let loss = per.sum_all()?.mul_scalar(-1.0 / n as f64)?;
+    let w = match weights {
+        Some(w) => Some(w.to_dtype(x.dtype())?),
+        None => None,
+    };
+    let scale = 1.0 / n as f64;
+    let (per, grad) = x.softmax_cross_entropy(targets, logits.is_tracked().then_some(scale))?;
+    let per = match &w {
+        Some(w) => per.mul(w)?,
+        None => per,
+    };
+    let loss = per.sum_all()?.mul_scalar(scale)?;
     Var::record(OP, &[logits], loss, |_| {
         move |g: &Tensor| {
-            let p = lsm.exp()?;
-            let mut d = if probs { p.mul(&t.sum(&[-1], true)?)?.sub(&t)? } else { p.sub(&t)? };
+            let mut d = grad.ok_or_else(|| crate::Error::invalid(OP, "internal: gradient not computed"))?;
             if let Some(w) = &w {
-                d = d.mul(w)?;
+                d = d.mul(&w.unsqueeze(-1)?)?;
             }
-            Ok(vec![Some(d.mul(&g.mul_scalar(1.0 / n as f64)?)?)])
+            Ok(vec![Some(d.mul(g)?)])
         }
     })
 }

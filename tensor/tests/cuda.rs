@@ -319,6 +319,35 @@ fn softmax_and_log_softmax() {
     agree("softmax wide rows", dev, 1e-5, &[rand_signed(501, &[3, 5000], 0.1, 4.0)], |t| t[0].softmax(-1));
 }
 
+/// The fused softmax cross-entropy (one `softmax_xent_*` launch): losses and gradient agree
+/// with the CPU for class indices and probabilities, F32 and BF16 logits, wide rows and
+/// a transposed view (bad class indices: `cuda_index_errors.rs`).
+#[test]
+fn softmax_cross_entropy_fused() {
+    let Some(dev) = gpu("softmax_cross_entropy_fused") else { return };
+    let labels = |rows: usize, c: usize| {
+        Tensor::from_vec((0..rows as i64).map(|r| (r * 5 + 3) % c as i64).collect::<Vec<_>>(), rows).unwrap()
+    };
+    let cases = [
+        ("classes", rand_signed(510, &[130, 10], 0.1, 6.0), labels(130, 10)),
+        ("wide rows", rand_signed(511, &[3, 3000], 0.1, 4.0), labels(3, 3000)),
+        ("probabilities", rand_signed(512, &[64, 7], 0.1, 6.0), rand(513, &[64, 7], 0.0, 1.0)),
+        ("transposed", rand_signed(514, &[10, 33], 0.1, 6.0).t().unwrap(), labels(33, 10)),
+    ];
+    for (case, x, t) in cases {
+        for (dt, tol) in [(DType::F32, 1e-5), (DType::BF16, 1e-2)] {
+            let x = x.to_dtype(dt).unwrap();
+            let t = if t.dtype().is_float() { t.to_dtype(dt).unwrap() } else { t.clone() };
+            for (out, what) in [(0, "loss"), (1, "grad")] {
+                agree(&format!("softmax_cross_entropy {case} {dt} {what}"), dev, tol, &[x.clone(), t.clone()], |v| {
+                    let (loss, grad) = v[0].softmax_cross_entropy(&v[1], Some(0.5))?;
+                    Ok(if out == 0 { loss } else { grad.expect("asked for") })
+                });
+            }
+        }
+    }
+}
+
 #[test]
 fn matmul_shapes_layouts_and_precisions() {
     let Some(dev) = gpu("matmul_shapes_layouts_and_precisions") else { return };

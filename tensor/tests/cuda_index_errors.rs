@@ -1,4 +1,5 @@
-//! Out-of-range indices on CUDA: the indexing ops and `one_hot` check their indices on
+//! Out-of-range indices on CUDA: the indexing ops, `one_hot` and the sparse
+//! `softmax_cross_entropy` check their indices on
 //! the device, and the next read-back reports a bad one as `IndexOutOfRange`,
 //! naming the op; the host never waits for the check itself.
 //!
@@ -35,6 +36,15 @@ fn out_of_range_indices_are_reported_by_the_next_read_back() {
     assert!(matches!(err, Err(Error::IndexOutOfRange { op: "gather", index: -1, size: 5 })), "{err:?}");
     let hot = on_gpu(vec![1, 3], vec![2]).one_hot(3, DType::F32).unwrap();
     assert!(matches!(hot.to_vec::<f32>(), Err(Error::IndexOutOfRange { op: "one_hot", index: 3, size: 3 })));
+    // the fused softmax cross-entropy: the same report; the bad row counts as all-zero
+    // targets (loss and gradient 0, as one_hot's zero row gave), so weights stay finite
+    let logits = Tensor::rand_uniform(2, -1.0, 1.0, [4, 6], DType::F32, &dev).unwrap();
+    let (loss, grad) = logits.softmax_cross_entropy(&on_gpu(vec![0, 6, 2, 5], vec![4]), Some(1.0)).unwrap();
+    let err = loss.to_vec::<f32>();
+    assert!(matches!(err, Err(Error::IndexOutOfRange { op: "softmax_cross_entropy", index: 6, size: 6 })), "{err:?}");
+    let (loss, grad) = (loss.to_vec::<f32>().unwrap(), grad.unwrap().to_vec::<f32>().unwrap());
+    assert!(loss[1] == 0.0 && grad[6..12].iter().all(|&g| g == 0.0), "the bad row: {} {:?}", loss[1], &grad[6..12]);
+    assert!([0, 2, 3].iter().all(|&r| loss[r].is_finite() && grad[r * 6..r * 6 + 6].iter().all(|g| g.is_finite())));
     let grad = Tensor::ones([2, 5, 4], DType::F32, &dev).unwrap();
     let added = grad.index_add_into(&on_gpu(vec![2, 9], vec![2]), 0, &Shape::from([6, 5, 4])).unwrap();
     assert!(matches!(added.to_vec::<f32>(), Err(Error::IndexOutOfRange { op: "index_add", index: 9, size: 6 })));

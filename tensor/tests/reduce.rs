@@ -123,3 +123,84 @@ fn softmax_and_log_softmax_along_any_axis() {
     let lp = big.log_softmax(-1).unwrap().to_vec::<f32>().unwrap();
     assert!((lp[2] - (-0.40760596)).abs() < 1e-5);
 }
+
+/// f64 reference of `softmax_cross_entropy` on `[rows, c]` logits: per-row losses and the
+/// gradient of `scale * loss`; `t` holds probability rows (one-hot for class indices).
+fn xent_reference(x: &[f64], t: &[f64], c: usize, scale: f64) -> (Vec<f64>, Vec<f64>) {
+    let (mut loss, mut grad) = (vec![], vec![]);
+    for (xr, tr) in x.chunks(c).zip(t.chunks(c)) {
+        let lse = xr.iter().map(|v| v.exp()).sum::<f64>().ln();
+        let ts: f64 = tr.iter().sum();
+        loss.push(xr.iter().zip(tr).map(|(x, t)| t * (lse - x)).sum());
+        grad.extend(xr.iter().zip(tr).map(|(x, t)| scale * ((x - lse).exp() * ts - t)));
+    }
+    (loss, grad)
+}
+
+#[test]
+fn softmax_cross_entropy_against_float64_loops() {
+    let (rows, c) = (37, 11);
+    let x = rand(30, &[rows, c], -6.0, 6.0);
+    let labels: Vec<i64> = (0..rows as i64).map(|r| (r * 7) % c as i64).collect();
+    let onehot: Vec<f64> = (0..rows * c).map(|i| f64::from(labels[i / c] == (i % c) as i64)).collect();
+    let probs = rand(31, &[rows, c], 0.0, 1.0);
+    let cases = [
+        ("class indices", Tensor::from_vec(labels.clone(), rows).unwrap(), onehot.clone()),
+        (
+            "class indices as U8",
+            Tensor::from_vec(labels.iter().map(|&l| l as u8).collect::<Vec<_>>(), rows).unwrap(),
+            onehot,
+        ),
+        ("probabilities", probs.clone(), vals(&probs)),
+    ];
+    for (what, t, tv) in cases {
+        for (dt, tol) in [(DType::F64, 1e-12), (DType::F32, 1e-6), (DType::BF16, 2e-2)] {
+            let xd = non_contiguous(&x.to_dtype(dt).unwrap());
+            let t = if t.dtype().is_float() { t.to_dtype(dt).unwrap() } else { t.clone() };
+            let tref = if t.dtype().is_float() { vals(&t) } else { tv.clone() };
+            let (want_loss, want_grad) = xent_reference(&vals(&xd), &tref, c, 0.25);
+            let (loss, grad) = xd.softmax_cross_entropy(&t, Some(0.25)).unwrap();
+            assert_eq!((loss.dims(), loss.dtype()), (&[rows][..], dt), "{what} {dt}");
+            let grad = grad.expect("asked for the gradient");
+            assert_eq!((grad.dims(), grad.dtype()), (&[rows, c][..], dt), "{what} {dt}");
+            assert!(
+                rel_err(&vals(&loss), &want_loss) < tol,
+                "{what} {dt}: loss {:e}",
+                rel_err(&vals(&loss), &want_loss)
+            );
+            assert!(
+                rel_err(&vals(&grad), &want_grad) < tol,
+                "{what} {dt}: grad {:e}",
+                rel_err(&vals(&grad), &want_grad)
+            );
+            let (alone, none) = xd.softmax_cross_entropy(&t, None).unwrap();
+            assert!(none.is_none());
+            assert_eq!(vals(&alone), vals(&loss), "{what} {dt}: the loss does not depend on the gradient");
+        }
+    }
+    // stable with huge logits; an impossible class (-inf logit, zero target) adds no NaN
+    let big = Tensor::from_vec(vec![1000.0f32, 1001.0, f32::NEG_INFINITY], (1, 3)).unwrap();
+    let (l, g) =
+        big.softmax_cross_entropy(&Tensor::from_vec(vec![0.0f32, 1.0, 0.0], (1, 3)).unwrap(), Some(1.0)).unwrap();
+    assert!((vals(&l)[0] - 0.31326169).abs() < 1e-5, "{:?}", vals(&l));
+    assert!(vals(&g.unwrap()).iter().all(|v| v.is_finite()));
+}
+
+#[test]
+fn softmax_cross_entropy_errors_name_the_problem() {
+    let x = rand(32, &[4, 3], -1.0, 1.0);
+    let bad = Tensor::from_vec(vec![0i64, 3, 1, 2], 4).unwrap();
+    let e = x.softmax_cross_entropy(&bad, None).unwrap_err();
+    assert!(matches!(e, Error::IndexOutOfRange { index: 3, size: 3, .. }), "{e}");
+    let neg = Tensor::from_vec(vec![0i64, -1, 1, 2], 4).unwrap();
+    assert!(x.softmax_cross_entropy(&neg, None).is_err());
+    let short = Tensor::from_vec(vec![0i64, 1], 2).unwrap();
+    let msg = x.softmax_cross_entropy(&short, None).unwrap_err().to_string();
+    assert!(msg.contains("softmax_cross_entropy") && msg.contains("[4, 3]") && msg.contains("[2]"), "{msg}");
+    let probs = rand(33, &[4, 2], 0.0, 1.0);
+    assert!(x.softmax_cross_entropy(&probs, None).is_err());
+    let ints = Tensor::from_vec(vec![1i64, 2], (1, 2)).unwrap();
+    assert!(ints.softmax_cross_entropy(&Tensor::from_vec(vec![0i64], 1).unwrap(), None).is_err());
+    let no_classes = Tensor::zeros([2, 0], DType::F32, &keel_tensor::Device::Cpu).unwrap();
+    assert!(no_classes.softmax_cross_entropy(&Tensor::from_vec(vec![0i64, 0], 2).unwrap(), None).is_err());
+}

@@ -1,7 +1,7 @@
 //! Bad class indices when training on a GPU are errors, not silent mistakes.
 //!
 //! Targets on the host are checked before they travel; targets already on the GPU are
-//! checked there (`one_hot`'s device-side index check) and reported by the next
+//! checked there (the loss's device-side index check) and reported by the next
 //! read-back. That report belongs to the device, so a read-back by *any* thread would
 //! take it: this binary has one test, so no other test shares its device.
 //!
@@ -47,7 +47,7 @@ fn bad_class_indices_are_errors_on_the_gpu() {
         let y = labels(bad).to_device(&dev).unwrap();
         let err = m.fit(&x, &y, fit(n)).unwrap_err();
         assert!(
-            matches!(err, Error::Tensor(keel_tensor::Error::IndexOutOfRange { op: "one_hot", .. })),
+            matches!(err, Error::Tensor(keel_tensor::Error::IndexOutOfRange { op: "softmax_cross_entropy", .. })),
             "device label {bad}, steps_per_execution {n}: {err}"
         );
     }

@@ -85,9 +85,11 @@ extern "C" __global__ void log_softmax_bwd_f32(const float* __restrict__ y, cons
 }
 
 // Fused softmax cross-entropy with integer labels.
-// loss[r] = logsumexp(x[r]) - x[r, label[r]];
+// loss[r] = logsumexp(x[r]) - x[r, label[r]], as (max - x[r, label[r]]) + log(sum exp(x - max));
 // grad[r, c] = grad_scale * (softmax(x[r])[c] - (c == label[r])) when GRAD.
-// A label outside [0, cols) gives loss NaN and a NaN gradient row (never silently ignored).
+// A label outside [0, cols) counts as a row of zeros (one_hot's row for it): loss 0 and a
+// zero gradient row, so the weights stay finite; callers check the labels on the device
+// (keel-tensor queues `check_index_range`), which reports it at the next read-back.
 template <bool GRAD>
 __device__ void xent_sparse(const float* __restrict__ x, const i64* __restrict__ labels,
                             float* __restrict__ loss, float* __restrict__ grad, i64 rows, i64 cols,
@@ -98,21 +100,23 @@ __device__ void xent_sparse(const float* __restrict__ x, const i64* __restrict__
         const i64 label = labels[r];
         const bool valid = label >= 0 && label < cols;
         const float2 ms = row_max_sumexp(xr, cols, buf);
-        const float lse = ms.x + logf(ms.y);
-        if (threadIdx.x == 0) loss[r] = valid ? lse - xr[label] : keel_nan();
+        // (max - x) + log(sum) rather than lse - x: lse rounded at the logits' magnitude
+        // would lose the small loss of a confident row
+        if (threadIdx.x == 0) loss[r] = valid ? (ms.x - xr[label]) + logf(ms.y) : 0.0f;
         if (GRAD) {
             float* gr = grad + r * cols;
             const float inv = 1.0f / ms.y;
+            const float tsum = valid ? 1.0f : 0.0f;
             for (i64 c = threadIdx.x; c < cols; c += blockDim.x) {
                 const float p = expf(xr[c] - ms.x) * inv;
-                gr[c] = valid ? grad_scale * (p - (c == label ? 1.0f : 0.0f)) : keel_nan();
+                gr[c] = grad_scale * (p * tsum - (c == label ? 1.0f : 0.0f));
             }
         }
     }
 }
 
 // Fused softmax cross-entropy with dense targets t (one-hot or probabilities):
-// loss[r] = sum_c t[c] * (lse - x[c]); grad[r, c] = grad_scale * (softmax[c] * sum(t) - t[c]).
+// loss[r] = sum_c t[c] * (lse - x[c]) (the same split); grad[r, c] = grad_scale * (softmax[c] * sum(t) - t[c]).
 template <bool GRAD>
 __device__ void xent_dense(const float* __restrict__ x, const float* __restrict__ t,
                            float* __restrict__ loss, float* __restrict__ grad, i64 rows, i64 cols,
@@ -122,12 +126,12 @@ __device__ void xent_dense(const float* __restrict__ x, const float* __restrict_
         const float* xr = x + r * cols;
         const float* tr = t + r * cols;
         const float2 ms = row_max_sumexp(xr, cols, buf);
-        const float lse = ms.x + logf(ms.y);
+        const float ls = logf(ms.y);
         float l = 0.0f, ts = 0.0f;
         for (i64 c = threadIdx.x; c < cols; c += blockDim.x) {
             const float tc = tr[c];
             ts += tc;
-            if (tc != 0.0f) l += tc * (lse - xr[c]);
+            if (tc != 0.0f) l += tc * ((ms.x - xr[c]) + ls);
         }
         l = block_sum(l, buf);
         ts = block_sum(ts, buf);

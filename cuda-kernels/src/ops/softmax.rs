@@ -67,8 +67,9 @@ pub fn softmax_backward_f32(
 }
 
 /// Fused softmax cross-entropy with integer labels: per-row `loss`, and when `grad` is
-/// given `grad = grad_scale * (softmax(x) - one_hot(label))`. An out-of-range label gives
-/// a NaN loss (and NaN gradient row).
+/// given `grad = grad_scale * (softmax(x) - one_hot(label))`. An out-of-range label counts
+/// as a row of zeros (loss 0, gradient 0: one_hot's row for it); check the labels with
+/// [`crate::ops::index::check_index_range`] to have it reported.
 pub fn softmax_xent_sparse_f32(
     dev: &CudaDevice,
     rows: usize,

@@ -180,7 +180,7 @@ mod nn;
 #[cfg(feature = "cuda")]
 pub(crate) mod optim;
 #[cfg(feature = "cuda")]
-mod reduce;
+pub(crate) mod reduce;
 
 #[cfg(feature = "cuda")]
 pub use backend::{ensure_available, is_available, CudaStorage};

@@ -1,4 +1,4 @@
-//! Reductions over trailing rows and softmax on CUDA.
+//! Reductions over trailing rows, softmax and the fused softmax cross-entropy on CUDA.
 //!
 //! The tensor layer moves the reduced axes last, so every reduction here is over
 //! `rows x size` in row-major order of the layout. When the buffer holds that as
@@ -190,6 +190,53 @@ pub(super) fn softmax_last(s: &CudaStorage, l: &Layout, size: usize, log: bool) 
         ks::softmax_f32(dev, log, rows, size, &x.view(), &mut head_mut(&mut out, n)).ctx(op)?;
     }
     Ok(s.like(f32_output(dev, out, n, s.dtype())?, n))
+}
+
+/// The fused softmax cross-entropy (`Tensor::softmax_cross_entropy`) of float logits `s`
+/// (rows of `classes`) against I64 class indices or probabilities `t`: one launch of
+/// `softmax_xent_{sparse|dense}[_fwd]_f32`, F16/BF16 widened to f32 first and the results
+/// rounded back. Class indices are checked on the device by the caller; an out-of-range
+/// one counts as all-zero targets (loss and gradient 0).
+pub(crate) fn softmax_cross_entropy(
+    s: &CudaStorage,
+    l: &Layout,
+    t: &CudaStorage,
+    tl: &Layout,
+    classes: usize,
+    grad_scale: Option<f64>,
+) -> Result<(CudaStorage, Option<CudaStorage>)> {
+    const OP: &str = "softmax_cross_entropy";
+    s.same_device(OP, t)?;
+    let dev = &s.dev;
+    let n = l.shape().elem_count();
+    let rows = n / classes;
+    let x = f32_input(OP, s, l)?;
+    let mut loss = alloc::<f32>(dev, rows)?;
+    let mut grad = match grad_scale {
+        Some(_) => Some(alloc::<f32>(dev, n)?),
+        None => None,
+    };
+    if n > 0 {
+        let (lv, scale) = (&mut head_mut(&mut loss, rows), grad_scale.unwrap_or(0.0) as f32);
+        let mut gv = grad.as_mut().map(|g| head_mut(g, n));
+        match &t.data {
+            Data::I64(labels) => {
+                let labels = contig(dev, labels, tl, -1)?;
+                ks::softmax_xent_sparse_f32(dev, rows, classes, &x.view(), &labels.view(), lv, gv.as_mut(), scale)
+            }
+            _ => {
+                let probs = f32_input(OP, t, tl)?;
+                ks::softmax_xent_dense_f32(dev, rows, classes, &x.view(), &probs.view(), lv, gv.as_mut(), scale)
+            }
+        }
+        .ctx(OP)?;
+    }
+    let dtype = s.dtype();
+    let grad = match grad {
+        Some(g) => Some(s.like(f32_output(dev, g, n, dtype)?, n)),
+        None => None,
+    };
+    Ok((s.like(f32_output(dev, loss, rows, dtype)?, rows), grad))
 }
 
 #[cfg(test)]

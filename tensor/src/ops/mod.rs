@@ -12,6 +12,7 @@ pub mod pool;
 pub mod reduce;
 pub mod unary;
 pub mod view;
+pub(crate) mod xent;
 
 pub use binary::{BinaryOp, CmpOp};
 pub use conv::{Conv2dParams, Padding};

@@ -1,0 +1,225 @@
+//! Softmax cross-entropy per row of logits, with its gradient, in one pass: the
+//! primitive under the categorical cross-entropy losses.
+//!
+//! For logits `x` (`[..., C]`, rows over the leading dims) and targets `t`, per row
+//! (`lse = log(sum_c exp(x_c))`, computed stably):
+//! * class indices (an integer dtype, the leading shape): `loss = lse - x[label]`;
+//! * probabilities or one-hot rows (float, the logits' shape):
+//!   `loss = sum_c t_c (lse - x_c)` (classes with `t_c = 0` add nothing, so a `-inf`
+//!   logit of an impossible class gives no NaN);
+//!
+//! and, when asked, `grad = scale * (softmax(x) * sum_c t_c - t)`, the gradient of
+//! `scale * loss` (`softmax - onehot` for one-hot targets).
+//!
+//! F32/F64 on the CPU and F32/F16/BF16 on CUDA (`softmax_xent_*_f32`, one launch, f32
+//! inside) run a fused kernel; F16/BF16 on the CPU run the same formulas as tensor ops.
+
+use crate::{DType, Error, Result, Shape, Storage, Tensor};
+
+const OP: &str = "softmax_cross_entropy";
+
+impl Tensor {
+    /// Softmax cross-entropy of logits `self` (`[..., C]`) against `targets`, per row:
+    /// returns the losses (the leading shape) and, with `grad_scale`, the gradient of
+    /// `grad_scale * loss` with respect to the logits (their shape). `targets` holds class
+    /// indices (an integer dtype, the leading shape) or probabilities (a float dtype, the
+    /// logits' shape). A class index outside `0..C` is an `IndexOutOfRange` error: at once
+    /// on the CPU, from the next read-back on CUDA (which checks on the device, as
+    /// `one_hot` does; the row counts as all-zero targets meanwhile: loss and gradient 0,
+    /// so a training step that ran before the report leaves the weights finite).
+    pub fn softmax_cross_entropy(&self, targets: &Tensor, grad_scale: Option<f64>) -> Result<(Tensor, Option<Tensor>)> {
+        if !self.dtype().is_float() {
+            return Err(Error::UnsupportedDType { op: OP, dtype: self.dtype(), hint: "logits must be a float dtype" });
+        }
+        let Some((&classes, lead)) = self.dims().split_last() else {
+            return Err(Error::invalid(OP, "logits need a class axis"));
+        };
+        if classes == 0 {
+            return Err(Error::invalid(OP, "logits have no classes (a class axis of size 0)"));
+        }
+        let sparse = !targets.dtype().is_float();
+        if sparse && targets.dims() != lead {
+            let msg = "class-index targets must have the logits' shape without the class axis";
+            return Err(Error::shape_mismatch(OP, self.shape(), targets.shape(), msg));
+        }
+        if !sparse && targets.shape() != self.shape() {
+            let msg = "probability targets must have the logits' shape";
+            return Err(Error::shape_mismatch(OP, self.shape(), targets.shape(), msg));
+        }
+        let lead = Shape::from(lead.to_vec());
+        let x = self.contiguous()?;
+        let t = if sparse { targets.to_dtype(DType::I64)? } else { targets.to_dtype(self.dtype())? }.contiguous()?;
+        if sparse {
+            t.check_indices(classes, OP)?;
+        }
+        let fused = {
+            let (sx, st) = (x.storage(), t.storage());
+            match (&*sx, &*st) {
+                #[cfg(feature = "cpu")]
+                (Storage::Cpu(xs), Storage::Cpu(ts)) => {
+                    cpu::softmax_cross_entropy(xs, x.layout(), ts, t.layout(), classes, grad_scale)?
+                        .map(|(l, g)| (Storage::Cpu(l), g.map(Storage::Cpu)))
+                }
+                #[cfg(feature = "cuda")]
+                (Storage::Cuda(xs), Storage::Cuda(ts)) => {
+                    let (l, g) = crate::cuda::reduce::softmax_cross_entropy(
+                        xs,
+                        x.layout(),
+                        ts,
+                        t.layout(),
+                        classes,
+                        grad_scale,
+                    )?;
+                    Some((Storage::Cuda(l), g.map(Storage::Cuda)))
+                }
+                _ => None,
+            }
+        };
+        if let Some((loss, grad)) = fused {
+            return Ok((Tensor::from_storage(loss, lead), grad.map(|g| Tensor::from_storage(g, self.shape().clone()))));
+        }
+        // F16/BF16 on the CPU (and operands on two devices, which the ops report)
+        let t = if sparse { t.one_hot(classes, self.dtype())? } else { t };
+        let lsm = x.log_softmax(-1)?;
+        let loss = t.mul(&lsm)?.sum(&[-1], false)?.neg()?;
+        let grad = match grad_scale {
+            Some(s) => Some(lsm.exp()?.mul(&t.sum(&[-1], true)?)?.sub(&t)?.mul_scalar(s)?),
+            None => None,
+        };
+        Ok((loss, grad))
+    }
+}
+
+#[cfg(feature = "cpu")]
+pub(crate) mod cpu {
+    use super::OP;
+    use crate::{CpuStorage, Error, Layout, Result};
+    use rayon::prelude::*;
+
+    /// The float types of the fused CPU kernel.
+    trait XentFloat: Copy + Send + Sync + PartialOrd + std::ops::Sub<Output = Self> + std::ops::Mul<Output = Self> {
+        const ZERO: Self;
+        const ONE: Self;
+        const NEG_INFINITY: Self;
+        fn exp(self) -> Self;
+        fn ln(self) -> Self;
+        fn add(self, o: Self) -> Self;
+        fn div(self, o: Self) -> Self;
+        fn of(v: f64) -> Self;
+    }
+
+    macro_rules! xent_float {
+        ($($t:ty),*) => {$(
+            impl XentFloat for $t {
+                const ZERO: Self = 0.0;
+                const ONE: Self = 1.0;
+                const NEG_INFINITY: Self = <$t>::NEG_INFINITY;
+                fn exp(self) -> Self { <$t>::exp(self) }
+                fn ln(self) -> Self { <$t>::ln(self) }
+                fn add(self, o: Self) -> Self { self + o }
+                fn div(self, o: Self) -> Self { self / o }
+                fn of(v: f64) -> Self { v as $t }
+            }
+        )*};
+    }
+    xent_float!(f32, f64);
+
+    /// The targets of every row: class indices (checked in range) or rows of probabilities.
+    #[derive(Clone, Copy)]
+    enum Targets<'a, T> {
+        Classes(&'a [i64]),
+        Probs(&'a [T]),
+    }
+
+    /// The loss of row `r` of `x`, writing `scale * (softmax * sum(t) - t)` into `grad` if given.
+    fn row<T: XentFloat>(x: &[T], t: Targets<'_, T>, r: usize, grad: Option<&mut [T]>, scale: T) -> T {
+        let c = x.len();
+        let m = x.iter().fold(T::NEG_INFINITY, |m, &v| if v > m { v } else { m });
+        let sum = x.iter().fold(T::ZERO, |s, &v| s.add((v - m).exp()));
+        // (max - x) + ln(sum), not lse - x: lse rounded at the logits' magnitude would lose
+        // the small loss of a confident row
+        let ls = sum.ln();
+        let (loss, tsum) = match t {
+            Targets::Classes(labels) => ((m - x[labels[r] as usize]).add(ls), T::ONE),
+            Targets::Probs(p) => {
+                let (mut l, mut ts) = (T::ZERO, T::ZERO);
+                for (&tc, &xc) in p[r * c..(r + 1) * c].iter().zip(x) {
+                    ts = ts.add(tc);
+                    if tc != T::ZERO {
+                        l = l.add(tc * (m - xc).add(ls));
+                    }
+                }
+                (l, ts)
+            }
+        };
+        if let Some(g) = grad {
+            for (j, (gj, &xj)) in g.iter_mut().zip(x).enumerate() {
+                let tj = match t {
+                    Targets::Classes(labels) if labels[r] as usize == j => T::ONE,
+                    Targets::Classes(_) => T::ZERO,
+                    Targets::Probs(p) => p[r * c + j],
+                };
+                *gj = scale * ((xj - m).exp().div(sum) * tsum - tj);
+            }
+        }
+        loss
+    }
+
+    fn run<T: XentFloat>(x: &[T], t: Targets<'_, T>, c: usize, grad_scale: Option<f64>) -> (Vec<T>, Option<Vec<T>>) {
+        let mut loss = vec![T::ZERO; x.len() / c];
+        let grad = grad_scale.map(|s| {
+            let mut g = vec![T::ZERO; x.len()];
+            let scale = T::of(s);
+            loss.par_iter_mut()
+                .zip(g.par_chunks_mut(c))
+                .zip(x.par_chunks(c))
+                .enumerate()
+                .for_each(|(r, ((l, gr), xr))| *l = row(xr, t, r, Some(gr), scale));
+            g
+        });
+        if grad.is_none() {
+            loss.par_iter_mut()
+                .zip(x.par_chunks(c))
+                .enumerate()
+                .for_each(|(r, (l, xr))| *l = row(xr, t, r, None, T::ZERO));
+        }
+        (loss, grad)
+    }
+
+    /// The slice of a contiguous `l` over `v`.
+    fn slice<'a, T>(v: &'a [T], l: &Layout) -> Result<&'a [T]> {
+        let (s, e) = l.contiguous_range().ok_or_else(|| Error::invalid(OP, "internal: operand not contiguous"))?;
+        Ok(&v[s..e])
+    }
+
+    /// The fused kernel for F32/F64 logits (contiguous `x`, `t`: I64 class indices, checked
+    /// in range by the caller, or probabilities of `x`'s dtype); `None` for other dtypes.
+    pub(crate) fn softmax_cross_entropy(
+        x: &CpuStorage,
+        xl: &Layout,
+        t: &CpuStorage,
+        tl: &Layout,
+        classes: usize,
+        grad_scale: Option<f64>,
+    ) -> Result<Option<(CpuStorage, Option<CpuStorage>)>> {
+        Ok(match (x, t) {
+            (CpuStorage::F32(x), CpuStorage::I64(t)) => {
+                let (l, g) = run(slice(x, xl)?, Targets::Classes(slice(t, tl)?), classes, grad_scale);
+                Some((CpuStorage::F32(l), g.map(CpuStorage::F32)))
+            }
+            (CpuStorage::F32(x), CpuStorage::F32(t)) => {
+                let (l, g) = run(slice(x, xl)?, Targets::Probs(slice(t, tl)?), classes, grad_scale);
+                Some((CpuStorage::F32(l), g.map(CpuStorage::F32)))
+            }
+            (CpuStorage::F64(x), CpuStorage::I64(t)) => {
+                let (l, g) = run(slice(x, xl)?, Targets::Classes(slice(t, tl)?), classes, grad_scale);
+                Some((CpuStorage::F64(l), g.map(CpuStorage::F64)))
+            }
+            (CpuStorage::F64(x), CpuStorage::F64(t)) => {
+                let (l, g) = run(slice(x, xl)?, Targets::Probs(slice(t, tl)?), classes, grad_scale);
+                Some((CpuStorage::F64(l), g.map(CpuStorage::F64)))
+            }
+            _ => None,
+        })
+    }
+}
