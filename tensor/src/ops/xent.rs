@@ -97,14 +97,21 @@ pub(crate) mod cpu {
     use rayon::prelude::*;
 
     /// The float types of the fused CPU kernel.
-    trait XentFloat: Copy + Send + Sync + PartialOrd + std::ops::Sub<Output = Self> + std::ops::Mul<Output = Self> {
+    trait XentFloat:
+        Copy
+        + Send
+        + Sync
+        + PartialOrd
+        + std::ops::Add<Output = Self>
+        + std::ops::Sub<Output = Self>
+        + std::ops::Mul<Output = Self>
+        + std::ops::Div<Output = Self>
+    {
         const ZERO: Self;
         const ONE: Self;
         const NEG_INFINITY: Self;
         fn exp(self) -> Self;
         fn ln(self) -> Self;
-        fn add(self, o: Self) -> Self;
-        fn div(self, o: Self) -> Self;
         fn of(v: f64) -> Self;
     }
 
@@ -116,8 +123,6 @@ pub(crate) mod cpu {
                 const NEG_INFINITY: Self = <$t>::NEG_INFINITY;
                 fn exp(self) -> Self { <$t>::exp(self) }
                 fn ln(self) -> Self { <$t>::ln(self) }
-                fn add(self, o: Self) -> Self { self + o }
-                fn div(self, o: Self) -> Self { self / o }
                 fn of(v: f64) -> Self { v as $t }
             }
         )*};
@@ -135,18 +140,18 @@ pub(crate) mod cpu {
     fn row<T: XentFloat>(x: &[T], t: Targets<'_, T>, r: usize, grad: Option<&mut [T]>, scale: T) -> T {
         let c = x.len();
         let m = x.iter().fold(T::NEG_INFINITY, |m, &v| if v > m { v } else { m });
-        let sum = x.iter().fold(T::ZERO, |s, &v| s.add((v - m).exp()));
+        let sum = x.iter().fold(T::ZERO, |s, &v| s + (v - m).exp());
         // (max - x) + ln(sum), not lse - x: lse rounded at the logits' magnitude would lose
         // the small loss of a confident row
         let ls = sum.ln();
         let (loss, tsum) = match t {
-            Targets::Classes(labels) => ((m - x[labels[r] as usize]).add(ls), T::ONE),
+            Targets::Classes(labels) => ((m - x[labels[r] as usize]) + ls, T::ONE),
             Targets::Probs(p) => {
                 let (mut l, mut ts) = (T::ZERO, T::ZERO);
                 for (&tc, &xc) in p[r * c..(r + 1) * c].iter().zip(x) {
-                    ts = ts.add(tc);
+                    ts = ts + tc;
                     if tc != T::ZERO {
-                        l = l.add(tc * (m - xc).add(ls));
+                        l = l + tc * ((m - xc) + ls);
                     }
                 }
                 (l, ts)
@@ -159,7 +164,7 @@ pub(crate) mod cpu {
                     Targets::Classes(_) => T::ZERO,
                     Targets::Probs(p) => p[r * c + j],
                 };
-                *gj = scale * ((xj - m).exp().div(sum) * tsum - tj);
+                *gj = scale * ((xj - m).exp() / sum * tsum - tj);
             }
         }
         loss
