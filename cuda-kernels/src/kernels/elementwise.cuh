@@ -165,57 +165,31 @@ __device__ __forceinline__ void unary_bwd_strided(const T* x, const T* y, const 
     KEEL_EW_BF16(KEEL_UNARY_BWD_KERNELS_T(NAME, keel_bf16, bf16))
 
 // z = u(b(x, y), a): a binary op and a unary op in one pass (a bias add and its
-// activation). f16/bf16 round the binary result to T before the unary op reads it, so
-// the bits are those of the two ops run one after the other.
-template <typename T>
-__device__ __forceinline__ float keel_round_to(float v) {
-    return to_f32(from_f32<T>(v));
-}
-
+// activation), run by the binary templates with this composed op. f16/bf16 round the
+// binary result to T before the unary op reads it, so the bits are those of the two ops
+// run one after the other (for f32 the rounding is the identity).
 template <typename T, typename B, typename U>
-__device__ __forceinline__ void binary_unary_contig(const T* __restrict__ x, const T* __restrict__ y,
-                                                    T* __restrict__ z, i64 n, float a, B b, U u) {
-    if constexpr (sizeof(T) == 4) {
-        if ((((u64)x | (u64)y | (u64)z) & 15u) == 0) {
-            const i64 n4 = n >> 2;
-            const float4* x4 = reinterpret_cast<const float4*>(x);
-            const float4* y4 = reinterpret_cast<const float4*>(y);
-            float4* z4 = reinterpret_cast<float4*>(z);
-            KEEL_GRID_LOOP(i, n4) {
-                const float4 p = x4[i];
-                const float4 q = y4[i];
-                float4 r;
-                r.x = u(b(p.x, q.x), a); r.y = u(b(p.y, q.y), a);
-                r.z = u(b(p.z, q.z), a); r.w = u(b(p.w, q.w), a);
-                z4[i] = r;
-            }
-            for (i64 i = (n4 << 2) + (i64)blockIdx.x * blockDim.x + threadIdx.x; i < n;
-                 i += (i64)blockDim.x * gridDim.x)
-                z[i] = u(b(x[i], y[i]), a);
-            return;
-        }
+struct keel_binary_then_unary {
+    B b;
+    U u;
+    float a;
+    __device__ __forceinline__ float operator()(float x, float y) const {
+        return u(to_f32(from_f32<T>(b(x, y))), a);
     }
-    KEEL_GRID_LOOP(i, n) z[i] = from_f32<T>(u(keel_round_to<T>(b(to_f32(x[i]), to_f32(y[i]))), a));
-}
+};
 
-template <typename T, typename B, typename U>
-__device__ __forceinline__ void binary_unary_strided(const T* x, const T* y, T* z, i64 n, float a,
-                                                     const Layout<3>& l, B b, U u) {
-    KEEL_GRID_LOOP(i, n) {
-        i64 off[3];
-        layout_offsets<3>(l, i, off);
-        z[off[2]] = from_f32<T>(u(keel_round_to<T>(b(to_f32(x[off[0]]), to_f32(y[off[1]]))), a));
-    }
-}
-
-#define KEEL_BINARY_UNARY_KERNELS_T(BNAME, UNAME, T, TN)                                        \
-    extern "C" __global__ void binary_unary_##BNAME##_##UNAME##_##TN(                           \
-        const T* __restrict__ x, const T* __restrict__ y, T* __restrict__ z, i64 n, float a) {  \
-        binary_unary_contig<T>(x, y, z, n, a, keel_binary_##BNAME(), keel_unary_##UNAME());     \
-    }                                                                                           \
-    extern "C" __global__ void binary_unary_##BNAME##_##UNAME##_##TN##_strided(                 \
-        const T* x, const T* y, T* z, i64 n, float a, Layout<3> l) {                            \
-        binary_unary_strided<T>(x, y, z, n, a, l, keel_binary_##BNAME(), keel_unary_##UNAME()); \
+#define KEEL_BINARY_UNARY_KERNELS_T(BNAME, UNAME, T, TN)                                          \
+    extern "C" __global__ void binary_unary_##BNAME##_##UNAME##_##TN(                             \
+        const T* __restrict__ x, const T* __restrict__ y, T* __restrict__ z, i64 n, float a) {    \
+        binary_contig<T>(x, y, z, n,                                                              \
+                         keel_binary_then_unary<T, keel_binary_##BNAME, keel_unary_##UNAME>{     \
+                             keel_binary_##BNAME(), keel_unary_##UNAME(), a});                    \
+    }                                                                                             \
+    extern "C" __global__ void binary_unary_##BNAME##_##UNAME##_##TN##_strided(                   \
+        const T* x, const T* y, T* z, i64 n, float a, Layout<3> l) {                              \
+        binary_strided<T>(x, y, z, n, l,                                                          \
+                          keel_binary_then_unary<T, keel_binary_##BNAME, keel_unary_##UNAME>{    \
+                              keel_binary_##BNAME(), keel_unary_##UNAME(), a});                   \
     }
 #define KEEL_BINARY_UNARY_KERNELS(BNAME, UNAME)                         \
     KEEL_EW_F32(KEEL_BINARY_UNARY_KERNELS_T(BNAME, UNAME, float, f32))      \

@@ -261,36 +261,36 @@ pub(super) fn unary_grad(
 
 // ---------------------------------------------------------------- binary
 
+/// `op(x, y)`, or `then(op(x, y))` in the same launch when `then` is a fused unary op (a
+/// pair of [`FUSED`]) with its parameter.
 fn binary_t<T: kk::FloatDType + Elem>(
     dev: &kk::CudaDevice,
-    x: &CudaSlice<T>,
-    l: &Layout,
-    y: &CudaSlice<T>,
-    rl: &Layout,
+    (x, l): (&CudaSlice<T>, &Layout),
+    (y, rl): (&CudaSlice<T>, &Layout),
     op: BinaryOp,
+    then: Option<(UnaryOp, f32)>,
 ) -> Result<CudaSlice<T>> {
     let n = l.shape().elem_count();
     let mut out = alloc::<T>(dev, n)?;
     if n == 0 {
         return Ok(out);
     }
-    {
-        let mut ov = head_mut(&mut out, n);
-        if contiguous_all(&[l, rl]) {
-            ew::binary(dev, program::<T>(), op.name(), &range(x, l), &range(y, rl), &mut ov).ctx(op.name())?;
-        } else {
-            let kl = kernel_layout(op.name(), l.dims(), [l.strides(), rl.strides(), &out_strides(l)])?;
-            ew::binary_strided(
-                dev,
-                program::<T>(),
-                op.name(),
-                &from_offset(x, l.offset()),
-                &from_offset(y, rl.offset()),
-                &mut ov,
-                &kl,
-            )
-            .ctx(op.name())?;
+    let (prog, mut ov) = (program::<T>(), head_mut(&mut out, n));
+    if contiguous_all(&[l, rl]) {
+        let (xv, yv) = (range(x, l), range(y, rl));
+        match then {
+            None => ew::binary(dev, prog, op.name(), &xv, &yv, &mut ov),
+            Some((u, a)) => ew::binary_unary(dev, prog, (op.name(), u.name()), &xv, &yv, &mut ov, a),
         }
+        .ctx(op.name())?;
+    } else {
+        let kl = kernel_layout(op.name(), l.dims(), [l.strides(), rl.strides(), &out_strides(l)])?;
+        let (xv, yv) = (from_offset(x, l.offset()), from_offset(y, rl.offset()));
+        match then {
+            None => ew::binary_strided(dev, prog, op.name(), &xv, &yv, &mut ov, &kl),
+            Some((u, a)) => ew::binary_unary_strided(dev, prog, (op.name(), u.name()), &xv, &yv, &mut ov, &kl, a),
+        }
+        .ctx(op.name())?;
     }
     Ok(out)
 }
@@ -299,9 +299,9 @@ pub(super) fn binary(s: &CudaStorage, l: &Layout, r: &CudaStorage, rl: &Layout, 
     s.same_device(op.name(), r)?;
     let dev = &s.dev;
     let data = match (&s.data, &r.data) {
-        (Data::F32(x), Data::F32(y)) => Data::F32(binary_t(dev, x, l, y, rl, op)?),
-        (Data::F16(x), Data::F16(y)) => Data::F16(binary_t(dev, x, l, y, rl, op)?),
-        (Data::BF16(x), Data::BF16(y)) => Data::BF16(binary_t(dev, x, l, y, rl, op)?),
+        (Data::F32(x), Data::F32(y)) => Data::F32(binary_t(dev, (x, l), (y, rl), op, None)?),
+        (Data::F16(x), Data::F16(y)) => Data::F16(binary_t(dev, (x, l), (y, rl), op, None)?),
+        (Data::BF16(x), Data::BF16(y)) => Data::BF16(binary_t(dev, (x, l), (y, rl), op, None)?),
         _ if s.dtype() != r.dtype() => return Err(mismatch(op.name(), s, r)),
         // integer arithmetic has no CUDA kernel yet; say so instead of rounding through f32
         _ => return Err(Error::NotImplemented { op: op.name(), backend: "cuda" }),
@@ -323,35 +323,12 @@ pub(crate) fn binary_unary(
     if !FUSED.contains(&(bop, uop)) {
         return Ok(None);
     }
-    fn run<T: kk::FloatDType + Elem>(
-        dev: &kk::CudaDevice,
-        (x, l): (&CudaSlice<T>, &Layout),
-        (y, rl): (&CudaSlice<T>, &Layout),
-        ops: (&str, &str),
-        a: f32,
-    ) -> Result<CudaSlice<T>> {
-        const OP: &str = "binary_unary";
-        let n = l.shape().elem_count();
-        let mut out = alloc::<T>(dev, n)?;
-        if n == 0 {
-            return Ok(out);
-        }
-        let mut ov = head_mut(&mut out, n);
-        if contiguous_all(&[l, rl]) {
-            ew::binary_unary(dev, program::<T>(), ops, &range(x, l), &range(y, rl), &mut ov, a).ctx(OP)?;
-        } else {
-            let kl = kernel_layout(OP, l.dims(), [l.strides(), rl.strides(), &out_strides(l)])?;
-            let (xv, yv) = (from_offset(x, l.offset()), from_offset(y, rl.offset()));
-            ew::binary_unary_strided(dev, program::<T>(), ops, &xv, &yv, &mut ov, &kl, a).ctx(OP)?;
-        }
-        Ok(out)
-    }
     s.same_device(bop.name(), r)?;
-    let (dev, ops, a) = (&s.dev, (bop.name(), uop.name()), p as f32);
+    let (dev, then) = (&s.dev, Some((uop, p as f32)));
     let data = match (&s.data, &r.data) {
-        (Data::F32(x), Data::F32(y)) => Data::F32(run(dev, (x, l), (y, rl), ops, a)?),
-        (Data::F16(x), Data::F16(y)) => Data::F16(run(dev, (x, l), (y, rl), ops, a)?),
-        (Data::BF16(x), Data::BF16(y)) => Data::BF16(run(dev, (x, l), (y, rl), ops, a)?),
+        (Data::F32(x), Data::F32(y)) => Data::F32(binary_t(dev, (x, l), (y, rl), bop, then)?),
+        (Data::F16(x), Data::F16(y)) => Data::F16(binary_t(dev, (x, l), (y, rl), bop, then)?),
+        (Data::BF16(x), Data::BF16(y)) => Data::BF16(binary_t(dev, (x, l), (y, rl), bop, then)?),
         _ => return Ok(None),
     };
     Ok(Some(s.like(data, l.shape().elem_count())))
