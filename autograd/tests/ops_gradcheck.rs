@@ -193,25 +193,56 @@ fn conv2d_bias_relu_fused() {
         assert!(r.is_ok(), "case {i}: {}", r.unwrap_err());
         // the same values and gradients, bit for bit, as conv2d then add_relu (f32 and f64)
         for dtype in [DType::F32, DType::F64] {
-            let run = |fused: bool| {
-                let tape = keel_autograd::Tape::new();
-                let v: Vec<Var> = inputs.iter().map(|t| tape.leaf(t.to_dtype(dtype).unwrap())).collect();
-                let y = if fused {
-                    v[0].conv2d_bias_relu(&v[1], &v[2], s, p, (1, 1)).unwrap()
-                } else {
-                    v[0].conv2d(&v[1], s, p, (1, 1)).unwrap().add_relu(&v[2]).unwrap()
+            let fused = values_and_grads(&inputs, dtype, |v| v[0].conv2d_bias_relu(&v[1], &v[2], s, p, (1, 1)));
+            let chain = values_and_grads(&inputs, dtype, |v| v[0].conv2d(&v[1], s, p, (1, 1))?.add_relu(&v[2]));
+            assert_eq!(fused, chain, "case {i} {dtype:?}");
+        }
+    }
+}
+
+/// `f`'s output and the gradients of `sum(f(inputs) * w)` (w fixed random) wrt every
+/// input, in `dtype`, as f64: for checking that a fused op is its chain, bit for bit.
+fn values_and_grads(
+    inputs: &[Tensor],
+    dtype: DType,
+    f: impl Fn(&[Var]) -> keel_autograd::Result<Var>,
+) -> Vec<Vec<f64>> {
+    let tape = keel_autograd::Tape::new();
+    let v: Vec<Var> = inputs.iter().map(|t| tape.leaf(t.to_dtype(dtype).unwrap())).collect();
+    let y = f(&v).unwrap();
+    let w = Var::constant(Tensor::rand_normal(7, 0.0, 1.0, y.dims().to_vec(), dtype, &Device::Cpu).unwrap());
+    let loss = y.mul(&w).unwrap().sum_all().unwrap();
+    let g = tape.backward(&loss).unwrap();
+    let mut out = vec![y.value().to_dtype(DType::F64).unwrap().to_vec::<f64>().unwrap()];
+    for x in &v {
+        out.push(g.get_var(x).unwrap().to_dtype(DType::F64).unwrap().to_vec::<f64>().unwrap());
+    }
+    out
+}
+
+#[test]
+fn matmul_bias_fused() {
+    let cases: &[(&[usize], &[usize])] = &[(&[3, 4], &[4, 5]), (&[2, 3, 4], &[4, 5]), (&[1, 7], &[7, 1])];
+    for (i, (a, b)) in cases.iter().enumerate() {
+        let inputs = [rn(330 + i as u64, a), rn(340 + i as u64, b), rn(350 + i as u64, &[b[1]])];
+        for relu in [false, true] {
+            let fused =
+                |v: &[Var]| if relu { v[0].matmul_bias_relu(&v[1], &v[2]) } else { v[0].matmul_bias(&v[1], &v[2]) };
+            let r = gradcheck(fused, &inputs);
+            assert!(r.is_ok(), "{a:?} x {b:?} relu {relu}: {}", r.unwrap_err());
+            // the same values and gradients, bit for bit, as matmul then add (and relu)
+            for dtype in [DType::F32, DType::F64] {
+                let chain = |v: &[Var]| {
+                    let z = v[0].matmul(&v[1])?;
+                    if relu {
+                        z.add_relu(&v[2])
+                    } else {
+                        z.add(&v[2])
+                    }
                 };
-                let w =
-                    Var::constant(Tensor::rand_normal(7, 0.0, 1.0, y.dims().to_vec(), dtype, &Device::Cpu).unwrap());
-                let loss = y.mul(&w).unwrap().sum_all().unwrap();
-                let g = tape.backward(&loss).unwrap();
-                let mut out = vec![y.value().to_dtype(DType::F64).unwrap().to_vec::<f64>().unwrap()];
-                for x in &v {
-                    out.push(g.get_var(x).unwrap().to_dtype(DType::F64).unwrap().to_vec::<f64>().unwrap());
-                }
-                out
-            };
-            assert_eq!(run(true), run(false), "case {i} {dtype:?}");
+                let (x, y) = (values_and_grads(&inputs, dtype, fused), values_and_grads(&inputs, dtype, chain));
+                assert_eq!(x, y, "{a:?} x {b:?} relu {relu} {dtype:?}");
+            }
         }
     }
 }

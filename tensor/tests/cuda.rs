@@ -224,6 +224,44 @@ fn fused_bias_add_relu() {
     }
 }
 
+/// `matmul_bias` / `matmul_bias_relu` (Dense, bias and ReLU in the GEMM's epilogue on F32):
+/// the bits of matmul, add (and relu) on CUDA, and the CPU's values, for F32 (SIMT and TF32),
+/// F16 and BF16 (which run the unfused ops), plain, batched with a shared kernel, with a
+/// transposed operand, and with an empty inner dimension.
+#[test]
+fn fused_matmul_bias_relu() {
+    let Some(dev) = gpu("fused_matmul_bias_relu") else { return };
+    let cases = [
+        ("2-D", rand_signed(620, &[67, 129], 0.1, 1.0), rand_signed(621, &[129, 35], 0.1, 1.0)),
+        ("batched", rand_signed(622, &[3, 17, 33], 0.1, 1.0), rand_signed(623, &[33, 9], 0.1, 1.0)),
+        ("A^T", rand_signed(624, &[40, 30], 0.1, 1.0).t().unwrap(), rand_signed(625, &[40, 12], 0.1, 1.0)),
+        (
+            "k = 0",
+            Tensor::zeros((5, 0), DType::F32, &Device::Cpu).unwrap(),
+            Tensor::zeros((0, 4), DType::F32, &Device::Cpu).unwrap(),
+        ),
+    ];
+    for (case, a, w) in cases {
+        let n = w.dims()[1];
+        let bias = rand_signed(626, &[n], 0.1, 1.0);
+        for (dt, tf32) in [(DType::F32, false), (DType::F32, true), (DType::F16, false), (DType::BF16, false)] {
+            let (a, w, bias) = (a.to_dtype(dt).unwrap(), w.to_dtype(dt).unwrap(), bias.to_dtype(dt).unwrap());
+            let (ga, gw, gb) = (a.to_device(&dev).unwrap(), w.to_device(&dev).unwrap(), bias.to_device(&dev).unwrap());
+            keel_tensor::cuda::with_tf32(tf32, || {
+                let what = format!("matmul bias {case} {dt} tf32 {tf32}");
+                let tol = if dt == DType::F32 && !tf32 { 1e-5 } else { 1e-2 };
+                let fused = ga.matmul_bias(&gw, &gb).unwrap();
+                check(&format!("{what} vs the two ops"), &fused, &ga.matmul(&gw).unwrap().add(&gb).unwrap(), 0.0);
+                check(&format!("{what} vs CPU"), &fused, &a.matmul_bias(&w, &bias).unwrap(), tol);
+                let fused = ga.matmul_bias_relu(&gw, &gb).unwrap();
+                let chain = ga.matmul(&gw).unwrap().binary_unary(&gb, BinaryOp::Add, UnaryOp::Relu, 0.0).unwrap();
+                check(&format!("{what} relu vs the three ops"), &fused, &chain, 0.0);
+                check(&format!("{what} relu vs CPU"), &fused, &a.matmul_bias_relu(&w, &bias).unwrap(), tol);
+            });
+        }
+    }
+}
+
 #[test]
 fn comparisons_and_where() {
     let Some(dev) = gpu("comparisons_and_where") else { return };

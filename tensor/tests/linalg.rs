@@ -95,6 +95,48 @@ fn matmul_shape_errors_name_op_and_shapes() {
     assert!(c.matmul(&d).is_err(), "batch dims 2 vs 3 do not broadcast");
 }
 
+#[test]
+fn matmul_bias_against_f64_loop_and_the_unfused_ops() {
+    for (dims_a, (k, n)) in [(vec![17, 33], (33, 9)), (vec![3, 4, 5], (5, 2)), (vec![6, 0], (0, 4))] {
+        let a = rand(11, &dims_a, -1.0, 1.0);
+        let w = rand(12, &[k, n], -1.0, 1.0);
+        let b = rand(13, &[n], -1.0, 1.0);
+        let m: usize = dims_a[..dims_a.len() - 1].iter().product();
+        let prod = matmul_ref(&vals(&a), &vals(&w), m, k, n);
+        let bv = vals(&b);
+        let want: Vec<f64> = prod.iter().enumerate().map(|(i, p)| p + bv[i % n]).collect();
+        let relu: Vec<f64> = want.iter().map(|v| v.max(0.0)).collect();
+        for dtype in [DType::F32, DType::F64, DType::BF16] {
+            let (a, w, b) = (a.to_dtype(dtype).unwrap(), w.to_dtype(dtype).unwrap(), b.to_dtype(dtype).unwrap());
+            let tol = if dtype == DType::BF16 { 1e-2 } else { 1e-6 };
+            let got = a.matmul_bias(&w, &b).unwrap();
+            assert!(rel_err(&vals(&got), &want) < tol, "{dims_a:?} {dtype}");
+            assert_eq!(
+                vals(&got),
+                vals(&a.matmul(&w).unwrap().add(&b).unwrap()),
+                "{dims_a:?} {dtype}: not the bits of the two ops"
+            );
+            let got = a.matmul_bias_relu(&w, &b).unwrap();
+            assert!(rel_err(&vals(&got), &relu) < tol, "{dims_a:?} {dtype} relu");
+            assert_eq!(
+                vals(&got),
+                vals(&a.matmul(&w).unwrap().add(&b).unwrap().relu().unwrap()),
+                "{dims_a:?} {dtype} relu"
+            );
+        }
+    }
+    // the bias must be [n] of the operands' dtype; the matmul's own errors come first
+    let (a, w) = (rand(14, &[2, 3], 0.0, 1.0), rand(15, &[3, 4], 0.0, 1.0));
+    let msg = a.matmul_bias(&w, &rand(16, &[3], 0.0, 1.0)).unwrap_err().to_string();
+    assert!(msg.contains("matmul_bias") && msg.contains("[3, 4]") && msg.contains("[3]"), "{msg}");
+    let msg = a.matmul_bias_relu(&w, &rand(17, &[1, 4], 0.0, 1.0)).unwrap_err().to_string();
+    assert!(msg.contains("matmul_bias_relu") && msg.contains("[1, 4]"), "{msg}");
+    let b64 = rand(18, &[4], 0.0, 1.0).to_dtype(DType::F64).unwrap();
+    assert!(matches!(a.matmul_bias(&w, &b64), Err(Error::DTypeMismatch { op: "matmul_bias", .. })));
+    let msg = a.matmul_bias(&rand(19, &[4, 5], 0.0, 1.0), &rand(20, &[5], 0.0, 1.0)).unwrap_err().to_string();
+    assert!(msg.contains("matmul") && msg.contains("inner dims"), "{msg}");
+}
+
 struct ConvCase {
     x: [usize; 4],
     k: [usize; 4],

@@ -121,8 +121,8 @@ impl Dense {
 }
 
 impl Dense {
-    /// `x @ kernel`, without bias or activation.
-    fn matmul(&self, x: &Var, ctx: &mut Ctx<'_>) -> Result<Var> {
+    /// The kernel's variable for input `x` (checked against the built input size).
+    fn kernel_var(&self, x: &Var, ctx: &mut Ctx<'_>) -> Result<Var> {
         let k = built(&self.kernel, self)?;
         let n = self.in_features.unwrap_or(0);
         if x.rank() < 2 || x.dims().last() != Some(&n) {
@@ -133,7 +133,7 @@ impl Dense {
                 got: x.dims().get(1..).unwrap_or(&[]).to_vec(),
             });
         }
-        Ok(x.matmul(&ctx.param(k)?)?)
+        ctx.param(k)
     }
 }
 
@@ -179,8 +179,11 @@ impl Layer for Dense {
 
     fn forward(&self, x: &Var, ctx: &mut Ctx<'_>) -> Result<Var> {
         match (&self.bias, self.cfg.activation) {
-            // bias + ReLU in one fused pass (the same values and gradients as add, then relu)
-            (Some(b), Activation::Relu) => Ok(self.matmul(x, ctx)?.add_relu(&ctx.param(b)?)?),
+            // matmul + bias + ReLU as one op (the same values and gradients as the three)
+            (Some(b), Activation::Relu) => {
+                let k = self.kernel_var(x, ctx)?;
+                Ok(x.matmul_bias_relu(&k, &ctx.param(b)?)?)
+            }
             _ => {
                 let z = self.forward_logits(x, ctx)?;
                 match self.output_activation() {
@@ -192,10 +195,10 @@ impl Layer for Dense {
     }
 
     fn forward_logits(&self, x: &Var, ctx: &mut Ctx<'_>) -> Result<Var> {
-        let y = self.matmul(x, ctx)?;
+        let k = self.kernel_var(x, ctx)?;
         match &self.bias {
-            Some(b) => Ok(y.add(&ctx.param(b)?)?),
-            None => Ok(y),
+            Some(b) => Ok(x.matmul_bias(&k, &ctx.param(b)?)?),
+            None => Ok(x.matmul(&k)?),
         }
     }
 

@@ -87,10 +87,10 @@ impl Cell for GRUCell {
         let (h, u, ra) = (&states[0], w.units, self.recurrent_activation);
         let xg = gate_blocks(x_proj, 3, u)?;
         let hh = if self.reset_after {
-            let mut inner = h.matmul(w.recurrent_kernel)?;
-            if let Some(b) = w.recurrent_bias {
-                inner = inner.add(b)?;
-            }
+            let inner = match w.recurrent_bias {
+                Some(b) => h.matmul_bias(w.recurrent_kernel, b)?,
+                None => h.matmul(w.recurrent_kernel)?,
+            };
             let rg = gate_blocks(&inner, 3, u)?;
             let z = ra.apply(&xg[0].add(&rg[0])?)?;
             let r = ra.apply(&xg[1].add(&rg[1])?)?;

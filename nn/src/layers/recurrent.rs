@@ -393,11 +393,12 @@ impl<C: Cell> Recurrent<C> {
                 ));
             }
         }
-        // All input projections in one matmul.
-        let mut proj = x.reshape([b * t, f])?.matmul(&w.kernel)?;
-        if let Some(bias) = &w.bias {
-            proj = proj.add(&cell.input_bias(bias)?)?;
-        }
+        // All input projections in one matmul (the bias in its epilogue where the backend can).
+        let x2 = x.reshape([b * t, f])?;
+        let proj = match &w.bias {
+            Some(bias) => x2.matmul_bias(&w.kernel, &cell.input_bias(bias)?)?,
+            None => x2.matmul(&w.kernel)?,
+        };
         let proj = proj.reshape([b, t, g])?;
         let steps: Vec<Var> = if t == 1 { vec![proj] } else { proj.split(&vec![1; t], 1)? };
         let mut states: Vec<Var> = match initial_state {

@@ -14,7 +14,7 @@ use crate::{Error, Layout, Result};
 use half::{bf16, f16};
 use keel_cuda_kernels as kk;
 use kk::cudarc::driver::{CudaSlice, CudaView, CudaViewMut};
-use kk::ops::gemm::{self, GemmArgs};
+use kk::ops::gemm::{self, Activation, GemmArgs};
 
 /// How the GEMM reads an `[r, c]` operand with row stride `rs` and column stride
 /// `cs`: `(transposed, leading dimension)`, or `None` when it needs a copy.
@@ -47,6 +47,10 @@ type GemmFn<T, O> = fn(
     Option<&CudaView<'_, f32>>,
 ) -> kk::Result<()>;
 
+/// The GEMM's epilogue: an f32 bias `[n]` and an activation.
+type Epilogue<'a> = (Option<CudaView<'a, f32>>, Activation);
+
+#[allow(clippy::too_many_arguments)]
 fn gemm_run<T: kk::DType, O: Elem>(
     dev: &kk::CudaDevice,
     a: &CudaSlice<T>,
@@ -55,6 +59,7 @@ fn gemm_run<T: kk::DType, O: Elem>(
     bl: &Layout,
     poison: T,
     f: GemmFn<T, O>,
+    (bias, act): &Epilogue<'_>,
 ) -> Result<CudaSlice<O>> {
     let (batch, m, k) = (al.dims()[0], al.dims()[1], al.dims()[2]);
     let n = bl.dims()[2];
@@ -83,18 +88,46 @@ fn gemm_run<T: kk::DType, O: Elem>(
             (b_copy.slice(0..batch * k * n), false, n, k * n)
         }
     };
-    let mut args = GemmArgs::new(m, n, k).batched(batch);
+    let mut args = GemmArgs::new(m, n, k).batched(batch).activation(*act);
     args.trans_a = trans_a;
     args.trans_b = trans_b;
     args.lda = lda;
     args.ldb = ldb;
     args.stride_a = stride_a;
     args.stride_b = stride_b;
-    f(dev, &args, &av, &bv, &mut head_mut(&mut out, total), None).ctx("matmul")?;
+    f(dev, &args, &av, &bv, &mut head_mut(&mut out, total), bias.as_ref()).ctx("matmul")?;
     Ok(out)
 }
 
 pub(super) fn matmul(s: &CudaStorage, l: &Layout, r: &CudaStorage, rl: &Layout) -> Result<CudaStorage> {
+    gemm_dispatch(s, l, r, rl, &(None, Activation::None))
+}
+
+/// `act(matmul + bias)` with the bias (`[n]`) and ReLU in the GEMM's epilogue, for F32
+/// only (`None` for other dtypes: the F16/BF16 epilogue would add the bias before rounding
+/// the product, not after as the unfused ops do). Bit-identical to matmul, add and relu:
+/// the epilogue computes `1 * acc + bias` and `fmaxf(., 0)`, as those kernels do.
+pub(crate) fn matmul_bias(
+    s: &CudaStorage,
+    l: &Layout,
+    r: &CudaStorage,
+    rl: &Layout,
+    (b, bl): (&CudaStorage, &Layout),
+    relu: bool,
+) -> Result<Option<CudaStorage>> {
+    let (Data::F32(_), Data::F32(_), Data::F32(bias)) = (&s.data, &r.data, &b.data) else {
+        return Ok(None);
+    };
+    if l.dims()[2] == 0 {
+        return Ok(None); // an empty sum: no GEMM runs to add the bias
+    }
+    s.same_device("matmul", b)?;
+    let bias = contig(&s.dev, bias, bl, f32::NAN)?;
+    let act = if relu { Activation::Relu } else { Activation::None };
+    gemm_dispatch(s, l, r, rl, &(Some(bias.view()), act)).map(Some)
+}
+
+fn gemm_dispatch(s: &CudaStorage, l: &Layout, r: &CudaStorage, rl: &Layout, epi: &Epilogue<'_>) -> Result<CudaStorage> {
     s.same_device("matmul", r)?;
     let dev = &s.dev;
     let total = l.dims()[0] * l.dims()[1] * rl.dims()[2];
@@ -102,10 +135,12 @@ pub(super) fn matmul(s: &CudaStorage, l: &Layout, r: &CudaStorage, rl: &Layout) 
     let out = match (&s.data, &r.data) {
         (Data::F32(x), Data::F32(y)) => {
             let f: GemmFn<f32, f32> = if super::tf32_enabled() { gemm::gemm_tf32 } else { gemm::gemm_f32 };
-            Data::F32(gemm_run(dev, x, l, y, rl, f32::NAN, f)?)
+            Data::F32(gemm_run(dev, x, l, y, rl, f32::NAN, f, epi)?)
         }
-        (Data::F16(x), Data::F16(y)) => Data::F16(gemm_run(dev, x, l, y, rl, f16::NAN, gemm::gemm_f16::<f16>)?),
-        (Data::BF16(x), Data::BF16(y)) => Data::BF16(gemm_run(dev, x, l, y, rl, bf16::NAN, gemm::gemm_bf16::<bf16>)?),
+        (Data::F16(x), Data::F16(y)) => Data::F16(gemm_run(dev, x, l, y, rl, f16::NAN, gemm::gemm_f16::<f16>, epi)?),
+        (Data::BF16(x), Data::BF16(y)) => {
+            Data::BF16(gemm_run(dev, x, l, y, rl, bf16::NAN, gemm::gemm_bf16::<bf16>, epi)?)
+        }
         (Data::F64(_), Data::F64(_)) => return Err(no_f64("matmul")),
         _ if s.dtype() != r.dtype() => {
             return Err(Error::DTypeMismatch { op: "matmul", lhs: s.dtype(), rhs: r.dtype() })

@@ -174,7 +174,7 @@ pub(crate) mod elementwise;
 #[cfg(feature = "cuda")]
 mod index;
 #[cfg(feature = "cuda")]
-mod matmul;
+pub(crate) mod matmul;
 #[cfg(feature = "cuda")]
 mod nn;
 #[cfg(feature = "cuda")]

@@ -12,6 +12,62 @@ impl Tensor {
     /// `[m, k] x [k, n] -> [m, n]`, `[b, m, k] x [k, n] -> [b, m, n]`,
     /// `[b, m, k] x [b, k, n] -> [b, m, n]`, and so on for higher ranks.
     pub fn matmul(&self, rhs: &Tensor) -> Result<Tensor> {
+        let (a3, b3, out_dims) = self.matmul_operands(rhs)?;
+        let (sa, sb) = (a3.storage(), b3.storage());
+        let out = dispatch2!("matmul", &*sa, &*sb, |x, y| x.matmul(a3.layout(), y, b3.layout()))?;
+        Ok(Tensor::from_storage(out, out_dims))
+    }
+
+    /// `self.matmul(rhs) + bias` (a Dense layer's logits) with `bias` `[n]`: the
+    /// same bits as the two ops, which is what runs where no fused kernel
+    /// exists. CUDA F32 adds the bias in the GEMM's epilogue (one launch, no
+    /// intermediate tensor).
+    pub fn matmul_bias(&self, rhs: &Tensor, bias: &Tensor) -> Result<Tensor> {
+        self.matmul_bias_act(rhs, bias, false)
+    }
+
+    /// `relu(self.matmul(rhs) + bias)` (a Dense layer with ReLU) with `bias`
+    /// `[n]`: the same bits as [`Tensor::matmul`] then [`Tensor::binary_unary`]
+    /// (add, relu), which is what runs where no fused kernel exists. CUDA F32
+    /// applies bias and ReLU in the GEMM's epilogue.
+    pub fn matmul_bias_relu(&self, rhs: &Tensor, bias: &Tensor) -> Result<Tensor> {
+        self.matmul_bias_act(rhs, bias, true)
+    }
+
+    fn matmul_bias_act(&self, rhs: &Tensor, bias: &Tensor, relu: bool) -> Result<Tensor> {
+        let op = if relu { "matmul_bias_relu" } else { "matmul_bias" };
+        let (a3, b3, out_dims) = self.matmul_operands(rhs)?;
+        let n = out_dims[out_dims.len() - 1];
+        if bias.dims() != [n] {
+            return Err(Error::shape_mismatch(op, rhs.shape(), bias.shape(), format!("the bias must be [{n}]")));
+        }
+        if bias.dtype() != self.dtype() {
+            return Err(Error::DTypeMismatch { op, lhs: self.dtype(), rhs: bias.dtype() });
+        }
+        let fused = {
+            let (sa, sb, sc) = (a3.storage(), b3.storage(), bias.storage());
+            match (&*sa, &*sb, &*sc) {
+                #[cfg(feature = "cuda")]
+                (crate::Storage::Cuda(x), crate::Storage::Cuda(y), crate::Storage::Cuda(c)) => {
+                    crate::cuda::matmul::matmul_bias(x, a3.layout(), y, b3.layout(), (c, bias.layout()), relu)?
+                        .map(crate::Storage::Cuda)
+                }
+                _ => None,
+            }
+        };
+        if let Some(out) = fused {
+            return Ok(Tensor::from_storage(out, out_dims));
+        }
+        let y = self.matmul(rhs)?;
+        match relu {
+            true => y.binary_unary(bias, crate::BinaryOp::Add, crate::UnaryOp::Relu, 0.0),
+            false => y.add(bias),
+        }
+    }
+
+    /// The checked operands of `self.matmul(rhs)` as `[b, m, k]` and `[b, k, n]`
+    /// views, and the output's dims.
+    fn matmul_operands(&self, rhs: &Tensor) -> Result<(Tensor, Tensor, Vec<usize>)> {
         if self.dtype() != rhs.dtype() {
             return Err(Error::DTypeMismatch { op: "matmul", lhs: self.dtype(), rhs: rhs.dtype() });
         }
@@ -35,11 +91,9 @@ impl Tensor {
         b_full.extend([k, n]);
         let a3 = to_batched(&self.broadcast_to(a_full)?, b, m, k)?;
         let b3 = to_batched(&rhs.broadcast_to(b_full)?, b, k, n)?;
-        let (sa, sb) = (a3.storage(), b3.storage());
-        let out = dispatch2!("matmul", &*sa, &*sb, |x, y| x.matmul(a3.layout(), y, b3.layout()))?;
         let mut out_dims = batch.dims().to_vec();
         out_dims.extend([m, n]);
-        Ok(Tensor::from_storage(out, out_dims))
+        Ok((a3, b3, out_dims))
     }
 }
 
