@@ -7,7 +7,7 @@ use std::sync::Arc;
 use keel_cuda_kernels::cudarc::driver::CudaSlice;
 use keel_cuda_kernels::ops::conv::{self, Conv2d, Padding};
 use keel_cuda_kernels::ops::elementwise::{self, builtin};
-use keel_cuda_kernels::ops::gemm::{self, Activation, GemmArgs, SimtKernel, TcKernel};
+use keel_cuda_kernels::ops::gemm::{self, Activation, Bias, GemmArgs, SimtKernel, TcKernel};
 use keel_cuda_kernels::ops::{misc, pool, reduce, rng, softmax};
 use keel_cuda_kernels::{CudaDevice, Layout, Program};
 
@@ -136,7 +136,7 @@ fn run_gemm(dev: &CudaDevice, g: &GemmArgs, prec: Prec, kernel: TcKernel, with_b
     let mut dc = dev.htod(&c0).expect("htod");
     let dbias = dev.htod(&bias).expect("htod");
     let bias_view = dbias.as_view();
-    let bias_arg = with_bias.then_some(&bias_view);
+    let bias_arg = with_bias.then_some(Bias::F32(&bias_view));
     let res = match prec {
         Prec::F32 | Prec::F32TwoBlocks | Prec::F32DoubleBuffered | Prec::Tf32 => {
             let (da, db) = (dev.htod(&a).expect("a"), dev.htod(&b).expect("b"));
@@ -286,7 +286,7 @@ fn simt_double_buffered_gives_the_same_bits() {
             let mut c = dev.htod(&rand_vec(c_len, 700 + i as u64)).expect("c");
             let bias = dev.htod(&rand_vec(g.n, 800 + i as u64)).expect("bias");
             let bias = bias.as_view();
-            gemm::gemm_f32_with(&dev, g, &a.as_view(), &b.as_view(), &mut c.as_view_mut(), Some(&bias), k)
+            gemm::gemm_f32_with(&dev, g, &a.as_view(), &b.as_view(), &mut c.as_view_mut(), Some(Bias::F32(&bias)), k)
                 .expect("gemm");
             dev.dtoh(&c.as_view()).expect("dtoh").iter().map(|v| v.to_bits()).collect::<Vec<u32>>()
         };
@@ -839,8 +839,10 @@ fn half_output_is_f32_output_rounded<H: Half>(dev: &CudaDevice, g: &GemmArgs, ke
     let bias = bias.as_view();
     let mut c32 = dev.htod(&c0.iter().map(|v| v.to_f32()).collect::<Vec<f32>>()).expect("c");
     let mut ch = dev.htod(&c0).expect("c");
-    gemm::gemm_tc(dev, g, &da.as_view(), &db.as_view(), &mut c32.as_view_mut(), Some(&bias), kernel).expect("f32 C");
-    gemm::gemm_tc(dev, g, &da.as_view(), &db.as_view(), &mut ch.as_view_mut(), Some(&bias), kernel).expect("half C");
+    gemm::gemm_tc(dev, g, &da.as_view(), &db.as_view(), &mut c32.as_view_mut(), Some(Bias::F32(&bias)), kernel)
+        .expect("f32 C");
+    gemm::gemm_tc(dev, g, &da.as_view(), &db.as_view(), &mut ch.as_view_mut(), Some(Bias::F32(&bias)), kernel)
+        .expect("half C");
     let want: Vec<u16> = dev.dtoh(&c32.as_view()).expect("dtoh").into_iter().map(|v| H::from_f32(v).bits()).collect();
     let got: Vec<u16> = dev.dtoh(&ch.as_view()).expect("dtoh").into_iter().map(H::bits).collect();
     if let Some(i) = got.iter().zip(&want).position(|(x, y)| x != y) {
@@ -859,6 +861,93 @@ fn tensor_core_half_output_is_the_f32_output_rounded_once() {
         for kernel in [TcKernel::Element, TcKernel::Vec, TcKernel::Pipelined] {
             half_output_is_f32_output_rounded::<half::f16>(&dev, g, kernel, 950 + i as u64);
             half_output_is_f32_output_rounded::<half::bf16>(&dev, g, kernel, 950 + i as u64);
+        }
+    }
+}
+
+/// What separate add (and relu) kernels on `H` make of `plain` (a pass's output without bias),
+/// as bits: `round(round(c + bias[col]))`, ReLU'd, for the elements of the `batch` `[m, n]`
+/// matrices (row stride `ldc`, batch stride `stride_c`); every other element unchanged.
+fn add_bias_on_host<H: Half>(
+    plain: &[H],
+    bias: &[H],
+    (m, n, ldc, stride_c, batch): (usize, usize, usize, usize, usize),
+    relu: bool,
+) -> Vec<u16> {
+    let mut out: Vec<u16> = plain.iter().map(|v| v.bits()).collect();
+    for z in 0..batch {
+        for r in 0..m {
+            for c in 0..n {
+                let i = z * stride_c + r * ldc + c;
+                let mut v = H::from_f32(plain[i].to_f32() + bias[c].to_f32()).to_f32();
+                if relu {
+                    v = v.max(0.0);
+                }
+                out[i] = H::from_f32(v).bits();
+            }
+        }
+    }
+    out
+}
+
+/// Panics unless the bits `got` are `want`.
+fn assert_bits<H: Half>(what: &str, got: &[H], want: &[u16]) {
+    if let Some(i) = got.iter().zip(want).position(|(a, b)| a.bits() != *b) {
+        panic!("{} {what}: element {i} is {:#06x}, want {:#06x}", H::TC_NAME, got[i].bits(), want[i]);
+    }
+}
+
+/// A tensor-core GEMM with a [`Bias::Rounded`] bias (of C's type) gives the bits of the same
+/// GEMM without bias followed by separate add (and relu) kernels on C's type.
+fn rounded_bias_is_the_separate_add<H: Half>(dev: &CudaDevice, g: &GemmArgs, kernel: TcKernel, seed: u64) {
+    let a_len = (g.batch - 1) * g.stride_a + if g.trans_a { g.k * g.lda } else { g.m * g.lda };
+    let b_len = (g.batch - 1) * g.stride_b + if g.trans_b { g.n * g.ldb } else { g.k * g.ldb };
+    let c_len = (g.batch - 1) * g.stride_c + g.m * g.ldc;
+    let half_of = |v: Vec<f32>| v.into_iter().map(H::from_f32).collect::<Vec<H>>();
+    let (a, b, c0) =
+        (half_of(rand_vec(a_len, seed)), half_of(rand_vec(b_len, seed + 1)), half_of(rand_vec(c_len, seed + 2)));
+    let bias = half_of(rand_vec(g.n, seed + 3));
+    let (da, db, dbias) = (dev.htod(&a).expect("a"), dev.htod(&b).expect("b"), dev.htod(&bias).expect("bias"));
+    let (mut plain, mut fused) = (dev.htod(&c0).expect("c"), dev.htod(&c0).expect("c"));
+    for relu in [false, true] {
+        let act = if relu { Activation::Relu } else { Activation::None };
+        let bare = GemmArgs { act: Activation::None, ..*g };
+        gemm::gemm_tc(dev, &bare, &da.as_view(), &db.as_view(), &mut plain.as_view_mut(), None, kernel).expect("plain");
+        let fused_args = GemmArgs { act, ..*g };
+        let bias_view = dbias.as_view();
+        gemm::gemm_tc(
+            dev,
+            &fused_args,
+            &da.as_view(),
+            &db.as_view(),
+            &mut fused.as_view_mut(),
+            Some(Bias::Rounded(&bias_view)),
+            kernel,
+        )
+        .expect("fused");
+        let plain_h = dev.dtoh(&plain.as_view()).expect("dtoh");
+        let want = add_bias_on_host(&plain_h, &bias, (g.m, g.n, g.ldc, g.stride_c, g.batch), relu);
+        assert_bits(
+            &format!("rounded bias, relu {relu}, {kernel:?}, gemm {g:?}"),
+            &dev.dtoh(&fused.as_view()).expect("dtoh"),
+            &want,
+        );
+        // the next round reads C again when beta != 0: start both from the same C
+        plain = dev.htod(&c0).expect("c");
+        fused = dev.htod(&c0).expect("c");
+    }
+}
+
+#[test]
+fn tensor_core_rounded_bias_is_the_separate_add() {
+    let Some(dev) = device() else { return };
+    for (i, g) in gemm_cases().iter().enumerate() {
+        rounded_bias_is_the_separate_add::<half::f16>(&dev, g, TcKernel::Auto, 1100 + i as u64);
+        rounded_bias_is_the_separate_add::<half::bf16>(&dev, g, TcKernel::Auto, 1100 + i as u64);
+    }
+    for (i, g) in aligned_tc_cases().iter().enumerate() {
+        for kernel in [TcKernel::Element, TcKernel::Vec, TcKernel::Pipelined] {
+            rounded_bias_is_the_separate_add::<half::bf16>(&dev, g, kernel, 1150 + i as u64);
         }
     }
 }
@@ -900,15 +989,43 @@ fn conv_half_output_is_f32_output_rounded<H: Half>(dev: &CudaDevice, p: &Conv2d,
         &dx_.as_view(),
         &dw_.as_view(),
         &mut y32.as_view_mut(),
-        Some(&bias),
+        Some(Bias::F32(&bias)),
         0.5,
         0.75,
         act,
     )
     .expect("fwd f32");
-    conv::conv2d_forward_tc(dev, p, &dx_.as_view(), &dw_.as_view(), &mut yh.as_view_mut(), Some(&bias), 0.5, 0.75, act)
-        .expect("fwd half");
+    conv::conv2d_forward_tc(
+        dev,
+        p,
+        &dx_.as_view(),
+        &dw_.as_view(),
+        &mut yh.as_view_mut(),
+        Some(Bias::F32(&bias)),
+        0.5,
+        0.75,
+        act,
+    )
+    .expect("fwd half");
     compare("fwd", &y32, &yh);
+    // a bias of the output's type (Bias::Rounded): the bits of the pass and a separate add + relu
+    let hbias = half_of(rand_vec(p.o as usize, seed + 6));
+    let dhbias = up(&hbias);
+    let (mut plain, mut fused) = (up(&c0), up(&c0));
+    let (x_, w_) = (dx_.as_view(), dw_.as_view());
+    conv::conv2d_forward_tc(dev, p, &x_, &w_, &mut plain.as_view_mut(), None, 0.5, 0.75, Activation::None)
+        .expect("fwd");
+    let hb = dhbias.as_view();
+    conv::conv2d_forward_tc(dev, p, &x_, &w_, &mut fused.as_view_mut(), Some(Bias::Rounded(&hb)), 0.5, 0.75, act)
+        .expect("fwd");
+    let plain = dev.dtoh(&plain.as_view()).expect("dtoh");
+    let rows = p.y_len() / p.o as usize;
+    let want = add_bias_on_host(&plain, &hbias, (rows, p.o as usize, p.o as usize, 0, 1), true);
+    assert_bits(
+        &format!("tensor-core conv fwd, rounded bias {p:?}"),
+        &dev.dtoh(&fused.as_view()).expect("dtoh"),
+        &want,
+    );
     let (mut gx32, mut gxh) =
         (dev.alloc_zeros::<f32>(p.x_len()).expect("gx"), dev.alloc_zeros::<H>(p.x_len()).expect("gx"));
     conv::conv2d_backward_input_tc(dev, p, &dgy.as_view(), &dw_.as_view(), &mut gx32.as_view_mut(), 1.0, 0.0)
@@ -965,10 +1082,24 @@ fn simt_half_conv_is_the_f32_conv<H: Half>(dev: &CudaDevice, p: &Conv2d, seed: u
 
     let c0 = half_of(rand_vec(p.y_len(), seed + 4));
     let (mut want, mut got) = (wide(&c0), up(&c0));
-    conv::conv2d_forward_simt(dev, p, &fx, &fw, &mut want.as_view_mut(), bias.as_ref(), 0.5, 0.75, act)
+    conv::conv2d_forward_simt(dev, p, &fx, &fw, &mut want.as_view_mut(), bias.as_ref().map(Bias::F32), 0.5, 0.75, act)
         .expect("fwd f32");
-    conv::conv2d_forward_simt(dev, p, &hx, &hw, &mut got.as_view_mut(), bias.as_ref(), 0.5, 0.75, act).expect("fwd");
+    conv::conv2d_forward_simt(dev, p, &hx, &hw, &mut got.as_view_mut(), bias.as_ref().map(Bias::F32), 0.5, 0.75, act)
+        .expect("fwd");
     assert_rounded(dev, &what("fwd"), &want, &got);
+    // a bias of the output's type (Bias::Rounded): the bits of the pass and a separate add + relu
+    let hbias = half_of(rand_vec(p.o as usize, seed + 6));
+    let dhbias = up(&hbias);
+    let (mut plain, mut fused) = (up(&c0), up(&c0));
+    conv::conv2d_forward_simt(dev, p, &hx, &hw, &mut plain.as_view_mut(), None, 0.5, 0.75, Activation::None)
+        .expect("fwd");
+    let hb = dhbias.as_view();
+    conv::conv2d_forward_simt(dev, p, &hx, &hw, &mut fused.as_view_mut(), Some(Bias::Rounded(&hb)), 0.5, 0.75, act)
+        .expect("fwd");
+    let plain = dev.dtoh(&plain.as_view()).expect("dtoh");
+    let rows = p.y_len() / p.o as usize;
+    let want = add_bias_on_host(&plain, &hbias, (rows, p.o as usize, p.o as usize, 0, 1), true);
+    assert_bits(&what("fwd, rounded bias"), &dev.dtoh(&fused.as_view()).expect("dtoh"), &want);
 
     let mut want = poisoned(dev, p.x_len());
     let mut got = up(&vec![H::from_f32(f32::NAN); p.x_len()]);

@@ -441,6 +441,15 @@ fn matmul_shapes_layouts_and_precisions() {
     }
 }
 
+/// `conv2d_bias_relu` on CUDA (bias and ReLU in the convolution's epilogue; F16/BF16 add a
+/// bias of their type to the rounded output) equals conv2d, add and relu there, bit for bit.
+fn conv_bias_relu_is_the_op_chain(dev: &Device, xkb: [Tensor; 3], p: &Conv2dParams, what: &str) {
+    let [x, k, b] = xkb.map(|t| t.to_device(dev).unwrap());
+    let fused = x.conv2d_bias_relu(&k, &b, p).unwrap();
+    let chain = x.conv2d_with(&k, p).unwrap().add(&b).unwrap().unary(UnaryOp::Relu, 0.0).unwrap();
+    check(&format!("{what} {}: fused bias relu vs the three ops", x.dtype()), &fused, &chain, 0.0);
+}
+
 #[test]
 fn conv2d_forward_and_grads() {
     let Some(dev) = gpu("conv2d_forward_and_grads") else { return };
@@ -471,10 +480,9 @@ fn conv2d_forward_and_grads() {
         agree(&format!("{what} fused bias relu"), dev, 1e-5, &[x.clone(), k.clone(), b.clone()], |t| {
             t[0].conv2d_bias_relu(&t[1], &t[2], &p)
         });
-        let g: Vec<Tensor> = [&x, &k, &b].iter().map(|t| t.to_device(&dev).unwrap()).collect();
-        let fused = g[0].conv2d_bias_relu(&g[1], &g[2], &p).unwrap();
-        let unfused = g[0].conv2d_with(&g[1], &p).unwrap().add(&g[2]).unwrap().unary(UnaryOp::Relu, 0.0).unwrap();
-        assert_eq!(fused.to_vec_f64().unwrap(), unfused.to_vec_f64().unwrap(), "{what}: fused != unfused on CUDA");
+        for dt in [DType::F32, DType::F16, DType::BF16] {
+            conv_bias_relu_is_the_op_chain(&dev, [&x, &k, &b].map(|t| t.to_dtype(dt).unwrap()), &p, &what);
+        }
         let (xb, kb) = (x.to_dtype(DType::BF16).unwrap(), k.to_dtype(DType::BF16).unwrap());
         agree(&format!("{what} forward bf16"), dev, 1e-2, &[xb, kb], |t| t[0].conv2d(&t[1], st, pad, dil));
     }
@@ -499,6 +507,8 @@ fn conv2d_forward_and_grads() {
             agree(&format!("{what} grad kernel"), dev, 1e-2, &[x.clone(), dy.clone()], |t| {
                 t[0].conv2d_grad_kernel(&t[1], &p)
             });
+            let b = rand_signed(s + 3, &[ks[3]], 0.1, 1.0).to_dtype(dt).unwrap();
+            conv_bias_relu_is_the_op_chain(&dev, [x.clone(), k.clone(), b], &p, &what);
         }
     }
     // a batch large enough for the split-K grad-kernel path

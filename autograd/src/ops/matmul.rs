@@ -17,7 +17,7 @@ impl Var {
     }
 
     /// `self.matmul(rhs) + bias` with `bias` `[n]` as one op: the values and
-    /// gradients of `matmul` then `add`, in one launch on CUDA F32
+    /// gradients of `matmul` then `add`, in one launch on CUDA
     /// ([`Tensor::matmul_bias`]).
     pub fn matmul_bias(&self, rhs: &Var, bias: &Var) -> Result<Var> {
         let out = self.value().matmul_bias(rhs.value(), bias.value())?;
@@ -34,7 +34,7 @@ impl Var {
 
     /// `relu(self.matmul(rhs) + bias)` with `bias` `[n]` as one op: the values
     /// and gradients of `matmul` then [`Var::add_relu`], in one launch on CUDA
-    /// F32 ([`Tensor::matmul_bias_relu`]). The rule saves the output for the
+    /// ([`Tensor::matmul_bias_relu`]). The rule saves the output for the
     /// ReLU mask, and the operands as `matmul` does.
     pub fn matmul_bias_relu(&self, rhs: &Var, bias: &Var) -> Result<Var> {
         let out = self.value().matmul_bias_relu(rhs.value(), bias.value())?;

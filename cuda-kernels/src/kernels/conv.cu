@@ -140,13 +140,13 @@ struct WgradA {  // rows m = (kh, kw, c) contiguous along c, k = (n, oh, ow)
 
 // The epilogue writing the [m, n] output (row stride n) at c, in O's type.
 template <class O>
-__device__ __forceinline__ GemmEpiT<O> conv_epi(O* c, i64 m, i64 n, float alpha, float beta, const float* bias,
+__device__ __forceinline__ GemmEpiT<O> conv_epi(O* c, i64 m, i64 n, float alpha, float beta, const void* bias,
                                                 int act) {
     return GemmEpiT<O>{c, n, m, n, alpha, beta, bias, act};
 }
 
 template <bool VEC, class T, class O>
-__device__ __forceinline__ void conv_fwd_impl(const T* x, const T* wt, O* y, const float* bias, const ConvParams& p,
+__device__ __forceinline__ void conv_fwd_impl(const T* x, const T* wt, O* y, const void* bias, const ConvParams& p,
                                               float alpha, float beta, int act) {
     const i64 m = p.n * p.oh * p.ow, kdim = (i64)p.kh * p.kw * p.c;
     FwdA<VEC, T> la;
@@ -191,7 +191,7 @@ __device__ __forceinline__ void conv_wgrad_impl(const T* x, const T* dy, float* 
 // rounds them once).
 #define KEEL_CONV(TN, T, SUFFIX, VEC)                                                              \
     extern "C" __global__ void __launch_bounds__(256)                                             \
-        conv2d_fwd_##TN##SUFFIX(const T* x, const T* w, T* y, const float* bias, ConvParams p,    \
+        conv2d_fwd_##TN##SUFFIX(const T* x, const T* w, T* y, const void* bias, ConvParams p,    \
                                 float alpha, float beta, int act) {                               \
         conv_fwd_impl<VEC>(x, w, y, bias, p, alpha, beta, act);                                   \
     }                                                                                             \

@@ -126,7 +126,7 @@ struct ConvWgradA {  // rows m = (kh, kw, c), k = (n, oh, ow): chunks along c (8
 };
 
 template <class T>
-__device__ __forceinline__ void conv_fwd_tc(const u16* x, const u16* wt, void* y, const float* bias,
+__device__ __forceinline__ void conv_fwd_tc(const u16* x, const u16* wt, void* y, const void* bias,
                                             const ConvParams& p, float alpha, float beta, int act, int out) {
     const i64 mdim = p.n * p.oh * p.ow, kdim = (i64)p.kh * p.kw * p.c;
     ConvFwdA la;
@@ -165,7 +165,7 @@ __device__ __forceinline__ void conv_wgrad_tc(const u16* x, const u16* dy, void*
 // `out`: y/dx/dw's storage, 0 = f32, 1 = f16, 2 = bf16 (as GemmParams::out).
 #define KEEL_CONV_TC(TN, T)                                                                         \
     extern "C" __global__ void __launch_bounds__(256, 2)                                           \
-        conv2d_fwd_tc_##TN(const u16* x, const u16* w, void* y, const float* bias, ConvParams p,    \
+        conv2d_fwd_tc_##TN(const u16* x, const u16* w, void* y, const void* bias, ConvParams p,    \
                            float alpha, float beta, int act, int out) {                            \
         conv_fwd_tc<T>(x, w, y, bias, p, alpha, beta, act, out);                                   \
     }                                                                                              \

@@ -13,7 +13,7 @@
 
 template <bool TA, bool TB, bool VEC, bool DB>
 __device__ __forceinline__ void gemm_f32_impl(const float* __restrict__ a, const float* __restrict__ b,
-                                              float* c, const float* __restrict__ bias,
+                                              float* c, const void* __restrict__ bias,
                                               const GemmParams& p) {
     const i64 m0 = (i64)blockIdx.x * GBM, n0 = (i64)blockIdx.y * GBN;
     for (i64 z = blockIdx.z; z < p.batch; z += gridDim.z) {
@@ -31,7 +31,7 @@ __device__ __forceinline__ void gemm_f32_impl(const float* __restrict__ a, const
 // One f32 GEMM kernel: gemm_f32_<form><variant>.
 #define KEEL_GEMM_F32(FORM, TA, TB, VARIANT, BOUNDS, VEC, DB)                                   \
     extern "C" __global__ void BOUNDS gemm_f32_##FORM##VARIANT(const float* a, const float* b,  \
-                                                               float* c, const float* bias,     \
+                                                               float* c, const void* bias,     \
                                                                GemmParams p) {                  \
         gemm_f32_impl<TA, TB, VEC, DB>(a, b, c, bias, p);                                       \
     }

@@ -23,18 +23,29 @@ struct GemmParams {
     i64 stride_a, stride_b, stride_c;
     i64 batch;
     float alpha, beta;
-    int act;  // 0 = none, 1 = relu
+    int act;  // 0 = none, 1 = relu; | KEEL_EPI_BIAS_ROUNDED
     int out;  // C's storage: 0 = f32, 1 = f16, 2 = bf16 (tensor-core kernels; SIMT always f32)
 };
 
+// `act` flag: the bias has C's storage type O and is added to the result rounded to O, and
+// the sum is rounded to O before the activation: the bits of a GEMM writing O followed by a
+// separate add (+ relu) kernel on O, which is what F16/BF16 layers compute.
+#define KEEL_EPI_BIAS_ROUNDED 256
+
 // act(alpha * v + beta * old() + bias[ni]); `old` (C's element) is called only when beta != 0.
-template <class Old>
-__device__ __forceinline__ float gemm_epi_value(float v, float alpha, float beta, const float* bias, i64 ni,
+// `bias` is f32, or O with KEEL_EPI_BIAS_ROUNDED in `act` (see there).
+template <class O, class Old>
+__device__ __forceinline__ float gemm_epi_value(float v, float alpha, float beta, const void* bias, i64 ni,
                                                 int act, Old old) {
     float r = alpha * v;
     if (beta != 0.0f) r += beta * old();
-    if (bias) r += bias[ni];
-    if (act == 1) r = fmaxf(r, 0.0f);
+    if (bias) {
+        if (act & KEEL_EPI_BIAS_ROUNDED)
+            r = to_f32(from_f32<O>(to_f32(from_f32<O>(r)) + to_f32(((const O*)bias)[ni])));
+        else
+            r += ((const float*)bias)[ni];
+    }
+    if ((act & 255) == 1) r = fmaxf(r, 0.0f);
     return r;
 }
 
@@ -47,12 +58,12 @@ struct GemmEpiT {
     O* c;
     i64 ldc, m, n;
     float alpha, beta;
-    const float* bias;
+    const void* bias;
     int act;
     __device__ __forceinline__ void operator()(i64 mi, i64 ni, float v) const {
         if (mi >= m || ni >= n) return;
         O* p = c + mi * ldc + ni;
-        *p = from_f32<O>(gemm_epi_value(v, alpha, beta, bias, ni, act, [&] { return to_f32(*p); }));
+        *p = from_f32<O>(gemm_epi_value<O>(v, alpha, beta, bias, ni, act, [&] { return to_f32(*p); }));
     }
 };
 typedef GemmEpiT<float> GemmEpi;
@@ -64,11 +75,11 @@ struct GemmEpiAny {
     void* c;  // batch matrix base
     i64 ldc, m, n;
     float alpha, beta;
-    const float* bias;
+    const void* bias;
     int act, out;
     template <class O>
     __device__ __forceinline__ void store(O* p, i64 ni, float v) const {
-        *p = from_f32<O>(gemm_epi_value(v, alpha, beta, bias, ni, act, [&] { return to_f32(*p); }));
+        *p = from_f32<O>(gemm_epi_value<O>(v, alpha, beta, bias, ni, act, [&] { return to_f32(*p); }));
     }
     __device__ __forceinline__ void operator()(i64 mi, i64 ni, float v) const {
         if (mi >= m || ni >= n) return;
@@ -80,7 +91,7 @@ struct GemmEpiAny {
 };
 
 // The epilogue of a tensor-core GEMM with parameters `p` writing batch matrix `z` of `c`.
-__device__ __forceinline__ GemmEpiAny gemm_epi_any(const GemmParams& p, void* c, i64 z, const float* bias) {
+__device__ __forceinline__ GemmEpiAny gemm_epi_any(const GemmParams& p, void* c, i64 z, const void* bias) {
     GemmEpiAny epi;
     const i64 elem = p.out == 0 ? 4 : 2;
     epi.c = (char*)c + z * p.stride_c * elem;
@@ -90,7 +101,7 @@ __device__ __forceinline__ GemmEpiAny gemm_epi_any(const GemmParams& p, void* c,
 }
 
 // The epilogue of a GEMM with parameters `p` writing the batch matrix `c`.
-__device__ __forceinline__ GemmEpi gemm_epi(const GemmParams& p, float* c, const float* bias) {
+__device__ __forceinline__ GemmEpi gemm_epi(const GemmParams& p, float* c, const void* bias) {
     GemmEpi epi;
     epi.c = c; epi.ldc = p.ldc; epi.m = p.m; epi.n = p.n;
     epi.alpha = p.alpha; epi.beta = p.beta; epi.bias = bias; epi.act = p.act;

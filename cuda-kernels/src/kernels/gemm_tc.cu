@@ -229,7 +229,7 @@ __device__ __forceinline__ void tc_store_acc(const float (&acc)[4][4][4], const 
 template <class T, bool TA, bool TB, bool VEC>
 __device__ __forceinline__ void gemm_tc_impl(const typename T::S* __restrict__ a,
                                              const typename T::S* __restrict__ b, void* c,
-                                             const float* __restrict__ bias, const GemmParams& p) {
+                                             const void* __restrict__ bias, const GemmParams& p) {
     typedef typename T::S S;
     constexpr int LD = TBK + T::PAD;
     __shared__ __align__(16) S As[TBM * LD];
@@ -259,13 +259,13 @@ __device__ __forceinline__ void gemm_tc_impl(const typename T::S* __restrict__ a
 
 #define KEEL_GEMM_TC(TN, T, SUFFIX, TA, TB)                                                     \
     extern "C" __global__ void __launch_bounds__(256, 2)                                       \
-        gemm_tc_##TN##_##SUFFIX(const T::S* a, const T::S* b, void* c, const float* bias,      \
+        gemm_tc_##TN##_##SUFFIX(const T::S* a, const T::S* b, void* c, const void* bias,      \
                                 GemmParams p) {                                                \
         gemm_tc_impl<T, TA, TB, false>(a, b, c, bias, p);                                      \
     }                                                                                          \
     extern "C" __global__ void __launch_bounds__(256, 2)                                       \
         gemm_tc_##TN##_##SUFFIX##_vec(const T::S* a, const T::S* b, void* c,                   \
-                                      const float* bias, GemmParams p) {                       \
+                                      const void* bias, GemmParams p) {                       \
         gemm_tc_impl<T, TA, TB, true>(a, b, c, bias, p);                                       \
     }
 #define KEEL_GEMM_TC_FORMS(TN, T)               \

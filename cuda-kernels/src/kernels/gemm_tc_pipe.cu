@@ -210,7 +210,7 @@ __device__ __forceinline__ void tc_pipe_tile(LA& la, LB& lb, const Epi& epi, i64
 
 template <class T, bool TA, bool TB>
 __device__ __forceinline__ void gemm_tc_pipe_impl(const u16* __restrict__ a, const u16* __restrict__ b, void* c,
-                                                  const float* __restrict__ bias, const GemmParams& p) {
+                                                  const void* __restrict__ bias, const GemmParams& p) {
     for (i64 z = blockIdx.z; z < p.batch; z += gridDim.z) {
         PipeMat<!TA> la{a + z * p.stride_a, p.lda, p.m, p.k};
         PipeMat<TB> lb{b + z * p.stride_b, p.ldb, p.n, p.k};
@@ -220,7 +220,7 @@ __device__ __forceinline__ void gemm_tc_pipe_impl(const u16* __restrict__ a, con
 
 #define KEEL_GEMM_TC_PIPE(TN, T, SUFFIX, TA, TB)                                                \
     extern "C" __global__ void __launch_bounds__(256, 2)                                       \
-        gemm_tc_##TN##_##SUFFIX##_pipe(const u16* a, const u16* b, void* c, const float* bias,  \
+        gemm_tc_##TN##_##SUFFIX##_pipe(const u16* a, const u16* b, void* c, const void* bias,  \
                                         GemmParams p) {                                        \
         gemm_tc_pipe_impl<T, TA, TB>(a, b, c, bias, p);                                        \
     }

@@ -5,7 +5,7 @@ use cudarc::driver::{CudaView, CudaViewMut, DeviceRepr, LaunchConfig};
 
 use crate::device::{check_len, CudaDevice, FloatDType};
 use crate::error::{Error, Result};
-use crate::ops::gemm::{self, Activation};
+use crate::ops::gemm::{self, Activation, Bias};
 use crate::sources::{program_part, programs};
 
 /// Padding mode for [`Conv2d::new`].
@@ -221,24 +221,18 @@ pub fn conv2d_forward_simt<T: FloatDType>(
     x: &CudaView<'_, T>,
     w: &CudaView<'_, T>,
     y: &mut CudaViewMut<'_, T>,
-    bias: Option<&CudaView<'_, f32>>,
+    bias: Option<Bias<'_, '_, T>>,
     alpha: f32,
     beta: f32,
     act: Activation,
 ) -> Result<()> {
-    if !check_forward(p, x.len(), w.len(), y.len(), bias.map(|b| b.len()))? {
+    if !check_forward(p, x.len(), w.len(), y.len(), bias.as_ref().map(Bias::len))? {
         return Ok(());
     }
     let name = simt_kernel::<T>("fwd", p.c % 4 == 0 && p.o % 4 == 0 && aligned(dev, x) && aligned(dev, w));
     let cfg = grid(p.n * p.oh * p.ow, p.o, 1)?;
-    let a = act.code();
-    match bias {
-        Some(b) => launch!(dev, programs::conv(), name, cfg, [x, w, y, b, p, &alpha, &beta, &a]),
-        None => {
-            let null = 0u64;
-            launch!(dev, programs::conv(), name, cfg, [x, w, y, &null, p, &alpha, &beta, &a])
-        }
-    }
+    let a = gemm::epilogue_code(act, bias.as_ref());
+    gemm::with_bias!(bias, |b| launch!(dev, programs::conv(), name, cfg, [x, w, y, b, p, &alpha, &beta, &a]))
 }
 
 /// Gradient w.r.t. the input on the SIMT core: `dx = alpha * conv_transpose(dy, w) + beta * dx`
@@ -386,27 +380,21 @@ pub fn conv2d_forward_tc<T: gemm::TcInput, O: gemm::GemmOut>(
     x: &CudaView<'_, T>,
     w: &CudaView<'_, T>,
     y: &mut CudaViewMut<'_, O>,
-    bias: Option<&CudaView<'_, f32>>,
+    bias: Option<Bias<'_, '_, O>>,
     alpha: f32,
     beta: f32,
     act: Activation,
 ) -> Result<()> {
     const OP: &str = "conv2d_forward";
     tc_check(dev, p, OP, &[x, w])?;
-    if !check_forward(p, x.len(), w.len(), y.len(), bias.map(|b| b.len()))? {
+    if !check_forward(p, x.len(), w.len(), y.len(), bias.as_ref().map(Bias::len))? {
         return Ok(());
     }
     let name = format!("conv2d_fwd_tc_{}", T::TC_NAME);
     let cfg = grid(p.n * p.oh * p.ow, p.o, 1)?;
-    let (a, smem, out) = (act.code(), gemm::PIPE_SMEM_BYTES, O::CODE);
+    let (a, smem, out) = (gemm::epilogue_code(act, bias.as_ref()), gemm::PIPE_SMEM_BYTES, O::CODE);
     let program = program_part(programs::gemm_tc(), gemm::conv_tc_part(T::TC_NAME));
-    match bias {
-        Some(b) => launch!(dev, program, name, cfg, smem = smem, [x, w, y, b, p, &alpha, &beta, &a, &out]),
-        None => {
-            let null = 0u64;
-            launch!(dev, program, name, cfg, smem = smem, [x, w, y, &null, p, &alpha, &beta, &a, &out])
-        }
-    }
+    gemm::with_bias!(bias, |b| launch!(dev, program, name, cfg, smem = smem, [x, w, y, b, p, &alpha, &beta, &a, &out]))
 }
 
 /// [`conv2d_backward_input_simt`] on tensor cores (F16/BF16 `dy` and `w`; `dx` in f32 or the

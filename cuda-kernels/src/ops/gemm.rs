@@ -32,6 +32,54 @@ impl Activation {
     }
 }
 
+/// The bias `[n]` a GEMM's (or a convolution's, `[o]`) epilogue adds; `O` is C's storage type.
+#[derive(Debug, Clone, Copy)]
+pub enum Bias<'a, 'b, O: DType> {
+    /// f32, added to the f32 result before the one rounding to C's type.
+    F32(&'a CudaView<'b, f32>),
+    /// C's own type, added to the result rounded to that type, the sum rounded again before
+    /// the activation: the bits of a GEMM writing C followed by separate add (and relu)
+    /// kernels on C's type, which is what F16/BF16 layers compute. For f32 C, as `F32`.
+    Rounded(&'a CudaView<'b, O>),
+}
+
+impl<O: DType> Bias<'_, '_, O> {
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        match self {
+            Bias::F32(b) => b.len(),
+            Bias::Rounded(b) => b.len(),
+        }
+    }
+
+    /// True when it has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The epilogue's `act` code for activation `act` and `bias`: the activation, with
+/// `KEEL_EPI_BIAS_ROUNDED` (gemm_core.cuh) for a [`Bias::Rounded`] bias.
+pub(crate) fn epilogue_code<O: DType>(act: Activation, bias: Option<&Bias<'_, '_, O>>) -> i32 {
+    act.code() | if matches!(bias, Some(Bias::Rounded(_))) { 256 } else { 0 }
+}
+
+/// Launches `$launch` with `$b` bound to `$bias`'s kernel argument: the bias view, or a null
+/// pointer for `None` (the kernels test `bias` for null).
+macro_rules! with_bias {
+    ($bias:expr, |$b:ident| $launch:expr) => {
+        match $bias {
+            Some($crate::ops::gemm::Bias::F32($b)) => $launch,
+            Some($crate::ops::gemm::Bias::Rounded($b)) => $launch,
+            None => {
+                let $b = &0u64;
+                $launch
+            }
+        }
+    };
+}
+pub(crate) use with_bias;
+
 /// Shape, layout and epilogue of one (batched) GEMM.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct GemmArgs {
@@ -250,22 +298,17 @@ fn launch_gemm<T: DType, O: GemmOut>(
     a: &CudaView<'_, T>,
     b: &CudaView<'_, T>,
     c: &mut CudaViewMut<'_, O>,
-    bias: Option<&CudaView<'_, f32>>,
+    bias: Option<Bias<'_, '_, O>>,
 ) -> Result<()> {
-    args.validate(a.len(), b.len(), c.len(), bias.map(|x| x.len()))?;
+    args.validate(a.len(), b.len(), c.len(), bias.as_ref().map(Bias::len))?;
     if args.m == 0 || args.n == 0 || args.batch == 0 {
         return Ok(());
     }
     let mut p = args.params()?;
     p.out = O::CODE;
+    p.act = epilogue_code(args.act, bias.as_ref());
     let cfg = args.cfg();
-    match bias {
-        Some(bias) => launch!(dev, program, kernel, cfg, smem = smem_bytes, [a, b, c, bias, &p]),
-        None => {
-            let null = 0u64; // the kernels test `bias` for null
-            launch!(dev, program, kernel, cfg, smem = smem_bytes, [a, b, c, &null, &p])
-        }
-    }
+    with_bias!(bias, |bias| launch!(dev, program, kernel, cfg, smem = smem_bytes, [a, b, c, bias, &p]))
 }
 
 /// Which SIMT f32 kernel runs a GEMM (see [`gemm_f32_with`]).
@@ -292,7 +335,7 @@ pub fn gemm_f32(
     a: &CudaView<'_, f32>,
     b: &CudaView<'_, f32>,
     c: &mut CudaViewMut<'_, f32>,
-    bias: Option<&CudaView<'_, f32>>,
+    bias: Option<Bias<'_, '_, f32>>,
 ) -> Result<()> {
     gemm_f32_with(dev, args, a, b, c, bias, SimtKernel::Auto)
 }
@@ -305,7 +348,7 @@ pub fn gemm_f32_with(
     a: &CudaView<'_, f32>,
     b: &CudaView<'_, f32>,
     c: &mut CudaViewMut<'_, f32>,
-    bias: Option<&CudaView<'_, f32>>,
+    bias: Option<Bias<'_, '_, f32>>,
     kernel: SimtKernel,
 ) -> Result<()> {
     let vec = aligned16(dev, args, a, b);
@@ -447,7 +490,7 @@ pub fn gemm_tc<T: TcInput, O: GemmOut>(
     a: &CudaView<'_, T>,
     b: &CudaView<'_, T>,
     c: &mut CudaViewMut<'_, O>,
-    bias: Option<&CudaView<'_, f32>>,
+    bias: Option<Bias<'_, '_, O>>,
     kernel: TcKernel,
 ) -> Result<()> {
     let pipelined = resolve_tc(dev, args, a, b, kernel)?;
@@ -490,7 +533,7 @@ pub fn gemm_tf32(
     a: &CudaView<'_, f32>,
     b: &CudaView<'_, f32>,
     c: &mut CudaViewMut<'_, f32>,
-    bias: Option<&CudaView<'_, f32>>,
+    bias: Option<Bias<'_, '_, f32>>,
 ) -> Result<()> {
     gemm_tc(dev, args, a, b, c, bias, TcKernel::Auto)
 }
@@ -502,7 +545,7 @@ pub fn gemm_f16<O: GemmOut>(
     a: &CudaView<'_, half::f16>,
     b: &CudaView<'_, half::f16>,
     c: &mut CudaViewMut<'_, O>,
-    bias: Option<&CudaView<'_, f32>>,
+    bias: Option<Bias<'_, '_, O>>,
 ) -> Result<()> {
     gemm_tc(dev, args, a, b, c, bias, TcKernel::Auto)
 }
@@ -514,7 +557,7 @@ pub fn gemm_bf16<O: GemmOut>(
     a: &CudaView<'_, half::bf16>,
     b: &CudaView<'_, half::bf16>,
     c: &mut CudaViewMut<'_, O>,
-    bias: Option<&CudaView<'_, f32>>,
+    bias: Option<Bias<'_, '_, O>>,
 ) -> Result<()> {
     gemm_tc(dev, args, a, b, c, bias, TcKernel::Auto)
 }

@@ -14,7 +14,7 @@ use crate::{Error, Layout, Result};
 use half::{bf16, f16};
 use keel_cuda_kernels as kk;
 use kk::cudarc::driver::{CudaSlice, CudaView, CudaViewMut};
-use kk::ops::gemm::{self, Activation, GemmArgs};
+use kk::ops::gemm::{self, Activation, Bias, GemmArgs};
 
 /// How the GEMM reads an `[r, c]` operand with row stride `rs` and column stride
 /// `cs`: `(transposed, leading dimension)`, or `None` when it needs a copy.
@@ -38,17 +38,17 @@ fn operand(l: &Layout) -> Option<(bool, usize, usize)> {
 }
 
 /// A GEMM with inputs `T` and output `O`.
-type GemmFn<T, O> = fn(
+type GemmFn<T, O> = for<'a, 'b> fn(
     &kk::CudaDevice,
     &GemmArgs,
     &CudaView<'_, T>,
     &CudaView<'_, T>,
     &mut CudaViewMut<'_, O>,
-    Option<&CudaView<'_, f32>>,
+    Option<Bias<'a, 'b, O>>,
 ) -> kk::Result<()>;
 
-/// The GEMM's epilogue: an f32 bias `[n]` and an activation.
-type Epilogue<'a> = (Option<CudaView<'a, f32>>, Activation);
+/// The GEMM's epilogue: a bias `[n]` (storage and layout) and an activation.
+type Epilogue<'a> = (Option<(&'a CudaStorage, &'a Layout)>, Activation);
 
 #[allow(clippy::too_many_arguments)]
 fn gemm_run<T: kk::DType, O: Elem>(
@@ -59,7 +59,7 @@ fn gemm_run<T: kk::DType, O: Elem>(
     bl: &Layout,
     poison: T,
     f: GemmFn<T, O>,
-    (bias, act): &Epilogue<'_>,
+    &(bias, act): &Epilogue<'_>,
 ) -> Result<CudaSlice<O>> {
     let (batch, m, k) = (al.dims()[0], al.dims()[1], al.dims()[2]);
     let n = bl.dims()[2];
@@ -88,14 +88,23 @@ fn gemm_run<T: kk::DType, O: Elem>(
             (b_copy.slice(0..batch * k * n), false, n, k * n)
         }
     };
-    let mut args = GemmArgs::new(m, n, k).batched(batch).activation(*act);
+    // the bias in the output's type, added to the rounded product (as a separate add would)
+    let bias = match bias {
+        Some((s, l)) => {
+            let data = O::slice(&s.data).ok_or(Error::DTypeMismatch { op: "matmul", lhs: O::DTYPE, rhs: s.dtype() })?;
+            Some(contig(dev, data, l, O::poison())?)
+        }
+        None => None,
+    };
+    let bias_view = bias.as_ref().map(|b| b.view());
+    let mut args = GemmArgs::new(m, n, k).batched(batch).activation(act);
     args.trans_a = trans_a;
     args.trans_b = trans_b;
     args.lda = lda;
     args.ldb = ldb;
     args.stride_a = stride_a;
     args.stride_b = stride_b;
-    f(dev, &args, &av, &bv, &mut head_mut(&mut out, total), bias.as_ref()).ctx("matmul")?;
+    f(dev, &args, &av, &bv, &mut head_mut(&mut out, total), bias_view.as_ref().map(Bias::Rounded)).ctx("matmul")?;
     Ok(out)
 }
 
@@ -103,28 +112,24 @@ pub(super) fn matmul(s: &CudaStorage, l: &Layout, r: &CudaStorage, rl: &Layout) 
     gemm_dispatch(s, l, r, rl, &(None, Activation::None))
 }
 
-/// `act(matmul + bias)` with the bias (`[n]`) and ReLU in the GEMM's epilogue, for F32
-/// only (`None` for other dtypes: the F16/BF16 epilogue would add the bias before rounding
-/// the product, not after as the unfused ops do). Bit-identical to matmul, add and relu:
-/// the epilogue computes `1 * acc + bias` and `fmaxf(., 0)`, as those kernels do.
+/// `act(matmul + bias)` with the bias (`[n]`, the operands' dtype) and ReLU in the GEMM's
+/// epilogue: bit-identical to matmul, add and relu, since the epilogue adds the bias to the
+/// product rounded to the output's dtype and rounds the sum before the ReLU (`1 * acc + b`
+/// and `fmaxf(., 0)` for F32), as those kernels do. `None` for an empty inner dimension.
 pub(crate) fn matmul_bias(
     s: &CudaStorage,
     l: &Layout,
     r: &CudaStorage,
     rl: &Layout,
-    (b, bl): (&CudaStorage, &Layout),
+    bias: (&CudaStorage, &Layout),
     relu: bool,
 ) -> Result<Option<CudaStorage>> {
-    let (Data::F32(_), Data::F32(_), Data::F32(bias)) = (&s.data, &r.data, &b.data) else {
-        return Ok(None);
-    };
     if l.dims()[2] == 0 {
         return Ok(None); // an empty sum: no GEMM runs to add the bias
     }
-    s.same_device("matmul", b)?;
-    let bias = contig(&s.dev, bias, bl, f32::NAN)?;
+    s.same_device("matmul", bias.0)?;
     let act = if relu { Activation::Relu } else { Activation::None };
-    gemm_dispatch(s, l, r, rl, &(Some(bias.view()), act)).map(Some)
+    gemm_dispatch(s, l, r, rl, &(Some(bias), act)).map(Some)
 }
 
 fn gemm_dispatch(s: &CudaStorage, l: &Layout, r: &CudaStorage, rl: &Layout, epi: &Epilogue<'_>) -> Result<CudaStorage> {

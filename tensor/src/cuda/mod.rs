@@ -253,15 +253,26 @@ mod backend {
 
     /// Element types with a device buffer variant of their own.
     pub(crate) trait Elem: kk::DType {
+        /// keel's dtype of this element type.
+        const DTYPE: DType;
         /// The value written by [`super::set_poison_outputs`].
         fn poison() -> Self;
+        /// `data`'s buffer if it holds this type.
+        fn slice(data: &Data) -> Option<&CudaSlice<Self>>;
     }
 
     macro_rules! elem {
         ($t:ty, $v:ident, $poison:expr) => {
             impl Elem for $t {
+                const DTYPE: DType = DType::$v;
                 fn poison() -> Self {
                     $poison
+                }
+                fn slice(data: &Data) -> Option<&CudaSlice<Self>> {
+                    match data {
+                        Data::$v(x) => Some(x),
+                        _ => None,
+                    }
                 }
             }
         };

@@ -22,7 +22,7 @@ use crate::{Error, Layout, Result};
 use keel_cuda_kernels as kk;
 use kk::cudarc::driver::{CudaSlice, CudaView, CudaViewMut};
 use kk::ops::conv::{self as kc, Conv2d};
-use kk::ops::gemm::Activation;
+use kk::ops::gemm::{Activation, Bias};
 use kk::ops::pool::{self as kp, Pool2d};
 
 fn i32c(op: &'static str, v: usize) -> Result<i32> {
@@ -70,9 +70,11 @@ fn pool_geom(op: &'static str, p: &Pool2dParams) -> Result<Pool2d> {
     })
 }
 
-/// `relu(conv2d(x, k) + b)` in one kernel (the conv's bias + ReLU epilogue), for f32 only:
-/// f16/bf16 round the conv output before the bias is added, so they take the unfused path.
-/// Bit-identical to the unfused ops (`1 * acc + b`, then `max(., 0)`).
+/// `relu(conv2d(x, k) + b)` in one kernel (the conv's bias + ReLU epilogue), bit-identical to
+/// the unfused ops: F32 computes `1 * acc + b`, then `max(., 0)`; F16/BF16 add the bias (of
+/// their type) to the output rounded to it and round the sum before the ReLU
+/// ([`Bias::Rounded`]), as the separate add + relu kernel does. `None` for other
+/// dtypes.
 pub(super) fn conv2d_bias_relu(
     s: &CudaStorage,
     l: &Layout,
@@ -82,7 +84,8 @@ pub(super) fn conv2d_bias_relu(
     bl: &Layout,
     p: &Conv2dParams,
 ) -> Result<Option<CudaStorage>> {
-    if [s, k, b].iter().any(|t| t.dtype() != crate::DType::F32) {
+    use crate::DType::{BF16, F16, F32};
+    if [s, k, b].iter().any(|t| !matches!(t.dtype(), F32 | F16 | BF16) || t.dtype() != s.dtype()) {
         return Ok(None);
     }
     s.same_device("conv2d", b)?;
@@ -90,36 +93,54 @@ pub(super) fn conv2d_bias_relu(
 }
 
 /// Runs a convolution pass on two F16/BF16 operands (made contiguous) into a fresh
-/// `n`-element output of their type (the epilogue rounds once). `pass` gets `tc`: whether the
-/// tensor-core kernels take this geometry and these operands (else the SIMT F16/BF16 kernels
-/// run it: channels that are not multiples of 8, like an image's first convolution).
+/// `n`-element output of their type (the epilogue rounds once). `pass` gets the bias (of their
+/// type, for the forward pass's epilogue) and `tc`: whether the tensor-core kernels take this
+/// geometry and these operands (else the SIMT F16/BF16 kernels run it: channels that are not
+/// multiples of 8, like an image's first convolution).
 fn half_pass<T: Elem>(
     dev: &kk::CudaDevice,
     g: &Conv2d,
     (a, al): (&CudaSlice<T>, &Layout),
     (b, bl): (&CudaSlice<T>, &Layout),
     n: usize,
-    pass: impl FnOnce(&CudaView<'_, T>, &CudaView<'_, T>, &mut CudaViewMut<'_, T>, bool) -> kk::Result<()>,
+    bias: Option<(&CudaStorage, &Layout)>,
+    pass: impl FnOnce(
+        &CudaView<'_, T>,
+        &CudaView<'_, T>,
+        &mut CudaViewMut<'_, T>,
+        Option<Bias<'_, '_, T>>,
+        bool,
+    ) -> kk::Result<()>,
 ) -> Result<CudaSlice<T>> {
     const OP: &str = "conv2d";
     let (ac, bc) = (contig(dev, a, al, T::poison())?, contig(dev, b, bl, T::poison())?);
     let (av, bv) = (ac.view(), bc.view());
+    let bias = match bias {
+        Some((s, l)) => {
+            let data = T::slice(&s.data).ok_or(Error::DTypeMismatch { op: OP, lhs: T::DTYPE, rhs: s.dtype() })?;
+            Some(contig(dev, data, l, T::poison())?)
+        }
+        None => None,
+    };
+    let bias_view = bias.as_ref().map(|b| b.view());
     let tc = kc::tc_unsupported(dev, g, &[&av, &bv]).is_none();
     let mut out = alloc::<T>(dev, n)?;
     if n > 0 {
-        pass(&av, &bv, &mut head_mut(&mut out, n), tc).ctx(OP)?;
+        pass(&av, &bv, &mut head_mut(&mut out, n), bias_view.as_ref().map(Bias::Rounded), tc).ctx(OP)?;
     }
     Ok(out)
 }
 
-/// The F16 and BF16 cases of a convolution pass on operands `$a` and `$b` (`Data`, layout):
-/// `Some(output data)` from [`half_pass`] running the closure `$pass` (expanded once per
-/// type), `None` for other dtypes.
+/// The F16 and BF16 cases of a convolution pass on operands `$a` and `$b` (`Data`, layout)
+/// with `$bias` (`Option<(&CudaStorage, &Layout)>`): `Some(output data)` from [`half_pass`]
+/// running the closure `$pass` (expanded once per type), `None` for other dtypes.
 macro_rules! half_conv {
-    ($dev:expr, $g:expr, ($a:expr, $al:expr), ($b:expr, $bl:expr), $n:expr, $pass:expr) => {
+    ($dev:expr, $g:expr, ($a:expr, $al:expr), ($b:expr, $bl:expr), $n:expr, $bias:expr, $pass:expr) => {
         match ($a, $b) {
-            (Data::F16(a), Data::F16(b)) => Some(Data::F16(half_pass($dev, $g, (a, $al), (b, $bl), $n, $pass)?)),
-            (Data::BF16(a), Data::BF16(b)) => Some(Data::BF16(half_pass($dev, $g, (a, $al), (b, $bl), $n, $pass)?)),
+            (Data::F16(a), Data::F16(b)) => Some(Data::F16(half_pass($dev, $g, (a, $al), (b, $bl), $n, $bias, $pass)?)),
+            (Data::BF16(a), Data::BF16(b)) => {
+                Some(Data::BF16(half_pass($dev, $g, (a, $al), (b, $bl), $n, $bias, $pass)?))
+            }
             _ => None,
         }
     };
@@ -161,11 +182,8 @@ fn conv_forward(
     same_float(OP, s, k)?;
     let dev = &s.dev;
     let g = conv_geom(OP, p)?;
-    let bias = bias.map(|(b, bl)| f32_input(OP, b, bl)).transpose()?;
-    let bias_view = bias.as_ref().map(|b| b.view());
     let n = g.y_len();
-    let half = half_conv!(dev, &g, (&s.data, l), (&k.data, kl), n, |x, w, y, tc| {
-        let b = bias_view.as_ref();
+    let half = half_conv!(dev, &g, (&s.data, l), (&k.data, kl), n, bias, |x, w, y, b, tc| {
         if tc {
             kc::conv2d_forward_tc(dev, &g, x, w, y, b, 1.0, 0.0, act)
         } else {
@@ -176,20 +194,12 @@ fn conv_forward(
         return Ok(s.like(y, n));
     }
     let (x, w) = (f32_input(OP, s, l)?, f32_input(OP, k, kl)?);
+    let bias = bias.map(|(b, bl)| f32_input(OP, b, bl)).transpose()?;
+    let bias_view = bias.as_ref().map(|b| b.view());
     let mut y = alloc::<f32>(dev, n)?;
     if n > 0 {
-        kc::conv2d_forward_simt(
-            dev,
-            &g,
-            &x.view(),
-            &w.view(),
-            &mut head_mut(&mut y, n),
-            bias_view.as_ref(),
-            1.0,
-            0.0,
-            act,
-        )
-        .ctx(OP)?;
+        let (x, w, y) = (&x.view(), &w.view(), &mut head_mut(&mut y, n));
+        kc::conv2d_forward_simt(dev, &g, x, w, y, bias_view.as_ref().map(Bias::F32), 1.0, 0.0, act).ctx(OP)?;
     }
     Ok(s.like(f32_output(dev, y, n, s.dtype())?, n))
 }
@@ -206,7 +216,7 @@ pub(super) fn conv2d_grad_input(
     let dev = &dy.dev;
     let g = conv_geom(OP, p)?;
     let n = g.x_len();
-    let half = half_conv!(dev, &g, (&dy.data, l), (&k.data, kl), n, |gy, w, dx, tc| {
+    let half = half_conv!(dev, &g, (&dy.data, l), (&k.data, kl), n, None, |gy, w, dx, _, tc| {
         if tc {
             kc::conv2d_backward_input_tc(dev, &g, gy, w, dx, 1.0, 0.0)
         } else {
@@ -241,7 +251,7 @@ pub(super) fn conv2d_grad_kernel(
     let dev = &x.dev;
     let g = conv_geom(OP, p)?;
     let n = g.w_len();
-    let half = half_conv!(dev, &g, (&x.data, l), (&dy.data, dyl), n, |xs, gy, dw, tc| {
+    let half = half_conv!(dev, &g, (&x.data, l), (&dy.data, dyl), n, None, |xs, gy, dw, _, tc| {
         if tc {
             kc::conv2d_backward_kernel_tc(dev, &g, xs, gy, dw, 1.0, 0.0)
         } else {

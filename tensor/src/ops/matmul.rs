@@ -20,16 +20,17 @@ impl Tensor {
 
     /// `self.matmul(rhs) + bias` (a Dense layer's logits) with `bias` `[n]`: the
     /// same bits as the two ops, which is what runs where no fused kernel
-    /// exists. CUDA F32 adds the bias in the GEMM's epilogue (one launch, no
-    /// intermediate tensor).
+    /// exists (the CPU). CUDA adds the bias in the GEMM's epilogue (one launch,
+    /// no intermediate tensor; F16/BF16 to the product rounded to their type).
     pub fn matmul_bias(&self, rhs: &Tensor, bias: &Tensor) -> Result<Tensor> {
         self.matmul_bias_act(rhs, bias, false)
     }
 
     /// `relu(self.matmul(rhs) + bias)` (a Dense layer with ReLU) with `bias`
     /// `[n]`: the same bits as [`Tensor::matmul`] then [`Tensor::binary_unary`]
-    /// (add, relu), which is what runs where no fused kernel exists. CUDA F32
-    /// applies bias and ReLU in the GEMM's epilogue.
+    /// (add, relu), which is what runs where no fused kernel exists (the CPU,
+    /// in one pass after the matmul). CUDA applies bias and ReLU in the GEMM's
+    /// epilogue.
     pub fn matmul_bias_relu(&self, rhs: &Tensor, bias: &Tensor) -> Result<Tensor> {
         self.matmul_bias_act(rhs, bias, true)
     }
