@@ -188,6 +188,36 @@ fn untracked_values_record_nothing() {
     assert!(!p.var(None).is_tracked());
 }
 
+/// `Var::to_dtype_many` (a mixed-precision model's weight casts as one op): the values and
+/// gradients of `to_dtype` on each, an unused output gives its input no gradient, and an
+/// integer dtype is an error.
+#[test]
+fn to_dtype_many_is_to_dtype_on_each() {
+    let inputs = [t(&[1.1, -2.3, 3.7], &[3]), t(&[0.4, 5.5], &[2]), t(&[7.0], &[1])];
+    let run = |together: bool| {
+        let tape = Tape::new();
+        let v: Vec<Var> = inputs.iter().map(|x| tape.leaf(x.clone())).collect();
+        let cast = if together {
+            Var::to_dtype_many(&v, DType::BF16).unwrap()
+        } else {
+            v.iter().map(|x| x.to_dtype(DType::BF16).unwrap()).collect()
+        };
+        assert!(cast.iter().all(|c| c.dtype() == DType::BF16 && c.is_tracked()));
+        // the third output is not used
+        let loss = (&(&cast[0] * 3.0).unwrap().sum_all().unwrap() + &cast[1].sum_all().unwrap()).unwrap();
+        let g = tape.backward(&loss).unwrap();
+        let grads: Vec<Option<Vec<f64>>> = v.iter().map(|x| g.get_var(x).map(|g| g.to_vec_f64().unwrap())).collect();
+        let values: Vec<Vec<f64>> = cast.iter().map(|c| c.value().to_vec_f64().unwrap()).collect();
+        (values, grads)
+    };
+    let (together, apart) = (run(true), run(false));
+    assert_eq!(together, apart);
+    assert_eq!(together.1[0], Some(vec![3.0; 3]));
+    assert!(together.1[2].is_none(), "an unused output gives no gradient");
+    let x = Var::constant(t(&[1.0], &[1]));
+    assert!(Var::to_dtype_many(&[x], DType::I64).is_err());
+}
+
 #[test]
 fn integer_results_are_not_tracked() {
     let tape = Tape::new();

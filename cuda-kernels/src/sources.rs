@@ -18,8 +18,15 @@ macro_rules! with_common {
     };
 }
 
-/// fill / arange / cast / where / strided copy.
-pub const MISC: &str = with_common!("kernels/misc.cu");
+/// Concatenates the common header and the multi-tensor helpers with a kernel file.
+macro_rules! with_multi {
+    ($file:literal) => {
+        concat!(include_str!("kernels/common.cuh"), "\n", include_str!("kernels/multi.cuh"), "\n", include_str!($file))
+    };
+}
+
+/// fill / arange / cast (one tensor or many) / where / strided copy.
+pub const MISC: &str = with_multi!("kernels/misc.cu");
 /// Philox4x32-10 uniform and normal generators.
 pub const RNG: &str = with_common!("kernels/rng.cu");
 /// sum / max / min / argmax / argmin along an axis.
@@ -31,7 +38,7 @@ pub const INDEX: &str = with_common!("kernels/index.cu");
 /// NHWC max/avg pooling forward and backward.
 pub const POOL: &str = with_common!("kernels/pool.cu");
 /// Fused SGD / Adam / AdamW parameter updates.
-pub const OPTIM: &str = with_common!("kernels/optim.cu");
+pub const OPTIM: &str = with_multi!("kernels/optim.cu");
 /// Tiled SIMT f32 GEMM (batched, NN/NT/TN/TT, bias + activation epilogue). Parts (see
 /// [`program_part`]): 1 element loads, 2 `_vec4`, 3 `_vec4_2b`, 4 `_db`, 5 `_vec4_db`.
 pub const GEMM: &str = concat!(

@@ -619,6 +619,44 @@ fn elementwise_and_misc() {
     assert!(dev.dtoh(&out.as_view()).expect("o").iter().all(|&v| v == 2.5));
 }
 
+/// The multi-tensor cast gives each tensor the bits of the single cast: f32 to bf16 and f16
+/// and back, over tensors of many sizes (empty, one element, several tiles), more than one
+/// launch's worth of them; a pair it has no kernel for is an error.
+#[test]
+fn multi_tensor_cast_is_the_single_cast() {
+    let Some(dev) = device() else { return };
+    let sizes: Vec<usize> = (0..70).map(|k| [0, 1, 7, 2048, 2049, 5000][k % 6] + k).chain([0]).collect();
+    let host: Vec<Vec<f32>> = sizes.iter().enumerate().map(|(k, &n)| rand_vec(n, 1200 + k as u64)).collect();
+    // buffers of at least one element (the driver allocates no empty ones), viewed at their length
+    let srcs: Vec<CudaSlice<f32>> = host.iter().map(|v| dev.htod(&[&v[..], &[0.0]].concat()).expect("htod")).collect();
+    fn round_trip<H: keel_cuda_kernels::DType>(dev: &CudaDevice, srcs: &[CudaSlice<f32>], host: &[Vec<f32>]) {
+        let mut mid: Vec<CudaSlice<H>> = host.iter().map(|v| dev.alloc::<H>(v.len() + 1).expect("alloc")).collect();
+        let views: Vec<_> = srcs.iter().zip(host).map(|(s, v)| s.slice(..v.len())).collect();
+        let mut outs: Vec<_> = mid.iter_mut().zip(host).map(|(m, v)| m.slice_mut(..v.len())).collect();
+        misc::cast_multi(dev, &views, &mut outs).expect("cast_multi to half");
+        let mut back: Vec<CudaSlice<f32>> = host.iter().map(|v| poisoned(dev, v.len() + 1)).collect();
+        let views: Vec<_> = mid.iter().zip(host).map(|(s, v)| s.slice(..v.len())).collect();
+        let mut outs: Vec<_> = back.iter_mut().zip(host).map(|(m, v)| m.slice_mut(..v.len())).collect();
+        misc::cast_multi(dev, &views, &mut outs).expect("cast_multi to f32");
+        for (k, v) in host.iter().enumerate() {
+            let n = v.len();
+            let mut one = dev.alloc::<H>(n + 1).expect("alloc");
+            misc::cast(dev, &srcs[k].slice(..n), &mut one.slice_mut(..n)).expect("cast");
+            let mut one_back = poisoned(dev, n + 1);
+            misc::cast(dev, &one.slice(..n), &mut one_back.slice_mut(..n)).expect("cast");
+            let want = dev.dtoh(&one_back.as_view()).expect("dtoh");
+            let got = dev.dtoh(&back[k].as_view()).expect("dtoh");
+            // the element past the end stays poisoned in both
+            assert!(want.iter().zip(&got).all(|(a, b)| a.to_bits() == b.to_bits()), "{} tensor {k}", H::NAME);
+        }
+    }
+    round_trip::<half::bf16>(&dev, &srcs, &host);
+    round_trip::<half::f16>(&dev, &srcs, &host);
+    let mut out = dev.alloc::<u8>(4).expect("alloc");
+    let r = misc::cast_multi(&dev, &[srcs[1].as_view()], &mut [out.as_view_mut()]);
+    assert!(r.is_err_and(|e| e.to_string().contains("no multi-tensor cast from f32 to u8")));
+}
+
 /// The default memory pool keeps freed memory (a caching allocator), and
 /// `release_cached_memory` hands it back.
 #[test]

@@ -436,7 +436,12 @@ impl Network for Model {
     fn forward_heads(&self, inputs: &[Var], ctx: &mut Ctx<'_>) -> Result<Vec<Head>> {
         check_inputs(&self.name, &self.input_shapes(), inputs)?;
         let policy = self.policy;
-        ctx.with_policy(policy, |ctx| self.run(inputs, ctx))
+        ctx.with_policy(policy, |ctx| {
+            let cast: Vec<keel_autograd::Param> =
+                self.layers.iter().flat_map(|l| l.read().compute_dtype_params()).collect();
+            ctx.precast(&cast)?;
+            self.run(inputs, ctx)
+        })
     }
 
     fn named_weights(&self) -> Vec<NamedParam> {

@@ -6,7 +6,7 @@ use std::sync::{Mutex, PoisonError};
 use crate::{Activation, Error, Result};
 use keel_autograd::{Param, ParamId, Tape, Var};
 use keel_tensor::rng::Rng;
-use keel_tensor::{DType, Tensor};
+use keel_tensor::DType;
 
 /// What a forward pass needs besides its input.
 ///
@@ -20,9 +20,10 @@ use keel_tensor::{DType, Tensor};
 /// - `compute_dtype`: under a mixed-precision policy, the dtype layers compute in
 ///   ([`Ctx::param`] and [`Ctx::autocast`] cast to it); models set it for the duration
 ///   of their forward pass from their [`DTypePolicy`](crate::mixed_precision::DTypePolicy).
-/// - `casts`: for a run of inference passes over fixed weights (`evaluate`, `predict`),
-///   where the parameters' compute-dtype copies are kept, so each is cast once per run
-///   rather than once per batch.
+/// - `casts`: the parameters' compute-dtype copies under mixed precision, cast together
+///   (one launch on a GPU) when a model's forward pass starts ([`Ctx::precast`]): for a
+///   training step on its tape, or kept across a run of inference passes over fixed
+///   weights (`evaluate`, `predict`), so each is cast once per run rather than per batch.
 pub struct Ctx<'a> {
     /// The tape parameters are recorded on, if any.
     pub tape: Option<&'a Tape>,
@@ -32,17 +33,24 @@ pub struct Ctx<'a> {
     pub rng: Option<&'a mut Rng>,
     /// The dtype layers compute in when it is not the weights' own (mixed precision).
     pub compute_dtype: Option<DType>,
-    /// Parameters already cast to a compute dtype (inference only: ignored with a tape).
+    /// Parameters cast to a compute dtype (see [`CastCache`]).
     pub casts: Option<&'a CastCache>,
 }
 
-/// The parameters of a model cast to a compute dtype, kept across the inference passes of
-/// one `evaluate` or `predict` call: under mixed precision each weight is then cast once
-/// per call, not once per batch (for the seed CNN on a GPU, 8 cast launches per batch
-/// fewer). Valid only while the weights do not change: make one per call.
+/// The parameters of a model cast to a compute dtype under mixed precision.
+///
+/// A model's forward pass casts all the weights its layers read in the compute dtype in
+/// one batched op ([`Ctx::precast`], `Var::to_dtype_many`: one launch on a GPU, and one
+/// for their gradients in the backward pass, instead of one per weight). Then:
+/// - on a tape (training) each copy is handed out once and is tracked; a layer that runs
+///   again in the same pass (a shared layer) casts afresh, so each use's gradient reaches
+///   the F32 weight in F32 as before. Make one per tape.
+/// - without a tape (inference) the copies are constants, kept across the passes of one
+///   `evaluate` or `predict` call (for the seed CNN on a GPU, 8 cast launches per batch
+///   fewer). Valid only while the weights do not change: make one per call.
 #[derive(Debug, Default)]
 pub struct CastCache {
-    casts: Mutex<HashMap<(ParamId, DType), Tensor>>,
+    casts: Mutex<HashMap<(ParamId, DType), Var>>,
 }
 
 impl CastCache {
@@ -51,20 +59,50 @@ impl CastCache {
         Self::default()
     }
 
-    /// `p`'s value cast to `dtype`: cast on the first request, then the kept copy.
-    fn get_or_cast(&self, p: &Param, dtype: DType) -> Result<Tensor> {
-        let mut casts = self.casts.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(t) = casts.get(&(p.id(), dtype)) {
-            return Ok(t.clone());
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(ParamId, DType), Var>> {
+        self.casts.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// `p` cast to `dtype` for a layer: the kept copy (handed out once on a tape), else a
+    /// fresh cast (kept for later passes without a tape).
+    fn take_or_cast(&self, p: &Param, dtype: DType, tape: Option<&Tape>) -> Result<Var> {
+        let key = (p.id(), dtype);
+        let mut casts = self.lock();
+        if tape.is_some() {
+            return match casts.remove(&key) {
+                Some(v) => Ok(v),
+                None => Ok(p.var(tape).to_dtype(dtype)?),
+            };
         }
-        let t = p.value().to_dtype(dtype)?;
-        casts.insert((p.id(), dtype), t.clone());
-        Ok(t)
+        if let Some(v) = casts.get(&key) {
+            return Ok(v.clone());
+        }
+        let v = Var::constant(p.value().to_dtype(dtype)?);
+        casts.insert(key, v.clone());
+        Ok(v)
+    }
+
+    /// Casts those of `params` that are not kept yet to `dtype`, all in one op, on `tape`
+    /// when given.
+    fn cast_all(&self, params: &[Param], dtype: DType, tape: Option<&Tape>) -> Result<()> {
+        let mut casts = self.lock();
+        let todo: Vec<&Param> = params
+            .iter()
+            .filter(|p| p.dtype().is_float() && p.dtype() != dtype && !casts.contains_key(&(p.id(), dtype)))
+            .collect();
+        if todo.is_empty() {
+            return Ok(());
+        }
+        let vars: Vec<Var> = todo.iter().map(|p| p.var(tape)).collect();
+        for (p, v) in todo.iter().zip(Var::to_dtype_many(&vars, dtype)?) {
+            casts.insert((p.id(), dtype), v);
+        }
+        Ok(())
     }
 
     /// How many parameter copies are kept.
     pub fn len(&self) -> usize {
-        self.casts.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.lock().len()
     }
 
     /// True when nothing is kept yet.
@@ -95,15 +133,32 @@ impl<'a> Ctx<'a> {
         Ctx { casts: Some(casts), ..Ctx::inference() }
     }
 
+    /// Training (as [`Ctx::train`]) with the parameters' compute-dtype copies made in one
+    /// op per pass ([`Ctx::precast`]); `casts` must be new (one per tape).
+    pub fn train_with(tape: &'a Tape, rng: &'a mut Rng, casts: &'a CastCache) -> Self {
+        Ctx { casts: Some(casts), ..Ctx::train(tape, rng) }
+    }
+
+    /// Under mixed precision with [`Ctx::casts`], casts `params` (a model's weights that its
+    /// layers read in the compute dtype) to the compute dtype in one op, tracked on the tape
+    /// when there is one; [`Ctx::param`] then hands the copies out. Models call this when
+    /// their forward pass starts. Otherwise nothing happens.
+    pub fn precast(&self, params: &[Param]) -> Result<()> {
+        match (self.casts, self.compute_dtype) {
+            (Some(casts), Some(dt)) => casts.cast_all(params, dt, self.tape),
+            _ => Ok(()),
+        }
+    }
+
     /// The parameter as a layer computes with it: tracked on the tape when there is one
     /// (else a constant), and cast to the compute dtype under mixed precision (the
-    /// gradient reaches the parameter in its own dtype; without a tape, the cast copy
-    /// comes from [`Ctx::casts`] when there is one).
+    /// gradient reaches the parameter in its own dtype; the cast copy comes from
+    /// [`Ctx::casts`] when there is one).
     pub fn param(&self, p: &Param) -> Result<Var> {
-        if let (None, Some(casts), Some(dt)) = (self.tape, self.casts, self.compute_dtype) {
+        if let (Some(casts), Some(dt)) = (self.casts, self.compute_dtype) {
             let dtype = p.dtype();
             if dtype.is_float() && dtype != dt {
-                return Ok(Var::constant(casts.get_or_cast(p, dt)?));
+                return casts.take_or_cast(p, dt, self.tape);
             }
         }
         self.autocast(&p.var(self.tape))
@@ -250,6 +305,13 @@ pub trait Layer: Send + Sync {
     /// precision (Keras `autocast`); false for layers whose input is indices (Embedding).
     fn autocast(&self) -> bool {
         true
+    }
+
+    /// The trainable weights the layer reads in the compute dtype under mixed precision
+    /// (through [`Ctx::param`]), which a model casts together when its forward pass starts
+    /// ([`Ctx::precast`]); empty for a layer that computes in F32 (batch normalization).
+    fn compute_dtype_params(&self) -> Vec<Param> {
+        self.params()
     }
 
     /// Every weight, trainable and not, in Keras's order.

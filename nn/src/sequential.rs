@@ -220,6 +220,8 @@ impl Network for Sequential {
         check_inputs(&self.name, &self.input_shapes(), inputs)?;
         let policy = self.policy;
         ctx.with_policy(policy, |ctx| {
+            let cast: Vec<keel_autograd::Param> = self.layers.iter().flat_map(|l| l.compute_dtype_params()).collect();
+            ctx.precast(&cast)?;
             let mut x = inputs[0].clone();
             let Some((last, body)) = self.layers.split_last() else {
                 return Ok(vec![Head::new(x, None)?]);

@@ -19,11 +19,18 @@ fn rel(a: &Tensor, b: &Tensor) -> f64 {
     (num / den.max(1e-300)).sqrt()
 }
 
+type StepResult = (Tensor, Vec<(String, Tensor)>, Tensor);
+
 /// Loss, per-parameter gradients and outputs of one training forward/backward.
-fn step(model: &dyn Network, x: &Tensor, y: &Tensor, loss: Loss) -> (Tensor, Vec<(String, Tensor)>, Tensor) {
+fn step(model: &dyn Network, x: &Tensor, y: &Tensor, loss: Loss) -> StepResult {
+    step_with(model, x, y, loss, None)
+}
+
+/// [`step`], with the weights' casts made together in `casts` when given (as `fit` does).
+fn step_with(model: &dyn Network, x: &Tensor, y: &Tensor, loss: Loss, casts: Option<&CastCache>) -> StepResult {
     let tape = Tape::new();
     let mut rng = Rng::new(5);
-    let mut ctx = Ctx::train(&tape, &mut rng);
+    let mut ctx = Ctx { casts, ..Ctx::train(&tape, &mut rng) };
     let heads = model.forward_heads(&[Var::constant(x.clone())], &mut ctx).unwrap();
     let mut l = loss.compute_head(&heads[0], y, None).unwrap();
     if let Some(r) = model.regularization_loss(&ctx).unwrap() {
@@ -168,15 +175,49 @@ fn cast_cache_keeps_one_copy_per_weight_across_inference_passes() {
         assert_eq!(casts.len(), 6, "conv kernel and bias, two dense kernels and biases");
     }
 
-    // with a tape the parameters must be tracked, not taken from the cache
-    let fresh = CastCache::new();
-    let tape = Tape::new();
-    let mut ctx = Ctx { casts: Some(&fresh), ..Ctx::new(Some(&tape), false, None) };
-    model.forward(&[Var::constant(x.clone())], &mut ctx).unwrap();
-    assert!(fresh.is_empty());
-
     // float32 computes in the weights' dtype: nothing to cast
+    let fresh = CastCache::new();
     let f32_model = cnn(DTypePolicy::Float32);
     f32_model.forward(&[Var::constant(x)], &mut Ctx::inference_with(&fresh)).unwrap();
     assert!(fresh.is_empty());
+}
+
+/// A training step with the weights cast together ([`Ctx::precast`] through a
+/// [`CastCache`], one op forward and one backward) gives the loss, gradients and outputs of
+/// casting each weight where a layer reads it, bit for bit; each copy is handed out once
+/// (the cache is empty after the pass), and a layer used twice (a shared Dense) casts its
+/// weights again for the second use, so each use's gradient reaches the F32 weight in F32.
+#[test]
+fn weights_cast_together_give_the_same_step() {
+    let x = Tensor::rand_uniform(12, -1.0, 1.0, [3, 10, 10, 2], DType::F32, &Device::Cpu).unwrap();
+    let y = Tensor::from_vec(vec![0i64, 3, 1], 3).unwrap();
+    let model = cnn(MIXED);
+    let casts = CastCache::new();
+    let together = step_with(&model, &x, &y, Loss::SparseCategoricalCrossentropy, Some(&casts));
+    assert!(casts.is_empty(), "every copy handed out once");
+    let apart = step(&model, &x, &y, Loss::SparseCategoricalCrossentropy);
+    assert_eq!(together.0.to_vec::<f32>().unwrap(), apart.0.to_vec::<f32>().unwrap());
+    assert_eq!(together.2.to_vec::<f32>().unwrap(), apart.2.to_vec::<f32>().unwrap());
+    for ((n, a), (_, b)) in together.1.iter().zip(&apart.1) {
+        assert_eq!(a.dtype(), DType::F32, "{n}");
+        assert_eq!(a.to_vec::<f32>().unwrap(), b.to_vec::<f32>().unwrap(), "{n}");
+    }
+
+    // a shared layer: the second use casts afresh
+    let inp = Input::new([6]);
+    let shared = Dense::new(6).activation(Activation::Relu).shared();
+    let h = shared.call(&inp).unwrap();
+    let h2 = shared.call(&h).unwrap();
+    let out = Dense::new(2).call(&h2).unwrap();
+    let model = Model::with_seed(&[inp], &[out], 4).unwrap().dtype_policy(MIXED);
+    let x = Tensor::rand_normal(13, 0.0, 1.0, [5, 6], DType::F32, &Device::Cpu).unwrap();
+    let y = Tensor::rand_normal(14, 0.0, 1.0, [5, 2], DType::F32, &Device::Cpu).unwrap();
+    let casts = CastCache::new();
+    let together = step_with(&model, &x, &y, Loss::MeanSquaredError, Some(&casts));
+    let apart = step(&model, &x, &y, Loss::MeanSquaredError);
+    assert!(casts.is_empty());
+    assert_eq!(together.0.to_vec::<f32>().unwrap(), apart.0.to_vec::<f32>().unwrap());
+    for ((n, a), (_, b)) in together.1.iter().zip(&apart.1) {
+        assert_eq!(a.to_vec::<f32>().unwrap(), b.to_vec::<f32>().unwrap(), "{n}");
+    }
 }

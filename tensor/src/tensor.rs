@@ -146,6 +146,18 @@ impl Tensor {
         Ok(Tensor::from_storage(out, self.shape().clone()))
     }
 
+    /// Each of `tensors` cast to `dtype`: the values of [`Tensor::to_dtype`] on each. The
+    /// casts mixed precision makes every step (the weights to F16/BF16, their gradients
+    /// back to F32) run as one CUDA launch per device and source dtype for contiguous
+    /// tensors, instead of one per tensor.
+    pub fn to_dtype_many(tensors: &[Tensor], dtype: DType) -> Result<Vec<Tensor>> {
+        #[cfg_attr(not(feature = "cuda"), allow(unused_mut))]
+        let mut out: Vec<Option<Tensor>> = vec![None; tensors.len()];
+        #[cfg(feature = "cuda")]
+        crate::cuda::copy::to_dtype_many(tensors, dtype, &mut out)?;
+        tensors.iter().zip(out).map(|(t, o)| o.map_or_else(|| t.to_dtype(dtype), Ok)).collect()
+    }
+
     /// Copy to `device` (or return `self` if already there).
     ///
     /// The copy is contiguous. Host to GPU copies only the elements this view

@@ -625,6 +625,33 @@ fn casts_between_all_dtypes() {
     });
 }
 
+/// `Tensor::to_dtype_many`: each result is `to_dtype`'s, bit for bit, on CUDA (where the
+/// F32 <-> F16/BF16 casts of contiguous tensors share one launch per source dtype) and on the
+/// CPU, for a list mixing sizes, source dtypes, a strided view and casts it does not batch.
+#[test]
+fn to_dtype_many_is_to_dtype_on_each() {
+    let Some(dev) = gpu("to_dtype_many_is_to_dtype_on_each") else { return };
+    let list = vec![
+        rand_signed(1010, &[3, 5], 0.1, 100.0),
+        rand_signed(1011, &[4097], 0.1, 100.0),
+        rand_signed(1012, &[1], 0.1, 100.0).to_dtype(DType::BF16).unwrap(),
+        rand_signed(1013, &[7, 9], 0.1, 100.0).t().unwrap(),
+        Tensor::zeros((2, 0), DType::F32, &Device::Cpu).unwrap(),
+        rand_signed(1014, &[6], 0.1, 100.0).to_dtype(DType::F16).unwrap(),
+        rand_signed(1015, &[6], 0.1, 100.0).to_dtype(DType::I64).unwrap(),
+        rand_signed(1016, &[5], 0.1, 100.0).to_dtype(DType::F64).unwrap(),
+    ];
+    for to in [DType::BF16, DType::F16, DType::F32] {
+        let cpu = Tensor::to_dtype_many(&list, to).unwrap();
+        let moved: Vec<Tensor> = list.iter().map(|t| t.to_device(&dev).unwrap()).collect();
+        let gpu = Tensor::to_dtype_many(&moved, to).unwrap();
+        for (k, (g, c)) in gpu.iter().zip(&cpu).enumerate() {
+            assert_eq!(c.to_vec_f64().unwrap(), list[k].to_dtype(to).unwrap().to_vec_f64().unwrap(), "CPU {k} -> {to}");
+            check(&format!("to_dtype_many {k} -> {to}"), g, &moved[k].to_dtype(to).unwrap(), 0.0);
+        }
+    }
+}
+
 #[test]
 fn transfers_creation_and_assign() {
     let Some(dev) = gpu("transfers_creation_and_assign") else { return };

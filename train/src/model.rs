@@ -353,8 +353,10 @@ impl<N: Network> KerasModel<N> {
     ) -> Result<(BatchLoss, Tensor)> {
         let compiled = self.compiled.as_mut().ok_or(Error::NotCompiled("fit"))?;
         let tape = Tape::new();
+        // under mixed precision the weights are cast in one op (one launch on a GPU)
+        let casts = CastCache::new();
         let (heads, reg) = {
-            let mut ctx = Ctx::train(&tape, rng);
+            let mut ctx = Ctx::train_with(&tape, rng, &casts);
             let heads = self.net.forward_heads(&[Var::constant(x.clone())], &mut ctx)?;
             let reg = self.net.regularization_loss(&ctx)?;
             (heads, reg)

@@ -118,6 +118,41 @@ impl Var {
             move |g: &Tensor| Ok(vec![Some(g.to_dtype(src)?)])
         })
     }
+
+    /// Each of `vars` converted to float `dtype` ([`Var::to_dtype`] on each), recorded as one
+    /// op: the forward casts and the backward's casts of the gradients back each run as one
+    /// batched [`Tensor::to_dtype_many`] (one CUDA launch for a mixed-precision model's
+    /// weights, instead of one per weight).
+    pub fn to_dtype_many(vars: &[Var], dtype: DType) -> Result<Vec<Var>> {
+        if !dtype.is_float() {
+            return Err(Error::invalid("to_dtype_many", format!("{dtype} is not a float dtype")));
+        }
+        let values: Vec<Tensor> = vars.iter().map(|v| v.value().clone()).collect();
+        let out = Tensor::to_dtype_many(&values, dtype)?;
+        let inputs: Vec<&Var> = vars.iter().collect();
+        Var::record_multi("to_dtype_many", &inputs, out, |needs| {
+            let needs = needs.to_vec();
+            let srcs: Vec<DType> = vars.iter().map(Var::dtype).collect();
+            move |gs: &[Option<Tensor>]| {
+                let mut grads: Vec<Option<Tensor>> = vec![None; gs.len()];
+                // one batched cast per source dtype (a model's weights: all F32)
+                let mut dtypes: Vec<DType> = Vec::new();
+                for &src in &srcs {
+                    if dtypes.contains(&src) {
+                        continue;
+                    }
+                    dtypes.push(src);
+                    let ks: Vec<usize> =
+                        (0..gs.len()).filter(|&k| needs[k] && srcs[k] == src && gs[k].is_some()).collect();
+                    let wanted: Vec<Tensor> = ks.iter().filter_map(|&k| gs[k].clone()).collect();
+                    for (k, g) in ks.into_iter().zip(Tensor::to_dtype_many(&wanted, src)?) {
+                        grads[k] = Some(g);
+                    }
+                }
+                Ok(grads)
+            }
+        })
+    }
 }
 
 /// `g` with `before` zeros prepended and `after` zeros appended along axis `a`.

@@ -1,4 +1,4 @@
-// keel misc kernels: fill, arange, cast, where/select, strided copy.
+// keel misc kernels: fill, arange, cast (one tensor or many), where/select, strided copy.
 // Kernels named *_bN work on raw N-byte elements, so they serve every dtype of that size.
 
 #define KEEL_FOR_BYTES(M) M(b1, u8) M(b2, u16) M(b4, u32) M(b8, u64)
@@ -66,6 +66,28 @@ KEEL_CAST_FROM(f16, keel_f16)
 KEEL_CAST_FROM(bf16, keel_bf16)
 KEEL_CAST_FROM(i64, i64)
 KEEL_CAST_FROM(u8, u8)
+
+// ---- multi-tensor cast between the float types (multi.cuh): one launch casts up to
+// KEEL_CAST_MULTI_MAX tensors, e.g. every weight of a mixed-precision model to its compute
+// dtype, or their gradients back; the same Caster as cast_* (the same bits) ----
+#define KEEL_CAST_MULTI_MAX 64
+// Mirrors `keel_cuda_kernels::ops::misc::CastList` (#[repr(C)], no padding).
+struct CastList {
+    u64 in[KEEL_CAST_MULTI_MAX];
+    u64 out[KEEL_CAST_MULTI_MAX];
+    i64 n[KEEL_CAST_MULTI_MAX];
+    i64 tile_start[KEEL_CAST_MULTI_MAX + 1];
+    i64 count;
+};
+#define KEEL_CAST_MULTI(SN, S, DN, D)                                                    \
+    extern "C" __global__ void cast_multi_##SN##_##DN(const CastList L) {                \
+        Caster<S, D> c;                                                                   \
+        KEEL_MULTI_LOOP(L, k, i) ((D*)L.out[k])[i] = c(((const S*)L.in[k])[i]);           \
+    }
+KEEL_CAST_MULTI(f32, float, f16, keel_f16)
+KEEL_CAST_MULTI(f32, float, bf16, keel_bf16)
+KEEL_CAST_MULTI(f16, keel_f16, f32, float)
+KEEL_CAST_MULTI(bf16, keel_bf16, f32, float)
 
 // ---- where / select: out = cond ? a : b (cond is u8, nonzero = true) ----
 #define KEEL_WHERE(BN, T)                                                                     \

@@ -1,15 +1,10 @@
 // keel fused optimizer updates: f32, out of place, the CPU's op order (same bits).
 //
-// Multi-tensor: one launch updates up to KEEL_MULTI_MAX parameters (PyTorch's
-// multi_tensor_apply idea), so an optimizer step costs one launch per 24 parameters
-// instead of one per parameter. The parameters' pointers travel in the kernel's
-// parameter space (a MultiList of ~2 KiB, under the 4 KiB every architecture allows).
-// Each tensor is cut into tiles of KEEL_MULTI_TILE elements; blocks take tiles in a
-// grid-stride loop and find their tensor by a binary search over the tile prefix sums.
-// Which thread handles an element never changes its value: the update is elementwise.
+// Multi-tensor (multi.cuh): one launch updates up to KEEL_MULTI_MAX parameters, so an
+// optimizer step costs one launch per 24 parameters instead of one per parameter (a
+// MultiList of ~2 KiB).
 
 #define KEEL_MULTI_MAX 24
-#define KEEL_MULTI_TILE 2048
 
 // Mirrors `keel_cuda_kernels::ops::optim::MultiList` (#[repr(C)], no padding).
 // in: up to 5 input arrays per tensor, out: up to 4 output arrays; an absent optional
@@ -31,31 +26,6 @@ __device__ __forceinline__ float multi_param(const MultiList& L, int k, i64 i) {
     const float d = L.decay[k];
     return d == d ? __fsub_rn(p, __fmul_rn(p, d)) : p;
 }
-
-// The tensor that tile `tile` (< tile_start[count]) belongs to: the largest k with
-// tile_start[k] <= tile (empty tensors own no tile and are skipped that way).
-__device__ __forceinline__ int multi_tensor_of(const MultiList& L, i64 tile) {
-    int lo = 0, hi = (int)L.count - 1;
-    while (lo < hi) {
-        const int mid = (lo + hi + 1) >> 1;
-        if (L.tile_start[mid] <= tile) lo = mid; else hi = mid - 1;
-    }
-    return lo;
-}
-
-// The end of the range of tensor k's elements that tile `tile` covers.
-__device__ __forceinline__ i64 multi_tile_end(const MultiList& L, int k, i64 tile) {
-    const i64 end = (tile - L.tile_start[k] + 1) * KEEL_MULTI_TILE;
-    return end < L.n[k] ? end : L.n[k];
-}
-
-// For every element: `k` its tensor, `i` its index within that tensor.
-#define KEEL_MULTI_LOOP(L, k, i)                                                                   \
-    for (i64 tile_ = blockIdx.x; tile_ < (L).tile_start[(L).count]; tile_ += gridDim.x)             \
-        for (int k = multi_tensor_of((L), tile_), once_ = 1; once_; once_ = 0)                      \
-            for (i64 i = (tile_ - (L).tile_start[k]) * KEEL_MULTI_TILE + threadIdx.x,               \
-                     end_ = multi_tile_end((L), k, tile_);                                           \
-                 i < end_; i += blockDim.x)
 
 #define KEEL_IN(L, a, k) ((const float*)(L).in[a][k])
 #define KEEL_OUT(L, a, k) ((float*)(L).out[a][k])

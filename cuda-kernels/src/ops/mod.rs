@@ -36,6 +36,7 @@ pub mod elementwise;
 pub mod gemm;
 pub mod index;
 pub mod misc;
+mod multi;
 pub mod optim;
 pub mod pool;
 pub mod reduce;

@@ -10,13 +10,11 @@ use cudarc::driver::{CudaView, CudaViewMut, DeviceRepr};
 
 use crate::device::{check_len, to_i64, CudaDevice};
 use crate::error::{Error, Result};
+use crate::ops::multi::tile_starts;
 use crate::sources::programs;
 
 /// Parameters one launch of a multi-tensor kernel updates (`KEEL_MULTI_MAX` in optim.cu).
 pub const MULTI_MAX: usize = 24;
-
-/// Elements per block tile (`KEEL_MULTI_TILE` in optim.cu).
-const MULTI_TILE: usize = 2048;
 
 /// The kernels' tensor list, passed by value in the kernel parameter space (2,224 bytes,
 /// under the 4 KiB every architecture allows). Mirrors `struct MultiList` in optim.cu.
@@ -58,7 +56,6 @@ fn multi_lists(op: &'static str, entries: &[Entry]) -> Result<Vec<(MultiList, us
             decay: [f32::NAN; MULTI_MAX],
             count: chunk.len() as i64,
         };
-        let mut tiles = 0usize;
         for (k, e) in chunk.iter().enumerate() {
             for (a, &addr) in e.inp.iter().enumerate() {
                 l.inp[a][k] = addr;
@@ -68,10 +65,8 @@ fn multi_lists(op: &'static str, entries: &[Entry]) -> Result<Vec<(MultiList, us
             }
             l.n[k] = to_i64(op, e.n)?;
             l.decay[k] = e.decay;
-            l.tile_start[k] = to_i64(op, tiles)?;
-            tiles += e.n.div_ceil(MULTI_TILE);
         }
-        l.tile_start[chunk.len()] = to_i64(op, tiles)?;
+        let tiles = tile_starts(op, chunk.iter().map(|e| e.n), &mut l.tile_start)?;
         lists.push((l, tiles));
     }
     Ok(lists)

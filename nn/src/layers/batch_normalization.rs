@@ -119,6 +119,11 @@ impl BatchNormalization {
 }
 
 impl Layer for BatchNormalization {
+    /// Normalization computes in F32 under mixed precision: no weight is cast.
+    fn compute_dtype_params(&self) -> Vec<Param> {
+        Vec::new()
+    }
+
     layer_common!("BatchNormalization");
 
     fn build(&mut self, input_shape: &[usize], _rng: &mut Rng) -> Result<()> {

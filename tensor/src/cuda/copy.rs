@@ -12,6 +12,7 @@ use half::{bf16, f16};
 use keel_cuda_kernels as kk;
 use kk::cudarc::driver::{CudaSlice, CudaView};
 use kk::ops::misc;
+use std::sync::Arc;
 
 /// A fresh contiguous copy of the elements `l` selects.
 pub(crate) fn copy_t<T: kk::DType>(
@@ -58,6 +59,59 @@ pub(crate) fn cast_view<S: kk::DType, D: Elem>(dev: &kk::CudaDevice, x: &CudaVie
         misc::cast(dev, x, &mut head_mut(&mut out, n)).ctx("to_dtype")?;
     }
     Ok(out)
+}
+
+/// The mixed-precision casts among `tensors` to `dtype` (F32 to F16/BF16, F16/BF16 to F32,
+/// of contiguous CUDA tensors) in one multi-tensor launch per device and source dtype, into
+/// `out[k]`; entries it does not take stay `None` (the caller casts those one by one).
+pub(crate) fn to_dtype_many(tensors: &[crate::Tensor], dtype: DType, out: &mut [Option<crate::Tensor>]) -> Result<()> {
+    use DType::{BF16, F16, F32};
+    let guards: Vec<_> = tensors.iter().map(|t| t.storage()).collect();
+    // (device, source dtype) -> [(index, storage, contiguous range)]
+    let mut groups: Vec<(&Arc<kk::CudaDevice>, DType, Vec<(usize, &CudaStorage, (usize, usize))>)> = Vec::new();
+    for (k, (t, g)) in tensors.iter().zip(&guards).enumerate() {
+        let (crate::Storage::Cuda(s), Some(range)) = (&**g, t.layout().contiguous_range()) else { continue };
+        if !matches!((s.dtype(), dtype), (F32, F16 | BF16) | (F16 | BF16, F32)) {
+            continue;
+        }
+        match groups.iter_mut().find(|(d, src, _)| Arc::ptr_eq(d, &s.dev) && *src == s.dtype()) {
+            Some(group) => group.2.push((k, s, range)),
+            None => groups.push((&s.dev, s.dtype(), vec![(k, s, range)])),
+        }
+    }
+    for (_, src, items) in groups {
+        let casts = match (src, dtype) {
+            (F32, BF16) => cast_group::<f32, bf16>(&items)?,
+            (F32, F16) => cast_group::<f32, f16>(&items)?,
+            (BF16, F32) => cast_group::<bf16, f32>(&items)?,
+            _ => cast_group::<f16, f32>(&items)?,
+        };
+        for ((k, s, (a, b)), data) in items.into_iter().zip(casts) {
+            out[k] = Some(crate::Tensor::from_storage(
+                crate::Storage::Cuda(s.like(data, b - a)),
+                tensors[k].shape().clone(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// One multi-tensor cast of `items` (contiguous `S` ranges on one device) to fresh `D` buffers.
+fn cast_group<S: Elem, D: Elem>(items: &[(usize, &CudaStorage, (usize, usize))]) -> Result<Vec<Data>> {
+    let Some(&(_, first, _)) = items.first() else { return Ok(Vec::new()) };
+    let dev = &first.dev;
+    let mut outs = Vec::with_capacity(items.len());
+    let mut srcs = Vec::with_capacity(items.len());
+    for &(_, s, (a, b)) in items {
+        let x = S::slice(&s.data).ok_or_else(|| Error::invalid("to_dtype_many", "internal: grouped by dtype"))?;
+        srcs.push(x.slice(a..b));
+        outs.push(alloc::<D>(dev, b - a)?);
+    }
+    {
+        let mut views: Vec<_> = outs.iter_mut().zip(&srcs).map(|(o, x)| head_mut(o, x.len())).collect();
+        misc::cast_multi(dev, &srcs, &mut views).ctx("to_dtype")?;
+    }
+    Ok(outs.into_iter().map(D::data).collect())
 }
 
 /// Cast a contiguous view of any non-F64 dtype to `dtype` (not F64).

@@ -168,7 +168,7 @@ mod stub;
 pub use stub::{ensure_available, is_available, CudaStorage};
 
 #[cfg(feature = "cuda")]
-mod copy;
+pub(crate) mod copy;
 #[cfg(feature = "cuda")]
 pub(crate) mod elementwise;
 #[cfg(feature = "cuda")]
@@ -259,6 +259,8 @@ mod backend {
         fn poison() -> Self;
         /// `data`'s buffer if it holds this type.
         fn slice(data: &Data) -> Option<&CudaSlice<Self>>;
+        /// The buffer as tensor data.
+        fn data(buf: CudaSlice<Self>) -> Data;
     }
 
     macro_rules! elem {
@@ -273,6 +275,9 @@ mod backend {
                         Data::$v(x) => Some(x),
                         _ => None,
                     }
+                }
+                fn data(buf: CudaSlice<Self>) -> Data {
+                    Data::$v(buf)
                 }
             }
         };
