@@ -72,7 +72,7 @@ pub fn softmax_cross_entropy(logits: &Var, targets: &Tensor, weights: Option<&Te
         Some(w) => per.mul(w)?,
         None => per,
     };
-    let loss = per.sum_all()?.mul_scalar(scale)?;
+    let loss = batch_mean(&per)?;
     Var::record(OP, &[logits], loss, |_| {
         move |g: &Tensor| {
             let mut d = grad.ok_or_else(|| crate::Error::invalid(OP, "internal: gradient not computed"))?;
@@ -106,7 +106,7 @@ pub fn sigmoid_binary_cross_entropy(logits: &Var, targets: &Tensor, weights: Opt
     if let Some(w) = &w {
         per = per.mul(w)?;
     }
-    let loss = per.sum_all()?.mul_scalar(1.0 / n as f64)?;
+    let loss = batch_mean(&per)?;
     Var::record(OP, &[logits], loss, |_| {
         let x = x.clone();
         move |g: &Tensor| {
@@ -117,4 +117,10 @@ pub fn sigmoid_binary_cross_entropy(logits: &Var, targets: &Tensor, weights: Opt
             Ok(vec![Some(d.mul(&g.mul_scalar(1.0 / n as f64)?)?)])
         }
     })
+}
+
+/// The mean of the per-sample (or per-element) losses `per`, in one reduction (one launch
+/// on CUDA); 0 for none (an empty batch), as `sum / max(n, 1)` gives.
+fn batch_mean(per: &Tensor) -> Result<Tensor> {
+    Ok(if per.elem_count() > 0 { per.mean_all()? } else { per.sum_all()? })
 }
