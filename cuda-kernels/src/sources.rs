@@ -34,7 +34,7 @@ pub const REDUCE: &str = with_common!("kernels/reduce.cu");
 /// softmax, log_softmax (+ backward) and fused softmax cross-entropy.
 pub const SOFTMAX: &str = with_common!("kernels/softmax.cu");
 /// gather / index_select / one_hot / concat and their scatter-add backwards.
-pub const INDEX: &str = with_common!("kernels/index.cu");
+pub const INDEX: &str = with_multi!("kernels/index.cu");
 /// NHWC max/avg pooling forward and backward.
 pub const POOL: &str = with_common!("kernels/pool.cu");
 /// Fused SGD / Adam / AdamW parameter updates.

@@ -602,6 +602,18 @@ fn indexing_and_concat() {
     });
     agree("concat axis 0", dev, 0.0, &[a.clone(), a.clone()], |t| Tensor::concat(&[t[0].clone(), t[1].clone()], 0));
     agree("stack i64", dev, 0.0, &[idx.clone(), idx.clone()], |t| Tensor::stack(&[t[0].clone(), t[1].clone()], 1));
+    // more pieces than one concat launch takes (64), some empty, some strided: a sequence
+    // model's timesteps stacked
+    let steps: Vec<Tensor> = (0..150)
+        .map(|k| match k % 10 {
+            3 => rand_signed(1200 + k, &[4, 0], 0.1, 1.0),
+            7 => rand_signed(1200 + k, &[3, 4], 0.1, 1.0).t().unwrap(),
+            _ => rand_signed(1200 + k, &[4, 3], 0.1, 1.0),
+        })
+        .collect();
+    let full: Vec<Tensor> = steps.iter().filter(|t| t.elem_count() > 0).cloned().collect();
+    agree("stack of 135 timesteps", dev, 0.0, &full, |t| Tensor::stack(t, 1));
+    agree("concat of 150 pieces, 15 empty among them", dev, 0.0, &steps, |t| Tensor::concat(t, 1));
 }
 
 #[test]

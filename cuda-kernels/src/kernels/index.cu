@@ -4,6 +4,22 @@
 
 #define KEEL_FOR_BYTES(M) M(b1, u8) M(b2, u16) M(b4, u32) M(b8, u64)
 
+// concat: up to KEEL_CONCAT_MAX contiguous pieces [outer, in_axis[k], inner] copied into
+// out [outer, out_axis, inner] at offset[k] along the axis, in one multi-tensor launch
+// (multi.cuh; n[k] = outer * in_axis[k] * inner). Mirrors `keel_cuda_kernels::ops::index::
+// ConcatList` (#[repr(C)], no padding).
+#define KEEL_CONCAT_MAX 64
+struct ConcatList {
+    u64 in[KEEL_CONCAT_MAX];
+    i64 in_axis[KEEL_CONCAT_MAX];
+    i64 offset[KEEL_CONCAT_MAX];
+    i64 n[KEEL_CONCAT_MAX];
+    i64 tile_start[KEEL_CONCAT_MAX + 1];
+    i64 count;
+    u64 out;
+    i64 inner, out_axis;
+};
+
 // out[o, j, i] = in[o, idx[o, j, i], i]   (torch.gather along the axis)
 // index_select: out[o, j, i] = in[o, idx[j], i]
 #define KEEL_GATHER(BN, T)                                                                     \
@@ -31,15 +47,13 @@
             out[e] = (k >= 0 && k < n_in) ? in[(o * n_in + k) * inner + i] : (T)0;             \
         }                                                                                       \
     }                                                                                           \
-    extern "C" __global__ void concat_##BN(const T* __restrict__ in, T* __restrict__ out,       \
-                                           i64 outer, i64 in_axis, i64 inner, i64 out_axis,     \
-                                           i64 offset) {                                        \
-        const i64 slab = in_axis * inner;                                                       \
-        const i64 total = outer * slab;                                                         \
-        KEEL_GRID_LOOP(e, total) {                                                              \
+    extern "C" __global__ void concat_##BN(const ConcatList L) {                               \
+        T* out = (T*)L.out;                                                                     \
+        KEEL_MULTI_LOOP(L, k, e) {                                                              \
+            const i64 slab = L.in_axis[k] * L.inner;                                            \
             const i64 o = e / slab;                                                             \
             const i64 rem = e - o * slab;                                                       \
-            out[o * out_axis * inner + offset * inner + rem] = in[e];                           \
+            out[(o * L.out_axis + L.offset[k]) * L.inner + rem] = ((const T*)L.in[k])[e];       \
         }                                                                                       \
     }
 KEEL_FOR_BYTES(KEEL_GATHER)

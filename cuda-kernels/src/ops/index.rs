@@ -1,10 +1,11 @@
 //! gather / index_select / one_hot / concat and the scatter-add backwards
 //! (`kernels/index.cu`). Tensors are contiguous and viewed as `[outer, axis, inner]`.
 
-use cudarc::driver::{CudaView, CudaViewMut};
+use cudarc::driver::{CudaView, CudaViewMut, DeviceRepr};
 
 use crate::device::{bytes_suffix, check_len, to_i64, CudaDevice, DType};
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::ops::multi::tile_starts;
 use crate::sources::programs;
 
 /// `[outer, n_in, inner]` input, `n_idx` indices along the middle axis.
@@ -152,30 +153,79 @@ pub fn one_hot_f32(
     launch!(dev, programs::index(), "one_hot_f32", dev.cfg_1d(out.len()), [labels, out, &rows, &c, &on, &off])
 }
 
-/// Copies `x` (`[outer, in_axis, inner]`) into `out` (`[outer, out_axis, inner]`) at
-/// `offset` along the axis: one piece of a concat.
-pub fn concat_into<T: DType>(
+/// Pieces one launch of [`concat`] copies (`KEEL_CONCAT_MAX` in index.cu).
+pub const CONCAT_MAX: usize = 64;
+
+/// The concat kernel's piece list, passed by value in the kernel parameter space (2,600
+/// bytes). Mirrors `struct ConcatList` in index.cu.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct ConcatList {
+    inp: [u64; CONCAT_MAX],
+    in_axis: [i64; CONCAT_MAX],
+    offset: [i64; CONCAT_MAX],
+    n: [i64; CONCAT_MAX],
+    tile_start: [i64; CONCAT_MAX + 1],
+    count: i64,
+    out: u64,
+    inner: i64,
+    out_axis: i64,
+}
+
+// SAFETY: plain old data with the C struct's layout (8-byte fields only: no padding).
+unsafe impl DeviceRepr for ConcatList {}
+
+/// Concatenates contiguous `pieces` (`[outer, in_axis, inner]` each, `in_axis` given with
+/// the piece) along the middle axis into `out` (`[outer, sum of in_axis, inner]`), one
+/// multi-tensor launch per [`CONCAT_MAX`] non-empty pieces (a sequence model's `T` timesteps
+/// stacked: one launch, not `T`).
+pub fn concat<T: DType>(
     dev: &CudaDevice,
-    x: &CudaView<'_, T>,
+    pieces: &[(CudaView<'_, T>, usize)],
     out: &mut CudaViewMut<'_, T>,
     outer: usize,
-    in_axis: usize,
     inner: usize,
-    out_axis: usize,
-    offset: usize,
 ) -> Result<()> {
-    if offset + in_axis > out_axis {
-        return Err(Error::arg(
-            "concat",
-            format!("piece [{offset}, {}) exceeds output axis {out_axis}", offset + in_axis),
-        ));
+    const OP: &str = "concat";
+    let out_axis: usize = pieces.iter().map(|p| p.1).sum();
+    check_len(OP, "out", out.len(), outer * out_axis * inner)?;
+    let mut live = Vec::with_capacity(pieces.len());
+    let mut offset = 0;
+    for (k, (x, in_axis)) in pieces.iter().enumerate() {
+        check_len(OP, &format!("piece {k}"), x.len(), outer * in_axis * inner)?;
+        if !x.is_empty() {
+            live.push((dev.addr(x), x.len(), to_i64(OP, *in_axis)?, to_i64(OP, offset)?));
+        }
+        offset += in_axis;
     }
-    check_len("concat", "x", x.len(), outer * in_axis * inner)?;
-    check_len("concat", "out", out.len(), outer * out_axis * inner)?;
-    if x.is_empty() {
-        return Ok(());
-    }
-    let a = [outer, in_axis, inner, out_axis, offset].map(|v| v as i64);
     let name = format!("concat_{}", bytes_suffix::<T>()?);
-    launch!(dev, programs::index(), name, dev.cfg_1d(x.len()), [x, out, &a[0], &a[1], &a[2], &a[3], &a[4]])
+    let (out_addr, inner, out_axis) = (dev.addr_mut(out), to_i64(OP, inner)?, to_i64(OP, out_axis)?);
+    for chunk in live.chunks(CONCAT_MAX) {
+        let mut l = ConcatList {
+            inp: [0; CONCAT_MAX],
+            in_axis: [0; CONCAT_MAX],
+            offset: [0; CONCAT_MAX],
+            n: [0; CONCAT_MAX],
+            tile_start: [0; CONCAT_MAX + 1],
+            count: chunk.len() as i64,
+            out: out_addr,
+            inner,
+            out_axis,
+        };
+        for (k, &(addr, n, in_axis, off)) in chunk.iter().enumerate() {
+            (l.inp[k], l.n[k], l.in_axis[k], l.offset[k]) = (addr, to_i64(OP, n)?, in_axis, off);
+        }
+        let tiles = tile_starts(OP, chunk.iter().map(|p| p.1), &mut l.tile_start)?;
+        launch!(dev, programs::index(), name, dev.cfg_1d(tiles * 256), [&l])?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn concat_list_layout() {
+        // Under the 4 KiB kernel parameter limit every supported architecture has.
+        assert_eq!(std::mem::size_of::<super::ConcatList>(), 2600);
+    }
 }

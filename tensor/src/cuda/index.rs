@@ -233,17 +233,11 @@ fn concat_t<T: kk::DType>(
     if total == 0 {
         return Ok(out);
     }
-    let (outer, out_axis, inner) = split3(dims, axis);
-    let mut offset = 0;
-    for (x, l) in parts {
-        let in_axis = l.dims()[axis];
-        if l.shape().elem_count() > 0 {
-            let xc = contig(dev, x, l, poison)?;
-            ki::concat_into(dev, &xc.view(), &mut head_mut(&mut out, total), outer, in_axis, inner, out_axis, offset)
-                .ctx("concat")?;
-        }
-        offset += in_axis;
-    }
+    let (outer, _, inner) = split3(dims, axis);
+    // strided pieces are copied to contiguous first; then one launch copies them all
+    let contigs = parts.iter().map(|(x, l)| contig(dev, x, l, poison)).collect::<Result<Vec<_>>>()?;
+    let pieces: Vec<_> = contigs.iter().zip(parts).map(|(c, (_, l))| (c.view(), l.dims()[axis])).collect();
+    ki::concat(dev, &pieces, &mut head_mut(&mut out, total), outer, inner).ctx("concat")?;
     Ok(out)
 }
 
