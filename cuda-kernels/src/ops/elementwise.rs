@@ -166,6 +166,78 @@ pub mod builtin {
     ];
 }
 
+/// The CUDA math functions an op expression may call, with the double-precision function
+/// [`widen_expr`] puts in their place (`powf` becomes `keel_wide_pow`, which a source using
+/// widened expressions defines: exact for integer powers, else `pow`).
+pub const WIDE_MATH: &[(&str, &str)] = &[
+    ("expf", "exp"),
+    ("expm1f", "expm1"),
+    ("logf", "log"),
+    ("log1pf", "log1p"),
+    ("sqrtf", "sqrt"),
+    ("rsqrtf", "rsqrt"),
+    ("powf", "keel_wide_pow"),
+    ("fabsf", "fabs"),
+    ("fmaxf", "fmax"),
+    ("fminf", "fmin"),
+    ("sinf", "sin"),
+    ("cosf", "cos"),
+    ("tanhf", "tanh"),
+    ("erff", "erf"),
+];
+
+/// A `float` op expression rewritten to compute in `double` (for F64, I64 and U8 kernels,
+/// which compute as the CPU does, in f64): each function of [`WIDE_MATH`] becomes its
+/// double version and each `f`-suffixed literal (`0.5f`, `1.f`, `1e-3f`) loses its suffix,
+/// so that a constant keeps the digits written. Errors on any other function name ending
+/// in `f` followed by `(` (a float function this table does not know).
+pub fn widen_expr(expr: &str) -> Result<String> {
+    let b = expr.as_bytes();
+    let ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    let mut out = String::with_capacity(expr.len() + 8);
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if c.is_ascii_alphabetic() || c == b'_' {
+            let start = i;
+            while i < b.len() && ident(b[i]) {
+                i += 1;
+            }
+            let word = &expr[start..i];
+            match WIDE_MATH.iter().find(|(f, _)| *f == word) {
+                Some((_, d)) => out.push_str(d),
+                None if word.ends_with('f') && expr[i..].trim_start().starts_with('(') => {
+                    return Err(Error::arg("widen_expr", format!("`{word}` has no double version in WIDE_MATH")));
+                }
+                None => out.push_str(word),
+            }
+        } else if c.is_ascii_digit() || (c == b'.' && b.get(i + 1).is_some_and(u8::is_ascii_digit)) {
+            // a number: digits, one point, an exponent with its sign, then an optional `f`
+            let start = i;
+            while i < b.len() && (b[i].is_ascii_digit() || b[i] == b'.') {
+                i += 1;
+            }
+            if i < b.len() && (b[i] == b'e' || b[i] == b'E') {
+                i += 1;
+                if i < b.len() && (b[i] == b'+' || b[i] == b'-') {
+                    i += 1;
+                }
+                while i < b.len() && b[i].is_ascii_digit() {
+                    i += 1;
+                }
+            }
+            out.push_str(&expr[start..i]);
+            if i < b.len() && (b[i] == b'f' || b[i] == b'F') && !b.get(i + 1).is_some_and(|&n| ident(n)) {
+                i += 1;
+            }
+        } else {
+            out.push(c as char);
+            i += 1;
+        }
+    }
+    Ok(out)
+}
+
 fn check_ops(op: &str) -> Result<()> {
     if is_valid_op_name(op) {
         Ok(())
@@ -400,5 +472,22 @@ mod tests {
             assert!(s.contains(&format!("KEEL_BINARY_KERNELS({n})")));
         }
         assert_eq!(binary_unary_source(builtin::BINARY_UNARY), "KEEL_BINARY_UNARY_KERNELS(add, relu)\n");
+    }
+
+    #[test]
+    fn widened_expressions_compute_in_double() {
+        let w = |e: &str| widen_expr(e).unwrap_or_else(|err| panic!("{e}: {err}"));
+        assert_eq!(
+            w("0.5f * x * (1.0f + erff(x * 0.70710678118654752f))"),
+            "0.5 * x * (1.0 + erf(x * 0.70710678118654752))"
+        );
+        assert_eq!(w("x > 20.0f ? x : log1pf(expf(x))"), "x > 20.0 ? x : log1p(exp(x))");
+        assert_eq!(w("powf(x, y) + 1.f + 2e-3f + .5f + 1e+2F"), "keel_wide_pow(x, y) + 1. + 2e-3 + .5 + 1e+2");
+        assert_eq!(w("fmaxf(x, y) - x1f"), "fmax(x, y) - x1f", "identifiers keep their `f`");
+        assert!(widen_expr("atan2f(x, y)").is_err(), "an unknown float function is an error");
+        for (_, e) in builtin::UNARY.iter().chain(builtin::BINARY).chain(builtin::UNARY_BACKWARD) {
+            let wide = w(e);
+            assert!(WIDE_MATH.iter().all(|(f, _)| !wide.contains(&format!("{f}("))), "{e} -> {wide}");
+        }
     }
 }

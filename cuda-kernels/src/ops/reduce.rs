@@ -3,11 +3,13 @@
 //! The input is contiguous and viewed as `[outer, reduce, inner]` (reduce the middle axis);
 //! the output is `[outer, inner]`. `inner == 1` uses one block per row with warp shuffles,
 //! `inner > 1` a 32x8 block per 32 columns (coalesced). The input is F32, F16 or BF16
-//! storage, accumulated in f32; sum/max/min write the input's type (rounded once).
+//! storage, accumulated in f32 ([`reduce`], [`arg_reduce`]), or F64 or I64 storage,
+//! accumulated in f64 as the CPU does ([`reduce_wide`], [`arg_reduce_wide`]); sum/max/min
+//! write the input's type (rounded once; I64 truncated and saturated like Rust's `as`).
 
-use cudarc::driver::{CudaView, CudaViewMut, LaunchConfig};
+use cudarc::driver::{CudaView, CudaViewMut, DeviceRepr, LaunchConfig};
 
-use crate::device::{check_len, to_i64, CudaDevice, FloatDType};
+use crate::device::{check_len, to_i64, CudaDevice, DType, FloatDType};
 use crate::error::{Error, Result};
 use crate::sources::programs;
 
@@ -92,17 +94,7 @@ pub fn reduce<T: FloatDType>(
     out: &mut CudaViewMut<'_, T>,
     scale: f32,
 ) -> Result<()> {
-    check("reduce", &shape, x.len(), out.len())?;
-    if shape.reduce == 0 && op != ReduceOp::Sum {
-        return Err(Error::arg("reduce", "max/min over an empty axis"));
-    }
-    if out.is_empty() {
-        return Ok(());
-    }
-    let kind = if shape.inner == 1 { "rows" } else { "cols" };
-    let name = format!("reduce_{}_{}_{kind}", op.name(), T::NAME);
-    let (o, r, i) = (to_i64("reduce", shape.outer)?, to_i64("reduce", shape.reduce)?, to_i64("reduce", shape.inner)?);
-    launch!(dev, programs::reduce(), name, launch_cfg(dev, &shape), [x, out, &o, &r, &i, &scale])
+    launch_reduce(dev, "reduce", (op.name(), T::NAME), shape, x, out, scale, op != ReduceOp::Sum)
 }
 
 /// Index (along the axis) of the max (`max = true`) or min; ties give the first index,
@@ -114,16 +106,86 @@ pub fn arg_reduce<T: FloatDType>(
     x: &CudaView<'_, T>,
     out: &mut CudaViewMut<'_, i64>,
 ) -> Result<()> {
-    check("arg_reduce", &shape, x.len(), out.len())?;
-    if shape.reduce == 0 {
-        return Err(Error::arg("arg_reduce", "argmax/argmin over an empty axis"));
+    launch_reduce(dev, "arg_reduce", (arg_name(max), T::NAME), shape, x, out, 1.0f32, true)
+}
+
+fn arg_name(max: bool) -> &'static str {
+    if max {
+        "argmax"
+    } else {
+        "argmin"
+    }
+}
+
+/// Launches `reduce_{op}_{dtype}_{rows|cols}` with its last parameter `p` (an f32 scale or an
+/// f64 divisor, as the kernel declares it), after checking lengths (and, with
+/// `needs_elements`, a non-empty axis).
+#[allow(clippy::too_many_arguments)]
+fn launch_reduce<T: DType, O: DType, P: DeviceRepr>(
+    dev: &CudaDevice,
+    what: &'static str,
+    (op, dtype): (&str, &str),
+    shape: ReduceShape,
+    x: &CudaView<'_, T>,
+    out: &mut CudaViewMut<'_, O>,
+    p: P,
+    needs_elements: bool,
+) -> Result<()> {
+    check(what, &shape, x.len(), out.len())?;
+    if shape.reduce == 0 && needs_elements {
+        return Err(Error::arg(what, format!("{op} over an empty axis")));
     }
     if out.is_empty() {
         return Ok(());
     }
     let kind = if shape.inner == 1 { "rows" } else { "cols" };
-    let name = format!("reduce_{}_{}_{kind}", if max { "argmax" } else { "argmin" }, T::NAME);
-    let (o, r, i) = (to_i64("reduce", shape.outer)?, to_i64("reduce", shape.reduce)?, to_i64("reduce", shape.inner)?);
-    let scale = 1.0f32;
-    launch!(dev, programs::reduce(), name, launch_cfg(dev, &shape), [x, out, &o, &r, &i, &scale])
+    let name = format!("reduce_{op}_{dtype}_{kind}");
+    let (o, r, i) = (to_i64(what, shape.outer)?, to_i64(what, shape.reduce)?, to_i64(what, shape.inner)?);
+    launch!(dev, programs::reduce(), name, launch_cfg(dev, &shape), [x, out, &o, &r, &i, &p])
+}
+
+/// The dtypes whose reductions accumulate in f64: both held in 8-byte buffers (`i64`
+/// elements; an F64 buffer holds the bits of its values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wide {
+    /// f64 values (bit patterns in an `i64` buffer).
+    F64,
+    /// i64 values.
+    I64,
+}
+
+impl Wide {
+    fn name(self) -> &'static str {
+        match self {
+            Wide::F64 => "f64",
+            Wide::I64 => "i64",
+        }
+    }
+}
+
+/// `out[o, i] = op_k(x[o, k, i])` for F64 or I64 storage, accumulated in f64; `Sum` is divided
+/// by `div` (1 for the sum, the axis length for the mean: the CPU's `sum / n`). I64 results
+/// are truncated toward zero and saturated (Rust's `as`). Max/Min need `reduce > 0`.
+pub fn reduce_wide(
+    dev: &CudaDevice,
+    op: ReduceOp,
+    dtype: Wide,
+    shape: ReduceShape,
+    x: &CudaView<'_, i64>,
+    out: &mut CudaViewMut<'_, i64>,
+    div: f64,
+) -> Result<()> {
+    launch_reduce(dev, "reduce", (op.name(), dtype.name()), shape, x, out, div, op != ReduceOp::Sum)
+}
+
+/// [`arg_reduce`] for F64 or I64 storage (compared in f64, as the CPU does).
+pub fn arg_reduce_wide(
+    dev: &CudaDevice,
+    max: bool,
+    dtype: Wide,
+    shape: ReduceShape,
+    x: &CudaView<'_, i64>,
+    out: &mut CudaViewMut<'_, i64>,
+) -> Result<()> {
+    launch_reduce(dev, "arg_reduce", (arg_name(max), dtype.name()), shape, x, out, 1.0f64, true)
 }

@@ -98,6 +98,85 @@ extern \"C\" __global__ void cmp_{name}_{tn}_strided(const {ty}* xs, const {ty}*
     s
 }
 
+/// Kernel-name suffix and C type of the dtypes whose binary ops compute in double (the
+/// wide program).
+const WIDE_TYPES: [(&str, &str); 3] = [("f64", "double"), ("i64", "i64"), ("u8", "u8")];
+
+/// The CUDA source of the binary ops on F64, I64 and U8 (`binary_{op}_{f64|i64|u8}[_strided]`),
+/// from the same table rows as the float kernels, their expressions widened to double
+/// ([`kk::ops::elementwise::widen_expr`]): computed in f64 as the CPU computes them
+/// (`BinaryOp::eval_f64`), then stored as Rust's `as` converts (integers truncate toward
+/// zero and saturate; NaN becomes 0), so the results are the CPU's bits. An op whose
+/// expression cannot be widened gets no kernel (its launch reports an unknown kernel).
+pub(crate) fn wide_source() -> String {
+    let mut s = String::with_capacity(16 * 1024);
+    s.push_str(kk::sources::COMMON);
+    s.push_str(
+        "
+// wide binary ops: operands widened to double, the result narrowed like Rust's `as`
+__device__ __forceinline__ double keel_wide_load(double v) { return v; }
+__device__ __forceinline__ double keel_wide_load(i64 v) { return (double)v; }
+__device__ __forceinline__ double keel_wide_load(u8 v) { return (double)v; }
+__device__ __forceinline__ void keel_wide_store(double* o, double v) { *o = v; }
+__device__ __forceinline__ void keel_wide_store(i64* o, double v) {
+    if (v != v) *o = 0;
+    else if (v >= 9223372036854775808.0) *o = (i64)0x7fffffffffffffffLL;
+    else if (v <= -9223372036854775808.0) *o = (i64)(-0x7fffffffffffffffLL - 1);
+    else *o = (i64)v;
+}
+__device__ __forceinline__ void keel_wide_store(u8* o, double v) {
+    if (!(v > 0.0)) *o = 0;  // also NaN
+    else if (v >= 255.0) *o = 255;
+    else *o = (u8)v;
+}
+// The table's powf: exact by squaring for an integer power (0..64) of an integer when the
+// result is below 2^53 (the exact value a correctly rounded pow returns, as the CPU's does;
+// CUDA's pow may be an ulp off, which truncation to an integer would turn into 1), else pow.
+__device__ __forceinline__ double keel_wide_pow(double x, double y) {
+    if (y >= 0.0 && y <= 64.0 && y == floor(y) && x == floor(x)) {
+        double r = 1.0, b = x;
+        for (int e = (int)y; e != 0; e >>= 1) {
+            if (e & 1) r *= b;
+            if (e > 1) b *= b;
+        }
+        if (fabs(r) < 9007199254740992.0) return r;
+    }
+    return pow(x, y);
+}
+",
+    );
+    for op in BinaryOp::ALL {
+        let Ok(expr) = kk::ops::elementwise::widen_expr(op.cuda_expr()) else { continue };
+        let name = op.name();
+        let _ = writeln!(
+            s,
+            "struct keel_wide_op_{name} {{ __device__ __forceinline__ double operator()(double x, double y) const {{ return ({expr}); }} }};"
+        );
+        for (tn, ty) in WIDE_TYPES {
+            let _ = writeln!(
+                s,
+                "extern \"C\" __global__ void binary_{name}_{tn}(const {ty}* __restrict__ xs, const {ty}* __restrict__ ys, \
+                 {ty}* __restrict__ out, i64 n) {{
+    KEEL_GRID_LOOP(i, n) keel_wide_store(&out[i], keel_wide_op_{name}()(keel_wide_load(xs[i]), keel_wide_load(ys[i])));
+}}
+extern \"C\" __global__ void binary_{name}_{tn}_strided(const {ty}* xs, const {ty}* ys, {ty}* out, i64 n, Layout<3> l) {{
+    KEEL_GRID_LOOP(i, n) {{
+        i64 off[3];
+        layout_offsets<3>(l, i, off);
+        keel_wide_store(&out[off[2]], keel_wide_op_{name}()(keel_wide_load(xs[off[0]]), keel_wide_load(ys[off[1]])));
+    }}
+}}"
+            );
+        }
+    }
+    s
+}
+
+fn wide_program() -> &'static Program {
+    static P: OnceLock<Program> = OnceLock::new();
+    P.get_or_init(|| Program::new("keel_tensor_wide", wide_source()))
+}
+
 /// The whole elementwise program (every kernel of every float dtype).
 fn whole_program() -> &'static Program {
     static P: OnceLock<Program> = OnceLock::new();
@@ -109,6 +188,7 @@ fn whole_program() -> &'static Program {
 pub(crate) fn generated_programs() -> Vec<&'static Program> {
     let mut v: Vec<&'static Program> = (1..=3).map(|part| kk::sources::program_part(whole_program(), part)).collect();
     v.push(cmp_program());
+    v.push(wide_program());
     v
 }
 
@@ -302,11 +382,23 @@ pub(super) fn binary(s: &CudaStorage, l: &Layout, r: &CudaStorage, rl: &Layout, 
         (Data::F32(x), Data::F32(y)) => Data::F32(binary_t(dev, (x, l), (y, rl), op, None)?),
         (Data::F16(x), Data::F16(y)) => Data::F16(binary_t(dev, (x, l), (y, rl), op, None)?),
         (Data::BF16(x), Data::BF16(y)) => Data::BF16(binary_t(dev, (x, l), (y, rl), op, None)?),
-        _ if s.dtype() != r.dtype() => return Err(mismatch(op.name(), s, r)),
-        // integer arithmetic has no CUDA kernel yet; say so instead of rounding through f32
-        _ => return Err(Error::NotImplemented { op: op.name(), backend: "cuda" }),
+        (Data::F64(x), Data::F64(y)) => Data::F64(wide_t(dev, "f64", (x, l), (y, rl), op)?),
+        (Data::I64(x), Data::I64(y)) => Data::I64(wide_t(dev, "i64", (x, l), (y, rl), op)?),
+        (Data::U8(x), Data::U8(y)) => Data::U8(wide_t(dev, "u8", (x, l), (y, rl), op)?),
+        _ => return Err(mismatch(op.name(), s, r)),
     };
     Ok(s.like(data, l.shape().elem_count()))
+}
+
+/// `op(x, y)` on F64, I64 or U8 (`tn`): the wide program's `binary_{op}_{tn}[_strided]`.
+fn wide_t<T: kk::DType + Elem>(
+    dev: &kk::CudaDevice,
+    tn: &str,
+    x: (&CudaSlice<T>, &Layout),
+    y: (&CudaSlice<T>, &Layout),
+    op: BinaryOp,
+) -> Result<CudaSlice<T>> {
+    pair_t(dev, wide_program(), &format!("binary_{}_{tn}", op.name()), op.name(), x, y)
 }
 
 /// `uop(bop(x, y), p)` in one launch for a pair of [`FUSED`] on F32/F16/BF16 operands of one
@@ -417,8 +509,23 @@ fn cmp_t<T: kk::DType>(
     rl: &Layout,
     op: CmpOp,
 ) -> Result<CudaSlice<u8>> {
+    pair_t(dev, cmp_program(), &format!("cmp_{}_{tn}", op.name()), op.name(), (x, l), (y, rl))
+}
+
+/// Launch `{name}` of `prog` for contiguous operands, else `{name}_strided`: the kernels
+/// of the generated programs with the signature `(const T* x, const T* y, O* out, i64 n)`
+/// (`[, Layout<3>]`), comparisons and the wide binary ops. `x` and `y` are the operand
+/// bases; `l` and `rl` are broadcast to the output shape already.
+fn pair_t<T: kk::DType, O: kk::DType + Elem>(
+    dev: &kk::CudaDevice,
+    prog: &Program,
+    name: &str,
+    op: &'static str,
+    (x, l): (&CudaSlice<T>, &Layout),
+    (y, rl): (&CudaSlice<T>, &Layout),
+) -> Result<CudaSlice<O>> {
     let n = l.shape().elem_count();
-    let mut out = alloc::<u8>(dev, n)?;
+    let mut out = alloc::<O>(dev, n)?;
     if n == 0 {
         return Ok(out);
     }
@@ -427,32 +534,32 @@ fn cmp_t<T: kk::DType>(
         let mut ov = head_mut(&mut out, n);
         if contiguous_all(&[l, rl]) {
             let (xv, yv) = (range(x, l), range(y, rl));
-            let func = dev.function(cmp_program(), &format!("cmp_{}_{tn}", op.name())).ctx(op.name())?;
+            let func = dev.function(prog, name).ctx(op)?;
             let mut b = dev.stream().launch_builder(&func);
             b.arg(&xv);
             b.arg(&yv);
             b.arg(&mut ov);
             b.arg(&ni);
-            // SAFETY: the signature is (const T*, const T*, u8*, i64) and every buffer holds n elements.
-            unsafe { b.launch(dev.cfg_1d(n)) }.ctx(op.name())?;
+            // SAFETY: the signature is (const T*, const T*, O*, i64) and every buffer holds n elements.
+            unsafe { b.launch(dev.cfg_1d(n)) }.ctx(op)?;
         } else {
-            let kl = kernel_layout(op.name(), l.dims(), [l.strides(), rl.strides(), &out_strides(l)])?;
+            let kl = kernel_layout(op, l.dims(), [l.strides(), rl.strides(), &out_strides(l)])?;
             let (xv, yv) = (from_offset(x, l.offset()), from_offset(y, rl.offset()));
             for (k, have) in [xv.len(), yv.len(), ov.len()].into_iter().enumerate() {
-                if kl.required_len(k).ctx(op.name())? > have {
-                    return Err(Error::invalid(op.name(), "internal: strided view exceeds its CUDA buffer"));
+                if kl.required_len(k).ctx(op)? > have {
+                    return Err(Error::invalid(op, "internal: strided view exceeds its CUDA buffer"));
                 }
             }
-            let func = dev.function(cmp_program(), &format!("cmp_{}_{tn}_strided", op.name())).ctx(op.name())?;
+            let func = dev.function(prog, &format!("{name}_strided")).ctx(op)?;
             let mut b = dev.stream().launch_builder(&func);
             b.arg(&xv);
             b.arg(&yv);
             b.arg(&mut ov);
             b.arg(&ni);
             b.arg(&kl);
-            // SAFETY: the signature is (const T*, const T*, u8*, i64, Layout<3>) and the
+            // SAFETY: the signature is (const T*, const T*, O*, i64, Layout<3>) and the
             // layout's reach was checked against every buffer above.
-            unsafe { b.launch(dev.cfg_1d(n)) }.ctx(op.name())?;
+            unsafe { b.launch(dev.cfg_1d(n)) }.ctx(op)?;
         }
     }
     Ok(out)
@@ -620,6 +727,12 @@ mod tests {
         for op in CmpOp::ALL {
             for (tn, _) in CMP_TYPES {
                 assert!(cmp.ptx.contains(&format!("cmp_{}_{tn}_strided", op.name())));
+            }
+        }
+        let wide = assembled[8];
+        for op in BinaryOp::ALL {
+            for (tn, _) in WIDE_TYPES {
+                assert!(wide.ptx.contains(&format!("binary_{}_{tn}_strided", op.name())), "{} {tn}", op.name());
             }
         }
     }

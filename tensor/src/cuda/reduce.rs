@@ -8,8 +8,9 @@
 //! storage and accumulated in f32; sum/max/min round once to the input dtype. U8 input
 //! and variance go through f32 (widen, reduce, narrow). Sums accumulate in f32 (tree
 //! order), the CPU in f64; variance is two-pass (mean, then mean of squares of the
-//! centred values). I64 and F64 reductions return `NotImplemented`: f32 accumulation
-//! would silently lose their precision.
+//! centred values). F64 and I64 storage is read in place and accumulated in f64, as on
+//! the CPU (an I64 result truncated and saturated like Rust's `as`); their variance
+//! returns `NotImplemented` (f32 accumulation would silently lose their precision).
 
 use super::*;
 use crate::ops::{ReduceOp, UnaryOp};
@@ -54,6 +55,22 @@ pub(crate) fn three_way(l: &Layout, size: usize) -> Option<ReduceShape> {
     Some(ReduceShape { outer, reduce: size, inner })
 }
 
+/// The reduction's input as `[outer, reduce, inner]`: the buffer under `l` read in place
+/// when [`three_way`] allows, else a contiguous copy (`rows x size`).
+fn reduce_input<'a, T: Elem>(
+    dev: &kk::CudaDevice,
+    x: &'a CudaSlice<T>,
+    l: &Layout,
+    size: usize,
+    poison: T,
+) -> Result<(Contig<'a, T>, ReduceShape)> {
+    let n = l.shape().elem_count();
+    Ok(match three_way(l, size) {
+        Some(shape) => (Contig::Borrowed(x.slice(l.offset()..l.offset() + n)), shape),
+        None => (contig(dev, x, l, poison)?, ReduceShape { outer: n / size, reduce: size, inner: 1 }),
+    })
+}
+
 /// Sum, mean, max, min, argmax or argmin of F32/F16/BF16 storage `x` (layout `l`) over
 /// `size`-element groups, read in place when [`three_way`] allows, in the storage's own type.
 fn reduce_typed<T: Elem + kk::FloatDType>(
@@ -65,16 +82,9 @@ fn reduce_typed<T: Elem + kk::FloatDType>(
     wrap: fn(CudaSlice<T>) -> Data,
 ) -> Result<Data> {
     let name = op.name();
-    let n = l.shape().elem_count();
-    let rows = n / size;
-    let copied;
-    let (xv, shape) = match three_way(l, size) {
-        Some(shape) => (x.slice(l.offset()..l.offset() + n), shape),
-        None => {
-            copied = contig(dev, x, l, T::poison())?;
-            (copied.view(), ReduceShape { outer: rows, reduce: size, inner: 1 })
-        }
-    };
+    let rows = l.shape().elem_count() / size;
+    let (input, shape) = reduce_input(dev, x, l, size, T::poison())?;
+    let xv = input.view();
     if let ReduceOp::ArgMax | ReduceOp::ArgMin = op {
         let mut out = alloc::<i64>(dev, rows)?;
         if rows > 0 {
@@ -95,6 +105,41 @@ fn reduce_typed<T: Elem + kk::FloatDType>(
     Ok(wrap(out))
 }
 
+/// Sum, mean, max, min, argmax or argmin of F64 or I64 storage (`wide`; both in `i64`
+/// buffers), accumulated in f64 as the CPU does: the CPU's values (its `sum / n` mean, its
+/// truncating, saturating conversion of an I64 result), up to the summation order for F64
+/// (I64 sums below 2^53 are exact in any order).
+fn reduce_wide(
+    dev: &kk::CudaDevice,
+    x: &CudaSlice<i64>,
+    l: &Layout,
+    op: ReduceOp,
+    size: usize,
+    wide: kr::Wide,
+) -> Result<Data> {
+    let name = op.name();
+    let rows = l.shape().elem_count() / size;
+    let poison = if wide == kr::Wide::F64 { F64_POISON } else { i64::poison() };
+    let (input, shape) = reduce_input(dev, x, l, size, poison)?;
+    let xv = input.view();
+    let mut out = alloc::<i64>(dev, rows)?;
+    if rows > 0 {
+        let ov = &mut head_mut(&mut out, rows);
+        match op {
+            ReduceOp::ArgMax | ReduceOp::ArgMin => {
+                kr::arg_reduce_wide(dev, op == ReduceOp::ArgMax, wide, shape, &xv, ov).ctx(name)?;
+                return Ok(Data::I64(out));
+            }
+            ReduceOp::Max => kr::reduce_wide(dev, kr::ReduceOp::Max, wide, shape, &xv, ov, 1.0),
+            ReduceOp::Min => kr::reduce_wide(dev, kr::ReduceOp::Min, wide, shape, &xv, ov, 1.0),
+            ReduceOp::Mean => kr::reduce_wide(dev, kr::ReduceOp::Sum, wide, shape, &xv, ov, size as f64),
+            _ => kr::reduce_wide(dev, kr::ReduceOp::Sum, wide, shape, &xv, ov, 1.0),
+        }
+        .ctx(name)?;
+    }
+    Ok(if wide == kr::Wide::F64 { Data::F64(out) } else { Data::I64(out) })
+}
+
 pub(super) fn reduce(s: &CudaStorage, l: &Layout, op: ReduceOp, size: usize) -> Result<CudaStorage> {
     let dev = &s.dev;
     let n = l.shape().elem_count();
@@ -107,7 +152,9 @@ pub(super) fn reduce(s: &CudaStorage, l: &Layout, op: ReduceOp, size: usize) -> 
             Data::F32(x) => Some(reduce_typed(dev, x, l, op, size, Data::F32)?),
             Data::F16(x) => Some(reduce_typed(dev, x, l, op, size, Data::F16)?),
             Data::BF16(x) => Some(reduce_typed(dev, x, l, op, size, Data::BF16)?),
-            _ => None,
+            Data::F64(x) => Some(reduce_wide(dev, x, l, op, size, kr::Wide::F64)?),
+            Data::I64(x) => Some(reduce_wide(dev, x, l, op, size, kr::Wide::I64)?),
+            Data::U8(_) => None,
         };
         if let Some(data) = typed {
             return Ok(s.like(data, rows));
