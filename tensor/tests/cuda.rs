@@ -118,6 +118,15 @@ fn unary_ops_and_grads() {
         agree(&format!("{name} grad strided"), dev, 1e-5, &[x.clone(), g.clone()], |t| {
             t[0].t()?.unary_grad(&t[1].t()?, op, p)
         });
+        // F64 in double (the wide program); the math library may differ in the last bits
+        let (x64, g64) =
+            (x.to_dtype(DType::F64).unwrap().mul_scalar(1.0 + 1e-9).unwrap(), g.to_dtype(DType::F64).unwrap());
+        agree(&format!("{name} f64"), dev, 1e-12, std::slice::from_ref(&x64), |t| t[0].unary(op, p));
+        agree(&format!("{name} f64 transposed"), dev, 1e-12, std::slice::from_ref(&x64), |t| t[0].t()?.unary(op, p));
+        agree(&format!("{name} grad f64"), dev, 1e-12, &[x64.clone(), g64.clone()], |t| t[0].unary_grad(&t[1], op, p));
+        agree(&format!("{name} grad f64 strided"), dev, 1e-12, &[x64, g64], |t| {
+            t[0].t()?.unary_grad(&t[1].t()?, op, p)
+        });
         for dt in [DType::F16, DType::BF16] {
             agree(&format!("{name} {dt}"), dev, 1e-2, &[x.to_dtype(dt).unwrap()], |t| t[0].unary(op, p));
             agree(&format!("{name} grad {dt}"), dev, 1e-2, &[x.to_dtype(dt).unwrap(), g.to_dtype(dt).unwrap()], |t| {
@@ -238,7 +247,14 @@ fn integer_and_f64_binary_ops() {
         let (a, b) = (f64s(s + 8, &[33, 70]), f64s(s + 9, &[33, 70]));
         agree(&format!("{name} f64"), dev, tol, &[a, b], |t| t[0].binary(&t[1], op));
         let (a, b) = (f64s(s + 10, &[4, 1, 5]), f64s(s + 11, &[3, 1]));
-        agree(&format!("{name} f64 broadcast"), dev, tol, &[a, b], |t| t[0].binary(&t[1], op));
+        agree(&format!("{name} f64 broadcast"), dev, tol, &[a.clone(), b.clone()], |t| t[0].binary(&t[1], op));
+        // F64 partial derivatives (the wide backward kernels), broadcast operands
+        let g = rand_signed(s + 14, &[4, 3, 5], 0.1, 1.0).to_dtype(DType::F64).unwrap();
+        for wrt_rhs in [false, true] {
+            agree(&format!("{name} f64 grad wrt_rhs={wrt_rhs}"), dev, 1e-12, &[a.clone(), b.clone(), g.clone()], |t| {
+                t[0].binary_grad(&t[1], &t[2], op, wrt_rhs)
+            });
+        }
         // the `*_scalar` forms (a filled one-element tensor, broadcast)
         let scalar = |t: &Tensor, v: f64| match op {
             BinaryOp::Add => t.add_scalar(v),
@@ -407,7 +423,7 @@ fn reductions_over_axes() {
     agree("u8 saturating sum", dev, 0.0, &[big], |t| t[0].sum(&[1], false));
     // I64 and F64 accumulate in f64 as on the CPU: I64 exactly (integer sums), F64 up to the
     // summation order (its mean: the sum divided by n); rows, columns, copied views. (Integer
-    // mean and variance are refused on every device; F64 variance has no CUDA kernel.)
+    // mean and variance are refused on every device.)
     let ints = rand(402, &[6, 7, 129], -1000.0, 1000.0).to_dtype(DType::I64).unwrap();
     let wide = x.to_dtype(DType::F64).unwrap().mul_scalar(1.0 + 1e-9).unwrap(); // not f32 values
     let all_but_var = [ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max, ReduceOp::Min, ReduceOp::ArgMax, ReduceOp::ArgMin];
@@ -431,6 +447,13 @@ fn reductions_over_axes() {
             t[0].transpose(0, 2)?.reduce(op, &[1], false)
         });
     }
+    // F64 variance: the CPU's two passes in f64 (the mean broadcast over trailing dims)
+    for ax in axes {
+        agree(&format!("var f64 {ax:?}"), dev, 1e-13, std::slice::from_ref(&wide), |t| t[0].var(ax, false));
+    }
+    agree("var f64 of a transposed view", dev, 1e-13, std::slice::from_ref(&wide), |t| {
+        t[0].transpose(0, 2)?.var(&[1, 2], true)
+    });
     // I64 beyond f32's 24 bits (f32 accumulation would be off), and a transposed view
     let large = Tensor::from_vec(vec![100_000_001i64, 100_000_002, 100_000_004, -7, 2, 0], (2, 3)).unwrap();
     for op in [ReduceOp::Sum, ReduceOp::Max, ReduceOp::Min, ReduceOp::ArgMax, ReduceOp::ArgMin] {
@@ -846,7 +869,7 @@ fn transfers_creation_and_assign() {
 fn missing_kernels_say_not_implemented() {
     let Some(dev) = gpu("missing_kernels_say_not_implemented") else { return };
     let x = rand(1200, &[4, 4], 0.5, 1.0).to_dtype(DType::F64).unwrap().to_device(&dev).unwrap();
-    for r in [x.exp(), x.matmul(&x), x.var(&[0], false), x.softmax(-1)] {
+    for r in [x.matmul(&x), x.softmax(-1)] {
         assert!(matches!(r, Err(Error::NotImplemented { backend: "cuda", .. })), "{r:?}");
     }
 }

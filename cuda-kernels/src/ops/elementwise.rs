@@ -167,15 +167,16 @@ pub mod builtin {
 }
 
 /// The CUDA math functions an op expression may call, with the double-precision function
-/// [`widen_expr`] puts in their place (`powf` becomes `keel_wide_pow`, which a source using
-/// widened expressions defines: exact for integer powers, else `pow`).
+/// [`widen_expr`] puts in their place. Two are helpers a source using widened expressions
+/// defines: `keel_wide_pow` (exact for integer powers, else `pow`) and `keel_wide_rsqrt`
+/// (`1 / sqrt(x)`, correctly rounded twice, where CUDA's `rsqrt` is approximate).
 pub const WIDE_MATH: &[(&str, &str)] = &[
     ("expf", "exp"),
     ("expm1f", "expm1"),
     ("logf", "log"),
     ("log1pf", "log1p"),
     ("sqrtf", "sqrt"),
-    ("rsqrtf", "rsqrt"),
+    ("rsqrtf", "keel_wide_rsqrt"),
     ("powf", "keel_wide_pow"),
     ("fabsf", "fabs"),
     ("fmaxf", "fmax"),

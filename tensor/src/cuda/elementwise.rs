@@ -15,7 +15,8 @@
 //!   for every dtype (U8 output), generated here since the kernel crate's
 //!   elementwise templates are float-only.
 //!
-//! F32/F16/BF16 compute in f32 (half types round once on output, as on the CPU).
+//! F32/F16/BF16 compute in f32 (half types round once on output, as on the CPU); F64,
+//! and the binary ops on I64 and U8, in f64 (the wide program, [`wide_source`]).
 //! Contiguous operands take the vectorised contiguous kernels; anything else
 //! (transposed, sliced, broadcast by stride 0) the strided ones.
 
@@ -44,6 +45,15 @@ pub(crate) const FUSED: [(BinaryOp, UnaryOp); 1] = [(BinaryOp::Add, UnaryOp::Rel
 pub(crate) fn elementwise_source() -> String {
     let unary: Vec<(&str, &str)> = UnaryOp::ALL.iter().map(|op| (op.name(), op.cuda_expr())).collect();
     let binary: Vec<(&str, &str)> = BinaryOp::ALL.iter().map(|op| (op.name(), op.cuda_expr())).collect();
+    let bwd = backward_exprs();
+    let bwd: Vec<(&str, &str)> = bwd.iter().map(|(n, e)| (n.as_str(), *e)).collect();
+    let fused: Vec<(&str, &str)> = FUSED.iter().map(|(b, u)| (b.name(), u.name())).collect();
+    ew::elementwise_source(&unary, &binary, &bwd) + &ew::binary_unary_source(&fused)
+}
+
+/// The backward kernels' `(name, derivative of x, y, a)`: each unary op's, and each binary
+/// op's two partials (`{op}_dx`, `{op}_dy`, run by the same three-input kernels).
+fn backward_exprs() -> Vec<(String, &'static str)> {
     let mut bwd: Vec<(String, &str)> =
         UnaryOp::ALL.iter().map(|op| (op.name().to_string(), op.cuda_deriv_expr())).collect();
     for op in BinaryOp::ALL {
@@ -51,9 +61,7 @@ pub(crate) fn elementwise_source() -> String {
         bwd.push((binary_grad_name(*op, false), dx));
         bwd.push((binary_grad_name(*op, true), dy));
     }
-    let bwd: Vec<(&str, &str)> = bwd.iter().map(|(n, e)| (n.as_str(), *e)).collect();
-    let fused: Vec<(&str, &str)> = FUSED.iter().map(|(b, u)| (b.name(), u.name())).collect();
-    ew::elementwise_source(&unary, &binary, &bwd) + &ew::binary_unary_source(&fused)
+    bwd
 }
 
 /// Kernel-name suffix and C type of every dtype, for the comparison kernels.
@@ -102,12 +110,15 @@ extern \"C\" __global__ void cmp_{name}_{tn}_strided(const {ty}* xs, const {ty}*
 /// wide program).
 const WIDE_TYPES: [(&str, &str); 3] = [("f64", "double"), ("i64", "i64"), ("u8", "u8")];
 
-/// The CUDA source of the binary ops on F64, I64 and U8 (`binary_{op}_{f64|i64|u8}[_strided]`),
-/// from the same table rows as the float kernels, their expressions widened to double
+/// The CUDA source of the wide program: the binary ops on F64, I64 and U8
+/// (`binary_{op}_{f64|i64|u8}[_strided]`), and the F64 unary ops and backward kernels
+/// (`unary_{op}_f64[_strided]`, `unary_bwd_{name}_f64[_strided]`), from the same table rows
+/// as the float kernels, their expressions widened to double
 /// ([`kk::ops::elementwise::widen_expr`]): computed in f64 as the CPU computes them
-/// (`BinaryOp::eval_f64`), then stored as Rust's `as` converts (integers truncate toward
-/// zero and saturate; NaN becomes 0), so the results are the CPU's bits. An op whose
-/// expression cannot be widened gets no kernel (its launch reports an unknown kernel).
+/// (`BinaryOp::eval_f64`, ...), integer results stored as Rust's `as` converts (truncated
+/// toward zero, saturated; NaN becomes 0), so the results are the CPU's bits up to the math
+/// library. An expression that cannot be widened gets no kernel (its launch reports an
+/// unknown kernel; the compile test checks every row has one).
 pub(crate) fn wide_source() -> String {
     let mut s = String::with_capacity(16 * 1024);
     s.push_str(kk::sources::COMMON);
@@ -143,6 +154,8 @@ __device__ __forceinline__ double keel_wide_pow(double x, double y) {
     }
     return pow(x, y);
 }
+// The table's rsqrtf: 1 / sqrt(x), both correctly rounded (the CPU's `1.0 / x.sqrt()`).
+__device__ __forceinline__ double keel_wide_rsqrt(double x) { return 1.0 / sqrt(x); }
 ",
     );
     for op in BinaryOp::ALL {
@@ -168,6 +181,46 @@ extern \"C\" __global__ void binary_{name}_{tn}_strided(const {ty}* xs, const {t
 }}"
             );
         }
+    }
+    // F64 unary ops and the backward kernels (unary derivatives, binary partials), as the
+    // float program has them (`out = g * d(x, y, a)`), in double
+    let widen = |e: &str| kk::ops::elementwise::widen_expr(e).ok();
+    for op in UnaryOp::ALL {
+        let Some(expr) = widen(op.cuda_expr()) else { continue };
+        let name = op.name();
+        let _ = writeln!(
+            s,
+            "struct keel_wide_unary_{name} {{ __device__ __forceinline__ double operator()(double x, double a) const {{ (void)a; return ({expr}); }} }};
+extern \"C\" __global__ void unary_{name}_f64(const double* __restrict__ x, double* __restrict__ out, i64 n, double a) {{
+    KEEL_GRID_LOOP(i, n) out[i] = keel_wide_unary_{name}()(x[i], a);
+}}
+extern \"C\" __global__ void unary_{name}_f64_strided(const double* x, double* out, i64 n, double a, Layout<2> l) {{
+    KEEL_GRID_LOOP(i, n) {{
+        i64 off[2];
+        layout_offsets<2>(l, i, off);
+        out[off[1]] = keel_wide_unary_{name}()(x[off[0]], a);
+    }}
+}}"
+        );
+    }
+    for (name, expr) in backward_exprs() {
+        let Some(expr) = widen(expr) else { continue };
+        let _ = writeln!(
+            s,
+            "struct keel_wide_bwd_{name} {{ __device__ __forceinline__ double operator()(double x, double y, double a) const {{ (void)x; (void)y; (void)a; return ({expr}); }} }};
+extern \"C\" __global__ void unary_bwd_{name}_f64(const double* __restrict__ x, const double* __restrict__ y,
+        const double* __restrict__ g, double* __restrict__ out, i64 n, double a) {{
+    KEEL_GRID_LOOP(i, n) out[i] = g[i] * keel_wide_bwd_{name}()(x[i], y[i], a);
+}}
+extern \"C\" __global__ void unary_bwd_{name}_f64_strided(const double* x, const double* y, const double* g, double* out,
+        i64 n, double a, Layout<4> l) {{
+    KEEL_GRID_LOOP(i, n) {{
+        i64 off[4];
+        layout_offsets<4>(l, i, off);
+        out[off[3]] = g[off[2]] * keel_wide_bwd_{name}()(x[off[0]], y[off[1]], a);
+    }}
+}}"
+        );
     }
     s
 }
@@ -262,9 +315,26 @@ pub(super) fn unary(s: &CudaStorage, l: &Layout, op: UnaryOp, p: f64) -> Result<
         Data::F32(x) => Data::F32(unary_t(dev, x, l, op, p)?),
         Data::F16(x) => Data::F16(unary_t(dev, x, l, op, p)?),
         Data::BF16(x) => Data::BF16(unary_t(dev, x, l, op, p)?),
+        Data::F64(x) => {
+            let name = format!("unary_{}_f64", op.name());
+            Data::F64(launch_generated::<_, _, f64, 1, 2>(dev, wide_program(), (&name, op.name()), [(x, l)], Some(p))?)
+        }
         _ => return Err(float_only(op.name(), s)),
     };
     Ok(s.like(data, l.shape().elem_count()))
+}
+
+/// `g * d(x, y, a)` in f64 with the wide program's backward kernel `unary_bwd_{name}_f64`.
+fn wide_bwd(
+    dev: &kk::CudaDevice,
+    (name, op): (&str, &'static str),
+    x: (&CudaSlice<i64>, &Layout),
+    y: (&CudaSlice<i64>, &Layout),
+    g: (&CudaSlice<i64>, &Layout),
+    a: f64,
+) -> Result<CudaSlice<i64>> {
+    let kernel = format!("unary_bwd_{name}_f64");
+    launch_generated::<_, _, f64, 3, 4>(dev, wide_program(), (&kernel, op), [x, y, g], Some(a))
 }
 
 /// `out = grad * f(x, y, a)` with the backward kernel `name` (`y` = second input).
@@ -333,6 +403,7 @@ pub(super) fn unary_grad(
         (Data::F32(x), Data::F32(gr)) => Data::F32(bwd_t(dev, name, (x, l), (x, l), (gr, gl), a)?),
         (Data::F16(x), Data::F16(gr)) => Data::F16(bwd_t(dev, name, (x, l), (x, l), (gr, gl), a)?),
         (Data::BF16(x), Data::BF16(gr)) => Data::BF16(bwd_t(dev, name, (x, l), (x, l), (gr, gl), a)?),
+        (Data::F64(x), Data::F64(gr)) => Data::F64(wide_bwd(dev, (name, "unary_grad"), (x, l), (x, l), (gr, gl), p)?),
         _ if s.dtype() != g.dtype() => return Err(mismatch("unary_grad", s, g)),
         _ => return Err(float_only(op.name(), s)),
     };
@@ -388,6 +459,17 @@ pub(super) fn binary(s: &CudaStorage, l: &Layout, r: &CudaStorage, rl: &Layout, 
         _ => return Err(mismatch(op.name(), s, r)),
     };
     Ok(s.like(data, l.shape().elem_count()))
+}
+
+/// `op(x, y)` on F64 storage (bits in `i64` buffers; layouts broadcast to the output shape),
+/// in f64: the wide program's `binary_{op}_f64[_strided]`, for ops composed on the device.
+pub(super) fn wide_binary(
+    dev: &kk::CudaDevice,
+    op: BinaryOp,
+    x: (&CudaSlice<i64>, &Layout),
+    y: (&CudaSlice<i64>, &Layout),
+) -> Result<CudaSlice<i64>> {
+    wide_t(dev, "f64", x, y, op)
 }
 
 /// `op(x, y)` on F64, I64 or U8 (`tn`): the wide program's `binary_{op}_{tn}[_strided]`.
@@ -486,11 +568,14 @@ pub(super) fn binary_grad(
         (Data::BF16(x), Data::BF16(y), Data::BF16(gr)) => {
             Data::BF16(bwd_t(dev, &name, (x, l), (y, rl), (gr, gl), 0.0)?)
         }
+        (Data::F64(x), Data::F64(y), Data::F64(gr)) => {
+            Data::F64(wide_bwd(dev, (&name, "binary_grad"), (x, l), (y, rl), (gr, gl), 0.0)?)
+        }
         _ => {
             return Err(Error::UnsupportedDType {
                 op: "binary_grad",
                 dtype: if s.dtype().is_float() { g.dtype() } else { s.dtype() },
-                hint: "CUDA gradients need F32, F16 or BF16 operands of one dtype",
+                hint: "CUDA gradients need float operands of one dtype",
             })
         }
     };
@@ -521,47 +606,82 @@ fn pair_t<T: kk::DType, O: kk::DType + Elem>(
     prog: &Program,
     name: &str,
     op: &'static str,
-    (x, l): (&CudaSlice<T>, &Layout),
-    (y, rl): (&CudaSlice<T>, &Layout),
+    x: (&CudaSlice<T>, &Layout),
+    y: (&CudaSlice<T>, &Layout),
 ) -> Result<CudaSlice<O>> {
+    launch_generated::<T, O, f64, 2, 3>(dev, prog, (name, op), [x, y], None)
+}
+
+/// Launch `{name}` of `prog` for contiguous operands, else `{name}_strided`, on the `N`
+/// inputs `ins` (bases and layouts, all broadcast to the output's shape) into a fresh
+/// contiguous `O` buffer: the kernels of the generated programs, with the signature
+/// `(const T* in_0, .., const T* in_{N-1}, O* out, i64 n[, S s])`, `[.., Layout<K>]` for the
+/// strided form (`K = N + 1`: the inputs' strides, then the output's).
+fn launch_generated<
+    T: kk::DType,
+    O: kk::DType + Elem,
+    S: kk::cudarc::driver::DeviceRepr,
+    const N: usize,
+    const K: usize,
+>(
+    dev: &kk::CudaDevice,
+    prog: &Program,
+    (name, op): (&str, &'static str),
+    ins: [(&CudaSlice<T>, &Layout); N],
+    scalar: Option<S>,
+) -> Result<CudaSlice<O>> {
+    debug_assert_eq!(K, N + 1);
+    let l = ins[N - 1].1;
     let n = l.shape().elem_count();
     let mut out = alloc::<O>(dev, n)?;
     if n == 0 {
         return Ok(out);
     }
     let ni = n as i64;
-    {
-        let mut ov = head_mut(&mut out, n);
-        if contiguous_all(&[l, rl]) {
-            let (xv, yv) = (range(x, l), range(y, rl));
-            let func = dev.function(prog, name).ctx(op)?;
-            let mut b = dev.stream().launch_builder(&func);
-            b.arg(&xv);
-            b.arg(&yv);
-            b.arg(&mut ov);
-            b.arg(&ni);
-            // SAFETY: the signature is (const T*, const T*, O*, i64) and every buffer holds n elements.
-            unsafe { b.launch(dev.cfg_1d(n)) }.ctx(op)?;
+    let layouts: Vec<&Layout> = ins.iter().map(|(_, l)| *l).collect();
+    let contiguous = contiguous_all(&layouts);
+    let views: [CudaView<'_, T>; N] = std::array::from_fn(|k| {
+        if contiguous {
+            range(ins[k].0, ins[k].1)
         } else {
-            let kl = kernel_layout(op, l.dims(), [l.strides(), rl.strides(), &out_strides(l)])?;
-            let (xv, yv) = (from_offset(x, l.offset()), from_offset(y, rl.offset()));
-            for (k, have) in [xv.len(), yv.len(), ov.len()].into_iter().enumerate() {
-                if kl.required_len(k).ctx(op)? > have {
-                    return Err(Error::invalid(op, "internal: strided view exceeds its CUDA buffer"));
-                }
-            }
-            let func = dev.function(prog, &format!("{name}_strided")).ctx(op)?;
-            let mut b = dev.stream().launch_builder(&func);
-            b.arg(&xv);
-            b.arg(&yv);
-            b.arg(&mut ov);
-            b.arg(&ni);
-            b.arg(&kl);
-            // SAFETY: the signature is (const T*, const T*, O*, i64, Layout<3>) and the
-            // layout's reach was checked against every buffer above.
-            unsafe { b.launch(dev.cfg_1d(n)) }.ctx(op)?;
+            from_offset(ins[k].0, ins[k].1.offset())
         }
+    });
+    let out_s = out_strides(l);
+    let kl = if contiguous {
+        None
+    } else {
+        let strides: [&[usize]; K] = std::array::from_fn(|k| if k < N { ins[k].1.strides() } else { &out_s[..] });
+        let kl = kernel_layout(op, l.dims(), strides)?;
+        for (k, have) in views.iter().map(|v| v.len()).chain([n]).enumerate() {
+            if kl.required_len(k).ctx(op)? > have {
+                return Err(Error::invalid(op, "internal: strided view exceeds its CUDA buffer"));
+            }
+        }
+        Some(kl)
+    };
+    let func = match kl {
+        None => dev.function(prog, name),
+        Some(_) => dev.function(prog, &format!("{name}_strided")),
     }
+    .ctx(op)?;
+    let mut ov = head_mut(&mut out, n);
+    let mut b = dev.stream().launch_builder(&func);
+    for v in &views {
+        b.arg(v);
+    }
+    b.arg(&mut ov);
+    b.arg(&ni);
+    if let Some(s) = &scalar {
+        b.arg(s);
+    }
+    if let Some(kl) = &kl {
+        b.arg(kl);
+    }
+    // SAFETY: the generated kernels take (N input pointers, the output pointer, i64 n, the
+    // scalar where given, the layout in the strided form); every buffer holds n elements,
+    // or the layout's reach was checked against it above.
+    unsafe { b.launch(dev.cfg_1d(n)) }.ctx(op)?;
     Ok(out)
 }
 
@@ -734,6 +854,12 @@ mod tests {
             for (tn, _) in WIDE_TYPES {
                 assert!(wide.ptx.contains(&format!("binary_{}_{tn}_strided", op.name())), "{} {tn}", op.name());
             }
+        }
+        for op in UnaryOp::ALL {
+            assert!(wide.ptx.contains(&format!("unary_{}_f64_strided", op.name())), "{}", op.name());
+        }
+        for (name, _) in backward_exprs() {
+            assert!(wide.ptx.contains(&format!("unary_bwd_{name}_f64_strided")), "{name}");
         }
     }
 

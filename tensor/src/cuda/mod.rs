@@ -12,12 +12,13 @@
 //!   The indexing ops (and `one_hot`) check their indices on the device: the first
 //!   out-of-range index comes back as `IndexOutOfRange` from the next read-back
 //!   ([`host_waits`] counts the waits).
-//! * F64, I64 and U8 binary ops (add, sub, mul, div, pow, maximum, minimum) and F64/I64
-//!   reductions (sum, mean, max, min, argmax, argmin) compute in f64, as the CPU does, with
-//!   the CPU's conversion of an integer result (truncated, saturated). Other F64 arithmetic
-//!   (unary ops, gradients, variance, softmax, matmul, convolution, pooling, optimizers)
-//!   returns [`Error::NotImplemented`](crate::Error::NotImplemented) rather than computing
-//!   in f32. Casts from or to F64 go through the host (exact).
+//! * F64, I64 and U8 binary ops (add, sub, mul, div, pow, maximum, minimum), F64 unary
+//!   ops and their gradients, and F64/I64 reductions (sum, mean, max, min, argmax, argmin;
+//!   F64 var) compute in f64, as the CPU does, with the CPU's conversion of an integer
+//!   result (truncated, saturated). The rest of F64 arithmetic (softmax, matmul,
+//!   convolution, pooling, optimizers) returns
+//!   [`Error::NotImplemented`](crate::Error::NotImplemented) rather than computing in f32.
+//!   Casts from or to F64 go through the host (exact).
 //! * Uniform random tensors (dropout masks) are drawn on the device by the Philox
 //!   kernel, bit-identical to the CPU. Normal ones are drawn on the host and copied
 //!   (the kernels' Box-Muller rounds in f64, the CPU spec in f32).

@@ -9,8 +9,8 @@
 //! and variance go through f32 (widen, reduce, narrow). Sums accumulate in f32 (tree
 //! order), the CPU in f64; variance is two-pass (mean, then mean of squares of the
 //! centred values). F64 and I64 storage is read in place and accumulated in f64, as on
-//! the CPU (an I64 result truncated and saturated like Rust's `as`); their variance
-//! returns `NotImplemented` (f32 accumulation would silently lose their precision).
+//! the CPU (an I64 result truncated and saturated like Rust's `as`); F64 variance is the
+//! CPU's two passes in f64 (I64 variance is refused on every device).
 
 use super::*;
 use crate::ops::{ReduceOp, UnaryOp};
@@ -140,6 +140,49 @@ fn reduce_wide(
     Ok(if wide == kr::Wide::F64 { Data::F64(out) } else { Data::I64(out) })
 }
 
+/// The population variance of F64 storage over its trailing `size` elements, in f64 as the
+/// CPU computes it: the mean (sum / n), the squared deviations `(x - m) * (x - m)` (the wide
+/// program's sub and mul, the mean broadcast by stride 0), then their mean. Up to the
+/// summation order, the CPU's values.
+fn var_f64(dev: &kk::CudaDevice, x: &CudaSlice<i64>, l: &Layout, size: usize) -> Result<CudaSlice<i64>> {
+    const OP: &str = "var";
+    let (n, dims) = (l.shape().elem_count(), l.dims());
+    let rows = n / size;
+    let wide_sum = |input: &kk::cudarc::driver::CudaView<'_, i64>, shape: ReduceShape| -> Result<CudaSlice<i64>> {
+        let mut out = alloc::<i64>(dev, rows)?;
+        kr::reduce_wide(
+            dev,
+            kr::ReduceOp::Sum,
+            kr::Wide::F64,
+            shape,
+            input,
+            &mut head_mut(&mut out, rows),
+            size as f64,
+        )
+        .ctx(OP)?;
+        Ok(out)
+    };
+    let (input, shape) = reduce_input(dev, x, l, size, F64_POISON)?;
+    let mean = wide_sum(&input.view(), shape)?;
+    drop(input);
+    // the mean broadcast over `l`'s trailing dims (those of the `size` reduced elements)
+    let mut kept = dims.len();
+    let mut reduced = 1;
+    while kept > 0 && reduced < size {
+        kept -= 1;
+        reduced *= dims[kept];
+    }
+    let mut strides = l.shape().contiguous_strides();
+    for (k, st) in strides.iter_mut().enumerate() {
+        *st = if k < kept { *st / size } else { 0 };
+    }
+    let ml = Layout::new(l.shape().clone(), strides, 0);
+    let centred = super::elementwise::wide_binary(dev, crate::BinaryOp::Sub, (x, l), (&mean, &ml))?;
+    let cl = Layout::contiguous(l.shape().clone());
+    let sq = super::elementwise::wide_binary(dev, crate::BinaryOp::Mul, (&centred, &cl), (&centred, &cl))?;
+    wide_sum(&sq.slice(0..n), ReduceShape { outer: rows, reduce: size, inner: 1 })
+}
+
 pub(super) fn reduce(s: &CudaStorage, l: &Layout, op: ReduceOp, size: usize) -> Result<CudaStorage> {
     let dev = &s.dev;
     let n = l.shape().elem_count();
@@ -147,6 +190,9 @@ pub(super) fn reduce(s: &CudaStorage, l: &Layout, op: ReduceOp, size: usize) -> 
         return Err(Error::invalid(op.name(), "cannot reduce over an empty axis"));
     }
     let rows = n / size;
+    if let (ReduceOp::Var, Data::F64(x)) = (op, &s.data) {
+        return Ok(s.like(Data::F64(var_f64(dev, x, l, size)?), rows));
+    }
     if op != ReduceOp::Var {
         let typed = match &s.data {
             Data::F32(x) => Some(reduce_typed(dev, x, l, op, size, Data::F32)?),

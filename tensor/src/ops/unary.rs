@@ -227,8 +227,8 @@ unary_ops! {
     Tanh "tanh" |x, a| x.tanh(), |x, a| { let t = x.tanh(); 1.0 - t * t }, "tanhf(x)", "(1.f - tanhf(x) * tanhf(x))";
     /// GELU, exact form `x * Phi(x)` (Keras `approximate=False`, PyTorch default)
     Gelu "gelu" |x, a| x.gelu_(), |x, a| x.gelu_grad_(),
-        "0.5f * x * (1.f + erff(x * 0.70710678f))",
-        "(0.5f * (1.f + erff(x * 0.70710678f)) + x * expf(-0.5f * x * x) * 0.39894228f)";
+        "0.5f * x * (1.f + erff(x * 0.7071067811865476f))",
+        "(0.5f * (1.f + erff(x * 0.7071067811865476f)) + x * expf(-0.5f * x * x) * 0.3989422804014327f)";
     /// SiLU / swish `x * sigmoid(x)`
     Silu "silu" |x, a| x * x.sigmoid_(), |x, a| { let s = x.sigmoid_(); s * (1.0 + x * (1.0 - s)) },
         "x / (1.f + expf(-x))",
