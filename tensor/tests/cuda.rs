@@ -136,6 +136,19 @@ fn unary_ops_and_grads() {
     }
 }
 
+/// `t op v` through the op's `*_scalar` method.
+fn scalar_form(t: &Tensor, op: BinaryOp, v: f64) -> keel_tensor::Result<Tensor> {
+    match op {
+        BinaryOp::Add => t.add_scalar(v),
+        BinaryOp::Sub => t.sub_scalar(v),
+        BinaryOp::Mul => t.mul_scalar(v),
+        BinaryOp::Div => t.div_scalar(v),
+        BinaryOp::Pow => t.pow_scalar(v),
+        BinaryOp::Maximum => t.maximum_scalar(v),
+        BinaryOp::Minimum => t.minimum_scalar(v),
+    }
+}
+
 #[test]
 fn binary_ops_broadcasting_and_grads() {
     let Some(dev) = gpu("binary_ops_broadcasting_and_grads") else { return };
@@ -179,15 +192,7 @@ fn binary_ops_broadcasting_and_grads() {
         // the `*_scalar` forms: one launch with the scalar as an argument on CUDA, the bits of
         // the filled one-element tensor's broadcast (also for a strided `x`, which takes the
         // broadcast), and the CPU's values
-        let scalar = |t: &Tensor, v: f64| match op {
-            BinaryOp::Add => t.add_scalar(v),
-            BinaryOp::Sub => t.sub_scalar(v),
-            BinaryOp::Mul => t.mul_scalar(v),
-            BinaryOp::Div => t.div_scalar(v),
-            BinaryOp::Pow => t.pow_scalar(v),
-            BinaryOp::Maximum => t.maximum_scalar(v),
-            BinaryOp::Minimum => t.minimum_scalar(v),
-        };
+        let scalar = |t: &Tensor, v: f64| scalar_form(t, op, v);
         for dt in [DType::F32, DType::F16, DType::BF16] {
             let x = lhs(s + 11, &[37, 29]).to_dtype(dt).unwrap().to_device(&dev).unwrap();
             for (what, x) in [("", x.clone()), (" of a transposed view", x.t().unwrap())] {
@@ -256,15 +261,7 @@ fn integer_and_f64_binary_ops() {
             });
         }
         // the `*_scalar` forms (a filled one-element tensor, broadcast)
-        let scalar = |t: &Tensor, v: f64| match op {
-            BinaryOp::Add => t.add_scalar(v),
-            BinaryOp::Sub => t.sub_scalar(v),
-            BinaryOp::Mul => t.mul_scalar(v),
-            BinaryOp::Div => t.div_scalar(v),
-            BinaryOp::Pow => t.pow_scalar(v),
-            BinaryOp::Maximum => t.maximum_scalar(v),
-            BinaryOp::Minimum => t.minimum_scalar(v),
-        };
+        let scalar = |t: &Tensor, v: f64| scalar_form(t, op, v);
         let v = if pow { 3.0 } else { 7.0 };
         let (lo, hi) = if pow { (-6.0, 7.0) } else { (-60.0, 61.0) };
         agree(&format!("{name}_scalar i64"), dev, 0.0, &[int(s + 12, &[9, 11], lo, hi, DType::I64)], |t| {
