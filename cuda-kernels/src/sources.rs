@@ -170,7 +170,7 @@ pub mod programs {
     static_program!(conv, "conv", CONV);
 
     /// The number of parts of [`gemm`] (see [`program_part`]).
-    pub const GEMM_PARTS: u32 = 5;
+    pub const GEMM_PARTS: u32 = 6;
     /// The number of parts of [`gemm_tc`] (see [`program_part`]).
     pub const GEMM_TC_PARTS: u32 = 7;
 

@@ -269,6 +269,43 @@ fn gemm_batch_loop() {
     gemm::set_grid_z_limit(65535);
 }
 
+/// The F64 GEMM (values as bits in i64 buffers) against the f64 host loop on inputs exact in
+/// f64: the four forms, tails of its 64x64 tile and 16-deep k-tiles, alpha and beta, and
+/// blocks that loop over several batch matrices. A bias or an activation is refused.
+#[test]
+fn gemm_f64_matches_the_host_loop() {
+    let Some(dev) = device() else { return };
+    let bits = |v: &[f32]| -> Vec<i64> { v.iter().map(|&x| f64::from(x).to_bits() as i64).collect() };
+    for (i, (ta, tb)) in [(false, false), (false, true), (true, false), (true, true)].into_iter().enumerate() {
+        let mut g = GemmArgs::new(67, 35, 37).batched(5).transpose(ta, tb);
+        g.alpha = 0.5;
+        g.beta = if i % 2 == 1 { 2.0 } else { 0.0 };
+        let a_len = (g.batch - 1) * g.stride_a + if g.trans_a { g.k * g.lda } else { g.m * g.lda };
+        let b_len = (g.batch - 1) * g.stride_b + if g.trans_b { g.n * g.ldb } else { g.k * g.ldb };
+        let c_len = (g.batch - 1) * g.stride_c + g.m * g.ldc;
+        let (a, b) = (rand_vec(a_len, 500 + i as u64), rand_vec(b_len, 510 + i as u64));
+        let c0 = if g.beta != 0.0 { rand_vec(c_len, 520) } else { vec![f32::NAN; c_len] };
+        let want = gemm_ref(&g, &a, &b, &c0, None);
+        let (da, db) = (dev.htod(&bits(&a)).expect("a"), dev.htod(&bits(&b)).expect("b"));
+        let mut dc = dev.htod(&bits(&c0)).expect("c");
+        gemm::set_grid_z_limit(if i < 2 { 2 } else { 65535 });
+        let res = gemm::gemm_f64(&dev, &g, &da.as_view(), &db.as_view(), &mut dc.as_view_mut(), None);
+        gemm::set_grid_z_limit(65535);
+        res.expect("gemm_f64");
+        let got: Vec<f64> = dev.dtoh(&dc.as_view()).expect("dtoh").iter().map(|&v| f64::from_bits(v as u64)).collect();
+        let (num, den) = got.iter().zip(&want).fold((0.0, 0.0), |(n, d), (g, w)| (n + (g - w) * (g - w), d + w * w));
+        assert!((num / den).sqrt() < 1e-14, "f64 gemm ta={ta} tb={tb}: rel err {}", (num / den).sqrt());
+        if i == 0 {
+            let relu = g.activation(Activation::Relu);
+            assert!(gemm::gemm_f64(&dev, &relu, &da.as_view(), &db.as_view(), &mut dc.as_view_mut(), None).is_err());
+            let bias = dev.htod(&vec![0i64; g.n]).expect("bias");
+            let bias_view = bias.as_view();
+            let with_bias = Some(Bias::Rounded(&bias_view));
+            assert!(gemm::gemm_f64(&dev, &g, &da.as_view(), &db.as_view(), &mut dc.as_view_mut(), with_bias).is_err());
+        }
+    }
+}
+
 /// The double-buffered SIMT kernel sums the same products in the same order as the default
 /// one: the same bits, for element and 16-byte loads, every form, tails, batches, epilogues.
 #[test]

@@ -557,6 +557,23 @@ fn matmul_shapes_layouts_and_precisions() {
             t[0].matmul(&t[1].transpose(1, 2)?.contiguous()?.transpose(1, 2)?)
         });
     }
+    // F64 (the plain f64 kernel): tails of its 64x64 tile and 16-deep k-tiles, the four
+    // transpose forms, batches (one matrix broadcast, or one per batch), and matmul_bias,
+    // which runs F64's bias add and ReLU as their own ops
+    let f64s = |seed, shape: &[usize]| {
+        rand_signed(seed, shape, 0.1, 1.0).to_dtype(DType::F64).unwrap().mul_scalar(1.0 + 1e-9).unwrap()
+    };
+    let (a, b) = (f64s(616, &[67, 129]), f64s(617, &[129, 35]));
+    agree("matmul f64", dev, 1e-13, &[a.clone(), b.clone()], |t| t[0].matmul(&t[1]));
+    let (at, bt) = (f64s(618, &[129, 67]), f64s(619, &[35, 129]));
+    agree("matmul f64 A^T", dev, 1e-13, &[at.clone(), b.clone()], |t| t[0].t()?.matmul(&t[1]));
+    agree("matmul f64 B^T", dev, 1e-13, &[a.clone(), bt.clone()], |t| t[0].matmul(&t[1].t()?));
+    agree("matmul f64 A^T B^T", dev, 1e-13, &[at, bt], |t| t[0].t()?.matmul(&t[1].t()?));
+    let (x, w) = (f64s(620, &[3, 17, 33]), f64s(621, &[33, 9]));
+    agree("matmul f64 batched x shared matrix", dev, 1e-13, &[x.clone(), w], |t| t[0].matmul(&t[1]));
+    agree("matmul f64 batched", dev, 1e-13, &[x, f64s(622, &[3, 33, 9])], |t| t[0].matmul(&t[1]));
+    let bias = f64s(623, &[35]);
+    agree("matmul_bias_relu f64", dev, 1e-13, &[a, b, bias], |t| t[0].matmul_bias_relu(&t[1], &t[2]));
 }
 
 /// `conv2d_bias_relu` on CUDA (bias and ReLU in the convolution's epilogue; F16/BF16 add a
@@ -866,7 +883,8 @@ fn transfers_creation_and_assign() {
 fn missing_kernels_say_not_implemented() {
     let Some(dev) = gpu("missing_kernels_say_not_implemented") else { return };
     let x = rand(1200, &[4, 4], 0.5, 1.0).to_dtype(DType::F64).unwrap().to_device(&dev).unwrap();
-    for r in [x.matmul(&x), x.softmax(-1)] {
-        assert!(matches!(r, Err(Error::NotImplemented { backend: "cuda", .. })), "{r:?}");
-    }
+    let r = x.softmax(-1);
+    assert!(matches!(r, Err(Error::NotImplemented { backend: "cuda", .. })), "{r:?}");
+    let r = x.reshape((1, 4, 4, 1)).unwrap().max_pool2d((2, 2), (2, 2), Padding::Valid);
+    assert!(matches!(r, Err(Error::NotImplemented { backend: "cuda", .. })), "{r:?}");
 }

@@ -371,6 +371,38 @@ pub fn gemm_f32_with(
     launch_gemm(dev, program_part(programs::gemm(), part), kernel, 0, args, a, b, c, bias)
 }
 
+/// F64 GEMM (`gemm_f64_{form}`, a plain 64x64 SIMT tile with f64 FMA accumulation): for
+/// matmuls in double on the GPU (gradient checks, references), not tuned for speed. The
+/// operands are F64 values held in `i64` buffers (their bits, as keel-tensor stores F64).
+/// Takes `alpha` and `beta`; no bias or activation (an error if asked for one).
+pub fn gemm_f64(
+    dev: &CudaDevice,
+    args: &GemmArgs,
+    a: &CudaView<'_, i64>,
+    b: &CudaView<'_, i64>,
+    c: &mut CudaViewMut<'_, i64>,
+    bias: Option<Bias<'_, '_, i64>>,
+) -> Result<()> {
+    if args.act != Activation::None || bias.is_some() {
+        return Err(Error::arg("gemm", "the F64 GEMM has no bias or activation epilogue"));
+    }
+    args.validate(a.len(), b.len(), c.len(), None)?;
+    if args.n.div_ceil(64) > 65535 {
+        return Err(Error::arg("gemm", format!("n = {} too large for one F64 launch (max {})", args.n, 65535 * 64)));
+    }
+    if args.m == 0 || args.n == 0 || args.batch == 0 {
+        return Ok(());
+    }
+    let p = args.params()?;
+    let cfg = LaunchConfig {
+        grid_dim: (args.m.div_ceil(64) as u32, args.n.div_ceil(64) as u32, args.batch.min(grid_z_limit()) as u32),
+        block_dim: (256, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    let kernel = format!("gemm_f64_{}", args.form());
+    launch!(dev, program_part(programs::gemm(), 6), kernel, cfg, [a, b, c, &p])
+}
+
 /// Which tensor-core kernel runs a TF32/F16/BF16 GEMM (see [`gemm_tc`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TcKernel {

@@ -121,7 +121,7 @@ pub fn index_select_backward_f32(
 }
 
 /// Queues a check that every index in `idx` lies in `0..size`, without waiting for it:
-/// a bad index (one of them, if several) is reported as [`Error::IndexOutOfRange`] (naming `op`) by the
+/// a bad index (one of them, if several) is reported as [`crate::Error::IndexOutOfRange`] (naming `op`) by the
 /// next [`CudaDevice::synchronize`], so by the next read-back. The index kernels read an
 /// out-of-range index as 0 (or skip it), so nothing outside a buffer is touched meanwhile.
 pub fn check_index_range(dev: &CudaDevice, idx: &CudaView<'_, i64>, size: usize, op: &'static str) -> Result<()> {
@@ -153,7 +153,7 @@ pub fn one_hot_f32(
     launch!(dev, programs::index(), "one_hot_f32", dev.cfg_1d(out.len()), [labels, out, &rows, &c, &on, &off])
 }
 
-/// Pieces one launch of [`concat`] copies (`KEEL_CONCAT_MAX` in index.cu).
+/// Pieces one launch of [`concat()`] copies (`KEEL_CONCAT_MAX` in index.cu).
 pub const CONCAT_MAX: usize = 64;
 
 /// The concat kernel's piece list, passed by value in the kernel parameter space (2,600

@@ -6,7 +6,8 @@
 //! path does); any other layout is copied to contiguous first. F32 runs the exact
 //! SIMT kernel, or TF32 tensor cores when [`super::set_tf32`] / [`super::with_tf32`]
 //! allow it; F16/BF16 run tensor cores with f32 accumulation and round once to the
-//! output dtype (as the CPU does). F64 has no GEMM kernel (`NotImplemented`).
+//! output dtype (as the CPU does). F64 runs a plain SIMT f64 kernel (`gemm_f64_*`, f64
+//! accumulation, no epilogue: its bias add is its own op).
 
 use super::*;
 use crate::storage::BackendStorage;
@@ -115,7 +116,8 @@ pub(super) fn matmul(s: &CudaStorage, l: &Layout, r: &CudaStorage, rl: &Layout) 
 /// `act(matmul + bias)` with the bias (`[n]`, the operands' dtype) and ReLU in the GEMM's
 /// epilogue: bit-identical to matmul, add and relu, since the epilogue adds the bias to the
 /// product rounded to the output's dtype and rounds the sum before the ReLU (`1 * acc + b`
-/// and `fmaxf(., 0)` for F32), as those kernels do. `None` for an empty inner dimension.
+/// and `fmaxf(., 0)` for F32), as those kernels do. `None` for an empty inner dimension and
+/// for F64 (the caller runs the ops one after the other).
 pub(crate) fn matmul_bias(
     s: &CudaStorage,
     l: &Layout,
@@ -124,8 +126,9 @@ pub(crate) fn matmul_bias(
     bias: (&CudaStorage, &Layout),
     relu: bool,
 ) -> Result<Option<CudaStorage>> {
-    if l.dims()[2] == 0 {
-        return Ok(None); // an empty sum: no GEMM runs to add the bias
+    if l.dims()[2] == 0 || s.dtype() == crate::DType::F64 {
+        // an empty sum: no GEMM runs to add the bias; F64: its GEMM has no epilogue
+        return Ok(None);
     }
     s.same_device("matmul", bias.0)?;
     let act = if relu { Activation::Relu } else { Activation::None };
@@ -146,7 +149,12 @@ fn gemm_dispatch(s: &CudaStorage, l: &Layout, r: &CudaStorage, rl: &Layout, epi:
         (Data::BF16(x), Data::BF16(y)) => {
             Data::BF16(gemm_run(dev, x, l, y, rl, bf16::NAN, gemm::gemm_bf16::<bf16>, epi)?)
         }
-        (Data::F64(_), Data::F64(_)) => return Err(no_f64("matmul")),
+        (Data::F64(x), Data::F64(y)) => {
+            if epi.0.is_some() || epi.1 != Activation::None {
+                return Err(Error::invalid("matmul", "internal: the F64 GEMM takes no epilogue"));
+            }
+            Data::F64(gemm_run(dev, x, l, y, rl, F64_POISON, gemm::gemm_f64, epi)?)
+        }
         _ if s.dtype() != r.dtype() => {
             return Err(Error::DTypeMismatch { op: "matmul", lhs: s.dtype(), rhs: r.dtype() })
         }
