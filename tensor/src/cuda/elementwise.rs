@@ -315,13 +315,22 @@ pub(super) fn unary(s: &CudaStorage, l: &Layout, op: UnaryOp, p: f64) -> Result<
         Data::F32(x) => Data::F32(unary_t(dev, x, l, op, p)?),
         Data::F16(x) => Data::F16(unary_t(dev, x, l, op, p)?),
         Data::BF16(x) => Data::BF16(unary_t(dev, x, l, op, p)?),
-        Data::F64(x) => {
-            let name = format!("unary_{}_f64", op.name());
-            Data::F64(launch_generated::<_, _, f64, 1, 2>(dev, wide_program(), (&name, op.name()), [(x, l)], Some(p))?)
-        }
+        Data::F64(x) => Data::F64(wide_unary_p(dev, op, (x, l), p)?),
         _ => return Err(float_only(op.name(), s)),
     };
     Ok(s.like(data, l.shape().elem_count()))
+}
+
+/// `op(x, p)` on F64 storage (bits in an `i64` buffer) in f64: the wide program's
+/// `unary_{op}_f64[_strided]`.
+fn wide_unary_p(dev: &kk::CudaDevice, op: UnaryOp, x: (&CudaSlice<i64>, &Layout), p: f64) -> Result<CudaSlice<i64>> {
+    let name = format!("unary_{}_f64", op.name());
+    launch_generated::<_, _, f64, 1, 2>(dev, wide_program(), (&name, op.name()), [x], Some(p))
+}
+
+/// [`wide_unary_p`] without a parameter, for ops composed on the device.
+pub(super) fn wide_unary(dev: &kk::CudaDevice, op: UnaryOp, x: (&CudaSlice<i64>, &Layout)) -> Result<CudaSlice<i64>> {
+    wide_unary_p(dev, op, x, 0.0)
 }
 
 /// `g * d(x, y, a)` in f64 with the wide program's backward kernel `unary_bwd_{name}_f64`.

@@ -140,13 +140,59 @@ fn reduce_wide(
     Ok(if wide == kr::Wide::F64 { Data::F64(out) } else { Data::I64(out) })
 }
 
+/// The layout that broadcasts a contiguous vector of one value per row (`[rows]`, a
+/// reduction's result) over `l`, whose trailing dims hold each row's `size` elements.
+fn row_broadcast(l: &Layout, size: usize) -> Layout {
+    let dims = l.dims();
+    let (mut kept, mut reduced) = (dims.len(), 1);
+    while kept > 0 && reduced < size {
+        kept -= 1;
+        reduced *= dims[kept];
+    }
+    let mut strides = l.shape().contiguous_strides();
+    for (k, st) in strides.iter_mut().enumerate() {
+        *st = if k < kept { *st / size } else { 0 };
+    }
+    Layout::new(l.shape().clone(), strides, 0)
+}
+
+/// softmax (or log_softmax) of F64 storage over its trailing `size` elements, in f64,
+/// composed from the wide kernels with the CPU's formulas: `exp(x - max) / sum` and
+/// `(x - max) - ln(sum)`, `sum` the row sum of `exp(x - max)`. The CPU's values up to the
+/// summation order; six launches (F64 is the reference path, not the fast one).
+fn softmax_f64(dev: &kk::CudaDevice, x: &CudaSlice<i64>, l: &Layout, size: usize, log: bool) -> Result<CudaSlice<i64>> {
+    let op = if log { "log_softmax" } else { "softmax" };
+    let n = l.shape().elem_count();
+    let rows = n / size;
+    let row_reduce =
+        |kop: kr::ReduceOp, input: &kk::cudarc::driver::CudaView<'_, i64>, shape| -> Result<CudaSlice<i64>> {
+            let mut out = alloc::<i64>(dev, rows)?;
+            kr::reduce_wide(dev, kop, kr::Wide::F64, shape, input, &mut head_mut(&mut out, rows), 1.0).ctx(op)?;
+            Ok(out)
+        };
+    let (input, shape) = reduce_input(dev, x, l, size, F64_POISON)?;
+    let max = row_reduce(kr::ReduceOp::Max, &input.view(), shape)?;
+    drop(input);
+    let (bl, cl) = (row_broadcast(l, size), Layout::contiguous(l.shape().clone()));
+    let ew = super::elementwise::wide_binary;
+    let shifted = ew(dev, crate::BinaryOp::Sub, (x, l), (&max, &bl))?;
+    let e = super::elementwise::wide_unary(dev, UnaryOp::Exp, (&shifted, &cl))?;
+    let sum = row_reduce(kr::ReduceOp::Sum, &e.slice(0..n), ReduceShape { outer: rows, reduce: size, inner: 1 })?;
+    if log {
+        let log_sum = super::elementwise::wide_unary(dev, UnaryOp::Log, (&sum, &Layout::contiguous(rows)))?;
+        ew(dev, crate::BinaryOp::Sub, (&shifted, &cl), (&log_sum, &bl))
+    } else {
+        ew(dev, crate::BinaryOp::Div, (&e, &cl), (&sum, &bl))
+    }
+}
+
 /// The population variance of F64 storage over its trailing `size` elements, in f64 as the
 /// CPU computes it: the mean (sum / n), the squared deviations `(x - m) * (x - m)` (the wide
 /// program's sub and mul, the mean broadcast by stride 0), then their mean. Up to the
 /// summation order, the CPU's values.
 fn var_f64(dev: &kk::CudaDevice, x: &CudaSlice<i64>, l: &Layout, size: usize) -> Result<CudaSlice<i64>> {
     const OP: &str = "var";
-    let (n, dims) = (l.shape().elem_count(), l.dims());
+    let n = l.shape().elem_count();
     let rows = n / size;
     let wide_sum = |input: &kk::cudarc::driver::CudaView<'_, i64>, shape: ReduceShape| -> Result<CudaSlice<i64>> {
         let mut out = alloc::<i64>(dev, rows)?;
@@ -165,18 +211,7 @@ fn var_f64(dev: &kk::CudaDevice, x: &CudaSlice<i64>, l: &Layout, size: usize) ->
     let (input, shape) = reduce_input(dev, x, l, size, F64_POISON)?;
     let mean = wide_sum(&input.view(), shape)?;
     drop(input);
-    // the mean broadcast over `l`'s trailing dims (those of the `size` reduced elements)
-    let mut kept = dims.len();
-    let mut reduced = 1;
-    while kept > 0 && reduced < size {
-        kept -= 1;
-        reduced *= dims[kept];
-    }
-    let mut strides = l.shape().contiguous_strides();
-    for (k, st) in strides.iter_mut().enumerate() {
-        *st = if k < kept { *st / size } else { 0 };
-    }
-    let ml = Layout::new(l.shape().clone(), strides, 0);
+    let ml = row_broadcast(l, size);
     let centred = super::elementwise::wide_binary(dev, crate::BinaryOp::Sub, (x, l), (&mean, &ml))?;
     let cl = Layout::contiguous(l.shape().clone());
     let sq = super::elementwise::wide_binary(dev, crate::BinaryOp::Mul, (&centred, &cl), (&centred, &cl))?;
@@ -277,6 +312,9 @@ pub(super) fn softmax_last(s: &CudaStorage, l: &Layout, size: usize, log: bool) 
     let dev = &s.dev;
     let n = l.shape().elem_count();
     let rows = n / size;
+    if let Data::F64(x) = &s.data {
+        return Ok(s.like(Data::F64(softmax_f64(dev, x, l, size, log)?), n));
+    }
     let x = f32_input(op, s, l)?;
     let mut out = alloc::<f32>(dev, n)?;
     if n > 0 {
@@ -289,7 +327,8 @@ pub(super) fn softmax_last(s: &CudaStorage, l: &Layout, size: usize, log: bool) 
 /// (rows of `classes`) against I64 class indices or probabilities `t`: one launch of
 /// `softmax_xent_{sparse|dense}[_fwd]_f32`, F16/BF16 widened to f32 first and the results
 /// rounded back. Class indices are checked on the device by the caller; an out-of-range
-/// one counts as all-zero targets (loss and gradient 0).
+/// one counts as all-zero targets (loss and gradient 0). `None` for F64 logits, which the
+/// caller runs as the op chain.
 pub(crate) fn softmax_cross_entropy(
     s: &CudaStorage,
     l: &Layout,
@@ -297,9 +336,12 @@ pub(crate) fn softmax_cross_entropy(
     tl: &Layout,
     classes: usize,
     grad_scale: Option<f64>,
-) -> Result<(CudaStorage, Option<CudaStorage>)> {
+) -> Result<Option<(CudaStorage, Option<CudaStorage>)>> {
     const OP: &str = "softmax_cross_entropy";
     s.same_device(OP, t)?;
+    if s.dtype() == DType::F64 {
+        return Ok(None); // no f64 kernel: the op chain runs (log_softmax, mul, sum in f64)
+    }
     let dev = &s.dev;
     let n = l.shape().elem_count();
     let rows = n / classes;
@@ -329,7 +371,7 @@ pub(crate) fn softmax_cross_entropy(
         Some(g) => Some(s.like(f32_output(dev, g, n, dtype)?, n)),
         None => None,
     };
-    Ok((s.like(f32_output(dev, loss, rows, dtype)?, rows), grad))
+    Ok(Some((s.like(f32_output(dev, loss, rows, dtype)?, rows), grad)))
 }
 
 #[cfg(test)]

@@ -62,15 +62,8 @@ impl Tensor {
                 }
                 #[cfg(feature = "cuda")]
                 (Storage::Cuda(xs), Storage::Cuda(ts)) => {
-                    let (l, g) = crate::cuda::reduce::softmax_cross_entropy(
-                        xs,
-                        x.layout(),
-                        ts,
-                        t.layout(),
-                        classes,
-                        grad_scale,
-                    )?;
-                    Some((Storage::Cuda(l), g.map(Storage::Cuda)))
+                    crate::cuda::reduce::softmax_cross_entropy(xs, x.layout(), ts, t.layout(), classes, grad_scale)?
+                        .map(|(l, g)| (Storage::Cuda(l), g.map(Storage::Cuda)))
                 }
                 _ => None,
             }
@@ -78,7 +71,7 @@ impl Tensor {
         if let Some((loss, grad)) = fused {
             return Ok((Tensor::from_storage(loss, lead), grad.map(|g| Tensor::from_storage(g, self.shape().clone()))));
         }
-        // F16/BF16 on the CPU (and operands on two devices, which the ops report)
+        // F16/BF16 on the CPU, F64 on CUDA (and operands on two devices, which the ops report)
         let t = if sparse { t.one_hot(classes, self.dtype())? } else { t };
         let lsm = x.log_softmax(-1)?;
         let loss = t.mul(&lsm)?.sum(&[-1], false)?.neg()?;
