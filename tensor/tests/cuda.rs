@@ -731,9 +731,25 @@ fn indexing_and_concat() {
         t[0].scatter_add_into(&t[1], 1, &Shape::from([6, 5, 4]))
     });
     let s3 = rand_signed(905, &[4, 2, 3], 0.1, 2.0);
-    agree("scatter_add into a larger output", dev, 1e-5, &[s3, gsmall], |t| {
+    agree("scatter_add into a larger output", dev, 1e-5, &[s3.clone(), gsmall.clone()], |t| {
         t[0].scatter_add_into(&t[1], 1, &Shape::from([6, 5, 4]))
     });
+    // F64 and I64 add in their own type (I64 exactly; F64 to rounding, the order varies)
+    for (dt, tol) in [(DType::F64, 1e-14), (DType::I64, 0.0)] {
+        let scale = |t: &Tensor| t.mul_scalar(100.0).unwrap().to_dtype(dt).unwrap();
+        agree(&format!("index_add {dt}"), dev, tol, &[scale(&src), idx.clone()], |t| {
+            t[0].index_add_into(&t[1], 0, &dims)
+        });
+        agree(&format!("index_add {dt} of a view"), dev, tol, &[scale(&src), idx.clone()], |t| {
+            t[0].transpose(0, 1)?.index_add_into(&t[1], 1, &Shape::from([5, 6, 4]))
+        });
+        agree(&format!("scatter_add {dt}"), dev, tol, &[scale(&s2), gidx.clone()], |t| {
+            t[0].scatter_add_into(&t[1], 1, &Shape::from([6, 5, 4]))
+        });
+        agree(&format!("scatter_add {dt} into a larger output"), dev, tol, &[scale(&s3), gsmall.clone()], |t| {
+            t[0].scatter_add_into(&t[1], 1, &Shape::from([6, 5, 4]))
+        });
+    }
     let labels = Tensor::from_vec(vec![2i64, 0, 9, 4, 4], 5).unwrap();
     agree("one_hot", dev, 0.0, &[labels], |t| t[0].one_hot(10, DType::F32));
     // out-of-range indices: tests/cuda_index_errors.rs (a process of its own)

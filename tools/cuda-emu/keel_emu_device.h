@@ -82,6 +82,12 @@ inline unsigned int __float_as_uint(float v) { return keel_emu_bits<unsigned int
 inline float atomicAdd(float* p, float v) { const float old = *p; *p = old + v; return old; }
 inline int atomicAdd(int* p, int v) { const int old = *p; *p = old + v; return old; }
 inline unsigned int atomicAdd(unsigned int* p, unsigned int v) { const unsigned int old = *p; *p = old + v; return old; }
+inline double atomicAdd(double* p, double v) { const double old = *p; *p = old + v; return old; }
+inline unsigned long long atomicAdd(unsigned long long* p, unsigned long long v) {
+    const unsigned long long old = *p;
+    *p = old + v;
+    return old;
+}
 inline unsigned long long atomicCAS(unsigned long long* p, unsigned long long cmp, unsigned long long v) {
     const unsigned long long old = *p;
     if (old == cmp) *p = v;

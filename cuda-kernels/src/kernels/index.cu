@@ -58,32 +58,55 @@ struct ConcatList {
     }
 KEEL_FOR_BYTES(KEEL_GATHER)
 
+// The accumulating backwards add with atomics in f32, f64 or i64 (i64: two's complement,
+// exact; the CPU adds in f64, the same below 2^53).
+__device__ __forceinline__ void keel_atomic_add(float* p, float v) { atomicAdd(p, v); }
+__device__ __forceinline__ void keel_atomic_add(double* p, double v) { atomicAdd(p, v); }
+__device__ __forceinline__ void keel_atomic_add(i64* p, i64 v) {
+    atomicAdd((unsigned long long*)p, (unsigned long long)v);
+}
+
 // Backward of gather: grad_in[o, idx[o, j, i], i] += grad_out[o, j, i]  (grad_in pre-zeroed)
-extern "C" __global__ void scatter_add_f32(const float* __restrict__ grad_out, const i64* __restrict__ idx,
-                                           float* __restrict__ grad_in, i64 outer, i64 n_in, i64 n_idx,
-                                           i64 inner) {
+template <typename T>
+__device__ __forceinline__ void scatter_add_t(const T* __restrict__ grad_out, const i64* __restrict__ idx,
+                                              T* __restrict__ grad_in, i64 outer, i64 n_in, i64 n_idx, i64 inner) {
     const i64 total = outer * n_idx * inner;
     KEEL_GRID_LOOP(e, total) {
         const i64 i = e % inner;
         const i64 o = e / (n_idx * inner);
         const i64 k = idx[e];
-        if (k >= 0 && k < n_in) atomicAdd(&grad_in[(o * n_in + k) * inner + i], grad_out[e]);
+        if (k >= 0 && k < n_in) keel_atomic_add(&grad_in[(o * n_in + k) * inner + i], grad_out[e]);
     }
 }
 
 // Backward of index_select: grad_in[o, idx[j], i] += grad_out[o, j, i]  (grad_in pre-zeroed)
-extern "C" __global__ void index_add_f32(const float* __restrict__ grad_out, const i64* __restrict__ idx,
-                                         float* __restrict__ grad_in, i64 outer, i64 n_in, i64 n_idx,
-                                         i64 inner) {
+template <typename T>
+__device__ __forceinline__ void index_add_t(const T* __restrict__ grad_out, const i64* __restrict__ idx,
+                                            T* __restrict__ grad_in, i64 outer, i64 n_in, i64 n_idx, i64 inner) {
     const i64 total = outer * n_idx * inner;
     KEEL_GRID_LOOP(e, total) {
         const i64 i = e % inner;
         const i64 j = (e / inner) % n_idx;
         const i64 o = e / (n_idx * inner);
         const i64 k = idx[j];
-        if (k >= 0 && k < n_in) atomicAdd(&grad_in[(o * n_in + k) * inner + i], grad_out[e]);
+        if (k >= 0 && k < n_in) keel_atomic_add(&grad_in[(o * n_in + k) * inner + i], grad_out[e]);
     }
 }
+
+#define KEEL_ACCUMULATE(TN, T)                                                                           \
+    extern "C" __global__ void scatter_add_##TN(const T* __restrict__ grad_out, const i64* __restrict__ idx, \
+                                                T* __restrict__ grad_in, i64 outer, i64 n_in, i64 n_idx,   \
+                                                i64 inner) {                                               \
+        scatter_add_t<T>(grad_out, idx, grad_in, outer, n_in, n_idx, inner);                               \
+    }                                                                                                      \
+    extern "C" __global__ void index_add_##TN(const T* __restrict__ grad_out, const i64* __restrict__ idx,   \
+                                              T* __restrict__ grad_in, i64 outer, i64 n_in, i64 n_idx,     \
+                                              i64 inner) {                                                 \
+        index_add_t<T>(grad_out, idx, grad_in, outer, n_in, n_idx, inner);                                 \
+    }
+KEEL_ACCUMULATE(f32, float)
+KEEL_ACCUMULATE(f64, double)
+KEEL_ACCUMULATE(i64, i64)
 
 // out[r, c] = (c == labels[r]) ? on : off; a label outside [0, classes) gives an all-`off` row.
 extern "C" __global__ void one_hot_f32(const i64* __restrict__ labels, float* __restrict__ out, i64 rows,

@@ -4,7 +4,7 @@
 use cudarc::driver::{CudaView, CudaViewMut, DeviceRepr};
 
 use crate::device::{bytes_suffix, check_len, to_i64, CudaDevice, DType};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::ops::multi::tile_starts;
 use crate::sources::programs;
 
@@ -68,56 +68,81 @@ pub fn index_select<T: DType>(
     launch!(dev, programs::index(), name, dev.cfg_1d(s.out_len()), [x, idx, out, &o, &ni, &nj, &inn])
 }
 
-/// Backward of [`gather`]: `grad_x[o, idx[o, j, i], i] += grad_out[o, j, i]`. `grad_x` is
-/// zeroed first. Uses atomics (summation order is not deterministic).
-pub fn gather_backward_f32(
-    dev: &CudaDevice,
-    s: IndexShape,
-    grad_out: &CudaView<'_, f32>,
-    idx: &CudaView<'_, i64>,
-    grad_x: &mut CudaViewMut<'_, f32>,
-) -> Result<()> {
-    check_len("gather_backward", "grad_out", grad_out.len(), s.out_len())?;
-    check_len("gather_backward", "idx", idx.len(), s.out_len())?;
-    check_len("gather_backward", "grad_x", grad_x.len(), s.outer * s.n_in * s.inner)?;
-    dev.stream().memset_zeros(grad_x)?;
-    if grad_out.is_empty() {
-        return Ok(());
-    }
-    let [o, ni, nj, inn] = s.args("gather_backward")?;
-    launch!(
-        dev,
-        programs::index(),
-        "scatter_add_f32",
-        dev.cfg_1d(s.out_len()),
-        [grad_out, idx, grad_x, &o, &ni, &nj, &inn]
-    )
+/// The element type of an accumulating backward ([`gather_backward`],
+/// [`index_select_backward`]): f32, or an 8-byte type in an `i64` buffer (F64 as its bits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accum {
+    /// f32 values (`CudaView<f32>`).
+    F32,
+    /// f64 values (their bits, `CudaView<i64>`).
+    F64,
+    /// i64 values (two's complement adds: exact, wrapping past i64's range).
+    I64,
 }
 
-/// Backward of [`index_select`]: `grad_x[o, idx[j], i] += grad_out[o, j, i]`. `grad_x` is
-/// zeroed first. Uses atomics.
-pub fn index_select_backward_f32(
+impl Accum {
+    fn name(self) -> &'static str {
+        match self {
+            Accum::F32 => "f32",
+            Accum::F64 => "f64",
+            Accum::I64 => "i64",
+        }
+    }
+}
+
+/// Backward of [`gather`]: `grad_x[o, idx[o, j, i], i] += grad_out[o, j, i]`, in `dtype`
+/// (`T` is f32 for `Accum::F32`, i64 otherwise). `grad_x` is zeroed first. Uses atomics: the
+/// order of float additions, so their last bits, can vary from run to run.
+pub fn gather_backward<T: DType>(
     dev: &CudaDevice,
+    dtype: Accum,
     s: IndexShape,
-    grad_out: &CudaView<'_, f32>,
+    grad_out: &CudaView<'_, T>,
     idx: &CudaView<'_, i64>,
-    grad_x: &mut CudaViewMut<'_, f32>,
+    grad_x: &mut CudaViewMut<'_, T>,
 ) -> Result<()> {
-    check_len("index_select_backward", "grad_out", grad_out.len(), s.out_len())?;
+    check_len("gather_backward", "idx", idx.len(), s.out_len())?;
+    accumulate(dev, dtype, ("gather_backward", "scatter_add"), s, grad_out, idx, grad_x)
+}
+
+/// Backward of [`index_select`]: `grad_x[o, idx[j], i] += grad_out[o, j, i]`, in `dtype` (as
+/// [`gather_backward`]). `grad_x` is zeroed first. Uses atomics.
+pub fn index_select_backward<T: DType>(
+    dev: &CudaDevice,
+    dtype: Accum,
+    s: IndexShape,
+    grad_out: &CudaView<'_, T>,
+    idx: &CudaView<'_, i64>,
+    grad_x: &mut CudaViewMut<'_, T>,
+) -> Result<()> {
     check_len("index_select_backward", "idx", idx.len(), s.n_idx)?;
-    check_len("index_select_backward", "grad_x", grad_x.len(), s.outer * s.n_in * s.inner)?;
+    accumulate(dev, dtype, ("index_select_backward", "index_add"), s, grad_out, idx, grad_x)
+}
+
+/// Zeroes `grad_x`, then launches `{kernel}_{dtype}` (the two accumulating backwards share
+/// their arguments).
+fn accumulate<T: DType>(
+    dev: &CudaDevice,
+    dtype: Accum,
+    (op, kernel): (&'static str, &str),
+    s: IndexShape,
+    grad_out: &CudaView<'_, T>,
+    idx: &CudaView<'_, i64>,
+    grad_x: &mut CudaViewMut<'_, T>,
+) -> Result<()> {
+    let size = if dtype == Accum::F32 { 4 } else { 8 };
+    if std::mem::size_of::<T>() != size {
+        return Err(Error::arg(op, format!("{dtype:?} needs {size}-byte elements")));
+    }
+    check_len(op, "grad_out", grad_out.len(), s.out_len())?;
+    check_len(op, "grad_x", grad_x.len(), s.outer * s.n_in * s.inner)?;
     dev.stream().memset_zeros(grad_x)?;
     if grad_out.is_empty() {
         return Ok(());
     }
-    let [o, ni, nj, inn] = s.args("index_select_backward")?;
-    launch!(
-        dev,
-        programs::index(),
-        "index_add_f32",
-        dev.cfg_1d(s.out_len()),
-        [grad_out, idx, grad_x, &o, &ni, &nj, &inn]
-    )
+    let [o, ni, nj, inn] = s.args(op)?;
+    let name = format!("{kernel}_{}", dtype.name());
+    launch!(dev, programs::index(), name, dev.cfg_1d(s.out_len()), [grad_out, idx, grad_x, &o, &ni, &nj, &inn])
 }
 
 /// Queues a check that every index in `idx` lies in `0..size`, without waiting for it:

@@ -6,9 +6,10 @@
 //! `IndexOutOfRange` from the next read-back (`to_vec`, `to_device(&Device::Cpu)`),
 //! like PyTorch's device-side asserts but recoverable.
 //! Selects, gathers and concat move raw elements, so they serve every dtype
-//! (F64 included); the accumulating backwards (index_add, scatter_add) are f32
-//! kernels with atomics (F16/BF16/U8 are widened, accumulated in f32 and rounded
-//! once; the summation order, so the last bits, can vary from run to run).
+//! (F64 included); the accumulating backwards (index_add, scatter_add) add with atomics
+//! in f32 (F16/BF16/U8 widened, accumulated in f32 and rounded once), f64 or i64 (exact;
+//! the CPU adds in f64, the same below 2^53); the order of float additions, so their last
+//! bits, can vary from run to run.
 
 use super::reduce::{f32_input, f32_output};
 use super::*;
@@ -163,15 +164,30 @@ pub(super) fn index_add(
         return Err(Error::invalid(OP, format!("{n_idx} indices for an axis of size {n}")));
     }
     let ids = checked_indices(OP, idx, il, size)?;
-    let g = f32_input(OP, s, l)?;
     let dev = &s.dev;
     let total = outer * size * inner;
-    let mut out = alloc::<f32>(dev, total)?;
+    let shape = IndexShape { outer, n_in: size, n_idx: n, inner };
+    let run = (&ids, shape, total);
+    let data = match &s.data {
+        Data::F64(x) => Data::F64(index_add_t(dev, ki::Accum::F64, &contig(dev, x, l, F64_POISON)?.view(), run)?),
+        Data::I64(x) => Data::I64(index_add_t(dev, ki::Accum::I64, &contig(dev, x, l, i64::poison())?.view(), run)?),
+        _ => f32_output(dev, index_add_t(dev, ki::Accum::F32, &f32_input(OP, s, l)?.view(), run)?, total, s.dtype())?,
+    };
+    Ok(s.like(data, total))
+}
+
+/// `index_add` in `acc`'s type into a fresh buffer of `total` elements.
+fn index_add_t<T: kk::DType + Elem>(
+    dev: &kk::CudaDevice,
+    acc: ki::Accum,
+    g: &CudaView<'_, T>,
+    (ids, shape, total): (&Contig<'_, i64>, IndexShape, usize),
+) -> Result<CudaSlice<T>> {
+    let mut out = alloc::<T>(dev, total)?;
     if total > 0 {
-        let shape = IndexShape { outer, n_in: size, n_idx: n, inner };
-        ki::index_select_backward_f32(dev, shape, &g.view(), &ids.view(), &mut head_mut(&mut out, total)).ctx(OP)?;
+        ki::index_select_backward(dev, acc, shape, g, &ids.view(), &mut head_mut(&mut out, total)).ctx("index_add")?;
     }
-    Ok(s.like(f32_output(dev, out, total, s.dtype())?, total))
+    Ok(out)
 }
 
 pub(super) fn scatter_add(
@@ -192,33 +208,66 @@ pub(super) fn scatter_add(
     }
     let size = dims[axis];
     let ids = checked_indices(OP, idx, il, size)?;
-    let g = f32_input(OP, s, l)?;
     let dev = &s.dev;
     let (outer, n, inner) = split3(sdims, axis);
-    // scatter into the source's extent (outside the axis) first
+    let shape = IndexShape { outer, n_in: size, n_idx: n, inner };
+    let total: usize = dims.iter().product();
+    let data = match &s.data {
+        Data::F64(x) => Data::F64(scatter_add_t(
+            dev,
+            ki::Accum::F64,
+            &contig(dev, x, l, F64_POISON)?.view(),
+            &ids,
+            shape,
+            (sdims, axis, dims),
+        )?),
+        Data::I64(x) => Data::I64(scatter_add_t(
+            dev,
+            ki::Accum::I64,
+            &contig(dev, x, l, i64::poison())?.view(),
+            &ids,
+            shape,
+            (sdims, axis, dims),
+        )?),
+        _ => {
+            let g = f32_input(OP, s, l)?;
+            let out = scatter_add_t(dev, ki::Accum::F32, &g.view(), &ids, shape, (sdims, axis, dims))?;
+            f32_output(dev, out, total, s.dtype())?
+        }
+    };
+    Ok(s.like(data, total))
+}
+
+/// `scatter_add` in `acc`'s type: into the source's extent outside the axis first, then that
+/// box placed at the origin of a zeroed output of `dims`.
+fn scatter_add_t<T: kk::DType + Elem>(
+    dev: &kk::CudaDevice,
+    acc: ki::Accum,
+    g: &CudaView<'_, T>,
+    ids: &Contig<'_, i64>,
+    shape: IndexShape,
+    (sdims, axis, dims): (&[usize], usize, &[usize]),
+) -> Result<CudaSlice<T>> {
+    const OP: &str = "scatter_add";
     let mut tdims = sdims.to_vec();
-    tdims[axis] = size;
+    tdims[axis] = dims[axis];
     let tmp_total: usize = tdims.iter().product();
-    let mut tmp = alloc::<f32>(dev, tmp_total)?;
+    let mut tmp = alloc::<T>(dev, tmp_total)?;
     if tmp_total > 0 {
-        let shape = IndexShape { outer, n_in: size, n_idx: n, inner };
-        ki::gather_backward_f32(dev, shape, &g.view(), &ids.view(), &mut head_mut(&mut tmp, tmp_total)).ctx(OP)?;
+        ki::gather_backward(dev, acc, shape, g, &ids.view(), &mut head_mut(&mut tmp, tmp_total)).ctx(OP)?;
+    }
+    if tdims == dims {
+        return Ok(tmp);
     }
     let total: usize = dims.iter().product();
-    let out = if tdims == dims {
-        tmp
-    } else {
-        // then place that box at the origin of a zeroed output
-        let mut out = alloc_zeros::<f32>(dev, total)?;
-        if tmp_total > 0 {
-            let tl = Layout::contiguous(tdims.clone());
-            let ostr = crate::Shape::from(dims).contiguous_strides();
-            let kl = kernel_layout(OP, &tdims, [tl.strides(), &ostr])?;
-            kk::ops::misc::copy_strided(dev, &tmp.slice(0..tmp_total), &mut head_mut(&mut out, total), &kl).ctx(OP)?;
-        }
-        out
-    };
-    Ok(s.like(f32_output(dev, out, total, s.dtype())?, total))
+    let mut out = alloc_zeros::<T>(dev, total)?;
+    if tmp_total > 0 {
+        let tl = Layout::contiguous(tdims.clone());
+        let ostr = crate::Shape::from(dims).contiguous_strides();
+        let kl = kernel_layout(OP, &tdims, [tl.strides(), &ostr])?;
+        kk::ops::misc::copy_strided(dev, &tmp.slice(0..tmp_total), &mut head_mut(&mut out, total), &kl).ctx(OP)?;
+    }
+    Ok(out)
 }
 
 fn concat_t<T: kk::DType>(

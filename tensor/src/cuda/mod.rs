@@ -16,8 +16,8 @@
 //!   ops and their gradients, and F64/I64 reductions (sum, mean, max, min, argmax, argmin;
 //!   F64 var) compute in f64, as the CPU does, with the CPU's conversion of an integer
 //!   result (truncated, saturated); F64 matmul runs a plain f64 GEMM, F64 softmax is
-//!   composed from those kernels. The rest of F64 arithmetic (convolution, pooling,
-//!   optimizers) returns
+//!   composed from those kernels; index_add/scatter_add add in f64 or i64. The rest of F64
+//!   arithmetic (convolution, pooling, optimizers) returns
 //!   [`Error::NotImplemented`](crate::Error::NotImplemented) rather than computing in f32.
 //!   Casts from or to F64 go through the host (exact).
 //! * Uniform random tensors (dropout masks) are drawn on the device by the Philox
