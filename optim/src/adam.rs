@@ -137,10 +137,10 @@ impl UpdateRule for AdamRule {
     }
 }
 
-/// Whether `p` takes the fused update: everything on the CPU, F32 on CUDA (the same
-/// arithmetic as the op chain, so the same bits either way).
+/// Whether `p` takes the fused update: everything on the CPU, F32 and F64 on CUDA (the
+/// same arithmetic as the op chain, so the same bits either way).
 fn fused(p: &Tensor) -> bool {
-    !p.device().is_cuda() || p.dtype() == DType::F32
+    !p.device().is_cuda() || matches!(p.dtype(), DType::F32 | DType::F64)
 }
 
 /// Never seen: the slots are built from slot_names(), which always has two or more.

@@ -77,12 +77,13 @@ pub fn clip_by_norm(g: &Tensor, clipnorm: f64) -> Result<Tensor> {
 }
 
 /// The joint L2 norm `sqrt(sum_i ||g_i||^2)` of several tensors, as a 0-d tensor on their
-/// device: F64 on the CPU; F32 on CUDA, which has no f64 arithmetic (its reductions
-/// accumulate in f32 anyway).
+/// device: F64 on the CPU, and on CUDA when every tensor is F64; otherwise F32 on CUDA,
+/// where a cast to F64 goes through the host (its F32 reductions accumulate in f32 anyway).
 pub fn global_norm(grads: &[Tensor]) -> Result<Tensor> {
+    let all_f64 = grads.iter().all(|g| g.dtype() == DType::F64);
     let mut total: Option<Tensor> = None;
     for g in grads {
-        let acc = if g.device().is_cuda() { DType::F32 } else { DType::F64 };
+        let acc = if g.device().is_cuda() && !all_f64 { DType::F32 } else { DType::F64 };
         let s = cast(&g.square()?.sum_all()?, acc)?;
         total = Some(match total {
             Some(t) => t.add(&s)?,

@@ -12,7 +12,7 @@ use common::{curvature, make_params, values};
 use keel_autograd::{Gradients, Param};
 use keel_optim::schedule::ExponentialDecay;
 use keel_optim::{Adagrad, Adam, AdamW, Optimizer, RMSprop, Sgd};
-use keel_tensor::{Device, Tensor};
+use keel_tensor::{DType, Device, Tensor};
 
 /// GPU 0, or `None` (with a printed reason) when the test must skip.
 fn gpu(test: &str) -> Option<Device> {
@@ -36,7 +36,10 @@ fn grads(params: &[Param]) -> Gradients {
     let mut g = Gradients::default();
     for (p, a) in params.iter().zip(curvature()) {
         let a: Vec<f32> = a.iter().map(|&x| x as f32).collect();
-        let a = Tensor::from_vec(a, p.shape()).expect("tensor").to_device(&p.value().device()).expect("to device");
+        let a = Tensor::from_vec(a, p.shape())
+            .and_then(|a| a.to_dtype(p.value().dtype()))
+            .and_then(|a| a.to_device(&p.value().device()))
+            .expect("curvature tensor");
         g.insert(p.id(), p.value().mul(&a).expect("mul"));
     }
     g
@@ -53,19 +56,28 @@ fn trajectory(opt: &mut dyn Optimizer, params: &[Param]) -> Vec<Vec<Vec<f64>>> {
 
 /// Runs a fresh optimizer from `make` on CPU and CUDA parameters and compares.
 fn agree<O: Optimizer>(what: &str, dev: &Device, make: impl Fn() -> O) {
-    let cpu = trajectory(&mut make(), &make_params());
+    agree_in(what, dev, DType::F32, 1e-6, make)
+}
+
+/// [`agree`] with the parameters (and so the gradients and slots) in `dtype`, to `tol` relative.
+fn agree_in<O: Optimizer>(what: &str, dev: &Device, dtype: DType, tol: f64, make: impl Fn() -> O) {
+    let params = || -> Vec<Param> {
+        make_params().iter().map(|p| Param::new(p.value().to_dtype(dtype).expect("to dtype"))).collect()
+    };
+    let cpu = trajectory(&mut make(), &params());
     let on_gpu: Vec<Param> =
-        make_params().iter().map(|p| Param::new(p.value().to_device(dev).expect("to device"))).collect();
+        params().iter().map(|p| Param::new(p.value().to_device(dev).expect("to device"))).collect();
     let mut opt = make();
     let got = trajectory(&mut opt, &on_gpu);
     for p in &on_gpu {
         assert!(p.value().device().is_cuda(), "{what}: a parameter left the GPU");
+        assert_eq!(p.value().dtype(), dtype, "{what}: a parameter changed its dtype");
     }
     for (s, (gs, cs)) in got.iter().zip(&cpu).enumerate() {
         for (i, (gp, cp)) in gs.iter().zip(cs).enumerate() {
             for (j, (&g, &c)) in gp.iter().zip(cp).enumerate() {
                 assert!(
-                    (g - c).abs() <= 1e-6 * c.abs().max(1.0),
+                    (g - c).abs() <= tol * c.abs().max(1.0),
                     "{what}: step {s} param {i}[{j}]: cuda {g} vs cpu {c}"
                 );
             }
@@ -91,6 +103,28 @@ fn every_optimizer_steps_on_cuda_like_on_the_cpu() {
     agree("clipnorm", &dev, || Sgd::new(0.1).clipnorm(1.0));
     agree("global clipnorm", &dev, || Sgd::new(0.1).global_clipnorm(2.0));
     agree("clipvalue", &dev, || Sgd::new(0.1).clipvalue(0.5));
+}
+
+/// F64 parameters step on CUDA in f64 (the fused Adam/SGD kernels in double, the other
+/// rules' op chains on the F64 kernels) like on the CPU: to 1e-12 relative (the clip norms'
+/// sums may add in another order; the rest is the CPU's arithmetic).
+#[test]
+fn f64_parameters_step_on_cuda_like_on_the_cpu() {
+    let Some(dev) = gpu("f64_parameters_step_on_cuda_like_on_the_cpu") else { return };
+    let f64 = DType::F64;
+    agree_in("sgd", &dev, f64, 1e-12, || Sgd::new(0.1));
+    agree_in("sgd nesterov", &dev, f64, 1e-12, || Sgd::new(0.1).momentum(0.9).nesterov(true));
+    agree_in("sgd weight decay", &dev, f64, 1e-12, || Sgd::new(0.1).momentum(0.5).weight_decay(0.05));
+    agree_in("adam", &dev, f64, 1e-12, || Adam::new(0.1));
+    agree_in("adam amsgrad", &dev, f64, 1e-12, || Adam::new(0.1).beta_1(0.8).beta_2(0.9).amsgrad(true));
+    agree_in("adamw", &dev, f64, 1e-12, || AdamW::new(0.05).weight_decay(0.1));
+    agree_in("rmsprop centered momentum", &dev, f64, 1e-12, || {
+        RMSprop::new(0.01).rho(0.8).momentum(0.5).centered(true)
+    });
+    agree_in("adagrad", &dev, f64, 1e-12, || Adagrad::new(0.1));
+    agree_in("clipnorm", &dev, f64, 1e-12, || Sgd::new(0.1).clipnorm(1.0));
+    agree_in("global clipnorm", &dev, f64, 1e-12, || Sgd::new(0.1).global_clipnorm(2.0));
+    agree_in("clipvalue", &dev, f64, 1e-12, || Sgd::new(0.1).clipvalue(0.5));
 }
 
 /// 60 parameters (three multi-tensor groups of up to 24 on a GPU), of sizes around the

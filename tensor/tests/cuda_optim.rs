@@ -26,14 +26,28 @@ fn gpu(test: &str) -> Option<Device> {
 }
 
 fn rand(seed: u64, shape: &[usize], lo: f64, hi: f64) -> Tensor {
-    Tensor::rand_uniform(seed, lo, hi, shape.to_vec(), DType::F32, &Device::Cpu).unwrap()
+    rand_dt(seed, shape, lo, hi, DType::F32)
 }
 
+/// Uniform values in about `[lo, hi)` in `dt`. `rand_uniform` draws f32 values, so F64 ones
+/// get a second draw below f32's precision: they use all 53 bits.
+fn rand_dt(seed: u64, shape: &[usize], lo: f64, hi: f64, dt: DType) -> Tensor {
+    let draw =
+        |seed: u64, lo: f64, hi: f64| Tensor::rand_uniform(seed, lo, hi, shape.to_vec(), dt, &Device::Cpu).unwrap();
+    let x = draw(seed, lo, hi);
+    if dt != DType::F64 {
+        return x;
+    }
+    x.add(&draw(seed ^ 0xf64, 0.0, 1.0).mul_scalar((hi - lo) * 2f64.powi(-26)).unwrap()).unwrap()
+}
+
+/// Same dtype, shape and bits (F32 values compared through their exact f64 widening).
 #[track_caller]
 fn same_bits(what: &str, gpu: &Tensor, cpu: &Tensor) {
     assert!(gpu.device().is_cuda(), "{what}: result is on {}", gpu.device());
     assert_eq!(gpu.shape(), cpu.shape(), "{what}: shapes differ");
-    let (g, c) = (gpu.to_vec::<f32>().unwrap(), cpu.to_vec::<f32>().unwrap());
+    assert_eq!(gpu.dtype(), cpu.dtype(), "{what}: dtypes differ");
+    let (g, c) = (gpu.to_vec_f64().unwrap(), cpu.to_vec_f64().unwrap());
     let first_diff = g.iter().zip(&c).position(|(a, b)| a.to_bits() != b.to_bits());
     if let Some(i) = first_diff {
         panic!("{what}: element {i} is {} on CUDA, {} on the CPU", g[i], c[i]);
@@ -57,11 +71,6 @@ fn adam_update_matches_cpu_bit_for_bit() {
     let Some(dev) = gpu("adam_update_matches_cpu_bit_for_bit") else { return };
     // odd length (tails), moments of both signs, v >= 0
     let shape = [37, 129];
-    let p = rand(1, &shape, -1.0, 1.0);
-    let g = rand(2, &shape, -0.5, 0.5);
-    let m = rand(3, &shape, -0.1, 0.1);
-    let v = rand(4, &shape, 0.0, 0.01);
-    let vh = rand(5, &shape, 0.0, 0.01);
     let h = AdamStep {
         alpha: 1e-3 * (1.0f64 - 0.999f64.powi(3)).sqrt() / (1.0 - 0.9f64.powi(3)),
         beta_1: 0.9,
@@ -69,7 +78,12 @@ fn adam_update_matches_cpu_bit_for_bit() {
         epsilon: 1e-7,
     };
     let on = |t: &Tensor| t.to_device(&dev).unwrap();
-    for amsgrad in [false, true] {
+    for (dt, amsgrad) in [(DType::F32, false), (DType::F32, true), (DType::F64, false), (DType::F64, true)] {
+        let p = rand_dt(1, &shape, -1.0, 1.0, dt);
+        let g = rand_dt(2, &shape, -0.5, 0.5, dt);
+        let m = rand_dt(3, &shape, -0.1, 0.1, dt);
+        let v = rand_dt(4, &shape, 0.0, 0.01, dt);
+        let vh = rand_dt(5, &shape, 0.0, 0.01, dt);
         let cpu = p.adam_update(&g, &m, &v, amsgrad.then_some(&vh), &h).unwrap();
         let cuda = on(&p).adam_update(&on(&g), &on(&m), &on(&v), amsgrad.then(|| on(&vh)).as_ref(), &h).unwrap();
         same_bits("param", &cuda.param, &cpu.param);
@@ -95,13 +109,16 @@ fn adam_update_on_views_and_errors() {
     let on = |t: &Tensor| t.to_device(&dev).unwrap();
     let cuda = on(&p).adam_update(&on(&g), &on(&m), &on(&v), None, &h).unwrap();
     same_bits("param (strided grad)", &cuda.param, &cpu.param);
-    // mixed devices are a DeviceMismatch, F64 on CUDA is NotImplemented
+    // mixed devices are a DeviceMismatch, mixed dtypes a DTypeMismatch
     assert!(matches!(
         on(&p).adam_update(&g, &on(&m), &on(&v), None, &h),
         Err(keel_tensor::Error::DeviceMismatch { .. })
     ));
-    let p64 = on(&p.to_dtype(DType::F64).unwrap());
-    assert!(matches!(p64.adam_update(&p64, &p64, &p64, None, &h), Err(keel_tensor::Error::NotImplemented { .. })));
+    let g64 = on(&g.to_dtype(DType::F64).unwrap());
+    assert!(matches!(
+        on(&p).adam_update(&g64, &on(&m), &on(&v), None, &h),
+        Err(keel_tensor::Error::DTypeMismatch { .. })
+    ));
 }
 
 /// `lr_g = g lr; m' = m mom - lr_g; p' = p - lr_g | p + m' | p + (m' mom - lr_g)` as ops.
@@ -142,18 +159,23 @@ fn sgd_update_is_its_op_chain_on_the_cpu() {
 fn sgd_update_matches_cpu_bit_for_bit() {
     let Some(dev) = gpu("sgd_update_matches_cpu_bit_for_bit") else { return };
     let shape = [37, 129];
-    let (p, g, m) = (rand(21, &shape, -1.0, 1.0), rand(22, &shape, -0.5, 0.5), rand(23, &shape, -0.1, 0.1));
     let on = |t: &Tensor| t.to_device(&dev).unwrap();
-    for (momentum, nesterov, with_m) in [(0.0, false, false), (0.9, false, true), (0.8, true, true)] {
-        let h = SgdStep { learning_rate: 0.013, momentum, nesterov };
-        let cpu = p.sgd_update(&g, with_m.then_some(&m), &h).unwrap();
-        let cuda = on(&p).sgd_update(&on(&g), with_m.then(|| on(&m)).as_ref(), &h).unwrap();
-        same_bits("param", &cuda.param, &cpu.param);
-        assert_eq!(cuda.momentum.is_some(), with_m);
-        if let (Some(a), Some(b)) = (&cuda.momentum, &cpu.momentum) {
-            same_bits("momentum", a, b);
+    for dt in [DType::F32, DType::F64] {
+        let p = rand_dt(21, &shape, -1.0, 1.0, dt);
+        let g = rand_dt(22, &shape, -0.5, 0.5, dt);
+        let m = rand_dt(23, &shape, -0.1, 0.1, dt);
+        for (momentum, nesterov, with_m) in [(0.0, false, false), (0.9, false, true), (0.8, true, true)] {
+            let h = SgdStep { learning_rate: 0.013, momentum, nesterov };
+            let cpu = p.sgd_update(&g, with_m.then_some(&m), &h).unwrap();
+            let cuda = on(&p).sgd_update(&on(&g), with_m.then(|| on(&m)).as_ref(), &h).unwrap();
+            same_bits(&format!("{dt} param"), &cuda.param, &cpu.param);
+            assert_eq!(cuda.momentum.is_some(), with_m);
+            if let (Some(a), Some(b)) = (&cuda.momentum, &cpu.momentum) {
+                same_bits(&format!("{dt} momentum"), a, b);
+            }
         }
     }
+    let (p, m) = (rand(21, &shape, -1.0, 1.0), rand(23, &shape, -0.1, 0.1));
     // a transposed (strided) gradient view
     let gt = rand(24, &[129, 37], -0.5, 0.5);
     let h = SgdStep { learning_rate: 0.1, momentum: 0.9, nesterov: false };
@@ -163,7 +185,8 @@ fn sgd_update_matches_cpu_bit_for_bit() {
 }
 
 /// Sizes around the kernels' 2048-element tile, empty ones, and enough tensors (53) for
-/// three launches of 24. The `_many` tests mix AMSGrad/momentum and weight decay per tensor.
+/// three launches of 24. The `_many` tests mix AMSGrad/momentum and weight decay per tensor,
+/// and F32 with F64 parameters ([`many_dtype`]).
 fn many_shapes() -> Vec<Vec<usize>> {
     let sizes = [1usize, 7, 2047, 2048, 2049, 0, 4096 + 5, 31, 10_000, 3];
     (0..53)
@@ -172,6 +195,16 @@ fn many_shapes() -> Vec<Vec<usize>> {
             vec![if s == 0 { 0 } else { s + k / sizes.len() }]
         })
         .collect()
+}
+
+/// Tensor `k`'s dtype in the `_many` tests: every fifth one F64 (the F64 group runs its own
+/// multi-tensor launch; results come back in the list's order).
+fn many_dtype(k: usize) -> DType {
+    if k % 5 == 2 {
+        DType::F64
+    } else {
+        DType::F32
+    }
 }
 
 #[test]
@@ -185,13 +218,13 @@ fn adam_update_many_matches_cpu_bit_for_bit() {
         .iter()
         .enumerate()
         .map(|(k, s)| {
-            let seed = 100 + 5 * k as u64;
+            let (seed, dt) = (100 + 5 * k as u64, many_dtype(k));
             [
-                rand(seed, s, -1.0, 1.0),
-                rand(seed + 1, s, -0.5, 0.5),
-                rand(seed + 2, s, -0.1, 0.1),
-                rand(seed + 3, s, 0.0, 0.01),
-                rand(seed + 4, s, 0.0, 0.01),
+                rand_dt(seed, s, -1.0, 1.0, dt),
+                rand_dt(seed + 1, s, -0.5, 0.5, dt),
+                rand_dt(seed + 2, s, -0.1, 0.1, dt),
+                rand_dt(seed + 3, s, 0.0, 0.01, dt),
+                rand_dt(seed + 4, s, 0.0, 0.01, dt),
             ]
         })
         .collect();
@@ -244,8 +277,8 @@ fn sgd_update_many_matches_cpu_bit_for_bit() {
         .iter()
         .enumerate()
         .map(|(k, s)| {
-            let seed = 700 + 3 * k as u64;
-            [rand(seed, s, -1.0, 1.0), rand(seed + 1, s, -0.5, 0.5), rand(seed + 2, s, -0.1, 0.1)]
+            let (seed, dt) = (700 + 3 * k as u64, many_dtype(k));
+            [rand_dt(seed, s, -1.0, 1.0, dt), rand_dt(seed + 1, s, -0.5, 0.5, dt), rand_dt(seed + 2, s, -0.1, 0.1, dt)]
         })
         .collect();
     let gpu: Vec<[Tensor; 3]> = cpu.iter().map(|x| x.each_ref().map(on)).collect();

@@ -1,14 +1,14 @@
-//! Fused optimizer updates (`kernels/optim.cu`): f32, out of place, bit-identical to
-//! keel-tensor's CPU `sgd_update` / `adam_update`.
+//! Fused optimizer updates (`kernels/optim.cu`): f32 or f64, out of place, bit-identical to
+//! keel-tensor's CPU `sgd_update` / `adam_update` in the same type.
 //!
-//! The kernels are multi-tensor: [`adam_multi_f32`] and [`sgd_multi_f32`] update many
+//! The kernels are multi-tensor: [`adam_multi`] and [`sgd_multi`] update many
 //! parameters with one launch per [`MULTI_MAX`] of them (an optimizer step over a model's
 //! parameters then costs a few launches instead of one per parameter); the single-tensor
-//! [`adam_step_f32`] and [`sgd_step_f32`] are the same kernels with a list of one.
+//! [`adam_step`] and [`sgd_step`] are the same kernels with a list of one.
 
 use cudarc::driver::{CudaView, CudaViewMut, DeviceRepr};
 
-use crate::device::{check_len, to_i64, CudaDevice};
+use crate::device::{check_len, to_i64, CudaDevice, DType};
 use crate::error::{Error, Result};
 use crate::ops::multi::tile_starts;
 use crate::sources::programs;
@@ -16,7 +16,32 @@ use crate::sources::programs;
 /// Parameters one launch of a multi-tensor kernel updates (`KEEL_MULTI_MAX` in optim.cu).
 pub const MULTI_MAX: usize = 24;
 
-/// The kernels' tensor list, passed by value in the kernel parameter space (2,224 bytes,
+/// Storage the updates take, computed in its own precision: `f32`, and `i64` buffers
+/// holding F64 bit patterns (keel-tensor's F64 storage), updated in double.
+pub trait UpdateDType: DType {
+    /// The type of the step's scalars (`f32`, or `f64` for F64 storage).
+    type Scalar: DeviceRepr + Copy + std::fmt::Debug + PartialEq;
+    /// Kernel-name suffix (`f32`, `f64`).
+    const KERNEL: &'static str;
+    /// A weight decay as the list holds it (f64; NaN = none), exact for an f32 decay.
+    fn decay(d: Option<Self::Scalar>) -> f64;
+}
+impl UpdateDType for f32 {
+    type Scalar = f32;
+    const KERNEL: &'static str = "f32";
+    fn decay(d: Option<f32>) -> f64 {
+        d.map_or(f64::NAN, f64::from)
+    }
+}
+impl UpdateDType for i64 {
+    type Scalar = f64;
+    const KERNEL: &'static str = "f64";
+    fn decay(d: Option<f64>) -> f64 {
+        d.unwrap_or(f64::NAN)
+    }
+}
+
+/// The kernels' tensor list, passed by value in the kernel parameter space (2,320 bytes,
 /// under the 4 KiB every architecture allows). Mirrors `struct MultiList` in optim.cu.
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -25,12 +50,11 @@ struct MultiList {
     out: [[u64; MULTI_MAX]; 4],
     n: [i64; MULTI_MAX],
     tile_start: [i64; MULTI_MAX + 1],
-    decay: [f32; MULTI_MAX],
+    decay: [f64; MULTI_MAX],
     count: i64,
 }
 
-// SAFETY: plain old data with the C struct's layout (8-byte fields around one f32 array of
-// 96 bytes: no padding).
+// SAFETY: plain old data with the C struct's layout (8-byte fields only: no padding).
 unsafe impl DeviceRepr for MultiList {}
 
 /// One tensor of a multi-tensor launch: element count, buffer addresses (0 = absent) and
@@ -39,7 +63,7 @@ struct Entry {
     n: usize,
     inp: [u64; 5],
     out: [u64; 4],
-    decay: f32,
+    decay: f64,
 }
 
 /// The launches for `entries`: one list per [`MULTI_MAX`] non-empty tensors, with its tile
@@ -53,7 +77,7 @@ fn multi_lists(op: &'static str, entries: &[Entry]) -> Result<Vec<(MultiList, us
             out: [[0; MULTI_MAX]; 4],
             n: [0; MULTI_MAX],
             tile_start: [0; MULTI_MAX + 1],
-            decay: [f32::NAN; MULTI_MAX],
+            decay: [f64::NAN; MULTI_MAX],
             count: chunk.len() as i64,
         };
         for (k, e) in chunk.iter().enumerate() {
@@ -73,13 +97,13 @@ fn multi_lists(op: &'static str, entries: &[Entry]) -> Result<Vec<(MultiList, us
 }
 
 /// Address of an optional input/output pair, both present or both absent (0 = absent).
-fn optional_pair(
+fn optional_pair<T: DType>(
     dev: &CudaDevice,
     op: &'static str,
     what: &str,
     n: usize,
-    x: Option<&CudaView<'_, f32>>,
-    out: Option<&mut CudaViewMut<'_, f32>>,
+    x: Option<&CudaView<'_, T>>,
+    out: Option<&mut CudaViewMut<'_, T>>,
 ) -> Result<(u64, u64)> {
     match (x, out) {
         (Some(x), Some(o)) => {
@@ -92,53 +116,59 @@ fn optional_pair(
     }
 }
 
-/// The scalars of one Keras SGD step for [`sgd_step_f32`] (keel-tensor's `SgdStep`, in f32).
+/// The scalars of one Keras SGD step for [`sgd_step`] (keel-tensor's `SgdStep`, in the
+/// update's type `S`: f32, or f64 for F64 storage).
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct SgdStep {
+pub struct SgdStep<S = f32> {
     /// Learning rate.
-    pub lr: f32,
+    pub lr: S,
     /// Momentum factor (used only with a momentum buffer).
-    pub momentum: f32,
+    pub momentum: S,
     /// Nesterov momentum.
     pub nesterov: bool,
 }
 
 /// The inputs of one SGD update: parameter, gradient and (with momentum) the momentum buffer.
-pub struct SgdInputs<'a, 'b> {
+pub struct SgdInputs<'a, 'b, T: UpdateDType = f32> {
     /// The parameter.
-    pub p: &'a CudaView<'b, f32>,
+    pub p: &'a CudaView<'b, T>,
     /// Decoupled weight decay applied to the parameter first, `p - p * decay` (two
     /// roundings, as keel-optim's op chain), or none.
-    pub decay: Option<f32>,
+    pub decay: Option<T::Scalar>,
     /// Its gradient.
-    pub grad: &'a CudaView<'b, f32>,
+    pub grad: &'a CudaView<'b, T>,
     /// Momentum buffer (momentum SGD only).
-    pub m: Option<&'a CudaView<'b, f32>>,
+    pub m: Option<&'a CudaView<'b, T>>,
 }
 
 /// The outputs of one SGD update (fresh buffers; `m` exactly when the input has one).
-pub struct SgdOutputs<'a, 'b> {
+pub struct SgdOutputs<'a, 'b, T = f32> {
     /// New parameter.
-    pub p: &'a mut CudaViewMut<'b, f32>,
+    pub p: &'a mut CudaViewMut<'b, T>,
     /// New momentum buffer.
-    pub m: Option<&'a mut CudaViewMut<'b, f32>>,
+    pub m: Option<&'a mut CudaViewMut<'b, T>>,
 }
 
-/// One Keras SGD step out of place, in the same f32 operation order as keel-tensor's CPU
-/// `sgd_update` (no FMA contraction): `lr_g = g lr`; without momentum (`x.m` and `out.m`
-/// `None`) `p' = p - lr_g`; with it `m' = m momentum - lr_g`,
+/// One Keras SGD step out of place, in the same operation order as keel-tensor's CPU
+/// `sgd_update` in the storage's type (no FMA contraction): `lr_g = g lr`; without
+/// momentum (`x.m` and `out.m` `None`) `p' = p - lr_g`; with it `m' = m momentum - lr_g`,
 /// `p' = p + (nesterov ? m' momentum - lr_g : m')`.
-pub fn sgd_step_f32(dev: &CudaDevice, h: &SgdStep, x: &SgdInputs<'_, '_>, out: &mut SgdOutputs<'_, '_>) -> Result<()> {
-    sgd_multi_f32(dev, h, std::slice::from_ref(x), std::slice::from_mut(out))
+pub fn sgd_step<T: UpdateDType>(
+    dev: &CudaDevice,
+    h: &SgdStep<T::Scalar>,
+    x: &SgdInputs<'_, '_, T>,
+    out: &mut SgdOutputs<'_, '_, T>,
+) -> Result<()> {
+    sgd_multi(dev, h, std::slice::from_ref(x), std::slice::from_mut(out))
 }
 
-/// [`sgd_step_f32`] on many parameters (`xs[k]` into `outs[k]`), one launch per
+/// [`sgd_step`] on many parameters (`xs[k]` into `outs[k]`), one launch per
 /// [`MULTI_MAX`] non-empty ones; each may have a momentum buffer or not.
-pub fn sgd_multi_f32(
+pub fn sgd_multi<T: UpdateDType>(
     dev: &CudaDevice,
-    h: &SgdStep,
-    xs: &[SgdInputs<'_, '_>],
-    outs: &mut [SgdOutputs<'_, '_>],
+    h: &SgdStep<T::Scalar>,
+    xs: &[SgdInputs<'_, '_, T>],
+    outs: &mut [SgdOutputs<'_, '_, T>],
 ) -> Result<()> {
     const OP: &str = "sgd_step";
     check_len(OP, "outputs", outs.len(), xs.len())?;
@@ -152,84 +182,80 @@ pub fn sgd_multi_f32(
             n,
             inp: [dev.addr(x.p), dev.addr(x.grad), m, 0, 0],
             out: [dev.addr_mut(out.p), om, 0, 0],
-            decay: x.decay.unwrap_or(f32::NAN),
+            decay: T::decay(x.decay),
         });
     }
     let nesterov = i32::from(h.nesterov);
+    let kernel = format!("sgd_multi_{}", T::KERNEL);
     for (list, tiles) in multi_lists(OP, &entries)? {
-        launch!(
-            dev,
-            programs::optim(),
-            "sgd_multi_f32",
-            dev.cfg_1d(tiles * 256),
-            [&list, &h.lr, &h.momentum, &nesterov]
-        )?;
+        launch!(dev, programs::optim(), &kernel, dev.cfg_1d(tiles * 256), [&list, &h.lr, &h.momentum, &nesterov])?;
     }
     Ok(())
 }
 
-/// The scalars of one Keras Adam step for [`adam_step_f32`] (keel-tensor's `AdamStep`, in f32).
+/// The scalars of one Keras Adam step for [`adam_step`] (keel-tensor's `AdamStep`, in the
+/// update's type `S`: f32, or f64 for F64 storage).
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct AdamStep {
+pub struct AdamStep<S = f32> {
     /// Step size with both bias corrections folded in: `lr sqrt(1 - beta2^t) / (1 - beta1^t)`.
-    pub alpha: f32,
+    pub alpha: S,
     /// `1 - beta1`.
-    pub c1: f32,
+    pub c1: S,
     /// `1 - beta2`.
-    pub c2: f32,
+    pub c2: S,
     /// Added to `sqrt(v)` in the denominator.
-    pub eps: f32,
+    pub eps: S,
 }
 
-/// The inputs of one [`adam_step_f32`]: parameter, gradient, moments and the AMSGrad maximum.
-pub struct AdamInputs<'a, 'b> {
+/// The inputs of one [`adam_step`]: parameter, gradient, moments and the AMSGrad maximum.
+pub struct AdamInputs<'a, 'b, T: UpdateDType = f32> {
     /// The parameter.
-    pub p: &'a CudaView<'b, f32>,
+    pub p: &'a CudaView<'b, T>,
     /// Decoupled weight decay applied to the parameter first, `p - p * decay` (two
     /// roundings, as keel-optim's op chain), or none.
-    pub decay: Option<f32>,
+    pub decay: Option<T::Scalar>,
     /// Its gradient.
-    pub grad: &'a CudaView<'b, f32>,
+    pub grad: &'a CudaView<'b, T>,
     /// First moment.
-    pub m: &'a CudaView<'b, f32>,
+    pub m: &'a CudaView<'b, T>,
     /// Second moment.
-    pub v: &'a CudaView<'b, f32>,
+    pub v: &'a CudaView<'b, T>,
     /// Running maximum of `v` (AMSGrad only).
-    pub v_hat: Option<&'a CudaView<'b, f32>>,
+    pub v_hat: Option<&'a CudaView<'b, T>>,
 }
 
-/// The outputs of one [`adam_step_f32`] (fresh buffers; `v_hat` exactly when the input has one).
-pub struct AdamOutputs<'a, 'b> {
+/// The outputs of one [`adam_step`] (fresh buffers; `v_hat` exactly when the input has one).
+pub struct AdamOutputs<'a, 'b, T = f32> {
     /// New parameter.
-    pub p: &'a mut CudaViewMut<'b, f32>,
+    pub p: &'a mut CudaViewMut<'b, T>,
     /// New first moment.
-    pub m: &'a mut CudaViewMut<'b, f32>,
+    pub m: &'a mut CudaViewMut<'b, T>,
     /// New second moment.
-    pub v: &'a mut CudaViewMut<'b, f32>,
+    pub v: &'a mut CudaViewMut<'b, T>,
     /// New running maximum of `v` (AMSGrad only).
-    pub v_hat: Option<&'a mut CudaViewMut<'b, f32>>,
+    pub v_hat: Option<&'a mut CudaViewMut<'b, T>>,
 }
 
-/// One Keras Adam step out of place, in the same f32 operation order as keel-tensor's CPU
-/// `adam_update` (no FMA contraction, so the results agree bit for bit):
-/// `m' = m + (g - m) c1`, `v' = v + (g² - v) c2`, `v̂' = max(v̂, v')`,
+/// One Keras Adam step out of place, in the same operation order as keel-tensor's CPU
+/// `adam_update` in the storage's type (no FMA contraction, so the results agree bit for
+/// bit): `m' = m + (g - m) c1`, `v' = v + (g² - v) c2`, `v̂' = max(v̂, v')`,
 /// `p' = p - (m' alpha) / (sqrt(v̂' or v') + eps)`.
-pub fn adam_step_f32(
+pub fn adam_step<T: UpdateDType>(
     dev: &CudaDevice,
-    h: &AdamStep,
-    x: &AdamInputs<'_, '_>,
-    out: &mut AdamOutputs<'_, '_>,
+    h: &AdamStep<T::Scalar>,
+    x: &AdamInputs<'_, '_, T>,
+    out: &mut AdamOutputs<'_, '_, T>,
 ) -> Result<()> {
-    adam_multi_f32(dev, h, std::slice::from_ref(x), std::slice::from_mut(out))
+    adam_multi(dev, h, std::slice::from_ref(x), std::slice::from_mut(out))
 }
 
-/// [`adam_step_f32`] on many parameters (`xs[k]` into `outs[k]`), one launch per
+/// [`adam_step`] on many parameters (`xs[k]` into `outs[k]`), one launch per
 /// [`MULTI_MAX`] non-empty ones; each may have an AMSGrad maximum or not.
-pub fn adam_multi_f32(
+pub fn adam_multi<T: UpdateDType>(
     dev: &CudaDevice,
-    h: &AdamStep,
-    xs: &[AdamInputs<'_, '_>],
-    outs: &mut [AdamOutputs<'_, '_>],
+    h: &AdamStep<T::Scalar>,
+    xs: &[AdamInputs<'_, '_, T>],
+    outs: &mut [AdamOutputs<'_, '_, T>],
 ) -> Result<()> {
     const OP: &str = "adam_step";
     check_len(OP, "outputs", outs.len(), xs.len())?;
@@ -247,17 +273,12 @@ pub fn adam_multi_f32(
             n,
             inp: [dev.addr(x.p), dev.addr(x.grad), dev.addr(x.m), dev.addr(x.v), vh],
             out: [dev.addr_mut(out.p), dev.addr_mut(out.m), dev.addr_mut(out.v), ovh],
-            decay: x.decay.unwrap_or(f32::NAN),
+            decay: T::decay(x.decay),
         });
     }
+    let kernel = format!("adam_multi_{}", T::KERNEL);
     for (list, tiles) in multi_lists(OP, &entries)? {
-        launch!(
-            dev,
-            programs::optim(),
-            "adam_multi_f32",
-            dev.cfg_1d(tiles * 256),
-            [&list, &h.alpha, &h.c1, &h.c2, &h.eps]
-        )?;
+        launch!(dev, programs::optim(), &kernel, dev.cfg_1d(tiles * 256), [&list, &h.alpha, &h.c1, &h.c2, &h.eps])?;
     }
     Ok(())
 }

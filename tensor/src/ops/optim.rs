@@ -50,8 +50,8 @@ impl Tensor {
     ///
     /// `m' = m + (g - m)(1 - beta_1)`, `v' = v + (g² - v)(1 - beta_2)`,
     /// `v̂' = max(v̂, v')`, `p' = p - alpha m' / (sqrt(v̂' or v') + epsilon)`,
-    /// with every scalar taken in the tensor's dtype. F32 or F64 on the CPU, F32 on CUDA
-    /// (the same bits on both: the CUDA kernel keeps the CPU's f32 operation order).
+    /// with every scalar taken in the tensor's dtype. F32 or F64, on the CPU or CUDA (the same
+    /// bits on both: the CUDA kernel keeps the CPU's operation order in the tensor's type).
     pub fn adam_update(
         &self,
         g: &Tensor,
@@ -162,7 +162,7 @@ impl Tensor {
     ///
     /// `lr_g = g lr`; without `m`: `p' = p - lr_g`; with it `m' = m momentum - lr_g` and
     /// `p' = p + m'`, or with Nesterov `p' = p + (m' momentum - lr_g)`.
-    /// The same bits as that op chain; F32 or F64 on the CPU, F32 on CUDA (same bits too).
+    /// The same bits as that op chain; F32 or F64, on the CPU or CUDA (same bits too).
     pub fn sgd_update(&self, g: &Tensor, m: Option<&Tensor>, h: &SgdStep) -> Result<SgdUpdate> {
         const OP: &str = "sgd_update";
         if self.device().is_cuda() {
@@ -299,7 +299,7 @@ fn cuda_many<R>(
     run(&ops)
 }
 
-/// The CUDA arm of [`adam_update_many`]: F32 on one GPU (F64 arithmetic has no CUDA kernels).
+/// The CUDA arm of [`adam_update_many`]: F32 and F64 parameters on one GPU.
 #[cfg(feature = "cuda")]
 fn adam_cuda_many(items: &[AdamOperands<'_>], h: &AdamStep) -> Result<Vec<AdamUpdate>> {
     let lists: Vec<Vec<&Tensor>> =
@@ -316,7 +316,7 @@ fn adam_cuda_many(items: &[AdamOperands<'_>], h: &AdamStep) -> Result<Vec<AdamUp
         .collect())
 }
 
-/// The CUDA arm of [`sgd_update_many`]: F32 on one GPU.
+/// The CUDA arm of [`sgd_update_many`]: F32 and F64 parameters on one GPU.
 #[cfg(feature = "cuda")]
 fn sgd_cuda_many(items: &[SgdOperands<'_>], h: &SgdStep) -> Result<Vec<SgdUpdate>> {
     let lists: Vec<Vec<&Tensor>> =
