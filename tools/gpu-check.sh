@@ -17,8 +17,9 @@ cd "$root"
 pack=../shared/tools/gpu-pack
 [ -x "$pack" ] || { echo "gpu-check: $pack not found (it lives in the shared folder beside the checkout)" >&2; exit 1; }
 
-"$pack" test -p keel-cuda-kernels -p keel-tensor -p keel-optim -p keel-train --features cuda \
-  --test gpu_kernels --test cuda --test cuda_index_errors --test cuda_optim --test cuda_steps --test device --test device_errors --test device_layers
+"$pack" test -p keel-cuda-kernels -p keel-tensor -p keel-autograd -p keel-optim -p keel-train --features cuda \
+  --test gpu_kernels --test cuda --test cuda_index_errors --test cuda_optim --test cuda_gradcheck --test cuda_steps \
+  --test device --test device_errors --test device_layers
 rm -rf .gpu-tests && mv .gpu .gpu-tests
 "$pack" build -p keel-examples --features cuda --example gpu_bench --example mnist_cnn --example prebuild_kernels
 mkdir -p .gpu/tests

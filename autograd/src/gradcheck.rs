@@ -62,6 +62,9 @@ where
 /// Check the gradient of `f` at `inputs` (F64 tensors, possibly
 /// non-contiguous views) against central finite differences.
 ///
+/// The inputs may live on any one device: on a GPU both passes run there, so the check
+/// covers that backend's kernels (forward and backward) in f64.
+///
 /// `f` receives the inputs as Vars (tracked on a tape for the analytic pass,
 /// constants for the numeric passes) and returns a Var; a non-scalar output is
 /// reduced to `sum(out * r)` with fixed random weights `r`, so every output
@@ -74,6 +77,13 @@ where
     if let Some(bad) = inputs.iter().find(|t| t.dtype() != DType::F64) {
         return Err(Error::invalid("gradcheck", format!("inputs must be F64, got {}", bad.dtype())));
     }
+    let device = inputs.first().map_or(Device::Cpu, |t| t.device());
+    if let Some(bad) = inputs.iter().find(|t| t.device() != device) {
+        return Err(Error::invalid(
+            "gradcheck",
+            format!("inputs must share one device, got {device} and {}; move them with to_device", bad.device()),
+        ));
+    }
     // Analytic pass.
     let tape = Tape::new();
     let vars: Vec<Var> = inputs.iter().map(|t| tape.leaf(t.clone())).collect();
@@ -84,7 +94,7 @@ where
     let weights = if out.elem_count() == 1 {
         None
     } else {
-        Some(Tensor::rand_normal(cfg.seed, 0.0, 1.0, out.shape().clone(), DType::F64, &Device::Cpu)?)
+        Some(Tensor::rand_normal(cfg.seed, 0.0, 1.0, out.shape().clone(), DType::F64, &device)?)
     };
     let analytic: Vec<Vec<f64>> = if out.is_tracked() && out.tape_id() == Some(tape.id()) {
         let seed = match &weights {
@@ -126,11 +136,12 @@ where
         let base = x.to_vec::<f64>()?;
         let mut probe = base.clone();
         for i in 0..base.len() {
+            let on_device = |v: &[f64]| Tensor::from_slice(v, x.shape().clone())?.to_device(&device);
             probe[i] = base[i] + cfg.eps;
-            consts[j] = Var::constant(Tensor::from_slice(&probe, x.shape().clone())?);
+            consts[j] = Var::constant(on_device(&probe)?);
             let fp = project(&consts)?;
             probe[i] = base[i] - cfg.eps;
-            consts[j] = Var::constant(Tensor::from_slice(&probe, x.shape().clone())?);
+            consts[j] = Var::constant(on_device(&probe)?);
             let fm = project(&consts)?;
             probe[i] = base[i];
             let numeric = (fp - fm) / (2.0 * cfg.eps);

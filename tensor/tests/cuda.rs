@@ -41,6 +41,16 @@ fn rand_signed(seed: u64, shape: &[usize], lo: f64, hi: f64) -> Tensor {
     mag.mul(&sign).unwrap()
 }
 
+/// An F64 tensor of `t`'s shape and signs with magnitudes in about `[0.1, 2)` that use all 53
+/// bits: `rand_uniform` draws f32 values, so a second draw fills the bits below f32's.
+fn f64_like(t: &Tensor, seed: u64) -> Tensor {
+    let draw = |seed: u64, lo: f64, hi: f64| {
+        Tensor::rand_uniform(seed, lo, hi, t.dims().to_vec(), DType::F64, &Device::Cpu).unwrap()
+    };
+    let mag = draw(seed, 0.1, 2.0).add(&draw(seed ^ 0xf64, 0.0, 1.0).mul_scalar(2f64.powi(-25)).unwrap()).unwrap();
+    mag.mul(&t.sign().unwrap().to_dtype(DType::F64).unwrap()).unwrap()
+}
+
 fn rel_err(a: &[f64], b: &[f64]) -> f64 {
     let num: f64 = a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum::<f64>().sqrt();
     let den: f64 = b.iter().map(|y| y * y).sum::<f64>().sqrt();
@@ -594,6 +604,23 @@ fn conv_bias_relu_is_the_op_chain(dev: &Device, xkb: [Tensor; 3], p: &Conv2dPara
     check(&format!("{what} {}: fused bias relu vs the three ops", x.dtype()), &fused, &chain, 0.0);
 }
 
+/// The three F64 convolution passes (inputs of `x`, `k`, `dy`'s shapes and signs, all 53 bits
+/// used) agree with the CPU to f64 rounding (both sum in f64, in other orders).
+fn conv_f64_agrees(
+    dev: Device,
+    [x, k, dy]: [&Tensor; 3],
+    st: (usize, usize),
+    pad: Padding,
+    dil: (usize, usize),
+    what: &str,
+) {
+    let (x, k, dy) = (f64_like(x, 1), f64_like(k, 2), f64_like(dy, 3));
+    let p = Conv2dParams::new("conv2d", x.shape(), k.shape(), st, pad, dil).unwrap();
+    agree(&format!("{what} forward F64"), dev, 1e-14, &[x.clone(), k.clone()], |t| t[0].conv2d(&t[1], st, pad, dil));
+    agree(&format!("{what} grad input F64"), dev, 1e-14, &[dy.clone(), k], |t| t[0].conv2d_grad_input(&t[1], &p));
+    agree(&format!("{what} grad kernel F64"), dev, 1e-14, &[x, dy], |t| t[0].conv2d_grad_kernel(&t[1], &p));
+}
+
 #[test]
 fn conv2d_forward_and_grads() {
     let Some(dev) = gpu("conv2d_forward_and_grads") else { return };
@@ -629,7 +656,13 @@ fn conv2d_forward_and_grads() {
         }
         let (xb, kb) = (x.to_dtype(DType::BF16).unwrap(), k.to_dtype(DType::BF16).unwrap());
         agree(&format!("{what} forward bf16"), dev, 1e-2, &[xb, kb], |t| t[0].conv2d(&t[1], st, pad, dil));
+        conv_f64_agrees(dev, [&x, &k, &dy], st, pad, dil, &what);
     }
+    // F64 with both GEMM dimensions over the f64 kernels' 64-wide tile and k over many k-tiles
+    let (x, k) = (rand_signed(790, &[2, 5, 6, 67], 0.1, 1.0), rand_signed(791, &[3, 3, 67, 70], 0.1, 1.0));
+    let p = Conv2dParams::new("conv2d", x.shape(), k.shape(), (1, 1), Padding::Same, (1, 1)).unwrap();
+    let dy = rand_signed(792, p.out_shape().dims(), 0.1, 1.0);
+    conv_f64_agrees(dev, [&x, &k, &dy], (1, 1), Padding::Same, (1, 1), "conv2d 67 -> 70 channels");
     // channels in multiples of 8: F16/BF16 take the tensor-core kernels (all three passes)
     let aligned: [([usize; 4], [usize; 4], (usize, usize), Padding, (usize, usize)); 2] = [
         ([2, 9, 11, 8], [3, 3, 8, 16], (2, 2), Padding::Same, (1, 1)),
@@ -699,6 +732,17 @@ fn pooling_forward_and_grads() {
             let y = xh.to_device(&dev).unwrap().max_pool2d(pool, st, pad).unwrap().0;
             assert_eq!(y.dtype(), dt, "{what}: max_pool2d keeps {dt}");
         }
+        // F64 pools in f64 in the CPU's order: the same bits
+        let (x64, dy64) = (f64_like(&x, 802), f64_like(&dy, 803));
+        let one = std::slice::from_ref(&x64);
+        agree(&format!("max {what} F64"), dev, 0.0, one, |t| Ok(t[0].max_pool2d(pool, st, pad)?.0));
+        agree(&format!("argmax {what} F64"), dev, 0.0, one, |t| Ok(t[0].max_pool2d(pool, st, pad)?.1));
+        agree(&format!("avg {what} F64"), dev, 0.0, one, |t| t[0].avg_pool2d(pool, st, pad));
+        agree(&format!("max grad {what} F64"), dev, 0.0, &[x64.clone(), dy64.clone()], |t| {
+            let (_, idx) = t[0].max_pool2d(pool, st, pad)?;
+            t[1].max_pool2d_grad(&idx, &p)
+        });
+        agree(&format!("avg grad {what} F64"), dev, 0.0, std::slice::from_ref(&dy64), |t| t[0].avg_pool2d_grad(&p));
     }
 }
 
@@ -902,12 +946,4 @@ fn transfers_creation_and_assign() {
     assert!(matches!(p.assign(&x), Err(Error::DeviceMismatch { .. })));
     assert!(matches!(p.add(&x), Err(Error::DeviceMismatch { .. })));
     assert_eq!(Device::cuda_if_available(0), dev);
-}
-
-#[test]
-fn missing_kernels_say_not_implemented() {
-    let Some(dev) = gpu("missing_kernels_say_not_implemented") else { return };
-    let x = rand(1200, &[4, 4], 0.5, 1.0).to_dtype(DType::F64).unwrap().to_device(&dev).unwrap();
-    let r = x.reshape((1, 4, 4, 1)).unwrap().max_pool2d((2, 2), (2, 2), Padding::Valid);
-    assert!(matches!(r, Err(Error::NotImplemented { backend: "cuda", .. })), "{r:?}");
 }

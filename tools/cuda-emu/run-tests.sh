@@ -17,6 +17,7 @@ echo "keel cuda-emu: $emu (CPU emulation: checks kernel logic and the host path,
 "${CXX:-g++}" -std=gnu++17 -O1 -x c++ -include "$emu/keel_emu_device.h" "$root/tools/cuda-emu/selftest.cpp" \
   -o "$emu/selftest"
 "$emu/selftest"
-cargo test -p keel-cuda-kernels -p keel-tensor -p keel-optim -p keel-train \
-  --features keel-tensor/cuda,keel-optim/cuda,keel-train/cuda \
-  --test gpu_kernels --test cuda --test cuda_index_errors --test cuda_optim --test cuda_steps --test device --test device_errors --test device_layers "$@"
+cargo test -p keel-cuda-kernels -p keel-tensor -p keel-autograd -p keel-optim -p keel-train \
+  --features keel-tensor/cuda,keel-autograd/cuda,keel-optim/cuda,keel-train/cuda \
+  --test gpu_kernels --test cuda --test cuda_index_errors --test cuda_optim --test cuda_gradcheck --test cuda_steps \
+  --test device --test device_errors --test device_layers "$@"

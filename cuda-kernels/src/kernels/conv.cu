@@ -232,3 +232,91 @@ extern "C" __global__ void splitk_reduce_f32(const float* __restrict__ ws, void*
     else if (out == 1) splitk_reduce(ws, (keel_f16*)dw, n, splits, alpha, beta);
     else splitk_reduce(ws, (keel_bf16*)dw, n, splits, alpha, beta);
 }
+
+// ---- F64: the three passes as implicit GEMMs on gemm_f64_block (gemm_core.cuh) ----
+// For convolutions in f64 on the GPU (gradient checks, references), not tuned for speed: the
+// loaders index every element on its own. Outputs are written whole (alpha 1, beta 0), so an
+// empty reduction (no taps reach an element) writes 0.
+
+struct FwdA64 {  // rows m = (n, oh, ow), k = (kh, kw, c): x(n, h, w, c)
+    static constexpr bool K_CONTIG = true;
+    const double* x;
+    ConvParams p;
+    __device__ __forceinline__ double at(i64 m, i64 k) const {
+        if (m >= p.n * p.oh * p.ow || k >= (i64)p.kh * p.kw * p.c) return 0.0;
+        const i64 ow = m % p.ow, t = m / p.ow;
+        const i64 oh = t % p.oh, n = t / p.oh;
+        const i64 c = k % p.c, tap = k / p.c;
+        const i64 h = oh * p.sh - p.pt + (tap / p.kw) * p.dh, w = ow * p.sw - p.pl + (tap % p.kw) * p.dw;
+        if (h < 0 || h >= p.h || w < 0 || w >= p.w) return 0.0;
+        return x[((n * p.h + h) * p.w + w) * p.c + c];
+    }
+};
+
+struct DgradA64 {  // rows m = (n, h, w), k = (kh, kw, o): dy(n, oh, ow, o) of the output tap t reads
+    static constexpr bool K_CONTIG = true;
+    const double* dy;
+    ConvParams p;
+    __device__ __forceinline__ double at(i64 m, i64 k) const {
+        if (m >= p.n * p.h * p.w || k >= (i64)p.kh * p.kw * p.o) return 0.0;
+        const i64 w = m % p.w, t = m / p.w;
+        const i64 h = t % p.h, n = t / p.h;
+        const i64 o = k % p.o, tap = k / p.o;
+        const i64 hn = h + p.pt - (tap / p.kw) * p.dh, wn = w + p.pl - (tap % p.kw) * p.dw;
+        if (hn < 0 || wn < 0 || hn % p.sh != 0 || wn % p.sw != 0) return 0.0;
+        const i64 oh = hn / p.sh, ow = wn / p.sw;
+        if (oh >= p.oh || ow >= p.ow) return 0.0;
+        return dy[((n * p.oh + oh) * p.ow + ow) * p.o + o];
+    }
+};
+
+struct DgradB64 {  // rows c, k = (kh, kw, o): w[((kh * KW + kw) * C + c) * O + o]
+    static constexpr bool K_CONTIG = true;
+    const double* wt;
+    ConvParams p;
+    __device__ __forceinline__ double at(i64 c, i64 k) const {
+        if (c >= p.c || k >= (i64)p.kh * p.kw * p.o) return 0.0;
+        return wt[((k / p.o) * p.c + c) * p.o + k % p.o];
+    }
+};
+
+struct WgradA64 {  // rows m = (kh, kw, c), k = (n, oh, ow): x(n, h, w, c)
+    static constexpr bool K_CONTIG = false;
+    const double* x;
+    ConvParams p;
+    __device__ __forceinline__ double at(i64 m, i64 k) const {
+        if (m >= (i64)p.kh * p.kw * p.c || k >= p.n * p.oh * p.ow) return 0.0;
+        const i64 c = m % p.c, tap = m / p.c;
+        const i64 ow = k % p.ow, t = k / p.ow;
+        const i64 oh = t % p.oh, n = t / p.oh;
+        const i64 h = oh * p.sh - p.pt + (tap / p.kw) * p.dh, w = ow * p.sw - p.pl + (tap % p.kw) * p.dw;
+        if (h < 0 || h >= p.h || w < 0 || w >= p.w) return 0.0;
+        return x[((n * p.h + h) * p.w + w) * p.c + c];
+    }
+};
+
+// y[(n, oh, ow), o] = sum_k x(...) w[k, o]
+extern "C" __global__ void __launch_bounds__(256) conv2d_fwd_f64(const double* x, const double* wt, double* y,
+                                                                 ConvParams p) {
+    const i64 m = p.n * p.oh * p.ow, kdim = (i64)p.kh * p.kw * p.c;
+    const DenseF64<false> lb{wt, p.o, p.o, kdim};
+    gemm_f64_block(FwdA64{x, p}, lb, y, p.o, m, p.o, kdim, 1.0, 0.0, (i64)blockIdx.x * KEEL_F64_TILE,
+                   (i64)blockIdx.y * KEEL_F64_TILE);
+}
+
+// dx[(n, h, w), c] = sum_{(kh, kw, o)} dy(...) w[kh, kw, c, o]
+extern "C" __global__ void __launch_bounds__(256) conv2d_dgrad_f64(const double* dy, const double* wt, double* dx,
+                                                                   ConvParams p) {
+    const i64 m = p.n * p.h * p.w, kdim = (i64)p.kh * p.kw * p.o;
+    gemm_f64_block(DgradA64{dy, p}, DgradB64{wt, p}, dx, p.c, m, p.c, kdim, 1.0, 0.0,
+                   (i64)blockIdx.x * KEEL_F64_TILE, (i64)blockIdx.y * KEEL_F64_TILE);
+}
+
+// dw[(kh, kw, c), o] = sum_{(n, oh, ow)} x(...) dy[(n, oh, ow), o]
+extern "C" __global__ void __launch_bounds__(256) conv2d_wgrad_f64(const double* x, const double* dy, double* dw,
+                                                                   ConvParams p) {
+    const i64 mdim = (i64)p.kh * p.kw * p.c, kdim = p.n * p.oh * p.ow;
+    const DenseF64<false> lb{dy, p.o, p.o, kdim};
+    gemm_f64_block(WgradA64{x, p}, lb, dw, p.o, mdim, p.o, kdim, 1.0, 0.0, (i64)blockIdx.x * KEEL_F64_TILE,
+                   (i64)blockIdx.y * KEEL_F64_TILE);
+}

@@ -56,72 +56,16 @@ KEEL_GEMM_FORMS(KEEL_GEMM_F32, _db, __launch_bounds__(256), false, true)
 KEEL_GEMM_FORMS(KEEL_GEMM_F32, _vec4_db, __launch_bounds__(256), true, true)
 #endif
 
-// F64 (part 6): a plain SIMT tile of 64x64 outputs (256 threads, 4x4 each, rows ty + 16i and
-// columns tx + 16j), k-tiles of 16 through shared memory, double FMA accumulation, then
-// alpha * acc (+ beta * C). No bias or activation (keel runs F64's bias add as its own op).
-// For matmuls in f64 on the GPU (a gradient check, a reference); it makes no claim to speed.
-// The CPU's f64 GEMM sums in another order: the results agree to rounding, not bit for bit.
-#define KEEL_F64_TILE 64
-#define KEEL_F64_KT 16
+// F64 (part 6): gemm_f64_block (gemm_core.cuh) on the dense operands of each batch slice.
+// No bias or activation (keel runs F64's bias add as its own op).
 template <bool TA, bool TB>
 __device__ __forceinline__ void gemm_f64_impl(const double* __restrict__ a, const double* __restrict__ b,
                                               double* c, const GemmParams& p) {
-    __shared__ double as[KEEL_F64_KT][KEEL_F64_TILE + 1];  // op(A) tile, [k][m]
-    __shared__ double bs[KEEL_F64_KT][KEEL_F64_TILE + 1];  // op(B) tile, [k][n]
-    const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
     const i64 m0 = (i64)blockIdx.x * KEEL_F64_TILE, n0 = (i64)blockIdx.y * KEEL_F64_TILE;
     for (i64 z = blockIdx.z; z < p.batch; z += gridDim.z) {
-        const double* A = a + z * p.stride_a;
-        const double* B = b + z * p.stride_b;
-        double acc[4][4];
-#pragma unroll
-        for (int i = 0; i < 4; ++i)
-#pragma unroll
-            for (int j = 0; j < 4; ++j) acc[i][j] = 0.0;
-        for (i64 k0 = 0; k0 < p.k; k0 += KEEL_F64_KT) {
-            // 64 x 16 elements of each operand, 4 per thread; the index order follows the
-            // stored layout so that neighbouring threads read neighbouring addresses
-            for (int e = threadIdx.x; e < KEEL_F64_TILE * KEEL_F64_KT; e += 256) {
-                const int r = TA ? e % KEEL_F64_TILE : e / KEEL_F64_KT;
-                const int kk = TA ? e / KEEL_F64_TILE : e % KEEL_F64_KT;
-                const i64 gm = m0 + r, gk = k0 + kk;
-                as[kk][r] = (gm < p.m && gk < p.k) ? (TA ? A[gk * p.lda + gm] : A[gm * p.lda + gk]) : 0.0;
-            }
-            for (int e = threadIdx.x; e < KEEL_F64_TILE * KEEL_F64_KT; e += 256) {
-                const int col = TB ? e / KEEL_F64_KT : e % KEEL_F64_TILE;
-                const int kk = TB ? e % KEEL_F64_KT : e / KEEL_F64_TILE;
-                const i64 gn = n0 + col, gk = k0 + kk;
-                bs[kk][col] = (gn < p.n && gk < p.k) ? (TB ? B[gn * p.ldb + gk] : B[gk * p.ldb + gn]) : 0.0;
-            }
-            __syncthreads();
-#pragma unroll
-            for (int kk = 0; kk < KEEL_F64_KT; ++kk) {
-                double ar[4], br[4];
-#pragma unroll
-                for (int i = 0; i < 4; ++i) ar[i] = as[kk][ty + 16 * i];
-#pragma unroll
-                for (int j = 0; j < 4; ++j) br[j] = bs[kk][tx + 16 * j];
-#pragma unroll
-                for (int i = 0; i < 4; ++i)
-#pragma unroll
-                    for (int j = 0; j < 4; ++j) acc[i][j] = fma(ar[i], br[j], acc[i][j]);
-            }
-            __syncthreads();
-        }
-        double* C = c + z * p.stride_c;
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-            const i64 gm = m0 + ty + 16 * i;
-#pragma unroll
-            for (int j = 0; j < 4; ++j) {
-                const i64 gn = n0 + tx + 16 * j;
-                if (gm < p.m && gn < p.n) {
-                    double v = (double)p.alpha * acc[i][j];
-                    if (p.beta != 0.0f) v += (double)p.beta * C[gm * p.ldc + gn];
-                    C[gm * p.ldc + gn] = v;
-                }
-            }
-        }
+        const DenseF64<!TA> la{a + z * p.stride_a, p.lda, p.m, p.k};
+        const DenseF64<TB> lb{b + z * p.stride_b, p.ldb, p.n, p.k};
+        gemm_f64_block(la, lb, c + z * p.stride_c, p.ldc, p.m, p.n, p.k, (double)p.alpha, (double)p.beta, m0, n0);
     }
 }
 

@@ -295,3 +295,82 @@ __device__ __forceinline__ void gemm_block_128x128_db(LA la, LB lb, const Epi& e
     }
     store_acc(epi, acc, m0, n0, t);
 }
+
+// ---- F64: a plain SIMT tile for double GEMMs (gemm.cu part 6) and convolutions (conv.cu) ----
+// 64x64 outputs per 256-thread block (4x4 per thread: rows ty + 16i, columns tx + 16j), k-tiles
+// of 16 through shared memory, double FMA accumulation in k order, then
+// C[gm * ldc + gn] = alpha * acc (+ beta * C when beta != 0). For work in f64 on the GPU
+// (gradient checks, references); it makes no claim to speed. The CPU's f64 GEMM sums in
+// another order: the results agree to rounding, not bit for bit.
+// Loaders: `double at(i64 row, i64 k)` (0 outside the operand) for op(A) (rows m) and op(B)
+// (rows n), and K_CONTIG (the stored layout runs along k), which orders the tile loads so that
+// neighbouring threads read neighbouring addresses.
+#define KEEL_F64_TILE 64
+#define KEEL_F64_KT 16
+
+// A row-major matrix read as [rows, kdim]: element (r, k) at p[r * ld + k] (K_CONTIG) or
+// p[k * ld + r].
+template <bool KC>
+struct DenseF64 {
+    static constexpr bool K_CONTIG = KC;
+    const double* p;
+    i64 ld, rows, kdim;
+    __device__ __forceinline__ double at(i64 r, i64 k) const {
+        if (r >= rows || k >= kdim) return 0.0;
+        return KC ? p[r * ld + k] : p[k * ld + r];
+    }
+};
+
+template <class L>
+__device__ __forceinline__ void f64_load_tile(const L& l, double (*s)[KEEL_F64_TILE + 1], i64 r0, i64 k0) {
+    for (int e = threadIdx.x; e < KEEL_F64_TILE * KEEL_F64_KT; e += 256) {
+        const int r = L::K_CONTIG ? e / KEEL_F64_KT : e % KEEL_F64_TILE;
+        const int kk = L::K_CONTIG ? e % KEEL_F64_KT : e / KEEL_F64_TILE;
+        s[kk][r] = l.at(r0 + r, k0 + kk);
+    }
+}
+
+// One 64x64 tile (rows m0.., columns n0..) of C[m, n] = op(A)[m, k] op(B)[n, k]^T.
+template <class LA, class LB>
+__device__ __forceinline__ void gemm_f64_block(const LA& la, const LB& lb, double* c, i64 ldc, i64 m, i64 n,
+                                               i64 k, double alpha, double beta, i64 m0, i64 n0) {
+    __shared__ double as[KEEL_F64_KT][KEEL_F64_TILE + 1];  // op(A) tile, [k][m]
+    __shared__ double bs[KEEL_F64_KT][KEEL_F64_TILE + 1];  // op(B) tile, [k][n]
+    const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
+    double acc[4][4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) acc[i][j] = 0.0;
+    for (i64 k0 = 0; k0 < k; k0 += KEEL_F64_KT) {
+        f64_load_tile(la, as, m0, k0);
+        f64_load_tile(lb, bs, n0, k0);
+        __syncthreads();
+#pragma unroll
+        for (int kk = 0; kk < KEEL_F64_KT; ++kk) {
+            double ar[4], br[4];
+#pragma unroll
+            for (int i = 0; i < 4; ++i) ar[i] = as[kk][ty + 16 * i];
+#pragma unroll
+            for (int j = 0; j < 4; ++j) br[j] = bs[kk][tx + 16 * j];
+#pragma unroll
+            for (int i = 0; i < 4; ++i)
+#pragma unroll
+                for (int j = 0; j < 4; ++j) acc[i][j] = fma(ar[i], br[j], acc[i][j]);
+        }
+        __syncthreads();
+    }
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        const i64 gm = m0 + ty + 16 * i;
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+            const i64 gn = n0 + tx + 16 * j;
+            if (gm < m && gn < n) {
+                double v = alpha * acc[i][j];
+                if (beta != 0.0) v += beta * c[gm * ldc + gn];
+                c[gm * ldc + gn] = v;
+            }
+        }
+    }
+}

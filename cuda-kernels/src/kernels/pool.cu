@@ -14,9 +14,20 @@ __device__ __forceinline__ void covering(i64 h, int k, int s, int pad, i64 out, 
     if (hi > out - 1) hi = out - 1;
 }
 
-// Each kernel reads and writes its storage type T (f32, f16 or bf16) and computes in f32,
-// rounding once on the store: the bits of widening to f32, pooling, and narrowing, without
-// the two casts' launches and buffers. Instantiated per type at the end (KEEL_POOL_KERNELS).
+// Each kernel reads and writes its storage type T and computes in PoolAcc<T>::A: f32 for
+// f32, f16 and bf16, rounding once on the store (the bits of widening to f32, pooling, and
+// narrowing, without the two casts' launches and buffers); double for f64 (the CPU's f64
+// arithmetic in its order). Instantiated per type at the end (KEEL_POOL_KERNELS).
+template <typename T> struct PoolAcc {
+    typedef float A;
+    static __device__ __forceinline__ float load(T x) { return to_f32(x); }
+    static __device__ __forceinline__ T store(float a) { return from_f32<T>(a); }
+};
+template <> struct PoolAcc<double> {
+    typedef double A;
+    static __device__ __forceinline__ double load(double x) { return x; }
+    static __device__ __forceinline__ double store(double a) { return a; }
+};
 
 // out[n, oh, ow, c] = max over the window; idx = flat NHWC index of the argmax in the input
 // (first maximum; NaN wins). A window with no valid position gives -inf and index -1.
@@ -31,7 +42,8 @@ __device__ __forceinline__ void max_pool2d_fwd(const T* __restrict__ x, T* __res
         const i64 oh = t % p.oh;
         const i64 n = t / p.oh;
         const i64 h0 = oh * p.sh - p.pt, w0 = ow * p.sw - p.pl;
-        float best = -keel_inf();
+        typedef PoolAcc<T> P;
+        typename P::A best = -keel_inf();
         i64 bi = -1;
         for (int i = 0; i < p.kh; ++i) {
             const i64 h = h0 + i;
@@ -40,11 +52,11 @@ __device__ __forceinline__ void max_pool2d_fwd(const T* __restrict__ x, T* __res
                 const i64 w = w0 + j;
                 if (w < 0 || w >= p.w) continue;
                 const i64 xi = ((n * p.h + h) * p.w + w) * p.c + c;
-                const float v = to_f32(x[xi]);
+                const typename P::A v = P::load(x[xi]);
                 if (bi < 0 || v > best || (v != v && best == best)) { best = v; bi = xi; }
             }
         }
-        y[e] = from_f32<T>(best);
+        y[e] = P::store(best);
         idx[e] = bi;
     }
 }
@@ -64,18 +76,21 @@ __device__ __forceinline__ void max_pool2d_bwd(const T* __restrict__ gy, const i
         i64 oh_lo, oh_hi, ow_lo, ow_hi;
         covering(h, p.kh, p.sh, p.pt, p.oh, oh_lo, oh_hi);
         covering(w, p.kw, p.sw, p.pl, p.ow, ow_lo, ow_hi);
-        float g = 0.0f;
+        typedef PoolAcc<T> P;
+        typename P::A g = 0;
         for (i64 oh = oh_lo; oh <= oh_hi; ++oh)
             for (i64 ow = ow_lo; ow <= ow_hi; ++ow) {
                 const i64 o = ((n * p.oh + oh) * p.ow + ow) * p.c + c;
-                if (idx[o] == e) g += to_f32(gy[o]);
+                if (idx[o] == e) g += P::load(gy[o]);
             }
-        gx[e] = from_f32<T>(g);
+        gx[e] = P::store(g);
     }
 }
 
-__device__ __forceinline__ float window_count(const Pool2d& p, i64 oh, i64 ow, int include_pad) {
-    if (include_pad) return (float)(p.kh * p.kw);
+// The divisor of window (oh, ow) in the accumulator type A (an exact integer).
+template <typename A>
+__device__ __forceinline__ A window_count(const Pool2d& p, i64 oh, i64 ow, int include_pad) {
+    if (include_pad) return (A)(p.kh * p.kw);
     i64 hs = oh * p.sh - p.pt, ws = ow * p.sw - p.pl;
     i64 he = hs + p.kh, we = ws + p.kw;
     if (hs < 0) hs = 0;
@@ -83,7 +98,7 @@ __device__ __forceinline__ float window_count(const Pool2d& p, i64 oh, i64 ow, i
     if (he > p.h) he = p.h;
     if (we > p.w) we = p.w;
     const i64 cnt = (he - hs) * (we - ws);
-    return cnt > 0 ? (float)cnt : 1.0f;
+    return cnt > 0 ? (A)cnt : (A)1;
 }
 
 // out = mean over the valid window positions (padding excluded, as Keras does) unless
@@ -99,17 +114,18 @@ __device__ __forceinline__ void avg_pool2d_fwd(const T* __restrict__ x, T* __res
         const i64 oh = t % p.oh;
         const i64 n = t / p.oh;
         const i64 h0 = oh * p.sh - p.pt, w0 = ow * p.sw - p.pl;
-        float s = 0.0f;
+        typedef PoolAcc<T> P;
+        typename P::A s = 0;
         for (int i = 0; i < p.kh; ++i) {
             const i64 h = h0 + i;
             if (h < 0 || h >= p.h) continue;
             for (int j = 0; j < p.kw; ++j) {
                 const i64 w = w0 + j;
                 if (w < 0 || w >= p.w) continue;
-                s += to_f32(x[((n * p.h + h) * p.w + w) * p.c + c]);
+                s += P::load(x[((n * p.h + h) * p.w + w) * p.c + c]);
             }
         }
-        y[e] = from_f32<T>(s / window_count(p, oh, ow, include_pad));
+        y[e] = P::store(s / window_count<typename P::A>(p, oh, ow, include_pad));
     }
 }
 
@@ -127,11 +143,13 @@ __device__ __forceinline__ void avg_pool2d_bwd(const T* __restrict__ gy, T* __re
         i64 oh_lo, oh_hi, ow_lo, ow_hi;
         covering(h, p.kh, p.sh, p.pt, p.oh, oh_lo, oh_hi);
         covering(w, p.kw, p.sw, p.pl, p.ow, ow_lo, ow_hi);
-        float g = 0.0f;
+        typedef PoolAcc<T> P;
+        typename P::A g = 0;
         for (i64 oh = oh_lo; oh <= oh_hi; ++oh)
             for (i64 ow = ow_lo; ow <= ow_hi; ++ow)
-                g += to_f32(gy[((n * p.oh + oh) * p.ow + ow) * p.c + c]) / window_count(p, oh, ow, include_pad);
-        gx[e] = from_f32<T>(g);
+                g += P::load(gy[((n * p.oh + oh) * p.ow + ow) * p.c + c]) /
+                     window_count<typename P::A>(p, oh, ow, include_pad);
+        gx[e] = P::store(g);
     }
 }
 
@@ -156,3 +174,4 @@ __device__ __forceinline__ void avg_pool2d_bwd(const T* __restrict__ gy, T* __re
 KEEL_POOL_KERNELS(f32, float)
 KEEL_POOL_KERNELS(f16, keel_f16)
 KEEL_POOL_KERNELS(bf16, keel_bf16)
+KEEL_POOL_KERNELS(f64, double)

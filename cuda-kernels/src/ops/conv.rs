@@ -1,5 +1,6 @@
 //! 2-D convolution as implicit GEMM on NHWC input and HWIO kernels (`kernels/conv.cu`):
-//! forward, grad-input and grad-kernel, with no im2col buffer.
+//! forward, grad-input and grad-kernel, with no im2col buffer; F32 and F16/BF16 on the
+//! SIMT core or the tensor cores, F64 on a plain double tile ([`conv2d_f64`]).
 
 use cudarc::driver::{CudaView, CudaViewMut, DeviceRepr, LaunchConfig};
 
@@ -156,8 +157,13 @@ impl Conv2d {
 /// The launch grid of an implicit GEMM with `m` rows (pixels) and `n` columns (channels):
 /// M tiles along x (up to 2^31 - 1 blocks, so any batch and image size), N tiles along y.
 fn grid(m: i64, n: i64, z: usize) -> Result<LaunchConfig> {
-    let gx = (m as usize).div_ceil(128);
-    let gy = (n as usize).div_ceil(128);
+    grid_of(m, n, z, 128)
+}
+
+/// [`grid`] for tiles of `tile` x `tile` outputs.
+fn grid_of(m: i64, n: i64, z: usize, tile: usize) -> Result<LaunchConfig> {
+    let gx = (m as usize).div_ceil(tile);
+    let gy = (n as usize).div_ceil(tile);
     if gx > i32::MAX as usize || gy > 65535 {
         return Err(Error::arg("conv2d", format!("implicit GEMM of {m} x {n} too large for one launch")));
     }
@@ -195,6 +201,47 @@ fn check_backward_kernel(p: &Conv2d, x: usize, dy: usize, dw: usize) -> Result<b
     check_len(OP, "dy", dy, p.y_len())?;
     check_len(OP, "dw", dw, p.w_len())?;
     Ok(dw > 0)
+}
+
+/// Which pass of a convolution [`conv2d_f64`] runs, naming its operands `(a, b)` and output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConvPass {
+    /// `y = conv(x, w)`: `a` = x, `b` = w, output y.
+    Forward,
+    /// The gradient w.r.t. the input: `a` = dy, `b` = w, output dx.
+    GradInput,
+    /// The gradient w.r.t. the kernel: `a` = x, `b` = dy, output dw.
+    GradKernel,
+}
+
+/// One pass of an F64 convolution (`conv2d_{fwd,dgrad,wgrad}_f64`): the implicit GEMM on
+/// the plain 64x64 SIMT f64 tile of the F64 GEMM, double FMA accumulation. For convolutions
+/// in f64 on the GPU (gradient checks, references), not tuned for speed. Operands and output
+/// are F64 values held in `i64` buffers (their bits, as keel-tensor stores F64); the output
+/// is written whole (0 where no tap reaches it).
+pub fn conv2d_f64(
+    dev: &CudaDevice,
+    p: &Conv2d,
+    pass: ConvPass,
+    a: &CudaView<'_, i64>,
+    b: &CudaView<'_, i64>,
+    out: &mut CudaViewMut<'_, i64>,
+) -> Result<()> {
+    let (live, name, m, n) = match pass {
+        ConvPass::Forward => (check_forward(p, a.len(), b.len(), out.len(), None)?, "fwd", p.n * p.oh * p.ow, p.o),
+        ConvPass::GradInput => (check_backward_input(p, a.len(), b.len(), out.len())?, "dgrad", p.n * p.h * p.w, p.c),
+        ConvPass::GradKernel => (
+            check_backward_kernel(p, a.len(), b.len(), out.len())?,
+            "wgrad",
+            i64::from(p.kh) * i64::from(p.kw) * p.c,
+            p.o,
+        ),
+    };
+    if !live {
+        return Ok(());
+    }
+    let cfg = grid_of(m, n, 1, 64)?;
+    launch!(dev, programs::conv(), &format!("conv2d_{name}_f64"), cfg, [a, b, out, p])
 }
 
 fn aligned<T>(dev: &CudaDevice, v: &CudaView<'_, T>) -> bool {

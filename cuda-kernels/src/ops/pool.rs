@@ -1,11 +1,31 @@
 //! NHWC 2-D pooling (`kernels/pool.cu`) on F32, F16 or BF16 storage, computed in f32 and
-//! rounded once on the store.
+//! rounded once on the store, or on F64 storage, computed in f64 (see [`PoolDType`]).
 
 use cudarc::driver::{CudaView, CudaViewMut, DeviceRepr};
 
-use crate::device::{check_len, CudaDevice, FloatDType};
+use crate::device::{check_len, CudaDevice, DType};
 use crate::error::{Error, Result};
 use crate::sources::programs;
+
+/// Storage the pooling kernels take: `f32`, `f16` and `bf16` (pooled in f32, rounded once
+/// on the store), and `i64` buffers holding F64 bit patterns (keel-tensor's F64 storage),
+/// pooled in double. Pooling has no integer form.
+pub trait PoolDType: DType {
+    /// Kernel-name suffix (`f32`, `f16`, `bf16`, `f64`).
+    const KERNEL: &'static str;
+}
+impl PoolDType for f32 {
+    const KERNEL: &'static str = "f32";
+}
+impl PoolDType for half::f16 {
+    const KERNEL: &'static str = "f16";
+}
+impl PoolDType for half::bf16 {
+    const KERNEL: &'static str = "bf16";
+}
+impl PoolDType for i64 {
+    const KERNEL: &'static str = "f64";
+}
 
 /// Pooling geometry. Window `(oh, ow)` covers input rows `oh * sh - pt ..+ kh` and columns
 /// `ow * sw - pl ..+ kw`; positions outside the input are skipped (padding).
@@ -104,7 +124,7 @@ impl Pool2d {
 }
 
 /// Max pooling: `y` and the flat NHWC input index of each maximum (`idx`).
-pub fn max_pool2d<T: FloatDType>(
+pub fn max_pool2d<T: PoolDType>(
     dev: &CudaDevice,
     p: &Pool2d,
     x: &CudaView<'_, T>,
@@ -118,11 +138,11 @@ pub fn max_pool2d<T: FloatDType>(
     if y.is_empty() {
         return Ok(());
     }
-    launch!(dev, programs::pool(), &format!("max_pool2d_fwd_{}", T::NAME), dev.cfg_1d(p.out_len()), [x, y, idx, p])
+    launch!(dev, programs::pool(), &format!("max_pool2d_fwd_{}", T::KERNEL), dev.cfg_1d(p.out_len()), [x, y, idx, p])
 }
 
 /// Backward of max pooling: `gx` (fully written) from `gy` and the saved indices.
-pub fn max_pool2d_backward<T: FloatDType>(
+pub fn max_pool2d_backward<T: PoolDType>(
     dev: &CudaDevice,
     p: &Pool2d,
     gy: &CudaView<'_, T>,
@@ -136,11 +156,11 @@ pub fn max_pool2d_backward<T: FloatDType>(
     if gx.is_empty() {
         return Ok(());
     }
-    launch!(dev, programs::pool(), &format!("max_pool2d_bwd_{}", T::NAME), dev.cfg_1d(p.in_len()), [gy, idx, gx, p])
+    launch!(dev, programs::pool(), &format!("max_pool2d_bwd_{}", T::KERNEL), dev.cfg_1d(p.in_len()), [gy, idx, gx, p])
 }
 
 /// Average pooling; padding is excluded from the count unless `include_pad`.
-pub fn avg_pool2d<T: FloatDType>(
+pub fn avg_pool2d<T: PoolDType>(
     dev: &CudaDevice,
     p: &Pool2d,
     x: &CudaView<'_, T>,
@@ -154,11 +174,11 @@ pub fn avg_pool2d<T: FloatDType>(
         return Ok(());
     }
     let inc = i32::from(include_pad);
-    launch!(dev, programs::pool(), &format!("avg_pool2d_fwd_{}", T::NAME), dev.cfg_1d(p.out_len()), [x, y, p, &inc])
+    launch!(dev, programs::pool(), &format!("avg_pool2d_fwd_{}", T::KERNEL), dev.cfg_1d(p.out_len()), [x, y, p, &inc])
 }
 
 /// Backward of average pooling (deterministic gather form).
-pub fn avg_pool2d_backward<T: FloatDType>(
+pub fn avg_pool2d_backward<T: PoolDType>(
     dev: &CudaDevice,
     p: &Pool2d,
     gy: &CudaView<'_, T>,
@@ -172,5 +192,5 @@ pub fn avg_pool2d_backward<T: FloatDType>(
         return Ok(());
     }
     let inc = i32::from(include_pad);
-    launch!(dev, programs::pool(), &format!("avg_pool2d_bwd_{}", T::NAME), dev.cfg_1d(p.in_len()), [gy, gx, p, &inc])
+    launch!(dev, programs::pool(), &format!("avg_pool2d_bwd_{}", T::KERNEL), dev.cfg_1d(p.in_len()), [gy, gx, p, &inc])
 }

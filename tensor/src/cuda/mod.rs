@@ -16,10 +16,10 @@
 //!   ops and their gradients, and F64/I64 reductions (sum, mean, max, min, argmax, argmin;
 //!   F64 var) compute in f64, as the CPU does, with the CPU's conversion of an integer
 //!   result (truncated, saturated); F64 matmul runs a plain f64 GEMM, F64 softmax is
-//!   composed from those kernels; index_add/scatter_add add in f64 or i64. The rest of F64
-//!   arithmetic (convolution, pooling, optimizers) returns
-//!   [`Error::NotImplemented`](crate::Error::NotImplemented) rather than computing in f32.
-//!   Casts from or to F64 go through the host (exact).
+//!   composed from those kernels; index_add/scatter_add add in f64 or i64; F64
+//!   convolutions run an implicit GEMM on the same f64 tile, pooling and the fused Adam/SGD
+//!   updates compute in f64 (the CPU's bits). No F64 op computes in f32. Casts from or to
+//!   F64 go through the host (exact).
 //! * Uniform random tensors (dropout masks) are drawn on the device by the Philox
 //!   kernel, bit-identical to the CPU. Normal ones are drawn on the host and copied
 //!   (the kernels' Box-Muller rounds in f64, the CPU spec in f32).

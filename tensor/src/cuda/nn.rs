@@ -7,7 +7,8 @@
 //! f32 accumulation and the result written in the input dtype by the epilogue, rounded
 //! once, with no cast launches around the pass. F32 runs on the f32 implicit-GEMM kernels.
 //! Pooling reads and writes F32, F16 or BF16 storage directly (f32 inside, one rounding on
-//! the store, so no cast launches around it). Geometry comes straight from keel-tensor's
+//! the store, so no cast launches around it), and F64 storage in f64 (the CPU's arithmetic
+//! in its order). Geometry comes straight from keel-tensor's
 //! `Conv2dParams` / `Pool2dParams` (TensorFlow `same` padding: extra row/column at the bottom/right,
 //! which the kernels skip as out of the image). Average pooling excludes padding
 //! from the count (Keras). `max_pool2d_grad` routes each output gradient to the
@@ -146,14 +147,33 @@ macro_rules! half_conv {
     };
 }
 
+/// An F64 convolution pass (`pass` on operands `a`, `b`, both F64, made contiguous) into a
+/// fresh `n`-element F64 output; `None` unless both are F64.
+fn f64_conv(
+    op: &'static str,
+    dev: &kk::CudaDevice,
+    g: &Conv2d,
+    pass: kc::ConvPass,
+    (a, al): (&CudaStorage, &Layout),
+    (b, bl): (&CudaStorage, &Layout),
+    n: usize,
+) -> Result<Option<CudaStorage>> {
+    let (Data::F64(x), Data::F64(y)) = (&a.data, &b.data) else { return Ok(None) };
+    let (x, y) = (contig(dev, x, al, F64_POISON)?, contig(dev, y, bl, F64_POISON)?);
+    let mut out = alloc_fill(dev, n, F64_POISON)?;
+    if n > 0 {
+        kc::conv2d_f64(dev, g, pass, &x.view(), &y.view(), &mut head_mut(&mut out, n)).ctx(op)?;
+    }
+    Ok(Some(a.like(Data::F64(out), n)))
+}
+
 fn same_float(op: &'static str, a: &CudaStorage, b: &CudaStorage) -> Result<()> {
     a.same_device(op, b)?;
     if a.dtype() != b.dtype() {
         return Err(Error::DTypeMismatch { op, lhs: a.dtype(), rhs: b.dtype() });
     }
     match a.dtype() {
-        crate::DType::F32 | crate::DType::F16 | crate::DType::BF16 => Ok(()),
-        crate::DType::F64 => Err(no_f64(op)),
+        crate::DType::F32 | crate::DType::F16 | crate::DType::BF16 | crate::DType::F64 => Ok(()),
         dtype => Err(Error::UnsupportedDType { op, dtype, hint: "cast to a float dtype first" }),
     }
 }
@@ -193,6 +213,11 @@ fn conv_forward(
     if let Some(y) = half {
         return Ok(s.like(y, n));
     }
+    if bias.is_none() && act == Activation::None {
+        if let Some(y) = f64_conv(OP, dev, &g, kc::ConvPass::Forward, (s, l), (k, kl), n)? {
+            return Ok(y);
+        }
+    }
     let (x, w) = (f32_input(OP, s, l)?, f32_input(OP, k, kl)?);
     let bias = bias.map(|(b, bl)| f32_input(OP, b, bl)).transpose()?;
     let bias_view = bias.as_ref().map(|b| b.view());
@@ -225,6 +250,9 @@ pub(super) fn conv2d_grad_input(
     });
     if let Some(dx) = half {
         return Ok(dy.like(dx, n));
+    }
+    if let Some(dx) = f64_conv(OP, dev, &g, kc::ConvPass::GradInput, (dy, l), (k, kl), n)? {
+        return Ok(dx);
     }
     let (gy, w) = (f32_input(OP, dy, l)?, f32_input(OP, k, kl)?);
     let mut dx = alloc::<f32>(dev, n)?;
@@ -261,6 +289,9 @@ pub(super) fn conv2d_grad_kernel(
     if let Some(dw) = half {
         return Ok(x.like(dw, n));
     }
+    if let Some(dw) = f64_conv(OP, dev, &g, kc::ConvPass::GradKernel, (x, l), (dy, dyl), n)? {
+        return Ok(dw);
+    }
     let (xi, gy) = (f32_input(OP, x, l)?, f32_input(OP, dy, dyl)?);
     let mut dw = alloc::<f32>(dev, n)?;
     if n > 0 {
@@ -275,14 +306,27 @@ pub(super) fn conv2d_grad_kernel(
 }
 
 /// The float storage of a pooling operand, typed: `$body` runs with `$x` bound to the
-/// `CudaSlice<T>` and the result wrapped back into the same `Data` variant.
+/// `CudaSlice<T>` (F64: its `i64` bit buffer) and `$poison` to the value fresh buffers of `T`
+/// are poisoned with, and the result is wrapped back into the same `Data` variant.
 macro_rules! float_pool_data {
-    ($op:expr, $s:expr, |$x:ident| $body:expr) => {
+    ($op:expr, $s:expr, |$x:ident, $poison:ident| $body:expr) => {
         match &$s.data {
-            Data::F32($x) => Data::F32($body),
-            Data::F16($x) => Data::F16($body),
-            Data::BF16($x) => Data::BF16($body),
-            Data::F64(_) => return Err(no_f64($op)),
+            Data::F32($x) => {
+                let $poison = f32::NAN;
+                Data::F32($body)
+            }
+            Data::F16($x) => {
+                let $poison = half::f16::NAN;
+                Data::F16($body)
+            }
+            Data::BF16($x) => {
+                let $poison = half::bf16::NAN;
+                Data::BF16($body)
+            }
+            Data::F64($x) => {
+                let $poison = F64_POISON;
+                Data::F64($body)
+            }
             _ => {
                 return Err(Error::UnsupportedDType { op: $op, dtype: $s.dtype(), hint: "cast to a float dtype first" })
             }
@@ -291,17 +335,17 @@ macro_rules! float_pool_data {
 }
 
 /// `pass` from operand `x` (layout `l`, made contiguous) into a fresh `n`-element output
-/// of its dtype (not launched when `n` is 0).
-fn pool_pass<T: Elem>(
+/// of its dtype (not launched when `n` is 0); `poison` marks unwritten elements.
+fn pool_pass<T: kk::DType>(
     op: &'static str,
     dev: &kk::CudaDevice,
-    x: &CudaSlice<T>,
-    l: &Layout,
+    (x, l): (&CudaSlice<T>, &Layout),
     n: usize,
+    poison: T,
     pass: impl FnOnce(&CudaView<'_, T>, &mut CudaViewMut<'_, T>) -> kk::Result<()>,
 ) -> Result<CudaSlice<T>> {
-    let x = contig(dev, x, l, T::poison())?;
-    let mut y = alloc::<T>(dev, n)?;
+    let x = contig(dev, x, l, poison)?;
+    let mut y = alloc_fill(dev, n, poison)?;
     if n > 0 {
         pass(&x.view(), &mut head_mut(&mut y, n)).ctx(op)?;
     }
@@ -313,13 +357,9 @@ pub(super) fn max_pool2d(s: &CudaStorage, l: &Layout, p: &Pool2dParams) -> Resul
     let (dev, g) = (&*s.dev, pool_geom(OP, p)?);
     let n = p.n * p.oh * p.ow * p.c;
     let mut idx = alloc::<i64>(dev, n)?;
-    let y = float_pool_data!(OP, s, |x| pool_pass(OP, dev, x, l, n, |x, y| kp::max_pool2d(
-        dev,
-        &g,
-        x,
-        y,
-        &mut head_mut(&mut idx, n)
-    ))?);
+    let y = float_pool_data!(OP, s, |x, poison| pool_pass(OP, dev, (x, l), n, poison, |x, y| {
+        kp::max_pool2d(dev, &g, x, y, &mut head_mut(&mut idx, n))
+    })?);
     Ok((s.like(y, n), s.like(Data::I64(idx), n)))
 }
 
@@ -338,13 +378,9 @@ pub(super) fn max_pool2d_grad(
     };
     let ix = contig(dev, ix, il, i64::MIN)?;
     let n = p.n * p.h * p.w * p.c;
-    let dx = float_pool_data!(OP, dy, |x| pool_pass(OP, dev, x, l, n, |gy, dx| kp::max_pool2d_backward(
-        dev,
-        &g,
-        gy,
-        &ix.view(),
-        dx
-    ))?);
+    let dx = float_pool_data!(OP, dy, |x, poison| pool_pass(OP, dev, (x, l), n, poison, |gy, dx| {
+        kp::max_pool2d_backward(dev, &g, gy, &ix.view(), dx)
+    })?);
     Ok(dy.like(dx, n))
 }
 
@@ -352,7 +388,9 @@ pub(super) fn avg_pool2d(s: &CudaStorage, l: &Layout, p: &Pool2dParams) -> Resul
     const OP: &str = "avg_pool2d";
     let (dev, g) = (&*s.dev, pool_geom(OP, p)?);
     let n = p.n * p.oh * p.ow * p.c;
-    let y = float_pool_data!(OP, s, |x| pool_pass(OP, dev, x, l, n, |x, y| kp::avg_pool2d(dev, &g, x, y, false))?);
+    let y = float_pool_data!(OP, s, |x, poison| pool_pass(OP, dev, (x, l), n, poison, |x, y| {
+        kp::avg_pool2d(dev, &g, x, y, false)
+    })?);
     Ok(s.like(y, n))
 }
 
@@ -360,8 +398,8 @@ pub(super) fn avg_pool2d_grad(dy: &CudaStorage, l: &Layout, p: &Pool2dParams) ->
     const OP: &str = "avg_pool2d_grad";
     let (dev, g) = (&*dy.dev, pool_geom(OP, p)?);
     let n = p.n * p.h * p.w * p.c;
-    let dx = float_pool_data!(OP, dy, |x| pool_pass(OP, dev, x, l, n, |gy, dx| kp::avg_pool2d_backward(
-        dev, &g, gy, dx, false
-    ))?);
+    let dx = float_pool_data!(OP, dy, |x, poison| pool_pass(OP, dev, (x, l), n, poison, |gy, dx| {
+        kp::avg_pool2d_backward(dev, &g, gy, dx, false)
+    })?);
     Ok(dy.like(dx, n))
 }

@@ -1,0 +1,106 @@
+//! Finite-difference checks (float64) with the inputs on GPU 0: both passes run on the CUDA
+//! kernels in f64 (convolution, pooling, matmul, elementwise, reductions, softmax
+//! cross-entropy), so each op's CUDA backward is checked against its own CUDA forward,
+//! and the CUDA gradients against the CPU's.
+//!
+//! Without a usable GPU each test prints why it skips and passes; with
+//! `KEEL_REQUIRE_CUDA=1` it fails instead. CI runs it on the CUDA emulator
+//! (`tools/cuda-emu`).
+
+use keel_autograd::{gradcheck, loss, GradcheckReport, Result, Tape, Var};
+use keel_tensor::{DType, Device, Padding, Tensor};
+
+/// GPU 0, or `None` (with a printed reason) when the test must skip.
+fn gpu(test: &str) -> Option<Device> {
+    if keel_tensor::cuda_is_available(0) {
+        return Some(Device::Cuda(0));
+    }
+    let why = if cfg!(feature = "cuda") {
+        "no usable CUDA GPU 0 (driver, device or NVRTC missing)"
+    } else {
+        "keel-autograd was built without the `cuda` feature"
+    };
+    if std::env::var("KEEL_REQUIRE_CUDA").is_ok_and(|v| v == "1") {
+        panic!("{test}: KEEL_REQUIRE_CUDA=1 but {why}");
+    }
+    eprintln!("skipping {test}: {why}");
+    None
+}
+
+/// Values with `|x|` in `[0.2, 1.5]` and random signs (no kinks at 0), in f64 on the CPU.
+fn away_from_zero(seed: u64, shape: &[usize]) -> Tensor {
+    let mag = Tensor::rand_uniform(seed, 0.2, 1.5, shape.to_vec(), DType::F64, &Device::Cpu).unwrap();
+    let sign = Tensor::rand_uniform(seed + 1000, -1.0, 1.0, shape.to_vec(), DType::F64, &Device::Cpu).unwrap();
+    mag.mul(&sign.sign().unwrap()).unwrap()
+}
+
+/// Gradcheck of `f` at `inputs` moved to `dev` (it must pass there), and its analytic
+/// gradients on `dev` against the CPU's (the same math in f64, summed in other orders).
+#[track_caller]
+fn check_on(dev: &Device, what: &str, f: impl Fn(&[Var]) -> Result<Var>, inputs: &[Tensor]) -> GradcheckReport {
+    let moved: Vec<Tensor> = inputs.iter().map(|t| t.to_device(dev).unwrap()).collect();
+    let report = gradcheck(&f, &moved).unwrap_or_else(|e| panic!("{what} on {dev}: {e}"));
+    assert!(report.checked > 0, "{what}: nothing checked");
+    let grads = |xs: &[Tensor]| -> Vec<Vec<f64>> {
+        let tape = Tape::new();
+        let vars: Vec<Var> = xs.iter().map(|t| tape.leaf(t.clone())).collect();
+        let out = f(&vars).unwrap().sum_all().unwrap();
+        assert_eq!(out.value().device(), xs[0].device(), "{what}: the output left the inputs' device");
+        let g = tape.backward(&out).unwrap();
+        vars.iter().map(|v| g.get_var(v).map_or_else(Vec::new, |t| t.to_vec::<f64>().unwrap())).collect()
+    };
+    for (i, (a, b)) in grads(&moved).iter().zip(grads(inputs)).enumerate() {
+        assert_eq!(a.len(), b.len(), "{what}: gradient {i} present on one device only");
+        for (j, (x, y)) in a.iter().zip(&b).enumerate() {
+            assert!(
+                (x - y).abs() <= 1e-12 * y.abs().max(1.0),
+                "{what}: gradient {i}[{j}]: {x} on {dev}, {y} on the CPU"
+            );
+        }
+    }
+    report
+}
+
+#[test]
+fn convolution_and_pooling_on_cuda() {
+    let Some(dev) = gpu("convolution_and_pooling_on_cuda") else { return };
+    let x = away_from_zero(1, &[2, 5, 6, 2]);
+    let k = away_from_zero(2, &[3, 3, 2, 3]);
+    for (st, pad, dil) in
+        [((1, 1), Padding::Valid, (1, 1)), ((2, 2), Padding::Same, (1, 1)), ((1, 1), Padding::Same, (2, 1))]
+    {
+        let what = format!("conv2d stride {st:?} {pad:?} dilation {dil:?}");
+        check_on(&dev, &what, |v| v[0].conv2d(&v[1], st, pad, dil), &[x.clone(), k.clone()]);
+    }
+    // distinct values, so no window has a tie for its maximum (finite differences across a
+    // tie see the other element)
+    let distinct: Vec<f64> = (0..2 * 6 * 7 * 2).map(|i| ((i * 37) % 168) as f64 / 50.0 - 1.6).collect();
+    let p = Tensor::from_vec(distinct, vec![2, 6, 7, 2]).unwrap();
+    for (pool, st, pad) in [((2, 2), (2, 2), Padding::Valid), ((3, 3), (2, 2), Padding::Same)] {
+        let what = format!("pool {pool:?} stride {st:?} {pad:?}");
+        check_on(&dev, &format!("max {what}"), |v| v[0].max_pool2d(pool, st, pad), std::slice::from_ref(&p));
+        check_on(&dev, &format!("avg {what}"), |v| v[0].avg_pool2d(pool, st, pad), std::slice::from_ref(&p));
+    }
+}
+
+/// A small CNN's loss end to end on the GPU in f64: conv + bias + ReLU, max pooling, a dense
+/// layer and softmax cross-entropy, gradients w.r.t. every weight and the input.
+#[test]
+fn small_cnn_loss_on_cuda() {
+    let Some(dev) = gpu("small_cnn_loss_on_cuda") else { return };
+    let x = away_from_zero(10, &[2, 6, 6, 1]);
+    let k = away_from_zero(11, &[3, 3, 1, 4]);
+    let b = away_from_zero(12, &[4]);
+    let w = away_from_zero(13, &[36, 3]);
+    let labels = Tensor::from_vec(vec![2i64, 0], vec![2]).unwrap();
+    let targets = labels.to_device(&dev).unwrap();
+    let net = |v: &[Var], t: &Tensor| -> Result<Var> {
+        let h = v[0].conv2d(&v[1], (1, 1), Padding::Same, (1, 1))?.add(&v[2])?.relu()?;
+        let h = h.max_pool2d((2, 2), (2, 2), Padding::Valid)?.reshape((2, 36))?;
+        loss::softmax_cross_entropy(&h.matmul(&v[3])?, t, None)?.mean_all()
+    };
+    // labels on the inputs' device (check_on also runs the network on the CPU)
+    let on_device = |v: &[Var]| if v[0].value().device().is_cuda() { targets.clone() } else { labels.clone() };
+    let report = check_on(&dev, "small CNN", |v| net(v, &on_device(v)), &[x, k, b, w]);
+    assert_eq!(report.checked, 72 + 36 + 4 + 108);
+}
