@@ -99,9 +99,30 @@ pub struct CudaDevice {
     index_checks_queued: AtomicBool,
 }
 
+/// What [`ThreadCounts`] counts (indices into its rows).
+const WAITS: usize = 0;
+const HTOD_BYTES: usize = 1;
+
 thread_local! {
-    /// Per device ordinal, how many times this thread waited for the device's stream.
-    static THREAD_WAITS: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
+    /// Per device ordinal, this thread's counts: how many times it waited for the device's
+    /// stream ([`WAITS`]) and how many bytes it copied to the device ([`HTOD_BYTES`]).
+    static THREAD_COUNTS: RefCell<Vec<[u64; 2]>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Adds `n` to this thread's count `which` for device `ordinal`.
+fn count(ordinal: usize, which: usize, n: u64) {
+    THREAD_COUNTS.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() <= ordinal {
+            c.resize(ordinal + 1, [0; 2]);
+        }
+        c[ordinal][which] += n;
+    });
+}
+
+/// This thread's count `which` for device `ordinal`.
+fn counted(ordinal: usize, which: usize) -> u64 {
+    THREAD_COUNTS.with(|c| c.borrow().get(ordinal).map_or(0, |r| r[which]))
 }
 
 /// One shared [`CudaDevice`] per ordinal.
@@ -210,13 +231,7 @@ impl CudaDevice {
     /// ([`crate::ops::index::check_index_range`]) found since the last wait, as
     /// [`Error::IndexOutOfRange`]; the report is then cleared.
     pub fn synchronize(&self) -> Result<()> {
-        THREAD_WAITS.with(|w| {
-            let mut w = w.borrow_mut();
-            if w.len() <= self.ordinal {
-                w.resize(self.ordinal + 1, 0);
-            }
-            w[self.ordinal] += 1;
-        });
+        count(self.ordinal, WAITS, 1);
         self.stream.synchronize().map_err(|e| Error::Launch(format!("asynchronous error: {e:?}")))?;
         self.take_index_report()
     }
@@ -280,7 +295,14 @@ impl CudaDevice {
     /// Counted per thread (the waits of the calling thread), so that other threads using
     /// the device do not disturb a measurement.
     pub fn host_waits(&self) -> u64 {
-        THREAD_WAITS.with(|w| w.borrow().get(self.ordinal).copied().unwrap_or(0))
+        counted(self.ordinal, WAITS)
+    }
+
+    /// How many bytes the calling thread has copied from the host to this device so far
+    /// ([`CudaDevice::htod`], [`CudaDevice::htod_into`]); counted per thread like
+    /// [`CudaDevice::host_waits`].
+    pub fn bytes_to_device(&self) -> u64 {
+        counted(self.ordinal, HTOD_BYTES)
     }
 
     /// `(free, total)` device memory in bytes.
@@ -319,7 +341,7 @@ impl CudaDevice {
     /// Copies a host slice into a new device buffer.
     pub fn htod<T: DType>(&self, src: &[T]) -> Result<CudaSlice<T>> {
         let mut dst = self.alloc::<T>(src.len())?;
-        self.stream.memcpy_htod(src, &mut dst)?;
+        self.htod_into(src, &mut dst.as_view_mut())?;
         Ok(dst)
     }
 
@@ -328,7 +350,9 @@ impl CudaDevice {
         if src.len() != dst.len() {
             return Err(Error::arg("htod_into", format!("host has {} elements, device view {}", src.len(), dst.len())));
         }
-        Ok(self.stream.memcpy_htod(src, dst)?)
+        self.stream.memcpy_htod(src, dst)?;
+        count(self.ordinal, HTOD_BYTES, std::mem::size_of_val(src) as u64);
+        Ok(())
     }
 
     /// Copies a device view back to a new host vector (waits for the stream).

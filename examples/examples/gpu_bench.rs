@@ -25,7 +25,9 @@
 //!   second shape (channels in multiples of 8) is also timed on the BF16 tensor-core
 //!   convolutions (`bf16` rows, no cuBLAS column).
 //! * Seed-CNN training images/s at batch 128 (Adam, `fit` on `Device::Cuda(0)`) with the
-//!   data on the host (gathered and copied per batch) and resident on the GPU, under the
+//!   data on the host (since 2026-12-05 `fit` copies the inputs to the GPU once per call
+//!   and gathers the batches there; the targets are gathered on the host and copied per
+//!   batch) and resident on the GPU, under the
 //!   float32 and the mixed_bfloat16 dtype policies, reading the results after every step
 //!   (`steps_per_execution` 1) and once per epoch (`steps_per_execution` = steps), with
 //!   the host's waits for the GPU per epoch.

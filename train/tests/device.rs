@@ -111,6 +111,32 @@ fn data_resident_on_the_gpu_trains_like_host_data() {
     close_trajectories("loss", hb.get("loss").unwrap(), ha.get("loss").unwrap(), 1e-6);
 }
 
+/// `fit` of a GPU model on host data copies the inputs to the GPU once and gathers every
+/// batch there: it sends exactly the inputs' bytes more than a fit on inputs already on the
+/// GPU (targets on the host in both, so the work is otherwise the same), not a copy of every
+/// batch each epoch. Validation inputs too.
+#[test]
+fn fit_sends_host_inputs_to_the_gpu_once() {
+    let Some(dev) = common::gpu("fit_sends_host_inputs_to_the_gpu_once") else { return };
+    let (x, y) = images(64);
+    let (vx, vy) = images(20);
+    let bytes = |t: &Tensor| (t.elem_count() * t.dtype().size_in_bytes()) as u64;
+    let sent = |x: &Tensor, vx: &Tensor| {
+        let mut m = cnn(4);
+        m.to_device(&dev).unwrap();
+        let before = keel_tensor::cuda::bytes_to_device(dev);
+        let h = m.fit(x, &y, Fit::new().epochs(3).batch_size(16).seed(2).verbose(0).validation_data(vx, &vy)).unwrap();
+        (keel_tensor::cuda::bytes_to_device(dev) - before, h)
+    };
+    let on = |t: &Tensor| t.to_device(&dev).unwrap();
+    let (host, h_host) = sent(&x, &vx);
+    let (resident, h_resident) = sent(&on(&x), &on(&vx));
+    assert_eq!(host - resident, bytes(&x) + bytes(&vx), "{host} vs {resident} bytes");
+    for key in ["loss", "val_loss", "accuracy"] {
+        assert_eq!(h_host.get(key), h_resident.get(key), "{key}: the same batches, so the same training");
+    }
+}
+
 #[test]
 fn optimizer_state_follows_a_model_moved_mid_training() {
     let Some(dev) = common::gpu("optimizer_state_follows_a_model_moved_mid_training") else { return };

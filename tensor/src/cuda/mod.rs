@@ -89,6 +89,21 @@ pub fn host_waits(device: crate::Device) -> u64 {
     }
 }
 
+/// How many bytes the calling thread has copied from the host to `device` so far: every
+/// `to_device` of host data, and the small host-built tensors ops upload (index lists,
+/// `arange`, normal samples). Compare the count before and after a loop to see what a
+/// training step sends over PCIe (e.g. that `fit` sends its data once, not every epoch).
+/// Always 0 for the CPU, and for a GPU without the `cuda` feature or without a usable device.
+pub fn bytes_to_device(device: crate::Device) -> u64 {
+    match device {
+        crate::Device::Cpu => 0,
+        #[cfg(feature = "cuda")]
+        crate::Device::Cuda(ordinal) => backend::device(ordinal).map(|d| d.bytes_to_device()).unwrap_or(0),
+        #[cfg(not(feature = "cuda"))]
+        crate::Device::Cuda(_) => 0,
+    }
+}
+
 /// One kernel program that [`prebuild_kernels`] put in the disk cache.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PrebuiltProgram {
