@@ -45,6 +45,17 @@ fn out_of_range_indices_are_reported_by_the_next_read_back() {
     let (loss, grad) = (loss.to_vec::<f32>().unwrap(), grad.unwrap().to_vec::<f32>().unwrap());
     assert!(loss[1] == 0.0 && grad[6..12].iter().all(|&g| g == 0.0), "the bad row: {} {:?}", loss[1], &grad[6..12]);
     assert!([0, 2, 3].iter().all(|&r| loss[r].is_finite() && grad[r * 6..r * 6 + 6].iter().all(|g| g.is_finite())));
+    // index_select and gather check in their own kernel; an empty result reads no index,
+    // so its indices are checked on their own: still an error, as on the CPU
+    let empty = Tensor::zeros([6, 0], DType::F32, &Device::Cpu).unwrap();
+    assert!(matches!(
+        empty.index_select(&Tensor::from_vec(vec![8i64], 1).unwrap(), 0),
+        Err(Error::IndexOutOfRange { .. })
+    ));
+    let none = empty.to_device(&dev).unwrap().index_select(&on_gpu(vec![8], vec![1]), 0).unwrap();
+    assert_eq!(none.dims(), [1, 0]);
+    let err = xg.sum_all().unwrap().to_vec::<f32>(); // the next read-back (an empty one waits for nothing)
+    assert!(matches!(err, Err(Error::IndexOutOfRange { op: "index_select", index: 8, size: 6 })), "{err:?}");
     let grad = Tensor::ones([2, 5, 4], DType::F32, &dev).unwrap();
     let added = grad.index_add_into(&on_gpu(vec![2, 9], vec![2]), 0, &Shape::from([6, 5, 4])).unwrap();
     assert!(matches!(added.to_vec::<f32>(), Err(Error::IndexOutOfRange { op: "index_add", index: 9, size: 6 })));

@@ -20,31 +20,50 @@ struct ConcatList {
     i64 inner, out_axis;
 };
 
+// Records index v (outside [0, size)) in the device's index report err = {op, index, size}
+// (err[0] == 0 while none was; the first to find one keeps it), for the host to report when
+// it next waits for the stream. `op` (> 0) names the checking op in the host's table. A null
+// err records nothing (an unchecked launch).
+__device__ __forceinline__ void keel_index_fault(i64* err, i64 op, i64 v, i64 size) {
+    if (err == nullptr) return;
+    unsigned long long* word = reinterpret_cast<unsigned long long*>(err);
+    if (atomicCAS(word, 0ull, static_cast<unsigned long long>(op)) == 0ull) {
+        err[1] = v;
+        err[2] = size;
+    }
+}
+
 // out[o, j, i] = in[o, idx[o, j, i], i]   (torch.gather along the axis)
 // index_select: out[o, j, i] = in[o, idx[j], i]
+// An index outside [0, n_in) reads as 0 and is recorded in the index report (err, op): the
+// check rides on the gather, with no launch of its own.
 #define KEEL_GATHER(BN, T)                                                                     \
     extern "C" __global__ void gather_##BN(const T* __restrict__ in, const i64* __restrict__ idx, \
                                            T* __restrict__ out, i64 outer, i64 n_in,            \
-                                           i64 n_idx, i64 inner) {                              \
+                                           i64 n_idx, i64 inner, i64* err, i64 op) {            \
         const i64 total = outer * n_idx * inner;                                               \
         KEEL_GRID_LOOP(e, total) {                                                              \
             const i64 i = e % inner;                                                            \
             const i64 o = e / (n_idx * inner);                                                  \
             const i64 k = idx[e];                                                               \
-            out[e] = (k >= 0 && k < n_in) ? in[(o * n_in + k) * inner + i] : (T)0;             \
+            const bool ok = k >= 0 && k < n_in;                                                 \
+            if (!ok) keel_index_fault(err, op, k, n_in);                                        \
+            out[e] = ok ? in[(o * n_in + k) * inner + i] : (T)0;                                \
         }                                                                                       \
     }                                                                                           \
     extern "C" __global__ void index_select_##BN(const T* __restrict__ in,                     \
                                                  const i64* __restrict__ idx,                   \
                                                  T* __restrict__ out, i64 outer, i64 n_in,      \
-                                                 i64 n_idx, i64 inner) {                        \
+                                                 i64 n_idx, i64 inner, i64* err, i64 op) {      \
         const i64 total = outer * n_idx * inner;                                               \
         KEEL_GRID_LOOP(e, total) {                                                              \
             const i64 i = e % inner;                                                            \
             const i64 j = (e / inner) % n_idx;                                                  \
             const i64 o = e / (n_idx * inner);                                                  \
             const i64 k = idx[j];                                                               \
-            out[e] = (k >= 0 && k < n_in) ? in[(o * n_in + k) * inner + i] : (T)0;             \
+            const bool ok = k >= 0 && k < n_in;                                                 \
+            if (!ok) keel_index_fault(err, op, k, n_in);                                        \
+            out[e] = ok ? in[(o * n_in + k) * inner + i] : (T)0;                                \
         }                                                                                       \
     }                                                                                           \
     extern "C" __global__ void concat_##BN(const ConcatList L) {                               \
@@ -119,19 +138,11 @@ extern "C" __global__ void one_hot_f32(const i64* __restrict__ labels, float* __
     }
 }
 
-// Index validation on the device: an index outside [0, size) is recorded in
-// err = {op, index, size} (err[0] == 0 while none was; the first check to find one
-// keeps it), for the host to report when it next waits for the stream. `op` (> 0)
-// names the checking op in the host's table.
+// Index validation on the device, for ops whose kernels do not check as they go: every
+// index outside [0, size) is recorded in the index report (keel_index_fault).
 extern "C" __global__ void check_index_range(const i64* __restrict__ idx, i64 n, i64 size, i64* err, i64 op) {
     KEEL_GRID_LOOP(e, n) {
         const i64 v = idx[e];
-        if (v < 0 || v >= size) {
-            unsigned long long* word = reinterpret_cast<unsigned long long*>(err);
-            if (atomicCAS(word, 0ull, static_cast<unsigned long long>(op)) == 0ull) {
-                err[1] = v;
-                err[2] = size;
-            }
-        }
+        if (v < 0 || v >= size) keel_index_fault(err, op, v, size);
     }
 }

@@ -31,41 +31,61 @@ impl IndexShape {
 }
 
 /// `out[o, j, i] = x[o, idx[o, j, i], i]` (torch.gather); out-of-range indices give 0.
+/// With `check: Some(op)` they are also recorded in the device's index report, as
+/// [`check_index_range`] does, by the gather itself (no launch of its own).
 pub fn gather<T: DType>(
     dev: &CudaDevice,
     s: IndexShape,
     x: &CudaView<'_, T>,
     idx: &CudaView<'_, i64>,
     out: &mut CudaViewMut<'_, T>,
+    check: Option<&'static str>,
 ) -> Result<()> {
-    check_len("gather", "x", x.len(), s.outer * s.n_in * s.inner)?;
-    check_len("gather", "idx", idx.len(), s.out_len())?;
-    check_len("gather", "out", out.len(), s.out_len())?;
-    if out.is_empty() {
-        return Ok(());
-    }
-    let [o, ni, nj, inn] = s.args("gather")?;
-    let name = format!("gather_{}", bytes_suffix::<T>()?);
-    launch!(dev, programs::index(), name, dev.cfg_1d(s.out_len()), [x, idx, out, &o, &ni, &nj, &inn])
+    launch_gather(dev, "gather", s, s.out_len(), x, idx, out, check)
 }
 
-/// `out[o, j, i] = x[o, idx[j], i]` (embedding lookup when `outer == 1`, axis 0).
+/// `out[o, j, i] = x[o, idx[j], i]` (embedding lookup when `outer == 1`, axis 0);
+/// out-of-range indices give 0, and with `check: Some(op)` are recorded as by [`gather`].
+/// An empty output reads no index, so checks none.
 pub fn index_select<T: DType>(
     dev: &CudaDevice,
     s: IndexShape,
     x: &CudaView<'_, T>,
     idx: &CudaView<'_, i64>,
     out: &mut CudaViewMut<'_, T>,
+    check: Option<&'static str>,
 ) -> Result<()> {
-    check_len("index_select", "x", x.len(), s.outer * s.n_in * s.inner)?;
-    check_len("index_select", "idx", idx.len(), s.n_idx)?;
-    check_len("index_select", "out", out.len(), s.out_len())?;
+    launch_gather(dev, "index_select", s, s.n_idx, x, idx, out, check)
+}
+
+/// [`gather`] and [`index_select`] (`kernel`, whose index has `idx_len` elements).
+#[allow(clippy::too_many_arguments)]
+fn launch_gather<T: DType>(
+    dev: &CudaDevice,
+    kernel: &'static str,
+    s: IndexShape,
+    idx_len: usize,
+    x: &CudaView<'_, T>,
+    idx: &CudaView<'_, i64>,
+    out: &mut CudaViewMut<'_, T>,
+    check: Option<&'static str>,
+) -> Result<()> {
+    check_len(kernel, "x", x.len(), s.outer * s.n_in * s.inner)?;
+    check_len(kernel, "idx", idx.len(), idx_len)?;
+    check_len(kernel, "out", out.len(), s.out_len())?;
     if out.is_empty() {
         return Ok(());
     }
-    let [o, ni, nj, inn] = s.args("index_select")?;
-    let name = format!("index_select_{}", bytes_suffix::<T>()?);
-    launch!(dev, programs::index(), name, dev.cfg_1d(s.out_len()), [x, idx, out, &o, &ni, &nj, &inn])
+    let [o, ni, nj, inn] = s.args(kernel)?;
+    let name = format!("{kernel}_{}", bytes_suffix::<T>()?);
+    let cfg = dev.cfg_1d(s.out_len());
+    match check {
+        Some(op) => dev.with_index_report(op, |report, code| {
+            launch!(dev, programs::index(), name, cfg, [x, idx, out, &o, &ni, &nj, &inn, report, &code])
+        }),
+        // a null report: nothing recorded
+        None => launch!(dev, programs::index(), name, cfg, [x, idx, out, &o, &ni, &nj, &inn, &0u64, &0i64]),
+    }
 }
 
 /// The element type of an accumulating backward ([`gather_backward`],

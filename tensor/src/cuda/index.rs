@@ -84,6 +84,10 @@ enum Kind {
     Gather,
 }
 
+/// The gather or index_select of `x` by `ids` (not yet checked) into a fresh output. The
+/// kernel itself records an index outside `0..shape.n_in` in the device's index report, so
+/// the check costs no launch; an empty output reads no index, so then the indices are
+/// checked on their own.
 fn select_t<T: kk::DType>(
     dev: &kk::CudaDevice,
     x: &CudaSlice<T>,
@@ -93,18 +97,24 @@ fn select_t<T: kk::DType>(
     kind: Kind,
     poison: T,
 ) -> Result<CudaSlice<T>> {
+    let op = match kind {
+        Kind::Select => "index_select",
+        Kind::Gather => "gather",
+    };
     let total = shape.outer * shape.n_idx * shape.inner;
     let mut out = alloc_fill(dev, total, poison)?;
     if total == 0 {
+        ki::check_index_range(dev, ids, shape.n_in, op).ctx(op)?;
         return Ok(out);
     }
     let xc = contig(dev, x, l, poison)?;
     {
         let mut ov = head_mut(&mut out, total);
         match kind {
-            Kind::Select => ki::index_select(dev, shape, &xc.view(), ids, &mut ov).ctx("index_select")?,
-            Kind::Gather => ki::gather(dev, shape, &xc.view(), ids, &mut ov).ctx("gather")?,
+            Kind::Select => ki::index_select(dev, shape, &xc.view(), ids, &mut ov, Some(op)),
+            Kind::Gather => ki::gather(dev, shape, &xc.view(), ids, &mut ov, Some(op)),
         }
+        .ctx(op)?;
     }
     Ok(out)
 }
@@ -119,7 +129,7 @@ pub(super) fn index_select(
     const OP: &str = "index_select";
     s.same_device(OP, idx)?;
     let (outer, size, inner) = split3(l.dims(), axis);
-    let ids = checked_indices(OP, idx, il, size)?;
+    let ids = indices(OP, idx, il)?; // checked by the kernel (select_t)
     let n_idx = il.shape().elem_count();
     let shape = IndexShape { outer, n_in: size, n_idx, inner };
     let dev = &s.dev;
@@ -131,8 +141,8 @@ pub(super) fn gather(s: &CudaStorage, l: &Layout, idx: &CudaStorage, il: &Layout
     const OP: &str = "gather";
     s.same_device(OP, idx)?;
     let size = l.dims()[axis];
-    let ids = checked_indices(OP, idx, il, size)?;
-    // the source restricted to the index's extent outside the axis
+    let ids = indices(OP, idx, il)?; // checked by the kernel (select_t)
+                                     // the source restricted to the index's extent outside the axis
     let idims = il.dims();
     let mut xl = l.clone();
     for d in 0..idims.len() {
