@@ -238,6 +238,14 @@ extern "C" __global__ void splitk_reduce_f32(const float* __restrict__ ws, void*
 // loaders index every element on its own. Outputs are written whole (alpha 1, beta 0), so an
 // empty reduction (no taps reach an element) writes 0.
 
+// x(n, h, w, c) for output (oh, ow) and tap t = kh * KW + kw, 0 in the padding.
+__device__ __forceinline__ double conv_x64(const double* x, const ConvParams& p, i64 n, i64 oh, i64 ow, i64 t,
+                                           i64 c) {
+    const i64 h = oh * p.sh - p.pt + (t / p.kw) * p.dh, w = ow * p.sw - p.pl + (t % p.kw) * p.dw;
+    if (h < 0 || h >= p.h || w < 0 || w >= p.w) return 0.0;
+    return x[((n * p.h + h) * p.w + w) * p.c + c];
+}
+
 struct FwdA64 {  // rows m = (n, oh, ow), k = (kh, kw, c): x(n, h, w, c)
     static constexpr bool K_CONTIG = true;
     const double* x;
@@ -245,15 +253,11 @@ struct FwdA64 {  // rows m = (n, oh, ow), k = (kh, kw, c): x(n, h, w, c)
     __device__ __forceinline__ double at(i64 m, i64 k) const {
         if (m >= p.n * p.oh * p.ow || k >= (i64)p.kh * p.kw * p.c) return 0.0;
         const i64 ow = m % p.ow, t = m / p.ow;
-        const i64 oh = t % p.oh, n = t / p.oh;
-        const i64 c = k % p.c, tap = k / p.c;
-        const i64 h = oh * p.sh - p.pt + (tap / p.kw) * p.dh, w = ow * p.sw - p.pl + (tap % p.kw) * p.dw;
-        if (h < 0 || h >= p.h || w < 0 || w >= p.w) return 0.0;
-        return x[((n * p.h + h) * p.w + w) * p.c + c];
+        return conv_x64(x, p, t / p.oh, t % p.oh, ow, k / p.c, k % p.c);
     }
 };
 
-struct DgradA64 {  // rows m = (n, h, w), k = (kh, kw, o): dy(n, oh, ow, o) of the output tap t reads
+struct DgradA64 {  // rows m = (n, h, w), k = (kh, kw, o): dy(n, oh, ow, o) whose tap (kh, kw) reads x(n, h, w)
     static constexpr bool K_CONTIG = true;
     const double* dy;
     ConvParams p;
@@ -286,12 +290,8 @@ struct WgradA64 {  // rows m = (kh, kw, c), k = (n, oh, ow): x(n, h, w, c)
     ConvParams p;
     __device__ __forceinline__ double at(i64 m, i64 k) const {
         if (m >= (i64)p.kh * p.kw * p.c || k >= p.n * p.oh * p.ow) return 0.0;
-        const i64 c = m % p.c, tap = m / p.c;
         const i64 ow = k % p.ow, t = k / p.ow;
-        const i64 oh = t % p.oh, n = t / p.oh;
-        const i64 h = oh * p.sh - p.pt + (tap / p.kw) * p.dh, w = ow * p.sw - p.pl + (tap % p.kw) * p.dw;
-        if (h < 0 || h >= p.h || w < 0 || w >= p.w) return 0.0;
-        return x[((n * p.h + h) * p.w + w) * p.c + c];
+        return conv_x64(x, p, t / p.oh, t % p.oh, ow, m / p.c, m % p.c);
     }
 };
 
