@@ -67,7 +67,7 @@ mod var;
 pub use error::{Error, Result};
 pub use gradcheck::{gradcheck, gradcheck_with, GradcheckConfig, GradcheckReport};
 pub use gradients::Gradients;
-pub use loss::{sigmoid_binary_cross_entropy, softmax_cross_entropy};
+pub use loss::{sigmoid_binary_cross_entropy, softmax_cross_entropy, softmax_cross_entropy_and_softmax};
 pub use param::{Param, ParamId};
 pub use tape::Tape;
 pub use var::Var;

@@ -41,9 +41,28 @@ fn weights_for(
 /// the logits' shape. The forward is [`Tensor::softmax_cross_entropy`] (log-sum-exp,
 /// one fused kernel), which also returns the gradient when the logits are tracked:
 /// `(softmax * sum(t) - t) * w / N`, i.e. `softmax - onehot` for one-hot targets;
-/// the backward only scales it by the incoming gradient. `weights` (optional) has the
-/// leading shape.
+/// the backward only scales it by the incoming gradient, and [`crate::Tape::backward`]
+/// on this loss itself uses it as it is. `weights` (optional) has the leading shape.
 pub fn softmax_cross_entropy(logits: &Var, targets: &Tensor, weights: Option<&Tensor>) -> Result<Var> {
+    Ok(xent(logits, targets, weights, false)?.0)
+}
+
+/// [`softmax_cross_entropy`] and `logits.softmax(-1)` together, from the same kernel
+/// launch: the loss, and the probabilities recorded as [`Var::softmax`] records them (a
+/// gradient reaching them flows back to the logits). For a model that ends in a softmax
+/// and needs both its loss and its output (the metrics read it).
+pub fn softmax_cross_entropy_and_softmax(
+    logits: &Var,
+    targets: &Tensor,
+    weights: Option<&Tensor>,
+) -> Result<(Var, Var)> {
+    let (loss, probs) = xent(logits, targets, weights, true)?;
+    let probs = probs.ok_or_else(|| crate::Error::invalid("softmax_cross_entropy", "internal: no probabilities"))?;
+    Ok((loss, logits.softmax_with_value(-1, probs)?))
+}
+
+/// The fused softmax cross-entropy, with the probabilities when `probs`.
+fn xent(logits: &Var, targets: &Tensor, weights: Option<&Tensor>, probs: bool) -> Result<(Var, Option<Tensor>)> {
     const OP: &str = "softmax_cross_entropy";
     let x = logits.value();
     if x.rank() == 0 {
@@ -67,21 +86,22 @@ pub fn softmax_cross_entropy(logits: &Var, targets: &Tensor, weights: Option<&Te
         None => None,
     };
     let scale = 1.0 / n as f64;
-    let (per, grad) = x.softmax_cross_entropy(targets, logits.is_tracked().then_some(scale))?;
+    let fused = x.softmax_cross_entropy_with(targets, logits.is_tracked().then_some(scale), probs)?;
     let per = match &w {
-        Some(w) => per.mul(w)?,
-        None => per,
+        Some(w) => fused.loss.mul(w)?,
+        None => fused.loss,
     };
     let loss = batch_mean(&per)?;
-    Var::record(OP, &[logits], loss, |_| {
-        move |g: &Tensor| {
-            let mut d = grad.ok_or_else(|| crate::Error::invalid(OP, "internal: gradient not computed"))?;
-            if let Some(w) = &w {
-                d = d.mul(&w.unsqueeze(-1)?)?;
-            }
-            Ok(vec![Some(d.mul(g)?)])
-        }
-    })
+    let grad = fused.grad;
+    let loss = Var::record_with_unit(OP, &[logits], loss, |_| {
+        // the rule and the unit shortcut share the saved gradient (one buffer)
+        let (grad_1, w_1) = (grad.clone(), w.clone());
+        (
+            move |g: &Tensor| Ok(vec![Some(weighted_grad(OP, grad, w.as_ref())?.mul(g)?)]),
+            move || Ok(vec![Some(weighted_grad(OP, grad_1, w_1.as_ref())?)]),
+        )
+    })?;
+    Ok((loss, fused.probs))
 }
 
 /// Sigmoid binary cross-entropy from logits, averaged over every element:
@@ -107,15 +127,30 @@ pub fn sigmoid_binary_cross_entropy(logits: &Var, targets: &Tensor, weights: Opt
         per = per.mul(w)?;
     }
     let loss = batch_mean(&per)?;
-    Var::record(OP, &[logits], loss, |_| {
-        let x = x.clone();
-        move |g: &Tensor| {
-            let mut d = x.sigmoid()?.sub(&z)?;
-            if let Some(w) = &w {
-                d = d.mul(w)?;
-            }
-            Ok(vec![Some(d.mul(&g.mul_scalar(1.0 / n as f64)?)?)])
-        }
+    // (sigmoid(x) - z) * w, the gradient of the loss's sum
+    let x = x.clone();
+    let d = move || -> Result<Tensor> {
+        let d = x.sigmoid()?.sub(&z)?;
+        Ok(match &w {
+            Some(w) => d.mul(w)?,
+            None => d,
+        })
+    };
+    let d_1 = d.clone();
+    Var::record_with_unit(OP, &[logits], loss, |_| {
+        (
+            move |g: &Tensor| Ok(vec![Some(d()?.mul(&g.mul_scalar(1.0 / n as f64)?)?)]),
+            move || Ok(vec![Some(d_1()?.mul_scalar(1.0 / n as f64)?)]),
+        )
+    })
+}
+
+/// The fused gradient `grad` of a loss (per unit seed), times the per-sample weights `w`.
+fn weighted_grad(op: &'static str, grad: Option<Tensor>, w: Option<&Tensor>) -> Result<Tensor> {
+    let d = grad.ok_or_else(|| crate::Error::invalid(op, "internal: gradient not computed"))?;
+    Ok(match w {
+        Some(w) => d.mul(&w.unsqueeze(-1)?)?,
+        None => d,
     })
 }
 

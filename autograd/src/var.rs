@@ -1,7 +1,7 @@
 //! [`Var`]: a tensor plus its place on a tape (or none), and the recording
 //! helpers every op uses.
 
-use crate::tape::{Rule, TapeInner};
+use crate::tape::{Rule, TapeInner, UnitRule};
 use crate::{Error, Result};
 use keel_tensor::{DType, Device, Shape, Tensor};
 use std::sync::Arc;
@@ -153,14 +153,51 @@ impl Var {
         };
         let needs: Vec<bool> = ids.iter().map(Option::is_some).collect();
         let rule = make(&needs);
+        Ok(Var::push_single(op, tape, ids, value, rule, None))
+    }
+
+    /// Record a single-output op like [`Var::record`], with `make` returning the rule and
+    /// its unit shortcut: the input gradients for an upstream gradient of exactly 1, which
+    /// [`crate::Tape::backward`] uses when this op's output is the loss it differentiates
+    /// (no ones seed, no multiplication by it). Both must give the same values for a seed
+    /// of 1.
+    pub(crate) fn record_with_unit<M, R, U>(op: &'static str, inputs: &[&Var], value: Tensor, make: M) -> Result<Var>
+    where
+        M: FnOnce(&[bool]) -> (R, U),
+        R: FnOnce(&Tensor) -> Result<Vec<Option<Tensor>>> + Send + 'static,
+        U: FnOnce() -> Result<Vec<Option<Tensor>>> + Send + 'static,
+    {
+        if !value.dtype().is_float() {
+            return Ok(Var::constant(value));
+        }
+        let Some((tape, ids)) = Var::live_tape(op, inputs)? else {
+            return Ok(Var::constant(value));
+        };
+        let needs: Vec<bool> = ids.iter().map(Option::is_some).collect();
+        let (rule, unit) = make(&needs);
+        Ok(Var::push_single(op, tape, ids, value, rule, Some(Box::new(unit))))
+    }
+
+    /// Push a single-output node with its rule (and unit shortcut) on `tape`.
+    fn push_single<R>(
+        op: &'static str,
+        tape: Arc<TapeInner>,
+        ids: Vec<Option<usize>>,
+        value: Tensor,
+        rule: R,
+        unit: Option<UnitRule>,
+    ) -> Var
+    where
+        R: FnOnce(&Tensor) -> Result<Vec<Option<Tensor>>> + Send + 'static,
+    {
         let rule: Rule = Box::new(move |gs: &[Option<Tensor>]| match gs {
             [Some(g)] => rule(g),
             _ => Err(Error::invalid(op, "internal: single-output rule called without its gradient")),
         });
-        Ok(match tape.push_node(op, ids, std::slice::from_ref(&value), rule) {
+        match tape.push_node(op, ids, std::slice::from_ref(&value), rule, unit) {
             Some(id) => Var::tracked(value, tape, id),
             None => Var::constant(value),
-        })
+        }
     }
 
     /// Record a multi-output op (e.g. `split`); the rule gets one optional
@@ -183,7 +220,7 @@ impl Var {
         };
         let needs: Vec<bool> = ids.iter().map(Option::is_some).collect();
         let rule: Rule = Box::new(make(&needs));
-        Ok(match tape.push_node(op, ids, &values, rule) {
+        Ok(match tape.push_node(op, ids, &values, rule, None) {
             Some(first) => {
                 values.into_iter().enumerate().map(|(i, v)| Var::tracked(v, tape.clone(), first + i)).collect()
             }

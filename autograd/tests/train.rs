@@ -175,3 +175,43 @@ fn tiny_cnn_overfits_a_few_images() -> Result<()> {
     assert!(last < 0.1 * first, "loss {first} -> {last}");
     Ok(())
 }
+
+/// `backward` on a fused loss uses the gradient the loss computed for a unit seed (no ones
+/// tensor, no multiplication): the same bits as seeding it with ones, with or without
+/// sample weights, through a weight matrix; a watched loss still gets its seed.
+#[test]
+fn fused_losses_take_the_unit_seed_shortcut_with_the_same_gradients() -> Result<()> {
+    let x = Tensor::rand_uniform(3, -2.0, 2.0, (6, 4), DType::F32, &Device::Cpu)?;
+    let labels = Tensor::from_vec(vec![0i64, 2, 1, 2, 0, 1], 6)?;
+    let w = Tensor::from_vec(vec![1.0f32, 0.5, 2.0, 0.0, 1.5, 1.0], 6)?;
+    let bce_t = Tensor::rand_uniform(4, 0.0, 1.0, (6, 3), DType::F32, &Device::Cpu)?;
+    let p = init(9, (4, 3), 0.5);
+    type LossOf = fn(&Var, &Tensor, &Tensor, &Tensor) -> Result<Var>;
+    let cases: [(&str, LossOf); 4] = [
+        ("xent", |z, y, _, _| loss::softmax_cross_entropy(z, y, None)),
+        ("xent weighted", |z, y, w, _| loss::softmax_cross_entropy(z, y, Some(w))),
+        ("bce", |z, _, _, t| loss::sigmoid_binary_cross_entropy(z, t, None)),
+        ("bce weighted", |z, _, w, t| loss::sigmoid_binary_cross_entropy(z, t, Some(w))),
+    ];
+    for (name, f) in cases {
+        let run = |how: u8| -> Result<(Vec<f32>, Option<Vec<f32>>)> {
+            let tape = Tape::new();
+            let z = Var::constant(x.clone()).matmul(&tape.param(&p))?;
+            let l = f(&z, &labels, &w, &bce_t)?;
+            if how == 2 {
+                tape.watch(&l)?;
+            }
+            let g = match how {
+                1 => tape.backward_with(&l, l.value().ones_like()?)?,
+                _ => tape.backward(&l)?,
+            };
+            let seed = g.get_var(&l).map(|s| s.to_vec::<f32>()).transpose()?;
+            Ok((g.get(&p).expect("gradient").to_vec::<f32>()?, seed))
+        };
+        let (shortcut, seeded, watched) = (run(0)?, run(1)?, run(2)?);
+        assert_eq!(shortcut.0, seeded.0, "{name}");
+        assert_eq!(watched.0, seeded.0, "{name}");
+        assert_eq!(watched.1, Some(vec![1.0]), "{name}: a watched loss keeps its seed");
+    }
+    Ok(())
+}

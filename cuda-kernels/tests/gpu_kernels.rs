@@ -418,17 +418,19 @@ fn softmax_and_cross_entropy() {
 
     let mut loss = poisoned(&dev, rows);
     let mut grad = poisoned(&dev, rows * cols);
-    softmax::softmax_xent_sparse_f32(
-        &dev,
-        rows,
-        cols,
-        &dx.as_view(),
-        &dl.as_view(),
-        &mut loss.as_view_mut(),
-        Some(&mut grad.as_view_mut()),
-        0.5,
-    )
-    .expect("xent");
+    let mut probs = poisoned(&dev, rows * cols);
+    let out = softmax::XentOutputs {
+        loss: &mut loss.as_view_mut(),
+        grad: Some((&mut grad.as_view_mut(), 0.5)),
+        probs: Some(&mut probs.as_view_mut()),
+    };
+    softmax::softmax_xent_f32(&dev, rows, cols, &dx.as_view(), softmax::XentTargets::Classes(&dl.as_view()), out)
+        .expect("xent");
+    // the probabilities are softmax_f32's, bit for bit
+    assert_eq!(
+        dev.dtoh(&probs.as_view()).expect("dtoh").iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+        dev.dtoh(&y.as_view()).expect("dtoh").iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+    );
     assert!(rel_err(&dev.dtoh(&loss.as_view()).expect("dtoh"), &loss_ref) < 1e-5);
     let grad_ref: Vec<f64> = (0..rows * cols)
         .map(|i| 0.5 * (p_ref[i] - if labels[i / cols] as usize == i % cols { 1.0 } else { 0.0 }))

@@ -299,6 +299,16 @@ impl Model {
         let mut values: HashMap<u64, Var> = HashMap::new();
         let mut logits: HashMap<u64, (Var, Option<crate::Activation>)> = HashMap::new();
         let out_ids: HashSet<u64> = self.outputs.iter().map(|t| t.0.id).collect();
+        // values that a layer reads: an output that none reads leaves its activation to its head
+        let read: HashSet<u64> = self
+            .nodes
+            .iter()
+            .filter_map(|n| match &n.0.kind {
+                NodeKind::Layer { inputs, .. } => Some(inputs.iter().map(|i| i.0.id)),
+                _ => None,
+            })
+            .flatten()
+            .collect();
         for (t, x) in self.inputs.iter().zip(inputs) {
             values.insert(t.0.id, x.clone());
         }
@@ -316,6 +326,10 @@ impl Model {
                 .collect::<Result<_>>()?;
             let z = g.forward_logits_multi(&xs, ctx)?;
             let act = g.output_activation();
+            if !read.contains(&n.0.id) && out_ids.contains(&n.0.id) {
+                logits.insert(n.0.id, (z, act));
+                continue;
+            }
             let y = match act {
                 Some(a) => a.apply(&z)?,
                 None => z.clone(),
@@ -328,9 +342,9 @@ impl Model {
         self.outputs
             .iter()
             .map(|t| match logits.get(&t.0.id) {
-                Some((z, act)) => Head::new(self.policy.output(z.clone())?, *act),
+                Some((z, act)) => Ok(Head::new(self.policy.output(z.clone())?, *act)),
                 None => match values.get(&t.0.id) {
-                    Some(v) => Head::new(self.policy.output(v.clone())?, None),
+                    Some(v) => Ok(Head::new(self.policy.output(v.clone())?, None)),
                     None => Err(Error::Graph("internal: output not computed".into())),
                 },
             })

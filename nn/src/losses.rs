@@ -16,7 +16,7 @@
 
 use crate::network::Head;
 use crate::{Activation, Error, Result};
-use keel_autograd::{sigmoid_binary_cross_entropy, softmax_cross_entropy, Var};
+use keel_autograd::{sigmoid_binary_cross_entropy, softmax_cross_entropy, softmax_cross_entropy_and_softmax, Var};
 use keel_tensor::{CmpOp, DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -136,9 +136,11 @@ impl LossFn {
     /// fused primitive on its logits, as Keras does; else use its output.
     pub fn compute_head(&self, head: &Head, y_true: &Tensor, sample_weight: Option<&Tensor>) -> Result<Var> {
         if self.fuses_with(head.activation) {
-            LossFn { from_logits: true, ..*self }.compute(&head.logits, y_true, sample_weight)
+            // a softmax head's output comes from the loss's kernel, if not computed yet
+            let probs_to = (head.activation == Activation::Softmax && !head.has_output()).then_some(head);
+            LossFn { from_logits: true, ..*self }.compute_with(&head.logits, y_true, sample_weight, probs_to)
         } else {
-            self.compute(&head.output, y_true, sample_weight)
+            self.compute(head.output()?, y_true, sample_weight)
         }
     }
 
@@ -148,6 +150,18 @@ impl LossFn {
     /// except for sparse categorical cross-entropy where it holds class indices
     /// (any dtype) of shape `[batch]` or `[batch, 1]`. `sample_weight` is `[batch]`.
     pub fn compute(&self, y_pred: &Var, y_true: &Tensor, sample_weight: Option<&Tensor>) -> Result<Var> {
+        self.compute_with(y_pred, y_true, sample_weight, None)
+    }
+
+    /// [`LossFn::compute`]; a softmax cross-entropy on logits also supplies `probs_to`'s
+    /// output (the softmax of `y_pred`) from its kernel.
+    fn compute_with(
+        &self,
+        y_pred: &Var,
+        y_true: &Tensor,
+        sample_weight: Option<&Tensor>,
+        probs_to: Option<&Head>,
+    ) -> Result<Var> {
         let name = self.loss.name();
         if y_pred.rank() == 0 {
             return Err(Error::LossShape { loss: name, msg: "predictions need a batch axis".into() });
@@ -157,11 +171,22 @@ impl LossFn {
             None => None,
         };
         let p = y_pred;
+        let xent = |t: &Tensor| -> Result<Var> {
+            let w = w.as_ref().map(|w| w.lead());
+            Ok(match probs_to {
+                Some(head) => {
+                    let (loss, probs) = softmax_cross_entropy_and_softmax(p, t, w.as_ref())?;
+                    head.supply_output(probs);
+                    loss
+                }
+                None => softmax_cross_entropy(p, t, w.as_ref())?,
+            })
+        };
         match self.loss {
             Loss::SparseCategoricalCrossentropy => {
                 let labels = self.sparse_labels(y_true, y_pred)?;
                 if self.from_logits {
-                    return Ok(softmax_cross_entropy(p, &labels, w.as_ref().map(|w| w.lead()).as_ref())?);
+                    return xent(&labels);
                 }
                 let onehot = labels.one_hot(*p.dims().last().unwrap_or(&1), p.dtype())?;
                 let per = categorical_probs(p, &onehot)?;
@@ -173,7 +198,7 @@ impl LossFn {
                     if p.rank() == 1 {
                         return Err(Error::LossShape { loss: name, msg: "predictions need a class axis".into() });
                     }
-                    return Ok(softmax_cross_entropy(p, &t, w.as_ref().map(|w| w.lead()).as_ref())?);
+                    return xent(&t);
                 }
                 let per = categorical_probs(p, &t)?;
                 weighted_mean(&per, w.as_ref())

@@ -6,30 +6,56 @@ use crate::{Activation, Error, Result};
 use keel_autograd::{Param, Var};
 use keel_tensor::{Device, Tensor};
 use std::collections::{BTreeMap, HashSet};
+use std::sync::OnceLock;
 
 /// One model output split at its final activation, for loss fusion.
 ///
-/// `output == activation.apply(logits)`. A loss given a `Head`
+/// `output() == activation.apply(logits)`. A loss given a `Head`
 /// ([`crate::LossFn::compute_head`]) uses the fused, stable primitive on
 /// `logits` when `activation` matches it (softmax + categorical
 /// cross-entropy, sigmoid + binary cross-entropy), as Keras does, and
-/// `output` otherwise; metrics read `output`.
+/// the output otherwise; metrics read the output. The output is computed when first
+/// asked for, so that a fused loss can supply it (softmax + cross-entropy give both from
+/// one kernel launch on a GPU).
 #[derive(Debug, Clone)]
 pub struct Head {
     /// The value before the final activation.
     pub logits: Var,
     /// The final activation (`Linear` when the last layer has none).
     pub activation: Activation,
-    /// The model's output.
-    pub output: Var,
+    output: OnceLock<Var>,
 }
 
 impl Head {
-    /// Split `logits` + `activation` into a head (computes the output).
-    pub fn new(logits: Var, activation: Option<Activation>) -> Result<Head> {
-        let activation = activation.unwrap_or_default();
-        let output = activation.apply(&logits)?;
-        Ok(Head { logits, activation, output })
+    /// Split `logits` + `activation` into a head (the output is computed on first use).
+    pub fn new(logits: Var, activation: Option<Activation>) -> Head {
+        Head { logits, activation: activation.unwrap_or_default(), output: OnceLock::new() }
+    }
+
+    /// The model's output, `activation.apply(logits)`.
+    pub fn output(&self) -> Result<&Var> {
+        if let Some(out) = self.output.get() {
+            return Ok(out);
+        }
+        let out = self.activation.apply(&self.logits)?;
+        Ok(self.output.get_or_init(|| out))
+    }
+
+    /// The model's output, consuming the head.
+    pub fn into_output(self) -> Result<Var> {
+        self.output()?;
+        self.output.into_inner().ok_or_else(|| Error::Graph("internal: head output not computed".into()))
+    }
+
+    /// True once the output has been computed (or supplied).
+    pub fn has_output(&self) -> bool {
+        self.output.get().is_some()
+    }
+
+    /// Supply the output computed elsewhere (a fused loss's probabilities); the caller
+    /// guarantees it is `activation.apply(logits)`. No effect when it is already there.
+    pub(crate) fn supply_output(&self, output: Var) {
+        let _ = self.output.set(output);
     }
 }
 
@@ -69,7 +95,7 @@ pub trait Network: Send + Sync {
 
     /// Run on a batch per input; one output per model output.
     fn forward(&self, inputs: &[Var], ctx: &mut Ctx<'_>) -> Result<Vec<Var>> {
-        Ok(self.forward_heads(inputs, ctx)?.into_iter().map(|h| h.output).collect())
+        self.forward_heads(inputs, ctx)?.into_iter().map(Head::into_output).collect()
     }
 
     /// Every weight with its stable name, trainable first in layer order (no duplicates).

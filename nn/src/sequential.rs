@@ -224,13 +224,13 @@ impl Network for Sequential {
             ctx.precast(&cast)?;
             let mut x = inputs[0].clone();
             let Some((last, body)) = self.layers.split_last() else {
-                return Ok(vec![Head::new(x, None)?]);
+                return Ok(vec![Head::new(x, None)]);
             };
             for layer in body {
                 x = layer.forward(&ctx.layer_input(layer.as_ref(), &x)?, ctx)?;
             }
             let logits = last.forward_logits(&ctx.layer_input(last.as_ref(), &x)?, ctx)?;
-            Ok(vec![Head::new(policy.output(logits)?, last.output_activation())?])
+            Ok(vec![Head::new(policy.output(logits)?, last.output_activation())])
         })
     }
 

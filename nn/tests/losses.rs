@@ -113,9 +113,9 @@ fn head_fusion_uses_logits_with_the_same_value_and_exact_gradient() {
     assert!(!Loss::SparseCategoricalCrossentropy.from_logits(true).fuses_with(Activation::Softmax));
     let tape = Tape::new();
     let z = tape.leaf(z0.clone());
-    let head = Head::new(z.clone(), Some(Activation::Softmax)).unwrap();
+    let head = Head::new(z.clone(), Some(Activation::Softmax));
     let fused = loss.compute_head(&head, &labels, None).unwrap();
-    let plain = val(loss.compute(&head.output, &labels, None));
+    let plain = val(loss.compute(head.output().unwrap(), &labels, None));
     near(fused.value().to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap(), plain);
     let g = tape.backward(&fused).unwrap();
     let gz = g.get_var(&z).unwrap().to_vec::<f32>().unwrap();
@@ -126,15 +126,52 @@ fn head_fusion_uses_logits_with_the_same_value_and_exact_gradient() {
     }
     // Binary: sigmoid head + BCE fuses as well.
     let zb = Var::constant(t(&[0.3, -2.0], &[2, 1]));
-    let hb = Head::new(zb, Some(Activation::Sigmoid)).unwrap();
+    let hb = Head::new(zb, Some(Activation::Sigmoid));
     let yb = t(&[1.0, 0.0], &[2, 1]);
     near(
         val(Loss::BinaryCrossentropy.compute_head(&hb, &yb, None)),
-        val(Loss::BinaryCrossentropy.compute(&hb.output, &yb, None)),
+        val(Loss::BinaryCrossentropy.compute(hb.output().unwrap(), &yb, None)),
     );
     // A non-matching head uses the output.
-    let hl = Head::new(Var::constant(t(&[0.5, 1.0], &[2, 1])), None).unwrap();
+    let hl = Head::new(Var::constant(t(&[0.5, 1.0], &[2, 1])), None);
     near(val(Loss::MeanSquaredError.compute_head(&hl, &t(&[0.0, 0.0], &[2, 1]), None)), 0.625);
+}
+
+/// A softmax head's output comes from the fused loss (one kernel on a GPU): the values
+/// `softmax(-1)` gives, recorded so that a gradient through the output reaches the logits
+/// exactly as through a separately computed softmax.
+#[test]
+fn softmax_head_gets_its_output_from_the_fused_loss() {
+    let z0 = t(&[1.0, -0.5, 2.0, 0.3, 0.0, -1.0, 4.0, 0.5, -2.0], &[3, 3]);
+    let labels = Tensor::from_vec(vec![2i64, 1, 0], 3).unwrap();
+    let weights = t(&[1.0, 0.5, 2.0], &[3]);
+    let c = Var::constant(t(&[0.5, -1.0, 2.0, 1.5, 0.25, -0.75, 1.0, 3.0, -2.0], &[3, 3]));
+    for loss in [LossFn::from(Loss::SparseCategoricalCrossentropy), LossFn::from(Loss::CategoricalCrossentropy)] {
+        let y = if loss.loss == Loss::SparseCategoricalCrossentropy {
+            labels.clone()
+        } else {
+            labels.one_hot(3, DType::F32).unwrap()
+        };
+        // `eager`: the output asked for before the loss (a separate softmax)
+        let run = |eager: bool| {
+            let tape = Tape::new();
+            let z = tape.leaf(z0.clone());
+            let head = Head::new(z.clone(), Some(Activation::Softmax));
+            if eager {
+                head.output().unwrap();
+            }
+            let l = loss.compute_head(&head, &y, Some(&weights)).unwrap();
+            assert!(head.has_output());
+            let out = head.output().unwrap().clone();
+            // a second use of the output: its gradient flows back through the softmax
+            let total = l.add(&out.mul(&c).unwrap().sum_all().unwrap()).unwrap();
+            let g = tape.backward(&total).unwrap().get_var(&z).unwrap().to_vec::<f32>().unwrap();
+            (l.value().to_vec::<f32>().unwrap(), out.value().to_vec::<f32>().unwrap(), g)
+        };
+        let (fused, eager) = (run(false), run(true));
+        assert_eq!(fused.1, z0.softmax(-1).unwrap().to_vec::<f32>().unwrap());
+        assert_eq!(fused, eager);
+    }
 }
 
 #[test]

@@ -39,7 +39,7 @@ fn step_with(model: &dyn Network, x: &Tensor, y: &Tensor, loss: Loss, casts: Opt
     }
     let grads = tape.backward(&l).unwrap();
     let g = model.named_params().into_iter().map(|(n, p)| (n, grads.get(&p).expect("gradient").clone())).collect();
-    (l.value().clone(), g, heads[0].output.value().clone())
+    (l.value().clone(), g, heads[0].output().unwrap().value().clone())
 }
 
 fn cnn(policy: DTypePolicy) -> Sequential {

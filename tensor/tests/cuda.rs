@@ -513,11 +513,28 @@ fn softmax_cross_entropy_fused() {
         for (dt, tol) in [(DType::F32, 1e-5), (DType::BF16, 1e-2), (DType::F64, 1e-13)] {
             let x = x.to_dtype(dt).unwrap();
             let t = if t.dtype().is_float() { t.to_dtype(dt).unwrap() } else { t.clone() };
-            for (out, what) in [(0, "loss"), (1, "grad")] {
+            for (out, what) in [(0, "loss"), (1, "grad"), (2, "probs")] {
                 agree(&format!("softmax_cross_entropy {case} {dt} {what}"), dev, tol, &[x.clone(), t.clone()], |v| {
-                    let (loss, grad) = v[0].softmax_cross_entropy(&v[1], Some(0.5))?;
-                    Ok(if out == 0 { loss } else { grad.expect("asked for") })
+                    let r = v[0].softmax_cross_entropy_with(&v[1], Some(0.5), out == 2)?;
+                    Ok(match out {
+                        0 => r.loss,
+                        1 => r.grad.expect("asked for"),
+                        _ => r.probs.expect("asked for"),
+                    })
                 });
+            }
+            // the probabilities from the loss's kernel are the softmax kernel's bits, with
+            // or without the gradient; the loss and gradient do not depend on them
+            let (xg, tg) = (x.to_device(&dev).unwrap(), t.to_device(&dev).unwrap());
+            let plain = xg.softmax_cross_entropy_with(&tg, Some(0.5), false).unwrap();
+            for scale in [None, Some(0.5)] {
+                let r = xg.softmax_cross_entropy_with(&tg, scale, true).unwrap();
+                let bits = |t: &Tensor| t.to_dtype(DType::F64).unwrap().to_vec::<f64>().unwrap();
+                assert_eq!(bits(&r.probs.unwrap()), bits(&xg.softmax(-1).unwrap()), "{case} {dt}");
+                assert_eq!(bits(&r.loss), bits(&plain.loss), "{case} {dt}");
+                if scale.is_some() {
+                    assert_eq!(bits(&r.grad.unwrap()), bits(plain.grad.as_ref().unwrap()), "{case} {dt}");
+                }
             }
         }
     }

@@ -176,6 +176,14 @@ fn softmax_cross_entropy_against_float64_loops() {
             let (alone, none) = xd.softmax_cross_entropy(&t, None).unwrap();
             assert!(none.is_none());
             assert_eq!(vals(&alone), vals(&loss), "{what} {dt}: the loss does not depend on the gradient");
+            // with the probabilities: softmax(-1)'s, and the same loss and gradient
+            for scale in [None, Some(0.25)] {
+                let all = xd.softmax_cross_entropy_with(&t, scale, true).unwrap();
+                assert_eq!(vals(&all.loss), vals(&loss), "{what} {dt}");
+                assert_eq!(all.grad.map(|g| vals(&g)), scale.map(|_| vals(&grad)), "{what} {dt}");
+                assert_eq!(vals(&all.probs.expect("asked for")), vals(&xd.softmax(-1).unwrap()), "{what} {dt}");
+            }
+            assert!(xd.softmax_cross_entropy_with(&t, None, false).unwrap().probs.is_none());
         }
     }
     // stable with huge logits; an impossible class (-inf logit, zero target) adds no NaN

@@ -395,7 +395,7 @@ impl<N: Network> KerasModel<N> {
         if let Some(r) = reg {
             loss = (&loss + &r)?;
         }
-        let y_pred = head.output.value().clone();
+        let y_pred = head.output()?.value().clone();
         let batch_loss = if read_now {
             let value = host_scalar(loss.value())?;
             if !value.is_finite() {
@@ -437,7 +437,7 @@ impl<N: Network> KerasModel<N> {
             if let Some(r) = self.net.regularization_loss(&ctx)? {
                 loss = (&loss + &r)?;
             }
-            queue.push(BatchLoss::Unread(loss.value().clone()), len, &y_host, head.output.value(), None);
+            queue.push(BatchLoss::Unread(loss.value().clone()), len, &y_host, head.output()?.value(), None);
             if queue.is_full() {
                 queue.flush(&mut logs)?;
             }
@@ -552,7 +552,7 @@ fn check_xy(op: &'static str, x: &Tensor, y: &Tensor) -> Result<usize> {
 /// read targets back from a GPU.
 fn head_loss(loss: &LossFn, head: &keel_nn::Head, (y, y_dev): (&Tensor, &Tensor), w: Option<&Tensor>) -> Result<Var> {
     if y.device() != y_dev.device() {
-        loss.check_targets(y, head.output.dims())?;
+        loss.check_targets(y, head.logits.dims())?;
     }
     Ok(loss.compute_head(head, y_dev, w)?)
 }

@@ -86,7 +86,12 @@ impl Var {
     /// Softmax along `axis`; the rule saves only the output:
     /// `dx = y * (g - sum(g * y, axis))`.
     pub fn softmax(&self, axis: isize) -> Result<Var> {
-        let out = self.value().softmax(axis)?;
+        self.softmax_with_value(axis, self.value().softmax(axis)?)
+    }
+
+    /// Record `out`, which is `softmax(self, axis)` computed elsewhere (by a fused kernel),
+    /// as [`Var::softmax`] records it.
+    pub(crate) fn softmax_with_value(&self, axis: isize, out: Tensor) -> Result<Var> {
         Var::record("softmax", &[self], out.clone(), |_| {
             move |g: &Tensor| {
                 let dot = g.mul(&out)?.sum(&[axis], true)?;

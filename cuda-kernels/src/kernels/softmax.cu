@@ -84,80 +84,66 @@ extern "C" __global__ void log_softmax_bwd_f32(const float* __restrict__ y, cons
     }
 }
 
-// Fused softmax cross-entropy with integer labels.
-// loss[r] = logsumexp(x[r]) - x[r, label[r]], as (max - x[r, label[r]]) + log(sum exp(x - max));
-// grad[r, c] = grad_scale * (softmax(x[r])[c] - (c == label[r])) when GRAD.
+// Fused softmax cross-entropy, one row per block: the per-row loss, and on request the
+// gradient and the probabilities. Targets are integer labels (SPARSE) or dense rows t
+// (one-hot or probabilities):
+// * loss[r] = (max - x[r, label]) + log(sum exp(x - max)) for a label (rather than
+//   lse - x: lse rounded at the logits' magnitude would lose the small loss of a confident
+//   row), sum_c t[c] * ((max - x[c]) + log(sum)) for dense targets;
+// * grad[r, c] = grad_scale * (softmax(x[r])[c] * sum(t) - t[c]) when grad is not null;
+// * probs[r, c] = softmax(x[r])[c] when probs is not null, computed as softmax_f32 computes
+//   it (same launch shape, same arithmetic: the same bits).
 // A label outside [0, cols) counts as a row of zeros (one_hot's row for it): loss 0 and a
 // zero gradient row, so the weights stay finite; callers check the labels on the device
 // (keel-tensor queues `check_index_range`), which reports it at the next read-back.
-template <bool GRAD>
-__device__ void xent_sparse(const float* __restrict__ x, const i64* __restrict__ labels,
-                            float* __restrict__ loss, float* __restrict__ grad, i64 rows, i64 cols,
-                            float grad_scale) {
+template <bool SPARSE>
+__device__ void xent_rows(const float* __restrict__ x, const i64* __restrict__ labels,
+                          const float* __restrict__ t, float* __restrict__ loss, float* __restrict__ grad,
+                          float* __restrict__ probs, i64 rows, i64 cols, float grad_scale) {
     __shared__ float buf[32];
     for (i64 r = blockIdx.x; r < rows; r += gridDim.x) {
         const float* xr = x + r * cols;
-        const i64 label = labels[r];
-        const bool valid = label >= 0 && label < cols;
         const float2 ms = row_max_sumexp(xr, cols, buf);
-        // (max - x) + log(sum) rather than lse - x: lse rounded at the logits' magnitude
-        // would lose the small loss of a confident row
-        if (threadIdx.x == 0) loss[r] = valid ? (ms.x - xr[label]) + logf(ms.y) : 0.0f;
-        if (GRAD) {
-            float* gr = grad + r * cols;
-            const float inv = 1.0f / ms.y;
-            const float tsum = valid ? 1.0f : 0.0f;
+        const float ls = logf(ms.y);
+        i64 label = -1;
+        float ts;  // sum of the row's targets
+        if (SPARSE) {
+            label = labels[r];
+            const bool valid = label >= 0 && label < cols;
+            if (!valid) label = -1;
+            if (threadIdx.x == 0) loss[r] = valid ? (ms.x - xr[label]) + ls : 0.0f;
+            ts = valid ? 1.0f : 0.0f;
+        } else {
+            const float* tr = t + r * cols;
+            float l = 0.0f;
+            ts = 0.0f;
             for (i64 c = threadIdx.x; c < cols; c += blockDim.x) {
-                const float p = expf(xr[c] - ms.x) * inv;
-                gr[c] = grad_scale * (p * tsum - (c == label ? 1.0f : 0.0f));
+                const float tc = tr[c];
+                ts += tc;
+                if (tc != 0.0f) l += tc * ((ms.x - xr[c]) + ls);
+            }
+            l = block_sum(l, buf);
+            ts = block_sum(ts, buf);
+            if (threadIdx.x == 0) loss[r] = l;
+        }
+        if (grad == nullptr && probs == nullptr) continue;
+        const float inv = 1.0f / ms.y;
+        for (i64 c = threadIdx.x; c < cols; c += blockDim.x) {
+            const float p = expf(xr[c] - ms.x) * inv;
+            if (probs != nullptr) probs[r * cols + c] = p;
+            if (grad != nullptr) {
+                const float tc = SPARSE ? (c == label ? 1.0f : 0.0f) : t[r * cols + c];
+                grad[r * cols + c] = grad_scale * (p * ts - tc);
             }
         }
     }
 }
 
-// Fused softmax cross-entropy with dense targets t (one-hot or probabilities):
-// loss[r] = sum_c t[c] * (lse - x[c]) (the same split); grad[r, c] = grad_scale * (softmax[c] * sum(t) - t[c]).
-template <bool GRAD>
-__device__ void xent_dense(const float* __restrict__ x, const float* __restrict__ t,
-                           float* __restrict__ loss, float* __restrict__ grad, i64 rows, i64 cols,
-                           float grad_scale) {
-    __shared__ float buf[32];
-    for (i64 r = blockIdx.x; r < rows; r += gridDim.x) {
-        const float* xr = x + r * cols;
-        const float* tr = t + r * cols;
-        const float2 ms = row_max_sumexp(xr, cols, buf);
-        const float ls = logf(ms.y);
-        float l = 0.0f, ts = 0.0f;
-        for (i64 c = threadIdx.x; c < cols; c += blockDim.x) {
-            const float tc = tr[c];
-            ts += tc;
-            if (tc != 0.0f) l += tc * ((ms.x - xr[c]) + ls);
-        }
-        l = block_sum(l, buf);
-        ts = block_sum(ts, buf);
-        if (threadIdx.x == 0) loss[r] = l;
-        if (GRAD) {
-            float* gr = grad + r * cols;
-            const float inv = 1.0f / ms.y;
-            for (i64 c = threadIdx.x; c < cols; c += blockDim.x)
-                gr[c] = grad_scale * (expf(xr[c] - ms.x) * inv * ts - tr[c]);
-        }
-    }
+extern "C" __global__ void softmax_xent_sparse_f32(const float* x, const i64* labels, float* loss, float* grad,
+                                                   float* probs, i64 rows, i64 cols, float grad_scale) {
+    xent_rows<true>(x, labels, nullptr, loss, grad, probs, rows, cols, grad_scale);
 }
-
-extern "C" __global__ void softmax_xent_sparse_f32(const float* x, const i64* labels, float* loss,
-                                                   float* grad, i64 rows, i64 cols, float grad_scale) {
-    xent_sparse<true>(x, labels, loss, grad, rows, cols, grad_scale);
-}
-extern "C" __global__ void softmax_xent_sparse_fwd_f32(const float* x, const i64* labels, float* loss,
-                                                       i64 rows, i64 cols) {
-    xent_sparse<false>(x, labels, loss, nullptr, rows, cols, 0.0f);
-}
-extern "C" __global__ void softmax_xent_dense_f32(const float* x, const float* t, float* loss,
-                                                  float* grad, i64 rows, i64 cols, float grad_scale) {
-    xent_dense<true>(x, t, loss, grad, rows, cols, grad_scale);
-}
-extern "C" __global__ void softmax_xent_dense_fwd_f32(const float* x, const float* t, float* loss,
-                                                      i64 rows, i64 cols) {
-    xent_dense<false>(x, t, loss, nullptr, rows, cols, 0.0f);
+extern "C" __global__ void softmax_xent_dense_f32(const float* x, const float* t, float* loss, float* grad,
+                                                  float* probs, i64 rows, i64 cols, float grad_scale) {
+    xent_rows<false>(x, nullptr, t, loss, grad, probs, rows, cols, grad_scale);
 }

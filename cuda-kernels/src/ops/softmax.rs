@@ -66,84 +66,97 @@ pub fn softmax_backward_f32(
     launch!(dev, programs::softmax(), name, cfg(rows, cols), [y, gy, gx, &r, &c])
 }
 
-/// Fused softmax cross-entropy with integer labels: per-row `loss`, and when `grad` is
-/// given `grad = grad_scale * (softmax(x) - one_hot(label))`. An out-of-range label counts
-/// as a row of zeros (loss 0, gradient 0: one_hot's row for it); check the labels with
-/// [`crate::ops::index::check_index_range`] to have it reported.
-pub fn softmax_xent_sparse_f32(
-    dev: &CudaDevice,
-    rows: usize,
-    cols: usize,
-    logits: &CudaView<'_, f32>,
-    labels: &CudaView<'_, i64>,
-    loss: &mut CudaViewMut<'_, f32>,
-    grad: Option<&mut CudaViewMut<'_, f32>>,
-    grad_scale: f32,
-) -> Result<()> {
-    check_len("softmax_xent", "logits", logits.len(), rows * cols)?;
-    check_len("softmax_xent", "labels", labels.len(), rows)?;
-    check_len("softmax_xent", "loss", loss.len(), rows)?;
-    let (r, c) = dims("softmax_xent", rows, cols)?;
-    if rows == 0 {
-        return Ok(());
-    }
-    match grad {
-        Some(g) => {
-            check_len("softmax_xent", "grad", g.len(), rows * cols)?;
-            launch!(
-                dev,
-                programs::softmax(),
-                "softmax_xent_sparse_f32",
-                cfg(rows, cols),
-                [logits, labels, loss, g, &r, &c, &grad_scale]
-            )
-        }
-        None => launch!(
-            dev,
-            programs::softmax(),
-            "softmax_xent_sparse_fwd_f32",
-            cfg(rows, cols),
-            [logits, labels, loss, &r, &c]
-        ),
-    }
+/// The targets of a fused softmax cross-entropy ([`softmax_xent_f32`]).
+#[derive(Clone, Copy)]
+pub enum XentTargets<'a, 'b> {
+    /// One class index per row. An out-of-range index counts as a row of zeros (loss 0,
+    /// gradient 0: one_hot's row for it); check the labels with
+    /// [`crate::ops::index::check_index_range`] to have it reported.
+    Classes(&'a CudaView<'b, i64>),
+    /// Rows of probabilities (or one-hot rows), the logits' shape.
+    Probs(&'a CudaView<'b, f32>),
 }
 
-/// Fused softmax cross-entropy with dense targets (one-hot or probabilities):
-/// `loss = sum_c t_c (lse - x_c)`, `grad = grad_scale * (softmax(x) * sum(t) - t)`.
-pub fn softmax_xent_dense_f32(
+/// The outputs of a fused softmax cross-entropy ([`softmax_xent_f32`]).
+pub struct XentOutputs<'a, 'b> {
+    /// The per-row losses (`rows`).
+    pub loss: &'a mut CudaViewMut<'b, f32>,
+    /// The gradient of `scale * loss` with respect to the logits, with its `scale`.
+    pub grad: Option<(&'a mut CudaViewMut<'b, f32>, f32)>,
+    /// `softmax(logits)`, the same values [`softmax_f32`] gives.
+    pub probs: Option<&'a mut CudaViewMut<'b, f32>>,
+}
+
+/// Fused softmax cross-entropy of `rows` rows of `cols` logits, in one launch:
+/// `loss = sum_c t_c (lse - x_c)` per row (`lse - x_label` for class indices), and on
+/// request `grad = scale * (softmax(x) * sum(t) - t)` and the probabilities `softmax(x)`.
+pub fn softmax_xent_f32(
     dev: &CudaDevice,
     rows: usize,
     cols: usize,
     logits: &CudaView<'_, f32>,
-    targets: &CudaView<'_, f32>,
-    loss: &mut CudaViewMut<'_, f32>,
-    grad: Option<&mut CudaViewMut<'_, f32>>,
-    grad_scale: f32,
+    targets: XentTargets<'_, '_>,
+    out: XentOutputs<'_, '_>,
 ) -> Result<()> {
-    check_len("softmax_xent", "logits", logits.len(), rows * cols)?;
-    check_len("softmax_xent", "targets", targets.len(), rows * cols)?;
-    check_len("softmax_xent", "loss", loss.len(), rows)?;
-    let (r, c) = dims("softmax_xent", rows, cols)?;
+    const OP: &str = "softmax_xent";
+    check_len(OP, "logits", logits.len(), rows * cols)?;
+    match targets {
+        XentTargets::Classes(l) => check_len(OP, "labels", l.len(), rows)?,
+        XentTargets::Probs(t) => check_len(OP, "targets", t.len(), rows * cols)?,
+    }
+    check_len(OP, "loss", out.loss.len(), rows)?;
+    if let Some((g, _)) = &out.grad {
+        check_len(OP, "grad", g.len(), rows * cols)?;
+    }
+    if let Some(p) = &out.probs {
+        check_len(OP, "probs", p.len(), rows * cols)?;
+    }
+    let (r, c) = dims(OP, rows, cols)?;
     if rows == 0 {
         return Ok(());
     }
-    match grad {
-        Some(g) => {
-            check_len("softmax_xent", "grad", g.len(), rows * cols)?;
-            launch!(
-                dev,
-                programs::softmax(),
-                "softmax_xent_dense_f32",
-                cfg(rows, cols),
-                [logits, targets, loss, g, &r, &c, &grad_scale]
-            )
-        }
-        None => launch!(
-            dev,
-            programs::softmax(),
-            "softmax_xent_dense_fwd_f32",
-            cfg(rows, cols),
-            [logits, targets, loss, &r, &c]
-        ),
+    let loss = out.loss;
+    let scale = out.grad.as_ref().map_or(0.0, |g| g.1);
+    // a missing output is a null pointer, which the kernel tests for
+    let null = &0u64;
+    macro_rules! go {
+        ($name:literal, $t:expr) => {
+            match (out.grad, out.probs) {
+                (Some((g, _)), Some(p)) => {
+                    launch!(dev, programs::softmax(), $name, cfg(rows, cols), [logits, $t, loss, g, p, &r, &c, &scale])
+                }
+                (Some((g, _)), None) => {
+                    launch!(
+                        dev,
+                        programs::softmax(),
+                        $name,
+                        cfg(rows, cols),
+                        [logits, $t, loss, g, null, &r, &c, &scale]
+                    )
+                }
+                (None, Some(p)) => {
+                    launch!(
+                        dev,
+                        programs::softmax(),
+                        $name,
+                        cfg(rows, cols),
+                        [logits, $t, loss, null, p, &r, &c, &scale]
+                    )
+                }
+                (None, None) => {
+                    launch!(
+                        dev,
+                        programs::softmax(),
+                        $name,
+                        cfg(rows, cols),
+                        [logits, $t, loss, null, null, &r, &c, &scale]
+                    )
+                }
+            }
+        };
+    }
+    match targets {
+        XentTargets::Classes(labels) => go!("softmax_xent_sparse_f32", labels),
+        XentTargets::Probs(t) => go!("softmax_xent_dense_f32", t),
     }
 }

@@ -323,12 +323,13 @@ pub(super) fn softmax_last(s: &CudaStorage, l: &Layout, size: usize, log: bool) 
     Ok(s.like(f32_output(dev, out, n, s.dtype())?, n))
 }
 
-/// The fused softmax cross-entropy (`Tensor::softmax_cross_entropy`) of float logits `s`
-/// (rows of `classes`) against I64 class indices or probabilities `t`: one launch of
-/// `softmax_xent_{sparse|dense}[_fwd]_f32`, F16/BF16 widened to f32 first and the results
-/// rounded back. Class indices are checked on the device by the caller; an out-of-range
-/// one counts as all-zero targets (loss and gradient 0). `None` for F64 logits, which the
-/// caller runs as the op chain.
+/// The fused softmax cross-entropy (`Tensor::softmax_cross_entropy_with`) of float logits
+/// `s` (rows of `classes`) against I64 class indices or probabilities `t`: one launch of
+/// `softmax_xent_{sparse|dense}_f32` for the per-row losses and, as asked, the gradient
+/// and the probabilities; F16/BF16 widened to f32 first and the results rounded back (as
+/// `softmax_last` rounds its output, so the probabilities are its bits). Class indices are
+/// checked on the device by the caller; an out-of-range one counts as all-zero targets
+/// (loss and gradient 0). `None` for F64 logits, which the caller runs as the op chain.
 pub(crate) fn softmax_cross_entropy(
     s: &CudaStorage,
     l: &Layout,
@@ -336,7 +337,8 @@ pub(crate) fn softmax_cross_entropy(
     tl: &Layout,
     classes: usize,
     grad_scale: Option<f64>,
-) -> Result<Option<(CudaStorage, Option<CudaStorage>)>> {
+    probs: bool,
+) -> Result<Option<(CudaStorage, Option<CudaStorage>, Option<CudaStorage>)>> {
     const OP: &str = "softmax_cross_entropy";
     s.same_device(OP, t)?;
     if s.dtype() == DType::F64 {
@@ -347,31 +349,33 @@ pub(crate) fn softmax_cross_entropy(
     let rows = n / classes;
     let x = f32_input(OP, s, l)?;
     let mut loss = alloc::<f32>(dev, rows)?;
-    let mut grad = match grad_scale {
-        Some(_) => Some(alloc::<f32>(dev, n)?),
-        None => None,
-    };
+    let mut grad = grad_scale.map(|_| alloc::<f32>(dev, n)).transpose()?;
+    let mut p = if probs { Some(alloc::<f32>(dev, n)?) } else { None };
     if n > 0 {
-        let (lv, scale) = (&mut head_mut(&mut loss, rows), grad_scale.unwrap_or(0.0) as f32);
         let mut gv = grad.as_mut().map(|g| head_mut(g, n));
+        let mut pv = p.as_mut().map(|p| head_mut(p, n));
+        let out = ks::XentOutputs {
+            loss: &mut head_mut(&mut loss, rows),
+            grad: gv.as_mut().map(|g| (g, grad_scale.unwrap_or(0.0) as f32)),
+            probs: pv.as_mut(),
+        };
         match &t.data {
             Data::I64(labels) => {
                 let labels = contig(dev, labels, tl, -1)?;
-                ks::softmax_xent_sparse_f32(dev, rows, classes, &x.view(), &labels.view(), lv, gv.as_mut(), scale)
+                ks::softmax_xent_f32(dev, rows, classes, &x.view(), ks::XentTargets::Classes(&labels.view()), out)
             }
             _ => {
-                let probs = f32_input(OP, t, tl)?;
-                ks::softmax_xent_dense_f32(dev, rows, classes, &x.view(), &probs.view(), lv, gv.as_mut(), scale)
+                let targets = f32_input(OP, t, tl)?;
+                ks::softmax_xent_f32(dev, rows, classes, &x.view(), ks::XentTargets::Probs(&targets.view()), out)
             }
         }
         .ctx(OP)?;
     }
     let dtype = s.dtype();
-    let grad = match grad {
-        Some(g) => Some(s.like(f32_output(dev, g, n, dtype)?, n)),
-        None => None,
-    };
-    Ok(Some((s.like(f32_output(dev, loss, rows, dtype)?, rows), grad)))
+    let finish = |b, len| -> Result<CudaStorage> { Ok(s.like(f32_output(dev, b, len, dtype)?, len)) };
+    let grad = grad.map(|g| finish(g, n)).transpose()?;
+    let p = p.map(|p| finish(p, n)).transpose()?;
+    Ok(Some((finish(loss, rows)?, grad, p)))
 }
 
 #[cfg(test)]

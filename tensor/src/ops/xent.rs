@@ -18,6 +18,19 @@ use crate::{DType, Error, Result, Shape, Storage, Tensor};
 
 const OP: &str = "softmax_cross_entropy";
 
+/// What [`Tensor::softmax_cross_entropy_with`] computes: the per-row losses, and what was
+/// asked for besides.
+#[derive(Debug, Clone)]
+pub struct SoftmaxCrossEntropy {
+    /// The loss of every row (the logits' shape without the class axis).
+    pub loss: Tensor,
+    /// The gradient of `grad_scale * loss` with respect to the logits, if asked for.
+    pub grad: Option<Tensor>,
+    /// `softmax(logits)` over the class axis, if asked for: the values (and bits) that
+    /// [`Tensor::softmax`]`(-1)` gives.
+    pub probs: Option<Tensor>,
+}
+
 impl Tensor {
     /// Softmax cross-entropy of logits `self` (`[..., C]`) against `targets`, per row:
     /// returns the losses (the leading shape) and, with `grad_scale`, the gradient of
@@ -28,6 +41,19 @@ impl Tensor {
     /// `one_hot` does; the row counts as all-zero targets meanwhile: loss and gradient 0,
     /// so a training step that ran before the report leaves the weights finite).
     pub fn softmax_cross_entropy(&self, targets: &Tensor, grad_scale: Option<f64>) -> Result<(Tensor, Option<Tensor>)> {
+        let r = self.softmax_cross_entropy_with(targets, grad_scale, false)?;
+        Ok((r.loss, r.grad))
+    }
+
+    /// [`Tensor::softmax_cross_entropy`], and with `probs` the probabilities
+    /// `softmax(self)` as well: a model ending in a softmax gets its loss, its gradient and
+    /// its output from one kernel launch on CUDA.
+    pub fn softmax_cross_entropy_with(
+        &self,
+        targets: &Tensor,
+        grad_scale: Option<f64>,
+        probs: bool,
+    ) -> Result<SoftmaxCrossEntropy> {
         if !self.dtype().is_float() {
             return Err(Error::UnsupportedDType { op: OP, dtype: self.dtype(), hint: "logits must be a float dtype" });
         }
@@ -58,18 +84,35 @@ impl Tensor {
                 #[cfg(feature = "cpu")]
                 (Storage::Cpu(xs), Storage::Cpu(ts)) => {
                     cpu::softmax_cross_entropy(xs, x.layout(), ts, t.layout(), classes, grad_scale)?
-                        .map(|(l, g)| (Storage::Cpu(l), g.map(Storage::Cpu)))
+                        .map(|(l, g)| (Storage::Cpu(l), g.map(Storage::Cpu), None))
                 }
                 #[cfg(feature = "cuda")]
-                (Storage::Cuda(xs), Storage::Cuda(ts)) => {
-                    crate::cuda::reduce::softmax_cross_entropy(xs, x.layout(), ts, t.layout(), classes, grad_scale)?
-                        .map(|(l, g)| (Storage::Cuda(l), g.map(Storage::Cuda)))
-                }
+                (Storage::Cuda(xs), Storage::Cuda(ts)) => crate::cuda::reduce::softmax_cross_entropy(
+                    xs,
+                    x.layout(),
+                    ts,
+                    t.layout(),
+                    classes,
+                    grad_scale,
+                    probs,
+                )?
+                .map(|(l, g, p)| (Storage::Cuda(l), g.map(Storage::Cuda), p.map(Storage::Cuda))),
                 _ => None,
             }
         };
-        if let Some((loss, grad)) = fused {
-            return Ok((Tensor::from_storage(loss, lead), grad.map(|g| Tensor::from_storage(g, self.shape().clone()))));
+        let shaped = |s: Storage| Tensor::from_storage(s, self.shape().clone());
+        // the CPU's fused kernel leaves the probabilities to the softmax op (no launch to save)
+        let softmax_if_asked = |p: Option<Tensor>| match p {
+            Some(p) => Ok(Some(p)),
+            None if probs => x.softmax(-1).map(Some),
+            None => Ok(None),
+        };
+        if let Some((loss, grad, p)) = fused {
+            return Ok(SoftmaxCrossEntropy {
+                loss: Tensor::from_storage(loss, lead),
+                grad: grad.map(shaped),
+                probs: softmax_if_asked(p.map(shaped))?,
+            });
         }
         // F16/BF16 on the CPU, F64 on CUDA (and operands on two devices, which the ops report)
         let t = if sparse { t.one_hot(classes, self.dtype())? } else { t };
@@ -79,7 +122,7 @@ impl Tensor {
             Some(s) => Some(lsm.exp()?.mul(&t.sum(&[-1], true)?)?.sub(&t)?.mul_scalar(s)?),
             None => None,
         };
-        Ok((loss, grad))
+        Ok(SoftmaxCrossEntropy { loss, grad, probs: softmax_if_asked(None)? })
     }
 }
 
