@@ -97,6 +97,25 @@ pub struct CudaDevice {
     index_ops: Mutex<Vec<&'static str>>,
     /// Set when a check was queued since the report was last read.
     index_checks_queued: AtomicBool,
+    /// Split reductions' scratch (allocated on first use): partial accumulators, and
+    /// ticket counters that are zero between launches.
+    reduce_scratch: Mutex<Option<ReduceScratch>>,
+}
+
+/// Device memory of split reductions ([`CudaDevice::with_reduce_scratch`]).
+#[derive(Debug)]
+pub(crate) struct ReduceScratch {
+    /// Room for [`ReduceScratch::PART_BYTES`] bytes of partial accumulators.
+    pub(crate) part: CudaSlice<u8>,
+    /// [`ReduceScratch::TICKETS`] u32 counters, zero between launches.
+    pub(crate) tickets: CudaSlice<u8>,
+}
+
+impl ReduceScratch {
+    /// Bytes of partial accumulators one split reduction may use.
+    pub(crate) const PART_BYTES: usize = 256 << 10;
+    /// Ticket counters: one per output row, or per (outer index, 32-column tile).
+    pub(crate) const TICKETS: usize = 1024;
 }
 
 /// What [`ThreadCounts`] counts (indices into its rows).
@@ -187,6 +206,7 @@ impl CudaDevice {
             index_report: Mutex::new(None),
             index_ops: Mutex::new(Vec::new()),
             index_checks_queued: AtomicBool::new(false),
+            reduce_scratch: Mutex::new(None),
         })
     }
 
@@ -316,6 +336,21 @@ impl CudaDevice {
         // SAFETY (ok: why): the memory is uninitialized, but every `DType` is valid for
         // any bit pattern, so whatever is read back is a valid value.
         retry_out_of_memory(bytes, || unsafe { self.stream.alloc::<T>(len) }, || self.release_cached_memory())
+    }
+
+    /// Runs `f` (which launches a split reduction) with the device's reduction scratch,
+    /// allocated zeroed on first use. The lock is held across the launch, so no two split
+    /// reductions share the scratch: their launches queue in lock order on the one stream.
+    pub(crate) fn with_reduce_scratch<R>(&self, f: impl FnOnce(&mut ReduceScratch) -> Result<R>) -> Result<R> {
+        let mut scratch = self.reduce_scratch.lock().unwrap_or_else(PoisonError::into_inner);
+        let scratch = match scratch.as_mut() {
+            Some(s) => s,
+            None => scratch.insert(ReduceScratch {
+                part: self.alloc_zeros::<u8>(ReduceScratch::PART_BYTES)?,
+                tickets: self.alloc_zeros::<u8>(4 * ReduceScratch::TICKETS)?,
+            }),
+        };
+        f(scratch)
     }
 
     /// Allocates `len` zeroed elements (stream-ordered).

@@ -379,6 +379,74 @@ fn comparisons_and_where() {
     agree("where f64", dev, 0.0, &[mask_u8, td, fd], |x| Tensor::where_cond(&x[0], &x[1], &x[2]));
 }
 
+/// Long axes with few outputs split over several blocks per output (the last to finish
+/// combines the partials in chunk order): a bias gradient over a batch of images, a whole
+/// tensor's sum, rows and columns, every op and storage type; NaN and ties in late chunks;
+/// the same bits on a second run (and the ticket counters reset, or the second would fail).
+#[test]
+fn long_axis_reductions_split_over_blocks() {
+    let Some(dev) = gpu("long_axis_reductions_split_over_blocks") else { return };
+    // (shape, axes): rows split in 4 and 12 chunks, columns in 11, 5 and 21
+    let cases: [(&[usize], &[isize]); 6] = [
+        (&[2, 20000], &[1]),
+        (&[50000], &[0]),
+        (&[6000, 40], &[0]),
+        (&[3, 3000, 40], &[1]),
+        (&[16, 26, 26, 32], &[0, 1, 2]),
+        (&[20000, 3], &[]),
+    ];
+    let ops = [ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max, ReduceOp::Min, ReduceOp::Var];
+    for (i, (shape, axes)) in cases.into_iter().enumerate() {
+        let x = rand_signed(420 + i as u64, shape, 0.1, 3.0);
+        let wide = f64_like(&x, 440 + i as u64);
+        let ints = rand(460 + i as u64, shape, -1000.0, 1000.0).to_dtype(DType::I64).unwrap();
+        for op in ops {
+            let what = format!("{} {shape:?} {axes:?}", op.name());
+            agree(&what, dev, 1e-5, std::slice::from_ref(&x), |t| t[0].reduce(op, axes, false));
+            agree(&format!("{what} bf16"), dev, 1e-2, &[x.to_dtype(DType::BF16).unwrap()], |t| {
+                t[0].reduce(op, axes, false)
+            });
+            agree(&format!("{what} f64"), dev, 1e-12, std::slice::from_ref(&wide), |t| t[0].reduce(op, axes, false));
+            if op != ReduceOp::Var && op != ReduceOp::Mean {
+                agree(&format!("{what} i64"), dev, 0.0, std::slice::from_ref(&ints), |t| t[0].reduce(op, axes, false));
+            }
+        }
+        if axes.len() == 1 {
+            for op in [ReduceOp::ArgMax, ReduceOp::ArgMin] {
+                let what = format!("{} {shape:?} {axes:?}", op.name());
+                agree(&what, dev, 0.0, std::slice::from_ref(&x), |t| t[0].reduce(op, axes, false));
+                agree(&format!("{what} f64"), dev, 0.0, std::slice::from_ref(&wide), |t| t[0].reduce(op, axes, false));
+            }
+        }
+        // the same bits again
+        let xg = x.to_device(&dev).unwrap();
+        let bits = |t: Tensor| t.to_vec::<f32>().unwrap().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(xg.sum(axes, false).unwrap()), bits(xg.sum(axes, false).unwrap()), "{shape:?}");
+    }
+    // ties (few distinct values) go to the first index across chunks; NaN in a late chunk
+    // propagates (max/min) and counts as the extreme (arg ops: the first NaN)
+    let ties = rand(480, &[2, 20000], 0.0, 4.0).to_dtype(DType::U8).unwrap();
+    let cols = rand(481, &[6000, 40], 0.0, 4.0).to_dtype(DType::U8).unwrap().to_dtype(DType::F32).unwrap();
+    for op in [ReduceOp::ArgMax, ReduceOp::ArgMin, ReduceOp::Max, ReduceOp::Min] {
+        agree(&format!("{} u8 ties", op.name()), dev, 0.0, std::slice::from_ref(&ties), |t| {
+            t[0].reduce(op, &[1], false)
+        });
+        agree(&format!("{} column ties", op.name()), dev, 0.0, std::slice::from_ref(&cols), |t| {
+            t[0].reduce(op, &[0], false)
+        });
+    }
+    let mut v = rand_signed(482, &[2, 20000], 0.1, 3.0).to_vec::<f32>().unwrap();
+    for at in [15000, 17000, 20000 + 19999] {
+        v[at] = f32::NAN;
+    }
+    let nan = Tensor::from_vec(v, (2, 20000)).unwrap();
+    for op in [ReduceOp::ArgMax, ReduceOp::ArgMin, ReduceOp::Max, ReduceOp::Min, ReduceOp::Sum] {
+        agree(&format!("{} with NaN", op.name()), dev, 0.0, std::slice::from_ref(&nan), |t| {
+            t[0].reduce(op, &[1], false)
+        });
+    }
+}
+
 #[test]
 fn reductions_over_axes() {
     let Some(dev) = gpu("reductions_over_axes") else { return };

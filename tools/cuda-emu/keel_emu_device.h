@@ -81,6 +81,10 @@ inline float __int_as_float(int v) { return keel_emu_bits<float>(v); }
 inline float __uint_as_float(unsigned int v) { return keel_emu_bits<float>(v); }
 inline int __float_as_int(float v) { return keel_emu_bits<int>(v); }
 inline unsigned int __float_as_uint(float v) { return keel_emu_bits<unsigned int>(v); }
+// Blocks run one after another on one OS thread: a plain read-modify-write is atomic, a
+// fence has nothing to order, and every load sees the last store (no incoherent L1).
+inline void __threadfence() {}
+template <typename T> inline T __ldcg(const T* p) { return *p; }
 // Blocks run one after another on one OS thread: a plain read-modify-write is atomic.
 inline float atomicAdd(float* p, float v) { const float old = *p; *p = old + v; return old; }
 inline int atomicAdd(int* p, int v) { const int old = *p; *p = old + v; return old; }

@@ -4,9 +4,11 @@
 // input's storage type (one rounding; i64 truncated and saturated), argmax/argmin i64.
 //  *_rows: inner == 1, one 256-thread block per row, warp shuffles + shared memory.
 //  *_cols: inner > 1, 32x8 blocks: x walks inner (coalesced), y splits the reduce axis.
+// Either splits a long axis over several blocks per output when there are few outputs
+// ("Split reductions" below).
 
 // Each op accumulates in A: float for f32/f16/bf16 storage, double for f64/i64 (as the CPU
-// does). P, the kernels' last parameter: for float a multiplier (`scale`, 1/n for a mean),
+// does). P, the kernels' `scale` parameter: for float a multiplier (`scale`, 1/n for a mean),
 // for double a divisor (`div`, n for a mean: the CPU computes sum / n).
 template <typename A>
 struct SumOp {
@@ -106,61 +108,154 @@ __device__ __forceinline__ void put(i64* o, double v) {
     else *o = (i64)v;
 }
 
-template <class Op, typename T, typename O>
-__device__ void reduce_rows(const T* __restrict__ in, O* __restrict__ out, i64 outer, i64 r,
-                            typename Op::Val scale) {
-    __shared__ typename Op::Acc partial[32];
+// A partial accumulator written by another block of this launch: read past L1 (which is
+// not coherent across SMs).
+__device__ __forceinline__ float part_load(const float* p) { return __ldcg(p); }
+__device__ __forceinline__ double part_load(const double* p) { return __ldcg(p); }
+template <typename A>
+__device__ __forceinline__ ValIdx<A> part_load(const ValIdx<A>* p) {
+    ValIdx<A> a;
+    a.v = __ldcg(&p->v);
+    a.i = __ldcg(&p->i);
+    return a;
+}
+
+// Split reductions. A long axis with few outputs (a bias gradient over a batch of images,
+// the sum of a whole tensor) would leave most of the GPU idle with one block per output,
+// each thread walking thousands of elements. The launcher then cuts the axis into chunks
+// of `chunk` elements (`splits` of them): one block per (output, chunk) stores its partial
+// accumulator in `part`, then takes a ticket from its output's counter in `tickets`; the
+// block that draws the last ticket combines the partials in chunk order (fixed, so the
+// result is deterministic), writes the output and resets the counter to zero, as every
+// counter is between launches. `chunk >= r` (one chunk) is the plain reduction; `part`
+// and `tickets` are then unused (null).
+__device__ __forceinline__ i64 split_count(i64 r, i64 chunk) { return r > chunk ? (r + chunk - 1) / chunk : 1; }
+
+// The reduction of one value per thread over the block (1-D), in thread 0; `buf` holds 32.
+template <class Op>
+__device__ __forceinline__ typename Op::Acc block_reduce(typename Op::Acc acc, typename Op::Acc* buf) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
-    for (i64 row = blockIdx.x; row < outer; row += gridDim.x) {
-        const T* p = in + row * r;
-        typename Op::Acc acc = Op::init();
-        for (i64 k = threadIdx.x; k < r; k += blockDim.x) acc = Op::combine(acc, Op::from(Load<typename Op::Val>::of(p[k]), k));
+    acc = warp_reduce<Op>(acc);
+    if (lane == 0) buf[warp] = acc;
+    __syncthreads();
+    if (warp == 0) {
+        acc = lane < nwarps ? buf[lane] : Op::init();
         acc = warp_reduce<Op>(acc);
-        if (lane == 0) partial[warp] = acc;
+    }
+    return acc;
+}
+
+template <class Op, typename T, typename O>
+__device__ void reduce_rows(const T* __restrict__ in, O* __restrict__ out, i64 outer, i64 r, i64 chunk,
+                            typename Op::Val scale, typename Op::Acc* part, unsigned* tickets) {
+    typedef typename Op::Acc Acc;
+    __shared__ Acc buf[32];
+    __shared__ bool last;
+    const i64 splits = split_count(r, chunk);
+    for (i64 b = blockIdx.x; b < outer * splits; b += gridDim.x) {
+        const i64 row = b / splits, s = b % splits;
+        const i64 begin = s * chunk, end = splits == 1 || begin + chunk > r ? r : begin + chunk;
+        const T* p = in + row * r;
+        Acc acc = Op::init();
+        for (i64 k = begin + threadIdx.x; k < end; k += blockDim.x)
+            acc = Op::combine(acc, Op::from(Load<typename Op::Val>::of(p[k]), k));
+        acc = block_reduce<Op>(acc, buf);
+        if (splits == 1) {
+            if (threadIdx.x == 0) put(out + row, Op::finish(acc, scale));
+            __syncthreads();
+            continue;
+        }
+        if (threadIdx.x == 0) {
+            part[row * splits + s] = acc;
+            __threadfence();
+            last = atomicAdd(tickets + row, 1u) == (unsigned)(splits - 1);
+        }
         __syncthreads();
-        if (warp == 0) {
-            acc = lane < nwarps ? partial[lane] : Op::init();
-            acc = warp_reduce<Op>(acc);
-            if (lane == 0) put(out + row, Op::finish(acc, scale));
+        if (last) {  // block-uniform
+            __threadfence();
+            Acc a = Op::init();
+            for (i64 t = threadIdx.x; t < splits; t += blockDim.x) a = Op::combine(a, part_load(part + row * splits + t));
+            a = block_reduce<Op>(a, buf);
+            if (threadIdx.x == 0) {
+                put(out + row, Op::finish(a, scale));
+                tickets[row] = 0;
+            }
         }
         __syncthreads();
     }
 }
 
-// blockDim = (32, 8)
+// blockDim = (32, 8): x walks 32 columns (coalesced), y splits the rows of the chunk.
 template <class Op, typename T, typename O>
-__device__ void reduce_cols(const T* __restrict__ in, O* __restrict__ out, i64 outer, i64 r, i64 inner,
-                            typename Op::Val scale) {
-    __shared__ typename Op::Acc partial[8][33];
+__device__ void reduce_cols(const T* __restrict__ in, O* __restrict__ out, i64 outer, i64 r, i64 inner, i64 chunk,
+                            typename Op::Val scale, typename Op::Acc* part, unsigned* tickets) {
+    typedef typename Op::Acc Acc;
+    __shared__ Acc partial[8][33];
+    __shared__ bool last;
     const i64 col = (i64)blockIdx.x * 32 + threadIdx.x;
-    for (i64 o = blockIdx.y; o < outer; o += gridDim.y) {
-        typename Op::Acc acc = Op::init();
+    const i64 splits = split_count(r, chunk);
+    for (i64 b = blockIdx.y; b < outer * splits; b += gridDim.y) {
+        const i64 o = b / splits, s = b % splits;
+        const i64 begin = s * chunk, end = splits == 1 || begin + chunk > r ? r : begin + chunk;
+        Acc acc = Op::init();
         if (col < inner) {
             const T* p = in + o * r * inner + col;
-            for (i64 k = threadIdx.y; k < r; k += 8) acc = Op::combine(acc, Op::from(Load<typename Op::Val>::of(p[k * inner]), k));
+            for (i64 k = begin + threadIdx.y; k < end; k += 8)
+                acc = Op::combine(acc, Op::from(Load<typename Op::Val>::of(p[k * inner]), k));
         }
         partial[threadIdx.y][threadIdx.x] = acc;
         __syncthreads();
-        if (threadIdx.y == 0 && col < inner) {
+        if (threadIdx.y == 0) {
 #pragma unroll
             for (int y = 1; y < 8; ++y) acc = Op::combine(acc, partial[y][threadIdx.x]);
-            put(out + o * inner + col, Op::finish(acc, scale));
+        }
+        if (splits == 1) {
+            if (threadIdx.y == 0 && col < inner) put(out + o * inner + col, Op::finish(acc, scale));
+            __syncthreads();
+            continue;
+        }
+        if (threadIdx.y == 0 && col < inner) {
+            part[(o * splits + s) * inner + col] = acc;
+            __threadfence();
+        }
+        __syncthreads();
+        unsigned* ticket = tickets + o * gridDim.x + blockIdx.x;
+        if (threadIdx.x == 0 && threadIdx.y == 0) last = atomicAdd(ticket, 1u) == (unsigned)(splits - 1);
+        __syncthreads();
+        if (last) {  // block-uniform
+            __threadfence();
+            Acc a = Op::init();
+            if (col < inner) {
+                for (i64 t = threadIdx.y; t < splits; t += 8)
+                    a = Op::combine(a, part_load(part + (o * splits + t) * inner + col));
+            }
+            partial[threadIdx.y][threadIdx.x] = a;
+            __syncthreads();
+            if (threadIdx.y == 0) {
+#pragma unroll
+                for (int y = 1; y < 8; ++y) a = Op::combine(a, partial[y][threadIdx.x]);
+                if (col < inner) put(out + o * inner + col, Op::finish(a, scale));
+                if (threadIdx.x == 0) *ticket = 0;
+            }
         }
         __syncthreads();
     }
 }
 
 // reduce_<op>_<type>_rows / _cols: input storage T, output O (T, or i64 for arg ops); the
-// last parameter P is float (a scale) for f32/f16/bf16, double (a divisor) for f64/i64.
-#define KEEL_REDUCE(NAME, OP, TN, T, O, P)                                                           \
-    extern "C" __global__ void reduce_##NAME##_##TN##_rows(const T* __restrict__ in, O* __restrict__ out, \
-                                                          i64 outer, i64 r, i64 inner, P scale) {        \
-        (void)inner;                                                                                \
-        reduce_rows<OP>(in, out, outer, r, scale);                                                  \
-    }                                                                                               \
-    extern "C" __global__ void reduce_##NAME##_##TN##_cols(const T* __restrict__ in, O* __restrict__ out, \
-                                                          i64 outer, i64 r, i64 inner, P scale) {        \
-        reduce_cols<OP>(in, out, outer, r, inner, scale);                                           \
+// scale parameter P is float (a multiplier) for f32/f16/bf16, double (a divisor) for
+// f64/i64; `chunk`, `part` (the op's accumulators) and `tickets` as for split reductions.
+#define KEEL_REDUCE(NAME, OP, TN, T, O, P)                                                               \
+    extern "C" __global__ void reduce_##NAME##_##TN##_rows(const T* __restrict__ in, O* __restrict__ out,     \
+                                                          i64 outer, i64 r, i64 inner, i64 chunk, P scale,    \
+                                                          void* part, unsigned* tickets) {                    \
+        (void)inner;                                                                                    \
+        reduce_rows<OP>(in, out, outer, r, chunk, scale, (typename OP::Acc*)part, tickets);             \
+    }                                                                                                   \
+    extern "C" __global__ void reduce_##NAME##_##TN##_cols(const T* __restrict__ in, O* __restrict__ out,     \
+                                                          i64 outer, i64 r, i64 inner, i64 chunk, P scale,    \
+                                                          void* part, unsigned* tickets) {                    \
+        reduce_cols<OP>(in, out, outer, r, inner, chunk, scale, (typename OP::Acc*)part, tickets);      \
     }
 #define KEEL_REDUCE_ALL(TN, T, A)                                    \
     KEEL_REDUCE(sum, SumOp<A>, TN, T, T, A)                          \

@@ -2,14 +2,16 @@
 //!
 //! The input is contiguous and viewed as `[outer, reduce, inner]` (reduce the middle axis);
 //! the output is `[outer, inner]`. `inner == 1` uses one block per row with warp shuffles,
-//! `inner > 1` a 32x8 block per 32 columns (coalesced). The input is F32, F16 or BF16
-//! storage, accumulated in f32 ([`reduce`], [`arg_reduce`]), or F64 or I64 storage,
+//! `inner > 1` a 32x8 block per 32 columns (coalesced); with few outputs and a long axis,
+//! several blocks per output, each reducing a chunk of the axis, the last to finish
+//! combining their partials in chunk order (deterministic; see `split_chunk`). The input
+//! is F32, F16 or BF16 storage, accumulated in f32 ([`reduce`], [`arg_reduce`]), or F64 or I64 storage,
 //! accumulated in f64 as the CPU does ([`reduce_wide`], [`arg_reduce_wide`]); sum/max/min
 //! write the input's type (rounded once; I64 truncated and saturated like Rust's `as`).
 
 use cudarc::driver::{CudaView, CudaViewMut, DeviceRepr, LaunchConfig};
 
-use crate::device::{check_len, to_i64, CudaDevice, DType, FloatDType};
+use crate::device::{check_len, to_i64, CudaDevice, DType, FloatDType, ReduceScratch};
 use crate::error::{Error, Result};
 use crate::sources::programs;
 
@@ -59,17 +61,39 @@ impl ReduceShape {
     }
 }
 
-fn launch_cfg(dev: &CudaDevice, s: &ReduceShape) -> LaunchConfig {
+/// The blocks a reduction should reach before its axis is split (a fixed number, not the
+/// device's SM count, so that a result does not depend on the GPU it ran on).
+const SPLIT_TARGET_BLOCKS: usize = 256;
+
+/// The elements of the reduced axis each block reduces: the whole axis, or for few outputs
+/// (under half of [`SPLIT_TARGET_BLOCKS`] blocks) and a long axis a chunk of it, so that
+/// about that many blocks share the work, each thread still reading at least 16 elements
+/// (`_rows`: 4096 per chunk) or 64 (`_cols`: 512, eight threads per column), and the
+/// partial accumulators (`acc_bytes` each) fit the device's scratch.
+fn split_chunk(s: &ReduceShape, acc_bytes: usize) -> usize {
+    let r = s.reduce;
+    // blocks without a split, the least a chunk should hold, outputs per block
+    let (blocks, min_chunk, per_block) =
+        if s.inner == 1 { (s.outer, 4096, 1) } else { (s.outer * s.inner.div_ceil(32), 512, 32) };
+    if blocks == 0 || 2 * blocks > SPLIT_TARGET_BLOCKS || blocks > ReduceScratch::TICKETS || r < 2 * min_chunk {
+        return r.max(1);
+    }
+    let splits = (SPLIT_TARGET_BLOCKS / blocks)
+        .min(r / min_chunk)
+        .min(ReduceScratch::PART_BYTES / (blocks * per_block * acc_bytes));
+    if splits < 2 {
+        return r;
+    }
+    r.div_ceil(splits)
+}
+
+fn launch_cfg(s: &ReduceShape, chunk: usize) -> LaunchConfig {
+    let work = s.outer * s.reduce.max(1).div_ceil(chunk).max(1);
     if s.inner == 1 {
-        LaunchConfig {
-            grid_dim: (s.outer.clamp(1, 65535 * 16) as u32, 1, 1),
-            block_dim: (256, 1, 1),
-            shared_mem_bytes: 0,
-        }
+        LaunchConfig { grid_dim: (work.clamp(1, 65535 * 16) as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 }
     } else {
-        let _ = dev;
         LaunchConfig {
-            grid_dim: (s.inner.div_ceil(32) as u32, s.outer.clamp(1, 65535) as u32, 1),
+            grid_dim: (s.inner.div_ceil(32) as u32, work.clamp(1, 65535) as u32, 1),
             block_dim: (32, 8, 1),
             shared_mem_bytes: 0,
         }
@@ -141,7 +165,19 @@ fn launch_reduce<T: DType, O: DType, P: DeviceRepr>(
     let kind = if shape.inner == 1 { "rows" } else { "cols" };
     let name = format!("reduce_{op}_{dtype}_{kind}");
     let (o, r, i) = (to_i64(what, shape.outer)?, to_i64(what, shape.reduce)?, to_i64(what, shape.inner)?);
-    launch!(dev, programs::reduce(), name, launch_cfg(dev, &shape), [x, out, &o, &r, &i, &p])
+    // the kernel's accumulator: a value and an index for arg ops, else P's width
+    let acc_bytes = if op.starts_with("arg") { 16 } else { std::mem::size_of::<P>() };
+    let chunk = split_chunk(&shape, acc_bytes);
+    let cfg = launch_cfg(&shape, chunk);
+    let c = to_i64(what, chunk)?;
+    if chunk >= shape.reduce {
+        let null = &0u64;
+        return launch!(dev, programs::reduce(), name, cfg, [x, out, &o, &r, &i, &c, &p, null, null]);
+    }
+    dev.with_reduce_scratch(|scratch| {
+        let (part, tickets) = (&mut scratch.part, &mut scratch.tickets);
+        launch!(dev, programs::reduce(), name, cfg, [x, out, &o, &r, &i, &c, &p, part, tickets])
+    })
 }
 
 /// The dtypes whose reductions accumulate in f64: both held in 8-byte buffers (`i64`
@@ -188,4 +224,55 @@ pub fn arg_reduce_wide(
     out: &mut CudaViewMut<'_, i64>,
 ) -> Result<()> {
     launch_reduce(dev, "arg_reduce", (arg_name(max), dtype.name()), shape, x, out, 1.0f64, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{split_chunk, ReduceScratch, ReduceShape, SPLIT_TARGET_BLOCKS};
+
+    fn splits(outer: usize, reduce: usize, inner: usize, acc: usize) -> usize {
+        reduce.max(1).div_ceil(split_chunk(&ReduceShape { outer, reduce, inner }, acc))
+    }
+
+    #[test]
+    fn long_axes_with_few_outputs_split() {
+        // the seed CNN's conv bias gradients (NHWC, batch 128): 169 and 30 chunks
+        assert_eq!(splits(1, 128 * 26 * 26, 32, 4), 169);
+        assert_eq!(splits(1, 128 * 11 * 11, 64, 4), 30);
+        // a Dense bias gradient and a loss mean over 128 samples: short, one block each
+        assert_eq!(splits(1, 128, 128, 4), 1);
+        assert_eq!(splits(1, 128, 1, 4), 1);
+        // a whole tensor's sum: 256 blocks
+        assert_eq!(splits(1, 10_000_000, 1, 4), SPLIT_TARGET_BLOCKS);
+        // many outputs already fill the GPU
+        assert_eq!(splits(1000, 100_000, 1, 4), 1);
+        assert_eq!(splits(1, 100_000, 32 * 200, 4), 1);
+        // empty and tiny axes
+        assert_eq!(splits(1, 0, 1, 4), 1);
+        assert_eq!(splits(0, 100_000, 1, 4), 1);
+    }
+
+    #[test]
+    fn splits_fit_the_scratch() {
+        for outer in [1, 2, 3, 7, 64, 127, 128, 129] {
+            for reduce in [1, 1000, 8191, 8192, 100_000, 10_000_000] {
+                for inner in [1, 2, 31, 33, 64, 1000, 4096] {
+                    for acc in [4, 8, 16] {
+                        let n = splits(outer, reduce, inner, acc);
+                        if n == 1 {
+                            continue;
+                        }
+                        let (blocks, per_block) =
+                            if inner == 1 { (outer, 1) } else { (outer * inner.div_ceil(32), 32) };
+                        assert!(blocks <= ReduceScratch::TICKETS, "{outer} {reduce} {inner}");
+                        assert!(
+                            blocks * n * per_block * acc <= ReduceScratch::PART_BYTES,
+                            "{outer} {reduce} {inner} {acc}"
+                        );
+                        assert!(blocks * n <= SPLIT_TARGET_BLOCKS, "{outer} {reduce} {inner}");
+                    }
+                }
+            }
+        }
+    }
 }
