@@ -447,6 +447,54 @@ fn long_axis_reductions_split_over_blocks() {
     }
 }
 
+/// A bias + ReLU layer's backward in one launch: the gradient it passes on and its bias
+/// gradient agree with the CPU, and have the bits of `unary_grad` then `sum` on CUDA (split
+/// or not, F32/F16/BF16; a NaN and negative gradients where the ReLU is off keep their
+/// `g * 0` values); other layouts and dtypes run the two ops.
+#[test]
+fn relu_grad_with_bias_grad_in_one_pass() {
+    let Some(dev) = gpu("relu_grad_with_bias_grad_in_one_pass") else { return };
+    let shapes: [&[usize]; 4] = [&[128, 128], &[16, 26, 26, 32], &[7, 3], &[5]];
+    for (i, shape) in shapes.into_iter().enumerate() {
+        let y = rand_signed(490 + i as u64, shape, 0.0, 2.0).relu().unwrap();
+        let mut gv = rand_signed(495 + i as u64, shape, 0.1, 3.0).to_vec::<f32>().unwrap();
+        gv[1] = f32::NAN;
+        let g = Tensor::from_vec(gv, shape.to_vec()).unwrap();
+        for (dt, tol) in [(DType::F32, 1e-5), (DType::F16, 1e-2), (DType::BF16, 1e-2), (DType::F64, 1e-12)] {
+            let (y, g) = (y.to_dtype(dt).unwrap(), g.to_dtype(dt).unwrap());
+            for out in [0, 1] {
+                agree(
+                    &format!("relu_grad_with_bias_grad {shape:?} {dt} {out}"),
+                    dev,
+                    tol,
+                    &[y.clone(), g.clone()],
+                    |t| {
+                        let r = t[0].relu_grad_with_bias_grad(&t[1])?;
+                        Ok(if out == 0 { r.0 } else { r.1 })
+                    },
+                );
+            }
+            let (yg, gg) = (y.to_device(&dev).unwrap(), g.to_device(&dev).unwrap());
+            let (gz, bias) = yg.relu_grad_with_bias_grad(&gg).unwrap();
+            let gz_two = yg.unary_grad(&gg, UnaryOp::Relu, 0.0).unwrap();
+            let lead: Vec<isize> = (0..shape.len() as isize - 1).collect();
+            let bias_two = if lead.is_empty() { gz_two.clone() } else { gz_two.sum(&lead, false).unwrap() };
+            let bits = |t: &Tensor| {
+                t.to_dtype(DType::F64).unwrap().to_vec::<f64>().unwrap().iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+            };
+            assert_eq!(bits(&gz), bits(&gz_two), "{shape:?} {dt}");
+            assert_eq!(bits(&bias), bits(&bias_two), "{shape:?} {dt}");
+            assert_eq!(bias.dims(), &[*shape.last().unwrap()]);
+        }
+    }
+    // a transposed view: the two ops
+    let y = rand_signed(499, &[40, 30], 0.0, 2.0).relu().unwrap();
+    let g = rand_signed(500, &[40, 30], 0.1, 3.0);
+    agree("relu_grad_with_bias_grad of views", dev, 1e-5, &[y, g], |t| {
+        Ok(t[0].t()?.relu_grad_with_bias_grad(&t[1].t()?)?.1)
+    });
+}
+
 #[test]
 fn reductions_over_axes() {
     let Some(dev) = gpu("reductions_over_axes") else { return };

@@ -212,3 +212,26 @@ fn softmax_cross_entropy_errors_name_the_problem() {
     let no_classes = Tensor::zeros([2, 0], DType::F32, &keel_tensor::Device::Cpu).unwrap();
     assert!(no_classes.softmax_cross_entropy(&Tensor::from_vec(vec![0i64, 0], 2).unwrap(), None).is_err());
 }
+
+/// A bias + ReLU layer's backward: `g * relu'(y)` and its sum over every axis but the last,
+/// the values of `unary_grad` and `sum`; a rank-1 output is its own bias gradient.
+#[test]
+fn relu_grad_with_bias_grad_is_unary_grad_and_sum() {
+    let y = Tensor::from_vec(vec![0.0f32, 1.5, 0.0, 2.0, 3.0, 0.0], (3, 2)).unwrap();
+    let g = Tensor::from_vec(vec![-1.0f32, 2.0, f32::NAN, 4.0, 5.0, -6.0], (3, 2)).unwrap();
+    let (gz, bias) = y.relu_grad_with_bias_grad(&g).unwrap();
+    let gz_v = gz.to_vec::<f32>().unwrap();
+    // g * 0 where the ReLU is off: -0 for a negative g, NaN for NaN
+    assert_eq!(gz_v[0].to_bits(), (-0.0f32).to_bits());
+    assert!(gz_v[2].is_nan());
+    assert_eq!(&gz_v[3..], &[4.0, 5.0, -0.0]);
+    let b = bias.to_vec::<f32>().unwrap();
+    assert!(b[0].is_nan());
+    assert_eq!(b[1], 6.0);
+    assert_eq!(bias.dims(), &[2]);
+    let one = Tensor::from_vec(vec![1.0f32, 0.0], 2).unwrap();
+    let (gz1, b1) = one.relu_grad_with_bias_grad(&Tensor::from_vec(vec![3.0f32, 4.0], 2).unwrap()).unwrap();
+    assert_eq!(gz1.to_vec::<f32>().unwrap(), vec![3.0, 0.0]);
+    assert_eq!(b1.to_vec::<f32>().unwrap(), vec![3.0, 0.0]);
+    assert!(Tensor::from_vec(vec![1.0f32], ()).unwrap().relu_grad_with_bias_grad(&one).is_err());
+}

@@ -51,9 +51,9 @@ impl Var {
             let (need_x, need_k, need_b) = (needs[0], needs[1], needs[2]);
             let x = need_k.then(|| self.value().clone());
             let k = need_x.then(|| kernel.value().clone());
-            let bias_shape = bias.shape().clone();
+            let bias_shape = need_b.then(|| bias.shape().clone());
             move |g: &Tensor| {
-                let gz = out.unary_grad(g, keel_tensor::UnaryOp::Relu, 0.0)?;
+                let (gz, gb) = crate::ops::relu_bias_grads(&out, g, bias_shape.as_ref())?;
                 let gx = match &k {
                     Some(k) => Some(gz.conv2d_grad_input(k, &p)?),
                     None => None,
@@ -62,7 +62,6 @@ impl Var {
                     Some(x) => Some(x.conv2d_grad_kernel(&gz, &p)?),
                     None => None,
                 };
-                let gb = if need_b { Some(crate::ops::reduce_to_shape(&gz, &bias_shape)?) } else { None };
                 Ok(vec![gx, gk, gb])
             }
         })

@@ -61,9 +61,9 @@ impl Var {
             let (need_a, need_b) = (needs[0], needs[1]);
             let (sa, sb) = (self.shape().clone(), rhs.shape().clone());
             move |g: &Tensor| {
-                let gz = out.unary_grad(g, UnaryOp::Relu, 0.0)?;
+                // a per-channel rhs (a bias) takes its gradient from the ReLU's backward pass
+                let (gz, gb) = super::relu_bias_grads(&out, g, need_b.then_some(&sb))?;
                 let ga = if need_a { Some(reduce_to_shape(&gz, &sa)?) } else { None };
-                let gb = if need_b { Some(reduce_to_shape(&gz, &sb)?) } else { None };
                 Ok(vec![ga, gb])
             }
         })

@@ -3,7 +3,7 @@
 
 use super::reduce_to_shape;
 use crate::{Result, Var};
-use keel_tensor::{Shape, Tensor, UnaryOp};
+use keel_tensor::{Shape, Tensor};
 
 impl Var {
     /// Matrix product of the last two dims with broadcast batch dims:
@@ -42,9 +42,9 @@ impl Var {
             let saved = MatmulSaved::new(self, rhs, needs);
             let bias_shape = needs[2].then(|| bias.shape().clone());
             move |g: &Tensor| {
-                let gz = out.unary_grad(g, UnaryOp::Relu, 0.0)?;
+                let (gz, gb) = super::relu_bias_grads(&out, g, bias_shape.as_ref())?;
                 let mut grads = saved.grads(&gz)?;
-                grads.push(bias_grad(&gz, bias_shape.as_ref())?);
+                grads.push(gb);
                 Ok(grads)
             }
         })

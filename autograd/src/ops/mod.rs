@@ -28,6 +28,29 @@ pub fn reduce_to_shape(g: &Tensor, shape: &Shape) -> Result<Tensor> {
     summed.reshape(shape.clone())
 }
 
+/// The gradients of `relu(z + bias)` from the gradient `g` of its output `out`: the one
+/// reaching `z`, and the bias's summed to `bias_shape` when wanted. A per-channel bias
+/// (`[C]`, `out`'s last axis) takes both from one pass ([`Tensor::relu_grad_with_bias_grad`],
+/// one launch on CUDA); the values are those of `unary_grad` and [`reduce_to_shape`].
+pub(crate) fn relu_bias_grads(
+    out: &Tensor,
+    g: &Tensor,
+    bias_shape: Option<&Shape>,
+) -> Result<(Tensor, Option<Tensor>)> {
+    match bias_shape {
+        Some(s) if out.rank() >= 2 && s.dims() == &out.dims()[out.rank() - 1..] => {
+            let (gz, gb) = out.relu_grad_with_bias_grad(g)?;
+            Ok((gz, Some(gb)))
+        }
+        Some(s) => {
+            let gz = out.unary_grad(g, keel_tensor::UnaryOp::Relu, 0.0)?;
+            let gb = reduce_to_shape(&gz, s)?;
+            Ok((gz, Some(gb)))
+        }
+        None => Ok((out.unary_grad(g, keel_tensor::UnaryOp::Relu, 0.0)?, None)),
+    }
+}
+
 /// The shape of a reduction over `axes` (resolved, sorted) with `keepdim = true`.
 pub(crate) fn keepdim_shape(dims: &[usize], axes: &[usize]) -> Shape {
     Shape::new(dims.iter().enumerate().map(|(i, &d)| if axes.contains(&i) { 1 } else { d }).collect())

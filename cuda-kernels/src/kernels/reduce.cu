@@ -145,8 +145,29 @@ __device__ __forceinline__ typename Op::Acc block_reduce(typename Op::Acc acc, t
     return acc;
 }
 
-template <class Op, typename T, typename O>
-__device__ void reduce_rows(const T* __restrict__ in, O* __restrict__ out, i64 outer, i64 r, i64 chunk,
+// The elements a reduction reads: its input's (`Elems`), or a ReLU's backward (`ReluGrad`).
+template <typename T>
+struct Elems {
+    const T* __restrict__ in;
+    __device__ __forceinline__ T operator()(i64 i) const { return in[i]; }
+};
+// g * relu'(y) for the ReLU's output y, computed as unary_grad computes it (so a zero
+// gradient keeps g's sign and a NaN stays NaN), written to gz as it is read: the bias
+// gradient of a fused bias + ReLU layer and the gradient it passes on, from one pass.
+template <typename T>
+struct ReluGrad {
+    const T* __restrict__ y;
+    const T* __restrict__ g;
+    T* __restrict__ gz;
+    __device__ __forceinline__ float operator()(i64 i) const {
+        const float v = to_f32(g[i]) * (to_f32(y[i]) > 0.f ? 1.f : 0.f);
+        gz[i] = from_f32<T>(v);
+        return v;
+    }
+};
+
+template <class Op, class Src, typename O>
+__device__ void reduce_rows(Src in, O* __restrict__ out, i64 outer, i64 r, i64 chunk,
                             typename Op::Val scale, typename Op::Acc* part, unsigned* tickets) {
     typedef typename Op::Acc Acc;
     __shared__ Acc buf[32];
@@ -155,10 +176,9 @@ __device__ void reduce_rows(const T* __restrict__ in, O* __restrict__ out, i64 o
     for (i64 b = blockIdx.x; b < outer * splits; b += gridDim.x) {
         const i64 row = b / splits, s = b % splits;
         const i64 begin = s * chunk, end = splits == 1 || begin + chunk > r ? r : begin + chunk;
-        const T* p = in + row * r;
         Acc acc = Op::init();
         for (i64 k = begin + threadIdx.x; k < end; k += blockDim.x)
-            acc = Op::combine(acc, Op::from(Load<typename Op::Val>::of(p[k]), k));
+            acc = Op::combine(acc, Op::from(Load<typename Op::Val>::of(in(row * r + k)), k));
         acc = block_reduce<Op>(acc, buf);
         if (splits == 1) {
             if (threadIdx.x == 0) put(out + row, Op::finish(acc, scale));
@@ -186,8 +206,8 @@ __device__ void reduce_rows(const T* __restrict__ in, O* __restrict__ out, i64 o
 }
 
 // blockDim = (32, 8): x walks 32 columns (coalesced), y splits the rows of the chunk.
-template <class Op, typename T, typename O>
-__device__ void reduce_cols(const T* __restrict__ in, O* __restrict__ out, i64 outer, i64 r, i64 inner, i64 chunk,
+template <class Op, class Src, typename O>
+__device__ void reduce_cols(Src in, O* __restrict__ out, i64 outer, i64 r, i64 inner, i64 chunk,
                             typename Op::Val scale, typename Op::Acc* part, unsigned* tickets) {
     typedef typename Op::Acc Acc;
     __shared__ Acc partial[8][33];
@@ -199,9 +219,9 @@ __device__ void reduce_cols(const T* __restrict__ in, O* __restrict__ out, i64 o
         const i64 begin = s * chunk, end = splits == 1 || begin + chunk > r ? r : begin + chunk;
         Acc acc = Op::init();
         if (col < inner) {
-            const T* p = in + o * r * inner + col;
+            const i64 base = o * r * inner + col;
             for (i64 k = begin + threadIdx.y; k < end; k += 8)
-                acc = Op::combine(acc, Op::from(Load<typename Op::Val>::of(p[k * inner]), k));
+                acc = Op::combine(acc, Op::from(Load<typename Op::Val>::of(in(base + k * inner)), k));
         }
         partial[threadIdx.y][threadIdx.x] = acc;
         __syncthreads();
@@ -250,12 +270,12 @@ __device__ void reduce_cols(const T* __restrict__ in, O* __restrict__ out, i64 o
                                                           i64 outer, i64 r, i64 inner, i64 chunk, P scale,    \
                                                           void* part, unsigned* tickets) {                    \
         (void)inner;                                                                                    \
-        reduce_rows<OP>(in, out, outer, r, chunk, scale, (typename OP::Acc*)part, tickets);             \
+        reduce_rows<OP>(Elems<T>{in}, out, outer, r, chunk, scale, (typename OP::Acc*)part, tickets);             \
     }                                                                                                   \
     extern "C" __global__ void reduce_##NAME##_##TN##_cols(const T* __restrict__ in, O* __restrict__ out,     \
                                                           i64 outer, i64 r, i64 inner, i64 chunk, P scale,    \
                                                           void* part, unsigned* tickets) {                    \
-        reduce_cols<OP>(in, out, outer, r, inner, chunk, scale, (typename OP::Acc*)part, tickets);      \
+        reduce_cols<OP>(Elems<T>{in}, out, outer, r, inner, chunk, scale, (typename OP::Acc*)part, tickets);      \
     }
 #define KEEL_REDUCE_ALL(TN, T, A)                                    \
     KEEL_REDUCE(sum, SumOp<A>, TN, T, T, A)                          \
@@ -268,3 +288,16 @@ KEEL_REDUCE_ALL(f16, keel_f16, float)
 KEEL_REDUCE_ALL(bf16, keel_bf16, float)
 KEEL_REDUCE_ALL(f64, double, double)
 KEEL_REDUCE_ALL(i64, i64, double)
+
+// relu_bwd_sum_<type>: for a ReLU's output y and the gradient g reaching it, both
+// [r, inner], gz = g * relu'(y) and bias = the column sums of gz, in one pass (the columns
+// kernel, split as any sum; the sums' bits are those of sum(gz) over the rows).
+#define KEEL_RELU_BWD_SUM(TN, T)                                                                          \
+    extern "C" __global__ void relu_bwd_sum_##TN(const T* __restrict__ y, const T* __restrict__ g,           \
+                                                 T* __restrict__ gz, T* __restrict__ bias, i64 r, i64 inner,  \
+                                                 i64 chunk, void* part, unsigned* tickets) {                  \
+        reduce_cols<SumOp<float>>(ReluGrad<T>{y, g, gz}, bias, 1, r, inner, chunk, 1.0f, (float*)part, tickets); \
+    }
+KEEL_RELU_BWD_SUM(f32, float)
+KEEL_RELU_BWD_SUM(f16, keel_f16)
+KEEL_RELU_BWD_SUM(bf16, keel_bf16)

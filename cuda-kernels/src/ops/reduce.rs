@@ -61,6 +61,22 @@ impl ReduceShape {
     }
 }
 
+/// Launches reduction kernel `$name` with `$args` followed by the split reductions'
+/// scratch (`part`, `tickets`): the device's, under its lock, when `$split`, else nulls.
+macro_rules! launch_split {
+    ($dev:expr, $name:expr, $cfg:expr, $split:expr, [$($arg:expr),*]) => {
+        if $split {
+            $dev.with_reduce_scratch(|scratch| {
+                let (part, tickets) = (&mut scratch.part, &mut scratch.tickets);
+                launch!($dev, programs::reduce(), $name, $cfg, [$($arg,)* part, tickets])
+            })
+        } else {
+            let null = &0u64;
+            launch!($dev, programs::reduce(), $name, $cfg, [$($arg,)* null, null])
+        }
+    };
+}
+
 /// The blocks a reduction should reach before its axis is split (a fixed number, not the
 /// device's SM count, so that a result does not depend on the GPU it ran on).
 const SPLIT_TARGET_BLOCKS: usize = 256;
@@ -170,14 +186,39 @@ fn launch_reduce<T: DType, O: DType, P: DeviceRepr>(
     let chunk = split_chunk(&shape, acc_bytes);
     let cfg = launch_cfg(&shape, chunk);
     let c = to_i64(what, chunk)?;
-    if chunk >= shape.reduce {
-        let null = &0u64;
-        return launch!(dev, programs::reduce(), name, cfg, [x, out, &o, &r, &i, &c, &p, null, null]);
+    launch_split!(dev, name, cfg, chunk < shape.reduce, [x, out, &o, &r, &i, &c, &p])
+}
+
+/// For a ReLU's output `y` and the gradient `g` reaching it, both `[rows, cols]` with
+/// `cols > 1`: `gz = g * relu'(y)`, computed as the `unary_bwd_relu_*` kernels compute it,
+/// and `bias` = `gz` summed over the rows, with the bits [`reduce`] gives, in one launch
+/// (`relu_bwd_sum_*`) that reads each element once: the backward of a fused bias + ReLU
+/// layer (the gradient it passes on, and its bias gradient).
+#[allow(clippy::too_many_arguments)]
+pub fn relu_backward_sum<T: FloatDType>(
+    dev: &CudaDevice,
+    rows: usize,
+    cols: usize,
+    y: &CudaView<'_, T>,
+    g: &CudaView<'_, T>,
+    gz: &mut CudaViewMut<'_, T>,
+    bias: &mut CudaViewMut<'_, T>,
+) -> Result<()> {
+    const OP: &str = "relu_backward_sum";
+    if cols < 2 {
+        return Err(Error::arg(OP, "needs two or more columns (one column is a row sum: use reduce)"));
     }
-    dev.with_reduce_scratch(|scratch| {
-        let (part, tickets) = (&mut scratch.part, &mut scratch.tickets);
-        launch!(dev, programs::reduce(), name, cfg, [x, out, &o, &r, &i, &c, &p, part, tickets])
-    })
+    for (what, len) in [("y", y.len()), ("g", g.len()), ("gz", gz.len())] {
+        check_len(OP, what, len, rows * cols)?;
+    }
+    check_len(OP, "bias", bias.len(), cols)?;
+    let shape = ReduceShape { outer: 1, reduce: rows, inner: cols };
+    check(OP, &shape, rows * cols, cols)?;
+    let chunk = split_chunk(&shape, 4);
+    let cfg = launch_cfg(&shape, chunk);
+    let (r, i, c) = (to_i64(OP, rows)?, to_i64(OP, cols)?, to_i64(OP, chunk)?);
+    let name = format!("relu_bwd_sum_{}", T::NAME);
+    launch_split!(dev, name, cfg, chunk < rows, [y, g, gz, bias, &r, &i, &c])
 }
 
 /// The dtypes whose reductions accumulate in f64: both held in 8-byte buffers (`i64`

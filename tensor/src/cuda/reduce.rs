@@ -323,6 +323,55 @@ pub(super) fn softmax_last(s: &CudaStorage, l: &Layout, size: usize, log: bool) 
     Ok(s.like(f32_output(dev, out, n, s.dtype())?, n))
 }
 
+/// `Tensor::relu_grad_with_bias_grad` for a ReLU's output `y` and the gradient `g`, both
+/// contiguous `[rows, cols]` F32/F16/BF16 (`cols > 1`): `(g * relu'(y), its column sums)`
+/// from one `relu_bwd_sum_*` launch, the bits of `unary_grad` and `sum`. `None` for other
+/// dtypes and layouts (the caller runs the two ops).
+pub(crate) fn relu_backward_sum(
+    y: &CudaStorage,
+    yl: &Layout,
+    g: &CudaStorage,
+    gl: &Layout,
+    cols: usize,
+) -> Result<Option<(CudaStorage, CudaStorage)>> {
+    const OP: &str = "relu_grad_with_bias_grad";
+    y.same_device(OP, g)?;
+    let (Some(yr), Some(gr)) = (yl.contiguous_range(), gl.contiguous_range()) else { return Ok(None) };
+    let n = yr.1 - yr.0;
+    if cols < 2 || n == 0 || n % cols != 0 || gr.1 - gr.0 != n {
+        return Ok(None);
+    }
+    fn go<T: Elem + kk::FloatDType>(
+        dev: &kk::CudaDevice,
+        (y, yr): (&CudaSlice<T>, (usize, usize)),
+        (g, gr): (&CudaSlice<T>, (usize, usize)),
+        cols: usize,
+        wrap: fn(CudaSlice<T>) -> Data,
+    ) -> Result<(Data, Data)> {
+        let n = yr.1 - yr.0;
+        let (mut gz, mut bias) = (alloc::<T>(dev, n)?, alloc::<T>(dev, cols)?);
+        kr::relu_backward_sum(
+            dev,
+            n / cols,
+            cols,
+            &y.slice(yr.0..yr.1),
+            &g.slice(gr.0..gr.1),
+            &mut head_mut(&mut gz, n),
+            &mut head_mut(&mut bias, cols),
+        )
+        .ctx(OP)?;
+        Ok((wrap(gz), wrap(bias)))
+    }
+    let dev = &y.dev;
+    let (gz, bias) = match (&y.data, &g.data) {
+        (Data::F32(a), Data::F32(b)) => go(dev, (a, yr), (b, gr), cols, Data::F32)?,
+        (Data::F16(a), Data::F16(b)) => go(dev, (a, yr), (b, gr), cols, Data::F16)?,
+        (Data::BF16(a), Data::BF16(b)) => go(dev, (a, yr), (b, gr), cols, Data::BF16)?,
+        _ => return Ok(None),
+    };
+    Ok(Some((y.like(gz, n), y.like(bias, cols))))
+}
+
 /// The fused softmax cross-entropy (`Tensor::softmax_cross_entropy_with`) of float logits
 /// `s` (rows of `classes`) against I64 class indices or probabilities `t`: one launch of
 /// `softmax_xent_{sparse|dense}_f32` for the per-row losses and, as asked, the gradient

@@ -276,6 +276,39 @@ impl Tensor {
         let out = dispatch2!("unary_grad", &*s, &*g, |a, b| a.unary_grad(self.layout(), b, grad.layout(), op, param))?;
         Ok(Tensor::from_storage(out, self.shape().clone()))
     }
+
+    /// The backward of a bias add followed by a ReLU whose output is `self` (a Dense or
+    /// Conv2D layer with `activation="relu"`): `gz = grad * relu'(self)`
+    /// ([`Tensor::unary_grad`]) and the bias gradient, `gz` summed over every axis but the
+    /// last (shape `[C]`). One launch on CUDA for contiguous F32/F16/BF16 operands with
+    /// `C > 1`, with the values and bits of the two ops, which run elsewhere.
+    pub fn relu_grad_with_bias_grad(&self, grad: &Tensor) -> Result<(Tensor, Tensor)> {
+        const OP: &str = "relu_grad_with_bias_grad";
+        let Some(&c) = self.dims().last() else {
+            return Err(Error::invalid(OP, "the ReLU's output needs a channel axis"));
+        };
+        #[cfg(feature = "cuda")]
+        if self.shape() == grad.shape() && self.dtype() == grad.dtype() {
+            use crate::Storage;
+            let fused = match (&*self.storage(), &*grad.storage()) {
+                (Storage::Cuda(y), Storage::Cuda(g)) => {
+                    crate::cuda::reduce::relu_backward_sum(y, self.layout(), g, grad.layout(), c)?
+                }
+                _ => None,
+            };
+            if let Some((gz, bias)) = fused {
+                let gz = Tensor::from_storage(Storage::Cuda(gz), self.shape().clone());
+                return Ok((gz, Tensor::from_storage(Storage::Cuda(bias), crate::Shape::from(vec![c]))));
+            }
+        }
+        let gz = self.unary_grad(grad, UnaryOp::Relu, 0.0)?;
+        if self.rank() == 1 {
+            return Ok((gz.clone(), gz));
+        }
+        let lead: Vec<isize> = (0..self.rank() as isize - 1).collect();
+        let bias = gz.sum(&lead, false)?;
+        Ok((gz, bias))
+    }
 }
 
 macro_rules! unary_methods {
