@@ -181,6 +181,10 @@ fn gemm_cases() -> Vec<GemmArgs> {
     }
     v.push(GemmArgs::new(33, 65, 40).batched(3).scale(0.5, 0.75).activation(Activation::Relu));
     v.push(GemmArgs::new(64, 64, 64).transpose(true, false).batched(2));
+    // split along k on the SIMT kernels (few tiles, long k): a Dense forward pass (12 splits),
+    // and tails everywhere with alpha, beta and ReLU (8 splits, the last one short)
+    v.push(GemmArgs::new(128, 128, 1600));
+    v.push(GemmArgs::new(130, 70, 1100).transpose(true, false).scale(0.5, 0.75).activation(Activation::Relu));
     v
 }
 

@@ -1,8 +1,9 @@
 // keel batched SIMT f32 GEMM: C[b] = act(alpha * op(A[b]) @ op(B[b]) + beta * C[b] + bias).
 // Row-major. op(A) is [M, K]: A stored [M, K] (N) or [K, M] (T) with leading dim lda.
 // op(B) is [K, N]: B stored [K, N] (N) or [N, K] (T) with leading dim ldb. C is [M, N] (ldc).
-// Grid: (ceil(M / 128), ceil(N / 128), batch slices); 256 threads per block. M tiles run
-// along x (up to 2^31 - 1 blocks), so only N is bounded by the 65535 of grid y.
+// Grid: (ceil(M / 128), ceil(N / 128), batch slices, or k splits: see "Split-K" below); 256
+// threads per block. M tiles run along x (up to 2^31 - 1 blocks), so only N is bounded by
+// the 65535 of grid y.
 // `_vec4_2b`: the same kernel capped at 128 registers so that two blocks share an SM (ptxas
 // sm_90: 24-48 bytes of spills, against none and ~145 registers, one block per SM, for
 // `_vec4`). A tuning candidate that gpu_bench times beside `_vec4` (row `f32/2b`); the
@@ -11,20 +12,68 @@
 // barrier per k-tile, fragments loaded a step ahead); the same bits. Also a tuning candidate
 // (gpu_bench row `f32/db`).
 
+// Split-K. A GEMM with few output tiles and a long k (a Dense layer's forward pass on a
+// batch: 128 x 128 outputs, one tile, over k = 1,600) would run on one block. The launcher
+// then gives each block of grid z a `k_split`-long range of k (a multiple of GBK, batch 1):
+// it stores its partial tile in `ws` ([splits, m, n] f32), takes a ticket from its tile's
+// counter in `tickets`, and the block that draws the last one adds the partials in split
+// order and applies the epilogue (alpha, beta, bias, activation) once, then resets the
+// counter (every counter is zero between launches). Deterministic. `k_split == 0` is the
+// plain GEMM; `ws` and `tickets` are then unused (null).
+struct GemmPartEpi {
+    float* ws;
+    i64 m, n;
+    __device__ __forceinline__ void operator()(i64 mi, i64 ni, float v) const {
+        if (mi < m && ni < n) ws[mi * n + ni] = v;
+    }
+};
+
+template <bool DB, class LA, class LB, class Epi>
+__device__ __forceinline__ void gemm_block(LA la, LB lb, const Epi& epi, i64 m0, i64 n0, i64 k0, i64 k1) {
+    if constexpr (DB)
+        gemm_block_128x128_db(la, lb, epi, m0, n0, k0, k1);
+    else
+        gemm_block_128x128(la, lb, epi, m0, n0, k0, k1);
+}
+
 template <bool TA, bool TB, bool VEC, bool DB>
 __device__ __forceinline__ void gemm_f32_impl(const float* __restrict__ a, const float* __restrict__ b,
                                               float* c, const void* __restrict__ bias,
-                                              const GemmParams& p) {
+                                              const GemmParams& p, i64 k_split, float* ws, unsigned* tickets) {
     const i64 m0 = (i64)blockIdx.x * GBM, n0 = (i64)blockIdx.y * GBN;
+    if (k_split > 0) {
+        MatLoader<!TA, VEC> la;
+        la.p = a; la.ld = p.lda; la.rows = p.m; la.kdim = p.k;
+        MatLoader<TB, VEC> lb;
+        lb.p = b; lb.ld = p.ldb; lb.rows = p.n; lb.kdim = p.k;
+        const i64 splits = (p.k + k_split - 1) / k_split, s = blockIdx.z, mn = p.m * p.n;
+        const i64 k0 = s * k_split, k1 = k0 + k_split < p.k ? k0 + k_split : p.k;
+        gemm_block<DB>(la, lb, GemmPartEpi{ws + s * mn, p.m, p.n}, m0, n0, k0, k1);
+        __shared__ bool last;
+        unsigned* ticket = tickets + blockIdx.x * gridDim.y + blockIdx.y;
+        __threadfence();
+        __syncthreads();
+        if (threadIdx.x == 0) last = atomicAdd(ticket, 1u) == (unsigned)(splits - 1);
+        __syncthreads();
+        if (!last) return;
+        __threadfence();
+        const GemmEpi epi = gemm_epi(p, c, bias);
+        for (int e = threadIdx.x; e < GBM * GBN; e += blockDim.x) {
+            const i64 mi = m0 + e / GBN, ni = n0 + e % GBN;
+            if (mi >= p.m || ni >= p.n) continue;
+            float v = 0.0f;
+            for (i64 z = 0; z < splits; ++z) v += __ldcg(ws + z * mn + mi * p.n + ni);
+            epi(mi, ni, v);
+        }
+        if (threadIdx.x == 0) *ticket = 0;
+        return;
+    }
     for (i64 z = blockIdx.z; z < p.batch; z += gridDim.z) {
         MatLoader<!TA, VEC> la;
         la.p = a + z * p.stride_a; la.ld = p.lda; la.rows = p.m; la.kdim = p.k;
         MatLoader<TB, VEC> lb;
         lb.p = b + z * p.stride_b; lb.ld = p.ldb; lb.rows = p.n; lb.kdim = p.k;
-        if constexpr (DB)
-            gemm_block_128x128_db(la, lb, gemm_epi(p, c + z * p.stride_c, bias), m0, n0, 0, p.k);
-        else
-            gemm_block_128x128(la, lb, gemm_epi(p, c + z * p.stride_c, bias), m0, n0, 0, p.k);
+        gemm_block<DB>(la, lb, gemm_epi(p, c + z * p.stride_c, bias), m0, n0, 0, p.k);
     }
 }
 
@@ -32,8 +81,9 @@ __device__ __forceinline__ void gemm_f32_impl(const float* __restrict__ a, const
 #define KEEL_GEMM_F32(FORM, TA, TB, VARIANT, BOUNDS, VEC, DB)                                   \
     extern "C" __global__ void BOUNDS gemm_f32_##FORM##VARIANT(const float* a, const float* b,  \
                                                                float* c, const void* bias,     \
-                                                               GemmParams p) {                  \
-        gemm_f32_impl<TA, TB, VEC, DB>(a, b, c, bias, p);                                       \
+                                                               GemmParams p, i64 k_split,      \
+                                                               float* ws, unsigned* tickets) { \
+        gemm_f32_impl<TA, TB, VEC, DB>(a, b, c, bias, p, k_split, ws, tickets);                 \
     }
 #define KEEL_GEMM_FORMS(M, ...) \
     M(nn, false, false, __VA_ARGS__) M(nt, false, true, __VA_ARGS__) M(tn, true, false, __VA_ARGS__) M(tt, true, true, __VA_ARGS__)

@@ -368,7 +368,50 @@ pub fn gemm_f32_with(
         }
     };
     let kernel = format!("gemm_f32_{}{suffix}", args.form());
-    launch_gemm(dev, program_part(programs::gemm(), part), kernel, 0, args, a, b, c, bias)
+    let program = program_part(programs::gemm(), part);
+    args.validate(a.len(), b.len(), c.len(), bias.as_ref().map(Bias::len))?;
+    if args.m == 0 || args.n == 0 || args.batch == 0 {
+        return Ok(());
+    }
+    let mut p = args.params()?;
+    p.act = epilogue_code(args.act, bias.as_ref());
+    let Some(k_split) = split_k(args) else {
+        let (cfg, none, null) = (args.cfg(), 0i64, &0u64);
+        return with_bias!(bias, |bias| launch!(dev, program, kernel, cfg, [a, b, c, bias, &p, &none, null, null]));
+    };
+    let splits = args.k.div_ceil(k_split);
+    let mut ws = dev.alloc::<f32>(splits * args.m * args.n)?;
+    let cfg = LaunchConfig {
+        grid_dim: (args.m.div_ceil(128) as u32, args.n.div_ceil(128) as u32, splits as u32),
+        ..args.cfg()
+    };
+    let ks = to_i64("gemm", k_split)?;
+    dev.with_reduce_scratch(|scratch| {
+        let tickets = &mut scratch.tickets;
+        with_bias!(bias, |bias| launch!(dev, program, kernel, cfg, [a, b, c, bias, &p, &ks, &mut ws, tickets]))
+    })
+}
+
+/// The blocks a split-K GEMM aims at: about one wave of the SIMT kernel (one 256-thread
+/// block per SM) on an H100/H200, fixed so that a result does not depend on the GPU.
+const SPLIT_K_TARGET_BLOCKS: usize = 128;
+
+/// The k per block of a SIMT f32 GEMM split along k (a multiple of the 8-deep k-tile), or
+/// `None` to run it whole: split when a single matrix (batch 1) has few 128x128 output tiles
+/// (at most half of [`SPLIT_K_TARGET_BLOCKS`]) and a long k, each block keeping at least 128
+/// of k. A Dense layer's forward pass on a batch of 128 (128 x 128 outputs, k = 1,600) runs
+/// on 12 blocks instead of one.
+fn split_k(args: &GemmArgs) -> Option<usize> {
+    let tiles = args.m.div_ceil(128) * args.n.div_ceil(128);
+    if args.batch != 1 || 2 * tiles > SPLIT_K_TARGET_BLOCKS || tiles > crate::device::ReduceScratch::TICKETS {
+        return None;
+    }
+    let splits = (SPLIT_K_TARGET_BLOCKS / tiles).min(args.k / 128);
+    if splits < 2 {
+        return None;
+    }
+    let k_split = args.k.div_ceil(splits).div_ceil(8) * 8;
+    (k_split < args.k).then_some(k_split)
 }
 
 /// F64 GEMM (`gemm_f64_{form}`, a plain 64x64 SIMT tile with f64 FMA accumulation): for
@@ -597,6 +640,29 @@ pub fn gemm_bf16<O: GemmOut>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn split_k_only_for_few_tiles_and_a_long_k() {
+        let splits = |g: GemmArgs| split_k(&g).map(|ks| (ks, g.k.div_ceil(ks)));
+        // the seed CNN's dense layer, forward (batch 128): 12 blocks of 136
+        assert_eq!(splits(GemmArgs::new(128, 128, 1600)), Some((136, 12)));
+        // its backward passes (k = the batch) and its second layer: whole
+        assert_eq!(splits(GemmArgs::new(1600, 128, 128).transpose(true, false)), None);
+        assert_eq!(splits(GemmArgs::new(128, 1600, 128).transpose(false, true)), None);
+        assert_eq!(splits(GemmArgs::new(128, 10, 128)), None);
+        // gpu_bench's 1024 (64 tiles): two splits; 2048 and up, and batched GEMMs: whole
+        assert_eq!(splits(GemmArgs::new(1024, 1024, 1024)), Some((512, 2)));
+        assert_eq!(splits(GemmArgs::new(2048, 2048, 2048)), None);
+        assert_eq!(splits(GemmArgs::new(128, 128, 1600).batched(2)), None);
+        // a long k on one tile: 128 blocks
+        assert_eq!(splits(GemmArgs::new(64, 64, 1 << 20)), Some((8192, 128)));
+        for (m, n, k) in [(130, 70, 1100), (1, 1, 257), (500, 500, 100_000), (33, 2000, 4097)] {
+            if let Some((ks, s)) = splits(GemmArgs::new(m, n, k)) {
+                assert!(ks % 8 == 0 && s >= 2 && ks < k, "{m} {n} {k}");
+                assert!(m.div_ceil(128) * n.div_ceil(128) * s <= SPLIT_K_TARGET_BLOCKS, "{m} {n} {k}");
+            }
+        }
+    }
 
     #[test]
     fn params_layout() {
