@@ -226,6 +226,10 @@ fn aligned_tc_cases() -> Vec<GemmArgs> {
     g.stride_b += 16;
     v.push(g);
     v.push(GemmArgs::new(8, 8, 8));
+    // split along k (SIMT: 4 blocks; pipelined tensor cores: 2, the last one short), with a
+    // row tail, alpha, beta, bias and ReLU; then one tile over 4 and 8 splits
+    v.push(GemmArgs::new(136, 64, 600).scale(0.5, 0.75).activation(Activation::Relu));
+    v.push(GemmArgs::new(128, 64, 1024).transpose(true, true));
     v
 }
 

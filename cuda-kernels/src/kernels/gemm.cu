@@ -12,22 +12,11 @@
 // barrier per k-tile, fragments loaded a step ahead); the same bits. Also a tuning candidate
 // (gpu_bench row `f32/db`).
 
-// Split-K. A GEMM with few output tiles and a long k (a Dense layer's forward pass on a
-// batch: 128 x 128 outputs, one tile, over k = 1,600) would run on one block. The launcher
-// then gives each block of grid z a `k_split`-long range of k (a multiple of GBK, batch 1):
-// it stores its partial tile in `ws` ([splits, m, n] f32), takes a ticket from its tile's
-// counter in `tickets`, and the block that draws the last one adds the partials in split
-// order and applies the epilogue (alpha, beta, bias, activation) once, then resets the
-// counter (every counter is zero between launches). Deterministic. `k_split == 0` is the
-// plain GEMM; `ws` and `tickets` are then unused (null).
-struct GemmPartEpi {
-    float* ws;
-    i64 m, n;
-    __device__ __forceinline__ void operator()(i64 mi, i64 ni, float v) const {
-        if (mi < m && ni < n) ws[mi * n + ni] = v;
-    }
-};
-
+// Split-K (`splitk_combine`, gemm_core.cuh): a GEMM with few output tiles and a long k (a
+// Dense layer's forward pass on a batch: 128 x 128 outputs, one tile, over k = 1,600)
+// would run on one block; the launcher gives each block of grid z a `k_split`-long range
+// of k (a multiple of GBK, batch 1). `k_split == 0` is the plain GEMM; `ws` and `tickets`
+// are then unused (null).
 template <bool DB, class LA, class LB, class Epi>
 __device__ __forceinline__ void gemm_block(LA la, LB lb, const Epi& epi, i64 m0, i64 n0, i64 k0, i64 k1) {
     if constexpr (DB)
@@ -49,23 +38,7 @@ __device__ __forceinline__ void gemm_f32_impl(const float* __restrict__ a, const
         const i64 splits = (p.k + k_split - 1) / k_split, s = blockIdx.z, mn = p.m * p.n;
         const i64 k0 = s * k_split, k1 = k0 + k_split < p.k ? k0 + k_split : p.k;
         gemm_block<DB>(la, lb, GemmPartEpi{ws + s * mn, p.m, p.n}, m0, n0, k0, k1);
-        __shared__ bool last;
-        unsigned* ticket = tickets + blockIdx.x * gridDim.y + blockIdx.y;
-        __threadfence();
-        __syncthreads();
-        if (threadIdx.x == 0) last = atomicAdd(ticket, 1u) == (unsigned)(splits - 1);
-        __syncthreads();
-        if (!last) return;
-        __threadfence();
-        const GemmEpi epi = gemm_epi(p, c, bias);
-        for (int e = threadIdx.x; e < GBM * GBN; e += blockDim.x) {
-            const i64 mi = m0 + e / GBN, ni = n0 + e % GBN;
-            if (mi >= p.m || ni >= p.n) continue;
-            float v = 0.0f;
-            for (i64 z = 0; z < splits; ++z) v += __ldcg(ws + z * mn + mi * p.n + ni);
-            epi(mi, ni, v);
-        }
-        if (threadIdx.x == 0) *ticket = 0;
+        splitk_combine(gemm_epi(p, c, bias), ws, splits, p.m, p.n, m0, n0, tickets);
         return;
     }
     for (i64 z = blockIdx.z; z < p.batch; z += gridDim.z) {

@@ -108,6 +108,44 @@ __device__ __forceinline__ GemmEpi gemm_epi(const GemmParams& p, float* c, const
     return epi;
 }
 
+// Split-K for the 128x128 block tiles (gemm.cu's SIMT kernels, gemm_tc_pipe.cu). Each
+// block of grid z computes its tile over one range of k and stores the partial tile in
+// `ws` ([splits, m, n] f32) through GemmPartEpi; `splitk_combine` then takes a ticket from
+// the tile's counter (`tickets[blockIdx.x * gridDim.y + blockIdx.y]`), and the block that
+// draws the last one adds the partials in split order (fixed: deterministic), hands each
+// sum to the real epilogue (alpha, beta, bias, activation, C's type) and resets the
+// counter, so every counter is zero between launches. One launch, no reduction kernel.
+struct GemmPartEpi {
+    float* ws;
+    i64 m, n;
+    __device__ __forceinline__ void operator()(i64 mi, i64 ni, float v) const {
+        if (mi < m && ni < n) ws[mi * n + ni] = v;
+    }
+};
+
+template <class Epi>
+__device__ __forceinline__ void splitk_combine(const Epi& epi, const float* ws, i64 splits, i64 m, i64 n, i64 m0,
+                                               i64 n0, unsigned* tickets) {
+    __shared__ bool last;
+    unsigned* ticket = tickets + blockIdx.x * gridDim.y + blockIdx.y;
+    __threadfence();  // this block's partials before its ticket
+    __syncthreads();
+    if (threadIdx.x == 0) last = atomicAdd(ticket, 1u) == (unsigned)(splits - 1);
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    const i64 mn = m * n;
+    for (int e = threadIdx.x; e < 128 * 128; e += blockDim.x) {
+        const i64 mi = m0 + e / 128, ni = n0 + e % 128;
+        if (mi >= m || ni >= n) continue;
+        float v = 0.0f;
+        // written by other blocks of this launch: read past L1 (not coherent across SMs)
+        for (i64 z = 0; z < splits; ++z) v += __ldcg(ws + z * mn + mi * n + ni);
+        epi(mi, ni, v);
+    }
+    if (threadIdx.x == 0) *ticket = 0;
+}
+
 // Dense row-major matrix seen as rows x K. K_CONTIG: element (r, k) at p[r * ld + k];
 // otherwise at p[k * ld + r]. VEC: 16-byte loads (needs ld % 4 == 0 and 16-byte base; f32
 // only). T: the storage (f32, or keel_f16/keel_bf16 widened on load).

@@ -208,9 +208,22 @@ __device__ __forceinline__ void tc_pipe_tile(LA& la, LB& lb, const Epi& epi, i64
     tc_store_acc(acc, epi, m0 + (warp >> 2) * 64, n0 + (warp & 3) * 32, lane);
 }
 
+// `k_split` > 0: split-K as gemm.cu's SIMT kernels do (`splitk_combine`, gemm_core.cuh),
+// each range of k a multiple of PBK (batch 1); 0: the plain GEMM (`ws`, `tickets` null).
 template <class T, bool TA, bool TB>
 __device__ __forceinline__ void gemm_tc_pipe_impl(const u16* __restrict__ a, const u16* __restrict__ b, void* c,
-                                                  const void* __restrict__ bias, const GemmParams& p) {
+                                                  const void* __restrict__ bias, const GemmParams& p, i64 k_split,
+                                                  float* ws, unsigned* tickets) {
+    if (k_split > 0) {
+        PipeMat<!TA> la{a, p.lda, p.m, p.k};
+        PipeMat<TB> lb{b, p.ldb, p.n, p.k};
+        const i64 splits = (p.k + k_split - 1) / k_split, s = blockIdx.z, mn = p.m * p.n;
+        const i64 k0 = s * k_split, k1 = k0 + k_split < p.k ? k0 + k_split : p.k;
+        tc_pipe_tile<T>(la, lb, GemmPartEpi{ws + s * mn, p.m, p.n}, k0, k1);
+        const i64 m0 = (i64)blockIdx.x * PBM, n0 = (i64)blockIdx.y * PBN;
+        splitk_combine(gemm_epi_any(p, c, 0, bias), ws, splits, p.m, p.n, m0, n0, tickets);
+        return;
+    }
     for (i64 z = blockIdx.z; z < p.batch; z += gridDim.z) {
         PipeMat<!TA> la{a + z * p.stride_a, p.lda, p.m, p.k};
         PipeMat<TB> lb{b + z * p.stride_b, p.ldb, p.n, p.k};
@@ -221,8 +234,8 @@ __device__ __forceinline__ void gemm_tc_pipe_impl(const u16* __restrict__ a, con
 #define KEEL_GEMM_TC_PIPE(TN, T, SUFFIX, TA, TB)                                                \
     extern "C" __global__ void __launch_bounds__(256, 2)                                       \
         gemm_tc_##TN##_##SUFFIX##_pipe(const u16* a, const u16* b, void* c, const void* bias,  \
-                                        GemmParams p) {                                        \
-        gemm_tc_pipe_impl<T, TA, TB>(a, b, c, bias, p);                                        \
+                                        GemmParams p, i64 k_split, float* ws, unsigned* tickets) { \
+        gemm_tc_pipe_impl<T, TA, TB>(a, b, c, bias, p, k_split, ws, tickets);                  \
     }
 #define KEEL_GEMM_TC_PIPE_FORMS(TN, T)          \
     KEEL_GEMM_TC_PIPE(TN, T, nn, false, false)  \

@@ -369,26 +369,48 @@ pub fn gemm_f32_with(
     };
     let kernel = format!("gemm_f32_{}{suffix}", args.form());
     let program = program_part(programs::gemm(), part);
+    launch_gemm_split(dev, program, kernel, 0, (8, 128), args, a, b, c, bias)
+}
+
+/// Launches a GEMM kernel that can split k (`gemm_f32_*`, `gemm_tc_*_pipe`: the arguments
+/// of [`launch_gemm`], then `k_split`, the f32 workspace and the tile tickets), split as
+/// [`split_k`] says for `(k-tile, least k per block)`, or whole.
+#[allow(clippy::too_many_arguments)]
+fn launch_gemm_split<T: DType, O: GemmOut>(
+    dev: &CudaDevice,
+    program: &crate::Program,
+    kernel: String,
+    smem: usize,
+    (k_tile, min_k): (usize, usize),
+    args: &GemmArgs,
+    a: &CudaView<'_, T>,
+    b: &CudaView<'_, T>,
+    c: &mut CudaViewMut<'_, O>,
+    bias: Option<Bias<'_, '_, O>>,
+) -> Result<()> {
     args.validate(a.len(), b.len(), c.len(), bias.as_ref().map(Bias::len))?;
     if args.m == 0 || args.n == 0 || args.batch == 0 {
         return Ok(());
     }
     let mut p = args.params()?;
+    p.out = O::CODE;
     p.act = epilogue_code(args.act, bias.as_ref());
-    let Some(k_split) = split_k(args) else {
+    let Some(k_split) = split_k(args, k_tile, min_k) else {
         let (cfg, none, null) = (args.cfg(), 0i64, &0u64);
-        return with_bias!(bias, |bias| launch!(dev, program, kernel, cfg, [a, b, c, bias, &p, &none, null, null]));
+        return with_bias!(bias, |bias| {
+            launch!(dev, program, kernel, cfg, smem = smem, [a, b, c, bias, &p, &none, null, null])
+        });
     };
     let splits = args.k.div_ceil(k_split);
     let mut ws = dev.alloc::<f32>(splits * args.m * args.n)?;
-    let cfg = LaunchConfig {
-        grid_dim: (args.m.div_ceil(128) as u32, args.n.div_ceil(128) as u32, splits as u32),
-        ..args.cfg()
-    };
+    let grid_dim = (args.m.div_ceil(128) as u32, args.n.div_ceil(128) as u32, splits as u32);
+    let cfg = LaunchConfig { grid_dim, ..args.cfg() };
     let ks = to_i64("gemm", k_split)?;
     dev.with_reduce_scratch(|scratch| {
         let tickets = &mut scratch.tickets;
-        with_bias!(bias, |bias| launch!(dev, program, kernel, cfg, [a, b, c, bias, &p, &ks, &mut ws, tickets]))
+        with_bias!(bias, |bias| {
+            launch!(dev, program, kernel, cfg, smem = smem, [a, b, c, bias, &p, &ks, &mut ws, tickets])
+        })
     })
 }
 
@@ -396,21 +418,22 @@ pub fn gemm_f32_with(
 /// block per SM) on an H100/H200, fixed so that a result does not depend on the GPU.
 const SPLIT_K_TARGET_BLOCKS: usize = 128;
 
-/// The k per block of a SIMT f32 GEMM split along k (a multiple of the 8-deep k-tile), or
-/// `None` to run it whole: split when a single matrix (batch 1) has few 128x128 output tiles
-/// (at most half of [`SPLIT_K_TARGET_BLOCKS`]) and a long k, each block keeping at least 128
-/// of k. A Dense layer's forward pass on a batch of 128 (128 x 128 outputs, k = 1,600) runs
-/// on 12 blocks instead of one.
-fn split_k(args: &GemmArgs) -> Option<usize> {
+/// The k per block of a GEMM on 128x128 tiles split along k (a multiple of `k_tile`, the
+/// kernel's k-tile), or `None` to run it whole: split when a single matrix (batch 1) has
+/// few output tiles (at most half of [`SPLIT_K_TARGET_BLOCKS`]) and a long k, each block
+/// keeping at least `min_k` of k (SIMT f32: 8 and 128; pipelined tensor cores: 32 and 256).
+/// A Dense layer's forward pass on a batch of 128 (128 x 128 outputs, k = 1,600) runs on 12
+/// SIMT blocks instead of one, or 6 tensor-core ones.
+fn split_k(args: &GemmArgs, k_tile: usize, min_k: usize) -> Option<usize> {
     let tiles = args.m.div_ceil(128) * args.n.div_ceil(128);
     if args.batch != 1 || 2 * tiles > SPLIT_K_TARGET_BLOCKS || tiles > crate::device::ReduceScratch::TICKETS {
         return None;
     }
-    let splits = (SPLIT_K_TARGET_BLOCKS / tiles).min(args.k / 128);
+    let splits = (SPLIT_K_TARGET_BLOCKS / tiles).min(args.k / min_k);
     if splits < 2 {
         return None;
     }
-    let k_split = args.k.div_ceil(splits).div_ceil(8) * 8;
+    let k_split = args.k.div_ceil(splits).div_ceil(k_tile) * k_tile;
     (k_split < args.k).then_some(k_split)
 }
 
@@ -576,7 +599,12 @@ pub fn gemm_tc<T: TcInput, O: GemmOut>(
     };
     let name = format!("gemm_tc_{}_{}{suffix}", T::TC_NAME, args.form());
     let part = tc_part(T::TC_NAME, pipelined == TcKernel::Pipelined);
-    launch_gemm(dev, program_part(programs::gemm_tc(), part), name, smem, args, a, b, c, bias)
+    let program = program_part(programs::gemm_tc(), part);
+    if pipelined == TcKernel::Pipelined {
+        // 32-deep k-tiles; at least 8 of them per block, for the 4-stage pipeline's prologue
+        return launch_gemm_split(dev, program, name, smem, (32, 256), args, a, b, c, bias);
+    }
+    launch_gemm(dev, program, name, smem, args, a, b, c, bias)
 }
 
 /// The part of the tensor-core source ([`crate::sources::GEMM_TC`]) holding the GEMM
@@ -643,7 +671,7 @@ mod tests {
 
     #[test]
     fn split_k_only_for_few_tiles_and_a_long_k() {
-        let splits = |g: GemmArgs| split_k(&g).map(|ks| (ks, g.k.div_ceil(ks)));
+        let splits = |g: GemmArgs| split_k(&g, 8, 128).map(|ks| (ks, g.k.div_ceil(ks)));
         // the seed CNN's dense layer, forward (batch 128): 12 blocks of 136
         assert_eq!(splits(GemmArgs::new(128, 128, 1600)), Some((136, 12)));
         // its backward passes (k = the batch) and its second layer: whole
@@ -656,6 +684,9 @@ mod tests {
         assert_eq!(splits(GemmArgs::new(128, 128, 1600).batched(2)), None);
         // a long k on one tile: 128 blocks
         assert_eq!(splits(GemmArgs::new(64, 64, 1 << 20)), Some((8192, 128)));
+        // the pipelined tensor-core kernels: 32-deep k-tiles, 256 of k at least
+        assert_eq!(split_k(&GemmArgs::new(128, 128, 1600), 32, 256), Some(288));
+        assert_eq!(split_k(&GemmArgs::new(128, 128, 500), 32, 256), None);
         for (m, n, k) in [(130, 70, 1100), (1, 1, 257), (500, 500, 100_000), (33, 2000, 4097)] {
             if let Some((ks, s)) = splits(GemmArgs::new(m, n, k)) {
                 assert!(ks % 8 == 0 && s >= 2 && ks < k, "{m} {n} {k}");
