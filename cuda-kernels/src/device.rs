@@ -98,7 +98,7 @@ pub struct CudaDevice {
     /// Set when a check was queued since the report was last read.
     index_checks_queued: AtomicBool,
     /// Split reductions' scratch (allocated on first use): partial accumulators, and
-    /// ticket counters that are zero between launches.
+    /// ticket counters that are zero between launches (also the split-K GEMMs' tickets).
     reduce_scratch: Mutex<Option<ReduceScratch>>,
 }
 
@@ -114,7 +114,8 @@ pub(crate) struct ReduceScratch {
 impl ReduceScratch {
     /// Bytes of partial accumulators one split reduction may use.
     pub(crate) const PART_BYTES: usize = 256 << 10;
-    /// Ticket counters: one per output row, or per (outer index, 32-column tile).
+    /// Ticket counters: one per output row, per (outer index, 32-column tile), or per
+    /// 128x128 tile of a split-K GEMM.
     pub(crate) const TICKETS: usize = 1024;
 }
 
