@@ -1133,7 +1133,7 @@ fn tensor_core_conv_half_output_is_the_f32_output_rounded_once() {
     let cases = [
         Conv2d::new(2, 9, 11, 8, 16, (3, 3), (1, 1), (1, 1), Padding::Same),
         Conv2d::new(3, 13, 10, 16, 8, (3, 2), (2, 1), (2, 2), Padding::Explicit(1, 2, 0, 1)),
-        // grad-kernel k = 4920: split across blocks, reduced by splitk_reduce_f32
+        // grad-kernel k = 4920: split across blocks, combined by the last block of each tile
         Conv2d::new(4, 30, 41, 8, 8, (3, 3), (1, 1), (1, 1), Padding::Same),
     ];
     for (ci, p) in cases.into_iter().enumerate() {

@@ -173,7 +173,8 @@ __device__ __forceinline__ void conv_dgrad_impl(const T* dy, const T* wt, O* dx,
 // and writes to out + z * split_stride (split_stride = 0 when there is one split).
 template <bool VEC, class T>
 __device__ __forceinline__ void conv_wgrad_impl(const T* x, const T* dy, float* out, const ConvParams& p,
-                                                float alpha, float beta, i64 k_per_split, i64 split_stride) {
+                                                float alpha, float beta, i64 k_per_split, i64 split_stride,
+                                                const SplitOut& dw) {
     const i64 mdim = (i64)p.kh * p.kw * p.c, kdim = p.n * p.oh * p.ow;
     WgradA<VEC, T> la;
     la.x = x; la.p = p; la.kdim = kdim; la.mdim = mdim;
@@ -184,11 +185,12 @@ __device__ __forceinline__ void conv_wgrad_impl(const T* x, const T* dy, float* 
     i64 ke = kb + k_per_split;
     if (ke > kdim) ke = kdim;
     gemm_block_128x128(la, lb, epi, (i64)blockIdx.x * GBM, (i64)blockIdx.y * GBN, kb, ke);
+    if (dw.tickets != nullptr) split_out_combine(dw, out, mdim, p.o);
 }
 
 // conv2d_{fwd,dgrad,wgrad}_<TN><SUFFIX>: inputs of storage T; forward and grad-input write T,
-// grad-kernel writes f32 (F16/BF16 weight gradients go through splitk_reduce_f32, which
-// rounds them once).
+// grad-kernel writes f32: `out` itself, or when split (or rounding to F16/BF16) partial sums
+// in the workspace `out` that the last block of each tile adds into `dw` (SplitOut).
 #define KEEL_CONV(TN, T, SUFFIX, VEC)                                                              \
     extern "C" __global__ void __launch_bounds__(256)                                             \
         conv2d_fwd_##TN##SUFFIX(const T* x, const T* w, T* y, const void* bias, ConvParams p,    \
@@ -202,8 +204,8 @@ __device__ __forceinline__ void conv_wgrad_impl(const T* x, const T* dy, float* 
     }                                                                                             \
     extern "C" __global__ void __launch_bounds__(256)                                             \
         conv2d_wgrad_##TN##SUFFIX(const T* x, const T* dy, float* out, ConvParams p, float alpha, \
-                                  float beta, i64 k_per_split, i64 split_stride) {                \
-        conv_wgrad_impl<VEC>(x, dy, out, p, alpha, beta, k_per_split, split_stride);              \
+                                  float beta, i64 k_per_split, i64 split_stride, SplitOut dw) {   \
+        conv_wgrad_impl<VEC>(x, dy, out, p, alpha, beta, k_per_split, split_stride, dw);          \
     }
 KEEL_CONV(f32, float, , false)
 KEEL_CONV(f32, float, _vec4, true)
@@ -212,26 +214,6 @@ KEEL_CONV(f32, float, _vec4, true)
 // f32, the f32 kernels' arithmetic in the same order, one rounding on the store.
 KEEL_CONV(f16, keel_f16, , false)
 KEEL_CONV(bf16, keel_bf16, , false)
-
-// dw[i] = alpha * sum_s ws[s * n + i] + beta * dw[i]   (dw not read when beta == 0), from the
-// f32 workspace into dw's storage: `out` 0 = f32, 1 = f16, 2 = bf16 (rounded once).
-template <typename O>
-__device__ __forceinline__ void splitk_reduce(const float* __restrict__ ws, O* __restrict__ dw, i64 n, int splits,
-                                              float alpha, float beta) {
-    KEEL_GRID_LOOP(i, n) {
-        float s = 0.0f;
-        for (int z = 0; z < splits; ++z) s += ws[(i64)z * n + i];
-        float r = alpha * s;
-        if (beta != 0.0f) r += beta * to_f32(dw[i]);
-        dw[i] = from_f32<O>(r);
-    }
-}
-extern "C" __global__ void splitk_reduce_f32(const float* __restrict__ ws, void* dw, i64 n, int splits, float alpha,
-                                             float beta, int out) {
-    if (out == 0) splitk_reduce(ws, (float*)dw, n, splits, alpha, beta);
-    else if (out == 1) splitk_reduce(ws, (keel_f16*)dw, n, splits, alpha, beta);
-    else splitk_reduce(ws, (keel_bf16*)dw, n, splits, alpha, beta);
-}
 
 // ---- F64: the three passes as implicit GEMMs on gemm_f64_block (gemm_core.cuh) ----
 // For convolutions in f64 on the GPU (gradient checks, references), not tuned for speed: the

@@ -151,7 +151,7 @@ __device__ __forceinline__ void conv_dgrad_tc(const u16* dy, const u16* wt, void
 template <class T>
 __device__ __forceinline__ void conv_wgrad_tc(const u16* x, const u16* dy, void* dw, const ConvParams& p,
                                               float alpha, float beta, i64 k_per_split, i64 split_stride,
-                                              int out) {
+                                              int out, const SplitOut& final_dw) {
     const i64 mdim = (i64)p.kh * p.kw * p.c, kdim = p.n * p.oh * p.ow;
     ConvWgradA la;
     la.x = x; la.p = p; la.mdim = mdim; la.kdim = kdim;
@@ -160,6 +160,7 @@ __device__ __forceinline__ void conv_wgrad_tc(const u16* x, const u16* dy, void*
     const i64 ke = kb + k_per_split < kdim ? kb + k_per_split : kdim;
     void* part = (char*)dw + (i64)blockIdx.z * split_stride * (out == 0 ? 4 : 2);
     tc_pipe_tile<T>(la, lb, GemmEpiAny{part, p.o, mdim, p.o, alpha, beta, nullptr, 0, out}, kb, ke);
+    if (final_dw.tickets != nullptr) split_out_combine(final_dw, (const float*)dw, mdim, p.o);
 }
 
 // `out`: y/dx/dw's storage, 0 = f32, 1 = f16, 2 = bf16 (as GemmParams::out).
@@ -176,8 +177,8 @@ __device__ __forceinline__ void conv_wgrad_tc(const u16* x, const u16* dy, void*
     }                                                                                              \
     extern "C" __global__ void __launch_bounds__(256, 2)                                           \
         conv2d_wgrad_tc_##TN(const u16* x, const u16* dy, void* dw, ConvParams p, float alpha,      \
-                             float beta, i64 k_per_split, i64 split_stride, int out) {             \
-        conv_wgrad_tc<T>(x, dy, dw, p, alpha, beta, k_per_split, split_stride, out);               \
+                             float beta, i64 k_per_split, i64 split_stride, int out, SplitOut final_dw) { \
+        conv_wgrad_tc<T>(x, dy, dw, p, alpha, beta, k_per_split, split_stride, out, final_dw);     \
     }
 #if KEEL_PART == 0 || KEEL_PART == 6
 KEEL_CONV_TC(f16, TcF16)

@@ -115,6 +115,7 @@ __device__ __forceinline__ GemmEpi gemm_epi(const GemmParams& p, float* c, const
 // draws the last one adds the partials in split order (fixed: deterministic), hands each
 // sum to the real epilogue (alpha, beta, bias, activation, C's type) and resets the
 // counter, so every counter is zero between launches. One launch, no reduction kernel.
+// One split takes no ticket (the grad-kernel's rounding of a whole sum to F16/BF16).
 struct GemmPartEpi {
     float* ws;
     i64 m, n;
@@ -130,7 +131,8 @@ __device__ __forceinline__ void splitk_combine(const Epi& epi, const float* ws, 
     unsigned* ticket = tickets + blockIdx.x * gridDim.y + blockIdx.y;
     __threadfence();  // this block's partials before its ticket
     __syncthreads();
-    if (threadIdx.x == 0) last = atomicAdd(ticket, 1u) == (unsigned)(splits - 1);
+    // one split (the grad-kernel rounding to F16/BF16): this block is the last, no ticket
+    if (threadIdx.x == 0) last = splits == 1 || atomicAdd(ticket, 1u) == (unsigned)(splits - 1);
     __syncthreads();
     if (!last) return;
     __threadfence();
@@ -143,7 +145,25 @@ __device__ __forceinline__ void splitk_combine(const Epi& epi, const float* ws, 
         for (i64 z = 0; z < splits; ++z) v += __ldcg(ws + z * mn + mi * n + ni);
         epi(mi, ni, v);
     }
-    if (threadIdx.x == 0) *ticket = 0;
+    if (threadIdx.x == 0 && splits > 1) *ticket = 0;
+}
+
+// Where a split reduction's partial tiles go (the convolutions' grad-kernel): `dw`, of
+// storage `out` (0 f32, 1 f16, 2 bf16), gets alpha * (the partials' sum) + beta * dw, as a
+// GEMM epilogue computes it. `tickets` null: not split (the kernel wrote its result itself).
+// Mirrors `ops::conv::SplitOut` (#[repr(C)]).
+struct SplitOut {
+    void* dw;
+    unsigned* tickets;
+    float alpha, beta;
+    int out, pad;
+};
+
+// The grad-kernel's combine: this block wrote its partial tile of the [m, n] result to split
+// blockIdx.z of `ws`; the last block of the tile adds them up into `dw`.
+__device__ __forceinline__ void split_out_combine(const SplitOut& s, const float* ws, i64 m, i64 n) {
+    const GemmEpiAny epi{s.dw, n, m, n, s.alpha, s.beta, nullptr, 0, s.out};
+    splitk_combine(epi, ws, gridDim.z, m, n, (i64)blockIdx.x * 128, (i64)blockIdx.y * 128, s.tickets);
 }
 
 // Dense row-major matrix seen as rows x K. K_CONTIG: element (r, k) at p[r * ld + k];

@@ -306,6 +306,9 @@ pub fn conv2d_backward_input_simt<T: FloatDType>(
 fn wgrad_splits(dev: &CudaDevice, m: i64, p: &Conv2d, align: usize) -> (usize, usize) {
     let kdim = (p.n * p.oh * p.ow) as usize;
     let tiles = (m as usize).div_ceil(128) * (p.o as usize).div_ceil(128);
+    if tiles > crate::device::ReduceScratch::TICKETS {
+        return (1, kdim.max(1)); // the combine has a ticket per tile
+    }
     let want = (2 * dev.sm_count() as usize).div_ceil(tiles).clamp(1, 32);
     let k_per_split = kdim.div_ceil(want).max(512).div_ceil(align) * align;
     (kdim.div_ceil(k_per_split).max(1), k_per_split)
@@ -335,12 +338,28 @@ pub fn conv2d_backward_kernel_simt<T: FloatDType, O: gemm::GemmOut>(
     launch_wgrad(dev, (programs::conv(), &name, 0, false), p, 8, x, dy, dw, alpha, beta)
 }
 
+/// Mirrors `struct SplitOut` in gemm_core.cuh: where the grad-kernel's last block of each
+/// tile adds the split partial sums (`tickets` 0: not split).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+struct SplitOut {
+    dw: u64,
+    tickets: u64,
+    alpha: f32,
+    beta: f32,
+    out: i32,
+    pad: i32,
+}
+// SAFETY: #[repr(C)] plain data with the layout of the CUDA struct.
+unsafe impl DeviceRepr for SplitOut {}
+
 /// Launches grad-kernel `kernel` = (program, name, dynamic shared memory) with the reduction
 /// over `n * oh * ow` split across blocks (splits of a multiple of `align`): one split writes
-/// `dw` directly, several write partial sums to an f32 workspace that `splitk_reduce_f32`
-/// adds in a fixed order (deterministic) into `dw`'s type. `tc`: the tensor-core kernels,
-/// which take the output type (`GemmOut::CODE`) as their last argument; the SIMT ones write
-/// f32 only, so an F16/BF16 `dw` always goes through the workspace and the reduction.
+/// `dw` directly; several write partial sums to an f32 workspace, and the last block of each
+/// output tile to finish adds them in split order into `dw`'s type (`splitk_combine`,
+/// deterministic, in the same launch). `tc`: the tensor-core kernels, which take the output
+/// type (`GemmOut::CODE`) of their direct write; the SIMT ones write f32 only, so an F16/BF16
+/// `dw` always goes through the workspace (one split: the combine only rounds it).
 #[allow(clippy::too_many_arguments)]
 fn launch_wgrad<T: crate::device::DType, O: gemm::GemmOut>(
     dev: &CudaDevice,
@@ -359,22 +378,33 @@ fn launch_wgrad<T: crate::device::DType, O: gemm::GemmOut>(
     let kps = k_per_split as i64;
     if splits == 1 && (tc || O::CODE == 0) {
         let (stride, out) = (0i64, O::CODE);
+        let direct = SplitOut { dw: 0, tickets: 0, alpha, beta, out, pad: 0 };
         return if tc {
-            launch!(dev, program, name, cfg, smem = smem, [x, dy, dw, p, &alpha, &beta, &kps, &stride, &out])
+            launch!(dev, program, name, cfg, smem = smem, [x, dy, dw, p, &alpha, &beta, &kps, &stride, &out, &direct])
         } else {
-            launch!(dev, program, name, cfg, smem = smem, [x, dy, dw, p, &alpha, &beta, &kps, &stride])
+            launch!(dev, program, name, cfg, smem = smem, [x, dy, dw, p, &alpha, &beta, &kps, &stride, &direct])
         };
     }
     let mn = dw.len();
     let mut ws = dev.alloc::<f32>(splits * mn)?;
     let (one, zero, stride, f32_out) = (1.0f32, 0.0f32, mn as i64, 0i32);
-    if tc {
-        launch!(dev, program, name, cfg, smem = smem, [x, dy, &mut ws, p, &one, &zero, &kps, &stride, &f32_out])?;
-    } else {
-        launch!(dev, program, name, cfg, smem = smem, [x, dy, &mut ws, p, &one, &zero, &kps, &stride])?;
-    }
-    let (n, s, out) = (mn as i64, splits as i32, O::CODE);
-    launch!(dev, programs::conv(), "splitk_reduce_f32", dev.cfg_1d(mn), [&ws, dw, &n, &s, &alpha, &beta, &out])
+    let dw_addr = dev.addr_mut(dw);
+    dev.with_reduce_scratch(|scratch| {
+        let tickets = dev.addr_mut(&mut scratch.tickets.as_view_mut());
+        let split = SplitOut { dw: dw_addr, tickets, alpha, beta, out: O::CODE, pad: 0 };
+        if tc {
+            launch!(
+                dev,
+                program,
+                name,
+                cfg,
+                smem = smem,
+                [x, dy, &mut ws, p, &one, &zero, &kps, &stride, &f32_out, &split]
+            )
+        } else {
+            launch!(dev, program, name, cfg, smem = smem, [x, dy, &mut ws, p, &one, &zero, &kps, &stride, &split])
+        }
+    })
 }
 
 /// Why the tensor-core convolutions cannot run `p` on this device with these operands
