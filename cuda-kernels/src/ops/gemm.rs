@@ -300,15 +300,28 @@ fn launch_gemm<T: DType, O: GemmOut>(
     c: &mut CudaViewMut<'_, O>,
     bias: Option<Bias<'_, '_, O>>,
 ) -> Result<()> {
-    args.validate(a.len(), b.len(), c.len(), bias.as_ref().map(Bias::len))?;
+    let Some(p) = kernel_params(args, a, b, c, bias.as_ref())? else { return Ok(()) };
+    let cfg = args.cfg();
+    with_bias!(bias, |bias| launch!(dev, program, kernel, cfg, smem = smem_bytes, [a, b, c, bias, &p]))
+}
+
+/// The kernel's `GemmParams` for `args` (C's type, the epilogue code) after checking the
+/// buffers, or `None` when there is nothing to compute.
+fn kernel_params<T: DType, O: GemmOut>(
+    args: &GemmArgs,
+    a: &CudaView<'_, T>,
+    b: &CudaView<'_, T>,
+    c: &CudaViewMut<'_, O>,
+    bias: Option<&Bias<'_, '_, O>>,
+) -> Result<Option<GemmParams>> {
+    args.validate(a.len(), b.len(), c.len(), bias.map(Bias::len))?;
     if args.m == 0 || args.n == 0 || args.batch == 0 {
-        return Ok(());
+        return Ok(None);
     }
     let mut p = args.params()?;
     p.out = O::CODE;
-    p.act = epilogue_code(args.act, bias.as_ref());
-    let cfg = args.cfg();
-    with_bias!(bias, |bias| launch!(dev, program, kernel, cfg, smem = smem_bytes, [a, b, c, bias, &p]))
+    p.act = epilogue_code(args.act, bias);
+    Ok(Some(p))
 }
 
 /// Which SIMT f32 kernel runs a GEMM (see [`gemm_f32_with`]).
@@ -388,13 +401,7 @@ fn launch_gemm_split<T: DType, O: GemmOut>(
     c: &mut CudaViewMut<'_, O>,
     bias: Option<Bias<'_, '_, O>>,
 ) -> Result<()> {
-    args.validate(a.len(), b.len(), c.len(), bias.as_ref().map(Bias::len))?;
-    if args.m == 0 || args.n == 0 || args.batch == 0 {
-        return Ok(());
-    }
-    let mut p = args.params()?;
-    p.out = O::CODE;
-    p.act = epilogue_code(args.act, bias.as_ref());
+    let Some(p) = kernel_params(args, a, b, c, bias.as_ref())? else { return Ok(()) };
     let Some(k_split) = split_k(args, k_tile, min_k) else {
         let (cfg, none, null) = (args.cfg(), 0i64, &0u64);
         return with_bias!(bias, |bias| {
