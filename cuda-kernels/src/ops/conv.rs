@@ -301,15 +301,23 @@ pub fn conv2d_backward_input_simt<T: FloatDType>(
     launch!(dev, programs::conv(), name, cfg, [dy, w, dx, p, &alpha, &beta])
 }
 
-/// How to split the grad-kernel reduction over `n * oh * ow` (about two blocks per SM):
-/// `(splits, k per split)`, the latter a multiple of `align`.
-fn wgrad_splits(dev: &CudaDevice, m: i64, p: &Conv2d, align: usize) -> (usize, usize) {
-    let kdim = (p.n * p.oh * p.ow) as usize;
-    let tiles = (m as usize).div_ceil(128) * (p.o as usize).div_ceil(128);
+/// Blocks the grad-kernel's split reduction aims at (about two per SM of an H100/H200). A
+/// constant, not the device's SM count, so that the split, and with it the rounding of the
+/// sum, is the same on every GPU (and on the emulator).
+const WGRAD_TARGET_BLOCKS: usize = 256;
+
+/// The most splits of the grad-kernel reduction (each split is a partial `dw` in the
+/// workspace).
+const WGRAD_MAX_SPLITS: usize = 32;
+
+/// How to split the grad-kernel reduction over `kdim = n * oh * ow` for an `m x o` output:
+/// `(splits, k per split)`, the latter a multiple of `align` and at least 512.
+fn wgrad_splits(kdim: usize, m: usize, o: usize, align: usize) -> (usize, usize) {
+    let tiles = m.div_ceil(128) * o.div_ceil(128);
     if tiles > crate::device::ReduceScratch::TICKETS {
         return (1, kdim.max(1)); // the combine has a ticket per tile
     }
-    let want = (2 * dev.sm_count() as usize).div_ceil(tiles).clamp(1, 32);
+    let want = WGRAD_TARGET_BLOCKS.div_ceil(tiles).clamp(1, WGRAD_MAX_SPLITS);
     let k_per_split = kdim.div_ceil(want).max(512).div_ceil(align) * align;
     (kdim.div_ceil(k_per_split).max(1), k_per_split)
 }
@@ -373,7 +381,8 @@ fn launch_wgrad<T: crate::device::DType, O: gemm::GemmOut>(
     beta: f32,
 ) -> Result<()> {
     let m = p.kh as i64 * p.kw as i64 * p.c;
-    let (splits, k_per_split) = wgrad_splits(dev, m, p, align);
+    let kdim = (p.n * p.oh * p.ow) as usize;
+    let (splits, k_per_split) = wgrad_splits(kdim, m as usize, p.o as usize, align);
     let cfg = grid(m, p.o, splits)?;
     let kps = k_per_split as i64;
     if splits == 1 && (tc || O::CODE == 0) {
@@ -532,5 +541,31 @@ mod tests {
         let m = 128 * 256 * 256;
         assert_eq!(grid(m, 64, 1).expect("grid").grid_dim, (65_536, 1, 1));
         assert!(grid(8, 65_535 * 128 + 1, 1).is_err());
+    }
+
+    /// The grad-kernel split depends on the shapes only: splits of at least 512 (a multiple
+    /// of `align`) covering k, at most 32 of them, about 256 blocks in all, none without work.
+    #[test]
+    fn wgrad_splits_cover_k_and_depend_on_shapes_only() {
+        // the seed CNN at batch 128: conv 1 (3*3*1 x 32 over 128*26*26), conv 2 (3*3*32 x 64)
+        assert_eq!(wgrad_splits(128 * 26 * 26, 9, 32, 8), (32, 2_704));
+        assert_eq!(wgrad_splits(128 * 11 * 11, 288, 64, 8), (31, 512));
+        assert_eq!(wgrad_splits(100, 9, 32, 8), (1, 512));
+        for kdim in [0, 1, 511, 512, 513, 4_096, 86_528, 1 << 22] {
+            for (m, o) in [(9, 32), (288, 64), (1_152, 512), (4_608, 4_608), (128 * 128, 128 * 80)] {
+                for align in [1, 8, 32] {
+                    let (splits, kps) = wgrad_splits(kdim, m, o, align);
+                    let tiles = m.div_ceil(128) * o.div_ceil(128);
+                    assert!((1..=WGRAD_MAX_SPLITS).contains(&splits), "{kdim} {m} {o}");
+                    if splits > 1 {
+                        assert!(kps % align == 0 && kps >= 512, "{kdim} {m} {o} {align}");
+                        assert!(tiles * splits <= WGRAD_TARGET_BLOCKS + tiles, "{kdim} {m} {o}");
+                        assert!(kps * (splits - 1) < kdim && kps * splits >= kdim, "{kdim} {m} {o} {align}");
+                    } else {
+                        assert!(kps >= kdim, "{kdim} {m} {o} {align}");
+                    }
+                }
+            }
+        }
     }
 }
