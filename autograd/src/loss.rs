@@ -87,11 +87,11 @@ fn xent(logits: &Var, targets: &Tensor, weights: Option<&Tensor>, probs: bool) -
     };
     let scale = 1.0 / n as f64;
     let fused = x.softmax_cross_entropy_with(targets, logits.is_tracked().then_some(scale), probs)?;
-    let per = match &w {
-        Some(w) => fused.loss.mul(w)?,
-        None => fused.loss,
+    // unweighted, the kernel's own mean where it has one (CUDA: no reduction launch)
+    let loss = match &w {
+        Some(w) => batch_mean(&fused.loss.mul(w)?)?,
+        None => fused.mean()?,
     };
-    let loss = batch_mean(&per)?;
     let grad = fused.grad;
     let loss = Var::record_with_unit(OP, &[logits], loss, |_| {
         // the rule and the unit shortcut share the saved gradient (one buffer)

@@ -639,9 +639,23 @@ fn softmax_cross_entropy_fused() {
                     })
                 });
             }
+            // the mean of the losses: the kernel's own for F32 (no reduction launch), the
+            // CPU's value to rounding; the same bits every time
+            agree(&format!("softmax_cross_entropy {case} {dt} mean"), dev, tol, &[x.clone(), t.clone()], |v| {
+                v[0].softmax_cross_entropy_with(&v[1], None, false)?.mean()
+            });
+            let (xg, tg) = (x.to_device(&dev).unwrap(), t.to_device(&dev).unwrap());
+            let means: Vec<Tensor> = (0..2)
+                .map(|_| xg.softmax_cross_entropy_with(&tg, Some(0.5), false).unwrap())
+                .map(|r| {
+                    assert_eq!(r.mean.is_some(), dt == DType::F32, "{case} {dt}: a fused mean for F32 only");
+                    r.mean().unwrap()
+                })
+                .collect();
+            let scalar = |t: &Tensor| t.to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap();
+            assert_eq!(scalar(&means[0]).to_bits(), scalar(&means[1]).to_bits(), "{case} {dt}");
             // the probabilities from the loss's kernel are the softmax kernel's bits, with
             // or without the gradient; the loss and gradient do not depend on them
-            let (xg, tg) = (x.to_device(&dev).unwrap(), t.to_device(&dev).unwrap());
             let plain = xg.softmax_cross_entropy_with(&tg, Some(0.5), false).unwrap();
             for scale in [None, Some(0.5)] {
                 let r = xg.softmax_cross_entropy_with(&tg, scale, true).unwrap();

@@ -194,6 +194,26 @@ fn softmax_cross_entropy_against_float64_loops() {
     assert!(vals(&g.unwrap()).iter().all(|v| v.is_finite()));
 }
 
+/// `SoftmaxCrossEntropy::mean`: the mean of the per-row losses (the CPU computes none in
+/// its kernel, so `mean_all`'s bits), 0 for a batch of no rows.
+#[test]
+fn softmax_cross_entropy_mean() {
+    let x = rand(33, &[6, 4], -2.0, 2.0);
+    let labels = Tensor::from_vec(vec![0i64, 3, 1, 2, 2, 0], 6).unwrap();
+    let r = x.softmax_cross_entropy_with(&labels, None, false).unwrap();
+    assert!(r.mean.is_none());
+    let mean = r.mean().unwrap();
+    assert_eq!(mean.dims(), &[] as &[usize]);
+    assert_eq!(vals(&mean), vals(&r.loss.mean_all().unwrap()));
+    let want = vals(&r.loss).iter().sum::<f64>() / 6.0;
+    assert!((vals(&mean)[0] - want).abs() < 1e-6);
+    let empty = Tensor::zeros((0, 4), DType::F32, &keel_tensor::Device::Cpu).unwrap();
+    let r = empty
+        .softmax_cross_entropy_with(&Tensor::zeros(0, DType::I64, &keel_tensor::Device::Cpu).unwrap(), None, false)
+        .unwrap();
+    assert_eq!(vals(&r.mean().unwrap()), vec![0.0]);
+}
+
 #[test]
 fn softmax_cross_entropy_errors_name_the_problem() {
     let x = rand(32, &[4, 3], -1.0, 1.0);

@@ -84,6 +84,29 @@ extern "C" __global__ void log_softmax_bwd_f32(const float* __restrict__ y, cons
     }
 }
 
+// The batch mean of the per-row losses in the loss kernel's own launch (no reduction
+// launch after it): each block, its rows written, takes a ticket from `*ticket`; the block
+// that draws the last one (every loss is then in memory) sums loss[0..rows] in a fixed
+// order (thread t the rows t, t + blockDim.x, ..., then block_sum's tree), so the result
+// does not depend on which block finished last; it writes sum * (1 / rows) and resets the
+// counter to zero for the next launch. The caller keeps `rows` small enough for one block.
+__device__ __forceinline__ void xent_mean(const float* loss, i64 rows, float* mean, unsigned* ticket, float* buf) {
+    __shared__ bool last;
+    __threadfence();  // this block's losses before its ticket
+    __syncthreads();
+    if (threadIdx.x == 0) last = atomicAdd(ticket, 1u) == gridDim.x - 1;
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    float s = 0.0f;
+    for (i64 r = threadIdx.x; r < rows; r += blockDim.x) s += __ldcg(loss + r);
+    s = block_sum(s, buf);
+    if (threadIdx.x == 0) {
+        *mean = s * (1.0f / (float)rows);
+        *ticket = 0;
+    }
+}
+
 // Fused softmax cross-entropy, one row per block: the per-row loss, and on request the
 // gradient and the probabilities. Targets are integer labels (SPARSE) or dense rows t
 // (one-hot or probabilities):
@@ -93,13 +116,15 @@ extern "C" __global__ void log_softmax_bwd_f32(const float* __restrict__ y, cons
 // * grad[r, c] = grad_scale * (softmax(x[r])[c] * sum(t) - t[c]) when grad is not null;
 // * probs[r, c] = softmax(x[r])[c] when probs is not null, computed as softmax_f32 computes
 //   it (same launch shape, same arithmetic: the same bits).
+// * mean[0] = the mean of loss[0..rows] when mean is not null (see xent_mean).
 // A label outside [0, cols) counts as a row of zeros (one_hot's row for it): loss 0 and a
 // zero gradient row, so the weights stay finite; callers check the labels on the device
 // (keel-tensor queues `check_index_range`), which reports it at the next read-back.
 template <bool SPARSE>
 __device__ void xent_rows(const float* __restrict__ x, const i64* __restrict__ labels,
                           const float* __restrict__ t, float* __restrict__ loss, float* __restrict__ grad,
-                          float* __restrict__ probs, i64 rows, i64 cols, float grad_scale) {
+                          float* __restrict__ probs, float* mean, unsigned* ticket, i64 rows, i64 cols,
+                          float grad_scale) {
     __shared__ float buf[32];
     for (i64 r = blockIdx.x; r < rows; r += gridDim.x) {
         const float* xr = x + r * cols;
@@ -137,13 +162,16 @@ __device__ void xent_rows(const float* __restrict__ x, const i64* __restrict__ l
             }
         }
     }
+    if (mean != nullptr) xent_mean(loss, rows, mean, ticket, buf);
 }
 
 extern "C" __global__ void softmax_xent_sparse_f32(const float* x, const i64* labels, float* loss, float* grad,
-                                                   float* probs, i64 rows, i64 cols, float grad_scale) {
-    xent_rows<true>(x, labels, nullptr, loss, grad, probs, rows, cols, grad_scale);
+                                                   float* probs, float* mean, unsigned* ticket, i64 rows, i64 cols,
+                                                   float grad_scale) {
+    xent_rows<true>(x, labels, nullptr, loss, grad, probs, mean, ticket, rows, cols, grad_scale);
 }
 extern "C" __global__ void softmax_xent_dense_f32(const float* x, const float* t, float* loss, float* grad,
-                                                  float* probs, i64 rows, i64 cols, float grad_scale) {
-    xent_rows<false>(x, nullptr, t, loss, grad, probs, rows, cols, grad_scale);
+                                                  float* probs, float* mean, unsigned* ticket, i64 rows, i64 cols,
+                                                  float grad_scale) {
+    xent_rows<false>(x, nullptr, t, loss, grad, probs, mean, ticket, rows, cols, grad_scale);
 }

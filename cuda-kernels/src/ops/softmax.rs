@@ -85,11 +85,19 @@ pub struct XentOutputs<'a, 'b> {
     pub grad: Option<(&'a mut CudaViewMut<'b, f32>, f32)>,
     /// `softmax(logits)`, the same values [`softmax_f32`] gives.
     pub probs: Option<&'a mut CudaViewMut<'b, f32>>,
+    /// The mean of the per-row losses (one element), added in a fixed order by the launch's
+    /// last block (at most [`XENT_MEAN_MAX_ROWS`] rows).
+    pub mean: Option<&'a mut CudaViewMut<'b, f32>>,
 }
+
+/// The most rows whose loss mean [`softmax_xent_f32`] computes in its own launch (one block
+/// adds them; beyond this a reduction launch over many blocks is faster).
+pub const XENT_MEAN_MAX_ROWS: usize = 1 << 16;
 
 /// Fused softmax cross-entropy of `rows` rows of `cols` logits, in one launch:
 /// `loss = sum_c t_c (lse - x_c)` per row (`lse - x_label` for class indices), and on
-/// request `grad = scale * (softmax(x) * sum(t) - t)` and the probabilities `softmax(x)`.
+/// request `grad = scale * (softmax(x) * sum(t) - t)`, the probabilities `softmax(x)` and
+/// the mean of the losses.
 pub fn softmax_xent_f32(
     dev: &CudaDevice,
     rows: usize,
@@ -111,6 +119,12 @@ pub fn softmax_xent_f32(
     if let Some(p) = &out.probs {
         check_len(OP, "probs", p.len(), rows * cols)?;
     }
+    if let Some(m) = &out.mean {
+        check_len(OP, "mean", m.len(), 1)?;
+        if rows > XENT_MEAN_MAX_ROWS {
+            return Err(Error::arg(OP, format!("the loss mean of {rows} rows (at most {XENT_MEAN_MAX_ROWS})")));
+        }
+    }
     let (r, c) = dims(OP, rows, cols)?;
     if rows == 0 {
         return Ok(());
@@ -118,45 +132,26 @@ pub fn softmax_xent_f32(
     let loss = out.loss;
     let scale = out.grad.as_ref().map_or(0.0, |g| g.1);
     // a missing output is a null pointer, which the kernel tests for
-    let null = &0u64;
-    macro_rules! go {
-        ($name:literal, $t:expr) => {
-            match (out.grad, out.probs) {
-                (Some((g, _)), Some(p)) => {
-                    launch!(dev, programs::softmax(), $name, cfg(rows, cols), [logits, $t, loss, g, p, &r, &c, &scale])
-                }
-                (Some((g, _)), None) => {
-                    launch!(
-                        dev,
-                        programs::softmax(),
-                        $name,
-                        cfg(rows, cols),
-                        [logits, $t, loss, g, null, &r, &c, &scale]
-                    )
-                }
-                (None, Some(p)) => {
-                    launch!(
-                        dev,
-                        programs::softmax(),
-                        $name,
-                        cfg(rows, cols),
-                        [logits, $t, loss, null, p, &r, &c, &scale]
-                    )
-                }
-                (None, None) => {
-                    launch!(
-                        dev,
-                        programs::softmax(),
-                        $name,
-                        cfg(rows, cols),
-                        [logits, $t, loss, null, null, &r, &c, &scale]
-                    )
-                }
-            }
-        };
+    let grad = out.grad.map_or(0, |(g, _)| dev.addr_mut(g));
+    let probs = out.probs.map_or(0, |p| dev.addr_mut(p));
+    let mean = out.mean.map_or(0, |m| dev.addr_mut(m));
+    let (name, t) = match targets {
+        XentTargets::Classes(labels) => ("softmax_xent_sparse_f32", dev.addr(labels)),
+        XentTargets::Probs(t) => ("softmax_xent_dense_f32", dev.addr(t)),
+    };
+    let cfg = cfg(rows, cols);
+    if mean == 0 {
+        let null = &0u64;
+        return launch!(
+            dev,
+            programs::softmax(),
+            name,
+            cfg,
+            [logits, &t, loss, &grad, &probs, null, null, &r, &c, &scale]
+        );
     }
-    match targets {
-        XentTargets::Classes(labels) => go!("softmax_xent_sparse_f32", labels),
-        XentTargets::Probs(t) => go!("softmax_xent_dense_f32", t),
-    }
+    dev.with_reduce_scratch(|scratch| {
+        let ticket = &mut scratch.tickets;
+        launch!(dev, programs::softmax(), name, cfg, [logits, &t, loss, &grad, &probs, &mean, ticket, &r, &c, &scale])
+    })
 }

@@ -372,13 +372,29 @@ pub(crate) fn relu_backward_sum(
     Ok(Some((y.like(gz, n), y.like(bias, cols))))
 }
 
+/// What [`softmax_cross_entropy`] returns: the per-row losses and, as asked or as the
+/// kernel could, the gradient, the probabilities and the losses' mean (0-d).
+pub(crate) struct FusedXent {
+    /// The per-row losses.
+    pub(crate) loss: CudaStorage,
+    /// The gradient of `grad_scale * loss`, when asked for.
+    pub(crate) grad: Option<CudaStorage>,
+    /// `softmax(logits)`, when asked for.
+    pub(crate) probs: Option<CudaStorage>,
+    /// The mean of the losses (one element), for F32 logits of 1 to
+    /// [`ks::XENT_MEAN_MAX_ROWS`] rows.
+    pub(crate) mean: Option<CudaStorage>,
+}
+
 /// The fused softmax cross-entropy (`Tensor::softmax_cross_entropy_with`) of float logits
 /// `s` (rows of `classes`) against I64 class indices or probabilities `t`: one launch of
 /// `softmax_xent_{sparse|dense}_f32` for the per-row losses and, as asked, the gradient
 /// and the probabilities; F16/BF16 widened to f32 first and the results rounded back (as
-/// `softmax_last` rounds its output, so the probabilities are its bits). Class indices are
-/// checked on the device by the caller; an out-of-range one counts as all-zero targets
-/// (loss and gradient 0). `None` for F64 logits, which the caller runs as the op chain.
+/// `softmax_last` rounds its output, so the probabilities are its bits). For F32 logits
+/// the same launch also gives the losses' mean (up to `XENT_MEAN_MAX_ROWS` rows), which a
+/// loss would otherwise take from a reduction launch. Class indices are checked on the
+/// device by the caller; an out-of-range one counts as all-zero targets (loss and gradient
+/// 0). `None` for F64 logits, which the caller runs as the op chain.
 pub(crate) fn softmax_cross_entropy(
     s: &CudaStorage,
     l: &Layout,
@@ -387,7 +403,7 @@ pub(crate) fn softmax_cross_entropy(
     classes: usize,
     grad_scale: Option<f64>,
     probs: bool,
-) -> Result<Option<(CudaStorage, Option<CudaStorage>, Option<CudaStorage>)>> {
+) -> Result<Option<FusedXent>> {
     const OP: &str = "softmax_cross_entropy";
     s.same_device(OP, t)?;
     if s.dtype() == DType::F64 {
@@ -400,13 +416,18 @@ pub(crate) fn softmax_cross_entropy(
     let mut loss = alloc::<f32>(dev, rows)?;
     let mut grad = grad_scale.map(|_| alloc::<f32>(dev, n)).transpose()?;
     let mut p = if probs { Some(alloc::<f32>(dev, n)?) } else { None };
+    // an F16/BF16 loss is rounded per row first, so its mean is not the f32 losses' mean
+    let with_mean = s.dtype() == DType::F32 && (1..=ks::XENT_MEAN_MAX_ROWS).contains(&rows);
+    let mut mean = if with_mean { Some(alloc::<f32>(dev, 1)?) } else { None };
     if n > 0 {
         let mut gv = grad.as_mut().map(|g| head_mut(g, n));
         let mut pv = p.as_mut().map(|p| head_mut(p, n));
+        let mut mv = mean.as_mut().map(|m| head_mut(m, 1));
         let out = ks::XentOutputs {
             loss: &mut head_mut(&mut loss, rows),
             grad: gv.as_mut().map(|g| (g, grad_scale.unwrap_or(0.0) as f32)),
             probs: pv.as_mut(),
+            mean: mv.as_mut(),
         };
         match &t.data {
             Data::I64(labels) => {
@@ -422,9 +443,12 @@ pub(crate) fn softmax_cross_entropy(
     }
     let dtype = s.dtype();
     let finish = |b, len| -> Result<CudaStorage> { Ok(s.like(f32_output(dev, b, len, dtype)?, len)) };
-    let grad = grad.map(|g| finish(g, n)).transpose()?;
-    let p = p.map(|p| finish(p, n)).transpose()?;
-    Ok(Some((finish(loss, rows)?, grad, p)))
+    Ok(Some(FusedXent {
+        loss: finish(loss, rows)?,
+        grad: grad.map(|g| finish(g, n)).transpose()?,
+        probs: p.map(|p| finish(p, n)).transpose()?,
+        mean: mean.map(|m| finish(m, 1)).transpose()?,
+    }))
 }
 
 #[cfg(test)]

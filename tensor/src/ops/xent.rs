@@ -29,6 +29,23 @@ pub struct SoftmaxCrossEntropy {
     /// `softmax(logits)` over the class axis, if asked for: the values (and bits) that
     /// [`Tensor::softmax`]`(-1)` gives.
     pub probs: Option<Tensor>,
+    /// The mean of `loss` (0-d) where the fused kernel computed it in the same pass (CUDA,
+    /// F32 logits, at most 65,536 rows); `None` elsewhere. [`SoftmaxCrossEntropy::mean`]
+    /// gives the mean either way.
+    pub mean: Option<Tensor>,
+}
+
+impl SoftmaxCrossEntropy {
+    /// The mean of the per-row losses (0-d; 0 for no rows): the fused kernel's when it
+    /// computed one, else `loss.mean_all()`. On CUDA the two add the losses in different
+    /// orders, so their last bits may differ.
+    pub fn mean(&self) -> Result<Tensor> {
+        match &self.mean {
+            Some(m) => Ok(m.clone()),
+            None if self.loss.elem_count() == 0 => self.loss.sum_all(),
+            None => self.loss.mean_all(),
+        }
+    }
 }
 
 impl Tensor {
@@ -84,7 +101,7 @@ impl Tensor {
                 #[cfg(feature = "cpu")]
                 (Storage::Cpu(xs), Storage::Cpu(ts)) => {
                     cpu::softmax_cross_entropy(xs, x.layout(), ts, t.layout(), classes, grad_scale)?
-                        .map(|(l, g)| (Storage::Cpu(l), g.map(Storage::Cpu), None))
+                        .map(|(l, g)| (Storage::Cpu(l), g.map(Storage::Cpu), None, None))
                 }
                 #[cfg(feature = "cuda")]
                 (Storage::Cuda(xs), Storage::Cuda(ts)) => crate::cuda::reduce::softmax_cross_entropy(
@@ -96,7 +113,14 @@ impl Tensor {
                     grad_scale,
                     probs,
                 )?
-                .map(|(l, g, p)| (Storage::Cuda(l), g.map(Storage::Cuda), p.map(Storage::Cuda))),
+                .map(|f| {
+                    (
+                        Storage::Cuda(f.loss),
+                        f.grad.map(Storage::Cuda),
+                        f.probs.map(Storage::Cuda),
+                        f.mean.map(Storage::Cuda),
+                    )
+                }),
                 _ => None,
             }
         };
@@ -107,11 +131,12 @@ impl Tensor {
             None if probs => x.softmax(-1).map(Some),
             None => Ok(None),
         };
-        if let Some((loss, grad, p)) = fused {
+        if let Some((loss, grad, p, mean)) = fused {
             return Ok(SoftmaxCrossEntropy {
                 loss: Tensor::from_storage(loss, lead),
                 grad: grad.map(shaped),
                 probs: softmax_if_asked(p.map(shaped))?,
+                mean: mean.map(|m| Tensor::from_storage(m, Shape::from(Vec::new()))),
             });
         }
         // F16/BF16 on the CPU, F64 on CUDA (and operands on two devices, which the ops report)
@@ -122,7 +147,7 @@ impl Tensor {
             Some(s) => Some(lsm.exp()?.mul(&t.sum(&[-1], true)?)?.sub(&t)?.mul_scalar(s)?),
             None => None,
         };
-        Ok(SoftmaxCrossEntropy { loss, grad, probs: softmax_if_asked(None)? })
+        Ok(SoftmaxCrossEntropy { loss, grad, probs: softmax_if_asked(None)?, mean: None })
     }
 }
 
