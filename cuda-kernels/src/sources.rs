@@ -52,7 +52,7 @@ pub const GEMM: &str = concat!(
 /// cp.async-pipelined F16/BF16 kernels (`gemm_tc_pipe.cu`) and the F16/BF16 tensor-core
 /// convolutions built on them (`conv_tc.cu`). Parts (see [`program_part`]): 1 TF32, 2 F16,
 /// 3 BF16 (element and `_vec` loads), 4 F16 `_pipe`, 5 BF16 `_pipe`, 6 F16 and 7 BF16
-/// convolutions.
+/// convolutions, 8 F16 and BF16 `_pipe_w` (the wide tuning candidate).
 pub const GEMM_TC: &str = concat!(
     include_str!("kernels/common.cuh"),
     "\n",
@@ -172,7 +172,7 @@ pub mod programs {
     /// The number of parts of [`gemm`] (see [`program_part`]).
     pub const GEMM_PARTS: u32 = 6;
     /// The number of parts of [`gemm_tc`] (see [`program_part`]).
-    pub const GEMM_TC_PARTS: u32 = 7;
+    pub const GEMM_TC_PARTS: u32 = 8;
 
     /// Every static program as the launch wrappers load it: the GEMM sources a part at a
     /// time (their wholes are never loaded), longest to compile first, then the rest whole.

@@ -241,8 +241,8 @@ fn gemm_kernel_variants_agree() {
             (Prec::F32TwoBlocks, 1e-5, &[TcKernel::Auto][..]),
             (Prec::F32DoubleBuffered, 1e-5, &[TcKernel::Auto][..]),
             (Prec::Tf32, 1e-3, &[TcKernel::Element, TcKernel::Vec][..]),
-            (Prec::F16, 1e-2, &[TcKernel::Element, TcKernel::Vec, TcKernel::Pipelined][..]),
-            (Prec::Bf16, 1e-2, &[TcKernel::Element, TcKernel::Vec, TcKernel::Pipelined][..]),
+            (Prec::F16, 1e-2, &[TcKernel::Element, TcKernel::Vec, TcKernel::Pipelined, TcKernel::PipelinedWide][..]),
+            (Prec::Bf16, 1e-2, &[TcKernel::Element, TcKernel::Vec, TcKernel::Pipelined, TcKernel::PipelinedWide][..]),
         ] {
             for &kernel in kernels {
                 let err = run_gemm(&dev, g, prec, kernel, i % 2 == 0, 300 + i as u64);
@@ -268,6 +268,7 @@ fn gemm_batch_loop() {
         (Prec::Bf16, 1e-2, TcKernel::Vec),
         (Prec::Bf16, 1e-2, TcKernel::Pipelined),
         (Prec::F16, 1e-2, TcKernel::Pipelined),
+        (Prec::Bf16, 1e-2, TcKernel::PipelinedWide),
     ] {
         let err = run_gemm(&dev, &g, prec, kernel, true, 400);
         gemm::set_grid_z_limit(65535);
@@ -347,7 +348,7 @@ fn gemm_kernel_choice_is_checked() {
     let g = GemmArgs::new(8, 8, 7);
     let a = dev.htod(&[half::bf16::ONE; 56]).expect("a");
     let b = dev.htod(&[half::bf16::ONE; 56]).expect("b");
-    for k in [TcKernel::Vec, TcKernel::Pipelined] {
+    for k in [TcKernel::Vec, TcKernel::Pipelined, TcKernel::PipelinedWide] {
         let r = gemm::gemm_tc(&dev, &g, &a.as_view(), &b.as_view(), &mut c.as_view_mut(), None, k);
         assert!(r.is_err(), "{k:?} accepted lda = 7");
     }
@@ -356,8 +357,44 @@ fn gemm_kernel_choice_is_checked() {
     // TF32 has no pipelined kernel.
     let g = GemmArgs::new(8, 8, 8);
     let x = dev.htod(&[1.0f32; 64]).expect("x");
-    let r = gemm::gemm_tc(&dev, &g, &x.as_view(), &x.as_view(), &mut c.as_view_mut(), None, TcKernel::Pipelined);
-    assert!(r.is_err());
+    for k in [TcKernel::Pipelined, TcKernel::PipelinedWide] {
+        let r = gemm::gemm_tc(&dev, &g, &x.as_view(), &x.as_view(), &mut c.as_view_mut(), None, k);
+        assert!(r.is_err_and(|e| e.to_string().contains("F16 or BF16")), "{k:?}");
+    }
+}
+
+/// The wide pipelined candidate (128x256 block tiles, 64x64 per warp) adds each output's
+/// products in the same order as the pipelined kernel (the same k-tiles, the same mma
+/// steps; only which warp holds an output differs): the same bits, F16 and BF16, every form,
+/// tails in m, n and k, n past one and two 256-wide tiles, batches, alpha/beta, bias, ReLU.
+/// (Cases the pipelined kernel splits along k are left out: its split sums in another order.)
+#[test]
+fn pipelined_wide_gives_the_pipelined_bits() {
+    let Some(dev) = device() else { return };
+    let mut cases: Vec<GemmArgs> = aligned_tc_cases().into_iter().filter(|g| g.k < 512).collect();
+    cases.push(GemmArgs::new(136, 520, 200).scale(0.5, 0.75).activation(Activation::Relu));
+    cases.push(GemmArgs::new(40, 264, 72).transpose(true, true).batched(2));
+    fn run<H: gemm::TcInput>(dev: &CudaDevice, g: &GemmArgs, k: TcKernel, seed: u64, h: fn(f32) -> H) -> Vec<u32> {
+        let a_len = (g.batch - 1) * g.stride_a + if g.trans_a { g.k * g.lda } else { g.m * g.lda };
+        let b_len = (g.batch - 1) * g.stride_b + if g.trans_b { g.n * g.ldb } else { g.k * g.ldb };
+        let c_len = (g.batch - 1) * g.stride_c + g.m * g.ldc;
+        let a: Vec<H> = rand_vec(a_len, seed).into_iter().map(h).collect();
+        let b: Vec<H> = rand_vec(b_len, seed + 1).into_iter().map(h).collect();
+        let (a, b) = (dev.htod(&a).expect("a"), dev.htod(&b).expect("b"));
+        let mut c = dev.htod(&rand_vec(c_len, seed + 2)).expect("c");
+        let bias = dev.htod(&rand_vec(g.n, seed + 3)).expect("bias");
+        let bias = bias.as_view();
+        gemm::gemm_tc(dev, g, &a.as_view(), &b.as_view(), &mut c.as_view_mut(), Some(Bias::F32(&bias)), k)
+            .expect("gemm");
+        dev.dtoh(&c.as_view()).expect("dtoh").iter().map(|v| v.to_bits()).collect()
+    }
+    for (i, g) in cases.iter().enumerate() {
+        let seed = 1300 + 10 * i as u64;
+        let f16 = |k| run(&dev, g, k, seed, half::f16::from_f32);
+        assert_eq!(f16(TcKernel::Pipelined), f16(TcKernel::PipelinedWide), "f16 gemm {g:?}");
+        let bf16 = |k| run(&dev, g, k, seed, half::bf16::from_f32);
+        assert_eq!(bf16(TcKernel::Pipelined), bf16(TcKernel::PipelinedWide), "bf16 gemm {g:?}");
+    }
 }
 
 #[test]
@@ -973,7 +1010,7 @@ fn tensor_core_half_output_is_the_f32_output_rounded_once() {
         half_output_is_f32_output_rounded::<half::bf16>(&dev, g, TcKernel::Auto, 900 + i as u64);
     }
     for (i, g) in aligned_tc_cases().iter().enumerate() {
-        for kernel in [TcKernel::Element, TcKernel::Vec, TcKernel::Pipelined] {
+        for kernel in [TcKernel::Element, TcKernel::Vec, TcKernel::Pipelined, TcKernel::PipelinedWide] {
             half_output_is_f32_output_rounded::<half::f16>(&dev, g, kernel, 950 + i as u64);
             half_output_is_f32_output_rounded::<half::bf16>(&dev, g, kernel, 950 + i as u64);
         }
@@ -1061,7 +1098,7 @@ fn tensor_core_rounded_bias_is_the_separate_add() {
         rounded_bias_is_the_separate_add::<half::bf16>(&dev, g, TcKernel::Auto, 1100 + i as u64);
     }
     for (i, g) in aligned_tc_cases().iter().enumerate() {
-        for kernel in [TcKernel::Element, TcKernel::Vec, TcKernel::Pipelined] {
+        for kernel in [TcKernel::Element, TcKernel::Vec, TcKernel::Pipelined, TcKernel::PipelinedWide] {
             rounded_bias_is_the_separate_add::<half::bf16>(&dev, g, kernel, 1150 + i as u64);
         }
     }

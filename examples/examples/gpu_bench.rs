@@ -13,7 +13,8 @@
 //! Prints a table and one JSON line per row:
 //! * GEMM `C[m,n] = A[m,k] B[k,n]` (row-major, f32 output) for square sizes at F32 (SIMT),
 //!   TF32 and BF16 (tensor cores, f32 accumulation; `bf16` is the cp.async-pipelined kernel
-//!   that `matmul` picks, `bf16/1` the single-stage one; `f32/2b` the SIMT kernel capped at
+//!   that `matmul` picks, `bf16/1` the single-stage one, `bf16/w` the pipelined one on
+//!   128x256 block tiles (64x64 per warp, one block per SM); `f32/2b` the SIMT kernel capped at
 //!   two blocks per SM, `f32/db` the SIMT kernel with double-buffered shared tiles), beside `cublasGemmEx` on the same
 //!   device buffers with the same precision (`CUBLAS_COMPUTE_32F`, `..._FAST_TF32`, BF16
 //!   inputs with f32 output), as TFLOP/s and % of cuBLAS, plus the relative norm difference
@@ -69,14 +70,15 @@ enum Prec {
 impl Prec {
     /// The rows of each size: what `matmul` runs (Auto), plus the tuning candidates beside
     /// them so that one run compares: F32 capped at two blocks per SM, F32 double-buffered,
-    /// BF16 single-stage.
-    const ROWS: [Prec; 6] = [
+    /// BF16 single-stage, BF16 pipelined on 128x256 tiles.
+    const ROWS: [Prec; 7] = [
         Prec::F32(kgemm::SimtKernel::Auto),
         Prec::F32(kgemm::SimtKernel::TwoBlocksPerSm),
         Prec::F32(kgemm::SimtKernel::DoubleBuffered),
         Prec::Tf32,
         Prec::Bf16(kgemm::TcKernel::Auto),
         Prec::Bf16(kgemm::TcKernel::Vec),
+        Prec::Bf16(kgemm::TcKernel::PipelinedWide),
     ];
 
     fn name(self) -> &'static str {
@@ -86,6 +88,7 @@ impl Prec {
             Prec::F32(_) => "f32",
             Prec::Tf32 => "tf32",
             Prec::Bf16(kgemm::TcKernel::Vec) => "bf16/1",
+            Prec::Bf16(kgemm::TcKernel::PipelinedWide) => "bf16/w",
             Prec::Bf16(_) => "bf16",
         }
     }

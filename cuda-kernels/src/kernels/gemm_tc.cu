@@ -198,25 +198,26 @@ __device__ __forceinline__ void tc_load_tile(const typename T::S* __restrict__ p
     }
 }
 
-// Zeroes a warp's 64x32 accumulators (4 x 4 m16n8 tiles).
-__device__ __forceinline__ void tc_zero(float (&acc)[4][4][4]) {
+// Zeroes a warp's 64 x 8NT accumulators (4 x NT m16n8 tiles).
+template <int NT>
+__device__ __forceinline__ void tc_zero(float (&acc)[4][NT][4]) {
 #pragma unroll
     for (int i = 0; i < 4; ++i)
 #pragma unroll
-        for (int j = 0; j < 4; ++j)
+        for (int j = 0; j < NT; ++j)
 #pragma unroll
             for (int q = 0; q < 4; ++q) acc[i][j][q] = 0.0f;
 }
 
-// Hands a warp's 64x32 accumulators (4 x 4 m16n8 tiles at rows r0.., columns c0..) to `epi`.
-template <class Epi>
-__device__ __forceinline__ void tc_store_acc(const float (&acc)[4][4][4], const Epi& epi, i64 r0, i64 c0,
+// Hands a warp's 64 x 8NT accumulators (4 x NT m16n8 tiles at rows r0.., columns c0..) to `epi`.
+template <int NT, class Epi>
+__device__ __forceinline__ void tc_store_acc(const float (&acc)[4][NT][4], const Epi& epi, i64 r0, i64 c0,
                                              int lane) {
     const int g = lane >> 2, t = lane & 3;
 #pragma unroll
     for (int mt = 0; mt < 4; ++mt)
 #pragma unroll
-        for (int nt = 0; nt < 4; ++nt) {
+        for (int nt = 0; nt < NT; ++nt) {
             const i64 row = r0 + mt * 16 + g;
             const i64 col = c0 + nt * 8 + 2 * t;
             epi(row, col, acc[mt][nt][0]);
@@ -275,7 +276,7 @@ __device__ __forceinline__ void gemm_tc_impl(const typename T::S* __restrict__ a
     KEEL_GEMM_TC(TN, T, tt, true, true)
 // Parts of the tensor-core source (KEEL_PART): 1 TF32, 2 F16, 3 BF16 (element and `_vec`
 // loads), 4 F16 `_pipe`, 5 BF16 `_pipe` (gemm_tc_pipe.cu), 6 F16 and 7 BF16 convolutions
-// (conv_tc.cu).
+// (conv_tc.cu), 8 F16 and BF16 `_pipe_w` (gemm_tc_pipe.cu).
 #if KEEL_PART == 0 || KEEL_PART == 1
 KEEL_GEMM_TC_FORMS(tf32, TcTf32)
 #endif

@@ -8,12 +8,16 @@
 //   bank-conflict free;
 // * fragments come from ldmatrix (.trans for row-contiguous tiles), so all four forms read
 //   shared memory the same way.
-// Block tile 128x128x32, 8 warps as 2 (M) x 4 (N), each warp 64x32 = 4 x 4 mma m16n8k16.
+// Block tile 128 x BN x 32, 8 warps as 2 (M) x 4 (N), each warp 64 x BN/4 = 4 x BN/32 mma
+// m16n8k16. BN = 128 (`_pipe`, what matmul runs, two blocks per SM) or 256 (`_pipe_w`, a
+// tuning candidate: 64x64 warp tiles read 8 ldmatrix.x4 per 32 mma instead of 6 per 16,
+// 123 KiB of shared memory and up to 255 registers, one block per SM; no split-K).
 // The block (tc_pipe_block) reads its operands through chunk loaders, so conv_tc.cu runs the
-// F16/BF16 convolutions on it too.
+// F16/BF16 convolutions on it too (BN = 128).
 // Preconditions (the wrapper checks them): lda, ldb and the batch strides are multiples of
 // 8 elements, A and B are 16-byte aligned, and the launch passes PIPE_SMEM_BYTES of dynamic
-// shared memory (mirrored by `PIPE_SMEM_BYTES` in ops/gemm.rs).
+// shared memory (pipe_smem_bytes<BN>(), mirrored by `PIPE_SMEM_BYTES` and
+// `PIPE_WIDE_SMEM_BYTES` in ops/gemm.rs).
 
 #define PBM 128
 #define PBN 128
@@ -61,7 +65,17 @@ __device__ __forceinline__ void ldmatrix_x4_trans(u32 (&r)[4], const u16* p) {
 // Elements of one operand tile in shared memory: room for either layout.
 #define PIPE_TILE_EL(ROWS) ((ROWS) * (PBK + 8) > PBK * ((ROWS) + 8) ? (ROWS) * (PBK + 8) : PBK * ((ROWS) + 8))
 #define PIPE_A_EL PIPE_TILE_EL(PBM)
-#define PIPE_STAGE_EL (PIPE_TILE_EL(PBM) + PIPE_TILE_EL(PBN))
+// Elements of one pipeline stage (an A tile, then a B tile) of a 128 x BN block tile.
+template <int BN>
+__host__ __device__ constexpr int pipe_stage_el() {
+    return PIPE_TILE_EL(PBM) + PIPE_TILE_EL(BN);
+}
+template <int BN>
+__host__ __device__ constexpr int pipe_smem_bytes() {
+    return PSTAGES * pipe_stage_el<BN>() * 2;
+}
+static_assert(pipe_smem_bytes<128>() == 81920, "PIPE_SMEM_BYTES in ops/gemm.rs");
+static_assert(pipe_smem_bytes<256>() == 122880, "PIPE_WIDE_SMEM_BYTES in ops/gemm.rs");
 
 // A pipelined operand ("chunk loader"): rows x K, read as 16-byte chunks of 8 elements along
 // the contiguous direction: along k when K_CONTIG (shared tile [rows][PBK + 8]), else along
@@ -114,17 +128,18 @@ __device__ __forceinline__ void pipe_load_tile(const L& ld, i64 r0, i64 k0, u16*
     }
 }
 
-// One warp's 64x32 share of one k-tile. Fragments as in the PTX ISA for m16n8k16:
-// ldmatrix lane i addresses row i % 8 of matrix i / 8.
-template <class T, bool AKC, bool BKC>
+// One warp's 64 x 8NT share of one k-tile of a 128 x BN block tile (NT = BN / 32 n8-tiles).
+// Fragments as in the PTX ISA for m16n8k16: ldmatrix lane i addresses row i % 8 of matrix i / 8.
+template <class T, bool AKC, bool BKC, int BN, int NT>
 __device__ __forceinline__ void pipe_warp_mma(const u16* As, const u16* Bs, int wm, int wn, int lane,
-                                              float (&acc)[4][4][4]) {
+                                              float (&acc)[4][NT][4]) {
+    static_assert(NT * 32 == BN, "8 warps as 2 x 4: a warp has BN / 4 columns");
     constexpr int ALD = AKC ? PBK + 8 : PBM + 8;
-    constexpr int BLD = BKC ? PBK + 8 : PBN + 8;
+    constexpr int BLD = BKC ? PBK + 8 : BN + 8;
     const int i8 = lane & 7, hi = lane >> 4, mid = (lane >> 3) & 1;
 #pragma unroll
     for (int ks = 0; ks < PBK; ks += 16) {
-        u32 a[4][4], b[4][2];
+        u32 a[4][4], b[NT][2];
 #pragma unroll
         for (int mt = 0; mt < 4; ++mt) {
             // matrices: (m 0-7, k 0-7), (m 8-15, k 0-7), (m 0-7, k 8-15), (m 8-15, k 8-15)
@@ -134,7 +149,7 @@ __device__ __forceinline__ void pipe_warp_mma(const u16* As, const u16* Bs, int 
                 ldmatrix_x4_trans(a[mt], As + (ks + i8 + 8 * hi) * ALD + wm + mt * 16 + 8 * mid);
         }
 #pragma unroll
-        for (int np = 0; np < 2; ++np) {
+        for (int np = 0; np < NT / 2; ++np) {
             // matrices: (n-tile 2np, k 0-7), (2np, k 8-15), (2np+1, k 0-7), (2np+1, k 8-15)
             u32 r[4];
             const int n = wn + np * 16;
@@ -150,32 +165,33 @@ __device__ __forceinline__ void pipe_warp_mma(const u16* As, const u16* Bs, int 
 #pragma unroll
         for (int mt = 0; mt < 4; ++mt)
 #pragma unroll
-            for (int nt = 0; nt < 4; ++nt) T::mma(acc[mt][nt], a[mt], b[nt]);
+            for (int nt = 0; nt < NT; ++nt) T::mma(acc[mt][nt], a[mt], b[nt]);
     }
 }
 
-// The block tile at (m0, n0) of A (LA: M x K) times B (LB: N x K)^T over k in
+// The 128 x BN block tile at (m0, n0) of A (LA: M x K) times B (LB: N x K)^T over k in
 // [k_begin, k_end), accumulated into this warp's `acc`. The loaders stop only at K, so
 // k_end - k_begin must be a multiple of PBK unless k_end == K (a split-K caller sizes its
 // splits in whole k-tiles).
 // Leaves every copy retired and every thread past the last read of shared memory, so the
 // caller may run it again at once (the next batch matrix, the next split).
-template <class T, class LA, class LB>
+template <class T, int BN = PBN, class LA, class LB, int NT>
 __device__ __forceinline__ void tc_pipe_block(LA& la, LB& lb, i64 m0, i64 n0, i64 k_begin, i64 k_end,
-                                              float (&acc)[4][4][4]) {
+                                              float (&acc)[4][NT][4]) {
+    constexpr int STAGE_EL = pipe_stage_el<BN>();
     la.begin(m0);
     lb.begin(n0);
     u16* smem = reinterpret_cast<u16*>(keel_dynamic_smem());
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const int wm = (warp >> 2) * 64, wn = (warp & 3) * 32;
+    const int wm = (warp >> 2) * 64, wn = (warp & 3) * (BN / 4);
     const i64 ktiles = k_end > k_begin ? (k_end - k_begin + PBK - 1) / PBK : 0;
     // Prologue: k-tiles 0 .. PSTAGES-2 in flight, one commit group each (empty past the end).
 #pragma unroll
     for (int s = 0; s < PSTAGES - 1; ++s) {
         if (s < ktiles) {
-            u16* st = smem + s * PIPE_STAGE_EL;
+            u16* st = smem + s * STAGE_EL;
             pipe_load_tile<PBM>(la, m0, k_begin + (i64)s * PBK, st);
-            pipe_load_tile<PBN>(lb, n0, k_begin + (i64)s * PBK, st + PIPE_A_EL);
+            pipe_load_tile<BN>(lb, n0, k_begin + (i64)s * PBK, st + PIPE_A_EL);
         }
         cp_async_commit();
     }
@@ -184,28 +200,28 @@ __device__ __forceinline__ void tc_pipe_block(LA& la, LB& lb, i64 m0, i64 n0, i6
         __syncthreads();               // everyone's have; and slot (kt - 1) % PSTAGES is free
         const i64 next = kt + PSTAGES - 1;
         if (next < ktiles) {
-            u16* st = smem + (int)(next % PSTAGES) * PIPE_STAGE_EL;
+            u16* st = smem + (int)(next % PSTAGES) * STAGE_EL;
             pipe_load_tile<PBM>(la, m0, k_begin + next * PBK, st);
-            pipe_load_tile<PBN>(lb, n0, k_begin + next * PBK, st + PIPE_A_EL);
+            pipe_load_tile<BN>(lb, n0, k_begin + next * PBK, st + PIPE_A_EL);
         }
         cp_async_commit();
-        const u16* st = smem + (int)(kt % PSTAGES) * PIPE_STAGE_EL;
-        pipe_warp_mma<T, LA::K_CONTIG, LB::K_CONTIG>(st, st + PIPE_A_EL, wm, wn, lane, acc);
+        const u16* st = smem + (int)(kt % PSTAGES) * STAGE_EL;
+        pipe_warp_mma<T, LA::K_CONTIG, LB::K_CONTIG, BN>(st, st + PIPE_A_EL, wm, wn, lane, acc);
     }
     cp_async_wait<0>();
     __syncthreads();  // a following call refills the slots
 }
 
-// One block tile (M tile blockIdx.x, N tile blockIdx.y) of A (M x K) times B (N x K)^T over k in
-// [k_begin, k_end), handed to `epi`.
-template <class T, class LA, class LB, class Epi>
+// One 128 x BN block tile (M tile blockIdx.x, N tile blockIdx.y) of A (M x K) times
+// B (N x K)^T over k in [k_begin, k_end), handed to `epi`.
+template <class T, int BN = PBN, class LA, class LB, class Epi>
 __device__ __forceinline__ void tc_pipe_tile(LA& la, LB& lb, const Epi& epi, i64 k_begin, i64 k_end) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const i64 m0 = (i64)blockIdx.x * PBM, n0 = (i64)blockIdx.y * PBN;
-    float acc[4][4][4];
+    const i64 m0 = (i64)blockIdx.x * PBM, n0 = (i64)blockIdx.y * BN;
+    float acc[4][BN / 32][4];
     tc_zero(acc);
-    tc_pipe_block<T>(la, lb, m0, n0, k_begin, k_end, acc);
-    tc_store_acc(acc, epi, m0 + (warp >> 2) * 64, n0 + (warp & 3) * 32, lane);
+    tc_pipe_block<T, BN>(la, lb, m0, n0, k_begin, k_end, acc);
+    tc_store_acc(acc, epi, m0 + (warp >> 2) * 64, n0 + (warp & 3) * (BN / 4), lane);
 }
 
 // `k_split` > 0: split-K as gemm.cu's SIMT kernels do (`splitk_combine`, gemm_core.cuh),
@@ -231,6 +247,17 @@ __device__ __forceinline__ void gemm_tc_pipe_impl(const u16* __restrict__ a, con
     }
 }
 
+// The wide candidate (BN = 256): a whole GEMM per launch (batched, no split-K).
+template <class T, bool TA, bool TB>
+__device__ __forceinline__ void gemm_tc_pipe_wide_impl(const u16* __restrict__ a, const u16* __restrict__ b, void* c,
+                                                       const void* __restrict__ bias, const GemmParams& p) {
+    for (i64 z = blockIdx.z; z < p.batch; z += gridDim.z) {
+        PipeMat<!TA> la{a + z * p.stride_a, p.lda, p.m, p.k};
+        PipeMat<TB> lb{b + z * p.stride_b, p.ldb, p.n, p.k};
+        tc_pipe_tile<T, 256>(la, lb, gemm_epi_any(p, c, z, bias), 0, p.k);
+    }
+}
+
 #define KEEL_GEMM_TC_PIPE(TN, T, SUFFIX, TA, TB)                                                \
     extern "C" __global__ void __launch_bounds__(256, 2)                                       \
         gemm_tc_##TN##_##SUFFIX##_pipe(const u16* a, const u16* b, void* c, const void* bias,  \
@@ -247,4 +274,21 @@ KEEL_GEMM_TC_PIPE_FORMS(f16, TcF16)
 #endif
 #if KEEL_PART == 0 || KEEL_PART == 5
 KEEL_GEMM_TC_PIPE_FORMS(bf16, TcBf16)
+#endif
+
+#define KEEL_GEMM_TC_PIPE_W(TN, T, SUFFIX, TA, TB)                                             \
+    extern "C" __global__ void __launch_bounds__(256, 1)                                       \
+        gemm_tc_##TN##_##SUFFIX##_pipe_w(const u16* a, const u16* b, void* c, const void* bias, \
+                                          GemmParams p) {                                      \
+        gemm_tc_pipe_wide_impl<T, TA, TB>(a, b, c, bias, p);                                   \
+    }
+#define KEEL_GEMM_TC_PIPE_W_FORMS(TN, T)          \
+    KEEL_GEMM_TC_PIPE_W(TN, T, nn, false, false)  \
+    KEEL_GEMM_TC_PIPE_W(TN, T, nt, false, true)   \
+    KEEL_GEMM_TC_PIPE_W(TN, T, tn, true, false)   \
+    KEEL_GEMM_TC_PIPE_W(TN, T, tt, true, true)
+// Part 8: the wide candidates of both types (compiled only when one is asked for).
+#if KEEL_PART == 0 || KEEL_PART == 8
+KEEL_GEMM_TC_PIPE_W_FORMS(f16, TcF16)
+KEEL_GEMM_TC_PIPE_W_FORMS(bf16, TcBf16)
 #endif

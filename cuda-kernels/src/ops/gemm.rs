@@ -226,8 +226,17 @@ impl GemmArgs {
     }
 
     fn cfg(&self) -> LaunchConfig {
+        self.cfg_n(128)
+    }
+
+    /// The launch of 128 x `n_tile` block tiles (256 threads), one batch matrix per z.
+    fn cfg_n(&self, n_tile: usize) -> LaunchConfig {
         LaunchConfig {
-            grid_dim: (self.m.div_ceil(128) as u32, self.n.div_ceil(128) as u32, self.batch.min(grid_z_limit()) as u32),
+            grid_dim: (
+                self.m.div_ceil(128) as u32,
+                self.n.div_ceil(n_tile) as u32,
+                self.batch.min(grid_z_limit()) as u32,
+            ),
             block_dim: (256, 1, 1),
             shared_mem_bytes: 0,
         }
@@ -293,7 +302,7 @@ fn launch_gemm<T: DType, O: GemmOut>(
     dev: &CudaDevice,
     program: &crate::Program,
     kernel: String,
-    smem_bytes: usize,
+    (smem_bytes, n_tile): (usize, usize),
     args: &GemmArgs,
     a: &CudaView<'_, T>,
     b: &CudaView<'_, T>,
@@ -301,7 +310,7 @@ fn launch_gemm<T: DType, O: GemmOut>(
     bias: Option<Bias<'_, '_, O>>,
 ) -> Result<()> {
     let Some(p) = kernel_params(args, a, b, c, bias.as_ref())? else { return Ok(()) };
-    let cfg = args.cfg();
+    let cfg = args.cfg_n(n_tile);
     with_bias!(bias, |bias| launch!(dev, program, kernel, cfg, smem = smem_bytes, [a, b, c, bias, &p]))
 }
 
@@ -492,11 +501,20 @@ pub enum TcKernel {
     /// cp.async pipeline of 4 k-tiles with ldmatrix fragments (`gemm_tc_pipe.cu`): F16/BF16
     /// only, the alignment of `Vec`, and 80 KiB of shared memory per block.
     Pipelined,
+    /// `Pipelined` on 128x256 block tiles (`_pipe_w`: 64x64 per warp, one block per SM, 120
+    /// KiB of shared memory), without split-K: a tuning candidate for large GEMMs that
+    /// gpu_bench times beside `Pipelined` (row `bf16/w`) until a GPU run picks one.
+    /// `KEEL_GEMM_TC=wide` makes `Auto` take it wherever it would take `Pipelined`.
+    PipelinedWide,
 }
 
 /// Dynamic shared memory of the pipelined kernels: 4 stages of a 128x32 A tile and a
-/// 128x32 B tile, each padded to 128 x 40 bf16 (`PIPE_STAGE_EL` in gemm_tc_pipe.cu).
+/// 128x32 B tile, each padded to 128 x 40 bf16 (`pipe_smem_bytes<128>` in gemm_tc_pipe.cu).
 pub const PIPE_SMEM_BYTES: usize = 4 * 2 * 128 * (32 + 8) * 2;
+
+/// Dynamic shared memory of [`TcKernel::PipelinedWide`]: 4 stages of a 128x32 A tile and a
+/// 256x32 B tile, padded to 40 elements a row (`pipe_smem_bytes<256>` in gemm_tc_pipe.cu).
+pub const PIPE_WIDE_SMEM_BYTES: usize = 4 * (128 + 256) * (32 + 8) * 2;
 
 /// An input type of the tensor-core GEMM.
 pub trait TcInput: DType {
@@ -524,6 +542,7 @@ fn auto_cap() -> TcKernel {
     *CAP.get_or_init(|| match std::env::var("KEEL_GEMM_TC").as_deref() {
         Ok("element") => TcKernel::Element,
         Ok("vec") => TcKernel::Vec,
+        Ok("wide") => TcKernel::PipelinedWide,
         _ => TcKernel::Pipelined,
     })
 }
@@ -546,27 +565,29 @@ fn resolve_tc<T: TcInput>(
     kernel: TcKernel,
 ) -> Result<TcKernel> {
     let aligned = aligned16(dev, args, a, b);
-    let pipe_ok = T::PIPELINED
-        && aligned
-        && dev.compute_capability().0 >= 8
-        && dev.max_shared_memory_per_block_optin() >= PIPE_SMEM_BYTES;
+    let smem = |k: TcKernel| if k == TcKernel::PipelinedWide { PIPE_WIDE_SMEM_BYTES } else { PIPE_SMEM_BYTES };
+    let pipe_ok = |k: TcKernel| {
+        T::PIPELINED && aligned && dev.compute_capability().0 >= 8 && dev.max_shared_memory_per_block_optin() >= smem(k)
+    };
+    let pipelined = |k: TcKernel| matches!(k, TcKernel::Pipelined | TcKernel::PipelinedWide);
     match kernel {
         TcKernel::Auto => Ok(match auto_cap() {
-            TcKernel::Pipelined if pipe_ok => TcKernel::Pipelined,
-            TcKernel::Pipelined | TcKernel::Vec if aligned => TcKernel::Vec,
+            k if pipelined(k) && pipe_ok(k) => k,
+            TcKernel::PipelinedWide if pipe_ok(TcKernel::Pipelined) => TcKernel::Pipelined,
+            TcKernel::Pipelined | TcKernel::PipelinedWide | TcKernel::Vec if aligned => TcKernel::Vec,
             _ => TcKernel::Element,
         }),
         TcKernel::Element => Ok(TcKernel::Element),
         TcKernel::Vec if aligned => Ok(TcKernel::Vec),
-        TcKernel::Pipelined if pipe_ok => Ok(TcKernel::Pipelined),
-        TcKernel::Pipelined if !T::PIPELINED => {
-            Err(Error::arg("gemm", format!("the pipelined tensor-core kernel takes F16 or BF16, not {}", T::TC_NAME)))
+        k if pipelined(k) && pipe_ok(k) => Ok(k),
+        k if pipelined(k) && !T::PIPELINED => {
+            Err(Error::arg("gemm", format!("the pipelined tensor-core kernels take F16 or BF16, not {}", T::TC_NAME)))
         }
-        TcKernel::Pipelined if aligned => Err(Error::arg(
+        k if pipelined(k) && aligned => Err(Error::arg(
             "gemm",
             format!(
-                "the pipelined tensor-core kernel needs sm_80+ and {PIPE_SMEM_BYTES} bytes of shared memory per block \
-                 (this device: {}, {} bytes)",
+                "{k:?} needs sm_80+ and {} bytes of shared memory per block (this device: {}, {} bytes)",
+                smem(k),
                 dev.arch(),
                 dev.max_shared_memory_per_block_optin()
             ),
@@ -598,30 +619,31 @@ pub fn gemm_tc<T: TcInput, O: GemmOut>(
     bias: Option<Bias<'_, '_, O>>,
     kernel: TcKernel,
 ) -> Result<()> {
-    let pipelined = resolve_tc(dev, args, a, b, kernel)?;
-    let (suffix, smem) = match pipelined {
-        TcKernel::Pipelined => ("_pipe", PIPE_SMEM_BYTES),
-        TcKernel::Vec => ("_vec", 0),
-        _ => ("", 0),
+    let resolved = resolve_tc(dev, args, a, b, kernel)?;
+    let (suffix, smem, n_tile) = match resolved {
+        TcKernel::Pipelined => ("_pipe", PIPE_SMEM_BYTES, 128),
+        TcKernel::PipelinedWide => ("_pipe_w", PIPE_WIDE_SMEM_BYTES, 256),
+        TcKernel::Vec => ("_vec", 0, 128),
+        _ => ("", 0, 128),
     };
     let name = format!("gemm_tc_{}_{}{suffix}", T::TC_NAME, args.form());
-    let part = tc_part(T::TC_NAME, pipelined == TcKernel::Pipelined);
-    let program = program_part(programs::gemm_tc(), part);
-    if pipelined == TcKernel::Pipelined {
+    let program = program_part(programs::gemm_tc(), tc_part(T::TC_NAME, resolved));
+    if resolved == TcKernel::Pipelined {
         // 32-deep k-tiles; at least 8 of them per block, for the 4-stage pipeline's prologue
         return launch_gemm_split(dev, program, name, smem, (32, 256), args, a, b, c, bias);
     }
-    launch_gemm(dev, program, name, smem, args, a, b, c, bias)
+    launch_gemm(dev, program, name, (smem, n_tile), args, a, b, c, bias)
 }
 
 /// The part of the tensor-core source ([`crate::sources::GEMM_TC`]) holding the GEMM
-/// kernels of input type `tc_name` (`tf32`, `f16`, `bf16`), pipelined or not.
-fn tc_part(tc_name: &str, pipelined: bool) -> u32 {
-    match (tc_name, pipelined) {
+/// kernels of input type `tc_name` (`tf32`, `f16`, `bf16`) that `kernel` (resolved) runs.
+fn tc_part(tc_name: &str, kernel: TcKernel) -> u32 {
+    match (tc_name, kernel) {
         ("tf32", _) => 1,
-        ("f16", false) => 2,
-        ("f16", true) => 4,
-        ("bf16", true) => 5,
+        (_, TcKernel::PipelinedWide) => 8,
+        ("f16", TcKernel::Pipelined) => 4,
+        ("bf16", TcKernel::Pipelined) => 5,
+        ("f16", _) => 2,
         _ => 3,
     }
 }
