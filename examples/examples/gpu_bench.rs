@@ -6,9 +6,13 @@
 //!
 //! `--parts` picks the sections to run (default: all three).
 //!
-//! When the sizes include 4096, the GEMM section ends with issue #7's goals, one line each
-//! (and JSON): the best f32 kernel against 70% of cuBLAS SGEMM, the best BF16 kernel
-//! against 50% of cuBLAS, with "met" or "NOT met".
+//! Order: the GEMM rows of the kernels `matmul` runs (`f32`, `tf32`, `bf16`), the
+//! convolutions, the training rows, then the GEMM tuning candidates (`f32/2b`, `f32/db`,
+//! `bf16/1`, `bf16/w`), so that a candidate failing on its first GPU costs only its own
+//! rows; a failed row or section prints a `failed:` line (and JSON) and the rest runs (the
+//! exit status is then 1). When the sizes include 4096, the output ends with issue #7's
+//! goals, one line each (and JSON): the best f32 kernel against 70% of cuBLAS SGEMM, the
+//! best BF16 kernel against 50% of cuBLAS, with "met" or "NOT met".
 //!
 //! Prints a table and one JSON line per row:
 //! * GEMM `C[m,n] = A[m,k] B[k,n]` (row-major, f32 output) for square sizes at F32 (SIMT),
@@ -80,6 +84,11 @@ impl Prec {
         Prec::Bf16(kgemm::TcKernel::Vec),
         Prec::Bf16(kgemm::TcKernel::PipelinedWide),
     ];
+
+    /// Whether `matmul` runs this kernel (the rest are tuning candidates).
+    fn is_default(self) -> bool {
+        matches!(self, Prec::F32(kgemm::SimtKernel::Auto) | Prec::Tf32 | Prec::Bf16(kgemm::TcKernel::Auto))
+    }
 
     fn name(self) -> &'static str {
         match self {
@@ -210,35 +219,68 @@ fn run() -> Res<()> {
         None
     };
     header();
+    // What `matmul` runs first, then the convolutions and the training rows, and the tuning
+    // candidates last: a candidate that fails on its first GPU (a launch error, or one that
+    // leaves the context unusable) then costs only its own rows. A failed row or section is
+    // printed (and in JSON) and the rest still runs; the exit status says something failed.
+    let (defaults, candidates): (Vec<Prec>, Vec<Prec>) = Prec::ROWS.iter().partition(|p| p.is_default());
     let mut at_goal_size = Vec::new();
-    for &s in sizes.iter().filter(|_| part("gemm")) {
-        for prec in Prec::ROWS {
-            let row = gemm_row(&dev, blas.as_ref(), prec, s, reps)?;
-            row.print();
-            if s == GOAL_SIZE {
-                at_goal_size.push((prec, row));
+    let mut failed = 0usize;
+    let gemm_rows = |rows: &[Prec], at_goal_size: &mut Vec<(Prec, Row)>, failed: &mut usize| {
+        for &s in sizes.iter().filter(|_| part("gemm")) {
+            for &prec in rows {
+                match gemm_row(&dev, blas.as_ref(), prec, s, reps) {
+                    Ok(row) => {
+                        row.print();
+                        if s == GOAL_SIZE {
+                            at_goal_size.push((prec, row));
+                        }
+                    }
+                    Err(e) => *failed += report_failure(&format!("gemm {} {s}", prec.name()), e.as_ref()),
+                }
             }
         }
-    }
-    if !at_goal_size.is_empty() {
-        print_goals(&at_goal_size);
-    }
+    };
+    gemm_rows(&defaults, &mut at_goal_size, &mut failed);
     let conv_shapes: &[(usize, usize, usize, usize, usize)] =
         if part("conv") { &[(128, 28, 28, 1, 32), (128, 13, 13, 32, 64)] } else { &[] };
     for &(n, h, w, c, o) in conv_shapes {
-        for row in conv_rows(&dev, blas.as_ref(), (n, h, w, c, o), reps)? {
-            row.print();
+        let shape = format!("conv [{n},{h},{w},{c}] -> {o}");
+        match conv_rows(&dev, blas.as_ref(), (n, h, w, c, o), reps) {
+            Ok(rows) => rows.iter().for_each(Row::print),
+            Err(e) => failed += report_failure(&shape, e.as_ref()),
         }
         if c % 8 == 0 && o % 8 == 0 {
-            for row in conv_rows_bf16(&dev, (n, h, w, c, o), reps)? {
-                row.print();
+            match conv_rows_bf16(&dev, (n, h, w, c, o), reps) {
+                Ok(rows) => rows.iter().for_each(Row::print),
+                Err(e) => failed += report_failure(&format!("{shape} bf16"), e.as_ref()),
             }
         }
     }
     if part("cnn") {
-        cnn_throughput(steps, reps.min(5))?;
+        if let Err(e) = cnn_throughput(steps, reps.min(5)) {
+            failed += report_failure("cnn_train", e.as_ref());
+        }
+    }
+    if part("gemm") && !candidates.is_empty() {
+        println!("tuning candidates:");
+        header();
+        gemm_rows(&candidates, &mut at_goal_size, &mut failed);
+    }
+    if !at_goal_size.is_empty() {
+        print_goals(&at_goal_size);
+    }
+    if failed > 0 {
+        return Err(format!("{failed} benchmark row(s) or section(s) failed (see `failed:` above)").into());
     }
     Ok(())
+}
+
+/// Prints a failed row or section (a line and JSON) and counts it (returns 1).
+fn report_failure(what: &str, e: &dyn Error) -> usize {
+    println!("failed: {what}: {e}");
+    println!("{}", serde_json::json!({ "bench": "failed", "what": what, "error": e.to_string() }));
+    1
 }
 
 /// Deterministic uniform values in [-1, 1) (xorshift; fast enough for 8192^2).
