@@ -477,29 +477,25 @@ fn softmax_and_cross_entropy() {
     let mean_ref = loss_ref.iter().sum::<f64>() / rows as f64;
     let first_mean = dev.dtoh(&mean.as_view()).expect("dtoh")[0];
     assert!(rel_err(&[first_mean], &[mean_ref]) < 1e-5, "{first_mean} vs {mean_ref}");
-    // again, with only the loss and its mean: the counter was reset, the sum's order is fixed
-    let mut mean2 = poisoned(&dev, 1);
-    let mut loss2 = poisoned(&dev, rows);
-    let out = softmax::XentOutputs {
-        loss: &mut loss2.as_view_mut(),
-        grad: None,
-        probs: None,
-        mean: Some(&mut mean2.as_view_mut()),
+    // only the losses and their mean, for `n` rows of one logit
+    let mean_only = |n: usize, x: &CudaSlice<f32>, labels: &CudaSlice<i64>| {
+        let (mut loss, mut mean) = (poisoned(&dev, n), poisoned(&dev, 1));
+        let out = softmax::XentOutputs {
+            loss: &mut loss.as_view_mut(),
+            grad: None,
+            probs: None,
+            mean: Some(&mut mean.as_view_mut()),
+        };
+        let targets = softmax::XentTargets::Classes(&labels.as_view());
+        softmax::softmax_xent_f32(&dev, n, x.len() / n, &x.as_view(), targets, out)?;
+        Ok::<f32, keel_cuda_kernels::Error>(dev.dtoh(&mean.as_view())?[0])
     };
-    softmax::softmax_xent_f32(&dev, rows, cols, &dx.as_view(), softmax::XentTargets::Classes(&dl.as_view()), out)
-        .expect("xent");
-    assert_eq!(dev.dtoh(&mean2.as_view()).expect("dtoh")[0].to_bits(), first_mean.to_bits());
+    // again: the counter was reset, the sum's order is fixed
+    assert_eq!(mean_only(rows, &dx, &dl).expect("xent").to_bits(), first_mean.to_bits());
     // more rows than one block's mean is for: refused before any launch
     let big = softmax::XENT_MEAN_MAX_ROWS + 1;
     let (bx, bl) = (dev.htod(&vec![0.0f32; big]).expect("htod"), dev.htod(&vec![0i64; big]).expect("htod"));
-    let mut bloss = poisoned(&dev, big);
-    let out = softmax::XentOutputs {
-        loss: &mut bloss.as_view_mut(),
-        grad: None,
-        probs: None,
-        mean: Some(&mut mean2.as_view_mut()),
-    };
-    let err = softmax::softmax_xent_f32(&dev, big, 1, &bx.as_view(), softmax::XentTargets::Classes(&bl.as_view()), out);
+    let err = mean_only(big, &bx, &bl);
     assert!(err.is_err_and(|e| e.to_string().contains("loss mean")));
     // the probabilities are softmax_f32's, bit for bit
     assert_eq!(
