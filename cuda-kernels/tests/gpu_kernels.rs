@@ -181,8 +181,9 @@ fn gemm_cases() -> Vec<GemmArgs> {
     }
     v.push(GemmArgs::new(33, 65, 40).batched(3).scale(0.5, 0.75).activation(Activation::Relu));
     v.push(GemmArgs::new(64, 64, 64).transpose(true, false).batched(2));
-    // split along k on the SIMT kernels (few tiles, long k): a Dense forward pass (12 splits),
-    // and tails everywhere with alpha, beta and ReLU (8 splits, the last one short)
+    // split along k (few tiles, long k): a Dense forward pass (SIMT 12 splits, TF32 and the
+    // other non-pipelined tensor-core kernels 10), and tails everywhere with alpha, beta and
+    // ReLU (SIMT 8 splits, tensor cores 7, the last one short)
     v.push(GemmArgs::new(128, 128, 1600));
     v.push(GemmArgs::new(130, 70, 1100).transpose(true, false).scale(0.5, 0.75).activation(Activation::Relu));
     v
@@ -226,8 +227,9 @@ fn aligned_tc_cases() -> Vec<GemmArgs> {
     g.stride_b += 16;
     v.push(g);
     v.push(GemmArgs::new(8, 8, 8));
-    // split along k (SIMT: 4 blocks; pipelined tensor cores: 2, the last one short), with a
-    // row tail, alpha, beta, bias and ReLU; then one tile over 4 and 8 splits
+    // split along k (SIMT and element/`_vec` tensor cores: 4 blocks; pipelined tensor
+    // cores: 2, the last one short), with a row tail, alpha, beta, bias and ReLU; then one
+    // tile over 4 and 8 splits
     v.push(GemmArgs::new(136, 64, 600).scale(0.5, 0.75).activation(Activation::Relu));
     v.push(GemmArgs::new(128, 64, 1024).transpose(true, true));
     v

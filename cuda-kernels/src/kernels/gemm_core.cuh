@@ -108,21 +108,16 @@ __device__ __forceinline__ GemmEpi gemm_epi(const GemmParams& p, float* c, const
     return epi;
 }
 
-// Split-K for the 128x128 block tiles (gemm.cu's SIMT kernels, gemm_tc_pipe.cu). Each
-// block of grid z computes its tile over one range of k and stores the partial tile in
-// `ws` ([splits, m, n] f32) through GemmPartEpi; `splitk_combine` then takes a ticket from
+// Split-K for the 128x128 block tiles (gemm.cu's SIMT kernels, gemm_tc.cu, gemm_tc_pipe.cu).
+// Each block of grid z computes its tile over one range of k and stores the partial tile in
+// `ws` ([splits, m, n] f32) through the kernel's own epilogue type set to plain f32 (alpha
+// 1, beta 0, no bias or activation: the value itself; one inlined tile loop for both paths
+// keeps the kernels' registers down); `splitk_combine` then takes a ticket from
 // the tile's counter (`tickets[blockIdx.x * gridDim.y + blockIdx.y]`), and the block that
 // draws the last one adds the partials in split order (fixed: deterministic), hands each
 // sum to the real epilogue (alpha, beta, bias, activation, C's type) and resets the
 // counter, so every counter is zero between launches. One launch, no reduction kernel.
 // One split takes no ticket (the grad-kernel's rounding of a whole sum to F16/BF16).
-struct GemmPartEpi {
-    float* ws;
-    i64 m, n;
-    __device__ __forceinline__ void operator()(i64 mi, i64 ni, float v) const {
-        if (mi < m && ni < n) ws[mi * n + ni] = v;
-    }
-};
 
 template <class Epi>
 __device__ __forceinline__ void splitk_combine(const Epi& epi, const float* ws, i64 splits, i64 m, i64 n, i64 m0,

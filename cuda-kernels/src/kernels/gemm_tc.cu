@@ -227,47 +227,73 @@ __device__ __forceinline__ void tc_store_acc(const float (&acc)[4][NT][4], const
         }
 }
 
-template <class T, bool TA, bool TB, bool VEC>
-__device__ __forceinline__ void gemm_tc_impl(const typename T::S* __restrict__ a,
-                                             const typename T::S* __restrict__ b, void* c,
-                                             const void* __restrict__ bias, const GemmParams& p) {
-    typedef typename T::S S;
-    constexpr int LD = TBK + T::PAD;
-    __shared__ __align__(16) S As[TBM * LD];
-    __shared__ __align__(16) S Bs[TBN * LD];
+// The block tile at (m0, n0) of one batch matrix (a, b: its operands) over k in
+// [k_begin, k_end), handed to `epi`, through the shared tiles As and Bs (TBM and TBN rows of
+// TBK + T::PAD). k_end - k_begin is a multiple of TBK unless k_end == K (the loaders stop
+// only at K; a split-K caller sizes its splits in whole k-tiles).
+template <class T, bool TA, bool TB, bool VEC, class Epi>
+__device__ __forceinline__ void gemm_tc_tile(const typename T::S* __restrict__ a, const typename T::S* __restrict__ b,
+                                             const GemmParams& p, const Epi& epi, i64 k_begin, i64 k_end,
+                                             typename T::S* As, typename T::S* Bs) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int g = lane >> 2, t = lane & 3;
     const int wm = (warp >> 2) * 64, wn = (warp & 3) * 32;
     const i64 m0 = (i64)blockIdx.x * TBM, n0 = (i64)blockIdx.y * TBN;
+    float acc[4][4][4];
+    tc_zero(acc);
+    for (i64 k0 = k_begin; k0 < k_end; k0 += TBK) {
+        tc_load_tile<T, !TA, VEC>(a, p.lda, p.m, p.k, m0, k0, As);
+        tc_load_tile<T, TB, VEC>(b, p.ldb, p.n, p.k, n0, k0, Bs);
+        __syncthreads();
+        WarpMma<T>::run(As, Bs, wm, wn, g, t, acc);
+        __syncthreads();
+    }
+    tc_store_acc(acc, epi, m0 + wm, n0 + wn, lane);
+}
 
-    for (i64 z = blockIdx.z; z < p.batch; z += gridDim.z) {
-        const S* az = a + z * p.stride_a;
-        const S* bz = b + z * p.stride_b;
-        float acc[4][4][4];
-        tc_zero(acc);
-
-        for (i64 k0 = 0; k0 < p.k; k0 += TBK) {
-            tc_load_tile<T, !TA, VEC>(az, p.lda, p.m, p.k, m0, k0, As);
-            tc_load_tile<T, TB, VEC>(bz, p.ldb, p.n, p.k, n0, k0, Bs);
-            __syncthreads();
-            WarpMma<T>::run(As, Bs, wm, wn, g, t, acc);
-            __syncthreads();
+// `k_split` > 0: split-K as the SIMT and pipelined kernels do (`splitk_combine`,
+// gemm_core.cuh), each range of k a multiple of TBK (batch 1); 0: the plain GEMM (`ws`,
+// `tickets` null). One inlined tile loop serves both: a split's partial tile goes through
+// the same epilogue type, as plain f32 (alpha 1, beta 0, no bias: the value itself), since
+// a second copy of the loop makes ptxas spill far more under the 128-register cap.
+template <class T, bool TA, bool TB, bool VEC>
+__device__ __forceinline__ void gemm_tc_impl(const typename T::S* __restrict__ a,
+                                             const typename T::S* __restrict__ b, void* c,
+                                             const void* __restrict__ bias, const GemmParams& p, i64 k_split,
+                                             float* ws, unsigned* tickets) {
+    constexpr int LD = TBK + T::PAD;
+    __shared__ __align__(16) typename T::S As[TBM * LD];
+    __shared__ __align__(16) typename T::S Bs[TBN * LD];
+    const bool split = k_split > 0;
+    const i64 splits = split ? (p.k + k_split - 1) / k_split : 1, mn = p.m * p.n;
+    for (i64 z = blockIdx.z; z < (split ? blockIdx.z + 1 : p.batch); z += gridDim.z) {
+        i64 k0 = 0, k1 = p.k;
+        GemmEpiAny epi = gemm_epi_any(p, c, z, bias);
+        if (split) {
+            k0 = z * k_split;
+            k1 = k0 + k_split < p.k ? k0 + k_split : p.k;
+            epi = GemmEpiAny{ws + z * mn, p.n, p.m, p.n, 1.0f, 0.0f, nullptr, 0, 0};
         }
-
-        tc_store_acc(acc, gemm_epi_any(p, c, z, bias), m0 + wm, n0 + wn, lane);
+        const i64 zb = split ? 0 : z;
+        gemm_tc_tile<T, TA, TB, VEC>(a + zb * p.stride_a, b + zb * p.stride_b, p, epi, k0, k1, As, Bs);
+    }
+    if (split) {
+        const i64 m0 = (i64)blockIdx.x * TBM, n0 = (i64)blockIdx.y * TBN;
+        splitk_combine(gemm_epi_any(p, c, 0, bias), ws, splits, p.m, p.n, m0, n0, tickets);
     }
 }
 
 #define KEEL_GEMM_TC(TN, T, SUFFIX, TA, TB)                                                     \
     extern "C" __global__ void __launch_bounds__(256, 2)                                       \
         gemm_tc_##TN##_##SUFFIX(const T::S* a, const T::S* b, void* c, const void* bias,      \
-                                GemmParams p) {                                                \
-        gemm_tc_impl<T, TA, TB, false>(a, b, c, bias, p);                                      \
+                                GemmParams p, i64 k_split, float* ws, unsigned* tickets) {     \
+        gemm_tc_impl<T, TA, TB, false>(a, b, c, bias, p, k_split, ws, tickets);                \
     }                                                                                          \
     extern "C" __global__ void __launch_bounds__(256, 2)                                       \
         gemm_tc_##TN##_##SUFFIX##_vec(const T::S* a, const T::S* b, void* c,                   \
-                                      const void* bias, GemmParams p) {                       \
-        gemm_tc_impl<T, TA, TB, true>(a, b, c, bias, p);                                       \
+                                      const void* bias, GemmParams p, i64 k_split, float* ws,  \
+                                      unsigned* tickets) {                                     \
+        gemm_tc_impl<T, TA, TB, true>(a, b, c, bias, p, k_split, ws, tickets);                 \
     }
 #define KEEL_GEMM_TC_FORMS(TN, T)               \
     KEEL_GEMM_TC(TN, T, nn, false, false)       \

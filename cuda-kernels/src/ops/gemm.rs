@@ -437,7 +437,8 @@ const SPLIT_K_TARGET_BLOCKS: usize = 128;
 /// The k per block of a GEMM on 128x128 tiles split along k (a multiple of `k_tile`, the
 /// kernel's k-tile), or `None` to run it whole: split when a single matrix (batch 1) has
 /// few output tiles (at most half of [`SPLIT_K_TARGET_BLOCKS`]) and a long k, each block
-/// keeping at least `min_k` of k (SIMT f32: 8 and 128; pipelined tensor cores: 32 and 256).
+/// keeping at least `min_k` of k (SIMT f32: 8 and 128; pipelined tensor cores: 32 and 256;
+/// the other tensor-core kernels, TF32 among them: 32 and 128).
 /// A Dense layer's forward pass on a batch of 128 (128 x 128 outputs, k = 1,600) runs on 12
 /// SIMT blocks instead of one, or 6 tensor-core ones.
 fn split_k(args: &GemmArgs, k_tile: usize, min_k: usize) -> Option<usize> {
@@ -628,11 +629,13 @@ pub fn gemm_tc<T: TcInput, O: GemmOut>(
     };
     let name = format!("gemm_tc_{}_{}{suffix}", T::TC_NAME, args.form());
     let program = program_part(programs::gemm_tc(), tc_part(T::TC_NAME, resolved));
-    if resolved == TcKernel::Pipelined {
+    match resolved {
         // 32-deep k-tiles; at least 8 of them per block, for the 4-stage pipeline's prologue
-        return launch_gemm_split(dev, program, name, smem, (32, 256), args, a, b, c, bias);
+        TcKernel::Pipelined => launch_gemm_split(dev, program, name, smem, (32, 256), args, a, b, c, bias),
+        TcKernel::PipelinedWide => launch_gemm(dev, program, name, (smem, n_tile), args, a, b, c, bias),
+        // one 32-deep k-tile at a time; at least 4 per block
+        _ => launch_gemm_split(dev, program, name, smem, (32, 128), args, a, b, c, bias),
     }
-    launch_gemm(dev, program, name, (smem, n_tile), args, a, b, c, bias)
 }
 
 /// The part of the tensor-core source ([`crate::sources::GEMM_TC`]) holding the GEMM
