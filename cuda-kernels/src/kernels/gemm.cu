@@ -25,32 +25,20 @@ __device__ __forceinline__ void gemm_block(LA la, LB lb, const Epi& epi, i64 m0,
         gemm_block_128x128(la, lb, epi, m0, n0, k0, k1);
 }
 
-// One inlined block tile serves the split and the batch paths: a split's partial tile goes
-// through the same epilogue type as plain f32 (alpha 1, beta 0, no bias: the value itself),
-// since a second copy of the tile loop costs registers.
 template <bool TA, bool TB, bool VEC, bool DB>
 __device__ __forceinline__ void gemm_f32_impl(const float* __restrict__ a, const float* __restrict__ b,
                                               float* c, const void* __restrict__ bias,
                                               const GemmParams& p, i64 k_split, float* ws, unsigned* tickets) {
     const i64 m0 = (i64)blockIdx.x * GBM, n0 = (i64)blockIdx.y * GBN;
-    const bool split = k_split > 0;
-    const i64 splits = split ? (p.k + k_split - 1) / k_split : 1, mn = p.m * p.n;
-    for (i64 z = blockIdx.z; z < (split ? blockIdx.z + 1 : p.batch); z += gridDim.z) {
-        i64 k0 = 0, k1 = p.k;
-        GemmEpi epi = gemm_epi(p, c + z * p.stride_c, bias);
-        if (split) {
-            k0 = z * k_split;
-            k1 = k0 + k_split < p.k ? k0 + k_split : p.k;
-            epi = GemmEpi{ws + z * mn, p.n, p.m, p.n, 1.0f, 0.0f, nullptr, 0};
-        }
-        const i64 zb = split ? 0 : z;
-        MatLoader<!TA, VEC> la;
-        la.p = a + zb * p.stride_a; la.ld = p.lda; la.rows = p.m; la.kdim = p.k;
-        MatLoader<TB, VEC> lb;
-        lb.p = b + zb * p.stride_b; lb.ld = p.ldb; lb.rows = p.n; lb.kdim = p.k;
-        gemm_block<DB>(la, lb, epi, m0, n0, k0, k1);
-    }
-    if (split) splitk_combine(gemm_epi(p, c, bias), ws, splits, p.m, p.n, m0, n0, tickets);
+    gemm_grid_z(
+        p, k_split, ws, tickets, [&](i64 z) { return gemm_epi(p, c + z * p.stride_c, bias); },
+        [&](i64 zb, const GemmEpi& epi, i64 k0, i64 k1) {
+            MatLoader<!TA, VEC> la;
+            la.p = a + zb * p.stride_a; la.ld = p.lda; la.rows = p.m; la.kdim = p.k;
+            MatLoader<TB, VEC> lb;
+            lb.p = b + zb * p.stride_b; lb.ld = p.ldb; lb.rows = p.n; lb.kdim = p.k;
+            gemm_block<DB>(la, lb, epi, m0, n0, k0, k1);
+        });
 }
 
 // One f32 GEMM kernel: gemm_f32_<form><variant>.

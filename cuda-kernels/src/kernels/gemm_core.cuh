@@ -60,6 +60,7 @@ struct GemmEpiT {
     float alpha, beta;
     const void* bias;
     int act;
+    __device__ __forceinline__ void set_f32() {}  // C's storage is fixed: O (f32 for split partials)
     __device__ __forceinline__ void operator()(i64 mi, i64 ni, float v) const {
         if (mi >= m || ni >= n) return;
         O* p = c + mi * ldc + ni;
@@ -77,6 +78,7 @@ struct GemmEpiAny {
     float alpha, beta;
     const void* bias;
     int act, out;
+    __device__ __forceinline__ void set_f32() { out = 0; }
     template <class O>
     __device__ __forceinline__ void store(O* p, i64 ni, float v) const {
         *p = from_f32<O>(gemm_epi_value<O>(v, alpha, beta, bias, ni, act, [&] { return to_f32(*p); }));
@@ -141,6 +143,41 @@ __device__ __forceinline__ void splitk_combine(const Epi& epi, const float* ws, 
         epi(mi, ni, v);
     }
     if (threadIdx.x == 0 && splits > 1) *ticket = 0;
+}
+
+// The grid-z loop of a GEMM kernel on 128x128 block tiles, split-K or batched: calls
+// `tile(zb, epi, k0, k1)` for each block tile this block computes, with zb the batch
+// matrix of A and B, `epi` the epilogue and [k0, k1) the range of k. `k_split` > 0 (batch
+// 1): block z takes the z-th `k_split`-long range (a multiple of the kernel's k-tile) and
+// stores its partial tile in `ws` through the epilogue `epi_of(0)` set to plain f32
+// (alpha 1, beta 0, no bias or activation: the value itself), then `splitk_combine` adds
+// the partials through `epi_of(0)`; 0: batch matrices z, z + gridDim.z, ... over the
+// whole k through `epi_of(z)` (`ws`, `tickets` unused). One inlined call of `tile` serves
+// both: a second copy of a kernel's tile loop costs registers (and spills) under the caps.
+template <class EpiOf, class Tile>
+__device__ __forceinline__ void gemm_grid_z(const GemmParams& p, i64 k_split, float* ws, unsigned* tickets,
+                                            EpiOf epi_of, Tile tile) {
+    const bool split = k_split > 0;
+    const i64 splits = split ? (p.k + k_split - 1) / k_split : 1, mn = p.m * p.n;
+    for (i64 z = blockIdx.z; z < (split ? (i64)blockIdx.z + 1 : p.batch); z += gridDim.z) {
+        i64 k0 = 0, k1 = p.k;
+        auto epi = epi_of(z);
+        if (split) {
+            k0 = z * k_split;
+            k1 = k0 + k_split < p.k ? k0 + k_split : p.k;
+            epi = epi_of(0);
+            epi.c = ws + z * mn;
+            epi.ldc = p.n;
+            epi.alpha = 1.0f;
+            epi.beta = 0.0f;
+            epi.bias = nullptr;
+            epi.act = 0;
+            epi.set_f32();
+        }
+        tile(split ? 0 : z, epi, k0, k1);
+    }
+    if (split)
+        splitk_combine(epi_of(0), ws, splits, p.m, p.n, (i64)blockIdx.x * 128, (i64)blockIdx.y * 128, tickets);
 }
 
 // Where a split reduction's partial tiles go (the convolutions' grad-kernel): `dw`, of

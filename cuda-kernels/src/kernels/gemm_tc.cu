@@ -251,11 +251,9 @@ __device__ __forceinline__ void gemm_tc_tile(const typename T::S* __restrict__ a
     tc_store_acc(acc, epi, m0 + wm, n0 + wn, lane);
 }
 
-// `k_split` > 0: split-K as the SIMT and pipelined kernels do (`splitk_combine`,
-// gemm_core.cuh), each range of k a multiple of TBK (batch 1); 0: the plain GEMM (`ws`,
-// `tickets` null). One inlined tile loop serves both: a split's partial tile goes through
-// the same epilogue type, as plain f32 (alpha 1, beta 0, no bias: the value itself), since
-// a second copy of the loop makes ptxas spill far more under the 128-register cap.
+// Split-K or batched through `gemm_grid_z` (gemm_core.cuh), each range of k a multiple of
+// TBK. The shared tiles are declared here, once: in the tile function, each instance would
+// declare its own.
 template <class T, bool TA, bool TB, bool VEC>
 __device__ __forceinline__ void gemm_tc_impl(const typename T::S* __restrict__ a,
                                              const typename T::S* __restrict__ b, void* c,
@@ -264,23 +262,11 @@ __device__ __forceinline__ void gemm_tc_impl(const typename T::S* __restrict__ a
     constexpr int LD = TBK + T::PAD;
     __shared__ __align__(16) typename T::S As[TBM * LD];
     __shared__ __align__(16) typename T::S Bs[TBN * LD];
-    const bool split = k_split > 0;
-    const i64 splits = split ? (p.k + k_split - 1) / k_split : 1, mn = p.m * p.n;
-    for (i64 z = blockIdx.z; z < (split ? blockIdx.z + 1 : p.batch); z += gridDim.z) {
-        i64 k0 = 0, k1 = p.k;
-        GemmEpiAny epi = gemm_epi_any(p, c, z, bias);
-        if (split) {
-            k0 = z * k_split;
-            k1 = k0 + k_split < p.k ? k0 + k_split : p.k;
-            epi = GemmEpiAny{ws + z * mn, p.n, p.m, p.n, 1.0f, 0.0f, nullptr, 0, 0};
-        }
-        const i64 zb = split ? 0 : z;
-        gemm_tc_tile<T, TA, TB, VEC>(a + zb * p.stride_a, b + zb * p.stride_b, p, epi, k0, k1, As, Bs);
-    }
-    if (split) {
-        const i64 m0 = (i64)blockIdx.x * TBM, n0 = (i64)blockIdx.y * TBN;
-        splitk_combine(gemm_epi_any(p, c, 0, bias), ws, splits, p.m, p.n, m0, n0, tickets);
-    }
+    gemm_grid_z(
+        p, k_split, ws, tickets, [&](i64 z) { return gemm_epi_any(p, c, z, bias); },
+        [&](i64 zb, const GemmEpiAny& epi, i64 k0, i64 k1) {
+            gemm_tc_tile<T, TA, TB, VEC>(a + zb * p.stride_a, b + zb * p.stride_b, p, epi, k0, k1, As, Bs);
+        });
 }
 
 #define KEEL_GEMM_TC(TN, T, SUFFIX, TA, TB)                                                     \

@@ -224,33 +224,18 @@ __device__ __forceinline__ void tc_pipe_tile(LA& la, LB& lb, const Epi& epi, i64
     tc_store_acc(acc, epi, m0 + (warp >> 2) * 64, n0 + (warp & 3) * (BN / 4), lane);
 }
 
-// `k_split` > 0: split-K as gemm.cu's SIMT kernels do (`splitk_combine`, gemm_core.cuh),
-// each range of k a multiple of PBK (batch 1); 0: the plain GEMM (`ws`, `tickets` null).
-// One inlined tile serves both (a split's partial tile through the same epilogue type as
-// plain f32: alpha 1, beta 0, no bias), as in gemm_tc.cu: fewer registers than two copies.
+// Split-K or batched through `gemm_grid_z` (gemm_core.cuh), each range of k a multiple of PBK.
 template <class T, bool TA, bool TB>
 __device__ __forceinline__ void gemm_tc_pipe_impl(const u16* __restrict__ a, const u16* __restrict__ b, void* c,
                                                   const void* __restrict__ bias, const GemmParams& p, i64 k_split,
                                                   float* ws, unsigned* tickets) {
-    const bool split = k_split > 0;
-    const i64 splits = split ? (p.k + k_split - 1) / k_split : 1, mn = p.m * p.n;
-    for (i64 z = blockIdx.z; z < (split ? blockIdx.z + 1 : p.batch); z += gridDim.z) {
-        i64 k0 = 0, k1 = p.k;
-        GemmEpiAny epi = gemm_epi_any(p, c, z, bias);
-        if (split) {
-            k0 = z * k_split;
-            k1 = k0 + k_split < p.k ? k0 + k_split : p.k;
-            epi = GemmEpiAny{ws + z * mn, p.n, p.m, p.n, 1.0f, 0.0f, nullptr, 0, 0};
-        }
-        const i64 zb = split ? 0 : z;
-        PipeMat<!TA> la{a + zb * p.stride_a, p.lda, p.m, p.k};
-        PipeMat<TB> lb{b + zb * p.stride_b, p.ldb, p.n, p.k};
-        tc_pipe_tile<T>(la, lb, epi, k0, k1);
-    }
-    if (split) {
-        const i64 m0 = (i64)blockIdx.x * PBM, n0 = (i64)blockIdx.y * PBN;
-        splitk_combine(gemm_epi_any(p, c, 0, bias), ws, splits, p.m, p.n, m0, n0, tickets);
-    }
+    gemm_grid_z(
+        p, k_split, ws, tickets, [&](i64 z) { return gemm_epi_any(p, c, z, bias); },
+        [&](i64 zb, const GemmEpiAny& epi, i64 k0, i64 k1) {
+            PipeMat<!TA> la{a + zb * p.stride_a, p.lda, p.m, p.k};
+            PipeMat<TB> lb{b + zb * p.stride_b, p.ldb, p.n, p.k};
+            tc_pipe_tile<T>(la, lb, epi, k0, k1);
+        });
 }
 
 // The wide candidate (BN = 256): a whole GEMM per launch (batched, no split-K).
