@@ -122,11 +122,13 @@ impl ReduceScratch {
 /// What [`ThreadCounts`] counts (indices into its rows).
 const WAITS: usize = 0;
 const HTOD_BYTES: usize = 1;
+const LAUNCHES: usize = 2;
 
 thread_local! {
     /// Per device ordinal, this thread's counts: how many times it waited for the device's
-    /// stream ([`WAITS`]) and how many bytes it copied to the device ([`HTOD_BYTES`]).
-    static THREAD_COUNTS: RefCell<Vec<[u64; 2]>> = const { RefCell::new(Vec::new()) };
+    /// stream ([`WAITS`]), how many bytes it copied to the device ([`HTOD_BYTES`]) and how
+    /// many kernels it launched ([`LAUNCHES`]).
+    static THREAD_COUNTS: RefCell<Vec<[u64; 3]>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Adds `n` to this thread's count `which` for device `ordinal`.
@@ -134,7 +136,7 @@ fn count(ordinal: usize, which: usize, n: u64) {
     THREAD_COUNTS.with(|c| {
         let mut c = c.borrow_mut();
         if c.len() <= ordinal {
-            c.resize(ordinal + 1, [0; 2]);
+            c.resize(ordinal + 1, [0; 3]);
         }
         c[ordinal][which] += n;
     });
@@ -324,6 +326,20 @@ impl CudaDevice {
     /// [`CudaDevice::host_waits`].
     pub fn bytes_to_device(&self) -> u64 {
         counted(self.ordinal, HTOD_BYTES)
+    }
+
+    /// How many kernels the calling thread has launched on this device so far (every
+    /// launch through this crate's wrappers, and those counted with
+    /// [`CudaDevice::count_launch`]); counted per thread like [`CudaDevice::host_waits`].
+    /// A test compares the count before and after a step to check what the step launches.
+    pub fn launches(&self) -> u64 {
+        counted(self.ordinal, LAUNCHES)
+    }
+
+    /// Counts one launch made outside this crate's wrappers (with cudarc's launch builder
+    /// on [`CudaDevice::stream`]), so that [`CudaDevice::launches`] sees it.
+    pub fn count_launch(&self) {
+        count(self.ordinal, LAUNCHES, 1);
     }
 
     /// `(free, total)` device memory in bytes.

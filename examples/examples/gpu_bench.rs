@@ -35,7 +35,7 @@
 //!   batch) and resident on the GPU, under the
 //!   float32 and the mixed_bfloat16 dtype policies, reading the results after every step
 //!   (`steps_per_execution` 1) and once per epoch (`steps_per_execution` = steps), with
-//!   the host's waits for the GPU per epoch.
+//!   the host's waits for the GPU per epoch and the kernel launches per step.
 //!
 //! Times are the median of `--reps` timed samples after two warm-up runs; each sample
 //! runs enough back-to-back launches to last about 20 ms and ends with a stream
@@ -553,23 +553,27 @@ fn cnn_throughput_with(
         model.fit(xs, ys, fit())?; // warm-up: kernel compilation, allocator
         let mut secs = Vec::with_capacity(reps);
         let waits = keel::tensor::cuda::host_waits(*gpu);
+        let launches = keel::tensor::cuda::launches(*gpu);
         for _ in 0..reps {
             let t = Instant::now();
             model.fit(xs, ys, fit())?;
             secs.push(t.elapsed().as_secs_f64());
         }
         let waits = (keel::tensor::cuda::host_waits(*gpu) - waits) as f64 / reps as f64;
+        let launches = (keel::tensor::cuda::launches(*gpu) - launches) as f64 / (reps * steps) as f64;
         secs.sort_by(f64::total_cmp);
         let ips = samples as f64 / secs[secs.len() / 2];
         println!(
             "seed CNN training ({policy}), batch {BATCH}, data on the {place}, steps_per_execution \
-             {per_execution}: {ips:.0} images/s ({steps} steps, {waits:.0} host waits per epoch)"
+             {per_execution}: {ips:.0} images/s ({steps} steps, {waits:.0} host waits per epoch, \
+             {launches:.1} launches per step)"
         );
         println!(
             "{}",
             serde_json::json!({
                 "bench": "cnn_train", "batch": BATCH, "data": place, "steps": steps,
                 "steps_per_execution": per_execution, "host_waits_per_epoch": waits,
+                "launches_per_step": launches,
                 "images_per_s": ips, "optimizer": "adam", "dtype_policy": policy.name(),
             })
         );

@@ -36,6 +36,7 @@ use crate::summary::{format_summary, SummaryRow};
 use crate::{Error, Result};
 use keel_autograd::Var;
 use keel_tensor::rng::Rng;
+use keel_tensor::DType;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -445,6 +446,23 @@ impl Network for Model {
 
     fn output_shapes(&self) -> Result<Vec<Vec<usize>>> {
         Ok(self.outputs.iter().map(|t| t.shape().to_vec()).collect())
+    }
+
+    fn input_autocast(&self, i: usize) -> Option<DType> {
+        let id = self.inputs.get(i)?.0.id;
+        if self.outputs.iter().any(|t| t.0.id == id) {
+            return None; // handed back as it is
+        }
+        let readers: Vec<&LayerHandle> = self
+            .nodes
+            .iter()
+            .filter_map(|n| match &n.0.kind {
+                NodeKind::Layer { layer, inputs } if inputs.iter().any(|t| t.0.id == id) => Some(layer),
+                _ => None,
+            })
+            .collect();
+        let all_cast = !readers.is_empty() && readers.iter().all(|l| l.read().autocast());
+        self.policy.autocast_dtype().filter(|_| all_cast)
     }
 
     fn forward_heads(&self, inputs: &[Var], ctx: &mut Ctx<'_>) -> Result<Vec<Head>> {

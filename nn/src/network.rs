@@ -4,7 +4,7 @@
 use crate::layer::Ctx;
 use crate::{Activation, Error, Result};
 use keel_autograd::{Param, Var};
-use keel_tensor::{Device, Tensor};
+use keel_tensor::{DType, Device, Tensor};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::OnceLock;
 
@@ -89,6 +89,17 @@ pub trait Network: Send + Sync {
 
     /// The per-sample output shapes.
     fn output_shapes(&self) -> Result<Vec<Vec<usize>>>;
+
+    /// The dtype that every layer reading model input `i` casts it to first (mixed
+    /// precision's autocast, e.g. BF16 under `"mixed_bfloat16"`); `None` when some reader
+    /// takes the input as it is (an Embedding, the float32 policy, an input that is also an
+    /// output). An input already in this dtype reaches those layers unchanged, with the
+    /// same values a cast inside the model would give, so `fit` can cast its data once
+    /// instead of once per batch.
+    fn input_autocast(&self, i: usize) -> Option<DType> {
+        let _ = i;
+        None
+    }
 
     /// Run on a batch per input; one [`Head`] per output.
     fn forward_heads(&self, inputs: &[Var], ctx: &mut Ctx<'_>) -> Result<Vec<Head>>;

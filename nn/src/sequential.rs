@@ -7,6 +7,7 @@ use crate::summary::{format_summary, SummaryRow};
 use crate::{Error, Result};
 use keel_autograd::Var;
 use keel_tensor::rng::Rng;
+use keel_tensor::DType;
 use std::collections::HashSet;
 
 /// The seed of a model's initializer when none is given ([`Sequential::with_seed`]).
@@ -205,6 +206,12 @@ impl Network for Sequential {
             (Some(s), None) => Ok(vec![s.clone()]),
             _ => Err(Error::Input { model: self.name.clone(), msg: "the model is not built yet".into() }),
         }
+    }
+
+    fn input_autocast(&self, i: usize) -> Option<DType> {
+        // the first layer reads the input (with no layers, the input is the output)
+        let first = self.layers.first().filter(|_| i == 0)?;
+        self.policy.autocast_dtype().filter(|_| first.autocast())
     }
 
     fn forward_heads(&self, inputs: &[Var], ctx: &mut Ctx<'_>) -> Result<Vec<Head>> {

@@ -221,3 +221,46 @@ fn weights_cast_together_give_the_same_step() {
         assert_eq!(a.to_vec::<f32>().unwrap(), b.to_vec::<f32>().unwrap(), "{n}");
     }
 }
+
+/// `input_autocast` names the dtype every reader of a model input casts it to: BF16 under
+/// mixed_bfloat16 when all readers autocast, `None` under float32, for an Embedding's
+/// indices, an input handed back as an output, or a model with no layers. An input given
+/// in that dtype gives the outputs and gradients of the F32 input, bit for bit.
+#[test]
+fn inputs_cast_before_the_model_give_the_same_step() {
+    assert_eq!(cnn(MIXED).input_autocast(0), Some(DType::BF16));
+    assert_eq!(cnn(MIXED).input_autocast(1), None);
+    assert_eq!(cnn(DTypePolicy::Float32).input_autocast(0), None);
+    assert_eq!(Sequential::new().dtype_policy(MIXED).input_autocast(0), None);
+    let mut emb = Sequential::new().dtype_policy(MIXED);
+    emb.add(Embedding::new(20, 6).input_shape([5]));
+    assert_eq!(emb.input_autocast(0), None);
+    let functional = |out_too: bool| {
+        let (a, b) = (Input::new([6]), Input::new([3]));
+        let h = Dense::new(6).call(&a).unwrap();
+        let r = add(&[h.clone(), a.clone()]).unwrap();
+        let c = concatenate(&[r, b.clone()], -1).unwrap();
+        let mut outs = vec![Dense::new(2).call(&c).unwrap()];
+        if out_too {
+            outs.push(b.clone());
+        }
+        Model::with_seed(&[a, b], &outs, 9).unwrap().dtype_policy(MIXED)
+    };
+    // input 0 is read by a Dense and an Add, input 1 by a Concatenate
+    assert_eq!(functional(false).input_autocast(0), Some(DType::BF16));
+    assert_eq!(functional(false).input_autocast(1), Some(DType::BF16));
+    assert_eq!(functional(true).input_autocast(1), None, "an output as it came in");
+    assert_eq!(functional(false).input_autocast(2), None);
+
+    let m = cnn(MIXED);
+    let x = Tensor::rand_normal(8, 0.0, 1.0, [3, 10, 10, 2], DType::F32, &Device::Cpu).unwrap();
+    let y = Tensor::from_vec(vec![0.0f32, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0], [3, 4]).unwrap();
+    let (l32, g32, o32) = step(&m, &x, &y, Loss::CategoricalCrossentropy);
+    let (l16, g16, o16) = step(&m, &x.to_dtype(DType::BF16).unwrap(), &y, Loss::CategoricalCrossentropy);
+    let bits = |t: &Tensor| t.to_dtype(DType::F64).unwrap().to_vec::<f64>().unwrap();
+    assert_eq!(bits(&l16), bits(&l32));
+    assert_eq!(bits(&o16), bits(&o32));
+    for ((name, a), (_, b)) in g16.iter().zip(&g32) {
+        assert_eq!(bits(a), bits(b), "{name}");
+    }
+}

@@ -175,7 +175,8 @@ impl<N: Network> KerasModel<N> {
 
     /// Train for `cfg.epochs` epochs on `(x, y)` (Keras `fit`); returns the [`History`].
     ///
-    /// `x` is a batch-first tensor (cast to F32 if it is not); `y` holds
+    /// `x` is a batch-first tensor (cast to [`KerasModel::input_dtype`] if it is not: F32,
+    /// or BF16 under `"mixed_bfloat16"`); `y` holds
     /// one-hot/probability targets, class indices (I64) or regression targets
     /// as the loss expects. On a GPU model, host inputs (`x` and the validation `x`) of at
     /// most 512 MiB together are copied to the GPU once per call and each batch is
@@ -210,37 +211,55 @@ impl<N: Network> KerasModel<N> {
             (None, Some(v)) => Some(v.clone()),
             _ => None,
         };
-        let (xt, val) = self.stage_on_device(xt, val);
+        let val_x = val.as_ref().map(|v| v.0.clone());
+        let mut staged = self.stage_on_device([xt.clone()].into_iter().chain(val_x).collect()).into_iter();
+        let xt = staged.next().unwrap_or(xt);
+        let val = val.map(|(vx, vy)| (staged.next().unwrap_or(vx), vy));
         let mut source =
             TensorBatches { x: xt, y: yt, w: weights, batch: cfg.batch_size, shuffle: cfg.shuffle, seed: cfg.seed };
         let callbacks = CallbackList { list: std::mem::take(&mut cfg.callbacks) };
         self.run_fit(&mut source, val, &cfg, callbacks)
     }
 
-    /// `fit`'s inputs (training and validation `x`) copied whole to the model's GPU when
-    /// they live on the host and together hold at most [`RESIDENT_MAX_BYTES`]: each step then
-    /// gathers its batch there (one index copy and one `index_select` launch) instead of
-    /// gathering on the host and copying the batch. The same batches, so the same training.
-    /// Targets and weights stay on the host (small; the metrics read them there, so a GPU
-    /// copy would cost a read-back). Unchanged on the CPU, for larger inputs, for inputs
-    /// already on a device, or when the copy fails (e.g. the GPU is out of memory: the host
-    /// path then runs as before).
-    fn stage_on_device(&self, x: Tensor, val: Option<(Tensor, Tensor)>) -> (Tensor, Option<(Tensor, Tensor)>) {
+    /// The dtype the model takes its input in: the compute dtype when every layer reading
+    /// the input casts it there first (BF16 under `"mixed_bfloat16"`, see
+    /// `Network::input_autocast`), else F32. `fit`, `evaluate` and `predict` cast each
+    /// batch to it on the model's device (staged inputs once per call), so the model does
+    /// not cast again.
+    pub fn input_dtype(&self) -> DType {
+        self.net.input_autocast(0).unwrap_or(DType::F32)
+    }
+
+    /// Inputs (`fit`'s training and validation `x`, `evaluate`'s and `predict`'s `x`) copied
+    /// whole to the model's GPU when they live on the host and together hold at most
+    /// [`RESIDENT_MAX_BYTES`]: each step then takes its batch there (`fit`: one index copy
+    /// and one `index_select` launch; `evaluate`/`predict`: a view) instead of gathering on
+    /// the host and copying the batch. Float inputs are staged in the model's input dtype
+    /// ([`KerasModel::input_dtype`]: under mixed_bfloat16 half the bytes, and one cast per
+    /// call instead of one per batch); bytes stay bytes. Inputs already on the model's GPU
+    /// are only cast (a copy in the input dtype, when theirs differs). The same batches, so
+    /// the same results. Unchanged on the CPU, for larger inputs, for inputs on another
+    /// device, or when the copy fails (e.g. the GPU is out of memory: the per-batch path
+    /// then runs as before).
+    fn stage_on_device(&self, inputs: Vec<Tensor>) -> Vec<Tensor> {
         let dev = self.device;
-        let mut inputs = vec![&x];
-        inputs.extend(val.as_ref().map(|v| &v.0));
         let bytes: usize = inputs.iter().map(|t| t.elem_count() * t.dtype().size_in_bytes()).sum();
-        if !dev.is_cuda() || bytes > RESIDENT_MAX_BYTES || inputs.iter().any(|t| t.device() != Device::Cpu) {
-            return (x, val);
+        if !dev.is_cuda()
+            || bytes > RESIDENT_MAX_BYTES
+            || inputs.iter().any(|t| ![Device::Cpu, dev].contains(&t.device()))
+        {
+            return inputs;
         }
-        let moved = (|| -> Result<_> {
-            let val = match &val {
-                Some((vx, vy)) => Some((vx.to_device(&dev)?, vy.clone())),
-                None => None,
-            };
-            Ok((x.to_device(&dev)?, val))
-        })();
-        moved.unwrap_or((x, val))
+        let want = self.input_dtype();
+        let stage = |t: &Tensor| -> Result<Tensor> {
+            let t = t.to_device(&dev)?;
+            if t.dtype().is_float() {
+                as_input(&t, want)
+            } else {
+                Ok(t)
+            }
+        };
+        inputs.iter().map(stage).collect::<Result<Vec<_>>>().unwrap_or(inputs)
     }
 
     /// Train on any batch source (a `DataLoader`, `ImageDataGenerator::flow`, ...).
@@ -293,12 +312,12 @@ impl<N: Network> KerasModel<N> {
             let mut logs = EpochLogs::new(&specs, &loss)?;
             let mut queue = StepQueue::new(cfg.steps_per_execution, &logs);
             let mut params = None;
-            let dev = self.device;
+            let (dev, want) = (self.device, self.input_dtype());
             let mut batches = source.weighted_batches(epoch, cfg)?.enumerate().peekable();
             while let Some((step, batch)) = batches.next() {
                 let (x, y, w) = batch?;
                 // copy first, cast on the device (U8 pixels travel as bytes)
-                let x = as_float(&x.to_device(&dev)?)?;
+                let x = as_input(&x.to_device(&dev)?, want)?;
                 self.ensure_built(&x)?;
                 if params.is_none() {
                     // weights built lazily (or added after `to_device`) join the model's device
@@ -420,14 +439,15 @@ impl<N: Network> KerasModel<N> {
         let mut logs = EpochLogs::new(&compiled.metrics, &compiled.loss)?;
         // nothing watches single batches here: read the results back a window at a time
         let mut queue = StepQueue::new(READ_WINDOW, &logs);
-        let dev = self.device;
+        let (dev, want) = (self.device, self.input_dtype());
         self.net.to_device(&dev)?;
+        let x = &self.stage_on_device(vec![x.clone()]).remove(0);
         // the weights stay fixed: under mixed precision cast each once, not once per batch
         let casts = CastCache::new();
         let mut start = 0;
         while start < n {
             let len = batch_size.min(n - start);
-            let xb = as_float(&x.narrow(0, start, len)?.to_device(&dev)?)?;
+            let xb = as_input(&x.narrow(0, start, len)?.to_device(&dev)?, want)?;
             let y_host = y.narrow(0, start, len)?;
             let yb = y_host.to_device(&dev)?;
             let mut ctx = Ctx::inference_with(&casts);
@@ -462,7 +482,9 @@ impl<N: Network> KerasModel<N> {
     }
 
     /// Model outputs for `x`, computed in batches of `batch_size` with no tape (Keras `predict`),
-    /// on the model's device and returned on `x`'s device.
+    /// on the model's device and returned on `x`'s device. On a GPU model, a host `x` of at
+    /// most 512 MiB is copied to the GPU once (in [`KerasModel::input_dtype`]) and each
+    /// batch is a view of it.
     pub fn predict(&self, x: &Tensor, batch_size: usize) -> Result<Tensor> {
         if x.rank() == 0 || batch_size == 0 {
             return Err(Error::invalid("predict", "x needs a batch dimension and batch_size must be at least 1"));
@@ -474,15 +496,16 @@ impl<N: Network> KerasModel<N> {
             ));
         }
         let n = x.dims()[0];
-        let dev = self.device;
+        let (dev, want) = (self.device, self.input_dtype());
         self.net.to_device(&dev)?;
+        let staged = self.stage_on_device(vec![x.clone()]).remove(0);
         let mut parts = Vec::new();
         let mut window = Vec::new();
         let casts = CastCache::new();
         let mut start = 0;
         while start < n {
             let len = batch_size.min(n - start);
-            let xb = Var::constant(as_float(&x.narrow(0, start, len)?.to_device(&dev)?)?);
+            let xb = Var::constant(as_input(&staged.narrow(0, start, len)?.to_device(&dev)?, want)?);
             let out = self.net.forward(&[xb], &mut Ctx::inference_with(&casts))?;
             let out = out
                 .into_iter()
@@ -499,10 +522,11 @@ impl<N: Network> KerasModel<N> {
                 parts.push(joined.to_device(&x.device())?);
             }
         }
-        if parts.is_empty() {
-            return Err(Error::invalid("predict", "x has no samples"));
+        match parts.len() {
+            0 => Err(Error::invalid("predict", "x has no samples")),
+            1 => Ok(parts.remove(0)), // no copy (on a GPU, a launch) of the one window
+            _ => Ok(Tensor::concat(&parts, 0)?),
         }
-        Ok(Tensor::concat(&parts, 0)?)
     }
 
     /// Per-sample weights from `class_weight` and `sample_weight` (their product), if any.
@@ -558,8 +582,18 @@ fn head_loss(loss: &LossFn, head: &keel_nn::Head, (y, y_dev): (&Tensor, &Tensor)
 }
 
 /// Inputs are computed in F32: integer (e.g. U8 pixel) batches are cast, like Keras does.
-fn as_float(x: &Tensor) -> Result<Tensor> {
-    Ok(if x.dtype() == DType::F32 { x.clone() } else { x.to_dtype(DType::F32)? })
+/// `x` in the dtype the model takes its input in (`want`, from
+/// [`KerasModel::input_dtype`]): as it is when already there, else cast on its device.
+/// Floats other than F32 and integers other than bytes go through F32 first, as they did
+/// when the model's layers cast an F32 input, so the values are the same either way (bytes
+/// convert exactly to every float dtype).
+fn as_input(x: &Tensor, want: DType) -> Result<Tensor> {
+    if x.dtype() == want {
+        return Ok(x.clone());
+    }
+    let direct = want == DType::F32 || matches!(x.dtype(), DType::F32 | DType::U8);
+    let x = if direct { x.clone() } else { x.to_dtype(DType::F32)? };
+    Ok(x.to_dtype(want)?)
 }
 
 /// One batch with optional per-sample weights.
@@ -572,8 +606,9 @@ trait WeightedSource {
     fn weighted_batches<'a>(&'a mut self, epoch: usize, cfg: &Fit<'_>) -> Result<WIter<'a>>;
 }
 
-/// The most bytes of training and validation inputs [`KerasModel::fit`] copies whole to a
-/// GPU model's device, to gather each batch there: MNIST's 60,000 digits take 47 MB as U8
+/// The most bytes of inputs [`KerasModel::fit`] (training and validation `x` together),
+/// `evaluate` and `predict` copy whole to a GPU model's device, to take each batch there
+/// (`KerasModel::stage_on_device`): MNIST's 60,000 digits take 47 MB as U8
 /// (188 MB as F32), CIFAR-10's 50,000 images 154 MB as U8.
 pub(crate) const RESIDENT_MAX_BYTES: usize = 512 << 20;
 

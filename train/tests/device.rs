@@ -137,6 +137,49 @@ fn fit_sends_host_inputs_to_the_gpu_once() {
     }
 }
 
+/// Under mixed_bfloat16 `fit` stages host inputs in BF16 (`input_dtype`): one cast launch
+/// per staged tensor and call, none per batch. Against the same inputs given in BF16 (no
+/// cast at all): 2 launches more (`x` and the validation `x`), the same training bit for
+/// bit. Inputs already on the GPU in F32 are cast once too; `evaluate` and `predict` stage
+/// `x` the same way.
+#[test]
+fn mixed_bfloat16_fit_casts_staged_inputs_once() {
+    let Some(dev) = common::gpu("mixed_bfloat16_fit_casts_staged_inputs_once") else { return };
+    let (x, y) = images(64);
+    let (vx, vy) = images(20);
+    let run = |x: &Tensor, vx: &Tensor| {
+        let mut m = cnn(4);
+        m.set_dtype_policy(keel_nn::mixed_precision::DTypePolicy::MixedBFloat16);
+        m.compile(Adam::new(0.01), Loss::CategoricalCrossentropy, &[MetricSpec::Accuracy]).unwrap();
+        m.to_device(&dev).unwrap();
+        let fit = || Fit::new().epochs(3).batch_size(16).seed(2).verbose(0).validation_data(vx, &vy);
+        m.fit(x, &y, fit()).unwrap(); // builds the model and compiles the kernels
+        let before = keel_tensor::cuda::launches(dev);
+        let h = m.fit(x, &y, fit()).unwrap();
+        let fit_launches = keel_tensor::cuda::launches(dev) - before;
+        let before = keel_tensor::cuda::launches(dev);
+        let e = m.evaluate_all(vx, &vy, 8).unwrap();
+        let p = m.predict(vx, 8).unwrap().to_device(&Device::Cpu).unwrap().to_vec::<f32>().unwrap();
+        ((fit_launches, keel_tensor::cuda::launches(dev) - before), (h, e, p))
+    };
+    let bf16 = |t: &Tensor| t.to_dtype(DType::BF16).unwrap();
+    let on = |t: &Tensor| t.to_device(&dev).unwrap();
+    let (f32_host, (h, e, p)) = run(&x, &vx);
+    let (bf16_host, (h_bf16, e_bf16, p_bf16)) = run(&bf16(&x), &bf16(&vx));
+    let (f32_device, (h_device, e_device, p_device)) = run(&on(&x), &on(&vx));
+    assert_eq!(f32_host.0, bf16_host.0 + 2, "fit: {f32_host:?} vs {bf16_host:?} launches");
+    assert_eq!(f32_device.0, bf16_host.0 + 2, "fit: {f32_device:?} vs {bf16_host:?} launches");
+    // evaluate and predict: one cast each
+    assert_eq!(f32_host.1, bf16_host.1 + 2, "evaluate and predict: {f32_host:?} vs {bf16_host:?} launches");
+    assert_eq!(f32_device.1, bf16_host.1 + 2, "evaluate and predict: {f32_device:?} vs {bf16_host:?}");
+    for key in ["loss", "val_loss", "accuracy"] {
+        assert_eq!(h_bf16.get(key), h.get(key), "{key}: BF16 inputs");
+        assert_eq!(h_device.get(key), h.get(key), "{key}: inputs on the GPU");
+    }
+    assert_eq!((&e_bf16, &p_bf16), (&e, &p), "evaluate and predict: BF16 inputs");
+    assert_eq!((&e_device, &p_device), (&e, &p), "evaluate and predict: inputs on the GPU");
+}
+
 #[test]
 fn optimizer_state_follows_a_model_moved_mid_training() {
     let Some(dev) = common::gpu("optimizer_state_follows_a_model_moved_mid_training") else { return };

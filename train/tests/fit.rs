@@ -174,3 +174,41 @@ fn mixed_bfloat16_trains_like_float32() {
     assert!(a32 > 0.9 && amx > 0.9, "accuracy {a32} (f32) / {amx} (mixed)");
     assert!((lmx - l32).abs() / l32 < 0.15, "final loss {lmx} (mixed) vs {l32} (f32)");
 }
+
+/// Under mixed_bfloat16 the model takes its input in BF16 (`input_dtype`): `fit`,
+/// `evaluate` and `predict` cast it before the model, which then casts nothing, with the
+/// bits of the model casting it (an F32 input, a BF16 one, an F64 one through F32).
+#[test]
+fn mixed_bfloat16_takes_its_input_in_bf16() {
+    use keel_nn::mixed_precision::DTypePolicy;
+    let (x, y) = blobs(7, 96);
+    let (vx, vy) = blobs(8, 32);
+    let model = |policy: DTypePolicy| {
+        let mut m = mlp(5);
+        m.set_dtype_policy(policy);
+        m.compile(Adam::new(0.02), Loss::BinaryCrossentropy, &[MetricSpec::Accuracy]).unwrap();
+        m
+    };
+    assert_eq!(model(DTypePolicy::Float32).input_dtype(), DType::F32);
+    assert_eq!(model(DTypePolicy::MixedBFloat16).input_dtype(), DType::BF16);
+    let run = |x: &Tensor, vx: &Tensor| {
+        let mut m = model(DTypePolicy::MixedBFloat16);
+        let fit = Fit::new().epochs(3).batch_size(16).seed(3).verbose(0).validation_data(vx, &vy);
+        let h = m.fit(x, &y, fit).unwrap();
+        let p = m.predict(x, 40).unwrap();
+        // the network's own predict casts inside the model
+        let q = m.network().predict(&[x.to_dtype(DType::F32).unwrap()]).unwrap().remove(0);
+        assert_eq!(p.to_vec::<f32>().unwrap(), q.to_vec::<f32>().unwrap(), "predict");
+        (h, m.evaluate_all(vx, &vy, 10).unwrap(), p.to_vec::<f32>().unwrap())
+    };
+    let (h, e, p) = run(&x, &vx);
+    let bf16 = |t: &Tensor| t.to_dtype(DType::BF16).unwrap();
+    let f64 = |t: &Tensor| t.to_dtype(DType::F64).unwrap();
+    for (what, (h2, e2, p2)) in [("bf16", run(&bf16(&x), &bf16(&vx))), ("f64", run(&f64(&x), &f64(&vx)))] {
+        for key in ["loss", "accuracy", "val_loss", "val_accuracy"] {
+            assert_eq!(h2.get(key), h.get(key), "{what}: {key}");
+        }
+        assert_eq!(e2, e, "{what}: evaluate");
+        assert_eq!(p2, p, "{what}: predict");
+    }
+}

@@ -690,7 +690,9 @@ fn launch_generated<
     // SAFETY: the generated kernels take (N input pointers, the output pointer, i64 n, the
     // scalar where given, the layout in the strided form); every buffer holds n elements,
     // or the layout's reach was checked against it above.
-    unsafe { b.launch(dev.cfg_1d(n)) }.ctx(op)?;
+    let launched = unsafe { b.launch(dev.cfg_1d(n)) };
+    dev.count_launch();
+    launched.ctx(op)?;
     Ok(out)
 }
 

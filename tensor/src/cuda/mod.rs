@@ -104,6 +104,20 @@ pub fn bytes_to_device(device: crate::Device) -> u64 {
     }
 }
 
+/// How many kernels the calling thread has launched on `device` so far. Compare the count
+/// before and after a step to see how many launches it takes (each costs a few
+/// microseconds of GPU time however small its work). Always 0 for the CPU, and for a GPU
+/// without the `cuda` feature or without a usable device.
+pub fn launches(device: crate::Device) -> u64 {
+    match device {
+        crate::Device::Cpu => 0,
+        #[cfg(feature = "cuda")]
+        crate::Device::Cuda(ordinal) => backend::device(ordinal).map(|d| d.launches()).unwrap_or(0),
+        #[cfg(not(feature = "cuda"))]
+        crate::Device::Cuda(_) => 0,
+    }
+}
+
 /// One kernel program that [`prebuild_kernels`] put in the disk cache.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PrebuiltProgram {

@@ -284,11 +284,11 @@ impl Tensor {
     /// `C > 1`, with the values and bits of the two ops, which run elsewhere.
     pub fn relu_grad_with_bias_grad(&self, grad: &Tensor) -> Result<(Tensor, Tensor)> {
         const OP: &str = "relu_grad_with_bias_grad";
-        let Some(&c) = self.dims().last() else {
+        if self.rank() == 0 {
             return Err(Error::invalid(OP, "the ReLU's output needs a channel axis"));
-        };
+        }
         #[cfg(feature = "cuda")]
-        if self.shape() == grad.shape() && self.dtype() == grad.dtype() {
+        if let (Some(&c), true) = (self.dims().last(), self.shape() == grad.shape() && self.dtype() == grad.dtype()) {
             use crate::Storage;
             let fused = match (&*self.storage(), &*grad.storage()) {
                 (Storage::Cuda(y), Storage::Cuda(g)) => {
