@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use cudarc::driver::{
-    sys as cusys, CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, CudaView, CudaViewMut, DevicePtr,
-    DevicePtrMut, DeviceRepr, DriverError, LaunchConfig, ValidAsZeroBits,
+    sys as cusys, CudaContext, CudaEvent, CudaFunction, CudaModule, CudaSlice, CudaStream, CudaView, CudaViewMut,
+    DevicePtr, DevicePtrMut, DeviceRepr, DriverError, LaunchConfig, ValidAsZeroBits,
 };
 use cudarc::nvrtc::Ptx;
 
@@ -100,6 +100,23 @@ pub struct CudaDevice {
     /// Split reductions' scratch (allocated on first use): partial accumulators, and
     /// ticket counters that are zero between launches (also the split-K GEMMs' tickets).
     reduce_scratch: Mutex<Option<ReduceScratch>>,
+    /// While a kernel profile runs ([`CudaDevice::start_profile`]): each launch's kernel
+    /// name with the events recorded before and after it.
+    profile: Mutex<Option<Vec<(String, CudaEvent, CudaEvent)>>>,
+    /// True while `profile` is `Some` (read on every launch without taking the lock).
+    profiling: AtomicBool,
+}
+
+/// One kernel's share of a profile ([`CudaDevice::finish_profile`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct KernelTime {
+    /// The kernel's name (`gemm_f32_nn_vec4`, `softmax_xent_dense_f32`, ...).
+    pub kernel: String,
+    /// How many times it was launched.
+    pub launches: u64,
+    /// GPU time of those launches in milliseconds, each from an event recorded just
+    /// before it to one just after it on the device's stream.
+    pub total_ms: f64,
 }
 
 /// Device memory of split reductions ([`CudaDevice::with_reduce_scratch`]).
@@ -210,6 +227,8 @@ impl CudaDevice {
             index_ops: Mutex::new(Vec::new()),
             index_checks_queued: AtomicBool::new(false),
             reduce_scratch: Mutex::new(None),
+            profile: Mutex::new(None),
+            profiling: AtomicBool::new(false),
         })
     }
 
@@ -329,17 +348,63 @@ impl CudaDevice {
     }
 
     /// How many kernels the calling thread has launched on this device so far (every
-    /// launch through this crate's wrappers, and those counted with
-    /// [`CudaDevice::count_launch`]); counted per thread like [`CudaDevice::host_waits`].
+    /// launch made through [`CudaDevice::launch_counted`], as this crate's wrappers make
+    /// them); counted per thread like [`CudaDevice::host_waits`].
     /// A test compares the count before and after a step to check what the step launches.
     pub fn launches(&self) -> u64 {
         counted(self.ordinal, LAUNCHES)
     }
 
-    /// Counts one launch made outside this crate's wrappers (with cudarc's launch builder
-    /// on [`CudaDevice::stream`]), so that [`CudaDevice::launches`] sees it.
-    pub fn count_launch(&self) {
+    /// Runs `launch`, the launch of `kernel` on this device's stream, counted for
+    /// [`CudaDevice::launches`] and timed while a profile runs. This crate's wrappers
+    /// launch through it; a launch made elsewhere with cudarc's launch builder on
+    /// [`CudaDevice::stream`] should too.
+    pub fn launch_counted<R>(&self, kernel: &str, launch: impl FnOnce() -> R) -> R {
         count(self.ordinal, LAUNCHES, 1);
+        if !self.profiling.load(Ordering::Relaxed) {
+            return launch();
+        }
+        let timing = Some(cusys::CUevent_flags::CU_EVENT_DEFAULT);
+        let start = self.stream.record_event(timing);
+        let r = launch();
+        if let (Ok(start), Ok(end)) = (start, self.stream.record_event(timing)) {
+            if let Some(list) = self.profile.lock().unwrap_or_else(PoisonError::into_inner).as_mut() {
+                list.push((kernel.to_string(), start, end));
+            }
+        }
+        r
+    }
+
+    /// Starts timing every kernel launched on this device (from any thread) until
+    /// [`CudaDevice::finish_profile`]: two events per launch, so profile a few steps, not
+    /// a whole run. A profile already running starts over.
+    pub fn start_profile(&self) {
+        *self.profile.lock().unwrap_or_else(PoisonError::into_inner) = Some(Vec::new());
+        self.profiling.store(true, Ordering::Relaxed);
+    }
+
+    /// Ends the profile that [`CudaDevice::start_profile`] began: waits for the stream,
+    /// then returns the GPU time of each kernel launched since, summed by kernel name,
+    /// the longest first (empty when none ran or no profile was started). Gaps between
+    /// kernels (launch latency, the host not keeping up) are in no row: compare the sum
+    /// with the wall time of the same work.
+    pub fn finish_profile(&self) -> Result<Vec<KernelTime>> {
+        self.profiling.store(false, Ordering::Relaxed);
+        let list = self.profile.lock().unwrap_or_else(PoisonError::into_inner).take().unwrap_or_default();
+        self.synchronize()?;
+        let mut rows: Vec<KernelTime> = Vec::new();
+        for (kernel, start, end) in list {
+            let ms = f64::from(start.elapsed_ms(&end)?);
+            match rows.iter_mut().find(|r| r.kernel == kernel) {
+                Some(r) => {
+                    r.launches += 1;
+                    r.total_ms += ms;
+                }
+                None => rows.push(KernelTime { kernel, launches: 1, total_ms: ms }),
+            }
+        }
+        rows.sort_by(|a, b| b.total_ms.total_cmp(&a.total_ms));
+        Ok(rows)
     }
 
     /// `(free, total)` device memory in bytes.

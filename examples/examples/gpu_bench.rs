@@ -35,7 +35,9 @@
 //!   batch) and resident on the GPU, under the
 //!   float32 and the mixed_bfloat16 dtype policies, reading the results after every step
 //!   (`steps_per_execution` 1) and once per epoch (`steps_per_execution` = steps), with
-//!   the host's waits for the GPU per epoch and the kernel launches per step.
+//!   the host's waits for the GPU per epoch and the kernel launches per step; then one
+//!   epoch per policy with every kernel timed (`cnn_profile`: GPU time per kernel, and
+//!   the share of the epoch's wall time spent in kernels).
 //!
 //! Times are the median of `--reps` timed samples after two warm-up runs; each sample
 //! runs enough back-to-back launches to last about 20 ms and ends with a stream
@@ -578,6 +580,50 @@ fn cnn_throughput_with(
             })
         );
     }
+    cnn_profile(&mut model, policy, gpu, &places[0].1, &places[0].2)?;
+    Ok(())
+}
+
+/// One more epoch of [`cnn_throughput_with`]'s model (data on the host, one read-back per
+/// epoch) with every kernel timed (`keel::tensor::cuda::start_profile`): a table of the
+/// kernels by GPU time, and the share of the epoch's wall time the GPU spent in kernels
+/// (the rest is launch latency and host time).
+fn cnn_profile(model: &mut Sequential, policy: DTypePolicy, gpu: &Device, x: &Tensor, y: &Tensor) -> Res<()> {
+    let steps = x.dims()[0].div_ceil(128);
+    let fit = Fit::new().batch_size(128).epochs(1).verbose(0).steps_per_execution(steps);
+    keel::tensor::cuda::start_profile(*gpu)?;
+    let t = Instant::now();
+    let fitted = model.fit(x, y, fit);
+    let wall_ms = t.elapsed().as_secs_f64() * 1e3;
+    let rows = keel::tensor::cuda::finish_profile(*gpu)?;
+    fitted?;
+    let kernel_ms: f64 = rows.iter().map(|r| r.total_ms).sum();
+    println!(
+        "seed CNN kernel profile ({policy}), one epoch of {steps} steps: {kernel_ms:.2} ms in kernels of {wall_ms:.2} ms \
+         wall ({:.0}%, with two events per launch)",
+        100.0 * kernel_ms / wall_ms
+    );
+    for r in &rows {
+        println!(
+            "  {:<36} {:>6} launches {:>9.3} ms {:>8.2} us each {:>5.1}%",
+            r.kernel,
+            r.launches,
+            r.total_ms,
+            1e3 * r.total_ms / r.launches as f64,
+            100.0 * r.total_ms / kernel_ms.max(f64::MIN_POSITIVE)
+        );
+    }
+    let kernels: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| serde_json::json!({"kernel": r.kernel, "launches": r.launches, "ms": r.total_ms}))
+        .collect();
+    println!(
+        "{}",
+        serde_json::json!({
+            "bench": "cnn_profile", "dtype_policy": policy.name(), "steps": steps,
+            "wall_ms": wall_ms, "kernel_ms": kernel_ms, "kernels": kernels,
+        })
+    );
     Ok(())
 }
 

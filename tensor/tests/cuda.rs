@@ -1094,3 +1094,39 @@ fn transfers_creation_and_assign() {
     assert!(matches!(p.add(&x), Err(Error::DeviceMismatch { .. })));
     assert_eq!(Device::cuda_if_available(0), dev);
 }
+
+/// `launches` counts the calling thread's launches, and a kernel profile names each
+/// kernel launched between `start_profile` and `finish_profile` with its launch count
+/// (GEMM, generated elementwise kernels in their contiguous and strided forms); the
+/// counts add up to the launches made, and a finished profile records nothing more.
+#[test]
+fn kernel_profile_counts_every_launch() {
+    let Some(dev) = gpu("kernel_profile_counts_every_launch") else { return };
+    let x = Tensor::rand_uniform(3, -1.0, 1.0, (48, 40), DType::F32, &dev).unwrap();
+    let w = Tensor::rand_uniform(4, -1.0, 1.0, (40, 24), DType::F32, &dev).unwrap();
+    let before = keel_tensor::cuda::launches(dev);
+    keel_tensor::cuda::start_profile(dev).unwrap();
+    let mut y = x.matmul(&w).unwrap();
+    for _ in 0..3 {
+        y = y.relu().unwrap();
+    }
+    let _z = y.t().unwrap().exp().unwrap(); // a transposed view: the strided form
+    let rows = keel_tensor::cuda::finish_profile(dev).unwrap();
+    let launched = keel_tensor::cuda::launches(dev) - before;
+    assert_eq!(rows.iter().map(|r| r.launches).sum::<u64>(), launched, "{rows:?}");
+    let count = |pred: &dyn Fn(&str) -> bool| rows.iter().filter(|r| pred(&r.kernel)).map(|r| r.launches).sum::<u64>();
+    // (the suite may poison every output first: one fill launch per output)
+    assert_eq!(count(&|k| !k.starts_with("fill")), 5, "one GEMM and four elementwise launches: {rows:?}");
+    assert_eq!(count(&|k| k.starts_with("gemm_f32")), 1, "{rows:?}");
+    assert_eq!(count(&|k| k.contains("relu") && !k.ends_with("_strided")), 3, "{rows:?}");
+    assert_eq!(count(&|k| k.contains("exp") && k.ends_with("_strided")), 1, "{rows:?}");
+    assert!(rows.iter().all(|r| r.total_ms >= 0.0 && r.total_ms.is_finite()), "{rows:?}");
+    assert!(rows.windows(2).all(|p| p[0].total_ms >= p[1].total_ms), "longest first: {rows:?}");
+    // finished: later launches are counted but not profiled
+    let _ = y.relu().unwrap();
+    assert!(keel_tensor::cuda::launches(dev) - before > launched);
+    assert!(keel_tensor::cuda::finish_profile(dev).unwrap().is_empty());
+    // the CPU has nothing to time
+    keel_tensor::cuda::start_profile(Device::Cpu).unwrap();
+    assert!(keel_tensor::cuda::finish_profile(Device::Cpu).unwrap().is_empty());
+}

@@ -25,9 +25,9 @@ macro_rules! launch {
         $( builder.arg($arg); )*
         // SAFETY: the argument list matches the kernel's C signature (checked by the
         // wrapper that expands this macro) and buffer sizes were validated beforehand.
-        let launched = unsafe { builder.launch(cfg) };
-        $dev.count_launch();
-        launched.map(|_| ()).map_err(|e| crate::error::Error::from_launch(e, kernel_name))
+        $dev.launch_counted(kernel_name, || unsafe { builder.launch(cfg) })
+            .map(|_| ())
+            .map_err(|e| crate::error::Error::from_launch(e, kernel_name))
     }};
 }
 

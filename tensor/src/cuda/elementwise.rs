@@ -669,11 +669,11 @@ fn launch_generated<
         }
         Some(kl)
     };
-    let func = match kl {
-        None => dev.function(prog, name),
-        Some(_) => dev.function(prog, &format!("{name}_strided")),
-    }
-    .ctx(op)?;
+    let kernel: std::borrow::Cow<'_, str> = match kl {
+        None => name.into(),
+        Some(_) => format!("{name}_strided").into(),
+    };
+    let func = dev.function(prog, &kernel).ctx(op)?;
     let mut ov = head_mut(&mut out, n);
     let mut b = dev.stream().launch_builder(&func);
     for v in &views {
@@ -690,9 +690,7 @@ fn launch_generated<
     // SAFETY: the generated kernels take (N input pointers, the output pointer, i64 n, the
     // scalar where given, the layout in the strided form); every buffer holds n elements,
     // or the layout's reach was checked against it above.
-    let launched = unsafe { b.launch(dev.cfg_1d(n)) };
-    dev.count_launch();
-    launched.ctx(op)?;
+    dev.launch_counted(&kernel, || unsafe { b.launch(dev.cfg_1d(n)) }).ctx(op)?;
     Ok(out)
 }
 

@@ -118,6 +118,70 @@ pub fn launches(device: crate::Device) -> u64 {
     }
 }
 
+/// One kernel's share of a profile ([`finish_profile`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct KernelTime {
+    /// The kernel's name (`gemm_f32_nn_vec4`, `softmax_xent_dense_f32`, ...).
+    pub kernel: String,
+    /// How many times it was launched.
+    pub launches: u64,
+    /// GPU time of those launches in milliseconds (events recorded just before and just
+    /// after each launch on the device's stream).
+    pub total_ms: f64,
+}
+
+/// Starts timing every kernel launched on `device` (by any thread) until
+/// [`finish_profile`]: two CUDA events per launch, so profile a few training steps, not
+/// a whole run. A profile already running starts over. Nothing to time on the CPU (a
+/// no-op); an error for a GPU this build or machine cannot use.
+///
+/// ```
+/// use keel_tensor::{cuda, Device, Tensor};
+/// # fn main() -> keel_tensor::Result<()> {
+/// let dev = Device::cuda_if_available(0);
+/// cuda::start_profile(dev)?;
+/// let x = Tensor::ones([64, 64], keel_tensor::DType::F32, &dev)?;
+/// let _y = x.matmul(&x)?.relu()?;
+/// for row in cuda::finish_profile(dev)? {
+///     println!("{}: {} launches, {:.3} ms", row.kernel, row.launches, row.total_ms);
+/// }
+/// # Ok(())
+/// # }
+/// ```
+pub fn start_profile(device: crate::Device) -> crate::Result<()> {
+    match device {
+        crate::Device::Cpu => Ok(()),
+        #[cfg(feature = "cuda")]
+        crate::Device::Cuda(ordinal) => {
+            backend::device(ordinal)?.start_profile();
+            Ok(())
+        }
+        #[cfg(not(feature = "cuda"))]
+        crate::Device::Cuda(_) => Err(crate::Error::BackendNotCompiled { op: "start_profile", backend: "cuda" }),
+    }
+}
+
+/// Ends the profile [`start_profile`] began: waits for the GPU, then returns each
+/// kernel's launches and GPU time since, summed by kernel name, the longest first (empty
+/// on the CPU). The gaps between kernels (launch latency, a host that does not keep up)
+/// are in no row: compare the rows' sum with the wall time of the same work.
+pub fn finish_profile(device: crate::Device) -> crate::Result<Vec<KernelTime>> {
+    match device {
+        crate::Device::Cpu => Ok(Vec::new()),
+        #[cfg(feature = "cuda")]
+        crate::Device::Cuda(ordinal) => {
+            use backend::Ctx as _;
+            let rows = backend::device(ordinal)?.finish_profile().ctx("finish_profile")?;
+            Ok(rows
+                .into_iter()
+                .map(|r| KernelTime { kernel: r.kernel, launches: r.launches, total_ms: r.total_ms })
+                .collect())
+        }
+        #[cfg(not(feature = "cuda"))]
+        crate::Device::Cuda(_) => Err(crate::Error::BackendNotCompiled { op: "finish_profile", backend: "cuda" }),
+    }
+}
+
 /// One kernel program that [`prebuild_kernels`] put in the disk cache.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PrebuiltProgram {
