@@ -43,6 +43,9 @@ fn weights_for(
 /// `(softmax * sum(t) - t) * w / N`, i.e. `softmax - onehot` for one-hot targets;
 /// the backward only scales it by the incoming gradient, and [`crate::Tape::backward`]
 /// on this loss itself uses it as it is. `weights` (optional) has the leading shape.
+/// F16/BF16 logits are computed as F32 (the loss is F32, as PyTorch's autocast computes
+/// cross-entropy; their gradient goes back in their own dtype): the values and gradients
+/// of casting them to F32 first, without the cast.
 pub fn softmax_cross_entropy(logits: &Var, targets: &Tensor, weights: Option<&Tensor>) -> Result<Var> {
     Ok(xent(logits, targets, weights, false)?.0)
 }
@@ -81,12 +84,14 @@ fn xent(logits: &Var, targets: &Tensor, weights: Option<&Tensor>, probs: bool) -
             .into());
         }
     }
-    let w = match weights {
-        Some(w) => Some(w.to_dtype(x.dtype())?),
-        None => None,
-    };
     let scale = 1.0 / n as f64;
     let fused = x.softmax_cross_entropy_with(targets, logits.is_tracked().then_some(scale), probs)?;
+    // F16/BF16 logits give F32 results; their gradient goes back in the logits' dtype
+    let (loss_dtype, logits_dtype) = (fused.loss.dtype(), x.dtype());
+    let w = match weights {
+        Some(w) => Some(w.to_dtype(loss_dtype)?),
+        None => None,
+    };
     // unweighted, the kernel's own mean where it has one (CUDA: no reduction launch)
     let loss = match &w {
         Some(w) => batch_mean(&fused.loss.mul(w)?)?,
@@ -97,8 +102,11 @@ fn xent(logits: &Var, targets: &Tensor, weights: Option<&Tensor>, probs: bool) -
         // the rule and the unit shortcut share the saved gradient (one buffer)
         let (grad_1, w_1) = (grad.clone(), w.clone());
         (
-            move |g: &Tensor| Ok(vec![Some(weighted_grad(OP, grad, w.as_ref())?.mul(g)?)]),
-            move || Ok(vec![Some(weighted_grad(OP, grad_1, w_1.as_ref())?)]),
+            move |g: &Tensor| {
+                let d = weighted_grad(OP, grad, w.as_ref())?.mul(g)?;
+                Ok(vec![Some(d.to_dtype(logits_dtype)?)])
+            },
+            move || Ok(vec![Some(weighted_grad(OP, grad_1, w_1.as_ref())?.to_dtype(logits_dtype)?)]),
         )
     })?;
     Ok((loss, fused.probs))

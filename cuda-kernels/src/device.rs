@@ -100,9 +100,9 @@ pub struct CudaDevice {
     /// Split reductions' scratch (allocated on first use): partial accumulators, and
     /// ticket counters that are zero between launches (also the split-K GEMMs' tickets).
     reduce_scratch: Mutex<Option<ReduceScratch>>,
-    /// While a kernel profile runs ([`CudaDevice::start_profile`]): each launch's kernel
-    /// name with the events recorded before and after it.
-    profile: Mutex<Option<Vec<(String, CudaEvent, CudaEvent)>>>,
+    /// While a kernel profile runs ([`CudaDevice::start_profile`]): the thread it profiles,
+    /// and each of that thread's launches with the events recorded before and after it.
+    profile: Mutex<Option<(std::thread::ThreadId, Vec<(String, CudaEvent, CudaEvent)>)>>,
     /// True while `profile` is `Some` (read on every launch without taking the lock).
     profiling: AtomicBool,
 }
@@ -364,22 +364,28 @@ impl CudaDevice {
         if !self.profiling.load(Ordering::Relaxed) {
             return launch();
         }
+        let me = std::thread::current().id();
+        let profiled = |p: &Option<(std::thread::ThreadId, _)>| p.as_ref().is_some_and(|(t, _)| *t == me);
+        if !profiled(&self.profile.lock().unwrap_or_else(PoisonError::into_inner)) {
+            return launch();
+        }
         let timing = Some(cusys::CUevent_flags::CU_EVENT_DEFAULT);
         let start = self.stream.record_event(timing);
         let r = launch();
         if let (Ok(start), Ok(end)) = (start, self.stream.record_event(timing)) {
-            if let Some(list) = self.profile.lock().unwrap_or_else(PoisonError::into_inner).as_mut() {
+            if let Some((_, list)) = self.profile.lock().unwrap_or_else(PoisonError::into_inner).as_mut() {
                 list.push((kernel.to_string(), start, end));
             }
         }
         r
     }
 
-    /// Starts timing every kernel launched on this device (from any thread) until
-    /// [`CudaDevice::finish_profile`]: two events per launch, so profile a few steps, not
-    /// a whole run. A profile already running starts over.
+    /// Starts timing every kernel the calling thread launches on this device until
+    /// [`CudaDevice::finish_profile`] (other threads' launches are not recorded, as
+    /// [`CudaDevice::launches`] counts per thread): two events per launch, so profile a few
+    /// steps, not a whole run. A profile already running starts over.
     pub fn start_profile(&self) {
-        *self.profile.lock().unwrap_or_else(PoisonError::into_inner) = Some(Vec::new());
+        *self.profile.lock().unwrap_or_else(PoisonError::into_inner) = Some((std::thread::current().id(), Vec::new()));
         self.profiling.store(true, Ordering::Relaxed);
     }
 
@@ -390,7 +396,7 @@ impl CudaDevice {
     /// with the wall time of the same work.
     pub fn finish_profile(&self) -> Result<Vec<KernelTime>> {
         self.profiling.store(false, Ordering::Relaxed);
-        let list = self.profile.lock().unwrap_or_else(PoisonError::into_inner).take().unwrap_or_default();
+        let list = self.profile.lock().unwrap_or_else(PoisonError::into_inner).take().map(|p| p.1).unwrap_or_default();
         self.synchronize()?;
         let mut rows: Vec<KernelTime> = Vec::new();
         for (kernel, start, end) in list {

@@ -473,7 +473,7 @@ fn softmax_and_cross_entropy() {
         probs: Some(&mut probs.as_view_mut()),
         mean: Some(&mut mean.as_view_mut()),
     };
-    softmax::softmax_xent_f32(&dev, rows, cols, &dx.as_view(), softmax::XentTargets::Classes(&dl.as_view()), out)
+    softmax::softmax_xent(&dev, rows, cols, &dx.as_view(), softmax::XentTargets::Classes(&dl.as_view()), out)
         .expect("xent");
     // the mean of the losses, from the launch's last block (17 blocks draw tickets)
     let mean_ref = loss_ref.iter().sum::<f64>() / rows as f64;
@@ -489,7 +489,7 @@ fn softmax_and_cross_entropy() {
             mean: Some(&mut mean.as_view_mut()),
         };
         let targets = softmax::XentTargets::Classes(&labels.as_view());
-        softmax::softmax_xent_f32(&dev, n, x.len() / n, &x.as_view(), targets, out)?;
+        softmax::softmax_xent(&dev, n, x.len() / n, &x.as_view(), targets, out)?;
         Ok::<f32, keel_cuda_kernels::Error>(dev.dtoh(&mean.as_view())?[0])
     };
     // again: the counter was reset, the sum's order is fixed
@@ -509,6 +509,41 @@ fn softmax_and_cross_entropy() {
         .map(|i| 0.5 * (p_ref[i] - if labels[i / cols] as usize == i % cols { 1.0 } else { 0.0 }))
         .collect();
     assert!(rel_err(&dev.dtoh(&grad.as_view()).expect("dtoh"), &grad_ref) < 1e-5);
+
+    // F16/BF16 logits are read as f32: every output (loss, gradient, probabilities, mean)
+    // is that of the f32 kernel on the logits' f32 values, bit for bit, for both target forms
+    let t: Vec<f32> = rand_vec(rows * cols, 12).iter().map(|v| v.abs()).collect();
+    let dt = dev.htod(&t).expect("htod");
+    fn run<T: keel_cuda_kernels::FloatDType>(
+        dev: &CudaDevice,
+        (rows, cols): (usize, usize),
+        x: &CudaSlice<T>,
+        targets: softmax::XentTargets<'_, '_>,
+    ) -> Vec<Vec<u32>> {
+        let outs: Vec<CudaSlice<f32>> = [rows, rows * cols, rows * cols, 1].iter().map(|&n| poisoned(dev, n)).collect();
+        let [mut loss, mut grad, mut probs, mut mean] = <[CudaSlice<f32>; 4]>::try_from(outs).expect("four");
+        let out = softmax::XentOutputs {
+            loss: &mut loss.as_view_mut(),
+            grad: Some((&mut grad.as_view_mut(), 0.25)),
+            probs: Some(&mut probs.as_view_mut()),
+            mean: Some(&mut mean.as_view_mut()),
+        };
+        softmax::softmax_xent(dev, rows, cols, &x.as_view(), targets, out).expect("xent");
+        [loss, grad, probs, mean]
+            .iter()
+            .map(|b| dev.dtoh(&b.as_view()).expect("dtoh").iter().map(|v| v.to_bits()).collect())
+            .collect()
+    }
+    let halves: Vec<half::bf16> = x.iter().map(|&v| half::bf16::from_f32(v)).collect();
+    let widened: Vec<f32> = halves.iter().map(|v| v.to_f32()).collect();
+    let f16s: Vec<half::f16> = x.iter().map(|&v| half::f16::from_f32(v)).collect();
+    let f16_widened: Vec<f32> = f16s.iter().map(|v| v.to_f32()).collect();
+    let (db, dw) = (dev.htod(&halves).expect("htod"), dev.htod(&widened).expect("htod"));
+    let (dh, dhw) = (dev.htod(&f16s).expect("htod"), dev.htod(&f16_widened).expect("htod"));
+    for targets in [softmax::XentTargets::Classes(&dl.as_view()), softmax::XentTargets::Probs(&dt.as_view())] {
+        assert_eq!(run(&dev, (rows, cols), &db, targets), run(&dev, (rows, cols), &dw, targets), "bf16");
+        assert_eq!(run(&dev, (rows, cols), &dh, targets), run(&dev, (rows, cols), &dhw, targets), "f16");
+    }
 }
 
 fn conv_fwd_ref(p: &Conv2d, x: &[f32], w: &[f32]) -> Vec<f64> {

@@ -343,9 +343,9 @@ impl Model {
         self.outputs
             .iter()
             .map(|t| match logits.get(&t.0.id) {
-                Some((z, act)) => Ok(Head::new(self.policy.output(z.clone())?, *act)),
+                Some((z, act)) => Ok(self.policy.head(z.clone(), *act)),
                 None => match values.get(&t.0.id) {
-                    Some(v) => Ok(Head::new(self.policy.output(v.clone())?, None)),
+                    Some(v) => Ok(self.policy.head(v.clone(), None)),
                     None => Err(Error::Graph("internal: output not computed".into())),
                 },
             })

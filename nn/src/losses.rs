@@ -138,7 +138,11 @@ impl LossFn {
         if self.fuses_with(head.activation) {
             // a softmax head's output comes from the loss's kernel, if not computed yet
             let probs_to = (head.activation == Activation::Softmax && !head.has_output()).then_some(head);
-            LossFn { from_logits: true, ..*self }.compute_with(&head.logits, y_true, sample_weight, probs_to)
+            // the softmax cross-entropy reads F16/BF16 logits as F32 itself: no cast to the
+            // output dtype first (mixed precision); the sigmoid one computes in the logits'
+            // dtype, so it takes them in the output dtype
+            let logits = if head.activation == Activation::Softmax { &head.logits } else { head.output_logits()? };
+            LossFn { from_logits: true, ..*self }.compute_with(logits, y_true, sample_weight, probs_to)
         } else {
             self.compute(head.output()?, y_true, sample_weight)
         }
@@ -239,9 +243,20 @@ impl LossFn {
         }
     }
 
-    /// `y_true` as a float tensor of `y_pred`'s shape.
+    /// The float dtype this loss computes in for predictions `y_pred`: theirs, but F32 for
+    /// F16/BF16 logits of the softmax cross-entropy, which reads them as F32 (so that
+    /// targets and weights are not rounded to the logits' precision).
+    fn value_dtype(&self, y_pred: &Var) -> DType {
+        let xent = matches!(self.loss, Loss::CategoricalCrossentropy | Loss::SparseCategoricalCrossentropy);
+        match y_pred.dtype() {
+            DType::F16 | DType::BF16 if xent && self.from_logits => DType::F32,
+            d => d,
+        }
+    }
+
+    /// `y_true` as a float tensor of `y_pred`'s shape (in [`LossFn::value_dtype`]).
     fn dense_targets(&self, y_true: &Tensor, y_pred: &Var) -> Result<Tensor> {
-        let t = y_true.to_dtype(y_pred.dtype())?;
+        let t = y_true.to_dtype(self.value_dtype(y_pred))?;
         if t.dims() == y_pred.dims() {
             return Ok(t);
         }
@@ -330,7 +345,7 @@ impl LossFn {
                 msg: format!("sample weights of shape {} should have shape [{n}] (one per sample)", w.shape()),
             });
         }
-        let w = w.to_dtype(y_pred.dtype())?.contiguous()?.reshape(n)?;
+        let w = w.to_dtype(self.value_dtype(y_pred))?.contiguous()?.reshape(n)?;
         // The per-position loss shape (prediction dims without the last axis when rank >= 2).
         let lead: Vec<usize> = if y_pred.rank() >= 2 { y_pred.dims()[..y_pred.rank() - 1].to_vec() } else { vec![n] };
         Ok(Weights { per_sample: w, lead })

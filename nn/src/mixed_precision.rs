@@ -29,6 +29,7 @@
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
+use crate::network::Head;
 use crate::{Error, Result};
 use keel_autograd::Var;
 use keel_tensor::DType;
@@ -90,14 +91,15 @@ impl DTypePolicy {
         (self.compute_dtype() != self.variable_dtype()).then(|| self.compute_dtype())
     }
 
-    /// A model output in the weights' dtype (mixed policies compute in half precision but
-    /// hand losses and metrics F32).
-    pub(crate) fn output(&self, v: Var) -> Result<Var> {
-        let want = self.variable_dtype();
-        if self.autocast_dtype().is_some() && v.dtype().is_float() && v.dtype() != want {
-            return Ok(v.to_dtype(want)?);
+    /// A model output head: the logits as the last layer computed them, handed to losses
+    /// and metrics in the weights' dtype (mixed policies compute in half precision but
+    /// give F32 outputs; the cast is made on first use, so a loss that reads BF16 logits
+    /// as F32 itself, the softmax cross-entropy, needs none).
+    pub(crate) fn head(&self, logits: Var, activation: Option<crate::Activation>) -> Head {
+        match self.autocast_dtype() {
+            Some(_) => Head::with_output_dtype(logits, activation, self.variable_dtype()),
+            None => Head::new(logits, activation),
         }
-        Ok(v)
     }
 }
 

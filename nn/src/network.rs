@@ -19,25 +19,56 @@ use std::sync::OnceLock;
 /// one kernel launch on a GPU).
 #[derive(Debug, Clone)]
 pub struct Head {
-    /// The value before the final activation.
+    /// The value before the final activation, as the last layer computed it: under mixed
+    /// precision in the compute dtype (BF16); [`Head::output_logits`] gives it in the
+    /// model's output dtype.
     pub logits: Var,
     /// The final activation (`Linear` when the last layer has none).
     pub activation: Activation,
+    /// The model's output dtype when the logits are in another (mixed precision: F32).
+    output_dtype: Option<DType>,
+    cast: OnceLock<Var>,
     output: OnceLock<Var>,
 }
 
 impl Head {
     /// Split `logits` + `activation` into a head (the output is computed on first use).
     pub fn new(logits: Var, activation: Option<Activation>) -> Head {
-        Head { logits, activation: activation.unwrap_or_default(), output: OnceLock::new() }
+        Head {
+            logits,
+            activation: activation.unwrap_or_default(),
+            output_dtype: None,
+            cast: OnceLock::new(),
+            output: OnceLock::new(),
+        }
     }
 
-    /// The model's output, `activation.apply(logits)`.
+    /// [`Head::new`] for a model whose output is float `dtype` whatever its layers compute
+    /// in (mixed precision: F32): float logits of another dtype are cast to it on first
+    /// use ([`Head::output_logits`]), so a loss that reads them as they are (the softmax
+    /// cross-entropy reads BF16 as F32) needs no cast.
+    pub fn with_output_dtype(logits: Var, activation: Option<Activation>, dtype: DType) -> Head {
+        let cast = logits.dtype().is_float() && logits.dtype() != dtype;
+        Head { output_dtype: cast.then_some(dtype), ..Head::new(logits, activation) }
+    }
+
+    /// The logits in the model's output dtype: [`Head::logits`] itself, or its cast
+    /// (made on first use) under mixed precision.
+    pub fn output_logits(&self) -> Result<&Var> {
+        let Some(dtype) = self.output_dtype else { return Ok(&self.logits) };
+        if let Some(v) = self.cast.get() {
+            return Ok(v);
+        }
+        let v = self.logits.to_dtype(dtype)?;
+        Ok(self.cast.get_or_init(|| v))
+    }
+
+    /// The model's output, `activation.apply(output_logits)`.
     pub fn output(&self) -> Result<&Var> {
         if let Some(out) = self.output.get() {
             return Ok(out);
         }
-        let out = self.activation.apply(&self.logits)?;
+        let out = self.activation.apply(self.output_logits()?)?;
         Ok(self.output.get_or_init(|| out))
     }
 
@@ -53,7 +84,7 @@ impl Head {
     }
 
     /// Supply the output computed elsewhere (a fused loss's probabilities); the caller
-    /// guarantees it is `activation.apply(logits)`. No effect when it is already there.
+    /// guarantees it is `activation.apply(output_logits)`. No effect when it is already there.
     pub(crate) fn supply_output(&self, output: Var) {
         let _ = self.output.set(output);
     }

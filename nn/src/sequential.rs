@@ -237,7 +237,7 @@ impl Network for Sequential {
                 x = layer.forward(&ctx.layer_input(layer.as_ref(), &x)?, ctx)?;
             }
             let logits = last.forward_logits(&ctx.layer_input(last.as_ref(), &x)?, ctx)?;
-            Ok(vec![Head::new(policy.output(logits)?, last.output_activation())])
+            Ok(vec![policy.head(logits, last.output_activation())])
         })
     }
 

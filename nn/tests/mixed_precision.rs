@@ -264,3 +264,50 @@ fn inputs_cast_before_the_model_give_the_same_step() {
         assert_eq!(bits(a), bits(b), "{name}");
     }
 }
+
+/// Under mixed precision a softmax head's logits reach the cross-entropy in BF16, as the
+/// last layer computed them (the loss reads them as F32 itself: no cast launch): loss,
+/// every gradient and the output are the bits of the loss on the logits cast to F32, for
+/// one-hot, soft and class-index targets, with and without sample weights (which stay F32).
+#[test]
+fn softmax_loss_takes_bf16_logits_as_if_cast() {
+    let m = cnn(MIXED);
+    let x = Tensor::rand_normal(8, 0.0, 1.0, [3, 10, 10, 2], DType::F32, &Device::Cpu).unwrap();
+    let soft = Tensor::from_vec(vec![0.1f32, 0.7, 0.1, 0.1, 0.3, 0.3, 0.3, 0.1, 0.0, 0.0, 0.2, 0.8], [3, 4]).unwrap();
+    let labels = Tensor::from_vec(vec![1i64, 0, 3], [3]).unwrap();
+    let w = Tensor::from_vec(vec![0.3f32, 1.7, 1.1], [3]).unwrap();
+    let bits = |t: &Tensor| t.to_dtype(DType::F64).unwrap().to_vec::<f64>().unwrap();
+    let run = |loss: Loss, y: &Tensor, w: Option<&Tensor>, cast_first: bool| {
+        let tape = Tape::new();
+        let mut rng = Rng::new(5);
+        let mut ctx = Ctx::train(&tape, &mut rng);
+        let heads = m.forward_heads(&[Var::constant(x.clone())], &mut ctx).unwrap();
+        let head = &heads[0];
+        assert_eq!(head.logits.dtype(), DType::BF16, "the last layer's logits, uncast");
+        let l = if cast_first {
+            let logits = head.output_logits().unwrap();
+            assert_eq!(logits.dtype(), DType::F32);
+            loss.from_logits(true).compute(logits, y, w).unwrap()
+        } else {
+            loss.compute_head(head, y, w).unwrap()
+        };
+        assert_eq!(l.dtype(), DType::F32);
+        let out = head.output().unwrap().value().clone();
+        assert_eq!(out.dtype(), DType::F32);
+        let grads = tape.backward(&l).unwrap();
+        let g: Vec<Vec<f64>> = m.named_params().iter().map(|(_, p)| bits(grads.get(p).expect("gradient"))).collect();
+        (bits(l.value()), g, bits(&out))
+    };
+    for (loss, y) in [
+        (Loss::CategoricalCrossentropy, &soft),
+        (Loss::CategoricalCrossentropy, &labels.one_hot(4, DType::F32).unwrap()),
+        (Loss::SparseCategoricalCrossentropy, &labels),
+    ] {
+        for w in [None, Some(&w)] {
+            let (a, b) = (run(loss, y, w, false), run(loss, y, w, true));
+            assert_eq!(a.0, b.0, "{loss:?} weighted {}: loss", w.is_some());
+            assert_eq!(a.1, b.1, "{loss:?} weighted {}: gradients", w.is_some());
+            assert_eq!(a.2, b.2, "{loss:?} weighted {}: outputs", w.is_some());
+        }
+    }
+}

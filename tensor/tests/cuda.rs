@@ -611,7 +611,8 @@ fn softmax_and_log_softmax() {
 
 /// The fused softmax cross-entropy (one `softmax_xent_*` launch): losses and gradient agree
 /// with the CPU for class indices and probabilities, F32 and BF16 logits (F64: the op
-/// chain), wide rows and a transposed view (bad class indices: `cuda_index_errors.rs`).
+/// chain), wide rows and a transposed view (bad class indices: `cuda_index_errors.rs`);
+/// BF16 logits give the F32 results of casting them first, bit for bit.
 #[test]
 fn softmax_cross_entropy_fused() {
     let Some(dev) = gpu("softmax_cross_entropy_fused") else { return };
@@ -648,7 +649,7 @@ fn softmax_cross_entropy_fused() {
             let means: Vec<Tensor> = (0..2)
                 .map(|_| xg.softmax_cross_entropy_with(&tg, Some(0.5), false).unwrap())
                 .map(|r| {
-                    assert_eq!(r.mean.is_some(), dt == DType::F32, "{case} {dt}: a fused mean for F32 only");
+                    assert_eq!(r.mean.is_some(), dt != DType::F64, "{case} {dt}: a fused mean but for F64");
                     r.mean().unwrap()
                 })
                 .collect();
@@ -656,11 +657,18 @@ fn softmax_cross_entropy_fused() {
             assert_eq!(scalar(&means[0]).to_bits(), scalar(&means[1]).to_bits(), "{case} {dt}");
             // the probabilities from the loss's kernel are the softmax kernel's bits, with
             // or without the gradient; the loss and gradient do not depend on them
+            // (BF16 logits: F32 results, the bits of the logits cast to F32 first)
             let plain = xg.softmax_cross_entropy_with(&tg, Some(0.5), false).unwrap();
+            let bits = |t: &Tensor| t.to_dtype(DType::F64).unwrap().to_vec::<f64>().unwrap();
+            let wide = if dt == DType::F64 { xg.clone() } else { xg.to_dtype(DType::F32).unwrap() };
+            let t_wide = if tg.dtype() == DType::BF16 { tg.to_dtype(DType::F32).unwrap() } else { tg.clone() };
+            let cast_first = wide.softmax_cross_entropy_with(&t_wide, Some(0.5), false).unwrap();
+            assert_eq!(plain.loss.dtype(), wide.dtype(), "{case} {dt}");
+            assert_eq!(bits(&plain.loss), bits(&cast_first.loss), "{case} {dt}: the loss of the logits cast first");
+            assert_eq!(bits(plain.grad.as_ref().unwrap()), bits(cast_first.grad.as_ref().unwrap()), "{case} {dt}");
             for scale in [None, Some(0.5)] {
                 let r = xg.softmax_cross_entropy_with(&tg, scale, true).unwrap();
-                let bits = |t: &Tensor| t.to_dtype(DType::F64).unwrap().to_vec::<f64>().unwrap();
-                assert_eq!(bits(&r.probs.unwrap()), bits(&xg.softmax(-1).unwrap()), "{case} {dt}");
+                assert_eq!(bits(&r.probs.unwrap()), bits(&wide.softmax(-1).unwrap()), "{case} {dt}");
                 assert_eq!(bits(&r.loss), bits(&plain.loss), "{case} {dt}");
                 if scale.is_some() {
                     assert_eq!(bits(&r.grad.unwrap()), bits(plain.grad.as_ref().unwrap()), "{case} {dt}");

@@ -137,6 +137,11 @@ fn xent_reference(x: &[f64], t: &[f64], c: usize, scale: f64) -> (Vec<f64>, Vec<
     (loss, grad)
 }
 
+/// The bits of every element (as f64, which holds every dtype's values exactly).
+fn bits64(t: &Tensor) -> Vec<u64> {
+    vals(t).iter().map(|v| v.to_bits()).collect()
+}
+
 #[test]
 fn softmax_cross_entropy_against_float64_loops() {
     let (rows, c) = (37, 11);
@@ -154,15 +159,26 @@ fn softmax_cross_entropy_against_float64_loops() {
         ("probabilities", probs.clone(), vals(&probs)),
     ];
     for (what, t, tv) in cases {
-        for (dt, tol) in [(DType::F64, 1e-12), (DType::F32, 1e-6), (DType::BF16, 2e-2)] {
+        // F16/BF16 logits compute as F32: F32 results, the bits of casting them first
+        for (dt, out_dt, tol) in [
+            (DType::F64, DType::F64, 1e-12),
+            (DType::F32, DType::F32, 1e-6),
+            (DType::BF16, DType::F32, 1e-6),
+            (DType::F16, DType::F32, 1e-6),
+        ] {
             let xd = non_contiguous(&x.to_dtype(dt).unwrap());
             let t = if t.dtype().is_float() { t.to_dtype(dt).unwrap() } else { t.clone() };
             let tref = if t.dtype().is_float() { vals(&t) } else { tv.clone() };
             let (want_loss, want_grad) = xent_reference(&vals(&xd), &tref, c, 0.25);
             let (loss, grad) = xd.softmax_cross_entropy(&t, Some(0.25)).unwrap();
-            assert_eq!((loss.dims(), loss.dtype()), (&[rows][..], dt), "{what} {dt}");
+            assert_eq!((loss.dims(), loss.dtype()), (&[rows][..], out_dt), "{what} {dt}");
             let grad = grad.expect("asked for the gradient");
-            assert_eq!((grad.dims(), grad.dtype()), (&[rows, c][..], dt), "{what} {dt}");
+            assert_eq!((grad.dims(), grad.dtype()), (&[rows, c][..], out_dt), "{what} {dt}");
+            let wide = xd.to_dtype(out_dt).unwrap();
+            let t_wide = if t.dtype().is_float() { t.to_dtype(out_dt).unwrap() } else { t.clone() };
+            let (loss_w, grad_w) = wide.softmax_cross_entropy(&t_wide, Some(0.25)).unwrap();
+            assert_eq!(bits64(&loss), bits64(&loss_w), "{what} {dt}: the loss of the logits cast first");
+            assert_eq!(bits64(&grad), bits64(&grad_w.unwrap()), "{what} {dt}: the gradient of the logits cast first");
             assert!(
                 rel_err(&vals(&loss), &want_loss) < tol,
                 "{what} {dt}: loss {:e}",
@@ -181,7 +197,7 @@ fn softmax_cross_entropy_against_float64_loops() {
                 let all = xd.softmax_cross_entropy_with(&t, scale, true).unwrap();
                 assert_eq!(vals(&all.loss), vals(&loss), "{what} {dt}");
                 assert_eq!(all.grad.map(|g| vals(&g)), scale.map(|_| vals(&grad)), "{what} {dt}");
-                assert_eq!(vals(&all.probs.expect("asked for")), vals(&xd.softmax(-1).unwrap()), "{what} {dt}");
+                assert_eq!(vals(&all.probs.expect("asked for")), vals(&wide.softmax(-1).unwrap()), "{what} {dt}");
             }
             assert!(xd.softmax_cross_entropy_with(&t, None, false).unwrap().probs.is_none());
         }

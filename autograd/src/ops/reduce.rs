@@ -91,11 +91,14 @@ impl Var {
 
     /// Record `out`, which is `softmax(self, axis)` computed elsewhere (by a fused kernel),
     /// as [`Var::softmax`] records it.
+    /// `out` may be in a wider dtype than `self` (F32 probabilities of BF16 logits, from
+    /// the fused cross-entropy); the gradient then goes back in `self`'s dtype.
     pub(crate) fn softmax_with_value(&self, axis: isize, out: Tensor) -> Result<Var> {
+        let dtype = self.dtype();
         Var::record("softmax", &[self], out.clone(), |_| {
             move |g: &Tensor| {
                 let dot = g.mul(&out)?.sum(&[axis], true)?;
-                Ok(vec![Some(out.mul(&g.sub(&dot)?)?)])
+                Ok(vec![Some(out.mul(&g.sub(&dot)?)?.to_dtype(dtype)?)])
             }
         })
     }

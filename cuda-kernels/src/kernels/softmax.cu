@@ -21,14 +21,15 @@ __device__ __forceinline__ float block_max(float v, float* buf) {
     return warp_max(v);
 }
 
-// Returns (max, sum of exp(x - max)) of one row.
-__device__ __forceinline__ float2 row_max_sumexp(const float* __restrict__ x, i64 cols, float* buf) {
+// Returns (max, sum of exp(x - max)) of one row (F16/BF16 read as f32).
+template <typename T>
+__device__ __forceinline__ float2 row_max_sumexp(const T* __restrict__ x, i64 cols, float* buf) {
     float m = -keel_inf();
-    for (i64 c = threadIdx.x; c < cols; c += blockDim.x) m = fmaxf(m, x[c]);
+    for (i64 c = threadIdx.x; c < cols; c += blockDim.x) m = fmaxf(m, to_f32(x[c]));
     m = block_max(m, buf);
     float s = 0.0f;
     if (m != -keel_inf()) {
-        for (i64 c = threadIdx.x; c < cols; c += blockDim.x) s += expf(x[c] - m);
+        for (i64 c = threadIdx.x; c < cols; c += blockDim.x) s += expf(to_f32(x[c]) - m);
     }
     s = block_sum(s, buf);
     return make_float2(m, s);
@@ -120,14 +121,15 @@ __device__ __forceinline__ void xent_mean(const float* loss, i64 rows, float* me
 // A label outside [0, cols) counts as a row of zeros (one_hot's row for it): loss 0 and a
 // zero gradient row, so the weights stay finite; callers check the labels on the device
 // (keel-tensor queues `check_index_range`), which reports it at the next read-back.
-template <bool SPARSE>
-__device__ void xent_rows(const float* __restrict__ x, const i64* __restrict__ labels,
+// F16/BF16 logits (T) are read as f32, so every output is that of their f32 values.
+template <bool SPARSE, typename T>
+__device__ void xent_rows(const T* __restrict__ x, const i64* __restrict__ labels,
                           const float* __restrict__ t, float* __restrict__ loss, float* __restrict__ grad,
                           float* __restrict__ probs, float* mean, unsigned* ticket, i64 rows, i64 cols,
                           float grad_scale) {
     __shared__ float buf[32];
     for (i64 r = blockIdx.x; r < rows; r += gridDim.x) {
-        const float* xr = x + r * cols;
+        const T* xr = x + r * cols;
         const float2 ms = row_max_sumexp(xr, cols, buf);
         const float ls = logf(ms.y);
         i64 label = -1;
@@ -136,7 +138,7 @@ __device__ void xent_rows(const float* __restrict__ x, const i64* __restrict__ l
             label = labels[r];
             const bool valid = label >= 0 && label < cols;
             if (!valid) label = -1;
-            if (threadIdx.x == 0) loss[r] = valid ? (ms.x - xr[label]) + ls : 0.0f;
+            if (threadIdx.x == 0) loss[r] = valid ? (ms.x - to_f32(xr[label])) + ls : 0.0f;
             ts = valid ? 1.0f : 0.0f;
         } else {
             const float* tr = t + r * cols;
@@ -145,7 +147,7 @@ __device__ void xent_rows(const float* __restrict__ x, const i64* __restrict__ l
             for (i64 c = threadIdx.x; c < cols; c += blockDim.x) {
                 const float tc = tr[c];
                 ts += tc;
-                if (tc != 0.0f) l += tc * ((ms.x - xr[c]) + ls);
+                if (tc != 0.0f) l += tc * ((ms.x - to_f32(xr[c])) + ls);
             }
             l = block_sum(l, buf);
             ts = block_sum(ts, buf);
@@ -154,7 +156,7 @@ __device__ void xent_rows(const float* __restrict__ x, const i64* __restrict__ l
         if (grad == nullptr && probs == nullptr) continue;
         const float inv = 1.0f / ms.y;
         for (i64 c = threadIdx.x; c < cols; c += blockDim.x) {
-            const float p = expf(xr[c] - ms.x) * inv;
+            const float p = expf(to_f32(xr[c]) - ms.x) * inv;
             if (probs != nullptr) probs[r * cols + c] = p;
             if (grad != nullptr) {
                 const float tc = SPARSE ? (c == label ? 1.0f : 0.0f) : t[r * cols + c];
@@ -165,13 +167,21 @@ __device__ void xent_rows(const float* __restrict__ x, const i64* __restrict__ l
     if (mean != nullptr) xent_mean(loss, rows, mean, ticket, buf);
 }
 
-extern "C" __global__ void softmax_xent_sparse_f32(const float* x, const i64* labels, float* loss, float* grad,
-                                                   float* probs, float* mean, unsigned* ticket, i64 rows, i64 cols,
-                                                   float grad_scale) {
-    xent_rows<true>(x, labels, nullptr, loss, grad, probs, mean, ticket, rows, cols, grad_scale);
-}
-extern "C" __global__ void softmax_xent_dense_f32(const float* x, const float* t, float* loss, float* grad,
-                                                  float* probs, float* mean, unsigned* ticket, i64 rows, i64 cols,
-                                                  float grad_scale) {
-    xent_rows<false>(x, nullptr, t, loss, grad, probs, mean, ticket, rows, cols, grad_scale);
-}
+// softmax_xent_{sparse,dense}_{f32,f16,bf16}: the logits' storage type in the name; the
+// targets (f32 rows or i64 labels) and every output are f32.
+#define KEEL_XENT(TN, T)                                                                                  \
+    extern "C" __global__ void softmax_xent_sparse_##TN(const T* x, const i64* labels, float* loss,       \
+                                                         float* grad, float* probs, float* mean,           \
+                                                         unsigned* ticket, i64 rows, i64 cols,             \
+                                                         float grad_scale) {                               \
+        xent_rows<true, T>(x, labels, nullptr, loss, grad, probs, mean, ticket, rows, cols, grad_scale);  \
+    }                                                                                                     \
+    extern "C" __global__ void softmax_xent_dense_##TN(const T* x, const float* t, float* loss,           \
+                                                        float* grad, float* probs, float* mean,            \
+                                                        unsigned* ticket, i64 rows, i64 cols,              \
+                                                        float grad_scale) {                                \
+        xent_rows<false, T>(x, nullptr, t, loss, grad, probs, mean, ticket, rows, cols, grad_scale);      \
+    }
+KEEL_XENT(f32, float)
+KEEL_XENT(f16, keel_f16)
+KEEL_XENT(bf16, keel_bf16)

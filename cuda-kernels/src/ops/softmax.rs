@@ -3,7 +3,7 @@
 
 use cudarc::driver::{CudaView, CudaViewMut, LaunchConfig};
 
-use crate::device::{check_len, to_i64, CudaDevice};
+use crate::device::{check_len, to_i64, CudaDevice, FloatDType};
 use crate::error::{Error, Result};
 use crate::sources::programs;
 
@@ -66,7 +66,7 @@ pub fn softmax_backward_f32(
     launch!(dev, programs::softmax(), name, cfg(rows, cols), [y, gy, gx, &r, &c])
 }
 
-/// The targets of a fused softmax cross-entropy ([`softmax_xent_f32`]).
+/// The targets of a fused softmax cross-entropy ([`softmax_xent`]).
 #[derive(Clone, Copy)]
 pub enum XentTargets<'a, 'b> {
     /// One class index per row. An out-of-range index counts as a row of zeros (loss 0,
@@ -77,7 +77,7 @@ pub enum XentTargets<'a, 'b> {
     Probs(&'a CudaView<'b, f32>),
 }
 
-/// The outputs of a fused softmax cross-entropy ([`softmax_xent_f32`]).
+/// The outputs of a fused softmax cross-entropy ([`softmax_xent`]).
 pub struct XentOutputs<'a, 'b> {
     /// The per-row losses (`rows`).
     pub loss: &'a mut CudaViewMut<'b, f32>,
@@ -90,19 +90,20 @@ pub struct XentOutputs<'a, 'b> {
     pub mean: Option<&'a mut CudaViewMut<'b, f32>>,
 }
 
-/// The most rows whose loss mean [`softmax_xent_f32`] computes in its own launch (one block
+/// The most rows whose loss mean [`softmax_xent`] computes in its own launch (one block
 /// adds them; beyond this a reduction launch over many blocks is faster).
 pub const XENT_MEAN_MAX_ROWS: usize = 1 << 16;
 
 /// Fused softmax cross-entropy of `rows` rows of `cols` logits, in one launch:
 /// `loss = sum_c t_c (lse - x_c)` per row (`lse - x_label` for class indices), and on
 /// request `grad = scale * (softmax(x) * sum(t) - t)`, the probabilities `softmax(x)` and
-/// the mean of the losses.
-pub fn softmax_xent_f32(
+/// the mean of the losses. F16/BF16 logits are read as f32: every output is f32 and is
+/// what their f32 values give (a mixed-precision model's logits need no cast first).
+pub fn softmax_xent<T: FloatDType>(
     dev: &CudaDevice,
     rows: usize,
     cols: usize,
-    logits: &CudaView<'_, f32>,
+    logits: &CudaView<'_, T>,
     targets: XentTargets<'_, '_>,
     out: XentOutputs<'_, '_>,
 ) -> Result<()> {
@@ -135,10 +136,11 @@ pub fn softmax_xent_f32(
     let grad = out.grad.map_or(0, |(g, _)| dev.addr_mut(g));
     let probs = out.probs.map_or(0, |p| dev.addr_mut(p));
     let mean = out.mean.map_or(0, |m| dev.addr_mut(m));
-    let (name, t) = match targets {
-        XentTargets::Classes(labels) => ("softmax_xent_sparse_f32", dev.addr(labels)),
-        XentTargets::Probs(t) => ("softmax_xent_dense_f32", dev.addr(t)),
+    let (form, t) = match targets {
+        XentTargets::Classes(labels) => ("sparse", dev.addr(labels)),
+        XentTargets::Probs(t) => ("dense", dev.addr(t)),
     };
+    let name = format!("softmax_xent_{form}_{}", T::NAME);
     let cfg = cfg(rows, cols);
     if mean == 0 {
         let null = &0u64;

@@ -130,7 +130,7 @@ pub struct KernelTime {
     pub total_ms: f64,
 }
 
-/// Starts timing every kernel launched on `device` (by any thread) until
+/// Starts timing every kernel the calling thread launches on `device` until
 /// [`finish_profile`]: two CUDA events per launch, so profile a few training steps, not
 /// a whole run. A profile already running starts over. Nothing to time on the CPU (a
 /// no-op); an error for a GPU this build or machine cannot use.

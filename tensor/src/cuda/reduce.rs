@@ -387,14 +387,13 @@ pub(crate) struct FusedXent {
 }
 
 /// The fused softmax cross-entropy (`Tensor::softmax_cross_entropy_with`) of float logits
-/// `s` (rows of `classes`) against I64 class indices or probabilities `t`: one launch of
-/// `softmax_xent_{sparse|dense}_f32` for the per-row losses and, as asked, the gradient
-/// and the probabilities; F16/BF16 widened to f32 first and the results rounded back (as
-/// `softmax_last` rounds its output, so the probabilities are its bits). For F32 logits
-/// the same launch also gives the losses' mean (up to `XENT_MEAN_MAX_ROWS` rows), which a
-/// loss would otherwise take from a reduction launch. Class indices are checked on the
-/// device by the caller; an out-of-range one counts as all-zero targets (loss and gradient
-/// 0). `None` for F64 logits, which the caller runs as the op chain.
+/// `s` (rows of `classes`) against I64 class indices or F32 probabilities `t`: one launch
+/// of `softmax_xent_{sparse|dense}_{f32|f16|bf16}` for the per-row losses, the losses'
+/// mean (up to `XENT_MEAN_MAX_ROWS` rows, where a loss would otherwise take it from a
+/// reduction launch) and, as asked, the gradient and the probabilities. F16/BF16 logits
+/// are read as f32 by the kernel (no cast launch); every output is F32. Class indices are
+/// checked on the device by the caller; an out-of-range one counts as all-zero targets
+/// (loss and gradient 0). `None` for F64 logits, which the caller runs as the op chain.
 pub(crate) fn softmax_cross_entropy(
     s: &CudaStorage,
     l: &Layout,
@@ -404,20 +403,37 @@ pub(crate) fn softmax_cross_entropy(
     grad_scale: Option<f64>,
     probs: bool,
 ) -> Result<Option<FusedXent>> {
+    match &s.data {
+        Data::F32(x) => xent_typed(s, x, l, t, tl, classes, grad_scale, probs).map(Some),
+        Data::F16(x) => xent_typed(s, x, l, t, tl, classes, grad_scale, probs).map(Some),
+        Data::BF16(x) => xent_typed(s, x, l, t, tl, classes, grad_scale, probs).map(Some),
+        // no f64 kernel: the op chain runs (log_softmax, mul, sum in f64)
+        _ => Ok(None),
+    }
+}
+
+/// [`softmax_cross_entropy`] for logits stored as `T`.
+#[allow(clippy::too_many_arguments)]
+fn xent_typed<T: Elem + kk::FloatDType>(
+    s: &CudaStorage,
+    x: &CudaSlice<T>,
+    l: &Layout,
+    t: &CudaStorage,
+    tl: &Layout,
+    classes: usize,
+    grad_scale: Option<f64>,
+    probs: bool,
+) -> Result<FusedXent> {
     const OP: &str = "softmax_cross_entropy";
     s.same_device(OP, t)?;
-    if s.dtype() == DType::F64 {
-        return Ok(None); // no f64 kernel: the op chain runs (log_softmax, mul, sum in f64)
-    }
     let dev = &s.dev;
     let n = l.shape().elem_count();
     let rows = n / classes;
-    let x = f32_input(OP, s, l)?;
+    let x = contig(dev, x, l, T::poison())?;
     let mut loss = alloc::<f32>(dev, rows)?;
     let mut grad = grad_scale.map(|_| alloc::<f32>(dev, n)).transpose()?;
     let mut p = if probs { Some(alloc::<f32>(dev, n)?) } else { None };
-    // an F16/BF16 loss is rounded per row first, so its mean is not the f32 losses' mean
-    let with_mean = s.dtype() == DType::F32 && (1..=ks::XENT_MEAN_MAX_ROWS).contains(&rows);
+    let with_mean = (1..=ks::XENT_MEAN_MAX_ROWS).contains(&rows);
     let mut mean = if with_mean { Some(alloc::<f32>(dev, 1)?) } else { None };
     if n > 0 {
         let mut gv = grad.as_mut().map(|g| head_mut(g, n));
@@ -432,23 +448,22 @@ pub(crate) fn softmax_cross_entropy(
         match &t.data {
             Data::I64(labels) => {
                 let labels = contig(dev, labels, tl, -1)?;
-                ks::softmax_xent_f32(dev, rows, classes, &x.view(), ks::XentTargets::Classes(&labels.view()), out)
+                ks::softmax_xent(dev, rows, classes, &x.view(), ks::XentTargets::Classes(&labels.view()), out)
             }
             _ => {
                 let targets = f32_input(OP, t, tl)?;
-                ks::softmax_xent_f32(dev, rows, classes, &x.view(), ks::XentTargets::Probs(&targets.view()), out)
+                ks::softmax_xent(dev, rows, classes, &x.view(), ks::XentTargets::Probs(&targets.view()), out)
             }
         }
         .ctx(OP)?;
     }
-    let dtype = s.dtype();
-    let finish = |b, len| -> Result<CudaStorage> { Ok(s.like(f32_output(dev, b, len, dtype)?, len)) };
-    Ok(Some(FusedXent {
-        loss: finish(loss, rows)?,
-        grad: grad.map(|g| finish(g, n)).transpose()?,
-        probs: p.map(|p| finish(p, n)).transpose()?,
-        mean: mean.map(|m| finish(m, 1)).transpose()?,
-    }))
+    let finish = |b: CudaSlice<f32>, len| s.like(Data::F32(b), len);
+    Ok(FusedXent {
+        loss: finish(loss, rows),
+        grad: grad.map(|g| finish(g, n)),
+        probs: p.map(|p| finish(p, n)),
+        mean: mean.map(|m| finish(m, 1)),
+    })
 }
 
 #[cfg(test)]

@@ -11,8 +11,12 @@
 //! and, when asked, `grad = scale * (softmax(x) * sum_c t_c - t)`, the gradient of
 //! `scale * loss` (`softmax - onehot` for one-hot targets).
 //!
-//! F32/F64 on the CPU and F32/F16/BF16 on CUDA (`softmax_xent_*_f32`, one launch, f32
-//! inside) run a fused kernel; F16/BF16 on the CPU run the same formulas as tensor ops.
+//! F16/BF16 logits are computed as F32 (the values of their cast to F32; every result is
+//! F32, as PyTorch's autocast computes cross-entropy in float32): a mixed-precision model
+//! hands its BF16 logits over without casting them first. F32/F64 on the CPU (F16/BF16
+//! widened first) and F32/F16/BF16 on CUDA (`softmax_xent_*_{f32,f16,bf16}`, one launch
+//! reading the logits as stored) run a fused kernel; F64 on CUDA runs the formulas as
+//! tensor ops.
 
 use crate::{DType, Error, Result, Shape, Storage, Tensor};
 
@@ -30,7 +34,7 @@ pub struct SoftmaxCrossEntropy {
     /// [`Tensor::softmax`]`(-1)` gives.
     pub probs: Option<Tensor>,
     /// The mean of `loss` (0-d) where the fused kernel computed it in the same pass (CUDA,
-    /// F32 logits, at most 65,536 rows); `None` elsewhere. [`SoftmaxCrossEntropy::mean`]
+    /// F32/F16/BF16 logits, at most 65,536 rows); `None` elsewhere. [`SoftmaxCrossEntropy::mean`]
     /// gives the mean either way.
     pub mean: Option<Tensor>,
 }
@@ -53,7 +57,8 @@ impl Tensor {
     /// returns the losses (the leading shape) and, with `grad_scale`, the gradient of
     /// `grad_scale * loss` with respect to the logits (their shape). `targets` holds class
     /// indices (an integer dtype, the leading shape) or probabilities (a float dtype, the
-    /// logits' shape). A class index outside `0..C` is an `IndexOutOfRange` error: at once
+    /// logits' shape). Results are F64 for F64 logits and F32 for the others (F16/BF16
+    /// logits are read as F32, see the module docs). A class index outside `0..C` is an `IndexOutOfRange` error: at once
     /// on the CPU, from the next read-back on CUDA (which checks on the device, as
     /// `one_hot` does; the row counts as all-zero targets meanwhile: loss and gradient 0,
     /// so a training step that ran before the report leaves the weights finite).
@@ -90,8 +95,10 @@ impl Tensor {
             return Err(Error::shape_mismatch(OP, self.shape(), targets.shape(), msg));
         }
         let lead = Shape::from(lead.to_vec());
-        let x = self.contiguous()?;
-        let t = if sparse { targets.to_dtype(DType::I64)? } else { targets.to_dtype(self.dtype())? }.contiguous()?;
+        // F16/BF16 compute as F32: CUDA's kernels read them as stored, the CPU widens first
+        let wide = if self.dtype() == DType::F64 { DType::F64 } else { DType::F32 };
+        let x = if self.device() == crate::Device::Cpu { self.to_dtype(wide)? } else { self.clone() }.contiguous()?;
+        let t = if sparse { targets.to_dtype(DType::I64)? } else { targets.to_dtype(wide)? }.contiguous()?;
         if sparse {
             t.check_indices(classes, OP)?;
         }
@@ -139,8 +146,9 @@ impl Tensor {
                 mean: mean.map(|m| Tensor::from_storage(m, Shape::from(Vec::new()))),
             });
         }
-        // F16/BF16 on the CPU, F64 on CUDA (and operands on two devices, which the ops report)
-        let t = if sparse { t.one_hot(classes, self.dtype())? } else { t };
+        // F64 on CUDA (and operands on two devices, which the ops report)
+        let x = x.to_dtype(wide)?;
+        let t = if sparse { t.one_hot(classes, wide)? } else { t };
         let lsm = x.log_softmax(-1)?;
         let loss = t.mul(&lsm)?.sum(&[-1], false)?.neg()?;
         let grad = match grad_scale {
