@@ -403,33 +403,14 @@ pub(crate) fn softmax_cross_entropy(
     grad_scale: Option<f64>,
     probs: bool,
 ) -> Result<Option<FusedXent>> {
-    match &s.data {
-        Data::F32(x) => xent_typed(s, x, l, t, tl, classes, grad_scale, probs).map(Some),
-        Data::F16(x) => xent_typed(s, x, l, t, tl, classes, grad_scale, probs).map(Some),
-        Data::BF16(x) => xent_typed(s, x, l, t, tl, classes, grad_scale, probs).map(Some),
-        // no f64 kernel: the op chain runs (log_softmax, mul, sum in f64)
-        _ => Ok(None),
-    }
-}
-
-/// [`softmax_cross_entropy`] for logits stored as `T`.
-#[allow(clippy::too_many_arguments)]
-fn xent_typed<T: Elem + kk::FloatDType>(
-    s: &CudaStorage,
-    x: &CudaSlice<T>,
-    l: &Layout,
-    t: &CudaStorage,
-    tl: &Layout,
-    classes: usize,
-    grad_scale: Option<f64>,
-    probs: bool,
-) -> Result<FusedXent> {
     const OP: &str = "softmax_cross_entropy";
+    if !matches!(s.dtype(), DType::F32 | DType::F16 | DType::BF16) {
+        return Ok(None); // no f64 kernel: the op chain runs (log_softmax, mul, sum in f64)
+    }
     s.same_device(OP, t)?;
     let dev = &s.dev;
     let n = l.shape().elem_count();
     let rows = n / classes;
-    let x = contig(dev, x, l, T::poison())?;
     let mut loss = alloc::<f32>(dev, rows)?;
     let mut grad = grad_scale.map(|_| alloc::<f32>(dev, n)).transpose()?;
     let mut p = if probs { Some(alloc::<f32>(dev, n)?) } else { None };
@@ -448,22 +429,49 @@ fn xent_typed<T: Elem + kk::FloatDType>(
         match &t.data {
             Data::I64(labels) => {
                 let labels = contig(dev, labels, tl, -1)?;
-                ks::softmax_xent(dev, rows, classes, &x.view(), ks::XentTargets::Classes(&labels.view()), out)
+                xent_launch(s, l, (rows, classes), ks::XentTargets::Classes(&labels.view()), out)
             }
             _ => {
                 let targets = f32_input(OP, t, tl)?;
-                ks::softmax_xent(dev, rows, classes, &x.view(), ks::XentTargets::Probs(&targets.view()), out)
+                xent_launch(s, l, (rows, classes), ks::XentTargets::Probs(&targets.view()), out)
             }
         }
         .ctx(OP)?;
     }
     let finish = |b: CudaSlice<f32>, len| s.like(Data::F32(b), len);
-    Ok(FusedXent {
+    Ok(Some(FusedXent {
         loss: finish(loss, rows),
         grad: grad.map(|g| finish(g, n)),
         probs: p.map(|p| finish(p, n)),
         mean: mean.map(|m| finish(m, 1)),
-    })
+    }))
+}
+
+/// The `softmax_xent` launch of [`softmax_cross_entropy`] on the logits `s` as stored.
+fn xent_launch(
+    s: &CudaStorage,
+    l: &Layout,
+    (rows, classes): (usize, usize),
+    targets: ks::XentTargets<'_, '_>,
+    out: ks::XentOutputs<'_, '_>,
+) -> Result<()> {
+    fn typed<T: Elem + kk::FloatDType>(
+        s: &CudaStorage,
+        x: &CudaSlice<T>,
+        l: &Layout,
+        (rows, classes): (usize, usize),
+        targets: ks::XentTargets<'_, '_>,
+        out: ks::XentOutputs<'_, '_>,
+    ) -> Result<()> {
+        let x = contig(&s.dev, x, l, T::poison())?;
+        ks::softmax_xent(&s.dev, rows, classes, &x.view(), targets, out).ctx("softmax_cross_entropy")
+    }
+    match &s.data {
+        Data::F32(x) => typed(s, x, l, (rows, classes), targets, out),
+        Data::F16(x) => typed(s, x, l, (rows, classes), targets, out),
+        Data::BF16(x) => typed(s, x, l, (rows, classes), targets, out),
+        _ => Err(Error::invalid("softmax_cross_entropy", "internal: logits of a dtype without a kernel")),
+    }
 }
 
 #[cfg(test)]
