@@ -33,8 +33,10 @@ pub const RNG: &str = with_common!("kernels/rng.cu");
 pub const REDUCE: &str = with_common!("kernels/reduce.cu");
 /// softmax, log_softmax (+ backward) and fused softmax cross-entropy.
 pub const SOFTMAX: &str = with_common!("kernels/softmax.cu");
-/// gather / index_select / one_hot / concat and their scatter-add backwards.
+/// gather / index_select / one_hot / concat and their deterministic scatter-add backwards.
 pub const INDEX: &str = with_multi!("kernels/index.cu");
+/// Stable LSD radix sort of u32 keys with their source positions.
+pub const SORT: &str = with_common!("kernels/sort.cu");
 /// NHWC max/avg pooling forward and backward.
 pub const POOL: &str = with_common!("kernels/pool.cu");
 /// Fused SGD / Adam / AdamW parameter updates.
@@ -86,6 +88,7 @@ pub fn all_sources() -> &'static [(&'static str, &'static str)] {
         ("reduce", REDUCE),
         ("softmax", SOFTMAX),
         ("index", INDEX),
+        ("sort", SORT),
         ("pool", POOL),
         ("optim", OPTIM),
         ("gemm", GEMM),
@@ -163,6 +166,7 @@ pub mod programs {
     static_program!(reduce, "reduce", REDUCE);
     static_program!(softmax, "softmax", SOFTMAX);
     static_program!(index, "index", INDEX);
+    static_program!(sort, "sort", SORT);
     static_program!(pool, "pool", POOL);
     static_program!(optim, "optim", OPTIM);
     static_program!(gemm, "gemm", GEMM);
@@ -179,7 +183,7 @@ pub mod programs {
     pub fn all() -> Vec<&'static Program> {
         let mut v: Vec<&'static Program> = (1..=GEMM_TC_PARTS).map(|p| program_part(gemm_tc(), p)).collect();
         v.extend((1..=GEMM_PARTS).map(|p| program_part(gemm(), p)));
-        v.extend([conv(), reduce(), misc(), pool(), index(), softmax(), rng(), optim()]);
+        v.extend([conv(), reduce(), misc(), pool(), index(), sort(), softmax(), rng(), optim()]);
         v
     }
 }

@@ -8,7 +8,8 @@ use keel_cuda_kernels::cudarc::driver::CudaSlice;
 use keel_cuda_kernels::ops::conv::{self, Conv2d, Padding};
 use keel_cuda_kernels::ops::elementwise::{self, builtin};
 use keel_cuda_kernels::ops::gemm::{self, Activation, Bias, GemmArgs, SimtKernel, TcKernel};
-use keel_cuda_kernels::ops::{misc, pool, reduce, rng, softmax};
+use keel_cuda_kernels::ops::index::{self, Accum, IndexShape};
+use keel_cuda_kernels::ops::{misc, pool, reduce, rng, softmax, sort};
 use keel_cuda_kernels::{CudaDevice, Layout, Program};
 
 fn device() -> Option<Arc<CudaDevice>> {
@@ -1322,4 +1323,107 @@ fn simt_half_conv_is_the_f32_conv_rounded_once() {
         simt_half_conv_is_the_f32_conv::<half::f16>(&dev, &p, 1100 + ci as u64);
         simt_half_conv_is_the_f32_conv::<half::bf16>(&dev, &p, 1100 + ci as u64);
     }
+}
+
+/// Deterministic xorshift keys in `0..=max`, with long runs of one key (`hot`) among them.
+fn rand_keys(n: usize, max: u32, hot: Option<u32>, seed: u64) -> Vec<u32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            match hot {
+                Some(h) if s % 3 == 0 => h,
+                _ => ((s >> 16) % (u64::from(max) + 1)) as u32,
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn argsort_is_a_stable_sort() {
+    let Some(dev) = device() else { return };
+    // one to four passes; one tile, a ragged last tile, more tiles than the scan's threads
+    for (n, max, hot) in [
+        (1, 0, None),
+        (200, 255, Some(7)),
+        (1000, 256, None),
+        (70_001, 9_999, Some(1234)),
+        (3000, 300_000, None),
+        (5000, u32::MAX, Some(u32::MAX)),
+    ] {
+        let keys = rand_keys(n, max, hot, n as u64);
+        let (sorted, pos) = sort::argsort_u32(&dev, dev.htod(&keys).expect("keys"), max).expect("argsort");
+        let (sorted, pos) = (dev.dtoh(&sorted.as_view()).expect("keys"), dev.dtoh(&pos.as_view()).expect("pos"));
+        let mut want: Vec<(u32, u32)> = keys.iter().enumerate().map(|(i, &k)| (k, i as u32)).collect();
+        want.sort_by_key(|&(k, _)| k); // stable: equal keys in position order
+        let got: Vec<(u32, u32)> = sorted.into_iter().zip(pos).collect();
+        assert!(got == want, "argsort of {n} keys up to {max}: not the stable order");
+    }
+}
+
+/// index_select's backward in the documented order: per target, the first 256
+/// contributions added from 0 in index order, then each further 256 summed on its own and
+/// added in order.
+fn index_add_in_pieces(g: &[f32], idx: &[i64], s: IndexShape) -> Vec<f32> {
+    let mut out = vec![0.0f32; s.outer * s.n_in * s.inner];
+    for o in 0..s.outer {
+        for k in 0..s.n_in {
+            let js: Vec<usize> = (0..s.n_idx).filter(|&j| idx[j] == k as i64).collect();
+            for i in 0..s.inner {
+                let mut acc = 0.0f32;
+                for (c, piece) in js.chunks(256).enumerate() {
+                    let sum = piece.iter().fold(0.0f32, |a, &j| a + g[(o * s.n_idx + j) * s.inner + i]);
+                    acc = if c == 0 { sum } else { acc + sum };
+                }
+                out[(o * s.n_in + k) * s.inner + i] = acc;
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn accumulating_backwards_add_in_a_fixed_order() {
+    let Some(dev) = device() else { return };
+    // a run of ~700 of one index (three pieces), others short, indices up to 299 (two radix
+    // passes), one out of range (skipped)
+    let s = IndexShape { outer: 2, n_in: 300, n_idx: 2100, inner: 3 };
+    let mut idx: Vec<i64> = rand_keys(s.n_idx, 299, Some(42), 11).into_iter().map(i64::from).collect();
+    idx[5] = 300;
+    let g = rand_vec(s.outer * s.n_idx * s.inner, 12);
+    let want = index_add_in_pieces(&g, &idx, s);
+    let (dg, di) = (dev.htod(&g).expect("g"), dev.htod(&idx).expect("idx"));
+    for run in 0..2 {
+        let mut out = poisoned(&dev, want.len());
+        index::index_select_backward(&dev, Accum::F32, s, &dg.as_view(), &di.as_view(), &mut out.as_view_mut())
+            .expect("index_add");
+        let got = dev.dtoh(&out.as_view()).expect("out");
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert!(bits(&got) == bits(&want), "index_add run {run}: not the pieces' order");
+    }
+    // gather's backward: every element's own index, one long run of one target per (o, i)
+    let gs = IndexShape { outer: 2, n_in: 4, n_idx: 600, inner: 2 };
+    let gidx: Vec<i64> =
+        (0..gs.outer * gs.n_idx * gs.inner).map(|e| if e % 5 == 0 { 3 } else { (e % 3) as i64 }).collect();
+    let gg = rand_vec(gidx.len(), 13);
+    let mut want = vec![vec![]; gs.outer * gs.n_in * gs.inner];
+    for (e, (&k, &v)) in gidx.iter().zip(&gg).enumerate() {
+        let (i, o) = (e % gs.inner, e / (gs.n_idx * gs.inner));
+        want[(o * gs.n_in + k as usize) * gs.inner + i].push(v);
+    }
+    let want: Vec<u32> = want
+        .iter()
+        .map(|vs| {
+            let sums: Vec<f32> = vs.chunks(256).map(|p| p.iter().fold(0.0f32, |a, &v| a + v)).collect();
+            sums.iter().skip(1).fold(sums.first().copied().unwrap_or(0.0), |a, &v| a + v).to_bits()
+        })
+        .collect();
+    let (dg, di) = (dev.htod(&gg).expect("g"), dev.htod(&gidx).expect("idx"));
+    let mut out = poisoned(&dev, want.len());
+    index::gather_backward(&dev, Accum::F32, gs, &dg.as_view(), &di.as_view(), &mut out.as_view_mut())
+        .expect("scatter_add");
+    let got: Vec<u32> = dev.dtoh(&out.as_view()).expect("out").iter().map(|x| x.to_bits()).collect();
+    assert!(got == want, "scatter_add: not the pieces' order");
 }

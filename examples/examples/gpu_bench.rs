@@ -2,9 +2,9 @@
 //! training throughput.
 //!
 //! `cargo run --release -p keel-examples --features cuda --example gpu_bench -- [--reps 7]
-//!  [--sizes 1024,2048,4096,8192] [--steps 40] [--parts gemm,conv,cnn]`
+//!  [--sizes 1024,2048,4096,8192] [--steps 40] [--parts gemm,conv,embed,cnn]`
 //!
-//! `--parts` picks the sections to run (default: all three).
+//! `--parts` picks the sections to run (default: all four).
 //!
 //! Order: the GEMM rows of the kernels `matmul` runs (`f32`, `tf32`, `bf16`), the
 //! convolutions, the training rows, then the GEMM tuning candidates (`f32/2b`, `f32/db`,
@@ -29,6 +29,12 @@
 //!   FLOPs (the im2col / col2im it would need is not counted, which flatters cuBLAS). The
 //!   second shape (channels in multiples of 8) is also timed on the BF16 tensor-core
 //!   convolutions (`bf16` rows, no cuBLAS column).
+//! * An Embedding's backward (`index_select_backward`: the deterministic sort of the tokens
+//!   and the in-order segment sums, no atomics) beside its forward gather on the same shape
+//!   (`embed` rows: 25,600 tokens, a batch of 128 sequences of 200; 64 features into 10,000
+//!   rows and 256 into 50,000; each with distinct random tokens and with half the batch one
+//!   padding token), with the backward's launches; the ratio backward / forward is the
+//!   number to watch (the forward moves the same rows once).
 //! * Seed-CNN training images/s at batch 128 (Adam, `fit` on `Device::Cuda(0)`) with the
 //!   data on the host (since 2026-12-05 `fit` copies the inputs to the GPU once per call
 //!   and gathers the batches there; the targets are gathered on the host and copied per
@@ -52,7 +58,7 @@ use cudarc::cublas::{result as blas, sys as bsys, CudaBlas};
 use cudarc::driver::{CudaSlice, DevicePtr, DevicePtrMut};
 use keel::mixed_precision::DTypePolicy;
 use keel::prelude::*;
-use keel_cuda_kernels::ops::{conv as kconv, gemm as kgemm};
+use keel_cuda_kernels::ops::{conv as kconv, gemm as kgemm, index as kindex};
 use keel_cuda_kernels::CudaDevice;
 use keel_examples::Args;
 
@@ -195,12 +201,12 @@ fn run() -> Res<()> {
     };
     let parts: Vec<String> = args
         .get_str("parts")
-        .unwrap_or_else(|| "gemm,conv,cnn".to_string())
+        .unwrap_or_else(|| "gemm,conv,embed,cnn".to_string())
         .split(',')
         .map(|p| p.trim().to_string())
         .collect();
-    if let Some(bad) = parts.iter().find(|p| !["gemm", "conv", "cnn"].contains(&p.as_str())) {
-        return Err(format!("--parts: unknown part `{bad}` (expected a list of gemm, conv, cnn)").into());
+    if let Some(bad) = parts.iter().find(|p| !["gemm", "conv", "embed", "cnn"].contains(&p.as_str())) {
+        return Err(format!("--parts: unknown part `{bad}` (expected a list of gemm, conv, embed, cnn)").into());
     }
     let part = |name: &str| parts.iter().any(|p| p == name);
     let dev = CudaDevice::get(0)?;
@@ -257,6 +263,11 @@ fn run() -> Res<()> {
                 Ok(rows) => rows.iter().for_each(Row::print),
                 Err(e) => failed += report_failure(&format!("{shape} bf16"), e.as_ref()),
             }
+        }
+    }
+    if part("embed") {
+        if let Err(e) = embedding_rows(&dev, reps) {
+            failed += report_failure("embed", e.as_ref());
         }
     }
     if part("cnn") {
@@ -509,6 +520,67 @@ fn conv_rows(
         out.push(Row { bench: name, shape: shape.clone(), dtype: "f32", flops, ours_ms, cublas_ms, diff: None });
     }
     Ok(out)
+}
+
+/// An Embedding's forward (`index_select`) and backward (`index_select_backward`) on
+/// 25,600 tokens, for two table sizes, with and without half the tokens one padding token.
+fn embedding_rows(dev: &CudaDevice, reps: usize) -> Res<()> {
+    let tokens = 128 * 200;
+    for (dim, vocab) in [(64usize, 10_000usize), (256, 50_000)] {
+        for padded in [false, true] {
+            let mut r = 0x2545_F491_4F6C_DD1Du64 ^ vocab as u64;
+            let ids: Vec<i64> = (0..tokens)
+                .map(|t| {
+                    r ^= r << 13;
+                    r ^= r >> 7;
+                    r ^= r << 17;
+                    if padded && t % 2 == 0 {
+                        0
+                    } else {
+                        (r % vocab as u64) as i64
+                    }
+                })
+                .collect();
+            let s = kindex::IndexShape { outer: 1, n_in: vocab, n_idx: tokens, inner: dim };
+            let (table, grad) = (dev.htod(&host_rand(vocab * dim, 6))?, dev.htod(&host_rand(tokens * dim, 7))?);
+            let idx = dev.htod(&ids)?;
+            let (mut out, mut grad_table) =
+                (dev.alloc_zeros::<f32>(tokens * dim)?, dev.alloc_zeros::<f32>(vocab * dim)?);
+            let fwd_ms = time_ms(dev, reps, || {
+                kindex::index_select(dev, s, &table.as_view(), &idx.as_view(), &mut out.as_view_mut(), None)?;
+                Ok(())
+            })?;
+            let backward = |gt: &mut CudaSlice<f32>| {
+                kindex::index_select_backward(
+                    dev,
+                    kindex::Accum::F32,
+                    s,
+                    &grad.as_view(),
+                    &idx.as_view(),
+                    &mut gt.as_view_mut(),
+                )
+            };
+            let before = dev.launches();
+            backward(&mut grad_table)?;
+            let launches = dev.launches() - before;
+            let bwd_ms = time_ms(dev, reps, || Ok(backward(&mut grad_table)?))?;
+            let shape = format!("{tokens} tok x{dim} -> {vocab}{}", if padded { ", half pad" } else { "" });
+            println!(
+                "{:<10} {:<34} fwd {fwd_ms:>8.3} ms  bwd {bwd_ms:>8.3} ms  bwd/fwd {:>6.2}  bwd launches {launches}",
+                "embed",
+                shape,
+                bwd_ms / fwd_ms
+            );
+            println!(
+                "{}",
+                serde_json::json!({
+                    "bench": "embed", "tokens": tokens, "dim": dim, "vocab": vocab, "half_padding": padded,
+                    "fwd_ms": fwd_ms, "bwd_ms": bwd_ms, "bwd_over_fwd": bwd_ms / fwd_ms, "bwd_launches": launches,
+                })
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Seed-CNN training images/s at batch 128 (Adam), data on the host and on the GPU, in

@@ -42,3 +42,4 @@ pub mod pool;
 pub mod reduce;
 pub mod rng;
 pub mod softmax;
+pub mod sort;

@@ -6,10 +6,11 @@
 //! `IndexOutOfRange` from the next read-back (`to_vec`, `to_device(&Device::Cpu)`),
 //! like PyTorch's device-side asserts but recoverable.
 //! Selects, gathers and concat move raw elements, so they serve every dtype
-//! (F64 included); the accumulating backwards (index_add, scatter_add) add with atomics
-//! in f32 (F16/BF16/U8 widened, accumulated in f32 and rounded once), f64 or i64 (exact;
-//! the CPU adds in f64, the same below 2^53); the order of float additions, so their last
-//! bits, can vary from run to run.
+//! (F64 included); the accumulating backwards (index_add, scatter_add) add in f32
+//! (F16/BF16/U8 widened, accumulated in f32 and rounded once), f64 or i64 (exact; the CPU
+//! adds in f64, the same below 2^53), in a fixed order without atomics (a sort of the
+//! targets, then each target's contributions in source order: the CPU's bits for F32, F64
+//! and I64 up to 256 contributions to one element, and the same bits on every run).
 
 use super::reduce::{f32_input, f32_output};
 use super::*;

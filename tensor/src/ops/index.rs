@@ -37,7 +37,8 @@ impl Tensor {
     }
 
     /// Zeros of `dims`, plus slice `i` of `self` added at `indices[i]` along `axis`
-    /// (the backward of [`Tensor::index_select`]; repeated indices accumulate).
+    /// (the backward of [`Tensor::index_select`]; repeated indices accumulate, in index
+    /// order on every device: the same bits on every run).
     pub fn index_add_into(&self, indices: &Tensor, axis: isize, dims: &Shape) -> Result<Tensor> {
         check_index_dtype("index_add", indices)?;
         let a = self.shape().axis("index_add", axis)?;
@@ -69,7 +70,8 @@ impl Tensor {
     }
 
     /// Zeros of `dims`, then `out[index[i][j]][j] += self[i][j]` for `axis = 0`, and so on
-    /// (the backward of [`Tensor::gather`]).
+    /// (the backward of [`Tensor::gather`]; repeated targets accumulate in `self`'s order on
+    /// every device).
     pub fn scatter_add_into(&self, index: &Tensor, axis: isize, dims: &Shape) -> Result<Tensor> {
         check_index_dtype("scatter_add", index)?;
         let a = self.shape().axis("scatter_add", axis)?;
