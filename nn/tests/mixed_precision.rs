@@ -115,6 +115,41 @@ fn cnn_follows_the_f32_model() {
 }
 
 #[test]
+fn embedding_casts_the_rows_not_the_table() {
+    let mut e = Embedding::new(20, 6);
+    e.build(&[5], &mut Rng::new(2)).unwrap();
+    assert!(e.compute_dtype_params().is_empty(), "the table is not among the weights a model casts");
+    let table = e.embeddings().unwrap().clone();
+    let ids = Tensor::from_vec(vec![1i64, 3, 1, 1, 7, 3, 19, 1, 0, 7], [2, 5]).unwrap();
+    let tape = Tape::new();
+    let mut rng = Rng::new(0);
+    let casts = CastCache::new();
+    let mut ctx = Ctx { casts: Some(&casts), ..Ctx::train(&tape, &mut rng) };
+    ctx.compute_dtype = Some(DType::BF16);
+    let y = e.forward(&Var::constant(ids.clone()), &mut ctx).unwrap();
+    // the values of looking up a BF16 table, in BF16
+    assert_eq!(y.dtype(), DType::BF16);
+    let want = table.value().to_dtype(DType::BF16).unwrap().index_select(&ids.reshape([10]).unwrap(), 0).unwrap();
+    let f32s = |t: &Tensor| t.to_dtype(DType::F32).unwrap().to_vec::<f32>().unwrap(); // exact from BF16
+    assert_eq!(f32s(&y.value().reshape([10, 6]).unwrap()), f32s(&want));
+    // the rows' BF16 gradients are added into the F32 table gradient in F32
+    let c =
+        Tensor::rand_normal(8, 0.0, 1.0, [2, 5, 6], DType::F32, &Device::Cpu).unwrap().to_dtype(DType::BF16).unwrap();
+    let l = y.mul(&Var::constant(c.clone())).unwrap().sum_all().unwrap();
+    let g = tape.backward(&l).unwrap().get(&table).expect("table gradient").clone();
+    assert_eq!(g.dtype(), DType::F32);
+    let want = c.to_dtype(DType::F32).unwrap().reshape([10, 6]).unwrap().index_add_into(
+        &ids.reshape([10]).unwrap(),
+        0,
+        &keel_tensor::Shape::from([20, 6]),
+    );
+    let (got, want) = (g.to_vec::<f32>().unwrap(), want.unwrap().to_vec::<f32>().unwrap());
+    assert_eq!(got, want);
+    // a repeated id's sum is not rounded to BF16 (which casting the table would give)
+    assert!(want.iter().any(|&v| v.to_bits() & 0xFFFF != 0), "the test needs a sum BF16 cannot hold");
+}
+
+#[test]
 fn embedding_and_lstm() {
     let build = |policy| {
         let mut m = Sequential::with_seed(4).dtype_policy(policy);

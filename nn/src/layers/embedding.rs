@@ -25,6 +25,12 @@ pub struct EmbeddingConfig {
 /// `[input_dim, output_dim]` named `embeddings`. The gradient is added back
 /// into the looked-up rows (repeated ids accumulate). An id outside
 /// `0..input_dim` is an error.
+///
+/// Under mixed precision the table is not cast (as in Keras): the rows are looked up in
+/// F32 and then cast to the compute dtype, which gives the same values as looking them up
+/// in a cast table, casts `batch x output_dim` elements rather than the whole table, and
+/// adds the rows' gradients into the table's F32 gradient in F32 (a token repeated in a
+/// batch sums its gradients without rounding the sum to BF16).
 pub struct Embedding {
     name: String,
     input_shape: Option<Vec<usize>>,
@@ -79,6 +85,11 @@ impl Layer for Embedding {
         false
     }
 
+    /// The table is read in its own dtype; the looked-up rows are cast (see the type).
+    fn compute_dtype_params(&self) -> Vec<Param> {
+        Vec::new()
+    }
+
     layer_common!("Embedding");
 
     fn build(&mut self, _input_shape: &[usize], rng: &mut Rng) -> Result<()> {
@@ -104,7 +115,7 @@ impl Layer for Embedding {
     }
 
     fn forward_logits(&self, x: &Var, ctx: &mut Ctx<'_>) -> Result<Var> {
-        let table = ctx.param(built(&self.table, self)?)?;
+        let table = ctx.variable(built(&self.table, self)?);
         let ids = match x.dtype() {
             DType::I64 => x.value().clone(),
             _ => x.value().to_dtype(DType::I64)?,
@@ -113,7 +124,8 @@ impl Layer for Embedding {
         let rows = table.index_select(&ids.reshape([n])?, 0)?;
         let mut dims = x.dims().to_vec();
         dims.push(self.cfg.output_dim);
-        Ok(rows.reshape(dims)?)
+        // mixed precision: the rows cast, not the table
+        ctx.autocast(&rows.reshape(dims)?)
     }
 
     fn weights(&self) -> Vec<Weight> {
