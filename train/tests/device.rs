@@ -180,6 +180,59 @@ fn mixed_bfloat16_fit_casts_staged_inputs_once() {
     assert_eq!((&e_device, &p_device), (&e, &p), "evaluate and predict: inputs on the GPU");
 }
 
+/// Training on a GPU gives the same bits every run, like the CPU: no kernel adds floats
+/// with atomics (the split reductions and split-K GEMMs combine their partials in a fixed
+/// order; an Embedding's gradient sorts its tokens), Dropout draws from the seeded
+/// counter-based generator. Two fits from the same seed: the same History and weights,
+/// for a CNN with BatchNormalization and Dropout and for an Embedding (tokens repeated
+/// in every batch) + LSTM text model, under float32 and mixed_bfloat16. On the emulator,
+/// which runs blocks one at a time, this holds trivially; on a GPU it is the check.
+#[test]
+fn cuda_training_is_bit_reproducible() {
+    use keel_nn::mixed_precision::DTypePolicy;
+    use keel_nn::{BatchNormalization, Dropout, Embedding, LSTM};
+    let Some(dev) = common::gpu("cuda_training_is_bit_reproducible") else { return };
+    let (x, y) = images(48);
+    let ids = Tensor::rand_uniform(9, 0.0, 30.0, (48, 12), DType::F32, &Device::Cpu).unwrap();
+    let ids = ids.to_dtype(DType::I64).unwrap();
+    let labels = ids.sum(&[1], false).unwrap().to_dtype(DType::F32).unwrap();
+    let labels = labels.div_scalar(12.0 * 10.0).unwrap().to_dtype(DType::I64).unwrap(); // classes 0..=2
+    for policy in [DTypePolicy::Float32, DTypePolicy::MixedBFloat16] {
+        let run_cnn = || {
+            let mut m = Sequential::with_seed(6);
+            m.add(Conv2D::new(8, (3, 3)).activation(Activation::Relu).input_shape([10, 10, 1]));
+            m.add(BatchNormalization::new());
+            m.add(MaxPooling2D::new((2, 2)));
+            m.add(Flatten::new());
+            m.add(Dropout::new(0.3));
+            m.add(Dense::new(3).activation(Activation::Softmax));
+            m.set_dtype_policy(policy);
+            m.compile(Adam::new(0.01), Loss::CategoricalCrossentropy, &[MetricSpec::Accuracy]).unwrap();
+            m.to_device(&dev).unwrap();
+            let h = m.fit(&x, &y, Fit::new().epochs(2).batch_size(16).seed(8).verbose(0)).unwrap();
+            (h.get("loss").unwrap().to_vec(), common::weight_bits(m.network()))
+        };
+        let run_text = || {
+            let mut m = Sequential::with_seed(7);
+            m.add(Embedding::new(30, 8).input_shape([12]));
+            m.add(LSTM::new(6));
+            m.add(Dense::new(3).activation(Activation::Softmax));
+            m.set_dtype_policy(policy);
+            m.compile(Adam::new(0.01), Loss::SparseCategoricalCrossentropy, &[MetricSpec::Accuracy]).unwrap();
+            m.to_device(&dev).unwrap();
+            let h = m.fit(&ids, &labels, Fit::new().epochs(2).batch_size(16).seed(8).verbose(0)).unwrap();
+            (h.get("loss").unwrap().to_vec(), common::weight_bits(m.network()))
+        };
+        for (what, run) in [("cnn", &run_cnn as &dyn Fn() -> _), ("embedding + lstm", &run_text)] {
+            let (first, second) = (run(), run());
+            assert_eq!(first.0, second.0, "{what} ({policy:?}): losses differ between runs");
+            for ((name, a), (_, b)) in first.1.iter().zip(&second.1) {
+                assert!(a == b, "{what} ({policy:?}): {name} differs between runs");
+            }
+        }
+    }
+}
+
 #[test]
 fn optimizer_state_follows_a_model_moved_mid_training() {
     let Some(dev) = common::gpu("optimizer_state_follows_a_model_moved_mid_training") else { return };
