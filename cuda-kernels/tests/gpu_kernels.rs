@@ -30,14 +30,23 @@ fn device() -> Option<Arc<CudaDevice>> {
     None
 }
 
+/// A deterministic xorshift64 stream from `seed`.
+fn xorshift(seed: u64) -> impl FnMut() -> u64 {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        s
+    }
+}
+
 /// Deterministic xorshift values in [-1, -0.05] U [0.05, 1] (never zero).
 fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = xorshift(seed);
     (0..n)
         .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
+            let s = next();
             let u = (s >> 40) as f32 / (1u64 << 24) as f32; // [0, 1)
             let v = 0.05 + 0.95 * u;
             if s & 1 == 0 {
@@ -1327,12 +1336,10 @@ fn simt_half_conv_is_the_f32_conv_rounded_once() {
 
 /// Deterministic xorshift keys in `0..=max`, with long runs of one key (`hot`) among them.
 fn rand_keys(n: usize, max: u32, hot: Option<u32>, seed: u64) -> Vec<u32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = xorshift(seed);
     (0..n)
         .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
+            let s = next();
             match hot {
                 Some(h) if s % 3 == 0 => h,
                 _ => ((s >> 16) % (u64::from(max) + 1)) as u32,

@@ -296,17 +296,21 @@ fn report_failure(what: &str, e: &dyn Error) -> usize {
     1
 }
 
+/// A deterministic xorshift64 stream from `seed`.
+fn xorshift(seed: u64) -> impl FnMut() -> u64 {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        s
+    }
+}
+
 /// Deterministic uniform values in [-1, 1) (xorshift; fast enough for 8192^2).
 fn host_rand(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-        })
-        .collect()
+    let mut next = xorshift(seed);
+    (0..n).map(|_| (next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0).collect()
 }
 
 /// Median milliseconds per call of `f` (see the module docs).
@@ -528,12 +532,10 @@ fn embedding_rows(dev: &CudaDevice, reps: usize) -> Res<()> {
     let tokens = 128 * 200;
     for (dim, vocab) in [(64usize, 10_000usize), (256, 50_000)] {
         for padded in [false, true] {
-            let mut r = 0x2545_F491_4F6C_DD1Du64 ^ vocab as u64;
+            let mut next = xorshift(vocab as u64);
             let ids: Vec<i64> = (0..tokens)
                 .map(|t| {
-                    r ^= r << 13;
-                    r ^= r >> 7;
-                    r ^= r << 17;
+                    let r = next();
                     if padded && t % 2 == 0 {
                         0
                     } else {
