@@ -153,7 +153,8 @@ enum Targets {
     Index,
 }
 
-/// Contributions of one column of a segment sum (`segment_*` in index.cu).
+/// Contributions of a run one thread adds before the next piece's sum takes over
+/// (`KEEL_SEGMENT_PIECE` in index.cu).
 const SEGMENT_PIECE: usize = 256;
 
 /// Zeroes `grad_x`, then adds the contributions in a fixed order (index.cu's note): their
