@@ -104,3 +104,23 @@ fn small_cnn_loss_on_cuda() {
     let report = check_on(&dev, "small CNN", |v| net(v, &on_device(v)), &[x, k, b, w]);
     assert_eq!(report.checked, 72 + 36 + 4 + 108);
 }
+
+/// The fused LSTM cell on the GPU in f64: through h, through c, and two chained steps.
+#[test]
+fn lstm_cell_on_cuda() {
+    let Some(dev) = gpu("lstm_cell_on_cuda") else { return };
+    let (z, c0) = (away_from_zero(20, &[3, 8]), away_from_zero(21, &[3, 2]));
+    let inputs = [z, c0];
+    check_on(&dev, "lstm_cell h", |v| Ok(v[0].lstm_cell(&v[1])?.0), &inputs);
+    check_on(&dev, "lstm_cell c", |v| Ok(v[0].lstm_cell(&v[1])?.1), &inputs);
+    check_on(
+        &dev,
+        "lstm_cell, two steps",
+        |v| {
+            let (h1, c1) = v[0].lstm_cell(&v[1])?;
+            let (h2, c2) = v[0].mul_scalar(0.5)?.lstm_cell(&c1)?;
+            h1.add(&h2)?.add(&c2)
+        },
+        &inputs,
+    );
+}

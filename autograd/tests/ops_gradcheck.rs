@@ -374,3 +374,62 @@ fn composite_mlp() {
         &[x, rn(161, &[3, 4]), rn(162, &[4]), rn(163, &[4, 3])],
     );
 }
+
+/// One LSTM step composed from the elementwise ops: (h, c) from z [B, 4U] and c_prev.
+fn lstm_step_chain(z: &Var, c_prev: &Var) -> Result<(Var, Var)> {
+    let u = c_prev.dims()[1];
+    let g = z.split(&[u, u, u, u], -1)?;
+    let (i, f, cand, o) = (g[0].sigmoid()?, g[1].sigmoid()?, g[2].tanh()?, g[3].sigmoid()?);
+    let c = f.mul(c_prev)?.add(&i.mul(&cand)?)?;
+    let h = o.mul(&c.tanh()?)?;
+    Ok((h, c))
+}
+
+#[test]
+fn lstm_cell_fused() {
+    let (z, c0) = (rn(400, &[3, 8]), rn(401, &[3, 2]));
+    // gradients through h alone, c alone, and both (as a step inside a sequence sees them)
+    check(|v| Ok(v[0].lstm_cell(&v[1])?.0), &[z.clone(), c0.clone()]);
+    check(|v| Ok(v[0].lstm_cell(&v[1])?.1), &[z.clone(), c0.clone()]);
+    check(
+        |v| {
+            let (h, c) = v[0].lstm_cell(&v[1])?;
+            h.mul_scalar(0.7)?.add(&c.mul_scalar(-1.3)?)
+        },
+        &[z.clone(), c0.clone()],
+    );
+    // two steps: the second step's c_prev is the first's c
+    check(
+        |v| {
+            let (h1, c1) = v[0].lstm_cell(&v[1])?;
+            let (h2, _) = v[0].mul_scalar(0.5)?.lstm_cell(&c1)?;
+            h1.add(&h2)
+        },
+        &[z.clone(), c0.clone()],
+    );
+    // the same forward values, bit for bit, as the composed ops in F32 and F64; gradients
+    // to rounding (the chain adds them in another order)
+    for dtype in [DType::F32, DType::F64] {
+        let fused = values_and_grads(&[z.clone(), c0.clone()], dtype, |v| {
+            let (h, c) = v[0].lstm_cell(&v[1])?;
+            Var::concat(&[&h, &c], 1)
+        });
+        let chain = values_and_grads(&[z.clone(), c0.clone()], dtype, |v| {
+            let (h, c) = lstm_step_chain(&v[0], &v[1])?;
+            Var::concat(&[&h, &c], 1)
+        });
+        assert_eq!(fused[0], chain[0], "{dtype:?}: forward values");
+        let tol = if dtype == DType::F32 { 1e-5 } else { 1e-13 };
+        for (k, (a, b)) in fused[1..].iter().zip(&chain[1..]).enumerate() {
+            for (x, y) in a.iter().zip(b) {
+                assert!((x - y).abs() <= tol * y.abs().max(1.0), "{dtype:?}: gradient {k}: {x} vs {y}");
+            }
+        }
+    }
+    // shape and dtype errors name the op
+    let e = Var::constant(rn(402, &[3, 7])).lstm_cell(&Var::constant(c0.clone())).unwrap_err().to_string();
+    assert!(e.contains("lstm_cell"), "{e}");
+    let e =
+        Var::constant(z.clone()).lstm_cell(&Var::constant(c0.to_dtype(DType::F32).unwrap())).unwrap_err().to_string();
+    assert!(e.contains("lstm_cell"), "{e}");
+}

@@ -46,6 +46,26 @@ impl FloatDType for f32 {}
 impl FloatDType for half::f16 {}
 impl FloatDType for half::bf16 {}
 
+/// Float storage of the kernels that compute in f32 or f64 (pooling, the fused recurrent
+/// cells): `f32`, `f16` and `bf16` (computed in f32, rounded once on the store), and `i64`
+/// buffers holding F64 bit patterns (keel-tensor's F64 storage), computed in double.
+pub trait FloatStorage: DType {
+    /// Kernel-name suffix (`f32`, `f16`, `bf16`, `f64`).
+    const KERNEL: &'static str;
+}
+impl FloatStorage for f32 {
+    const KERNEL: &'static str = "f32";
+}
+impl FloatStorage for half::f16 {
+    const KERNEL: &'static str = "f16";
+}
+impl FloatStorage for half::bf16 {
+    const KERNEL: &'static str = "bf16";
+}
+impl FloatStorage for i64 {
+    const KERNEL: &'static str = "f64";
+}
+
 /// Kernel-name suffix for raw N-byte element kernels (`b1`, `b2`, `b4`, `b8`).
 pub(crate) fn bytes_suffix<T>() -> Result<&'static str> {
     match std::mem::size_of::<T>() {

@@ -73,7 +73,7 @@ pub use compile::{
     assemble_check, compile_for_arch, compile_many, compile_uncached, nvrtc_available, nvrtc_version, CompiledPtx,
     Stage,
 };
-pub use device::{device_count, driver_available, CudaDevice, DType, FloatDType, KernelTime};
+pub use device::{device_count, driver_available, CudaDevice, DType, FloatDType, FloatStorage, KernelTime};
 pub use error::{Error, Result};
 pub use layout::{Layout, MAX_RANK};
 pub use sources::{all_sources, Program};

@@ -37,6 +37,8 @@ pub const SOFTMAX: &str = with_common!("kernels/softmax.cu");
 pub const INDEX: &str = with_multi!("kernels/index.cu");
 /// Stable LSD radix sort of u32 keys with their source positions.
 pub const SORT: &str = with_common!("kernels/sort.cu");
+/// Fused recurrent cells: one LSTM step forward and backward.
+pub const RNN: &str = with_common!("kernels/rnn.cu");
 /// NHWC max/avg pooling forward and backward.
 pub const POOL: &str = with_common!("kernels/pool.cu");
 /// Fused SGD / Adam / AdamW parameter updates.
@@ -89,6 +91,7 @@ pub fn all_sources() -> &'static [(&'static str, &'static str)] {
         ("softmax", SOFTMAX),
         ("index", INDEX),
         ("sort", SORT),
+        ("rnn", RNN),
         ("pool", POOL),
         ("optim", OPTIM),
         ("gemm", GEMM),
@@ -167,6 +170,7 @@ pub mod programs {
     static_program!(softmax, "softmax", SOFTMAX);
     static_program!(index, "index", INDEX);
     static_program!(sort, "sort", SORT);
+    static_program!(rnn, "rnn", RNN);
     static_program!(pool, "pool", POOL);
     static_program!(optim, "optim", OPTIM);
     static_program!(gemm, "gemm", GEMM);
@@ -183,7 +187,7 @@ pub mod programs {
     pub fn all() -> Vec<&'static Program> {
         let mut v: Vec<&'static Program> = (1..=GEMM_TC_PARTS).map(|p| program_part(gemm_tc(), p)).collect();
         v.extend((1..=GEMM_PARTS).map(|p| program_part(gemm(), p)));
-        v.extend([conv(), reduce(), misc(), pool(), index(), sort(), softmax(), rng(), optim()]);
+        v.extend([conv(), reduce(), misc(), pool(), index(), sort(), rnn(), softmax(), rng(), optim()]);
         v
     }
 }

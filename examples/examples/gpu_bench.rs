@@ -2,9 +2,9 @@
 //! training throughput.
 //!
 //! `cargo run --release -p keel-examples --features cuda --example gpu_bench -- [--reps 7]
-//!  [--sizes 1024,2048,4096,8192] [--steps 40] [--parts gemm,conv,embed,cnn]`
+//!  [--sizes 1024,2048,4096,8192] [--steps 40] [--parts gemm,conv,embed,cnn,rnn]`
 //!
-//! `--parts` picks the sections to run (default: all four).
+//! `--parts` picks the sections to run (default: all five).
 //!
 //! Order: the GEMM rows of the kernels `matmul` runs (`f32`, `tf32`, `bf16`), the
 //! convolutions, the training rows, then the GEMM tuning candidates (`f32/2b`, `f32/db`,
@@ -44,6 +44,11 @@
 //!   the host's waits for the GPU per epoch and the kernel launches per step; then one
 //!   epoch per policy with every kernel timed (`cnn_profile`: GPU time per kernel, and
 //!   the share of the epoch's wall time spent in kernels).
+//!
+//! * LSTM training sequences/s at batch 128 (`rnn` rows: row-sequence MNIST shapes, 28
+//!   timesteps of 28 features, LSTM(128) then Dense(10) softmax, Adam, data on the GPU, one
+//!   read-back per epoch), float32 and mixed_bfloat16, with the launches per step: each
+//!   timestep's gate math is one fused `lstm_cell_fwd_*` launch and one `lstm_cell_bwd_*`.
 //!
 //! Times are the median of `--reps` timed samples after two warm-up runs; each sample
 //! runs enough back-to-back launches to last about 20 ms and ends with a stream
@@ -201,12 +206,12 @@ fn run() -> Res<()> {
     };
     let parts: Vec<String> = args
         .get_str("parts")
-        .unwrap_or_else(|| "gemm,conv,embed,cnn".to_string())
+        .unwrap_or_else(|| "gemm,conv,embed,cnn,rnn".to_string())
         .split(',')
         .map(|p| p.trim().to_string())
         .collect();
-    if let Some(bad) = parts.iter().find(|p| !["gemm", "conv", "embed", "cnn"].contains(&p.as_str())) {
-        return Err(format!("--parts: unknown part `{bad}` (expected a list of gemm, conv, embed, cnn)").into());
+    if let Some(bad) = parts.iter().find(|p| !["gemm", "conv", "embed", "cnn", "rnn"].contains(&p.as_str())) {
+        return Err(format!("--parts: unknown part `{bad}` (expected a list of gemm, conv, embed, cnn, rnn)").into());
     }
     let part = |name: &str| parts.iter().any(|p| p == name);
     let dev = CudaDevice::get(0)?;
@@ -273,6 +278,11 @@ fn run() -> Res<()> {
     if part("cnn") {
         if let Err(e) = cnn_throughput(steps, reps.min(5)) {
             failed += report_failure("cnn_train", e.as_ref());
+        }
+    }
+    if part("rnn") {
+        if let Err(e) = rnn_throughput(steps, reps.min(5)) {
+            failed += report_failure("rnn_train", e.as_ref());
         }
     }
     if part("gemm") && !candidates.is_empty() {
@@ -655,6 +665,49 @@ fn cnn_throughput_with(
         );
     }
     cnn_profile(&mut model, policy, gpu, &places[0].1, &places[0].2)?;
+    Ok(())
+}
+
+/// LSTM training sequences/s at batch 128 on row-sequence MNIST shapes (see the module
+/// docs), float32 and mixed_bfloat16, with the kernel launches per step.
+fn rnn_throughput(steps: usize, reps: usize) -> Res<()> {
+    const BATCH: usize = 128;
+    let gpu = Device::cuda(0)?;
+    let samples = BATCH * steps;
+    let x = Tensor::rand_uniform(12, 0.0, 1.0, [samples, 28, 28], DType::F32, &Device::Cpu)?.to_device(&gpu)?;
+    let labels: Vec<i64> = (0..samples as i64).map(|i| (i * 7919) % 10).collect();
+    let y = Tensor::from_vec(labels, samples)?.to_device(&gpu)?;
+    for policy in [DTypePolicy::Float32, DTypePolicy::MixedBFloat16] {
+        let mut model = Sequential::with_seed(0);
+        model.set_dtype_policy(policy);
+        model.add(LSTM::new(128).input_shape([28, 28]));
+        model.add(Dense::new(10).activation(Activation::Softmax));
+        model.to_device(&gpu)?;
+        model.compile(Adam::default(), Loss::SparseCategoricalCrossentropy, &[Metric::Accuracy])?;
+        let fit = || Fit::new().batch_size(BATCH).epochs(1).verbose(0).steps_per_execution(steps);
+        model.fit(&x, &y, fit())?; // warm-up: kernel compilation, allocator
+        let launches = keel::tensor::cuda::launches(gpu);
+        let mut secs = Vec::with_capacity(reps);
+        for _ in 0..reps {
+            let t = Instant::now();
+            model.fit(&x, &y, fit())?;
+            secs.push(t.elapsed().as_secs_f64());
+        }
+        let launches = (keel::tensor::cuda::launches(gpu) - launches) as f64 / (reps * steps) as f64;
+        secs.sort_by(f64::total_cmp);
+        let sps = samples as f64 / secs[secs.len() / 2];
+        println!(
+            "LSTM(128) training ({policy}), batch {BATCH}, 28 timesteps, data on the device: {sps:.0} sequences/s \
+             ({steps} steps, {launches:.1} launches per step)"
+        );
+        println!(
+            "{}",
+            serde_json::json!({
+                "bench": "rnn_train", "batch": BATCH, "timesteps": 28, "units": 128, "steps": steps,
+                "launches_per_step": launches, "sequences_per_s": sps, "dtype_policy": policy.name(),
+            })
+        );
+    }
     Ok(())
 }
 

@@ -350,6 +350,8 @@ fn lstm_gradcheck() {
     gradcheck_layer(LSTM::new(3), true);
     gradcheck_layer(LSTM::new(2).return_sequences(true).go_backwards(true), true);
     gradcheck_layer(LSTM::new(2).use_bias(false).return_sequences(true), false);
+    // other activations compose the gate math instead of the fused cell
+    gradcheck_layer(LSTM::new(2).recurrent_activation(Activation::Tanh).activation(Activation::Softplus), true);
 }
 
 #[test]

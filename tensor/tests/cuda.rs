@@ -1139,3 +1139,44 @@ fn kernel_profile_counts_every_launch() {
     keel_tensor::cuda::start_profile(Device::Cpu).unwrap();
     assert!(keel_tensor::cuda::finish_profile(Device::Cpu).unwrap().is_empty());
 }
+
+#[test]
+fn lstm_cell_forward_and_backward() {
+    let Some(dev) = gpu("lstm_cell_forward_and_backward") else { return };
+    // 37 rows of 24 units: more elements than one block, a ragged tail
+    let (b, u) = (37, 24);
+    let z = rand_signed(1300, &[b, 4 * u], 0.05, 3.0);
+    let c0 = rand_signed(1301, &[b, u], 0.05, 2.0);
+    let (dh, dc) = (rand_signed(1302, &[b, u], 0.05, 1.0), rand_signed(1303, &[b, u], 0.05, 1.0));
+    let inputs = [z.clone(), c0.clone(), dh.clone(), dc.clone()];
+    let flat = |ts: &[Tensor]| {
+        Tensor::concat(&ts.iter().map(|t| t.reshape([t.elem_count()])).collect::<Result<Vec<_>, _>>()?, 0)
+    };
+    // the backward from the forward's own gates and c
+    let grad = |t: &[Tensor], dh: Option<&Tensor>, dc: Option<&Tensor>| {
+        let (_, c, g) = t[0].lstm_cell(&t[1])?;
+        let (dz, dc0) = g.lstm_cell_grad(&t[1], &c, dh, dc)?;
+        flat(&[dz, dc0])
+    };
+    for (dt, tol) in [(DType::F32, 1e-5), (DType::F64, 1e-12), (DType::F16, 2e-3), (DType::BF16, 1e-2)] {
+        let cast: Vec<Tensor> = inputs.iter().map(|t| t.to_dtype(dt).unwrap()).collect();
+        agree(&format!("lstm_cell {dt}"), dev, tol, &cast, |t| {
+            let (h, c, g) = t[0].lstm_cell(&t[1])?;
+            flat(&[h, c, g])
+        });
+        agree(&format!("lstm_cell_grad {dt}"), dev, tol, &cast, |t| grad(t, Some(&t[2]), Some(&t[3])));
+        agree(&format!("lstm_cell_grad {dt}, dh only"), dev, tol, &cast, |t| grad(t, Some(&t[2]), None));
+        agree(&format!("lstm_cell_grad {dt}, dc only"), dev, tol, &cast, |t| grad(t, None, Some(&t[3])));
+        let (h, c, g) = cast[0].to_device(&dev).unwrap().lstm_cell(&cast[1].to_device(&dev).unwrap()).unwrap();
+        assert_eq!((h.dtype(), c.dtype(), g.dtype()), (dt, dt, dt), "lstm_cell keeps {dt}");
+    }
+    // a strided state (a view) gives the values of its contiguous copy
+    let wide = rand_signed(1304, &[b, 2 * u], 0.05, 2.0);
+    agree("lstm_cell of a strided c_prev", dev, 1e-5, &[z.clone(), wide], |t| {
+        let (h, c, g) = t[0].lstm_cell(&t[1].narrow(1, 3, u)?)?;
+        flat(&[h, c, g])
+    });
+    // the state on the CPU, the gates on the GPU: an error naming the op
+    let e = z.to_device(&dev).unwrap().lstm_cell(&c0).unwrap_err().to_string();
+    assert!(e.contains("lstm_cell"), "{e}");
+}

@@ -9,6 +9,7 @@ pub mod elementwise;
 pub mod index;
 pub mod matmul;
 pub mod reduce;
+pub mod rnn;
 pub mod shape;
 
 use keel_tensor::{Result, Shape, Tensor};

@@ -41,5 +41,6 @@ pub mod optim;
 pub mod pool;
 pub mod reduce;
 pub mod rng;
+pub mod rnn;
 pub mod softmax;
 pub mod sort;

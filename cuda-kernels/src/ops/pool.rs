@@ -1,31 +1,11 @@
 //! NHWC 2-D pooling (`kernels/pool.cu`) on F32, F16 or BF16 storage, computed in f32 and
-//! rounded once on the store, or on F64 storage, computed in f64 (see [`PoolDType`]).
+//! rounded once on the store, or on F64 storage, computed in f64 (see [`FloatStorage`]).
 
 use cudarc::driver::{CudaView, CudaViewMut, DeviceRepr};
 
-use crate::device::{check_len, CudaDevice, DType};
+use crate::device::{check_len, CudaDevice, FloatStorage};
 use crate::error::{Error, Result};
 use crate::sources::programs;
-
-/// Storage the pooling kernels take: `f32`, `f16` and `bf16` (pooled in f32, rounded once
-/// on the store), and `i64` buffers holding F64 bit patterns (keel-tensor's F64 storage),
-/// pooled in double. Pooling has no integer form.
-pub trait PoolDType: DType {
-    /// Kernel-name suffix (`f32`, `f16`, `bf16`, `f64`).
-    const KERNEL: &'static str;
-}
-impl PoolDType for f32 {
-    const KERNEL: &'static str = "f32";
-}
-impl PoolDType for half::f16 {
-    const KERNEL: &'static str = "f16";
-}
-impl PoolDType for half::bf16 {
-    const KERNEL: &'static str = "bf16";
-}
-impl PoolDType for i64 {
-    const KERNEL: &'static str = "f64";
-}
 
 /// Pooling geometry. Window `(oh, ow)` covers input rows `oh * sh - pt ..+ kh` and columns
 /// `ow * sw - pl ..+ kw`; positions outside the input are skipped (padding).
@@ -124,7 +104,7 @@ impl Pool2d {
 }
 
 /// Max pooling: `y` and the flat NHWC input index of each maximum (`idx`).
-pub fn max_pool2d<T: PoolDType>(
+pub fn max_pool2d<T: FloatStorage>(
     dev: &CudaDevice,
     p: &Pool2d,
     x: &CudaView<'_, T>,
@@ -142,7 +122,7 @@ pub fn max_pool2d<T: PoolDType>(
 }
 
 /// Backward of max pooling: `gx` (fully written) from `gy` and the saved indices.
-pub fn max_pool2d_backward<T: PoolDType>(
+pub fn max_pool2d_backward<T: FloatStorage>(
     dev: &CudaDevice,
     p: &Pool2d,
     gy: &CudaView<'_, T>,
@@ -160,7 +140,7 @@ pub fn max_pool2d_backward<T: PoolDType>(
 }
 
 /// Average pooling; padding is excluded from the count unless `include_pad`.
-pub fn avg_pool2d<T: PoolDType>(
+pub fn avg_pool2d<T: FloatStorage>(
     dev: &CudaDevice,
     p: &Pool2d,
     x: &CudaView<'_, T>,
@@ -178,7 +158,7 @@ pub fn avg_pool2d<T: PoolDType>(
 }
 
 /// Backward of average pooling (deterministic gather form).
-pub fn avg_pool2d_backward<T: PoolDType>(
+pub fn avg_pool2d_backward<T: FloatStorage>(
     dev: &CudaDevice,
     p: &Pool2d,
     gy: &CudaView<'_, T>,

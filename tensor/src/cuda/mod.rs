@@ -278,6 +278,8 @@ mod nn;
 pub(crate) mod optim;
 #[cfg(feature = "cuda")]
 pub(crate) mod reduce;
+#[cfg(feature = "cuda")]
+pub(crate) mod rnn;
 
 #[cfg(feature = "cuda")]
 pub use backend::{ensure_available, is_available, CudaStorage};

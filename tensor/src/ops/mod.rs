@@ -10,6 +10,7 @@ pub mod matmul;
 pub mod optim;
 pub mod pool;
 pub mod reduce;
+pub mod rnn;
 pub mod unary;
 pub mod view;
 pub(crate) mod xent;

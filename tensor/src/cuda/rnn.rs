@@ -1,0 +1,117 @@
+//! The fused LSTM cell on CUDA (`keel_cuda_kernels::ops::rnn`): one launch for a step's
+//! gate math, one for its backward. F32/F16/BF16 storage is read as stored and computed in
+//! f32 (each output rounded once), F64 in double.
+
+use super::*;
+use crate::storage::BackendStorage;
+use crate::{DType, Error, Layout, Result};
+use keel_cuda_kernels as kk;
+use kk::cudarc::driver::CudaSlice;
+use kk::ops::rnn as kr;
+
+type Operand<'a> = (&'a CudaStorage, &'a Layout);
+
+/// A float storage type of the fused cells: its buffer in [`Data`] (F64: the `i64` bits),
+/// and the poison of fresh buffers.
+trait CellElem: kk::FloatStorage {
+    const POISON: Self;
+    fn of(d: &Data) -> Option<&CudaSlice<Self>>;
+    fn wrap(buf: CudaSlice<Self>) -> Data;
+}
+
+macro_rules! cell_elem {
+    ($t:ty, $v:ident, $poison:expr) => {
+        impl CellElem for $t {
+            const POISON: Self = $poison;
+            fn of(d: &Data) -> Option<&CudaSlice<Self>> {
+                match d {
+                    Data::$v(x) => Some(x),
+                    _ => None,
+                }
+            }
+            fn wrap(buf: CudaSlice<Self>) -> Data {
+                Data::$v(buf)
+            }
+        }
+    };
+}
+cell_elem!(f32, F32, f32::NAN);
+cell_elem!(half::f16, F16, half::f16::NAN);
+cell_elem!(half::bf16, BF16, half::bf16::NAN);
+cell_elem!(i64, F64, F64_POISON);
+
+/// `f::<T>` for `z`'s float dtype.
+macro_rules! by_dtype {
+    ($op:expr, $z:expr, $f:ident($($arg:expr),*)) => {
+        match $z.dtype() {
+            DType::F32 => $f::<f32>($($arg),*),
+            DType::F16 => $f::<half::f16>($($arg),*),
+            DType::BF16 => $f::<half::bf16>($($arg),*),
+            DType::F64 => $f::<i64>($($arg),*),
+            dtype => Err(Error::UnsupportedDType { op: $op, dtype, hint: "cast to a float dtype first" }),
+        }
+    };
+}
+
+/// `(s, l)`'s buffer as `T`, or a dtype mismatch against `z`'s dtype.
+fn typed<'a, T: CellElem>(
+    op: &'static str,
+    z: &CudaStorage,
+    (s, l): Operand<'a>,
+) -> Result<(&'a CudaSlice<T>, &'a Layout)> {
+    z.same_device(op, s)?;
+    let x = T::of(&s.data).ok_or(Error::DTypeMismatch { op, lhs: z.dtype(), rhs: s.dtype() })?;
+    Ok((x, l))
+}
+
+pub(crate) fn lstm_cell(z: Operand<'_>, c0: Operand<'_>, b: usize, u: usize) -> Result<[CudaStorage; 3]> {
+    by_dtype!("lstm_cell", z.0, fwd_t(z, c0, (b, u)))
+}
+
+fn fwd_t<T: CellElem>(zo: Operand<'_>, c0: Operand<'_>, (b, u): (usize, usize)) -> Result<[CudaStorage; 3]> {
+    const OP: &str = "lstm_cell";
+    let zs = zo.0;
+    let dev = &*zs.dev;
+    let ((z, zl), (c0, cl)) = (typed::<T>(OP, zs, zo)?, typed::<T>(OP, zs, c0)?);
+    let n = b * u;
+    let (z, c0) = (contig(dev, z, zl, T::POISON)?, contig(dev, c0, cl, T::POISON)?);
+    let (mut h, mut c) = (alloc_fill(dev, n, T::POISON)?, alloc_fill(dev, n, T::POISON)?);
+    let mut g = alloc_fill(dev, 4 * n, T::POISON)?;
+    let (mut hv, mut cv, mut gv) = (head_mut(&mut h, n), head_mut(&mut c, n), head_mut(&mut g, 4 * n));
+    kr::lstm_cell(dev, b, u, &z.view(), &c0.view(), &mut hv, &mut cv, &mut gv).ctx(OP)?;
+    Ok([zs.like(T::wrap(h), n), zs.like(T::wrap(c), n), zs.like(T::wrap(g), 4 * n)])
+}
+
+pub(crate) fn lstm_cell_grad(
+    ops: [Operand<'_>; 3],
+    grads: [Option<Operand<'_>>; 2],
+    b: usize,
+    u: usize,
+) -> Result<[CudaStorage; 2]> {
+    by_dtype!("lstm_cell_grad", ops[0].0, bwd_t(ops, grads, (b, u)))
+}
+
+fn bwd_t<T: CellElem>(
+    ops: [Operand<'_>; 3],
+    [dh, dc]: [Option<Operand<'_>>; 2],
+    (b, u): (usize, usize),
+) -> Result<[CudaStorage; 2]> {
+    const OP: &str = "lstm_cell_grad";
+    let gs = ops[0].0;
+    let dev = &*gs.dev;
+    fn contig_of<'a, T: CellElem>(dev: &kk::CudaDevice, first: &CudaStorage, o: Operand<'a>) -> Result<Contig<'a, T>> {
+        let (x, l) = typed::<T>("lstm_cell_grad", first, o)?;
+        contig(dev, x, l, T::POISON)
+    }
+    let [g, c0, c] = [ops[0], ops[1], ops[2]].map(|o| contig_of::<T>(dev, gs, o));
+    let (g, c0, c) = (g?, c0?, c?);
+    let dh = dh.map(|o| contig_of::<T>(dev, gs, o)).transpose()?;
+    let dc = dc.map(|o| contig_of::<T>(dev, gs, o)).transpose()?;
+    let (dhv, dcv) = (dh.as_ref().map(Contig::view), dc.as_ref().map(Contig::view));
+    let n = b * u;
+    let (mut dz, mut dc0) = (alloc_fill(dev, 4 * n, T::POISON)?, alloc_fill(dev, n, T::POISON)?);
+    let (mut dzv, mut dc0v) = (head_mut(&mut dz, 4 * n), head_mut(&mut dc0, n));
+    let (gv, c0v, cv) = (g.view(), c0.view(), c.view());
+    kr::lstm_cell_backward(dev, b, u, &gv, &c0v, &cv, dhv.as_ref(), dcv.as_ref(), &mut dzv, &mut dc0v).ctx(OP)?;
+    Ok([gs.like(T::wrap(dz), 4 * n), gs.like(T::wrap(dc0), n)])
+}
