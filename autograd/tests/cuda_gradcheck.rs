@@ -124,3 +124,24 @@ fn lstm_cell_on_cuda() {
         &inputs,
     );
 }
+
+/// The fused GRU cell on the GPU in f64: one step with a strided input projection, and two
+/// chained steps.
+#[test]
+fn gru_cell_on_cuda() {
+    let Some(dev) = gpu("gru_cell_on_cuda") else { return };
+    let (seq, p, h0) = (away_from_zero(22, &[3, 2, 6]), away_from_zero(23, &[3, 6]), away_from_zero(24, &[3, 2]));
+    let inputs = [seq, p, h0];
+    check_on(&dev, "gru_cell", |v| v[0].narrow(1, 1, 1)?.squeeze(1)?.gru_cell(&v[1], &v[2]), &inputs);
+    check_on(
+        &dev,
+        "gru_cell, two steps",
+        |v| {
+            let x = v[0].narrow(1, 0, 1)?.squeeze(1)?;
+            let h1 = x.gru_cell(&v[1], &v[2])?;
+            let h2 = v[0].narrow(1, 1, 1)?.squeeze(1)?.gru_cell(&v[1].mul_scalar(0.5)?, &h1)?;
+            h1.add(&h2)
+        },
+        &inputs,
+    );
+}

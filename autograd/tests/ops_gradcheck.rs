@@ -433,3 +433,58 @@ fn lstm_cell_fused() {
         Var::constant(z.clone()).lstm_cell(&Var::constant(c0.to_dtype(DType::F32).unwrap())).unwrap_err().to_string();
     assert!(e.contains("lstm_cell"), "{e}");
 }
+
+/// One GRU step (`reset_after`) composed from the elementwise ops, as the GRU layer composes
+/// it: h from the input projection x, the recurrent projection p (both [B, 3U]) and h_prev.
+fn gru_step_chain(x: &Var, p: &Var, h_prev: &Var) -> Result<Var> {
+    let u = h_prev.dims()[1];
+    let (xg, pg) = (x.split(&[u, u, u], -1)?, p.split(&[u, u, u], -1)?);
+    let z = xg[0].add(&pg[0])?.sigmoid()?;
+    let r = xg[1].add(&pg[1])?.sigmoid()?;
+    let n = xg[2].add(&r.mul(&pg[2])?)?.tanh()?;
+    n.add(&z.mul(&h_prev.sub(&n)?)?)
+}
+
+#[test]
+fn gru_cell_fused() {
+    let (x, p, h0) = (rn(410, &[3, 6]), rn(411, &[3, 6]), rn(412, &[3, 2]));
+    let inputs = [x.clone(), p.clone(), h0.clone()];
+    check(|v| v[0].gru_cell(&v[1], &v[2]), &inputs);
+    // two steps: the second step's h_prev is the first's h
+    check(
+        |v| {
+            let h1 = v[0].gru_cell(&v[1], &v[2])?;
+            let h2 = v[0].mul_scalar(0.5)?.gru_cell(&v[1].mul_scalar(-0.8)?, &h1)?;
+            h1.add(&h2)
+        },
+        &inputs,
+    );
+    // the input projection as one timestep of a [B, T, 3U] tensor (read in place)
+    let seq = rn(413, &[3, 4, 6]);
+    check(|v| v[0].narrow(1, 2, 1)?.squeeze(1)?.gru_cell(&v[1], &v[2]), &[seq.clone(), p.clone(), h0.clone()]);
+    // the same forward values, bit for bit, as the composed ops in F32 and F64 (a strided
+    // input projection too); gradients to rounding
+    for dtype in [DType::F32, DType::F64] {
+        for strided in [false, true] {
+            let ins = if strided { [seq.clone(), p.clone(), h0.clone()] } else { inputs.clone() };
+            let xp = |v: &Var| if strided { v.narrow(1, 1, 1)?.squeeze(1) } else { Ok(v.clone()) };
+            let fused = values_and_grads(&ins, dtype, |v| xp(&v[0])?.gru_cell(&v[1], &v[2]));
+            let chain = values_and_grads(&ins, dtype, |v| gru_step_chain(&xp(&v[0])?, &v[1], &v[2]));
+            assert_eq!(fused[0], chain[0], "{dtype:?}: forward values");
+            let tol = if dtype == DType::F32 { 1e-5 } else { 1e-13 };
+            for (k, (a, b)) in fused[1..].iter().zip(&chain[1..]).enumerate() {
+                for (x, y) in a.iter().zip(b) {
+                    assert!((x - y).abs() <= tol * y.abs().max(1.0), "{dtype:?}: gradient {k}: {x} vs {y}");
+                }
+            }
+        }
+    }
+    // shape and dtype errors name the op
+    let c = |t: &Tensor| Var::constant(t.clone());
+    let e = c(&rn(414, &[3, 5])).gru_cell(&c(&p), &c(&h0)).unwrap_err().to_string();
+    assert!(e.contains("gru_cell"), "{e}");
+    let e = c(&x).gru_cell(&c(&rn(415, &[2, 6])), &c(&h0)).unwrap_err().to_string();
+    assert!(e.contains("gru_cell"), "{e}");
+    let e = c(&x).gru_cell(&c(&p), &c(&h0.to_dtype(DType::F32).unwrap())).unwrap_err().to_string();
+    assert!(e.contains("gru_cell"), "{e}");
+}

@@ -45,10 +45,11 @@
 //!   epoch per policy with every kernel timed (`cnn_profile`: GPU time per kernel, and
 //!   the share of the epoch's wall time spent in kernels).
 //!
-//! * LSTM training sequences/s at batch 128 (`rnn` rows: row-sequence MNIST shapes, 28
-//!   timesteps of 28 features, LSTM(128) then Dense(10) softmax, Adam, data on the GPU, one
-//!   read-back per epoch), float32 and mixed_bfloat16, with the launches per step: each
-//!   timestep's gate math is one fused `lstm_cell_fwd_*` launch and one `lstm_cell_bwd_*`.
+//! * LSTM and GRU training sequences/s at batch 128 (`rnn` rows: row-sequence MNIST shapes,
+//!   28 timesteps of 28 features, LSTM(128) or GRU(128) then Dense(10) softmax, Adam, data
+//!   on the GPU, one read-back per epoch), float32 and mixed_bfloat16, with the launches per
+//!   step: each timestep's gate math is one fused `lstm_cell_fwd_*` / `gru_cell_fwd_*`
+//!   launch and one backward launch.
 //!
 //! Times are the median of `--reps` timed samples after two warm-up runs; each sample
 //! runs enough back-to-back launches to last about 20 ms and ends with a stream
@@ -668,8 +669,8 @@ fn cnn_throughput_with(
     Ok(())
 }
 
-/// LSTM training sequences/s at batch 128 on row-sequence MNIST shapes (see the module
-/// docs), float32 and mixed_bfloat16, with the kernel launches per step.
+/// LSTM and GRU training sequences/s at batch 128 on row-sequence MNIST shapes (see the
+/// module docs), float32 and mixed_bfloat16, with the kernel launches per step.
 fn rnn_throughput(steps: usize, reps: usize) -> Res<()> {
     const BATCH: usize = 128;
     let gpu = Device::cuda(0)?;
@@ -677,10 +678,16 @@ fn rnn_throughput(steps: usize, reps: usize) -> Res<()> {
     let x = Tensor::rand_uniform(12, 0.0, 1.0, [samples, 28, 28], DType::F32, &Device::Cpu)?.to_device(&gpu)?;
     let labels: Vec<i64> = (0..samples as i64).map(|i| (i * 7919) % 10).collect();
     let y = Tensor::from_vec(labels, samples)?.to_device(&gpu)?;
-    for policy in [DTypePolicy::Float32, DTypePolicy::MixedBFloat16] {
+    for (cell, policy) in
+        ["LSTM", "GRU"].into_iter().flat_map(|c| [DTypePolicy::Float32, DTypePolicy::MixedBFloat16].map(|p| (c, p)))
+    {
         let mut model = Sequential::with_seed(0);
         model.set_dtype_policy(policy);
-        model.add(LSTM::new(128).input_shape([28, 28]));
+        if cell == "LSTM" {
+            model.add(LSTM::new(128).input_shape([28, 28]));
+        } else {
+            model.add(GRU::new(128).input_shape([28, 28]));
+        }
         model.add(Dense::new(10).activation(Activation::Softmax));
         model.to_device(&gpu)?;
         model.compile(Adam::default(), Loss::SparseCategoricalCrossentropy, &[Metric::Accuracy])?;
@@ -697,13 +704,13 @@ fn rnn_throughput(steps: usize, reps: usize) -> Res<()> {
         secs.sort_by(f64::total_cmp);
         let sps = samples as f64 / secs[secs.len() / 2];
         println!(
-            "LSTM(128) training ({policy}), batch {BATCH}, 28 timesteps, data on the device: {sps:.0} sequences/s \
+            "{cell}(128) training ({policy}), batch {BATCH}, 28 timesteps, data on the device: {sps:.0} sequences/s \
              ({steps} steps, {launches:.1} launches per step)"
         );
         println!(
             "{}",
             serde_json::json!({
-                "bench": "rnn_train", "batch": BATCH, "timesteps": 28, "units": 128, "steps": steps,
+                "bench": "rnn_train", "cell": cell, "batch": BATCH, "timesteps": 28, "units": 128, "steps": steps,
                 "launches_per_step": launches, "sequences_per_s": sps, "dtype_policy": policy.name(),
             })
         );

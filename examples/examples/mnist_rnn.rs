@@ -1,8 +1,8 @@
 //! Sequence classification: each MNIST digit read as a sequence of 28 rows of
-//! 28 pixels, classified by an LSTM (Keras's classic "row-sequence MNIST").
+//! 28 pixels, classified by an LSTM or a GRU (Keras's classic "row-sequence MNIST").
 //!
 //! `cargo run --release -p keel-examples --example mnist_rnn -- [--epochs 15]
-//!  [--units 128] [--batch-size 32] [--seed 0]`
+//!  [--units 128] [--batch-size 32] [--seed 0] [--cell lstm|gru]`
 
 use keel::prelude::*;
 use keel_examples::Args;
@@ -20,6 +20,7 @@ fn run() -> keel::Result<()> {
     let units: usize = args.get("units", 128);
     let batch_size: usize = args.get("batch-size", 32);
     let seed: u64 = args.get("seed", 0);
+    let cell: String = args.get("cell", "lstm".to_string());
 
     let ((x_train, y_train), (x_test, y_test)) = keel::datasets::mnist::load()?;
     // [N, 28, 28] u8 -> [N, 28 timesteps, 28 features] in [0, 1]; sparse integer labels
@@ -28,7 +29,14 @@ fn run() -> keel::Result<()> {
     let (y_train, y_test) = (y_train.to_dtype(DType::I64)?, y_test.to_dtype(DType::I64)?);
 
     let mut model = Sequential::with_seed(seed);
-    model.add(LSTM::new(units).input_shape([28, 28]));
+    match cell.as_str() {
+        "lstm" => model.add(LSTM::new(units).input_shape([28, 28])),
+        "gru" => model.add(GRU::new(units).input_shape([28, 28])),
+        other => {
+            let msg = format!("unknown cell `{other}` (expected lstm or gru)");
+            return Err(keel::tensor::Error::InvalidArgument { op: "--cell", msg }.into());
+        }
+    };
     model.add(Dense::new(10).activation(Activation::Softmax));
     model.summary();
     // Adam with a cosine-decayed learning rate (2e-3 down to 0 over the run)

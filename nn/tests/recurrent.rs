@@ -359,6 +359,9 @@ fn gru_gradcheck() {
     gradcheck_layer(GRU::new(3), true);
     gradcheck_layer(GRU::new(2).return_sequences(true).go_backwards(true), true);
     gradcheck_layer(GRU::new(2).reset_after(false).return_sequences(true), true);
+    // the fused cell without a recurrent bias; other activations compose the gate math
+    gradcheck_layer(GRU::new(2).use_bias(false).return_sequences(true), false);
+    gradcheck_layer(GRU::new(2).recurrent_activation(Activation::Tanh).activation(Activation::Softplus), true);
 }
 
 #[test]

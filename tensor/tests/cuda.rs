@@ -1180,3 +1180,50 @@ fn lstm_cell_forward_and_backward() {
     let e = z.to_device(&dev).unwrap().lstm_cell(&c0).unwrap_err().to_string();
     assert!(e.contains("lstm_cell"), "{e}");
 }
+
+#[test]
+fn gru_cell_forward_and_backward() {
+    let Some(dev) = gpu("gru_cell_forward_and_backward") else { return };
+    // 37 rows of 24 units: more elements than one block, a ragged tail; the input projection
+    // is one timestep of a [batch, 3, 3 * units] tensor (read in place, rows 9u apart)
+    let (b, u) = (37, 24);
+    let seq = rand_signed(1310, &[b, 3, 3 * u], 0.05, 3.0);
+    let p = rand_signed(1311, &[b, 3 * u], 0.05, 3.0);
+    let h0 = rand_signed(1312, &[b, u], 0.05, 2.0);
+    let dh = rand_signed(1313, &[b, u], 0.05, 1.0);
+    let inputs = [seq, p, h0, dh];
+    let flat = |ts: &[Tensor]| {
+        Tensor::concat(&ts.iter().map(|t| t.reshape([t.elem_count()])).collect::<Result<Vec<_>, _>>()?, 0)
+    };
+    let step = |t: &Tensor| t.narrow(1, 1, 1)?.squeeze(1);
+    for (dt, tol) in [(DType::F32, 1e-5), (DType::F64, 1e-12), (DType::F16, 2e-3), (DType::BF16, 1e-2)] {
+        let cast: Vec<Tensor> = inputs.iter().map(|t| t.to_dtype(dt).unwrap()).collect();
+        agree(&format!("gru_cell {dt}"), dev, tol, &cast, |t| {
+            let (h, g) = step(&t[0])?.gru_cell(&t[1], &t[2])?;
+            flat(&[h, g])
+        });
+        agree(&format!("gru_cell_grad {dt}"), dev, tol, &cast, |t| {
+            let (_, g) = step(&t[0])?.gru_cell(&t[1], &t[2])?;
+            let (dx, dp, dh0) = g.gru_cell_grad(&t[1], &t[2], &t[3])?;
+            flat(&[dx, dp, dh0])
+        });
+        let on = |t: &Tensor| t.to_device(&dev).unwrap();
+        let (h, g) = step(&on(&cast[0])).unwrap().gru_cell(&on(&cast[1]), &on(&cast[2])).unwrap();
+        assert_eq!((h.dtype(), g.dtype()), (dt, dt), "gru_cell keeps {dt}");
+    }
+    // a strided recurrent projection and h_prev (views) give the values of their copies
+    let (wide, h_wide) = (rand_signed(1314, &[b, 4 * u], 0.05, 2.0), rand_signed(1315, &[b, 2 * u], 0.05, 2.0));
+    agree("gru_cell of strided operands", dev, 1e-5, &[inputs[0].clone(), wide, h_wide, inputs[3].clone()], |t| {
+        let (p, h0) = (t[1].narrow(1, u, 3 * u)?, t[2].narrow(1, 5, u)?);
+        let (h, g) = step(&t[0])?.gru_cell(&p, &h0)?;
+        let (dx, dp, dh0) = g.gru_cell_grad(&p, &h0, &t[3])?;
+        flat(&[h, g, dx, dp, dh0])
+    });
+    // the projection on the GPU, the state on the CPU: an error naming the op
+    let e = step(&inputs[0].to_device(&dev).unwrap())
+        .unwrap()
+        .gru_cell(&inputs[1].to_device(&dev).unwrap(), &inputs[2])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("gru_cell"), "{e}");
+}

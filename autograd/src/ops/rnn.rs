@@ -1,6 +1,6 @@
-//! Fused recurrent cells: [`Var::lstm_cell`], one LSTM step as one op on the tape (one
-//! kernel launch forward and one backward on CUDA, where the composed gate math records
-//! about a dozen ops).
+//! Fused recurrent cells: [`Var::lstm_cell`] and [`Var::gru_cell`], one LSTM or GRU step as
+//! one op on the tape (one kernel launch forward and one backward on CUDA, where the
+//! composed gate math records about a dozen ops).
 
 use crate::{Error, Result, Var};
 use keel_tensor::Tensor;
@@ -30,5 +30,23 @@ impl Var {
             Ok([h, c]) => Ok((h, c)),
             Err(_) => Err(Error::invalid("lstm_cell", "internal: two outputs expected")),
         }
+    }
+
+    /// One GRU step (Keras's `reset_after=True`) from the input projection `self`
+    /// (`x_t W + b`, `[batch, 3 * units]`, Keras's gate order z, r, h), the recurrent
+    /// projection `hp` (`h_prev U + b'`, the same shape) and `h_prev` (`[batch, units]`):
+    /// `h` with sigmoid gates and a tanh candidate ([`Tensor::gru_cell`]). One op on the
+    /// tape; it saves the gate activations, `hp` and `h_prev` for its backward
+    /// ([`Tensor::gru_cell_grad`]).
+    pub fn gru_cell(&self, hp: &Var, h_prev: &Var) -> Result<Var> {
+        let (h, gates) = self.value().gru_cell(hp.value(), h_prev.value())?;
+        Var::record("gru_cell", &[self, hp, h_prev], h, |needs| {
+            let (p, h0) = (hp.value().clone(), h_prev.value().clone());
+            let needs = needs.to_vec();
+            move |dh: &Tensor| {
+                let (dx, dp, dh0) = gates.gru_cell_grad(&p, &h0, dh)?;
+                Ok(vec![needs[0].then_some(dx), needs[1].then_some(dp), needs[2].then_some(dh0)])
+            }
+        })
     }
 }

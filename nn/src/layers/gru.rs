@@ -8,6 +8,11 @@
 //! `ĥ = tanh(x W_h + b_h + r (h U_h + b'_h))`, `h_t = z h + (1 - z) ĥ`.
 //! With `reset_after = false` the bias is `[3*units]` and
 //! `ĥ = tanh(x W_h + b_h + (r h) U_h)`.
+//!
+//! With `reset_after` and the default sigmoid/tanh, a step's gate math is one fused op
+//! ([`Var::gru_cell`]: one kernel launch forward and one backward on CUDA, reading the
+//! step's slice of the input projection in place; the same forward values); other
+//! settings compose the ops.
 
 use super::recurrent::{gate_blocks, Cell, Recurrent, StepWeights};
 use crate::{Activation, Result};
@@ -91,6 +96,9 @@ impl Cell for GRUCell {
                 Some(b) => h.matmul_bias(w.recurrent_kernel, b)?,
                 None => h.matmul(w.recurrent_kernel)?,
             };
+            if ra == Activation::Sigmoid && w.activation == Activation::Tanh {
+                return Ok(vec![x_proj.gru_cell(&inner, h)?]);
+            }
             let rg = gate_blocks(&inner, 3, u)?;
             let z = ra.apply(&xg[0].add(&rg[0])?)?;
             let r = ra.apply(&xg[1].add(&rg[1])?)?;

@@ -1,5 +1,5 @@
-//! The fused LSTM cell on CUDA (`keel_cuda_kernels::ops::rnn`): one launch for a step's
-//! gate math, one for its backward. F32/F16/BF16 storage is read as stored and computed in
+//! The fused LSTM and GRU cells on CUDA (`keel_cuda_kernels::ops::rnn`): one launch for a
+//! step's gate math, one for its backward. F32/F16/BF16 storage is read as stored and computed in
 //! f32 (each output rounded once), F64 in double.
 
 use super::*;
@@ -64,6 +64,17 @@ fn typed<'a, T: CellElem>(
     Ok((x, l))
 }
 
+/// `o` as a contiguous buffer of `T` (a copy when it is a strided view).
+fn contig_of<'a, T: CellElem>(
+    op: &'static str,
+    dev: &kk::CudaDevice,
+    first: &CudaStorage,
+    o: Operand<'a>,
+) -> Result<Contig<'a, T>> {
+    let (x, l) = typed::<T>(op, first, o)?;
+    contig(dev, x, l, T::POISON)
+}
+
 pub(crate) fn lstm_cell(z: Operand<'_>, c0: Operand<'_>, b: usize, u: usize) -> Result<[CudaStorage; 3]> {
     by_dtype!("lstm_cell", z.0, fwd_t(z, c0, (b, u)))
 }
@@ -99,14 +110,10 @@ fn bwd_t<T: CellElem>(
     const OP: &str = "lstm_cell_grad";
     let gs = ops[0].0;
     let dev = &*gs.dev;
-    fn contig_of<'a, T: CellElem>(dev: &kk::CudaDevice, first: &CudaStorage, o: Operand<'a>) -> Result<Contig<'a, T>> {
-        let (x, l) = typed::<T>("lstm_cell_grad", first, o)?;
-        contig(dev, x, l, T::POISON)
-    }
-    let [g, c0, c] = [ops[0], ops[1], ops[2]].map(|o| contig_of::<T>(dev, gs, o));
+    let [g, c0, c] = ops.map(|o| contig_of::<T>(OP, dev, gs, o));
     let (g, c0, c) = (g?, c0?, c?);
-    let dh = dh.map(|o| contig_of::<T>(dev, gs, o)).transpose()?;
-    let dc = dc.map(|o| contig_of::<T>(dev, gs, o)).transpose()?;
+    let dh = dh.map(|o| contig_of::<T>(OP, dev, gs, o)).transpose()?;
+    let dc = dc.map(|o| contig_of::<T>(OP, dev, gs, o)).transpose()?;
     let (dhv, dcv) = (dh.as_ref().map(Contig::view), dc.as_ref().map(Contig::view));
     let n = b * u;
     let (mut dz, mut dc0) = (alloc_fill(dev, 4 * n, T::POISON)?, alloc_fill(dev, n, T::POISON)?);
@@ -114,4 +121,64 @@ fn bwd_t<T: CellElem>(
     let (gv, c0v, cv) = (g.view(), c0.view(), c.view());
     kr::lstm_cell_backward(dev, b, u, &gv, &c0v, &cv, dhv.as_ref(), dcv.as_ref(), &mut dzv, &mut dc0v).ctx(OP)?;
     Ok([gs.like(T::wrap(dz), 4 * n), gs.like(T::wrap(dc0), n)])
+}
+
+/// An operand read as rows `ld` apart in place (see `ops::rnn::rows`).
+type RowOperand<'a> = (&'a CudaStorage, &'a Layout, usize);
+
+/// The elements a row operand reads, from its first, as `T`.
+fn row_view<'a, T: CellElem>(
+    op: &'static str,
+    first: &CudaStorage,
+    (s, l, ld): RowOperand<'a>,
+) -> Result<(kk::cudarc::driver::CudaView<'a, T>, usize)> {
+    let (x, _) = typed::<T>(op, first, (s, l))?;
+    let (a, b) = crate::ops::rnn::rows_range(l, ld);
+    Ok((x.slice(a..b), ld))
+}
+
+pub(crate) fn gru_cell(rows: [RowOperand<'_>; 2], h0: Operand<'_>, b: usize, u: usize) -> Result<[CudaStorage; 2]> {
+    by_dtype!("gru_cell", rows[0].0, gru_fwd_t(rows, h0, (b, u)))
+}
+
+fn gru_fwd_t<T: CellElem>(
+    [x, p]: [RowOperand<'_>; 2],
+    h0: Operand<'_>,
+    (b, u): (usize, usize),
+) -> Result<[CudaStorage; 2]> {
+    const OP: &str = "gru_cell";
+    let xs = x.0;
+    let dev = &*xs.dev;
+    let (x, p) = (row_view::<T>(OP, xs, x)?, row_view::<T>(OP, xs, p)?);
+    let (h0, hl) = typed::<T>(OP, xs, h0)?;
+    let h0 = contig(dev, h0, hl, T::POISON)?;
+    let n = b * u;
+    let (mut h, mut g) = (alloc_fill(dev, n, T::POISON)?, alloc_fill(dev, 3 * n, T::POISON)?);
+    let (mut hv, mut gv) = (head_mut(&mut h, n), head_mut(&mut g, 3 * n));
+    kr::gru_cell(dev, b, u, (&x.0, x.1), (&p.0, p.1), &h0.view(), &mut hv, &mut gv).ctx(OP)?;
+    Ok([xs.like(T::wrap(h), n), xs.like(T::wrap(g), 3 * n)])
+}
+
+pub(crate) fn gru_cell_grad(ops: [Operand<'_>; 3], p: RowOperand<'_>, b: usize, u: usize) -> Result<[CudaStorage; 3]> {
+    by_dtype!("gru_cell_grad", ops[0].0, gru_bwd_t(ops, p, (b, u)))
+}
+
+fn gru_bwd_t<T: CellElem>(
+    ops: [Operand<'_>; 3],
+    p: RowOperand<'_>,
+    (b, u): (usize, usize),
+) -> Result<[CudaStorage; 3]> {
+    const OP: &str = "gru_cell_grad";
+    let gs = ops[0].0;
+    let dev = &*gs.dev;
+    let p = row_view::<T>(OP, gs, p)?;
+    let [g, h0, dh] = ops.map(|o| contig_of::<T>(OP, dev, gs, o));
+    let (g, h0, dh) = (g?, h0?, dh?);
+    let n = b * u;
+    let (mut dx, mut dp, mut dh0) =
+        (alloc_fill(dev, 3 * n, T::POISON)?, alloc_fill(dev, 3 * n, T::POISON)?, alloc_fill(dev, n, T::POISON)?);
+    let (mut dxv, mut dpv, mut dh0v) = (head_mut(&mut dx, 3 * n), head_mut(&mut dp, 3 * n), head_mut(&mut dh0, n));
+    let (gv, h0v, dhv) = (g.view(), h0.view(), dh.view());
+    kr::gru_cell_backward(dev, b, u, &gv, (&p.0, p.1), &h0v, &dhv, &mut dxv, &mut dpv, &mut dh0v).ctx(OP)?;
+    Ok([gs.like(T::wrap(dx), 3 * n), gs.like(T::wrap(dp), 3 * n), gs.like(T::wrap(dh0), n)])
 }
