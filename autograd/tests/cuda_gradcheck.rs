@@ -145,3 +145,47 @@ fn gru_cell_on_cuda() {
         &inputs,
     );
 }
+
+/// The fused LSTM and GRU sequences on the GPU in f64, both directions: every input's
+/// gradient (the projections, the recurrent kernel, the initial states, GRU's bias).
+#[test]
+fn rnn_sequences_on_cuda() {
+    let Some(dev) = gpu("rnn_sequences_on_cuda") else { return };
+    let (b, t, u) = (2, 3, 2);
+    let lstm = [
+        away_from_zero(25, &[b, t, 4 * u]),
+        away_from_zero(26, &[u, 4 * u]),
+        away_from_zero(27, &[b, u]),
+        away_from_zero(28, &[b, u]),
+    ];
+    let gru = [
+        away_from_zero(29, &[b, t, 3 * u]),
+        away_from_zero(30, &[u, 3 * u]),
+        away_from_zero(31, &[b, u]),
+        away_from_zero(32, &[3 * u]),
+    ];
+    let join = |outs: &[Var]| -> Result<Var> {
+        let flat = outs.iter().map(|o| o.flatten_from(0)).collect::<Result<Vec<_>>>()?;
+        Var::concat(&flat.iter().collect::<Vec<_>>(), 0)
+    };
+    for back in [false, true] {
+        check_on(
+            &dev,
+            "lstm_sequence",
+            |v| {
+                let (hs, h, c) = v[0].lstm_sequence(&v[1], &v[2], &v[3], back)?;
+                join(&[hs, h, c])
+            },
+            &lstm,
+        );
+        check_on(
+            &dev,
+            "gru_sequence",
+            |v| {
+                let (hs, h) = v[0].gru_sequence(&v[1], Some(&v[3]), &v[2], back)?;
+                join(&[hs, h])
+            },
+            &gru,
+        );
+    }
+}

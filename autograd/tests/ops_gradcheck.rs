@@ -488,3 +488,90 @@ fn gru_cell_fused() {
     let e = c(&x).gru_cell(&c(&p), &c(&h0.to_dtype(DType::F32).unwrap())).unwrap_err().to_string();
     assert!(e.contains("gru_cell"), "{e}");
 }
+
+/// An LSTM or GRU over a sequence step by step with the per-step ops (`x_t + h U` then
+/// `lstm_cell`; `h U + b'` then `gru_cell`): what the fused sequences must equal.
+fn sequence_chain(v: &[Var], lstm: bool, go_backwards: bool) -> Result<Var> {
+    let t = v[0].dims()[1];
+    let (mut h, mut c) = (v[2].clone(), if lstm { Some(v[3].clone()) } else { None });
+    let mut hs = Vec::new();
+    for i in 0..t {
+        let ti = if go_backwards { t - 1 - i } else { i };
+        let x = v[0].narrow(1, ti, 1)?.squeeze(1)?;
+        if let Some(c0) = &c {
+            let (hn, cn) = x.add(&h.matmul(&v[1])?)?.lstm_cell(c0)?;
+            (h, c) = (hn, Some(cn));
+        } else {
+            let p = match v.get(3) {
+                Some(b) => h.matmul_bias(&v[1], b)?,
+                None => h.matmul(&v[1])?,
+            };
+            h = x.gru_cell(&p, &h)?;
+        }
+        hs.push(h.clone());
+    }
+    let refs: Vec<&Var> = hs.iter().collect();
+    let mut outs = vec![Var::stack(&refs, 1)?.flatten_from(0)?, h.flatten_from(0)?];
+    outs.extend(c.map(|c| c.flatten_from(0)).transpose()?);
+    Var::concat(&outs.iter().collect::<Vec<_>>(), 0)
+}
+
+/// The fused sequences' outputs flattened and joined, as `sequence_chain` gives them.
+fn sequence_fused(v: &[Var], lstm: bool, go_backwards: bool) -> Result<Var> {
+    let outs = if lstm {
+        let (hs, h, c) = v[0].lstm_sequence(&v[1], &v[2], &v[3], go_backwards)?;
+        vec![hs, h, c]
+    } else {
+        let (hs, h) = v[0].gru_sequence(&v[1], v.get(3), &v[2], go_backwards)?;
+        vec![hs, h]
+    };
+    let flat = outs.iter().map(|o| o.flatten_from(0)).collect::<Result<Vec<_>>>()?;
+    Var::concat(&flat.iter().collect::<Vec<_>>(), 0)
+}
+
+#[test]
+fn rnn_sequences_fused() {
+    let (b, t, u) = (2, 3, 2);
+    let lstm_inputs = vec![rn(420, &[b, t, 4 * u]), rn(421, &[u, 4 * u]), rn(422, &[b, u]), rn(423, &[b, u])];
+    let gru_bias = vec![rn(424, &[b, t, 3 * u]), rn(425, &[u, 3 * u]), rn(426, &[b, u]), rn(427, &[3 * u])];
+    let gru_plain = gru_bias[..3].to_vec();
+    for go_backwards in [false, true] {
+        for (lstm, inputs) in [(true, &lstm_inputs), (false, &gru_bias), (false, &gru_plain)] {
+            let what = format!("lstm {lstm}, {} inputs, go_backwards {go_backwards}", inputs.len());
+            // gradients of every input (projections, recurrent kernel, initial states, bias)
+            let report = check(|v| sequence_fused(v, lstm, go_backwards), inputs);
+            assert_eq!(report.checked, inputs.iter().map(Tensor::elem_count).sum::<usize>(), "{what}");
+            // the per-step ops' forward bits in F32 and F64, their gradients to rounding
+            for dtype in [DType::F32, DType::F64] {
+                let fused = values_and_grads(inputs, dtype, |v| sequence_fused(v, lstm, go_backwards));
+                let chain = values_and_grads(inputs, dtype, |v| sequence_chain(v, lstm, go_backwards));
+                assert_eq!(fused[0], chain[0], "{what} {dtype:?}: forward values");
+                let tol = if dtype == DType::F32 { 1e-5 } else { 1e-13 };
+                for (k, (a, b)) in fused[1..].iter().zip(&chain[1..]).enumerate() {
+                    for (x, y) in a.iter().zip(b) {
+                        assert!((x - y).abs() <= tol * y.abs().max(1.0), "{what} {dtype:?}: gradient {k}: {x} vs {y}");
+                    }
+                }
+            }
+        }
+    }
+    // only the output sequence, only the final state: the other gradients are absent
+    check(|v| v[0].lstm_sequence(&v[1], &v[2], &v[3], false).map(|o| o.0), &lstm_inputs);
+    check(|v| v[0].lstm_sequence(&v[1], &v[2], &v[3], true).map(|o| o.2), &lstm_inputs);
+    check(|v| v[0].gru_sequence(&v[1], v.get(3), &v[2], false).map(|o| o.1), &gru_bias);
+    // one timestep
+    let one = [rn(428, &[b, 1, 3 * u]), rn(425, &[u, 3 * u]), rn(426, &[b, u])];
+    check(|v| sequence_fused(v, false, false), &one);
+    // shape and dtype errors name the op
+    let c = |t: &Tensor| Var::constant(t.clone());
+    let l = &lstm_inputs;
+    let e = c(&l[0]).lstm_sequence(&c(&gru_bias[1]), &c(&l[2]), &c(&l[3]), false).unwrap_err().to_string();
+    assert!(e.contains("lstm_sequence"), "{e}");
+    let e = c(&l[0]).lstm_sequence(&c(&l[1]), &c(&rn(429, &[3, u])), &c(&l[3]), false).unwrap_err().to_string();
+    assert!(e.contains("lstm_sequence"), "{e}");
+    let g = &gru_bias;
+    let e = c(&g[0]).gru_sequence(&c(&g[1]), Some(&c(&rn(430, &[u]))), &c(&g[2]), false).unwrap_err().to_string();
+    assert!(e.contains("gru_sequence"), "{e}");
+    let e = c(&g[0]).gru_sequence(&c(&g[1]), None, &c(&g[2].to_dtype(DType::F32).unwrap()), false).unwrap_err();
+    assert!(e.to_string().contains("gru_sequence"), "{e}");
+}

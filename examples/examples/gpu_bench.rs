@@ -48,8 +48,9 @@
 //! * LSTM and GRU training sequences/s at batch 128 (`rnn` rows: row-sequence MNIST shapes,
 //!   28 timesteps of 28 features, LSTM(128) or GRU(128) then Dense(10) softmax, Adam, data
 //!   on the GPU, one read-back per epoch), float32 and mixed_bfloat16, with the launches per
-//!   step: each timestep's gate math is one fused `lstm_cell_fwd_*` / `gru_cell_fwd_*`
-//!   launch and one backward launch.
+//!   step: the layers run as one fused sequence op (per timestep a recurrent GEMM and a
+//!   `lstm_cell_fwd_*` / `gru_cell_fwd_*` launch forward, a cell-gradient launch and a GEMM
+//!   backward).
 //!
 //! Times are the median of `--reps` timed samples after two warm-up runs; each sample
 //! runs enough back-to-back launches to last about 20 ms and ends with a stream

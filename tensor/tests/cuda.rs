@@ -1143,41 +1143,55 @@ fn kernel_profile_counts_every_launch() {
 #[test]
 fn lstm_cell_forward_and_backward() {
     let Some(dev) = gpu("lstm_cell_forward_and_backward") else { return };
-    // 37 rows of 24 units: more elements than one block, a ragged tail
+    // 37 rows of 24 units: more elements than one block, a ragged tail; the input projection
+    // is one timestep of a [batch, 3, 4 * units] tensor and one dh term a timestep of a
+    // [batch, 2, units] one (both read in place)
     let (b, u) = (37, 24);
-    let z = rand_signed(1300, &[b, 4 * u], 0.05, 3.0);
+    let seq = rand_signed(1300, &[b, 3, 4 * u], 0.05, 3.0);
+    let p = rand_signed(1305, &[b, 4 * u], 0.05, 1.0);
     let c0 = rand_signed(1301, &[b, u], 0.05, 2.0);
     let (dh, dc) = (rand_signed(1302, &[b, u], 0.05, 1.0), rand_signed(1303, &[b, u], 0.05, 1.0));
-    let inputs = [z.clone(), c0.clone(), dh.clone(), dc.clone()];
+    let dseq = rand_signed(1306, &[b, 2, u], 0.05, 1.0);
+    let inputs = [seq.clone(), p, c0.clone(), dh, dc, dseq];
     let flat = |ts: &[Tensor]| {
         Tensor::concat(&ts.iter().map(|t| t.reshape([t.elem_count()])).collect::<Result<Vec<_>, _>>()?, 0)
     };
+    let x = |t: &Tensor| t.narrow(1, 1, 1)?.squeeze(1);
     // the backward from the forward's own gates and c
-    let grad = |t: &[Tensor], dh: Option<&Tensor>, dc: Option<&Tensor>| {
-        let (_, c, g) = t[0].lstm_cell(&t[1])?;
-        let (dz, dc0) = g.lstm_cell_grad(&t[1], &c, dh, dc)?;
+    let grad = |t: &[Tensor], dh: &[&Tensor], dc: Option<&Tensor>| {
+        let (_, c, g) = x(&t[0])?.lstm_cell(Some(&t[1]), &t[2])?;
+        let (dz, dc0) = g.lstm_cell_grad(&t[2], &c, dh, dc)?;
         flat(&[dz, dc0])
     };
     for (dt, tol) in [(DType::F32, 1e-5), (DType::F64, 1e-12), (DType::F16, 2e-3), (DType::BF16, 1e-2)] {
         let cast: Vec<Tensor> = inputs.iter().map(|t| t.to_dtype(dt).unwrap()).collect();
         agree(&format!("lstm_cell {dt}"), dev, tol, &cast, |t| {
-            let (h, c, g) = t[0].lstm_cell(&t[1])?;
+            let (h, c, g) = x(&t[0])?.lstm_cell(Some(&t[1]), &t[2])?;
             flat(&[h, c, g])
         });
-        agree(&format!("lstm_cell_grad {dt}"), dev, tol, &cast, |t| grad(t, Some(&t[2]), Some(&t[3])));
-        agree(&format!("lstm_cell_grad {dt}, dh only"), dev, tol, &cast, |t| grad(t, Some(&t[2]), None));
-        agree(&format!("lstm_cell_grad {dt}, dc only"), dev, tol, &cast, |t| grad(t, None, Some(&t[3])));
-        let (h, c, g) = cast[0].to_device(&dev).unwrap().lstm_cell(&cast[1].to_device(&dev).unwrap()).unwrap();
+        agree(&format!("lstm_cell {dt}, no p"), dev, tol, &cast, |t| {
+            let (h, c, g) = x(&t[0])?.lstm_cell(None, &t[2])?;
+            flat(&[h, c, g])
+        });
+        agree(&format!("lstm_cell_grad {dt}"), dev, tol, &cast, |t| grad(t, &[&t[3]], Some(&t[4])));
+        agree(&format!("lstm_cell_grad {dt}, dh only"), dev, tol, &cast, |t| grad(t, &[&t[3]], None));
+        agree(&format!("lstm_cell_grad {dt}, dc only"), dev, tol, &cast, |t| grad(t, &[], Some(&t[4])));
+        agree(&format!("lstm_cell_grad {dt}, three dh terms"), dev, tol, &cast, |t| {
+            let strided = t[5].narrow(1, 1, 1)?.squeeze(1)?;
+            grad(t, &[&t[3], &strided, &t[4]], Some(&t[4]))
+        });
+        let on = |t: &Tensor| t.to_device(&dev).unwrap();
+        let (h, c, g) = x(&on(&cast[0])).unwrap().lstm_cell(None, &on(&cast[2])).unwrap();
         assert_eq!((h.dtype(), c.dtype(), g.dtype()), (dt, dt, dt), "lstm_cell keeps {dt}");
     }
     // a strided state (a view) gives the values of its contiguous copy
     let wide = rand_signed(1304, &[b, 2 * u], 0.05, 2.0);
-    agree("lstm_cell of a strided c_prev", dev, 1e-5, &[z.clone(), wide], |t| {
-        let (h, c, g) = t[0].lstm_cell(&t[1].narrow(1, 3, u)?)?;
+    agree("lstm_cell of a strided c_prev", dev, 1e-5, &[seq.clone(), wide], |t| {
+        let (h, c, g) = x(&t[0])?.lstm_cell(None, &t[1].narrow(1, 3, u)?)?;
         flat(&[h, c, g])
     });
     // the state on the CPU, the gates on the GPU: an error naming the op
-    let e = z.to_device(&dev).unwrap().lstm_cell(&c0).unwrap_err().to_string();
+    let e = x(&seq.to_device(&dev).unwrap()).unwrap().lstm_cell(None, &c0).unwrap_err().to_string();
     assert!(e.contains("lstm_cell"), "{e}");
 }
 
@@ -1204,7 +1218,13 @@ fn gru_cell_forward_and_backward() {
         });
         agree(&format!("gru_cell_grad {dt}"), dev, tol, &cast, |t| {
             let (_, g) = step(&t[0])?.gru_cell(&t[1], &t[2])?;
-            let (dx, dp, dh0) = g.gru_cell_grad(&t[1], &t[2], &t[3])?;
+            let (dx, dp, dh0) = g.gru_cell_grad(&t[1], &t[2], &[&t[3]])?;
+            flat(&[dx, dp, dh0])
+        });
+        agree(&format!("gru_cell_grad {dt}, three dh terms"), dev, tol, &cast, |t| {
+            let (_, g) = step(&t[0])?.gru_cell(&t[1], &t[2])?;
+            let strided = t[0].narrow(1, 2, 1)?.squeeze(1)?.narrow(1, 5, u)?;
+            let (dx, dp, dh0) = g.gru_cell_grad(&t[1], &t[2], &[&t[3], &strided, &t[2]])?;
             flat(&[dx, dp, dh0])
         });
         let on = |t: &Tensor| t.to_device(&dev).unwrap();
@@ -1216,7 +1236,7 @@ fn gru_cell_forward_and_backward() {
     agree("gru_cell of strided operands", dev, 1e-5, &[inputs[0].clone(), wide, h_wide, inputs[3].clone()], |t| {
         let (p, h0) = (t[1].narrow(1, u, 3 * u)?, t[2].narrow(1, 5, u)?);
         let (h, g) = step(&t[0])?.gru_cell(&p, &h0)?;
-        let (dx, dp, dh0) = g.gru_cell_grad(&p, &h0, &t[3])?;
+        let (dx, dp, dh0) = g.gru_cell_grad(&p, &h0, &[&t[3]])?;
         flat(&[h, g, dx, dp, dh0])
     });
     // the projection on the GPU, the state on the CPU: an error naming the op

@@ -34,28 +34,42 @@ __device__ __forceinline__ void keel_st(keel_f16* p, float v) { *p = from_f32<ke
 __device__ __forceinline__ void keel_st(keel_bf16* p, float v) { *p = from_f32<keel_bf16>(v); }
 __device__ __forceinline__ void keel_st(double* p, double v) { *p = v; }
 
-// The gates of row r, column j: i, f, g (the candidate), o.
+// The pre-activation of row r, column k: x's (rows ldx apart) plus p's ([batch, 4 * units];
+// a null pointer: none), added as the composed `x + p` does.
 template <typename T, typename C>
-__device__ __forceinline__ void lstm_gates(const T* __restrict__ z, i64 r, i64 j, i64 units, C& i, C& f, C& g, C& o) {
-    const T* zr = z + r * 4 * units;
-    i = keel_sigmoid(keel_ld(zr[j]));
-    f = keel_sigmoid(keel_ld(zr[units + j]));
-    g = keel_tanh(keel_ld(zr[2 * units + j]));
-    o = keel_sigmoid(keel_ld(zr[3 * units + j]));
+__device__ __forceinline__ C lstm_z(const T* __restrict__ x, i64 ldx, const T* __restrict__ p, i64 r, i64 k, i64 units) {
+    const C v = keel_ld(x[r * ldx + k]);
+    return p != nullptr ? keel_add(v, keel_ld(p[r * 4 * units + k])) : v;
 }
 
-// c = f * c_prev + i * g, h = o * tanh(c); the gates' activations (i, f, g, o, in z's
-// layout) go to `gates` for the backward (PyTorch's fused cell keeps the same workspace).
+// The gradient reaching h at (r, j): the sum of up to three terms (a null pointer: none),
+// each [batch, units] with rows ld apart (e.g. the next step's recurrent matmul's gradient
+// and a timestep of the output sequence's).
 template <typename T, typename C>
-__device__ __forceinline__ void lstm_cell_fwd_t(const T* __restrict__ z, const T* __restrict__ c_prev,
-                                                T* __restrict__ h, T* __restrict__ c, T* __restrict__ gates,
-                                                i64 batch, i64 units) {
+__device__ __forceinline__ C dh_sum(const T* d0, i64 l0, const T* d1, i64 l1, const T* d2, i64 l2, i64 r, i64 j) {
+    C s = (C)0;
+    if (d0 != nullptr) s += keel_ld(d0[r * l0 + j]);
+    if (d1 != nullptr) s += keel_ld(d1[r * l1 + j]);
+    if (d2 != nullptr) s += keel_ld(d2[r * l2 + j]);
+    return s;
+}
+
+// z = x + p (the input projection, rows ldx apart, and the recurrent one h_prev U; p may be
+// null: z = x); c = f * c_prev + i * g, h = o * tanh(c); the gates' activations (i, f, g, o,
+// in z's layout) go to `gates` for the backward (PyTorch's fused cell keeps the same
+// workspace).
+template <typename T, typename C>
+__device__ __forceinline__ void lstm_cell_fwd_t(const T* __restrict__ x, i64 ldx, const T* __restrict__ p,
+                                                const T* __restrict__ c_prev, T* __restrict__ h, T* __restrict__ c,
+                                                T* __restrict__ gates, i64 batch, i64 units) {
     const i64 total = batch * units;
     KEEL_GRID_LOOP(e, total) {
         const i64 r = e / units;
         const i64 j = e - r * units;
-        C i, f, g, o;
-        lstm_gates<T, C>(z, r, j, units, i, f, g, o);
+        const C i = keel_sigmoid(lstm_z<T, C>(x, ldx, p, r, j, units));
+        const C f = keel_sigmoid(lstm_z<T, C>(x, ldx, p, r, units + j, units));
+        const C g = keel_tanh(lstm_z<T, C>(x, ldx, p, r, 2 * units + j, units));
+        const C o = keel_sigmoid(lstm_z<T, C>(x, ldx, p, r, 3 * units + j, units));
         const C cn = keel_add(keel_mul(f, keel_ld(c_prev[e])), keel_mul(i, g));
         keel_st(&c[e], cn);
         keel_st(&h[e], keel_mul(o, keel_tanh(cn)));
@@ -67,13 +81,14 @@ __device__ __forceinline__ void lstm_cell_fwd_t(const T* __restrict__ z, const T
     }
 }
 
-// From dh and dc (the gradients reaching h and c; a null pointer for none), the forward's
-// gate activations, c_prev and c: dz (the four gates' pre-activations) and dc_prev.
+// From dh (the gradient reaching h, as dh_sum's terms) and dc (reaching c; null: none), the
+// forward's gate activations, c_prev and c: dz (the four gates' pre-activations) and dc_prev.
 template <typename T, typename C>
 __device__ __forceinline__ void lstm_cell_bwd_t(const T* __restrict__ gates, const T* __restrict__ c_prev,
-                                                const T* __restrict__ c, const T* __restrict__ dh,
-                                                const T* __restrict__ dc, T* __restrict__ dz,
-                                                T* __restrict__ dc_prev, i64 batch, i64 units) {
+                                                const T* __restrict__ c, const T* dh0, i64 ld0, const T* dh1,
+                                                i64 ld1, const T* dh2, i64 ld2, const T* __restrict__ dc,
+                                                T* __restrict__ dz, T* __restrict__ dc_prev, i64 batch,
+                                                i64 units) {
     const i64 total = batch * units;
     KEEL_GRID_LOOP(e, total) {
         const i64 r = e / units;
@@ -83,7 +98,7 @@ __device__ __forceinline__ void lstm_cell_bwd_t(const T* __restrict__ gates, con
                 o = keel_ld(gr[3 * units + j]);
         const C cp = keel_ld(c_prev[e]);
         const C tc = keel_tanh(keel_ld(c[e]));
-        const C dhv = dh != nullptr ? keel_ld(dh[e]) : (C)0;
+        const C dhv = dh_sum<T, C>(dh0, ld0, dh1, ld1, dh2, ld2, r, j);
         const C dcv = dc != nullptr ? keel_ld(dc[e]) : (C)0;
         const C one = (C)1;
         const C dct = dcv + dhv * o * (one - tc * tc);
@@ -97,16 +112,18 @@ __device__ __forceinline__ void lstm_cell_bwd_t(const T* __restrict__ gates, con
 }
 
 #define KEEL_LSTM(TN, T, C)                                                                                  \
-    extern "C" __global__ void lstm_cell_fwd_##TN(const T* __restrict__ z, const T* __restrict__ c_prev,      \
-                                                  T* __restrict__ h, T* __restrict__ c, T* __restrict__ gates, \
-                                                  i64 batch, i64 units) {                                     \
-        lstm_cell_fwd_t<T, C>(z, c_prev, h, c, gates, batch, units);                                          \
+    extern "C" __global__ void lstm_cell_fwd_##TN(const T* __restrict__ x, i64 ldx, const T* __restrict__ p,  \
+                                                  const T* __restrict__ c_prev, T* __restrict__ h,            \
+                                                  T* __restrict__ c, T* __restrict__ gates, i64 batch,        \
+                                                  i64 units) {                                                \
+        lstm_cell_fwd_t<T, C>(x, ldx, p, c_prev, h, c, gates, batch, units);                                  \
     }                                                                                                        \
     extern "C" __global__ void lstm_cell_bwd_##TN(const T* __restrict__ gates, const T* __restrict__ c_prev,  \
-                                                  const T* __restrict__ c, const T* dh, const T* dc,          \
+                                                  const T* __restrict__ c, const T* dh0, i64 ld0,             \
+                                                  const T* dh1, i64 ld1, const T* dh2, i64 ld2, const T* dc,  \
                                                   T* __restrict__ dz, T* __restrict__ dc_prev, i64 batch,     \
                                                   i64 units) {                                                \
-        lstm_cell_bwd_t<T, C>(gates, c_prev, c, dh, dc, dz, dc_prev, batch, units);                          \
+        lstm_cell_bwd_t<T, C>(gates, c_prev, c, dh0, ld0, dh1, ld1, dh2, ld2, dc, dz, dc_prev, batch, units); \
     }
 KEEL_LSTM(f32, float, float)
 KEEL_LSTM(f16, keel_f16, float)
@@ -139,14 +156,14 @@ __device__ __forceinline__ void gru_cell_fwd_t(const T* __restrict__ x, i64 ldx,
     }
 }
 
-// From dh (the gradient reaching h), the forward's gates, p and h_prev: dx (the input
-// projection's gradient), dp (the recurrent projection's) and dh_prev. dx and dp agree but
+// From dh (the gradient reaching h, as dh_sum's terms), the forward's gates, p and h_prev:
+// dx (the input projection's gradient), dp (the recurrent projection's) and dh_prev. dx and dp agree but
 // for the candidate block, where dp carries the reset gate's factor.
 template <typename T, typename C>
 __device__ __forceinline__ void gru_cell_bwd_t(const T* __restrict__ gates, const T* __restrict__ p, i64 ldp,
-                                               const T* __restrict__ h_prev, const T* __restrict__ dh,
-                                               T* __restrict__ dx, T* __restrict__ dp, T* __restrict__ dh_prev,
-                                               i64 batch, i64 units) {
+                                               const T* __restrict__ h_prev, const T* dh0, i64 ld0, const T* dh1,
+                                               i64 ld1, const T* dh2, i64 ld2, T* __restrict__ dx,
+                                               T* __restrict__ dp, T* __restrict__ dh_prev, i64 batch, i64 units) {
     const i64 total = batch * units;
     KEEL_GRID_LOOP(e, total) {
         const i64 r = e / units;
@@ -154,7 +171,7 @@ __device__ __forceinline__ void gru_cell_bwd_t(const T* __restrict__ gates, cons
         const T* gr = gates + r * 3 * units;
         const C z = keel_ld(gr[j]), rg = keel_ld(gr[units + j]), n = keel_ld(gr[2 * units + j]);
         const C ph = keel_ld(p[r * ldp + 2 * units + j]);
-        const C d = keel_ld(dh[e]);
+        const C d = dh_sum<T, C>(dh0, ld0, dh1, ld1, dh2, ld2, r, j);
         const C one = (C)1;
         const C dn = d * (one - z) * (one - n * n);
         const C dz = d * (keel_ld(h_prev[e]) - n) * z * (one - z);
@@ -178,10 +195,11 @@ __device__ __forceinline__ void gru_cell_bwd_t(const T* __restrict__ gates, cons
         gru_cell_fwd_t<T, C>(x, ldx, p, ldp, h_prev, h, gates, batch, units);                                 \
     }                                                                                                         \
     extern "C" __global__ void gru_cell_bwd_##TN(const T* __restrict__ gates, const T* __restrict__ p, i64 ldp, \
-                                                 const T* __restrict__ h_prev, const T* __restrict__ dh,       \
+                                                 const T* __restrict__ h_prev, const T* dh0, i64 ld0,          \
+                                                 const T* dh1, i64 ld1, const T* dh2, i64 ld2,                 \
                                                  T* __restrict__ dx, T* __restrict__ dp,                       \
                                                  T* __restrict__ dh_prev, i64 batch, i64 units) {              \
-        gru_cell_bwd_t<T, C>(gates, p, ldp, h_prev, dh, dx, dp, dh_prev, batch, units);                       \
+        gru_cell_bwd_t<T, C>(gates, p, ldp, h_prev, dh0, ld0, dh1, ld1, dh2, ld2, dx, dp, dh_prev, batch, units); \
     }
 KEEL_GRU(f32, float, float)
 KEEL_GRU(f16, keel_f16, float)

@@ -5,9 +5,12 @@
 //! `i = σ(z_i)`, `f = σ(z_f)`, `c_t = f c_{t-1} + i tanh(z_c)`, `o = σ(z_o)`,
 //! `h_t = o tanh(c_t)` (σ the recurrent activation, sigmoid; tanh the activation).
 //!
-//! With those defaults a step's gate math is one fused op ([`Var::lstm_cell`]: one kernel
-//! launch forward and one backward on CUDA, where the composed ops take about 11 and 25
-//! per timestep; the same forward values); other activations compose the ops.
+//! With those defaults, on CUDA the whole time loop is one fused op
+//! ([`Var::lstm_sequence`]: per timestep one recurrent matmul and one cell kernel forward,
+//! one cell-gradient kernel and one matmul backward, where the composed ops take about 27;
+//! Keras likewise runs its cuDNN kernel on a GPU), and on the CPU each step's gate math is
+//! one fused op ([`Var::lstm_cell`]); the same forward values either way. Other
+//! activations compose the ops per step.
 
 use super::recurrent::{gate_blocks, Cell, Recurrent, StepWeights};
 use crate::{Activation, Initializer, Result};
@@ -51,6 +54,13 @@ impl Recurrent<LSTMCell> {
     }
 }
 
+impl LSTMCell {
+    /// Whether the fused cell computes these settings (Keras's default activations).
+    fn fused(&self, w: &StepWeights<'_>) -> bool {
+        self.recurrent_activation == Activation::Sigmoid && w.activation == Activation::Tanh
+    }
+}
+
 impl Cell for LSTMCell {
     fn class_name(&self) -> &'static str {
         "LSTM"
@@ -74,10 +84,26 @@ impl Cell for LSTMCell {
         Ok(Tensor::concat(&[i, f, rest], 0)?)
     }
 
+    fn sequence(
+        &self,
+        w: &StepWeights<'_>,
+        proj: &Var,
+        states: &[Var],
+        go_backwards: bool,
+    ) -> Result<Option<(Var, Vec<Var>)>> {
+        // on CUDA, as Keras runs its cuDNN kernel there: on the CPU the per-step ops measured
+        // faster (no launches to save, and the sequence's stacked copies cost more)
+        if !self.fused(w) || !proj.value().device().is_cuda() {
+            return Ok(None);
+        }
+        let (hs, h, c) = proj.lstm_sequence(w.recurrent_kernel, &states[0], &states[1], go_backwards)?;
+        Ok(Some((hs, vec![h, c])))
+    }
+
     fn step(&self, w: &StepWeights<'_>, x_proj: &Var, states: &[Var]) -> Result<Vec<Var>> {
         let (h, c) = (&states[0], &states[1]);
         let z = x_proj.add(&h.matmul(w.recurrent_kernel)?)?;
-        if self.recurrent_activation == Activation::Sigmoid && w.activation == Activation::Tanh {
+        if self.fused(w) {
             let (h, c) = z.lstm_cell(c)?;
             return Ok(vec![h, c]);
         }

@@ -4,9 +4,12 @@
 //!
 //! Input is `[batch, timesteps, features]` (Keras). The input projection of
 //! every timestep is one matmul (`[B*T, in] x [in, gates*units]`, plus the
-//! input bias), split once along time into views; the loop then does one
-//! recurrent matmul `[B, units] x [units, gates*units]` and the gate math per
-//! step. Recorded on a tape this costs O(T) nodes and O(T) memory.
+//! input bias). On CUDA, LSTM and GRU (`reset_after`) with their default
+//! activations then run the time loop as one fused op ([`Cell::sequence`]: one
+//! tape node, two launches per timestep each way, the recurrent kernel's gradient
+//! one matmul over all timesteps); otherwise the projection is split along time
+//! into views and the loop does one recurrent matmul `[B, units] x [units, gates*units]`
+//! and the gate math per step, O(T) tape nodes. Either way O(T) memory.
 //!
 //! Outputs follow Keras: the last hidden state, or with `return_sequences`
 //! every hidden state `[B, T, units]` in the order processed (so with
@@ -79,6 +82,24 @@ pub trait Cell: Clone + Default + Send + Sync + Serialize + DeserializeOwned + '
     /// One timestep: `x_proj` is `x_t W + input_bias` (`[B, gates*units]`),
     /// `states` the previous states; returns the new states, `h` first.
     fn step(&self, w: &StepWeights<'_>, x_proj: &Var, states: &[Var]) -> Result<Vec<Var>>;
+
+    /// The whole time loop as one fused op where the cell has one for its settings and
+    /// device (LSTM, and GRU with `reset_after`, with the default activations, on CUDA):
+    /// from every timestep's
+    /// input projection `proj` (`[B, T, gates*units]`) and the initial states, `Some` of
+    /// every step's `h` (`[B, T, units]`, in the order processed) and the final states.
+    /// `None` (the default): the layer calls [`Cell::step`] per timestep. Both give the
+    /// same values.
+    fn sequence(
+        &self,
+        w: &StepWeights<'_>,
+        proj: &Var,
+        states: &[Var],
+        go_backwards: bool,
+    ) -> Result<Option<(Var, Vec<Var>)>> {
+        let _ = (w, proj, states, go_backwards);
+        Ok(None)
+    }
 }
 
 /// What [`Cell::step`] gets besides the input projection and the states.
@@ -400,7 +421,6 @@ impl<C: Cell> Recurrent<C> {
             None => x2.matmul(&w.kernel)?,
         };
         let proj = proj.reshape([b, t, g])?;
-        let steps: Vec<Var> = if t == 1 { vec![proj] } else { proj.split(&vec![1; t], 1)? };
         let mut states: Vec<Var> = match initial_state {
             Some(s) => {
                 if s.len() != cell.state_count() || s.iter().any(|v| v.dims() != [b, units]) {
@@ -424,6 +444,11 @@ impl<C: Cell> Recurrent<C> {
             bias: w.bias.as_ref(),
             recurrent_bias: recurrent_bias.as_ref(),
         };
+        if let Some((seq, states)) = cell.sequence(&sw, &proj, &states, self.cfg.go_backwards)? {
+            let out = if self.cfg.return_sequences { seq } else { states[0].clone() };
+            return Ok((out, states));
+        }
+        let steps: Vec<Var> = if t == 1 { vec![proj] } else { proj.split(&vec![1; t], 1)? };
         let mut outputs = Vec::with_capacity(if self.cfg.return_sequences { t } else { 0 });
         for i in 0..t {
             let ti = if self.cfg.go_backwards { t - 1 - i } else { i };

@@ -6,7 +6,7 @@ use super::*;
 use crate::storage::BackendStorage;
 use crate::{DType, Error, Layout, Result};
 use keel_cuda_kernels as kk;
-use kk::cudarc::driver::CudaSlice;
+use kk::cudarc::driver::{CudaSlice, CudaView};
 use kk::ops::rnn as kr;
 
 type Operand<'a> = (&'a CudaStorage, &'a Layout);
@@ -75,36 +75,74 @@ fn contig_of<'a, T: CellElem>(
     contig(dev, x, l, T::POISON)
 }
 
-pub(crate) fn lstm_cell(z: Operand<'_>, c0: Operand<'_>, b: usize, u: usize) -> Result<[CudaStorage; 3]> {
-    by_dtype!("lstm_cell", z.0, fwd_t(z, c0, (b, u)))
+/// An operand read as rows `ld` apart in place (see `ops::rnn::rows`).
+type RowOperand<'a> = (&'a CudaStorage, &'a Layout, usize);
+
+/// The elements a row operand reads, from its first, as `T`, and its row stride.
+fn row_view<'a, T: CellElem>(
+    op: &'static str,
+    first: &CudaStorage,
+    (s, l, ld): RowOperand<'a>,
+) -> Result<(CudaView<'a, T>, usize)> {
+    let (x, _) = typed::<T>(op, first, (s, l))?;
+    let (a, b) = crate::ops::rnn::rows_range(l, ld);
+    Ok((x.slice(a..b), ld))
 }
 
-fn fwd_t<T: CellElem>(zo: Operand<'_>, c0: Operand<'_>, (b, u): (usize, usize)) -> Result<[CudaStorage; 3]> {
+/// The `dh` terms as row views.
+fn dh_views<'a, T: CellElem>(
+    op: &'static str,
+    first: &CudaStorage,
+    dh: &[RowOperand<'a>],
+) -> Result<Vec<(CudaView<'a, T>, usize)>> {
+    dh.iter().map(|&t| row_view::<T>(op, first, t)).collect()
+}
+
+pub(crate) fn lstm_cell(
+    x: RowOperand<'_>,
+    p: Option<Operand<'_>>,
+    c0: Operand<'_>,
+    b: usize,
+    u: usize,
+) -> Result<[CudaStorage; 3]> {
+    by_dtype!("lstm_cell", x.0, lstm_fwd_t(x, p, c0, (b, u)))
+}
+
+fn lstm_fwd_t<T: CellElem>(
+    x: RowOperand<'_>,
+    p: Option<Operand<'_>>,
+    c0: Operand<'_>,
+    (b, u): (usize, usize),
+) -> Result<[CudaStorage; 3]> {
     const OP: &str = "lstm_cell";
-    let zs = zo.0;
-    let dev = &*zs.dev;
-    let ((z, zl), (c0, cl)) = (typed::<T>(OP, zs, zo)?, typed::<T>(OP, zs, c0)?);
+    let xs = x.0;
+    let dev = &*xs.dev;
+    let x = row_view::<T>(OP, xs, x)?;
+    let p = p.map(|o| contig_of::<T>(OP, dev, xs, o)).transpose()?;
+    let c0 = contig_of::<T>(OP, dev, xs, c0)?;
     let n = b * u;
-    let (z, c0) = (contig(dev, z, zl, T::POISON)?, contig(dev, c0, cl, T::POISON)?);
     let (mut h, mut c) = (alloc_fill(dev, n, T::POISON)?, alloc_fill(dev, n, T::POISON)?);
     let mut g = alloc_fill(dev, 4 * n, T::POISON)?;
     let (mut hv, mut cv, mut gv) = (head_mut(&mut h, n), head_mut(&mut c, n), head_mut(&mut g, 4 * n));
-    kr::lstm_cell(dev, b, u, &z.view(), &c0.view(), &mut hv, &mut cv, &mut gv).ctx(OP)?;
-    Ok([zs.like(T::wrap(h), n), zs.like(T::wrap(c), n), zs.like(T::wrap(g), 4 * n)])
+    let pv = p.as_ref().map(Contig::view);
+    kr::lstm_cell(dev, b, u, (&x.0, x.1), pv.as_ref(), &c0.view(), &mut hv, &mut cv, &mut gv).ctx(OP)?;
+    Ok([xs.like(T::wrap(h), n), xs.like(T::wrap(c), n), xs.like(T::wrap(g), 4 * n)])
 }
 
 pub(crate) fn lstm_cell_grad(
     ops: [Operand<'_>; 3],
-    grads: [Option<Operand<'_>>; 2],
+    dh: &[RowOperand<'_>],
+    dc: Option<Operand<'_>>,
     b: usize,
     u: usize,
 ) -> Result<[CudaStorage; 2]> {
-    by_dtype!("lstm_cell_grad", ops[0].0, bwd_t(ops, grads, (b, u)))
+    by_dtype!("lstm_cell_grad", ops[0].0, lstm_bwd_t(ops, dh, dc, (b, u)))
 }
 
-fn bwd_t<T: CellElem>(
+fn lstm_bwd_t<T: CellElem>(
     ops: [Operand<'_>; 3],
-    [dh, dc]: [Option<Operand<'_>>; 2],
+    dh: &[RowOperand<'_>],
+    dc: Option<Operand<'_>>,
     (b, u): (usize, usize),
 ) -> Result<[CudaStorage; 2]> {
     const OP: &str = "lstm_cell_grad";
@@ -112,29 +150,16 @@ fn bwd_t<T: CellElem>(
     let dev = &*gs.dev;
     let [g, c0, c] = ops.map(|o| contig_of::<T>(OP, dev, gs, o));
     let (g, c0, c) = (g?, c0?, c?);
-    let dh = dh.map(|o| contig_of::<T>(OP, dev, gs, o)).transpose()?;
     let dc = dc.map(|o| contig_of::<T>(OP, dev, gs, o)).transpose()?;
-    let (dhv, dcv) = (dh.as_ref().map(Contig::view), dc.as_ref().map(Contig::view));
+    let dh = dh_views::<T>(OP, gs, dh)?;
+    let dh: Vec<_> = dh.iter().map(|(v, ld)| (v, *ld)).collect();
+    let dcv = dc.as_ref().map(Contig::view);
     let n = b * u;
     let (mut dz, mut dc0) = (alloc_fill(dev, 4 * n, T::POISON)?, alloc_fill(dev, n, T::POISON)?);
     let (mut dzv, mut dc0v) = (head_mut(&mut dz, 4 * n), head_mut(&mut dc0, n));
     let (gv, c0v, cv) = (g.view(), c0.view(), c.view());
-    kr::lstm_cell_backward(dev, b, u, &gv, &c0v, &cv, dhv.as_ref(), dcv.as_ref(), &mut dzv, &mut dc0v).ctx(OP)?;
+    kr::lstm_cell_backward(dev, b, u, &gv, &c0v, &cv, &dh, dcv.as_ref(), &mut dzv, &mut dc0v).ctx(OP)?;
     Ok([gs.like(T::wrap(dz), 4 * n), gs.like(T::wrap(dc0), n)])
-}
-
-/// An operand read as rows `ld` apart in place (see `ops::rnn::rows`).
-type RowOperand<'a> = (&'a CudaStorage, &'a Layout, usize);
-
-/// The elements a row operand reads, from its first, as `T`.
-fn row_view<'a, T: CellElem>(
-    op: &'static str,
-    first: &CudaStorage,
-    (s, l, ld): RowOperand<'a>,
-) -> Result<(kk::cudarc::driver::CudaView<'a, T>, usize)> {
-    let (x, _) = typed::<T>(op, first, (s, l))?;
-    let (a, b) = crate::ops::rnn::rows_range(l, ld);
-    Ok((x.slice(a..b), ld))
 }
 
 pub(crate) fn gru_cell(rows: [RowOperand<'_>; 2], h0: Operand<'_>, b: usize, u: usize) -> Result<[CudaStorage; 2]> {
@@ -150,8 +175,7 @@ fn gru_fwd_t<T: CellElem>(
     let xs = x.0;
     let dev = &*xs.dev;
     let (x, p) = (row_view::<T>(OP, xs, x)?, row_view::<T>(OP, xs, p)?);
-    let (h0, hl) = typed::<T>(OP, xs, h0)?;
-    let h0 = contig(dev, h0, hl, T::POISON)?;
+    let h0 = contig_of::<T>(OP, dev, xs, h0)?;
     let n = b * u;
     let (mut h, mut g) = (alloc_fill(dev, n, T::POISON)?, alloc_fill(dev, 3 * n, T::POISON)?);
     let (mut hv, mut gv) = (head_mut(&mut h, n), head_mut(&mut g, 3 * n));
@@ -159,26 +183,35 @@ fn gru_fwd_t<T: CellElem>(
     Ok([xs.like(T::wrap(h), n), xs.like(T::wrap(g), 3 * n)])
 }
 
-pub(crate) fn gru_cell_grad(ops: [Operand<'_>; 3], p: RowOperand<'_>, b: usize, u: usize) -> Result<[CudaStorage; 3]> {
-    by_dtype!("gru_cell_grad", ops[0].0, gru_bwd_t(ops, p, (b, u)))
+pub(crate) fn gru_cell_grad(
+    ops: [Operand<'_>; 2],
+    p: RowOperand<'_>,
+    dh: &[RowOperand<'_>],
+    b: usize,
+    u: usize,
+) -> Result<[CudaStorage; 3]> {
+    by_dtype!("gru_cell_grad", ops[0].0, gru_bwd_t(ops, p, dh, (b, u)))
 }
 
 fn gru_bwd_t<T: CellElem>(
-    ops: [Operand<'_>; 3],
+    ops: [Operand<'_>; 2],
     p: RowOperand<'_>,
+    dh: &[RowOperand<'_>],
     (b, u): (usize, usize),
 ) -> Result<[CudaStorage; 3]> {
     const OP: &str = "gru_cell_grad";
     let gs = ops[0].0;
     let dev = &*gs.dev;
     let p = row_view::<T>(OP, gs, p)?;
-    let [g, h0, dh] = ops.map(|o| contig_of::<T>(OP, dev, gs, o));
-    let (g, h0, dh) = (g?, h0?, dh?);
+    let [g, h0] = ops.map(|o| contig_of::<T>(OP, dev, gs, o));
+    let (g, h0) = (g?, h0?);
+    let dh = dh_views::<T>(OP, gs, dh)?;
+    let dh: Vec<_> = dh.iter().map(|(v, ld)| (v, *ld)).collect();
     let n = b * u;
     let (mut dx, mut dp, mut dh0) =
         (alloc_fill(dev, 3 * n, T::POISON)?, alloc_fill(dev, 3 * n, T::POISON)?, alloc_fill(dev, n, T::POISON)?);
     let (mut dxv, mut dpv, mut dh0v) = (head_mut(&mut dx, 3 * n), head_mut(&mut dp, 3 * n), head_mut(&mut dh0, n));
-    let (gv, h0v, dhv) = (g.view(), h0.view(), dh.view());
-    kr::gru_cell_backward(dev, b, u, &gv, (&p.0, p.1), &h0v, &dhv, &mut dxv, &mut dpv, &mut dh0v).ctx(OP)?;
+    let (gv, h0v) = (g.view(), h0.view());
+    kr::gru_cell_backward(dev, b, u, &gv, (&p.0, p.1), &h0v, &dh, &mut dxv, &mut dpv, &mut dh0v).ctx(OP)?;
     Ok([gs.like(T::wrap(dx), 3 * n), gs.like(T::wrap(dp), 3 * n), gs.like(T::wrap(dh0), n)])
 }

@@ -3,52 +3,68 @@
 //! one kernel launch where the composed elementwise ops take about 11 and 25 per
 //! timestep; on the CPU one pass over the step's elements instead of a dozen.
 //!
-//! `z` holds the gate pre-activations `[batch, 4 * units]` in Keras's gate order
-//! (input, forget, candidate, output); the states are `[batch, units]`. The gates are
-//! `i = σ(z_i)`, `f = σ(z_f)`, `g = tanh(z_c)`, `o = σ(z_o)` (σ the logistic sigmoid,
-//! Keras's default `recurrent_activation`; tanh its default `activation`), and
-//! `c = f c_prev + i g`, `h = o tanh(c)`. The forward also returns the gate activations
-//! `[i, f, g, o]` (in `z`'s layout), which the backward reads instead of recomputing them
-//! (PyTorch's fused cell keeps the same workspace): the backward evaluates one tanh per
-//! element rather than five transcendentals. F32 and F64 compute in their own type with the
-//! composed ops' formulas and order (an F32 forward step has their bits); F16/BF16
-//! compute in F32 and round each output once (the composed ops round every
-//! intermediate).
+//! The LSTM's gate pre-activations `z = x + p` are `[batch, 4 * units]` in Keras's gate
+//! order (input, forget, candidate, output): `x` the input projection `x_t W + b`, `p` the
+//! recurrent one `h_prev U` (optional: without it `z = x`); the states are
+//! `[batch, units]`. The gates are `i = σ(z_i)`, `f = σ(z_f)`, `g = tanh(z_c)`,
+//! `o = σ(z_o)` (σ the logistic sigmoid, Keras's default `recurrent_activation`; tanh its
+//! default `activation`), and `c = f c_prev + i g`, `h = o tanh(c)`. The forward also
+//! returns the gate activations `[i, f, g, o]` (in `z`'s layout), which the backward reads
+//! instead of recomputing them (PyTorch's fused cell keeps the same workspace): the
+//! backward evaluates one tanh per element rather than five transcendentals. F32 and F64
+//! compute in their own type with the composed ops' formulas and order (an F32 forward
+//! step has their bits); F16/BF16 compute in F32 and round each output once (the composed
+//! ops round every intermediate).
 //!
 //! [`Tensor::gru_cell`] and [`Tensor::gru_cell_grad`] do the same for a GRU step in Keras's
 //! default `reset_after=True` form (gate order z, r, h): from the input projection
 //! `x = x_t W + b` and the recurrent one `p = h_prev U + b'` (both `[batch, 3 * units]`),
 //! `z = σ(x_z + p_z)`, `r = σ(x_r + p_r)`, `n = tanh(x_h + r p_h)` and
 //! `h = n + z (h_prev - n)` (Keras's `z h_prev + (1 - z) n`, in the form the composed ops
-//! evaluate). The workspace is `[z, r, n]`. The input projection may be a row-strided view
-//! (one timestep of a `[batch, time, 3 * units]` projection): it is read in place.
+//! evaluate). The workspace is `[z, r, n]`.
+//!
+//! The input projections and the gradients reaching `h` may be row-strided views (one
+//! timestep of a `[batch, time, n]` tensor): they are read in place. The backwards take
+//! the gradient reaching `h` as a list of up to [`DH_TERMS`] terms they add (a step inside
+//! a sequence gets one from the next step and one from the output sequence), so no
+//! separate add runs.
 
 use crate::storage::Storage;
 use crate::{DType, Error, Result, Tensor};
 
+/// The most terms [`Tensor::lstm_cell_grad`] and [`Tensor::gru_cell_grad`] add into the
+/// gradient reaching `h`.
+pub const DH_TERMS: usize = 3;
+
 impl Tensor {
-    /// One LSTM step from the gate pre-activations `self` (`[batch, 4 * units]`) and the
+    /// One LSTM step from the input projection `self` (`[batch, 4 * units]`), the recurrent
+    /// projection `p` (the same shape; `None`: `self` is the whole pre-activation) and the
     /// previous cell state `c_prev` (`[batch, units]`): `(h, c, gates)`, `gates` the gate
     /// activations for [`Tensor::lstm_cell_grad`] (see the module docs).
-    pub fn lstm_cell(&self, c_prev: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+    pub fn lstm_cell(&self, p: Option<&Tensor>, c_prev: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
         const OP: &str = "lstm_cell";
-        let (b, u) = lstm_dims(OP, self, c_prev, &[])?;
-        if matches!(self.dtype(), DType::F16 | DType::BF16) && self.device() == crate::Device::Cpu {
-            let (h, c, g) = self.to_dtype(DType::F32)?.lstm_cell(&c_prev.to_dtype(DType::F32)?)?;
+        let (b, u) = cell_dims(OP, 4, self, p.as_slice(), &[c_prev])?;
+        if let Some(wide) = widened(self) {
+            let (p, c0) = (p.map(wide).transpose()?, wide(c_prev)?);
+            let (h, c, g) = wide(self)?.lstm_cell(p.as_ref(), &c0)?;
             let dt = self.dtype();
             return Ok((h.to_dtype(dt)?, c.to_dtype(dt)?, g.to_dtype(dt)?));
         }
-        let (z, c0) = (self.contiguous()?, c_prev.contiguous()?);
+        let (x, c0) = (rows(self)?, c_prev.contiguous()?);
+        let p = p.map(Tensor::contiguous).transpose()?;
         let [h, c, g] = {
-            let (zs, cs) = (z.storage(), c0.storage());
-            match (&*zs, &*cs) {
+            let (xs, cs, ps) = (x.0.storage(), c0.storage(), p.as_ref().map(|t| t.storage()));
+            let ps = ps.as_deref().zip(p.as_ref().map(Tensor::layout));
+            match (&*xs, &*cs) {
                 #[cfg(feature = "cpu")]
-                (Storage::Cpu(zs), Storage::Cpu(cs)) => {
-                    cpu::lstm_cell(OP, (zs, z.layout()), (cs, c0.layout()), u)?.map(Storage::Cpu)
+                (Storage::Cpu(xs), Storage::Cpu(cs)) => {
+                    let p = on_cpu(OP, ps)?;
+                    cpu::lstm_cell(OP, (xs, x.0.layout(), x.1), p, (cs, c0.layout()), u)?.map(Storage::Cpu)
                 }
                 #[cfg(feature = "cuda")]
-                (Storage::Cuda(zs), Storage::Cuda(cs)) => {
-                    crate::cuda::rnn::lstm_cell((zs, z.layout()), (cs, c0.layout()), b, u)?.map(Storage::Cuda)
+                (Storage::Cuda(xs), Storage::Cuda(cs)) => {
+                    let p = on_cuda(OP, ps)?;
+                    crate::cuda::rnn::lstm_cell((xs, x.0.layout(), x.1), p, (cs, c0.layout()), b, u)?.map(Storage::Cuda)
                 }
                 (x, y) => return Err(mismatch(OP, x, y)),
             }
@@ -57,61 +73,63 @@ impl Tensor {
     }
 
     /// The backward of [`Tensor::lstm_cell`] from its gate activations `self`
-    /// (`[batch, 4 * units]`), `c_prev` and `c`: from the gradients reaching `h` and `c`
-    /// (`None` where none flows), `(dz, dc_prev)`.
+    /// (`[batch, 4 * units]`), `c_prev` and `c`: from the gradient reaching `h` (the sum of
+    /// the terms `dh`, at most [`DH_TERMS`]; none: zero) and the one reaching `c` (`None`:
+    /// zero), `(dz, dc_prev)`.
     pub fn lstm_cell_grad(
         &self,
         c_prev: &Tensor,
         c: &Tensor,
-        dh: Option<&Tensor>,
+        dh: &[&Tensor],
         dc: Option<&Tensor>,
     ) -> Result<(Tensor, Tensor)> {
         const OP: &str = "lstm_cell_grad";
-        let more: Vec<&Tensor> = std::iter::once(c).chain(dh).chain(dc).collect();
-        let (b, u) = lstm_dims(OP, self, c_prev, &more)?;
-        if matches!(self.dtype(), DType::F16 | DType::BF16) && self.device() == crate::Device::Cpu {
-            let wide = |t: &Tensor| t.to_dtype(DType::F32);
-            let (dh, dc) = (dh.map(wide).transpose()?, dc.map(wide).transpose()?);
-            let (dz, dc0) = wide(self)?.lstm_cell_grad(&wide(c_prev)?, &wide(c)?, dh.as_ref(), dc.as_ref())?;
+        let states: Vec<&Tensor> = [c_prev, c].into_iter().chain(dh.iter().copied()).chain(dc).collect();
+        let (b, u) = cell_dims(OP, 4, self, &[], &states)?;
+        check_terms(OP, dh)?;
+        if let Some(wide) = widened(self) {
+            let dh = dh.iter().map(|t| wide(t)).collect::<Result<Vec<_>>>()?;
+            let dc = dc.map(wide).transpose()?;
+            let (dz, dc0) =
+                wide(self)?.lstm_cell_grad(&wide(c_prev)?, &wide(c)?, &dh.iter().collect::<Vec<_>>(), dc.as_ref())?;
             return Ok((dz.to_dtype(self.dtype())?, dc0.to_dtype(self.dtype())?));
         }
         let contig = |t: &Tensor| t.contiguous();
-        let (g, c0, c) = (contig(self)?, contig(c_prev)?, contig(c)?);
-        let (dh, dc) = (dh.map(contig).transpose()?, dc.map(contig).transpose()?);
+        let (g, c0, c, dc) = (contig(self)?, contig(c_prev)?, contig(c)?, dc.map(contig).transpose()?);
+        let dh = dh.iter().map(|t| rows(t)).collect::<Result<Vec<_>>>()?;
         let [dz, dc0] = {
             let (gs, c0s, cs) = (g.storage(), c0.storage(), c.storage());
-            let (dhs, dcs) = (dh.as_ref().map(|t| t.storage()), dc.as_ref().map(|t| t.storage()));
-            let dhs = dhs.as_deref().zip(dh.as_ref().map(Tensor::layout));
+            let dcs = dc.as_ref().map(|t| t.storage());
             let dcs = dcs.as_deref().zip(dc.as_ref().map(Tensor::layout));
+            let dhs: Vec<_> = dh.iter().map(|t| t.0.storage()).collect();
+            let dhs: Vec<_> = dhs.iter().zip(&dh).map(|(s, t)| (&**s, t.0.layout(), t.1)).collect();
             match (&*gs, &*c0s, &*cs) {
                 #[cfg(feature = "cpu")]
                 (Storage::Cpu(gs), Storage::Cpu(c0s), Storage::Cpu(cs)) => {
                     let ops = [(gs, g.layout()), (c0s, c0.layout()), (cs, c.layout())];
-                    cpu::lstm_cell_grad(OP, ops, [on_cpu(OP, dhs)?, on_cpu(OP, dcs)?], u)?.map(Storage::Cpu)
+                    let dh = dhs.iter().map(|&t| row_on_cpu(OP, t)).collect::<Result<Vec<_>>>()?;
+                    cpu::lstm_cell_grad(OP, ops, &dh, on_cpu(OP, dcs)?, u)?.map(Storage::Cpu)
                 }
                 #[cfg(feature = "cuda")]
                 (Storage::Cuda(gs), Storage::Cuda(c0s), Storage::Cuda(cs)) => {
                     let ops = [(gs, g.layout()), (c0s, c0.layout()), (cs, c.layout())];
-                    crate::cuda::rnn::lstm_cell_grad(ops, [on_cuda(OP, dhs)?, on_cuda(OP, dcs)?], b, u)?
-                        .map(Storage::Cuda)
+                    let dh = dhs.iter().map(|&t| row_on_cuda(OP, t)).collect::<Result<Vec<_>>>()?;
+                    crate::cuda::rnn::lstm_cell_grad(ops, &dh, on_cuda(OP, dcs)?, b, u)?.map(Storage::Cuda)
                 }
                 (x, y, _) => return Err(mismatch(OP, x, y)),
             }
         };
         Ok((Tensor::from_storage(dz, [b, 4 * u]), Tensor::from_storage(dc0, [b, u])))
     }
-}
 
-impl Tensor {
     /// One GRU step (`reset_after=True`) from the input projection `self` and the recurrent
     /// projection `hp` (both `[batch, 3 * units]`, gate order z, r, h) and `h_prev`
     /// (`[batch, units]`): `(h, gates)`, `gates` the activations `[z, r, n]` for
     /// [`Tensor::gru_cell_grad`] (see the module docs).
     pub fn gru_cell(&self, hp: &Tensor, h_prev: &Tensor) -> Result<(Tensor, Tensor)> {
         const OP: &str = "gru_cell";
-        let (b, u) = gru_dims(OP, self, &[hp], &[h_prev])?;
-        if matches!(self.dtype(), DType::F16 | DType::BF16) && self.device() == crate::Device::Cpu {
-            let wide = |t: &Tensor| t.to_dtype(DType::F32);
+        let (b, u) = cell_dims(OP, 3, self, &[hp], &[h_prev])?;
+        if let Some(wide) = widened(self) {
             let (h, g) = wide(self)?.gru_cell(&wide(hp)?, &wide(h_prev)?)?;
             return Ok((h.to_dtype(self.dtype())?, g.to_dtype(self.dtype())?));
         }
@@ -122,7 +140,7 @@ impl Tensor {
                 #[cfg(feature = "cpu")]
                 (Storage::Cpu(xs), Storage::Cpu(ps), Storage::Cpu(hs)) => {
                     let rows = [(xs, x.0.layout(), x.1), (ps, hp.0.layout(), hp.1)];
-                    cpu::gru_cell(OP, rows, (hs, h0.layout()), (b, u))?.map(Storage::Cpu)
+                    cpu::gru_cell(OP, rows, (hs, h0.layout()), u)?.map(Storage::Cpu)
                 }
                 #[cfg(feature = "cuda")]
                 (Storage::Cuda(xs), Storage::Cuda(ps), Storage::Cuda(hs)) => {
@@ -137,38 +155,60 @@ impl Tensor {
 
     /// The backward of [`Tensor::gru_cell`] from its gate activations `self`
     /// (`[batch, 3 * units]`), the recurrent projection `hp` and `h_prev`: from the gradient
-    /// `dh` reaching `h`, `(dx, dhp, dh_prev)` (the gradients of the input projection, the
-    /// recurrent projection and `h_prev`).
-    pub fn gru_cell_grad(&self, hp: &Tensor, h_prev: &Tensor, dh: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+    /// reaching `h` (the sum of the terms `dh`, at most [`DH_TERMS`]; none: zero),
+    /// `(dx, dhp, dh_prev)`: the gradients of the input projection, of the recurrent
+    /// projection, and of `h_prev` along its direct path (`dh z`; the path through `hp` is
+    /// `dhp U^T`).
+    pub fn gru_cell_grad(&self, hp: &Tensor, h_prev: &Tensor, dh: &[&Tensor]) -> Result<(Tensor, Tensor, Tensor)> {
         const OP: &str = "gru_cell_grad";
-        let (b, u) = gru_dims(OP, self, &[hp], &[h_prev, dh])?;
-        if matches!(self.dtype(), DType::F16 | DType::BF16) && self.device() == crate::Device::Cpu {
-            let wide = |t: &Tensor| t.to_dtype(DType::F32);
-            let (dx, dp, dh0) = wide(self)?.gru_cell_grad(&wide(hp)?, &wide(h_prev)?, &wide(dh)?)?;
+        let states: Vec<&Tensor> = std::iter::once(h_prev).chain(dh.iter().copied()).collect();
+        let (b, u) = cell_dims(OP, 3, self, &[hp], &states)?;
+        check_terms(OP, dh)?;
+        if let Some(wide) = widened(self) {
+            let dh = dh.iter().map(|t| wide(t)).collect::<Result<Vec<_>>>()?;
+            let (dx, dp, dh0) =
+                wide(self)?.gru_cell_grad(&wide(hp)?, &wide(h_prev)?, &dh.iter().collect::<Vec<_>>())?;
             let dt = self.dtype();
             return Ok((dx.to_dtype(dt)?, dp.to_dtype(dt)?, dh0.to_dtype(dt)?));
         }
-        let (g, hp) = (self.contiguous()?, rows(hp)?);
-        let (h0, dh) = (h_prev.contiguous()?, dh.contiguous()?);
+        let (g, hp, h0) = (self.contiguous()?, rows(hp)?, h_prev.contiguous()?);
+        let dh = dh.iter().map(|t| rows(t)).collect::<Result<Vec<_>>>()?;
         let [dx, dp, dh0] = {
-            let (gs, ps, hs, ds) = (g.storage(), hp.0.storage(), h0.storage(), dh.storage());
-            match (&*gs, &*ps, &*hs, &*ds) {
+            let (gs, ps, hs) = (g.storage(), hp.0.storage(), h0.storage());
+            let dhs: Vec<_> = dh.iter().map(|t| t.0.storage()).collect();
+            let dhs: Vec<_> = dhs.iter().zip(&dh).map(|(s, t)| (&**s, t.0.layout(), t.1)).collect();
+            match (&*gs, &*ps, &*hs) {
                 #[cfg(feature = "cpu")]
-                (Storage::Cpu(gs), Storage::Cpu(ps), Storage::Cpu(hs), Storage::Cpu(ds)) => {
-                    let ops = [(gs, g.layout()), (hs, h0.layout()), (ds, dh.layout())];
-                    cpu::gru_cell_grad(OP, ops, (ps, hp.0.layout(), hp.1), (b, u))?.map(Storage::Cpu)
+                (Storage::Cpu(gs), Storage::Cpu(ps), Storage::Cpu(hs)) => {
+                    let dh = dhs.iter().map(|&t| row_on_cpu(OP, t)).collect::<Result<Vec<_>>>()?;
+                    let ops = [(gs, g.layout()), (hs, h0.layout())];
+                    cpu::gru_cell_grad(OP, ops, (ps, hp.0.layout(), hp.1), &dh, u)?.map(Storage::Cpu)
                 }
                 #[cfg(feature = "cuda")]
-                (Storage::Cuda(gs), Storage::Cuda(ps), Storage::Cuda(hs), Storage::Cuda(ds)) => {
-                    let ops = [(gs, g.layout()), (hs, h0.layout()), (ds, dh.layout())];
-                    crate::cuda::rnn::gru_cell_grad(ops, (ps, hp.0.layout(), hp.1), b, u)?.map(Storage::Cuda)
+                (Storage::Cuda(gs), Storage::Cuda(ps), Storage::Cuda(hs)) => {
+                    let dh = dhs.iter().map(|&t| row_on_cuda(OP, t)).collect::<Result<Vec<_>>>()?;
+                    let ops = [(gs, g.layout()), (hs, h0.layout())];
+                    crate::cuda::rnn::gru_cell_grad(ops, (ps, hp.0.layout(), hp.1), &dh, b, u)?.map(Storage::Cuda)
                 }
-                (x, y, z, _) => return Err(mismatch3(OP, [x, y, z])),
+                (x, y, z) => return Err(mismatch3(OP, [x, y, z])),
             }
         };
         let (g3, g1) = ([b, 3 * u], [b, u]);
         Ok((Tensor::from_storage(dx, g3), Tensor::from_storage(dp, g3), Tensor::from_storage(dh0, g1)))
     }
+}
+
+/// For F16/BF16 on the CPU, the widening to F32 the cell computes in.
+fn widened(t: &Tensor) -> Option<fn(&Tensor) -> Result<Tensor>> {
+    let cpu_half = matches!(t.dtype(), DType::F16 | DType::BF16) && t.device() == crate::Device::Cpu;
+    cpu_half.then_some(|t: &Tensor| t.to_dtype(DType::F32))
+}
+
+fn check_terms(op: &'static str, dh: &[&Tensor]) -> Result<()> {
+    if dh.len() > DH_TERMS {
+        return Err(Error::invalid(op, format!("{} gradient terms for h, at most {DH_TERMS}", dh.len())));
+    }
+    Ok(())
 }
 
 /// `t` (`[rows, cols]`) with unit column stride and its row stride: `t` itself when it is
@@ -192,46 +232,6 @@ pub(crate) fn rows_range(l: &crate::Layout, ld: usize) -> (usize, usize) {
     (l.offset(), l.offset() + len)
 }
 
-fn mismatch3(op: &'static str, s: [&Storage; 3]) -> Error {
-    let other = s.iter().find(|x| x.device() != s[0].device()).unwrap_or(&s[1]);
-    mismatch(op, s[0], other)
-}
-
-/// `(batch, units)` of `first` (`[batch, 3 * units]`), the other `[batch, 3 * units]`
-/// tensors `wide` and the `[batch, units]` tensors `states`, all of one float dtype.
-fn gru_dims(op: &'static str, first: &Tensor, wide: &[&Tensor], states: &[&Tensor]) -> Result<(usize, usize)> {
-    if !first.dtype().is_float() {
-        return Err(Error::UnsupportedDType {
-            op,
-            dtype: first.dtype(),
-            hint: "the projections must be a float dtype",
-        });
-    }
-    const WHAT: &str = "the projections must be [batch, 3 * units] and the state [batch, units]";
-    let bad = |t: &Tensor| Error::shape_mismatch(op, first.shape(), t.shape(), WHAT.to_string());
-    let &[b, u3] = first.dims() else { return Err(bad(states[0])) };
-    let u = u3 / 3;
-    if u3 % 3 != 0 {
-        return Err(bad(states[0]));
-    }
-    let want = |t: &Tensor, d: [usize; 2]| -> Result<()> {
-        if t.dims() != d {
-            return Err(bad(t));
-        }
-        if t.dtype() != first.dtype() {
-            return Err(Error::DTypeMismatch { op, lhs: first.dtype(), rhs: t.dtype() });
-        }
-        Ok(())
-    };
-    for t in wide {
-        want(t, [b, 3 * u])?;
-    }
-    for t in states {
-        want(t, [b, u])?;
-    }
-    Ok((b, u))
-}
-
 /// A gradient operand's CPU storage (an error when it is elsewhere).
 #[cfg(feature = "cpu")]
 fn on_cpu<'a>(
@@ -243,6 +243,16 @@ fn on_cpu<'a>(
         other => Err(Error::DeviceMismatch { op, lhs: "cpu".into(), rhs: other.device().to_string() }),
     })
     .transpose()
+}
+
+/// A row operand's CPU storage (an error when it is elsewhere).
+#[cfg(feature = "cpu")]
+fn row_on_cpu<'a>(
+    op: &'static str,
+    (s, l, ld): (&'a Storage, &'a crate::Layout, usize),
+) -> Result<(&'a crate::CpuStorage, &'a crate::Layout, usize)> {
+    let (s, l) = on_cpu(op, Some((s, l)))?.ok_or_else(|| Error::invalid(op, "internal: no operand"))?;
+    Ok((s, l, ld))
 }
 
 /// A gradient operand's CUDA storage (an error when it is elsewhere).
@@ -258,31 +268,58 @@ fn on_cuda<'a>(
     .transpose()
 }
 
+/// A row operand's CUDA storage (an error when it is elsewhere).
+#[cfg(feature = "cuda")]
+fn row_on_cuda<'a>(
+    op: &'static str,
+    (s, l, ld): (&'a Storage, &'a crate::Layout, usize),
+) -> Result<(&'a crate::CudaStorage, &'a crate::Layout, usize)> {
+    let (s, l) = on_cuda(op, Some((s, l)))?.ok_or_else(|| Error::invalid(op, "internal: no operand"))?;
+    Ok((s, l, ld))
+}
+
 fn mismatch(op: &'static str, x: &Storage, y: &Storage) -> Error {
     Error::DeviceMismatch { op, lhs: x.device().to_string(), rhs: y.device().to_string() }
 }
 
-/// `(batch, units)` of `z` (or the gates) `[batch, 4 * units]` and the `[batch, units]`
-/// tensors `c_prev` and `more`, all of one float dtype.
-fn lstm_dims(op: &'static str, z: &Tensor, c_prev: &Tensor, more: &[&Tensor]) -> Result<(usize, usize)> {
-    if !z.dtype().is_float() {
-        return Err(Error::UnsupportedDType { op, dtype: z.dtype(), hint: "the gates must be a float dtype" });
+fn mismatch3(op: &'static str, s: [&Storage; 3]) -> Error {
+    let other = s.iter().find(|x| x.device() != s[0].device()).unwrap_or(&s[1]);
+    mismatch(op, s[0], other)
+}
+
+/// `(batch, units)` of `first` (`[batch, k * units]`), the other `[batch, k * units]`
+/// tensors `wide` and the `[batch, units]` tensors `states`, all of one float dtype.
+fn cell_dims(
+    op: &'static str,
+    k: usize,
+    first: &Tensor,
+    wide: &[&Tensor],
+    states: &[&Tensor],
+) -> Result<(usize, usize)> {
+    if !first.dtype().is_float() {
+        return Err(Error::UnsupportedDType { op, dtype: first.dtype(), hint: "the gates must be a float dtype" });
     }
-    let bad = |t: &Tensor, what: &str| Error::shape_mismatch(op, z.shape(), t.shape(), what.to_string());
-    let &[b, u4] = z.dims() else {
-        return Err(bad(c_prev, "the gates must be [batch, 4 * units] and the state [batch, units]"));
+    let what = format!("the gates must be [batch, {k} * units] and the states [batch, units]");
+    let bad = |t: &Tensor| Error::shape_mismatch(op, first.shape(), t.shape(), what.clone());
+    let &[b, uk] = first.dims() else { return Err(bad(states[0])) };
+    let u = uk / k;
+    if uk % k != 0 {
+        return Err(bad(states[0]));
+    }
+    let want = |t: &Tensor, d: [usize; 2]| -> Result<()> {
+        if t.dims() != d {
+            return Err(bad(t));
+        }
+        if t.dtype() != first.dtype() {
+            return Err(Error::DTypeMismatch { op, lhs: first.dtype(), rhs: t.dtype() });
+        }
+        Ok(())
     };
-    let u = u4 / 4;
-    if u4 % 4 != 0 || c_prev.dims() != [b, u] {
-        return Err(bad(c_prev, "the gates must be [batch, 4 * units] and the state [batch, units]"));
+    for t in wide {
+        want(t, [b, k * u])?;
     }
-    for t in std::iter::once(c_prev).chain(more.iter().copied()) {
-        if t.dims() != [b, u] {
-            return Err(bad(t, "states and their gradients must be [batch, units]"));
-        }
-        if t.dtype() != z.dtype() {
-            return Err(Error::DTypeMismatch { op, lhs: z.dtype(), rhs: t.dtype() });
-        }
+    for t in states {
+        want(t, [b, u])?;
     }
     Ok((b, u))
 }
@@ -323,6 +360,12 @@ mod cpu {
     /// Rows per rayon task at least (a batch of 32 rows splits four ways).
     const MIN_ROWS: usize = 8;
 
+    type Operand<'a> = (&'a CpuStorage, &'a Layout);
+    /// An operand read as rows `ld` apart (see `super::rows`).
+    pub(super) type RowOperand<'a> = (&'a CpuStorage, &'a Layout, usize);
+    /// A row operand's elements from its first, and its row stride.
+    type RowSlice<'a, T> = (&'a [T], usize);
+
     /// The elements `l` (contiguous) selects in `s`, as `T`.
     fn slice<'a, T: WithDType>(op: &'static str, s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {
         let all = T::cpu_slice(s).ok_or(Error::DTypeMismatch { op, lhs: T::DTYPE, rhs: s.dtype() })?;
@@ -330,33 +373,69 @@ mod cpu {
         Ok(&all[a..b])
     }
 
-    fn fwd<T: CellFloat>(z: &[T], c0: &[T], u: usize) -> [Vec<T>; 3] {
+    /// The elements a row operand reads, from its first, and its row stride.
+    fn row_slice<'a, T: WithDType>(op: &'static str, (s, l, ld): RowOperand<'a>) -> Result<RowSlice<'a, T>> {
+        let all = T::cpu_slice(s).ok_or(Error::DTypeMismatch { op, lhs: T::DTYPE, rhs: s.dtype() })?;
+        let (a, b) = super::rows_range(l, ld);
+        Ok((&all[a..b], ld))
+    }
+
+    /// The sum of the `dh` terms' row `r` into `out` (`units` long), term by term (a loop
+    /// the compiler vectorizes, where a per-element sum over the terms is not).
+    fn dh_row<T: CellFloat>(dh: &[RowSlice<'_, T>], r: usize, out: &mut [T]) {
+        out.fill(T::ZERO);
+        for &(d, ld) in dh {
+            for (o, &v) in out.iter_mut().zip(&d[r * ld..]) {
+                *o = *o + v;
+            }
+        }
+    }
+
+    fn lstm_fwd<T: CellFloat>(x: RowSlice<'_, T>, p: Option<&[T]>, c0: &[T], u: usize) -> [Vec<T>; 3] {
         let uu = u.max(1);
-        let (mut h, mut c, mut gates) = (vec![T::ZERO; c0.len()], vec![T::ZERO; c0.len()], vec![T::ZERO; z.len()]);
+        let (mut h, mut c, mut gates) = (vec![T::ZERO; c0.len()], vec![T::ZERO; c0.len()], vec![T::ZERO; 4 * c0.len()]);
         h.par_chunks_mut(uu)
             .zip(c.par_chunks_mut(uu))
             .zip(gates.par_chunks_mut(4 * uu))
-            .zip(z.par_chunks(4 * uu).zip(c0.par_chunks(uu)))
+            .enumerate()
             .with_min_len(MIN_ROWS)
-            .for_each(|(((hr, cr), gr), (zr, c0r))| {
-                for j in 0..u {
-                    let (i, f, g, o) = (
-                        zr[j].sigmoid_(),
-                        zr[u + j].sigmoid_(),
-                        CellFloat::tanh(zr[2 * u + j]),
-                        zr[3 * u + j].sigmoid_(),
-                    );
-                    // the composed ops' order: (f * c_prev) + (i * g), then o * tanh(c)
-                    let cn = f * c0r[j] + i * g;
-                    cr[j] = cn;
-                    hr[j] = o * CellFloat::tanh(cn);
-                    (gr[j], gr[u + j], gr[2 * u + j], gr[3 * u + j]) = (i, f, g, o);
-                }
-            });
+            .for_each_init(
+                || vec![T::ZERO; 4 * u],
+                |zr, (r, ((hr, cr), gr))| {
+                    // z = x + p (the composed ops' order), the row at once
+                    zr.copy_from_slice(&x.0[r * x.1..r * x.1 + 4 * u]);
+                    if let Some(p) = p {
+                        for (z, &v) in zr.iter_mut().zip(&p[r * 4 * u..]) {
+                            *z = *z + v;
+                        }
+                    }
+                    let z = |k: usize| zr[k];
+                    for j in 0..u {
+                        let (i, f, g, o) = (
+                            z(j).sigmoid_(),
+                            z(u + j).sigmoid_(),
+                            CellFloat::tanh(z(2 * u + j)),
+                            z(3 * u + j).sigmoid_(),
+                        );
+                        // then (f * c_prev) + (i * g), and o * tanh(c)
+                        let cn = f * c0[r * u + j] + i * g;
+                        cr[j] = cn;
+                        hr[j] = o * CellFloat::tanh(cn);
+                        (gr[j], gr[u + j], gr[2 * u + j], gr[3 * u + j]) = (i, f, g, o);
+                    }
+                },
+            );
         [h, c, gates]
     }
 
-    fn bwd<T: CellFloat>(gates: &[T], c0: &[T], c: &[T], dh: Option<&[T]>, dc: Option<&[T]>, u: usize) -> [Vec<T>; 2] {
+    fn lstm_bwd<T: CellFloat>(
+        gates: &[T],
+        c0: &[T],
+        c: &[T],
+        dh: &[RowSlice<'_, T>],
+        dc: Option<&[T]>,
+        u: usize,
+    ) -> [Vec<T>; 2] {
         let (mut dz, mut dc0) = (vec![T::ZERO; gates.len()], vec![T::ZERO; c0.len()]);
         let uu = u.max(1);
         dz.par_chunks_mut(4 * uu)
@@ -364,28 +443,31 @@ mod cpu {
             .zip(gates.par_chunks(4 * uu))
             .enumerate()
             .with_min_len(MIN_ROWS)
-            .for_each(|(r, ((dzr, dc0r), gr))| {
-                for j in 0..u {
-                    let (i, f, g, o) = (gr[j], gr[u + j], gr[2 * u + j], gr[3 * u + j]);
-                    let e = r * u + j;
-                    let (cp, tc) = (c0[e], CellFloat::tanh(c[e]));
-                    let dhv = dh.map_or(T::ZERO, |d| d[e]);
-                    let dcv = dc.map_or(T::ZERO, |d| d[e]);
-                    let dct = dcv + dhv * o * (T::ONE - tc * tc);
-                    dzr[j] = dct * g * i * (T::ONE - i);
-                    dzr[u + j] = dct * cp * f * (T::ONE - f);
-                    dzr[2 * u + j] = dct * i * (T::ONE - g * g);
-                    dzr[3 * u + j] = dhv * tc * o * (T::ONE - o);
-                    dc0r[j] = dct * f;
-                }
-            });
+            .for_each_init(
+                || vec![T::ZERO; u],
+                |dhr, (r, ((dzr, dc0r), gr))| {
+                    dh_row(dh, r, dhr);
+                    for j in 0..u {
+                        let (i, f, g, o) = (gr[j], gr[u + j], gr[2 * u + j], gr[3 * u + j]);
+                        let e = r * u + j;
+                        let (cp, tc) = (c0[e], CellFloat::tanh(c[e]));
+                        let dhv = dhr[j];
+                        let dcv = dc.map_or(T::ZERO, |d| d[e]);
+                        let dct = dcv + dhv * o * (T::ONE - tc * tc);
+                        dzr[j] = dct * g * i * (T::ONE - i);
+                        dzr[u + j] = dct * cp * f * (T::ONE - f);
+                        dzr[2 * u + j] = dct * i * (T::ONE - g * g);
+                        dzr[3 * u + j] = dhv * tc * o * (T::ONE - o);
+                        dc0r[j] = dct * f;
+                    }
+                },
+            );
         [dz, dc0]
     }
 
-    /// One GRU step per row: `x` and `p` rows `ldx`/`ldp` apart (the module docs' formulas
-    /// in the composed ops' order: `x + p` then σ, `x_h + (r p_h)` then tanh,
-    /// `n + z (h_prev - n)`).
-    fn gru_fwd<T: CellFloat>(x: (&[T], usize), p: (&[T], usize), h0: &[T], u: usize) -> [Vec<T>; 2] {
+    /// One GRU step per row (the module docs' formulas in the composed ops' order: `x + p`
+    /// then σ, `x_h + (r p_h)` then tanh, `n + z (h_prev - n)`).
+    fn gru_fwd<T: CellFloat>(x: RowSlice<'_, T>, p: RowSlice<'_, T>, h0: &[T], u: usize) -> [Vec<T>; 2] {
         let uu = u.max(1);
         let (mut h, mut gates) = (vec![T::ZERO; h0.len()], vec![T::ZERO; 3 * h0.len()]);
         h.par_chunks_mut(uu).zip(gates.par_chunks_mut(3 * uu)).enumerate().with_min_len(MIN_ROWS).for_each(
@@ -403,7 +485,13 @@ mod cpu {
         [h, gates]
     }
 
-    fn gru_bwd<T: CellFloat>(gates: &[T], p: (&[T], usize), h0: &[T], dh: &[T], u: usize) -> [Vec<T>; 3] {
+    fn gru_bwd<T: CellFloat>(
+        gates: &[T],
+        p: RowSlice<'_, T>,
+        h0: &[T],
+        dh: &[RowSlice<'_, T>],
+        u: usize,
+    ) -> [Vec<T>; 3] {
         let uu = u.max(1);
         let (mut dx, mut dp, mut dh0) =
             (vec![T::ZERO; gates.len()], vec![T::ZERO; gates.len()], vec![T::ZERO; h0.len()]);
@@ -412,38 +500,93 @@ mod cpu {
             .zip(dh0.par_chunks_mut(uu))
             .enumerate()
             .with_min_len(MIN_ROWS)
-            .for_each(|(r, ((dxr, dpr), dh0r))| {
-                let (gr, pr) = (&gates[r * 3 * u..], &p.0[r * p.1..]);
-                for j in 0..u {
-                    let (z, rg, n) = (gr[j], gr[u + j], gr[2 * u + j]);
-                    let (e, ph) = (r * u + j, pr[2 * u + j]);
-                    let d = dh[e];
-                    let dn = d * (T::ONE - z) * (T::ONE - n * n);
-                    let dz = d * (h0[e] - n) * z * (T::ONE - z);
-                    let dr = dn * ph * rg * (T::ONE - rg);
-                    (dxr[j], dxr[u + j], dxr[2 * u + j]) = (dz, dr, dn);
-                    (dpr[j], dpr[u + j], dpr[2 * u + j]) = (dz, dr, dn * rg);
-                    dh0r[j] = d * z;
-                }
-            });
+            .for_each_init(
+                || vec![T::ZERO; u],
+                |dhr, (r, ((dxr, dpr), dh0r))| {
+                    dh_row(dh, r, dhr);
+                    let (gr, pr) = (&gates[r * 3 * u..], &p.0[r * p.1..]);
+                    for j in 0..u {
+                        let (z, rg, n) = (gr[j], gr[u + j], gr[2 * u + j]);
+                        let (e, ph) = (r * u + j, pr[2 * u + j]);
+                        let d = dhr[j];
+                        let dn = d * (T::ONE - z) * (T::ONE - n * n);
+                        let dz = d * (h0[e] - n) * z * (T::ONE - z);
+                        let dr = dn * ph * rg * (T::ONE - rg);
+                        (dxr[j], dxr[u + j], dxr[2 * u + j]) = (dz, dr, dn);
+                        (dpr[j], dpr[u + j], dpr[2 * u + j]) = (dz, dr, dn * rg);
+                        dh0r[j] = d * z;
+                    }
+                },
+            );
         [dx, dp, dh0]
     }
 
-    /// An operand read as rows `ld` apart (see `super::rows`).
-    type RowOperand<'a> = (&'a CpuStorage, &'a Layout, usize);
+    /// Wraps F32/F64 results back into storage of their type.
+    fn wrap<const N: usize, T: WithDType>(v: [Vec<T>; N]) -> [CpuStorage; N] {
+        v.map(T::to_cpu_storage)
+    }
 
-    /// The elements a row operand reads, from its first, and its row stride.
-    fn row_slice<'a, T: WithDType>(op: &'static str, (s, l, ld): RowOperand<'a>) -> Result<(&'a [T], usize)> {
-        let all = T::cpu_slice(s).ok_or(Error::DTypeMismatch { op, lhs: T::DTYPE, rhs: s.dtype() })?;
-        let (a, b) = super::rows_range(l, ld);
-        Ok((&all[a..b], ld))
+    /// `f::<f32>` or `f::<f64>` for `s`'s dtype.
+    macro_rules! by_float {
+        ($op:expr, $s:expr, $f:ident($($arg:expr),*)) => {
+            match $s {
+                CpuStorage::F32(_) => $f::<f32>($($arg),*),
+                CpuStorage::F64(_) => $f::<f64>($($arg),*),
+                other => Err(Error::UnsupportedDType { op: $op, dtype: other.dtype(), hint: "internal: F32 or F64 here" }),
+            }
+        };
+    }
+
+    fn rows_of<'a, T: WithDType>(op: &'static str, dh: &[RowOperand<'a>]) -> Result<Vec<RowSlice<'a, T>>> {
+        dh.iter().map(|&t| row_slice(op, t)).collect()
+    }
+
+    pub(super) fn lstm_cell(
+        op: &'static str,
+        x: RowOperand<'_>,
+        p: Option<Operand<'_>>,
+        c0: Operand<'_>,
+        u: usize,
+    ) -> Result<[CpuStorage; 3]> {
+        fn run<T: CellFloat>(
+            op: &'static str,
+            x: RowOperand<'_>,
+            p: Option<Operand<'_>>,
+            c0: Operand<'_>,
+            u: usize,
+        ) -> Result<[CpuStorage; 3]> {
+            let p = p.map(|(s, l)| slice::<T>(op, s, l)).transpose()?;
+            Ok(wrap(lstm_fwd::<T>(row_slice(op, x)?, p, slice(op, c0.0, c0.1)?, u)))
+        }
+        by_float!(op, x.0, run(op, x, p, c0, u))
+    }
+
+    pub(super) fn lstm_cell_grad(
+        op: &'static str,
+        ops: [Operand<'_>; 3],
+        dh: &[RowOperand<'_>],
+        dc: Option<Operand<'_>>,
+        u: usize,
+    ) -> Result<[CpuStorage; 2]> {
+        fn run<T: CellFloat>(
+            op: &'static str,
+            [g, c0, c]: [Operand<'_>; 3],
+            dh: &[RowOperand<'_>],
+            dc: Option<Operand<'_>>,
+            u: usize,
+        ) -> Result<[CpuStorage; 2]> {
+            let dc = dc.map(|(s, l)| slice::<T>(op, s, l)).transpose()?;
+            let (g, c0, c) = (slice(op, g.0, g.1)?, slice(op, c0.0, c0.1)?, slice(op, c.0, c.1)?);
+            Ok(wrap(lstm_bwd::<T>(g, c0, c, &rows_of(op, dh)?, dc, u)))
+        }
+        by_float!(op, ops[0].0, run(op, ops, dh, dc, u))
     }
 
     pub(super) fn gru_cell(
         op: &'static str,
         [x, p]: [RowOperand<'_>; 2],
         h0: Operand<'_>,
-        (_, u): (usize, usize),
+        u: usize,
     ) -> Result<[CpuStorage; 2]> {
         fn run<T: CellFloat>(
             op: &'static str,
@@ -454,74 +597,26 @@ mod cpu {
         ) -> Result<[CpuStorage; 2]> {
             Ok(wrap(gru_fwd::<T>(row_slice(op, x)?, row_slice(op, p)?, slice(op, h0.0, h0.1)?, u)))
         }
-        match x.0 {
-            CpuStorage::F32(_) => run::<f32>(op, x, p, h0, u),
-            CpuStorage::F64(_) => run::<f64>(op, x, p, h0, u),
-            other => Err(Error::UnsupportedDType { op, dtype: other.dtype(), hint: "internal: F32 or F64 here" }),
-        }
+        by_float!(op, x.0, run(op, x, p, h0, u))
     }
 
     pub(super) fn gru_cell_grad(
         op: &'static str,
-        ops: [Operand<'_>; 3],
+        ops: [Operand<'_>; 2],
         p: RowOperand<'_>,
-        (_, u): (usize, usize),
+        dh: &[RowOperand<'_>],
+        u: usize,
     ) -> Result<[CpuStorage; 3]> {
         fn run<T: CellFloat>(
             op: &'static str,
-            [g, h0, dh]: [Operand<'_>; 3],
+            [g, h0]: [Operand<'_>; 2],
             p: RowOperand<'_>,
+            dh: &[RowOperand<'_>],
             u: usize,
         ) -> Result<[CpuStorage; 3]> {
-            let (g, h0, dh) = (slice(op, g.0, g.1)?, slice(op, h0.0, h0.1)?, slice(op, dh.0, dh.1)?);
-            Ok(wrap(gru_bwd::<T>(g, row_slice(op, p)?, h0, dh, u)))
+            let (g, h0) = (slice(op, g.0, g.1)?, slice(op, h0.0, h0.1)?);
+            Ok(wrap(gru_bwd::<T>(g, row_slice(op, p)?, h0, &rows_of(op, dh)?, u)))
         }
-        match ops[0].0 {
-            CpuStorage::F32(_) => run::<f32>(op, ops, p, u),
-            CpuStorage::F64(_) => run::<f64>(op, ops, p, u),
-            other => Err(Error::UnsupportedDType { op, dtype: other.dtype(), hint: "internal: F32 or F64 here" }),
-        }
-    }
-
-    type Operand<'a> = (&'a CpuStorage, &'a Layout);
-
-    /// Wraps F32/F64 results back into storage of their type.
-    fn wrap<const N: usize, T: WithDType>(v: [Vec<T>; N]) -> [CpuStorage; N] {
-        v.map(T::to_cpu_storage)
-    }
-
-    pub(super) fn lstm_cell(op: &'static str, z: Operand<'_>, c0: Operand<'_>, u: usize) -> Result<[CpuStorage; 3]> {
-        fn run<T: CellFloat>(op: &'static str, z: Operand<'_>, c0: Operand<'_>, u: usize) -> Result<[CpuStorage; 3]> {
-            Ok(wrap(fwd::<T>(slice(op, z.0, z.1)?, slice(op, c0.0, c0.1)?, u)))
-        }
-        match z.0 {
-            CpuStorage::F32(_) => run::<f32>(op, z, c0, u),
-            CpuStorage::F64(_) => run::<f64>(op, z, c0, u),
-            other => Err(Error::UnsupportedDType { op, dtype: other.dtype(), hint: "internal: F32 or F64 here" }),
-        }
-    }
-
-    pub(super) fn lstm_cell_grad(
-        op: &'static str,
-        ops: [Operand<'_>; 3],
-        grads: [Option<Operand<'_>>; 2],
-        u: usize,
-    ) -> Result<[CpuStorage; 2]> {
-        fn run<T: CellFloat>(
-            op: &'static str,
-            [g, c0, c]: [Operand<'_>; 3],
-            [dh, dc]: [Option<Operand<'_>>; 2],
-            u: usize,
-        ) -> Result<[CpuStorage; 2]> {
-            let dh = dh.map(|(s, l)| slice::<T>(op, s, l)).transpose()?;
-            let dc = dc.map(|(s, l)| slice::<T>(op, s, l)).transpose()?;
-            let (g, c0, c) = (slice(op, g.0, g.1)?, slice(op, c0.0, c0.1)?, slice(op, c.0, c.1)?);
-            Ok(wrap(bwd::<T>(g, c0, c, dh, dc, u)))
-        }
-        match ops[0].0 {
-            CpuStorage::F32(_) => run::<f32>(op, ops, grads, u),
-            CpuStorage::F64(_) => run::<f64>(op, ops, grads, u),
-            other => Err(Error::UnsupportedDType { op, dtype: other.dtype(), hint: "internal: F32 or F64 here" }),
-        }
+        by_float!(op, ops[0].0, run(op, ops, p, dh, u))
     }
 }
