@@ -85,11 +85,10 @@ pub trait Cell: Clone + Default + Send + Sync + Serialize + DeserializeOwned + '
 
     /// The whole time loop as one fused op where the cell has one for its settings and
     /// device (LSTM, and GRU with `reset_after`, with the default activations, on CUDA):
-    /// from every timestep's
-    /// input projection `proj` (`[B, T, gates*units]`) and the initial states, `Some` of
-    /// every step's `h` (`[B, T, units]`, in the order processed) and the final states.
-    /// `None` (the default): the layer calls [`Cell::step`] per timestep. Both give the
-    /// same values.
+    /// from every timestep's input projection `proj` (`[B, T, gates*units]`) and the
+    /// initial states, `Some` of every step's `h` (`[B, T, units]`, in the order processed)
+    /// and the final states. `None` (the default): the layer calls [`Cell::step`] per
+    /// timestep. Both give the same values.
     fn sequence(
         &self,
         w: &StepWeights<'_>,
