@@ -400,15 +400,19 @@ mod cpu {
             .enumerate()
             .with_min_len(MIN_ROWS)
             .for_each_init(
-                || vec![T::ZERO; 4 * u],
-                |zr, (r, ((hr, cr), gr))| {
-                    // z = x + p (the composed ops' order), the row at once
-                    zr.copy_from_slice(&x.0[r * x.1..r * x.1 + 4 * u]);
-                    if let Some(p) = p {
-                        for (z, &v) in zr.iter_mut().zip(&p[r * 4 * u..]) {
-                            *z = *z + v;
+                || if p.is_some() { vec![T::ZERO; 4 * u] } else { Vec::new() },
+                |sum, (r, ((hr, cr), gr))| {
+                    let xr = &x.0[r * x.1..r * x.1 + 4 * u];
+                    // z = x + p (the composed ops' order), the row at once; x itself without p
+                    let zr: &[T] = match p {
+                        Some(p) => {
+                            for ((z, &a), &b) in sum.iter_mut().zip(xr).zip(&p[r * 4 * u..]) {
+                                *z = a + b;
+                            }
+                            sum
                         }
-                    }
+                        None => xr,
+                    };
                     let z = |k: usize| zr[k];
                     for j in 0..u {
                         let (i, f, g, o) = (
