@@ -566,12 +566,15 @@ fn embedding_lstm_learns_a_sequence_task() {
     m.add(LSTM::new(8));
     m.add(Dense::new(2).activation(Activation::Softmax));
     let mut rng = Rng::new(0);
-    // lr 0.5 over 300 steps: at 1.0 the loss oscillates (0.13 -> 0.59 -> 0.29 between
-    // steps 100 and 150), so whether step 150 lands low depended on the last bits of the loss
+    // lr 0.5 over 600 steps: at 1.0 the loss oscillates (0.13 -> 0.59 -> 0.29 between
+    // steps 100 and 150), so whether step 150 lands low depended on the last bits of the
+    // loss; and after 300 steps at 0.5 some model seeds are still leaving the plateau
+    // (seed 3 at 0.57 once the f32 exp/tanh changed their last bits). With 600, model
+    // seeds 0-9 all end below 0.005 with accuracy 1.
     let lr = 0.5;
     let first = sgd_step(&m, &x, &y, lr, &mut rng);
     let mut last = first;
-    for _ in 0..300 {
+    for _ in 0..600 {
         last = sgd_step(&m, &x, &y, lr, &mut rng);
     }
     let acc = accuracy(&m, &x, &labels);

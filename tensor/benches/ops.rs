@@ -1,5 +1,5 @@
 //! Criterion benches for the CPU tensor ops that matter: matmul, conv2d at the
-//! seed CNN's layer shapes, and a large elementwise add.
+//! seed CNN's layer shapes, a large elementwise add, and the exp/tanh-based ops.
 //! Run: `cargo bench -p keel-tensor --bench ops`.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -90,5 +90,28 @@ fn seed_cnn_b128(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, matmul, conv2d, elementwise, seed_cnn_b128);
+/// The ops built on exp and tanh: the activations, their gradients, softmax and the
+/// fused LSTM cell (the shapes of an LSTM(128) step at batch 128, and a large tensor).
+fn transcendental(c: &mut Criterion) {
+    let mut g = c.benchmark_group("transcendental_f32");
+    g.sample_size(20);
+    for (name, shape) in [("128x512", [128usize, 512]), ("1024x1024", [1024, 1024])] {
+        let x = rand(8, &shape);
+        let dy = rand(9, &shape);
+        g.throughput(Throughput::Elements((shape[0] * shape[1]) as u64));
+        g.bench_function(format!("tanh_{name}"), |b| b.iter(|| black_box(x.tanh().expect("tanh"))));
+        g.bench_function(format!("sigmoid_{name}"), |b| b.iter(|| black_box(x.sigmoid().expect("sigmoid"))));
+        g.bench_function(format!("exp_{name}"), |b| b.iter(|| black_box(x.exp().expect("exp"))));
+        g.bench_function(format!("tanh_grad_{name}"), |b| {
+            b.iter(|| black_box(x.unary_grad(&dy, keel_tensor::UnaryOp::Tanh, 0.0).expect("grad")))
+        });
+        g.bench_function(format!("softmax_{name}"), |b| b.iter(|| black_box(x.softmax(-1).expect("softmax"))));
+    }
+    let (z, c0) = (rand(10, &[128, 512]), rand(11, &[128, 128]));
+    g.throughput(Throughput::Elements(128 * 128));
+    g.bench_function("lstm_cell_b128_u128", |b| b.iter(|| black_box(z.lstm_cell(None, &c0).expect("lstm_cell"))));
+    g.finish();
+}
+
+criterion_group!(benches, matmul, conv2d, elementwise, seed_cnn_b128, transcendental);
 criterion_main!(benches);

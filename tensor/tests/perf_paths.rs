@@ -93,9 +93,16 @@ fn fused_ops_equal_the_op_chains() {
         bits(&x.mul_scalar(0.3).unwrap()),
         x.to_vec::<f32>().unwrap().iter().map(|v| (v * 0.3f32).to_bits()).collect::<Vec<_>>()
     );
-    let t = x.transpose(1, 3).unwrap();
-    let want: Vec<u32> = t.contiguous().unwrap().to_vec::<f32>().unwrap().iter().map(|v| v.exp().to_bits()).collect();
-    assert_eq!(bits(&t.exp().unwrap()), want);
+    // the strided fallback (one element at a time) and the row kernel (vectorized) give
+    // the same bits, for each exp/tanh-based op and its gradient
+    let t = x.mul_scalar(4.0).unwrap().transpose(1, 3).unwrap();
+    let tc = t.contiguous().unwrap();
+    let g = rand(20, &[5, 33, 8, 7]).transpose(0, 2).unwrap();
+    for op in [UnaryOp::Exp, UnaryOp::Tanh, UnaryOp::Sigmoid, UnaryOp::Silu, UnaryOp::Softplus, UnaryOp::Elu] {
+        assert_eq!(bits(&t.unary(op, 1.0).unwrap()), bits(&tc.unary(op, 1.0).unwrap()), "{op:?}");
+        let (strided, rows) = (t.unary_grad(&g, op, 1.0).unwrap(), tc.unary_grad(&g.contiguous().unwrap(), op, 1.0));
+        assert_eq!(bits(&strided), bits(&rows.unwrap()), "{op:?} gradient");
+    }
 
     let (p, g, m, v, vh) =
         (rand(15, &[70000]), rand(16, &[70000]), rand(17, &[70000]), rand(18, &[70000]), rand(19, &[70000]));

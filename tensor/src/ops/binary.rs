@@ -55,6 +55,7 @@ macro_rules! binary_ops {
             /// `out[i] = op(x[i], y[i])` over one run, in f32: one loop per op and
             /// operand form (run or broadcast value), so each vectorizes.
             #[cfg(feature = "cpu")]
+            #[inline(always)]
             pub(crate) fn run_f32(self, x: crate::cpu::Run<'_, f32>, y: crate::cpu::Run<'_, f32>, out: &mut [std::mem::MaybeUninit<f32>]) {
                 use crate::cpu::Run;
                 match self { $(BinaryOp::$name => match (x, y) {
@@ -376,6 +377,20 @@ pub(crate) mod cpu {
         })
     }
 
+    crate::cpu::simd_fn! {
+        /// `binary_unary` in F32 (AVX2 where the CPU has it, so the activation's exp or
+        /// tanh vectorizes too).
+        fn binary_unary_f32[][](
+            x: &[f32], al: &Layout, y: &[f32], bl: &Layout, bop: BinaryOp, uop: crate::UnaryOp, p: f32,
+        ) -> Option<Vec<f32>> {
+            rows2(x, al, y, bl, |x, y, out| {
+                bop.run_f32(x, y, out);
+                // SAFETY: `run_f32` just wrote every element of `out`.
+                uop.apply_f32(p, unsafe { &mut *(out as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) });
+            })
+        }
+    }
+
     /// The fused `uop(bop(x, y))` for F32/F64 views that walk as runs; `None` otherwise.
     pub(crate) fn binary_unary(
         a: &CpuStorage,
@@ -392,11 +407,9 @@ pub(crate) mod cpu {
             unsafe { &mut *(part as *mut [std::mem::MaybeUninit<T>] as *mut [T]) }
         }
         match (a, b) {
-            (CpuStorage::F32(x), CpuStorage::F32(y)) => rows2(x, al, y, bl, |x, y, out| {
-                bop.run_f32(x, y, out);
-                uop.apply_f32(param as f32, init(out));
-            })
-            .map(CpuStorage::F32),
+            (CpuStorage::F32(x), CpuStorage::F32(y)) => {
+                binary_unary_f32(x, al, y, bl, bop, uop, param as f32).map(CpuStorage::F32)
+            }
             (CpuStorage::F64(x), CpuStorage::F64(y)) => rows2(x, al, y, bl, |x, y, out| {
                 bop.run_f64(x, y, out);
                 uop.apply_f64(param, init(out));

@@ -13,6 +13,7 @@ pub mod reduce;
 pub mod rnn;
 pub mod unary;
 pub mod view;
+pub(crate) mod vmath;
 pub(crate) mod xent;
 
 pub use binary::{BinaryOp, CmpOp};

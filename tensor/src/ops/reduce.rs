@@ -344,14 +344,15 @@ pub(crate) mod cpu {
         }
     }
 
+    /// One row of softmax in F32: the exps in one loop (it vectorizes), then their sum
+    /// in order.
+    #[inline(always)]
     fn softmax_row_f32(row: &[f32], out: &mut [f32], log: bool) {
         let m = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-        let mut sum = 0.0f32;
         for (o, &x) in out.iter_mut().zip(row) {
-            let e = (x - m).exp();
-            *o = e;
-            sum += e;
+            *o = crate::ops::vmath::exp_f32(x - m);
         }
+        let sum = out.iter().fold(0.0f32, |s, &e| s + e);
         if log {
             let ls = sum.ln();
             for (o, &x) in out.iter_mut().zip(row) {
@@ -363,17 +364,21 @@ pub(crate) mod cpu {
         }
     }
 
+    crate::cpu::simd_fn! {
+        /// Softmax over rows of `size` in F32 (AVX2 where the CPU has it).
+        fn softmax_f32[][](data: &[f32], size: usize, log: bool) -> Vec<f32> {
+            let mut out = vec![0f32; data.len()];
+            out.par_chunks_mut(size).zip(data.par_chunks(size)).for_each(|(o, r)| softmax_row_f32(r, o, log));
+            out
+        }
+    }
+
     pub(crate) fn softmax_last(s: &CpuStorage, l: &Layout, size: usize, log: bool) -> Result<CpuStorage> {
         if size == 0 {
             return s.copy_strided(l);
         }
         Ok(match s {
-            CpuStorage::F32(v) => {
-                let data = rows(v, l);
-                let mut out = vec![0f32; data.len()];
-                out.par_chunks_mut(size).zip(data.par_chunks(size)).for_each(|(o, r)| softmax_row_f32(r, o, log));
-                CpuStorage::F32(out)
-            }
+            CpuStorage::F32(v) => CpuStorage::F32(softmax_f32(&rows(v, l), size, log)),
             CpuStorage::F64(v) => {
                 let data = rows(v, l);
                 let mut out = vec![0f64; data.len()];

@@ -340,21 +340,14 @@ mod cpu {
     {
         const ZERO: Self;
         const ONE: Self;
-        fn tanh(self) -> Self;
     }
     impl CellFloat for f32 {
         const ZERO: Self = 0.0;
         const ONE: Self = 1.0;
-        fn tanh(self) -> Self {
-            f32::tanh(self)
-        }
     }
     impl CellFloat for f64 {
         const ZERO: Self = 0.0;
         const ONE: Self = 1.0;
-        fn tanh(self) -> Self {
-            f64::tanh(self)
-        }
     }
 
     /// Rows per rayon task at least (a batch of 32 rows splits four ways).
@@ -391,138 +384,178 @@ mod cpu {
         }
     }
 
-    fn lstm_fwd<T: CellFloat>(x: RowSlice<'_, T>, p: Option<&[T]>, c0: &[T], u: usize) -> [Vec<T>; 3] {
-        let uu = u.max(1);
-        let (mut h, mut c, mut gates) = (vec![T::ZERO; c0.len()], vec![T::ZERO; c0.len()], vec![T::ZERO; 4 * c0.len()]);
-        h.par_chunks_mut(uu)
-            .zip(c.par_chunks_mut(uu))
-            .zip(gates.par_chunks_mut(4 * uu))
-            .enumerate()
-            .with_min_len(MIN_ROWS)
-            .for_each_init(
-                || if p.is_some() { vec![T::ZERO; 4 * u] } else { Vec::new() },
-                |sum, (r, ((hr, cr), gr))| {
-                    let xr = &x.0[r * x.1..r * x.1 + 4 * u];
-                    // z = x + p (the composed ops' order), the row at once; x itself without p
-                    let zr: &[T] = match p {
-                        Some(p) => {
-                            for ((z, &a), &b) in sum.iter_mut().zip(xr).zip(&p[r * 4 * u..]) {
-                                *z = a + b;
+    crate::cpu::simd_fn! {
+        /// One LSTM step per row (the module docs' formulas in the composed ops' order:
+        /// `x + p`, then the gates, `(f * c_prev) + (i * g)` and `o * tanh(c)`). Each
+        /// gate block is its own slice of exactly `u`, so the element loop has no bounds
+        /// checks and vectorizes (in F32 with `vmath`'s exp and tanh; AVX2 where the CPU
+        /// has it).
+        fn lstm_fwd[T: CellFloat][T](x: RowSlice<'_, T>, p: Option<&[T]>, c0: &[T], u: usize) -> [Vec<T>; 3] {
+            let uu = u.max(1);
+            let (mut h, mut c, mut gates) = (vec![T::ZERO; c0.len()], vec![T::ZERO; c0.len()], vec![T::ZERO; 4 * c0.len()]);
+            h.par_chunks_mut(uu)
+                .zip(c.par_chunks_mut(uu))
+                .zip(gates.par_chunks_mut(4 * uu))
+                .enumerate()
+                .with_min_len(MIN_ROWS)
+                .for_each_init(
+                    || if p.is_some() { vec![T::ZERO; 4 * u] } else { Vec::new() },
+                    |sum, (r, ((hr, cr), gr))| {
+                        let xr = &x.0[r * x.1..r * x.1 + 4 * u];
+                        // z = x + p, the row at once; x itself without p
+                        let zr: &[T] = match p {
+                            Some(p) => {
+                                for ((z, &a), &b) in sum.iter_mut().zip(xr).zip(&p[r * 4 * u..]) {
+                                    *z = a + b;
+                                }
+                                sum
                             }
-                            sum
+                            None => xr,
+                        };
+                        let [zi, zf, zg, zo] = blocks(zr, u);
+                        let [gi, gf, gg, go] = blocks_mut(gr, u);
+                        let (c0r, hr, cr) = (&c0[r * u..(r + 1) * u], &mut hr[..u], &mut cr[..u]);
+                        for j in 0..u {
+                            let (i, f, g, o) = (zi[j].sigmoid_(), zf[j].sigmoid_(), zg[j].tanh_(), zo[j].sigmoid_());
+                            let cn = f * c0r[j] + i * g;
+                            cr[j] = cn;
+                            hr[j] = o * cn.tanh_();
+                            (gi[j], gf[j], gg[j], go[j]) = (i, f, g, o);
                         }
-                        None => xr,
-                    };
-                    let z = |k: usize| zr[k];
+                    },
+                );
+            [h, c, gates]
+        }
+    }
+
+    crate::cpu::simd_fn! {
+        /// The LSTM step's gradient per row, compiled like [`lstm_fwd`].
+        fn lstm_bwd[T: CellFloat][T](
+            gates: &[T],
+            c0: &[T],
+            c: &[T],
+            dh: &[RowSlice<'_, T>],
+            dc: Option<&[T]>,
+            u: usize,
+        ) -> [Vec<T>; 2] {
+            let (mut dz, mut dc0) = (vec![T::ZERO; gates.len()], vec![T::ZERO; c0.len()]);
+            let uu = u.max(1);
+            dz.par_chunks_mut(4 * uu)
+                .zip(dc0.par_chunks_mut(uu))
+                .zip(gates.par_chunks(4 * uu))
+                .enumerate()
+                .with_min_len(MIN_ROWS)
+                .for_each_init(
+                    || vec![T::ZERO; u],
+                    |dhr, (r, ((dzr, dc0r), gr))| {
+                        dh_row(dh, r, dhr);
+                        let [gi, gf, gg, go] = blocks(gr, u);
+                        let [dzi, dzf, dzg, dzo] = blocks_mut(dzr, u);
+                        let row = r * u..(r + 1) * u;
+                        let (c0r, cr, dhr, dc0r) = (&c0[row.clone()], &c[row.clone()], &dhr[..u], &mut dc0r[..u]);
+                        let dcr = dc.map(|d| &d[row]);
+                        for j in 0..u {
+                            let (i, f, g, o) = (gi[j], gf[j], gg[j], go[j]);
+                            let (cp, tc) = (c0r[j], cr[j].tanh_());
+                            let dhv = dhr[j];
+                            let dcv = match dcr {
+                                Some(d) => d[j],
+                                None => T::ZERO,
+                            };
+                            let dct = dcv + dhv * o * (T::ONE - tc * tc);
+                            dzi[j] = dct * g * i * (T::ONE - i);
+                            dzf[j] = dct * cp * f * (T::ONE - f);
+                            dzg[j] = dct * i * (T::ONE - g * g);
+                            dzo[j] = dhv * tc * o * (T::ONE - o);
+                            dc0r[j] = dct * f;
+                        }
+                    },
+                );
+            [dz, dc0]
+        }
+    }
+
+    crate::cpu::simd_fn! {
+        /// One GRU step per row (the module docs' formulas in the composed ops' order: `x + p`
+        /// then σ, `x_h + (r p_h)` then tanh, `n + z (h_prev - n)`), compiled like [`lstm_fwd`].
+        fn gru_fwd[T: CellFloat][T](x: RowSlice<'_, T>, p: RowSlice<'_, T>, h0: &[T], u: usize) -> [Vec<T>; 2] {
+            let uu = u.max(1);
+            let (mut h, mut gates) = (vec![T::ZERO; h0.len()], vec![T::ZERO; 3 * h0.len()]);
+            h.par_chunks_mut(uu).zip(gates.par_chunks_mut(3 * uu)).enumerate().with_min_len(MIN_ROWS).for_each(
+                |(r, (hr, gr))| {
+                    let [xz, xr, xh] = blocks(&x.0[r * x.1..], u);
+                    let [pz, pr, ph] = blocks(&p.0[r * p.1..], u);
+                    let [gz, grr, gn] = blocks_mut(gr, u);
+                    let (h0r, hr) = (&h0[r * u..(r + 1) * u], &mut hr[..u]);
                     for j in 0..u {
-                        let (i, f, g, o) = (
-                            z(j).sigmoid_(),
-                            z(u + j).sigmoid_(),
-                            CellFloat::tanh(z(2 * u + j)),
-                            z(3 * u + j).sigmoid_(),
-                        );
-                        // then (f * c_prev) + (i * g), and o * tanh(c)
-                        let cn = f * c0[r * u + j] + i * g;
-                        cr[j] = cn;
-                        hr[j] = o * CellFloat::tanh(cn);
-                        (gr[j], gr[u + j], gr[2 * u + j], gr[3 * u + j]) = (i, f, g, o);
+                        let z = (xz[j] + pz[j]).sigmoid_();
+                        let rg = (xr[j] + pr[j]).sigmoid_();
+                        let n = (xh[j] + rg * ph[j]).tanh_();
+                        hr[j] = n + z * (h0r[j] - n);
+                        (gz[j], grr[j], gn[j]) = (z, rg, n);
                     }
                 },
             );
-        [h, c, gates]
+            [h, gates]
+        }
     }
 
-    fn lstm_bwd<T: CellFloat>(
-        gates: &[T],
-        c0: &[T],
-        c: &[T],
-        dh: &[RowSlice<'_, T>],
-        dc: Option<&[T]>,
-        u: usize,
-    ) -> [Vec<T>; 2] {
-        let (mut dz, mut dc0) = (vec![T::ZERO; gates.len()], vec![T::ZERO; c0.len()]);
-        let uu = u.max(1);
-        dz.par_chunks_mut(4 * uu)
-            .zip(dc0.par_chunks_mut(uu))
-            .zip(gates.par_chunks(4 * uu))
-            .enumerate()
-            .with_min_len(MIN_ROWS)
-            .for_each_init(
-                || vec![T::ZERO; u],
-                |dhr, (r, ((dzr, dc0r), gr))| {
-                    dh_row(dh, r, dhr);
-                    for j in 0..u {
-                        let (i, f, g, o) = (gr[j], gr[u + j], gr[2 * u + j], gr[3 * u + j]);
-                        let e = r * u + j;
-                        let (cp, tc) = (c0[e], CellFloat::tanh(c[e]));
-                        let dhv = dhr[j];
-                        let dcv = dc.map_or(T::ZERO, |d| d[e]);
-                        let dct = dcv + dhv * o * (T::ONE - tc * tc);
-                        dzr[j] = dct * g * i * (T::ONE - i);
-                        dzr[u + j] = dct * cp * f * (T::ONE - f);
-                        dzr[2 * u + j] = dct * i * (T::ONE - g * g);
-                        dzr[3 * u + j] = dhv * tc * o * (T::ONE - o);
-                        dc0r[j] = dct * f;
-                    }
-                },
-            );
-        [dz, dc0]
+    crate::cpu::simd_fn! {
+        /// The GRU step's gradient per row, compiled like [`lstm_fwd`].
+        fn gru_bwd[T: CellFloat][T](
+            gates: &[T],
+            p: RowSlice<'_, T>,
+            h0: &[T],
+            dh: &[RowSlice<'_, T>],
+            u: usize,
+        ) -> [Vec<T>; 3] {
+            let uu = u.max(1);
+            let (mut dx, mut dp, mut dh0) =
+                (vec![T::ZERO; gates.len()], vec![T::ZERO; gates.len()], vec![T::ZERO; h0.len()]);
+            dx.par_chunks_mut(3 * uu)
+                .zip(dp.par_chunks_mut(3 * uu))
+                .zip(dh0.par_chunks_mut(uu))
+                .enumerate()
+                .with_min_len(MIN_ROWS)
+                .for_each_init(
+                    || vec![T::ZERO; u],
+                    |dhr, (r, ((dxr, dpr), dh0r))| {
+                        dh_row(dh, r, dhr);
+                        let [gz, grr, gn] = blocks(&gates[r * 3 * u..], u);
+                        let ph = &p.0[r * p.1 + 2 * u..r * p.1 + 3 * u];
+                        let [dxz, dxr, dxn] = blocks_mut(dxr, u);
+                        let [dpz, dpr, dpn] = blocks_mut(dpr, u);
+                        let (h0r, dhr, dh0r) = (&h0[r * u..(r + 1) * u], &dhr[..u], &mut dh0r[..u]);
+                        for j in 0..u {
+                            let (z, rg, n) = (gz[j], grr[j], gn[j]);
+                            let d = dhr[j];
+                            let dn = d * (T::ONE - z) * (T::ONE - n * n);
+                            let dz = d * (h0r[j] - n) * z * (T::ONE - z);
+                            let dr = dn * ph[j] * rg * (T::ONE - rg);
+                            (dxz[j], dxr[j], dxn[j]) = (dz, dr, dn);
+                            (dpz[j], dpr[j], dpn[j]) = (dz, dr, dn * rg);
+                            dh0r[j] = d * z;
+                        }
+                    },
+                );
+            [dx, dp, dh0]
+        }
     }
 
-    /// One GRU step per row (the module docs' formulas in the composed ops' order: `x + p`
-    /// then σ, `x_h + (r p_h)` then tanh, `n + z (h_prev - n)`).
-    fn gru_fwd<T: CellFloat>(x: RowSlice<'_, T>, p: RowSlice<'_, T>, h0: &[T], u: usize) -> [Vec<T>; 2] {
-        let uu = u.max(1);
-        let (mut h, mut gates) = (vec![T::ZERO; h0.len()], vec![T::ZERO; 3 * h0.len()]);
-        h.par_chunks_mut(uu).zip(gates.par_chunks_mut(3 * uu)).enumerate().with_min_len(MIN_ROWS).for_each(
-            |(r, (hr, gr))| {
-                let (xr, pr, h0r) = (&x.0[r * x.1..], &p.0[r * p.1..], &h0[r * u..]);
-                for j in 0..u {
-                    let z = (xr[j] + pr[j]).sigmoid_();
-                    let rg = (xr[u + j] + pr[u + j]).sigmoid_();
-                    let n = CellFloat::tanh(xr[2 * u + j] + rg * pr[2 * u + j]);
-                    hr[j] = n + z * (h0r[j] - n);
-                    (gr[j], gr[u + j], gr[2 * u + j]) = (z, rg, n);
-                }
-            },
-        );
-        [h, gates]
+    /// The first `N` blocks of `u` elements of `v`, each a slice of exactly `u` (so loops
+    /// over `0..u` index them without bounds checks).
+    fn blocks<T, const N: usize>(v: &[T], u: usize) -> [&[T]; N] {
+        std::array::from_fn(|k| &v[k * u..(k + 1) * u])
     }
 
-    fn gru_bwd<T: CellFloat>(
-        gates: &[T],
-        p: RowSlice<'_, T>,
-        h0: &[T],
-        dh: &[RowSlice<'_, T>],
-        u: usize,
-    ) -> [Vec<T>; 3] {
-        let uu = u.max(1);
-        let (mut dx, mut dp, mut dh0) =
-            (vec![T::ZERO; gates.len()], vec![T::ZERO; gates.len()], vec![T::ZERO; h0.len()]);
-        dx.par_chunks_mut(3 * uu)
-            .zip(dp.par_chunks_mut(3 * uu))
-            .zip(dh0.par_chunks_mut(uu))
-            .enumerate()
-            .with_min_len(MIN_ROWS)
-            .for_each_init(
-                || vec![T::ZERO; u],
-                |dhr, (r, ((dxr, dpr), dh0r))| {
-                    dh_row(dh, r, dhr);
-                    let (gr, pr) = (&gates[r * 3 * u..], &p.0[r * p.1..]);
-                    for j in 0..u {
-                        let (z, rg, n) = (gr[j], gr[u + j], gr[2 * u + j]);
-                        let (e, ph) = (r * u + j, pr[2 * u + j]);
-                        let d = dhr[j];
-                        let dn = d * (T::ONE - z) * (T::ONE - n * n);
-                        let dz = d * (h0[e] - n) * z * (T::ONE - z);
-                        let dr = dn * ph * rg * (T::ONE - rg);
-                        (dxr[j], dxr[u + j], dxr[2 * u + j]) = (dz, dr, dn);
-                        (dpr[j], dpr[u + j], dpr[2 * u + j]) = (dz, dr, dn * rg);
-                        dh0r[j] = d * z;
-                    }
-                },
-            );
-        [dx, dp, dh0]
+    /// [`blocks`] for writing.
+    fn blocks_mut<T, const N: usize>(v: &mut [T], u: usize) -> [&mut [T]; N] {
+        let mut rest = v;
+        std::array::from_fn(|_| {
+            let (block, tail) = std::mem::take(&mut rest).split_at_mut(u);
+            rest = tail;
+            block
+        })
     }
 
     /// Wraps F32/F64 results back into storage of their type.

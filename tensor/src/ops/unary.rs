@@ -9,23 +9,39 @@
 use crate::storage::{dispatch1, dispatch2, BackendStorage};
 use crate::{Error, Result, Tensor};
 
-/// Extra float functions the table needs, for both f32 and f64.
+/// Extra float functions the table needs, for both f32 and f64. In f32, `exp_`, `tanh_`
+/// and `sigmoid_` are the vectorizable versions of `super::vmath`; in f64 (the
+/// reference dtype) `std`'s.
 pub(crate) trait FloatExt: Copy {
+    /// `e^x`.
+    fn exp_(self) -> Self;
+    /// `tanh(x)`.
+    fn tanh_(self) -> Self;
+    /// The logistic sigmoid, `1 / (1 + e^-x)`, as `e^x / (1 + e^x)` for negative `x`.
     fn sigmoid_(self) -> Self;
+    /// GELU, `x * Phi(x)`.
     fn gelu_(self) -> Self;
+    /// GELU's derivative.
     fn gelu_grad_(self) -> Self;
 }
 
 macro_rules! float_ext {
-    ($t:ident, $erf:path) => {
+    ($t:ident, $erf:path, $exp:path, $tanh:path) => {
         impl FloatExt for $t {
+            #[inline(always)]
+            fn exp_(self) -> $t {
+                $exp(self)
+            }
+            #[inline(always)]
+            fn tanh_(self) -> $t {
+                $tanh(self)
+            }
+            #[inline(always)]
             fn sigmoid_(self) -> $t {
-                if self >= 0.0 {
-                    1.0 / (1.0 + (-self).exp())
-                } else {
-                    let e = self.exp();
-                    e / (1.0 + e)
-                }
+                // one exp, of -|x|, and a select (no branch: loops over it vectorize)
+                let e = (-self.abs()).exp_();
+                let num = if self >= 0.0 { 1.0 } else { e };
+                num / (1.0 + e)
             }
             fn gelu_(self) -> $t {
                 0.5 * self * (1.0 + $erf(self * std::$t::consts::FRAC_1_SQRT_2))
@@ -34,13 +50,13 @@ macro_rules! float_ext {
                 // Phi(x) + x * phi(x), phi(x) = exp(-x^2/2) / sqrt(2 pi)
                 let inv_sqrt_2pi = std::$t::consts::FRAC_1_SQRT_2 * std::$t::consts::FRAC_2_SQRT_PI * 0.5;
                 0.5 * (1.0 + $erf(self * std::$t::consts::FRAC_1_SQRT_2))
-                    + self * (-0.5 * self * self).exp() * inv_sqrt_2pi
+                    + self * (-0.5 * self * self).exp_() * inv_sqrt_2pi
             }
         }
     };
 }
-float_ext!(f32, libm::erff);
-float_ext!(f64, libm::erf);
+float_ext!(f32, libm::erff, super::vmath::exp_f32, super::vmath::tanh_f32);
+float_ext!(f64, libm::erf, f64::exp, f64::tanh);
 
 macro_rules! unary_ops {
     ($( $(#[$doc:meta])* $name:ident $str:literal |$x:ident, $a:ident| $f:expr, |$dx:ident, $da:ident| $d:expr, $cuda:literal, $cuda_d:literal; )*) => {
@@ -89,6 +105,7 @@ macro_rules! unary_ops {
 
             /// `out[i] = op(x[i])` over one run, in f32: one loop per op, so each vectorizes.
             #[cfg(feature = "cpu")]
+            #[inline(always)]
             #[allow(unused_variables)]
             pub(crate) fn run_f32(self, x: crate::cpu::Run<'_, f32>, a_: f32, out: &mut [std::mem::MaybeUninit<f32>]) {
                 use crate::cpu::Run;
@@ -117,6 +134,7 @@ macro_rules! unary_ops {
 
             /// `v = op(v)` in place over a slice, in f32.
             #[cfg(feature = "cpu")]
+            #[inline(always)]
             #[allow(unused_variables)]
             pub(crate) fn apply_f32(self, a_: f32, data: &mut [f32]) {
                 match self { $(UnaryOp::$name => {
@@ -137,6 +155,7 @@ macro_rules! unary_ops {
 
             /// `out[i] = g[i] * op'(x[i])` over one run, in f32.
             #[cfg(feature = "cpu")]
+            #[inline(always)]
             #[allow(unused_variables)]
             pub(crate) fn grad_run_f32(
                 self, x: crate::cpu::Run<'_, f32>, g: crate::cpu::Run<'_, f32>, a_: f32, out: &mut [std::mem::MaybeUninit<f32>],
@@ -195,7 +214,7 @@ unary_ops! {
     Abs "abs" |x, a| x.abs(), |x, a| if x > 0.0 { 1.0 } else if x < 0.0 { -1.0 } else { 0.0 },
         "fabsf(x)", "(float)((x > 0.f) - (x < 0.f))";
     /// `e^x`
-    Exp "exp" |x, a| x.exp(), |x, a| x.exp(), "expf(x)", "expf(x)";
+    Exp "exp" |x, a| x.exp_(), |x, a| x.exp_(), "expf(x)", "expf(x)";
     /// natural logarithm
     Log "log" |x, a| x.ln(), |x, a| 1.0 / x, "logf(x)", "1.f / x";
     /// square root
@@ -217,14 +236,14 @@ unary_ops! {
     LeakyRelu "leaky_relu" |x, a| if x > 0.0 { x } else { a * x }, |x, a| if x > 0.0 { 1.0 } else { a },
         "(x > 0.f ? x : a * x)", "(x > 0.f ? 1.f : a)";
     /// `x` if positive else `a * (e^x - 1)`
-    Elu "elu" |x, a| if x > 0.0 { x } else { a * x.exp_m1() }, |x, a| if x > 0.0 { 1.0 } else { a * x.exp() },
+    Elu "elu" |x, a| if x > 0.0 { x } else { a * x.exp_m1() }, |x, a| if x > 0.0 { 1.0 } else { a * x.exp_() },
         "(x > 0.f ? x : a * expm1f(x))", "(x > 0.f ? 1.f : a * expf(x))";
     /// logistic sigmoid `1 / (1 + e^-x)`, computed without overflow
     Sigmoid "sigmoid" |x, a| x.sigmoid_(), |x, a| { let s = x.sigmoid_(); s * (1.0 - s) },
         "(x >= 0.f ? 1.f / (1.f + expf(-x)) : expf(x) / (1.f + expf(x)))",
         "(x >= 0.f ? 1.f / (1.f + expf(-x)) : expf(x) / (1.f + expf(x))) * (1.f - (x >= 0.f ? 1.f / (1.f + expf(-x)) : expf(x) / (1.f + expf(x))))";
     /// hyperbolic tangent
-    Tanh "tanh" |x, a| x.tanh(), |x, a| { let t = x.tanh(); 1.0 - t * t }, "tanhf(x)", "(1.f - tanhf(x) * tanhf(x))";
+    Tanh "tanh" |x, a| x.tanh_(), |x, a| { let t = x.tanh_(); 1.0 - t * t }, "tanhf(x)", "(1.f - tanhf(x) * tanhf(x))";
     /// GELU, exact form `x * Phi(x)` (Keras `approximate=False`, PyTorch default)
     Gelu "gelu" |x, a| x.gelu_(), |x, a| x.gelu_grad_(),
         "0.5f * x * (1.f + erff(x * 0.7071067811865476f))",
@@ -234,7 +253,7 @@ unary_ops! {
         "x / (1.f + expf(-x))",
         "(1.f / (1.f + expf(-x))) * (1.f + x * (1.f - 1.f / (1.f + expf(-x))))";
     /// softplus `ln(1 + e^x)`, computed without overflow
-    Softplus "softplus" |x, a| (if x > 0.0 { x } else { 0.0 }) + (-x.abs()).exp().ln_1p(), |x, a| x.sigmoid_(),
+    Softplus "softplus" |x, a| (if x > 0.0 { x } else { 0.0 }) + (-x.abs()).exp_().ln_1p(), |x, a| x.sigmoid_(),
         "(fmaxf(x, 0.f) + log1pf(expf(-fabsf(x))))",
         "(x >= 0.f ? 1.f / (1.f + expf(-x)) : expf(x) / (1.f + expf(x)))";
     /// sign: -1, 0 or 1
@@ -375,12 +394,27 @@ pub(crate) mod cpu {
     use crate::{CpuStorage, Error, Layout, Result};
     use half::{bf16, f16};
 
+    crate::cpu::simd_fn! {
+        /// `unary` over F32 runs (AVX2 where the CPU has it: exp, tanh and sigmoid
+        /// vectorize, see `super::super::vmath`). `None` when the view has no runs.
+        fn rows_f32[][](v: &[f32], l: &Layout, op: UnaryOp, p: f32) -> Option<Vec<f32>> {
+            rows1(v, l, |x, out| op.run_f32(x, p, out))
+        }
+    }
+
+    crate::cpu::simd_fn! {
+        /// `unary_grad` over F32 runs, compiled like [`rows_f32`].
+        fn grad_rows_f32[][](x: &[f32], l: &Layout, g: &[f32], gl: &Layout, op: UnaryOp, p: f32) -> Option<Vec<f32>> {
+            rows2(x, l, g, gl, |x, g, out| op.grad_run_f32(x, g, p, out))
+        }
+    }
+
     pub(crate) fn unary(s: &CpuStorage, l: &Layout, op: UnaryOp, p: f64) -> Result<CpuStorage> {
         let pf = p as f32;
         Ok(match s {
-            CpuStorage::F32(v) => CpuStorage::F32(
-                rows1(v, l, |x, out| op.run_f32(x, pf, out)).unwrap_or_else(|| map1(v, l, |x| op.eval_f32(x, pf))),
-            ),
+            CpuStorage::F32(v) => {
+                CpuStorage::F32(rows_f32(v, l, op, pf).unwrap_or_else(|| map1(v, l, |x| op.eval_f32(x, pf))))
+            }
             CpuStorage::F64(v) => CpuStorage::F64(
                 rows1(v, l, |x, out| op.run_f64(x, p, out)).unwrap_or_else(|| map1(v, l, |x| op.eval_f64(x, p))),
             ),
@@ -407,8 +441,7 @@ pub(crate) mod cpu {
         let pf = p as f32;
         Ok(match (s, g) {
             (CpuStorage::F32(x), CpuStorage::F32(g)) => CpuStorage::F32(
-                rows2(x, l, g, gl, |x, g, out| op.grad_run_f32(x, g, pf, out))
-                    .unwrap_or_else(|| map2(x, l, g, gl, |x, g| g * op.deriv_f32(x, pf))),
+                grad_rows_f32(x, l, g, gl, op, pf).unwrap_or_else(|| map2(x, l, g, gl, |x, g| g * op.deriv_f32(x, pf))),
             ),
             (CpuStorage::F64(x), CpuStorage::F64(g)) => CpuStorage::F64(
                 rows2(x, l, g, gl, |x, g, out| op.grad_run_f64(x, g, p, out))

@@ -190,7 +190,7 @@ pub(crate) mod cpu {
                 const ZERO: Self = 0.0;
                 const ONE: Self = 1.0;
                 const NEG_INFINITY: Self = <$t>::NEG_INFINITY;
-                fn exp(self) -> Self { <$t>::exp(self) }
+                fn exp(self) -> Self { crate::ops::unary::FloatExt::exp_(self) }
                 fn ln(self) -> Self { <$t>::ln(self) }
                 fn of(v: f64) -> Self { v as $t }
             }
