@@ -110,6 +110,17 @@ fn transcendental(c: &mut Criterion) {
     let (z, c0) = (rand(10, &[128, 512]), rand(11, &[128, 128]));
     g.throughput(Throughput::Elements(128 * 128));
     g.bench_function("lstm_cell_b128_u128", |b| b.iter(|| black_box(z.lstm_cell(None, &c0).expect("lstm_cell"))));
+    let (_, c, gates) = z.lstm_cell(None, &c0).expect("lstm_cell");
+    let (dh, dc) = (rand(12, &[128, 128]), rand(13, &[128, 128]));
+    g.bench_function("lstm_cell_grad_b128_u128", |b| {
+        b.iter(|| black_box(gates.lstm_cell_grad(&c0, &c, &[&dh], Some(&dc)).expect("lstm_cell_grad")))
+    });
+    let (x, p, h0) = (rand(14, &[128, 384]), rand(15, &[128, 384]), rand(16, &[128, 128]));
+    g.bench_function("gru_cell_b128_u128", |b| b.iter(|| black_box(x.gru_cell(&p, &h0).expect("gru_cell"))));
+    let (_, gates) = x.gru_cell(&p, &h0).expect("gru_cell");
+    g.bench_function("gru_cell_grad_b128_u128", |b| {
+        b.iter(|| black_box(gates.gru_cell_grad(&p, &h0, &[&dh]).expect("gru_cell_grad")))
+    });
     g.finish();
 }
 

@@ -446,23 +446,23 @@ mod cpu {
                 .enumerate()
                 .with_min_len(MIN_ROWS)
                 .for_each_init(
-                    || vec![T::ZERO; u],
-                    |dhr, (r, ((dzr, dc0r), gr))| {
+                    // the dh row's sum, and zeros standing for an absent dc (no branch in the loop)
+                    || (vec![T::ZERO; u], if dc.is_some() { Vec::new() } else { vec![T::ZERO; u] }),
+                    |(dhr, zeros), (r, ((dzr, dc0r), gr))| {
                         dh_row(dh, r, dhr);
                         let [gi, gf, gg, go] = blocks(gr, u);
                         let [dzi, dzf, dzg, dzo] = blocks_mut(dzr, u);
                         let row = r * u..(r + 1) * u;
                         let (c0r, cr, dhr, dc0r) = (&c0[row.clone()], &c[row.clone()], &dhr[..u], &mut dc0r[..u]);
-                        let dcr = dc.map(|d| &d[row]);
+                        let dcr = match dc {
+                            Some(d) => &d[row],
+                            None => &zeros[..u],
+                        };
                         for j in 0..u {
                             let (i, f, g, o) = (gi[j], gf[j], gg[j], go[j]);
                             let (cp, tc) = (c0r[j], cr[j].tanh_());
                             let dhv = dhr[j];
-                            let dcv = match dcr {
-                                Some(d) => d[j],
-                                None => T::ZERO,
-                            };
-                            let dct = dcv + dhv * o * (T::ONE - tc * tc);
+                            let dct = dcr[j] + dhv * o * (T::ONE - tc * tc);
                             dzi[j] = dct * g * i * (T::ONE - i);
                             dzf[j] = dct * cp * f * (T::ONE - f);
                             dzg[j] = dct * i * (T::ONE - g * g);
