@@ -55,6 +55,10 @@ fn elementwise(c: &mut Criterion) {
     g.throughput(Throughput::Elements(n as u64));
     g.sample_size(20);
     g.bench_function("add_4M", |bch| bch.iter(|| black_box(a.add(&b).expect("add"))));
+    // a dropout mask's draw
+    g.bench_function("rand_uniform_4M", |bch| {
+        bch.iter(|| black_box(Tensor::rand_uniform(8, 0.0, 1.0, [n], DType::F32, &Device::Cpu).expect("rand")))
+    });
     g.finish();
 }
 

@@ -45,30 +45,55 @@ pub fn u32_to_unit_f32(x: u32) -> f32 {
     (x >> 8) as f32 * (1.0 / 16_777_216.0)
 }
 
+/// Elements per parallel task of [`fill_blocks`] (a multiple of 4: tasks start on a block).
+const FILL_CHUNK: usize = 1 << 14;
+
+/// `f(block, dst)` for each Philox block of stream 0 under `seed` and the (up to) four
+/// elements of `out` it gives: one block per four elements, chunks in parallel when
+/// `out` is large. Element `i` still depends only on `(seed, i)`.
+fn fill_blocks<T: Send>(out: &mut [T], seed: u64, f: impl Fn([u32; 4], &mut [T]) + Sync) {
+    let run = |start: usize, chunk: &mut [T]| {
+        for (j, dst) in chunk.chunks_mut(4).enumerate() {
+            f(block(seed, 0, (start / 4 + j) as u64), dst);
+        }
+    };
+    #[cfg(feature = "cpu")]
+    if out.len() >= 2 * FILL_CHUNK {
+        use rayon::prelude::*;
+        out.par_chunks_mut(FILL_CHUNK).enumerate().for_each(|(i, c)| run(i * FILL_CHUNK, c));
+        return;
+    }
+    run(0, out)
+}
+
 /// `n` uniform samples in `[lo, hi)` for `seed` (element `i` depends only on `seed` and `i`).
 pub fn uniform_f32(seed: u64, n: usize, lo: f32, hi: f32) -> Vec<f32> {
-    (0..n)
-        .map(|i| {
-            let b = block(seed, 0, (i / 4) as u64);
-            lo + (hi - lo) * u32_to_unit_f32(b[i % 4])
-        })
-        .collect()
+    let mut out = vec![0f32; n];
+    fill_blocks(&mut out, seed, |b, dst| {
+        for (d, &x) in dst.iter_mut().zip(&b) {
+            *d = lo + (hi - lo) * u32_to_unit_f32(x);
+        }
+    });
+    out
 }
 
 /// `n` normal samples with `mean` and `std` for `seed` (Box-Muller on Philox lanes).
 pub fn normal_f32(seed: u64, n: usize, mean: f32, std: f32) -> Vec<f32> {
-    (0..n)
-        .map(|i| {
-            let b = block(seed, 0, (i / 4) as u64);
-            let pair = (i % 4) / 2 * 2;
-            let u1 = ((b[pair] >> 8) + 1) as f32 * (1.0 / 16_777_216.0);
-            let u2 = u32_to_unit_f32(b[pair + 1]);
+    let mut out = vec![0f32; n];
+    fill_blocks(&mut out, seed, |b, dst| {
+        // lanes (0, 1) give elements 0 (cos) and 1 (sin), lanes (2, 3) elements 2 and 3
+        for (pair, d) in dst.chunks_mut(2).enumerate() {
+            let u1 = ((b[2 * pair] >> 8) + 1) as f32 * (1.0 / 16_777_216.0);
+            let u2 = u32_to_unit_f32(b[2 * pair + 1]);
             let r = (-2.0 * u1.ln()).sqrt();
             let theta = 2.0 * std::f32::consts::PI * u2;
-            let z = if i % 2 == 0 { r * theta.cos() } else { r * theta.sin() };
-            mean + std * z
-        })
-        .collect()
+            d[0] = mean + std * (r * theta.cos());
+            if let Some(d1) = d.get_mut(1) {
+                *d1 = mean + std * (r * theta.sin());
+            }
+        }
+    });
+    out
 }
 
 /// A sequential seeded generator (Philox stream) for shuffles, dropout masks and
@@ -163,6 +188,35 @@ mod tests {
         assert!((mean - 0.5).abs() < 0.15, "mean {mean}");
         // prefix property: element i depends only on (seed, i)
         assert_eq!(&uniform_f32(7, 10, -2.0, 3.0)[..], &a[..10]);
+    }
+
+    /// The per-element definitions (the module docs' spec, one block per element).
+    fn uniform_spec(seed: u64, i: usize, lo: f32, hi: f32) -> f32 {
+        lo + (hi - lo) * u32_to_unit_f32(block(seed, 0, (i / 4) as u64)[i % 4])
+    }
+
+    fn normal_spec(seed: u64, i: usize, mean: f32, std: f32) -> f32 {
+        let b = block(seed, 0, (i / 4) as u64);
+        let pair = (i % 4) / 2 * 2;
+        let u1 = ((b[pair] >> 8) + 1) as f32 * (1.0 / 16_777_216.0);
+        let u2 = u32_to_unit_f32(b[pair + 1]);
+        let r = (-2.0 * u1.ln()).sqrt();
+        let theta = 2.0 * std::f32::consts::PI * u2;
+        let z = if i % 2 == 0 { r * theta.cos() } else { r * theta.sin() };
+        mean + std * z
+    }
+
+    #[test]
+    fn block_fill_matches_the_per_element_spec() {
+        // lengths around a block, and across the parallel chunks (with a ragged end)
+        for n in [0, 1, 3, 4, 5, 7, 2 * FILL_CHUNK + 6, 3 * FILL_CHUNK + 1] {
+            let u = uniform_f32(11, n, -1.5, 2.0);
+            let z = normal_f32(12, n, 0.5, 3.0);
+            for i in 0..n {
+                assert_eq!(u[i].to_bits(), uniform_spec(11, i, -1.5, 2.0).to_bits(), "uniform {i} of {n}");
+                assert_eq!(z[i].to_bits(), normal_spec(12, i, 0.5, 3.0).to_bits(), "normal {i} of {n}");
+            }
+        }
     }
 
     #[test]
