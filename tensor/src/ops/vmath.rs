@@ -12,9 +12,11 @@
 //!
 //! Accuracy, against f64 `std` rounded to f32, over every f32 of magnitude 1e-6 to 110
 //! (the ignored test `every_float`; the regular tests check every 127th and the edge
-//! cases): `exp_f32` within 1 ulp, `tanh_f32` within 1 ulp, the f32 sigmoid within 3 ulp
-//! (the same test measures the system libm's `expf`/`tanhf` beside them), with IEEE special values (`exp(-inf) = 0`, `exp(inf) = inf`, NaN in gives NaN out,
-//! `tanh(-0) = -0`). f64 keeps `std`'s functions: it is the reference dtype.
+//! cases): `exp_f32` within 1 ulp (96% correctly rounded), `tanh_f32` within 1 ulp
+//! (98.6%), the f32 sigmoid within 2 ulp (77%); glibc 2.x measured by the same test:
+//! `expf` 1 ulp (99.96%), `tanhf` 2 ulp (76%). IEEE special values hold (`exp(-inf) =
+//! 0`, `exp(inf) = inf`, NaN in gives NaN out, `tanh(-0) = -0`). f64 keeps `std`'s
+//! functions: it is the reference dtype.
 //!
 //! The polynomial coefficients come from `tools/vmath/fit.py` (interpolation at
 //! Chebyshev nodes, rounded to f32; it prints each polynomial's own error, which is a
@@ -57,7 +59,8 @@ pub(crate) fn exp_f32(x: f32) -> f32 {
     let n = t - ROUND;
     let ni = (t.to_bits() as i32).wrapping_sub(ROUND.to_bits() as i32);
     let r = (x - n * LN2_HI) - n * LN2_LO;
-    let p = 1.0 + r + r * r * poly(&EXP_P, r);
+    // 1 + (the rest): one rounding at 1's magnitude (`1 + r` first would be two)
+    let p = 1.0 + (r + r * r * poly(&EXP_P, r));
     // times 2^n as two powers of two, each a normal float for n down to -150: the
     // first product is exact, the second rounds once (into a subnormal if it must)
     let n1 = ni >> 1;
@@ -149,9 +152,9 @@ mod tests {
     }
 
     #[test]
-    fn sigmoid_within_three_ulp() {
+    fn sigmoid_within_two_ulp() {
         let (u, at) = worst(sweep(110.0), sigmoid_f32, sigmoid_f64);
-        assert!(u <= 3, "sigmoid_f32 is {u} ulp off at {at:e}");
+        assert!(u <= 2, "sigmoid_f32 is {u} ulp off at {at:e}");
     }
 
     /// Every float, for the accuracy figures in the module docs (about a minute in
@@ -163,7 +166,20 @@ mod tests {
         let (t, ta) = worst(floats(20.0, 1), tanh_f32, f64::tanh);
         let (s, sa) = worst(floats(110.0, 1), sigmoid_f32, sigmoid_f64);
         println!("worst: exp {e} ulp at {ea:e}, tanh {t} ulp at {ta:e}, sigmoid {s} ulp at {sa:e}");
-        assert!(e <= 1 && t <= 1 && s <= 3);
+        assert!(e <= 1 && t <= 1 && s <= 2);
+        let exact = |f: fn(f32) -> f32, reference: fn(f64) -> f64, hi: f32| {
+            let (n, k) = floats(hi, 1)
+                .fold((0u64, 0u64), |(n, k), x| (n + 1, k + (ulps(f(x), reference(x as f64)) == 0) as u64));
+            100.0 * k as f64 / n as f64
+        };
+        println!(
+            "correctly rounded: exp {:.2}%, tanh {:.2}%, sigmoid {:.2}%; system libm expf {:.2}%, tanhf {:.2}%",
+            exact(exp_f32, f64::exp, 110.0),
+            exact(tanh_f32, f64::tanh, 20.0),
+            exact(sigmoid_f32, sigmoid_f64, 110.0),
+            exact(f32::exp, f64::exp, 110.0),
+            exact(f32::tanh, f64::tanh, 20.0)
+        );
         let (e, ea) = worst(floats(110.0, 1), f32::exp, f64::exp);
         let (t, ta) = worst(floats(20.0, 1), f32::tanh, f64::tanh);
         println!("system libm: expf {e} ulp at {ea:e}, tanhf {t} ulp at {ta:e}");
