@@ -377,6 +377,12 @@ pub(crate) mod cpu {
         })
     }
 
+    /// View a fully written run as initialized.
+    fn init<T>(part: &mut [std::mem::MaybeUninit<T>]) -> &mut [T] {
+        // SAFETY: called right after `run_f*` wrote every element of `part`.
+        unsafe { &mut *(part as *mut [std::mem::MaybeUninit<T>] as *mut [T]) }
+    }
+
     crate::cpu::simd_fn! {
         /// `binary_unary` in F32 (AVX2 where the CPU has it, so the activation's exp or
         /// tanh vectorizes too).
@@ -385,8 +391,7 @@ pub(crate) mod cpu {
         ) -> Option<Vec<f32>> {
             rows2(x, al, y, bl, |x, y, out| {
                 bop.run_f32(x, y, out);
-                // SAFETY: `run_f32` just wrote every element of `out`.
-                uop.apply_f32(p, unsafe { &mut *(out as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) });
+                uop.apply_f32(p, init(out));
             })
         }
     }
@@ -401,11 +406,6 @@ pub(crate) mod cpu {
         uop: crate::UnaryOp,
         param: f64,
     ) -> Option<CpuStorage> {
-        /// View a fully written run as initialized.
-        fn init<T>(part: &mut [std::mem::MaybeUninit<T>]) -> &mut [T] {
-            // SAFETY: called right after `run_f*` wrote every element of `part`.
-            unsafe { &mut *(part as *mut [std::mem::MaybeUninit<T>] as *mut [T]) }
-        }
         match (a, b) {
             (CpuStorage::F32(x), CpuStorage::F32(y)) => {
                 binary_unary_f32(x, al, y, bl, bop, uop, param as f32).map(CpuStorage::F32)
