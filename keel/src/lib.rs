@@ -70,9 +70,11 @@ pub type Result<T> = std::result::Result<T, Error>;
 /// The names a training script needs: `use keel::prelude::*;`.
 pub mod prelude {
     pub use keel_nn::{
-        add, concatenate, Activation, ActivationLayer, Add, AveragePooling2D, BatchNormalization, Bidirectional,
-        Concatenate, Conv2D, Dense, Dropout, Embedding, Flatten, GlobalAveragePooling2D, Initializer, Input, Layer,
-        LayerExt, Loss, LossFn, MaxPooling2D, Network, Regularizer, Reshape, SimpleRNN, GRU, LSTM,
+        add, concatenate, Activation, ActivationLayer, Add, AveragePooling1D, AveragePooling2D, BatchNormalization,
+        Bidirectional, Concatenate, Conv1D, Conv1DPadding, Conv2D, Dense, Dropout, Embedding, Flatten,
+        GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D, Initializer, Input,
+        Layer, LayerExt, LayerNormalization, Loss, LossFn, MaxPooling1D, MaxPooling2D, Network, Regularizer, Reshape,
+        SimpleRNN, GRU, LSTM,
     };
     pub use keel_optim::{Adagrad, Adam, AdamW, Optimizer, RMSprop, SGD};
     pub use keel_tensor::{DType, Device, Padding, Shape, Tensor};

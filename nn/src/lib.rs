@@ -53,10 +53,11 @@ pub use sequential::Sequential;
 /// Everything a model definition needs: `use keel_nn::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        add, concatenate, Activation, ActivationLayer, Add, AveragePooling2D, BatchNormalization, Bidirectional,
-        Concatenate, Conv2D, Ctx, Dense, Dropout, Embedding, Flatten, GlobalAveragePooling2D, Initializer, Input,
-        Layer, LayerExt, Loss, LossFn, MaxPooling2D, MergeMode, Model, Network, Regularizer, Reshape, Sequential,
-        SimpleRNN, GRU, LSTM,
+        add, concatenate, Activation, ActivationLayer, Add, AveragePooling1D, AveragePooling2D, BatchNormalization,
+        Bidirectional, Concatenate, Conv1D, Conv1DPadding, Conv2D, Ctx, Dense, Dropout, Embedding, Flatten,
+        GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D, Initializer, Input,
+        Layer, LayerExt, LayerNormalization, Loss, LossFn, MaxPooling1D, MaxPooling2D, MergeMode, Model, Network,
+        Regularizer, Reshape, Sequential, SimpleRNN, GRU, LSTM,
     };
     pub use keel_tensor::Padding;
 }

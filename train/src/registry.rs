@@ -1,9 +1,9 @@
 //! Rebuilding models from their JSON config: a registry from Keras class
 //! names to layer constructors, and [`FromConfig`] for networks.
 //!
-//! Built in: Dense, Conv2D, MaxPooling2D, AveragePooling2D,
-//! GlobalAveragePooling2D, Flatten, Reshape, Dropout, BatchNormalization,
-//! Activation, Embedding, SimpleRNN, LSTM, GRU, Bidirectional, Add and
+//! Built in: Dense, Conv1D, Conv2D, MaxPooling1D/2D, AveragePooling1D/2D,
+//! GlobalAveragePooling1D/2D, GlobalMaxPooling1D/2D, Flatten, Reshape, Dropout,
+//! BatchNormalization, LayerNormalization, Activation, Embedding, SimpleRNN, LSTM, GRU, Bidirectional, Add and
 //! Concatenate. [`FromConfig`] rebuilds a [`keel_nn::Sequential`] and a
 //! functional [`keel_nn::Model`] (shared layers included). [`register_layer`] adds a custom class (Keras's
 //! `custom_objects`).
@@ -11,10 +11,12 @@
 use crate::{Error, Result};
 use keel_nn::mixed_precision::DTypePolicy;
 use keel_nn::{
-    Activation, ActivationLayer, Add, AveragePooling2D, BatchNormalization, BatchNormalizationConfig, Bidirectional,
-    Cell, Concatenate, Conv2D, Conv2DConfig, Dense, DenseConfig, Dropout, Embedding, EmbeddingConfig, Flatten, GRUCell,
-    GlobalAveragePooling2D, Input, LSTMCell, Layer, LayerHandle, MaxPooling2D, MergeMode, Network, Pool2DConfig,
-    Recurrent, RecurrentConfig, Reshape, SimpleRNNCell, SymbolicTensor,
+    Activation, ActivationLayer, Add, AveragePooling1D, AveragePooling2D, BatchNormalization, BatchNormalizationConfig,
+    Bidirectional, Cell, Concatenate, Conv1D, Conv1DConfig, Conv2D, Conv2DConfig, Dense, DenseConfig, Dropout,
+    Embedding, EmbeddingConfig, Flatten, GRUCell, GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D,
+    GlobalMaxPooling2D, Input, LSTMCell, Layer, LayerHandle, LayerNormalization, LayerNormalizationConfig,
+    MaxPooling1D, MaxPooling2D, MergeMode, Network, Pool1DConfig, Pool2DConfig, Recurrent, RecurrentConfig, Reshape,
+    SimpleRNNCell, SymbolicTensor,
 };
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -61,12 +63,21 @@ pub fn layer_from_config(class_name: &str, cfg: &Value) -> Result<Box<dyn Layer>
         (None, "Conv2D") => Box::new(Conv2D::from_config(field::<Conv2DConfig>(class_name, cfg)?)),
         (None, "MaxPooling2D") => Box::new(MaxPooling2D::from_config(field::<Pool2DConfig>(class_name, cfg)?)),
         (None, "AveragePooling2D") => Box::new(AveragePooling2D::from_config(field::<Pool2DConfig>(class_name, cfg)?)),
+        (None, "Conv1D") => Box::new(Conv1D::from_config(field::<Conv1DConfig>(class_name, cfg)?)),
+        (None, "MaxPooling1D") => Box::new(MaxPooling1D::from_config(field::<Pool1DConfig>(class_name, cfg)?)),
+        (None, "AveragePooling1D") => Box::new(AveragePooling1D::from_config(field::<Pool1DConfig>(class_name, cfg)?)),
+        (None, "GlobalAveragePooling1D") => Box::new(GlobalAveragePooling1D::new()),
         (None, "GlobalAveragePooling2D") => Box::new(GlobalAveragePooling2D::new()),
+        (None, "GlobalMaxPooling1D") => Box::new(GlobalMaxPooling1D::new()),
+        (None, "GlobalMaxPooling2D") => Box::new(GlobalMaxPooling2D::new()),
         (None, "Flatten") => Box::new(Flatten::new()),
         (None, "Reshape") => Box::new(Reshape::new(get::<Vec<isize>>(class_name, cfg, "target_shape")?)),
         (None, "Dropout") => Box::new(Dropout::new(get::<f64>(class_name, cfg, "rate")?)),
         (None, "BatchNormalization") => {
             Box::new(BatchNormalization::from_config(field::<BatchNormalizationConfig>(class_name, cfg)?))
+        }
+        (None, "LayerNormalization") => {
+            Box::new(LayerNormalization::from_config(field::<LayerNormalizationConfig>(class_name, cfg)?))
         }
         (None, "Embedding") => Box::new(Embedding::from_config(field::<EmbeddingConfig>(class_name, cfg)?)),
         (None, "SimpleRNN") => Box::new(recurrent::<SimpleRNNCell>(class_name, cfg)?),

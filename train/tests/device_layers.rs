@@ -9,8 +9,10 @@
 mod common;
 
 use keel_nn::{
-    Activation, ActivationLayer, AveragePooling2D, BatchNormalization, Bidirectional, Conv2D, Dense, Dropout,
-    Embedding, Flatten, GlobalAveragePooling2D, Loss, MaxPooling2D, Network, Reshape, SimpleRNN, GRU, LSTM,
+    Activation, ActivationLayer, AveragePooling1D, AveragePooling2D, BatchNormalization, Bidirectional, Conv1D,
+    Conv1DPadding, Conv2D, Dense, Dropout, Embedding, Flatten, GlobalAveragePooling1D, GlobalAveragePooling2D,
+    GlobalMaxPooling1D, GlobalMaxPooling2D, LayerNormalization, Loss, MaxPooling1D, MaxPooling2D, Network, Reshape,
+    SimpleRNN, GRU, LSTM,
 };
 use keel_optim::{Adam, Sgd};
 use keel_tensor::{DType, Device, Padding, Tensor};
@@ -129,6 +131,46 @@ fn embedding_and_recurrent_layers() {
         m
     };
     agree("embedding + LSTM/GRU/SimpleRNN + Bidirectional", &dev, build, &tokens, &y);
+}
+
+#[test]
+fn conv1d_pooling_1d_and_layer_normalization() {
+    let Some(dev) = common::gpu("conv1d_pooling_1d_and_layer_normalization") else { return };
+    let x = uniform(8, &[48, 12, 3]);
+    let y = x.mean(&[1, 2], false).unwrap().gt(&Tensor::scalar(0.0f32)).unwrap().to_dtype(DType::I64).unwrap();
+    let build = || {
+        let mut m = Sequential::with_seed(9);
+        m.add(Conv1D::new(6, 3).padding(Conv1DPadding::Causal).activation(Activation::Relu).input_shape([12, 3]));
+        m.add(MaxPooling1D::new(2));
+        m.add(LayerNormalization::new());
+        m.add(Conv1D::new(5, 2).padding(Conv1DPadding::Same).strides(2).activation(Activation::Tanh));
+        m.add(AveragePooling1D::new(2).strides(1));
+        m.add(GlobalMaxPooling1D::new());
+        m.add(Dense::new(2).activation(Activation::Softmax));
+        m.compile(Adam::new(0.01), Loss::SparseCategoricalCrossentropy, &[MetricSpec::Accuracy]).unwrap();
+        m
+    };
+    agree("Conv1D + 1-D pooling + layer norm", &dev, build, &x, &y);
+    let images = uniform(9, &[48, 6, 6, 2]);
+    let build = || {
+        let mut m = Sequential::with_seed(10);
+        m.add(Conv2D::new(4, (3, 3)).input_shape([6, 6, 2]));
+        m.add(LayerNormalization::new());
+        m.add(GlobalMaxPooling2D::new());
+        m.add(Dense::new(2).activation(Activation::Softmax));
+        m.compile(Adam::new(0.01), Loss::SparseCategoricalCrossentropy, &[MetricSpec::Accuracy]).unwrap();
+        m
+    };
+    agree("layer norm + global max pooling on images", &dev, build, &images, &y);
+    let build = || {
+        let mut m = Sequential::with_seed(11);
+        m.add(Conv1D::new(4, 3).input_shape([12, 3]));
+        m.add(GlobalAveragePooling1D::new());
+        m.add(Dense::new(2).activation(Activation::Softmax));
+        m.compile(Adam::new(0.01), Loss::SparseCategoricalCrossentropy, &[MetricSpec::Accuracy]).unwrap();
+        m
+    };
+    agree("Conv1D + global average pooling", &dev, build, &x, &y);
 }
 
 #[test]

@@ -4,8 +4,10 @@ mod common;
 
 use common::{bits, blobs, mlp, test_dir, weight_bits};
 use keel_nn::{
-    Activation, ActivationLayer, AveragePooling2D, BatchNormalization, Bidirectional, Conv2D, Dense, Dropout,
-    Embedding, Flatten, GlobalAveragePooling2D, Loss, MaxPooling2D, Network, Reshape, GRU, LSTM,
+    Activation, ActivationLayer, AveragePooling1D, AveragePooling2D, BatchNormalization, Bidirectional, Conv1D,
+    Conv1DPadding, Conv2D, Dense, Dropout, Embedding, Flatten, GlobalAveragePooling1D, GlobalAveragePooling2D,
+    GlobalMaxPooling1D, GlobalMaxPooling2D, LayerNormalization, Loss, MaxPooling1D, MaxPooling2D, Network, Reshape,
+    GRU, LSTM,
 };
 use keel_optim::{Adam, SGD};
 use keel_tensor::{DType, Device, Padding, Tensor};
@@ -83,6 +85,44 @@ fn recurrent_models_round_trip() {
     let loaded = load_model(&path).unwrap();
     assert_eq!(loaded.config(), m.config());
     assert_eq!(bits(&loaded.predict(&x, 2).unwrap()), bits(&m.predict(&x, 2).unwrap()));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn sequence_conv_and_norm_layers_round_trip() {
+    let dir = test_dir("conv1d");
+    let x = Tensor::rand_normal(4, 0.0, 1.0, (6, 16, 2), DType::F32, &Device::Cpu).unwrap();
+    let mut m = Sequential::with_seed(5);
+    m.add(
+        Conv1D::new(4, 3)
+            .padding(Conv1DPadding::Causal)
+            .dilation_rate(2)
+            .activation(Activation::Relu)
+            .input_shape([16, 2]),
+    );
+    m.add(MaxPooling1D::new(2));
+    m.add(Conv1D::new(4, 3).padding(Conv1DPadding::Same).strides(2).use_bias(false));
+    m.add(LayerNormalization::new().epsilon(1e-5).center(false));
+    m.add(AveragePooling1D::new(2).strides(1));
+    m.add(GlobalMaxPooling1D::new());
+    m.add(Dense::new(2));
+    let mut g = Sequential::with_seed(6);
+    g.add(Conv2D::new(3, 3).input_shape([8, 8, 1]));
+    g.add(LayerNormalization::new());
+    g.add(GlobalMaxPooling2D::new());
+    g.add(Dense::new(2));
+    let mut a = Sequential::with_seed(7);
+    a.add(Conv1D::new(3, 2).input_shape([16, 2]));
+    a.add(GlobalAveragePooling1D::new());
+    let (images, _) = images(1, 4);
+    for (i, (model, input)) in [(&m, &x), (&g, &images), (&a, &x)].into_iter().enumerate() {
+        let path = dir.join(format!("m{i}.keel"));
+        model.save(&path).unwrap();
+        let loaded = load_model(&path).unwrap();
+        assert_eq!(loaded.config(), model.config());
+        assert_eq!(weight_bits(loaded.network()), weight_bits(model.network()));
+        assert_eq!(bits(&loaded.predict(input, 4).unwrap()), bits(&model.predict(input, 4).unwrap()));
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -1,4 +1,4 @@
-//! Shared code of the 2-D pooling layers.
+//! Shared code of the 1-D and 2-D pooling layers.
 
 use crate::{Error, Result};
 use keel_tensor::ops::conv::conv_out_dim;
@@ -108,3 +108,112 @@ macro_rules! pool2d_layer {
 }
 
 pub(crate) use pool2d_layer;
+
+/// The hyper-parameters of a 1-D pooling layer (its Keras config).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pool1DConfig {
+    /// Window length.
+    pub pool_size: usize,
+    /// Stride (Keras default: the pool size).
+    pub strides: usize,
+    /// `valid` or `same`.
+    #[serde(with = "crate::layers::padding_serde")]
+    pub padding: Padding,
+}
+
+impl Pool1DConfig {
+    pub(crate) fn new(pool: usize) -> Self {
+        Pool1DConfig { pool_size: pool, strides: pool, padding: Padding::Valid }
+    }
+
+    /// As a 2-D pooling over `[1, steps, channels]` images.
+    pub(crate) fn as_2d(&self) -> Pool2DConfig {
+        Pool2DConfig { pool_size: (1, self.pool_size), strides: (1, self.strides), padding: self.padding }
+    }
+
+    pub(crate) fn output_shape(&self, layer: &str, class: &'static str, input: &[usize]) -> Result<Vec<usize>> {
+        if input.len() != 2 {
+            return Err(Error::IncompatibleInput {
+                layer: layer.to_string(),
+                class,
+                expected: "[steps, channels] (rank 2)".into(),
+                got: input.to_vec(),
+            });
+        }
+        let out = self.as_2d().output_shape(layer, class, &[1, input[0], input[1]])?;
+        Ok(out[1..].to_vec())
+    }
+}
+
+/// Define a 1-D pooling layer: name, Keras class name, and the `Var` 2-D pooling op it
+/// runs over `[n, 1, steps, c]`.
+macro_rules! pool1d_layer {
+    ($(#[$doc:meta])* $name:ident, $class:literal, $op:ident) => {
+        $(#[$doc])*
+        pub struct $name {
+            name: String,
+            input_shape: Option<Vec<usize>>,
+            cfg: Pool1DConfig,
+            built: bool,
+        }
+
+        common_builders!($name);
+
+        impl $name {
+            /// Pool over windows of `pool_size` steps, stride = `pool_size`.
+            pub fn new(pool_size: usize) -> Self {
+                $name::from_config(Pool1DConfig::new(pool_size))
+            }
+
+            /// From a config.
+            pub fn from_config(cfg: Pool1DConfig) -> Self {
+                $name { name: String::new(), input_shape: None, cfg, built: false }
+            }
+
+            /// Set the stride.
+            pub fn strides(mut self, s: usize) -> Self {
+                self.cfg.strides = s;
+                self
+            }
+
+            /// Set the padding.
+            pub fn padding(mut self, p: Padding) -> Self {
+                self.cfg.padding = p;
+                self
+            }
+        }
+
+        impl Layer for $name {
+            layer_common!($class);
+
+            fn build(&mut self, input_shape: &[usize], _rng: &mut Rng) -> Result<()> {
+                self.output_shape(input_shape)?;
+                self.built = true;
+                Ok(())
+            }
+
+            fn is_built(&self) -> bool {
+                self.built
+            }
+
+            fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
+                self.cfg.output_shape(&self.name, $class, input_shape)
+            }
+
+            fn forward_logits(&self, x: &Var, _ctx: &mut Ctx<'_>) -> Result<Var> {
+                check_batch_rank(x, 2, self)?;
+                let (n, steps, c) = (x.dims()[0], x.dims()[1], x.dims()[2]);
+                let p = self.cfg.as_2d();
+                let y = x.reshape(vec![n, 1, steps, c])?.$op(p.pool_size, p.strides, p.padding)?;
+                let out_steps = y.dims()[2];
+                Ok(y.reshape(vec![n, out_steps, c])?)
+            }
+
+            fn config(&self) -> serde_json::Value {
+                with_name(&self.name, serde_json::to_value(&self.cfg).unwrap_or_default())
+            }
+        }
+    };
+}
+
+pub(crate) use pool1d_layer;

@@ -1,0 +1,83 @@
+//! The global pooling layers: the mean or the maximum over every spatial axis, per
+//! channel (`GlobalAveragePooling1D/2D`, `GlobalMaxPooling1D/2D`).
+
+use crate::layer::{check_batch_rank, common_builders, layer_common, with_name, Ctx, Layer};
+use crate::{Error, Result};
+use keel_autograd::Var;
+use keel_tensor::rng::Rng;
+
+/// Define a global pooling layer: name, Keras class name, the spatial rank, the
+/// per-sample layout it expects, and the `Var` reduction.
+macro_rules! global_pool_layer {
+    ($(#[$doc:meta])* $name:ident, $class:literal, $spatial:literal, $layout:literal, $op:ident) => {
+        $(#[$doc])*
+        #[derive(Default)]
+        pub struct $name {
+            name: String,
+            input_shape: Option<Vec<usize>>,
+            built: bool,
+        }
+
+        common_builders!($name);
+
+        impl $name {
+            /// A new layer.
+            pub fn new() -> Self {
+                Self::default()
+            }
+        }
+
+        impl Layer for $name {
+            layer_common!($class);
+
+            fn build(&mut self, input_shape: &[usize], _rng: &mut Rng) -> Result<()> {
+                self.output_shape(input_shape)?;
+                self.built = true;
+                Ok(())
+            }
+
+            fn is_built(&self) -> bool {
+                self.built
+            }
+
+            fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
+                if input_shape.len() != $spatial + 1 || input_shape.iter().any(|&d| d == 0) {
+                    return Err(Error::IncompatibleInput {
+                        layer: self.name.clone(),
+                        class: $class,
+                        expected: format!("{} (rank {}, channels last, no empty axis)", $layout, $spatial + 1),
+                        got: input_shape.to_vec(),
+                    });
+                }
+                Ok(vec![input_shape[$spatial]])
+            }
+
+            fn forward_logits(&self, x: &Var, _ctx: &mut Ctx<'_>) -> Result<Var> {
+                check_batch_rank(x, $spatial + 1, self)?;
+                let axes: Vec<isize> = (1..=$spatial).collect();
+                Ok(x.$op(&axes, false)?)
+            }
+
+            fn config(&self) -> serde_json::Value {
+                with_name(&self.name, serde_json::json!({}))
+            }
+        }
+    };
+}
+
+global_pool_layer!(
+    /// `[steps, c] -> [c]`: the mean over the steps.
+    GlobalAveragePooling1D, "GlobalAveragePooling1D", 1, "[steps, channels]", mean
+);
+global_pool_layer!(
+    /// `[steps, c] -> [c]`: the maximum over the steps (tied maxima share the gradient).
+    GlobalMaxPooling1D, "GlobalMaxPooling1D", 1, "[steps, channels]", max
+);
+global_pool_layer!(
+    /// `[h, w, c] -> [c]`: the mean over height and width.
+    GlobalAveragePooling2D, "GlobalAveragePooling2D", 2, "[height, width, channels]", mean
+);
+global_pool_layer!(
+    /// `[h, w, c] -> [c]`: the maximum over height and width (tied maxima share the gradient).
+    GlobalMaxPooling2D, "GlobalMaxPooling2D", 2, "[height, width, channels]", max
+);
