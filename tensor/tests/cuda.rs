@@ -1247,3 +1247,41 @@ fn gru_cell_forward_and_backward() {
         .to_string();
     assert!(e.contains("gru_cell"), "{e}");
 }
+
+/// NaN propagates on CUDA as on the CPU: ReLU (the op, the fused add + ReLU, and the
+/// bias + ReLU epilogues of the matmul and the convolution), maximum, minimum and clamp.
+#[test]
+fn nan_propagates_as_on_the_cpu() {
+    let Some(dev) = gpu("nan_propagates_as_on_the_cpu") else { return };
+    let with_nans = |seed: u64, shape: &[usize]| {
+        let mut v = rand_signed(seed, shape, 0.05, 2.0).to_vec::<f32>().unwrap();
+        for i in (0..v.len()).step_by(7) {
+            v[i] = f32::NAN;
+        }
+        Tensor::from_vec(v, shape.to_vec()).unwrap()
+    };
+    let (x, y) = (with_nans(1200, &[6, 16]), rand_signed(1201, &[6, 16], 0.05, 2.0));
+    agree("relu with NaN", dev, 0.0, std::slice::from_ref(&x), |t| t[0].relu());
+    agree("maximum(x, y) with NaN", dev, 0.0, &[x.clone(), y.clone()], |t| t[0].maximum(&t[1]));
+    agree("maximum(y, x) with NaN", dev, 0.0, &[y.clone(), x.clone()], |t| t[0].maximum(&t[1]));
+    agree("minimum(y, x) with NaN", dev, 0.0, &[y.clone(), x.clone()], |t| t[0].minimum(&t[1]));
+    agree("clamp with NaN", dev, 0.0, std::slice::from_ref(&x), |t| t[0].clamp(-0.5, 0.5));
+    agree("add + relu with NaN", dev, 0.0, &[x.clone(), y.clone()], |t| {
+        t[0].binary_unary(&t[1], BinaryOp::Add, UnaryOp::Relu, 0.0)
+    });
+    let (w, b) = (rand_signed(1202, &[16, 8], 0.05, 1.0), rand_signed(1203, &[8], 0.05, 1.0));
+    agree("matmul + bias + relu with NaN", dev, 1e-5, &[x.clone(), w, b], |t| t[0].matmul_bias_relu(&t[1], &t[2]));
+    let img = with_nans(1204, &[2, 9, 9, 3]);
+    let (k, kb) = (rand_signed(1205, &[3, 3, 3, 4], 0.05, 1.0), rand_signed(1206, &[4], 0.05, 1.0));
+    agree("conv2d + bias + relu with NaN", dev, 1e-5, &[img, k, kb], |t| {
+        let p = keel_tensor::ops::conv::Conv2dParams::new(
+            "conv2d",
+            t[0].shape(),
+            t[1].shape(),
+            (1, 1),
+            keel_tensor::Padding::Same,
+            (1, 1),
+        )?;
+        t[0].conv2d_bias_relu(&t[1], &t[2], &p)
+    });
+}

@@ -225,3 +225,48 @@ fn comparisons_where_and_clamp() {
     assert_eq!(a.clamp(1.5, 3.5).unwrap().to_vec::<f32>().unwrap(), vec![1.5, 2.0, 3.0, 3.5]);
     assert!(a.clamp(2.0, 1.0).is_err());
 }
+
+/// A NaN reaches the output of every ReLU form and of maximum/minimum/clamp (as in NumPy,
+/// PyTorch and TensorFlow), so a NaN input shows up in the loss instead of being hidden.
+#[test]
+fn nan_propagates_through_relu_maximum_minimum_and_clamp() {
+    let nan = f32::NAN;
+    let x = Tensor::from_vec(vec![nan, -1.0f32, 2.0, -0.0], 4).unwrap();
+    let relu = x.relu().unwrap().to_vec::<f32>().unwrap();
+    assert!(relu[0].is_nan() && relu[1..] == [0.0, 2.0, 0.0], "{relu:?}");
+    let one = Tensor::from_vec(vec![1.0f32; 4], 4).unwrap();
+    for (what, t) in [
+        ("maximum(x, 1)", x.maximum(&one).unwrap()),
+        ("maximum(1, x)", one.maximum(&x).unwrap()),
+        ("minimum(x, 1)", x.minimum(&one).unwrap()),
+        ("minimum(1, x)", one.minimum(&x).unwrap()),
+        ("maximum_scalar", x.maximum_scalar(0.5).unwrap()),
+        ("clamp", x.clamp(1e-7, 1.0 - 1e-7).unwrap()),
+        ("add + relu fused", x.binary_unary(&one, BinaryOp::Add, UnaryOp::Relu, 0.0).unwrap()),
+    ] {
+        let v = t.to_vec::<f32>().unwrap();
+        assert!(v[0].is_nan() && v[1..].iter().all(|v| !v.is_nan()), "{what}: {v:?}");
+    }
+    // the fused Dense and Conv2D forms (bias + ReLU in the matmul / convolution)
+    let a = Tensor::from_vec(vec![nan, 1.0f32, 2.0, 3.0], (2, 2)).unwrap();
+    let w = Tensor::from_vec(vec![1.0f32, -1.0, 0.5, -2.0], (2, 2)).unwrap();
+    let b = Tensor::from_vec(vec![0.0f32, 0.0], 2).unwrap();
+    let v = a.matmul_bias_relu(&w, &b).unwrap().to_vec::<f32>().unwrap();
+    assert!(v[0].is_nan() && v[1].is_nan() && v[2..] == [3.5, 0.0], "matmul_bias_relu: {v:?}");
+    let mut img = vec![0.5f32; 16];
+    img[5] = nan;
+    let img = Tensor::from_vec(img, (1, 4, 4, 1)).unwrap();
+    let k = Tensor::from_vec(vec![-1.0f32; 9], (3, 3, 1, 1)).unwrap();
+    let p = keel_tensor::ops::conv::Conv2dParams::new(
+        "conv2d",
+        img.shape(),
+        k.shape(),
+        (1, 1),
+        keel_tensor::Padding::Valid,
+        (1, 1),
+    )
+    .unwrap();
+    let v = img.conv2d_bias_relu(&k, &Tensor::from_vec(vec![0.0f32], 1).unwrap(), &p).unwrap().to_vec::<f32>().unwrap();
+    // every 3x3 window of the 4x4 image covers pixel (1, 1)
+    assert!(v.iter().all(|v| v.is_nan()), "conv2d_bias_relu: {v:?}");
+}

@@ -45,7 +45,7 @@ __device__ __forceinline__ float gemm_epi_value(float v, float alpha, float beta
         else
             r += ((const float*)bias)[ni];
     }
-    if ((act & 255) == 1) r = fmaxf(r, 0.0f);
+    if ((act & 255) == 1) r = r <= 0.0f ? 0.0f : r;  // NaN stays NaN, as the ReLU op's
     return r;
 }
 

@@ -123,7 +123,7 @@ pub mod builtin {
         ("cos", "cosf(x)"),
         ("tanh", "tanhf(x)"),
         ("sigmoid", "1.0f / (1.0f + expf(-x))"),
-        ("relu", "fmaxf(x, 0.0f)"),
+        ("relu", "x <= 0.0f ? 0.0f : x"),
         ("leaky_relu", "x > 0.0f ? x : a * x"),
         ("elu", "x > 0.0f ? x : a * expm1f(x)"),
         ("gelu", "0.5f * x * (1.0f + erff(x * 0.70710678118654752f))"),

@@ -103,16 +103,17 @@ binary_ops! {
     /// `x ^ y` (the gradient wrt `y` is taken as 0 where `x <= 0`)
     Pow "pow" |x, y| x.powf(y), dx: y * x.powf(y - 1.0), dy: if x > 0.0 { x.powf(y) * x.ln() } else { 0.0 },
         "powf(x, y)", "y * powf(x, y - 1.f)", "(x > 0.f ? powf(x, y) * logf(x) : 0.f)";
-    /// `max(x, y)` (ties split the gradient evenly, as PyTorch does)
-    Maximum "maximum" |x, y| if x >= y { x } else { y },
+    /// `max(x, y)`; NaN if either is NaN (as NumPy and PyTorch); ties split the gradient
+    /// evenly, as PyTorch does
+    Maximum "maximum" |x, y| if x >= y || x != x { x } else { y },
         dx: if x > y { 1.0 } else if x == y { 0.5 } else { 0.0 },
         dy: if y > x { 1.0 } else if x == y { 0.5 } else { 0.0 },
-        "fmaxf(x, y)", "(x > y ? 1.f : (x == y ? 0.5f : 0.f))", "(y > x ? 1.f : (x == y ? 0.5f : 0.f))";
-    /// `min(x, y)` (ties split the gradient evenly)
-    Minimum "minimum" |x, y| if x <= y { x } else { y },
+        "((x >= y || x != x) ? x : y)", "(x > y ? 1.f : (x == y ? 0.5f : 0.f))", "(y > x ? 1.f : (x == y ? 0.5f : 0.f))";
+    /// `min(x, y)`; NaN if either is NaN; ties split the gradient evenly
+    Minimum "minimum" |x, y| if x <= y || x != x { x } else { y },
         dx: if x < y { 1.0 } else if x == y { 0.5 } else { 0.0 },
         dy: if y < x { 1.0 } else if x == y { 0.5 } else { 0.0 },
-        "fminf(x, y)", "(x < y ? 1.f : (x == y ? 0.5f : 0.f))", "(y < x ? 1.f : (x == y ? 0.5f : 0.f))";
+        "((x <= y || x != x) ? x : y)", "(x < y ? 1.f : (x == y ? 0.5f : 0.f))", "(y < x ? 1.f : (x == y ? 0.5f : 0.f))";
 }
 
 macro_rules! cmp_ops {

@@ -414,15 +414,15 @@ pub(crate) mod cpu {
     pub(crate) trait Elem: GemmElem + std::ops::Mul<Output = Self> + PartialOrd {}
     impl<T: GemmElem + std::ops::Mul<Output = T> + PartialOrd> Elem for T {}
 
-    /// `relu(v + b)` with the table's ReLU (`v > 0 ? v : 0`, so NaN -> 0), in `T`.
+    /// `relu(v + b)` with the table's ReLU (`v <= 0 ? 0 : v`, so NaN stays NaN), in `T`.
     #[inline(always)]
     fn bias_relu<T: Elem>(v: T, b: T) -> T {
         let mut z = v;
         z += b;
-        if z > T::ZERO {
-            z
-        } else {
+        if z <= T::ZERO {
             T::ZERO
+        } else {
+            z
         }
     }
 

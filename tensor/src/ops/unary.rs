@@ -229,9 +229,9 @@ unary_ops! {
     Sin "sin" |x, a| x.sin(), |x, a| x.cos(), "sinf(x)", "cosf(x)";
     /// cosine
     Cos "cos" |x, a| x.cos(), |x, a| -x.sin(), "cosf(x)", "-sinf(x)";
-    /// `max(x, 0)`
-    Relu "relu" |x, a| if x > 0.0 { x } else { 0.0 }, |x, a| if x > 0.0 { 1.0 } else { 0.0 },
-        "(x > 0.f ? x : 0.f)", "(x > 0.f ? 1.f : 0.f)";
+    /// `max(x, 0)`; NaN stays NaN (as in TensorFlow and PyTorch), so a NaN reaches the loss
+    Relu "relu" |x, a| if x <= 0.0 { 0.0 } else { x }, |x, a| if x > 0.0 { 1.0 } else { 0.0 },
+        "(x <= 0.f ? 0.f : x)", "(x > 0.f ? 1.f : 0.f)";
     /// `x` if positive else `a * x`
     LeakyRelu "leaky_relu" |x, a| if x > 0.0 { x } else { a * x }, |x, a| if x > 0.0 { 1.0 } else { a },
         "(x > 0.f ? x : a * x)", "(x > 0.f ? 1.f : a)";
