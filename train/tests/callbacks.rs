@@ -217,6 +217,21 @@ fn terminate_on_nan_stops_at_the_first_bad_batch() {
     }
 }
 
+#[test]
+fn a_nan_feature_reaches_the_loss_through_relu_and_stops_training() {
+    // the NaN is in x this time: it must survive the ReLU layer and the probability clip
+    let (x, y) = blobs(8, 64);
+    let mut xv = x.to_vec::<f32>().unwrap();
+    xv[2 * 20] = f32::NAN; // sample 20, in the second batch of 16
+    let x = Tensor::from_vec(xv, (64, 2)).unwrap();
+    let mut m = mlp(6);
+    m.compile(SGD::new(0.1), Loss::BinaryCrossentropy, NO_METRICS).unwrap();
+    let mut t = TerminateOnNaN::new();
+    let h = m.fit(&x, &y, Fit::new().epochs(3).batch_size(16).shuffle(false).verbose(0).callback(&mut t)).unwrap();
+    assert_eq!(t.terminated_at(), Some((0, 1)));
+    assert!(h.last("loss").unwrap().is_nan());
+}
+
 /// A user callback that records hooks and edits weights and the learning rate through the context.
 #[derive(Default)]
 struct Recorder {
