@@ -143,7 +143,9 @@ impl<N: Network> KerasModel<N> {
         metrics: &[impl CompileMetric],
     ) -> Result<()> {
         let loss = loss.into();
-        let metrics = metrics.iter().map(NamedMetric::new).collect::<std::result::Result<Vec<_>, _>>()?;
+        self.check_single_io("compile")?;
+        let mut metrics = metrics.iter().map(NamedMetric::new).collect::<std::result::Result<Vec<_>, _>>()?;
+        NamedMetric::uniquify(&mut metrics);
         // build once now so a bad name/combination fails at compile time
         EpochLogs::new(&metrics, &loss)?;
         self.compiled = Some(Compiled { optimizer: Box::new(optimizer), loss, metrics });
@@ -161,6 +163,24 @@ impl<N: Network> KerasModel<N> {
     /// The compiled optimizer, if compiled.
     pub(crate) fn optimizer_ref(&self) -> Option<&dyn Optimizer> {
         self.compiled.as_ref().map(|c| c.optimizer.as_ref() as &dyn Optimizer)
+    }
+
+    /// `fit`, `evaluate` and `predict` take one `x` and one `y`: a functional model with
+    /// several inputs or outputs is an error here rather than half trained.
+    fn check_single_io(&self, op: &'static str) -> Result<()> {
+        let inputs = self.net.input_shapes().len();
+        let outputs = self.net.output_shapes().map(|s| s.len()).unwrap_or(1);
+        if inputs > 1 || outputs > 1 {
+            return Err(Error::invalid(
+                op,
+                format!(
+                    "the model has {inputs} inputs and {outputs} outputs, but compile/fit/evaluate/predict handle \
+                     one input and one output (multi-input and multi-output training is not supported yet); \
+                     run the network's own forward for several outputs"
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn ensure_built(&mut self, x: &Tensor) -> Result<()> {
@@ -194,27 +214,38 @@ impl<N: Network> KerasModel<N> {
         if !(0.0..1.0).contains(&cfg.validation_split) {
             return Err(Error::invalid("fit", "validation_split must be in [0, 1)"));
         }
-        // Keras: the validation split is the last fraction of the samples, taken before shuffling.
-        let n_val = (n as f64 * cfg.validation_split).floor() as usize;
-        let n_train = n - n_val;
-        if n_train == 0 {
-            return Err(Error::invalid("fit", "no training samples left after validation_split"));
+        // Keras: validation_data, when given, is the validation set and the split is not
+        // made; else the split is the last fraction of the samples, taken before shuffling,
+        // at floor(n * (1 - validation_split)), with its share of sample_weight.
+        let split = cfg.validation_split > 0.0 && cfg.validation_data.is_none();
+        let n_train = if split { (n as f64 * (1.0 - cfg.validation_split)).floor() as usize } else { n };
+        if split && (n_train == 0 || n_train == n) {
+            return Err(Error::invalid(
+                "fit",
+                format!(
+                    "x has {n} samples, which is not enough to split into a training and a validation set with \
+                     validation_split={}; give more data or a different validation_split",
+                    cfg.validation_split
+                ),
+            ));
         }
+        let n_val = n - n_train;
         let (xt, yt) = (x.narrow(0, 0, n_train)?, y.narrow(0, 0, n_train)?);
-        let held_out = (n_val > 0)
-            .then(|| -> Result<(Tensor, Tensor)> { Ok((x.narrow(0, n_train, n_val)?, y.narrow(0, n_train, n_val)?)) });
-        let held_out = held_out.transpose()?;
         let weights =
             self.sample_weights(&yt, cfg.sample_weight.map(|w| w.narrow(0, 0, n_train)).transpose()?, &cfg)?;
-        let val = match (&cfg.validation_data, &held_out) {
-            (Some((vx, vy)), _) => Some(((*vx).clone(), (*vy).clone())),
-            (None, Some(v)) => Some(v.clone()),
-            _ => None,
+        let val = match &cfg.validation_data {
+            Some((vx, vy)) => Some(((*vx).clone(), (*vy).clone(), None)),
+            None if n_val > 0 => Some((
+                x.narrow(0, n_train, n_val)?,
+                y.narrow(0, n_train, n_val)?,
+                cfg.sample_weight.map(|w| w.narrow(0, n_train, n_val)).transpose()?,
+            )),
+            None => None,
         };
         let val_x = val.as_ref().map(|v| v.0.clone());
         let mut staged = self.stage_on_device([xt.clone()].into_iter().chain(val_x).collect()).into_iter();
         let xt = staged.next().unwrap_or(xt);
-        let val = val.map(|(vx, vy)| (staged.next().unwrap_or(vx), vy));
+        let val = val.map(|(vx, vy, vw)| (staged.next().unwrap_or(vx), vy, vw));
         let mut source =
             TensorBatches { x: xt, y: yt, w: weights, batch: cfg.batch_size, shuffle: cfg.shuffle, seed: cfg.seed };
         let callbacks = CallbackList { list: std::mem::take(&mut cfg.callbacks) };
@@ -267,8 +298,14 @@ impl<N: Network> KerasModel<N> {
         if cfg.sample_weight.is_some() {
             return Err(Error::invalid("fit_source", "sample_weight needs tensors; use class_weight or fit(x, y, ..)"));
         }
+        if cfg.validation_split > 0.0 {
+            return Err(Error::invalid(
+                "fit_source",
+                "validation_split needs tensors (it takes the last samples of x); give validation_data instead",
+            ));
+        }
         let mut src = SourceBatches { inner: source };
-        let val = cfg.validation_data.map(|(vx, vy)| (vx.clone(), vy.clone()));
+        let val = cfg.validation_data.map(|(vx, vy)| (vx.clone(), vy.clone(), None));
         let callbacks = CallbackList { list: std::mem::take(&mut cfg.callbacks) };
         self.run_fit(&mut src, val, &cfg, callbacks)
     }
@@ -276,7 +313,7 @@ impl<N: Network> KerasModel<N> {
     fn run_fit(
         &mut self,
         source: &mut dyn WeightedSource,
-        val: Option<(Tensor, Tensor)>,
+        val: Option<(Tensor, Tensor, Option<Tensor>)>,
         cfg: &Fit<'_>,
         mut callbacks: CallbackList<'_>,
     ) -> Result<History> {
@@ -328,7 +365,7 @@ impl<N: Network> KerasModel<N> {
                 let (yd, wd) = (y.to_device(&dev)?, w.as_ref().map(|w| w.to_device(&dev)).transpose()?);
                 let read_now = cfg.steps_per_execution == 1;
                 let (batch_loss, y_pred) = self.train_step(params, &x, (&y, &yd), wd.as_ref(), &mut rng, read_now)?;
-                queue.push(batch_loss, x.dims()[0], &y, &y_pred, w.as_ref());
+                queue.push(batch_loss, x.dims()[0], &y, &y_pred);
                 if !queue.is_full() && batches.peek().is_some() {
                     continue;
                 }
@@ -349,8 +386,8 @@ impl<N: Network> KerasModel<N> {
                 }
             }
             let mut epoch_logs = logs.logs("");
-            if let Some((vx, vy)) = &val {
-                epoch_logs.extend(self.evaluate_logs(vx, vy, cfg.batch_size, "val_")?);
+            if let Some((vx, vy, vw)) = &val {
+                epoch_logs.extend(self.evaluate_logs(vx, vy, vw.as_ref(), cfg.batch_size, "val_")?);
             }
             progress.finish(&epoch_logs);
             let mut epoch_logs = Logs::from(epoch_logs);
@@ -430,7 +467,16 @@ impl<N: Network> KerasModel<N> {
         Ok((batch_loss, y_pred))
     }
 
-    fn evaluate_logs(&self, x: &Tensor, y: &Tensor, batch_size: usize, prefix: &str) -> Result<Vec<(String, f64)>> {
+    /// Loss (weighted by `w`, per sample, when given) and metrics over `(x, y)`, each name
+    /// prefixed by `prefix`.
+    fn evaluate_logs(
+        &self,
+        x: &Tensor,
+        y: &Tensor,
+        w: Option<&Tensor>,
+        batch_size: usize,
+        prefix: &str,
+    ) -> Result<Vec<(String, f64)>> {
         let compiled = self.compiled.as_ref().ok_or(Error::NotCompiled("evaluate"))?;
         let n = check_xy("evaluate", x, y)?;
         if batch_size == 0 {
@@ -453,11 +499,12 @@ impl<N: Network> KerasModel<N> {
             let mut ctx = Ctx::inference_with(&casts);
             let heads = self.net.forward_heads(&[Var::constant(xb)], &mut ctx)?;
             let head = heads.first().ok_or_else(|| Error::invalid("evaluate", "the model has no output"))?;
-            let mut loss = head_loss(&compiled.loss, head, (&y_host, &yb), None)?;
+            let wb = w.map(|w| w.narrow(0, start, len)?.to_dtype(DType::F32)?.to_device(&dev)).transpose()?;
+            let mut loss = head_loss(&compiled.loss, head, (&y_host, &yb), wb.as_ref())?;
             if let Some(r) = self.net.regularization_loss(&ctx)? {
                 loss = (&loss + &r)?;
             }
-            queue.push(BatchLoss::Unread(loss.value().clone()), len, &y_host, head.output()?.value(), None);
+            queue.push(BatchLoss::Unread(loss.value().clone()), len, &y_host, head.output()?.value());
             if queue.is_full() {
                 queue.flush(&mut logs)?;
             }
@@ -478,7 +525,7 @@ impl<N: Network> KerasModel<N> {
 
     /// Every log of an evaluation: `[("loss", ..), ("accuracy", ..), ...]`.
     pub fn evaluate_all(&self, x: &Tensor, y: &Tensor, batch_size: usize) -> Result<Vec<(String, f64)>> {
-        self.evaluate_logs(x, y, batch_size, "")
+        self.evaluate_logs(x, y, None, batch_size, "")
     }
 
     /// Model outputs for `x`, computed in batches of `batch_size` with no tape (Keras `predict`),
@@ -489,6 +536,7 @@ impl<N: Network> KerasModel<N> {
         if x.rank() == 0 || batch_size == 0 {
             return Err(Error::invalid("predict", "x needs a batch dimension and batch_size must be at least 1"));
         }
+        self.check_single_io("predict")?;
         if !self.net.is_built() {
             return Err(Error::invalid(
                 "predict",

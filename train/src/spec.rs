@@ -48,6 +48,20 @@ impl NamedMetric {
         &self.name
     }
 
+    /// Give repeated log names Keras's suffixes (`accuracy`, `accuracy_1`, ...), so each
+    /// metric keeps its own History entry.
+    pub(crate) fn uniquify(metrics: &mut [NamedMetric]) {
+        let mut seen = std::collections::HashSet::new();
+        for m in metrics.iter_mut() {
+            let base = m.name.clone();
+            let mut i = 0;
+            while !seen.insert(m.name.clone()) {
+                i += 1;
+                m.name = format!("{base}_{i}");
+            }
+        }
+    }
+
     /// Build the streaming metric for a model trained with the loss named `loss`.
     pub(crate) fn build(&self, loss: &str) -> Result<Box<dyn Metric + Send>, MetricsError> {
         Ok(self.spec.build(LossKind::from_keras_name(loss)))

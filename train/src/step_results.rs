@@ -29,12 +29,13 @@ impl EpochLogs {
         Ok(EpochLogs { loss_sum: 0.0, seen: 0.0, metrics })
     }
 
-    /// Fold in one batch (host tensors).
-    fn update(&mut self, loss: f64, batch: usize, y_true: &Tensor, y_pred: &Tensor, w: Option<&Tensor>) -> Result<()> {
+    /// Fold in one batch (host tensors). The metrics are unweighted, as Keras's compiled
+    /// metrics are: `class_weight`/`sample_weight` weight the loss only.
+    fn update(&mut self, loss: f64, batch: usize, y_true: &Tensor, y_pred: &Tensor) -> Result<()> {
         self.loss_sum += loss * batch as f64;
         self.seen += batch as f64;
         for (_, m) in &mut self.metrics {
-            m.update_state(y_true, y_pred, w)?;
+            m.update_state(y_true, y_pred, None)?;
         }
         Ok(())
     }
@@ -63,7 +64,6 @@ struct StepResult {
     batch: usize,
     y_true: Tensor,
     y_pred: Tensor,
-    weights: Option<Tensor>,
 }
 
 /// Batch results waiting to be read back, at most `capacity` of them.
@@ -80,24 +80,11 @@ impl StepQueue {
         StepQueue { capacity: capacity.max(1), keep_predictions: !logs.metrics.is_empty(), steps: Vec::new() }
     }
 
-    /// Queue a batch: its loss and, for the
-    /// metrics, its targets, predictions and sample weights (on any device).
-    pub(crate) fn push(
-        &mut self,
-        loss: BatchLoss,
-        batch: usize,
-        y_true: &Tensor,
-        y_pred: &Tensor,
-        weights: Option<&Tensor>,
-    ) {
+    /// Queue a batch: its loss and, for the metrics, its targets and predictions (on any
+    /// device).
+    pub(crate) fn push(&mut self, loss: BatchLoss, batch: usize, y_true: &Tensor, y_pred: &Tensor) {
         let keep = |t: &Tensor| if self.keep_predictions { t.clone() } else { Tensor::scalar(0.0f32) };
-        self.steps.push(StepResult {
-            loss,
-            batch,
-            y_true: keep(y_true),
-            y_pred: keep(y_pred),
-            weights: weights.filter(|_| self.keep_predictions).cloned(),
-        });
+        self.steps.push(StepResult { loss, batch, y_true: keep(y_true), y_pred: keep(y_pred) });
     }
 
     /// True when `capacity` batches wait.
@@ -129,21 +116,19 @@ impl StepQueue {
         }
         if !self.keep_predictions {
             for (s, loss) in steps.iter().zip(losses) {
-                logs.update(loss, s.batch, &s.y_true, &s.y_pred, None)?;
+                logs.update(loss, s.batch, &s.y_true, &s.y_pred)?;
             }
             return Ok(());
         }
-        let column = |f: fn(&StepResult) -> Option<&Tensor>| -> Result<Vec<Option<Tensor>>> {
-            let present: Vec<Tensor> = steps.iter().filter_map(f).cloned().collect();
-            let mut host = to_host_all(&present)?.into_iter();
-            Ok(steps.iter().map(|s| f(s).and_then(|_| host.next())).collect())
+        let column = |f: fn(&StepResult) -> &Tensor| -> Result<Vec<Tensor>> {
+            to_host_all(&steps.iter().map(|s| f(s).clone()).collect::<Vec<_>>())
         };
-        let y_true = column(|s| Some(&s.y_true))?;
-        let y_pred = column(|s| Some(&s.y_pred))?;
-        let weights = column(|s| s.weights.as_ref())?;
+        let (y_true, y_pred) = (column(|s| &s.y_true)?, column(|s| &s.y_pred)?);
+        if y_true.len() != steps.len() || y_pred.len() != steps.len() {
+            return Err(lost("a prediction"));
+        }
         for (i, s) in steps.iter().enumerate() {
-            let (Some(t), Some(p)) = (&y_true[i], &y_pred[i]) else { return Err(lost("a prediction")) };
-            logs.update(losses[i], s.batch, t, p, weights[i].as_ref())?;
+            logs.update(losses[i], s.batch, &y_true[i], &y_pred[i])?;
         }
         Ok(())
     }

@@ -212,3 +212,72 @@ fn mixed_bfloat16_takes_its_input_in_bf16() {
         assert_eq!(p2, p, "{what}: predict");
     }
 }
+
+/// Keras's `validation_split`: the training part ends at floor(n * (1 - split)), the
+/// split is not made when `validation_data` is given, too little data is an error, and the
+/// held-out samples keep their `sample_weight`.
+#[test]
+fn validation_split_follows_keras() {
+    let (x, y) = blobs(21, 10);
+    let mut m = mlp(4);
+    m.compile(SGD::new(0.0), Loss::BinaryCrossentropy, &[MetricSpec::Accuracy]).unwrap();
+    // 10 * (1 - 0.25) = 7.5: 7 train, 3 held out (floor(10 * 0.25) would hold out 2)
+    let h = m.fit(&x, &y, Fit::new().epochs(1).batch_size(1).validation_split(0.25).verbose(0)).unwrap();
+    let (vl, _) = m.evaluate(&x.narrow(0, 7, 3).unwrap(), &y.narrow(0, 7, 3).unwrap()).unwrap();
+    assert!((vl - h.last("val_loss").unwrap()).abs() < 1e-12);
+    // validation_data wins: every sample trains (lr 0, so the loss is the mean over all 10)
+    let (vx, vy) = blobs(22, 4);
+    let h =
+        m.fit(&x, &y, Fit::new().epochs(1).batch_size(1).validation_split(0.2).validation_data(&vx, &vy).verbose(0));
+    let (all, _) = m.evaluate(&x, &y).unwrap();
+    assert!((h.unwrap().last("loss").unwrap() - all).abs() < 1e-6);
+    // 5 * 0.9 = 4.5: one sample held out (floor(5 * 0.1) would hold out none)
+    let (x5, y5) = (x.narrow(0, 0, 5).unwrap(), y.narrow(0, 0, 5).unwrap());
+    let h = m.fit(&x5, &y5, Fit::new().validation_split(0.1).verbose(0)).unwrap();
+    assert!(h.last("val_loss").is_some());
+    // too few samples to split: nothing left to train on, or nothing held out
+    let (x1, y1) = (x.narrow(0, 0, 1).unwrap(), y.narrow(0, 0, 1).unwrap());
+    let msg = m.fit(&x1, &y1, Fit::new().validation_split(0.5).verbose(0)).unwrap_err().to_string();
+    assert!(msg.contains("1 samples") && msg.contains("validation_split"), "{msg}");
+    assert!(m.fit(&x5, &y5, Fit::new().validation_split(1e-20).verbose(0)).is_err());
+    // the held-out part's sample weights weight val_loss: zero weights give 0
+    let w: Vec<f32> = (0..10).map(|i| if i < 8 { 1.0 } else { 0.0 }).collect();
+    let w = Tensor::from_vec(w, 10).unwrap();
+    let h = m.fit(&x, &y, Fit::new().epochs(1).validation_split(0.2).sample_weight(&w).verbose(0)).unwrap();
+    assert_eq!(h.last("val_loss"), Some(0.0));
+    // a batch source has no last samples to hold out
+    let mut loader = DataLoader::from_tensors(&x, &y, 4).unwrap();
+    assert!(m.fit_source(&mut loader, Fit::new().validation_split(0.2).verbose(0)).is_err());
+}
+
+/// Compiled metrics are not weighted (as in Keras; only the loss is), and repeated metric
+/// names get Keras's `_1` suffix instead of sharing one History entry.
+#[test]
+fn metrics_are_unweighted_and_repeated_names_get_suffixes() {
+    let (x, y) = blobs(23, 16);
+    let mut m = mlp(5);
+    m.compile(SGD::new(0.0), Loss::BinaryCrossentropy, &["accuracy", "binary_accuracy", "accuracy"]).unwrap();
+    let (_, plain) = m.evaluate(&x, &y).unwrap();
+    let cw = [(0i64, 0.0), (1, 3.0)].into_iter().collect();
+    let h = m.fit(&x, &y, Fit::new().epochs(2).class_weight(cw).verbose(0)).unwrap();
+    let keys: Vec<&str> = h.keys().collect();
+    assert_eq!(keys, ["accuracy", "accuracy_1", "binary_accuracy", "loss"]);
+    for k in ["accuracy", "accuracy_1", "binary_accuracy"] {
+        assert_eq!(h.get(k).unwrap(), &[plain, plain], "{k}");
+    }
+}
+
+/// A functional model with two outputs is refused, not trained on its first output only.
+#[test]
+fn several_outputs_are_an_error_not_half_trained() {
+    use keel_nn::{Input, LayerExt, Model};
+    let inp = Input::new([2]);
+    let h = Dense::new(4).call(&inp).unwrap();
+    let a = Dense::new(1).activation(Activation::Sigmoid).call(&h).unwrap();
+    let b = Dense::new(3).activation(Activation::Softmax).call(&h).unwrap();
+    let mut m = keel_train::KerasModel::from_network(Model::new(&[inp], &[a, b]).unwrap());
+    let msg = m.compile(SGD::new(0.1), Loss::BinaryCrossentropy, NO_METRICS).unwrap_err().to_string();
+    assert!(msg.contains("2 outputs"), "{msg}");
+    let (x, _) = blobs(24, 4);
+    assert!(m.predict(&x, 2).unwrap_err().to_string().contains("2 outputs"));
+}
