@@ -105,12 +105,12 @@ binary_ops! {
         "powf(x, y)", "y * powf(x, y - 1.f)", "(x > 0.f ? powf(x, y) * logf(x) : 0.f)";
     /// `max(x, y)`; NaN if either is NaN (as NumPy and PyTorch); ties split the gradient
     /// evenly, as PyTorch does
-    Maximum "maximum" |x, y| if x >= y || x != x { x } else { y },
+    Maximum "maximum" |x, y| if x >= y || x.is_nan() { x } else { y },
         dx: if x > y { 1.0 } else if x == y { 0.5 } else { 0.0 },
         dy: if y > x { 1.0 } else if x == y { 0.5 } else { 0.0 },
         "((x >= y || x != x) ? x : y)", "(x > y ? 1.f : (x == y ? 0.5f : 0.f))", "(y > x ? 1.f : (x == y ? 0.5f : 0.f))";
     /// `min(x, y)`; NaN if either is NaN; ties split the gradient evenly
-    Minimum "minimum" |x, y| if x <= y || x != x { x } else { y },
+    Minimum "minimum" |x, y| if x <= y || x.is_nan() { x } else { y },
         dx: if x < y { 1.0 } else if x == y { 0.5 } else { 0.0 },
         dy: if y < x { 1.0 } else if x == y { 0.5 } else { 0.0 },
         "((x <= y || x != x) ? x : y)", "(x < y ? 1.f : (x == y ? 0.5f : 0.f))", "(y < x ? 1.f : (x == y ? 0.5f : 0.f))";
