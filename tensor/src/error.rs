@@ -31,7 +31,7 @@ pub enum Error {
         msg: String,
     },
     /// The number of elements given does not match the shape.
-    #[error("{op}: {len} elements cannot fill shape {shape} ({} elements)", .shape.elem_count())]
+    #[error("{op}: {len} elements cannot fill shape {shape} ({} elements)", fmt_count(.shape))]
     ElementCount {
         /// The operation that failed.
         op: &'static str,
@@ -111,6 +111,14 @@ pub enum Error {
     /// A CUDA error (driver, NVRTC, launch or out of memory).
     #[error("cuda: {0}")]
     Cuda(String),
+    /// A host allocation failed (the tensor is larger than this machine can hold).
+    #[error("{op}: cannot allocate {bytes} bytes on the CPU; the tensor is too large for this machine's memory")]
+    HostOutOfMemory {
+        /// The operation that failed.
+        op: &'static str,
+        /// The size of the request.
+        bytes: usize,
+    },
     /// Any other invalid argument.
     #[error("{op}: {msg}")]
     InvalidArgument {
@@ -119,6 +127,10 @@ pub enum Error {
         /// What is wrong.
         msg: String,
     },
+}
+
+fn fmt_count(shape: &Shape) -> String {
+    shape.checked_elem_count().map_or_else(|| "more than memory can address".into(), |n| n.to_string())
 }
 
 fn fmt_hint(hint: &str) -> String {

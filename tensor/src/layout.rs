@@ -99,11 +99,11 @@ impl Layout {
             return Err(Error::InvalidAxis { op: "narrow", axis: dim as isize, rank });
         }
         let size = self.shape.dims()[dim];
-        if start + len > size {
+        if start.checked_add(len).is_none_or(|end| end > size) {
             return Err(Error::InvalidShape {
                 op: "narrow",
                 shape: self.shape.clone(),
-                msg: format!("range {start}..{} exceeds dim {dim} of size {size}", start + len),
+                msg: format!("{len} entries from {start} exceed dim {dim} of size {size}"),
             });
         }
         let mut dims = self.shape.dims().to_vec();

@@ -28,6 +28,12 @@ impl Shape {
         self.0.iter().product()
     }
 
+    /// The number of elements, or `None` when the product overflows `usize` (the
+    /// constructors check this, so a tensor's shape never does).
+    pub fn checked_elem_count(&self) -> Option<usize> {
+        self.0.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))
+    }
+
     /// Row-major (C-contiguous) strides for this shape, in elements.
     pub fn contiguous_strides(&self) -> Vec<usize> {
         let mut strides = vec![0; self.0.len()];

@@ -50,7 +50,7 @@ impl Tensor {
     /// A tensor owning `data`, viewed with `shape` (row-major).
     pub fn from_vec<T: WithDType>(data: Vec<T>, shape: impl Into<Shape>) -> Result<Tensor> {
         let shape = shape.into();
-        if data.len() != shape.elem_count() {
+        if shape.checked_elem_count() != Some(data.len()) {
             return Err(Error::ElementCount { op: "from_vec", shape, len: data.len() });
         }
         Ok(Tensor::from_storage(Storage::Cpu(T::to_cpu_storage(data)), shape))

@@ -20,6 +20,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     tmp_name.push(name);
     tmp_name.push(format!(".tmp-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed)));
     let tmp: PathBuf = dir.join(tmp_name);
+    if !dir.is_dir() {
+        return Err(Error::io(path, format!("the directory {} does not exist", dir.display())));
+    }
     let result = (|| -> Result<()> {
         let mut f =
             std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp).map_err(|e| Error::io(&tmp, e))?;

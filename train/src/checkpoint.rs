@@ -46,6 +46,23 @@ pub struct Checkpoint {
     pub history: History,
 }
 
+/// Decode a checkpoint payload with bincode's allocation limit set to a few times its
+/// size: a length prefix claiming more (a corrupt file whose checksum still matches, or a
+/// crafted one) is an error instead of an allocation that aborts the process. The limit
+/// is a type parameter, so it comes in powers of two, 16x to 256x the payload.
+fn decode_limited(payload: &[u8]) -> std::result::Result<(Checkpoint, usize), bincode::error::DecodeError> {
+    macro_rules! tiers {
+        ($($bits:literal)*) => {$(
+            if payload.len() <= 1usize << ($bits - 4) {
+                let cfg = bincode::config::standard().with_limit::<{ 1usize << $bits }>();
+                return bincode::serde::decode_from_slice(payload, cfg);
+            }
+        )*};
+    }
+    tiers!(24 28 32 36 40 44 48 52 56 60);
+    bincode::serde::decode_from_slice(payload, bincode::config::standard())
+}
+
 fn fnv1a(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for &b in bytes {
@@ -132,8 +149,7 @@ impl Checkpoint {
         if fnv1a(payload) != u64_at(20) {
             return Err(bad("corrupted: the payload checksum does not match".into()));
         }
-        let (ck, used): (Checkpoint, usize) = bincode::serde::decode_from_slice(payload, bincode::config::standard())
-            .map_err(|e| bad(format!("cannot decode the checkpoint: {e}")))?;
+        let (ck, used) = decode_limited(payload).map_err(|e| bad(format!("cannot decode the checkpoint: {e}")))?;
         if used != payload.len() {
             return Err(bad("trailing bytes after the checkpoint".into()));
         }

@@ -144,6 +144,11 @@ impl<N: Network> KerasModel<N> {
     ) -> Result<()> {
         let loss = loss.into();
         self.check_single_io("compile")?;
+        // a layer that did not fit its input when it was added (kept until now by
+        // `Sequential::add`) is reported here, as Keras reports it when the layer is added
+        if !self.net.input_shapes().is_empty() {
+            self.net.output_shapes()?;
+        }
         let mut metrics = metrics.iter().map(NamedMetric::new).collect::<std::result::Result<Vec<_>, _>>()?;
         NamedMetric::uniquify(&mut metrics);
         // build once now so a bad name/combination fails at compile time
@@ -351,15 +356,25 @@ impl<N: Network> KerasModel<N> {
             let mut params = None;
             let (dev, want) = (self.device, self.input_dtype());
             let mut batches = source.weighted_batches(epoch, cfg)?.enumerate().peekable();
+            let mut batches_seen = 0usize;
             while let Some((step, batch)) = batches.next() {
                 let (x, y, w) = batch?;
+                batches_seen += 1;
                 // copy first, cast on the device (U8 pixels travel as bytes)
                 let x = as_input(&x.to_device(&dev)?, want)?;
                 self.ensure_built(&x)?;
                 if params.is_none() {
                     // weights built lazily (or added after `to_device`) join the model's device
                     self.net.to_device(&dev)?;
-                    params = Some(self.net.trainable_params());
+                    let trainable = self.net.trainable_params();
+                    if trainable.is_empty() {
+                        return Err(Error::invalid(
+                            "fit",
+                            "the model has no trainable weights (no layers with weights, or all frozen): \
+                             add layers before fitting",
+                        ));
+                    }
+                    params = Some(trainable);
                 }
                 let params = params.as_deref().unwrap_or_default();
                 let (yd, wd) = (y.to_device(&dev)?, w.as_ref().map(|w| w.to_device(&dev)).transpose()?);
@@ -384,6 +399,16 @@ impl<N: Network> KerasModel<N> {
                         break;
                     }
                 }
+            }
+            if batches_seen == 0 && !stop {
+                return Err(Error::invalid(
+                    "fit",
+                    format!(
+                        "epoch {} had no batches: the data source yielded none (e.g. drop_last with fewer \
+                         samples than the batch size)",
+                        epoch + 1
+                    ),
+                ));
             }
             let mut epoch_logs = logs.logs("");
             if let Some((vx, vy, vw)) = &val {

@@ -100,6 +100,10 @@ impl History {
         if !y0.is_finite() {
             (y0, y1) = (0.0, 1.0);
         }
+        if !((y1 - y0) * 1.2).is_finite() || !(y0.abs().max(y1.abs()) * 1.2).is_finite() {
+            // the chart's own arithmetic would overflow (and its tick search never end)
+            return Err(plot_err(format!("cannot chart \"{name}\": its values span {y0:e}..{y1:e}")));
+        }
         let pad = if y1 > y0 { (y1 - y0) * 0.05 } else { y0.abs().max(1.0) * 0.1 };
         (y0, y1) = (y0 - pad, y1 + pad);
         let mut chart = ChartBuilder::on(area)

@@ -193,6 +193,9 @@ pub(crate) fn save_model_file(net: &dyn Network, path: &Path) -> Result<()> {
 
 /// Write the weights of `net` alone in safetensors layout (atomic).
 pub(crate) fn save_weights_file(net: &dyn Network, path: &Path) -> Result<()> {
+    if !net.is_built() {
+        return Err(Error::invalid("save_weights", "the model is not built yet, so it has no weights to save"));
+    }
     let mut meta = BTreeMap::new();
     meta.insert("format".to_string(), "keel".to_string());
     write_atomic(path, &safetensors_bytes(&net.state_dict(), &meta)?)

@@ -68,7 +68,11 @@ pub fn conv_out_dim(
     if k == 0 || stride == 0 || dilation == 0 {
         return Err(Error::invalid(op, "kernel size, stride and dilation must be >= 1"));
     }
-    let eff = dilation * (k - 1) + 1;
+    let eff = dilation
+        .checked_mul(k - 1)
+        .and_then(|e| e.checked_add(1))
+        .filter(|&e| e <= isize::MAX as usize)
+        .ok_or_else(|| Error::invalid(op, format!("dilation {dilation} x window {k} is too large")))?;
     match padding {
         Padding::Valid => {
             if input < eff {

@@ -2,12 +2,30 @@
 
 use crate::{rng, CpuStorage, DType, Device, Error, Result, Shape, Storage, Tensor};
 
+/// Host allocations from this size on are tried (reserved and released) before they are
+/// made, so a request the machine cannot satisfy is an error instead of an abort.
+const PROBE_BYTES: usize = 64 << 20;
+
+/// The element count of a new `dtype` tensor of `shape` on `device`, checked: the count and
+/// its bytes must fit in memory's address range, and a large host tensor must be
+/// allocatable ([`Error::HostOutOfMemory`] otherwise; a GPU reports its own).
+pub(crate) fn checked_len(op: &'static str, shape: &Shape, dtype: DType, device: &Device) -> Result<usize> {
+    let too_large =
+        || Error::InvalidShape { op, shape: shape.clone(), msg: "has more elements than memory can address".into() };
+    let n = shape.checked_elem_count().ok_or_else(too_large)?;
+    let bytes = n.checked_mul(dtype.size_in_bytes()).filter(|&b| b <= isize::MAX as usize).ok_or_else(too_large)?;
+    if *device == Device::Cpu && bytes >= PROBE_BYTES {
+        Vec::<u8>::new().try_reserve_exact(bytes).map_err(|_| Error::HostOutOfMemory { op, bytes })?;
+    }
+    Ok(n)
+}
+
 impl Tensor {
     /// A tensor of `shape` filled with `value` (converted to `dtype`), made on `device`
     /// (on a GPU by a fill kernel, with no host transfer).
     pub fn full(value: f64, shape: impl Into<Shape>, dtype: DType, device: &Device) -> Result<Tensor> {
         let shape = shape.into();
-        let n = shape.elem_count();
+        let n = checked_len("full", &shape, dtype, device)?;
         let storage = match *device {
             Device::Cpu => Storage::Cpu(CpuStorage::full(value, n, dtype)),
             Device::Cuda(ordinal) => Storage::Cuda(crate::CudaStorage::full(value, n, dtype, ordinal)?),
@@ -43,13 +61,21 @@ impl Tensor {
                 format!("need finite bounds and a non-zero step, got {start}..{end} step {step}"),
             ));
         }
-        let n = ((end - start) / step).ceil().max(0.0) as usize;
+        let count = ((end - start) / step).ceil().max(0.0);
+        if count >= isize::MAX as f64 {
+            return Err(Error::invalid(
+                "arange",
+                format!("{start}..{end} step {step} has too many values ({count:e})"),
+            ));
+        }
+        let n = checked_len("arange", &Shape::from(count as usize), dtype, &Device::Cpu)?;
         let s = CpuStorage::from_f64_iter((0..n).map(|i| start + i as f64 * step), dtype);
         Tensor::from_storage(Storage::Cpu(s), n).to_device(device)
     }
 
     /// `n` evenly spaced values from `start` to `end` inclusive (like `numpy.linspace`).
     pub fn linspace(start: f64, end: f64, n: usize, dtype: DType, device: &Device) -> Result<Tensor> {
+        checked_len("linspace", &Shape::from(n), dtype, &Device::Cpu)?;
         let step = if n > 1 { (end - start) / (n - 1) as f64 } else { 0.0 };
         let s = CpuStorage::from_f64_iter(
             (0..n).map(|i| if i + 1 == n && n > 1 { end } else { start + i as f64 * step }),
@@ -60,6 +86,7 @@ impl Tensor {
 
     /// The `n x n` identity matrix.
     pub fn eye(n: usize, dtype: DType, device: &Device) -> Result<Tensor> {
+        checked_len("eye", &Shape::from((n, n)), dtype, &Device::Cpu)?;
         let s = CpuStorage::from_f64_iter((0..n * n).map(|i| if i / n == i % n { 1.0 } else { 0.0 }), dtype);
         Tensor::from_storage(Storage::Cpu(s), (n, n)).to_device(device)
     }
@@ -81,7 +108,8 @@ impl Tensor {
             return Err(Error::invalid("rand_uniform", format!("need finite lo < hi, got [{lo}, {hi})")));
         }
         let shape = shape.into();
-        let (n, lo, hi) = (shape.elem_count(), lo as f32, hi as f32);
+        let n = checked_len("rand_uniform", &shape, DType::F32, device)?;
+        let (lo, hi) = (lo as f32, hi as f32);
         let f32s = match *device {
             Device::Cpu => Tensor::from_vec(rng::uniform_f32(seed, n, lo, hi), shape)?,
             Device::Cuda(ordinal) => Tensor::from_storage(
@@ -108,7 +136,8 @@ impl Tensor {
             return Err(Error::invalid("rand_normal", format!("need finite mean and std >= 0, got {mean}, {std}")));
         }
         let shape = shape.into();
-        let v = rng::normal_f32(seed, shape.elem_count(), mean as f32, std as f32);
+        let n = checked_len("rand_normal", &shape, DType::F32, &Device::Cpu)?;
+        let v = rng::normal_f32(seed, n, mean as f32, std as f32);
         Tensor::from_vec(v, shape)?.to_dtype(dtype)?.to_device(device)
     }
 }

@@ -8,7 +8,7 @@ impl Tensor {
     /// See [`Tensor::reshape_infer`] for a `-1` dimension.
     pub fn reshape(&self, shape: impl Into<Shape>) -> Result<Tensor> {
         let shape = shape.into();
-        if shape.elem_count() != self.elem_count() {
+        if shape.checked_elem_count() != Some(self.elem_count()) {
             return Err(Error::shape_mismatch("reshape", self.shape(), &shape, "element counts differ"));
         }
         let t = self.contiguous()?;

@@ -176,8 +176,17 @@ fn format_value(v: f64, spec: &str, integer: bool) -> std::result::Result<String
     if spec.is_empty() {
         return Ok(if integer { format!("{}", v as i64) } else { v.to_string() });
     }
-    let (body, kind) = spec.split_at(spec.len() - 1);
-    let num = |s: &str| s.parse::<usize>().map_err(|_| format!("unsupported format spec \":{spec}\""));
+    let unsupported = || format!("unsupported format spec \":{spec}\" (use d, .Nf or .Ne)");
+    // the kind is the last character (any character: the spec is user text)
+    let Some((cut, _)) = spec.char_indices().next_back() else { return Err(unsupported()) };
+    let (body, kind) = spec.split_at(cut);
+    // a width or precision beyond any file name's length is a mistake
+    const MAX_WIDTH: usize = 255;
+    let num = |s: &str| match s.parse::<usize>() {
+        Ok(n) if n <= MAX_WIDTH => Ok(n),
+        Ok(_) => Err(format!("format spec \":{spec}\": widths and precisions above {MAX_WIDTH} are not supported")),
+        Err(_) => Err(unsupported()),
+    };
     match kind {
         "d" => {
             let zero = body.starts_with('0');
@@ -188,11 +197,11 @@ fn format_value(v: f64, spec: &str, integer: bool) -> std::result::Result<String
             let prec = match body.strip_prefix('.') {
                 Some(p) => num(p)?,
                 None if body.is_empty() => 6,
-                None => return Err(format!("unsupported format spec \":{spec}\"")),
+                None => return Err(unsupported()),
             };
             Ok(if kind == "f" { format!("{v:.prec$}") } else { format!("{v:.prec$e}") })
         }
-        _ => Err(format!("unsupported format spec \":{spec}\" (use d, .Nf or .Ne)")),
+        _ => Err(unsupported()),
     }
 }
 
@@ -208,5 +217,12 @@ mod tests {
         assert_eq!(format_path("{{x}}-{epoch:3d}", 7, &logs).unwrap(), "{x}-  7");
         assert!(format_path("m-{acc}.keel", 1, &logs).is_err());
         assert!(format_path("m-{epoch", 1, &logs).is_err());
+        // user text that is not a spec we know is an error, never a panic
+        for bad in
+            ["m-{epoch:é}", "m-{val_loss:.2€}", "m-{epoch:070000d}", "m-{epoch:99999999999d}", "m-{val_loss:.99999f}"]
+        {
+            assert!(format_path(bad, 3, &logs).is_err(), "{bad}");
+        }
+        assert_eq!(format_path("m-{epoch:255d}", 3, &logs).unwrap().len(), 2 + 255);
     }
 }
