@@ -11,7 +11,8 @@
 //! Fields may be quoted (`"a, b"`, with `""` for a quote inside); a quoted
 //! field cannot span lines. Blank lines are skipped. A cell is *missing* when
 //! it is empty or one of `NA`, `N/A`, `NaN`, `null`, `?` (case-insensitive);
-//! [`Missing`] says what to do with it.
+//! [`Missing`] says what to do with it. Cells are parsed as `f32`: a number
+//! too large for it (e.g. `1e50`) is an error, while `inf` / `-inf` are kept.
 
 use crate::{Error, Result};
 use keel_tensor::Tensor;
@@ -174,6 +175,18 @@ pub fn parse_csv(text: &str, name: &str, opts: &CsvOptions) -> Result<CsvTable> 
         None => vec![ncol - 1],
     };
     let ignore_idx: Vec<usize> = opts.ignore.iter().map(|n| find(n)).collect::<Result<_>>()?;
+    if let Some(&j) = label_idx.iter().find(|j| ignore_idx.contains(j)) {
+        let what = if opts.labels.is_some() { "a label" } else { "the label (the last column, by default)" };
+        return Err(err(
+            hline,
+            None,
+            format!(
+                "column '{}' is both {what} and ignored; drop it from CsvOptions::ignore or choose \
+                 other labels",
+                header[j]
+            ),
+        ));
+    }
     let feat_idx: Vec<usize> = (0..ncol).filter(|i| !label_idx.contains(i) && !ignore_idx.contains(i)).collect();
     let col_name = |j: usize| format!("{} '{}'", j + 1, header[j]);
 
@@ -216,18 +229,34 @@ pub fn parse_csv(text: &str, name: &str, opts: &CsvOptions) -> Result<CsvTable> 
                     }
                 }
             }
-            row[j] = cell.trim().parse::<f32>().map_err(|_| {
+            let text = cell.trim();
+            let v = text.parse::<f32>().map_err(|_| {
                 err(
                     ln,
                     Some(col_name(j)),
                     format!(
-                        "cannot parse '{}' as a number; fix the cell, or skip the column with \
+                        "cannot parse '{text}' as a number; fix the cell, or skip the column with \
                          CsvOptions::ignore(\"{}\")",
-                        cell.trim(),
                         header[j]
                     ),
                 )
             })?;
+            // `parse` rounds a number beyond f32's range to infinity; only a written `inf` may be one
+            let inf_literal = |t: &str| {
+                let t = t.trim_start_matches(['+', '-']);
+                t.eq_ignore_ascii_case("inf") || t.eq_ignore_ascii_case("infinity")
+            };
+            if v.is_infinite() && !inf_literal(text) {
+                return Err(err(
+                    ln,
+                    Some(col_name(j)),
+                    format!(
+                        "'{text}' is too large for a 32-bit float (at most about 3.4e38 in magnitude); \
+                         rescale the column"
+                    ),
+                ));
+            }
+            row[j] = v;
         }
         xs.extend(feat_idx.iter().map(|&j| row[j]));
         ys.extend(label_idx.iter().map(|&j| row[j]));

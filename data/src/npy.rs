@@ -72,10 +72,15 @@ pub fn encode_npy(t: &Tensor) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// The text after `'key':` in a header dict (`None` if the key or its `:` is absent).
+fn dict_value<'a>(h: &'a str, key: &str) -> Option<&'a str> {
+    let rest = &h[h.find(&format!("'{key}'"))? + key.len() + 2..];
+    Some(rest.trim_start().strip_prefix(':')?.trim_start())
+}
+
 /// The quoted string after `'key':` in a header dict.
 fn dict_str<'a>(h: &'a str, key: &str) -> Option<&'a str> {
-    let rest = &h[h.find(&format!("'{key}'"))? + key.len() + 2..];
-    let rest = rest.trim_start().strip_prefix(':')?.trim_start();
+    let rest = dict_value(h, key)?;
     let q = rest.chars().next()?;
     if q != '\'' && q != '"' {
         return None;
@@ -86,8 +91,7 @@ fn dict_str<'a>(h: &'a str, key: &str) -> Option<&'a str> {
 
 /// The raw text after `'key':` up to the next `,`/`}` (or the closing `)` for tuples).
 fn dict_raw<'a>(h: &'a str, key: &str) -> Option<&'a str> {
-    let rest = &h[h.find(&format!("'{key}'"))? + key.len() + 2..];
-    let rest = rest.trim_start().strip_prefix(':')?.trim_start();
+    let rest = dict_value(h, key)?;
     if rest.starts_with('(') {
         Some(&rest[..rest.find(')')? + 1])
     } else {
@@ -104,7 +108,15 @@ pub fn decode_npy(b: &[u8], name: &str) -> Result<Tensor> {
     }
     let (hlen, start): (usize, usize) = match b[6] {
         1 => (u16::from_le_bytes([b[8], b[9]]) as usize, 10),
-        2 | 3 if b.len() >= 12 => (u32::from_le_bytes([b[8], b[9], b[10], b[11]]) as usize, 12),
+        v @ (2 | 3) if b.len() < 12 => {
+            return Err(bad(format!(
+                "the file is truncated: {} bytes, shorter than the 12-byte preamble of a version {v}.{} \
+                 .npy file",
+                b.len(),
+                b[7]
+            )))
+        }
+        2 | 3 => (u32::from_le_bytes([b[8], b[9], b[10], b[11]]) as usize, 12),
         v => return Err(bad(format!("unsupported .npy format version {v}.{} (known: 1.0, 2.0, 3.0)", b[7]))),
     };
     let end = start
@@ -113,13 +125,27 @@ pub fn decode_npy(b: &[u8], name: &str) -> Result<Tensor> {
         .ok_or_else(|| bad(format!("truncated header: {hlen} header bytes declared")))?;
     let h =
         std::str::from_utf8(&b[start..end]).map_err(|_| bad("the header is not text; the file is corrupt".into()))?;
-    let descr = dict_str(h, "descr").ok_or_else(|| bad(format!("header has no 'descr' entry: {h:?}")))?;
+    let descr = dict_str(h, "descr").ok_or_else(|| {
+        bad(match dict_value(h, "descr") {
+            None if !h.contains("'descr'") => format!("header has no 'descr' entry: {h:?}"),
+            Some(v) if v.starts_with('[') => "structured dtypes (a 'descr' list of named fields) are not \
+                                              supported; save each field as its own array"
+                .into(),
+            _ => format!("malformed 'descr' entry in header (expected a quoted dtype such as '<f4'): {h:?}"),
+        })
+    })?;
     let fortran = match dict_raw(h, "fortran_order") {
         Some("True") => true,
         Some("False") => false,
         other => return Err(bad(format!("bad 'fortran_order' in header: {other:?}"))),
     };
-    let shape_s = dict_raw(h, "shape").ok_or_else(|| bad(format!("header has no 'shape' entry: {h:?}")))?;
+    let shape_s = dict_raw(h, "shape").ok_or_else(|| {
+        bad(if h.contains("'shape'") {
+            format!("malformed 'shape' entry in header (expected a tuple such as (2, 3)): {h:?}")
+        } else {
+            format!("header has no 'shape' entry: {h:?}")
+        })
+    })?;
     let dims: Vec<usize> = shape_s
         .trim_matches(|c| c == '(' || c == ')')
         .split(',')
@@ -128,7 +154,11 @@ pub fn decode_npy(b: &[u8], name: &str) -> Result<Tensor> {
         .map(|s| s.trim_end_matches('L').parse::<usize>())
         .collect::<std::result::Result<_, _>>()
         .map_err(|_| bad(format!("bad shape {shape_s} in header")))?;
-    let (order, kind) = descr.split_at(1.min(descr.len()));
+    // `get` rather than `split_at`: a non-ASCII first character is an error, not a panic
+    let (order, kind) = match (descr.get(..1), descr.get(1..)) {
+        (Some(o), Some(k)) => (o, k),
+        _ => return Err(bad(format!("unsupported dtype descr '{descr}'"))),
+    };
     let big = match order {
         "<" | "|" | "=" => false,
         ">" => true,

@@ -258,3 +258,37 @@ fn bad_inputs_are_errors() {
     let mut g2 = ImageDataGenerator::new();
     assert!(g2.fit(&flat).is_err());
 }
+
+#[test]
+fn non_finite_parameters_are_errors() {
+    use keel_data::augment::ShiftRange;
+    let x = images(2);
+    let y = Tensor::from_vec(vec![0i64, 1], 2).unwrap();
+    let one = x.narrow(0, 0, 1).unwrap().squeeze(0).unwrap();
+    // NaN rotation/shear ranges used to be accepted and give all-zero images
+    let cases: Vec<(&str, ImageDataGenerator)> = vec![
+        ("rotation_range", ImageDataGenerator::new().rotation_range(f64::NAN)),
+        ("shear_range", ImageDataGenerator::new().shear_range(f64::NAN)),
+        ("rotation_range", ImageDataGenerator::new().rotation_range(f64::INFINITY)),
+        ("width_shift_range", ImageDataGenerator::new().width_shift_range(f64::NAN)),
+        ("height_shift_range", ImageDataGenerator::new().height_shift(ShiftRange::Choices(vec![1.0, f64::NAN]))),
+        ("zoom_range", ImageDataGenerator::new().zoom_range(f64::NAN)),
+        ("zoom_range", ImageDataGenerator::new().zoom_range_bounds(0.5, f64::INFINITY)),
+        ("channel_shift_range", ImageDataGenerator::new().channel_shift_range(f64::NEG_INFINITY)),
+        ("brightness_range", ImageDataGenerator::new().brightness_range(f64::NAN, 1.0)),
+        ("cval", ImageDataGenerator::new().cval(f32::NAN)),
+        ("rescale", ImageDataGenerator::new().rescale(f32::INFINITY)),
+    ];
+    for (name, g) in cases {
+        let e = g.flow(&x, &y, 2).unwrap_err().to_string();
+        assert!(e.contains(name) && e.contains("finite"), "{name}: {e}");
+        assert!(g.augment_batch(&x, 0, 0).unwrap_err().to_string().contains(name), "{name}");
+        assert!(g.random_transform(&one, 0).unwrap_err().to_string().contains(name), "{name}");
+        assert!(g.standardize(&x).unwrap_err().to_string().contains(name), "{name}");
+    }
+    let g = ImageDataGenerator::new().rotation_range(f64::NAN);
+    assert!(g.apply_transform(&one, &TransformParams::default()).is_err());
+    let p = TransformParams { theta: f64::NAN, ..Default::default() };
+    let e = ImageDataGenerator::new().apply_transform(&one, &p).unwrap_err().to_string();
+    assert!(e.contains("theta") && e.contains("finite"), "{e}");
+}

@@ -98,3 +98,38 @@ fn header_problems() {
     let t = parse_csv("a,b\n", "h.csv", &CsvOptions::new()).unwrap();
     assert_eq!(t.x.dims(), &[0, 1]);
 }
+
+#[test]
+fn label_that_is_also_ignored_is_an_error() {
+    let s = "a,b,y\n1,2,3\n4,5,6\n";
+    // y used to come back as zeros
+    let m = parse_csv(s, "l.csv", &CsvOptions::new().label("y").ignore("y")).unwrap_err().to_string();
+    assert!(m.contains("l.csv") && m.contains("'y'") && m.contains("ignore"), "{m}");
+    let m = parse_csv(s, "l.csv", &CsvOptions::new().labels(&["a", "b"]).ignore("b")).unwrap_err().to_string();
+    assert!(m.contains("'b'"), "{m}");
+    // the default label (last column) too
+    let m = parse_csv(s, "l.csv", &CsvOptions::new().ignore("y")).unwrap_err().to_string();
+    assert!(m.contains("'y'") && m.contains("label"), "{m}");
+    let t = parse_csv(s, "l.csv", &CsvOptions::new().label("b").ignore("y")).unwrap();
+    assert_eq!(t.y.to_vec::<f32>().unwrap(), vec![2.0, 5.0]);
+}
+
+#[test]
+fn numbers_too_large_for_f32_are_errors() {
+    let s = "a,b,y\n1,2,0\n3,1e50,1\n";
+    let e = parse_csv(s, "o.csv", &CsvOptions::new()).unwrap_err();
+    match &e {
+        Error::Csv { line, column, .. } => {
+            assert_eq!(*line, 3);
+            assert_eq!(column.as_deref(), Some("2 'b'"));
+        }
+        other => panic!("{other:?}"),
+    }
+    let m = e.to_string();
+    assert!(m.contains("'1e50'") && m.contains("too large"), "{m}");
+    assert!(parse_csv("a,y\n1,-4e38\n", "o.csv", &CsvOptions::new()).is_err());
+    // an explicit infinity is still accepted, and the largest f32 still parses
+    let t = parse_csv("a,y\ninf,-Infinity\n3.4e38,0\n", "o.csv", &CsvOptions::new()).unwrap();
+    assert_eq!(t.x.to_vec::<f32>().unwrap(), vec![f32::INFINITY, 3.4e38]);
+    assert_eq!(t.y.to_vec::<f32>().unwrap(), vec![f32::NEG_INFINITY, 0.0]);
+}

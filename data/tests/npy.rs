@@ -83,3 +83,46 @@ fn corrupted_npy_is_an_error() {
     assert!(e.contains("unsupported dtype"), "{e}");
     assert!(read_npy("/nonexistent.npy").is_err());
 }
+
+/// A version-1.0 `.npy` file with header dict `h` followed by `data`.
+fn npy_v1(h: &str, data: &[u8]) -> Vec<u8> {
+    let mut b = b"\x93NUMPY\x01\x00".to_vec();
+    b.extend_from_slice(&(h.len() as u16).to_le_bytes());
+    b.extend_from_slice(h.as_bytes());
+    b.extend_from_slice(data);
+    b
+}
+
+#[test]
+fn non_ascii_descr_is_an_error_not_a_panic() {
+    for descr in ["é", "<é", "€f4", "ü"] {
+        let h = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': (2, 3), }}\n");
+        let e = decode_npy(&npy_v1(&h, &[0; 24]), "u.npy").unwrap_err().to_string();
+        assert!(e.contains("u.npy") && e.contains("unsupported dtype"), "{descr}: {e}");
+    }
+}
+
+#[test]
+fn malformed_headers_say_what_is_wrong() {
+    let good = std::fs::read(fx("f4_v2_2x3.npy")).unwrap();
+    assert_eq!(good[6], 2);
+    let e = decode_npy(&good[..11], "t.npy").unwrap_err().to_string();
+    assert!(e.contains("truncated") && !e.contains("unsupported"), "{e}");
+    let e = decode_npy(&[b"\x93NUMPY\x03\x00".to_vec(), vec![0, 0]].concat(), "t.npy").unwrap_err().to_string();
+    assert!(e.contains("truncated"), "{e}");
+
+    let h = "{'descr': [('a', '<f4'), ('b', '<i8')], 'fortran_order': False, 'shape': (2,), }\n";
+    let e = decode_npy(&npy_v1(h, &[0; 24]), "s.npy").unwrap_err().to_string();
+    assert!(e.contains("structured"), "{e}");
+
+    let h = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3, }\n";
+    let e = decode_npy(&npy_v1(h, &[0; 24]), "p.npy").unwrap_err().to_string();
+    assert!(e.contains("malformed 'shape'"), "{e}");
+
+    let h = "{'fortran_order': False, 'shape': (2, 3), }\n";
+    let e = decode_npy(&npy_v1(h, &[0; 24]), "d.npy").unwrap_err().to_string();
+    assert!(e.contains("no 'descr' entry"), "{e}");
+    let h = "{'descr': '<f4', 'fortran_order': False, }\n";
+    let e = decode_npy(&npy_v1(h, &[0; 24]), "d.npy").unwrap_err().to_string();
+    assert!(e.contains("no 'shape' entry"), "{e}");
+}

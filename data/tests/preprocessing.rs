@@ -112,6 +112,28 @@ fn to_categorical_like_keras() {
 }
 
 #[test]
+fn to_categorical_refuses_absurd_sizes_and_bad_labels() {
+    // a huge class id used to abort the process (allocation failure) or panic ("capacity
+    // overflow"). (3e9 classes, 24 GB, is not tested: whether that fits depends on the machine.)
+    for big in [1e17, 4.6e18, 1e30] {
+        let y = Tensor::from_vec(vec![0f64, big], 2).unwrap();
+        let e = to_categorical(&y, None).unwrap_err().to_string();
+        assert!(e.contains("to_categorical") && e.contains("one-hot"), "{big}: {e}");
+    }
+    let y = Tensor::from_vec(vec![0i64, 1], 2).unwrap();
+    let e = to_categorical(&y, Some(usize::MAX)).unwrap_err().to_string();
+    assert!(e.contains("one-hot"), "{e}");
+    for bad in [-1.0, -0.5, 0.5, f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+        let y = Tensor::from_vec(vec![0f64, bad], 2).unwrap();
+        let e = to_categorical(&y, None).unwrap_err().to_string();
+        assert!(e.contains("label 1"), "{bad}: {e}");
+    }
+    // empty labels with num_classes, and zero classes for no labels, still work
+    let y = Tensor::from_vec(Vec::<i64>::new(), 0).unwrap();
+    assert_eq!(to_categorical(&y, Some(3)).unwrap().dims(), &[0, 3]);
+}
+
+#[test]
 fn class_weight_matches_sklearn() {
     let f = fixture();
     let (_, y) = datasets::wine().unwrap();
@@ -167,6 +189,14 @@ fn train_test_split_stratified_and_deterministic() {
     assert_eq!((a.dims()[0], b.dims()[0]), (469, 100));
     assert!(train_test_split(&x, &y, 0.0, 1, false).is_err());
     assert!(train_test_split(&x, &y, 569.0, 1, false).is_err());
+    assert_eq!(train_test_split(&x, &y, 568.0, 1, false).unwrap().1.dims()[0], 568);
+    assert_eq!(train_test_split(&x, &y, 2.0, 1, false).unwrap().1.dims()[0], 2);
+    // like scikit-learn: a fraction must be in (0, 1), a count a whole number of rows in [2, N - 1]
+    // (1.0 used to mean a 1-row test set, and 1.5 was truncated to 1)
+    for bad in [1.0, 1.5, 100.25, -0.5, f64::NAN, f64::INFINITY] {
+        let e = train_test_split(&x, &y, bad, 1, false).unwrap_err().to_string();
+        assert!(e.contains("test_size"), "{bad}: {e}");
+    }
     let y1 = Tensor::from_vec(vec![0i64, 1, 1, 1], 4).unwrap();
     let x1 = Tensor::zeros((4, 1), DType::F32, &keel_tensor::Device::Cpu).unwrap();
     assert!(train_test_split(&x1, &y1, 0.5, 1, true).unwrap_err().to_string().contains("class 0"));

@@ -56,6 +56,7 @@ impl ImageFlow {
         if batch_size == 0 {
             return Err(Error::invalid("ImageDataGenerator::flow", "batch_size must be at least 1"));
         }
+        gen.validate("ImageDataGenerator::flow")?;
         if (gen.featurewise_center && gen.mean.is_none()) || (gen.featurewise_std_normalization && gen.std.is_none()) {
             return Err(Error::invalid(
                 "ImageDataGenerator::flow",

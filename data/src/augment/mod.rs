@@ -169,7 +169,43 @@ fn dims4(x: &Tensor, op: &'static str) -> Result<(usize, usize, usize, usize)> {
     }
 }
 
+/// An error naming the first non-finite value among `(name, value)` pairs.
+fn check_finite<'a>(op: &'static str, values: impl IntoIterator<Item = (&'a str, f64)>) -> Result<()> {
+    match values.into_iter().find(|(_, v)| !v.is_finite()) {
+        Some((name, v)) => Err(Error::invalid(op, format!("{name} must be finite, got {v}"))),
+        None => Ok(()),
+    }
+}
+
 impl ImageDataGenerator {
+    /// Refuse non-finite settings (a NaN range would turn every image into zeros).
+    fn validate(&self, op: &'static str) -> Result<()> {
+        let shifts = |name: &'static str, r: &ShiftRange| -> Vec<(&'static str, f64)> {
+            match r {
+                ShiftRange::Uniform(v) => vec![(name, *v)],
+                ShiftRange::Choices(c) => c.iter().map(|&v| (name, v)).collect(),
+            }
+        };
+        let (blo, bhi) = self.brightness_range.unwrap_or((1.0, 1.0));
+        check_finite(
+            op,
+            [
+                ("rotation_range", self.rotation_range),
+                ("shear_range", self.shear_range),
+                ("zoom_range", self.zoom_range.0),
+                ("zoom_range", self.zoom_range.1),
+                ("channel_shift_range", self.channel_shift_range),
+                ("brightness_range", blo),
+                ("brightness_range", bhi),
+                ("cval", self.cval as f64),
+                ("rescale", self.rescale.unwrap_or(1.0) as f64),
+            ]
+            .into_iter()
+            .chain(shifts("width_shift_range", &self.width_shift_range))
+            .chain(shifts("height_shift_range", &self.height_shift_range)),
+        )
+    }
+
     /// A generator that changes nothing (Keras's defaults).
     pub fn new() -> Self {
         ImageDataGenerator {
@@ -403,7 +439,22 @@ impl ImageDataGenerator {
 
     /// Apply `p` to one image tensor `[H, W, C]` (F32 result).
     pub fn apply_transform(&self, x: &Tensor, p: &TransformParams) -> Result<Tensor> {
-        let (h, w, c) = dims3(x, "ImageDataGenerator::apply_transform")?;
+        const OP: &str = "ImageDataGenerator::apply_transform";
+        let (h, w, c) = dims3(x, OP)?;
+        self.validate(OP)?;
+        check_finite(
+            OP,
+            [
+                ("theta", p.theta),
+                ("tx", p.tx),
+                ("ty", p.ty),
+                ("shear", p.shear),
+                ("zx", p.zx),
+                ("zy", p.zy),
+                ("channel_shift_intensity", p.channel_shift_intensity.unwrap_or(0.0)),
+                ("brightness", p.brightness.unwrap_or(1.0)),
+            ],
+        )?;
         let v = x.to_dtype(keel_tensor::DType::F32)?.to_vec::<f32>()?;
         Ok(Tensor::from_vec(self.apply_params(&v, h, w, c, p), (h, w, c))?)
     }
@@ -411,6 +462,7 @@ impl ImageDataGenerator {
     /// A random transform of one image `[H, W, C]` drawn from `seed` (no standardization, as in Keras).
     pub fn random_transform(&self, x: &Tensor, seed: u64) -> Result<Tensor> {
         let (h, w, _) = dims3(x, "ImageDataGenerator::random_transform")?;
+        self.validate("ImageDataGenerator::random_transform")?;
         let p = self.random_params(h, w, &mut Rng::new(seed));
         self.apply_transform(x, &p)
     }
@@ -471,6 +523,7 @@ impl ImageDataGenerator {
                 format!("expected [N, H, W, C] or [H, W, C], got {:?}", x.dims()),
             ));
         }
+        self.validate("ImageDataGenerator::standardize")?;
         let mut v = x.to_dtype(keel_tensor::DType::F32)?.to_vec::<f32>()?;
         let per = if x.rank() == 4 { x.dims()[1..].iter().product::<usize>().max(1) } else { v.len().max(1) };
         for img in v.chunks_mut(per) {
@@ -503,6 +556,7 @@ impl ImageDataGenerator {
     /// same whatever the thread count, and equals what [`flow`](Self::flow) yields for it.
     pub fn augment_batch(&self, x: &Tensor, seed: u64, epoch: usize) -> Result<Tensor> {
         let (n, h, w, c) = dims4(x, "ImageDataGenerator::augment_batch")?;
+        self.validate("ImageDataGenerator::augment_batch")?;
         let data = x.to_dtype(keel_tensor::DType::F32)?.to_vec::<f32>()?;
         let imgs: Vec<Vec<f32>> = (0..n)
             .into_par_iter()

@@ -60,14 +60,41 @@ pub fn to_categorical(y: &Tensor, num_classes: Option<usize>) -> Result<Tensor> 
         }
         labels.push(a as usize);
     }
+    let too_big = |classes: String| {
+        Error::invalid(
+            OP,
+            format!(
+                "a one-hot matrix of {} labels x {classes} classes is too large to address; check the \
+                 labels (a huge class id?) and num_classes",
+                labels.len()
+            ),
+        )
+    };
     let c = match num_classes {
         Some(c) => c,
-        None => labels.iter().max().map_or(0, |m| m + 1),
+        None => match labels.iter().max() {
+            None => 0,
+            Some(m) => m.checked_add(1).ok_or_else(|| too_big(format!("{m} + 1")))?,
+        },
     };
     if let Some((i, l)) = labels.iter().enumerate().find(|(_, &l)| l >= c) {
         return Err(Error::invalid(OP, format!("label {i} is {l} but num_classes is {c}; pass a larger num_classes")));
     }
-    let mut out = vec![0f32; labels.len() * c];
+    // checked size and fallible allocation: a huge class id is an error, not an abort
+    let n = labels.len().checked_mul(c).ok_or_else(|| too_big(c.to_string()))?;
+    let mut out = Vec::<f32>::new();
+    out.try_reserve_exact(n).map_err(|_| {
+        Error::invalid(
+            OP,
+            format!(
+                "cannot allocate the one-hot matrix of {} labels x {c} classes ({:.1} GB of float32); \
+                 check the labels (a huge class id?) and num_classes",
+                labels.len(),
+                n as f64 * 4e-9
+            ),
+        )
+    })?;
+    out.resize(n, 0.0);
     for (i, &l) in labels.iter().enumerate() {
         out[i * c + l] = 1.0;
     }

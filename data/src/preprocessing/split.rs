@@ -12,7 +12,9 @@ pub type TrainTestSplit = (Tensor, Tensor, Tensor, Tensor);
 /// Split rows of `x` and `y` into a shuffled train and test part.
 ///
 /// `test_size` in `(0, 1)` is a fraction (test rows = `ceil(test_size * N)`,
-/// as in scikit-learn); `>= 1` is a row count. With `stratify`, each class of
+/// as in scikit-learn); a whole number from 2 to `N - 1` is a row count. Any
+/// other value is an error, `1.0` included (a fraction must be below 1, as in
+/// scikit-learn; a one-row test set cannot be asked for). With `stratify`, each class of
 /// `y` (labels `[N]` or one-hot `[N, C]`) keeps its proportion in both parts:
 /// the test rows are allotted to classes by largest remainder, then drawn at
 /// random within each class. The same `seed` gives the same split. (The
@@ -26,10 +28,15 @@ pub fn train_test_split(x: &Tensor, y: &Tensor, test_size: f64, seed: u64, strat
             format!("x has {n} rows but y has shape {:?}; they must have the same first dimension", y.dims()),
         ));
     }
-    if test_size.is_nan() || test_size <= 0.0 || !test_size.is_finite() {
+    // like scikit-learn: a fraction in (0, 1) or a whole row count (1.0 would be the whole set as a
+    // fraction, so counts start at 2); the count's upper bound is checked below
+    if !(test_size > 0.0 && test_size < 1.0 || test_size >= 2.0 && test_size.is_finite() && test_size.fract() == 0.0) {
         return Err(Error::invalid(
             OP,
-            format!("test_size must be a fraction in (0, 1) or a row count >= 1, got {test_size}"),
+            format!(
+                "test_size must be a fraction in (0, 1) or a whole number of rows from 2 to {}, got {test_size}",
+                n.saturating_sub(1)
+            ),
         ));
     }
     let n_test = if test_size < 1.0 { (test_size * n as f64).ceil() as usize } else { test_size as usize };
