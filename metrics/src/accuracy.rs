@@ -317,6 +317,9 @@ pub fn top_k_accuracy_score(y_true: &[i64], y_score: &[f64], num_classes: usize,
             format!("expected {} labels x {num_classes} classes scores", y_true.len()),
         ));
     }
+    if let Some(bad) = y_true.iter().find(|&&l| l < 0 || l as u64 >= num_classes as u64) {
+        return Err(MetricsError::input(name, format!("label {bad} is not a class in 0..{num_classes}")));
+    }
     let t: Vec<f64> = y_true.iter().map(|&v| v as f64).collect();
     let mut m = SparseTopKCategoricalAccuracy::new(k);
     m.update_arrays(ArrayRef::vector(&t), ArrayRef::matrix(y_score, y_true.len(), num_classes)?, None)?;

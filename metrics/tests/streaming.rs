@@ -72,6 +72,9 @@ fn top_k_ties_and_sparse() {
     m2.update_state(&labels, &scores, None).unwrap();
     assert_eq!(m2.result(), 1.0);
     assert_eq!(top_k_accuracy_score(&[1, 0], &[0.5, 0.5, 0.0, 0.1, 0.2, 0.7], 3, 2).unwrap(), 0.5);
+    // labels outside the classes are an error (scikit-learn raises), not a miss
+    assert!(top_k_accuracy_score(&[7, 0], &[0.5, 0.5, 0.0, 0.1, 0.2, 0.7], 3, 2).is_err());
+    assert!(top_k_accuracy_score(&[-1, 0], &[0.5, 0.5, 0.0, 0.1, 0.2, 0.7], 3, 2).is_err());
 }
 
 #[test]

@@ -206,7 +206,9 @@ pub trait Network: Send + Sync {
         devices.all(|d| d == first).then_some(first)
     }
 
-    /// The weights as a map `name -> tensor` (a snapshot sharing storage until updated in place).
+    /// The weights as a map `name -> tensor`, sharing the weights' storage: the optimizers
+    /// update weights in place, so after more training these tensors show the new values.
+    /// For a snapshot (Keras's `get_weights` copies) `.copy()` each tensor.
     fn state_dict(&self) -> BTreeMap<String, Tensor> {
         self.named_weights().into_iter().map(|w| (w.name, w.param.value())).collect()
     }

@@ -133,13 +133,28 @@ impl Core {
         }
     }
 
-    pub(crate) fn step(&mut self, rule: &impl UpdateRule, params: &[Param], grads: &Gradients) -> Result<()> {
+    /// The settings' checks (the learning rate's at the current iteration).
+    pub(crate) fn validate(&self, rule: &impl UpdateRule) -> Result<()> {
         let name = self.name;
         rule.validate(name)?;
         self.clipping.validate(name)?;
         if let Some(wd) = self.weight_decay {
             check_range(name, "weight_decay", wd, 0.0, f64::INFINITY, true, "must be finite and >= 0")?;
         }
+        check_range(
+            name,
+            "learning_rate",
+            self.lr.at(self.iterations),
+            0.0,
+            f64::INFINITY,
+            true,
+            "must be finite and >= 0 (check the schedule's configuration)",
+        )
+    }
+
+    pub(crate) fn step(&mut self, rule: &impl UpdateRule, params: &[Param], grads: &Gradients) -> Result<()> {
+        let name = self.name;
+        self.validate(rule)?;
         let names = rule.slot_names();
 
         // Validate everything (and cast gradients) before changing any state.
@@ -175,15 +190,6 @@ impl Core {
             gs.push(g);
         }
         let lr = self.lr.at(self.iterations);
-        check_range(
-            name,
-            "learning_rate",
-            lr,
-            0.0,
-            f64::INFINITY,
-            true,
-            "must be finite and >= 0 (check the schedule's configuration)",
-        )?;
         self.store.bind_pending(name, &names, &list, &dtypes)?;
         self.store.record_order(&list);
         if gs.iter().all(Option::is_none) {
@@ -351,6 +357,10 @@ macro_rules! optimizer_common {
 
             fn load_state(&mut self, state: $crate::OptimizerState) -> $crate::Result<()> {
                 self.core.load_state(&self.rule, state)
+            }
+
+            fn validate(&self) -> $crate::Result<()> {
+                self.core.validate(&self.rule)
             }
         }
     };

@@ -35,4 +35,11 @@ pub trait Optimizer: Send {
 
     /// Restore a saved state; slots bind to the next step's `params` by position (see [`crate::state`]).
     fn load_state(&mut self, state: OptimizerState) -> Result<()>;
+
+    /// Check the hyper-parameters (learning rate now, momentum, betas, epsilon, clipping,
+    /// weight decay) without stepping, so `compile` reports a bad setting at once, as
+    /// Keras does when the optimizer is made. [`Optimizer::step`] checks them too.
+    fn validate(&self) -> Result<()> {
+        Ok(())
+    }
 }

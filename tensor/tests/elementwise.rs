@@ -224,6 +224,7 @@ fn comparisons_where_and_clamp() {
     assert_eq!(w2.to_vec::<f32>().unwrap(), vec![1.0, 0.0, 3.0, 0.0]);
     assert_eq!(a.clamp(1.5, 3.5).unwrap().to_vec::<f32>().unwrap(), vec![1.5, 2.0, 3.0, 3.5]);
     assert!(a.clamp(2.0, 1.0).is_err());
+    assert!(a.clamp(f64::NAN, 1.0).is_err() && a.clamp(0.0, f64::NAN).is_err());
 }
 
 /// A NaN reaches the output of every ReLU form and of maximum/minimum/clamp (as in NumPy,

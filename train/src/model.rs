@@ -143,6 +143,7 @@ impl<N: Network> KerasModel<N> {
         metrics: &[impl CompileMetric],
     ) -> Result<()> {
         let loss = loss.into();
+        optimizer.validate()?;
         self.check_single_io("compile")?;
         // a layer that did not fit its input when it was added (kept until now by
         // `Sequential::add`) is reported here, as Keras reports it when the layer is added
@@ -208,6 +209,9 @@ impl<N: Network> KerasModel<N> {
     /// gathered there; larger ones are gathered on the host and copied batch by batch.
     pub fn fit(&mut self, x: &Tensor, y: &Tensor, mut cfg: Fit<'_>) -> Result<History> {
         let n = check_xy("fit", x, y)?;
+        if let Some((vx, vy)) = cfg.validation_data {
+            check_validation_data(vx, vy, Some(x))?;
+        }
         if cfg.batch_size == 0 {
             return Err(Error::invalid("fit", "batch_size must be at least 1"));
         }
@@ -308,6 +312,9 @@ impl<N: Network> KerasModel<N> {
                 "fit_source",
                 "validation_split needs tensors (it takes the last samples of x); give validation_data instead",
             ));
+        }
+        if let Some((vx, vy)) = cfg.validation_data {
+            check_validation_data(vx, vy, None)?;
         }
         let mut src = SourceBatches { inner: source };
         let val = cfg.validation_data.map(|(vx, vy)| (vx.clone(), vy.clone(), None));
@@ -642,6 +649,20 @@ fn check_xy(op: &'static str, x: &Tensor, y: &Tensor) -> Result<usize> {
         return Err(Error::invalid(op, "x has no samples"));
     }
     Ok(x.dims()[0])
+}
+
+/// `validation_data` checked before the first epoch trains (it is first used after it):
+/// matching sample counts, and per-sample inputs shaped like `x`'s when `x` is known.
+fn check_validation_data(vx: &Tensor, vy: &Tensor, x: Option<&Tensor>) -> Result<()> {
+    const OP: &str = "fit (validation_data)";
+    check_xy(OP, vx, vy)?;
+    match x {
+        Some(x) if x.dims()[1..] != vx.dims()[1..] => Err(Error::invalid(
+            OP,
+            format!("validation x has samples of shape {:?}, x has {:?}", &vx.dims()[1..], &x.dims()[1..]),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// The loss of `head` against targets `y` (as given) moved to the model's device as

@@ -5,8 +5,9 @@ mod common;
 
 use common::{blobs, mlp, test_dir};
 use keel_data::DataLoader;
-use keel_nn::{Conv2D, Dense, Loss};
+use keel_nn::{Conv2D, Dense, Loss, Network};
 use keel_optim::SGD;
+use keel_tensor::Tensor;
 use keel_train::{load_model, Checkpoint, Fit, History, Sequential, NO_METRICS};
 
 /// A file of safetensors layout with its JSON header rewritten by `edit`.
@@ -115,4 +116,25 @@ fn layer_errors_surface_at_compile() {
     let mut m = Sequential::new();
     m.add(Dense::new(16).input_shape([1usize << 62]));
     assert!(m.compile(SGD::new(0.1), Loss::MeanSquaredError, NO_METRICS).is_err());
+}
+
+#[test]
+fn bad_settings_are_reported_before_training() {
+    let (x, y) = blobs(4, 16);
+    let mut m = mlp(4);
+    for bad in [SGD::new(-0.1), SGD::new(0.1).momentum(1.5), SGD::new(0.1).clipnorm(-1.0)] {
+        let e = m.compile(bad, Loss::BinaryCrossentropy, NO_METRICS).unwrap_err().to_string();
+        assert!(e.contains("SGD"), "{e}");
+    }
+    m.compile(SGD::new(0.1), Loss::BinaryCrossentropy, NO_METRICS).unwrap();
+    let before = m.state_dict().into_iter().map(|(k, t)| (k, t.to_vec::<f32>().unwrap())).collect::<Vec<_>>();
+    let (vx, vy) = blobs(5, 8);
+    let wide = Tensor::concat(&[vx.clone(), vx.clone()], 1).unwrap();
+    for (vx, vy, needle) in [(&wide, &vy, "shape"), (&vx, &vy.narrow(0, 0, 3).unwrap(), "samples")] {
+        let e = m.fit(&x, &y, Fit::new().epochs(2).validation_data(vx, vy).verbose(0)).unwrap_err().to_string();
+        assert!(e.contains("validation_data") && e.contains(needle), "{e}");
+    }
+    // nothing trained
+    let after = m.state_dict().into_iter().map(|(k, t)| (k, t.to_vec::<f32>().unwrap())).collect::<Vec<_>>();
+    assert_eq!(before, after);
 }

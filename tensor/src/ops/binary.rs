@@ -290,10 +290,10 @@ impl Tensor {
         Ok(None)
     }
 
-    /// Limit every element to `[min, max]`.
+    /// Limit every element to `[min, max]` (a NaN element stays NaN; NaN bounds are an error).
     pub fn clamp(&self, min: f64, max: f64) -> Result<Tensor> {
-        if min > max {
-            return Err(Error::invalid("clamp", format!("min {min} is greater than max {max}")));
+        if min.is_nan() || max.is_nan() || min > max {
+            return Err(Error::invalid("clamp", format!("need min <= max (not NaN), got min {min} and max {max}")));
         }
         self.maximum_scalar(min)?.minimum_scalar(max)
     }
