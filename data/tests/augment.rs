@@ -292,3 +292,28 @@ fn non_finite_parameters_are_errors() {
     let e = ImageDataGenerator::new().apply_transform(&one, &p).unwrap_err().to_string();
     assert!(e.contains("theta") && e.contains("finite"), "{e}");
 }
+
+/// Std normalization alone centers first, as Keras's ImageDataGenerator turns the matching
+/// centering on (values from Keras's formulas: (x - mean) / (std + 1e-6)).
+#[test]
+fn std_normalization_implies_centering() {
+    let x = Tensor::from_vec(vec![0f32, 2., 4., 6., 8., 10., 12., 14.], (2, 2, 2, 1)).unwrap();
+    let mut g = ImageDataGenerator::new().featurewise_std_normalization(true);
+    g.fit(&x).unwrap();
+    let sd = (((0..8).map(|i| (2.0 * i as f64 - 7.0).powi(2)).sum::<f64>()) / 8.0).sqrt();
+    let want: Vec<f32> = (0..8).map(|i| ((2.0 * i as f64 - 7.0) / (sd + 1e-6)) as f32).collect();
+    let got = g.standardize(&x).unwrap().to_vec::<f32>().unwrap();
+    for (a, b) in got.iter().zip(&want) {
+        assert!((a - b).abs() < 1e-5, "{got:?} vs {want:?}");
+    }
+    // per image: [0, 2, 4, 6] -> mean 3, std sqrt(5)
+    let g = ImageDataGenerator::new().samplewise_std_normalization(true);
+    let got = g.standardize(&x).unwrap().to_vec::<f32>().unwrap();
+    let s5 = 5f64.sqrt() + 1e-6;
+    let want: Vec<f32> = [-3.0, -1.0, 1.0, 3.0].iter().map(|v| (v / s5) as f32).collect();
+    for (img, chunk) in got.chunks(4).enumerate() {
+        for (a, b) in chunk.iter().zip(&want) {
+            assert!((a - b).abs() < 1e-5, "image {img}: {chunk:?} vs {want:?}");
+        }
+    }
+}

@@ -347,6 +347,10 @@ macro_rules! optimizer_common {
                 self.core.lr = $crate::LearningRate::Constant(lr);
             }
 
+            fn learning_rate_is_scheduled(&self) -> bool {
+                self.core.lr.constant().is_none()
+            }
+
             fn iterations(&self) -> u64 {
                 self.core.iterations
             }

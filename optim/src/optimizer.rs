@@ -27,6 +27,12 @@ pub trait Optimizer: Send {
     /// Use the constant rate `lr` from now on (replaces a schedule, if one was set).
     fn set_learning_rate(&mut self, lr: f64);
 
+    /// True when a schedule, not a constant, gives the learning rate (callbacks then may
+    /// not set it, as in Keras).
+    fn learning_rate_is_scheduled(&self) -> bool {
+        false
+    }
+
     /// The number of updates applied so far.
     fn iterations(&self) -> u64;
 

@@ -244,7 +244,7 @@ impl Callback for Recorder {
         Ok(())
     }
     fn on_epoch_begin(&mut self, epoch: usize, ctx: &mut CallbackContext<'_>) -> keel_train::Result<()> {
-        ctx.set_learning_rate(0.0); // freeze training from here
+        ctx.set_learning_rate(0.0)?; // freeze training from here
         self.events.push(format!("epoch_begin {epoch}"));
         Ok(())
     }
@@ -397,4 +397,25 @@ fn evaluate_and_predict_read_results_a_window_at_a_time_with_the_same_values() {
     let p40 = m.predict(&x, 40).unwrap().to_vec::<f32>().unwrap();
     assert_eq!(p1.len(), 40);
     assert!(p1.iter().zip(&p40).all(|(a, b)| (a - b).abs() < 1e-6), "{p1:?} vs {p40:?}");
+}
+
+/// A callback may not replace an optimizer's learning-rate schedule with a constant (Keras
+/// raises too): the schedule used to be dropped silently.
+#[test]
+fn callbacks_refuse_to_override_a_learning_rate_schedule() {
+    use keel_optim::schedule::ExponentialDecay;
+    let (x, y) = blobs(9, 32);
+    for which in ["plateau", "scheduler"] {
+        let mut m = mlp(7);
+        m.compile(SGD::new(ExponentialDecay::new(0.01, 1, 0.5)), Loss::BinaryCrossentropy, NO_METRICS).unwrap();
+        let fit = Fit::new().epochs(4).batch_size(32).verbose(0);
+        let r = match which {
+            "plateau" => {
+                m.fit(&x, &y, fit.callback(ReduceLROnPlateau::new("loss").factor(0.5).patience(0).min_delta(1e9)))
+            }
+            _ => m.fit(&x, &y, fit.callback(LearningRateScheduler::new(|_, lr| lr))),
+        };
+        let e = r.unwrap_err().to_string();
+        assert!(e.contains("schedule") && e.contains("not settable"), "{which}: {e}");
+    }
 }

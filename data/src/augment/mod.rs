@@ -236,13 +236,18 @@ impl ImageDataGenerator {
         self
     }
 
-    /// Horizontal shift: a fraction of the width if < 1, else pixels.
+    /// Horizontal shift: a fraction of the width if < 1, else pixels, drawn uniformly in
+    /// `[-r, r)` (Keras's float setting). Keras's *integer* setting `n` draws whole pixels
+    /// from `{-(n-1), ..., n-1}`: use [`width_shift`](Self::width_shift) with
+    /// `ShiftRange::Choices` for that.
     pub fn width_shift_range(mut self, r: f64) -> Self {
         self.width_shift_range = ShiftRange::Uniform(r);
         self
     }
 
-    /// Vertical shift: a fraction of the height if < 1, else pixels.
+    /// Vertical shift: a fraction of the height if < 1, else pixels, drawn uniformly in
+    /// `[-r, r)` (Keras's float setting; for its integer setting see
+    /// [`width_shift_range`](Self::width_shift_range)).
     pub fn height_shift_range(mut self, r: f64) -> Self {
         self.height_shift_range = ShiftRange::Uniform(r);
         self
@@ -326,7 +331,8 @@ impl ImageDataGenerator {
         self
     }
 
-    /// Divide by the per-channel dataset std (+1e-6) (needs [`fit`](Self::fit)).
+    /// Divide by the per-channel dataset std (+1e-6) (needs [`fit`](Self::fit)); implies
+    /// [`featurewise_center`](Self::featurewise_center), as in Keras.
     pub fn featurewise_std_normalization(mut self, on: bool) -> Self {
         self.featurewise_std_normalization = on;
         self
@@ -338,7 +344,8 @@ impl ImageDataGenerator {
         self
     }
 
-    /// Divide each image by its own std (+1e-6).
+    /// Divide each image by its own std (+1e-6); implies
+    /// [`samplewise_center`](Self::samplewise_center), as in Keras.
     pub fn samplewise_std_normalization(mut self, on: bool) -> Self {
         self.samplewise_std_normalization = on;
         self
@@ -472,7 +479,8 @@ impl ImageDataGenerator {
         if let Some(s) = self.rescale {
             x.iter_mut().for_each(|v| *v *= s);
         }
-        if self.samplewise_center {
+        // std normalization implies centering, as Keras's constructor turns it on
+        if self.samplewise_center || self.samplewise_std_normalization {
             let m = (x.iter().map(|&v| v as f64).sum::<f64>() / x.len().max(1) as f64) as f32;
             x.iter_mut().for_each(|v| *v -= m);
         }
@@ -497,7 +505,7 @@ impl ImageDataGenerator {
             }
             Ok(())
         };
-        if self.featurewise_center {
+        if self.featurewise_center || self.featurewise_std_normalization {
             let m = self.mean.as_ref().ok_or_else(|| not_fit("featurewise_center"))?;
             check_len(m)?;
             for px in x.chunks_exact_mut(c) {

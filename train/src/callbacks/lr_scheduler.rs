@@ -33,7 +33,7 @@ impl Callback for LearningRateScheduler {
                 format!("the schedule returned {lr} for epoch {epoch}; a learning rate must be finite and >= 0"),
             ));
         }
-        ctx.set_learning_rate(lr);
+        ctx.set_learning_rate(lr)?;
         if self.verbose {
             println!("Epoch {}: LearningRateScheduler setting learning rate to {lr}.", epoch + 1);
         }

@@ -135,8 +135,24 @@ impl<'a> CallbackContext<'a> {
     }
 
     /// Use the constant learning rate `lr` from now on.
-    pub fn set_learning_rate(&mut self, lr: f64) {
+    ///
+    /// An error when the optimizer was made with a learning-rate schedule (as Keras
+    /// raises): setting a constant would silently drop the schedule. Use a constant
+    /// rate with `ReduceLROnPlateau` / `LearningRateScheduler`, or the schedule alone.
+    pub fn set_learning_rate(&mut self, lr: f64) -> Result<()> {
+        if self.optimizer.learning_rate_is_scheduled() {
+            return Err(crate::Error::invalid(
+                "set_learning_rate",
+                format!(
+                    "the {} optimizer was created with a learning-rate schedule, so its learning rate is not \
+                     settable by a callback (it would replace the schedule); give it a constant learning rate \
+                     to use this callback",
+                    self.optimizer.name()
+                ),
+            ));
+        }
         self.optimizer.set_learning_rate(lr);
+        Ok(())
     }
 
     /// Ask `fit` to stop after the current batch/epoch (Keras `model.stop_training = True`).

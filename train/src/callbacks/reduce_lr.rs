@@ -127,7 +127,7 @@ impl Callback for ReduceLROnPlateau {
                 let old = ctx.learning_rate();
                 if old > self.min_lr {
                     let new = (old * self.factor).max(self.min_lr);
-                    ctx.set_learning_rate(new);
+                    ctx.set_learning_rate(new)?;
                     if self.verbose {
                         println!("Epoch {}: ReduceLROnPlateau reducing learning rate to {new}.", epoch + 1);
                     }
