@@ -1,10 +1,10 @@
 //! Losses: [`Loss`] (the Keras loss by name) and [`LossFn`] (a loss with its
-//! options: `from_logits`, Huber's `delta`).
+//! options: `from_logits`, Huber's `delta`, `label_smoothing`).
 //!
 //! Every loss returns a 0-d Var: the per-sample (per-position) loss averaged
 //! over the batch, as Keras's `sum_over_batch_size` reduction: regression
-//! losses and binary cross-entropy average over the last axis first;
-//! categorical ones sum over the class axis. With `sample_weight` (one weight
+//! losses, the hinge losses and binary cross-entropy average over the last axis
+//! first; the categorical ones, KL divergence and cosine similarity sum over it. With `sample_weight` (one weight
 //! per sample, shape `[batch]`) the weighted sum is divided by the number of
 //! per-sample losses.
 //!
@@ -40,6 +40,24 @@ pub enum Loss {
     CategoricalCrossentropy,
     /// Categorical cross-entropy with integer class targets.
     SparseCategoricalCrossentropy,
+    /// `mean((log(1 + max(p, eps)) - log(1 + max(y, eps)))^2)` over the last axis.
+    MeanSquaredLogarithmicError,
+    /// `100 * mean(|y - p| / max(|y|, eps))` over the last axis.
+    MeanAbsolutePercentageError,
+    /// `mean(log(cosh(p - y)))` over the last axis (computed stably).
+    LogCosh,
+    /// `mean(p - y * log(p + eps))` over the last axis.
+    Poisson,
+    /// `sum(y * log(y / p))` over the last axis, `y` and `p` clipped to `[eps, 1]`.
+    KLDivergence,
+    /// `-sum(l2_normalize(y) * l2_normalize(p))` over the last axis (-1 is best).
+    CosineSimilarity,
+    /// `mean(max(1 - y * p, 0))` over the last axis; 0/1 targets are read as -1/1.
+    Hinge,
+    /// `mean(max(1 - y * p, 0)^2)` over the last axis; 0/1 targets are read as -1/1.
+    SquaredHinge,
+    /// `max(max((1 - y) * p) - sum(y * p) + 1, 0)` over the class axis, one-hot targets.
+    CategoricalHinge,
 }
 
 impl Loss {
@@ -54,6 +72,19 @@ impl Loss {
             "sparse_categorical_crossentropy" | "sparsecategoricalcrossentropy" | "scce" => {
                 Loss::SparseCategoricalCrossentropy
             }
+            "msle" | "mean_squared_logarithmic_error" | "meansquaredlogarithmicerror" => {
+                Loss::MeanSquaredLogarithmicError
+            }
+            "mape" | "mean_absolute_percentage_error" | "meanabsolutepercentageerror" => {
+                Loss::MeanAbsolutePercentageError
+            }
+            "log_cosh" | "logcosh" => Loss::LogCosh,
+            "poisson" => Loss::Poisson,
+            "kld" | "kl_divergence" | "kullback_leibler_divergence" | "kldivergence" => Loss::KLDivergence,
+            "cosine_similarity" | "cosinesimilarity" => Loss::CosineSimilarity,
+            "hinge" => Loss::Hinge,
+            "squared_hinge" | "squaredhinge" => Loss::SquaredHinge,
+            "categorical_hinge" | "categoricalhinge" => Loss::CategoricalHinge,
             _ => return Err(Error::UnknownName { kind: "loss", name: name.to_string() }),
         })
     }
@@ -67,6 +98,15 @@ impl Loss {
             Loss::BinaryCrossentropy => "binary_crossentropy",
             Loss::CategoricalCrossentropy => "categorical_crossentropy",
             Loss::SparseCategoricalCrossentropy => "sparse_categorical_crossentropy",
+            Loss::MeanSquaredLogarithmicError => "mean_squared_logarithmic_error",
+            Loss::MeanAbsolutePercentageError => "mean_absolute_percentage_error",
+            Loss::LogCosh => "log_cosh",
+            Loss::Poisson => "poisson",
+            Loss::KLDivergence => "kl_divergence",
+            Loss::CosineSimilarity => "cosine_similarity",
+            Loss::Hinge => "hinge",
+            Loss::SquaredHinge => "squared_hinge",
+            Loss::CategoricalHinge => "categorical_hinge",
         }
     }
 
@@ -102,11 +142,15 @@ pub struct LossFn {
     pub from_logits: bool,
     /// Huber's threshold (default 1.0).
     pub delta: f64,
+    /// Label smoothing of the binary and categorical cross-entropies (default 0):
+    /// targets become `y * (1 - s) + s / classes` (`s / 2` for the binary one).
+    #[serde(default)]
+    pub label_smoothing: f64,
 }
 
 impl From<Loss> for LossFn {
     fn from(loss: Loss) -> Self {
-        LossFn { loss, from_logits: false, delta: 1.0 }
+        LossFn { loss, from_logits: false, delta: 1.0, label_smoothing: 0.0 }
     }
 }
 
@@ -114,6 +158,37 @@ impl LossFn {
     /// Huber loss with threshold `delta`.
     pub fn huber(delta: f64) -> Self {
         LossFn { delta, ..LossFn::from(Loss::Huber) }
+    }
+
+    /// Smooth the targets by `s` in `[0, 1]` (Keras's `label_smoothing`; binary and
+    /// categorical cross-entropy with dense targets only).
+    pub fn label_smoothing(self, s: f64) -> Self {
+        LossFn { label_smoothing: s, ..self }
+    }
+
+    /// The targets smoothed by `label_smoothing` over `classes` classes.
+    fn smoothed(&self, t: Tensor, classes: usize) -> Result<Tensor> {
+        let s = self.label_smoothing;
+        if s == 0.0 {
+            return Ok(t);
+        }
+        Ok(t.mul_scalar(1.0 - s)?.add_scalar(s / classes as f64)?)
+    }
+
+    /// `label_smoothing` is in `[0, 1]` and used by a loss that smooths.
+    fn check_options(&self) -> Result<()> {
+        let s = self.label_smoothing;
+        if !(0.0..=1.0).contains(&s) {
+            return Err(Error::config(self.loss.name(), format!("label_smoothing must be in [0, 1], got {s}")));
+        }
+        if s != 0.0 && !matches!(self.loss, Loss::BinaryCrossentropy | Loss::CategoricalCrossentropy) {
+            return Err(Error::config(
+                self.loss.name(),
+                "label_smoothing applies to binary_crossentropy and categorical_crossentropy only \
+                 (one-hot targets for the categorical one)",
+            ));
+        }
+        Ok(())
     }
 
     /// Look up by Keras name (default options).
@@ -167,6 +242,7 @@ impl LossFn {
         probs_to: Option<&Head>,
     ) -> Result<Var> {
         let name = self.loss.name();
+        self.check_options()?;
         if y_pred.rank() == 0 {
             return Err(Error::LossShape { loss: name, msg: "predictions need a batch axis".into() });
         }
@@ -197,7 +273,8 @@ impl LossFn {
                 weighted_mean(&per, w.as_ref())
             }
             Loss::CategoricalCrossentropy => {
-                let t = self.dense_targets(y_true, y_pred)?;
+                let classes = *p.dims().last().unwrap_or(&1);
+                let t = self.smoothed(self.dense_targets(y_true, y_pred)?, classes)?;
                 if self.from_logits {
                     if p.rank() == 1 {
                         return Err(Error::LossShape { loss: name, msg: "predictions need a class axis".into() });
@@ -208,7 +285,7 @@ impl LossFn {
                 weighted_mean(&per, w.as_ref())
             }
             Loss::BinaryCrossentropy => {
-                let t = self.dense_targets(y_true, y_pred)?;
+                let t = self.smoothed(self.dense_targets(y_true, y_pred)?, 2)?;
                 if self.from_logits {
                     // Keras: mean over the last axis, then over the batch = mean over all.
                     return Ok(sigmoid_binary_cross_entropy(p, &t, w.as_ref().map(|w| w.lead()).as_ref())?);
@@ -239,6 +316,11 @@ impl LossFn {
                     }
                 };
                 weighted_mean(&last_axis_mean(&elem)?, w.as_ref())
+            }
+            _ => {
+                let t = self.dense_targets(y_true, y_pred)?;
+                let per = other_loss(self.loss, p, &t)?;
+                weighted_mean(&per, w.as_ref())
             }
         }
     }
@@ -387,6 +469,64 @@ fn categorical_probs(p: &Var, t: &Tensor) -> Result<Var> {
     }
     let norm = p.div(&p.sum(&[-1], true)?)?.clamp(EPSILON, 1.0 - EPSILON)?;
     Ok(Var::constant(t.clone()).mul(&norm.log()?)?.sum(&[-1], false)?.neg()?)
+}
+
+/// The per-sample values of the losses built from plain ops (Keras's formulas), for
+/// predictions `p` and dense targets `t` of `p`'s shape and dtype.
+fn other_loss(loss: Loss, p: &Var, t: &Tensor) -> Result<Var> {
+    let tv = Var::constant(t.clone());
+    let last_sum = |x: &Var| -> Result<Var> { Ok(if x.rank() >= 2 { x.sum(&[-1], false)? } else { x.clone() }) };
+    // 0/1 labels as -1/1 when every label is 0 or 1 (Keras's hinge losses convert them;
+    // -1/1 labels stay), decided on the targets' device without reading them back
+    let signs = || -> Result<Var> {
+        let off = t.mul(&t.sub_scalar(1.0)?)?.abs()?.sum(&[], false)?;
+        let binary = off.cmp(&off.zeros_like()?, CmpOp::Eq)?;
+        Ok(Var::constant(Tensor::where_cond(&binary, &t.mul_scalar(2.0)?.sub_scalar(1.0)?, t)?))
+    };
+    Ok(match loss {
+        Loss::MeanSquaredLogarithmicError => {
+            let lp = p.maximum_scalar(EPSILON)?.add_scalar(1.0)?.log()?;
+            let lt = Var::constant(t.maximum_scalar(EPSILON)?.add_scalar(1.0)?.log()?);
+            last_axis_mean(&lp.sub(&lt)?.square()?)?
+        }
+        Loss::MeanAbsolutePercentageError => {
+            let denom = Var::constant(t.abs()?.maximum_scalar(EPSILON)?);
+            last_axis_mean(&tv.sub(p)?.abs()?.div(&denom)?)?.mul_scalar(100.0)?
+        }
+        Loss::LogCosh => {
+            // log(cosh(x)) = x + softplus(-2x) - log 2
+            let x = p.sub(&tv)?;
+            last_axis_mean(&x.add(&x.mul_scalar(-2.0)?.softplus()?)?.sub_scalar(std::f64::consts::LN_2)?)?
+        }
+        Loss::Poisson => last_axis_mean(&p.sub(&tv.mul(&p.add_scalar(EPSILON)?.log()?)?)?)?,
+        Loss::KLDivergence => {
+            let tc = t.clamp(EPSILON, 1.0)?;
+            let pc = p.clamp(EPSILON, 1.0)?;
+            let log_t = Var::constant(tc.log()?);
+            last_sum(&Var::constant(tc).mul(&log_t.sub(&pc.log()?)?)?)?
+        }
+        Loss::CosineSimilarity => {
+            // x / sqrt(max(sum(x^2), 1e-12)) along the last axis
+            let normalize = |x: &Var| -> Result<Var> {
+                let sq = if x.rank() >= 2 { x.square()?.sum(&[-1], true)? } else { x.square()? };
+                Ok(x.mul(&sq.maximum_scalar(1e-12)?.rsqrt()?)?)
+            };
+            last_sum(&normalize(&tv)?.mul(&normalize(p)?)?)?.neg()?
+        }
+        Loss::Hinge => last_axis_mean(&signs()?.mul(p)?.scalar_binary(1.0, keel_tensor::BinaryOp::Sub)?.relu()?)?,
+        Loss::SquaredHinge => {
+            last_axis_mean(&signs()?.mul(p)?.scalar_binary(1.0, keel_tensor::BinaryOp::Sub)?.relu()?.square()?)?
+        }
+        Loss::CategoricalHinge => {
+            if p.rank() < 2 {
+                return Err(Error::LossShape { loss: loss.name(), msg: "predictions need a class axis".into() });
+            }
+            let pos = tv.mul(p)?.sum(&[-1], false)?;
+            let neg = Var::constant(t.ones_like()?.sub(t)?).mul(p)?.max(&[-1], false)?;
+            neg.sub(&pos)?.add_scalar(1.0)?.relu()?
+        }
+        other => return Err(Error::config(other.name(), "internal: not a plain-op loss")),
+    })
 }
 
 /// `sum(per * w) / count(per)`, or the plain mean.

@@ -187,3 +187,118 @@ fn loss_names() {
         assert_eq!(Loss::from_name(l.name()).unwrap(), l);
     }
 }
+
+// ------------------------------------------------------------ the other Keras losses
+
+const EPS: f64 = 1e-7;
+
+/// Keras's formula for one sample (a row of `p` and `y`), in f64.
+fn reference(loss: Loss, p: &[f64], y: &[f64]) -> f64 {
+    let n = p.len() as f64;
+    let mean = |f: &dyn Fn(f64, f64) -> f64| p.iter().zip(y).map(|(&p, &y)| f(p, y)).sum::<f64>() / n;
+    let binary = y.iter().all(|&v| v == 0.0 || v == 1.0);
+    let sign = |v: f64| if binary { 2.0 * v - 1.0 } else { v };
+    match loss {
+        Loss::MeanSquaredLogarithmicError => mean(&|p, y| ((p.max(EPS) + 1.0).ln() - (y.max(EPS) + 1.0).ln()).powi(2)),
+        Loss::MeanAbsolutePercentageError => 100.0 * mean(&|p, y| (y - p).abs() / y.abs().max(EPS)),
+        Loss::LogCosh => mean(&|p, y| (p - y).cosh().ln()),
+        Loss::Poisson => mean(&|p, y| p - y * (p + EPS).ln()),
+        Loss::KLDivergence => {
+            p.iter().zip(y).map(|(&p, &y)| y.clamp(EPS, 1.0) * (y.clamp(EPS, 1.0) / p.clamp(EPS, 1.0)).ln()).sum()
+        }
+        Loss::CosineSimilarity => {
+            let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().max(1e-12).sqrt();
+            -p.iter().zip(y).map(|(p, y)| p * y).sum::<f64>() / (norm(p) * norm(y))
+        }
+        Loss::Hinge => mean(&|p, y| (1.0 - sign(y) * p).max(0.0)),
+        Loss::SquaredHinge => mean(&|p, y| (1.0 - sign(y) * p).max(0.0).powi(2)),
+        Loss::CategoricalHinge => {
+            let pos: f64 = p.iter().zip(y).map(|(p, y)| p * y).sum();
+            let neg = p.iter().zip(y).map(|(p, y)| (1.0 - y) * p).fold(f64::NEG_INFINITY, f64::max);
+            (neg - pos + 1.0).max(0.0)
+        }
+        other => panic!("no reference for {other:?}"),
+    }
+}
+
+#[test]
+fn other_keras_losses_match_their_formulas_with_gradients() {
+    let (rows, cols) = (3, 4);
+    let probs = |seed: u64| {
+        let r = Tensor::rand_uniform(seed, 0.05, 1.0, (rows, cols), DType::F64, &keel_tensor::Device::Cpu).unwrap();
+        r.div(&r.sum(&[-1], true).unwrap()).unwrap()
+    };
+    let signed = |seed: u64| Tensor::rand_uniform(seed, -2.0, 2.0, (rows, cols), DType::F64, &keel_tensor::Device::Cpu);
+    let onehot = Tensor::from_vec(vec![0i64, 3, 1], 3).unwrap().one_hot(cols, DType::F64).unwrap();
+    let pm1 = onehot.mul_scalar(2.0).unwrap().sub_scalar(1.0).unwrap();
+    let cases: Vec<(Loss, Tensor, Tensor)> = vec![
+        (Loss::MeanSquaredLogarithmicError, probs(1).mul_scalar(3.0).unwrap(), probs(2).mul_scalar(5.0).unwrap()),
+        (Loss::MeanAbsolutePercentageError, signed(3).unwrap(), signed(4).unwrap()),
+        (Loss::LogCosh, signed(5).unwrap(), signed(6).unwrap()),
+        (Loss::Poisson, probs(7).mul_scalar(4.0).unwrap(), probs(8).mul_scalar(2.0).unwrap()),
+        (Loss::KLDivergence, probs(9), probs(10)),
+        (Loss::CosineSimilarity, signed(11).unwrap(), signed(12).unwrap()),
+        (Loss::Hinge, signed(13).unwrap(), onehot.clone()),
+        (Loss::Hinge, signed(14).unwrap(), pm1.clone()),
+        (Loss::SquaredHinge, signed(15).unwrap(), onehot.clone()),
+        (Loss::CategoricalHinge, signed(16).unwrap(), onehot.clone()),
+    ];
+    let w = Tensor::from_vec(vec![0.5f64, 2.0, 1.0], 3).unwrap();
+    for (loss, p, y) in cases {
+        assert_eq!(Loss::from_name(loss.name()).unwrap(), loss);
+        let (pv, yv, wv) = (p.to_vec::<f64>().unwrap(), y.to_vec::<f64>().unwrap(), w.to_vec::<f64>().unwrap());
+        let total = |pv: &[f64]| -> f64 {
+            (0..rows).map(|r| wv[r] * reference(loss, &pv[r * cols..][..cols], &yv[r * cols..][..cols])).sum::<f64>()
+                / rows as f64
+        };
+        let tape = Tape::new();
+        let pvar = tape.leaf(p.clone());
+        let l = loss.compute(&pvar, &y, Some(&w)).unwrap();
+        near(l.value().to_scalar::<f64>().unwrap(), total(&pv));
+        near(val(loss.compute(&Var::constant(p.clone()), &y, None)), {
+            (0..rows).map(|r| reference(loss, &pv[r * cols..][..cols], &yv[r * cols..][..cols])).sum::<f64>()
+                / rows as f64
+        });
+        let g = tape.backward(&l).unwrap().get_var(&pvar).unwrap().to_vec::<f64>().unwrap();
+        for i in 0..pv.len() {
+            let (mut up, mut down) = (pv.clone(), pv.clone());
+            up[i] += 1e-6;
+            down[i] -= 1e-6;
+            let fd = (total(&up) - total(&down)) / 2e-6;
+            assert!((g[i] - fd).abs() < 1e-5 * (1.0 + fd.abs()), "{loss:?} d/dp[{i}]: {} vs {fd}", g[i]);
+        }
+        // the f32 path gives the same value
+        let p32 = Var::constant(p.to_dtype(DType::F32).unwrap());
+        let l32 = val(loss.compute(&p32, &y.to_dtype(DType::F32).unwrap(), Some(&w.to_dtype(DType::F32).unwrap())));
+        assert!((l32 - total(&pv)).abs() < 1e-4 * (1.0 + total(&pv).abs()), "{loss:?} f32: {l32}");
+    }
+}
+
+#[test]
+fn label_smoothing_follows_keras() {
+    // categorical: y * (1 - s) + s / classes; binary: y * (1 - s) + s / 2
+    let p = c(&[0.7, 0.2, 0.1, 0.1, 0.1, 0.8], &[2, 3]);
+    let y = t(&[1.0, 0.0, 0.0, 0.0, 0.0, 1.0], &[2, 3]);
+    let s = 0.3;
+    let ys = |v: f64| v * (1.0 - s) + s / 3.0;
+    let want = [[0.7f64, 0.2, 0.1], [0.1, 0.1, 0.8]]
+        .iter()
+        .zip([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+        .map(|(pr, yr)| -pr.iter().zip(yr).map(|(p, y)| ys(y) * p.ln()).sum::<f64>())
+        .sum::<f64>()
+        / 2.0;
+    near(val(LossFn::from(Loss::CategoricalCrossentropy).label_smoothing(s).compute(&p, &y, None)), want);
+    // the fused logits path smooths the same way
+    let logits = c(&[0.7f32.ln(), 0.2f32.ln(), 0.1f32.ln(), 0.1f32.ln(), 0.1f32.ln(), 0.8f32.ln()], &[2, 3]);
+    let fused = Loss::CategoricalCrossentropy.from_logits(true).label_smoothing(s);
+    near(val(fused.compute(&logits, &y, None)), want);
+    let pb = c(&[0.9, 0.2], &[2, 1]);
+    let yb = t(&[1.0, 0.0], &[2, 1]);
+    let yb_s = |v: f64| v * (1.0 - s) + s / 2.0;
+    let want_b = (-(yb_s(1.0) * 0.9f64.ln() + (1.0 - yb_s(1.0)) * 0.1f64.ln())
+        - (yb_s(0.0) * 0.2f64.ln() + (1.0 - yb_s(0.0)) * 0.8f64.ln()))
+        / 2.0;
+    near(val(LossFn::from(Loss::BinaryCrossentropy).label_smoothing(s).compute(&pb, &yb, None)), want_b);
+    assert!(LossFn::from(Loss::MeanSquaredError).label_smoothing(0.1).compute(&pb, &yb, None).is_err());
+    assert!(LossFn::from(Loss::BinaryCrossentropy).label_smoothing(1.5).compute(&pb, &yb, None).is_err());
+}

@@ -193,6 +193,43 @@ fn regression_losses_and_reshape() {
 }
 
 #[test]
+fn the_other_keras_losses() {
+    let Some(dev) = common::gpu("the_other_keras_losses") else { return };
+    let x = uniform(16, &[48, 5]);
+    let y = x.narrow(1, 0, 2).unwrap().mul_scalar(2.0).unwrap().exp().unwrap();
+    for loss in
+        [Loss::MeanSquaredLogarithmicError, Loss::MeanAbsolutePercentageError, Loss::LogCosh, Loss::CosineSimilarity]
+    {
+        let build = || {
+            let mut m = Sequential::with_seed(12);
+            m.add(Dense::new(4).activation(Activation::Tanh).input_shape([5]));
+            m.add(Dense::new(2));
+            m.compile(Adam::new(0.01), loss, &[] as &[MetricSpec]).unwrap();
+            m
+        };
+        agree(&format!("regression with {loss:?}"), &dev, build, &x, &y);
+    }
+    let labels = x.sum(&[1], false).unwrap().gt(&Tensor::scalar(0.0f32)).unwrap().to_dtype(DType::I64).unwrap();
+    let onehot = labels.one_hot(2, DType::F32).unwrap();
+    for (loss, activation) in [
+        (Loss::Hinge, Activation::Tanh),
+        (Loss::SquaredHinge, Activation::Tanh),
+        (Loss::CategoricalHinge, Activation::Linear),
+        (Loss::KLDivergence, Activation::Softmax),
+        (Loss::Poisson, Activation::Softplus),
+    ] {
+        let build = || {
+            let mut m = Sequential::with_seed(13);
+            m.add(Dense::new(4).activation(Activation::Relu).input_shape([5]));
+            m.add(Dense::new(2).activation(activation));
+            m.compile(Adam::new(0.01), loss, &[] as &[MetricSpec]).unwrap();
+            m
+        };
+        agree(&format!("classification with {loss:?}"), &dev, build, &x, &onehot);
+    }
+}
+
+#[test]
 fn functional_residual_block_with_add_and_concatenate() {
     use keel_nn::{add, concatenate, Input, LayerExt};
     let Some(dev) = common::gpu("functional_residual_block_with_add_and_concatenate") else { return };
