@@ -203,6 +203,162 @@ impl LearningRateSchedule for CosineDecay {
     }
 }
 
+/// `initial_learning_rate / (1 + decay_rate * step / decay_steps)`, with the ratio
+/// floored when `staircase` is set (Keras `InverseTimeDecay`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InverseTimeDecay {
+    /// The learning rate at step 0.
+    pub initial_learning_rate: f64,
+    /// The steps per unit of decay.
+    pub decay_steps: u64,
+    /// How fast the rate falls.
+    pub decay_rate: f64,
+    /// Decay in discrete jumps.
+    pub staircase: bool,
+}
+
+impl InverseTimeDecay {
+    /// A smooth inverse-time decay (set [`InverseTimeDecay::staircase`] for jumps).
+    pub fn new(initial_learning_rate: f64, decay_steps: u64, decay_rate: f64) -> Self {
+        InverseTimeDecay { initial_learning_rate, decay_steps, decay_rate, staircase: false }
+    }
+
+    /// Floor `step / decay_steps`.
+    pub fn staircase(mut self, staircase: bool) -> Self {
+        self.staircase = staircase;
+        self
+    }
+}
+
+impl LearningRateSchedule for InverseTimeDecay {
+    fn lr(&self, step: u64) -> f64 {
+        // decay_steps == 0 gives inf/NaN, which the optimizer rejects at step time.
+        let mut p = step as f64 / self.decay_steps as f64;
+        if self.staircase {
+            p = p.floor();
+        }
+        self.initial_learning_rate / (1.0 + self.decay_rate * p)
+    }
+}
+
+/// `(initial - end) * (1 - step / decay_steps) ^ power + end`, held at `end` after
+/// `decay_steps` steps, or with `cycle` restarted over the next multiple of
+/// `decay_steps` (Keras `PolynomialDecay`; defaults: end 1e-4, power 1, no cycle).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PolynomialDecay {
+    /// The learning rate at step 0.
+    pub initial_learning_rate: f64,
+    /// The steps to decay over.
+    pub decay_steps: u64,
+    /// The final rate.
+    pub end_learning_rate: f64,
+    /// The polynomial's power.
+    pub power: f64,
+    /// Go on decaying from the start again over each further multiple of `decay_steps`.
+    pub cycle: bool,
+}
+
+impl PolynomialDecay {
+    /// A linear decay to 1e-4 over `decay_steps` steps (Keras's defaults).
+    pub fn new(initial_learning_rate: f64, decay_steps: u64) -> Self {
+        PolynomialDecay { initial_learning_rate, decay_steps, end_learning_rate: 1e-4, power: 1.0, cycle: false }
+    }
+
+    /// The final rate.
+    pub fn end_learning_rate(mut self, end: f64) -> Self {
+        self.end_learning_rate = end;
+        self
+    }
+
+    /// The power (1 = linear).
+    pub fn power(mut self, power: f64) -> Self {
+        self.power = power;
+        self
+    }
+
+    /// Cycle instead of holding the final rate.
+    pub fn cycle(mut self, cycle: bool) -> Self {
+        self.cycle = cycle;
+        self
+    }
+}
+
+impl LearningRateSchedule for PolynomialDecay {
+    fn lr(&self, step: u64) -> f64 {
+        let (mut s, mut steps) = (step as f64, self.decay_steps as f64);
+        if self.cycle {
+            // Keras: the decay span grows to the next multiple of decay_steps (1 at step 0)
+            steps *= if step == 0 { 1.0 } else { (s / steps).ceil() };
+        } else {
+            s = s.min(steps);
+        }
+        let p = s / steps; // decay_steps == 0: NaN, rejected by the optimizer at step time
+        (self.initial_learning_rate - self.end_learning_rate) * (1.0 - p).powf(self.power) + self.end_learning_rate
+    }
+}
+
+/// Cosine decay with warm restarts (SGDR; Keras `CosineDecayRestarts`): a cosine decay
+/// over `first_decay_steps`, then restarts, each period `t_mul` times longer and each
+/// restart's rate `m_mul` times the previous one, decaying to `alpha * initial`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CosineDecayRestarts {
+    /// The learning rate at step 0.
+    pub initial_learning_rate: f64,
+    /// The length of the first period.
+    pub first_decay_steps: u64,
+    /// Each period's length relative to the previous one (Keras default 2).
+    pub t_mul: f64,
+    /// Each restart's rate relative to the previous one (Keras default 1).
+    pub m_mul: f64,
+    /// The floor, as a fraction of the period's starting rate (Keras default 0).
+    pub alpha: f64,
+}
+
+impl CosineDecayRestarts {
+    /// Keras's defaults: `t_mul` 2, `m_mul` 1, `alpha` 0.
+    pub fn new(initial_learning_rate: f64, first_decay_steps: u64) -> Self {
+        CosineDecayRestarts { initial_learning_rate, first_decay_steps, t_mul: 2.0, m_mul: 1.0, alpha: 0.0 }
+    }
+
+    /// Each period's length relative to the previous one.
+    pub fn t_mul(mut self, t_mul: f64) -> Self {
+        self.t_mul = t_mul;
+        self
+    }
+
+    /// Each restart's rate relative to the previous one.
+    pub fn m_mul(mut self, m_mul: f64) -> Self {
+        self.m_mul = m_mul;
+        self
+    }
+
+    /// The floor, as a fraction of the period's starting rate.
+    pub fn alpha(mut self, alpha: f64) -> Self {
+        self.alpha = alpha;
+        self
+    }
+}
+
+impl LearningRateSchedule for CosineDecayRestarts {
+    fn lr(&self, step: u64) -> f64 {
+        let mut fraction = step as f64 / self.first_decay_steps as f64;
+        let restart = if self.t_mul == 1.0 {
+            let i = fraction.floor();
+            fraction -= i;
+            i
+        } else {
+            // the periods' lengths are a geometric series: which period holds `fraction`
+            let t = self.t_mul;
+            let i = ((1.0 - fraction * (1.0 - t)).ln() / t.ln()).floor();
+            let done = (1.0 - t.powf(i)) / (1.0 - t);
+            fraction = (fraction - done) / t.powf(i);
+            i
+        };
+        let cosine = 0.5 * self.m_mul.powf(restart) * (1.0 + (std::f64::consts::PI * fraction).cos());
+        self.initial_learning_rate * ((1.0 - self.alpha) * cosine + self.alpha)
+    }
+}
+
 /// Any built-in schedule, as one serde-serializable value (for configs and checkpoints).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Schedule {
@@ -214,6 +370,12 @@ pub enum Schedule {
     PiecewiseConstantDecay(PiecewiseConstantDecay),
     /// See [`CosineDecay`].
     CosineDecay(CosineDecay),
+    /// See [`InverseTimeDecay`].
+    InverseTimeDecay(InverseTimeDecay),
+    /// See [`PolynomialDecay`].
+    PolynomialDecay(PolynomialDecay),
+    /// See [`CosineDecayRestarts`].
+    CosineDecayRestarts(CosineDecayRestarts),
 }
 
 impl LearningRateSchedule for Schedule {
@@ -223,6 +385,9 @@ impl LearningRateSchedule for Schedule {
             Schedule::StepDecay(s) => s.lr(step),
             Schedule::PiecewiseConstantDecay(s) => s.lr(step),
             Schedule::CosineDecay(s) => s.lr(step),
+            Schedule::InverseTimeDecay(s) => s.lr(step),
+            Schedule::PolynomialDecay(s) => s.lr(step),
+            Schedule::CosineDecayRestarts(s) => s.lr(step),
         }
     }
 }
@@ -298,4 +463,12 @@ macro_rules! schedule_from {
     )*};
 }
 
-schedule_from!(ExponentialDecay, StepDecay, PiecewiseConstantDecay, CosineDecay);
+schedule_from!(
+    ExponentialDecay,
+    StepDecay,
+    PiecewiseConstantDecay,
+    CosineDecay,
+    InverseTimeDecay,
+    PolynomialDecay,
+    CosineDecayRestarts
+);

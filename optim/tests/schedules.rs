@@ -2,7 +2,10 @@
 
 mod common;
 
-use keel_optim::schedule::{CosineDecay, ExponentialDecay, PiecewiseConstantDecay, Schedule, StepDecay};
+use keel_optim::schedule::{
+    CosineDecay, CosineDecayRestarts, ExponentialDecay, InverseTimeDecay, PiecewiseConstantDecay, PolynomialDecay,
+    Schedule, StepDecay,
+};
 use keel_optim::{Adam, LearningRate, LearningRateSchedule, Optimizer, Sgd};
 
 fn keras_values(name: &str) -> Vec<(u64, f64)> {
@@ -53,6 +56,39 @@ fn cosine_decay_matches_keras() {
     assert!((CosineDecay::new(0.1, 20).alpha(0.1).lr(10) - 0.1 * (0.9 * 0.5 + 0.1)).abs() < 1e-15);
 }
 
+/// Keras's InverseTimeDecay, PolynomialDecay and CosineDecayRestarts, by hand from their
+/// formulas (no Keras fixture: keras_fixtures.json predates them).
+#[test]
+fn inverse_time_polynomial_and_restarts_by_hand() {
+    let close = |a: f64, b: f64, what: &str| assert!((a - b).abs() < 1e-12, "{what}: {a} vs {b}");
+    // 0.1 / (1 + 0.5 * step / 10)
+    let s = InverseTimeDecay::new(0.1, 10, 0.5);
+    close(s.lr(0), 0.1, "inverse time 0");
+    close(s.lr(20), 0.05, "inverse time 20");
+    close(s.lr(15), 0.1 / 1.75, "inverse time 15");
+    close(s.clone().staircase(true).lr(15), 0.1 / 1.5, "inverse time staircase 15");
+    // (0.1 - 0.01) * (1 - p)^2 + 0.01
+    let s = PolynomialDecay::new(0.1, 10).end_learning_rate(0.01).power(2.0);
+    close(s.lr(5), 0.09 * 0.25 + 0.01, "polynomial 5");
+    close(s.lr(10), 0.01, "polynomial 10");
+    close(s.lr(25), 0.01, "polynomial held");
+    // cycle: step 15 decays over ceil(15/10) * 10 = 20 steps
+    close(s.clone().cycle(true).lr(15), 0.09 * 0.25f64.powi(2) + 0.01, "polynomial cycle 15");
+    close(s.clone().cycle(true).lr(0), 0.1, "polynomial cycle 0");
+    close(PolynomialDecay::new(1.0, 4).lr(2), (1.0 - 1e-4) * 0.5 + 1e-4, "polynomial defaults");
+    // periods of 10, 20, 40 steps: restarts at 10 and 30
+    let s = CosineDecayRestarts::new(1.0, 10);
+    close(s.lr(0), 1.0, "restarts 0");
+    close(s.lr(5), 0.5, "restarts 5");
+    close(s.lr(10), 1.0, "restarts 10 (first restart)");
+    close(s.lr(20), 0.5, "restarts 20 (half of the 20-step period)");
+    close(s.lr(30), 1.0, "restarts 30 (second restart)");
+    let s = CosineDecayRestarts::new(1.0, 10).m_mul(0.5).alpha(0.1);
+    close(s.lr(30), 0.9 * 0.25 + 0.1, "restarts m_mul");
+    let s = CosineDecayRestarts::new(1.0, 10).t_mul(1.0);
+    close(s.lr(25), 0.5, "restarts t_mul 1");
+}
+
 #[test]
 fn step_decay_by_hand() {
     let s = StepDecay::new(0.1, 3, 0.5);
@@ -67,6 +103,9 @@ fn schedules_round_trip_through_serde() {
         Schedule::from(StepDecay::new(0.1, 3, 0.5)),
         Schedule::from(PiecewiseConstantDecay::new(vec![5, 15], vec![1.0, 0.5, 0.1]).expect("valid")),
         Schedule::from(CosineDecay::new(0.0, 20).alpha(0.05).warmup(0.1, 5)),
+        Schedule::from(InverseTimeDecay::new(0.1, 10, 0.5).staircase(true)),
+        Schedule::from(PolynomialDecay::new(0.1, 10).power(2.0).cycle(true)),
+        Schedule::from(CosineDecayRestarts::new(0.1, 10).t_mul(1.5).m_mul(0.9).alpha(0.01)),
     ];
     for s in all {
         let json = serde_json::to_string(&s).expect("serialize");
