@@ -38,6 +38,9 @@ pub use keel_train as train;
 pub use keel_train::callbacks;
 pub use keel_train::load_model;
 
+#[doc = include_str!("../../docs/KERAS.md")]
+pub mod keras_guide {}
+
 /// Any keel error: one enum wrapping each crate's error type.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
