@@ -4,6 +4,63 @@ use crate::callbacks::Callback;
 use keel_tensor::Tensor;
 use std::collections::BTreeMap;
 
+/// The `x` of `fit`, `evaluate` and `predict`: one tensor, or one per model input, in
+/// the order of the model's `Input`s (Keras's `model.fit([x_a, x_b], y)`). Every tensor
+/// has the same number of samples (its first axis).
+///
+/// ```
+/// use keel_tensor::{DType, Device, Tensor};
+/// use keel_train::Inputs;
+/// let (a, b) = (Tensor::zeros((4, 3), DType::F32, &Device::Cpu)?, Tensor::zeros((4, 7), DType::F32, &Device::Cpu)?);
+/// assert_eq!(Inputs::from(&a).len(), 1);
+/// assert_eq!(Inputs::from([&a, &b]).len(), 2);
+/// # Ok::<(), keel_tensor::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Inputs<'a>(pub(crate) Vec<&'a Tensor>);
+
+impl Inputs<'_> {
+    /// How many tensors.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<'a> From<&'a Tensor> for Inputs<'a> {
+    fn from(x: &'a Tensor) -> Self {
+        Inputs(vec![x])
+    }
+}
+
+impl<'a, const N: usize> From<[&'a Tensor; N]> for Inputs<'a> {
+    fn from(xs: [&'a Tensor; N]) -> Self {
+        Inputs(xs.to_vec())
+    }
+}
+
+impl<'a> From<&[&'a Tensor]> for Inputs<'a> {
+    fn from(xs: &[&'a Tensor]) -> Self {
+        Inputs(xs.to_vec())
+    }
+}
+
+impl<'a> From<Vec<&'a Tensor>> for Inputs<'a> {
+    fn from(xs: Vec<&'a Tensor>) -> Self {
+        Inputs(xs)
+    }
+}
+
+impl<'a> From<&'a [Tensor]> for Inputs<'a> {
+    fn from(xs: &'a [Tensor]) -> Self {
+        Inputs(xs.iter().collect())
+    }
+}
+
 /// Options of [`crate::KerasModel::fit`] (Keras's keyword arguments).
 ///
 /// ```
@@ -15,7 +72,7 @@ pub struct Fit<'a> {
     pub(crate) batch_size: usize,
     pub(crate) epochs: usize,
     pub(crate) verbose: u8,
-    pub(crate) validation_data: Option<(&'a Tensor, &'a Tensor)>,
+    pub(crate) validation_data: Option<(Inputs<'a>, &'a Tensor)>,
     pub(crate) validation_split: f64,
     pub(crate) shuffle: bool,
     pub(crate) seed: u64,
@@ -74,9 +131,10 @@ impl<'a> Fit<'a> {
         self
     }
 
-    /// Evaluate on `(x, y)` at the end of every epoch (`val_loss`, `val_<metric>`).
-    pub fn validation_data(mut self, x: &'a Tensor, y: &'a Tensor) -> Self {
-        self.validation_data = Some((x, y));
+    /// Evaluate on `(x, y)` at the end of every epoch (`val_loss`, `val_<metric>`); `x` is
+    /// one tensor or one per model input, as `fit`'s.
+    pub fn validation_data(mut self, x: impl Into<Inputs<'a>>, y: &'a Tensor) -> Self {
+        self.validation_data = Some((x.into(), y));
         self
     }
 

@@ -6,7 +6,7 @@ use crate::history::History;
 use crate::progress::Progress;
 use crate::spec::{CompileMetric, NamedMetric};
 use crate::step_results::{host_scalar, BatchLoss, EpochLogs, StepQueue};
-use crate::{Error, Fit, Result};
+use crate::{Error, Fit, Inputs, Result};
 use keel_autograd::{Tape, Var};
 use keel_data::BatchSource;
 use keel_nn::{CastCache, Ctx, LossFn, Network};
@@ -144,7 +144,7 @@ impl<N: Network> KerasModel<N> {
     ) -> Result<()> {
         let loss = loss.into();
         optimizer.validate()?;
-        self.check_single_io("compile")?;
+        self.check_single_output("compile")?;
         // a layer that did not fit its input when it was added (kept until now by
         // `Sequential::add`) is reported here, as Keras reports it when the layer is added
         if !self.net.input_shapes().is_empty() {
@@ -171,47 +171,104 @@ impl<N: Network> KerasModel<N> {
         self.compiled.as_ref().map(|c| c.optimizer.as_ref() as &dyn Optimizer)
     }
 
-    /// `fit`, `evaluate` and `predict` take one `x` and one `y`: a functional model with
-    /// several inputs or outputs is an error here rather than half trained.
-    fn check_single_io(&self, op: &'static str) -> Result<()> {
-        let inputs = self.net.input_shapes().len();
+    /// `fit`, `evaluate` and `predict` take one `y`: a functional model with several
+    /// outputs is an error here rather than trained on its first output only.
+    fn check_single_output(&self, op: &'static str) -> Result<()> {
         let outputs = self.net.output_shapes().map(|s| s.len()).unwrap_or(1);
-        if inputs > 1 || outputs > 1 {
+        if outputs > 1 {
             return Err(Error::invalid(
                 op,
                 format!(
-                    "the model has {inputs} inputs and {outputs} outputs, but compile/fit/evaluate/predict handle \
-                     one input and one output (multi-input and multi-output training is not supported yet); \
-                     run the network's own forward for several outputs"
+                    "the model has {outputs} outputs, but compile/fit/evaluate/predict handle one output \
+                     (multi-output training is not supported yet); run the network's own forward for \
+                     several outputs"
                 ),
             ));
         }
         Ok(())
     }
 
-    fn ensure_built(&mut self, x: &Tensor) -> Result<()> {
+    /// `xs` as owned tensors, one per model input, each with a batch axis and the same
+    /// number of samples (`Some(n)` when that must be `n`); returns them and that number.
+    fn check_inputs(&self, op: &'static str, xs: Inputs<'_>, n: Option<usize>) -> Result<(Vec<Tensor>, usize)> {
+        let want = self.net.input_shapes().len().max(1);
+        if xs.len() != want {
+            return Err(Error::invalid(
+                op,
+                format!(
+                    "the model has {want} input(s) but {} x tensor(s) were given (one per Input, in order)",
+                    xs.len()
+                ),
+            ));
+        }
+        let xs: Vec<Tensor> = xs.0.into_iter().cloned().collect();
+        if let Some(bad) = xs.iter().find(|x| x.rank() == 0) {
+            return Err(Error::invalid(op, format!("x needs a batch (first) dimension, got shape {}", bad.shape())));
+        }
+        let n = n.unwrap_or(xs[0].dims()[0]);
+        if let Some((i, bad)) = xs.iter().enumerate().find(|(_, x)| x.dims()[0] != n) {
+            return Err(Error::invalid(
+                op,
+                format!("x[{i}] has {} samples, but the other data have {n} (shape {})", bad.dims()[0], bad.shape()),
+            ));
+        }
+        Ok((xs, n))
+    }
+
+    /// `validation_data` checked before the first epoch trains (it is first used after
+    /// it): one tensor per input, matching sample counts, and per-sample inputs shaped like
+    /// `x`'s when `x` is known. Returns owned copies of the handles.
+    fn check_validation_data(
+        &self,
+        vx: Inputs<'_>,
+        vy: &Tensor,
+        x: Option<&[Tensor]>,
+    ) -> Result<(Vec<Tensor>, Tensor)> {
+        const OP: &str = "fit (validation_data)";
+        let (vxs, _) = self.check_inputs(OP, vx, Some(vy.dims().first().copied().unwrap_or(0)))?;
+        check_xy(OP, &vxs[0], vy)?;
+        for (i, (v, x)) in vxs.iter().zip(x.unwrap_or_default()).enumerate() {
+            if x.dims()[1..] != v.dims()[1..] {
+                return Err(Error::invalid(
+                    OP,
+                    format!(
+                        "validation x[{i}] has samples of shape {:?}, x[{i}] has {:?}",
+                        &v.dims()[1..],
+                        &x.dims()[1..]
+                    ),
+                ));
+            }
+        }
+        Ok((vxs, vy.clone()))
+    }
+
+    fn ensure_built(&mut self, xs: &[Tensor]) -> Result<()> {
         if !self.net.is_built() {
-            if x.rank() == 0 {
+            if xs.iter().any(|x| x.rank() == 0) {
                 return Err(Error::invalid("fit", "x must have a batch dimension"));
             }
-            self.net.build(&[x.dims()[1..].to_vec()])?;
+            let shapes: Vec<Vec<usize>> = xs.iter().map(|x| x.dims()[1..].to_vec()).collect();
+            self.net.build(&shapes)?;
         }
         Ok(())
     }
 
     /// Train for `cfg.epochs` epochs on `(x, y)` (Keras `fit`); returns the [`History`].
     ///
-    /// `x` is a batch-first tensor (cast to [`KerasModel::input_dtype`] if it is not: F32,
-    /// or BF16 under `"mixed_bfloat16"`); `y` holds
+    /// `x` is a batch-first tensor, or one per model input (`[&x_a, &x_b]`, see
+    /// [`Inputs`]), each cast to the dtype its input takes ([`KerasModel::input_dtype`]:
+    /// F32, or BF16 under `"mixed_bfloat16"`); `y` holds
     /// one-hot/probability targets, class indices (I64) or regression targets
     /// as the loss expects. On a GPU model, host inputs (`x` and the validation `x`) of at
     /// most 512 MiB together are copied to the GPU once per call and each batch is
     /// gathered there; larger ones are gathered on the host and copied batch by batch.
-    pub fn fit(&mut self, x: &Tensor, y: &Tensor, mut cfg: Fit<'_>) -> Result<History> {
-        let n = check_xy("fit", x, y)?;
-        if let Some((vx, vy)) = cfg.validation_data {
-            check_validation_data(vx, vy, Some(x))?;
-        }
+    pub fn fit<'x>(&mut self, x: impl Into<Inputs<'x>>, y: &Tensor, mut cfg: Fit<'_>) -> Result<History> {
+        let (xs, n) = self.check_inputs("fit", x.into(), None)?;
+        check_xy("fit", &xs[0], y)?;
+        let val_data = match cfg.validation_data.take() {
+            Some((vx, vy)) => Some(self.check_validation_data(vx, vy, Some(&xs))?),
+            None => None,
+        };
         if cfg.batch_size == 0 {
             return Err(Error::invalid("fit", "batch_size must be at least 1"));
         }
@@ -226,7 +283,7 @@ impl<N: Network> KerasModel<N> {
         // Keras: validation_data, when given, is the validation set and the split is not
         // made; else the split is the last fraction of the samples, taken before shuffling,
         // at floor(n * (1 - validation_split)), with its share of sample_weight.
-        let split = cfg.validation_split > 0.0 && cfg.validation_data.is_none();
+        let split = cfg.validation_split > 0.0 && val_data.is_none();
         let n_train = if split { (n as f64 * (1.0 - cfg.validation_split)).floor() as usize } else { n };
         if split && (n_train == 0 || n_train == n) {
             return Err(Error::invalid(
@@ -239,24 +296,33 @@ impl<N: Network> KerasModel<N> {
             ));
         }
         let n_val = n - n_train;
-        let (xt, yt) = (x.narrow(0, 0, n_train)?, y.narrow(0, 0, n_train)?);
+        let narrow_all = |from: usize, len: usize| -> Result<Vec<Tensor>> {
+            xs.iter().map(|x| Ok(x.narrow(0, from, len)?)).collect()
+        };
+        let (xt, yt) = (narrow_all(0, n_train)?, y.narrow(0, 0, n_train)?);
         let weights =
             self.sample_weights(&yt, cfg.sample_weight.map(|w| w.narrow(0, 0, n_train)).transpose()?, &cfg)?;
-        let val = match &cfg.validation_data {
-            Some((vx, vy)) => Some(((*vx).clone(), (*vy).clone(), None)),
+        let val = match val_data {
+            Some((vx, vy)) => Some((vx, vy, None)),
             None if n_val > 0 => Some((
-                x.narrow(0, n_train, n_val)?,
+                narrow_all(n_train, n_val)?,
                 y.narrow(0, n_train, n_val)?,
                 cfg.sample_weight.map(|w| w.narrow(0, n_train, n_val)).transpose()?,
             )),
             None => None,
         };
-        let val_x = val.as_ref().map(|v| v.0.clone());
-        let mut staged = self.stage_on_device([xt.clone()].into_iter().chain(val_x).collect()).into_iter();
-        let xt = staged.next().unwrap_or(xt);
-        let val = val.map(|(vx, vy, vw)| (staged.next().unwrap_or(vx), vy, vw));
-        let mut source =
-            TensorBatches { x: xt, y: yt, w: weights, batch: cfg.batch_size, shuffle: cfg.shuffle, seed: cfg.seed };
+        let k = xt.len();
+        let val_x = val.as_ref().map(|v| v.0.clone()).unwrap_or_default();
+        let mut staged = self.stage_on_device(xt.into_iter().chain(val_x).collect());
+        let val = val.map(|(_, vy, vw)| (staged.split_off(k), vy, vw));
+        let mut source = TensorBatches {
+            xs: staged,
+            y: yt,
+            w: weights,
+            batch: cfg.batch_size,
+            shuffle: cfg.shuffle,
+            seed: cfg.seed,
+        };
         let callbacks = CallbackList { list: std::mem::take(&mut cfg.callbacks) };
         self.run_fit(&mut source, val, &cfg, callbacks)
     }
@@ -267,7 +333,12 @@ impl<N: Network> KerasModel<N> {
     /// batch to it on the model's device (staged inputs once per call), so the model does
     /// not cast again.
     pub fn input_dtype(&self) -> DType {
-        self.net.input_autocast(0).unwrap_or(DType::F32)
+        self.input_dtype_at(0)
+    }
+
+    /// [`KerasModel::input_dtype`] of input `i` of a model with several.
+    pub fn input_dtype_at(&self, i: usize) -> DType {
+        self.net.input_autocast(i).unwrap_or(DType::F32)
     }
 
     /// Inputs (`fit`'s training and validation `x`, `evaluate`'s and `predict`'s `x`) copied
@@ -281,6 +352,8 @@ impl<N: Network> KerasModel<N> {
     /// the same results. Unchanged on the CPU, for larger inputs, for inputs on another
     /// device, or when the copy fails (e.g. the GPU is out of memory: the per-batch path
     /// then runs as before).
+    /// `inputs` are model inputs in order, repeated (a training `x` then a validation `x`):
+    /// tensor `j` feeds input `j % k` of the model's `k`.
     fn stage_on_device(&self, inputs: Vec<Tensor>) -> Vec<Tensor> {
         let dev = self.device;
         let bytes: usize = inputs.iter().map(|t| t.elem_count() * t.dtype().size_in_bytes()).sum();
@@ -290,16 +363,16 @@ impl<N: Network> KerasModel<N> {
         {
             return inputs;
         }
-        let want = self.input_dtype();
-        let stage = |t: &Tensor| -> Result<Tensor> {
+        let k = self.net.input_shapes().len().max(1);
+        let stage = |(j, t): (usize, &Tensor)| -> Result<Tensor> {
             let t = t.to_device(&dev)?;
             if t.dtype().is_float() {
-                as_input(&t, want)
+                as_input(&t, self.input_dtype_at(j % k))
             } else {
                 Ok(t)
             }
         };
-        inputs.iter().map(stage).collect::<Result<Vec<_>>>().unwrap_or(inputs)
+        inputs.iter().enumerate().map(stage).collect::<Result<Vec<_>>>().unwrap_or(inputs)
     }
 
     /// Train on any batch source (a `DataLoader`, `ImageDataGenerator::flow`, ...).
@@ -313,11 +386,14 @@ impl<N: Network> KerasModel<N> {
                 "validation_split needs tensors (it takes the last samples of x); give validation_data instead",
             ));
         }
-        if let Some((vx, vy)) = cfg.validation_data {
-            check_validation_data(vx, vy, None)?;
-        }
+        let val = match cfg.validation_data.take() {
+            Some((vx, vy)) => {
+                let (vx, vy) = self.check_validation_data(vx, vy, None)?;
+                Some((vx, vy, None))
+            }
+            None => None,
+        };
         let mut src = SourceBatches { inner: source };
-        let val = cfg.validation_data.map(|(vx, vy)| (vx.clone(), vy.clone(), None));
         let callbacks = CallbackList { list: std::mem::take(&mut cfg.callbacks) };
         self.run_fit(&mut src, val, &cfg, callbacks)
     }
@@ -325,7 +401,7 @@ impl<N: Network> KerasModel<N> {
     fn run_fit(
         &mut self,
         source: &mut dyn WeightedSource,
-        val: Option<(Tensor, Tensor, Option<Tensor>)>,
+        val: Option<(Vec<Tensor>, Tensor, Option<Tensor>)>,
         cfg: &Fit<'_>,
         mut callbacks: CallbackList<'_>,
     ) -> Result<History> {
@@ -361,15 +437,19 @@ impl<N: Network> KerasModel<N> {
             let mut logs = EpochLogs::new(&specs, &loss)?;
             let mut queue = StepQueue::new(cfg.steps_per_execution, &logs);
             let mut params = None;
-            let (dev, want) = (self.device, self.input_dtype());
+            let dev = self.device;
             let mut batches = source.weighted_batches(epoch, cfg)?.enumerate().peekable();
             let mut batches_seen = 0usize;
             while let Some((step, batch)) = batches.next() {
-                let (x, y, w) = batch?;
+                let (xs, y, w) = batch?;
                 batches_seen += 1;
                 // copy first, cast on the device (U8 pixels travel as bytes)
-                let x = as_input(&x.to_device(&dev)?, want)?;
-                self.ensure_built(&x)?;
+                let xs = xs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, x)| as_input(&x.to_device(&dev)?, self.input_dtype_at(i)))
+                    .collect::<Result<Vec<_>>>()?;
+                self.ensure_built(&xs)?;
                 if params.is_none() {
                     // weights built lazily (or added after `to_device`) join the model's device
                     self.net.to_device(&dev)?;
@@ -386,8 +466,8 @@ impl<N: Network> KerasModel<N> {
                 let params = params.as_deref().unwrap_or_default();
                 let (yd, wd) = (y.to_device(&dev)?, w.as_ref().map(|w| w.to_device(&dev)).transpose()?);
                 let read_now = cfg.steps_per_execution == 1;
-                let (batch_loss, y_pred) = self.train_step(params, &x, (&y, &yd), wd.as_ref(), &mut rng, read_now)?;
-                queue.push(batch_loss, x.dims()[0], &y, &y_pred);
+                let (batch_loss, y_pred) = self.train_step(params, &xs, (&y, &yd), wd.as_ref(), &mut rng, read_now)?;
+                queue.push(batch_loss, y.dims()[0], &y, &y_pred);
                 if !queue.is_full() && batches.peek().is_some() {
                     continue;
                 }
@@ -462,7 +542,7 @@ impl<N: Network> KerasModel<N> {
     fn train_step(
         &mut self,
         params: &[keel_autograd::Param],
-        x: &Tensor,
+        xs: &[Tensor],
         (y, y_dev): (&Tensor, &Tensor),
         w: Option<&Tensor>,
         rng: &mut Rng,
@@ -474,7 +554,8 @@ impl<N: Network> KerasModel<N> {
         let casts = CastCache::new();
         let (heads, reg) = {
             let mut ctx = Ctx::train_with(&tape, rng, &casts);
-            let heads = self.net.forward_heads(&[Var::constant(x.clone())], &mut ctx)?;
+            let inputs: Vec<Var> = xs.iter().map(|x| Var::constant(x.clone())).collect();
+            let heads = self.net.forward_heads(&inputs, &mut ctx)?;
             let reg = self.net.regularization_loss(&ctx)?;
             (heads, reg)
         };
@@ -503,33 +584,34 @@ impl<N: Network> KerasModel<N> {
     /// prefixed by `prefix`.
     fn evaluate_logs(
         &self,
-        x: &Tensor,
+        xs: &[Tensor],
         y: &Tensor,
         w: Option<&Tensor>,
         batch_size: usize,
         prefix: &str,
     ) -> Result<Vec<(String, f64)>> {
         let compiled = self.compiled.as_ref().ok_or(Error::NotCompiled("evaluate"))?;
-        let n = check_xy("evaluate", x, y)?;
+        let first = xs.first().ok_or_else(|| Error::invalid("evaluate", "no x given"))?;
+        let n = check_xy("evaluate", first, y)?;
         if batch_size == 0 {
             return Err(Error::invalid("evaluate", "batch_size must be at least 1"));
         }
         let mut logs = EpochLogs::new(&compiled.metrics, &compiled.loss)?;
         // nothing watches single batches here: read the results back a window at a time
         let mut queue = StepQueue::new(READ_WINDOW, &logs);
-        let (dev, want) = (self.device, self.input_dtype());
+        let dev = self.device;
         self.net.to_device(&dev)?;
-        let x = &self.stage_on_device(vec![x.clone()]).remove(0);
+        let xs = self.stage_on_device(xs.to_vec());
         // the weights stay fixed: under mixed precision cast each once, not once per batch
         let casts = CastCache::new();
         let mut start = 0;
         while start < n {
             let len = batch_size.min(n - start);
-            let xb = as_input(&x.narrow(0, start, len)?.to_device(&dev)?, want)?;
+            let xb = self.input_batch(&xs, start, len)?;
             let y_host = y.narrow(0, start, len)?;
             let yb = y_host.to_device(&dev)?;
             let mut ctx = Ctx::inference_with(&casts);
-            let heads = self.net.forward_heads(&[Var::constant(xb)], &mut ctx)?;
+            let heads = self.net.forward_heads(&xb, &mut ctx)?;
             let head = heads.first().ok_or_else(|| Error::invalid("evaluate", "the model has no output"))?;
             let wb = w.map(|w| w.narrow(0, start, len)?.to_dtype(DType::F32)?.to_device(&dev)).transpose()?;
             let mut loss = head_loss(&compiled.loss, head, (&y_host, &yb), wb.as_ref())?;
@@ -546,47 +628,67 @@ impl<N: Network> KerasModel<N> {
         Ok(logs.logs(prefix))
     }
 
+    /// Samples `start..start + len` of every input, on the model's device in its input dtype.
+    fn input_batch(&self, xs: &[Tensor], start: usize, len: usize) -> Result<Vec<Var>> {
+        xs.iter()
+            .enumerate()
+            .map(|(i, x)| {
+                Ok(Var::constant(as_input(&x.narrow(0, start, len)?.to_device(&self.device)?, self.input_dtype_at(i))?))
+            })
+            .collect()
+    }
+
     /// Loss and metrics on `(x, y)`, batch size 32 (Keras `evaluate`), as `(loss, first metric)`.
     ///
     /// The second value is the first compiled metric (NaN when there is none);
     /// [`KerasModel::evaluate_all`] returns every value by name.
-    pub fn evaluate(&self, x: &Tensor, y: &Tensor) -> Result<(f64, f64)> {
+    ///
+    /// `x` is one tensor or one per model input, as [`KerasModel::fit`]'s.
+    pub fn evaluate<'x>(&self, x: impl Into<Inputs<'x>>, y: &Tensor) -> Result<(f64, f64)> {
         let logs = self.evaluate_all(x, y, 32)?;
         Ok((logs[0].1, logs.get(1).map(|l| l.1).unwrap_or(f64::NAN)))
     }
 
     /// Every log of an evaluation: `[("loss", ..), ("accuracy", ..), ...]`.
-    pub fn evaluate_all(&self, x: &Tensor, y: &Tensor, batch_size: usize) -> Result<Vec<(String, f64)>> {
-        self.evaluate_logs(x, y, None, batch_size, "")
+    pub fn evaluate_all<'x>(
+        &self,
+        x: impl Into<Inputs<'x>>,
+        y: &Tensor,
+        batch_size: usize,
+    ) -> Result<Vec<(String, f64)>> {
+        let (xs, _) = self.check_inputs("evaluate", x.into(), Some(y.dims().first().copied().unwrap_or(0)))?;
+        self.evaluate_logs(&xs, y, None, batch_size, "")
     }
 
     /// Model outputs for `x`, computed in batches of `batch_size` with no tape (Keras `predict`),
     /// on the model's device and returned on `x`'s device. On a GPU model, a host `x` of at
     /// most 512 MiB is copied to the GPU once (in [`KerasModel::input_dtype`]) and each
-    /// batch is a view of it.
-    pub fn predict(&self, x: &Tensor, batch_size: usize) -> Result<Tensor> {
-        if x.rank() == 0 || batch_size == 0 {
-            return Err(Error::invalid("predict", "x needs a batch dimension and batch_size must be at least 1"));
+    /// batch is a view of it. `x` is one tensor or one per model input, as
+    /// [`KerasModel::fit`]'s.
+    pub fn predict<'x>(&self, x: impl Into<Inputs<'x>>, batch_size: usize) -> Result<Tensor> {
+        if batch_size == 0 {
+            return Err(Error::invalid("predict", "batch_size must be at least 1"));
         }
-        self.check_single_io("predict")?;
+        self.check_single_output("predict")?;
+        let (xs, n) = self.check_inputs("predict", x.into(), None)?;
+        let out_device = xs[0].device();
         if !self.net.is_built() {
             return Err(Error::invalid(
                 "predict",
                 "the model is not built; give the first layer an input_shape or fit it first",
             ));
         }
-        let n = x.dims()[0];
-        let (dev, want) = (self.device, self.input_dtype());
+        let dev = self.device;
         self.net.to_device(&dev)?;
-        let staged = self.stage_on_device(vec![x.clone()]).remove(0);
+        let staged = self.stage_on_device(xs);
         let mut parts = Vec::new();
         let mut window = Vec::new();
         let casts = CastCache::new();
         let mut start = 0;
         while start < n {
             let len = batch_size.min(n - start);
-            let xb = Var::constant(as_input(&staged.narrow(0, start, len)?.to_device(&dev)?, want)?);
-            let out = self.net.forward(&[xb], &mut Ctx::inference_with(&casts))?;
+            let xb = self.input_batch(&staged, start, len)?;
+            let out = self.net.forward(&xb, &mut Ctx::inference_with(&casts))?;
             let out = out
                 .into_iter()
                 .next()
@@ -599,7 +701,7 @@ impl<N: Network> KerasModel<N> {
                 // of batches per copy so that the GPU is not drained after every batch
                 let joined = if window.len() == 1 { window.remove(0) } else { Tensor::concat(&window, 0)? };
                 window.clear();
-                parts.push(joined.to_device(&x.device())?);
+                parts.push(joined.to_device(&out_device)?);
             }
         }
         match parts.len() {
@@ -651,20 +753,6 @@ fn check_xy(op: &'static str, x: &Tensor, y: &Tensor) -> Result<usize> {
     Ok(x.dims()[0])
 }
 
-/// `validation_data` checked before the first epoch trains (it is first used after it):
-/// matching sample counts, and per-sample inputs shaped like `x`'s when `x` is known.
-fn check_validation_data(vx: &Tensor, vy: &Tensor, x: Option<&Tensor>) -> Result<()> {
-    const OP: &str = "fit (validation_data)";
-    check_xy(OP, vx, vy)?;
-    match x {
-        Some(x) if x.dims()[1..] != vx.dims()[1..] => Err(Error::invalid(
-            OP,
-            format!("validation x has samples of shape {:?}, x has {:?}", &vx.dims()[1..], &x.dims()[1..]),
-        )),
-        _ => Ok(()),
-    }
-}
-
 /// The loss of `head` against targets `y` (as given) moved to the model's device as
 /// `y_dev`. Targets that travelled are checked on the host first: the loss does not
 /// read targets back from a GPU.
@@ -690,8 +778,8 @@ fn as_input(x: &Tensor, want: DType) -> Result<Tensor> {
     Ok(x.to_dtype(want)?)
 }
 
-/// One batch with optional per-sample weights.
-type WBatch = (Tensor, Tensor, Option<Tensor>);
+/// One batch (a tensor per model input, the targets) with optional per-sample weights.
+type WBatch = (Vec<Tensor>, Tensor, Option<Tensor>);
 type WIter<'a> = Box<dyn Iterator<Item = Result<WBatch>> + 'a>;
 
 /// A source of weighted batches (tensors in memory, or any `BatchSource`).
@@ -708,7 +796,7 @@ pub(crate) const RESIDENT_MAX_BYTES: usize = 512 << 20;
 
 /// Batches gathered from in-memory tensors in a per-epoch shuffled order.
 struct TensorBatches {
-    x: Tensor,
+    xs: Vec<Tensor>,
     y: Tensor,
     w: Option<Tensor>,
     batch: usize,
@@ -718,11 +806,11 @@ struct TensorBatches {
 
 impl WeightedSource for TensorBatches {
     fn len_batches(&self) -> usize {
-        self.x.dims()[0].div_ceil(self.batch)
+        self.y.dims()[0].div_ceil(self.batch)
     }
 
     fn weighted_batches<'a>(&'a mut self, epoch: usize, _cfg: &Fit<'_>) -> Result<WIter<'a>> {
-        let n = self.x.dims()[0];
+        let n = self.y.dims()[0];
         let order: Vec<i64> =
             keel_data::loader::epoch_order(n, self.shuffle, self.seed, epoch).into_iter().map(|i| i as i64).collect();
         let batch = self.batch;
@@ -735,7 +823,8 @@ impl WeightedSource for TensorBatches {
                 Ok(t.index_select(&it, 0)?)
             };
             let w = self.w.as_ref().map(take).transpose()?;
-            Ok((take(&self.x)?, take(&self.y)?, w))
+            let xs = self.xs.iter().map(take).collect::<Result<Vec<_>>>()?;
+            Ok((xs, take(&self.y)?, w))
         })))
     }
 }
@@ -755,7 +844,7 @@ impl WeightedSource for SourceBatches<'_> {
         Ok(Box::new(self.inner.batches(epoch).map(move |b| {
             let (x, y) = b?;
             let w = cw.as_ref().map(|cw| class_weights_for(&y, cw)).transpose()?;
-            Ok((x, y, w))
+            Ok((vec![x], y, w))
         })))
     }
 }

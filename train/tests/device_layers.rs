@@ -229,6 +229,42 @@ fn the_other_keras_losses() {
     }
 }
 
+/// A functional model with two inputs trains on CUDA as on the CPU (both inputs staged on
+/// the device and gathered per batch there).
+#[test]
+fn a_model_with_two_inputs() {
+    use keel_nn::{concatenate, Input, LayerExt};
+    let Some(dev) = common::gpu("a_model_with_two_inputs") else { return };
+    let (xa, xb) = (uniform(17, &[48, 4]), uniform(18, &[48, 3]));
+    let y = xa.sum(&[1], false).unwrap().gt(&Tensor::scalar(0.0f32)).unwrap().to_dtype(DType::I64).unwrap();
+    let build = || {
+        let a = Input::new([4]);
+        let b = Input::new([3]);
+        let ha = Dense::new(5).activation(Activation::Relu).call(&a).unwrap();
+        let hb = Dense::new(2).activation(Activation::Tanh).call(&b).unwrap();
+        let out = Dense::new(2).activation(Activation::Softmax).call(&concatenate(&[ha, hb], -1).unwrap()).unwrap();
+        let mut m = KerasModel::from_network(keel_nn::Model::with_seed(&[a, b], &[out], 14).unwrap());
+        m.compile(Adam::new(0.01), Loss::SparseCategoricalCrossentropy, &[MetricSpec::Accuracy]).unwrap();
+        m
+    };
+    let fit = || Fit::new().epochs(2).batch_size(16).seed(11).verbose(0).validation_data([&xa, &xb], &y);
+    let mut cpu = build();
+    let h_cpu = cpu.fit([&xa, &xb], &y, fit()).unwrap();
+    let mut gpu = build();
+    gpu.to_device(&dev).unwrap();
+    let h_gpu = gpu.fit([&xa, &xb], &y, fit()).unwrap();
+    for key in ["loss", "val_loss"] {
+        for (g, c) in h_gpu.get(key).unwrap().iter().zip(h_cpu.get(key).unwrap()) {
+            assert!((g - c).abs() / c.abs().max(1e-12) < 1e-3, "{key}: {g} on CUDA vs {c} on the CPU");
+        }
+    }
+    let (p, q) = (gpu.predict([&xa, &xb], 16).unwrap(), cpu.predict([&xa, &xb], 16).unwrap());
+    assert_eq!(p.device(), Device::Cpu, "host inputs give host predictions");
+    for (a, b) in p.to_vec::<f32>().unwrap().iter().zip(q.to_vec::<f32>().unwrap()) {
+        assert!((a - b).abs() < 1e-3, "predictions {a} vs {b}");
+    }
+}
+
 #[test]
 fn functional_residual_block_with_add_and_concatenate() {
     use keel_nn::{add, concatenate, Input, LayerExt};

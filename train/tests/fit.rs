@@ -281,3 +281,49 @@ fn several_outputs_are_an_error_not_half_trained() {
     let (x, _) = blobs(24, 4);
     assert!(m.predict(&x, 2).unwrap_err().to_string().contains("2 outputs"));
 }
+
+/// A functional model with two inputs (Keras's `model.fit([x_a, x_b], y)`): fit, evaluate,
+/// predict and validation data take one tensor per input, in the order of the `Input`s,
+/// and train as the same network fed by hand does.
+#[test]
+fn a_model_with_two_inputs_fits_evaluates_and_predicts() {
+    use keel_nn::{concatenate, Input, LayerExt, Model};
+    let build = || {
+        let a = Input::new([2]);
+        let b = Input::new([3]);
+        let ha = Dense::new(4).activation(Activation::Relu).call(&a).unwrap();
+        let out =
+            Dense::new(1).activation(Activation::Sigmoid).call(&concatenate(&[ha, b.clone()], -1).unwrap()).unwrap();
+        let mut m = keel_train::KerasModel::from_network(Model::with_seed(&[a, b], &[out], 3).unwrap());
+        m.compile(Adam::new(0.05), Loss::BinaryCrossentropy, &[MetricSpec::Accuracy]).unwrap();
+        m
+    };
+    let (xa, y) = blobs(30, 64);
+    let xb = Tensor::rand_uniform(31, -1.0, 1.0, (64, 3), DType::F32, &Device::Cpu).unwrap();
+    let mut m = build();
+    let h =
+        m.fit([&xa, &xb], &y, Fit::new().epochs(40).batch_size(16).validation_data([&xa, &xb], &y).verbose(0)).unwrap();
+    assert!(h.last("accuracy").unwrap() > 0.9, "{:?}", h.get("accuracy"));
+    // validation runs at fit's batch size
+    assert_eq!(h.last("val_loss"), Some(m.evaluate_all([&xa, &xb], &y, 16).unwrap()[0].1));
+    let p = m.predict([&xa, &xb], 10).unwrap();
+    assert_eq!(p.dims(), &[64, 1]);
+    // the same as the network's own forward on both inputs
+    let direct = m.network().predict(&[xa.clone(), xb.clone()]).unwrap().remove(0);
+    assert_eq!(p.to_vec::<f32>().unwrap(), direct.to_vec::<f32>().unwrap());
+    // validation_split cuts every input at the same sample
+    let mut m2 = build();
+    let h2 = m2.fit([&xa, &xb], &y, Fit::new().epochs(1).validation_split(0.25).verbose(0)).unwrap();
+    let (vl, _) = m2
+        .evaluate([&xa.narrow(0, 48, 16).unwrap(), &xb.narrow(0, 48, 16).unwrap()], &y.narrow(0, 48, 16).unwrap())
+        .unwrap();
+    assert!((vl - h2.last("val_loss").unwrap()).abs() < 1e-12);
+    // wrong counts and lengths are errors that say so
+    let e = m.fit(&xa, &y, Fit::new().verbose(0)).unwrap_err().to_string();
+    assert!(e.contains("2 input(s) but 1"), "{e}");
+    let short = xb.narrow(0, 0, 10).unwrap();
+    let e = m.predict([&xa, &short], 8).unwrap_err().to_string();
+    assert!(e.contains("x[1] has 10 samples"), "{e}");
+    let e = m.fit([&xa, &xb], &y, Fit::new().validation_data(&xa, &y).verbose(0)).unwrap_err().to_string();
+    assert!(e.contains("validation_data") && e.contains("2 input(s)"), "{e}");
+}
