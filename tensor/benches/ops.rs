@@ -91,6 +91,19 @@ fn seed_cnn_b128(c: &mut Criterion) {
         let dy = rand(7, y.dims());
         g.bench_function(format!("{name}_grad"), |b| b.iter(|| black_box(dy.max_pool2d_grad(&idx, &p).expect("grad"))));
     }
+    // the backward of Conv2D(relu)'s bias + ReLU: one pass, and the two ops it replaces
+    for (name, x) in [("conv1", [128, 26, 26, 32]), ("conv2", [128, 11, 11, 64])] {
+        let (y, dy) = (rand(17, &x).relu().expect("relu"), rand(18, &x));
+        g.bench_function(format!("{name}_relu_bias_grad"), |b| {
+            b.iter(|| black_box(y.relu_grad_with_bias_grad(&dy).expect("grad")))
+        });
+        g.bench_function(format!("{name}_relu_grad_then_sum"), |b| {
+            b.iter(|| {
+                let gz = y.unary_grad(&dy, keel_tensor::UnaryOp::Relu, 0.0).expect("grad");
+                black_box((gz.sum(&[0, 1, 2], false).expect("sum"), gz))
+            })
+        });
+    }
     g.finish();
 }
 

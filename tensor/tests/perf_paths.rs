@@ -161,3 +161,32 @@ fn conv2d_bias_relu_equals_the_op_chain() {
     let msg = x.conv2d_bias_relu(&k, &rand(3, &[5]), &p).unwrap_err().to_string();
     assert!(msg.contains("conv2d") && msg.contains("[5]") && msg.contains("[4]"), "{msg}");
 }
+
+/// The one-pass ReLU + bias gradient gives the bits of the ReLU gradient then the
+/// leading-axes sum (small and threaded sizes, ragged chunks of rows, negative zeros,
+/// NaN), on any thread count, in f32 and f64.
+#[test]
+fn fused_relu_bias_grad_equals_the_op_chain() {
+    for dims in [vec![3, 5], vec![2, 7, 7, 3], vec![129, 3, 2, 32], vec![700, 10]] {
+        let y = rand(90, &dims).relu().unwrap();
+        let mut g = rand(91, &dims).to_vec::<f32>().unwrap();
+        g[0] = f32::NAN;
+        let g = Tensor::from_vec(g, dims.clone()).unwrap();
+        let lead: Vec<isize> = (0..dims.len() as isize - 1).collect();
+        let chain = |y: &Tensor, g: &Tensor| {
+            let gz = y.unary_grad(g, UnaryOp::Relu, 0.0).unwrap();
+            let b = gz.sum(&lead, false).unwrap();
+            (gz, b)
+        };
+        let (fused, fused3) = on_pools(|| y.relu_grad_with_bias_grad(&g).unwrap());
+        let (gz, b) = chain(&y, &g);
+        assert_eq!(bits(&fused.0), bits(&gz), "{dims:?} gz");
+        assert_eq!(bits(&fused.1), bits(&b), "{dims:?} bias");
+        assert_eq!((bits(&fused3.0), bits(&fused3.1)), (bits(&gz), bits(&b)), "{dims:?} threads");
+        let (y64, g64) = (y.to_dtype(DType::F64).unwrap(), g.to_dtype(DType::F64).unwrap());
+        let (f64z, f64b) = y64.relu_grad_with_bias_grad(&g64).unwrap();
+        let (cz, cb) = chain(&y64, &g64);
+        let b64 = |t: &Tensor| t.to_vec::<f64>().unwrap().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        assert_eq!((b64(&f64z), b64(&f64b)), (b64(&cz), b64(&cb)), "{dims:?} f64");
+    }
+}

@@ -304,6 +304,62 @@ pub(crate) mod cpu {
         total
     }
 
+    /// The float types of [`relu_grad_column_sums`] (f32, f64).
+    pub(crate) trait ReluGradElem: WithDType + PartialOrd + std::ops::Mul<Output = Self> + Send + Sync {}
+    impl ReluGradElem for f32 {}
+    impl ReluGradElem for f64 {}
+
+    crate::cpu::simd_fn! {
+        /// One chunk of [`relu_grad_column_sums`]: `gz = g * relu'(y)` written out and its
+        /// column sums (f64, rows in order) returned.
+        fn relu_grad_chunk[T: ReluGradElem][T](
+            y: &[T],
+            g: &[T],
+            gz: &mut [std::mem::MaybeUninit<T>],
+            cols: usize,
+        ) -> Vec<f64> {
+            let (zero, one) = (T::from_f64(0.0), T::from_f64(1.0));
+            let mut acc = vec![0f64; cols];
+            for ((yr, gr), zr) in y.chunks_exact(cols).zip(g.chunks_exact(cols)).zip(gz.chunks_exact_mut(cols)) {
+                let acc = &mut acc[..yr.len()];
+                for (((a, &y), &g), z) in acc.iter_mut().zip(yr).zip(gr).zip(zr.iter_mut()) {
+                    // the ReLU's derivative as the unary table has it: g * (y > 0 ? 1 : 0)
+                    let d = if y > zero { one } else { zero };
+                    let v = g * d;
+                    z.write(v);
+                    *a += v.to_f64();
+                }
+            }
+            acc
+        }
+    }
+
+    /// The ReLU's input gradient and its bias gradient in one pass over a `[rows, cols]`
+    /// matrix (`y` the ReLU's output, `g` the gradient reaching it): `gz = g * relu'(y)` and
+    /// `gz`'s column sums, with the same bits as `unary_grad` then the column-sum
+    /// reduction (same derivative, same chunks of rows, same order of additions).
+    pub(crate) fn relu_grad_column_sums<T: ReluGradElem>(y: &[T], g: &[T], cols: usize) -> (Vec<T>, Vec<f64>) {
+        let mut gz: Vec<T> = Vec::with_capacity(y.len());
+        let step = COL_SUM_ROWS * cols.max(1);
+        let work = |((y, g), z): ((&[T], &[T]), &mut [std::mem::MaybeUninit<T>])| relu_grad_chunk(y, g, z, cols);
+        let out = &mut gz.spare_capacity_mut()[..y.len()];
+        let parts: Vec<Vec<f64>> = if y.len() >= 1 << 15 {
+            y.par_chunks(step).zip(g.par_chunks(step)).zip(out.par_chunks_mut(step)).map(work).collect()
+        } else {
+            y.chunks(step).zip(g.chunks(step)).zip(out.chunks_mut(step)).map(work).collect()
+        };
+        // SAFETY: the chunks cover all `y.len()` elements and `relu_grad_chunk` writes each
+        // one (`y`, `g` and the output have the same length, a multiple of `cols`).
+        unsafe { gz.set_len(y.len()) };
+        let mut total = vec![0f64; cols];
+        for p in parts {
+            for (t, x) in total.iter_mut().zip(p) {
+                *t += x;
+            }
+        }
+        (gz, total)
+    }
+
     fn reduce_leading<T: WithDType>(v: &[T], l: &Layout, op: ReduceOp, size: usize) -> Option<Vec<f64>> {
         if !matches!(op, ReduceOp::Sum | ReduceOp::Mean) {
             return None;

@@ -320,6 +320,10 @@ impl Tensor {
                 return Ok((gz, Tensor::from_storage(Storage::Cuda(bias), crate::Shape::from(vec![c]))));
             }
         }
+        #[cfg(feature = "cpu")]
+        if let Some(fused) = self.relu_grad_with_bias_grad_cpu(grad)? {
+            return Ok(fused);
+        }
         let gz = self.unary_grad(grad, UnaryOp::Relu, 0.0)?;
         if self.rank() == 1 {
             return Ok((gz.clone(), gz));
@@ -327,6 +331,39 @@ impl Tensor {
         let lead: Vec<isize> = (0..self.rank() as isize - 1).collect();
         let bias = gz.sum(&lead, false)?;
         Ok((gz, bias))
+    }
+}
+
+impl Tensor {
+    /// The CPU's one-pass [`Tensor::relu_grad_with_bias_grad`] for contiguous F32/F64 `self`
+    /// and `grad` of one shape (rank >= 2); `None` for anything else.
+    #[cfg(feature = "cpu")]
+    fn relu_grad_with_bias_grad_cpu(&self, grad: &Tensor) -> Result<Option<(Tensor, Tensor)>> {
+        use crate::{CpuStorage, Storage};
+        let (Some(&c), Some(ys), Some(gs)) =
+            (self.dims().last(), self.layout().contiguous_range(), grad.layout().contiguous_range())
+        else {
+            return Ok(None);
+        };
+        if self.rank() < 2 || self.shape() != grad.shape() || c == 0 {
+            return Ok(None);
+        }
+        let (sy, sg) = (self.storage(), grad.storage());
+        let (gz, bias) = match (&*sy, &*sg) {
+            (Storage::Cpu(CpuStorage::F32(y)), Storage::Cpu(CpuStorage::F32(g))) => {
+                let (gz, b) = crate::ops::reduce::cpu::relu_grad_column_sums(&y[ys.0..ys.1], &g[gs.0..gs.1], c);
+                (CpuStorage::F32(gz), CpuStorage::F32(b.into_iter().map(|v| v as f32).collect()))
+            }
+            (Storage::Cpu(CpuStorage::F64(y)), Storage::Cpu(CpuStorage::F64(g))) => {
+                let (gz, b) = crate::ops::reduce::cpu::relu_grad_column_sums(&y[ys.0..ys.1], &g[gs.0..gs.1], c);
+                (CpuStorage::F64(gz), CpuStorage::F64(b))
+            }
+            _ => return Ok(None),
+        };
+        Ok(Some((
+            Tensor::from_storage(Storage::Cpu(gz), self.shape().clone()),
+            Tensor::from_storage(Storage::Cpu(bias), crate::Shape::from(vec![c])),
+        )))
     }
 }
 
