@@ -175,8 +175,12 @@ impl LossFn {
         Ok(t.mul_scalar(1.0 - s)?.add_scalar(s / classes as f64)?)
     }
 
-    /// `label_smoothing` is in `[0, 1]` and used by a loss that smooths.
-    fn check_options(&self) -> Result<()> {
+    /// Check the options (`label_smoothing` in `[0, 1]` and only on a loss that smooths;
+    /// Huber's `delta` > 0), as `compile` does before training.
+    pub fn validate(&self) -> Result<()> {
+        if self.loss == Loss::Huber && (self.delta.is_nan() || self.delta <= 0.0) {
+            return Err(Error::config("huber", format!("delta must be > 0, got {}", self.delta)));
+        }
         let s = self.label_smoothing;
         if !(0.0..=1.0).contains(&s) {
             return Err(Error::config(self.loss.name(), format!("label_smoothing must be in [0, 1], got {s}")));
@@ -242,7 +246,7 @@ impl LossFn {
         probs_to: Option<&Head>,
     ) -> Result<Var> {
         let name = self.loss.name();
-        self.check_options()?;
+        self.validate()?;
         if y_pred.rank() == 0 {
             return Err(Error::LossShape { loss: name, msg: "predictions need a batch axis".into() });
         }

@@ -167,6 +167,9 @@ fn conv1d_bad_inputs_are_errors_naming_the_layer() {
     assert!(err.contains("[steps, channels]"), "{err}");
     // causal padding keeps every length
     assert_eq!(built(Conv1D::new(4, 5).padding(Conv1DPadding::Causal), &[3, 2]).1, vec![3, 4]);
+    // a causal pad that overflows is an error, not a wrapped length or a panic
+    let mut huge = Conv1D::new(2, 3).padding(Conv1DPadding::Causal).dilation_rate(1 << 63);
+    assert!(huge.build(&[8, 1], &mut Rng::new(0)).is_err());
 }
 
 // ------------------------------------------------------------------ pooling

@@ -310,7 +310,7 @@ pub struct CosineDecayRestarts {
     pub t_mul: f64,
     /// Each restart's rate relative to the previous one (Keras default 1).
     pub m_mul: f64,
-    /// The floor, as a fraction of the period's starting rate (Keras default 0).
+    /// The floor, as a fraction of `initial_learning_rate` (Keras default 0).
     pub alpha: f64,
 }
 
@@ -332,7 +332,7 @@ impl CosineDecayRestarts {
         self
     }
 
-    /// The floor, as a fraction of the period's starting rate.
+    /// The floor, as a fraction of `initial_learning_rate`.
     pub fn alpha(mut self, alpha: f64) -> Self {
         self.alpha = alpha;
         self
@@ -349,9 +349,16 @@ impl LearningRateSchedule for CosineDecayRestarts {
         } else {
             // the periods' lengths are a geometric series: which period holds `fraction`
             let t = self.t_mul;
-            let i = ((1.0 - fraction * (1.0 - t)).ln() / t.ln()).floor();
-            let done = (1.0 - t.powf(i)) / (1.0 - t);
-            fraction = (fraction - done) / t.powf(i);
+            let done = |i: f64| (1.0 - t.powf(i)) / (1.0 - t);
+            let mut i = ((1.0 - fraction * (1.0 - t)).ln() / t.ln()).floor().max(0.0);
+            // the logarithm can land a hair off at an exact restart: settle it on the series
+            while done(i + 1.0) <= fraction {
+                i += 1.0;
+            }
+            while i > 0.0 && done(i) > fraction {
+                i -= 1.0;
+            }
+            fraction = (fraction - done(i)) / t.powf(i);
             i
         };
         let cosine = 0.5 * self.m_mul.powf(restart) * (1.0 + (std::f64::consts::PI * fraction).cos());

@@ -87,6 +87,14 @@ fn inverse_time_polynomial_and_restarts_by_hand() {
     close(s.lr(30), 0.9 * 0.25 + 0.1, "restarts m_mul");
     let s = CosineDecayRestarts::new(1.0, 10).t_mul(1.0);
     close(s.lr(25), 0.5, "restarts t_mul 1");
+    // every restart of t_mul 3 (periods 1, 3, 9, 27, 81: restarts at 1, 4, 13, 40, 121), where
+    // the logarithm alone lands a hair below the period index
+    for first in [1u64, 2, 5] {
+        let s = CosineDecayRestarts::new(1.0, first).t_mul(3.0);
+        for at in [1u64, 4, 13, 40, 121, 364] {
+            close(s.lr(at * first), 1.0, &format!("t_mul 3, first {first}, restart at {}", at * first));
+        }
+    }
 }
 
 #[test]

@@ -144,6 +144,7 @@ impl<N: Network> KerasModel<N> {
     ) -> Result<()> {
         let loss = loss.into();
         optimizer.validate()?;
+        loss.validate()?;
         self.check_single_output("compile")?;
         // a layer that did not fit its input when it was added (kept until now by
         // `Sequential::add`) is reported here, as Keras reports it when the layer is added
@@ -189,8 +190,11 @@ impl<N: Network> KerasModel<N> {
     }
 
     /// `xs` as owned tensors, one per model input, each with a batch axis and the same
-    /// number of samples (`Some(n)` when that must be `n`); returns them and that number.
-    fn check_inputs(&self, op: &'static str, xs: Inputs<'_>, n: Option<usize>) -> Result<(Vec<Tensor>, usize)> {
+    /// number of samples (`y`'s, when given); returns them and that number.
+    fn check_inputs(&self, op: &'static str, xs: Inputs<'_>, y: Option<&Tensor>) -> Result<(Vec<Tensor>, usize)> {
+        if let Some(y) = y.filter(|y| y.rank() == 0) {
+            return Err(Error::invalid(op, format!("y needs a batch (first) dimension, got shape {}", y.shape())));
+        }
         let want = self.net.input_shapes().len().max(1);
         if xs.len() != want {
             return Err(Error::invalid(
@@ -205,11 +209,14 @@ impl<N: Network> KerasModel<N> {
         if let Some(bad) = xs.iter().find(|x| x.rank() == 0) {
             return Err(Error::invalid(op, format!("x needs a batch (first) dimension, got shape {}", bad.shape())));
         }
-        let n = n.unwrap_or(xs[0].dims()[0]);
+        let (n, other) = match y {
+            Some(y) => (y.dims()[0], format!("y has {} (shape {})", y.dims()[0], y.shape())),
+            None => (xs[0].dims()[0], format!("x[0] has {}", xs[0].dims()[0])),
+        };
         if let Some((i, bad)) = xs.iter().enumerate().find(|(_, x)| x.dims()[0] != n) {
             return Err(Error::invalid(
                 op,
-                format!("x[{i}] has {} samples, but the other data have {n} (shape {})", bad.dims()[0], bad.shape()),
+                format!("x[{i}] has {} samples (shape {}) but {other}", bad.dims()[0], bad.shape()),
             ));
         }
         Ok((xs, n))
@@ -225,7 +232,7 @@ impl<N: Network> KerasModel<N> {
         x: Option<&[Tensor]>,
     ) -> Result<(Vec<Tensor>, Tensor)> {
         const OP: &str = "fit (validation_data)";
-        let (vxs, _) = self.check_inputs(OP, vx, Some(vy.dims().first().copied().unwrap_or(0)))?;
+        let (vxs, _) = self.check_inputs(OP, vx, Some(vy))?;
         check_xy(OP, &vxs[0], vy)?;
         for (i, (v, x)) in vxs.iter().zip(x.unwrap_or_default()).enumerate() {
             if x.dims()[1..] != v.dims()[1..] {
@@ -263,7 +270,7 @@ impl<N: Network> KerasModel<N> {
     /// most 512 MiB together are copied to the GPU once per call and each batch is
     /// gathered there; larger ones are gathered on the host and copied batch by batch.
     pub fn fit<'x>(&mut self, x: impl Into<Inputs<'x>>, y: &Tensor, mut cfg: Fit<'_>) -> Result<History> {
-        let (xs, n) = self.check_inputs("fit", x.into(), None)?;
+        let (xs, n) = self.check_inputs("fit", x.into(), Some(y))?;
         check_xy("fit", &xs[0], y)?;
         let val_data = match cfg.validation_data.take() {
             Some((vx, vy)) => Some(self.check_validation_data(vx, vy, Some(&xs))?),
@@ -438,16 +445,21 @@ impl<N: Network> KerasModel<N> {
             let mut queue = StepQueue::new(cfg.steps_per_execution, &logs);
             let mut params = None;
             let dev = self.device;
+            // each input's dtype, looked up once per epoch (a functional model scans its graph)
+            let mut in_dtypes: Vec<DType> = Vec::new();
             let mut batches = source.weighted_batches(epoch, cfg)?.enumerate().peekable();
             let mut batches_seen = 0usize;
             while let Some((step, batch)) = batches.next() {
                 let (xs, y, w) = batch?;
                 batches_seen += 1;
                 // copy first, cast on the device (U8 pixels travel as bytes)
+                if in_dtypes.len() != xs.len() {
+                    in_dtypes = (0..xs.len()).map(|i| self.input_dtype_at(i)).collect();
+                }
                 let xs = xs
                     .iter()
-                    .enumerate()
-                    .map(|(i, x)| as_input(&x.to_device(&dev)?, self.input_dtype_at(i)))
+                    .zip(&in_dtypes)
+                    .map(|(x, &want)| as_input(&x.to_device(&dev)?, want))
                     .collect::<Result<Vec<_>>>()?;
                 self.ensure_built(&xs)?;
                 if params.is_none() {
@@ -455,11 +467,8 @@ impl<N: Network> KerasModel<N> {
                     self.net.to_device(&dev)?;
                     let trainable = self.net.trainable_params();
                     if trainable.is_empty() {
-                        return Err(Error::invalid(
-                            "fit",
-                            "the model has no trainable weights (no layers with weights, or all frozen): \
-                             add layers before fitting",
-                        ));
+                        // Keras warns and goes on (the losses and metrics are still computed)
+                        eprintln!("keel: warning: the model has no trainable weights; fit computes the loss only");
                     }
                     params = Some(trainable);
                 }
@@ -575,6 +584,10 @@ impl<N: Network> KerasModel<N> {
         } else {
             BatchLoss::Unread(loss.value().clone())
         };
+        if params.is_empty() {
+            // nothing to train (warned at the first batch, as Keras warns): the loss only
+            return Ok((batch_loss, y_pred));
+        }
         let grads = tape.backward(&loss)?;
         compiled.optimizer.step(params, &grads)?;
         Ok((batch_loss, y_pred))
@@ -602,12 +615,13 @@ impl<N: Network> KerasModel<N> {
         let dev = self.device;
         self.net.to_device(&dev)?;
         let xs = self.stage_on_device(xs.to_vec());
+        let dtypes: Vec<DType> = (0..xs.len()).map(|i| self.input_dtype_at(i)).collect();
         // the weights stay fixed: under mixed precision cast each once, not once per batch
         let casts = CastCache::new();
         let mut start = 0;
         while start < n {
             let len = batch_size.min(n - start);
-            let xb = self.input_batch(&xs, start, len)?;
+            let xb = self.input_batch(&xs, &dtypes, start, len)?;
             let y_host = y.narrow(0, start, len)?;
             let yb = y_host.to_device(&dev)?;
             let mut ctx = Ctx::inference_with(&casts);
@@ -629,12 +643,10 @@ impl<N: Network> KerasModel<N> {
     }
 
     /// Samples `start..start + len` of every input, on the model's device in its input dtype.
-    fn input_batch(&self, xs: &[Tensor], start: usize, len: usize) -> Result<Vec<Var>> {
+    fn input_batch(&self, xs: &[Tensor], dtypes: &[DType], start: usize, len: usize) -> Result<Vec<Var>> {
         xs.iter()
-            .enumerate()
-            .map(|(i, x)| {
-                Ok(Var::constant(as_input(&x.narrow(0, start, len)?.to_device(&self.device)?, self.input_dtype_at(i))?))
-            })
+            .zip(dtypes)
+            .map(|(x, &want)| Ok(Var::constant(as_input(&x.narrow(0, start, len)?.to_device(&self.device)?, want)?)))
             .collect()
     }
 
@@ -656,7 +668,7 @@ impl<N: Network> KerasModel<N> {
         y: &Tensor,
         batch_size: usize,
     ) -> Result<Vec<(String, f64)>> {
-        let (xs, _) = self.check_inputs("evaluate", x.into(), Some(y.dims().first().copied().unwrap_or(0)))?;
+        let (xs, _) = self.check_inputs("evaluate", x.into(), Some(y))?;
         self.evaluate_logs(&xs, y, None, batch_size, "")
     }
 
@@ -681,13 +693,14 @@ impl<N: Network> KerasModel<N> {
         let dev = self.device;
         self.net.to_device(&dev)?;
         let staged = self.stage_on_device(xs);
+        let dtypes: Vec<DType> = (0..staged.len()).map(|i| self.input_dtype_at(i)).collect();
         let mut parts = Vec::new();
         let mut window = Vec::new();
         let casts = CastCache::new();
         let mut start = 0;
         while start < n {
             let len = batch_size.min(n - start);
-            let xb = self.input_batch(&staged, start, len)?;
+            let xb = self.input_batch(&staged, &dtypes, start, len)?;
             let out = self.net.forward(&xb, &mut Ctx::inference_with(&casts))?;
             let out = out
                 .into_iter()

@@ -77,6 +77,17 @@ pub fn layer_from_config(class_name: &str, cfg: &Value) -> Result<Box<dyn Layer>
             Box::new(BatchNormalization::from_config(field::<BatchNormalizationConfig>(class_name, cfg)?))
         }
         (None, "LayerNormalization") => {
+            // only the last axis is supported: a Keras config over other axes is an error, not ignored
+            match cfg.get("axis") {
+                None => {}
+                Some(a) if *a == serde_json::json!(-1) || *a == serde_json::json!([-1]) => {}
+                Some(a) => {
+                    return Err(Error::invalid(
+                        "from_config",
+                        format!("LayerNormalization over axis {a} is not supported (only the last axis, -1)"),
+                    ))
+                }
+            }
             Box::new(LayerNormalization::from_config(field::<LayerNormalizationConfig>(class_name, cfg)?))
         }
         (None, "Embedding") => Box::new(Embedding::from_config(field::<EmbeddingConfig>(class_name, cfg)?)),

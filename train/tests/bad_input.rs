@@ -98,11 +98,20 @@ fn fitting_nothing_is_an_error() {
     let mut loader = DataLoader::from_tensors(&x, &y, 32).unwrap().drop_last(true);
     let e = m.fit_source(&mut loader, Fit::new().epochs(2).verbose(0)).unwrap_err().to_string();
     assert!(e.contains("no batches"), "{e}");
-    // a model with no layers
-    let mut empty = Sequential::new();
-    empty.compile(SGD::new(0.1), Loss::MeanSquaredError, NO_METRICS).unwrap();
-    let e = empty.fit(&x, &y, Fit::new().verbose(0)).unwrap_err().to_string();
-    assert!(e.contains("no trainable weights"), "{e}");
+    // a model with no weights computes its loss (Keras warns and goes on), rather than
+    // failing deep in the backward pass
+    let mut no_weights = Sequential::new();
+    no_weights.add(keel_nn::ActivationLayer::new(keel_nn::Activation::Sigmoid).input_shape([2]));
+    no_weights.compile(SGD::new(0.1), Loss::MeanSquaredError, NO_METRICS).unwrap();
+    let two = Tensor::concat(&[y.clone(), y.clone()], 1).unwrap();
+    let h = no_weights.fit(&x, &two, Fit::new().epochs(2).verbose(0)).unwrap();
+    assert_eq!(h.get("loss").unwrap().len(), 2);
+    assert!(h.get("loss").unwrap().iter().all(|l| l.is_finite()));
+    // a scalar y, and a y with another sample count, name y
+    let e = no_weights.evaluate(&x, &Tensor::scalar(1.0f32)).unwrap_err().to_string();
+    assert!(e.contains("y needs a batch"), "{e}");
+    let e = no_weights.fit(&x, &y.narrow(0, 0, 4).unwrap(), Fit::new().verbose(0)).unwrap_err().to_string();
+    assert!(e.contains("y has 4"), "{e}");
 }
 
 #[test]
@@ -126,6 +135,10 @@ fn bad_settings_are_reported_before_training() {
         let e = m.compile(bad, Loss::BinaryCrossentropy, NO_METRICS).unwrap_err().to_string();
         assert!(e.contains("SGD"), "{e}");
     }
+    // loss options too
+    let bad_loss = Loss::SparseCategoricalCrossentropy.from_logits(true).label_smoothing(0.1);
+    assert!(m.compile(SGD::new(0.1), bad_loss, NO_METRICS).unwrap_err().to_string().contains("label_smoothing"));
+    assert!(m.compile(SGD::new(0.1), keel_nn::LossFn::huber(-1.0), NO_METRICS).is_err());
     m.compile(SGD::new(0.1), Loss::BinaryCrossentropy, NO_METRICS).unwrap();
     let before = m.state_dict().into_iter().map(|(k, t)| (k, t.to_vec::<f32>().unwrap())).collect::<Vec<_>>();
     let (vx, vy) = blobs(5, 8);

@@ -227,6 +227,16 @@ fn the_other_keras_losses() {
         };
         agree(&format!("classification with {loss:?}"), &dev, build, &x, &onehot);
     }
+    // -1/1 targets stay as they are (the other branch of the hinge losses' label test)
+    let pm1 = onehot.mul_scalar(2.0).unwrap().sub_scalar(1.0).unwrap();
+    let build = || {
+        let mut m = Sequential::with_seed(15);
+        m.add(Dense::new(4).activation(Activation::Relu).input_shape([5]));
+        m.add(Dense::new(2).activation(Activation::Tanh));
+        m.compile(Adam::new(0.01), Loss::Hinge, &[] as &[MetricSpec]).unwrap();
+        m
+    };
+    agree("hinge with -1/1 targets", &dev, build, &x, &pm1);
 }
 
 /// A functional model with two inputs trains on CUDA as on the CPU (both inputs staged on
@@ -262,6 +272,43 @@ fn a_model_with_two_inputs() {
     assert_eq!(p.device(), Device::Cpu, "host inputs give host predictions");
     for (a, b) in p.to_vec::<f32>().unwrap().iter().zip(q.to_vec::<f32>().unwrap()) {
         assert!((a - b).abs() < 1e-3, "predictions {a} vs {b}");
+    }
+}
+
+/// Two inputs under mixed_bfloat16, one of them token ids for an Embedding: each input is
+/// staged in its own dtype (the ids stay exact: above 256 they are not BF16 values), also
+/// the validation part of a split.
+#[test]
+fn two_inputs_under_mixed_bfloat16_with_token_ids() {
+    use keel_nn::mixed_precision::DTypePolicy;
+    use keel_nn::{concatenate, Input, LayerExt};
+    let Some(dev) = common::gpu("two_inputs_under_mixed_bfloat16_with_token_ids") else { return };
+    let dense_x = uniform(19, &[48, 4]);
+    let ids = Tensor::rand_uniform(20, 250.0, 300.0, (48, 3), DType::F32, &Device::Cpu).unwrap();
+    let ids = ids.to_dtype(DType::I64).unwrap().to_dtype(DType::F32).unwrap(); // whole numbers, most not BF16 values
+    let y = dense_x.sum(&[1], false).unwrap().gt(&Tensor::scalar(0.0f32)).unwrap().to_dtype(DType::I64).unwrap();
+    let build = || {
+        let a = Input::new([4]);
+        let t = Input::new([3]);
+        let ha = Dense::new(8).activation(Activation::Relu).call(&a).unwrap();
+        let ht = Flatten::new().call(&Embedding::new(300, 2).call(&t).unwrap()).unwrap();
+        let out = Dense::new(2).activation(Activation::Softmax).call(&concatenate(&[ha, ht], -1).unwrap()).unwrap();
+        let net = keel_nn::Model::with_seed(&[a, t], &[out], 16).unwrap().dtype_policy(DTypePolicy::MixedBFloat16);
+        let mut m = KerasModel::from_network(net);
+        m.compile(Adam::new(0.01), Loss::SparseCategoricalCrossentropy, &[MetricSpec::Accuracy]).unwrap();
+        m
+    };
+    assert_eq!((build().input_dtype_at(0), build().input_dtype_at(1)), (DType::BF16, DType::F32));
+    let fit = || Fit::new().epochs(2).batch_size(16).seed(11).verbose(0).validation_split(0.25);
+    let mut cpu = build();
+    let h_cpu = cpu.fit([&dense_x, &ids], &y, fit()).unwrap();
+    let mut gpu = build();
+    gpu.to_device(&dev).unwrap();
+    let h_gpu = gpu.fit([&dense_x, &ids], &y, fit()).unwrap();
+    for key in ["loss", "val_loss"] {
+        for (g, c) in h_gpu.get(key).unwrap().iter().zip(h_cpu.get(key).unwrap()) {
+            assert!((g - c).abs() / c.abs().max(1e-12) < 2e-2, "{key}: {g} on CUDA vs {c} on the CPU");
+        }
     }
 }
 

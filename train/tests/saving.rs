@@ -114,7 +114,16 @@ fn sequence_conv_and_norm_layers_round_trip() {
     let mut a = Sequential::with_seed(7);
     a.add(Conv1D::new(3, 2).input_shape([16, 2]));
     a.add(GlobalAveragePooling1D::new());
+    // non-default weights everywhere (gamma and beta included): one training epoch each
     let (images, _) = images(1, 4);
+    let (y6, y4) = (
+        Tensor::zeros((6, 2), DType::F32, &Device::Cpu).unwrap(),
+        Tensor::zeros((4, 2), DType::F32, &Device::Cpu).unwrap(),
+    );
+    for (model, input, y) in [(&mut m, &x, &y6), (&mut g, &images, &y4), (&mut a, &x, &y6)] {
+        model.compile(SGD::new(0.1), Loss::MeanSquaredError, NO_METRICS).unwrap();
+        model.fit(input, &y.sub_scalar(1.0).unwrap(), Fit::new().verbose(0)).unwrap();
+    }
     for (i, (model, input)) in [(&m, &x), (&g, &images), (&a, &x)].into_iter().enumerate() {
         let path = dir.join(format!("m{i}.keel"));
         model.save(&path).unwrap();
@@ -123,6 +132,9 @@ fn sequence_conv_and_norm_layers_round_trip() {
         assert_eq!(weight_bits(loaded.network()), weight_bits(model.network()));
         assert_eq!(bits(&loaded.predict(input, 4).unwrap()), bits(&model.predict(input, 4).unwrap()));
     }
+    // a Keras config normalizing over other axes is refused, not silently changed
+    let cfg = serde_json::json!({"epsilon": 0.001, "center": true, "scale": true, "axis": [1, 2]});
+    assert!(keel_train::layer_from_config("LayerNormalization", &cfg).is_err());
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -157,11 +157,12 @@ impl Conv1D {
         self.bias.as_ref()
     }
 
-    /// The zeros a causal convolution puts before the first step.
-    fn causal_pad(&self) -> usize {
+    /// The zeros a causal convolution puts before the first step (`None` when the
+    /// product overflows).
+    fn causal_pad(&self) -> Option<usize> {
         match self.cfg.padding {
-            Conv1DPadding::Causal => self.cfg.dilation_rate * self.cfg.kernel_size.saturating_sub(1),
-            _ => 0,
+            Conv1DPadding::Causal => self.cfg.dilation_rate.checked_mul(self.cfg.kernel_size.saturating_sub(1)),
+            _ => Some(0),
         }
     }
 
@@ -179,7 +180,7 @@ impl Conv1D {
         let k = built(&self.kernel, self)?;
         check_batch_rank(x, 2, self)?;
         let (n, c) = (x.dims()[0], x.dims()[2]);
-        let pad = self.causal_pad();
+        let pad = self.causal_pad().unwrap_or(0); // checked by output_shape when built
         let x = if pad > 0 {
             let zeros = Var::constant(Tensor::zeros(vec![n, pad, c], x.dtype(), &x.device())?);
             Var::concat(&[&zeros, x], 1)?
@@ -236,7 +237,10 @@ impl Layer for Conv1D {
             return Err(Error::config(format!("Conv1D \"{}\"", self.name), "filters must be >= 1"));
         }
         let c = &self.cfg;
-        let steps = input_shape[0] + self.causal_pad();
+        let steps = self
+            .causal_pad()
+            .and_then(|p| p.checked_add(input_shape[0]))
+            .ok_or_else(|| self.bad_input(input_shape, "a dilation_rate and kernel_size of a sane size".into()))?;
         let (out, _) = conv_out_dim("Conv1D", steps, c.kernel_size, c.strides, c.dilation_rate, self.padding_2d())
             .map_err(|e| self.bad_input(input_shape, format!("a sequence long enough for the window ({e})")))?;
         Ok(vec![out, c.filters])
