@@ -475,6 +475,63 @@ pub(crate) fn add_opt(acc: Option<Var>, v: Option<Var>) -> Result<Option<Var>> {
 }
 
 /// Builder methods every layer has: `.with_name(..)` and `.input_shape(..)`.
+/// The summed penalties of the `(regularizer, weight)` pairs that have both (`None`
+/// when none does): a layer's [`Layer::regularization_loss`].
+pub(crate) fn penalties(ctx: &Ctx<'_>, pairs: &[(&Option<crate::Regularizer>, &Option<Param>)]) -> Result<Option<Var>> {
+    let mut acc = None;
+    for (r, p) in pairs {
+        if let (Some(r), Some(p)) = (r, p) {
+            acc = add_opt(acc, Some(r.penalty(&ctx.variable(p))?))?;
+        }
+    }
+    Ok(acc)
+}
+
+/// The builder methods of a layer with a kernel and an optional bias (Dense, Conv1D,
+/// Conv2D), over `cfg` fields of the same names.
+macro_rules! kernel_bias_builders {
+    ($name:ident) => {
+        impl $name {
+            /// Set the activation.
+            pub fn activation(mut self, a: $crate::Activation) -> Self {
+                self.cfg.activation = a;
+                self
+            }
+
+            /// Add a bias or not.
+            pub fn use_bias(mut self, yes: bool) -> Self {
+                self.cfg.use_bias = yes;
+                self
+            }
+
+            /// Set the kernel initializer.
+            pub fn kernel_initializer(mut self, i: $crate::Initializer) -> Self {
+                self.cfg.kernel_initializer = i;
+                self
+            }
+
+            /// Set the bias initializer.
+            pub fn bias_initializer(mut self, i: $crate::Initializer) -> Self {
+                self.cfg.bias_initializer = i;
+                self
+            }
+
+            /// Penalise the kernel.
+            pub fn kernel_regularizer(mut self, r: $crate::Regularizer) -> Self {
+                self.cfg.kernel_regularizer = Some(r);
+                self
+            }
+
+            /// Penalise the bias.
+            pub fn bias_regularizer(mut self, r: $crate::Regularizer) -> Self {
+                self.cfg.bias_regularizer = Some(r);
+                self
+            }
+        }
+    };
+}
+pub(crate) use kernel_bias_builders;
+
 macro_rules! common_builders {
     ($t:ty) => {
         impl $t {

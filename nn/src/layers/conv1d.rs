@@ -4,7 +4,10 @@
 //! kernel (a view of its own), so it uses the same CPU and CUDA kernels, the fused
 //! bias + ReLU among them.
 
-use crate::layer::{add_opt, built, check_batch_rank, common_builders, layer_common, with_name, Ctx, Layer, Weight};
+use crate::layer::{
+    built, check_batch_rank, common_builders, kernel_bias_builders, layer_common, penalties, with_name, Ctx, Layer,
+    Weight,
+};
 use crate::{Activation, Error, Initializer, Regularizer, Result};
 use keel_autograd::{Param, Var};
 use keel_tensor::ops::conv::conv_out_dim;
@@ -63,6 +66,7 @@ pub struct Conv1D {
 }
 
 common_builders!(Conv1D);
+kernel_bias_builders!(Conv1D);
 
 impl Conv1D {
     /// `filters` output channels with windows of `kernel_size` steps (stride 1, valid
@@ -103,42 +107,6 @@ impl Conv1D {
     /// Set the dilation rate.
     pub fn dilation_rate(mut self, d: usize) -> Self {
         self.cfg.dilation_rate = d;
-        self
-    }
-
-    /// Set the activation.
-    pub fn activation(mut self, a: Activation) -> Self {
-        self.cfg.activation = a;
-        self
-    }
-
-    /// Add a bias or not.
-    pub fn use_bias(mut self, yes: bool) -> Self {
-        self.cfg.use_bias = yes;
-        self
-    }
-
-    /// Set the kernel initializer.
-    pub fn kernel_initializer(mut self, i: Initializer) -> Self {
-        self.cfg.kernel_initializer = i;
-        self
-    }
-
-    /// Set the bias initializer.
-    pub fn bias_initializer(mut self, i: Initializer) -> Self {
-        self.cfg.bias_initializer = i;
-        self
-    }
-
-    /// Penalise the kernel.
-    pub fn kernel_regularizer(mut self, r: Regularizer) -> Self {
-        self.cfg.kernel_regularizer = Some(r);
-        self
-    }
-
-    /// Penalise the bias.
-    pub fn bias_regularizer(mut self, r: Regularizer) -> Self {
-        self.cfg.bias_regularizer = Some(r);
         self
     }
 
@@ -296,13 +264,6 @@ impl Layer for Conv1D {
     }
 
     fn regularization_loss(&self, ctx: &Ctx<'_>) -> Result<Option<Var>> {
-        let mut acc = None;
-        if let (Some(r), Some(k)) = (&self.cfg.kernel_regularizer, &self.kernel) {
-            acc = add_opt(acc, Some(r.penalty(&ctx.variable(k))?))?;
-        }
-        if let (Some(r), Some(b)) = (&self.cfg.bias_regularizer, &self.bias) {
-            acc = add_opt(acc, Some(r.penalty(&ctx.variable(b))?))?;
-        }
-        Ok(acc)
+        penalties(ctx, &[(&self.cfg.kernel_regularizer, &self.kernel), (&self.cfg.bias_regularizer, &self.bias)])
     }
 }

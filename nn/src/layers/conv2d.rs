@@ -1,7 +1,8 @@
 //! [`Conv2D`]: 2-D convolution over NHWC images with an HWIO kernel.
 
 use crate::layer::{
-    add_opt, built, check_batch_rank, common_builders, layer_common, with_name, Ctx, IntoPair, Layer, Weight,
+    built, check_batch_rank, common_builders, kernel_bias_builders, layer_common, penalties, with_name, Ctx, IntoPair,
+    Layer, Weight,
 };
 use crate::layers::padding_serde;
 use crate::{Activation, Error, Initializer, Regularizer, Result};
@@ -50,6 +51,7 @@ pub struct Conv2D {
 }
 
 common_builders!(Conv2D);
+kernel_bias_builders!(Conv2D);
 
 impl Conv2D {
     /// `filters` output channels with window `kernel_size` (stride 1, valid padding, linear).
@@ -89,42 +91,6 @@ impl Conv2D {
     /// Set the dilation rate.
     pub fn dilation_rate(mut self, d: impl IntoPair) -> Self {
         self.cfg.dilation_rate = d.into_pair();
-        self
-    }
-
-    /// Set the activation.
-    pub fn activation(mut self, a: Activation) -> Self {
-        self.cfg.activation = a;
-        self
-    }
-
-    /// Add a bias or not.
-    pub fn use_bias(mut self, yes: bool) -> Self {
-        self.cfg.use_bias = yes;
-        self
-    }
-
-    /// Set the kernel initializer.
-    pub fn kernel_initializer(mut self, i: Initializer) -> Self {
-        self.cfg.kernel_initializer = i;
-        self
-    }
-
-    /// Set the bias initializer.
-    pub fn bias_initializer(mut self, i: Initializer) -> Self {
-        self.cfg.bias_initializer = i;
-        self
-    }
-
-    /// Penalise the kernel.
-    pub fn kernel_regularizer(mut self, r: Regularizer) -> Self {
-        self.cfg.kernel_regularizer = Some(r);
-        self
-    }
-
-    /// Penalise the bias.
-    pub fn bias_regularizer(mut self, r: Regularizer) -> Self {
-        self.cfg.bias_regularizer = Some(r);
         self
     }
 
@@ -245,13 +211,6 @@ impl Layer for Conv2D {
     }
 
     fn regularization_loss(&self, ctx: &Ctx<'_>) -> Result<Option<Var>> {
-        let mut acc = None;
-        if let (Some(r), Some(k)) = (&self.cfg.kernel_regularizer, &self.kernel) {
-            acc = add_opt(acc, Some(r.penalty(&ctx.variable(k))?))?;
-        }
-        if let (Some(r), Some(b)) = (&self.cfg.bias_regularizer, &self.bias) {
-            acc = add_opt(acc, Some(r.penalty(&ctx.variable(b))?))?;
-        }
-        Ok(acc)
+        penalties(ctx, &[(&self.cfg.kernel_regularizer, &self.kernel), (&self.cfg.bias_regularizer, &self.bias)])
     }
 }

@@ -1,6 +1,8 @@
 //! [`Dense`]: the fully connected layer `activation(x W + b)`.
 
-use crate::layer::{add_opt, built, common_builders, layer_common, with_name, Ctx, Layer, Weight};
+use crate::layer::{
+    built, common_builders, kernel_bias_builders, layer_common, penalties, with_name, Ctx, Layer, Weight,
+};
 use crate::{Activation, Error, Initializer, Regularizer, Result};
 use keel_autograd::{Param, Var};
 use keel_tensor::rng::Rng;
@@ -36,6 +38,7 @@ pub struct Dense {
 }
 
 common_builders!(Dense);
+kernel_bias_builders!(Dense);
 
 impl Dense {
     /// A Dense layer with `units` outputs (linear, with bias, glorot_uniform kernel).
@@ -54,42 +57,6 @@ impl Dense {
     /// A Dense layer from its config.
     pub fn from_config(cfg: DenseConfig) -> Self {
         Dense { name: String::new(), input_shape: None, cfg, in_features: None, kernel: None, bias: None }
-    }
-
-    /// Set the activation.
-    pub fn activation(mut self, a: Activation) -> Self {
-        self.cfg.activation = a;
-        self
-    }
-
-    /// Add a bias or not.
-    pub fn use_bias(mut self, yes: bool) -> Self {
-        self.cfg.use_bias = yes;
-        self
-    }
-
-    /// Set the kernel initializer.
-    pub fn kernel_initializer(mut self, i: Initializer) -> Self {
-        self.cfg.kernel_initializer = i;
-        self
-    }
-
-    /// Set the bias initializer.
-    pub fn bias_initializer(mut self, i: Initializer) -> Self {
-        self.cfg.bias_initializer = i;
-        self
-    }
-
-    /// Penalise the kernel.
-    pub fn kernel_regularizer(mut self, r: Regularizer) -> Self {
-        self.cfg.kernel_regularizer = Some(r);
-        self
-    }
-
-    /// Penalise the bias.
-    pub fn bias_regularizer(mut self, r: Regularizer) -> Self {
-        self.cfg.bias_regularizer = Some(r);
-        self
     }
 
     /// The config.
@@ -222,13 +189,6 @@ impl Layer for Dense {
     }
 
     fn regularization_loss(&self, ctx: &Ctx<'_>) -> Result<Option<Var>> {
-        let mut acc = None;
-        if let (Some(r), Some(k)) = (&self.cfg.kernel_regularizer, &self.kernel) {
-            acc = add_opt(acc, Some(r.penalty(&ctx.variable(k))?))?;
-        }
-        if let (Some(r), Some(b)) = (&self.cfg.bias_regularizer, &self.bias) {
-            acc = add_opt(acc, Some(r.penalty(&ctx.variable(b))?))?;
-        }
-        Ok(acc)
+        penalties(ctx, &[(&self.cfg.kernel_regularizer, &self.kernel), (&self.cfg.bias_regularizer, &self.bias)])
     }
 }

@@ -1,6 +1,6 @@
 //! [`Embedding`]: a trainable lookup table from integer ids to dense vectors.
 
-use crate::layer::{add_opt, built, common_builders, layer_common, with_name, Ctx, Layer, Weight};
+use crate::layer::{built, common_builders, layer_common, with_name, Ctx, Layer, Weight};
 use crate::{Error, Initializer, Regularizer, Result};
 use keel_autograd::{Param, Var};
 use keel_tensor::rng::Rng;
@@ -137,9 +137,6 @@ impl Layer for Embedding {
     }
 
     fn regularization_loss(&self, ctx: &Ctx<'_>) -> Result<Option<Var>> {
-        match (&self.cfg.embeddings_regularizer, &self.table) {
-            (Some(r), Some(t)) => add_opt(None, Some(r.penalty(&ctx.variable(t))?)),
-            _ => Ok(None),
-        }
+        crate::layer::penalties(ctx, &[(&self.cfg.embeddings_regularizer, &self.table)])
     }
 }

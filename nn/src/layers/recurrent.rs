@@ -31,7 +31,7 @@
 //! assert_eq!(model.count_params(), 640_000 + 2 * 4 * 32 * (64 + 32 + 1) + 3 * 16 * (64 + 16 + 2) + 17);
 //! ```
 
-use crate::layer::{add_opt, built, with_name, Ctx, Layer, Weight};
+use crate::layer::{built, with_name, Ctx, Layer, Weight};
 use crate::{Activation, Error, Initializer, Regularizer, Result};
 use keel_autograd::{Param, Var};
 use keel_tensor::rng::Rng;
@@ -550,17 +550,13 @@ impl<C: Cell> Layer for Recurrent<C> {
     }
 
     fn regularization_loss(&self, ctx: &Ctx<'_>) -> Result<Option<Var>> {
-        let mut acc = None;
-        let pairs = [
-            (&self.cfg.kernel_regularizer, &self.kernel),
-            (&self.cfg.recurrent_regularizer, &self.recurrent_kernel),
-            (&self.cfg.bias_regularizer, &self.bias),
-        ];
-        for (r, p) in pairs {
-            if let (Some(r), Some(p)) = (r, p) {
-                acc = add_opt(acc, Some(r.penalty(&ctx.variable(p))?))?;
-            }
-        }
-        Ok(acc)
+        crate::layer::penalties(
+            ctx,
+            &[
+                (&self.cfg.kernel_regularizer, &self.kernel),
+                (&self.cfg.recurrent_regularizer, &self.recurrent_kernel),
+                (&self.cfg.bias_regularizer, &self.bias),
+            ],
+        )
     }
 }
