@@ -201,15 +201,7 @@ impl Layer for BatchNormalization {
             let inv = Var::constant(mv.value().add_scalar(eps)?.rsqrt()?);
             x.sub(&Var::constant(mm.value()))?.mul(&inv)?
         };
-        let scaled = match &self.gamma {
-            Some(g) => normed.mul(&ctx.variable(g))?,
-            None => normed,
-        };
-        let y = match &self.beta {
-            Some(b) => scaled.add(&ctx.variable(b))?,
-            None => scaled,
-        };
-        Ok(if y.dtype() != in_dtype && in_dtype.is_float() { y.to_dtype(in_dtype)? } else { y })
+        scale_shift(normed, &self.gamma, &self.beta, in_dtype, ctx)
     }
 
     fn weights(&self) -> Vec<Weight> {
@@ -236,4 +228,24 @@ impl Layer for BatchNormalization {
         }
         with_name(&self.name, v)
     }
+}
+
+/// `gamma * normed + beta` (each when learned), back in the input's dtype `in_dtype`: the
+/// end of both normalization layers' forward pass.
+pub(crate) fn scale_shift(
+    normed: Var,
+    gamma: &Option<Param>,
+    beta: &Option<Param>,
+    in_dtype: keel_tensor::DType,
+    ctx: &Ctx<'_>,
+) -> Result<Var> {
+    let scaled = match gamma {
+        Some(g) => normed.mul(&ctx.variable(g))?,
+        None => normed,
+    };
+    let y = match beta {
+        Some(b) => scaled.add(&ctx.variable(b))?,
+        None => scaled,
+    };
+    Ok(if y.dtype() != in_dtype && in_dtype.is_float() { y.to_dtype(in_dtype)? } else { y })
 }

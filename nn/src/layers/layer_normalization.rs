@@ -1,6 +1,7 @@
 //! [`LayerNormalization`]: normalize each sample over its last axis.
 
 use crate::layer::{common_builders, layer_common, with_name, Ctx, Layer, Weight};
+use crate::layers::batch_normalization::scale_shift;
 use crate::{Error, Result};
 use keel_autograd::{Param, Var};
 use keel_tensor::rng::Rng;
@@ -147,15 +148,7 @@ impl Layer for LayerNormalization {
         let mean = x.mean(&[-1], true)?;
         let var = x.var(&[-1], true)?;
         let normed = x.sub(&mean)?.mul(&var.add_scalar(self.cfg.epsilon)?.rsqrt()?)?;
-        let scaled = match &self.gamma {
-            Some(g) => normed.mul(&ctx.variable(g))?,
-            None => normed,
-        };
-        let y = match &self.beta {
-            Some(b) => scaled.add(&ctx.variable(b))?,
-            None => scaled,
-        };
-        Ok(if y.dtype() != in_dtype && in_dtype.is_float() { y.to_dtype(in_dtype)? } else { y })
+        scale_shift(normed, &self.gamma, &self.beta, in_dtype, ctx)
     }
 
     fn weights(&self) -> Vec<Weight> {
