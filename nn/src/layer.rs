@@ -532,6 +532,40 @@ macro_rules! kernel_bias_builders {
 }
 pub(crate) use kernel_bias_builders;
 
+/// The `Layer` methods a layer with a `kernel`, an optional `bias` and a config with
+/// `activation` and kernel/bias regularizers has in common (Dense, Conv1D, Conv2D): its
+/// output activation, its weights, its config and its penalties. Use inside `impl Layer`.
+macro_rules! kernel_bias_layer_methods {
+    () => {
+        fn output_activation(&self) -> Option<$crate::Activation> {
+            (!self.cfg.activation.is_linear()).then_some(self.cfg.activation)
+        }
+
+        fn weights(&self) -> Vec<$crate::Weight> {
+            let mut w = Vec::new();
+            if let Some(k) = &self.kernel {
+                w.push($crate::Weight::trainable("kernel", k));
+            }
+            if let Some(b) = &self.bias {
+                w.push($crate::Weight::trainable("bias", b));
+            }
+            w
+        }
+
+        fn config(&self) -> serde_json::Value {
+            $crate::layer::with_name(&self.name, serde_json::to_value(&self.cfg).unwrap_or_default())
+        }
+
+        fn regularization_loss(&self, ctx: &$crate::Ctx<'_>) -> $crate::Result<Option<keel_autograd::Var>> {
+            $crate::layer::penalties(
+                ctx,
+                &[(&self.cfg.kernel_regularizer, &self.kernel), (&self.cfg.bias_regularizer, &self.bias)],
+            )
+        }
+    };
+}
+pub(crate) use kernel_bias_layer_methods;
+
 macro_rules! common_builders {
     ($t:ty) => {
         impl $t {

@@ -1,8 +1,8 @@
 //! [`Conv2D`]: 2-D convolution over NHWC images with an HWIO kernel.
 
 use crate::layer::{
-    built, check_batch_rank, common_builders, kernel_bias_builders, layer_common, penalties, with_name, Ctx, IntoPair,
-    Layer, Weight,
+    built, check_batch_rank, common_builders, kernel_bias_builders, kernel_bias_layer_methods, layer_common, Ctx,
+    IntoPair, Layer,
 };
 use crate::layers::padding_serde;
 use crate::{Activation, Error, Initializer, Regularizer, Result};
@@ -191,26 +191,5 @@ impl Layer for Conv2D {
         }
     }
 
-    fn output_activation(&self) -> Option<Activation> {
-        (!self.cfg.activation.is_linear()).then_some(self.cfg.activation)
-    }
-
-    fn weights(&self) -> Vec<Weight> {
-        let mut w = Vec::new();
-        if let Some(k) = &self.kernel {
-            w.push(Weight::trainable("kernel", k));
-        }
-        if let Some(b) = &self.bias {
-            w.push(Weight::trainable("bias", b));
-        }
-        w
-    }
-
-    fn config(&self) -> serde_json::Value {
-        with_name(&self.name, serde_json::to_value(&self.cfg).unwrap_or_default())
-    }
-
-    fn regularization_loss(&self, ctx: &Ctx<'_>) -> Result<Option<Var>> {
-        penalties(ctx, &[(&self.cfg.kernel_regularizer, &self.kernel), (&self.cfg.bias_regularizer, &self.bias)])
-    }
+    kernel_bias_layer_methods!();
 }
