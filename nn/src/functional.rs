@@ -448,6 +448,28 @@ impl Network for Model {
         Ok(self.outputs.iter().map(|t| t.shape().to_vec()).collect())
     }
 
+    fn output_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::with_capacity(self.outputs.len());
+        for t in &self.outputs {
+            let base = match &t.0.kind {
+                NodeKind::Layer { layer, .. } => layer.read().name().to_string(),
+                NodeKind::Input { .. } => {
+                    let i = self.inputs.iter().position(|x| x.0.id == t.0.id).unwrap_or(0);
+                    self.input_names[i].clone()
+                }
+            };
+            // the same tensor given twice as an output: `name`, `name_1`
+            let mut name = base.clone();
+            let mut k = 0;
+            while names.contains(&name) {
+                k += 1;
+                name = format!("{base}_{k}");
+            }
+            names.push(name);
+        }
+        names
+    }
+
     fn input_autocast(&self, i: usize) -> Option<DType> {
         let id = self.inputs.get(i)?.0.id;
         if self.outputs.iter().any(|t| t.0.id == id) {

@@ -121,6 +121,14 @@ pub trait Network: Send + Sync {
     /// The per-sample output shapes.
     fn output_shapes(&self) -> Result<Vec<Vec<usize>>>;
 
+    /// The name of each output (Keras's `output_names`: the name of the layer that makes
+    /// it); `fit` logs a model with several outputs as `<name>_loss`, `<name>_<metric>`.
+    /// The default names them `output_1`, `output_2`, ...
+    fn output_names(&self) -> Vec<String> {
+        let n = self.output_shapes().map(|s| s.len()).unwrap_or(1);
+        (1..=n).map(|i| format!("output_{i}")).collect()
+    }
+
     /// The dtype that every layer reading model input `i` casts it to first (mixed
     /// precision's autocast, e.g. BF16 under `"mixed_bfloat16"`); `None` when some reader
     /// takes the input as it is (an Embedding, the float32 policy, an input that is also an

@@ -208,6 +208,11 @@ impl Network for Sequential {
         }
     }
 
+    fn output_names(&self) -> Vec<String> {
+        // Keras: the last layer's name (the input's, with no layers)
+        vec![self.layers.last().map(|l| l.name().to_string()).unwrap_or_else(|| "input".into())]
+    }
+
     fn input_autocast(&self, i: usize) -> Option<DType> {
         // the first layer reads the input (with no layers, the input is the output)
         let first = self.layers.first().filter(|_| i == 0)?;

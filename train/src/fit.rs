@@ -19,47 +19,71 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone)]
 pub struct Inputs<'a>(pub(crate) Vec<&'a Tensor>);
 
-impl Inputs<'_> {
-    /// How many tensors.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
+/// The `y` of `fit` and `evaluate`: one tensor, or one per model output, in the order of
+/// the model's outputs (Keras's `model.fit(x, [y_a, y_b])`). Every tensor has the same
+/// number of samples as `x`.
+///
+/// ```
+/// use keel_tensor::{DType, Device, Tensor};
+/// use keel_train::Targets;
+/// let (a, b) = (Tensor::zeros(4, DType::I64, &Device::Cpu)?, Tensor::zeros((4, 1), DType::F32, &Device::Cpu)?);
+/// assert_eq!(Targets::from(&a).len(), 1);
+/// assert_eq!(Targets::from([&a, &b]).len(), 2);
+/// # Ok::<(), keel_tensor::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Targets<'a>(pub(crate) Vec<&'a Tensor>);
 
-    /// True when there are none.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
+/// `len`, `is_empty` and the conversions from one tensor or a list of tensors, for
+/// [`Inputs`] and [`Targets`].
+macro_rules! tensor_list {
+    ($t:ident) => {
+        impl $t<'_> {
+            /// How many tensors.
+            pub fn len(&self) -> usize {
+                self.0.len()
+            }
+
+            /// True when there are none.
+            pub fn is_empty(&self) -> bool {
+                self.0.is_empty()
+            }
+        }
+
+        impl<'a> From<&'a Tensor> for $t<'a> {
+            fn from(x: &'a Tensor) -> Self {
+                $t(vec![x])
+            }
+        }
+
+        impl<'a, const N: usize> From<[&'a Tensor; N]> for $t<'a> {
+            fn from(xs: [&'a Tensor; N]) -> Self {
+                $t(xs.to_vec())
+            }
+        }
+
+        impl<'a> From<&[&'a Tensor]> for $t<'a> {
+            fn from(xs: &[&'a Tensor]) -> Self {
+                $t(xs.to_vec())
+            }
+        }
+
+        impl<'a> From<Vec<&'a Tensor>> for $t<'a> {
+            fn from(xs: Vec<&'a Tensor>) -> Self {
+                $t(xs)
+            }
+        }
+
+        impl<'a> From<&'a [Tensor]> for $t<'a> {
+            fn from(xs: &'a [Tensor]) -> Self {
+                $t(xs.iter().collect())
+            }
+        }
+    };
 }
 
-impl<'a> From<&'a Tensor> for Inputs<'a> {
-    fn from(x: &'a Tensor) -> Self {
-        Inputs(vec![x])
-    }
-}
-
-impl<'a, const N: usize> From<[&'a Tensor; N]> for Inputs<'a> {
-    fn from(xs: [&'a Tensor; N]) -> Self {
-        Inputs(xs.to_vec())
-    }
-}
-
-impl<'a> From<&[&'a Tensor]> for Inputs<'a> {
-    fn from(xs: &[&'a Tensor]) -> Self {
-        Inputs(xs.to_vec())
-    }
-}
-
-impl<'a> From<Vec<&'a Tensor>> for Inputs<'a> {
-    fn from(xs: Vec<&'a Tensor>) -> Self {
-        Inputs(xs)
-    }
-}
-
-impl<'a> From<&'a [Tensor]> for Inputs<'a> {
-    fn from(xs: &'a [Tensor]) -> Self {
-        Inputs(xs.iter().collect())
-    }
-}
+tensor_list!(Inputs);
+tensor_list!(Targets);
 
 /// Options of [`crate::KerasModel::fit`] (Keras's keyword arguments).
 ///
@@ -72,7 +96,7 @@ pub struct Fit<'a> {
     pub(crate) batch_size: usize,
     pub(crate) epochs: usize,
     pub(crate) verbose: u8,
-    pub(crate) validation_data: Option<(Inputs<'a>, &'a Tensor)>,
+    pub(crate) validation_data: Option<(Inputs<'a>, Targets<'a>)>,
     pub(crate) validation_split: f64,
     pub(crate) shuffle: bool,
     pub(crate) seed: u64,
@@ -132,9 +156,10 @@ impl<'a> Fit<'a> {
     }
 
     /// Evaluate on `(x, y)` at the end of every epoch (`val_loss`, `val_<metric>`); `x` is
-    /// one tensor or one per model input, as `fit`'s.
-    pub fn validation_data(mut self, x: impl Into<Inputs<'a>>, y: &'a Tensor) -> Self {
-        self.validation_data = Some((x.into(), y));
+    /// one tensor or one per model input, and `y` one tensor or one per model output, as
+    /// `fit`'s.
+    pub fn validation_data(mut self, x: impl Into<Inputs<'a>>, y: impl Into<Targets<'a>>) -> Self {
+        self.validation_data = Some((x.into(), y.into()));
         self
     }
 
@@ -157,13 +182,14 @@ impl<'a> Fit<'a> {
     }
 
     /// Weight of each class in the loss (`{class index: weight}`), e.g. from
-    /// `keel_data::preprocessing::class_weight`.
+    /// `keel_data::preprocessing::class_weight`. Single-output models only, as in Keras.
     pub fn class_weight(mut self, weights: BTreeMap<i64, f64>) -> Self {
         self.class_weight = Some(weights);
         self
     }
 
-    /// One weight per training sample, multiplying its loss.
+    /// One weight per training sample, multiplying its loss (every output's loss, for a
+    /// model with several).
     pub fn sample_weight(mut self, w: &'a Tensor) -> Self {
         self.sample_weight = Some(w);
         self

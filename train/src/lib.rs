@@ -47,9 +47,9 @@ pub use callbacks::{
 };
 pub use checkpoint::Checkpoint;
 pub use error::{Error, Result};
-pub use fit::{Fit, Inputs};
+pub use fit::{Fit, Inputs, Targets};
 pub use history::History;
 pub use model::{KerasModel, Model, Sequential};
 pub use registry::{layer_from_config, register_layer, FromConfig};
 pub use saving::load_model;
-pub use spec::{CompileMetric, MetricSpec, NO_METRICS};
+pub use spec::{CompileMetric, Losses, MetricSpec, NO_METRICS};

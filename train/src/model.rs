@@ -4,9 +4,9 @@
 use crate::callbacks::{Callback, CallbackContext, CallbackList, FitParams, Logs};
 use crate::history::History;
 use crate::progress::Progress;
-use crate::spec::{CompileMetric, NamedMetric};
-use crate::step_results::{host_scalar, BatchLoss, EpochLogs, StepQueue};
-use crate::{Error, Fit, Inputs, Result};
+use crate::spec::{CompileMetric, CompiledOutput, Losses, NamedMetric};
+use crate::step_results::{BatchLoss, EpochLogs, StepQueue};
+use crate::{Error, Fit, Inputs, Result, Targets};
 use keel_autograd::{Tape, Var};
 use keel_data::BatchSource;
 use keel_nn::{CastCache, Ctx, LossFn, Network};
@@ -23,7 +23,8 @@ const READ_WINDOW: usize = 16;
 /// What `compile` fixed.
 struct Compiled {
     optimizer: Box<dyn Optimizer>,
-    loss: LossFn,
+    /// Each output's name, loss and loss weight.
+    outputs: Vec<CompiledOutput>,
     metrics: Vec<NamedMetric>,
 }
 
@@ -132,30 +133,39 @@ impl<N: Network> KerasModel<N> {
 
     /// Set the optimizer, the loss and the metrics (Keras `compile`).
     ///
+    /// `loss` is one loss (a [`keel_nn::Loss`] or [`keel_nn::LossFn`]) or, for a model with
+    /// several outputs, one per output with optional weights ([`Losses`]:
+    /// `Losses::from([Loss::SparseCategoricalCrossentropy, Loss::MeanSquaredError]).loss_weights([1.0, 0.2])`).
     /// `metrics` are [`crate::MetricSpec`]s (`&[MetricSpec::Accuracy, MetricSpec::Auc]`) or
     /// Keras names (`&["accuracy", "auc", "mae"]`, logged under the name given); `Accuracy`
     /// becomes binary, categorical or sparse-categorical accuracy according to
-    /// the loss, as in Keras.
+    /// the loss, as in Keras. With several outputs, each metric is computed on every output
+    /// (`<output>_accuracy`) or on the output it is paired with
+    /// (`&[("class", "accuracy"), ("value", "mae")]`); see [`CompileMetric`].
     pub fn compile(
         &mut self,
         optimizer: impl Optimizer + 'static,
-        loss: impl Into<LossFn>,
+        loss: impl Into<Losses>,
         metrics: &[impl CompileMetric],
     ) -> Result<()> {
-        let loss = loss.into();
         optimizer.validate()?;
-        loss.validate()?;
-        self.check_single_output("compile")?;
         // a layer that did not fit its input when it was added (kept until now by
         // `Sequential::add`) is reported here, as Keras reports it when the layer is added
         if !self.net.input_shapes().is_empty() {
             self.net.output_shapes()?;
         }
-        let mut metrics = metrics.iter().map(NamedMetric::new).collect::<std::result::Result<Vec<_>, _>>()?;
-        NamedMetric::uniquify(&mut metrics);
+        let names = self.net.output_names();
+        let outputs: Vec<CompiledOutput> = loss
+            .into()
+            .resolve(names.len())?
+            .into_iter()
+            .zip(&names)
+            .map(|((loss, weight), name)| CompiledOutput { name: name.clone(), loss, weight })
+            .collect();
+        let metrics = NamedMetric::resolve(metrics, &names)?;
         // build once now so a bad name/combination fails at compile time
-        EpochLogs::new(&metrics, &loss)?;
-        self.compiled = Some(Compiled { optimizer: Box::new(optimizer), loss, metrics });
+        EpochLogs::new(&metrics, &outputs)?;
+        self.compiled = Some(Compiled { optimizer: Box::new(optimizer), outputs, metrics });
         Ok(())
     }
 
@@ -172,29 +182,49 @@ impl<N: Network> KerasModel<N> {
         self.compiled.as_ref().map(|c| c.optimizer.as_ref() as &dyn Optimizer)
     }
 
-    /// `fit`, `evaluate` and `predict` take one `y`: a functional model with several
-    /// outputs is an error here rather than trained on its first output only.
-    fn check_single_output(&self, op: &'static str) -> Result<()> {
-        let outputs = self.net.output_shapes().map(|s| s.len()).unwrap_or(1);
-        if outputs > 1 {
+    /// `ys` as owned tensors, one per compiled output, each with a batch axis and the
+    /// same number of samples.
+    fn check_targets(&self, op: &'static str, ys: Targets<'_>) -> Result<Vec<Tensor>> {
+        let compiled = self.compiled.as_ref().ok_or(Error::NotCompiled(op))?;
+        let want = compiled.outputs.len();
+        if ys.len() != want {
+            let names: Vec<&str> = compiled.outputs.iter().map(|o| o.name.as_str()).collect();
             return Err(Error::invalid(
                 op,
                 format!(
-                    "the model has {outputs} outputs, but compile/fit/evaluate/predict handle one output \
-                     (multi-output training is not supported yet); run the network's own forward for \
-                     several outputs"
+                    "the model has {want} output(s) {names:?} but {} y tensor(s) were given (one per output, in order)",
+                    ys.len()
                 ),
             ));
         }
-        Ok(())
+        let ys: Vec<Tensor> = ys.0.into_iter().cloned().collect();
+        for (i, y) in ys.iter().enumerate() {
+            let which = if want > 1 { format!("y[{i}]") } else { "y".to_string() };
+            if y.rank() == 0 {
+                return Err(Error::invalid(
+                    op,
+                    format!("{which} needs a batch (first) dimension, got shape {}", y.shape()),
+                ));
+            }
+            if y.dims()[0] != ys[0].dims()[0] {
+                return Err(Error::invalid(
+                    op,
+                    format!(
+                        "{which} has {} samples (shape {}) but y[0] has {} (shape {})",
+                        y.dims()[0],
+                        y.shape(),
+                        ys[0].dims()[0],
+                        ys[0].shape()
+                    ),
+                ));
+            }
+        }
+        Ok(ys)
     }
 
     /// `xs` as owned tensors, one per model input, each with a batch axis and the same
     /// number of samples (`y`'s, when given); returns them and that number.
     fn check_inputs(&self, op: &'static str, xs: Inputs<'_>, y: Option<&Tensor>) -> Result<(Vec<Tensor>, usize)> {
-        if let Some(y) = y.filter(|y| y.rank() == 0) {
-            return Err(Error::invalid(op, format!("y needs a batch (first) dimension, got shape {}", y.shape())));
-        }
         let want = self.net.input_shapes().len().max(1);
         if xs.len() != want {
             return Err(Error::invalid(
@@ -228,12 +258,13 @@ impl<N: Network> KerasModel<N> {
     fn check_validation_data(
         &self,
         vx: Inputs<'_>,
-        vy: &Tensor,
+        vy: Targets<'_>,
         x: Option<&[Tensor]>,
-    ) -> Result<(Vec<Tensor>, Tensor)> {
+    ) -> Result<(Vec<Tensor>, Vec<Tensor>)> {
         const OP: &str = "fit (validation_data)";
-        let (vxs, _) = self.check_inputs(OP, vx, Some(vy))?;
-        check_xy(OP, &vxs[0], vy)?;
+        let vys = self.check_targets(OP, vy)?;
+        let (vxs, _) = self.check_inputs(OP, vx, Some(&vys[0]))?;
+        check_xy(OP, &vxs[0], &vys[0])?;
         for (i, (v, x)) in vxs.iter().zip(x.unwrap_or_default()).enumerate() {
             if x.dims()[1..] != v.dims()[1..] {
                 return Err(Error::invalid(
@@ -246,7 +277,7 @@ impl<N: Network> KerasModel<N> {
                 ));
             }
         }
-        Ok((vxs, vy.clone()))
+        Ok((vxs, vys))
     }
 
     fn ensure_built(&mut self, xs: &[Tensor]) -> Result<()> {
@@ -266,12 +297,19 @@ impl<N: Network> KerasModel<N> {
     /// [`Inputs`]), each cast to the dtype its input takes ([`KerasModel::input_dtype`]:
     /// F32, or BF16 under `"mixed_bfloat16"`); `y` holds
     /// one-hot/probability targets, class indices (I64) or regression targets
-    /// as the loss expects. On a GPU model, host inputs (`x` and the validation `x`) of at
+    /// as the loss expects, or one such tensor per output (`[&y_a, &y_b]`, see [`Targets`]).
+    /// On a GPU model, host inputs (`x` and the validation `x`) of at
     /// most 512 MiB together are copied to the GPU once per call and each batch is
     /// gathered there; larger ones are gathered on the host and copied batch by batch.
-    pub fn fit<'x>(&mut self, x: impl Into<Inputs<'x>>, y: &Tensor, mut cfg: Fit<'_>) -> Result<History> {
-        let (xs, n) = self.check_inputs("fit", x.into(), Some(y))?;
-        check_xy("fit", &xs[0], y)?;
+    pub fn fit<'x, 'y>(
+        &mut self,
+        x: impl Into<Inputs<'x>>,
+        y: impl Into<Targets<'y>>,
+        mut cfg: Fit<'_>,
+    ) -> Result<History> {
+        let ys = self.check_targets("fit", y.into())?;
+        let (xs, n) = self.check_inputs("fit", x.into(), Some(&ys[0]))?;
+        check_xy("fit", &xs[0], &ys[0])?;
         let val_data = match cfg.validation_data.take() {
             Some((vx, vy)) => Some(self.check_validation_data(vx, vy, Some(&xs))?),
             None => None,
@@ -303,17 +341,17 @@ impl<N: Network> KerasModel<N> {
             ));
         }
         let n_val = n - n_train;
-        let narrow_all = |from: usize, len: usize| -> Result<Vec<Tensor>> {
-            xs.iter().map(|x| Ok(x.narrow(0, from, len)?)).collect()
+        let narrow_all = |ts: &[Tensor], from: usize, len: usize| -> Result<Vec<Tensor>> {
+            ts.iter().map(|t| Ok(t.narrow(0, from, len)?)).collect()
         };
-        let (xt, yt) = (narrow_all(0, n_train)?, y.narrow(0, 0, n_train)?);
+        let (xt, yt) = (narrow_all(&xs, 0, n_train)?, narrow_all(&ys, 0, n_train)?);
         let weights =
             self.sample_weights(&yt, cfg.sample_weight.map(|w| w.narrow(0, 0, n_train)).transpose()?, &cfg)?;
         let val = match val_data {
             Some((vx, vy)) => Some((vx, vy, None)),
             None if n_val > 0 => Some((
-                narrow_all(n_train, n_val)?,
-                y.narrow(0, n_train, n_val)?,
+                narrow_all(&xs, n_train, n_val)?,
+                narrow_all(&ys, n_train, n_val)?,
                 cfg.sample_weight.map(|w| w.narrow(0, n_train, n_val)).transpose()?,
             )),
             None => None,
@@ -324,7 +362,7 @@ impl<N: Network> KerasModel<N> {
         let val = val.map(|(_, vy, vw)| (staged.split_off(k), vy, vw));
         let mut source = TensorBatches {
             xs: staged,
-            y: yt,
+            ys: yt,
             w: weights,
             batch: cfg.batch_size,
             shuffle: cfg.shuffle,
@@ -384,6 +422,15 @@ impl<N: Network> KerasModel<N> {
 
     /// Train on any batch source (a `DataLoader`, `ImageDataGenerator::flow`, ...).
     pub fn fit_source(&mut self, source: &mut dyn BatchSource, mut cfg: Fit<'_>) -> Result<History> {
+        let outputs = self.compiled.as_ref().ok_or(Error::NotCompiled("fit_source"))?.outputs.len();
+        if outputs > 1 {
+            return Err(Error::invalid(
+                "fit_source",
+                format!(
+                    "a batch source gives one y, but the model has {outputs} outputs; use fit(x, [&y_a, &y_b], ..)"
+                ),
+            ));
+        }
         if cfg.sample_weight.is_some() {
             return Err(Error::invalid("fit_source", "sample_weight needs tensors; use class_weight or fit(x, y, ..)"));
         }
@@ -408,7 +455,7 @@ impl<N: Network> KerasModel<N> {
     fn run_fit(
         &mut self,
         source: &mut dyn WeightedSource,
-        val: Option<(Vec<Tensor>, Tensor, Option<Tensor>)>,
+        val: Option<(Vec<Tensor>, Vec<Tensor>, Option<Tensor>)>,
         cfg: &Fit<'_>,
         mut callbacks: CallbackList<'_>,
     ) -> Result<History> {
@@ -416,7 +463,7 @@ impl<N: Network> KerasModel<N> {
         if cfg.steps_per_execution == 0 {
             return Err(Error::invalid("fit", "steps_per_execution must be at least 1"));
         }
-        let (loss, specs) = (compiled.loss, compiled.metrics.clone());
+        let (outputs, specs) = (compiled.outputs.clone(), compiled.metrics.clone());
         let mut history = History::new();
         let steps = source.len_batches();
         let params_info = FitParams {
@@ -441,7 +488,7 @@ impl<N: Network> KerasModel<N> {
                 println!("Epoch {}/{}", epoch + 1, cfg.epochs);
             }
             let progress = Progress::new(cfg.verbose, steps);
-            let mut logs = EpochLogs::new(&specs, &loss)?;
+            let mut logs = EpochLogs::new(&specs, &outputs)?;
             let mut queue = StepQueue::new(cfg.steps_per_execution, &logs);
             let mut params = None;
             let dev = self.device;
@@ -450,7 +497,7 @@ impl<N: Network> KerasModel<N> {
             let mut batches = source.weighted_batches(epoch, cfg)?.enumerate().peekable();
             let mut batches_seen = 0usize;
             while let Some((step, batch)) = batches.next() {
-                let (xs, y, w) = batch?;
+                let (xs, ys, w) = batch?;
                 batches_seen += 1;
                 // copy first, cast on the device (U8 pixels travel as bytes)
                 if in_dtypes.len() != xs.len() {
@@ -473,10 +520,11 @@ impl<N: Network> KerasModel<N> {
                     params = Some(trainable);
                 }
                 let params = params.as_deref().unwrap_or_default();
-                let (yd, wd) = (y.to_device(&dev)?, w.as_ref().map(|w| w.to_device(&dev)).transpose()?);
+                let yd = ys.iter().map(|y| y.to_device(&dev)).collect::<std::result::Result<Vec<_>, _>>()?;
+                let wd = w.as_ref().map(|w| w.to_device(&dev)).transpose()?;
                 let read_now = cfg.steps_per_execution == 1;
-                let (batch_loss, y_pred) = self.train_step(params, &xs, (&y, &yd), wd.as_ref(), &mut rng, read_now)?;
-                queue.push(batch_loss, y.dims()[0], &y, &y_pred);
+                let (batch_loss, y_pred) = self.train_step(params, &xs, (&ys, &yd), wd.as_ref(), &mut rng, read_now)?;
+                queue.push(batch_loss, ys[0].dims()[0], &ys, &y_pred);
                 if !queue.is_full() && batches.peek().is_some() {
                     continue;
                 }
@@ -542,21 +590,22 @@ impl<N: Network> KerasModel<N> {
         Ok(())
     }
 
-    /// One optimizer step on one batch: returns the batch loss and the predictions.
+    /// One optimizer step on one batch: returns the batch losses and the predictions (one
+    /// per output).
     ///
-    /// `y` is the batch's targets as given and on the model's device. With `read_now`,
-    /// the loss is read back before the step and a non-finite loss skips the update;
-    /// otherwise nothing is read (the step never waits for the GPU) and every step is
-    /// applied, as in Keras.
+    /// `ys` are the batch's targets (one per output) as given and on the model's device.
+    /// With `read_now`, the loss is read back before the step and a non-finite loss skips
+    /// the update; otherwise nothing is read (the step never waits for the GPU) and every
+    /// step is applied, as in Keras.
     fn train_step(
         &mut self,
         params: &[keel_autograd::Param],
         xs: &[Tensor],
-        (y, y_dev): (&Tensor, &Tensor),
+        ys: (&[Tensor], &[Tensor]),
         w: Option<&Tensor>,
         rng: &mut Rng,
         read_now: bool,
-    ) -> Result<(BatchLoss, Tensor)> {
+    ) -> Result<(BatchLoss, Vec<Tensor>)> {
         let compiled = self.compiled.as_mut().ok_or(Error::NotCompiled("fit"))?;
         let tape = Tape::new();
         // under mixed precision the weights are cast in one op (one launch on a GPU)
@@ -568,21 +617,17 @@ impl<N: Network> KerasModel<N> {
             let reg = self.net.regularization_loss(&ctx)?;
             (heads, reg)
         };
-        let head = heads.first().ok_or_else(|| Error::invalid("fit", "the model has no output"))?;
-        let mut loss = head_loss(&compiled.loss, head, (y, y_dev), w)?;
-        if let Some(r) = reg {
-            loss = (&loss + &r)?;
-        }
-        let y_pred = head.output()?.value().clone();
+        let (loss, losses) = total_loss("fit", &compiled.outputs, &heads, ys, w, reg)?;
+        let y_pred = heads.iter().map(|h| Ok(h.output()?.value().clone())).collect::<Result<Vec<_>>>()?;
         let batch_loss = if read_now {
-            let value = host_scalar(loss.value())?;
-            if !value.is_finite() {
+            let values = BatchLoss::read(&losses)?;
+            if !values[0].is_finite() {
                 // keep going like Keras (TerminateOnNaN is a callback), but never step on NaN gradients
-                return Ok((BatchLoss::Read(value), y_pred));
+                return Ok((BatchLoss::Read(values), y_pred));
             }
-            BatchLoss::Read(value)
+            BatchLoss::Read(values)
         } else {
-            BatchLoss::Unread(loss.value().clone())
+            BatchLoss::Unread(losses)
         };
         if params.is_empty() {
             // nothing to train (warned at the first batch, as Keras warns): the loss only
@@ -593,23 +638,24 @@ impl<N: Network> KerasModel<N> {
         Ok((batch_loss, y_pred))
     }
 
-    /// Loss (weighted by `w`, per sample, when given) and metrics over `(x, y)`, each name
-    /// prefixed by `prefix`.
+    /// Loss (weighted by `w`, per sample, when given) and metrics over `(x, ys)` (a
+    /// target per output), each name prefixed by `prefix`.
     fn evaluate_logs(
         &self,
         xs: &[Tensor],
-        y: &Tensor,
+        ys: &[Tensor],
         w: Option<&Tensor>,
         batch_size: usize,
         prefix: &str,
     ) -> Result<Vec<(String, f64)>> {
         let compiled = self.compiled.as_ref().ok_or(Error::NotCompiled("evaluate"))?;
         let first = xs.first().ok_or_else(|| Error::invalid("evaluate", "no x given"))?;
-        let n = check_xy("evaluate", first, y)?;
+        let y0 = ys.first().ok_or_else(|| Error::invalid("evaluate", "no y given"))?;
+        let n = check_xy("evaluate", first, y0)?;
         if batch_size == 0 {
             return Err(Error::invalid("evaluate", "batch_size must be at least 1"));
         }
-        let mut logs = EpochLogs::new(&compiled.metrics, &compiled.loss)?;
+        let mut logs = EpochLogs::new(&compiled.metrics, &compiled.outputs)?;
         // nothing watches single batches here: read the results back a window at a time
         let mut queue = StepQueue::new(READ_WINDOW, &logs);
         let dev = self.device;
@@ -622,17 +668,15 @@ impl<N: Network> KerasModel<N> {
         while start < n {
             let len = batch_size.min(n - start);
             let xb = self.input_batch(&xs, &dtypes, start, len)?;
-            let y_host = y.narrow(0, start, len)?;
-            let yb = y_host.to_device(&dev)?;
+            let y_host = ys.iter().map(|y| y.narrow(0, start, len)).collect::<std::result::Result<Vec<_>, _>>()?;
+            let yb = y_host.iter().map(|y| y.to_device(&dev)).collect::<std::result::Result<Vec<_>, _>>()?;
             let mut ctx = Ctx::inference_with(&casts);
             let heads = self.net.forward_heads(&xb, &mut ctx)?;
-            let head = heads.first().ok_or_else(|| Error::invalid("evaluate", "the model has no output"))?;
             let wb = w.map(|w| w.narrow(0, start, len)?.to_dtype(DType::F32)?.to_device(&dev)).transpose()?;
-            let mut loss = head_loss(&compiled.loss, head, (&y_host, &yb), wb.as_ref())?;
-            if let Some(r) = self.net.regularization_loss(&ctx)? {
-                loss = (&loss + &r)?;
-            }
-            queue.push(BatchLoss::Unread(loss.value().clone()), len, &y_host, head.output()?.value());
+            let reg = self.net.regularization_loss(&ctx)?;
+            let (_, losses) = total_loss("evaluate", &compiled.outputs, &heads, (&y_host, &yb), wb.as_ref(), reg)?;
+            let y_pred = heads.iter().map(|h| Ok(h.output()?.value().clone())).collect::<Result<Vec<_>>>()?;
+            queue.push(BatchLoss::Unread(losses), len, &y_host, &y_pred);
             if queue.is_full() {
                 queue.flush(&mut logs)?;
             }
@@ -655,21 +699,25 @@ impl<N: Network> KerasModel<N> {
     /// The second value is the first compiled metric (NaN when there is none);
     /// [`KerasModel::evaluate_all`] returns every value by name.
     ///
-    /// `x` is one tensor or one per model input, as [`KerasModel::fit`]'s.
-    pub fn evaluate<'x>(&self, x: impl Into<Inputs<'x>>, y: &Tensor) -> Result<(f64, f64)> {
+    /// `x` is one tensor or one per model input, and `y` one tensor or one per output, as
+    /// [`KerasModel::fit`]'s. On a model with several outputs the second value is the
+    /// first output's loss (the log after `loss`, as Keras orders them).
+    pub fn evaluate<'x, 'y>(&self, x: impl Into<Inputs<'x>>, y: impl Into<Targets<'y>>) -> Result<(f64, f64)> {
         let logs = self.evaluate_all(x, y, 32)?;
         Ok((logs[0].1, logs.get(1).map(|l| l.1).unwrap_or(f64::NAN)))
     }
 
-    /// Every log of an evaluation: `[("loss", ..), ("accuracy", ..), ...]`.
-    pub fn evaluate_all<'x>(
+    /// Every log of an evaluation: `[("loss", ..), ("accuracy", ..), ...]` (with several
+    /// outputs: `loss`, each `<output>_loss`, then the metrics, as `fit` logs them).
+    pub fn evaluate_all<'x, 'y>(
         &self,
         x: impl Into<Inputs<'x>>,
-        y: &Tensor,
+        y: impl Into<Targets<'y>>,
         batch_size: usize,
     ) -> Result<Vec<(String, f64)>> {
-        let (xs, _) = self.check_inputs("evaluate", x.into(), Some(y))?;
-        self.evaluate_logs(&xs, y, None, batch_size, "")
+        let ys = self.check_targets("evaluate", y.into())?;
+        let (xs, _) = self.check_inputs("evaluate", x.into(), Some(&ys[0]))?;
+        self.evaluate_logs(&xs, &ys, None, batch_size, "")
     }
 
     /// Model outputs for `x`, computed in batches of `batch_size` with no tape (Keras `predict`),
@@ -678,10 +726,23 @@ impl<N: Network> KerasModel<N> {
     /// batch is a view of it. `x` is one tensor or one per model input, as
     /// [`KerasModel::fit`]'s.
     pub fn predict<'x>(&self, x: impl Into<Inputs<'x>>, batch_size: usize) -> Result<Tensor> {
+        let outputs = self.net.output_shapes().map(|s| s.len()).unwrap_or(1);
+        if outputs > 1 {
+            return Err(Error::invalid(
+                "predict",
+                format!("the model has {outputs} outputs; use predict_outputs, which returns one tensor per output"),
+            ));
+        }
+        let mut out = self.predict_outputs(x, batch_size)?;
+        out.pop().ok_or_else(|| Error::invalid("predict", "the model has no output"))
+    }
+
+    /// [`KerasModel::predict`] for a model with any number of outputs: one tensor per
+    /// output, in the model's output order (Keras's `predict` returns this list).
+    pub fn predict_outputs<'x>(&self, x: impl Into<Inputs<'x>>, batch_size: usize) -> Result<Vec<Tensor>> {
         if batch_size == 0 {
             return Err(Error::invalid("predict", "batch_size must be at least 1"));
         }
-        self.check_single_output("predict")?;
         let (xs, n) = self.check_inputs("predict", x.into(), None)?;
         let out_device = xs[0].device();
         if !self.net.is_built() {
@@ -690,43 +751,64 @@ impl<N: Network> KerasModel<N> {
                 "the model is not built; give the first layer an input_shape or fit it first",
             ));
         }
+        if n == 0 {
+            return Err(Error::invalid("predict", "x has no samples"));
+        }
         let dev = self.device;
         self.net.to_device(&dev)?;
         let staged = self.stage_on_device(xs);
         let dtypes: Vec<DType> = (0..staged.len()).map(|i| self.input_dtype_at(i)).collect();
-        let mut parts = Vec::new();
-        let mut window = Vec::new();
+        // per output: the windows read back so far, and the batches of the open window
+        let mut parts: Vec<Vec<Tensor>> = Vec::new();
+        let mut window: Vec<Vec<Tensor>> = Vec::new();
         let casts = CastCache::new();
         let mut start = 0;
         while start < n {
             let len = batch_size.min(n - start);
             let xb = self.input_batch(&staged, &dtypes, start, len)?;
-            let out = self.net.forward(&xb, &mut Ctx::inference_with(&casts))?;
-            let out = out
-                .into_iter()
-                .next()
-                .ok_or_else(|| Error::invalid("predict", "the model has no output"))?
-                .into_value();
-            window.push(out);
+            let outs = self.net.forward(&xb, &mut Ctx::inference_with(&casts))?;
+            if outs.is_empty() {
+                return Err(Error::invalid("predict", "the model has no output"));
+            }
+            parts.resize_with(outs.len(), Vec::new);
+            window.resize_with(outs.len(), Vec::new);
+            for (w, out) in window.iter_mut().zip(outs) {
+                w.push(out.into_value());
+            }
             start += len;
-            if window.len() == READ_WINDOW || start >= n {
+            if window[0].len() == READ_WINDOW || start >= n {
                 // the outputs go where the inputs came from (host in, host out), a window
                 // of batches per copy so that the GPU is not drained after every batch
-                let joined = if window.len() == 1 { window.remove(0) } else { Tensor::concat(&window, 0)? };
-                window.clear();
-                parts.push(joined.to_device(&out_device)?);
+                for (w, p) in window.iter_mut().zip(&mut parts) {
+                    let joined = if w.len() == 1 { w.remove(0) } else { Tensor::concat(w, 0)? };
+                    w.clear();
+                    p.push(joined.to_device(&out_device)?);
+                }
             }
         }
-        match parts.len() {
-            0 => Err(Error::invalid("predict", "x has no samples")),
-            1 => Ok(parts.remove(0)), // no copy (on a GPU, a launch) of the one window
-            _ => Ok(Tensor::concat(&parts, 0)?),
-        }
+        parts
+            .into_iter()
+            .map(|mut p| match p.len() {
+                1 => Ok(p.remove(0)), // no copy (on a GPU, a launch) of the one window
+                _ => Ok(Tensor::concat(&p, 0)?),
+            })
+            .collect()
     }
 
-    /// Per-sample weights from `class_weight` and `sample_weight` (their product), if any.
-    fn sample_weights(&self, y: &Tensor, sample_weight: Option<Tensor>, cfg: &Fit<'_>) -> Result<Option<Tensor>> {
+    /// Per-sample weights from `class_weight` and `sample_weight` (their product), if any;
+    /// `ys` are the targets, one per output (`class_weight` needs a single output).
+    fn sample_weights(&self, ys: &[Tensor], sample_weight: Option<Tensor>, cfg: &Fit<'_>) -> Result<Option<Tensor>> {
         let Some(cw) = &cfg.class_weight else { return Ok(sample_weight) };
+        let [y] = ys else {
+            return Err(Error::invalid(
+                "fit",
+                format!(
+                    "class_weight is only supported for a model with a single output (this one has {}), as in \
+                     Keras; give sample_weight instead",
+                    ys.len()
+                ),
+            ));
+        };
         let w = class_weights_for(y, cw)?;
         Ok(Some(match sample_weight {
             Some(sw) => w.mul(&sw.to_dtype(DType::F32)?)?,
@@ -766,6 +848,50 @@ fn check_xy(op: &'static str, x: &Tensor, y: &Tensor) -> Result<usize> {
     Ok(x.dims()[0])
 }
 
+/// The training loss of a batch, `sum(weight_i * loss_i)` over the outputs plus the
+/// weight penalties `reg`, and the 0-d values to log: that total, then each output's
+/// (unweighted) loss when there are several. `ys` are the targets as given and on the
+/// model's device, one per output.
+fn total_loss(
+    op: &'static str,
+    outputs: &[CompiledOutput],
+    heads: &[keel_nn::Head],
+    (ys, ys_dev): (&[Tensor], &[Tensor]),
+    w: Option<&Tensor>,
+    reg: Option<Var>,
+) -> Result<(Var, Vec<Tensor>)> {
+    if heads.len() != outputs.len() || ys.len() != outputs.len() || ys_dev.len() != outputs.len() {
+        return Err(Error::invalid(
+            op,
+            format!(
+                "the model gave {} output(s) for {} compiled loss(es) and {} y",
+                heads.len(),
+                outputs.len(),
+                ys.len()
+            ),
+        ));
+    }
+    let mut total: Option<Var> = None;
+    let mut logged = Vec::new();
+    for (((o, head), y), y_dev) in outputs.iter().zip(heads).zip(ys).zip(ys_dev) {
+        let l = head_loss(&o.loss, head, (y, y_dev), w)?;
+        if outputs.len() > 1 {
+            logged.push(l.value().clone());
+        }
+        let weighted = if o.weight == 1.0 { l } else { l.mul_scalar(o.weight)? };
+        total = Some(match total {
+            Some(t) => (&t + &weighted)?,
+            None => weighted,
+        });
+    }
+    let mut total = total.ok_or_else(|| Error::invalid(op, "the model has no output"))?;
+    if let Some(r) = reg {
+        total = (&total + &r)?;
+    }
+    logged.insert(0, total.value().clone());
+    Ok((total, logged))
+}
+
 /// The loss of `head` against targets `y` (as given) moved to the model's device as
 /// `y_dev`. Targets that travelled are checked on the host first: the loss does not
 /// read targets back from a GPU.
@@ -791,8 +917,8 @@ fn as_input(x: &Tensor, want: DType) -> Result<Tensor> {
     Ok(x.to_dtype(want)?)
 }
 
-/// One batch (a tensor per model input, the targets) with optional per-sample weights.
-type WBatch = (Vec<Tensor>, Tensor, Option<Tensor>);
+/// One batch (a tensor per model input, the targets per output) with optional per-sample weights.
+type WBatch = (Vec<Tensor>, Vec<Tensor>, Option<Tensor>);
 type WIter<'a> = Box<dyn Iterator<Item = Result<WBatch>> + 'a>;
 
 /// A source of weighted batches (tensors in memory, or any `BatchSource`).
@@ -810,7 +936,8 @@ pub(crate) const RESIDENT_MAX_BYTES: usize = 512 << 20;
 /// Batches gathered from in-memory tensors in a per-epoch shuffled order.
 struct TensorBatches {
     xs: Vec<Tensor>,
-    y: Tensor,
+    /// The targets, one per output.
+    ys: Vec<Tensor>,
     w: Option<Tensor>,
     batch: usize,
     shuffle: bool,
@@ -819,11 +946,11 @@ struct TensorBatches {
 
 impl WeightedSource for TensorBatches {
     fn len_batches(&self) -> usize {
-        self.y.dims()[0].div_ceil(self.batch)
+        self.ys[0].dims()[0].div_ceil(self.batch)
     }
 
     fn weighted_batches<'a>(&'a mut self, epoch: usize, _cfg: &Fit<'_>) -> Result<WIter<'a>> {
-        let n = self.y.dims()[0];
+        let n = self.ys[0].dims()[0];
         let order: Vec<i64> =
             keel_data::loader::epoch_order(n, self.shuffle, self.seed, epoch).into_iter().map(|i| i as i64).collect();
         let batch = self.batch;
@@ -837,7 +964,8 @@ impl WeightedSource for TensorBatches {
             };
             let w = self.w.as_ref().map(take).transpose()?;
             let xs = self.xs.iter().map(take).collect::<Result<Vec<_>>>()?;
-            Ok((xs, take(&self.y)?, w))
+            let ys = self.ys.iter().map(take).collect::<Result<Vec<_>>>()?;
+            Ok((xs, ys, w))
         })))
     }
 }
@@ -857,7 +985,7 @@ impl WeightedSource for SourceBatches<'_> {
         Ok(Box::new(self.inner.batches(epoch).map(move |b| {
             let (x, y) = b?;
             let w = cw.as_ref().map(|cw| class_weights_for(&y, cw)).transpose()?;
-            Ok((vec![x], y, w))
+            Ok((vec![x], vec![y], w))
         })))
     }
 }

@@ -7,63 +7,91 @@
 //! (Keras's `steps_per_execution`) lets the host run ahead. The results are folded into
 //! the logs in batch order, so the logs are the same for every `n`.
 
-use crate::spec::NamedMetric;
+use crate::spec::{CompiledOutput, NamedMetric};
 use crate::Result;
 use keel_metrics::Metric;
-use keel_nn::LossFn;
 use keel_tensor::{DType, Device, Tensor};
 
-/// Running per-epoch state: mean loss (weighted by batch size) and metrics.
+/// Running per-epoch state: mean loss (weighted by batch size), each output's mean loss
+/// (models with several outputs) and the metrics.
 pub(crate) struct EpochLogs {
-    loss_sum: f64,
+    /// Sum of batch-size-weighted losses: the total, then each output's (several outputs).
+    loss_sums: Vec<f64>,
     seen: f64,
-    /// Log name (as given to `compile`, e.g. "accuracy") and the streaming metric.
-    metrics: Vec<(String, Box<dyn Metric + Send>)>,
+    /// The log names of `loss_sums` after the first (`<output>_loss`).
+    output_losses: Vec<String>,
+    /// Log name (as given to `compile`, e.g. "accuracy"), the output it reads, the metric.
+    metrics: Vec<(String, usize, Box<dyn Metric + Send>)>,
 }
 
 impl EpochLogs {
-    /// Fresh logs for the compiled metrics (an unknown name or combination is an error).
-    pub(crate) fn new(specs: &[NamedMetric], loss: &LossFn) -> Result<Self> {
-        let metrics =
-            specs.iter().map(|s| Ok((s.name().to_string(), s.build(loss.loss.name())?))).collect::<Result<Vec<_>>>()?;
-        Ok(EpochLogs { loss_sum: 0.0, seen: 0.0, metrics })
+    /// Fresh logs for the compiled outputs and metrics (an unknown name or combination is
+    /// an error).
+    pub(crate) fn new(specs: &[NamedMetric], outputs: &[CompiledOutput]) -> Result<Self> {
+        let metrics = specs
+            .iter()
+            .map(|s| {
+                let loss = outputs.get(s.output()).map(|o| o.loss.loss.name()).unwrap_or("");
+                Ok((s.name().to_string(), s.output(), s.build(loss)?))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let output_losses: Vec<String> =
+            if outputs.len() > 1 { outputs.iter().map(|o| format!("{}_loss", o.name)).collect() } else { Vec::new() };
+        Ok(EpochLogs { loss_sums: vec![0.0; 1 + output_losses.len()], seen: 0.0, output_losses, metrics })
     }
 
-    /// Fold in one batch (host tensors). The metrics are unweighted, as Keras's compiled
-    /// metrics are: `class_weight`/`sample_weight` weight the loss only.
-    fn update(&mut self, loss: f64, batch: usize, y_true: &Tensor, y_pred: &Tensor) -> Result<()> {
-        self.loss_sum += loss * batch as f64;
+    /// Fold in one batch (host tensors, one per output). The metrics are unweighted, as
+    /// Keras's compiled metrics are: `class_weight`/`sample_weight` weight the loss only.
+    fn update(&mut self, losses: &[f64], batch: usize, y_true: &[Tensor], y_pred: &[Tensor]) -> Result<()> {
+        for (sum, l) in self.loss_sums.iter_mut().zip(losses) {
+            *sum += l * batch as f64;
+        }
         self.seen += batch as f64;
-        for (_, m) in &mut self.metrics {
-            m.update_state(y_true, y_pred, None)?;
+        for (_, o, m) in &mut self.metrics {
+            let (Some(t), Some(p)) = (y_true.get(*o), y_pred.get(*o)) else { return Err(lost("a prediction")) };
+            m.update_state(t, p, None)?;
         }
         Ok(())
     }
 
-    /// The logs so far, each name prefixed (`""` or `"val_"`).
+    /// The logs so far, each name prefixed (`""` or `"val_"`): `loss`, each output's
+    /// `<output>_loss` (several outputs), then the metrics.
     pub(crate) fn logs(&self, prefix: &str) -> Vec<(String, f64)> {
-        let mut out = vec![(format!("{prefix}loss"), self.loss_sum / self.seen.max(1.0))];
-        for (name, m) in &self.metrics {
+        let mean = |sum: f64| sum / self.seen.max(1.0);
+        let mut out = vec![(format!("{prefix}loss"), mean(self.loss_sums[0]))];
+        for (name, sum) in self.output_losses.iter().zip(&self.loss_sums[1..]) {
+            out.push((format!("{prefix}{name}"), mean(*sum)));
+        }
+        for (name, _, m) in &self.metrics {
             out.push((format!("{prefix}{name}"), m.result()));
         }
         out
     }
 }
 
-/// A batch's loss: read already, or still a 0-d tensor on the device.
+/// A batch's losses (the total, then each output's when several): read already, or still
+/// 0-d tensors on the device.
 pub(crate) enum BatchLoss {
-    /// The value, read right after the step (`steps_per_execution` 1).
-    Read(f64),
-    /// The 0-d loss tensor, read when the queue is flushed.
-    Unread(Tensor),
+    /// The values, read right after the step (`steps_per_execution` 1).
+    Read(Vec<f64>),
+    /// The 0-d loss tensors, read when the queue is flushed.
+    Unread(Vec<Tensor>),
+}
+
+impl BatchLoss {
+    /// Read `losses` (0-d, any device) back now, in one copy.
+    pub(crate) fn read(losses: &[Tensor]) -> Result<Vec<f64>> {
+        to_host_all(losses)?.iter().map(|t| Ok(t.to_dtype(DType::F64)?.to_scalar::<f64>()?)).collect()
+    }
 }
 
 /// One batch's results, possibly still on the device.
 struct StepResult {
     loss: BatchLoss,
     batch: usize,
-    y_true: Tensor,
-    y_pred: Tensor,
+    /// Targets and predictions, one per output.
+    y_true: Vec<Tensor>,
+    y_pred: Vec<Tensor>,
 }
 
 /// Batch results waiting to be read back, at most `capacity` of them.
@@ -80,10 +108,10 @@ impl StepQueue {
         StepQueue { capacity: capacity.max(1), keep_predictions: !logs.metrics.is_empty(), steps: Vec::new() }
     }
 
-    /// Queue a batch: its loss and, for the metrics, its targets and predictions (on any
-    /// device).
-    pub(crate) fn push(&mut self, loss: BatchLoss, batch: usize, y_true: &Tensor, y_pred: &Tensor) {
-        let keep = |t: &Tensor| if self.keep_predictions { t.clone() } else { Tensor::scalar(0.0f32) };
+    /// Queue a batch: its losses and, for the metrics, its targets and predictions (one
+    /// per output, on any device).
+    pub(crate) fn push(&mut self, loss: BatchLoss, batch: usize, y_true: &[Tensor], y_pred: &[Tensor]) {
+        let keep = |ts: &[Tensor]| if self.keep_predictions { ts.to_vec() } else { Vec::new() };
         self.steps.push(StepResult { loss, batch, y_true: keep(y_true), y_pred: keep(y_pred) });
     }
 
@@ -92,43 +120,60 @@ impl StepQueue {
         self.steps.len() >= self.capacity
     }
 
-    /// Read everything back (one device-to-host copy per kind of value) and fold it into
-    /// `logs` in batch order.
+    /// Read everything back (one device-to-host copy per kind of value: the losses, then
+    /// each output's targets and predictions) and fold it into `logs` in batch order.
     pub(crate) fn flush(&mut self, logs: &mut EpochLogs) -> Result<()> {
         let steps = std::mem::take(&mut self.steps);
         if steps.is_empty() {
             return Ok(());
         }
-        let unread = steps.iter().filter_map(|s| match &s.loss {
-            BatchLoss::Unread(t) => Some(t.clone()),
-            BatchLoss::Read(_) => None,
-        });
-        let mut values = to_host_all(&unread.collect::<Vec<_>>())?.into_iter();
+        let unread: Vec<Tensor> = steps
+            .iter()
+            .flat_map(|s| match &s.loss {
+                BatchLoss::Unread(ts) => ts.clone(),
+                BatchLoss::Read(_) => Vec::new(),
+            })
+            .collect();
+        let mut values = BatchLoss::read(&unread)?.into_iter();
         let mut losses = Vec::with_capacity(steps.len());
         for s in &steps {
             losses.push(match &s.loss {
-                BatchLoss::Read(v) => *v,
-                BatchLoss::Unread(_) => {
-                    let t = values.next().ok_or_else(|| lost("a loss"))?;
-                    t.to_dtype(DType::F64)?.to_scalar::<f64>()?
+                BatchLoss::Read(v) => v.clone(),
+                BatchLoss::Unread(ts) => {
+                    let v: Vec<f64> = values.by_ref().take(ts.len()).collect();
+                    if v.len() != ts.len() {
+                        return Err(lost("a loss"));
+                    }
+                    v
                 }
             });
         }
         if !self.keep_predictions {
             for (s, loss) in steps.iter().zip(losses) {
-                logs.update(loss, s.batch, &s.y_true, &s.y_pred)?;
+                logs.update(&loss, s.batch, &[], &[])?;
             }
             return Ok(());
         }
-        let column = |f: fn(&StepResult) -> &Tensor| -> Result<Vec<Tensor>> {
-            to_host_all(&steps.iter().map(|s| f(s).clone()).collect::<Vec<_>>())
+        let outputs = steps[0].y_true.len();
+        // per output, every step's tensor (they share a dtype), read back in one copy
+        let column = |f: fn(&StepResult) -> &[Tensor], o: usize| -> Result<Vec<Tensor>> {
+            let ts = steps.iter().map(|s| f(s).get(o).cloned().ok_or_else(|| lost("a prediction")));
+            let host = to_host_all(&ts.collect::<Result<Vec<_>>>()?)?;
+            if host.len() != steps.len() {
+                return Err(lost("a prediction"));
+            }
+            Ok(host)
         };
-        let (y_true, y_pred) = (column(|s| &s.y_true)?, column(|s| &s.y_pred)?);
-        if y_true.len() != steps.len() || y_pred.len() != steps.len() {
-            return Err(lost("a prediction"));
+        let mut y_true = Vec::with_capacity(outputs);
+        let mut y_pred = Vec::with_capacity(outputs);
+        for o in 0..outputs {
+            y_true.push(column(|s| &s.y_true, o)?);
+            y_pred.push(column(|s| &s.y_pred, o)?);
         }
         for (i, s) in steps.iter().enumerate() {
-            logs.update(losses[i], s.batch, &y_true[i], &y_pred[i])?;
+            let t: Vec<Tensor> = y_true.iter().map(|c| c[i].clone()).collect();
+            let p: Vec<Tensor> = y_pred.iter().map(|c| c[i].clone()).collect();
+            logs.update(&losses[i], s.batch, &t, &p)?;
         }
         Ok(())
     }
@@ -157,11 +202,6 @@ fn to_host_all(ts: &[Tensor]) -> Result<Vec<Tensor>> {
             Ok(part)
         })
         .collect()
-}
-
-/// A 0-d loss as f64 on the host (one device-to-host copy for a GPU loss).
-pub(crate) fn host_scalar(t: &Tensor) -> Result<f64> {
-    Ok(t.to_device(&Device::Cpu)?.to_dtype(DType::F64)?.to_scalar::<f64>()?)
 }
 
 /// The error for a queued result that did not come back (a bug in this module, not the input).

@@ -275,6 +275,50 @@ fn a_model_with_two_inputs() {
     }
 }
 
+/// Two outputs (a softmax class head and a linear value head, weighted losses, a metric
+/// per output): every log and both predictions agree, read back per step and as one
+/// execution (the queued per-output losses and predictions come back together).
+#[test]
+fn a_model_with_two_outputs() {
+    use keel_nn::{Input, LayerExt};
+    let Some(dev) = common::gpu("a_model_with_two_outputs") else { return };
+    let x = uniform(21, &[48, 4]);
+    let class = x.sum(&[1], false).unwrap().gt(&Tensor::scalar(0.0f32)).unwrap().to_dtype(DType::I64).unwrap();
+    let value = x.narrow(1, 0, 1).unwrap().mul_scalar(3.0).unwrap();
+    let build = || {
+        let inp = Input::new([4]);
+        let h = Dense::new(8).activation(Activation::Relu).call(&inp).unwrap();
+        let c = Dense::new(2).activation(Activation::Softmax).with_name("class").call(&h).unwrap();
+        let v = Dense::new(1).with_name("value").call(&h).unwrap();
+        let mut m = KerasModel::from_network(keel_nn::Model::with_seed(&[inp], &[c, v], 15).unwrap());
+        let losses = keel_train::Losses::from([Loss::SparseCategoricalCrossentropy, Loss::MeanSquaredError]);
+        m.compile(Adam::new(0.01), losses.loss_weights([1.0, 0.3]), &[("class", "accuracy"), ("value", "mae")])
+            .unwrap();
+        m
+    };
+    for spe in [1, usize::MAX] {
+        let fit =
+            || Fit::new().epochs(2).batch_size(16).seed(11).verbose(0).validation_split(0.25).steps_per_execution(spe);
+        let mut cpu = build();
+        let h_cpu = cpu.fit(&x, [&class, &value], fit()).unwrap();
+        let mut gpu = build();
+        gpu.to_device(&dev).unwrap();
+        let h_gpu = gpu.fit(&x, [&class, &value], fit()).unwrap();
+        for key in ["loss", "class_loss", "value_loss", "class_accuracy", "value_mae", "val_loss", "val_value_mae"] {
+            for (g, c) in h_gpu.get(key).unwrap().iter().zip(h_cpu.get(key).unwrap()) {
+                assert!((g - c).abs() / c.abs().max(1e-6) < 1e-3, "{key} (spe {spe}): {g} on CUDA vs {c} on the CPU");
+            }
+        }
+        let (p, q) = (gpu.predict_outputs(&x, 16).unwrap(), cpu.predict_outputs(&x, 16).unwrap());
+        for (p, q) in p.iter().zip(&q) {
+            assert_eq!((p.device(), p.dims()), (Device::Cpu, q.dims()));
+            for (a, b) in p.to_vec::<f32>().unwrap().iter().zip(q.to_vec::<f32>().unwrap()) {
+                assert!((a - b).abs() < 1e-3, "predictions {a} vs {b}");
+            }
+        }
+    }
+}
+
 /// Two inputs under mixed_bfloat16, one of them token ids for an Embedding: each input is
 /// staged in its own dtype (the ids stay exact: above 256 they are not BF16 values), also
 /// the validation part of a split.

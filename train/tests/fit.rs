@@ -267,21 +267,6 @@ fn metrics_are_unweighted_and_repeated_names_get_suffixes() {
     }
 }
 
-/// A functional model with two outputs is refused, not trained on its first output only.
-#[test]
-fn several_outputs_are_an_error_not_half_trained() {
-    use keel_nn::{Input, LayerExt, Model};
-    let inp = Input::new([2]);
-    let h = Dense::new(4).call(&inp).unwrap();
-    let a = Dense::new(1).activation(Activation::Sigmoid).call(&h).unwrap();
-    let b = Dense::new(3).activation(Activation::Softmax).call(&h).unwrap();
-    let mut m = keel_train::KerasModel::from_network(Model::new(&[inp], &[a, b]).unwrap());
-    let msg = m.compile(SGD::new(0.1), Loss::BinaryCrossentropy, NO_METRICS).unwrap_err().to_string();
-    assert!(msg.contains("2 outputs"), "{msg}");
-    let (x, _) = blobs(24, 4);
-    assert!(m.predict(&x, 2).unwrap_err().to_string().contains("2 outputs"));
-}
-
 /// A functional model with two inputs (Keras's `model.fit([x_a, x_b], y)`): fit, evaluate,
 /// predict and validation data take one tensor per input, in the order of the `Input`s,
 /// and train as the same network fed by hand does.
