@@ -2,10 +2,11 @@
 //!
 //! All are weighted means over samples (Keras's `MeanMetricWrapper`): each sample
 //! scores the mean of its element matches, and the result is
-//! `sum(w * score) / sum(w)`, or 0.0 before any weight was seen.
+//! `sum(w * score) / sum(w)`, or 0.0 before any weight was seen. NaN labels and scores are
+//! errors, and a failed update leaves the metric unchanged.
 
 use crate::error::{MetricsError, Result};
-use crate::input::{argmax_rows, same_size, sample_weights, MeanAcc};
+use crate::input::{argmax_rows, nan_error, no_nan, same_size, sample_weights, MeanAcc};
 use crate::metric::{ArrayRef, Metric};
 
 macro_rules! mean_metric_common {
@@ -32,8 +33,7 @@ macro_rules! impl_mean_metric {
             ) -> Result<()> {
                 let (values, n) = self.scores(&y_true, &y_pred)?;
                 let w = sample_weights(&self.name, sample_weight, n, y_true.dims())?;
-                self.acc.add_samples(&values, n, &w);
-                Ok(())
+                self.acc.add_samples(&self.name, &values, n, &w)
             }
             fn result(&self) -> f64 {
                 self.acc.value()
@@ -67,6 +67,8 @@ impl Accuracy {
 
     fn scores(&self, t: &ArrayRef<'_>, p: &ArrayRef<'_>) -> Result<(Vec<f64>, usize)> {
         same_size(&self.name, t, p)?;
+        no_nan(&self.name, "y_true", t.data())?;
+        no_nan(&self.name, "y_pred", p.data())?;
         let v = t.data().iter().zip(p.data()).map(|(a, b)| f64::from(u8::from(a == b))).collect();
         Ok((v, t.n_samples()))
     }
@@ -100,6 +102,8 @@ impl BinaryAccuracy {
 
     fn scores(&self, t: &ArrayRef<'_>, p: &ArrayRef<'_>) -> Result<(Vec<f64>, usize)> {
         same_size(&self.name, t, p)?;
+        no_nan(&self.name, "y_true", t.data())?;
+        no_nan(&self.name, "y_pred", p.data())?;
         let v = t
             .data()
             .iter()
@@ -115,6 +119,8 @@ impl BinaryAccuracy {
 impl_mean_metric!(BinaryAccuracy);
 
 /// Keras `CategoricalAccuracy`: argmax of one-hot `y_true` equals argmax of `y_pred` (last axis).
+///
+/// Inputs are `[batch, ..., classes]`; a rank-1 pair `[classes]` is one sample, as in Keras.
 #[derive(Debug, Clone)]
 pub struct CategoricalAccuracy {
     name: String,
@@ -144,13 +150,22 @@ impl CategoricalAccuracy {
             ));
         }
         let c = p.last_dim();
-        let a = argmax_rows(&self.name, t.data(), c)?;
-        let b = argmax_rows(&self.name, p.data(), c)?;
+        let a = argmax_rows(&self.name, "y_true", t.data(), c)?;
+        let b = argmax_rows(&self.name, "y_pred", p.data(), c)?;
         let v = a.iter().zip(&b).map(|(x, y)| f64::from(u8::from(x == y))).collect();
-        Ok((v, t.n_samples()))
+        Ok((v, categorical_samples(t)))
     }
 }
 impl_mean_metric!(CategoricalAccuracy);
+
+/// Number of samples of a `[batch, ..., classes]` input: a rank-1 `[classes]` input is one sample.
+fn categorical_samples(t: &ArrayRef<'_>) -> usize {
+    if t.rank() == 1 {
+        1
+    } else {
+        t.n_samples()
+    }
+}
 
 /// Rows of `[.., classes]` scores and the number of rows, checked against `rows` sparse labels.
 fn sparse_rows(name: &str, t: &ArrayRef<'_>, p: &ArrayRef<'_>) -> Result<usize> {
@@ -188,8 +203,9 @@ impl SparseCategoricalAccuracy {
 
     fn scores(&self, t: &ArrayRef<'_>, p: &ArrayRef<'_>) -> Result<(Vec<f64>, usize)> {
         let c = sparse_rows(&self.name, t, p)?;
-        let b = argmax_rows(&self.name, p.data(), c)?;
-        // A label that is not an integer in range never matches (as in Keras).
+        no_nan(&self.name, "y_true", t.data())?;
+        let b = argmax_rows(&self.name, "y_pred", p.data(), c)?;
+        // A label that is not an integer in range never matches (as in Keras); NaN is an error.
         let v = t.data().iter().zip(&b).map(|(&x, &y)| f64::from(u8::from(x == y as f64))).collect();
         Ok((v, t.n_samples()))
     }
@@ -199,19 +215,23 @@ impl_mean_metric!(SparseCategoricalAccuracy);
 /// Whether class `target` is among the `k` highest scores of `row`.
 ///
 /// Ties follow TensorFlow's `in_top_k`: the target is in the top k when fewer than
-/// `k` classes score strictly higher. A target outside the row never is.
-fn in_top_k(row: &[f64], target: f64, k: usize) -> bool {
+/// `k` classes score strictly higher. A target outside the row never is; a NaN target or
+/// a NaN score anywhere in the row is an error.
+fn in_top_k(metric: &str, row: &[f64], target: f64, k: usize) -> Result<bool> {
+    if target.is_nan() {
+        return Err(nan_error(metric, "y_true"));
+    }
+    no_nan(metric, "y_pred", row)?;
     if !(target.is_finite() && target >= 0.0 && target.fract() == 0.0 && (target as usize) < row.len()) {
-        return false;
+        return Ok(false);
     }
     let s = row[target as usize];
-    if s.is_nan() {
-        return false;
-    }
-    row.iter().filter(|&&v| v > s).count() < k
+    Ok(row.iter().filter(|&&v| v > s).count() < k)
 }
 
 /// Keras `TopKCategoricalAccuracy`: argmax of one-hot `y_true` is among the `k` top scores (default k = 5).
+///
+/// Inputs are `[batch, ..., classes]`; a rank-1 pair `[classes]` is one sample.
 #[derive(Debug, Clone)]
 pub struct TopKCategoricalAccuracy {
     name: String,
@@ -242,17 +262,17 @@ impl TopKCategoricalAccuracy {
             ));
         }
         let c = p.last_dim();
-        let targets = argmax_rows(&self.name, t.data(), c)?;
+        let targets = argmax_rows(&self.name, "y_true", t.data(), c)?;
         let v = if c == 0 {
             Vec::new()
         } else {
             p.data()
                 .chunks(c)
                 .zip(&targets)
-                .map(|(row, &tg)| f64::from(u8::from(in_top_k(row, tg as f64, self.k))))
-                .collect()
+                .map(|(row, &tg)| Ok(f64::from(u8::from(in_top_k(&self.name, row, tg as f64, self.k)?))))
+                .collect::<Result<_>>()?
         };
-        Ok((v, t.n_samples()))
+        Ok((v, categorical_samples(t)))
     }
 }
 impl_mean_metric!(TopKCategoricalAccuracy);
@@ -280,8 +300,12 @@ impl SparseTopKCategoricalAccuracy {
 
     fn scores(&self, t: &ArrayRef<'_>, p: &ArrayRef<'_>) -> Result<(Vec<f64>, usize)> {
         let c = sparse_rows(&self.name, t, p)?;
-        let v =
-            p.data().chunks(c).zip(t.data()).map(|(row, &tg)| f64::from(u8::from(in_top_k(row, tg, self.k)))).collect();
+        let v = p
+            .data()
+            .chunks(c)
+            .zip(t.data())
+            .map(|(row, &tg)| Ok(f64::from(u8::from(in_top_k(&self.name, row, tg, self.k)?))))
+            .collect::<Result<_>>()?;
         Ok((v, t.n_samples()))
     }
 }
@@ -301,7 +325,7 @@ pub fn accuracy_score_weighted(y_true: &[i64], y_pred: &[i64], sample_weight: Op
     let w = sample_weights(name, sample_weight, y_true.len(), &[y_true.len()])?;
     let v: Vec<f64> = y_true.iter().zip(y_pred).map(|(a, b)| f64::from(u8::from(a == b))).collect();
     let mut acc = MeanAcc::default();
-    acc.add_samples(&v, y_true.len(), &w);
+    acc.add_samples(name, &v, y_true.len(), &w)?;
     Ok(acc.value())
 }
 
@@ -310,8 +334,9 @@ pub fn accuracy_score_weighted(y_true: &[i64], y_pred: &[i64], sample_weight: Op
 pub fn top_k_accuracy_score(y_true: &[i64], y_score: &[f64], num_classes: usize, k: usize) -> Result<f64> {
     let name = "top_k_accuracy_score";
     if num_classes == 0 || y_true.len() * num_classes != y_score.len() {
-        return Err(MetricsError::shape(
+        return Err(MetricsError::shape_named(
             name,
+            &["y_true", "y_score"],
             &[y_true.len()],
             &[y_score.len()],
             format!("expected {} labels x {num_classes} classes scores", y_true.len()),

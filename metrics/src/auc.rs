@@ -1,7 +1,8 @@
 //! Exact ROC AUC: streaming ([`Auc`]) and one-shot ([`roc_auc_score`]).
 
+use crate::confusion::unique_labels;
 use crate::error::{MetricsError, Result};
-use crate::input::{per_sample, same_size, sample_weights, weight_of};
+use crate::input::{no_nan, per_sample, same_size, sample_weights, weight_of};
 use crate::metric::{ArrayRef, Metric};
 
 /// Exact area under the ROC curve of weighted (score, is_positive) pairs.
@@ -42,11 +43,14 @@ fn roc_auc(metric: &str, scores: &[f64], positive: &[bool], weights: &[f64]) -> 
 
 /// Keras `AUC` (ROC), computed exactly: the metric keeps every (score, label, weight) seen.
 ///
-/// Inputs are flattened: every element of `y_pred` is a score, `y_true != 0` marks a
-/// positive (multi-label inputs are pooled, as Keras with `multi_label=False`); sample
-/// weights broadcast over a sample's elements. With only one class seen, [`Metric::result`]
-/// is NaN and [`Metric::try_result`] an [`MetricsError::Undefined`] error (scikit-learn raises).
-/// Memory grows with the number of elements seen.
+/// Inputs are flattened: every element of `y_pred` is a score, and `y_true` is read as Keras
+/// reads it, as 0/1 labels: any non-zero label marks a positive (so `-1` is positive too; for
+/// other binary label sets such as `{-1, 1}` or `{1, 2}` use [`roc_auc_score`], which takes the
+/// larger label as positive). Multi-label inputs are pooled, as Keras with `multi_label=False`;
+/// sample weights broadcast over a sample's elements. NaN labels and scores are errors. With
+/// only one class seen, [`Metric::result`] is NaN and [`Metric::try_result`] an
+/// [`MetricsError::Undefined`] error (scikit-learn raises). Memory grows with the number of
+/// elements seen.
 #[derive(Debug, Clone)]
 pub struct Auc {
     name: String,
@@ -96,9 +100,8 @@ impl Metric for Auc {
         sample_weight: Option<&[f64]>,
     ) -> Result<()> {
         same_size(&self.name, &y_true, &y_pred)?;
-        if y_pred.data().iter().any(|v| v.is_nan()) {
-            return Err(MetricsError::input(&self.name, "NaN score in y_pred"));
-        }
+        no_nan(&self.name, "y_true", y_true.data())?;
+        no_nan(&self.name, "y_pred", y_pred.data())?;
         let n = y_true.n_samples();
         let w = sample_weights(&self.name, sample_weight, n, y_true.dims())?;
         let per = per_sample(y_true.data().len(), n);
@@ -126,11 +129,38 @@ impl Metric for Auc {
     }
 }
 
-/// Exact ROC AUC of binary labels (`!= 0` is positive) and scores (scikit-learn's `roc_auc_score`);
-/// an [`MetricsError::Undefined`] error when `y_true` holds one class only.
+/// Exact ROC AUC of binary labels and scores (scikit-learn's binary `roc_auc_score`).
+///
+/// `y_true` may hold any two distinct labels; the larger one is the positive class (`{0, 1}`,
+/// `{-1, 1}`, `{1, 2}`, ...). One class only is an [`MetricsError::Undefined`] error; more than
+/// two is an [`MetricsError::InvalidInput`] error, since multi-class ROC AUC needs one score
+/// column per class (scikit-learn's `multi_class="ovr"` / `"ovo"`), which this function does not take.
 pub fn roc_auc_score(y_true: &[i64], y_score: &[f64], sample_weight: Option<&[f64]>) -> Result<f64> {
-    let t: Vec<f64> = y_true.iter().map(|&v| v as f64).collect();
-    let mut m = Auc::new().with_name("roc_auc_score");
+    let name = "roc_auc_score";
+    if y_true.len() != y_score.len() {
+        return Err(MetricsError::shape_named(
+            name,
+            &["y_true", "y_score"],
+            &[y_true.len()],
+            &[y_score.len()],
+            "pass one score per label in y_true",
+        ));
+    }
+    let classes = unique_labels(y_true, &[]);
+    if classes.len() > 2 {
+        return Err(MetricsError::input(
+            name,
+            format!(
+                "y_true holds {} classes {classes:?}, but the scores are one per sample: pass binary labels \
+                 (multi-class ROC AUC needs one score column per class, one-vs-rest)",
+                classes.len()
+            ),
+        ));
+    }
+    // The larger of the (at most two) labels is positive, as scikit-learn's `pos_label`.
+    let pos = classes.last().copied();
+    let t: Vec<f64> = y_true.iter().map(|&v| f64::from(u8::from(Some(v) == pos))).collect();
+    let mut m = Auc::new().with_name(name);
     m.update_arrays(ArrayRef::vector(&t), ArrayRef::vector(y_score), sample_weight)?;
     m.try_result()
 }

@@ -15,8 +15,8 @@ pub(crate) fn decode_labels(
     sample_weight: Option<&[f64]>,
     num_classes: usize,
 ) -> Result<(Vec<usize>, Vec<usize>, Vec<f64>)> {
-    let t = labels_of(metric, y_true, num_classes)?;
-    let p = labels_of(metric, y_pred, num_classes)?;
+    let t = labels_of(metric, "y_true", y_true, num_classes)?;
+    let p = labels_of(metric, "y_pred", y_pred, num_classes)?;
     let n = y_true.n_samples();
     if t.len() != p.len() || n != y_pred.n_samples() {
         return Err(MetricsError::shape(
@@ -118,7 +118,8 @@ pub fn unique_labels(y_true: &[i64], y_pred: &[i64]) -> Vec<i64> {
 ///
 /// `labels` picks and orders the classes (default: the sorted union of both slices); pairs
 /// whose labels are not listed are dropped. Entry (i, j) counts true `labels[i]` predicted `labels[j]`,
-/// weighted by `sample_weight` when given.
+/// weighted by `sample_weight` when given. As in scikit-learn, an empty `labels` is an error, and
+/// so is a `labels` none of which occurs in a non-empty `y_true`.
 pub fn confusion_matrix(
     y_true: &[i64],
     y_pred: &[i64],
@@ -130,6 +131,17 @@ pub fn confusion_matrix(
         return Err(MetricsError::shape(name, &[y_true.len()], &[y_pred.len()], "label slices differ in length"));
     }
     let w = sample_weights(name, sample_weight, y_true.len(), &[y_true.len()])?;
+    if let Some(l) = labels {
+        if l.is_empty() {
+            return Err(MetricsError::arg(name, "labels is empty: pass at least one label, or None for all labels"));
+        }
+        if !y_true.is_empty() && !l.iter().any(|v| y_true.contains(v)) {
+            return Err(MetricsError::arg(
+                name,
+                format!("none of the labels {l:?} is in y_true: pass at least one label that occurs in y_true"),
+            ));
+        }
+    }
     let labels = labels.map_or_else(|| unique_labels(y_true, y_pred), <[i64]>::to_vec);
     let c = labels.len();
     let idx = |v: i64| labels.iter().position(|&l| l == v);

@@ -4,7 +4,7 @@
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
     /// `y_true`, `y_pred` (or the sample weights) have shapes the metric cannot pair.
-    #[error("{metric}: shapes {y_true:?} (y_true) and {y_pred:?} (y_pred) do not match: {hint}")]
+    #[error("{metric}: shapes {y_true:?} ({}) and {y_pred:?} ({}) do not match: {hint}", operands[0], operands[1])]
     ShapeMismatch {
         /// The metric that rejected the inputs.
         metric: String,
@@ -12,6 +12,8 @@ pub enum MetricsError {
         y_true: Vec<usize>,
         /// Shape of `y_pred` (or of the sample weights).
         y_pred: Vec<usize>,
+        /// Names of the two operands: `["y_true", "y_pred"]`, or e.g. `["y_true", "sample_weight"]`.
+        operands: &'static [&'static str; 2],
         /// What was expected.
         hint: String,
     },
@@ -61,7 +63,43 @@ impl MetricsError {
             metric: metric.to_string(),
             y_true: y_true.to_vec(),
             y_pred: y_pred.to_vec(),
+            operands: &["y_true", "y_pred"],
             hint: hint.into(),
+        }
+    }
+
+    /// A shape mismatch between two operands with other names than `y_true` / `y_pred`.
+    pub(crate) fn shape_named(
+        metric: &str,
+        operands: &'static [&'static str; 2],
+        a: &[usize],
+        b: &[usize],
+        hint: impl Into<String>,
+    ) -> Self {
+        MetricsError::ShapeMismatch {
+            metric: metric.to_string(),
+            y_true: a.to_vec(),
+            y_pred: b.to_vec(),
+            operands,
+            hint: hint.into(),
+        }
+    }
+
+    /// A sample-weight length that does not fit the data of shape `dims`; `operands` names the data
+    /// and the weights (usually `["y_true", "sample_weight"]`).
+    pub(crate) fn weights(
+        metric: &str,
+        operands: &'static [&'static str; 2],
+        dims: &[usize],
+        n_weights: usize,
+        n: usize,
+    ) -> Self {
+        MetricsError::ShapeMismatch {
+            metric: metric.to_string(),
+            y_true: dims.to_vec(),
+            y_pred: vec![n_weights],
+            operands,
+            hint: format!("pass one weight per sample ({n}) or a single weight"),
         }
     }
 

@@ -3,18 +3,25 @@
 use crate::error::{MetricsError, Result};
 use crate::metric::ArrayRef;
 
-/// Per-sample weights: `None` stays `None`; a single weight broadcasts; otherwise one per sample.
+/// Per-sample weights: `None` stays `None`; a single weight broadcasts; otherwise one per sample
+/// of `y_true` (shape `dims`, `n` samples).
 pub(crate) fn sample_weights(metric: &str, w: Option<&[f64]>, n: usize, dims: &[usize]) -> Result<Option<Vec<f64>>> {
+    sample_weights_of(metric, &["y_true", "sample_weight"], w, n, dims)
+}
+
+/// [`sample_weights`] with other operand names in errors (e.g. `["values", "sample_weight"]`).
+pub(crate) fn sample_weights_of(
+    metric: &str,
+    operands: &'static [&'static str; 2],
+    w: Option<&[f64]>,
+    n: usize,
+    dims: &[usize],
+) -> Result<Option<Vec<f64>>> {
     match w {
         None => Ok(None),
         Some(w) if w.len() == n => Ok(Some(w.to_vec())),
         Some(w) if w.len() == 1 => Ok(Some(vec![w[0]; n])),
-        Some(w) => Err(MetricsError::shape(
-            metric,
-            dims,
-            &[w.len()],
-            format!("sample_weight needs one weight per sample ({n}) or a single weight"),
-        )),
+        Some(w) => Err(MetricsError::weights(metric, operands, dims, w.len(), n)),
     }
 }
 
@@ -40,8 +47,23 @@ pub(crate) fn same_size(metric: &str, a: &ArrayRef<'_>, b: &ArrayRef<'_>) -> Res
     Ok(())
 }
 
-/// Index of the first maximum of each row of `cols` values (NumPy's argmax); errors on NaN.
-pub(crate) fn argmax_rows(metric: &str, data: &[f64], cols: usize) -> Result<Vec<usize>> {
+/// The error for a NaN in the operand `what` (a score in `y_pred`, a label in `y_true`).
+pub(crate) fn nan_error(metric: &str, what: &str) -> MetricsError {
+    let kind = if what == "y_pred" { "score" } else { "label" };
+    MetricsError::input(metric, format!("NaN {kind} in {what}: remove or replace NaN values before updating"))
+}
+
+/// Error unless no value of `data` (the operand `what`) is NaN.
+pub(crate) fn no_nan(metric: &str, what: &str, data: &[f64]) -> Result<()> {
+    if data.iter().any(|v| v.is_nan()) {
+        return Err(nan_error(metric, what));
+    }
+    Ok(())
+}
+
+/// Index of the first maximum of each row of `cols` values of the operand `what` (NumPy's
+/// argmax); errors on NaN.
+pub(crate) fn argmax_rows(metric: &str, what: &str, data: &[f64], cols: usize) -> Result<Vec<usize>> {
     if cols == 0 {
         return Ok(Vec::new());
     }
@@ -50,7 +72,7 @@ pub(crate) fn argmax_rows(metric: &str, data: &[f64], cols: usize) -> Result<Vec
         let mut best = 0;
         for (j, &v) in row.iter().enumerate() {
             if v.is_nan() {
-                return Err(MetricsError::input(metric, "NaN score in y_pred"));
+                return Err(nan_error(metric, what));
             }
             if v > row[best] {
                 best = j;
@@ -61,18 +83,27 @@ pub(crate) fn argmax_rows(metric: &str, data: &[f64], cols: usize) -> Result<Vec
     Ok(out)
 }
 
-/// A value that must be a class label in `0..num_classes`.
-pub(crate) fn to_label(metric: &str, v: f64, num_classes: usize) -> Result<usize> {
+/// A value of the operand `what` that must be a class label in `0..num_classes`.
+pub(crate) fn to_label(metric: &str, what: &str, v: f64, num_classes: usize) -> Result<usize> {
     if v.is_finite() && v >= 0.0 && v.fract() == 0.0 && (v as usize) < num_classes {
         Ok(v as usize)
     } else {
-        Err(MetricsError::input(metric, format!("label {v} is not an integer in 0..{num_classes}")))
+        Err(MetricsError::input(metric, format!("label {v} in {what} is not an integer in 0..{num_classes}")))
     }
 }
 
-/// Class labels from `arr`: the argmax of the last axis when it holds scores or one-hot rows
-/// (rank >= 2 and last dimension > 1), else the values themselves as labels.
-pub(crate) fn labels_of(metric: &str, arr: &ArrayRef<'_>, num_classes: usize) -> Result<Vec<usize>> {
+/// Class labels from `arr` (the operand `what`): the argmax of the last axis when it holds scores
+/// or one-hot rows (rank >= 2 and last dimension > 1), else the values themselves as labels.
+pub(crate) fn labels_of(metric: &str, what: &str, arr: &ArrayRef<'_>, num_classes: usize) -> Result<Vec<usize>> {
+    if arr.data().is_empty() && arr.n_samples() > 0 {
+        return Err(MetricsError::input(
+            metric,
+            format!(
+                "{what} of shape {:?} has samples but no values: pass labels [batch] or scores [batch, {num_classes}]",
+                arr.dims()
+            ),
+        ));
+    }
     if arr.rank() >= 2 && arr.last_dim() > 1 {
         if arr.last_dim() != num_classes {
             return Err(MetricsError::input(
@@ -84,9 +115,9 @@ pub(crate) fn labels_of(metric: &str, arr: &ArrayRef<'_>, num_classes: usize) ->
                 ),
             ));
         }
-        argmax_rows(metric, arr.data(), num_classes)
+        argmax_rows(metric, what, arr.data(), num_classes)
     } else {
-        arr.data().iter().map(|&v| to_label(metric, v, num_classes)).collect()
+        arr.data().iter().map(|&v| to_label(metric, what, v, num_classes)).collect()
     }
 }
 
@@ -99,21 +130,31 @@ pub(crate) struct MeanAcc {
 
 impl MeanAcc {
     /// Add `values` laid out as `n` samples of equal size, each weighted by its sample weight.
-    pub(crate) fn add_samples(&mut self, values: &[f64], n: usize, w: &Option<Vec<f64>>) {
-        if n == 0 || values.is_empty() {
-            return;
+    ///
+    /// Fails, changing nothing, unless the values split into `n` non-empty samples.
+    pub(crate) fn add_samples(&mut self, metric: &str, values: &[f64], n: usize, w: &Option<Vec<f64>>) -> Result<()> {
+        if n == 0 && values.is_empty() {
+            return Ok(());
+        }
+        if n == 0 || values.is_empty() || values.len() % n != 0 {
+            return Err(MetricsError::input(
+                metric,
+                format!(
+                    "{} values do not split into {n} samples of at least one value each: \
+                     pass inputs with a non-empty last axis",
+                    values.len()
+                ),
+            ));
         }
         let per = values.len() / n;
-        if per == 0 {
-            return;
-        }
-        for (i, chunk) in values.chunks(per).enumerate().take(n) {
+        for (i, chunk) in values.chunks(per).enumerate() {
             let wi = weight_of(w, i);
             // Keras: mean over the sample's elements, then a weighted mean over samples.
             let m = chunk.iter().sum::<f64>() / per as f64;
             self.total += wi * m;
             self.count += wi;
         }
+        Ok(())
     }
 
     /// total / count, or 0.0 when nothing (or zero total weight) was seen (Keras's `divide_no_nan`).

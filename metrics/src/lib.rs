@@ -26,11 +26,12 @@
 //!   default `labels`); per-class vectors list every class, unseen ones as 0.0;
 //! - ROC AUC with a single class in `y_true` is NaN from [`Metric::result`] and a
 //!   [`MetricsError::Undefined`] from [`Metric::try_result`] / [`roc_auc_score`];
-//! - R² is NaN with fewer than two samples, and 1.0 / 0.0 for a constant target predicted
-//!   exactly / not (scikit-learn's `force_finite`).
+//! - R² is NaN with fewer than two samples or a zero total sample weight, and 1.0 / 0.0 for a
+//!   constant target predicted exactly / not (scikit-learn's `force_finite`).
 //!
-//! Inputs are copied to the host as `f64`; bad shapes, NaN scores and out-of-range labels are
-//! errors, never panics.
+//! Inputs are copied to the host as `f64`; bad shapes, NaN scores, NaN labels and out-of-range
+//! labels are errors, never panics (the regression metrics and [`Mean`] take any value: a NaN
+//! there makes the result NaN). A failed update leaves the metric unchanged.
 //!
 //! ```
 //! use keel_metrics::{Metric, SparseCategoricalAccuracy, accuracy_score};

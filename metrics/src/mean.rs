@@ -1,7 +1,7 @@
 //! A running weighted mean of scalars (Keras `Mean`), used for the loss.
 
 use crate::error::{MetricsError, Result};
-use crate::input::sample_weights;
+use crate::input::sample_weights_of;
 use crate::metric::{ArrayRef, Metric};
 
 /// Keras `Mean`: the weighted running mean of the values it is given (e.g. batch losses).
@@ -40,7 +40,7 @@ impl Mean {
 
     /// Add several values, optionally weighted (one weight per value, or one for all).
     pub fn update_values(&mut self, values: &[f64], weights: Option<&[f64]>) -> Result<()> {
-        let w = sample_weights(&self.name, weights, values.len(), &[values.len()])?;
+        let w = sample_weights_of(&self.name, &["values", "sample_weight"], weights, values.len(), &[values.len()])?;
         for (i, &v) in values.iter().enumerate() {
             self.update_weighted(v, w.as_ref().map_or(1.0, |w| w[i]));
         }
@@ -70,13 +70,17 @@ impl Metric for Mean {
         sample_weight: Option<&[f64]>,
     ) -> Result<()> {
         let n = y_pred.n_samples();
-        let w = sample_weights(&self.name, sample_weight, n, y_pred.dims())?;
+        let w = sample_weights_of(&self.name, &["y_pred", "sample_weight"], sample_weight, n, y_pred.dims())?;
         if n == 0 {
             return Ok(());
         }
         let per = y_pred.data().len() / n;
         if per == 0 || per * n != y_pred.data().len() {
-            return Err(MetricsError::input(&self.name, "values do not split evenly into samples"));
+            return Err(MetricsError::input(&self.name, format!(
+                "{} values in y_pred of shape {:?} do not split into {n} non-empty samples: pass at least one value per sample",
+                y_pred.data().len(),
+                y_pred.dims()
+            )));
         }
         for (i, chunk) in y_pred.data().chunks(per).enumerate() {
             let wi = w.as_ref().map_or(1.0, |w| w[i]);

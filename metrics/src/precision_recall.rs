@@ -7,14 +7,15 @@
 
 use crate::confusion::{decode_labels, unique_labels};
 use crate::error::{MetricsError, Result};
-use crate::input::{per_sample, same_size, sample_weights, weight_of};
+use crate::input::{no_nan, per_sample, same_size, sample_weights, weight_of};
 use crate::metric::{ArrayRef, Metric, MetricValue};
 
 /// How per-class scores are combined (scikit-learn's and Keras's `average`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Average {
-    /// The positive class only: label 1 (scikit-learn's default `average="binary"`, `pos_label=1`);
-    /// same as `Micro` in multi-label mode.
+    /// The positive class only: label 1 (scikit-learn's default `average="binary"`, `pos_label=1`)
+    /// of a binary label set such as `{0, 1}`, `{-1, 1}` or `{1, 2}`; more than two labels, or two
+    /// labels without 1, are an error. Same as `Micro` in multi-label mode.
     Binary,
     /// Pool the true/false positives and negatives of all classes, then score once.
     Micro,
@@ -100,12 +101,13 @@ impl Counts {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum ClassMode {
     /// Binary (Keras default): every element is a separate prediction; `y_pred > threshold` is positive,
-    /// `y_true != 0` is positive. Multi-label inputs are pooled.
+    /// `y_true != 0` is positive (NaN in either is an error). Multi-label inputs are pooled.
     Binary {
         /// Decision threshold on `y_pred` (0.5 by default).
         threshold: f64,
     },
     /// Single-label multi-class: each side is integer labels or score / one-hot rows (argmax).
+    /// With [`Average::Binary`] only labels 0 and 1 are accepted (class 1 is scored).
     MultiClass {
         /// Number of classes; labels must lie in `0..num_classes`.
         num_classes: usize,
@@ -139,11 +141,14 @@ impl PrCore {
         PrCore { name: name.into(), mode, average, stat, counts: Counts::new(n) }
     }
 
+    /// Accumulate one batch; every check runs before any count changes.
     fn update(&mut self, y_true: ArrayRef<'_>, y_pred: ArrayRef<'_>, sample_weight: Option<&[f64]>) -> Result<()> {
         let name = self.name.clone();
         match self.mode {
             ClassMode::Binary { threshold } => {
                 same_size(&name, &y_true, &y_pred)?;
+                no_nan(&name, "y_true", y_true.data())?;
+                no_nan(&name, "y_pred", y_pred.data())?;
                 let n = y_true.n_samples();
                 let w = sample_weights(&name, sample_weight, n, y_true.dims())?;
                 let per = per_sample(y_true.data().len(), n);
@@ -161,6 +166,8 @@ impl PrCore {
                         format!("expected equal shapes [batch, ..., {num_labels}]"),
                     ));
                 }
+                no_nan(&name, "y_true", y_true.data())?;
+                no_nan(&name, "y_pred", y_pred.data())?;
                 let n = y_true.n_samples();
                 let w = sample_weights(&name, sample_weight, n, y_true.dims())?;
                 let per = per_sample(y_true.data().len(), n);
@@ -170,6 +177,19 @@ impl PrCore {
             }
             ClassMode::MultiClass { num_classes } => {
                 let (t, p, w) = decode_labels(&name, &y_true, &y_pred, sample_weight, num_classes)?;
+                if self.average == Average::Binary {
+                    if let Some((what, l)) =
+                        t.iter().map(|&l| ("y_true", l)).chain(p.iter().map(|&l| ("y_pred", l))).find(|&(_, l)| l > 1)
+                    {
+                        return Err(MetricsError::input(
+                            &name,
+                            format!(
+                                "label {l} in {what}, but average Binary scores class 1 of labels 0/1: \
+                                 the target is multi-class, use Average::Micro, Macro, Weighted or None"
+                            ),
+                        ));
+                    }
+                }
                 let c = &mut self.counts;
                 for ((&a, &b), &wi) in t.iter().zip(&p).zip(&w) {
                     c.seen[a] = true;
@@ -342,20 +362,51 @@ pub struct Prfs {
     /// Weighted count of each label in `y_true`.
     pub support: Vec<f64>,
     counts: Counts,
+    /// The sorted labels present in `y_true` or `y_pred`.
+    present: Vec<i64>,
 }
 
 impl Prfs {
-    /// `(precision, recall, f1)` combined with `average`; `Binary` scores label 1 and fails if
-    /// another label than 0 or 1 is listed; `None` is the macro mean.
+    /// `(precision, recall, f1)` combined with `average`; `None` is the macro mean.
+    ///
+    /// `Binary` scores label 1 (scikit-learn's `pos_label=1`) and needs the data to be binary: more
+    /// than two labels present in `y_true`/`y_pred`, or two labels without 1 (e.g. `{2, 3}`), are an
+    /// error; a single label other than 1 scores 0.0. Label 1 must be listed in `labels` if present.
     pub fn average(&self, average: Average) -> Result<(f64, f64, f64)> {
+        let name = "precision_recall_fscore_support";
         let set: Vec<usize> = if average == Average::Binary {
-            if self.labels.iter().any(|&l| l != 0 && l != 1) {
+            if self.present.len() > 2 {
                 return Err(MetricsError::arg(
-                    "precision_recall_fscore_support",
-                    format!("average Binary needs labels 0/1, got {:?}", self.labels),
+                    name,
+                    format!(
+                        "average Binary needs at most two labels, got {:?}: the target is multi-class, \
+                         use Average::Micro, Macro, Weighted or None",
+                        self.present
+                    ),
                 ));
             }
-            self.labels.iter().position(|&l| l == 1).into_iter().collect()
+            if !self.present.contains(&1) {
+                if self.present.len() == 2 {
+                    return Err(MetricsError::arg(
+                        name,
+                        format!(
+                            "average Binary scores pos_label=1, which is not a valid label; it should be one of \
+                             {:?}: use labels that include 1, or Average::Micro, Macro or Weighted",
+                            self.present
+                        ),
+                    ));
+                }
+                // Label 1 never occurs: it scores 0.0 (zero division), as in scikit-learn.
+                Vec::new()
+            } else {
+                let Some(i) = self.labels.iter().position(|&l| l == 1) else {
+                    return Err(MetricsError::arg(
+                        name,
+                        format!("average Binary scores label 1, which labels {:?} omits: add 1 to labels", self.labels),
+                    ));
+                };
+                vec![i]
+            }
         } else {
             (0..self.labels.len()).collect()
         };
@@ -410,6 +461,7 @@ pub fn precision_recall_fscore_support(
         support: (0..n).map(|i| c.support(i)).collect(),
         labels,
         counts: c,
+        present: unique_labels(y_true, y_pred),
     })
 }
 

@@ -18,8 +18,7 @@ fn error_mean(
     let n = y_true.n_samples();
     let w = sample_weights(name, sample_weight, n, y_true.dims())?;
     let v: Vec<f64> = y_true.data().iter().zip(y_pred.data()).map(|(a, b)| f(a - b)).collect();
-    acc.add_samples(&v, n, &w);
-    Ok(())
+    acc.add_samples(name, &v, n, &w)
 }
 
 macro_rules! error_metric {
@@ -113,7 +112,8 @@ struct R2Col {
 /// Inputs are `[batch]` (one output) or `[batch, outputs]`. Statistics are merged batch by
 /// batch (Chan's parallel mean/variance update), so streaming equals one batch up to rounding.
 /// As scikit-learn (`force_finite=True`): a constant `y_true` scores 1.0 when predicted
-/// exactly, else 0.0; with fewer than two samples the score is NaN.
+/// exactly, else 0.0; with fewer than two samples, or a zero total sample weight, the score
+/// is NaN (undefined; Keras gives NaN, scikit-learn raises). A failed update changes nothing.
 #[derive(Debug, Clone)]
 pub struct R2Score {
     name: String,
@@ -144,7 +144,7 @@ impl R2Score {
         self.cols
             .iter()
             .map(|c| {
-                if self.samples < 2 {
+                if self.samples < 2 || c.w == 0.0 {
                     f64::NAN
                 } else if c.m2 == 0.0 {
                     if c.sse == 0.0 {
@@ -176,20 +176,25 @@ impl Metric for R2Score {
         if y_true.dims() != y_pred.dims() && y_true.rank() >= 2 {
             return Err(MetricsError::shape(&self.name, y_true.dims(), y_pred.dims(), "expected equal shapes"));
         }
+        let n = y_true.n_samples();
+        let w = sample_weights(&self.name, sample_weight, n, y_true.dims())?;
         if outputs == 0 || y_true.data().is_empty() {
             return Ok(());
         }
-        if self.cols.is_empty() {
-            self.cols = vec![R2Col::default(); outputs];
-        } else if self.cols.len() != outputs {
+        if !self.cols.is_empty() && self.cols.len() != outputs {
             return Err(MetricsError::input(
                 &self.name,
-                format!("{outputs} outputs in this batch but {} before", self.cols.len()),
+                format!(
+                    "{outputs} outputs in this batch but {} before: keep the output width, or reset_state first",
+                    self.cols.len()
+                ),
             ));
         }
+        // Every check has passed: from here on the update cannot fail.
+        if self.cols.is_empty() {
+            self.cols = vec![R2Col::default(); outputs];
+        }
         let rows = y_true.data().len() / outputs;
-        let n = y_true.n_samples();
-        let w = sample_weights(&self.name, sample_weight, n, y_true.dims())?;
         let per = (rows / n.max(1)).max(1);
         let (t, p) = (y_true.data(), y_pred.data());
         for (j, col) in self.cols.iter_mut().enumerate() {
@@ -220,7 +225,7 @@ impl Metric for R2Score {
         Ok(())
     }
 
-    /// Mean of the per-output scores (NaN with fewer than two samples).
+    /// Mean of the per-output scores (NaN with fewer than two samples or zero total weight).
     fn result(&self) -> f64 {
         let v = self.per_output();
         if v.is_empty() {
@@ -251,7 +256,8 @@ pub fn mean_absolute_error(y_true: &[f64], y_pred: &[f64], sample_weight: Option
     one_shot(&mut MeanAbsoluteError::new(), y_true, y_pred, sample_weight)
 }
 
-/// R² of two slices (scikit-learn's `r2_score`, `force_finite=True`; NaN with fewer than 2 samples).
+/// R² of two slices (scikit-learn's `r2_score`, `force_finite=True`; NaN with fewer than 2 samples
+/// or when the sample weights sum to zero).
 pub fn r2_score(y_true: &[f64], y_pred: &[f64], sample_weight: Option<&[f64]>) -> Result<f64> {
     one_shot(&mut R2Score::new(), y_true, y_pred, sample_weight)
 }

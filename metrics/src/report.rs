@@ -33,10 +33,30 @@ pub fn classification_report(y_true: &[i64], y_pred: &[i64], target_names: Optio
 
 fn fmt_support(v: f64, weighted: bool) -> String {
     if weighted {
-        // Python prints a float support as its repr (`3.0`, `2.5`).
-        format!("{v:?}")
+        // Python prints a float support as its repr (`3.0`, `2.5`, `1e+16`, `1e-05`).
+        python_float_repr(v)
     } else {
         format!("{}", v.round() as i64)
+    }
+}
+
+/// A float as Python's `repr` prints it: the shortest round-trip digits (as Rust's `Debug`, which
+/// switches to scientific notation at the same bounds, below 1e-4 and from 1e16), with Python's
+/// exponent (sign always, at least two digits) and `nan`.
+fn python_float_repr(v: f64) -> String {
+    if v.is_nan() {
+        return "nan".into();
+    }
+    let s = format!("{v:?}");
+    match s.split_once('e') {
+        Some((mantissa, exp)) => {
+            let (sign, digits) = match exp.strip_prefix('-') {
+                Some(d) => ('-', d),
+                None => ('+', exp.trim_start_matches('+')),
+            };
+            format!("{mantissa}e{sign}{digits:0>2}")
+        }
+        None => s,
     }
 }
 
@@ -97,4 +117,29 @@ pub fn classification_report_with(y_true: &[i64], y_pred: &[i64], opts: &ReportO
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::python_float_repr;
+
+    #[test]
+    fn float_repr_matches_python() {
+        for (v, py) in [
+            (3.0, "3.0"),
+            (2.5, "2.5"),
+            (0.0001, "0.0001"),
+            (9.9e-5, "9.9e-05"),
+            (1e-5, "1e-05"),
+            (1.2345e-100, "1.2345e-100"),
+            (9999999999999998.0, "9999999999999998.0"),
+            (1e16, "1e+16"),
+            (-2.5e20, "-2.5e+20"),
+            (1e300, "1e+300"),
+            (f64::INFINITY, "inf"),
+            (f64::NAN, "nan"),
+        ] {
+            assert_eq!(python_float_repr(v), py);
+        }
+    }
 }
