@@ -83,7 +83,8 @@ pub mod prelude {
     pub use keel_tensor::{DType, Device, Padding, Shape, Tensor};
     pub use keel_train::MetricSpec as Metric;
     pub use keel_train::{
-        CSVLogger, Callback, Checkpoint, EarlyStopping, Fit, History, KerasModel, LearningRateScheduler, Losses, Model,
-        ModelCheckpoint, ReduceLROnPlateau, Sequential, TerminateOnNaN, NO_METRICS,
+        CSVLogger, Callback, Checkpoint, EarlyStopping, Fit, History, KerasModel, LambdaCallback,
+        LearningRateScheduler, Losses, Model, ModelCheckpoint, ReduceLROnPlateau, Sequential, TerminateOnNaN,
+        NO_METRICS,
     };
 }

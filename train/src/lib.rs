@@ -42,7 +42,7 @@ mod spec;
 mod step_results;
 
 pub use callbacks::{
-    CSVLogger, Callback, CallbackContext, EarlyStopping, LearningRateScheduler, Logs, ModelCheckpoint,
+    CSVLogger, Callback, CallbackContext, EarlyStopping, LambdaCallback, LearningRateScheduler, Logs, ModelCheckpoint,
     ReduceLROnPlateau, TerminateOnNaN,
 };
 pub use checkpoint::Checkpoint;

@@ -22,6 +22,9 @@ pub(crate) struct EpochLogs {
     output_losses: Vec<String>,
     /// Log name (as given to `compile`, e.g. "accuracy"), the output it reads, the metric.
     metrics: Vec<(String, usize, Box<dyn Metric + Send>)>,
+    /// Per metric: a batch's predictions held NaN (a diverged model), so the metric's
+    /// result for this epoch is NaN; training goes on (TerminateOnNaN stops it).
+    poisoned: Vec<bool>,
 }
 
 impl EpochLogs {
@@ -37,7 +40,8 @@ impl EpochLogs {
             .collect::<Result<Vec<_>>>()?;
         let output_losses: Vec<String> =
             if outputs.len() > 1 { outputs.iter().map(|o| format!("{}_loss", o.name)).collect() } else { Vec::new() };
-        Ok(EpochLogs { loss_sums: vec![0.0; 1 + output_losses.len()], seen: 0.0, output_losses, metrics })
+        let poisoned = vec![false; metrics.len()];
+        Ok(EpochLogs { loss_sums: vec![0.0; 1 + output_losses.len()], seen: 0.0, output_losses, metrics, poisoned })
     }
 
     /// Fold in one batch (host tensors, one per output). The metrics are unweighted, as
@@ -47,9 +51,23 @@ impl EpochLogs {
             *sum += l * batch as f64;
         }
         self.seen += batch as f64;
-        for (_, o, m) in &mut self.metrics {
+        // keel-metrics refuses NaN scores; a model that diverged gives NaN predictions and
+        // its metrics are then NaN for the epoch, as its loss is, rather than ending `fit`
+        let mut nan_in: Vec<Option<bool>> = vec![None; y_pred.len()];
+        for ((_, o, m), poisoned) in self.metrics.iter_mut().zip(&mut self.poisoned) {
             let (Some(t), Some(p)) = (y_true.get(*o), y_pred.get(*o)) else { return Err(lost("a prediction")) };
-            m.update_state(t, p, None)?;
+            let nan = match nan_in[*o] {
+                Some(nan) => nan,
+                None => {
+                    let nan = p.dtype().is_float() && p.to_vec_f64()?.iter().any(|v| v.is_nan());
+                    nan_in[*o] = Some(nan);
+                    nan
+                }
+            };
+            *poisoned |= nan;
+            if !*poisoned {
+                m.update_state(t, p, None)?;
+            }
         }
         Ok(())
     }
@@ -62,8 +80,8 @@ impl EpochLogs {
         for (name, sum) in self.output_losses.iter().zip(&self.loss_sums[1..]) {
             out.push((format!("{prefix}{name}"), mean(*sum)));
         }
-        for (name, _, m) in &self.metrics {
-            out.push((format!("{prefix}{name}"), m.result()));
+        for ((name, _, m), poisoned) in self.metrics.iter().zip(&self.poisoned) {
+            out.push((format!("{prefix}{name}"), if *poisoned { f64::NAN } else { m.result() }));
         }
         out
     }

@@ -232,6 +232,28 @@ fn a_nan_feature_reaches_the_loss_through_relu_and_stops_training() {
     assert!(h.last("loss").unwrap().is_nan());
 }
 
+/// NaN predictions make the epoch's metrics NaN (keel-metrics refuses NaN scores), they do
+/// not end `fit` with an error: a diverged run reads as NaN, as its loss does.
+#[test]
+fn nan_predictions_make_the_metrics_nan_not_an_error() {
+    let (x, y) = blobs(8, 64);
+    let mut xv = x.to_vec::<f32>().unwrap();
+    xv[2 * 20] = f32::NAN;
+    let x_nan = Tensor::from_vec(xv, (64, 2)).unwrap();
+    let mut m = mlp(6);
+    m.compile(SGD::new(0.1), Loss::BinaryCrossentropy, &["accuracy", "auc"]).unwrap();
+    let h = m
+        .fit(&x_nan, &y, Fit::new().epochs(2).batch_size(16).shuffle(false).verbose(0).validation_data(&x, &y))
+        .unwrap();
+    for k in ["loss", "accuracy", "auc"] {
+        assert!(h.get(k).unwrap().iter().all(|v| v.is_nan()), "{k}: {:?}", h.get(k));
+    }
+    // the NaN steps were skipped, so the weights and the clean validation set stay finite
+    for k in ["val_loss", "val_accuracy", "val_auc"] {
+        assert!(h.get(k).unwrap().iter().all(|v| v.is_finite()), "{k}: {:?}", h.get(k));
+    }
+}
+
 /// A user callback that records hooks and edits weights and the learning rate through the context.
 #[derive(Default)]
 struct Recorder {
@@ -418,4 +440,38 @@ fn callbacks_refuse_to_override_a_learning_rate_schedule() {
         let e = r.unwrap_err().to_string();
         assert!(e.contains("schedule") && e.contains("not settable"), "{which}: {e}");
     }
+}
+
+/// Keras's LambdaCallback: closures on each hook, called in order with the indices and logs.
+#[test]
+fn lambda_callback_runs_its_closures() {
+    use keel_train::LambdaCallback;
+    let (x, y) = blobs(7, 32);
+    let mut m = mlp(0);
+    m.compile(SGD::new(0.1), Loss::BinaryCrossentropy, NO_METRICS).unwrap();
+    let mut events: Vec<String> = Vec::new();
+    let events_cell = std::cell::RefCell::new(&mut events);
+    let cb = LambdaCallback::new()
+        .on_train_begin(|| events_cell.borrow_mut().push("begin".into()))
+        .on_epoch_begin(|e| events_cell.borrow_mut().push(format!("epoch {e}")))
+        .on_train_batch_end(|b, logs| {
+            events_cell.borrow_mut().push(format!("batch {b} {}", logs.get("loss").is_some()))
+        })
+        .on_epoch_end(|e, logs| events_cell.borrow_mut().push(format!("end {e} {:.6}", logs.get("val_loss").unwrap())))
+        .on_train_end(|| events_cell.borrow_mut().push("done".into()));
+    let h = m.fit(&x, &y, Fit::new().epochs(2).batch_size(16).verbose(0).validation_data(&x, &y).callback(cb)).unwrap();
+    let v = h.get("val_loss").unwrap();
+    let want = [
+        "begin".to_string(),
+        "epoch 0".into(),
+        "batch 0 true".into(),
+        "batch 1 true".into(),
+        format!("end 0 {:.6}", v[0]),
+        "epoch 1".into(),
+        "batch 0 true".into(),
+        "batch 1 true".into(),
+        format!("end 1 {:.6}", v[1]),
+        "done".into(),
+    ];
+    assert_eq!(events, want);
 }

@@ -22,6 +22,7 @@
 
 mod csv_logger;
 mod early_stopping;
+mod lambda;
 mod lr_scheduler;
 mod model_checkpoint;
 mod reduce_lr;
@@ -29,6 +30,7 @@ mod terminate_on_nan;
 
 pub use csv_logger::CSVLogger;
 pub use early_stopping::EarlyStopping;
+pub use lambda::LambdaCallback;
 pub use lr_scheduler::LearningRateScheduler;
 pub use model_checkpoint::ModelCheckpoint;
 pub use reduce_lr::ReduceLROnPlateau;
