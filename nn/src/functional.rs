@@ -171,7 +171,8 @@ pub fn add(xs: &[SymbolicTensor]) -> Result<SymbolicTensor> {
     Add::new().call_multi(xs)
 }
 
-/// `xs` joined along per-sample `axis` (a [`Concatenate`] layer).
+/// `xs` joined along `axis` (a [`Concatenate`] layer; Keras's axis, counting the batch
+/// axis: `-1` is the last, `1` the first per-sample axis).
 pub fn concatenate(xs: &[SymbolicTensor], axis: isize) -> Result<SymbolicTensor> {
     Concatenate::new(axis).call_multi(xs)
 }

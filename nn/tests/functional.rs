@@ -111,3 +111,28 @@ fn graph_errors_are_reported() {
     assert!(m.predict(std::slice::from_ref(&bad)).is_err());
     assert!(m.predict(&[bad.clone(), bad]).is_err());
 }
+
+/// `Concatenate`'s axis counts the batch axis, as Keras's does: `Concatenate(axis=1)` on
+/// flat features joins them, on images joins the rows; axis 0 (the batch) is an error.
+#[test]
+fn concatenate_counts_the_batch_axis_like_keras() {
+    let c = concatenate(&[Input::new([4]), Input::new([3])], 1).unwrap();
+    assert_eq!(c.shape(), &[7]);
+    let (a, b) = (Input::new([2, 3, 1]), Input::new([2, 3, 1]));
+    assert_eq!(concatenate(&[a.clone(), b.clone()], 1).unwrap().shape(), &[4, 3, 1]);
+    assert_eq!(concatenate(&[a.clone(), b.clone()], 2).unwrap().shape(), &[2, 6, 1]);
+    assert_eq!(concatenate(&[a.clone(), b.clone()], 3).unwrap().shape(), &[2, 3, 2]);
+    assert_eq!(concatenate(&[a.clone(), b.clone()], -1).unwrap().shape(), &[2, 3, 2]);
+    assert_eq!(concatenate(&[a.clone(), b.clone()], -3).unwrap().shape(), &[4, 3, 1]);
+    for bad in [0, 4, -4] {
+        let e = concatenate(&[a.clone(), b.clone()], bad).unwrap_err().to_string();
+        assert!(e.contains("batch axis"), "{bad}: {e}");
+    }
+    // the values follow the shapes: rows of a, then rows of b
+    let m = Model::new(&[a.clone(), b.clone()], &[concatenate(&[a, b], 1).unwrap()]).unwrap();
+    let xa = Tensor::from_vec((0..6).map(|v| v as f32).collect::<Vec<_>>(), (1, 2, 3, 1)).unwrap();
+    let xb = Tensor::from_vec((10..16).map(|v| v as f32).collect::<Vec<_>>(), (1, 2, 3, 1)).unwrap();
+    let out = m.predict(&[xa, xb]).unwrap().remove(0);
+    assert_eq!(out.dims(), &[1, 4, 3, 1]);
+    assert_eq!(out.to_vec::<f32>().unwrap(), [0., 1., 2., 3., 4., 5., 10., 11., 12., 13., 14., 15.]);
+}

@@ -5,7 +5,9 @@ use crate::{Error, Result};
 use keel_autograd::Var;
 use keel_tensor::rng::Rng;
 
-/// Join inputs along `axis` (a per-sample axis; `-1` = channels, the Keras default).
+/// Join inputs along `axis`, counted as Keras counts it: with the batch axis (axis 0, which
+/// cannot be joined), so `1` is the first per-sample axis; negative counts from the end
+/// (`-1` = features/channels, the Keras default).
 pub struct Concatenate {
     name: String,
     input_shape: Option<Vec<usize>>,
@@ -14,7 +16,8 @@ pub struct Concatenate {
 }
 
 impl Concatenate {
-    /// Concatenate along per-sample `axis` (negative counts from the end).
+    /// Concatenate along `axis` (Keras's: `1` is the first axis after the batch axis,
+    /// negative counts from the end).
     pub fn new(axis: isize) -> Self {
         Concatenate { name: String::new(), input_shape: None, axis, built: false }
     }
@@ -25,18 +28,24 @@ impl Concatenate {
         self
     }
 
-    /// The per-sample axis resolved for rank `rank`.
+    /// The per-sample axis that `axis` names for per-sample rank `rank` (a batch has rank
+    /// `rank + 1`; axis 0, the batch axis, is refused).
     fn resolve(&self, rank: usize, got: &[usize]) -> Result<usize> {
-        let a = if self.axis < 0 { rank as isize + self.axis } else { self.axis };
-        if a < 0 || a as usize >= rank {
+        let full = rank as isize + 1;
+        let a = if self.axis < 0 { full + self.axis } else { self.axis };
+        if a < 1 || a >= full {
             return Err(Error::IncompatibleInput {
                 layer: self.name.clone(),
                 class: "Concatenate",
-                expected: format!("inputs with a per-sample axis {}", self.axis),
+                expected: format!(
+                    "inputs with an axis {} other than the batch axis (Keras counts the batch axis: 1 is the \
+                     first per-sample axis, -1 the last)",
+                    self.axis
+                ),
                 got: got.to_vec(),
             });
         }
-        Ok(a as usize)
+        Ok(a as usize - 1)
     }
 }
 
