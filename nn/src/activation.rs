@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 ///
 /// Parameterised Keras activations use Keras 3's defaults: `leaky_relu` has
 /// negative slope 0.2, `elu` has alpha 1.0; `gelu` is the exact (erf) form;
-/// `softmax` runs over the last axis.
+/// `softmax` and `log_softmax` run over the last axis; `hard_sigmoid` is Keras 3's
+/// `relu6(x + 3) / 6`. The activations after `Softplus` are compositions of
+/// elementwise ops (so they run, and differentiate, on every backend).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Activation {
@@ -35,12 +37,33 @@ pub enum Activation {
     Silu,
     /// `ln(1 + e^x)`.
     Softplus,
+    /// Scaled ELU: `scale * elu(x, alpha)` with Keras's constants ([`SELU_ALPHA`], [`SELU_SCALE`]).
+    Selu,
+    /// `x / (1 + |x|)`.
+    Softsign,
+    /// `min(max(x, 0), 6)`.
+    Relu6,
+    /// `relu6(x + 3) / 6` (Keras 3).
+    HardSigmoid,
+    /// `x * hard_sigmoid(x)` (`"hard_silu"` or `"hard_swish"`).
+    #[serde(alias = "hard_swish")]
+    HardSilu,
+    /// `x * tanh(softplus(x))`.
+    Mish,
+    /// `e^x`.
+    Exponential,
+    /// Log-softmax over the last axis.
+    LogSoftmax,
 }
 
 /// Negative slope of [`Activation::LeakyRelu`] (Keras 3 default).
 pub const LEAKY_RELU_SLOPE: f64 = 0.2;
 /// Alpha of [`Activation::Elu`] (Keras default).
 pub const ELU_ALPHA: f64 = 1.0;
+/// Alpha of [`Activation::Selu`] (Keras's, from Klambauer et al. 2017).
+pub const SELU_ALPHA: f64 = 1.673_263_242_354_377_3;
+/// Scale of [`Activation::Selu`] (Keras's).
+pub const SELU_SCALE: f64 = 1.050_700_987_355_480_5;
 
 impl Activation {
     /// Every activation, in declaration order.
@@ -55,6 +78,14 @@ impl Activation {
         Activation::Gelu,
         Activation::Silu,
         Activation::Softplus,
+        Activation::Selu,
+        Activation::Softsign,
+        Activation::Relu6,
+        Activation::HardSigmoid,
+        Activation::HardSilu,
+        Activation::Mish,
+        Activation::Exponential,
+        Activation::LogSoftmax,
     ];
 
     /// Look up an activation by its Keras name (`"relu"`, `"swish"`, `"linear"`, ...).
@@ -71,6 +102,14 @@ impl Activation {
             "gelu" => Activation::Gelu,
             "silu" | "swish" => Activation::Silu,
             "softplus" => Activation::Softplus,
+            "selu" => Activation::Selu,
+            "softsign" => Activation::Softsign,
+            "relu6" => Activation::Relu6,
+            "hard_sigmoid" => Activation::HardSigmoid,
+            "hard_silu" | "hard_swish" => Activation::HardSilu,
+            "mish" => Activation::Mish,
+            "exponential" => Activation::Exponential,
+            "log_softmax" => Activation::LogSoftmax,
             _ => return Err(Error::UnknownName { kind: "activation", name: name.to_string() }),
         })
     }
@@ -88,6 +127,14 @@ impl Activation {
             Activation::Gelu => "gelu",
             Activation::Silu => "silu",
             Activation::Softplus => "softplus",
+            Activation::Selu => "selu",
+            Activation::Softsign => "softsign",
+            Activation::Relu6 => "relu6",
+            Activation::HardSigmoid => "hard_sigmoid",
+            Activation::HardSilu => "hard_silu",
+            Activation::Mish => "mish",
+            Activation::Exponential => "exponential",
+            Activation::LogSoftmax => "log_softmax",
         }
     }
 
@@ -109,6 +156,14 @@ impl Activation {
             Activation::Gelu => x.gelu()?,
             Activation::Silu => x.silu()?,
             Activation::Softplus => x.softplus()?,
+            Activation::Selu => x.elu(SELU_ALPHA)?.mul_scalar(SELU_SCALE)?,
+            Activation::Softsign => x.div(&x.abs()?.add_scalar(1.0)?)?,
+            Activation::Relu6 => x.clamp(0.0, 6.0)?,
+            Activation::HardSigmoid => hard_sigmoid(x)?,
+            Activation::HardSilu => x.mul(&hard_sigmoid(x)?)?,
+            Activation::Mish => x.mul(&x.softplus()?.tanh()?)?,
+            Activation::Exponential => x.exp()?,
+            Activation::LogSoftmax => x.log_softmax(-1)?,
         })
     }
 
@@ -116,6 +171,11 @@ impl Activation {
     pub fn apply_tensor(self, x: &Tensor) -> Result<Tensor> {
         Ok(self.apply(&Var::constant(x.clone()))?.into_value())
     }
+}
+
+/// Keras 3's `hard_sigmoid`: `relu6(x + 3) / 6`, i.e. `clamp(x / 6 + 1/2, 0, 1)`.
+fn hard_sigmoid(x: &Var) -> Result<Var> {
+    Ok(x.mul_scalar(1.0 / 6.0)?.add_scalar(0.5)?.clamp(0.0, 1.0)?)
 }
 
 impl std::fmt::Display for Activation {

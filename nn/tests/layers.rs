@@ -271,3 +271,57 @@ fn layer_configs_are_keras_like() {
     assert_eq!(d["kernel_regularizer"]["config"]["l2"], 0.01);
     assert_eq!(d["units"], 3);
 }
+
+/// A NaN token id is an error (it used to cast to 0 and read row 0); out-of-range ids too.
+#[test]
+fn embedding_refuses_nan_and_out_of_range_ids() {
+    let (e, _) = built(Embedding::new(5, 2), &[3]);
+    let run = |ids: Vec<f32>| {
+        let x = Tensor::from_vec(ids, (1, 3)).unwrap();
+        e.forward(&Var::constant(x), &mut Ctx::inference()).map(|v| v.value().dims().to_vec())
+    };
+    assert_eq!(run(vec![0.0, 1.0, 4.0]).unwrap(), [1, 3, 2]);
+    let msg = run(vec![f32::NAN, 1.0, 2.0]).unwrap_err().to_string();
+    assert!(msg.contains("NaN") && msg.contains("0..5"), "{msg}");
+    assert!(run(vec![5.0, 1.0, 2.0]).is_err());
+    assert!(run(vec![-1.0, 1.0, 2.0]).is_err());
+}
+
+/// The Keras 3 activations composed of elementwise ops: values against their formulas in
+/// f64 (Keras's constants) and gradients by finite differences.
+#[test]
+fn composed_activations_match_keras_formulas_and_gradchecks() {
+    use keel_nn::activation::{SELU_ALPHA, SELU_SCALE};
+    let xs: [f64; 9] = [-7.0, -3.5, -1.2, -0.3, 0.4, 1.1, 2.9, 5.5, 8.0];
+    let softplus = |x: f64| (1.0 + x.exp()).ln();
+    let hard_sigmoid = |x: f64| ((x + 3.0).clamp(0.0, 6.0)) / 6.0;
+    let lse = xs.iter().map(|v| v.exp()).sum::<f64>().ln();
+    let cases: [(Activation, &dyn Fn(f64) -> f64); 8] = [
+        (Activation::Selu, &|x| SELU_SCALE * if x > 0.0 { x } else { SELU_ALPHA * (x.exp() - 1.0) }),
+        (Activation::Softsign, &|x| x / (1.0 + x.abs())),
+        (Activation::Relu6, &|x| x.clamp(0.0, 6.0)),
+        (Activation::HardSigmoid, &hard_sigmoid),
+        (Activation::HardSilu, &|x| x * hard_sigmoid(x)),
+        (Activation::Mish, &|x| x * softplus(x).tanh()),
+        (Activation::Exponential, &|x| x.exp()),
+        (Activation::LogSoftmax, &|x| x - lse),
+    ];
+    let x = Tensor::from_vec(xs.to_vec(), (1, xs.len())).unwrap();
+    for (a, f) in cases {
+        let got = a.apply_tensor(&x).unwrap().to_vec::<f64>().unwrap();
+        for (g, &v) in got.iter().zip(&xs) {
+            assert!((g - f(v)).abs() < 1e-12 * f(v).abs().max(1.0), "{a}({v}) = {g}, want {}", f(v));
+        }
+        assert_eq!(Activation::from_name(a.name()).unwrap(), a);
+        // away from the kinks of relu6/hard_sigmoid (at 0, 6, -3, 3), which xs avoids
+        keel_autograd::gradcheck(|v| Ok(a.apply(&v[0]).expect("forward")), std::slice::from_ref(&x))
+            .unwrap_or_else(|e| panic!("{a}: {e}"));
+    }
+    assert_eq!(Activation::from_name("hard_swish").unwrap(), Activation::HardSilu);
+    // f32: selu keeps Keras's self-normalising constants
+    let y = Activation::Selu.apply_tensor(&Tensor::from_vec(vec![-1.0f32, 1.0], 2).unwrap()).unwrap();
+    let want = [SELU_SCALE * SELU_ALPHA * ((-1.0f64).exp() - 1.0), SELU_SCALE];
+    for (g, w) in y.to_vec::<f32>().unwrap().iter().zip(want) {
+        assert!((*g as f64 - w).abs() < 1e-6, "{g} vs {w}");
+    }
+}

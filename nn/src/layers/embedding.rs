@@ -118,7 +118,18 @@ impl Layer for Embedding {
         let table = ctx.variable(built(&self.table, self)?);
         let ids = match x.dtype() {
             DType::I64 => x.value().clone(),
-            _ => x.value().to_dtype(DType::I64)?,
+            d => {
+                // a NaN id would cast to 0 and read row 0 (checked where it costs no GPU
+                // round trip: on the host; out-of-range ids are refused on every device)
+                let on_host = x.value().device() == keel_tensor::Device::Cpu;
+                if d.is_float() && on_host && x.value().to_vec_f64()?.iter().any(|v| v.is_nan()) {
+                    return Err(Error::config(
+                        format!("layer \"{}\" (Embedding)", self.name),
+                        format!("a token id is NaN; ids must be whole numbers in 0..{}", self.cfg.input_dim),
+                    ));
+                }
+                x.value().to_dtype(DType::I64)?
+            }
         };
         let n = ids.elem_count();
         let rows = table.index_select(&ids.reshape([n])?, 0)?;
