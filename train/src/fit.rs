@@ -97,6 +97,7 @@ pub struct Fit<'a> {
     pub(crate) epochs: usize,
     pub(crate) verbose: u8,
     pub(crate) validation_data: Option<(Inputs<'a>, Targets<'a>)>,
+    pub(crate) validation_source: Option<&'a mut dyn keel_data::BatchSource>,
     pub(crate) validation_split: f64,
     pub(crate) shuffle: bool,
     pub(crate) seed: u64,
@@ -121,6 +122,7 @@ impl<'a> Fit<'a> {
             epochs: 1,
             verbose: 1,
             validation_data: None,
+            validation_source: None,
             validation_split: 0.0,
             shuffle: true,
             seed: 0,
@@ -160,6 +162,15 @@ impl<'a> Fit<'a> {
     /// `fit`'s.
     pub fn validation_data(mut self, x: impl Into<Inputs<'a>>, y: impl Into<Targets<'a>>) -> Self {
         self.validation_data = Some((x.into(), y.into()));
+        self
+    }
+
+    /// Evaluate on a batch source at the end of every epoch (Keras's `validation_data=val_ds`):
+    /// a `DataLoader`, `image_dataset_from_directory`, ..., read in its epoch-0 order (give
+    /// it no shuffling or augmentation). Single-output models; it replaces
+    /// `validation_split`, as `validation_data` does.
+    pub fn validation_source(mut self, source: &'a mut dyn keel_data::BatchSource) -> Self {
+        self.validation_source = Some(source);
         self
     }
 

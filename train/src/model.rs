@@ -314,6 +314,10 @@ impl<N: Network> KerasModel<N> {
             Some((vx, vy)) => Some(self.check_validation_data(vx, vy, Some(&xs))?),
             None => None,
         };
+        let val_source = cfg.validation_source.take();
+        if val_source.is_some() && val_data.is_some() {
+            return Err(Error::invalid("fit", "give validation_data or validation_source, not both"));
+        }
         if cfg.batch_size == 0 {
             return Err(Error::invalid("fit", "batch_size must be at least 1"));
         }
@@ -328,7 +332,7 @@ impl<N: Network> KerasModel<N> {
         // Keras: validation_data, when given, is the validation set and the split is not
         // made; else the split is the last fraction of the samples, taken before shuffling,
         // at floor(n * (1 - validation_split)), with its share of sample_weight.
-        let split = cfg.validation_split > 0.0 && val_data.is_none();
+        let split = cfg.validation_split > 0.0 && val_data.is_none() && val_source.is_none();
         let n_train = if split { (n as f64 * (1.0 - cfg.validation_split)).floor() as usize } else { n };
         if split && (n_train == 0 || n_train == n) {
             return Err(Error::invalid(
@@ -369,7 +373,7 @@ impl<N: Network> KerasModel<N> {
             seed: cfg.seed,
         };
         let callbacks = CallbackList { list: std::mem::take(&mut cfg.callbacks) };
-        self.run_fit(&mut source, val, &cfg, callbacks)
+        self.run_fit(&mut source, val, val_source, &cfg, callbacks)
     }
 
     /// The dtype the model takes its input in: the compute dtype when every layer reading
@@ -447,19 +451,33 @@ impl<N: Network> KerasModel<N> {
             }
             None => None,
         };
+        let val_source = cfg.validation_source.take();
+        if val_source.is_some() && val.is_some() {
+            return Err(Error::invalid("fit_source", "give validation_data or validation_source, not both"));
+        }
         let mut src = SourceBatches { inner: source };
         let callbacks = CallbackList { list: std::mem::take(&mut cfg.callbacks) };
-        self.run_fit(&mut src, val, &cfg, callbacks)
+        self.run_fit(&mut src, val, val_source, &cfg, callbacks)
     }
 
     fn run_fit(
         &mut self,
         source: &mut dyn WeightedSource,
         val: Option<(Vec<Tensor>, Vec<Tensor>, Option<Tensor>)>,
+        mut val_source: Option<&mut dyn BatchSource>,
         cfg: &Fit<'_>,
         mut callbacks: CallbackList<'_>,
     ) -> Result<History> {
         let Some(compiled) = &self.compiled else { return Err(Error::NotCompiled("fit")) };
+        if val_source.is_some() && compiled.outputs.len() > 1 {
+            return Err(Error::invalid(
+                "fit",
+                format!(
+                    "a validation_source gives one y, but the model has {} outputs; give validation_data",
+                    compiled.outputs.len()
+                ),
+            ));
+        }
         if cfg.steps_per_execution == 0 {
             return Err(Error::invalid("fit", "steps_per_execution must be at least 1"));
         }
@@ -557,6 +575,8 @@ impl<N: Network> KerasModel<N> {
             let mut epoch_logs = logs.logs("");
             if let Some((vx, vy, vw)) = &val {
                 epoch_logs.extend(self.evaluate_logs(vx, vy, vw.as_ref(), cfg.batch_size, "val_")?);
+            } else if let Some(src) = val_source.as_deref_mut() {
+                epoch_logs.extend(self.evaluate_source_logs("fit (validation_source)", src, "val_")?);
             }
             progress.finish(&epoch_logs);
             let mut epoch_logs = Logs::from(epoch_logs);
@@ -655,24 +675,76 @@ impl<N: Network> KerasModel<N> {
         if batch_size == 0 {
             return Err(Error::invalid("evaluate", "batch_size must be at least 1"));
         }
-        let mut logs = EpochLogs::new(&compiled.metrics, &compiled.outputs)?;
-        // nothing watches single batches here: read the results back a window at a time
-        let mut queue = StepQueue::new(READ_WINDOW, &logs);
-        let dev = self.device;
-        self.net.to_device(&dev)?;
+        self.net.to_device(&self.device)?;
         let xs = self.stage_on_device(xs.to_vec());
         let dtypes: Vec<DType> = (0..xs.len()).map(|i| self.input_dtype_at(i)).collect();
-        // the weights stay fixed: under mixed precision cast each once, not once per batch
-        let casts = CastCache::new();
-        let mut start = 0;
-        while start < n {
+        let batches = (0..n).step_by(batch_size).map(|start| {
             let len = batch_size.min(n - start);
             let xb = self.input_batch(&xs, &dtypes, start, len)?;
             let y_host = ys.iter().map(|y| y.narrow(0, start, len)).collect::<std::result::Result<Vec<_>, _>>()?;
-            let yb = y_host.iter().map(|y| y.to_device(&dev)).collect::<std::result::Result<Vec<_>, _>>()?;
+            let wb = w.map(|w| w.narrow(0, start, len)?.to_dtype(DType::F32)?.to_device(&self.device)).transpose()?;
+            Ok((xb, y_host, wb))
+        });
+        self.evaluate_batches(compiled, batches, prefix)
+    }
+
+    /// Loss and metrics over a batch source (one `y` per batch), each name prefixed by
+    /// `prefix`: the source's batches of epoch 0, in order.
+    fn evaluate_source_logs(
+        &self,
+        op: &'static str,
+        source: &mut dyn BatchSource,
+        prefix: &str,
+    ) -> Result<Vec<(String, f64)>> {
+        let compiled = self.compiled.as_ref().ok_or(Error::NotCompiled(op))?;
+        if compiled.outputs.len() > 1 {
+            return Err(Error::invalid(
+                op,
+                format!("a batch source gives one y, but the model has {} outputs", compiled.outputs.len()),
+            ));
+        }
+        if !self.net.is_built() {
+            return Err(Error::invalid(
+                op,
+                "the model is not built; give the first layer an input_shape or fit it first",
+            ));
+        }
+        self.net.to_device(&self.device)?;
+        let dtype = self.input_dtype_at(0);
+        let batches = source.batches(0).map(|b| {
+            let (x, y) = b?;
+            if x.rank() == 0 || y.rank() == 0 || x.dims()[0] != y.dims()[0] {
+                return Err(Error::invalid(
+                    op,
+                    format!("a batch's x {} and y {} do not share a batch dimension", x.shape(), y.shape()),
+                ));
+            }
+            let xb = Var::constant(as_input(&x.to_device(&self.device)?, dtype)?);
+            Ok((vec![xb], vec![y], None))
+        });
+        self.evaluate_batches(compiled, batches, prefix)
+    }
+
+    /// Loss and metrics over `batches` (inputs on the model's device, targets as given, one
+    /// per output, weights on the device), read back a window at a time.
+    fn evaluate_batches(
+        &self,
+        compiled: &Compiled,
+        batches: impl Iterator<Item = Result<(Vec<Var>, Vec<Tensor>, Option<Tensor>)>>,
+        prefix: &str,
+    ) -> Result<Vec<(String, f64)>> {
+        let mut logs = EpochLogs::new(&compiled.metrics, &compiled.outputs)?;
+        // nothing watches single batches here: read the results back a window at a time
+        let mut queue = StepQueue::new(READ_WINDOW, &logs);
+        // the weights stay fixed: under mixed precision cast each once, not once per batch
+        let casts = CastCache::new();
+        let mut seen = 0;
+        for batch in batches {
+            let (xb, y_host, wb) = batch?;
+            let len = y_host.first().map_or(0, |y| y.dims()[0]);
+            let yb = y_host.iter().map(|y| y.to_device(&self.device)).collect::<std::result::Result<Vec<_>, _>>()?;
             let mut ctx = Ctx::inference_with(&casts);
             let heads = self.net.forward_heads(&xb, &mut ctx)?;
-            let wb = w.map(|w| w.narrow(0, start, len)?.to_dtype(DType::F32)?.to_device(&dev)).transpose()?;
             let reg = self.net.regularization_loss(&ctx)?;
             let (_, losses) = total_loss("evaluate", &compiled.outputs, &heads, (&y_host, &yb), wb.as_ref(), reg)?;
             let y_pred = heads.iter().map(|h| Ok(h.output()?.value().clone())).collect::<Result<Vec<_>>>()?;
@@ -680,7 +752,10 @@ impl<N: Network> KerasModel<N> {
             if queue.is_full() {
                 queue.flush(&mut logs)?;
             }
-            start += len;
+            seen += len;
+        }
+        if seen == 0 {
+            return Err(Error::invalid("evaluate", "no samples to evaluate: the data gave no batches"));
         }
         queue.flush(&mut logs)?;
         Ok(logs.logs(prefix))
@@ -718,6 +793,13 @@ impl<N: Network> KerasModel<N> {
         let ys = self.check_targets("evaluate", y.into())?;
         let (xs, _) = self.check_inputs("evaluate", x.into(), Some(&ys[0]))?;
         self.evaluate_logs(&xs, &ys, None, batch_size, "")
+    }
+
+    /// Every log of an evaluation over a batch source (Keras's `model.evaluate(test_ds)`):
+    /// a `DataLoader`, `image_dataset_from_directory`, ..., read in its epoch-0 order, on a
+    /// single-output model.
+    pub fn evaluate_source(&self, source: &mut dyn BatchSource) -> Result<Vec<(String, f64)>> {
+        self.evaluate_source_logs("evaluate_source", source, "")
     }
 
     /// Model outputs for `x`, computed in batches of `batch_size` with no tape (Keras `predict`),

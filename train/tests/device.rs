@@ -111,6 +111,31 @@ fn data_resident_on_the_gpu_trains_like_host_data() {
     close_trajectories("loss", hb.get("loss").unwrap(), ha.get("loss").unwrap(), 1e-6);
 }
 
+/// A batch source for training, validation and evaluation of a GPU model gives the values
+/// the same model gets on the CPU.
+#[test]
+fn batch_sources_train_validate_and_evaluate_on_the_gpu() {
+    let Some(dev) = common::gpu("batch_sources_train_validate_and_evaluate_on_the_gpu") else { return };
+    let (x, y) = images(64);
+    let run = |on: Option<Device>| {
+        let mut train = keel_data::DataLoader::from_tensors(&x, &y, 16).unwrap().shuffle(true).seed(4);
+        let mut val = keel_data::DataLoader::from_tensors(&x, &y, 16).unwrap();
+        let mut m = cnn(3);
+        if let Some(d) = on {
+            m.to_device(&d).unwrap();
+        }
+        let h = m.fit_source(&mut train, Fit::new().epochs(2).verbose(0).validation_source(&mut val)).unwrap();
+        (h, m.evaluate_source(&mut val).unwrap())
+    };
+    let ((hg, eg), (hc, ec)) = (run(Some(dev)), run(None));
+    for k in ["loss", "val_loss", "val_accuracy"] {
+        close_trajectories(k, hg.get(k).unwrap(), hc.get(k).unwrap(), 1e-3);
+    }
+    for ((kg, g), (kc, c)) in eg.iter().zip(&ec) {
+        assert!(kg == kc && rel(*g, *c) < 1e-3, "{kg}: {g} on CUDA vs {c} on the CPU");
+    }
+}
+
 /// `fit` of a GPU model on host data copies the inputs to the GPU once and gathers every
 /// batch there: it sends exactly the inputs' bytes more than a fit on inputs already on the
 /// GPU (targets on the host in both, so the work is otherwise the same), not a copy of every

@@ -110,6 +110,42 @@ fn fit_accepts_a_batch_source() {
     assert!(h.last("accuracy").unwrap() > 0.9);
 }
 
+/// Keras's `fit(train_ds, validation_data=val_ds)` and `evaluate(test_ds)`: a batch source
+/// validates and evaluates as the same tensors do (same batches, same values).
+#[test]
+fn a_batch_source_validates_and_evaluates_like_its_tensors() {
+    let (x, y) = blobs(6, 64);
+    let (vx, vy) = blobs(16, 40);
+    let mut train = DataLoader::from_tensors(&x, &y, 16).unwrap().shuffle(true).seed(2);
+    let mut val = DataLoader::from_tensors(&vx, &vy, 16).unwrap();
+    let build = || {
+        let mut m = mlp(2);
+        m.compile(Adam::new(0.05), Loss::BinaryCrossentropy, &[MetricSpec::Accuracy, MetricSpec::Auc]).unwrap();
+        m
+    };
+    let mut a = build();
+    let ha = a.fit_source(&mut train, Fit::new().epochs(3).verbose(0).validation_source(&mut val)).unwrap();
+    let mut b = build();
+    let hb =
+        b.fit_source(&mut train, Fit::new().epochs(3).batch_size(16).verbose(0).validation_data(&vx, &vy)).unwrap();
+    for k in ["val_loss", "val_accuracy", "val_auc"] {
+        assert_eq!(ha.get(k).unwrap(), hb.get(k).unwrap(), "{k}");
+    }
+    // fit on tensors takes a source for validation too (and then makes no split)
+    let mut c = build();
+    let hc = c.fit(&x, &y, Fit::new().epochs(1).validation_split(0.5).verbose(0).validation_source(&mut val)).unwrap();
+    assert_eq!(hc.last("val_loss"), Some(c.evaluate_all(&vx, &vy, 16).unwrap()[0].1));
+    assert_eq!(a.evaluate_source(&mut val).unwrap(), a.evaluate_all(&vx, &vy, 16).unwrap());
+    // both kinds of validation at once is an error, not a silent choice
+    let e = a
+        .fit_source(&mut train, Fit::new().verbose(0).validation_source(&mut val).validation_data(&vx, &vy))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not both"), "{e}");
+    let e = mlp(3).evaluate_source(&mut val).unwrap_err().to_string();
+    assert!(e.contains("not compiled"), "{e}");
+}
+
 #[test]
 fn errors_are_values() {
     let (x, y) = blobs(7, 10);

@@ -193,6 +193,10 @@ fn several_outputs_errors_say_what_to_give() {
     let mut loader = keel_data::DataLoader::from_tensors(&x, &class, 8).unwrap();
     let msg = m.fit_source(&mut loader, Fit::new().verbose(0)).unwrap_err().to_string();
     assert!(msg.contains("gives one y, but the model has 2 outputs"), "{msg}");
+    let msg =
+        m.fit(&x, [&class, &value], Fit::new().verbose(0).validation_source(&mut loader)).unwrap_err().to_string();
+    assert!(msg.contains("validation_source gives one y"), "{msg}");
+    assert!(m.evaluate_source(&mut loader).unwrap_err().to_string().contains("2 outputs"));
     let msg = m.predict(&x, 8).unwrap_err().to_string();
     assert!(msg.contains("predict_outputs"), "{msg}");
     // a sample weight weights every output's loss
