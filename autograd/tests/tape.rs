@@ -364,3 +364,22 @@ fn mul_by_a_constant_saves_only_the_constant() {
     let g = tape.backward(&y.sum_all().unwrap()).unwrap();
     close(&vals(g.get_var(&x).unwrap()), &[0.0, 2.0 * 2f64.exp()]);
 }
+
+/// `x ^ 0` has gradient 0 wrt `x`, also at `x = 0` (PyTorch's; `0 * 0^-1` would be NaN),
+/// through `pow_scalar` and through `pow` with a tensor exponent; the exponent's gradient
+/// is 0 where `x <= 0`.
+#[test]
+fn pow_with_zero_exponent_has_zero_gradient_at_zero() {
+    let p = Param::new(t(&[0.0, 0.0, 3.0], &[3]));
+    let tape = Tape::new();
+    let loss = tape.param(&p).pow_scalar(0.0).unwrap().sum_all().unwrap();
+    let grads = tape.backward(&loss).unwrap();
+    assert_eq!(vals(grads.get(&p).unwrap()), vec![0.0, 0.0, 0.0]);
+
+    let (px, py) = (Param::new(t(&[0.0, 0.0, 2.0], &[3])), Param::new(t(&[0.0, 1.0, 0.0], &[3])));
+    let tape = Tape::new();
+    let loss = tape.param(&px).pow(&tape.param(&py)).unwrap().sum_all().unwrap();
+    let grads = tape.backward(&loss).unwrap();
+    assert_eq!(vals(grads.get(&px).unwrap()), vec![0.0, 1.0, 0.0]);
+    assert_eq!(vals(grads.get(&py).unwrap()), vec![0.0, 0.0, 2f64.ln()]);
+}

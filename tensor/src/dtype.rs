@@ -99,7 +99,54 @@ macro_rules! with_dtype {
 
 with_dtype!(f32, F32, |x: f32| x as f64, |v: f64| v as f32);
 with_dtype!(f64, F64, |x: f64| x, |v: f64| v);
-with_dtype!(f16, F16, |x: f16| x.to_f64(), f16::from_f64);
-with_dtype!(bf16, BF16, |x: bf16| x.to_f64(), bf16::from_f64);
+with_dtype!(f16, F16, |x: f16| x.to_f64(), f64_to_f16);
+with_dtype!(bf16, BF16, |x: bf16| x.to_f64(), f64_to_bf16);
 with_dtype!(i64, I64, |x: i64| x as f64, |v: f64| v as i64);
 with_dtype!(u8, U8, |x: u8| x as f64, |v: f64| v as u8);
+
+/// `v` rounded to f32 by round-to-odd: exact values stay, any other rounds toward zero and
+/// sets the last bit. Rounding that to a format with at least two fewer bits (f16, bf16)
+/// to nearest-even is the correctly rounded conversion of `v` (no double rounding).
+fn f64_to_f32_odd(v: f64) -> f32 {
+    let t = v as f32;
+    if v.is_nan() || t as f64 == v {
+        return t;
+    }
+    // rounded away from zero (|t| > |v|, so t != 0; an overflow to inf steps to f32::MAX)
+    let bits = if (t as f64).abs() > v.abs() { t.to_bits() - 1 } else { t.to_bits() };
+    f32::from_bits(bits | 1)
+}
+
+/// `v` rounded to f32 by round-to-odd (exact below 2^24; see [`f64_to_f32_odd`]).
+fn i64_to_f32_odd(v: i64) -> f32 {
+    let m = v.unsigned_abs();
+    let shift = (u64::BITS - m.leading_zeros()).saturating_sub(f32::MANTISSA_DIGITS);
+    let kept = m >> shift;
+    // at most 24 significant bits: the conversion is exact
+    let f = ((kept | u64::from(kept << shift != m)) << shift) as f32;
+    if v < 0 {
+        -f
+    } else {
+        f
+    }
+}
+
+/// `v` correctly rounded (to nearest, ties to even) to f16; overflow gives +-inf.
+pub(crate) fn f64_to_f16(v: f64) -> f16 {
+    f16::from_f32(f64_to_f32_odd(v))
+}
+
+/// `v` correctly rounded (to nearest, ties to even) to bf16; overflow gives +-inf.
+pub(crate) fn f64_to_bf16(v: f64) -> bf16 {
+    bf16::from_f32(f64_to_f32_odd(v))
+}
+
+/// `v` correctly rounded (to nearest, ties to even) to f16.
+pub(crate) fn i64_to_f16(v: i64) -> f16 {
+    f16::from_f32(i64_to_f32_odd(v))
+}
+
+/// `v` correctly rounded (to nearest, ties to even) to bf16.
+pub(crate) fn i64_to_bf16(v: i64) -> bf16 {
+    bf16::from_f32(i64_to_f32_odd(v))
+}

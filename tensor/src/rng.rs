@@ -46,6 +46,7 @@ pub fn u32_to_unit_f32(x: u32) -> f32 {
 }
 
 /// Elements per parallel task of [`fill_blocks`] (a multiple of 4: tasks start on a block).
+#[cfg_attr(not(feature = "cpu"), allow(dead_code))]
 const FILL_CHUNK: usize = 1 << 14;
 
 /// `f(block, dst)` for each Philox block of stream 0 under `seed` and the (up to) four

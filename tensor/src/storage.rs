@@ -206,8 +206,8 @@ impl CpuStorage {
         match dtype {
             DType::F32 => CpuStorage::F32(vec![value as f32; n]),
             DType::F64 => CpuStorage::F64(vec![value; n]),
-            DType::F16 => CpuStorage::F16(vec![f16::from_f64(value); n]),
-            DType::BF16 => CpuStorage::BF16(vec![bf16::from_f64(value); n]),
+            DType::F16 => CpuStorage::F16(vec![crate::dtype::f64_to_f16(value); n]),
+            DType::BF16 => CpuStorage::BF16(vec![crate::dtype::f64_to_bf16(value); n]),
             DType::I64 => CpuStorage::I64(vec![value as i64; n]),
             DType::U8 => CpuStorage::U8(vec![value as u8; n]),
         }
@@ -219,8 +219,8 @@ impl CpuStorage {
         match dtype {
             DType::F32 => CpuStorage::F32(values.map(f32::from_f64).collect()),
             DType::F64 => CpuStorage::F64(values.collect()),
-            DType::F16 => CpuStorage::F16(values.map(f16::from_f64).collect()),
-            DType::BF16 => CpuStorage::BF16(values.map(bf16::from_f64).collect()),
+            DType::F16 => CpuStorage::F16(values.map(crate::dtype::f64_to_f16).collect()),
+            DType::BF16 => CpuStorage::BF16(values.map(crate::dtype::f64_to_bf16).collect()),
             DType::I64 => CpuStorage::I64(values.map(i64::from_f64).collect()),
             DType::U8 => CpuStorage::U8(values.map(u8::from_f64).collect()),
         }

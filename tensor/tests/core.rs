@@ -144,3 +144,71 @@ fn cuda_arm_reports_a_clear_error_without_a_gpu() {
     assert!(err.to_string().contains("cuda"), "{err}");
     assert!(Tensor::ones(2, DType::F32, &Device::Cuda(0)).is_err());
 }
+
+/// F64 -> F16/BF16 rounds once, correctly (to nearest, ties to even), where a direct
+/// `from_f64` was off for values just above a tie; in `to_dtype`, `Tensor::full` and
+/// `from_f64_iter` alike. Edge cases: ties, tie + epsilon, overflow, NaN, subnormals, signs.
+#[test]
+fn f64_to_half_casts_are_correctly_rounded() {
+    let p = |e: i32| 2f64.powi(e);
+    #[rustfmt::skip]
+    let bf16_cases = [
+        (1.0 + p(-8) + p(-30), 1.0078125),      // just above the tie: up
+        (1.0 + p(-8), 1.0),                     // tie: to even
+        (1.0 + 3.0 * p(-8), 1.015625),          // tie: to even (up)
+        (-(1.0 + p(-8) + p(-40)), -1.0078125),  // negative
+        (1.0 + p(-8) - p(-40), 1.0),            // just below the tie
+        (1e300, f64::INFINITY),                 // overflow
+        (-1e300, f64::NEG_INFINITY),
+        (p(-133), p(-133)),                     // smallest subnormal
+        (p(-134), 0.0),                         // tie with 0: to even (0)
+        (p(-134) + p(-170), p(-133)),           // above it: up
+        (1e-300, 0.0),
+        (-1e-300, -0.0),
+    ];
+    #[rustfmt::skip]
+    let f16_cases = [
+        (1.0 + p(-11) + p(-40), 1.0009765625),
+        (1.0 + p(-11), 1.0),
+        (65519.99, 65504.0),                    // below the overflow threshold
+        (65520.0, f64::INFINITY),               // the tie at the top rounds to inf
+        (p(-24), p(-24)),                       // smallest subnormal
+        (p(-25), 0.0),                          // tie: to even
+        (p(-25) + p(-60), p(-24)),
+        (3.0 * p(-25), 2.0 * p(-24)),           // subnormal tie: to even (up)
+        (-(1.0 + p(-11) + p(-40)), -1.0009765625),
+    ];
+    let check = |dt: DType, cases: &[(f64, f64)]| {
+        let xs: Vec<f64> = cases.iter().map(|c| c.0).collect();
+        let want: Vec<f64> = cases.iter().map(|c| c.1).collect();
+        let cast = vals(&Tensor::from_vec(xs.clone(), xs.len()).unwrap().to_dtype(dt).unwrap());
+        let iter = keel_tensor::CpuStorage::from_f64_iter(xs.iter().copied(), dt);
+        for (k, (&x, &w)) in xs.iter().zip(&want).enumerate() {
+            assert_eq!(cast[k].to_bits(), w.to_bits(), "{dt} to_dtype of {x:e}");
+            assert_eq!(iter.get_f64(k).unwrap().to_bits(), w.to_bits(), "{dt} from_f64_iter of {x:e}");
+            let full = vals(&Tensor::full(x, 1, dt, &Device::Cpu).unwrap())[0];
+            assert_eq!(full.to_bits(), w.to_bits(), "{dt} full of {x:e}");
+        }
+        let nan = vals(&Tensor::full(f64::NAN, 1, dt, &Device::Cpu).unwrap())[0];
+        assert!(nan.is_nan());
+    };
+    check(DType::BF16, &bf16_cases);
+    check(DType::F16, &f16_cases);
+}
+
+/// I64 -> F32 rounds once (`v as f32`), not through f64; I64 -> F16/BF16 too.
+#[test]
+fn i64_casts_round_once() {
+    let v = (1i64 << 60) + (1 << 36) + 1;
+    let t = Tensor::from_vec(vec![v, -v, i64::MAX, i64::MIN, 3], 5).unwrap();
+    let f = t.to_dtype(DType::F32).unwrap().to_vec::<f32>().unwrap();
+    assert_eq!(f, vec![v as f32, -v as f32, i64::MAX as f32, i64::MIN as f32, 3.0]);
+    assert_eq!(f[0], 1.1529216e18);
+    // above a bf16 tie by 1 (through f64 the 1 is lost and the tie goes to even: down)
+    let w = (1i64 << 60) + (1 << 52) + 1;
+    let b = Tensor::from_vec(vec![w, -w, (1 << 60) + (1 << 52)], 3).unwrap().to_dtype(DType::BF16).unwrap();
+    let up = 2f64.powi(60) + 2f64.powi(53);
+    assert_eq!(vals(&b), vec![up, -up, 2f64.powi(60)]);
+    let h = Tensor::from_vec(vec![2049i64, 65519, 65520, -70000], 4).unwrap().to_dtype(DType::F16).unwrap();
+    assert_eq!(vals(&h), vec![2048.0, 65504.0, f64::INFINITY, f64::NEG_INFINITY]);
+}

@@ -222,10 +222,10 @@ fn binary_ops_broadcasting_and_grads() {
     }
 }
 
-/// Binary ops on I64, U8 and F64 (the wide kernels: computed in f64 like the CPU, then
-/// narrowed like Rust's `as`): the CPU's bits, with division by zero, negative and
-/// overflowing integer results (saturated), fractional integer powers (truncated), and
-/// broadcast, transposed and `*_scalar` operands.
+/// Binary ops on I64, U8 and F64 (the wide kernels: I64 in i64, U8 and F64 in f64 like the
+/// CPU, U8 narrowed like Rust's `as`): the CPU's bits, with division by zero, negative and
+/// overflowing integer results (I64 add/sub/mul wrap, div and pow saturate; U8 saturates),
+/// fractional integer powers (truncated), and broadcast, transposed and `*_scalar` operands.
 #[test]
 fn integer_and_f64_binary_ops() {
     let Some(dev) = gpu("integer_and_f64_binary_ops") else { return };
@@ -242,11 +242,11 @@ fn integer_and_f64_binary_ops() {
         agree(&format!("{name} i64 broadcast"), dev, 0.0, &[a, b], |t| t[0].binary(&t[1], op));
         let (a, b) = (int(s + 4, &[12, 20], lo, hi, DType::I64), int(s + 5, &[20, 12], rlo, rhi, DType::I64));
         agree(&format!("{name} i64 transposed"), dev, 0.0, &[a, b], |t| t[0].binary(&t[1].t()?, op));
-        // I64 past 2^53 and into saturation: 3e18 * 4, -3e18 - 8e18, ...
+        // I64 past 2^53 and overflowing: 3e18 * 4, -3e18 - 8e18, ... (wrapping, as the CPU)
         let big = Tensor::from_vec(vec![3_000_000_000_000_000_000i64, -3_000_000_000_000_000_000, 7, 0], 4).unwrap();
         let factor = Tensor::from_vec(vec![4i64, 8_000_000_000_000_000_000, -3, 0], 4).unwrap();
         if !pow {
-            agree(&format!("{name} i64 saturating"), dev, 0.0, &[big, factor], |t| t[0].binary(&t[1], op));
+            agree(&format!("{name} i64 overflowing"), dev, 0.0, &[big, factor], |t| t[0].binary(&t[1], op));
         }
         // U8: the whole range; negative and overflowing results saturate to 0 and 255
         let (rlo, rhi) = if pow { (0.0, 4.0) } else { (0.0, 256.0) };
@@ -537,13 +537,14 @@ fn reductions_over_axes() {
             });
         }
     }
-    // ties go to the first index; U8 sums saturate as on the CPU
+    // ties go to the first index; U8 sums are I64, as on the CPU
     let ties = rand(401, &[5, 40], 0.0, 4.0).to_dtype(DType::U8).unwrap();
     for op in [ReduceOp::ArgMax, ReduceOp::ArgMin, ReduceOp::Max, ReduceOp::Min, ReduceOp::Sum] {
         agree(&format!("{} u8", op.name()), dev, 0.0, std::slice::from_ref(&ties), |t| t[0].reduce(op, &[1], false));
     }
     let big = Tensor::full(200.0, (3, 4), DType::U8, &Device::Cpu).unwrap();
-    agree("u8 saturating sum", dev, 0.0, &[big], |t| t[0].sum(&[1], false));
+    agree("u8 sum to i64", dev, 0.0, std::slice::from_ref(&big), |t| t[0].sum(&[1], false));
+    agree("u8 sum of a transposed view", dev, 0.0, &[big], |t| t[0].t()?.sum(&[0], true));
     // I64 and F64 accumulate in f64 as on the CPU: I64 exactly (integer sums), F64 up to the
     // summation order (its mean: the sum divided by n); rows, columns, copied views. (Integer
     // mean and variance are refused on every device.)
@@ -1284,4 +1285,68 @@ fn nan_propagates_as_on_the_cpu() {
         )?;
         t[0].conv2d_bias_relu(&t[1], &t[2], &p)
     });
+}
+
+/// I64 beyond 2^53 is exact on CUDA as on the CPU (compared as i64, not through f64): the
+/// binary ops (wrapping add/sub/mul, saturating div and pow), sums (wrapping), max/min and
+/// argmax/argmin in rows and columns, a U8 sum past 255 (I64), and I64 -> BF16/F16 casts
+/// rounded once.
+#[test]
+fn i64_is_exact_above_2_pow_53() {
+    let Some(dev) = gpu("i64_is_exact_above_2_pow_53") else { return };
+    let p53 = 1i64 << 53;
+    let on_both = |what: &str, inputs: &[Tensor], f: &dyn Fn(&[Tensor]) -> keel_tensor::Result<Tensor>| {
+        let cpu = f(inputs).unwrap();
+        let moved: Vec<Tensor> = inputs.iter().map(|t| t.to_device(&dev).unwrap()).collect();
+        let gpu = f(&moved).unwrap();
+        assert_eq!(gpu.dtype(), cpu.dtype(), "{what}");
+        let gpu = gpu.to_device(&Device::Cpu).unwrap();
+        match cpu.dtype() {
+            DType::I64 => assert_eq!(gpu.to_vec::<i64>().unwrap(), cpu.to_vec::<i64>().unwrap(), "{what}"),
+            _ => assert_eq!(gpu.to_vec_f64().unwrap(), cpu.to_vec_f64().unwrap(), "{what}"),
+        }
+        cpu
+    };
+    let a = Tensor::from_vec(vec![p53 + 1, i64::MAX, i64::MIN, 3 * p53 + 3, -7, 5, 0, -3], 8).unwrap();
+    let b = Tensor::from_vec(vec![0i64, 1, 1, 3, 2, 0, 0, 41], 8).unwrap();
+    for &op in BinaryOp::ALL {
+        on_both(&format!("{} i64", op.name()), &[a.clone(), b.clone()], &|t| t[0].binary(&t[1], op));
+    }
+    let add = on_both("add", &[a.clone(), b.clone()], &|t| t[0].add(&t[1]));
+    assert_eq!(add.to_vec::<i64>().unwrap()[..3], [p53 + 1, i64::MIN, i64::MIN + 1]);
+    let m = Tensor::from_vec((0..64 * 33).map(|i| p53 + (i * 7919 % 4099)).collect::<Vec<i64>>(), (64, 33)).unwrap();
+    for op in [ReduceOp::Sum, ReduceOp::Max, ReduceOp::Min, ReduceOp::ArgMax, ReduceOp::ArgMin] {
+        for ax in [0isize, 1] {
+            on_both(&format!("{} i64 axis {ax}", op.name()), std::slice::from_ref(&m), &|t| {
+                t[0].reduce(op, &[ax], false)
+            });
+        }
+    }
+    let s = on_both("sum [2^53, 1, 1]", &[Tensor::from_vec(vec![p53, 1, 1], 3).unwrap()], &|t| t[0].sum_all());
+    assert_eq!(s.to_vec::<i64>().unwrap(), vec![p53 + 2]);
+    let long = Tensor::from_vec(vec![p53 + 1; 20000], 20000).unwrap(); // a split reduction
+    let s = on_both("long i64 sum", std::slice::from_ref(&long), &|t| t[0].sum_all());
+    assert_eq!(s.to_vec::<i64>().unwrap(), vec![(p53 + 1).wrapping_mul(20000)]);
+    let ones = Tensor::ones(300, DType::U8, &Device::Cpu).unwrap();
+    let s = on_both("u8 sum", std::slice::from_ref(&ones), &|t| t[0].sum_all());
+    assert_eq!((s.dtype(), s.to_vec::<i64>().unwrap()), (DType::I64, vec![300]));
+    let w = (1i64 << 60) + (1 << 52) + 1;
+    let c = Tensor::from_vec(vec![w, -w, (1 << 60) + (1 << 52), 2049, 65520, p53 + 1], 6).unwrap();
+    for to in [DType::BF16, DType::F16, DType::F32] {
+        on_both(&format!("cast i64 -> {to}"), std::slice::from_ref(&c), &|t| t[0].to_dtype(to));
+    }
+}
+
+/// The gradient of `x ^ 0` wrt `x` is 0 at `x = 0` on CUDA too (not `0 * inf`).
+#[test]
+fn pow_grad_at_zero_exponent() {
+    let Some(dev) = gpu("pow_grad_at_zero_exponent") else { return };
+    for dt in [DType::F32, DType::F64, DType::F16, DType::BF16] {
+        let x = Tensor::from_vec(vec![0.0f64, 0.0, 2.0, 0.0], 4).unwrap().to_dtype(dt).unwrap();
+        let y = Tensor::from_vec(vec![0.0f64, 1.0, 0.0, 2.0], 4).unwrap().to_dtype(dt).unwrap();
+        let g = Tensor::ones(4, dt, &Device::Cpu).unwrap();
+        agree(&format!("pow grad {dt}"), dev, 0.0, &[x, y, g], |t| {
+            t[0].binary_grad(&t[1], &t[2], BinaryOp::Pow, false)
+        });
+    }
 }

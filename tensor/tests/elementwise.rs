@@ -271,3 +271,52 @@ fn nan_propagates_through_relu_maximum_minimum_and_clamp() {
     // every 3x3 window of the 4x4 image covers pixel (1, 1)
     assert!(v.iter().all(|v| v.is_nan()), "conv2d_bias_relu: {v:?}");
 }
+
+/// I64 binary ops compute in i64, not f64 (exact above 2^53): add, sub and mul wrap as
+/// PyTorch's; div truncates and saturates (`x / 0` is `i64::MAX` for `x > 0`); max/min
+/// compare exactly; pow is exact and saturates.
+#[test]
+fn i64_binary_ops_are_exact() {
+    let p53 = 1i64 << 53;
+    let i = |v: Vec<i64>| Tensor::from_vec(v.clone(), v.len()).unwrap();
+    let run = |a: Vec<i64>, b: Vec<i64>, op: BinaryOp| i(a).binary(&i(b), op).unwrap().to_vec::<i64>().unwrap();
+    assert_eq!(run(vec![p53 + 1], vec![0], BinaryOp::Add), vec![p53 + 1]);
+    assert_eq!(run(vec![p53 + 1, i64::MAX], vec![2, 1], BinaryOp::Add), vec![p53 + 3, i64::MIN]);
+    assert_eq!(run(vec![p53 + 3, i64::MIN], vec![1, 1], BinaryOp::Sub), vec![p53 + 2, i64::MAX]);
+    assert_eq!(run(vec![p53 + 1, 1 << 62], vec![3, 4], BinaryOp::Mul), vec![3 * p53 + 3, 0]);
+    assert_eq!(
+        run(vec![3 * p53 + 3, -7, 7, 5, -5, 0, i64::MIN], vec![3, 2, -2, 0, 0, 0, -1], BinaryOp::Div),
+        vec![p53 + 1, -3, -3, i64::MAX, i64::MIN, 0, i64::MAX]
+    );
+    assert_eq!(run(vec![p53, p53 + 1], vec![p53 + 1, p53], BinaryOp::Maximum), vec![p53 + 1; 2]);
+    assert_eq!(run(vec![p53, p53 + 1], vec![p53 + 1, p53], BinaryOp::Minimum), vec![p53; 2]);
+    assert_eq!(
+        run(
+            vec![3, -3, 2, -2, -2, 0, 0, -1, -1, 1, 2, 7],
+            vec![39, 39, 63, 63, 64, 0, -1, -3, 1 << 40, -9, -1, 0],
+            BinaryOp::Pow
+        ),
+        vec![3i64.pow(39), -(3i64.pow(39)), i64::MAX, i64::MIN, i64::MAX, 1, i64::MAX, -1, 1, 1, 0, 1]
+    );
+    assert_eq!(run(vec![-3], vec![41], BinaryOp::Pow), vec![i64::MIN]);
+    // broadcast and scalar forms take the same path
+    let b = i(vec![p53 + 1, -(p53 + 1)]).add(&Tensor::from_vec(vec![0i64], ()).unwrap()).unwrap();
+    assert_eq!(b.to_vec::<i64>().unwrap(), vec![p53 + 1, -(p53 + 1)]);
+    assert_eq!(i(vec![p53 + 1]).mul_scalar(1.0).unwrap().to_vec::<i64>().unwrap(), vec![p53 + 1]);
+}
+
+/// The gradient of `x ^ y` wrt `x` is 0 where `y == 0`, also at `x = 0` (PyTorch's; the
+/// formula `y * x^(y-1)` gives `0 * inf = NaN` there), in every float dtype.
+#[test]
+fn pow_grad_at_zero_exponent_is_zero() {
+    for dt in [DType::F32, DType::F64, DType::F16, DType::BF16] {
+        let x = Tensor::from_vec(vec![0.0f64, 0.0, 2.0, 0.0], 4).unwrap().to_dtype(dt).unwrap();
+        let y = Tensor::from_vec(vec![0.0f64, 1.0, 0.0, 2.0], 4).unwrap().to_dtype(dt).unwrap();
+        let g = Tensor::ones(4, dt, &Device::Cpu).unwrap();
+        let dx = x.binary_grad(&y, &g, BinaryOp::Pow, false).unwrap();
+        assert_eq!(vals(&dx), vec![0.0, 1.0, 0.0, 0.0], "{dt}");
+    }
+    assert_eq!(BinaryOp::Pow.deriv_f64(0.0, 0.0, false), 0.0);
+    assert_eq!(BinaryOp::Pow.deriv_f32(0.0, 0.0, false), 0.0);
+    assert_eq!(BinaryOp::Pow.deriv_f64(0.0, 0.5, false), f64::INFINITY);
+}

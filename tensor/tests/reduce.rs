@@ -271,3 +271,49 @@ fn relu_grad_with_bias_grad_is_unary_grad_and_sum() {
     assert_eq!(b1.to_vec::<f32>().unwrap(), vec![3.0, 0.0]);
     assert!(Tensor::from_vec(vec![1.0f32], ()).unwrap().relu_grad_with_bias_grad(&one).is_err());
 }
+
+/// A U8 sum (a count of `eq`/`gt` results) is I64, as PyTorch sums bool and uint8 to int64:
+/// it does not stop at 255, over every axis, a strided view, and an empty axis.
+#[test]
+fn u8_sums_are_i64() {
+    let cpu = &keel_tensor::Device::Cpu;
+    let z = Tensor::zeros(300, DType::I64, cpu).unwrap();
+    let hits = z.eq(&z).unwrap();
+    assert_eq!(hits.dtype(), DType::U8);
+    let total = hits.sum_all().unwrap();
+    assert_eq!(total.dtype(), DType::I64);
+    assert_eq!(total.to_vec::<i64>().unwrap(), vec![300]);
+    let big = Tensor::full(200.0, (3, 4), DType::U8, cpu).unwrap();
+    assert_eq!(big.sum(&[1], false).unwrap().to_vec::<i64>().unwrap(), vec![800; 3]);
+    assert_eq!(big.t().unwrap().sum(&[0], true).unwrap().to_vec::<i64>().unwrap(), vec![800; 3]);
+    let empty = Tensor::zeros((3, 0), DType::U8, cpu).unwrap().sum(&[1], false).unwrap();
+    assert_eq!((empty.dtype(), empty.to_vec::<i64>().unwrap()), (DType::I64, vec![0; 3]));
+    // max and min of U8 stay U8; integer means stay refused
+    assert_eq!(big.max(&[1], false).unwrap().dtype(), DType::U8);
+    assert!(big.mean_all().is_err());
+}
+
+/// I64 reductions are exact in i64 (not through f64, which rounds above 2^53); the sum
+/// wraps as PyTorch's does.
+#[test]
+fn i64_reductions_are_exact() {
+    let p53 = 1i64 << 53;
+    let t = Tensor::from_vec(vec![p53, 1, 1], 3).unwrap();
+    assert_eq!(t.sum_all().unwrap().to_vec::<i64>().unwrap(), vec![p53 + 2]);
+    let m = Tensor::from_vec(vec![p53, p53 + 1, i64::MIN, p53 + 1], (2, 2)).unwrap();
+    assert_eq!(m.argmax(1, false).unwrap().to_vec::<i64>().unwrap(), vec![1, 1]);
+    assert_eq!(m.argmin(0, false).unwrap().to_vec::<i64>().unwrap(), vec![1, 0]);
+    assert_eq!(m.max(&[1], false).unwrap().to_vec::<i64>().unwrap(), vec![p53 + 1, p53 + 1]);
+    assert_eq!(m.min(&[], false).unwrap().to_vec::<i64>().unwrap(), vec![i64::MIN]);
+    assert_eq!(
+        m.t().unwrap().sum(&[0], false).unwrap().to_vec::<i64>().unwrap(),
+        vec![2 * p53 + 1, i64::MIN + p53 + 1]
+    );
+    // wrapping, as PyTorch's int64 sum
+    let w = Tensor::from_vec(vec![i64::MAX, 1], 2).unwrap();
+    assert_eq!(w.sum_all().unwrap().to_vec::<i64>().unwrap(), vec![i64::MIN]);
+    // large enough for the parallel path
+    let n = 1 << 16;
+    let many = Tensor::from_vec(vec![p53 + 1; n], (2, n / 2)).unwrap();
+    assert_eq!(many.sum(&[1], false).unwrap().to_vec::<i64>().unwrap(), vec![(p53 + 1).wrapping_mul(n as i64 / 2); 2]);
+}

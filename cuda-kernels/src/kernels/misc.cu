@@ -45,6 +45,23 @@ template <> struct Caster<i64, u8> {
 template <> struct Caster<u8, i64> {
     __device__ __forceinline__ i64 operator()(u8 v) const { return (i64)v; }
 };
+// i64 -> f32 by round-to-odd (exact below 2^24; otherwise toward zero with the last bit
+// set), so that the one rounding to f16/bf16 after it is the correctly rounded conversion
+// (i64 -> f32 -> half to nearest twice can round a tie the wrong way), as on the CPU.
+__device__ __forceinline__ float i64_to_f32_odd(i64 v) {
+    const u64 m = v < 0 ? (u64)0 - (u64)v : (u64)v;
+    int shift = 0;
+    while ((m >> shift) >= ((u64)1 << 24)) ++shift;
+    const u64 kept = m >> shift;
+    const float f = (float)((((kept << shift) != m) ? (kept | 1) : kept) << shift);  // <= 24 bits: exact
+    return v < 0 ? -f : f;
+}
+template <> struct Caster<i64, keel_f16> {
+    __device__ __forceinline__ keel_f16 operator()(i64 v) const { return from_f32<keel_f16>(i64_to_f32_odd(v)); }
+};
+template <> struct Caster<i64, keel_bf16> {
+    __device__ __forceinline__ keel_bf16 operator()(i64 v) const { return from_f32<keel_bf16>(i64_to_f32_odd(v)); }
+};
 template <typename T> struct Caster<T, T> {
     __device__ __forceinline__ T operator()(T v) const { return v; }
 };

@@ -1,15 +1,30 @@
 // keel reductions along one axis. The tensor is viewed as [outer, reduce, inner]
 // (contiguous); out is [outer, inner]. Inputs are f32, f16 or bf16 storage, accumulated in
-// f32, or f64 and i64 storage, accumulated in double (the CPU's f64); sum/max/min write the
-// input's storage type (one rounding; i64 truncated and saturated), argmax/argmin i64.
+// f32, f64 storage, accumulated in double (the CPU's f64), or i64 storage, accumulated in
+// i64 (exact; the sum wraps, as the CPU's); sum/max/min write the input's storage type
+// (one rounding for the float types), argmax/argmin i64.
 //  *_rows: inner == 1, one 256-thread block per row, warp shuffles + shared memory.
 //  *_cols: inner > 1, 32x8 blocks: x walks inner (coalesced), y splits the reduce axis.
 // Either splits a long axis over several blocks per output when there are few outputs
 // ("Split reductions" below).
 
-// Each op accumulates in A: float for f32/f16/bf16 storage, double for f64/i64 (as the CPU
-// does). P, the kernels' `scale` parameter: for float a multiplier (`scale`, 1/n for a mean),
-// for double a divisor (`div`, n for a mean: the CPU computes sum / n).
+// Each op accumulates in A: float for f32/f16/bf16 storage, double for f64, i64 for i64 (as
+// the CPU does). P, the kernels' `scale` parameter: for float a multiplier (`scale`, 1/n for
+// a mean), for double and i64 a divisor (`div`, n for a mean: the CPU computes sum / n).
+
+// The accumulators' extremes (the identities of max and min) and their addition (i64 wraps).
+template <typename A> struct Lim {
+    __device__ static A lowest() { return -(A)keel_inf(); }
+    __device__ static A highest() { return (A)keel_inf(); }
+};
+template <> struct Lim<i64> {
+    __device__ static i64 lowest() { return (i64)(-0x7fffffffffffffffLL - 1); }
+    __device__ static i64 highest() { return (i64)0x7fffffffffffffffLL; }
+};
+__device__ __forceinline__ float acc_add(float a, float b) { return a + b; }
+__device__ __forceinline__ double acc_add(double a, double b) { return a + b; }
+__device__ __forceinline__ i64 acc_add(i64 a, i64 b) { return (i64)((u64)a + (u64)b); }
+
 template <typename A>
 struct SumOp {
     typedef A Acc;
@@ -17,7 +32,7 @@ struct SumOp {
     typedef A Out;
     __device__ static Acc init() { return (A)0; }
     __device__ static Acc from(A v, i64) { return v; }
-    __device__ static Acc combine(Acc a, Acc b) { return a + b; }
+    __device__ static Acc combine(Acc a, Acc b) { return acc_add(a, b); }
     __device__ static Acc shfl(Acc a, int o) { return __shfl_xor_sync(0xffffffffu, a, o); }
     __device__ static Out finish(Acc a, A p) {
         if constexpr (sizeof(A) == 4) return a * p;
@@ -30,7 +45,7 @@ struct MaxOp {
     typedef A Acc;
     typedef A Val;
     typedef A Out;
-    __device__ static Acc init() { return -(A)keel_inf(); }
+    __device__ static Acc init() { return Lim<A>::lowest(); }
     __device__ static Acc from(A v, i64) { return v; }
     __device__ static Acc combine(Acc a, Acc b) { return (a != a || a > b) ? a : b; }
     __device__ static Acc shfl(Acc a, int o) { return __shfl_xor_sync(0xffffffffu, a, o); }
@@ -41,7 +56,7 @@ struct MinOp {
     typedef A Acc;
     typedef A Val;
     typedef A Out;
-    __device__ static Acc init() { return (A)keel_inf(); }
+    __device__ static Acc init() { return Lim<A>::highest(); }
     __device__ static Acc from(A v, i64) { return v; }
     __device__ static Acc combine(Acc a, Acc b) { return (a != a || a < b) ? a : b; }
     __device__ static Acc shfl(Acc a, int o) { return __shfl_xor_sync(0xffffffffu, a, o); }
@@ -55,7 +70,7 @@ struct ArgOp {
     typedef ValIdx<A> Acc;
     typedef A Val;
     typedef i64 Out;
-    __device__ static Acc init() { Acc a; a.v = MAX ? -(A)keel_inf() : (A)keel_inf(); a.i = 0x7fffffffffffffffLL; return a; }
+    __device__ static Acc init() { Acc a; a.v = MAX ? Lim<A>::lowest() : Lim<A>::highest(); a.i = 0x7fffffffffffffffLL; return a; }
     __device__ static Acc from(A v, i64 i) { Acc a; a.v = v; a.i = i; return a; }
     __device__ static Acc combine(Acc a, Acc b) {
         const bool an = a.v != a.v, bn = b.v != b.v;
@@ -84,7 +99,9 @@ template <> struct Load<float> {
 };
 template <> struct Load<double> {
     __device__ static double of(double v) { return v; }
-    __device__ static double of(i64 v) { return (double)v; }
+};
+template <> struct Load<i64> {
+    __device__ static i64 of(i64 v) { return v; }
 };
 
 template <class Op>
@@ -100,18 +117,12 @@ __device__ __forceinline__ void put(keel_f16* o, float v) { *o = from_f32<keel_f
 __device__ __forceinline__ void put(keel_bf16* o, float v) { *o = from_f32<keel_bf16>(v); }
 __device__ __forceinline__ void put(i64* o, i64 v) { *o = v; }
 __device__ __forceinline__ void put(double* o, double v) { *o = v; }
-// i64 storage: the double result stored as Rust's `as` converts (the CPU's from_f64)
-__device__ __forceinline__ void put(i64* o, double v) {
-    if (v != v) *o = 0;
-    else if (v >= 9223372036854775808.0) *o = (i64)0x7fffffffffffffffLL;
-    else if (v <= -9223372036854775808.0) *o = (i64)(-0x7fffffffffffffffLL - 1);
-    else *o = (i64)v;
-}
 
 // A partial accumulator written by another block of this launch: read past L1 (which is
 // not coherent across SMs).
 __device__ __forceinline__ float part_load(const float* p) { return __ldcg(p); }
 __device__ __forceinline__ double part_load(const double* p) { return __ldcg(p); }
+__device__ __forceinline__ i64 part_load(const i64* p) { return __ldcg(p); }
 template <typename A>
 __device__ __forceinline__ ValIdx<A> part_load(const ValIdx<A>* p) {
     ValIdx<A> a;
@@ -263,8 +274,8 @@ __device__ void reduce_cols(Src in, O* __restrict__ out, i64 outer, i64 r, i64 i
 }
 
 // reduce_<op>_<type>_rows / _cols: input storage T, output O (T, or i64 for arg ops); the
-// scale parameter P is float (a multiplier) for f32/f16/bf16, double (a divisor) for
-// f64/i64; `chunk`, `part` (the op's accumulators) and `tickets` as for split reductions.
+// scale parameter P is float (a multiplier) for f32/f16/bf16, double (a divisor) for f64,
+// i64 (a divisor) for i64; `chunk`, `part` (the op's accumulators) and `tickets` as for split reductions.
 #define KEEL_REDUCE(NAME, OP, TN, T, O, P)                                                               \
     extern "C" __global__ void reduce_##NAME##_##TN##_rows(const T* __restrict__ in, O* __restrict__ out,     \
                                                           i64 outer, i64 r, i64 inner, i64 chunk, P scale,    \
@@ -287,7 +298,7 @@ KEEL_REDUCE_ALL(f32, float, float)
 KEEL_REDUCE_ALL(f16, keel_f16, float)
 KEEL_REDUCE_ALL(bf16, keel_bf16, float)
 KEEL_REDUCE_ALL(f64, double, double)
-KEEL_REDUCE_ALL(i64, i64, double)
+KEEL_REDUCE_ALL(i64, i64, i64)
 
 // relu_bwd_sum_<type>: for a ReLU's output y and the gradient g reaching it, both
 // [r, inner], gz = g * relu'(y) and bias = the column sums of gz, in one pass (the columns

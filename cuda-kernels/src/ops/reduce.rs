@@ -6,8 +6,8 @@
 //! several blocks per output, each reducing a chunk of the axis, the last to finish
 //! combining their partials in chunk order (deterministic; see `split_chunk`). The input
 //! is F32, F16 or BF16 storage, accumulated in f32 ([`reduce`], [`arg_reduce`]), or F64 or I64 storage,
-//! accumulated in f64 as the CPU does ([`reduce_wide`], [`arg_reduce_wide`]); sum/max/min
-//! write the input's type (rounded once; I64 truncated and saturated like Rust's `as`).
+//! accumulated in f64 or i64 as the CPU does ([`reduce_wide`], [`arg_reduce_wide`]; I64
+//! exact, the sum wrapping); sum/max/min write the input's type (floats rounded once).
 
 use cudarc::driver::{CudaView, CudaViewMut, DeviceRepr, LaunchConfig};
 
@@ -221,8 +221,8 @@ pub fn relu_backward_sum<T: FloatDType>(
     launch_split!(dev, name, cfg, chunk < rows, [y, g, gz, bias, &r, &i, &c])
 }
 
-/// The dtypes whose reductions accumulate in f64: both held in 8-byte buffers (`i64`
-/// elements; an F64 buffer holds the bits of its values).
+/// The 8-byte dtypes, both held in `i64` buffers (an F64 buffer holds the bits of its
+/// values): F64 accumulates in f64, I64 in i64 (exact).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wide {
     /// f64 values (bit patterns in an `i64` buffer).
@@ -240,9 +240,10 @@ impl Wide {
     }
 }
 
-/// `out[o, i] = op_k(x[o, k, i])` for F64 or I64 storage, accumulated in f64; `Sum` is divided
-/// by `div` (1 for the sum, the axis length for the mean: the CPU's `sum / n`). I64 results
-/// are truncated toward zero and saturated (Rust's `as`). Max/Min need `reduce > 0`.
+/// `out[o, i] = op_k(x[o, k, i])` for F64 storage, accumulated in f64, or I64 storage,
+/// accumulated in i64 (the sum wraps); `Sum` is divided by `div` (1 for the sum, the axis
+/// length for the mean: the CPU's `sum / n`; I64 in integers, truncated). Max/Min need
+/// `reduce > 0`.
 pub fn reduce_wide(
     dev: &CudaDevice,
     op: ReduceOp,
@@ -252,10 +253,14 @@ pub fn reduce_wide(
     out: &mut CudaViewMut<'_, i64>,
     div: f64,
 ) -> Result<()> {
-    launch_reduce(dev, "reduce", (op.name(), dtype.name()), shape, x, out, div, op != ReduceOp::Sum)
+    let what = (op.name(), dtype.name());
+    match dtype {
+        Wide::F64 => launch_reduce(dev, "reduce", what, shape, x, out, div, op != ReduceOp::Sum),
+        Wide::I64 => launch_reduce(dev, "reduce", what, shape, x, out, div as i64, op != ReduceOp::Sum),
+    }
 }
 
-/// [`arg_reduce`] for F64 or I64 storage (compared in f64, as the CPU does).
+/// [`arg_reduce`] for F64 or I64 storage (compared in f64 or i64, as the CPU does).
 pub fn arg_reduce_wide(
     dev: &CudaDevice,
     max: bool,
@@ -264,7 +269,11 @@ pub fn arg_reduce_wide(
     x: &CudaView<'_, i64>,
     out: &mut CudaViewMut<'_, i64>,
 ) -> Result<()> {
-    launch_reduce(dev, "arg_reduce", (arg_name(max), dtype.name()), shape, x, out, 1.0f64, true)
+    let what = (arg_name(max), dtype.name());
+    match dtype {
+        Wide::F64 => launch_reduce(dev, "arg_reduce", what, shape, x, out, 1.0f64, true),
+        Wide::I64 => launch_reduce(dev, "arg_reduce", what, shape, x, out, 1i64, true),
+    }
 }
 
 #[cfg(test)]

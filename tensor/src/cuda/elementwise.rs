@@ -16,7 +16,8 @@
 //!   elementwise templates are float-only.
 //!
 //! F32/F16/BF16 compute in f32 (half types round once on output, as on the CPU); F64,
-//! and the binary ops on I64 and U8, in f64 (the wide program, [`wide_source`]).
+//! and the binary ops on U8, in f64, and the binary ops on I64 in i64 (the table's
+//! integer column, as the CPU's `eval_i64`), in the wide program ([`wide_source`]).
 //! Contiguous operands take the vectorised contiguous kernels; anything else
 //! (transposed, sliced, broadcast by stride 0) the strided ones.
 
@@ -108,14 +109,15 @@ extern \"C\" __global__ void cmp_{name}_{tn}_strided(const {ty}* xs, const {ty}*
 
 /// Kernel-name suffix and C type of the dtypes whose binary ops compute in double (the
 /// wide program).
-const WIDE_TYPES: [(&str, &str); 3] = [("f64", "double"), ("i64", "i64"), ("u8", "u8")];
+const WIDE_TYPES: [(&str, &str); 2] = [("f64", "double"), ("u8", "u8")];
 
 /// The CUDA source of the wide program: the binary ops on F64, I64 and U8
-/// (`binary_{op}_{f64|i64|u8}[_strided]`), and the F64 unary ops and backward kernels
+/// (`binary_{op}_{f64|i64|u8}[_strided]`; I64 in i64 from `BinaryOp::cuda_int_expr`, exact
+/// and wrapping as the CPU's `eval_i64`), and the F64 unary ops and backward kernels
 /// (`unary_{op}_f64[_strided]`, `unary_bwd_{name}_f64[_strided]`), from the same table rows
 /// as the float kernels, their expressions widened to double
 /// ([`kk::ops::elementwise::widen_expr`]): computed in f64 as the CPU computes them
-/// (`BinaryOp::eval_f64`, ...), integer results stored as Rust's `as` converts (truncated
+/// (`BinaryOp::eval_f64`, ...), U8 results stored as Rust's `as` converts (truncated
 /// toward zero, saturated; NaN becomes 0), so the results are the CPU's bits up to the math
 /// library. An expression that cannot be widened gets no kernel (its launch reports an
 /// unknown kernel; the compile test checks every row has one).
@@ -126,15 +128,8 @@ pub(crate) fn wide_source() -> String {
         "
 // wide binary ops: operands widened to double, the result narrowed like Rust's `as`
 __device__ __forceinline__ double keel_wide_load(double v) { return v; }
-__device__ __forceinline__ double keel_wide_load(i64 v) { return (double)v; }
 __device__ __forceinline__ double keel_wide_load(u8 v) { return (double)v; }
 __device__ __forceinline__ void keel_wide_store(double* o, double v) { *o = v; }
-__device__ __forceinline__ void keel_wide_store(i64* o, double v) {
-    if (v != v) *o = 0;
-    else if (v >= 9223372036854775808.0) *o = (i64)0x7fffffffffffffffLL;
-    else if (v <= -9223372036854775808.0) *o = (i64)(-0x7fffffffffffffffLL - 1);
-    else *o = (i64)v;
-}
 __device__ __forceinline__ void keel_wide_store(u8* o, double v) {
     if (!(v > 0.0)) *o = 0;  // also NaN
     else if (v >= 255.0) *o = 255;
@@ -158,9 +153,24 @@ __device__ __forceinline__ double keel_wide_pow(double x, double y) {
 __device__ __forceinline__ double keel_wide_rsqrt(double x) { return 1.0 / sqrt(x); }
 ",
     );
+    s.push_str(crate::ops::binary::INT_CUDA_HELPERS);
     for op in BinaryOp::ALL {
+        let (name, int) = (op.name(), op.cuda_int_expr());
+        let _ = writeln!(
+            s,
+            "struct keel_int_op_{name} {{ __device__ __forceinline__ i64 operator()(i64 x, i64 y) const {{ return ({int}); }} }};
+extern \"C\" __global__ void binary_{name}_i64(const i64* __restrict__ xs, const i64* __restrict__ ys, i64* __restrict__ out, i64 n) {{
+    KEEL_GRID_LOOP(i, n) out[i] = keel_int_op_{name}()(xs[i], ys[i]);
+}}
+extern \"C\" __global__ void binary_{name}_i64_strided(const i64* xs, const i64* ys, i64* out, i64 n, Layout<3> l) {{
+    KEEL_GRID_LOOP(i, n) {{
+        i64 off[3];
+        layout_offsets<3>(l, i, off);
+        out[off[2]] = keel_int_op_{name}()(xs[off[0]], ys[off[1]]);
+    }}
+}}"
+        );
         let Ok(expr) = kk::ops::elementwise::widen_expr(op.cuda_expr()) else { continue };
-        let name = op.name();
         let _ = writeln!(
             s,
             "struct keel_wide_op_{name} {{ __device__ __forceinline__ double operator()(double x, double y) const {{ return ({expr}); }} }};"
@@ -860,7 +870,7 @@ mod tests {
         }
         let wide = assembled[8];
         for op in BinaryOp::ALL {
-            for (tn, _) in WIDE_TYPES {
+            for tn in WIDE_TYPES.map(|(tn, _)| tn).into_iter().chain(["i64"]) {
                 assert!(wide.ptx.contains(&format!("binary_{}_{tn}_strided", op.name())), "{} {tn}", op.name());
             }
         }

@@ -5,12 +5,13 @@
 //! `[outer, reduce, inner]` (the reduced axes consecutive in memory, e.g. a bias gradient's
 //! sum over the batch axis), the kernels read it in place, column-wise when `inner > 1`;
 //! otherwise the input is made contiguous first. F32, F16 and BF16 are read in their own
-//! storage and accumulated in f32; sum/max/min round once to the input dtype. U8 input
-//! and variance go through f32 (widen, reduce, narrow). Sums accumulate in f32 (tree
-//! order), the CPU in f64; variance is two-pass (mean, then mean of squares of the
-//! centred values). F64 and I64 storage is read in place and accumulated in f64, as on
-//! the CPU (an I64 result truncated and saturated like Rust's `as`); F64 variance is the
-//! CPU's two passes in f64 (I64 variance is refused on every device).
+//! storage and accumulated in f32; sum/max/min round once to the input dtype. U8 max, min
+//! and arg ops and variance go through f32 (widen, reduce, narrow: exact for U8); a U8 sum
+//! is widened to I64 on the device and summed as I64 (the result is I64, as on the CPU).
+//! Sums accumulate in f32 (tree order), the CPU in f64; variance is two-pass (mean, then
+//! mean of squares of the centred values). F64 and I64 storage is read in place and
+//! accumulated in f64 and i64, as on the CPU (I64 exact, the sum wrapping); F64 variance is
+//! the CPU's two passes in f64 (I64 variance is refused on every device).
 
 use super::*;
 use crate::ops::{ReduceOp, UnaryOp};
@@ -106,9 +107,8 @@ fn reduce_typed<T: Elem + kk::FloatDType>(
 }
 
 /// Sum, mean, max, min, argmax or argmin of F64 or I64 storage (`wide`; both in `i64`
-/// buffers), accumulated in f64 as the CPU does: the CPU's values (its `sum / n` mean, its
-/// truncating, saturating conversion of an I64 result), up to the summation order for F64
-/// (I64 sums below 2^53 are exact in any order).
+/// buffers), accumulated in f64 or i64 as the CPU does: the CPU's values (its `sum / n`
+/// mean), up to the summation order for F64 (I64 is exact: wrapping sums in any order).
 fn reduce_wide(
     dev: &kk::CudaDevice,
     x: &CudaSlice<i64>,
@@ -227,6 +227,12 @@ pub(super) fn reduce(s: &CudaStorage, l: &Layout, op: ReduceOp, size: usize) -> 
     let rows = n / size;
     if let (ReduceOp::Var, Data::F64(x)) = (op, &s.data) {
         return Ok(s.like(Data::F64(var_f64(dev, x, l, size)?), rows));
+    }
+    if let (ReduceOp::Sum | ReduceOp::Mean, Data::U8(x)) = (op, &s.data) {
+        // summed as I64 (exact; PyTorch sums uint8 to int64)
+        let wide = copy::cast_view::<u8, i64>(dev, &contig(dev, x, l, 0xA5)?.view())?;
+        let data = reduce_wide(dev, &wide, &Layout::contiguous(l.shape().clone()), op, size, kr::Wide::I64)?;
+        return Ok(s.like(data, rows));
     }
     if op != ReduceOp::Var {
         let typed = match &s.data {

@@ -4,13 +4,21 @@
 //!
 //! Tensor-scalar forms (`add_scalar`, ...) broadcast a 0-d tensor, so they reuse
 //! the same kernels.
+//!
+//! I64 computes in i64 (the row's `int` column), as PyTorch does: add, sub and mul
+//! wrap; div truncates toward zero and saturates (`x / 0` is `i64::MAX` for `x > 0`,
+//! `i64::MIN` for `x < 0`, 0 for `0 / 0`; `i64::MIN / -1` is `i64::MAX`), as the f64
+//! quotient converted by Rust's `as` would; pow saturates, and a negative exponent gives
+//! the truncated real power (0 for `|x| > 1`, `i64::MAX` for `0 ^ -n`). U8 computes in
+//! f64 (exact for 8-bit operands) and saturates to `0..=255`.
 
 use crate::storage::{dispatch2, dispatch3, BackendStorage};
 use crate::{Error, Result, Shape, Tensor, UnaryOp};
 
 macro_rules! binary_ops {
     ($( $(#[$doc:meta])* $name:ident $str:literal |$x:ident, $y:ident| $f:expr,
-        dx: $dx:expr, dy: $dy:expr, $cuda:literal, $cuda_dx:literal, $cuda_dy:literal; )*) => {
+        dx: $dx:expr, dy: $dy:expr, int: $int:expr, $cuda:literal, $cuda_dx:literal, $cuda_dy:literal,
+        $cuda_int:literal; )*) => {
         /// An elementwise binary op (see the table in this module).
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         pub enum BinaryOp {
@@ -36,6 +44,12 @@ macro_rules! binary_ops {
             #[inline]
             pub fn eval_f64(self, x_: f64, y_: f64) -> f64 {
                 match self { $(BinaryOp::$name => { let ($x, $y) = (x_, y_); $f },)* }
+            }
+
+            /// The value in i64 (exact; see the module docs for overflow and division).
+            #[inline]
+            pub fn eval_i64(self, x_: i64, y_: i64) -> i64 {
+                match self { $(BinaryOp::$name => { let ($x, $y) = (x_, y_); $int },)* }
             }
 
             /// The partial derivative wrt `x` (`wrt_rhs = false`) or `y`, in f32.
@@ -87,34 +101,110 @@ macro_rules! binary_ops {
             pub fn cuda_deriv_exprs(self) -> (&'static str, &'static str) {
                 match self { $(BinaryOp::$name => ($cuda_dx, $cuda_dy),)* }
             }
+
+            /// The CUDA C expression (of `i64 x`, `i64 y`) computing the I64 value as
+            /// [`BinaryOp::eval_i64`] does (helpers `keel_int_div`, `keel_int_pow`:
+            /// [`INT_CUDA_HELPERS`]).
+            pub fn cuda_int_expr(self) -> &'static str {
+                match self { $(BinaryOp::$name => $cuda_int,)* }
+            }
         }
     };
 }
 
 binary_ops! {
     /// `x + y`
-    Add "add" |x, y| x + y, dx: 1.0, dy: 1.0, "x + y", "1.f", "1.f";
+    Add "add" |x, y| x + y, dx: 1.0, dy: 1.0, int: x.wrapping_add(y), "x + y", "1.f", "1.f",
+        "(i64)((u64)x + (u64)y)";
     /// `x - y`
-    Sub "sub" |x, y| x - y, dx: 1.0, dy: -1.0, "x - y", "1.f", "-1.f";
+    Sub "sub" |x, y| x - y, dx: 1.0, dy: -1.0, int: x.wrapping_sub(y), "x - y", "1.f", "-1.f",
+        "(i64)((u64)x - (u64)y)";
     /// `x * y`
-    Mul "mul" |x, y| x * y, dx: y, dy: x, "x * y", "y", "x";
+    Mul "mul" |x, y| x * y, dx: y, dy: x, int: x.wrapping_mul(y), "x * y", "y", "x",
+        "(i64)((u64)x * (u64)y)";
     /// `x / y`
-    Div "div" |x, y| x / y, dx: 1.0 / y, dy: -x / (y * y), "x / y", "1.f / y", "-x / (y * y)";
-    /// `x ^ y` (the gradient wrt `y` is taken as 0 where `x <= 0`)
-    Pow "pow" |x, y| x.powf(y), dx: y * x.powf(y - 1.0), dy: if x > 0.0 { x.powf(y) * x.ln() } else { 0.0 },
-        "powf(x, y)", "y * powf(x, y - 1.f)", "(x > 0.f ? powf(x, y) * logf(x) : 0.f)";
+    Div "div" |x, y| x / y, dx: 1.0 / y, dy: -x / (y * y), int: int::div(x, y), "x / y", "1.f / y", "-x / (y * y)",
+        "keel_int_div(x, y)";
+    /// `x ^ y` (the gradient wrt `x` is 0 where `y == 0`, as PyTorch's, also at `x = 0`;
+    /// the gradient wrt `y` is taken as 0 where `x <= 0`)
+    Pow "pow" |x, y| x.powf(y), dx: if y == 0.0 { 0.0 } else { y * x.powf(y - 1.0) },
+        dy: if x > 0.0 { x.powf(y) * x.ln() } else { 0.0 }, int: int::pow(x, y),
+        "powf(x, y)", "(y == 0.f ? 0.f : y * powf(x, y - 1.f))", "(x > 0.f ? powf(x, y) * logf(x) : 0.f)",
+        "keel_int_pow(x, y)";
     /// `max(x, y)`; NaN if either is NaN (as NumPy and PyTorch); ties split the gradient
     /// evenly, as PyTorch does
     Maximum "maximum" |x, y| if x >= y || x.is_nan() { x } else { y },
         dx: if x > y { 1.0 } else if x == y { 0.5 } else { 0.0 },
         dy: if y > x { 1.0 } else if x == y { 0.5 } else { 0.0 },
-        "((x >= y || x != x) ? x : y)", "(x > y ? 1.f : (x == y ? 0.5f : 0.f))", "(y > x ? 1.f : (x == y ? 0.5f : 0.f))";
+        int: x.max(y),
+        "((x >= y || x != x) ? x : y)", "(x > y ? 1.f : (x == y ? 0.5f : 0.f))", "(y > x ? 1.f : (x == y ? 0.5f : 0.f))",
+        "(x >= y ? x : y)";
     /// `min(x, y)`; NaN if either is NaN; ties split the gradient evenly
     Minimum "minimum" |x, y| if x <= y || x.is_nan() { x } else { y },
         dx: if x < y { 1.0 } else if x == y { 0.5 } else { 0.0 },
         dy: if y < x { 1.0 } else if x == y { 0.5 } else { 0.0 },
-        "((x <= y || x != x) ? x : y)", "(x < y ? 1.f : (x == y ? 0.5f : 0.f))", "(y < x ? 1.f : (x == y ? 0.5f : 0.f))";
+        int: x.min(y),
+        "((x <= y || x != x) ? x : y)", "(x < y ? 1.f : (x == y ? 0.5f : 0.f))", "(y < x ? 1.f : (x == y ? 0.5f : 0.f))",
+        "(x <= y ? x : y)";
 }
+
+/// The I64 division and power of the table's `int` column.
+mod int {
+    /// `x / y` truncated toward zero; what overflows or divides by zero saturates as the
+    /// real quotient would (`x / 0` is `i64::MAX`, `i64::MIN` or 0 by the sign of `x`).
+    pub(super) fn div(x: i64, y: i64) -> i64 {
+        match (x.checked_div(y), y) {
+            (Some(q), _) => q,
+            (None, 0) => match x.signum() {
+                1 => i64::MAX,
+                -1 => i64::MIN,
+                _ => 0,
+            },
+            (None, _) => i64::MAX, // i64::MIN / -1
+        }
+    }
+
+    /// `x ^ y`, saturating; a negative exponent gives the real power truncated toward zero
+    /// (`i64::MAX` for `0 ^ -n`, the real power's infinity saturated).
+    pub(super) fn pow(x: i64, y: i64) -> i64 {
+        let odd = y & 1 == 1;
+        match x {
+            0 if y < 0 => i64::MAX,
+            0 => (y == 0) as i64,
+            1 => 1,
+            -1 => 1 - 2 * odd as i64,
+            _ if y < 0 => 0,
+            // |x| >= 2: x^64 saturates already; keep the exponent's parity (the sign)
+            _ => x.saturating_pow(if y > 64 { 64 + odd as u32 } else { y as u32 }),
+        }
+    }
+}
+
+/// CUDA C helpers the `cuda_int_expr` expressions call, computing as `eval_i64` does.
+pub const INT_CUDA_HELPERS: &str = r#"
+__device__ __forceinline__ i64 keel_int_div(i64 x, i64 y) {
+    if (y == 0) return x > 0 ? (i64)0x7fffffffffffffffLL : (x < 0 ? (i64)(-0x7fffffffffffffffLL - 1) : 0);
+    if (y == -1 && x == (i64)(-0x7fffffffffffffffLL - 1)) return (i64)0x7fffffffffffffffLL;
+    return x / y;
+}
+__device__ __forceinline__ i64 keel_int_pow(i64 x, i64 y) {
+    const bool odd = (y & 1) != 0;
+    if (x == 0) return y < 0 ? (i64)0x7fffffffffffffffLL : (y == 0 ? 1 : 0);
+    if (x == 1) return 1;
+    if (x == -1) return odd ? -1 : 1;
+    if (y < 0) return 0;
+    const i64 e = y > 64 ? 64 + (odd ? 1 : 0) : y;
+    const bool neg = x < 0 && (e & 1) != 0;
+    const u64 b = x < 0 ? (u64)0 - (u64)x : (u64)x;
+    const u64 limit = neg ? (u64)1 << 63 : ((u64)1 << 63) - 1;
+    u64 r = 1;
+    for (i64 k = 0; k < e; ++k) {
+        if (r > limit / b) return neg ? (i64)(-0x7fffffffffffffffLL - 1) : (i64)0x7fffffffffffffffLL;
+        r *= b;
+    }
+    return neg ? (i64)((u64)0 - r) : (i64)r;
+}
+"#;
 
 macro_rules! cmp_ops {
     ($( $(#[$doc:meta])* $name:ident $str:literal $method:ident $cuda:literal; )*) => {
@@ -368,9 +458,7 @@ pub(crate) mod cpu {
             (CpuStorage::BF16(x), CpuStorage::BF16(y)) => {
                 CpuStorage::BF16(map2(x, al, y, bl, |x, y| bf16::from_f32(op.eval_f32(x.to_f32(), y.to_f32()))))
             }
-            (CpuStorage::I64(x), CpuStorage::I64(y)) => {
-                CpuStorage::I64(map2(x, al, y, bl, |x, y| i64::from_f64(op.eval_f64(x as f64, y as f64))))
-            }
+            (CpuStorage::I64(x), CpuStorage::I64(y)) => CpuStorage::I64(map2(x, al, y, bl, |x, y| op.eval_i64(x, y))),
             (CpuStorage::U8(x), CpuStorage::U8(y)) => {
                 CpuStorage::U8(map2(x, al, y, bl, |x, y| u8::from_f64(op.eval_f64(x as f64, y as f64))))
             }

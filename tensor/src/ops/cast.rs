@@ -1,7 +1,9 @@
-//! Conversion between dtypes (`Tensor::to_dtype`). Floats round to nearest;
-//! float to integer truncates toward zero and saturates (NaN becomes 0), as
-//! Rust's `as` does.
+//! Conversion between dtypes (`Tensor::to_dtype`). Floats round to nearest (ties to
+//! even), once: every conversion is correctly rounded (I64 and F64 to F16/BF16 too);
+//! float to integer truncates toward zero and saturates (NaN becomes 0), as Rust's `as`
+//! does; I64 to U8 clamps.
 
+use crate::dtype::{f64_to_bf16, f64_to_f16, i64_to_bf16, i64_to_f16};
 use crate::{CpuStorage, DType, Layout, Result, WithDType};
 use half::{bf16, f16};
 
@@ -16,15 +18,14 @@ fn convert<T: WithDType>(v: &[T], l: &Layout, dtype: DType) -> CpuStorage {
             CpuStorage::$variant(idx.iter().map(|&i| $f(v[i])).collect())
         };
     }
-    // f32 sources convert directly (no f64 detour) so f32 -> f16/bf16 rounds once.
+    // float and U8 sources: `to_f64` is exact, then one rounding (I64 sources: `cpu_to_dtype`)
     match (T::DTYPE, dtype) {
         (DType::F32, DType::F16) => to!(F16, |x: T| f16::from_f32(x.to_f64() as f32)),
         (DType::F32, DType::BF16) => to!(BF16, |x: T| bf16::from_f32(x.to_f64() as f32)),
         (_, DType::F32) => to!(F32, |x: T| x.to_f64() as f32),
         (_, DType::F64) => to!(F64, |x: T| x.to_f64()),
-        (_, DType::F16) => to!(F16, |x: T| f16::from_f64(x.to_f64())),
-        (_, DType::BF16) => to!(BF16, |x: T| bf16::from_f64(x.to_f64())),
-        (DType::I64, DType::I64) => to!(I64, |x: T| x.to_f64() as i64),
+        (_, DType::F16) => to!(F16, |x: T| f64_to_f16(x.to_f64())),
+        (_, DType::BF16) => to!(BF16, |x: T| f64_to_bf16(x.to_f64())),
         (_, DType::I64) => to!(I64, |x: T| x.to_f64() as i64),
         (_, DType::U8) => to!(U8, |x: T| x.to_f64() as u8),
     }
@@ -40,11 +41,18 @@ pub(crate) fn cpu_to_dtype(s: &CpuStorage, l: &Layout, dtype: DType) -> Result<C
         CpuStorage::F64(v) => convert(v, l, dtype),
         CpuStorage::F16(v) => convert(v, l, dtype),
         CpuStorage::BF16(v) => convert(v, l, dtype),
-        CpuStorage::I64(v) => match dtype {
-            // exact integer path (no f64 rounding above 2^53)
-            DType::U8 => CpuStorage::U8(l.offsets().into_iter().map(|i| v[i].clamp(0, 255) as u8).collect()),
-            _ => convert(v, l, dtype),
-        },
+        // from the integers themselves, rounded once (no f64 detour, which rounds above 2^53)
+        CpuStorage::I64(v) => {
+            let xs = l.offsets().into_iter().map(|i| v[i]);
+            match dtype {
+                DType::U8 => CpuStorage::U8(xs.map(|x| x.clamp(0, 255) as u8).collect()),
+                DType::F32 => CpuStorage::F32(xs.map(|x| x as f32).collect()),
+                DType::F64 => CpuStorage::F64(xs.map(|x| x as f64).collect()),
+                DType::F16 => CpuStorage::F16(xs.map(i64_to_f16).collect()),
+                DType::BF16 => CpuStorage::BF16(xs.map(i64_to_bf16).collect()),
+                DType::I64 => CpuStorage::I64(xs.collect()),
+            }
+        }
         CpuStorage::U8(v) => match dtype {
             DType::I64 => CpuStorage::I64(l.offsets().into_iter().map(|i| v[i] as i64).collect()),
             _ => convert(v, l, dtype),

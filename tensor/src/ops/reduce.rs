@@ -2,7 +2,8 @@
 //! variance) and softmax / log-softmax along an axis.
 //!
 //! The tensor-level code moves the reduced axes last (a view), so a backend only
-//! reduces trailing rows of a row-major walk.
+//! reduces trailing rows of a row-major walk. Integer reductions are exact (in i64; the
+//! sum wraps, as PyTorch's), and a U8 sum is I64 ([`reduce_out_dtype`]).
 
 use crate::storage::{dispatch1, BackendStorage};
 use crate::{DType, Error, Result, Tensor};
@@ -75,19 +76,19 @@ impl Tensor {
         };
         if size == 0 {
             // the sum over an empty axis is 0, as in NumPy
-            return Tensor::zeros(out_dims, self.dtype(), &self.device());
+            return Tensor::zeros(out_dims, reduce_out_dtype(op, self.dtype()), &self.device());
         }
         let s = moved.storage();
         let out = dispatch1!(&*s, |b| b.reduce(moved.layout(), op, size))?;
         Ok(Tensor::from_storage(out, out_dims))
     }
 
-    /// Sum over `axes` (empty = all).
+    /// Sum over `axes` (empty = all); U8 sums to I64 (as PyTorch sums bool and uint8 to int64).
     pub fn sum(&self, axes: &[isize], keepdim: bool) -> Result<Tensor> {
         self.reduce(ReduceOp::Sum, axes, keepdim)
     }
 
-    /// Sum of every element as a 0-d tensor.
+    /// Sum of every element as a 0-d tensor (U8 sums to I64).
     pub fn sum_all(&self) -> Result<Tensor> {
         self.reduce(ReduceOp::Sum, &[], false)
     }
@@ -157,10 +158,11 @@ impl Tensor {
     }
 }
 
-/// The dtype a reduction produces for an input dtype.
+/// The dtype a reduction produces for an input dtype: I64 for argmax/argmin and for the
+/// sum (and integer mean) of U8, as PyTorch sums bool and uint8 to int64; else the input's.
 pub fn reduce_out_dtype(op: ReduceOp, dtype: DType) -> DType {
-    match op {
-        ReduceOp::ArgMax | ReduceOp::ArgMin => DType::I64,
+    match (op, dtype) {
+        (ReduceOp::ArgMax | ReduceOp::ArgMin, _) | (ReduceOp::Sum | ReduceOp::Mean, DType::U8) => DType::I64,
         _ => dtype,
     }
 }
@@ -253,13 +255,68 @@ pub(crate) mod cpu {
         }
     }
 
-    fn reduce_typed<T: WithDType>(v: &[T], l: &Layout, op: ReduceOp, size: usize) -> Vec<f64> {
+    /// `f` of each row of `size` elements (in parallel for large inputs).
+    fn map_rows<T: Copy + Sync, R: Send>(
+        v: &[T],
+        l: &Layout,
+        size: usize,
+        f: impl Fn(&[T]) -> R + Sync + Send,
+    ) -> Vec<R> {
         let data = rows(v, l);
         if data.len() >= 1 << 15 {
-            data.par_chunks(size).map(|r| reduce_row(r, op)).collect()
+            data.par_chunks(size).map(f).collect()
         } else {
-            data.chunks(size).map(|r| reduce_row(r, op)).collect()
+            data.chunks(size).map(f).collect()
         }
+    }
+
+    fn reduce_typed<T: WithDType>(v: &[T], l: &Layout, op: ReduceOp, size: usize) -> Vec<f64> {
+        map_rows(v, l, size, |r| reduce_row(r, op))
+    }
+
+    /// One row of an integer reduction, exact in i64: the sum wraps (as PyTorch's), the mean
+    /// is the sum divided by the length (truncated), the extremes are the first ones.
+    fn reduce_row_int<T: Copy + Into<i64>>(row: &[T], op: ReduceOp) -> i64 {
+        let sum = || row.iter().fold(0i64, |a, &x| a.wrapping_add(x.into()));
+        match op {
+            ReduceOp::Sum => sum(),
+            ReduceOp::Mean | ReduceOp::Var => sum() / row.len().max(1) as i64,
+            ReduceOp::Max | ReduceOp::Min | ReduceOp::ArgMax | ReduceOp::ArgMin => {
+                let want_max = matches!(op, ReduceOp::Max | ReduceOp::ArgMax);
+                let mut best = (0usize, row.first().map_or(0, |&x| x.into()));
+                for (i, &x) in row.iter().enumerate().skip(1) {
+                    let x: i64 = x.into();
+                    if (want_max && x > best.1) || (!want_max && x < best.1) {
+                        best = (i, x);
+                    }
+                }
+                if matches!(op, ReduceOp::ArgMax | ReduceOp::ArgMin) {
+                    best.0 as i64
+                } else {
+                    best.1
+                }
+            }
+        }
+    }
+
+    /// An I64 or U8 reduction in i64 (no f64 rounding above 2^53); variance is not one
+    /// (`None`: the float path, which the tensor layer refuses for integers anyway).
+    fn reduce_int<T: Copy + Into<i64> + Sync>(
+        v: &[T],
+        l: &Layout,
+        op: ReduceOp,
+        size: usize,
+        dtype: crate::DType,
+    ) -> Option<CpuStorage> {
+        if op == ReduceOp::Var {
+            return None;
+        }
+        let vals = map_rows(v, l, size, |r| reduce_row_int(r, op));
+        Some(match super::reduce_out_dtype(op, dtype) {
+            // the max or min of U8 values is a U8 value
+            crate::DType::U8 => CpuStorage::U8(vals.into_iter().map(|x| x.clamp(0, 255) as u8).collect()),
+            _ => CpuStorage::I64(vals),
+        })
     }
 
     /// When the reduced (trailing) dims of `l` are the *leading* dims of a
@@ -373,6 +430,14 @@ pub(crate) mod cpu {
     }
 
     pub(crate) fn reduce(s: &CpuStorage, l: &Layout, op: ReduceOp, size: usize) -> Result<CpuStorage> {
+        let int = match s {
+            CpuStorage::I64(v) => reduce_int(v, l, op, size, s.dtype()),
+            CpuStorage::U8(v) => reduce_int(v, l, op, size, s.dtype()),
+            _ => None,
+        };
+        if let Some(out) = int {
+            return Ok(out);
+        }
         let fast = match s {
             CpuStorage::F32(v) => reduce_leading(v, l, op, size),
             CpuStorage::F64(v) => reduce_leading(v, l, op, size),
