@@ -106,6 +106,8 @@ pub struct Fit<'a> {
     pub(crate) initial_epoch: usize,
     pub(crate) steps_per_execution: usize,
     pub(crate) callbacks: Vec<Box<dyn Callback + 'a>>,
+    /// The history of the run resumed by `resume_from`.
+    pub(crate) resumed_history: Option<crate::History>,
 }
 
 impl Default for Fit<'_> {
@@ -131,6 +133,7 @@ impl<'a> Fit<'a> {
             initial_epoch: 0,
             steps_per_execution: 1,
             callbacks: Vec::new(),
+            resumed_history: None,
         }
     }
 
@@ -249,6 +252,8 @@ impl<'a> Fit<'a> {
     pub fn resume_from(mut self, ckpt: &crate::Checkpoint) -> Self {
         self.initial_epoch = ckpt.epoch;
         self.seed = ckpt.seed;
+        // checkpoints saved by the resumed run keep the earlier epochs' history
+        self.resumed_history = Some(ckpt.history.clone());
         self
     }
 }

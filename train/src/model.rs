@@ -483,6 +483,8 @@ impl<N: Network> KerasModel<N> {
         }
         let (outputs, specs) = (compiled.outputs.clone(), compiled.metrics.clone());
         let mut history = History::new();
+        // the epochs of the run this one resumes (a checkpoint saved now holds them too)
+        let earlier = cfg.resumed_history.as_ref();
         let steps = source.len_batches();
         let params_info = FitParams {
             epochs: cfg.epochs,
@@ -492,14 +494,16 @@ impl<N: Network> KerasModel<N> {
             seed: cfg.seed,
         };
         let mut stop = false;
-        self.with_callbacks(&mut callbacks, &history, &params_info, &mut stop, |cb, ctx| cb.on_train_begin(ctx))?;
+        self.with_callbacks(&mut callbacks, (earlier, &history), &params_info, &mut stop, |cb, ctx| {
+            cb.on_train_begin(ctx)
+        })?;
         for epoch in cfg.initial_epoch..cfg.epochs {
             if stop {
                 break;
             }
             // dropout draws from (seed, epoch) alone, so a resumed run repeats an uninterrupted one
             let mut rng = Rng::new(keel_data::seed::derive_seed(cfg.seed, epoch as u64, DROPOUT_STREAM));
-            self.with_callbacks(&mut callbacks, &history, &params_info, &mut stop, |cb, ctx| {
+            self.with_callbacks(&mut callbacks, (earlier, &history), &params_info, &mut stop, |cb, ctx| {
                 cb.on_epoch_begin(epoch, ctx)
             })?;
             if cfg.verbose > 0 {
@@ -554,7 +558,7 @@ impl<N: Network> KerasModel<N> {
                 }
                 if !callbacks.is_empty() {
                     let batch_logs = Logs::from(logs.logs(""));
-                    self.with_callbacks(&mut callbacks, &history, &params_info, &mut stop, |cb, ctx| {
+                    self.with_callbacks(&mut callbacks, (earlier, &history), &params_info, &mut stop, |cb, ctx| {
                         cb.on_train_batch_end(step, &batch_logs, ctx)
                     })?;
                     if stop {
@@ -578,14 +582,18 @@ impl<N: Network> KerasModel<N> {
             } else if let Some(src) = val_source.as_deref_mut() {
                 epoch_logs.extend(self.evaluate_source_logs("fit (validation_source)", src, "val_")?);
             }
-            progress.finish(&epoch_logs);
             let mut epoch_logs = Logs::from(epoch_logs);
-            self.with_callbacks(&mut callbacks, &history, &params_info, &mut stop, |cb, ctx| {
+            self.with_callbacks(&mut callbacks, (earlier, &history), &params_info, &mut stop, |cb, ctx| {
                 cb.on_epoch_end(epoch, &mut epoch_logs, ctx)
             })?;
+            // after the callbacks, as Keras's progress bar: what they add (ReduceLROnPlateau's
+            // learning_rate) is shown
+            progress.finish(epoch_logs.as_slice());
             history.push(epoch, epoch_logs.as_slice());
         }
-        self.with_callbacks(&mut callbacks, &history, &params_info, &mut stop, |cb, ctx| cb.on_train_end(ctx))?;
+        self.with_callbacks(&mut callbacks, (earlier, &history), &params_info, &mut stop, |cb, ctx| {
+            cb.on_train_end(ctx)
+        })?;
         Ok(history)
     }
 
@@ -593,7 +601,7 @@ impl<N: Network> KerasModel<N> {
     fn with_callbacks(
         &mut self,
         callbacks: &mut CallbackList<'_>,
-        history: &History,
+        (earlier, history): (Option<&History>, &History),
         params: &FitParams,
         stop: &mut bool,
         mut hook: impl FnMut(&mut dyn Callback, &mut CallbackContext<'_>) -> Result<()>,
@@ -602,8 +610,14 @@ impl<N: Network> KerasModel<N> {
             return Ok(());
         }
         let compiled = self.compiled.as_mut().ok_or(Error::NotCompiled("fit"))?;
-        let mut ctx =
-            CallbackContext { network: &self.net, optimizer: compiled.optimizer.as_mut(), history, params, stop };
+        let mut ctx = CallbackContext {
+            network: &self.net,
+            optimizer: compiled.optimizer.as_mut(),
+            earlier,
+            history,
+            params,
+            stop,
+        };
         for cb in &mut callbacks.list {
             hook(cb.as_mut(), &mut ctx)?;
         }

@@ -475,3 +475,95 @@ fn lambda_callback_runs_its_closures() {
     ];
     assert_eq!(events, want);
 }
+
+/// Puts `name = seq[k]` into the logs at the end of the k-th epoch it sees.
+struct Inject {
+    name: &'static str,
+    seq: Vec<f64>,
+    k: std::rc::Rc<std::cell::Cell<usize>>,
+}
+
+impl Callback for Inject {
+    fn on_epoch_end(&mut self, _e: usize, logs: &mut Logs, _c: &mut CallbackContext<'_>) -> keel_train::Result<()> {
+        logs.insert(self.name, self.seq[self.k.get()]);
+        self.k.set(self.k.get() + 1);
+        Ok(())
+    }
+}
+
+/// ModelCheckpoint's best value carries over to a later `fit` (Keras): a worse epoch in
+/// the second run does not overwrite the best file.
+#[test]
+fn model_checkpoint_keeps_its_best_across_fit_calls() {
+    let (x, y) = blobs(1, 32);
+    let mut m = mlp(0);
+    m.compile(SGD::new(0.1), Loss::BinaryCrossentropy, NO_METRICS).unwrap();
+    let path = test_dir("best_across_fits").join("best.keel");
+    let mut ck = ModelCheckpoint::new(path.to_str().unwrap()).monitor("score").save_best_only(true);
+    let k = std::rc::Rc::new(std::cell::Cell::new(0));
+    let inject = || Inject { name: "score", seq: vec![0.5, 0.4, 0.9, 0.3], k: k.clone() };
+    m.fit(&x, &y, Fit::new().epochs(2).verbose(0).callback(inject()).callback(&mut ck)).unwrap();
+    m.fit(&x, &y, Fit::new().epochs(1).verbose(0).callback(inject()).callback(&mut ck)).unwrap();
+    assert_eq!((ck.saved_paths().len(), ck.best()), (2, 0.4));
+    m.fit(&x, &y, Fit::new().epochs(1).verbose(0).callback(inject()).callback(&mut ck)).unwrap();
+    assert_eq!((ck.saved_paths().len(), ck.best()), (3, 0.3));
+}
+
+/// A checkpoint saved by a resumed run holds every epoch's history, the earlier run's too.
+#[test]
+fn a_resumed_runs_checkpoint_keeps_the_whole_history() {
+    let (x, y) = blobs(1, 32);
+    let p = test_dir("resumed_history").join("ck.keel");
+    let mut m = mlp(0);
+    m.compile(SGD::new(0.1), Loss::BinaryCrossentropy, NO_METRICS).unwrap();
+    let h1 =
+        m.fit(&x, &y, Fit::new().epochs(2).verbose(0).callback(ModelCheckpoint::new(p.to_str().unwrap()))).unwrap();
+    let mut m2 = mlp(0);
+    m2.compile(SGD::new(0.1), Loss::BinaryCrossentropy, NO_METRICS).unwrap();
+    let ck = m2.load_checkpoint(&p).unwrap();
+    let h2 = m2
+        .fit(
+            &x,
+            &y,
+            Fit::new().epochs(4).verbose(0).resume_from(&ck).callback(ModelCheckpoint::new(p.to_str().unwrap())),
+        )
+        .unwrap();
+    // fit returns its own epochs (Keras); the checkpoint holds them all
+    assert_eq!(h2.epoch, [2, 3]);
+    let ck2 = keel_train::Checkpoint::load(&p).unwrap();
+    assert_eq!((ck2.epoch, &ck2.history.epoch[..]), (4, &[0, 1, 2, 3][..]));
+    let mut all = h1.clone();
+    all.extend(&h2);
+    assert_eq!(ck2.history, all);
+}
+
+/// Mode::Auto reads the metric's name at the end of a log name, so an output or layer
+/// name that happens to contain "r2" or "recall" does not flip a loss to "higher is better".
+#[test]
+fn auto_mode_reads_the_metric_name_at_the_end() {
+    for up in [
+        "accuracy",
+        "val_accuracy",
+        "class_accuracy",
+        "val_sparse_categorical_accuracy",
+        "auc_1",
+        "val_recall",
+        "r2_score",
+        "f1_score",
+        "val_head_precision",
+    ] {
+        assert!(Mode::Auto.maximizes(up), "{up}");
+    }
+    for down in [
+        "loss",
+        "val_loss",
+        "val_decoder2_mean_absolute_error",
+        "val_accel_mean_squared_error",
+        "val_recall_head_mean_squared_error",
+        "val_layer2_mae",
+        "class_loss",
+        "mse_1",
+    ] {
+        assert!(!Mode::Auto.maximizes(down), "{down}");
+    }
+}

@@ -115,6 +115,8 @@ pub struct FitParams {
 pub struct CallbackContext<'a> {
     pub(crate) network: &'a dyn Network,
     pub(crate) optimizer: &'a mut dyn Optimizer,
+    /// The history of the run this `fit` resumes (`Fit::resume_from`), if any.
+    pub(crate) earlier: Option<&'a History>,
     pub(crate) history: &'a History,
     pub(crate) params: &'a FitParams,
     pub(crate) stop: &'a mut bool,
@@ -200,7 +202,9 @@ impl<'a> CallbackContext<'a> {
 
     /// Save a full training checkpoint after `epoch` (0-based, completed) with its `logs`.
     pub fn save_checkpoint(&self, path: &Path, epoch: usize, logs: &Logs) -> Result<()> {
-        let mut history = self.history.clone();
+        // a resumed run's checkpoint holds every epoch done, the earlier run's first
+        let mut history = self.earlier.cloned().unwrap_or_default();
+        history.extend(self.history);
         history.push(epoch, logs.as_slice());
         let ck = Checkpoint::capture(self.network, &*self.optimizer, epoch + 1, self.params.seed, history)?;
         ck.save(path)
@@ -282,7 +286,8 @@ impl<C: Callback + ?Sized> Callback for Box<C> {
 /// Whether a smaller or a larger monitored value is better.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Mode {
-    /// From the name: accuracy, AUC, precision, recall, F1 and R² are maximised, everything else minimised.
+    /// From the name: a log ending in an accuracy, AUC, precision, recall, F1 or R² metric's
+    /// name is maximised, everything else minimised.
     #[default]
     Auto,
     /// Lower is better (losses, errors).
@@ -298,9 +303,28 @@ impl Mode {
             Mode::Min => false,
             Mode::Max => true,
             Mode::Auto => {
+                // the metric's own name ends the log name (`val_`, an output's name and
+                // `_`, before it; a repeat's `_1` after it): `class_accuracy`, `auc_1`,
+                // but `decoder2_mean_absolute_error` and `recall_head_mse` are minimised
                 let m = monitor.strip_prefix("val_").unwrap_or(monitor);
-                !m.ends_with("loss")
-                    && ["acc", "auc", "precision", "recall", "f1", "fmeasure", "r2"].iter().any(|k| m.contains(k))
+                let m = match m.rsplit_once('_') {
+                    Some((head, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => head,
+                    _ => m,
+                };
+                const HIGHER_IS_BETTER: [&str; 11] = [
+                    "acc",
+                    "accuracy",
+                    "auc",
+                    "precision",
+                    "recall",
+                    "f1",
+                    "f1_score",
+                    "fbeta_score",
+                    "fmeasure",
+                    "r2",
+                    "r2_score",
+                ];
+                HIGHER_IS_BETTER.iter().any(|k| m == *k || m.strip_suffix(k).is_some_and(|h| h.ends_with('_')))
             }
         }
     }

@@ -4,7 +4,8 @@ use super::{Callback, CallbackContext, Logs, Mode};
 use crate::{Error, Result};
 use std::path::PathBuf;
 
-/// Save at the end of every epoch, or only when `monitor` improves (`save_best_only`).
+/// Save at the end of every epoch, or only when `monitor` improves (`save_best_only`;
+/// the best value carries over to later `fit` calls with the same callback, as in Keras).
 ///
 /// `filepath` may hold Keras-style fields filled from the epoch (1-based, as
 /// Keras prints it) and the logs: `"ckpt-{epoch:02d}-{val_loss:.4f}.keel"`.
@@ -23,6 +24,8 @@ pub struct ModelCheckpoint {
     verbose: bool,
     maximize: bool,
     best: f64,
+    /// Whether `best` holds a value from an earlier `fit` (it carries over, as in Keras).
+    started: bool,
     saved: Vec<PathBuf>,
 }
 
@@ -39,6 +42,7 @@ impl ModelCheckpoint {
             verbose: false,
             maximize: false,
             best: f64::INFINITY,
+            started: false,
             saved: Vec::new(),
         }
     }
@@ -97,9 +101,14 @@ impl ModelCheckpoint {
 
 impl Callback for ModelCheckpoint {
     fn on_train_begin(&mut self, _ctx: &mut CallbackContext<'_>) -> Result<()> {
-        self.maximize = self.mode.maximizes(&self.monitor);
-        self.best =
-            self.initial_value_threshold.unwrap_or(if self.maximize { f64::NEG_INFINITY } else { f64::INFINITY });
+        // the best value carries over to a later `fit` with the same callback, as Keras's
+        // does: a worse model does not replace the best file when training goes on
+        if !self.started {
+            self.maximize = self.mode.maximizes(&self.monitor);
+            self.best =
+                self.initial_value_threshold.unwrap_or(if self.maximize { f64::NEG_INFINITY } else { f64::INFINITY });
+            self.started = true;
+        }
         Ok(())
     }
 
@@ -176,7 +185,7 @@ fn format_value(v: f64, spec: &str, integer: bool) -> std::result::Result<String
     if spec.is_empty() {
         return Ok(if integer { format!("{}", v as i64) } else { v.to_string() });
     }
-    let unsupported = || format!("unsupported format spec \":{spec}\" (use d, .Nf or .Ne)");
+    let unsupported = || format!("unsupported format spec \":{spec}\" (use d, .Nf, .Ne, .Ng or .N)");
     // the kind is the last character (any character: the spec is user text)
     let Some((cut, _)) = spec.char_indices().next_back() else { return Err(unsupported()) };
     let (body, kind) = spec.split_at(cut);
@@ -187,7 +196,25 @@ fn format_value(v: f64, spec: &str, integer: bool) -> std::result::Result<String
         Ok(_) => Err(format!("format spec \":{spec}\": widths and precisions above {MAX_WIDTH} are not supported")),
         Err(_) => Err(unsupported()),
     };
+    // Python's spec with no type letter: a width for an integer (`{epoch:03}`), a
+    // precision in significant digits for a float (`{val_loss:.2}`, "g" keeping a ".0")
+    if spec.bytes().all(|b| b.is_ascii_digit()) && integer {
+        return format_value(v, &format!("{spec}d"), true);
+    }
+    if let Some(p) = spec.strip_prefix('.').filter(|p| p.bytes().all(|b| b.is_ascii_digit())) {
+        if !p.is_empty() {
+            return Ok(general(v, num(p)?.max(1), true));
+        }
+    }
     match kind {
+        "g" => {
+            let prec = match body.strip_prefix('.') {
+                Some(p) => num(p)?.max(1),
+                None if body.is_empty() => 6,
+                None => return Err(unsupported()),
+            };
+            Ok(general(v, prec, false))
+        }
         "d" => {
             let zero = body.starts_with('0');
             let width = if body.is_empty() { 0 } else { num(body)? };
@@ -205,9 +232,63 @@ fn format_value(v: f64, spec: &str, integer: bool) -> std::result::Result<String
     }
 }
 
+/// Python's general format of `v` with `prec` significant digits (`"g"`; with
+/// `keep_point`, the no-type form, whose fixed notation keeps one decimal: `1.0`).
+fn general(v: f64, prec: usize, keep_point: bool) -> String {
+    if !v.is_finite() {
+        return if v.is_nan() {
+            "nan".into()
+        } else if v > 0.0 {
+            "inf".into()
+        } else {
+            "-inf".into()
+        };
+    }
+    // the exponent after rounding to `prec` digits (Rust's e-format rounds as Python's)
+    let sci = format!("{v:.*e}", prec - 1);
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let trim = |s: &str| -> String {
+        if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            s.to_string()
+        }
+    };
+    if exp < -4 || exp >= prec as i32 {
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!("{}e{sign}{:02}", trim(mantissa), exp.abs())
+    } else {
+        let decimals = (prec as i32 - 1 - exp).max(0) as usize;
+        let fixed = trim(&format!("{v:.decimals$}"));
+        if keep_point && !fixed.contains('.') {
+            format!("{fixed}.0")
+        } else {
+            fixed
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn python_specs_without_a_type_and_g() {
+        let logs = Logs::from(vec![("val_loss".to_string(), 0.123456), ("big".to_string(), 12345.0)]);
+        assert_eq!(format_path("m-{epoch:03}.keel", 5, &logs).unwrap(), "m-005.keel");
+        assert_eq!(format_path("m-{val_loss:.2}.keel", 4, &logs).unwrap(), "m-0.12.keel");
+        // Python: format(12345.0, '.2') == '1.2e+04', format(1.0, '.3') == '1.0',
+        // format(0.5, '.3g') == '0.5', format(1e-5, '.2g') == '1e-05', format(2.0, 'g') == '2'
+        assert_eq!(format_path("{big:.2}", 0, &logs).unwrap(), "1.2e+04");
+        assert_eq!(general(1.0, 3, true), "1.0");
+        assert_eq!(general(0.5, 3, false), "0.5");
+        assert_eq!(general(1e-5, 2, false), "1e-05");
+        assert_eq!(general(2.0, 6, false), "2");
+        assert_eq!(general(0.000123456, 3, false), "0.000123");
+        assert_eq!(general(9.99, 2, false), "10");
+        assert_eq!(general(-123456789.0, 4, true), "-1.235e+08");
+    }
 
     #[test]
     fn keras_style_paths() {
