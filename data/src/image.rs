@@ -85,7 +85,7 @@ pub struct ImageDataset {
     pub x: Tensor,
     /// Labels, as set by [`LabelMode`].
     pub y: Tensor,
-    /// Class names (the subfolder names); label `i` is `class_names[i]`.
+    /// Class names (the non-hidden subfolders, or those set with `class_names`); label `i` is `class_names[i]`.
     pub class_names: Vec<String>,
     /// The file each image came from, in the order of `x`.
     pub file_paths: Vec<PathBuf>,
@@ -95,7 +95,9 @@ pub struct ImageDataset {
 ///
 /// `dir` holds one subfolder per class (searched recursively for `.png`,
 /// `.jpg` and `.jpeg` files; files directly in `dir` are ignored). Class
-/// names are the subfolder names sorted alphabetically, and label `i` means
+/// names are the subfolder names sorted alphabetically, hidden ones (names
+/// starting with `.`, such as `.ipynb_checkpoints`) skipped as in Keras, or
+/// those set with [`ImageFolder::class_names`]; label `i` means
 /// `class_names[i]`. Call [`ImageFolder::load`] (or
 /// [`ImageFolder::load_both`]) to read the images.
 pub fn image_dataset_from_directory(dir: impl AsRef<Path>) -> ImageFolder {
@@ -152,7 +154,8 @@ impl ImageFolder {
         self
     }
 
-    /// Fix the class order; the names must be exactly the subfolder names.
+    /// Load only these classes, in this order (label `i` is `names[i]`); each must be a subfolder,
+    /// and subfolders not named are skipped (as Keras's `class_names`).
     pub fn class_names(mut self, names: impl IntoIterator<Item = impl Into<String>>) -> Self {
         self.class_names = Some(names.into_iter().map(Into::into).collect());
         self
@@ -257,10 +260,12 @@ impl ImageFolder {
                 "the directory is empty; put one subfolder of images per class in it",
             ));
         }
+        // Keras's index_directory: hidden folders (.git, .ipynb_checkpoints) are not classes
         let mut subdirs: Vec<String> = entries
             .iter()
             .filter(|p| p.is_dir())
             .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .filter(|n| !n.starts_with('.'))
             .collect();
         subdirs.sort();
         if subdirs.is_empty() {
@@ -272,13 +277,28 @@ impl ImageFolder {
         }
         let class_names = match &self.class_names {
             None => subdirs,
+            // Keras: the names must be subfolders (a subset is fine); only those load, in the given order
             Some(names) => {
-                let mut a = names.clone();
-                a.sort();
-                if a != subdirs {
+                if let Some(bad) = names.iter().find(|n| !subdirs.contains(n)) {
                     return Err(Error::invalid(
                         op,
-                        format!("class_names {names:?} do not match the subfolders of {}: {subdirs:?}", dir.display()),
+                        format!(
+                            "class_names {names:?} do not match the subfolders of {}: '{bad}' is not one of \
+                             {subdirs:?}; pass those names or a subset of them",
+                            dir.display()
+                        ),
+                    ));
+                }
+                if let Some((i, dup)) = names.iter().enumerate().find(|(i, n)| names[..*i].contains(n)) {
+                    return Err(Error::invalid(
+                        op,
+                        format!("class_names {names:?} name '{dup}' twice (again at index {i}); list each class once"),
+                    ));
+                }
+                if names.is_empty() {
+                    return Err(Error::invalid(
+                        op,
+                        format!("class_names is empty; pass some of the subfolders {subdirs:?}, or leave it unset"),
                     ));
                 }
                 names.clone()

@@ -4,11 +4,14 @@ use crate::{Error, Result};
 use keel_tensor::Tensor;
 use std::collections::BTreeMap;
 
-/// Integer class labels from `y`: a 1-D tensor of integers (any dtype, floats
-/// must be whole numbers) or a 2-D one-hot / probability matrix (argmax per row).
+/// Integer class labels from `y`: a 1-D tensor `[N]` or a column `[N, 1]` of
+/// integers (any dtype, floats must be whole numbers), or a 2-D one-hot /
+/// probability matrix `[N, C]` with `C > 1` (argmax per row).
 pub fn labels_to_vec(y: &Tensor, op: &'static str) -> Result<Vec<i64>> {
+    // a column [N, 1] holds class ids, not a one-class one-hot matrix (argmax would make every label 0)
+    let ids = y.rank() == 1 || y.rank() == 2 && y.dims()[1] == 1;
     match y.rank() {
-        1 => y
+        _ if ids => y
             .to_vec_f64()?
             .into_iter()
             .enumerate()
@@ -38,13 +41,17 @@ pub fn labels_to_vec(y: &Tensor, op: &'static str) -> Result<Vec<i64>> {
                 })
                 .collect())
         }
-        _ => Err(Error::invalid(op, format!("expected labels [N] or one-hot [N, C], got shape {:?}", y.dims()))),
+        _ => Err(Error::invalid(
+            op,
+            format!("expected labels [N] or [N, 1], or one-hot [N, C], got shape {:?}", y.dims()),
+        )),
     }
 }
 
 /// Keras `to_categorical`: integer labels (any shape) -> F32 one-hot with a new last axis.
 ///
-/// `num_classes = None` uses `max(y) + 1`. Like Keras, a trailing axis of
+/// `num_classes = None` or `Some(0)` (Keras treats a falsy `num_classes` like
+/// `None`) uses `max(y) + 1`. Like Keras, a trailing axis of
 /// size 1 (`[N, 1]`) is dropped first. Floats must be whole numbers.
 pub fn to_categorical(y: &Tensor, num_classes: Option<usize>) -> Result<Tensor> {
     const OP: &str = "to_categorical";
@@ -70,7 +77,7 @@ pub fn to_categorical(y: &Tensor, num_classes: Option<usize>) -> Result<Tensor> 
             ),
         )
     };
-    let c = match num_classes {
+    let c = match num_classes.filter(|&c| c > 0) {
         Some(c) => c,
         None => match labels.iter().max() {
             None => 0,
@@ -105,7 +112,7 @@ pub fn to_categorical(y: &Tensor, num_classes: Option<usize>) -> Result<Tensor> 
 /// scikit-learn's `compute_class_weight`: `mode` must be `"balanced"`, giving
 /// `n_samples / (n_classes * count[class])` for each class present in `y`.
 ///
-/// `y` is labels `[N]` or one-hot `[N, C]`. The map suits `fit(class_weight=...)`.
+/// `y` is labels `[N]` or `[N, 1]`, or one-hot `[N, C]`. The map suits `fit(class_weight=...)`.
 pub fn class_weight(y: &Tensor, mode: &str) -> Result<BTreeMap<i64, f64>> {
     const OP: &str = "class_weight";
     if mode != "balanced" {

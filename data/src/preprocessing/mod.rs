@@ -42,11 +42,19 @@ pub(crate) fn from_f64(v: Vec<f64>, dims: &[usize], dtype: DType) -> Result<Tens
     Ok(Tensor::from_vec(v, dims.to_vec())?.to_dtype(dtype)?)
 }
 
-/// scikit-learn's `_handle_zeros_in_scale`: near-zero scales become 1.
+/// scikit-learn's `_handle_zeros_in_scale` without a constant mask (as `MinMaxScaler` uses it):
+/// a range below `10 * eps` becomes 1.
 pub(crate) fn handle_zero_scale(s: f64) -> f64 {
     if s < 10.0 * f64::EPSILON {
         1.0
     } else {
         s
     }
+}
+
+/// scikit-learn's `_is_constant_feature`: `var` (of `n` samples with mean `mean`) is within
+/// rounding error of zero, i.e. `var <= n * eps * var + (n * mean * eps)^2`.
+pub(crate) fn is_constant_feature(var: f64, mean: f64, n: f64) -> bool {
+    let eps = f64::EPSILON;
+    var <= n * eps * var + (n * mean * eps).powi(2)
 }

@@ -15,7 +15,7 @@ pub type TrainTestSplit = (Tensor, Tensor, Tensor, Tensor);
 /// as in scikit-learn); a whole number from 2 to `N - 1` is a row count. Any
 /// other value is an error, `1.0` included (a fraction must be below 1, as in
 /// scikit-learn; a one-row test set cannot be asked for). With `stratify`, each class of
-/// `y` (labels `[N]` or one-hot `[N, C]`) keeps its proportion in both parts:
+/// `y` (labels `[N]` or `[N, 1]`, or one-hot `[N, C]`) keeps its proportion in both parts:
 /// the test rows are allotted to classes by largest remainder, then drawn at
 /// random within each class. The same `seed` gives the same split. (The
 /// permutation differs from scikit-learn's, which uses another generator.)
