@@ -383,3 +383,16 @@ fn pow_with_zero_exponent_has_zero_gradient_at_zero() {
     assert_eq!(vals(grads.get(&px).unwrap()), vec![0.0, 1.0, 0.0]);
     assert_eq!(vals(grads.get(&py).unwrap()), vec![0.0, 0.0, 2f64.ln()]);
 }
+
+/// An integer leaf cast to float has no gradient (PyTorch refuses integer leaves that
+/// require grad); it used to receive the float gradient truncated to integers.
+#[test]
+fn an_integer_leaf_gets_no_gradient() {
+    let tape = Tape::new();
+    let ids = tape.leaf(Tensor::from_vec(vec![1i64, 2], 2).unwrap());
+    let w = tape.leaf(t(&[0.5, 0.25], &[2]));
+    let y = ids.to_dtype(DType::F64).unwrap().mul(&w).unwrap().sum_all().unwrap();
+    let g = tape.backward(&y).unwrap();
+    assert!(g.get_var(&ids).is_none());
+    assert_eq!(g.get_var(&w).unwrap().to_vec::<f64>().unwrap(), [1.0, 2.0]);
+}

@@ -115,7 +115,9 @@ impl Var {
         let out = self.value().to_dtype(dtype)?;
         Var::record("to_dtype", &[self], out, |_| {
             let src = self.dtype();
-            move |g: &Tensor| Ok(vec![Some(g.to_dtype(src)?)])
+            // an integer source has no gradient (as in PyTorch): casting the float gradient
+            // to it would truncate it to a meaningless integer
+            move |g: &Tensor| Ok(vec![if src.is_float() { Some(g.to_dtype(src)?) } else { None }])
         })
     }
 
