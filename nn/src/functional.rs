@@ -171,6 +171,21 @@ pub fn add(xs: &[SymbolicTensor]) -> Result<SymbolicTensor> {
     Add::new().call_multi(xs)
 }
 
+/// `a - b` (a [`crate::Subtract`] layer).
+pub fn subtract(a: &SymbolicTensor, b: &SymbolicTensor) -> Result<SymbolicTensor> {
+    crate::Subtract::new().call_multi(&[a.clone(), b.clone()])
+}
+
+/// The elementwise product of `xs` (a [`crate::Multiply`] layer).
+pub fn multiply(xs: &[SymbolicTensor]) -> Result<SymbolicTensor> {
+    crate::Multiply::new().call_multi(xs)
+}
+
+/// The elementwise mean of `xs` (an [`crate::Average`] layer).
+pub fn average(xs: &[SymbolicTensor]) -> Result<SymbolicTensor> {
+    crate::Average::new().call_multi(xs)
+}
+
 /// `xs` joined along `axis` (a [`Concatenate`] layer; Keras's axis, counting the batch
 /// axis: `-1` is the last, `1` the first per-sample axis).
 pub fn concatenate(xs: &[SymbolicTensor], axis: isize) -> Result<SymbolicTensor> {

@@ -41,7 +41,9 @@ pub mod weights;
 
 pub use activation::Activation;
 pub use error::{Error, Result};
-pub use functional::{add, concatenate, Input, LayerExt, LayerHandle, Model, SymbolicTensor};
+pub use functional::{
+    add, average, concatenate, multiply, subtract, Input, LayerExt, LayerHandle, Model, SymbolicTensor,
+};
 pub use initializers::Initializer;
 pub use layer::{CastCache, Ctx, IntoPair, Layer, Weight};
 pub use layers::*;
@@ -53,11 +55,12 @@ pub use sequential::Sequential;
 /// Everything a model definition needs: `use keel_nn::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        add, concatenate, Activation, ActivationLayer, Add, AveragePooling1D, AveragePooling2D, BatchNormalization,
-        Bidirectional, Concatenate, Conv1D, Conv1DPadding, Conv2D, Ctx, Dense, Dropout, Embedding, Flatten,
-        GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D, Initializer, Input,
-        Layer, LayerExt, LayerNormalization, Loss, LossFn, MaxPooling1D, MaxPooling2D, MergeMode, Model, Network,
-        Regularizer, Reshape, Sequential, SimpleRNN, GRU, LSTM,
+        add, average, concatenate, multiply, subtract, Activation, ActivationLayer, Add, Average, AveragePooling1D,
+        AveragePooling2D, BatchNormalization, Bidirectional, Concatenate, Conv1D, Conv1DPadding, Conv2D, Ctx, Dense,
+        Dropout, Embedding, Flatten, GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D,
+        GlobalMaxPooling2D, Initializer, Input, Layer, LayerExt, LayerNormalization, Loss, LossFn, MaxPooling1D,
+        MaxPooling2D, Maximum, MergeMode, Minimum, Model, Multiply, Network, Regularizer, Reshape, Sequential,
+        SimpleRNN, Subtract, GRU, LSTM,
     };
     pub use keel_tensor::Padding;
 }

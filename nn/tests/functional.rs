@@ -136,3 +136,48 @@ fn concatenate_counts_the_batch_axis_like_keras() {
     assert_eq!(out.dims(), &[1, 4, 3, 1]);
     assert_eq!(out.to_vec::<f32>().unwrap(), [0., 1., 2., 3., 4., 5., 10., 11., 12., 13., 14., 15.]);
 }
+
+/// Keras's merge layers: values on two and three inputs, gradients by finite differences,
+/// Subtract's two-input rule and a shape mismatch naming both shapes.
+#[test]
+fn merge_layers_compute_like_keras() {
+    let (a, b, c) = (Input::new([3]), Input::new([3]), Input::new([3]));
+    let va = Tensor::from_vec(vec![1.0f64, -2.0, 3.0], (1, 3)).unwrap();
+    let vb = Tensor::from_vec(vec![4.0f64, 5.0, -6.0], (1, 3)).unwrap();
+    let vc = Tensor::from_vec(vec![0.5f64, 0.5, 2.0], (1, 3)).unwrap();
+    let run = |out: keel_nn::SymbolicTensor, ins: &[keel_nn::SymbolicTensor]| -> Vec<f64> {
+        let m = Model::new(ins, &[out]).unwrap();
+        let xs = [va.clone(), vb.clone(), vc.clone()];
+        m.predict(&xs[..ins.len()]).unwrap().remove(0).to_vec::<f64>().unwrap()
+    };
+    let abc = [a.clone(), b.clone(), c.clone()];
+    assert_eq!(run(subtract(&a, &b).unwrap(), &abc[..2]), [-3.0, -7.0, 9.0]);
+    assert_eq!(run(multiply(&abc).unwrap(), &abc), [2.0, -5.0, -36.0]);
+    assert_eq!(run(average(&abc).unwrap(), &abc), [5.5 / 3.0, 3.5 / 3.0, -1.0 / 3.0]);
+    assert_eq!(run(Maximum::new().call_multi(&abc).unwrap(), &abc), [4.0, 5.0, 3.0]);
+    assert_eq!(run(Minimum::new().call_multi(&abc).unwrap(), &abc), [0.5, -2.0, -6.0]);
+    assert_eq!(run(add(&abc).unwrap(), &abc), [5.5, 3.5, -1.0]);
+    // gradients through each (ties avoided for maximum/minimum)
+    let inputs = [va.clone(), vb.clone(), vc.clone()];
+    for (i, layer) in [
+        Box::new(Subtract::new()) as Box<dyn Layer>,
+        Box::new(Multiply::new()),
+        Box::new(Average::new()),
+        Box::new(Maximum::new()),
+        Box::new(Minimum::new()),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let n = if i == 0 { 2 } else { 3 };
+        keel_autograd::gradcheck(
+            |v| Ok(layer.forward_logits_multi(v, &mut Ctx::inference()).expect("forward")),
+            &inputs[..n],
+        )
+        .unwrap_or_else(|e| panic!("{}: {e}", layer.class_name()));
+    }
+    let e = Subtract::new().call_multi(&abc).unwrap_err().to_string();
+    assert!(e.contains("exactly two inputs"), "{e}");
+    let e = multiply(&[a, Input::new([4])]).unwrap_err().to_string();
+    assert!(e.contains("[3]") && e.contains("[4]"), "{e}");
+}

@@ -3,7 +3,8 @@
 //!
 //! Built in: Dense, Conv1D, Conv2D, MaxPooling1D/2D, AveragePooling1D/2D,
 //! GlobalAveragePooling1D/2D, GlobalMaxPooling1D/2D, Flatten, Reshape, Dropout,
-//! BatchNormalization, LayerNormalization, Activation, Embedding, SimpleRNN, LSTM, GRU, Bidirectional, Add and
+//! BatchNormalization, LayerNormalization, Activation, Embedding, SimpleRNN, LSTM, GRU,
+//! Bidirectional, the merges (Add, Subtract, Multiply, Average, Maximum, Minimum) and
 //! Concatenate. [`FromConfig`] rebuilds a [`keel_nn::Sequential`] and a
 //! functional [`keel_nn::Model`] (shared layers included). [`register_layer`] adds a custom class (Keras's
 //! `custom_objects`).
@@ -96,6 +97,11 @@ pub fn layer_from_config(class_name: &str, cfg: &Value) -> Result<Box<dyn Layer>
         (None, "GRU") => Box::new(recurrent::<GRUCell>(class_name, cfg)?),
         (None, "Bidirectional") => bidirectional(cfg)?,
         (None, "Add") => Box::new(Add::new()),
+        (None, "Subtract") => Box::new(keel_nn::Subtract::new()),
+        (None, "Multiply") => Box::new(keel_nn::Multiply::new()),
+        (None, "Average") => Box::new(keel_nn::Average::new()),
+        (None, "Maximum") => Box::new(keel_nn::Maximum::new()),
+        (None, "Minimum") => Box::new(keel_nn::Minimum::new()),
         (None, "Concatenate") => Box::new(Concatenate::new(get::<isize>(class_name, cfg, "axis")?)),
         (None, "Activation") => Box::new(ActivationLayer::new(get::<Activation>(class_name, cfg, "activation")?)),
         (None, other) => {

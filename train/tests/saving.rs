@@ -298,7 +298,7 @@ fn history_plot_writes_a_png() {
 
 #[test]
 fn functional_models_round_trip_with_shared_layers() {
-    use keel_nn::{add, concatenate, Input, LayerExt, LayerHandle};
+    use keel_nn::{add, average, concatenate, multiply, subtract, Input, LayerExt, LayerHandle, Maximum, Minimum};
     let dir = test_dir("functional");
     let a = Input::named([4], "features");
     let b = Input::new([6]);
@@ -306,7 +306,17 @@ fn functional_models_round_trip_with_shared_layers() {
     let shared = LayerHandle::new(Dense::new(6).activation(Activation::Tanh));
     let s1 = shared.call(&h).unwrap();
     let s2 = shared.call(&b).unwrap(); // the same weights on another input
-    let merged = concatenate(&[add(&[s1, s2.clone()]).unwrap(), h], -1).unwrap();
+    // every merge layer, and Concatenate with Keras's positive axis
+    let merges = [
+        add(&[s1.clone(), s2.clone()]).unwrap(),
+        subtract(&s1, &h).unwrap(),
+        multiply(&[s1.clone(), s2.clone(), h.clone()]).unwrap(),
+        average(&[s1.clone(), h.clone()]).unwrap(),
+        Maximum::new().call_multi(&[s2.clone(), h.clone()]).unwrap(),
+        Minimum::new().call_multi(&[s1, s2.clone()]).unwrap(),
+        h,
+    ];
+    let merged = concatenate(&merges, 1).unwrap();
     let out = Dense::new(2).activation(Activation::Softmax).call(&merged).unwrap();
     let m = keel_train::Model::new(&[a, b], &[out, s2]).unwrap();
     let xa = Tensor::rand_uniform(1, -1.0, 1.0, (5, 4), DType::F32, &Device::Cpu).unwrap();

@@ -1,7 +1,6 @@
 //! The layers, one per file.
 
 mod activation_layer;
-mod add;
 mod average_pooling1d;
 mod average_pooling2d;
 mod batch_normalization;
@@ -19,13 +18,13 @@ mod layer_normalization;
 mod lstm;
 mod max_pooling1d;
 mod max_pooling2d;
+mod merge;
 mod pooling;
 mod recurrent;
 mod reshape;
 mod simple_rnn;
 
 pub use activation_layer::ActivationLayer;
-pub use add::Add;
 pub use average_pooling1d::AveragePooling1D;
 pub use average_pooling2d::AveragePooling2D;
 pub use batch_normalization::{BatchNormalization, BatchNormalizationConfig};
@@ -43,6 +42,7 @@ pub use layer_normalization::{LayerNormalization, LayerNormalizationConfig};
 pub use lstm::{LSTMCell, LSTM};
 pub use max_pooling1d::MaxPooling1D;
 pub use max_pooling2d::MaxPooling2D;
+pub use merge::{Add, Average, Maximum, Minimum, Multiply, Subtract};
 pub use pooling::{Pool1DConfig, Pool2DConfig};
 pub use recurrent::{Cell, Recurrent, RecurrentConfig, RecurrentWeights, StepWeights};
 pub use reshape::Reshape;
