@@ -306,7 +306,7 @@ fn functional_models_round_trip_with_shared_layers() {
     let shared = LayerHandle::new(Dense::new(6).activation(Activation::Tanh));
     let s1 = shared.call(&h).unwrap();
     let s2 = shared.call(&b).unwrap(); // the same weights on another input
-    // every merge layer, and Concatenate with Keras's positive axis
+                                       // every merge layer, and Concatenate with Keras's positive axis
     let merges = [
         add(&[s1.clone(), s2.clone()]).unwrap(),
         subtract(&s1, &h).unwrap(),
@@ -357,5 +357,42 @@ fn mixed_precision_policy_round_trips() {
     cfg["config"].as_object_mut().unwrap().remove("dtype_policy");
     let old = <keel_nn::Sequential as keel_train::FromConfig>::from_config(&cfg).unwrap();
     assert_eq!(old.get_dtype_policy(), DTypePolicy::Float32);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Keras's `Rescaling(1/255)` in front of a model fed U8 pixels: the values, training, and
+/// a save/load round trip that keeps scale and offset.
+#[test]
+fn rescaling_puts_pixels_in_range_and_round_trips() {
+    use keel_nn::{Flatten, Layer, Rescaling};
+    let mut r = Rescaling::new(1.0 / 127.5).offset(-1.0);
+    r.build(&[3], &mut keel_tensor::rng::Rng::new(0)).unwrap();
+    let px = Tensor::from_vec(vec![0u8, 51, 255], (1, 3)).unwrap().to_dtype(DType::F32).unwrap();
+    let y = r.forward(&keel_autograd::Var::constant(px), &mut keel_nn::Ctx::inference()).unwrap();
+    let want = [-1.0f32, 51.0 / 127.5 - 1.0, 1.0];
+    for (g, w) in y.value().to_vec::<f32>().unwrap().iter().zip(want) {
+        assert!((g - w).abs() < 1e-6, "{g} vs {w}");
+    }
+    let mut bad = Rescaling::new(f64::NAN);
+    assert!(bad.build(&[3], &mut keel_tensor::rng::Rng::new(0)).unwrap_err().to_string().contains("finite"));
+
+    let dir = test_dir("rescaling");
+    let x = Tensor::rand_uniform(3, 0.0, 255.0, (32, 4, 4, 1), DType::F32, &Device::Cpu)
+        .unwrap()
+        .to_dtype(DType::U8)
+        .unwrap();
+    let y = x.to_dtype(DType::F32).unwrap().mean(&[1, 2, 3], false).unwrap().gt(&Tensor::scalar(127.0f32)).unwrap();
+    let y = y.to_dtype(DType::F32).unwrap().reshape((32, 1)).unwrap();
+    let mut m = Sequential::with_seed(1);
+    m.add(Rescaling::new(1.0 / 255.0).input_shape([4, 4, 1]));
+    m.add(Flatten::new());
+    m.add(Dense::new(1).activation(Activation::Sigmoid));
+    m.compile(Adam::new(0.05), keel_nn::Loss::BinaryCrossentropy, NO_METRICS).unwrap();
+    m.fit(&x, &y, Fit::new().epochs(2).batch_size(8).verbose(0)).unwrap();
+    let path = dir.join("rescaling.keel");
+    m.save(&path).unwrap();
+    let loaded = load_model(&path).unwrap();
+    assert_eq!(loaded.config(), m.config());
+    assert_eq!(bits(&loaded.predict(&x, 8).unwrap()), bits(&m.predict(&x, 8).unwrap()));
     std::fs::remove_dir_all(&dir).unwrap();
 }

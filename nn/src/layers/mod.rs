@@ -21,6 +21,7 @@ mod max_pooling2d;
 mod merge;
 mod pooling;
 mod recurrent;
+mod rescaling;
 mod reshape;
 mod simple_rnn;
 
@@ -45,6 +46,7 @@ pub use max_pooling2d::MaxPooling2D;
 pub use merge::{Add, Average, Maximum, Minimum, Multiply, Subtract};
 pub use pooling::{Pool1DConfig, Pool2DConfig};
 pub use recurrent::{Cell, Recurrent, RecurrentConfig, RecurrentWeights, StepWeights};
+pub use rescaling::Rescaling;
 pub use reshape::Reshape;
 pub use simple_rnn::{SimpleRNN, SimpleRNNCell};
 
