@@ -14,12 +14,30 @@ pub fn format_logs(logs: &[(String, f64)]) -> String {
     logs.iter().map(|(k, v)| format!(" - {k}: {}", format_value(*v))).collect()
 }
 
-/// Four decimals, or scientific notation for very small magnitudes (as Keras prints).
+/// As Keras's progress bar prints a value: four decimals above 1e-3 in magnitude, else
+/// Python's `.4e` (`1.2340e-05`, `0.0000e+00`); `nan`, `inf` as Python.
 pub fn format_value(v: f64) -> String {
-    if v != 0.0 && v.abs() < 1e-3 {
-        format!("{v:.4e}")
-    } else {
-        format!("{v:.4}")
+    if v.is_nan() {
+        return "nan".into();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 { "inf".into() } else { "-inf".into() };
+    }
+    if v.abs() > 1e-3 {
+        return format!("{v:.4}");
+    }
+    python_exponent(format!("{v:.4e}"))
+}
+
+/// Rust's `e` notation (`1.2340e-5`) as Python writes it (`1.2340e-05`: a sign and at
+/// least two exponent digits).
+pub(crate) fn python_exponent(s: String) -> String {
+    match s.split_once('e') {
+        Some((m, e)) => {
+            let (sign, digits) = e.strip_prefix('-').map_or(('+', e), |d| ('-', d));
+            format!("{m}e{sign}{digits:0>2}")
+        }
+        None => s,
     }
 }
 
@@ -101,7 +119,12 @@ mod tests {
     fn keras_formats() {
         let logs = vec![("loss".to_string(), 0.08123), ("accuracy".to_string(), 0.97341)];
         assert_eq!(format_logs(&logs), " - loss: 0.0812 - accuracy: 0.9734");
-        assert_eq!(format_value(0.00001234), "1.2340e-5");
+        assert_eq!(format_value(0.00001234), "1.2340e-05");
+        assert_eq!(format_value(0.0), "0.0000e+00");
+        assert_eq!(format_value(-0.001), "-1.0000e-03");
+        assert_eq!(format_value(0.0011), "0.0011");
+        assert_eq!(format_value(f64::NAN), "nan");
+        assert_eq!(format_value(1e-120), "1.0000e-120");
         assert_eq!(format_time(Duration::from_millis(2100), 250), "2s 8ms/step");
         assert_eq!(format_time(Duration::from_micros(95000), 100), "0s 950us/step");
     }

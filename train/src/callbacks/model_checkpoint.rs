@@ -226,7 +226,11 @@ fn format_value(v: f64, spec: &str, integer: bool) -> std::result::Result<String
                 None if body.is_empty() => 6,
                 None => return Err(unsupported()),
             };
-            Ok(if kind == "f" { format!("{v:.prec$}") } else { format!("{v:.prec$e}") })
+            Ok(if kind == "f" {
+                format!("{v:.prec$}")
+            } else {
+                crate::progress::python_exponent(format!("{v:.prec$e}"))
+            })
         }
         _ => Err(unsupported()),
     }
@@ -288,6 +292,11 @@ mod tests {
         assert_eq!(general(0.000123456, 3, false), "0.000123");
         assert_eq!(general(9.99, 2, false), "10");
         assert_eq!(general(-123456789.0, 4, true), "-1.235e+08");
+        // Python: format(0.0001234, '.2e') == '1.23e-04'
+        assert_eq!(
+            format_path("{val_loss:.2e}", 0, &Logs::from(vec![("val_loss".to_string(), 0.0001234)])).unwrap(),
+            "1.23e-04"
+        );
     }
 
     #[test]
