@@ -993,6 +993,11 @@ fn casts_between_all_dtypes() {
     for to in [DType::F16, DType::BF16, DType::I64, DType::U8, DType::F64] {
         agree(&format!("cast non-finite f32 -> {to}"), dev, 0.0, std::slice::from_ref(&nan), |t| t[0].to_dtype(to));
     }
+    // sign keeps NaN (and gives +-1 for the infinities) in every float dtype
+    for dt in [DType::F32, DType::F16, DType::BF16, DType::F64] {
+        let x = nan.to_dtype(dt).unwrap();
+        agree(&format!("sign of non-finite {dt}"), dev, 0.0, std::slice::from_ref(&x), |t| t[0].sign());
+    }
     agree("cast of a transposed view", dev, 0.0, &[rand_signed(1000, &[7, 9], 0.1, 100.0)], |t| {
         t[0].t()?.to_dtype(DType::BF16)
     });

@@ -320,3 +320,14 @@ fn pow_grad_at_zero_exponent_is_zero() {
     assert_eq!(BinaryOp::Pow.deriv_f32(0.0, 0.0, false), 0.0);
     assert_eq!(BinaryOp::Pow.deriv_f64(0.0, 0.5, false), f64::INFINITY);
 }
+
+/// `sign(NaN)` is NaN, as NumPy's and PyTorch's (it was 0), in every float dtype.
+#[test]
+fn sign_keeps_nan() {
+    for dt in [DType::F32, DType::F64, DType::BF16, DType::F16] {
+        let x = Tensor::from_vec(vec![-2.0f32, -0.0, 0.0, 3.0, f32::NAN], 5).unwrap().to_dtype(dt).unwrap();
+        let s = x.sign().unwrap().to_vec_f64().unwrap();
+        assert_eq!(&s[..4], &[-1.0, 0.0, 0.0, 1.0], "{dt}");
+        assert!(s[4].is_nan(), "{dt}: {s:?}");
+    }
+}

@@ -256,9 +256,9 @@ unary_ops! {
     Softplus "softplus" |x, a| (if x > 0.0 { x } else { 0.0 }) + (-x.abs()).exp_().ln_1p(), |x, a| x.sigmoid_(),
         "(fmaxf(x, 0.f) + log1pf(expf(-fabsf(x))))",
         "(x >= 0.f ? 1.f / (1.f + expf(-x)) : expf(x) / (1.f + expf(x)))";
-    /// sign: -1, 0 or 1
-    Sign "sign" |x, a| if x > 0.0 { 1.0 } else if x < 0.0 { -1.0 } else { 0.0 }, |x, a| 0.0,
-        "(float)((x > 0.f) - (x < 0.f))", "0.f";
+    /// sign: -1, 0 or 1 (NaN stays NaN, as in NumPy)
+    Sign "sign" |x, a| if x > 0.0 { 1.0 } else if x < 0.0 { -1.0 } else if x.is_nan() { x } else { 0.0 }, |x, a| 0.0,
+        "(x != x ? x : (float)((x > 0.f) - (x < 0.f)))", "0.f";
 }
 
 impl Tensor {
@@ -408,7 +408,7 @@ unary_methods! {
     silu => Silu;
     /// Elementwise softplus.
     softplus => Softplus;
-    /// Elementwise sign (-1, 0, 1).
+    /// Elementwise sign (-1, 0, 1; NaN stays NaN).
     sign => Sign;
 }
 
