@@ -401,17 +401,20 @@ impl Model {
         self.layers.iter().find(|l| l.read().name() == name).cloned()
     }
 
-    /// The name of node `t` for `Connected to` (`"conv2d[0][0]"`).
-    fn node_label(&self, t: &SymbolicTensor, calls: &HashMap<u64, usize>) -> String {
+    /// The name of the input or layer that makes node `t`.
+    fn node_name(&self, t: &SymbolicTensor) -> String {
         match &t.0.kind {
             NodeKind::Input { .. } => {
                 let i = self.inputs.iter().position(|x| x.0.id == t.0.id).unwrap_or(0);
-                format!("{}[0][0]", self.input_names.get(i).map(String::as_str).unwrap_or("input"))
+                self.input_names.get(i).cloned().unwrap_or_else(|| "input".into())
             }
-            NodeKind::Layer { layer, .. } => {
-                format!("{}[{}][0]", layer.read().name(), calls.get(&t.0.id).copied().unwrap_or(0))
-            }
+            NodeKind::Layer { layer, .. } => layer.read().name().to_string(),
         }
+    }
+
+    /// The name of node `t` for `Connected to` (`"conv2d[0][0]"`).
+    fn node_label(&self, t: &SymbolicTensor, calls: &HashMap<u64, usize>) -> String {
+        format!("{}[{}][0]", self.node_name(t), calls.get(&t.0.id).copied().unwrap_or(0))
     }
 
     /// For each layer node, the index of that call among its layer's calls.
@@ -585,11 +588,9 @@ impl Network for Model {
 
     fn config(&self) -> serde_json::Value {
         let calls = self.call_indices();
-        let label = |t: &SymbolicTensor| {
-            let s = self.node_label(t, &calls);
-            let name = s.split('[').next().unwrap_or("").to_string();
-            serde_json::json!([name, calls.get(&t.0.id).copied().unwrap_or(0), 0])
-        };
+        // the name itself, not cut from the "name[i][0]" label: a name may hold '['
+        let label =
+            |t: &SymbolicTensor| serde_json::json!([self.node_name(t), calls.get(&t.0.id).copied().unwrap_or(0), 0]);
         let mut layers = Vec::new();
         for (t, name) in self.inputs.iter().zip(&self.input_names) {
             layers.push(serde_json::json!({

@@ -45,6 +45,28 @@ pub fn to_safetensors_bytes(tensors: &BTreeMap<String, Tensor>) -> Result<Vec<u8
     Ok(out)
 }
 
+/// Check that the tensors' byte ranges (`(start, end, name)`) tile a data section of
+/// `data_len` bytes exactly, as the safetensors format requires: no hole, no overlap,
+/// nothing after the last tensor. The error says what is wrong, in words.
+pub fn check_data_layout(ranges: &mut [(usize, usize, String)], data_len: usize) -> std::result::Result<(), String> {
+    ranges.sort();
+    let mut at = 0usize;
+    for (start, end, name) in ranges.iter() {
+        if *start != at {
+            return Err(if *start > at {
+                format!("bytes {at}..{start} of the data section belong to no tensor (before \"{name}\")")
+            } else {
+                format!("\"{name}\" (bytes {start}..{end}) overlaps the tensor before it")
+            });
+        }
+        at = *end;
+    }
+    if at != data_len {
+        return Err(format!("{} bytes after the last tensor", data_len.saturating_sub(at)));
+    }
+    Ok(())
+}
+
 /// Parse the bytes of a safetensors file (F32 / F64 tensors).
 pub fn from_safetensors_bytes(bytes: &[u8]) -> Result<BTreeMap<String, Tensor>> {
     let bad = |m: &str| Error::Weights(format!("not a valid safetensors file: {m}"));
@@ -55,15 +77,24 @@ pub fn from_safetensors_bytes(bytes: &[u8]) -> Result<BTreeMap<String, Tensor>> 
     let v: serde_json::Value = serde_json::from_slice(header).map_err(|e| bad(&e.to_string()))?;
     let obj = v.as_object().ok_or_else(|| bad("header is not an object"))?;
     let mut out = BTreeMap::new();
+    let mut ranges = Vec::with_capacity(obj.len());
     for (name, info) in obj {
         if name == "__metadata__" {
+            if !info.as_object().is_some_and(|m| m.values().all(|v| v.is_string())) {
+                return Err(bad("__metadata__ must map names to strings"));
+            }
             continue;
         }
         let dtype = info["dtype"].as_str().ok_or_else(|| bad("missing dtype"))?;
         let shape: Vec<usize> = serde_json::from_value(info["shape"].clone()).map_err(|e| bad(&e.to_string()))?;
         let offs: [usize; 2] = serde_json::from_value(info["data_offsets"].clone()).map_err(|e| bad(&e.to_string()))?;
         let raw = data.get(offs[0]..offs[1]).ok_or_else(|| bad("data offsets past the end"))?;
-        let count: usize = shape.iter().product();
+        ranges.push((offs[0], offs[1], name.clone()));
+        let count = shape
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .filter(|c| c.checked_mul(8).is_some())
+            .ok_or_else(|| bad(&format!("\"{name}\": shape {shape:?} overflows")))?;
         let t = match dtype {
             "F32" if raw.len() == 4 * count => Tensor::from_vec(
                 raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect::<Vec<f32>>(),
@@ -80,6 +111,7 @@ pub fn from_safetensors_bytes(bytes: &[u8]) -> Result<BTreeMap<String, Tensor>> 
         };
         out.insert(name.clone(), t);
     }
+    check_data_layout(&mut ranges, data.len()).map_err(|m| bad(&m))?;
     Ok(out)
 }
 

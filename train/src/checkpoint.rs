@@ -256,8 +256,10 @@ impl<N: Network> KerasModel<N> {
         check_weights(self.network(), &weights, path)?;
         let opt = self.optimizer_ref().ok_or(Error::NotCompiled("restore_checkpoint"))?;
         ckpt.check_optimizer(self.network(), opt, path)?;
-        load_checked(self.network(), &weights, path)?;
+        // the optimizer state first: it checks its slots (names included) before taking
+        // anything, so a mismatch leaves the weights untouched too (they were checked above)
         self.optimizer_mut()?.load_state(ckpt.optimizer.clone())?;
+        load_checked(self.network(), &weights, path)?;
         Ok(())
     }
 

@@ -109,7 +109,13 @@ pub fn layer_from_config(class_name: &str, cfg: &Value) -> Result<Box<dyn Layer>
         (None, "Concatenate") => Box::new(Concatenate::new(get::<isize>(class_name, cfg, "axis")?)),
         (None, "Activation") => Box::new(ActivationLayer::new(get::<Activation>(class_name, cfg, "activation")?)),
         (None, other) => {
-            return Err(Error::Nn(keel_nn::Error::UnknownName { kind: "layer class", name: other.to_string() }))
+            return Err(Error::invalid(
+                "from_config",
+                format!(
+                    "unknown layer class \"{other}\": a custom layer must be registered before loading, with \
+                     keel_train::register_layer(\"{other}\", constructor)"
+                ),
+            ))
         }
     };
     if let Some(name) = cfg.get("name").and_then(Value::as_str) {

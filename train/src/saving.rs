@@ -64,13 +64,13 @@ pub(crate) fn parse_safetensors(path: &Path, bytes: &[u8]) -> Result<SafeFile> {
     let data = &bytes[end..];
     let mut metadata = BTreeMap::new();
     let mut tensors = BTreeMap::new();
-    let mut used = 0usize;
+    let mut ranges = Vec::with_capacity(header.len());
     for (name, info) in &header {
         if name == "__metadata__" {
-            if let Some(m) = info.as_object() {
-                for (k, v) in m {
-                    metadata.insert(k.clone(), v.as_str().unwrap_or_default().to_string());
-                }
+            let m = info.as_object().ok_or_else(|| bad("__metadata__ is not an object".into()))?;
+            for (k, v) in m {
+                let v = v.as_str().ok_or_else(|| bad(format!("__metadata__ \"{k}\" is not a string")))?;
+                metadata.insert(k.clone(), v.to_string());
             }
             continue;
         }
@@ -109,7 +109,7 @@ pub(crate) fn parse_safetensors(path: &Path, bytes: &[u8]) -> Result<SafeFile> {
         if raw.len() != want {
             return Err(bad(format!("\"{name}\" has {} bytes, its shape {shape:?} needs {want}", raw.len())));
         }
-        used = used.max(offs[1]);
+        ranges.push((offs[0], offs[1], name.clone()));
         let t = if width == 4 {
             let v: Vec<f32> = raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
             Tensor::from_vec(v, shape)?
@@ -122,9 +122,7 @@ pub(crate) fn parse_safetensors(path: &Path, bytes: &[u8]) -> Result<SafeFile> {
         };
         tensors.insert(name.clone(), t);
     }
-    if used != data.len() {
-        return Err(bad(format!("{} bytes after the last tensor", data.len() - used)));
-    }
+    keel_nn::weights::check_data_layout(&mut ranges, data.len()).map_err(bad)?;
     Ok(SafeFile { metadata, tensors })
 }
 

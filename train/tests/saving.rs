@@ -193,7 +193,7 @@ fn assert_bad_file(r: Result<impl std::fmt::Debug, Error>, needle: &str) {
 #[test]
 fn bad_files_are_errors_and_change_nothing() {
     let dir = test_dir("bad");
-    let (x, _) = blobs(1, 8);
+    let (x, y) = blobs(1, 8);
     let mut m = mlp(0);
     m.compile(SGD::new(0.1), Loss::BinaryCrossentropy, NO_METRICS).unwrap();
     let model_path = dir.join("m.keel");
@@ -257,7 +257,20 @@ fn bad_files_are_errors_and_change_nothing() {
     // unknown layer class
     let cfg = serde_json::json!({"class_name": "Sequential", "config": {"name": "s", "input_shape": [2],
         "layers": [{"class_name": "Quantum", "config": {"name": "q"}}]}});
-    assert!(<keel_nn::Sequential as keel_train::FromConfig>::from_config(&cfg).is_err());
+    let e = <keel_nn::Sequential as keel_train::FromConfig>::from_config(&cfg).err().unwrap().to_string();
+    assert!(e.contains("\"Quantum\"") && e.contains("register_layer"), "{e}");
+    // a checkpoint whose optimizer slots differ (momentum vs none) changes nothing
+    let mut mom = mlp(0);
+    mom.compile(SGD::new(0.1).momentum(0.9), Loss::BinaryCrossentropy, NO_METRICS).unwrap();
+    let hm = mom.fit(&x, &y, Fit::new().epochs(1).verbose(0)).unwrap();
+    let mom_path = dir.join("momentum.ckpt");
+    mom.save_checkpoint(&mom_path, 1, 0, &hm).unwrap();
+    let mut plain = mlp(5);
+    plain.compile(SGD::new(0.1), Loss::BinaryCrossentropy, NO_METRICS).unwrap();
+    plain.fit(&x, &y, Fit::new().epochs(1).verbose(0)).unwrap();
+    let plain_before = weight_bits(plain.network());
+    assert!(plain.load_checkpoint(&mom_path).is_err());
+    assert_eq!(weight_bits(plain.network()), plain_before, "a refused checkpoint replaced the weights");
 
     // nothing above changed the model or the good files
     assert_eq!(weight_bits(m.network()), before);
@@ -393,6 +406,80 @@ fn rescaling_puts_pixels_in_range_and_round_trips() {
     m.save(&path).unwrap();
     let loaded = load_model(&path).unwrap();
     assert_eq!(loaded.config(), m.config());
+    assert_eq!(bits(&loaded.predict(&x, 8).unwrap()), bits(&m.predict(&x, 8).unwrap()));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Safetensors files that break the format (holes, overlapping tensors, shapes whose size
+/// overflows, metadata that is not strings) are errors from both readers, never a panic.
+#[test]
+fn malformed_safetensors_layouts_are_errors() {
+    let dir = test_dir("safetensors_layout");
+    let file = |name: &str, header: &str, data: &[u8]| {
+        let mut h = header.as_bytes().to_vec();
+        while h.len() % 8 != 0 {
+            h.push(b' ');
+        }
+        let mut b = (h.len() as u64).to_le_bytes().to_vec();
+        b.extend_from_slice(&h);
+        b.extend_from_slice(data);
+        let p = dir.join(name);
+        std::fs::write(&p, b).unwrap();
+        p
+    };
+    let ok = file(
+        "ok.safetensors",
+        r#"{"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]},"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#,
+        &[0; 8],
+    );
+    assert_eq!(keel_nn::weights::load_safetensors(&ok).unwrap().len(), 2);
+    let cases = [
+        ("hole", r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#, &[0u8; 8][..], "belong to no tensor"),
+        (
+            "overlap",
+            r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#,
+            &[0u8; 4][..],
+            "overlaps",
+        ),
+        ("tail", r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#, &[0u8; 6][..], "after the last tensor"),
+        (
+            "overflow",
+            r#"{"w":{"dtype":"F32","shape":[4611686018427387904,4],"data_offsets":[0,0]}}"#,
+            &[][..],
+            "overflows",
+        ),
+        (
+            "metadata",
+            r#"{"__metadata__":{"k":1},"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#,
+            &[0u8; 4][..],
+            "__metadata__",
+        ),
+    ];
+    for (name, header, data, needle) in cases {
+        let p = file(&format!("{name}.safetensors"), header, data);
+        let e = keel_nn::weights::load_safetensors(&p).unwrap_err().to_string();
+        assert!(e.contains(needle), "nn reader, {name}: {e}");
+        let mut m = mlp(0);
+        m.compile(SGD::new(0.1), Loss::BinaryCrossentropy, NO_METRICS).unwrap();
+        let e = m.load_weights(&p).unwrap_err().to_string();
+        assert!(e.contains(needle) || e.contains("safetensors"), "train reader, {name}: {e}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A layer name holding '[' (as "Connected to" labels do) saves and loads.
+#[test]
+fn a_layer_name_with_brackets_round_trips() {
+    use keel_nn::{Input, LayerExt};
+    let dir = test_dir("bracket_names");
+    let a = Input::new([3]);
+    let h = Dense::new(4).with_name("enc[0]").call(&a).unwrap();
+    let m = keel_train::Model::new(&[a], &[Dense::new(1).call(&h).unwrap()]).unwrap();
+    let path = dir.join("m.keel");
+    m.save(&path).unwrap();
+    let loaded = keel_train::Model::load(&path).unwrap();
+    assert_eq!(loaded.config(), m.config());
+    let x = Tensor::rand_uniform(4, -1.0, 1.0, (5, 3), DType::F32, &Device::Cpu).unwrap();
     assert_eq!(bits(&loaded.predict(&x, 8).unwrap()), bits(&m.predict(&x, 8).unwrap()));
     std::fs::remove_dir_all(&dir).unwrap();
 }
