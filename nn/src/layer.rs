@@ -585,6 +585,40 @@ macro_rules! common_builders {
 }
 pub(crate) use common_builders;
 
+/// The `Layer` methods of a layer that takes several inputs (a `built` field and its own
+/// `output_shape_multi`/`forward_logits_multi`): the single-input forms forward to the
+/// `_multi` ones, and `build_multi` checks the shapes and marks the layer built.
+macro_rules! multi_input_layer {
+    () => {
+        fn build(&mut self, input_shape: &[usize], rng: &mut keel_tensor::rng::Rng) -> $crate::Result<()> {
+            self.build_multi(&[input_shape.to_vec()], rng)
+        }
+
+        fn is_built(&self) -> bool {
+            self.built
+        }
+
+        fn output_shape(&self, input_shape: &[usize]) -> $crate::Result<Vec<usize>> {
+            self.output_shape_multi(&[input_shape.to_vec()])
+        }
+
+        fn forward_logits(
+            &self,
+            x: &keel_autograd::Var,
+            ctx: &mut $crate::layer::Ctx<'_>,
+        ) -> $crate::Result<keel_autograd::Var> {
+            self.forward_logits_multi(std::slice::from_ref(x), ctx)
+        }
+
+        fn build_multi(&mut self, input_shapes: &[Vec<usize>], _rng: &mut keel_tensor::rng::Rng) -> $crate::Result<()> {
+            self.output_shape_multi(input_shapes)?;
+            self.built = true;
+            Ok(())
+        }
+    };
+}
+pub(crate) use multi_input_layer;
+
 /// The boilerplate `Layer` methods for a layer with `name`, `input_shape` fields.
 macro_rules! layer_common {
     ($class:literal) => {

@@ -1,9 +1,8 @@
 //! [`Concatenate`]: join several inputs along one axis (functional API merge layer).
 
-use crate::layer::{layer_common, with_name, Ctx, Layer};
+use crate::layer::{layer_common, multi_input_layer, with_name, Ctx, Layer};
 use crate::{Error, Result};
 use keel_autograd::Var;
-use keel_tensor::rng::Rng;
 
 /// Join inputs along `axis`, counted as Keras counts it: with the batch axis (axis 0, which
 /// cannot be joined), so `1` is the first per-sample axis; negative counts from the end
@@ -52,27 +51,7 @@ impl Concatenate {
 impl Layer for Concatenate {
     layer_common!("Concatenate");
 
-    fn build(&mut self, input_shape: &[usize], rng: &mut Rng) -> Result<()> {
-        self.build_multi(&[input_shape.to_vec()], rng)
-    }
-
-    fn is_built(&self) -> bool {
-        self.built
-    }
-
-    fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
-        self.output_shape_multi(&[input_shape.to_vec()])
-    }
-
-    fn forward_logits(&self, x: &Var, ctx: &mut Ctx<'_>) -> Result<Var> {
-        self.forward_logits_multi(std::slice::from_ref(x), ctx)
-    }
-
-    fn build_multi(&mut self, input_shapes: &[Vec<usize>], _rng: &mut Rng) -> Result<()> {
-        self.output_shape_multi(input_shapes)?;
-        self.built = true;
-        Ok(())
-    }
+    multi_input_layer!();
 
     fn output_shape_multi(&self, input_shapes: &[Vec<usize>]) -> Result<Vec<usize>> {
         let Some(first) = input_shapes.first() else {

@@ -1,10 +1,9 @@
 //! The elementwise merge layers of the functional API: [`Add`], [`Subtract`],
 //! [`Multiply`], [`Average`], [`Maximum`], [`Minimum`] (Keras's, one macro).
 
-use crate::layer::{layer_common, with_name, Ctx, Layer};
+use crate::layer::{layer_common, multi_input_layer, with_name, Ctx, Layer};
 use crate::{Error, Result};
 use keel_autograd::Var;
-use keel_tensor::rng::Rng;
 
 /// How a merge layer combines its inputs.
 #[derive(Clone, Copy, PartialEq)]
@@ -88,27 +87,7 @@ macro_rules! merge_layers {
         impl Layer for $name {
             layer_common!($class);
 
-            fn build(&mut self, input_shape: &[usize], rng: &mut Rng) -> Result<()> {
-                self.build_multi(&[input_shape.to_vec()], rng)
-            }
-
-            fn is_built(&self) -> bool {
-                self.built
-            }
-
-            fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
-                self.output_shape_multi(&[input_shape.to_vec()])
-            }
-
-            fn forward_logits(&self, x: &Var, ctx: &mut Ctx<'_>) -> Result<Var> {
-                self.forward_logits_multi(std::slice::from_ref(x), ctx)
-            }
-
-            fn build_multi(&mut self, input_shapes: &[Vec<usize>], _rng: &mut Rng) -> Result<()> {
-                self.output_shape_multi(input_shapes)?;
-                self.built = true;
-                Ok(())
-            }
+            multi_input_layer!();
 
             fn output_shape_multi(&self, input_shapes: &[Vec<usize>]) -> Result<Vec<usize>> {
                 Merge::$kind.shape($class, &self.name, input_shapes)
