@@ -59,8 +59,8 @@ pub mod prelude {
         AveragePooling2D, BatchNormalization, Bidirectional, Concatenate, Conv1D, Conv1DPadding, Conv2D, Ctx, Dense,
         Dropout, Embedding, Flatten, GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D,
         GlobalMaxPooling2D, Initializer, Input, Layer, LayerExt, LayerNormalization, Loss, LossFn, MaxPooling1D,
-        MaxPooling2D, Maximum, MergeMode, Minimum, Model, Multiply, Network, Regularizer, Rescaling, Reshape,
-        Sequential, SimpleRNN, Subtract, GRU, LSTM,
+        MaxPooling2D, Maximum, MergeMode, Minimum, Model, Multiply, Network, Normalization, Regularizer, Rescaling,
+        Reshape, Sequential, SimpleRNN, Subtract, GRU, LSTM,
     };
     pub use keel_tensor::Padding;
 }

@@ -2,7 +2,7 @@
 //! names to layer constructors, and [`FromConfig`] for networks.
 //!
 //! Built in: Dense, Conv1D, Conv2D, MaxPooling1D/2D, AveragePooling1D/2D,
-//! GlobalAveragePooling1D/2D, GlobalMaxPooling1D/2D, Flatten, Reshape, Rescaling, Dropout,
+//! GlobalAveragePooling1D/2D, GlobalMaxPooling1D/2D, Flatten, Reshape, Rescaling, Normalization, Dropout,
 //! BatchNormalization, LayerNormalization, Activation, Embedding, SimpleRNN, LSTM, GRU,
 //! Bidirectional, the merges (Add, Subtract, Multiply, Average, Maximum, Minimum) and
 //! Concatenate. [`FromConfig`] rebuilds a [`keel_nn::Sequential`] and a
@@ -72,6 +72,16 @@ pub fn layer_from_config(class_name: &str, cfg: &Value) -> Result<Box<dyn Layer>
         (None, "GlobalMaxPooling1D") => Box::new(GlobalMaxPooling1D::new()),
         (None, "GlobalMaxPooling2D") => Box::new(GlobalMaxPooling2D::new()),
         (None, "Flatten") => Box::new(Flatten::new()),
+        (None, "Normalization") => {
+            if cfg.get("axis").is_some_and(|a| *a != serde_json::json!(-1) && *a != serde_json::json!([-1])) {
+                return Err(Error::invalid(
+                    "from_config",
+                    "Normalization over another axis than the last (-1) is not supported",
+                ));
+            }
+            let invert = cfg.get("invert").map_or(Ok(false), |_| get::<bool>(class_name, cfg, "invert"))?;
+            Box::new(keel_nn::Normalization::new().invert(invert))
+        }
         (None, "Rescaling") => Box::new(
             keel_nn::Rescaling::new(get::<f64>(class_name, cfg, "scale")?)
                 .offset(cfg.get("offset").map_or(Ok(0.0), |_| get::<f64>(class_name, cfg, "offset"))?),

@@ -275,6 +275,45 @@ fn a_model_with_two_inputs() {
     }
 }
 
+/// The preprocessing and merge layers (Normalization adapted to the data, Rescaling, the
+/// six merges, Concatenate with Keras's axis) and the composed activations train on CUDA
+/// along the CPU's trajectory.
+#[test]
+fn preprocessing_and_merge_layers() {
+    use keel_nn::{
+        average, concatenate, multiply, subtract, Input, LayerExt, Maximum, Minimum, Normalization, Rescaling,
+    };
+    let Some(dev) = common::gpu("preprocessing_and_merge_layers") else { return };
+    let x = uniform(23, &[48, 5]).mul_scalar(50.0).unwrap().add_scalar(10.0).unwrap();
+    let y = x.sum(&[1], false).unwrap().gt(&Tensor::scalar(50.0f32)).unwrap().to_dtype(DType::I64).unwrap();
+    let build = || {
+        let inp = Input::new([5]);
+        let mut norm = Normalization::new();
+        norm.adapt(&x).unwrap();
+        let h = norm.call(&inp).unwrap();
+        let a = Dense::new(6).activation(Activation::Selu).call(&h).unwrap();
+        let b = Dense::new(6).activation(Activation::Mish).call(&h).unwrap();
+        let merged = concatenate(
+            &[
+                keel_nn::add(&[a.clone(), b.clone()]).unwrap(),
+                subtract(&a, &b).unwrap(),
+                multiply(&[a.clone(), b.clone()]).unwrap(),
+                average(&[a.clone(), b.clone()]).unwrap(),
+                Maximum::new().call_multi(&[a.clone(), b.clone()]).unwrap(),
+                Minimum::new().call_multi(&[a, b]).unwrap(),
+            ],
+            1,
+        )
+        .unwrap();
+        let r = Rescaling::new(0.5).offset(0.1).call(&merged).unwrap();
+        let out = Dense::new(2).activation(Activation::Softmax).call(&r).unwrap();
+        let mut m = KerasModel::from_network(keel_nn::Model::with_seed(&[inp], &[out], 16).unwrap());
+        m.compile(Adam::new(0.01), Loss::SparseCategoricalCrossentropy, &[MetricSpec::Accuracy]).unwrap();
+        m
+    };
+    agree("preprocessing and merge layers", &dev, build, &x, &y);
+}
+
 /// Two outputs (a softmax class head and a linear value head, weighted losses, a metric
 /// per output): every log and both predictions agree, read back per step and as one
 /// execution (the queued per-output losses and predictions come back together).

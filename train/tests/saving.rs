@@ -483,3 +483,80 @@ fn a_layer_name_with_brackets_round_trips() {
     assert_eq!(bits(&loaded.predict(&x, 8).unwrap()), bits(&m.predict(&x, 8).unwrap()));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Keras's `Normalization` + `adapt`: per-feature statistics (population variance), the
+/// inverse, frozen through `fit`, and saved and loaded with the model.
+#[test]
+fn normalization_adapts_trains_frozen_and_round_trips() {
+    use keel_nn::{Layer, Normalization};
+    // feature 0 around 1000 (spread 100), feature 1 around -5 (spread 0.01)
+    let n = 64;
+    let u = Tensor::rand_uniform(8, -1.0, 1.0, (n, 2), DType::F64, &Device::Cpu).unwrap().to_vec::<f64>().unwrap();
+    let raw: Vec<f32> =
+        u.chunks(2).flat_map(|r| [(1000.0 + 100.0 * r[0]) as f32, (-5.0 + 0.01 * r[1]) as f32]).collect();
+    let x = Tensor::from_vec(raw.clone(), (n, 2)).unwrap();
+    let mut norm = Normalization::new();
+    norm.adapt(&x).unwrap();
+    let (mean, var) = (norm.mean().unwrap(), norm.variance().unwrap());
+    for j in 0..2 {
+        let col: Vec<f64> = raw.iter().skip(j).step_by(2).map(|&v| v as f64).collect();
+        let m = col.iter().sum::<f64>() / n as f64;
+        let v = col.iter().map(|c| (c - m) * (c - m)).sum::<f64>() / n as f64;
+        assert!((mean[j] - m).abs() < 1e-3 * m.abs().max(1.0), "mean {j}: {} vs {m}", mean[j]);
+        assert!((var[j] - v).abs() < 1e-3 * v, "var {j}: {} vs {v}", var[j]);
+    }
+    let z = norm.forward(&keel_autograd::Var::constant(x.clone()), &mut keel_nn::Ctx::inference()).unwrap();
+    let zs = z.value().to_vec::<f32>().unwrap();
+    for j in 0..2 {
+        let col: Vec<f64> = zs.iter().skip(j).step_by(2).map(|&v| v as f64).collect();
+        let m = col.iter().sum::<f64>() / n as f64;
+        let s = (col.iter().map(|c| (c - m) * (c - m)).sum::<f64>() / n as f64).sqrt();
+        assert!(m.abs() < 1e-3 && (s - 1.0).abs() < 1e-3, "feature {j}: mean {m} std {s}");
+    }
+    // the inverse takes the normalized data back
+    let mut back = Normalization::new().invert(true);
+    back.adapt(&x).unwrap();
+    let xb = back.forward(&z, &mut keel_nn::Ctx::inference());
+    let xb = xb.unwrap().value().to_vec::<f32>().unwrap();
+    for (a, b) in xb.iter().zip(&raw) {
+        assert!((a - b).abs() < 1e-3 * b.abs().max(1.0), "{a} vs {b}");
+    }
+    // errors: NaN data, another feature count, no feature axis
+    let mut bad = Normalization::new();
+    let nan = Tensor::from_vec(vec![1.0f32, f32::NAN], (1, 2)).unwrap();
+    assert!(bad.adapt(&nan).unwrap_err().to_string().contains("NaN"));
+    assert!(norm
+        .adapt(&Tensor::zeros((3, 5), DType::F32, &Device::Cpu).unwrap())
+        .unwrap_err()
+        .to_string()
+        .contains("2 features"));
+
+    // in a model: trains on the raw features, the statistics stay as adapted, save/load
+    let y =
+        Tensor::from_vec(u.chunks(2).map(|r| (r[0] + r[1] > 0.0) as i64 as f32).collect::<Vec<_>>(), (n, 1)).unwrap();
+    let mut m = Sequential::with_seed(2);
+    m.add(norm.input_shape([2]));
+    m.add(Dense::new(1).activation(Activation::Sigmoid));
+    m.compile(Adam::new(0.05), keel_nn::Loss::BinaryCrossentropy, &[MetricSpec::Accuracy]).unwrap();
+    let h = m.fit(&x, &y, Fit::new().epochs(40).batch_size(16).verbose(0)).unwrap();
+    assert!(h.last("accuracy").unwrap() > 0.9, "{:?}", h.get("accuracy"));
+    let stats: Vec<Vec<f32>> = m
+        .network()
+        .named_weights()
+        .iter()
+        .filter(|w| !w.trainable)
+        .map(|w| w.param.value().to_vec::<f32>().unwrap())
+        .collect();
+    assert_eq!(stats.len(), 2);
+    assert_eq!(
+        stats[0].iter().map(|&v| v as f64).collect::<Vec<_>>(),
+        mean.iter().map(|&v| v as f32 as f64).collect::<Vec<_>>()
+    );
+    let dir = test_dir("normalization");
+    let path = dir.join("m.keel");
+    m.save(&path).unwrap();
+    let loaded = load_model(&path).unwrap();
+    assert_eq!(loaded.config(), m.config());
+    assert_eq!(bits(&loaded.predict(&x, 16).unwrap()), bits(&m.predict(&x, 16).unwrap()));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
