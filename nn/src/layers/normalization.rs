@@ -21,7 +21,7 @@ const MIN_STD: f64 = 1e-7;
 /// let x = Tensor::from_vec(vec![1.0f32, 10.0, 3.0, 30.0], (2, 2))?;
 /// let mut norm = Normalization::new();
 /// norm.adapt(&x)?; // mean [2, 20], variance [1, 100]
-/// assert_eq!(norm.mean().unwrap(), vec![2.0, 20.0]);
+/// assert_eq!(norm.mean(), Some(vec![2.0, 20.0]));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Normalization {
