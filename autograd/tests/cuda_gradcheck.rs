@@ -72,6 +72,14 @@ fn convolution_and_pooling_on_cuda() {
         let what = format!("conv2d stride {st:?} {pad:?} dilation {dil:?}");
         check_on(&dev, &what, |v| v[0].conv2d(&v[1], st, pad, dil), &[x.clone(), k.clone()]);
     }
+    // transposed convolution (Conv2DTranspose): the forward and backward kernels swapped
+    let kt = away_from_zero(3, &[3, 3, 4, 2]);
+    for (hw, st, pad) in
+        [((7, 8), (1, 1), Padding::Valid), ((10, 12), (2, 2), Padding::Same), ((11, 13), (2, 2), Padding::Valid)]
+    {
+        let what = format!("conv2d_transpose to {hw:?} stride {st:?} {pad:?}");
+        check_on(&dev, &what, |v| v[0].conv2d_transpose(&v[1], hw, st, pad, (1, 1)), &[x.clone(), kt.clone()]);
+    }
     // distinct values, so no window has a tie for its maximum (finite differences across a
     // tie see the other element)
     let distinct: Vec<f64> = (0..2 * 6 * 7 * 2).map(|i| ((i * 37) % 168) as f64 / 50.0 - 1.6).collect();

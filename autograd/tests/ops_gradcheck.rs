@@ -178,6 +178,83 @@ fn conv2d_geometries() {
     );
 }
 
+/// Transposed convolution by its definition, in f64 loops: every input pixel scatters
+/// `x[n, i, j, c] * k[a, b, o, c]` onto output pixel `(i*sh - pt + a*dh, j*sw - pl + b*dw)`.
+fn conv2d_transpose_reference(
+    x: &Tensor,
+    k: &Tensor,
+    out_hw: (usize, usize),
+    s: (usize, usize),
+    pad: (usize, usize),
+    d: (usize, usize),
+) -> Vec<f64> {
+    let (xd, kd) = (x.dims().to_vec(), k.dims().to_vec());
+    let (xv, kv) = (x.to_vec::<f64>().unwrap(), k.to_vec::<f64>().unwrap());
+    let (n, h, w, c) = (xd[0], xd[1], xd[2], xd[3]);
+    let (kh, kw, o) = (kd[0], kd[1], kd[2]);
+    let (oh, ow) = out_hw;
+    let mut y = vec![0.0; n * oh * ow * o];
+    for b in 0..n {
+        for i in 0..h {
+            for j in 0..w {
+                for a in 0..kh {
+                    for e in 0..kw {
+                        let r = (i * s.0 + a * d.0) as isize - pad.0 as isize;
+                        let q = (j * s.1 + e * d.1) as isize - pad.1 as isize;
+                        if r < 0 || q < 0 || r >= oh as isize || q >= ow as isize {
+                            continue;
+                        }
+                        for oc in 0..o {
+                            for ic in 0..c {
+                                y[((b * oh + r as usize) * ow + q as usize) * o + oc] +=
+                                    xv[((b * h + i) * w + j) * c + ic] * kv[((a * kw + e) * o + oc) * c + ic];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    y
+}
+
+#[test]
+fn conv2d_transpose_values_and_gradients() {
+    // (input, kernel [kh, kw, o, c], output hw, strides, padding, dilation, the top/left pad)
+    type Case =
+        (&'static [usize], &'static [usize], (usize, usize), (usize, usize), Padding, (usize, usize), (usize, usize));
+    let cases: &[Case] = &[
+        (&[2, 3, 3, 2], &[3, 3, 4, 2], (7, 7), (2, 2), Padding::Valid, (1, 1), (0, 0)),
+        (&[1, 3, 4, 2], &[3, 3, 2, 2], (6, 8), (2, 2), Padding::Same, (1, 1), (0, 0)),
+        (&[1, 3, 3, 1], &[4, 4, 2, 1], (6, 6), (2, 2), Padding::Same, (1, 1), (1, 1)),
+        (&[1, 4, 3, 2], &[2, 3, 3, 2], (4, 3), (1, 1), Padding::Same, (1, 1), (0, 1)),
+        (&[2, 3, 3, 1], &[3, 2, 2, 1], (7, 6), (1, 1), Padding::Valid, (2, 3), (0, 0)),
+        (&[1, 3, 2, 2], &[2, 2, 2, 2], (9, 6), (3, 3), Padding::Valid, (1, 1), (0, 0)), // kernel < stride: gaps
+        (&[1, 3, 3, 1], &[3, 3, 1, 1], (6, 6), (2, 2), Padding::Same, (1, 1), (0, 0)),  // output_padding 1
+    ];
+    for (i, &(x, k, hw, s, p, d, pad)) in cases.iter().enumerate() {
+        let (xt, kt) = (rn(400 + i as u64, x), rn(410 + i as u64, k));
+        let y = Var::constant(xt.clone()).conv2d_transpose(&Var::constant(kt.clone()), hw, s, p, d).unwrap();
+        assert_eq!(y.dims(), &[x[0], hw.0, hw.1, k[2]], "case {i}");
+        let want = conv2d_transpose_reference(&xt, &kt, hw, s, pad, d);
+        for (j, (a, b)) in y.value().to_vec::<f64>().unwrap().iter().zip(&want).enumerate() {
+            assert!((a - b).abs() <= 1e-12 * b.abs().max(1.0), "case {i} [{j}]: {a} vs {b}");
+        }
+        let r = gradcheck(|v| v[0].conv2d_transpose(&v[1], hw, s, p, d), &[xt, kt]);
+        assert!(r.is_ok(), "case {i}: {}", r.unwrap_err());
+    }
+    // an output size no convolution maps back onto the input is an error naming the sizes
+    let e = Var::constant(rn(1, &[1, 3, 3, 1])).conv2d_transpose(
+        &Var::constant(rn(2, &[3, 3, 1, 1])),
+        (9, 9),
+        (2, 2),
+        Padding::Same,
+        (1, 1),
+    );
+    let msg = e.unwrap_err().to_string();
+    assert!(msg.contains("9x9") && msg.contains("3x3"), "{msg}");
+}
+
 #[test]
 fn conv2d_bias_relu_fused() {
     // short patch (direct kernel, 8-channel groups + tail), long patch (GEMM), pointwise

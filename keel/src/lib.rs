@@ -74,7 +74,7 @@ pub type Result<T> = std::result::Result<T, Error>;
 pub mod prelude {
     pub use keel_nn::{
         add, concatenate, Activation, ActivationLayer, Add, AveragePooling1D, AveragePooling2D, BatchNormalization,
-        Bidirectional, Concatenate, Conv1D, Conv1DPadding, Conv2D, Dense, Dropout, Embedding, Flatten,
+        Bidirectional, Concatenate, Conv1D, Conv1DPadding, Conv2D, Conv2DTranspose, Dense, Dropout, Embedding, Flatten,
         GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D, Initializer, Input,
         Layer, LayerExt, LayerNormalization, Loss, LossFn, MaxPooling1D, MaxPooling2D, Network, Regularizer, Reshape,
         SimpleRNN, GRU, LSTM,

@@ -56,11 +56,11 @@ pub use sequential::Sequential;
 pub mod prelude {
     pub use crate::{
         add, average, concatenate, multiply, subtract, Activation, ActivationLayer, Add, Average, AveragePooling1D,
-        AveragePooling2D, BatchNormalization, Bidirectional, Concatenate, Conv1D, Conv1DPadding, Conv2D, Ctx, Dense,
-        Dropout, Embedding, Flatten, GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D,
-        GlobalMaxPooling2D, Initializer, Input, Layer, LayerExt, LayerNormalization, Loss, LossFn, MaxPooling1D,
-        MaxPooling2D, Maximum, MergeMode, Minimum, Model, Multiply, Network, Normalization, Regularizer, Rescaling,
-        Reshape, Sequential, SimpleRNN, Subtract, GRU, LSTM,
+        AveragePooling2D, BatchNormalization, Bidirectional, Concatenate, Conv1D, Conv1DPadding, Conv2D,
+        Conv2DTranspose, Ctx, Dense, Dropout, Embedding, Flatten, GlobalAveragePooling1D, GlobalAveragePooling2D,
+        GlobalMaxPooling1D, GlobalMaxPooling2D, Initializer, Input, Layer, LayerExt, LayerNormalization, Loss, LossFn,
+        MaxPooling1D, MaxPooling2D, Maximum, MergeMode, Minimum, Model, Multiply, Network, Normalization, Regularizer,
+        Rescaling, Reshape, Sequential, SimpleRNN, Subtract, GRU, LSTM,
     };
     pub use keel_tensor::Padding;
 }

@@ -51,6 +51,63 @@ fn conv2d_shapes_and_params() {
 }
 
 #[test]
+fn conv2d_transpose_shapes_params_and_values() {
+    // Keras's documented example: Conv2DTranspose(32, 2, 2) on (10, 8, 128) -> (20, 16, 32)
+    let (l, out) = built(Conv2DTranspose::new(32, 2).strides(2), &[10, 8, 128]);
+    assert_eq!(out, vec![20, 16, 32]);
+    assert_eq!(l.count_params(), 2 * 2 * 32 * 128 + 32);
+    assert_eq!(l.weights()[0].param.value().dims(), &[2, 2, 32, 128]); // [kh, kw, filters, in]
+                                                                       // Keras's deconv_output_length: valid = h*s + max(k - s, 0), same = h*s, with
+                                                                       // output_padding = (h-1)*s + k - 2*(k//2 if same) + output_padding
+    assert_eq!(built(Conv2DTranspose::new(4, 3).strides(2), &[7, 7, 1]).1, vec![15, 15, 4]);
+    assert_eq!(built(Conv2DTranspose::new(4, 3).strides(2).padding(Padding::Same), &[7, 5, 1]).1, vec![14, 10, 4]);
+    assert_eq!(built(Conv2DTranspose::new(4, 2).strides(3), &[3, 2, 1]).1, vec![9, 6, 4]);
+    assert_eq!(built(Conv2DTranspose::new(4, 3).dilation_rate(2), &[5, 5, 1]).1, vec![9, 9, 4]);
+    let op = Conv2DTranspose::new(4, 3).strides(2).padding(Padding::Same).output_padding((0, 1));
+    assert_eq!(built(op, &[7, 7, 1]).1, vec![13, 14, 4]);
+    let op = Conv2DTranspose::new(4, 3).strides(2).output_padding(1);
+    assert_eq!(built(op, &[7, 7, 1]).1, vec![16, 16, 4]);
+    // values: the transposed convolution of the tensor level plus the bias, then the activation
+    let (l, _) =
+        built(Conv2DTranspose::new(3, 3).strides(2).padding(Padding::Same).activation(Activation::Tanh), &[3, 4, 2]);
+    l.weights()[1].param.assign(&t(&[0.1, -0.2, 0.3], &[3])).unwrap();
+    let x = Tensor::rand_normal(4, 0.0, 1.0, (2, 3, 4, 2), DType::F32, &Device::Cpu).unwrap();
+    let k = Var::constant(l.weights()[0].param.value());
+    let want = Var::constant(x.clone())
+        .conv2d_transpose(&k, (6, 8), (2, 2), Padding::Same, (1, 1))
+        .unwrap()
+        .into_value()
+        .add(&l.weights()[1].param.value())
+        .unwrap()
+        .tanh()
+        .unwrap();
+    close(&infer(&l, &x).to_vec::<f32>().unwrap(), &want.to_vec::<f32>().unwrap(), 1e-6);
+    // hand case: a 2x2 kernel of ones, stride 2, scatters each pixel into its own 2x2 block
+    let (l, _) = built(Conv2DTranspose::new(1, 2).strides(2).kernel_initializer(Initializer::Ones), &[2, 2, 1]);
+    let y = infer(&l, &t(&[1.0, 2.0, 3.0, 4.0], &[1, 2, 2, 1])).to_vec::<f32>().unwrap();
+    close(&y, &[1., 1., 2., 2., 1., 1., 2., 2., 3., 3., 4., 4., 3., 3., 4., 4.], 0.0);
+}
+
+#[test]
+fn conv2d_transpose_config_errors() {
+    let err = |l: Conv2DTranspose, shape: &[usize]| {
+        let mut l = l.with_name("up");
+        l.build(shape, &mut Rng::new(1)).unwrap_err().to_string()
+    };
+    let msg = err(Conv2DTranspose::new(2, 3).strides(2).output_padding(2), &[4, 4, 1]);
+    assert!(msg.contains("up") && msg.contains("output_padding 2") && msg.contains("stride 2"), "{msg}");
+    let msg = err(Conv2DTranspose::new(2, 3), &[4, 4]);
+    assert!(msg.contains("up") && msg.contains("rank 3"), "{msg}");
+    let msg = err(Conv2DTranspose::new(0, 3), &[4, 4, 1]);
+    assert!(msg.contains("filters"), "{msg}");
+    let msg = err(Conv2DTranspose::new(2, 3).strides(0), &[4, 4, 1]);
+    assert!(msg.contains("strides"), "{msg}");
+    // an even kernel with same padding and output_padding 0 leaves a size no convolution maps back
+    let msg = err(Conv2DTranspose::new(2, 2).strides(2).padding(Padding::Same).output_padding(0), &[4, 4, 1]);
+    assert!(msg.contains("up") && msg.contains("convolves back"), "{msg}");
+}
+
+#[test]
 fn pooling_and_reshaping_shapes() {
     assert_eq!(built(MaxPooling2D::new((2, 2)), &[26, 26, 32]).1, vec![13, 13, 32]);
     assert_eq!(built(MaxPooling2D::new(2), &[11, 11, 64]).1, vec![5, 5, 64]);

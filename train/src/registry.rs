@@ -1,7 +1,7 @@
 //! Rebuilding models from their JSON config: a registry from Keras class
 //! names to layer constructors, and [`FromConfig`] for networks.
 //!
-//! Built in: Dense, Conv1D, Conv2D, MaxPooling1D/2D, AveragePooling1D/2D,
+//! Built in: Dense, Conv1D, Conv2D, Conv2DTranspose, MaxPooling1D/2D, AveragePooling1D/2D,
 //! GlobalAveragePooling1D/2D, GlobalMaxPooling1D/2D, Flatten, Reshape, Rescaling, Normalization, Dropout,
 //! BatchNormalization, LayerNormalization, Activation, Embedding, SimpleRNN, LSTM, GRU,
 //! Bidirectional, the merges (Add, Subtract, Multiply, Average, Maximum, Minimum) and
@@ -13,11 +13,11 @@ use crate::{Error, Result};
 use keel_nn::mixed_precision::DTypePolicy;
 use keel_nn::{
     Activation, ActivationLayer, Add, AveragePooling1D, AveragePooling2D, BatchNormalization, BatchNormalizationConfig,
-    Bidirectional, Cell, Concatenate, Conv1D, Conv1DConfig, Conv2D, Conv2DConfig, Dense, DenseConfig, Dropout,
-    Embedding, EmbeddingConfig, Flatten, GRUCell, GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D,
-    GlobalMaxPooling2D, Input, LSTMCell, Layer, LayerHandle, LayerNormalization, LayerNormalizationConfig,
-    MaxPooling1D, MaxPooling2D, MergeMode, Network, Pool1DConfig, Pool2DConfig, Recurrent, RecurrentConfig, Reshape,
-    SimpleRNNCell, SymbolicTensor,
+    Bidirectional, Cell, Concatenate, Conv1D, Conv1DConfig, Conv2D, Conv2DConfig, Conv2DTranspose,
+    Conv2DTransposeConfig, Dense, DenseConfig, Dropout, Embedding, EmbeddingConfig, Flatten, GRUCell,
+    GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D, Input, LSTMCell, Layer,
+    LayerHandle, LayerNormalization, LayerNormalizationConfig, MaxPooling1D, MaxPooling2D, MergeMode, Network,
+    Pool1DConfig, Pool2DConfig, Recurrent, RecurrentConfig, Reshape, SimpleRNNCell, SymbolicTensor,
 };
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -62,6 +62,9 @@ pub fn layer_from_config(class_name: &str, cfg: &Value) -> Result<Box<dyn Layer>
         (Some(f), _) => f(cfg)?,
         (None, "Dense") => Box::new(Dense::from_config(field::<DenseConfig>(class_name, cfg)?)),
         (None, "Conv2D") => Box::new(Conv2D::from_config(field::<Conv2DConfig>(class_name, cfg)?)),
+        (None, "Conv2DTranspose") => {
+            Box::new(Conv2DTranspose::from_config(field::<Conv2DTransposeConfig>(class_name, cfg)?))
+        }
         (None, "MaxPooling2D") => Box::new(MaxPooling2D::from_config(field::<Pool2DConfig>(class_name, cfg)?)),
         (None, "AveragePooling2D") => Box::new(AveragePooling2D::from_config(field::<Pool2DConfig>(class_name, cfg)?)),
         (None, "Conv1D") => Box::new(Conv1D::from_config(field::<Conv1DConfig>(class_name, cfg)?)),

@@ -33,6 +33,47 @@ impl Var {
         })
     }
 
+    /// Transposed 2-D convolution (the gradient of [`Var::conv2d`] wrt its
+    /// input, Keras's `Conv2DTranspose`): `self` is `[n, h, w, c]`, `kernel` is
+    /// `[kh, kw, o, c]` and `out_hw` the output's `(height, width)`; the output
+    /// `[n, oh, ow, o]` is the input of the forward convolution that `p` would
+    /// map back onto `self`'s shape. The rule uses `conv2d` / `conv2d_grad_kernel`.
+    pub fn conv2d_transpose(
+        &self,
+        kernel: &Var,
+        out_hw: (usize, usize),
+        strides: (usize, usize),
+        padding: Padding,
+        dilation: (usize, usize),
+    ) -> Result<Var> {
+        let p = Conv2dParams::transposed(
+            "conv2d_transpose",
+            self.shape(),
+            kernel.shape(),
+            out_hw,
+            strides,
+            padding,
+            dilation,
+        )?;
+        let out = self.value().conv2d_grad_input(kernel.value(), &p)?;
+        Var::record("conv2d_transpose", &[self, kernel], out, |needs| {
+            let (need_x, need_k) = (needs[0], needs[1]);
+            let x = need_k.then(|| self.value().clone());
+            let k = need_x.then(|| kernel.value().clone());
+            move |g: &Tensor| {
+                let gx = match &k {
+                    Some(k) => Some(g.conv2d_with(k, &p)?),
+                    None => None,
+                };
+                let gk = match &x {
+                    Some(x) => Some(g.conv2d_grad_kernel(x, &p)?),
+                    None => None,
+                };
+                Ok(vec![gx, gk])
+            }
+        })
+    }
+
     /// `relu(conv2d(self, kernel) + bias)` as one op (`bias` `[o]`): the values
     /// and gradients of `conv2d` then [`Var::add_relu`], without the
     /// intermediate tensor. The rule saves the output (for the ReLU mask), the

@@ -52,6 +52,49 @@ pub struct Conv2D {
 
 common_builders!(Conv2D);
 kernel_bias_builders!(Conv2D);
+conv2d_builders!(Conv2D, Conv2DConfig, "[kh, kw, in, filters]");
+
+/// The builders and getters [`Conv2D`] and `Conv2DTranspose` share (strides,
+/// padding, dilation, the config, the kernel and bias).
+macro_rules! conv2d_builders {
+    ($t:ident, $cfg:ty, $kernel:literal) => {
+        impl $t {
+            /// Set the strides.
+            pub fn strides(mut self, s: impl $crate::layer::IntoPair) -> Self {
+                self.cfg.strides = s.into_pair();
+                self
+            }
+
+            /// Set the padding (`Padding::Valid` or `Padding::Same`).
+            pub fn padding(mut self, p: keel_tensor::Padding) -> Self {
+                self.cfg.padding = p;
+                self
+            }
+
+            /// Set the dilation rate.
+            pub fn dilation_rate(mut self, d: impl $crate::layer::IntoPair) -> Self {
+                self.cfg.dilation_rate = d.into_pair();
+                self
+            }
+
+            /// The config.
+            pub fn get_config(&self) -> &$cfg {
+                &self.cfg
+            }
+
+            #[doc = concat!("The kernel `", $kernel, "`, once built.")]
+            pub fn kernel(&self) -> Option<&keel_autograd::Param> {
+                self.kernel.as_ref()
+            }
+
+            /// The bias `[filters]`, once built (and when `use_bias`).
+            pub fn bias(&self) -> Option<&keel_autograd::Param> {
+                self.bias.as_ref()
+            }
+        }
+    };
+}
+pub(crate) use conv2d_builders;
 
 impl Conv2D {
     /// `filters` output channels with window `kernel_size` (stride 1, valid padding, linear).
@@ -74,39 +117,6 @@ impl Conv2D {
     /// A Conv2D layer from its config.
     pub fn from_config(cfg: Conv2DConfig) -> Self {
         Conv2D { name: String::new(), input_shape: None, cfg, in_channels: None, kernel: None, bias: None }
-    }
-
-    /// Set the strides.
-    pub fn strides(mut self, s: impl IntoPair) -> Self {
-        self.cfg.strides = s.into_pair();
-        self
-    }
-
-    /// Set the padding (`Padding::Valid` or `Padding::Same`).
-    pub fn padding(mut self, p: Padding) -> Self {
-        self.cfg.padding = p;
-        self
-    }
-
-    /// Set the dilation rate.
-    pub fn dilation_rate(mut self, d: impl IntoPair) -> Self {
-        self.cfg.dilation_rate = d.into_pair();
-        self
-    }
-
-    /// The config.
-    pub fn get_config(&self) -> &Conv2DConfig {
-        &self.cfg
-    }
-
-    /// The kernel `[kh, kw, in, filters]`, once built.
-    pub fn kernel(&self) -> Option<&Param> {
-        self.kernel.as_ref()
-    }
-
-    /// The bias `[filters]`, once built (and when `use_bias`).
-    pub fn bias(&self) -> Option<&Param> {
-        self.bias.as_ref()
     }
 
     /// The convolution without bias or activation.

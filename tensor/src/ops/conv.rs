@@ -134,6 +134,47 @@ impl Conv2dParams {
         })
     }
 
+    /// Geometry of a transposed convolution with input `[n, h, w, c]`, kernel
+    /// `[kh, kw, o, c]` and output `(height, width)` `out_hw`: the forward
+    /// convolution from `[n, out_hw.0, out_hw.1, o]` that lands on `[n, h, w, c]`
+    /// (its padding chosen from `out_hw` as [`conv_out_dim`] does, as
+    /// TensorFlow's `conv2d_transpose`). An error when that convolution does not
+    /// give back `h` x `w`.
+    pub fn transposed(
+        op: &'static str,
+        input: &Shape,
+        kernel: &Shape,
+        out_hw: (usize, usize),
+        strides: (usize, usize),
+        padding: Padding,
+        dilation: (usize, usize),
+    ) -> Result<Self> {
+        let (x, k) = (input.dims(), kernel.dims());
+        if x.len() != 4 || k.len() != 4 {
+            return Err(Error::shape_mismatch(op, input, kernel, "need NHWC input and HWOI kernel (rank 4 each)"));
+        }
+        if x[3] != k[3] {
+            return Err(Error::shape_mismatch(
+                op,
+                input,
+                kernel,
+                format!("input has {} channels but the kernel expects {}", x[3], k[3]),
+            ));
+        }
+        let full = Shape::from([x[0], out_hw.0, out_hw.1, k[2]]);
+        let p = Conv2dParams::new(op, &full, kernel, strides, padding, dilation)?;
+        if (p.oh, p.ow) != (x[1], x[2]) {
+            return Err(Error::invalid(
+                op,
+                format!(
+                    "an output of {}x{} convolves back to {}x{}, not the input's {}x{}",
+                    out_hw.0, out_hw.1, p.oh, p.ow, x[1], x[2]
+                ),
+            ));
+        }
+        Ok(p)
+    }
+
     /// The output shape `[n, oh, ow, o]`.
     pub fn out_shape(&self) -> Shape {
         Shape::from([self.n, self.oh, self.ow, self.o])
