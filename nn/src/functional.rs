@@ -30,7 +30,7 @@
 use crate::layer::{add_opt, fmt_shape, Ctx, Layer};
 use crate::layers::{Add, Concatenate};
 use crate::mixed_precision::{global_policy, DTypePolicy};
-use crate::network::{check_inputs, unique_name, Head, NamedParam, Network};
+use crate::network::{check_inputs, config_with_trainable, no_such_layer, unique_name, Head, NamedParam, Network};
 use crate::sequential::DEFAULT_SEED;
 use crate::summary::{format_summary, SummaryRow};
 use crate::{Error, Result};
@@ -38,14 +38,21 @@ use keel_autograd::Var;
 use keel_tensor::rng::Rng;
 use keel_tensor::DType;
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 static NEXT_NODE: AtomicU64 = AtomicU64::new(1);
 
-/// A shared handle on a layer: call it several times to share its weights.
+/// A shared handle on a layer: call it several times to share its weights. It carries
+/// the layer's `trainable` flag (Keras's `layer.trainable`), shared by every model the
+/// layer is in.
 #[derive(Clone)]
-pub struct LayerHandle(Arc<RwLock<Box<dyn Layer>>>);
+pub struct LayerHandle(Arc<LayerCell>);
+
+struct LayerCell {
+    layer: RwLock<Box<dyn Layer>>,
+    trainable: AtomicBool,
+}
 
 impl LayerHandle {
     /// Wrap a layer.
@@ -55,16 +62,27 @@ impl LayerHandle {
 
     /// Wrap a boxed layer.
     pub fn from_box(layer: Box<dyn Layer>) -> Self {
-        LayerHandle(Arc::new(RwLock::new(layer)))
+        LayerHandle(Arc::new(LayerCell { layer: RwLock::new(layer), trainable: AtomicBool::new(true) }))
     }
 
     /// Read access to the layer.
     pub fn read(&self) -> RwLockReadGuard<'_, Box<dyn Layer>> {
-        self.0.read().unwrap_or_else(|e| e.into_inner())
+        self.0.layer.read().unwrap_or_else(|e| e.into_inner())
     }
 
     fn write(&self) -> RwLockWriteGuard<'_, Box<dyn Layer>> {
-        self.0.write().unwrap_or_else(|e| e.into_inner())
+        self.0.layer.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Freeze (`false`) or unfreeze the layer (Keras's `layer.trainable = False`; see
+    /// [`Network::set_trainable`]), in every model it is part of.
+    pub fn set_trainable(&self, trainable: bool) {
+        self.0.trainable.store(trainable, Ordering::Relaxed);
+    }
+
+    /// False when the layer is frozen.
+    pub fn trainable(&self) -> bool {
+        self.0.trainable.load(Ordering::Relaxed)
     }
 
     /// True when both handles are the same layer.
@@ -341,7 +359,7 @@ impl Model {
                     ctx.layer_input(g.as_ref(), x)
                 })
                 .collect::<Result<_>>()?;
-            let z = g.forward_logits_multi(&xs, ctx)?;
+            let z = ctx.with_frozen(!layer.trainable(), |ctx| g.forward_logits_multi(&xs, ctx))?;
             let act = g.output_activation();
             if !read.contains(&n.0.id) && out_ids.contains(&n.0.id) {
                 logits.insert(n.0.id, (z, act));
@@ -510,8 +528,9 @@ impl Network for Model {
         check_inputs(&self.name, &self.input_shapes(), inputs)?;
         let policy = self.policy;
         ctx.with_policy(policy, |ctx| {
+            // a frozen layer's weights are constants, cast when read
             let cast: Vec<keel_autograd::Param> =
-                self.layers.iter().flat_map(|l| l.read().compute_dtype_params()).collect();
+                self.layers.iter().filter(|l| l.trainable()).flat_map(|l| l.read().compute_dtype_params()).collect();
             ctx.precast(&cast)?;
             self.run(inputs, ctx)
         })
@@ -527,7 +546,7 @@ impl Network for Model {
                     all.push(NamedParam {
                         name: format!("{}/{}", g.name(), w.name),
                         param: w.param,
-                        trainable: w.trainable,
+                        trainable: w.trainable && l.trainable(),
                     });
                 }
             }
@@ -537,11 +556,35 @@ impl Network for Model {
     }
 
     fn regularization_loss(&self, ctx: &Ctx<'_>) -> Result<Option<Var>> {
+        // Keras penalizes the trainable weights only
         let mut acc = None;
-        for l in &self.layers {
+        for l in self.layers.iter().filter(|l| l.trainable()) {
             acc = add_opt(acc, l.read().regularization_loss(ctx)?)?;
         }
         Ok(acc)
+    }
+
+    fn set_trainable(&mut self, layer: &str, trainable: bool) -> Result<()> {
+        match self.get_layer(layer) {
+            Some(h) => {
+                h.set_trainable(trainable);
+                Ok(())
+            }
+            None => {
+                let names: Vec<String> = self.layers.iter().map(|l| l.read().name().to_string()).collect();
+                Err(no_such_layer(&self.name, layer, names.iter().map(String::as_str)))
+            }
+        }
+    }
+
+    fn set_all_trainable(&mut self, trainable: bool) {
+        for l in &self.layers {
+            l.set_trainable(trainable);
+        }
+    }
+
+    fn is_trainable(&self, layer: &str) -> Option<bool> {
+        self.get_layer(layer).map(|h| h.trainable())
     }
 
     fn summary(&self) -> String {
@@ -613,7 +656,7 @@ impl Network for Model {
                 .collect();
             layers.push(serde_json::json!({
                 "class_name": g.class_name(),
-                "config": g.config(),
+                "config": config_with_trainable(g.config(), l.trainable()),
                 "inbound_nodes": inbound,
             }));
         }

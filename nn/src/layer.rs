@@ -35,6 +35,11 @@ pub struct Ctx<'a> {
     pub compute_dtype: Option<DType>,
     /// Parameters cast to a compute dtype (see [`CastCache`]).
     pub casts: Option<&'a CastCache>,
+    /// True while a frozen layer runs (Keras's `trainable = False`, see
+    /// [`Network::set_trainable`](crate::Network::set_trainable)): [`Ctx::param`] hands
+    /// out its weights as constants (no gradient is computed for them) and
+    /// `BatchNormalization` runs in inference mode. Models set it per layer.
+    pub frozen: bool,
 }
 
 /// The parameters of a model cast to a compute dtype under mixed precision.
@@ -114,17 +119,17 @@ impl CastCache {
 impl<'a> Ctx<'a> {
     /// A context with every field given.
     pub fn new(tape: Option<&'a Tape>, training: bool, rng: Option<&'a mut Rng>) -> Self {
-        Ctx { tape, training, rng, compute_dtype: None, casts: None }
+        Ctx { tape, training, rng, compute_dtype: None, casts: None, frozen: false }
     }
 
     /// Inference: no tape, `training = false`, no rng.
     pub fn inference() -> Ctx<'static> {
-        Ctx { tape: None, training: false, rng: None, compute_dtype: None, casts: None }
+        Ctx { tape: None, training: false, rng: None, compute_dtype: None, casts: None, frozen: false }
     }
 
     /// Training on `tape` with dropout drawing from `rng`.
     pub fn train(tape: &'a Tape, rng: &'a mut Rng) -> Self {
-        Ctx { tape: Some(tape), training: true, rng: Some(rng), compute_dtype: None, casts: None }
+        Ctx { tape: Some(tape), training: true, rng: Some(rng), compute_dtype: None, casts: None, frozen: false }
     }
 
     /// Inference (as [`Ctx::inference`]) keeping the parameters' compute-dtype copies in
@@ -154,20 +159,23 @@ impl<'a> Ctx<'a> {
     /// (else a constant), and cast to the compute dtype under mixed precision (the
     /// gradient reaches the parameter in its own dtype; the cast copy comes from
     /// [`Ctx::casts`] when there is one).
+    /// A frozen layer's parameters ([`Ctx::frozen`]) are constants.
     pub fn param(&self, p: &Param) -> Result<Var> {
+        let tape = if self.frozen { None } else { self.tape };
         if let (Some(casts), Some(dt)) = (self.casts, self.compute_dtype) {
             let dtype = p.dtype();
             if dtype.is_float() && dtype != dt {
-                return casts.take_or_cast(p, dt, self.tape);
+                return casts.take_or_cast(p, dt, tape);
             }
         }
-        self.autocast(&p.var(self.tape))
+        self.autocast(&p.var(tape))
     }
 
     /// The parameter in its own dtype (for weight penalties and statistics that mixed
     /// precision keeps in F32).
+    /// A frozen layer's parameters ([`Ctx::frozen`]) are constants.
     pub fn variable(&self, p: &Param) -> Var {
-        p.var(self.tape)
+        p.var(if self.frozen { None } else { self.tape })
     }
 
     /// `x` cast to the compute dtype when mixed precision is on and `x` holds another
@@ -199,6 +207,16 @@ impl<'a> Ctx<'a> {
         self.compute_dtype = policy.autocast_dtype();
         let r = f(self);
         self.compute_dtype = saved;
+        r
+    }
+
+    /// Runs `f` (a layer's forward pass) with [`Ctx::frozen`] set to `frozen`, restoring
+    /// the previous value after.
+    pub(crate) fn with_frozen<T>(&mut self, frozen: bool, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        let saved = self.frozen;
+        self.frozen = frozen;
+        let r = f(self);
+        self.frozen = saved;
         r
     }
 

@@ -151,6 +151,21 @@ pub trait Network: Send + Sync {
     /// Every weight with its stable name, trainable first in layer order (no duplicates).
     fn named_weights(&self) -> Vec<NamedParam>;
 
+    /// Freeze (`false`) or unfreeze (`true`) the layer called `layer`, Keras's
+    /// `model.get_layer(name).trainable = False`: its weights become non-trainable (the
+    /// optimizer leaves them alone from the next `fit` on, no gradient is computed for
+    /// them, and their penalties leave the loss, as Keras's), a `BatchNormalization`
+    /// runs in inference mode, and the setting is saved with the model. Gradients still
+    /// flow through the layer to the layers before it. An unknown name is an error
+    /// listing the layers.
+    fn set_trainable(&mut self, layer: &str, trainable: bool) -> Result<()>;
+
+    /// Freeze or unfreeze every layer (Keras's `model.trainable = False`).
+    fn set_all_trainable(&mut self, trainable: bool);
+
+    /// Whether the layer called `layer` is trainable (`None`: no such layer).
+    fn is_trainable(&self, layer: &str) -> Option<bool>;
+
     /// The sum of the layers' weight penalties, if any (add it to the loss).
     fn regularization_loss(&self, ctx: &Ctx<'_>) -> Result<Option<Var>>;
 
@@ -290,4 +305,21 @@ pub(crate) fn unique_name(base: &str, taken: &HashSet<String>) -> String {
         return base.to_string();
     }
     (1..).map(|i| format!("{base}_{i}")).find(|n| !taken.contains(n)).unwrap_or_default()
+}
+
+/// The error for [`Network::set_trainable`] on a name the model does not have.
+pub(crate) fn no_such_layer<'a>(model: &str, name: &str, names: impl Iterator<Item = &'a str>) -> Error {
+    let names: Vec<String> = names.map(|n| format!("\"{n}\"")).collect();
+    Error::config(
+        format!("model \"{model}\""),
+        format!("no layer is named \"{name}\"; the layers are {}", names.join(", ")),
+    )
+}
+
+/// A layer's config with Keras's `"trainable"` key added.
+pub(crate) fn config_with_trainable(mut config: serde_json::Value, trainable: bool) -> serde_json::Value {
+    if let serde_json::Value::Object(m) = &mut config {
+        m.insert("trainable".into(), serde_json::Value::Bool(trainable));
+    }
+    config
 }

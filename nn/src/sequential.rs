@@ -2,7 +2,7 @@
 
 use crate::layer::{add_opt, fmt_shape, Ctx, Layer};
 use crate::mixed_precision::{global_policy, DTypePolicy};
-use crate::network::{check_inputs, unique_name, Head, NamedParam, Network};
+use crate::network::{check_inputs, config_with_trainable, no_such_layer, unique_name, Head, NamedParam, Network};
 use crate::summary::{format_summary, SummaryRow};
 use crate::{Error, Result};
 use keel_autograd::Var;
@@ -30,6 +30,8 @@ pub struct Sequential {
     rng: Rng,
     error: Option<Error>,
     policy: DTypePolicy,
+    /// The names of the frozen layers ([`Network::set_trainable`]).
+    frozen: HashSet<String>,
 }
 
 impl Default for Sequential {
@@ -54,6 +56,7 @@ impl Sequential {
             rng: Rng::new(seed),
             error: None,
             policy: global_policy(),
+            frozen: HashSet::new(),
         }
     }
 
@@ -135,6 +138,11 @@ impl Sequential {
     /// The layer called `name`.
     pub fn get_layer(&self, name: &str) -> Option<&dyn Layer> {
         self.layers.iter().find(|l| l.name() == name).map(|l| &**l)
+    }
+
+    /// True when `layer` is frozen ([`Network::set_trainable`]).
+    fn is_frozen(&self, layer: &str) -> bool {
+        !self.frozen.is_empty() && self.frozen.contains(layer)
     }
 
     /// The error kept from `add`, if any.
@@ -232,16 +240,24 @@ impl Network for Sequential {
         check_inputs(&self.name, &self.input_shapes(), inputs)?;
         let policy = self.policy;
         ctx.with_policy(policy, |ctx| {
-            let cast: Vec<keel_autograd::Param> = self.layers.iter().flat_map(|l| l.compute_dtype_params()).collect();
+            // a frozen layer's weights are constants, cast when read
+            let cast: Vec<keel_autograd::Param> = self
+                .layers
+                .iter()
+                .filter(|l| !self.is_frozen(l.name()))
+                .flat_map(|l| l.compute_dtype_params())
+                .collect();
             ctx.precast(&cast)?;
             let mut x = inputs[0].clone();
             let Some((last, body)) = self.layers.split_last() else {
                 return Ok(vec![Head::new(x, None)]);
             };
             for layer in body {
-                x = layer.forward(&ctx.layer_input(layer.as_ref(), &x)?, ctx)?;
+                let input = ctx.layer_input(layer.as_ref(), &x)?;
+                x = ctx.with_frozen(self.is_frozen(layer.name()), |ctx| layer.forward(&input, ctx))?;
             }
-            let logits = last.forward_logits(&ctx.layer_input(last.as_ref(), &x)?, ctx)?;
+            let input = ctx.layer_input(last.as_ref(), &x)?;
+            let logits = ctx.with_frozen(self.is_frozen(last.name()), |ctx| last.forward_logits(&input, ctx))?;
             Ok(vec![policy.head(logits, last.output_activation())])
         })
     }
@@ -255,7 +271,7 @@ impl Network for Sequential {
                     all.push(NamedParam {
                         name: format!("{}/{}", l.name(), w.name),
                         param: w.param,
-                        trainable: w.trainable,
+                        trainable: w.trainable && !self.is_frozen(l.name()),
                     });
                 }
             }
@@ -265,11 +281,33 @@ impl Network for Sequential {
     }
 
     fn regularization_loss(&self, ctx: &Ctx<'_>) -> Result<Option<Var>> {
+        // Keras penalizes the trainable weights only
         let mut acc = None;
-        for l in &self.layers {
+        for l in self.layers.iter().filter(|l| !self.is_frozen(l.name())) {
             acc = add_opt(acc, l.regularization_loss(ctx)?)?;
         }
         Ok(acc)
+    }
+
+    fn set_trainable(&mut self, layer: &str, trainable: bool) -> Result<()> {
+        if self.get_layer(layer).is_none() {
+            return Err(no_such_layer(&self.name, layer, self.layers.iter().map(|l| l.name())));
+        }
+        if trainable {
+            self.frozen.remove(layer);
+        } else {
+            self.frozen.insert(layer.to_string());
+        }
+        Ok(())
+    }
+
+    fn set_all_trainable(&mut self, trainable: bool) {
+        self.frozen =
+            if trainable { HashSet::new() } else { self.layers.iter().map(|l| l.name().to_string()).collect() };
+    }
+
+    fn is_trainable(&self, layer: &str) -> Option<bool> {
+        self.get_layer(layer).map(|_| !self.frozen.contains(layer))
     }
 
     fn summary(&self) -> String {
@@ -302,7 +340,10 @@ impl Network for Sequential {
         let layers: Vec<serde_json::Value> = self
             .layers
             .iter()
-            .map(|l| serde_json::json!({ "class_name": l.class_name(), "config": l.config() }))
+            .map(|l| {
+                let config = config_with_trainable(l.config(), !self.is_frozen(l.name()));
+                serde_json::json!({ "class_name": l.class_name(), "config": config })
+            })
             .collect();
         serde_json::json!({
             "class_name": "Sequential",

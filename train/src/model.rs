@@ -121,6 +121,19 @@ impl<N: Network> KerasModel<N> {
         &self.net
     }
 
+    /// Freeze (`false`) or unfreeze the layer called `layer` (Keras's
+    /// `model.get_layer(name).trainable = False`): the next `fit` leaves its weights
+    /// alone (Keras needs a new `compile`; keel reads the flag when `fit` starts). See
+    /// [`Network::set_trainable`].
+    pub fn set_trainable(&mut self, layer: &str, trainable: bool) -> Result<()> {
+        Ok(self.net.set_trainable(layer, trainable)?)
+    }
+
+    /// Freeze or unfreeze every layer (Keras's `model.trainable = False`).
+    pub fn set_all_trainable(&mut self, trainable: bool) {
+        self.net.set_all_trainable(trainable);
+    }
+
     /// Give back the wrapped network.
     pub fn into_network(self) -> N {
         self.net

@@ -187,13 +187,23 @@ impl FromConfig for keel_nn::Sequential {
         for l in &layers {
             let class: String = get("layer", l, "class_name")?;
             let cfg = l.get("config").ok_or_else(|| Error::invalid("from_config", format!("{class} has no config")))?;
-            net.try_add_boxed(layer_from_config(&class, cfg)?)?;
+            let layer = layer_from_config(&class, cfg)?;
+            let name = layer.name().to_string();
+            net.try_add_boxed(layer)?;
+            if !trainable(cfg) {
+                net.set_trainable(&name, false)?;
+            }
         }
         if let Some(shape) = input_shape {
             net.build(&[shape])?;
         }
         Ok(net)
     }
+}
+
+/// A layer config's Keras `"trainable"` flag (true when absent).
+fn trainable(cfg: &Value) -> bool {
+    cfg.get("trainable").and_then(Value::as_bool).unwrap_or(true)
 }
 
 /// `[layer name, call index, tensor index]` of a functional config.
@@ -235,7 +245,9 @@ impl FromConfig for keel_nn::Model {
                 continue;
             }
             let inbound: Vec<Value> = get(&class, l, "inbound_nodes")?;
-            pending.push((LayerHandle::from_box(layer_from_config(&class, cfg)?), lname, inbound, 0));
+            let handle = LayerHandle::from_box(layer_from_config(&class, cfg)?);
+            handle.set_trainable(trainable(cfg));
+            pending.push((handle, lname, inbound, 0));
         }
         // call each layer once its inputs exist, in call order, until every call is made
         loop {

@@ -22,7 +22,8 @@ pub struct BatchNormalizationConfig {
 
 /// Batch normalization over the last axis (channels, NHWC).
 ///
-/// In training (`ctx.training`) it normalizes with the batch mean and
+/// In training (`ctx.training`, unless the layer is frozen: then it runs in inference
+/// mode, as Keras's) it normalizes with the batch mean and
 /// (population) variance over every other axis and updates the non-trainable
 /// `moving_mean` / `moving_variance` in place:
 /// `moving = moving * momentum + batch * (1 - momentum)`. In inference it
@@ -186,7 +187,8 @@ impl Layer for BatchNormalization {
         let in_dtype = x.dtype();
         let x = if in_dtype.is_float() && in_dtype != mm.dtype() { x.to_dtype(mm.dtype())? } else { x.clone() };
         let eps = self.cfg.epsilon;
-        let normed = if ctx.training {
+        // a frozen BatchNormalization runs in inference mode (Keras)
+        let normed = if ctx.training && !ctx.frozen {
             let axes: Vec<isize> = (0..x.rank() as isize - 1).collect();
             let mean = x.mean(&axes, false)?;
             let var = x.var(&axes, false)?;
