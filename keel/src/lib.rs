@@ -74,10 +74,12 @@ pub type Result<T> = std::result::Result<T, Error>;
 pub mod prelude {
     pub use keel_nn::{
         add, concatenate, Activation, ActivationLayer, Add, AveragePooling1D, AveragePooling2D, BatchNormalization,
-        Bidirectional, Concatenate, Conv1D, Conv1DPadding, Conv2D, Conv2DTranspose, Dense, Dropout, Embedding, Flatten,
-        GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D, Initializer, Input,
-        Layer, LayerExt, LayerNormalization, Loss, LossFn, MaxPooling1D, MaxPooling2D, Network, Regularizer, Reshape,
-        SimpleRNN, GRU, LSTM,
+        Bidirectional, Concatenate, Conv1D, Conv1DPadding, Conv2D, Conv2DTranspose, Cropping1D, Cropping2D, Dense,
+        Dropout, Embedding, Flatten, GaussianDropout, GaussianNoise, GlobalAveragePooling1D, GlobalAveragePooling2D,
+        GlobalMaxPooling1D, GlobalMaxPooling2D, Initializer, Input, Interpolation, Layer, LayerExt, LayerNormalization,
+        Loss, LossFn, MaxPooling1D, MaxPooling2D, Network, Permute, RandomBrightness, RandomContrast, RandomFlip,
+        Regularizer, RepeatVector, Reshape, SimpleRNN, SpatialDropout1D, SpatialDropout2D, SpatialDropout3D,
+        UpSampling1D, UpSampling2D, ZeroPadding1D, ZeroPadding2D, GRU, LSTM,
     };
     pub use keel_optim::{Adagrad, Adam, AdamW, Optimizer, RMSprop, SGD};
     pub use keel_tensor::{DType, Device, Padding, Shape, Tensor};

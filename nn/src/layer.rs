@@ -471,6 +471,20 @@ pub(crate) fn check_batch_rank(x: &Var, per_sample_rank: usize, layer: &dyn Laye
     Ok(())
 }
 
+/// Check that a per-sample shape has rank `rank` (`layout` says what it is, e.g.
+/// `"[height, width, channels]"`), else an error naming the layer and the shape.
+pub(crate) fn check_sample_rank(input_shape: &[usize], rank: usize, layout: &str, layer: &dyn Layer) -> Result<()> {
+    if input_shape.len() != rank {
+        return Err(Error::IncompatibleInput {
+            layer: layer.name().to_string(),
+            class: layer.class_name(),
+            expected: format!("{layout} (rank {rank})"),
+            got: input_shape.to_vec(),
+        });
+    }
+    Ok(())
+}
+
 /// Merge `name` and the config `fields` into a Keras-like config object.
 pub(crate) fn with_name(name: &str, fields: serde_json::Value) -> serde_json::Value {
     let mut obj = serde_json::Map::new();
@@ -636,6 +650,29 @@ macro_rules! multi_input_layer {
     };
 }
 pub(crate) use multi_input_layer;
+
+/// The `build`, `is_built` and `output_shape` of a layer without weights whose output has
+/// its input's shape (a `built` field): both run `self.check(input_shape)` first, so a bad
+/// hyper-parameter or input rank is an error before the first batch. Use inside `impl Layer`.
+macro_rules! shape_preserving_layer {
+    () => {
+        fn build(&mut self, input_shape: &[usize], _rng: &mut keel_tensor::rng::Rng) -> $crate::Result<()> {
+            self.check(input_shape)?;
+            self.built = true;
+            Ok(())
+        }
+
+        fn is_built(&self) -> bool {
+            self.built
+        }
+
+        fn output_shape(&self, input_shape: &[usize]) -> $crate::Result<Vec<usize>> {
+            self.check(input_shape)?;
+            Ok(input_shape.to_vec())
+        }
+    };
+}
+pub(crate) use shape_preserving_layer;
 
 /// The boilerplate `Layer` methods for a layer with `name`, `input_shape` fields.
 macro_rules! layer_common {

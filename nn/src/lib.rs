@@ -57,10 +57,13 @@ pub mod prelude {
     pub use crate::{
         add, average, concatenate, multiply, subtract, Activation, ActivationLayer, Add, Average, AveragePooling1D,
         AveragePooling2D, BatchNormalization, Bidirectional, Concatenate, Conv1D, Conv1DPadding, Conv2D,
-        Conv2DTranspose, Ctx, Dense, Dropout, Embedding, Flatten, GlobalAveragePooling1D, GlobalAveragePooling2D,
-        GlobalMaxPooling1D, GlobalMaxPooling2D, Initializer, Input, Layer, LayerExt, LayerNormalization, Loss, LossFn,
-        MaxPooling1D, MaxPooling2D, Maximum, MergeMode, Minimum, Model, Multiply, Network, Normalization, Regularizer,
-        Rescaling, Reshape, Sequential, SimpleRNN, Subtract, GRU, LSTM,
+        Conv2DTranspose, Cropping1D, Cropping2D, Ctx, Dense, Dropout, Embedding, Flatten, GaussianDropout,
+        GaussianNoise, GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D,
+        Initializer, Input, Interpolation, Layer, LayerExt, LayerNormalization, Loss, LossFn, MaxPooling1D,
+        MaxPooling2D, Maximum, MergeMode, Minimum, Model, Multiply, Network, Normalization, Permute, RandomBrightness,
+        RandomContrast, RandomFlip, Regularizer, RepeatVector, Rescaling, Reshape, Sequential, SimpleRNN,
+        SpatialDropout1D, SpatialDropout2D, SpatialDropout3D, Subtract, UpSampling1D, UpSampling2D, ZeroPadding1D,
+        ZeroPadding2D, GRU, LSTM,
     };
     pub use keel_tensor::Padding;
 }

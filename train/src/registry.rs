@@ -3,6 +3,8 @@
 //!
 //! Built in: Dense, Conv1D, Conv2D, Conv2DTranspose, MaxPooling1D/2D, AveragePooling1D/2D,
 //! GlobalAveragePooling1D/2D, GlobalMaxPooling1D/2D, Flatten, Reshape, Rescaling, Normalization, Dropout,
+//! ZeroPadding1D/2D, Cropping1D/2D, UpSampling1D/2D, RepeatVector, Permute,
+//! SpatialDropout1D/2D/3D, GaussianNoise, GaussianDropout, RandomFlip, RandomContrast, RandomBrightness,
 //! BatchNormalization, LayerNormalization, Activation, Embedding, SimpleRNN, LSTM, GRU,
 //! Bidirectional, the merges (Add, Subtract, Multiply, Average, Maximum, Minimum) and
 //! Concatenate. [`FromConfig`] rebuilds a [`keel_nn::Sequential`] and a
@@ -14,10 +16,11 @@ use keel_nn::mixed_precision::DTypePolicy;
 use keel_nn::{
     Activation, ActivationLayer, Add, AveragePooling1D, AveragePooling2D, BatchNormalization, BatchNormalizationConfig,
     Bidirectional, Cell, Concatenate, Conv1D, Conv1DConfig, Conv2D, Conv2DConfig, Conv2DTranspose,
-    Conv2DTransposeConfig, Dense, DenseConfig, Dropout, Embedding, EmbeddingConfig, Flatten, GRUCell,
-    GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D, Input, LSTMCell, Layer,
-    LayerHandle, LayerNormalization, LayerNormalizationConfig, MaxPooling1D, MaxPooling2D, MergeMode, Network,
-    Pool1DConfig, Pool2DConfig, Recurrent, RecurrentConfig, Reshape, SimpleRNNCell, SymbolicTensor,
+    Conv2DTransposeConfig, Cropping1D, Cropping2D, Dense, DenseConfig, Dropout, Embedding, EmbeddingConfig, Factor,
+    Flatten, GRUCell, GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D, Input,
+    Interpolation, LSTMCell, Layer, LayerHandle, LayerNormalization, LayerNormalizationConfig, Margins, MaxPooling1D,
+    MaxPooling2D, MergeMode, Network, Permute, Pool1DConfig, Pool2DConfig, Recurrent, RecurrentConfig, RepeatVector,
+    Reshape, SimpleRNNCell, SymbolicTensor, UpSampling1D, UpSampling2D, ZeroPadding1D, ZeroPadding2D,
 };
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -53,6 +56,24 @@ fn policy(inner: &Value) -> Result<DTypePolicy> {
 fn get<T: DeserializeOwned>(class: &str, cfg: &Value, key: &str) -> Result<T> {
     let v = cfg.get(key).ok_or_else(|| Error::invalid("from_config", format!("{class} config has no \"{key}\"")))?;
     serde_json::from_value(v.clone()).map_err(|e| Error::invalid("from_config", format!("{class} \"{key}\": {e}")))
+}
+
+/// The `key` (`"padding"` / `"cropping"`) of a spatial layer's config in any of Keras's forms
+/// (see [`Margins`]), refusing a `channels_first` config.
+fn margins<const N: usize>(class: &str, cfg: &Value, key: &str) -> Result<Margins<N>> {
+    channels_last(class, cfg)?;
+    get(class, cfg, key)
+}
+
+/// Keras's `data_format` of a spatial layer: keel's layout, `channels_last`, or absent.
+fn channels_last(class: &str, cfg: &Value) -> Result<()> {
+    match cfg.get("data_format").and_then(Value::as_str) {
+        None | Some("channels_last") => Ok(()),
+        Some(other) => Err(Error::invalid(
+            "from_config",
+            format!("{class} with data_format \"{other}\" is not supported (keel is channels_last)"),
+        )),
+    }
 }
 
 /// Build a layer of Keras class `class_name` from its config (including its `name`).
@@ -91,6 +112,38 @@ pub fn layer_from_config(class_name: &str, cfg: &Value) -> Result<Box<dyn Layer>
         ),
         (None, "Reshape") => Box::new(Reshape::new(get::<Vec<isize>>(class_name, cfg, "target_shape")?)),
         (None, "Dropout") => Box::new(Dropout::new(get::<f64>(class_name, cfg, "rate")?)),
+        (None, "ZeroPadding1D") => Box::new(ZeroPadding1D::new(margins::<1>(class_name, cfg, "padding")?)),
+        (None, "ZeroPadding2D") => Box::new(ZeroPadding2D::new(margins::<2>(class_name, cfg, "padding")?)),
+        (None, "Cropping1D") => Box::new(Cropping1D::new(margins::<1>(class_name, cfg, "cropping")?)),
+        (None, "Cropping2D") => Box::new(Cropping2D::new(margins::<2>(class_name, cfg, "cropping")?)),
+        (None, "UpSampling1D") => Box::new(UpSampling1D::new(get::<usize>(class_name, cfg, "size")?)),
+        (None, "UpSampling2D") => {
+            channels_last(class_name, cfg)?;
+            let interpolation = match cfg.get("interpolation") {
+                None => Interpolation::Nearest,
+                Some(_) => Interpolation::from_name(&get::<String>(class_name, cfg, "interpolation")?)?,
+            };
+            Box::new(UpSampling2D::new(get::<(usize, usize)>(class_name, cfg, "size")?).interpolation(interpolation))
+        }
+        (None, "RepeatVector") => Box::new(RepeatVector::new(get::<usize>(class_name, cfg, "n")?)),
+        (None, "Permute") => Box::new(Permute::new(get::<Vec<usize>>(class_name, cfg, "dims")?)),
+        (None, "SpatialDropout1D") => Box::new(keel_nn::SpatialDropout1D::new(get::<f64>(class_name, cfg, "rate")?)),
+        (None, "SpatialDropout2D") => Box::new(keel_nn::SpatialDropout2D::new(get::<f64>(class_name, cfg, "rate")?)),
+        (None, "SpatialDropout3D") => Box::new(keel_nn::SpatialDropout3D::new(get::<f64>(class_name, cfg, "rate")?)),
+        (None, "GaussianNoise") => Box::new(keel_nn::GaussianNoise::new(get::<f64>(class_name, cfg, "stddev")?)),
+        (None, "GaussianDropout") => Box::new(keel_nn::GaussianDropout::new(get::<f64>(class_name, cfg, "rate")?)),
+        (None, "RandomFlip") => Box::new(match cfg.get("mode") {
+            Some(_) => keel_nn::RandomFlip::new(get::<String>(class_name, cfg, "mode")?),
+            None => keel_nn::RandomFlip::default(),
+        }),
+        (None, "RandomContrast") => {
+            let (low, high) = value_range(class_name, cfg)?;
+            Box::new(keel_nn::RandomContrast::new(get::<Factor>(class_name, cfg, "factor")?).value_range(low, high))
+        }
+        (None, "RandomBrightness") => {
+            let (low, high) = value_range(class_name, cfg)?;
+            Box::new(keel_nn::RandomBrightness::new(get::<Factor>(class_name, cfg, "factor")?).value_range(low, high))
+        }
         (None, "BatchNormalization") => {
             Box::new(BatchNormalization::from_config(field::<BatchNormalizationConfig>(class_name, cfg)?))
         }
@@ -135,6 +188,14 @@ pub fn layer_from_config(class_name: &str, cfg: &Value) -> Result<Box<dyn Layer>
         layer.set_name(name.to_string());
     }
     Ok(layer)
+}
+
+/// An image layer's `"value_range"` (Keras's default `[0, 255]` when absent).
+fn value_range(class: &str, cfg: &Value) -> Result<(f64, f64)> {
+    match cfg.get("value_range") {
+        Some(_) => get(class, cfg, "value_range"),
+        None => Ok((0.0, 255.0)),
+    }
 }
 
 fn recurrent<C: Cell>(class: &str, cfg: &Value) -> Result<Recurrent<C>> {

@@ -173,6 +173,84 @@ fn conv1d_pooling_1d_and_layer_normalization() {
     agree("Conv1D + global average pooling", &dev, build, &x, &y);
 }
 
+/// ZeroPadding1D/2D, Cropping1D/2D, UpSampling1D/2D (nearest and bilinear), RepeatVector and
+/// Permute, composed of views, copies, concats and broadcasts, train on CUDA as on the CPU.
+#[test]
+fn shape_layers() {
+    use keel_nn::{
+        Cropping1D, Cropping2D, Interpolation, Permute, RepeatVector, UpSampling1D, UpSampling2D, ZeroPadding1D,
+        ZeroPadding2D,
+    };
+    let Some(dev) = common::gpu("shape_layers") else { return };
+    let x = uniform(9, &[48, 6, 6, 1]);
+    let y = x.mean(&[1, 2, 3], false).unwrap().gt(&Tensor::scalar(0.0f32)).unwrap().to_dtype(DType::I64).unwrap();
+    for interpolation in [Interpolation::Nearest, Interpolation::Bilinear] {
+        let build = || {
+            let mut m = Sequential::with_seed(7);
+            m.add(Conv2D::new(3, (3, 3)).padding(Padding::Same).activation(Activation::Relu).input_shape([6, 6, 1]));
+            m.add(MaxPooling2D::new(2));
+            m.add(UpSampling2D::new((2, 3)).interpolation(interpolation));
+            m.add(ZeroPadding2D::new(((1, 0), (2, 1))));
+            m.add(Cropping2D::new(((0, 2), (1, 3))));
+            m.add(keel_nn::Conv2DTranspose::new(3, 3).strides(2).padding(Padding::Same).activation(Activation::Relu));
+            m.add(Conv2D::new(2, (3, 3)).activation(Activation::Tanh));
+            m.add(Flatten::new());
+            m.add(Dense::new(2).activation(Activation::Softmax));
+            m.compile(Adam::new(0.01), Loss::SparseCategoricalCrossentropy, &[MetricSpec::Accuracy]).unwrap();
+            m
+        };
+        agree(&format!("shape layers and Conv2DTranspose, {interpolation:?} up-sampling"), &dev, build, &x, &y);
+    }
+    let seq = uniform(10, &[48, 6, 2]);
+    let target = seq.sum(&[1], false).unwrap();
+    let build = || {
+        let mut m = Sequential::with_seed(8);
+        m.add(ZeroPadding1D::new((1, 2)).input_shape([6, 2]));
+        m.add(Conv1D::new(3, 3).activation(Activation::Tanh));
+        m.add(Cropping1D::new(1));
+        m.add(UpSampling1D::new(2));
+        m.add(Permute::new([2, 1]));
+        m.add(Flatten::new());
+        m.add(Dense::new(4));
+        m.add(RepeatVector::new(3));
+        m.add(Flatten::new());
+        m.add(Dense::new(2));
+        m.compile(Adam::new(0.01), Loss::MeanSquaredError, &[] as &[MetricSpec]).unwrap();
+        m
+    };
+    agree("shape layers over sequences", &dev, build, &seq, &target);
+}
+
+/// The noise and augmentation layers draw the same bits on both devices (uniform draws on
+/// the GPU's Philox kernel, normal ones on the host), so training agrees as for the others.
+#[test]
+fn noise_and_augmentation_layers() {
+    use keel_nn::{
+        GaussianDropout, GaussianNoise, RandomBrightness, RandomContrast, RandomFlip, SpatialDropout1D,
+        SpatialDropout2D,
+    };
+    let Some(dev) = common::gpu("noise_and_augmentation_layers") else { return };
+    let x = uniform(12, &[48, 6, 6, 2]);
+    let y = x.mean(&[1, 2, 3], false).unwrap().gt(&Tensor::scalar(0.0f32)).unwrap().to_dtype(DType::I64).unwrap();
+    let build = || {
+        let mut m = Sequential::with_seed(12);
+        m.add(RandomFlip::default().input_shape([6, 6, 2]));
+        m.add(RandomContrast::new(0.2).value_range(-1.0, 1.0));
+        m.add(RandomBrightness::new(0.1).value_range(-1.0, 1.0));
+        m.add(GaussianNoise::new(0.1));
+        m.add(Conv2D::new(4, (3, 3)).activation(Activation::Relu));
+        m.add(SpatialDropout2D::new(0.25));
+        m.add(Reshape::new([16, 4]));
+        m.add(SpatialDropout1D::new(0.2));
+        m.add(Flatten::new());
+        m.add(GaussianDropout::new(0.2));
+        m.add(Dense::new(2).activation(Activation::Softmax));
+        m.compile(Adam::new(0.01), Loss::SparseCategoricalCrossentropy, &[MetricSpec::Accuracy]).unwrap();
+        m
+    };
+    agree("noise + augmentation layers", &dev, build, &x, &y);
+}
+
 #[test]
 fn regression_losses_and_reshape() {
     let Some(dev) = common::gpu("regression_losses_and_reshape") else { return };

@@ -348,3 +348,36 @@ fn a_model_with_two_inputs_fits_evaluates_and_predicts() {
     let e = m.fit([&xa, &xb], &y, Fit::new().validation_data(&xa, &y).verbose(0)).unwrap_err().to_string();
     assert!(e.contains("validation_data") && e.contains("2 input(s)"), "{e}");
 }
+
+/// Keras's augmentation in front of a CNN: RandomFlip and GaussianNoise change the training
+/// batches only; evaluate and predict see the inputs as they are, so predict is deterministic.
+#[test]
+fn augmentation_layers_in_front_of_a_cnn_fit_and_predict_deterministically() {
+    use keel_nn::{Conv2D, Flatten, GaussianNoise, RandomFlip};
+    let x = Tensor::rand_uniform(7, 0.0, 1.0, (32, 6, 6, 1), DType::F32, &Device::Cpu).unwrap();
+    let y = x.mean(&[1, 2, 3], false).unwrap().gt(&Tensor::scalar(0.5f32)).unwrap();
+    let y = y.to_dtype(DType::F32).unwrap().reshape((32, 1)).unwrap();
+    let build = || {
+        let mut m = Sequential::with_seed(4);
+        m.add(RandomFlip::default().input_shape([6, 6, 1]));
+        m.add(GaussianNoise::new(0.1));
+        m.add(Conv2D::new(4, (3, 3)).activation(Activation::Relu));
+        m.add(Flatten::new());
+        m.add(Dense::new(1).activation(Activation::Sigmoid));
+        m.compile(Adam::new(0.01), Loss::BinaryCrossentropy, &[MetricSpec::Accuracy]).unwrap();
+        m
+    };
+    let mut m = build();
+    let h = m.fit(&x, &y, Fit::new().epochs(2).batch_size(8).seed(3).verbose(0)).unwrap();
+    assert_eq!(h.get("loss").unwrap().len(), 2);
+    assert!(h.get("loss").unwrap().iter().all(|l| l.is_finite()));
+    let p = m.predict(&x, 8).unwrap().to_vec::<f32>().unwrap();
+    assert_eq!(p, m.predict(&x, 8).unwrap().to_vec::<f32>().unwrap());
+    // the same seeds give the same noise: a second run trains to the same bits
+    let mut m2 = build();
+    let h2 = m2.fit(&x, &y, Fit::new().epochs(2).batch_size(8).seed(3).verbose(0)).unwrap();
+    assert_eq!(h, h2);
+    assert_eq!(p, m2.predict(&x, 8).unwrap().to_vec::<f32>().unwrap());
+    // evaluate runs in inference: twice the same
+    assert_eq!(m.evaluate(&x, &y).unwrap(), m.evaluate(&x, &y).unwrap());
+}

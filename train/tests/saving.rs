@@ -586,3 +586,130 @@ fn conv2d_transpose_autoencoder_trains_and_round_trips() {
     assert_eq!(bits(&loaded.predict(&x, 8).unwrap()), bits(&m.predict(&x, 8).unwrap()));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The shape layers (ZeroPadding1D/2D, Cropping1D/2D, UpSampling1D/2D, RepeatVector,
+/// Permute): a convolutional autoencoder and a sequence model fit (the autoencoder's loss
+/// falls), save, and load back with the same config and bit-identical predictions; Keras's
+/// other config forms load, unsupported ones are errors.
+#[test]
+fn shape_layers_train_and_round_trip() {
+    use keel_nn::{
+        Cropping1D, Cropping2D, Interpolation, Permute, RepeatVector, UpSampling1D, UpSampling2D, ZeroPadding1D,
+        ZeroPadding2D,
+    };
+    let dir = test_dir("shape_layers");
+    let (img, _) = images(2, 16);
+    let mut ae = Sequential::with_seed(4);
+    ae.add(Conv2D::new(4, 3).padding(Padding::Same).activation(Activation::Relu).input_shape([8, 8, 1]));
+    ae.add(MaxPooling2D::new(2));
+    ae.add(UpSampling2D::new((2, 2)).interpolation(Interpolation::Bilinear));
+    ae.add(ZeroPadding2D::new(((1, 2), (0, 1))));
+    ae.add(Cropping2D::new(((2, 1), (1, 0))));
+    ae.add(MaxPooling2D::new(2));
+    ae.add(UpSampling2D::new(2));
+    ae.add(Conv2D::new(1, 3).padding(Padding::Same).activation(Activation::Sigmoid));
+    ae.compile(Adam::new(0.01), Loss::MeanSquaredError, NO_METRICS).unwrap();
+    let h = ae.fit(&img, &img, Fit::new().epochs(4).batch_size(4).verbose(0)).unwrap();
+    let losses = h.get("loss").unwrap();
+    assert!(losses.last() < losses.first(), "autoencoder loss did not fall: {losses:?}");
+
+    let seq = Tensor::rand_normal(3, 0.0, 1.0, (8, 6, 2), DType::F32, &Device::Cpu).unwrap();
+    let mut s = Sequential::with_seed(5);
+    s.add(ZeroPadding1D::new((1, 2)).input_shape([6, 2]));
+    s.add(Conv1D::new(3, 3));
+    s.add(Cropping1D::new(1));
+    s.add(UpSampling1D::new(3));
+    s.add(Permute::new([2, 1]));
+    s.add(Flatten::new());
+    s.add(Dense::new(4));
+    s.add(RepeatVector::new(3));
+    s.add(Flatten::new().with_name("flat_again"));
+    s.add(Dense::new(2));
+    s.compile(SGD::new(0.05), Loss::MeanSquaredError, NO_METRICS).unwrap();
+    let target = Tensor::ones((8, 2), DType::F32, &Device::Cpu).unwrap();
+    s.fit(&seq, &target, Fit::new().epochs(1).batch_size(4).verbose(0)).unwrap();
+
+    for (i, (model, input)) in [(&ae, &img), (&s, &seq)].into_iter().enumerate() {
+        let path = dir.join(format!("shape{i}.keel"));
+        model.save(&path).unwrap();
+        let loaded = load_model(&path).unwrap();
+        assert_eq!(loaded.config(), model.config());
+        assert_eq!(weight_bits(loaded.network()), weight_bits(model.network()));
+        assert_eq!(bits(&loaded.predict(input, 4).unwrap()), bits(&model.predict(input, 4).unwrap()));
+    }
+    // Keras's configs: the int and symmetric forms, explicit channels_last
+    let load = |class: &str, cfg: serde_json::Value| keel_train::layer_from_config(class, &cfg);
+    let zp = load("ZeroPadding2D", serde_json::json!({"name": "z", "padding": [1, 2], "data_format": "channels_last"}));
+    assert_eq!(zp.unwrap().config(), serde_json::json!({"name": "z", "padding": [[1, 1], [2, 2]]}));
+    let cr = load("Cropping1D", serde_json::json!({"name": "c", "cropping": 2})).unwrap();
+    assert_eq!(cr.config()["cropping"], serde_json::json!([2, 2]));
+    let up = load("UpSampling2D", serde_json::json!({"name": "u", "size": [2, 3]})).unwrap();
+    assert_eq!(up.config()["interpolation"], "nearest");
+    // what keel cannot do is refused, not silently changed
+    let msg = |r: Result<Box<dyn keel_nn::Layer>, Error>| r.err().map(|e| e.to_string()).unwrap_or_default();
+    let e = msg(load("UpSampling2D", serde_json::json!({"size": [2, 2], "interpolation": "bicubic"})));
+    assert!(e.contains("bicubic") && e.contains("bilinear"), "{e}");
+    let e = msg(load("Cropping2D", serde_json::json!({"cropping": [[1, 1], [1, 1]], "data_format": "channels_first"})));
+    assert!(e.contains("channels_first"), "{e}");
+    let e = msg(load("ZeroPadding2D", serde_json::json!({"padding": [1, 2, 3]})));
+    assert!(e.contains("padding"), "{e}");
+    let mut bad = load("Permute", serde_json::json!({"dims": [0, 1]})).unwrap();
+    assert!(bad.build(&[2, 3], &mut keel_tensor::rng::Rng::new(0)).is_err());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The noise and augmentation layers (seeded, active only in training) train, save and load
+/// with their configs; a Keras config with a `seed` and a `data_format` loads too.
+#[test]
+fn noise_and_augmentation_layers_round_trip() {
+    use keel_nn::{
+        GaussianDropout, GaussianNoise, RandomBrightness, RandomContrast, RandomFlip, SpatialDropout1D,
+        SpatialDropout2D,
+    };
+    let dir = test_dir("noise");
+    let (x, y) = images(6, 24);
+    let mut m = Sequential::with_seed(8);
+    m.add(RandomFlip::new("horizontal").input_shape([8, 8, 1]));
+    m.add(RandomContrast::new((0.1, 0.3)).value_range(0.0, 1.0));
+    m.add(RandomBrightness::new(0.1).value_range(0.0, 1.0));
+    m.add(GaussianNoise::new(0.05));
+    m.add(Conv2D::new(4, (3, 3)).activation(Activation::Relu));
+    m.add(SpatialDropout2D::new(0.25));
+    m.add(Reshape::new([36, 4]));
+    m.add(SpatialDropout1D::new(0.2));
+    m.add(Flatten::new());
+    m.add(GaussianDropout::new(0.3));
+    m.add(Dense::new(3).activation(Activation::Softmax));
+    compile_cnn(&mut m);
+    m.fit(&x, &y, Fit::new().epochs(2).batch_size(8).verbose(0)).unwrap();
+    let path = dir.join("noise.keel");
+    m.save(&path).unwrap();
+    let loaded = load_model(&path).unwrap();
+    assert_eq!(loaded.config(), m.config());
+    assert_eq!(weight_bits(loaded.network()), weight_bits(m.network()));
+    assert_eq!(bits(&loaded.predict(&x, 5).unwrap()), bits(&m.predict(&x, 5).unwrap()));
+    let layers = &m.config()["config"]["layers"];
+    assert_eq!(layers[0]["class_name"], "RandomFlip");
+    assert_eq!(layers[0]["config"]["mode"], "horizontal");
+    assert_eq!(layers[1]["config"]["factor"], serde_json::json!([0.1, 0.3]));
+    assert_eq!(layers[3]["config"]["stddev"], 0.05);
+
+    // Keras-written configs: extra keys (seed, data_format) are ignored, defaults filled in
+    let flip = serde_json::json!({"name": "flip", "mode": "vertical", "seed": null, "data_format": "channels_last"});
+    let l = keel_train::layer_from_config("RandomFlip", &flip).unwrap();
+    assert_eq!((l.name(), l.config()["mode"].as_str()), ("flip", Some("vertical")));
+    let l = keel_train::layer_from_config("RandomFlip", &serde_json::json!({"name": "f"})).unwrap();
+    assert_eq!(l.config()["mode"], "horizontal_and_vertical");
+    let c =
+        keel_train::layer_from_config("RandomContrast", &serde_json::json!({"factor": [0, 0.2], "seed": 3})).unwrap();
+    assert_eq!(c.config()["value_range"], serde_json::json!([0.0, 255.0]));
+    let d = keel_train::layer_from_config("SpatialDropout3D", &serde_json::json!({"rate": 0.5})).unwrap();
+    assert_eq!(d.class_name(), "SpatialDropout3D");
+    assert!(keel_train::layer_from_config("GaussianNoise", &serde_json::json!({"rate": 0.5})).is_err());
+    // an unknown mode loads but does not build: the error names the layer
+    let mut bad =
+        keel_train::layer_from_config("RandomFlip", &serde_json::json!({"name": "odd", "mode": "up"})).unwrap();
+    let e = bad.build(&[8, 8, 1], &mut keel_tensor::rng::Rng::new(0)).unwrap_err().to_string();
+    assert!(e.contains("\"odd\"") && e.contains("\"up\""), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

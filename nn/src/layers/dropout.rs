@@ -1,9 +1,9 @@
-//! [`Dropout`]: randomly zero a fraction of the inputs during training.
+//! [`Dropout`]: randomly zero a fraction of the inputs during training, and the inverted
+//! dropout core it shares with the spatial dropouts (one draw per element of a noise shape).
 
-use crate::layer::{common_builders, layer_common, with_name, Ctx, Layer};
+use crate::layer::{common_builders, layer_common, shape_preserving_layer, with_name, Ctx, Layer};
 use crate::{Error, Result};
 use keel_autograd::Var;
-use keel_tensor::rng::Rng;
 use keel_tensor::Tensor;
 
 /// Inverted dropout: in training each element is kept with probability
@@ -30,45 +30,42 @@ impl Dropout {
         self.rate
     }
 
-    fn check(&self) -> Result<()> {
-        if !(0.0..1.0).contains(&self.rate) {
-            return Err(Error::config(
-                format!("Dropout \"{}\"", self.name),
-                format!("rate must be in [0, 1), got {}", self.rate),
-            ));
-        }
-        Ok(())
+    fn check(&self, _input_shape: &[usize]) -> Result<()> {
+        check_rate("Dropout", &self.name, self.rate)
     }
+}
+
+/// A drop `rate` of layer `name` (of class `class`) must be in `[0, 1)`: else a config error
+/// naming the layer.
+pub(crate) fn check_rate(class: &str, name: &str, rate: f64) -> Result<()> {
+    if !(0.0..1.0).contains(&rate) {
+        return Err(Error::config(format!("{class} \"{name}\""), format!("rate must be in [0, 1), got {rate}")));
+    }
+    Ok(())
+}
+
+/// Inverted dropout of `x` for layer `layer`: in training, one keep/drop draw per element of
+/// `noise_shape` (which broadcasts against `x`: a 1 shares a draw along that axis), kept
+/// values scaled by `1 / (1 - rate)`; `x` itself in inference or at rate 0. The draw is a
+/// uniform tensor from one seed forked off the [`Ctx`]'s rng.
+pub(crate) fn dropout(x: &Var, rate: f64, noise_shape: &[usize], layer: &str, ctx: &mut Ctx<'_>) -> Result<Var> {
+    if !ctx.training || rate == 0.0 {
+        return Ok(x.clone());
+    }
+    let seed = ctx.rng_for(layer)?.fork_seed();
+    let u = Tensor::rand_uniform(seed, 0.0, 1.0, noise_shape, x.dtype(), &x.device())?;
+    let keep = u.ge(&u.scalar_like(rate)?)?.to_dtype(x.dtype())?;
+    let mask = keep.mul_scalar(1.0 / (1.0 - rate))?;
+    Ok(x.mul(&Var::constant(mask))?)
 }
 
 impl Layer for Dropout {
     layer_common!("Dropout");
-
-    fn build(&mut self, _input_shape: &[usize], _rng: &mut Rng) -> Result<()> {
-        self.check()?;
-        self.built = true;
-        Ok(())
-    }
-
-    fn is_built(&self) -> bool {
-        self.built
-    }
-
-    fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
-        self.check()?;
-        Ok(input_shape.to_vec())
-    }
+    shape_preserving_layer!();
 
     fn forward_logits(&self, x: &Var, ctx: &mut Ctx<'_>) -> Result<Var> {
-        self.check()?;
-        if !ctx.training || self.rate == 0.0 {
-            return Ok(x.clone());
-        }
-        let seed = ctx.rng_for(&self.name)?.fork_seed();
-        let u = Tensor::rand_uniform(seed, 0.0, 1.0, x.shape(), x.dtype(), &x.device())?;
-        let keep = u.ge(&u.scalar_like(self.rate)?)?.to_dtype(x.dtype())?;
-        let mask = keep.mul_scalar(1.0 / (1.0 - self.rate))?;
-        Ok(x.mul(&Var::constant(mask))?)
+        self.check(x.dims())?;
+        dropout(x, self.rate, x.dims(), &self.name, ctx)
     }
 
     fn config(&self) -> serde_json::Value {
