@@ -529,7 +529,19 @@ macro_rules! kernel_bias_builders {
                 self.cfg.activation = a;
                 self
             }
+        }
 
+        $crate::layer::bias_init_reg_builders!($name);
+    };
+}
+pub(crate) use kernel_bias_builders;
+
+/// The builder methods of a layer whose kernels and optional biases share `cfg` fields
+/// `use_bias`, `kernel_initializer`, `bias_initializer`, `kernel_regularizer` and
+/// `bias_regularizer` (Dense, Conv1D, Conv2D, MultiHeadAttention).
+macro_rules! bias_init_reg_builders {
+    ($name:ident) => {
+        impl $name {
             /// Add a bias or not.
             pub fn use_bias(mut self, yes: bool) -> Self {
                 self.cfg.use_bias = yes;
@@ -562,7 +574,7 @@ macro_rules! kernel_bias_builders {
         }
     };
 }
-pub(crate) use kernel_bias_builders;
+pub(crate) use bias_init_reg_builders;
 
 /// The `Layer` methods a layer with a `kernel`, an optional `bias` and a config with
 /// `activation` and kernel/bias regularizers has in common (Dense, Conv1D, Conv2D): its
@@ -617,17 +629,12 @@ macro_rules! common_builders {
 }
 pub(crate) use common_builders;
 
-/// The `Layer` methods of a layer that takes several inputs (a `built` field and its own
-/// `output_shape_multi`/`forward_logits_multi`): the single-input forms forward to the
-/// `_multi` ones, and `build_multi` checks the shapes and marks the layer built.
-macro_rules! multi_input_layer {
+/// The single-input `Layer` methods of a layer that takes several inputs (`build`,
+/// `output_shape`, `forward_logits`), forwarding to its `_multi` forms.
+macro_rules! multi_input_forwards {
     () => {
         fn build(&mut self, input_shape: &[usize], rng: &mut keel_tensor::rng::Rng) -> $crate::Result<()> {
             self.build_multi(&[input_shape.to_vec()], rng)
-        }
-
-        fn is_built(&self) -> bool {
-            self.built
         }
 
         fn output_shape(&self, input_shape: &[usize]) -> $crate::Result<Vec<usize>> {
@@ -640,6 +647,21 @@ macro_rules! multi_input_layer {
             ctx: &mut $crate::layer::Ctx<'_>,
         ) -> $crate::Result<keel_autograd::Var> {
             self.forward_logits_multi(std::slice::from_ref(x), ctx)
+        }
+    };
+}
+pub(crate) use multi_input_forwards;
+
+/// The `Layer` methods of a weightless layer that takes several inputs (a `built` field and
+/// its own `output_shape_multi`/`forward_logits_multi`): the single-input forms forward to
+/// the `_multi` ones (`multi_input_forwards`), and `build_multi` checks the shapes and
+/// marks the layer built.
+macro_rules! multi_input_layer {
+    () => {
+        $crate::layer::multi_input_forwards!();
+
+        fn is_built(&self) -> bool {
+            self.built
         }
 
         fn build_multi(&mut self, input_shapes: &[Vec<usize>], _rng: &mut keel_tensor::rng::Rng) -> $crate::Result<()> {

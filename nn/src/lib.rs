@@ -60,10 +60,10 @@ pub mod prelude {
         Conv2DTranspose, Cropping1D, Cropping2D, Ctx, Dense, Dropout, Embedding, Flatten, GaussianDropout,
         GaussianNoise, GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D,
         Initializer, Input, Interpolation, Layer, LayerExt, LayerNormalization, Loss, LossFn, MaxPooling1D,
-        MaxPooling2D, Maximum, MergeMode, Minimum, Model, Multiply, Network, Normalization, Permute, RandomBrightness,
-        RandomContrast, RandomFlip, Regularizer, RepeatVector, Rescaling, Reshape, Sequential, SimpleRNN,
-        SpatialDropout1D, SpatialDropout2D, SpatialDropout3D, Subtract, UpSampling1D, UpSampling2D, ZeroPadding1D,
-        ZeroPadding2D, GRU, LSTM,
+        MaxPooling2D, Maximum, MergeMode, Minimum, Model, MultiHeadAttention, Multiply, Network, Normalization,
+        Permute, RandomBrightness, RandomContrast, RandomFlip, Regularizer, RepeatVector, Rescaling, Reshape,
+        Sequential, SimpleRNN, SpatialDropout1D, SpatialDropout2D, SpatialDropout3D, Subtract, UpSampling1D,
+        UpSampling2D, ZeroPadding1D, ZeroPadding2D, GRU, LSTM,
     };
     pub use keel_tensor::Padding;
 }

@@ -6,8 +6,8 @@
 //! ZeroPadding1D/2D, Cropping1D/2D, UpSampling1D/2D, RepeatVector, Permute,
 //! SpatialDropout1D/2D/3D, GaussianNoise, GaussianDropout, RandomFlip, RandomContrast, RandomBrightness,
 //! BatchNormalization, LayerNormalization, Activation, Embedding, SimpleRNN, LSTM, GRU,
-//! Bidirectional, the merges (Add, Subtract, Multiply, Average, Maximum, Minimum) and
-//! Concatenate. [`FromConfig`] rebuilds a [`keel_nn::Sequential`] and a
+//! Bidirectional, the merges (Add, Subtract, Multiply, Average, Maximum, Minimum),
+//! Concatenate and MultiHeadAttention. [`FromConfig`] rebuilds a [`keel_nn::Sequential`] and a
 //! functional [`keel_nn::Model`] (shared layers included). [`register_layer`] adds a custom class (Keras's
 //! `custom_objects`).
 
@@ -19,8 +19,9 @@ use keel_nn::{
     Conv2DTransposeConfig, Cropping1D, Cropping2D, Dense, DenseConfig, Dropout, Embedding, EmbeddingConfig, Factor,
     Flatten, GRUCell, GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D, Input,
     Interpolation, LSTMCell, Layer, LayerHandle, LayerNormalization, LayerNormalizationConfig, Margins, MaxPooling1D,
-    MaxPooling2D, MergeMode, Network, Permute, Pool1DConfig, Pool2DConfig, Recurrent, RecurrentConfig, RepeatVector,
-    Reshape, SimpleRNNCell, SymbolicTensor, UpSampling1D, UpSampling2D, ZeroPadding1D, ZeroPadding2D,
+    MaxPooling2D, MergeMode, MultiHeadAttention, MultiHeadAttentionConfig, Network, Permute, Pool1DConfig,
+    Pool2DConfig, Recurrent, RecurrentConfig, RepeatVector, Reshape, SimpleRNNCell, SymbolicTensor, UpSampling1D,
+    UpSampling2D, ZeroPadding1D, ZeroPadding2D,
 };
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -97,7 +98,7 @@ pub fn layer_from_config(class_name: &str, cfg: &Value) -> Result<Box<dyn Layer>
         (None, "GlobalMaxPooling2D") => Box::new(GlobalMaxPooling2D::new()),
         (None, "Flatten") => Box::new(Flatten::new()),
         (None, "Normalization") => {
-            if cfg.get("axis").is_some_and(|a| *a != serde_json::json!(-1) && *a != serde_json::json!([-1])) {
+            if !axes_in(cfg, "axis", &[-1]) {
                 return Err(Error::invalid(
                     "from_config",
                     "Normalization over another axis than the last (-1) is not supported",
@@ -149,15 +150,11 @@ pub fn layer_from_config(class_name: &str, cfg: &Value) -> Result<Box<dyn Layer>
         }
         (None, "LayerNormalization") => {
             // only the last axis is supported: a Keras config over other axes is an error, not ignored
-            match cfg.get("axis") {
-                None => {}
-                Some(a) if *a == serde_json::json!(-1) || *a == serde_json::json!([-1]) => {}
-                Some(a) => {
-                    return Err(Error::invalid(
-                        "from_config",
-                        format!("LayerNormalization over axis {a} is not supported (only the last axis, -1)"),
-                    ))
-                }
+            if !axes_in(cfg, "axis", &[-1]) {
+                return Err(Error::invalid(
+                    "from_config",
+                    format!("LayerNormalization over axis {} is not supported (only the last axis, -1)", cfg["axis"]),
+                ));
             }
             Box::new(LayerNormalization::from_config(field::<LayerNormalizationConfig>(class_name, cfg)?))
         }
@@ -173,6 +170,20 @@ pub fn layer_from_config(class_name: &str, cfg: &Value) -> Result<Box<dyn Layer>
         (None, "Maximum") => Box::new(keel_nn::Maximum::new()),
         (None, "Minimum") => Box::new(keel_nn::Minimum::new()),
         (None, "Concatenate") => Box::new(Concatenate::new(get::<isize>(class_name, cfg, "axis")?)),
+        (None, "MultiHeadAttention") => {
+            // attention over the sequence axis of [B, T, dim] only: other axes are an error, not ignored
+            if !cfg["attention_axes"].is_null() && !axes_in(cfg, "attention_axes", &[1, -2]) {
+                return Err(Error::invalid(
+                    "from_config",
+                    format!(
+                        "MultiHeadAttention over attention_axes {} is not supported (only the sequence axis of \
+                         [batch, timesteps, features] inputs)",
+                        cfg["attention_axes"]
+                    ),
+                ));
+            }
+            Box::new(MultiHeadAttention::from_config(field::<MultiHeadAttentionConfig>(class_name, cfg)?))
+        }
         (None, "Activation") => Box::new(ActivationLayer::new(get::<Activation>(class_name, cfg, "activation")?)),
         (None, other) => {
             return Err(Error::invalid(
@@ -196,6 +207,11 @@ fn value_range(class: &str, cfg: &Value) -> Result<(f64, f64)> {
         Some(_) => get(class, cfg, "value_range"),
         None => Ok((0.0, 255.0)),
     }
+}
+
+/// Whether `cfg[key]` is absent or one of the axes `allowed`, as an int or a one-element list.
+fn axes_in(cfg: &Value, key: &str, allowed: &[i64]) -> bool {
+    cfg.get(key).is_none_or(|a| allowed.iter().any(|&i| *a == serde_json::json!(i) || *a == serde_json::json!([i])))
 }
 
 fn recurrent<C: Cell>(class: &str, cfg: &Value) -> Result<Recurrent<C>> {

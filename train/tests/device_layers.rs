@@ -524,3 +524,33 @@ fn mixed_bfloat16_cnn() {
     // a last-bit difference can flip a BF16 rounding: compare to 2e-2, not 1e-3.
     agree_within("mixed_bfloat16 CNN", &dev, 2e-2, build, &x, &y);
 }
+
+/// A Transformer block (Embedding, MultiHeadAttention with a causal mask and attention
+/// dropout, cross-attention with its own key, residual Add, LayerNormalization, pooling),
+/// with a frozen layer, trains on CUDA along the CPU's trajectory.
+#[test]
+fn a_transformer_block_with_a_frozen_layer() {
+    use keel_nn::{add, Input, LayerExt, MultiHeadAttention};
+    let Some(dev) = common::gpu("a_transformer_block_with_a_frozen_layer") else { return };
+    let tokens =
+        Tensor::rand_uniform(6, 0.0, 9.0, (48, 6), DType::F32, &Device::Cpu).unwrap().to_dtype(DType::I64).unwrap();
+    let y = Tensor::from_vec((0..48).map(|i| (i % 3 == 0) as i64).collect::<Vec<_>>(), 48).unwrap();
+    let build = || {
+        let inp = Input::new([6]);
+        let e = Embedding::new(9, 8).call(&inp).unwrap();
+        let k = Dense::new(8).activation(Activation::Tanh).with_name("key_proj").call(&e).unwrap();
+        let att = MultiHeadAttention::new(2, 4)
+            .use_causal_mask(true)
+            .dropout(0.1)
+            .call_multi(&[e.clone(), e.clone(), k])
+            .unwrap();
+        let h = LayerNormalization::new().call(&add(&[e, att]).unwrap()).unwrap();
+        let h = GlobalAveragePooling1D::new().call(&h).unwrap();
+        let out = Dense::new(2).activation(Activation::Softmax).call(&h).unwrap();
+        let mut m = KerasModel::from_network(keel_nn::Model::with_seed(&[inp], &[out], 15).unwrap());
+        m.set_trainable("key_proj", false).unwrap();
+        m.compile(Adam::new(0.01), Loss::SparseCategoricalCrossentropy, &[MetricSpec::Accuracy]).unwrap();
+        m
+    };
+    agree("Transformer block (causal MultiHeadAttention, frozen Dense)", &dev, build, &tokens, &y);
+}

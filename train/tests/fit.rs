@@ -381,3 +381,56 @@ fn augmentation_layers_in_front_of_a_cnn_fit_and_predict_deterministically() {
     // evaluate runs in inference: twice the same
     assert_eq!(m.evaluate(&x, &y).unwrap(), m.evaluate(&x, &y).unwrap());
 }
+
+/// Keras's "text classification with Transformer" shape, small: Embedding -> self-attention
+/// (MultiHeadAttention on x, x) -> residual Add -> LayerNormalization -> GlobalAveragePooling1D
+/// -> Dense softmax, learning whether token 1 appears in a sequence.
+#[test]
+fn a_transformer_block_learns_whether_a_token_appears() {
+    use keel_nn::{
+        add, Embedding, GlobalAveragePooling1D, Input, LayerExt, LayerNormalization, Model, MultiHeadAttention,
+    };
+    let (n, len, vocab) = (256usize, 8usize, 10i64);
+    // a small LCG: tokens 2..vocab, and token 1 at a random place in every other sequence
+    let mut state = 12345u64;
+    let mut next = |m: u64| {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (state >> 33) % m
+    };
+    let (mut ids, mut labels) = (Vec::new(), Vec::new());
+    for i in 0..n {
+        let mut seq: Vec<i64> = (0..len).map(|_| 2 + next((vocab - 2) as u64) as i64).collect();
+        if i % 2 == 0 {
+            seq[next(len as u64) as usize] = 1;
+        }
+        labels.push((i % 2 == 0) as i64);
+        ids.extend(seq);
+    }
+    let x = Tensor::from_vec(ids, (n, len)).unwrap();
+    let y = Tensor::from_vec(labels, n).unwrap();
+    let inp = Input::new([len]);
+    let e = Embedding::new(vocab as usize, 16).call(&inp).unwrap();
+    let att = MultiHeadAttention::new(2, 8).call_multi(&[e.clone(), e.clone()]).unwrap();
+    let h = LayerNormalization::new().epsilon(1e-6).call(&add(&[e, att]).unwrap()).unwrap();
+    let h = GlobalAveragePooling1D::new().call(&h).unwrap();
+    let out = Dense::new(2).activation(Activation::Softmax).call(&h).unwrap();
+    let mut m = keel_train::KerasModel::from_network(Model::with_seed(&[inp], &[out], 7).unwrap());
+    m.compile(Adam::new(0.01), Loss::SparseCategoricalCrossentropy, &[MetricSpec::Accuracy]).unwrap();
+    let attention_weights = |m: &keel_train::KerasModel<Model>| -> Vec<Vec<f32>> {
+        m.network()
+            .named_weights()
+            .iter()
+            .filter(|w| w.name.starts_with("multi_head_attention/"))
+            .map(|w| w.param.value().to_vec::<f32>().unwrap())
+            .collect()
+    };
+    let before = attention_weights(&m);
+    assert_eq!(before.len(), 8);
+    let h = m.fit(&x, &y, Fit::new().epochs(8).batch_size(32).verbose(0)).unwrap();
+    let loss = h.get("loss").unwrap();
+    assert!(loss.last().unwrap() < &(0.5 * loss[0]), "{loss:?}");
+    let (_, acc) = m.evaluate(&x, &y).unwrap();
+    assert!(acc > 0.9, "accuracy {acc}, losses {loss:?}");
+    // the attention weights trained too
+    assert!(before.iter().zip(&attention_weights(&m)).all(|(b, a)| b != a));
+}

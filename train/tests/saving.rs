@@ -350,6 +350,70 @@ fn functional_models_round_trip_with_shared_layers() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// MultiHeadAttention in a functional model (cross-attention with a separate key, every
+/// option off its default) saves and loads: config, weights and predictions.
+#[test]
+fn multi_head_attention_round_trips() {
+    use keel_nn::{Input, LayerExt, MultiHeadAttention};
+    let dir = test_dir("mha");
+    let ids = Input::new([5]);
+    let seq = Input::new([7, 3]);
+    let q = Embedding::new(10, 4).call(&ids).unwrap();
+    let k = Dense::new(5).call(&seq).unwrap();
+    let att = MultiHeadAttention::new(2, 3)
+        .value_dim(2)
+        .output_shape(6)
+        .dropout(0.1)
+        .use_causal_mask(true)
+        .call_multi(&[q, seq.clone(), k])
+        .unwrap();
+    let out = Dense::new(2).activation(Activation::Softmax).call(&GlobalAveragePooling1D::new().call(&att).unwrap());
+    let mut m = keel_train::Model::new(&[ids, seq], &[out.unwrap()]).unwrap();
+    let xi = Tensor::from_vec((0..30).map(|i| (i * 3 % 10) as i64).collect::<Vec<_>>(), (6, 5)).unwrap();
+    let xs = Tensor::rand_normal(3, 0.0, 1.0, (6, 7, 3), DType::F32, &Device::Cpu).unwrap();
+    let y = Tensor::from_vec(vec![0i64, 1, 0, 1, 1, 0], 6).unwrap();
+    // non-default weights (biases included): one epoch, with attention dropout
+    m.compile(Adam::new(0.01), Loss::SparseCategoricalCrossentropy, NO_METRICS).unwrap();
+    m.fit([&xi, &xs], &y, Fit::new().epochs(1).batch_size(3).verbose(0)).unwrap();
+    let names: Vec<String> = m.network().named_weights().into_iter().map(|w| w.name).collect();
+    assert!(names.contains(&"multi_head_attention/query/kernel".to_string()), "{names:?}");
+    let path = dir.join("mha.keel");
+    m.save(&path).unwrap();
+    let loaded = keel_train::Model::load(&path).unwrap();
+    assert_eq!(loaded.config(), m.config());
+    let cfg = &m.config()["config"]["layers"];
+    let att_cfg = cfg.as_array().unwrap().iter().find(|l| l["class_name"] == "MultiHeadAttention").unwrap();
+    for (key, want) in [
+        ("num_heads", serde_json::json!(2)),
+        ("key_dim", serde_json::json!(3)),
+        ("value_dim", serde_json::json!(2)),
+        ("dropout", serde_json::json!(0.1)),
+        ("use_bias", serde_json::json!(true)),
+        ("output_shape", serde_json::json!(6)),
+        ("use_causal_mask", serde_json::json!(true)),
+    ] {
+        assert_eq!(att_cfg["config"][key], want, "{key}");
+    }
+    assert_eq!(weight_bits(loaded.network()), weight_bits(m.network()));
+    let (p, q) = (m.predict([&xi, &xs], 4).unwrap(), loaded.predict([&xi, &xs], 4).unwrap());
+    assert_eq!(bits(&p), bits(&q));
+    // a Keras config (output_shape as a list, no use_causal_mask) loads; other attention axes do not
+    let mut keras = att_cfg["config"].clone();
+    keras["output_shape"] = serde_json::json!([6]);
+    keras["attention_axes"] = serde_json::Value::Null;
+    keras.as_object_mut().unwrap().remove("use_causal_mask");
+    let l = keel_train::layer_from_config("MultiHeadAttention", &keras).unwrap();
+    assert_eq!(l.config()["output_shape"], 6);
+    assert_eq!(l.config()["use_causal_mask"], false);
+    keras["attention_axes"] = serde_json::json!([1, 2]);
+    let e = keel_train::layer_from_config("MultiHeadAttention", &keras).err().unwrap().to_string();
+    assert!(e.contains("attention_axes"), "{e}");
+    keras["attention_axes"] = serde_json::Value::Null;
+    keras["output_shape"] = serde_json::json!([2, 3]);
+    assert!(keel_train::layer_from_config("MultiHeadAttention", &keras).is_err());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn mixed_precision_policy_round_trips() {
     use keel_nn::mixed_precision::DTypePolicy;

@@ -24,6 +24,7 @@ mod lstm;
 mod max_pooling1d;
 mod max_pooling2d;
 mod merge;
+mod multi_head_attention;
 mod normalization;
 mod permute;
 mod pooling;
@@ -64,6 +65,9 @@ pub use lstm::{LSTMCell, LSTM};
 pub use max_pooling1d::MaxPooling1D;
 pub use max_pooling2d::MaxPooling2D;
 pub use merge::{Add, Average, Maximum, Minimum, Multiply, Subtract};
+pub use multi_head_attention::{
+    AttentionProjection, MultiHeadAttention, MultiHeadAttentionConfig, MultiHeadAttentionWeights,
+};
 pub use normalization::Normalization;
 pub use permute::Permute;
 pub use pooling::{Pool1DConfig, Pool2DConfig};
