@@ -161,6 +161,22 @@ impl<N: Network> KerasModel<N> {
         loss: impl Into<Losses>,
         metrics: &[impl CompileMetric],
     ) -> Result<()> {
+        self.compile_weighted(optimizer, loss, metrics, crate::NO_METRICS)
+    }
+
+    /// [`KerasModel::compile`] with Keras's `weighted_metrics` too: metrics updated with
+    /// each batch's sample weights (`class_weight` times `sample_weight` in `fit`, the
+    /// validation data's weights in its pass), logged after the plain ones of each output;
+    /// one that a plain metric shares a name with is logged as `weighted_<name>`
+    /// (`compile_weighted(Adam::default(), loss, &["accuracy"], &["accuracy"])` logs
+    /// `accuracy` and `weighted_accuracy`). Without weights they equal the plain ones.
+    pub fn compile_weighted(
+        &mut self,
+        optimizer: impl Optimizer + 'static,
+        loss: impl Into<Losses>,
+        metrics: &[impl CompileMetric],
+        weighted_metrics: &[impl CompileMetric],
+    ) -> Result<()> {
         optimizer.validate()?;
         // a layer that did not fit its input when it was added (kept until now by
         // `Sequential::add`) is reported here, as Keras reports it when the layer is added
@@ -175,7 +191,7 @@ impl<N: Network> KerasModel<N> {
             .zip(&names)
             .map(|((loss, weight), name)| CompiledOutput { name: name.clone(), loss, weight })
             .collect();
-        let metrics = NamedMetric::resolve(metrics, &names)?;
+        let metrics = NamedMetric::resolve(metrics, weighted_metrics, &names)?;
         // build once now so a bad name/combination fails at compile time
         EpochLogs::new(&metrics, &outputs)?;
         self.compiled = Some(Compiled { optimizer: Box::new(optimizer), outputs, metrics });
@@ -559,7 +575,7 @@ impl<N: Network> KerasModel<N> {
                 let wd = w.as_ref().map(|w| w.to_device(&dev)).transpose()?;
                 let read_now = cfg.steps_per_execution == 1;
                 let (batch_loss, y_pred) = self.train_step(params, &xs, (&ys, &yd), wd.as_ref(), &mut rng, read_now)?;
-                queue.push(batch_loss, ys[0].dims()[0], &ys, &y_pred);
+                queue.push(batch_loss, ys[0].dims()[0], &ys, &y_pred, w.as_ref());
                 if !queue.is_full() && batches.peek().is_some() {
                     continue;
                 }
@@ -775,7 +791,7 @@ impl<N: Network> KerasModel<N> {
             let reg = self.net.regularization_loss(&ctx)?;
             let (_, losses) = total_loss("evaluate", &compiled.outputs, &heads, (&y_host, &yb), wb.as_ref(), reg)?;
             let y_pred = heads.iter().map(|h| Ok(h.output()?.value().clone())).collect::<Result<Vec<_>>>()?;
-            queue.push(BatchLoss::Unread(losses), len, &y_host, &y_pred);
+            queue.push(BatchLoss::Unread(losses), len, &y_host, &y_pred, wb.as_ref());
             if queue.is_full() {
                 queue.flush(&mut logs)?;
             }

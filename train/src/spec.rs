@@ -159,14 +159,49 @@ pub(crate) struct NamedMetric {
     name: String,
     spec: MetricSpec,
     output: usize,
+    /// Keras's `weighted_metrics`: updated with the batch's sample weights.
+    weighted: bool,
 }
+
+/// A compiled metric before it is bound to outputs: log name, metric, output (if one).
+type MetricEntry = (String, MetricSpec, Option<usize>);
 
 impl NamedMetric {
     /// The compiled metrics of a model whose outputs are named `outputs`: each metric of
     /// `given` on its named output or on every output, grouped by output; with several
     /// outputs each name is prefixed by its output's (`value_mae`). Repeated names get
-    /// suffixes ([`NamedMetric::uniquify`]).
-    pub(crate) fn resolve<M: CompileMetric>(given: &[M], outputs: &[String]) -> Result<Vec<NamedMetric>> {
+    /// suffixes ([`NamedMetric::uniquify`]). Keras's `weighted_metrics` come after the plain
+    /// ones of each output; one whose name a plain one has is logged as `weighted_<name>`
+    /// (tf.keras's rule).
+    pub(crate) fn resolve<M: CompileMetric, W: CompileMetric>(
+        given: &[M],
+        weighted: &[W],
+        outputs: &[String],
+    ) -> Result<Vec<NamedMetric>> {
+        let plain = NamedMetric::entries(given, outputs)?;
+        let mut weighted = NamedMetric::entries(weighted, outputs)?;
+        for w in &mut weighted {
+            if plain.iter().any(|p| p.0 == w.0) {
+                w.0 = format!("weighted_{}", w.0);
+            }
+        }
+        let mut metrics = Vec::new();
+        for (i, out) in outputs.iter().enumerate() {
+            for (is_weighted, list) in [(false, &plain), (true, &weighted)] {
+                for (name, spec, o) in list {
+                    if o.is_none_or(|o| o == i) {
+                        let name = if outputs.len() > 1 { format!("{out}_{name}") } else { name.clone() };
+                        metrics.push(NamedMetric { name, spec: *spec, output: i, weighted: is_weighted });
+                    }
+                }
+            }
+        }
+        NamedMetric::uniquify(&mut metrics);
+        Ok(metrics)
+    }
+
+    /// Each metric of `given` with its log name and the output it names, if any.
+    fn entries<M: CompileMetric>(given: &[M], outputs: &[String]) -> Result<Vec<MetricEntry>> {
         let mut specs = Vec::with_capacity(given.len());
         for m in given {
             let (name, spec) = m.to_spec()?;
@@ -181,17 +216,7 @@ impl NamedMetric {
             };
             specs.push((name, spec, output));
         }
-        let mut metrics = Vec::new();
-        for (i, out) in outputs.iter().enumerate() {
-            for (name, spec, o) in &specs {
-                if o.is_none_or(|o| o == i) {
-                    let name = if outputs.len() > 1 { format!("{out}_{name}") } else { name.clone() };
-                    metrics.push(NamedMetric { name, spec: *spec, output: i });
-                }
-            }
-        }
-        NamedMetric::uniquify(&mut metrics);
-        Ok(metrics)
+        Ok(specs)
     }
 
     /// The log name.
@@ -202,6 +227,11 @@ impl NamedMetric {
     /// The index of the output it reads.
     pub(crate) fn output(&self) -> usize {
         self.output
+    }
+
+    /// True for Keras's `weighted_metrics` (updated with the sample weights).
+    pub(crate) fn weighted(&self) -> bool {
+        self.weighted
     }
 
     /// Give repeated log names Keras's suffixes (`accuracy`, `accuracy_1`, ...), so each

@@ -20,8 +20,9 @@ pub(crate) struct EpochLogs {
     seen: f64,
     /// The log names of `loss_sums` after the first (`<output>_loss`).
     output_losses: Vec<String>,
-    /// Log name (as given to `compile`, e.g. "accuracy"), the output it reads, the metric.
-    metrics: Vec<(String, usize, Box<dyn Metric + Send>)>,
+    /// Log name (as given to `compile`, e.g. "accuracy"), the output it reads, the metric,
+    /// and whether it takes the sample weights (Keras's `weighted_metrics`).
+    metrics: Vec<(String, usize, Box<dyn Metric + Send>, bool)>,
     /// Per metric: a batch's predictions held NaN (a diverged model), so the metric's
     /// result for this epoch is NaN; training goes on (TerminateOnNaN stops it).
     poisoned: Vec<bool>,
@@ -35,7 +36,7 @@ impl EpochLogs {
             .iter()
             .map(|s| {
                 let loss = outputs.get(s.output()).map(|o| o.loss.loss.name()).unwrap_or("");
-                Ok((s.name().to_string(), s.output(), s.build(loss)?))
+                Ok((s.name().to_string(), s.output(), s.build(loss)?, s.weighted()))
             })
             .collect::<Result<Vec<_>>>()?;
         let output_losses: Vec<String> =
@@ -44,9 +45,17 @@ impl EpochLogs {
         Ok(EpochLogs { loss_sums: vec![0.0; 1 + output_losses.len()], seen: 0.0, output_losses, metrics, poisoned })
     }
 
-    /// Fold in one batch (host tensors, one per output). The metrics are unweighted, as
-    /// Keras's compiled metrics are: `class_weight`/`sample_weight` weight the loss only.
-    fn update(&mut self, losses: &[f64], batch: usize, y_true: &[Tensor], y_pred: &[Tensor]) -> Result<()> {
+    /// Fold in one batch (host tensors, one per output, and the batch's sample weights if
+    /// any). The metrics are unweighted, as Keras's `metrics=` are (`class_weight` and
+    /// `sample_weight` weight the loss), except the `weighted_metrics`.
+    fn update(
+        &mut self,
+        losses: &[f64],
+        batch: usize,
+        y_true: &[Tensor],
+        y_pred: &[Tensor],
+        weights: Option<&Tensor>,
+    ) -> Result<()> {
         for (sum, l) in self.loss_sums.iter_mut().zip(losses) {
             *sum += l * batch as f64;
         }
@@ -54,7 +63,7 @@ impl EpochLogs {
         // keel-metrics refuses NaN scores; a model that diverged gives NaN predictions and
         // its metrics are then NaN for the epoch, as its loss is, rather than ending `fit`
         let mut nan_in: Vec<Option<bool>> = vec![None; y_pred.len()];
-        for ((_, o, m), poisoned) in self.metrics.iter_mut().zip(&mut self.poisoned) {
+        for ((_, o, m, weighted), poisoned) in self.metrics.iter_mut().zip(&mut self.poisoned) {
             let (Some(t), Some(p)) = (y_true.get(*o), y_pred.get(*o)) else { return Err(lost("a prediction")) };
             let nan = match nan_in[*o] {
                 Some(nan) => nan,
@@ -66,7 +75,7 @@ impl EpochLogs {
             };
             *poisoned |= nan;
             if !*poisoned {
-                m.update_state(t, p, None)?;
+                m.update_state(t, p, if *weighted { weights } else { None })?;
             }
         }
         Ok(())
@@ -80,7 +89,7 @@ impl EpochLogs {
         for (name, sum) in self.output_losses.iter().zip(&self.loss_sums[1..]) {
             out.push((format!("{prefix}{name}"), mean(*sum)));
         }
-        for ((name, _, m), poisoned) in self.metrics.iter().zip(&self.poisoned) {
+        for ((name, _, m, _), poisoned) in self.metrics.iter().zip(&self.poisoned) {
             out.push((format!("{prefix}{name}"), if *poisoned { f64::NAN } else { m.result() }));
         }
         out
@@ -110,6 +119,8 @@ struct StepResult {
     /// Targets and predictions, one per output.
     y_true: Vec<Tensor>,
     y_pred: Vec<Tensor>,
+    /// The sample weights, kept for the weighted metrics.
+    weights: Option<Tensor>,
 }
 
 /// Batch results waiting to be read back, at most `capacity` of them.
@@ -117,20 +128,35 @@ pub(crate) struct StepQueue {
     capacity: usize,
     /// Whether predictions and targets are needed (only for metrics).
     keep_predictions: bool,
+    /// Whether sample weights are needed (only for weighted metrics).
+    keep_weights: bool,
     steps: Vec<StepResult>,
 }
 
 impl StepQueue {
     /// A queue that [`StepQueue::is_full`] after `capacity` batches (at least 1).
     pub(crate) fn new(capacity: usize, logs: &EpochLogs) -> Self {
-        StepQueue { capacity: capacity.max(1), keep_predictions: !logs.metrics.is_empty(), steps: Vec::new() }
+        StepQueue {
+            capacity: capacity.max(1),
+            keep_predictions: !logs.metrics.is_empty(),
+            keep_weights: logs.metrics.iter().any(|m| m.3),
+            steps: Vec::new(),
+        }
     }
 
     /// Queue a batch: its losses and, for the metrics, its targets and predictions (one
-    /// per output, on any device).
-    pub(crate) fn push(&mut self, loss: BatchLoss, batch: usize, y_true: &[Tensor], y_pred: &[Tensor]) {
+    /// per output, on any device) and its sample weights (`[batch]`, any device).
+    pub(crate) fn push(
+        &mut self,
+        loss: BatchLoss,
+        batch: usize,
+        y_true: &[Tensor],
+        y_pred: &[Tensor],
+        weights: Option<&Tensor>,
+    ) {
         let keep = |ts: &[Tensor]| if self.keep_predictions { ts.to_vec() } else { Vec::new() };
-        self.steps.push(StepResult { loss, batch, y_true: keep(y_true), y_pred: keep(y_pred) });
+        let weights = weights.filter(|_| self.keep_weights).cloned();
+        self.steps.push(StepResult { loss, batch, y_true: keep(y_true), y_pred: keep(y_pred), weights });
     }
 
     /// True when `capacity` batches wait.
@@ -168,7 +194,7 @@ impl StepQueue {
         }
         if !self.keep_predictions {
             for (s, loss) in steps.iter().zip(losses) {
-                logs.update(&loss, s.batch, &[], &[])?;
+                logs.update(&loss, s.batch, &[], &[], None)?;
             }
             return Ok(());
         }
@@ -188,10 +214,24 @@ impl StepQueue {
             y_true.push(column(|s| &s.y_true, o)?);
             y_pred.push(column(|s| &s.y_pred, o)?);
         }
+        // the weights, where every step has them, in one copy too
+        let weights: Vec<Option<Tensor>> = match steps.iter().map(|s| s.weights.clone()).collect::<Option<Vec<_>>>() {
+            Some(ws) => {
+                let host = to_host_all(&ws)?;
+                if host.len() != steps.len() {
+                    return Err(lost("a sample weight"));
+                }
+                host.into_iter().map(Some).collect()
+            }
+            None => steps
+                .iter()
+                .map(|s| s.weights.as_ref().map(|w| w.to_device(&Device::Cpu)).transpose())
+                .collect::<std::result::Result<_, _>>()?,
+        };
         for (i, s) in steps.iter().enumerate() {
             let t: Vec<Tensor> = y_true.iter().map(|c| c[i].clone()).collect();
             let p: Vec<Tensor> = y_pred.iter().map(|c| c[i].clone()).collect();
-            logs.update(&losses[i], s.batch, &t, &p)?;
+            logs.update(&losses[i], s.batch, &t, &p, weights[i].as_ref())?;
         }
         Ok(())
     }
