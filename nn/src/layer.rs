@@ -696,6 +696,23 @@ macro_rules! shape_preserving_layer {
 }
 pub(crate) use shape_preserving_layer;
 
+/// `Layer::build` and `Layer::is_built` of a layer without weights (a `built` field):
+/// building checks the input shape through `output_shape` and marks the layer built.
+macro_rules! weightless_build {
+    () => {
+        fn build(&mut self, input_shape: &[usize], _rng: &mut keel_tensor::rng::Rng) -> $crate::Result<()> {
+            self.output_shape(input_shape)?;
+            self.built = true;
+            Ok(())
+        }
+
+        fn is_built(&self) -> bool {
+            self.built
+        }
+    };
+}
+pub(crate) use weightless_build;
+
 /// The boilerplate `Layer` methods for a layer with `name`, `input_shape` fields.
 macro_rules! layer_common {
     ($class:literal) => {

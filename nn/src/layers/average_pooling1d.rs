@@ -5,7 +5,6 @@ use crate::layers::pooling::pool1d_layer;
 use crate::layers::Pool1DConfig;
 use crate::Result;
 use keel_autograd::Var;
-use keel_tensor::rng::Rng;
 use keel_tensor::Padding;
 
 pool1d_layer!(

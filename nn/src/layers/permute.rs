@@ -4,7 +4,6 @@ use crate::layer::{common_builders, layer_common, with_name, Ctx, Layer};
 use crate::layers::spatial::{incompatible, per_sample};
 use crate::{Error, Result};
 use keel_autograd::Var;
-use keel_tensor::rng::Rng;
 
 /// Keras's `Permute(dims)`: output axis `i` is input axis `dims[i]`, counted from 1 over the
 /// per-sample axes (the batch axis stays first), so `Permute::new([2, 1])` swaps the two
@@ -33,15 +32,7 @@ impl Permute {
 impl Layer for Permute {
     layer_common!("Permute");
 
-    fn build(&mut self, input_shape: &[usize], _rng: &mut Rng) -> Result<()> {
-        self.output_shape(input_shape)?;
-        self.built = true;
-        Ok(())
-    }
-
-    fn is_built(&self) -> bool {
-        self.built
-    }
+    crate::layer::weightless_build!();
 
     fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
         let mut sorted = self.dims.clone();

@@ -81,15 +81,7 @@ macro_rules! pool2d_layer {
         impl Layer for $name {
             layer_common!($class);
 
-            fn build(&mut self, input_shape: &[usize], _rng: &mut Rng) -> Result<()> {
-                self.output_shape(input_shape)?;
-                self.built = true;
-                Ok(())
-            }
-
-            fn is_built(&self) -> bool {
-                self.built
-            }
+            $crate::layer::weightless_build!();
 
             fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
                 self.cfg.output_shape(&self.name, $class, input_shape)
@@ -186,15 +178,7 @@ macro_rules! pool1d_layer {
         impl Layer for $name {
             layer_common!($class);
 
-            fn build(&mut self, input_shape: &[usize], _rng: &mut Rng) -> Result<()> {
-                self.output_shape(input_shape)?;
-                self.built = true;
-                Ok(())
-            }
-
-            fn is_built(&self) -> bool {
-                self.built
-            }
+            $crate::layer::weightless_build!();
 
             fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
                 self.cfg.output_shape(&self.name, $class, input_shape)

@@ -4,7 +4,6 @@ use crate::layer::{common_builders, layer_common, with_name, Ctx, Layer};
 use crate::layers::spatial::{incompatible, per_sample, repeat_axes};
 use crate::{Error, Result};
 use keel_autograd::Var;
-use keel_tensor::rng::Rng;
 
 /// Keras's `RepeatVector(n)`: `[features] -> [n, features]`, the vector repeated `n` times
 /// (e.g. an encoding fed to every step of a decoder RNN). No weights.
@@ -32,15 +31,7 @@ impl RepeatVector {
 impl Layer for RepeatVector {
     layer_common!("RepeatVector");
 
-    fn build(&mut self, input_shape: &[usize], _rng: &mut Rng) -> Result<()> {
-        self.output_shape(input_shape)?;
-        self.built = true;
-        Ok(())
-    }
-
-    fn is_built(&self) -> bool {
-        self.built
-    }
+    crate::layer::weightless_build!();
 
     fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
         if self.n == 0 {

@@ -230,15 +230,7 @@ macro_rules! margin_layer {
         impl Layer for $name {
             layer_common!($class);
 
-            fn build(&mut self, input_shape: &[usize], _rng: &mut Rng) -> Result<()> {
-                self.output_shape(input_shape)?;
-                self.built = true;
-                Ok(())
-            }
-
-            fn is_built(&self) -> bool {
-                self.built
-            }
+            $crate::layer::weightless_build!();
 
             fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
                 $op.output_shape(&self.$key.0, &self.name, $class, input_shape)

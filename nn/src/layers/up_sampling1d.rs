@@ -4,7 +4,6 @@ use crate::layer::{common_builders, layer_common, with_name, Ctx, Layer};
 use crate::layers::spatial::{per_sample, repeat_axes, repeated_shape};
 use crate::Result;
 use keel_autograd::Var;
-use keel_tensor::rng::Rng;
 
 /// Keras's `UpSampling1D(size=2)`: `[steps, channels] -> [steps * size, channels]`, each
 /// step repeated `size` times in place. No weights.
@@ -38,15 +37,7 @@ impl Default for UpSampling1D {
 impl Layer for UpSampling1D {
     layer_common!("UpSampling1D");
 
-    fn build(&mut self, input_shape: &[usize], _rng: &mut Rng) -> Result<()> {
-        self.output_shape(input_shape)?;
-        self.built = true;
-        Ok(())
-    }
-
-    fn is_built(&self) -> bool {
-        self.built
-    }
+    crate::layer::weightless_build!();
 
     fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
         repeated_shape(&[self.size], &self.name, "UpSampling1D", input_shape)

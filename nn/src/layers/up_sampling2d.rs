@@ -4,7 +4,6 @@ use crate::layer::{common_builders, layer_common, with_name, Ctx, IntoPair, Laye
 use crate::layers::spatial::{bilinear_axes, per_sample, repeat_axes, repeated_shape};
 use crate::{Error, Result};
 use keel_autograd::Var;
-use keel_tensor::rng::Rng;
 
 /// How [`UpSampling2D`] fills the new pixels (Keras's `interpolation`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -88,15 +87,7 @@ impl Default for UpSampling2D {
 impl Layer for UpSampling2D {
     layer_common!("UpSampling2D");
 
-    fn build(&mut self, input_shape: &[usize], _rng: &mut Rng) -> Result<()> {
-        self.output_shape(input_shape)?;
-        self.built = true;
-        Ok(())
-    }
-
-    fn is_built(&self) -> bool {
-        self.built
-    }
+    crate::layer::weightless_build!();
 
     fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
         repeated_shape(&self.factors(), &self.name, "UpSampling2D", input_shape)

@@ -4,7 +4,6 @@ use crate::layer::{common_builders, layer_common, with_name, Ctx, Layer};
 use crate::layers::spatial::{margin_layer, per_sample, IntoMargins, MarginOp, Margins};
 use crate::Result;
 use keel_autograd::Var;
-use keel_tensor::rng::Rng;
 
 margin_layer!(
     /// Keras's `ZeroPadding2D(padding)`: zero rows at the top and bottom and zero columns

@@ -91,6 +91,35 @@ pub fn conv_out_dim(
     }
 }
 
+/// An NHWC input and a rank-4 `layout` kernel whose axis `channels_axis` is the input's
+/// channel count: their dims, or an error naming `op` and both shapes.
+fn check_operands<'a>(
+    op: &'static str,
+    input: &'a Shape,
+    kernel: &'a Shape,
+    channels_axis: usize,
+    layout: &str,
+) -> Result<(&'a [usize], &'a [usize])> {
+    let (x, k) = (input.dims(), kernel.dims());
+    if x.len() != 4 || k.len() != 4 {
+        return Err(Error::shape_mismatch(
+            op,
+            input,
+            kernel,
+            format!("need NHWC input and {layout} kernel (rank 4 each)"),
+        ));
+    }
+    if x[3] != k[channels_axis] {
+        return Err(Error::shape_mismatch(
+            op,
+            input,
+            kernel,
+            format!("input has {} channels but the kernel expects {}", x[3], k[channels_axis]),
+        ));
+    }
+    Ok((x, k))
+}
+
 impl Conv2dParams {
     /// Geometry for input `[n, h, w, c]` and kernel `[kh, kw, c, o]`.
     pub fn new(
@@ -101,18 +130,7 @@ impl Conv2dParams {
         padding: Padding,
         dilation: (usize, usize),
     ) -> Result<Self> {
-        let (x, k) = (input.dims(), kernel.dims());
-        if x.len() != 4 || k.len() != 4 {
-            return Err(Error::shape_mismatch(op, input, kernel, "need NHWC input and HWIO kernel (rank 4 each)"));
-        }
-        if x[3] != k[2] {
-            return Err(Error::shape_mismatch(
-                op,
-                input,
-                kernel,
-                format!("input has {} channels but the kernel expects {}", x[3], k[2]),
-            ));
-        }
+        let (x, k) = check_operands(op, input, kernel, 2, "HWIO")?;
         let (oh, pt) = conv_out_dim(op, x[1], k[0], strides.0, dilation.0, padding)?;
         let (ow, pl) = conv_out_dim(op, x[2], k[1], strides.1, dilation.1, padding)?;
         Ok(Conv2dParams {
@@ -149,18 +167,7 @@ impl Conv2dParams {
         padding: Padding,
         dilation: (usize, usize),
     ) -> Result<Self> {
-        let (x, k) = (input.dims(), kernel.dims());
-        if x.len() != 4 || k.len() != 4 {
-            return Err(Error::shape_mismatch(op, input, kernel, "need NHWC input and HWOI kernel (rank 4 each)"));
-        }
-        if x[3] != k[3] {
-            return Err(Error::shape_mismatch(
-                op,
-                input,
-                kernel,
-                format!("input has {} channels but the kernel expects {}", x[3], k[3]),
-            ));
-        }
+        let (x, k) = check_operands(op, input, kernel, 3, "HWOI")?;
         let full = Shape::from([x[0], out_hw.0, out_hw.1, k[2]]);
         let p = Conv2dParams::new(op, &full, kernel, strides, padding, dilation)?;
         if (p.oh, p.ow) != (x[1], x[2]) {
