@@ -121,7 +121,14 @@ impl Initializer {
 
     /// A new F32 CPU tensor of `shape`, drawn from `rng`.
     pub fn sample(&self, shape: &[usize], rng: &mut Rng) -> Result<Tensor> {
-        let (fan_in, fan_out) = compute_fans(shape);
+        self.sample_with_fans(shape, compute_fans(shape), rng)
+    }
+
+    /// [`Initializer::sample`] with the variance-scaling fans given, `(fan_in, fan_out)`,
+    /// rather than [`compute_fans`] of the shape (Keras's `EinsumDense` takes them from its
+    /// equation: a `[d, heads, width]` projection has fans `(d, heads * width)`).
+    pub fn sample_with_fans(&self, shape: &[usize], fans: (usize, usize), rng: &mut Rng) -> Result<Tensor> {
+        let (fan_in, fan_out) = fans;
         let (fan_in, fan_avg) = (fan_in.max(1) as f64, ((fan_in + fan_out) as f64 / 2.0).max(1.0));
         let dev = Device::Cpu;
         let uniform = |limit: f64, rng: &mut Rng| -> Result<Tensor> {

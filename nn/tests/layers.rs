@@ -102,6 +102,16 @@ fn conv2d_transpose_config_errors() {
     assert!(msg.contains("filters"), "{msg}");
     let msg = err(Conv2DTranspose::new(2, 3).strides(0), &[4, 4, 1]);
     assert!(msg.contains("strides"), "{msg}");
+    // strides past what memory can address: an error, not a panic, an abort or a tensor whose
+    // element count wrapped (found by review)
+    let x = Tensor::ones((1, 2, 2, 1), DType::F32, &Device::Cpu).unwrap();
+    for s in [1usize << 20, 1 << 30, 1 << 32] {
+        let mut l = Conv2DTranspose::new(1, 1).strides(s).use_bias(false).with_name("up");
+        let r = l
+            .build(&[2, 2, 1], &mut Rng::new(1))
+            .and_then(|_| l.forward(&Var::constant(x.clone()), &mut Ctx::inference()));
+        assert!(r.is_err(), "strides {s}");
+    }
     // an even kernel with same padding and output_padding 0 leaves a size no convolution maps back
     let msg = err(Conv2DTranspose::new(2, 2).strides(2).padding(Padding::Same).output_padding(0), &[4, 4, 1]);
     assert!(msg.contains("up") && msg.contains("convolves back"), "{msg}");

@@ -194,9 +194,9 @@ fn random_flip_flips_each_sample_along_its_mode() {
     assert!(id > 10 && lr > 10 && tb == 0 && both == 0, "horizontal: {id} {lr} {tb} {both}");
     let [id, lr, tb, both] = flip_outcomes("vertical", 2);
     assert!(id > 10 && tb > 10 && lr == 0 && both == 0, "vertical: {id} {lr} {tb} {both}");
-    // both axes are drawn independently: all four outcomes occur
-    let counts = flip_outcomes("horizontal_and_vertical", 3);
-    assert!(counts.iter().all(|&k| k > 4), "horizontal_and_vertical: {counts:?}");
+    // one draw for both axes, as Keras 3 (3.15 measured: 102 unchanged, 98 turned, 0 one-axis)
+    let [id, lr, tb, both] = flip_outcomes("horizontal_and_vertical", 3);
+    assert!(id > 10 && both > 10 && lr == 0 && tb == 0, "horizontal_and_vertical: {id} {lr} {tb} {both}");
     assert_eq!(RandomFlip::default().mode(), "horizontal_and_vertical");
 }
 

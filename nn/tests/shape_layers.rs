@@ -333,3 +333,21 @@ fn autoencoder_trains_through_the_shape_layers() {
         assert!(losses.last() < losses.first(), "{interpolation:?}: {losses:?}");
     }
 }
+
+/// Sizes past what memory can address are errors, not a panic or an abort in the allocator
+/// (found by review: capacity overflow in the bilinear offsets and the repeat copy).
+#[test]
+fn huge_repeats_are_errors_not_panics() {
+    use keel_nn::{Interpolation, RepeatVector, UpSampling1D, UpSampling2D};
+    let ones = |s: &[usize]| Var::constant(Tensor::ones(s.to_vec(), DType::F32, &Device::Cpu).unwrap());
+    let run = |mut l: Box<dyn Layer>, shape: &[usize]| {
+        l.set_name("big".into());
+        l.build(&shape[1..], &mut Rng::new(0)).and_then(|_| l.forward(&ones(shape), &mut Ctx::inference()))
+    };
+    let bilinear = UpSampling2D::new((1usize << 60, 1)).interpolation(Interpolation::Bilinear);
+    assert!(run(Box::new(bilinear), &[1, 2, 2, 1]).is_err());
+    assert!(run(Box::new(UpSampling2D::new((1usize << 40, 1 << 30))), &[1, 2, 2, 1]).is_err());
+    assert!(run(Box::new(UpSampling1D::new(1usize << 62)), &[1, 2, 1]).is_err());
+    assert!(run(Box::new(RepeatVector::new(1usize << 61)), &[1, 1]).is_err());
+    assert!(run(Box::new(RepeatVector::new(1usize << 40)), &[1, 1 << 20]).is_err());
+}

@@ -117,6 +117,13 @@ impl Layout {
 
     /// Broadcast to `shape` (NumPy rules): new and size-1 dims get stride 0.
     pub fn broadcast_as(&self, shape: &Shape) -> Result<Self> {
+        if shape.checked_elem_count().is_none() {
+            return Err(Error::InvalidShape {
+                op: "broadcast_to",
+                shape: shape.clone(),
+                msg: "has more elements than memory can address".into(),
+            });
+        }
         let rank = shape.rank();
         let mine = self.shape.dims();
         if mine.len() > rank {

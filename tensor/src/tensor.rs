@@ -131,6 +131,9 @@ impl Tensor {
 
     /// A fresh contiguous copy (never shares storage with `self`).
     pub fn copy(&self) -> Result<Tensor> {
+        // a broadcast view may describe far more elements than memory holds: an error, not
+        // an abort in the allocator
+        crate::ops::creation::checked_len("copy", self.shape(), self.dtype(), &self.device())?;
         let s = self.storage();
         let out = dispatch1!(&*s, |b| b.copy_strided(&self.layout))?;
         Ok(Tensor::from_storage(out, self.shape().clone()))

@@ -62,11 +62,12 @@ fn get<T: DeserializeOwned>(class: &str, cfg: &Value, key: &str) -> Result<T> {
 /// The `key` (`"padding"` / `"cropping"`) of a spatial layer's config in any of Keras's forms
 /// (see [`Margins`]), refusing a `channels_first` config.
 fn margins<const N: usize>(class: &str, cfg: &Value, key: &str) -> Result<Margins<N>> {
-    channels_last(class, cfg)?;
     get(class, cfg, key)
 }
 
-/// Keras's `data_format` of a spatial layer: keel's layout, `channels_last`, or absent.
+/// Keras's `data_format` of a built-in layer: keel's layout, `channels_last`, or absent
+/// (every built-in layer is channels-last; a `channels_first` config would run on the wrong
+/// axes, so it is refused).
 fn channels_last(class: &str, cfg: &Value) -> Result<()> {
     match cfg.get("data_format").and_then(Value::as_str) {
         None | Some("channels_last") => Ok(()),
@@ -80,6 +81,9 @@ fn channels_last(class: &str, cfg: &Value) -> Result<()> {
 /// Build a layer of Keras class `class_name` from its config (including its `name`).
 pub fn layer_from_config(class_name: &str, cfg: &Value) -> Result<Box<dyn Layer>> {
     let factory = custom().read().unwrap_or_else(|p| p.into_inner()).get(class_name).copied();
+    if factory.is_none() {
+        channels_last(class_name, cfg)?;
+    }
     let mut layer: Box<dyn Layer> = match (factory, class_name) {
         (Some(f), _) => f(cfg)?,
         (None, "Dense") => Box::new(Dense::from_config(field::<DenseConfig>(class_name, cfg)?)),
@@ -119,7 +123,6 @@ pub fn layer_from_config(class_name: &str, cfg: &Value) -> Result<Box<dyn Layer>
         (None, "Cropping2D") => Box::new(Cropping2D::new(margins::<2>(class_name, cfg, "cropping")?)),
         (None, "UpSampling1D") => Box::new(UpSampling1D::new(get::<usize>(class_name, cfg, "size")?)),
         (None, "UpSampling2D") => {
-            channels_last(class_name, cfg)?;
             let interpolation = match cfg.get("interpolation") {
                 None => Interpolation::Nearest,
                 Some(_) => Interpolation::from_name(&get::<String>(class_name, cfg, "interpolation")?)?,
@@ -180,6 +183,17 @@ pub fn layer_from_config(class_name: &str, cfg: &Value) -> Result<Box<dyn Layer>
                          [batch, timesteps, features] inputs)",
                         cfg["attention_axes"]
                     ),
+                ));
+            }
+            // Keras 3.15's banded mask and output gate change the attention: refused, not dropped
+            let unsupported = [
+                ("sliding_window", cfg.get("sliding_window").is_some_and(|v| !v.is_null())),
+                ("use_gate", cfg.get("use_gate").and_then(Value::as_bool) == Some(true)),
+            ];
+            if let Some((key, _)) = unsupported.iter().find(|(_, on)| *on) {
+                return Err(Error::invalid(
+                    "from_config",
+                    format!("MultiHeadAttention with {key} = {} is not supported", cfg[*key]),
                 ));
             }
             Box::new(MultiHeadAttention::from_config(field::<MultiHeadAttentionConfig>(class_name, cfg)?))
@@ -264,10 +278,10 @@ impl FromConfig for keel_nn::Sequential {
         for l in &layers {
             let class: String = get("layer", l, "class_name")?;
             let cfg = l.get("config").ok_or_else(|| Error::invalid("from_config", format!("{class} has no config")))?;
-            let layer = layer_from_config(&class, cfg)?;
-            let name = layer.name().to_string();
-            net.try_add_boxed(layer)?;
+            net.try_add_boxed(layer_from_config(&class, cfg)?)?;
             if !trainable(cfg) {
+                // the name the model gave it (a config may leave it out)
+                let name = net.layers().last().map(|l| l.name().to_string()).unwrap_or_default();
                 net.set_trainable(&name, false)?;
             }
         }

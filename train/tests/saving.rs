@@ -777,3 +777,33 @@ fn noise_and_augmentation_layers_round_trip() {
     assert!(e.contains("\"odd\"") && e.contains("\"up\""), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Configs keel would run differently from Keras are refused on load (found by review):
+/// `channels_first` on any built-in layer, MultiHeadAttention's `sliding_window` and
+/// `use_gate`; and a frozen layer without a name in its config loads frozen.
+#[test]
+fn configs_keel_cannot_honour_are_refused_and_unnamed_frozen_layers_load() {
+    use keel_train::{layer_from_config, FromConfig};
+    use serde_json::json;
+    for (class, cfg) in [
+        ("Conv2D", json!({"filters": 2, "kernel_size": [3, 3], "data_format": "channels_first"})),
+        ("SpatialDropout2D", json!({"rate": 0.2, "data_format": "channels_first"})),
+        ("RandomFlip", json!({"mode": "horizontal", "data_format": "channels_first"})),
+        ("RandomContrast", json!({"factor": [0.0, 0.2], "data_format": "channels_first"})),
+        ("MaxPooling2D", json!({"pool_size": [2, 2], "data_format": "channels_first"})),
+    ] {
+        let e = layer_from_config(class, &cfg).err().unwrap_or_else(|| panic!("{class} loaded as channels_last"));
+        assert!(e.to_string().contains("channels_first"), "{class}: {e}");
+    }
+    let mha = json!({"name": "mha", "num_heads": 2, "key_dim": 3, "sliding_window": 2});
+    assert!(layer_from_config("MultiHeadAttention", &mha)
+        .err()
+        .is_some_and(|e| e.to_string().contains("sliding_window")));
+    let mha = json!({"name": "mha", "num_heads": 2, "key_dim": 3, "sliding_window": null, "use_gate": true});
+    assert!(layer_from_config("MultiHeadAttention", &mha).err().is_some_and(|e| e.to_string().contains("use_gate")));
+    let cfg = json!({"class_name": "Sequential", "config": {"name": "s", "input_shape": [4], "layers": [
+        {"class_name": "Dropout", "config": {"rate": 0.5, "trainable": false}}, {"class_name": "Flatten", "config": {}}]}});
+    let net = keel_nn::Sequential::from_config(&cfg).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(keel_nn::Network::is_trainable(&net, "dropout"), Some(false));
+    assert_eq!(keel_nn::Network::is_trainable(&net, "flatten"), Some(true));
+}

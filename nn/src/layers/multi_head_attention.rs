@@ -135,9 +135,8 @@ struct Built {
 /// fully masked row attends to nothing (as Keras's `Softmax` does).
 ///
 /// Weights, in Keras's order and names: `query/kernel`, `query/bias`, `key/…`, `value/…`,
-/// `attention_output/…`. Glorot fans are Keras's for these 3-D kernels (its
-/// `compute_fans`, as EinsumDense uses it): for `[d, h, w]`, `fan_in = d*h`,
-/// `fan_out = d*w`.
+/// `attention_output/…`. Initializer fans are Keras 3's EinsumDense ones: a projection
+/// `[d, h, w]` has `(d, h*w)`, the output kernel `[h, v, o]` has `(h*v, o)`.
 ///
 /// Not supported: inputs of other ranks than `[B, T, dim]` (`attention_axes`), an
 /// `output_shape` of more than one axis, the implicit masks of masked inputs (keel has no
@@ -493,8 +492,12 @@ impl Layer for MultiHeadAttention {
         // drawn in Keras's order: each projection's kernel, then its bias
         let mut kernels = Vec::with_capacity(4);
         let mut biases = Vec::with_capacity(4);
-        for (ks, bs) in self.weight_shapes(dims) {
-            kernels.push(Param::new(self.cfg.kernel_initializer.sample(&ks, rng)?));
+        for (i, (ks, bs)) in self.weight_shapes(dims).into_iter().enumerate() {
+            // Keras 3's EinsumDense fans: the contracted axes in, the produced axes out
+            // (query/key/value `[d, heads, width]`: (d, heads*width); output
+            // `[heads, width, out]`: (heads*width, out))
+            let fans = if i < 3 { (ks[0], ks[1] * ks[2]) } else { (ks[0] * ks[1], ks[2]) };
+            kernels.push(Param::new(self.cfg.kernel_initializer.sample_with_fans(&ks, fans, rng)?));
             if self.cfg.use_bias {
                 biases.push(Param::new(self.cfg.bias_initializer.sample(&bs, rng)?));
             }

@@ -10,8 +10,8 @@ use keel_tensor::{DType, Tensor};
 const MODES: [(&str, &[usize]); 3] = [("horizontal", &[2]), ("vertical", &[1]), ("horizontal_and_vertical", &[2, 1])];
 
 /// Keras's `RandomFlip` on NHWC images: in training each image is flipped left-right
-/// (`"horizontal"`), top-bottom (`"vertical"`) or each of both independently
-/// (`"horizontal_and_vertical"`, the default), every flip with probability 0.5 per sample;
+/// (`"horizontal"`), top-bottom (`"vertical"`) or both (`"horizontal_and_vertical"`, the
+/// default: one draw for both axes, as Keras 3), with probability 0.5 per sample;
 /// in inference it is the identity. Integer pixels come out as floats.
 pub struct RandomFlip {
     name: String,
@@ -76,12 +76,16 @@ impl Layer for RandomFlip {
         if !ctx.training {
             return Ok(y);
         }
+        // one draw per sample, as Keras 3: flip where u <= 0.5, along every axis of the
+        // mode (so "horizontal_and_vertical" leaves an image or turns it 180 degrees); the
+        // gradient follows the pixels
+        let u = per_sample_uniform(&y, 0.0, 1.0, DType::F32, &self.name, ctx)?;
+        let flip = u.le(&u.scalar_like(0.5)?)?;
+        let mut flipped = y.clone();
         for &axis in axes {
-            // flip where u <= 0.5 (Keras's test), per sample; the gradient follows the pixels
-            let u = per_sample_uniform(&y, 0.0, 1.0, DType::F32, &self.name, ctx)?;
-            let flip = u.le(&u.scalar_like(0.5)?)?;
-            y = Var::where_cond(&flip, &reversed(&y, axis)?, &y)?;
+            flipped = reversed(&flipped, axis)?;
         }
+        y = Var::where_cond(&flip, &flipped, &y)?;
         Ok(y)
     }
 

@@ -281,6 +281,7 @@ pub(crate) fn repeat_axes(x: &Var, factors: &[usize]) -> Result<Var> {
     if factors.iter().all(|&f| f == 1) {
         return Ok(x.clone());
     }
+    check_output_size(x, factors)?;
     let dims = x.dims();
     let (mut split, mut wide, mut out) = (vec![dims[0]], vec![dims[0]], vec![dims[0]]);
     for (&d, &f) in dims[1..].iter().zip(factors) {
@@ -315,6 +316,7 @@ fn bilinear_axis(x: &Var, axis: usize, factor: usize) -> Result<Var> {
     if factor == 1 || d == 1 {
         return repeat_axes(x, &one_factor(axis, factor));
     }
+    check_output_size(x, &one_factor(axis, factor))?;
     let a = axis as isize;
     let prev = Var::concat(&[&x.narrow(a, 0, 1)?, &x.narrow(a, 0, d - 1)?], a)?;
     let next = Var::concat(&[&x.narrow(a, 1, d - 1)?, &x.narrow(a, d - 1, 1)?], a)?;
@@ -331,6 +333,23 @@ fn bilinear_axis(x: &Var, axis: usize, factor: usize) -> Result<Var> {
     let mut out = x.dims().to_vec();
     out[axis] = d * factor;
     Ok(y.reshape(out)?)
+}
+
+/// An error (not an abort in the allocator) when `x` repeated by `factors` along axes
+/// `1..=factors.len()` has more bytes than memory can address.
+fn check_output_size(x: &Var, factors: &[usize]) -> Result<()> {
+    let mut bytes = x.elem_count().checked_mul(x.dtype().size_in_bytes());
+    for &f in factors {
+        bytes = bytes.and_then(|b| b.checked_mul(f));
+    }
+    match bytes.filter(|&b| b <= isize::MAX as usize) {
+        Some(_) => Ok(()),
+        None => Err(Error::Tensor(keel_tensor::Error::InvalidShape {
+            op: "repeat",
+            shape: x.shape().clone(),
+            msg: format!("repeated {factors:?} has more elements than memory can address"),
+        })),
+    }
 }
 
 /// Factors that repeat only `axis` (1-based, after the batch axis) `factor` times.

@@ -169,6 +169,13 @@ impl Conv2dParams {
     ) -> Result<Self> {
         let (x, k) = check_operands(op, input, kernel, 3, "HWOI")?;
         let full = Shape::from([x[0], out_hw.0, out_hw.1, k[2]]);
+        if full.checked_elem_count().is_none() {
+            return Err(Error::InvalidShape {
+                op,
+                shape: full,
+                msg: "has more elements than memory can address".into(),
+            });
+        }
         let p = Conv2dParams::new(op, &full, kernel, strides, padding, dilation)?;
         if (p.oh, p.ow) != (x[1], x[2]) {
             return Err(Error::invalid(
@@ -255,6 +262,8 @@ impl Tensor {
     /// Gradient of a convolution wrt its input: `self` is the output gradient `[n, oh, ow, o]`.
     pub fn conv2d_grad_input(&self, kernel: &Tensor, p: &Conv2dParams) -> Result<Tensor> {
         check_same_dtype("conv2d_grad_input", self, kernel)?;
+        // a transposed convolution's output can be far larger than its input: checked
+        crate::ops::creation::checked_len("conv2d_grad_input", &p.in_shape(), self.dtype(), &self.device())?;
         check_shape("conv2d_grad_input", self, &p.out_shape())?;
         check_shape("conv2d_grad_input", kernel, &p.kernel_shape())?;
         let (dy, k) = (self.contiguous()?, kernel.contiguous()?);
