@@ -485,6 +485,21 @@ pub(crate) fn check_sample_rank(input_shape: &[usize], rank: usize, layout: &str
     Ok(())
 }
 
+/// `layer "name" (Class)`: how a config error names its layer.
+pub(crate) fn describe(layer: &dyn Layer) -> String {
+    format!("layer \"{}\" ({})", layer.name(), layer.class_name())
+}
+
+/// A scalar hyper-parameter `key` of `layer` must be finite, and `>= 0` when `non_negative`:
+/// else a config error naming the layer.
+pub(crate) fn check_scalar(layer: &dyn Layer, key: &str, value: f64, non_negative: bool) -> Result<()> {
+    if !value.is_finite() || (non_negative && value < 0.0) {
+        let want = if non_negative { "a finite number >= 0" } else { "a finite number" };
+        return Err(Error::config(describe(layer), format!("{key} must be {want}, got {value}")));
+    }
+    Ok(())
+}
+
 /// Merge `name` and the config `fields` into a Keras-like config object.
 pub(crate) fn with_name(name: &str, fields: serde_json::Value) -> serde_json::Value {
     let mut obj = serde_json::Map::new();

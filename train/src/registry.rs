@@ -5,11 +5,11 @@
 //! GlobalAveragePooling1D/2D, GlobalMaxPooling1D/2D, Flatten, Reshape, Rescaling, Normalization, Dropout,
 //! ZeroPadding1D/2D, Cropping1D/2D, UpSampling1D/2D, RepeatVector, Permute,
 //! SpatialDropout1D/2D/3D, GaussianNoise, GaussianDropout, RandomFlip, RandomContrast, RandomBrightness,
-//! BatchNormalization, LayerNormalization, Activation, Embedding, SimpleRNN, LSTM, GRU,
-//! Bidirectional, the merges (Add, Subtract, Multiply, Average, Maximum, Minimum),
-//! Concatenate and MultiHeadAttention. [`FromConfig`] rebuilds a [`keel_nn::Sequential`] and a
-//! functional [`keel_nn::Model`] (shared layers included). [`register_layer`] adds a custom class (Keras's
-//! `custom_objects`).
+//! BatchNormalization, LayerNormalization, Activation, ReLU, LeakyReLU, PReLU, ELU, Softmax, Embedding,
+//! SimpleRNN, LSTM, GRU, Bidirectional, TimeDistributed (around any of these), the merges (Add, Subtract,
+//! Multiply, Average, Maximum, Minimum), Concatenate and MultiHeadAttention. [`FromConfig`] rebuilds a
+//! [`keel_nn::Sequential`] and a functional [`keel_nn::Model`] (shared layers included). [`register_layer`]
+//! adds a custom class (Keras's `custom_objects`).
 
 use crate::{Error, Result};
 use keel_nn::mixed_precision::DTypePolicy;
@@ -19,7 +19,7 @@ use keel_nn::{
     Conv2DTransposeConfig, Cropping1D, Cropping2D, Dense, DenseConfig, Dropout, Embedding, EmbeddingConfig, Factor,
     Flatten, GRUCell, GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D, Input,
     Interpolation, LSTMCell, Layer, LayerHandle, LayerNormalization, LayerNormalizationConfig, Margins, MaxPooling1D,
-    MaxPooling2D, MergeMode, MultiHeadAttention, MultiHeadAttentionConfig, Network, Permute, Pool1DConfig,
+    MaxPooling2D, MergeMode, MultiHeadAttention, MultiHeadAttentionConfig, Network, PReLUConfig, Permute, Pool1DConfig,
     Pool2DConfig, Recurrent, RecurrentConfig, RepeatVector, Reshape, SimpleRNNCell, SymbolicTensor, UpSampling1D,
     UpSampling2D, ZeroPadding1D, ZeroPadding2D,
 };
@@ -57,6 +57,14 @@ fn policy(inner: &Value) -> Result<DTypePolicy> {
 fn get<T: DeserializeOwned>(class: &str, cfg: &Value, key: &str) -> Result<T> {
     let v = cfg.get(key).ok_or_else(|| Error::invalid("from_config", format!("{class} config has no \"{key}\"")))?;
     serde_json::from_value(v.clone()).map_err(|e| Error::invalid("from_config", format!("{class} \"{key}\": {e}")))
+}
+
+/// `cfg[key]`, or `default` when the config has no `key` (a Keras default).
+fn get_or<T: DeserializeOwned>(class: &str, cfg: &Value, key: &str, default: T) -> Result<T> {
+    match cfg.get(key) {
+        Some(_) => get(class, cfg, key),
+        None => Ok(default),
+    }
 }
 
 /// The `key` (`"padding"` / `"cropping"`) of a spatial layer's config in any of Keras's forms
@@ -108,12 +116,12 @@ pub fn layer_from_config(class_name: &str, cfg: &Value) -> Result<Box<dyn Layer>
                     "Normalization over another axis than the last (-1) is not supported",
                 ));
             }
-            let invert = cfg.get("invert").map_or(Ok(false), |_| get::<bool>(class_name, cfg, "invert"))?;
+            let invert = get_or(class_name, cfg, "invert", false)?;
             Box::new(keel_nn::Normalization::new().invert(invert))
         }
         (None, "Rescaling") => Box::new(
             keel_nn::Rescaling::new(get::<f64>(class_name, cfg, "scale")?)
-                .offset(cfg.get("offset").map_or(Ok(0.0), |_| get::<f64>(class_name, cfg, "offset"))?),
+                .offset(get_or(class_name, cfg, "offset", 0.0)?),
         ),
         (None, "Reshape") => Box::new(Reshape::new(get::<Vec<isize>>(class_name, cfg, "target_shape")?)),
         (None, "Dropout") => Box::new(Dropout::new(get::<f64>(class_name, cfg, "rate")?)),
@@ -199,6 +207,31 @@ pub fn layer_from_config(class_name: &str, cfg: &Value) -> Result<Box<dyn Layer>
             Box::new(MultiHeadAttention::from_config(field::<MultiHeadAttentionConfig>(class_name, cfg)?))
         }
         (None, "Activation") => Box::new(ActivationLayer::new(get::<Activation>(class_name, cfg, "activation")?)),
+        (None, "ReLU") => {
+            let relu = keel_nn::ReLU::new()
+                .negative_slope(get_or(class_name, cfg, "negative_slope", 0.0)?)
+                .threshold(get_or(class_name, cfg, "threshold", 0.0)?);
+            match get_or::<Option<f64>>(class_name, cfg, "max_value", None)? {
+                Some(m) => Box::new(relu.max_value(m)),
+                None => Box::new(relu),
+            }
+        }
+        (None, "LeakyReLU") => {
+            // Keras 2 wrote the slope as "alpha"
+            let key = if cfg.get("negative_slope").is_none() && cfg.get("alpha").is_some() {
+                "alpha"
+            } else {
+                "negative_slope"
+            };
+            let default = keel_nn::LeakyReLU::default().negative_slope();
+            Box::new(keel_nn::LeakyReLU::new(get_or(class_name, cfg, key, default)?))
+        }
+        (None, "PReLU") => Box::new(keel_nn::PReLU::from_config(field::<PReLUConfig>(class_name, cfg)?)),
+        (None, "ELU") => {
+            Box::new(keel_nn::ELU::new(get_or(class_name, cfg, "alpha", keel_nn::ELU::default().alpha())?))
+        }
+        (None, "Softmax") => Box::new(softmax(cfg)?),
+        (None, "TimeDistributed") => Box::new(time_distributed(cfg)?),
         (None, other) => {
             return Err(Error::invalid(
                 "from_config",
@@ -236,17 +269,36 @@ fn recurrent<C: Cell>(class: &str, cfg: &Value) -> Result<Recurrent<C>> {
     Ok(layer)
 }
 
-fn bidirectional(cfg: &Value) -> Result<Box<dyn Layer>> {
+/// The class name and config of the layer a wrapper of class `class` (Bidirectional,
+/// TimeDistributed) stores under `"layer"`.
+fn wrapped(class: &str, cfg: &Value) -> Result<(String, Value)> {
     let inner =
-        cfg.get("layer").ok_or_else(|| Error::invalid("from_config", "Bidirectional config has no \"layer\""))?;
-    let class: String = get("Bidirectional", inner, "class_name")?;
-    let mut icfg = inner.get("config").cloned().unwrap_or_default();
+        cfg.get("layer").ok_or_else(|| Error::invalid("from_config", format!("{class} config has no \"layer\"")))?;
+    Ok((get(class, inner, "class_name")?, inner.get("config").cloned().unwrap_or_default()))
+}
+
+/// Keras's `Softmax` config: `"axis"` an int or a list of ints (default -1).
+fn softmax(cfg: &Value) -> Result<keel_nn::Softmax> {
+    Ok(match cfg.get("axis") {
+        None => keel_nn::Softmax::default(),
+        Some(Value::Array(_)) => keel_nn::Softmax::over(get::<Vec<isize>>("Softmax", cfg, "axis")?),
+        Some(_) => keel_nn::Softmax::new(get::<isize>("Softmax", cfg, "axis")?),
+    })
+}
+
+/// `TimeDistributed` around the layer its config stores (any registered class).
+fn time_distributed(cfg: &Value) -> Result<keel_nn::TimeDistributed> {
+    let (class, icfg) = wrapped("TimeDistributed", cfg)?;
+    Ok(keel_nn::TimeDistributed::from_boxed(layer_from_config(&class, &icfg)?))
+}
+
+fn bidirectional(cfg: &Value) -> Result<Box<dyn Layer>> {
+    let (class, mut icfg) = wrapped("Bidirectional", cfg)?;
     // the wrapper names its copies forward_<name> / backward_<name>: give back the wrapped layer's own name
     if let Some(n) = icfg.get("name").and_then(Value::as_str).and_then(|n| n.strip_prefix("forward_")) {
         icfg["name"] = Value::String(n.to_string());
     }
-    let mode: MergeMode =
-        if cfg.get("merge_mode").is_some() { get("Bidirectional", cfg, "merge_mode")? } else { MergeMode::default() };
+    let mode: MergeMode = get_or("Bidirectional", cfg, "merge_mode", MergeMode::default())?;
     Ok(match class.as_str() {
         "SimpleRNN" => Box::new(Bidirectional::new(recurrent::<SimpleRNNCell>(&class, &icfg)?).merge_mode(mode)),
         "LSTM" => Box::new(Bidirectional::new(recurrent::<LSTMCell>(&class, &icfg)?).merge_mode(mode)),

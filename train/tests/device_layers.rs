@@ -251,6 +251,33 @@ fn noise_and_augmentation_layers() {
     agree("noise + augmentation layers", &dev, build, &x, &y);
 }
 
+/// The activation layers and TimeDistributed (over Dense and Conv2D) are compositions of
+/// existing ops: they train on the GPU as on the CPU.
+#[test]
+fn activation_layers_and_time_distributed() {
+    use keel_nn::{Initializer, LeakyReLU, PReLU, ReLU, Softmax, TimeDistributed, ELU};
+    let Some(dev) = common::gpu("activation_layers_and_time_distributed") else { return };
+    let x = uniform(13, &[48, 3, 4, 4, 1]);
+    let y = x.mean(&[1, 2, 3, 4], false).unwrap().gt(&Tensor::scalar(0.0f32)).unwrap().to_dtype(DType::I64).unwrap();
+    let build = || {
+        let mut m = Sequential::with_seed(13);
+        m.add(TimeDistributed::new(Conv2D::new(2, (3, 3))).input_shape([3, 4, 4, 1]));
+        m.add(PReLU::new().shared_axes([2, 3]).alpha_initializer(Initializer::Constant { value: 0.2 }));
+        m.add(Reshape::new([3, 8]));
+        m.add(TimeDistributed::new(Dense::new(6)));
+        m.add(ReLU::new().max_value(1.5).negative_slope(0.1).threshold(0.05));
+        m.add(LeakyReLU::default());
+        m.add(ELU::new(0.7));
+        m.add(Softmax::new(1));
+        m.add(Flatten::new());
+        m.add(Dense::new(2));
+        m.add(Softmax::default());
+        m.compile(Adam::new(0.01), Loss::SparseCategoricalCrossentropy, &[MetricSpec::Accuracy]).unwrap();
+        m
+    };
+    agree("activation layers + TimeDistributed", &dev, build, &x, &y);
+}
+
 #[test]
 fn regression_losses_and_reshape() {
     let Some(dev) = common::gpu("regression_losses_and_reshape") else { return };
