@@ -558,6 +558,7 @@ mod tests {
 
     #[test]
     fn output_shape_reads_keras_forms() {
+        // ok: test code, a fixed config always serializes
         let base = serde_json::to_value(MultiHeadAttention::new(2, 3).get_config()).unwrap();
         for (v, want) in [
             (serde_json::json!(null), Some(None)),
