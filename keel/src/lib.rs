@@ -77,7 +77,7 @@ pub mod prelude {
         Bidirectional, Concatenate, Conv1D, Conv1DPadding, Conv2D, Conv2DTranspose, Cropping1D, Cropping2D, Dense,
         Dropout, Embedding, Flatten, GaussianDropout, GaussianNoise, GlobalAveragePooling1D, GlobalAveragePooling2D,
         GlobalMaxPooling1D, GlobalMaxPooling2D, Initializer, Input, Interpolation, Layer, LayerExt, LayerNormalization,
-        LeakyReLU, Loss, LossFn, MaxPooling1D, MaxPooling2D, MultiHeadAttention, Network, PReLU, Permute,
+        LeakyReLU, Loss, LossFn, Masking, MaxPooling1D, MaxPooling2D, MultiHeadAttention, Network, PReLU, Permute,
         RandomBrightness, RandomContrast, RandomFlip, ReLU, Regularizer, RepeatVector, Reshape, SimpleRNN, Softmax,
         SpatialDropout1D, SpatialDropout2D, SpatialDropout3D, TimeDistributed, UpSampling1D, UpSampling2D,
         ZeroPadding1D, ZeroPadding2D, ELU, GRU, LSTM,

@@ -36,7 +36,7 @@ use crate::summary::{format_summary, SummaryRow};
 use crate::{Error, Result};
 use keel_autograd::Var;
 use keel_tensor::rng::Rng;
-use keel_tensor::DType;
+use keel_tensor::{DType, Tensor};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -344,6 +344,8 @@ impl Model {
             })
             .flatten()
             .collect();
+        // the masks layers passed on (Keras's mask propagation), by node
+        let mut masks: HashMap<u64, Tensor> = HashMap::new();
         for (t, x) in self.inputs.iter().zip(inputs) {
             values.insert(t.0.id, x.clone());
         }
@@ -359,7 +361,17 @@ impl Model {
                     ctx.layer_input(g.as_ref(), x)
                 })
                 .collect::<Result<_>>()?;
-            let z = ctx.with_frozen(!layer.trainable(), |ctx| g.forward_logits_multi(&xs, ctx))?;
+            let ms: Vec<Option<Tensor>> = ins.iter().map(|i| masks.get(&i.0.id).cloned()).collect();
+            let z = ctx.with_frozen(!layer.trainable(), |ctx| {
+                if ms.iter().all(Option::is_none) {
+                    g.forward_logits_multi(&xs, ctx)
+                } else {
+                    g.forward_logits_masked(&xs, &ms, ctx)
+                }
+            })?;
+            if let Some(m) = g.compute_mask(&xs, &ms)? {
+                masks.insert(n.0.id, m);
+            }
             let act = g.output_activation();
             if !read.contains(&n.0.id) && out_ids.contains(&n.0.id) {
                 logits.insert(n.0.id, (z, act));
@@ -376,12 +388,15 @@ impl Model {
         }
         self.outputs
             .iter()
-            .map(|t| match logits.get(&t.0.id) {
-                Some((z, act)) => Ok(self.policy.head(z.clone(), *act)),
-                None => match values.get(&t.0.id) {
-                    Some(v) => Ok(self.policy.head(v.clone(), None)),
-                    None => Err(Error::Graph("internal: output not computed".into())),
-                },
+            .map(|t| {
+                let head = match logits.get(&t.0.id) {
+                    Some((z, act)) => self.policy.head(z.clone(), *act),
+                    None => match values.get(&t.0.id) {
+                        Some(v) => self.policy.head(v.clone(), None),
+                        None => return Err(Error::Graph("internal: output not computed".into())),
+                    },
+                };
+                Ok(head.with_mask(masks.get(&t.0.id).cloned()))
             })
             .collect()
     }

@@ -6,7 +6,7 @@ use std::sync::{Mutex, PoisonError};
 use crate::{Activation, Error, Result};
 use keel_autograd::{Param, ParamId, Tape, Var};
 use keel_tensor::rng::Rng;
-use keel_tensor::DType;
+use keel_tensor::{DType, Tensor};
 
 /// What a forward pass needs besides its input.
 ///
@@ -361,6 +361,34 @@ pub trait Layer: Send + Sync {
         Ok(None)
     }
 
+    /// Keras's `supports_masking`: true when the layer passes a timestep mask on to the
+    /// layers after it (see [`Layer::compute_mask`]). A layer that does not drops the mask,
+    /// as Keras 3 does.
+    fn supports_masking(&self) -> bool {
+        false
+    }
+
+    /// The mask of this layer's output (Keras's `compute_mask`) from its inputs `xs` (as the
+    /// layer takes them) and their masks (`None`: unmasked). A mask is a U8 tensor on the
+    /// input's device, nonzero where a value counts, with the leading axes of the value it
+    /// belongs to (`[batch, timesteps]` for a sequence `[batch, timesteps, features]`).
+    /// Masks start at `Embedding(mask_zero)` and `Masking`. The default: the first input's
+    /// mask when the layer [supports masking](Layer::supports_masking), else none.
+    fn compute_mask(&self, xs: &[Var], masks: &[Option<Tensor>]) -> Result<Option<Tensor>> {
+        let _ = xs;
+        Ok(if self.supports_masking() { masks.first().cloned().flatten() } else { None })
+    }
+
+    /// [`Layer::forward_logits_multi`] for inputs some of which carry masks (models call it
+    /// only then). Layers that read masks override it (the recurrent layers skip masked
+    /// steps, `GlobalAveragePooling1D` averages the unmasked ones, `MultiHeadAttention`
+    /// attends only to them, `BatchNormalization` takes its batch statistics over them);
+    /// the default ignores the masks.
+    fn forward_logits_masked(&self, xs: &[Var], masks: &[Option<Tensor>], ctx: &mut Ctx<'_>) -> Result<Var> {
+        let _ = masks;
+        self.forward_logits_multi(xs, ctx)
+    }
+
     /// Build for several inputs (merge layers); the default takes exactly one.
     fn build_multi(&mut self, input_shapes: &[Vec<usize>], rng: &mut Rng) -> Result<()> {
         let s = self.single(input_shapes)?;
@@ -690,7 +718,8 @@ pub(crate) use multi_input_layer;
 
 /// The `build`, `is_built` and `output_shape` of a layer without weights whose output has
 /// its input's shape (a `built` field): both run `self.check(input_shape)` first, so a bad
-/// hyper-parameter or input rank is an error before the first batch. Use inside `impl Layer`.
+/// hyper-parameter or input rank is an error before the first batch. Such a layer passes a
+/// mask on (`supports_masking`). Use inside `impl Layer`.
 macro_rules! shape_preserving_layer {
     () => {
         fn build(&mut self, input_shape: &[usize], _rng: &mut keel_tensor::rng::Rng) -> $crate::Result<()> {
@@ -706,6 +735,10 @@ macro_rules! shape_preserving_layer {
         fn output_shape(&self, input_shape: &[usize]) -> $crate::Result<Vec<usize>> {
             self.check(input_shape)?;
             Ok(input_shape.to_vec())
+        }
+
+        fn supports_masking(&self) -> bool {
+            true
         }
     };
 }

@@ -221,10 +221,26 @@ impl LossFn {
             // output dtype first (mixed precision); the sigmoid one computes in the logits'
             // dtype, so it takes them in the output dtype
             let logits = if head.activation == Activation::Softmax { &head.logits } else { head.output_logits()? };
-            LossFn { from_logits: true, ..*self }.compute_with(logits, y_true, sample_weight, probs_to)
+            LossFn { from_logits: true, ..*self }.compute_with(logits, y_true, sample_weight, head.mask(), probs_to)
         } else {
-            self.compute(head.output()?, y_true, sample_weight)
+            self.compute_with(head.output()?, y_true, sample_weight, head.mask(), None)
         }
+    }
+
+    /// [`LossFn::compute`] counting only the positions `mask` keeps (Keras's loss masking:
+    /// a model output's mask, see [`Head::mask`]). `mask` has the per-position loss's
+    /// shape (the predictions' without the last axis, e.g. `[batch, timesteps]`): a kept
+    /// position is weighted `total / (kept + 1e-7)`, a masked one 0, so the loss is the
+    /// mean over the kept positions (times their sample weights). A mask of another shape
+    /// is not applied.
+    pub fn compute_masked(
+        &self,
+        y_pred: &Var,
+        y_true: &Tensor,
+        sample_weight: Option<&Tensor>,
+        mask: Option<&Tensor>,
+    ) -> Result<Var> {
+        self.compute_with(y_pred, y_true, sample_weight, mask, None)
     }
 
     /// The mean loss of predictions `y_pred` (`[batch, ...]`) against `y_true`.
@@ -233,7 +249,7 @@ impl LossFn {
     /// except for sparse categorical cross-entropy where it holds class indices
     /// (any dtype) of shape `[batch]` or `[batch, 1]`. `sample_weight` is `[batch]`.
     pub fn compute(&self, y_pred: &Var, y_true: &Tensor, sample_weight: Option<&Tensor>) -> Result<Var> {
-        self.compute_with(y_pred, y_true, sample_weight, None)
+        self.compute_with(y_pred, y_true, sample_weight, None, None)
     }
 
     /// [`LossFn::compute`]; a softmax cross-entropy on logits also supplies `probs_to`'s
@@ -243,6 +259,7 @@ impl LossFn {
         y_pred: &Var,
         y_true: &Tensor,
         sample_weight: Option<&Tensor>,
+        mask: Option<&Tensor>,
         probs_to: Option<&Head>,
     ) -> Result<Var> {
         let name = self.loss.name();
@@ -253,6 +270,10 @@ impl LossFn {
         let w = match sample_weight {
             Some(w) => Some(self.check_weights(w, y_pred)?),
             None => None,
+        };
+        let w = match mask {
+            Some(m) => self.masked_weights(w, m, y_pred)?,
+            None => w,
         };
         let p = y_pred;
         let xent = |t: &Tensor| -> Result<Var> {
@@ -434,14 +455,40 @@ impl LossFn {
         let w = w.to_dtype(self.value_dtype(y_pred))?.contiguous()?.reshape(n)?;
         // The per-position loss shape (prediction dims without the last axis when rank >= 2).
         let lead: Vec<usize> = if y_pred.rank() >= 2 { y_pred.dims()[..y_pred.rank() - 1].to_vec() } else { vec![n] };
-        Ok(Weights { per_sample: w, lead })
+        Ok(Weights { per_sample: w, lead, positions: None })
+    }
+
+    /// `w` (or unit weights) times the per-position weights of `mask` (see
+    /// [`LossFn::compute_masked`]); `w` unchanged when `mask` does not have the
+    /// per-position loss's shape.
+    fn masked_weights(&self, w: Option<Weights>, mask: &Tensor, y_pred: &Var) -> Result<Option<Weights>> {
+        let n = y_pred.dims()[0];
+        let lead: Vec<usize> = if y_pred.rank() >= 2 { y_pred.dims()[..y_pred.rank() - 1].to_vec() } else { vec![n] };
+        if mask.dims() != lead.as_slice() {
+            return Ok(w);
+        }
+        let dtype = self.value_dtype(y_pred);
+        let keep = mask.ne(&mask.scalar_like(0.0)?)?.to_dtype(dtype)?.to_device(&y_pred.device())?;
+        // Keras's apply_mask: kept positions weigh total / (kept + epsilon)
+        let total = mask.elem_count() as f64;
+        let scale = keep.sum_all()?.add_scalar(1e-7)?.recip()?.mul_scalar(total)?;
+        let positions = keep.mul(&scale)?.contiguous()?;
+        let w = match w {
+            Some(w) => w,
+            None => {
+                Weights { per_sample: Tensor::ones(n, dtype, &y_pred.device())?, lead: lead.clone(), positions: None }
+            }
+        };
+        Ok(Some(Weights { positions: Some(positions), ..w }))
     }
 }
 
-/// Per-sample weights and the shape of the per-position loss they weight.
+/// Per-sample weights and the shape of the per-position loss they weight, times the
+/// per-position weights of a mask when there is one.
 struct Weights {
     per_sample: Tensor,
     lead: Vec<usize>,
+    positions: Option<Tensor>,
 }
 
 impl Weights {
@@ -449,11 +496,17 @@ impl Weights {
     fn lead(&self) -> Tensor {
         let mut shape = vec![self.per_sample.dims()[0]];
         shape.resize(self.lead.len(), 1);
-        self.per_sample
+        let w = self
+            .per_sample
             .reshape(shape)
             .and_then(|w| w.broadcast_to(self.lead.clone()))
             .and_then(|w| w.contiguous())
-            .unwrap_or_else(|_| self.per_sample.clone()) // ok: shapes checked in check_weights
+            .unwrap_or_else(|_| self.per_sample.clone()); // ok: shapes checked in check_weights
+        match &self.positions {
+            // ok: `positions` has the shape `lead` and the dtype of `per_sample` (masked_weights)
+            Some(p) => w.mul(p).unwrap_or(w),
+            None => w,
+        }
     }
 }
 

@@ -29,6 +29,7 @@ pub struct Head {
     output_dtype: Option<DType>,
     cast: OnceLock<Var>,
     output: OnceLock<Var>,
+    mask: Option<Tensor>,
 }
 
 impl Head {
@@ -40,7 +41,22 @@ impl Head {
             output_dtype: None,
             cast: OnceLock::new(),
             output: OnceLock::new(),
+            mask: None,
         }
+    }
+
+    /// The head with the output's mask (see [`crate::Layer::compute_mask`]): losses and
+    /// metrics then count only the unmasked positions, as Keras's do.
+    pub fn with_mask(mut self, mask: Option<Tensor>) -> Head {
+        self.mask = mask;
+        self
+    }
+
+    /// The output's mask, when the layer that made it passed one on (U8, nonzero where a
+    /// position counts; e.g. `[batch, timesteps]` after `Embedding(mask_zero)` and a
+    /// recurrent layer with `return_sequences`).
+    pub fn mask(&self) -> Option<&Tensor> {
+        self.mask.as_ref()
     }
 
     /// [`Head::new`] for a model whose output is float `dtype` whatever its layers compute

@@ -7,7 +7,7 @@ use crate::summary::{format_summary, SummaryRow};
 use crate::{Error, Result};
 use keel_autograd::Var;
 use keel_tensor::rng::Rng;
-use keel_tensor::DType;
+use keel_tensor::{DType, Tensor};
 use std::collections::HashSet;
 
 /// The seed of a model's initializer when none is given ([`Sequential::with_seed`]).
@@ -252,13 +252,30 @@ impl Network for Sequential {
             let Some((last, body)) = self.layers.split_last() else {
                 return Ok(vec![Head::new(x, None)]);
             };
+            // the mask the last layer passed on (Keras's mask propagation)
+            let mut mask: Option<Tensor> = None;
             for layer in body {
                 let input = ctx.layer_input(layer.as_ref(), &x)?;
-                x = ctx.with_frozen(self.is_frozen(layer.name()), |ctx| layer.forward(&input, ctx))?;
+                let frozen = self.is_frozen(layer.name());
+                x = ctx.with_frozen(frozen, |ctx| match &mask {
+                    None => layer.forward(&input, ctx),
+                    Some(_) => {
+                        let z = layer.forward_logits_masked(std::slice::from_ref(&input), &[mask.clone()], ctx)?;
+                        match layer.output_activation() {
+                            Some(a) => a.apply(&z),
+                            None => Ok(z),
+                        }
+                    }
+                })?;
+                mask = layer.compute_mask(std::slice::from_ref(&input), &[mask])?;
             }
             let input = ctx.layer_input(last.as_ref(), &x)?;
-            let logits = ctx.with_frozen(self.is_frozen(last.name()), |ctx| last.forward_logits(&input, ctx))?;
-            Ok(vec![policy.head(logits, last.output_activation())])
+            let logits = ctx.with_frozen(self.is_frozen(last.name()), |ctx| match &mask {
+                None => last.forward_logits(&input, ctx),
+                Some(_) => last.forward_logits_masked(std::slice::from_ref(&input), &[mask.clone()], ctx),
+            })?;
+            let mask = last.compute_mask(std::slice::from_ref(&input), &[mask])?;
+            Ok(vec![policy.head(logits, last.output_activation()).with_mask(mask)])
         })
     }
 

@@ -574,8 +574,9 @@ impl<N: Network> KerasModel<N> {
                 let yd = ys.iter().map(|y| y.to_device(&dev)).collect::<std::result::Result<Vec<_>, _>>()?;
                 let wd = w.as_ref().map(|w| w.to_device(&dev)).transpose()?;
                 let read_now = cfg.steps_per_execution == 1;
-                let (batch_loss, y_pred) = self.train_step(params, &xs, (&ys, &yd), wd.as_ref(), &mut rng, read_now)?;
-                queue.push(batch_loss, ys[0].dims()[0], &ys, &y_pred, w.as_ref());
+                let (batch_loss, y_pred, masks) =
+                    self.train_step(params, &xs, (&ys, &yd), wd.as_ref(), &mut rng, read_now)?;
+                queue.push(batch_loss, ys[0].dims()[0], (&ys, &y_pred, &masks), w.as_ref());
                 if !queue.is_full() && batches.peek().is_some() {
                     continue;
                 }
@@ -668,7 +669,7 @@ impl<N: Network> KerasModel<N> {
         w: Option<&Tensor>,
         rng: &mut Rng,
         read_now: bool,
-    ) -> Result<(BatchLoss, Vec<Tensor>)> {
+    ) -> Result<(BatchLoss, Vec<Tensor>, Vec<Option<Tensor>>)> {
         let compiled = self.compiled.as_mut().ok_or(Error::NotCompiled("fit"))?;
         let tape = Tape::new();
         // under mixed precision the weights are cast in one op (one launch on a GPU)
@@ -682,11 +683,12 @@ impl<N: Network> KerasModel<N> {
         };
         let (loss, losses) = total_loss("fit", &compiled.outputs, &heads, ys, w, reg)?;
         let y_pred = heads.iter().map(|h| Ok(h.output()?.value().clone())).collect::<Result<Vec<_>>>()?;
+        let masks: Vec<Option<Tensor>> = heads.iter().map(|h| h.mask().cloned()).collect();
         let batch_loss = if read_now {
             let values = BatchLoss::read(&losses)?;
             if !values[0].is_finite() {
                 // keep going like Keras (TerminateOnNaN is a callback), but never step on NaN gradients
-                return Ok((BatchLoss::Read(values), y_pred));
+                return Ok((BatchLoss::Read(values), y_pred, masks));
             }
             BatchLoss::Read(values)
         } else {
@@ -694,11 +696,11 @@ impl<N: Network> KerasModel<N> {
         };
         if params.is_empty() {
             // nothing to train (warned at the first batch, as Keras warns): the loss only
-            return Ok((batch_loss, y_pred));
+            return Ok((batch_loss, y_pred, masks));
         }
         let grads = tape.backward(&loss)?;
         compiled.optimizer.step(params, &grads)?;
-        Ok((batch_loss, y_pred))
+        Ok((batch_loss, y_pred, masks))
     }
 
     /// Loss (weighted by `w`, per sample, when given) and metrics over `(x, ys)` (a
@@ -791,7 +793,8 @@ impl<N: Network> KerasModel<N> {
             let reg = self.net.regularization_loss(&ctx)?;
             let (_, losses) = total_loss("evaluate", &compiled.outputs, &heads, (&y_host, &yb), wb.as_ref(), reg)?;
             let y_pred = heads.iter().map(|h| Ok(h.output()?.value().clone())).collect::<Result<Vec<_>>>()?;
-            queue.push(BatchLoss::Unread(losses), len, &y_host, &y_pred, wb.as_ref());
+            let masks: Vec<Option<Tensor>> = heads.iter().map(|h| h.mask().cloned()).collect();
+            queue.push(BatchLoss::Unread(losses), len, (&y_host, &y_pred, &masks), wb.as_ref());
             if queue.is_full() {
                 queue.flush(&mut logs)?;
             }

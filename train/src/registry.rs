@@ -4,7 +4,7 @@
 //! Built in: Dense, Conv1D, Conv2D, Conv2DTranspose, MaxPooling1D/2D, AveragePooling1D/2D,
 //! GlobalAveragePooling1D/2D, GlobalMaxPooling1D/2D, Flatten, Reshape, Rescaling, Normalization, Dropout,
 //! ZeroPadding1D/2D, Cropping1D/2D, UpSampling1D/2D, RepeatVector, Permute,
-//! SpatialDropout1D/2D/3D, GaussianNoise, GaussianDropout, RandomFlip, RandomContrast, RandomBrightness,
+//! Masking, SpatialDropout1D/2D/3D, GaussianNoise, GaussianDropout, RandomFlip, RandomContrast, RandomBrightness,
 //! BatchNormalization, LayerNormalization, Activation, ReLU, LeakyReLU, PReLU, ELU, Softmax, Embedding,
 //! SimpleRNN, LSTM, GRU, Bidirectional, TimeDistributed (around any of these), the merges (Add, Subtract,
 //! Multiply, Average, Maximum, Minimum), Concatenate and MultiHeadAttention. [`FromConfig`] rebuilds a
@@ -125,6 +125,7 @@ pub fn layer_from_config(class_name: &str, cfg: &Value) -> Result<Box<dyn Layer>
         ),
         (None, "Reshape") => Box::new(Reshape::new(get::<Vec<isize>>(class_name, cfg, "target_shape")?)),
         (None, "Dropout") => Box::new(Dropout::new(get::<f64>(class_name, cfg, "rate")?)),
+        (None, "Masking") => Box::new(keel_nn::Masking::new(get_or(class_name, cfg, "mask_value", 0.0)?)),
         (None, "ZeroPadding1D") => Box::new(ZeroPadding1D::new(margins::<1>(class_name, cfg, "padding")?)),
         (None, "ZeroPadding2D") => Box::new(ZeroPadding2D::new(margins::<2>(class_name, cfg, "padding")?)),
         (None, "Cropping1D") => Box::new(Cropping1D::new(margins::<1>(class_name, cfg, "cropping")?)),

@@ -52,8 +52,7 @@ impl EpochLogs {
         &mut self,
         losses: &[f64],
         batch: usize,
-        y_true: &[Tensor],
-        y_pred: &[Tensor],
+        (y_true, y_pred, masks): (&[Tensor], &[Tensor], &[Option<Tensor>]),
         weights: Option<&Tensor>,
     ) -> Result<()> {
         for (sum, l) in self.loss_sums.iter_mut().zip(losses) {
@@ -75,7 +74,14 @@ impl EpochLogs {
             };
             *poisoned |= nan;
             if !*poisoned {
-                m.update_state(t, p, if *weighted { weights } else { None })?;
+                let w = if *weighted { weights } else { None };
+                match masks.get(*o).and_then(|m| masked(t, p, m.as_ref(), w).transpose()) {
+                    Some(flat) => {
+                        let (t, p, w) = flat?;
+                        m.update_state(&t, &p, Some(&w))?;
+                    }
+                    None => m.update_state(t, p, w)?,
+                }
             }
         }
         Ok(())
@@ -94,6 +100,36 @@ impl EpochLogs {
         }
         out
     }
+}
+
+/// The targets, predictions and weights of a masked output as one sample per position, for
+/// a metric (Keras's metrics count only the unmasked positions): predictions `[B, T, .., k]`
+/// become `[B*T*.., k]`, targets likewise (dense ones) or `[B*T*..]` (sparse ones), and the
+/// weights the mask (0/1) times the sample weights. `None` when there is no mask or it does
+/// not have the predictions' leading axes.
+fn masked(
+    y_true: &Tensor,
+    y_pred: &Tensor,
+    mask: Option<&Tensor>,
+    weights: Option<&Tensor>,
+) -> Result<Option<(Tensor, Tensor, Tensor)>> {
+    let Some(mask) = mask else { return Ok(None) };
+    let lead = &y_pred.dims()[..y_pred.rank().saturating_sub(1)];
+    if y_pred.rank() < 3 || mask.dims() != lead {
+        return Ok(None);
+    }
+    let positions = mask.elem_count();
+    let k = y_pred.elem_count() / positions.max(1);
+    let p = y_pred.reshape([positions, k])?;
+    let t =
+        if y_true.elem_count() == positions { y_true.reshape([positions])? } else { y_true.reshape([positions, k])? };
+    let mut w = mask.ne(&mask.scalar_like(0.0)?)?.to_dtype(DType::F64)?;
+    if let Some(sw) = weights {
+        let mut shape = vec![sw.elem_count()];
+        shape.resize(lead.len(), 1);
+        w = w.mul(&sw.to_dtype(DType::F64)?.reshape(shape)?)?;
+    }
+    Ok(Some((t, p, w.reshape([positions])?)))
 }
 
 /// A batch's losses (the total, then each output's when several): read already, or still
@@ -121,6 +157,8 @@ struct StepResult {
     y_pred: Vec<Tensor>,
     /// The sample weights, kept for the weighted metrics.
     weights: Option<Tensor>,
+    /// The outputs' masks (Keras's mask propagation), for the metrics.
+    masks: Vec<Option<Tensor>>,
 }
 
 /// Batch results waiting to be read back, at most `capacity` of them.
@@ -150,13 +188,13 @@ impl StepQueue {
         &mut self,
         loss: BatchLoss,
         batch: usize,
-        y_true: &[Tensor],
-        y_pred: &[Tensor],
+        (y_true, y_pred, masks): (&[Tensor], &[Tensor], &[Option<Tensor>]),
         weights: Option<&Tensor>,
     ) {
         let keep = |ts: &[Tensor]| if self.keep_predictions { ts.to_vec() } else { Vec::new() };
         let weights = weights.filter(|_| self.keep_weights).cloned();
-        self.steps.push(StepResult { loss, batch, y_true: keep(y_true), y_pred: keep(y_pred), weights });
+        let masks = if self.keep_predictions { masks.to_vec() } else { Vec::new() };
+        self.steps.push(StepResult { loss, batch, y_true: keep(y_true), y_pred: keep(y_pred), weights, masks });
     }
 
     /// True when `capacity` batches wait.
@@ -194,7 +232,7 @@ impl StepQueue {
         }
         if !self.keep_predictions {
             for (s, loss) in steps.iter().zip(losses) {
-                logs.update(&loss, s.batch, &[], &[], None)?;
+                logs.update(&loss, s.batch, (&[], &[], &[]), None)?;
             }
             return Ok(());
         }
@@ -228,10 +266,29 @@ impl StepQueue {
                 .map(|s| s.weights.as_ref().map(|w| w.to_device(&Device::Cpu)).transpose())
                 .collect::<std::result::Result<_, _>>()?,
         };
+        // per output, every step's mask (a masked output has one at every step), in one copy
+        let mut masks: Vec<Vec<Option<Tensor>>> = Vec::with_capacity(outputs);
+        for o in 0..outputs {
+            let column: Option<Vec<Tensor>> = steps.iter().map(|s| s.masks.get(o).cloned().flatten()).collect();
+            masks.push(match column {
+                Some(ms) => {
+                    let host = to_host_all(&ms)?;
+                    if host.len() != steps.len() {
+                        return Err(lost("a mask"));
+                    }
+                    host.into_iter().map(Some).collect()
+                }
+                None => steps
+                    .iter()
+                    .map(|s| s.masks.get(o).cloned().flatten().map(|m| m.to_device(&Device::Cpu)).transpose())
+                    .collect::<std::result::Result<_, _>>()?,
+            });
+        }
         for (i, s) in steps.iter().enumerate() {
             let t: Vec<Tensor> = y_true.iter().map(|c| c[i].clone()).collect();
             let p: Vec<Tensor> = y_pred.iter().map(|c| c[i].clone()).collect();
-            logs.update(&losses[i], s.batch, &t, &p, weights[i].as_ref())?;
+            let m: Vec<Option<Tensor>> = masks.iter().map(|c| c[i].clone()).collect();
+            logs.update(&losses[i], s.batch, (&t, &p, &m), weights[i].as_ref())?;
         }
         Ok(())
     }

@@ -581,3 +581,33 @@ fn a_transformer_block_with_a_frozen_layer() {
     };
     agree("Transformer block (causal MultiHeadAttention, frozen Dense)", &dev, build, &tokens, &y);
 }
+
+#[test]
+fn masked_sequences_after_embedding_mask_zero() {
+    let Some(dev) = common::gpu("masked_sequences_after_embedding_mask_zero") else { return };
+    // ids in 0..6 with zeros (padding) scattered: the recurrent layers skip them, pooling,
+    // attention and batch normalization ignore them
+    let tokens =
+        Tensor::rand_uniform(6, 0.0, 6.0, (48, 7), DType::F32, &Device::Cpu).unwrap().to_dtype(DType::I64).unwrap();
+    let y = tokens
+        .to_dtype(DType::F32)
+        .unwrap()
+        .mean(&[1], true)
+        .unwrap()
+        .gt(&Tensor::scalar(2.5f32))
+        .unwrap()
+        .to_dtype(DType::F32)
+        .unwrap();
+    let build = || {
+        let mut m = Sequential::with_seed(8);
+        m.add(Embedding::new(6, 4).mask_zero(true).input_shape([7]));
+        m.add(Bidirectional::new(LSTM::new(4).return_sequences(true)));
+        m.add(BatchNormalization::new());
+        m.add(GRU::new(3).return_sequences(true));
+        m.add(GlobalAveragePooling1D::new());
+        m.add(Dense::new(1).activation(Activation::Sigmoid));
+        m.compile(Adam::new(0.01), Loss::BinaryCrossentropy, &[MetricSpec::Accuracy]).unwrap();
+        m
+    };
+    agree("Embedding(mask_zero) + masked LSTM/GRU/BatchNormalization/pooling", &dev, build, &tokens, &y);
+}

@@ -25,6 +25,10 @@ impl ActivationLayer {
 impl Layer for ActivationLayer {
     layer_common!("Activation");
 
+    fn supports_masking(&self) -> bool {
+        true
+    }
+
     fn build(&mut self, _input_shape: &[usize], _rng: &mut Rng) -> Result<()> {
         self.built = true;
         Ok(())

@@ -119,6 +119,68 @@ impl BatchNormalization {
     }
 }
 
+impl BatchNormalization {
+    /// The forward pass; in training the batch statistics are taken over the positions
+    /// `mask` keeps (Keras's masked moments: `sum(m x) / (sum(m) + 1e-7)`), all without one.
+    fn normalize(&self, x: &Var, mask: Option<&Tensor>, ctx: &mut Ctx<'_>) -> Result<Var> {
+        let mm = built(&self.moving_mean, self)?;
+        let mv = built(&self.moving_variance, self)?;
+        let c = self.channels.unwrap_or(0);
+        if x.rank() < 2 || x.dims().last() != Some(&c) {
+            return Err(Error::IncompatibleInput {
+                layer: self.name.clone(),
+                class: "BatchNormalization",
+                expected: format!("{c} channels on the last axis"),
+                got: x.dims().get(1..).unwrap_or(&[]).to_vec(),
+            });
+        }
+        // Statistics in the moving averages' dtype (F32), also under mixed precision; the
+        // result goes back to the input's dtype.
+        let in_dtype = x.dtype();
+        let x = if in_dtype.is_float() && in_dtype != mm.dtype() { x.to_dtype(mm.dtype())? } else { x.clone() };
+        let eps = self.cfg.epsilon;
+        // a frozen BatchNormalization runs in inference mode (Keras)
+        let normed = if ctx.training && !ctx.frozen {
+            let axes: Vec<isize> = (0..x.rank() as isize - 1).collect();
+            let (mean, var) = match mask {
+                None => (x.mean(&axes, false)?, x.var(&axes, false)?),
+                Some(m) => masked_moments(&x, m, &axes, &self.name)?,
+            };
+            let m = self.cfg.momentum;
+            let dt = mm.dtype();
+            let new_mean = mm.value().mul_scalar(m)?.add(&mean.value().to_dtype(dt)?.mul_scalar(1.0 - m)?)?;
+            let new_var = mv.value().mul_scalar(m)?.add(&var.value().to_dtype(dt)?.mul_scalar(1.0 - m)?)?;
+            mm.assign(&new_mean)?;
+            mv.assign(&new_var)?;
+            x.sub(&mean)?.mul(&var.add_scalar(eps)?.rsqrt()?)?
+        } else {
+            let inv = Var::constant(mv.value().add_scalar(eps)?.rsqrt()?);
+            x.sub(&Var::constant(mm.value()))?.mul(&inv)?
+        };
+        scale_shift(normed, &self.gamma, &self.beta, in_dtype, ctx)
+    }
+}
+
+/// The mean and (population) variance of `x` over `axes` counting only the positions `mask`
+/// keeps (`mask` has `x`'s leading axes, all but the channels), as Keras 3's masked moments.
+fn masked_moments(x: &Var, mask: &Tensor, axes: &[isize], layer: &str) -> Result<(Var, Var)> {
+    let lead = &x.dims()[..x.rank() - 1];
+    if mask.dims() != lead {
+        return Err(Error::IncompatibleInput {
+            layer: layer.to_string(),
+            class: "BatchNormalization",
+            expected: format!("a mask {lead:?} (the input's shape without its channels)"),
+            got: mask.dims().to_vec(),
+        });
+    }
+    let w = mask.ne(&mask.scalar_like(0.0)?)?.to_dtype(x.dtype())?.unsqueeze(-1)?;
+    let count = Var::constant(w.sum(axes, false)?.add_scalar(1e-7)?);
+    let w = Var::constant(w);
+    let mean = x.mul(&w)?.sum(axes, false)?.div(&count)?;
+    let var = x.sub(&mean)?.square()?.mul(&w)?.sum(axes, false)?.div(&count)?;
+    Ok((mean, var))
+}
+
 impl Layer for BatchNormalization {
     /// Normalization computes in F32 under mixed precision: no weight is cast.
     fn compute_dtype_params(&self) -> Vec<Param> {
@@ -171,39 +233,16 @@ impl Layer for BatchNormalization {
     }
 
     fn forward_logits(&self, x: &Var, ctx: &mut Ctx<'_>) -> Result<Var> {
-        let mm = built(&self.moving_mean, self)?;
-        let mv = built(&self.moving_variance, self)?;
-        let c = self.channels.unwrap_or(0);
-        if x.rank() < 2 || x.dims().last() != Some(&c) {
-            return Err(Error::IncompatibleInput {
-                layer: self.name.clone(),
-                class: "BatchNormalization",
-                expected: format!("{c} channels on the last axis"),
-                got: x.dims().get(1..).unwrap_or(&[]).to_vec(),
-            });
-        }
-        // Statistics in the moving averages' dtype (F32), also under mixed precision; the
-        // result goes back to the input's dtype.
-        let in_dtype = x.dtype();
-        let x = if in_dtype.is_float() && in_dtype != mm.dtype() { x.to_dtype(mm.dtype())? } else { x.clone() };
-        let eps = self.cfg.epsilon;
-        // a frozen BatchNormalization runs in inference mode (Keras)
-        let normed = if ctx.training && !ctx.frozen {
-            let axes: Vec<isize> = (0..x.rank() as isize - 1).collect();
-            let mean = x.mean(&axes, false)?;
-            let var = x.var(&axes, false)?;
-            let m = self.cfg.momentum;
-            let dt = mm.dtype();
-            let new_mean = mm.value().mul_scalar(m)?.add(&mean.value().to_dtype(dt)?.mul_scalar(1.0 - m)?)?;
-            let new_var = mv.value().mul_scalar(m)?.add(&var.value().to_dtype(dt)?.mul_scalar(1.0 - m)?)?;
-            mm.assign(&new_mean)?;
-            mv.assign(&new_var)?;
-            x.sub(&mean)?.mul(&var.add_scalar(eps)?.rsqrt()?)?
-        } else {
-            let inv = Var::constant(mv.value().add_scalar(eps)?.rsqrt()?);
-            x.sub(&Var::constant(mm.value()))?.mul(&inv)?
-        };
-        scale_shift(normed, &self.gamma, &self.beta, in_dtype, ctx)
+        self.normalize(x, None, ctx)
+    }
+
+    fn supports_masking(&self) -> bool {
+        true
+    }
+
+    fn forward_logits_masked(&self, xs: &[Var], masks: &[Option<Tensor>], ctx: &mut Ctx<'_>) -> Result<Var> {
+        let [x] = xs else { return self.forward_logits_multi(xs, ctx) };
+        self.normalize(x, masks.first().and_then(Option::as_ref), ctx)
     }
 
     fn weights(&self) -> Vec<Weight> {

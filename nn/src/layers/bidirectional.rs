@@ -86,8 +86,14 @@ impl<C: Cell> Bidirectional<C> {
 
     /// The merged output and the final states (forward's, then backward's).
     pub fn forward_with_state(&self, x: &Var, ctx: &mut Ctx<'_>) -> Result<(Var, Vec<Var>)> {
-        let (yf, mut sf) = self.forward.forward_with_state(x, None, ctx)?;
-        let (mut yb, sb) = self.backward.forward_with_state(x, None, ctx)?;
+        self.forward_with_mask(x, None, ctx)
+    }
+
+    /// [`Bidirectional::forward_with_state`] skipping the steps where `mask` (`[B, T]`) is
+    /// zero, in both directions (see [`Recurrent::forward_with_mask`]).
+    pub fn forward_with_mask(&self, x: &Var, mask: Option<&Tensor>, ctx: &mut Ctx<'_>) -> Result<(Var, Vec<Var>)> {
+        let (yf, mut sf) = self.forward.forward_with_mask(x, mask, None, ctx)?;
+        let (mut yb, sb) = self.backward.forward_with_mask(x, mask, None, ctx)?;
         if self.forward.get_config().return_sequences {
             yb = reverse_time(&yb)?;
         }
@@ -163,6 +169,23 @@ impl<C: Cell> Layer for Bidirectional<C> {
             return Err(Error::NotBuilt { layer: self.name.clone(), class: "Bidirectional" });
         }
         Ok(self.forward_with_state(x, ctx)?.0)
+    }
+
+    fn supports_masking(&self) -> bool {
+        true
+    }
+
+    /// Keras: the input's mask goes on with `return_sequences`, else none.
+    fn compute_mask(&self, _xs: &[Var], masks: &[Option<Tensor>]) -> Result<Option<Tensor>> {
+        Ok(if self.forward.get_config().return_sequences { masks.first().cloned().flatten() } else { None })
+    }
+
+    fn forward_logits_masked(&self, xs: &[Var], masks: &[Option<Tensor>], ctx: &mut Ctx<'_>) -> Result<Var> {
+        let [x] = xs else { return self.forward_logits_multi(xs, ctx) };
+        if !self.is_built() {
+            return Err(Error::NotBuilt { layer: self.name.clone(), class: "Bidirectional" });
+        }
+        Ok(self.forward_with_mask(x, masks.first().and_then(Option::as_ref), ctx)?.0)
     }
 
     fn weights(&self) -> Vec<Weight> {

@@ -3,6 +3,7 @@
 use crate::layer::{layer_common, multi_input_layer, with_name, Ctx, Layer};
 use crate::{Error, Result};
 use keel_autograd::Var;
+use keel_tensor::{DType, Tensor};
 
 /// Join inputs along `axis`, counted as Keras counts it: with the batch axis (axis 0, which
 /// cannot be joined), so `1` is the first per-sample axis; negative counts from the end
@@ -83,6 +84,39 @@ impl Layer for Concatenate {
         let a = self.resolve(per.len(), per)? + 1;
         let refs: Vec<&Var> = xs.iter().collect();
         Ok(Var::concat(&refs, a as isize)?)
+    }
+
+    fn supports_masking(&self) -> bool {
+        true
+    }
+
+    /// Keras's: each input's mask spread over its last axis (all kept for an unmasked
+    /// input), joined along `axis`, then a position is kept where any of its last-axis
+    /// entries is. Joining sequences along time joins their masks; joining features keeps
+    /// a step that any input keeps.
+    fn compute_mask(&self, xs: &[Var], masks: &[Option<Tensor>]) -> Result<Option<Tensor>> {
+        let Some(first) = xs.first() else { return Ok(None) };
+        if masks.iter().all(Option::is_none) || masks.len() != xs.len() || first.rank() < 2 {
+            return Ok(None);
+        }
+        let a = self.resolve(first.rank() - 1, &first.dims()[1..])? + 1;
+        let full: Vec<Tensor> = xs
+            .iter()
+            .zip(masks)
+            .map(|(x, m)| -> Result<Tensor> {
+                let v = x.value();
+                Ok(match m {
+                    None => Tensor::ones(x.dims(), DType::F32, &v.device())?,
+                    Some(m) => {
+                        let m = m.to_dtype(DType::F32)?;
+                        let m = if m.rank() < x.rank() { m.unsqueeze(-1)? } else { m };
+                        m.broadcast_to(x.dims())?
+                    }
+                })
+            })
+            .collect::<Result<_>>()?;
+        let any = Tensor::concat(&full, a as isize)?.max(&[-1], false)?;
+        Ok(Some(any.ne(&any.scalar_like(0.0)?)?))
     }
 
     fn config(&self) -> serde_json::Value {

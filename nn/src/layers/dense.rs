@@ -105,6 +105,10 @@ impl Dense {
 impl Layer for Dense {
     layer_common!("Dense");
 
+    fn supports_masking(&self) -> bool {
+        true
+    }
+
     fn build(&mut self, input_shape: &[usize], rng: &mut Rng) -> Result<()> {
         let n = self.in_features(input_shape)?;
         if self.cfg.units == 0 {

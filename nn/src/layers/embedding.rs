@@ -4,7 +4,7 @@ use crate::layer::{built, common_builders, layer_common, with_name, Ctx, Layer, 
 use crate::{Error, Initializer, Regularizer, Result};
 use keel_autograd::{Param, Var};
 use keel_tensor::rng::Rng;
-use keel_tensor::DType;
+use keel_tensor::{DType, Tensor};
 use serde::{Deserialize, Serialize};
 
 /// The hyper-parameters of [`Embedding`] (its Keras config).
@@ -18,6 +18,12 @@ pub struct EmbeddingConfig {
     pub embeddings_initializer: Initializer,
     /// Table penalty.
     pub embeddings_regularizer: Option<Regularizer>,
+    /// Id 0 is padding: the layer's output carries a mask, nonzero where the id is not 0,
+    /// which the layers after it read (recurrent layers skip those steps, pooling and
+    /// attention ignore them, losses and metrics do not count them). As in Keras, id 0
+    /// then means "no token", so the vocabulary should be `input_dim - 1` ids from 1.
+    #[serde(default)]
+    pub mask_zero: bool,
 }
 
 /// Keras's `Embedding(input_dim, output_dim)`: ids `[batch, ..]` (I64; float
@@ -48,6 +54,7 @@ impl Embedding {
             output_dim,
             embeddings_initializer: Initializer::random_uniform(),
             embeddings_regularizer: None,
+            mask_zero: false,
         })
     }
 
@@ -65,6 +72,12 @@ impl Embedding {
     /// Penalise the table.
     pub fn embeddings_regularizer(mut self, r: Regularizer) -> Self {
         self.cfg.embeddings_regularizer = Some(r);
+        self
+    }
+
+    /// Treat id 0 as padding (Keras's `mask_zero=True`, see [`EmbeddingConfig::mask_zero`]).
+    pub fn mask_zero(mut self, yes: bool) -> Self {
+        self.cfg.mask_zero = yes;
         self
     }
 
@@ -137,6 +150,17 @@ impl Layer for Embedding {
         dims.push(self.cfg.output_dim);
         // mixed precision: the rows cast, not the table
         ctx.autocast(&rows.reshape(dims)?)
+    }
+
+    /// With `mask_zero`, the ids that are not 0 (Keras: `inputs != 0`).
+    fn compute_mask(&self, xs: &[Var], _masks: &[Option<Tensor>]) -> Result<Option<Tensor>> {
+        match xs {
+            [x] if self.cfg.mask_zero => {
+                let ids = x.value();
+                Ok(Some(ids.ne(&ids.scalar_like(0.0)?)?))
+            }
+            _ => Ok(None),
+        }
     }
 
     fn weights(&self) -> Vec<Weight> {

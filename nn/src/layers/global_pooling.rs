@@ -5,11 +5,12 @@ use crate::layer::{check_batch_rank, common_builders, layer_common, with_name, C
 use crate::{Error, Result};
 use keel_autograd::Var;
 use keel_tensor::rng::Rng;
+use keel_tensor::Tensor;
 
 /// Define a global pooling layer: name, Keras class name, the spatial rank, the
 /// per-sample layout it expects, and the `Var` reduction.
 macro_rules! global_pool_layer {
-    ($(#[$doc:meta])* $name:ident, $class:literal, $spatial:literal, $layout:literal, $op:ident) => {
+    ($(#[$doc:meta])* $name:ident, $class:literal, $spatial:literal, $layout:literal, $op:ident $(, $masked:ident!())?) => {
         $(#[$doc])*
         #[derive(Default)]
         pub struct $name {
@@ -61,13 +62,46 @@ macro_rules! global_pool_layer {
             fn config(&self) -> serde_json::Value {
                 with_name(&self.name, serde_json::json!({}))
             }
+
+            $($masked!();)?
+        }
+    };
+}
+
+/// `GlobalAveragePooling1D`'s masked mean (Keras): the mean over the unmasked steps;
+/// the output carries no mask. A sequence with no unmasked step gives 0/0 (NaN), as in Keras.
+macro_rules! masked_mean {
+    () => {
+        fn supports_masking(&self) -> bool {
+            true
+        }
+
+        fn compute_mask(&self, _xs: &[Var], _masks: &[Option<Tensor>]) -> Result<Option<Tensor>> {
+            Ok(None)
+        }
+
+        fn forward_logits_masked(&self, xs: &[Var], masks: &[Option<Tensor>], ctx: &mut Ctx<'_>) -> Result<Var> {
+            let ([x], [Some(m)]) = (xs, masks) else { return self.forward_logits_multi(xs, ctx) };
+            check_batch_rank(x, 2, self)?;
+            if m.dims() != &x.dims()[..2] {
+                return Err(Error::IncompatibleInput {
+                    layer: self.name.clone(),
+                    class: "GlobalAveragePooling1D",
+                    expected: format!("a mask [batch, steps] = {:?} for the input", &x.dims()[..2]),
+                    got: m.dims().to_vec(),
+                });
+            }
+            let w = m.ne(&m.scalar_like(0.0)?)?.to_dtype(x.dtype())?.unsqueeze(-1)?; // [B, T, 1]
+            let count = w.sum(&[1], false)?; // [B, 1]
+            Ok(x.mul(&Var::constant(w))?.sum(&[1], false)?.div(&Var::constant(count))?)
         }
     };
 }
 
 global_pool_layer!(
-    /// `[steps, c] -> [c]`: the mean over the steps.
-    GlobalAveragePooling1D, "GlobalAveragePooling1D", 1, "[steps, channels]", mean
+    /// `[steps, c] -> [c]`: the mean over the steps (over the unmasked steps when the input
+    /// carries a mask, e.g. after `Embedding(mask_zero)`).
+    GlobalAveragePooling1D, "GlobalAveragePooling1D", 1, "[steps, channels]", mean, masked_mean!()
 );
 global_pool_layer!(
     /// `[steps, c] -> [c]`: the maximum over the steps (tied maxima share the gradient).

@@ -94,6 +94,10 @@ impl Layer for LayerNormalization {
 
     layer_common!("LayerNormalization");
 
+    fn supports_masking(&self) -> bool {
+        true
+    }
+
     fn build(&mut self, input_shape: &[usize], _rng: &mut Rng) -> Result<()> {
         let c = self.features_of(input_shape)?;
         if self.cfg.epsilon.is_nan() || self.cfg.epsilon < 0.0 {

@@ -4,6 +4,7 @@
 use crate::layer::{layer_common, multi_input_layer, with_name, Ctx, Layer};
 use crate::{Error, Result};
 use keel_autograd::Var;
+use keel_tensor::Tensor;
 
 /// How a merge layer combines its inputs.
 #[derive(Clone, Copy, PartialEq)]
@@ -61,6 +62,19 @@ impl Merge {
     }
 }
 
+/// The logical and of the masks that are present (`None` when none is).
+pub(crate) fn all_of(masks: &[Option<Tensor>]) -> Result<Option<Tensor>> {
+    let mut acc: Option<Tensor> = None;
+    for m in masks.iter().flatten() {
+        let m = m.ne(&m.scalar_like(0.0)?)?;
+        acc = Some(match acc {
+            Some(a) => a.mul(&m)?,
+            None => m,
+        });
+    }
+    Ok(acc)
+}
+
 macro_rules! merge_layers {
     ($( $(#[$doc:meta])* $name:ident $kind:ident $class:literal; )*) => { $(
         $(#[$doc])*
@@ -95,6 +109,15 @@ macro_rules! merge_layers {
 
             fn forward_logits_multi(&self, xs: &[Var], _ctx: &mut Ctx<'_>) -> Result<Var> {
                 Merge::$kind.forward($class, &self.name, xs)
+            }
+
+            fn supports_masking(&self) -> bool {
+                true
+            }
+
+            /// Keras: the positions every masked input keeps (the masks' logical and).
+            fn compute_mask(&self, _xs: &[Var], masks: &[Option<Tensor>]) -> Result<Option<Tensor>> {
+                all_of(masks)
             }
 
             fn config(&self) -> serde_json::Value {

@@ -21,6 +21,7 @@ mod global_pooling;
 mod gru;
 mod layer_normalization;
 mod lstm;
+mod masking;
 mod max_pooling1d;
 mod max_pooling2d;
 mod merge;
@@ -66,6 +67,7 @@ pub use global_pooling::{GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalM
 pub use gru::{GRUCell, GRU};
 pub use layer_normalization::{LayerNormalization, LayerNormalizationConfig};
 pub use lstm::{LSTMCell, LSTM};
+pub use masking::Masking;
 pub use max_pooling1d::MaxPooling1D;
 pub use max_pooling2d::MaxPooling2D;
 pub use merge::{Add, Average, Maximum, Minimum, Multiply, Subtract};

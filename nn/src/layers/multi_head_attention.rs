@@ -130,7 +130,9 @@ struct Built {
 /// Masks, as Keras's: `use_causal_mask` (a layer option and config key here; Keras passes
 /// it at call time) lets query position `i` attend to key positions `j <= i`; an optional
 /// fourth input `[B, Tq, Tv]` is an `attention_mask` (nonzero: may attend), called as
-/// `[query, value, key, mask]`. Masked scores become a large negative number (-1e9, -3e4
+/// `[query, value, key, mask]`; inputs that carry masks (after `Embedding(mask_zero)` or
+/// `Masking`) add them: a key position that is masked is attended by no query, and the
+/// output carries the query's mask. Masked scores become a large negative number (-1e9, -3e4
 /// in F16) before the softmax and the probabilities are zeroed where masked after it, so a
 /// fully masked row attends to nothing (as Keras's `Softmax` does).
 ///
@@ -139,8 +141,7 @@ struct Built {
 /// `[d, h, w]` has `(d, h*w)`, the output kernel `[h, v, o]` has `(h*v, o)`.
 ///
 /// Not supported: inputs of other ranks than `[B, T, dim]` (`attention_axes`), an
-/// `output_shape` of more than one axis, the implicit masks of masked inputs (keel has no
-/// mask propagation: pass an `attention_mask`), `return_attention_scores` in a model (use
+/// `output_shape` of more than one axis, `return_attention_scores` in a model (use
 /// [`MultiHeadAttention::forward_with_scores`]), activity regularizers, constraints and a
 /// per-layer dropout `seed`.
 ///
@@ -336,6 +337,15 @@ impl MultiHeadAttention {
     /// the output `[B, Tq, out]` and the attention probabilities `[B, heads, Tq, Tv]` before
     /// dropout (Keras's `return_attention_scores=True`).
     pub fn forward_with_scores(&self, xs: &[Var], ctx: &mut Ctx<'_>) -> Result<(Var, Var)> {
+        self.forward_with_masks(xs, &[], ctx)
+    }
+
+    /// [`MultiHeadAttention::forward_with_scores`] where the inputs carry masks (Keras's
+    /// `query_mask`, `value_mask`, `key_mask`: `masks[0..3]`, `[B, T]`, nonzero: the position
+    /// counts): query position `i` attends to key position `j` only where both count, on top
+    /// of the causal and attention masks. A query position that is masked itself attends to
+    /// nothing (its output is the output projection's bias).
+    pub fn forward_with_masks(&self, xs: &[Var], masks: &[Option<Tensor>], ctx: &mut Ctx<'_>) -> Result<(Var, Var)> {
         let w = self.weight_vars(ctx)?;
         if let Some(b) = &self.built {
             let d = self.batch_dims(xs)?;
@@ -351,7 +361,7 @@ impl MultiHeadAttention {
                 ));
             }
         }
-        self.forward_with_weights(xs, &w, ctx)
+        self.attend(xs, masks, &w, ctx)
     }
 
     /// The per-sample sizes of batches `xs`, which must share their batch size.
@@ -374,6 +384,17 @@ impl MultiHeadAttention {
     pub fn forward_with_weights(
         &self,
         xs: &[Var],
+        w: &MultiHeadAttentionWeights,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<(Var, Var)> {
+        self.attend(xs, &[], w, ctx)
+    }
+
+    /// The attention of every forward form.
+    fn attend(
+        &self,
+        xs: &[Var],
+        masks: &[Option<Tensor>],
         w: &MultiHeadAttentionWeights,
         ctx: &mut Ctx<'_>,
     ) -> Result<(Var, Var)> {
@@ -406,7 +427,7 @@ impl MultiHeadAttention {
         let k = project(key, &w.key, [h, kd])?;
         let v = project(value, &w.value, [h, vd])?;
         let scores = q.matmul(&k.transpose(-2, -1)?)?; // [B, heads, Tq, Tv]
-        let mask = self.mask(&d, xs.get(3), &scores)?;
+        let mask = self.mask(&d, xs.get(3), masks, &scores)?;
         let probs = match &mask {
             None => scores.softmax(-1)?,
             Some(m) => {
@@ -428,9 +449,33 @@ impl MultiHeadAttention {
         Ok((out, probs))
     }
 
-    /// Where a query may attend (`[1 or B, 1, Tq, Tv]`, nonzero: yes): the causal mask and
-    /// the attention mask `mask` combined, or `None` when neither is in use.
-    fn mask(&self, d: &CallDims, mask: Option<&Var>, scores: &Var) -> Result<Option<Tensor>> {
+    /// Where a query may attend (`[1 or B, 1, Tq, Tv]`, nonzero: yes): the inputs' masks
+    /// (query `[B, Tq]`, value and key `[B, Tv]`), the causal mask and the attention mask
+    /// `mask` combined (Keras's `_compute_attention_mask`), or `None` when none is in use.
+    fn mask(
+        &self,
+        d: &CallDims,
+        mask: Option<&Var>,
+        input_masks: &[Option<Tensor>],
+        scores: &Var,
+    ) -> Result<Option<Tensor>> {
+        let b = scores.dims()[0];
+        let mut inputs: Option<Tensor> = None;
+        for (i, m) in input_masks.iter().enumerate().take(3) {
+            let Some(m) = m else { continue };
+            let (t, shape) = if i == 0 { (d.tq, [b, 1, d.tq, 1]) } else { (d.tv, [b, 1, 1, d.tv]) };
+            if m.dims() != [b, t] {
+                return Err(self.bad_input(
+                    format!("a mask [{b}, {t}] for {}", ["the query", "the value", "the key"][i]),
+                    m.dims(),
+                ));
+            }
+            let m = m.ne(&m.scalar_like(0.0)?)?.reshape(shape)?.to_device(&scores.device())?;
+            inputs = Some(match inputs {
+                Some(a) => a.mul(&m)?,
+                None => m,
+            });
+        }
         let causal = if self.cfg.use_causal_mask {
             // Keras's: query position i attends to key positions j <= i (also when Tq != Tv)
             let (tq, tv) = (d.tq, d.tv);
@@ -446,10 +491,14 @@ impl MultiHeadAttention {
             }
             None => None,
         };
-        Ok(match (causal, given) {
-            (Some(c), Some(g)) => Some(g.mul(&c)?),
-            (c, g) => c.or(g),
-        })
+        let mut all: Option<Tensor> = None;
+        for m in [inputs, causal, given].into_iter().flatten() {
+            all = Some(match all {
+                Some(a) => a.mul(&m)?,
+                None => m,
+            });
+        }
+        Ok(all)
     }
 }
 
@@ -467,6 +516,10 @@ fn project(x: &Var, p: &AttentionProjection, [heads, width]: [usize; 2]) -> Resu
 
 impl Layer for MultiHeadAttention {
     layer_common!("MultiHeadAttention");
+
+    fn supports_masking(&self) -> bool {
+        true
+    }
 
     multi_input_forwards!();
 
@@ -515,6 +568,10 @@ impl Layer for MultiHeadAttention {
 
     fn forward_logits_multi(&self, xs: &[Var], ctx: &mut Ctx<'_>) -> Result<Var> {
         Ok(self.forward_with_scores(xs, ctx)?.0)
+    }
+
+    fn forward_logits_masked(&self, xs: &[Var], masks: &[Option<Tensor>], ctx: &mut Ctx<'_>) -> Result<Var> {
+        Ok(self.forward_with_masks(xs, masks, ctx)?.0)
     }
 
     fn weights(&self) -> Vec<Weight> {

@@ -126,6 +126,10 @@ impl PReLU {
 impl Layer for PReLU {
     layer_common!("PReLU");
 
+    fn supports_masking(&self) -> bool {
+        true
+    }
+
     fn build(&mut self, input_shape: &[usize], rng: &mut Rng) -> Result<()> {
         let shape = self.alpha_shape(input_shape)?;
         if self.built_shape.is_none() {

@@ -142,6 +142,10 @@ pub struct RecurrentConfig<C: Cell> {
     pub return_state: bool,
     /// Process the input sequence backwards.
     pub go_backwards: bool,
+    /// With a mask and `return_sequences`, output zeros at masked steps instead of the
+    /// previous step's output (Keras's default, false).
+    #[serde(default)]
+    pub zero_output_for_mask: bool,
     /// Kernel initializer (default glorot_uniform).
     pub kernel_initializer: Initializer,
     /// Recurrent kernel initializer (default orthogonal).
@@ -181,6 +185,7 @@ impl<C: Cell> Recurrent<C> {
             return_sequences: false,
             return_state: false,
             go_backwards: false,
+            zero_output_for_mask: false,
             kernel_initializer: Initializer::GlorotUniform,
             recurrent_initializer: Initializer::orthogonal(),
             bias_initializer: Initializer::Zeros,
@@ -357,6 +362,21 @@ impl<C: Cell> Recurrent<C> {
         initial_state: Option<&[Var]>,
         ctx: &mut Ctx<'_>,
     ) -> Result<(Var, Vec<Var>)> {
+        self.forward_with_mask(x, None, initial_state, ctx)
+    }
+
+    /// [`Recurrent::forward_with_state`] skipping the steps where `mask` (`[B, T]`, nonzero:
+    /// the step counts) is zero, as Keras's `layer(x, mask=mask)`: a masked step keeps the
+    /// previous states, and with `return_sequences` outputs the previous output (zeros with
+    /// `zero_output_for_mask`). A padded sequence thus ends with the state of its last real
+    /// step. With a mask the time loop runs step by step (no fused sequence kernel).
+    pub fn forward_with_mask(
+        &self,
+        x: &Var,
+        mask: Option<&Tensor>,
+        initial_state: Option<&[Var]>,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<(Var, Vec<Var>)> {
         let w = self.weight_vars(ctx)?;
         if let Some(n) = self.in_features {
             if x.rank() != 3 || x.dims()[2] != n {
@@ -368,7 +388,7 @@ impl<C: Cell> Recurrent<C> {
                 });
             }
         }
-        self.forward_with_weights(x, &w, initial_state)
+        self.run(x, &w, initial_state, mask)
     }
 
     /// [`Recurrent::forward_with_state`] with explicit weights instead of the
@@ -379,6 +399,29 @@ impl<C: Cell> Recurrent<C> {
         x: &Var,
         w: &RecurrentWeights,
         initial_state: Option<&[Var]>,
+    ) -> Result<(Var, Vec<Var>)> {
+        self.run(x, w, initial_state, None)
+    }
+
+    /// [`Recurrent::forward_with_weights`] with an optional timestep mask (see
+    /// [`Recurrent::forward_with_mask`]).
+    pub fn forward_with_weights_masked(
+        &self,
+        x: &Var,
+        w: &RecurrentWeights,
+        initial_state: Option<&[Var]>,
+        mask: Option<&Tensor>,
+    ) -> Result<(Var, Vec<Var>)> {
+        self.run(x, w, initial_state, mask)
+    }
+
+    /// The time loop of every forward form.
+    fn run(
+        &self,
+        x: &Var,
+        w: &RecurrentWeights,
+        initial_state: Option<&[Var]>,
+        mask: Option<&Tensor>,
     ) -> Result<(Var, Vec<Var>)> {
         let cell = &self.cfg.cell;
         let units = self.cfg.units;
@@ -395,6 +438,17 @@ impl<C: Cell> Recurrent<C> {
         if t == 0 {
             return Err(bad("at least one timestep".into()));
         }
+        // the mask as 0/1 on the input's device
+        let keep = match mask {
+            None => None,
+            Some(m) if m.dims() == [b, t] => Some(m.ne(&m.scalar_like(0.0)?)?.to_device(&x.device())?),
+            Some(m) => {
+                return Err(bad(format!(
+                    "a mask [{b}, {t}] (batch, timesteps) for an input [{b}, {t}, {f}], got a mask {:?}",
+                    m.dims()
+                )))
+            }
+        };
         if w.kernel.dims() != [f, g] || w.recurrent_kernel.dims() != [units, g] {
             return Err(Error::config(
                 format!("{} \"{}\"", cell.class_name(), self.name),
@@ -443,18 +497,39 @@ impl<C: Cell> Recurrent<C> {
             bias: w.bias.as_ref(),
             recurrent_bias: recurrent_bias.as_ref(),
         };
-        if let Some((seq, states)) = cell.sequence(&sw, &proj, &states, self.cfg.go_backwards)? {
-            let out = if self.cfg.return_sequences { seq } else { states[0].clone() };
-            return Ok((out, states));
+        if keep.is_none() {
+            if let Some((seq, states)) = cell.sequence(&sw, &proj, &states, self.cfg.go_backwards)? {
+                let out = if self.cfg.return_sequences { seq } else { states[0].clone() };
+                return Ok((out, states));
+            }
         }
         let steps: Vec<Var> = if t == 1 { vec![proj] } else { proj.split(&vec![1; t], 1)? };
         let mut outputs = Vec::with_capacity(if self.cfg.return_sequences { t } else { 0 });
         for i in 0..t {
             let ti = if self.cfg.go_backwards { t - 1 - i } else { i };
             let xp = steps[ti].squeeze(1)?;
-            states = cell.step(&sw, &xp, &states)?;
+            let new = cell.step(&sw, &xp, &states)?;
+            let Some(keep) = &keep else {
+                states = new;
+                if self.cfg.return_sequences {
+                    outputs.push(states[0].clone());
+                }
+                continue;
+            };
+            // a masked step keeps the previous states (Keras's `rnn` with a mask)
+            let m = keep.narrow(1, ti, 1)?; // [B, 1]
+            states = new
+                .iter()
+                .zip(&states)
+                .map(|(n, o)| Var::where_cond(&m, n, o))
+                .collect::<std::result::Result<_, _>>()?;
             if self.cfg.return_sequences {
-                outputs.push(states[0].clone());
+                outputs.push(if self.cfg.zero_output_for_mask {
+                    let zero = Var::constant(states[0].value().scalar_like(0.0)?);
+                    Var::where_cond(&m, &states[0], &zero)?
+                } else {
+                    states[0].clone()
+                });
             }
         }
         let out = if self.cfg.return_sequences {
@@ -529,6 +604,21 @@ impl<C: Cell> Layer for Recurrent<C> {
 
     fn forward_logits(&self, x: &Var, ctx: &mut Ctx<'_>) -> Result<Var> {
         Ok(self.forward_with_state(x, None, ctx)?.0)
+    }
+
+    fn supports_masking(&self) -> bool {
+        true
+    }
+
+    /// Keras: the input's mask goes on with `return_sequences`, else none.
+    fn compute_mask(&self, _xs: &[Var], masks: &[Option<Tensor>]) -> Result<Option<Tensor>> {
+        Ok(if self.cfg.return_sequences { masks.first().cloned().flatten() } else { None })
+    }
+
+    fn forward_logits_masked(&self, xs: &[Var], masks: &[Option<Tensor>], ctx: &mut Ctx<'_>) -> Result<Var> {
+        let [x] = xs else { return self.forward_logits_multi(xs, ctx) };
+        let mask = masks.first().and_then(Option::as_ref);
+        Ok(self.forward_with_mask(x, mask, None, ctx)?.0)
     }
 
     fn weights(&self) -> Vec<Weight> {

@@ -79,6 +79,10 @@ impl TimeDistributed {
 impl Layer for TimeDistributed {
     layer_common!("TimeDistributed");
 
+    fn supports_masking(&self) -> bool {
+        true
+    }
+
     fn build(&mut self, input_shape: &[usize], rng: &mut Rng) -> Result<()> {
         let (_, step) = self.split(input_shape)?;
         self.layer.build(step, rng)
