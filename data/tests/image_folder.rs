@@ -8,7 +8,7 @@ use keel_data::image::{
     ColorMode, LabelMode, Subset,
 };
 use keel_tensor::{DType, Tensor};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// A solid `w x h` RGB image of `rgb` saved as PNG (or JPEG by extension).
 fn solid(path: &Path, w: u32, h: u32, rgb: [u8; 3]) {
@@ -19,7 +19,7 @@ fn solid(path: &Path, w: u32, h: u32, rgb: [u8; 3]) {
 /// The test tree:
 /// birds/b0.jpg; cats/c0.png c1.png c2.png; dogs/d0.png dogs/deep/d1.png
 /// plus files the loader must ignore.
-fn tree(name: &str) -> PathBuf {
+fn tree(name: &str) -> common::TempDir {
     let d = common::temp_dir(name);
     solid(&d.join("birds/b0.jpg"), 8, 8, [200, 100, 50]);
     for (i, v) in [10u8, 20, 30].iter().enumerate() {

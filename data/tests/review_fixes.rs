@@ -119,7 +119,7 @@ mod image_folder {
         .unwrap();
     }
 
-    fn tree(name: &str) -> std::path::PathBuf {
+    fn tree(name: &str) -> common::TempDir {
         let d = common::temp_dir(name);
         png(&d.join("a/a0.png"), 10.0);
         png(&d.join("b/b0.png"), 20.0);

@@ -498,7 +498,8 @@ fn model_checkpoint_keeps_its_best_across_fit_calls() {
     let (x, y) = blobs(1, 32);
     let mut m = mlp(0);
     m.compile(SGD::new(0.1), Loss::BinaryCrossentropy, NO_METRICS).unwrap();
-    let path = test_dir("best_across_fits").join("best.keel");
+    let dir = test_dir("best_across_fits");
+    let path = dir.join("best.keel");
     let mut ck = ModelCheckpoint::new(path.to_str().unwrap()).monitor("score").save_best_only(true);
     let k = std::rc::Rc::new(std::cell::Cell::new(0));
     let inject = || Inject { name: "score", seq: vec![0.5, 0.4, 0.9, 0.3], k: k.clone() };
@@ -513,7 +514,8 @@ fn model_checkpoint_keeps_its_best_across_fit_calls() {
 #[test]
 fn a_resumed_runs_checkpoint_keeps_the_whole_history() {
     let (x, y) = blobs(1, 32);
-    let p = test_dir("resumed_history").join("ck.keel");
+    let dir = test_dir("resumed_history");
+    let p = dir.join("ck.keel");
     let mut m = mlp(0);
     m.compile(SGD::new(0.1), Loss::BinaryCrossentropy, NO_METRICS).unwrap();
     let h1 =

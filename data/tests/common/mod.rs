@@ -3,12 +3,41 @@
 
 use std::path::PathBuf;
 
-/// A fresh, empty temporary directory unique to this test.
-pub fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("keel-data-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("create temp dir");
-    d
+/// A fresh, empty temporary directory unique to this test, removed when dropped.
+pub fn temp_dir(name: &str) -> TempDir {
+    TempDir::new(std::env::temp_dir().join(format!("keel-data-{}-{name}", std::process::id())))
+}
+
+/// A directory that is removed (with its contents) when the value is dropped, so the
+/// tests leave nothing behind; derefs to its path.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// Create `path` afresh (removing what was there).
+    pub fn new(path: PathBuf) -> TempDir {
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        TempDir(path)
+    }
+}
+
+impl std::ops::Deref for TempDir {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::path::Path> for TempDir {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// The crate's root directory (holding mnist-10k/ and tabular/).

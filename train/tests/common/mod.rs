@@ -26,12 +26,41 @@ pub fn mlp(seed: u64) -> Sequential {
     m
 }
 
-/// A fresh, empty directory for one test.
-pub fn test_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("keel-train-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// A fresh, empty directory for one test, removed when dropped.
+pub fn test_dir(name: &str) -> TempDir {
+    TempDir::new(std::env::temp_dir().join(format!("keel-train-{name}-{}", std::process::id())))
+}
+
+/// A directory that is removed (with its contents) when the value is dropped, so the
+/// tests leave nothing behind; derefs to its path.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// Create `path` afresh (removing what was there).
+    pub fn new(path: PathBuf) -> TempDir {
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+}
+
+impl std::ops::Deref for TempDir {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::path::Path> for TempDir {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// Every weight's bits, by name.
