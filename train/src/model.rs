@@ -841,6 +841,29 @@ impl<N: Network> KerasModel<N> {
         self.evaluate_logs(&xs, &ys, None, batch_size, "")
     }
 
+    /// [`KerasModel::evaluate_all`] with per-sample weights (Keras's
+    /// `evaluate(x, y, sample_weight=w)`): `sample_weight` (`[n]`, one per sample) weights
+    /// the loss and the `weighted_metrics` of [`KerasModel::compile_weighted`]; the plain
+    /// metrics stay unweighted, as in Keras.
+    pub fn evaluate_weighted<'x, 'y>(
+        &self,
+        x: impl Into<Inputs<'x>>,
+        y: impl Into<Targets<'y>>,
+        sample_weight: &Tensor,
+        batch_size: usize,
+    ) -> Result<Vec<(String, f64)>> {
+        let ys = self.check_targets("evaluate", y.into())?;
+        let (xs, _) = self.check_inputs("evaluate", x.into(), Some(&ys[0]))?;
+        let n = ys[0].dims().first().copied().unwrap_or(0);
+        if sample_weight.dims() != [n] {
+            return Err(Error::invalid(
+                "evaluate",
+                format!("sample_weight must have shape [{n}] (one per sample), got {}", sample_weight.shape()),
+            ));
+        }
+        self.evaluate_logs(&xs, &ys, Some(sample_weight), batch_size, "")
+    }
+
     /// Every log of an evaluation over a batch source (Keras's `model.evaluate(test_ds)`):
     /// a `DataLoader`, `image_dataset_from_directory`, ..., read in its epoch-0 order, on a
     /// single-output model.

@@ -68,10 +68,43 @@ fn a_weighted_metric_alone_keeps_its_name_and_unweighted_data_gives_the_plain_va
     m.compile_weighted(SGD::new(0.1), Loss::BinaryCrossentropy, NO_METRICS, &["accuracy", "mse"]).unwrap();
     let h = m.fit(&x, &y, Fit::new().batch_size(8).verbose(0).steps_per_execution(3)).unwrap();
     assert_eq!(h.keys().collect::<Vec<_>>(), vec!["accuracy", "loss", "mse"]);
-    // evaluate has no weights: the weighted metrics are the plain ones
+    // evaluate_all has no weights: the weighted metrics are the plain ones
     let logs = m.evaluate_all(&x, &y, 8).unwrap();
     let p = m.predict(&x, 8).unwrap().to_vec::<f32>().unwrap();
     let acc = weighted_accuracy(&p, &y.to_vec::<f32>().unwrap(), &[1.0; 32]);
     assert_eq!(logs[1].0, "accuracy");
     assert!((logs[1].1 - acc).abs() < 1e-9, "{} vs {acc}", logs[1].1);
+}
+
+#[test]
+fn evaluate_weighted_weights_the_loss_and_the_weighted_metrics_only() {
+    let (x, y) = blobs(5, 40);
+    let sw: Vec<f32> = (0..40).map(|i| (i % 5) as f32 * 0.5).collect();
+    let sample_weight = Tensor::from_vec(sw.clone(), 40).unwrap();
+    let mut m = mlp(6);
+    m.compile_weighted(SGD::new(0.1), Loss::BinaryCrossentropy, &[MetricSpec::Accuracy], &[MetricSpec::Accuracy])
+        .unwrap();
+    m.fit(&x, &y, Fit::new().epochs(2).batch_size(8).verbose(0)).unwrap();
+    let logs = m.evaluate_weighted(&x, &y, &sample_weight, 16).unwrap();
+    let names: Vec<&str> = logs.iter().map(|l| l.0.as_str()).collect();
+    assert_eq!(names, ["loss", "accuracy", "weighted_accuracy"]);
+    let p = m.predict(&x, 8).unwrap().to_vec::<f32>().unwrap();
+    let yv = y.to_vec::<f32>().unwrap();
+    let w: Vec<f64> = sw.iter().map(|&s| s as f64).collect();
+    // Keras's binary cross-entropy with the probabilities clipped to [1e-7, 1 - 1e-7];
+    // the batch-size-weighted mean of each batch's sum(w * loss) / batch
+    let bce = |p: f32, y: f32| {
+        let p = (p as f64).clamp(1e-7, 1.0 - 1e-7);
+        -(y as f64 * p.ln() + (1.0 - y as f64) * (1.0 - p).ln())
+    };
+    let loss: f64 = (0..40).map(|i| w[i] * bce(p[i], yv[i])).sum::<f64>() / 40.0;
+    assert!((logs[0].1 - loss).abs() < 1e-5, "loss {} vs {loss}", logs[0].1);
+    let close = |a: f64, b: f64, what: &str| assert!((a - b).abs() < 1e-9, "{what}: {a} vs {b}");
+    close(logs[1].1, weighted_accuracy(&p, &yv, &[1.0; 40]), "accuracy stays unweighted");
+    close(logs[2].1, weighted_accuracy(&p, &yv, &w), "weighted_accuracy");
+    let plain = m.evaluate_all(&x, &y, 16).unwrap();
+    assert!((plain[0].1 - logs[0].1).abs() > 1e-4, "the weights must change the loss");
+    // one weight per sample
+    let e = m.evaluate_weighted(&x, &y, &Tensor::from_vec(vec![1.0f32; 39], 39).unwrap(), 16).unwrap_err();
+    assert!(e.to_string().contains("sample_weight must have shape [40]"), "{e}");
 }
