@@ -17,7 +17,12 @@ use serde::{Deserialize, Serialize};
 const TRUNC_STD: f64 = 0.879_625_661_034_239_8;
 
 /// A weight initializer (serialized as Keras's `{"class_name": ..., "config": {...}}`).
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+///
+/// It reads every form Keras writes: a name (`"glorot_uniform"`, `"GlorotUniform"`), or an
+/// object with `class_name` and an optional `config` (`{"class_name": "Zeros", "config":
+/// {}}`; Keras 3 adds `module` and `registered_name`, which are ignored, as is a config's
+/// `seed`: keel's initial weights come from the model's seed).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
 #[serde(tag = "class_name", content = "config")]
 pub enum Initializer {
     /// Uniform in `±sqrt(6 / (fan_in + fan_out))` (Keras default for kernels).
@@ -167,7 +172,7 @@ fn truncated(shape: &[usize], mean: f64, std: f64, rng: &mut Rng) -> Result<Tens
     if !(std.is_finite() && std >= 0.0 && mean.is_finite()) {
         return Err(Error::config("initializer", format!("need finite mean and std >= 0, got {mean}, {std}")));
     }
-    let n: usize = shape.iter().product();
+    let n = elem_count(shape, "TruncatedNormal")?;
     let mut out = Vec::with_capacity(n);
     while out.len() < n {
         let u1 = 1.0 - rng.next_f64(); // (0, 1]
@@ -192,6 +197,7 @@ fn orthogonal(shape: &[usize], gain: f64, rng: &mut Rng) -> Result<Tensor> {
     if shape.len() < 2 {
         return Err(Error::config("initializer", format!("Orthogonal needs a shape of rank >= 2, got {shape:?}")));
     }
+    elem_count(shape, "Orthogonal")?;
     let cols = shape[shape.len() - 1];
     let rows: usize = shape[..shape.len() - 1].iter().product();
     let (n, k) = (rows.max(cols), rows.min(cols));
@@ -227,6 +233,72 @@ fn orthogonal(shape: &[usize], gain: f64, rng: &mut Rng) -> Result<Tensor> {
         }
     }
     Ok(Tensor::from_vec(out, shape)?)
+}
+
+impl<'de> Deserialize<'de> for Initializer {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let v = serde_json::Value::deserialize(d)?;
+        Initializer::from_json(&v).map_err(D::Error::custom)
+    }
+}
+
+impl Initializer {
+    /// An initializer from its Keras JSON forms (see the type).
+    fn from_json(v: &serde_json::Value) -> Result<Self> {
+        use serde_json::Value;
+        let bad = |msg: String| Error::config("initializer", msg);
+        let (class, cfg) = match v {
+            Value::String(name) => return Initializer::from_name(name),
+            Value::Object(m) => match m.get("class_name") {
+                Some(Value::String(c)) => (c.as_str(), m.get("config")),
+                _ => return Err(bad(format!("an initializer object needs a \"class_name\" string, got {v}"))),
+            },
+            _ => {
+                return Err(bad(format!(
+                    "an initializer is a name or {{\"class_name\": .., \"config\": {{..}}}}, got {v}"
+                )))
+            }
+        };
+        let cfg = match cfg {
+            None | Some(Value::Null) => serde_json::Map::new(),
+            Some(Value::Object(m)) => m.clone(),
+            Some(other) => return Err(bad(format!("the config of {class} must be an object, got {other}"))),
+        };
+        // a number field of the config, or the Keras default
+        let num = |key: &str, default: f64| -> Result<f64> {
+            match cfg.get(key) {
+                None | Some(Value::Null) => Ok(default),
+                Some(x) => x.as_f64().ok_or_else(|| bad(format!("{class}'s {key} must be a number, got {x}"))),
+            }
+        };
+        if class == "Constant" {
+            return Ok(Initializer::Constant { value: num("value", 0.0)? });
+        }
+        Ok(match Initializer::from_name(class)? {
+            Initializer::RandomNormal { .. } => {
+                Initializer::RandomNormal { mean: num("mean", 0.0)?, stddev: num("stddev", 0.05)? }
+            }
+            Initializer::RandomUniform { .. } => {
+                Initializer::RandomUniform { minval: num("minval", -0.05)?, maxval: num("maxval", 0.05)? }
+            }
+            Initializer::TruncatedNormal { .. } => {
+                Initializer::TruncatedNormal { mean: num("mean", 0.0)?, stddev: num("stddev", 0.05)? }
+            }
+            Initializer::Orthogonal { .. } => Initializer::Orthogonal { gain: num("gain", 1.0)? },
+            other => other,
+        })
+    }
+}
+
+/// The number of elements of `shape`, or an error when it does not fit in memory (a
+/// weight is drawn on the host).
+fn elem_count(shape: &[usize], what: &str) -> Result<usize> {
+    shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .filter(|&n| n.checked_mul(std::mem::size_of::<f64>()).is_some_and(|b| b <= isize::MAX as usize))
+        .ok_or_else(|| Error::config("initializer", format!("{what}: a weight of shape {shape:?} is too large")))
 }
 
 impl std::str::FromStr for Initializer {

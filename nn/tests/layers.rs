@@ -392,3 +392,53 @@ fn composed_activations_match_keras_formulas_and_gradchecks() {
         assert!((*g as f64 - w).abs() < 1e-6, "{g} vs {w}");
     }
 }
+
+#[test]
+fn initializers_read_every_keras_json_form() {
+    use serde_json::json;
+    let read = |v: serde_json::Value| serde_json::from_value::<Initializer>(v);
+    // names, in either spelling
+    assert_eq!(read(json!("glorot_uniform")).unwrap(), Initializer::GlorotUniform);
+    assert_eq!(read(json!("HeNormal")).unwrap(), Initializer::HeNormal);
+    // Keras 2's object form with an empty or seeded config, and Keras 3's with module
+    assert_eq!(read(json!({"class_name": "Zeros", "config": {}})).unwrap(), Initializer::Zeros);
+    assert_eq!(
+        read(json!({"class_name": "GlorotUniform", "config": {"seed": null}})).unwrap(),
+        Initializer::GlorotUniform
+    );
+    let k3 = json!({"module": "keras.initializers", "class_name": "RandomNormal",
+                    "config": {"mean": 0.5, "stddev": 0.1, "seed": 3}, "registered_name": null});
+    assert_eq!(read(k3).unwrap(), Initializer::RandomNormal { mean: 0.5, stddev: 0.1 });
+    assert_eq!(
+        read(json!({"class_name": "Constant", "config": {"value": 2.5}})).unwrap(),
+        Initializer::Constant { value: 2.5 }
+    );
+    assert_eq!(read(json!({"class_name": "Orthogonal"})).unwrap(), Initializer::orthogonal());
+    assert_eq!(
+        read(json!({"class_name": "RandomUniform", "config": {"maxval": 1.0}})).unwrap(),
+        Initializer::RandomUniform { minval: -0.05, maxval: 1.0 }
+    );
+    // keel's own output reads back
+    for init in [Initializer::Zeros, Initializer::TruncatedNormal { mean: 1.0, stddev: 2.0 }, Initializer::orthogonal()]
+    {
+        assert_eq!(read(serde_json::to_value(init).unwrap()).unwrap(), init);
+    }
+    // errors name the problem
+    let e = read(json!({"class_name": "Wavelet", "config": {}})).unwrap_err().to_string();
+    assert!(e.contains("Wavelet"), "{e}");
+    let e = read(json!({"class_name": "RandomNormal", "config": {"stddev": "wide"}})).unwrap_err().to_string();
+    assert!(e.contains("stddev"), "{e}");
+    let e = read(json!(3)).unwrap_err().to_string();
+    assert!(e.contains("class_name"), "{e}");
+}
+
+#[test]
+fn initializers_refuse_weights_too_large_to_draw() {
+    let mut rng = Rng::new(0);
+    for init in
+        [Initializer::HeNormal, Initializer::TruncatedNormal { mean: 0.0, stddev: 1.0 }, Initializer::orthogonal()]
+    {
+        let e = init.sample(&[usize::MAX / 2, 4], &mut rng).unwrap_err().to_string();
+        assert!(e.contains("too large"), "{init:?}: {e}");
+    }
+}
