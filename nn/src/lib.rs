@@ -56,8 +56,8 @@ pub use sequential::Sequential;
 pub mod prelude {
     pub use crate::{
         add, average, concatenate, multiply, subtract, Activation, ActivationLayer, Add, Average, AveragePooling1D,
-        AveragePooling2D, BatchNormalization, Bidirectional, Concatenate, Conv1D, Conv1DPadding, Conv2D,
-        Conv2DTranspose, Cropping1D, Cropping2D, Ctx, Dense, Dropout, Embedding, Flatten, GaussianDropout,
+        AveragePooling2D, BatchNormalization, Bidirectional, Concatenate, Conv1D, Conv1DPadding, Conv1DTranspose,
+        Conv2D, Conv2DTranspose, Cropping1D, Cropping2D, Ctx, Dense, Dropout, Embedding, Flatten, GaussianDropout,
         GaussianNoise, GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D,
         Initializer, Input, Interpolation, Layer, LayerExt, LayerNormalization, LeakyReLU, Loss, LossFn, Masking,
         MaxPooling1D, MaxPooling2D, Maximum, MergeMode, Minimum, Model, MultiHeadAttention, Multiply, Network,

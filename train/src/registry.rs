@@ -1,7 +1,7 @@
 //! Rebuilding models from their JSON config: a registry from Keras class
 //! names to layer constructors, and [`FromConfig`] for networks.
 //!
-//! Built in: Dense, Conv1D, Conv2D, Conv2DTranspose, MaxPooling1D/2D, AveragePooling1D/2D,
+//! Built in: Dense, Conv1D, Conv1DTranspose, Conv2D, Conv2DTranspose, MaxPooling1D/2D, AveragePooling1D/2D,
 //! GlobalAveragePooling1D/2D, GlobalMaxPooling1D/2D, Flatten, Reshape, Rescaling, Normalization, Dropout,
 //! ZeroPadding1D/2D, Cropping1D/2D, UpSampling1D/2D, RepeatVector, Permute,
 //! Masking, SpatialDropout1D/2D/3D, GaussianNoise, GaussianDropout, RandomFlip, RandomContrast, RandomBrightness,
@@ -102,6 +102,9 @@ pub fn layer_from_config(class_name: &str, cfg: &Value) -> Result<Box<dyn Layer>
         (None, "MaxPooling2D") => Box::new(MaxPooling2D::from_config(field::<Pool2DConfig>(class_name, cfg)?)),
         (None, "AveragePooling2D") => Box::new(AveragePooling2D::from_config(field::<Pool2DConfig>(class_name, cfg)?)),
         (None, "Conv1D") => Box::new(Conv1D::from_config(field::<Conv1DConfig>(class_name, cfg)?)),
+        (None, "Conv1DTranspose") => {
+            Box::new(keel_nn::Conv1DTranspose::from_config(field::<keel_nn::Conv1DTransposeConfig>(class_name, cfg)?))
+        }
         (None, "MaxPooling1D") => Box::new(MaxPooling1D::from_config(field::<Pool1DConfig>(class_name, cfg)?)),
         (None, "AveragePooling1D") => Box::new(AveragePooling1D::from_config(field::<Pool1DConfig>(class_name, cfg)?)),
         (None, "GlobalAveragePooling1D") => Box::new(GlobalAveragePooling1D::new()),

@@ -165,12 +165,13 @@ fn conv1d_pooling_1d_and_layer_normalization() {
     let build = || {
         let mut m = Sequential::with_seed(11);
         m.add(Conv1D::new(4, 3).input_shape([12, 3]));
+        m.add(keel_nn::Conv1DTranspose::new(3, 3).strides(2).padding(Padding::Same).activation(Activation::Relu));
         m.add(GlobalAveragePooling1D::new());
         m.add(Dense::new(2).activation(Activation::Softmax));
         m.compile(Adam::new(0.01), Loss::SparseCategoricalCrossentropy, &[MetricSpec::Accuracy]).unwrap();
         m
     };
-    agree("Conv1D + global average pooling", &dev, build, &x, &y);
+    agree("Conv1D + Conv1DTranspose + global average pooling", &dev, build, &x, &y);
 }
 
 /// ZeroPadding1D/2D, Cropping1D/2D, UpSampling1D/2D (nearest and bilinear), RepeatVector and

@@ -887,3 +887,20 @@ fn activation_layers_and_time_distributed_round_trip() {
     assert!(e.contains("\"neg\"") && e.contains("max_value"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn conv1d_transpose_round_trips() {
+    use keel_nn::Conv1DTranspose;
+    let mut m = Sequential::with_seed(3);
+    m.add(Conv1D::new(4, 3).strides(2).padding(Conv1DPadding::Same).input_shape([10, 2]));
+    m.add(Conv1DTranspose::new(2, 3).strides(2).padding(Padding::Same).output_padding(1).activation(Activation::Tanh));
+    m.compile(Adam::new(0.01), Loss::MeanSquaredError, NO_METRICS).unwrap();
+    let dir = test_dir("conv1d_transpose");
+    let path = dir.join("m.keel");
+    m.save(&path).unwrap();
+    let back = Sequential::load(&path).unwrap();
+    let x = Tensor::rand_uniform(1, -1.0, 1.0, [3, 10, 2], DType::F32, &Device::Cpu).unwrap();
+    let (a, b) = (m.predict(&x, 8).unwrap(), back.predict(&x, 8).unwrap());
+    assert_eq!(a.dims(), &[3, 10, 2]);
+    assert_eq!(a.to_vec::<f32>().unwrap(), b.to_vec::<f32>().unwrap());
+}

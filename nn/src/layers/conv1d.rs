@@ -33,12 +33,15 @@ pub struct Conv1DConfig {
     /// Output channels.
     pub filters: usize,
     /// Window length.
+    #[serde(with = "crate::layers::one_serde")]
     pub kernel_size: usize,
     /// Stride.
+    #[serde(with = "crate::layers::one_serde")]
     pub strides: usize,
     /// `valid`, `same` or `causal`.
     pub padding: Conv1DPadding,
     /// Dilation.
+    #[serde(with = "crate::layers::one_serde")]
     pub dilation_rate: usize,
     /// Final activation.
     pub activation: Activation,

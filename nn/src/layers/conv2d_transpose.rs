@@ -107,27 +107,8 @@ impl Conv2DTranspose {
         let c = &self.cfg;
         let pick = |p: (usize, usize)| if axis == 0 { p.0 } else { p.1 };
         let (k, s, d) = (pick(c.kernel_size), pick(c.strides), pick(c.dilation_rate));
-        if k == 0 || s == 0 || d == 0 {
-            return Err(self.config_error("kernel_size, strides and dilation_rate must be >= 1".into()));
-        }
-        let eff = (k - 1).saturating_mul(d).saturating_add(1);
-        let len = match c.output_padding.map(pick) {
-            None => match c.padding {
-                Padding::Valid => input.saturating_mul(s).saturating_add(eff.saturating_sub(s)),
-                Padding::Same => input.saturating_mul(s),
-            },
-            Some(op) => {
-                if op >= s {
-                    return Err(self.config_error(format!("output_padding {op} must be below the stride {s}")));
-                }
-                let pad = if c.padding == Padding::Same { eff / 2 } else { 0 };
-                ((input.max(1) - 1).saturating_mul(s).saturating_add(eff) + op).saturating_sub(2 * pad)
-            }
-        };
-        if len == 0 {
-            return Err(self.config_error(format!("the output along axis {} would be empty", axis + 1)));
-        }
-        Ok(len)
+        deconv_output_length(input, (k, s, d), c.padding, c.output_padding.map(pick))
+            .map_err(|msg| self.config_error(format!("{msg} (axis {})", axis + 1)))
     }
 
     /// The output `(height, width)` for an input `[h, w, c]`, checked against the
@@ -154,6 +135,40 @@ impl Conv2DTranspose {
         .map_err(|e| self.bad_input(input_shape, format!("a size this layer's geometry can transpose ({e})")))?;
         Ok(hw)
     }
+}
+
+/// Keras's `deconv_output_length`: the output length of a transposed convolution along one
+/// axis of length `input` with window, stride and dilation `(k, s, d)`: `input * s` with
+/// `same` padding, `input * s + max(eff - s, 0)` with `valid` (`eff` the dilated window);
+/// with `output_padding` `op` (below `s`), `(input - 1) * s + eff + op - 2 * pad`. An error
+/// message for a bad geometry or an empty output.
+pub(crate) fn deconv_output_length(
+    input: usize,
+    (k, s, d): (usize, usize, usize),
+    padding: Padding,
+    output_padding: Option<usize>,
+) -> std::result::Result<usize, String> {
+    if k == 0 || s == 0 || d == 0 {
+        return Err("kernel_size, strides and dilation_rate must be >= 1".into());
+    }
+    let eff = (k - 1).saturating_mul(d).saturating_add(1);
+    let len = match output_padding {
+        None => match padding {
+            Padding::Valid => input.saturating_mul(s).saturating_add(eff.saturating_sub(s)),
+            Padding::Same => input.saturating_mul(s),
+        },
+        Some(op) => {
+            if op >= s {
+                return Err(format!("output_padding {op} must be below the stride {s}"));
+            }
+            let pad = if padding == Padding::Same { eff / 2 } else { 0 };
+            ((input.max(1) - 1).saturating_mul(s).saturating_add(eff) + op).saturating_sub(2 * pad)
+        }
+    };
+    if len == 0 {
+        return Err("the output would be empty".into());
+    }
+    Ok(len)
 }
 
 impl Layer for Conv2DTranspose {

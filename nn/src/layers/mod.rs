@@ -8,6 +8,7 @@ mod batch_normalization;
 mod bidirectional;
 mod concatenate;
 mod conv1d;
+mod conv1d_transpose;
 mod conv2d;
 mod conv2d_transpose;
 mod cropping1d;
@@ -54,6 +55,7 @@ pub use batch_normalization::{BatchNormalization, BatchNormalizationConfig};
 pub use bidirectional::{Bidirectional, MergeMode};
 pub use concatenate::Concatenate;
 pub use conv1d::{Conv1D, Conv1DConfig, Conv1DPadding};
+pub use conv1d_transpose::{Conv1DTranspose, Conv1DTransposeConfig};
 pub use conv2d::{Conv2D, Conv2DConfig};
 pub use conv2d_transpose::{Conv2DTranspose, Conv2DTransposeConfig};
 pub use cropping1d::Cropping1D;
@@ -94,6 +96,34 @@ pub use up_sampling1d::UpSampling1D;
 pub use up_sampling2d::{Interpolation, UpSampling2D};
 pub use zero_padding1d::ZeroPadding1D;
 pub use zero_padding2d::ZeroPadding2D;
+
+/// A 1-D layer's size (`kernel_size`, `strides`, `dilation_rate`) as Keras writes it, a
+/// one-element list `[3]`; read from that or a plain number.
+pub(crate) mod one_serde {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    /// Either form Keras and keel have written.
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrList {
+        One(usize),
+        List(Vec<usize>),
+    }
+
+    pub fn serialize<S: Serializer>(n: &usize, s: S) -> Result<S::Ok, S::Error> {
+        [*n].serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+        match OneOrList::deserialize(d)? {
+            OneOrList::One(n) => Ok(n),
+            OneOrList::List(v) if v.len() == 1 => Ok(v[0]),
+            OneOrList::List(v) => {
+                Err(serde::de::Error::custom(format!("a 1-D size is one number, got {} numbers", v.len())))
+            }
+        }
+    }
+}
 
 /// Serialize `Padding` as Keras's lowercase `"valid"` / `"same"`.
 pub(crate) mod padding_serde {
