@@ -171,10 +171,11 @@ fn merge_layers_combine_masks_as_keras() {
     let a = Tensor::from_vec(vec![1u8, 1, 0, 1], [1, 4]).unwrap();
     let b = Tensor::from_vec(vec![1u8, 0, 0, 1], [1, 4]).unwrap();
     let x = Var::constant(Tensor::ones([1, 4, 2], DType::F32, &Device::Cpu).unwrap());
+    // Keras 3 (Merge.compute_mask): the or of the masks, none when an input is unmasked
     let add = Add::new().compute_mask(&[x.clone(), x.clone()], &[Some(a.clone()), Some(b.clone())]).unwrap();
-    assert_eq!(vals(&add.unwrap()), vec![1.0, 0.0, 0.0, 1.0], "Add: and");
+    assert_eq!(vals(&add.unwrap()), vec![1.0, 1.0, 0.0, 1.0], "Add: or");
     let one = Add::new().compute_mask(&[x.clone(), x.clone()], &[Some(a.clone()), None]).unwrap();
-    assert_eq!(vals(&one.unwrap()), vec![1.0, 1.0, 0.0, 1.0], "Add: the one mask");
+    assert!(one.is_none(), "Add with an unmasked input: no mask");
     let cat = Concatenate::new(-1).compute_mask(&[x.clone(), x.clone()], &[Some(a.clone()), Some(b.clone())]).unwrap();
     assert_eq!(vals(&cat.unwrap()), vec![1.0, 1.0, 0.0, 1.0], "Concatenate on features: or");
     let half = Concatenate::new(-1).compute_mask(&[x.clone(), x.clone()], &[Some(b.clone()), None]).unwrap();
@@ -235,4 +236,32 @@ fn mask_zero_round_trips_in_the_config() {
     assert_eq!(e.config()["mask_zero"], serde_json::json!(true));
     let plain = Embedding::new(5, 2);
     assert_eq!(plain.config()["mask_zero"], serde_json::json!(false));
+}
+
+#[test]
+fn bidirectional_outputs_zeros_at_masked_steps_with_return_sequences() {
+    // Keras's force_zero_output_for_mask: both directions output zeros at masked steps
+    let seq = run(&text_model(4, Bidirectional::new(LSTM::new(2).return_sequences(true))), &ids(&[&[5, 7, 0, 3]]));
+    assert_eq!(seq.len(), 4 * 4);
+    assert_eq!(&seq[8..12], &[0.0; 4], "the padded step");
+    assert!(seq[..8].iter().chain(&seq[12..]).all(|v| *v != 0.0), "the real steps: {seq:?}");
+}
+
+#[test]
+fn multiply_maximum_and_minimum_skip_masked_entries_as_keras() {
+    let a = Var::constant(Tensor::from_vec(vec![2.0f32, 3.0, 4.0, 5.0], [1, 2, 2]).unwrap());
+    let b = Var::constant(Tensor::from_vec(vec![10.0f32, -1.0, 0.5, 7.0], [1, 2, 2]).unwrap());
+    let ma = Tensor::from_vec(vec![1u8, 0], [1, 2]).unwrap();
+    let mb = Tensor::from_vec(vec![0u8, 0], [1, 2]).unwrap();
+    let run_merge = |layer: &dyn Layer, ms: [Option<Tensor>; 2]| {
+        vals(layer.forward_logits_masked(&[a.clone(), b.clone()], &ms, &mut Ctx::inference()).unwrap().value())
+    };
+    // Multiply: a masked entry counts as 1; where no input keeps a step (all masked) it is 0
+    assert_eq!(run_merge(&Multiply::new(), [Some(ma.clone()), None]), vec![20.0, -3.0, 0.5, 7.0]);
+    assert_eq!(run_merge(&Multiply::new(), [Some(ma.clone()), Some(mb.clone())]), vec![2.0, 3.0, 0.0, 0.0]);
+    // Maximum / Minimum: a masked entry is skipped (the other input's value is taken)
+    assert_eq!(run_merge(&Maximum::new(), [Some(ma.clone()), None]), vec![10.0, 3.0, 0.5, 7.0]);
+    assert_eq!(run_merge(&Minimum::new(), [None, Some(mb)]), vec![2.0, 3.0, 4.0, 5.0]);
+    // Add ignores masks in its values
+    assert_eq!(run_merge(&Add::new(), [Some(ma), None]), vec![12.0, 2.0, 4.5, 12.0]);
 }

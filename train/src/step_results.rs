@@ -105,7 +105,8 @@ impl EpochLogs {
 /// The targets, predictions and weights of a masked output as one sample per position, for
 /// a metric (Keras's metrics count only the unmasked positions): predictions `[B, T, .., k]`
 /// become `[B*T*.., k]`, targets likewise (dense ones) or `[B*T*..]` (sparse ones), and the
-/// weights the mask (0/1) times the sample weights. `None` when there is no mask or it does
+/// weights the mask (0/1) times the sample weights (also `[B, k]` with a mask `[B]`, e.g.
+/// after `Masking` on `[B, features]`). `None` when there is no mask or it does
 /// not have the predictions' leading axes.
 fn masked(
     y_true: &Tensor,
@@ -115,7 +116,7 @@ fn masked(
 ) -> Result<Option<(Tensor, Tensor, Tensor)>> {
     let Some(mask) = mask else { return Ok(None) };
     let lead = &y_pred.dims()[..y_pred.rank().saturating_sub(1)];
-    if y_pred.rank() < 3 || mask.dims() != lead {
+    if y_pred.rank() < 2 || mask.dims() != lead {
         return Ok(None);
     }
     let positions = mask.elem_count();

@@ -65,3 +65,27 @@ fn training_ignores_the_targets_at_padded_positions() {
     assert_eq!(a.predict(&x, 32).unwrap().to_vec_f64().unwrap(), b.predict(&x, 32).unwrap().to_vec_f64().unwrap());
     let _ = DType::F32;
 }
+
+#[test]
+fn masked_rows_of_a_flat_output_are_not_counted() {
+    // Masking on [batch, features]: a row of zeros is masked, its loss and accuracy too
+    let mut m = Sequential::with_seed(2);
+    m.add(keel_nn::Masking::new(0.0).input_shape([3]));
+    m.add(Dense::new(2).activation(Activation::Softmax));
+    m.compile(Adam::new(0.01), Loss::SparseCategoricalCrossentropy, &[MetricSpec::Accuracy]).unwrap();
+    let x =
+        Tensor::from_vec(vec![1.0f32, 2.0, 0.5, 0.0, 0.0, 0.0, -1.0, 0.3, 2.0, 0.0, 0.0, 0.0, 0.7, -0.2, 0.1], [5, 3])
+            .unwrap();
+    let probs = m.predict(&x, 8).unwrap().to_vec_f64().unwrap();
+    let kept = [0usize, 2, 4];
+    for label in [0i64, 1] {
+        let y = Tensor::from_vec(vec![label; 5], [5]).unwrap();
+        let (loss, acc) = m.evaluate(&x, &y).unwrap();
+        let l = label as usize;
+        let nll: f64 = kept.iter().map(|&i| -probs[2 * i + l].ln()).sum::<f64>() / 3.0;
+        let right = kept.iter().filter(|&&i| (probs[2 * i + l] > probs[2 * i + 1 - l]) as usize == 1).count();
+        assert!((loss - nll).abs() < 1e-5, "label {label}: loss {loss} vs {nll}");
+        assert!((acc - right as f64 / 3.0).abs() < 1e-9, "label {label}: accuracy {acc} vs {right}/3");
+    }
+    let _ = DType::F32;
+}

@@ -51,8 +51,13 @@ impl<C: Cell> Bidirectional<C> {
         } else {
             layer.name().to_string()
         };
-        let forward = layer.unbuilt_copy().with_name(format!("forward_{base}"));
-        let backward = backward.with_name(format!("backward_{base}"));
+        let mut forward = layer.unbuilt_copy().with_name(format!("forward_{base}"));
+        let mut backward = backward.with_name(format!("backward_{base}"));
+        // Keras's force_zero_output_for_mask: with return_sequences, masked steps output zeros
+        for l in [&mut forward, &mut backward] {
+            let rs = l.get_config().return_sequences;
+            l.config_mut().zero_output_for_mask = rs;
+        }
         Bidirectional { name: String::new(), input_shape, forward, backward, merge_mode: MergeMode::Concat }
     }
 

@@ -134,7 +134,10 @@ struct Built {
 /// `Masking`) add them: a key position that is masked is attended by no query, and the
 /// output carries the query's mask. Masked scores become a large negative number (-1e9, -3e4
 /// in F16) before the softmax and the probabilities are zeroed where masked after it, so a
-/// fully masked row attends to nothing (as Keras's `Softmax` does).
+/// fully masked row attends to nothing (as Keras 3's softmax path does, used with dropout or
+/// attention scores; its fused `dot_product_attention` path, taken otherwise, averages all
+/// values there instead. Such rows are padded query positions, which the mask hides from
+/// everything after the layer).
 ///
 /// Weights, in Keras's order and names: `query/kernel`, `query/bias`, `key/…`, `value/…`,
 /// `attention_output/…`. Initializer fans are Keras 3's EinsumDense ones: a projection
@@ -344,7 +347,8 @@ impl MultiHeadAttention {
     /// `query_mask`, `value_mask`, `key_mask`: `masks[0..3]`, `[B, T]`, nonzero: the position
     /// counts): query position `i` attends to key position `j` only where both count, on top
     /// of the causal and attention masks. A query position that is masked itself attends to
-    /// nothing (its output is the output projection's bias).
+    /// nothing (its output is the output projection's bias; see the type for Keras's two
+    /// paths there).
     pub fn forward_with_masks(&self, xs: &[Var], masks: &[Option<Tensor>], ctx: &mut Ctx<'_>) -> Result<(Var, Var)> {
         let w = self.weight_vars(ctx)?;
         if let Some(b) = &self.built {
