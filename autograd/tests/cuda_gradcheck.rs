@@ -197,3 +197,33 @@ fn rnn_sequences_on_cuda() {
         );
     }
 }
+
+/// Depthwise convolution on the GPU in f64 (the three depthwise kernels): gradcheck there,
+/// and the same gradients as the CPU's; then a separable block (depthwise, pointwise, bias,
+/// tanh) end to end.
+#[test]
+fn depthwise_conv2d_on_cuda() {
+    let Some(dev) = gpu("depthwise_conv2d_on_cuda") else { return };
+    let x = away_from_zero(20, &[2, 5, 6, 2]);
+    for (ks, st, pad, dil) in [
+        ([3, 3, 2, 1], (1, 1), Padding::Valid, (1, 1)),
+        ([3, 3, 2, 3], (2, 2), Padding::Same, (1, 1)),
+        ([2, 3, 2, 2], (1, 1), Padding::Same, (2, 1)),
+    ] {
+        let k = away_from_zero(21, &ks);
+        let what = format!("depthwise_conv2d {ks:?} stride {st:?} {pad:?} dilation {dil:?}");
+        check_on(&dev, &what, |v| v[0].depthwise_conv2d(&v[1], st, pad, dil), &[x.clone(), k]);
+    }
+    let (k, pk, b) = (away_from_zero(22, &[3, 3, 2, 2]), away_from_zero(23, &[1, 1, 4, 3]), away_from_zero(24, &[3]));
+    check_on(
+        &dev,
+        "separable block",
+        |v| {
+            v[0].depthwise_conv2d(&v[1], (1, 1), Padding::Same, (1, 1))?
+                .conv2d(&v[2], (1, 1), Padding::Valid, (1, 1))?
+                .add(&v[3])?
+                .tanh()
+        },
+        &[x, k, pk, b],
+    );
+}

@@ -652,3 +652,34 @@ fn rnn_sequences_fused() {
     let e = c(&g[0]).gru_sequence(&c(&g[1]), None, &c(&g[2].to_dtype(DType::F32).unwrap()), false).unwrap_err();
     assert!(e.to_string().contains("gru_sequence"), "{e}");
 }
+
+#[test]
+fn depthwise_conv2d_geometries() {
+    // (input, kernel [kh, kw, c, depth_multiplier], strides, padding, dilation)
+    let cases: &[(&[usize], &[usize], (usize, usize), Padding, (usize, usize))] = &[
+        (&[2, 5, 5, 3], &[3, 3, 3, 1], (1, 1), Padding::Valid, (1, 1)),
+        (&[1, 6, 5, 2], &[3, 3, 2, 3], (2, 2), Padding::Same, (1, 1)),
+        (&[1, 7, 6, 2], &[4, 4, 2, 2], (2, 2), Padding::Same, (1, 1)),
+        (&[1, 7, 7, 3], &[3, 2, 3, 2], (1, 1), Padding::Valid, (2, 2)),
+        (&[2, 5, 4, 1], &[2, 3, 1, 3], (1, 1), Padding::Same, (2, 1)),
+    ];
+    for (i, &(x, k, s, p, d)) in cases.iter().enumerate() {
+        let r = gradcheck(|v| v[0].depthwise_conv2d(&v[1], s, p, d), &[rn(90 + i as u64, x), rn(95 + i as u64, k)]);
+        assert!(r.is_ok(), "case {i}: {}", r.unwrap_err());
+    }
+    // a separable block as SeparableConv2D runs it: depthwise, pointwise, bias, activation
+    check(
+        |v| {
+            v[0].depthwise_conv2d(&v[1], (1, 1), Padding::Same, (1, 1))?
+                .conv2d(&v[2], (1, 1), Padding::Valid, (1, 1))?
+                .add(&v[3])?
+                .tanh()
+        },
+        &[rn(100, &[1, 4, 4, 2]), rn(101, &[3, 3, 2, 2]), rn(102, &[1, 1, 4, 3]), rn(103, &[3])],
+    );
+    // the op's output channel order is TensorFlow's: channel c * m + j from input channel c
+    let x = Var::constant(Tensor::from_vec(vec![1.0f64, 10.0], vec![1, 1, 1, 2]).unwrap());
+    let k = Var::constant(Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0], vec![1, 1, 2, 3]).unwrap());
+    let y = x.depthwise_conv2d(&k, (1, 1), Padding::Valid, (1, 1)).unwrap();
+    assert_eq!(y.value().to_vec::<f64>().unwrap(), vec![1.0, 2.0, 3.0, 40.0, 50.0, 60.0]);
+}

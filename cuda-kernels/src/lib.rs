@@ -9,7 +9,7 @@
 //!   caches ([`compile_for_arch`] works without a GPU).
 //! * [`CudaDevice`]: context + one stream per device, module cache, allocation and copies.
 //! * [`ops`]: one module per kernel family (elementwise, misc, rng, reduce, softmax,
-//!   index, pool, optim, gemm, conv).
+//!   index, pool, depthwise, optim, gemm, conv).
 //! * [`all_sources`]: every static kernel source; [`sources::programs::all`]: every static
 //!   program as the launch wrappers load it (the CI test compiles them all, and
 //!   [`compile_many`] can prebuild them into the disk cache).

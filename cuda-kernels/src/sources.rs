@@ -41,6 +41,8 @@ pub const SORT: &str = with_common!("kernels/sort.cu");
 pub const RNN: &str = with_common!("kernels/rnn.cu");
 /// NHWC max/avg pooling forward and backward.
 pub const POOL: &str = with_common!("kernels/pool.cu");
+/// NHWC depthwise convolution: forward, grad-input (gather), grad-kernel (block reduction).
+pub const DEPTHWISE: &str = with_common!("kernels/depthwise.cu");
 /// Fused SGD / Adam / AdamW parameter updates.
 pub const OPTIM: &str = with_multi!("kernels/optim.cu");
 /// Tiled SIMT f32 GEMM (batched, NN/NT/TN/TT, bias + activation epilogue). Parts (see
@@ -93,6 +95,7 @@ pub fn all_sources() -> &'static [(&'static str, &'static str)] {
         ("sort", SORT),
         ("rnn", RNN),
         ("pool", POOL),
+        ("depthwise", DEPTHWISE),
         ("optim", OPTIM),
         ("gemm", GEMM),
         ("gemm_tc", GEMM_TC),
@@ -172,6 +175,7 @@ pub mod programs {
     static_program!(sort, "sort", SORT);
     static_program!(rnn, "rnn", RNN);
     static_program!(pool, "pool", POOL);
+    static_program!(depthwise, "depthwise", DEPTHWISE);
     static_program!(optim, "optim", OPTIM);
     static_program!(gemm, "gemm", GEMM);
     static_program!(gemm_tc, "gemm_tc", GEMM_TC);
@@ -187,7 +191,7 @@ pub mod programs {
     pub fn all() -> Vec<&'static Program> {
         let mut v: Vec<&'static Program> = (1..=GEMM_TC_PARTS).map(|p| program_part(gemm_tc(), p)).collect();
         v.extend((1..=GEMM_PARTS).map(|p| program_part(gemm(), p)));
-        v.extend([conv(), reduce(), misc(), pool(), index(), sort(), rnn(), softmax(), rng(), optim()]);
+        v.extend([conv(), reduce(), misc(), pool(), depthwise(), index(), sort(), rnn(), softmax(), rng(), optim()]);
         v
     }
 }

@@ -57,13 +57,14 @@ pub mod prelude {
     pub use crate::{
         add, average, concatenate, multiply, subtract, Activation, ActivationLayer, Add, Average, AveragePooling1D,
         AveragePooling2D, BatchNormalization, Bidirectional, Concatenate, Conv1D, Conv1DPadding, Conv1DTranspose,
-        Conv2D, Conv2DTranspose, Cropping1D, Cropping2D, Ctx, Dense, Dropout, Embedding, Flatten, GaussianDropout,
-        GaussianNoise, GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D,
-        Initializer, Input, Interpolation, Layer, LayerExt, LayerNormalization, LeakyReLU, Loss, LossFn, Masking,
-        MaxPooling1D, MaxPooling2D, Maximum, MergeMode, Minimum, Model, MultiHeadAttention, Multiply, Network,
-        Normalization, PReLU, Permute, RandomBrightness, RandomContrast, RandomFlip, ReLU, Regularizer, RepeatVector,
-        Rescaling, Reshape, Sequential, SimpleRNN, Softmax, SpatialDropout1D, SpatialDropout2D, SpatialDropout3D,
-        Subtract, TimeDistributed, UpSampling1D, UpSampling2D, ZeroPadding1D, ZeroPadding2D, ELU, GRU, LSTM,
+        Conv2D, Conv2DTranspose, Cropping1D, Cropping2D, Ctx, Dense, DepthwiseConv2D, Dropout, Embedding, Flatten,
+        GaussianDropout, GaussianNoise, GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D,
+        GlobalMaxPooling2D, Initializer, Input, Interpolation, Layer, LayerExt, LayerNormalization, LeakyReLU, Loss,
+        LossFn, Masking, MaxPooling1D, MaxPooling2D, Maximum, MergeMode, Minimum, Model, MultiHeadAttention, Multiply,
+        Network, Normalization, PReLU, Permute, RandomBrightness, RandomContrast, RandomFlip, ReLU, Regularizer,
+        RepeatVector, Rescaling, Reshape, SeparableConv2D, Sequential, SimpleRNN, Softmax, SpatialDropout1D,
+        SpatialDropout2D, SpatialDropout3D, Subtract, TimeDistributed, UpSampling1D, UpSampling2D, ZeroPadding1D,
+        ZeroPadding2D, ELU, GRU, LSTM,
     };
     pub use keel_tensor::Padding;
 }

@@ -348,7 +348,7 @@ impl CpuStorage {
 
 #[cfg(feature = "cpu")]
 mod backend {
-    use crate::ops::{self, BinaryOp, CmpOp, Conv2dParams, Pool2dParams, ReduceOp, UnaryOp};
+    use crate::ops::{self, BinaryOp, CmpOp, Conv2dParams, DepthwiseConv2dParams, Pool2dParams, ReduceOp, UnaryOp};
     use crate::storage::BackendStorage;
     use crate::{CpuStorage, DType, Device, Layout, Result};
 
@@ -416,6 +416,27 @@ mod backend {
         }
         fn conv2d_grad_kernel(&self, l: &Layout, dy: &Self, dyl: &Layout, p: &Conv2dParams) -> Result<Self> {
             ops::conv::cpu::conv2d_grad_kernel(self, l, dy, dyl, p)
+        }
+        fn depthwise_conv2d(&self, l: &Layout, k: &Self, kl: &Layout, p: &DepthwiseConv2dParams) -> Result<Self> {
+            ops::depthwise::cpu::depthwise_conv2d(self, l, k, kl, p)
+        }
+        fn depthwise_conv2d_grad_input(
+            &self,
+            l: &Layout,
+            k: &Self,
+            kl: &Layout,
+            p: &DepthwiseConv2dParams,
+        ) -> Result<Self> {
+            ops::depthwise::cpu::depthwise_conv2d_grad_input(self, l, k, kl, p)
+        }
+        fn depthwise_conv2d_grad_kernel(
+            &self,
+            l: &Layout,
+            dy: &Self,
+            dyl: &Layout,
+            p: &DepthwiseConv2dParams,
+        ) -> Result<Self> {
+            ops::depthwise::cpu::depthwise_conv2d_grad_kernel(self, l, dy, dyl, p)
         }
         fn max_pool2d(&self, l: &Layout, p: &Pool2dParams) -> Result<(Self, Self)> {
             ops::pool::cpu::max_pool2d(self, l, p)

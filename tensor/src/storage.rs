@@ -6,7 +6,7 @@
 //! [`Error::BackendNotCompiled`]; so the `Storage` enum always has both arms and
 //! no user code needs a `cfg`.
 
-use crate::ops::{BinaryOp, CmpOp, Conv2dParams, Pool2dParams, ReduceOp, UnaryOp};
+use crate::ops::{BinaryOp, CmpOp, Conv2dParams, DepthwiseConv2dParams, Pool2dParams, ReduceOp, UnaryOp};
 use crate::{CudaStorage, DType, Device, Error, Layout, Result};
 use half::{bf16, f16};
 
@@ -119,6 +119,30 @@ pub trait BackendStorage: Sized {
     /// Gradient wrt the kernel from the input `self` and the output gradient.
     fn conv2d_grad_kernel(&self, l: &Layout, dy: &Self, dyl: &Layout, p: &Conv2dParams) -> Result<Self> {
         Err(Self::missing("conv2d_grad_kernel"))
+    }
+    /// Depthwise convolution of `self` (NHWC) with the `[kh, kw, c, m]` kernel `k`.
+    fn depthwise_conv2d(&self, l: &Layout, k: &Self, kl: &Layout, p: &DepthwiseConv2dParams) -> Result<Self> {
+        Err(Self::missing("depthwise_conv2d"))
+    }
+    /// Depthwise convolution's gradient wrt the input from the output gradient `self`.
+    fn depthwise_conv2d_grad_input(
+        &self,
+        l: &Layout,
+        k: &Self,
+        kl: &Layout,
+        p: &DepthwiseConv2dParams,
+    ) -> Result<Self> {
+        Err(Self::missing("depthwise_conv2d_grad_input"))
+    }
+    /// Depthwise convolution's gradient wrt the kernel from the input `self` and `dy`.
+    fn depthwise_conv2d_grad_kernel(
+        &self,
+        l: &Layout,
+        dy: &Self,
+        dyl: &Layout,
+        p: &DepthwiseConv2dParams,
+    ) -> Result<Self> {
+        Err(Self::missing("depthwise_conv2d_grad_kernel"))
     }
     /// Max pooling: returns the output and the I64 flat input index of each max.
     fn max_pool2d(&self, l: &Layout, p: &Pool2dParams) -> Result<(Self, Self)> {

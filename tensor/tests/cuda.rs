@@ -1355,3 +1355,74 @@ fn pow_grad_at_zero_exponent() {
         });
     }
 }
+
+/// Depthwise convolution's three passes on CUDA (poisoned outputs) agree with the CPU in every
+/// float dtype: F32 to 1e-5, F16/BF16 to 1e-2, F64 to f64 rounding; strided operands; a
+/// kernel gradient with more than one block of channels and a long pixel reduction; the CUDA
+/// results are the same bits run after run (no atomics).
+#[test]
+fn depthwise_conv2d_forward_and_grads() {
+    use keel_tensor::DepthwiseConv2dParams;
+    let Some(dev) = gpu("depthwise_conv2d_forward_and_grads") else { return };
+    // (input, kernel [kh, kw, c, m], stride, padding, dilation)
+    let cases: [([usize; 4], [usize; 4], (usize, usize), Padding, (usize, usize)); 6] = [
+        ([2, 9, 11, 3], [3, 3, 3, 1], (1, 1), Padding::Valid, (1, 1)),
+        ([2, 9, 11, 3], [3, 3, 3, 3], (2, 2), Padding::Same, (1, 1)),
+        ([1, 10, 8, 4], [4, 2, 4, 2], (1, 2), Padding::Same, (1, 1)),
+        ([1, 12, 12, 2], [3, 3, 2, 3], (1, 1), Padding::Valid, (2, 2)),
+        ([2, 7, 9, 5], [2, 3, 5, 1], (1, 1), Padding::Same, (3, 2)),
+        ([3, 6, 5, 40], [3, 3, 40, 1], (2, 1), Padding::Same, (1, 1)), // two channel tiles
+    ];
+    for (i, (xs, ks, st, pad, dil)) in cases.into_iter().enumerate() {
+        let s = 1700 + 10 * i as u64;
+        let x = rand_signed(s, &xs, 0.1, 1.0);
+        let k = rand_signed(s + 1, &ks, 0.1, 1.0);
+        let p = DepthwiseConv2dParams::new("depthwise_conv2d", x.shape(), k.shape(), st, pad, dil).unwrap();
+        let dy = rand_signed(s + 2, p.out_shape().dims(), 0.1, 1.0);
+        let what = format!("depthwise case {i} ({xs:?} * {ks:?}, stride {st:?}, {pad:?}, dilation {dil:?})");
+        for (dt, tol) in [(DType::F32, 1e-5), (DType::F16, 1e-2), (DType::BF16, 1e-2)] {
+            let [x, k, dy] = [&x, &k, &dy].map(|t| t.to_dtype(dt).unwrap());
+            agree(&format!("{what} {dt} forward"), dev, tol, &[x.clone(), k.clone()], |t| {
+                t[0].depthwise_conv2d(&t[1], st, pad, dil)
+            });
+            agree(&format!("{what} {dt} grad input"), dev, tol, &[dy.clone(), k], |t| {
+                t[0].depthwise_conv2d_grad_input(&t[1], &p)
+            });
+            agree(&format!("{what} {dt} grad kernel"), dev, tol, &[x, dy], |t| {
+                t[0].depthwise_conv2d_grad_kernel(&t[1], &p)
+            });
+        }
+        let (x64, k64, dy64) = (f64_like(&x, 1), f64_like(&k, 2), f64_like(&dy, 3));
+        agree(&format!("{what} F64 forward"), dev, 1e-14, &[x64.clone(), k64.clone()], |t| {
+            t[0].depthwise_conv2d(&t[1], st, pad, dil)
+        });
+        agree(&format!("{what} F64 grad input"), dev, 1e-14, &[dy64.clone(), k64], |t| {
+            t[0].depthwise_conv2d_grad_input(&t[1], &p)
+        });
+        agree(&format!("{what} F64 grad kernel"), dev, 1e-14, &[x64, dy64], |t| {
+            t[0].depthwise_conv2d_grad_kernel(&t[1], &p)
+        });
+    }
+    // strided operands (made contiguous on the device)
+    let x = rand_signed(1790, &[2, 6, 7, 3], 0.1, 1.0);
+    let k = rand_signed(1791, &[3, 3, 3, 2], 0.1, 1.0);
+    agree("depthwise strided input", dev, 1e-5, &[x, k], |t| {
+        t[0].permute(&[0, 2, 1, 3])?.depthwise_conv2d(&t[1], (1, 1), Padding::Same, (1, 1))
+    });
+    // a long reduction for the kernel gradient, deterministic on the device
+    let x = rand_signed(1792, &[16, 28, 28, 4], 0.1, 1.0);
+    let k = rand_signed(1793, &[3, 3, 4, 2], 0.1, 1.0);
+    let p =
+        DepthwiseConv2dParams::new("depthwise_conv2d", x.shape(), k.shape(), (1, 1), Padding::Same, (1, 1)).unwrap();
+    let dy = rand_signed(1794, p.out_shape().dims(), 0.1, 1.0);
+    agree("depthwise long grad kernel", dev, 1e-5, &[x.clone(), dy.clone()], |t| {
+        t[0].depthwise_conv2d_grad_kernel(&t[1], &p)
+    });
+    let (xg, dyg) = (x.to_device(&dev).unwrap(), dy.to_device(&dev).unwrap());
+    let a = xg.depthwise_conv2d_grad_kernel(&dyg, &p).unwrap().to_vec::<f32>().unwrap();
+    let b = xg.depthwise_conv2d_grad_kernel(&dyg, &p).unwrap().to_vec::<f32>().unwrap();
+    assert_eq!(a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), b.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+    // an operand on the other device is an error, not a panic
+    let cpu_k = rand_signed(1795, &[3, 3, 4, 2], 0.1, 1.0);
+    assert!(xg.depthwise_conv2d(&cpu_k, (1, 1), Padding::Same, (1, 1)).is_err());
+}

@@ -1,9 +1,9 @@
 //! Rebuilding models from their JSON config: a registry from Keras class
 //! names to layer constructors, and [`FromConfig`] for networks.
 //!
-//! Built in: Dense, Conv1D, Conv1DTranspose, Conv2D, Conv2DTranspose, MaxPooling1D/2D, AveragePooling1D/2D,
-//! GlobalAveragePooling1D/2D, GlobalMaxPooling1D/2D, Flatten, Reshape, Rescaling, Normalization, Dropout,
-//! ZeroPadding1D/2D, Cropping1D/2D, UpSampling1D/2D, RepeatVector, Permute,
+//! Built in: Dense, Conv1D, Conv1DTranspose, Conv2D, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D,
+//! MaxPooling1D/2D, AveragePooling1D/2D, GlobalAveragePooling1D/2D, GlobalMaxPooling1D/2D, Flatten, Reshape,
+//! Rescaling, Normalization, Dropout, ZeroPadding1D/2D, Cropping1D/2D, UpSampling1D/2D, RepeatVector, Permute,
 //! Masking, SpatialDropout1D/2D/3D, GaussianNoise, GaussianDropout, RandomFlip, RandomContrast, RandomBrightness,
 //! BatchNormalization, LayerNormalization, Activation, ReLU, LeakyReLU, PReLU, ELU, Softmax, Embedding,
 //! SimpleRNN, LSTM, GRU, Bidirectional, TimeDistributed (around any of these), the merges (Add, Subtract,
@@ -16,11 +16,12 @@ use keel_nn::mixed_precision::DTypePolicy;
 use keel_nn::{
     Activation, ActivationLayer, Add, AveragePooling1D, AveragePooling2D, BatchNormalization, BatchNormalizationConfig,
     Bidirectional, Cell, Concatenate, Conv1D, Conv1DConfig, Conv2D, Conv2DConfig, Conv2DTranspose,
-    Conv2DTransposeConfig, Cropping1D, Cropping2D, Dense, DenseConfig, Dropout, Embedding, EmbeddingConfig, Factor,
-    Flatten, GRUCell, GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D, Input,
-    Interpolation, LSTMCell, Layer, LayerHandle, LayerNormalization, LayerNormalizationConfig, Margins, MaxPooling1D,
-    MaxPooling2D, MergeMode, MultiHeadAttention, MultiHeadAttentionConfig, Network, PReLUConfig, Permute, Pool1DConfig,
-    Pool2DConfig, Recurrent, RecurrentConfig, RepeatVector, Reshape, SimpleRNNCell, SymbolicTensor, UpSampling1D,
+    Conv2DTransposeConfig, Cropping1D, Cropping2D, Dense, DenseConfig, DepthwiseConv2D, DepthwiseConv2DConfig, Dropout,
+    Embedding, EmbeddingConfig, Factor, Flatten, GRUCell, GlobalAveragePooling1D, GlobalAveragePooling2D,
+    GlobalMaxPooling1D, GlobalMaxPooling2D, Input, Interpolation, LSTMCell, Layer, LayerHandle, LayerNormalization,
+    LayerNormalizationConfig, Margins, MaxPooling1D, MaxPooling2D, MergeMode, MultiHeadAttention,
+    MultiHeadAttentionConfig, Network, PReLUConfig, Permute, Pool1DConfig, Pool2DConfig, Recurrent, RecurrentConfig,
+    RepeatVector, Reshape, SeparableConv2D, SeparableConv2DConfig, SimpleRNNCell, SymbolicTensor, UpSampling1D,
     UpSampling2D, ZeroPadding1D, ZeroPadding2D,
 };
 use serde::de::DeserializeOwned;
@@ -98,6 +99,12 @@ pub fn layer_from_config(class_name: &str, cfg: &Value) -> Result<Box<dyn Layer>
         (None, "Conv2D") => Box::new(Conv2D::from_config(field::<Conv2DConfig>(class_name, cfg)?)),
         (None, "Conv2DTranspose") => {
             Box::new(Conv2DTranspose::from_config(field::<Conv2DTransposeConfig>(class_name, cfg)?))
+        }
+        (None, "DepthwiseConv2D") => {
+            Box::new(DepthwiseConv2D::from_config(field::<DepthwiseConv2DConfig>(class_name, cfg)?))
+        }
+        (None, "SeparableConv2D") => {
+            Box::new(SeparableConv2D::from_config(field::<SeparableConv2DConfig>(class_name, cfg)?))
         }
         (None, "MaxPooling2D") => Box::new(MaxPooling2D::from_config(field::<Pool2DConfig>(class_name, cfg)?)),
         (None, "AveragePooling2D") => Box::new(AveragePooling2D::from_config(field::<Pool2DConfig>(class_name, cfg)?)),

@@ -612,3 +612,23 @@ fn masked_sequences_after_embedding_mask_zero() {
     };
     agree("Embedding(mask_zero) + masked LSTM/GRU/BatchNormalization/pooling", &dev, build, &tokens, &y);
 }
+
+#[test]
+fn depthwise_and_separable_conv2d() {
+    use keel_nn::{DepthwiseConv2D, SeparableConv2D};
+    let Some(dev) = common::gpu("depthwise_and_separable_conv2d") else { return };
+    let x = uniform(20, &[48, 8, 8, 3]);
+    let labels = x.mean(&[1, 2, 3], false).unwrap().gt(&Tensor::scalar(0.0f32)).unwrap().to_dtype(DType::I64);
+    let y = labels.unwrap();
+    let build = || {
+        let mut m = Sequential::with_seed(6);
+        m.add(DepthwiseConv2D::new(3).depth_multiplier(2).padding(Padding::Same).input_shape([8, 8, 3]));
+        m.add(SeparableConv2D::new(5, 3).strides(2).activation(Activation::Relu)); // fused pointwise + bias + ReLU
+        m.add(SeparableConv2D::new(4, (2, 3)).depth_multiplier(3).dilation_rate(1).activation(Activation::Tanh));
+        m.add(GlobalAveragePooling2D::new());
+        m.add(Dense::new(2).activation(Activation::Softmax));
+        m.compile(Adam::new(0.01), Loss::SparseCategoricalCrossentropy, &[MetricSpec::Accuracy]).unwrap();
+        m
+    };
+    agree("depthwise + separable conv", &dev, build, &x, &y);
+}

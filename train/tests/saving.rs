@@ -904,3 +904,69 @@ fn conv1d_transpose_round_trips() {
     assert_eq!(a.dims(), &[3, 10, 2]);
     assert_eq!(a.to_vec::<f32>().unwrap(), b.to_vec::<f32>().unwrap());
 }
+
+/// DepthwiseConv2D and SeparableConv2D: a small classifier fits (the loss falls), saves, and
+/// loads back with the same config (Keras's keys), weights (Keras's names) and prediction
+/// bits; `channels_first` configs are refused.
+#[test]
+fn depthwise_and_separable_conv2d_train_and_round_trip() {
+    use keel_nn::{DepthwiseConv2D, Regularizer, SeparableConv2D};
+    use serde_json::json;
+    let dir = test_dir("depthwise_separable");
+    let (x, _) = images(11, 48);
+    // labels from the image: is its top half brighter than its bottom half
+    let xv = x.to_vec::<f32>().unwrap();
+    let labels: Vec<i64> = xv
+        .chunks(64)
+        .map(|img| {
+            let (top, bottom) = (img[..32].iter().sum::<f32>(), img[32..].iter().sum::<f32>());
+            i64::from(top > bottom)
+        })
+        .collect();
+    let y = Tensor::from_vec(labels, 48).unwrap();
+    let mut m = Sequential::with_seed(3);
+    m.add(
+        SeparableConv2D::new(6, 3)
+            .depth_multiplier(2)
+            .padding(Padding::Same)
+            .activation(Activation::Relu)
+            .pointwise_regularizer(Regularizer::L2 { l2: 1e-4 })
+            .input_shape([8, 8, 1]),
+    );
+    m.add(DepthwiseConv2D::new(3).depth_multiplier(2).strides(2).activation(Activation::Tanh));
+    m.add(Flatten::new());
+    m.add(Dense::new(2).activation(Activation::Softmax));
+    m.compile(Adam::new(0.01), Loss::SparseCategoricalCrossentropy, &["accuracy"]).unwrap();
+    let h = m.fit(&x, &y, Fit::new().epochs(12).batch_size(8).verbose(0)).unwrap();
+    let loss = h.get("loss").unwrap();
+    assert!(loss[loss.len() - 1] < 0.7 * loss[0], "loss {loss:?}");
+    let names: Vec<String> = weight_bits(m.network()).into_iter().map(|(n, _)| n).collect();
+    for want in [
+        "separable_conv2d/depthwise_kernel",
+        "separable_conv2d/pointwise_kernel",
+        "separable_conv2d/bias",
+        "depthwise_conv2d/kernel",
+        "depthwise_conv2d/bias",
+    ] {
+        assert!(names.iter().any(|n| n.contains(want)), "{want} not in {names:?}");
+    }
+    let path = dir.join("dw.keel");
+    m.save(&path).unwrap();
+    let loaded = load_model(&path).unwrap();
+    assert_eq!(loaded.config(), m.config());
+    let cfg = loaded.config().to_string();
+    assert!(cfg.contains("\"depth_multiplier\":2") && cfg.contains("\"pointwise_initializer\""), "{cfg}");
+    assert_eq!(weight_bits(loaded.network()), weight_bits(m.network()));
+    assert_eq!(bits(&loaded.predict(&x, 8).unwrap()), bits(&m.predict(&x, 8).unwrap()));
+    std::fs::remove_dir_all(&dir).unwrap();
+    for class in ["DepthwiseConv2D", "SeparableConv2D"] {
+        let e = keel_train::layer_from_config(
+            class,
+            &json!({"filters": 2, "kernel_size": [3, 3], "data_format": "channels_first"}),
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(e.contains("channels_first"), "{class}: {e}");
+    }
+}

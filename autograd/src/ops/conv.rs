@@ -1,4 +1,4 @@
-//! 2-D convolution and pooling over NHWC data (kernels HWIO).
+//! 2-D convolution (also depthwise) and pooling over NHWC data (kernels HWIO).
 
 use crate::{Result, Var};
 use keel_tensor::{Conv2dParams, Padding, Pool2dParams, Tensor};
@@ -122,5 +122,44 @@ impl Var {
         let p = Pool2dParams::new("avg_pool2d", self.shape(), pool, strides, padding)?;
         let out = self.value().avg_pool2d(pool, strides, padding)?;
         Var::record("avg_pool2d", &[self], out, |_| move |g: &Tensor| Ok(vec![Some(g.avg_pool2d_grad(&p)?)]))
+    }
+}
+
+impl Var {
+    /// Depthwise 2-D convolution: `self` is `[n, h, w, c]`, `kernel` is `[kh, kw, c, m]`,
+    /// the output `[n, oh, ow, c * m]` (channel `ci * m + j`, TensorFlow's order). The rule
+    /// uses `depthwise_conv2d_grad_input` / `depthwise_conv2d_grad_kernel`.
+    pub fn depthwise_conv2d(
+        &self,
+        kernel: &Var,
+        strides: (usize, usize),
+        padding: Padding,
+        dilation: (usize, usize),
+    ) -> Result<Var> {
+        let p = keel_tensor::DepthwiseConv2dParams::new(
+            "depthwise_conv2d",
+            self.shape(),
+            kernel.shape(),
+            strides,
+            padding,
+            dilation,
+        )?;
+        let out = self.value().depthwise_conv2d_with(kernel.value(), &p)?;
+        Var::record("depthwise_conv2d", &[self, kernel], out, |needs| {
+            let (need_x, need_k) = (needs[0], needs[1]);
+            let x = need_k.then(|| self.value().clone());
+            let k = need_x.then(|| kernel.value().clone());
+            move |g: &Tensor| {
+                let gx = match &k {
+                    Some(k) => Some(g.depthwise_conv2d_grad_input(k, &p)?),
+                    None => None,
+                };
+                let gk = match &x {
+                    Some(x) => Some(x.depthwise_conv2d_grad_kernel(g, &p)?),
+                    None => None,
+                };
+                Ok(vec![gx, gk])
+            }
+        })
     }
 }

@@ -32,6 +32,7 @@ macro_rules! launch {
 }
 
 pub mod conv;
+pub mod depthwise;
 pub mod elementwise;
 pub mod gemm;
 pub mod index;

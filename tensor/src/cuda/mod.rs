@@ -267,6 +267,8 @@ pub use stub::{ensure_available, is_available, CudaStorage};
 #[cfg(feature = "cuda")]
 pub(crate) mod copy;
 #[cfg(feature = "cuda")]
+mod depthwise;
+#[cfg(feature = "cuda")]
 pub(crate) mod elementwise;
 #[cfg(feature = "cuda")]
 mod index;
@@ -289,7 +291,7 @@ pub(crate) use backend::*;
 
 #[cfg(feature = "cuda")]
 mod backend {
-    use crate::ops::{BinaryOp, CmpOp, Conv2dParams, Pool2dParams, ReduceOp, UnaryOp};
+    use crate::ops::{BinaryOp, CmpOp, Conv2dParams, DepthwiseConv2dParams, Pool2dParams, ReduceOp, UnaryOp};
     use crate::storage::BackendStorage;
     use crate::{DType, Device, Error, Layout, Result};
     use half::{bf16, f16};
@@ -613,6 +615,27 @@ mod backend {
         }
         fn conv2d_grad_kernel(&self, l: &Layout, dy: &Self, dyl: &Layout, p: &Conv2dParams) -> Result<Self> {
             super::nn::conv2d_grad_kernel(self, l, dy, dyl, p)
+        }
+        fn depthwise_conv2d(&self, l: &Layout, k: &Self, kl: &Layout, p: &DepthwiseConv2dParams) -> Result<Self> {
+            super::depthwise::depthwise_conv2d(self, l, k, kl, p)
+        }
+        fn depthwise_conv2d_grad_input(
+            &self,
+            l: &Layout,
+            k: &Self,
+            kl: &Layout,
+            p: &DepthwiseConv2dParams,
+        ) -> Result<Self> {
+            super::depthwise::depthwise_conv2d_grad_input(self, l, k, kl, p)
+        }
+        fn depthwise_conv2d_grad_kernel(
+            &self,
+            l: &Layout,
+            dy: &Self,
+            dyl: &Layout,
+            p: &DepthwiseConv2dParams,
+        ) -> Result<Self> {
+            super::depthwise::depthwise_conv2d_grad_kernel(self, l, dy, dyl, p)
         }
         fn max_pool2d(&self, l: &Layout, p: &Pool2dParams) -> Result<(Self, Self)> {
             super::nn::max_pool2d(self, l, p)

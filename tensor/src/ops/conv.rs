@@ -312,7 +312,7 @@ pub(crate) mod cpu {
     use rayon::prelude::*;
     use std::mem::MaybeUninit;
 
-    fn contiguous<'a, T: Copy>(v: &'a [T], l: &Layout) -> std::borrow::Cow<'a, [T]> {
+    pub(crate) fn contiguous<'a, T: Copy>(v: &'a [T], l: &Layout) -> std::borrow::Cow<'a, [T]> {
         match l.contiguous_range() {
             Some((s, e)) => std::borrow::Cow::Borrowed(&v[s..e]),
             None => std::borrow::Cow::Owned(l.offsets().into_iter().map(|o| v[o]).collect()),
@@ -321,7 +321,7 @@ pub(crate) mod cpu {
 
     /// Input position for output `o` and kernel tap `k` along one dim, if inside the image.
     #[inline]
-    fn src_pos(o: usize, k: usize, stride: usize, dil: usize, pad: usize, size: usize) -> Option<usize> {
+    pub(crate) fn src_pos(o: usize, k: usize, stride: usize, dil: usize, pad: usize, size: usize) -> Option<usize> {
         let p = (o * stride + k * dil).checked_sub(pad)?;
         (p < size).then_some(p)
     }
@@ -719,6 +719,7 @@ pub(crate) mod cpu {
             }
         };
     }
+    pub(crate) use float_pair;
 
     pub(crate) fn conv2d(
         x: &CpuStorage,

@@ -5,6 +5,7 @@ pub mod binary;
 pub(crate) mod cast;
 pub mod conv;
 pub mod creation;
+pub mod depthwise;
 pub mod index;
 pub mod matmul;
 pub mod optim;
@@ -18,6 +19,7 @@ pub(crate) mod xent;
 
 pub use binary::{BinaryOp, CmpOp};
 pub use conv::{Conv2dParams, Padding};
+pub use depthwise::DepthwiseConv2dParams;
 pub use optim::{
     adam_update_many, sgd_update_many, AdamOperands, AdamStep, AdamUpdate, SgdOperands, SgdStep, SgdUpdate,
 };
