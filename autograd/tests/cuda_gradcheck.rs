@@ -227,3 +227,29 @@ fn depthwise_conv2d_on_cuda() {
         &[x, k, pk, b],
     );
 }
+
+/// The affine image transform's CUDA backward (atomicAdd, f64) against its CUDA forward by
+/// finite differences, and against the CPU's gradient, for every fill mode and both
+/// interpolations; transforms partly outside the image, sample points between pixels.
+#[test]
+fn affine_transform_gradcheck_on_gpu() {
+    use keel_tensor::{FillMode, ImageInterpolation};
+    let Some(dev) = gpu("affine_transform_gradcheck_on_gpu") else { return };
+    #[rustfmt::skip]
+    let t = Tensor::from_vec(vec![
+        0.93, -0.37, 1.13, 0.41, 0.87, -0.71, 0.0, 0.0,
+        1.21, 0.17, -0.43, -0.11, 0.79, 0.57, 0.031, -0.017,
+    ], (2, 8)).unwrap();
+    let td = t.to_device(&dev).unwrap();
+    let x = away_from_zero(31, &[2, 4, 5, 2]);
+    for mode in [FillMode::Reflect, FillMode::Wrap, FillMode::Constant, FillMode::Nearest] {
+        for interp in [ImageInterpolation::Bilinear, ImageInterpolation::Nearest] {
+            // the closure runs on both devices: pick the transforms on the input's
+            let f = |v: &[Var]| {
+                let t = if v[0].value().device() == dev { &td } else { &t };
+                v[0].affine_transform(t, interp, mode, 0.3)
+            };
+            check_on(&dev, &format!("affine_transform {mode:?} {interp:?}"), f, std::slice::from_ref(&x));
+        }
+    }
+}

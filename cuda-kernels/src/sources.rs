@@ -82,6 +82,8 @@ pub const CONV: &str = concat!(
     "\n",
     include_str!("kernels/conv.cu")
 );
+/// NHWC projective (affine) image transforms: forward resampling and the image gradient.
+pub const IMAGE: &str = with_common!("kernels/image.cu");
 
 /// Every static kernel source as `(name, full source)`; generated elementwise sources
 /// are not included (see [`crate::ops::elementwise`]).
@@ -100,6 +102,7 @@ pub fn all_sources() -> &'static [(&'static str, &'static str)] {
         ("gemm", GEMM),
         ("gemm_tc", GEMM_TC),
         ("conv", CONV),
+        ("image", IMAGE),
     ]
 }
 
@@ -180,6 +183,7 @@ pub mod programs {
     static_program!(gemm, "gemm", GEMM);
     static_program!(gemm_tc, "gemm_tc", GEMM_TC);
     static_program!(conv, "conv", CONV);
+    static_program!(image, "image", IMAGE);
 
     /// The number of parts of [`gemm`] (see [`program_part`]).
     pub const GEMM_PARTS: u32 = 6;
@@ -192,6 +196,7 @@ pub mod programs {
         let mut v: Vec<&'static Program> = (1..=GEMM_TC_PARTS).map(|p| program_part(gemm_tc(), p)).collect();
         v.extend((1..=GEMM_PARTS).map(|p| program_part(gemm(), p)));
         v.extend([conv(), reduce(), misc(), pool(), depthwise(), index(), sort(), rnn(), softmax(), rng(), optim()]);
+        v.push(image());
         v
     }
 }

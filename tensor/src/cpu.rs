@@ -474,6 +474,18 @@ mod backend {
         fn to_dtype(&self, l: &Layout, dtype: DType) -> Result<Self> {
             ops::cast::cpu_to_dtype(self, l, dtype)
         }
+        fn affine_transform(&self, l: &Layout, t: &Self, tl: &Layout, p: &ops::image::AffineParams) -> Result<Self> {
+            ops::image::cpu::affine_transform(self, l, t, tl, p)
+        }
+        fn affine_transform_grad(
+            &self,
+            l: &Layout,
+            t: &Self,
+            tl: &Layout,
+            p: &ops::image::AffineParams,
+        ) -> Result<Self> {
+            ops::image::cpu::affine_transform_grad(self, l, t, tl, p)
+        }
     }
 }
 

@@ -50,6 +50,7 @@ pub use dtype::{DType, WithDType};
 pub use error::{Error, Result};
 pub use layout::Layout;
 pub use ops::xent::SoftmaxCrossEntropy;
+pub use ops::{AffineParams, FillMode, ImageInterpolation};
 pub use ops::{BinaryOp, CmpOp, Conv2dParams, DepthwiseConv2dParams, Padding, Pool2dParams, ReduceOp, UnaryOp};
 pub use shape::Shape;
 pub use storage::{BackendStorage, CpuStorage, Storage};

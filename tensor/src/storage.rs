@@ -6,6 +6,7 @@
 //! [`Error::BackendNotCompiled`]; so the `Storage` enum always has both arms and
 //! no user code needs a `cfg`.
 
+use crate::ops::AffineParams;
 use crate::ops::{BinaryOp, CmpOp, Conv2dParams, DepthwiseConv2dParams, Pool2dParams, ReduceOp, UnaryOp};
 use crate::{CudaStorage, DType, Device, Error, Layout, Result};
 use half::{bf16, f16};
@@ -192,6 +193,15 @@ pub trait BackendStorage: Sized {
     /// A contiguous copy converted to `dtype`.
     fn to_dtype(&self, l: &Layout, dtype: DType) -> Result<Self> {
         Err(Self::missing("to_dtype"))
+    }
+    /// Resample NHWC images through projective transforms `t` (`[rows, 8]`, F32, or F64 for
+    /// F64 images); see [`crate::ops::image`].
+    fn affine_transform(&self, l: &Layout, t: &Self, tl: &Layout, p: &AffineParams) -> Result<Self> {
+        Err(Self::missing("affine_transform"))
+    }
+    /// The image gradient of [`BackendStorage::affine_transform`] from the output gradient `self`.
+    fn affine_transform_grad(&self, l: &Layout, t: &Self, tl: &Layout, p: &AffineParams) -> Result<Self> {
+        Err(Self::missing("affine_transform_grad"))
     }
 }
 

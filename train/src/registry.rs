@@ -5,6 +5,7 @@
 //! MaxPooling1D/2D, AveragePooling1D/2D, GlobalAveragePooling1D/2D, GlobalMaxPooling1D/2D, Flatten, Reshape,
 //! Rescaling, Normalization, Dropout, ZeroPadding1D/2D, Cropping1D/2D, UpSampling1D/2D, RepeatVector, Permute,
 //! Masking, SpatialDropout1D/2D/3D, GaussianNoise, GaussianDropout, RandomFlip, RandomContrast, RandomBrightness,
+//! RandomRotation, RandomZoom, RandomTranslation,
 //! BatchNormalization, LayerNormalization, Activation, ReLU, LeakyReLU, PReLU, ELU, Softmax, Embedding,
 //! SimpleRNN, LSTM, GRU, Bidirectional, TimeDistributed (around any of these), the merges (Add, Subtract,
 //! Multiply, Average, Maximum, Minimum), Concatenate and MultiHeadAttention. [`FromConfig`] rebuilds a
@@ -24,6 +25,7 @@ use keel_nn::{
     RepeatVector, Reshape, SeparableConv2D, SeparableConv2DConfig, SimpleRNNCell, SymbolicTensor, UpSampling1D,
     UpSampling2D, ZeroPadding1D, ZeroPadding2D,
 };
+use keel_nn::{FillMode, ImageInterpolation};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -167,6 +169,28 @@ pub fn layer_from_config(class_name: &str, cfg: &Value) -> Result<Box<dyn Layer>
             let (low, high) = value_range(class_name, cfg)?;
             Box::new(keel_nn::RandomBrightness::new(get::<Factor>(class_name, cfg, "factor")?).value_range(low, high))
         }
+        (None, "RandomRotation") => {
+            channels_last(class_name, cfg)?;
+            let l = keel_nn::RandomRotation::new(get::<Factor>(class_name, cfg, "factor")?);
+            let (fill_mode, interpolation, seed, fill_value) = affine_sampling(class_name, cfg)?;
+            Box::new(l.fill_mode(fill_mode).interpolation(interpolation).seed(seed).fill_value(fill_value))
+        }
+        (None, "RandomZoom") => {
+            channels_last(class_name, cfg)?;
+            let width = get_or::<Option<Factor>>(class_name, cfg, "width_factor", None)?;
+            let l = keel_nn::RandomZoom::new(get::<Factor>(class_name, cfg, "height_factor")?).width_factor(width);
+            let (fill_mode, interpolation, seed, fill_value) = affine_sampling(class_name, cfg)?;
+            Box::new(l.fill_mode(fill_mode).interpolation(interpolation).seed(seed).fill_value(fill_value))
+        }
+        (None, "RandomTranslation") => {
+            channels_last(class_name, cfg)?;
+            let l = keel_nn::RandomTranslation::new(
+                get::<Factor>(class_name, cfg, "height_factor")?,
+                get::<Factor>(class_name, cfg, "width_factor")?,
+            );
+            let (fill_mode, interpolation, seed, fill_value) = affine_sampling(class_name, cfg)?;
+            Box::new(l.fill_mode(fill_mode).interpolation(interpolation).seed(seed).fill_value(fill_value))
+        }
         (None, "BatchNormalization") => {
             Box::new(BatchNormalization::from_config(field::<BatchNormalizationConfig>(class_name, cfg)?))
         }
@@ -265,6 +289,18 @@ fn value_range(class: &str, cfg: &Value) -> Result<(f64, f64)> {
         Some(_) => get(class, cfg, "value_range"),
         None => Ok((0.0, 255.0)),
     }
+}
+
+/// The sampling keys of RandomRotation / RandomZoom / RandomTranslation with Keras's defaults:
+/// `fill_mode` ("reflect"), `interpolation` ("bilinear"), `seed` (null), `fill_value` (0).
+fn affine_sampling(class: &str, cfg: &Value) -> Result<(FillMode, ImageInterpolation, Option<u64>, f64)> {
+    let bad = |e: keel_tensor::Error| Error::invalid("from_config", format!("{class}: {e}"));
+    let fill_mode = FillMode::from_name(&get_or(class, cfg, "fill_mode", "reflect".to_string())?).map_err(bad)?;
+    let interpolation =
+        ImageInterpolation::from_name(&get_or(class, cfg, "interpolation", "bilinear".to_string())?).map_err(bad)?;
+    let seed = get_or::<Option<u64>>(class, cfg, "seed", None)?;
+    let fill_value = get_or(class, cfg, "fill_value", 0.0)?;
+    Ok((fill_mode, interpolation, seed, fill_value))
 }
 
 /// Whether `cfg[key]` is absent or one of the axes `allowed`, as an int or a one-element list.

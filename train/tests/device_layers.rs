@@ -632,3 +632,32 @@ fn depthwise_and_separable_conv2d() {
     };
     agree("depthwise + separable conv", &dev, build, &x, &y);
 }
+
+/// RandomRotation, RandomZoom and RandomTranslation (the affine image transform, forward and
+/// its atomicAdd backward: they sit after a convolution, so its gradient passes through them)
+/// train on the GPU along the CPU's trajectory.
+#[test]
+fn affine_augmentation_layers() {
+    use keel_nn::{FillMode, ImageInterpolation, RandomFlip, RandomRotation, RandomTranslation, RandomZoom};
+    let Some(dev) = common::gpu("affine_augmentation_layers") else { return };
+    let x = uniform(13, &[48, 8, 8, 2]);
+    let y = x.mean(&[1, 2, 3], false).unwrap().gt(&Tensor::scalar(0.0f32)).unwrap().to_dtype(DType::I64).unwrap();
+    let build = || {
+        let mut m = Sequential::with_seed(13);
+        m.add(Conv2D::new(3, (3, 3)).padding(Padding::Same).input_shape([8, 8, 2]));
+        m.add(RandomFlip::new("horizontal"));
+        m.add(RandomRotation::new(0.1));
+        m.add(RandomZoom::new(0.2).fill_mode(FillMode::Constant).fill_value(0.5));
+        m.add(
+            RandomTranslation::new(0.1, (-0.2, 0.1))
+                .fill_mode(FillMode::Wrap)
+                .interpolation(ImageInterpolation::Nearest),
+        );
+        m.add(Conv2D::new(4, (3, 3)).activation(Activation::Relu));
+        m.add(Flatten::new());
+        m.add(Dense::new(2).activation(Activation::Softmax));
+        m.compile(Adam::new(0.01), Loss::SparseCategoricalCrossentropy, &[MetricSpec::Accuracy]).unwrap();
+        m
+    };
+    agree("affine augmentation layers", &dev, build, &x, &y);
+}

@@ -6,6 +6,7 @@
 
 pub mod conv;
 pub mod elementwise;
+pub mod image;
 pub mod index;
 pub mod matmul;
 pub mod reduce;

@@ -35,6 +35,7 @@ pub mod conv;
 pub mod depthwise;
 pub mod elementwise;
 pub mod gemm;
+pub mod image;
 pub mod index;
 pub mod misc;
 mod multi;

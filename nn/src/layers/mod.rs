@@ -32,6 +32,7 @@ mod normalization;
 mod permute;
 mod pooling;
 mod prelu;
+mod random_affine;
 mod random_color;
 mod random_flip;
 mod recurrent;
@@ -83,6 +84,7 @@ pub use normalization::Normalization;
 pub use permute::Permute;
 pub use pooling::{Pool1DConfig, Pool2DConfig};
 pub use prelu::{PReLU, PReLUConfig};
+pub use random_affine::{RandomRotation, RandomTranslation, RandomZoom};
 pub use random_color::{Factor, RandomBrightness, RandomContrast};
 pub use random_flip::RandomFlip;
 pub use recurrent::{Cell, Recurrent, RecurrentConfig, RecurrentWeights, StepWeights};
@@ -150,3 +152,5 @@ pub(crate) mod padding_serde {
         }
     }
 }
+/// The sampling rules of the affine augmentation layers (from keel-tensor).
+pub use keel_tensor::{FillMode, ImageInterpolation};

@@ -271,6 +271,8 @@ mod depthwise;
 #[cfg(feature = "cuda")]
 pub(crate) mod elementwise;
 #[cfg(feature = "cuda")]
+mod image;
+#[cfg(feature = "cuda")]
 mod index;
 #[cfg(feature = "cuda")]
 pub(crate) mod matmul;
@@ -672,6 +674,24 @@ mod backend {
         }
         fn to_dtype(&self, l: &Layout, dtype: DType) -> Result<Self> {
             super::copy::to_dtype(self, l, dtype)
+        }
+        fn affine_transform(
+            &self,
+            l: &Layout,
+            t: &Self,
+            tl: &Layout,
+            p: &crate::ops::image::AffineParams,
+        ) -> Result<Self> {
+            super::image::affine_transform(self, l, t, tl, p)
+        }
+        fn affine_transform_grad(
+            &self,
+            l: &Layout,
+            t: &Self,
+            tl: &Layout,
+            p: &crate::ops::image::AffineParams,
+        ) -> Result<Self> {
+            super::image::affine_transform_grad(self, l, t, tl, p)
         }
     }
 }

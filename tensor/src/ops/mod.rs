@@ -6,6 +6,7 @@ pub(crate) mod cast;
 pub mod conv;
 pub mod creation;
 pub mod depthwise;
+pub mod image;
 pub mod index;
 pub mod matmul;
 pub mod optim;
@@ -20,6 +21,7 @@ pub(crate) mod xent;
 pub use binary::{BinaryOp, CmpOp};
 pub use conv::{Conv2dParams, Padding};
 pub use depthwise::DepthwiseConv2dParams;
+pub use image::{AffineParams, FillMode, ImageInterpolation};
 pub use optim::{
     adam_update_many, sgd_update_many, AdamOperands, AdamStep, AdamUpdate, SgdOperands, SgdStep, SgdUpdate,
 };

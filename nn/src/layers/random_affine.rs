@@ -1,0 +1,361 @@
+//! [`RandomRotation`], [`RandomZoom`] and [`RandomTranslation`]: per-image random affine
+//! transforms of NHWC images during training, sharing one sampling definition
+//! ([`Tensor::affine_transform`](keel_tensor::Tensor::affine_transform), TensorFlow/Keras's
+//! projective convention and fill modes).
+//!
+//! Followed: Keras 3's `keras/src/layers/preprocessing/image_preprocessing/random_rotation.py`,
+//! `random_zoom.py`, `random_translation.py` and `base_image_preprocessing_layer.py` (the
+//! factor ranges, the matrices built around the image centre, identity in inference) and
+//! `keras/src/backend/tensorflow/image.py` (`affine_transform` = TensorFlow's
+//! `ImageProjectiveTransformV3`). No fixture from real Keras is checked in: the tests
+//! rebuild the matrices from these formulas.
+
+use crate::layer::{common_builders, layer_common, shape_preserving_layer, with_name, Ctx, Layer};
+use crate::layers::augment::{check_image, image_input};
+use crate::layers::random_color::Factor;
+use crate::{Error, Result};
+use keel_autograd::Var;
+use keel_tensor::rng::Rng;
+use keel_tensor::{DType, Device, FillMode, ImageInterpolation, Tensor};
+
+/// The sampling options the three layers share (Keras's keyword arguments).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Sampling {
+    fill_mode: FillMode,
+    interpolation: ImageInterpolation,
+    seed: Option<u64>,
+    fill_value: f64,
+}
+
+impl Default for Sampling {
+    fn default() -> Self {
+        Sampling {
+            fill_mode: FillMode::Reflect,
+            interpolation: ImageInterpolation::Bilinear,
+            seed: None,
+            fill_value: 0.0,
+        }
+    }
+}
+
+impl Sampling {
+    /// The options as Keras writes them in a config.
+    fn config(&self) -> serde_json::Value {
+        serde_json::json!({
+            "fill_mode": self.fill_mode.name(),
+            "interpolation": self.interpolation.name(),
+            "seed": self.seed,
+            "fill_value": self.fill_value,
+        })
+    }
+}
+
+/// A factor in `[-1, 1]` read as Keras 3's `_set_factor` (rotation, zoom, translation): one
+/// number `f` is `[-|f|, |f|]`, a pair is sorted.
+fn symmetric_range(factor: Factor, what: &str) -> std::result::Result<(f64, f64), String> {
+    let ok = |v: f64| (-1.0..=1.0).contains(&v);
+    match factor {
+        Factor::Single(f) if ok(f) => Ok((-f.abs(), f.abs())),
+        Factor::Range(a, b) if ok(a) && ok(b) => Ok((a.min(b), a.max(b))),
+        _ => Err(format!("{what} must be a number or a pair in [-1, 1], got {factor:?}")),
+    }
+}
+
+/// Keras's rotation matrix about the image centre for `angle` radians (the output pixel
+/// `(x, y)` reads the input at the point rotated by `angle` about `((w - 1) / 2, (h - 1) / 2)`).
+pub(crate) fn rotation_matrix(angle: f64, h: usize, w: usize) -> [f64; 8] {
+    let (sin, cos) = angle.sin_cos();
+    let (h1, w1) = (h as f64 - 1.0, w as f64 - 1.0);
+    let x_offset = (w1 - (cos * w1 - sin * h1)) / 2.0;
+    let y_offset = (h1 - (sin * w1 + cos * h1)) / 2.0;
+    [cos, -sin, x_offset, sin, cos, y_offset, 0.0, 0.0]
+}
+
+/// Keras's zoom matrix: zoom `zx` (width) and `zy` (height) about the image centre; a zoom
+/// above 1 samples a larger area (zooms out).
+pub(crate) fn zoom_matrix(zx: f64, zy: f64, h: usize, w: usize) -> [f64; 8] {
+    let x_offset = (w as f64 - 1.0) / 2.0 * (1.0 - zx);
+    let y_offset = (h as f64 - 1.0) / 2.0 * (1.0 - zy);
+    [zx, 0.0, x_offset, 0.0, zy, y_offset, 0.0, 0.0]
+}
+
+/// Keras's translation matrix: the image moves `dx` pixels right and `dy` down.
+pub(crate) fn translation_matrix(dx: f64, dy: f64) -> [f64; 8] {
+    [1.0, 0.0, -dx, 0.0, 1.0, -dy, 0.0, 0.0]
+}
+
+/// The `[n, 8]` transforms tensor for images of `dtype` on `device` (F64 for F64 images, else F32).
+fn transforms_tensor(rows: Vec<f64>, n: usize, dtype: DType, device: &Device) -> Result<Tensor> {
+    let t = if dtype == DType::F64 {
+        Tensor::from_vec(rows, (n, 8))?
+    } else {
+        Tensor::from_vec(rows.into_iter().map(|v| v as f32).collect::<Vec<f32>>(), (n, 8))?
+    };
+    Ok(t.to_device(device)?)
+}
+
+/// Define one of the layers: the struct's common parts, the shared builders, and the
+/// `Layer` impl. The layer type provides `bounds(&self) -> Result<..>` (validated ranges),
+/// `is_identity(&self)`, `draw(&self, rng, n, h, w) -> Result<Vec<f64>>` (the `n * 8` transform
+/// values) and `factor_config(&self)` (the config's factor keys).
+macro_rules! affine_layer {
+    ($name:ident, $class:literal) => {
+        common_builders!($name);
+
+        impl $name {
+            /// How points outside the image are filled: Keras's `fill_mode` (default `Reflect`).
+            pub fn fill_mode(mut self, mode: FillMode) -> Self {
+                self.sampling.fill_mode = mode;
+                self
+            }
+
+            /// How samples between pixels are read: Keras's `interpolation` (default `Bilinear`).
+            pub fn interpolation(mut self, interpolation: ImageInterpolation) -> Self {
+                self.sampling.interpolation = interpolation;
+                self
+            }
+
+            /// Keras's `seed`: kept in the config; the draws come from the `Ctx`'s rng (seeded
+            /// by `Fit::seed`), as keel's other augmentation layers'.
+            pub fn seed(mut self, seed: Option<u64>) -> Self {
+                self.sampling.seed = seed;
+                self
+            }
+
+            /// The value of points outside the image with `FillMode::Constant` (default 0).
+            pub fn fill_value(mut self, value: f64) -> Self {
+                self.sampling.fill_value = value;
+                self
+            }
+
+            /// The fill mode.
+            pub fn get_fill_mode(&self) -> FillMode {
+                self.sampling.fill_mode
+            }
+
+            /// The interpolation.
+            pub fn get_interpolation(&self) -> ImageInterpolation {
+                self.sampling.interpolation
+            }
+
+            fn check(&self, input_shape: &[usize]) -> Result<()> {
+                self.bounds()?;
+                check_image(input_shape, self)
+            }
+
+            /// A config error naming the layer.
+            fn config_error(&self, msg: String) -> Error {
+                Error::config(format!("{} \"{}\"", $class, self.name), msg)
+            }
+        }
+
+        impl Layer for $name {
+            layer_common!($class);
+            shape_preserving_layer!();
+
+            fn forward_logits(&self, x: &Var, ctx: &mut Ctx<'_>) -> Result<Var> {
+                self.bounds()?;
+                let x = image_input(x, ctx, self)?;
+                if !ctx.training || self.is_identity() {
+                    return Ok(x);
+                }
+                let dims = x.dims().to_vec();
+                let (n, h, w) = (dims[0], dims[1], dims[2]);
+                // one seed from the Ctx's rng per call, then the per-image draws on the host
+                let mut rng = Rng::new(ctx.rng_for(&self.name)?.fork_seed());
+                let rows = self.draw(&mut rng, n, h, w)?;
+                let t = transforms_tensor(rows, n, x.dtype(), &x.device())?;
+                let s = self.sampling;
+                Ok(x.affine_transform(&t, s.interpolation, s.fill_mode, s.fill_value)?)
+            }
+
+            fn config(&self) -> serde_json::Value {
+                let mut cfg = self.factor_config();
+                if let (Some(c), serde_json::Value::Object(s)) = (cfg.as_object_mut(), self.sampling.config()) {
+                    c.extend(s);
+                }
+                with_name(&self.name, cfg)
+            }
+        }
+    };
+}
+
+/// Keras 3's `RandomRotation` on NHWC images: in training each image is rotated about its
+/// centre by an angle drawn uniformly from `[lower, upper] * 2π` (positive: counter-clockwise
+/// as displayed), resampled with the fill mode and interpolation; in inference the identity.
+/// `factor` is `f` (`[-|f|, |f|]`) or `(lower, upper)`, each in `[-1, 1]`. Integer pixels
+/// come out as floats.
+pub struct RandomRotation {
+    name: String,
+    input_shape: Option<Vec<usize>>,
+    factor: Factor,
+    sampling: Sampling,
+    built: bool,
+}
+
+impl RandomRotation {
+    /// Rotations by `factor` of a full turn (`0.1`: up to ±36°).
+    pub fn new(factor: impl Into<Factor>) -> Self {
+        RandomRotation {
+            name: String::new(),
+            input_shape: None,
+            factor: factor.into(),
+            sampling: Sampling::default(),
+            built: false,
+        }
+    }
+
+    /// The factor as given.
+    pub fn factor(&self) -> Factor {
+        self.factor
+    }
+
+    fn bounds(&self) -> Result<(f64, f64)> {
+        symmetric_range(self.factor, "factor").map_err(|m| self.config_error(m))
+    }
+
+    fn is_identity(&self) -> bool {
+        self.bounds().is_ok_and(|b| b == (0.0, 0.0))
+    }
+
+    fn draw(&self, rng: &mut Rng, n: usize, h: usize, w: usize) -> Result<Vec<f64>> {
+        let (lo, hi) = self.bounds()?;
+        let tau = 2.0 * std::f64::consts::PI;
+        Ok((0..n).flat_map(|_| rotation_matrix(rng.uniform(lo * tau, hi * tau), h, w)).collect())
+    }
+
+    fn factor_config(&self) -> serde_json::Value {
+        serde_json::json!({ "factor": self.factor })
+    }
+}
+
+affine_layer!(RandomRotation, "RandomRotation");
+
+/// Keras 3's `RandomZoom` on NHWC images: in training each image is zoomed about its centre by
+/// `1 + u`, `u` drawn uniformly from the height factor's range (and, separately, from the width
+/// factor's when given; else the height's zoom keeps the aspect ratio). A positive factor zooms
+/// out (samples a larger area), a negative one zooms in. A factor is `f` (`[-|f|, |f|]`) or
+/// `(lower, upper)`, each in `[-1, 1]`. In inference the identity; integer pixels come out as
+/// floats.
+pub struct RandomZoom {
+    name: String,
+    input_shape: Option<Vec<usize>>,
+    height_factor: Factor,
+    width_factor: Option<Factor>,
+    sampling: Sampling,
+    built: bool,
+}
+
+impl RandomZoom {
+    /// Zooms by `1 + u`, `u` from `height_factor` (both axes; see [`RandomZoom::width_factor`]).
+    pub fn new(height_factor: impl Into<Factor>) -> Self {
+        RandomZoom {
+            name: String::new(),
+            input_shape: None,
+            height_factor: height_factor.into(),
+            width_factor: None,
+            sampling: Sampling::default(),
+            built: false,
+        }
+    }
+
+    /// Draw the width's zoom from its own factor (Keras's `width_factor`; `None` keeps the
+    /// aspect ratio, the default).
+    pub fn width_factor(mut self, factor: Option<Factor>) -> Self {
+        self.width_factor = factor;
+        self
+    }
+
+    /// The height factor as given.
+    pub fn height_factor(&self) -> Factor {
+        self.height_factor
+    }
+
+    /// The ranges of `u` for the height and, when given, the width.
+    fn bounds(&self) -> Result<((f64, f64), Option<(f64, f64)>)> {
+        let h = symmetric_range(self.height_factor, "height_factor").map_err(|m| self.config_error(m))?;
+        let w = match self.width_factor {
+            Some(f) => Some(symmetric_range(f, "width_factor").map_err(|m| self.config_error(m))?),
+            None => None,
+        };
+        Ok((h, w))
+    }
+
+    fn is_identity(&self) -> bool {
+        self.bounds().is_ok_and(|(h, w)| h == (0.0, 0.0) && w.is_none_or(|w| w == (0.0, 0.0)))
+    }
+
+    fn draw(&self, rng: &mut Rng, n: usize, h: usize, w: usize) -> Result<Vec<f64>> {
+        let ((hl, hu), wb) = self.bounds()?;
+        // Keras draws the batch's height zooms, then its width zooms
+        let zy: Vec<f64> = (0..n).map(|_| rng.uniform(1.0 + hl, 1.0 + hu)).collect();
+        let zx: Vec<f64> = match wb {
+            Some((wl, wu)) => (0..n).map(|_| rng.uniform(1.0 + wl, 1.0 + wu)).collect(),
+            None => zy.clone(),
+        };
+        Ok(zx.iter().zip(&zy).flat_map(|(&zx, &zy)| zoom_matrix(zx, zy, h, w)).collect())
+    }
+
+    fn factor_config(&self) -> serde_json::Value {
+        serde_json::json!({ "height_factor": self.height_factor, "width_factor": self.width_factor })
+    }
+}
+
+affine_layer!(RandomZoom, "RandomZoom");
+
+/// Keras 3's `RandomTranslation` on NHWC images: in training each image moves by
+/// `u_h * height` pixels down and `u_w * width` right, `u_h`, `u_w` drawn uniformly from the
+/// factors' ranges (negative: up / left), resampled with the fill mode and interpolation; in
+/// inference the identity. A factor is `f` (`[-|f|, |f|]`) or `(lower, upper)`, each in
+/// `[-1, 1]`. Integer pixels come out as floats.
+pub struct RandomTranslation {
+    name: String,
+    input_shape: Option<Vec<usize>>,
+    height_factor: Factor,
+    width_factor: Factor,
+    sampling: Sampling,
+    built: bool,
+}
+
+impl RandomTranslation {
+    /// Shifts by fractions of the height (`height_factor`) and width (`width_factor`).
+    pub fn new(height_factor: impl Into<Factor>, width_factor: impl Into<Factor>) -> Self {
+        RandomTranslation {
+            name: String::new(),
+            input_shape: None,
+            height_factor: height_factor.into(),
+            width_factor: width_factor.into(),
+            sampling: Sampling::default(),
+            built: false,
+        }
+    }
+
+    /// The height and width factors as given.
+    pub fn factors(&self) -> (Factor, Factor) {
+        (self.height_factor, self.width_factor)
+    }
+
+    fn bounds(&self) -> Result<((f64, f64), (f64, f64))> {
+        let h = symmetric_range(self.height_factor, "height_factor").map_err(|m| self.config_error(m))?;
+        let w = symmetric_range(self.width_factor, "width_factor").map_err(|m| self.config_error(m))?;
+        Ok((h, w))
+    }
+
+    fn is_identity(&self) -> bool {
+        self.bounds().is_ok_and(|b| b == ((0.0, 0.0), (0.0, 0.0)))
+    }
+
+    fn draw(&self, rng: &mut Rng, n: usize, h: usize, w: usize) -> Result<Vec<f64>> {
+        let ((hl, hu), (wl, wu)) = self.bounds()?;
+        // Keras draws the batch's height shifts, then its width shifts
+        let dy: Vec<f64> = (0..n).map(|_| rng.uniform(hl, hu) * h as f64).collect();
+        let dx: Vec<f64> = (0..n).map(|_| rng.uniform(wl, wu) * w as f64).collect();
+        Ok(dx.iter().zip(&dy).flat_map(|(&dx, &dy)| translation_matrix(dx, dy)).collect())
+    }
+
+    fn factor_config(&self) -> serde_json::Value {
+        serde_json::json!({ "height_factor": self.height_factor, "width_factor": self.width_factor })
+    }
+}
+
+affine_layer!(RandomTranslation, "RandomTranslation");
