@@ -66,10 +66,13 @@ fn opt_one<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option
 /// ```
 /// use keel_nn::prelude::*;
 ///
+/// # fn main() -> keel_nn::Result<()> {
 /// let mut model = Sequential::new();
 /// model.add(Conv1DTranspose::new(8, 3).strides(2).padding(Padding::Same).input_shape([10, 4]));
-/// assert_eq!(model.output_shapes().unwrap(), vec![vec![20, 8]]);
+/// assert_eq!(model.output_shapes()?, vec![vec![20, 8]]);
 /// assert_eq!(model.count_params(), 3 * 8 * 4 + 8);
+/// # Ok(())
+/// # }
 /// ```
 pub struct Conv1DTranspose {
     name: String,

@@ -14,11 +14,14 @@ use keel_tensor::Tensor;
 /// ```
 /// use keel_nn::prelude::*;
 ///
+/// # fn main() -> keel_nn::Result<()> {
 /// let mut model = Sequential::new();
 /// model.add(Masking::new(0.0).input_shape([20, 3])); // padded sequences of 3 features
 /// model.add(LSTM::new(8));
 /// model.add(Dense::new(1));
-/// assert_eq!(model.output_shapes().unwrap(), vec![vec![1]]);
+/// assert_eq!(model.output_shapes()?, vec![vec![1]]);
+/// # Ok(())
+/// # }
 /// ```
 pub struct Masking {
     name: String,
