@@ -619,23 +619,30 @@ macro_rules! bias_init_reg_builders {
 }
 pub(crate) use bias_init_reg_builders;
 
-/// The `Layer` methods a layer with a `kernel`, an optional `bias` and a config with
-/// `activation` and kernel/bias regularizers has in common (Dense, Conv1D, Conv2D): its
-/// output activation, its weights, its config and its penalties. Use inside `impl Layer`.
+/// The `Layer` methods a layer with optional weights and a config with `activation` and one
+/// regularizer per weight has in common: its output activation, its weights, its config and
+/// its penalties. The default form is a `kernel` and a `bias` (Dense, Conv1D, Conv2D); give
+/// `(name, field, regularizer field)` triples for others (SeparableConv2D:
+/// `depthwise_kernel`, `pointwise_kernel`, `bias`). Use inside `impl Layer`.
 macro_rules! kernel_bias_layer_methods {
     () => {
+        $crate::layer::kernel_bias_layer_methods!(
+            ("kernel", kernel, kernel_regularizer),
+            ("bias", bias, bias_regularizer)
+        );
+    };
+    ($(($wname:literal, $field:ident, $reg:ident)),+ $(,)?) => {
         fn output_activation(&self) -> Option<$crate::Activation> {
             (!self.cfg.activation.is_linear()).then_some(self.cfg.activation)
         }
 
         fn weights(&self) -> Vec<$crate::Weight> {
             let mut w = Vec::new();
-            if let Some(k) = &self.kernel {
-                w.push($crate::Weight::trainable("kernel", k));
-            }
-            if let Some(b) = &self.bias {
-                w.push($crate::Weight::trainable("bias", b));
-            }
+            $(
+                if let Some(p) = &self.$field {
+                    w.push($crate::Weight::trainable($wname, p));
+                }
+            )+
             w
         }
 
@@ -644,10 +651,7 @@ macro_rules! kernel_bias_layer_methods {
         }
 
         fn regularization_loss(&self, ctx: &$crate::Ctx<'_>) -> $crate::Result<Option<keel_autograd::Var>> {
-            $crate::layer::penalties(
-                ctx,
-                &[(&self.cfg.kernel_regularizer, &self.kernel), (&self.cfg.bias_regularizer, &self.bias)],
-            )
+            $crate::layer::penalties(ctx, &[$((&self.cfg.$reg, &self.$field)),+])
         }
     };
 }

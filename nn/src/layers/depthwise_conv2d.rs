@@ -1,7 +1,9 @@
 //! [`DepthwiseConv2D`]: each input channel convolved with its own `depth_multiplier`
 //! filters (Keras 3's layer; TensorFlow's channel order `ci * depth_multiplier + j`).
 
-use crate::layer::{built, check_batch_rank, common_builders, layer_common, Ctx, IntoPair, Layer};
+use crate::layer::{
+    built, check_batch_rank, common_builders, kernel_bias_layer_methods, layer_common, Ctx, IntoPair, Layer,
+};
 use crate::layers::padding_serde;
 use crate::{Activation, Error, Initializer, Regularizer, Result};
 use keel_autograd::{Param, Var};
@@ -222,29 +224,5 @@ impl Layer for DepthwiseConv2D {
         }
     }
 
-    fn output_activation(&self) -> Option<Activation> {
-        (!self.cfg.activation.is_linear()).then_some(self.cfg.activation)
-    }
-
-    fn weights(&self) -> Vec<crate::Weight> {
-        let mut w = Vec::new();
-        if let Some(k) = &self.kernel {
-            w.push(crate::Weight::trainable("kernel", k));
-        }
-        if let Some(b) = &self.bias {
-            w.push(crate::Weight::trainable("bias", b));
-        }
-        w
-    }
-
-    fn config(&self) -> serde_json::Value {
-        crate::layer::with_name(&self.name, serde_json::to_value(&self.cfg).unwrap_or_default())
-    }
-
-    fn regularization_loss(&self, ctx: &Ctx<'_>) -> Result<Option<Var>> {
-        crate::layer::penalties(
-            ctx,
-            &[(&self.cfg.depthwise_regularizer, &self.kernel), (&self.cfg.bias_regularizer, &self.bias)],
-        )
-    }
+    kernel_bias_layer_methods!(("kernel", kernel, depthwise_regularizer), ("bias", bias, bias_regularizer));
 }

@@ -1,7 +1,9 @@
 //! [`SeparableConv2D`]: a depthwise convolution followed by a pointwise (1x1) one (Keras 3's
 //! layer).
 
-use crate::layer::{built, check_batch_rank, common_builders, layer_common, Ctx, IntoPair, Layer};
+use crate::layer::{
+    built, check_batch_rank, common_builders, kernel_bias_layer_methods, layer_common, Ctx, IntoPair, Layer,
+};
 use crate::layers::depthwise_conv2d::{depthwise_builders, depthwise_output_shape};
 use crate::layers::padding_serde;
 use crate::{Activation, Error, Initializer, Regularizer, Result};
@@ -237,36 +239,9 @@ impl Layer for SeparableConv2D {
         }
     }
 
-    fn output_activation(&self) -> Option<Activation> {
-        (!self.cfg.activation.is_linear()).then_some(self.cfg.activation)
-    }
-
-    fn weights(&self) -> Vec<crate::Weight> {
-        let mut w = Vec::new();
-        if let Some(k) = &self.depthwise_kernel {
-            w.push(crate::Weight::trainable("depthwise_kernel", k));
-        }
-        if let Some(k) = &self.pointwise_kernel {
-            w.push(crate::Weight::trainable("pointwise_kernel", k));
-        }
-        if let Some(b) = &self.bias {
-            w.push(crate::Weight::trainable("bias", b));
-        }
-        w
-    }
-
-    fn config(&self) -> serde_json::Value {
-        crate::layer::with_name(&self.name, serde_json::to_value(&self.cfg).unwrap_or_default())
-    }
-
-    fn regularization_loss(&self, ctx: &Ctx<'_>) -> Result<Option<Var>> {
-        crate::layer::penalties(
-            ctx,
-            &[
-                (&self.cfg.depthwise_regularizer, &self.depthwise_kernel),
-                (&self.cfg.pointwise_regularizer, &self.pointwise_kernel),
-                (&self.cfg.bias_regularizer, &self.bias),
-            ],
-        )
-    }
+    kernel_bias_layer_methods!(
+        ("depthwise_kernel", depthwise_kernel, depthwise_regularizer),
+        ("pointwise_kernel", pointwise_kernel, pointwise_regularizer),
+        ("bias", bias, bias_regularizer),
+    );
 }
