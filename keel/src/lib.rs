@@ -83,6 +83,7 @@ pub mod prelude {
         SpatialDropout3D, TimeDistributed, UpSampling1D, UpSampling2D, ZeroPadding1D, ZeroPadding2D, ELU, GRU, LSTM,
     };
     pub use keel_nn::{FillMode, ImageInterpolation, RandomRotation, RandomTranslation, RandomZoom};
+    pub use keel_nn::{GroupNormalization, UnitNormalization};
     pub use keel_optim::{Adagrad, Adam, AdamW, Optimizer, RMSprop, SGD};
     pub use keel_tensor::{DType, Device, Padding, Shape, Tensor};
     pub use keel_train::MetricSpec as Metric;

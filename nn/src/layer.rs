@@ -518,6 +518,44 @@ pub(crate) fn describe(layer: &dyn Layer) -> String {
     format!("layer \"{}\" ({})", layer.name(), layer.class_name())
 }
 
+/// Keras's `axis` argument of a layer (`Softmax`, `UnitNormalization`), which counts the batch
+/// axis (`1` is the first per-sample axis; negative counts from the end), resolved against
+/// per-sample shape `input_shape`: ascending, each in `1..rank`. An empty list, the batch axis,
+/// an axis out of range or a repeated one is a config error naming the layer.
+pub(crate) fn resolve_axes(layer: &dyn Layer, axes: &[isize], input_shape: &[usize]) -> Result<Vec<isize>> {
+    let rank = input_shape.len() as isize + 1;
+    let bad = |msg: String| Error::config(describe(layer), msg);
+    if axes.is_empty() {
+        return Err(bad("axis must name at least one axis".into()));
+    }
+    let mut out = Vec::with_capacity(axes.len());
+    for &a in axes {
+        let r = if a < 0 { a + rank } else { a };
+        if r < 1 || r >= rank {
+            return Err(bad(format!(
+                "axis {a} is out of range for inputs of shape {}: valid axes are 1..{rank} and -{}..-1 \
+                 (0 is the batch axis)",
+                fmt_shape(input_shape),
+                rank - 1
+            )));
+        }
+        if out.contains(&r) {
+            return Err(bad(format!("axis {axes:?} names axis {r} twice")));
+        }
+        out.push(r);
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+/// Keras's config form of an `axis` argument: one axis as a number, several as a list.
+pub(crate) fn axes_config(axes: &[isize]) -> serde_json::Value {
+    match axes {
+        [a] => serde_json::json!(a),
+        _ => serde_json::json!(axes),
+    }
+}
+
 /// A scalar hyper-parameter `key` of `layer` must be finite, and `>= 0` when `non_negative`:
 /// else a config error naming the layer.
 pub(crate) fn check_scalar(layer: &dyn Layer, key: &str, value: f64, non_negative: bool) -> Result<()> {

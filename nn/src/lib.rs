@@ -67,5 +67,6 @@ pub mod prelude {
         ZeroPadding2D, ELU, GRU, LSTM,
     };
     pub use crate::{FillMode, ImageInterpolation, RandomRotation, RandomTranslation, RandomZoom};
+    pub use crate::{GroupNormalization, UnitNormalization};
     pub use keel_tensor::Padding;
 }

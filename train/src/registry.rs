@@ -6,7 +6,7 @@
 //! Rescaling, Normalization, Dropout, ZeroPadding1D/2D, Cropping1D/2D, UpSampling1D/2D, RepeatVector, Permute,
 //! Masking, SpatialDropout1D/2D/3D, GaussianNoise, GaussianDropout, RandomFlip, RandomContrast, RandomBrightness,
 //! RandomRotation, RandomZoom, RandomTranslation,
-//! BatchNormalization, LayerNormalization, Activation, ReLU, LeakyReLU, PReLU, ELU, Softmax, Embedding,
+//! BatchNormalization, LayerNormalization, GroupNormalization, UnitNormalization, Activation, ReLU, LeakyReLU, PReLU, ELU, Softmax, Embedding,
 //! SimpleRNN, LSTM, GRU, Bidirectional, TimeDistributed (around any of these), the merges (Add, Subtract,
 //! Multiply, Average, Maximum, Minimum), Concatenate and MultiHeadAttention. [`FromConfig`] rebuilds a
 //! [`keel_nn::Sequential`] and a functional [`keel_nn::Model`] (shared layers included). [`register_layer`]
@@ -204,6 +204,20 @@ pub fn layer_from_config(class_name: &str, cfg: &Value) -> Result<Box<dyn Layer>
             }
             Box::new(LayerNormalization::from_config(field::<LayerNormalizationConfig>(class_name, cfg)?))
         }
+        (None, "GroupNormalization") => {
+            if !axes_in(cfg, "axis", &[-1]) {
+                return Err(Error::invalid(
+                    "from_config",
+                    format!(
+                        "GroupNormalization over axis {} is not supported (only the channels-last axis, -1)",
+                        cfg["axis"]
+                    ),
+                ));
+            }
+            Box::new(keel_nn::GroupNormalization::from_config(field::<keel_nn::GroupNormalizationConfig>(
+                class_name, cfg,
+            )?))
+        }
         (None, "Embedding") => Box::new(Embedding::from_config(field::<EmbeddingConfig>(class_name, cfg)?)),
         (None, "SimpleRNN") => Box::new(recurrent::<SimpleRNNCell>(class_name, cfg)?),
         (None, "LSTM") => Box::new(recurrent::<LSTMCell>(class_name, cfg)?),
@@ -265,7 +279,8 @@ pub fn layer_from_config(class_name: &str, cfg: &Value) -> Result<Box<dyn Layer>
         (None, "ELU") => {
             Box::new(keel_nn::ELU::new(get_or(class_name, cfg, "alpha", keel_nn::ELU::default().alpha())?))
         }
-        (None, "Softmax") => Box::new(softmax(cfg)?),
+        (None, "Softmax") => Box::new(keel_nn::Softmax::over(axes(class_name, cfg)?)),
+        (None, "UnitNormalization") => Box::new(keel_nn::UnitNormalization::over(axes(class_name, cfg)?)),
         (None, "TimeDistributed") => Box::new(time_distributed(cfg)?),
         (None, other) => {
             return Err(Error::invalid(
@@ -324,12 +339,13 @@ fn wrapped(class: &str, cfg: &Value) -> Result<(String, Value)> {
     Ok((get(class, inner, "class_name")?, inner.get("config").cloned().unwrap_or_default()))
 }
 
-/// Keras's `Softmax` config: `"axis"` an int or a list of ints (default -1).
-fn softmax(cfg: &Value) -> Result<keel_nn::Softmax> {
+/// Keras's `"axis"` argument of `class` (Softmax, UnitNormalization): an int or a list of
+/// ints, -1 when absent.
+fn axes(class: &str, cfg: &Value) -> Result<Vec<isize>> {
     Ok(match cfg.get("axis") {
-        None => keel_nn::Softmax::default(),
-        Some(Value::Array(_)) => keel_nn::Softmax::over(get::<Vec<isize>>("Softmax", cfg, "axis")?),
-        Some(_) => keel_nn::Softmax::new(get::<isize>("Softmax", cfg, "axis")?),
+        None => vec![-1],
+        Some(Value::Array(_)) => get::<Vec<isize>>(class, cfg, "axis")?,
+        Some(_) => vec![get::<isize>(class, cfg, "axis")?],
     })
 }
 

@@ -9,6 +9,7 @@ use keel_nn::{
     GlobalMaxPooling1D, GlobalMaxPooling2D, LayerNormalization, Loss, MaxPooling1D, MaxPooling2D, Network, Reshape,
     GRU, LSTM,
 };
+use keel_nn::{GroupNormalization, UnitNormalization};
 use keel_optim::{Adam, SGD};
 use keel_tensor::{DType, Device, Padding, Tensor};
 use keel_train::{load_model, Checkpoint, Error, Fit, History, MetricSpec, ModelCheckpoint, Sequential, NO_METRICS};
@@ -107,13 +108,15 @@ fn sequence_conv_and_norm_layers_round_trip() {
     m.add(GlobalMaxPooling1D::new());
     m.add(Dense::new(2));
     let mut g = Sequential::with_seed(6);
-    g.add(Conv2D::new(3, 3).input_shape([8, 8, 1]));
+    g.add(Conv2D::new(4, 3).input_shape([8, 8, 1]));
+    g.add(GroupNormalization::new(2).epsilon(1e-4));
     g.add(LayerNormalization::new());
     g.add(GlobalMaxPooling2D::new());
     g.add(Dense::new(2));
     let mut a = Sequential::with_seed(7);
     a.add(Conv1D::new(3, 2).input_shape([16, 2]));
     a.add(GlobalAveragePooling1D::new());
+    a.add(UnitNormalization::new(-1));
     // non-default weights everywhere (gamma and beta included): one training epoch each
     let (images, _) = images(1, 4);
     for (model, input) in [(&mut m, &x), (&mut g, &images), (&mut a, &x)] {
@@ -132,6 +135,24 @@ fn sequence_conv_and_norm_layers_round_trip() {
     // a Keras config normalizing over other axes is refused, not silently changed
     let cfg = serde_json::json!({"epsilon": 0.001, "center": true, "scale": true, "axis": [1, 2]});
     assert!(keel_train::layer_from_config("LayerNormalization", &cfg).is_err());
+    let mut cfg = cfg;
+    cfg["groups"] = serde_json::json!(2);
+    assert!(keel_train::layer_from_config("GroupNormalization", &cfg).is_err());
+    // Keras 3.15's own configs (get_config of GroupNormalization(groups=-1) once built on 4
+    // channels, and of UnitNormalization(axis=[1, 2]))
+    let keras_gn = serde_json::json!({"name": "group_normalization", "trainable": true, "dtype": {"module": "keras",
+        "class_name": "DTypePolicy", "config": {"name": "float32"}, "registered_name": null}, "groups": 4, "axis": -1,
+        "epsilon": 0.001, "center": true, "scale": false, "beta_initializer": {"module": "keras.initializers",
+        "class_name": "Zeros", "config": {}, "registered_name": null}, "gamma_initializer": {"module":
+        "keras.initializers", "class_name": "Ones", "config": {}, "registered_name": null}, "beta_regularizer": null,
+        "gamma_regularizer": null, "beta_constraint": null, "gamma_constraint": null});
+    let mut gn = keel_train::layer_from_config("GroupNormalization", &keras_gn).unwrap();
+    gn.build(&[5, 4], &mut keel_tensor::rng::Rng::new(0)).unwrap();
+    assert_eq!(gn.weights().len(), 1, "scale=false: beta only");
+    assert_eq!(gn.config()["groups"], 4);
+    let keras_un = serde_json::json!({"name": "unit_normalization_2", "trainable": true, "axis": [1, 2]});
+    let un = keel_train::layer_from_config("UnitNormalization", &keras_un).unwrap();
+    assert_eq!(un.config()["axis"], serde_json::json!([1, 2]));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -273,6 +273,15 @@ impl Layer for BatchNormalization {
 
 /// `gamma * normed + beta` (each when learned), back in the input's dtype `in_dtype`: the
 /// end of both normalization layers' forward pass.
+/// `x` in the dtype normalization layers compute their statistics in: F16 and BF16 (mixed
+/// precision) go up to F32, as Keras's `result_type(dtype, "float32")`; F32 and F64 stay.
+pub(crate) fn statistics_dtype(x: &Var) -> Result<Var> {
+    Ok(match x.dtype() {
+        DType::F16 | DType::BF16 => x.to_dtype(DType::F32)?,
+        _ => x.clone(),
+    })
+}
+
 pub(crate) fn scale_shift(
     normed: Var,
     gamma: &Option<Param>,
@@ -280,12 +289,17 @@ pub(crate) fn scale_shift(
     in_dtype: keel_tensor::DType,
     ctx: &Ctx<'_>,
 ) -> Result<Var> {
+    // the weights (F32) take the statistics' dtype, as Keras casts them (F64 inputs stay F64)
+    let weight = |p: &Param| -> Result<Var> {
+        let v = ctx.variable(p);
+        Ok(if v.dtype() != normed.dtype() { v.to_dtype(normed.dtype())? } else { v })
+    };
     let scaled = match gamma {
-        Some(g) => normed.mul(&ctx.variable(g))?,
-        None => normed,
+        Some(g) => normed.mul(&weight(g)?)?,
+        None => normed.clone(),
     };
     let y = match beta {
-        Some(b) => scaled.add(&ctx.variable(b))?,
+        Some(b) => scaled.add(&weight(b)?)?,
         None => scaled,
     };
     Ok(if y.dtype() != in_dtype && in_dtype.is_float() { y.to_dtype(in_dtype)? } else { y })

@@ -1,7 +1,7 @@
 //! [`LayerNormalization`]: normalize each sample over its last axis.
 
 use crate::layer::{common_builders, layer_common, with_name, Ctx, Layer, Weight};
-use crate::layers::batch_normalization::scale_shift;
+use crate::layers::batch_normalization::{scale_shift, statistics_dtype};
 use crate::{Error, Result};
 use keel_autograd::{Param, Var};
 use keel_tensor::rng::Rng;
@@ -148,7 +148,7 @@ impl Layer for LayerNormalization {
         }
         // Statistics in F32, also under mixed precision; the result goes back to the input's dtype.
         let in_dtype = x.dtype();
-        let x = if in_dtype.is_float() && in_dtype != DType::F32 { x.to_dtype(DType::F32)? } else { x.clone() };
+        let x = statistics_dtype(x)?;
         let mean = x.mean(&[-1], true)?;
         let var = x.var(&[-1], true)?;
         let normed = x.sub(&mean)?.mul(&var.add_scalar(self.cfg.epsilon)?.rsqrt()?)?;

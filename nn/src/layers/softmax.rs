@@ -1,7 +1,9 @@
 //! [`Softmax`]: Keras's `layers.Softmax(axis=-1)`, over one axis or several.
 
-use crate::layer::{common_builders, describe, layer_common, shape_preserving_layer, with_name, Ctx, Layer};
-use crate::{Activation, Error, Result};
+use crate::layer::{
+    axes_config, common_builders, layer_common, resolve_axes, shape_preserving_layer, with_name, Ctx, Layer,
+};
+use crate::{Activation, Result};
 use keel_autograd::Var;
 
 /// Keras's `layers.Softmax(axis=-1)`: `exp(x) / sum(exp(x))` along `axis`, which counts the
@@ -45,29 +47,7 @@ impl Softmax {
 
     /// The axes resolved against a batch of per-sample shape `input_shape`, ascending.
     fn resolve(&self, input_shape: &[usize]) -> Result<Vec<isize>> {
-        let rank = input_shape.len() as isize + 1;
-        let bad = |msg: String| Error::config(describe(self), msg);
-        if self.axes.is_empty() {
-            return Err(bad("axis must name at least one axis".into()));
-        }
-        let mut out = Vec::with_capacity(self.axes.len());
-        for &a in &self.axes {
-            let r = if a < 0 { a + rank } else { a };
-            if r < 1 || r >= rank {
-                return Err(bad(format!(
-                    "axis {a} is out of range for inputs of shape {}: valid axes are 1..{rank} and -{}..-1 \
-                     (0 is the batch axis)",
-                    crate::layer::fmt_shape(input_shape),
-                    rank - 1
-                )));
-            }
-            if out.contains(&r) {
-                return Err(bad(format!("axis {:?} names axis {r} twice", self.axes)));
-            }
-            out.push(r);
-        }
-        out.sort_unstable();
-        Ok(out)
+        resolve_axes(self, &self.axes, input_shape)
     }
 
     fn check(&self, input_shape: &[usize]) -> Result<()> {
@@ -103,10 +83,6 @@ impl Layer for Softmax {
     }
 
     fn config(&self) -> serde_json::Value {
-        let axis = match self.axes[..] {
-            [a] => serde_json::json!(a),
-            _ => serde_json::json!(self.axes),
-        };
-        with_name(&self.name, serde_json::json!({ "axis": axis }))
+        with_name(&self.name, serde_json::json!({ "axis": axes_config(&self.axes) }))
     }
 }
