@@ -1,6 +1,9 @@
 //! [`BatchNormalization`]: normalize over the batch, per channel (last axis).
 
 use crate::layer::{built, common_builders, layer_common, with_name, Ctx, Layer, Weight};
+use crate::layers::norm_common::{
+    already_built, channels_of, check_channels, epsilon_center_scale_builders, GammaBeta,
+};
 use crate::{Error, Result};
 use keel_autograd::{Param, Var};
 use keel_tensor::rng::Rng;
@@ -33,13 +36,13 @@ pub struct BatchNormalization {
     input_shape: Option<Vec<usize>>,
     cfg: BatchNormalizationConfig,
     channels: Option<usize>,
-    gamma: Option<Param>,
-    beta: Option<Param>,
+    gamma_beta: GammaBeta,
     moving_mean: Option<Param>,
     moving_variance: Option<Param>,
 }
 
 common_builders!(BatchNormalization);
+epsilon_center_scale_builders!(BatchNormalization);
 
 impl Default for BatchNormalization {
     fn default() -> Self {
@@ -65,8 +68,7 @@ impl BatchNormalization {
             input_shape: None,
             cfg,
             channels: None,
-            gamma: None,
-            beta: None,
+            gamma_beta: GammaBeta::default(),
             moving_mean: None,
             moving_variance: None,
         }
@@ -75,24 +77,6 @@ impl BatchNormalization {
     /// Set the momentum.
     pub fn momentum(mut self, m: f64) -> Self {
         self.cfg.momentum = m;
-        self
-    }
-
-    /// Set epsilon.
-    pub fn epsilon(mut self, e: f64) -> Self {
-        self.cfg.epsilon = e;
-        self
-    }
-
-    /// Learn `beta` or not.
-    pub fn center(mut self, yes: bool) -> Self {
-        self.cfg.center = yes;
-        self
-    }
-
-    /// Learn `gamma` or not.
-    pub fn scale(mut self, yes: bool) -> Self {
-        self.cfg.scale = yes;
         self
     }
 
@@ -105,18 +89,6 @@ impl BatchNormalization {
     pub fn moving_variance(&self) -> Option<&Param> {
         self.moving_variance.as_ref()
     }
-
-    fn channels_of(&self, input_shape: &[usize]) -> Result<usize> {
-        match input_shape.last() {
-            Some(&c) if c > 0 => Ok(c),
-            _ => Err(Error::IncompatibleInput {
-                layer: self.name.clone(),
-                class: "BatchNormalization",
-                expected: "a per-sample shape of rank >= 1 (channels last)".into(),
-                got: input_shape.to_vec(),
-            }),
-        }
-    }
 }
 
 impl BatchNormalization {
@@ -125,15 +97,7 @@ impl BatchNormalization {
     fn normalize(&self, x: &Var, mask: Option<&Tensor>, ctx: &mut Ctx<'_>) -> Result<Var> {
         let mm = built(&self.moving_mean, self)?;
         let mv = built(&self.moving_variance, self)?;
-        let c = self.channels.unwrap_or(0);
-        if x.rank() < 2 || x.dims().last() != Some(&c) {
-            return Err(Error::IncompatibleInput {
-                layer: self.name.clone(),
-                class: "BatchNormalization",
-                expected: format!("{c} channels on the last axis"),
-                got: x.dims().get(1..).unwrap_or(&[]).to_vec(),
-            });
-        }
+        check_channels(self, x, self.channels.unwrap_or(0))?;
         // Statistics in the moving averages' dtype (F32), also under mixed precision; the
         // result goes back to the input's dtype.
         let in_dtype = x.dtype();
@@ -157,7 +121,7 @@ impl BatchNormalization {
             let inv = Var::constant(mv.value().add_scalar(eps)?.rsqrt()?);
             x.sub(&Var::constant(mm.value()))?.mul(&inv)?
         };
-        scale_shift(normed, &self.gamma, &self.beta, in_dtype, ctx)
+        self.gamma_beta.apply(normed, in_dtype, ctx)
     }
 }
 
@@ -190,35 +154,20 @@ impl Layer for BatchNormalization {
     layer_common!("BatchNormalization");
 
     fn build(&mut self, input_shape: &[usize], _rng: &mut Rng) -> Result<()> {
-        let c = self.channels_of(input_shape)?;
+        let c = channels_of(self, input_shape)?;
         if !(0.0..=1.0).contains(&self.cfg.momentum) || self.cfg.epsilon.is_nan() || self.cfg.epsilon < 0.0 {
             return Err(Error::config(
                 format!("BatchNormalization \"{}\"", self.name),
                 "momentum must be in [0, 1] and epsilon >= 0",
             ));
         }
-        if let Some(have) = self.channels {
-            if have == c {
-                return Ok(());
-            }
-            return Err(Error::IncompatibleInput {
-                layer: self.name.clone(),
-                class: "BatchNormalization",
-                expected: format!("{have} channels (the layer is already built)"),
-                got: input_shape.to_vec(),
-            });
+        if already_built(self, self.channels, c, input_shape)? {
+            return Ok(());
         }
+        self.gamma_beta = GammaBeta::new(c, self.cfg.scale, self.cfg.center)?;
         let dev = Device::Cpu;
-        let ones = || Tensor::ones(c, DType::F32, &dev);
-        let zeros = || Tensor::zeros(c, DType::F32, &dev);
-        if self.cfg.scale {
-            self.gamma = Some(Param::new(ones()?));
-        }
-        if self.cfg.center {
-            self.beta = Some(Param::new(zeros()?));
-        }
-        self.moving_mean = Some(Param::new(zeros()?));
-        self.moving_variance = Some(Param::new(ones()?));
+        self.moving_mean = Some(Param::new(Tensor::zeros(c, DType::F32, &dev)?));
+        self.moving_variance = Some(Param::new(Tensor::ones(c, DType::F32, &dev)?));
         self.channels = Some(c);
         Ok(())
     }
@@ -228,7 +177,7 @@ impl Layer for BatchNormalization {
     }
 
     fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
-        self.channels_of(input_shape)?;
+        channels_of(self, input_shape)?;
         Ok(input_shape.to_vec())
     }
 
@@ -246,13 +195,7 @@ impl Layer for BatchNormalization {
     }
 
     fn weights(&self) -> Vec<Weight> {
-        let mut w = Vec::new();
-        if let Some(g) = &self.gamma {
-            w.push(Weight::trainable("gamma", g));
-        }
-        if let Some(b) = &self.beta {
-            w.push(Weight::trainable("beta", b));
-        }
+        let mut w = self.gamma_beta.weights();
         if let Some(m) = &self.moving_mean {
             w.push(Weight::frozen("moving_mean", m));
         }
@@ -269,38 +212,4 @@ impl Layer for BatchNormalization {
         }
         with_name(&self.name, v)
     }
-}
-
-/// `gamma * normed + beta` (each when learned), back in the input's dtype `in_dtype`: the
-/// end of both normalization layers' forward pass.
-/// `x` in the dtype normalization layers compute their statistics in: F16 and BF16 (mixed
-/// precision) go up to F32, as Keras's `result_type(dtype, "float32")`; F32 and F64 stay.
-pub(crate) fn statistics_dtype(x: &Var) -> Result<Var> {
-    Ok(match x.dtype() {
-        DType::F16 | DType::BF16 => x.to_dtype(DType::F32)?,
-        _ => x.clone(),
-    })
-}
-
-pub(crate) fn scale_shift(
-    normed: Var,
-    gamma: &Option<Param>,
-    beta: &Option<Param>,
-    in_dtype: keel_tensor::DType,
-    ctx: &Ctx<'_>,
-) -> Result<Var> {
-    // the weights (F32) take the statistics' dtype, as Keras casts them (F64 inputs stay F64)
-    let weight = |p: &Param| -> Result<Var> {
-        let v = ctx.variable(p);
-        Ok(if v.dtype() != normed.dtype() { v.to_dtype(normed.dtype())? } else { v })
-    };
-    let scaled = match gamma {
-        Some(g) => normed.mul(&weight(g)?)?,
-        None => normed.clone(),
-    };
-    let y = match beta {
-        Some(b) => scaled.add(&weight(b)?)?,
-        None => scaled,
-    };
-    Ok(if y.dtype() != in_dtype && in_dtype.is_float() { y.to_dtype(in_dtype)? } else { y })
 }

@@ -2,11 +2,12 @@
 //! groups of channels.
 
 use crate::layer::{common_builders, describe, layer_common, with_name, Ctx, Layer, Weight};
-use crate::layers::batch_normalization::{scale_shift, statistics_dtype};
+use crate::layers::norm_common::{
+    already_built, channels_of, check_channels, epsilon_center_scale_builders, statistics_dtype, GammaBeta,
+};
 use crate::{Error, Result};
 use keel_autograd::{Param, Var};
 use keel_tensor::rng::Rng;
-use keel_tensor::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 /// The hyper-parameters of [`GroupNormalization`] (its Keras config).
@@ -49,11 +50,11 @@ pub struct GroupNormalization {
     input_shape: Option<Vec<usize>>,
     cfg: GroupNormalizationConfig,
     channels: Option<usize>,
-    gamma: Option<Param>,
-    beta: Option<Param>,
+    gamma_beta: GammaBeta,
 }
 
 common_builders!(GroupNormalization);
+epsilon_center_scale_builders!(GroupNormalization);
 
 impl Default for GroupNormalization {
     fn default() -> Self {
@@ -70,25 +71,13 @@ impl GroupNormalization {
 
     /// From a config.
     pub fn from_config(cfg: GroupNormalizationConfig) -> Self {
-        GroupNormalization { name: String::new(), input_shape: None, cfg, channels: None, gamma: None, beta: None }
-    }
-
-    /// Set epsilon.
-    pub fn epsilon(mut self, e: f64) -> Self {
-        self.cfg.epsilon = e;
-        self
-    }
-
-    /// Learn `beta` or not.
-    pub fn center(mut self, yes: bool) -> Self {
-        self.cfg.center = yes;
-        self
-    }
-
-    /// Learn `gamma` or not.
-    pub fn scale(mut self, yes: bool) -> Self {
-        self.cfg.scale = yes;
-        self
+        GroupNormalization {
+            name: String::new(),
+            input_shape: None,
+            cfg,
+            channels: None,
+            gamma_beta: GammaBeta::default(),
+        }
     }
 
     /// The config (with `groups` resolved once built).
@@ -112,18 +101,6 @@ impl GroupNormalization {
         }
         Ok(groups)
     }
-
-    fn channels_of(&self, input_shape: &[usize]) -> Result<usize> {
-        match input_shape.last() {
-            Some(&c) if c > 0 => Ok(c),
-            _ => Err(Error::IncompatibleInput {
-                layer: self.name.clone(),
-                class: "GroupNormalization",
-                expected: "a per-sample shape of rank >= 1 with channels last".into(),
-                got: input_shape.to_vec(),
-            }),
-        }
-    }
 }
 
 impl Layer for GroupNormalization {
@@ -139,29 +116,15 @@ impl Layer for GroupNormalization {
     }
 
     fn build(&mut self, input_shape: &[usize], _rng: &mut Rng) -> Result<()> {
-        let c = self.channels_of(input_shape)?;
+        let c = channels_of(self, input_shape)?;
         if self.cfg.epsilon.is_nan() || self.cfg.epsilon < 0.0 {
             return Err(Error::config(describe(self), "epsilon must be >= 0"));
         }
-        if let Some(have) = self.channels {
-            if have == c {
-                return Ok(());
-            }
-            return Err(Error::IncompatibleInput {
-                layer: self.name.clone(),
-                class: "GroupNormalization",
-                expected: format!("{have} channels on the last axis (the layer is already built)"),
-                got: input_shape.to_vec(),
-            });
+        if already_built(self, self.channels, c, input_shape)? {
+            return Ok(());
         }
         let groups = self.groups_for(c)?;
-        let dev = Device::Cpu;
-        if self.cfg.scale {
-            self.gamma = Some(Param::new(Tensor::ones(c, DType::F32, &dev)?));
-        }
-        if self.cfg.center {
-            self.beta = Some(Param::new(Tensor::zeros(c, DType::F32, &dev)?));
-        }
+        self.gamma_beta = GammaBeta::new(c, self.cfg.scale, self.cfg.center)?;
         // Keras resolves groups=-1 to the channel count when it builds (and saves that)
         self.cfg.groups = groups as i64;
         self.channels = Some(c);
@@ -173,7 +136,7 @@ impl Layer for GroupNormalization {
     }
 
     fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
-        let c = self.channels_of(input_shape)?;
+        let c = channels_of(self, input_shape)?;
         self.groups_for(c)?;
         Ok(input_shape.to_vec())
     }
@@ -182,14 +145,7 @@ impl Layer for GroupNormalization {
         let Some(c) = self.channels else {
             return Err(Error::NotBuilt { layer: self.name.clone(), class: "GroupNormalization" });
         };
-        if x.rank() < 2 || x.dims().last() != Some(&c) {
-            return Err(Error::IncompatibleInput {
-                layer: self.name.clone(),
-                class: "GroupNormalization",
-                expected: format!("{c} channels on the last axis"),
-                got: x.dims().get(1..).unwrap_or(&[]).to_vec(),
-            });
-        }
+        check_channels(self, x, c)?;
         let groups = self.groups_for(c)?;
         let in_dtype = x.dtype();
         let xf = statistics_dtype(x)?;
@@ -200,18 +156,11 @@ impl Layer for GroupNormalization {
         let mean = grouped.mean(&[1, 3], true)?;
         let var = grouped.var(&[1, 3], true)?;
         let normed = grouped.sub(&mean)?.mul(&var.add_scalar(self.cfg.epsilon)?.rsqrt()?)?.reshape(x.dims())?;
-        scale_shift(normed, &self.gamma, &self.beta, in_dtype, ctx)
+        self.gamma_beta.apply(normed, in_dtype, ctx)
     }
 
     fn weights(&self) -> Vec<Weight> {
-        let mut w = Vec::new();
-        if let Some(g) = &self.gamma {
-            w.push(Weight::trainable("gamma", g));
-        }
-        if let Some(b) = &self.beta {
-            w.push(Weight::trainable("beta", b));
-        }
-        w
+        self.gamma_beta.weights()
     }
 
     fn config(&self) -> serde_json::Value {

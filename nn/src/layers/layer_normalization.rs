@@ -1,11 +1,12 @@
 //! [`LayerNormalization`]: normalize each sample over its last axis.
 
 use crate::layer::{common_builders, layer_common, with_name, Ctx, Layer, Weight};
-use crate::layers::batch_normalization::{scale_shift, statistics_dtype};
+use crate::layers::norm_common::{
+    already_built, channels_of, check_channels, epsilon_center_scale_builders, statistics_dtype, GammaBeta,
+};
 use crate::{Error, Result};
 use keel_autograd::{Param, Var};
 use keel_tensor::rng::Rng;
-use keel_tensor::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 /// The hyper-parameters of [`LayerNormalization`] (its Keras config).
@@ -32,11 +33,11 @@ pub struct LayerNormalization {
     input_shape: Option<Vec<usize>>,
     cfg: LayerNormalizationConfig,
     features: Option<usize>,
-    gamma: Option<Param>,
-    beta: Option<Param>,
+    gamma_beta: GammaBeta,
 }
 
 common_builders!(LayerNormalization);
+epsilon_center_scale_builders!(LayerNormalization);
 
 impl Default for LayerNormalization {
     fn default() -> Self {
@@ -52,36 +53,12 @@ impl LayerNormalization {
 
     /// From a config.
     pub fn from_config(cfg: LayerNormalizationConfig) -> Self {
-        LayerNormalization { name: String::new(), input_shape: None, cfg, features: None, gamma: None, beta: None }
-    }
-
-    /// Set epsilon.
-    pub fn epsilon(mut self, e: f64) -> Self {
-        self.cfg.epsilon = e;
-        self
-    }
-
-    /// Learn `beta` or not.
-    pub fn center(mut self, yes: bool) -> Self {
-        self.cfg.center = yes;
-        self
-    }
-
-    /// Learn `gamma` or not.
-    pub fn scale(mut self, yes: bool) -> Self {
-        self.cfg.scale = yes;
-        self
-    }
-
-    fn features_of(&self, input_shape: &[usize]) -> Result<usize> {
-        match input_shape.last() {
-            Some(&c) if c > 0 => Ok(c),
-            _ => Err(Error::IncompatibleInput {
-                layer: self.name.clone(),
-                class: "LayerNormalization",
-                expected: "a per-sample shape of rank >= 1 (normalized over its last axis)".into(),
-                got: input_shape.to_vec(),
-            }),
+        LayerNormalization {
+            name: String::new(),
+            input_shape: None,
+            cfg,
+            features: None,
+            gamma_beta: GammaBeta::default(),
         }
     }
 }
@@ -99,28 +76,14 @@ impl Layer for LayerNormalization {
     }
 
     fn build(&mut self, input_shape: &[usize], _rng: &mut Rng) -> Result<()> {
-        let c = self.features_of(input_shape)?;
+        let c = channels_of(self, input_shape)?;
         if self.cfg.epsilon.is_nan() || self.cfg.epsilon < 0.0 {
             return Err(Error::config(format!("LayerNormalization \"{}\"", self.name), "epsilon must be >= 0"));
         }
-        if let Some(have) = self.features {
-            if have == c {
-                return Ok(());
-            }
-            return Err(Error::IncompatibleInput {
-                layer: self.name.clone(),
-                class: "LayerNormalization",
-                expected: format!("{have} features on the last axis (the layer is already built)"),
-                got: input_shape.to_vec(),
-            });
+        if already_built(self, self.features, c, input_shape)? {
+            return Ok(());
         }
-        let dev = Device::Cpu;
-        if self.cfg.scale {
-            self.gamma = Some(Param::new(Tensor::ones(c, DType::F32, &dev)?));
-        }
-        if self.cfg.center {
-            self.beta = Some(Param::new(Tensor::zeros(c, DType::F32, &dev)?));
-        }
+        self.gamma_beta = GammaBeta::new(c, self.cfg.scale, self.cfg.center)?;
         self.features = Some(c);
         Ok(())
     }
@@ -130,7 +93,7 @@ impl Layer for LayerNormalization {
     }
 
     fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
-        self.features_of(input_shape)?;
+        channels_of(self, input_shape)?;
         Ok(input_shape.to_vec())
     }
 
@@ -138,32 +101,18 @@ impl Layer for LayerNormalization {
         let Some(c) = self.features else {
             return Err(Error::NotBuilt { layer: self.name.clone(), class: "LayerNormalization" });
         };
-        if x.rank() < 2 || x.dims().last() != Some(&c) {
-            return Err(Error::IncompatibleInput {
-                layer: self.name.clone(),
-                class: "LayerNormalization",
-                expected: format!("{c} features on the last axis"),
-                got: x.dims().get(1..).unwrap_or(&[]).to_vec(),
-            });
-        }
+        check_channels(self, x, c)?;
         // Statistics in F32, also under mixed precision; the result goes back to the input's dtype.
         let in_dtype = x.dtype();
         let x = statistics_dtype(x)?;
         let mean = x.mean(&[-1], true)?;
         let var = x.var(&[-1], true)?;
         let normed = x.sub(&mean)?.mul(&var.add_scalar(self.cfg.epsilon)?.rsqrt()?)?;
-        scale_shift(normed, &self.gamma, &self.beta, in_dtype, ctx)
+        self.gamma_beta.apply(normed, in_dtype, ctx)
     }
 
     fn weights(&self) -> Vec<Weight> {
-        let mut w = Vec::new();
-        if let Some(g) = &self.gamma {
-            w.push(Weight::trainable("gamma", g));
-        }
-        if let Some(b) = &self.beta {
-            w.push(Weight::trainable("beta", b));
-        }
-        w
+        self.gamma_beta.weights()
     }
 
     fn config(&self) -> serde_json::Value {

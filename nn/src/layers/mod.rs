@@ -29,6 +29,7 @@ mod max_pooling1d;
 mod max_pooling2d;
 mod merge;
 mod multi_head_attention;
+mod norm_common;
 mod normalization;
 mod permute;
 mod pooling;

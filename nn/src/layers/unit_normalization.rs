@@ -3,7 +3,7 @@
 
 use crate::layer::{axes_config, common_builders, layer_common, resolve_axes, shape_preserving_layer, with_name};
 use crate::layer::{Ctx, Layer};
-use crate::layers::batch_normalization::statistics_dtype;
+use crate::layers::norm_common::statistics_dtype;
 use crate::Result;
 use keel_autograd::Var;
 
