@@ -48,6 +48,8 @@ pub mod loader;
 pub mod npy;
 pub mod preprocessing;
 pub mod seed;
+pub mod timeseries;
 
 pub use error::{Error, Result};
 pub use loader::{Batch, BatchIter, BatchSource, DataLoader, Dataset, TensorDataset};
+pub use timeseries::{timeseries_dataset_from_array, Timeseries, TimeseriesDataset};

@@ -1,5 +1,6 @@
 //! Preprocessing: scalers with fit/transform/inverse_transform, Keras's
-//! `Normalization`, one-hot labels, class weights and train/test splitting.
+//! `Normalization`, one-hot labels, class weights, train/test splitting and padding
+//! sequences to one length.
 //!
 //! Statistics are computed in f64; transforms return the input's float dtype
 //! (F32 for integer inputs).
@@ -7,11 +8,13 @@
 mod categorical;
 mod normalization;
 mod scalers;
+mod sequence;
 mod split;
 
 pub use categorical::{class_weight, labels_to_vec, to_categorical};
 pub use normalization::Normalization;
 pub use scalers::{MinMaxScaler, StandardScaler};
+pub use sequence::{pad_sequences, PadSequences, PadSide};
 pub use split::{train_test_split, TrainTestSplit};
 
 use crate::{Error, Result};
