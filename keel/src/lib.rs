@@ -82,7 +82,9 @@ pub mod prelude {
         Regularizer, RepeatVector, Reshape, SeparableConv2D, SimpleRNN, Softmax, SpatialDropout1D, SpatialDropout2D,
         SpatialDropout3D, TimeDistributed, UpSampling1D, UpSampling2D, ZeroPadding1D, ZeroPadding2D, ELU, GRU, LSTM,
     };
-    pub use keel_nn::{FillMode, ImageInterpolation, RandomRotation, RandomTranslation, RandomZoom};
+    pub use keel_nn::{
+        CenterCrop, FillMode, ImageInterpolation, RandomCrop, RandomRotation, RandomTranslation, RandomZoom, Resizing,
+    };
     pub use keel_nn::{GroupNormalization, UnitNormalization};
     pub use keel_optim::{Adagrad, Adam, AdamW, Optimizer, RMSprop, SGD};
     pub use keel_tensor::{DType, Device, Padding, Shape, Tensor};

@@ -66,7 +66,9 @@ pub mod prelude {
         SpatialDropout2D, SpatialDropout3D, Subtract, TimeDistributed, UpSampling1D, UpSampling2D, ZeroPadding1D,
         ZeroPadding2D, ELU, GRU, LSTM,
     };
-    pub use crate::{FillMode, ImageInterpolation, RandomRotation, RandomTranslation, RandomZoom};
+    pub use crate::{
+        CenterCrop, FillMode, ImageInterpolation, RandomCrop, RandomRotation, RandomTranslation, RandomZoom, Resizing,
+    };
     pub use crate::{GroupNormalization, UnitNormalization};
     pub use keel_tensor::Padding;
 }

@@ -5,7 +5,7 @@
 //! MaxPooling1D/2D, AveragePooling1D/2D, GlobalAveragePooling1D/2D, GlobalMaxPooling1D/2D, Flatten, Reshape,
 //! Rescaling, Normalization, Dropout, ZeroPadding1D/2D, Cropping1D/2D, UpSampling1D/2D, RepeatVector, Permute,
 //! Masking, SpatialDropout1D/2D/3D, GaussianNoise, GaussianDropout, RandomFlip, RandomContrast, RandomBrightness,
-//! RandomRotation, RandomZoom, RandomTranslation,
+//! RandomRotation, RandomZoom, RandomTranslation, Resizing, CenterCrop, RandomCrop,
 //! BatchNormalization, LayerNormalization, GroupNormalization, UnitNormalization, Activation, ReLU, LeakyReLU, PReLU, ELU, Softmax, Embedding,
 //! SimpleRNN, LSTM, GRU, Bidirectional, TimeDistributed (around any of these), the merges (Add, Subtract,
 //! Multiply, Average, Maximum, Minimum), Concatenate and MultiHeadAttention. [`FromConfig`] rebuilds a
@@ -191,6 +191,15 @@ pub fn layer_from_config(class_name: &str, cfg: &Value) -> Result<Box<dyn Layer>
             let (fill_mode, interpolation, seed, fill_value) = affine_sampling(class_name, cfg)?;
             Box::new(l.fill_mode(fill_mode).interpolation(interpolation).seed(seed).fill_value(fill_value))
         }
+        (None, "Resizing") => Box::new(resizing(cfg)?),
+        (None, "CenterCrop") => Box::new(keel_nn::CenterCrop::new(
+            get::<usize>(class_name, cfg, "height")?,
+            get::<usize>(class_name, cfg, "width")?,
+        )),
+        (None, "RandomCrop") => Box::new(
+            keel_nn::RandomCrop::new(get::<usize>(class_name, cfg, "height")?, get::<usize>(class_name, cfg, "width")?)
+                .seed(get_or::<Option<u64>>(class_name, cfg, "seed", None)?),
+        ),
         (None, "BatchNormalization") => {
             Box::new(BatchNormalization::from_config(field::<BatchNormalizationConfig>(class_name, cfg)?))
         }
@@ -316,6 +325,30 @@ fn affine_sampling(class: &str, cfg: &Value) -> Result<(FillMode, ImageInterpola
     let seed = get_or::<Option<u64>>(class, cfg, "seed", None)?;
     let fill_value = get_or(class, cfg, "fill_value", 0.0)?;
     Ok((fill_mode, interpolation, seed, fill_value))
+}
+
+/// Keras's `Resizing` config, its keys' defaults Keras's; `antialias = true` is refused
+/// (keel resizes without antialiasing), as is an interpolation keel does not have
+/// (`bicubic`, `lanczos3`, `lanczos5`, `area`) or a `fill_mode` other than `constant`.
+fn resizing(cfg: &Value) -> Result<keel_nn::Resizing> {
+    const CLASS: &str = "Resizing";
+    if get_or(CLASS, cfg, "antialias", false)? {
+        return Err(Error::invalid("from_config", "Resizing with antialias = true is not supported"));
+    }
+    let interpolation = Interpolation::from_name(&get_or(CLASS, cfg, "interpolation", "bilinear".to_string())?)?;
+    let fill_mode = FillMode::from_name(&get_or(CLASS, cfg, "fill_mode", "constant".to_string())?)
+        .map_err(|e| Error::invalid("from_config", format!("{CLASS}: {e}")))?;
+    let name = cfg.get("name").and_then(Value::as_str).unwrap_or_default();
+    let layer = keel_nn::Resizing::new(get(CLASS, cfg, "height")?, get(CLASS, cfg, "width")?)
+        .with_name(name)
+        .interpolation(interpolation)
+        .crop_to_aspect_ratio(get_or(CLASS, cfg, "crop_to_aspect_ratio", false)?)
+        .pad_to_aspect_ratio(get_or(CLASS, cfg, "pad_to_aspect_ratio", false)?)
+        .fill_mode(fill_mode)
+        .fill_value(get_or(CLASS, cfg, "fill_value", 0.0)?);
+    // a config Keras would refuse (both aspect-ratio options, another fill mode) is refused now
+    layer.output_shape(&[1, 1, 1])?;
+    Ok(layer)
 }
 
 /// Whether `cfg[key]` is absent or one of the axes `allowed`, as an int or a one-element list.

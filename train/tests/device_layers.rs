@@ -254,6 +254,33 @@ fn noise_and_augmentation_layers() {
     agree("noise + augmentation layers", &dev, build, &x, &y);
 }
 
+/// Resizing (both interpolations, both aspect-ratio options), RandomCrop (the same seeded
+/// window on both devices) and CenterCrop are gathers, slices and elementwise ops: they
+/// train on the GPU as on the CPU.
+#[test]
+fn resizing_and_crop_layers() {
+    use keel_nn::{CenterCrop, Interpolation, RandomCrop, Resizing};
+    let Some(dev) = common::gpu("resizing_and_crop_layers") else { return };
+    let x = uniform(13, &[48, 7, 9, 2]);
+    let y = x.mean(&[1, 2, 3], false).unwrap().gt(&Tensor::scalar(0.0f32)).unwrap().to_dtype(DType::I64).unwrap();
+    for interpolation in [Interpolation::Bilinear, Interpolation::Nearest] {
+        let build = || {
+            let mut m = Sequential::with_seed(13);
+            m.add(Resizing::new(11, 10).interpolation(interpolation).input_shape([7, 9, 2]));
+            m.add(RandomCrop::new(9, 8));
+            m.add(Resizing::new(8, 8).crop_to_aspect_ratio(true));
+            m.add(CenterCrop::new(6, 7));
+            m.add(Resizing::new(6, 4).pad_to_aspect_ratio(true).fill_value(0.5));
+            m.add(Conv2D::new(3, (3, 3)).activation(Activation::Relu));
+            m.add(Flatten::new());
+            m.add(Dense::new(2).activation(Activation::Softmax));
+            m.compile(Adam::new(0.01), Loss::SparseCategoricalCrossentropy, &[MetricSpec::Accuracy]).unwrap();
+            m
+        };
+        agree(&format!("resizing and crop layers, {interpolation:?}"), &dev, build, &x, &y);
+    }
+}
+
 /// The activation layers and TimeDistributed (over Dense and Conv2D) are compositions of
 /// existing ops: they train on the GPU as on the CPU.
 #[test]

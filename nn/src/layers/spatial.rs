@@ -1,6 +1,6 @@
 //! Shared code of the shape layers over the spatial axes of a channels-last input
 //! (ZeroPadding1D/2D, Cropping1D/2D, UpSampling1D/2D, RepeatVector): Keras's forms of
-//! per-side amounts, the pad and crop ops, and repetition and bilinear interpolation along axes.
+//! per-side amounts, the pad and crop ops, and repetition along axes.
 
 use crate::{Error, Result};
 use keel_autograd::Var;
@@ -171,7 +171,7 @@ impl MarginOp {
         for (i, &(before, after)) in margins.iter().enumerate() {
             let axis = i + 1;
             y = match self {
-                MarginOp::Pad => pad_axis(&y, axis, before, after)?,
+                MarginOp::Pad => pad_axis(&y, axis, before, after, 0.0)?,
                 MarginOp::Crop => y.narrow(axis as isize, before, y.dims()[axis] - before - after)?,
             };
         }
@@ -179,21 +179,21 @@ impl MarginOp {
     }
 }
 
-/// `x` with `before` and `after` zeros added along `axis` (a concat with zero constants,
-/// so the gradient is the middle slice).
-fn pad_axis(x: &Var, axis: usize, before: usize, after: usize) -> Result<Var> {
-    let zeros = |n: usize| -> Result<Var> {
+/// `x` with `before` and `after` entries of `value` added along `axis` (a concat with
+/// constants, so the gradient is the middle slice).
+pub(crate) fn pad_axis(x: &Var, axis: usize, before: usize, after: usize, value: f64) -> Result<Var> {
+    let fill = |n: usize| -> Result<Var> {
         let mut dims = x.dims().to_vec();
         dims[axis] = n;
-        Ok(Var::constant(Tensor::zeros(dims, x.dtype(), &x.device())?))
+        Ok(Var::constant(Tensor::full(value, dims, x.dtype(), &x.device())?))
     };
     let mut parts = Vec::with_capacity(3);
     if before > 0 {
-        parts.push(zeros(before)?);
+        parts.push(fill(before)?);
     }
     parts.push(x.clone());
     if after > 0 {
-        parts.push(zeros(after)?);
+        parts.push(fill(after)?);
     }
     match parts.as_slice() {
         [only] => Ok(only.clone()),
@@ -296,45 +296,6 @@ pub(crate) fn repeat_axes(x: &Var, factors: &[usize]) -> Result<Var> {
     Ok(x.reshape(split)?.broadcast_to(wide)?.reshape(out)?)
 }
 
-/// The batch `x` resized by the integer `factors` along axes `1..=factors.len()` with
-/// bilinear interpolation, as Keras's `ops.image.resize(.., "bilinear")` (half-pixel
-/// centres, edges clamped): output `i` of an axis samples input coordinate
-/// `(i + 0.5) / factor - 0.5`.
-pub(crate) fn bilinear_axes(x: &Var, factors: &[usize]) -> Result<Var> {
-    let mut y = x.clone();
-    for (i, &f) in factors.iter().enumerate() {
-        y = bilinear_axis(&y, i + 1, f)?;
-    }
-    Ok(y)
-}
-
-/// [`bilinear_axes`] along one `axis`: output `j * factor + r` is input `j` blended with its
-/// previous or next neighbour (the edge entry itself at the ends) by the offset
-/// `(r + 0.5) / factor - 0.5` of phase `r`.
-fn bilinear_axis(x: &Var, axis: usize, factor: usize) -> Result<Var> {
-    let d = x.dims()[axis];
-    if factor == 1 || d == 1 {
-        return repeat_axes(x, &one_factor(axis, factor));
-    }
-    check_output_size(x, &one_factor(axis, factor))?;
-    let a = axis as isize;
-    let prev = Var::concat(&[&x.narrow(a, 0, 1)?, &x.narrow(a, 0, d - 1)?], a)?;
-    let next = Var::concat(&[&x.narrow(a, 1, d - 1)?, &x.narrow(a, d - 1, 1)?], a)?;
-    let offsets: Vec<f64> = (0..factor).map(|r| (r as f64 + 0.5) / factor as f64 - 0.5).collect();
-    let mut phase_shape = vec![factor];
-    phase_shape.resize(x.rank() - axis, 1);
-    let weights = |w: &dyn Fn(f64) -> f64| -> Result<Var> {
-        let v: Vec<f64> = offsets.iter().map(|&o| w(o)).collect();
-        let t = Tensor::from_vec(v, phase_shape.clone())?.to_dtype(x.dtype())?.to_device(&x.device())?;
-        Ok(Var::constant(t))
-    };
-    let term = |v: &Var, w: &dyn Fn(f64) -> f64| -> Result<Var> { Ok(v.unsqueeze(a + 1)?.mul(&weights(w)?)?) };
-    let y = term(x, &|o| 1.0 - o.abs())?.add(&term(&prev, &|o| (-o).max(0.0))?)?.add(&term(&next, &|o| o.max(0.0))?)?;
-    let mut out = x.dims().to_vec();
-    out[axis] = d * factor;
-    Ok(y.reshape(out)?)
-}
-
 /// An error (not an abort in the allocator) when `x` repeated by `factors` along axes
 /// `1..=factors.len()` has more bytes than memory can address.
 fn check_output_size(x: &Var, factors: &[usize]) -> Result<()> {
@@ -350,11 +311,4 @@ fn check_output_size(x: &Var, factors: &[usize]) -> Result<()> {
             msg: format!("repeated {factors:?} has more elements than memory can address"),
         })),
     }
-}
-
-/// Factors that repeat only `axis` (1-based, after the batch axis) `factor` times.
-fn one_factor(axis: usize, factor: usize) -> Vec<usize> {
-    let mut f = vec![1; axis];
-    f[axis - 1] = factor;
-    f
 }

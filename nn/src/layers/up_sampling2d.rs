@@ -1,17 +1,20 @@
 //! [`UpSampling2D`]: an NHWC image enlarged by integer factors (nearest or bilinear).
 
 use crate::layer::{common_builders, layer_common, with_name, Ctx, IntoPair, Layer};
-use crate::layers::spatial::{bilinear_axes, per_sample, repeat_axes, repeated_shape};
+use crate::layers::image_resize::resize;
+use crate::layers::spatial::{per_sample, repeat_axes, repeated_shape};
 use crate::{Error, Result};
 use keel_autograd::Var;
 
-/// How [`UpSampling2D`] fills the new pixels (Keras's `interpolation`).
+/// How [`UpSampling2D`] and [`Resizing`](crate::Resizing) sample the input (Keras's
+/// `interpolation`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Interpolation {
-    /// Each pixel repeated (Keras's default).
+    /// The nearest pixel (`UpSampling2D`: each pixel repeated, its default).
     #[default]
     Nearest,
-    /// Bilinear, as Keras's `ops.image.resize`: half-pixel centres, edges clamped.
+    /// Bilinear, as Keras's `ops.image.resize`: half-pixel centres, edges clamped
+    /// (`Resizing`'s default).
     Bilinear,
 }
 
@@ -30,7 +33,7 @@ impl Interpolation {
             "nearest" => Ok(Interpolation::Nearest),
             "bilinear" => Ok(Interpolation::Bilinear),
             other => Err(Error::config(
-                "UpSampling2D",
+                "interpolation",
                 format!("unknown interpolation \"{other}\": the supported ones are \"nearest\" and \"bilinear\""),
             )),
         }
@@ -97,7 +100,10 @@ impl Layer for UpSampling2D {
         self.output_shape(per_sample(x))?;
         match self.interpolation {
             Interpolation::Nearest => repeat_axes(x, &self.factors()),
-            Interpolation::Bilinear => bilinear_axes(x, &self.factors()),
+            Interpolation::Bilinear => {
+                let d = x.dims();
+                resize(x, d[1] * self.size.0, d[2] * self.size.1, Interpolation::Bilinear)
+            }
         }
     }
 
