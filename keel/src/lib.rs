@@ -73,14 +73,15 @@ pub type Result<T> = std::result::Result<T, Error>;
 /// The names a training script needs: `use keel::prelude::*;`.
 pub mod prelude {
     pub use keel_nn::{
-        add, concatenate, Activation, ActivationLayer, Add, AveragePooling1D, AveragePooling2D, BatchNormalization,
-        Bidirectional, Concatenate, Conv1D, Conv1DPadding, Conv1DTranspose, Conv2D, Conv2DTranspose, Cropping1D,
-        Cropping2D, Dense, DepthwiseConv2D, Dropout, Embedding, Flatten, GaussianDropout, GaussianNoise,
-        GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D, Initializer, Input,
-        Interpolation, Layer, LayerExt, LayerNormalization, LeakyReLU, Loss, LossFn, Masking, MaxPooling1D,
-        MaxPooling2D, MultiHeadAttention, Network, PReLU, Permute, RandomBrightness, RandomContrast, RandomFlip, ReLU,
-        Regularizer, RepeatVector, Reshape, SeparableConv2D, SimpleRNN, Softmax, SpatialDropout1D, SpatialDropout2D,
-        SpatialDropout3D, TimeDistributed, UpSampling1D, UpSampling2D, ZeroPadding1D, ZeroPadding2D, ELU, GRU, LSTM,
+        add, concatenate, dot, Activation, ActivationLayer, Add, AdditiveAttention, Attention, AveragePooling1D,
+        AveragePooling2D, BatchNormalization, Bidirectional, Concatenate, Conv1D, Conv1DPadding, Conv1DTranspose,
+        Conv2D, Conv2DTranspose, Cropping1D, Cropping2D, Dense, DepthwiseConv2D, Dot, Dropout, Embedding, Flatten,
+        GaussianDropout, GaussianNoise, GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D,
+        GlobalMaxPooling2D, Initializer, Input, Interpolation, Layer, LayerExt, LayerNormalization, LeakyReLU, Loss,
+        LossFn, Masking, MaxPooling1D, MaxPooling2D, MultiHeadAttention, Network, PReLU, Permute, RandomBrightness,
+        RandomContrast, RandomFlip, ReLU, Regularizer, RepeatVector, Reshape, ScoreMode, SeparableConv2D, SimpleRNN,
+        Softmax, SpatialDropout1D, SpatialDropout2D, SpatialDropout3D, TimeDistributed, UpSampling1D, UpSampling2D,
+        ZeroPadding1D, ZeroPadding2D, ELU, GRU, LSTM,
     };
     pub use keel_nn::{
         CenterCrop, FillMode, ImageInterpolation, RandomCrop, RandomRotation, RandomTranslation, RandomZoom, Resizing,

@@ -210,6 +210,12 @@ pub fn concatenate(xs: &[SymbolicTensor], axis: isize) -> Result<SymbolicTensor>
     Concatenate::new(axis).call_multi(xs)
 }
 
+/// The batch dot product of `a` and `b` along `axes` (a [`crate::Dot`] layer; Keras's
+/// `layers.dot`: `-1`, `1` or a pair `(1, 2)`, counting the batch axis).
+pub fn dot(a: &SymbolicTensor, b: &SymbolicTensor, axes: impl Into<crate::DotAxes>) -> Result<SymbolicTensor> {
+    crate::Dot::new(axes).call_multi(&[a.clone(), b.clone()])
+}
+
 /// A functional model: the graph of layers between `inputs` and `outputs`.
 pub struct Model {
     name: String,

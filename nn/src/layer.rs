@@ -513,6 +513,45 @@ pub(crate) fn check_sample_rank(input_shape: &[usize], rank: usize, layout: &str
     Ok(())
 }
 
+/// The per-sample shapes of batches `xs` (each without its batch axis).
+pub(crate) fn sample_shapes(xs: &[Var]) -> Vec<Vec<usize>> {
+    xs.iter().map(|x| x.dims().get(1..).unwrap_or(&[]).to_vec()).collect()
+}
+
+/// A batch of `xs` whose size is not the first's, as an error of layer `name` (of class
+/// `class`) naming both shapes; `Ok` when they all agree.
+pub(crate) fn check_same_batch(xs: &[Var], name: &str, class: &'static str) -> Result<()> {
+    let Some(first) = xs.first() else { return Ok(()) };
+    let b = first.dims().first().copied();
+    let Some(x) = xs.iter().find(|x| x.dims().first().copied() != b) else { return Ok(()) };
+    Err(Error::IncompatibleInput {
+        layer: name.to_string(),
+        class,
+        expected: format!(
+            "every input with the first input's batch size {}, got a batch of {} (shapes {:?} and {:?})",
+            b.unwrap_or(0),
+            x.dims().first().copied().unwrap_or(0),
+            first.dims(),
+            x.dims()
+        ),
+        got: x.dims().get(1..).unwrap_or(&[]).to_vec(),
+    })
+}
+
+/// The `(timesteps, features)` of an attention layer's `role` input of per-sample shape `s`
+/// (`[T, dim]`, both >= 1), else an error of layer `name` (of class `class`).
+pub(crate) fn sequence_dims(s: &[usize], role: &str, name: &str, class: &'static str) -> Result<(usize, usize)> {
+    match s[..] {
+        [t, d] if t > 0 && d > 0 => Ok((t, d)),
+        _ => Err(Error::IncompatibleInput {
+            layer: name.to_string(),
+            class,
+            expected: format!("a {role} of per-sample shape [timesteps, features] (a batch [B, T, dim]), both >= 1"),
+            got: s.to_vec(),
+        }),
+    }
+}
+
 /// `layer "name" (Class)`: how a config error names its layer.
 pub(crate) fn describe(layer: &dyn Layer) -> String {
     format!("layer \"{}\" ({})", layer.name(), layer.class_name())

@@ -42,7 +42,7 @@ pub mod weights;
 pub use activation::Activation;
 pub use error::{Error, Result};
 pub use functional::{
-    add, average, concatenate, multiply, subtract, Input, LayerExt, LayerHandle, Model, SymbolicTensor,
+    add, average, concatenate, dot, multiply, subtract, Input, LayerExt, LayerHandle, Model, SymbolicTensor,
 };
 pub use initializers::Initializer;
 pub use layer::{CastCache, Ctx, IntoPair, Layer, Weight};
@@ -55,16 +55,16 @@ pub use sequential::Sequential;
 /// Everything a model definition needs: `use keel_nn::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        add, average, concatenate, multiply, subtract, Activation, ActivationLayer, Add, Average, AveragePooling1D,
-        AveragePooling2D, BatchNormalization, Bidirectional, Concatenate, Conv1D, Conv1DPadding, Conv1DTranspose,
-        Conv2D, Conv2DTranspose, Cropping1D, Cropping2D, Ctx, Dense, DepthwiseConv2D, Dropout, Embedding, Flatten,
-        GaussianDropout, GaussianNoise, GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D,
-        GlobalMaxPooling2D, Initializer, Input, Interpolation, Layer, LayerExt, LayerNormalization, LeakyReLU, Loss,
-        LossFn, Masking, MaxPooling1D, MaxPooling2D, Maximum, MergeMode, Minimum, Model, MultiHeadAttention, Multiply,
-        Network, Normalization, PReLU, Permute, RandomBrightness, RandomContrast, RandomFlip, ReLU, Regularizer,
-        RepeatVector, Rescaling, Reshape, SeparableConv2D, Sequential, SimpleRNN, Softmax, SpatialDropout1D,
-        SpatialDropout2D, SpatialDropout3D, Subtract, TimeDistributed, UpSampling1D, UpSampling2D, ZeroPadding1D,
-        ZeroPadding2D, ELU, GRU, LSTM,
+        add, average, concatenate, dot, multiply, subtract, Activation, ActivationLayer, Add, AdditiveAttention,
+        Attention, Average, AveragePooling1D, AveragePooling2D, BatchNormalization, Bidirectional, Concatenate, Conv1D,
+        Conv1DPadding, Conv1DTranspose, Conv2D, Conv2DTranspose, Cropping1D, Cropping2D, Ctx, Dense, DepthwiseConv2D,
+        Dot, Dropout, Embedding, Flatten, GaussianDropout, GaussianNoise, GlobalAveragePooling1D,
+        GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D, Initializer, Input, Interpolation, Layer,
+        LayerExt, LayerNormalization, LeakyReLU, Loss, LossFn, Masking, MaxPooling1D, MaxPooling2D, Maximum, MergeMode,
+        Minimum, Model, MultiHeadAttention, Multiply, Network, Normalization, PReLU, Permute, RandomBrightness,
+        RandomContrast, RandomFlip, ReLU, Regularizer, RepeatVector, Rescaling, Reshape, ScoreMode, SeparableConv2D,
+        Sequential, SimpleRNN, Softmax, SpatialDropout1D, SpatialDropout2D, SpatialDropout3D, Subtract,
+        TimeDistributed, UpSampling1D, UpSampling2D, ZeroPadding1D, ZeroPadding2D, ELU, GRU, LSTM,
     };
     pub use crate::{
         CenterCrop, FillMode, ImageInterpolation, RandomCrop, RandomRotation, RandomTranslation, RandomZoom, Resizing,

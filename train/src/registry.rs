@@ -8,7 +8,7 @@
 //! RandomRotation, RandomZoom, RandomTranslation, Resizing, CenterCrop, RandomCrop,
 //! BatchNormalization, LayerNormalization, GroupNormalization, UnitNormalization, Activation, ReLU, LeakyReLU, PReLU, ELU, Softmax, Embedding,
 //! SimpleRNN, LSTM, GRU, Bidirectional, TimeDistributed (around any of these), the merges (Add, Subtract,
-//! Multiply, Average, Maximum, Minimum), Concatenate and MultiHeadAttention. [`FromConfig`] rebuilds a
+//! Multiply, Average, Maximum, Minimum), Concatenate, Dot, Attention, AdditiveAttention and MultiHeadAttention. [`FromConfig`] rebuilds a
 //! [`keel_nn::Sequential`] and a functional [`keel_nn::Model`] (shared layers included). [`register_layer`]
 //! adds a custom class (Keras's `custom_objects`).
 
@@ -239,6 +239,20 @@ pub fn layer_from_config(class_name: &str, cfg: &Value) -> Result<Box<dyn Layer>
         (None, "Maximum") => Box::new(keel_nn::Maximum::new()),
         (None, "Minimum") => Box::new(keel_nn::Minimum::new()),
         (None, "Concatenate") => Box::new(Concatenate::new(get::<isize>(class_name, cfg, "axis")?)),
+        (None, "Dot") => {
+            Box::new(keel_nn::Dot::new(get::<keel_nn::DotAxes>(class_name, cfg, "axes")?).normalize(get_or(
+                class_name,
+                cfg,
+                "normalize",
+                false,
+            )?))
+        }
+        (None, "Attention") => {
+            Box::new(keel_nn::Attention::from_config(field::<keel_nn::AttentionConfig>(class_name, cfg)?))
+        }
+        (None, "AdditiveAttention") => Box::new(keel_nn::AdditiveAttention::from_config(field::<
+            keel_nn::AdditiveAttentionConfig,
+        >(class_name, cfg)?)),
         (None, "MultiHeadAttention") => {
             // attention over the sequence axis of [B, T, dim] only: other axes are an error, not ignored
             if !cfg["attention_axes"].is_null() && !axes_in(cfg, "attention_axes", &[1, -2]) {

@@ -642,6 +642,37 @@ fn masked_sequences_after_embedding_mask_zero() {
     agree("Embedding(mask_zero) + masked LSTM/GRU/BatchNormalization/pooling", &dev, build, &tokens, &y);
 }
 
+/// Attention (concat scores, causal mask, dropout), AdditiveAttention and a normalized Dot
+/// after Embedding(mask_zero): masked scores, the query mask and the scores' dropout train
+/// on CUDA along the CPU's trajectory.
+#[test]
+fn attention_and_dot_layers_with_masks() {
+    use keel_nn::{AdditiveAttention, Attention, Dot, Input, LayerExt, ScoreMode};
+    let Some(dev) = common::gpu("attention_and_dot_layers_with_masks") else { return };
+    let tokens =
+        Tensor::rand_uniform(9, 0.0, 6.0, (48, 7), DType::F32, &Device::Cpu).unwrap().to_dtype(DType::I64).unwrap();
+    let y = Tensor::from_vec((0..48).map(|i| (i % 3 == 0) as i64).collect::<Vec<_>>(), 48).unwrap();
+    let build = || {
+        let inp = Input::new([7]);
+        let e = Embedding::new(6, 8).mask_zero(true).call(&inp).unwrap();
+        let a = Attention::new()
+            .use_scale(true)
+            .score_mode(ScoreMode::Concat)
+            .use_causal_mask(true)
+            .dropout(0.1)
+            .call_multi(&[e.clone(), e.clone()])
+            .unwrap();
+        let b = AdditiveAttention::new().call_multi(&[a.clone(), e]).unwrap();
+        let s = Dot::new(-1).normalize(true).call_multi(&[a, b]).unwrap(); // [7, 7]
+        let h = GlobalAveragePooling1D::new().call(&s).unwrap();
+        let out = Dense::new(2).activation(Activation::Softmax).call(&h).unwrap();
+        let mut m = KerasModel::from_network(keel_nn::Model::with_seed(&[inp], &[out], 4).unwrap());
+        m.compile(Adam::new(0.01), Loss::SparseCategoricalCrossentropy, &[MetricSpec::Accuracy]).unwrap();
+        m
+    };
+    agree("Attention/AdditiveAttention/Dot after Embedding(mask_zero)", &dev, build, &tokens, &y);
+}
+
 #[test]
 fn depthwise_and_separable_conv2d() {
     use keel_nn::{DepthwiseConv2D, SeparableConv2D};

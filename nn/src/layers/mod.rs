@@ -1,6 +1,7 @@
 //! The layers, one per file.
 
 mod activation_layer;
+mod attention;
 mod augment;
 mod average_pooling1d;
 mod average_pooling2d;
@@ -16,6 +17,7 @@ mod cropping1d;
 mod cropping2d;
 mod dense;
 mod depthwise_conv2d;
+mod dot;
 mod dropout;
 mod embedding;
 mod flatten;
@@ -59,6 +61,9 @@ mod zero_padding1d;
 mod zero_padding2d;
 
 pub use activation_layer::ActivationLayer;
+pub use attention::{
+    AdditiveAttention, AdditiveAttentionConfig, Attention, AttentionConfig, AttentionWeights, ScoreMode,
+};
 pub use average_pooling1d::AveragePooling1D;
 pub use average_pooling2d::AveragePooling2D;
 pub use batch_normalization::{BatchNormalization, BatchNormalizationConfig};
@@ -73,6 +78,7 @@ pub use cropping1d::Cropping1D;
 pub use cropping2d::Cropping2D;
 pub use dense::{Dense, DenseConfig};
 pub use depthwise_conv2d::{DepthwiseConv2D, DepthwiseConv2DConfig};
+pub use dot::{Dot, DotAxes};
 pub use dropout::Dropout;
 pub use embedding::{Embedding, EmbeddingConfig};
 pub use flatten::Flatten;

@@ -1,7 +1,8 @@
 //! [`MultiHeadAttention`]: Keras's multi-head scaled dot-product attention (Vaswani et al., 2017).
 
 use crate::layer::{
-    bias_init_reg_builders, layer_common, multi_input_forwards, penalties, with_name, Ctx, Layer, Weight,
+    bias_init_reg_builders, check_same_batch, layer_common, multi_input_forwards, penalties, sample_shapes,
+    sequence_dims, with_name, Ctx, Layer, Weight,
 };
 use crate::layers::dropout::dropout;
 use crate::{Error, Initializer, Regularizer, Result};
@@ -287,13 +288,7 @@ impl MultiHeadAttention {
                 )))
             }
         };
-        let seq = |s: &Vec<usize>, role: &str| match s[..] {
-            [t, d] if t > 0 && d > 0 => Ok((t, d)),
-            _ => Err(self.bad_input(
-                format!("a {role} of per-sample shape [timesteps, features] (a batch [B, T, dim]), both >= 1"),
-                s,
-            )),
-        };
+        let seq = |s: &Vec<usize>, role: &str| sequence_dims(s, role, &self.name, "MultiHeadAttention");
         let ((tq, dq), (tv, dv), (tk, dk)) = (seq(q, "query")?, seq(v, "value")?, seq(k, "key")?);
         if tk != tv {
             return Err(self.bad_input(format!("a key with the value's {tv} timesteps (value {v:?})"), k));
@@ -370,15 +365,8 @@ impl MultiHeadAttention {
 
     /// The per-sample sizes of batches `xs`, which must share their batch size.
     fn batch_dims(&self, xs: &[Var]) -> Result<CallDims> {
-        let shapes: Vec<Vec<usize>> = xs.iter().map(|x| x.dims().get(1..).unwrap_or(&[]).to_vec()).collect();
-        let d = self.call_dims(&shapes)?;
-        let b = xs[0].dims()[0];
-        if let Some(x) = xs.iter().find(|x| x.dims()[0] != b) {
-            return Err(self.bad_input(
-                format!("every input with the query's batch size {b}, got a batch of {}", x.dims()[0]),
-                &x.dims()[1..],
-            ));
-        }
+        let d = self.call_dims(&sample_shapes(xs))?;
+        check_same_batch(xs, &self.name, "MultiHeadAttention")?;
         Ok(d)
     }
 
