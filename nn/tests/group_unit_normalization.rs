@@ -198,3 +198,27 @@ fn group_normalization_does_not_depend_on_the_batch_and_trains() {
     println!("loss {} -> {}", losses[0], losses[149]);
     assert!(losses[149] < 0.25 * losses[0], "loss {} -> {}", losses[0], losses[149]);
 }
+
+#[test]
+fn l2_normalizing_a_zero_slice_has_zero_output_and_finite_gradients() {
+    // Keras's x * min(rsqrt(s), 1/eps) has a NaN gradient at s = 0 (0 * inf in rsqrt's
+    // backward); keel's rsqrt(max(s, eps^2)) gives the same values and a finite gradient.
+    // A zero row happens in practice: attention dropout can drop a causal row's only key.
+    let x = Tensor::from_vec(vec![0.0f32, 0.0, 0.0, 3.0, 0.0, 4.0], (2, 3)).unwrap();
+    let mut un = UnitNormalization::new(-1);
+    un.build(&[3], &mut Rng::new(0)).unwrap();
+    let mut dot = keel_nn::Dot::new(-1).normalize(true);
+    dot.build_multi(&[vec![3], vec![3]], &mut Rng::new(0)).unwrap();
+    let tape = Tape::new();
+    let mut rng = Rng::new(0);
+    let xv = tape.leaf(x.clone());
+    let yv = tape.leaf(x.ones_like().unwrap());
+    let mut ctx = Ctx::train(&tape, &mut rng);
+    let u = un.forward(&xv, &mut ctx).unwrap();
+    assert_eq!(u.value().to_vec::<f32>().unwrap(), vec![0.0, 0.0, 0.0, 0.6, 0.0, 0.8]);
+    let d = dot.forward_logits_multi(&[xv.clone(), yv], &mut ctx).unwrap();
+    let loss = u.sum_all().unwrap().add(&d.sum_all().unwrap()).unwrap();
+    let g = tape.backward(&loss).unwrap();
+    let gx = g.get_var(&xv).unwrap().to_vec::<f32>().unwrap();
+    assert!(gx.iter().all(|v| v.is_finite()), "{gx:?}");
+}

@@ -1,12 +1,18 @@
 //! [`Dot`]: Keras's batchwise dot product of two inputs along one axis of each (merge layer).
 
 use crate::layer::{check_same_batch, layer_common, multi_input_layer, sample_shapes, with_name, Ctx, Layer};
+use crate::layers::unit_normalization::l2_normalize;
 use crate::{Error, Result};
 use keel_autograd::Var;
 use serde::{Deserialize, Serialize};
 
 /// Keras's `epsilon()`: the smallest norm [`Dot`]'s `normalize` divides by.
 const EPSILON: f64 = 1e-7;
+
+/// `x` L2-normalized along `axis` with Keras's `Dot` epsilon.
+fn l2_normalize_along(x: &Var, axis: usize) -> Result<Var> {
+    l2_normalize(x, &[axis as isize], EPSILON)
+}
 
 /// The axes of a [`Dot`], as Keras writes them: one axis for both inputs (`1`) or one per
 /// input (`[1, 2]`); counted with the batch axis (`1` is the first per-sample axis, negative
@@ -153,12 +159,6 @@ impl Dot {
     }
 }
 
-/// `x` L2-normalized along `axis` as Keras's `ops.normalize`: `x * min(rsqrt(Σ x²), 1 / ε)`.
-fn l2_normalize(x: &Var, axis: usize) -> Result<Var> {
-    let inv = x.square()?.sum(&[axis as isize], true)?.rsqrt()?.minimum_scalar(1.0 / EPSILON)?;
-    Ok(x.mul(&inv)?)
-}
-
 /// The batch dot product of `x` `[B, ..]` and `y` `[B, ..]` over `x`'s axis `ax` and `y`'s
 /// axis `ay` (batch axes, both >= 1): `x`'s other axes, then `y`'s (`[B, 1]` when none).
 fn batch_dot(x: &Var, y: &Var, ax: usize, ay: usize) -> Result<Var> {
@@ -208,8 +208,11 @@ impl Layer for Dot {
         let [ia, ib] = self.resolve(a, b)?;
         check_same_batch(xs, &self.name, "Dot")?;
         let (x, y) = (&xs[0], &xs[1]);
-        let (x, y) =
-            if self.normalize { (l2_normalize(x, ia + 1)?, l2_normalize(y, ib + 1)?) } else { (x.clone(), y.clone()) };
+        let (x, y) = if self.normalize {
+            (l2_normalize_along(x, ia + 1)?, l2_normalize_along(y, ib + 1)?)
+        } else {
+            (x.clone(), y.clone())
+        };
         batch_dot(&x, &y, ia + 1, ib + 1)
     }
 

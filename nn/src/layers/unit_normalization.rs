@@ -7,9 +7,21 @@ use crate::layers::norm_common::statistics_dtype;
 use crate::Result;
 use keel_autograd::Var;
 
-/// Keras's `ops.normalize` floor: the inverse norm is at most `1 / 1e-12`, so an all-zero
-/// slice stays zero instead of becoming NaN (`rsqrt(max(s, 1e-24)) == min(rsqrt(s), 1e12)`).
-const MIN_SQUARE_SUM: f64 = 1e-24;
+/// Keras's `UnitNormalization` epsilon: the inverse norm is at most `1 / 1e-12`.
+const EPSILON: f64 = 1e-12;
+
+/// `x` L2-normalized over `axes` as Keras's `ops.normalize(x, order=2, epsilon)`:
+/// `x * min(rsqrt(sum(x^2)), 1 / epsilon)`, computed as `x * rsqrt(max(sum(x^2), epsilon^2))`,
+/// the same values with a finite gradient where a slice is all zero (the `min` form's
+/// backward is `0 * inf = NaN` there, in TensorFlow too). F16/BF16 inputs are normalized in
+/// F32 (epsilon squared is below their range) and come back in their dtype. Shared with
+/// `Dot(normalize=True)`.
+pub(crate) fn l2_normalize(x: &Var, axes: &[isize], epsilon: f64) -> Result<Var> {
+    let xf = statistics_dtype(x)?;
+    let inv_norm = xf.square()?.sum(axes, true)?.maximum_scalar(epsilon * epsilon)?.rsqrt()?;
+    let y = xf.mul(&inv_norm)?;
+    Ok(if y.dtype() != x.dtype() { y.to_dtype(x.dtype())? } else { y })
+}
 
 /// Keras's `layers.UnitNormalization(axis=-1)`: `x / ||x||₂` along `axis`, which counts the
 /// batch axis as Keras does (several axes normalize over all of them together). As in
@@ -66,11 +78,7 @@ impl Layer for UnitNormalization {
 
     fn forward_logits(&self, x: &Var, _ctx: &mut Ctx<'_>) -> Result<Var> {
         let axes = resolve_axes(self, &self.axes, x.dims().get(1..).unwrap_or(&[]))?;
-        let in_dtype = x.dtype();
-        let x = statistics_dtype(x)?;
-        let inv_norm = x.square()?.sum(&axes, true)?.maximum_scalar(MIN_SQUARE_SUM)?.rsqrt()?;
-        let y = x.mul(&inv_norm)?;
-        Ok(if y.dtype() != in_dtype && in_dtype.is_float() { y.to_dtype(in_dtype)? } else { y })
+        l2_normalize(x, &axes, EPSILON)
     }
 
     fn config(&self) -> serde_json::Value {
