@@ -662,6 +662,9 @@ fn depthwise_conv2d_geometries() {
         (&[1, 7, 6, 2], &[4, 4, 2, 2], (2, 2), Padding::Same, (1, 1)),
         (&[1, 7, 7, 3], &[3, 2, 3, 2], (1, 1), Padding::Valid, (2, 2)),
         (&[2, 5, 4, 1], &[2, 3, 1, 3], (1, 1), Padding::Same, (2, 1)),
+        // strides with dilation (Keras 3.15 runs them)
+        (&[1, 9, 8, 2], &[3, 2, 2, 2], (2, 2), Padding::Same, (2, 3)),
+        (&[1, 9, 10, 1], &[3, 3, 1, 1], (2, 3), Padding::Valid, (2, 2)),
     ];
     for (i, &(x, k, s, p, d)) in cases.iter().enumerate() {
         let r = gradcheck(|v| v[0].depthwise_conv2d(&v[1], s, p, d), &[rn(90 + i as u64, x), rn(95 + i as u64, k)]);

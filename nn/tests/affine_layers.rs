@@ -232,3 +232,31 @@ fn affine_layer_configs_are_keras_shaped_and_bad_factors_are_errors() {
     let mut l = RandomZoom::new(0.1);
     assert!(l.build(&[4, 4], &mut Rng::new(1)).is_err());
 }
+
+#[test]
+fn affine_layer_factors_are_accepted_and_refused_as_keras_does() {
+    let builds = |mut l: Box<dyn Layer>| l.build(&[4, 4, 1], &mut Rng::new(1)).is_ok();
+    // RandomZoom: every number in (-1, 1] (Keras refuses a zoom of 1 + (-1) = 0)
+    assert!(!builds(Box::new(RandomZoom::new(-1.0))));
+    assert!(!builds(Box::new(RandomZoom::new((-1.0, 0.2)))));
+    assert!(!builds(Box::new(RandomZoom::new(0.1).width_factor(Some(Factor::Range(-1.0, 0.0))))));
+    assert!(builds(Box::new(RandomZoom::new(1.0))));
+    assert!(builds(Box::new(RandomZoom::new((-0.99, 1.0)).width_factor(Some(Factor::Single(-0.5))))));
+    // RandomRotation: one number in [-1, 1]; a pair refused only when its first number is
+    // above 1 or its second below -1 (BaseImagePreprocessingLayer._set_factor)
+    assert!(builds(Box::new(RandomRotation::new(-1.0))));
+    assert!(!builds(Box::new(RandomRotation::new(1.5))));
+    assert!(builds(Box::new(RandomRotation::new((0.5, 1.5)))));
+    assert!(builds(Box::new(RandomRotation::new((-1.5, 0.2)))));
+    assert!(builds(Box::new(RandomRotation::new((0.2, 0.1)))));
+    assert!(!builds(Box::new(RandomRotation::new((1.5, 0.2)))));
+    assert!(!builds(Box::new(RandomRotation::new((0.2, -1.5)))));
+    assert!(!builds(Box::new(RandomRotation::new((0.1, f64::NAN)))));
+    // RandomTranslation: every number in [-1, 1]
+    assert!(builds(Box::new(RandomTranslation::new((-1.0, 1.0), -1.0))));
+    assert!(!builds(Box::new(RandomTranslation::new((-1.01, 0.0), 0.1))));
+    // a range beyond a turn draws angles beyond 2π
+    let x = uniform(3, 0.0, 1.0, &[2, 5, 5, 1]);
+    let y = train(&built(RandomRotation::new((0.5, 1.5)), &[5, 5, 1]), &x, 1);
+    assert!(y.to_vec::<f32>().unwrap().iter().all(|v| (0.0..=1.0).contains(v)));
+}

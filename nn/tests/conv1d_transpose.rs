@@ -122,6 +122,17 @@ fn keras_configs_with_one_element_lists_load() {
     }))
     .unwrap();
     assert_eq!(with_op.output_padding, Some(1));
+    let back = serde_json::to_value(&with_op).unwrap();
+    assert_eq!(back["output_padding"], serde_json::json!([1]), "written as Keras writes it");
+    assert_eq!(serde_json::from_value::<Conv1DTransposeConfig>(back).unwrap(), with_op);
+    let old: Conv1DTransposeConfig = serde_json::from_value(serde_json::json!({
+        "filters": 1, "kernel_size": [3], "strides": [2], "padding": "valid", "output_padding": 1,
+        "dilation_rate": [1], "activation": "linear", "use_bias": false,
+        "kernel_initializer": "glorot_uniform", "bias_initializer": "zeros",
+        "kernel_regularizer": null, "bias_regularizer": null
+    }))
+    .unwrap();
+    assert_eq!(old.output_padding, Some(1), "keel's earlier form");
     // Conv1D reads Keras's list form too
     let conv: keel_nn::Conv1DConfig = serde_json::from_value(serde_json::json!({
         "filters": 2, "kernel_size": [5], "strides": [1], "padding": "causal", "dilation_rate": [2],

@@ -1365,13 +1365,14 @@ fn depthwise_conv2d_forward_and_grads() {
     use keel_tensor::DepthwiseConv2dParams;
     let Some(dev) = gpu("depthwise_conv2d_forward_and_grads") else { return };
     // (input, kernel [kh, kw, c, m], stride, padding, dilation)
-    let cases: [([usize; 4], [usize; 4], (usize, usize), Padding, (usize, usize)); 6] = [
+    let cases: [([usize; 4], [usize; 4], (usize, usize), Padding, (usize, usize)); 7] = [
         ([2, 9, 11, 3], [3, 3, 3, 1], (1, 1), Padding::Valid, (1, 1)),
         ([2, 9, 11, 3], [3, 3, 3, 3], (2, 2), Padding::Same, (1, 1)),
         ([1, 10, 8, 4], [4, 2, 4, 2], (1, 2), Padding::Same, (1, 1)),
         ([1, 12, 12, 2], [3, 3, 2, 3], (1, 1), Padding::Valid, (2, 2)),
         ([2, 7, 9, 5], [2, 3, 5, 1], (1, 1), Padding::Same, (3, 2)),
         ([3, 6, 5, 40], [3, 3, 40, 1], (2, 1), Padding::Same, (1, 1)), // two channel tiles
+        ([2, 11, 10, 3], [3, 2, 3, 2], (2, 3), Padding::Same, (2, 2)), // strides with dilation
     ];
     for (i, (xs, ks, st, pad, dil)) in cases.into_iter().enumerate() {
         let s = 1700 + 10 * i as u64;

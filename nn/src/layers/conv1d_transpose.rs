@@ -31,7 +31,7 @@ pub struct Conv1DTransposeConfig {
     pub padding: Padding,
     /// Extra steps added at the end of the output (below the stride), or `None` for
     /// Keras's default length.
-    #[serde(default, deserialize_with = "opt_one")]
+    #[serde(default, with = "opt_one")]
     pub output_padding: Option<usize>,
     /// Dilation.
     #[serde(with = "crate::layers::one_serde")]
@@ -50,11 +50,20 @@ pub struct Conv1DTransposeConfig {
     pub bias_regularizer: Option<Regularizer>,
 }
 
-/// `output_padding` as Keras writes it: `null`, `[1]` or `1`.
-fn opt_one<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<usize>, D::Error> {
-    #[derive(Deserialize)]
+/// `output_padding` as Keras writes it, `null` or `[1]` (and read as `1` too).
+mod opt_one {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
     struct One(#[serde(with = "crate::layers::one_serde")] usize);
-    Ok(Option::<One>::deserialize(d)?.map(|o| o.0))
+
+    pub fn serialize<S: Serializer>(p: &Option<usize>, s: S) -> Result<S::Ok, S::Error> {
+        p.map(One).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+        Ok(Option::<One>::deserialize(d)?.map(|o| o.0))
+    }
 }
 
 /// Transposed 1-D convolution (Keras's `Conv1DTranspose`): `[steps, c] -> [out_steps,

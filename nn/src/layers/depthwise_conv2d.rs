@@ -125,10 +125,6 @@ pub(crate) fn depthwise_output_shape(
     if depth_multiplier == 0 {
         return Err(bad_cfg("depth_multiplier must be >= 1"));
     }
-    if (strides.0 > 1 || strides.1 > 1) && (dilation_rate.0 > 1 || dilation_rate.1 > 1) {
-        // Keras 3 raises the same
-        return Err(bad_cfg("strides > 1 are not supported together with dilation_rate > 1"));
-    }
     let dims = |i: usize, k: usize, s: usize, d: usize| {
         conv_out_dim(class, input_shape[i], k, s, d, padding)
             .map(|(o, _)| o)

@@ -7,8 +7,11 @@
 //! `random_zoom.py`, `random_translation.py` and `base_image_preprocessing_layer.py` (the
 //! factor ranges, the matrices built around the image centre, identity in inference) and
 //! `keras/src/backend/tensorflow/image.py` (`affine_transform` = TensorFlow's
-//! `ImageProjectiveTransformV3`). No fixture from real Keras is checked in: the tests
-//! rebuild the matrices from these formulas.
+//! `ImageProjectiveTransformV3`). Checked against real Keras 3.15 (TensorFlow backend) with
+//! fixed factors in `train/tests/keras_conv_affine.rs`. The matrices are computed in f64 and
+//! rounded once to the images' f32: Keras builds them in float32, so where its rounding
+//! (`cos(π/2) = -4.4e-8`) moves a sample across an image edge, TensorFlow's `wrap` seam
+//! reads the opposite edge in Keras and not here.
 
 use crate::layer::{common_builders, layer_common, shape_preserving_layer, with_name, Ctx, Layer};
 use crate::layers::augment::{check_image, image_input};
@@ -50,15 +53,44 @@ impl Sampling {
     }
 }
 
-/// A factor in `[-1, 1]` read as Keras 3's `_set_factor` (rotation, zoom, translation): one
-/// number `f` is `[-|f|, |f|]`, a pair is sorted.
-fn symmetric_range(factor: Factor, what: &str) -> std::result::Result<(f64, f64), String> {
-    let ok = |v: f64| (-1.0..=1.0).contains(&v);
-    match factor {
-        Factor::Single(f) if ok(f) => Ok((-f.abs(), f.abs())),
-        Factor::Range(a, b) if ok(a) && ok(b) => Ok((a.min(b), a.max(b))),
-        _ => Err(format!("{what} must be a number or a pair in [-1, 1], got {factor:?}")),
+/// Which factors a layer accepts: each of Keras 3's three layers checks its own way.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Bounds {
+    /// `RandomRotation` (`BaseImagePreprocessingLayer._set_factor`): one number in `[-1, 1]`;
+    /// a pair is refused only when its first number is above 1 or its second below -1 (so
+    /// `(0.5, 1.5)`, up to one and a half turns, is accepted, as in Keras).
+    Rotation,
+    /// `RandomZoom`: every number in `(-1, 1]` (a zoom of `1 + (-1) = 0` is refused).
+    Zoom,
+    /// `RandomTranslation`: every number in `[-1, 1]`.
+    Translation,
+}
+
+/// A factor read as Keras 3's `_set_factor` (rotation, zoom, translation): one number `f` is
+/// `[-|f|, |f|]`, a pair is sorted; `bounds` says which numbers are accepted (finite ones only).
+fn symmetric_range(factor: Factor, what: &str, bounds: Bounds) -> std::result::Result<(f64, f64), String> {
+    let one = |v: f64| match bounds {
+        Bounds::Zoom => v > -1.0 && v <= 1.0,
+        Bounds::Rotation | Bounds::Translation => (-1.0..=1.0).contains(&v),
+    };
+    let ok = match factor {
+        Factor::Single(f) => one(f),
+        Factor::Range(a, b) if !(a.is_finite() && b.is_finite()) => false,
+        Factor::Range(a, b) if bounds == Bounds::Rotation => !(a > 1.0 || b < -1.0),
+        Factor::Range(a, b) => one(a) && one(b),
+    };
+    if !ok {
+        let range = match bounds {
+            Bounds::Rotation => "a number in [-1, 1] or a pair [lower, upper] with lower <= 1 and upper >= -1",
+            Bounds::Zoom => "a number or a pair of numbers in (-1, 1]",
+            Bounds::Translation => "a number or a pair of numbers in [-1, 1]",
+        };
+        return Err(format!("{what} must be {range}, got {factor:?}"));
     }
+    Ok(match factor {
+        Factor::Single(f) => (-f.abs(), f.abs()),
+        Factor::Range(a, b) => (a.min(b), a.max(b)),
+    })
 }
 
 /// Keras's rotation matrix about the image centre for `angle` radians (the output pixel
@@ -183,7 +215,8 @@ macro_rules! affine_layer {
 /// Keras 3's `RandomRotation` on NHWC images: in training each image is rotated about its
 /// centre by an angle drawn uniformly from `[lower, upper] * 2π` (positive: counter-clockwise
 /// as displayed), resampled with the fill mode and interpolation; in inference the identity.
-/// `factor` is `f` (`[-|f|, |f|]`) or `(lower, upper)`, each in `[-1, 1]`. Integer pixels
+/// `factor` is `f` in `[-1, 1]` (`[-|f|, |f|]`) or `(lower, upper)` (sorted; refused, as in
+/// Keras, only when `lower > 1` or `upper < -1`). Integer pixels
 /// come out as floats.
 pub struct RandomRotation {
     name: String,
@@ -211,7 +244,7 @@ impl RandomRotation {
     }
 
     fn bounds(&self) -> Result<(f64, f64)> {
-        symmetric_range(self.factor, "factor").map_err(|m| self.config_error(m))
+        symmetric_range(self.factor, "factor", Bounds::Rotation).map_err(|m| self.config_error(m))
     }
 
     fn is_identity(&self) -> bool {
@@ -235,7 +268,7 @@ affine_layer!(RandomRotation, "RandomRotation");
 /// `1 + u`, `u` drawn uniformly from the height factor's range (and, separately, from the width
 /// factor's when given; else the height's zoom keeps the aspect ratio). A positive factor zooms
 /// out (samples a larger area), a negative one zooms in. A factor is `f` (`[-|f|, |f|]`) or
-/// `(lower, upper)`, each in `[-1, 1]`. In inference the identity; integer pixels come out as
+/// `(lower, upper)`, each in `(-1, 1]` (as Keras: no zoom of 0). In inference the identity; integer pixels come out as
 /// floats.
 pub struct RandomZoom {
     name: String,
@@ -273,9 +306,9 @@ impl RandomZoom {
 
     /// The ranges of `u` for the height and, when given, the width.
     fn bounds(&self) -> Result<((f64, f64), Option<(f64, f64)>)> {
-        let h = symmetric_range(self.height_factor, "height_factor").map_err(|m| self.config_error(m))?;
+        let h = symmetric_range(self.height_factor, "height_factor", Bounds::Zoom).map_err(|m| self.config_error(m))?;
         let w = match self.width_factor {
-            Some(f) => Some(symmetric_range(f, "width_factor").map_err(|m| self.config_error(m))?),
+            Some(f) => Some(symmetric_range(f, "width_factor", Bounds::Zoom).map_err(|m| self.config_error(m))?),
             None => None,
         };
         Ok((h, w))
@@ -336,8 +369,10 @@ impl RandomTranslation {
     }
 
     fn bounds(&self) -> Result<((f64, f64), (f64, f64))> {
-        let h = symmetric_range(self.height_factor, "height_factor").map_err(|m| self.config_error(m))?;
-        let w = symmetric_range(self.width_factor, "width_factor").map_err(|m| self.config_error(m))?;
+        let h = symmetric_range(self.height_factor, "height_factor", Bounds::Translation)
+            .map_err(|m| self.config_error(m))?;
+        let w = symmetric_range(self.width_factor, "width_factor", Bounds::Translation)
+            .map_err(|m| self.config_error(m))?;
         Ok((h, w))
     }
 
