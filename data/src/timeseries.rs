@@ -22,8 +22,10 @@ const OP: &str = "timeseries_dataset_from_array";
 /// let ds = timeseries_dataset_from_array(&series.narrow(0, 0, 17)?, Some(&series.narrow(0, 3, 17)?), 3).build()?;
 /// assert_eq!(ds.len(), 15);
 /// let mut loader = DataLoader::new(ds, 4)?.shuffle(true).seed(1);
-/// let (x, y) = loader.batches(0).next().unwrap()?;
-/// assert_eq!((x.dims(), y.dims()), (&[4, 3, 2][..], &[4, 2][..]));
+/// for batch in loader.batches(0).take(1) {
+///     let (x, y) = batch?;
+///     assert_eq!((x.dims(), y.dims()), (&[4, 3, 2][..], &[4, 2][..]));
+/// }
 /// # Ok(()) }
 /// ```
 pub fn timeseries_dataset_from_array(data: &Tensor, targets: Option<&Tensor>, sequence_length: usize) -> Timeseries {
