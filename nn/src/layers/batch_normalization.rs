@@ -1,8 +1,8 @@
 //! [`BatchNormalization`]: normalize over the batch, per channel (last axis).
 
-use crate::layer::{built, common_builders, layer_common, with_name, Ctx, Layer, Weight};
+use crate::layer::{built, common_builders, describe, layer_common, with_name, Ctx, Layer, Weight};
 use crate::layers::norm_common::{
-    already_built, channels_of, check_channels, epsilon_center_scale_builders, GammaBeta,
+    channels_of, channels_to_build, check_channels, epsilon_center_scale_builders, GammaBeta,
 };
 use crate::{Error, Result};
 use keel_autograd::{Param, Var};
@@ -154,16 +154,15 @@ impl Layer for BatchNormalization {
     layer_common!("BatchNormalization");
 
     fn build(&mut self, input_shape: &[usize], _rng: &mut Rng) -> Result<()> {
-        let c = channels_of(self, input_shape)?;
-        if !(0.0..=1.0).contains(&self.cfg.momentum) || self.cfg.epsilon.is_nan() || self.cfg.epsilon < 0.0 {
+        if !(0.0..=1.0).contains(&self.cfg.momentum) {
             return Err(Error::config(
-                format!("BatchNormalization \"{}\"", self.name),
-                "momentum must be in [0, 1] and epsilon >= 0",
+                describe(self),
+                format!("momentum must be in [0, 1], got {}", self.cfg.momentum),
             ));
         }
-        if already_built(self, self.channels, c, input_shape)? {
+        let Some(c) = channels_to_build(self, self.channels, input_shape, self.cfg.epsilon)? else {
             return Ok(());
-        }
+        };
         self.gamma_beta = GammaBeta::new(c, self.cfg.scale, self.cfg.center)?;
         let dev = Device::Cpu;
         self.moving_mean = Some(Param::new(Tensor::zeros(c, DType::F32, &dev)?));

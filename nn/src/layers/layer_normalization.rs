@@ -2,7 +2,7 @@
 
 use crate::layer::{common_builders, layer_common, with_name, Ctx, Layer, Weight};
 use crate::layers::norm_common::{
-    already_built, channels_of, check_channels, epsilon_center_scale_builders, statistics_dtype, GammaBeta,
+    channels_of, channels_to_build, check_channels, epsilon_center_scale_builders, statistics_dtype, GammaBeta,
 };
 use crate::{Error, Result};
 use keel_autograd::{Param, Var};
@@ -76,13 +76,9 @@ impl Layer for LayerNormalization {
     }
 
     fn build(&mut self, input_shape: &[usize], _rng: &mut Rng) -> Result<()> {
-        let c = channels_of(self, input_shape)?;
-        if self.cfg.epsilon.is_nan() || self.cfg.epsilon < 0.0 {
-            return Err(Error::config(format!("LayerNormalization \"{}\"", self.name), "epsilon must be >= 0"));
-        }
-        if already_built(self, self.features, c, input_shape)? {
+        let Some(c) = channels_to_build(self, self.features, input_shape, self.cfg.epsilon)? else {
             return Ok(());
-        }
+        };
         self.gamma_beta = GammaBeta::new(c, self.cfg.scale, self.cfg.center)?;
         self.features = Some(c);
         Ok(())

@@ -2,7 +2,7 @@
 //! per-channel `gamma`/`beta`, the statistics' dtype, the channel-axis checks and the
 //! `epsilon`/`center`/`scale` builders.
 
-use crate::layer::{Ctx, Layer, Weight};
+use crate::layer::{describe, Ctx, Layer, Weight};
 use crate::{Error, Result};
 use keel_autograd::{Param, Var};
 use keel_tensor::{DType, Device, Tensor};
@@ -75,17 +75,23 @@ pub(crate) fn channels_of(layer: &dyn Layer, input_shape: &[usize]) -> Result<us
     }
 }
 
-/// Building again: true when the layer is already built for `channels` channels (nothing to
-/// do), false when it is not built yet, an error when it was built for another count.
-pub(crate) fn already_built(
+/// The start of a per-channel normalization layer's `build`: the channel count of
+/// `input_shape` with `epsilon` checked (finite or not, it must not be negative or NaN),
+/// or `None` when the layer is already built for that count (nothing to do). Built for
+/// another count is an error naming both.
+pub(crate) fn channels_to_build(
     layer: &dyn Layer,
     built: Option<usize>,
-    channels: usize,
     input_shape: &[usize],
-) -> Result<bool> {
+    epsilon: f64,
+) -> Result<Option<usize>> {
+    let channels = channels_of(layer, input_shape)?;
+    if epsilon.is_nan() || epsilon < 0.0 {
+        return Err(Error::config(describe(layer), format!("epsilon must be >= 0, got {epsilon}")));
+    }
     match built {
-        None => Ok(false),
-        Some(have) if have == channels => Ok(true),
+        None => Ok(Some(channels)),
+        Some(have) if have == channels => Ok(None),
         Some(have) => Err(Error::IncompatibleInput {
             layer: layer.name().to_string(),
             class: layer.class_name(),
