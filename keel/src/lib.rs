@@ -93,6 +93,6 @@ pub mod prelude {
     pub use keel_train::{
         CSVLogger, Callback, Checkpoint, EarlyStopping, Fit, History, KerasModel, LambdaCallback,
         LearningRateScheduler, Losses, Model, ModelCheckpoint, ReduceLROnPlateau, Sequential, TerminateOnNaN,
-        NO_METRICS,
+        ValidationFreq, NO_METRICS,
     };
 }

@@ -25,8 +25,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 const MAGIC: &[u8; 8] = b"KEELCKPT";
-/// The format version written into checkpoint files.
-pub const CHECKPOINT_FORMAT_VERSION: u32 = 1;
+/// The format version written into checkpoint files (2 since the history records the
+/// epochs of each log, for `validation_freq`; version 1 files still load).
+pub const CHECKPOINT_FORMAT_VERSION: u32 = 2;
 const HEADER: usize = 8 + 4 + 8 + 8;
 
 /// A full training checkpoint (see the module docs).
@@ -50,7 +51,9 @@ pub struct Checkpoint {
 /// size: a length prefix claiming more (a corrupt file whose checksum still matches, or a
 /// crafted one) is an error instead of an allocation that aborts the process. The limit
 /// is a type parameter, so it comes in powers of two, 16x to 256x the payload.
-fn decode_limited(payload: &[u8]) -> std::result::Result<(Checkpoint, usize), bincode::error::DecodeError> {
+fn decode_limited<T: serde::de::DeserializeOwned>(
+    payload: &[u8],
+) -> std::result::Result<(T, usize), bincode::error::DecodeError> {
     macro_rules! tiers {
         ($($bits:literal)*) => {$(
             if payload.len() <= 1usize << ($bits - 4) {
@@ -61,6 +64,31 @@ fn decode_limited(payload: &[u8]) -> std::result::Result<(Checkpoint, usize), bi
     }
     tiers!(24 28 32 36 40 44 48 52 56 60);
     bincode::serde::decode_from_slice(payload, bincode::config::standard())
+}
+
+/// A version-1 checkpoint: the history had no per-log epochs.
+#[derive(Serialize, Deserialize)]
+struct CheckpointV1 {
+    config: String,
+    weights: Vec<(String, SlotTensor)>,
+    optimizer: OptimizerState,
+    epoch: usize,
+    seed: u64,
+    history_epoch: Vec<usize>,
+    history: BTreeMap<String, Vec<f64>>,
+}
+
+impl From<CheckpointV1> for Checkpoint {
+    fn from(v1: CheckpointV1) -> Checkpoint {
+        Checkpoint {
+            config: v1.config,
+            weights: v1.weights,
+            optimizer: v1.optimizer,
+            epoch: v1.epoch,
+            seed: v1.seed,
+            history: History::from_parts(v1.history_epoch, v1.history),
+        }
+    }
 }
 
 fn fnv1a(bytes: &[u8]) -> u64 {
@@ -133,9 +161,10 @@ impl Checkpoint {
             u64::from_le_bytes(b)
         };
         let version = u32_at(8);
-        if version != CHECKPOINT_FORMAT_VERSION {
+        if !(1..=CHECKPOINT_FORMAT_VERSION).contains(&version) {
             return Err(bad(format!(
-                "checkpoint format version {version}; this keel reads version {CHECKPOINT_FORMAT_VERSION}"
+                "checkpoint format version {version}; this keel reads versions 1 to {CHECKPOINT_FORMAT_VERSION} \
+                 (a newer keel wrote it: load it with that version)"
             )));
         }
         let len = u64_at(12);
@@ -149,7 +178,12 @@ impl Checkpoint {
         if fnv1a(payload) != u64_at(20) {
             return Err(bad("corrupted: the payload checksum does not match".into()));
         }
-        let (ck, used) = decode_limited(payload).map_err(|e| bad(format!("cannot decode the checkpoint: {e}")))?;
+        let decoded = if version == 1 {
+            decode_limited::<CheckpointV1>(payload).map(|(ck, used)| (ck.into(), used))
+        } else {
+            decode_limited::<Checkpoint>(payload)
+        };
+        let (ck, used) = decoded.map_err(|e| bad(format!("cannot decode the checkpoint: {e}")))?;
         if used != payload.len() {
             return Err(bad("trailing bytes after the checkpoint".into()));
         }
@@ -270,5 +304,57 @@ impl<N: Network> KerasModel<N> {
         let ck = Checkpoint::load(path)?;
         self.restore_checkpoint(&ck, path)?;
         Ok(ck)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(version: u32, payload: &[u8]) -> Vec<u8> {
+        let mut out = MAGIC.to_vec();
+        out.extend_from_slice(&version.to_le_bytes());
+        out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+        out.extend_from_slice(&fnv1a(payload).to_le_bytes());
+        out.extend_from_slice(payload);
+        out
+    }
+
+    #[test]
+    fn version_1_files_load_with_dense_histories() -> std::result::Result<(), Box<dyn std::error::Error>> {
+        let v1 = CheckpointV1 {
+            config: "{}".into(),
+            weights: Vec::new(),
+            optimizer: OptimizerState {
+                optimizer: "SGD".into(),
+                iterations: 3,
+                learning_rate: Some(0.1),
+                params: Vec::new(),
+            },
+            epoch: 2,
+            seed: 9,
+            history_epoch: vec![0, 1],
+            history: [("loss".to_string(), vec![1.0, 0.5]), ("val_loss".to_string(), vec![1.5, 0.75])].into(),
+        };
+        let payload = bincode::serde::encode_to_vec(&v1, bincode::config::standard())?;
+        let ck = Checkpoint::from_bytes(Path::new("v1.ckpt"), &header(1, &payload))?;
+        assert_eq!((ck.epoch, ck.seed, ck.optimizer.iterations), (2, 9, 3));
+        assert_eq!(ck.history.epochs_of("val_loss"), Some(vec![0, 1]));
+        assert_eq!(ck.history.get("loss"), Some(&[1.0, 0.5][..]));
+        // today's files are version 2 and round-trip a sparse history
+        let mut ck2 = ck.clone();
+        ck2.history = History::new();
+        ck2.history.push(0, &[("loss".to_string(), 1.0)]);
+        ck2.history.push(1, &[("loss".to_string(), 0.5), ("val_loss".to_string(), 0.7)]);
+        let bytes = ck2.to_bytes()?;
+        assert_eq!(u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]), 2);
+        let back = Checkpoint::from_bytes(Path::new("v2.ckpt"), &bytes)?;
+        assert_eq!(back, ck2);
+        assert_eq!(back.history.epochs_of("val_loss"), Some(vec![1]));
+        // a version from the future is refused with what to do
+        let err = Checkpoint::from_bytes(Path::new("v3.ckpt"), &header(3, &payload)).err().map(|e| e.to_string());
+        let err = err.unwrap_or_default();
+        assert!(err.contains("version 3") && err.contains("newer keel"), "{err}");
+        Ok(())
     }
 }

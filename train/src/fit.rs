@@ -105,6 +105,10 @@ pub struct Fit<'a> {
     pub(crate) sample_weight: Option<&'a Tensor>,
     pub(crate) initial_epoch: usize,
     pub(crate) steps_per_execution: usize,
+    pub(crate) steps_per_epoch: Option<usize>,
+    pub(crate) validation_steps: Option<usize>,
+    pub(crate) validation_batch_size: Option<usize>,
+    pub(crate) validation_freq: ValidationFreq,
     pub(crate) callbacks: Vec<Box<dyn Callback + 'a>>,
     /// The history of the run resumed by `resume_from`.
     pub(crate) resumed_history: Option<crate::History>,
@@ -132,6 +136,10 @@ impl<'a> Fit<'a> {
             sample_weight: None,
             initial_epoch: 0,
             steps_per_execution: 1,
+            steps_per_epoch: None,
+            validation_steps: None,
+            validation_batch_size: None,
+            validation_freq: ValidationFreq::Every(1),
             callbacks: Vec::new(),
             resumed_history: None,
         }
@@ -234,6 +242,47 @@ impl<'a> Fit<'a> {
         self
     }
 
+    /// Train `n` batches per epoch instead of one pass over the data (Keras's
+    /// `steps_per_epoch`), e.g. to validate, log and checkpoint more often on a large
+    /// dataset.
+    ///
+    /// As in Keras, the batches run on where the last epoch stopped, and a new pass
+    /// (reshuffled) starts once the data is used up: an epoch never spans two passes,
+    /// so when `n` does not divide a pass's batches, the epoch that reaches its end is
+    /// shorter (and with `n` above a pass's batches, every epoch is one pass). `fit`
+    /// warns once when that happens. Pass `p` is shuffled (and a source augmented) as
+    /// epoch `p` would be without this option; a run resumed with `initial_epoch` takes
+    /// up the batches where the uninterrupted run would be.
+    pub fn steps_per_epoch(mut self, n: usize) -> Self {
+        self.steps_per_epoch = Some(n);
+        self
+    }
+
+    /// Evaluate only the first `n` batches of the validation data (Keras's
+    /// `validation_steps`; every validation starts from the first batch).
+    pub fn validation_steps(mut self, n: usize) -> Self {
+        self.validation_steps = Some(n);
+        self
+    }
+
+    /// The batch size of the validation tensors (Keras's `validation_batch_size`; by
+    /// default `batch_size`). A validation source batches itself.
+    pub fn validation_batch_size(mut self, n: usize) -> Self {
+        self.validation_batch_size = Some(n);
+        self
+    }
+
+    /// When to validate (Keras's `validation_freq`): every `n`-th epoch
+    /// (`validation_freq(2)`: after epochs 2, 4, ..., counted from 1 as Keras counts) or
+    /// after the listed epochs (`validation_freq(vec![1, 5, 10])`). The `val_` logs of
+    /// an epoch without validation are absent, so in the [`crate::History`] they have
+    /// fewer values than `loss` ([`crate::History::epochs_of`] says which epochs they
+    /// belong to).
+    pub fn validation_freq(mut self, freq: impl Into<ValidationFreq>) -> Self {
+        self.validation_freq = freq.into();
+        self
+    }
+
     /// Add a callback: owned (`EarlyStopping::new(..)`) or borrowed (`&mut early`,
     /// to read its state after `fit`). Callbacks run in the order added.
     pub fn callback(mut self, cb: impl Callback + 'a) -> Self {
@@ -255,5 +304,92 @@ impl<'a> Fit<'a> {
         // checkpoints saved by the resumed run keep the earlier epochs' history
         self.resumed_history = Some(ckpt.history.clone());
         self
+    }
+}
+
+/// When `fit` validates ([`Fit::validation_freq`]); epochs are counted from 1, as Keras counts them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ValidationFreq {
+    /// After every `n`-th epoch (`n >= 1`).
+    Every(usize),
+    /// After each listed epoch.
+    Epochs(Vec<usize>),
+}
+
+impl ValidationFreq {
+    /// Whether to validate after `epoch` (0-based, as `fit` numbers epochs).
+    pub fn should_validate(&self, epoch: usize) -> bool {
+        match self {
+            ValidationFreq::Every(n) => *n > 0 && (epoch + 1) % n == 0,
+            ValidationFreq::Epochs(list) => list.contains(&(epoch + 1)),
+        }
+    }
+}
+
+impl From<usize> for ValidationFreq {
+    fn from(n: usize) -> Self {
+        ValidationFreq::Every(n)
+    }
+}
+
+impl From<Vec<usize>> for ValidationFreq {
+    fn from(epochs: Vec<usize>) -> Self {
+        ValidationFreq::Epochs(epochs)
+    }
+}
+
+impl From<&[usize]> for ValidationFreq {
+    fn from(epochs: &[usize]) -> Self {
+        ValidationFreq::Epochs(epochs.to_vec())
+    }
+}
+
+impl<const N: usize> From<[usize; N]> for ValidationFreq {
+    fn from(epochs: [usize; N]) -> Self {
+        ValidationFreq::Epochs(epochs.to_vec())
+    }
+}
+
+/// Which batches epoch `epoch` trains on: `(pass, first batch, count)`, for a pass of
+/// `batches` batches and Keras's `steps_per_epoch` (`None`: every epoch is one pass).
+///
+/// Keras keeps one iterator over the data across epochs: an epoch takes up to
+/// `steps_per_epoch` batches from where the last one stopped and ends early at the end
+/// of the pass; the next epoch starts a new pass. So a pass spans
+/// `ceil(batches / steps_per_epoch)` epochs.
+pub(crate) fn epoch_span(epoch: usize, batches: usize, steps_per_epoch: Option<usize>) -> (usize, usize, usize) {
+    match steps_per_epoch {
+        Some(s) if s > 0 && s < batches => {
+            let per_pass = batches.div_ceil(s);
+            let start = (epoch % per_pass) * s;
+            (epoch / per_pass, start, s.min(batches - start))
+        }
+        _ => (epoch, 0, batches),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epochs_split_passes_as_keras_does() {
+        // 10 batches, 4 per epoch: passes of 4 + 4 + 2 batches
+        let spans: Vec<_> = (0..7).map(|e| epoch_span(e, 10, Some(4))).collect();
+        assert_eq!(spans, [(0, 0, 4), (0, 4, 4), (0, 8, 2), (1, 0, 4), (1, 4, 4), (1, 8, 2), (2, 0, 4)]);
+        // a divisor: no short epoch
+        assert_eq!((0..3).map(|e| epoch_span(e, 6, Some(3))).collect::<Vec<_>>(), [(0, 0, 3), (0, 3, 3), (1, 0, 3)]);
+        // more steps than a pass has, or none set: one pass per epoch
+        assert_eq!(epoch_span(3, 10, Some(25)), (3, 0, 10));
+        assert_eq!(epoch_span(3, 10, None), (3, 0, 10));
+    }
+
+    #[test]
+    fn validation_freq_counts_epochs_from_one() {
+        let every2 = ValidationFreq::from(2);
+        assert_eq!((0..6).filter(|&e| every2.should_validate(e)).collect::<Vec<_>>(), [1, 3, 5]);
+        let listed = ValidationFreq::from([1, 4]);
+        assert_eq!((0..6).filter(|&e| listed.should_validate(e)).collect::<Vec<_>>(), [0, 3]);
+        assert!(!ValidationFreq::Every(0).should_validate(0));
     }
 }

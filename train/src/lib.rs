@@ -47,7 +47,7 @@ pub use callbacks::{
 };
 pub use checkpoint::Checkpoint;
 pub use error::{Error, Result};
-pub use fit::{Fit, Inputs, Targets};
+pub use fit::{Fit, Inputs, Targets, ValidationFreq};
 pub use history::History;
 pub use model::{KerasModel, Model, Sequential};
 pub use registry::{layer_from_config, register_layer, FromConfig};

@@ -2,11 +2,12 @@
 //! metrics), with Keras's `fit` / `evaluate` / `predict`.
 
 use crate::callbacks::{Callback, CallbackContext, CallbackList, FitParams, Logs};
+use crate::fit::epoch_span;
 use crate::history::History;
 use crate::progress::Progress;
 use crate::spec::{CompileMetric, CompiledOutput, Losses, NamedMetric};
 use crate::step_results::{BatchLoss, EpochLogs, StepQueue};
-use crate::{Error, Fit, Inputs, Result, Targets};
+use crate::{Error, Fit, Inputs, Result, Targets, ValidationFreq};
 use keel_autograd::{Tape, Var};
 use keel_data::BatchSource;
 use keel_nn::{CastCache, Ctx, LossFn, Network};
@@ -510,11 +511,43 @@ impl<N: Network> KerasModel<N> {
         if cfg.steps_per_execution == 0 {
             return Err(Error::invalid("fit", "steps_per_execution must be at least 1"));
         }
+        for (name, value) in [
+            ("steps_per_epoch", cfg.steps_per_epoch),
+            ("validation_steps", cfg.validation_steps),
+            ("validation_batch_size", cfg.validation_batch_size),
+        ] {
+            if value == Some(0) {
+                return Err(Error::invalid(
+                    "fit",
+                    format!("{name} must be at least 1 (leave it unset for the default)"),
+                ));
+            }
+        }
+        if cfg.validation_freq == ValidationFreq::Every(0) {
+            return Err(Error::invalid(
+                "fit",
+                "validation_freq must be at least 1 (1 validates after every epoch, 2 after every second one)",
+            ));
+        }
         let (outputs, specs) = (compiled.outputs.clone(), compiled.metrics.clone());
         let mut history = History::new();
         // the epochs of the run this one resumes (a checkpoint saved now holds them too)
         let earlier = cfg.resumed_history.as_ref();
-        let steps = source.len_batches();
+        let pass_batches = source.len_batches();
+        let steps = match cfg.steps_per_epoch {
+            Some(s) if s != pass_batches && cfg.epochs > cfg.initial_epoch => {
+                // Keras warns when its iterator runs out of data within an epoch
+                if pass_batches % s != 0 {
+                    eprintln!(
+                        "keel: warning: steps_per_epoch={s}, but one pass over the data has {pass_batches} batches: \
+                         an epoch that reaches the end of a pass stops there, as in Keras (the next starts a new \
+                         pass); give a steps_per_epoch that divides {pass_batches} for equal epochs"
+                    );
+                }
+                s.min(pass_batches)
+            }
+            _ => pass_batches,
+        };
         let params_info = FitParams {
             epochs: cfg.epochs,
             initial_epoch: cfg.initial_epoch,
@@ -526,100 +559,127 @@ impl<N: Network> KerasModel<N> {
         self.with_callbacks(&mut callbacks, (earlier, &history), &params_info, &mut stop, |cb, ctx| {
             cb.on_train_begin(ctx)
         })?;
-        for epoch in cfg.initial_epoch..cfg.epochs {
-            if stop {
-                break;
+        let mut epoch = cfg.initial_epoch;
+        // one pass over the data at a time; with steps_per_epoch it spans several epochs
+        while epoch < cfg.epochs && !stop {
+            let (pass_no, first, _) = epoch_span(epoch, pass_batches, cfg.steps_per_epoch);
+            let mut pass_iter = source.weighted_batches(pass_no, cfg)?.peekable();
+            // a run resumed inside a pass skips what the earlier run took
+            for _ in 0..first {
+                pass_iter.next().transpose()?;
             }
-            // dropout draws from (seed, epoch) alone, so a resumed run repeats an uninterrupted one
-            let mut rng = Rng::new(keel_data::seed::derive_seed(cfg.seed, epoch as u64, DROPOUT_STREAM));
-            self.with_callbacks(&mut callbacks, (earlier, &history), &params_info, &mut stop, |cb, ctx| {
-                cb.on_epoch_begin(epoch, ctx)
-            })?;
-            if cfg.verbose > 0 {
-                println!("Epoch {}/{}", epoch + 1, cfg.epochs);
-            }
-            let progress = Progress::new(cfg.verbose, steps);
-            let mut logs = EpochLogs::new(&specs, &outputs)?;
-            let mut queue = StepQueue::new(cfg.steps_per_execution, &logs);
-            let mut params = None;
-            let dev = self.device;
-            // each input's dtype, looked up once per epoch (a functional model scans its graph)
-            let mut in_dtypes: Vec<DType> = Vec::new();
-            let mut batches = source.weighted_batches(epoch, cfg)?.enumerate().peekable();
-            let mut batches_seen = 0usize;
-            while let Some((step, batch)) = batches.next() {
-                let (xs, ys, w) = batch?;
-                batches_seen += 1;
-                // copy first, cast on the device (U8 pixels travel as bytes)
-                if in_dtypes.len() != xs.len() {
-                    in_dtypes = (0..xs.len()).map(|i| self.input_dtype_at(i)).collect();
+            while epoch < cfg.epochs && !stop && epoch_span(epoch, pass_batches, cfg.steps_per_epoch).0 == pass_no {
+                let (_, _, count) = epoch_span(epoch, pass_batches, cfg.steps_per_epoch);
+                // dropout draws from (seed, epoch) alone, so a resumed run repeats an uninterrupted one
+                let mut rng = Rng::new(keel_data::seed::derive_seed(cfg.seed, epoch as u64, DROPOUT_STREAM));
+                self.with_callbacks(&mut callbacks, (earlier, &history), &params_info, &mut stop, |cb, ctx| {
+                    cb.on_epoch_begin(epoch, ctx)
+                })?;
+                if cfg.verbose > 0 {
+                    println!("Epoch {}/{}", epoch + 1, cfg.epochs);
                 }
-                let xs = xs
-                    .iter()
-                    .zip(&in_dtypes)
-                    .map(|(x, &want)| as_input(&x.to_device(&dev)?, want))
-                    .collect::<Result<Vec<_>>>()?;
-                self.ensure_built(&xs)?;
-                if params.is_none() {
-                    // weights built lazily (or added after `to_device`) join the model's device
-                    self.net.to_device(&dev)?;
-                    let trainable = self.net.trainable_params();
-                    if trainable.is_empty() {
-                        // Keras warns and goes on (the losses and metrics are still computed)
-                        eprintln!("keel: warning: the model has no trainable weights; fit computes the loss only");
+                let progress = Progress::new(cfg.verbose, count);
+                let mut logs = EpochLogs::new(&specs, &outputs)?;
+                let mut queue = StepQueue::new(cfg.steps_per_execution, &logs);
+                let mut params = None;
+                let dev = self.device;
+                // each input's dtype, looked up once per epoch (a functional model scans its graph)
+                let mut in_dtypes: Vec<DType> = Vec::new();
+                // without steps_per_epoch an epoch reads the source to its end (whatever its
+                // len_batches says)
+                let limit = if cfg.steps_per_epoch.is_some() { count } else { usize::MAX };
+                let mut batches_seen = 0usize;
+                while batches_seen < limit {
+                    let Some(batch) = pass_iter.next() else { break };
+                    let step = batches_seen;
+                    let (xs, ys, w) = batch?;
+                    batches_seen += 1;
+                    let last_of_epoch = batches_seen == limit || pass_iter.peek().is_none();
+                    // copy first, cast on the device (U8 pixels travel as bytes)
+                    if in_dtypes.len() != xs.len() {
+                        in_dtypes = (0..xs.len()).map(|i| self.input_dtype_at(i)).collect();
                     }
-                    params = Some(trainable);
-                }
-                let params = params.as_deref().unwrap_or_default();
-                let yd = ys.iter().map(|y| y.to_device(&dev)).collect::<std::result::Result<Vec<_>, _>>()?;
-                let wd = w.as_ref().map(|w| w.to_device(&dev)).transpose()?;
-                let read_now = cfg.steps_per_execution == 1;
-                let (batch_loss, y_pred, masks) =
-                    self.train_step(params, &xs, (&ys, &yd), wd.as_ref(), &mut rng, read_now)?;
-                queue.push(batch_loss, ys[0].dims()[0], (&ys, &y_pred, &masks), w.as_ref());
-                if !queue.is_full() && batches.peek().is_some() {
-                    continue;
-                }
-                // the end of an execution: read its results, then report (Keras calls the
-                // batch callbacks once per execution, with the index of its last batch)
-                queue.flush(&mut logs)?;
-                if cfg.verbose == 1 {
-                    progress.update(step + 1, &logs.logs(""));
-                }
-                if !callbacks.is_empty() {
-                    let batch_logs = Logs::from(logs.logs(""));
-                    self.with_callbacks(&mut callbacks, (earlier, &history), &params_info, &mut stop, |cb, ctx| {
-                        cb.on_train_batch_end(step, &batch_logs, ctx)
-                    })?;
-                    if stop {
-                        break;
+                    let xs = xs
+                        .iter()
+                        .zip(&in_dtypes)
+                        .map(|(x, &want)| as_input(&x.to_device(&dev)?, want))
+                        .collect::<Result<Vec<_>>>()?;
+                    self.ensure_built(&xs)?;
+                    if params.is_none() {
+                        // weights built lazily (or added after `to_device`) join the model's device
+                        self.net.to_device(&dev)?;
+                        let trainable = self.net.trainable_params();
+                        if trainable.is_empty() {
+                            // Keras warns and goes on (the losses and metrics are still computed)
+                            eprintln!("keel: warning: the model has no trainable weights; fit computes the loss only");
+                        }
+                        params = Some(trainable);
+                    }
+                    let params = params.as_deref().unwrap_or_default();
+                    let yd = ys.iter().map(|y| y.to_device(&dev)).collect::<std::result::Result<Vec<_>, _>>()?;
+                    let wd = w.as_ref().map(|w| w.to_device(&dev)).transpose()?;
+                    let read_now = cfg.steps_per_execution == 1;
+                    let (batch_loss, y_pred, masks) =
+                        self.train_step(params, &xs, (&ys, &yd), wd.as_ref(), &mut rng, read_now)?;
+                    queue.push(batch_loss, ys[0].dims()[0], (&ys, &y_pred, &masks), w.as_ref());
+                    if !queue.is_full() && !last_of_epoch {
+                        continue;
+                    }
+                    // the end of an execution: read its results, then report (Keras calls the
+                    // batch callbacks once per execution, with the index of its last batch)
+                    queue.flush(&mut logs)?;
+                    if cfg.verbose == 1 {
+                        progress.update(step + 1, &logs.logs(""));
+                    }
+                    if !callbacks.is_empty() {
+                        let batch_logs = Logs::from(logs.logs(""));
+                        self.with_callbacks(
+                            &mut callbacks,
+                            (earlier, &history),
+                            &params_info,
+                            &mut stop,
+                            |cb, ctx| cb.on_train_batch_end(step, &batch_logs, ctx),
+                        )?;
+                        if stop {
+                            break;
+                        }
                     }
                 }
-            }
-            if batches_seen == 0 && !stop {
-                return Err(Error::invalid(
-                    "fit",
-                    format!(
-                        "epoch {} had no batches: the data source yielded none (e.g. drop_last with fewer \
+                if batches_seen == 0 && !stop {
+                    return Err(Error::invalid(
+                        "fit",
+                        format!(
+                            "epoch {} had no batches: the data source yielded none (e.g. drop_last with fewer \
                          samples than the batch size)",
-                        epoch + 1
-                    ),
-                ));
+                            epoch + 1
+                        ),
+                    ));
+                }
+                let mut epoch_logs = logs.logs("");
+                if cfg.validation_freq.should_validate(epoch) {
+                    let batch = cfg.validation_batch_size.unwrap_or(cfg.batch_size);
+                    if let Some((vx, vy, vw)) = &val {
+                        // validation_steps: the first batches only
+                        let n = vy[0].dims()[0];
+                        let n = cfg.validation_steps.map_or(n, |s| n.min(s.saturating_mul(batch)));
+                        let (vx, vy, vw) =
+                            (first_samples(vx, n)?, first_samples(vy, n)?, vw.as_ref().map(|w| w.narrow(0, 0, n)));
+                        epoch_logs.extend(self.evaluate_logs(&vx, &vy, vw.transpose()?.as_ref(), batch, "val_")?);
+                    } else if let Some(src) = val_source.as_deref_mut() {
+                        let steps = cfg.validation_steps.unwrap_or(usize::MAX);
+                        epoch_logs.extend(self.evaluate_source_logs("fit (validation_source)", src, steps, "val_")?);
+                    }
+                }
+                let mut epoch_logs = Logs::from(epoch_logs);
+                self.with_callbacks(&mut callbacks, (earlier, &history), &params_info, &mut stop, |cb, ctx| {
+                    cb.on_epoch_end(epoch, &mut epoch_logs, ctx)
+                })?;
+                // after the callbacks, as Keras's progress bar: what they add (ReduceLROnPlateau's
+                // learning_rate) is shown
+                progress.finish(epoch_logs.as_slice());
+                history.push(epoch, epoch_logs.as_slice());
+                epoch += 1;
             }
-            let mut epoch_logs = logs.logs("");
-            if let Some((vx, vy, vw)) = &val {
-                epoch_logs.extend(self.evaluate_logs(vx, vy, vw.as_ref(), cfg.batch_size, "val_")?);
-            } else if let Some(src) = val_source.as_deref_mut() {
-                epoch_logs.extend(self.evaluate_source_logs("fit (validation_source)", src, "val_")?);
-            }
-            let mut epoch_logs = Logs::from(epoch_logs);
-            self.with_callbacks(&mut callbacks, (earlier, &history), &params_info, &mut stop, |cb, ctx| {
-                cb.on_epoch_end(epoch, &mut epoch_logs, ctx)
-            })?;
-            // after the callbacks, as Keras's progress bar: what they add (ReduceLROnPlateau's
-            // learning_rate) is shown
-            progress.finish(epoch_logs.as_slice());
-            history.push(epoch, epoch_logs.as_slice());
         }
         self.with_callbacks(&mut callbacks, (earlier, &history), &params_info, &mut stop, |cb, ctx| {
             cb.on_train_end(ctx)
@@ -734,11 +794,12 @@ impl<N: Network> KerasModel<N> {
     }
 
     /// Loss and metrics over a batch source (one `y` per batch), each name prefixed by
-    /// `prefix`: the source's batches of epoch 0, in order.
+    /// `prefix`: the source's first `steps` batches of epoch 0, in order.
     fn evaluate_source_logs(
         &self,
         op: &'static str,
         source: &mut dyn BatchSource,
+        steps: usize,
         prefix: &str,
     ) -> Result<Vec<(String, f64)>> {
         let compiled = self.compiled.as_ref().ok_or(Error::NotCompiled(op))?;
@@ -756,7 +817,7 @@ impl<N: Network> KerasModel<N> {
         }
         self.net.to_device(&self.device)?;
         let dtype = self.input_dtype_at(0);
-        let batches = source.batches(0).map(|b| {
+        let batches = source.batches(0).take(steps).map(|b| {
             let (x, y) = b?;
             if x.rank() == 0 || y.rank() == 0 || x.dims()[0] != y.dims()[0] {
                 return Err(Error::invalid(
@@ -868,7 +929,7 @@ impl<N: Network> KerasModel<N> {
     /// a `DataLoader`, `image_dataset_from_directory`, ..., read in its epoch-0 order, on a
     /// single-output model.
     pub fn evaluate_source(&self, source: &mut dyn BatchSource) -> Result<Vec<(String, f64)>> {
-        self.evaluate_source_logs("evaluate_source", source, "")
+        self.evaluate_source_logs("evaluate_source", source, usize::MAX, "")
     }
 
     /// Model outputs for `x`, computed in batches of `batch_size` with no tape (Keras `predict`),
@@ -1066,6 +1127,11 @@ fn as_input(x: &Tensor, want: DType) -> Result<Tensor> {
     let direct = want == DType::F32 || matches!(x.dtype(), DType::F32 | DType::U8);
     let x = if direct { x.clone() } else { x.to_dtype(DType::F32)? };
     Ok(x.to_dtype(want)?)
+}
+
+/// The first `n` samples of each tensor (views).
+fn first_samples(ts: &[Tensor], n: usize) -> Result<Vec<Tensor>> {
+    ts.iter().map(|t| Ok(t.narrow(0, 0, n.min(t.dims().first().copied().unwrap_or(0)))?)).collect()
 }
 
 /// One batch (a tensor per model input, the targets per output) with optional per-sample weights.

@@ -79,13 +79,13 @@ impl History {
             [(name.to_string(), RGBColor(31, 119, 180)), (format!("val_{name}"), RGBColor(255, 127, 14))]
                 .into_iter()
                 .filter_map(|(key, color)| {
-                    let vals = self.get(&key)?;
+                    self.get(&key)?;
+                    // each value at its own epoch (validation may skip epochs: validation_freq)
                     let pts: Vec<(f64, f64)> = self
-                        .epoch
-                        .iter()
-                        .zip(vals)
+                        .points(&key)
+                        .into_iter()
                         .filter(|(_, v)| v.is_finite())
-                        .map(|(&e, &v)| ((e + 1) as f64, v))
+                        .map(|(e, v)| ((e + 1) as f64, v))
                         .collect();
                     Some((if key.starts_with("val_") { "validation".into() } else { "train".into() }, pts, color))
                 })
