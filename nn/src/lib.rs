@@ -69,6 +69,6 @@ pub mod prelude {
     pub use crate::{
         CenterCrop, FillMode, ImageInterpolation, RandomCrop, RandomRotation, RandomTranslation, RandomZoom, Resizing,
     };
-    pub use crate::{GroupNormalization, UnitNormalization};
+    pub use crate::{GroupNormalization, RMSNormalization, UnitNormalization};
     pub use keel_tensor::Padding;
 }

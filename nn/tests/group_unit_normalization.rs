@@ -1,4 +1,5 @@
-//! GroupNormalization and UnitNormalization: forward values and gradients against real
+//! GroupNormalization, UnitNormalization, LayerNormalization over axis lists and
+//! RMSNormalization: forward values and gradients against real
 //! Keras 3 (fixtures/norm_fixtures.json, written by fixtures/make_norm_fixtures.py with
 //! TensorFlow's GradientTape), finite-difference gradchecks, config checks and errors.
 
@@ -27,6 +28,14 @@ fn assert_close(got: &Tensor, want: &Tensor, tol: f32, what: &str) {
     }
 }
 
+/// Keras's `axis` option: an int or a list.
+fn axes_of(v: &Value) -> Vec<isize> {
+    match v {
+        Value::Array(a) => a.iter().map(|v| v.as_i64().unwrap() as isize).collect(),
+        a => vec![a.as_i64().unwrap() as isize],
+    }
+}
+
 /// The keel layer of a fixture case, built for its input and given its Keras weights.
 fn layer_of(c: &Value) -> Box<dyn Layer> {
     let opts = &c["options"];
@@ -50,6 +59,26 @@ fn layer_of(c: &Value) -> Box<dyn Layer> {
             }
             a => Box::new(UnitNormalization::new(a.as_i64().unwrap() as isize)),
         },
+        "LayerNormalization" => {
+            let mut l = LayerNormalization::new().over(axes_of(&opts["axis"]));
+            if let Some(e) = opts.get("epsilon") {
+                l = l.epsilon(e.as_f64().unwrap());
+            }
+            if let Some(b) = opts.get("center") {
+                l = l.center(b.as_bool().unwrap());
+            }
+            Box::new(l)
+        }
+        "RMSNormalization" => {
+            let mut l = RMSNormalization::new();
+            if let Some(a) = opts.get("axis") {
+                l = l.over(axes_of(a));
+            }
+            if let Some(e) = opts.get("epsilon") {
+                l = l.epsilon(e.as_f64().unwrap());
+            }
+            Box::new(l)
+        }
         other => panic!("unknown class {other}"),
     };
     layer.set_name(c["config"]["name"].as_str().unwrap().to_string());
@@ -67,7 +96,7 @@ fn layer_of(c: &Value) -> Box<dyn Layer> {
 #[test]
 fn forward_and_gradients_match_keras() {
     let all = cases();
-    assert_eq!(all.len(), 10);
+    assert_eq!(all.len(), 17);
     for c in &all {
         let name = c["name"].as_str().unwrap();
         let layer = layer_of(c);
@@ -118,6 +147,23 @@ fn gradchecks_in_f64() {
     gn.build(&[3, 2, 6], &mut Rng::new(0)).unwrap();
     let f = |v: &[Var]| Ok(gn.forward(&v[0], &mut Ctx::inference()).expect("forward"));
     gradcheck(f, std::slice::from_ref(&x)).unwrap_or_else(|e| panic!("GroupNormalization: {e}"));
+    for axes in [vec![-1], vec![1, 3], vec![2], vec![1, 2, 3]] {
+        // gamma/beta at their Keras-set values would hide a broadcast mistake: use random ones
+        let mut ln = LayerNormalization::new().over(axes.clone());
+        ln.build(&[3, 2, 6], &mut Rng::new(0)).unwrap();
+        let mut rms = RMSNormalization::new().over(axes.clone()).epsilon(1e-3);
+        rms.build(&[3, 2, 6], &mut Rng::new(0)).unwrap();
+        for (i, w) in ln.weights().iter().chain(rms.weights().iter()).enumerate() {
+            let shape = w.param.value().dims().to_vec();
+            w.param
+                .set(Tensor::rand_normal(10 + i as u64, 1.0, 0.5, shape, DType::F32, &Device::Cpu).unwrap())
+                .unwrap();
+        }
+        let f = |v: &[Var]| Ok(ln.forward(&v[0], &mut Ctx::inference()).expect("forward"));
+        gradcheck(f, std::slice::from_ref(&x)).unwrap_or_else(|e| panic!("LayerNormalization({axes:?}): {e}"));
+        let f = |v: &[Var]| Ok(rms.forward(&v[0], &mut Ctx::inference()).expect("forward"));
+        gradcheck(f, std::slice::from_ref(&x)).unwrap_or_else(|e| panic!("RMSNormalization({axes:?}): {e}"));
+    }
     for axes in [vec![-1], vec![1, 3], vec![2]] {
         let mut un = UnitNormalization::over(axes.clone());
         un.build(&[3, 2, 6], &mut Rng::new(0)).unwrap();
@@ -145,7 +191,18 @@ fn bad_configs_and_inputs_are_errors_naming_the_layer() {
     for axes in [vec![0], vec![3], vec![-3], vec![]] {
         let err = UnitNormalization::over(axes.clone()).with_name("un").build(&[4], &mut rng).unwrap_err().to_string();
         assert!(err.contains("un"), "{axes:?}: {err}");
+        let err = LayerNormalization::new().over(axes.clone()).with_name("ln").build(&[4], &mut rng).unwrap_err();
+        assert!(err.to_string().contains("ln"), "{axes:?}: {err}");
+        let err = RMSNormalization::new().over(axes.clone()).with_name("rms").build(&[4], &mut rng).unwrap_err();
+        assert!(err.to_string().contains("rms"), "{axes:?}: {err}");
     }
+    // built for [3, 4] over axis 1: a batch with another size there is an error naming both
+    let mut ln = LayerNormalization::new().axis(1).with_name("ln");
+    ln.build(&[3, 4], &mut rng).unwrap();
+    let wrong = Var::constant(Tensor::zeros([2, 5, 4], DType::F32, &Device::Cpu).unwrap());
+    let err = ln.forward(&wrong, &mut Ctx::inference()).unwrap_err().to_string();
+    assert!(err.contains("ln") && err.contains("[3]") && err.contains('5'), "{err}");
+    assert!(RMSNormalization::new().epsilon(-1.0).build(&[4], &mut rng).is_err());
 }
 
 #[test]

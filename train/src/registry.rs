@@ -6,7 +6,7 @@
 //! Rescaling, Normalization, Dropout, ZeroPadding1D/2D, Cropping1D/2D, UpSampling1D/2D, RepeatVector, Permute,
 //! Masking, SpatialDropout1D/2D/3D, GaussianNoise, GaussianDropout, RandomFlip, RandomContrast, RandomBrightness,
 //! RandomRotation, RandomZoom, RandomTranslation, Resizing, CenterCrop, RandomCrop,
-//! BatchNormalization, LayerNormalization, GroupNormalization, UnitNormalization, Activation, ReLU, LeakyReLU, PReLU, ELU, Softmax, Embedding,
+//! BatchNormalization, LayerNormalization, GroupNormalization, UnitNormalization, RMSNormalization, Activation, ReLU, LeakyReLU, PReLU, ELU, Softmax, Embedding,
 //! SimpleRNN, LSTM, GRU, Bidirectional, TimeDistributed (around any of these), the merges (Add, Subtract,
 //! Multiply, Average, Maximum, Minimum), Concatenate, Dot, Attention, AdditiveAttention and MultiHeadAttention. [`FromConfig`] rebuilds a
 //! [`keel_nn::Sequential`] and a functional [`keel_nn::Model`] (shared layers included). [`register_layer`]
@@ -204,15 +204,24 @@ pub fn layer_from_config(class_name: &str, cfg: &Value) -> Result<Box<dyn Layer>
             Box::new(BatchNormalization::from_config(field::<BatchNormalizationConfig>(class_name, cfg)?))
         }
         (None, "LayerNormalization") => {
-            // only the last axis is supported: a Keras config over other axes is an error, not ignored
-            if !axes_in(cfg, "axis", &[-1]) {
+            // Keras deprecated rms_scaling (it scales by the variance, not the mean square)
+            if cfg.get("rms_scaling").and_then(Value::as_bool) == Some(true) {
                 return Err(Error::invalid(
                     "from_config",
-                    format!("LayerNormalization over axis {} is not supported (only the last axis, -1)", cfg["axis"]),
+                    "LayerNormalization with rms_scaling=true is not supported (Keras deprecated it: it scales by \
+                     the variance); use RMSNormalization",
                 ));
             }
-            Box::new(LayerNormalization::from_config(field::<LayerNormalizationConfig>(class_name, cfg)?))
+            Box::new(
+                LayerNormalization::from_config(field::<LayerNormalizationConfig>(class_name, cfg)?)
+                    .over(axes(class_name, cfg)?),
+            )
         }
+        (None, "RMSNormalization") => Box::new(
+            keel_nn::RMSNormalization::new()
+                .over(axes(class_name, cfg)?)
+                .epsilon(get_or(class_name, cfg, "epsilon", 1e-6)?),
+        ),
         (None, "GroupNormalization") => {
             if !axes_in(cfg, "axis", &[-1]) {
                 return Err(Error::invalid(
@@ -386,7 +395,7 @@ fn wrapped(class: &str, cfg: &Value) -> Result<(String, Value)> {
     Ok((get(class, inner, "class_name")?, inner.get("config").cloned().unwrap_or_default()))
 }
 
-/// Keras's `"axis"` argument of `class` (Softmax, UnitNormalization): an int or a list of
+/// Keras's `"axis"` argument of `class` (Softmax, Unit-, Layer- and RMSNormalization): an int or a list of
 /// ints, -1 when absent.
 fn axes(class: &str, cfg: &Value) -> Result<Vec<isize>> {
     Ok(match cfg.get("axis") {

@@ -157,13 +157,22 @@ fn conv1d_pooling_1d_and_layer_normalization() {
         m.add(Conv2D::new(4, (3, 3)).input_shape([6, 6, 2]));
         m.add(LayerNormalization::new());
         m.add(keel_nn::GroupNormalization::new(2));
+        m.add(LayerNormalization::new().over([1, 2, 3]));
+        m.add(keel_nn::RMSNormalization::new().over([2, 3]));
+        m.add(keel_nn::RMSNormalization::new().axis(1));
         m.add(GlobalMaxPooling2D::new());
         m.add(keel_nn::UnitNormalization::new(-1));
         m.add(Dense::new(2).activation(Activation::Softmax));
         m.compile(Adam::new(0.01), Loss::SparseCategoricalCrossentropy, &[MetricSpec::Accuracy]).unwrap();
         m
     };
-    agree("layer, group and unit norm + global max pooling on images", &dev, build, &images, &y);
+    agree(
+        "layer (last and all axes), group, rms and unit norm + global max pooling on images",
+        &dev,
+        build,
+        &images,
+        &y,
+    );
     let build = || {
         let mut m = Sequential::with_seed(11);
         m.add(Conv1D::new(4, 3).input_shape([12, 3]));

@@ -9,7 +9,7 @@ use keel_nn::{
     GlobalMaxPooling1D, GlobalMaxPooling2D, LayerNormalization, Loss, MaxPooling1D, MaxPooling2D, Network, Reshape,
     GRU, LSTM,
 };
-use keel_nn::{GroupNormalization, UnitNormalization};
+use keel_nn::{GroupNormalization, RMSNormalization, UnitNormalization};
 use keel_optim::{Adam, SGD};
 use keel_tensor::{DType, Device, Padding, Tensor};
 use keel_train::{load_model, Checkpoint, Error, Fit, History, MetricSpec, ModelCheckpoint, Sequential, NO_METRICS};
@@ -111,6 +111,8 @@ fn sequence_conv_and_norm_layers_round_trip() {
     g.add(Conv2D::new(4, 3).input_shape([8, 8, 1]));
     g.add(GroupNormalization::new(2).epsilon(1e-4));
     g.add(LayerNormalization::new());
+    g.add(LayerNormalization::new().over([1, 2, 3]).center(false));
+    g.add(RMSNormalization::new().axis(-1));
     g.add(GlobalMaxPooling2D::new());
     g.add(Dense::new(2));
     let mut a = Sequential::with_seed(7);
@@ -132,10 +134,28 @@ fn sequence_conv_and_norm_layers_round_trip() {
         assert_eq!(weight_bits(loaded.network()), weight_bits(model.network()));
         assert_eq!(bits(&loaded.predict(input, 4).unwrap()), bits(&model.predict(input, 4).unwrap()));
     }
-    // a Keras config normalizing over other axes is refused, not silently changed
+    // a Keras config normalizing over other axes loads with them; the deprecated
+    // rms_scaling is refused, not silently changed
     let cfg = serde_json::json!({"epsilon": 0.001, "center": true, "scale": true, "axis": [1, 2]});
-    assert!(keel_train::layer_from_config("LayerNormalization", &cfg).is_err());
+    let mut ln = keel_train::layer_from_config("LayerNormalization", &cfg).unwrap();
+    ln.build(&[3, 4, 5], &mut keel_tensor::rng::Rng::new(0)).unwrap();
+    assert_eq!(ln.config()["axis"], serde_json::json!([1, 2]));
+    assert_eq!(ln.weights()[0].param.value().dims(), [3, 4]);
+    let mut rms_scaling = cfg.clone();
+    rms_scaling["rms_scaling"] = serde_json::json!(true);
+    let err = keel_train::layer_from_config("LayerNormalization", &rms_scaling).err().unwrap().to_string();
+    assert!(err.contains("RMSNormalization"), "{err}");
+    let keras_rms = serde_json::json!({"name": "rms_normalization", "trainable": true, "axis": [-1], "epsilon": 1e-6});
+    let rms = keel_train::layer_from_config("RMSNormalization", &keras_rms).unwrap();
+    assert_eq!(
+        rms.config(),
+        keras_rms
+            .as_object()
+            .map(|m| { serde_json::json!({"name": m["name"], "axis": m["axis"], "epsilon": m["epsilon"]}) })
+            .unwrap()
+    );
     let mut cfg = cfg;
+    cfg["axis"] = serde_json::json!([1, 2]);
     cfg["groups"] = serde_json::json!(2);
     assert!(keel_train::layer_from_config("GroupNormalization", &cfg).is_err());
     // Keras 3.15's own configs (get_config of GroupNormalization(groups=-1) once built on 4

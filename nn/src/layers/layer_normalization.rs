@@ -1,10 +1,8 @@
-//! [`LayerNormalization`]: normalize each sample over its last axis.
+//! [`LayerNormalization`]: normalize each sample over its last axis (or the axes given).
 
-use crate::layer::{common_builders, layer_common, with_name, Ctx, Layer, Weight};
-use crate::layers::norm_common::{
-    channels_of, channels_to_build, check_channels, epsilon_center_scale_builders, statistics_dtype, GammaBeta,
-};
-use crate::{Error, Result};
+use crate::layer::{common_builders, layer_common, resolve_axes, with_name, Ctx, Layer, Weight};
+use crate::layers::norm_common::{epsilon_center_scale_builders, statistics_dtype, GammaBeta, NormAxes};
+use crate::Result;
 use keel_autograd::{Param, Var};
 use keel_tensor::rng::Rng;
 use serde::{Deserialize, Serialize};
@@ -20,19 +18,22 @@ pub struct LayerNormalizationConfig {
     pub scale: bool,
 }
 
-/// Layer normalization over the last axis (Keras `LayerNormalization(axis=-1)`).
+/// Layer normalization (Keras `LayerNormalization`), over the last axis by default.
 ///
 /// Each sample (each position of a sequence, each pixel of an image) is normalized
 /// with its own mean and (population) variance over the last axis:
 /// `y = gamma * (x - mean) / sqrt(var + eps) + beta`, with `gamma` and `beta` of the
-/// last axis's size. Training and inference compute the same thing (no moving
+/// last axis's size. [`LayerNormalization::axis`] / [`LayerNormalization::over`] pick
+/// other axes (Keras's `axis=1`, `axis=[1, 2, 3]`): the statistics are then over those
+/// axes and `gamma`/`beta` have their sizes (shape `[H, W, C]` for `[1, 2, 3]` on
+/// images), as in Keras. Training and inference compute the same thing (no moving
 /// statistics). Under mixed precision the statistics are computed in F32 and the
 /// result goes back to the input's dtype, as in Keras.
 pub struct LayerNormalization {
     name: String,
     input_shape: Option<Vec<usize>>,
     cfg: LayerNormalizationConfig,
-    features: Option<usize>,
+    axes: NormAxes,
     gamma_beta: GammaBeta,
 }
 
@@ -57,9 +58,26 @@ impl LayerNormalization {
             name: String::new(),
             input_shape: None,
             cfg,
-            features: None,
+            axes: NormAxes::new(vec![-1]),
             gamma_beta: GammaBeta::default(),
         }
+    }
+
+    /// Normalize over `axis` (1 is the first per-sample axis; negative counts from the
+    /// end; the default is -1).
+    pub fn axis(self, axis: isize) -> Self {
+        self.over(vec![axis])
+    }
+
+    /// Normalize over several axes (Keras's `axis=[1, 2, 3]`).
+    pub fn over(mut self, axes: impl Into<Vec<isize>>) -> Self {
+        self.axes = NormAxes::new(axes.into());
+        self
+    }
+
+    /// The axes as given.
+    pub fn axes(&self) -> &[isize] {
+        &self.axes.axes
     }
 }
 
@@ -76,35 +94,33 @@ impl Layer for LayerNormalization {
     }
 
     fn build(&mut self, input_shape: &[usize], _rng: &mut Rng) -> Result<()> {
-        let Some(c) = channels_to_build(self, self.features, input_shape, self.cfg.epsilon)? else {
+        let mut axes = self.axes.clone();
+        let Some(sizes) = axes.build(self, input_shape, self.cfg.epsilon)? else {
             return Ok(());
         };
-        self.gamma_beta = GammaBeta::new(c, self.cfg.scale, self.cfg.center)?;
-        self.features = Some(c);
+        self.gamma_beta = GammaBeta::shaped(&sizes, self.cfg.scale, self.cfg.center)?;
+        self.axes = axes;
         Ok(())
     }
 
     fn is_built(&self) -> bool {
-        self.features.is_some()
+        self.axes.built.is_some()
     }
 
     fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
-        channels_of(self, input_shape)?;
+        resolve_axes(self, &self.axes.axes, input_shape)?;
         Ok(input_shape.to_vec())
     }
 
     fn forward_logits(&self, x: &Var, ctx: &mut Ctx<'_>) -> Result<Var> {
-        let Some(c) = self.features else {
-            return Err(Error::NotBuilt { layer: self.name.clone(), class: "LayerNormalization" });
-        };
-        check_channels(self, x, c)?;
+        let (axes, broadcast) = self.axes.for_input(self, x)?;
         // Statistics in F32, also under mixed precision; the result goes back to the input's dtype.
         let in_dtype = x.dtype();
         let x = statistics_dtype(x)?;
-        let mean = x.mean(&[-1], true)?;
-        let var = x.var(&[-1], true)?;
+        let mean = x.mean(&axes, true)?;
+        let var = x.var(&axes, true)?;
         let normed = x.sub(&mean)?.mul(&var.add_scalar(self.cfg.epsilon)?.rsqrt()?)?;
-        self.gamma_beta.apply(normed, in_dtype, ctx)
+        self.gamma_beta.apply_broadcast(normed, in_dtype, ctx, broadcast.as_deref())
     }
 
     fn weights(&self) -> Vec<Weight> {
@@ -114,7 +130,7 @@ impl Layer for LayerNormalization {
     fn config(&self) -> serde_json::Value {
         let mut v = serde_json::to_value(&self.cfg).unwrap_or_default();
         if let serde_json::Value::Object(m) = &mut v {
-            m.insert("axis".into(), serde_json::json!(-1));
+            m.insert("axis".into(), self.axes.config());
         }
         with_name(&self.name, v)
     }

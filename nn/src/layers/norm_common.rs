@@ -19,9 +19,14 @@ impl GammaBeta {
     /// Keras's initial values for `channels` channels: `gamma` ones when `scale`, `beta`
     /// zeros when `center`.
     pub(crate) fn new(channels: usize, scale: bool, center: bool) -> Result<Self> {
+        Self::shaped(&[channels], scale, center)
+    }
+
+    /// As [`GammaBeta::new`] with weights of `shape` (the normalized axes' sizes).
+    pub(crate) fn shaped(shape: &[usize], scale: bool, center: bool) -> Result<Self> {
         let dev = Device::Cpu;
-        let gamma = scale.then(|| Tensor::ones(channels, DType::F32, &dev).map(Param::new)).transpose()?;
-        let beta = center.then(|| Tensor::zeros(channels, DType::F32, &dev).map(Param::new)).transpose()?;
+        let gamma = scale.then(|| Tensor::ones(shape, DType::F32, &dev).map(Param::new)).transpose()?;
+        let beta = center.then(|| Tensor::zeros(shape, DType::F32, &dev).map(Param::new)).transpose()?;
         Ok(GammaBeta { gamma, beta })
     }
 
@@ -29,10 +34,19 @@ impl GammaBeta {
     /// the end of every normalization layer's forward pass. The weights (F32) take the
     /// statistics' dtype first, as Keras casts them (an F64 input stays F64).
     pub(crate) fn apply(&self, normed: Var, in_dtype: DType, ctx: &Ctx<'_>) -> Result<Var> {
-        let weight = |p: &Param| -> Result<Var> {
-            let v = ctx.variable(p);
-            Ok(if v.dtype() != normed.dtype() { v.to_dtype(normed.dtype())? } else { v })
-        };
+        self.apply_broadcast(normed, in_dtype, ctx, None)
+    }
+
+    /// [`GammaBeta::apply`] with the weights reshaped to `broadcast` first (the input's
+    /// rank, 1 on the axes not normalized) when given.
+    pub(crate) fn apply_broadcast(
+        &self,
+        normed: Var,
+        in_dtype: DType,
+        ctx: &Ctx<'_>,
+        broadcast: Option<&[usize]>,
+    ) -> Result<Var> {
+        let weight = |p: &Param| -> Result<Var> { weight_as(ctx.variable(p), &normed, broadcast) };
         let scaled = match &self.gamma {
             Some(g) => normed.mul(&weight(g)?)?,
             None => normed.clone(),
@@ -49,6 +63,106 @@ impl GammaBeta {
         let gamma = self.gamma.iter().map(|g| Weight::trainable("gamma", g));
         gamma.chain(self.beta.iter().map(|b| Weight::trainable("beta", b))).collect()
     }
+}
+
+/// A normalization weight `v` ready to multiply or add to `normed`: in its dtype, and
+/// reshaped to `broadcast` when given.
+pub(crate) fn weight_as(v: Var, normed: &Var, broadcast: Option<&[usize]>) -> Result<Var> {
+    let v = if v.dtype() != normed.dtype() { v.to_dtype(normed.dtype())? } else { v };
+    Ok(match broadcast {
+        Some(shape) => v.reshape(shape)?,
+        None => v,
+    })
+}
+
+/// The axes a layer normalizes over (Keras's `axis`, an int or a list) and, once built,
+/// those axes resolved and their sizes (the shape of its weights).
+#[derive(Debug, Clone)]
+pub(crate) struct NormAxes {
+    /// As given (`-1`, `[1, 2]`, ...).
+    pub(crate) axes: Vec<isize>,
+    /// The resolved axes (ascending, counting the batch axis as 0) and their sizes.
+    pub(crate) built: Option<(Vec<isize>, Vec<usize>)>,
+}
+
+impl NormAxes {
+    /// Normalize over `axes` (not yet built).
+    pub(crate) fn new(axes: Vec<isize>) -> Self {
+        NormAxes { axes, built: None }
+    }
+
+    /// The config form: a sorted list, as a built Keras layer writes it (`[-1]`, `[1, 2]`).
+    pub(crate) fn config(&self) -> serde_json::Value {
+        let mut axes = self.axes.clone();
+        axes.sort_unstable();
+        serde_json::json!(axes)
+    }
+
+    /// Build for per-sample `input_shape`: the weights' shape, or `None` when already
+    /// built for these sizes (nothing to do). Built for other sizes is an error naming
+    /// both; so is an axis out of range and a negative or NaN `epsilon`.
+    pub(crate) fn build(
+        &mut self,
+        layer: &dyn Layer,
+        input_shape: &[usize],
+        epsilon: f64,
+    ) -> Result<Option<Vec<usize>>> {
+        check_epsilon(layer, epsilon)?;
+        let resolved = crate::layer::resolve_axes(layer, &self.axes, input_shape)?;
+        let sizes: Vec<usize> = resolved.iter().map(|&a| input_shape[a as usize - 1]).collect();
+        match &self.built {
+            Some((_, have)) if *have == sizes => Ok(None),
+            Some((_, have)) => Err(Error::IncompatibleInput {
+                layer: layer.name().to_string(),
+                class: layer.class_name(),
+                expected: format!("sizes {have:?} on axes {:?} (the layer is already built)", self.axes),
+                got: input_shape.to_vec(),
+            }),
+            None => {
+                self.built = Some((resolved, sizes.clone()));
+                Ok(Some(sizes))
+            }
+        }
+    }
+
+    /// The resolved axes for batch `x` (checked against the built sizes), and the shape to
+    /// reshape the weights to (`None` when the axes are the trailing ones, which
+    /// broadcast as they are).
+    pub(crate) fn for_input(&self, layer: &dyn Layer, x: &Var) -> Result<(Vec<isize>, Option<Vec<usize>>)> {
+        let Some((axes, sizes)) = &self.built else {
+            return Err(Error::NotBuilt { layer: layer.name().to_string(), class: layer.class_name() });
+        };
+        let dims = x.dims();
+        let fits = dims.len() >= 2
+            && axes.iter().zip(sizes).all(|(&a, &s)| dims.get(a as usize) == Some(&s))
+            && crate::layer::resolve_axes(layer, &self.axes, &dims[1..]).ok().as_ref() == Some(axes);
+        if !fits {
+            return Err(Error::IncompatibleInput {
+                layer: layer.name().to_string(),
+                class: layer.class_name(),
+                expected: format!("sizes {sizes:?} on axes {:?}", self.axes),
+                got: dims.get(1..).unwrap_or(&[]).to_vec(),
+            });
+        }
+        let rank = dims.len() as isize;
+        let trailing = axes.iter().enumerate().all(|(i, &a)| a == rank - axes.len() as isize + i as isize);
+        let broadcast = (!trailing).then(|| {
+            let mut shape = vec![1usize; dims.len()];
+            for (&a, &s) in axes.iter().zip(sizes) {
+                shape[a as usize] = s;
+            }
+            shape
+        });
+        Ok((axes.clone(), broadcast))
+    }
+}
+
+/// `epsilon` must not be negative or NaN (infinite is allowed, as Keras allows it).
+pub(crate) fn check_epsilon(layer: &dyn Layer, epsilon: f64) -> Result<()> {
+    if epsilon.is_nan() || epsilon < 0.0 {
+        return Err(Error::config(describe(layer), format!("epsilon must be >= 0, got {epsilon}")));
+    }
+    Ok(())
 }
 
 /// `x` in the dtype the normalization layers compute their statistics in: F16 and BF16
@@ -86,9 +200,7 @@ pub(crate) fn channels_to_build(
     epsilon: f64,
 ) -> Result<Option<usize>> {
     let channels = channels_of(layer, input_shape)?;
-    if epsilon.is_nan() || epsilon < 0.0 {
-        return Err(Error::config(describe(layer), format!("epsilon must be >= 0, got {epsilon}")));
-    }
+    check_epsilon(layer, epsilon)?;
     match built {
         None => Ok(Some(channels)),
         Some(have) if have == channels => Ok(None),
