@@ -5,7 +5,8 @@
 //!   `image_dataset_from_directory`, PNG writing and grids), ready-made
 //!   [`datasets`] (embedded MNIST-10k and four UCI tables).
 //! - [`preprocessing`]: `StandardScaler`, `MinMaxScaler`, `Normalization`,
-//!   `to_categorical`, `train_test_split`, `class_weight`.
+//!   `to_categorical`, `train_test_split`, `class_weight`, `pad_sequences`, and text
+//!   (`TextVectorization`, `StringLookup`: strings to token ids or vectors, on the host).
 //! - Feeding a model: the [`Dataset`] trait, [`DataLoader`] (shuffle per epoch,
 //!   `drop_last`, background prefetch) and the [`BatchSource`] trait that
 //!   training loops consume (see [`loader`] for its contract).

@@ -1,21 +1,26 @@
 //! Preprocessing: scalers with fit/transform/inverse_transform, Keras's
-//! `Normalization`, one-hot labels, class weights, train/test splitting and padding
-//! sequences to one length.
+//! `Normalization`, one-hot labels, class weights, train/test splitting, padding
+//! sequences to one length, and Keras's text preprocessing (`TextVectorization`,
+//! `StringLookup`), which runs on the host since keel tensors hold no strings.
 //!
 //! Statistics are computed in f64; transforms return the input's float dtype
 //! (F32 for integer inputs).
 
 mod categorical;
+mod lookup;
 mod normalization;
 mod scalers;
 mod sequence;
 mod split;
+mod text;
 
 pub use categorical::{class_weight, labels_to_vec, to_categorical};
+pub use lookup::{OutputMode, StringLookup};
 pub use normalization::Normalization;
 pub use scalers::{MinMaxScaler, StandardScaler};
 pub use sequence::{pad_sequences, PadSequences, PadSide};
 pub use split::{train_test_split, TrainTestSplit};
+pub use text::{Split, Standardize, TextVectorization};
 
 use crate::{Error, Result};
 use keel_tensor::{DType, Tensor};
