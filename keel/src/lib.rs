@@ -85,6 +85,10 @@ pub mod prelude {
         ZeroPadding1D, ZeroPadding2D, ELU, GRU, LSTM,
     };
     pub use keel_nn::{
+        AveragePooling3D, Conv3D, Cropping3D, GlobalAveragePooling3D, GlobalMaxPooling3D, MaxPooling3D, UpSampling3D,
+        ZeroPadding3D,
+    };
+    pub use keel_nn::{
         CenterCrop, FillMode, ImageInterpolation, RandomCrop, RandomRotation, RandomTranslation, RandomZoom, Resizing,
     };
     pub use keel_nn::{GroupNormalization, UnitNormalization};

@@ -471,6 +471,30 @@ impl IntoPair for [usize; 2] {
     }
 }
 
+/// A 3-D window, stride or factor: `3`, `(2, 3, 3)` or `[2, 3, 3]`.
+pub trait IntoTriple {
+    /// `(depth, height, width)`.
+    fn into_triple(self) -> (usize, usize, usize);
+}
+
+impl IntoTriple for usize {
+    fn into_triple(self) -> (usize, usize, usize) {
+        (self, self, self)
+    }
+}
+
+impl IntoTriple for (usize, usize, usize) {
+    fn into_triple(self) -> (usize, usize, usize) {
+        self
+    }
+}
+
+impl IntoTriple for [usize; 3] {
+    fn into_triple(self) -> (usize, usize, usize) {
+        (self[0], self[1], self[2])
+    }
+}
+
 /// Shape as Keras prints it, with the batch dim: `(None, 26, 26, 32)`.
 pub fn fmt_shape(per_sample: &[usize]) -> String {
     let mut s = String::from("(None");

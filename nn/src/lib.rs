@@ -45,7 +45,7 @@ pub use functional::{
     add, average, concatenate, dot, multiply, subtract, Input, LayerExt, LayerHandle, Model, SymbolicTensor,
 };
 pub use initializers::Initializer;
-pub use layer::{CastCache, Ctx, IntoPair, Layer, Weight};
+pub use layer::{CastCache, Ctx, IntoPair, IntoTriple, Layer, Weight};
 pub use layers::*;
 pub use losses::{Loss, LossFn};
 pub use network::{Head, NamedParam, Network};
@@ -65,6 +65,10 @@ pub mod prelude {
         RandomContrast, RandomFlip, ReLU, Regularizer, RepeatVector, Rescaling, Reshape, ScoreMode, SeparableConv2D,
         Sequential, SimpleRNN, Softmax, SpatialDropout1D, SpatialDropout2D, SpatialDropout3D, Subtract,
         TimeDistributed, UpSampling1D, UpSampling2D, ZeroPadding1D, ZeroPadding2D, ELU, GRU, LSTM,
+    };
+    pub use crate::{
+        AveragePooling3D, Conv3D, Cropping3D, GlobalAveragePooling3D, GlobalMaxPooling3D, MaxPooling3D, UpSampling3D,
+        ZeroPadding3D,
     };
     pub use crate::{
         CenterCrop, FillMode, ImageInterpolation, RandomCrop, RandomRotation, RandomTranslation, RandomZoom, Resizing,

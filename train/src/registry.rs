@@ -1,9 +1,10 @@
 //! Rebuilding models from their JSON config: a registry from Keras class
 //! names to layer constructors, and [`FromConfig`] for networks.
 //!
-//! Built in: Dense, Conv1D, Conv1DTranspose, Conv2D, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D,
-//! MaxPooling1D/2D, AveragePooling1D/2D, GlobalAveragePooling1D/2D, GlobalMaxPooling1D/2D, Flatten, Reshape,
-//! Rescaling, Normalization, Dropout, ZeroPadding1D/2D, Cropping1D/2D, UpSampling1D/2D, RepeatVector, Permute,
+//! Built in: Dense, Conv1D, Conv1DTranspose, Conv2D, Conv2DTranspose, Conv3D, DepthwiseConv2D, SeparableConv2D,
+//! MaxPooling1D/2D/3D, AveragePooling1D/2D/3D, GlobalAveragePooling1D/2D/3D, GlobalMaxPooling1D/2D/3D, Flatten,
+//! Reshape, Rescaling, Normalization, Dropout, ZeroPadding1D/2D/3D, Cropping1D/2D/3D, UpSampling1D/2D/3D,
+//! RepeatVector, Permute,
 //! Masking, SpatialDropout1D/2D/3D, GaussianNoise, GaussianDropout, RandomFlip, RandomContrast, RandomBrightness,
 //! RandomRotation, RandomZoom, RandomTranslation, Resizing, CenterCrop, RandomCrop,
 //! BatchNormalization, LayerNormalization, GroupNormalization, UnitNormalization, RMSNormalization, Activation, ReLU, LeakyReLU, PReLU, ELU, Softmax, Embedding,
@@ -110,6 +111,21 @@ pub fn layer_from_config(class_name: &str, cfg: &Value) -> Result<Box<dyn Layer>
         }
         (None, "MaxPooling2D") => Box::new(MaxPooling2D::from_config(field::<Pool2DConfig>(class_name, cfg)?)),
         (None, "AveragePooling2D") => Box::new(AveragePooling2D::from_config(field::<Pool2DConfig>(class_name, cfg)?)),
+        (None, "Conv3D") => {
+            if cfg.get("groups").and_then(Value::as_u64).is_some_and(|g| g != 1) {
+                return Err(Error::invalid(
+                    "from_config",
+                    format!("Conv3D with groups {} is not supported (only groups = 1)", cfg["groups"]),
+                ));
+            }
+            Box::new(keel_nn::Conv3D::from_config(field::<keel_nn::Conv3DConfig>(class_name, cfg)?))
+        }
+        (None, "MaxPooling3D") => {
+            Box::new(keel_nn::MaxPooling3D::from_config(field::<keel_nn::Pool3DConfig>(class_name, cfg)?))
+        }
+        (None, "AveragePooling3D") => {
+            Box::new(keel_nn::AveragePooling3D::from_config(field::<keel_nn::Pool3DConfig>(class_name, cfg)?))
+        }
         (None, "Conv1D") => Box::new(Conv1D::from_config(field::<Conv1DConfig>(class_name, cfg)?)),
         (None, "Conv1DTranspose") => {
             Box::new(keel_nn::Conv1DTranspose::from_config(field::<keel_nn::Conv1DTransposeConfig>(class_name, cfg)?))
@@ -120,6 +136,8 @@ pub fn layer_from_config(class_name: &str, cfg: &Value) -> Result<Box<dyn Layer>
         (None, "GlobalAveragePooling2D") => Box::new(GlobalAveragePooling2D::new()),
         (None, "GlobalMaxPooling1D") => Box::new(GlobalMaxPooling1D::new()),
         (None, "GlobalMaxPooling2D") => Box::new(GlobalMaxPooling2D::new()),
+        (None, "GlobalAveragePooling3D") => Box::new(keel_nn::GlobalAveragePooling3D::new()),
+        (None, "GlobalMaxPooling3D") => Box::new(keel_nn::GlobalMaxPooling3D::new()),
         (None, "Flatten") => Box::new(Flatten::new()),
         (None, "Normalization") => {
             if !axes_in(cfg, "axis", &[-1]) {
@@ -142,6 +160,11 @@ pub fn layer_from_config(class_name: &str, cfg: &Value) -> Result<Box<dyn Layer>
         (None, "ZeroPadding2D") => Box::new(ZeroPadding2D::new(margins::<2>(class_name, cfg, "padding")?)),
         (None, "Cropping1D") => Box::new(Cropping1D::new(margins::<1>(class_name, cfg, "cropping")?)),
         (None, "Cropping2D") => Box::new(Cropping2D::new(margins::<2>(class_name, cfg, "cropping")?)),
+        (None, "ZeroPadding3D") => Box::new(keel_nn::ZeroPadding3D::new(margins::<3>(class_name, cfg, "padding")?)),
+        (None, "Cropping3D") => Box::new(keel_nn::Cropping3D::new(margins::<3>(class_name, cfg, "cropping")?)),
+        (None, "UpSampling3D") => {
+            Box::new(keel_nn::UpSampling3D::new(get::<(usize, usize, usize)>(class_name, cfg, "size")?))
+        }
         (None, "UpSampling1D") => Box::new(UpSampling1D::new(get::<usize>(class_name, cfg, "size")?)),
         (None, "UpSampling2D") => {
             let interpolation = match cfg.get("interpolation") {

@@ -702,6 +702,36 @@ fn depthwise_and_separable_conv2d() {
     agree("depthwise + separable conv", &dev, build, &x, &y);
 }
 
+/// The 3-D layers, composed from 2-D ops (Conv3D: an index_select of depth taps and one
+/// conv2d, fused with bias + ReLU or not; the 3-D poolings: a 2-D pooling over height and
+/// width then one over depth; the padding, cropping and up-sampling shape ops) train on the
+/// GPU along the CPU's trajectory.
+#[test]
+fn three_d_layers() {
+    use keel_nn::{
+        AveragePooling3D, Conv3D, Cropping3D, GlobalAveragePooling3D, MaxPooling3D, UpSampling3D, ZeroPadding3D,
+    };
+    let Some(dev) = common::gpu("three_d_layers") else { return };
+    let x = uniform(21, &[48, 4, 6, 6, 2]);
+    let labels = x.mean(&[1, 2, 3, 4], false).unwrap().gt(&Tensor::scalar(0.0f32)).unwrap().to_dtype(DType::I64);
+    let y = labels.unwrap();
+    let build = || {
+        let mut m = Sequential::with_seed(12);
+        m.add(ZeroPadding3D::new(((1, 0), (0, 1), (1, 1))).input_shape([4, 6, 6, 2]));
+        m.add(Conv3D::new(4, (2, 3, 3)).padding(Padding::Same).activation(Activation::Relu)); // fused bias + ReLU
+        m.add(MaxPooling3D::new((3, 2, 2)).strides((2, 2, 2)).padding(Padding::Same));
+        m.add(UpSampling3D::new((2, 1, 1)));
+        m.add(Cropping3D::new(((1, 0), (0, 1), (0, 0))));
+        m.add(Conv3D::new(3, 2).dilation_rate((2, 1, 1)).activation(Activation::Tanh));
+        m.add(AveragePooling3D::new(2).strides(1).padding(Padding::Same));
+        m.add(GlobalAveragePooling3D::new());
+        m.add(Dense::new(2).activation(Activation::Softmax));
+        m.compile(Adam::new(0.01), Loss::SparseCategoricalCrossentropy, &[MetricSpec::Accuracy]).unwrap();
+        m
+    };
+    agree("3-D conv, pooling and shape layers", &dev, build, &x, &y);
+}
+
 /// RandomRotation, RandomZoom and RandomTranslation (the affine image transform, forward and
 /// its atomicAdd backward: they sit after a convolution, so its gradient passes through them)
 /// train on the GPU along the CPU's trajectory.

@@ -763,6 +763,78 @@ fn shape_layers_train_and_round_trip() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// The 3-D layers (Conv3D, MaxPooling3D, AveragePooling3D, GlobalAveragePooling3D,
+/// GlobalMaxPooling3D, UpSampling3D, ZeroPadding3D, Cropping3D): a volume classifier fits
+/// (its loss falls), saves, and loads back with the same config and bit-identical
+/// predictions; every Keras config of the nn fixtures (Keras 3's get_config) loads with
+/// its values.
+#[test]
+fn three_d_layers_train_and_round_trip() {
+    use keel_nn::{
+        AveragePooling3D, Conv3D, Cropping3D, GlobalAveragePooling3D, GlobalMaxPooling3D, MaxPooling3D, UpSampling3D,
+        ZeroPadding3D,
+    };
+    let dir = test_dir("three_d");
+    // label: whether the front half of the volume is brighter than the back half
+    let n = 24;
+    let x = Tensor::rand_uniform(5, 0.0, 1.0, (n, 4, 6, 6, 1), DType::F32, &Device::Cpu).unwrap();
+    let front = x.narrow(1, 0, 2).unwrap().mean(&[1, 2, 3, 4], false).unwrap();
+    let back = x.narrow(1, 2, 2).unwrap().mean(&[1, 2, 3, 4], false).unwrap();
+    let y = front.gt(&back).unwrap().to_dtype(DType::I64).unwrap();
+    let build = |global_max: bool| {
+        let mut m = Sequential::with_seed(9);
+        m.add(ZeroPadding3D::new(((1, 0), (1, 1), (0, 1))).input_shape([4, 6, 6, 1]));
+        m.add(Conv3D::new(4, (2, 3, 3)).padding(Padding::Same).activation(Activation::Relu));
+        m.add(MaxPooling3D::new((1, 2, 2)));
+        m.add(Cropping3D::new(((1, 0), (0, 0), (0, 1))));
+        m.add(UpSampling3D::new((1, 2, 2)));
+        m.add(Conv3D::new(4, 3).strides((1, 2, 2)).dilation_rate(1).activation(Activation::Tanh));
+        m.add(AveragePooling3D::new((2, 1, 1)).padding(Padding::Same));
+        if global_max {
+            m.add(GlobalMaxPooling3D::new());
+        } else {
+            m.add(GlobalAveragePooling3D::new());
+        }
+        m.add(Dense::new(2).activation(Activation::Softmax));
+        m.compile(Adam::new(0.01), Loss::SparseCategoricalCrossentropy, &[MetricSpec::Accuracy]).unwrap();
+        m
+    };
+    for global_max in [false, true] {
+        let mut m = build(global_max);
+        let h = m.fit(&x, &y, Fit::new().epochs(8).batch_size(8).verbose(0)).unwrap();
+        let losses = h.get("loss").unwrap();
+        assert!(losses.last() < losses.first(), "3-D classifier loss did not fall: {losses:?}");
+        let path = dir.join(format!("three_d_{global_max}.keel"));
+        m.save(&path).unwrap();
+        let loaded = load_model(&path).unwrap();
+        assert_eq!(loaded.config(), m.config());
+        assert_eq!(weight_bits(loaded.network()), weight_bits(m.network()));
+        assert_eq!(bits(&loaded.predict(&x, 8).unwrap()), bits(&m.predict(&x, 8).unwrap()));
+    }
+    // Keras 3's own configs (nn/tests/fixtures/make_conv3d_fixtures.py)
+    let fx: serde_json::Value =
+        serde_json::from_str(include_str!("../../nn/tests/fixtures/conv3d_fixtures.json")).unwrap();
+    for c in fx["cases"].as_array().unwrap() {
+        let (class, cfg) = (c["class"].as_str().unwrap(), &c["config"]);
+        let layer = keel_train::layer_from_config(class, cfg).unwrap_or_else(|e| panic!("{class}: {e}"));
+        for (key, v) in layer.config().as_object().unwrap() {
+            if !key.ends_with("_initializer") {
+                assert_eq!(&cfg[key], v, "{class} {key}");
+            }
+        }
+    }
+    let e = keel_train::layer_from_config(
+        "MaxPooling3D",
+        &serde_json::json!({"pool_size": [2, 2, 2], "strides": [2, 2, 2], "padding": "valid", "data_format": "channels_first"}),
+    );
+    assert!(e.err().map(|e| e.to_string()).unwrap_or_default().contains("channels_first"));
+    let mut grouped = fx["cases"][0]["config"].clone();
+    grouped["groups"] = serde_json::json!(2);
+    let e = keel_train::layer_from_config("Conv3D", &grouped);
+    assert!(e.err().map(|e| e.to_string()).unwrap_or_default().contains("groups 2"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// The noise and augmentation layers (seeded, active only in training) train, save and load
 /// with their configs; a Keras config with a `seed` and a `data_format` loads too.
 #[test]

@@ -1,5 +1,5 @@
 //! The global pooling layers: the mean or the maximum over every spatial axis, per
-//! channel (`GlobalAveragePooling1D/2D`, `GlobalMaxPooling1D/2D`).
+//! channel (`GlobalAveragePooling1D/2D/3D`, `GlobalMaxPooling1D/2D/3D`).
 
 use crate::layer::{check_batch_rank, common_builders, layer_common, with_name, Ctx, Layer};
 use crate::{Error, Result};
@@ -114,4 +114,13 @@ global_pool_layer!(
 global_pool_layer!(
     /// `[h, w, c] -> [c]`: the maximum over height and width (tied maxima share the gradient).
     GlobalMaxPooling2D, "GlobalMaxPooling2D", 2, "[height, width, channels]", max
+);
+global_pool_layer!(
+    /// `[d, h, w, c] -> [c]`: the mean over depth, height and width.
+    GlobalAveragePooling3D, "GlobalAveragePooling3D", 3, "[depth, height, width, channels]", mean
+);
+global_pool_layer!(
+    /// `[d, h, w, c] -> [c]`: the maximum over depth, height and width (tied maxima share the
+    /// gradient).
+    GlobalMaxPooling3D, "GlobalMaxPooling3D", 3, "[depth, height, width, channels]", max
 );

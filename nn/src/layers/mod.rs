@@ -5,6 +5,7 @@ mod attention;
 mod augment;
 mod average_pooling1d;
 mod average_pooling2d;
+mod average_pooling3d;
 mod batch_normalization;
 mod bidirectional;
 mod center_crop;
@@ -13,8 +14,10 @@ mod conv1d;
 mod conv1d_transpose;
 mod conv2d;
 mod conv2d_transpose;
+mod conv3d;
 mod cropping1d;
 mod cropping2d;
+mod cropping3d;
 mod dense;
 mod depthwise_conv2d;
 mod dot;
@@ -31,6 +34,7 @@ mod lstm;
 mod masking;
 mod max_pooling1d;
 mod max_pooling2d;
+mod max_pooling3d;
 mod merge;
 mod multi_head_attention;
 mod norm_common;
@@ -58,8 +62,10 @@ mod time_distributed;
 mod unit_normalization;
 mod up_sampling1d;
 mod up_sampling2d;
+mod up_sampling3d;
 mod zero_padding1d;
 mod zero_padding2d;
+mod zero_padding3d;
 
 pub use activation_layer::ActivationLayer;
 pub use attention::{
@@ -67,6 +73,7 @@ pub use attention::{
 };
 pub use average_pooling1d::AveragePooling1D;
 pub use average_pooling2d::AveragePooling2D;
+pub use average_pooling3d::AveragePooling3D;
 pub use batch_normalization::{BatchNormalization, BatchNormalizationConfig};
 pub use bidirectional::{Bidirectional, MergeMode};
 pub use center_crop::CenterCrop;
@@ -75,8 +82,10 @@ pub use conv1d::{Conv1D, Conv1DConfig, Conv1DPadding};
 pub use conv1d_transpose::{Conv1DTranspose, Conv1DTransposeConfig};
 pub use conv2d::{Conv2D, Conv2DConfig};
 pub use conv2d_transpose::{Conv2DTranspose, Conv2DTransposeConfig};
+pub use conv3d::{Conv3D, Conv3DConfig};
 pub use cropping1d::Cropping1D;
 pub use cropping2d::Cropping2D;
+pub use cropping3d::Cropping3D;
 pub use dense::{Dense, DenseConfig};
 pub use depthwise_conv2d::{DepthwiseConv2D, DepthwiseConv2DConfig};
 pub use dot::{Dot, DotAxes};
@@ -84,7 +93,10 @@ pub use dropout::Dropout;
 pub use embedding::{Embedding, EmbeddingConfig};
 pub use flatten::Flatten;
 pub use gaussian_noise::{GaussianDropout, GaussianNoise};
-pub use global_pooling::{GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D};
+pub use global_pooling::{
+    GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalAveragePooling3D, GlobalMaxPooling1D, GlobalMaxPooling2D,
+    GlobalMaxPooling3D,
+};
 pub use group_normalization::{GroupNormalization, GroupNormalizationConfig};
 pub use gru::{GRUCell, GRU};
 pub use layer_normalization::{LayerNormalization, LayerNormalizationConfig};
@@ -92,13 +104,14 @@ pub use lstm::{LSTMCell, LSTM};
 pub use masking::Masking;
 pub use max_pooling1d::MaxPooling1D;
 pub use max_pooling2d::MaxPooling2D;
+pub use max_pooling3d::MaxPooling3D;
 pub use merge::{Add, Average, Maximum, Minimum, Multiply, Subtract};
 pub use multi_head_attention::{
     AttentionProjection, MultiHeadAttention, MultiHeadAttentionConfig, MultiHeadAttentionWeights,
 };
 pub use normalization::Normalization;
 pub use permute::Permute;
-pub use pooling::{Pool1DConfig, Pool2DConfig};
+pub use pooling::{Pool1DConfig, Pool2DConfig, Pool3DConfig};
 pub use prelu::{PReLU, PReLUConfig};
 pub use random_affine::{RandomRotation, RandomTranslation, RandomZoom};
 pub use random_color::{Factor, RandomBrightness, RandomContrast};
@@ -120,8 +133,10 @@ pub use time_distributed::TimeDistributed;
 pub use unit_normalization::UnitNormalization;
 pub use up_sampling1d::UpSampling1D;
 pub use up_sampling2d::{Interpolation, UpSampling2D};
+pub use up_sampling3d::UpSampling3D;
 pub use zero_padding1d::ZeroPadding1D;
 pub use zero_padding2d::ZeroPadding2D;
+pub use zero_padding3d::ZeroPadding3D;
 
 /// A 1-D layer's size (`kernel_size`, `strides`, `dilation_rate`) as Keras writes it, a
 /// one-element list `[3]`; read from that or a plain number.

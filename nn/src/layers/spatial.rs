@@ -1,5 +1,5 @@
 //! Shared code of the shape layers over the spatial axes of a channels-last input
-//! (ZeroPadding1D/2D, Cropping1D/2D, UpSampling1D/2D, RepeatVector): Keras's forms of
+//! (ZeroPadding1D/2D/3D, Cropping1D/2D/3D, UpSampling1D/2D/3D, RepeatVector): Keras's forms of
 //! per-side amounts, the pad and crop ops, and repetition along axes.
 
 use crate::{Error, Result};
@@ -9,12 +9,12 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
 /// The `(before, after)` amounts of each of `N` spatial axes: Keras's `padding` of
-/// ZeroPadding1D/2D and `cropping` of Cropping1D/2D in their normalized form.
+/// ZeroPadding1D/2D/3D and `cropping` of Cropping1D/2D/3D in their normalized form.
 ///
 /// Serialized as Keras writes it: `[left, right]` for one axis, `[[top, bottom], [left, right]]`
-/// for two. Read from any of Keras's forms: an int (every side), for one axis a
-/// `[left, right]` pair, for two axes a pair whose entries are each an int (symmetric on
-/// that axis) or a `[before, after]` pair.
+/// for two, `[[front, back], [top, bottom], [left, right]]` for three. Read from any of
+/// Keras's forms: an int (every side), for one axis a `[left, right]` pair, for two or three
+/// axes one entry per axis, each an int (symmetric on that axis) or a `[before, after]` pair.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Margins<const N: usize>(pub [(usize, usize); N]);
 
@@ -63,7 +63,8 @@ impl<'de, const N: usize> Deserialize<'de> for Margins<N> {
 
 /// A layer's `padding` or `cropping` as Keras takes it: `1` (every side), for one axis
 /// `(left, right)`, for two axes `(symmetric_height, symmetric_width)` or
-/// `((top, bottom), (left, right))`.
+/// `((top, bottom), (left, right))`, for three axes `(symmetric_depth, symmetric_height,
+/// symmetric_width)` or `((front, back), (top, bottom), (left, right))`.
 pub trait IntoMargins<const N: usize> {
     /// The `(before, after)` amounts of each axis.
     fn into_margins(self) -> Margins<N>;
@@ -93,6 +94,18 @@ impl IntoMargins<2> for ((usize, usize), (usize, usize)) {
     }
 }
 
+impl IntoMargins<3> for (usize, usize, usize) {
+    fn into_margins(self) -> Margins<3> {
+        Margins([(self.0, self.0), (self.1, self.1), (self.2, self.2)])
+    }
+}
+
+impl IntoMargins<3> for ((usize, usize), (usize, usize), (usize, usize)) {
+    fn into_margins(self) -> Margins<3> {
+        Margins([self.0, self.1, self.2])
+    }
+}
+
 impl<const N: usize> IntoMargins<N> for Margins<N> {
     fn into_margins(self) -> Margins<N> {
         self
@@ -108,7 +121,8 @@ pub(crate) fn per_sample(x: &Var) -> &[usize] {
 fn axis_names(n: usize) -> &'static [&'static str] {
     match n {
         1 => &["steps"],
-        _ => &["height", "width"],
+        2 => &["height", "width"],
+        _ => &["depth", "height", "width"],
     }
 }
 
