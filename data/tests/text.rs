@@ -1,7 +1,7 @@
 //! `TextVectorization` and `StringLookup` against Keras 3 (fixtures/text_keras.json, written
 //! by fixtures/make_text.py), plus errors and the serde round trip.
 
-use keel_data::preprocessing::{OutputMode, Split, Standardize, StringLookup, TextVectorization};
+use keel_data::preprocessing::{Split, Standardize, StringLookup, TextOutputMode, TextVectorization};
 use keel_tensor::Tensor;
 use serde_json::Value;
 
@@ -21,7 +21,7 @@ fn f64s(v: &Value) -> Vec<f64> {
     v.as_array().unwrap().iter().map(|d| d.as_f64().unwrap()).collect()
 }
 
-fn mode(o: &Value) -> OutputMode {
+fn mode(o: &Value) -> TextOutputMode {
     o.get("output_mode").and_then(Value::as_str).unwrap_or("int").parse().unwrap()
 }
 
@@ -199,19 +199,19 @@ fn string_lookup_matches_keras() {
 #[test]
 fn string_lookup_rank1_multi_hot_is_one_sample() {
     // Keras: a 1-D input to a multi_hot StringLookup is one sample
-    let l = StringLookup::new().output_mode(OutputMode::MultiHot).vocabulary(&["a", "b"]).unwrap();
+    let l = StringLookup::new().output_mode(TextOutputMode::MultiHot).vocabulary(&["a", "b"]).unwrap();
     let y = l.call(&["a", "b", "z"]).unwrap();
     assert_eq!(y.dims(), &[3]);
     assert_eq!(y.to_vec::<f32>().unwrap(), [1.0, 1.0, 1.0]);
     // a given vocabulary with its special tokens at the start is the same vocabulary
-    let l2 = StringLookup::new().output_mode(OutputMode::MultiHot).vocabulary(&["[UNK]", "a", "b"]).unwrap();
+    let l2 = StringLookup::new().output_mode(TextOutputMode::MultiHot).vocabulary(&["[UNK]", "a", "b"]).unwrap();
     assert_eq!(l2.get_vocabulary(), l.get_vocabulary());
 }
 
 #[test]
 fn json_round_trip_keeps_the_adapted_vocabulary() {
     let texts = ["Good movie, great acting!", "Bad movie.", "great GREAT fun", "boring and bad"];
-    let mut tv = TextVectorization::new().max_tokens(8).ngrams(2).output_mode(OutputMode::TfIdf);
+    let mut tv = TextVectorization::new().max_tokens(8).ngrams(2).output_mode(TextOutputMode::TfIdf);
     tv.adapt(&texts).unwrap();
     let json = serde_json::to_string_pretty(&tv).unwrap();
     // Keras's config keys
@@ -240,7 +240,7 @@ fn json_round_trip_keeps_the_adapted_vocabulary() {
     assert_eq!(back.call(&["[PAD]", "y", "q"]).unwrap().to_vec::<i64>().unwrap(), [0, 3, 1]);
 
     // tf_idf with no OOV index
-    let mut l = StringLookup::new().num_oov_indices(0).output_mode(OutputMode::TfIdf);
+    let mut l = StringLookup::new().num_oov_indices(0).output_mode(TextOutputMode::TfIdf);
     l.adapt_rows(&[["x", "y"], ["x", "x"]]).unwrap();
     let back: StringLookup = serde_json::from_str(&serde_json::to_string(&l).unwrap()).unwrap();
     assert_eq!(back, l);
@@ -275,17 +275,17 @@ fn errors_are_values_with_clear_messages() {
     let e = err(TextVectorization::new().max_tokens(3).vocabulary(&["a", "b"]));
     assert!(e.contains("4 entries") && e.contains("max_tokens is 3"), "{e}");
     // options Keras refuses
-    let e = err(TextVectorization::new().output_mode(OutputMode::Count).output_sequence_length(4).adapt(&["a"]));
+    let e = err(TextVectorization::new().output_mode(TextOutputMode::Count).output_sequence_length(4).adapt(&["a"]));
     assert!(e.contains("output_sequence_length") && e.contains("count"), "{e}");
     let e = err(TextVectorization::new().pad_to_max_tokens(true).adapt(&["a"]));
     assert!(e.contains("pad_to_max_tokens needs max_tokens"), "{e}");
-    let e = err(TextVectorization::new().output_mode(OutputMode::OneHot).adapt(&["a"]));
+    let e = err(TextVectorization::new().output_mode(TextOutputMode::OneHot).adapt(&["a"]));
     assert!(e.contains("one_hot"), "{e}");
     let e = err(TextVectorization::new().ngrams(0).adapt(&["a"]));
     assert!(e.contains("ngrams"), "{e}");
     let e = err(StringLookup::new().num_oov_indices(2).adapt(&["a"]));
     assert!(e.contains("num_oov_indices 2"), "{e}");
-    let e = err(StringLookup::new().invert(true).output_mode(OutputMode::Count).vocabulary(&["a"]));
+    let e = err(StringLookup::new().invert(true).output_mode(TextOutputMode::Count).vocabulary(&["a"]));
     assert!(e.contains("invert needs output_mode int"), "{e}");
     // vocabularies
     let e = err(TextVectorization::new().vocabulary(&["a", "b", "a"]));
@@ -294,9 +294,9 @@ fn errors_are_values_with_clear_messages() {
     assert!(e.contains("mask token"), "{e}");
     let e = err(TextVectorization::new().vocabulary::<&str>(&[]));
     assert!(e.contains("empty vocabulary"), "{e}");
-    let e = err(TextVectorization::new().output_mode(OutputMode::TfIdf).vocabulary(&["a"]));
+    let e = err(TextVectorization::new().output_mode(TextOutputMode::TfIdf).vocabulary(&["a"]));
     assert!(e.contains("needs idf_weights"), "{e}");
-    let e = err(TextVectorization::new().output_mode(OutputMode::TfIdf).vocabulary_with_idf(&["a", "b"], &[1.0]));
+    let e = err(TextVectorization::new().output_mode(TextOutputMode::TfIdf).vocabulary_with_idf(&["a", "b"], &[1.0]));
     assert!(e.contains("1 idf_weights for a vocabulary of 2"), "{e}");
     let e = err(TextVectorization::new().vocabulary_with_idf(&["a"], &[1.0]));
     assert!(e.contains("only for output_mode tf_idf"), "{e}");
@@ -314,9 +314,10 @@ fn errors_are_values_with_clear_messages() {
     assert!(e.contains("rows of one length"), "{e}");
     let e = err(l.call_invert(&[1]));
     assert!(e.contains("invert(true)"), "{e}");
-    let e = err(StringLookup::new().output_mode(OutputMode::OneHot).vocabulary(&["a"]).unwrap().call_rows(&[["a"]]));
+    let e =
+        err(StringLookup::new().output_mode(TextOutputMode::OneHot).vocabulary(&["a"]).unwrap().call_rows(&[["a"]]));
     assert!(e.contains("one_hot"), "{e}");
-    let e = err("tfidf".parse::<OutputMode>());
+    let e = err("tfidf".parse::<TextOutputMode>());
     assert!(e.contains("unknown output_mode 'tfidf'"), "{e}");
     // a huge id does not panic the inverse lookup
     let inv = StringLookup::new().invert(true).vocabulary(&["a"]).unwrap();

@@ -72,7 +72,7 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 /// The names a training script needs: `use keel::prelude::*;`.
 pub mod prelude {
-    pub use keel_data::preprocessing::{StringLookup, TextVectorization};
+    pub use keel_data::preprocessing::{StringLookup, TextOutputMode, TextVectorization};
     pub use keel_nn::{
         add, concatenate, dot, Activation, ActivationLayer, Add, AdditiveAttention, Attention, AveragePooling1D,
         AveragePooling2D, BatchNormalization, Bidirectional, Concatenate, Conv1D, Conv1DPadding, Conv1DTranspose,
@@ -88,10 +88,11 @@ pub mod prelude {
         AveragePooling3D, Conv3D, Cropping3D, GlobalAveragePooling3D, GlobalMaxPooling3D, MaxPooling3D, UpSampling3D,
         ZeroPadding3D,
     };
+    pub use keel_nn::{CategoryEncoding, Discretization, Hashing, IntegerLookup, OutputMode};
     pub use keel_nn::{
         CenterCrop, FillMode, ImageInterpolation, RandomCrop, RandomRotation, RandomTranslation, RandomZoom, Resizing,
     };
-    pub use keel_nn::{GroupNormalization, UnitNormalization};
+    pub use keel_nn::{GroupNormalization, RMSNormalization, UnitNormalization};
     pub use keel_optim::{Adagrad, Adam, AdamW, Optimizer, RMSprop, SGD};
     pub use keel_tensor::{DType, Device, Padding, Shape, Tensor};
     pub use keel_train::MetricSpec as Metric;

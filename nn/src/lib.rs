@@ -70,6 +70,7 @@ pub mod prelude {
         AveragePooling3D, Conv3D, Cropping3D, GlobalAveragePooling3D, GlobalMaxPooling3D, MaxPooling3D, UpSampling3D,
         ZeroPadding3D,
     };
+    pub use crate::{CategoryEncoding, Discretization, Hashing, IntegerLookup, OutputMode};
     pub use crate::{
         CenterCrop, FillMode, ImageInterpolation, RandomCrop, RandomRotation, RandomTranslation, RandomZoom, Resizing,
     };

@@ -3,8 +3,8 @@
 //!
 //! Built in: Dense, Conv1D, Conv1DTranspose, Conv2D, Conv2DTranspose, Conv3D, DepthwiseConv2D, SeparableConv2D,
 //! MaxPooling1D/2D/3D, AveragePooling1D/2D/3D, GlobalAveragePooling1D/2D/3D, GlobalMaxPooling1D/2D/3D, Flatten,
-//! Reshape, Rescaling, Normalization, Dropout, ZeroPadding1D/2D/3D, Cropping1D/2D/3D, UpSampling1D/2D/3D,
-//! RepeatVector, Permute,
+//! Reshape, Rescaling, Normalization, CategoryEncoding, Discretization, IntegerLookup, Hashing, Dropout,
+//! ZeroPadding1D/2D/3D, Cropping1D/2D/3D, UpSampling1D/2D/3D, RepeatVector, Permute,
 //! Masking, SpatialDropout1D/2D/3D, GaussianNoise, GaussianDropout, RandomFlip, RandomContrast, RandomBrightness,
 //! RandomRotation, RandomZoom, RandomTranslation, Resizing, CenterCrop, RandomCrop,
 //! BatchNormalization, LayerNormalization, GroupNormalization, UnitNormalization, RMSNormalization, Activation, ReLU, LeakyReLU, PReLU, ELU, Softmax, Embedding,
@@ -153,6 +153,23 @@ pub fn layer_from_config(class_name: &str, cfg: &Value) -> Result<Box<dyn Layer>
             keel_nn::Rescaling::new(get::<f64>(class_name, cfg, "scale")?)
                 .offset(get_or(class_name, cfg, "offset", 0.0)?),
         ),
+        (None, "CategoryEncoding") => {
+            refuse_sparse(class_name, cfg)?;
+            let mode = get_or(class_name, cfg, "output_mode", keel_nn::OutputMode::MultiHot)?;
+            Box::new(keel_nn::CategoryEncoding::new(get::<usize>(class_name, cfg, "num_tokens")?).output_mode(mode))
+        }
+        (None, "Discretization") => {
+            refuse_sparse(class_name, cfg)?;
+            Box::new(keel_nn::Discretization::from_config(field::<keel_nn::DiscretizationConfig>(class_name, cfg)?))
+        }
+        (None, "IntegerLookup") => {
+            refuse_sparse(class_name, cfg)?;
+            Box::new(keel_nn::IntegerLookup::from_config(field::<keel_nn::IntegerLookupConfig>(class_name, cfg)?)?)
+        }
+        (None, "Hashing") => {
+            refuse_sparse(class_name, cfg)?;
+            Box::new(hashing(cfg)?)
+        }
         (None, "Reshape") => Box::new(Reshape::new(get::<Vec<isize>>(class_name, cfg, "target_shape")?)),
         (None, "Dropout") => Box::new(Dropout::new(get::<f64>(class_name, cfg, "rate")?)),
         (None, "Masking") => Box::new(keel_nn::Masking::new(get_or(class_name, cfg, "mask_value", 0.0)?)),
@@ -351,6 +368,38 @@ pub fn layer_from_config(class_name: &str, cfg: &Value) -> Result<Box<dyn Layer>
         layer.set_name(name.to_string());
     }
     Ok(layer)
+}
+
+/// Keras's `Hashing` config: `salt` null, one number (`[n, n]`) or two; `mask_value` an integer
+/// or null (keel hashes integers only).
+fn hashing(cfg: &Value) -> Result<keel_nn::Hashing> {
+    const CLASS: &str = "Hashing";
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Salt {
+        One(u64),
+        Two([u64; 2]),
+    }
+    let salt = get_or::<Option<Salt>>(CLASS, cfg, "salt", None)?.map(|s| match s {
+        Salt::One(n) => [n, n],
+        Salt::Two(p) => p,
+    });
+    let mode = get_or(CLASS, cfg, "output_mode", keel_nn::OutputMode::Int)?;
+    Ok(keel_nn::Hashing::new(get(CLASS, cfg, "num_bins")?)
+        .mask_value(get_or(CLASS, cfg, "mask_value", None)?)
+        .salt(salt)
+        .output_mode(mode))
+}
+
+/// A preprocessing layer's Keras `"sparse": true` (keel has no sparse tensors) is refused.
+fn refuse_sparse(class: &str, cfg: &Value) -> Result<()> {
+    if get_or(class, cfg, "sparse", false)? {
+        return Err(Error::invalid(
+            "from_config",
+            format!("{class} with sparse = true is not supported (keel has no sparse tensors)"),
+        ));
+    }
+    Ok(())
 }
 
 /// An image layer's `"value_range"` (Keras's default `[0, 255]` when absent).

@@ -760,3 +760,69 @@ fn affine_augmentation_layers() {
     };
     agree("affine augmentation layers", &dev, build, &x, &y);
 }
+
+/// CategoryEncoding, Discretization, IntegerLookup and Hashing do their work on the host (integer
+/// bookkeeping): on a CUDA input their output is on the GPU with the CPU's values, and a model
+/// that starts with them trains on the GPU along the CPU's trajectory (each batch is read back
+/// to the host once, so this case has no host-wait bound).
+#[test]
+fn categorical_preprocessing_layers() {
+    use keel_autograd::Var;
+    use keel_nn::{CategoryEncoding, Ctx, Discretization, Hashing, IntegerLookup, Layer, OutputMode};
+    use keel_tensor::rng::Rng;
+    let Some(dev) = common::gpu("categorical_preprocessing_layers") else { return };
+    let ids = Tensor::from_vec((0..48i64).map(|i| (i * 7) % 10).collect::<Vec<_>>(), (8, 6)).unwrap();
+    let floats = uniform(14, &[8, 6]);
+    let mut lookup = IntegerLookup::new().mask_token(Some(0)).output_mode(OutputMode::Count);
+    lookup.adapt(&ids).unwrap();
+    let mut disc = Discretization::adaptive(4).output_mode(OutputMode::OneHot);
+    disc.adapt(&floats).unwrap();
+    let cases: Vec<(Box<dyn Layer>, &Tensor)> = vec![
+        (Box::new(CategoryEncoding::new(10).output_mode(OutputMode::MultiHot)), &ids),
+        (Box::new(CategoryEncoding::new(10).output_mode(OutputMode::OneHot)), &ids),
+        (Box::new(IntegerLookup::new().vocabulary(vec![3, 1, 4])), &ids),
+        (Box::new(lookup), &ids),
+        (Box::new(Discretization::new(vec![-0.5, 0.0, 0.5])), &floats),
+        (Box::new(disc), &floats),
+        (Box::new(Hashing::new(6).salt(Some([1, 2]))), &ids),
+    ];
+    for (mut l, x) in cases {
+        l.build(&x.dims()[1..], &mut Rng::new(0)).unwrap();
+        let on_cpu = l.forward(&Var::constant(x.clone()), &mut Ctx::inference()).unwrap().into_value();
+        let on_gpu = l.forward(&Var::constant(x.to_device(&dev).unwrap()), &mut Ctx::inference()).unwrap();
+        assert_eq!(on_gpu.value().device(), dev, "{}: output left the GPU", l.class_name());
+        assert_eq!(on_gpu.value().to_vec_f64().unwrap(), on_cpu.to_vec_f64().unwrap(), "{}", l.class_name());
+    }
+    // IntegerLookup -> Embedding and CategoryEncoding -> Dense models train on the GPU as on the CPU
+    let tokens = Tensor::rand_uniform(15, 0.0, 10.0, (48, 7), DType::F32, &Device::Cpu).unwrap().to_dtype(DType::I64);
+    let tokens = tokens.unwrap();
+    let y = tokens.to_dtype(DType::F32).unwrap().mean(&[1], true).unwrap().gt(&Tensor::scalar(4.5f32)).unwrap();
+    let y = y.to_dtype(DType::F32).unwrap();
+    for encode in [false, true] {
+        let build = || {
+            let mut m = Sequential::with_seed(15);
+            if encode {
+                m.add(CategoryEncoding::new(10).output_mode(OutputMode::Count).input_shape([7]));
+                m.add(Dense::new(4).activation(Activation::Relu));
+            } else {
+                let mut lookup = IntegerLookup::new();
+                lookup.adapt(&tokens).unwrap();
+                m.add(lookup.input_shape([7]));
+                m.add(Embedding::new(11, 4));
+                m.add(GlobalAveragePooling1D::new());
+            }
+            m.add(Dense::new(1).activation(Activation::Sigmoid));
+            m.compile(Adam::new(0.01), Loss::BinaryCrossentropy, &[MetricSpec::Accuracy]).unwrap();
+            m
+        };
+        let fit = || Fit::new().epochs(2).batch_size(16).seed(11).verbose(0);
+        let mut cpu = build();
+        let h_cpu = cpu.fit(&tokens, &y, fit()).unwrap();
+        let mut on_gpu = build();
+        on_gpu.to_device(&dev).unwrap();
+        let h_gpu = on_gpu.fit(&tokens, &y, fit()).unwrap_or_else(|e| panic!("encode={encode} on CUDA: {e}"));
+        for (g, c) in h_gpu.get("loss").unwrap().iter().zip(h_cpu.get("loss").unwrap()) {
+            assert!((g - c).abs() / c.abs().max(1e-12) < 1e-3, "encode={encode}: loss {g} on CUDA vs {c}");
+        }
+    }
+}

@@ -9,10 +9,10 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::str::FromStr;
 
-/// What a lookup layer outputs (Keras's `output_mode`).
+/// What `StringLookup` and `TextVectorization` output (Keras's `output_mode`; the integer layers of keel-nn have their own `OutputMode`, without `TfIdf`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum OutputMode {
+pub enum TextOutputMode {
     /// One integer id per token (default): I64.
     #[default]
     Int,
@@ -26,32 +26,32 @@ pub enum OutputMode {
     TfIdf,
 }
 
-impl OutputMode {
+impl TextOutputMode {
     /// Keras's name: `"int"`, `"one_hot"`, `"multi_hot"`, `"count"`, `"tf_idf"`.
     pub fn as_str(self) -> &'static str {
         match self {
-            OutputMode::Int => "int",
-            OutputMode::OneHot => "one_hot",
-            OutputMode::MultiHot => "multi_hot",
-            OutputMode::Count => "count",
-            OutputMode::TfIdf => "tf_idf",
+            TextOutputMode::Int => "int",
+            TextOutputMode::OneHot => "one_hot",
+            TextOutputMode::MultiHot => "multi_hot",
+            TextOutputMode::Count => "count",
+            TextOutputMode::TfIdf => "tf_idf",
         }
     }
 }
 
-impl FromStr for OutputMode {
+impl FromStr for TextOutputMode {
     type Err = Error;
     /// Keras's names, with its aliases `"binary"` (multi_hot) and `"tf-idf"`.
     fn from_str(s: &str) -> Result<Self> {
         Ok(match s {
-            "int" => OutputMode::Int,
-            "one_hot" => OutputMode::OneHot,
-            "multi_hot" | "binary" => OutputMode::MultiHot,
-            "count" => OutputMode::Count,
-            "tf_idf" | "tf-idf" => OutputMode::TfIdf,
+            "int" => TextOutputMode::Int,
+            "one_hot" => TextOutputMode::OneHot,
+            "multi_hot" | "binary" => TextOutputMode::MultiHot,
+            "count" => TextOutputMode::Count,
+            "tf_idf" | "tf-idf" => TextOutputMode::TfIdf,
             _ => {
                 return Err(Error::invalid(
-                    "OutputMode",
+                    "TextOutputMode",
                     format!("unknown output_mode '{s}'; use int, one_hot, multi_hot, count or tf_idf"),
                 ))
             }
@@ -105,7 +105,7 @@ pub struct StringLookup {
     mask_token: Option<String>,
     oov_token: String,
     invert: bool,
-    output_mode: OutputMode,
+    output_mode: TextOutputMode,
     pad_to_max_tokens: bool,
     vocab: Vocab,
     has_input_vocabulary: bool,
@@ -119,7 +119,7 @@ impl Default for StringLookup {
             mask_token: None,
             oov_token: "[UNK]".into(),
             invert: false,
-            output_mode: OutputMode::Int,
+            output_mode: TextOutputMode::Int,
             pad_to_max_tokens: false,
             vocab: Vocab::default(),
             has_input_vocabulary: false,
@@ -175,8 +175,8 @@ impl StringLookup {
         self
     }
 
-    /// The output (default [`OutputMode::Int`]).
-    pub fn output_mode(mut self, mode: OutputMode) -> Self {
+    /// The output (default [`TextOutputMode::Int`]).
+    pub fn output_mode(mut self, mode: TextOutputMode) -> Self {
         self.output_mode = mode;
         self
     }
@@ -217,7 +217,7 @@ impl StringLookup {
         idf_weights: Option<&[f32]>,
     ) -> Result<()> {
         self.check_options(op)?;
-        let tfidf = self.output_mode == OutputMode::TfIdf;
+        let tfidf = self.output_mode == TextOutputMode::TfIdf;
         if tfidf && idf_weights.is_none() {
             return Err(Error::invalid(op, "output_mode tf_idf needs idf_weights with the vocabulary"));
         }
@@ -327,7 +327,7 @@ impl StringLookup {
                 ),
             ));
         }
-        let idf = (self.output_mode == OutputMode::TfIdf).then(|| {
+        let idf = (self.output_mode == TextOutputMode::TfIdf).then(|| {
             let n = rows.len() as f64;
             let w: Vec<f32> = terms.iter().map(|t| (1.0 + n / (1.0 + t.2 as f64)).ln() as f32).collect();
             (if self.num_oov_indices == 0 { 0.0 } else { mean_f32(&w) }, w)
@@ -374,7 +374,7 @@ impl StringLookup {
     }
 
     /// The output mode.
-    pub fn get_output_mode(&self) -> OutputMode {
+    pub fn get_output_mode(&self) -> TextOutputMode {
         self.output_mode
     }
 
@@ -386,11 +386,11 @@ impl StringLookup {
         self.check_call(OP)?;
         let ids = self.ids(OP, data.iter().map(AsRef::as_ref))?;
         match self.output_mode {
-            OutputMode::Int => {
+            TextOutputMode::Int => {
                 let n = ids.len();
                 Ok(Tensor::from_vec(ids.into_iter().map(|i| i.unwrap_or(0)).collect::<Vec<i64>>(), [n])?)
             }
-            OutputMode::OneHot => {
+            TextOutputMode::OneHot => {
                 let rows: Vec<Vec<Option<i64>>> = ids.into_iter().map(|i| vec![i]).collect();
                 self.encode(&rows)
             }
@@ -413,7 +413,7 @@ impl StringLookup {
             out.push(self.ids(OP, r.as_ref().iter().map(AsRef::as_ref))?);
         }
         match self.output_mode {
-            OutputMode::Int => {
+            TextOutputMode::Int => {
                 let k = out.first().map_or(0, Vec::len);
                 if let Some((i, r)) = out.iter().enumerate().find(|(_, r)| r.len() != k) {
                     return Err(Error::invalid(
@@ -428,7 +428,7 @@ impl StringLookup {
                 let flat: Vec<i64> = out.into_iter().flatten().map(|i| i.unwrap_or(0)).collect();
                 Ok(Tensor::from_vec(flat, [rows.len(), k])?)
             }
-            OutputMode::OneHot => Err(Error::invalid(
+            TextOutputMode::OneHot => Err(Error::invalid(
                 OP,
                 "one_hot output of a 2-D input would be 3-D (Keras allows rank 2 at most); use call on a \
                  1-D slice, or multi_hot",
@@ -462,7 +462,7 @@ impl StringLookup {
 
     /// Id of the first OOV index: 1 with a mask token in int mode, else 0.
     pub(crate) fn oov_start(&self) -> usize {
-        usize::from(self.mask_token.is_some() && self.output_mode == OutputMode::Int)
+        usize::from(self.mask_token.is_some() && self.output_mode == TextOutputMode::Int)
     }
 
     fn token_start(&self) -> usize {
@@ -527,7 +527,7 @@ impl StringLookup {
                 ),
             ));
         }
-        if self.invert && self.output_mode != OutputMode::Int {
+        if self.invert && self.output_mode != TextOutputMode::Int {
             return Err(Error::invalid(op, format!("invert needs output_mode int, got {}", self.output_mode.as_str())));
         }
         Ok(())
@@ -570,7 +570,7 @@ impl StringLookup {
             ));
         }
         self.check_vocab_against_options(op, &self.vocab)?;
-        if self.output_mode == OutputMode::TfIdf && self.vocab.idf.is_none() {
+        if self.output_mode == TextOutputMode::TfIdf && self.vocab.idf.is_none() {
             return Err(Error::invalid(
                 op,
                 "output_mode tf_idf has no idf weights (the layer was adapted in another mode); adapt it \
@@ -586,7 +586,7 @@ impl StringLookup {
         terms
             .map(|t| {
                 if self.mask_token.as_deref() == Some(t) {
-                    return Ok((self.output_mode == OutputMode::Int).then_some(0));
+                    return Ok((self.output_mode == TextOutputMode::Int).then_some(0));
                 }
                 match self.vocab.index.get(t) {
                     Some(&i) => Ok(Some(as_id(start + i))),
@@ -608,11 +608,11 @@ impl StringLookup {
             for &i in ids.iter().flatten() {
                 let Some(slot) = usize::try_from(i).ok().and_then(|j| row.get_mut(j)) else { continue };
                 match self.output_mode {
-                    OutputMode::Count | OutputMode::TfIdf => *slot += 1.0,
+                    TextOutputMode::Count | TextOutputMode::TfIdf => *slot += 1.0,
                     _ => *slot = 1.0,
                 }
             }
-            if let (OutputMode::TfIdf, Some((oov, w))) = (self.output_mode, &self.vocab.idf) {
+            if let (TextOutputMode::TfIdf, Some((oov, w))) = (self.output_mode, &self.vocab.idf) {
                 let start = self.token_start();
                 for (j, v) in row.iter_mut().enumerate() {
                     let weight = if j < start { *oov } else { w.get(j - start).copied().unwrap_or(0.0) };
@@ -633,7 +633,7 @@ struct StringLookupConfig {
     num_oov_indices: usize,
     oov_token: String,
     mask_token: Option<String>,
-    output_mode: OutputMode,
+    output_mode: TextOutputMode,
     pad_to_max_tokens: bool,
     vocabulary: Option<Vec<String>>,
     idf_weights: Option<Vec<f32>>,
@@ -673,7 +673,7 @@ impl TryFrom<StringLookupConfig> for StringLookup {
         };
         l.check_options("StringLookup (deserialize)")?;
         if let Some(v) = &c.vocabulary {
-            let idf = c.idf_weights.as_deref().filter(|_| l.output_mode == OutputMode::TfIdf);
+            let idf = c.idf_weights.as_deref().filter(|_| l.output_mode == TextOutputMode::TfIdf);
             l.set_vocabulary_inner("StringLookup (deserialize)", v, idf)?;
         }
         l.has_input_vocabulary = c.has_input_vocabulary;

@@ -15,7 +15,7 @@ mod split;
 mod text;
 
 pub use categorical::{class_weight, labels_to_vec, to_categorical};
-pub use lookup::{OutputMode, StringLookup};
+pub use lookup::{StringLookup, TextOutputMode};
 pub use normalization::Normalization;
 pub use scalers::{MinMaxScaler, StandardScaler};
 pub use sequence::{pad_sequences, PadSequences, PadSide};

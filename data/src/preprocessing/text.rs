@@ -1,7 +1,7 @@
 //! Keras's `TextVectorization`: standardize, split, n-grams, then a vocabulary lookup
 //! ([`StringLookup`]) to integer sequences or per-document vectors.
 
-use super::lookup::{OutputMode, StringLookup};
+use super::lookup::{StringLookup, TextOutputMode};
 use crate::{Error, Result};
 use keel_tensor::Tensor;
 use serde::{Deserialize, Serialize};
@@ -143,9 +143,9 @@ impl TextVectorization {
         self
     }
 
-    /// The output (default [`OutputMode::Int`]; [`OutputMode::OneHot`] is refused, as a 2-D
+    /// The output (default [`TextOutputMode::Int`]; [`TextOutputMode::OneHot`] is refused, as a 2-D
     /// input would give a 3-D one-hot output Keras does not make either).
-    pub fn output_mode(mut self, mode: OutputMode) -> Self {
+    pub fn output_mode(mut self, mode: TextOutputMode) -> Self {
         self.lookup = self.lookup.output_mode(mode);
         self
     }
@@ -253,7 +253,7 @@ impl TextVectorization {
         for r in &rows {
             ids.push(self.lookup.ids(OP, r.iter().map(String::as_str))?);
         }
-        if self.lookup.get_output_mode() != OutputMode::Int {
+        if self.lookup.get_output_mode() != TextOutputMode::Int {
             return self.lookup.encode(&ids);
         }
         let len = self.output_sequence_length.unwrap_or_else(|| ids.iter().map(Vec::len).max().unwrap_or(0));
@@ -268,14 +268,14 @@ impl TextVectorization {
 
     fn check_options(&self, op: &'static str) -> Result<()> {
         let mode = self.lookup.get_output_mode();
-        if mode == OutputMode::OneHot {
+        if mode == TextOutputMode::OneHot {
             return Err(Error::invalid(
                 op,
                 "output_mode one_hot is not available for text (its output would be 3-D); use int with an \
                  Embedding, or multi_hot",
             ));
         }
-        if mode != OutputMode::Int && self.output_sequence_length.is_some() {
+        if mode != TextOutputMode::Int && self.output_sequence_length.is_some() {
             return Err(Error::invalid(
                 op,
                 format!("output_sequence_length is only for output_mode int (this one is {})", mode.as_str()),
@@ -296,7 +296,7 @@ struct TextVectorizationConfig {
     standardize: Option<Standardize>,
     split: Option<Split>,
     ngrams: Option<usize>,
-    output_mode: OutputMode,
+    output_mode: TextOutputMode,
     output_sequence_length: Option<usize>,
     pad_to_max_tokens: bool,
     vocabulary: Option<Vec<String>>,
@@ -340,7 +340,7 @@ impl TryFrom<TextVectorizationConfig> for TextVectorization {
         }
         t.check_options(OP)?;
         if let Some(v) = &c.vocabulary {
-            let idf = c.idf_weights.as_deref().filter(|_| c.output_mode == OutputMode::TfIdf);
+            let idf = c.idf_weights.as_deref().filter(|_| c.output_mode == TextOutputMode::TfIdf);
             t.lookup.set_vocabulary_inner(OP, v, idf)?;
         }
         t.lookup.set_has_input_vocabulary(c.has_input_vocabulary);
