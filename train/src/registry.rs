@@ -99,7 +99,10 @@ pub fn layer_from_config(class_name: &str, cfg: &Value) -> Result<Box<dyn Layer>
     let mut layer: Box<dyn Layer> = match (factory, class_name) {
         (Some(f), _) => f(cfg)?,
         (None, "Dense") => Box::new(Dense::from_config(field::<DenseConfig>(class_name, cfg)?)),
-        (None, "Conv2D") => Box::new(Conv2D::from_config(field::<Conv2DConfig>(class_name, cfg)?)),
+        (None, "Conv2D") => {
+            only_one_group(class_name, cfg)?;
+            Box::new(Conv2D::from_config(field::<Conv2DConfig>(class_name, cfg)?))
+        }
         (None, "Conv2DTranspose") => {
             Box::new(Conv2DTranspose::from_config(field::<Conv2DTransposeConfig>(class_name, cfg)?))
         }
@@ -112,12 +115,7 @@ pub fn layer_from_config(class_name: &str, cfg: &Value) -> Result<Box<dyn Layer>
         (None, "MaxPooling2D") => Box::new(MaxPooling2D::from_config(field::<Pool2DConfig>(class_name, cfg)?)),
         (None, "AveragePooling2D") => Box::new(AveragePooling2D::from_config(field::<Pool2DConfig>(class_name, cfg)?)),
         (None, "Conv3D") => {
-            if cfg.get("groups").and_then(Value::as_u64).is_some_and(|g| g != 1) {
-                return Err(Error::invalid(
-                    "from_config",
-                    format!("Conv3D with groups {} is not supported (only groups = 1)", cfg["groups"]),
-                ));
-            }
+            only_one_group(class_name, cfg)?;
             Box::new(keel_nn::Conv3D::from_config(field::<keel_nn::Conv3DConfig>(class_name, cfg)?))
         }
         (None, "MaxPooling3D") => {
@@ -126,18 +124,29 @@ pub fn layer_from_config(class_name: &str, cfg: &Value) -> Result<Box<dyn Layer>
         (None, "AveragePooling3D") => {
             Box::new(keel_nn::AveragePooling3D::from_config(field::<keel_nn::Pool3DConfig>(class_name, cfg)?))
         }
-        (None, "Conv1D") => Box::new(Conv1D::from_config(field::<Conv1DConfig>(class_name, cfg)?)),
+        (None, "Conv1D") => {
+            only_one_group(class_name, cfg)?;
+            Box::new(Conv1D::from_config(field::<Conv1DConfig>(class_name, cfg)?))
+        }
         (None, "Conv1DTranspose") => {
             Box::new(keel_nn::Conv1DTranspose::from_config(field::<keel_nn::Conv1DTransposeConfig>(class_name, cfg)?))
         }
         (None, "MaxPooling1D") => Box::new(MaxPooling1D::from_config(field::<Pool1DConfig>(class_name, cfg)?)),
         (None, "AveragePooling1D") => Box::new(AveragePooling1D::from_config(field::<Pool1DConfig>(class_name, cfg)?)),
-        (None, "GlobalAveragePooling1D") => Box::new(GlobalAveragePooling1D::new()),
-        (None, "GlobalAveragePooling2D") => Box::new(GlobalAveragePooling2D::new()),
-        (None, "GlobalMaxPooling1D") => Box::new(GlobalMaxPooling1D::new()),
-        (None, "GlobalMaxPooling2D") => Box::new(GlobalMaxPooling2D::new()),
-        (None, "GlobalAveragePooling3D") => Box::new(keel_nn::GlobalAveragePooling3D::new()),
-        (None, "GlobalMaxPooling3D") => Box::new(keel_nn::GlobalMaxPooling3D::new()),
+        (None, "GlobalAveragePooling1D") => {
+            Box::new(GlobalAveragePooling1D::new().keepdims(keepdims(class_name, cfg)?))
+        }
+        (None, "GlobalAveragePooling2D") => {
+            Box::new(GlobalAveragePooling2D::new().keepdims(keepdims(class_name, cfg)?))
+        }
+        (None, "GlobalMaxPooling1D") => Box::new(GlobalMaxPooling1D::new().keepdims(keepdims(class_name, cfg)?)),
+        (None, "GlobalMaxPooling2D") => Box::new(GlobalMaxPooling2D::new().keepdims(keepdims(class_name, cfg)?)),
+        (None, "GlobalAveragePooling3D") => {
+            Box::new(keel_nn::GlobalAveragePooling3D::new().keepdims(keepdims(class_name, cfg)?))
+        }
+        (None, "GlobalMaxPooling3D") => {
+            Box::new(keel_nn::GlobalMaxPooling3D::new().keepdims(keepdims(class_name, cfg)?))
+        }
         (None, "Flatten") => Box::new(Flatten::new()),
         (None, "Normalization") => {
             if !axes_in(cfg, "axis", &[-1]) {
@@ -475,6 +484,24 @@ fn axes(class: &str, cfg: &Value) -> Result<Vec<isize>> {
         Some(Value::Array(_)) => get::<Vec<isize>>(class, cfg, "axis")?,
         Some(_) => vec![get::<isize>(class, cfg, "axis")?],
     })
+}
+
+/// Keras's `keepdims` of a global pooling layer (false when absent).
+fn keepdims(class: &str, cfg: &Value) -> Result<bool> {
+    get_or(class, cfg, "keepdims", false)
+}
+
+/// keel's convolutions have no channel groups: a Keras config with `groups` > 1 is refused
+/// (loading it would build a different model).
+fn only_one_group(class: &str, cfg: &Value) -> Result<()> {
+    match cfg.get("groups") {
+        None | Some(Value::Null) => Ok(()),
+        Some(g) if g.as_u64() == Some(1) => Ok(()),
+        Some(g) => Err(Error::invalid(
+            "from_config",
+            format!("{class} with groups {g} is not supported (keel's convolutions have groups = 1)"),
+        )),
+    }
 }
 
 /// `TimeDistributed` around the layer its config stores (any registered class).

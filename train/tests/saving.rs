@@ -908,6 +908,31 @@ fn configs_keel_cannot_honour_are_refused_and_unnamed_frozen_layers_load() {
         let e = layer_from_config(class, &cfg).err().unwrap_or_else(|| panic!("{class} loaded as channels_last"));
         assert!(e.to_string().contains("channels_first"), "{class}: {e}");
     }
+    // channel groups: loading them as one group would build another model
+    for class in ["Conv1D", "Conv2D", "Conv3D"] {
+        let cfg = json!({"filters": 4, "kernel_size": 3, "groups": 2});
+        let e = layer_from_config(class, &cfg).err().unwrap_or_else(|| panic!("{class} loaded with groups 2"));
+        assert!(e.to_string().contains("groups 2"), "{class}: {e}");
+        let one = json!({"filters": 4, "kernel_size": 3, "groups": 1});
+        if let Err(e) = layer_from_config(class, &one) {
+            assert!(!e.to_string().contains("groups"), "{class} with groups 1: {e}");
+        }
+    }
+    // keepdims of the global poolings (Keras 3's config) is honoured
+    let mut gap = layer_from_config(
+        "GlobalAveragePooling2D",
+        &json!({"name": "gap", "data_format": "channels_last", "keepdims": true}),
+    )
+    .unwrap();
+    gap.build(&[3, 4, 5], &mut keel_tensor::rng::Rng::new(0)).unwrap();
+    assert_eq!(gap.output_shape(&[3, 4, 5]).unwrap(), [1, 1, 5]);
+    assert_eq!(gap.config()["keepdims"], true);
+    let x = Tensor::rand_uniform(1, -1.0, 1.0, (2, 3, 4, 5), DType::F32, &Device::Cpu).unwrap();
+    let y = gap.forward(&keel_autograd::Var::constant(x.clone()), &mut keel_nn::Ctx::inference()).unwrap();
+    assert_eq!(y.dims(), [2, 1, 1, 5]);
+    assert_eq!(y.value().to_vec::<f32>().unwrap(), x.mean(&[1, 2], false).unwrap().to_vec::<f32>().unwrap());
+    let gmp = layer_from_config("GlobalMaxPooling1D", &json!({"keepdims": false})).unwrap();
+    assert_eq!(gmp.output_shape(&[7, 3]).unwrap(), [3]);
     let mha = json!({"name": "mha", "num_heads": 2, "key_dim": 3, "sliding_window": 2});
     assert!(layer_from_config("MultiHeadAttention", &mha)
         .err()

@@ -17,6 +17,7 @@ macro_rules! global_pool_layer {
             name: String,
             input_shape: Option<Vec<usize>>,
             built: bool,
+            keepdims: bool,
         }
 
         common_builders!($name);
@@ -25,6 +26,13 @@ macro_rules! global_pool_layer {
             /// A new layer.
             pub fn new() -> Self {
                 Self::default()
+            }
+
+            /// Keep the pooled axes with size 1 (Keras's `keepdims`; `[.., c]` becomes
+            /// `[1, .., 1, c]`).
+            pub fn keepdims(mut self, on: bool) -> Self {
+                self.keepdims = on;
+                self
             }
         }
 
@@ -50,17 +58,19 @@ macro_rules! global_pool_layer {
                         got: input_shape.to_vec(),
                     });
                 }
-                Ok(vec![input_shape[$spatial]])
+                let mut out = if self.keepdims { vec![1; $spatial] } else { Vec::new() };
+                out.push(input_shape[$spatial]);
+                Ok(out)
             }
 
             fn forward_logits(&self, x: &Var, _ctx: &mut Ctx<'_>) -> Result<Var> {
                 check_batch_rank(x, $spatial + 1, self)?;
                 let axes: Vec<isize> = (1..=$spatial).collect();
-                Ok(x.$op(&axes, false)?)
+                Ok(x.$op(&axes, self.keepdims)?)
             }
 
             fn config(&self) -> serde_json::Value {
-                with_name(&self.name, serde_json::json!({}))
+                with_name(&self.name, serde_json::json!({ "keepdims": self.keepdims }))
             }
 
             $($masked!();)?
@@ -92,8 +102,8 @@ macro_rules! masked_mean {
                 });
             }
             let w = m.ne(&m.scalar_like(0.0)?)?.to_dtype(x.dtype())?.unsqueeze(-1)?; // [B, T, 1]
-            let count = w.sum(&[1], false)?; // [B, 1]
-            Ok(x.mul(&Var::constant(w))?.sum(&[1], false)?.div(&Var::constant(count))?)
+            let count = w.sum(&[1], self.keepdims)?; // [B, 1] ([B, 1, 1] with keepdims)
+            Ok(x.mul(&Var::constant(w))?.sum(&[1], self.keepdims)?.div(&Var::constant(count))?)
         }
     };
 }

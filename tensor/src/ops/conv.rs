@@ -84,6 +84,13 @@ pub fn conv_out_dim(
             Ok(((input - eff) / stride + 1, 0))
         }
         Padding::Same => {
+            if input == 0 {
+                // (out - 1) below would wrap; TF gives an empty output, PyTorch an error
+                return Err(Error::invalid(
+                    op,
+                    "input size 0 along a spatial axis: there is nothing to convolve or pool (check the input shape)",
+                ));
+            }
             let out = input.div_ceil(stride);
             let total = ((out - 1) * stride + eff).saturating_sub(input);
             Ok((out, total / 2))
@@ -771,5 +778,19 @@ pub(crate) mod cpu {
         p: &Conv2dParams,
     ) -> Result<CpuStorage> {
         Ok(float_pair!("conv2d_grad_kernel", x, xl, dy, dyl, |a, b| { grad_kernel(&a, &b, p) }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_axis_is_an_error_with_either_padding() {
+        for padding in [Padding::Same, Padding::Valid] {
+            let err = conv_out_dim("conv2d", 0, 3, 1, 1, padding).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(err.contains("conv2d") && err.contains("0"), "{padding:?}: {err}");
+        }
+        assert_eq!(conv_out_dim("conv2d", 5, 3, 2, 1, Padding::Same).ok(), Some((3, 1)));
     }
 }
