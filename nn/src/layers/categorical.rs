@@ -7,7 +7,9 @@
 //! These layers are not differentiable and their work is integer bookkeeping (bucketing,
 //! lookups, counting), so it is done on the host; the output goes back to the input's device.
 
+use crate::layer::Ctx;
 use crate::{Error, Result};
+use keel_autograd::Var;
 use keel_tensor::{DType, Tensor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -68,6 +70,64 @@ impl<'de> Deserialize<'de> for OutputMode {
         let name = String::deserialize(d)?;
         OutputMode::from_name(&name).map_err(serde::de::Error::custom)
     }
+}
+
+/// The `Layer` methods the categorical layers share: no autocast of their integer input,
+/// a `build` that runs the layer's `$prepare` (its config checks) and checks the shape, and
+/// `is_built`.
+macro_rules! categorical_layer_common {
+    ($prepare:ident) => {
+        /// Ids and values are read on the host as they are: never cast to the compute dtype.
+        fn autocast(&self) -> bool {
+            false
+        }
+
+        fn build(&mut self, input_shape: &[usize], _rng: &mut keel_tensor::rng::Rng) -> Result<()> {
+            self.$prepare()?;
+            self.output_shape(input_shape)?;
+            self.built = true;
+            Ok(())
+        }
+
+        fn is_built(&self) -> bool {
+            self.built
+        }
+    };
+}
+pub(crate) use categorical_layer_common;
+
+/// A categorical layer's input must have a batch axis (rank >= 1): else an error naming it.
+pub(crate) fn check_batch(x: &Var, name: &str, class: &'static str) -> Result<()> {
+    if x.rank() == 0 {
+        return Err(Error::IncompatibleInput {
+            layer: name.to_string(),
+            class,
+            expected: "a batch (rank >= 1)".into(),
+            got: vec![],
+        });
+    }
+    Ok(())
+}
+
+/// The end of a categorical layer's forward pass: `ids` (one per element of `x`) as they are
+/// (I64 of `x`'s shape) in [`OutputMode::Int`], else encoded into `depth` classes (F32); on
+/// `x`'s device, and in the compute dtype under mixed precision.
+pub(crate) fn ids_output(
+    ids: Vec<i64>,
+    x: &Var,
+    mode: OutputMode,
+    depth: usize,
+    who: &str,
+    ctx: &Ctx<'_>,
+) -> Result<Var> {
+    let y = if mode == OutputMode::Int {
+        Tensor::from_vec(ids, x.dims().to_vec())?
+    } else {
+        let (v, d) = encode(&ids, x.dims(), mode, depth, None, who)?;
+        Tensor::from_vec(v, d)?
+    };
+    let y = Var::constant(y.to_device(&x.value().device())?);
+    ctx.autocast(&y)
 }
 
 /// `layer "name" (Class)`.

@@ -1,11 +1,12 @@
 //! [`CategoryEncoding`]: integer ids to one-hot, multi-hot or count vectors (Keras's
 //! preprocessing layer).
 
-use super::categorical::{encode, encoded_sample_shape, rank_error, read_ids, who, OutputMode};
+use super::categorical::{
+    categorical_layer_common, check_batch, encode, encoded_sample_shape, rank_error, read_ids, who, OutputMode,
+};
 use crate::layer::{common_builders, layer_common, with_name, Ctx, Layer};
 use crate::{Error, Result};
 use keel_autograd::Var;
-use keel_tensor::rng::Rng;
 use keel_tensor::Tensor;
 
 /// Keras's `CategoryEncoding(num_tokens, output_mode)`: integer ids in `0..num_tokens` (I64,
@@ -117,23 +118,8 @@ impl CategoryEncoding {
 }
 
 impl Layer for CategoryEncoding {
-    /// Ids are never cast to the compute dtype.
-    fn autocast(&self) -> bool {
-        false
-    }
-
     layer_common!("CategoryEncoding");
-
-    fn build(&mut self, input_shape: &[usize], _rng: &mut Rng) -> Result<()> {
-        self.check()?;
-        self.output_shape(input_shape)?;
-        self.built = true;
-        Ok(())
-    }
-
-    fn is_built(&self) -> bool {
-        self.built
-    }
+    categorical_layer_common!(check);
 
     fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
         encoded_sample_shape(input_shape, self.mode, self.num_tokens)
@@ -142,14 +128,7 @@ impl Layer for CategoryEncoding {
 
     fn forward_logits(&self, x: &Var, ctx: &mut Ctx<'_>) -> Result<Var> {
         self.check()?;
-        if x.rank() == 0 {
-            return Err(Error::IncompatibleInput {
-                layer: self.name.clone(),
-                class: "CategoryEncoding",
-                expected: "a batch of ids (rank >= 1)".into(),
-                got: vec![],
-            });
-        }
+        check_batch(x, &self.name, "CategoryEncoding")?;
         self.output_shape(&x.dims()[1..])?;
         let ids = read_ids(x.value(), &self.who())?;
         let (v, d) = encode(&ids, x.dims(), self.mode, self.num_tokens, None, &self.who())?;

@@ -1,11 +1,12 @@
 //! [`Discretization`]: continuous values to bucket ids by bin boundaries, given or learned
 //! as quantiles by `adapt` (Keras's preprocessing layer).
 
-use super::categorical::{encode, encoded_sample_shape, rank_error, who, OutputMode};
+use super::categorical::{
+    categorical_layer_common, check_batch, encoded_sample_shape, ids_output, rank_error, who, OutputMode,
+};
 use crate::layer::{common_builders, layer_common, with_name, Ctx, Layer};
 use crate::{Error, Result};
 use keel_autograd::Var;
-use keel_tensor::rng::Rng;
 use keel_tensor::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -254,23 +255,8 @@ fn interp(x: &[f64], xp: &[f64], fp: &[f64]) -> Vec<f64> {
 }
 
 impl Layer for Discretization {
-    /// Values are read as F32 on the host whatever the compute dtype.
-    fn autocast(&self) -> bool {
-        false
-    }
-
     layer_common!("Discretization");
-
-    fn build(&mut self, input_shape: &[usize], _rng: &mut Rng) -> Result<()> {
-        self.check()?;
-        self.output_shape(input_shape)?;
-        self.built = true;
-        Ok(())
-    }
-
-    fn is_built(&self) -> bool {
-        self.built
-    }
+    categorical_layer_common!(check);
 
     fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
         let mode = self.cfg.output_mode;
@@ -286,30 +272,14 @@ impl Layer for Discretization {
                 "the layer has no bin boundaries yet: call adapt(data) first (or make it with bin_boundaries)",
             ));
         };
-        if x.rank() == 0 {
-            return Err(Error::IncompatibleInput {
-                layer: self.name.clone(),
-                class: "Discretization",
-                expected: "a batch (rank >= 1)".into(),
-                got: vec![],
-            });
-        }
+        check_batch(x, &self.name, "Discretization")?;
         self.output_shape(&x.dims()[1..])?;
         // compared in F32, as Keras (its input dtype is float32, its boundaries cast to it)
         let b32: Vec<f32> = bounds.iter().map(|&b| b as f32).collect();
         let values = x.value().to_dtype(DType::F32)?.to_vec::<f32>()?;
         // numpy.digitize / TF Bucketize: the first boundary above the value (NaN: past the end)
         let ids: Vec<i64> = values.iter().map(|&v| b32.partition_point(|&b| b <= v || v.is_nan()) as i64).collect();
-        let device = x.value().device();
-        let mode = self.cfg.output_mode;
-        let y = if mode == OutputMode::Int {
-            Tensor::from_vec(ids, x.dims().to_vec())?
-        } else {
-            let (v, d) = encode(&ids, x.dims(), mode, b32.len() + 1, None, &self.who())?;
-            Tensor::from_vec(v, d)?
-        };
-        let y = Var::constant(y.to_device(&device)?);
-        ctx.autocast(&y)
+        ids_output(ids, x, self.cfg.output_mode, b32.len() + 1, &self.who(), ctx)
     }
 
     fn config(&self) -> serde_json::Value {

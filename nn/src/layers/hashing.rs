@@ -1,12 +1,12 @@
 //! [`Hashing`]: integer values to hash bins, with TensorFlow's own hashes (Keras's
 //! preprocessing layer, for integer inputs).
 
-use super::categorical::{encode, encoded_sample_shape, rank_error, read_ids, who, OutputMode};
+use super::categorical::{
+    categorical_layer_common, check_batch, encoded_sample_shape, ids_output, rank_error, read_ids, who, OutputMode,
+};
 use crate::layer::{common_builders, layer_common, with_name, Ctx, Layer};
 use crate::{Error, Result};
 use keel_autograd::Var;
-use keel_tensor::rng::Rng;
-use keel_tensor::Tensor;
 
 /// Keras's `Hashing(num_bins, mask_value, salt)` for integer inputs (I64, U8, or floats holding
 /// whole numbers; keel has no string tensors): each value, written in decimal as TensorFlow's
@@ -206,23 +206,8 @@ fn siphash24(k0: u64, k1: u64, m: &[u8]) -> u64 {
 }
 
 impl Layer for Hashing {
-    /// Values are never cast to the compute dtype.
-    fn autocast(&self) -> bool {
-        false
-    }
-
     layer_common!("Hashing");
-
-    fn build(&mut self, input_shape: &[usize], _rng: &mut Rng) -> Result<()> {
-        self.check()?;
-        self.output_shape(input_shape)?;
-        self.built = true;
-        Ok(())
-    }
-
-    fn is_built(&self) -> bool {
-        self.built
-    }
+    categorical_layer_common!(check);
 
     fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
         encoded_sample_shape(input_shape, self.mode, self.num_bins)
@@ -231,24 +216,10 @@ impl Layer for Hashing {
 
     fn forward_logits(&self, x: &Var, ctx: &mut Ctx<'_>) -> Result<Var> {
         self.check()?;
-        if x.rank() == 0 {
-            return Err(Error::IncompatibleInput {
-                layer: self.name.clone(),
-                class: "Hashing",
-                expected: "a batch (rank >= 1)".into(),
-                got: vec![],
-            });
-        }
+        check_batch(x, &self.name, "Hashing")?;
         self.output_shape(&x.dims()[1..])?;
         let bins: Vec<i64> = read_ids(x.value(), &self.who())?.into_iter().map(|v| self.bin(v)).collect();
-        let y = if self.mode == OutputMode::Int {
-            Tensor::from_vec(bins, x.dims().to_vec())?
-        } else {
-            let (v, d) = encode(&bins, x.dims(), self.mode, self.num_bins, None, &self.who())?;
-            Tensor::from_vec(v, d)?
-        };
-        let y = Var::constant(y.to_device(&x.value().device())?);
-        ctx.autocast(&y)
+        ids_output(bins, x, self.mode, self.num_bins, &self.who(), ctx)
     }
 
     fn config(&self) -> serde_json::Value {

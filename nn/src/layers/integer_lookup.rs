@@ -3,11 +3,13 @@
 
 use std::collections::HashMap;
 
-use super::categorical::{encode, encoded_sample_shape, rank_error, read_ids, who, OutputMode, DROPPED};
+use super::categorical::{
+    categorical_layer_common, check_batch, encoded_sample_shape, ids_output, rank_error, read_ids, who, OutputMode,
+    DROPPED,
+};
 use crate::layer::{common_builders, layer_common, with_name, Ctx, Layer};
 use crate::{Error, Result};
 use keel_autograd::Var;
-use keel_tensor::rng::Rng;
 use keel_tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -452,6 +454,15 @@ impl IntegerLookup {
     }
 
     /// Installs the config's vocabulary (int mode works without one, every token OOV, as in Keras).
+    /// `build`'s config checks, and the token table of a given vocabulary.
+    fn prepare(&mut self) -> Result<()> {
+        self.check()?;
+        if self.cfg.vocabulary.is_some() {
+            self.ensure_tokens()?;
+        }
+        Ok(())
+    }
+
     fn ensure_tokens(&mut self) -> Result<()> {
         if let (None, Some(v)) = (&self.tokens, self.cfg.vocabulary.clone()) {
             self.install(&v)?;
@@ -461,26 +472,8 @@ impl IntegerLookup {
 }
 
 impl Layer for IntegerLookup {
-    /// Tokens are never cast to the compute dtype.
-    fn autocast(&self) -> bool {
-        false
-    }
-
     layer_common!("IntegerLookup");
-
-    fn build(&mut self, input_shape: &[usize], _rng: &mut Rng) -> Result<()> {
-        self.check()?;
-        if self.cfg.vocabulary.is_some() {
-            self.ensure_tokens()?;
-        }
-        self.output_shape(input_shape)?;
-        self.built = true;
-        Ok(())
-    }
-
-    fn is_built(&self) -> bool {
-        self.built
-    }
+    categorical_layer_common!(prepare);
 
     fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
         let mode = self.cfg.output_mode;
@@ -491,14 +484,7 @@ impl Layer for IntegerLookup {
 
     fn forward_logits(&self, x: &Var, ctx: &mut Ctx<'_>) -> Result<Var> {
         self.check()?;
-        if x.rank() == 0 {
-            return Err(Error::IncompatibleInput {
-                layer: self.name.clone(),
-                class: "IntegerLookup",
-                expected: "a batch of tokens (rank >= 1)".into(),
-                got: vec![],
-            });
-        }
+        check_batch(x, &self.name, "IntegerLookup")?;
         self.output_shape(&x.dims()[1..])?;
         if self.tokens.is_none() && self.cfg.vocabulary.is_some() {
             return Err(Error::NotBuilt { layer: self.name.clone(), class: "IntegerLookup" });
@@ -509,16 +495,8 @@ impl Layer for IntegerLookup {
         } else {
             tokens.into_iter().map(|t| self.lookup(t)).collect::<Result<_>>()?
         };
-        let device = x.value().device();
-        let mode = self.cfg.output_mode;
-        let y = if mode == OutputMode::Int {
-            Tensor::from_vec(ids, x.dims().to_vec())?
-        } else {
-            let (v, d) = encode(&ids, x.dims(), mode, self.depth()?, None, &self.who())?;
-            Tensor::from_vec(v, d)?
-        };
-        let y = Var::constant(y.to_device(&device)?);
-        ctx.autocast(&y)
+        let depth = if self.cfg.output_mode == OutputMode::Int { 0 } else { self.depth()? };
+        ids_output(ids, x, self.cfg.output_mode, depth, &self.who(), ctx)
     }
 
     fn config(&self) -> serde_json::Value {
