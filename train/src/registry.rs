@@ -99,10 +99,7 @@ pub fn layer_from_config(class_name: &str, cfg: &Value) -> Result<Box<dyn Layer>
     let mut layer: Box<dyn Layer> = match (factory, class_name) {
         (Some(f), _) => f(cfg)?,
         (None, "Dense") => Box::new(Dense::from_config(field::<DenseConfig>(class_name, cfg)?)),
-        (None, "Conv2D") => {
-            only_one_group(class_name, cfg)?;
-            Box::new(Conv2D::from_config(field::<Conv2DConfig>(class_name, cfg)?))
-        }
+        (None, "Conv2D") => Box::new(Conv2D::from_config(field::<Conv2DConfig>(class_name, cfg)?)),
         (None, "Conv2DTranspose") => {
             Box::new(Conv2DTranspose::from_config(field::<Conv2DTransposeConfig>(class_name, cfg)?))
         }
@@ -124,10 +121,7 @@ pub fn layer_from_config(class_name: &str, cfg: &Value) -> Result<Box<dyn Layer>
         (None, "AveragePooling3D") => {
             Box::new(keel_nn::AveragePooling3D::from_config(field::<keel_nn::Pool3DConfig>(class_name, cfg)?))
         }
-        (None, "Conv1D") => {
-            only_one_group(class_name, cfg)?;
-            Box::new(Conv1D::from_config(field::<Conv1DConfig>(class_name, cfg)?))
-        }
+        (None, "Conv1D") => Box::new(Conv1D::from_config(field::<Conv1DConfig>(class_name, cfg)?)),
         (None, "Conv1DTranspose") => {
             Box::new(keel_nn::Conv1DTranspose::from_config(field::<keel_nn::Conv1DTransposeConfig>(class_name, cfg)?))
         }
@@ -491,7 +485,7 @@ fn keepdims(class: &str, cfg: &Value) -> Result<bool> {
     get_or(class, cfg, "keepdims", false)
 }
 
-/// keel's convolutions have no channel groups: a Keras config with `groups` > 1 is refused
+/// keel's Conv3D has no channel groups: a Keras config with `groups` > 1 is refused
 /// (loading it would build a different model).
 fn only_one_group(class: &str, cfg: &Value) -> Result<()> {
     match cfg.get("groups") {

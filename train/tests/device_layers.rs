@@ -96,14 +96,15 @@ fn conv_batchnorm_pooling_dropout() {
         m.add(BatchNormalization::new());
         m.add(ActivationLayer::new(Activation::Relu));
         m.add(AveragePooling2D::new(2));
-        m.add(Conv2D::new(6, (3, 3)).strides(1).activation(Activation::Tanh));
+        // grouped (Keras's groups=2): one conv2d per group, joined
+        m.add(Conv2D::new(6, (3, 3)).strides(1).groups(2).activation(Activation::Tanh));
         m.add(GlobalAveragePooling2D::new());
         m.add(Dropout::new(0.25));
         m.add(Dense::new(2).activation(Activation::Softmax));
         m.compile(Sgd::new(0.05).momentum(0.9), Loss::SparseCategoricalCrossentropy, &[MetricSpec::Accuracy]).unwrap();
         m
     };
-    agree("conv + batch norm + pooling + dropout", &dev, build, &x, &y);
+    agree("conv (plain and grouped) + batch norm + pooling + dropout", &dev, build, &x, &y);
 }
 
 #[test]

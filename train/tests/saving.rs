@@ -102,7 +102,7 @@ fn sequence_conv_and_norm_layers_round_trip() {
             .input_shape([16, 2]),
     );
     m.add(MaxPooling1D::new(2));
-    m.add(Conv1D::new(4, 3).padding(Conv1DPadding::Same).strides(2).use_bias(false));
+    m.add(Conv1D::new(4, 3).padding(Conv1DPadding::Same).strides(2).use_bias(false).groups(2));
     m.add(LayerNormalization::new().epsilon(1e-5).center(false));
     m.add(AveragePooling1D::new(2).strides(1));
     m.add(GlobalMaxPooling1D::new());
@@ -908,16 +908,20 @@ fn configs_keel_cannot_honour_are_refused_and_unnamed_frozen_layers_load() {
         let e = layer_from_config(class, &cfg).err().unwrap_or_else(|| panic!("{class} loaded as channels_last"));
         assert!(e.to_string().contains("channels_first"), "{class}: {e}");
     }
-    // channel groups: loading them as one group would build another model
-    for class in ["Conv1D", "Conv2D", "Conv3D"] {
-        let cfg = json!({"filters": 4, "kernel_size": 3, "groups": 2});
-        let e = layer_from_config(class, &cfg).err().unwrap_or_else(|| panic!("{class} loaded with groups 2"));
-        assert!(e.to_string().contains("groups 2"), "{class}: {e}");
-        let one = json!({"filters": 4, "kernel_size": 3, "groups": 1});
-        if let Err(e) = layer_from_config(class, &one) {
-            assert!(!e.to_string().contains("groups"), "{class} with groups 1: {e}");
-        }
-    }
+    // channel groups: Conv3D has none, and loading them as one group would build another model
+    let cfg = json!({"filters": 4, "kernel_size": 3, "groups": 2});
+    let e = layer_from_config("Conv3D", &cfg).err().unwrap_or_else(|| panic!("Conv3D loaded with groups 2"));
+    assert!(e.to_string().contains("groups 2"), "{e}");
+    // Conv1D/Conv2D take them (Keras 3.15's configs)
+    let c2 = json!({"name": "gc", "filters": 4, "kernel_size": [3, 3], "strides": [1, 1], "padding": "valid",
+        "dilation_rate": [1, 1], "groups": 2, "activation": "linear", "use_bias": true,
+        "kernel_initializer": {"module": "keras.initializers", "class_name": "GlorotUniform", "config": {"seed": null},
+        "registered_name": null}, "bias_initializer": {"module": "keras.initializers", "class_name": "Zeros",
+        "config": {}, "registered_name": null}, "kernel_regularizer": null, "bias_regularizer": null});
+    let mut gc = layer_from_config("Conv2D", &c2).unwrap();
+    gc.build(&[6, 6, 4], &mut keel_tensor::rng::Rng::new(0)).unwrap();
+    assert_eq!(gc.weights()[0].param.value().dims(), [3, 3, 2, 4]);
+    assert_eq!(gc.config()["groups"], 2);
     // keepdims of the global poolings (Keras 3's config) is honoured
     let mut gap = layer_from_config(
         "GlobalAveragePooling2D",

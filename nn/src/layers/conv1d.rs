@@ -55,6 +55,9 @@ pub struct Conv1DConfig {
     pub kernel_regularizer: Option<Regularizer>,
     /// Bias penalty.
     pub bias_regularizer: Option<Regularizer>,
+    /// Channel groups (Keras's `groups`, default 1; see [`crate::Conv2DConfig::groups`]).
+    #[serde(default = "crate::layers::conv2d::one_group", skip_serializing_if = "crate::layers::conv2d::is_one_group")]
+    pub groups: usize,
 }
 
 /// 1-D convolution: `[steps, c] -> [out_steps, filters]`, kernel `[kernel_size, c, filters]`.
@@ -86,7 +89,15 @@ impl Conv1D {
             bias_initializer: Initializer::Zeros,
             kernel_regularizer: None,
             bias_regularizer: None,
+            groups: 1,
         })
+    }
+
+    /// Split the channels and filters into `groups` groups (Keras's `groups`; the kernel is
+    /// then `[kernel_size, in / groups, filters]`).
+    pub fn groups(mut self, groups: usize) -> Self {
+        self.cfg.groups = groups;
+        self
     }
 
     /// A Conv1D layer from its config.
@@ -186,7 +197,8 @@ impl Layer for Conv1D {
             }
             return Err(self.bad_input(input_shape, format!("{have} channels (the layer is already built)")));
         }
-        let shape = [self.cfg.kernel_size, c, self.cfg.filters];
+        crate::layers::conv2d::check_groups(self, self.cfg.groups, c, self.cfg.filters)?;
+        let shape = [self.cfg.kernel_size, c / self.cfg.groups, self.cfg.filters];
         self.kernel = Some(Param::new(self.cfg.kernel_initializer.sample(&shape, rng)?));
         if self.cfg.use_bias {
             self.bias = Some(Param::new(self.cfg.bias_initializer.sample(&[self.cfg.filters], rng)?));
@@ -219,7 +231,7 @@ impl Layer for Conv1D {
     fn forward(&self, x: &Var, ctx: &mut Ctx<'_>) -> Result<Var> {
         match (&self.bias, self.cfg.activation) {
             // conv + bias + ReLU as one op (the same values and gradients as conv, add, relu)
-            (Some(b), Activation::Relu) => {
+            (Some(b), Activation::Relu) if self.cfg.groups == 1 => {
                 let (x, k) = self.operands(x, ctx)?;
                 let c = &self.cfg;
                 let y =
@@ -239,7 +251,15 @@ impl Layer for Conv1D {
     fn forward_logits(&self, x: &Var, ctx: &mut Ctx<'_>) -> Result<Var> {
         let (x, k) = self.operands(x, ctx)?;
         let c = &self.cfg;
-        let y = Self::squeeze(x.conv2d(&k, (1, c.strides), self.padding_2d(), (1, c.dilation_rate))?)?;
+        let y = crate::layers::conv2d::grouped_conv2d(
+            &x,
+            &k,
+            c.groups,
+            (1, c.strides),
+            self.padding_2d(),
+            (1, c.dilation_rate),
+        )?;
+        let y = Self::squeeze(y)?;
         match &self.bias {
             Some(b) => Ok(y.add(&ctx.param(b)?)?),
             None => Ok(y),

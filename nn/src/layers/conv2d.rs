@@ -38,6 +38,54 @@ pub struct Conv2DConfig {
     pub kernel_regularizer: Option<Regularizer>,
     /// Bias penalty.
     pub bias_regularizer: Option<Regularizer>,
+    /// Channel groups (Keras's `groups`, default 1): the input channels and the filters are
+    /// split into this many groups, each filter group seeing only its channel group. Not
+    /// written when 1 (Keras's default).
+    #[serde(default = "one_group", skip_serializing_if = "is_one_group")]
+    pub groups: usize,
+}
+
+/// The default of `groups`.
+pub(crate) fn one_group() -> usize {
+    1
+}
+
+/// `groups == 1` (not written into configs).
+pub(crate) fn is_one_group(g: &usize) -> bool {
+    *g == 1
+}
+
+/// Keras's grouped convolution (`groups` > 1) on an NHWC batch `x` with an HWIO kernel of
+/// `c / groups` input channels: group `i` convolves channels `i * c/groups ..` with filters
+/// `i * f/groups ..`, and the outputs are joined along the channels (one conv2d per group,
+/// so it runs on every backend's conv2d kernel).
+pub(crate) fn grouped_conv2d(
+    x: &Var,
+    k: &Var,
+    groups: usize,
+    strides: (usize, usize),
+    padding: Padding,
+    dilation: (usize, usize),
+) -> Result<Var> {
+    if groups == 1 {
+        return Ok(x.conv2d(k, strides, padding, dilation)?);
+    }
+    let (cg, fg) = (x.dims()[3] / groups, k.dims()[3] / groups);
+    let outs = (0..groups)
+        .map(|i| Ok(x.narrow(3, i * cg, cg)?.conv2d(&k.narrow(3, i * fg, fg)?, strides, padding, dilation)?))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Var::concat(&outs.iter().collect::<Vec<_>>(), 3)?)
+}
+
+/// A convolution layer's `groups` must divide its input channels `c` and its `filters`.
+pub(crate) fn check_groups(layer: &dyn Layer, groups: usize, c: usize, filters: usize) -> Result<()> {
+    if groups == 0 || c % groups != 0 || filters % groups != 0 {
+        return Err(Error::config(
+            crate::layer::describe(layer),
+            format!("groups ({groups}) must be >= 1 and divide both the input channels ({c}) and filters ({filters})"),
+        ));
+    }
+    Ok(())
 }
 
 /// 2-D convolution: `[h, w, c] -> [oh, ow, filters]`, kernel `[kh, kw, c, filters]`.
@@ -111,7 +159,15 @@ impl Conv2D {
             bias_initializer: Initializer::Zeros,
             kernel_regularizer: None,
             bias_regularizer: None,
+            groups: 1,
         })
+    }
+
+    /// Split the channels and filters into `groups` groups (Keras's `groups`; the kernel is
+    /// then `[kh, kw, in / groups, filters]`).
+    pub fn groups(mut self, groups: usize) -> Self {
+        self.cfg.groups = groups;
+        self
     }
 
     /// A Conv2D layer from its config.
@@ -123,7 +179,8 @@ impl Conv2D {
     fn conv(&self, x: &Var, ctx: &mut Ctx<'_>) -> Result<Var> {
         let k = built(&self.kernel, self)?;
         check_batch_rank(x, 3, self)?;
-        Ok(x.conv2d(&ctx.param(k)?, self.cfg.strides, self.cfg.padding, self.cfg.dilation_rate)?)
+        let c = &self.cfg;
+        grouped_conv2d(x, &ctx.param(k)?, c.groups, c.strides, c.padding, c.dilation_rate)
     }
 
     fn bad_input(&self, input_shape: &[usize], expected: String) -> Error {
@@ -143,8 +200,10 @@ impl Layer for Conv2D {
             }
             return Err(self.bad_input(input_shape, format!("{have} channels (the layer is already built)")));
         }
+        check_groups(self, self.cfg.groups, c, self.cfg.filters)?;
         let (kh, kw) = self.cfg.kernel_size;
-        self.kernel = Some(Param::new(self.cfg.kernel_initializer.sample(&[kh, kw, c, self.cfg.filters], rng)?));
+        let shape = [kh, kw, c / self.cfg.groups, self.cfg.filters];
+        self.kernel = Some(Param::new(self.cfg.kernel_initializer.sample(&shape, rng)?));
         if self.cfg.use_bias {
             self.bias = Some(Param::new(self.cfg.bias_initializer.sample(&[self.cfg.filters], rng)?));
         }
@@ -177,7 +236,7 @@ impl Layer for Conv2D {
     fn forward(&self, x: &Var, ctx: &mut Ctx<'_>) -> Result<Var> {
         match (&self.bias, self.cfg.activation) {
             // conv + bias + ReLU as one op (the same values and gradients as conv, add, relu)
-            (Some(b), Activation::Relu) => {
+            (Some(b), Activation::Relu) if self.cfg.groups == 1 => {
                 let k = built(&self.kernel, self)?;
                 check_batch_rank(x, 3, self)?;
                 let c = &self.cfg;

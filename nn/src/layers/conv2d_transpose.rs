@@ -72,6 +72,7 @@ impl Conv2DTranspose {
                 bias_initializer: Initializer::Zeros,
                 kernel_regularizer: None,
                 bias_regularizer: None,
+                groups: 1,
             },
             output_padding: None,
         })
@@ -176,6 +177,12 @@ impl Layer for Conv2DTranspose {
 
     fn build(&mut self, input_shape: &[usize], rng: &mut Rng) -> Result<()> {
         self.out_hw(input_shape)?;
+        if self.cfg.groups != 1 {
+            return Err(Error::config(
+                crate::layer::describe(self),
+                format!("groups must be 1 for a transposed convolution (as in Keras), got {}", self.cfg.groups),
+            ));
+        }
         let c = input_shape[2];
         if let Some(have) = self.in_channels {
             if have == c {
