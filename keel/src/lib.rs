@@ -92,7 +92,7 @@ pub mod prelude {
     pub use keel_nn::{
         CenterCrop, FillMode, ImageInterpolation, RandomCrop, RandomRotation, RandomTranslation, RandomZoom, Resizing,
     };
-    pub use keel_nn::{GroupNormalization, RMSNormalization, UnitNormalization};
+    pub use keel_nn::{GroupNormalization, Normalization, RMSNormalization, Rescaling, UnitNormalization};
     pub use keel_optim::{Adagrad, Adam, AdamW, Optimizer, RMSprop, SGD};
     pub use keel_tensor::{DType, Device, Padding, Shape, Tensor};
     pub use keel_train::MetricSpec as Metric;
