@@ -5,18 +5,15 @@
 //! gradchecks in f64, configs with Keras's keys, shapes, errors, and a small Conv3D model that
 //! learns.
 
+mod common;
+use common::{tensor_of, with_keras_weights};
+
 use keel_autograd::{gradcheck, Tape, Var};
 use keel_nn::prelude::*;
 use keel_nn::{Conv3DConfig, Error, Margins, Pool3DConfig};
 use keel_tensor::rng::Rng;
 use keel_tensor::{DType, Device, Tensor};
 use serde_json::Value;
-
-fn tensor_of(v: &Value) -> Tensor {
-    let shape: Vec<usize> = v["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
-    let data: Vec<f32> = v["data"].as_array().unwrap().iter().map(|d| d.as_f64().unwrap() as f32).collect();
-    Tensor::from_vec(data, shape).unwrap()
-}
 
 fn cases() -> Vec<Value> {
     let v: Value = serde_json::from_str(include_str!("fixtures/conv3d_fixtures.json")).unwrap();
@@ -60,16 +57,8 @@ fn from_keras(class: &str, cfg: &Value) -> Box<dyn Layer> {
 
 /// The keel layer of a fixture case, built for its input and given its Keras weights.
 fn layer_of(c: &Value) -> Box<dyn Layer> {
-    let mut layer = from_keras(c["class"].as_str().unwrap(), &c["config"]);
-    let x = tensor_of(&c["x"]);
-    layer.build(&x.dims()[1..], &mut Rng::new(0)).unwrap();
-    let ws = layer.weights();
-    let want = c["weights"].as_array().unwrap();
-    assert_eq!(ws.len(), want.len(), "{}: weight count", c["name"]);
-    for (w, v) in ws.iter().zip(want) {
-        w.param.set(tensor_of(v)).unwrap();
-    }
-    layer
+    let layer = from_keras(c["class"].as_str().unwrap(), &c["config"]);
+    with_keras_weights(layer, c)
 }
 
 #[test]

@@ -3,29 +3,18 @@
 //! Keras 3 (fixtures/norm_fixtures.json, written by fixtures/make_norm_fixtures.py with
 //! TensorFlow's GradientTape), finite-difference gradchecks, config checks and errors.
 
+mod common;
+use common::{assert_close, tensor_of, with_keras_weights};
+
 use keel_autograd::{gradcheck, Tape, Var};
 use keel_nn::prelude::*;
 use keel_tensor::rng::Rng;
 use keel_tensor::{DType, Device, Tensor};
 use serde_json::Value;
 
-fn tensor_of(v: &Value) -> Tensor {
-    let shape: Vec<usize> = v["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
-    let data: Vec<f32> = v["data"].as_array().unwrap().iter().map(|d| d.as_f64().unwrap() as f32).collect();
-    Tensor::from_vec(data, shape).unwrap()
-}
-
 fn cases() -> Vec<Value> {
     let v: Value = serde_json::from_str(include_str!("fixtures/norm_fixtures.json")).unwrap();
     v["cases"].as_array().unwrap().clone()
-}
-
-fn assert_close(got: &Tensor, want: &Tensor, tol: f32, what: &str) {
-    assert_eq!(got.dims(), want.dims(), "{what}: shape");
-    let (g, w) = (got.to_vec::<f32>().unwrap(), want.to_vec::<f32>().unwrap());
-    for (i, (a, b)) in g.iter().zip(&w).enumerate() {
-        assert!((a - b).abs() <= tol * (1.0 + b.abs()), "{what}[{i}]: keel {a} vs keras {b}");
-    }
 }
 
 /// Keras's `axis` option: an int or a list.
@@ -82,15 +71,7 @@ fn layer_of(c: &Value) -> Box<dyn Layer> {
         other => panic!("unknown class {other}"),
     };
     layer.set_name(c["config"]["name"].as_str().unwrap().to_string());
-    let x = tensor_of(&c["x"]);
-    layer.build(&x.dims()[1..], &mut Rng::new(0)).unwrap();
-    let ws = layer.weights();
-    let want = c["weights"].as_array().unwrap();
-    assert_eq!(ws.len(), want.len(), "{}: weight count", c["name"]);
-    for (w, v) in ws.iter().zip(want) {
-        w.param.set(tensor_of(v)).unwrap();
-    }
-    layer
+    with_keras_weights(layer, c)
 }
 
 #[test]

@@ -2,25 +2,13 @@
 //! written by fixtures/make_grouped_conv_fixtures.py with JAX gradients: the composition of
 //! narrow, conv2d and concat, each gradchecked on its own), configs and errors.
 
+mod common;
+use common::{assert_close, tensor_of, with_keras_weights};
+
 use keel_autograd::{Tape, Var};
 use keel_nn::prelude::*;
 use keel_tensor::rng::Rng;
-use keel_tensor::Tensor;
 use serde_json::Value;
-
-fn tensor_of(v: &Value) -> Tensor {
-    let shape: Vec<usize> = v["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
-    let data: Vec<f32> = v["data"].as_array().unwrap().iter().map(|d| d.as_f64().unwrap() as f32).collect();
-    Tensor::from_vec(data, shape).unwrap()
-}
-
-fn assert_close(got: &Tensor, want: &Tensor, tol: f32, what: &str) {
-    assert_eq!(got.dims(), want.dims(), "{what}: shape");
-    let (g, w) = (got.to_vec::<f32>().unwrap(), want.to_vec::<f32>().unwrap());
-    for (i, (a, b)) in g.iter().zip(&w).enumerate() {
-        assert!((a - b).abs() <= tol * (1.0 + b.abs()), "{what}[{i}]: keel {a} vs keras {b}");
-    }
-}
 
 fn pair(v: &Value) -> (usize, usize) {
     match v {
@@ -42,7 +30,7 @@ fn layer_of(c: &Value) -> Box<dyn Layer> {
     let groups = o["groups"].as_u64().unwrap() as usize;
     let filters = o["filters"].as_u64().unwrap() as usize;
     let use_bias = o.get("use_bias").and_then(Value::as_bool).unwrap_or(true);
-    let mut layer: Box<dyn Layer> = match c["class"].as_str().unwrap() {
+    let layer: Box<dyn Layer> = match c["class"].as_str().unwrap() {
         "Conv2D" => {
             let padding =
                 if o.get("padding").and_then(Value::as_str) == Some("same") { Padding::Same } else { Padding::Valid };
@@ -77,15 +65,7 @@ fn layer_of(c: &Value) -> Box<dyn Layer> {
         }
         other => panic!("class {other}"),
     };
-    let x = tensor_of(&c["x"]);
-    layer.build(&x.dims()[1..], &mut Rng::new(0)).unwrap();
-    let ws = layer.weights();
-    let want = c["weights"].as_array().unwrap();
-    assert_eq!(ws.len(), want.len(), "{}: weight count", c["name"]);
-    for (w, v) in ws.iter().zip(want) {
-        w.param.set(tensor_of(v)).unwrap();
-    }
-    layer
+    with_keras_weights(layer, c)
 }
 
 fn cases() -> Vec<Value> {
