@@ -58,6 +58,12 @@ pub enum Loss {
     SquaredHinge,
     /// `max(max((1 - y) * p) - sum(y * p) + 1, 0)` over the class axis, one-hot targets.
     CategoricalHinge,
+    /// Binary cross-entropy times `(1 - p_t)^gamma` (Lin et al.'s focal loss; `gamma`,
+    /// optional class balancing by `alpha`: see [`LossFn::gamma`]), mean over the last axis.
+    BinaryFocalCrossentropy,
+    /// Categorical cross-entropy times `alpha * (1 - p)^gamma` per class, summed over the
+    /// class axis (one-hot or probability targets).
+    CategoricalFocalCrossentropy,
 }
 
 impl Loss {
@@ -85,6 +91,8 @@ impl Loss {
             "hinge" => Loss::Hinge,
             "squared_hinge" | "squaredhinge" => Loss::SquaredHinge,
             "categorical_hinge" | "categoricalhinge" => Loss::CategoricalHinge,
+            "binary_focal_crossentropy" | "binaryfocalcrossentropy" => Loss::BinaryFocalCrossentropy,
+            "categorical_focal_crossentropy" | "categoricalfocalcrossentropy" => Loss::CategoricalFocalCrossentropy,
             _ => return Err(Error::UnknownName { kind: "loss", name: name.to_string() }),
         })
     }
@@ -107,6 +115,8 @@ impl Loss {
             Loss::Hinge => "hinge",
             Loss::SquaredHinge => "squared_hinge",
             Loss::CategoricalHinge => "categorical_hinge",
+            Loss::BinaryFocalCrossentropy => "binary_focal_crossentropy",
+            Loss::CategoricalFocalCrossentropy => "categorical_focal_crossentropy",
         }
     }
 
@@ -146,11 +156,39 @@ pub struct LossFn {
     /// targets become `y * (1 - s) + s / classes` (`s / 2` for the binary one).
     #[serde(default)]
     pub label_smoothing: f64,
+    /// The focal losses' focusing exponent (default 2.0): the cross-entropy of a class
+    /// predicted with probability `q` is scaled by `(1 - q)^gamma`.
+    #[serde(default = "focal_gamma")]
+    pub gamma: f64,
+    /// The focal losses' weight (default 0.25): the categorical one always scales by it,
+    /// the binary one weighs positives `alpha` and negatives `1 - alpha` when
+    /// `apply_class_balancing`.
+    #[serde(default = "focal_alpha")]
+    pub alpha: f64,
+    /// Binary focal loss only: weigh by `alpha` / `1 - alpha` (default false).
+    #[serde(default)]
+    pub apply_class_balancing: bool,
+}
+
+fn focal_gamma() -> f64 {
+    2.0
+}
+
+fn focal_alpha() -> f64 {
+    0.25
 }
 
 impl From<Loss> for LossFn {
     fn from(loss: Loss) -> Self {
-        LossFn { loss, from_logits: false, delta: 1.0, label_smoothing: 0.0 }
+        LossFn {
+            loss,
+            from_logits: false,
+            delta: 1.0,
+            label_smoothing: 0.0,
+            gamma: focal_gamma(),
+            alpha: focal_alpha(),
+            apply_class_balancing: false,
+        }
     }
 }
 
@@ -160,10 +198,27 @@ impl LossFn {
         LossFn { delta, ..LossFn::from(Loss::Huber) }
     }
 
-    /// Smooth the targets by `s` in `[0, 1]` (Keras's `label_smoothing`; binary and
-    /// categorical cross-entropy with dense targets only).
+    /// Smooth the targets by `s` in `[0, 1]` (Keras's `label_smoothing`; the binary and
+    /// categorical cross-entropies, focal ones included, with dense targets only).
     pub fn label_smoothing(self, s: f64) -> Self {
         LossFn { label_smoothing: s, ..self }
+    }
+
+    /// The focal losses' `gamma` (>= 0; default 2.0; 0 gives the plain cross-entropy, times
+    /// `alpha` for the categorical one).
+    pub fn gamma(self, gamma: f64) -> Self {
+        LossFn { gamma, ..self }
+    }
+
+    /// The focal losses' `alpha` (default 0.25).
+    pub fn alpha(self, alpha: f64) -> Self {
+        LossFn { alpha, ..self }
+    }
+
+    /// Binary focal loss: weigh positives by `alpha` and negatives by `1 - alpha`
+    /// (Keras's `apply_class_balancing`).
+    pub fn apply_class_balancing(self, on: bool) -> Self {
+        LossFn { apply_class_balancing: on, ..self }
     }
 
     /// The targets smoothed by `label_smoothing` over `classes` classes.
@@ -185,12 +240,30 @@ impl LossFn {
         if !(0.0..=1.0).contains(&s) {
             return Err(Error::config(self.loss.name(), format!("label_smoothing must be in [0, 1], got {s}")));
         }
-        if s != 0.0 && !matches!(self.loss, Loss::BinaryCrossentropy | Loss::CategoricalCrossentropy) {
+        let smooths = matches!(
+            self.loss,
+            Loss::BinaryCrossentropy
+                | Loss::CategoricalCrossentropy
+                | Loss::BinaryFocalCrossentropy
+                | Loss::CategoricalFocalCrossentropy
+        );
+        if s != 0.0 && !smooths {
             return Err(Error::config(
                 self.loss.name(),
-                "label_smoothing applies to binary_crossentropy and categorical_crossentropy only \
-                 (one-hot targets for the categorical one)",
+                "label_smoothing applies to the binary and categorical cross-entropies (focal ones included) \
+                 only (one-hot targets for the categorical ones)",
             ));
+        }
+        if matches!(self.loss, Loss::BinaryFocalCrossentropy | Loss::CategoricalFocalCrossentropy) {
+            if !(self.gamma.is_finite() && self.gamma >= 0.0) {
+                return Err(Error::config(
+                    self.loss.name(),
+                    format!("gamma must be a finite number >= 0, got {}", self.gamma),
+                ));
+            }
+            if !self.alpha.is_finite() {
+                return Err(Error::config(self.loss.name(), format!("alpha must be finite, got {}", self.alpha)));
+            }
         }
         Ok(())
     }
@@ -322,6 +395,38 @@ impl LossFn {
                     .mul(&pc.log()?)?
                     .add(&one_minus_t.mul(&pc.scalar_binary(1.0, keel_tensor::BinaryOp::Sub)?.log()?)?)?;
                 let per = last_axis_mean(&ll.neg()?)?;
+                weighted_mean(&per, w.as_ref())
+            }
+            Loss::BinaryFocalCrossentropy => {
+                // Keras: smooth, sigmoid the logits, then the focal factor on the probabilities
+                let t = self.smoothed(self.dense_targets(y_true, y_pred)?, 2)?;
+                let p = if self.from_logits { p.sigmoid()? } else { p.clone() };
+                let pc = p.clamp(EPSILON, 1.0 - EPSILON)?;
+                let tv = Var::constant(t.clone());
+                let one_minus_t = Var::constant(t.ones_like()?.sub(&t)?);
+                let one_minus = |x: &Var| x.scalar_binary(1.0, keel_tensor::BinaryOp::Sub);
+                let bce = tv.mul(&pc.log()?)?.add(&one_minus_t.mul(&one_minus(&pc)?.log()?)?)?.neg()?;
+                // p_t = t p + (1 - t)(1 - p), on the unclipped probabilities, as Keras
+                let p_t = tv.mul(&p)?.add(&one_minus_t.mul(&one_minus(&p)?)?)?;
+                let mut focal = one_minus(&p_t)?.pow_scalar(self.gamma)?.mul(&bce)?;
+                if self.apply_class_balancing {
+                    let a = self.alpha;
+                    let weight = t.mul_scalar(a)?.add(&t.ones_like()?.sub(&t)?.mul_scalar(1.0 - a)?)?;
+                    focal = Var::constant(weight).mul(&focal)?;
+                }
+                weighted_mean(&last_axis_mean(&focal)?, w.as_ref())
+            }
+            Loss::CategoricalFocalCrossentropy => {
+                if p.rank() < 2 {
+                    return Err(Error::LossShape { loss: name, msg: "predictions need a class axis".into() });
+                }
+                let classes = *p.dims().last().unwrap_or(&1);
+                let t = self.smoothed(self.dense_targets(y_true, y_pred)?, classes)?;
+                let p = if self.from_logits { p.softmax(-1)? } else { p.clone() };
+                let out = p.div(&p.sum(&[-1], true)?)?.clamp(EPSILON, 1.0 - EPSILON)?;
+                let cce = Var::constant(t).mul(&out.log()?)?.neg()?;
+                let factor = out.scalar_binary(1.0, keel_tensor::BinaryOp::Sub)?.pow_scalar(self.gamma)?;
+                let per = factor.mul_scalar(self.alpha)?.mul(&cce)?.sum(&[-1], false)?;
                 weighted_mean(&per, w.as_ref())
             }
             Loss::MeanSquaredError | Loss::MeanAbsoluteError | Loss::Huber => {

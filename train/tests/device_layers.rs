@@ -362,6 +362,8 @@ fn the_other_keras_losses() {
         (Loss::CategoricalHinge, Activation::Linear),
         (Loss::KLDivergence, Activation::Softmax),
         (Loss::Poisson, Activation::Softplus),
+        (Loss::BinaryFocalCrossentropy, Activation::Sigmoid),
+        (Loss::CategoricalFocalCrossentropy, Activation::Softmax),
     ] {
         let build = || {
             let mut m = Sequential::with_seed(13);
