@@ -611,6 +611,17 @@ pub(crate) fn resolve_axes(layer: &dyn Layer, axes: &[isize], input_shape: &[usi
     Ok(out)
 }
 
+/// The start of a layer's `build` for `c` input channels: `true` when it still has to
+/// build, `false` when it is already built for `c` (nothing to do), and the error `bad`
+/// makes (from what was expected) when it is built for another count.
+pub(crate) fn needs_build(built: Option<usize>, c: usize, bad: impl FnOnce(String) -> Error) -> Result<bool> {
+    match built {
+        None => Ok(true),
+        Some(have) if have == c => Ok(false),
+        Some(have) => Err(bad(format!("{have} channels (the layer is already built)"))),
+    }
+}
+
 /// Keras's config form of an `axis` argument: one axis as a number, several as a list.
 pub(crate) fn axes_config(axes: &[isize]) -> serde_json::Value {
     match axes {

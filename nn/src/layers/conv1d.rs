@@ -5,7 +5,8 @@
 //! bias + ReLU among them.
 
 use crate::layer::{
-    built, check_batch_rank, common_builders, kernel_bias_builders, kernel_bias_layer_methods, layer_common, Ctx, Layer,
+    built, check_batch_rank, common_builders, kernel_bias_builders, kernel_bias_layer_methods, layer_common,
+    needs_build, Ctx, Layer,
 };
 use crate::{Activation, Error, Initializer, Regularizer, Result};
 use keel_autograd::{Param, Var};
@@ -191,11 +192,8 @@ impl Layer for Conv1D {
     fn build(&mut self, input_shape: &[usize], rng: &mut Rng) -> Result<()> {
         self.output_shape(input_shape)?;
         let c = input_shape[1];
-        if let Some(have) = self.in_channels {
-            if have == c {
-                return Ok(());
-            }
-            return Err(self.bad_input(input_shape, format!("{have} channels (the layer is already built)")));
+        if !needs_build(self.in_channels, c, |e| self.bad_input(input_shape, e))? {
+            return Ok(());
         }
         crate::layers::conv2d::check_groups(self, self.cfg.groups, c, self.cfg.filters)?;
         let shape = [self.cfg.kernel_size, c / self.cfg.groups, self.cfg.filters];

@@ -5,7 +5,8 @@
 //! `[1, k, filters, c]` view of its kernel, so it uses the same CPU and CUDA kernels.
 
 use crate::layer::{
-    built, check_batch_rank, common_builders, kernel_bias_builders, kernel_bias_layer_methods, layer_common, Ctx, Layer,
+    built, check_batch_rank, common_builders, kernel_bias_builders, kernel_bias_layer_methods, layer_common,
+    needs_build, Ctx, Layer,
 };
 use crate::layers::conv2d_transpose::deconv_output_length;
 use crate::layers::padding_serde;
@@ -206,11 +207,8 @@ impl Layer for Conv1DTranspose {
     fn build(&mut self, input_shape: &[usize], rng: &mut Rng) -> Result<()> {
         self.out_steps(input_shape)?;
         let c = input_shape[1];
-        if let Some(have) = self.in_channels {
-            if have == c {
-                return Ok(());
-            }
-            return Err(self.bad_input(input_shape, format!("{have} channels (the layer is already built)")));
+        if !needs_build(self.in_channels, c, |e| self.bad_input(input_shape, e))? {
+            return Ok(());
         }
         let shape = [self.cfg.kernel_size, self.cfg.filters, c];
         self.kernel = Some(Param::new(self.cfg.kernel_initializer.sample(&shape, rng)?));

@@ -1,8 +1,8 @@
 //! [`Conv2D`]: 2-D convolution over NHWC images with an HWIO kernel.
 
 use crate::layer::{
-    built, check_batch_rank, common_builders, kernel_bias_builders, kernel_bias_layer_methods, layer_common, Ctx,
-    IntoPair, Layer,
+    built, check_batch_rank, common_builders, kernel_bias_builders, kernel_bias_layer_methods, layer_common,
+    needs_build, Ctx, IntoPair, Layer,
 };
 use crate::layers::padding_serde;
 use crate::{Activation, Error, Initializer, Regularizer, Result};
@@ -194,11 +194,8 @@ impl Layer for Conv2D {
     fn build(&mut self, input_shape: &[usize], rng: &mut Rng) -> Result<()> {
         self.output_shape(input_shape)?;
         let c = input_shape[2];
-        if let Some(have) = self.in_channels {
-            if have == c {
-                return Ok(());
-            }
-            return Err(self.bad_input(input_shape, format!("{have} channels (the layer is already built)")));
+        if !needs_build(self.in_channels, c, |e| self.bad_input(input_shape, e))? {
+            return Ok(());
         }
         check_groups(self, self.cfg.groups, c, self.cfg.filters)?;
         let (kh, kw) = self.cfg.kernel_size;

@@ -1,8 +1,8 @@
 //! [`Conv2DTranspose`]: transposed 2-D convolution (learned upsampling) over NHWC images.
 
 use crate::layer::{
-    built, check_batch_rank, common_builders, kernel_bias_builders, kernel_bias_layer_methods, layer_common, Ctx,
-    IntoPair, Layer,
+    built, check_batch_rank, common_builders, kernel_bias_builders, kernel_bias_layer_methods, layer_common,
+    needs_build, Ctx, IntoPair, Layer,
 };
 use crate::layers::conv2d::conv2d_builders;
 use crate::layers::Conv2DConfig;
@@ -184,11 +184,8 @@ impl Layer for Conv2DTranspose {
             ));
         }
         let c = input_shape[2];
-        if let Some(have) = self.in_channels {
-            if have == c {
-                return Ok(());
-            }
-            return Err(self.bad_input(input_shape, format!("{have} channels (the layer is already built)")));
+        if !needs_build(self.in_channels, c, |e| self.bad_input(input_shape, e))? {
+            return Ok(());
         }
         let (kh, kw) = self.cfg.kernel_size;
         self.kernel = Some(Param::new(self.cfg.kernel_initializer.sample(&[kh, kw, self.cfg.filters, c], rng)?));

@@ -9,8 +9,8 @@
 //! kept, so saved kernels are interchangeable.
 
 use crate::layer::{
-    built, check_batch_rank, common_builders, kernel_bias_builders, kernel_bias_layer_methods, layer_common, Ctx,
-    IntoTriple, Layer,
+    built, check_batch_rank, common_builders, kernel_bias_builders, kernel_bias_layer_methods, layer_common,
+    needs_build, Ctx, IntoTriple, Layer,
 };
 use crate::layers::padding_serde;
 use crate::layers::spatial::{pad_axis, per_sample};
@@ -203,11 +203,8 @@ impl Layer for Conv3D {
     fn build(&mut self, input_shape: &[usize], rng: &mut Rng) -> Result<()> {
         self.output_shape(input_shape)?;
         let c = input_shape[3];
-        if let Some(have) = self.in_channels {
-            if have == c {
-                return Ok(());
-            }
-            return Err(self.bad_input(input_shape, format!("{have} channels (the layer is already built)")));
+        if !needs_build(self.in_channels, c, |e| self.bad_input(input_shape, e))? {
+            return Ok(());
         }
         let (kd, kh, kw) = self.cfg.kernel_size;
         self.kernel = Some(Param::new(self.cfg.kernel_initializer.sample(&[kd, kh, kw, c, self.cfg.filters], rng)?));

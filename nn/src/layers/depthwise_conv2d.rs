@@ -2,7 +2,8 @@
 //! filters (Keras 3's layer; TensorFlow's channel order `ci * depth_multiplier + j`).
 
 use crate::layer::{
-    built, check_batch_rank, common_builders, kernel_bias_layer_methods, layer_common, Ctx, IntoPair, Layer,
+    built, check_batch_rank, common_builders, kernel_bias_layer_methods, layer_common, needs_build, Ctx, IntoPair,
+    Layer,
 };
 use crate::layers::padding_serde;
 use crate::{Activation, Error, Initializer, Regularizer, Result};
@@ -178,11 +179,8 @@ impl Layer for DepthwiseConv2D {
     fn build(&mut self, input_shape: &[usize], rng: &mut Rng) -> Result<()> {
         self.output_shape(input_shape)?;
         let c = input_shape[2];
-        if let Some(have) = self.in_channels {
-            if have == c {
-                return Ok(());
-            }
-            return Err(self.bad_input(input_shape, format!("{have} channels (the layer is already built)")));
+        if !needs_build(self.in_channels, c, |e| self.bad_input(input_shape, e))? {
+            return Ok(());
         }
         let ((kh, kw), m) = (self.cfg.kernel_size, self.cfg.depth_multiplier);
         self.kernel = Some(Param::new(self.cfg.depthwise_initializer.sample(&[kh, kw, c, m], rng)?));
