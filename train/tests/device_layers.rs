@@ -654,6 +654,37 @@ fn masked_sequences_after_embedding_mask_zero() {
     agree("Embedding(mask_zero) + masked LSTM/GRU/BatchNormalization/pooling", &dev, build, &tokens, &y);
 }
 
+/// Documents of padded sentences: TimeDistributed(LSTM) reads each sentence's word mask,
+/// and the GRU after it the sentence mask reduced from it (a `max` over a U8 mask).
+#[test]
+fn time_distributed_over_masked_sentences() {
+    let Some(dev) = common::gpu("time_distributed_over_masked_sentences") else { return };
+    let tokens =
+        Tensor::rand_uniform(9, 0.0, 6.0, (48, 3, 5), DType::F32, &Device::Cpu).unwrap().to_dtype(DType::I64).unwrap();
+    let y = tokens
+        .to_dtype(DType::F32)
+        .unwrap()
+        .mean(&[1, 2], false)
+        .unwrap()
+        .reshape([48, 1])
+        .unwrap()
+        .gt(&Tensor::scalar(2.5f32))
+        .unwrap()
+        .to_dtype(DType::F32)
+        .unwrap();
+    use keel_nn::TimeDistributed;
+    let build = || {
+        let mut m = Sequential::with_seed(12);
+        m.add(Embedding::new(6, 4).mask_zero(true).input_shape([3, 5]));
+        m.add(TimeDistributed::new(LSTM::new(4)));
+        m.add(GRU::new(3));
+        m.add(Dense::new(1).activation(Activation::Sigmoid));
+        m.compile(Adam::new(0.01), Loss::BinaryCrossentropy, &[MetricSpec::Accuracy]).unwrap();
+        m
+    };
+    agree("Embedding(mask_zero) + TimeDistributed(LSTM) + GRU over padded sentences", &dev, build, &tokens, &y);
+}
+
 /// Attention (concat scores, causal mask, dropout), AdditiveAttention and a normalized Dot
 /// after Embedding(mask_zero): masked scores, the query mask and the scores' dropout train
 /// on CUDA along the CPU's trajectory.
