@@ -812,7 +812,7 @@ impl<N: Network> KerasModel<N> {
         if !self.net.is_built() {
             return Err(Error::invalid(
                 op,
-                "the model is not built; give the first layer an input_shape or fit it first",
+                "the model is not built; give the first layer an input_shape, build it (model.build(&[vec![..per-sample dims..]])) or fit it first",
             ));
         }
         self.net.to_device(&self.device)?;
@@ -960,7 +960,7 @@ impl<N: Network> KerasModel<N> {
         if !self.net.is_built() {
             return Err(Error::invalid(
                 "predict",
-                "the model is not built; give the first layer an input_shape or fit it first",
+                "the model is not built; give the first layer an input_shape, build it (model.build(&[vec![..per-sample dims..]])) or fit it first",
             ));
         }
         if n == 0 {

@@ -132,7 +132,7 @@ pub(crate) fn check_weights(net: &dyn Network, weights: &BTreeMap<String, Tensor
     if !net.is_built() {
         return Err(Error::bad_file(
             path,
-            "the model is not built yet: give its first layer an input_shape (or build it) before loading weights",
+            "the model is not built yet: give its first layer an input_shape (or call model.build(&[vec![..per-sample dims..]])) before loading weights",
         ));
     }
     for w in &mine {
@@ -179,7 +179,10 @@ pub(crate) fn load_checked(net: &dyn Network, weights: &BTreeMap<String, Tensor>
 /// Write the model file of `net` (atomic).
 pub(crate) fn save_model_file(net: &dyn Network, path: &Path) -> Result<()> {
     if !net.is_built() {
-        return Err(Error::invalid("save", "the model is not built yet; build or fit it before saving"));
+        return Err(Error::invalid(
+            "save",
+            "the model is not built yet; build it (model.build(&[vec![..per-sample dims..]])) or fit it before saving",
+        ));
     }
     let mut meta = BTreeMap::new();
     meta.insert("format".to_string(), "keel".to_string());

@@ -82,6 +82,18 @@ fn saving_an_unbuilt_model_leaves_the_file_alone() {
 }
 
 #[test]
+fn predicting_with_an_unbuilt_model_says_how_to_build_it() {
+    let mut m = Sequential::new();
+    m.add(Dense::new(2));
+    let x = Tensor::from_vec(vec![1.0f32; 8], [2, 4]).unwrap();
+    let e = m.predict(&x, 32).unwrap_err().to_string();
+    assert!(e.contains("not built") && e.contains("model.build(&[vec!["), "{e}");
+    // which is Keras's model.build((None, 4))
+    m.build(&[vec![4]]).unwrap();
+    assert_eq!(m.predict(&x, 32).unwrap().dims(), &[2, 2]);
+}
+
+#[test]
 fn plotting_values_beyond_f64_range_is_an_error_not_a_hang() {
     let mut h = History::new();
     h.push(0, &[("loss".into(), 1e308)]);
