@@ -97,7 +97,7 @@ pub mod prelude {
     pub use keel_tensor::{DType, Device, Padding, Shape, Tensor};
     pub use keel_train::MetricSpec as Metric;
     pub use keel_train::{
-        CSVLogger, Callback, Checkpoint, EarlyStopping, Fit, History, KerasModel, LambdaCallback,
+        BackupAndRestore, CSVLogger, Callback, Checkpoint, EarlyStopping, Fit, History, KerasModel, LambdaCallback,
         LearningRateScheduler, Losses, Model, ModelCheckpoint, ReduceLROnPlateau, Sequential, TerminateOnNaN,
         ValidationFreq, NO_METRICS,
     };

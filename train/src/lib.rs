@@ -42,8 +42,8 @@ mod spec;
 mod step_results;
 
 pub use callbacks::{
-    CSVLogger, Callback, CallbackContext, EarlyStopping, LambdaCallback, LearningRateScheduler, Logs, ModelCheckpoint,
-    ReduceLROnPlateau, TerminateOnNaN,
+    BackupAndRestore, CSVLogger, Callback, CallbackContext, EarlyStopping, LambdaCallback, LearningRateScheduler, Logs,
+    ModelCheckpoint, ReduceLROnPlateau, TerminateOnNaN,
 };
 pub use checkpoint::Checkpoint;
 pub use error::{Error, Result};

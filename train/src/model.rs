@@ -403,7 +403,7 @@ impl<N: Network> KerasModel<N> {
             seed: cfg.seed,
         };
         let callbacks = CallbackList { list: std::mem::take(&mut cfg.callbacks) };
-        self.run_fit(&mut source, val, val_source, &cfg, callbacks)
+        self.run_fit(&mut source, val, val_source, &mut cfg, callbacks)
     }
 
     /// The dtype the model takes its input in: the compute dtype when every layer reading
@@ -487,7 +487,53 @@ impl<N: Network> KerasModel<N> {
         }
         let mut src = SourceBatches { inner: source };
         let callbacks = CallbackList { list: std::mem::take(&mut cfg.callbacks) };
-        self.run_fit(&mut src, val, val_source, &cfg, callbacks)
+        self.run_fit(&mut src, val, val_source, &mut cfg, callbacks)
+    }
+
+    /// Restore the training checkpoint a callback offers (`BackupAndRestore` after an
+    /// interrupted run) and start `cfg` at its epoch, building the model from the first
+    /// batch when it is not built yet.
+    fn restore_backup(
+        &mut self,
+        source: &mut dyn WeightedSource,
+        cfg: &mut Fit<'_>,
+        callbacks: &mut CallbackList<'_>,
+    ) -> Result<()> {
+        let mut offered = None;
+        for cb in &mut callbacks.list {
+            offered = cb.restore_point()?;
+            if offered.is_some() {
+                break;
+            }
+        }
+        let Some((ck, path)) = offered else { return Ok(()) };
+        if ck.seed != cfg.seed {
+            return Err(Error::bad_file(
+                &path,
+                format!(
+                    "this backup was made by a run with seed {}, but this fit has seed {}; resume with \
+                     Fit::seed({}), or delete the backup to start over",
+                    ck.seed, cfg.seed, ck.seed
+                ),
+            ));
+        }
+        if !self.net.is_built() {
+            if let Some((xs, _, _)) = source.weighted_batches(0, cfg)?.next().transpose()? {
+                self.ensure_built(&xs)?;
+            }
+        }
+        self.restore_checkpoint(&ck, &path)?;
+        if cfg.verbose > 0 {
+            println!(
+                "Restored the backup {} of epoch {}; resuming at epoch {}",
+                path.display(),
+                ck.epoch,
+                ck.epoch + 1
+            );
+        }
+        cfg.initial_epoch = ck.epoch;
+        cfg.resumed_history = Some(ck.history);
+        Ok(())
     }
 
     fn run_fit(
@@ -495,7 +541,7 @@ impl<N: Network> KerasModel<N> {
         source: &mut dyn WeightedSource,
         val: Option<(Vec<Tensor>, Vec<Tensor>, Option<Tensor>)>,
         mut val_source: Option<&mut dyn BatchSource>,
-        cfg: &Fit<'_>,
+        cfg: &mut Fit<'_>,
         mut callbacks: CallbackList<'_>,
     ) -> Result<History> {
         let Some(compiled) = &self.compiled else { return Err(Error::NotCompiled("fit")) };
@@ -530,6 +576,8 @@ impl<N: Network> KerasModel<N> {
             ));
         }
         let (outputs, specs) = (compiled.outputs.clone(), compiled.metrics.clone());
+        self.restore_backup(source, cfg, &mut callbacks)?;
+        let cfg = &*cfg;
         let mut history = History::new();
         // the epochs of the run this one resumes (a checkpoint saved now holds them too)
         let earlier = cfg.resumed_history.as_ref();

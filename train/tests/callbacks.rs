@@ -2,14 +2,14 @@
 
 mod common;
 
-use common::{blobs, flipped, mlp, test_dir};
+use common::{blobs, flipped, mlp, test_dir, weight_bits};
 use keel_nn::{Loss, Network};
 use keel_optim::{Adam, SGD};
 use keel_tensor::{DType, Device, Tensor};
 use keel_train::callbacks::{Callback, CallbackContext, Logs, Mode};
 use keel_train::{
-    load_model, CSVLogger, EarlyStopping, Fit, LearningRateScheduler, MetricSpec, ModelCheckpoint, ReduceLROnPlateau,
-    TerminateOnNaN, NO_METRICS,
+    load_model, BackupAndRestore, CSVLogger, EarlyStopping, Fit, LearningRateScheduler, MetricSpec, ModelCheckpoint,
+    ReduceLROnPlateau, TerminateOnNaN, NO_METRICS,
 };
 
 #[test]
@@ -568,4 +568,92 @@ fn auto_mode_reads_the_metric_name_at_the_end() {
     ] {
         assert!(!Mode::Auto.maximizes(down), "{down}");
     }
+}
+
+/// A callback that fails `fit` after epoch `at`, as a crash or a preemption would end it.
+struct CrashAfter(usize);
+
+impl Callback for CrashAfter {
+    fn on_epoch_end(
+        &mut self,
+        epoch: usize,
+        _logs: &mut Logs,
+        _ctx: &mut CallbackContext<'_>,
+    ) -> keel_train::Result<()> {
+        if epoch == self.0 {
+            return Err(keel_train::Error::invalid("fit", "simulated crash"));
+        }
+        Ok(())
+    }
+}
+
+/// `mlp` with dropout and no input shape: built by its first batch.
+fn unbuilt_mlp() -> keel_train::Sequential {
+    let mut m = keel_train::Sequential::with_seed(4);
+    m.add(keel_nn::Dense::new(16).activation(keel_nn::Activation::Relu));
+    m.add(keel_nn::Dropout::new(0.3));
+    m.add(keel_nn::Dense::new(1).activation(keel_nn::Activation::Sigmoid));
+    m.compile(Adam::new(0.02), Loss::BinaryCrossentropy, &[MetricSpec::Accuracy]).unwrap();
+    m
+}
+
+#[test]
+fn backup_and_restore_resumes_a_crashed_run_where_it_stopped() {
+    let dir = test_dir("backup");
+    let (x, y) = blobs(3, 80);
+    let (vx, vy) = blobs(4, 20);
+    let fit = || Fit::new().epochs(5).batch_size(16).seed(9).verbose(0).validation_data(&vx, &vy);
+
+    let mut whole = unbuilt_mlp();
+    let h_whole = whole.fit(&x, &y, fit()).unwrap();
+
+    let backup = BackupAndRestore::new(dir.join("bk"));
+    let mut first = unbuilt_mlp();
+    let err = first.fit(&x, &y, fit().callback(backup.clone()).callback(CrashAfter(2))).unwrap_err();
+    assert!(err.to_string().contains("simulated crash"), "{err}");
+    assert!(backup.path().exists(), "the failed run leaves its backup");
+
+    // a new process: a fresh, unbuilt model and the same fit call
+    let mut again = unbuilt_mlp();
+    let h = again.fit(&x, &y, fit().callback(backup.clone())).unwrap();
+    assert_eq!(h.epoch, vec![3, 4], "epochs 0-2 were done before the crash");
+    assert_eq!(weight_bits(again.network()), weight_bits(whole.network()), "same weights as the uninterrupted run");
+    assert_eq!(h.get("val_loss").unwrap(), &h_whole.get("val_loss").unwrap()[3..]);
+    assert!(!backup.path().exists(), "a finished run deletes its backup");
+
+    // kept on request, and then a finished run's backup resumes to nothing left to do
+    let mut kept = unbuilt_mlp();
+    kept.fit(&x, &y, fit().callback(backup.clone().delete_checkpoint(false))).unwrap();
+    assert!(backup.path().exists());
+    let mut done = unbuilt_mlp();
+    let h = done.fit(&x, &y, fit().callback(backup.clone().delete_checkpoint(false))).unwrap();
+    assert!(h.epoch.is_empty(), "{:?}", h.epoch);
+    assert_eq!(weight_bits(done.network()), weight_bits(whole.network()));
+}
+
+#[test]
+fn backup_and_restore_refuses_a_backup_it_cannot_resume() {
+    let dir = test_dir("backup-bad");
+    let (x, y) = blobs(3, 40);
+    let backup = BackupAndRestore::new(dir.join("bk")).delete_checkpoint(false);
+    unbuilt_mlp().fit(&x, &y, Fit::new().epochs(2).seed(1).verbose(0).callback(backup.clone())).unwrap();
+    // another seed would shuffle other batches: refused, and the file is left alone
+    let before = std::fs::read(backup.path()).unwrap();
+    let e = unbuilt_mlp().fit(&x, &y, Fit::new().epochs(3).seed(2).verbose(0).callback(backup.clone())).unwrap_err();
+    let e = e.to_string();
+    assert!(e.contains("seed 1") && e.contains("seed 2") && e.contains("backup.ckpt"), "{e}");
+    assert_eq!(std::fs::read(backup.path()).unwrap(), before);
+    // a truncated backup is a clear error, not a fresh start over it
+    std::fs::write(backup.path(), &before[..before.len() / 2]).unwrap();
+    let e = unbuilt_mlp().fit(&x, &y, Fit::new().epochs(3).seed(1).verbose(0).callback(backup.clone())).unwrap_err();
+    assert!(e.to_string().contains("backup.ckpt") && e.to_string().contains("delete it"), "{e}");
+    std::fs::remove_file(backup.path()).unwrap();
+    // a model of another shape: the weights do not fit, nothing is trained
+    let mut other = keel_train::Sequential::with_seed(4);
+    other.add(keel_nn::Dense::new(3).activation(keel_nn::Activation::Relu));
+    other.add(keel_nn::Dense::new(1).activation(keel_nn::Activation::Sigmoid));
+    other.compile(Adam::new(0.02), Loss::BinaryCrossentropy, &[MetricSpec::Accuracy]).unwrap();
+    unbuilt_mlp().fit(&x, &y, Fit::new().epochs(2).seed(1).verbose(0).callback(backup.clone())).unwrap();
+    let e = other.fit(&x, &y, Fit::new().epochs(3).seed(1).verbose(0).callback(backup.clone())).unwrap_err();
+    assert!(e.to_string().contains("backup.ckpt"), "{e}");
 }

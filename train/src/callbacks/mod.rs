@@ -20,6 +20,7 @@
 //! callback's `on_epoch_end` (which may add entries, as ReduceLROnPlateau adds
 //! `learning_rate`) before they are recorded in the [`History`].
 
+mod backup_and_restore;
 mod csv_logger;
 mod early_stopping;
 mod lambda;
@@ -28,6 +29,7 @@ mod model_checkpoint;
 mod reduce_lr;
 mod terminate_on_nan;
 
+pub use backup_and_restore::BackupAndRestore;
 pub use csv_logger::CSVLogger;
 pub use early_stopping::EarlyStopping;
 pub use lambda::LambdaCallback;
@@ -41,7 +43,7 @@ use keel_nn::Network;
 use keel_optim::Optimizer;
 use keel_tensor::Tensor;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Named values of one batch or epoch (`"loss"`, `"accuracy"`, `"val_loss"`, ...), in order.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -216,6 +218,13 @@ impl<'a> CallbackContext<'a> {
 /// Epochs and batches are numbered from 0, as in Keras; returning an error
 /// from a hook aborts `fit` with that error.
 pub trait Callback {
+    /// Before `fit` does anything else: a training checkpoint (and the file it came from)
+    /// to resume from, as [`BackupAndRestore`] offers after an interrupted run. `fit`
+    /// restores the first one offered and starts at its epoch. The default offers none.
+    fn restore_point(&mut self) -> Result<Option<(Checkpoint, PathBuf)>> {
+        Ok(None)
+    }
+
     /// Before the first epoch.
     fn on_train_begin(&mut self, ctx: &mut CallbackContext<'_>) -> Result<()> {
         let _ = ctx;
@@ -248,6 +257,9 @@ pub trait Callback {
 }
 
 impl<C: Callback + ?Sized> Callback for &mut C {
+    fn restore_point(&mut self) -> Result<Option<(Checkpoint, PathBuf)>> {
+        (**self).restore_point()
+    }
     fn on_train_begin(&mut self, ctx: &mut CallbackContext<'_>) -> Result<()> {
         (**self).on_train_begin(ctx)
     }
@@ -266,6 +278,9 @@ impl<C: Callback + ?Sized> Callback for &mut C {
 }
 
 impl<C: Callback + ?Sized> Callback for Box<C> {
+    fn restore_point(&mut self) -> Result<Option<(Checkpoint, PathBuf)>> {
+        (**self).restore_point()
+    }
     fn on_train_begin(&mut self, ctx: &mut CallbackContext<'_>) -> Result<()> {
         (**self).on_train_begin(ctx)
     }
