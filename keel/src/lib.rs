@@ -93,7 +93,7 @@ pub mod prelude {
         CenterCrop, FillMode, ImageInterpolation, RandomCrop, RandomRotation, RandomTranslation, RandomZoom, Resizing,
     };
     pub use keel_nn::{GroupNormalization, Normalization, RMSNormalization, Rescaling, UnitNormalization};
-    pub use keel_optim::{Adagrad, Adam, AdamW, Optimizer, RMSprop, SGD};
+    pub use keel_optim::{Adadelta, Adagrad, Adam, AdamW, Adamax, Ftrl, Lion, Nadam, Optimizer, RMSprop, SGD};
     pub use keel_tensor::{DType, Device, Padding, Shape, Tensor};
     pub use keel_train::MetricSpec as Metric;
     pub use keel_train::{

@@ -1,7 +1,7 @@
 //! [`Adagrad`]: per-coordinate learning rates from accumulated squared gradients, as Keras `Adagrad`.
 
 use crate::base::{check_range, optimizer_common, Core, StepCtx, UpdateRule};
-use crate::{LearningRate, Result};
+use crate::{Error, LearningRate, Result};
 use keel_tensor::Tensor;
 
 /// Adagrad (Keras `Adagrad`).
@@ -69,8 +69,7 @@ impl UpdateRule for AdagradRule {
 
     fn update(&self, ctx: &StepCtx, p: &Tensor, g: &Tensor, slots: &mut [Tensor]) -> Result<Tensor> {
         let Some(acc) = slots.first_mut() else {
-            // ok: slot_names() is ["accumulator"], so there is exactly one slot.
-            unreachable!("Adagrad keeps an accumulator slot")
+            return Err(Error::Internal { optimizer: "Adagrad", msg: "the accumulator slot is missing" });
         };
         *acc = acc.add(&g.square()?)?;
         Ok(p.sub(&g.mul_scalar(ctx.lr)?.div(&acc.add_scalar(self.epsilon)?.sqrt()?)?)?)

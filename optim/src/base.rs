@@ -29,6 +29,12 @@ pub(crate) trait UpdateRule {
     /// Check the hyper-parameters.
     fn validate(&self, optimizer: &'static str) -> Result<()>;
 
+    /// Check this step's learning rate `lr` beyond the shared `finite and >= 0` (nothing
+    /// unless overridden; Ftrl divides by it).
+    fn validate_learning_rate(&self, _optimizer: &'static str, _lr: f64) -> Result<()> {
+        Ok(())
+    }
+
     /// The new parameter value, updating `slots` in place; `p` and `g` share the compute dtype.
     fn update(&self, ctx: &StepCtx, p: &Tensor, g: &Tensor, slots: &mut [Tensor]) -> Result<Tensor>;
 
@@ -141,15 +147,17 @@ impl Core {
         if let Some(wd) = self.weight_decay {
             check_range(name, "weight_decay", wd, 0.0, f64::INFINITY, true, "must be finite and >= 0")?;
         }
+        let lr = self.lr.at(self.iterations);
         check_range(
             name,
             "learning_rate",
-            self.lr.at(self.iterations),
+            lr,
             0.0,
             f64::INFINITY,
             true,
             "must be finite and >= 0 (check the schedule's configuration)",
-        )
+        )?;
+        rule.validate_learning_rate(name, lr)
     }
 
     pub(crate) fn step(&mut self, rule: &impl UpdateRule, params: &[Param], grads: &Gradients) -> Result<()> {

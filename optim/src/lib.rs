@@ -1,5 +1,6 @@
 //! `keel-optim`: the optimizers that turn gradients into parameter updates —
-//! [`Sgd`], [`Adam`], [`AdamW`], [`RMSprop`], [`Adagrad`] — with Keras's exact
+//! [`Sgd`], [`Adam`], [`AdamW`], [`RMSprop`], [`Adagrad`], [`Nadam`], [`Adamax`],
+//! [`Adadelta`], [`Lion`], [`Ftrl`] — with Keras's exact
 //! update formulas and defaults, gradient clipping (`clipnorm`,
 //! `global_clipnorm`, `clipvalue`), decoupled weight decay, learning-rate
 //! [`schedule`]s, and checkpointable [`OptimizerState`].
@@ -39,23 +40,33 @@
 //! - State save/load maps slots by parameter *position*, because
 //!   [`keel_autograd::ParamId`]s are process-local: see [`state`].
 
+mod adadelta;
 mod adagrad;
 mod adam;
+mod adamax;
 mod adamw;
 mod base;
 pub mod clip;
 mod error;
+mod ftrl;
+mod lion;
+mod nadam;
 mod optimizer;
 mod rmsprop;
 pub mod schedule;
 mod sgd;
 pub mod state;
 
+pub use adadelta::Adadelta;
 pub use adagrad::Adagrad;
 pub use adam::Adam;
+pub use adamax::Adamax;
 pub use adamw::AdamW;
 pub use clip::Clipping;
 pub use error::{Error, Result};
+pub use ftrl::Ftrl;
+pub use lion::Lion;
+pub use nadam::Nadam;
 pub use optimizer::Optimizer;
 pub use rmsprop::RMSprop;
 pub use schedule::{LearningRate, LearningRateSchedule};

@@ -9,7 +9,8 @@ use keel_autograd::{Gradients, Param};
 /// decoupled weight decay, run the update rule on every parameter that has a
 /// gradient, then count the iteration.
 pub trait Optimizer: Send {
-    /// The optimizer's Keras name (`"SGD"`, `"Adam"`, `"AdamW"`, `"RMSprop"`, `"Adagrad"`).
+    /// The optimizer's Keras name (`"SGD"`, `"Adam"`, `"AdamW"`, `"RMSprop"`, `"Adagrad"`,
+    /// `"Nadam"`, `"Adamax"`, `"Adadelta"`, `"Lion"`, `"Ftrl"`).
     fn name(&self) -> &'static str;
 
     /// Apply one update to `params` from `grads`.

@@ -1,7 +1,7 @@
 //! [`RMSprop`]: root-mean-square propagation, as Keras `RMSprop`.
 
 use crate::base::{check_range, optimizer_common, Core, StepCtx, UpdateRule};
-use crate::{LearningRate, Result};
+use crate::{Error, LearningRate, Result};
 use keel_tensor::Tensor;
 
 /// RMSprop (Keras `RMSprop`).
@@ -89,8 +89,7 @@ impl UpdateRule for RmsRule {
     fn update(&self, ctx: &StepCtx, p: &Tensor, g: &Tensor, slots: &mut [Tensor]) -> Result<Tensor> {
         let rho = self.rho;
         let [velocity, rest @ ..] = slots else {
-            // ok: slot_names() always starts with "velocity", so there is at least one slot.
-            unreachable!("RMSprop keeps a velocity slot")
+            return Err(Error::Internal { optimizer: "RMSprop", msg: "the velocity slot is missing" });
         };
         *velocity = velocity.mul_scalar(rho)?.add(&g.square()?.mul_scalar(1.0 - rho)?)?;
         let (momentum, average) = match (self.momentum > 0.0, self.centered, rest) {

@@ -3,7 +3,7 @@
 mod common;
 
 use keel_autograd::{Gradients, Param};
-use keel_optim::{Adagrad, Adam, AdamW, Error, Optimizer, RMSprop, Sgd};
+use keel_optim::{Adadelta, Adagrad, Adam, AdamW, Adamax, Error, Ftrl, Lion, Nadam, Optimizer, RMSprop, Sgd};
 use keel_tensor::{DType, Device, Tensor};
 
 fn param(v: &[f32]) -> Param {
@@ -25,6 +25,11 @@ fn all_optimizers() -> Vec<Box<dyn Optimizer>> {
         Box::new(AdamW::new(0.1)),
         Box::new(RMSprop::new(0.1).momentum(0.5).centered(true)),
         Box::new(Adagrad::new(0.1)),
+        Box::new(Nadam::new(0.1).weight_decay(0.1)),
+        Box::new(Adamax::new(0.1)),
+        Box::new(Adadelta::new(1.0)),
+        Box::new(Lion::new(0.1)),
+        Box::new(Ftrl::new(0.1).l1_regularization_strength(0.01)),
     ]
 }
 
@@ -129,6 +134,15 @@ fn invalid_hyperparameters_are_errors_not_panics() {
         Box::new(RMSprop::new(0.1).rho(2.0)),
         Box::new(Adagrad::new(0.1).initial_accumulator_value(-1.0)),
         Box::new(Sgd::new(f64::INFINITY)),
+        Box::new(Nadam::new(0.1).beta_1(1.0)),
+        Box::new(Adamax::new(0.1).beta_2(1.5)),
+        Box::new(Adadelta::new(0.1).epsilon(0.0)),
+        Box::new(Adadelta::new(0.1).rho(-0.1)),
+        Box::new(Lion::new(0.1).beta_1(0.0)),
+        Box::new(Lion::new(0.1).beta_2(1.1)),
+        Box::new(Ftrl::new(0.1).learning_rate_power(0.5)),
+        Box::new(Ftrl::new(0.1).l1_regularization_strength(-1.0)),
+        Box::new(Ftrl::new(0.0)),
     ];
     for mut opt in bad {
         let err = opt.step(p, &g).unwrap_err();
@@ -154,6 +168,11 @@ fn converges_on_the_quadratic() {
         Box::new(Adam::new(0.05)),
         Box::new(RMSprop::new(0.01)),
         Box::new(Adagrad::new(0.5)),
+        Box::new(Nadam::new(0.05)),
+        Box::new(Adamax::new(0.05)),
+        Box::new(Adadelta::new(0.5).rho(0.9).epsilon(1e-5)),
+        Box::new(Lion::new(0.01)),
+        Box::new(Ftrl::new(0.5)),
     ] {
         let params = common::make_params();
         for _ in 0..600 {
@@ -175,12 +194,17 @@ fn many_parameters_step_as_each_would_alone() {
     let grad = |k: usize, step: usize, p: &Param| {
         p.value().mul_scalar(0.5 + 0.1 * (step + k % 5) as f64).unwrap().sin().unwrap()
     };
-    let makers: [fn() -> Box<dyn Optimizer>; 5] = [
+    let makers: [fn() -> Box<dyn Optimizer>; 10] = [
         || Box::new(Sgd::new(0.1).momentum(0.9).weight_decay(0.1)),
         || Box::new(Adam::new(0.1).amsgrad(true)),
         || Box::new(AdamW::new(0.1)),
         || Box::new(RMSprop::new(0.1).momentum(0.5).centered(true)),
         || Box::new(Adagrad::new(0.1)),
+        || Box::new(Nadam::new(0.1)),
+        || Box::new(Adamax::new(0.1)),
+        || Box::new(Adadelta::new(1.0)),
+        || Box::new(Lion::new(0.1)),
+        || Box::new(Ftrl::new(0.1)),
     ];
     for make in makers {
         let params: Vec<Param> = (0..60).map(|k| param(&init(k))).collect();

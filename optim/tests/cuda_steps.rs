@@ -11,7 +11,7 @@ mod common;
 use common::{curvature, make_params, values};
 use keel_autograd::{Gradients, Param};
 use keel_optim::schedule::ExponentialDecay;
-use keel_optim::{Adagrad, Adam, AdamW, Optimizer, RMSprop, Sgd};
+use keel_optim::{Adadelta, Adagrad, Adam, AdamW, Adamax, Ftrl, Lion, Nadam, Optimizer, RMSprop, Sgd};
 use keel_tensor::{DType, Device, Tensor};
 
 /// GPU 0, or `None` (with a printed reason) when the test must skip.
@@ -100,6 +100,22 @@ fn every_optimizer_steps_on_cuda_like_on_the_cpu() {
     agree("rmsprop centered momentum", &dev, || RMSprop::new(0.01).rho(0.8).momentum(0.5).centered(true));
     agree("adagrad", &dev, || Adagrad::new(0.1));
     agree("adam schedule", &dev, || Adam::new(ExponentialDecay::new(0.1, 1, 0.5).staircase(true)));
+    agree("nadam", &dev, || Nadam::new(0.1));
+    agree("nadam weight decay", &dev, || Nadam::new(0.05).weight_decay(0.1));
+    agree("adamax", &dev, || Adamax::new(0.1).beta_1(0.8).beta_2(0.9).epsilon(1e-3));
+    agree("adadelta", &dev, || Adadelta::new(0.5).rho(0.8).epsilon(1e-4).weight_decay(0.05));
+    agree("lion", &dev, || Lion::new(0.01).beta_1(0.5).beta_2(0.9).weight_decay(0.5));
+    agree("lion momentum sign", &dev, || Lion::new(0.1).beta_1(0.99).beta_2(0.5));
+    agree("ftrl", &dev, || Ftrl::new(0.1));
+    agree("ftrl regularized", &dev, || {
+        Ftrl::new(0.1)
+            .learning_rate_power(-0.7)
+            .initial_accumulator_value(0.2)
+            .l1_regularization_strength(0.01)
+            .l2_regularization_strength(0.02)
+            .l2_shrinkage_regularization_strength(0.05)
+            .beta(0.3)
+    });
     agree("clipnorm", &dev, || Sgd::new(0.1).clipnorm(1.0));
     agree("global clipnorm", &dev, || Sgd::new(0.1).global_clipnorm(2.0));
     agree("clipvalue", &dev, || Sgd::new(0.1).clipvalue(0.5));
@@ -122,6 +138,13 @@ fn f64_parameters_step_on_cuda_like_on_the_cpu() {
         RMSprop::new(0.01).rho(0.8).momentum(0.5).centered(true)
     });
     agree_in("adagrad", &dev, f64, 1e-12, || Adagrad::new(0.1));
+    agree_in("nadam", &dev, f64, 1e-12, || Nadam::new(0.05).weight_decay(0.1));
+    agree_in("adamax", &dev, f64, 1e-12, || Adamax::new(0.1));
+    agree_in("adadelta", &dev, f64, 1e-12, || Adadelta::new(0.5).rho(0.8));
+    agree_in("lion", &dev, f64, 1e-12, || Lion::new(0.1).beta_1(0.99).beta_2(0.5));
+    agree_in("ftrl", &dev, f64, 1e-12, || {
+        Ftrl::new(0.1).learning_rate_power(-0.7).l1_regularization_strength(0.01).beta(0.3)
+    });
     agree_in("clipnorm", &dev, f64, 1e-12, || Sgd::new(0.1).clipnorm(1.0));
     agree_in("global clipnorm", &dev, f64, 1e-12, || Sgd::new(0.1).global_clipnorm(2.0));
     agree_in("clipvalue", &dev, f64, 1e-12, || Sgd::new(0.1).clipvalue(0.5));

@@ -113,6 +113,16 @@ pub enum Rule {
     Rms { rho: f64, momentum: f64, eps: f64, centered: bool },
     /// Adagrad.
     Adagrad { init: f64, eps: f64 },
+    /// Nadam (the momentum cache is a running product, as Keras keeps it).
+    Nadam { b1: f64, b2: f64, eps: f64 },
+    /// Adamax.
+    Adamax { b1: f64, b2: f64, eps: f64 },
+    /// Adadelta.
+    Adadelta { rho: f64, eps: f64 },
+    /// Lion.
+    Lion { b1: f64, b2: f64 },
+    /// Ftrl.
+    Ftrl { power: f64, init: f64, l1: f64, l2: f64, shrink: f64, beta: f64 },
 }
 
 /// Reference clipping.
@@ -150,16 +160,23 @@ impl RefOpt {
     pub fn run(&self, p0: &[Vec<f64>], a: &[Vec<f64>], n: usize) -> Vec<Vec<Vec<f64>>> {
         let mut p: Vec<Vec<f64>> = p0.to_vec();
         let init = match self.rule {
-            Rule::Adagrad { init, .. } => init,
+            Rule::Adagrad { init, .. } | Rule::Ftrl { init, .. } => init,
             _ => 0.0,
         };
-        // three slots per element: (m | velocity | accumulator), (v | momentum), (v_hat | average)
+        // Nadam's momentum cache: the product of its momentum schedule so far
+        let mut u_product = 1.0;
+        // three slots per element: (m | velocity | accumulator | accumulated_grad),
+        // (v | momentum | norm | accumulated_delta_var | linear), (v_hat | average)
         let mut s1: Vec<Vec<f64>> = p.iter().map(|x| vec![init; x.len()]).collect();
         let mut s2: Vec<Vec<f64>> = p.iter().map(|x| vec![0.0; x.len()]).collect();
         let mut s3: Vec<Vec<f64>> = p.iter().map(|x| vec![0.0; x.len()]).collect();
         let mut out = Vec::new();
         for t in 0..n as u64 {
             let lr = (self.lr)(t);
+            let u = |b1: f64, s: u64| b1 * (1.0 - 0.5 * 0.96f64.powi(s as i32));
+            if let Rule::Nadam { b1, .. } = self.rule {
+                u_product *= u(b1, t + 1);
+            }
             let mut g: Vec<Vec<f64>> =
                 p.iter().zip(a).map(|(pi, ai)| pi.iter().zip(ai).map(|(x, y)| x * y).collect()).collect();
             match self.clip {
@@ -224,6 +241,49 @@ impl RefOpt {
                         Rule::Adagrad { eps, .. } => {
                             s1[i][j] += gj * gj;
                             x -= lr * gj / (s1[i][j] + eps).sqrt();
+                        }
+                        Rule::Nadam { b1, b2, eps } => {
+                            let k = t + 1;
+                            let (u_t, u_next) = (u(b1, k), u(b1, k + 1));
+                            s1[i][j] += (gj - s1[i][j]) * (1.0 - b1);
+                            s2[i][j] += (gj * gj - s2[i][j]) * (1.0 - b2);
+                            let m_hat =
+                                u_next * s1[i][j] / (1.0 - u_product * u_next) + (1.0 - u_t) * gj / (1.0 - u_product);
+                            let v_hat = s2[i][j] / (1.0 - b2.powi(k as i32));
+                            x -= lr * m_hat / (v_hat.sqrt() + eps);
+                        }
+                        Rule::Adamax { b1, b2, eps } => {
+                            s1[i][j] += (gj - s1[i][j]) * (1.0 - b1);
+                            s2[i][j] = (b2 * s2[i][j]).max(gj.abs());
+                            x -= lr * s1[i][j] / ((1.0 - b1.powi(t as i32 + 1)) * (s2[i][j] + eps));
+                        }
+                        Rule::Adadelta { rho, eps } => {
+                            s1[i][j] = rho * s1[i][j] + (1.0 - rho) * gj * gj;
+                            let delta = -(s2[i][j] + eps).sqrt() * gj / (s1[i][j] + eps).sqrt();
+                            s2[i][j] = rho * s2[i][j] + (1.0 - rho) * delta * delta;
+                            x += lr * delta;
+                        }
+                        Rule::Lion { b1, b2 } => {
+                            let c = b1 * s2[i][j] + (1.0 - b1) * gj;
+                            x -= lr
+                                * if c > 0.0 {
+                                    1.0
+                                } else if c < 0.0 {
+                                    -1.0
+                                } else {
+                                    0.0
+                                };
+                            s2[i][j] = b2 * s2[i][j] + (1.0 - b2) * gj;
+                        }
+                        Rule::Ftrl { power, l1, l2, shrink, beta, .. } => {
+                            let k = -power;
+                            let l2 = l2 + beta / (2.0 * lr);
+                            let gs = gj + 2.0 * shrink * x;
+                            let n_new = s1[i][j] + gj * gj;
+                            s2[i][j] += gs - (n_new.powf(k) - s1[i][j].powf(k)) / lr * x;
+                            let z = s2[i][j];
+                            x = (z.clamp(-l1, l1) - z) / (n_new.powf(k) / lr + 2.0 * l2);
+                            s1[i][j] = n_new;
                         }
                     }
                     p[i][j] = x;
