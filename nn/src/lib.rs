@@ -74,6 +74,8 @@ pub mod prelude {
     pub use crate::{
         CenterCrop, FillMode, ImageInterpolation, RandomCrop, RandomRotation, RandomTranslation, RandomZoom, Resizing,
     };
+    pub use crate::{Conv3DTranspose, DepthwiseConv1D, SeparableConv1D};
+    pub use crate::{ConvLSTM1D, ConvLSTM2D};
     pub use crate::{GroupNormalization, RMSNormalization, UnitNormalization};
     pub use keel_tensor::Padding;
 }

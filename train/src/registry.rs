@@ -1,14 +1,15 @@
 //! Rebuilding models from their JSON config: a registry from Keras class
 //! names to layer constructors, and [`FromConfig`] for networks.
 //!
-//! Built in: Dense, Conv1D, Conv1DTranspose, Conv2D, Conv2DTranspose, Conv3D, DepthwiseConv2D, SeparableConv2D,
+//! Built in: Dense, Conv1D, Conv1DTranspose, Conv2D, Conv2DTranspose, Conv3D, Conv3DTranspose, DepthwiseConv1D,
+//! DepthwiseConv2D, SeparableConv1D, SeparableConv2D,
 //! MaxPooling1D/2D/3D, AveragePooling1D/2D/3D, GlobalAveragePooling1D/2D/3D, GlobalMaxPooling1D/2D/3D, Flatten,
 //! Reshape, Rescaling, Normalization, CategoryEncoding, Discretization, IntegerLookup, Hashing, Dropout,
 //! ZeroPadding1D/2D/3D, Cropping1D/2D/3D, UpSampling1D/2D/3D, RepeatVector, Permute,
 //! Masking, SpatialDropout1D/2D/3D, GaussianNoise, GaussianDropout, RandomFlip, RandomContrast, RandomBrightness,
 //! RandomRotation, RandomZoom, RandomTranslation, Resizing, CenterCrop, RandomCrop,
 //! BatchNormalization, LayerNormalization, GroupNormalization, UnitNormalization, RMSNormalization, Activation, ReLU, LeakyReLU, PReLU, ELU, Softmax, Embedding,
-//! SimpleRNN, LSTM, GRU, Bidirectional, TimeDistributed (around any of these), the merges (Add, Subtract,
+//! SimpleRNN, LSTM, GRU, ConvLSTM1D/2D, Bidirectional, TimeDistributed (around any of these), the merges (Add, Subtract,
 //! Multiply, Average, Maximum, Minimum), Concatenate, Dot, Attention, AdditiveAttention and MultiHeadAttention. [`FromConfig`] rebuilds a
 //! [`keel_nn::Sequential`] and a functional [`keel_nn::Model`] (shared layers included). [`register_layer`]
 //! adds a custom class (Keras's `custom_objects`).
@@ -106,6 +107,12 @@ pub fn layer_from_config(class_name: &str, cfg: &Value) -> Result<Box<dyn Layer>
         (None, "DepthwiseConv2D") => {
             Box::new(DepthwiseConv2D::from_config(field::<DepthwiseConv2DConfig>(class_name, cfg)?))
         }
+        (None, "DepthwiseConv1D") => {
+            Box::new(keel_nn::DepthwiseConv1D::from_config(field::<keel_nn::DepthwiseConv1DConfig>(class_name, cfg)?))
+        }
+        (None, "SeparableConv1D") => {
+            Box::new(keel_nn::SeparableConv1D::from_config(field::<keel_nn::SeparableConv1DConfig>(class_name, cfg)?))
+        }
         (None, "SeparableConv2D") => {
             Box::new(SeparableConv2D::from_config(field::<SeparableConv2DConfig>(class_name, cfg)?))
         }
@@ -114,6 +121,9 @@ pub fn layer_from_config(class_name: &str, cfg: &Value) -> Result<Box<dyn Layer>
         (None, "Conv3D") => {
             only_one_group(class_name, cfg)?;
             Box::new(keel_nn::Conv3D::from_config(field::<keel_nn::Conv3DConfig>(class_name, cfg)?))
+        }
+        (None, "Conv3DTranspose") => {
+            Box::new(keel_nn::Conv3DTranspose::from_config(field::<keel_nn::Conv3DTransposeConfig>(class_name, cfg)?))
         }
         (None, "MaxPooling3D") => {
             Box::new(keel_nn::MaxPooling3D::from_config(field::<keel_nn::Pool3DConfig>(class_name, cfg)?))
@@ -283,6 +293,8 @@ pub fn layer_from_config(class_name: &str, cfg: &Value) -> Result<Box<dyn Layer>
         (None, "SimpleRNN") => Box::new(recurrent::<SimpleRNNCell>(class_name, cfg)?),
         (None, "LSTM") => Box::new(recurrent::<LSTMCell>(class_name, cfg)?),
         (None, "GRU") => Box::new(recurrent::<GRUCell>(class_name, cfg)?),
+        (None, "ConvLSTM2D") => Box::new(conv_lstm::<keel_nn::Window2D>(class_name, cfg)?),
+        (None, "ConvLSTM1D") => Box::new(conv_lstm::<keel_nn::Window1D>(class_name, cfg)?),
         (None, "Bidirectional") => bidirectional(cfg)?,
         (None, "Add") => Box::new(Add::new()),
         (None, "Subtract") => Box::new(keel_nn::Subtract::new()),
@@ -456,6 +468,30 @@ fn axes_in(cfg: &Value, key: &str, allowed: &[i64]) -> bool {
 
 fn recurrent<C: Cell>(class: &str, cfg: &Value) -> Result<Recurrent<C>> {
     let mut layer = Recurrent::from_config(field::<RecurrentConfig<C>>(class, cfg)?);
+    if let Some(name) = cfg.get("name").and_then(Value::as_str) {
+        layer.set_name(name.to_string());
+    }
+    Ok(layer)
+}
+
+/// A ConvLSTM layer from its Keras config, refusing what keel's does not do (dropout,
+/// recurrent dropout, `stateful`: loading them would build another model).
+fn conv_lstm<W: keel_nn::ConvLSTMWindow>(class: &str, cfg: &Value) -> Result<keel_nn::ConvLSTM<W>> {
+    for key in ["dropout", "recurrent_dropout"] {
+        if get_or(class, cfg, key, 0.0f64)? != 0.0 {
+            return Err(Error::invalid(
+                "from_config",
+                format!(
+                    "{class} with {key} {} is not supported (keel's ConvLSTM has no dropout; set it to 0)",
+                    cfg[key]
+                ),
+            ));
+        }
+    }
+    if get_or(class, cfg, "stateful", false)? {
+        return Err(Error::invalid("from_config", format!("{class} with stateful true is not supported")));
+    }
+    let mut layer = keel_nn::ConvLSTM::from_config(field::<keel_nn::ConvLSTMConfig<W>>(class, cfg)?);
     if let Some(name) = cfg.get("name").and_then(Value::as_str) {
         layer.set_name(name.to_string());
     }

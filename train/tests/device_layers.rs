@@ -736,6 +736,29 @@ fn depthwise_and_separable_conv2d() {
     agree("depthwise + separable conv", &dev, build, &x, &y);
 }
 
+/// DepthwiseConv1D and SeparableConv1D (the depthwise and 1x1 kernels of the 2-D layers on
+/// `[n, 1, steps, c]` views, the fused pointwise + bias + ReLU among them) train on the GPU
+/// along the CPU's trajectory.
+#[test]
+fn depthwise_and_separable_conv1d() {
+    use keel_nn::{DepthwiseConv1D, SeparableConv1D};
+    let Some(dev) = common::gpu("depthwise_and_separable_conv1d") else { return };
+    let x = uniform(22, &[48, 12, 3]);
+    let labels = x.mean(&[1, 2], false).unwrap().gt(&Tensor::scalar(0.0f32)).unwrap().to_dtype(DType::I64);
+    let y = labels.unwrap();
+    let build = || {
+        let mut m = Sequential::with_seed(7);
+        m.add(DepthwiseConv1D::new(3).depth_multiplier(2).padding(Padding::Same).input_shape([12, 3]));
+        m.add(SeparableConv1D::new(5, 3).strides(2).activation(Activation::Relu)); // fused pointwise + bias + ReLU
+        m.add(SeparableConv1D::new(4, 2).depth_multiplier(3).dilation_rate(2).activation(Activation::Tanh));
+        m.add(GlobalAveragePooling1D::new());
+        m.add(Dense::new(2).activation(Activation::Softmax));
+        m.compile(Adam::new(0.01), Loss::SparseCategoricalCrossentropy, &[MetricSpec::Accuracy]).unwrap();
+        m
+    };
+    agree("depthwise + separable conv1d", &dev, build, &x, &y);
+}
+
 /// The 3-D layers, composed from 2-D ops (Conv3D: an index_select of depth taps and one
 /// conv2d, fused with bias + ReLU or not; the 3-D poolings: a 2-D pooling over height and
 /// width then one over depth; the padding, cropping and up-sampling shape ops) train on the
@@ -764,6 +787,63 @@ fn three_d_layers() {
         m
     };
     agree("3-D conv, pooling and shape layers", &dev, build, &x, &y);
+}
+
+/// Conv3DTranspose (composed: an index_select of depth taps, with a zero slice where a tap
+/// has no input, and one conv2d_transpose) trains on the GPU along the CPU's trajectory.
+#[test]
+fn conv3d_transpose() {
+    use keel_nn::{Conv3D, Conv3DTranspose, GlobalAveragePooling3D};
+    let Some(dev) = common::gpu("conv3d_transpose") else { return };
+    let x = uniform(23, &[48, 4, 4, 4, 2]);
+    let labels = x.mean(&[1, 2, 3, 4], false).unwrap().gt(&Tensor::scalar(0.0f32)).unwrap().to_dtype(DType::I64);
+    let y = labels.unwrap();
+    let build = || {
+        let mut m = Sequential::with_seed(13);
+        m.add(
+            Conv3D::new(3, 3).strides(2).padding(Padding::Same).activation(Activation::Relu).input_shape([4, 4, 4, 2]),
+        );
+        m.add(
+            Conv3DTranspose::new(4, (3, 2, 3)).strides((2, 2, 1)).padding(Padding::Same).activation(Activation::Tanh),
+        );
+        m.add(Conv3DTranspose::new(2, 2).dilation_rate((2, 1, 1)).output_padding(0));
+        m.add(GlobalAveragePooling3D::new());
+        m.add(Dense::new(2).activation(Activation::Softmax));
+        m.compile(Adam::new(0.01), Loss::SparseCategoricalCrossentropy, &[MetricSpec::Accuracy]).unwrap();
+        m
+    };
+    agree("Conv3DTranspose", &dev, build, &x, &y);
+}
+
+/// ConvLSTM2D and ConvLSTM1D (composed: one conv2d over every timestep's frame, then per step
+/// a recurrent conv2d and the fused LSTM gate op, or the composed gates with other
+/// activations; go_backwards, strides, valid and same padding) train on the GPU along the
+/// CPU's trajectory.
+#[test]
+fn conv_lstm_layers() {
+    use keel_nn::{ConvLSTM1D, ConvLSTM2D, Reshape};
+    let Some(dev) = common::gpu("conv_lstm_layers") else { return };
+    let x = uniform(23, &[48, 3, 6, 6, 2]);
+    let labels = x.mean(&[1, 2, 3, 4], false).unwrap().gt(&Tensor::scalar(0.0f32)).unwrap().to_dtype(DType::I64);
+    let y = labels.unwrap();
+    let build = || {
+        let mut m = Sequential::with_seed(13);
+        m.add(ConvLSTM2D::new(4, 3).padding(Padding::Same).return_sequences(true).input_shape([3, 6, 6, 2]));
+        m.add(
+            ConvLSTM2D::new(3, 2)
+                .strides(2)
+                .go_backwards(true)
+                .return_sequences(true)
+                .recurrent_activation(Activation::HardSigmoid),
+        ); // [3, 3, 3, 3]
+        m.add(Reshape::new([3, 9, 3]));
+        m.add(ConvLSTM1D::new(2, 3).padding(Padding::Same)); // [9, 2]
+        m.add(GlobalAveragePooling1D::new());
+        m.add(Dense::new(2).activation(Activation::Softmax));
+        m.compile(Adam::new(0.01), Loss::SparseCategoricalCrossentropy, &[MetricSpec::Accuracy]).unwrap();
+        m
+    };
+    agree("ConvLSTM2D + ConvLSTM1D", &dev, build, &x, &y);
 }
 
 /// RandomRotation, RandomZoom and RandomTranslation (the affine image transform, forward and

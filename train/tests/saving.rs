@@ -1030,6 +1030,53 @@ fn activation_layers_and_time_distributed_round_trip() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Conv3DTranspose: a model saves and loads back with the same config (Keras's keys,
+/// `output_padding` included), weights (Keras's `[kd, kh, kw, filters, in]` kernel) and
+/// prediction bits; a Keras config loads through the registry.
+#[test]
+fn conv3d_transpose_round_trips() {
+    use keel_nn::{Conv3D, Conv3DTranspose};
+    let mut m = Sequential::with_seed(3);
+    m.add(Conv3D::new(3, 3).strides(2).padding(Padding::Same).input_shape([4, 6, 6, 2]));
+    m.add(
+        Conv3DTranspose::new(2, (3, 2, 3))
+            .strides((2, 2, 3))
+            .padding(Padding::Same)
+            .output_padding(1)
+            .activation(Activation::Tanh),
+    );
+    m.compile(Adam::new(0.01), Loss::MeanSquaredError, NO_METRICS).unwrap();
+    let dir = test_dir("conv3d_transpose");
+    let path = dir.join("m.keel");
+    m.save(&path).unwrap();
+    let back = load_model(&path).unwrap();
+    assert_eq!(back.config(), m.config());
+    let cfg = m.config().to_string();
+    assert!(cfg.contains("\"Conv3DTranspose\"") && cfg.contains("\"output_padding\":[1,1,1]"), "{cfg}");
+    assert_eq!(weight_bits(back.network()), weight_bits(m.network()));
+    let x = Tensor::rand_uniform(1, -1.0, 1.0, [3, 4, 6, 6, 2], DType::F32, &Device::Cpu).unwrap();
+    let (a, b) = (m.predict(&x, 8).unwrap(), back.predict(&x, 8).unwrap());
+    assert_eq!(a.dims(), &[3, 4, 5, 8, 2]);
+    assert_eq!(bits(&a), bits(&b));
+    std::fs::remove_dir_all(&dir).unwrap();
+    // Keras 3.15's config of Conv3DTranspose(4, 3, strides=2, padding="same")
+    let keras = serde_json::json!({"name": "ct", "trainable": true, "filters": 4, "kernel_size": [3, 3, 3],
+        "strides": [2, 2, 2], "padding": "same", "output_padding": null, "data_format": "channels_last",
+        "dilation_rate": [1, 1, 1], "activation": "linear", "use_bias": true,
+        "kernel_initializer": {"module": "keras.initializers", "class_name": "GlorotUniform", "config": {"seed": null}},
+        "bias_initializer": {"module": "keras.initializers", "class_name": "Zeros", "config": {}},
+        "kernel_regularizer": null, "bias_regularizer": null, "activity_regularizer": null,
+        "kernel_constraint": null, "bias_constraint": null});
+    let mut l = keel_train::layer_from_config("Conv3DTranspose", &keras).unwrap();
+    l.build(&[2, 3, 4, 5], &mut keel_tensor::rng::Rng::new(0)).unwrap();
+    assert_eq!((l.name(), l.output_shape(&[2, 3, 4, 5]).unwrap()), ("ct", vec![4, 6, 8, 4]));
+    assert_eq!(l.weights()[0].param.value().dims(), [3, 3, 3, 4, 5]);
+    let mut cf = keras.clone();
+    cf["data_format"] = "channels_first".into();
+    let e = keel_train::layer_from_config("Conv3DTranspose", &cf).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(e.contains("channels_first"), "{e}");
+}
+
 #[test]
 fn conv1d_transpose_round_trips() {
     use keel_nn::Conv1DTranspose;
@@ -1110,5 +1157,92 @@ fn depthwise_and_separable_conv2d_train_and_round_trip() {
         .map(|e| e.to_string())
         .unwrap_or_default();
         assert!(e.contains("channels_first"), "{class}: {e}");
+    }
+}
+
+/// DepthwiseConv1D and SeparableConv1D: a small sequence model fits, saves, and loads back
+/// with the same config (Keras's class names and keys), weights (Keras's names and shapes)
+/// and prediction bits; a Keras config loads through the registry; `channels_first` and
+/// `causal` padding are refused.
+#[test]
+fn depthwise_and_separable_conv1d_train_and_round_trip() {
+    use keel_nn::{DepthwiseConv1D, Regularizer, SeparableConv1D};
+    use serde_json::json;
+    let dir = test_dir("depthwise_separable_1d");
+    let x = Tensor::rand_uniform(5, -1.0, 1.0, (40, 10, 3), DType::F32, &Device::Cpu).unwrap();
+    // the label: is the first half of the sequence larger than the second
+    let xv = x.to_vec::<f32>().unwrap();
+    let labels: Vec<i64> =
+        xv.chunks(30).map(|s| i64::from(s[..15].iter().sum::<f32>() > s[15..].iter().sum::<f32>())).collect();
+    let y = Tensor::from_vec(labels, 40).unwrap();
+    let mut m = Sequential::with_seed(4);
+    m.add(
+        SeparableConv1D::new(6, 3)
+            .depth_multiplier(2)
+            .padding(Padding::Same)
+            .activation(Activation::Relu)
+            .pointwise_regularizer(Regularizer::L2 { l2: 1e-4 })
+            .input_shape([10, 3]),
+    );
+    m.add(DepthwiseConv1D::new(3).depth_multiplier(2).strides(2).dilation_rate(1).activation(Activation::Tanh));
+    m.add(Flatten::new());
+    m.add(Dense::new(2).activation(Activation::Softmax));
+    m.compile(Adam::new(0.01), Loss::SparseCategoricalCrossentropy, &["accuracy"]).unwrap();
+    let h = m.fit(&x, &y, Fit::new().epochs(12).batch_size(8).verbose(0)).unwrap();
+    let loss = h.get("loss").unwrap();
+    assert!(loss[loss.len() - 1] < 0.7 * loss[0], "loss {loss:?}");
+    let names: Vec<String> = weight_bits(m.network()).into_iter().map(|(n, _)| n).collect();
+    for want in [
+        "separable_conv1d/depthwise_kernel",
+        "separable_conv1d/pointwise_kernel",
+        "separable_conv1d/bias",
+        "depthwise_conv1d/kernel",
+        "depthwise_conv1d/bias",
+    ] {
+        assert!(names.iter().any(|n| n.contains(want)), "{want} not in {names:?}");
+    }
+    let path = dir.join("dw1d.keel");
+    m.save(&path).unwrap();
+    let loaded = load_model(&path).unwrap();
+    assert_eq!(loaded.config(), m.config());
+    let cfg = loaded.config().to_string();
+    assert!(cfg.contains("\"SeparableConv1D\"") && cfg.contains("\"DepthwiseConv1D\""), "{cfg}");
+    assert!(cfg.contains("\"kernel_size\":[3]") && cfg.contains("\"pointwise_initializer\""), "{cfg}");
+    assert_eq!(weight_bits(loaded.network()), weight_bits(m.network()));
+    assert_eq!(bits(&loaded.predict(&x, 8).unwrap()), bits(&m.predict(&x, 8).unwrap()));
+    std::fs::remove_dir_all(&dir).unwrap();
+    // a config as Keras 3.15 writes it (integers for the sizes are read too)
+    let keras = json!({"name": "sc", "trainable": true, "depth_multiplier": 2, "filters": 4, "kernel_size": [3],
+        "strides": [1], "padding": "same", "data_format": "channels_last", "dilation_rate": [1],
+        "activation": "relu", "use_bias": true,
+        "depthwise_initializer": {"module": "keras.initializers", "class_name": "GlorotUniform", "config": {"seed": null}},
+        "pointwise_initializer": {"module": "keras.initializers", "class_name": "GlorotUniform", "config": {"seed": null}},
+        "bias_initializer": {"module": "keras.initializers", "class_name": "Zeros", "config": {}},
+        "depthwise_regularizer": null, "pointwise_regularizer": null, "bias_regularizer": null,
+        "activity_regularizer": null, "depthwise_constraint": null, "pointwise_constraint": null, "bias_constraint": null});
+    let mut l = keel_train::layer_from_config("SeparableConv1D", &keras).unwrap();
+    l.build(&[7, 3], &mut keel_tensor::rng::Rng::new(0)).unwrap();
+    assert_eq!((l.name(), l.output_shape(&[7, 3]).unwrap()), ("sc", vec![7, 4]));
+    let dw = json!({"name": "d", "kernel_size": 2, "strides": 2, "padding": "valid", "depth_multiplier": 3,
+        "dilation_rate": 1, "activation": "linear", "use_bias": false,
+        "depthwise_initializer": {"class_name": "Ones", "config": {}},
+        "bias_initializer": {"class_name": "Zeros", "config": {}},
+        "depthwise_regularizer": null, "bias_regularizer": null});
+    let mut l = keel_train::layer_from_config("DepthwiseConv1D", &dw).unwrap();
+    l.build(&[7, 2], &mut keel_tensor::rng::Rng::new(0)).unwrap();
+    assert_eq!(l.output_shape(&[7, 2]).unwrap(), [3, 6]);
+    for class in ["DepthwiseConv1D", "SeparableConv1D"] {
+        let bad = |cfg: serde_json::Value| {
+            keel_train::layer_from_config(class, &cfg).err().map(|e| e.to_string()).unwrap_or_default()
+        };
+        let e = bad(json!({"filters": 2, "kernel_size": [3], "data_format": "channels_first"}));
+        assert!(e.contains("channels_first"), "{class}: {e}");
+        let mut causal = dw.clone();
+        causal["filters"] = json!(2);
+        causal["pointwise_initializer"] = json!({"class_name": "Ones", "config": {}});
+        causal["pointwise_regularizer"] = json!(null);
+        causal["padding"] = json!("causal");
+        let e = bad(causal);
+        assert!(e.contains(class) && e.contains("causal"), "{class}: {e}");
     }
 }

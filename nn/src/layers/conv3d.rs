@@ -62,6 +62,49 @@ pub struct Conv3D {
 
 common_builders!(Conv3D);
 kernel_bias_builders!(Conv3D);
+conv3d_builders!(Conv3D, Conv3DConfig, "[kd, kh, kw, in, filters]");
+
+/// The builders and getters [`Conv3D`] and `Conv3DTranspose` share (strides, padding,
+/// dilation, the config, the kernel and bias).
+macro_rules! conv3d_builders {
+    ($t:ident, $cfg:ty, $kernel:literal) => {
+        impl $t {
+            /// Set the strides.
+            pub fn strides(mut self, s: impl $crate::layer::IntoTriple) -> Self {
+                self.cfg.strides = s.into_triple();
+                self
+            }
+
+            /// Set the padding (`Padding::Valid` or `Padding::Same`).
+            pub fn padding(mut self, p: keel_tensor::Padding) -> Self {
+                self.cfg.padding = p;
+                self
+            }
+
+            /// Set the dilation rate.
+            pub fn dilation_rate(mut self, d: impl $crate::layer::IntoTriple) -> Self {
+                self.cfg.dilation_rate = d.into_triple();
+                self
+            }
+
+            /// The config.
+            pub fn get_config(&self) -> &$cfg {
+                &self.cfg
+            }
+
+            #[doc = concat!("The kernel `", $kernel, "`, once built.")]
+            pub fn kernel(&self) -> Option<&keel_autograd::Param> {
+                self.kernel.as_ref()
+            }
+
+            /// The bias `[filters]`, once built (and when `use_bias`).
+            pub fn bias(&self) -> Option<&keel_autograd::Param> {
+                self.bias.as_ref()
+            }
+        }
+    };
+}
+pub(crate) use conv3d_builders;
 
 /// The input and kernel of a [`Conv3D`] folded into those of one 2-D convolution.
 struct Folded {
@@ -96,39 +139,6 @@ impl Conv3D {
     /// A Conv3D layer from its config.
     pub fn from_config(cfg: Conv3DConfig) -> Self {
         Conv3D { name: String::new(), input_shape: None, cfg, in_channels: None, kernel: None, bias: None }
-    }
-
-    /// Set the strides.
-    pub fn strides(mut self, s: impl IntoTriple) -> Self {
-        self.cfg.strides = s.into_triple();
-        self
-    }
-
-    /// Set the padding (`Padding::Valid` or `Padding::Same`).
-    pub fn padding(mut self, p: Padding) -> Self {
-        self.cfg.padding = p;
-        self
-    }
-
-    /// Set the dilation rate.
-    pub fn dilation_rate(mut self, d: impl IntoTriple) -> Self {
-        self.cfg.dilation_rate = d.into_triple();
-        self
-    }
-
-    /// The config.
-    pub fn get_config(&self) -> &Conv3DConfig {
-        &self.cfg
-    }
-
-    /// The kernel `[kd, kh, kw, in, filters]`, once built.
-    pub fn kernel(&self) -> Option<&Param> {
-        self.kernel.as_ref()
-    }
-
-    /// The bias `[filters]`, once built (and when `use_bias`).
-    pub fn bias(&self) -> Option<&Param> {
-        self.bias.as_ref()
     }
 
     /// The convolution of the batch `x` `[n, d, h, w, c]` with a given `kernel`

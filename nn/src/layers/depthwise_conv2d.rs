@@ -111,9 +111,11 @@ pub(crate) type Window = ((usize, usize), (usize, usize), Padding, (usize, usize
 
 /// The output shape `[oh, ow, c * depth_multiplier]` of a depthwise convolution with
 /// `window` on `input_shape` (`[h, w, c]`), checked as Keras checks them; `bad` names what
-/// the input should have been, `bad_cfg` a wrong setting.
+/// the input should have been (`noun` says what it is: "an image", or "a sequence" for the
+/// 1-D layers, which pass `[1, steps, c]`), `bad_cfg` a wrong setting.
 pub(crate) fn depthwise_output_shape(
     class: &'static str,
+    noun: &str,
     input_shape: &[usize],
     (kernel_size, strides, padding, dilation_rate): Window,
     depth_multiplier: usize,
@@ -129,7 +131,7 @@ pub(crate) fn depthwise_output_shape(
     let dims = |i: usize, k: usize, s: usize, d: usize| {
         conv_out_dim(class, input_shape[i], k, s, d, padding)
             .map(|(o, _)| o)
-            .map_err(|e| bad(format!("an image large enough for the window ({e})")))
+            .map_err(|e| bad(format!("{noun} large enough for the window ({e})")))
     };
     let oh = dims(0, kernel_size.0, strides.0, dilation_rate.0)?;
     let ow = dims(1, kernel_size.1, strides.1, dilation_rate.1)?;
@@ -199,6 +201,7 @@ impl Layer for DepthwiseConv2D {
         let c = &self.cfg;
         depthwise_output_shape(
             "DepthwiseConv2D",
+            "an image",
             input_shape,
             (c.kernel_size, c.strides, c.padding, c.dilation_rate),
             c.depth_multiplier,

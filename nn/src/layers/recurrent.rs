@@ -115,12 +115,13 @@ pub struct StepWeights<'a> {
     pub recurrent_bias: Option<&'a Var>,
 }
 
-/// Explicit weights for [`Recurrent::forward_with_weights`] (e.g. float64 Vars for a gradient check).
+/// Explicit weights for [`Recurrent::forward_with_weights`] and
+/// [`crate::ConvLSTM::forward_with_weights`] (e.g. float64 Vars for a gradient check).
 #[derive(Debug, Clone)]
 pub struct RecurrentWeights {
-    /// `[in, gates*units]`.
+    /// `[in, gates*units]` (ConvLSTM: `[..kernel_size, in, 4*filters]`).
     pub kernel: Var,
-    /// `[units, gates*units]`.
+    /// `[units, gates*units]` (ConvLSTM: `[..kernel_size, filters, 4*filters]`).
     pub recurrent_kernel: Var,
     /// The bias in the cell's [`Cell::bias_shape`], when the layer uses one.
     pub bias: Option<Var>,

@@ -165,6 +165,26 @@ impl SeparableConv2D {
         let c = &self.cfg;
         Ok(x.depthwise_conv2d(&ctx.param(k)?, c.strides, c.padding, c.dilation_rate)?)
     }
+
+    /// The pointwise step and the bias on the depthwise output `d`, fused with ReLU when
+    /// `relu` (and there is a bias).
+    fn pointwise(&self, d: &Var, ctx: &mut Ctx<'_>, relu: bool) -> Result<Var> {
+        let pk = ctx.param(built(&self.pointwise_kernel, self)?)?;
+        let bias = self.bias.as_ref().map(|b| ctx.param(b)).transpose()?;
+        pointwise_step(d, &pk, bias.as_ref(), relu)
+    }
+}
+
+/// The pointwise step of a separable convolution: `d` `[n, oh, ow, c * m]` (the depthwise
+/// output) convolved with `pk` `[1, 1, c * m, filters]`, plus `bias`; with `relu` and a
+/// bias, the 1x1 convolution, bias and ReLU run as one fused op (the same values and
+/// gradients), else the caller applies the activation.
+pub(crate) fn pointwise_step(d: &Var, pk: &Var, bias: Option<&Var>, relu: bool) -> Result<Var> {
+    match bias {
+        Some(b) if relu => Ok(d.conv2d_bias_relu(pk, b, (1, 1), Padding::Valid, (1, 1))?),
+        Some(b) => Ok(d.conv2d(pk, (1, 1), Padding::Valid, (1, 1))?.add(b)?),
+        None => Ok(d.conv2d(pk, (1, 1), Padding::Valid, (1, 1))?),
+    }
 }
 
 impl Layer for SeparableConv2D {
@@ -199,6 +219,7 @@ impl Layer for SeparableConv2D {
         }
         let mut out = depthwise_output_shape(
             "SeparableConv2D",
+            "an image",
             input_shape,
             (c.kernel_size, c.strides, c.padding, c.dilation_rate),
             c.depth_multiplier,
@@ -210,31 +231,21 @@ impl Layer for SeparableConv2D {
     }
 
     fn forward(&self, x: &Var, ctx: &mut Ctx<'_>) -> Result<Var> {
-        match (&self.bias, self.cfg.activation) {
+        if self.bias.is_some() && self.cfg.activation == Activation::Relu {
             // pointwise conv + bias + ReLU as one op (the same values and gradients)
-            (Some(b), Activation::Relu) => {
-                let d = self.depthwise(x, ctx)?;
-                let pk = built(&self.pointwise_kernel, self)?;
-                Ok(d.conv2d_bias_relu(&ctx.param(pk)?, &ctx.param(b)?, (1, 1), Padding::Valid, (1, 1))?)
-            }
-            _ => {
-                let z = self.forward_logits(x, ctx)?;
-                match self.output_activation() {
-                    Some(a) => a.apply(&z),
-                    None => Ok(z),
-                }
-            }
+            let d = self.depthwise(x, ctx)?;
+            return self.pointwise(&d, ctx, true);
+        }
+        let z = self.forward_logits(x, ctx)?;
+        match self.output_activation() {
+            Some(a) => a.apply(&z),
+            None => Ok(z),
         }
     }
 
     fn forward_logits(&self, x: &Var, ctx: &mut Ctx<'_>) -> Result<Var> {
         let d = self.depthwise(x, ctx)?;
-        let pk = built(&self.pointwise_kernel, self)?;
-        let y = d.conv2d(&ctx.param(pk)?, (1, 1), Padding::Valid, (1, 1))?;
-        match &self.bias {
-            Some(b) => Ok(y.add(&ctx.param(b)?)?),
-            None => Ok(y),
-        }
+        self.pointwise(&d, ctx, false)
     }
 
     kernel_bias_layer_methods!(
