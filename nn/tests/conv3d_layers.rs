@@ -6,7 +6,7 @@
 //! learns.
 
 mod common;
-use common::{tensor_of, with_keras_weights};
+use common::{check_forward_and_grads, uniform, with_keras_weights};
 
 use keel_autograd::{gradcheck, Tape, Var};
 use keel_nn::prelude::*;
@@ -18,17 +18,6 @@ use serde_json::Value;
 fn cases() -> Vec<Value> {
     let v: Value = serde_json::from_str(include_str!("fixtures/conv3d_fixtures.json")).unwrap();
     v["cases"].as_array().unwrap().clone()
-}
-
-/// The largest `|a - b| / (1 + |b|)`, after checking the shapes.
-fn max_diff(got: &Tensor, want: &Tensor, what: &str) -> f32 {
-    assert_eq!(got.dims(), want.dims(), "{what}: shape");
-    let (g, w) = (got.to_vec::<f32>().unwrap(), want.to_vec::<f32>().unwrap());
-    g.iter().zip(&w).map(|(a, b)| (a - b).abs() / (1.0 + b.abs())).fold(0.0, f32::max)
-}
-
-fn uniform(seed: u64, shape: &[usize]) -> Tensor {
-    Tensor::rand_uniform(seed, -1.0, 1.0, shape.to_vec(), DType::F64, &Device::Cpu).unwrap()
 }
 
 /// The keel layer of a Keras class and config (read as the registry reads it).
@@ -67,31 +56,9 @@ fn forward_and_gradients_match_keras() {
     assert_eq!(all.len(), 26);
     let (mut worst_y, mut worst_g) = (0.0f32, 0.0f32);
     for c in &all {
-        let name = c["name"].as_str().unwrap();
         let layer = layer_of(c);
-        let x = tensor_of(&c["x"]);
-        let y = layer.forward(&Var::constant(x.clone()), &mut Ctx::inference()).unwrap();
-        assert_eq!(&y.dims()[1..], layer.output_shape(&x.dims()[1..]).unwrap(), "{name}: output_shape");
-        let d = max_diff(y.value(), &tensor_of(&c["y"]), &format!("{name} forward"));
-        assert!(d <= 1e-5, "{name} forward: differs from Keras by {d:e}");
-        worst_y = worst_y.max(d);
-        // gradients of sum(w * y) wrt x and each trainable weight, against TensorFlow's tape
-        let grads = c["grads"].as_array().unwrap();
-        let tape = Tape::new();
-        let mut rng = Rng::new(0);
-        let xv = tape.leaf(x);
-        let y = layer.forward(&xv, &mut Ctx::train(&tape, &mut rng)).unwrap();
-        let loss = y.mul(&Var::constant(tensor_of(&c["w"]))).unwrap().sum_all().unwrap();
-        let g = tape.backward(&loss).unwrap();
-        let d = max_diff(g.get_var(&xv).unwrap(), &tensor_of(&grads[0]), &format!("{name} d/dx"));
-        assert!(d <= 1e-5, "{name} d/dx: differs from Keras by {d:e}");
-        worst_g = worst_g.max(d);
-        assert_eq!(layer.params().len() + 1, grads.len(), "{name}: gradient count");
-        for (i, p) in layer.params().iter().enumerate() {
-            let d = max_diff(g.get(p).unwrap(), &tensor_of(&grads[i + 1]), &format!("{name} d/dweight{i}"));
-            assert!(d <= 1e-5, "{name} d/dweight{i}: differs from Keras by {d:e}");
-            worst_g = worst_g.max(d);
-        }
+        let (dy, dg) = check_forward_and_grads(layer.as_ref(), c, 1e-5);
+        (worst_y, worst_g) = (worst_y.max(dy), worst_g.max(dg));
     }
     println!("{} cases: largest difference from Keras {worst_y:e} (outputs), {worst_g:e} (gradients)", all.len());
 }

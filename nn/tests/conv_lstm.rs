@@ -5,7 +5,7 @@
 //! gradchecks in f64, configs with Keras's keys, shapes, parameter counts and errors.
 
 mod common;
-use common::{tensor_of, with_keras_weights};
+use common::{max_diff, tensor_of, uniform, with_keras_weights};
 
 use keel_autograd::{gradcheck, Tape, Var};
 use keel_nn::prelude::*;
@@ -17,17 +17,6 @@ use serde_json::Value;
 fn cases() -> Vec<Value> {
     let v: Value = serde_json::from_str(include_str!("fixtures/conv_lstm_fixtures.json")).unwrap();
     v["cases"].as_array().unwrap().clone()
-}
-
-/// The largest `|a - b| / (1 + |b|)`, after checking the shapes.
-fn max_diff(got: &Tensor, want: &Tensor, what: &str) -> f32 {
-    assert_eq!(got.dims(), want.dims(), "{what}: shape");
-    let (g, w) = (got.to_vec::<f32>().unwrap(), want.to_vec::<f32>().unwrap());
-    g.iter().zip(&w).map(|(a, b)| (a - b).abs() / (1.0 + b.abs())).fold(0.0, f32::max)
-}
-
-fn uniform(seed: u64, shape: &[usize]) -> Tensor {
-    Tensor::rand_uniform(seed, -1.0, 1.0, shape.to_vec(), DType::F64, &Device::Cpu).unwrap()
 }
 
 /// The keel layer of a Keras config (read as the registry reads it).

@@ -35,7 +35,7 @@
 //! # }
 //! ```
 
-use super::recurrent::{gate_blocks, Cell};
+use super::recurrent::{gate_blocks, recurrent_builders, Cell};
 use crate::layer::{built, describe, with_name, Ctx, IntoPair, Layer, Weight};
 use crate::layers::padding_serde;
 use crate::{Activation, Error, Initializer, LSTMCell, RecurrentWeights, Regularizer, Result};
@@ -294,11 +294,7 @@ impl<W: ConvLSTMWindow> ConvLSTM<W> {
         self
     }
 
-    /// Set the output activation (default tanh).
-    pub fn activation(mut self, a: Activation) -> Self {
-        self.cfg.activation = a;
-        self
-    }
+    recurrent_builders!("`[B, T, .., filters]`", "ConvLSTM::forward_with_state");
 
     /// Set the gate activation (default sigmoid).
     pub fn recurrent_activation(mut self, a: Activation) -> Self {
@@ -306,69 +302,9 @@ impl<W: ConvLSTMWindow> ConvLSTM<W> {
         self
     }
 
-    /// Use a bias or not.
-    pub fn use_bias(mut self, yes: bool) -> Self {
-        self.cfg.use_bias = yes;
-        self
-    }
-
     /// Initialise the forget-gate bias to ones (default true).
     pub fn unit_forget_bias(mut self, yes: bool) -> Self {
         self.cfg.unit_forget_bias = yes;
-        self
-    }
-
-    /// Return every step's output `[B, T, .., filters]`.
-    pub fn return_sequences(mut self, yes: bool) -> Self {
-        self.cfg.return_sequences = yes;
-        self
-    }
-
-    /// Mark the layer as returning its final states (read them with [`ConvLSTM::forward_with_state`]).
-    pub fn return_state(mut self, yes: bool) -> Self {
-        self.cfg.return_state = yes;
-        self
-    }
-
-    /// Process the sequence from the last timestep to the first.
-    pub fn go_backwards(mut self, yes: bool) -> Self {
-        self.cfg.go_backwards = yes;
-        self
-    }
-
-    /// Set the kernel initializer.
-    pub fn kernel_initializer(mut self, i: Initializer) -> Self {
-        self.cfg.kernel_initializer = i;
-        self
-    }
-
-    /// Set the recurrent kernel initializer.
-    pub fn recurrent_initializer(mut self, i: Initializer) -> Self {
-        self.cfg.recurrent_initializer = i;
-        self
-    }
-
-    /// Set the bias initializer.
-    pub fn bias_initializer(mut self, i: Initializer) -> Self {
-        self.cfg.bias_initializer = i;
-        self
-    }
-
-    /// Penalise the kernel.
-    pub fn kernel_regularizer(mut self, r: Regularizer) -> Self {
-        self.cfg.kernel_regularizer = Some(r);
-        self
-    }
-
-    /// Penalise the recurrent kernel.
-    pub fn recurrent_regularizer(mut self, r: Regularizer) -> Self {
-        self.cfg.recurrent_regularizer = Some(r);
-        self
-    }
-
-    /// Penalise the bias.
-    pub fn bias_regularizer(mut self, r: Regularizer) -> Self {
-        self.cfg.bias_regularizer = Some(r);
         self
     }
 

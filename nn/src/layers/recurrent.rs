@@ -164,6 +164,81 @@ pub struct RecurrentConfig<C: Cell> {
     pub cell: C,
 }
 
+/// The builders the recurrent layers share (`Recurrent` and `ConvLSTM`): activation, bias,
+/// outputs, direction, initializers and regularizers, each setting the `cfg` field of its
+/// name. `$sequences` names the `return_sequences` output's shape, `$states` the method
+/// that gives the states.
+macro_rules! recurrent_builders {
+    ($sequences:literal, $states:literal) => {
+        /// Set the output activation (default tanh).
+        pub fn activation(mut self, a: $crate::Activation) -> Self {
+            self.cfg.activation = a;
+            self
+        }
+
+        /// Use a bias or not.
+        pub fn use_bias(mut self, yes: bool) -> Self {
+            self.cfg.use_bias = yes;
+            self
+        }
+
+        #[doc = concat!("Return every step's output, ", $sequences, ".")]
+        pub fn return_sequences(mut self, yes: bool) -> Self {
+            self.cfg.return_sequences = yes;
+            self
+        }
+
+        #[doc = concat!("Mark the layer as returning its final states (read them with [`", $states, "`]).")]
+        pub fn return_state(mut self, yes: bool) -> Self {
+            self.cfg.return_state = yes;
+            self
+        }
+
+        /// Process the sequence from the last timestep to the first.
+        pub fn go_backwards(mut self, yes: bool) -> Self {
+            self.cfg.go_backwards = yes;
+            self
+        }
+
+        /// Set the kernel initializer.
+        pub fn kernel_initializer(mut self, i: $crate::Initializer) -> Self {
+            self.cfg.kernel_initializer = i;
+            self
+        }
+
+        /// Set the recurrent kernel initializer.
+        pub fn recurrent_initializer(mut self, i: $crate::Initializer) -> Self {
+            self.cfg.recurrent_initializer = i;
+            self
+        }
+
+        /// Set the bias initializer.
+        pub fn bias_initializer(mut self, i: $crate::Initializer) -> Self {
+            self.cfg.bias_initializer = i;
+            self
+        }
+
+        /// Penalise the kernel.
+        pub fn kernel_regularizer(mut self, r: $crate::Regularizer) -> Self {
+            self.cfg.kernel_regularizer = Some(r);
+            self
+        }
+
+        /// Penalise the recurrent kernel.
+        pub fn recurrent_regularizer(mut self, r: $crate::Regularizer) -> Self {
+            self.cfg.recurrent_regularizer = Some(r);
+            self
+        }
+
+        /// Penalise the bias.
+        pub fn bias_regularizer(mut self, r: $crate::Regularizer) -> Self {
+            self.cfg.bias_regularizer = Some(r);
+            self
+        }
+    };
+}
+pub(crate) use recurrent_builders;
+
 /// A recurrent layer running cell `C` over `[batch, timesteps, features]`;
 /// use it through the aliases [`crate::SimpleRNN`], [`crate::LSTM`], [`crate::GRU`].
 pub struct Recurrent<C: Cell> {
@@ -230,71 +305,7 @@ impl<C: Cell> Recurrent<C> {
         self
     }
 
-    /// Set the output activation (default tanh).
-    pub fn activation(mut self, a: Activation) -> Self {
-        self.cfg.activation = a;
-        self
-    }
-
-    /// Use a bias or not.
-    pub fn use_bias(mut self, yes: bool) -> Self {
-        self.cfg.use_bias = yes;
-        self
-    }
-
-    /// Return the whole output sequence `[B, T, units]`.
-    pub fn return_sequences(mut self, yes: bool) -> Self {
-        self.cfg.return_sequences = yes;
-        self
-    }
-
-    /// Mark the layer as returning its final states (read them with [`Recurrent::forward_with_state`]).
-    pub fn return_state(mut self, yes: bool) -> Self {
-        self.cfg.return_state = yes;
-        self
-    }
-
-    /// Process the sequence from the last timestep to the first.
-    pub fn go_backwards(mut self, yes: bool) -> Self {
-        self.cfg.go_backwards = yes;
-        self
-    }
-
-    /// Set the kernel initializer.
-    pub fn kernel_initializer(mut self, i: Initializer) -> Self {
-        self.cfg.kernel_initializer = i;
-        self
-    }
-
-    /// Set the recurrent kernel initializer.
-    pub fn recurrent_initializer(mut self, i: Initializer) -> Self {
-        self.cfg.recurrent_initializer = i;
-        self
-    }
-
-    /// Set the bias initializer.
-    pub fn bias_initializer(mut self, i: Initializer) -> Self {
-        self.cfg.bias_initializer = i;
-        self
-    }
-
-    /// Penalise the kernel.
-    pub fn kernel_regularizer(mut self, r: Regularizer) -> Self {
-        self.cfg.kernel_regularizer = Some(r);
-        self
-    }
-
-    /// Penalise the recurrent kernel.
-    pub fn recurrent_regularizer(mut self, r: Regularizer) -> Self {
-        self.cfg.recurrent_regularizer = Some(r);
-        self
-    }
-
-    /// Penalise the bias.
-    pub fn bias_regularizer(mut self, r: Regularizer) -> Self {
-        self.cfg.bias_regularizer = Some(r);
-        self
-    }
+    recurrent_builders!("`[B, T, units]`", "Recurrent::forward_with_state");
 
     /// The config.
     pub fn get_config(&self) -> &RecurrentConfig<C> {
