@@ -1,7 +1,7 @@
 //! [`Adadelta`]: step sizes from running averages of squared gradients and updates,
 //! as Keras `Adadelta`.
 
-use crate::base::{check_range, optimizer_common, Core, StepCtx, UpdateRule};
+use crate::base::{check_range, optimizer_common, rule_setters, Core, StepCtx, UpdateRule};
 use crate::{Error, LearningRate, Result};
 use keel_tensor::Tensor;
 
@@ -30,16 +30,11 @@ impl Adadelta {
         Adadelta { core: Core::new("Adadelta", lr.into()), rule: AdadeltaRule { rho: 0.95, epsilon: 1e-7 } }
     }
 
-    /// Decay rate of both running averages, in `[0, 1]`.
-    pub fn rho(mut self, rho: f64) -> Self {
-        self.rule.rho = rho;
-        self
-    }
-
-    /// The constant added under both square roots (> 0: it also sizes the first steps).
-    pub fn epsilon(mut self, epsilon: f64) -> Self {
-        self.rule.epsilon = epsilon;
-        self
+    rule_setters! {
+        /// Decay rate of both running averages, in `[0, 1]`.
+        rho: f64,
+        /// The constant added under both square roots (> 0: it also sizes the first steps).
+        epsilon: f64,
     }
 }
 

@@ -1,6 +1,6 @@
 //! [`Adagrad`]: per-coordinate learning rates from accumulated squared gradients, as Keras `Adagrad`.
 
-use crate::base::{check_range, optimizer_common, Core, StepCtx, UpdateRule};
+use crate::base::{check_range, optimizer_common, rule_setters, Core, StepCtx, UpdateRule};
 use crate::{Error, LearningRate, Result};
 use keel_tensor::Tensor;
 
@@ -36,10 +36,9 @@ impl Adagrad {
         self
     }
 
-    /// The constant added under the square root.
-    pub fn epsilon(mut self, epsilon: f64) -> Self {
-        self.rule.epsilon = epsilon;
-        self
+    rule_setters! {
+        /// The constant added under the square root.
+        epsilon: f64,
     }
 }
 

@@ -1,6 +1,6 @@
 //! [`Adam`]: adaptive moment estimation, as Keras `Adam` (with `amsgrad`).
 
-use crate::base::{check_range, optimizer_common, Core, Pending, StepCtx, UpdateRule};
+use crate::base::{check_range, optimizer_common, rule_setters, Core, Pending, StepCtx, UpdateRule};
 use crate::{Error, LearningRate, Result};
 use keel_tensor::ops::{adam_update_many, AdamOperands, AdamStep, AdamUpdate};
 use keel_tensor::{DType, Tensor};
@@ -38,28 +38,15 @@ impl Adam {
         Adam { core: Core::new("Adam", lr.into()), rule: AdamRule::default() }
     }
 
-    /// Decay rate of the first-moment estimate, in `[0, 1)`.
-    pub fn beta_1(mut self, beta_1: f64) -> Self {
-        self.rule.beta_1 = beta_1;
-        self
-    }
-
-    /// Decay rate of the second-moment estimate, in `[0, 1)`.
-    pub fn beta_2(mut self, beta_2: f64) -> Self {
-        self.rule.beta_2 = beta_2;
-        self
-    }
-
-    /// The constant added to `sqrt(v)` in the denominator.
-    pub fn epsilon(mut self, epsilon: f64) -> Self {
-        self.rule.epsilon = epsilon;
-        self
-    }
-
-    /// Use the AMSGrad variant (keeps the running maximum of `v`).
-    pub fn amsgrad(mut self, amsgrad: bool) -> Self {
-        self.rule.amsgrad = amsgrad;
-        self
+    rule_setters! {
+        /// Decay rate of the first-moment estimate, in `[0, 1)`.
+        beta_1: f64,
+        /// Decay rate of the second-moment estimate, in `[0, 1)`.
+        beta_2: f64,
+        /// The constant added to `sqrt(v)` in the denominator.
+        epsilon: f64,
+        /// Use the AMSGrad variant (keeps the running maximum of `v`).
+        amsgrad: bool,
     }
 }
 

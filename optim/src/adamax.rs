@@ -1,6 +1,6 @@
 //! [`Adamax`]: Adam with the infinity norm, as Keras `Adamax`.
 
-use crate::base::{check_range, optimizer_common, Core, StepCtx, UpdateRule};
+use crate::base::{check_range, optimizer_common, rule_setters, Core, StepCtx, UpdateRule};
 use crate::{Error, LearningRate, Result};
 use keel_tensor::Tensor;
 
@@ -30,22 +30,13 @@ impl Adamax {
         Adamax { core: Core::new("Adamax", lr.into()), rule: AdamaxRule { beta_1: 0.9, beta_2: 0.999, epsilon: 1e-7 } }
     }
 
-    /// Decay rate of the first-moment estimate, in `[0, 1)`.
-    pub fn beta_1(mut self, beta_1: f64) -> Self {
-        self.rule.beta_1 = beta_1;
-        self
-    }
-
-    /// Decay rate of the infinity norm, in `[0, 1)`.
-    pub fn beta_2(mut self, beta_2: f64) -> Self {
-        self.rule.beta_2 = beta_2;
-        self
-    }
-
-    /// The constant added to the infinity norm in the denominator.
-    pub fn epsilon(mut self, epsilon: f64) -> Self {
-        self.rule.epsilon = epsilon;
-        self
+    rule_setters! {
+        /// Decay rate of the first-moment estimate, in `[0, 1)`.
+        beta_1: f64,
+        /// Decay rate of the infinity norm, in `[0, 1)`.
+        beta_2: f64,
+        /// The constant added to the infinity norm in the denominator.
+        epsilon: f64,
     }
 }
 

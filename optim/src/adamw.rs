@@ -1,7 +1,7 @@
 //! [`AdamW`]: Adam with decoupled weight decay, as Keras `AdamW`.
 
 use crate::adam::AdamRule;
-use crate::base::{optimizer_common, Core};
+use crate::base::{optimizer_common, rule_setters, Core};
 use crate::LearningRate;
 
 /// AdamW (Keras `AdamW`): the [`crate::Adam`] update preceded by decoupled
@@ -24,28 +24,15 @@ impl AdamW {
         AdamW { core, rule: AdamRule::default() }
     }
 
-    /// Decay rate of the first-moment estimate, in `[0, 1)`.
-    pub fn beta_1(mut self, beta_1: f64) -> Self {
-        self.rule.beta_1 = beta_1;
-        self
-    }
-
-    /// Decay rate of the second-moment estimate, in `[0, 1)`.
-    pub fn beta_2(mut self, beta_2: f64) -> Self {
-        self.rule.beta_2 = beta_2;
-        self
-    }
-
-    /// The constant added to `sqrt(v)` in the denominator.
-    pub fn epsilon(mut self, epsilon: f64) -> Self {
-        self.rule.epsilon = epsilon;
-        self
-    }
-
-    /// Use the AMSGrad variant.
-    pub fn amsgrad(mut self, amsgrad: bool) -> Self {
-        self.rule.amsgrad = amsgrad;
-        self
+    rule_setters! {
+        /// Decay rate of the first-moment estimate, in `[0, 1)`.
+        beta_1: f64,
+        /// Decay rate of the second-moment estimate, in `[0, 1)`.
+        beta_2: f64,
+        /// The constant added to `sqrt(v)` in the denominator.
+        epsilon: f64,
+        /// Use the AMSGrad variant.
+        amsgrad: bool,
     }
 }
 

@@ -283,6 +283,21 @@ impl Core {
     }
 }
 
+/// Builder methods that set a field of the optimizer's update rule, one per
+/// `doc, name: type` entry: `pub fn name(mut self, name: type) -> Self`.
+macro_rules! rule_setters {
+    ($($(#[$doc:meta])* $name:ident: $ty:ty,)*) => {
+        $(
+            $(#[$doc])*
+            pub fn $name(mut self, $name: $ty) -> Self {
+                self.rule.$name = $name;
+                self
+            }
+        )*
+    };
+}
+pub(crate) use rule_setters;
+
 /// Builder methods shared by every optimizer, and its [`crate::Optimizer`] impl.
 macro_rules! optimizer_common {
     ($ty:ident) => {

@@ -1,6 +1,6 @@
 //! [`Ftrl`]: Follow The Regularized Leader, as Keras `Ftrl`.
 
-use crate::base::{check_range, optimizer_common, Core, StepCtx, UpdateRule};
+use crate::base::{check_range, optimizer_common, rule_setters, Core, StepCtx, UpdateRule};
 use crate::{Error, LearningRate, Result};
 use keel_tensor::Tensor;
 
@@ -76,10 +76,9 @@ impl Ftrl {
         self
     }
 
-    /// The `beta` of the per-coordinate rate (>= 0; adds `beta / (2 lr)` to the L2 strength).
-    pub fn beta(mut self, beta: f64) -> Self {
-        self.rule.beta = beta;
-        self
+    rule_setters! {
+        /// The `beta` of the per-coordinate rate (>= 0; adds `beta / (2 lr)` to the L2 strength).
+        beta: f64,
     }
 }
 

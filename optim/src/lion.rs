@@ -1,6 +1,6 @@
 //! [`Lion`]: sign-of-momentum updates, as Keras `Lion`.
 
-use crate::base::{check_range, optimizer_common, Core, StepCtx, UpdateRule};
+use crate::base::{check_range, optimizer_common, rule_setters, Core, StepCtx, UpdateRule};
 use crate::{Error, LearningRate, Result};
 use keel_tensor::Tensor;
 
@@ -28,17 +28,12 @@ impl Lion {
         Lion { core: Core::new("Lion", lr.into()), rule: LionRule { beta_1: 0.9, beta_2: 0.99 } }
     }
 
-    /// The interpolation weight of the momentum in the update's sign, in `(0, 1]`
-    /// (0 would make Lion sign SGD; Keras rejects it too).
-    pub fn beta_1(mut self, beta_1: f64) -> Self {
-        self.rule.beta_1 = beta_1;
-        self
-    }
-
-    /// Decay rate of the momentum, in `[0, 1]`.
-    pub fn beta_2(mut self, beta_2: f64) -> Self {
-        self.rule.beta_2 = beta_2;
-        self
+    rule_setters! {
+        /// The interpolation weight of the momentum in the update's sign, in `(0, 1]`
+        /// (0 would make Lion sign SGD; Keras rejects it too).
+        beta_1: f64,
+        /// Decay rate of the momentum, in `[0, 1]`.
+        beta_2: f64,
     }
 }
 

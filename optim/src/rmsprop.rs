@@ -1,6 +1,6 @@
 //! [`RMSprop`]: root-mean-square propagation, as Keras `RMSprop`.
 
-use crate::base::{check_range, optimizer_common, Core, StepCtx, UpdateRule};
+use crate::base::{check_range, optimizer_common, rule_setters, Core, StepCtx, UpdateRule};
 use crate::{Error, LearningRate, Result};
 use keel_tensor::Tensor;
 
@@ -34,28 +34,15 @@ impl RMSprop {
         }
     }
 
-    /// Discount factor of the squared-gradient average, in `[0, 1]`.
-    pub fn rho(mut self, rho: f64) -> Self {
-        self.rule.rho = rho;
-        self
-    }
-
-    /// Momentum factor in `[0, 1]` (0 keeps no momentum slot).
-    pub fn momentum(mut self, momentum: f64) -> Self {
-        self.rule.momentum = momentum;
-        self
-    }
-
-    /// The constant added under the square root.
-    pub fn epsilon(mut self, epsilon: f64) -> Self {
-        self.rule.epsilon = epsilon;
-        self
-    }
-
-    /// Normalize by the estimated gradient variance instead of the second moment.
-    pub fn centered(mut self, centered: bool) -> Self {
-        self.rule.centered = centered;
-        self
+    rule_setters! {
+        /// Discount factor of the squared-gradient average, in `[0, 1]`.
+        rho: f64,
+        /// Momentum factor in `[0, 1]` (0 keeps no momentum slot).
+        momentum: f64,
+        /// The constant added under the square root.
+        epsilon: f64,
+        /// Normalize by the estimated gradient variance instead of the second moment.
+        centered: bool,
     }
 }
 

@@ -1,6 +1,6 @@
 //! [`Sgd`]: gradient descent with optional (Nesterov) momentum, as Keras `SGD`.
 
-use crate::base::{check_range, optimizer_common, Core, Pending, StepCtx, UpdateRule};
+use crate::base::{check_range, optimizer_common, rule_setters, Core, Pending, StepCtx, UpdateRule};
 use crate::{LearningRate, Result};
 use keel_tensor::ops::{sgd_update_many, SgdOperands, SgdStep, SgdUpdate};
 use keel_tensor::Tensor;
@@ -33,16 +33,11 @@ impl Sgd {
         Sgd { core: Core::new("SGD", lr.into()), rule: SgdRule { momentum: 0.0, nesterov: false } }
     }
 
-    /// The momentum factor in `[0, 1]` (0 keeps no velocity slot).
-    pub fn momentum(mut self, momentum: f64) -> Self {
-        self.rule.momentum = momentum;
-        self
-    }
-
-    /// Use Nesterov momentum.
-    pub fn nesterov(mut self, nesterov: bool) -> Self {
-        self.rule.nesterov = nesterov;
-        self
+    rule_setters! {
+        /// The momentum factor in `[0, 1]` (0 keeps no velocity slot).
+        momentum: f64,
+        /// Use Nesterov momentum.
+        nesterov: bool,
     }
 }
 
