@@ -130,6 +130,16 @@ impl Sequential {
         Ok(())
     }
 
+    /// Remove and return the last layer (Keras's `model.pop()`), e.g. to put a new head on
+    /// a trained model; `None` when the model has no layers. The other layers keep their
+    /// weights; a layer added next is built for the new last output.
+    pub fn pop(&mut self) -> Option<Box<dyn Layer>> {
+        let layer = self.layers.pop()?;
+        self.shapes.truncate(self.layers.len());
+        self.frozen.remove(layer.name());
+        Some(layer)
+    }
+
     /// The layers, in order.
     pub fn layers(&self) -> &[Box<dyn Layer>] {
         &self.layers

@@ -442,3 +442,27 @@ fn initializers_refuse_weights_too_large_to_draw() {
         assert!(e.contains("too large"), "{init:?}: {e}");
     }
 }
+
+#[test]
+fn pop_removes_the_last_layer_and_a_new_head_builds_on_the_rest() {
+    let mut m = Sequential::with_seed(2);
+    m.add(Dense::new(5).activation(Activation::Relu).input_shape([3]));
+    m.add(Dense::new(4).with_name("old_head"));
+    m.set_trainable("old_head", false).unwrap();
+    let body = m.layers()[0].weights()[0].param.value().to_vec::<f32>().unwrap();
+    let head = m.pop().expect("a layer");
+    assert_eq!(head.name(), "old_head");
+    assert_eq!(m.output_shapes().unwrap(), vec![vec![5]]);
+    assert_eq!(m.count_params(), 3 * 5 + 5);
+    // the new head is built for the remaining output, the body keeps its weights
+    m.add(Dense::new(2).activation(Activation::Softmax).with_name("old_head"));
+    assert_eq!(m.output_shapes().unwrap(), vec![vec![2]]);
+    assert_eq!(m.count_params(), 3 * 5 + 5 + 5 * 2 + 2);
+    assert_eq!(m.layers()[0].weights()[0].param.value().to_vec::<f32>().unwrap(), body);
+    assert_eq!(m.is_trainable("old_head"), Some(true), "the popped layer's frozen flag went with it");
+    let y = m.predict(&[Tensor::ones([4, 3], DType::F32, &Device::Cpu).unwrap()]).unwrap();
+    assert_eq!(y[0].dims(), &[4, 2]);
+    m.pop();
+    m.pop();
+    assert!(m.pop().is_none());
+}
