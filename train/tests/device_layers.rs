@@ -685,6 +685,37 @@ fn time_distributed_over_masked_sentences() {
     agree("Embedding(mask_zero) + TimeDistributed(LSTM) + GRU over padded sentences", &dev, build, &tokens, &y);
 }
 
+/// Recurrent dropout: LSTM with `dropout` and `recurrent_dropout` (per-gate masks, the
+/// step-by-step loop), GRU with input dropout only (the fused sequence kernel on a dropped
+/// input) and a Bidirectional SimpleRNN with both; the masks come from the same seeded draws
+/// on both devices, so the trajectories agree.
+#[test]
+fn recurrent_dropout_trains() {
+    let Some(dev) = common::gpu("recurrent_dropout_trains") else { return };
+    let tokens =
+        Tensor::rand_uniform(13, 0.0, 10.0, (48, 7), DType::F32, &Device::Cpu).unwrap().to_dtype(DType::I64).unwrap();
+    let y = tokens
+        .to_dtype(DType::F32)
+        .unwrap()
+        .mean(&[1], true)
+        .unwrap()
+        .gt(&Tensor::scalar(4.5f32))
+        .unwrap()
+        .to_dtype(DType::F32)
+        .unwrap();
+    let build = || {
+        let mut m = Sequential::with_seed(14);
+        m.add(Embedding::new(10, 4).input_shape([7]));
+        m.add(LSTM::new(5).return_sequences(true).dropout(0.2).recurrent_dropout(0.3));
+        m.add(GRU::new(4).return_sequences(true).dropout(0.25));
+        m.add(Bidirectional::new(SimpleRNN::new(3).dropout(0.1).recurrent_dropout(0.2)));
+        m.add(Dense::new(1).activation(Activation::Sigmoid));
+        m.compile(Adam::new(0.01), Loss::BinaryCrossentropy, &[MetricSpec::Accuracy]).unwrap();
+        m
+    };
+    agree("LSTM/GRU/Bidirectional(SimpleRNN) with dropout and recurrent_dropout", &dev, build, &tokens, &y);
+}
+
 /// Attention (concat scores, causal mask, dropout), AdditiveAttention and a normalized Dot
 /// after Embedding(mask_zero): masked scores, the query mask and the scores' dropout train
 /// on CUDA along the CPU's trajectory.

@@ -4,7 +4,7 @@
 use crate::layer::{common_builders, layer_common, shape_preserving_layer, with_name, Ctx, Layer};
 use crate::{Error, Result};
 use keel_autograd::Var;
-use keel_tensor::Tensor;
+use keel_tensor::{DType, Device, Tensor};
 
 /// Inverted dropout: in training each element is kept with probability
 /// `1 - rate` and scaled by `1 / (1 - rate)`; in inference it is the identity.
@@ -52,11 +52,25 @@ pub(crate) fn dropout(x: &Var, rate: f64, noise_shape: &[usize], layer: &str, ct
     if !ctx.training || rate == 0.0 {
         return Ok(x.clone());
     }
-    let seed = ctx.rng_for(layer)?.fork_seed();
-    let u = Tensor::rand_uniform(seed, 0.0, 1.0, noise_shape, x.dtype(), &x.device())?;
-    let keep = u.ge(&u.scalar_like(rate)?)?.to_dtype(x.dtype())?;
-    let mask = keep.mul_scalar(1.0 / (1.0 - rate))?;
+    let mask = dropout_mask(noise_shape, rate, x.dtype(), &x.device(), layer, ctx)?;
     Ok(x.mul(&Var::constant(mask))?)
+}
+
+/// An inverted-dropout mask of `shape` for layer `layer`: each element 0 with probability
+/// `rate`, else `1 / (1 - rate)`; a uniform tensor from one seed forked off the [`Ctx`]'s rng
+/// (shared by [`dropout`] and the recurrent layers' `dropout` / `recurrent_dropout`).
+pub(crate) fn dropout_mask(
+    shape: &[usize],
+    rate: f64,
+    dtype: DType,
+    device: &Device,
+    layer: &str,
+    ctx: &mut Ctx<'_>,
+) -> Result<Tensor> {
+    let seed = ctx.rng_for(layer)?.fork_seed();
+    let u = Tensor::rand_uniform(seed, 0.0, 1.0, shape, dtype, device)?;
+    let keep = u.ge(&u.scalar_like(rate)?)?.to_dtype(dtype)?;
+    Ok(keep.mul_scalar(1.0 / (1.0 - rate))?)
 }
 
 impl Layer for Dropout {

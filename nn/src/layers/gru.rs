@@ -117,9 +117,10 @@ impl Cell for GRUCell {
         let (h, u, ra) = (&states[0], w.units, self.recurrent_activation);
         let xg = gate_blocks(x_proj, 3, u)?;
         let hh = if self.reset_after {
-            let inner = match w.recurrent_bias {
-                Some(b) => h.matmul_bias(w.recurrent_kernel, b)?,
-                None => h.matmul(w.recurrent_kernel)?,
+            let inner = match (w.recurrent_bias, w.recurrent_masks.is_empty()) {
+                (Some(b), true) => h.matmul_bias(w.recurrent_kernel, b)?,
+                (Some(b), false) => w.recurrent_proj(h)?.add(b)?,
+                (None, _) => w.recurrent_proj(h)?,
             };
             if self.fused(w) {
                 return Ok(vec![x_proj.gru_cell(&inner, h)?]);
@@ -131,9 +132,10 @@ impl Cell for GRUCell {
             (z, cand)
         } else {
             let rk = gate_blocks(w.recurrent_kernel, 3, u)?;
-            let z = ra.apply(&xg[0].add(&h.matmul(&rk[0])?)?)?;
-            let r = ra.apply(&xg[1].add(&h.matmul(&rk[1])?)?)?;
-            let cand = w.activation.apply(&xg[2].add(&r.mul(h)?.matmul(&rk[2])?)?)?;
+            // with recurrent dropout each gate sees h times its own mask (Keras's implementation 1)
+            let z = ra.apply(&xg[0].add(&w.masked_h(h, 0)?.matmul(&rk[0])?)?)?;
+            let r = ra.apply(&xg[1].add(&w.masked_h(h, 1)?.matmul(&rk[1])?)?)?;
+            let cand = w.activation.apply(&xg[2].add(&r.mul(&w.masked_h(h, 2)?)?.matmul(&rk[2])?)?)?;
             (z, cand)
         };
         let (z, cand) = hh;

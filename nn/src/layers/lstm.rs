@@ -102,7 +102,7 @@ impl Cell for LSTMCell {
 
     fn step(&self, w: &StepWeights<'_>, x_proj: &Var, states: &[Var]) -> Result<Vec<Var>> {
         let (h, c) = (&states[0], &states[1]);
-        let z = x_proj.add(&h.matmul(w.recurrent_kernel)?)?;
+        let z = x_proj.add(&w.recurrent_proj(h)?)?;
         if self.fused(w) {
             let (h, c) = z.lstm_cell(c)?;
             return Ok(vec![h, c]);

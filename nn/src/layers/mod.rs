@@ -134,7 +134,7 @@ pub use random_affine::{RandomRotation, RandomTranslation, RandomZoom};
 pub use random_color::{Factor, RandomBrightness, RandomContrast};
 pub use random_crop::RandomCrop;
 pub use random_flip::RandomFlip;
-pub use recurrent::{Cell, Recurrent, RecurrentConfig, RecurrentWeights, StepWeights};
+pub use recurrent::{Cell, Recurrent, RecurrentConfig, RecurrentDropoutMasks, RecurrentWeights, StepWeights};
 pub use relu::{LeakyReLU, ReLU, ELU};
 pub use repeat_vector::RepeatVector;
 pub use rescaling::Rescaling;

@@ -11,6 +11,12 @@
 //! into views and the loop does one recurrent matmul `[B, units] x [units, gates*units]`
 //! and the gate math per step, O(T) tape nodes. Either way O(T) memory.
 //!
+//! `dropout` / `recurrent_dropout` (Keras's): in training one mask per call, drawn from the
+//! [`Ctx`]'s seeded rng and used at every timestep, multiplies the input (before the
+//! projection) and `h_{t-1}` (before the recurrent matmul); LSTM and GRU draw one mask per
+//! gate when `recurrent_dropout` is set, as Keras 3 (see [`RecurrentDropoutMasks`]).
+//! Recurrent dropout runs the time loop step by step; inference is unchanged.
+//!
 //! Outputs follow Keras: the last hidden state, or with `return_sequences`
 //! every hidden state `[B, T, units]` in the order processed (so with
 //! `go_backwards` the first row belongs to the last input step, as Keras).
@@ -113,6 +119,63 @@ pub struct StepWeights<'a> {
     pub bias: Option<&'a Var>,
     /// The recurrent bias from [`Cell::recurrent_bias`], if any.
     pub recurrent_bias: Option<&'a Var>,
+    /// The recurrent dropout masks (`[B, units]`, training only): none, one shared by all
+    /// gates, or one per gate (Keras's `recurrent_dropout`). `h_{t-1}` is multiplied by a
+    /// gate's mask before it meets that gate's block of the recurrent kernel.
+    pub recurrent_masks: &'a [Var],
+}
+
+impl StepWeights<'_> {
+    /// `h` as gate `gate`'s block of the recurrent kernel sees it: times that gate's
+    /// recurrent dropout mask (the one mask when there is one, `h` itself when none).
+    pub fn masked_h(&self, h: &Var, gate: usize) -> Result<Var> {
+        match self.recurrent_masks {
+            [] => Ok(h.clone()),
+            [m] => Ok(h.mul(m)?),
+            ms => Ok(h.mul(&ms[gate.min(ms.len() - 1)])?),
+        }
+    }
+
+    /// The recurrent projection `h U` (`[B, gates*units]`), each gate's block computed from
+    /// its [`StepWeights::masked_h`]: one matmul without per-gate masks, one per gate with them.
+    pub fn recurrent_proj(&self, h: &Var) -> Result<Var> {
+        if self.recurrent_masks.len() <= 1 {
+            return Ok(self.masked_h(h, 0)?.matmul(self.recurrent_kernel)?);
+        }
+        let k = self.recurrent_masks.len();
+        let blocks = gate_blocks(self.recurrent_kernel, k, self.units)?;
+        let parts = blocks
+            .iter()
+            .enumerate()
+            .map(|(g, u)| Ok(self.masked_h(h, g)?.matmul(u)?))
+            .collect::<Result<Vec<Var>>>()?;
+        let refs: Vec<&Var> = parts.iter().collect();
+        Ok(Var::concat(&refs, -1)?)
+    }
+}
+
+/// Dropout masks for one call of a recurrent layer (Keras's `dropout` / `recurrent_dropout`):
+/// drawn once per call by [`Recurrent::dropout_masks`] and used at every timestep, or given
+/// by hand to [`Recurrent::forward_with_weights_dropout`] (e.g. fixed masks for a gradient
+/// check). Each mask holds 0 (dropped) or `1 / (1 - rate)` (kept), as Keras's.
+///
+/// As Keras 3: SimpleRNN has at most one mask of each kind; LSTM and GRU have one input mask
+/// shared by all gates while `recurrent_dropout` is 0 (Keras's `implementation=2`), and one
+/// input and one recurrent mask per gate (gate order) when it is not (Keras switches to
+/// `implementation=1` then).
+#[derive(Debug, Clone, Default)]
+pub struct RecurrentDropoutMasks {
+    /// Masks `[B, features]` multiplying the input of every timestep: none, one, or one per gate.
+    pub input: Vec<Tensor>,
+    /// Masks `[B, units]` multiplying `h_{t-1}` in the recurrent projection: none, one, or one per gate.
+    pub recurrent: Vec<Tensor>,
+}
+
+impl RecurrentDropoutMasks {
+    /// Whether there is no mask at all (the plain forward).
+    pub fn is_empty(&self) -> bool {
+        self.input.is_empty() && self.recurrent.is_empty()
+    }
 }
 
 /// Explicit weights for [`Recurrent::forward_with_weights`] and
@@ -147,6 +210,15 @@ pub struct RecurrentConfig<C: Cell> {
     /// previous step's output (Keras's default, false).
     #[serde(default)]
     pub zero_output_for_mask: bool,
+    /// Fraction of the input units dropped in training, in `[0, 1)` (Keras's `dropout`,
+    /// default 0): one mask per call, the same at every timestep.
+    #[serde(default)]
+    pub dropout: f64,
+    /// Fraction of the units of `h_{t-1}` dropped in the recurrent projection in training,
+    /// in `[0, 1)` (Keras's `recurrent_dropout`, default 0): one mask per call, the same at
+    /// every timestep; the time loop then runs step by step (no fused sequence kernel).
+    #[serde(default)]
+    pub recurrent_dropout: f64,
     /// Kernel initializer (default glorot_uniform).
     pub kernel_initializer: Initializer,
     /// Recurrent kernel initializer (default orthogonal).
@@ -262,6 +334,8 @@ impl<C: Cell> Recurrent<C> {
             return_state: false,
             go_backwards: false,
             zero_output_for_mask: false,
+            dropout: 0.0,
+            recurrent_dropout: 0.0,
             kernel_initializer: Initializer::GlorotUniform,
             recurrent_initializer: Initializer::orthogonal(),
             bias_initializer: Initializer::Zeros,
@@ -306,6 +380,22 @@ impl<C: Cell> Recurrent<C> {
     }
 
     recurrent_builders!("`[B, T, units]`", "Recurrent::forward_with_state");
+
+    /// Drop a fraction `rate` (in `[0, 1)`) of the input units in training (Keras's
+    /// `dropout`): one mask per call, the same at every timestep. A rate outside `[0, 1)`
+    /// is an error at build (and at a forward pass).
+    pub fn dropout(mut self, rate: f64) -> Self {
+        self.cfg.dropout = rate;
+        self
+    }
+
+    /// Drop a fraction `rate` (in `[0, 1)`) of the units of `h_{t-1}` in the recurrent
+    /// projection in training (Keras's `recurrent_dropout`): one mask per call, the same at
+    /// every timestep. A rate outside `[0, 1)` is an error at build (and at a forward pass).
+    pub fn recurrent_dropout(mut self, rate: f64) -> Self {
+        self.cfg.recurrent_dropout = rate;
+        self
+    }
 
     /// The config.
     pub fn get_config(&self) -> &RecurrentConfig<C> {
@@ -355,6 +445,53 @@ impl<C: Cell> Recurrent<C> {
         }
     }
 
+    /// `dropout` and `recurrent_dropout` must be in `[0, 1)`.
+    fn check_rates(&self) -> Result<()> {
+        let class = self.cfg.cell.class_name();
+        for (what, rate) in [("dropout", self.cfg.dropout), ("recurrent_dropout", self.cfg.recurrent_dropout)] {
+            if !(0.0..1.0).contains(&rate) {
+                return Err(Error::config(
+                    format!("{class} \"{}\"", self.name),
+                    format!("{what} must be in [0, 1) (a fraction of units to drop), got {rate}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The dropout masks of one training call on a batch of `batch` sequences of `features`
+    /// features, drawn from `ctx`'s seeded rng (see [`RecurrentDropoutMasks`] for how many);
+    /// empty in inference or with both rates 0.
+    pub fn dropout_masks(
+        &self,
+        batch: usize,
+        features: usize,
+        dtype: keel_tensor::DType,
+        device: &keel_tensor::Device,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<RecurrentDropoutMasks> {
+        self.check_rates()?;
+        let (p, rp) = (self.cfg.dropout, self.cfg.recurrent_dropout);
+        let mut masks = RecurrentDropoutMasks::default();
+        if !ctx.training || (p == 0.0 && rp == 0.0) {
+            return Ok(masks);
+        }
+        // Keras: LSTM/GRU with recurrent dropout run implementation 1, one mask per gate
+        let n = if rp > 0.0 { self.cfg.cell.gates() } else { 1 };
+        if p > 0.0 {
+            for _ in 0..n {
+                masks.input.push(super::dropout::dropout_mask(&[batch, features], p, dtype, device, &self.name, ctx)?);
+            }
+        }
+        if rp > 0.0 {
+            for _ in 0..n {
+                let m = super::dropout::dropout_mask(&[batch, self.cfg.units], rp, dtype, device, &self.name, ctx)?;
+                masks.recurrent.push(m);
+            }
+        }
+        Ok(masks)
+    }
+
     /// The layer's weights as Vars (tracked when `ctx` has a tape).
     fn weight_vars(&self, ctx: &Ctx<'_>) -> Result<RecurrentWeights> {
         Ok(RecurrentWeights {
@@ -400,7 +537,9 @@ impl<C: Cell> Recurrent<C> {
                 });
             }
         }
-        self.run(x, &w, initial_state, mask)
+        let (b, f) = (x.dims().first().copied().unwrap_or(0), x.dims().get(2).copied().unwrap_or(0));
+        let drop = self.dropout_masks(b, f, x.dtype(), &x.device(), ctx)?;
+        self.run(x, &w, initial_state, mask, &drop)
     }
 
     /// [`Recurrent::forward_with_state`] with explicit weights instead of the
@@ -412,7 +551,7 @@ impl<C: Cell> Recurrent<C> {
         w: &RecurrentWeights,
         initial_state: Option<&[Var]>,
     ) -> Result<(Var, Vec<Var>)> {
-        self.run(x, w, initial_state, None)
+        self.run(x, w, initial_state, None, &RecurrentDropoutMasks::default())
     }
 
     /// [`Recurrent::forward_with_weights`] with an optional timestep mask (see
@@ -424,7 +563,21 @@ impl<C: Cell> Recurrent<C> {
         initial_state: Option<&[Var]>,
         mask: Option<&Tensor>,
     ) -> Result<(Var, Vec<Var>)> {
-        self.run(x, w, initial_state, mask)
+        self.run(x, w, initial_state, mask, &RecurrentDropoutMasks::default())
+    }
+
+    /// [`Recurrent::forward_with_weights_masked`] with the given dropout masks (a training
+    /// call with those masks; see [`RecurrentDropoutMasks`]), e.g. fixed masks for a
+    /// gradient check. The layer's own rates are not consulted.
+    pub fn forward_with_weights_dropout(
+        &self,
+        x: &Var,
+        w: &RecurrentWeights,
+        initial_state: Option<&[Var]>,
+        mask: Option<&Tensor>,
+        drop: &RecurrentDropoutMasks,
+    ) -> Result<(Var, Vec<Var>)> {
+        self.run(x, w, initial_state, mask, drop)
     }
 
     /// The time loop of every forward form.
@@ -434,6 +587,7 @@ impl<C: Cell> Recurrent<C> {
         w: &RecurrentWeights,
         initial_state: Option<&[Var]>,
         mask: Option<&Tensor>,
+        drop: &RecurrentDropoutMasks,
     ) -> Result<(Var, Vec<Var>)> {
         let cell = &self.cfg.cell;
         let units = self.cfg.units;
@@ -479,13 +633,56 @@ impl<C: Cell> Recurrent<C> {
                 ));
             }
         }
-        // All input projections in one matmul (the bias in its epilogue where the backend can).
-        let x2 = x.reshape([b * t, f])?;
-        let proj = match &w.bias {
-            Some(bias) => x2.matmul_bias(&w.kernel, &cell.input_bias(bias)?)?,
-            None => x2.matmul(&w.kernel)?,
+        let k = cell.gates();
+        let counts_ok = |n: usize| n == 0 || n == 1 || n == k;
+        if !counts_ok(drop.input.len())
+            || !counts_ok(drop.recurrent.len())
+            || drop.input.iter().any(|m| m.dims() != [b, f])
+            || drop.recurrent.iter().any(|m| m.dims() != [b, units])
+        {
+            let shapes = |ms: &[Tensor]| ms.iter().map(|m| m.dims().to_vec()).collect::<Vec<_>>();
+            return Err(bad(format!(
+                "dropout masks: 0, 1 or {k} input masks [{b}, {f}] and 0, 1 or {k} recurrent masks [{b}, {units}], got input {:?} and recurrent {:?}",
+                shapes(&drop.input),
+                shapes(&drop.recurrent)
+            )));
+        }
+        // a mask [B, f] multiplying every timestep's input: [B, 1, f] broadcast over time
+        let on_time = |m: &Tensor| -> Result<Var> {
+            Ok(Var::constant(m.to_device(&x.device())?.reshape([b, 1, f])?.to_dtype(x.dtype())?))
+        };
+        // All input projections in one matmul (the bias in its epilogue where the backend can);
+        // with per-gate input dropout masks, one matmul per gate.
+        let proj = if drop.input.len() > 1 {
+            let blocks = gate_blocks(&w.kernel, k, units)?;
+            let parts = blocks
+                .iter()
+                .zip(&drop.input)
+                .map(|(wk, m)| Ok(x.mul(&on_time(m)?)?.reshape([b * t, f])?.matmul(wk)?))
+                .collect::<Result<Vec<Var>>>()?;
+            let refs: Vec<&Var> = parts.iter().collect();
+            let p = Var::concat(&refs, -1)?;
+            match &w.bias {
+                Some(bias) => p.add(&cell.input_bias(bias)?)?,
+                None => p,
+            }
+        } else {
+            let xd = match drop.input.first() {
+                Some(m) => x.mul(&on_time(m)?)?,
+                None => x.clone(),
+            };
+            let x2 = xd.reshape([b * t, f])?;
+            match &w.bias {
+                Some(bias) => x2.matmul_bias(&w.kernel, &cell.input_bias(bias)?)?,
+                None => x2.matmul(&w.kernel)?,
+            }
         };
         let proj = proj.reshape([b, t, g])?;
+        let recurrent_masks = drop
+            .recurrent
+            .iter()
+            .map(|m| Ok(Var::constant(m.to_device(&x.device())?.to_dtype(x.dtype())?)))
+            .collect::<Result<Vec<Var>>>()?;
         let mut states: Vec<Var> = match initial_state {
             Some(s) => {
                 if s.len() != cell.state_count() || s.iter().any(|v| v.dims() != [b, units]) {
@@ -508,8 +705,9 @@ impl<C: Cell> Recurrent<C> {
             recurrent_kernel: &w.recurrent_kernel,
             bias: w.bias.as_ref(),
             recurrent_bias: recurrent_bias.as_ref(),
+            recurrent_masks: &recurrent_masks,
         };
-        if keep.is_none() {
+        if keep.is_none() && recurrent_masks.is_empty() {
             if let Some((seq, states)) = cell.sequence(&sw, &proj, &states, self.cfg.go_backwards)? {
                 let out = if self.cfg.return_sequences { seq } else { states[0].clone() };
                 return Ok((out, states));
@@ -585,6 +783,7 @@ impl<C: Cell> Layer for Recurrent<C> {
         if u == 0 {
             return Err(Error::config(format!("{} \"{}\"", cell.class_name(), self.name), "units must be >= 1"));
         }
+        self.check_rates()?;
         if let Some(have) = self.in_features {
             if have == f {
                 return Ok(());

@@ -23,7 +23,7 @@ impl Cell for SimpleRNNCell {
     }
 
     fn step(&self, w: &StepWeights<'_>, x_proj: &Var, states: &[Var]) -> Result<Vec<Var>> {
-        let h = w.activation.apply(&x_proj.add(&states[0].matmul(w.recurrent_kernel)?)?)?;
+        let h = w.activation.apply(&x_proj.add(&w.recurrent_proj(&states[0])?)?)?;
         Ok(vec![h])
     }
 }
