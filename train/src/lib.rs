@@ -50,6 +50,6 @@ pub use error::{Error, Result};
 pub use fit::{Fit, Inputs, Targets, ValidationFreq};
 pub use history::History;
 pub use model::{KerasModel, Model, Sequential};
-pub use registry::{layer_from_config, register_layer, FromConfig};
+pub use registry::{layer_from_config, register_layer, unapplied_settings, FromConfig};
 pub use saving::load_model;
 pub use spec::{CompileMetric, Losses, MetricSpec, NO_METRICS};

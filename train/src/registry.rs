@@ -91,11 +91,38 @@ fn channels_last(class: &str, cfg: &Value) -> Result<()> {
     }
 }
 
+/// The settings of a Keras layer config that keel reads but does not apply: weight
+/// constraints (`kernel_constraint`, `bias_constraint`, ... set to e.g. `MaxNorm`) and an
+/// `activity_regularizer`. They change training only (the saved weights already obey the
+/// constraints), so such a model loads, with a warning naming them, rather than being
+/// refused; `fit` then trains without them.
+pub fn unapplied_settings(cfg: &Value) -> Vec<String> {
+    let Some(map) = cfg.as_object() else { return Vec::new() };
+    map.iter()
+        .filter(|(k, v)| (k.ends_with("_constraint") || k.as_str() == "activity_regularizer") && !v.is_null())
+        .map(|(k, v)| match v.get("class_name").and_then(Value::as_str) {
+            Some(class) => format!("{k} ({class})"),
+            None => k.clone(),
+        })
+        .collect()
+}
+
 /// Build a layer of Keras class `class_name` from its config (including its `name`).
+///
+/// Settings keel does not apply ([`unapplied_settings`]) are reported on stderr.
 pub fn layer_from_config(class_name: &str, cfg: &Value) -> Result<Box<dyn Layer>> {
     let factory = custom().read().unwrap_or_else(|p| p.into_inner()).get(class_name).copied();
     if factory.is_none() {
         channels_last(class_name, cfg)?;
+        let unapplied = unapplied_settings(cfg);
+        if !unapplied.is_empty() {
+            let name = cfg.get("name").and_then(Value::as_str).unwrap_or("");
+            eprintln!(
+                "keel: warning: {class_name} \"{name}\" sets {}, which keel does not apply: predictions are \
+                 unchanged, but fit trains without them",
+                unapplied.join(", ")
+            );
+        }
     }
     let mut layer: Box<dyn Layer> = match (factory, class_name) {
         (Some(f), _) => f(cfg)?,

@@ -1246,3 +1246,20 @@ fn depthwise_and_separable_conv1d_train_and_round_trip() {
         assert!(e.contains(class) && e.contains("causal"), "{class}: {e}");
     }
 }
+
+#[test]
+fn keras_constraints_and_activity_regularizers_load_and_are_named_as_unapplied() {
+    // Keras 3.15.1's keras.layers.serialize(Dense(3, kernel_constraint=MaxNorm(2.0),
+    // activity_regularizer=L2(0.01), name="d"))["config"]
+    let cfg: serde_json::Value = serde_json::from_str(
+        r#"{"name": "d", "trainable": true, "dtype": {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "float32"}, "registered_name": null}, "activity_regularizer": {"module": "keras.regularizers", "class_name": "L2", "config": {"l2": 0.01}, "registered_name": null}, "units": 3, "activation": "linear", "use_bias": true, "kernel_initializer": {"module": "keras.initializers", "class_name": "GlorotUniform", "config": {"seed": null, "input_axes": null, "output_axes": null}, "registered_name": null}, "bias_initializer": {"module": "keras.initializers", "class_name": "Zeros", "config": {}, "registered_name": null}, "kernel_regularizer": null, "bias_regularizer": null, "kernel_constraint": {"module": "keras.constraints", "class_name": "MaxNorm", "config": {"max_value": 2.0, "axis": 0}, "registered_name": null}, "bias_constraint": null, "quantization_config": null}"#,
+    )
+    .unwrap();
+    let mut unapplied = keel_train::unapplied_settings(&cfg);
+    unapplied.sort();
+    assert_eq!(unapplied, vec!["activity_regularizer (L2)", "kernel_constraint (MaxNorm)"]);
+    // the layer loads (inference is unaffected); the null ones are not named
+    let layer = keel_train::layer_from_config("Dense", &cfg).unwrap();
+    assert_eq!(layer.name(), "d");
+    assert!(keel_train::unapplied_settings(&serde_json::json!({"units": 3, "kernel_constraint": null})).is_empty());
+}
