@@ -35,8 +35,8 @@
 //! # }
 //! ```
 
-use super::recurrent::{gate_blocks, recurrent_builders, Cell};
-use crate::layer::{built, describe, with_name, Ctx, IntoPair, Layer, Weight};
+use super::recurrent::{gate_blocks, recurrent_builders, recurrent_layer_methods, Cell};
+use crate::layer::{built, describe, Ctx, IntoPair, Layer};
 use crate::layers::padding_serde;
 use crate::{Activation, Error, Initializer, LSTMCell, RecurrentWeights, Regularizer, Result};
 use keel_autograd::{Param, Var};
@@ -662,59 +662,5 @@ impl<W: ConvLSTMWindow> Layer for ConvLSTM<W> {
         Ok(())
     }
 
-    fn is_built(&self) -> bool {
-        self.in_channels.is_some()
-    }
-
-    fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
-        self.out_shape(input_shape)
-    }
-
-    fn forward_logits(&self, x: &Var, ctx: &mut Ctx<'_>) -> Result<Var> {
-        Ok(self.forward_with_state(x, None, ctx)?.0)
-    }
-
-    fn supports_masking(&self) -> bool {
-        true
-    }
-
-    /// Keras: the input's mask goes on with `return_sequences`, else none.
-    fn compute_mask(&self, _xs: &[Var], masks: &[Option<Tensor>]) -> Result<Option<Tensor>> {
-        Ok(if self.cfg.return_sequences { masks.first().cloned().flatten() } else { None })
-    }
-
-    fn forward_logits_masked(&self, xs: &[Var], masks: &[Option<Tensor>], ctx: &mut Ctx<'_>) -> Result<Var> {
-        let [x] = xs else { return self.forward_logits_multi(xs, ctx) };
-        let mask = masks.first().and_then(Option::as_ref);
-        Ok(self.forward_with_mask(x, mask, None, ctx)?.0)
-    }
-
-    fn weights(&self) -> Vec<Weight> {
-        let mut w = Vec::new();
-        if let Some(k) = &self.kernel {
-            w.push(Weight::trainable("kernel", k));
-        }
-        if let Some(k) = &self.recurrent_kernel {
-            w.push(Weight::trainable("recurrent_kernel", k));
-        }
-        if let Some(b) = &self.bias {
-            w.push(Weight::trainable("bias", b));
-        }
-        w
-    }
-
-    fn config(&self) -> serde_json::Value {
-        with_name(&self.name, serde_json::to_value(&self.cfg).unwrap_or_default())
-    }
-
-    fn regularization_loss(&self, ctx: &Ctx<'_>) -> Result<Option<Var>> {
-        crate::layer::penalties(
-            ctx,
-            &[
-                (&self.cfg.kernel_regularizer, &self.kernel),
-                (&self.cfg.recurrent_regularizer, &self.recurrent_kernel),
-                (&self.cfg.bias_regularizer, &self.bias),
-            ],
-        )
-    }
+    recurrent_layer_methods!(in_channels);
 }

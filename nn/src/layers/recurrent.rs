@@ -37,7 +37,7 @@
 //! assert_eq!(model.count_params(), 640_000 + 2 * 4 * 32 * (64 + 32 + 1) + 3 * 16 * (64 + 16 + 2) + 17);
 //! ```
 
-use crate::layer::{built, with_name, Ctx, Layer, Weight};
+use crate::layer::{built, Ctx, Layer};
 use crate::{Activation, Error, Initializer, Regularizer, Result};
 use keel_autograd::{Param, Var};
 use keel_tensor::rng::Rng;
@@ -235,6 +235,83 @@ pub struct RecurrentConfig<C: Cell> {
     #[serde(flatten)]
     pub cell: C,
 }
+
+/// The `Layer` methods the recurrent layers share (`Recurrent` and `ConvLSTM`): built-ness
+/// (`$built`, the field `build` sets), shapes, the forward passes with and without a mask,
+/// mask propagation, the three weights, the config and the penalties.
+macro_rules! recurrent_layer_methods {
+    ($built:ident) => {
+        fn is_built(&self) -> bool {
+            self.$built.is_some()
+        }
+
+        fn output_shape(&self, input_shape: &[usize]) -> $crate::Result<Vec<usize>> {
+            self.out_shape(input_shape)
+        }
+
+        fn forward_logits(
+            &self,
+            x: &keel_autograd::Var,
+            ctx: &mut $crate::layer::Ctx<'_>,
+        ) -> $crate::Result<keel_autograd::Var> {
+            Ok(self.forward_with_state(x, None, ctx)?.0)
+        }
+
+        fn supports_masking(&self) -> bool {
+            true
+        }
+
+        /// Keras: the input's mask goes on with `return_sequences`, else none.
+        fn compute_mask(
+            &self,
+            _xs: &[keel_autograd::Var],
+            masks: &[Option<keel_tensor::Tensor>],
+        ) -> $crate::Result<Option<keel_tensor::Tensor>> {
+            Ok(if self.cfg.return_sequences { masks.first().cloned().flatten() } else { None })
+        }
+
+        fn forward_logits_masked(
+            &self,
+            xs: &[keel_autograd::Var],
+            masks: &[Option<keel_tensor::Tensor>],
+            ctx: &mut $crate::layer::Ctx<'_>,
+        ) -> $crate::Result<keel_autograd::Var> {
+            let [x] = xs else { return self.forward_logits_multi(xs, ctx) };
+            let mask = masks.first().and_then(Option::as_ref);
+            Ok(self.forward_with_mask(x, mask, None, ctx)?.0)
+        }
+
+        fn weights(&self) -> Vec<$crate::layer::Weight> {
+            let mut w = Vec::new();
+            if let Some(k) = &self.kernel {
+                w.push($crate::layer::Weight::trainable("kernel", k));
+            }
+            if let Some(k) = &self.recurrent_kernel {
+                w.push($crate::layer::Weight::trainable("recurrent_kernel", k));
+            }
+            if let Some(b) = &self.bias {
+                w.push($crate::layer::Weight::trainable("bias", b));
+            }
+            w
+        }
+
+        fn config(&self) -> serde_json::Value {
+            $crate::layer::with_name(&self.name, serde_json::to_value(&self.cfg).unwrap_or_default())
+        }
+
+        fn regularization_loss(&self, ctx: &$crate::layer::Ctx<'_>) -> $crate::Result<Option<keel_autograd::Var>> {
+            crate::layer::penalties(
+                ctx,
+                &[
+                    (&self.cfg.kernel_regularizer, &self.kernel),
+                    (&self.cfg.recurrent_regularizer, &self.recurrent_kernel),
+                    (&self.cfg.bias_regularizer, &self.bias),
+                ],
+            )
+        }
+    };
+}
+pub(crate) use recurrent_layer_methods;
 
 /// The builders the recurrent layers share (`Recurrent` and `ConvLSTM`): activation, bias,
 /// outputs, direction, initializers and regularizers, each setting the `cfg` field of its
@@ -805,59 +882,5 @@ impl<C: Cell> Layer for Recurrent<C> {
         Ok(())
     }
 
-    fn is_built(&self) -> bool {
-        self.in_features.is_some()
-    }
-
-    fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
-        self.out_shape(input_shape)
-    }
-
-    fn forward_logits(&self, x: &Var, ctx: &mut Ctx<'_>) -> Result<Var> {
-        Ok(self.forward_with_state(x, None, ctx)?.0)
-    }
-
-    fn supports_masking(&self) -> bool {
-        true
-    }
-
-    /// Keras: the input's mask goes on with `return_sequences`, else none.
-    fn compute_mask(&self, _xs: &[Var], masks: &[Option<Tensor>]) -> Result<Option<Tensor>> {
-        Ok(if self.cfg.return_sequences { masks.first().cloned().flatten() } else { None })
-    }
-
-    fn forward_logits_masked(&self, xs: &[Var], masks: &[Option<Tensor>], ctx: &mut Ctx<'_>) -> Result<Var> {
-        let [x] = xs else { return self.forward_logits_multi(xs, ctx) };
-        let mask = masks.first().and_then(Option::as_ref);
-        Ok(self.forward_with_mask(x, mask, None, ctx)?.0)
-    }
-
-    fn weights(&self) -> Vec<Weight> {
-        let mut w = Vec::new();
-        if let Some(k) = &self.kernel {
-            w.push(Weight::trainable("kernel", k));
-        }
-        if let Some(k) = &self.recurrent_kernel {
-            w.push(Weight::trainable("recurrent_kernel", k));
-        }
-        if let Some(b) = &self.bias {
-            w.push(Weight::trainable("bias", b));
-        }
-        w
-    }
-
-    fn config(&self) -> serde_json::Value {
-        with_name(&self.name, serde_json::to_value(&self.cfg).unwrap_or_default())
-    }
-
-    fn regularization_loss(&self, ctx: &Ctx<'_>) -> Result<Option<Var>> {
-        crate::layer::penalties(
-            ctx,
-            &[
-                (&self.cfg.kernel_regularizer, &self.kernel),
-                (&self.cfg.recurrent_regularizer, &self.recurrent_kernel),
-                (&self.cfg.bias_regularizer, &self.bias),
-            ],
-        )
-    }
+    recurrent_layer_methods!(in_features);
 }
