@@ -110,17 +110,7 @@ fn conv_batchnorm_pooling_dropout() {
 #[test]
 fn embedding_and_recurrent_layers() {
     let Some(dev) = common::gpu("embedding_and_recurrent_layers") else { return };
-    let tokens =
-        Tensor::rand_uniform(5, 0.0, 10.0, (48, 7), DType::F32, &Device::Cpu).unwrap().to_dtype(DType::I64).unwrap();
-    let y = tokens
-        .to_dtype(DType::F32)
-        .unwrap()
-        .mean(&[1], true)
-        .unwrap()
-        .gt(&Tensor::scalar(4.5f32))
-        .unwrap()
-        .to_dtype(DType::F32)
-        .unwrap();
+    let (tokens, y) = common::token_task(5, 10, &[48, 7]);
     let build = || {
         let mut m = Sequential::with_seed(5);
         m.add(Embedding::new(10, 4).input_shape([7]));
@@ -629,17 +619,7 @@ fn masked_sequences_after_embedding_mask_zero() {
     let Some(dev) = common::gpu("masked_sequences_after_embedding_mask_zero") else { return };
     // ids in 0..6 with zeros (padding) scattered: the recurrent layers skip them, pooling,
     // attention and batch normalization ignore them
-    let tokens =
-        Tensor::rand_uniform(6, 0.0, 6.0, (48, 7), DType::F32, &Device::Cpu).unwrap().to_dtype(DType::I64).unwrap();
-    let y = tokens
-        .to_dtype(DType::F32)
-        .unwrap()
-        .mean(&[1], true)
-        .unwrap()
-        .gt(&Tensor::scalar(2.5f32))
-        .unwrap()
-        .to_dtype(DType::F32)
-        .unwrap();
+    let (tokens, y) = common::token_task(6, 6, &[48, 7]);
     let build = || {
         let mut m = Sequential::with_seed(8);
         m.add(Embedding::new(6, 4).mask_zero(true).input_shape([7]));
@@ -659,19 +639,7 @@ fn masked_sequences_after_embedding_mask_zero() {
 #[test]
 fn time_distributed_over_masked_sentences() {
     let Some(dev) = common::gpu("time_distributed_over_masked_sentences") else { return };
-    let tokens =
-        Tensor::rand_uniform(9, 0.0, 6.0, (48, 3, 5), DType::F32, &Device::Cpu).unwrap().to_dtype(DType::I64).unwrap();
-    let y = tokens
-        .to_dtype(DType::F32)
-        .unwrap()
-        .mean(&[1, 2], false)
-        .unwrap()
-        .reshape([48, 1])
-        .unwrap()
-        .gt(&Tensor::scalar(2.5f32))
-        .unwrap()
-        .to_dtype(DType::F32)
-        .unwrap();
+    let (tokens, y) = common::token_task(9, 6, &[48, 3, 5]);
     use keel_nn::TimeDistributed;
     let build = || {
         let mut m = Sequential::with_seed(12);
@@ -692,17 +660,7 @@ fn time_distributed_over_masked_sentences() {
 #[test]
 fn recurrent_dropout_trains() {
     let Some(dev) = common::gpu("recurrent_dropout_trains") else { return };
-    let tokens =
-        Tensor::rand_uniform(13, 0.0, 10.0, (48, 7), DType::F32, &Device::Cpu).unwrap().to_dtype(DType::I64).unwrap();
-    let y = tokens
-        .to_dtype(DType::F32)
-        .unwrap()
-        .mean(&[1], true)
-        .unwrap()
-        .gt(&Tensor::scalar(4.5f32))
-        .unwrap()
-        .to_dtype(DType::F32)
-        .unwrap();
+    let (tokens, y) = common::token_task(13, 10, &[48, 7]);
     let build = || {
         let mut m = Sequential::with_seed(14);
         m.add(Embedding::new(10, 4).input_shape([7]));

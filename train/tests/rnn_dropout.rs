@@ -15,7 +15,7 @@ use keel_nn::{
 };
 use keel_optim::Adam;
 use keel_tensor::rng::Rng;
-use keel_tensor::{DType, Device, Tensor};
+use keel_tensor::Tensor;
 use keel_train::{layer_from_config, load_model, Fit, MetricSpec, Sequential};
 use serde_json::Value;
 use std::sync::OnceLock;
@@ -90,18 +90,7 @@ fn stateful_layers_are_refused() {
 }
 
 fn tokens() -> (Tensor, Tensor) {
-    let x =
-        Tensor::rand_uniform(5, 0.0, 10.0, (64, 7), DType::F32, &Device::Cpu).unwrap().to_dtype(DType::I64).unwrap();
-    let y = x
-        .to_dtype(DType::F32)
-        .unwrap()
-        .mean(&[1], true)
-        .unwrap()
-        .gt(&Tensor::scalar(4.5f32))
-        .unwrap()
-        .to_dtype(DType::F32)
-        .unwrap();
-    (x, y)
+    common::token_task(5, 10, &[64, 7])
 }
 
 fn dropout_model() -> Sequential {

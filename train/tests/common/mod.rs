@@ -90,3 +90,17 @@ pub fn gpu(test: &str) -> Option<Device> {
         }
     }
 }
+
+/// Token ids in `0..vocab` of `shape` (a model with `mask_zero` takes the zeros as padding)
+/// and a binary target per sample `[n, 1]`: whether its mean id is above the vocabulary's
+/// middle.
+pub fn token_task(seed: u64, vocab: usize, shape: &[usize]) -> (Tensor, Tensor) {
+    let tokens = Tensor::rand_uniform(seed, 0.0, vocab as f64, shape.to_vec(), DType::F32, &Device::Cpu)
+        .unwrap()
+        .to_dtype(DType::I64)
+        .unwrap();
+    let axes: Vec<isize> = (1..shape.len() as isize).collect();
+    let mean = tokens.to_dtype(DType::F32).unwrap().mean(&axes, false).unwrap().reshape([shape[0], 1]).unwrap();
+    let y = mean.gt(&Tensor::scalar((vocab as f32 - 1.0) / 2.0)).unwrap().to_dtype(DType::F32).unwrap();
+    (tokens, y)
+}
