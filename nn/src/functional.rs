@@ -576,6 +576,10 @@ impl Network for Model {
         all
     }
 
+    fn weight_constraints(&self) -> Vec<(keel_autograd::Param, crate::Constraint)> {
+        self.layers.iter().filter(|l| l.trainable()).flat_map(|l| l.read().constraints()).collect()
+    }
+
     fn regularization_loss(&self, ctx: &Ctx<'_>) -> Result<Option<Var>> {
         // Keras penalizes the trainable weights only
         let mut acc = None;

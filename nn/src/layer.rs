@@ -355,6 +355,12 @@ pub trait Layer: Send + Sync {
     /// The Keras-like `get_config()`: hyper-parameters and name, as JSON.
     fn config(&self) -> serde_json::Value;
 
+    /// The weight constraints (Keras's `kernel_constraint`, ..): each built weight that has
+    /// one with its constraint, which the trainer applies after every optimizer step.
+    fn constraints(&self) -> Vec<(Param, crate::Constraint)> {
+        Vec::new()
+    }
+
     /// The weight penalties (kernel/bias regularizers) as a 0-d Var, if any.
     fn regularization_loss(&self, ctx: &Ctx<'_>) -> Result<Option<Var>> {
         let _ = ctx;
@@ -674,8 +680,16 @@ pub(crate) fn penalties(ctx: &Ctx<'_>, pairs: &[(&Option<crate::Regularizer>, &O
     Ok(acc)
 }
 
-/// The builder methods of a layer with a kernel and an optional bias (Dense, Conv1D,
-/// Conv2D), over `cfg` fields of the same names.
+/// The `(weight, constraint)` pairs that have both: a layer's [`Layer::constraints`].
+pub(crate) fn constraint_pairs(
+    pairs: &[(&Option<crate::Constraint>, &Option<Param>)],
+) -> Vec<(Param, crate::Constraint)> {
+    pairs.iter().filter_map(|(c, p)| Some(((*p).clone()?, (*c).clone()?))).collect()
+}
+
+/// The builder methods of a layer with a kernel and an optional bias (Dense, Conv1D/2D/3D,
+/// Conv1D/2D/3DTranspose), over `cfg` fields of the same names (including
+/// `kernel_constraint` and `bias_constraint`).
 macro_rules! kernel_bias_builders {
     ($name:ident) => {
         impl $name {
@@ -687,6 +701,20 @@ macro_rules! kernel_bias_builders {
         }
 
         $crate::layer::bias_init_reg_builders!($name);
+
+        impl $name {
+            /// Constrain the kernel after every optimizer step (Keras's `kernel_constraint`).
+            pub fn kernel_constraint(mut self, c: $crate::Constraint) -> Self {
+                self.cfg.kernel_constraint = Some(c);
+                self
+            }
+
+            /// Constrain the bias after every optimizer step (Keras's `bias_constraint`).
+            pub fn bias_constraint(mut self, c: $crate::Constraint) -> Self {
+                self.cfg.bias_constraint = Some(c);
+                self
+            }
+        }
     };
 }
 pub(crate) use kernel_bias_builders;
@@ -742,6 +770,13 @@ macro_rules! kernel_bias_layer_methods {
             ("kernel", kernel, kernel_regularizer),
             ("bias", bias, bias_regularizer)
         );
+
+        fn constraints(&self) -> Vec<(keel_autograd::Param, $crate::Constraint)> {
+            $crate::layer::constraint_pairs(&[
+                (&self.cfg.kernel_constraint, &self.kernel),
+                (&self.cfg.bias_constraint, &self.bias),
+            ])
+        }
     };
     ($(($wname:literal, $field:ident, $reg:ident)),+ $(,)?) => {
         fn output_activation(&self) -> Option<$crate::Activation> {

@@ -1,5 +1,5 @@
 //! `keel-nn`: Keras-style layers, activations, losses, initializers,
-//! regularizers and Sequential/Functional models on top of `keel-autograd`.
+//! regularizers, constraints and Sequential/Functional models on top of `keel-autograd`.
 //!
 //! Layers are configured with builder methods, built lazily from the
 //! per-sample input shape (Keras's `input_shape`, no batch dim; images NHWC),
@@ -26,6 +26,7 @@
 //! ```
 
 pub mod activation;
+pub mod constraints;
 mod error;
 pub mod functional;
 pub mod initializers;
@@ -40,6 +41,7 @@ pub mod summary;
 pub mod weights;
 
 pub use activation::Activation;
+pub use constraints::Constraint;
 pub use error::{Error, Result};
 pub use functional::{
     add, average, concatenate, dot, multiply, subtract, Input, LayerExt, LayerHandle, Model, SymbolicTensor,
@@ -56,15 +58,16 @@ pub use sequential::Sequential;
 pub mod prelude {
     pub use crate::{
         add, average, concatenate, dot, multiply, subtract, Activation, ActivationLayer, Add, AdditiveAttention,
-        Attention, Average, AveragePooling1D, AveragePooling2D, BatchNormalization, Bidirectional, Concatenate, Conv1D,
-        Conv1DPadding, Conv1DTranspose, Conv2D, Conv2DTranspose, Cropping1D, Cropping2D, Ctx, Dense, DepthwiseConv2D,
-        Dot, Dropout, Embedding, Flatten, GaussianDropout, GaussianNoise, GlobalAveragePooling1D,
-        GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D, Initializer, Input, Interpolation, Layer,
-        LayerExt, LayerNormalization, LeakyReLU, Loss, LossFn, Masking, MaxPooling1D, MaxPooling2D, Maximum, MergeMode,
-        Minimum, Model, MultiHeadAttention, Multiply, Network, Normalization, PReLU, Permute, RandomBrightness,
-        RandomContrast, RandomFlip, ReLU, Regularizer, RepeatVector, Rescaling, Reshape, ScoreMode, SeparableConv2D,
-        Sequential, SimpleRNN, Softmax, SpatialDropout1D, SpatialDropout2D, SpatialDropout3D, Subtract,
-        TimeDistributed, UpSampling1D, UpSampling2D, ZeroPadding1D, ZeroPadding2D, ELU, GRU, LSTM,
+        Attention, Average, AveragePooling1D, AveragePooling2D, BatchNormalization, Bidirectional, Concatenate,
+        Constraint, Conv1D, Conv1DPadding, Conv1DTranspose, Conv2D, Conv2DTranspose, Cropping1D, Cropping2D, Ctx,
+        Dense, DepthwiseConv2D, Dot, Dropout, Embedding, Flatten, GaussianDropout, GaussianNoise,
+        GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D, Initializer, Input,
+        Interpolation, Layer, LayerExt, LayerNormalization, LeakyReLU, Loss, LossFn, Masking, MaxPooling1D,
+        MaxPooling2D, Maximum, MergeMode, Minimum, Model, MultiHeadAttention, Multiply, Network, Normalization, PReLU,
+        Permute, RandomBrightness, RandomContrast, RandomFlip, ReLU, Regularizer, RepeatVector, Rescaling, Reshape,
+        ScoreMode, SeparableConv2D, Sequential, SimpleRNN, Softmax, SpatialDropout1D, SpatialDropout2D,
+        SpatialDropout3D, Subtract, TimeDistributed, UpSampling1D, UpSampling2D, ZeroPadding1D, ZeroPadding2D, ELU,
+        GRU, LSTM,
     };
     pub use crate::{
         AveragePooling3D, Conv3D, Cropping3D, GlobalAveragePooling3D, GlobalMaxPooling3D, MaxPooling3D, UpSampling3D,

@@ -182,6 +182,13 @@ pub trait Network: Send + Sync {
     /// Whether the layer called `layer` is trainable (`None`: no such layer).
     fn is_trainable(&self, layer: &str) -> Option<bool>;
 
+    /// The weight constraints of the trainable layers ([`crate::Layer::constraints`]), which `fit`
+    /// applies after every optimizer step; a frozen layer's are left out (its weights do not
+    /// change). Empty when no layer has one.
+    fn weight_constraints(&self) -> Vec<(Param, crate::Constraint)> {
+        Vec::new()
+    }
+
     /// The sum of the layers' weight penalties, if any (add it to the loss).
     fn regularization_loss(&self, ctx: &Ctx<'_>) -> Result<Option<Var>>;
 

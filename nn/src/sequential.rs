@@ -307,6 +307,10 @@ impl Network for Sequential {
         all
     }
 
+    fn weight_constraints(&self) -> Vec<(keel_autograd::Param, crate::Constraint)> {
+        self.layers.iter().filter(|l| !self.is_frozen(l.name())).flat_map(|l| l.constraints()).collect()
+    }
+
     fn regularization_loss(&self, ctx: &Ctx<'_>) -> Result<Option<Var>> {
         // Keras penalizes the trainable weights only
         let mut acc = None;

@@ -630,6 +630,8 @@ impl<N: Network> KerasModel<N> {
                 let mut logs = EpochLogs::new(&specs, &outputs)?;
                 let mut queue = StepQueue::new(cfg.steps_per_execution, &logs);
                 let mut params = None;
+                // (weight, constraint) pairs, applied after every step; usually empty
+                let mut constraints = Vec::new();
                 let dev = self.device;
                 // each input's dtype, looked up once per epoch (a functional model scans its graph)
                 let mut in_dtypes: Vec<DType> = Vec::new();
@@ -662,13 +664,14 @@ impl<N: Network> KerasModel<N> {
                             eprintln!("keel: warning: the model has no trainable weights; fit computes the loss only");
                         }
                         params = Some(trainable);
+                        constraints = self.net.weight_constraints();
                     }
                     let params = params.as_deref().unwrap_or_default();
                     let yd = ys.iter().map(|y| y.to_device(&dev)).collect::<std::result::Result<Vec<_>, _>>()?;
                     let wd = w.as_ref().map(|w| w.to_device(&dev)).transpose()?;
                     let read_now = cfg.steps_per_execution == 1;
                     let (batch_loss, y_pred, masks) =
-                        self.train_step(params, &xs, (&ys, &yd), wd.as_ref(), &mut rng, read_now)?;
+                        self.train_step((params, &constraints), &xs, (&ys, &yd), wd.as_ref(), &mut rng, read_now)?;
                     queue.push(batch_loss, ys[0].dims()[0], (&ys, &y_pred, &masks), w.as_ref());
                     if !queue.is_full() && !last_of_epoch {
                         continue;
@@ -768,10 +771,12 @@ impl<N: Network> KerasModel<N> {
     /// `ys` are the batch's targets (one per output) as given and on the model's device.
     /// With `read_now`, the loss is read back before the step and a non-finite loss skips
     /// the update; otherwise nothing is read (the step never waits for the GPU) and every
-    /// step is applied, as in Keras.
+    /// step is applied, as in Keras. After the step each `(weight, constraint)` pair's
+    /// weight is replaced by its constrained value, on the weight's device (Keras's
+    /// `variable.assign(constraint(variable))`).
     fn train_step(
         &mut self,
-        params: &[keel_autograd::Param],
+        (params, constraints): (&[keel_autograd::Param], &[(keel_autograd::Param, keel_nn::Constraint)]),
         xs: &[Tensor],
         ys: (&[Tensor], &[Tensor]),
         w: Option<&Tensor>,
@@ -808,6 +813,9 @@ impl<N: Network> KerasModel<N> {
         }
         let grads = tape.backward(&loss)?;
         compiled.optimizer.step(params, &grads)?;
+        for (p, c) in constraints {
+            p.assign(&c.apply(&p.value())?)?;
+        }
         Ok((batch_loss, y_pred, masks))
     }
 

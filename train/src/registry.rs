@@ -91,15 +91,39 @@ fn channels_last(class: &str, cfg: &Value) -> Result<()> {
     }
 }
 
-/// The settings of a Keras layer config that keel reads but does not apply: weight
-/// constraints (`kernel_constraint`, `bias_constraint`, ... set to e.g. `MaxNorm`) and an
-/// `activity_regularizer`. They change training only (the saved weights already obey the
-/// constraints), so such a model loads, with a warning naming them, rather than being
-/// refused; `fit` then trains without them.
-pub fn unapplied_settings(cfg: &Value) -> Vec<String> {
+/// The built-in layers that apply weight constraints (`kernel_constraint` and
+/// `bias_constraint`; Embedding's `embeddings_constraint`).
+const CONSTRAINED: &[&str] =
+    &["Dense", "Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose", "Embedding"];
+
+/// The constraint keys of the layers in [`CONSTRAINED`].
+const CONSTRAINT_KEYS: &[&str] = &["kernel_constraint", "bias_constraint", "embeddings_constraint"];
+
+/// The Keras constraint classes keel implements ([`keel_nn::Constraint`]).
+const CONSTRAINT_CLASSES: &[&str] = &["MaxNorm", "MinMaxNorm", "NonNeg", "UnitNorm"];
+
+/// Whether the built-in layer `class_name` applies the setting `key` = `v` (a supported
+/// constraint class on a weight that takes one).
+fn applied(class_name: &str, key: &str, v: &Value) -> bool {
+    CONSTRAINED.contains(&class_name)
+        && (class_name == "Embedding") == (key == "embeddings_constraint")
+        && CONSTRAINT_KEYS.contains(&key)
+        && v.get("class_name").and_then(Value::as_str).is_some_and(|c| CONSTRAINT_CLASSES.contains(&c))
+}
+
+/// The settings of a Keras config of layer class `class_name` that keel reads but does not
+/// apply: an `activity_regularizer`, and weight constraints (`kernel_constraint`, ...) of a
+/// class keel lacks or on a layer that does not apply them (keel applies `MaxNorm`,
+/// `MinMaxNorm`, `NonNeg` and `UnitNorm` as `kernel_constraint`/`bias_constraint` of Dense and
+/// the Conv*D/Conv*DTranspose layers, and as Embedding's `embeddings_constraint`). They change
+/// training only (the saved weights already obey the constraints), so such a model loads, with
+/// a warning naming them, rather than being refused; `fit` then trains without them (a
+/// constraint class keel lacks is dropped on load).
+pub fn unapplied_settings(class_name: &str, cfg: &Value) -> Vec<String> {
     let Some(map) = cfg.as_object() else { return Vec::new() };
     map.iter()
         .filter(|(k, v)| (k.ends_with("_constraint") || k.as_str() == "activity_regularizer") && !v.is_null())
+        .filter(|(k, v)| !applied(class_name, k, v))
         .map(|(k, v)| match v.get("class_name").and_then(Value::as_str) {
             Some(class) => format!("{k} ({class})"),
             None => k.clone(),
@@ -114,7 +138,7 @@ pub fn layer_from_config(class_name: &str, cfg: &Value) -> Result<Box<dyn Layer>
     let factory = custom().read().unwrap_or_else(|p| p.into_inner()).get(class_name).copied();
     if factory.is_none() {
         channels_last(class_name, cfg)?;
-        let unapplied = unapplied_settings(cfg);
+        let unapplied = unapplied_settings(class_name, cfg);
         if !unapplied.is_empty() {
             let name = cfg.get("name").and_then(Value::as_str).unwrap_or("");
             eprintln!(
@@ -124,6 +148,28 @@ pub fn layer_from_config(class_name: &str, cfg: &Value) -> Result<Box<dyn Layer>
             );
         }
     }
+    // a constraint class keel lacks, on a layer that applies the others: warned about above,
+    // and dropped (its config would not parse as a keel `Constraint`)
+    let dropped;
+    let cfg = match cfg.as_object() {
+        Some(map)
+            if factory.is_none()
+                && CONSTRAINED.contains(&class_name)
+                && CONSTRAINT_KEYS
+                    .iter()
+                    .any(|&k| map.get(k).is_some_and(|v| !v.is_null() && !applied(class_name, k, v))) =>
+        {
+            let mut m = map.clone();
+            for &k in CONSTRAINT_KEYS {
+                if m.get(k).is_some_and(|v| !applied(class_name, k, v)) {
+                    m.insert(k.to_string(), Value::Null);
+                }
+            }
+            dropped = Value::Object(m);
+            &dropped
+        }
+        _ => cfg,
+    };
     let mut layer: Box<dyn Layer> = match (factory, class_name) {
         (Some(f), _) => f(cfg)?,
         (None, "Dense") => Box::new(Dense::from_config(field::<DenseConfig>(class_name, cfg)?)),

@@ -929,3 +929,35 @@ fn categorical_preprocessing_layers() {
         }
     }
 }
+
+/// Weight constraints (MaxNorm, UnitNorm, MinMaxNorm, NonNeg) are applied after every step
+/// on the weights' device, with ordinary tensor ops (no read back to the host).
+#[test]
+fn weight_constraints_apply_on_the_device() {
+    use keel_nn::Constraint;
+    let Some(dev) = common::gpu("weight_constraints_apply_on_the_device") else { return };
+    let x = uniform(21, &[48, 6, 6, 2]);
+    let labels = x.mean(&[1, 2, 3], false).unwrap().gt(&Tensor::scalar(0.0f32)).unwrap().to_dtype(DType::I64);
+    let y = labels.unwrap();
+    let build = || {
+        let mut m = Sequential::with_seed(9);
+        m.add(
+            Conv2D::new(4, (3, 3))
+                .kernel_constraint(Constraint::unit_norm(0).with_axes([0, 1, 2]))
+                .bias_constraint(Constraint::non_neg())
+                .activation(Activation::Relu)
+                .input_shape([6, 6, 2]),
+        );
+        m.add(Flatten::new());
+        m.add(
+            Dense::new(8)
+                .kernel_constraint(Constraint::max_norm(0.5, 0))
+                .bias_constraint(Constraint::min_max_norm(0.1, 0.4, 0.5, 0))
+                .activation(Activation::Tanh),
+        );
+        m.add(Dense::new(2).kernel_constraint(Constraint::non_neg()).activation(Activation::Softmax));
+        m.compile(Adam::new(0.02), Loss::SparseCategoricalCrossentropy, &[MetricSpec::Accuracy]).unwrap();
+        m
+    };
+    agree("conv + dense with weight constraints", &dev, build, &x, &y);
+}

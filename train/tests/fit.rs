@@ -434,3 +434,34 @@ fn a_transformer_block_learns_whether_a_token_appears() {
     // the attention weights trained too
     assert!(before.iter().zip(&attention_weights(&m)).all(|(b, a)| b != a));
 }
+
+/// Keras's `kernel_constraint` / `bias_constraint`: `fit` applies them after every step, so
+/// the trained kernel's columns have norms <= max_value and the bias is >= 0, where the same
+/// model trained without them goes past both.
+#[test]
+fn fit_applies_weight_constraints_after_every_step() {
+    use keel_nn::Constraint;
+    let (x, y) = blobs(11, 64);
+    let run = |constrained: bool| {
+        let mut m = Sequential::with_seed(4);
+        let mut d = Dense::new(8).activation(Activation::Relu).input_shape([2]);
+        if constrained {
+            d = d.kernel_constraint(Constraint::max_norm(0.3, 0)).bias_constraint(Constraint::non_neg());
+        }
+        m.add(d);
+        m.add(Dense::new(1).activation(Activation::Sigmoid));
+        m.compile(Adam::new(0.05), Loss::BinaryCrossentropy, NO_METRICS).unwrap();
+        m.fit(&x, &y, Fit::new().epochs(30).batch_size(16).seed(1).verbose(0)).unwrap();
+        let w = m.named_weights();
+        let kernel = w.iter().find(|w| w.param.shape().dims() == [2, 8]).unwrap().param.value();
+        let bias = w.iter().find(|w| w.param.shape().dims() == [8]).unwrap().param.value();
+        let norms = kernel.square().unwrap().sum(&[0], false).unwrap().sqrt().unwrap().to_vec::<f32>().unwrap();
+        (norms, bias.to_vec::<f32>().unwrap())
+    };
+    let (norms, bias) = run(true);
+    assert!(norms.iter().all(|&n| n <= 0.3 + 1e-6), "column norms {norms:?}");
+    assert!(bias.iter().all(|&b| b >= 0.0), "bias {bias:?}");
+    let (free_norms, free_bias) = run(false);
+    assert!(free_norms.iter().any(|&n| n > 0.3 + 1e-3), "unconstrained column norms {free_norms:?}");
+    assert!(free_bias.iter().any(|&b| b < 0.0), "unconstrained bias {free_bias:?}");
+}

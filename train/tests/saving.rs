@@ -285,8 +285,14 @@ fn bad_files_are_errors_and_change_nothing() {
     keel_nn::weights::save_safetensors(&f64_map, dir.join("f64.safetensors")).unwrap();
     assert_bad_file(m.load_weights(dir.join("f64.safetensors")), "F64");
     // an unsupported dtype in the header
-    let text = String::from_utf8_lossy(&model_bytes).replace("\"F32\"", "\"I64\"");
-    std::fs::write(dir.join("i64.keel"), text.as_bytes()).unwrap();
+    // (byte for byte: a lossy UTF-8 round trip would mangle the binary header length)
+    let mut text = model_bytes.clone();
+    for i in 0..text.len().saturating_sub(4) {
+        if &text[i..i + 5] == b"\"F32\"" {
+            text[i..i + 5].copy_from_slice(b"\"I64\"");
+        }
+    }
+    std::fs::write(dir.join("i64.keel"), &text).unwrap();
     assert_bad_file(m.load_weights(dir.join("i64.keel")), "I64");
     // a weights-only file is not a model
     m.save_weights(dir.join("w.safetensors")).unwrap();
@@ -1248,18 +1254,71 @@ fn depthwise_and_separable_conv1d_train_and_round_trip() {
 }
 
 #[test]
-fn keras_constraints_and_activity_regularizers_load_and_are_named_as_unapplied() {
+fn keras_constraints_load_and_only_unapplied_settings_are_named() {
     // Keras 3.15.1's keras.layers.serialize(Dense(3, kernel_constraint=MaxNorm(2.0),
     // activity_regularizer=L2(0.01), name="d"))["config"]
     let cfg: serde_json::Value = serde_json::from_str(
         r#"{"name": "d", "trainable": true, "dtype": {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "float32"}, "registered_name": null}, "activity_regularizer": {"module": "keras.regularizers", "class_name": "L2", "config": {"l2": 0.01}, "registered_name": null}, "units": 3, "activation": "linear", "use_bias": true, "kernel_initializer": {"module": "keras.initializers", "class_name": "GlorotUniform", "config": {"seed": null, "input_axes": null, "output_axes": null}, "registered_name": null}, "bias_initializer": {"module": "keras.initializers", "class_name": "Zeros", "config": {}, "registered_name": null}, "kernel_regularizer": null, "bias_regularizer": null, "kernel_constraint": {"module": "keras.constraints", "class_name": "MaxNorm", "config": {"max_value": 2.0, "axis": 0}, "registered_name": null}, "bias_constraint": null, "quantization_config": null}"#,
     )
     .unwrap();
-    let mut unapplied = keel_train::unapplied_settings(&cfg);
+    let mut unapplied = keel_train::unapplied_settings("Dense", &cfg);
     unapplied.sort();
-    assert_eq!(unapplied, vec!["activity_regularizer (L2)", "kernel_constraint (MaxNorm)"]);
-    // the layer loads (inference is unaffected); the null ones are not named
-    let layer = keel_train::layer_from_config("Dense", &cfg).unwrap();
+    // MaxNorm on a Dense kernel is applied: only the activity regularizer is named
+    assert_eq!(unapplied, vec!["activity_regularizer (L2)"]);
+    // the layer loads with the constraint, which it applies to its built kernel
+    let mut layer = keel_train::layer_from_config("Dense", &cfg).unwrap();
     assert_eq!(layer.name(), "d");
-    assert!(keel_train::unapplied_settings(&serde_json::json!({"units": 3, "kernel_constraint": null})).is_empty());
+    assert_eq!(
+        layer.config()["kernel_constraint"],
+        serde_json::json!({"class_name": "MaxNorm", "config": {"max_value": 2.0, "axis": 0}})
+    );
+    layer.build(&[4], &mut keel_tensor::rng::Rng::new(0)).unwrap();
+    let pairs = layer.constraints();
+    assert_eq!(pairs.len(), 1);
+    assert_eq!(pairs[0].1, keel_nn::Constraint::max_norm(2.0, 0));
+    // a class keel lacks is named and dropped (the layer still loads); so is a constraint
+    // on a layer that does not apply constraints
+    let mut custom = cfg.clone();
+    custom["bias_constraint"] =
+        serde_json::json!({"module": null, "class_name": "Radial", "config": {}, "registered_name": "Radial"});
+    let mut unapplied = keel_train::unapplied_settings("Dense", &custom);
+    unapplied.sort();
+    assert_eq!(unapplied, vec!["activity_regularizer (L2)", "bias_constraint (Radial)"]);
+    let mut layer = keel_train::layer_from_config("Dense", &custom).unwrap();
+    assert_eq!(layer.config()["bias_constraint"], serde_json::Value::Null);
+    layer.build(&[4], &mut keel_tensor::rng::Rng::new(0)).unwrap();
+    assert_eq!(layer.constraints().len(), 1);
+    let nonneg = serde_json::json!({"class_name": "NonNeg", "config": {}});
+    assert_eq!(
+        keel_train::unapplied_settings("SeparableConv2D", &serde_json::json!({"depthwise_constraint": nonneg})),
+        vec!["depthwise_constraint (NonNeg)"]
+    );
+    assert_eq!(
+        keel_train::unapplied_settings("LSTM", &serde_json::json!({"recurrent_constraint": nonneg})),
+        vec!["recurrent_constraint (NonNeg)"]
+    );
+    assert!(
+        keel_train::unapplied_settings("Embedding", &serde_json::json!({"embeddings_constraint": nonneg})).is_empty()
+    );
+    assert_eq!(
+        keel_train::unapplied_settings("Dense", &serde_json::json!({"embeddings_constraint": nonneg})),
+        vec!["embeddings_constraint (NonNeg)"]
+    );
+    let emb = serde_json::json!({"name": "e", "input_dim": 5, "output_dim": 3,
+        "embeddings_initializer": {"class_name": "Ones", "config": {}}, "embeddings_regularizer": null,
+        "mask_zero": false, "embeddings_constraint": {"class_name": "UnitNorm", "config": {"axis": 1}}});
+    let mut e = keel_train::layer_from_config("Embedding", &emb).unwrap();
+    e.build(&[4], &mut keel_tensor::rng::Rng::new(0)).unwrap();
+    assert_eq!(e.constraints()[0].1, keel_nn::Constraint::unit_norm(1));
+    for class in ["Conv1D", "Conv2D", "Conv3D", "Conv2DTranspose"] {
+        let c = serde_json::json!({"kernel_constraint": nonneg, "bias_constraint": nonneg});
+        assert!(keel_train::unapplied_settings(class, &c).is_empty(), "{class}");
+    }
+    // a supported class with a bad config is a load error, not a warning
+    let mut bad = cfg.clone();
+    bad["kernel_constraint"] = serde_json::json!({"class_name": "MaxNorm", "config": {"axis": "rows"}});
+    assert!(keel_train::layer_from_config("Dense", &bad).is_err());
+    assert!(
+        keel_train::unapplied_settings("Dense", &serde_json::json!({"units": 3, "kernel_constraint": null})).is_empty()
+    );
 }

@@ -220,4 +220,10 @@ impl<C: Cell> Layer for Bidirectional<C> {
     fn regularization_loss(&self, ctx: &Ctx<'_>) -> Result<Option<Var>> {
         add_opt(self.forward.regularization_loss(ctx)?, self.backward.regularization_loss(ctx)?)
     }
+
+    fn constraints(&self) -> Vec<(keel_autograd::Param, crate::Constraint)> {
+        let mut all = self.forward.constraints();
+        all.extend(self.backward.constraints());
+        all
+    }
 }

@@ -56,6 +56,12 @@ pub struct Conv1DConfig {
     pub kernel_regularizer: Option<Regularizer>,
     /// Bias penalty.
     pub bias_regularizer: Option<Regularizer>,
+    /// Kernel constraint, applied after every optimizer step (Keras's `kernel_constraint`).
+    #[serde(default)]
+    pub kernel_constraint: Option<crate::Constraint>,
+    /// Bias constraint, applied after every optimizer step (Keras's `bias_constraint`).
+    #[serde(default)]
+    pub bias_constraint: Option<crate::Constraint>,
     /// Channel groups (Keras's `groups`, default 1; see [`crate::Conv2DConfig::groups`]).
     #[serde(default = "crate::layers::conv2d::one_group", skip_serializing_if = "crate::layers::conv2d::is_one_group")]
     pub groups: usize,
@@ -90,6 +96,8 @@ impl Conv1D {
             bias_initializer: Initializer::Zeros,
             kernel_regularizer: None,
             bias_regularizer: None,
+            kernel_constraint: None,
+            bias_constraint: None,
             groups: 1,
         })
     }

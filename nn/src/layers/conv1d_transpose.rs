@@ -49,6 +49,12 @@ pub struct Conv1DTransposeConfig {
     pub kernel_regularizer: Option<Regularizer>,
     /// Bias penalty.
     pub bias_regularizer: Option<Regularizer>,
+    /// Kernel constraint, applied after every optimizer step (Keras's `kernel_constraint`).
+    #[serde(default)]
+    pub kernel_constraint: Option<crate::Constraint>,
+    /// Bias constraint, applied after every optimizer step (Keras's `bias_constraint`).
+    #[serde(default)]
+    pub bias_constraint: Option<crate::Constraint>,
 }
 
 /// `output_padding` as Keras writes it, `null` or `[1]` (and read as `1` too).
@@ -113,6 +119,8 @@ impl Conv1DTranspose {
             bias_initializer: Initializer::Zeros,
             kernel_regularizer: None,
             bias_regularizer: None,
+            kernel_constraint: None,
+            bias_constraint: None,
         })
     }
 

@@ -38,6 +38,12 @@ pub struct Conv2DConfig {
     pub kernel_regularizer: Option<Regularizer>,
     /// Bias penalty.
     pub bias_regularizer: Option<Regularizer>,
+    /// Kernel constraint, applied after every optimizer step (Keras's `kernel_constraint`).
+    #[serde(default)]
+    pub kernel_constraint: Option<crate::Constraint>,
+    /// Bias constraint, applied after every optimizer step (Keras's `bias_constraint`).
+    #[serde(default)]
+    pub bias_constraint: Option<crate::Constraint>,
     /// Channel groups (Keras's `groups`, default 1): the input channels and the filters are
     /// split into this many groups, each filter group seeing only its channel group. Not
     /// written when 1 (Keras's default).
@@ -159,6 +165,8 @@ impl Conv2D {
             bias_initializer: Initializer::Zeros,
             kernel_regularizer: None,
             bias_regularizer: None,
+            kernel_constraint: None,
+            bias_constraint: None,
             groups: 1,
         })
     }

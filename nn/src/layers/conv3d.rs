@@ -47,6 +47,12 @@ pub struct Conv3DConfig {
     pub kernel_regularizer: Option<Regularizer>,
     /// Bias penalty.
     pub bias_regularizer: Option<Regularizer>,
+    /// Kernel constraint, applied after every optimizer step (Keras's `kernel_constraint`).
+    #[serde(default)]
+    pub kernel_constraint: Option<crate::Constraint>,
+    /// Bias constraint, applied after every optimizer step (Keras's `bias_constraint`).
+    #[serde(default)]
+    pub bias_constraint: Option<crate::Constraint>,
 }
 
 /// 3-D convolution: `[d, h, w, c] -> [od, oh, ow, filters]`, kernel `[kd, kh, kw, c, filters]`
@@ -133,6 +139,8 @@ impl Conv3D {
             bias_initializer: Initializer::Zeros,
             kernel_regularizer: None,
             bias_regularizer: None,
+            kernel_constraint: None,
+            bias_constraint: None,
         })
     }
 

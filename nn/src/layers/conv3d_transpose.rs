@@ -104,6 +104,8 @@ impl Conv3DTranspose {
                 bias_initializer: Initializer::Zeros,
                 kernel_regularizer: None,
                 bias_regularizer: None,
+                kernel_constraint: None,
+                bias_constraint: None,
             },
             output_padding: None,
         })

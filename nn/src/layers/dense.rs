@@ -23,6 +23,12 @@ pub struct DenseConfig {
     pub kernel_regularizer: Option<Regularizer>,
     /// Bias penalty.
     pub bias_regularizer: Option<Regularizer>,
+    /// Kernel constraint, applied after every optimizer step (Keras's `kernel_constraint`).
+    #[serde(default)]
+    pub kernel_constraint: Option<crate::Constraint>,
+    /// Bias constraint, applied after every optimizer step (Keras's `bias_constraint`).
+    #[serde(default)]
+    pub bias_constraint: Option<crate::Constraint>,
 }
 
 /// Densely connected layer on the last axis: `[.., in] -> [.., units]`, kernel `[in, units]`.
@@ -49,6 +55,8 @@ impl Dense {
             bias_initializer: Initializer::Zeros,
             kernel_regularizer: None,
             bias_regularizer: None,
+            kernel_constraint: None,
+            bias_constraint: None,
         })
     }
 

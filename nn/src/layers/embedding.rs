@@ -18,6 +18,9 @@ pub struct EmbeddingConfig {
     pub embeddings_initializer: Initializer,
     /// Table penalty.
     pub embeddings_regularizer: Option<Regularizer>,
+    /// Table constraint, applied after every optimizer step (Keras's `embeddings_constraint`).
+    #[serde(default)]
+    pub embeddings_constraint: Option<crate::Constraint>,
     /// Id 0 is padding: the layer's output carries a mask, nonzero where the id is not 0,
     /// which the layers after it read (recurrent layers skip those steps, pooling and
     /// attention ignore them, losses and metrics do not count them). As in Keras, id 0
@@ -54,6 +57,7 @@ impl Embedding {
             output_dim,
             embeddings_initializer: Initializer::random_uniform(),
             embeddings_regularizer: None,
+            embeddings_constraint: None,
             mask_zero: false,
         })
     }
@@ -72,6 +76,12 @@ impl Embedding {
     /// Penalise the table.
     pub fn embeddings_regularizer(mut self, r: Regularizer) -> Self {
         self.cfg.embeddings_regularizer = Some(r);
+        self
+    }
+
+    /// Constrain the table after every optimizer step (Keras's `embeddings_constraint`).
+    pub fn embeddings_constraint(mut self, c: crate::Constraint) -> Self {
+        self.cfg.embeddings_constraint = Some(c);
         self
     }
 
@@ -173,5 +183,9 @@ impl Layer for Embedding {
 
     fn regularization_loss(&self, ctx: &Ctx<'_>) -> Result<Option<Var>> {
         crate::layer::penalties(ctx, &[(&self.cfg.embeddings_regularizer, &self.table)])
+    }
+
+    fn constraints(&self) -> Vec<(Param, crate::Constraint)> {
+        crate::layer::constraint_pairs(&[(&self.cfg.embeddings_constraint, &self.table)])
     }
 }

@@ -198,4 +198,8 @@ impl Layer for TimeDistributed {
     fn regularization_loss(&self, ctx: &Ctx<'_>) -> Result<Option<Var>> {
         self.layer.regularization_loss(ctx)
     }
+
+    fn constraints(&self) -> Vec<(keel_autograd::Param, crate::Constraint)> {
+        self.layer.constraints()
+    }
 }
