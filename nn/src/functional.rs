@@ -545,6 +545,13 @@ impl Network for Model {
         self.policy.autocast_dtype().filter(|_| all_cast)
     }
 
+    fn output_activation(&self, i: usize) -> Option<crate::Activation> {
+        match &self.outputs.get(i)?.0.kind {
+            NodeKind::Layer { layer, .. } => layer.read().output_activation(),
+            NodeKind::Input { .. } => None,
+        }
+    }
+
     fn forward_heads(&self, inputs: &[Var], ctx: &mut Ctx<'_>) -> Result<Vec<Head>> {
         check_inputs(&self.name, &self.input_shapes(), inputs)?;
         let policy = self.policy;

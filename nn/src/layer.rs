@@ -1,5 +1,6 @@
 //! The [`Layer`] trait, the forward-pass context [`Ctx`], and small shared helpers.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
@@ -210,11 +211,12 @@ impl<'a> Ctx<'a> {
         r
     }
 
-    /// Runs `f` (a layer's forward pass) with [`Ctx::frozen`] set to `frozen`, restoring
-    /// the previous value after.
+    /// Runs `f` (a layer's forward pass) with [`Ctx::frozen`] set when `frozen` (or when
+    /// already set: everything inside a frozen nested model is frozen), restoring the
+    /// previous value after.
     pub(crate) fn with_frozen<T>(&mut self, frozen: bool, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
         let saved = self.frozen;
-        self.frozen = frozen;
+        self.frozen = saved || frozen;
         let r = f(self);
         self.frozen = saved;
         r
@@ -235,8 +237,9 @@ impl<'a> Ctx<'a> {
 /// One weight of a layer: its short name (`"kernel"`), the parameter, and whether it is trained.
 #[derive(Debug, Clone)]
 pub struct Weight {
-    /// The short name within the layer (`"kernel"`, `"bias"`, `"moving_mean"`, ...).
-    pub name: &'static str,
+    /// The name within the layer (`"kernel"`, `"bias"`, `"moving_mean"`, ...; a path such as
+    /// `"dense/kernel"` for a model used as a layer).
+    pub name: Cow<'static, str>,
     /// The parameter handle.
     pub param: Param,
     /// False for state updated outside the optimizer (batch-norm moving statistics).
@@ -245,13 +248,13 @@ pub struct Weight {
 
 impl Weight {
     /// A trainable weight.
-    pub fn trainable(name: &'static str, param: &Param) -> Self {
-        Weight { name, param: param.clone(), trainable: true }
+    pub fn trainable(name: impl Into<Cow<'static, str>>, param: &Param) -> Self {
+        Weight { name: name.into(), param: param.clone(), trainable: true }
     }
 
     /// A non-trainable weight.
-    pub fn frozen(name: &'static str, param: &Param) -> Self {
-        Weight { name, param: param.clone(), trainable: false }
+    pub fn frozen(name: impl Into<Cow<'static, str>>, param: &Param) -> Self {
+        Weight { name: name.into(), param: param.clone(), trainable: false }
     }
 }
 

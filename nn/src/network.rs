@@ -156,6 +156,14 @@ pub trait Network: Send + Sync {
         None
     }
 
+    /// The final activation of output `i` (its [`Head::activation`]) when not linear, known
+    /// before a forward pass (a model used as a layer reports it as the layer's
+    /// [`crate::Layer::output_activation`]). The default says none.
+    fn output_activation(&self, i: usize) -> Option<crate::Activation> {
+        let _ = i;
+        None
+    }
+
     /// Run on a batch per input; one [`Head`] per output.
     fn forward_heads(&self, inputs: &[Var], ctx: &mut Ctx<'_>) -> Result<Vec<Head>>;
 

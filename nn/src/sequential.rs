@@ -1,6 +1,7 @@
 //! [`Sequential`]: a plain stack of layers, as in Keras.
 
 use crate::layer::{add_opt, fmt_shape, Ctx, Layer};
+use crate::layers::IntoLayer;
 use crate::mixed_precision::{global_policy, DTypePolicy};
 use crate::network::{check_inputs, config_with_trainable, no_such_layer, unique_name, Head, NamedParam, Network};
 use crate::summary::{format_summary, SummaryRow};
@@ -84,8 +85,9 @@ impl Sequential {
         self
     }
 
-    /// Append a layer (see the type docs for when it is built).
-    pub fn add(&mut self, layer: impl Layer + 'static) -> &mut Self {
+    /// Append a layer (see the type docs for when it is built), or a whole model, which
+    /// becomes one layer ([`ModelLayer`](crate::ModelLayer)).
+    pub fn add(&mut self, layer: impl IntoLayer) -> &mut Self {
         if let Err(e) = self.try_add(layer) {
             if self.error.is_none() {
                 self.error = Some(e);
@@ -104,9 +106,9 @@ impl Sequential {
         self
     }
 
-    /// Append a layer, returning a shape or naming error at once.
-    pub fn try_add(&mut self, layer: impl Layer + 'static) -> Result<()> {
-        self.try_add_boxed(Box::new(layer))
+    /// Append a layer or a model, returning a shape or naming error at once.
+    pub fn try_add(&mut self, layer: impl IntoLayer) -> Result<()> {
+        self.try_add_boxed(layer.into_layer())
     }
 
     /// Append a boxed layer, returning a shape or naming error at once.
@@ -117,7 +119,11 @@ impl Sequential {
         } else if taken.contains(layer.name()) {
             return Err(Error::config(
                 format!("model \"{}\"", self.name),
-                format!("a layer named \"{}\" is already in the model; layer names must be unique", layer.name()),
+                format!(
+                    "a layer named \"{}\" is already in the model; layer names must be unique: rename this one \
+                     with `.with_name(..)`",
+                    layer.name()
+                ),
             ));
         }
         if self.layers.is_empty() && self.input_shape.is_none() {
@@ -235,6 +241,10 @@ impl Network for Sequential {
         // the first layer reads the input (with no layers, the input is the output)
         let first = self.layers.first().filter(|_| i == 0)?;
         self.policy.autocast_dtype().filter(|_| first.autocast())
+    }
+
+    fn output_activation(&self, i: usize) -> Option<crate::Activation> {
+        self.layers.last().filter(|_| i == 0)?.output_activation()
     }
 
     fn forward_heads(&self, inputs: &[Var], ctx: &mut Ctx<'_>) -> Result<Vec<Head>> {

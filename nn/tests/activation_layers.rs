@@ -200,7 +200,7 @@ fn prelu_learns_alpha_per_element_or_shared() {
             assert!((got - want).abs() < 1e-6, "{shared:?} at {k}: {got} vs {want}");
         }
         let w = l.weights();
-        assert_eq!((w.len(), w[0].name, w[0].trainable), (1, "alpha", true));
+        assert_eq!((w.len(), w[0].name.as_ref(), w[0].trainable), (1, "alpha", true));
         assert_eq!(l.count_params(), n);
     }
     // the config is Keras's keys
@@ -294,7 +294,7 @@ fn time_distributed_dense_is_dense_on_every_step() {
         close(&f64s(&got), &f64s(&want), 1e-6, &format!("step {t}"));
     }
     // the wrapped layer's weights, its activation for loss fusion, and logits
-    let names: Vec<&str> = td.weights().iter().map(|w| w.name).collect();
+    let names: Vec<String> = td.weights().iter().map(|w| w.name.to_string()).collect();
     assert_eq!(names, ["kernel", "bias"]);
     assert_eq!(td.count_params(), 5 * 4 + 4);
     assert_eq!(td.output_activation(), Some(Activation::Tanh));

@@ -154,7 +154,7 @@ fn forward_matches_a_float64_loop_reference() {
     let (layer, [q, v, k]) = setup(D, MultiHeadAttention::new(2, 3).value_dim(4).output_shape(5), 1);
     // Keras's weight names, order and shapes
     let ws = layer.weights();
-    let names: Vec<&str> = ws.iter().map(|w| w.name).collect();
+    let names: Vec<String> = ws.iter().map(|w| w.name.to_string()).collect();
     assert_eq!(
         names,
         [

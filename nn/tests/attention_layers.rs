@@ -85,10 +85,10 @@ fn attention_matches_keras() {
         // Keras's weight names, order and shapes
         let keras_names: Vec<&String> = case["weights"].as_object().unwrap().keys().collect();
         let ws = layer.weights();
-        let names: Vec<&str> = ws.iter().map(|w| w.name).collect();
+        let names: Vec<String> = ws.iter().map(|w| w.name.to_string()).collect();
         assert_eq!(names.len(), keras_names.len(), "{name}: {names:?} vs {keras_names:?}");
         for w in &ws {
-            let want = tensor(&case["weights"][w.name]);
+            let want = tensor(&case["weights"][w.name.as_ref()]);
             assert_eq!(w.param.value().dims(), want.dims(), "{name}: {}", w.name);
             w.param.set(want).unwrap();
         }

@@ -271,7 +271,7 @@ fn layer_normalization_matches_a_loop_reference_with_gradients() {
         let (l, out) = built(layer, &dims[1..]);
         assert_eq!(out, dims[1..]);
         let eps = l.config()["epsilon"].as_f64().unwrap();
-        let names: Vec<&str> = l.weights().iter().map(|w| w.name).collect();
+        let names: Vec<String> = l.weights().iter().map(|w| w.name.to_string()).collect();
         // non-trivial gamma and beta, so their gradients and uses are checked
         for p in l.params() {
             p.set(rand(3 + p.elem_count() as u64, &[c])).unwrap();
@@ -289,7 +289,7 @@ fn layer_normalization_matches_a_loop_reference_with_gradients() {
         let loss = |x: &[f64], g: &[f64], b: &[f64]| dot(&layer_norm_ref(x, c, g, b, eps), &rs);
         assert_close("layer_norm d/dx", &gx, &numeric_grad(&|v| loss(v, &gamma, &beta), &xs), 1e-4);
         for (i, name) in names.iter().enumerate() {
-            let want = match *name {
+            let want = match name.as_str() {
                 "gamma" => numeric_grad(&|v| loss(&xs, v, &beta), &gamma),
                 _ => numeric_grad(&|v| loss(&xs, &gamma, v), &beta),
             };
@@ -305,7 +305,7 @@ fn layer_normalization_matches_a_loop_reference_with_gradients() {
 fn layer_normalization_params_and_config() {
     let (l, _) = built(LayerNormalization::new(), &[7, 16]);
     assert_eq!(l.count_params(), 32);
-    assert_eq!(l.weights().iter().map(|w| w.name).collect::<Vec<_>>(), ["gamma", "beta"]);
+    assert_eq!(l.weights().iter().map(|w| w.name.clone()).collect::<Vec<_>>(), ["gamma", "beta"]);
     let cfg = l.config();
     // as a built Keras layer writes it: a list
     assert_eq!(cfg["axis"], serde_json::json!([-1]));

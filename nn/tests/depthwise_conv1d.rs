@@ -43,7 +43,7 @@ fn forward_and_gradients_match_keras() {
         let name = c["name"].as_str().unwrap();
         let layer = with_keras_weights(from_keras(c["class"].as_str().unwrap(), &c["config"]), c);
         // Keras's weight names, order and shapes
-        let names: Vec<&str> = layer.weights().iter().map(|w| w.name).collect();
+        let names: Vec<String> = layer.weights().iter().map(|w| w.name.to_string()).collect();
         let want: Vec<&str> = c["weight_names"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
         assert_eq!(names, want, "{name}: weights");
         let (dy, dg) = check_forward_and_grads(layer.as_ref(), c, 1e-5);

@@ -29,8 +29,12 @@ fn close(a: &[f32], b: &[f32], tol: f32) {
     }
 }
 
-fn weight_dims(l: &dyn Layer) -> Vec<(&'static str, Vec<usize>)> {
-    l.weights().iter().map(|w| (w.name, w.param.value().dims().to_vec())).collect()
+fn weight_dims(l: &dyn Layer) -> Vec<(String, Vec<usize>)> {
+    l.weights().iter().map(|w| (w.name.to_string(), w.param.value().dims().to_vec())).collect()
+}
+
+fn named(v: Vec<(&str, Vec<usize>)>) -> Vec<(String, Vec<usize>)> {
+    v.into_iter().map(|(n, d)| (n.to_string(), d)).collect()
 }
 
 #[test]
@@ -39,12 +43,12 @@ fn depthwise_conv2d_shapes_params_and_weights() {
     let (l, out) = built(DepthwiseConv2D::new(3), &[28, 28, 8]);
     assert_eq!(out, vec![26, 26, 8]);
     assert_eq!(l.count_params(), 80);
-    assert_eq!(weight_dims(&l), vec![("kernel", vec![3, 3, 8, 1]), ("bias", vec![8])]);
+    assert_eq!(weight_dims(&l), named(vec![("kernel", vec![3, 3, 8, 1]), ("bias", vec![8])]));
     let (l, out) =
         built(DepthwiseConv2D::new((3, 5)).depth_multiplier(3).padding(Padding::Same).strides(2), &[9, 10, 4]);
     assert_eq!(out, vec![5, 5, 12]);
     assert_eq!(l.count_params(), 3 * 5 * 4 * 3 + 12);
-    assert_eq!(weight_dims(&l), vec![("kernel", vec![3, 5, 4, 3]), ("bias", vec![12])]);
+    assert_eq!(weight_dims(&l), named(vec![("kernel", vec![3, 5, 4, 3]), ("bias", vec![12])]));
     let (l, out) = built(DepthwiseConv2D::new(3).dilation_rate(2).use_bias(false), &[10, 10, 2]);
     assert_eq!(out, vec![6, 6, 2]);
     assert_eq!(l.count_params(), 18);
@@ -62,7 +66,7 @@ fn separable_conv2d_shapes_params_and_weights() {
     assert_eq!(l.count_params(), 3 * 3 * 3 * 2 + 6 * 5 + 5);
     assert_eq!(
         weight_dims(&l),
-        vec![("depthwise_kernel", vec![3, 3, 3, 2]), ("pointwise_kernel", vec![1, 1, 6, 5]), ("bias", vec![5])]
+        named(vec![("depthwise_kernel", vec![3, 3, 3, 2]), ("pointwise_kernel", vec![1, 1, 6, 5]), ("bias", vec![5])])
     );
     assert_eq!(l.base_name(), "separable_conv2d");
 }

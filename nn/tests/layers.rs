@@ -137,7 +137,7 @@ fn batch_norm_params_4x_channels_2_trainable() {
     assert_eq!(l.count_params(), 4 * 16);
     assert_eq!(l.params().len(), 2);
     assert_eq!(l.non_trainable_params().len(), 2);
-    let names: Vec<&str> = l.weights().iter().map(|w: &Weight| w.name).collect();
+    let names: Vec<String> = l.weights().iter().map(|w: &Weight| w.name.to_string()).collect();
     assert_eq!(names, ["gamma", "beta", "moving_mean", "moving_variance"]);
 }
 

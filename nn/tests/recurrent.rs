@@ -55,7 +55,7 @@ fn load_weights(layer: &dyn Layer, c: &Value) {
     let fx = c["weights"].as_object().unwrap();
     assert_eq!(ws.len(), fx.len(), "{}: weight count", c["name"]);
     for w in ws {
-        let t = tensor_of(&fx[w.name]);
+        let t = tensor_of(&fx[w.name.as_ref()]);
         assert_eq!(w.param.shape(), *t.shape(), "{}: shape of {}", c["name"], w.name);
         w.param.assign(&t).unwrap();
     }

@@ -442,6 +442,13 @@ pub fn layer_from_config(class_name: &str, cfg: &Value) -> Result<Box<dyn Layer>
         (None, "Softmax") => Box::new(keel_nn::Softmax::over(axes(class_name, cfg)?)),
         (None, "UnitNormalization") => Box::new(keel_nn::UnitNormalization::over(axes(class_name, cfg)?)),
         (None, "TimeDistributed") => Box::new(time_distributed(cfg)?),
+        // a model used as a layer: its config is the model's own, under the layer's name
+        (None, "Sequential") => Box::new(keel_nn::ModelLayer::new(keel_nn::Sequential::from_config(
+            &serde_json::json!({ "class_name": "Sequential", "config": cfg }),
+        )?)),
+        (None, "Functional" | "Model") => Box::new(keel_nn::ModelLayer::new(keel_nn::Model::from_config(
+            &serde_json::json!({ "class_name": "Functional", "config": cfg }),
+        )?)),
         (None, other) => {
             return Err(Error::invalid(
                 "from_config",

@@ -961,3 +961,27 @@ fn weight_constraints_apply_on_the_device() {
     };
     agree("conv + dense with weight constraints", &dev, build, &x, &y);
 }
+
+#[test]
+fn a_nested_model_trainable_and_frozen() {
+    let Some(dev) = common::gpu("a_nested_model_trainable_and_frozen") else { return };
+    let x = uniform(23, &[48, 6, 6, 2]);
+    let labels = x.mean(&[1, 2, 3], false).unwrap().gt(&Tensor::scalar(0.0f32)).unwrap().to_dtype(DType::I64);
+    let y = labels.unwrap();
+    for frozen in [false, true] {
+        let build = || {
+            let mut body = keel_nn::Sequential::with_seed(4).with_name("body");
+            body.add(Conv2D::new(4, (3, 3)).activation(Activation::Relu).input_shape([6, 6, 2]));
+            body.add(BatchNormalization::new());
+            body.add(MaxPooling2D::new((2, 2)));
+            body.add(Flatten::new());
+            let mut m = Sequential::with_seed(9);
+            m.add(body);
+            m.add(Dense::new(2).activation(Activation::Softmax));
+            m.set_trainable("body", !frozen).unwrap();
+            m.compile(Adam::new(0.02), Loss::SparseCategoricalCrossentropy, &[MetricSpec::Accuracy]).unwrap();
+            m
+        };
+        agree(&format!("a nested Sequential body (frozen: {frozen})"), &dev, build, &x, &y);
+    }
+}

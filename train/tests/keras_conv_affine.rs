@@ -60,11 +60,13 @@ fn conv_layers_match_keras_forward_and_gradients() {
         let l = layer_of(c["class_name"].as_str().unwrap(), &c["config"], &x.dims()[1..]);
         same_config(&l.config(), &c["config"], name);
         // Keras's weight names, order and shapes
-        let names: Vec<&str> = l.weights().iter().map(|w| w.name).collect();
+        let names: Vec<String> = l.weights().iter().map(|w| w.name.to_string()).collect();
         let want: Vec<&str> = c["weight_names"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
         assert_eq!(names, want, "{name}: weights");
         for w in l.weights() {
-            w.param.assign(&tensor_of(&c["weights"][w.name])).unwrap_or_else(|e| panic!("{name} {}: {e}", w.name));
+            w.param
+                .assign(&tensor_of(&c["weights"][w.name.as_ref()]))
+                .unwrap_or_else(|e| panic!("{name} {}: {e}", w.name));
         }
         let y = l.forward(&Var::constant(x.clone()), &mut Ctx::inference()).unwrap().into_value();
         let dy = max_diff(&y, &c["y"], name);
@@ -80,7 +82,7 @@ fn conv_layers_match_keras_forward_and_gradients() {
             line += &format!("  dx {d:.1e}");
             assert!(d <= 2e-5, "{name}: input gradient differs from Keras by {d}");
             for w in l.weights() {
-                let d = max_diff(grads.get(&w.param).unwrap(), &c["dw"][w.name], name);
+                let d = max_diff(grads.get(&w.param).unwrap(), &c["dw"][w.name.as_ref()], name);
                 line += &format!("  d{} {d:.1e}", w.name);
                 assert!(d <= 5e-5, "{name}: gradient of {} differs from Keras by {d}", w.name);
             }

@@ -120,17 +120,9 @@ fn reverse_time(v: &Var) -> Result<Var> {
     Ok(v.index_select(&Tensor::from_vec(idx, [t])?.to_device(&v.device())?, 1)?)
 }
 
-/// The static name of `dir/weight`.
-fn prefixed(forward: bool, name: &'static str) -> &'static str {
-    match (forward, name) {
-        (true, "kernel") => "forward/kernel",
-        (true, "recurrent_kernel") => "forward/recurrent_kernel",
-        (true, "bias") => "forward/bias",
-        (false, "kernel") => "backward/kernel",
-        (false, "recurrent_kernel") => "backward/recurrent_kernel",
-        (false, "bias") => "backward/bias",
-        (_, other) => other,
-    }
+/// The name `forward/<weight>` or `backward/<weight>`.
+fn prefixed(forward: bool, name: &str) -> std::borrow::Cow<'static, str> {
+    format!("{}/{name}", if forward { "forward" } else { "backward" }).into()
 }
 
 impl<C: Cell> Layer for Bidirectional<C> {
@@ -197,7 +189,7 @@ impl<C: Cell> Layer for Bidirectional<C> {
         let mut w = Vec::new();
         for (fwd, l) in [(true, &self.forward), (false, &self.backward)] {
             for mut x in l.weights() {
-                x.name = prefixed(fwd, x.name);
+                x.name = prefixed(fwd, &x.name);
                 w.push(x);
             }
         }

@@ -44,6 +44,7 @@ mod max_pooling1d;
 mod max_pooling2d;
 mod max_pooling3d;
 mod merge;
+mod model_layer;
 mod multi_head_attention;
 mod norm_common;
 mod normalization;
@@ -123,6 +124,7 @@ pub use max_pooling1d::MaxPooling1D;
 pub use max_pooling2d::MaxPooling2D;
 pub use max_pooling3d::MaxPooling3D;
 pub use merge::{Add, Average, Maximum, Minimum, Multiply, Subtract};
+pub use model_layer::{IntoLayer, ModelLayer};
 pub use multi_head_attention::{
     AttentionProjection, MultiHeadAttention, MultiHeadAttentionConfig, MultiHeadAttentionWeights,
 };
