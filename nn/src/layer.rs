@@ -693,8 +693,18 @@ pub(crate) fn constraint_pairs(
 /// The builder methods of a layer with a kernel and an optional bias (Dense, Conv1D/2D/3D,
 /// Conv1D/2D/3DTranspose), over `cfg` fields of the same names (including
 /// `kernel_constraint` and `bias_constraint`).
+/// `kernel_bias_builders!(Name, no_use_bias)` leaves out `use_bias` (EinsumDense, whose
+/// bias comes from its `bias_axes`).
 macro_rules! kernel_bias_builders {
     ($name:ident) => {
+        $crate::layer::bias_init_reg_builders!($name);
+        $crate::layer::kernel_bias_builders!(@rest $name);
+    };
+    ($name:ident, no_use_bias) => {
+        $crate::layer::bias_init_reg_builders!($name, no_use_bias);
+        $crate::layer::kernel_bias_builders!(@rest $name);
+    };
+    (@rest $name:ident) => {
         impl $name {
             /// Set the activation.
             pub fn activation(mut self, a: $crate::Activation) -> Self {
@@ -702,8 +712,6 @@ macro_rules! kernel_bias_builders {
                 self
             }
         }
-
-        $crate::layer::bias_init_reg_builders!($name);
 
         impl $name {
             /// Constrain the kernel after every optimizer step (Keras's `kernel_constraint`).
@@ -733,7 +741,12 @@ macro_rules! bias_init_reg_builders {
                 self.cfg.use_bias = yes;
                 self
             }
+        }
 
+        $crate::layer::bias_init_reg_builders!($name, no_use_bias);
+    };
+    ($name:ident, no_use_bias) => {
+        impl $name {
             /// Set the kernel initializer.
             pub fn kernel_initializer(mut self, i: $crate::Initializer) -> Self {
                 self.cfg.kernel_initializer = i;

@@ -79,7 +79,7 @@ pub mod prelude {
     };
     pub use crate::{Conv3DTranspose, DepthwiseConv1D, SeparableConv1D};
     pub use crate::{ConvLSTM1D, ConvLSTM2D};
+    pub use crate::{EinsumDense, IntoLayer, ModelLayer};
     pub use crate::{GroupNormalization, RMSNormalization, UnitNormalization};
-    pub use crate::{IntoLayer, ModelLayer};
     pub use keel_tensor::Padding;
 }

@@ -93,8 +93,17 @@ fn channels_last(class: &str, cfg: &Value) -> Result<()> {
 
 /// The built-in layers that apply weight constraints (`kernel_constraint` and
 /// `bias_constraint`; Embedding's `embeddings_constraint`).
-const CONSTRAINED: &[&str] =
-    &["Dense", "Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose", "Embedding"];
+const CONSTRAINED: &[&str] = &[
+    "Dense",
+    "EinsumDense",
+    "Conv1D",
+    "Conv2D",
+    "Conv3D",
+    "Conv1DTranspose",
+    "Conv2DTranspose",
+    "Conv3DTranspose",
+    "Embedding",
+];
 
 /// The constraint keys of the layers in [`CONSTRAINED`].
 const CONSTRAINT_KEYS: &[&str] = &["kernel_constraint", "bias_constraint", "embeddings_constraint"];
@@ -442,6 +451,9 @@ pub fn layer_from_config(class_name: &str, cfg: &Value) -> Result<Box<dyn Layer>
         (None, "Softmax") => Box::new(keel_nn::Softmax::over(axes(class_name, cfg)?)),
         (None, "UnitNormalization") => Box::new(keel_nn::UnitNormalization::over(axes(class_name, cfg)?)),
         (None, "TimeDistributed") => Box::new(time_distributed(cfg)?),
+        (None, "EinsumDense") => {
+            Box::new(keel_nn::EinsumDense::from_config(field::<keel_nn::EinsumDenseConfig>(class_name, cfg)?))
+        }
         // a model used as a layer: its config is the model's own, under the layer's name
         (None, "Sequential") => Box::new(keel_nn::ModelLayer::new(keel_nn::Sequential::from_config(
             &serde_json::json!({ "class_name": "Sequential", "config": cfg }),

@@ -985,3 +985,23 @@ fn a_nested_model_trainable_and_frozen() {
         agree(&format!("a nested Sequential body (frozen: {frozen})"), &dev, build, &x, &y);
     }
 }
+
+#[test]
+fn einsum_dense_projections() {
+    use keel_nn::EinsumDense;
+    let Some(dev) = common::gpu("einsum_dense_projections") else { return };
+    let x = uniform(25, &[48, 5, 4]);
+    let labels = x.mean(&[1, 2], false).unwrap().gt(&Tensor::scalar(0.0f32)).unwrap().to_dtype(DType::I64);
+    let y = labels.unwrap();
+    let build = || {
+        let mut m = Sequential::with_seed(6);
+        // heads in (shared kernel), one matrix per position (a batched product), a summed axis
+        m.add(EinsumDense::new("abc,cde->abde", [None, Some(2), Some(3)]).bias_axes("de").input_shape([5, 4]));
+        m.add(Reshape::new([5, 6]));
+        m.add(EinsumDense::new("abc,bcd->abd", [5, 4]).bias_axes("bd").activation(Activation::Tanh));
+        m.add(EinsumDense::new("abc,cd->ad", [2]).bias_axes("d").activation(Activation::Softmax));
+        m.compile(Adam::new(0.02), Loss::SparseCategoricalCrossentropy, &[MetricSpec::Accuracy]).unwrap();
+        m
+    };
+    agree("EinsumDense projections", &dev, build, &x, &y);
+}

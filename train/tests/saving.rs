@@ -1322,3 +1322,28 @@ fn keras_constraints_load_and_only_unapplied_settings_are_named() {
         keel_train::unapplied_settings("Dense", &serde_json::json!({"units": 3, "kernel_constraint": null})).is_empty()
     );
 }
+
+#[test]
+fn einsum_dense_trains_and_round_trips() {
+    use keel_nn::{Constraint, EinsumDense};
+    let dir = test_dir("einsum-dense");
+    let x = Tensor::rand_uniform(2, -1.0, 1.0, (32, 5, 4), DType::F32, &Device::Cpu).unwrap();
+    let y = Tensor::from_vec((0..32).map(|i| i % 3).collect::<Vec<i64>>(), 32).unwrap();
+    let mut m = Sequential::with_seed(4);
+    m.add(
+        EinsumDense::new("abc,cde->abde", [None, Some(2), Some(3)])
+            .bias_axes("de")
+            .activation(Activation::Relu)
+            .kernel_constraint(Constraint::max_norm(1.0, 0))
+            .input_shape([5, 4]),
+    );
+    m.add(EinsumDense::new("abde,de->ab", [5]).bias_axes("b"));
+    m.add(Dense::new(3).activation(Activation::Softmax));
+    m.compile(Adam::new(0.01), Loss::SparseCategoricalCrossentropy, NO_METRICS).unwrap();
+    m.fit(&x, &y, Fit::new().epochs(2).batch_size(8).verbose(0)).unwrap();
+    let path = dir.join("einsum.keel");
+    m.save(&path).unwrap();
+    let loaded = load_model(&path).unwrap();
+    assert_eq!(loaded.config(), m.config());
+    assert_eq!(bits(&loaded.predict(&x, 8).unwrap()), bits(&m.predict(&x, 8).unwrap()));
+}
