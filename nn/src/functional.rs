@@ -336,7 +336,7 @@ impl Model {
     }
 
     /// The forward pass of [`Network::forward_heads`], with `ctx` already set to the policy.
-    fn run(&self, inputs: &[Var], ctx: &mut Ctx<'_>) -> Result<Vec<Head>> {
+    fn run(&self, inputs: &[Var], input_masks: &[Option<Tensor>], ctx: &mut Ctx<'_>) -> Result<Vec<Head>> {
         let mut values: HashMap<u64, Var> = HashMap::new();
         let mut logits: HashMap<u64, (Var, Option<crate::Activation>)> = HashMap::new();
         let out_ids: HashSet<u64> = self.outputs.iter().map(|t| t.0.id).collect();
@@ -354,6 +354,11 @@ impl Model {
         let mut masks: HashMap<u64, Tensor> = HashMap::new();
         for (t, x) in self.inputs.iter().zip(inputs) {
             values.insert(t.0.id, x.clone());
+        }
+        for (t, m) in self.inputs.iter().zip(input_masks) {
+            if let Some(m) = m {
+                masks.insert(t.0.id, m.clone());
+            }
         }
         for n in &self.nodes {
             let NodeKind::Layer { layer, inputs: ins } = &n.0.kind else { continue };
@@ -553,6 +558,10 @@ impl Network for Model {
     }
 
     fn forward_heads(&self, inputs: &[Var], ctx: &mut Ctx<'_>) -> Result<Vec<Head>> {
+        self.forward_heads_masked(inputs, &[], ctx)
+    }
+
+    fn forward_heads_masked(&self, inputs: &[Var], masks: &[Option<Tensor>], ctx: &mut Ctx<'_>) -> Result<Vec<Head>> {
         check_inputs(&self.name, &self.input_shapes(), inputs)?;
         let policy = self.policy;
         ctx.with_policy(policy, |ctx| {
@@ -560,7 +569,7 @@ impl Network for Model {
             let cast: Vec<keel_autograd::Param> =
                 self.layers.iter().filter(|l| l.trainable()).flat_map(|l| l.read().compute_dtype_params()).collect();
             ctx.precast(&cast)?;
-            self.run(inputs, ctx)
+            self.run(inputs, masks, ctx)
         })
     }
 

@@ -137,6 +137,19 @@ pub trait Network: Send + Sync {
     /// The per-sample output shapes.
     fn output_shapes(&self) -> Result<Vec<Vec<usize>>>;
 
+    /// The per-sample output shapes for these input shapes, without building (Keras's
+    /// `compute_output_shape`). The default: the output shapes of a model built for them.
+    fn compute_output_shapes(&self, input_shapes: &[Vec<usize>]) -> Result<Vec<Vec<usize>>> {
+        let have = self.input_shapes();
+        if self.is_built() && have.as_slice() == input_shapes {
+            return self.output_shapes();
+        }
+        Err(Error::Input {
+            model: self.name().to_string(),
+            msg: format!("the model takes inputs of per-sample shapes {have:?}, not {input_shapes:?}"),
+        })
+    }
+
     /// The name of each output (Keras's `output_names`: the name of the layer that makes
     /// it); `fit` logs a model with several outputs as `<name>_loss`, `<name>_<metric>`.
     /// The default names them `output_1`, `output_2`, ...
@@ -166,6 +179,17 @@ pub trait Network: Send + Sync {
 
     /// Run on a batch per input; one [`Head`] per output.
     fn forward_heads(&self, inputs: &[Var], ctx: &mut Ctx<'_>) -> Result<Vec<Head>>;
+
+    /// [`Network::forward_heads`] with a mask per input (`None`: unmasked; U8, nonzero where a
+    /// value counts, as [`crate::Layer::compute_mask`] makes them), which the model propagates
+    /// to its layers as if they came from a layer before it: a model used as a layer
+    /// ([`crate::ModelLayer`]) gets its masks so. The default takes no masks.
+    fn forward_heads_masked(&self, inputs: &[Var], masks: &[Option<Tensor>], ctx: &mut Ctx<'_>) -> Result<Vec<Head>> {
+        if masks.iter().all(Option::is_none) {
+            return self.forward_heads(inputs, ctx);
+        }
+        Err(Error::Graph(format!("model \"{}\" does not take input masks", self.name())))
+    }
 
     /// Run on a batch per input; one output per model output.
     fn forward(&self, inputs: &[Var], ctx: &mut Ctx<'_>) -> Result<Vec<Var>> {

@@ -232,6 +232,29 @@ impl Network for Sequential {
         }
     }
 
+    fn compute_output_shapes(&self, input_shapes: &[Vec<usize>]) -> Result<Vec<Vec<usize>>> {
+        if let Some(e) = &self.error {
+            return Err(e.clone());
+        }
+        let [shape] = input_shapes else {
+            return Err(Error::Input {
+                model: self.name.clone(),
+                msg: format!("a Sequential model has one input, got {} shapes", input_shapes.len()),
+            });
+        };
+        if let Some(have) = self.input_shape.as_ref().filter(|have| *have != shape) {
+            return Err(Error::Input {
+                model: self.name.clone(),
+                msg: format!("the model was declared with input shape {have:?}, not {shape:?}"),
+            });
+        }
+        let mut s = shape.clone();
+        for layer in &self.layers {
+            s = layer.output_shape(&s)?;
+        }
+        Ok(vec![s])
+    }
+
     fn output_names(&self) -> Vec<String> {
         // Keras: the last layer's name (the input's, with no layers)
         vec![self.layers.last().map(|l| l.name().to_string()).unwrap_or_else(|| "input".into())]
@@ -248,6 +271,10 @@ impl Network for Sequential {
     }
 
     fn forward_heads(&self, inputs: &[Var], ctx: &mut Ctx<'_>) -> Result<Vec<Head>> {
+        self.forward_heads_masked(inputs, &[], ctx)
+    }
+
+    fn forward_heads_masked(&self, inputs: &[Var], masks: &[Option<Tensor>], ctx: &mut Ctx<'_>) -> Result<Vec<Head>> {
         if let Some(e) = &self.error {
             return Err(e.clone());
         }
@@ -269,11 +296,11 @@ impl Network for Sequential {
                 .collect();
             ctx.precast(&cast)?;
             let mut x = inputs[0].clone();
+            // the mask the last layer passed on (Keras's mask propagation); first the input's
+            let mut mask: Option<Tensor> = masks.first().cloned().flatten();
             let Some((last, body)) = self.layers.split_last() else {
-                return Ok(vec![Head::new(x, None)]);
+                return Ok(vec![Head::new(x, None).with_mask(mask)]);
             };
-            // the mask the last layer passed on (Keras's mask propagation)
-            let mut mask: Option<Tensor> = None;
             for layer in body {
                 let input = ctx.layer_input(layer.as_ref(), &x)?;
                 let frozen = self.is_frozen(layer.name());

@@ -218,3 +218,92 @@ fn what_cannot_be_a_layer_is_a_clear_error() {
     let e = m.try_add(base(2)).unwrap_err().to_string();
     assert!(e.contains("a layer named \"base\" is already in the model"), "{e}");
 }
+
+/// Token ids `[4, 6]` with padding (0) at the end of some rows, one row all padding but one.
+fn padded_tokens() -> Tensor {
+    let ids: Vec<i64> = vec![3, 5, 2, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 0, 0, 0, 0, 0, 2, 2, 4, 1, 0, 0];
+    Tensor::from_vec(ids, (4, 6)).unwrap()
+}
+
+/// `m`'s prediction for the padded tokens, as bits.
+fn predicted_bits(m: &dyn Network) -> Vec<u32> {
+    bits(&m.predict(&[padded_tokens()]).unwrap()[0])
+}
+
+/// Copy `from`'s weights into `to`, whose names are `from`'s without the nested models' names.
+fn copy_flat(from: &Sequential, to: &Sequential, nested: &[&str]) {
+    let map: BTreeMap<String, Tensor> = from
+        .state_dict()
+        .into_iter()
+        .map(|(k, v)| {
+            let k = nested.iter().fold(k, |k, n| k.strip_prefix(&format!("{n}/")).map(str::to_string).unwrap_or(k));
+            (k, v)
+        })
+        .collect();
+    to.load_state_dict(&map).unwrap();
+}
+
+#[test]
+fn masks_cross_the_nested_model_both_ways() {
+    // in: the outer Embedding's mask reaches the LSTMs inside the nested model
+    let mut enc = Sequential::with_seed(1).with_name("enc");
+    enc.add(LSTM::new(5).return_sequences(true).with_name("l1"));
+    enc.add(LSTM::new(4).with_name("l2"));
+    let mut m = Sequential::with_seed(2);
+    m.add(Embedding::new(8, 3).mask_zero(true).input_shape([6]).with_name("emb"));
+    m.add(enc);
+    m.add(Dense::new(2).with_name("head"));
+    assert!(m.is_built(), "{:?}", m.pending_error());
+    let mut flat = Sequential::with_seed(9);
+    flat.add(Embedding::new(8, 3).mask_zero(true).input_shape([6]).with_name("emb"));
+    flat.add(LSTM::new(5).return_sequences(true).with_name("l1"));
+    flat.add(LSTM::new(4).with_name("l2"));
+    flat.add(Dense::new(2).with_name("head"));
+    copy_flat(&m, &flat, &["enc"]);
+    assert_eq!(predicted_bits(&m), predicted_bits(&flat));
+
+    // out: a mask made inside the nested model reaches the outer LSTM
+    let mut front = Sequential::with_seed(3).with_name("front");
+    front.add(Embedding::new(8, 3).mask_zero(true).input_shape([6]).with_name("emb"));
+    front.add(LSTM::new(5).return_sequences(true).with_name("l1"));
+    let mut m = Sequential::with_seed(4);
+    m.add(front);
+    m.add(LSTM::new(4).with_name("l2"));
+    let flat_head = flat.pop().unwrap();
+    assert_eq!(flat_head.name(), "head");
+    copy_flat(&m, &flat, &["front"]);
+    assert_eq!(predicted_bits(&m), predicted_bits(&flat));
+
+    // the mask of the nested model's output, also asked for without a forward pass before
+    let front = m.get_layer("front").unwrap();
+    let mask = front.compute_mask(&[Var::constant(padded_tokens())], &[None]).unwrap().unwrap();
+    let want: Vec<u8> = padded_tokens().to_vec::<i64>().unwrap().iter().map(|&t| (t != 0) as u8).collect();
+    assert_eq!(mask.to_vec::<u8>().unwrap(), want);
+
+    // and the mask is what the outer layer used: without it the result differs
+    let mut unmasked = Sequential::with_seed(4);
+    unmasked.add(Embedding::new(8, 3).input_shape([6]).with_name("emb"));
+    unmasked.add(LSTM::new(5).return_sequences(true).with_name("l1"));
+    unmasked.add(LSTM::new(4).with_name("l2"));
+    copy_flat(&m, &unmasked, &["front"]);
+    assert_ne!(predicted_bits(&m), predicted_bits(&unmasked));
+}
+
+#[test]
+fn a_functional_graph_passes_masks_through_a_nested_model() {
+    let mut enc = Sequential::with_seed(1).with_name("enc");
+    enc.add(LSTM::new(4).with_name("l2"));
+    let inp = Input::new([6]);
+    let e = Embedding::new(8, 3).mask_zero(true).with_name("emb").call(&inp).unwrap();
+    let h = ModelLayer::new(enc).call(&e).unwrap();
+    let out = Dense::new(2).with_name("head").call(&h).unwrap();
+    let m = Model::with_seed(&[inp], &[out], 5).unwrap();
+    let mut flat = Sequential::with_seed(9);
+    flat.add(Embedding::new(8, 3).mask_zero(true).input_shape([6]).with_name("emb"));
+    flat.add(LSTM::new(4).with_name("l2"));
+    flat.add(Dense::new(2).with_name("head"));
+    let map: BTreeMap<String, Tensor> =
+        m.state_dict().into_iter().map(|(k, v)| (k.strip_prefix("enc/").unwrap_or(&k).to_string(), v)).collect();
+    flat.load_state_dict(&map).unwrap();
+    assert_eq!(predicted_bits(&m), predicted_bits(&flat));
+}

@@ -1005,3 +1005,21 @@ fn einsum_dense_projections() {
     };
     agree("EinsumDense projections", &dev, build, &x, &y);
 }
+
+#[test]
+fn a_mask_through_a_nested_model() {
+    let Some(dev) = common::gpu("a_mask_through_a_nested_model") else { return };
+    let (tokens, y) = common::token_task(31, 9, &[48, 6]);
+    let build = || {
+        let mut enc = keel_nn::Sequential::with_seed(4).with_name("enc");
+        enc.add(LSTM::new(6).return_sequences(true));
+        enc.add(GRU::new(4));
+        let mut m = Sequential::with_seed(9);
+        m.add(Embedding::new(9, 5).mask_zero(true).input_shape([6]));
+        m.add(enc);
+        m.add(Dense::new(1).activation(Activation::Sigmoid));
+        m.compile(Adam::new(0.02), Loss::BinaryCrossentropy, &[MetricSpec::Accuracy]).unwrap();
+        m
+    };
+    agree("Embedding(mask_zero) -> nested LSTM/GRU", &dev, build, &tokens, &y);
+}

@@ -6,6 +6,8 @@ use crate::network::Network;
 use crate::{Activation, Error, Result};
 use keel_autograd::{Param, Var};
 use keel_tensor::rng::Rng;
+use keel_tensor::Tensor;
+use std::sync::{Mutex, PoisonError};
 
 /// A [`Sequential`](crate::Sequential) or functional [`Model`](crate::Model) used as one
 /// layer of another model, the usual transfer-learning set-up:
@@ -41,20 +43,47 @@ use keel_tensor::rng::Rng;
 ///   Keras.
 /// - **Building**: a model that is already built (a trained one, or a Sequential whose first
 ///   layer declares its `input_shape`) keeps its weights and must get the shapes it was
-///   built for. An unbuilt one is built by the outer model from its own seed, not the outer
-///   model's.
+///   built for. An unbuilt one is built when the outer model is (a functional graph that
+///   calls it builds it), from its own seed, not the outer model's.
 /// - **Final activation**: the outer model sees the inner model's final activation, so a
 ///   softmax at the end of a nested model still fuses with the cross-entropy.
 /// - **Mixed precision**: the inner model computes under its own dtype policy.
-/// - **Masks** do not cross the boundary (Keras passes them): a masked input reaches the
-///   inner model unmasked, and a mask made inside (an `Embedding(mask_zero)`) is not passed
-///   on. Put mask-consuming layers in the same model as the mask's source.
+/// - **Masks** cross the boundary both ways, as in Keras: a masked input reaches the inner
+///   model's layers with its mask ([`Network::forward_heads_masked`]), and the mask of the
+///   inner model's output (one an `Embedding(mask_zero)` inside made, say) goes on to the
+///   layers after it.
 /// - A model with several outputs cannot be a layer (a layer has one output); one with
 ///   several inputs is called with [`LayerHandle::call_multi`](crate::LayerHandle::call_multi).
 pub struct ModelLayer {
     name: String,
     class: &'static str,
     net: Box<dyn Network>,
+    /// The output mask of the last forward pass, for [`Layer::compute_mask`], which models
+    /// call right after the forward pass with the same inputs.
+    last_mask: Mutex<Option<MaskMemo>>,
+}
+
+/// A forward pass's inputs and input masks, and the mask of its output.
+struct MaskMemo {
+    inputs: Vec<Tensor>,
+    masks: Vec<Option<Tensor>>,
+    out: Option<Tensor>,
+}
+
+impl MaskMemo {
+    /// True when `xs` and `masks` are the very tensors (same storage and layout) it was made for.
+    fn is_for(&self, xs: &[Var], masks: &[Option<Tensor>]) -> bool {
+        let same = |a: &Tensor, b: &Tensor| a.same_storage(b) && a.layout() == b.layout();
+        self.inputs.len() == xs.len()
+            && self.inputs.iter().zip(xs).all(|(a, x)| same(a, x.value()))
+            && (0..self.masks.len().max(masks.len())).all(|i| {
+                match (self.masks.get(i).and_then(Option::as_ref), masks.get(i).and_then(Option::as_ref)) {
+                    (None, None) => true,
+                    (Some(a), Some(b)) => same(a, b),
+                    _ => false,
+                }
+            })
+    }
 }
 
 impl ModelLayer {
@@ -70,7 +99,7 @@ impl ModelLayer {
             Some("Functional") => "Functional",
             _ => "Model",
         };
-        ModelLayer { name: net.name().to_string(), class, net }
+        ModelLayer { name: net.name().to_string(), class, net, last_mask: Mutex::new(None) }
     }
 
     /// The wrapped model.
@@ -143,24 +172,17 @@ impl Layer for ModelLayer {
     }
 
     fn output_shape_multi(&self, input_shapes: &[Vec<usize>]) -> Result<Vec<usize>> {
-        let at = || format!("layer \"{}\" ({})", self.name, self.class);
-        if !self.net.is_built() {
-            return Err(Error::config(
-                at(),
-                "the model is not built, so its output shape is unknown: build it first \
-                 (`model.build(&[vec![..per-sample dims..]])`, or give its first layer an input_shape)",
-            ));
+        let mut outs = self.net.compute_output_shapes(input_shapes)?;
+        match outs.len() {
+            1 => Ok(outs.pop().unwrap_or_default()),
+            n => Err(Error::config(
+                format!("layer \"{}\" ({})", self.name, self.class),
+                format!(
+                    "the model has {n} outputs, and a layer has one: use it as a model, or make a model of the \
+                     output you need"
+                ),
+            )),
         }
-        let have = self.net.input_shapes();
-        if have.as_slice() != input_shapes {
-            return Err(Error::config(
-                at(),
-                format!("the model was built for inputs of per-sample shapes {have:?}, not {input_shapes:?}"),
-            ));
-        }
-        self.one_output()?;
-        let mut outs = self.net.output_shapes()?;
-        Ok(outs.pop().unwrap_or_default())
     }
 
     fn forward_logits(&self, x: &Var, ctx: &mut Ctx<'_>) -> Result<Var> {
@@ -168,15 +190,41 @@ impl Layer for ModelLayer {
     }
 
     fn forward_logits_multi(&self, xs: &[Var], ctx: &mut Ctx<'_>) -> Result<Var> {
+        self.forward_logits_masked(xs, &[], ctx)
+    }
+
+    fn forward_logits_masked(&self, xs: &[Var], masks: &[Option<Tensor>], ctx: &mut Ctx<'_>) -> Result<Var> {
         self.one_output()?;
-        let mut heads = self.net.forward_heads(xs, ctx)?;
+        let mut heads = self.net.forward_heads_masked(xs, masks, ctx)?;
         let head = heads.pop().ok_or_else(|| Error::Graph(format!("model \"{}\" gave no output", self.name)))?;
+        let memo = MaskMemo {
+            inputs: xs.iter().map(|x| x.value().clone()).collect(),
+            masks: masks.to_vec(),
+            out: head.mask().cloned(),
+        };
+        *self.last_mask.lock().unwrap_or_else(PoisonError::into_inner) = Some(memo);
         // the logits when the head's activation is the one this layer reports, else the output
         if head.activation == self.output_activation().unwrap_or_default() {
             Ok(head.output_logits()?.clone())
         } else {
             head.into_output()
         }
+    }
+
+    fn supports_masking(&self) -> bool {
+        true
+    }
+
+    fn compute_mask(&self, xs: &[Var], masks: &[Option<Tensor>]) -> Result<Option<Tensor>> {
+        if let Some(memo) = self.last_mask.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
+            if memo.is_for(xs, masks) {
+                return Ok(memo.out.clone());
+            }
+        }
+        // not the last forward pass's inputs (another thread ran it since): run it again
+        let xs: Vec<Var> = xs.iter().map(|x| Var::constant(x.value().clone())).collect();
+        let mut heads = self.net.forward_heads_masked(&xs, masks, &mut Ctx::inference())?;
+        Ok(heads.pop().and_then(|h| h.mask().cloned()))
     }
 
     fn output_activation(&self) -> Option<Activation> {
