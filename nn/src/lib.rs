@@ -69,6 +69,7 @@ pub mod prelude {
         SpatialDropout3D, Subtract, TimeDistributed, UpSampling1D, UpSampling2D, ZeroPadding1D, ZeroPadding2D, ELU,
         GRU, LSTM,
     };
+    pub use crate::{AlphaDropout, EinsumDense, Identity, IntoLayer, ModelLayer};
     pub use crate::{
         AveragePooling3D, Conv3D, Cropping3D, GlobalAveragePooling3D, GlobalMaxPooling3D, MaxPooling3D, UpSampling3D,
         ZeroPadding3D,
@@ -79,7 +80,6 @@ pub mod prelude {
     };
     pub use crate::{Conv3DTranspose, DepthwiseConv1D, SeparableConv1D};
     pub use crate::{ConvLSTM1D, ConvLSTM2D};
-    pub use crate::{EinsumDense, IntoLayer, ModelLayer};
     pub use crate::{GroupNormalization, RMSNormalization, UnitNormalization};
     pub use keel_tensor::Padding;
 }

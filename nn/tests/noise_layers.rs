@@ -53,6 +53,7 @@ fn every_layer() -> Vec<(Box<dyn Layer>, Vec<usize>)> {
     vec![
         (Box::new(built(GaussianNoise::new(0.3), &img)), img.clone()),
         (Box::new(built(GaussianDropout::new(0.3), &img)), img.clone()),
+        (Box::new(built(AlphaDropout::new(0.3), &img)), img.clone()),
         (Box::new(built(SpatialDropout1D::new(0.5), &[6, 3])), vec![6, 3]),
         (Box::new(built(SpatialDropout2D::new(0.5), &img)), img.clone()),
         (Box::new(built(SpatialDropout3D::new(0.5), &[2, 3, 5, 3])), vec![2, 3, 5, 3]),
@@ -107,6 +108,58 @@ fn gaussian_dropout_multiplies_by_one_centred_noise() {
         assert!((mean - 1.0).abs() < 0.01, "rate {rate}: mean {mean}");
         assert!((std - want).abs() < 0.01 * want.max(1.0), "rate {rate}: std {std} vs {want}");
     }
+}
+
+#[test]
+fn alpha_dropout_uses_keras_constants_and_keeps_selu_statistics() {
+    // Keras 3's training outputs (fixtures/make_alpha_dropout_fixtures.py): every element is
+    // keel's kept value a * x + b or its dropped value a * alpha' + b
+    let fx: serde_json::Value = serde_json::from_str(include_str!("fixtures/alpha_dropout_fixtures.json")).unwrap();
+    for c in fx["cases"].as_array().unwrap() {
+        let rate = c["rate"].as_f64().unwrap();
+        let (a, b) = AlphaDropout::affine(rate);
+        let dropped = a * -1.673_263_242_354_377_3 * 1.050_700_987_355_480_5 + b;
+        let xs = c["x"].as_array().unwrap();
+        let ys = c["y"].as_array().unwrap();
+        let mut n_dropped = 0;
+        for (x, y) in xs.iter().zip(ys) {
+            let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+            let kept = a * x + b;
+            if (y - dropped).abs() <= 1e-6 * (1.0 + dropped.abs()) {
+                n_dropped += 1;
+            } else {
+                assert!((y - kept).abs() <= 1e-6 * (1.0 + kept.abs()), "rate {rate}: Keras {y}, keel {kept}");
+            }
+        }
+        let frac = n_dropped as f64 / xs.len() as f64;
+        assert!((frac - rate).abs() < 0.08, "rate {rate}: Keras dropped {frac}");
+    }
+    // keel's own: a standard normal input keeps mean 0 and variance 1, a fraction `rate` drops
+    for rate in [0.1, 0.3] {
+        let l = built(AlphaDropout::new(rate), &[1000]);
+        let x = Tensor::rand_normal(4, 0.0, 1.0, (100, 1000), DType::F32, &Device::Cpu).unwrap();
+        let y = f32s(&train(&l, &x, 5));
+        let (mean, std) = mean_std(&y.iter().map(|&v| v as f64).collect::<Vec<_>>());
+        assert!(mean.abs() < 0.01 && (std - 1.0).abs() < 0.01, "rate {rate}: mean {mean}, std {std}");
+        let (a, b) = AlphaDropout::affine(rate);
+        let dropped = (a * -1.758_099_340_847_376_6 + b) as f32;
+        let frac = y.iter().filter(|&&v| (v - dropped).abs() < 1e-6).count() as f64 / y.len() as f64;
+        assert!((frac - rate).abs() < 0.01, "rate {rate}: dropped {frac}");
+    }
+    let e = built(AlphaDropout::new(0.3), &[4]);
+    let mut bad = AlphaDropout::new(1.0);
+    assert!(bad.build(&[4], &mut Rng::new(0)).unwrap_err().to_string().contains("rate must be in [0, 1)"));
+    assert_eq!(e.rate(), 0.3);
+}
+
+#[test]
+fn identity_passes_values_and_masks_through() {
+    let l = built(Identity::new(), &[3, 2]);
+    let x = uniform(1, -1.0, 1.0, &[4, 3, 2]);
+    assert_eq!(bits(&train(&l, &x, 1)), bits(&x));
+    let mask = Tensor::from_vec(vec![1u8, 0, 1, 1, 1, 0, 0, 0, 1, 1, 1, 1], (4, 3)).unwrap();
+    let got = l.compute_mask(&[Var::constant(x)], &[Some(mask.clone())]).unwrap().unwrap();
+    assert_eq!(got.to_vec::<u8>().unwrap(), mask.to_vec::<u8>().unwrap());
 }
 
 /// Checks that every (sample, channel) of `y` (channels last) is either all zero or `x`

@@ -6,10 +6,10 @@
 //! MaxPooling1D/2D/3D, AveragePooling1D/2D/3D, GlobalAveragePooling1D/2D/3D, GlobalMaxPooling1D/2D/3D, Flatten,
 //! Reshape, Rescaling, Normalization, CategoryEncoding, Discretization, IntegerLookup, Hashing, Dropout,
 //! ZeroPadding1D/2D/3D, Cropping1D/2D/3D, UpSampling1D/2D/3D, RepeatVector, Permute,
-//! Masking, SpatialDropout1D/2D/3D, GaussianNoise, GaussianDropout, RandomFlip, RandomContrast, RandomBrightness,
+//! Masking, SpatialDropout1D/2D/3D, GaussianNoise, GaussianDropout, AlphaDropout, Identity, EinsumDense, RandomFlip, RandomContrast, RandomBrightness,
 //! RandomRotation, RandomZoom, RandomTranslation, Resizing, CenterCrop, RandomCrop,
 //! BatchNormalization, LayerNormalization, GroupNormalization, UnitNormalization, RMSNormalization, Activation, ReLU, LeakyReLU, PReLU, ELU, Softmax, Embedding,
-//! SimpleRNN, LSTM, GRU, ConvLSTM1D/2D, Bidirectional, TimeDistributed (around any of these), the merges (Add, Subtract,
+//! SimpleRNN, LSTM, GRU, ConvLSTM1D/2D, Bidirectional, TimeDistributed (around any of these), nested Sequential and functional models, the merges (Add, Subtract,
 //! Multiply, Average, Maximum, Minimum), Concatenate, Dot, Attention, AdditiveAttention and MultiHeadAttention. [`FromConfig`] rebuilds a
 //! [`keel_nn::Sequential`] and a functional [`keel_nn::Model`] (shared layers included). [`register_layer`]
 //! adds a custom class (Keras's `custom_objects`).
@@ -121,7 +121,8 @@ fn applied(class_name: &str, key: &str, v: &Value) -> bool {
 }
 
 /// The settings of a Keras config of layer class `class_name` that keel reads but does not
-/// apply: an `activity_regularizer`, and weight constraints (`kernel_constraint`, ...) of a
+/// apply: an `activity_regularizer`, a dropout's `noise_shape` (keel draws per element), and
+/// weight constraints (`kernel_constraint`, ...) of a
 /// class keel lacks or on a layer that does not apply them (keel applies `MaxNorm`,
 /// `MinMaxNorm`, `NonNeg` and `UnitNorm` as `kernel_constraint`/`bias_constraint` of Dense and
 /// the Conv*D/Conv*DTranspose layers, and as Embedding's `embeddings_constraint`). They change
@@ -131,7 +132,10 @@ fn applied(class_name: &str, key: &str, v: &Value) -> bool {
 pub fn unapplied_settings(class_name: &str, cfg: &Value) -> Vec<String> {
     let Some(map) = cfg.as_object() else { return Vec::new() };
     map.iter()
-        .filter(|(k, v)| (k.ends_with("_constraint") || k.as_str() == "activity_regularizer") && !v.is_null())
+        .filter(|(k, v)| {
+            (k.ends_with("_constraint") || k.as_str() == "activity_regularizer" || k.as_str() == "noise_shape")
+                && !v.is_null()
+        })
         .filter(|(k, v)| !applied(class_name, k, v))
         .map(|(k, v)| match v.get("class_name").and_then(Value::as_str) {
             Some(class) => format!("{k} ({class})"),
@@ -292,6 +296,8 @@ pub fn layer_from_config(class_name: &str, cfg: &Value) -> Result<Box<dyn Layer>
         (None, "SpatialDropout3D") => Box::new(keel_nn::SpatialDropout3D::new(get::<f64>(class_name, cfg, "rate")?)),
         (None, "GaussianNoise") => Box::new(keel_nn::GaussianNoise::new(get::<f64>(class_name, cfg, "stddev")?)),
         (None, "GaussianDropout") => Box::new(keel_nn::GaussianDropout::new(get::<f64>(class_name, cfg, "rate")?)),
+        (None, "AlphaDropout") => Box::new(keel_nn::AlphaDropout::new(get::<f64>(class_name, cfg, "rate")?)),
+        (None, "Identity") => Box::new(keel_nn::Identity::new()),
         (None, "RandomFlip") => Box::new(match cfg.get("mode") {
             Some(_) => keel_nn::RandomFlip::new(get::<String>(class_name, cfg, "mode")?),
             None => keel_nn::RandomFlip::default(),

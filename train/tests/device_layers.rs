@@ -247,6 +247,7 @@ fn noise_and_augmentation_layers() {
         m.add(SpatialDropout1D::new(0.2));
         m.add(Flatten::new());
         m.add(GaussianDropout::new(0.2));
+        m.add(keel_nn::AlphaDropout::new(0.1));
         m.add(Dense::new(2).activation(Activation::Softmax));
         m.compile(Adam::new(0.01), Loss::SparseCategoricalCrossentropy, &[MetricSpec::Accuracy]).unwrap();
         m

@@ -862,6 +862,8 @@ fn noise_and_augmentation_layers_round_trip() {
     m.add(SpatialDropout1D::new(0.2));
     m.add(Flatten::new());
     m.add(GaussianDropout::new(0.3));
+    m.add(keel_nn::AlphaDropout::new(0.1));
+    m.add(keel_nn::Identity::new());
     m.add(Dense::new(3).activation(Activation::Softmax));
     compile_cnn(&mut m);
     m.fit(&x, &y, Fit::new().epochs(2).batch_size(8).verbose(0)).unwrap();

@@ -36,6 +36,7 @@ mod global_pooling;
 mod group_normalization;
 mod gru;
 mod hashing;
+mod identity;
 mod image_resize;
 mod integer_lookup;
 mod layer_normalization;
@@ -110,7 +111,7 @@ pub use dropout::Dropout;
 pub use einsum_dense::{EinsumDense, EinsumDenseConfig};
 pub use embedding::{Embedding, EmbeddingConfig};
 pub use flatten::Flatten;
-pub use gaussian_noise::{GaussianDropout, GaussianNoise};
+pub use gaussian_noise::{AlphaDropout, GaussianDropout, GaussianNoise};
 pub use global_pooling::{
     GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalAveragePooling3D, GlobalMaxPooling1D, GlobalMaxPooling2D,
     GlobalMaxPooling3D,
@@ -118,6 +119,7 @@ pub use global_pooling::{
 pub use group_normalization::{GroupNormalization, GroupNormalizationConfig};
 pub use gru::{GRUCell, GRU};
 pub use hashing::Hashing;
+pub use identity::Identity;
 pub use integer_lookup::{IntegerLookup, IntegerLookupConfig};
 pub use layer_normalization::{LayerNormalization, LayerNormalizationConfig};
 pub use lstm::{LSTMCell, LSTM};
