@@ -690,6 +690,29 @@ pub(crate) fn constraint_pairs(
     pairs.iter().filter_map(|(c, p)| Some(((*p).clone()?, (*c).clone()?))).collect()
 }
 
+/// Constraint builders over `cfg` fields of the same names: `field => "what"` makes
+/// `pub fn field(self, c: Constraint) -> Self`, which sets `cfg.field` (Keras's `field`, e.g.
+/// `kernel_constraint`), documented as constraining `what`. Every layer with weight
+/// constraints uses it (with [`Layer::constraints`] listing the same fields); the
+/// `methods:` form gives the bare methods, for use inside an `impl` block.
+macro_rules! constraint_builders {
+    (methods: $($field:ident => $what:literal),+ $(,)?) => {
+        $(
+            #[doc = concat!("Constrain ", $what, " after every optimizer step (Keras's `", stringify!($field), "`).")]
+            pub fn $field(mut self, c: $crate::Constraint) -> Self {
+                self.cfg.$field = Some(c);
+                self
+            }
+        )+
+    };
+    ($name:ty: $($rest:tt)+) => {
+        impl $name {
+            $crate::layer::constraint_builders!(methods: $($rest)+);
+        }
+    };
+}
+pub(crate) use constraint_builders;
+
 /// The builder methods of a layer with a kernel and an optional bias (Dense, Conv1D/2D/3D,
 /// Conv1D/2D/3DTranspose), over `cfg` fields of the same names (including
 /// `kernel_constraint` and `bias_constraint`).
@@ -713,19 +736,7 @@ macro_rules! kernel_bias_builders {
             }
         }
 
-        impl $name {
-            /// Constrain the kernel after every optimizer step (Keras's `kernel_constraint`).
-            pub fn kernel_constraint(mut self, c: $crate::Constraint) -> Self {
-                self.cfg.kernel_constraint = Some(c);
-                self
-            }
-
-            /// Constrain the bias after every optimizer step (Keras's `bias_constraint`).
-            pub fn bias_constraint(mut self, c: $crate::Constraint) -> Self {
-                self.cfg.bias_constraint = Some(c);
-                self
-            }
-        }
+        $crate::layer::constraint_builders!($name: kernel_constraint => "the kernel", bias_constraint => "the bias");
     };
 }
 pub(crate) use kernel_bias_builders;
@@ -777,24 +788,17 @@ pub(crate) use bias_init_reg_builders;
 
 /// The `Layer` methods a layer with optional weights and a config with `activation` and one
 /// regularizer per weight has in common: its output activation, its weights, its config and
-/// its penalties. The default form is a `kernel` and a `bias` (Dense, Conv1D, Conv2D); give
-/// `(name, field, regularizer field)` triples for others (SeparableConv2D:
-/// `depthwise_kernel`, `pointwise_kernel`, `bias`). Use inside `impl Layer`.
+/// its penalties and constraints. The default form is a `kernel` and a `bias` (Dense, Conv1D,
+/// Conv2D); give `(name, field, regularizer field, constraint field)` for others
+/// (SeparableConv2D: `depthwise_kernel`, `pointwise_kernel`, `bias`). Use inside `impl Layer`.
 macro_rules! kernel_bias_layer_methods {
     () => {
         $crate::layer::kernel_bias_layer_methods!(
-            ("kernel", kernel, kernel_regularizer),
-            ("bias", bias, bias_regularizer)
+            ("kernel", kernel, kernel_regularizer, kernel_constraint),
+            ("bias", bias, bias_regularizer, bias_constraint)
         );
-
-        fn constraints(&self) -> Vec<(keel_autograd::Param, $crate::Constraint)> {
-            $crate::layer::constraint_pairs(&[
-                (&self.cfg.kernel_constraint, &self.kernel),
-                (&self.cfg.bias_constraint, &self.bias),
-            ])
-        }
     };
-    ($(($wname:literal, $field:ident, $reg:ident)),+ $(,)?) => {
+    ($(($wname:literal, $field:ident, $reg:ident, $con:ident)),+ $(,)?) => {
         fn output_activation(&self) -> Option<$crate::Activation> {
             (!self.cfg.activation.is_linear()).then_some(self.cfg.activation)
         }
@@ -815,6 +819,10 @@ macro_rules! kernel_bias_layer_methods {
 
         fn regularization_loss(&self, ctx: &$crate::Ctx<'_>) -> $crate::Result<Option<keel_autograd::Var>> {
             $crate::layer::penalties(ctx, &[$((&self.cfg.$reg, &self.$field)),+])
+        }
+
+        fn constraints(&self) -> Vec<(keel_autograd::Param, $crate::Constraint)> {
+            $crate::layer::constraint_pairs(&[$((&self.cfg.$con, &self.$field)),+])
         }
     };
 }

@@ -131,6 +131,83 @@ fn layers_take_constraints_and_save_them_in_their_config() {
     assert_eq!(c1.constraints().len(), 1);
 }
 
+/// The builders of the depthwise/separable, recurrent, normalization and PReLU layers: one
+/// pair per built, constrained weight, and Keras's key in the config.
+#[test]
+fn every_constrained_layer_family_takes_its_keras_keys() {
+    let mut rng = Rng::new(5);
+    let nn = Constraint::non_neg;
+    let mut cases: Vec<(Box<dyn Layer>, Vec<usize>, &[&str], usize)> = vec![
+        (
+            Box::new(DepthwiseConv2D::new((2, 2)).depthwise_constraint(nn()).bias_constraint(nn())),
+            vec![4, 4, 2],
+            &["depthwise_constraint", "bias_constraint"],
+            2,
+        ),
+        (
+            Box::new(keel_nn::DepthwiseConv1D::new(2).use_bias(false).depthwise_constraint(nn()).bias_constraint(nn())),
+            vec![5, 2],
+            &["depthwise_constraint", "bias_constraint"],
+            1,
+        ),
+        (
+            Box::new(SeparableConv2D::new(3, (2, 2)).depthwise_constraint(nn()).pointwise_constraint(nn())),
+            vec![4, 4, 2],
+            &["depthwise_constraint", "pointwise_constraint"],
+            2,
+        ),
+        (
+            Box::new(keel_nn::SeparableConv1D::new(3, 2).pointwise_constraint(nn()).bias_constraint(nn())),
+            vec![5, 2],
+            &["pointwise_constraint", "bias_constraint"],
+            2,
+        ),
+        (
+            Box::new(LSTM::new(3).kernel_constraint(nn()).recurrent_constraint(nn()).bias_constraint(nn())),
+            vec![4, 2],
+            &["kernel_constraint", "recurrent_constraint", "bias_constraint"],
+            3,
+        ),
+        (Box::new(GRU::new(3).recurrent_constraint(nn())), vec![4, 2], &["recurrent_constraint"], 1),
+        (Box::new(SimpleRNN::new(3).use_bias(false).bias_constraint(nn())), vec![4, 2], &["bias_constraint"], 0),
+        (
+            Box::new(keel_nn::ConvLSTM2D::new(2, (2, 2)).kernel_constraint(nn()).bias_constraint(nn())),
+            vec![2, 4, 4, 1],
+            &["kernel_constraint", "bias_constraint"],
+            2,
+        ),
+        (Box::new(Bidirectional::new(GRU::new(2).kernel_constraint(nn()))), vec![4, 2], &[], 2),
+        (
+            Box::new(BatchNormalization::new().gamma_constraint(nn()).beta_constraint(nn())),
+            vec![3],
+            &["gamma_constraint", "beta_constraint"],
+            2,
+        ),
+        (
+            Box::new(LayerNormalization::new().center(false).gamma_constraint(nn()).beta_constraint(nn())),
+            vec![3],
+            &["gamma_constraint", "beta_constraint"],
+            1,
+        ),
+        (Box::new(keel_nn::GroupNormalization::new(2).beta_constraint(nn())), vec![3, 4], &["beta_constraint"], 1),
+        (Box::new(PReLU::new().alpha_constraint(nn())), vec![3], &["alpha_constraint"], 1),
+    ];
+    for (layer, shape, keys, pairs) in &mut cases {
+        assert!(layer.constraints().is_empty(), "{}: unbuilt", layer.class_name());
+        layer.build(shape, &mut rng).unwrap();
+        assert_eq!(layer.constraints().len(), *pairs, "{}", layer.class_name());
+        let cfg = layer.config();
+        for key in keys.iter() {
+            assert_eq!(cfg[*key], json!({"class_name": "NonNeg", "config": {}}), "{} {key}", layer.class_name());
+        }
+    }
+    // unset: null, as Keras writes it; and a config saved before the keys existed still parses
+    assert_eq!(BatchNormalization::new().config()["gamma_constraint"], Value::Null);
+    let old: keel_nn::BatchNormalizationConfig =
+        serde_json::from_value(json!({"momentum": 0.99, "epsilon": 0.001, "center": true, "scale": true})).unwrap();
+    assert_eq!(old.gamma_constraint, None);
+}
+
 #[test]
 fn models_collect_the_constraints_of_trainable_layers() {
     let mut m = Sequential::new();

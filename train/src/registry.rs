@@ -91,22 +91,37 @@ fn channels_last(class: &str, cfg: &Value) -> Result<()> {
     }
 }
 
-/// The built-in layers that apply weight constraints (`kernel_constraint` and
-/// `bias_constraint`; Embedding's `embeddings_constraint`).
-const CONSTRAINED: &[&str] = &[
-    "Dense",
-    "EinsumDense",
-    "Conv1D",
-    "Conv2D",
-    "Conv3D",
-    "Conv1DTranspose",
-    "Conv2DTranspose",
-    "Conv3DTranspose",
-    "Embedding",
+/// The constraint keys each built-in layer class applies (Keras's names); a class not
+/// listed applies none. Bidirectional applies its wrapped layer's (checked on that config).
+const CONSTRAINED: &[(&[&str], &[&str])] = &[
+    (
+        &[
+            "Dense",
+            "EinsumDense",
+            "Conv1D",
+            "Conv2D",
+            "Conv3D",
+            "Conv1DTranspose",
+            "Conv2DTranspose",
+            "Conv3DTranspose",
+        ],
+        &["kernel_constraint", "bias_constraint"],
+    ),
+    (&["Embedding"], &["embeddings_constraint"]),
+    (&["DepthwiseConv1D", "DepthwiseConv2D"], &["depthwise_constraint", "bias_constraint"]),
+    (&["SeparableConv1D", "SeparableConv2D"], &["depthwise_constraint", "pointwise_constraint", "bias_constraint"]),
+    (
+        &["SimpleRNN", "LSTM", "GRU", "ConvLSTM1D", "ConvLSTM2D"],
+        &["kernel_constraint", "recurrent_constraint", "bias_constraint"],
+    ),
+    (&["BatchNormalization", "LayerNormalization", "GroupNormalization"], &["beta_constraint", "gamma_constraint"]),
+    (&["PReLU"], &["alpha_constraint"]),
 ];
 
-/// The constraint keys of the layers in [`CONSTRAINED`].
-const CONSTRAINT_KEYS: &[&str] = &["kernel_constraint", "bias_constraint", "embeddings_constraint"];
+/// The constraint keys the built-in layer class `class_name` applies ([`CONSTRAINED`]).
+fn constraint_keys(class_name: &str) -> &'static [&'static str] {
+    CONSTRAINED.iter().find(|(classes, _)| classes.contains(&class_name)).map_or(&[], |(_, keys)| keys)
+}
 
 /// The Keras constraint classes keel implements ([`keel_nn::Constraint`]).
 const CONSTRAINT_CLASSES: &[&str] = &["MaxNorm", "MinMaxNorm", "NonNeg", "UnitNorm"];
@@ -114,9 +129,7 @@ const CONSTRAINT_CLASSES: &[&str] = &["MaxNorm", "MinMaxNorm", "NonNeg", "UnitNo
 /// Whether the built-in layer `class_name` applies the setting `key` = `v` (a supported
 /// constraint class on a weight that takes one).
 fn applied(class_name: &str, key: &str, v: &Value) -> bool {
-    CONSTRAINED.contains(&class_name)
-        && (class_name == "Embedding") == (key == "embeddings_constraint")
-        && CONSTRAINT_KEYS.contains(&key)
+    constraint_keys(class_name).contains(&key)
         && v.get("class_name").and_then(Value::as_str).is_some_and(|c| CONSTRAINT_CLASSES.contains(&c))
 }
 
@@ -124,8 +137,10 @@ fn applied(class_name: &str, key: &str, v: &Value) -> bool {
 /// apply: an `activity_regularizer`, a dropout's `noise_shape` (keel draws per element), and
 /// weight constraints (`kernel_constraint`, ...) of a
 /// class keel lacks or on a layer that does not apply them (keel applies `MaxNorm`,
-/// `MinMaxNorm`, `NonNeg` and `UnitNorm` as `kernel_constraint`/`bias_constraint` of Dense and
-/// the Conv*D/Conv*DTranspose layers, and as Embedding's `embeddings_constraint`). They change
+/// `MinMaxNorm`, `NonNeg` and `UnitNorm` on every weight of Dense, the Conv, Depthwise and
+/// Separable convolutions, Embedding, SimpleRNN/LSTM/GRU, ConvLSTM1D/2D, Batch-, Layer- and
+/// GroupNormalization and PReLU, under Keras's keys: `kernel_constraint`,
+/// `depthwise_constraint`, `gamma_constraint`, ...). They change
 /// training only (the saved weights already obey the constraints), so such a model loads, with
 /// a warning naming them, rather than being refused; `fit` then trains without them (a
 /// constraint class keel lacks is dropped on load).
@@ -144,44 +159,43 @@ pub fn unapplied_settings(class_name: &str, cfg: &Value) -> Vec<String> {
         .collect()
 }
 
+/// The config `cfg` of built-in layer class `class_name` as keel reads it: the settings it
+/// does not apply ([`unapplied_settings`]) are reported on stderr, and a constraint of a
+/// class keel lacks on a key the layer applies is dropped (set to `null`: its config would
+/// not parse as a keel `Constraint`).
+fn applied_settings(class_name: &str, cfg: &Value) -> Value {
+    let unapplied = unapplied_settings(class_name, cfg);
+    if !unapplied.is_empty() {
+        let name = cfg.get("name").and_then(Value::as_str).unwrap_or("");
+        eprintln!(
+            "keel: warning: {class_name} \"{name}\" sets {}, which keel does not apply: predictions are \
+             unchanged, but fit trains without them",
+            unapplied.join(", ")
+        );
+    }
+    let mut cfg = cfg.clone();
+    if let Some(map) = cfg.as_object_mut() {
+        for &k in constraint_keys(class_name) {
+            if map.get(k).is_some_and(|v| !v.is_null() && !applied(class_name, k, v)) {
+                map.insert(k.to_string(), Value::Null);
+            }
+        }
+    }
+    cfg
+}
+
 /// Build a layer of Keras class `class_name` from its config (including its `name`).
 ///
 /// Settings keel does not apply ([`unapplied_settings`]) are reported on stderr.
 pub fn layer_from_config(class_name: &str, cfg: &Value) -> Result<Box<dyn Layer>> {
     let factory = custom().read().unwrap_or_else(|p| p.into_inner()).get(class_name).copied();
-    if factory.is_none() {
+    let checked;
+    let cfg = if factory.is_none() {
         channels_last(class_name, cfg)?;
-        let unapplied = unapplied_settings(class_name, cfg);
-        if !unapplied.is_empty() {
-            let name = cfg.get("name").and_then(Value::as_str).unwrap_or("");
-            eprintln!(
-                "keel: warning: {class_name} \"{name}\" sets {}, which keel does not apply: predictions are \
-                 unchanged, but fit trains without them",
-                unapplied.join(", ")
-            );
-        }
-    }
-    // a constraint class keel lacks, on a layer that applies the others: warned about above,
-    // and dropped (its config would not parse as a keel `Constraint`)
-    let dropped;
-    let cfg = match cfg.as_object() {
-        Some(map)
-            if factory.is_none()
-                && CONSTRAINED.contains(&class_name)
-                && CONSTRAINT_KEYS
-                    .iter()
-                    .any(|&k| map.get(k).is_some_and(|v| !v.is_null() && !applied(class_name, k, v))) =>
-        {
-            let mut m = map.clone();
-            for &k in CONSTRAINT_KEYS {
-                if m.get(k).is_some_and(|v| !applied(class_name, k, v)) {
-                    m.insert(k.to_string(), Value::Null);
-                }
-            }
-            dropped = Value::Object(m);
-            &dropped
-        }
-        _ => cfg,
+        checked = applied_settings(class_name, cfg);
+        &checked
+    } else {
+        cfg
     };
     let mut layer: Box<dyn Layer> = match (factory, class_name) {
         (Some(f), _) => f(cfg)?,
@@ -658,6 +672,8 @@ fn bidirectional(cfg: &Value) -> Result<Box<dyn Layer>> {
         icfg["name"] = Value::String(n.to_string());
     }
     let mode: MergeMode = get_or("Bidirectional", cfg, "merge_mode", MergeMode::default())?;
+    // the wrapped layer's constraints apply (through Layer::constraints of both directions)
+    let icfg = applied_settings(&class, &icfg);
     Ok(match class.as_str() {
         "SimpleRNN" => Box::new(Bidirectional::new(recurrent::<SimpleRNNCell>(&class, &icfg)?).merge_mode(mode)),
         "LSTM" => Box::new(Bidirectional::new(recurrent::<LSTMCell>(&class, &icfg)?).merge_mode(mode)),

@@ -963,6 +963,40 @@ fn weight_constraints_apply_on_the_device() {
     agree("conv + dense with weight constraints", &dev, build, &x, &y);
 }
 
+/// Weight constraints on a recurrent layer (LSTM, and GRU inside a Bidirectional) and on
+/// BatchNormalization's `gamma`/`beta` apply on the device as on the CPU.
+#[test]
+fn recurrent_and_normalization_constraints_apply_on_the_device() {
+    use keel_nn::Constraint;
+    let Some(dev) = common::gpu("recurrent_and_normalization_constraints_apply_on_the_device") else { return };
+    let x = uniform(25, &[48, 5, 3]);
+    let labels = x.mean(&[1, 2], false).unwrap().gt(&Tensor::scalar(0.0f32)).unwrap().to_dtype(DType::I64);
+    let y = labels.unwrap();
+    let build = || {
+        let mut m = Sequential::with_seed(10);
+        m.add(
+            LSTM::new(6)
+                .return_sequences(true)
+                .kernel_constraint(Constraint::max_norm(0.5, 0))
+                .recurrent_constraint(Constraint::unit_norm(1))
+                .bias_constraint(Constraint::min_max_norm(0.1, 0.8, 0.5, 0))
+                .input_shape([5, 3]),
+        );
+        m.add(
+            BatchNormalization::new()
+                .gamma_constraint(Constraint::max_norm(1.5, 0))
+                .beta_constraint(Constraint::non_neg()),
+        );
+        m.add(Bidirectional::new(
+            GRU::new(4).kernel_constraint(Constraint::non_neg()).recurrent_constraint(Constraint::max_norm(1.0, 0)),
+        ));
+        m.add(Dense::new(2).activation(Activation::Softmax));
+        m.compile(Adam::new(0.02), Loss::SparseCategoricalCrossentropy, &[MetricSpec::Accuracy]).unwrap();
+        m
+    };
+    agree("LSTM + BatchNormalization + Bidirectional(GRU) with weight constraints", &dev, build, &x, &y);
+}
+
 #[test]
 fn a_nested_model_trainable_and_frozen() {
     let Some(dev) = common::gpu("a_nested_model_trainable_and_frozen") else { return };

@@ -1291,14 +1291,31 @@ fn keras_constraints_load_and_only_unapplied_settings_are_named() {
     layer.build(&[4], &mut keel_tensor::rng::Rng::new(0)).unwrap();
     assert_eq!(layer.constraints().len(), 1);
     let nonneg = serde_json::json!({"class_name": "NonNeg", "config": {}});
-    assert_eq!(
-        keel_train::unapplied_settings("SeparableConv2D", &serde_json::json!({"depthwise_constraint": nonneg})),
-        vec!["depthwise_constraint (NonNeg)"]
-    );
-    assert_eq!(
-        keel_train::unapplied_settings("LSTM", &serde_json::json!({"recurrent_constraint": nonneg})),
-        vec!["recurrent_constraint (NonNeg)"]
-    );
+    // each class applies its own keys (the table in the registry), and no other
+    for (class, key) in [
+        ("SeparableConv2D", "depthwise_constraint"),
+        ("SeparableConv1D", "pointwise_constraint"),
+        ("DepthwiseConv1D", "depthwise_constraint"),
+        ("LSTM", "recurrent_constraint"),
+        ("ConvLSTM2D", "kernel_constraint"),
+        ("BatchNormalization", "gamma_constraint"),
+        ("GroupNormalization", "beta_constraint"),
+        ("PReLU", "alpha_constraint"),
+    ] {
+        assert!(keel_train::unapplied_settings(class, &serde_json::json!({key: nonneg})).is_empty(), "{class}");
+    }
+    for (class, key) in [
+        ("MultiHeadAttention", "kernel_constraint"),
+        ("DepthwiseConv2D", "kernel_constraint"),
+        ("LSTM", "depthwise_constraint"),
+        ("BatchNormalization", "bias_constraint"),
+    ] {
+        assert_eq!(
+            keel_train::unapplied_settings(class, &serde_json::json!({key: nonneg})),
+            vec![format!("{key} (NonNeg)")],
+            "{class}"
+        );
+    }
     assert!(
         keel_train::unapplied_settings("Embedding", &serde_json::json!({"embeddings_constraint": nonneg})).is_empty()
     );

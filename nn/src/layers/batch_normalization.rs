@@ -2,7 +2,7 @@
 
 use crate::layer::{built, common_builders, describe, layer_common, with_name, Ctx, Layer, Weight};
 use crate::layers::norm_common::{
-    channels_of, channels_to_build, check_channels, epsilon_center_scale_builders, GammaBeta,
+    channels_of, channels_to_build, check_channels, epsilon_center_scale_builders, gamma_beta_constraints, GammaBeta,
 };
 use crate::{Error, Result};
 use keel_autograd::{Param, Var};
@@ -21,6 +21,12 @@ pub struct BatchNormalizationConfig {
     pub center: bool,
     /// Learn a scale `gamma`.
     pub scale: bool,
+    /// `beta` constraint, applied after every optimizer step (Keras's `beta_constraint`).
+    #[serde(default)]
+    pub beta_constraint: Option<crate::Constraint>,
+    /// `gamma` constraint, applied after every optimizer step (Keras's `gamma_constraint`).
+    #[serde(default)]
+    pub gamma_constraint: Option<crate::Constraint>,
 }
 
 /// Batch normalization over the last axis (channels, NHWC).
@@ -58,6 +64,8 @@ impl BatchNormalization {
             epsilon: 1e-3,
             center: true,
             scale: true,
+            beta_constraint: None,
+            gamma_constraint: None,
         })
     }
 
@@ -192,6 +200,8 @@ impl Layer for BatchNormalization {
         let [x] = xs else { return self.forward_logits_multi(xs, ctx) };
         self.normalize(x, masks.first().and_then(Option::as_ref), ctx)
     }
+
+    gamma_beta_constraints!();
 
     fn weights(&self) -> Vec<Weight> {
         let mut w = self.gamma_beta.weights();

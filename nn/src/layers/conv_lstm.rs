@@ -168,6 +168,15 @@ pub struct ConvLSTMConfig<W: ConvLSTMWindow> {
     pub recurrent_regularizer: Option<Regularizer>,
     /// Bias penalty.
     pub bias_regularizer: Option<Regularizer>,
+    /// Kernel constraint, applied after every optimizer step (Keras's `kernel_constraint`).
+    #[serde(default)]
+    pub kernel_constraint: Option<crate::Constraint>,
+    /// Recurrent kernel constraint, applied after every optimizer step (Keras's `recurrent_constraint`).
+    #[serde(default)]
+    pub recurrent_constraint: Option<crate::Constraint>,
+    /// Bias constraint, applied after every optimizer step (Keras's `bias_constraint`).
+    #[serde(default)]
+    pub bias_constraint: Option<crate::Constraint>,
 }
 
 /// A convolutional LSTM over `[batch, timesteps, ..spatial, channels]`; use it through the
@@ -257,6 +266,9 @@ impl<W: ConvLSTMWindow> ConvLSTMConfig<W> {
             kernel_regularizer: None,
             recurrent_regularizer: None,
             bias_regularizer: None,
+            kernel_constraint: None,
+            recurrent_constraint: None,
+            bias_constraint: None,
         }
     }
 }

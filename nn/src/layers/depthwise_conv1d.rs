@@ -46,6 +46,12 @@ pub struct DepthwiseConv1DConfig {
     pub depthwise_regularizer: Option<Regularizer>,
     /// Bias penalty.
     pub bias_regularizer: Option<Regularizer>,
+    /// Depthwise kernel constraint, applied after every optimizer step (Keras's `depthwise_constraint`).
+    #[serde(default)]
+    pub depthwise_constraint: Option<crate::Constraint>,
+    /// Bias constraint, applied after every optimizer step (Keras's `bias_constraint`).
+    #[serde(default)]
+    pub bias_constraint: Option<crate::Constraint>,
 }
 
 /// Depthwise 1-D convolution: `[steps, c] -> [out_steps, c * depth_multiplier]`, kernel
@@ -186,6 +192,8 @@ impl DepthwiseConv1D {
             bias_initializer: Initializer::Zeros,
             depthwise_regularizer: None,
             bias_regularizer: None,
+            depthwise_constraint: None,
+            bias_constraint: None,
         })
     }
 
@@ -273,5 +281,8 @@ impl Layer for DepthwiseConv1D {
         }
     }
 
-    kernel_bias_layer_methods!(("kernel", kernel, depthwise_regularizer), ("bias", bias, bias_regularizer));
+    kernel_bias_layer_methods!(
+        ("kernel", kernel, depthwise_regularizer, depthwise_constraint),
+        ("bias", bias, bias_regularizer, bias_constraint)
+    );
 }

@@ -39,6 +39,12 @@ pub struct DepthwiseConv2DConfig {
     pub depthwise_regularizer: Option<Regularizer>,
     /// Bias penalty.
     pub bias_regularizer: Option<Regularizer>,
+    /// Depthwise kernel constraint, applied after every optimizer step (Keras's `depthwise_constraint`).
+    #[serde(default)]
+    pub depthwise_constraint: Option<crate::Constraint>,
+    /// Bias constraint, applied after every optimizer step (Keras's `bias_constraint`).
+    #[serde(default)]
+    pub bias_constraint: Option<crate::Constraint>,
 }
 
 /// Depthwise 2-D convolution: `[h, w, c] -> [oh, ow, c * depth_multiplier]`, kernel
@@ -55,7 +61,7 @@ pub struct DepthwiseConv2D {
 common_builders!(DepthwiseConv2D);
 crate::layers::conv2d::conv2d_builders!(DepthwiseConv2D, DepthwiseConv2DConfig, "[kh, kw, in, depth_multiplier]");
 /// The builders [`DepthwiseConv2D`] and `SeparableConv2D` share: activation, bias,
-/// depth multiplier and the depthwise kernel's initializer and penalty.
+/// depth multiplier and the depthwise kernel's initializer, penalty and constraint.
 macro_rules! depthwise_builders {
     ($t:ident) => {
         impl $t {
@@ -100,6 +106,11 @@ macro_rules! depthwise_builders {
                 self.cfg.bias_regularizer = Some(r);
                 self
             }
+
+            $crate::layer::constraint_builders!(
+                methods: depthwise_constraint => "the depthwise kernel",
+                bias_constraint => "the bias",
+            );
         }
     };
 }
@@ -157,6 +168,8 @@ impl DepthwiseConv2D {
             bias_initializer: Initializer::Zeros,
             depthwise_regularizer: None,
             bias_regularizer: None,
+            depthwise_constraint: None,
+            bias_constraint: None,
         })
     }
 
@@ -221,5 +234,8 @@ impl Layer for DepthwiseConv2D {
         }
     }
 
-    kernel_bias_layer_methods!(("kernel", kernel, depthwise_regularizer), ("bias", bias, bias_regularizer));
+    kernel_bias_layer_methods!(
+        ("kernel", kernel, depthwise_regularizer, depthwise_constraint),
+        ("bias", bias, bias_regularizer, bias_constraint)
+    );
 }

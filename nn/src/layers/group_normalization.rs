@@ -3,7 +3,8 @@
 
 use crate::layer::{common_builders, describe, layer_common, with_name, Ctx, Layer, Weight};
 use crate::layers::norm_common::{
-    channels_of, channels_to_build, check_channels, epsilon_center_scale_builders, statistics_dtype, GammaBeta,
+    channels_of, channels_to_build, check_channels, epsilon_center_scale_builders, gamma_beta_constraints,
+    statistics_dtype, GammaBeta,
 };
 use crate::{Error, Result};
 use keel_autograd::{Param, Var};
@@ -22,6 +23,12 @@ pub struct GroupNormalizationConfig {
     pub center: bool,
     /// Learn a scale `gamma`.
     pub scale: bool,
+    /// `beta` constraint, applied after every optimizer step (Keras's `beta_constraint`).
+    #[serde(default)]
+    pub beta_constraint: Option<crate::Constraint>,
+    /// `gamma` constraint, applied after every optimizer step (Keras's `gamma_constraint`).
+    #[serde(default)]
+    pub gamma_constraint: Option<crate::Constraint>,
 }
 
 /// Group normalization over the last (channel) axis, Keras's
@@ -66,7 +73,14 @@ impl GroupNormalization {
     /// `groups` groups (`-1`: one per channel), Keras's other defaults: epsilon 1e-3, center
     /// and scale.
     pub fn new(groups: i64) -> Self {
-        GroupNormalization::from_config(GroupNormalizationConfig { groups, epsilon: 1e-3, center: true, scale: true })
+        GroupNormalization::from_config(GroupNormalizationConfig {
+            groups,
+            epsilon: 1e-3,
+            center: true,
+            scale: true,
+            beta_constraint: None,
+            gamma_constraint: None,
+        })
     }
 
     /// From a config.
@@ -154,6 +168,8 @@ impl Layer for GroupNormalization {
         let normed = grouped.sub(&mean)?.mul(&var.add_scalar(self.cfg.epsilon)?.rsqrt()?)?.reshape(x.dims())?;
         self.gamma_beta.apply(normed, in_dtype, ctx)
     }
+
+    gamma_beta_constraints!();
 
     fn weights(&self) -> Vec<Weight> {
         self.gamma_beta.weights()

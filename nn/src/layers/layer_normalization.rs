@@ -1,7 +1,9 @@
 //! [`LayerNormalization`]: normalize each sample over its last axis (or the axes given).
 
 use crate::layer::{common_builders, layer_common, resolve_axes, with_name, Ctx, Layer, Weight};
-use crate::layers::norm_common::{epsilon_center_scale_builders, statistics_dtype, GammaBeta, NormAxes};
+use crate::layers::norm_common::{
+    epsilon_center_scale_builders, gamma_beta_constraints, statistics_dtype, GammaBeta, NormAxes,
+};
 use crate::Result;
 use keel_autograd::{Param, Var};
 use keel_tensor::rng::Rng;
@@ -16,6 +18,12 @@ pub struct LayerNormalizationConfig {
     pub center: bool,
     /// Learn a scale `gamma`.
     pub scale: bool,
+    /// `beta` constraint, applied after every optimizer step (Keras's `beta_constraint`).
+    #[serde(default)]
+    pub beta_constraint: Option<crate::Constraint>,
+    /// `gamma` constraint, applied after every optimizer step (Keras's `gamma_constraint`).
+    #[serde(default)]
+    pub gamma_constraint: Option<crate::Constraint>,
 }
 
 /// Layer normalization (Keras `LayerNormalization`), over the last axis by default.
@@ -49,7 +57,13 @@ impl Default for LayerNormalization {
 impl LayerNormalization {
     /// Keras defaults: epsilon 1e-3, center and scale.
     pub fn new() -> Self {
-        LayerNormalization::from_config(LayerNormalizationConfig { epsilon: 1e-3, center: true, scale: true })
+        LayerNormalization::from_config(LayerNormalizationConfig {
+            epsilon: 1e-3,
+            center: true,
+            scale: true,
+            beta_constraint: None,
+            gamma_constraint: None,
+        })
     }
 
     /// From a config.
@@ -122,6 +136,8 @@ impl Layer for LayerNormalization {
         let normed = x.sub(&mean)?.mul(&var.add_scalar(self.cfg.epsilon)?.rsqrt()?)?;
         self.gamma_beta.apply_broadcast(normed, in_dtype, ctx, broadcast.as_deref())
     }
+
+    gamma_beta_constraints!();
 
     fn weights(&self) -> Vec<Weight> {
         self.gamma_beta.weights()

@@ -1,6 +1,6 @@
 //! What the normalization layers (Batch-, Layer- and GroupNormalization) share: the
 //! per-channel `gamma`/`beta`, the statistics' dtype, the channel-axis checks and the
-//! `epsilon`/`center`/`scale` builders.
+//! `epsilon`/`center`/`scale` builders and the `gamma`/`beta` constraints.
 
 use crate::layer::{describe, Ctx, Layer, Weight};
 use crate::{Error, Result};
@@ -56,6 +56,15 @@ impl GammaBeta {
             None => scaled,
         };
         Ok(if y.dtype() != in_dtype && in_dtype.is_float() { y.to_dtype(in_dtype)? } else { y })
+    }
+
+    /// The `(weight, constraint)` pairs of `gamma` and `beta` (those learned and constrained).
+    pub(crate) fn constraints(
+        &self,
+        gamma: &Option<crate::Constraint>,
+        beta: &Option<crate::Constraint>,
+    ) -> Vec<(Param, crate::Constraint)> {
+        crate::layer::constraint_pairs(&[(gamma, &self.gamma), (beta, &self.beta)])
     }
 
     /// `gamma` then `beta` (those learned), trainable, under Keras's names.
@@ -226,8 +235,8 @@ pub(crate) fn check_channels(layer: &dyn Layer, x: &Var, channels: usize) -> Res
     Ok(())
 }
 
-/// The `epsilon`, `center` and `scale` builders of a normalization layer whose config
-/// (`cfg`) has those fields.
+/// The `epsilon`, `center`, `scale`, `beta_constraint` and `gamma_constraint` builders of a
+/// normalization layer whose config (`cfg`) has those fields.
 macro_rules! epsilon_center_scale_builders {
     ($t:ty) => {
         impl $t {
@@ -248,7 +257,23 @@ macro_rules! epsilon_center_scale_builders {
                 self.cfg.scale = yes;
                 self
             }
+
+            $crate::layer::constraint_builders!(
+                methods: beta_constraint => "`beta`",
+                gamma_constraint => "`gamma`",
+            );
         }
     };
 }
 pub(crate) use epsilon_center_scale_builders;
+
+/// [`Layer::constraints`] of a normalization layer with a `gamma_beta` field and
+/// `gamma_constraint`/`beta_constraint` in its `cfg`. Use inside `impl Layer`.
+macro_rules! gamma_beta_constraints {
+    () => {
+        fn constraints(&self) -> Vec<(keel_autograd::Param, $crate::Constraint)> {
+            self.gamma_beta.constraints(&self.cfg.gamma_constraint, &self.cfg.beta_constraint)
+        }
+    };
+}
+pub(crate) use gamma_beta_constraints;

@@ -6,7 +6,7 @@ use keel_autograd::{Param, Var};
 use keel_tensor::rng::Rng;
 use serde::{Deserialize, Serialize};
 
-/// The hyper-parameters of [`PReLU`] (its Keras config; `alpha_constraint` is not supported).
+/// The hyper-parameters of [`PReLU`] (its Keras config).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct PReLUConfig {
@@ -14,13 +14,20 @@ pub struct PReLUConfig {
     pub alpha_initializer: Initializer,
     /// The penalty on `alpha`.
     pub alpha_regularizer: Option<Regularizer>,
+    /// The constraint on `alpha`, applied after every optimizer step (Keras's `alpha_constraint`).
+    pub alpha_constraint: Option<crate::Constraint>,
     /// The per-sample axes (1-based, as Keras) along which one `alpha` is shared.
     pub shared_axes: Option<Vec<usize>>,
 }
 
 impl Default for PReLUConfig {
     fn default() -> Self {
-        PReLUConfig { alpha_initializer: Initializer::Zeros, alpha_regularizer: None, shared_axes: None }
+        PReLUConfig {
+            alpha_initializer: Initializer::Zeros,
+            alpha_regularizer: None,
+            alpha_constraint: None,
+            shared_axes: None,
+        }
     }
 }
 
@@ -72,6 +79,8 @@ impl PReLU {
         self.cfg.alpha_regularizer = Some(r);
         self
     }
+
+    crate::layer::constraint_builders!(methods: alpha_constraint => "`alpha`");
 
     /// Share `alpha` along these per-sample axes (1-based, as Keras's `shared_axes`).
     pub fn shared_axes(mut self, axes: impl Into<Vec<usize>>) -> Self {
@@ -164,5 +173,9 @@ impl Layer for PReLU {
 
     fn regularization_loss(&self, ctx: &Ctx<'_>) -> Result<Option<Var>> {
         penalties(ctx, &[(&self.cfg.alpha_regularizer, &self.alpha)])
+    }
+
+    fn constraints(&self) -> Vec<(Param, crate::Constraint)> {
+        crate::layer::constraint_pairs(&[(&self.cfg.alpha_constraint, &self.alpha)])
     }
 }

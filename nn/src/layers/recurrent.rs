@@ -231,6 +231,15 @@ pub struct RecurrentConfig<C: Cell> {
     pub recurrent_regularizer: Option<Regularizer>,
     /// Bias penalty.
     pub bias_regularizer: Option<Regularizer>,
+    /// Kernel constraint, applied after every optimizer step (Keras's `kernel_constraint`).
+    #[serde(default)]
+    pub kernel_constraint: Option<crate::Constraint>,
+    /// Recurrent kernel constraint, applied after every optimizer step (Keras's `recurrent_constraint`).
+    #[serde(default)]
+    pub recurrent_constraint: Option<crate::Constraint>,
+    /// Bias constraint, applied after every optimizer step (Keras's `bias_constraint`).
+    #[serde(default)]
+    pub bias_constraint: Option<crate::Constraint>,
     /// Cell-specific settings (`recurrent_activation`, `unit_forget_bias`, `reset_after`).
     #[serde(flatten)]
     pub cell: C,
@@ -238,7 +247,7 @@ pub struct RecurrentConfig<C: Cell> {
 
 /// The `Layer` methods the recurrent layers share (`Recurrent` and `ConvLSTM`): built-ness
 /// (`$built`, the field `build` sets), shapes, the forward passes with and without a mask,
-/// mask propagation, the three weights, the config and the penalties.
+/// mask propagation, the three weights, the config, the penalties and the constraints.
 macro_rules! recurrent_layer_methods {
     ($built:ident) => {
         fn is_built(&self) -> bool {
@@ -309,12 +318,20 @@ macro_rules! recurrent_layer_methods {
                 ],
             )
         }
+
+        fn constraints(&self) -> Vec<(keel_autograd::Param, $crate::Constraint)> {
+            $crate::layer::constraint_pairs(&[
+                (&self.cfg.kernel_constraint, &self.kernel),
+                (&self.cfg.recurrent_constraint, &self.recurrent_kernel),
+                (&self.cfg.bias_constraint, &self.bias),
+            ])
+        }
     };
 }
 pub(crate) use recurrent_layer_methods;
 
 /// The builders the recurrent layers share (`Recurrent` and `ConvLSTM`): activation, bias,
-/// outputs, direction, initializers and regularizers, each setting the `cfg` field of its
+/// outputs, direction, initializers, regularizers and constraints, each setting the `cfg` field of its
 /// name. `$sequences` names the `return_sequences` output's shape, `$states` the method
 /// that gives the states.
 macro_rules! recurrent_builders {
@@ -384,6 +401,12 @@ macro_rules! recurrent_builders {
             self.cfg.bias_regularizer = Some(r);
             self
         }
+
+        $crate::layer::constraint_builders!(
+            methods: kernel_constraint => "the kernel",
+            recurrent_constraint => "the recurrent kernel",
+            bias_constraint => "the bias",
+        );
     };
 }
 pub(crate) use recurrent_builders;
@@ -419,6 +442,9 @@ impl<C: Cell> Recurrent<C> {
             kernel_regularizer: None,
             recurrent_regularizer: None,
             bias_regularizer: None,
+            kernel_constraint: None,
+            recurrent_constraint: None,
+            bias_constraint: None,
             cell: C::default(),
         })
     }

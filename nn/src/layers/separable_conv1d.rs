@@ -56,6 +56,15 @@ pub struct SeparableConv1DConfig {
     pub pointwise_regularizer: Option<Regularizer>,
     /// Bias penalty.
     pub bias_regularizer: Option<Regularizer>,
+    /// Depthwise kernel constraint, applied after every optimizer step (Keras's `depthwise_constraint`).
+    #[serde(default)]
+    pub depthwise_constraint: Option<crate::Constraint>,
+    /// Pointwise kernel constraint, applied after every optimizer step (Keras's `pointwise_constraint`).
+    #[serde(default)]
+    pub pointwise_constraint: Option<crate::Constraint>,
+    /// Bias constraint, applied after every optimizer step (Keras's `bias_constraint`).
+    #[serde(default)]
+    pub bias_constraint: Option<crate::Constraint>,
 }
 
 /// Depthwise separable 1-D convolution: `[steps, c] -> [out_steps, filters]`; the depthwise
@@ -106,6 +115,9 @@ impl SeparableConv1D {
             depthwise_regularizer: None,
             pointwise_regularizer: None,
             bias_regularizer: None,
+            depthwise_constraint: None,
+            pointwise_constraint: None,
+            bias_constraint: None,
         })
     }
 
@@ -133,6 +145,8 @@ impl SeparableConv1D {
         self.cfg.pointwise_regularizer = Some(r);
         self
     }
+
+    crate::layer::constraint_builders!(methods: pointwise_constraint => "the pointwise kernel");
 
     /// The depthwise kernel `[kernel_size, in, depth_multiplier]`, once built.
     pub fn depthwise_kernel(&self) -> Option<&Param> {
@@ -259,8 +273,8 @@ impl Layer for SeparableConv1D {
     }
 
     kernel_bias_layer_methods!(
-        ("depthwise_kernel", depthwise_kernel, depthwise_regularizer),
-        ("pointwise_kernel", pointwise_kernel, pointwise_regularizer),
-        ("bias", bias, bias_regularizer),
+        ("depthwise_kernel", depthwise_kernel, depthwise_regularizer, depthwise_constraint),
+        ("pointwise_kernel", pointwise_kernel, pointwise_regularizer, pointwise_constraint),
+        ("bias", bias, bias_regularizer, bias_constraint),
     );
 }

@@ -46,6 +46,15 @@ pub struct SeparableConv2DConfig {
     pub pointwise_regularizer: Option<Regularizer>,
     /// Bias penalty.
     pub bias_regularizer: Option<Regularizer>,
+    /// Depthwise kernel constraint, applied after every optimizer step (Keras's `depthwise_constraint`).
+    #[serde(default)]
+    pub depthwise_constraint: Option<crate::Constraint>,
+    /// Pointwise kernel constraint, applied after every optimizer step (Keras's `pointwise_constraint`).
+    #[serde(default)]
+    pub pointwise_constraint: Option<crate::Constraint>,
+    /// Bias constraint, applied after every optimizer step (Keras's `bias_constraint`).
+    #[serde(default)]
+    pub bias_constraint: Option<crate::Constraint>,
 }
 
 /// Depthwise separable 2-D convolution: `[h, w, c] -> [oh, ow, filters]`; the depthwise
@@ -83,6 +92,9 @@ impl SeparableConv2D {
             depthwise_regularizer: None,
             pointwise_regularizer: None,
             bias_regularizer: None,
+            depthwise_constraint: None,
+            pointwise_constraint: None,
+            bias_constraint: None,
         })
     }
 
@@ -128,6 +140,8 @@ impl SeparableConv2D {
         self.cfg.pointwise_regularizer = Some(r);
         self
     }
+
+    crate::layer::constraint_builders!(methods: pointwise_constraint => "the pointwise kernel");
 
     /// The config.
     pub fn get_config(&self) -> &SeparableConv2DConfig {
@@ -249,8 +263,8 @@ impl Layer for SeparableConv2D {
     }
 
     kernel_bias_layer_methods!(
-        ("depthwise_kernel", depthwise_kernel, depthwise_regularizer),
-        ("pointwise_kernel", pointwise_kernel, pointwise_regularizer),
-        ("bias", bias, bias_regularizer),
+        ("depthwise_kernel", depthwise_kernel, depthwise_regularizer, depthwise_constraint),
+        ("pointwise_kernel", pointwise_kernel, pointwise_regularizer, pointwise_constraint),
+        ("bias", bias, bias_regularizer, bias_constraint),
     );
 }
