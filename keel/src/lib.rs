@@ -74,15 +74,15 @@ pub type Result<T> = std::result::Result<T, Error>;
 pub mod prelude {
     pub use keel_data::preprocessing::{StringLookup, TextOutputMode, TextVectorization};
     pub use keel_nn::{
-        add, concatenate, dot, Activation, ActivationLayer, Add, AdditiveAttention, Attention, AveragePooling1D,
-        AveragePooling2D, BatchNormalization, Bidirectional, Concatenate, Conv1D, Conv1DPadding, Conv1DTranspose,
-        Conv2D, Conv2DTranspose, Cropping1D, Cropping2D, Dense, DepthwiseConv2D, Dot, Dropout, Embedding, Flatten,
-        GaussianDropout, GaussianNoise, GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D,
-        GlobalMaxPooling2D, Initializer, Input, Interpolation, Layer, LayerExt, LayerNormalization, LeakyReLU, Loss,
-        LossFn, Masking, MaxPooling1D, MaxPooling2D, MultiHeadAttention, Network, PReLU, Permute, RandomBrightness,
-        RandomContrast, RandomFlip, ReLU, Regularizer, RepeatVector, Reshape, ScoreMode, SeparableConv2D, SimpleRNN,
-        Softmax, SpatialDropout1D, SpatialDropout2D, SpatialDropout3D, TimeDistributed, UpSampling1D, UpSampling2D,
-        ZeroPadding1D, ZeroPadding2D, ELU, GRU, LSTM,
+        add, concatenate, dot, Activation, ActivationLayer, ActivityRegularization, Add, AdditiveAttention, Attention,
+        AveragePooling1D, AveragePooling2D, BatchNormalization, Bidirectional, Concatenate, Conv1D, Conv1DPadding,
+        Conv1DTranspose, Conv2D, Conv2DTranspose, Cropping1D, Cropping2D, Dense, DepthwiseConv2D, Dot, Dropout,
+        Embedding, Flatten, GaussianDropout, GaussianNoise, GlobalAveragePooling1D, GlobalAveragePooling2D,
+        GlobalMaxPooling1D, GlobalMaxPooling2D, Initializer, Input, Interpolation, Layer, LayerExt, LayerNormalization,
+        LeakyReLU, Loss, LossFn, Masking, MaxPooling1D, MaxPooling2D, MultiHeadAttention, Network, PReLU, Permute,
+        RandomBrightness, RandomContrast, RandomFlip, ReLU, Regularizer, RepeatVector, Reshape, ScoreMode,
+        SeparableConv2D, SimpleRNN, Softmax, SpatialDropout1D, SpatialDropout2D, SpatialDropout3D, TimeDistributed,
+        UpSampling1D, UpSampling2D, ZeroPadding1D, ZeroPadding2D, ELU, GRU, LSTM,
     };
     pub use keel_nn::{
         AveragePooling3D, Conv3D, Cropping3D, GlobalAveragePooling3D, GlobalMaxPooling3D, MaxPooling3D, UpSampling3D,

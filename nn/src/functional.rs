@@ -384,7 +384,8 @@ impl Model {
                 masks.insert(n.0.id, m);
             }
             let act = g.output_activation();
-            if !read.contains(&n.0.id) && out_ids.contains(&n.0.id) {
+            let unread_output = !read.contains(&n.0.id) && out_ids.contains(&n.0.id);
+            if unread_output && g.activity_regularizer().is_none() {
                 logits.insert(n.0.id, (z, act));
                 continue;
             }
@@ -392,6 +393,12 @@ impl Model {
                 Some(a) => a.apply(&z)?,
                 None => z.clone(),
             };
+            ctx.add_activity_loss(g.as_ref(), &y)?;
+            if unread_output {
+                // its head applies the activation (with the loss, on the logits)
+                logits.insert(n.0.id, (z, act));
+                continue;
+            }
             if out_ids.contains(&n.0.id) {
                 logits.insert(n.0.id, (z, act));
             }

@@ -21,6 +21,9 @@ use keel_tensor::{DType, Tensor};
 /// - `compute_dtype`: under a mixed-precision policy, the dtype layers compute in
 ///   ([`Ctx::param`] and [`Ctx::autocast`] cast to it); models set it for the duration
 ///   of their forward pass from their [`DTypePolicy`](crate::mixed_precision::DTypePolicy).
+/// - `losses`: the activity penalties the forward pass adds (Keras's `add_loss` from a
+///   layer's `activity_regularizer`), which the trainer adds to the loss
+///   ([`Ctx::take_losses`]).
 /// - `casts`: the parameters' compute-dtype copies under mixed precision, cast together
 ///   (one launch on a GPU) when a model's forward pass starts ([`Ctx::precast`]): for a
 ///   training step on its tape, or kept across a run of inference passes over fixed
@@ -41,6 +44,12 @@ pub struct Ctx<'a> {
     /// out its weights as constants (no gradient is computed for them) and
     /// `BatchNormalization` runs in inference mode. Models set it per layer.
     pub frozen: bool,
+    /// The activity penalties added during the forward pass (each a 0-d F32 Var, tracked
+    /// when its layer output is): models push one per layer output that has an
+    /// [`Layer::activity_regularizer`] ([`Ctx::add_activity_loss`]); the trainer takes
+    /// them with [`Ctx::take_losses`] and adds them to the loss, as Keras's
+    /// `compute_loss` adds `model.losses`.
+    pub losses: Vec<Var>,
 }
 
 /// The parameters of a model cast to a compute dtype under mixed precision.
@@ -120,17 +129,33 @@ impl CastCache {
 impl<'a> Ctx<'a> {
     /// A context with every field given.
     pub fn new(tape: Option<&'a Tape>, training: bool, rng: Option<&'a mut Rng>) -> Self {
-        Ctx { tape, training, rng, compute_dtype: None, casts: None, frozen: false }
+        Ctx { tape, training, rng, compute_dtype: None, casts: None, frozen: false, losses: Vec::new() }
     }
 
     /// Inference: no tape, `training = false`, no rng.
     pub fn inference() -> Ctx<'static> {
-        Ctx { tape: None, training: false, rng: None, compute_dtype: None, casts: None, frozen: false }
+        Ctx {
+            tape: None,
+            training: false,
+            rng: None,
+            compute_dtype: None,
+            casts: None,
+            frozen: false,
+            losses: Vec::new(),
+        }
     }
 
     /// Training on `tape` with dropout drawing from `rng`.
     pub fn train(tape: &'a Tape, rng: &'a mut Rng) -> Self {
-        Ctx { tape: Some(tape), training: true, rng: Some(rng), compute_dtype: None, casts: None, frozen: false }
+        Ctx {
+            tape: Some(tape),
+            training: true,
+            rng: Some(rng),
+            compute_dtype: None,
+            casts: None,
+            frozen: false,
+            losses: Vec::new(),
+        }
     }
 
     /// Inference (as [`Ctx::inference`]) keeping the parameters' compute-dtype copies in
@@ -220,6 +245,35 @@ impl<'a> Ctx<'a> {
         let r = f(self);
         self.frozen = saved;
         r
+    }
+
+    /// Adds `layer`'s activity penalty of its output `y` to [`Ctx::losses`] when it has an
+    /// [`Layer::activity_regularizer`], as Keras's `Layer.__call__` does: the regularizer of
+    /// `y` divided by the batch size (`y`'s first axis; `divide_no_nan`, so 0 for an empty
+    /// batch), computed in F32 for an F16/BF16 output (mixed precision; Keras computes it in
+    /// the output's dtype). Added for frozen layers too (Keras
+    /// adds it whatever `trainable` is). Models call this after every layer.
+    pub fn add_activity_loss(&mut self, layer: &dyn Layer, y: &Var) -> Result<()> {
+        let Some(r) = layer.activity_regularizer() else { return Ok(()) };
+        // a half-precision output (mixed precision) is penalised in F32
+        let y32 = if matches!(y.dtype(), DType::F16 | DType::BF16) { y.to_dtype(DType::F32)? } else { y.clone() };
+        let mut penalty = r.penalty(&y32)?;
+        if y.rank() > 0 {
+            let b = y.dims()[0];
+            penalty = penalty.mul_scalar(if b == 0 { 0.0 } else { 1.0 / b as f64 })?;
+        }
+        self.losses.push(penalty);
+        Ok(())
+    }
+
+    /// The sum of the activity penalties added so far ([`Ctx::losses`], `None` when there
+    /// are none), emptying the list.
+    pub fn take_losses(&mut self) -> Result<Option<Var>> {
+        let mut acc = None;
+        for l in std::mem::take(&mut self.losses) {
+            acc = add_opt(acc, Some(l))?;
+        }
+        Ok(acc)
     }
 
     /// The rng, or an error naming `layer` when the context has none.
@@ -362,6 +416,14 @@ pub trait Layer: Send + Sync {
     /// one with its constraint, which the trainer applies after every optimizer step.
     fn constraints(&self) -> Vec<(Param, crate::Constraint)> {
         Vec::new()
+    }
+
+    /// Keras's `activity_regularizer`: the penalty of the layer's output, which models add
+    /// to [`Ctx::losses`] after the layer runs ([`Ctx::add_activity_loss`]). `None` by
+    /// default; layers that take one (Dense, the convolutions, Embedding, the recurrent
+    /// layers) return their config's, `ActivityRegularization` its `l1`/`l2`.
+    fn activity_regularizer(&self) -> Option<crate::Regularizer> {
+        None
     }
 
     /// The weight penalties (kernel/bias regularizers) as a 0-d Var, if any.
@@ -713,9 +775,26 @@ macro_rules! constraint_builders {
 }
 pub(crate) use constraint_builders;
 
+/// The `.activity_regularizer(..)` builder of a layer whose `cfg` has an
+/// `activity_regularizer` field (Keras's argument of the same name).
+macro_rules! activity_regularizer_builder {
+    ($name:ident) => {
+        impl $name {
+            /// Penalise the layer's output (Keras's `activity_regularizer`): the penalty of
+            /// each batch's output divided by the batch size is added to the training and
+            /// evaluation loss.
+            pub fn activity_regularizer(mut self, r: $crate::Regularizer) -> Self {
+                self.cfg.activity_regularizer = Some(r);
+                self
+            }
+        }
+    };
+}
+pub(crate) use activity_regularizer_builder;
+
 /// The builder methods of a layer with a kernel and an optional bias (Dense, Conv1D/2D/3D,
 /// Conv1D/2D/3DTranspose), over `cfg` fields of the same names (including
-/// `kernel_constraint` and `bias_constraint`).
+/// `kernel_constraint`, `bias_constraint` and `activity_regularizer`).
 /// `kernel_bias_builders!(Name, no_use_bias)` leaves out `use_bias` (EinsumDense, whose
 /// bias comes from its `bias_axes`).
 macro_rules! kernel_bias_builders {
@@ -737,6 +816,7 @@ macro_rules! kernel_bias_builders {
         }
 
         $crate::layer::constraint_builders!($name: kernel_constraint => "the kernel", bias_constraint => "the bias");
+        $crate::layer::activity_regularizer_builder!($name);
     };
 }
 pub(crate) use kernel_bias_builders;
@@ -823,6 +903,10 @@ macro_rules! kernel_bias_layer_methods {
 
         fn constraints(&self) -> Vec<(keel_autograd::Param, $crate::Constraint)> {
             $crate::layer::constraint_pairs(&[$((&self.cfg.$con, &self.$field)),+])
+        }
+
+        fn activity_regularizer(&self) -> Option<$crate::Regularizer> {
+            self.cfg.activity_regularizer
         }
     };
 }

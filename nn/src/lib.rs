@@ -57,10 +57,10 @@ pub use sequential::Sequential;
 /// Everything a model definition needs: `use keel_nn::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        add, average, concatenate, dot, multiply, subtract, Activation, ActivationLayer, Add, AdditiveAttention,
-        Attention, Average, AveragePooling1D, AveragePooling2D, BatchNormalization, Bidirectional, Concatenate,
-        Constraint, Conv1D, Conv1DPadding, Conv1DTranspose, Conv2D, Conv2DTranspose, Cropping1D, Cropping2D, Ctx,
-        Dense, DepthwiseConv2D, Dot, Dropout, Embedding, Flatten, GaussianDropout, GaussianNoise,
+        add, average, concatenate, dot, multiply, subtract, Activation, ActivationLayer, ActivityRegularization, Add,
+        AdditiveAttention, Attention, Average, AveragePooling1D, AveragePooling2D, BatchNormalization, Bidirectional,
+        Concatenate, Constraint, Conv1D, Conv1DPadding, Conv1DTranspose, Conv2D, Conv2DTranspose, Cropping1D,
+        Cropping2D, Ctx, Dense, DepthwiseConv2D, Dot, Dropout, Embedding, Flatten, GaussianDropout, GaussianNoise,
         GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D, Initializer, Input,
         Interpolation, Layer, LayerExt, LayerNormalization, LeakyReLU, Loss, LossFn, Masking, MaxPooling1D,
         MaxPooling2D, Maximum, MergeMode, Minimum, Model, MultiHeadAttention, Multiply, Network, Normalization, PReLU,

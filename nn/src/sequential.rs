@@ -314,6 +314,7 @@ impl Network for Sequential {
                         }
                     }
                 })?;
+                ctx.add_activity_loss(layer.as_ref(), &x)?;
                 mask = layer.compute_mask(std::slice::from_ref(&input), &[mask])?;
             }
             let input = ctx.layer_input(last.as_ref(), &x)?;
@@ -322,6 +323,14 @@ impl Network for Sequential {
                 Some(_) => last.forward_logits_masked(std::slice::from_ref(&input), &[mask.clone()], ctx),
             })?;
             let mask = last.compute_mask(std::slice::from_ref(&input), &[mask])?;
+            if last.activity_regularizer().is_some() {
+                // the penalty is of the output, after the activation the head leaves to the loss
+                let y = match last.output_activation() {
+                    Some(a) => a.apply(&logits)?,
+                    None => logits.clone(),
+                };
+                ctx.add_activity_loss(last.as_ref(), &y)?;
+            }
             Ok(vec![policy.head(logits, last.output_activation()).with_mask(mask)])
         })
     }

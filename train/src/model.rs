@@ -791,7 +791,8 @@ impl<N: Network> KerasModel<N> {
             let mut ctx = Ctx::train_with(&tape, rng, &casts);
             let inputs: Vec<Var> = xs.iter().map(|x| Var::constant(x.clone())).collect();
             let heads = self.net.forward_heads(&inputs, &mut ctx)?;
-            let reg = self.net.regularization_loss(&ctx)?;
+            // the weight penalties and the activity penalties of this forward pass
+            let reg = add_penalties(self.net.regularization_loss(&ctx)?, ctx.take_losses()?)?;
             (heads, reg)
         };
         let (loss, losses) = total_loss("fit", &compiled.outputs, &heads, ys, w, reg)?;
@@ -907,7 +908,8 @@ impl<N: Network> KerasModel<N> {
             let yb = y_host.iter().map(|y| y.to_device(&self.device)).collect::<std::result::Result<Vec<_>, _>>()?;
             let mut ctx = Ctx::inference_with(&casts);
             let heads = self.net.forward_heads(&xb, &mut ctx)?;
-            let reg = self.net.regularization_loss(&ctx)?;
+            // Keras's evaluation loss includes `model.losses` too (activity penalties included)
+            let reg = add_penalties(self.net.regularization_loss(&ctx)?, ctx.take_losses()?)?;
             let (_, losses) = total_loss("evaluate", &compiled.outputs, &heads, (&y_host, &yb), wb.as_ref(), reg)?;
             let y_pred = heads.iter().map(|h| Ok(h.output()?.value().clone())).collect::<Result<Vec<_>>>()?;
             let masks: Vec<Option<Tensor>> = heads.iter().map(|h| h.mask().cloned()).collect();
@@ -1261,4 +1263,13 @@ impl WeightedSource for SourceBatches<'_> {
             Ok((vec![x], vec![y], w))
         })))
     }
+}
+
+/// The sum of two optional penalties (the weight and the activity penalties of a step).
+fn add_penalties(a: Option<Var>, b: Option<Var>) -> Result<Option<Var>> {
+    Ok(match (a, b) {
+        (Some(a), Some(b)) => Some(a.add(&b)?),
+        (a, None) => a,
+        (None, b) => b,
+    })
 }

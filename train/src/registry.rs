@@ -17,12 +17,12 @@
 use crate::{Error, Result};
 use keel_nn::mixed_precision::DTypePolicy;
 use keel_nn::{
-    Activation, ActivationLayer, Add, AveragePooling1D, AveragePooling2D, BatchNormalization, BatchNormalizationConfig,
-    Bidirectional, Cell, Concatenate, Conv1D, Conv1DConfig, Conv2D, Conv2DConfig, Conv2DTranspose,
-    Conv2DTransposeConfig, Cropping1D, Cropping2D, Dense, DenseConfig, DepthwiseConv2D, DepthwiseConv2DConfig, Dropout,
-    Embedding, EmbeddingConfig, Factor, Flatten, GRUCell, GlobalAveragePooling1D, GlobalAveragePooling2D,
-    GlobalMaxPooling1D, GlobalMaxPooling2D, Input, Interpolation, LSTMCell, Layer, LayerHandle, LayerNormalization,
-    LayerNormalizationConfig, Margins, MaxPooling1D, MaxPooling2D, MergeMode, MultiHeadAttention,
+    Activation, ActivationLayer, ActivityRegularization, Add, AveragePooling1D, AveragePooling2D, BatchNormalization,
+    BatchNormalizationConfig, Bidirectional, Cell, Concatenate, Conv1D, Conv1DConfig, Conv2D, Conv2DConfig,
+    Conv2DTranspose, Conv2DTransposeConfig, Cropping1D, Cropping2D, Dense, DenseConfig, DepthwiseConv2D,
+    DepthwiseConv2DConfig, Dropout, Embedding, EmbeddingConfig, Factor, Flatten, GRUCell, GlobalAveragePooling1D,
+    GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D, Input, Interpolation, LSTMCell, Layer, LayerHandle,
+    LayerNormalization, LayerNormalizationConfig, Margins, MaxPooling1D, MaxPooling2D, MergeMode, MultiHeadAttention,
     MultiHeadAttentionConfig, Network, PReLUConfig, Permute, Pool1DConfig, Pool2DConfig, Recurrent, RecurrentConfig,
     RepeatVector, Reshape, SeparableConv2D, SeparableConv2DConfig, SimpleRNNCell, SymbolicTensor, UpSampling1D,
     UpSampling2D, ZeroPadding1D, ZeroPadding2D,
@@ -126,24 +126,56 @@ fn constraint_keys(class_name: &str) -> &'static [&'static str] {
 /// The Keras constraint classes keel implements ([`keel_nn::Constraint`]).
 const CONSTRAINT_CLASSES: &[&str] = &["MaxNorm", "MinMaxNorm", "NonNeg", "UnitNorm"];
 
+/// The built-in layers that apply an `activity_regularizer` (read from their config).
+const ACTIVITY_REGULARIZED: &[&str] = &[
+    "Dense",
+    "EinsumDense",
+    "Conv1D",
+    "Conv2D",
+    "Conv3D",
+    "Conv1DTranspose",
+    "Conv2DTranspose",
+    "Conv3DTranspose",
+    "DepthwiseConv1D",
+    "DepthwiseConv2D",
+    "SeparableConv1D",
+    "SeparableConv2D",
+    "Embedding",
+    "SimpleRNN",
+    "LSTM",
+    "GRU",
+    "ConvLSTM1D",
+    "ConvLSTM2D",
+];
+
+/// The Keras regularizer classes keel implements ([`keel_nn::Regularizer`]).
+const REGULARIZER_CLASSES: &[&str] = &["L1", "L2", "L1L2"];
+
 /// Whether the built-in layer `class_name` applies the setting `key` = `v` (a supported
-/// constraint class on a weight that takes one).
+/// constraint class on a weight that takes one, or a supported regularizer class as the
+/// `activity_regularizer` of a layer that applies one).
 fn applied(class_name: &str, key: &str, v: &Value) -> bool {
+    if key == "activity_regularizer" {
+        return ACTIVITY_REGULARIZED.contains(&class_name)
+            && v.get("class_name").and_then(Value::as_str).is_some_and(|c| REGULARIZER_CLASSES.contains(&c));
+    }
     constraint_keys(class_name).contains(&key)
         && v.get("class_name").and_then(Value::as_str).is_some_and(|c| CONSTRAINT_CLASSES.contains(&c))
 }
 
 /// The settings of a Keras config of layer class `class_name` that keel reads but does not
-/// apply: an `activity_regularizer`, a dropout's `noise_shape` (keel draws per element), and
-/// weight constraints (`kernel_constraint`, ...) of a
-/// class keel lacks or on a layer that does not apply them (keel applies `MaxNorm`,
-/// `MinMaxNorm`, `NonNeg` and `UnitNorm` on every weight of Dense, the Conv, Depthwise and
-/// Separable convolutions, Embedding, SimpleRNN/LSTM/GRU, ConvLSTM1D/2D, Batch-, Layer- and
+/// apply: an `activity_regularizer` of a layer that does not apply one or of a regularizer
+/// class keel lacks (keel applies `L1`, `L2` and `L1L2` on Dense, EinsumDense, the
+/// convolutions, Embedding and the recurrent layers), a dropout's `noise_shape` (keel draws per
+/// element), and weight constraints (`kernel_constraint`, ...) of a class keel lacks or on a
+/// layer that does not apply them (keel applies `MaxNorm`, `MinMaxNorm`, `NonNeg` and
+/// `UnitNorm` on every weight of Dense, EinsumDense, the Conv, Depthwise and Separable
+/// convolutions, Embedding, SimpleRNN/LSTM/GRU, ConvLSTM1D/2D, Batch-, Layer- and
 /// GroupNormalization and PReLU, under Keras's keys: `kernel_constraint`,
-/// `depthwise_constraint`, `gamma_constraint`, ...). They change
-/// training only (the saved weights already obey the constraints), so such a model loads, with
-/// a warning naming them, rather than being refused; `fit` then trains without them (a
-/// constraint class keel lacks is dropped on load).
+/// `depthwise_constraint`, `gamma_constraint`, ...). They change training only (the saved
+/// weights already obey the constraints), so such a model loads, with a warning naming them,
+/// rather than being refused; `fit` then trains without them (a constraint or regularizer
+/// class keel lacks is dropped on load).
 pub fn unapplied_settings(class_name: &str, cfg: &Value) -> Vec<String> {
     let Some(map) = cfg.as_object() else { return Vec::new() };
     map.iter()
@@ -175,7 +207,9 @@ fn applied_settings(class_name: &str, cfg: &Value) -> Value {
     }
     let mut cfg = cfg.clone();
     if let Some(map) = cfg.as_object_mut() {
-        for &k in constraint_keys(class_name) {
+        let activity: &[&str] =
+            if ACTIVITY_REGULARIZED.contains(&class_name) { &["activity_regularizer"] } else { &[] };
+        for &k in constraint_keys(class_name).iter().chain(activity) {
             if map.get(k).is_some_and(|v| !v.is_null() && !applied(class_name, k, v)) {
                 map.insert(k.to_string(), Value::Null);
             }
@@ -284,6 +318,10 @@ pub fn layer_from_config(class_name: &str, cfg: &Value) -> Result<Box<dyn Layer>
             Box::new(hashing(cfg)?)
         }
         (None, "Reshape") => Box::new(Reshape::new(get::<Vec<isize>>(class_name, cfg, "target_shape")?)),
+        (None, "ActivityRegularization") => Box::new(ActivityRegularization::new(
+            get_or::<f64>(class_name, cfg, "l1", 0.0)?,
+            get_or::<f64>(class_name, cfg, "l2", 0.0)?,
+        )),
         (None, "Dropout") => Box::new(Dropout::new(get::<f64>(class_name, cfg, "rate")?)),
         (None, "Masking") => Box::new(keel_nn::Masking::new(get_or(class_name, cfg, "mask_value", 0.0)?)),
         (None, "ZeroPadding1D") => Box::new(ZeroPadding1D::new(margins::<1>(class_name, cfg, "padding")?)),

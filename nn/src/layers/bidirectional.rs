@@ -99,6 +99,9 @@ impl<C: Cell> Bidirectional<C> {
     pub fn forward_with_mask(&self, x: &Var, mask: Option<&Tensor>, ctx: &mut Ctx<'_>) -> Result<(Var, Vec<Var>)> {
         let (yf, mut sf) = self.forward.forward_with_mask(x, mask, None, ctx)?;
         let (mut yb, sb) = self.backward.forward_with_mask(x, mask, None, ctx)?;
+        // Keras calls both wrapped layers (their activity regularizers apply to each output)
+        ctx.add_activity_loss(&self.forward, &yf)?;
+        ctx.add_activity_loss(&self.backward, &yb)?;
         if self.forward.get_config().return_sequences {
             yb = reverse_time(&yb)?;
         }

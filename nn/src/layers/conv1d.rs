@@ -56,6 +56,10 @@ pub struct Conv1DConfig {
     pub kernel_regularizer: Option<Regularizer>,
     /// Bias penalty.
     pub bias_regularizer: Option<Regularizer>,
+    /// Output penalty (Keras's `activity_regularizer`): the penalty of each batch's output
+    /// divided by the batch size, added to the loss.
+    #[serde(default)]
+    pub activity_regularizer: Option<Regularizer>,
     /// Kernel constraint, applied after every optimizer step (Keras's `kernel_constraint`).
     #[serde(default)]
     pub kernel_constraint: Option<crate::Constraint>,
@@ -96,6 +100,7 @@ impl Conv1D {
             bias_initializer: Initializer::Zeros,
             kernel_regularizer: None,
             bias_regularizer: None,
+            activity_regularizer: None,
             kernel_constraint: None,
             bias_constraint: None,
             groups: 1,

@@ -49,6 +49,10 @@ pub struct Conv1DTransposeConfig {
     pub kernel_regularizer: Option<Regularizer>,
     /// Bias penalty.
     pub bias_regularizer: Option<Regularizer>,
+    /// Output penalty (Keras's `activity_regularizer`): the penalty of each batch's output
+    /// divided by the batch size, added to the loss.
+    #[serde(default)]
+    pub activity_regularizer: Option<Regularizer>,
     /// Kernel constraint, applied after every optimizer step (Keras's `kernel_constraint`).
     #[serde(default)]
     pub kernel_constraint: Option<crate::Constraint>,
@@ -119,6 +123,7 @@ impl Conv1DTranspose {
             bias_initializer: Initializer::Zeros,
             kernel_regularizer: None,
             bias_regularizer: None,
+            activity_regularizer: None,
             kernel_constraint: None,
             bias_constraint: None,
         })

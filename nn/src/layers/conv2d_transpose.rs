@@ -72,6 +72,7 @@ impl Conv2DTranspose {
                 bias_initializer: Initializer::Zeros,
                 kernel_regularizer: None,
                 bias_regularizer: None,
+                activity_regularizer: None,
                 kernel_constraint: None,
                 bias_constraint: None,
                 groups: 1,

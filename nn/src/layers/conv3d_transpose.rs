@@ -104,6 +104,7 @@ impl Conv3DTranspose {
                 bias_initializer: Initializer::Zeros,
                 kernel_regularizer: None,
                 bias_regularizer: None,
+                activity_regularizer: None,
                 kernel_constraint: None,
                 bias_constraint: None,
             },

@@ -177,6 +177,10 @@ pub struct ConvLSTMConfig<W: ConvLSTMWindow> {
     /// Bias constraint, applied after every optimizer step (Keras's `bias_constraint`).
     #[serde(default)]
     pub bias_constraint: Option<crate::Constraint>,
+    /// Output penalty (Keras's `activity_regularizer`): the penalty of each batch's output
+    /// divided by the batch size, added to the loss.
+    #[serde(default)]
+    pub activity_regularizer: Option<Regularizer>,
 }
 
 /// A convolutional LSTM over `[batch, timesteps, ..spatial, channels]`; use it through the
@@ -269,6 +273,7 @@ impl<W: ConvLSTMWindow> ConvLSTMConfig<W> {
             kernel_constraint: None,
             recurrent_constraint: None,
             bias_constraint: None,
+            activity_regularizer: None,
         }
     }
 }

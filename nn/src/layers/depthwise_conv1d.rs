@@ -52,6 +52,10 @@ pub struct DepthwiseConv1DConfig {
     /// Bias constraint, applied after every optimizer step (Keras's `bias_constraint`).
     #[serde(default)]
     pub bias_constraint: Option<crate::Constraint>,
+    /// Output penalty (Keras's `activity_regularizer`): the penalty of each batch's output
+    /// divided by the batch size, added to the loss.
+    #[serde(default)]
+    pub activity_regularizer: Option<Regularizer>,
 }
 
 /// Depthwise 1-D convolution: `[steps, c] -> [out_steps, c * depth_multiplier]`, kernel
@@ -194,6 +198,7 @@ impl DepthwiseConv1D {
             bias_regularizer: None,
             depthwise_constraint: None,
             bias_constraint: None,
+            activity_regularizer: None,
         })
     }
 

@@ -45,6 +45,10 @@ pub struct DepthwiseConv2DConfig {
     /// Bias constraint, applied after every optimizer step (Keras's `bias_constraint`).
     #[serde(default)]
     pub bias_constraint: Option<crate::Constraint>,
+    /// Output penalty (Keras's `activity_regularizer`): the penalty of each batch's output
+    /// divided by the batch size, added to the loss.
+    #[serde(default)]
+    pub activity_regularizer: Option<Regularizer>,
 }
 
 /// Depthwise 2-D convolution: `[h, w, c] -> [oh, ow, c * depth_multiplier]`, kernel
@@ -112,6 +116,8 @@ macro_rules! depthwise_builders {
                 bias_constraint => "the bias",
             );
         }
+
+        $crate::layer::activity_regularizer_builder!($t);
     };
 }
 pub(crate) use depthwise_builders;
@@ -170,6 +176,7 @@ impl DepthwiseConv2D {
             bias_regularizer: None,
             depthwise_constraint: None,
             bias_constraint: None,
+            activity_regularizer: None,
         })
     }
 

@@ -33,6 +33,10 @@ pub struct EinsumDenseConfig {
     /// Bias penalty.
     #[serde(default)]
     pub bias_regularizer: Option<Regularizer>,
+    /// Output penalty (Keras's `activity_regularizer`): the penalty of each batch's output
+    /// divided by the batch size, added to the loss.
+    #[serde(default)]
+    pub activity_regularizer: Option<Regularizer>,
     /// Kernel constraint, applied after every optimizer step.
     #[serde(default)]
     pub kernel_constraint: Option<crate::Constraint>,
@@ -136,6 +140,7 @@ impl EinsumDense {
             bias_initializer: Initializer::Zeros,
             kernel_regularizer: None,
             bias_regularizer: None,
+            activity_regularizer: None,
             kernel_constraint: None,
             bias_constraint: None,
         })

@@ -18,6 +18,10 @@ pub struct EmbeddingConfig {
     pub embeddings_initializer: Initializer,
     /// Table penalty.
     pub embeddings_regularizer: Option<Regularizer>,
+    /// Output penalty (Keras's `activity_regularizer`): the penalty of each batch's output
+    /// divided by the batch size, added to the loss.
+    #[serde(default)]
+    pub activity_regularizer: Option<Regularizer>,
     /// Table constraint, applied after every optimizer step (Keras's `embeddings_constraint`).
     #[serde(default)]
     pub embeddings_constraint: Option<crate::Constraint>,
@@ -48,6 +52,7 @@ pub struct Embedding {
 }
 
 common_builders!(Embedding);
+crate::layer::activity_regularizer_builder!(Embedding);
 
 impl Embedding {
     /// A table of `input_dim` vectors of size `output_dim`, uniform(-0.05, 0.05).
@@ -57,6 +62,7 @@ impl Embedding {
             output_dim,
             embeddings_initializer: Initializer::random_uniform(),
             embeddings_regularizer: None,
+            activity_regularizer: None,
             embeddings_constraint: None,
             mask_zero: false,
         })
@@ -183,6 +189,10 @@ impl Layer for Embedding {
 
     fn regularization_loss(&self, ctx: &Ctx<'_>) -> Result<Option<Var>> {
         crate::layer::penalties(ctx, &[(&self.cfg.embeddings_regularizer, &self.table)])
+    }
+
+    fn activity_regularizer(&self) -> Option<crate::Regularizer> {
+        self.cfg.activity_regularizer
     }
 
     fn constraints(&self) -> Vec<(Param, crate::Constraint)> {

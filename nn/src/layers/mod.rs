@@ -1,6 +1,7 @@
 //! The layers, one per file.
 
 mod activation_layer;
+mod activity_regularization;
 mod attention;
 mod augment;
 mod average_pooling1d;
@@ -80,6 +81,7 @@ mod zero_padding2d;
 mod zero_padding3d;
 
 pub use activation_layer::ActivationLayer;
+pub use activity_regularization::ActivityRegularization;
 pub use attention::{
     AdditiveAttention, AdditiveAttentionConfig, Attention, AttentionConfig, AttentionWeights, ScoreMode,
 };

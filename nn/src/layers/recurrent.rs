@@ -240,6 +240,10 @@ pub struct RecurrentConfig<C: Cell> {
     /// Bias constraint, applied after every optimizer step (Keras's `bias_constraint`).
     #[serde(default)]
     pub bias_constraint: Option<crate::Constraint>,
+    /// Output penalty (Keras's `activity_regularizer`): the penalty of each batch's output
+    /// divided by the batch size, added to the loss.
+    #[serde(default)]
+    pub activity_regularizer: Option<Regularizer>,
     /// Cell-specific settings (`recurrent_activation`, `unit_forget_bias`, `reset_after`).
     #[serde(flatten)]
     pub cell: C,
@@ -326,6 +330,10 @@ macro_rules! recurrent_layer_methods {
                 (&self.cfg.bias_constraint, &self.bias),
             ])
         }
+
+        fn activity_regularizer(&self) -> Option<$crate::Regularizer> {
+            self.cfg.activity_regularizer
+        }
     };
 }
 pub(crate) use recurrent_layer_methods;
@@ -336,6 +344,14 @@ pub(crate) use recurrent_layer_methods;
 /// that gives the states.
 macro_rules! recurrent_builders {
     ($sequences:literal, $states:literal) => {
+        /// Penalise the layer's output (Keras's `activity_regularizer`): the penalty of each
+        /// batch's output divided by the batch size is added to the training and evaluation
+        /// loss.
+        pub fn activity_regularizer(mut self, r: $crate::Regularizer) -> Self {
+            self.cfg.activity_regularizer = Some(r);
+            self
+        }
+
         /// Set the output activation (default tanh).
         pub fn activation(mut self, a: $crate::Activation) -> Self {
             self.cfg.activation = a;
@@ -445,6 +461,7 @@ impl<C: Cell> Recurrent<C> {
             kernel_constraint: None,
             recurrent_constraint: None,
             bias_constraint: None,
+            activity_regularizer: None,
             cell: C::default(),
         })
     }

@@ -65,6 +65,10 @@ pub struct SeparableConv1DConfig {
     /// Bias constraint, applied after every optimizer step (Keras's `bias_constraint`).
     #[serde(default)]
     pub bias_constraint: Option<crate::Constraint>,
+    /// Output penalty (Keras's `activity_regularizer`): the penalty of each batch's output
+    /// divided by the batch size, added to the loss.
+    #[serde(default)]
+    pub activity_regularizer: Option<Regularizer>,
 }
 
 /// Depthwise separable 1-D convolution: `[steps, c] -> [out_steps, filters]`; the depthwise
@@ -118,6 +122,7 @@ impl SeparableConv1D {
             depthwise_constraint: None,
             pointwise_constraint: None,
             bias_constraint: None,
+            activity_regularizer: None,
         })
     }
 

@@ -55,6 +55,10 @@ pub struct SeparableConv2DConfig {
     /// Bias constraint, applied after every optimizer step (Keras's `bias_constraint`).
     #[serde(default)]
     pub bias_constraint: Option<crate::Constraint>,
+    /// Output penalty (Keras's `activity_regularizer`): the penalty of each batch's output
+    /// divided by the batch size, added to the loss.
+    #[serde(default)]
+    pub activity_regularizer: Option<Regularizer>,
 }
 
 /// Depthwise separable 2-D convolution: `[h, w, c] -> [oh, ow, filters]`; the depthwise
@@ -95,6 +99,7 @@ impl SeparableConv2D {
             depthwise_constraint: None,
             pointwise_constraint: None,
             bias_constraint: None,
+            activity_regularizer: None,
         })
     }
 
