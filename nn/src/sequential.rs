@@ -166,6 +166,27 @@ impl Sequential {
         self.error.as_ref()
     }
 
+    /// The one shape of `input_shapes`, checked against the declared input shape (and the
+    /// error kept from `add`, if any).
+    fn the_input_shape<'s>(&self, input_shapes: &'s [Vec<usize>]) -> Result<&'s Vec<usize>> {
+        if let Some(e) = &self.error {
+            return Err(e.clone());
+        }
+        let [shape] = input_shapes else {
+            return Err(Error::Input {
+                model: self.name.clone(),
+                msg: format!("a Sequential model has one input, got {} shapes", input_shapes.len()),
+            });
+        };
+        if let Some(have) = self.input_shape.as_ref().filter(|have| *have != shape) {
+            return Err(Error::Input {
+                model: self.name.clone(),
+                msg: format!("the model was declared with input shape {have:?}, not {shape:?}"),
+            });
+        }
+        Ok(shape)
+    }
+
     /// Build the layers not built yet, from the last known shape.
     fn build_pending(&mut self) -> Result<()> {
         let Some(input) = self.input_shape.clone() else {
@@ -188,24 +209,8 @@ impl Network for Sequential {
     }
 
     fn build(&mut self, input_shapes: &[Vec<usize>]) -> Result<()> {
-        if let Some(e) = &self.error {
-            return Err(e.clone());
-        }
-        let [shape] = input_shapes else {
-            return Err(Error::Input {
-                model: self.name.clone(),
-                msg: format!("a Sequential model has one input, got {} shapes", input_shapes.len()),
-            });
-        };
-        match &self.input_shape {
-            Some(have) if have != shape => {
-                return Err(Error::Input {
-                    model: self.name.clone(),
-                    msg: format!("the model was declared with input shape {have:?}, not {shape:?}"),
-                })
-            }
-            _ => self.input_shape = Some(shape.clone()),
-        }
+        let shape = self.the_input_shape(input_shapes)?.clone();
+        self.input_shape = Some(shape);
         let r = self.build_pending();
         if let Err(e) = &r {
             self.error = Some(e.clone());
@@ -233,22 +238,7 @@ impl Network for Sequential {
     }
 
     fn compute_output_shapes(&self, input_shapes: &[Vec<usize>]) -> Result<Vec<Vec<usize>>> {
-        if let Some(e) = &self.error {
-            return Err(e.clone());
-        }
-        let [shape] = input_shapes else {
-            return Err(Error::Input {
-                model: self.name.clone(),
-                msg: format!("a Sequential model has one input, got {} shapes", input_shapes.len()),
-            });
-        };
-        if let Some(have) = self.input_shape.as_ref().filter(|have| *have != shape) {
-            return Err(Error::Input {
-                model: self.name.clone(),
-                msg: format!("the model was declared with input shape {have:?}, not {shape:?}"),
-            });
-        }
-        let mut s = shape.clone();
+        let mut s = self.the_input_shape(input_shapes)?.clone();
         for layer in &self.layers {
             s = layer.output_shape(&s)?;
         }

@@ -321,16 +321,8 @@ fn under_mixed_precision_the_penalty_is_f32() {
 
 #[test]
 fn a_recurrent_model_with_penalties_fits_under_mixed_bfloat16() {
-    use keel_nn::{Conv1D, Embedding, GRU};
     let (tokens, y) = common::token_task(9, 10, &[32, 7]);
-    let mut m = keel_train::Sequential::with_seed(9);
-    m.set_dtype_policy(keel_nn::mixed_precision::DTypePolicy::MixedBFloat16);
-    m.add(Embedding::new(10, 8).activity_regularizer(Regularizer::l2(0.01)).input_shape([7]));
-    m.add(Conv1D::new(8, 3).activation(Activation::Relu).activity_regularizer(Regularizer::l1(0.01)));
-    m.add(GRU::new(8).activity_regularizer(Regularizer::l1_l2(0.01, 0.02)));
-    m.add(ActivityRegularization::new(0.01, 0.01));
-    m.add(Dense::new(1).activation(Activation::Sigmoid).activity_regularizer(Regularizer::l2(0.05)));
-    m.compile(keel_optim::Adam::new(0.01), Loss::BinaryCrossentropy, NO_METRICS).unwrap();
+    let mut m = common::penalized_token_model(true, NO_METRICS);
     let h = m.fit(&tokens, &y, Fit::new().epochs(2).batch_size(16).verbose(0)).unwrap();
     let losses = h.get("loss").unwrap();
     assert!(losses.iter().all(|l| l.is_finite()), "{losses:?}");

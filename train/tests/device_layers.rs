@@ -14,7 +14,6 @@ use keel_nn::{
     GlobalMaxPooling1D, GlobalMaxPooling2D, LayerNormalization, Loss, MaxPooling1D, MaxPooling2D, Network, Reshape,
     SimpleRNN, GRU, LSTM,
 };
-use keel_nn::{ActivityRegularization, Regularizer};
 use keel_optim::{Adam, Sgd};
 use keel_tensor::{DType, Device, Padding, Tensor};
 use keel_train::{Fit, KerasModel, MetricSpec, Sequential};
@@ -1068,19 +1067,7 @@ fn activity_regularizers() {
     let Some(dev) = common::gpu("activity_regularizers") else { return };
     let (tokens, y) = common::token_task(9, 10, &[48, 7]);
     for mixed in [false, true] {
-        let build = || {
-            let mut m = Sequential::with_seed(9);
-            if mixed {
-                m.set_dtype_policy(keel_nn::mixed_precision::DTypePolicy::MixedBFloat16);
-            }
-            m.add(Embedding::new(10, 8).activity_regularizer(Regularizer::l2(0.01)).input_shape([7]));
-            m.add(Conv1D::new(8, 3).activation(Activation::Relu).activity_regularizer(Regularizer::l1(0.01)));
-            m.add(GRU::new(8).activity_regularizer(Regularizer::l1_l2(0.01, 0.02)));
-            m.add(ActivityRegularization::new(0.01, 0.01));
-            m.add(Dense::new(1).activation(Activation::Sigmoid).activity_regularizer(Regularizer::l2(0.05)));
-            m.compile(Adam::new(0.01), Loss::BinaryCrossentropy, &[MetricSpec::Accuracy]).unwrap();
-            m
-        };
+        let build = || common::penalized_token_model(mixed, &[MetricSpec::Accuracy]);
         let (what, tol) =
             if mixed { ("activity regularizers, mixed_bfloat16", 2e-2) } else { ("activity regularizers", 1e-3) };
         agree_within(what, &dev, tol, build, &tokens, &y);

@@ -104,3 +104,22 @@ pub fn token_task(seed: u64, vocab: usize, shape: &[usize]) -> (Tensor, Tensor) 
     let y = mean.gt(&Tensor::scalar((vocab as f32 - 1.0) / 2.0)).unwrap().to_dtype(DType::F32).unwrap();
     (tokens, y)
 }
+
+/// A token classifier for [`token_task`] (`[n, 7]` ids below 10) with an activity penalty
+/// on every kind of layer that takes one (Embedding, Conv1D, GRU, Dense) and an
+/// `ActivityRegularization` layer, compiled with Adam and `metrics`; under mixed_bfloat16
+/// when `mixed`.
+pub fn penalized_token_model(mixed: bool, metrics: &[keel_train::MetricSpec]) -> Sequential {
+    use keel_nn::{ActivityRegularization, Conv1D, Embedding, Loss, Regularizer, GRU};
+    let mut m = Sequential::with_seed(9);
+    if mixed {
+        m.set_dtype_policy(keel_nn::mixed_precision::DTypePolicy::MixedBFloat16);
+    }
+    m.add(Embedding::new(10, 8).activity_regularizer(Regularizer::l2(0.01)).input_shape([7]));
+    m.add(Conv1D::new(8, 3).activation(Activation::Relu).activity_regularizer(Regularizer::l1(0.01)));
+    m.add(GRU::new(8).activity_regularizer(Regularizer::l1_l2(0.01, 0.02)));
+    m.add(ActivityRegularization::new(0.01, 0.01));
+    m.add(Dense::new(1).activation(Activation::Sigmoid).activity_regularizer(Regularizer::l2(0.05)));
+    m.compile(keel_optim::Adam::new(0.01), Loss::BinaryCrossentropy, metrics).unwrap();
+    m
+}
