@@ -74,11 +74,14 @@ fn partial_shape<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Vec<Opt
 /// ```
 /// use keel_nn::prelude::*;
 ///
+/// # fn main() -> keel_nn::Result<()> {
 /// // project each of 10 positions of width 32 to 4 heads of 8 (MultiHeadAttention's query)
 /// let mut model = Sequential::new();
 /// model.add(EinsumDense::new("abc,cde->abde", [None, Some(4), Some(8)]).bias_axes("de").input_shape([10, 32]));
-/// assert_eq!(model.output_shapes().unwrap(), vec![vec![10, 4, 8]]);
+/// assert_eq!(model.output_shapes()?, vec![vec![10, 4, 8]]);
 /// assert_eq!(model.state_dict()["einsum_dense/kernel"].dims(), &[32, 4, 8]);
+/// # Ok(())
+/// # }
 /// ```
 ///
 /// Keras's rules: the input's first axis is the batch and must be the output's first axis;
