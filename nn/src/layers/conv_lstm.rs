@@ -35,8 +35,8 @@
 //! # }
 //! ```
 
-use super::recurrent::{gate_blocks, recurrent_builders, recurrent_layer_methods, Cell};
-use crate::layer::{built, describe, Ctx, IntoPair, Layer};
+use super::recurrent::{gate_blocks, recurrent_builders, recurrent_layer_methods, recurrent_state_methods, Cell};
+use crate::layer::{describe, Ctx, IntoPair, Layer};
 use crate::layers::padding_serde;
 use crate::{Activation, Error, Initializer, LSTMCell, RecurrentWeights, Regularizer, Result};
 use keel_autograd::{Param, Var};
@@ -432,27 +432,9 @@ impl<W: ConvLSTMWindow> ConvLSTM<W> {
         Ok(out)
     }
 
-    /// The layer's weights as Vars (tracked when `ctx` has a tape).
-    fn weight_vars(&self, ctx: &Ctx<'_>) -> Result<RecurrentWeights> {
-        Ok(RecurrentWeights {
-            kernel: ctx.param(built(&self.kernel, self)?)?,
-            recurrent_kernel: ctx.param(built(&self.recurrent_kernel, self)?)?,
-            bias: self.bias.as_ref().map(|b| ctx.param(b)).transpose()?,
-        })
-    }
-
-    /// Run on `x` `[B, T, ..spatial, channels]` from `initial_state` (`[h, c]`, each
-    /// `[B, ..spatial', filters]`; zeros when `None`): returns the output (as
-    /// [`Layer::forward`]) and the final states `[h, c]`. This is Keras's
-    /// `return_state=True` call, whatever the `return_state` flag says.
-    pub fn forward_with_state(
-        &self,
-        x: &Var,
-        initial_state: Option<&[Var]>,
-        ctx: &mut Ctx<'_>,
-    ) -> Result<(Var, Vec<Var>)> {
-        self.forward_with_mask(x, None, initial_state, ctx)
-    }
+    recurrent_state_methods!(
+        "`x` `[B, T, ..spatial, channels]`; the states are `[h, c]`, each `[B, ..spatial', filters]`"
+    );
 
     /// [`ConvLSTM::forward_with_state`] skipping the steps where `mask` (`[B, T]`, nonzero:
     /// the step counts) is zero, as Keras's `layer(x, mask=mask)`: a masked step keeps the

@@ -37,7 +37,7 @@
 //! assert_eq!(model.count_params(), 640_000 + 2 * 4 * 32 * (64 + 32 + 1) + 3 * 16 * (64 + 16 + 2) + 17);
 //! ```
 
-use crate::layer::{built, Ctx, Layer};
+use crate::layer::{Ctx, Layer};
 use crate::{Activation, Error, Initializer, Regularizer, Result};
 use keel_autograd::{Param, Var};
 use keel_tensor::rng::Rng;
@@ -338,6 +338,36 @@ macro_rules! recurrent_layer_methods {
 }
 pub(crate) use recurrent_layer_methods;
 
+/// The inherent methods the recurrent layers share (`Recurrent` and `ConvLSTM`, each with a
+/// `forward_with_mask`): `weight_vars` and `forward_with_state`. `$shapes` documents the
+/// input and the states. Use inside the layer's `impl`.
+macro_rules! recurrent_state_methods {
+    ($shapes:literal) => {
+        /// The layer's weights as Vars (tracked when `ctx` has a tape).
+        fn weight_vars(&self, ctx: &Ctx<'_>) -> Result<$crate::RecurrentWeights> {
+            Ok($crate::RecurrentWeights {
+                kernel: ctx.param($crate::layer::built(&self.kernel, self)?)?,
+                recurrent_kernel: ctx.param($crate::layer::built(&self.recurrent_kernel, self)?)?,
+                bias: self.bias.as_ref().map(|b| ctx.param(b)).transpose()?,
+            })
+        }
+
+        /// Run on `x` from `initial_state` (zeros when `None`): returns the output (as
+        /// [`Layer::forward`]) and the final states. This is Keras's `return_state=True`
+        /// call, whatever the `return_state` flag says.
+        #[doc = concat!("Shapes: ", $shapes, ".")]
+        pub fn forward_with_state(
+            &self,
+            x: &Var,
+            initial_state: Option<&[Var]>,
+            ctx: &mut Ctx<'_>,
+        ) -> Result<(Var, Vec<Var>)> {
+            self.forward_with_mask(x, None, initial_state, ctx)
+        }
+    };
+}
+pub(crate) use recurrent_state_methods;
+
 /// The builders the recurrent layers share (`Recurrent` and `ConvLSTM`): activation, bias,
 /// outputs, direction, initializers, regularizers and constraints, each setting the `cfg` field of its
 /// name. `$sequences` names the `return_sequences` output's shape, `$states` the method
@@ -612,27 +642,7 @@ impl<C: Cell> Recurrent<C> {
         Ok(masks)
     }
 
-    /// The layer's weights as Vars (tracked when `ctx` has a tape).
-    fn weight_vars(&self, ctx: &Ctx<'_>) -> Result<RecurrentWeights> {
-        Ok(RecurrentWeights {
-            kernel: ctx.param(built(&self.kernel, self)?)?,
-            recurrent_kernel: ctx.param(built(&self.recurrent_kernel, self)?)?,
-            bias: self.bias.as_ref().map(|b| ctx.param(b)).transpose()?,
-        })
-    }
-
-    /// Run on `x` `[B, T, in]` from `initial_state` (zeros when `None`):
-    /// returns the output (as [`Layer::forward`]) and the final states
-    /// (`[h]`, or `[h, c]` for LSTM; each `[B, units]`). This is Keras's
-    /// `return_state=True` call, whatever the `return_state` flag says.
-    pub fn forward_with_state(
-        &self,
-        x: &Var,
-        initial_state: Option<&[Var]>,
-        ctx: &mut Ctx<'_>,
-    ) -> Result<(Var, Vec<Var>)> {
-        self.forward_with_mask(x, None, initial_state, ctx)
-    }
+    recurrent_state_methods!("`x` `[B, T, in]`; the states are `[h]`, or `[h, c]` for LSTM, each `[B, units]`");
 
     /// [`Recurrent::forward_with_state`] skipping the steps where `mask` (`[B, T]`, nonzero:
     /// the step counts) is zero, as Keras's `layer(x, mask=mask)`: a masked step keeps the
