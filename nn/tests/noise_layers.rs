@@ -419,3 +419,110 @@ fn configs_are_keras_shaped() {
     let f: Factor = serde_json::from_value(serde_json::json!([0, 1])).unwrap();
     assert_eq!(f, Factor::Range(0.0, 1.0));
 }
+
+/// Per element of `y` (shape `dims`, input `x`): kept (`Some(true)`), dropped (`Some(false)`)
+/// or `None` where both values coincide, for a dropout of `class` at `rate`.
+fn keep_flags(class: &str, rate: f64, x: &[f64], y: &[f64]) -> Vec<Option<bool>> {
+    let (a, b) = AlphaDropout::affine(rate);
+    let (kept, dropped): (Box<dyn Fn(f64) -> f64>, f64) = match class {
+        "Dropout" => (Box::new(move |x| x / (1.0 - rate)), 0.0),
+        _ => (Box::new(move |x| a * x + b), a * -1.758_099_340_847_376_6 + b),
+    };
+    let near = |u: f64, v: f64| (u - v).abs() <= 1e-5 * (1.0 + v.abs());
+    x.iter()
+        .zip(y)
+        .map(|(&x, &y)| {
+            let (k, d) = (near(y, kept(x)), near(y, dropped));
+            assert!(k || d, "{class}: {y} is neither the kept {} nor the dropped {dropped}", kept(x));
+            (k != d).then_some(k)
+        })
+        .collect()
+}
+
+/// Checks that the keep/drop pattern of `flags` (row-major over `dims`) is constant along every
+/// axis where `noise` is 1 and varies along some other axis.
+fn check_noise_pattern(what: &str, flags: &[Option<bool>], dims: &[usize], noise: &[usize]) {
+    let mut draws = std::collections::HashMap::new();
+    for (i, f) in flags.iter().enumerate() {
+        let Some(f) = *f else { continue };
+        // the draw this element reads: its index with every shared axis set to 0
+        let (mut rest, mut key) = (i, Vec::new());
+        for (&d, &n) in dims.iter().zip(noise).rev() {
+            key.push(if n == 1 { 0 } else { rest % d });
+            rest /= d;
+        }
+        let seen = *draws.entry(key).or_insert(f);
+        assert_eq!(seen, f, "{what}: element {i} does not share its draw along noise_shape {noise:?}");
+    }
+    assert!(draws.values().any(|&f| f) && draws.values().any(|&f| !f), "{what}: all draws alike");
+}
+
+#[test]
+fn a_noise_shape_shares_draws_along_its_unit_axes_as_in_keras() {
+    // Keras 3's training outputs (fixtures/make_noise_shape_fixtures.py) and keel's, for
+    // Dropout and AlphaDropout at noise shapes [None, 1, None], [None, None, 1] and [1, 5, 4]
+    let fx: serde_json::Value = serde_json::from_str(include_str!("fixtures/noise_shape_fixtures.json")).unwrap();
+    let vals = |v: &serde_json::Value| v.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect::<Vec<_>>();
+    for c in fx["cases"].as_array().unwrap() {
+        let class = c["class_name"].as_str().unwrap();
+        let rate = c["rate"].as_f64().unwrap();
+        let dims: Vec<usize> = c["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
+        let noise: Vec<Option<usize>> =
+            c["noise_shape"].as_array().unwrap().iter().map(|d| d.as_u64().map(|d| d as usize)).collect();
+        let concrete: Vec<usize> = noise.iter().zip(&dims).map(|(n, &d)| n.unwrap_or(d)).collect();
+        let (x, y) = (vals(&c["x"]), vals(&c["y"]));
+        let what = format!("Keras {class} {noise:?}");
+        check_noise_pattern(&what, &keep_flags(class, rate, &x, &y), &dims, &concrete);
+        let layer: Box<dyn Layer> = match class {
+            "Dropout" => Box::new(built(Dropout::new(rate).noise_shape(noise.clone()), &dims[1..])),
+            _ => Box::new(built(AlphaDropout::new(rate).noise_shape(noise.clone()), &dims[1..])),
+        };
+        let xt = Tensor::from_vec(x.iter().map(|&v| v as f32).collect(), dims.clone()).unwrap();
+        for seed in [1, 2] {
+            let ours: Vec<f64> = f32s(&train(layer.as_ref(), &xt, seed)).into_iter().map(f64::from).collect();
+            check_noise_pattern(
+                &format!("keel {class} {noise:?}"),
+                &keep_flags(class, rate, &x, &ours),
+                &dims,
+                &concrete,
+            );
+        }
+        assert_eq!(bits(&infer(layer.as_ref(), &xt)), bits(&xt), "{class}: not the identity in inference");
+        assert_eq!(layer.config()["noise_shape"], c["config"]["noise_shape"], "{class}: config");
+    }
+    // the shared draws pass gradients through the kept elements only
+    let l = built(Dropout::new(0.5).noise_shape([None, Some(1), None]), &[5, 4]);
+    let tape = Tape::new();
+    let xv = tape.leaf(uniform(3, -1.0, 1.0, &[3, 5, 4]));
+    let mut rng = Rng::new(7);
+    let y = l.forward(&xv, &mut Ctx::new(Some(&tape), true, Some(&mut rng))).unwrap();
+    let grads = tape.backward(&y.sum_all().unwrap()).unwrap();
+    let (gy, g) = (f32s(y.value()), f32s(grads.get_var(&xv).unwrap()));
+    for (gy, g) in gy.iter().zip(&g) {
+        assert!(if *gy == 0.0 { *g == 0.0 } else { *g == 2.0 }, "y {gy}, dy/dx {g}");
+    }
+}
+
+#[test]
+fn a_noise_shape_that_does_not_fit_the_input_is_an_error_naming_both_shapes() {
+    let err = |mut l: Box<dyn Layer>, shape: &[usize]| {
+        l.set_name("bad".into());
+        l.build(shape, &mut Rng::new(0)).unwrap_err().to_string()
+    };
+    let e = err(Box::new(Dropout::new(0.1).noise_shape([None, Some(1)])), &[5, 4]);
+    assert!(
+        e.contains("\"bad\"")
+            && e.contains("[None, 1]")
+            && e.contains("[batch, 5, 4]")
+            && e.contains("one entry per input axis"),
+        "{e}"
+    );
+    let e = err(Box::new(AlphaDropout::new(0.1).noise_shape([None, Some(3), None])), &[5, 4]);
+    assert!(e.contains("AlphaDropout") && e.contains("axis 1 has size 3") && e.contains("input's 5"), "{e}");
+    // the batch entry is checked in the forward pass
+    let l = built(Dropout::new(0.1).noise_shape([Some(4), Some(1), None]), &[5, 4]);
+    let x = Var::constant(uniform(1, 0.0, 1.0, &[2, 5, 4]));
+    let e = l.forward(&x, &mut Ctx::inference()).unwrap_err().to_string();
+    assert!(e.contains("axis 0 has size 4") && e.contains("[2, 5, 4]"), "{e}");
+    assert_eq!(Dropout::new(0.1).noise_shape([None, Some(1)]).get_noise_shape(), Some(&[None, Some(1)][..]));
+}

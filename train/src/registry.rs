@@ -148,6 +148,9 @@ const ACTIVITY_REGULARIZED: &[&str] = &[
     "ConvLSTM2D",
 ];
 
+/// The layer classes that apply Keras's `noise_shape` (the dropouts that take one).
+const NOISE_SHAPED: &[&str] = &["Dropout", "AlphaDropout"];
+
 /// The Keras regularizer classes keel implements ([`keel_nn::Regularizer`]).
 const REGULARIZER_CLASSES: &[&str] = &["L1", "L2", "L1L2"];
 
@@ -155,6 +158,9 @@ const REGULARIZER_CLASSES: &[&str] = &["L1", "L2", "L1L2"];
 /// constraint class on a weight that takes one, or a supported regularizer class as the
 /// `activity_regularizer` of a layer that applies one).
 fn applied(class_name: &str, key: &str, v: &Value) -> bool {
+    if key == "noise_shape" {
+        return NOISE_SHAPED.contains(&class_name);
+    }
     if key == "activity_regularizer" {
         return ACTIVITY_REGULARIZED.contains(&class_name)
             && v.get("class_name").and_then(Value::as_str).is_some_and(|c| REGULARIZER_CLASSES.contains(&c));
@@ -166,8 +172,8 @@ fn applied(class_name: &str, key: &str, v: &Value) -> bool {
 /// The settings of a Keras config of layer class `class_name` that keel reads but does not
 /// apply: an `activity_regularizer` of a layer that does not apply one or of a regularizer
 /// class keel lacks (keel applies `L1`, `L2` and `L1L2` on Dense, EinsumDense, the
-/// convolutions, Embedding and the recurrent layers), a dropout's `noise_shape` (keel draws per
-/// element), and weight constraints (`kernel_constraint`, ...) of a class keel lacks or on a
+/// convolutions, Embedding and the recurrent layers), a `noise_shape` of a layer other than
+/// Dropout and AlphaDropout, and weight constraints (`kernel_constraint`, ...) of a class keel lacks or on a
 /// layer that does not apply them (keel applies `MaxNorm`, `MinMaxNorm`, `NonNeg` and
 /// `UnitNorm` on every weight of Dense, EinsumDense, the Conv, Depthwise and Separable
 /// convolutions, Embedding, SimpleRNN/LSTM/GRU, ConvLSTM1D/2D, Batch-, Layer- and
@@ -322,7 +328,13 @@ pub fn layer_from_config(class_name: &str, cfg: &Value) -> Result<Box<dyn Layer>
             get_or::<f64>(class_name, cfg, "l1", 0.0)?,
             get_or::<f64>(class_name, cfg, "l2", 0.0)?,
         )),
-        (None, "Dropout") => Box::new(Dropout::new(get::<f64>(class_name, cfg, "rate")?)),
+        (None, "Dropout") => {
+            let layer = Dropout::new(get::<f64>(class_name, cfg, "rate")?);
+            Box::new(match noise_shape(class_name, cfg)? {
+                Some(noise) => layer.noise_shape(noise),
+                None => layer,
+            })
+        }
         (None, "Masking") => Box::new(keel_nn::Masking::new(get_or(class_name, cfg, "mask_value", 0.0)?)),
         (None, "ZeroPadding1D") => Box::new(ZeroPadding1D::new(margins::<1>(class_name, cfg, "padding")?)),
         (None, "ZeroPadding2D") => Box::new(ZeroPadding2D::new(margins::<2>(class_name, cfg, "padding")?)),
@@ -348,7 +360,13 @@ pub fn layer_from_config(class_name: &str, cfg: &Value) -> Result<Box<dyn Layer>
         (None, "SpatialDropout3D") => Box::new(keel_nn::SpatialDropout3D::new(get::<f64>(class_name, cfg, "rate")?)),
         (None, "GaussianNoise") => Box::new(keel_nn::GaussianNoise::new(get::<f64>(class_name, cfg, "stddev")?)),
         (None, "GaussianDropout") => Box::new(keel_nn::GaussianDropout::new(get::<f64>(class_name, cfg, "rate")?)),
-        (None, "AlphaDropout") => Box::new(keel_nn::AlphaDropout::new(get::<f64>(class_name, cfg, "rate")?)),
+        (None, "AlphaDropout") => {
+            let layer = keel_nn::AlphaDropout::new(get::<f64>(class_name, cfg, "rate")?);
+            Box::new(match noise_shape(class_name, cfg)? {
+                Some(noise) => layer.noise_shape(noise),
+                None => layer,
+            })
+        }
         (None, "Identity") => Box::new(keel_nn::Identity::new()),
         (None, "RandomFlip") => Box::new(match cfg.get("mode") {
             Some(_) => keel_nn::RandomFlip::new(get::<String>(class_name, cfg, "mode")?),
@@ -609,6 +627,11 @@ fn resizing(cfg: &Value) -> Result<keel_nn::Resizing> {
     // a config Keras would refuse (both aspect-ratio options, another fill mode) is refused now
     layer.output_shape(&[1, 1, 1])?;
     Ok(layer)
+}
+
+/// A dropout's Keras `noise_shape` (`null` or a list of sizes and `null`s).
+fn noise_shape(class: &str, cfg: &Value) -> Result<Option<Vec<Option<usize>>>> {
+    get_or(class, cfg, "noise_shape", None)
 }
 
 /// Whether `cfg[key]` is absent or one of the axes `allowed`, as an int or a one-element list.

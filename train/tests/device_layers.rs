@@ -245,9 +245,10 @@ fn noise_and_augmentation_layers() {
         m.add(SpatialDropout2D::new(0.25));
         m.add(Reshape::new([16, 4]));
         m.add(SpatialDropout1D::new(0.2));
+        m.add(Dropout::new(0.2).noise_shape([None, Some(1), None]));
         m.add(Flatten::new());
         m.add(GaussianDropout::new(0.2));
-        m.add(keel_nn::AlphaDropout::new(0.1));
+        m.add(keel_nn::AlphaDropout::new(0.1).noise_shape([Some(1), None]));
         m.add(Dense::new(2).activation(Activation::Softmax));
         m.compile(Adam::new(0.01), Loss::SparseCategoricalCrossentropy, &[MetricSpec::Accuracy]).unwrap();
         m

@@ -860,9 +860,10 @@ fn noise_and_augmentation_layers_round_trip() {
     m.add(SpatialDropout2D::new(0.25));
     m.add(Reshape::new([36, 4]));
     m.add(SpatialDropout1D::new(0.2));
+    m.add(Dropout::new(0.2).noise_shape([None, Some(1), None]));
     m.add(Flatten::new());
     m.add(GaussianDropout::new(0.3));
-    m.add(keel_nn::AlphaDropout::new(0.1));
+    m.add(keel_nn::AlphaDropout::new(0.1).noise_shape([Some(1), None]));
     m.add(keel_nn::Identity::new());
     m.add(Dense::new(3).activation(Activation::Softmax));
     compile_cnn(&mut m);
@@ -878,8 +879,18 @@ fn noise_and_augmentation_layers_round_trip() {
     assert_eq!(layers[0]["config"]["mode"], "horizontal");
     assert_eq!(layers[1]["config"]["factor"], serde_json::json!([0.1, 0.3]));
     assert_eq!(layers[3]["config"]["stddev"], 0.05);
+    assert_eq!(layers[8]["config"]["noise_shape"], serde_json::json!([null, 1, null]));
 
-    // Keras-written configs: extra keys (seed, data_format) are ignored, defaults filled in
+    // Keras-written configs: extra keys (seed, data_format) are ignored, defaults filled in;
+    // the dropouts' noise shapes load (fixture: nn/tests/fixtures/make_noise_shape_fixtures.py)
+    let fx: serde_json::Value =
+        serde_json::from_str(include_str!("../../nn/tests/fixtures/noise_shape_fixtures.json")).unwrap();
+    for c in fx["cases"].as_array().unwrap() {
+        let (class, cfg) = (c["class_name"].as_str().unwrap(), &c["config"]);
+        assert!(keel_train::unapplied_settings(class, cfg).is_empty(), "{class}: {cfg}");
+        let l = keel_train::layer_from_config(class, cfg).unwrap();
+        assert_eq!((l.class_name(), &l.config()["noise_shape"]), (class, &cfg["noise_shape"]));
+    }
     let flip = serde_json::json!({"name": "flip", "mode": "vertical", "seed": null, "data_format": "channels_last"});
     let l = keel_train::layer_from_config("RandomFlip", &flip).unwrap();
     assert_eq!((l.name(), l.config()["mode"].as_str()), ("flip", Some("vertical")));

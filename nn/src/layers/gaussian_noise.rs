@@ -2,7 +2,7 @@
 //! noise during training (regularization; the identity in inference).
 
 use crate::layer::{common_builders, layer_common, shape_preserving_layer, with_name, Ctx, Layer};
-use crate::layers::dropout::check_rate;
+use crate::layers::dropout::{check_rate, noise_dims, noise_shape_builder, with_noise_shape};
 use crate::{Error, Result};
 use keel_autograd::Var;
 use keel_tensor::Tensor;
@@ -122,15 +122,17 @@ pub struct AlphaDropout {
     name: String,
     input_shape: Option<Vec<usize>>,
     rate: f64,
+    noise_shape: Option<Vec<Option<usize>>>,
     built: bool,
 }
 
 common_builders!(AlphaDropout);
+noise_shape_builder!(AlphaDropout);
 
 impl AlphaDropout {
     /// Drop a fraction `rate` (in `[0, 1)`) of the inputs in training.
     pub fn new(rate: f64) -> Self {
-        AlphaDropout { name: String::new(), input_shape: None, rate, built: false }
+        AlphaDropout { name: String::new(), input_shape: None, rate, noise_shape: None, built: false }
     }
 
     /// The drop rate.
@@ -145,8 +147,9 @@ impl AlphaDropout {
         (a, -a * ALPHA_P * rate)
     }
 
-    fn check(&self, _input_shape: &[usize]) -> Result<()> {
-        check_rate("AlphaDropout", &self.name, self.rate)
+    fn check(&self, input_shape: &[usize]) -> Result<()> {
+        check_rate("AlphaDropout", &self.name, self.rate)?;
+        noise_dims("AlphaDropout", &self.name, self.noise_shape.as_deref(), input_shape, false).map(|_| ())
     }
 }
 
@@ -155,12 +158,13 @@ impl Layer for AlphaDropout {
     shape_preserving_layer!();
 
     fn forward_logits(&self, x: &Var, ctx: &mut Ctx<'_>) -> Result<Var> {
-        self.check(x.dims())?;
+        check_rate("AlphaDropout", &self.name, self.rate)?;
+        let noise = noise_dims("AlphaDropout", &self.name, self.noise_shape.as_deref(), x.dims(), true)?;
         if !ctx.training || self.rate == 0.0 {
             return Ok(x.clone());
         }
         let seed = ctx.rng_for(&self.name)?.fork_seed();
-        let u = Tensor::rand_uniform(seed, 0.0, 1.0, x.shape(), x.dtype(), &x.device())?;
+        let u = Tensor::rand_uniform(seed, 0.0, 1.0, noise.as_slice(), x.dtype(), &x.device())?;
         let keep = u.ge(&u.scalar_like(self.rate)?)?.to_dtype(x.dtype())?;
         // a * (x * keep + alpha' * (1 - keep)) + b = x * (a * keep) + (b + a * alpha' * (1 - keep))
         let (a, b) = AlphaDropout::affine(self.rate);
@@ -170,6 +174,6 @@ impl Layer for AlphaDropout {
     }
 
     fn config(&self) -> serde_json::Value {
-        with_name(&self.name, serde_json::json!({ "rate": self.rate }))
+        with_noise_shape(with_name(&self.name, serde_json::json!({ "rate": self.rate })), self.noise_shape.as_deref())
     }
 }
