@@ -15,6 +15,8 @@ use keel_optim::Optimizer;
 use keel_tensor::rng::Rng;
 use keel_tensor::{DType, Device, Tensor};
 
+mod on_batch;
+
 /// The stream tag of the per-epoch dropout generator (`derive_seed(seed, epoch, DROPOUT_STREAM)`).
 const DROPOUT_STREAM: u64 = 0x4452_4F50;
 
@@ -41,6 +43,8 @@ pub struct KerasModel<N: Network> {
     net: N,
     compiled: Option<Compiled>,
     device: Device,
+    /// How many `train_on_batch` calls the model has run (its dropout draws from this).
+    batch_calls: u64,
 }
 
 /// A Keras `Sequential` model that can be compiled and fitted.
@@ -90,7 +94,7 @@ impl<N: Network> std::ops::DerefMut for KerasModel<N> {
 impl<N: Network> KerasModel<N> {
     /// Wrap a network (not yet compiled).
     pub fn from_network(net: N) -> Self {
-        KerasModel { net, compiled: None, device: Device::Cpu }
+        KerasModel { net, compiled: None, device: Device::Cpu, batch_calls: 0 }
     }
 
     /// Compute on `device` from now on (PyTorch's `model.to(device)`): the weights built
