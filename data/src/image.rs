@@ -24,6 +24,7 @@
 //! Keras; rescale them in the model or with
 //! [`ImageDataGenerator::rescale`](crate::augment::ImageDataGenerator::rescale).
 
+use crate::folder::{folder_builders, FileKind, FolderOptions};
 use crate::{Error, Result};
 use keel_tensor::{DType, Tensor};
 use rayon::prelude::*;
@@ -31,6 +32,8 @@ use std::path::{Path, PathBuf};
 
 /// Extensions the loader decodes (compared case-insensitively).
 pub const IMAGE_EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
+/// The operation errors name.
+const OP: &str = "image_dataset_from_directory";
 /// Extensions Keras also loads but keel cannot decode (reported as errors, not skipped).
 const UNSUPPORTED_EXTENSIONS: [&str; 2] = ["bmp", "gif"];
 
@@ -57,26 +60,7 @@ impl ColorMode {
     }
 }
 
-/// How labels are encoded (Keras `label_mode`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum LabelMode {
-    /// I64 `[N]` class indices (for sparse categorical cross-entropy); Keras's default.
-    #[default]
-    Int,
-    /// F32 one-hot `[N, num_classes]` (for categorical cross-entropy).
-    Categorical,
-    /// F32 `[N, 1]` of 0/1 (binary cross-entropy); needs exactly two classes.
-    Binary,
-}
-
-/// Which part of a `validation_split` to load (Keras `subset`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Subset {
-    /// The first `N - floor(split * N)` images (after shuffling).
-    Training,
-    /// The last `floor(split * N)` images (after shuffling).
-    Validation,
-}
+pub use crate::folder::{LabelMode, Subset};
 
 /// Images and labels loaded from a directory tree.
 #[derive(Debug, Clone)]
@@ -107,33 +91,21 @@ pub fn image_dataset_from_directory(dir: impl AsRef<Path>) -> ImageFolder {
 /// Options of an image-folder load (see [`image_dataset_from_directory`]); Keras's defaults.
 #[derive(Debug, Clone)]
 pub struct ImageFolder {
-    dir: PathBuf,
+    opts: FolderOptions,
     image_size: (usize, usize),
     color_mode: ColorMode,
-    label_mode: LabelMode,
-    class_names: Option<Vec<String>>,
-    shuffle: bool,
-    seed: Option<u64>,
-    validation_split: Option<f64>,
-    subset: Option<Subset>,
-    follow_links: bool,
 }
+
+/// The files [`image_dataset_from_directory`] reads.
+const IMAGES: FileKind =
+    FileKind { what: "images", extensions: &IMAGE_EXTENSIONS, unsupported: &UNSUPPORTED_EXTENSIONS };
+
+folder_builders!(ImageFolder, "images");
 
 impl ImageFolder {
     /// Load from `dir` with Keras's defaults: 256x256, RGB, int labels, shuffled, no split.
     pub fn new(dir: impl AsRef<Path>) -> Self {
-        ImageFolder {
-            dir: dir.as_ref().to_path_buf(),
-            image_size: (256, 256),
-            color_mode: ColorMode::Rgb,
-            label_mode: LabelMode::Int,
-            class_names: None,
-            shuffle: true,
-            seed: None,
-            validation_split: None,
-            subset: None,
-            follow_links: false,
-        }
+        ImageFolder { opts: FolderOptions::new(dir), image_size: (256, 256), color_mode: ColorMode::Rgb }
     }
 
     /// Resize every image to `height x width` (bilinear, like `tf.image.resize`).
@@ -148,198 +120,26 @@ impl ImageFolder {
         self
     }
 
-    /// Int (I64 `[N]`, default), categorical (one-hot F32) or binary (F32 `[N, 1]`) labels.
-    pub fn label_mode(mut self, mode: LabelMode) -> Self {
-        self.label_mode = mode;
-        self
-    }
-
-    /// Load only these classes, in this order (label `i` is `names[i]`); each must be a subfolder,
-    /// and subfolders not named are skipped (as Keras's `class_names`).
-    pub fn class_names(mut self, names: impl IntoIterator<Item = impl Into<String>>) -> Self {
-        self.class_names = Some(names.into_iter().map(Into::into).collect());
-        self
-    }
-
-    /// Shuffle the images (default `true`); with no [`seed`](Self::seed), a random seed is used.
-    pub fn shuffle(mut self, on: bool) -> Self {
-        self.shuffle = on;
-        self
-    }
-
-    /// Seed of the shuffle; required with `validation_split` so both subsets agree.
-    pub fn seed(mut self, seed: u64) -> Self {
-        self.seed = Some(seed);
-        self
-    }
-
-    /// Hold out this fraction (0 < f < 1) of the images; pick the part with [`subset`](Self::subset).
-    pub fn validation_split(mut self, fraction: f64) -> Self {
-        self.validation_split = Some(fraction);
-        self
-    }
-
-    /// Which part of the `validation_split` [`load`](Self::load) returns.
-    pub fn subset(mut self, subset: Subset) -> Self {
-        self.subset = Some(subset);
-        self
-    }
-
-    /// Follow symbolic links to subdirectories while searching (default `false`, as Keras).
-    pub fn follow_links(mut self, on: bool) -> Self {
-        self.follow_links = on;
-        self
-    }
-
     /// Load the images: all of them, or the chosen [`subset`](Self::subset) of a split.
     pub fn load(&self) -> Result<ImageDataset> {
-        const OP: &str = "image_dataset_from_directory";
-        match (self.validation_split, self.subset) {
-            (Some(_), None) => {
-                return Err(Error::invalid(
-                    OP,
-                    "validation_split is set but subset is not; call .subset(Subset::Training) or \
-                     .subset(Subset::Validation), or .load_both()",
-                ))
-            }
-            (None, Some(_)) => {
-                return Err(Error::invalid(OP, "subset is set but validation_split is not; set .validation_split(f)"))
-            }
-            _ => {}
-        }
-        let (paths, labels, class_names) = self.index(OP)?;
-        let (paths, labels) = match (self.validation_split, self.subset) {
-            (Some(f), Some(s)) => split(paths, labels, f, s, OP)?,
-            _ => (paths, labels),
-        };
+        self.check_size()?;
+        let (paths, labels, class_names) = self.opts.load_index(OP, &IMAGES)?;
         self.materialize(paths, labels, class_names)
     }
 
     /// Load both parts of a `validation_split`: `(training, validation)` (Keras `subset="both"`).
     pub fn load_both(&self) -> Result<(ImageDataset, ImageDataset)> {
-        const OP: &str = "image_dataset_from_directory";
-        let f = self
-            .validation_split
-            .ok_or_else(|| Error::invalid(OP, "load_both needs .validation_split(f) with 0 < f < 1"))?;
-        let (paths, labels, class_names) = self.index(OP)?;
-        let (tp, tl) = split(paths.clone(), labels.clone(), f, Subset::Training, OP)?;
-        let (vp, vl) = split(paths, labels, f, Subset::Validation, OP)?;
+        self.check_size()?;
+        let ((tp, tl), (vp, vl), class_names) = self.opts.load_both_index(OP, &IMAGES)?;
         Ok((self.materialize(tp, tl, class_names.clone())?, self.materialize(vp, vl, class_names)?))
     }
 
-    /// Find the class folders and image files; shuffle if asked.
-    fn index(&self, op: &'static str) -> Result<(Vec<PathBuf>, Vec<usize>, Vec<String>)> {
+    fn check_size(&self) -> Result<()> {
         let (h, w) = self.image_size;
         if h == 0 || w == 0 {
-            return Err(Error::invalid(op, format!("image_size must be positive, got ({h}, {w})")));
+            return Err(Error::invalid(OP, format!("image_size must be positive, got ({h}, {w})")));
         }
-        if let Some(f) = self.validation_split {
-            if !(f > 0.0 && f < 1.0) {
-                return Err(Error::invalid(
-                    op,
-                    format!("validation_split must be between 0 and 1 (exclusive), got {f}"),
-                ));
-            }
-            if self.shuffle && self.seed.is_none() {
-                return Err(Error::invalid(
-                    op,
-                    "with validation_split and shuffling, set .seed(s) so the training and validation \
-                     subsets do not overlap",
-                ));
-            }
-        }
-        let dir = &self.dir;
-        let mut entries = Vec::new();
-        for e in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
-            let e = e.map_err(|e| Error::io(dir, e))?;
-            entries.push(e.path());
-        }
-        if entries.is_empty() {
-            return Err(Error::format(
-                dir.display().to_string(),
-                "the directory is empty; put one subfolder of images per class in it",
-            ));
-        }
-        // Keras's index_directory: hidden folders (.git, .ipynb_checkpoints) are not classes
-        let mut subdirs: Vec<String> = entries
-            .iter()
-            .filter(|p| p.is_dir())
-            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-            .filter(|n| !n.starts_with('.'))
-            .collect();
-        subdirs.sort();
-        if subdirs.is_empty() {
-            return Err(Error::format(
-                dir.display().to_string(),
-                "no class subfolders: put each class's images in its own subfolder \
-                 (dir/cats/*.png, dir/dogs/*.png); files directly in the directory are ignored",
-            ));
-        }
-        let class_names = match &self.class_names {
-            None => subdirs,
-            // Keras: the names must be subfolders (a subset is fine); only those load, in the given order
-            Some(names) => {
-                if let Some(bad) = names.iter().find(|n| !subdirs.contains(n)) {
-                    return Err(Error::invalid(
-                        op,
-                        format!(
-                            "class_names {names:?} do not match the subfolders of {}: '{bad}' is not one of \
-                             {subdirs:?}; pass those names or a subset of them",
-                            dir.display()
-                        ),
-                    ));
-                }
-                if let Some((i, dup)) = names.iter().enumerate().find(|(i, n)| names[..*i].contains(n)) {
-                    return Err(Error::invalid(
-                        op,
-                        format!("class_names {names:?} name '{dup}' twice (again at index {i}); list each class once"),
-                    ));
-                }
-                if names.is_empty() {
-                    return Err(Error::invalid(
-                        op,
-                        format!("class_names is empty; pass some of the subfolders {subdirs:?}, or leave it unset"),
-                    ));
-                }
-                names.clone()
-            }
-        };
-        let mut paths = Vec::new();
-        let mut labels = Vec::new();
-        for (label, class) in class_names.iter().enumerate() {
-            let mut found = Vec::new();
-            walk(&dir.join(class), self.follow_links, &mut found)?;
-            // Keras: directories in path order, files sorted within each.
-            found.sort();
-            labels.extend(std::iter::repeat_n(label, found.len()));
-            paths.extend(found.into_iter().map(|(_, p)| p));
-        }
-        if paths.is_empty() {
-            return Err(Error::format(
-                dir.display().to_string(),
-                format!(
-                    "no images found in the {} class folders {class_names:?} (looked for {} files)",
-                    class_names.len(),
-                    IMAGE_EXTENSIONS.map(|e| format!(".{e}")).join(", ")
-                ),
-            ));
-        }
-        if self.label_mode == LabelMode::Binary && class_names.len() != 2 {
-            return Err(Error::invalid(
-                op,
-                format!(
-                    "label_mode Binary needs exactly 2 classes, found {}: {class_names:?}; use Int or Categorical",
-                    class_names.len()
-                ),
-            ));
-        }
-        if self.shuffle {
-            let seed = self.seed.unwrap_or_else(random_seed);
-            let order = crate::loader::epoch_order(paths.len(), true, seed, 0);
-            paths = order.iter().map(|&i| paths[i].clone()).collect();
-            labels = order.iter().map(|&i| labels[i]).collect();
-        }
-        Ok((paths, labels, class_names))
+        Ok(())
     }
 
     /// Decode and resize `paths` (in parallel) and build the tensors.
@@ -359,78 +159,9 @@ impl ImageFolder {
         }
         let n = paths.len();
         let x = Tensor::from_vec(x, (n, h, w, c))?;
-        let y = match self.label_mode {
-            LabelMode::Int => Tensor::from_vec(labels.iter().map(|&l| l as i64).collect::<Vec<_>>(), n)?,
-            LabelMode::Categorical => {
-                let k = class_names.len();
-                let mut v = vec![0f32; n * k];
-                for (i, &l) in labels.iter().enumerate() {
-                    v[i * k + l] = 1.0;
-                }
-                Tensor::from_vec(v, (n, k))?
-            }
-            LabelMode::Binary => Tensor::from_vec(labels.iter().map(|&l| l as f32).collect::<Vec<_>>(), (n, 1))?,
-        };
+        let y = self.opts.label_tensor(&labels, class_names.len())?;
         Ok(ImageDataset { x, y, class_names, file_paths: paths })
     }
-}
-
-/// Keras's `get_training_or_validation_split`: the last `floor(f * n)` samples validate.
-fn split(
-    paths: Vec<PathBuf>,
-    labels: Vec<usize>,
-    f: f64,
-    subset: Subset,
-    op: &'static str,
-) -> Result<(Vec<PathBuf>, Vec<usize>)> {
-    let n = paths.len();
-    let n_val = (f * n as f64).floor() as usize;
-    let range = match subset {
-        Subset::Training => 0..n - n_val,
-        Subset::Validation => n - n_val..n,
-    };
-    if range.is_empty() {
-        return Err(Error::invalid(
-            op,
-            format!(
-                "validation_split {f} of {n} images leaves the {subset:?} subset empty; add images or change the split"
-            ),
-        ));
-    }
-    Ok((paths[range.clone()].to_vec(), labels[range].to_vec()))
-}
-
-/// Collect `(parent dir, path)` of image files under `dir`, recursively.
-fn walk(dir: &Path, follow_links: bool, out: &mut Vec<(PathBuf, PathBuf)>) -> Result<()> {
-    for e in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
-        let e = e.map_err(|e| Error::io(dir, e))?;
-        let path = e.path();
-        let ft = e.file_type().map_err(|e| Error::io(&path, e))?;
-        let is_dir = ft.is_dir() || (ft.is_symlink() && path.is_dir());
-        if is_dir {
-            if ft.is_dir() || follow_links {
-                walk(&path, follow_links, out)?;
-            }
-            continue;
-        }
-        let ext = path.extension().map(|x| x.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
-        if IMAGE_EXTENSIONS.contains(&ext.as_str()) {
-            out.push((dir.to_path_buf(), path));
-        } else if UNSUPPORTED_EXTENSIONS.contains(&ext.as_str()) {
-            return Err(Error::format(
-                path.display().to_string(),
-                format!(".{ext} images are not supported (only PNG and JPEG); convert the file or move it out"),
-            ));
-        }
-    }
-    Ok(())
-}
-
-fn random_seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64));
-    h.finish()
 }
 
 /// Decode one file to `(pixels as f32 0..=255, height, width)` with `mode`'s channels.

@@ -2,7 +2,8 @@
 //!
 //! - Loaders: [`idx`] (MNIST format), [`csv`], [`npy`] (NumPy `.npy` and, with
 //!   the `npz` feature, `.npz`), `image` (with the `image` feature: Keras's
-//!   `image_dataset_from_directory`, PNG writing and grids), ready-made
+//!   `image_dataset_from_directory`, PNG writing and grids),
+//!   [`text_dataset_from_directory`] (a folder of `.txt` files per class), ready-made
 //!   [`datasets`] (embedded MNIST-10k and four UCI tables).
 //! - [`preprocessing`]: `StandardScaler`, `MinMaxScaler`, `Normalization`,
 //!   `to_categorical`, `train_test_split`, `class_weight`, `pad_sequences`, and text
@@ -41,6 +42,7 @@ pub mod augment;
 pub mod csv;
 pub mod datasets;
 mod error;
+pub mod folder;
 mod fsio;
 pub mod idx;
 #[cfg(feature = "image")]
@@ -49,8 +51,10 @@ pub mod loader;
 pub mod npy;
 pub mod preprocessing;
 pub mod seed;
+pub mod text_dataset;
 pub mod timeseries;
 
 pub use error::{Error, Result};
 pub use loader::{Batch, BatchIter, BatchSource, DataLoader, Dataset, TensorDataset};
+pub use text_dataset::{text_dataset_from_directory, TextDataset, TextFolder};
 pub use timeseries::{timeseries_dataset_from_array, Timeseries, TimeseriesDataset};
