@@ -15,6 +15,8 @@
 //!   [`Average`]), [`ConfusionMatrix`], [`Auc`] (exact ROC), [`classification_report`].
 //! - Regression: [`MeanSquaredError`], [`RootMeanSquaredError`], [`MeanAbsoluteError`], [`R2Score`];
 //!   and [`Mean`] for the running loss.
+//! - Losses as metrics: [`LossMetric`] (`"binary_crossentropy"`, `"mape"`, `"msle"`,
+//!   `"cosine_similarity"`, `"kl_divergence"`, `"poisson"`, the hinges, ...; [`LossMetricKind`]).
 //! - By name: [`metric_from_name`] and [`MetricSpec`] (`"accuracy"` follows the loss, see [`LossKind`]).
 //!
 //! Values are checked against scikit-learn (`tests/fixtures/make_fixtures.py`). Undefined cases:
@@ -53,6 +55,7 @@ mod auc;
 mod confusion;
 mod error;
 mod input;
+mod loss_metrics;
 mod mean;
 mod metric;
 mod precision_recall;
@@ -67,6 +70,7 @@ pub use accuracy::{
 pub use auc::{roc_auc_score, Auc};
 pub use confusion::{confusion_matrix, unique_labels, ConfusionMatrix};
 pub use error::{MetricsError, Result};
+pub use loss_metrics::{LossMetric, LossMetricKind};
 pub use mean::Mean;
 pub use metric::{host_f64, ArrayRef, Matrix, Metric, MetricValue};
 pub use precision_recall::{

@@ -9,6 +9,7 @@ use crate::accuracy::{
 };
 use crate::auc::Auc;
 use crate::error::{MetricsError, Result};
+use crate::loss_metrics::{LossMetric, LossMetricKind};
 use crate::metric::Metric;
 use crate::precision_recall::{F1Score, Precision, Recall};
 use crate::regression::{MeanAbsoluteError, MeanSquaredError, R2Score, RootMeanSquaredError};
@@ -73,11 +74,17 @@ pub enum MetricSpec {
     Rmse,
     /// `"r2_score"` / `"r2"`.
     R2,
+    /// A loss as a metric: `"binary_crossentropy"`, `"mape"`, `"kl_divergence"`, `"hinge"`, ...
+    /// (see [`LossMetricKind`]).
+    Loss(LossMetricKind),
 }
 
 const KNOWN: &str = "accuracy, acc, binary_accuracy, categorical_accuracy, sparse_categorical_accuracy, \
 top_k_categorical_accuracy, sparse_top_k_categorical_accuracy, precision, recall, f1_score, f1, auc, \
-mse, mean_squared_error, mae, mean_absolute_error, rmse, root_mean_squared_error, r2_score, r2";
+mse, mean_squared_error, mae, mean_absolute_error, rmse, root_mean_squared_error, r2_score, r2, \
+mape, mean_absolute_percentage_error, msle, mean_squared_logarithmic_error, cosine_similarity, log_cosh_error, \
+binary_crossentropy, categorical_crossentropy, sparse_categorical_crossentropy, kl_divergence, poisson, hinge, \
+squared_hinge, categorical_hinge";
 
 impl FromStr for MetricSpec {
     type Err = MetricsError;
@@ -99,7 +106,10 @@ impl FromStr for MetricSpec {
             "mae" | "mean_absolute_error" => MetricSpec::Mae,
             "rmse" | "root_mean_squared_error" => MetricSpec::Rmse,
             "r2_score" | "r2" => MetricSpec::R2,
-            _ => return Err(MetricsError::UnknownMetric { name: name.to_string(), known: KNOWN.to_string() }),
+            other => match LossMetricKind::from_name(other) {
+                Some(kind) => MetricSpec::Loss(kind),
+                None => return Err(MetricsError::UnknownMetric { name: name.to_string(), known: KNOWN.to_string() }),
+            },
         })
     }
 }
@@ -129,6 +139,7 @@ impl MetricSpec {
             MetricSpec::Mae => Box::new(MeanAbsoluteError::new()),
             MetricSpec::Rmse => Box::new(RootMeanSquaredError::new()),
             MetricSpec::R2 => Box::new(R2Score::new()),
+            MetricSpec::Loss(kind) => Box::new(LossMetric::new(kind)),
         }
     }
 
@@ -149,6 +160,7 @@ impl MetricSpec {
             MetricSpec::Mae => "mean_absolute_error",
             MetricSpec::Rmse => "root_mean_squared_error",
             MetricSpec::R2 => "r2_score",
+            MetricSpec::Loss(kind) => kind.log_name(),
         }
     }
 }

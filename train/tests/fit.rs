@@ -184,6 +184,13 @@ fn metrics_by_value_or_by_keras_name() {
     r.compile(Adam::new(0.05), Loss::MeanSquaredError, &[MetricSpec::Mae, MetricSpec::R2]).unwrap();
     let h = r.fit(&x, &y, Fit::new().epochs(1).verbose(0)).unwrap();
     assert!(h.get("mean_absolute_error").is_some() && h.get("r2_score").is_some());
+    // a loss as a metric: logged under the name given, the mean of the loss over the samples
+    let mut b = mlp(4);
+    b.compile(Adam::new(0.05), Loss::BinaryCrossentropy, &["binary_crossentropy", "mape", "hinge"]).unwrap();
+    b.fit(&x, &y, Fit::new().epochs(1).verbose(0)).unwrap();
+    let logs = b.evaluate_all(&x, &y, 16).unwrap();
+    assert_eq!(logs.iter().map(|l| l.0.as_str()).collect::<Vec<_>>(), ["loss", "binary_crossentropy", "mape", "hinge"]);
+    assert!((logs[0].1 - logs[1].1).abs() < 1e-5 * logs[0].1, "loss {} vs metric {}", logs[0].1, logs[1].1);
     // an unknown name fails at compile time
     let e = m.compile(Adam::default(), Loss::BinaryCrossentropy, &["accuracy", "bogus"]).unwrap_err();
     assert!(e.to_string().contains("bogus"), "{e}");
