@@ -73,6 +73,7 @@ pub type Result<T> = std::result::Result<T, Error>;
 /// The names a training script needs: `use keel::prelude::*;`.
 pub mod prelude {
     pub use keel_data::preprocessing::{StringLookup, TextOutputMode, TextVectorization};
+    pub use keel_nn::GroupQueryAttention;
     pub use keel_nn::{
         add, concatenate, dot, Activation, ActivationLayer, ActivityRegularization, Add, AdditiveAttention, Attention,
         AveragePooling1D, AveragePooling2D, BatchNormalization, Bidirectional, Concatenate, Conv1D, Conv1DPadding,

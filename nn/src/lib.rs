@@ -69,7 +69,7 @@ pub mod prelude {
         SpatialDropout3D, Subtract, TimeDistributed, UpSampling1D, UpSampling2D, ZeroPadding1D, ZeroPadding2D, ELU,
         GRU, LSTM,
     };
-    pub use crate::{AlphaDropout, EinsumDense, Identity, IntoLayer, ModelLayer};
+    pub use crate::{AlphaDropout, EinsumDense, GroupQueryAttention, Identity, IntoLayer, ModelLayer};
     pub use crate::{
         AveragePooling3D, Conv3D, Cropping3D, GlobalAveragePooling3D, GlobalMaxPooling3D, MaxPooling3D, UpSampling3D,
         ZeroPadding3D,

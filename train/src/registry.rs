@@ -10,7 +10,7 @@
 //! RandomRotation, RandomZoom, RandomTranslation, Resizing, CenterCrop, RandomCrop,
 //! BatchNormalization, LayerNormalization, GroupNormalization, UnitNormalization, RMSNormalization, Activation, ReLU, LeakyReLU, PReLU, ELU, Softmax, Embedding,
 //! SimpleRNN, LSTM, GRU, ConvLSTM1D/2D, Bidirectional, TimeDistributed (around any of these), nested Sequential and functional models, the merges (Add, Subtract,
-//! Multiply, Average, Maximum, Minimum), Concatenate, Dot, Attention, AdditiveAttention and MultiHeadAttention. [`FromConfig`] rebuilds a
+//! Multiply, Average, Maximum, Minimum), Concatenate, Dot, Attention, AdditiveAttention, MultiHeadAttention and GroupQueryAttention. [`FromConfig`] rebuilds a
 //! [`keel_nn::Sequential`] and a functional [`keel_nn::Model`] (shared layers included). [`register_layer`]
 //! adds a custom class (Keras's `custom_objects`).
 
@@ -104,6 +104,8 @@ const CONSTRAINED: &[(&[&str], &[&str])] = &[
             "Conv1DTranspose",
             "Conv2DTranspose",
             "Conv3DTranspose",
+            "MultiHeadAttention",
+            "GroupQueryAttention",
         ],
         &["kernel_constraint", "bias_constraint"],
     ),
@@ -177,7 +179,7 @@ fn applied(class_name: &str, key: &str, v: &Value) -> bool {
 /// layer that does not apply them (keel applies `MaxNorm`, `MinMaxNorm`, `NonNeg` and
 /// `UnitNorm` on every weight of Dense, EinsumDense, the Conv, Depthwise and Separable
 /// convolutions, Embedding, SimpleRNN/LSTM/GRU, ConvLSTM1D/2D, Batch-, Layer- and
-/// GroupNormalization and PReLU, under Keras's keys: `kernel_constraint`,
+/// GroupNormalization, PReLU, MultiHeadAttention and GroupQueryAttention, under Keras's keys: `kernel_constraint`,
 /// `depthwise_constraint`, `gamma_constraint`, ...). They change training only (the saved
 /// weights already obey the constraints), so such a model loads, with a warning naming them,
 /// rather than being refused; `fit` then trains without them (a constraint or regularizer
@@ -222,6 +224,21 @@ fn applied_settings(class_name: &str, cfg: &Value) -> Value {
         }
     }
     cfg
+}
+
+/// Keras 3.15's banded mask (`sliding_window`) and output gate (`use_gate`) of
+/// MultiHeadAttention and GroupQueryAttention change the attention: refused, not dropped.
+fn no_gate_or_window(class_name: &str, cfg: &Value) -> Result<()> {
+    let unsupported = [
+        ("sliding_window", cfg.get("sliding_window").is_some_and(|v| !v.is_null())),
+        ("use_gate", cfg.get("use_gate").and_then(Value::as_bool) == Some(true)),
+    ];
+    match unsupported.iter().find(|(_, on)| *on) {
+        Some((key, _)) => {
+            Err(Error::invalid("from_config", format!("{class_name} with {key} = {} is not supported", cfg[*key])))
+        }
+        None => Ok(()),
+    }
 }
 
 /// Build a layer of Keras class `class_name` from its config (including its `name`).
@@ -487,18 +504,14 @@ pub fn layer_from_config(class_name: &str, cfg: &Value) -> Result<Box<dyn Layer>
                     ),
                 ));
             }
-            // Keras 3.15's banded mask and output gate change the attention: refused, not dropped
-            let unsupported = [
-                ("sliding_window", cfg.get("sliding_window").is_some_and(|v| !v.is_null())),
-                ("use_gate", cfg.get("use_gate").and_then(Value::as_bool) == Some(true)),
-            ];
-            if let Some((key, _)) = unsupported.iter().find(|(_, on)| *on) {
-                return Err(Error::invalid(
-                    "from_config",
-                    format!("MultiHeadAttention with {key} = {} is not supported", cfg[*key]),
-                ));
-            }
+            no_gate_or_window(class_name, cfg)?;
             Box::new(MultiHeadAttention::from_config(field::<MultiHeadAttentionConfig>(class_name, cfg)?))
+        }
+        (None, "GroupQueryAttention") => {
+            no_gate_or_window(class_name, cfg)?;
+            Box::new(keel_nn::GroupQueryAttention::from_config(field::<keel_nn::GroupQueryAttentionConfig>(
+                class_name, cfg,
+            )?))
         }
         (None, "Activation") => Box::new(ActivationLayer::new(get::<Activation>(class_name, cfg, "activation")?)),
         (None, "ReLU") => {

@@ -616,6 +616,35 @@ fn a_transformer_block_with_a_frozen_layer() {
     agree("Transformer block (causal MultiHeadAttention, frozen Dense)", &dev, build, &tokens, &y);
 }
 
+/// GroupQueryAttention (4 query heads sharing 2 key/value heads, causal, attention dropout,
+/// cross-attention with its own key, constraints on its kernels and biases) over padded
+/// tokens trains on CUDA along the CPU's trajectory.
+#[test]
+fn group_query_attention_over_padded_tokens() {
+    use keel_nn::{add, Constraint, GroupQueryAttention, Input, LayerExt};
+    let Some(dev) = common::gpu("group_query_attention_over_padded_tokens") else { return };
+    let (tokens, y) = common::token_task(16, 9, &[48, 6]);
+    let build = || {
+        let inp = Input::new([6]);
+        let e = Embedding::new(9, 8).mask_zero(true).call(&inp).unwrap();
+        let k = Dense::new(5).activation(Activation::Tanh).call(&e).unwrap();
+        let att = GroupQueryAttention::new(3, 4, 2)
+            .use_causal_mask(true)
+            .dropout(0.1)
+            .kernel_constraint(Constraint::max_norm(1.0, 0))
+            .bias_constraint(Constraint::non_neg())
+            .call_multi(&[e.clone(), e.clone(), k])
+            .unwrap();
+        let h = LayerNormalization::new().call(&add(&[e, att]).unwrap()).unwrap();
+        let h = GlobalAveragePooling1D::new().call(&h).unwrap();
+        let out = Dense::new(1).activation(Activation::Sigmoid).call(&h).unwrap();
+        let mut m = KerasModel::from_network(keel_nn::Model::with_seed(&[inp], &[out], 21).unwrap());
+        m.compile(Adam::new(0.01), Loss::BinaryCrossentropy, &[MetricSpec::Accuracy]).unwrap();
+        m
+    };
+    agree("GroupQueryAttention (grouped heads, causal, padded tokens, constraints)", &dev, build, &tokens, &y);
+}
+
 #[test]
 fn masked_sequences_after_embedding_mask_zero() {
     let Some(dev) = common::gpu("masked_sequences_after_embedding_mask_zero") else { return };

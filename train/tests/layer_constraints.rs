@@ -26,18 +26,34 @@ fn constraints_in(cfg: &Value) -> BTreeMap<String, Constraint> {
         .collect()
 }
 
-/// `class` from `cfg`, built for `shape`.
-fn built(class: &str, cfg: &Value, shape: &[usize]) -> Box<dyn Layer> {
+/// `class` from `cfg`, built for per-sample input shapes `shapes` (one per input).
+fn built(class: &str, cfg: &Value, shapes: &[Vec<usize>]) -> Box<dyn Layer> {
     let mut layer = keel_train::layer_from_config(class, cfg).unwrap();
-    layer.build(shape, &mut Rng::new(0)).unwrap();
+    match shapes {
+        [one] => layer.build(one, &mut Rng::new(0)).unwrap(),
+        _ => layer.build_multi(shapes, &mut Rng::new(0)).unwrap(),
+    }
     layer
+}
+
+fn dims(v: &Value) -> Vec<usize> {
+    v.as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect()
+}
+
+/// A case's per-sample input shapes: `input_shape`, or `input_shapes` (several inputs).
+fn input_shapes(c: &Value) -> Vec<Vec<usize>> {
+    match c.get("input_shapes") {
+        Some(v) => v.as_array().unwrap().iter().map(dims).collect(),
+        None => vec![dims(&c["input_shape"])],
+    }
 }
 
 #[test]
 fn layer_constraints_match_keras_and_round_trip() {
     let v: Value = serde_json::from_str(include_str!("../../nn/tests/fixtures/constraints_fixtures.json")).unwrap();
     let cases = v["layers"].as_array().unwrap();
-    assert!(cases.len() >= 16);
+    assert!(cases.len() >= 18);
+    assert!(cases.iter().any(|c| c["class_name"] == "MultiHeadAttention"));
     let (mut worst, mut values) = (0f64, 0usize);
     for c in cases {
         let class = c["class_name"].as_str().unwrap();
@@ -48,8 +64,7 @@ fn layer_constraints_match_keras_and_round_trip() {
         let inner_class = cfg.get("layer").map_or(class, |l| l["class_name"].as_str().unwrap());
         // every constraint Keras wrote is one keel applies: no warning
         assert_eq!(keel_train::unapplied_settings(inner_class, inner), Vec::<String>::new(), "{class}");
-        let shape: Vec<usize> =
-            c["input_shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
+        let shape = input_shapes(c);
         let layer = built(class, cfg, &shape);
         let weights = layer.weights();
         let want = c["weights"].as_array().unwrap();
@@ -59,9 +74,14 @@ fn layer_constraints_match_keras_and_round_trip() {
             assert_eq!(w.name.rsplit('/').next().unwrap(), kname, "{class}");
             w.param.assign(&tensor_of(&k["input"])).unwrap();
         }
-        // one pair per constrained weight (both directions of a Bidirectional)
+        // one pair per constrained weight (both directions of a Bidirectional, the four
+        // projections of a MultiHeadAttention)
         let pairs = layer.constraints();
-        let copies = if class == "Bidirectional" { 2 } else { 1 };
+        let copies = match class {
+            "Bidirectional" => 2,
+            "MultiHeadAttention" => 4,
+            _ => 1,
+        };
         assert_eq!(pairs.len(), keras.len() * copies, "{class}");
         // what fit does after every optimizer step
         for (p, con) in &pairs {
@@ -96,18 +116,18 @@ fn unsupported_constraint_classes_load_with_a_warning_and_are_dropped() {
     lstm["recurrent_constraint"] = radial.clone();
     lstm["bias_constraint"] = nonneg.clone();
     assert_eq!(keel_train::unapplied_settings("LSTM", &lstm), vec!["recurrent_constraint (Radial)"]);
-    let layer = built("LSTM", &lstm, &[4, 2]);
+    let layer = built("LSTM", &lstm, &[vec![4, 2]]);
     assert_eq!(layer.config()["recurrent_constraint"], Value::Null);
     assert_eq!(layer.constraints().len(), 1);
     // inside a Bidirectional too
     let bi = serde_json::json!({"name": "bi", "merge_mode": "concat",
         "layer": {"class_name": "LSTM", "config": lstm}});
-    let layer = built("Bidirectional", &bi, &[4, 2]);
+    let layer = built("Bidirectional", &bi, &[vec![4, 2]]);
     assert_eq!(layer.constraints().len(), 2);
     let mut bn = keel_nn::BatchNormalization::new().config();
     bn["gamma_constraint"] = radial;
     bn["beta_constraint"] = nonneg;
-    let layer = built("BatchNormalization", &bn, &[3]);
+    let layer = built("BatchNormalization", &bn, &[vec![3]]);
     let pairs = layer.constraints();
     assert_eq!(pairs.len(), 1);
     assert_eq!(pairs[0].1, Constraint::non_neg());
@@ -155,4 +175,48 @@ fn fit_applies_recurrent_and_normalization_constraints() {
         weights.iter().filter(|w| w.name.starts_with("bidirectional/") && w.name.ends_with("/bias")).collect();
     assert_eq!(gru_biases.len(), 2);
     assert!(gru_biases.iter().all(|w| min(w.param.value()) >= 0.0));
+}
+
+/// One SGD(0.1) step of a model `[query, value] -> MultiHeadAttention` with constraints on
+/// its kernels and biases, MSE loss: `fit` ends with Keras 3.15.1's weights (the "sgd_steps"
+/// of nn/tests/fixtures/constraints_fixtures.json: the gradient step, then each projection's
+/// constraint).
+#[test]
+fn one_sgd_step_of_multi_head_attention_with_constraints_matches_keras() {
+    use keel_nn::{Input, LayerExt, Loss, Model, MultiHeadAttention, MultiHeadAttentionConfig, Network};
+    use keel_optim::SGD;
+    use keel_train::{Fit, KerasModel};
+    let v: Value = serde_json::from_str(include_str!("../../nn/tests/fixtures/constraints_fixtures.json")).unwrap();
+    let cases = v["sgd_steps"].as_array().unwrap();
+    assert_eq!(cases.len(), 2);
+    let mut worst = 0f64;
+    for c in cases {
+        let cfg: MultiHeadAttentionConfig = serde_json::from_value(c["config"].clone()).unwrap();
+        assert!(cfg.kernel_constraint.is_some() && cfg.bias_constraint.is_some());
+        let (xq, xv, y) = (tensor_of(&c["query"]), tensor_of(&c["value"]), tensor_of(&c["target"]));
+        let (q, val) = (Input::new(xq.dims()[1..].to_vec()), Input::new(xv.dims()[1..].to_vec()));
+        let out = MultiHeadAttention::from_config(cfg).with_name("mha").call_multi(&[q.clone(), val.clone()]).unwrap();
+        let mut m = KerasModel::from_network(Model::with_seed(&[q, val], &[out], 1).unwrap());
+        m.compile(SGD::new(c["learning_rate"].as_f64().unwrap()), Loss::MeanSquaredError, keel_train::NO_METRICS)
+            .unwrap();
+        let weights = m.network().named_weights();
+        let want = c["weights"].as_array().unwrap();
+        assert_eq!(weights.len(), want.len());
+        for (w, k) in weights.iter().zip(want) {
+            assert!(k["name"].as_str().unwrap().ends_with(w.name.trim_start_matches("mha/")), "{}", w.name);
+            w.param.assign(&tensor_of(&k["input"])).unwrap();
+        }
+        let n = xq.dims()[0];
+        m.fit([&xq, &xv], &y, Fit::new().epochs(1).batch_size(n).shuffle(false).verbose(0)).unwrap();
+        for (w, k) in weights.iter().zip(want) {
+            let got = w.param.value().to_vec_f64().unwrap();
+            let exp = tensor_of(&k["output"]).to_vec_f64().unwrap();
+            for (g, e) in got.iter().zip(&exp) {
+                let d = (g - e).abs();
+                worst = worst.max(d);
+                assert!(d <= 1e-5 * (1.0 + e.abs()), "{}: {g} vs keras {e}", w.name);
+            }
+        }
+    }
+    eprintln!("MultiHeadAttention SGD step with constraints vs keras: max abs diff {worst:e}");
 }

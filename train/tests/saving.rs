@@ -397,6 +397,96 @@ fn functional_models_round_trip_with_shared_layers() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// GroupQueryAttention in a functional model (cross-attention with a separate key, every
+/// option off its default, constraints) saves and loads: config, weights and predictions;
+/// Keras's config loads, its gate and sliding window are refused.
+#[test]
+fn group_query_attention_round_trips() {
+    use keel_nn::{Constraint, GroupQueryAttention, Input, LayerExt};
+    let dir = test_dir("gqa");
+    let ids = Input::new([5]);
+    let seq = Input::new([7, 4]);
+    let q = Embedding::new(10, 4).call(&ids).unwrap();
+    let k = Dense::new(5).call(&seq).unwrap();
+    let att = GroupQueryAttention::new(3, 4, 2)
+        .dropout(0.1)
+        .use_causal_mask(true)
+        .kernel_constraint(Constraint::max_norm(0.5, 0))
+        .bias_constraint(Constraint::non_neg())
+        .call_multi(&[q, seq.clone(), k])
+        .unwrap();
+    let out = Dense::new(2).activation(Activation::Softmax).call(&GlobalAveragePooling1D::new().call(&att).unwrap());
+    let mut m = keel_train::Model::new(&[ids, seq], &[out.unwrap()]).unwrap();
+    let xi = Tensor::from_vec((0..30).map(|i| (i * 3 % 10) as i64).collect::<Vec<_>>(), (6, 5)).unwrap();
+    let xs = Tensor::rand_normal(3, 0.0, 1.0, (6, 7, 4), DType::F32, &Device::Cpu).unwrap();
+    let y = Tensor::from_vec(vec![0i64, 1, 0, 1, 1, 0], 6).unwrap();
+    m.compile(Adam::new(0.01), Loss::SparseCategoricalCrossentropy, NO_METRICS).unwrap();
+    m.fit([&xi, &xs], &y, Fit::new().epochs(1).batch_size(3).verbose(0)).unwrap();
+    // the constraints held after the steps
+    for w in m.network().named_weights().into_iter().filter(|w| w.name.starts_with("grouped_query_attention/")) {
+        let v = w.param.value().to_vec_f64().unwrap();
+        if w.name.ends_with("bias") {
+            assert!(v.iter().all(|&x| x >= 0.0), "{}", w.name);
+        }
+    }
+    let path = dir.join("gqa.keel");
+    m.save(&path).unwrap();
+    let loaded = keel_train::Model::load(&path).unwrap();
+    assert_eq!(loaded.config(), m.config());
+    let cfg = &m.config()["config"]["layers"];
+    let att_cfg = cfg.as_array().unwrap().iter().find(|l| l["class_name"] == "GroupQueryAttention").unwrap();
+    for (key, want) in [
+        ("head_dim", serde_json::json!(3)),
+        ("num_query_heads", serde_json::json!(4)),
+        ("num_key_value_heads", serde_json::json!(2)),
+        ("dropout", serde_json::json!(0.1)),
+        ("use_bias", serde_json::json!(true)),
+        ("use_gate", serde_json::json!(false)),
+        ("sliding_window", serde_json::Value::Null),
+        ("use_causal_mask", serde_json::json!(true)),
+    ] {
+        assert_eq!(att_cfg["config"][key], want, "{key}");
+    }
+    assert_eq!(att_cfg["config"]["bias_constraint"]["class_name"], "NonNeg");
+    assert_eq!(weight_bits(loaded.network()), weight_bits(m.network()));
+    let (p, q) = (m.predict([&xi, &xs], 4).unwrap(), loaded.predict([&xi, &xs], 4).unwrap());
+    assert_eq!(bits(&p), bits(&q));
+    // the configs Keras 3.15.1 wrote load with no warning, and keel's config has their keys
+    let v: serde_json::Value =
+        serde_json::from_str(include_str!("../../nn/tests/fixtures/group_query_attention_fixtures.json")).unwrap();
+    for c in v["cases"].as_array().unwrap() {
+        let keras = &c["config"];
+        assert!(keel_train::unapplied_settings("GroupQueryAttention", keras).is_empty());
+        let l = keel_train::layer_from_config("GroupQueryAttention", keras).unwrap();
+        let mine = l.config();
+        for key in keras
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|k| !["trainable", "dtype", "seed", "activity_regularizer"].contains(&k.as_str()))
+        {
+            assert!(mine.get(key).is_some(), "{key} missing from {mine}");
+        }
+        for key in ["head_dim", "num_query_heads", "num_key_value_heads", "use_bias", "dropout", "name"] {
+            assert_eq!(mine[key], keras[key], "{key}");
+        }
+    }
+    let mut keras = v["cases"][0]["config"].clone();
+    keras["use_gate"] = serde_json::json!(true);
+    let e = keel_train::layer_from_config("GroupQueryAttention", &keras).err().unwrap().to_string();
+    assert!(e.contains("GroupQueryAttention") && e.contains("use_gate"), "{e}");
+    keras["use_gate"] = serde_json::json!(false);
+    keras["sliding_window"] = serde_json::json!(4);
+    let e = keel_train::layer_from_config("GroupQueryAttention", &keras).err().unwrap().to_string();
+    assert!(e.contains("sliding_window"), "{e}");
+    // an activity regularizer is not applied: a warning, not an error
+    keras["sliding_window"] = serde_json::Value::Null;
+    keras["activity_regularizer"] = serde_json::json!({"class_name": "L2", "config": {"l2": 0.01}});
+    assert_eq!(keel_train::unapplied_settings("GroupQueryAttention", &keras), vec!["activity_regularizer (L2)"]);
+    assert!(keel_train::layer_from_config("GroupQueryAttention", &keras).is_ok());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// MultiHeadAttention in a functional model (cross-attention with a separate key, every
 /// option off its default) saves and loads: config, weights and predictions.
 #[test]
@@ -1312,11 +1402,15 @@ fn keras_constraints_load_and_only_unapplied_settings_are_named() {
         ("BatchNormalization", "gamma_constraint"),
         ("GroupNormalization", "beta_constraint"),
         ("PReLU", "alpha_constraint"),
+        ("MultiHeadAttention", "kernel_constraint"),
+        ("MultiHeadAttention", "bias_constraint"),
+        ("GroupQueryAttention", "kernel_constraint"),
+        ("GroupQueryAttention", "bias_constraint"),
     ] {
         assert!(keel_train::unapplied_settings(class, &serde_json::json!({key: nonneg})).is_empty(), "{class}");
     }
     for (class, key) in [
-        ("MultiHeadAttention", "kernel_constraint"),
+        ("MultiHeadAttention", "recurrent_constraint"),
         ("DepthwiseConv2D", "kernel_constraint"),
         ("LSTM", "depthwise_constraint"),
         ("BatchNormalization", "bias_constraint"),

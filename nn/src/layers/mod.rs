@@ -3,6 +3,7 @@
 mod activation_layer;
 mod activity_regularization;
 mod attention;
+mod attention_heads;
 mod augment;
 mod average_pooling1d;
 mod average_pooling2d;
@@ -35,6 +36,7 @@ mod flatten;
 mod gaussian_noise;
 mod global_pooling;
 mod group_normalization;
+mod group_query_attention;
 mod gru;
 mod hashing;
 mod identity;
@@ -119,6 +121,7 @@ pub use global_pooling::{
     GlobalMaxPooling3D,
 };
 pub use group_normalization::{GroupNormalization, GroupNormalizationConfig};
+pub use group_query_attention::{GroupQueryAttention, GroupQueryAttentionConfig};
 pub use gru::{GRUCell, GRU};
 pub use hashing::Hashing;
 pub use identity::Identity;

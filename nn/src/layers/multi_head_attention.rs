@@ -1,14 +1,14 @@
 //! [`MultiHeadAttention`]: Keras's multi-head scaled dot-product attention (Vaswani et al., 2017).
 
 use crate::layer::{
-    bias_init_reg_builders, check_same_batch, layer_common, multi_input_forwards, penalties, sample_shapes,
-    sequence_dims, with_name, Ctx, Layer, Weight,
+    bias_init_reg_builders, check_same_batch, constraint_builders, layer_common, multi_input_forwards, sample_shapes,
+    with_name, Ctx, Layer, Weight,
 };
-use crate::layers::dropout::dropout;
+use crate::layers::attention_heads::{grouped_attention, output_projection, project, CallDims, Projections};
 use crate::{Error, Initializer, Regularizer, Result};
 use keel_autograd::{Param, Var};
 use keel_tensor::rng::Rng;
-use keel_tensor::{DType, Tensor};
+use keel_tensor::Tensor;
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// The hyper-parameters of [`MultiHeadAttention`] (its Keras config, plus `use_causal_mask`).
@@ -42,6 +42,14 @@ pub struct MultiHeadAttentionConfig {
     /// Penalty on each bias.
     #[serde(default)]
     pub bias_regularizer: Option<Regularizer>,
+    /// Constraint on each of the four kernels, applied after every optimizer step (Keras's
+    /// `kernel_constraint`).
+    #[serde(default)]
+    pub kernel_constraint: Option<crate::Constraint>,
+    /// Constraint on each of the four biases, applied after every optimizer step (Keras's
+    /// `bias_constraint`).
+    #[serde(default)]
+    pub bias_constraint: Option<crate::Constraint>,
 }
 
 /// Keras's `output_shape`: `null`, `n`, `[n]` (or `[]`, which Keras also reads as none); more
@@ -90,33 +98,6 @@ pub struct MultiHeadAttentionWeights {
     pub output: AttentionProjection,
 }
 
-/// The weight names, Keras's, per projection (query, key, value, output).
-const NAMES: [(&str, &str); 4] = [
-    ("query/kernel", "query/bias"),
-    ("key/kernel", "key/bias"),
-    ("value/kernel", "value/bias"),
-    ("attention_output/kernel", "attention_output/bias"),
-];
-
-/// The checked per-sample sizes of a call: query `[tq, dq]`, value `[tv, dv]`, key `[tv, dk]`
-/// (and an attention mask `[tq, tv]` when one comes fourth).
-#[derive(Debug, Clone, Copy)]
-struct CallDims {
-    tq: usize,
-    dq: usize,
-    tv: usize,
-    dv: usize,
-    dk: usize,
-}
-
-/// The built weights: kernels and (with `use_bias`) biases of query, key, value, output.
-struct Built {
-    /// The feature sizes `[dq, dv, dk]` the layer was built for.
-    dims: [usize; 3],
-    kernels: [Param; 4],
-    biases: Option<[Param; 4]>,
-}
-
 /// Keras's `MultiHeadAttention(num_heads, key_dim)`: multi-head scaled dot-product attention.
 ///
 /// Called on `[query, value]` or `[query, value, key]` (key defaults to value; pass the same
@@ -146,8 +127,9 @@ struct Built {
 ///
 /// Not supported: inputs of other ranks than `[B, T, dim]` (`attention_axes`), an
 /// `output_shape` of more than one axis, `return_attention_scores` in a model (use
-/// [`MultiHeadAttention::forward_with_scores`]), activity regularizers, constraints and a
-/// per-layer dropout `seed`.
+/// [`MultiHeadAttention::forward_with_scores`]), activity regularizers and a per-layer dropout
+/// `seed`. Constraints (`kernel_constraint`, `bias_constraint`) apply to all four
+/// projections, as Keras's.
 ///
 /// ```
 /// use keel_nn::prelude::*;
@@ -169,10 +151,14 @@ pub struct MultiHeadAttention {
     name: String,
     input_shape: Option<Vec<usize>>,
     cfg: MultiHeadAttentionConfig,
-    built: Option<Built>,
+    built: Option<Projections>,
 }
 
 bias_init_reg_builders!(MultiHeadAttention);
+constraint_builders!(MultiHeadAttention:
+    kernel_constraint => "each of the four kernels",
+    bias_constraint => "each of the four biases"
+);
 
 impl MultiHeadAttention {
     /// `num_heads` heads of size `key_dim` (Keras defaults: value_dim = key_dim, no dropout,
@@ -190,6 +176,8 @@ impl MultiHeadAttention {
             bias_initializer: Initializer::Zeros,
             kernel_regularizer: None,
             bias_regularizer: None,
+            kernel_constraint: None,
+            bias_constraint: None,
         })
     }
 
@@ -275,33 +263,7 @@ impl MultiHeadAttention {
     /// The per-sample shapes of a call checked against each other.
     fn call_dims(&self, shapes: &[Vec<usize>]) -> Result<CallDims> {
         self.check_config()?;
-        let (q, v, k, mask) = match shapes {
-            [q, v] => (q, v, v, None),
-            [q, v, k] => (q, v, k, None),
-            [q, v, k, m] => (q, v, k, Some(m)),
-            _ => {
-                return Err(Error::Graph(format!(
-                    "{} takes [query, value], [query, value, key] or [query, value, key, attention_mask], got {} \
-                     input(s) (for self-attention pass the same tensor as query and value)",
-                    self.what(),
-                    shapes.len()
-                )))
-            }
-        };
-        let seq = |s: &Vec<usize>, role: &str| sequence_dims(s, role, &self.name, "MultiHeadAttention");
-        let ((tq, dq), (tv, dv), (tk, dk)) = (seq(q, "query")?, seq(v, "value")?, seq(k, "key")?);
-        if tk != tv {
-            return Err(self.bad_input(format!("a key with the value's {tv} timesteps (value {v:?})"), k));
-        }
-        if let Some(m) = mask {
-            if m[..] != [tq, tv] {
-                return Err(self.bad_input(
-                    format!("an attention_mask of per-sample shape [{tq}, {tv}] (query {q:?}, value {v:?})"),
-                    m,
-                ));
-            }
-        }
-        Ok(CallDims { tq, dq, tv, dv, dk })
+        CallDims::of(shapes, &self.name, "MultiHeadAttention")
     }
 
     /// The output's last axis for a query with `dq` features.
@@ -322,13 +284,7 @@ impl MultiHeadAttention {
             .built
             .as_ref()
             .ok_or_else(|| Error::NotBuilt { layer: self.name.clone(), class: "MultiHeadAttention" })?;
-        let proj = |i: usize| -> Result<AttentionProjection> {
-            Ok(AttentionProjection {
-                kernel: ctx.param(&b.kernels[i])?,
-                bias: b.biases.as_ref().map(|bs| ctx.param(&bs[i])).transpose()?,
-            })
-        };
-        Ok(MultiHeadAttentionWeights { query: proj(0)?, key: proj(1)?, value: proj(2)?, output: proj(3)? })
+        b.vars(ctx)
     }
 
     /// Run on `xs` (`[query, value]`, `[query, value, key]` or `[query, value, key, mask]`):
@@ -347,18 +303,7 @@ impl MultiHeadAttention {
     pub fn forward_with_masks(&self, xs: &[Var], masks: &[Option<Tensor>], ctx: &mut Ctx<'_>) -> Result<(Var, Var)> {
         let w = self.weight_vars(ctx)?;
         if let Some(b) = &self.built {
-            let d = self.batch_dims(xs)?;
-            if [d.dq, d.dv, d.dk] != b.dims {
-                let [dq, dv, dk] = b.dims;
-                return Err(self.bad_input(
-                    format!(
-                        "query, value and key with {dq}, {dv} and {dk} features (the layer is built for them), got \
-                         {}, {} and {}",
-                        d.dq, d.dv, d.dk
-                    ),
-                    &xs[0].dims()[1..],
-                ));
-            }
+            b.check_dims(&self.batch_dims(xs)?, xs, &self.name, "MultiHeadAttention")?;
         }
         self.attend(xs, masks, &w, ctx)
     }
@@ -392,118 +337,17 @@ impl MultiHeadAttention {
     ) -> Result<(Var, Var)> {
         let d = self.batch_dims(xs)?;
         let (h, kd, vd) = (self.cfg.num_heads, self.cfg.key_dim, self.get_value_dim());
-        let shapes = self.weight_shapes([d.dq, d.dv, d.dk]);
-        let given = [&w.query, &w.key, &w.value, &w.output];
-        for ((p, (ks, bs)), (kn, bn)) in given.iter().zip(&shapes).zip(NAMES) {
-            let bias_ok = match &p.bias {
-                Some(b) => self.cfg.use_bias && b.dims() == &bs[..],
-                None => !self.cfg.use_bias,
-            };
-            if p.kernel.dims() != ks || !bias_ok {
-                return Err(Error::config(
-                    self.what(),
-                    format!(
-                        "{kn} must be {ks:?} and {bn} {} for these inputs, got {:?} and {:?}",
-                        if self.cfg.use_bias { format!("{bs:?}") } else { "absent (use_bias=false)".into() },
-                        p.kernel.dims(),
-                        p.bias.as_ref().map(|b| b.dims().to_vec()),
-                    ),
-                ));
-            }
-        }
+        w.check_shapes(&self.weight_shapes([d.dq, d.dv, d.dk]), self.cfg.use_bias, &self.what())?;
         let (query, value) = (&xs[0], &xs[1]);
         let key = xs.get(2).unwrap_or(value);
-        let b = query.dims()[0];
         // [B, heads, T, width]; the query scaled after its projection, as Keras
         let q = project(query, &w.query, [h, kd])?.mul_scalar(1.0 / (kd as f64).sqrt())?;
         let k = project(key, &w.key, [h, kd])?;
         let v = project(value, &w.value, [h, vd])?;
-        let scores = q.matmul(&k.transpose(-2, -1)?)?; // [B, heads, Tq, Tv]
-        let mask = self.mask(&d, xs.get(3), masks, &scores)?;
-        let probs = match &mask {
-            None => scores.softmax(-1)?,
-            Some(m) => {
-                let neg = if scores.dtype() == DType::F16 { -3e4 } else { -1e9 };
-                let masked = Var::where_cond(m, &scores, &Var::constant(scores.value().scalar_like(neg)?))?;
-                let p = masked.softmax(-1)?;
-                Var::where_cond(m, &p, &Var::constant(p.value().scalar_like(0.0)?))?
-            }
-        };
-        let dropped = dropout(&probs, self.cfg.dropout, probs.dims(), &self.name, ctx)?;
-        // [B, heads, Tq, vd] -> [B, Tq, heads * vd] -> [B, Tq, out]
-        let heads = dropped.matmul(&v)?.permute(&[0, 2, 1, 3])?.reshape([b, d.tq, h * vd])?;
-        let o = w.output.kernel.dims()[2];
-        let kernel = w.output.kernel.reshape([h * vd, o])?;
-        let out = match &w.output.bias {
-            Some(bias) => heads.matmul_bias(&kernel, bias)?,
-            None => heads.matmul(&kernel)?,
-        };
-        Ok((out, probs))
+        let mask = d.mask(self.cfg.use_causal_mask, xs.get(3), masks, &q, &self.name, "MultiHeadAttention")?;
+        let (heads, probs) = grouped_attention(&q, &k, &v, mask.as_ref(), self.cfg.dropout, &self.name, ctx)?;
+        Ok((output_projection(&heads, &w.output)?, probs))
     }
-
-    /// Where a query may attend (`[1 or B, 1, Tq, Tv]`, nonzero: yes): the inputs' masks
-    /// (query `[B, Tq]`, value and key `[B, Tv]`), the causal mask and the attention mask
-    /// `mask` combined (Keras's `_compute_attention_mask`), or `None` when none is in use.
-    fn mask(
-        &self,
-        d: &CallDims,
-        mask: Option<&Var>,
-        input_masks: &[Option<Tensor>],
-        scores: &Var,
-    ) -> Result<Option<Tensor>> {
-        let b = scores.dims()[0];
-        let mut inputs: Option<Tensor> = None;
-        for (i, m) in input_masks.iter().enumerate().take(3) {
-            let Some(m) = m else { continue };
-            let (t, shape) = if i == 0 { (d.tq, [b, 1, d.tq, 1]) } else { (d.tv, [b, 1, 1, d.tv]) };
-            if m.dims() != [b, t] {
-                return Err(self.bad_input(
-                    format!("a mask [{b}, {t}] for {}", ["the query", "the value", "the key"][i]),
-                    m.dims(),
-                ));
-            }
-            let m = m.ne(&m.scalar_like(0.0)?)?.reshape(shape)?.to_device(&scores.device())?;
-            inputs = Some(match inputs {
-                Some(a) => a.mul(&m)?,
-                None => m,
-            });
-        }
-        let causal = if self.cfg.use_causal_mask {
-            // Keras's: query position i attends to key positions j <= i (also when Tq != Tv)
-            let (tq, tv) = (d.tq, d.tv);
-            let tri: Vec<u8> = (0..tq * tv).map(|i| u8::from(i / tv >= i % tv)).collect();
-            Some(Tensor::from_vec(tri, [1, 1, tq, tv])?.to_device(&scores.device())?)
-        } else {
-            None
-        };
-        let given = match mask {
-            Some(m) => {
-                let m = m.value();
-                Some(m.ne(&m.scalar_like(0.0)?)?.unsqueeze(1)?)
-            }
-            None => None,
-        };
-        let mut all: Option<Tensor> = None;
-        for m in [inputs, causal, given].into_iter().flatten() {
-            all = Some(match all {
-                Some(a) => a.mul(&m)?,
-                None => m,
-            });
-        }
-        Ok(all)
-    }
-}
-
-/// `x` `[B, T, dim]` through a projection `[dim, heads, width]` (+ bias `[heads, width]`),
-/// split into heads: `[B, heads, T, width]`.
-fn project(x: &Var, p: &AttentionProjection, [heads, width]: [usize; 2]) -> Result<Var> {
-    let (b, t, dim) = (x.dims()[0], x.dims()[1], x.dims()[2]);
-    let kernel = p.kernel.reshape([dim, heads * width])?;
-    let y = match &p.bias {
-        Some(bias) => x.matmul_bias(&kernel, &bias.reshape([heads * width])?)?,
-        None => x.matmul(&kernel)?,
-    };
-    Ok(y.reshape([b, t, heads, width])?.permute(&[0, 2, 1, 3])?)
 }
 
 impl Layer for MultiHeadAttention {
@@ -534,22 +378,10 @@ impl Layer for MultiHeadAttention {
                 &input_shapes[0],
             ));
         }
-        // drawn in Keras's order: each projection's kernel, then its bias
-        let mut kernels = Vec::with_capacity(4);
-        let mut biases = Vec::with_capacity(4);
-        for (i, (ks, bs)) in self.weight_shapes(dims).into_iter().enumerate() {
-            // Keras 3's EinsumDense fans: the contracted axes in, the produced axes out
-            // (query/key/value `[d, heads, width]`: (d, heads*width); output
-            // `[heads, width, out]`: (heads*width, out))
-            let fans = if i < 3 { (ks[0], ks[1] * ks[2]) } else { (ks[0] * ks[1], ks[2]) };
-            kernels.push(Param::new(self.cfg.kernel_initializer.sample_with_fans(&ks, fans, rng)?));
-            if self.cfg.use_bias {
-                biases.push(Param::new(self.cfg.bias_initializer.sample(&bs, rng)?));
-            }
-        }
-        let four = |v: Vec<Param>| -> Option<[Param; 4]> { v.try_into().ok() };
-        let kernels = four(kernels).ok_or_else(|| Error::config(self.what(), "internal: four kernels expected"))?;
-        self.built = Some(Built { dims, kernels, biases: four(biases) });
+        let c = &self.cfg;
+        let shapes = self.weight_shapes(dims);
+        self.built =
+            Some(Projections::build(dims, shapes, &c.kernel_initializer, &c.bias_initializer, c.use_bias, rng)?);
         Ok(())
     }
 
@@ -567,15 +399,7 @@ impl Layer for MultiHeadAttention {
     }
 
     fn weights(&self) -> Vec<Weight> {
-        let Some(b) = &self.built else { return Vec::new() };
-        let mut w = Vec::with_capacity(8);
-        for (i, (kn, bn)) in NAMES.into_iter().enumerate() {
-            w.push(Weight::trainable(kn, &b.kernels[i]));
-            if let Some(bs) = &b.biases {
-                w.push(Weight::trainable(bn, &bs[i]));
-            }
-        }
-        w
+        self.built.as_ref().map_or_else(Vec::new, Projections::weights)
     }
 
     fn config(&self) -> serde_json::Value {
@@ -587,17 +411,12 @@ impl Layer for MultiHeadAttention {
 
     fn regularization_loss(&self, ctx: &Ctx<'_>) -> Result<Option<Var>> {
         let Some(b) = &self.built else { return Ok(None) };
-        let ks: Vec<Option<Param>> = b.kernels.iter().cloned().map(Some).collect();
-        let bs: Vec<Option<Param>> = match &b.biases {
-            Some(bs) => bs.iter().cloned().map(Some).collect(),
-            None => Vec::new(),
-        };
-        let pairs: Vec<_> = ks
-            .iter()
-            .map(|k| (&self.cfg.kernel_regularizer, k))
-            .chain(bs.iter().map(|b| (&self.cfg.bias_regularizer, b)))
-            .collect();
-        penalties(ctx, &pairs)
+        b.penalties(ctx, &self.cfg.kernel_regularizer, &self.cfg.bias_regularizer)
+    }
+
+    fn constraints(&self) -> Vec<(Param, crate::Constraint)> {
+        let Some(b) = &self.built else { return Vec::new() };
+        b.constraints(&self.cfg.kernel_constraint, &self.cfg.bias_constraint)
     }
 }
 
