@@ -677,6 +677,12 @@ impl Network for Model {
         format_summary(&self.name, &rows, trainable, frozen)
     }
 
+    fn reset_state(&self) {
+        for l in &self.layers {
+            l.read().reset_state();
+        }
+    }
+
     fn config(&self) -> serde_json::Value {
         let calls = self.call_indices();
         // the name itself, not cut from the "name[i][0]" label: a name may hold '['

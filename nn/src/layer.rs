@@ -412,6 +412,11 @@ pub trait Layer: Send + Sync {
     /// The Keras-like `get_config()`: hyper-parameters and name, as JSON.
     fn config(&self) -> serde_json::Value;
 
+    /// Keras's `reset_state()`: a `stateful` recurrent layer forgets the states it carries
+    /// from batch to batch (see [`crate::Recurrent::stateful`]); wrappers and models used as
+    /// layers pass it on to the layers inside. The default does nothing.
+    fn reset_state(&self) {}
+
     /// The weight constraints (Keras's `kernel_constraint`, ..): each built weight that has
     /// one with its constraint, which the trainer applies after every optimizer step.
     fn constraints(&self) -> Vec<(Param, crate::Constraint)> {

@@ -256,6 +256,18 @@ pub trait Network: Send + Sync {
         Ok(self.forward(&vars, &mut Ctx::inference())?.into_iter().map(Var::into_value).collect())
     }
 
+    /// Reset the states of every `stateful` recurrent layer in the model, nested models and
+    /// `Bidirectional` included (the `reset_state()` Keras 3's RNN docs name for a layer or a
+    /// whole model): the next batch starts from zero states. `fit`, `evaluate` and `predict`
+    /// never reset them themselves (as Keras 3); call this e.g. between epochs from a
+    /// callback, or before predicting on new sequences. The default does nothing.
+    fn reset_state(&self) {}
+
+    /// Keras 2's name for [`Network::reset_state`].
+    fn reset_states(&self) {
+        self.reset_state();
+    }
+
     /// Move every weight to `device` (PyTorch's `model.to(device)`); weights already there are
     /// untouched. Each parameter keeps its id, so optimizer state stays attached to it.
     /// Weights are created on the CPU (same seed, same values on every device), so a model

@@ -403,6 +403,12 @@ impl Network for Sequential {
         format_summary(&self.name, &rows, trainable, frozen)
     }
 
+    fn reset_state(&self) {
+        for l in &self.layers {
+            l.reset_state();
+        }
+    }
+
     fn config(&self) -> serde_json::Value {
         let layers: Vec<serde_json::Value> = self
             .layers

@@ -652,20 +652,10 @@ fn axes_in(cfg: &Value, key: &str, allowed: &[i64]) -> bool {
     cfg.get(key).is_none_or(|a| allowed.iter().any(|&i| *a == serde_json::json!(i) || *a == serde_json::json!([i])))
 }
 
-/// A SimpleRNN / LSTM / GRU from its Keras config (`dropout` and `recurrent_dropout` included;
-/// Keras's `seed` and `unroll` do not change what is computed here and are not read). A
-/// `stateful` layer, whose states carry over between batches, is refused: keel's recurrent
-/// layers start every batch from zero states, so loading it would silently compute another model.
+/// A SimpleRNN / LSTM / GRU from its Keras config (`dropout`, `recurrent_dropout` and
+/// `stateful` included; Keras's `seed` and `unroll` do not change what is computed here and
+/// are not read).
 fn recurrent<C: Cell>(class: &str, cfg: &Value) -> Result<Recurrent<C>> {
-    if get_or::<bool>(class, cfg, "stateful", false)? {
-        let name = cfg.get("name").and_then(Value::as_str).unwrap_or("");
-        return Err(Error::invalid(
-            "from_config",
-            format!(
-                "{class} \"{name}\" has stateful: true, which keel does not support (its recurrent layers start every batch from zero states); save the model with stateful=False, or pass the final states yourself through forward_with_state"
-            ),
-        ));
-    }
     let mut layer = Recurrent::from_config(field::<RecurrentConfig<C>>(class, cfg)?);
     if let Some(name) = cfg.get("name").and_then(Value::as_str) {
         layer.set_name(name.to_string());

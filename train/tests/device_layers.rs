@@ -705,6 +705,50 @@ fn recurrent_dropout_trains() {
     agree("LSTM/GRU/Bidirectional(SimpleRNN) with dropout and recurrent_dropout", &dev, build, &tokens, &y);
 }
 
+/// Stateful LSTM and GRU: the fused CUDA sequence kernels start from the states carried over
+/// from the previous batch. Two consecutive batches predicted on the device match the CPU's
+/// (the second continuing the first), and differ from the second batch started afresh after
+/// `reset_state`; training (the states carried across batches and epochs) agrees too.
+#[test]
+fn stateful_recurrent_layers_carry_states_on_the_device() {
+    let Some(dev) = common::gpu("stateful_recurrent_layers_carry_states_on_the_device") else { return };
+    let (tokens, y) = common::token_task(15, 10, &[48, 7]);
+    let build = || {
+        let mut m = Sequential::with_seed(16);
+        m.add(Embedding::new(10, 4).input_shape([7]));
+        m.add(LSTM::new(5).return_sequences(true).stateful(true));
+        m.add(GRU::new(4).stateful(true));
+        m.add(Dense::new(1).activation(Activation::Sigmoid));
+        m.compile(Adam::new(0.01), Loss::BinaryCrossentropy, &[MetricSpec::Accuracy]).unwrap();
+        m
+    };
+    let (cpu, mut on_gpu) = (build(), build());
+    on_gpu.to_device(&dev).unwrap();
+    let x = tokens.narrow(0, 0, 32).unwrap();
+    let close = |what: &str, a: &Tensor, b: &Tensor| {
+        let (p, q) = (a.to_vec_f64().unwrap(), b.to_vec_f64().unwrap());
+        let d = p.iter().zip(&q).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        assert!(d < 1e-4, "{what}: CUDA and CPU differ by {d}");
+    };
+    // two batches of 16, the second starting from the first's final states
+    let (p_cpu, p_gpu) = (cpu.predict(&x, 16).unwrap(), on_gpu.predict(&x, 16).unwrap());
+    close("two stateful batches", &p_gpu, &p_cpu);
+    assert_eq!(on_gpu.weights_device(), Some(dev), "weights left the GPU");
+    // the second batch alone from zero states gives other outputs: the states were used
+    on_gpu.reset_state();
+    let second = on_gpu.predict(&x.narrow(0, 16, 16).unwrap(), 16).unwrap();
+    let carried = p_gpu.narrow(0, 16, 16).unwrap();
+    let d = second
+        .to_vec_f64()
+        .unwrap()
+        .iter()
+        .zip(carried.to_vec_f64().unwrap())
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    assert!(d > 1e-6, "the carried states changed nothing on CUDA");
+    agree("stateful LSTM + GRU", &dev, build, &tokens, &y);
+}
+
 /// Attention (concat scores, causal mask, dropout), AdditiveAttention and a normalized Dot
 /// after Embedding(mask_zero): masked scores, the query mask and the scores' dropout train
 /// on CUDA along the CPU's trajectory.

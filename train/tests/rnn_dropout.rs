@@ -1,9 +1,9 @@
 //! Keras's `dropout` / `recurrent_dropout` of SimpleRNN, LSTM, GRU and Bidirectional through
 //! the registry and `fit`: configs Keras 3 wrote with dropout load and give Keras's inference
 //! outputs (fixtures/rnn_dropout_fixtures.json, written by
-//! fixtures/make_rnn_dropout_fixtures.py), the rates round-trip through saved models, a
-//! `stateful` layer is refused, and a model with dropout trains deterministically given the
-//! fit seed. Run with `--nocapture` for the table of max abs differences.
+//! fixtures/make_rnn_dropout_fixtures.py), the rates round-trip through saved models, and a
+//! model with dropout trains deterministically given the fit seed (`stateful` layers are
+//! tested in rnn_stateful.rs). Run with `--nocapture` for the table of max abs differences.
 
 mod common;
 
@@ -69,19 +69,7 @@ fn keras_configs_with_dropout_load_and_match_keras_inference() {
 }
 
 #[test]
-fn stateful_layers_are_refused() {
-    for name in ["lstm_dropout", "gru_dropout", "simple_rnn_dropout"] {
-        let c = case(name);
-        let mut cfg = c["config"].clone();
-        cfg["stateful"] = Value::Bool(true);
-        let e = layer_from_config(c["class_name"].as_str().unwrap(), &cfg).err().expect("stateful loads");
-        let msg = e.to_string();
-        assert!(msg.contains("stateful") && msg.contains(cfg["name"].as_str().unwrap()), "{msg}");
-    }
-    let c = case("bidirectional_lstm_dropout");
-    let mut cfg = c["config"].clone();
-    cfg["layer"]["config"]["stateful"] = Value::Bool(true);
-    assert!(layer_from_config("Bidirectional", &cfg).err().expect("stateful loads").to_string().contains("stateful"));
+fn a_rate_keras_would_clip_is_refused() {
     // a rate Keras would clip to 1 (no dropout there) is refused here rather than guessed
     let mut cfg = case("lstm_dropout")["config"].clone();
     cfg["dropout"] = serde_json::json!(1.0);

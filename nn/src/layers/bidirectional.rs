@@ -199,6 +199,12 @@ impl<C: Cell> Layer for Bidirectional<C> {
         w
     }
 
+    /// Reset both directions' states (Keras's `Bidirectional.reset_state()`).
+    fn reset_state(&self) {
+        self.forward.reset_state();
+        self.backward.reset_state();
+    }
+
     fn config(&self) -> serde_json::Value {
         let mut layer = serde_json::Map::new();
         layer.insert("class_name".into(), self.forward.class_name().into());

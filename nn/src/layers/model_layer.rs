@@ -247,6 +247,10 @@ impl Layer for ModelLayer {
             .collect()
     }
 
+    fn reset_state(&self) {
+        self.net.reset_state();
+    }
+
     fn config(&self) -> serde_json::Value {
         let mut cfg = self.net.config().get("config").cloned().unwrap_or_else(|| serde_json::json!({}));
         if let Some(obj) = cfg.as_object_mut() {

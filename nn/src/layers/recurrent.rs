@@ -17,6 +17,10 @@
 //! gate when `recurrent_dropout` is set, as Keras 3 (see [`RecurrentDropoutMasks`]).
 //! Recurrent dropout runs the time loop step by step; inference is unchanged.
 //!
+//! `stateful` (Keras's): the final states of each call are kept in the layer (values off the
+//! tape) and start the next call, sample `j` continuing sample `j`; the first batch fixes
+//! the batch size and [`Layer::reset_state`] forgets them (see [`Recurrent::stateful`]).
+//!
 //! Outputs follow Keras: the last hidden state, or with `return_sequences`
 //! every hidden state `[B, T, units]` in the order processed (so with
 //! `go_backwards` the first row belongs to the last input step, as Keras).
@@ -44,6 +48,7 @@ use keel_tensor::rng::Rng;
 use keel_tensor::Tensor;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 /// A recurrent cell: the per-step math of a recurrent layer and the layout of its weights.
 ///
@@ -206,6 +211,11 @@ pub struct RecurrentConfig<C: Cell> {
     pub return_state: bool,
     /// Process the input sequence backwards.
     pub go_backwards: bool,
+    /// Carry the final states of each batch over as the initial states of the next batch
+    /// (Keras's `stateful`, default false): sample `j` of a batch continues sample `j` of
+    /// the previous one, so every batch must have the same size. See [`Recurrent::stateful`].
+    #[serde(default)]
+    pub stateful: bool,
     /// With a mask and `return_sequences`, output zeros at masked steps instead of the
     /// previous step's output (Keras's default, false).
     #[serde(default)]
@@ -352,7 +362,8 @@ macro_rules! recurrent_state_methods {
             })
         }
 
-        /// Run on `x` from `initial_state` (zeros when `None`): returns the output (as
+        /// Run on `x` from `initial_state` (when `None`: zeros, or the states a `stateful`
+        /// [`crate::Recurrent`] carries from its previous batch): returns the output (as
         /// [`Layer::forward`]) and the final states. This is Keras's `return_state=True`
         /// call, whatever the `return_state` flag says.
         #[doc = concat!("Shapes: ", $shapes, ".")]
@@ -467,6 +478,9 @@ pub struct Recurrent<C: Cell> {
     kernel: Option<Param>,
     recurrent_kernel: Option<Param>,
     bias: Option<Param>,
+    /// With `stateful`: the final states of the last batch (plain tensors, off the tape),
+    /// `None` before the first batch and after [`Layer::reset_state`] (zero states, any batch size).
+    states: Mutex<Option<Vec<Tensor>>>,
 }
 
 impl<C: Cell> Recurrent<C> {
@@ -479,6 +493,7 @@ impl<C: Cell> Recurrent<C> {
             return_sequences: false,
             return_state: false,
             go_backwards: false,
+            stateful: false,
             zero_output_for_mask: false,
             dropout: 0.0,
             recurrent_dropout: 0.0,
@@ -506,6 +521,7 @@ impl<C: Cell> Recurrent<C> {
             kernel: None,
             recurrent_kernel: None,
             bias: None,
+            states: Mutex::new(None),
         }
     }
 
@@ -545,6 +561,62 @@ impl<C: Cell> Recurrent<C> {
     pub fn recurrent_dropout(mut self, rate: f64) -> Self {
         self.cfg.recurrent_dropout = rate;
         self
+    }
+
+    /// Carry the states over between batches (Keras's `stateful=True`): the final states
+    /// of each call become the initial states of the next, so sample `j` of a batch
+    /// continues sample `j` of the previous batch (train with `shuffle(false)`). The states
+    /// are kept in the layer as plain tensors, off the tape (no gradient flows from one
+    /// batch into the previous one), and follow the input to its device. The first batch
+    /// (and the first after [`Layer::reset_state`]) starts from zeros and fixes the batch
+    /// size: a batch of another size is an error until the states are reset. Training,
+    /// evaluation and prediction all advance the states; nothing resets them but
+    /// [`Layer::reset_state`] / `reset_state()` on the model (as Keras 3, whose `fit`,
+    /// `evaluate` and `predict` never reset). An `initial_state` passed to
+    /// [`Recurrent::forward_with_state`] is used instead of the stored states, and the
+    /// final states are stored all the same (as Keras).
+    pub fn stateful(mut self, yes: bool) -> Self {
+        self.cfg.stateful = yes;
+        self
+    }
+
+    /// The states a `stateful` layer carries into its next batch (`[h]`, or `[h, c]` for
+    /// LSTM, each `[batch, units]`): `None` before the first batch, after
+    /// [`Layer::reset_state`], and for a layer that is not stateful (each batch then starts
+    /// from zeros).
+    pub fn states(&self) -> Option<Vec<Tensor>> {
+        self.lock_states().clone()
+    }
+
+    fn lock_states(&self) -> MutexGuard<'_, Option<Vec<Tensor>>> {
+        self.states.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The stored states as the initial states of a batch `x` (on its device and in its
+    /// dtype), `None` when there are none; an error when `x`'s batch size is not theirs.
+    fn carried_states(&self, x: &Var) -> Result<Option<Vec<Var>>> {
+        let guard = self.lock_states();
+        let Some(states) = guard.as_ref() else { return Ok(None) };
+        let have = states.first().and_then(|s| s.dims().first().copied()).unwrap_or(0);
+        let b = x.dims().first().copied().unwrap_or(0);
+        if b != have {
+            let class = self.cfg.cell.class_name();
+            return Err(Error::config(
+                format!("{class} \"{}\"", self.name),
+                format!(
+                    "the layer is stateful and holds the states of {have} sequences from the previous batch, but got a batch of {b}: \
+                     sample j of a batch continues sample j of the previous one, so every batch must have {have} sequences \
+                     (give fit / evaluate / predict batch_size {have} and a sample count divisible by it), \
+                     or call reset_state() first to start over from zero states (the next batch then sets the batch size)"
+                ),
+            ));
+        }
+        let (device, dtype) = (x.device(), x.dtype());
+        let vars = states
+            .iter()
+            .map(|s| Ok(Var::constant(s.to_device(&device)?.to_dtype(dtype)?)))
+            .collect::<Result<Vec<Var>>>()?;
+        Ok(Some(vars))
     }
 
     /// The config.
@@ -668,8 +740,14 @@ impl<C: Cell> Recurrent<C> {
             }
         }
         let (b, f) = (x.dims().first().copied().unwrap_or(0), x.dims().get(2).copied().unwrap_or(0));
+        let carried = if self.cfg.stateful { self.carried_states(x)? } else { None };
         let drop = self.dropout_masks(b, f, x.dtype(), &x.device(), ctx)?;
-        self.run(x, &w, initial_state, mask, &drop)
+        let (y, states) = self.run(x, &w, initial_state.or(carried.as_deref()), mask, &drop)?;
+        if self.cfg.stateful {
+            // Keras assigns the final states to its state variables: values, off the tape
+            *self.lock_states() = Some(states.iter().map(|s| s.value().clone()).collect());
+        }
+        Ok((y, states))
     }
 
     /// [`Recurrent::forward_with_state`] with explicit weights instead of the
@@ -933,6 +1011,12 @@ impl<C: Cell> Layer for Recurrent<C> {
         }
         self.in_features = Some(f);
         Ok(())
+    }
+
+    /// Forget the carried states (Keras's `reset_state()`): the next batch starts from zeros
+    /// and may have any size. Nothing happens for a layer that is not stateful.
+    fn reset_state(&self) {
+        *self.lock_states() = None;
     }
 
     recurrent_layer_methods!(in_features);

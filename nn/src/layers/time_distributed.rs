@@ -186,6 +186,10 @@ impl Layer for TimeDistributed {
         self.layer.weights()
     }
 
+    fn reset_state(&self) {
+        self.layer.reset_state();
+    }
+
     fn config(&self) -> serde_json::Value {
         with_name(
             &self.name,
