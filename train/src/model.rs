@@ -870,12 +870,7 @@ impl<N: Network> KerasModel<N> {
                 format!("a batch source gives one y, but the model has {} outputs", compiled.outputs.len()),
             ));
         }
-        if !self.net.is_built() {
-            return Err(Error::invalid(
-                op,
-                "the model is not built; give the first layer an input_shape, build it (model.build(&[vec![..per-sample dims..]])) or fit it first",
-            ));
-        }
+        self.check_built(op)?;
         self.net.to_device(&self.device)?;
         let dtype = self.input_dtype_at(0);
         let batches = source.batches(0).take(steps).map(|b| {
@@ -928,6 +923,18 @@ impl<N: Network> KerasModel<N> {
         }
         queue.flush(&mut logs)?;
         Ok(logs.logs(prefix))
+    }
+
+    /// An error of `op` saying how to build the model, unless it is built.
+    fn check_built(&self, op: &'static str) -> Result<()> {
+        if self.net.is_built() {
+            return Ok(());
+        }
+        Err(Error::invalid(
+            op,
+            "the model is not built; give the first layer an input_shape, build it \
+             (model.build(&[vec![..per-sample dims..]])) or fit it first",
+        ))
     }
 
     /// Samples `start..start + len` of every input, on the model's device in its input dtype.
@@ -994,6 +1001,15 @@ impl<N: Network> KerasModel<N> {
         self.evaluate_source_logs("evaluate_source", source, usize::MAX, "")
     }
 
+    /// [`KerasModel::evaluate_source`] over the source's first `steps` batches only
+    /// (Keras's `model.evaluate(dataset, steps=n)`).
+    pub fn evaluate_source_steps(&self, source: &mut dyn BatchSource, steps: usize) -> Result<Vec<(String, f64)>> {
+        if steps == 0 {
+            return Err(Error::invalid("evaluate_source", "steps must be at least 1"));
+        }
+        self.evaluate_source_logs("evaluate_source", source, steps, "")
+    }
+
     /// Model outputs for `x`, computed in batches of `batch_size` with no tape (Keras `predict`),
     /// on the model's device and returned on `x`'s device. On a GPU model, a host `x` of at
     /// most 512 MiB is copied to the GPU once (in [`KerasModel::input_dtype`]) and each
@@ -1019,12 +1035,7 @@ impl<N: Network> KerasModel<N> {
         }
         let (xs, n) = self.check_inputs("predict", x.into(), None)?;
         let out_device = xs[0].device();
-        if !self.net.is_built() {
-            return Err(Error::invalid(
-                "predict",
-                "the model is not built; give the first layer an input_shape, build it (model.build(&[vec![..per-sample dims..]])) or fit it first",
-            ));
-        }
+        self.check_built("predict")?;
         if n == 0 {
             return Err(Error::invalid("predict", "x has no samples"));
         }
@@ -1032,33 +1043,47 @@ impl<N: Network> KerasModel<N> {
         self.net.to_device(&dev)?;
         let staged = self.stage_on_device(xs);
         let dtypes: Vec<DType> = (0..staged.len()).map(|i| self.input_dtype_at(i)).collect();
+        let starts = (0..n).step_by(batch_size);
+        let batches = starts.map(|start| self.input_batch(&staged, &dtypes, start, batch_size.min(n - start)));
+        self.predict_batches("predict", batches, &out_device)
+    }
+
+    /// The model's outputs over `batches` (each one tensor per input, on the model's device
+    /// in its input dtype), one tensor per output on `out_device`: forward passes with no
+    /// tape, read back a window of batches at a time.
+    fn predict_batches(
+        &self,
+        op: &'static str,
+        batches: impl Iterator<Item = Result<Vec<Var>>>,
+        out_device: &Device,
+    ) -> Result<Vec<Tensor>> {
         // per output: the windows read back so far, and the batches of the open window
         let mut parts: Vec<Vec<Tensor>> = Vec::new();
         let mut window: Vec<Vec<Tensor>> = Vec::new();
         let casts = CastCache::new();
-        let mut start = 0;
-        while start < n {
-            let len = batch_size.min(n - start);
-            let xb = self.input_batch(&staged, &dtypes, start, len)?;
-            let outs = self.net.forward(&xb, &mut Ctx::inference_with(&casts))?;
+        let mut batches = batches.peekable();
+        while let Some(xb) = batches.next() {
+            let outs = self.net.forward(&xb?, &mut Ctx::inference_with(&casts))?;
             if outs.is_empty() {
-                return Err(Error::invalid("predict", "the model has no output"));
+                return Err(Error::invalid(op, "the model has no output"));
             }
             parts.resize_with(outs.len(), Vec::new);
             window.resize_with(outs.len(), Vec::new);
             for (w, out) in window.iter_mut().zip(outs) {
                 w.push(out.into_value());
             }
-            start += len;
-            if window[0].len() == READ_WINDOW || start >= n {
+            if window[0].len() == READ_WINDOW || batches.peek().is_none() {
                 // the outputs go where the inputs came from (host in, host out), a window
                 // of batches per copy so that the GPU is not drained after every batch
                 for (w, p) in window.iter_mut().zip(&mut parts) {
                     let joined = if w.len() == 1 { w.remove(0) } else { Tensor::concat(w, 0)? };
                     w.clear();
-                    p.push(joined.to_device(&out_device)?);
+                    p.push(joined.to_device(out_device)?);
                 }
             }
+        }
+        if parts.is_empty() {
+            return Err(Error::invalid(op, "no samples to predict: the data gave no batches"));
         }
         parts
             .into_iter()
@@ -1067,6 +1092,40 @@ impl<N: Network> KerasModel<N> {
                 _ => Ok(Tensor::concat(&p, 0)?),
             })
             .collect()
+    }
+
+    /// Model outputs over a batch source (Keras's `model.predict(dataset)`): the `x` of each
+    /// of the source's epoch-0 batches in order (its `y` is not read), at most `steps`
+    /// batches (`None`: all of them, Keras's `steps=None`), one tensor per model output,
+    /// returned on the host. The source's batch size is the prediction batch size.
+    pub fn predict_source(&self, source: &mut dyn BatchSource, steps: Option<usize>) -> Result<Vec<Tensor>> {
+        const OP: &str = "predict_source";
+        if steps == Some(0) {
+            return Err(Error::invalid(OP, "steps must be at least 1 (None reads every batch)"));
+        }
+        self.check_built(OP)?;
+        if self.net.input_shapes().len() > 1 {
+            return Err(Error::invalid(
+                OP,
+                format!(
+                    "a batch source gives one x, but the model has {} inputs; use predict",
+                    self.net.input_shapes().len()
+                ),
+            ));
+        }
+        self.net.to_device(&self.device)?;
+        let dtype = self.input_dtype_at(0);
+        let batches = source.batches(0).take(steps.unwrap_or(usize::MAX)).map(|b| {
+            let (x, _) = b?;
+            if x.rank() == 0 {
+                return Err(Error::invalid(
+                    OP,
+                    format!("a batch's x needs a batch dimension, got shape {}", x.shape()),
+                ));
+            }
+            Ok(vec![Var::constant(as_input(&x.to_device(&self.device)?, dtype)?)])
+        });
+        self.predict_batches(OP, batches, &Device::Cpu)
     }
 
     /// Per-sample weights from `class_weight` and `sample_weight` (their product), if any;

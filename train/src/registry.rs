@@ -678,7 +678,14 @@ fn conv_lstm<W: keel_nn::ConvLSTMWindow>(class: &str, cfg: &Value) -> Result<kee
         }
     }
     if get_or(class, cfg, "stateful", false)? {
-        return Err(Error::invalid("from_config", format!("{class} with stateful true is not supported")));
+        let name = cfg.get("name").and_then(Value::as_str).unwrap_or("");
+        return Err(Error::invalid(
+            "from_config",
+            format!(
+                "{class} \"{name}\" has stateful: true, which keel's ConvLSTM does not support (it starts every \
+                 batch from zero states); save the model with stateful=False"
+            ),
+        ));
     }
     let mut layer = keel_nn::ConvLSTM::from_config(field::<keel_nn::ConvLSTMConfig<W>>(class, cfg)?);
     if let Some(name) = cfg.get("name").and_then(Value::as_str) {

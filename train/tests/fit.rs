@@ -136,6 +136,18 @@ fn a_batch_source_validates_and_evaluates_like_its_tensors() {
     let hc = c.fit(&x, &y, Fit::new().epochs(1).validation_split(0.5).verbose(0).validation_source(&mut val)).unwrap();
     assert_eq!(hc.last("val_loss"), Some(c.evaluate_all(&vx, &vy, 16).unwrap()[0].1));
     assert_eq!(a.evaluate_source(&mut val).unwrap(), a.evaluate_all(&vx, &vy, 16).unwrap());
+    // steps: the first batches only (Keras's evaluate(ds, steps=2)); predict_source reads the x
+    let first = |t: &Tensor| t.narrow(0, 0, 32).unwrap();
+    assert_eq!(a.evaluate_source_steps(&mut val, 2).unwrap(), a.evaluate_all(&first(&vx), &first(&vy), 16).unwrap());
+    let bits = |t: &Tensor| t.to_vec::<f32>().unwrap().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    let p = a.predict_source(&mut val, None).unwrap();
+    assert_eq!(p.len(), 1);
+    assert_eq!(bits(&p[0]), bits(&a.predict(&vx, 16).unwrap()));
+    assert_eq!(bits(&a.predict_source(&mut val, Some(2)).unwrap()[0]), bits(&a.predict(&first(&vx), 16).unwrap()));
+    assert!(a.predict_source(&mut val, Some(0)).unwrap_err().to_string().contains("steps must be at least 1"));
+    assert!(a.evaluate_source_steps(&mut val, 0).is_err());
+    let e = keel_train::Sequential::new().predict_source(&mut val, None).unwrap_err().to_string();
+    assert!(e.contains("not built"), "{e}");
     // both kinds of validation at once is an error, not a silent choice
     let e = a
         .fit_source(&mut train, Fit::new().verbose(0).validation_source(&mut val).validation_data(&vx, &vy))
