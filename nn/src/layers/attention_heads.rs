@@ -340,3 +340,87 @@ pub(crate) fn grouped_attention(
     };
     Ok((heads.permute(&[0, 2, 1, 3])?.reshape([b, tq, h * vw])?, probs))
 }
+
+/// The `Layer` methods the attention layers over [`Projections`] share (a `cfg` with the
+/// initializers, regularizers, constraints and `use_bias`, a `built: Option<Projections>`,
+/// and `call_dims`, `bad_input`, `weight_shapes`, `out_dim`, `forward_with_scores` and
+/// `forward_with_masks` of their own): building, shapes, the forwards, weights, penalties
+/// and constraints.
+macro_rules! projections_layer_methods {
+    () => {
+        fn supports_masking(&self) -> bool {
+            true
+        }
+
+        $crate::layer::multi_input_forwards!();
+
+        fn is_built(&self) -> bool {
+            self.built.is_some()
+        }
+
+        fn build_multi(&mut self, input_shapes: &[Vec<usize>], rng: &mut keel_tensor::rng::Rng) -> $crate::Result<()> {
+            let d = self.call_dims(input_shapes)?;
+            let dims = [d.dq, d.dv, d.dk];
+            if let Some(b) = &self.built {
+                if b.dims == dims {
+                    return Ok(());
+                }
+                return Err(self.bad_input(
+                    format!(
+                        "query, value and key with {:?} features (the layer is already built for them), got {dims:?}",
+                        b.dims
+                    ),
+                    &input_shapes[0],
+                ));
+            }
+            let c = &self.cfg;
+            let shapes = self.weight_shapes(dims);
+            self.built = Some($crate::layers::attention_heads::Projections::build(
+                dims,
+                shapes,
+                &c.kernel_initializer,
+                &c.bias_initializer,
+                c.use_bias,
+                rng,
+            )?);
+            Ok(())
+        }
+
+        fn output_shape_multi(&self, input_shapes: &[Vec<usize>]) -> $crate::Result<Vec<usize>> {
+            let d = self.call_dims(input_shapes)?;
+            Ok(vec![d.tq, self.out_dim(d.dq)])
+        }
+
+        fn forward_logits_multi(
+            &self,
+            xs: &[keel_autograd::Var],
+            ctx: &mut $crate::layer::Ctx<'_>,
+        ) -> $crate::Result<keel_autograd::Var> {
+            Ok(self.forward_with_scores(xs, ctx)?.0)
+        }
+
+        fn forward_logits_masked(
+            &self,
+            xs: &[keel_autograd::Var],
+            masks: &[Option<keel_tensor::Tensor>],
+            ctx: &mut $crate::layer::Ctx<'_>,
+        ) -> $crate::Result<keel_autograd::Var> {
+            Ok(self.forward_with_masks(xs, masks, ctx)?.0)
+        }
+
+        fn weights(&self) -> Vec<$crate::layer::Weight> {
+            self.built.as_ref().map_or_else(Vec::new, $crate::layers::attention_heads::Projections::weights)
+        }
+
+        fn regularization_loss(&self, ctx: &$crate::layer::Ctx<'_>) -> $crate::Result<Option<keel_autograd::Var>> {
+            let Some(b) = &self.built else { return Ok(None) };
+            b.penalties(ctx, &self.cfg.kernel_regularizer, &self.cfg.bias_regularizer)
+        }
+
+        fn constraints(&self) -> Vec<(keel_autograd::Param, $crate::Constraint)> {
+            let Some(b) = &self.built else { return Vec::new() };
+            b.constraints(&self.cfg.kernel_constraint, &self.cfg.bias_constraint)
+        }
+    };
+}
+pub(crate) use projections_layer_methods;

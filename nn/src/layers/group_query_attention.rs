@@ -1,15 +1,13 @@
 //! [`GroupQueryAttention`]: Keras 3's grouped-query attention (Ainslie et al., 2023).
 
 use crate::layer::{
-    bias_init_reg_builders, check_same_batch, constraint_builders, layer_common, multi_input_forwards, sample_shapes,
-    with_name, Ctx, Layer, Weight,
+    bias_init_reg_builders, check_same_batch, constraint_builders, layer_common, sample_shapes, with_name, Ctx, Layer,
 };
 use crate::layers::attention_heads::{
-    grouped_attention, output_projection, project, CallDims, Projections, WeightShapes,
+    grouped_attention, output_projection, project, projections_layer_methods, CallDims, Projections, WeightShapes,
 };
 use crate::{Error, Initializer, MultiHeadAttentionWeights, Regularizer, Result};
-use keel_autograd::{Param, Var};
-use keel_tensor::rng::Rng;
+use keel_autograd::Var;
 use keel_tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
@@ -216,6 +214,11 @@ impl GroupQueryAttention {
         Ok(d)
     }
 
+    /// The output's last axis for a query with `dq` features: the query's, as Keras.
+    fn out_dim(&self, dq: usize) -> usize {
+        dq
+    }
+
     /// The Keras shapes of the kernels and biases (query, key, value, output) for `[dq, dv, dk]`.
     fn weight_shapes(&self, [dq, dv, dk]: [usize; 3]) -> WeightShapes {
         let (u, g, h) = (self.cfg.num_query_heads, self.cfg.num_key_value_heads, self.cfg.head_dim);
@@ -296,60 +299,12 @@ impl GroupQueryAttention {
 
 impl Layer for GroupQueryAttention {
     layer_common!("GroupQueryAttention");
+    projections_layer_methods!();
 
     /// Keras's auto-name: its class is `GroupedQueryAttention` (exported as
     /// `GroupQueryAttention`, the class name its configs carry).
     fn base_name(&self) -> String {
         "grouped_query_attention".into()
-    }
-
-    fn supports_masking(&self) -> bool {
-        true
-    }
-
-    multi_input_forwards!();
-
-    fn is_built(&self) -> bool {
-        self.built.is_some()
-    }
-
-    fn build_multi(&mut self, input_shapes: &[Vec<usize>], rng: &mut Rng) -> Result<()> {
-        let d = self.call_dims(input_shapes)?;
-        let dims = [d.dq, d.dv, d.dk];
-        if let Some(b) = &self.built {
-            if b.dims == dims {
-                return Ok(());
-            }
-            return Err(self.bad_input(
-                format!(
-                    "query, value and key with {:?} features (the layer is already built for them), got {dims:?}",
-                    b.dims
-                ),
-                &input_shapes[0],
-            ));
-        }
-        let c = &self.cfg;
-        let shapes = self.weight_shapes(dims);
-        self.built =
-            Some(Projections::build(dims, shapes, &c.kernel_initializer, &c.bias_initializer, c.use_bias, rng)?);
-        Ok(())
-    }
-
-    fn output_shape_multi(&self, input_shapes: &[Vec<usize>]) -> Result<Vec<usize>> {
-        let d = self.call_dims(input_shapes)?;
-        Ok(vec![d.tq, d.dq])
-    }
-
-    fn forward_logits_multi(&self, xs: &[Var], ctx: &mut Ctx<'_>) -> Result<Var> {
-        Ok(self.forward_with_scores(xs, ctx)?.0)
-    }
-
-    fn forward_logits_masked(&self, xs: &[Var], masks: &[Option<Tensor>], ctx: &mut Ctx<'_>) -> Result<Var> {
-        Ok(self.forward_with_masks(xs, masks, ctx)?.0)
-    }
-
-    fn weights(&self) -> Vec<Weight> {
-        self.built.as_ref().map_or_else(Vec::new, Projections::weights)
     }
 
     fn config(&self) -> serde_json::Value {
@@ -358,15 +313,5 @@ impl Layer for GroupQueryAttention {
         v["use_gate"] = serde_json::json!(false);
         v["sliding_window"] = serde_json::Value::Null;
         with_name(&self.name, v)
-    }
-
-    fn regularization_loss(&self, ctx: &Ctx<'_>) -> Result<Option<Var>> {
-        let Some(b) = &self.built else { return Ok(None) };
-        b.penalties(ctx, &self.cfg.kernel_regularizer, &self.cfg.bias_regularizer)
-    }
-
-    fn constraints(&self) -> Vec<(Param, crate::Constraint)> {
-        let Some(b) = &self.built else { return Vec::new() };
-        b.constraints(&self.cfg.kernel_constraint, &self.cfg.bias_constraint)
     }
 }

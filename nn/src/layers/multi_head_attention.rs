@@ -1,13 +1,13 @@
 //! [`MultiHeadAttention`]: Keras's multi-head scaled dot-product attention (Vaswani et al., 2017).
 
 use crate::layer::{
-    bias_init_reg_builders, check_same_batch, constraint_builders, layer_common, multi_input_forwards, sample_shapes,
-    with_name, Ctx, Layer, Weight,
+    bias_init_reg_builders, check_same_batch, constraint_builders, layer_common, sample_shapes, with_name, Ctx, Layer,
 };
-use crate::layers::attention_heads::{grouped_attention, output_projection, project, CallDims, Projections};
+use crate::layers::attention_heads::{
+    grouped_attention, output_projection, project, projections_layer_methods, CallDims, Projections,
+};
 use crate::{Error, Initializer, Regularizer, Result};
-use keel_autograd::{Param, Var};
-use keel_tensor::rng::Rng;
+use keel_autograd::Var;
 use keel_tensor::Tensor;
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -352,71 +352,13 @@ impl MultiHeadAttention {
 
 impl Layer for MultiHeadAttention {
     layer_common!("MultiHeadAttention");
-
-    fn supports_masking(&self) -> bool {
-        true
-    }
-
-    multi_input_forwards!();
-
-    fn is_built(&self) -> bool {
-        self.built.is_some()
-    }
-
-    fn build_multi(&mut self, input_shapes: &[Vec<usize>], rng: &mut Rng) -> Result<()> {
-        let d = self.call_dims(input_shapes)?;
-        let dims = [d.dq, d.dv, d.dk];
-        if let Some(b) = &self.built {
-            if b.dims == dims {
-                return Ok(());
-            }
-            return Err(self.bad_input(
-                format!(
-                    "query, value and key with {:?} features (the layer is already built for them), got {dims:?}",
-                    b.dims
-                ),
-                &input_shapes[0],
-            ));
-        }
-        let c = &self.cfg;
-        let shapes = self.weight_shapes(dims);
-        self.built =
-            Some(Projections::build(dims, shapes, &c.kernel_initializer, &c.bias_initializer, c.use_bias, rng)?);
-        Ok(())
-    }
-
-    fn output_shape_multi(&self, input_shapes: &[Vec<usize>]) -> Result<Vec<usize>> {
-        let d = self.call_dims(input_shapes)?;
-        Ok(vec![d.tq, self.out_dim(d.dq)])
-    }
-
-    fn forward_logits_multi(&self, xs: &[Var], ctx: &mut Ctx<'_>) -> Result<Var> {
-        Ok(self.forward_with_scores(xs, ctx)?.0)
-    }
-
-    fn forward_logits_masked(&self, xs: &[Var], masks: &[Option<Tensor>], ctx: &mut Ctx<'_>) -> Result<Var> {
-        Ok(self.forward_with_masks(xs, masks, ctx)?.0)
-    }
-
-    fn weights(&self) -> Vec<Weight> {
-        self.built.as_ref().map_or_else(Vec::new, Projections::weights)
-    }
+    projections_layer_methods!();
 
     fn config(&self) -> serde_json::Value {
         let mut v = serde_json::to_value(&self.cfg).unwrap_or_default();
         // Keras writes the resolved value_dim
         v["value_dim"] = serde_json::json!(self.get_value_dim());
         with_name(&self.name, v)
-    }
-
-    fn regularization_loss(&self, ctx: &Ctx<'_>) -> Result<Option<Var>> {
-        let Some(b) = &self.built else { return Ok(None) };
-        b.penalties(ctx, &self.cfg.kernel_regularizer, &self.cfg.bias_regularizer)
-    }
-
-    fn constraints(&self) -> Vec<(Param, crate::Constraint)> {
-        let Some(b) = &self.built else { return Vec::new() };
-        b.constraints(&self.cfg.kernel_constraint, &self.cfg.bias_constraint)
     }
 }
 
