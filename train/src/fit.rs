@@ -97,6 +97,8 @@ pub struct Fit<'a> {
     pub(crate) epochs: usize,
     pub(crate) verbose: u8,
     pub(crate) validation_data: Option<(Inputs<'a>, Targets<'a>)>,
+    /// Per-sample weights of `validation_data` (Keras's third tuple element).
+    pub(crate) validation_sample_weight: Option<&'a Tensor>,
     pub(crate) validation_source: Option<&'a mut dyn keel_data::BatchSource>,
     pub(crate) validation_split: f64,
     pub(crate) shuffle: bool,
@@ -128,6 +130,7 @@ impl<'a> Fit<'a> {
             epochs: 1,
             verbose: 1,
             validation_data: None,
+            validation_sample_weight: None,
             validation_source: None,
             validation_split: 0.0,
             shuffle: true,
@@ -173,6 +176,22 @@ impl<'a> Fit<'a> {
     /// `fit`'s.
     pub fn validation_data(mut self, x: impl Into<Inputs<'a>>, y: impl Into<Targets<'a>>) -> Self {
         self.validation_data = Some((x.into(), y.into()));
+        self.validation_sample_weight = None;
+        self
+    }
+
+    /// [`Fit::validation_data`] with per-sample weights (Keras's
+    /// `validation_data=(x_val, y_val, val_sample_weights)`): `sample_weight` (`[n]`, one per
+    /// validation sample) weights `val_loss` and the `weighted_metrics` of `compile_weighted`,
+    /// as `evaluate_weighted` does.
+    pub fn validation_data_weighted(
+        mut self,
+        x: impl Into<Inputs<'a>>,
+        y: impl Into<Targets<'a>>,
+        sample_weight: &'a Tensor,
+    ) -> Self {
+        self.validation_data = Some((x.into(), y.into()));
+        self.validation_sample_weight = Some(sample_weight);
         self
     }
 

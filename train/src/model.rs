@@ -348,6 +348,7 @@ impl<N: Network> KerasModel<N> {
             Some((vx, vy)) => Some(self.check_validation_data(vx, vy, Some(&xs))?),
             None => None,
         };
+        check_validation_weight(val_data.as_ref().map(|v| &v.1[0]), cfg.validation_sample_weight)?;
         let val_source = cfg.validation_source.take();
         if val_source.is_some() && val_data.is_some() {
             return Err(Error::invalid("fit", "give validation_data or validation_source, not both"));
@@ -386,7 +387,7 @@ impl<N: Network> KerasModel<N> {
         let weights =
             self.sample_weights(&yt, cfg.sample_weight.map(|w| w.narrow(0, 0, n_train)).transpose()?, &cfg)?;
         let val = match val_data {
-            Some((vx, vy)) => Some((vx, vy, None)),
+            Some((vx, vy)) => Some((vx, vy, cfg.validation_sample_weight.cloned())),
             None if n_val > 0 => Some((
                 narrow_all(&xs, n_train, n_val)?,
                 narrow_all(&ys, n_train, n_val)?,
@@ -481,10 +482,11 @@ impl<N: Network> KerasModel<N> {
         let val = match cfg.validation_data.take() {
             Some((vx, vy)) => {
                 let (vx, vy) = self.check_validation_data(vx, vy, None)?;
-                Some((vx, vy, None))
+                Some((vx, vy, cfg.validation_sample_weight.cloned()))
             }
             None => None,
         };
+        check_validation_weight(val.as_ref().map(|v| &v.1[0]), cfg.validation_sample_weight)?;
         let val_source = cfg.validation_source.take();
         if val_source.is_some() && val.is_some() {
             return Err(Error::invalid("fit_source", "give validation_data or validation_source, not both"));
@@ -1163,6 +1165,22 @@ pub(crate) fn class_weights_for(y: &Tensor, cw: &std::collections::BTreeMap<i64,
     let w: Vec<f32> = labels.iter().map(|l| cw.get(l).copied().unwrap_or(1.0) as f32).collect();
     let n = w.len();
     Ok(Tensor::from_vec(w, n)?)
+}
+
+/// `validation_data`'s weights must have one value per validation sample (`y` is its first target).
+fn check_validation_weight(y: Option<&Tensor>, w: Option<&Tensor>) -> Result<()> {
+    let (Some(y), Some(w)) = (y, w) else { return Ok(()) };
+    let n = y.dims()[0];
+    if w.dims() != [n] {
+        return Err(Error::invalid(
+            "fit (validation_data)",
+            format!(
+                "the validation sample_weight must have shape [{n}] (one per validation sample), got {}",
+                w.shape()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn check_xy(op: &'static str, x: &Tensor, y: &Tensor) -> Result<usize> {

@@ -108,3 +108,30 @@ fn evaluate_weighted_weights_the_loss_and_the_weighted_metrics_only() {
     let e = m.evaluate_weighted(&x, &y, &Tensor::from_vec(vec![1.0f32; 39], 39).unwrap(), 16).unwrap_err();
     assert!(e.to_string().contains("sample_weight must have shape [40]"), "{e}");
 }
+
+/// Keras's `validation_data=(x_val, y_val, val_sample_weights)`: the validation logs are
+/// `evaluate_weighted`'s on the same data, in `fit` and `fit_source`; a weight of the wrong
+/// length is refused before training.
+#[test]
+fn weighted_validation_data_logs_what_evaluate_weighted_gives() {
+    let (x, y) = blobs(3, 48);
+    let (vx, vy) = blobs(4, 20);
+    let vw = Tensor::rand_uniform(5, 0.1, 3.0, [20], keel_tensor::DType::F32, &keel_tensor::Device::Cpu).unwrap();
+    let mut m = mlp(2);
+    m.compile_weighted(SGD::new(0.1), Loss::BinaryCrossentropy, &[MetricSpec::Accuracy], &[MetricSpec::Accuracy])
+        .unwrap();
+    let h =
+        m.fit(&x, &y, Fit::new().epochs(2).batch_size(16).verbose(0).validation_data_weighted(&vx, &vy, &vw)).unwrap();
+    let want = m.evaluate_weighted(&vx, &vy, &vw, 16).unwrap();
+    for (name, v) in &want {
+        assert_eq!(h.last(&format!("val_{name}")), Some(*v), "val_{name}");
+    }
+    let unweighted = m.evaluate_all(&vx, &vy, 16).unwrap();
+    assert_ne!(want[0].1, unweighted[0].1, "the weights change val_loss");
+    let mut loader = keel_data::DataLoader::from_tensors(&x, &y, 16).unwrap();
+    let h = m.fit_source(&mut loader, Fit::new().epochs(1).verbose(0).validation_data_weighted(&vx, &vy, &vw)).unwrap();
+    assert_eq!(h.last("val_loss"), Some(m.evaluate_weighted(&vx, &vy, &vw, 32).unwrap()[0].1));
+    let short = Tensor::ones([7], keel_tensor::DType::F32, &keel_tensor::Device::Cpu).unwrap();
+    let e = m.fit(&x, &y, Fit::new().verbose(0).validation_data_weighted(&vx, &vy, &short)).unwrap_err().to_string();
+    assert!(e.contains("[20]") && e.contains("[7]"), "{e}");
+}
