@@ -424,3 +424,31 @@ macro_rules! projections_layer_methods {
     };
 }
 pub(crate) use projections_layer_methods;
+
+/// The private helpers of an attention layer over [`Projections`] of class `$class` (a
+/// `name`, a `built: Option<Projections>` and `call_dims` of its own): its shape error, its
+/// weights as Vars and the checked sizes of a batch.
+macro_rules! projections_helpers {
+    ($class:literal) => {
+        fn bad_input(&self, expected: String, got: &[usize]) -> $crate::Error {
+            $crate::Error::IncompatibleInput { layer: self.name.clone(), class: $class, expected, got: got.to_vec() }
+        }
+
+        /// The layer's weights as Vars (tracked when `ctx` has a tape).
+        fn weight_vars(&self, ctx: &$crate::layer::Ctx<'_>) -> $crate::Result<$crate::MultiHeadAttentionWeights> {
+            let b = self
+                .built
+                .as_ref()
+                .ok_or_else(|| $crate::Error::NotBuilt { layer: self.name.clone(), class: $class })?;
+            b.vars(ctx)
+        }
+
+        /// The per-sample sizes of batches `xs`, which must share their batch size.
+        fn batch_dims(&self, xs: &[keel_autograd::Var]) -> $crate::Result<$crate::layers::attention_heads::CallDims> {
+            let d = self.call_dims(&$crate::layer::sample_shapes(xs))?;
+            $crate::layer::check_same_batch(xs, &self.name, $class)?;
+            Ok(d)
+        }
+    };
+}
+pub(crate) use projections_helpers;

@@ -1,10 +1,9 @@
 //! [`GroupQueryAttention`]: Keras 3's grouped-query attention (Ainslie et al., 2023).
 
-use crate::layer::{
-    bias_init_reg_builders, check_same_batch, constraint_builders, layer_common, sample_shapes, with_name, Ctx, Layer,
-};
+use crate::layer::{bias_init_reg_builders, constraint_builders, layer_common, with_name, Ctx, Layer};
 use crate::layers::attention_heads::{
-    grouped_attention, output_projection, project, projections_layer_methods, CallDims, Projections, WeightShapes,
+    grouped_attention, output_projection, project, projections_helpers, projections_layer_methods, CallDims,
+    Projections, WeightShapes,
 };
 use crate::{Error, Initializer, MultiHeadAttentionWeights, Regularizer, Result};
 use keel_autograd::Var;
@@ -109,6 +108,8 @@ constraint_builders!(GroupQueryAttention:
 );
 
 impl GroupQueryAttention {
+    projections_helpers!("GroupQueryAttention");
+
     /// `num_query_heads` query heads and `num_key_value_heads` key/value heads, each of size
     /// `head_dim` (Keras defaults: no dropout, biases, glorot_uniform kernels, zero biases).
     pub fn new(head_dim: usize, num_query_heads: usize, num_key_value_heads: usize) -> Self {
@@ -198,10 +199,6 @@ impl GroupQueryAttention {
         Ok(())
     }
 
-    fn bad_input(&self, expected: String, got: &[usize]) -> Error {
-        Error::IncompatibleInput { layer: self.name.clone(), class: "GroupQueryAttention", expected, got: got.to_vec() }
-    }
-
     /// The per-sample shapes of a call checked against each other (the value with the
     /// query's features, as Keras's `compute_output_shape` requires).
     fn call_dims(&self, shapes: &[Vec<usize>]) -> Result<CallDims> {
@@ -223,15 +220,6 @@ impl GroupQueryAttention {
     fn weight_shapes(&self, [dq, dv, dk]: [usize; 3]) -> WeightShapes {
         let (u, g, h) = (self.cfg.num_query_heads, self.cfg.num_key_value_heads, self.cfg.head_dim);
         [([dq, u, h], vec![u, h]), ([dk, g, h], vec![g, h]), ([dv, g, h], vec![g, h]), ([u, h, dq], vec![dq])]
-    }
-
-    /// The layer's weights as Vars (tracked when `ctx` has a tape).
-    fn weight_vars(&self, ctx: &Ctx<'_>) -> Result<MultiHeadAttentionWeights> {
-        let b = self
-            .built
-            .as_ref()
-            .ok_or_else(|| Error::NotBuilt { layer: self.name.clone(), class: "GroupQueryAttention" })?;
-        b.vars(ctx)
     }
 
     /// Run on `xs` (`[query, value]`, `[query, value, key]` or `[query, value, key, mask]`):
@@ -265,13 +253,6 @@ impl GroupQueryAttention {
         ctx: &mut Ctx<'_>,
     ) -> Result<(Var, Var)> {
         self.attend(xs, &[], w, ctx)
-    }
-
-    /// The per-sample sizes of batches `xs`, which must share their batch size.
-    fn batch_dims(&self, xs: &[Var]) -> Result<CallDims> {
-        let d = self.call_dims(&sample_shapes(xs))?;
-        check_same_batch(xs, &self.name, "GroupQueryAttention")?;
-        Ok(d)
     }
 
     /// The attention of every forward form.

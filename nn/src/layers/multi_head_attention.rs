@@ -1,10 +1,9 @@
 //! [`MultiHeadAttention`]: Keras's multi-head scaled dot-product attention (Vaswani et al., 2017).
 
-use crate::layer::{
-    bias_init_reg_builders, check_same_batch, constraint_builders, layer_common, sample_shapes, with_name, Ctx, Layer,
-};
+use crate::layer::{bias_init_reg_builders, constraint_builders, layer_common, with_name, Ctx, Layer};
 use crate::layers::attention_heads::{
-    grouped_attention, output_projection, project, projections_layer_methods, CallDims, Projections,
+    grouped_attention, output_projection, project, projections_helpers, projections_layer_methods, CallDims,
+    Projections,
 };
 use crate::{Error, Initializer, Regularizer, Result};
 use keel_autograd::Var;
@@ -161,6 +160,8 @@ constraint_builders!(MultiHeadAttention:
 );
 
 impl MultiHeadAttention {
+    projections_helpers!("MultiHeadAttention");
+
     /// `num_heads` heads of size `key_dim` (Keras defaults: value_dim = key_dim, no dropout,
     /// biases, output size of the query's, glorot_uniform kernels, zero biases).
     pub fn new(num_heads: usize, key_dim: usize) -> Self {
@@ -256,10 +257,6 @@ impl MultiHeadAttention {
         Ok(())
     }
 
-    fn bad_input(&self, expected: String, got: &[usize]) -> Error {
-        Error::IncompatibleInput { layer: self.name.clone(), class: "MultiHeadAttention", expected, got: got.to_vec() }
-    }
-
     /// The per-sample shapes of a call checked against each other.
     fn call_dims(&self, shapes: &[Vec<usize>]) -> Result<CallDims> {
         self.check_config()?;
@@ -276,15 +273,6 @@ impl MultiHeadAttention {
         let (h, kd, vd) = (self.cfg.num_heads, self.cfg.key_dim, self.get_value_dim());
         let o = self.out_dim(dq);
         [([dq, h, kd], vec![h, kd]), ([dk, h, kd], vec![h, kd]), ([dv, h, vd], vec![h, vd]), ([h, vd, o], vec![o])]
-    }
-
-    /// The layer's weights as Vars (tracked when `ctx` has a tape).
-    fn weight_vars(&self, ctx: &Ctx<'_>) -> Result<MultiHeadAttentionWeights> {
-        let b = self
-            .built
-            .as_ref()
-            .ok_or_else(|| Error::NotBuilt { layer: self.name.clone(), class: "MultiHeadAttention" })?;
-        b.vars(ctx)
     }
 
     /// Run on `xs` (`[query, value]`, `[query, value, key]` or `[query, value, key, mask]`):
@@ -306,13 +294,6 @@ impl MultiHeadAttention {
             b.check_dims(&self.batch_dims(xs)?, xs, &self.name, "MultiHeadAttention")?;
         }
         self.attend(xs, masks, &w, ctx)
-    }
-
-    /// The per-sample sizes of batches `xs`, which must share their batch size.
-    fn batch_dims(&self, xs: &[Var]) -> Result<CallDims> {
-        let d = self.call_dims(&sample_shapes(xs))?;
-        check_same_batch(xs, &self.name, "MultiHeadAttention")?;
-        Ok(d)
     }
 
     /// [`MultiHeadAttention::forward_with_scores`] with explicit weights instead of the
