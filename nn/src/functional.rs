@@ -635,7 +635,13 @@ impl Network for Model {
         self.get_layer(layer).map(|h| h.trainable())
     }
 
-    fn summary(&self) -> String {
+    fn summary_with(&self, expand_nested: bool) -> String {
+        let trainable = self.trainable_params().iter().map(|p| p.elem_count()).sum();
+        let frozen = self.non_trainable_params().iter().map(|p| p.elem_count()).sum();
+        format_summary(&self.name, &self.summary_rows(expand_nested), trainable, frozen)
+    }
+
+    fn summary_rows(&self, expand_nested: bool) -> Vec<SummaryRow> {
         let calls = self.call_indices();
         let mut rows = Vec::new();
         for (t, name) in self.inputs.iter().zip(&self.input_names) {
@@ -644,6 +650,7 @@ impl Network for Model {
                 output_shape: format!("[{}]", fmt_shape(t.shape())),
                 params: 0,
                 connected_to: Some("[]".into()),
+                nested: Vec::new(),
             });
         }
         for l in &self.layers {
@@ -670,11 +677,10 @@ impl Network for Model {
                 output_shape: shape,
                 params: g.count_params(),
                 connected_to: Some(format!("[{}]", sources.join(", "))),
+                nested: if expand_nested { g.nested_summary_rows() } else { Vec::new() },
             });
         }
-        let trainable = self.trainable_params().iter().map(|p| p.elem_count()).sum();
-        let frozen = self.non_trainable_params().iter().map(|p| p.elem_count()).sum();
-        format_summary(&self.name, &rows, trainable, frozen)
+        rows
     }
 
     fn reset_state(&self) {

@@ -404,6 +404,12 @@ pub trait Layer: Send + Sync {
         self.weights().into_iter().filter(|w| !w.trainable).map(|w| w.param).collect()
     }
 
+    /// The summary rows of the layers inside this one (a nested model's), for a summary that
+    /// expands nested models; none for other layers.
+    fn nested_summary_rows(&self) -> Vec<crate::summary::SummaryRow> {
+        Vec::new()
+    }
+
     /// The number of scalars in every weight (the summary's `Param #`).
     fn count_params(&self) -> usize {
         self.weights().iter().map(|w| w.param.elem_count()).sum()

@@ -225,7 +225,17 @@ pub trait Network: Send + Sync {
     fn regularization_loss(&self, ctx: &Ctx<'_>) -> Result<Option<Var>>;
 
     /// Keras's summary table.
-    fn summary(&self) -> String;
+    fn summary(&self) -> String {
+        self.summary_with(false)
+    }
+
+    /// Keras's `summary(expand_nested=...)`: with `expand_nested`, the layers of each nested
+    /// model follow its row, framed as tf.keras frames them.
+    fn summary_with(&self, expand_nested: bool) -> String;
+
+    /// The rows of the summary table, one per layer (a nested model's layers in its row's
+    /// `nested` when `expand_nested`); empty for a model that is not built.
+    fn summary_rows(&self, expand_nested: bool) -> Vec<crate::summary::SummaryRow>;
 
     /// A Keras-like JSON config (class name, name, layers and their configs).
     fn config(&self) -> serde_json::Value;

@@ -377,7 +377,7 @@ impl Network for Sequential {
         self.get_layer(layer).map(|_| !self.frozen.contains(layer))
     }
 
-    fn summary(&self) -> String {
+    fn summary_with(&self, expand_nested: bool) -> String {
         if let Some(e) = &self.error {
             return format!("Model: \"{}\" cannot be built: {e}\n", self.name);
         }
@@ -387,8 +387,16 @@ impl Network for Sequential {
                 self.name
             );
         }
-        let rows: Vec<SummaryRow> = self
-            .layers
+        let trainable = self.trainable_params().iter().map(|p| p.elem_count()).sum();
+        let frozen = self.non_trainable_params().iter().map(|p| p.elem_count()).sum();
+        format_summary(&self.name, &self.summary_rows(expand_nested), trainable, frozen)
+    }
+
+    fn summary_rows(&self, expand_nested: bool) -> Vec<SummaryRow> {
+        if self.error.is_some() || !self.is_built() {
+            return Vec::new();
+        }
+        self.layers
             .iter()
             .zip(&self.shapes)
             .map(|(l, s)| SummaryRow {
@@ -396,17 +404,9 @@ impl Network for Sequential {
                 output_shape: fmt_shape(s),
                 params: l.count_params(),
                 connected_to: None,
+                nested: if expand_nested { l.nested_summary_rows() } else { Vec::new() },
             })
-            .collect();
-        let trainable = self.trainable_params().iter().map(|p| p.elem_count()).sum();
-        let frozen = self.non_trainable_params().iter().map(|p| p.elem_count()).sum();
-        format_summary(&self.name, &rows, trainable, frozen)
-    }
-
-    fn reset_state(&self) {
-        for l in &self.layers {
-            l.reset_state();
-        }
+            .collect()
     }
 
     fn config(&self) -> serde_json::Value {

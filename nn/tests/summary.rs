@@ -69,3 +69,40 @@ fn seed_cnn_shapes_names_and_counts() {
         ]
     );
 }
+
+/// Keras's `summary(expand_nested=True)` (tf.keras 2's layout): a nested model's layers
+/// follow its row inside `|` bars, opened and closed by `¯` lines.
+#[test]
+fn a_nested_model_expands_in_the_summary() {
+    let mut base = Sequential::new().with_name("base");
+    base.add(Dense::new(4).input_shape([2]));
+    base.add(Dense::new(3));
+    let mut model = Sequential::new();
+    model.add(base);
+    model.add(Dense::new(1));
+    let s = model.summary_with(true);
+    println!("{s}");
+    let expected = r#"Model: "sequential"
+_________________________________________________________________
+ Layer (type)                Output Shape              Param #   
+=================================================================
+ base (Sequential)           (None, 3)                 27        
+|¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯|
+| dense (Dense)              (None, 4)                 12       |
+|                                                               |
+| dense_1 (Dense)            (None, 3)                 15       |
+¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯¯
+                                                                 
+ dense (Dense)               (None, 1)                 4         
+                                                                 
+=================================================================
+Total params: 31
+Trainable params: 31
+Non-trainable params: 0
+_________________________________________________________________
+"#;
+    assert_eq!(s, expected);
+    // unexpanded, the nested model is one row, as before
+    assert!(!model.summary().contains('|') && model.summary() == model.summary_with(false));
+    assert!(model.summary().contains(" base (Sequential)           (None, 3)                 27"));
+}

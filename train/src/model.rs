@@ -149,6 +149,12 @@ impl<N: Network> KerasModel<N> {
         println!("{}", self.net.summary());
     }
 
+    /// Print the summary with each nested model's layers under its row (Keras's
+    /// `summary(expand_nested=True)`; see [`Network::summary_with`] for the text).
+    pub fn summary_expand_nested(&self) {
+        println!("{}", self.net.summary_with(true));
+    }
+
     /// Set the optimizer, the loss and the metrics (Keras `compile`).
     ///
     /// `loss` is one loss (a [`keel_nn::Loss`] or [`keel_nn::LossFn`]) or, for a model with

@@ -146,6 +146,10 @@ impl Layer for ModelLayer {
         self.class
     }
 
+    fn nested_summary_rows(&self) -> Vec<crate::summary::SummaryRow> {
+        self.net.summary_rows(true)
+    }
+
     fn declared_input_shape(&self) -> Option<Vec<usize>> {
         match self.net.input_shapes().as_slice() {
             [one] => Some(one.clone()),
