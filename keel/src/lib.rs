@@ -85,6 +85,7 @@ pub mod prelude {
         SeparableConv2D, SimpleRNN, Softmax, SpatialDropout1D, SpatialDropout2D, SpatialDropout3D, TimeDistributed,
         UpSampling1D, UpSampling2D, ZeroPadding1D, ZeroPadding2D, ELU, GRU, LSTM,
     };
+    pub use keel_nn::{AutoContrast, RandomGrayscale, RandomHue, RandomSaturation, RandomShear, Solarization};
     pub use keel_nn::{
         AveragePooling3D, Conv3D, Cropping3D, GlobalAveragePooling3D, GlobalMaxPooling3D, MaxPooling3D, UpSampling3D,
         ZeroPadding3D,

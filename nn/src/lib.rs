@@ -70,6 +70,7 @@ pub mod prelude {
         GRU, LSTM,
     };
     pub use crate::{AlphaDropout, EinsumDense, GroupQueryAttention, Identity, IntoLayer, ModelLayer};
+    pub use crate::{AutoContrast, RandomGrayscale, RandomHue, RandomSaturation, RandomShear, Solarization};
     pub use crate::{
         AveragePooling3D, Conv3D, Cropping3D, GlobalAveragePooling3D, GlobalMaxPooling3D, MaxPooling3D, UpSampling3D,
         ZeroPadding3D,

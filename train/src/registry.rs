@@ -7,7 +7,8 @@
 //! Reshape, Rescaling, Normalization, CategoryEncoding, Discretization, IntegerLookup, Hashing, Dropout,
 //! ZeroPadding1D/2D/3D, Cropping1D/2D/3D, UpSampling1D/2D/3D, RepeatVector, Permute,
 //! Masking, SpatialDropout1D/2D/3D, GaussianNoise, GaussianDropout, AlphaDropout, Identity, EinsumDense, RandomFlip, RandomContrast, RandomBrightness,
-//! RandomRotation, RandomZoom, RandomTranslation, Resizing, CenterCrop, RandomCrop,
+//! RandomRotation, RandomZoom, RandomTranslation, RandomShear, RandomGrayscale, Solarization, AutoContrast,
+//! RandomSaturation, RandomHue, Resizing, CenterCrop, RandomCrop,
 //! BatchNormalization, LayerNormalization, GroupNormalization, UnitNormalization, RMSNormalization, Activation, ReLU, LeakyReLU, PReLU, ELU, Softmax, Embedding,
 //! SimpleRNN, LSTM, GRU, ConvLSTM1D/2D, Bidirectional, TimeDistributed (around any of these), nested Sequential and functional models, the merges (Add, Subtract,
 //! Multiply, Average, Maximum, Minimum), Concatenate, Dot, Attention, AdditiveAttention, MultiHeadAttention and GroupQueryAttention. [`FromConfig`] rebuilds a
@@ -418,6 +419,55 @@ pub fn layer_from_config(class_name: &str, cfg: &Value) -> Result<Box<dyn Layer>
             );
             let (fill_mode, interpolation, seed, fill_value) = affine_sampling(class_name, cfg)?;
             Box::new(l.fill_mode(fill_mode).interpolation(interpolation).seed(seed).fill_value(fill_value))
+        }
+        (None, "RandomShear") => {
+            channels_last(class_name, cfg)?;
+            let l = keel_nn::RandomShear::new(
+                get_or::<Factor>(class_name, cfg, "x_factor", Factor::Single(0.0))?,
+                get_or::<Factor>(class_name, cfg, "y_factor", Factor::Single(0.0))?,
+            );
+            let (fill_mode, interpolation, seed, fill_value) = affine_sampling(class_name, cfg)?;
+            Box::new(l.fill_mode(fill_mode).interpolation(interpolation).seed(seed).fill_value(fill_value))
+        }
+        (None, "RandomGrayscale") => {
+            channels_last(class_name, cfg)?;
+            Box::new(
+                keel_nn::RandomGrayscale::new(get_or(class_name, cfg, "factor", 0.5)?)
+                    .seed(get_or::<Option<u64>>(class_name, cfg, "seed", None)?),
+            )
+        }
+        (None, "Solarization") => {
+            let (low, high) = value_range(class_name, cfg)?;
+            Box::new(
+                keel_nn::Solarization::new(
+                    get_or::<Factor>(class_name, cfg, "addition_factor", Factor::Single(0.0))?,
+                    get_or::<Factor>(class_name, cfg, "threshold_factor", Factor::Single(0.0))?,
+                )
+                .value_range(low, high)
+                .seed(get_or::<Option<u64>>(class_name, cfg, "seed", None)?),
+            )
+        }
+        (None, "RandomSaturation") => {
+            channels_last(class_name, cfg)?;
+            let (low, high) = value_range(class_name, cfg)?;
+            Box::new(
+                keel_nn::RandomSaturation::new(get::<Factor>(class_name, cfg, "factor")?)
+                    .value_range(low, high)
+                    .seed(get_or::<Option<u64>>(class_name, cfg, "seed", None)?),
+            )
+        }
+        (None, "RandomHue") => {
+            channels_last(class_name, cfg)?;
+            let (low, high) = value_range(class_name, cfg)?;
+            Box::new(
+                keel_nn::RandomHue::new(get::<Factor>(class_name, cfg, "factor")?)
+                    .value_range(low, high)
+                    .seed(get_or::<Option<u64>>(class_name, cfg, "seed", None)?),
+            )
+        }
+        (None, "AutoContrast") => {
+            let (low, high) = value_range(class_name, cfg)?;
+            Box::new(keel_nn::AutoContrast::new().value_range(low, high))
         }
         (None, "Resizing") => Box::new(resizing(cfg)?),
         (None, "CenterCrop") => Box::new(keel_nn::CenterCrop::new(

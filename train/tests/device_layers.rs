@@ -939,6 +939,34 @@ fn affine_augmentation_layers() {
     agree("affine augmentation layers", &dev, build, &x, &y);
 }
 
+/// RandomShear (the affine image transform, after a convolution so its gradient passes
+/// through), RandomGrayscale and Solarization (per-image device draws, `where_cond`) and
+/// AutoContrast (per-channel min/max), RandomSaturation and RandomHue (TensorFlow's HSV round
+/// trip as elementwise ops) train on the GPU along the CPU's trajectory.
+#[test]
+fn shear_grayscale_solarization_auto_contrast_layers() {
+    use keel_nn::{AutoContrast, FillMode, RandomGrayscale, RandomHue, RandomSaturation, RandomShear, Solarization};
+    let Some(dev) = common::gpu("shear_grayscale_solarization_auto_contrast_layers") else { return };
+    let x = uniform(15, &[48, 7, 7, 3]);
+    let y = x.mean(&[1, 2, 3], false).unwrap().gt(&Tensor::scalar(0.0f32)).unwrap().to_dtype(DType::I64).unwrap();
+    let build = || {
+        let mut m = Sequential::with_seed(15);
+        m.add(Conv2D::new(3, (3, 3)).padding(Padding::Same).input_shape([7, 7, 3]));
+        m.add(RandomShear::new(0.3, (0.1, 0.2)).fill_mode(FillMode::Constant).fill_value(0.1));
+        m.add(RandomGrayscale::new(0.5));
+        m.add(Solarization::new(0.2, (0.5, 0.9)).value_range(-3.0, 3.0));
+        m.add(AutoContrast::new().value_range(-3.0, 3.0));
+        m.add(RandomSaturation::new((0.3, 0.7)).value_range(-3.0, 3.0));
+        m.add(RandomHue::new(0.3).value_range(-3.0, 3.0));
+        m.add(Conv2D::new(4, (3, 3)).activation(Activation::Relu));
+        m.add(Flatten::new());
+        m.add(Dense::new(2).activation(Activation::Softmax));
+        m.compile(Adam::new(0.01), Loss::SparseCategoricalCrossentropy, &[MetricSpec::Accuracy]).unwrap();
+        m
+    };
+    agree("shear, grayscale, solarization, auto-contrast, saturation, hue layers", &dev, build, &x, &y);
+}
+
 /// CategoryEncoding, Discretization, IntegerLookup and Hashing do their work on the host (integer
 /// bookkeeping): on a CUDA input their output is on the GPU with the CPU's values, and a model
 /// that starts with them trains on the GPU along the CPU's trajectory (each batch is read back

@@ -1,5 +1,6 @@
 //! Shared code of the image-augmentation layers ([`RandomFlip`](crate::RandomFlip),
-//! [`RandomContrast`](crate::RandomContrast), [`RandomBrightness`](crate::RandomBrightness)):
+//! [`RandomContrast`](crate::RandomContrast), [`RandomBrightness`](crate::RandomBrightness),
+//! the affine layers and the colour layers of `image_color.rs`):
 //! the NHWC input checks, the float input, and one random draw per sample.
 
 use crate::layer::{check_batch_rank, check_sample_rank, Ctx, Layer};

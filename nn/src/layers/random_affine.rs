@@ -1,14 +1,16 @@
-//! [`RandomRotation`], [`RandomZoom`] and [`RandomTranslation`]: per-image random affine
-//! transforms of NHWC images during training, sharing one sampling definition
+//! [`RandomRotation`], [`RandomZoom`], [`RandomTranslation`] and [`RandomShear`]: per-image
+//! random affine transforms of NHWC images during training, sharing one sampling definition
 //! ([`Tensor::affine_transform`](keel_tensor::Tensor::affine_transform), TensorFlow/Keras's
 //! projective convention and fill modes).
 //!
 //! Followed: Keras 3's `keras/src/layers/preprocessing/image_preprocessing/random_rotation.py`,
-//! `random_zoom.py`, `random_translation.py` and `base_image_preprocessing_layer.py` (the
-//! factor ranges, the matrices built around the image centre, identity in inference) and
+//! `random_zoom.py`, `random_translation.py`, `random_shear.py` and
+//! `base_image_preprocessing_layer.py` (the factor ranges, the matrices built around the image
+//! centre, the shear's about the corner, identity in inference) and
 //! `keras/src/backend/tensorflow/image.py` (`affine_transform` = TensorFlow's
 //! `ImageProjectiveTransformV3`). Checked against real Keras 3.15 (TensorFlow backend) with
-//! fixed factors in `train/tests/keras_conv_affine.rs`. The matrices are computed in f64 and
+//! fixed factors in `train/tests/keras_conv_affine.rs` (RandomShear: with fixed per-image factors
+//! in `nn/tests/augment_more.rs`). The matrices are computed in f64 and
 //! rounded once to the images' f32: Keras builds them in float32, so where its rounding
 //! (`cos(π/2) = -4.4e-8`) moves a sample across an image edge, TensorFlow's `wrap` seam
 //! reads the opposite edge in Keras and not here.
@@ -51,9 +53,16 @@ impl Sampling {
             "fill_value": self.fill_value,
         })
     }
+
+    /// `x` (`[n, h, w, c]`) resampled through the `n * 8` transform values `rows`.
+    fn apply(&self, x: &Var, rows: Vec<f64>) -> Result<Var> {
+        let n = x.dims()[0];
+        let t = transforms_tensor(rows, n, x.dtype(), &x.device())?;
+        Ok(x.affine_transform(&t, self.interpolation, self.fill_mode, self.fill_value)?)
+    }
 }
 
-/// Which factors a layer accepts: each of Keras 3's three layers checks its own way.
+/// Which factors a layer accepts: each of Keras 3's four layers checks its own way.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Bounds {
     /// `RandomRotation` (`BaseImagePreprocessingLayer._set_factor`): one number in `[-1, 1]`;
@@ -64,16 +73,20 @@ enum Bounds {
     Zoom,
     /// `RandomTranslation`: every number in `[-1, 1]`.
     Translation,
+    /// `RandomShear`: one number in `[0, 1]`; a pair's numbers in `[-1, 1]` (Keras's
+    /// constructor wants them in `[0, 1]`, but its config writes `f` as `[-f, f]`: keel loads that).
+    Shear,
 }
 
-/// A factor read as Keras 3's `_set_factor` (rotation, zoom, translation): one number `f` is
+/// A factor read as Keras 3's `_set_factor` (rotation, zoom, translation, shear): one number `f` is
 /// `[-|f|, |f|]`, a pair is sorted; `bounds` says which numbers are accepted (finite ones only).
 fn symmetric_range(factor: Factor, what: &str, bounds: Bounds) -> std::result::Result<(f64, f64), String> {
     let one = |v: f64| match bounds {
         Bounds::Zoom => v > -1.0 && v <= 1.0,
-        Bounds::Rotation | Bounds::Translation => (-1.0..=1.0).contains(&v),
+        Bounds::Rotation | Bounds::Translation | Bounds::Shear => (-1.0..=1.0).contains(&v),
     };
     let ok = match factor {
+        Factor::Single(f) if bounds == Bounds::Shear => (0.0..=1.0).contains(&f),
         Factor::Single(f) => one(f),
         Factor::Range(a, b) if !(a.is_finite() && b.is_finite()) => false,
         Factor::Range(a, b) if bounds == Bounds::Rotation => !(a > 1.0 || b < -1.0),
@@ -84,6 +97,7 @@ fn symmetric_range(factor: Factor, what: &str, bounds: Bounds) -> std::result::R
             Bounds::Rotation => "a number in [-1, 1] or a pair [lower, upper] with lower <= 1 and upper >= -1",
             Bounds::Zoom => "a number or a pair of numbers in (-1, 1]",
             Bounds::Translation => "a number or a pair of numbers in [-1, 1]",
+            Bounds::Shear => "a number in [0, 1] or a pair of numbers in [-1, 1]",
         };
         return Err(format!("{what} must be {range}, got {factor:?}"));
     }
@@ -114,6 +128,12 @@ pub(crate) fn zoom_matrix(zx: f64, zy: f64, h: usize, w: usize) -> [f64; 8] {
 /// Keras's translation matrix: the image moves `dx` pixels right and `dy` down.
 pub(crate) fn translation_matrix(dx: f64, dy: f64) -> [f64; 8] {
     [1.0, 0.0, -dx, 0.0, 1.0, -dy, 0.0, 0.0]
+}
+
+/// Keras's shear matrix (not about the centre): the output pixel `(x, y)` reads the input at
+/// `(x + sx * y, sy * x + y)`, i.e. `[1, sx, 0, sy, 1, 0, 0, 0]`.
+pub(crate) fn shear_matrix(sx: f64, sy: f64) -> [f64; 8] {
+    [1.0, sx, 0.0, sy, 1.0, 0.0, 0.0, 0.0]
 }
 
 /// The `[n, 8]` transforms tensor for images of `dtype` on `device` (F64 for F64 images, else F32).
@@ -196,9 +216,7 @@ macro_rules! affine_layer {
                 // one seed from the Ctx's rng per call, then the per-image draws on the host
                 let mut rng = Rng::new(ctx.rng_for(&self.name)?.fork_seed());
                 let rows = self.draw(&mut rng, n, h, w)?;
-                let t = transforms_tensor(rows, n, x.dtype(), &x.device())?;
-                let s = self.sampling;
-                Ok(x.affine_transform(&t, s.interpolation, s.fill_mode, s.fill_value)?)
+                self.sampling.apply(&x, rows)
             }
 
             fn config(&self) -> serde_json::Value {
@@ -394,3 +412,84 @@ impl RandomTranslation {
 }
 
 affine_layer!(RandomTranslation, "RandomTranslation");
+
+/// Keras 3's `RandomShear` on NHWC images: in training each image is sheared by
+/// `[1, sx, 0, sy, 1, 0, 0, 0]` (the output pixel `(x, y)` reads the input at
+/// `(x + sx * y, sy * x + y)`, about the top-left corner as Keras), `sx` and `sy` drawn
+/// uniformly from the factors' ranges and both negated together with probability 0.5 (one
+/// draw each per image, as Keras), resampled with the fill mode and interpolation; in inference the
+/// identity. A factor is `f` in `[0, 1]` (`[-f, f]`) or `(lower, upper)` (sorted). Integer
+/// pixels come out as floats.
+pub struct RandomShear {
+    name: String,
+    input_shape: Option<Vec<usize>>,
+    x_factor: Factor,
+    y_factor: Factor,
+    sampling: Sampling,
+    built: bool,
+}
+
+impl RandomShear {
+    /// Shears with `sx` from `x_factor` (along the width) and `sy` from `y_factor` (along the
+    /// height); Keras's defaults are `0.0` for both (no shear).
+    pub fn new(x_factor: impl Into<Factor>, y_factor: impl Into<Factor>) -> Self {
+        RandomShear {
+            name: String::new(),
+            input_shape: None,
+            x_factor: x_factor.into(),
+            y_factor: y_factor.into(),
+            sampling: Sampling::default(),
+            built: false,
+        }
+    }
+
+    /// The x and y factors as given.
+    pub fn factors(&self) -> (Factor, Factor) {
+        (self.x_factor, self.y_factor)
+    }
+
+    /// The ranges of `sx` and `sy`.
+    fn bounds(&self) -> Result<((f64, f64), (f64, f64))> {
+        let x = symmetric_range(self.x_factor, "x_factor", Bounds::Shear).map_err(|m| self.config_error(m))?;
+        let y = symmetric_range(self.y_factor, "y_factor", Bounds::Shear).map_err(|m| self.config_error(m))?;
+        Ok((x, y))
+    }
+
+    fn is_identity(&self) -> bool {
+        self.bounds().is_ok_and(|b| b == ((0.0, 0.0), (0.0, 0.0)))
+    }
+
+    fn draw(&self, rng: &mut Rng, n: usize, _h: usize, _w: usize) -> Result<Vec<f64>> {
+        let ((xl, xu), (yl, yu)) = self.bounds()?;
+        // Keras draws the batch's signs (-1 where u > 0.5), then the y shears, then the x shears
+        let sign: Vec<f64> = (0..n).map(|_| if rng.uniform(0.0, 1.0) > 0.5 { -1.0 } else { 1.0 }).collect();
+        let sy: Vec<f64> = (0..n).map(|_| rng.uniform(yl, yu)).collect();
+        let sx: Vec<f64> = (0..n).map(|_| rng.uniform(xl, xu)).collect();
+        Ok((0..n).flat_map(|i| shear_matrix(sign[i] * sx[i], sign[i] * sy[i])).collect())
+    }
+
+    /// The shear with the given per-image factors `(sx, sy)` (signs included; one pair per
+    /// image of `x`, `[n, h, w, c]`), whatever the mode: Keras's `transform_images` with a
+    /// `shear_factor` of those pairs. For tests and for callers that draw their own factors.
+    pub fn transform_with(&self, x: &Var, shear: &[(f64, f64)]) -> Result<Var> {
+        if x.rank() != 4 || x.dims()[0] != shear.len() {
+            return Err(self.config_error(format!(
+                "transform_with needs one (sx, sy) pair per image of an [n, h, w, c] batch, got {} pairs for shape {:?}",
+                shear.len(),
+                x.dims()
+            )));
+        }
+        self.sampling.apply(x, shear.iter().flat_map(|&(sx, sy)| shear_matrix(sx, sy)).collect())
+    }
+
+    fn factor_config(&self) -> serde_json::Value {
+        // Keras writes each factor as its range [lower, upper]
+        let pair = |f: Factor| match symmetric_range(f, "", Bounds::Shear) {
+            Ok((l, u)) => serde_json::json!([l, u]),
+            Err(_) => serde_json::json!(f),
+        };
+        serde_json::json!({ "x_factor": pair(self.x_factor), "y_factor": pair(self.y_factor) })
+    }
+}
+
+affine_layer!(RandomShear, "RandomShear");
