@@ -13,13 +13,22 @@
 //!   [`AutoAccuracy`].
 //! - Classification: [`Precision`], [`Recall`], [`F1Score`] (binary / multi-class / multi-label,
 //!   [`Average`]), [`ConfusionMatrix`], [`Auc`] (exact ROC), [`classification_report`].
+//! - Keras's threshold metrics: [`TruePositives`], [`FalsePositives`], [`TrueNegatives`],
+//!   [`FalseNegatives`] (one or several thresholds), [`PrecisionAtRecall`], [`RecallAtPrecision`],
+//!   [`SensitivityAtSpecificity`], [`SpecificityAtSensitivity`] (Keras's 200-threshold grid and
+//!   selection rule), [`KerasAuc`] (Keras's approximate ROC / PR AUC, [`AucCurve`], [`AucSummation`]).
+//! - Keras's [`Iou`] (`IoU`, `MeanIoU`, `BinaryIoU`, `OneHotIoU`, `OneHotMeanIoU`) and
+//!   [`FBetaScore`] (Keras's multi-label `FBetaScore` / `F1Score`).
 //! - Regression: [`MeanSquaredError`], [`RootMeanSquaredError`], [`MeanAbsoluteError`], [`R2Score`];
 //!   and [`Mean`] for the running loss.
 //! - Losses as metrics: [`LossMetric`] (`"binary_crossentropy"`, `"mape"`, `"msle"`,
 //!   `"cosine_similarity"`, `"kl_divergence"`, `"poisson"`, the hinges, ...; [`LossMetricKind`]).
+//! - The classification metrics above in `compile`: [`ClassificationMetricKind`] (by name
+//!   `"true_positives"`, ..., `"binary_io_u"`; by value the ones with arguments).
 //! - By name: [`metric_from_name`] and [`MetricSpec`] (`"accuracy"` follows the loss, see [`LossKind`]).
 //!
-//! Values are checked against scikit-learn (`tests/fixtures/make_fixtures.py`). Undefined cases:
+//! Values are checked against scikit-learn (`tests/fixtures/make_fixtures.py`) and the Keras
+//! metrics against Keras 3 (`tests/fixtures/make_keras_classification_metrics.py`, ...). Undefined cases:
 //! - zero division (precision with no predicted positives, recall with no true positives, F1 with
 //!   neither, a weighted average with zero total support) gives 0.0, scikit-learn's default
 //!   `zero_division="warn"` value; a metric that has seen nothing (or zero total weight) gives 0.0,
@@ -53,8 +62,11 @@
 mod accuracy;
 mod auc;
 mod confusion;
+mod confusion_metrics;
 mod error;
+mod fbeta;
 mod input;
+mod iou;
 mod loss_metrics;
 mod mean;
 mod metric;
@@ -69,7 +81,14 @@ pub use accuracy::{
 };
 pub use auc::{roc_auc_score, Auc};
 pub use confusion::{confusion_matrix, unique_labels, ConfusionMatrix};
+pub use confusion_metrics::{
+    AucCurve, AucSummation, ClassificationMetricKind, ConfusionCell, FalseNegatives, FalsePositives, KerasAuc,
+    PrecisionAtRecall, RecallAtPrecision, SensitivityAtSpecificity, SpecificityAtSensitivity, TrueNegatives,
+    TruePositives,
+};
 pub use error::{MetricsError, Result};
+pub use fbeta::FBetaScore;
+pub use iou::Iou;
 pub use loss_metrics::{LossMetric, LossMetricKind};
 pub use mean::Mean;
 pub use metric::{host_f64, ArrayRef, Matrix, Metric, MetricValue};

@@ -8,6 +8,7 @@ use crate::accuracy::{
     TopKCategoricalAccuracy,
 };
 use crate::auc::Auc;
+use crate::confusion_metrics::ClassificationMetricKind;
 use crate::error::{MetricsError, Result};
 use crate::loss_metrics::{LossMetric, LossMetricKind};
 use crate::metric::Metric;
@@ -64,7 +65,8 @@ pub enum MetricSpec {
     Recall,
     /// `"f1_score"` / `"f1"` (binary, threshold 0.5).
     F1,
-    /// `"auc"` (exact ROC AUC).
+    /// `"auc"` (exact ROC AUC; Keras's approximate, thresholded AUC is
+    /// `Classification(ClassificationMetricKind::KerasAuc(..))`).
     Auc,
     /// `"mse"` / `"mean_squared_error"`.
     Mse,
@@ -77,6 +79,10 @@ pub enum MetricSpec {
     /// A loss as a metric: `"binary_crossentropy"`, `"mape"`, `"kl_divergence"`, `"hinge"`, ...
     /// (see [`LossMetricKind`]).
     Loss(LossMetricKind),
+    /// Keras's other classification metrics: `"true_positives"`, ..., `"binary_io_u"`, and by
+    /// value `PrecisionAtRecall(0.8)`, Keras's approximate AUC, `MeanIoU(n)`, `FBetaScore`, ...
+    /// (see [`ClassificationMetricKind`]).
+    Classification(ClassificationMetricKind),
 }
 
 const KNOWN: &str = "accuracy, acc, binary_accuracy, categorical_accuracy, sparse_categorical_accuracy, \
@@ -84,7 +90,8 @@ top_k_categorical_accuracy, sparse_top_k_categorical_accuracy, precision, recall
 mse, mean_squared_error, mae, mean_absolute_error, rmse, root_mean_squared_error, r2_score, r2, \
 mape, mean_absolute_percentage_error, msle, mean_squared_logarithmic_error, cosine_similarity, log_cosh_error, \
 binary_crossentropy, categorical_crossentropy, sparse_categorical_crossentropy, kl_divergence, poisson, hinge, \
-squared_hinge, categorical_hinge";
+squared_hinge, categorical_hinge, true_positives, false_positives, true_negatives, false_negatives, \
+binary_io_u, fbetascore";
 
 impl FromStr for MetricSpec {
     type Err = MetricsError;
@@ -106,9 +113,12 @@ impl FromStr for MetricSpec {
             "mae" | "mean_absolute_error" => MetricSpec::Mae,
             "rmse" | "root_mean_squared_error" => MetricSpec::Rmse,
             "r2_score" | "r2" => MetricSpec::R2,
-            other => match LossMetricKind::from_name(other) {
-                Some(kind) => MetricSpec::Loss(kind),
-                None => return Err(MetricsError::UnknownMetric { name: name.to_string(), known: KNOWN.to_string() }),
+            other => match (LossMetricKind::from_name(other), ClassificationMetricKind::from_name(other)) {
+                (Some(kind), _) => MetricSpec::Loss(kind),
+                (None, Some(kind)) => MetricSpec::Classification(kind),
+                (None, None) => {
+                    return Err(MetricsError::UnknownMetric { name: name.to_string(), known: KNOWN.to_string() })
+                }
             },
         })
     }
@@ -140,6 +150,7 @@ impl MetricSpec {
             MetricSpec::Rmse => Box::new(RootMeanSquaredError::new()),
             MetricSpec::R2 => Box::new(R2Score::new()),
             MetricSpec::Loss(kind) => Box::new(LossMetric::new(kind)),
+            MetricSpec::Classification(kind) => kind.build(),
         }
     }
 
@@ -161,6 +172,7 @@ impl MetricSpec {
             MetricSpec::Rmse => "root_mean_squared_error",
             MetricSpec::R2 => "r2_score",
             MetricSpec::Loss(kind) => kind.log_name(),
+            MetricSpec::Classification(kind) => kind.log_name(),
         }
     }
 }

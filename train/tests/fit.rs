@@ -208,6 +208,39 @@ fn metrics_by_value_or_by_keras_name() {
     assert!(e.to_string().contains("bogus"), "{e}");
 }
 
+/// Keras's threshold counts, IoU and the `*At*` metrics by name and by value in `compile`.
+#[test]
+fn keras_classification_metrics_by_name_and_by_value() {
+    use keel_metrics::{AucCurve, AucSummation, ClassificationMetricKind};
+    let (x, y) = blobs(13, 48);
+    let mut m = mlp(5);
+    m.compile(Adam::new(0.05), Loss::BinaryCrossentropy, &["true_positives", "false_negatives", "binary_io_u"])
+        .unwrap();
+    let h = m.fit(&x, &y, Fit::new().epochs(2).verbose(0).validation_split(0.25)).unwrap();
+    for k in ["true_positives", "false_negatives", "binary_io_u", "val_true_positives"] {
+        assert!(h.get(k).is_some(), "{k} missing from {:?}", h.keys().collect::<Vec<_>>());
+    }
+    let logs = m.evaluate_all(&x, &y, 16).unwrap();
+    assert_eq!(
+        logs.iter().map(|l| l.0.as_str()).collect::<Vec<_>>(),
+        ["loss", "true_positives", "false_negatives", "binary_io_u"]
+    );
+    // every positive is a true positive or a false negative
+    let positives: f64 = y.to_vec_f64().unwrap().iter().sum();
+    assert_eq!(logs[1].1 + logs[2].1, positives);
+    // by value: logged under the metric's Keras name
+    let mut v = mlp(5);
+    let specs = [
+        MetricSpec::Classification(ClassificationMetricKind::PrecisionAtRecall(0.5)),
+        MetricSpec::Classification(ClassificationMetricKind::KerasAuc(AucCurve::Pr, AucSummation::Interpolation)),
+    ];
+    v.compile(Adam::new(0.05), Loss::BinaryCrossentropy, &specs).unwrap();
+    v.fit(&x, &y, Fit::new().epochs(2).verbose(0)).unwrap();
+    let logs = v.evaluate_all(&x, &y, 16).unwrap();
+    assert_eq!(logs.iter().map(|l| l.0.as_str()).collect::<Vec<_>>(), ["loss", "precision_at_recall", "auc"]);
+    assert!(logs.iter().all(|l| l.1.is_finite() && l.1 >= 0.0), "{logs:?}");
+}
+
 #[test]
 fn mixed_bfloat16_trains_like_float32() {
     use keel_nn::mixed_precision::DTypePolicy;
