@@ -392,6 +392,12 @@ impl Network for Sequential {
         format_summary(&self.name, &self.summary_rows(expand_nested), trainable, frozen)
     }
 
+    fn reset_state(&self) {
+        for l in &self.layers {
+            l.reset_state();
+        }
+    }
+
     fn summary_rows(&self, expand_nested: bool) -> Vec<SummaryRow> {
         if self.error.is_some() || !self.is_built() {
             return Vec::new();
