@@ -143,7 +143,8 @@ impl CompileMetric for MetricSpec {
 
 impl CompileMetric for &str {
     fn to_spec(&self) -> std::result::Result<(String, MetricSpec), MetricsError> {
-        Ok((self.to_ascii_lowercase(), MetricSpec::from_str(self)?))
+        // logged as written, as Keras logs `metrics=["AUC"]` under "AUC"
+        Ok((self.to_string(), MetricSpec::from_str(self)?))
     }
 }
 

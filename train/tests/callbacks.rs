@@ -553,6 +553,12 @@ fn auto_mode_reads_the_metric_name_at_the_end() {
         "r2_score",
         "f1_score",
         "val_head_precision",
+        "val_AUC",
+        "cosine_similarity",
+        "val_mean_io_u",
+        "binary_io_u_1",
+        "val_recall_at_precision",
+        "specificity_at_sensitivity",
     ] {
         assert!(Mode::Auto.maximizes(up), "{up}");
     }
@@ -565,6 +571,9 @@ fn auto_mode_reads_the_metric_name_at_the_end() {
         "val_layer2_mae",
         "class_loss",
         "mse_1",
+        "val_MAE",
+        "false_positives",
+        "val_kl_divergence",
     ] {
         assert!(!Mode::Auto.maximizes(down), "{down}");
     }

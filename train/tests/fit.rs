@@ -203,6 +203,11 @@ fn metrics_by_value_or_by_keras_name() {
     let logs = b.evaluate_all(&x, &y, 16).unwrap();
     assert_eq!(logs.iter().map(|l| l.0.as_str()).collect::<Vec<_>>(), ["loss", "binary_crossentropy", "mape", "hinge"]);
     assert!((logs[0].1 - logs[1].1).abs() < 1e-5 * logs[0].1, "loss {} vs metric {}", logs[0].1, logs[1].1);
+    // a name is logged as written, as Keras logs metrics=["AUC", "MAE"]
+    let mut c = mlp(5);
+    c.compile(Adam::new(0.05), Loss::BinaryCrossentropy, &["AUC", "MAE"]).unwrap();
+    let logs = c.evaluate_all(&x, &y, 16).unwrap();
+    assert_eq!(logs.iter().map(|l| l.0.as_str()).collect::<Vec<_>>(), ["loss", "AUC", "MAE"]);
     // an unknown name fails at compile time
     let e = m.compile(Adam::default(), Loss::BinaryCrossentropy, &["accuracy", "bogus"]).unwrap_err();
     assert!(e.to_string().contains("bogus"), "{e}");

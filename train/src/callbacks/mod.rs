@@ -321,12 +321,16 @@ impl Mode {
                 // the metric's own name ends the log name (`val_`, an output's name and
                 // `_`, before it; a repeat's `_1` after it): `class_accuracy`, `auc_1`,
                 // but `decoder2_mean_absolute_error` and `recall_head_mse` are minimised
-                let m = monitor.strip_prefix("val_").unwrap_or(monitor);
+                // a metric compiled by name is logged as written (`"AUC"`, as Keras logs it)
+                let lower = monitor.to_ascii_lowercase();
+                let m = lower.strip_prefix("val_").unwrap_or(&lower);
                 let m = match m.rsplit_once('_') {
                     Some((head, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => head,
                     _ => m,
                 };
-                const HIGHER_IS_BETTER: [&str; 11] = [
+                // Keras's metrics with direction "up" (the suffix rule covers `recall_at_precision`,
+                // `precision_at_recall` and every `*_io_u`)
+                const HIGHER_IS_BETTER: [&str; 15] = [
                     "acc",
                     "accuracy",
                     "auc",
@@ -338,6 +342,10 @@ impl Mode {
                     "fmeasure",
                     "r2",
                     "r2_score",
+                    "cosine_similarity",
+                    "io_u",
+                    "sensitivity_at_specificity",
+                    "specificity_at_sensitivity",
                 ];
                 HIGHER_IS_BETTER.iter().any(|k| m == *k || m.strip_suffix(k).is_some_and(|h| h.ends_with('_')))
             }
