@@ -448,22 +448,12 @@ pub fn layer_from_config(class_name: &str, cfg: &Value) -> Result<Box<dyn Layer>
             )
         }
         (None, "RandomSaturation") => {
-            channels_last(class_name, cfg)?;
-            let (low, high) = value_range(class_name, cfg)?;
-            Box::new(
-                keel_nn::RandomSaturation::new(get::<Factor>(class_name, cfg, "factor")?)
-                    .value_range(low, high)
-                    .seed(get_or::<Option<u64>>(class_name, cfg, "seed", None)?),
-            )
+            let (factor, (low, high), seed) = hsv_settings(class_name, cfg)?;
+            Box::new(keel_nn::RandomSaturation::new(factor).value_range(low, high).seed(seed))
         }
         (None, "RandomHue") => {
-            channels_last(class_name, cfg)?;
-            let (low, high) = value_range(class_name, cfg)?;
-            Box::new(
-                keel_nn::RandomHue::new(get::<Factor>(class_name, cfg, "factor")?)
-                    .value_range(low, high)
-                    .seed(get_or::<Option<u64>>(class_name, cfg, "seed", None)?),
-            )
+            let (factor, (low, high), seed) = hsv_settings(class_name, cfg)?;
+            Box::new(keel_nn::RandomHue::new(factor).value_range(low, high).seed(seed))
         }
         (None, "AutoContrast") => {
             let (low, high) = value_range(class_name, cfg)?;
@@ -690,6 +680,13 @@ fn resizing(cfg: &Value) -> Result<keel_nn::Resizing> {
     // a config Keras would refuse (both aspect-ratio options, another fill mode) is refused now
     layer.output_shape(&[1, 1, 1])?;
     Ok(layer)
+}
+
+/// The settings RandomSaturation and RandomHue share: `factor`, `value_range` and `seed`
+/// (channels-last only).
+fn hsv_settings(class: &str, cfg: &Value) -> Result<(Factor, (f64, f64), Option<u64>)> {
+    channels_last(class, cfg)?;
+    Ok((get::<Factor>(class, cfg, "factor")?, value_range(class, cfg)?, get_or(class, cfg, "seed", None)?))
 }
 
 /// A dropout's Keras `noise_shape` (`null` or a list of sizes and `null`s).

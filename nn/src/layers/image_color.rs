@@ -463,70 +463,100 @@ fn base_factor(factor: Factor, lo: f64, hi: f64) -> std::result::Result<(f64, f6
     }
 }
 
-/// Keras 3's `RandomSaturation` on NHWC RGB images: in training each image gets `u` drawn
-/// uniformly from the factor's range and a saturation multiplier `m = u / (1 - u + 1e-7)` (one per
-/// image: `u = 0.5` keeps the saturation, `u = 0` turns gray, `u -> 1` saturates fully); the
-/// pixels go through TensorFlow's `rgb_to_hsv`, the saturation becomes
-/// `clip(s * m, value_range)`, and back through `hsv_to_rgb`; in inference the identity.
-///
-/// As Keras 3.15: the factor is a number `f` in `[-1, 1]` (`[-|f|, |f|]`: a negative `u` clips
-/// the saturation to the value range's low end) or a sorted pair (refused only when its first
-/// number is above 1 or its second below -1); the HSV round trip runs on the pixels as they are
-/// (not rescaled to `[0, 1]`), and the saturation is clipped to the value range (so, with the
-/// default `[0, 255]`, only from below). Integer pixels come out as floats.
-pub struct RandomSaturation {
-    name: String,
-    input_shape: Option<Vec<usize>>,
-    factor: Factor,
-    value_range: (f64, f64),
-    seed: Option<u64>,
-    built: bool,
+/// The definition the HSV layers ([`RandomSaturation`], [`RandomHue`]) share: the struct (a
+/// factor, a value range, Keras's `seed`), `new`, the builders, the checked factor range
+/// (`factor_range`: the factor's allowed numbers), the input check and the config.
+macro_rules! hsv_layer {
+    ($(#[$doc:meta])* $t:ident, $class:literal, $factor_range:expr, $new_doc:literal, $range_doc:literal) => {
+        $(#[$doc])*
+        pub struct $t {
+            name: String,
+            input_shape: Option<Vec<usize>>,
+            factor: Factor,
+            value_range: (f64, f64),
+            seed: Option<u64>,
+            built: bool,
+        }
+
+        common_builders!($t);
+
+        impl $t {
+            #[doc = $new_doc]
+            pub fn new(factor: impl Into<Factor>) -> Self {
+                $t {
+                    name: String::new(),
+                    input_shape: None,
+                    factor: factor.into(),
+                    value_range: (0.0, 255.0),
+                    seed: None,
+                    built: false,
+                }
+            }
+
+            #[doc = $range_doc]
+            pub fn value_range(mut self, low: f64, high: f64) -> Self {
+                self.value_range = (low, high);
+                self
+            }
+
+            /// Keras's `seed`: kept in the config; the draws come from the `Ctx`'s rng.
+            pub fn seed(mut self, seed: Option<u64>) -> Self {
+                self.seed = seed;
+                self
+            }
+
+            /// The factor as given.
+            pub fn factor(&self) -> Factor {
+                self.factor
+            }
+
+            fn bounds(&self) -> Result<(f64, f64)> {
+                let err = |m: String| config_error($class, &self.name, m);
+                check_value_range(self.value_range).map_err(err)?;
+                let (lo, hi) = $factor_range;
+                base_factor(self.factor, lo, hi).map_err(err)
+            }
+
+            fn check(&self, input_shape: &[usize]) -> Result<()> {
+                self.bounds()?;
+                check_image(input_shape, self)?;
+                check_rgb(input_shape, $class, &self.name)
+            }
+
+            /// Keras's config: the factor as the range it draws from, the value range, the seed.
+            fn hsv_config(&self) -> serde_json::Value {
+                let (low, high) = self.value_range;
+                let (lo, hi) = $factor_range;
+                let factor = match base_factor(self.factor, lo, hi) {
+                    Ok((l, u)) => serde_json::json!([l, u]),
+                    Err(_) => serde_json::json!(self.factor),
+                };
+                with_name(&self.name, serde_json::json!({ "factor": factor, "value_range": [low, high], "seed": self.seed }))
+            }
+        }
+    };
 }
 
-common_builders!(RandomSaturation);
+hsv_layer!(
+    /// Keras 3's `RandomSaturation` on NHWC RGB images: in training each image gets `u` drawn
+    /// uniformly from the factor's range and a saturation multiplier `m = u / (1 - u + 1e-7)` (one per
+    /// image: `u = 0.5` keeps the saturation, `u = 0` turns gray, `u -> 1` saturates fully); the
+    /// pixels go through TensorFlow's `rgb_to_hsv`, the saturation becomes
+    /// `clip(s * m, value_range)`, and back through `hsv_to_rgb`; in inference the identity.
+    ///
+    /// As Keras 3.15: the factor is a number `f` in `[-1, 1]` (`[-|f|, |f|]`: a negative `u` clips
+    /// the saturation to the value range's low end) or a sorted pair (refused only when its first
+    /// number is above 1 or its second below -1); the HSV round trip runs on the pixels as they are
+    /// (not rescaled to `[0, 1]`), and the saturation is clipped to the value range (so, with the
+    /// default `[0, 255]`, only from below). Integer pixels come out as floats.
+    RandomSaturation,
+    "RandomSaturation",
+    (-1.0, 1.0),
+    "Saturation draws from `factor` (see the type).",
+    "The range `[low, high]` the saturation is clipped to (default `[0, 255]`, as Keras)."
+);
 
 impl RandomSaturation {
-    /// Saturation draws from `factor` (see the type).
-    pub fn new(factor: impl Into<Factor>) -> Self {
-        RandomSaturation {
-            name: String::new(),
-            input_shape: None,
-            factor: factor.into(),
-            value_range: (0.0, 255.0),
-            seed: None,
-            built: false,
-        }
-    }
-
-    /// The range `[low, high]` the saturation is clipped to (default `[0, 255]`, as Keras).
-    pub fn value_range(mut self, low: f64, high: f64) -> Self {
-        self.value_range = (low, high);
-        self
-    }
-
-    /// Keras's `seed`: kept in the config; the draws come from the `Ctx`'s rng.
-    pub fn seed(mut self, seed: Option<u64>) -> Self {
-        self.seed = seed;
-        self
-    }
-
-    /// The factor as given.
-    pub fn factor(&self) -> Factor {
-        self.factor
-    }
-
-    fn bounds(&self) -> Result<(f64, f64)> {
-        let err = |m: String| config_error("RandomSaturation", &self.name, m);
-        check_value_range(self.value_range).map_err(err)?;
-        base_factor(self.factor, -1.0, 1.0).map_err(err)
-    }
-
-    fn check(&self, input_shape: &[usize]) -> Result<()> {
-        self.bounds()?;
-        check_image(input_shape, self)?;
-        check_rgb(input_shape, "RandomSaturation", &self.name)
-    }
-
     /// `x` with each image's saturation multiplied by its `m` (`[n, 1, 1, 1]`) and clipped.
     fn apply(&self, x: &Var, m: &Tensor) -> Result<Var> {
         check_rgb(&x.dims()[1..], "RandomSaturation", &self.name)?;
@@ -562,75 +592,26 @@ impl Layer for RandomSaturation {
     }
 
     fn config(&self) -> serde_json::Value {
-        let (low, high) = self.value_range;
-        let factor = match base_factor(self.factor, -1.0, 1.0) {
-            Ok((l, u)) => serde_json::json!([l, u]),
-            Err(_) => serde_json::json!(self.factor),
-        };
-        with_name(&self.name, serde_json::json!({ "factor": factor, "value_range": [low, high], "seed": self.seed }))
+        self.hsv_config()
     }
 }
 
-/// Keras 3's `RandomHue` on NHWC RGB images: in training the pixels are mapped from the value
-/// range to `[0, 1]` and through TensorFlow's `rgb_to_hsv`; each image's hue is shifted by
-/// `±u / 2` (`u` drawn uniformly from the factor's range, the sign `-` with probability 0.5, one
-/// draw each per image) and wrapped into `[0, 1]`; then `hsv_to_rgb`, clipped to `[0, 1]` and
-/// mapped back to the value range. In inference the identity. The factor is `f` in `[0, 1]`
-/// (`[0, f]`) or a sorted pair (refused only when its first number is above 1 or its second
-/// below 0), as Keras 3.15. Integer pixels come out as floats.
-pub struct RandomHue {
-    name: String,
-    input_shape: Option<Vec<usize>>,
-    factor: Factor,
-    value_range: (f64, f64),
-    seed: Option<u64>,
-    built: bool,
-}
-
-common_builders!(RandomHue);
+hsv_layer!(
+    /// Keras 3's `RandomHue` on NHWC RGB images: in training the pixels are mapped from the value
+    /// range to `[0, 1]` and through TensorFlow's `rgb_to_hsv`; each image's hue is shifted by
+    /// `±u / 2` (`u` drawn uniformly from the factor's range, the sign `-` with probability 0.5, one
+    /// draw each per image) and wrapped into `[0, 1]`; then `hsv_to_rgb`, clipped to `[0, 1]` and
+    /// mapped back to the value range. In inference the identity. The factor is `f` in `[0, 1]`
+    /// (`[0, f]`) or a sorted pair (refused only when its first number is above 1 or its second
+    /// below 0), as Keras 3.15. Integer pixels come out as floats.
+    RandomHue,
+    "RandomHue",
+    (0.0, 1.0),
+    "Hue shifts from `factor` (see the type).",
+    "The range `[low, high]` of the pixel values (default `[0, 255]`)."
+);
 
 impl RandomHue {
-    /// Hue shifts from `factor` (see the type).
-    pub fn new(factor: impl Into<Factor>) -> Self {
-        RandomHue {
-            name: String::new(),
-            input_shape: None,
-            factor: factor.into(),
-            value_range: (0.0, 255.0),
-            seed: None,
-            built: false,
-        }
-    }
-
-    /// The range `[low, high]` of the pixel values (default `[0, 255]`).
-    pub fn value_range(mut self, low: f64, high: f64) -> Self {
-        self.value_range = (low, high);
-        self
-    }
-
-    /// Keras's `seed`: kept in the config; the draws come from the `Ctx`'s rng.
-    pub fn seed(mut self, seed: Option<u64>) -> Self {
-        self.seed = seed;
-        self
-    }
-
-    /// The factor as given.
-    pub fn factor(&self) -> Factor {
-        self.factor
-    }
-
-    fn bounds(&self) -> Result<(f64, f64)> {
-        let err = |m: String| config_error("RandomHue", &self.name, m);
-        check_value_range(self.value_range).map_err(err)?;
-        base_factor(self.factor, 0.0, 1.0).map_err(err)
-    }
-
-    fn check(&self, input_shape: &[usize]) -> Result<()> {
-        self.bounds()?;
-        check_image(input_shape, self)?;
-        check_rgb(input_shape, "RandomHue", &self.name)
-    }
-
     /// `x` with each image's hue shifted by its `delta` (`[n, 1, 1, 1]`, in turns).
     fn apply(&self, x: &Var, delta: &Tensor) -> Result<Var> {
         check_rgb(&x.dims()[1..], "RandomHue", &self.name)?;
@@ -674,11 +655,6 @@ impl Layer for RandomHue {
     }
 
     fn config(&self) -> serde_json::Value {
-        let (low, high) = self.value_range;
-        let factor = match base_factor(self.factor, 0.0, 1.0) {
-            Ok((l, u)) => serde_json::json!([l, u]),
-            Err(_) => serde_json::json!(self.factor),
-        };
-        with_name(&self.name, serde_json::json!({ "factor": factor, "value_range": [low, high], "seed": self.seed }))
+        self.hsv_config()
     }
 }
