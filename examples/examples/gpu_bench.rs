@@ -598,7 +598,7 @@ fn embedding_rows(dev: &CudaDevice, reps: usize) -> Res<()> {
 }
 
 /// Seed-CNN training images/s at batch 128 (Adam), data on the host and on the GPU, in
-/// float32 and in mixed_bfloat16.
+/// float32, mixed_bfloat16 and mixed_float16 (with its loss scaling).
 fn cnn_throughput(steps: usize, reps: usize) -> Res<()> {
     const BATCH: usize = 128;
     let gpu = Device::cuda(0)?;
@@ -606,7 +606,7 @@ fn cnn_throughput(steps: usize, reps: usize) -> Res<()> {
     let x = Tensor::rand_uniform(11, 0.0, 1.0, [samples, 28, 28, 1], DType::F32, &Device::Cpu)?;
     let labels: Vec<i64> = (0..samples as i64).map(|i| (i * 7919) % 10).collect();
     let y = Tensor::from_vec(labels, samples)?.one_hot(10, DType::F32)?;
-    for policy in [DTypePolicy::Float32, DTypePolicy::MixedBFloat16] {
+    for policy in DTypePolicy::ALL {
         cnn_throughput_with(policy, &gpu, &x, &y, steps, reps)?;
     }
     Ok(())

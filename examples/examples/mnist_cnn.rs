@@ -2,7 +2,7 @@
 //!
 //! `cargo run --release -p keel-examples --example mnist_cnn -- [--epochs 10]
 //!  [--batch-size 32] [--seed 0] [--data DIR] [--device cpu|cuda|cuda:N]
-//!  [--dtype-policy float32|mixed_bfloat16] [--steps-per-execution 1]`
+//!  [--dtype-policy float32|mixed_bfloat16|mixed_float16] [--steps-per-execution 1]`
 //!
 //! `--device cuda` needs the `cuda` feature (`--features cuda`) and a GPU with its
 //! driver and NVRTC; without them the example says why and exits with status 1.

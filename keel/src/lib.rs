@@ -97,7 +97,9 @@ pub mod prelude {
     pub use keel_nn::{Conv3DTranspose, DepthwiseConv1D, SeparableConv1D};
     pub use keel_nn::{ConvLSTM1D, ConvLSTM2D};
     pub use keel_nn::{GroupNormalization, Normalization, RMSNormalization, Rescaling, UnitNormalization};
-    pub use keel_optim::{Adadelta, Adagrad, Adam, AdamW, Adamax, Ftrl, Lion, Nadam, Optimizer, RMSprop, SGD};
+    pub use keel_optim::{
+        Adadelta, Adagrad, Adam, AdamW, Adamax, Ftrl, Lion, LossScaleOptimizer, Nadam, Optimizer, RMSprop, SGD,
+    };
     pub use keel_tensor::{DType, Device, Padding, Shape, Tensor};
     pub use keel_train::MetricSpec as Metric;
     pub use keel_train::{

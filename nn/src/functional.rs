@@ -491,6 +491,10 @@ impl Model {
 }
 
 impl Network for Model {
+    fn get_dtype_policy(&self) -> DTypePolicy {
+        self.policy
+    }
+
     fn name(&self) -> &str {
         &self.name
     }

@@ -6,7 +6,13 @@
 //! take BF16 operands: tensor cores on a GPU), batch normalization computes its statistics in
 //! F32, and the model's outputs are cast back to F32 so that losses and metrics are F32.
 //! Gradients reach the F32 weights through the casts. BF16 has F32's exponent range, so no
-//! loss scaling is needed; `"mixed_float16"` would need it and is not offered yet.
+//! loss scaling is needed.
+//!
+//! `"mixed_float16"` is the same with F16 (10 mantissa bits to BF16's 7, but a range that
+//! ends at 65504 and loses gradients below 6e-8 to zero): as in Keras, `compile` wraps the
+//! optimizer of a model under it in a `LossScaleOptimizer` (keel-optim), which multiplies
+//! the loss by a dynamic scale before the backward pass, divides the gradients by it, and
+//! skips the steps whose gradients overflowed.
 //!
 //! A model takes the global policy ([`set_global_policy`], Keras's
 //! `mixed_precision.set_global_policy`) when it is created, or its own through
@@ -42,25 +48,24 @@ pub enum DTypePolicy {
     Float32,
     /// Compute in BF16, weights in F32.
     MixedBFloat16,
+    /// Compute in F16, weights in F32; trained with dynamic loss scaling.
+    MixedFloat16,
 }
 
 impl DTypePolicy {
     /// Every policy, in Keras's names.
-    pub const ALL: [DTypePolicy; 2] = [DTypePolicy::Float32, DTypePolicy::MixedBFloat16];
+    pub const ALL: [DTypePolicy; 3] = [DTypePolicy::Float32, DTypePolicy::MixedBFloat16, DTypePolicy::MixedFloat16];
 
-    /// The policy with Keras name `name` (`"float32"`, `"mixed_bfloat16"`).
+    /// The policy with Keras name `name` (`"float32"`, `"mixed_bfloat16"`, `"mixed_float16"`).
     pub fn new(name: &str) -> Result<DTypePolicy> {
         if let Some(p) = Self::ALL.iter().find(|p| p.name() == name) {
             return Ok(*p);
         }
         let msg = match name {
-            "mixed_float16" => "needs loss scaling (Keras's LossScaleOptimizer), which keel does not have yet; \
-                                use \"mixed_bfloat16\" (BF16 has F32's range and needs none)"
-                .to_string(),
-            "bfloat16" | "float16" | "float64" => {
-                format!("keeping the weights in {name} is not supported; use \"mixed_bfloat16\" or \"float32\"")
-            }
-            _ => "valid policies: \"float32\", \"mixed_bfloat16\"".to_string(),
+            "bfloat16" | "float16" | "float64" => format!(
+                "keeping the weights in {name} is not supported; use \"mixed_bfloat16\", \"mixed_float16\" or \"float32\""
+            ),
+            _ => "valid policies: \"float32\", \"mixed_bfloat16\", \"mixed_float16\"".to_string(),
         };
         Err(Error::InvalidConfig { what: format!("dtype policy \"{name}\""), msg })
     }
@@ -70,6 +75,7 @@ impl DTypePolicy {
         match self {
             DTypePolicy::Float32 => "float32",
             DTypePolicy::MixedBFloat16 => "mixed_bfloat16",
+            DTypePolicy::MixedFloat16 => "mixed_float16",
         }
     }
 
@@ -78,7 +84,14 @@ impl DTypePolicy {
         match self {
             DTypePolicy::Float32 => DType::F32,
             DTypePolicy::MixedBFloat16 => DType::BF16,
+            DTypePolicy::MixedFloat16 => DType::F16,
         }
+    }
+
+    /// True when training needs dynamic loss scaling (`"mixed_float16"`): `compile` then
+    /// wraps the optimizer in a `LossScaleOptimizer`, as Keras's does.
+    pub fn needs_loss_scaling(&self) -> bool {
+        *self == DTypePolicy::MixedFloat16
     }
 
     /// The dtype weights are kept in.

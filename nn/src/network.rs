@@ -158,6 +158,12 @@ pub trait Network: Send + Sync {
         (1..=n).map(|i| format!("output_{i}")).collect()
     }
 
+    /// The model's dtype policy (Keras's `model.dtype_policy`; `"float32"` unless the
+    /// model keeps one): `compile` reads it to add loss scaling under `"mixed_float16"`.
+    fn get_dtype_policy(&self) -> crate::mixed_precision::DTypePolicy {
+        crate::mixed_precision::DTypePolicy::Float32
+    }
+
     /// The dtype that every layer reading model input `i` casts it to first (mixed
     /// precision's autocast, e.g. BF16 under `"mixed_bfloat16"`); `None` when some reader
     /// takes the input as it is (an Embedding, the float32 policy, an input that is also an

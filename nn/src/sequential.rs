@@ -204,6 +204,10 @@ impl Sequential {
 }
 
 impl Network for Sequential {
+    fn get_dtype_policy(&self) -> DTypePolicy {
+        self.policy
+    }
+
     fn name(&self) -> &str {
         &self.name
     }

@@ -59,8 +59,11 @@ fn policy_names() {
     assert_eq!(DTypePolicy::new("mixed_bfloat16").unwrap(), MIXED);
     assert_eq!(DTypePolicy::new("float32").unwrap(), DTypePolicy::Float32);
     assert_eq!((MIXED.compute_dtype(), MIXED.variable_dtype()), (DType::BF16, DType::F32));
-    let e = DTypePolicy::new("mixed_float16").unwrap_err().to_string();
-    assert!(e.contains("loss scaling") && e.contains("mixed_bfloat16"), "{e}");
+    let f16 = DTypePolicy::new("mixed_float16").unwrap();
+    assert_eq!((f16.compute_dtype(), f16.variable_dtype(), f16.name()), (DType::F16, DType::F32, "mixed_float16"));
+    assert!(f16.needs_loss_scaling() && !MIXED.needs_loss_scaling());
+    let e = DTypePolicy::new("float16").unwrap_err().to_string();
+    assert!(e.contains("not supported") && e.contains("mixed_float16"), "{e}");
     let e = DTypePolicy::new("float23").unwrap_err().to_string();
     assert!(e.contains("valid policies"), "{e}");
     assert_eq!(Sequential::new().get_dtype_policy(), DTypePolicy::Float32);

@@ -1,6 +1,7 @@
 //! `keel-optim`: the optimizers that turn gradients into parameter updates —
 //! [`Sgd`], [`Adam`], [`AdamW`], [`RMSprop`], [`Adagrad`], [`Nadam`], [`Adamax`],
-//! [`Adadelta`], [`Lion`], [`Ftrl`] — with Keras's exact
+//! [`Adadelta`], [`Lion`], [`Ftrl`], and [`LossScaleOptimizer`] around any of them —
+//! with Keras's exact
 //! update formulas and defaults, gradient clipping (`clipnorm`,
 //! `global_clipnorm`, `clipvalue`), decoupled weight decay, learning-rate
 //! [`schedule`]s, and checkpointable [`OptimizerState`].
@@ -50,6 +51,7 @@ pub mod clip;
 mod error;
 mod ftrl;
 mod lion;
+mod loss_scale;
 mod nadam;
 mod optimizer;
 mod rmsprop;
@@ -66,8 +68,9 @@ pub use clip::Clipping;
 pub use error::{Error, Result};
 pub use ftrl::Ftrl;
 pub use lion::Lion;
+pub use loss_scale::LossScaleOptimizer;
 pub use nadam::Nadam;
-pub use optimizer::Optimizer;
+pub use optimizer::{Optimizer, StateLayout};
 pub use rmsprop::RMSprop;
 pub use schedule::{LearningRate, LearningRateSchedule};
 pub use sgd::{Sgd, SGD};

@@ -1,7 +1,7 @@
 //! The [`Optimizer`] trait.
 
 use crate::{OptimizerState, Result};
-use keel_autograd::{Gradients, Param};
+use keel_autograd::{Gradients, Param, Var};
 
 /// Updates parameters from their gradients (Keras `optimizer.apply`).
 ///
@@ -43,10 +43,43 @@ pub trait Optimizer: Send {
     /// Restore a saved state; slots bind to the next step's `params` by position (see [`crate::state`]).
     fn load_state(&mut self, state: OptimizerState) -> Result<()>;
 
+    /// The factor a training step multiplies the loss by before the backward pass: the
+    /// current scale of a [`crate::LossScaleOptimizer`], `None` for every other optimizer.
+    fn loss_scale(&self) -> Option<f64> {
+        None
+    }
+
+    /// `loss` times [`Optimizer::loss_scale`] (Keras's `optimizer.scale_loss`): what a
+    /// training step differentiates, so that [`Optimizer::step`] gets the gradients it
+    /// expects. The loss itself when there is no scale.
+    fn scale_loss(&self, loss: &Var) -> Result<Var> {
+        Ok(match self.loss_scale() {
+            Some(s) => loss.mul_scalar(s)?,
+            None => loss.clone(),
+        })
+    }
+
+    /// How a saved [`OptimizerState`] of this optimizer is laid out, so that a checkpoint
+    /// can be checked against the model before anything loads.
+    fn state_layout(&self) -> StateLayout {
+        StateLayout { name: self.name().to_string(), own_entries: 0 }
+    }
+
     /// Check the hyper-parameters (learning rate now, momentum, betas, epsilon, clipping,
     /// weight decay) without stepping, so `compile` reports a bad setting at once, as
     /// Keras does when the optimizer is made. [`Optimizer::step`] checks them too.
     fn validate(&self) -> Result<()> {
         Ok(())
     }
+}
+
+/// The layout of an optimizer's saved state ([`Optimizer::state_layout`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateLayout {
+    /// The name the state carries ([`OptimizerState::optimizer`]): the optimizer's name, or
+    /// `LossScaleOptimizer(<inner>)` for a wrapper.
+    pub name: String,
+    /// How many leading entries of [`OptimizerState::params`] hold the optimizer's own
+    /// variables (a [`crate::LossScaleOptimizer`]'s scale) rather than a parameter's slots.
+    pub own_entries: usize,
 }

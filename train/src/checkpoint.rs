@@ -230,27 +230,29 @@ impl Checkpoint {
     /// Check that the optimizer state fits `net`'s trainable parameters (count and shapes by position).
     fn check_optimizer(&self, net: &dyn Network, optimizer: &dyn Optimizer, path: &Path) -> Result<()> {
         let st = &self.optimizer;
-        if st.optimizer != optimizer.name() {
+        let layout = optimizer.state_layout();
+        if st.optimizer != layout.name {
             return Err(Error::bad_file(
                 path,
                 format!(
                     "the checkpoint's optimizer is {} but the model is compiled with {}",
-                    st.optimizer,
-                    optimizer.name()
+                    st.optimizer, layout.name
                 ),
             ));
         }
-        if st.params.is_empty() {
+        // a LossScaleOptimizer's own variables come first: they are no parameter's
+        let entries = st.params.get(layout.own_entries..).unwrap_or_default();
+        if entries.is_empty() {
             return Ok(());
         }
         let params = net.trainable_params();
-        if st.params.len() != params.len() {
+        if entries.len() != params.len() {
             return Err(Error::bad_file(
                 path,
-                format!("the optimizer state has {} parameters, the model {}", st.params.len(), params.len()),
+                format!("the optimizer state has {} parameters, the model {}", entries.len(), params.len()),
             ));
         }
-        for (i, (entry, p)) in st.params.iter().zip(&params).enumerate() {
+        for (i, (entry, p)) in entries.iter().zip(&params).enumerate() {
             for (slot, t) in &entry.slots {
                 if t.shape.as_slice() != p.shape().dims() {
                     return Err(Error::bad_file(

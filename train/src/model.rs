@@ -206,7 +206,20 @@ impl<N: Network> KerasModel<N> {
         // build once now so a bad name/combination fails at compile time
         EpochLogs::new(&metrics, &outputs)?;
         self.compiled = Some(Compiled { optimizer: Box::new(optimizer), outputs, metrics });
+        self.add_loss_scaling();
         Ok(())
+    }
+
+    /// Wrap the compiled optimizer in a [`keel_optim::LossScaleOptimizer`] (Keras's
+    /// defaults) when the model's policy is `"mixed_float16"` and it has no loss scale yet,
+    /// as Keras's `compile` does (`auto_scale_loss=True`). `compile` calls it, and so do
+    /// `fit` and `train_on_batch`, since keel lets the policy be set after `compile`.
+    fn add_loss_scaling(&mut self) {
+        let Some(compiled) = self.compiled.as_mut() else { return };
+        if self.net.get_dtype_policy().needs_loss_scaling() && compiled.optimizer.loss_scale().is_none() {
+            let inner = std::mem::replace(&mut compiled.optimizer, Box::new(keel_optim::Sgd::default()));
+            compiled.optimizer = Box::new(keel_optim::LossScaleOptimizer::from_boxed(inner));
+        }
     }
 
     /// The optimizer set by `compile` (e.g. to read or change its learning rate).
@@ -556,6 +569,7 @@ impl<N: Network> KerasModel<N> {
         cfg: &mut Fit<'_>,
         mut callbacks: CallbackList<'_>,
     ) -> Result<History> {
+        self.add_loss_scaling();
         let Some(compiled) = &self.compiled else { return Err(Error::NotCompiled("fit")) };
         if val_source.is_some() && compiled.outputs.len() > 1 {
             return Err(Error::invalid(
@@ -824,7 +838,8 @@ impl<N: Network> KerasModel<N> {
             // nothing to train (warned at the first batch, as Keras warns): the loss only
             return Ok((batch_loss, y_pred, masks));
         }
-        let grads = tape.backward(&loss)?;
+        // a LossScaleOptimizer (mixed_float16) differentiates the scaled loss; logs stay unscaled
+        let grads = tape.backward(&compiled.optimizer.scale_loss(&loss)?)?;
         compiled.optimizer.step(params, &grads)?;
         for (p, c) in constraints {
             p.assign(&c.apply(&p.value())?)?;

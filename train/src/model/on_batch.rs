@@ -107,6 +107,7 @@ impl<N: Network> KerasModel<N> {
 
     fn train_batch(&mut self, xs: Inputs<'_>, ys: Targets<'_>, w: Option<&Tensor>) -> Result<Vec<(String, f64)>> {
         const OP: &str = "train_on_batch";
+        self.add_loss_scaling();
         let ys = self.check_targets(OP, ys)?;
         let (xs, n) = self.check_inputs(OP, xs, Some(&ys[0]))?;
         check_xy(OP, &xs[0], &ys[0])?;
