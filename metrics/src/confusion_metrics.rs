@@ -90,18 +90,19 @@ impl ThresholdCounts {
 
     /// Accumulate one batch; every check runs before any count changes.
     fn update(&mut self, name: &str, y_true: &ArrayRef<'_>, y_pred: &ArrayRef<'_>, sw: Option<&[f64]>) -> Result<()> {
-        same_size(name, y_true, y_pred)?;
-        no_nan(name, "y_true", y_true.data())?;
-        no_nan(name, "y_pred", y_pred.data())?;
-        let n = y_true.n_samples();
-        let w = sample_weights(name, sw, n, y_true.dims())?;
-        let per = per_sample(y_true.data().len(), n);
+        let (w, per) = checked_weights(name, y_true, y_pred, sw)?;
         let items = y_true
             .data()
             .iter()
             .zip(y_pred.data())
             .enumerate()
             .map(|(k, (&t, &p))| (t != 0.0, p as f32, weight_of(&w, k / per)));
+        self.add(items);
+        Ok(())
+    }
+
+    /// Accumulate `(label is positive, score, weight)` items.
+    fn add(&mut self, items: impl Iterator<Item = (bool, f32, f64)>) {
         let m = self.thresholds.len();
         if self.evenly {
             // Keras's `_update_confusion_matrix_variables_optimized`: one bucket per score, then
@@ -145,8 +146,23 @@ impl ThresholdCounts {
                 }
             }
         }
-        Ok(())
     }
+}
+
+/// The shared input checks of the threshold metrics: equal sizes, no NaN; the per-sample
+/// weights and the number of elements per sample.
+fn checked_weights(
+    name: &str,
+    y_true: &ArrayRef<'_>,
+    y_pred: &ArrayRef<'_>,
+    sw: Option<&[f64]>,
+) -> Result<(Option<Vec<f64>>, usize)> {
+    same_size(name, y_true, y_pred)?;
+    no_nan(name, "y_true", y_true.data())?;
+    no_nan(name, "y_pred", y_pred.data())?;
+    let n = y_true.n_samples();
+    let w = sample_weights(name, sw, n, y_true.dims())?;
+    Ok((w, per_sample(y_true.data().len(), n)))
 }
 
 /// Which cell of the confusion matrix a count metric accumulates.
@@ -514,10 +530,16 @@ pub enum AucSummation {
 /// Logged as `"auc"`; 0.0 before any update or over one class (Keras's `divide_no_nan`).
 ///
 /// Unlike [`Auc`](crate::Auc), which keeps every score and computes the exact ROC AUC, memory
-/// is fixed and the value is Keras's approximation. Inputs are read as Keras's
-/// `multi_label=False`: every element is a score (clipped to `[0, 1]`), any non-zero label
-/// is positive. `num_thresholds < 2` makes the first update fail with
-/// [`MetricsError::InvalidArgument`].
+/// is fixed and the value is Keras's approximation. Every score is clipped to `[0, 1]` and any
+/// non-zero label is positive. By default (Keras's `multi_label=False`) every element is one
+/// prediction and all are pooled; [`label_weights`](Self::label_weights) then weighs each
+/// column of `[batch, ..., num_labels]` inputs in the pooled counts. With
+/// [`multi_label`](Self::multi_label) `[batch, num_labels]` inputs get one curve per column,
+/// and the result is the mean of the per-label AUCs, or their `label_weights`-weighted mean.
+///
+/// Invalid settings make the first update fail with [`MetricsError::InvalidArgument`]:
+/// `num_thresholds < 2`, [`num_labels`](Self::num_labels) without `multi_label` (as Keras),
+/// negative or NaN label weights, or label weights whose length is not the number of labels.
 #[derive(Debug, Clone)]
 pub struct KerasAuc {
     name: String,
@@ -525,7 +547,13 @@ pub struct KerasAuc {
     summation: AucSummation,
     num_thresholds: usize,
     from_logits: bool,
+    multi_label: bool,
+    num_labels: Option<usize>,
+    label_weights: Option<Vec<f64>>,
+    /// The pooled counts (`multi_label` off), and the template of the per-label counts.
     counts: ThresholdCounts,
+    /// One set of counts per label (`multi_label` on), made by the first update or `num_labels`.
+    label_counts: Vec<ThresholdCounts>,
 }
 
 impl Default for KerasAuc {
@@ -543,7 +571,11 @@ impl KerasAuc {
             summation: AucSummation::Interpolation,
             num_thresholds: 200,
             from_logits: false,
+            multi_label: false,
+            num_labels: None,
+            label_weights: None,
             counts: ThresholdCounts::auc_grid(200),
+            label_counts: Vec::new(),
         }
     }
 
@@ -563,12 +595,39 @@ impl KerasAuc {
     pub fn num_thresholds(mut self, num_thresholds: usize) -> Self {
         self.num_thresholds = num_thresholds;
         self.counts = ThresholdCounts::auc_grid(num_thresholds.max(2));
+        self.label_counts = self.num_labels.map_or_else(Vec::new, |n| vec![self.counts.clone(); n]);
         self
     }
 
     /// Read `y_pred` as logits (a sigmoid is applied first; Keras's `from_logits=True`).
     pub fn from_logits(mut self, from_logits: bool) -> Self {
         self.from_logits = from_logits;
+        self
+    }
+
+    /// Keras's `multi_label`: `true` reads `[batch, num_labels]` inputs as one binary problem per
+    /// column, computes one AUC per label and averages them (weighted by
+    /// [`label_weights`](Self::label_weights) if set); `false` (the default) pools every element.
+    pub fn multi_label(mut self, multi_label: bool) -> Self {
+        self.multi_label = multi_label;
+        self
+    }
+
+    /// Keras's `num_labels`: the number of labels of a `multi_label` AUC, fixed before the first
+    /// update (otherwise the first batch's last dimension decides). Keras accepts it only with
+    /// `multi_label`: without it the first update fails with [`MetricsError::InvalidArgument`].
+    pub fn num_labels(mut self, num_labels: usize) -> Self {
+        self.num_labels = Some(num_labels);
+        self.label_counts = vec![self.counts.clone(); num_labels];
+        self
+    }
+
+    /// Keras's `label_weights` (non-negative, one per label): with `multi_label` the weights of
+    /// the per-label AUCs in the mean (`sum(w * auc) / sum(w)`, 0.0 if the weights sum to 0);
+    /// without it each element of column `j` counts `w[j]` times its sample weight in the pooled
+    /// counts (inputs `[batch, ..., num_labels]`).
+    pub fn label_weights(mut self, label_weights: Vec<f64>) -> Self {
+        self.label_weights = Some(label_weights);
         self
     }
 
@@ -583,9 +642,18 @@ impl KerasAuc {
         &self.counts.thresholds
     }
 
+    /// The AUC of each label (`multi_label`; empty before the first update unless
+    /// [`num_labels`](Self::num_labels) was set), or the one pooled AUC.
+    pub fn per_label(&self) -> Vec<f64> {
+        if self.multi_label {
+            self.label_counts.iter().map(|c| self.auc_of(c)).collect()
+        } else {
+            vec![self.auc_of(&self.counts)]
+        }
+    }
+
     /// Davis & Goadrich's interpolated PR AUC (Keras's `interpolate_pr_auc`).
-    fn interpolate_pr_auc(&self) -> f64 {
-        let c = &self.counts;
+    fn interpolate_pr_auc(c: &ThresholdCounts) -> f64 {
         let p: Vec<f64> = c.tp.iter().zip(&c.fp).map(|(a, b)| a + b).collect();
         (0..p.len().saturating_sub(1))
             .map(|i| {
@@ -598,39 +666,12 @@ impl KerasAuc {
             })
             .sum()
     }
-}
 
-impl Metric for KerasAuc {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn update_arrays(
-        &mut self,
-        y_true: ArrayRef<'_>,
-        y_pred: ArrayRef<'_>,
-        sample_weight: Option<&[f64]>,
-    ) -> Result<()> {
-        if self.num_thresholds < 2 {
-            return Err(MetricsError::arg(
-                &self.name,
-                format!("`num_thresholds` must be an integer > 1, got {}", self.num_thresholds),
-            ));
-        }
-        if self.from_logits {
-            let sig: Vec<f64> = y_pred.data().iter().map(|&x| 1.0 / (1.0 + (-x).exp())).collect();
-            let p = ArrayRef::new(&sig, y_pred.dims())?;
-            self.counts.update(&self.name, &y_true, &p, sample_weight)
-        } else {
-            self.counts.update(&self.name, &y_true, &y_pred, sample_weight)
-        }
-    }
-
-    fn result(&self) -> f64 {
+    /// The AUC of one set of counts (Keras's `AUC.result` for one label).
+    fn auc_of(&self, c: &ThresholdCounts) -> f64 {
         if self.curve == AucCurve::Pr && self.summation == AucSummation::Interpolation {
-            return self.interpolate_pr_auc();
+            return Self::interpolate_pr_auc(c);
         }
-        let c = &self.counts;
         let m = c.thresholds.len();
         let recall: Vec<f64> = (0..m).map(|j| div0(c.tp[j], c.tp[j] + c.fn_[j])).collect();
         let (x, y): (Vec<f64>, Vec<f64>) = match self.curve {
@@ -649,8 +690,128 @@ impl Metric for KerasAuc {
             .sum()
     }
 
+    /// Check the settings and the label count of `y_pred`; the number of labels.
+    fn check(&self, y_pred: &ArrayRef<'_>) -> Result<usize> {
+        let name = &self.name;
+        if self.num_thresholds < 2 {
+            return Err(MetricsError::arg(
+                name,
+                format!("`num_thresholds` must be an integer > 1, got {}", self.num_thresholds),
+            ));
+        }
+        if let (Some(n), false) = (self.num_labels, self.multi_label) {
+            return Err(MetricsError::arg(
+                name,
+                format!(
+                    "`num_labels` ({n}) is needed only when `multi_label` is true: set multi_label(true) or drop it"
+                ),
+            ));
+        }
+        if let Some(lw) = &self.label_weights {
+            if let Some(bad) = lw.iter().find(|w| w.is_nan() || **w < 0.0) {
+                return Err(MetricsError::arg(
+                    name,
+                    format!("`label_weights` must be non-negative, got {bad} in {lw:?}"),
+                ));
+            }
+        }
+        let labels = if self.multi_label {
+            if y_pred.rank() != 2 {
+                return Err(MetricsError::input(
+                    name,
+                    format!(
+                        "y_pred must have rank 2 [batch, num_labels] when multi_label is true, got shape {:?}",
+                        y_pred.dims()
+                    ),
+                ));
+            }
+            let got = y_pred.last_dim();
+            let want = self.num_labels.or((!self.label_counts.is_empty()).then_some(self.label_counts.len()));
+            if let Some(want) = want.filter(|&w| w != got) {
+                return Err(MetricsError::input(
+                    name,
+                    format!(
+                        "y_pred of shape {:?} has {got} labels, but this multi-label AUC has {want} \
+                         (from num_labels or the first batch)",
+                        y_pred.dims()
+                    ),
+                ));
+            }
+            got
+        } else {
+            y_pred.last_dim()
+        };
+        if let Some(lw) = &self.label_weights {
+            if lw.len() != labels || (!self.multi_label && y_pred.rank() < 2) {
+                return Err(MetricsError::arg(
+                    name,
+                    format!(
+                        "{} label_weights for y_pred of shape {:?}: pass one weight per label (the last \
+                         dimension of [batch, ..., num_labels] inputs)",
+                        lw.len(),
+                        y_pred.dims()
+                    ),
+                ));
+            }
+        }
+        Ok(labels)
+    }
+}
+
+impl Metric for KerasAuc {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn update_arrays(
+        &mut self,
+        y_true: ArrayRef<'_>,
+        y_pred: ArrayRef<'_>,
+        sample_weight: Option<&[f64]>,
+    ) -> Result<()> {
+        let labels = self.check(&y_pred)?;
+        let sig: Vec<f64>;
+        let y_pred = if self.from_logits {
+            sig = y_pred.data().iter().map(|&x| 1.0 / (1.0 + (-x).exp())).collect();
+            ArrayRef::new(&sig, y_pred.dims())?
+        } else {
+            y_pred
+        };
+        if !self.multi_label && self.label_weights.is_none() {
+            return self.counts.update(&self.name, &y_true, &y_pred, sample_weight);
+        }
+        let (w, per) = checked_weights(&self.name, &y_true, &y_pred, sample_weight)?;
+        let cols = labels.max(1);
+        let (t, p) = (y_true.data(), y_pred.data());
+        let item = |k: usize, lw: f64| (t[k] != 0.0, p[k] as f32, weight_of(&w, k / per) * lw);
+        if self.multi_label {
+            if self.label_counts.len() != labels {
+                self.label_counts = vec![self.counts.clone(); labels];
+            }
+            for (j, c) in self.label_counts.iter_mut().enumerate() {
+                c.add((j..t.len()).step_by(cols).map(|k| item(k, 1.0)));
+            }
+        } else {
+            let lw = self.label_weights.as_deref().unwrap_or(&[]);
+            self.counts.add((0..t.len()).map(|k| item(k, lw.get(k % cols).copied().unwrap_or(1.0))));
+        }
+        Ok(())
+    }
+
+    fn result(&self) -> f64 {
+        if !self.multi_label {
+            return self.auc_of(&self.counts);
+        }
+        let aucs = self.per_label();
+        match &self.label_weights {
+            Some(lw) if lw.len() == aucs.len() => div0(aucs.iter().zip(lw).map(|(a, w)| a * w).sum(), lw.iter().sum()),
+            _ => div0(aucs.iter().sum(), aucs.len() as f64),
+        }
+    }
+
     fn reset_state(&mut self) {
-        self.counts.reset()
+        self.counts.reset();
+        self.label_counts.iter_mut().for_each(ThresholdCounts::reset);
     }
 }
 
@@ -679,6 +840,42 @@ pub enum ClassificationMetricKind {
     SpecificityAtSensitivity(f64),
     /// Keras's approximate AUC ([`KerasAuc`], 200 thresholds), logged as `"auc"`.
     KerasAuc(AucCurve, AucSummation),
+    /// Keras `AUC(curve, summation_method, multi_label, num_labels, label_weights)` ([`KerasAuc`],
+    /// 200 thresholds), logged as `"auc"`. The label weights are a `'static` slice (a literal
+    /// such as `Some(&[1.0, 2.0, 0.5])`) so that the kind stays `Copy`.
+    KerasAucWith {
+        /// The curve (Keras's `curve`).
+        curve: AucCurve,
+        /// The summation method (Keras's `summation_method`).
+        summation: AucSummation,
+        /// One AUC per label, then averaged (Keras's `multi_label`).
+        multi_label: bool,
+        /// The number of labels of a `multi_label` AUC (Keras's `num_labels`).
+        num_labels: Option<usize>,
+        /// One non-negative weight per label (Keras's `label_weights`).
+        label_weights: Option<&'static [f64]>,
+    },
+    /// Keras `Precision(thresholds, top_k, class_id)` ([`Precision`](crate::Precision) with
+    /// [`top_k`](crate::Precision::top_k) / [`class_id`](crate::Precision::class_id)), logged as
+    /// `"precision"`; `threshold: None` is Keras's default (0.5, or `-1e10` with `top_k`).
+    Precision {
+        /// The decision threshold (Keras's `thresholds`, one value).
+        threshold: Option<f64>,
+        /// Keep the `k` largest scores of each row (Keras's `top_k`).
+        top_k: Option<usize>,
+        /// Score this column only (Keras's `class_id`).
+        class_id: Option<usize>,
+    },
+    /// Keras `Recall(thresholds, top_k, class_id)` ([`Recall`](crate::Recall)), logged as
+    /// `"recall"`; the fields as for [`Precision`](Self::Precision).
+    Recall {
+        /// The decision threshold (Keras's `thresholds`, one value).
+        threshold: Option<f64>,
+        /// Keep the `k` largest scores of each row (Keras's `top_k`).
+        top_k: Option<usize>,
+        /// Score this column only (Keras's `class_id`).
+        class_id: Option<usize>,
+    },
     /// Keras `MeanIoU(num_classes)` ([`Iou::mean`](crate::Iou::mean)).
     MeanIou(usize),
     /// Keras `OneHotMeanIoU(num_classes)` ([`Iou::one_hot_mean`](crate::Iou::one_hot_mean)).
@@ -708,6 +905,19 @@ impl std::hash::Hash for ClassificationMetricKind {
             ClassificationMetricKind::KerasAuc(c, s) => {
                 c.hash(state);
                 s.hash(state);
+            }
+            ClassificationMetricKind::KerasAucWith { curve, summation, multi_label, num_labels, label_weights } => {
+                curve.hash(state);
+                summation.hash(state);
+                multi_label.hash(state);
+                num_labels.hash(state);
+                label_weights.map(|w| w.iter().map(|v| v.to_bits()).collect::<Vec<_>>()).hash(state);
+            }
+            ClassificationMetricKind::Precision { threshold, top_k, class_id }
+            | ClassificationMetricKind::Recall { threshold, top_k, class_id } => {
+                threshold.map(f64::to_bits).hash(state);
+                top_k.hash(state);
+                class_id.hash(state);
             }
             ClassificationMetricKind::MeanIou(n) | ClassificationMetricKind::OneHotMeanIou(n) => n.hash(state),
             ClassificationMetricKind::FBeta(a, b, t) => {
@@ -746,7 +956,9 @@ impl ClassificationMetricKind {
             ClassificationMetricKind::RecallAtPrecision(_) => AtKind::RecallAtPrecision.log_name(),
             ClassificationMetricKind::SensitivityAtSpecificity(_) => AtKind::SensitivityAtSpecificity.log_name(),
             ClassificationMetricKind::SpecificityAtSensitivity(_) => AtKind::SpecificityAtSensitivity.log_name(),
-            ClassificationMetricKind::KerasAuc(..) => "auc",
+            ClassificationMetricKind::KerasAuc(..) | ClassificationMetricKind::KerasAucWith { .. } => "auc",
+            ClassificationMetricKind::Precision { .. } => "precision",
+            ClassificationMetricKind::Recall { .. } => "recall",
             ClassificationMetricKind::MeanIou(_) => "mean_io_u",
             ClassificationMetricKind::OneHotMeanIou(_) => "one_hot_mean_io_u",
             ClassificationMetricKind::BinaryIou(_) => "binary_io_u",
@@ -770,6 +982,36 @@ impl ClassificationMetricKind {
             ClassificationMetricKind::SensitivityAtSpecificity(v) => Box::new(SensitivityAtSpecificity::new(v)),
             ClassificationMetricKind::SpecificityAtSensitivity(v) => Box::new(SpecificityAtSensitivity::new(v)),
             ClassificationMetricKind::KerasAuc(c, s) => Box::new(KerasAuc::new().curve(c).summation_method(s)),
+            ClassificationMetricKind::KerasAucWith { curve, summation, multi_label, num_labels, label_weights } => {
+                let mut m = KerasAuc::new().curve(curve).summation_method(summation).multi_label(multi_label);
+                if let Some(n) = num_labels {
+                    m = m.num_labels(n);
+                }
+                if let Some(w) = label_weights {
+                    m = m.label_weights(w.to_vec());
+                }
+                Box::new(m)
+            }
+            ClassificationMetricKind::Precision { threshold, top_k, class_id } => {
+                let mut m = threshold.map_or_else(crate::Precision::new, crate::Precision::with_threshold);
+                if let Some(k) = top_k {
+                    m = m.top_k(k);
+                }
+                if let Some(c) = class_id {
+                    m = m.class_id(c);
+                }
+                Box::new(m)
+            }
+            ClassificationMetricKind::Recall { threshold, top_k, class_id } => {
+                let mut m = threshold.map_or_else(crate::Recall::new, crate::Recall::with_threshold);
+                if let Some(k) = top_k {
+                    m = m.top_k(k);
+                }
+                if let Some(c) = class_id {
+                    m = m.class_id(c);
+                }
+                Box::new(m)
+            }
             ClassificationMetricKind::MeanIou(n) => Box::new(Iou::mean(n)),
             ClassificationMetricKind::OneHotMeanIou(n) => Box::new(Iou::one_hot_mean(n)),
             ClassificationMetricKind::BinaryIou(t) => Box::new(Iou::binary(&[0, 1], t)),

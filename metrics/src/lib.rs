@@ -12,11 +12,13 @@
 //!   [`SparseCategoricalAccuracy`], [`TopKCategoricalAccuracy`], [`SparseTopKCategoricalAccuracy`],
 //!   [`AutoAccuracy`].
 //! - Classification: [`Precision`], [`Recall`], [`F1Score`] (binary / multi-class / multi-label,
-//!   [`Average`]), [`ConfusionMatrix`], [`Auc`] (exact ROC), [`classification_report`].
+//!   [`Average`]; Keras's `top_k` and `class_id` on [`Precision`] and [`Recall`]),
+//!   [`ConfusionMatrix`], [`Auc`] (exact ROC), [`classification_report`].
 //! - Keras's threshold metrics: [`TruePositives`], [`FalsePositives`], [`TrueNegatives`],
 //!   [`FalseNegatives`] (one or several thresholds), [`PrecisionAtRecall`], [`RecallAtPrecision`],
 //!   [`SensitivityAtSpecificity`], [`SpecificityAtSensitivity`] (Keras's 200-threshold grid and
-//!   selection rule), [`KerasAuc`] (Keras's approximate ROC / PR AUC, [`AucCurve`], [`AucSummation`]).
+//!   selection rule), [`KerasAuc`] (Keras's approximate ROC / PR AUC, [`AucCurve`], [`AucSummation`];
+//!   `multi_label`, `label_weights`, `num_labels`).
 //! - Keras's [`Iou`] (`IoU`, `MeanIoU`, `BinaryIoU`, `OneHotIoU`, `OneHotMeanIoU`) and
 //!   [`FBetaScore`] (Keras's multi-label `FBetaScore` / `F1Score`).
 //! - Regression: [`MeanSquaredError`], [`RootMeanSquaredError`], [`MeanAbsoluteError`], [`R2Score`];

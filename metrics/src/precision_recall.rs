@@ -121,6 +121,10 @@ pub enum ClassMode {
     },
 }
 
+/// Keras's `NEG_INF` (`-1e10`): the value `top_k` gives the scores it drops, and the default
+/// threshold of a metric with `top_k` (so that every kept score counts as predicted positive).
+const NEG_INF: f64 = -1e10;
+
 /// The shared state behind [`Precision`], [`Recall`] and [`F1Score`].
 #[derive(Debug, Clone)]
 struct PrCore {
@@ -129,6 +133,12 @@ struct PrCore {
     average: Average,
     stat: Stat,
     counts: Counts,
+    /// The threshold is the default one (0.5, or Keras's `NEG_INF` once `top_k` is set).
+    default_threshold: bool,
+    /// Keras's `top_k` (binary mode): keep the `k` largest scores of each row.
+    top_k: Option<usize>,
+    /// Keras's `class_id` (binary mode): score only this column.
+    class_id: Option<usize>,
 }
 
 impl PrCore {
@@ -138,7 +148,104 @@ impl PrCore {
             ClassMode::MultiClass { num_classes } => num_classes,
             ClassMode::MultiLabel { num_labels, .. } => num_labels,
         };
-        PrCore { name: name.into(), mode, average, stat, counts: Counts::new(n) }
+        PrCore {
+            name: name.into(),
+            mode,
+            average,
+            stat,
+            counts: Counts::new(n),
+            default_threshold: false,
+            top_k: None,
+            class_id: None,
+        }
+    }
+
+    /// Check `top_k` / `class_id` against the mode and the shape of `y_pred`.
+    fn check_options(&self, y_pred: &ArrayRef<'_>) -> Result<()> {
+        let name = &self.name;
+        if self.top_k.is_none() && self.class_id.is_none() {
+            return Ok(());
+        }
+        if !matches!(self.mode, ClassMode::Binary { .. }) {
+            return Err(MetricsError::arg(
+                name,
+                format!(
+                    "top_k / class_id apply to the binary (Keras) mode, not to {:?}: build the metric with \
+                     new() or with_threshold(t) (one column per class), then set top_k / class_id",
+                    self.mode
+                ),
+            ));
+        }
+        let cols = y_pred.last_dim();
+        if let Some(k) = self.top_k {
+            if k == 0 {
+                return Err(MetricsError::arg(name, "top_k must be at least 1, got 0"));
+            }
+            if k > cols {
+                return Err(MetricsError::arg(
+                    name,
+                    format!(
+                        "top_k = {k} is larger than the last dimension of y_pred (shape {:?}, {cols} scores per \
+                         row): use top_k <= {cols}",
+                        y_pred.dims()
+                    ),
+                ));
+            }
+        }
+        if let Some(c) = self.class_id {
+            if y_pred.rank() < 2 {
+                return Err(MetricsError::arg(
+                    name,
+                    format!("class_id = {c} needs y_pred of shape [batch, num_classes], got shape {:?}", y_pred.dims()),
+                ));
+            }
+            if c >= cols {
+                return Err(MetricsError::arg(
+                    name,
+                    format!(
+                        "class_id = {c} is out of range for y_pred of shape {:?} ({cols} classes): use a class \
+                         id in 0..{cols}",
+                        y_pred.dims()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Keras's binary update with `top_k` and `class_id`: in each row of `y_pred`'s last axis the
+    /// scores outside the `k` largest become `NEG_INF` (ties keep the lower index, as `top_k`),
+    /// then only column `class_id` (if set) is compared with the threshold.
+    fn add_top_k_class_id(
+        &mut self,
+        y_true: &ArrayRef<'_>,
+        y_pred: &ArrayRef<'_>,
+        w: &Option<Vec<f64>>,
+        threshold: f64,
+    ) {
+        let cols = y_pred.last_dim().max(1);
+        let per = per_sample(y_true.data().len(), y_true.n_samples());
+        let mut order: Vec<usize> = Vec::with_capacity(cols);
+        let mut kept = vec![true; cols];
+        for (r, (t_row, p_row)) in y_true.data().chunks(cols).zip(y_pred.data().chunks(cols)).enumerate() {
+            if let Some(k) = self.top_k {
+                order.clear();
+                order.extend(0..p_row.len());
+                // NaN was rejected before: the comparison is total here
+                order.sort_by(|&a, &b| p_row[b].partial_cmp(&p_row[a]).unwrap_or(std::cmp::Ordering::Equal));
+                kept.iter_mut().for_each(|v| *v = false);
+                for &j in order.iter().take(k) {
+                    kept[j] = true;
+                }
+            }
+            for (j, (&t, &p)) in t_row.iter().zip(p_row).enumerate() {
+                if self.class_id.is_some_and(|c| c != j) {
+                    continue;
+                }
+                let p = if kept[j] { p } else { NEG_INF };
+                self.add_binary(0, t != 0.0, p > threshold, weight_of(w, (r * cols + j) / per));
+            }
+        }
     }
 
     /// Accumulate one batch; every check runs before any count changes.
@@ -146,18 +253,27 @@ impl PrCore {
         let name = self.name.clone();
         match self.mode {
             ClassMode::Binary { threshold } => {
+                // Keras compares f32 scores with an f32 threshold: 0.3f32 is not > 0.3
+                let threshold = threshold as f32 as f64;
                 same_size(&name, &y_true, &y_pred)?;
+                self.check_options(&y_pred)?;
                 no_nan(&name, "y_true", y_true.data())?;
                 no_nan(&name, "y_pred", y_pred.data())?;
                 let n = y_true.n_samples();
                 let w = sample_weights(&name, sample_weight, n, y_true.dims())?;
+                if self.top_k.is_some() || self.class_id.is_some() {
+                    self.add_top_k_class_id(&y_true, &y_pred, &w, threshold);
+                    return Ok(());
+                }
                 let per = per_sample(y_true.data().len(), n);
                 for (k, (&t, &p)) in y_true.data().iter().zip(y_pred.data()).enumerate() {
                     self.add_binary(0, t != 0.0, p > threshold, weight_of(&w, k / per));
                 }
             }
             ClassMode::MultiLabel { num_labels, threshold } => {
+                let threshold = threshold as f32 as f64;
                 same_size(&name, &y_true, &y_pred)?;
+                self.check_options(&y_pred)?;
                 if y_true.last_dim() != num_labels || y_true.dims() != y_pred.dims() || y_true.rank() < 2 {
                     return Err(MetricsError::shape(
                         &name,
@@ -176,6 +292,7 @@ impl PrCore {
                 }
             }
             ClassMode::MultiClass { num_classes } => {
+                self.check_options(&y_pred)?;
                 let (t, p, w) = decode_labels(&name, &y_true, &y_pred, sample_weight, num_classes)?;
                 if self.average == Average::Binary {
                     if let Some((what, l)) =
@@ -268,7 +385,9 @@ macro_rules! pr_metric {
         impl $t {
             /// Binary with threshold 0.5 (the Keras default).
             pub fn new() -> Self {
-                Self::with_threshold(0.5)
+                let mut m = Self::with_threshold(0.5);
+                m.core.default_threshold = true;
+                m
             }
 
             /// Binary with a custom threshold on `y_pred`.
@@ -340,6 +459,40 @@ pr_metric!(
     "recall",
     Stat::Recall
 );
+/// Keras's `top_k` and `class_id` on [`Precision`] and [`Recall`].
+macro_rules! top_k_class_id {
+    ($t:ident) => {
+        impl $t {
+            /// Keras's `top_k`: in each row of `y_pred`'s last axis (the whole vector for a 1-D
+            /// `y_pred`) only the `k` largest scores can be positive; the others are set to Keras's
+            /// `NEG_INF` (`-1e10`) before thresholding (ties keep the lower index). Without an
+            /// explicit threshold ([`with_threshold`](Self::with_threshold)) the threshold becomes
+            /// `NEG_INF`, so the top `k` of each row are the predicted positives, as in Keras.
+            ///
+            /// Binary mode only; `k == 0`, `k` larger than the last dimension of `y_pred`, or
+            /// another [`ClassMode`] make the update fail with [`MetricsError::InvalidArgument`].
+            pub fn top_k(mut self, k: usize) -> Self {
+                self.core.top_k = Some(k);
+                if self.core.default_threshold {
+                    self.core.mode = ClassMode::Binary { threshold: NEG_INF };
+                }
+                self
+            }
+
+            /// Keras's `class_id`: score only column `class_id` of `[batch, num_classes]` inputs
+            /// (after [`top_k`](Self::top_k), if set). Binary mode only; a class id outside
+            /// `0..num_classes`, a 1-D `y_pred` or another [`ClassMode`] make the update fail
+            /// with [`MetricsError::InvalidArgument`].
+            pub fn class_id(mut self, class_id: usize) -> Self {
+                self.core.class_id = Some(class_id);
+                self
+            }
+        }
+    };
+}
+top_k_class_id!(Precision);
+top_k_class_id!(Recall);
+
 pr_metric!(
     /// F1 score `2tp / (2tp + fp + fn)` (Keras `F1Score`; 0.0 when `tp + fp + fn == 0`).
     F1Score,

@@ -59,9 +59,11 @@ pub enum MetricSpec {
     TopKCategoricalAccuracy(usize),
     /// `"sparse_top_k_categorical_accuracy"` with this k (5 from the name).
     SparseTopKCategoricalAccuracy(usize),
-    /// `"precision"` (binary, threshold 0.5).
+    /// `"precision"` (binary, threshold 0.5; with `top_k` / `class_id`:
+    /// `Classification(ClassificationMetricKind::Precision { .. })`).
     Precision,
-    /// `"recall"` (binary, threshold 0.5).
+    /// `"recall"` (binary, threshold 0.5; with `top_k` / `class_id`:
+    /// `Classification(ClassificationMetricKind::Recall { .. })`).
     Recall,
     /// `"f1_score"` / `"f1"` (binary, threshold 0.5).
     F1,
