@@ -137,12 +137,14 @@ impl LossScaleOptimizer {
     fn unscale(&self, params: &[Param], grads: &Gradients) -> Result<Option<(Gradients, bool)>> {
         let mut seen = HashSet::new();
         let mut unscaled = Gradients::default();
-        // sum(g * 0) is 0 when g is finite and NaN when any element is infinite or NaN;
-        // the sums of all gradients add up to one number, read back once
+        // sum(g * 0) is 0 when g is finite and NaN when any element is infinite or NaN (so
+        // no sum of large finite values can overflow); the sums of all gradients add up to
+        // one number, read back once. In F32, the dtype of mixed precision's gradients: on a
+        // GPU a cast to F64 goes through the host
         let mut check: Option<Tensor> = None;
         for p in params {
             let Some(g) = grads.get(p).filter(|_| seen.insert(p.id())) else { continue };
-            let zero = g.mul_scalar(0.0)?.sum_all()?.to_dtype(keel_tensor::DType::F64)?;
+            let zero = g.mul_scalar(0.0)?.sum_all()?.to_dtype(keel_tensor::DType::F32)?;
             check = Some(match check {
                 Some(c) => c.add(&zero)?,
                 None => zero,
@@ -150,7 +152,7 @@ impl LossScaleOptimizer {
             unscaled.insert(p.id(), g.div_scalar(self.scale)?);
         }
         let Some(check) = check else { return Ok(None) };
-        let finite = check.to_scalar::<f64>()? == 0.0;
+        let finite = check.to_scalar::<f32>()? == 0.0;
         Ok(Some((unscaled, finite)))
     }
 }
