@@ -81,7 +81,7 @@ pub mod prelude {
         Embedding, Flatten, GaussianDropout, GaussianNoise, GlobalAveragePooling1D, GlobalAveragePooling2D,
         GlobalMaxPooling1D, GlobalMaxPooling2D, Initializer, Input, Interpolation, Layer, LayerExt, LayerNormalization,
         LeakyReLU, Loss, LossFn, Masking, MaxPooling1D, MaxPooling2D, MultiHeadAttention, Network, PReLU, Permute,
-        RandomBrightness, RandomContrast, RandomFlip, ReLU, Regularizer, RepeatVector, Reshape, ScoreMode,
+        RandomBrightness, RandomContrast, RandomFlip, ReLU, Reduction, Regularizer, RepeatVector, Reshape, ScoreMode,
         SeparableConv2D, SimpleRNN, Softmax, SpatialDropout1D, SpatialDropout2D, SpatialDropout3D, TimeDistributed,
         UpSampling1D, UpSampling2D, ZeroPadding1D, ZeroPadding2D, ELU, GRU, LSTM,
     };

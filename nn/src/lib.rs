@@ -49,7 +49,7 @@ pub use functional::{
 pub use initializers::Initializer;
 pub use layer::{CastCache, Ctx, IntoPair, IntoTriple, Layer, Weight};
 pub use layers::*;
-pub use losses::{Loss, LossFn};
+pub use losses::{Loss, LossFn, Reduction};
 pub use network::{Head, NamedParam, Network};
 pub use regularizers::Regularizer;
 pub use sequential::Sequential;
@@ -64,8 +64,8 @@ pub mod prelude {
         GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D, Initializer, Input,
         Interpolation, Layer, LayerExt, LayerNormalization, LeakyReLU, Loss, LossFn, Masking, MaxPooling1D,
         MaxPooling2D, Maximum, MergeMode, Minimum, Model, MultiHeadAttention, Multiply, Network, Normalization, PReLU,
-        Permute, RandomBrightness, RandomContrast, RandomFlip, ReLU, Regularizer, RepeatVector, Rescaling, Reshape,
-        ScoreMode, SeparableConv2D, Sequential, SimpleRNN, Softmax, SpatialDropout1D, SpatialDropout2D,
+        Permute, RandomBrightness, RandomContrast, RandomFlip, ReLU, Reduction, Regularizer, RepeatVector, Rescaling,
+        Reshape, ScoreMode, SeparableConv2D, Sequential, SimpleRNN, Softmax, SpatialDropout1D, SpatialDropout2D,
         SpatialDropout3D, Subtract, TimeDistributed, UpSampling1D, UpSampling2D, ZeroPadding1D, ZeroPadding2D, ELU,
         GRU, LSTM,
     };

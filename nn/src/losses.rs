@@ -1,12 +1,17 @@
 //! Losses: [`Loss`] (the Keras loss by name) and [`LossFn`] (a loss with its
-//! options: `from_logits`, Huber's `delta`, `label_smoothing`).
+//! options: `from_logits`, Huber's `delta`, `label_smoothing`, `reduction`).
 //!
-//! Every loss returns a 0-d Var: the per-sample (per-position) loss averaged
-//! over the batch, as Keras's `sum_over_batch_size` reduction: regression
-//! losses, the hinge losses and binary cross-entropy average over the last axis
-//! first; the categorical ones, KL divergence and cosine similarity sum over it. With `sample_weight` (one weight
-//! per sample, shape `[batch]`) the weighted sum is divided by the number of
-//! per-sample losses.
+//! Each loss first computes one value per sample (per position for sequences):
+//! regression losses, the hinge losses and binary cross-entropy average over the
+//! last axis; the categorical ones, KL divergence and cosine similarity sum over it.
+//! These are then weighted by `sample_weight` (one weight per sample, shape
+//! `[batch]`) and a mask ([`LossFn::compute_masked`]), and reduced by the loss's
+//! [`Reduction`] (Keras's `reduction=`): by default `sum_over_batch_size`, the
+//! weighted sum divided by the number of per-sample losses, a 0-d Var; `sum`,
+//! `mean_with_sample_weight` (divided by the sum of the weights) and `none` (the
+//! weighted per-sample losses themselves, shape `[batch]` or `[batch, timesteps]`)
+//! as in Keras. Predictions of rank 1 (`[batch]`) count as one value per sample,
+//! where Keras would average them into one value for the whole batch.
 //!
 //! Probability inputs are clipped to `[1e-7, 1 - 1e-7]` before the log (Keras's
 //! epsilon); categorical probabilities are first renormalised to sum to 1.
@@ -125,6 +130,11 @@ impl Loss {
         LossFn { from_logits: yes, ..LossFn::from(self) }
     }
 
+    /// This loss reduced by `reduction` (see [`LossFn::reduction`]).
+    pub fn reduction(self, reduction: Reduction) -> LossFn {
+        LossFn::from(self).reduction(reduction)
+    }
+
     /// Compute with Keras's defaults (see [`LossFn::compute`]).
     pub fn compute(self, y_pred: &Var, y_true: &Tensor, sample_weight: Option<&Tensor>) -> Result<Var> {
         LossFn::from(self).compute(y_pred, y_true, sample_weight)
@@ -140,6 +150,111 @@ impl std::str::FromStr for Loss {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
         Loss::from_name(s)
+    }
+}
+
+/// How a loss reduces its per-sample (per-position) values: Keras 3's `reduction`
+/// argument, by the same names. With weights `w` (the sample weights times a mask's
+/// weights, 1 where none) and per-sample losses `l` (`n` of them):
+///
+/// | reduction | result |
+/// |---|---|
+/// | `sum_over_batch_size` (default), `mean` | `sum(w l) / n`, a 0-d value |
+/// | `sum` | `sum(w l)` |
+/// | `mean_with_sample_weight` | `sum(w l) / sum(w)` (0 when `sum(w)` is 0); `sum(w l) / n` without weights or mask |
+/// | `none` | `w l` itself, shape `[batch]` (`[batch, timesteps]` for sequences) |
+///
+/// For `mean_with_sample_weight`, `sum(w)` adds one weight per sample, as Keras does with
+/// weights of shape `[batch, 1]` for sequences, unless a mask is merged in: then one per
+/// position (the kept positions' sample weights).
+///
+/// A mask weighs the positions it keeps `n / kept` under `sum_over_batch_size` and `mean`
+/// (so the loss is the mean over the kept positions) and 1 under the others (masked
+/// positions weigh 0 in every reduction).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Reduction {
+    /// `sum(w l) / n` (Keras's default).
+    #[default]
+    SumOverBatchSize,
+    /// `sum(w l)`.
+    Sum,
+    /// The same as [`Reduction::SumOverBatchSize`] (Keras's `"mean"`).
+    Mean,
+    /// `sum(w l) / sum(w)`: the weighted mean.
+    MeanWithSampleWeight,
+    /// No reduction: the weighted per-sample (per-position) losses (Keras's `"none"` or `None`).
+    None,
+}
+
+impl Reduction {
+    /// Every reduction, in Keras's documentation order.
+    pub const ALL: [Reduction; 5] = [
+        Reduction::SumOverBatchSize,
+        Reduction::Sum,
+        Reduction::Mean,
+        Reduction::MeanWithSampleWeight,
+        Reduction::None,
+    ];
+
+    /// Look up by Keras name: `"sum_over_batch_size"`, `"sum"`, `"mean"`,
+    /// `"mean_with_sample_weight"` or `"none"`.
+    pub fn from_name(name: &str) -> Result<Reduction> {
+        let lower = name.trim().to_ascii_lowercase();
+        Reduction::ALL.into_iter().find(|r| r.name() == lower).ok_or_else(|| {
+            Error::config(
+                "loss reduction",
+                format!(
+                    "unknown reduction \"{name}\"; use one of \"sum_over_batch_size\" (the default), \"sum\", \
+                     \"mean\", \"mean_with_sample_weight\" or \"none\""
+                ),
+            )
+        })
+    }
+
+    /// The Keras name (`"sum_over_batch_size"`, ...; `"none"` for [`Reduction::None`]).
+    pub fn name(self) -> &'static str {
+        match self {
+            Reduction::SumOverBatchSize => "sum_over_batch_size",
+            Reduction::Sum => "sum",
+            Reduction::Mean => "mean",
+            Reduction::MeanWithSampleWeight => "mean_with_sample_weight",
+            Reduction::None => "none",
+        }
+    }
+
+    /// True for the reductions that give a 0-d value (all but [`Reduction::None`]).
+    pub fn is_scalar(self) -> bool {
+        self != Reduction::None
+    }
+}
+
+impl std::str::FromStr for Reduction {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Reduction::from_name(s)
+    }
+}
+
+impl std::fmt::Display for Reduction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Serialized as its Keras name (the config key `"reduction"` of a Keras loss).
+impl Serialize for Reduction {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+/// Read from a Keras name, or `null` (Keras's `reduction=None`) as [`Reduction::None`].
+impl<'de> Deserialize<'de> for Reduction {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            None => Ok(Reduction::None),
+            Some(name) => Reduction::from_name(&name).map_err(serde::de::Error::custom),
+        }
     }
 }
 
@@ -168,6 +283,10 @@ pub struct LossFn {
     /// Binary focal loss only: weigh by `alpha` / `1 - alpha` (default false).
     #[serde(default)]
     pub apply_class_balancing: bool,
+    /// How the per-sample losses are reduced (Keras's `reduction`; default
+    /// `sum_over_batch_size`, which configs saved before this option read as).
+    #[serde(default)]
+    pub reduction: Reduction,
 }
 
 fn focal_gamma() -> f64 {
@@ -188,6 +307,7 @@ impl From<Loss> for LossFn {
             gamma: focal_gamma(),
             alpha: focal_alpha(),
             apply_class_balancing: false,
+            reduction: Reduction::SumOverBatchSize,
         }
     }
 }
@@ -219,6 +339,13 @@ impl LossFn {
     /// (Keras's `apply_class_balancing`).
     pub fn apply_class_balancing(self, on: bool) -> Self {
         LossFn { apply_class_balancing: on, ..self }
+    }
+
+    /// Reduce the per-sample losses by `reduction` (Keras's `reduction=`, see
+    /// [`Reduction`]): with [`Reduction::None`] the loss is the per-sample (per-position)
+    /// tensor, shape `[batch]` (or `[batch, timesteps]`), not a 0-d value.
+    pub fn reduction(self, reduction: Reduction) -> Self {
+        LossFn { reduction, ..self }
     }
 
     /// The targets smoothed by `label_smoothing` over `classes` classes.
@@ -302,10 +429,12 @@ impl LossFn {
 
     /// [`LossFn::compute`] counting only the positions `mask` keeps (Keras's loss masking:
     /// a model output's mask, see [`Head::mask`]). `mask` has the per-position loss's
-    /// shape (the predictions' without the last axis, e.g. `[batch, timesteps]`): a kept
-    /// position is weighted `total / (kept + 1e-7)`, a masked one 0, so the loss is the
-    /// mean over the kept positions (times their sample weights). A mask of another shape
-    /// is not applied.
+    /// shape (the predictions' without the last axis, e.g. `[batch, timesteps]`): a masked
+    /// position is weighted 0, a kept one `total / kept` under `sum_over_batch_size` and
+    /// `mean` (so the loss is the mean over the kept positions, times their sample
+    /// weights) and 1 under the other reductions (`sum`: the sum over the kept positions;
+    /// `mean_with_sample_weight`: divided by the kept positions' weights; `none`: masked
+    /// positions are 0). A mask of another shape is not applied.
     pub fn compute_masked(
         &self,
         y_pred: &Var,
@@ -316,7 +445,10 @@ impl LossFn {
         self.compute_with(y_pred, y_true, sample_weight, mask, None)
     }
 
-    /// The mean loss of predictions `y_pred` (`[batch, ...]`) against `y_true`.
+    /// The loss of predictions `y_pred` (`[batch, ...]`) against `y_true`, reduced by
+    /// [`LossFn::reduction`]: a 0-d Var (by default the mean over the samples), or with
+    /// [`Reduction::None`] the weighted per-sample losses (`y_pred`'s shape without the
+    /// last axis; `[batch]` for rank-1 predictions).
     ///
     /// `y_true` has `y_pred`'s shape (a trailing size-1 axis may be missing),
     /// except for sparse categorical cross-entropy where it holds class indices
@@ -350,15 +482,28 @@ impl LossFn {
         };
         let p = y_pred;
         let xent = |t: &Tensor| -> Result<Var> {
-            let w = w.as_ref().map(|w| w.lead());
-            Ok(match probs_to {
+            if self.reduction == Reduction::None {
+                // per-sample values: -sum(t * log_softmax(x)) (gradient softmax * sum(t) - t),
+                // in the dtype the fused kernel computes in (F32 for F16/BF16 logits)
+                let x = p.to_dtype(self.value_dtype(p))?;
+                let t = if t.dtype().is_float() {
+                    t.clone()
+                } else {
+                    t.one_hot(*p.dims().last().unwrap_or(&1), x.dtype())?
+                };
+                let per = Var::constant(t).mul(&x.log_softmax(-1)?)?.sum(&[-1], false)?.neg()?;
+                return self.reduce(&per, w.as_ref());
+            }
+            let wl = w.as_ref().map(|w| w.lead());
+            let mean = match probs_to {
                 Some(head) => {
-                    let (loss, probs) = softmax_cross_entropy_and_softmax(p, t, w.as_ref())?;
+                    let (loss, probs) = softmax_cross_entropy_and_softmax(p, t, wl.as_ref())?;
                     head.supply_output(probs);
                     loss
                 }
-                None => softmax_cross_entropy(p, t, w.as_ref())?,
-            })
+                None => softmax_cross_entropy(p, t, wl.as_ref())?,
+            };
+            self.rescale_mean(mean, p, w.as_ref())
         };
         match self.loss {
             Loss::SparseCategoricalCrossentropy => {
@@ -368,7 +513,7 @@ impl LossFn {
                 }
                 let onehot = labels.one_hot(*p.dims().last().unwrap_or(&1), p.dtype())?;
                 let per = categorical_probs(p, &onehot)?;
-                weighted_mean(&per, w.as_ref())
+                self.reduce(&per, w.as_ref())
             }
             Loss::CategoricalCrossentropy => {
                 let classes = *p.dims().last().unwrap_or(&1);
@@ -380,13 +525,19 @@ impl LossFn {
                     return xent(&t);
                 }
                 let per = categorical_probs(p, &t)?;
-                weighted_mean(&per, w.as_ref())
+                self.reduce(&per, w.as_ref())
             }
             Loss::BinaryCrossentropy => {
                 let t = self.smoothed(self.dense_targets(y_true, y_pred)?, 2)?;
                 if self.from_logits {
+                    if self.reduction == Reduction::None {
+                        // softplus(x) - x z, stable, with gradient sigmoid(x) - z
+                        let per = p.softplus()?.sub(&p.mul(&Var::constant(t))?)?;
+                        return self.reduce(&last_axis_mean(&per)?, w.as_ref());
+                    }
                     // Keras: mean over the last axis, then over the batch = mean over all.
-                    return Ok(sigmoid_binary_cross_entropy(p, &t, w.as_ref().map(|w| w.lead()).as_ref())?);
+                    let mean = sigmoid_binary_cross_entropy(p, &t, w.as_ref().map(|w| w.lead()).as_ref())?;
+                    return self.rescale_mean(mean, p, w.as_ref());
                 }
                 let pc = p.clamp(EPSILON, 1.0 - EPSILON)?;
                 let tv = Var::constant(t.clone());
@@ -395,7 +546,7 @@ impl LossFn {
                     .mul(&pc.log()?)?
                     .add(&one_minus_t.mul(&pc.scalar_binary(1.0, keel_tensor::BinaryOp::Sub)?.log()?)?)?;
                 let per = last_axis_mean(&ll.neg()?)?;
-                weighted_mean(&per, w.as_ref())
+                self.reduce(&per, w.as_ref())
             }
             Loss::BinaryFocalCrossentropy => {
                 // Keras: smooth, sigmoid the logits, then the focal factor on the probabilities
@@ -414,7 +565,7 @@ impl LossFn {
                     let weight = t.mul_scalar(a)?.add(&t.ones_like()?.sub(&t)?.mul_scalar(1.0 - a)?)?;
                     focal = Var::constant(weight).mul(&focal)?;
                 }
-                weighted_mean(&last_axis_mean(&focal)?, w.as_ref())
+                self.reduce(&last_axis_mean(&focal)?, w.as_ref())
             }
             Loss::CategoricalFocalCrossentropy => {
                 if p.rank() < 2 {
@@ -427,7 +578,7 @@ impl LossFn {
                 let cce = Var::constant(t).mul(&out.log()?)?.neg()?;
                 let factor = out.scalar_binary(1.0, keel_tensor::BinaryOp::Sub)?.pow_scalar(self.gamma)?;
                 let per = factor.mul_scalar(self.alpha)?.mul(&cce)?.sum(&[-1], false)?;
-                weighted_mean(&per, w.as_ref())
+                self.reduce(&per, w.as_ref())
             }
             Loss::MeanSquaredError | Loss::MeanAbsoluteError | Loss::Huber => {
                 let t = Var::constant(self.dense_targets(y_true, y_pred)?);
@@ -445,12 +596,51 @@ impl LossFn {
                         q.square()?.mul_scalar(0.5)?.add(&a.sub(&q)?.mul_scalar(self.delta)?)?
                     }
                 };
-                weighted_mean(&last_axis_mean(&elem)?, w.as_ref())
+                self.reduce(&last_axis_mean(&elem)?, w.as_ref())
             }
             _ => {
                 let t = self.dense_targets(y_true, y_pred)?;
                 let per = other_loss(self.loss, p, &t)?;
-                weighted_mean(&per, w.as_ref())
+                self.reduce(&per, w.as_ref())
+            }
+        }
+    }
+
+    /// The per-sample (per-position) losses `per` weighted by `w` and reduced by
+    /// [`LossFn::reduction`] (Keras's `reduce_weighted_values`).
+    fn reduce(&self, per: &Var, w: Option<&Weights>) -> Result<Var> {
+        let weighted = || -> Result<Var> {
+            Ok(match w {
+                Some(w) => per.mul(&Var::constant(w.lead()))?,
+                None => per.clone(),
+            })
+        };
+        match (self.reduction, w) {
+            (Reduction::SumOverBatchSize | Reduction::Mean, _) | (Reduction::MeanWithSampleWeight, None) => {
+                weighted_mean(per, w)
+            }
+            (Reduction::Sum, _) => Ok(weighted()?.sum_all()?),
+            (Reduction::MeanWithSampleWeight, Some(w)) => {
+                Ok(weighted()?.sum_all()?.mul(&Var::constant(recip_no_nan(&w.total()?)?))?)
+            }
+            (Reduction::None, _) => weighted(),
+        }
+    }
+
+    /// The loss under [`LossFn::reduction`] from `mean`, the `sum_over_batch_size` value
+    /// `sum(w l) / n` of a fused primitive on predictions `y_pred` (the gradient scales
+    /// with it). Not for [`Reduction::None`], which the fused paths compute per sample.
+    fn rescale_mean(&self, mean: Var, y_pred: &Var, w: Option<&Weights>) -> Result<Var> {
+        let n = per_sample_count(y_pred) as f64;
+        match (self.reduction, w) {
+            (Reduction::SumOverBatchSize | Reduction::Mean, _) | (Reduction::MeanWithSampleWeight, None) => Ok(mean),
+            (Reduction::Sum, _) => Ok(mean.mul_scalar(n)?),
+            (Reduction::MeanWithSampleWeight, Some(w)) => {
+                let scale = recip_no_nan(&w.total()?)?.mul_scalar(n)?.to_dtype(mean.dtype())?;
+                Ok(mean.mul(&Var::constant(scale))?)
+            }
+            (Reduction::None, _) => {
+                Err(Error::config(self.loss.name(), "internal: reduction none has no fused mean to rescale"))
             }
         }
     }
@@ -574,10 +764,17 @@ impl LossFn {
         }
         let dtype = self.value_dtype(y_pred);
         let keep = mask.ne(&mask.scalar_like(0.0)?)?.to_dtype(dtype)?.to_device(&y_pred.device())?;
-        // Keras's apply_mask: kept positions weigh total / (kept + epsilon)
-        let total = mask.elem_count() as f64;
-        let scale = keep.sum_all()?.add_scalar(1e-7)?.recip()?.mul_scalar(total)?;
-        let positions = keep.mul(&scale)?.contiguous()?;
+        let positions = if matches!(self.reduction, Reduction::SumOverBatchSize | Reduction::Mean) {
+            // Keras's apply_mask: kept positions weigh total / kept (divide_no_nan: a mask
+            // that keeps nothing weighs every position 0; kept counts are whole numbers, so
+            // max(kept, 1) is kept whenever a position is kept)
+            let total = mask.elem_count() as f64;
+            let scale = keep.sum_all()?.maximum_scalar(1.0)?.recip()?.mul_scalar(total)?;
+            keep.mul(&scale)?.contiguous()?
+        } else {
+            // the other reductions weigh kept positions 1
+            keep.contiguous()?
+        };
         let w = match w {
             Some(w) => w,
             None => {
@@ -597,6 +794,16 @@ struct Weights {
 }
 
 impl Weights {
+    /// The divisor of `mean_with_sample_weight`: the sum of the weights as Keras holds
+    /// them, one per sample (`[batch]` or `[batch, 1]`, not broadcast over the
+    /// timesteps), or one per position once a mask is merged in.
+    fn total(&self) -> Result<Tensor> {
+        Ok(match &self.positions {
+            Some(_) => self.lead().sum_all()?,
+            None => self.per_sample.sum_all()?,
+        })
+    }
+
     /// The weights broadcast to the per-position loss shape (a contiguous tensor).
     fn lead(&self) -> Tensor {
         let mut shape = vec![self.per_sample.dims()[0]];
@@ -689,6 +896,24 @@ fn other_loss(loss: Loss, p: &Var, t: &Tensor) -> Result<Var> {
         }
         other => return Err(Error::config(other.name(), "internal: not a plain-op loss")),
     })
+}
+
+/// The number of per-sample (per-position) losses of predictions `y_pred`: their
+/// elements without the last axis (every element for rank 1).
+fn per_sample_count(y_pred: &Var) -> usize {
+    match y_pred.dims() {
+        [_] => y_pred.elem_count(),
+        [lead @ .., _] => lead.iter().product(),
+        [] => 1,
+    }
+}
+
+/// `1 / x` for the 0-d tensor `x`, 0 where `x` is 0 (Keras's `divide_no_nan`), without
+/// reading it back.
+fn recip_no_nan(x: &Tensor) -> Result<Tensor> {
+    let zero = x.zeros_like()?;
+    let is_zero = x.cmp(&zero, CmpOp::Eq)?;
+    Ok(Tensor::where_cond(&is_zero, &zero, &x.recip()?)?)
 }
 
 /// `sum(per * w) / count(per)`, or the plain mean.

@@ -1222,7 +1222,11 @@ fn check_xy(op: &'static str, x: &Tensor, y: &Tensor) -> Result<usize> {
 
 /// The training loss of a batch, `sum(weight_i * loss_i)` over the outputs plus the
 /// weight penalties `reg`, and the 0-d values to log: that total, then each output's
-/// (unweighted) loss when there are several. `ys` are the targets as given and on the
+/// (unweighted) loss when there are several. A loss reduced by
+/// [`keel_nn::Reduction::None`] gives per-sample values: it is trained on their sum and
+/// logged as their mean, as Keras's TensorFlow trainer does (its gradient of a vector loss
+/// is that of the sum; its loss tracker averages the vector); the JAX and torch trainers
+/// reject such a loss. `ys` are the targets as given and on the
 /// model's device, one per output.
 fn total_loss(
     op: &'static str,
@@ -1245,10 +1249,24 @@ fn total_loss(
     }
     let mut total: Option<Var> = None;
     let mut logged = Vec::new();
+    // each output's logged loss and weight: a loss reduced by "none" makes the logged
+    // total differ from the trained one
+    let mut shown = Vec::with_capacity(outputs.len());
+    let mut per_sample = false;
     for (((o, head), y), y_dev) in outputs.iter().zip(heads).zip(ys).zip(ys_dev) {
         let l = head_loss(&o.loss, head, (y, y_dev), w)?;
+        // Reduction::None gives the per-sample losses: as Keras's TensorFlow trainer does
+        // with them, train on their sum (the gradient of a vector) and log their mean
+        let l = if l.rank() == 0 {
+            shown.push((l.value().clone(), o.weight));
+            l
+        } else {
+            per_sample = true;
+            shown.push((l.value().mean_all()?, o.weight));
+            l.sum_all()?
+        };
         if outputs.len() > 1 {
-            logged.push(l.value().clone());
+            logged.push(shown[shown.len() - 1].0.clone());
         }
         let weighted = if o.weight == 1.0 { l } else { l.mul_scalar(o.weight)? };
         total = Some(match total {
@@ -1258,9 +1276,25 @@ fn total_loss(
     }
     let mut total = total.ok_or_else(|| Error::invalid(op, "the model has no output"))?;
     if let Some(r) = reg {
+        if per_sample {
+            shown.push((r.value().clone(), 1.0));
+        }
         total = (&total + &r)?;
     }
-    logged.insert(0, total.value().clone());
+    let shown_total = if per_sample {
+        let mut sum: Option<Tensor> = None;
+        for (v, weight) in shown {
+            let v = if weight == 1.0 { v } else { v.mul_scalar(weight)? };
+            sum = Some(match sum {
+                Some(s) => s.add(&v.to_dtype(s.dtype())?)?,
+                None => v,
+            });
+        }
+        sum.ok_or_else(|| Error::invalid(op, "the model has no output"))?
+    } else {
+        total.value().clone()
+    };
+    logged.insert(0, shown_total);
     Ok((total, logged))
 }
 
