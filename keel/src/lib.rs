@@ -73,6 +73,10 @@ pub type Result<T> = std::result::Result<T, Error>;
 /// The names a training script needs: `use keel::prelude::*;`.
 pub mod prelude {
     pub use keel_data::preprocessing::{StringLookup, TextOutputMode, TextVectorization};
+    // a hand-written training loop (Keras's `tf.GradientTape` loop): a tape, the values on
+    // it, and the context a model runs in (`Ctx::train(&tape, &mut rng)`, `Ctx::inference()`)
+    pub use keel_autograd::{Tape, Var};
+    pub use keel_nn::Ctx;
     pub use keel_nn::GroupQueryAttention;
     pub use keel_nn::{
         add, concatenate, dot, Activation, ActivationLayer, ActivityRegularization, Add, AdditiveAttention, Attention,

@@ -174,9 +174,12 @@ impl<'a> Ctx<'a> {
     /// layers read in the compute dtype) to the compute dtype in one op, tracked on the tape
     /// when there is one; [`Ctx::param`] then hands the copies out. Models call this when
     /// their forward pass starts. Otherwise nothing happens.
+    ///
+    /// Inside a frozen scope ([`Ctx::with_frozen`]) the copies are constants, as
+    /// [`Ctx::param`] hands out a frozen layer's weights.
     pub fn precast(&self, params: &[Param]) -> Result<()> {
         match (self.casts, self.compute_dtype) {
-            (Some(casts), Some(dt)) => casts.cast_all(params, dt, self.tape),
+            (Some(casts), Some(dt)) => casts.cast_all(params, dt, if self.frozen { None } else { self.tape }),
             _ => Ok(()),
         }
     }
@@ -236,10 +239,38 @@ impl<'a> Ctx<'a> {
         r
     }
 
-    /// Runs `f` (a layer's forward pass) with [`Ctx::frozen`] set when `frozen` (or when
-    /// already set: everything inside a frozen nested model is frozen), restoring the
-    /// previous value after.
-    pub(crate) fn with_frozen<T>(&mut self, frozen: bool, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+    /// Runs `f` (a layer's or a whole model's forward pass) with [`Ctx::frozen`] set when
+    /// `frozen` (or when already set: everything inside a frozen nested model is frozen),
+    /// restoring the previous value after.
+    ///
+    /// In a hand-written loop this calls a model with its weights held fixed, as Keras's
+    /// `discriminator.trainable = False` inside a combined GAN model: the weights enter the
+    /// tape as constants, so the backward pass computes no gradient for them (and does not
+    /// pay for it), while the gradient still flows through the model to its input (the
+    /// generator's output). A `BatchNormalization` inside runs in inference mode, as a
+    /// frozen Keras layer does.
+    ///
+    /// ```
+    /// use keel_autograd::{Tape, Var};
+    /// use keel_nn::{Ctx, Dense, Network, Sequential};
+    /// use keel_tensor::{rng::Rng, Tensor};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let (mut generator, mut critic) = (Sequential::with_seed(1), Sequential::with_seed(2));
+    /// generator.add(Dense::new(3).input_shape([2]));
+    /// critic.add(Dense::new(1).input_shape([3]));
+    /// let z = Var::constant(Tensor::from_vec(vec![1.0f32, 2.0], (1, 2))?);
+    /// let (tape, mut rng) = (Tape::new(), Rng::new(0));
+    /// let mut ctx = Ctx::train(&tape, &mut rng);
+    /// let fake = generator.forward_one(&z, &mut ctx)?;
+    /// let score = ctx.with_frozen(true, |ctx| critic.forward_one(&fake, ctx))?;
+    /// let grads = tape.backward(&score.sum_all()?)?;
+    /// assert!(generator.trainable_params().iter().all(|p| grads.get(p).is_some()));
+    /// assert!(critic.trainable_params().iter().all(|p| grads.get(p).is_none()));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn with_frozen<T>(&mut self, frozen: bool, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
         let saved = self.frozen;
         self.frozen = saved || frozen;
         let r = f(self);

@@ -202,6 +202,44 @@ pub trait Network: Send + Sync {
         self.forward_heads(inputs, ctx)?.into_iter().map(Head::into_output).collect()
     }
 
+    /// [`Network::forward`] for a model with one input and one output: Keras's
+    /// `model(x, training=...)` (PyTorch's `model(x)`) in a hand-written training loop.
+    ///
+    /// `ctx` says how: [`Ctx::train`] records on a tape in training mode (dropout on,
+    /// batch-norm on batch statistics), [`Ctx::inference`] records nothing. A model with
+    /// several inputs or outputs is an error naming [`Network::forward`].
+    ///
+    /// ```
+    /// use keel_autograd::{Tape, Var};
+    /// use keel_nn::{Ctx, Dense, Network, Sequential};
+    /// use keel_tensor::{rng::Rng, Tensor};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut model = Sequential::new();
+    /// model.add(Dense::new(1).input_shape([2]));
+    /// let x = Var::constant(Tensor::from_vec(vec![1.0f32, 2.0], (1, 2))?);
+    /// let (tape, mut rng) = (Tape::new(), Rng::new(0));
+    /// let y = model.forward_one(&x, &mut Ctx::train(&tape, &mut rng))?;
+    /// let grads = tape.backward(&y.sum_all()?)?;
+    /// assert_eq!(grads.len(), 2); // kernel and bias
+    /// # Ok(())
+    /// # }
+    /// ```
+    fn forward_one(&self, x: &Var, ctx: &mut Ctx<'_>) -> Result<Var> {
+        let mut outputs = self.forward(std::slice::from_ref(x), ctx)?;
+        if outputs.len() != 1 {
+            return Err(Error::Input {
+                model: self.name().to_string(),
+                msg: format!(
+                    "forward_one needs a model with one output, this one has {}; call forward(&[..], ctx), which returns \
+                     one Var per output",
+                    outputs.len()
+                ),
+            });
+        }
+        outputs.pop().ok_or_else(|| Error::Graph("forward_one: no output".into()))
+    }
+
     /// Every weight with its stable name, trainable first in layer order (no duplicates).
     fn named_weights(&self) -> Vec<NamedParam>;
 
@@ -251,7 +289,12 @@ pub trait Network: Send + Sync {
         self.named_weights().into_iter().filter(|w| w.trainable).map(|w| (w.name, w.param)).collect()
     }
 
-    /// The trainable parameters (what an optimizer updates).
+    /// The trainable parameters (what an optimizer updates): Keras's `trainable_weights` /
+    /// `trainable_variables`, PyTorch's `parameters()` minus frozen ones. In a hand-written
+    /// loop, step a model's optimizer on these (`opt.step(&model.trainable_params(),
+    /// &grads)`): other parameters on the tape (another model's) are left alone.
+    #[doc(alias = "trainable_weights")]
+    #[doc(alias = "trainable_variables")]
     fn trainable_params(&self) -> Vec<Param> {
         self.named_weights().into_iter().filter(|w| w.trainable).map(|w| w.param).collect()
     }

@@ -60,6 +60,13 @@ impl Sequential {
     pub fn with_seed(seed: u64) -> Self {
         KerasModel::from_network(keel_nn::Sequential::with_seed(seed))
     }
+
+    /// The model renamed (Keras's `keras.Sequential(name="generator")`); the name heads its
+    /// summary and its saved config. Default `"sequential"`.
+    pub fn with_name(self, name: impl Into<String>) -> Self {
+        let KerasModel { net, compiled, device, batch_calls } = self;
+        KerasModel { net: net.with_name(name), compiled, device, batch_calls }
+    }
 }
 
 /// A functional Keras `Model` (from `Input`s to outputs) that can be compiled and fitted.
@@ -69,6 +76,13 @@ impl Model {
     /// The model from `inputs` to `outputs` (see [`keel_nn::Model::new`]).
     pub fn new(inputs: &[keel_nn::SymbolicTensor], outputs: &[keel_nn::SymbolicTensor]) -> Result<Self> {
         Ok(KerasModel::from_network(keel_nn::Model::new(inputs, outputs)?))
+    }
+
+    /// The model renamed (Keras's `keras.Model(inputs, outputs, name="encoder")`); the name
+    /// heads its summary and its saved config. Default `"model"`.
+    pub fn with_name(self, name: impl Into<String>) -> Self {
+        let KerasModel { net, compiled, device, batch_calls } = self;
+        KerasModel { net: net.with_name(name), compiled, device, batch_calls }
     }
 }
 
