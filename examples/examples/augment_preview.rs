@@ -14,10 +14,7 @@ const DIGITS: usize = 8;
 const COPIES: usize = 7;
 
 fn main() {
-    if let Err(e) = run() {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    }
+    keel_examples::run_main(run)
 }
 
 fn run() -> keel::Result<()> {

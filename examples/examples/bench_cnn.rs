@@ -15,10 +15,7 @@ use keel_examples::Args;
 use std::time::Instant;
 
 fn main() {
-    if let Err(e) = run() {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    }
+    keel_examples::run_main(run)
 }
 
 /// Peak resident set size of this process in MiB (`VmHWM` in /proc/self/status).

@@ -27,10 +27,7 @@ use keel::tensor::rng::Rng;
 use keel_examples::Args;
 
 fn main() {
-    if let Err(e) = run() {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    }
+    keel_examples::run_main(run)
 }
 
 /// MNIST images U8 `[N, 28, 28]` as F32 `[N, 784]` in `[0, 1]`, labels U8 `[N]` as I64 class ids.

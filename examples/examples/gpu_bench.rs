@@ -72,10 +72,7 @@ use keel_examples::Args;
 type Res<T> = Result<T, Box<dyn Error>>;
 
 fn main() {
-    if let Err(e) = run() {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    }
+    keel_examples::run_main(run)
 }
 
 /// Precision (and tensor-core kernel) of one GEMM row.

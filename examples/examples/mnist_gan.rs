@@ -178,10 +178,7 @@ impl Gan {
 }
 
 fn main() {
-    if let Err(e) = run() {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    }
+    keel_examples::run_main(run)
 }
 
 fn run() -> keel::Result<()> {

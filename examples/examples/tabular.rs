@@ -8,10 +8,7 @@ use keel::prelude::*;
 use keel_examples::Args;
 
 fn main() {
-    if let Err(e) = run() {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    }
+    keel_examples::run_main(run)
 }
 
 fn run() -> keel::Result<()> {

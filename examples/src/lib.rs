@@ -59,3 +59,12 @@ impl Args {
         Ok(Device::cuda(ordinal)?)
     }
 }
+
+/// Runs an example's body (`fn main() { keel_examples::run_main(run) }`): when it fails,
+/// prints the error and exits with status 1, so scripts see the failure.
+pub fn run_main<E: std::fmt::Display>(run: impl FnOnce() -> Result<(), E>) {
+    if let Err(e) = run() {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}

@@ -8,6 +8,7 @@
 
 mod common;
 
+use keel_nn::mixed_precision::DTypePolicy;
 use keel_nn::{
     Activation, ActivationLayer, AveragePooling1D, AveragePooling2D, BatchNormalization, Bidirectional, Conv1D,
     Conv1DPadding, Conv2D, Dense, Dropout, Embedding, Flatten, GlobalAveragePooling1D, GlobalAveragePooling2D,
@@ -518,7 +519,6 @@ fn a_model_with_two_outputs() {
 /// the validation part of a split.
 #[test]
 fn two_inputs_under_mixed_bfloat16_with_token_ids() {
-    use keel_nn::mixed_precision::DTypePolicy;
     use keel_nn::{concatenate, Input, LayerExt};
     let Some(dev) = common::gpu("two_inputs_under_mixed_bfloat16_with_token_ids") else { return };
     let dense_x = uniform(19, &[48, 4]);
@@ -572,22 +572,18 @@ fn functional_residual_block_with_add_and_concatenate() {
     agree("functional residual block (add, concatenate)", &dev, build, &x, &y);
 }
 
-/// Mixed precision on the GPU: BF16 activations, so the matmuls run on the tensor-core
-/// kernels (the pipelined one: every leading dimension here is a multiple of 8) and so does
-/// the second convolution (8 -> 8 channels), F32 weights, BF16 batch norm inputs upcast for
-/// the statistics.
-#[test]
-fn mixed_bfloat16_cnn() {
-    let Some(dev) = common::gpu("mixed_bfloat16_cnn") else { return };
+/// The mixed-precision CNN and its data: two 3x3 convolutions (the second 8 -> 8 channels,
+/// so it and its gradients run on the tensor-core convolutions), batch norm, pooling and
+/// three Dense layers (every leading dimension a multiple of 8: the pipelined tensor-core
+/// GEMM), compiled with Adam.
+fn mixed_cnn(policy: DTypePolicy) -> (impl Fn() -> Sequential, Tensor, Tensor) {
     let x = uniform(5, &[64, 8, 8, 2]);
     let labels = x.mean(&[1, 2, 3], false).unwrap().gt(&Tensor::scalar(0.0f32)).unwrap().to_dtype(DType::I64);
-    let y = labels.unwrap();
-    let build = || {
+    let build = move || {
         let mut m = Sequential::with_seed(6);
-        m.set_dtype_policy(keel_nn::mixed_precision::DTypePolicy::MixedBFloat16);
+        m.set_dtype_policy(policy);
         m.add(Conv2D::new(8, (3, 3)).padding(Padding::Same).activation(Activation::Relu).input_shape([8, 8, 2]));
         m.add(BatchNormalization::new());
-        // 8 -> 8 channels: this one (and its gradients) on the tensor-core convolutions
         m.add(Conv2D::new(8, (3, 3)).padding(Padding::Same).activation(Activation::Relu));
         m.add(MaxPooling2D::new((2, 2)));
         m.add(Flatten::new());
@@ -597,6 +593,15 @@ fn mixed_bfloat16_cnn() {
         m.compile(Adam::new(0.01), Loss::SparseCategoricalCrossentropy, &[MetricSpec::Accuracy]).unwrap();
         m
     };
+    (build, x, labels.unwrap())
+}
+
+/// Mixed precision on the GPU: BF16 activations on the tensor-core kernels, F32 weights,
+/// BF16 batch norm inputs upcast for the statistics.
+#[test]
+fn mixed_bfloat16_cnn() {
+    let Some(dev) = common::gpu("mixed_bfloat16_cnn") else { return };
+    let (build, x, y) = mixed_cnn(DTypePolicy::MixedBFloat16);
     // CPU and GPU both round every activation to BF16, but sum in different orders, so
     // a last-bit difference can flip a BF16 rounding: compare to 2e-2, not 1e-3.
     agree_within("mixed_bfloat16 CNN", &dev, 2e-2, build, &x, &y);
@@ -608,23 +613,8 @@ fn mixed_bfloat16_cnn() {
 #[test]
 fn mixed_float16_cnn_with_loss_scaling() {
     let Some(dev) = common::gpu("mixed_float16_cnn_with_loss_scaling") else { return };
-    let x = uniform(5, &[64, 8, 8, 2]);
-    let labels = x.mean(&[1, 2, 3], false).unwrap().gt(&Tensor::scalar(0.0f32)).unwrap().to_dtype(DType::I64);
-    let y = labels.unwrap();
-    let build = || {
-        let mut m = Sequential::with_seed(6);
-        m.set_dtype_policy(keel_nn::mixed_precision::DTypePolicy::MixedFloat16);
-        m.add(Conv2D::new(8, (3, 3)).padding(Padding::Same).activation(Activation::Relu).input_shape([8, 8, 2]));
-        m.add(BatchNormalization::new());
-        m.add(Conv2D::new(8, (3, 3)).padding(Padding::Same).activation(Activation::Relu));
-        m.add(MaxPooling2D::new((2, 2)));
-        m.add(Flatten::new());
-        m.add(Dense::new(32).activation(Activation::Relu));
-        m.add(Dense::new(2).activation(Activation::Softmax));
-        m.compile(Adam::new(0.01), Loss::SparseCategoricalCrossentropy, &[MetricSpec::Accuracy]).unwrap();
-        assert_eq!(m.optimizer_mut().unwrap().name(), "LossScaleOptimizer");
-        m
-    };
+    let (build, x, y) = mixed_cnn(DTypePolicy::MixedFloat16);
+    assert_eq!(build().optimizer_mut().unwrap().name(), "LossScaleOptimizer");
     // F16 keeps 3 more mantissa bits than BF16, but CPU and GPU still sum in other orders;
     // the scaler reads one number back per step (4 steps of 16)
     agree_waiting("mixed_float16 CNN", &dev, (1e-2, 6), build, &x, &y);
